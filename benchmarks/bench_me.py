@@ -1,0 +1,81 @@
+"""Authenticated "who am I": GET /v1/me and MCP `whoami` over HTTP, each against a bare route
+doing the same lookup (raw asyncpg, JWT decode), in one run."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from benchmarks.common import bench_database, load, server, table
+from core.tenancy.schemas import OrgIn, SignupIn
+from core.tenancy.service import Device, create_org, signup
+from core.uow import Database
+
+
+async def run() -> str:
+    async with bench_database() as settings:
+        db = Database(settings)
+        auth = await signup(
+            db,
+            SignupIn(
+                email="bench@example.com", password="bench-password", slug="bench-user", display_name="Bench"
+            ),
+            Device(),
+        )
+        async with db.uow() as uow:
+            from core.auth import authenticate
+
+            ctx = await authenticate(uow, auth.access_token)
+            for i in range(3):
+                await create_org(ctx, uow, OrgIn(slug=f"bench-org-{i}", name=f"Bench {i}"))
+        await db.dispose()
+        token = auth.access_token
+        headers = {"Authorization": f"Bearer {token}"}
+        mcp_headers = {
+            **headers,
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        }
+        whoami = json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+        )
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with (
+            server(settings) as base,
+            httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client,
+        ):
+            check = await client.post("/mcp", content=whoami, headers=mcp_headers)
+            assert check.status_code == 200 and '"isError":false' in check.text, check.text
+            bare = await load(
+                "bare route (asyncpg, 1 query)", lambda c: c.get("/bench/bare/me", headers=headers), client
+            )
+            rest = await load("GET /v1/me", lambda c: c.get("/v1/me", headers=headers), client)
+            mcp = await load(
+                "MCP whoami over HTTP", lambda c: c.post("/mcp", content=whoami, headers=mcp_headers), client
+            )
+            tools = await _tool_list_sizes(client, mcp_headers)
+        return table('Authenticated "who am I" (3 memberships)', [bare, rest, mcp], bare) + "\n" + tools
+
+
+async def _tool_list_sizes(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}})
+    listed = (await client.post("/mcp", content=body, headers=headers)).json()["result"]["tools"]
+    by_set: dict[str, list[dict[str, object]]] = {}
+    from servers.mcp import select_tools, toolsets
+    from tools.base import ToolRuntime
+
+    names = {t.name: t.toolset for t in select_tools(toolsets(ToolRuntime(None, "x")), ["all"], False)}  # type: ignore[arg-type]
+    for tool in listed:
+        by_set.setdefault(names.get(tool["name"], "?"), []).append(tool)
+    total = len(json.dumps(listed, separators=(",", ":")))
+    lines = [
+        "",
+        "MCP tools/list (default toolsets), JSON size (tokens ~ bytes/4)",
+        f"  {'toolset':12} {'tools':>6} {'bytes':>8} {'~tokens':>8}",
+    ]
+    for name, items in sorted(by_set.items()):
+        size = len(json.dumps(items, separators=(",", ":")))
+        lines.append(f"  {name:12} {len(items):6d} {size:8d} {size // 4:8d}")
+    lines.append(f"  {'total':12} {len(listed):6d} {total:8d} {total // 4:8d}")
+    return "\n".join(lines)

@@ -1,0 +1,171 @@
+"""Shared benchmark plumbing: a fresh database, a real server process, a load loop, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from core.config import Settings
+from core.embedded import DATABASE, ensure_database
+from core.embedded import start as start_embedded
+from core.migrate import create_database, drop_database, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+
+
+@dataclass
+class Result:
+    label: str
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+    statements: list[int] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    @property
+    def stmts(self) -> str:
+        return f"{statistics.mean(self.statements):.1f}" if self.statements else "-"
+
+
+def table(title: str, results: list[Result], baseline: Result) -> str:
+    lines = [
+        "",
+        title,
+        f"  {'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'SQL/req':>8}"
+        f" {'vs baseline':>12} {'errors':>7}",
+    ]
+    for r in results:
+        ratio = r.rps / baseline.rps if baseline.rps else float("nan")
+        lines.append(
+            f"  {r.label:34} {r.rps:9.0f} {r.pct(0.5):8.2f} {r.pct(0.99):8.2f} {r.stmts:>8}"
+            f" {ratio:11.2f}x {r.errors:7d}"
+        )
+    return "\n".join(lines)
+
+
+async def load(
+    label: str,
+    send: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+    client: httpx.AsyncClient,
+    seconds: float = SECONDS,
+    concurrency: int = CONCURRENCY,
+) -> Result:
+    result = Result(label)
+    # Warm up (connection pools, caches) before measuring.
+    warm_until = time.perf_counter() + min(1.0, seconds / 4)
+    while time.perf_counter() < warm_until:
+        await send(client)
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            response = await send(client)
+            took = time.perf_counter() - t0
+            if response.status_code >= 400:
+                result.errors += 1
+                continue
+            result.latencies.append(took)
+            header = response.headers.get("x-db-statements")
+            if header is not None:
+                result.statements.append(int(header))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+@asynccontextmanager
+async def bench_database() -> AsyncIterator[Settings]:
+    """A fresh, migrated database on DATABASE_URL's server or the embedded one; dropped after."""
+    admin = os.environ.get("DATABASE_URL")
+    if not admin:
+        admin = start_embedded(ROOT / ".atlilith" / "bench").url(DATABASE)
+        await ensure_database(admin, DATABASE)
+    name = f"atlilith_bench_{secrets.token_hex(3)}"
+    await create_database(admin, name)
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    settings = Settings(
+        env="test",
+        database_url=url,
+        jwt_secret="bench-secret-" + "z" * 40,
+        relay_enabled=False,
+        expose_db_stats=True,
+        log_level="warning",
+        log_format="json",
+        data_dir=ROOT / ".atlilith" / "bench-data",
+        password_hash_profile="cheapest",
+    )
+    await migrate(settings)
+    try:
+        yield settings
+    finally:
+        await drop_database(admin, name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def server(settings: Settings) -> AsyncIterator[str]:
+    """The app (plus the bare baseline routes) in its own process, as in production."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
+        "ATLILITH_EXPOSE_DB_STATS": "1",
+        "ATLILITH_RELAY_ENABLED": "0",
+        "ATLILITH_LOG_LEVEL": "warning",
+        "ATLILITH_LOG_FORMAT": "json",
+        "ATLILITH_PORT": str(port),
+        "ATLILITH_DATA_DIR": str(settings.data_dir),
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.server"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as c:
+            for _ in range(200):
+                try:
+                    if (await c.get(f"{base}/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("bench server did not start")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

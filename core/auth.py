@@ -1,0 +1,352 @@
+"""Credentials shared by REST and MCP: passwords (argon2), session tokens (PyJWT), API keys,
+refresh tokens, and turning any of them into a live `TenantContext`."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.profiles import CHEAPEST, RFC_9106_LOW_MEMORY
+from sqlalchemy import text
+
+from core.config import Settings
+from core.context import ALL_SCOPES, Principal, PrincipalKind, Role, TenantContext
+from core.errors import PermissionDenied, Unauthenticated
+
+if TYPE_CHECKING:
+    from core.uow import UnitOfWork
+
+API_KEY_PREFIX = "atl_"
+REFRESH_PREFIX = "atr_"
+_API_KEY_RE = re.compile(r"^atl_([a-z0-9]{8})_([A-Za-z0-9_-]{32,64})$")
+_BEARER_RE = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# --- passwords -------------------------------------------------------------------------------
+
+
+class Passwords:
+    """argon2id hashing; verification runs off the event loop (it is deliberately slow)."""
+
+    def __init__(self, profile: str = "default") -> None:
+        params = CHEAPEST if profile == "cheapest" else RFC_9106_LOW_MEMORY
+        self._hasher = PasswordHasher.from_parameters(params)
+        # Verifying against this keeps failed logins for unknown users as slow as real ones.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        def check() -> bool:
+            try:
+                return self._hasher.verify(stored_hash or self._dummy, password) and stored_hash is not None
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(check)
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(stored_hash)
+
+
+# --- session tokens --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    person_id: uuid.UUID
+    session_id: uuid.UUID
+    device_id: str
+    org_id: uuid.UUID | None
+    org_role: str | None
+    scopes: frozenset[str]
+    expires_at: dt.datetime
+
+
+class Tokens:
+    algorithm = "HS256"
+
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.resolved_jwt_secret()
+        self.audience = settings.jwt_audience
+        self.issuer = settings.jwt_issuer
+        self.ttl = dt.timedelta(seconds=settings.access_token_ttl_seconds)
+
+    def issue(
+        self,
+        *,
+        person_id: uuid.UUID,
+        session_id: uuid.UUID,
+        device_id: str,
+        org_id: uuid.UUID | None,
+        org_role: str | None,
+        scopes: frozenset[str] = frozenset({ALL_SCOPES}),
+        ttl: dt.timedelta | None = None,
+    ) -> tuple[str, dt.datetime]:
+        now = utcnow()
+        expires = now + (ttl or self.ttl)
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": str(person_id),
+            "sid": str(session_id),
+            "device_id": device_id,
+            "org_id": str(org_id) if org_id else None,
+            "org_role": org_role,
+            "scope": " ".join(sorted(scopes)),
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._secret, algorithm=self.algorithm), expires
+
+    def decode(self, token: str) -> AccessClaims:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[self.algorithm],  # never "none", never a key-confusion algorithm
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "sid", "aud", "iss"]},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated(
+                "the access token has expired",
+                code="token_expired",
+                hint="get a new one with POST /v1/auth/refresh, or sign in again",
+            ) from exc
+        except jwt.InvalidAudienceError as exc:
+            raise Unauthenticated(
+                "the access token was issued for another audience",
+                code="token_wrong_audience",
+                hint=f"use a token issued for {self.audience!r}",
+            ) from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(
+                "the access token is not valid",
+                code="token_invalid",
+                hint="sign in again (POST /v1/auth/login) or use an API key",
+            ) from exc
+        try:
+            org = claims.get("org_id")
+            return AccessClaims(
+                person_id=uuid.UUID(claims["sub"]),
+                session_id=uuid.UUID(claims["sid"]),
+                device_id=str(claims.get("device_id") or ""),
+                org_id=uuid.UUID(org) if org else None,
+                org_role=claims.get("org_role"),
+                scopes=frozenset(str(claims.get("scope") or "").split()),
+                expires_at=dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Unauthenticated("the access token is malformed", code="token_invalid") from exc
+
+
+# --- API keys and refresh tokens ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    token: str  # shown once
+    prefix: str
+    secret_hash: str
+
+
+def new_api_key() -> NewApiKey:
+    prefix = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(8))
+    secret = secrets.token_urlsafe(32)
+    return NewApiKey(
+        token=f"{API_KEY_PREFIX}{prefix}_{secret}", prefix=prefix, secret_hash=sha256_hex(secret)
+    )
+
+
+def parse_api_key(token: str) -> tuple[str, str] | None:
+    match = _API_KEY_RE.match(token)
+    if not match:
+        return None
+    return match.group(1), sha256_hex(match.group(2))
+
+
+def new_refresh_token() -> tuple[str, str]:
+    token = REFRESH_PREFIX + secrets.token_urlsafe(40)
+    return token, sha256_hex(token)
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+# --- credentials -> context ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A bearer credential checked for form (and signature, for tokens); not yet for liveness."""
+
+    raw: str
+    claims: AccessClaims | None = None
+    api_key: tuple[str, str] | None = None  # (prefix, secret hash)
+
+
+def bearer_from_header(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    match = _BEARER_RE.match(authorization)
+    return match.group(1) if match else None
+
+
+def parse_credential(raw: str | None, tokens: Tokens) -> Credential:
+    if not raw:
+        raise Unauthenticated(
+            "no credential was sent",
+            code="missing_credential",
+            hint="send `Authorization: Bearer <access token or API key>`",
+        )
+    if raw.startswith(API_KEY_PREFIX):
+        parsed = parse_api_key(raw)
+        if parsed is None:
+            raise Unauthenticated("the API key is malformed", code="api_key_invalid")
+        return Credential(raw=raw, api_key=parsed)
+    return Credential(raw=raw, claims=tokens.decode(raw))
+
+
+_RESOLVE_SQL = text(
+    "SELECT * FROM platform.resolve_context("
+    ":person, :session, :key_prefix, :key_hash, :org_id, :org_slug, :trace)"
+)
+
+
+async def resolve_context(
+    uow: UnitOfWork,
+    credential: Credential,
+    org: str | uuid.UUID | None = None,
+    *,
+    use_token_org: bool = True,
+) -> TenantContext:
+    """Re-read the person, session or key, and membership, in one statement, and bind the
+    transaction's row-level-security settings to the resulting context.
+
+    `org`: a slug or id the caller asks to act in; None = the credential's own org (token claim or
+    key binding) when `use_token_org`, else personal. The literal "personal" forces personal.
+    """
+    claims = credential.claims
+    org_id: uuid.UUID | None = None
+    org_slug: str | None = None
+    if isinstance(org, uuid.UUID):
+        org_id = org
+    elif isinstance(org, str) and org and org != "personal":
+        org_slug = org.strip().lower()
+    elif org is None and use_token_org and claims is not None:
+        org_id = claims.org_id
+
+    row = (
+        await uow.session.execute(
+            _RESOLVE_SQL,
+            {
+                "person": claims.person_id if claims else None,
+                "session": claims.session_id if claims else None,
+                "key_prefix": credential.api_key[0] if credential.api_key else None,
+                "key_hash": credential.api_key[1] if credential.api_key else None,
+                "org_id": org_id,
+                "org_slug": org_slug,
+                "trace": uow.trace_id,
+            },
+        )
+    ).one_or_none()
+
+    if row is None:
+        if credential.api_key:
+            raise Unauthenticated(
+                "the API key is unknown, revoked or expired",
+                code="api_key_invalid",
+                hint="create a new key (POST /v1/api-keys) and use it",
+            )
+        raise Unauthenticated("the person behind this token no longer exists", code="token_invalid")
+    if row.person_status != "active":
+        raise Unauthenticated(
+            "this account is suspended",
+            code="account_suspended",
+            hint="contact the platform operator",
+        )
+    if claims is not None and not row.session_ok:
+        raise Unauthenticated(
+            "this session has been signed out",
+            code="session_revoked",
+            hint="sign in again (POST /v1/auth/login)",
+        )
+
+    if credential.api_key:
+        key_org: uuid.UUID | None = row.key_org_id
+        principal = Principal(
+            kind=PrincipalKind.API_KEY,
+            person_id=row.person_id,
+            scopes=frozenset(row.key_scopes or ()),
+            api_key_id=row.key_id,
+            org_id=key_org,
+            org_bound=key_org is not None,
+        )
+        asked_elsewhere = org == "personal" or (bool(org_id or org_slug) and row.org_id != key_org)
+        if key_org is not None and asked_elsewhere:
+            raise PermissionDenied(
+                "this API key is bound to another org",
+                code="api_key_org_mismatch",
+                hint="omit `org`, or use a key created for that org or without an org",
+            )
+    else:
+        assert claims is not None
+        principal = Principal(
+            kind=PrincipalKind.SESSION,
+            person_id=claims.person_id,
+            scopes=claims.scopes or frozenset({ALL_SCOPES}),
+            session_id=claims.session_id,
+            device_id=claims.device_id,
+            org_id=claims.org_id,
+        )
+
+    wanted_org = org_id or org_slug or (principal.org_id if principal.org_bound else None)
+    if wanted_org is not None and row.role is None:
+        raise PermissionDenied(
+            f"you are not a member of the org {org_slug or str(wanted_org)!r} (or it does not exist)",
+            code="not_a_member",
+            hint="list your orgs with GET /v1/orgs; act in your personal context by omitting the org",
+        )
+    ctx = TenantContext(
+        principal=principal,
+        person_id=row.person_id,
+        person_slug=row.person_slug,
+        org_id=row.org_id if row.role else None,
+        org_slug=row.org_slug if row.role else None,
+        role=Role(row.role) if row.role else None,
+        trace_id=uow.trace_id,
+    )
+    uow.ctx = ctx
+    return ctx
+
+
+async def authenticate(
+    uow: UnitOfWork, raw_token: str | None, org: str | uuid.UUID | None = None, *, use_token_org: bool = True
+) -> TenantContext:
+    return await resolve_context(
+        uow, parse_credential(raw_token, uow.db.tokens), org, use_token_org=use_token_org
+    )

@@ -1,0 +1,130 @@
+"""One Settings object, read from the environment (prefix ATLILITH_, plus DATABASE_URL)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATLILITH_", extra="ignore", frozen=True)
+
+    env: Literal["dev", "test", "production"] = "dev"
+
+    # --- database -------------------------------------------------------------------------
+    # The admin/owner URL: migrations run with it. Unset = embedded PostgreSQL in data_dir.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "ATLILITH_DATABASE_URL")
+    )
+    # The URL the app itself uses; derived from database_url with the app role when unset.
+    app_database_url: str | None = None
+    app_db_password: str | None = None
+    db_owner_role: str = "atlilith_owner"
+    db_app_role: str = "atlilith_app"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    data_dir: Path = Path(".atlilith")
+
+    # --- http -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=3040, ge=1, le=65535)
+    public_url: str | None = None  # e.g. https://api.atlilith.com; default http://host:port
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Benchmarks need a statement count per request; off unless asked for.
+    expose_db_stats: bool = False
+
+    # --- auth -----------------------------------------------------------------------------
+    jwt_secret: str | None = None  # dev generates one and keeps it in data_dir
+    jwt_audience: str = "atlilith"
+    jwt_issuer: str = "atlilith"
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
+    password_hash_profile: Literal["default", "cheapest"] = "default"  # noqa: S105
+    login_max_failures: int = Field(default=10, ge=1)
+    login_lockout_seconds: int = Field(default=900, ge=1)
+
+    # --- mcp ------------------------------------------------------------------------------
+    token: str | None = None  # identity for `atlilith mcp` over stdio
+    toolsets: Annotated[list[str] | None, NoDecode] = None  # None = every default toolset
+    read_only: bool = False
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    )
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+    )
+
+    # --- events ---------------------------------------------------------------------------
+    relay_enabled: bool = True
+    relay_batch_size: int = Field(default=100, ge=1, le=1000)
+    relay_poll_seconds: float = Field(default=5.0, gt=0)
+    handler_max_attempts: int = Field(default=8, ge=1, le=100)
+    handler_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    handler_backoff_max_seconds: float = Field(default=600.0, gt=0)
+    outbox_retention_days: int = Field(default=7, ge=1)
+    inngest_app_id: str = Field(default="atlilith", validation_alias=AliasChoices("INNGEST_APP_ID"))
+    inngest_event_key: str | None = Field(default=None, validation_alias=AliasChoices("INNGEST_EVENT_KEY"))
+    inngest_signing_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("INNGEST_SIGNING_KEY")
+    )
+    inngest_base_url: str | None = Field(default=None, validation_alias=AliasChoices("INNGEST_BASE_URL"))
+    inngest_event_api_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("INNGEST_EVENT_API_BASE_URL")
+    )
+    inngest_dev: bool = Field(default=False, validation_alias=AliasChoices("INNGEST_DEV"))
+
+    # --- misc -----------------------------------------------------------------------------
+    log_format: Literal["auto", "json", "pretty"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    seed_password: str | None = None
+    default_phone_region: str = "US"
+
+    @field_validator("toolsets", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()] or None
+        return value
+
+    @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def inngest_enabled(self) -> bool:
+        """Events go to Inngest when it is configured; otherwise handlers run in-process."""
+        return bool(self.inngest_event_key or self.inngest_event_api_base_url or self.inngest_dev)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def resolved_jwt_secret(self) -> str:
+        """The signing secret: configured, or generated once and kept (0600) in the data dir."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        if self.env == "production":
+            raise RuntimeError("ATLILITH_JWT_SECRET must be set in production")
+        path = self.data_dir.resolve() / "jwt-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,111 @@
+"""Engines, sessions, the declarative Base and the per-request statement counter."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql import func
+from sqlalchemy.types import DateTime, Uuid
+
+# Stable constraint names: errors map a violated constraint to a precise domain error by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# One Postgres schema per component; components may reference `platform`, never each other.
+SCHEMAS = ("platform",)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        uuid.UUID: Uuid(as_uuid=True),
+        dt.datetime: DateTime(timezone=True),
+    }
+
+
+def uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(primary_key=True, default=uuid.uuid4)
+
+
+def created_at() -> Mapped[dt.datetime]:
+    return mapped_column(server_default=func.now(), nullable=False)
+
+
+def updated_at() -> Mapped[dt.datetime]:
+    return mapped_column(server_default=func.now(), onupdate=func.now(), nullable=False)
+
+
+def asyncpg_url(url: str | URL) -> URL:
+    """Accept postgres://, postgresql:// or postgresql+asyncpg:// and return the asyncpg form."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.drivername in {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}:
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername != "postgresql+asyncpg":
+        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}: PostgreSQL only")
+    return parsed
+
+
+def with_role(url: str | URL, role: str, password: str | None) -> URL:
+    return asyncpg_url(url).set(username=role, password=password)
+
+
+def asyncpg_dsn(url: str | URL) -> str:
+    """A DSN raw asyncpg understands (benchmarks and LISTEN use asyncpg directly)."""
+    return asyncpg_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass
+class StatementStats:
+    count: int = 0
+
+
+_stats: ContextVar[StatementStats | None] = ContextVar("atlilith_stmt_stats", default=None)
+
+
+def start_statement_count() -> StatementStats:
+    stats = StatementStats()
+    _stats.set(stats)
+    return stats
+
+
+def _count_statement(*_: Any, **__: Any) -> None:
+    stats = _stats.get()
+    if stats is not None:
+        stats.count += 1
+
+
+def make_engine(url: str | URL, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    engine = create_async_engine(
+        asyncpg_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        # JSONB columns hold caller data; keep non-ASCII text as is.
+        json_serializer=_json_dumps,
+    )
+    event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
+    return engine
+
+
+def _json_dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)

@@ -1,0 +1,121 @@
+"""Idempotency keys: a retried write returns the first result instead of acting twice.
+
+The key row is inserted in the same transaction as the work, so the work and the record of it
+commit together: a crash leaves neither, a concurrent retry waits on the key's unique index and
+then reads the committed result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+from sqlalchemy import Index, Text, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.context import TenantContext
+from core.db import Base, created_at, uuid_pk
+from core.errors import FieldIssue, ValidationFailed
+from core.uow import UnitOfWork
+
+T = TypeVar("T", bound=BaseModel)
+_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        Index("uq_idempotency_keys_person_id_key", "person_id", "key", unique=True),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+        {"schema": "platform"},
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    person_id: Mapped[uuid.UUID]
+    key: Mapped[str] = mapped_column(Text)
+    operation: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[dt.datetime] = created_at()
+
+
+def check_key(key: str) -> str:
+    if not _KEY_RE.match(key):
+        raise ValidationFailed(
+            "the idempotency key must be 1-200 visible ASCII characters",
+            code="invalid_idempotency_key",
+            hint="use a UUID per logical operation",
+            errors=[FieldIssue("Idempotency-Key", "1-200 visible ASCII characters")],
+        )
+    return key
+
+
+def fingerprint(operation: str, ctx: TenantContext, payload: Any) -> str:
+    canonical = json.dumps(
+        {"op": operation, "tenant": str(ctx.tenant_id), "payload": to_jsonable_python(payload)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_CLAIM = text(
+    "INSERT INTO platform.idempotency_keys (id, person_id, key, operation, fingerprint)"
+    " VALUES (:id, :person, :key, :op, :fp) ON CONFLICT (person_id, key) DO NOTHING RETURNING id"
+)
+_EXISTING = text(
+    "SELECT operation, fingerprint, response FROM platform.idempotency_keys"
+    " WHERE person_id = :person AND key = :key"
+)
+_STORE = text("UPDATE platform.idempotency_keys SET response = CAST(:response AS jsonb) WHERE id = :id")
+
+
+async def idempotent(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    key: str | None,
+    operation: str,
+    payload: Any,
+    out: type[T],
+    work: Callable[[], Awaitable[T]],
+) -> T:
+    """Run `work` once per (person, key). A retry with the same key and the same request gets the
+    stored result; the same key with a different request is refused."""
+    if key is None:
+        return await work()
+    key = check_key(key)
+    fp = fingerprint(operation, ctx, payload)
+    claimed = (
+        await uow.session.execute(
+            _CLAIM, {"id": uuid.uuid4(), "person": ctx.person_id, "key": key, "op": operation, "fp": fp}
+        )
+    ).scalar_one_or_none()
+    if claimed is None:
+        row = (await uow.session.execute(_EXISTING, {"person": ctx.person_id, "key": key})).one()
+        if row.operation != operation or row.fingerprint != fp or row.response is None:
+            raise ValidationFailed(
+                "this idempotency key was used for a different request",
+                code="idempotency_key_reused",
+                hint="use a new key for a new operation; reuse a key only to retry the same request",
+            )
+        return out.model_validate(row.response)
+    result = await work()
+    await uow.session.execute(
+        _STORE, {"id": claimed, "response": json.dumps(result.model_dump(mode="json"), ensure_ascii=False)}
+    )
+    return result
+
+
+async def purge_expired(uow: UnitOfWork, older_than: dt.timedelta = dt.timedelta(hours=24)) -> int:
+    result = await uow.session.execute(
+        text("DELETE FROM platform.idempotency_keys WHERE created_at < now() - :age"), {"age": older_than}
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,154 @@
+"""Database set-up: roles, schemas, Alembic migrations and the app role's grants.
+
+Migrations run as the owner role (objects belong to it); the app connects as a separate
+non-superuser role, so row-level security applies to every query it makes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from core.config import Settings
+from core.db import SCHEMAS, asyncpg_url
+from core.observability import get_logger
+
+log = get_logger("atlilith.migrate")
+# Alembic's version table lives apart from component schemas; the app role gets no grant on it.
+META_SCHEMA = "atlilith_meta"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _ident(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"unsafe SQL identifier {name!r}")
+    return f'"{name}"'
+
+
+def alembic_config(schemas: tuple[str, ...] = SCHEMAS) -> Config:
+    cfg = Config()
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
+    cfg.attributes["schemas"] = schemas
+    return cfg
+
+
+async def create_database(admin_url: str | URL, name: str) -> None:
+    """CREATE DATABASE on the server of `admin_url` (tests give each session its own)."""
+    engine = create_async_engine(asyncpg_url(admin_url), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f"CREATE DATABASE {_ident(name)}"))
+    finally:
+        await engine.dispose()
+
+
+async def drop_database(admin_url: str | URL, name: str) -> None:
+    engine = create_async_engine(asyncpg_url(admin_url), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)"))
+    finally:
+        await engine.dispose()
+
+
+def _setup_roles(sync_conn: Connection, settings: Settings) -> None:
+    owner, app = settings.db_owner_role, settings.db_app_role
+    me = sync_conn.execute(
+        text("SELECT current_user, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user")
+    ).one()
+    db = sync_conn.execute(text("SELECT current_database()")).scalar_one()
+    can_create = bool(me.rolsuper or me.rolcreaterole)
+    existing = set(
+        sync_conn.execute(
+            text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:names)"), {"names": [owner, app]}
+        ).scalars()
+    )
+    if can_create:
+        for role, login in ((owner, False), (app, True)):
+            if role in existing or role == me.current_user:
+                continue
+            # Another process (a parallel test session) may create it first: tolerate that.
+            sync_conn.execute(
+                text(
+                    "DO $$ BEGIN "
+                    f"CREATE ROLE {_ident(role)} {'LOGIN' if login else 'NOLOGIN'} NOSUPERUSER NOBYPASSRLS"
+                    " NOCREATEDB NOCREATEROLE; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+                )
+            )
+        if settings.app_db_password:
+            sync_conn.execute(
+                text(f"ALTER ROLE {_ident(app)} PASSWORD :pw").bindparams(pw=settings.app_db_password)
+            )
+        if me.current_user != owner and not me.rolsuper:
+            sync_conn.execute(text(f"GRANT {_ident(owner)} TO {_ident(me.current_user)}"))
+    else:
+        missing = {owner, app} - existing - {me.current_user}
+        if missing:
+            raise RuntimeError(
+                f"roles {sorted(missing)} do not exist and {me.current_user!r} may not create them; "
+                "create them as described in README (Database roles) and run migrate again"
+            )
+    if me.current_user != owner:
+        sync_conn.execute(text(f"GRANT CONNECT, CREATE ON DATABASE {_ident(db)} TO {_ident(owner)}"))
+    sync_conn.execute(text(f"GRANT CONNECT ON DATABASE {_ident(db)} TO {_ident(app)}"))
+    sync_conn.execute(text("CREATE EXTENSION IF NOT EXISTS btree_gist"))
+    sync_conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+
+
+def _grant_app(sync_conn: Connection, settings: Settings) -> None:
+    """Give the app role DML (never DDL, never ownership) on every schema the owner owns."""
+    owner, app = _ident(settings.db_owner_role), _ident(settings.db_app_role)
+    schemas = sync_conn.execute(
+        text(
+            "SELECT nspname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner"
+            " WHERE r.rolname = :owner AND nspname <> :meta"
+        ),
+        {"owner": settings.db_owner_role, "meta": META_SCHEMA},
+    ).scalars()
+    for schema in schemas:
+        s = _ident(schema)
+        sync_conn.execute(text(f"GRANT USAGE ON SCHEMA {s} TO {app}"))
+        sync_conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {app}"))
+        sync_conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {app}"))
+        sync_conn.execute(text(f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {s} FROM PUBLIC"))
+        sync_conn.execute(text(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {app}"))
+    del owner
+
+
+def _migrate_sync(sync_conn: Connection, settings: Settings, revision: str) -> None:
+    _setup_roles(sync_conn, settings)
+    sync_conn.commit()
+    current = sync_conn.execute(text("SELECT current_user")).scalar_one()
+    if current != settings.db_owner_role:
+        sync_conn.execute(text(f"SET ROLE {_ident(settings.db_owner_role)}"))
+        sync_conn.commit()  # SET ROLE is session-wide; Alembic opens its own transactions
+    sync_conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {META_SCHEMA}"))
+    sync_conn.commit()
+    cfg = alembic_config()
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, revision)
+    sync_conn.commit()
+    _grant_app(sync_conn, settings)
+    sync_conn.commit()
+    sync_conn.execute(text("RESET ROLE"))
+    sync_conn.commit()
+
+
+async def migrate(settings: Settings, revision: str = "heads") -> None:
+    """Create roles (when allowed), migrate as the owner role, grant the app role. Idempotent."""
+    if not settings.database_url:
+        raise RuntimeError("no database configured")
+    engine = create_async_engine(asyncpg_url(settings.database_url))
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(_migrate_sync, settings, revision)
+    finally:
+        await engine.dispose()
+    log.info("migrated", revision=revision)

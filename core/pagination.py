@@ -1,0 +1,71 @@
+"""Keyset pagination: `limit` (default 20, max 100) and an opaque cursor naming the last row."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from core.errors import FieldIssue, ValidationFailed
+
+T = TypeVar("T")
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class PageRequest(BaseModel):
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, max_length=512)
+
+
+def encode_cursor(*values: Any) -> str:
+    def plain(v: Any) -> Any:
+        if isinstance(v, dt.datetime):
+            return {"t": v.isoformat()}
+        if isinstance(v, uuid.UUID):
+            return {"u": str(v)}
+        return v
+
+    raw = json.dumps([plain(v) for v in values], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list[Any]:
+    def typed(v: Any) -> Any:
+        if isinstance(v, dict) and "t" in v:
+            return dt.datetime.fromisoformat(v["t"])
+        if isinstance(v, dict) and "u" in v:
+            return uuid.UUID(v["u"])
+        return v
+
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(values, list) or len(values) != arity:
+            raise ValueError("wrong arity")
+        return [typed(v) for v in values]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValidationFailed(
+            "the cursor is not valid for this list",
+            code="invalid_cursor",
+            hint="pass back `next_cursor` exactly as returned, with the same filters",
+            errors=[FieldIssue("cursor", "not a cursor this list produced")],
+        ) from exc
+
+
+def page_of(rows: list[T], limit: int, key: Any) -> Page[T]:
+    """`rows` was fetched with limit+1; `key(row)` gives the cursor values of a row."""
+    more = len(rows) > limit
+    items = rows[:limit]
+    return Page[T](items=items, next_cursor=encode_cursor(*key(items[-1])) if more and items else None)

@@ -1,0 +1,101 @@
+"""`atlilith seed`: the design's bootstrap data, idempotent (a second run changes nothing).
+
+Person `transquinnftw` owns org `cocotte`, whose brand sites are `cocotte.maison` and
+`sansonnet.maison`, with a few clients. Everything goes through the same service functions as
+the API; a second provider is onboarded the same way, with no code change.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from core.context import Principal, PrincipalKind, Role, TenantContext
+from core.tenancy import service
+from core.tenancy.models import Brand, Client, Org, Person, PersonCredential
+from core.tenancy.schemas import BrandIn, ClientIn, OrgIn
+from core.uow import Database
+
+PERSON_SLUG = "transquinnftw"
+PERSON_EMAIL = "transquinnftw@cocotte.maison"
+ORG_SLUG = "cocotte"
+BRANDS = (
+    ("cocotte-maison", "Cocotte", "cocotte.maison", {"theme": "cocotte", "locale": "fr-FR"}),
+    ("sansonnet-maison", "Sansonnet", "sansonnet.maison", {"theme": "sansonnet", "locale": "fr-FR"}),
+)
+CLIENTS = (
+    ("Camille Laurent", "camille.laurent@example.com", "+33612345678"),
+    ("Jules Moreau", "jules.moreau@example.com", "+33698765432"),
+    ("Inès Garnier", "ines.garnier@example.com", None),
+)
+
+
+@dataclass
+class SeedReport:
+    person_created: bool
+    generated_password: str | None
+    org_created: bool
+    brands_created: int
+    clients_created: int
+
+
+async def seed(db: Database, password: str | None = None) -> SeedReport:
+    generated: str | None = None
+    async with db.system() as uow:
+        person = (
+            await uow.session.execute(select(Person).where(Person.slug == PERSON_SLUG))
+        ).scalar_one_or_none()
+        person_created = person is None
+        if person is None:
+            if password is None:
+                generated = password = secrets.token_urlsafe(12)
+            person = Person(id=uuid.uuid4(), slug=PERSON_SLUG, email=PERSON_EMAIL, display_name="Quinn")
+            uow.session.add(person)
+            await uow.session.flush()
+            uow.session.add(
+                PersonCredential(person_id=person.id, password_hash=await db.passwords.hash(password))
+            )
+            uow.emit("platform/person.created", {"slug": PERSON_SLUG, "via": "seed"}, person_id=person.id)
+        person_id = person.id
+
+        principal = Principal(kind=PrincipalKind.SYSTEM, person_id=person_id)
+        personal = TenantContext(principal=principal, person_id=person_id, person_slug=PERSON_SLUG)
+        uow.ctx = personal  # events emitted below name the seeded person as actor
+        org = (await uow.session.execute(select(Org).where(Org.slug == ORG_SLUG))).scalar_one_or_none()
+        org_created = org is None
+        if org is None:
+            created = await service.create_org(personal, uow, OrgIn(slug=ORG_SLUG, name="Cocotte"))
+            org_id = created.id
+        else:
+            org_id = org.id
+        in_org = TenantContext(
+            principal=principal,
+            person_id=person_id,
+            person_slug=PERSON_SLUG,
+            org_id=org_id,
+            org_slug=ORG_SLUG,
+            role=Role.OWNER,
+        )
+        uow.ctx = in_org
+        existing_brands = set(
+            (await uow.session.execute(select(Brand.slug).where(Brand.org_id == org_id))).scalars()
+        )
+        brands = 0
+        for slug, name, domain, config in BRANDS:
+            if slug not in existing_brands:
+                await service.create_brand(
+                    in_org, uow, BrandIn(slug=slug, name=name, domains=[domain], config=config)
+                )
+                brands += 1
+        existing_emails = set(
+            (await uow.session.execute(select(Client.email).where(Client.org_id == org_id))).scalars()
+        )
+        clients = 0
+        for name, email, phone in CLIENTS:
+            if email not in existing_emails:
+                await service.create_client(in_org, uow, ClientIn(name=name, email=email, phone=phone))
+                clients += 1
+    return SeedReport(person_created, generated, org_created, brands, clients)

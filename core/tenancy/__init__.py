@@ -1,0 +1,1 @@
+"""Tenancy: persons, orgs, members, invitations, brands, clients, sessions and API keys."""

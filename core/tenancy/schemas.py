@@ -1,0 +1,300 @@
+"""Request and response shapes shared by REST, MCP and events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.validation import (
+    STRICT_INPUT,
+    Email,
+    Hostname,
+    Name,
+    Notes,
+    Password,
+    Slug,
+    SlugRef,
+    bounded_json,
+)
+
+RoleName = Literal["owner", "admin", "member"]
+AssignableRole = Literal["admin", "member"]
+SiteConfig = Annotated[dict[str, Any], bounded_json(64 * 1024)]
+OrgSettings = Annotated[dict[str, Any], bounded_json(16 * 1024)]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- persons, auth ----------------------------------------------------------------------------
+
+
+class SignupIn(BaseModel):
+    model_config = STRICT_INPUT
+    email: Email
+    password: Password
+    slug: Slug = Field(description="Your public handle: 3-40 lowercase letters, digits, hyphens.")
+    display_name: Name
+    device_id: str | None = Field(default=None, max_length=128)
+
+
+class LoginIn(BaseModel):
+    model_config = STRICT_INPUT
+    login: str = Field(min_length=3, max_length=254, description="Your email or your slug.")
+    password: str = Field(min_length=1, max_length=256)
+    device_id: str | None = Field(default=None, max_length=128)
+
+
+class RefreshIn(BaseModel):
+    model_config = STRICT_INPUT
+    refresh_token: str = Field(min_length=10, max_length=256)
+
+
+class LogoutIn(BaseModel):
+    model_config = STRICT_INPUT
+    all_devices: bool = False
+
+
+class SwitchIn(BaseModel):
+    model_config = STRICT_INPUT
+    org: SlugRef | None = Field(description="The org slug to act in, or null for your personal context.")
+
+
+class PasswordChangeIn(BaseModel):
+    model_config = STRICT_INPUT
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: Password
+
+
+class PersonUpdateIn(BaseModel):
+    model_config = STRICT_INPUT
+    display_name: Name
+
+
+class PersonOut(Out):
+    id: uuid.UUID
+    slug: str
+    display_name: str
+    email: str | None = Field(description="Shown only to the person themself.")
+
+
+class PersonRef(Out):
+    id: uuid.UUID
+    slug: str
+    display_name: str
+
+
+class OrgRef(Out):
+    id: uuid.UUID
+    slug: str
+    name: str
+
+
+class ContextOut(BaseModel):
+    kind: Literal["personal", "org"]
+    org: OrgRef | None = None
+    role: RoleName | None = None
+
+
+class MembershipOut(BaseModel):
+    org: OrgRef
+    role: RoleName
+    joined_at: dt.datetime
+
+
+class CredentialOut(BaseModel):
+    kind: Literal["session", "api_key"]
+    scopes: list[str]
+    api_key_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+
+
+class MeOut(BaseModel):
+    person: PersonOut
+    context: ContextOut
+    memberships: list[MembershipOut]
+    credential: CredentialOut
+
+
+class AuthOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    expires_at: dt.datetime
+    refresh_token: str | None = Field(
+        default=None, description="Single use; present it to POST /v1/auth/refresh for a new pair."
+    )
+    refresh_expires_at: dt.datetime | None = None
+    person: PersonOut
+    context: ContextOut
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+class ApiKeyIn(BaseModel):
+    model_config = STRICT_INPUT
+    name: Name
+    scopes: list[str] = Field(
+        min_length=1, max_length=50, description="e.g. ['tenancy:read', 'messaging:ingest'], or ['*']."
+    )
+    org: SlugRef | None = Field(default=None, description="Bind the key to one org; null = any of yours.")
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class ApiKeyOut(Out):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    org: OrgRef | None = None
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    token: str = Field(description="The key itself. Shown once: store it now.")
+
+
+# --- orgs, members, invitations --------------------------------------------------------------
+
+
+class OrgIn(BaseModel):
+    model_config = STRICT_INPUT
+    slug: Slug
+    name: Name
+
+
+class OrgUpdateIn(BaseModel):
+    model_config = STRICT_INPUT
+    name: Name | None = None
+    slug: Slug | None = Field(default=None, description="Renaming the slug needs the owner.")
+    settings: OrgSettings | None = None
+
+
+class OrgOut(Out):
+    id: uuid.UUID
+    slug: str
+    name: str
+    owner: PersonRef
+    role: RoleName = Field(description="Your role in this org.")
+    settings: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class TransferIn(BaseModel):
+    model_config = STRICT_INPUT
+    person: SlugRef = Field(description="Slug of the member who becomes owner.")
+
+
+class MemberIn(BaseModel):
+    model_config = STRICT_INPUT
+    person: SlugRef = Field(description="Slug of the person to add.")
+    role: AssignableRole = "member"
+
+
+class MemberUpdateIn(BaseModel):
+    model_config = STRICT_INPUT
+    role: AssignableRole
+
+
+class MemberOut(BaseModel):
+    person: PersonOut
+    role: RoleName
+    joined_at: dt.datetime
+
+
+class InvitationIn(BaseModel):
+    model_config = STRICT_INPUT
+    email: Email | None = None
+    person: SlugRef | None = None
+    role: AssignableRole = "member"
+    expires_in_days: int = Field(default=7, ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _one_invitee(self) -> InvitationIn:
+        if (self.email is None) == (self.person is None):
+            raise ValueError("give exactly one of `email` or `person`")
+        return self
+
+
+class InvitationOut(BaseModel):
+    id: uuid.UUID
+    org: OrgRef
+    email: str | None
+    invitee: PersonRef | None
+    role: AssignableRole
+    status: Literal["pending", "accepted", "declined", "revoked", "expired"]
+    invited_by: PersonRef | None
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    responded_at: dt.datetime | None
+
+
+# --- brands and clients ---------------------------------------------------------------------
+
+
+class BrandIn(BaseModel):
+    model_config = STRICT_INPUT
+    slug: Slug
+    name: Name
+    domains: list[Hostname] = Field(default_factory=list, max_length=20)
+    config: SiteConfig = Field(default_factory=dict, description="Site configuration (JSON, up to 64 KiB).")
+
+
+class BrandUpdateIn(BaseModel):
+    model_config = STRICT_INPUT
+    name: Name | None = None
+    domains: list[Hostname] | None = Field(default=None, max_length=20)
+    config: SiteConfig | None = None
+
+
+class BrandOut(BaseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+    domains: list[str]
+    config: dict[str, Any]
+    context: Literal["personal", "org"]
+    org_id: uuid.UUID | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ClientIn(BaseModel):
+    model_config = STRICT_INPUT
+    name: Name
+    email: Email | None = None
+    phone: str | None = Field(default=None, min_length=3, max_length=40)
+    notes: Notes | None = None
+
+
+class ClientUpdateIn(BaseModel):
+    model_config = STRICT_INPUT
+    name: Name | None = None
+    email: Email | None = None
+    phone: str | None = Field(default=None, min_length=3, max_length=40)
+    notes: Notes | None = None
+
+
+class ClientOut(Out):
+    id: uuid.UUID
+    name: str
+    email: str | None
+    phone: str | None
+    notes: str | None
+    org_id: uuid.UUID | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: Literal[True] = True

@@ -1,0 +1,261 @@
+"""The unit of work: one transaction, the tenant settings row-level security reads, and the
+events emitted inside it (written to the outbox in the same transaction)."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from pydantic_core import to_jsonable_python
+from sqlalchemy import insert, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from core.auth import Passwords, Tokens
+from core.config import Settings
+from core.context import TenantContext
+from core.db import make_engine, make_sessionmaker, with_role
+from core.errors import Conflict, DomainError, Unavailable, error_for_constraint
+from core.observability import current_trace_id, get_logger, new_trace_id
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+
+log = get_logger("atlilith.uow")
+
+
+class Mode(StrEnum):
+    ANONYMOUS = "none"  # nothing tenant-owned is visible until resolve_context binds a person
+    USER = "user"  # a person in a context; org visibility re-checked against membership
+    SERVICE = "service"  # the platform acting for one tenant (handlers, jobs)
+    SYSTEM = "system"  # the platform across tenants (relay, sign-up, sweeps)
+
+
+_SETTINGS_SQL = text(
+    "SELECT set_config('app.mode', :mode, true), set_config('app.person_id', :person, true),"
+    " set_config('app.org_id', :org, true), set_config('app.trace_id', :trace, true)"
+)
+
+
+class Database:
+    """What every door needs to reach the core: engine, sessions, token and password services."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or make_engine(
+            app_database_url(settings),
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        self.sessionmaker: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
+        self.tokens = Tokens(settings)
+        self.passwords = Passwords(settings.password_hash_profile)
+
+    def uow(self, *, trace_id: str | None = None) -> UnitOfWork:
+        """An anonymous unit of work; `core.auth.resolve_context` binds it to a caller."""
+        return UnitOfWork(self, Mode.ANONYMOUS, trace_id=trace_id)
+
+    def system(self, *, trace_id: str | None = None) -> UnitOfWork:
+        return UnitOfWork(self, Mode.SYSTEM, trace_id=trace_id)
+
+    def service(
+        self, person_id: uuid.UUID | None, org_id: uuid.UUID | None, *, trace_id: str | None = None
+    ) -> UnitOfWork:
+        return UnitOfWork(self, Mode.SERVICE, person_id=person_id, org_id=org_id, trace_id=trace_id)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except (OSError, DBAPIError):
+            return False
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def app_database_url(settings: Settings) -> str:
+    if settings.app_database_url:
+        return settings.app_database_url
+    if not settings.database_url:
+        raise RuntimeError("no database configured: set DATABASE_URL or start the embedded server")
+    return with_role(settings.database_url, settings.db_app_role, settings.app_db_password).render_as_string(
+        hide_password=False
+    )
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        db: Database,
+        mode: Mode,
+        *,
+        person_id: uuid.UUID | None = None,
+        org_id: uuid.UUID | None = None,
+        trace_id: str | None = None,
+    ) -> None:
+        self.db = db
+        self.mode = mode
+        self.person_id = person_id
+        self.org_id = org_id
+        self.trace_id = trace_id or current_trace_id() or new_trace_id()
+        self.ctx: TenantContext | None = None
+        self._events: list[dict[str, Any]] = []
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("the unit of work is not open")
+        return self._session
+
+    async def __aenter__(self) -> Self:
+        self._session = self.db.sessionmaker()
+        if self.mode is not Mode.ANONYMOUS:
+            try:
+                await self.apply_settings()
+            except (OperationalError, InterfaceError, OSError) as err:
+                await self._session.close()
+                self._session = None
+                raise translate_db_error(err) from err
+        return self
+
+    async def apply_settings(self) -> None:
+        await self.session.execute(
+            _SETTINGS_SQL,
+            {
+                "mode": self.mode.value,
+                "person": str(self.person_id) if self.person_id else "",
+                "org": str(self.org_id) if self.org_id else "",
+                "trace": self.trace_id,
+            },
+        )
+
+    async def act_as_service(self, person_id: uuid.UUID | None, org_id: uuid.UUID | None) -> None:
+        """Narrow this transaction to one tenant (an event handler working for it)."""
+        self.mode, self.person_id, self.org_id = Mode.SERVICE, person_id, org_id
+        await self.apply_settings()
+
+    async def act_as_system(self) -> None:
+        self.mode, self.person_id, self.org_id = Mode.SYSTEM, None, None
+        await self.apply_settings()
+
+    # --- events ---------------------------------------------------------------------------
+
+    def emit(
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        person_id: uuid.UUID | None = None,
+        org_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        """Queue an event; it is written to the outbox in this transaction, so it exists exactly
+        when the change it describes does. Names are `{domain}/{entity}.{action}`."""
+        from core.events import validate_event_name
+
+        validate_event_name(name)
+        ctx = self.ctx
+        pid = person_id or (ctx.person_id if ctx else self.person_id)
+        oid = org_id if org_id is not None else (ctx.org_id if ctx else self.org_id)
+        event_id = uuid.uuid4()
+        payload: dict[str, Any] = to_jsonable_python(data)
+        payload.update(
+            {
+                "trace_id": self.trace_id,
+                "person_id": str(pid) if pid else None,
+                "org_id": str(oid) if oid else None,
+                "tenant_id": str(oid or pid) if (oid or pid) else None,
+            }
+        )
+        self._events.append(
+            {
+                "id": event_id,
+                "name": name,
+                "data": payload,
+                "person_id": pid,
+                "org_id": oid,
+                "trace_id": self.trace_id,
+            }
+        )
+        return event_id
+
+    async def flush_events(self) -> None:
+        if not self._events:
+            return
+        from core.events import outbox_table
+
+        table: Table = outbox_table
+        # One multi-row INSERT; a statement trigger NOTIFYs the relay when this commits.
+        await self.session.execute(insert(table).values(self._events))
+        self._events = []
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def commit(self) -> None:
+        await self.flush_events()
+        await self.session.commit()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session = self.session
+        try:
+            if exc is None:
+                await self.commit()
+            else:
+                self._events = []
+                await session.rollback()
+        except IntegrityError as err:
+            await session.rollback()
+            raise translate_db_error(err) from err
+        except (OperationalError, InterfaceError, OSError) as err:
+            await _safe_rollback(session)
+            raise translate_db_error(err) from err
+        finally:
+            await session.close()
+            self._session = None
+        if isinstance(exc, IntegrityError | OperationalError | InterfaceError | OSError):
+            raise translate_db_error(exc) from exc
+
+
+async def _safe_rollback(session: AsyncSession) -> None:
+    try:
+        await session.rollback()
+    except (DBAPIError, OSError):  # the connection is already gone
+        log.warning("rollback_failed")
+
+
+def _constraint_name(err: BaseException) -> str | None:
+    orig = getattr(err, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        name = getattr(candidate, "constraint_name", None)
+        if name:
+            return str(name)
+    return None
+
+
+def translate_db_error(err: BaseException) -> DomainError:
+    """Map a database failure to a domain error without leaking SQL or data."""
+    if isinstance(err, IntegrityError):
+        mapped = error_for_constraint(_constraint_name(err))
+        if mapped is not None:
+            return mapped
+        log.warning("unmapped_integrity_error", constraint=_constraint_name(err))
+        return Conflict(
+            "the change conflicts with existing data",
+            code="conflict",
+            hint="reload the resource and try again",
+        )
+    log.error("database_unavailable", error=type(err).__name__)
+    return Unavailable(
+        "the database is unavailable",
+        code="database_unavailable",
+        hint="retry in a few seconds",
+    )

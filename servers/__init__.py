@@ -1,0 +1,1 @@
+"""Transports: the FastAPI app (REST + MCP over HTTP + Inngest), the CLI, MCP over stdio."""

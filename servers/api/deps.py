@@ -1,0 +1,91 @@
+"""What a REST route needs: the database, the caller's credential, the context to act in."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from core.auth import authenticate
+from core.context import TenantContext
+from core.observability import current_trace_id
+from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
+from core.uow import Database, UnitOfWork
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An access token (POST /v1/auth/login) or an API key (`atl_...`).",
+)
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+class Caller:
+    """The bearer credential and the org the request asks for; nothing is trusted until
+    `context()` re-reads them from the database inside the request's transaction."""
+
+    def __init__(self, db: Database, token: str | None, org_header: str | None) -> None:
+        self.db = db
+        self.token = token
+        self.org_header = org_header
+
+    @asynccontextmanager
+    async def context(
+        self, org: str | uuid.UUID | None = None, *, person_level: bool = False
+    ) -> AsyncIterator[tuple[TenantContext, UnitOfWork]]:
+        """Open the request's unit of work bound to the caller's context. `org`: a slug or id
+        to act in (routes under /v1/orgs/{slug}), or "personal"; when None, the X-Atlilith-Org
+        header, else the credential's own org claim or binding. `person_level`: the operation
+        concerns the person whatever the context (sign-out, keys, invitations, own orgs), so
+        neither the token's org nor the header applies."""
+        async with self.db.uow(trace_id=current_trace_id()) as uow:
+            if person_level:
+                ctx = await authenticate(uow, self.token, None, use_token_org=False)
+            else:
+                ctx = await authenticate(
+                    uow, self.token, org if org is not None else (self.org_header or None)
+                )
+            yield ctx, uow
+
+
+async def get_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    x_atlilith_org: Annotated[
+        str | None,
+        Header(
+            description="Act in this org (slug), or `personal`. Default: the token's context.",
+            max_length=40,
+        ),
+    ] = None,
+) -> Caller:
+    return Caller(get_db(request), credentials.credentials if credentials else None, x_atlilith_org)
+
+
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size.")] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` from the previous page.")
+    ] = None,
+) -> PageRequest:
+    return PageRequest(limit=limit, cursor=cursor)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+PageDep = Annotated[PageRequest, Depends(page_request)]
+DbDep = Annotated[Database, Depends(get_db)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Retrying with the same key returns the first result instead of acting twice.",
+    ),
+]

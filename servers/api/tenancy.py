@@ -1,0 +1,250 @@
+"""/v1/orgs (members, invitations, transfer), /v1/brands, /v1/clients."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, status
+
+from core.idempotency import idempotent
+from core.pagination import Page
+from core.tenancy import service
+from core.tenancy.schemas import (
+    BrandIn,
+    BrandOut,
+    BrandUpdateIn,
+    ClientIn,
+    ClientOut,
+    ClientUpdateIn,
+    InvitationIn,
+    InvitationOut,
+    MemberIn,
+    MemberOut,
+    MemberUpdateIn,
+    OrgIn,
+    OrgOut,
+    OrgUpdateIn,
+    TransferIn,
+)
+from core.validation import SLUG_PATTERN
+from servers.api.deps import CallerDep, IdempotencyKey, PageDep
+
+router = APIRouter()
+OrgSlug = Annotated[str, Path(pattern=SLUG_PATTERN, description="The org's slug.")]
+PersonSlug = Annotated[str, Path(pattern=SLUG_PATTERN, description="The person's slug.")]
+
+# --- orgs -----------------------------------------------------------------------------------------
+
+
+@router.post("/v1/orgs", status_code=status.HTTP_201_CREATED, response_model=OrgOut, tags=["orgs"])
+async def create_org(data: OrgIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> OrgOut:
+    """Create an org; you become its owner."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await idempotent(
+            ctx, uow, idempotency_key, "orgs.create", data, OrgOut, lambda: service.create_org(ctx, uow, data)
+        )
+
+
+@router.get("/v1/orgs", response_model=Page[OrgOut], tags=["orgs"])
+async def list_orgs(caller: CallerDep, page: PageDep) -> Page[OrgOut]:
+    """Orgs you belong to, with your role in each."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.list_orgs(ctx, uow, page)
+
+
+@router.get("/v1/orgs/{slug}", response_model=OrgOut, tags=["orgs"])
+async def get_org(slug: OrgSlug, caller: CallerDep) -> OrgOut:
+    async with caller.context(slug) as (ctx, uow):
+        return await service.get_org(ctx, uow)
+
+
+@router.patch("/v1/orgs/{slug}", response_model=OrgOut, tags=["orgs"])
+async def update_org(slug: OrgSlug, data: OrgUpdateIn, caller: CallerDep) -> OrgOut:
+    """Rename or reconfigure (owner or admin; the slug only by the owner)."""
+    async with caller.context(slug) as (ctx, uow):
+        return await service.update_org(ctx, uow, data)
+
+
+@router.delete("/v1/orgs/{slug}", status_code=status.HTTP_204_NO_CONTENT, tags=["orgs"])
+async def delete_org(slug: OrgSlug, caller: CallerDep) -> None:
+    """Delete the org with its members, invitations, brands and clients (owner only)."""
+    async with caller.context(slug) as (ctx, uow):
+        await service.delete_org(ctx, uow)
+
+
+@router.post("/v1/orgs/{slug}/transfer", response_model=OrgOut, tags=["orgs"])
+async def transfer(slug: OrgSlug, data: TransferIn, caller: CallerDep) -> OrgOut:
+    """Hand ownership to another member (owner only); you stay on as admin."""
+    async with caller.context(slug) as (ctx, uow):
+        return await service.transfer_ownership(ctx, uow, data)
+
+
+@router.get("/v1/orgs/{slug}/members", response_model=Page[MemberOut], tags=["orgs"])
+async def list_members(slug: OrgSlug, caller: CallerDep, page: PageDep) -> Page[MemberOut]:
+    async with caller.context(slug) as (ctx, uow):
+        return await service.list_members(ctx, uow, page)
+
+
+@router.post(
+    "/v1/orgs/{slug}/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut, tags=["orgs"]
+)
+async def add_member(
+    slug: OrgSlug, data: MemberIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> MemberOut:
+    """Add a person (by slug) as admin or member (owner or admin)."""
+    async with caller.context(slug) as (ctx, uow):
+        return await idempotent(
+            ctx,
+            uow,
+            idempotency_key,
+            "members.add",
+            data,
+            MemberOut,
+            lambda: service.add_member(ctx, uow, data),
+        )
+
+
+@router.patch("/v1/orgs/{slug}/members/{person}", response_model=MemberOut, tags=["orgs"])
+async def update_member(
+    slug: OrgSlug, person: PersonSlug, data: MemberUpdateIn, caller: CallerDep
+) -> MemberOut:
+    async with caller.context(slug) as (ctx, uow):
+        return await service.update_member(ctx, uow, person, data)
+
+
+@router.delete("/v1/orgs/{slug}/members/{person}", status_code=status.HTTP_204_NO_CONTENT, tags=["orgs"])
+async def remove_member(slug: OrgSlug, person: PersonSlug, caller: CallerDep) -> None:
+    """Remove a member (owner or admin), or leave the org by naming yourself."""
+    async with caller.context(slug) as (ctx, uow):
+        await service.remove_member(ctx, uow, person)
+
+
+@router.get("/v1/orgs/{slug}/invitations", response_model=Page[InvitationOut], tags=["orgs"])
+async def list_invitations(
+    slug: OrgSlug,
+    caller: CallerDep,
+    page: PageDep,
+    status_filter: Annotated[
+        Literal["pending", "accepted", "declined", "revoked", "expired"] | None, Query(alias="status")
+    ] = None,
+) -> Page[InvitationOut]:
+    async with caller.context(slug) as (ctx, uow):
+        return await service.list_invitations(ctx, uow, page, status_filter)
+
+
+@router.post(
+    "/v1/orgs/{slug}/invitations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=InvitationOut,
+    tags=["orgs"],
+)
+async def create_invitation(
+    slug: OrgSlug, data: InvitationIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> InvitationOut:
+    """Invite by email or person slug (owner or admin). The invitee accepts from their account."""
+    async with caller.context(slug) as (ctx, uow):
+        return await idempotent(
+            ctx,
+            uow,
+            idempotency_key,
+            "invitations.create",
+            data,
+            InvitationOut,
+            lambda: service.create_invitation(ctx, uow, data),
+        )
+
+
+@router.delete("/v1/orgs/{slug}/invitations/{invitation_id}", response_model=InvitationOut, tags=["orgs"])
+async def revoke_invitation(slug: OrgSlug, invitation_id: uuid.UUID, caller: CallerDep) -> InvitationOut:
+    async with caller.context(slug) as (ctx, uow):
+        return await service.revoke_invitation(ctx, uow, invitation_id)
+
+
+# --- brands ---------------------------------------------------------------------------------------
+
+
+@router.get("/v1/brands", response_model=Page[BrandOut], tags=["brands"])
+async def list_brands(caller: CallerDep, page: PageDep) -> Page[BrandOut]:
+    """Brands of the current context (personal, or the org of your token / X-Atlilith-Org)."""
+    async with caller.context() as (ctx, uow):
+        return await service.list_brands(ctx, uow, page)
+
+
+@router.post("/v1/brands", status_code=status.HTTP_201_CREATED, response_model=BrandOut, tags=["brands"])
+async def create_brand(data: BrandIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> BrandOut:
+    async with caller.context() as (ctx, uow):
+        return await idempotent(
+            ctx,
+            uow,
+            idempotency_key,
+            "brands.create",
+            data,
+            BrandOut,
+            lambda: service.create_brand(ctx, uow, data),
+        )
+
+
+@router.get("/v1/brands/{brand_id}", response_model=BrandOut, tags=["brands"])
+async def get_brand(brand_id: uuid.UUID, caller: CallerDep) -> BrandOut:
+    async with caller.context() as (ctx, uow):
+        return await service.get_brand(ctx, uow, brand_id)
+
+
+@router.patch("/v1/brands/{brand_id}", response_model=BrandOut, tags=["brands"])
+async def update_brand(brand_id: uuid.UUID, data: BrandUpdateIn, caller: CallerDep) -> BrandOut:
+    async with caller.context() as (ctx, uow):
+        return await service.update_brand(ctx, uow, brand_id, data)
+
+
+@router.delete("/v1/brands/{brand_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["brands"])
+async def delete_brand(brand_id: uuid.UUID, caller: CallerDep) -> None:
+    async with caller.context() as (ctx, uow):
+        await service.delete_brand(ctx, uow, brand_id)
+
+
+# --- clients --------------------------------------------------------------------------------------
+
+
+@router.get("/v1/clients", response_model=Page[ClientOut], tags=["clients"])
+async def list_clients(
+    caller: CallerDep,
+    page: PageDep,
+    q: Annotated[str | None, Query(max_length=200, description="Match name, email or phone.")] = None,
+) -> Page[ClientOut]:
+    async with caller.context() as (ctx, uow):
+        return await service.list_clients(ctx, uow, page, q)
+
+
+@router.post("/v1/clients", status_code=status.HTTP_201_CREATED, response_model=ClientOut, tags=["clients"])
+async def create_client(
+    data: ClientIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> ClientOut:
+    async with caller.context() as (ctx, uow):
+        return await idempotent(
+            ctx,
+            uow,
+            idempotency_key,
+            "clients.create",
+            data,
+            ClientOut,
+            lambda: service.create_client(ctx, uow, data),
+        )
+
+
+@router.get("/v1/clients/{client_id}", response_model=ClientOut, tags=["clients"])
+async def get_client(client_id: uuid.UUID, caller: CallerDep) -> ClientOut:
+    async with caller.context() as (ctx, uow):
+        return await service.get_client(ctx, uow, client_id)
+
+
+@router.patch("/v1/clients/{client_id}", response_model=ClientOut, tags=["clients"])
+async def update_client(client_id: uuid.UUID, data: ClientUpdateIn, caller: CallerDep) -> ClientOut:
+    async with caller.context() as (ctx, uow):
+        return await service.update_client(ctx, uow, client_id, data)
+
+
+@router.delete("/v1/clients/{client_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["clients"])
+async def delete_client(client_id: uuid.UUID, caller: CallerDep) -> None:
+    async with caller.context() as (ctx, uow):
+        await service.delete_client(ctx, uow, client_id)

@@ -1,0 +1,125 @@
+"""The FastAPI app: REST routers, MCP over streamable HTTP at /mcp, Inngest at /api/inngest."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.routing import Route
+
+from core import __version__
+from core.config import Settings, get_settings
+from core.events import Relay, Sink
+from core.observability import get_logger
+from core.uow import Database
+from servers import mcp as mcp_door
+from servers.api import auth as auth_api
+from servers.api import tenancy as tenancy_api
+from servers.middleware import BodyLimit, RequestContext
+from servers.problems import install_problem_handlers
+
+log = get_logger("atlilith.app")
+
+DESCRIPTION = """Atlilith's REST API for the provider portal and peer services.
+
+Authenticate with `Authorization: Bearer <token>`: an access token from `POST /v1/auth/login`
+or an API key. Each request acts in one context: personal, or one org you belong to (the
+token's context, or `X-Atlilith-Org`). Errors are RFC 9457 problem+json with a stable `code`
+and a `hint`. Lists paginate with `limit` and `cursor`."""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    run_relay: bool | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    database = db or Database(settings)
+    mcp_server = mcp_door.build_server(database)
+    mcp_app = mcp_door.http_app(mcp_server, database)
+    sink: Sink | None = None
+    inngest_client = None
+    if settings.inngest_enabled:
+        from servers import inngest as inngest_door
+
+        inngest_client = inngest_door.make_client(settings)
+        sink = inngest_door.InngestSink(inngest_client)
+    relay_on = settings.relay_enabled if run_relay is None else run_relay
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            # Mounted inside FastAPI, the MCP app's own lifespan does not run: enter it here.
+            await stack.enter_async_context(mcp_server.session_manager.run())
+            stop = asyncio.Event()
+            task: asyncio.Task[None] | None = None
+            if relay_on:
+                relay = Relay(database, sink)
+                app.state.relay = relay
+                task = asyncio.create_task(relay.run(stop), name="atlilith-relay")
+            log.info("app_started", version=__version__, relay=relay_on, inngest=sink is not None)
+            try:
+                yield
+            finally:
+                stop.set()
+                if task is not None:
+                    await asyncio.wait_for(task, timeout=10)
+                if db is None:
+                    await database.dispose()
+
+    app = FastAPI(
+        title="Atlilith",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.db = database
+    app.state.settings = settings
+    app.state.mcp = mcp_server
+    install_problem_handlers(app)
+
+    @app.get("/health", tags=["health"])
+    async def health() -> JSONResponse:
+        """Liveness and database reachability: 200 when ready, 503 while the database is out."""
+        db_ok = await database.ping()
+        body: dict[str, Any] = {
+            "name": "atlilith",
+            "version": __version__,
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(),
+            "status": "ok" if db_ok else "degraded",
+            "database": "ok" if db_ok else "unavailable",
+        }
+        return JSONResponse(body, status_code=200 if db_ok else 503)
+
+    app.include_router(auth_api.router)
+    app.include_router(tenancy_api.router)
+    if inngest_client is not None:
+        from servers import inngest as inngest_door
+
+        inngest_door.mount(app, database, inngest_client)
+
+    # MCP over streamable HTTP (and its RFC 9728 metadata), after the REST routes.
+    for path in ("/mcp", "/.well-known/oauth-protected-resource/mcp"):
+        app.router.routes.append(Route(path, endpoint=mcp_app))
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Trace-Id"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext, expose_db_stats=settings.expose_db_stats)
+    return app

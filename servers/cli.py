@@ -1,0 +1,222 @@
+"""The `atlilith` command: dev, serve, migrate, seed, mcp (stdio), token."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from core.config import Settings, get_settings
+from core.embedded import DATABASE, EmbeddedServer, ensure_database
+from core.embedded import start as start_embedded
+from core.errors import DomainError
+from core.observability import configure_logging, get_logger
+
+cli = typer.Typer(
+    name="atlilith",
+    help="Atlilith: the platform for independent providers and their orgs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+log = get_logger("atlilith.cli")
+
+PortOpt = Annotated[
+    int | None, typer.Option("--port", envvar="ATLILITH_PORT", help="HTTP port (default 3040).")
+]
+HostOpt = Annotated[str | None, typer.Option("--host", envvar="ATLILITH_HOST", help="Bind address.")]
+
+
+def _settings(**overrides: object) -> Settings:
+    base = get_settings()
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return base.model_copy(update=clean) if clean else base
+
+
+def _database(settings: Settings) -> tuple[Settings, EmbeddedServer | None]:
+    """Use DATABASE_URL, or start (or join) the embedded PostgreSQL in the data dir."""
+    if settings.database_url:
+        return settings, None
+    server = start_embedded(settings.data_dir)
+    url = server.url(DATABASE)
+    asyncio.run(ensure_database(url, DATABASE))
+    return settings.model_copy(update={"database_url": url}), server
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _migrate(settings: Settings) -> None:
+    from core.migrate import migrate
+
+    asyncio.run(migrate(settings))
+
+
+def _seed(settings: Settings) -> None:
+    from core.seed import seed
+    from core.uow import Database
+
+    async def run() -> None:
+        db = Database(settings)
+        try:
+            report = await seed(db, settings.seed_password)
+        finally:
+            await db.dispose()
+        if report.person_created:
+            typer.secho("Seeded person transquinnftw, org cocotte, its brands and clients.", err=True)
+        if report.generated_password:
+            typer.secho(
+                f"  sign in as transquinnftw with password: {report.generated_password}"
+                "  (shown once; set ATLILITH_SEED_PASSWORD to choose it)",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+
+    asyncio.run(run())
+
+
+def _serve(settings: Settings) -> None:
+    from servers.app import create_app
+
+    app = create_app(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    typer.secho(
+        f"Atlilith on {base}  ·  REST docs {base}/docs  ·  MCP {base}/mcp  ·  Ctrl-C stops",
+        fg=typer.colors.GREEN,
+        err=True,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")
+
+
+@cli.command()
+def dev(port: PortOpt = None, host: HostOpt = None) -> None:
+    """Start the database (embedded unless DATABASE_URL), migrate, seed, serve REST + MCP."""
+    settings = _settings(port=port, host=host)
+    configure_logging(settings)
+    settings, _server = _database(settings)
+    _migrate(settings)
+    _seed(settings)
+    _serve(settings)
+
+
+@cli.command()
+def serve(port: PortOpt = None, host: HostOpt = None) -> None:
+    """Serve REST + MCP over HTTP (no migration, no seed)."""
+    settings = _settings(port=port, host=host)
+    configure_logging(settings)
+    settings, _server = _database(settings)
+    _serve(settings)
+
+
+@cli.command()
+def migrate() -> None:
+    """Create roles (when allowed) and apply migrations as the owner role."""
+    settings = get_settings()
+    configure_logging(settings)
+    settings, _server = _database(settings)
+    _migrate(settings)
+    typer.secho("Database is up to date.", err=True)
+
+
+@cli.command()
+def seed() -> None:
+    """Create the bootstrap data (idempotent)."""
+    settings = get_settings()
+    configure_logging(settings)
+    settings, _server = _database(settings)
+    _seed(settings)
+
+
+@cli.command()
+def mcp(
+    toolsets: Annotated[
+        str | None, typer.Option("--toolsets", envvar="ATLILITH_TOOLSETS", help="Comma-separated, or 'all'.")
+    ] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Serve only read tools.")] = False,
+) -> None:
+    """MCP over stdio for a local agent. Identity: ATLILITH_TOKEN (session token or API key)."""
+    settings = get_settings()
+    configure_logging(settings)
+    if not settings.token:
+        _fail("set ATLILITH_TOKEN to an access token or API key (see `atlilith token --help`)")
+    settings, _server = _database(settings)
+    names = [t.strip() for t in toolsets.split(",") if t.strip()] if toolsets else None
+    asyncio.run(_run_stdio(settings, names, read_only or settings.read_only))
+
+
+async def _run_stdio(settings: Settings, toolsets: list[str] | None, read_only: bool) -> None:
+    from core.auth import authenticate
+    from core.events import Relay
+    from core.uow import Database
+    from servers.mcp import build_server
+
+    db = Database(settings)
+    assert settings.token is not None
+    try:
+        async with db.uow() as uow:
+            ctx = await authenticate(uow, settings.token, None, use_token_org=False)
+        log.info("mcp_stdio_identity", person=ctx.person_slug)
+    except DomainError as err:
+        await db.dispose()
+        _fail(f"ATLILITH_TOKEN was refused: {err.code}: {err.message}")
+    try:
+        server = build_server(db, static_token=settings.token, toolset_names=toolsets, read_only=read_only)
+    except ValueError as exc:
+        await db.dispose()
+        _fail(str(exc))
+    stop = asyncio.Event()
+    relay_task = (
+        asyncio.create_task(Relay(db).run(stop))
+        if settings.relay_enabled and not settings.inngest_enabled
+        else None
+    )
+    try:
+        await server.run_stdio_async()
+    finally:
+        stop.set()
+        if relay_task is not None:
+            await relay_task
+        await db.dispose()
+
+
+@cli.command()
+def token(
+    person: Annotated[str, typer.Option("--person", help="Slug of the person.")],
+    org: Annotated[str | None, typer.Option("--org", help="Act in this org (slug).")] = None,
+    ttl_minutes: Annotated[int, typer.Option("--ttl-minutes", min=1, max=60 * 24 * 30)] = 60 * 24,
+) -> None:
+    """Print a session token for a local operator (needs database access)."""
+    settings = get_settings()
+    configure_logging(settings)
+    settings, _server = _database(settings)
+
+    async def run() -> str:
+        from core.tenancy.service import operator_token
+        from core.uow import Database
+
+        db = Database(settings)
+        try:
+            out = await operator_token(
+                db, person.lower(), org.lower() if org else None, dt.timedelta(minutes=ttl_minutes)
+            )
+            return out.access_token
+        finally:
+            await db.dispose()
+
+    try:
+        sys.stdout.write(asyncio.run(run()) + "\n")
+    except DomainError as err:
+        _fail(f"{err.code}: {err.message}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

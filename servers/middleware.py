@@ -1,0 +1,175 @@
+"""Pure ASGI middleware: trace ids and request logs, and the request body limit."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.db import start_statement_count
+from core.observability import current_trace_id, get_logger, trace, trace_id_from_headers
+
+log = get_logger("atlilith.http")
+
+
+class RequestContext:
+    """Every request gets a trace id (from `traceparent`, else new), echoed as `X-Trace-Id`
+    and bound to every log line written while it runs."""
+
+    def __init__(self, app: ASGIApp, *, expose_db_stats: bool = False) -> None:
+        self.app = app
+        self.expose_db_stats = expose_db_stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        trace_id = trace_id_from_headers(headers.get("traceparent"), headers.get("x-trace-id"))
+        stats = start_statement_count()
+        started = time.perf_counter()
+        status = 500
+
+        started_flag = [False]
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                started_flag[0] = True
+                status = message["status"]
+                extra = [(b"x-trace-id", trace_id.encode())]
+                if self.expose_db_stats:
+                    extra.append((b"x-db-statements", str(stats.count).encode()))
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        with trace(trace_id):
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except Exception as exc:
+                # The one place an unexpected error becomes a response: logged with its trace
+                # id, answered with a bare 500 problem (no message, no SQL, no stack).
+                log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
+                if not started_flag[0]:
+                    await internal_error(scope, receive, send_wrapper)
+            finally:
+                path = scope.get("path", "")
+                if path != "/health":
+                    log.info(
+                        "request",
+                        method=scope.get("method"),
+                        path=path,
+                        status=status,
+                        ms=round((time.perf_counter() - started) * 1000, 1),
+                        db_statements=stats.count,
+                    )
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413 before they are read into memory, whether the
+    client declares Content-Length or streams chunks."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.overrides = overrides or {}
+
+    def _limit_for(self, path: str) -> int:
+        for prefix, limit in self.overrides.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit_for(scope.get("path", ""))
+        declared: int | None = None
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+        if declared is not None:
+            if declared > limit:
+                await _too_large(send, limit)
+                return
+            # The server enforces Content-Length framing, so the body cannot exceed it.
+            await self.app(scope, receive, send)
+            return
+        # Chunked upload of unknown size: buffer up to the limit, then replay it to the app.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _too_large(send, limit)
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        await self.app(
+            scope,
+            _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive),
+            send,
+        )
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body: dict[str, Any] = {
+        "type": "https://atlilith.dev/problems/payload_too_large",
+        "title": "Payload too large",
+        "status": 413,
+        "detail": f"the request body is larger than {limit} bytes",
+        "code": "payload_too_large",
+        "hint": "send less per request (split batches)",
+        "trace_id": current_trace_id(),
+    }
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def internal_error(scope: Scope, receive: Receive, send: Send) -> None:
+    from servers.problems import problem_response
+
+    response = problem_response(
+        500,
+        "internal_error",
+        "Internal error",
+        "something went wrong on our side; nothing was changed",
+        hint="retry; if it persists, report the trace_id",
+    )
+    await response(scope, receive, send)

@@ -1,0 +1,127 @@
+"""RFC 9457 problem+json for every error the REST door returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import DomainError, FieldIssue, ValidationFailed
+from core.observability import current_trace_id, get_logger
+
+log = get_logger("atlilith.http")
+PROBLEM_TYPE = "https://atlilith.dev/problems/"
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    hint: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if hint:
+        body["hint"] = hint
+    if errors:
+        body["errors"] = errors
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body})
+    body["trace_id"] = current_trace_id()
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def domain_problem(err: DomainError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if err.status == 401:
+        headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{err.code}"'
+    if "retry_after" in err.extra:
+        headers["Retry-After"] = str(err.extra["retry_after"])
+    return problem_response(
+        err.status,
+        err.code,
+        err.title,
+        err.message,
+        hint=err.hint,
+        errors=[e.as_dict() for e in err.errors] or None,
+        extra=err.extra,
+        headers=headers or None,
+    )
+
+
+def _field_name(loc: tuple[Any, ...]) -> tuple[str, str]:
+    where = str(loc[0]) if loc else "body"
+    rest = (
+        [str(p) for p in loc[1:]]
+        if where in {"body", "query", "path", "header", "cookie"}
+        else list(map(str, loc))
+    )
+    return ".".join(rest) or where, where
+
+
+def validation_problem(exc: RequestValidationError) -> JSONResponse:
+    errors: list[dict[str, Any]] = []
+    malformed = False
+    for err in exc.errors():
+        kind = str(err.get("type", "invalid"))
+        if kind == "json_invalid":
+            malformed = True
+        field, where = _field_name(tuple(err.get("loc", ())))
+        message = str(err.get("msg", "invalid"))
+        if kind == "extra_forbidden":
+            message = "unknown field"
+        errors.append({**FieldIssue(field, message, kind).as_dict(), "in": where})
+    if malformed:
+        return problem_response(
+            400,
+            "malformed_json",
+            "Malformed JSON",
+            "the request body is not valid JSON",
+            hint="send a JSON document with Content-Type: application/json",
+            errors=errors,
+        )
+    fields = ", ".join(sorted({e["field"] for e in errors}))
+    return problem_response(
+        422,
+        ValidationFailed.default_code,
+        ValidationFailed.title,
+        f"invalid input: {fields}",
+        hint="fix the fields listed in `errors` and retry",
+        errors=errors,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return domain_problem(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_problem(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        code = codes.get(exc.status_code, "http_error")
+        detail = "no such route" if exc.status_code == 404 else str(exc.detail)
+        return problem_response(
+            exc.status_code,
+            code,
+            detail.capitalize(),
+            detail,
+            headers=dict(exc.headers) if exc.headers else None,
+        )

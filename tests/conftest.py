@@ -1,0 +1,160 @@
+"""Tests run against a real PostgreSQL: DATABASE_URL's server when set (CI), else the embedded
+one. Each test session gets its own fresh database, migrated, and dropped at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from core.config import Settings
+from core.embedded import DATABASE, ensure_database
+from core.embedded import start as start_embedded
+from core.migrate import create_database, drop_database, migrate
+from core.uow import Database
+from tests.support import handlers as _test_handlers  # noqa: F401  (registers probe handlers)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _admin_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    server = start_embedded(ROOT / ".atlilith" / "test")
+    return server.url(DATABASE)
+
+
+@pytest.fixture(scope="session")
+async def settings() -> AsyncIterator[Settings]:
+    admin = _admin_url()
+    if not os.environ.get("DATABASE_URL"):
+        await ensure_database(admin, DATABASE)
+    name = f"atlilith_test_{secrets.token_hex(4)}"
+    await create_database(admin, name)
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    s = Settings(
+        env="test",
+        database_url=url,
+        jwt_secret="test-secret-" + "x" * 40,
+        password_hash_profile="cheapest",
+        relay_enabled=False,
+        data_dir=ROOT / ".atlilith" / "test-data",
+        mcp_allowed_hosts=["127.0.0.1:*", "localhost:*", "testserver", "test"],
+        mcp_allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://testserver"],
+        handler_backoff_base_seconds=0.01,
+        handler_backoff_max_seconds=0.02,
+        handler_max_attempts=3,
+        log_format="json",
+        log_level="warning",
+        login_max_failures=5,
+    )
+    await migrate(s)
+    try:
+        yield s
+    finally:
+        await drop_database(admin, name)
+
+
+@pytest.fixture(scope="session")
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def app(db: Database) -> AsyncIterator[Any]:
+    from servers.app import create_app
+
+    application = create_app(db.settings, db=db, run_relay=False)
+    async with running(application):
+        yield application
+
+
+@asynccontextmanager
+async def running(application: Any) -> AsyncIterator[None]:
+    """Run the app's lifespan in its own task: it holds anyio cancel scopes (the MCP session
+    manager) that must be exited by the task that entered them."""
+    started, stop = asyncio.Event(), asyncio.Event()
+    failure: list[BaseException] = []
+
+    async def lifespan() -> None:
+        try:
+            async with application.router.lifespan_context(application):
+                started.set()
+                await stop.wait()
+        except BaseException as exc:
+            failure.append(exc)
+            started.set()
+            raise
+
+    task = asyncio.create_task(lifespan())
+    await started.wait()
+    if failure:
+        raise failure[0]
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+def slug(prefix: str = "p") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class Account:
+    """A signed-up person, as the API returned them."""
+
+    def __init__(self, data: dict[str, Any], password: str) -> None:
+        self.data = data
+        self.password = password
+        self.token: str = data["access_token"]
+        self.refresh: str = data["refresh_token"]
+        self.slug: str = data["person"]["slug"]
+        self.id: str = data["person"]["id"]
+        self.email: str = data["person"]["email"]
+
+    def h(self, org: str | None = None, token: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        if org:
+            headers["X-Atlilith-Org"] = org
+        return headers
+
+
+async def signup(client: httpx.AsyncClient, prefix: str = "p") -> Account:
+    s = slug(prefix)
+    password = "pw-" + secrets.token_hex(8)
+    r = await client.post(
+        "/v1/auth/signup",
+        json={"email": f"{s}@example.com", "password": password, "slug": s, "display_name": s.title()},
+    )
+    assert r.status_code == 201, r.text
+    return Account(r.json(), password)
+
+
+async def make_org(client: httpx.AsyncClient, owner: Account, prefix: str = "o") -> str:
+    s = slug(prefix)
+    r = await client.post("/v1/orgs", json={"slug": s, "name": s.upper()}, headers=owner.h())
+    assert r.status_code == 201, r.text
+    return s

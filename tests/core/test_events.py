@@ -1,0 +1,384 @@
+"""The event spine: outbox written with the change, relayed after commit, at least once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from core.config import Settings
+from core.events import Relay, ScheduledRun, schedule
+from core.uow import Database, UnitOfWork
+from tests.conftest import running
+from tests.support import handlers
+
+ROOT = Path(__file__).resolve().parents[2]
+schedule_runs: list[dt.datetime] = []
+
+
+@schedule("*/5 * * * *", name="tests.every_five_minutes")
+async def five_minutely(run: ScheduledRun, uow: UnitOfWork) -> None:
+    schedule_runs.append(run.fire_at)
+
+
+async def emit(db: Database, name: str, **data: Any) -> uuid.UUID:
+    async with db.system() as uow:
+        event_id = uow.emit(name, data)
+    return event_id
+
+
+async def delivery(db: Database, event_id: uuid.UUID, handler: str) -> Any:
+    async with db.system() as uow:
+        return (
+            await uow.session.execute(
+                text(
+                    "SELECT status, attempts, last_error FROM platform.event_deliveries"
+                    " WHERE event_id = :e AND handler = :h"
+                ),
+                {"e": event_id, "h": handler},
+            )
+        ).one_or_none()
+
+
+async def outbox_row(db: Database, event_id: uuid.UUID) -> Any:
+    async with db.system() as uow:
+        return (
+            await uow.session.execute(
+                text("SELECT status, attempts, data FROM platform.outbox WHERE id = :e"), {"e": event_id}
+            )
+        ).one_or_none()
+
+
+async def drain_until(relay: Relay, check: Any, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        await relay.drain()
+        if await check():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_outbox_row_exists_only_when_the_transaction_commits(db: Database) -> None:
+    committed = await emit(db, "test/probe.commit", n=1)
+    rolled_back: uuid.UUID | None = None
+    with pytest.raises(RuntimeError):
+        async with db.system() as uow:
+            rolled_back = uow.emit("test/probe.rollback", {"n": 2})
+            raise RuntimeError("abort")
+    row = await outbox_row(db, committed)
+    assert row is not None and row.status == "pending"
+    assert row.data["trace_id"] and row.data["n"] == 1
+    assert rolled_back is not None and await outbox_row(db, rolled_back) is None
+
+    relay = Relay(db)
+    await relay.drain()
+    assert str(committed) in handlers.calls["record"]
+    assert str(rolled_back) not in handlers.calls["record"]
+    assert (await delivery(db, committed, "tests.record")).status == "done"
+
+
+async def test_delivered_at_least_once_but_effects_once_per_handler(db: Database) -> None:
+    event_id = await emit(db, "test/probe.once")
+    relay = Relay(db)
+    await relay.drain()
+    await relay.drain()
+    assert handlers.calls["record"].count(str(event_id)) == 1
+
+
+async def test_failing_handler_is_retried_with_backoff_then_succeeds(db: Database) -> None:
+    event_id = await emit(db, "test/probe.flaky")
+    handlers.failures_left[str(event_id)] = 2
+    relay = Relay(db)
+
+    async def done() -> bool:
+        row = await delivery(db, event_id, "tests.flaky")
+        return row is not None and row.status == "done"
+
+    await drain_until(relay, done)
+    assert handlers.calls["flaky"].count(str(event_id)) == 3
+    row = await delivery(db, event_id, "tests.flaky")
+    assert row.attempts == 3 and row.last_error is None
+
+
+async def test_poison_handler_is_dead_lettered_without_blocking_others(db: Database) -> None:
+    poison = await emit(db, "test/probe.poison")
+    after = await emit(db, "test/probe.after")
+    relay = Relay(db)
+
+    async def dead() -> bool:
+        row = await delivery(db, poison, "tests.poison")
+        return row is not None and row.status == "dead"
+
+    await drain_until(relay, dead)
+    row = await delivery(db, poison, "tests.poison")
+    assert row.attempts == db.settings.handler_max_attempts
+    assert "always fails" in row.last_error
+    # The same event's other handler, and later events, went through.
+    assert (await delivery(db, poison, "tests.record")).status == "done"
+    assert (await delivery(db, after, "tests.record")).status == "done"
+    await relay.drain()
+    assert handlers.calls["poison"].count(str(poison)) == db.settings.handler_max_attempts
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLILITH_")}
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url or "",
+            "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
+            "ATLILITH_DATA_DIR": str(settings.data_dir),
+            "ATLILITH_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return env
+
+
+async def _run_worker(settings: Settings, mode: str, marker: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tests.support.crash_worker", mode, marker],
+        cwd=ROOT,
+        env=_worker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def _event_by_marker(db: Database, marker: str) -> uuid.UUID:
+    async with db.system() as uow:
+        return (
+            await uow.session.execute(
+                text("SELECT id FROM platform.outbox WHERE data->>'marker' = :m"), {"m": marker}
+            )
+        ).scalar_one()
+
+
+async def test_process_killed_after_commit_delivers_after_restart(db: Database) -> None:
+    marker = uuid.uuid4().hex
+    proc = await _run_worker(db.settings, "commit-then-die", marker)
+    assert proc.returncode == -9 and "committed" in proc.stdout, proc.stderr
+    event_id = await _event_by_marker(db, marker)
+    assert (await outbox_row(db, event_id)).status == "pending"
+    await Relay(db).drain()  # the "restarted" process
+    assert (await delivery(db, event_id, "tests.crash")).status == "done"
+    assert str(event_id) in handlers.calls["crash"]
+
+
+async def test_process_killed_mid_delivery_redelivers_after_restart(db: Database) -> None:
+    marker = uuid.uuid4().hex
+    proc = await _run_worker(db.settings, "die-mid-delivery", marker)
+    assert proc.returncode == -9 and "survived" not in proc.stdout, proc.stderr
+    event_id = await _event_by_marker(db, marker)
+    # Fanned out, but the delivery died with the process: still pending, lock released.
+    assert (await outbox_row(db, event_id)).status == "dispatched"
+    assert (await delivery(db, event_id, "tests.crash")).status == "pending"
+    await Relay(db).drain()
+    assert (await delivery(db, event_id, "tests.crash")).status == "done"
+
+
+async def test_scheduled_handler_runs_once_per_fire_time_across_processes(db: Database) -> None:
+    now = dt.datetime(2031, 1, 1, 12, 0, 30, tzinfo=dt.UTC)
+    relays = [Relay(db), Relay(db)]
+    fired = await asyncio.gather(*(r.tick_schedules(now) for r in relays))
+    assert sum(name == "tests.every_five_minutes" for names in fired for name in names) == 1
+    assert schedule_runs.count(dt.datetime(2031, 1, 1, 12, 0, tzinfo=dt.UTC)) == 1
+    # Nothing new until the next fire time; then exactly once again.
+    assert not [
+        n
+        for r in relays
+        for n in await r.tick_schedules(now + dt.timedelta(minutes=1))
+        if n == "tests.every_five_minutes"
+    ]
+    later = [await r.tick_schedules(now + dt.timedelta(minutes=5)) for r in relays]
+    assert sum("tests.every_five_minutes" in names for names in later) == 1
+
+
+async def test_notify_wakes_the_running_relay(db: Database) -> None:
+    relay = Relay(db)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await asyncio.sleep(0.3)  # let it LISTEN
+        event_id = await emit(db, "test/probe.wake")
+        for _ in range(100):  # far below the 5 s poll interval: the NOTIFY woke it
+            row = await delivery(db, event_id, "tests.record")
+            if row is not None and row.status == "done":
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("relay was not woken by NOTIFY")
+    finally:
+        stop.set()
+        await task
+
+
+# --- Inngest -----------------------------------------------------------------------------------
+
+
+class FakeEventApi:
+    """Stands in for Inngest's event API on 127.0.0.1: records what the relay sends."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.fail = False
+
+        async def ingest(request: Request) -> JSONResponse:
+            if self.fail:
+                return JSONResponse({"error": "down"}, status_code=500)
+            batch = json.loads(await request.body())
+            self.received.extend(batch)
+            self.keys.append(request.path_params["key"])
+            return JSONResponse({"ids": [e.get("id") for e in batch], "status": 200})
+
+        self.keys: list[str] = []
+        self.app = Starlette(routes=[Route("/e/{key}", ingest, methods=["POST"])])
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
+        )
+
+    async def __aenter__(self) -> FakeEventApi:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def test_relay_publishes_to_inngest_event_api_with_stable_ids(db: Database) -> None:
+    from servers.inngest import InngestSink, make_client
+
+    async with FakeEventApi() as fake:
+        settings = db.settings.model_copy(
+            update={
+                "inngest_event_api_base_url": f"http://127.0.0.1:{fake.port}",
+                "inngest_event_key": "k-test",
+                "inngest_dev": True,
+            }
+        )
+        sink = InngestSink(make_client(settings))
+        # Only our event should be pending for the sink: settle everything else first.
+        await Relay(db).drain()
+        event_id = await emit(db, "test/probe.inngest", n=7)
+        relay = Relay(db, sink)
+
+        fake.fail = True
+        assert await relay.pump() == 0
+        row = await outbox_row(db, event_id)
+        assert row.status == "pending" and row.attempts == 1  # kept, to be retried
+
+        fake.fail = False
+        async with db.system() as uow:
+            await uow.session.execute(
+                text("UPDATE platform.outbox SET next_attempt_at = now() WHERE id = :e"), {"e": event_id}
+            )
+        await relay.pump()
+        sent = [e for e in fake.received if e["name"] == "test/probe.inngest"]
+        assert len(sent) == 1 and sent[0]["id"] == str(event_id)
+        assert sent[0]["data"]["n"] == 7 and sent[0]["data"]["trace_id"]
+        assert fake.keys[-1] == "k-test"
+        assert (await outbox_row(db, event_id)).status == "published"
+
+        # A resend (e.g. after a crash before marking) carries the same id, so Inngest dedupes.
+        async with db.system() as uow:
+            await uow.session.execute(
+                text("UPDATE platform.outbox SET status = 'pending' WHERE id = :e"), {"e": event_id}
+            )
+        await relay.pump()
+        resent = [e for e in fake.received if e["name"] == "test/probe.inngest"]
+        assert [e["id"] for e in resent] == [str(event_id), str(event_id)]
+
+
+async def test_inngest_endpoint_runs_handlers_as_the_executor_drives_it(db: Database) -> None:
+    import hashlib
+
+    import httpx
+
+    from servers.app import create_app
+
+    settings = db.settings.model_copy(update={"inngest_dev": True, "inngest_event_key": "k-test"})
+    app = create_app(settings, db=db, run_relay=False)
+    event_id = str(uuid.uuid4())
+    event = {
+        "id": event_id,
+        "name": "test/probe.inngest",
+        "data": {"n": 1, "tenant_id": None},
+        "ts": 1_700_000_000_000,
+    }
+
+    def body(steps: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ctx": {
+                "run_id": "run-1",
+                "attempt": 0,
+                "max_attempts": 3,
+                "disable_immediate_execution": False,
+                "stack": {"stack": list(steps)},
+            },
+            "event": event,
+            "events": [event],
+            "steps": steps,
+            "use_api": False,
+        }
+
+    async with (
+        running(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c,
+    ):
+        intro = await c.get("/api/inngest")
+        assert intro.status_code == 200
+        assert intro.json()["function_count"] >= len({"tests.record"})
+
+        url = "/api/inngest?fnId=atlilith-tests-record&stepId=step"
+        first = await c.post(url, json=body({}))
+        assert first.status_code == 206, first.text
+        ops = first.json()
+        assert ops[0]["op"] == "StepRun" and ops[0]["data"] is True
+        assert handlers.calls["record"].count(str(uuid.UUID(event_id))) == 1
+
+        step_hash = hashlib.sha1(b"handle").hexdigest()
+        assert ops[0]["id"] == step_hash
+        done = await c.post(url, json=body({step_hash: {"data": True}}))
+        assert done.status_code == 200 and done.json() is True
+
+        # The executor retrying the whole run (a new run id) finds the delivery done.
+        again = await c.post(url, json=body({}))
+        assert again.status_code == 206 and again.json()[0]["data"] is False
+        assert handlers.calls["record"].count(str(uuid.UUID(event_id))) == 1
+
+
+async def test_handler_log_lines_carry_the_events_trace_id(db: Database) -> None:
+    import structlog
+
+    async with db.system(trace_id="feedfacefeedfacefeedfacefeedface") as uow:
+        event_id = uow.emit("test/probe.poison", {})
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        await Relay(db).drain()
+    mine = [e for e in logs if e.get("event_id") == str(event_id)]
+    assert mine and all(e["trace_id"] == "feedfacefeedfacefeedfacefeedface" for e in mine)
+    assert any(e.get("event") == "handler_failed" and e.get("handler") == "tests.poison" for e in mine)

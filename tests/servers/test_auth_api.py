@@ -1,0 +1,267 @@
+"""Sign-up, sign-in, refresh rotation, logout, context switching, API keys, token failures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import httpx
+import jwt
+
+from core.uow import Database
+from tests.conftest import make_org, signup, slug
+
+
+async def test_signup_creates_a_person_without_an_org(client: httpx.AsyncClient) -> None:
+    acct = await signup(client)
+    assert acct.data["context"] == {"kind": "personal", "org": None, "role": None}
+    me = (await client.get("/v1/me", headers=acct.h())).json()
+    assert me["person"]["slug"] == acct.slug and me["memberships"] == []
+    assert me["credential"]["kind"] == "session"
+
+
+async def test_login_by_email_or_slug_and_wrong_password(client: httpx.AsyncClient) -> None:
+    acct = await signup(client)
+    for login in (acct.slug, acct.email.upper()):
+        r = await client.post("/v1/auth/login", json={"login": login, "password": acct.password})
+        assert r.status_code == 200, r.text
+    bad = await client.post("/v1/auth/login", json={"login": acct.slug, "password": "wrong-password"})
+    assert bad.status_code == 401 and bad.json()["code"] == "invalid_credentials"
+    unknown = await client.post("/v1/auth/login", json={"login": "nobody-here", "password": "x" * 12})
+    assert unknown.status_code == 401 and unknown.json()["code"] == "invalid_credentials"
+
+
+async def test_repeated_failures_lock_the_account(client: httpx.AsyncClient, db: Database) -> None:
+    acct = await signup(client)
+    for _ in range(db.settings.login_max_failures):
+        await client.post("/v1/auth/login", json={"login": acct.slug, "password": "wrong-password"})
+    locked = await client.post("/v1/auth/login", json={"login": acct.slug, "password": acct.password})
+    assert locked.status_code == 429 and locked.json()["code"] == "login_locked"
+    assert int(locked.headers["Retry-After"]) > 0
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_session(client: httpx.AsyncClient) -> None:
+    acct = await signup(client)
+    first = await client.post("/v1/auth/refresh", json={"refresh_token": acct.refresh})
+    assert first.status_code == 200
+    new = first.json()
+    assert new["refresh_token"] != acct.refresh
+    assert (await client.get("/v1/me", headers=acct.h(token=new["access_token"]))).status_code == 200
+
+    reuse = await client.post("/v1/auth/refresh", json={"refresh_token": acct.refresh})
+    assert reuse.status_code == 401 and reuse.json()["code"] == "refresh_reused"
+    # The whole family is gone: the rotated token and the access tokens of the session.
+    r = await client.post("/v1/auth/refresh", json={"refresh_token": new["refresh_token"]})
+    assert r.status_code == 401
+    me = await client.get("/v1/me", headers=acct.h(token=new["access_token"]))
+    assert me.status_code == 401 and me.json()["code"] == "session_revoked"
+
+
+async def test_logout_ends_the_session_at_once(client: httpx.AsyncClient) -> None:
+    acct = await signup(client)
+    other = (await client.post("/v1/auth/login", json={"login": acct.slug, "password": acct.password})).json()
+    assert (await client.post("/v1/auth/logout", headers=acct.h())).status_code == 204
+    assert (await client.get("/v1/me", headers=acct.h())).json()["code"] == "session_revoked"
+    assert (await client.post("/v1/auth/refresh", json={"refresh_token": acct.refresh})).status_code == 401
+    # Another device stays signed in until logout with all_devices.
+    assert (await client.get("/v1/me", headers=acct.h(token=other["access_token"]))).status_code == 200
+    r = await client.post(
+        "/v1/auth/logout", json={"all_devices": True}, headers=acct.h(token=other["access_token"])
+    )
+    assert r.status_code == 204
+    assert (await client.get("/v1/me", headers=acct.h(token=other["access_token"]))).status_code == 401
+
+
+async def test_switch_context_and_membership_rechecked_every_request(client: httpx.AsyncClient) -> None:
+    owner, member = await signup(client, "own"), await signup(client, "mem")
+    org = await make_org(client, owner)
+    r = await client.post(
+        f"/v1/orgs/{org}/members", json={"person": member.slug, "role": "member"}, headers=owner.h()
+    )
+    assert r.status_code == 201, r.text
+
+    sw = await client.post("/v1/auth/switch", json={"org": org}, headers=member.h())
+    assert sw.status_code == 200, sw.text
+    org_token = sw.json()["access_token"]
+    claims = jwt.decode(org_token, options={"verify_signature": False})
+    assert claims["org_role"] == "member" and claims["org_id"] and claims["sub"] == member.id
+    me = (await client.get("/v1/me", headers=member.h(token=org_token))).json()
+    assert me["context"]["kind"] == "org" and me["context"]["org"]["slug"] == org
+
+    # Refresh keeps the context the device switched to.
+    refreshed = (await client.post("/v1/auth/refresh", json={"refresh_token": member.refresh})).json()
+    assert refreshed["context"]["org"]["slug"] == org
+
+    assert (
+        await client.delete(f"/v1/orgs/{org}/members/{member.slug}", headers=owner.h())
+    ).status_code == 204
+    refused = await client.get("/v1/clients", headers=member.h(token=org_token))
+    assert refused.status_code == 403 and refused.json()["code"] == "not_a_member"
+    # Personal context still works with the same token, and switching to the org is refused.
+    assert (
+        await client.get("/v1/clients", headers=member.h(org="personal", token=org_token))
+    ).status_code == 200
+    no = await client.post("/v1/auth/switch", json={"org": org}, headers=member.h())
+    assert no.status_code == 403
+    back = await client.post("/v1/auth/switch", json={"org": None}, headers=member.h(token=org_token))
+    assert back.status_code == 200 and back.json()["context"]["kind"] == "personal"
+
+
+async def test_bad_tokens_get_401_with_a_clear_problem(client: httpx.AsyncClient, db: Database) -> None:
+    acct = await signup(client)
+    claims = jwt.decode(acct.token, options={"verify_signature": False})
+    secret = db.settings.jwt_secret
+    assert secret
+    now = int(dt.datetime.now(dt.UTC).timestamp())
+    cases = {
+        "token_expired": jwt.encode(
+            {**claims, "iat": now - 7200, "exp": now - 3600}, secret, algorithm="HS256"
+        ),
+        "token_invalid": jwt.encode(claims, "another-secret-" + "y" * 40, algorithm="HS256"),
+        "token_wrong_audience": jwt.encode({**claims, "aud": "someone-else"}, secret, algorithm="HS256"),
+    }
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    for code, token in [*cases.items(), ("token_invalid", unsigned), ("token_invalid", "garbage")]:
+        r = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 401, (code, r.text)
+        body = r.json()
+        assert (
+            body["code"] == code and body["hint"] and r.headers["content-type"] == "application/problem+json"
+        )
+        assert "WWW-Authenticate" in r.headers
+    missing = await client.get("/v1/me")
+    assert missing.status_code == 401 and missing.json()["code"] == "missing_credential"
+
+
+async def test_api_keys_shown_once_scoped_revocable(client: httpx.AsyncClient) -> None:
+    owner = await signup(client)
+    org = await make_org(client, owner)
+    created = await client.post(
+        "/v1/api-keys", json={"name": "agent", "scopes": ["tenancy:read"], "org": org}, headers=owner.h()
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()
+    token = key["token"]
+    assert token.startswith("atl_") and key["org"]["slug"] == org
+    listed = (await client.get("/v1/api-keys", headers=owner.h())).json()["items"]
+    assert [k["id"] for k in listed] == [key["id"]] and "token" not in listed[0]
+
+    me = (await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})).json()
+    assert me["credential"]["kind"] == "api_key" and me["context"]["org"]["slug"] == org
+    assert (await client.get("/v1/clients", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    # Scope: read only.
+    w = await client.post("/v1/clients", json={"name": "X"}, headers={"Authorization": f"Bearer {token}"})
+    assert w.status_code == 403 and w.json()["code"] == "missing_scope"
+    # Bound to its org: cannot act elsewhere.
+    p = await client.get(
+        "/v1/clients", headers={"Authorization": f"Bearer {token}", "X-Atlilith-Org": "personal"}
+    )
+    assert p.status_code == 403 and p.json()["code"] == "api_key_org_mismatch"
+    # A key cannot mint keys.
+    mint = await client.post(
+        "/v1/api-keys", json={"name": "x", "scopes": ["*"]}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert mint.status_code == 403 and mint.json()["code"] == "session_required"
+
+    assert (await client.delete(f"/v1/api-keys/{key['id']}", headers=owner.h())).status_code == 200
+    gone = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert gone.status_code == 401 and gone.json()["code"] == "api_key_invalid"
+    again = await client.delete(f"/v1/api-keys/{key['id']}", headers=owner.h())
+    assert again.status_code == 200 and again.json()["revoked_at"]
+
+    bad_scope = await client.post(
+        "/v1/api-keys", json={"name": "x", "scopes": ["nope:read"]}, headers=owner.h()
+    )
+    assert bad_scope.status_code == 422 and bad_scope.json()["code"] == "unknown_scope"
+
+
+async def test_removed_members_org_keys_are_revoked_by_the_handler(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    from core.events import Relay
+
+    owner, member = await signup(client), await signup(client)
+    org = await make_org(client, owner)
+    await client.post(
+        f"/v1/orgs/{org}/members", json={"person": member.slug, "role": "admin"}, headers=owner.h()
+    )
+    key = (
+        await client.post("/v1/api-keys", json={"name": "k", "scopes": ["*"], "org": org}, headers=member.h())
+    ).json()
+    personal_key = (
+        await client.post("/v1/api-keys", json={"name": "p", "scopes": ["*"]}, headers=member.h())
+    ).json()
+    await client.delete(f"/v1/orgs/{org}/members/{member.slug}", headers=owner.h())
+    await Relay(db).drain()
+    keys = {k["id"]: k for k in (await client.get("/v1/api-keys", headers=member.h())).json()["items"]}
+    assert keys[key["id"]]["revoked_at"] is not None
+    assert keys[personal_key["id"]]["revoked_at"] is None
+
+
+async def test_signup_refuses_duplicates_and_bad_input_changing_nothing(client: httpx.AsyncClient) -> None:
+    acct = await signup(client)
+    dup = await client.post(
+        "/v1/auth/signup",
+        json={
+            "email": f"other-{acct.email}",
+            "password": "long-enough-pw",
+            "slug": acct.slug,
+            "display_name": "X",
+        },
+    )
+    assert dup.status_code == 409 and dup.json()["code"] == "slug_taken"
+    assert dup.json()["errors"][0]["field"] == "slug"
+    dup_mail = await client.post(
+        "/v1/auth/signup",
+        json={"email": acct.email.upper(), "password": "long-enough-pw", "slug": slug(), "display_name": "X"},
+    )
+    assert dup_mail.status_code == 409 and dup_mail.json()["code"] == "email_taken"
+    for bad, field in (
+        (
+            {"email": "not-an-email", "password": "long-enough-pw", "slug": slug(), "display_name": "X"},
+            "email",
+        ),
+        ({"email": "a@example.com", "password": "short", "slug": slug(), "display_name": "X"}, "password"),
+        (
+            {
+                "email": "a@example.com",
+                "password": "long-enough-pw",
+                "slug": "Bad Slug!",
+                "display_name": "X",
+            },
+            "slug",
+        ),
+        (
+            {"email": "a@example.com", "password": "long-enough-pw", "slug": "admin", "display_name": "X"},
+            "slug",
+        ),
+        (
+            {
+                "email": "a@example.com",
+                "password": "long-enough-pw",
+                "slug": slug(),
+                "display_name": "X",
+                "x": 1,
+            },
+            "x",
+        ),
+    ):
+        r = await client.post("/v1/auth/signup", json=bad)
+        assert r.status_code == 422, r.text
+        assert field in [e["field"] for e in r.json()["errors"]]
+    # Nothing was created by the refused attempts.
+    nobody = await client.post(
+        "/v1/auth/login", json={"login": "a@example.com", "password": "long-enough-pw"}
+    )
+    assert nobody.status_code == 401
+
+
+async def test_operator_token_command(db: Database, client: httpx.AsyncClient) -> None:
+    from core.tenancy.service import operator_token
+
+    owner = await signup(client)
+    org = await make_org(client, owner)
+    out = await operator_token(db, owner.slug, org, dt.timedelta(minutes=5))
+    me = (await client.get("/v1/me", headers={"Authorization": f"Bearer {out.access_token}"})).json()
+    assert me["context"]["org"]["slug"] == org
+    assert uuid.UUID(me["person"]["id"]) == uuid.UUID(owner.id)

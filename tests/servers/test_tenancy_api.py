@@ -1,0 +1,340 @@
+"""Orgs, members, invitations, transfer, brands, clients — the rules, through REST."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from core.uow import Database
+from tests.conftest import Account, make_org, signup, slug
+
+
+async def add(
+    client: httpx.AsyncClient, org: str, by: Account, who: Account, role: str = "member"
+) -> httpx.Response:
+    return await client.post(
+        f"/v1/orgs/{org}/members", json={"person": who.slug, "role": role}, headers=by.h()
+    )
+
+
+@pytest.fixture
+async def team(client: httpx.AsyncClient) -> dict[str, object]:
+    owner, admin, member, outsider = [await signup(client, p) for p in ("own", "adm", "mem", "out")]
+    org = await make_org(client, owner)
+    assert (await add(client, org, owner, admin, "admin")).status_code == 201
+    assert (await add(client, org, admin, member, "member")).status_code == 201
+    return {"org": org, "owner": owner, "admin": admin, "member": member, "outsider": outsider}
+
+
+async def test_creator_owns_and_lists(client: httpx.AsyncClient, team: dict) -> None:
+    org, owner, member = team["org"], team["owner"], team["member"]
+    got = (await client.get(f"/v1/orgs/{org}", headers=owner.h())).json()
+    assert got["role"] == "owner" and got["owner"]["slug"] == owner.slug
+    mine = (await client.get("/v1/orgs", headers=member.h())).json()["items"]
+    assert [(o["slug"], o["role"]) for o in mine] == [(org, "member")]
+    members = (await client.get(f"/v1/orgs/{org}/members", headers=member.h())).json()["items"]
+    assert {m["person"]["slug"]: m["role"] for m in members} == {
+        owner.slug: "owner",
+        team["admin"].slug: "admin",
+        member.slug: "member",
+    }
+
+
+async def test_member_reads_but_cannot_administer(client: httpx.AsyncClient, team: dict) -> None:
+    org, member, outsider = team["org"], team["member"], team["outsider"]
+    assert (await client.get(f"/v1/orgs/{org}", headers=member.h())).status_code == 200
+    for r in (
+        await add(client, org, member, outsider),
+        await client.patch(f"/v1/orgs/{org}", json={"name": "X"}, headers=member.h()),
+        await client.patch(
+            f"/v1/orgs/{org}/members/{team['admin'].slug}", json={"role": "member"}, headers=member.h()
+        ),
+        await client.delete(f"/v1/orgs/{org}/members/{team['admin'].slug}", headers=member.h()),
+        await client.post(f"/v1/orgs/{org}/invitations", json={"person": outsider.slug}, headers=member.h()),
+        await client.post("/v1/brands", json={"slug": slug("b"), "name": "B"}, headers=member.h(org=org)),
+    ):
+        assert r.status_code == 403, r.text
+        assert r.json()["code"] == "insufficient_role"
+
+
+async def test_admin_cannot_touch_the_owner_nor_make_an_owner(client: httpx.AsyncClient, team: dict) -> None:
+    org, owner, admin, member = team["org"], team["owner"], team["admin"], team["member"]
+    demote = await client.patch(
+        f"/v1/orgs/{org}/members/{owner.slug}", json={"role": "member"}, headers=admin.h()
+    )
+    assert demote.status_code == 403 and demote.json()["code"] == "cannot_change_owner"
+    remove = await client.delete(f"/v1/orgs/{org}/members/{owner.slug}", headers=admin.h())
+    assert remove.status_code == 403 and remove.json()["code"] == "cannot_remove_owner"
+    promote = await client.patch(
+        f"/v1/orgs/{org}/members/{member.slug}", json={"role": "owner"}, headers=admin.h()
+    )
+    assert promote.status_code == 422  # `owner` is not an assignable role
+    add_owner = await client.post(
+        f"/v1/orgs/{org}/members", json={"person": member.slug, "role": "owner"}, headers=admin.h()
+    )
+    assert add_owner.status_code == 422
+    transfer = await client.post(f"/v1/orgs/{org}/transfer", json={"person": admin.slug}, headers=admin.h())
+    assert transfer.status_code == 403
+    # Admin may manage members and rename, but not change the slug.
+    assert (
+        await client.patch(f"/v1/orgs/{org}/members/{member.slug}", json={"role": "admin"}, headers=admin.h())
+    ).status_code == 200
+    assert (await client.patch(f"/v1/orgs/{org}", json={"name": "Renamed"}, headers=admin.h())).json()[
+        "name"
+    ] == "Renamed"
+    assert (
+        await client.patch(f"/v1/orgs/{org}", json={"slug": slug("o")}, headers=admin.h())
+    ).status_code == 403
+
+
+async def test_leaving_is_allowed_except_for_the_owner(client: httpx.AsyncClient, team: dict) -> None:
+    org, owner, member = team["org"], team["owner"], team["member"]
+    stay = await client.delete(f"/v1/orgs/{org}/members/{owner.slug}", headers=owner.h())
+    assert stay.status_code == 403 and stay.json()["code"] == "owner_cannot_leave"
+    assert (
+        await client.delete(f"/v1/orgs/{org}/members/{member.slug}", headers=member.h())
+    ).status_code == 204
+    assert (await client.get(f"/v1/orgs/{org}", headers=member.h())).status_code == 403
+
+
+async def test_ownership_moves_only_by_explicit_transfer(
+    client: httpx.AsyncClient, team: dict, db: Database
+) -> None:
+    org, owner, admin, outsider = team["org"], team["owner"], team["admin"], team["outsider"]
+    nope = await client.post(f"/v1/orgs/{org}/transfer", json={"person": outsider.slug}, headers=owner.h())
+    assert nope.status_code == 404 and nope.json()["code"] == "member_not_found"
+    r = await client.post(f"/v1/orgs/{org}/transfer", json={"person": admin.slug}, headers=owner.h())
+    assert r.status_code == 200, r.text
+    assert r.json()["owner"]["slug"] == admin.slug and r.json()["role"] == "admin"
+    members = {
+        m["person"]["slug"]: m["role"]
+        for m in (await client.get(f"/v1/orgs/{org}/members", headers=owner.h())).json()["items"]
+    }
+    assert members[admin.slug] == "owner" and members[owner.slug] == "admin"
+    # The database keeps orgs.owner_id and the single owner row in agreement.
+    async with db.system() as uow:
+        row = (
+            await uow.session.execute(
+                text(
+                    "SELECT o.owner_id, array_agg(m.person_id) FILTER (WHERE m.role = 'owner') AS owners"
+                    " FROM platform.orgs o JOIN platform.org_members m ON m.org_id = o.id WHERE o.slug = :s GROUP BY o.owner_id"
+                ),
+                {"s": org},
+            )
+        ).one()
+        assert row.owners == [row.owner_id] and str(row.owner_id) == admin.id
+
+
+async def test_database_refuses_an_owner_row_out_of_line_with_orgs(
+    db: Database, client: httpx.AsyncClient, team: dict
+) -> None:
+    """Even code that bypassed the service could not leave an org with zero or two owners."""
+    from core.errors import Conflict
+
+    org = team["org"]
+    for sql in (
+        "UPDATE platform.org_members SET role = 'admin' WHERE role = 'owner' AND org_id = (SELECT id FROM platform.orgs WHERE slug = :s)",
+        "UPDATE platform.org_members SET role = 'owner' WHERE role = 'member' AND org_id = (SELECT id FROM platform.orgs WHERE slug = :s)",
+    ):
+        with pytest.raises(Conflict):
+            async with db.system() as uow:
+                await uow.session.execute(text(sql), {"s": org})
+
+
+async def test_invitation_flow_by_slug_and_by_email_before_signup(
+    client: httpx.AsyncClient, team: dict
+) -> None:
+    org, owner, outsider = team["org"], team["owner"], team["outsider"]
+    inv = await client.post(
+        f"/v1/orgs/{org}/invitations", json={"person": outsider.slug, "role": "admin"}, headers=owner.h()
+    )
+    assert inv.status_code == 201, inv.text
+    inv_id = inv.json()["id"]
+    dup = await client.post(f"/v1/orgs/{org}/invitations", json={"person": outsider.slug}, headers=owner.h())
+    assert dup.status_code == 409 and dup.json()["code"] == "invitation_pending"
+    mine = (await client.get("/v1/me/invitations", headers=outsider.h())).json()["items"]
+    assert [(i["id"], i["org"]["slug"], i["invited_by"]["slug"]) for i in mine] == [(inv_id, org, owner.slug)]
+    # Nobody else can accept it.
+    other = await client.post(f"/v1/invitations/{inv_id}/accept", headers=team["member"].h())
+    assert other.status_code == 404
+    ok = await client.post(f"/v1/invitations/{inv_id}/accept", headers=outsider.h())
+    assert ok.status_code == 200 and ok.json()["role"] == "admin"
+    twice = await client.post(f"/v1/invitations/{inv_id}/accept", headers=outsider.h())
+    assert twice.status_code == 409 and twice.json()["code"] == "invitation_not_pending"
+
+    email = f"{slug('future')}@example.com"
+    by_mail = await client.post(f"/v1/orgs/{org}/invitations", json={"email": email}, headers=owner.h())
+    assert by_mail.status_code == 201 and by_mail.json()["invitee"] is None
+    newcomer = (
+        await client.post(
+            "/v1/auth/signup",
+            json={"email": email, "password": "long-enough-pw", "slug": slug("new"), "display_name": "New"},
+        )
+    ).json()
+    pending = (
+        await client.get(
+            "/v1/me/invitations", headers={"Authorization": f"Bearer {newcomer['access_token']}"}
+        )
+    ).json()
+    assert [i["id"] for i in pending["items"]] == [by_mail.json()["id"]]
+    declined = await client.post(
+        f"/v1/invitations/{by_mail.json()['id']}/decline",
+        headers={"Authorization": f"Bearer {newcomer['access_token']}"},
+    )
+    assert declined.status_code == 200 and declined.json()["status"] == "declined"
+
+
+async def test_revoked_and_expired_invitations_cannot_be_accepted(
+    client: httpx.AsyncClient, team: dict, db: Database
+) -> None:
+    org, owner, outsider = team["org"], team["owner"], team["outsider"]
+    inv = (
+        await client.post(f"/v1/orgs/{org}/invitations", json={"person": outsider.slug}, headers=owner.h())
+    ).json()
+    revoked = await client.delete(f"/v1/orgs/{org}/invitations/{inv['id']}", headers=owner.h())
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    assert (await client.post(f"/v1/invitations/{inv['id']}/accept", headers=outsider.h())).status_code == 409
+
+    inv2 = (
+        await client.post(f"/v1/orgs/{org}/invitations", json={"person": outsider.slug}, headers=owner.h())
+    ).json()
+    async with db.system() as uow:
+        await uow.session.execute(
+            text("UPDATE platform.invitations SET expires_at = now() - interval '1 minute' WHERE id = :i"),
+            {"i": inv2["id"]},
+        )
+    late = await client.post(f"/v1/invitations/{inv2['id']}/accept", headers=outsider.h())
+    assert late.status_code == 410 and late.json()["code"] == "invitation_expired"
+
+
+async def test_owner_deletes_org_with_everything_it_owns(
+    client: httpx.AsyncClient, team: dict, db: Database
+) -> None:
+    org, owner, admin = team["org"], team["owner"], team["admin"]
+    await client.post("/v1/clients", json={"name": "C"}, headers=owner.h(org=org))
+    assert (await client.delete(f"/v1/orgs/{org}", headers=admin.h())).status_code == 403
+    assert (await client.delete(f"/v1/orgs/{org}", headers=owner.h())).status_code == 204
+    assert (await client.get(f"/v1/orgs/{org}", headers=owner.h())).status_code == 403
+    async with db.system() as uow:
+        left = (
+            await uow.session.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM platform.orgs WHERE slug = :s)"
+                    " + (SELECT count(*) FROM platform.clients c WHERE c.org_id NOT IN (SELECT id FROM platform.orgs) AND c.org_id IS NOT NULL)"
+                ),
+                {"s": org},
+            )
+        ).scalar_one()
+    assert left == 0
+
+
+async def test_duplicate_org_slug_is_409_and_concurrent_creates_make_one(client: httpx.AsyncClient) -> None:
+    a, b = await signup(client), await signup(client)
+    s = slug("race")
+    results = await asyncio.gather(
+        *(client.post("/v1/orgs", json={"slug": s, "name": "R"}, headers=who.h()) for who in (a, b, a, b))
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201, 409, 409, 409], [r.text for r in results]
+    assert all(r.json()["code"] == "slug_taken" for r in results if r.status_code == 409)
+
+
+async def test_idempotency_key_replays_the_first_result(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    key = {"Idempotency-Key": "create-client-" + slug()}
+    body = {"name": "Idem", "email": f"{slug()}@example.com"}
+    first, second = await asyncio.gather(
+        client.post("/v1/clients", json=body, headers={**a.h(), **key}),
+        client.post("/v1/clients", json=body, headers={**a.h(), **key}),
+    )
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    listed = (await client.get("/v1/clients", headers=a.h(), params={"q": body["email"]})).json()["items"]
+    assert len(listed) == 1
+    other = await client.post("/v1/clients", json={**body, "name": "Different"}, headers={**a.h(), **key})
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+
+
+async def test_brands_domains_unique_across_the_platform(client: httpx.AsyncClient, team: dict) -> None:
+    org, owner, outsider = team["org"], team["owner"], team["outsider"]
+    domain = f"{slug('d')}.example"
+    r = await client.post(
+        "/v1/brands",
+        json={"slug": "shop", "name": "Shop", "domains": [domain.upper()], "config": {"theme": "x"}},
+        headers=owner.h(org=org),
+    )
+    assert r.status_code == 201, r.text
+    brand = r.json()
+    assert brand["domains"] == [domain] and brand["context"] == "org"
+    taken = await client.post(
+        "/v1/brands", json={"slug": "mine", "name": "Mine", "domains": [domain]}, headers=outsider.h()
+    )
+    assert taken.status_code == 409 and taken.json()["code"] == "domain_taken"
+    upd = await client.patch(
+        f"/v1/brands/{brand['id']}", json={"domains": [f"www.{domain}"]}, headers=owner.h(org=org)
+    )
+    assert upd.json()["domains"] == [f"www.{domain}"]
+    now_free = await client.post(
+        "/v1/brands", json={"slug": "mine", "name": "Mine", "domains": [domain]}, headers=outsider.h()
+    )
+    assert now_free.status_code == 201
+    big = await client.post(
+        "/v1/brands", json={"slug": "big", "name": "Big", "config": {"x": "y" * 70_000}}, headers=outsider.h()
+    )
+    assert big.status_code == 422 and big.json()["errors"][0]["field"] == "config"
+    bad = await client.post(
+        "/v1/brands", json={"slug": "bad", "name": "Bad", "domains": ["not a domain"]}, headers=outsider.h()
+    )
+    assert bad.status_code == 422
+
+
+async def test_clients_crud_search_phone_normalization_and_pagination(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    made = []
+    for i in range(25):
+        r = await client.post(
+            "/v1/clients",
+            json={
+                "name": f"Client {i:02d}",
+                "email": f"c{i}-{a.slug}@example.com",
+                "phone": "+33 6 12 34 56 78" if i == 0 else None,
+            },
+            headers=a.h(),
+        )
+        assert r.status_code == 201, r.text
+        made.append(r.json())
+    assert made[0]["phone"] == "+33612345678"
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 10, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/clients", headers=a.h(), params=params)).json()
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == 25 and set(seen) == {c["id"] for c in made}
+    assert [
+        c["name"]
+        for c in (await client.get("/v1/clients", headers=a.h(), params={"q": "client 07"})).json()["items"]
+    ] == ["Client 07"]
+    bad_cursor = await client.get("/v1/clients", headers=a.h(), params={"cursor": "zzz"})
+    assert bad_cursor.status_code == 422 and bad_cursor.json()["code"] == "invalid_cursor"
+    too_big = await client.get("/v1/clients", headers=a.h(), params={"limit": 101})
+    assert too_big.status_code == 422
+    cid = made[3]["id"]
+    upd = await client.patch(
+        f"/v1/clients/{cid}", json={"notes": "likes mornings", "phone": "06 12 34 56 78"}, headers=a.h()
+    )
+    assert (
+        upd.status_code == 422 and upd.json()["code"] == "invalid_phone"
+    )  # no country code, default region US
+    upd = await client.patch(f"/v1/clients/{cid}", json={"notes": "likes mornings"}, headers=a.h())
+    assert upd.json()["notes"] == "likes mornings"
+    dup = await client.patch(f"/v1/clients/{cid}", json={"email": made[4]["email"]}, headers=a.h())
+    assert dup.status_code == 409 and dup.json()["code"] == "client_exists"
+    assert (await client.delete(f"/v1/clients/{cid}", headers=a.h())).status_code == 204
+    assert (await client.get(f"/v1/clients/{cid}", headers=a.h())).status_code == 404

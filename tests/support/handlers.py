@@ -1,0 +1,46 @@
+"""Probe handlers the event tests drive; registered for every test session."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import defaultdict
+
+from sqlalchemy import text
+
+from core.events import Event, subscribe
+from core.uow import UnitOfWork
+
+calls: dict[str, list[str]] = defaultdict(list)
+failures_left: dict[str, int] = {}
+
+
+@subscribe("test/probe.*", name="tests.record")
+async def record(event: Event, uow: UnitOfWork) -> None:
+    calls["record"].append(str(event.id))
+    # A real write in the handler's tenant-scoped transaction.
+    await uow.session.execute(text("SELECT 1"))
+
+
+@subscribe("test/probe.flaky", name="tests.flaky")
+async def flaky(event: Event, uow: UnitOfWork) -> None:
+    key = str(event.id)
+    calls["flaky"].append(key)
+    left = failures_left.get(key, 0)
+    if left > 0:
+        failures_left[key] = left - 1
+        raise RuntimeError("flaky handler failed on purpose")
+
+
+@subscribe("test/probe.poison", name="tests.poison")
+async def poison(event: Event, uow: UnitOfWork) -> None:
+    calls["poison"].append(str(event.id))
+    raise RuntimeError("this handler always fails")
+
+
+@subscribe("test/probe.crash", name="tests.crash")
+async def crash(event: Event, uow: UnitOfWork) -> None:
+    """Kills its own process mid-delivery when ATLILITH_TEST_CRASH is set (subprocess tests)."""
+    calls["crash"].append(str(event.id))
+    if os.environ.get("ATLILITH_TEST_CRASH") == "1":
+        os.kill(os.getpid(), signal.SIGKILL)

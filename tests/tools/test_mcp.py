@@ -1,0 +1,311 @@
+"""The MCP door: tool shapes, filters, errors, and the three transports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+import structlog
+import uvicorn
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+from core.uow import Database
+from servers.app import create_app
+from servers.mcp import build_server
+from tests.conftest import make_org, signup
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def text_of(result: Any) -> str:
+    return " ".join(getattr(b, "text", "") for b in result.content)
+
+
+async def test_tools_are_flat_typed_annotated_and_ordered(client: httpx.AsyncClient, db: Database) -> None:
+    a = await signup(client)
+    async with Client(build_server(db, static_token=a.token, toolset_names=["all"])) as c:
+        tools = (await c.list_tools()).tools
+    names = [t.name for t in tools]
+    assert names == sorted(names) and len(names) == len(set(names))
+    assert {
+        "whoami",
+        "orgs_list",
+        "orgs_create",
+        "org_members_list",
+        "org_members_add",
+        "org_members_update",
+        "org_members_remove",
+        "brands_list",
+        "clients_list",
+        "clients_create",
+    } <= set(names)
+    for t in tools:
+        assert t.description and len(t.description) > 40, t.name
+        ann = t.annotations
+        assert ann is not None and None not in (
+            ann.read_only_hint,
+            ann.destructive_hint,
+            ann.idempotent_hint,
+            ann.open_world_hint,
+        ), t.name
+        assert t.output_schema and t.output_schema.get("type") == "object", t.name
+        for arg, prop in t.input_schema.get("properties", {}).items():
+            types = prop.get("type")
+            kinds = set(types) if isinstance(types, list) else {types}
+            kinds |= {o.get("type") for o in prop.get("anyOf", [])}
+            assert "object" not in kinds and "$ref" not in json.dumps(prop), (t.name, arg)
+        if t.name != "orgs_list" and t.name != "orgs_create":
+            assert "org" in t.input_schema["properties"], t.name
+    create = next(t for t in tools if t.name == "clients_create")
+    assert set(create.input_schema["properties"]) == {
+        "name",
+        "email",
+        "phone",
+        "notes",
+        "org",
+        "idempotency_key",
+    }
+    assert create.input_schema["required"] == ["name"]
+    remove = next(t for t in tools if t.name == "org_members_remove")
+    assert remove.annotations.destructive_hint is True and remove.annotations.read_only_hint is False
+    who = next(t for t in tools if t.name == "whoami")
+    assert who.annotations.read_only_hint is True and who.annotations.destructive_hint is False
+
+
+async def test_toolsets_and_read_only_filter_the_list(client: httpx.AsyncClient, db: Database) -> None:
+    a = await signup(client)
+    async with Client(build_server(db, static_token=a.token, read_only=True)) as c:
+        tools = (await c.list_tools()).tools
+    assert tools and all(t.annotations.read_only_hint for t in tools)
+    assert "clients_create" not in {t.name for t in tools} and "whoami" in {t.name for t in tools}
+    with pytest.raises(ValueError, match="unknown toolsets"):
+        build_server(db, static_token=a.token, toolset_names=["nope"])
+
+
+async def test_tool_calls_act_in_the_chosen_context_checked_live(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    owner, member = await signup(client), await signup(client)
+    org = await make_org(client, owner)
+    async with Client(build_server(db, static_token=owner.token)) as c:
+        added = await c.call_tool("org_members_add", {"org": org, "person": member.slug})
+        assert not added.is_error, text_of(added)
+        assert added.structured_content["person"]["slug"] == member.slug
+        assert added.structured_content["person"]["email"] is None  # others' emails stay private
+
+    async with Client(build_server(db, static_token=member.token)) as c:
+        made = await c.call_tool("clients_create", {"name": "Ada", "email": "ada@example.com", "org": org})
+        assert not made.is_error and made.structured_content["org_id"]
+        personal = await c.call_tool("clients_list", {})
+        assert personal.structured_content["items"] == []
+        in_org = await c.call_tool("clients_list", {"org": org, "q": "ada"})
+        assert [x["name"] for x in in_org.structured_content["items"]] == ["Ada"]
+        me = await c.call_tool("whoami", {"org": org})
+        assert me.structured_content["context"]["role"] == "member"
+
+        async with Client(build_server(db, static_token=owner.token)) as o:
+            gone = await o.call_tool("org_members_remove", {"org": org, "person": member.slug})
+            assert not gone.is_error and gone.structured_content["role"] == "member"
+
+        refused = await c.call_tool("clients_list", {"org": org})
+        assert refused.is_error
+        err = refused.structured_content["error"]
+        assert err["code"] == "not_a_member" and err["hint"]
+
+
+async def test_errors_carry_code_and_hint_and_no_internals(client: httpx.AsyncClient, db: Database) -> None:
+    a = await signup(client)
+    async with Client(build_server(db, static_token=a.token)) as c:
+        bad = await c.call_tool("clients_create", {"name": "X", "phone": "12345"})
+        assert bad.is_error and bad.structured_content["error"]["code"] == "invalid_phone"
+        assert json.loads(text_of(bad))["error"]["errors"][0]["field"] == "phone"
+        wrong_type = await c.call_tool("clients_get", {"client_id": "not-a-uuid"})
+        assert wrong_type.is_error and "client_id" in text_of(wrong_type)
+        member_only = await c.call_tool("org_members_list", {"org": "no-such-org"})
+        assert member_only.structured_content["error"]["code"] == "not_a_member"
+        dup_slug = await c.call_tool("orgs_create", {"slug": "admin", "name": "X"})
+        assert dup_slug.is_error and dup_slug.structured_content["error"]["code"] == "validation_failed"
+
+
+async def test_idempotency_key_on_tools(client: httpx.AsyncClient, db: Database) -> None:
+    a = await signup(client)
+    async with Client(build_server(db, static_token=a.token)) as c:
+        args = {"name": "Once", "idempotency_key": "k-1"}
+        r1, r2 = await asyncio.gather(
+            c.call_tool("clients_create", args), c.call_tool("clients_create", args)
+        )
+        assert r1.structured_content == r2.structured_content
+        listed = await c.call_tool("clients_list", {"q": "Once"})
+        assert len(listed.structured_content["items"]) == 1
+
+
+async def test_tool_calls_log_with_a_trace_id(client: httpx.AsyncClient, db: Database) -> None:
+    a = await signup(client)
+    async with Client(build_server(db, static_token=a.token)) as c:
+        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            await c.call_tool("whoami", {})
+    calls = [e for e in logs if e.get("event") == "tool_call"]
+    assert calls and calls[0]["tool"] == "whoami" and len(calls[0]["trace_id"]) == 32
+
+
+async def test_skills_are_served_as_resources(client: httpx.AsyncClient, db: Database) -> None:
+    a = await signup(client)
+    async with Client(build_server(db, static_token=a.token)) as c:
+        resources = (await c.list_resources()).resources
+        uris = {str(r.uri) for r in resources}
+        assert "skill://tenancy" in uris
+        body = await c.read_resource("skill://tenancy")
+        assert "whoami" in body.contents[0].text
+
+
+# --- over HTTP --------------------------------------------------------------------------------
+
+
+def http_client(app: Any, token: str | None, host: str = "testserver") -> httpx2.AsyncClient:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url=f"http://{host}", headers=headers
+    )
+
+
+async def test_http_mcp_requires_a_valid_bearer(app: Any, client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    init = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    none = await client.post("/mcp", json=init, headers={"Accept": "application/json, text/event-stream"})
+    assert none.status_code == 401
+    assert "resource_metadata=" in none.headers["WWW-Authenticate"]
+    meta = (await client.get("/.well-known/oauth-protected-resource/mcp")).json()
+    assert meta["resource"].endswith("/mcp")
+    bad = await client.post("/mcp", json=init, headers={"Authorization": "Bearer atl_aaaaaaaa_" + "x" * 40})
+    assert bad.status_code == 401
+
+    await client.post("/v1/auth/logout", headers=a.h())
+    revoked = await client.post("/mcp", json=init, headers=a.h())
+    assert revoked.status_code == 401
+
+
+async def test_http_mcp_with_session_token_and_api_key(app: Any, client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    org = await make_org(client, a)
+    key = (
+        await client.post("/v1/api-keys", json={"name": "agent", "scopes": ["*"], "org": org}, headers=a.h())
+    ).json()
+    for token, expect_org in ((a.token, None), (key["token"], org)):
+        async with Client(
+            streamable_http_client("http://testserver/mcp", http_client=http_client(app, token))
+        ) as c:
+            me = await c.call_tool("whoami", {})
+            assert not me.is_error, text_of(me)
+            ctx = me.structured_content["context"]
+            assert (ctx["org"]["slug"] if ctx["org"] else None) == expect_org
+
+
+async def test_http_mcp_refuses_unknown_hosts(app: Any, client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    async with http_client(app, a.token, host="evil.example") as raw:
+        r = await raw.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+        assert r.status_code == 421
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_real_http_server_round_trip(db: Database, client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    port = _free_port()
+    settings = db.settings.model_copy(update={"port": port})
+    app = create_app(settings, db=db, run_relay=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
+        async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as c:
+            made = await c.call_tool("clients_create", {"name": "Over The Wire"})
+            assert not made.is_error, text_of(made)
+            got = await c.call_tool("clients_get", {"client_id": made.structured_content["id"]})
+            assert got.structured_content["name"] == "Over The Wire"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_real_stdio_subprocess(db: Database, client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    org = await make_org(client, a)
+    settings = db.settings
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "servers.cli", "mcp"],
+        cwd=str(ROOT),
+        env={
+            "ATLILITH_TOKEN": a.token,
+            "DATABASE_URL": settings.database_url or "",
+            "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
+            "ATLILITH_DATA_DIR": str(settings.data_dir),
+            "ATLILITH_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(ROOT),
+        },
+    )
+    async with Client(params) as c:
+        names = [t.name for t in (await c.list_tools()).tools]
+        assert "whoami" in names
+        me = await c.call_tool("whoami", {"org": org})
+        assert me.structured_content["person"]["slug"] == a.slug
+        assert me.structured_content["context"]["org"]["slug"] == org
+
+
+async def test_stdio_refuses_a_bad_token(db: Database) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "servers.cli",
+        "mcp",
+        cwd=str(ROOT),
+        env={
+            "ATLILITH_TOKEN": "garbage",
+            "DATABASE_URL": db.settings.database_url or "",
+            "ATLILITH_JWT_SECRET": db.settings.jwt_secret or "",
+            "PYTHONPATH": str(ROOT),
+            "ATLILITH_DATA_DIR": str(db.settings.data_dir),
+            "PATH": "/usr/bin:/bin",
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2 and b"token_invalid" in err and out == b""
+
+
+async def test_default_tool_list_stays_within_its_token_budget(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Every connected agent pays for tools/list; keep the default a few thousand tokens."""
+    a = await signup(client)
+    async with Client(build_server(db, static_token=a.token)) as c:
+        tools = (await c.list_tools()).tools
+    size = len(
+        json.dumps(
+            [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools],
+            separators=(",", ":"),
+        )
+    )
+    assert size < 20_000, f"default tools/list is {size} bytes (~{size // 4} tokens)"

@@ -1,0 +1,192 @@
+"""What every toolset shares: the identity of the caller, the unit of work, errors as results."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
+
+from core.auth import authenticate
+from core.context import TenantContext
+from core.errors import DomainError, FieldIssue, Unauthenticated, ValidationFailed
+from core.observability import current_trace_id, get_logger, trace
+from core.uow import Database, UnitOfWork
+
+log = get_logger("atlilith.mcp")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+OrgArg = Annotated[
+    str | None,
+    Field(
+        description="Org slug to act in; omit for your personal context.",
+        max_length=40,
+    ),
+]
+IdempotencyArg = Annotated[
+    str | None,
+    Field(
+        description="Retrying with the same key returns the first result, never a second write.",
+        max_length=200,
+    ),
+]
+LimitArg = Annotated[int, Field(ge=1, le=100, description="Page size (default 20, max 100).")]
+CursorArg = Annotated[
+    str | None,
+    Field(description="`next_cursor` from the previous page, to get the next one.", max_length=512),
+]
+
+
+@dataclass
+class ToolRuntime:
+    """How tools reach the core. Over HTTP the caller's bearer token (already verified by the
+    SDK's auth middleware) is read per call; over stdio (and in tests) one fixed credential."""
+
+    db: Database
+    static_token: str | None = None
+
+    def credential(self) -> str:
+        if self.static_token:
+            return self.static_token
+        access = get_access_token()
+        if access is None:
+            raise Unauthenticated("no credential on this MCP connection", code="missing_credential")
+        return access.token
+
+    @asynccontextmanager
+    async def context(self, org: str | None = None) -> AsyncIterator[tuple[TenantContext, UnitOfWork]]:
+        """The unit of work of one tool call, bound to the caller in the chosen context
+        (membership re-checked now, not when the token was issued)."""
+        async with self.db.uow(trace_id=current_trace_id()) as uow:
+            ctx = await authenticate(uow, self.credential(), org.strip().lower() if org else None)
+            yield ctx, uow
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    toolset: str
+    description: str
+    fn: Callable[..., Awaitable[Any]]
+    annotations: ToolAnnotations
+    title: str | None = None
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.annotations.read_only_hint)
+
+
+@dataclass
+class Toolset:
+    """Collects the tools of one module; `servers.mcp` picks which to serve."""
+
+    name: str
+    description: str
+    default: bool = True
+    tools: list[ToolSpec] = field(default_factory=list)
+
+    def tool(
+        self,
+        name: str,
+        description: str,
+        *,
+        title: str | None = None,
+        read_only: bool,
+        destructive: bool = False,
+        idempotent: bool = False,
+        open_world: bool = False,
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        def decorator(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            self.tools.append(
+                ToolSpec(
+                    name=name,
+                    toolset=self.name,
+                    description=" ".join(description.split()),
+                    fn=_guarded(name, fn),
+                    title=title,
+                    annotations=ToolAnnotations(
+                        read_only_hint=read_only,
+                        destructive_hint=destructive if not read_only else False,
+                        idempotent_hint=idempotent or read_only,
+                        open_world_hint=open_world,
+                    ),
+                )
+            )
+            return fn
+
+        return decorator
+
+
+def error_result(err: DomainError) -> CallToolResult:
+    body = {"error": err.as_dict()}
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(body, ensure_ascii=False))],
+        structured_content=body,
+        is_error=True,
+    )
+
+
+def compact(result: R) -> R:
+    """Structured content plus the same JSON, compact, as text: the SDK's default text is an
+    indented copy, which costs an agent half again as many tokens for nothing."""
+    if not isinstance(result, BaseModel):
+        return result
+    data = result.model_dump(mode="json")
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return CallToolResult(  # type: ignore[return-value]
+        content=[TextContent(type="text", text=text)], structured_content=data
+    )
+
+
+def _validation_error(exc: ValidationError) -> ValidationFailed:
+    issues = [
+        FieldIssue(".".join(str(p) for p in e["loc"]) or "input", str(e["msg"]), str(e["type"]))
+        for e in exc.errors()
+    ]
+    return ValidationFailed(
+        "invalid arguments: " + ", ".join(sorted({i.field for i in issues})),
+        hint="fix the fields listed in `errors` and call again",
+        errors=issues,
+    )
+
+
+def _guarded(name: str, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Domain errors become `isError` results carrying code and hint; anything else is logged
+    with the trace id and reported without internals."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        started = time.perf_counter()
+        with trace(current_trace_id() or uuid.uuid4().hex, tool=name):
+            outcome = "ok"
+            try:
+                return compact(await fn(*args, **kwargs))
+            except DomainError as err:
+                outcome = err.code
+                return error_result(err)  # type: ignore[return-value]
+            except ValidationError as exc:
+                outcome = "validation_failed"
+                return error_result(_validation_error(exc))  # type: ignore[return-value]
+            except Exception:
+                outcome = "internal_error"
+                log.exception("tool_failed")
+                return error_result(  # type: ignore[return-value]
+                    DomainError(
+                        "something went wrong on our side; nothing was changed",
+                        code="internal_error",
+                        hint=f"retry; if it persists, report trace id {current_trace_id()}",
+                    )
+                )
+            finally:
+                log.info("tool_call", outcome=outcome, ms=round((time.perf_counter() - started) * 1000, 1))
+
+    return wrapper
