@@ -24,8 +24,11 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# One Postgres schema per component; components may reference `platform`, never each other.
-SCHEMAS = ("platform",)
+
+def component_schemas() -> tuple[str, ...]:
+    """One Postgres schema per component (from the loaded models); components may reference
+    `platform`, never each other."""
+    return tuple(sorted({t.schema for t in Base.metadata.tables.values() if t.schema}))
 
 
 class Base(DeclarativeBase):

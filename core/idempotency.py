@@ -8,12 +8,14 @@ then reads the committed result.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import inspect
 import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, get_type_hints
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
@@ -27,6 +29,7 @@ from core.errors import FieldIssue, ValidationFailed
 from core.uow import UnitOfWork
 
 T = TypeVar("T", bound=BaseModel)
+P = ParamSpec("P")
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
@@ -112,6 +115,39 @@ async def idempotent(
         _STORE, {"id": claimed, "response": json.dumps(result.model_dump(mode="json"), ensure_ascii=False)}
     )
     return result
+
+
+def idempotent_operation(
+    operation: str,
+) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    """Make a service operation retry-safe. The function takes `ctx`, `uow` and an
+    `idempotency_key: str | None = None` parameter; its other arguments are the request whose
+    fingerprint a reused key must match. Both doors just pass the caller's key through."""
+
+    def decorator(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        signature = inspect.signature(fn)
+        if not {"ctx", "uow", "idempotency_key"} <= set(signature.parameters):
+            raise TypeError(f"{fn.__qualname__} needs ctx, uow and idempotency_key parameters")
+        out = get_type_hints(fn)["return"]
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            request = {k: v for k, v in bound.arguments.items() if k not in {"ctx", "uow", "idempotency_key"}}
+            return await idempotent(
+                bound.arguments["ctx"],
+                bound.arguments["uow"],
+                bound.arguments["idempotency_key"],
+                operation,
+                request,
+                out,
+                lambda: fn(*args, **kwargs),
+            )
+
+        return wrapper
+
+    return decorator
 
 
 async def purge_expired(uow: UnitOfWork, older_than: dt.timedelta = dt.timedelta(hours=24)) -> int:

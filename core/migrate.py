@@ -15,7 +15,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.config import Settings
-from core.db import SCHEMAS, asyncpg_url
+from core.db import asyncpg_url, component_schemas
 from core.observability import get_logger
 
 log = get_logger("atlilith.migrate")
@@ -30,12 +30,15 @@ def _ident(name: str) -> str:
     return f'"{name}"'
 
 
-def alembic_config(schemas: tuple[str, ...] = SCHEMAS) -> Config:
+def alembic_config(schemas: tuple[str, ...] | None = None) -> Config:
+    from core.features import load_models
+
+    load_models()
     cfg = Config()
     cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
-    cfg.attributes["schemas"] = schemas
+    cfg.attributes["schemas"] = schemas or component_schemas()
     return cfg
 
 

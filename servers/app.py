@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import importlib
+import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
@@ -19,8 +21,6 @@ from core.events import Relay, Sink
 from core.observability import get_logger
 from core.uow import Database
 from servers import mcp as mcp_door
-from servers.api import auth as auth_api
-from servers.api import tenancy as tenancy_api
 from servers.middleware import BodyLimit, RequestContext
 from servers.problems import install_problem_handlers
 
@@ -32,6 +32,18 @@ Authenticate with `Authorization: Bearer <token>`: an access token from `POST /v
 or an API key. Each request acts in one context: personal, or one org you belong to (the
 token's context, or `X-Atlilith-Org`). Errors are RFC 9457 problem+json with a stable `code`
 and a `hint`. Lists paginate with `limit` and `cursor`."""
+
+
+def api_routers() -> list[APIRouter]:
+    """Every `servers/api/<module>.py` that defines `router`, in name order."""
+    import servers.api
+
+    found: list[APIRouter] = []
+    for module in sorted(pkgutil.iter_modules(servers.api.__path__), key=lambda m: m.name):
+        router = getattr(importlib.import_module(f"servers.api.{module.name}"), "router", None)
+        if isinstance(router, APIRouter):
+            found.append(router)
+    return found
 
 
 def create_app(
@@ -101,8 +113,8 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if db_ok else 503)
 
-    app.include_router(auth_api.router)
-    app.include_router(tenancy_api.router)
+    for router in api_routers():
+        app.include_router(router)
     if inngest_client is not None:
         from servers import inngest as inngest_door
 

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from pydantic import Field
 
-from core.idempotency import idempotent
 from core.pagination import Page, PageRequest
 from core.tenancy import service
 from core.tenancy.schemas import (
@@ -24,6 +23,37 @@ from core.tenancy.schemas import (
     OrgOut,
 )
 from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset
+
+# Service operations deliberately without a tool, and why (checked by tests/test_parity.py).
+NOT_TOOLS = {
+    "tenancy.signup": "credential flow: an agent already holds a credential",
+    "tenancy.login": "credential flow",
+    "tenancy.refresh": "credential flow",
+    "tenancy.logout": "credential flow",
+    "tenancy.switch_context": "agents pass `org` per call instead of switching tokens",
+    "tenancy.change_password": "human-only account security",
+    "tenancy.update_me": "profile edits belong to the person, in the portal",
+    "tenancy.create_api_key": "keys are minted by a signed-in person only (a key can't breed keys)",
+    "tenancy.list_api_keys": "human-only credential management",
+    "tenancy.revoke_api_key": "human-only credential management",
+    "tenancy.get_org": "whoami and orgs_list return the org; kept out to keep the tool list small",
+    "tenancy.update_org": "org settings are edited in the portal",
+    "tenancy.delete_org": "destructive, owner-only, human-only",
+    "tenancy.transfer_ownership": "ownership moves only by the owner's explicit act in the portal",
+    "tenancy.create_invitation": "invitations are a person-to-person flow in the portal",
+    "tenancy.list_invitations": "portal flow",
+    "tenancy.revoke_invitation": "portal flow",
+    "tenancy.list_my_invitations": "portal flow",
+    "tenancy.accept_invitation": "joining an org is the person's own decision",
+    "tenancy.decline_invitation": "portal flow",
+    "tenancy.create_brand": "brand sites are configured in the portal",
+    "tenancy.get_brand": "brands_list returns every brand with its config",
+    "tenancy.update_brand": "brand sites are configured in the portal",
+    "tenancy.delete_brand": "destructive; portal only",
+    "tenancy.delete_client": "destructive; portal only",
+    "tenancy.operator_token": "local operator CLI (`atlilith token`)",
+    "tenancy.expire_invitations": "scheduled housekeeping",
+}
 
 RequiredOrg = Annotated[str, Field(description="Slug of the org.", min_length=3, max_length=40)]
 PersonSlugArg = Annotated[str, Field(description="The person's slug (handle).", min_length=3, max_length=40)]
@@ -70,15 +100,7 @@ every org membership with its role, and the credential's scopes. Call it first t
     ) -> OrgOut:
         data = OrgIn(slug=slug, name=name)
         async with rt.context("personal") as (ctx, uow):
-            return await idempotent(
-                ctx,
-                uow,
-                idempotency_key,
-                "orgs.create",
-                data,
-                OrgOut,
-                lambda: service.create_org(ctx, uow, data),
-            )
+            return await service.create_org(ctx, uow, data, idempotency_key=idempotency_key)
 
     @ts.tool(
         "org_members_list",
@@ -107,15 +129,7 @@ org's owner or an admin. Ownership can't be given this way.""",
     ) -> MemberOut:
         data = MemberIn(person=person, role=role)
         async with rt.context(org) as (ctx, uow):
-            return await idempotent(
-                ctx,
-                uow,
-                idempotency_key,
-                "members.add",
-                data,
-                MemberOut,
-                lambda: service.add_member(ctx, uow, data),
-            )
+            return await service.add_member(ctx, uow, data, idempotency_key=idempotency_key)
 
     @ts.tool(
         "org_members_update",
@@ -202,15 +216,7 @@ the country code when the number is not local.""",
     ) -> ClientOut:
         data = ClientIn(name=name, email=email, phone=phone, notes=notes)
         async with rt.context(org) as (ctx, uow):
-            return await idempotent(
-                ctx,
-                uow,
-                idempotency_key,
-                "clients.create",
-                data,
-                ClientOut,
-                lambda: service.create_client(ctx, uow, data),
-            )
+            return await service.create_client(ctx, uow, data, idempotency_key=idempotency_key)
 
     @ts.tool(
         "clients_update",

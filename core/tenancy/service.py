@@ -28,6 +28,7 @@ from core.errors import (
     ValidationFailed,
     constraint_error,
 )
+from core.idempotency import idempotent_operation
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
 from core.tenancy.models import (
@@ -693,7 +694,10 @@ async def _current_org(ctx: TenantContext, uow: UnitOfWork) -> Org:
     return org
 
 
-async def create_org(ctx: TenantContext, uow: UnitOfWork, data: OrgIn) -> OrgOut:
+@idempotent_operation("orgs.create")
+async def create_org(
+    ctx: TenantContext, uow: UnitOfWork, data: OrgIn, idempotency_key: str | None = None
+) -> OrgOut:
     """Create an org; the caller becomes its owner."""
     ctx.require(WRITE)
     org = Org(id=uuid.uuid4(), slug=data.slug, name=data.name, owner_id=ctx.person_id, settings={})
@@ -884,7 +888,10 @@ async def list_members(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -
     )
 
 
-async def add_member(ctx: TenantContext, uow: UnitOfWork, data: MemberIn) -> MemberOut:
+@idempotent_operation("members.add")
+async def add_member(
+    ctx: TenantContext, uow: UnitOfWork, data: MemberIn, idempotency_key: str | None = None
+) -> MemberOut:
     ctx.require(WRITE)
     ctx.require_role(Role.OWNER, Role.ADMIN)
     org_id = ctx.require_org()
@@ -972,7 +979,10 @@ async def _invitation_out(uow: UnitOfWork, inv: Invitation) -> InvitationOut:
     )
 
 
-async def create_invitation(ctx: TenantContext, uow: UnitOfWork, data: InvitationIn) -> InvitationOut:
+@idempotent_operation("invitations.create")
+async def create_invitation(
+    ctx: TenantContext, uow: UnitOfWork, data: InvitationIn, idempotency_key: str | None = None
+) -> InvitationOut:
     ctx.require(WRITE)
     ctx.require_role(Role.OWNER, Role.ADMIN)
     org_id = ctx.require_org()
@@ -1192,7 +1202,10 @@ async def list_brands(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) ->
     )
 
 
-async def create_brand(ctx: TenantContext, uow: UnitOfWork, data: BrandIn) -> BrandOut:
+@idempotent_operation("brands.create")
+async def create_brand(
+    ctx: TenantContext, uow: UnitOfWork, data: BrandIn, idempotency_key: str | None = None
+) -> BrandOut:
     _require_manager(ctx)
     domains = _check_domains(data.domains)
     brand = Brand(
@@ -1314,7 +1327,10 @@ async def list_clients(
     )
 
 
-async def create_client(ctx: TenantContext, uow: UnitOfWork, data: ClientIn) -> ClientOut:
+@idempotent_operation("clients.create")
+async def create_client(
+    ctx: TenantContext, uow: UnitOfWork, data: ClientIn, idempotency_key: str | None = None
+) -> ClientOut:
     ctx.require(WRITE)
     client = Client(
         id=uuid.uuid4(),

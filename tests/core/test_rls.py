@@ -95,7 +95,7 @@ async def test_raw_sql_in_another_tenants_context_returns_no_foreign_rows(
             v.person.id,
             None,
             "SELECT count(*) FROM platform.clients WHERE id = :c",
-            {"c": uuid.UUID(v.personal_client)},
+            {"c": uuid.UUID(v.refs["client_id"][1])},
         )
     )[0]
     (in_org,) = (
@@ -105,7 +105,7 @@ async def test_raw_sql_in_another_tenants_context_returns_no_foreign_rows(
             v.person.id,
             v.org_id,
             "SELECT count(*) FROM platform.clients WHERE id = :c",
-            {"c": uuid.UUID(v.org_client)},
+            {"c": uuid.UUID(v.refs["client_id"][0])},
         )
     )[0]
     (cross,) = (
@@ -115,7 +115,7 @@ async def test_raw_sql_in_another_tenants_context_returns_no_foreign_rows(
             v.person.id,
             v.org_id,
             "SELECT count(*) FROM platform.clients WHERE id = :c",
-            {"c": uuid.UUID(v.personal_client)},
+            {"c": uuid.UUID(v.refs["client_id"][1])},
         )
     )[0]
     assert (personal, in_org, cross) == (1, 1, 0)
@@ -154,8 +154,13 @@ async def test_rls_refuses_writes_into_another_tenant(client: httpx.AsyncClient,
         "UPDATE platform.orgs SET name = 'pwned' WHERE id = :o RETURNING id",
     ):
         rows = await _as(
-            db, "user", mallory.id, v.org_id, sql, {"c": uuid.UUID(v.org_client), "o": uuid.UUID(v.org_id)}
+            db,
+            "user",
+            mallory.id,
+            v.org_id,
+            sql,
+            {"c": uuid.UUID(v.refs["client_id"][0]), "o": uuid.UUID(v.org_id)},
         )
         assert rows == []
-    still = (await client.get(f"/v1/clients/{v.org_client}", headers=v.person.h(org=v.org))).json()
+    still = (await client.get(f"/v1/clients/{v.refs['client_id'][0]}", headers=v.person.h(org=v.org))).json()
     assert still["name"].startswith("Secret Org")

@@ -1,9 +1,22 @@
-"""A victim with data everywhere, and markers that must never show up for anyone else."""
+"""A victim with data in every feature, and markers that must never reach anyone else.
+
+Each feature adds a module `tests/support/worlds/<feature>.py` with:
+  async def build(client, victim) -> None   create the victim's data; fill victim.refs/markers/ids
+  async def snapshot(client, victim) -> dict  what the victim sees of it (must not change)
+  BODIES: {(METHOD, "/v1/path/{param}"): lambda victim: json body, or None to skip the route}
+  ARGS: {"mcp_argument_name": lambda victim: value}   values for MCP tool arguments
+The generic tests in tests/servers/test_isolation.py then attack every route and every tool.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import pkgutil
 import uuid
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
 import httpx
 
@@ -15,85 +28,60 @@ class Victim:
     person: Account
     org: str
     org_id: str
-    personal_client: str
-    org_client: str
-    brand: str
-    personal_brand: str
-    api_key: str
-    invitation: str
+    # path parameter / tool argument name -> the victim's values for it (every one is tried)
+    refs: dict[str, list[str]] = field(default_factory=dict)
+    # strings that must never appear in anything another tenant receives
     markers: set[str] = field(default_factory=set)
+    # ids of the victim's rows (raw-SQL wall-2 checks look for them in every table)
     ids: set[uuid.UUID] = field(default_factory=set)
+    secret: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def add(self, ref: str, value: str, *, marker: bool = True) -> str:
+        self.refs.setdefault(ref, []).append(value)
+        if marker:
+            self.markers.add(value)
+        with contextlib.suppress(ValueError):
+            self.ids.add(uuid.UUID(value))
+        return value
+
+
+def worlds() -> list[ModuleType]:
+    import tests.support.worlds as pkg
+
+    return [
+        importlib.import_module(f"{pkg.__name__}.{m.name}")
+        for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name)
+    ]
 
 
 async def build_victim(client: httpx.AsyncClient) -> Victim:
     a = await signup(client, "victim")
     org = await make_org(client, a, "vorg")
     org_id = (await client.get(f"/v1/orgs/{org}", headers=a.h())).json()["id"]
-    secret = uuid.uuid4().hex[:12]
-    pc = (
-        await client.post(
-            "/v1/clients",
-            json={
-                "name": f"Secret Personal {secret}",
-                "email": f"personal-{secret}@victim.example",
-                "notes": f"note-{secret}",
-            },
-            headers=a.h(),
-        )
-    ).json()
-    oc = (
-        await client.post(
-            "/v1/clients",
-            json={
-                "name": f"Secret Org {secret}",
-                "email": f"org-{secret}@victim.example",
-                "phone": "+33611223344",
-            },
-            headers=a.h(org=org),
-        )
-    ).json()
-    brand = (
-        await client.post(
-            "/v1/brands",
-            json={"slug": "vbrand", "name": f"Brand {secret}", "domains": [f"{secret}.victim.example"]},
-            headers=a.h(org=org),
-        )
-    ).json()
-    pbrand = (
-        await client.post(
-            "/v1/brands",
-            json={"slug": "pbrand", "name": f"PBrand {secret}", "domains": [f"p{secret}.victim.example"]},
-            headers=a.h(),
-        )
-    ).json()
-    key = (
-        await client.post("/v1/api-keys", json={"name": f"key-{secret}", "scopes": ["*"]}, headers=a.h())
-    ).json()
-    invitee = await signup(client, "invitee")
-    inv = (
-        await client.post(f"/v1/orgs/{org}/invitations", json={"person": invitee.slug}, headers=a.h())
-    ).json()
-    v = Victim(a, org, org_id, pc["id"], oc["id"], brand["id"], pbrand["id"], key["id"], inv["id"])
-    # Person ids and slugs are handles (anyone may add a person to an org by slug); emails, the
-    # data and its ids are what must never cross.
-    v.markers = {
-        secret,
-        a.email,
-        invitee.email,
-        org_id,
-        pc["id"],
-        oc["id"],
-        brand["id"],
-        pbrand["id"],
-        key["id"],
-        inv["id"],
-        key["prefix"],
-    }
-    v.ids = {
-        uuid.UUID(x)
-        for x in (a.id, org_id, pc["id"], oc["id"], brand["id"], pbrand["id"], key["id"], inv["id"])
-    }
+    # Person ids and slugs are handles (anyone may add a person to an org by slug); emails,
+    # the data and its ids are what must never cross.
+    v = Victim(person=a, org=org, org_id=org_id, markers={a.email, org_id})
+    v.refs["slug"] = [org]
+    v.refs["person"] = [a.slug]
+    v.ids |= {uuid.UUID(a.id), uuid.UUID(org_id)}
+    for world in worlds():
+        await world.build(client, v)
+    v.markers.add(v.secret)
     return v
+
+
+def bodies() -> dict[tuple[str, str], Any]:
+    merged: dict[tuple[str, str], Any] = {}
+    for world in worlds():
+        merged.update(getattr(world, "BODIES", {}))
+    return merged
+
+
+def tool_args() -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for world in worlds():
+        merged.update(getattr(world, "ARGS", {}))
+    return merged
 
 
 def leaked(v: Victim, text: str) -> set[str]:
@@ -102,33 +90,10 @@ def leaked(v: Victim, text: str) -> set[str]:
 
 async def snapshot(client: httpx.AsyncClient, v: Victim) -> dict[str, object]:
     """What the victim can see of their own data, to prove attacks changed nothing."""
-    h, ho = v.person.h(), v.person.h(org=v.org)
-    return {
-        "clients": sorted(
-            (c["id"], c["name"], c["email"], c["notes"])
-            for c in (await client.get("/v1/clients", headers=h)).json()["items"]
-        ),
-        "org_clients": sorted(
-            (c["id"], c["name"], c["email"])
-            for c in (await client.get("/v1/clients", headers=ho)).json()["items"]
-        ),
-        "brands": sorted(
-            (b["id"], b["name"], tuple(b["domains"]))
-            for b in (await client.get("/v1/brands", headers=ho)).json()["items"]
-        ),
-        "pbrands": sorted(
-            (b["id"], b["name"]) for b in (await client.get("/v1/brands", headers=h)).json()["items"]
-        ),
-        "org": (await client.get(f"/v1/orgs/{v.org}", headers=h)).json(),
-        "members": (await client.get(f"/v1/orgs/{v.org}/members", headers=h)).json(),
-        "invitations": [
-            (i["id"], i["status"])
-            for i in (await client.get(f"/v1/orgs/{v.org}/invitations", headers=h)).json()["items"]
-        ],
-        "keys": [
-            (k["id"], k["revoked_at"]) for k in (await client.get("/v1/api-keys", headers=h)).json()["items"]
-        ],
-    }
+    state: dict[str, object] = {}
+    for world in worlds():
+        state[world.__name__] = await world.snapshot(client, v)
+    return state
 
 
 def new_slug() -> str:
