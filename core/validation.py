@@ -45,7 +45,7 @@ def _slug_ref(value: str) -> str:
     return value
 
 
-def _email(value: str) -> str:
+def normalize_email(value: str) -> str:
     try:
         info = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
@@ -90,7 +90,7 @@ def _strip(value: Any) -> Any:
 
 Slug = Annotated[str, Field(min_length=3, max_length=40), AfterValidator(_slug)]
 SlugRef = Annotated[str, Field(min_length=3, max_length=40), AfterValidator(_slug_ref)]
-Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_email)]
+Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(normalize_email)]
 Hostname = Annotated[str, Field(min_length=3, max_length=253), AfterValidator(_hostname)]
 Name = Annotated[str, BeforeValidator(_strip), Field(min_length=1, max_length=200)]
 Notes = Annotated[str, Field(max_length=10_000)]

@@ -1,0 +1,91 @@
+"""Finding a context's client from what a peer or a booking form knows about them.
+
+Used by other features (messaging ingest, bookings); not an operation with doors of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.dialects.postgresql import insert
+
+from core.context import TenantContext
+from core.errors import FieldIssue, ValidationFailed
+from core.tenancy.models import Client
+from core.tenancy.schemas import ClientOut
+from core.uow import UnitOfWork
+from core.validation import normalize_email, normalize_phone
+
+
+def normalize_contact(uow: UnitOfWork, email: str | None, phone: str | None) -> tuple[str | None, str | None]:
+    try:
+        norm_email = normalize_email(email) if email else None
+    except ValueError as exc:
+        raise ValidationFailed(
+            str(exc), code="invalid_email", errors=[FieldIssue("email", str(exc))]
+        ) from exc
+    try:
+        norm_phone = normalize_phone(phone, uow.db.settings.default_phone_region) if phone else None
+    except ValueError as exc:
+        raise ValidationFailed(
+            str(exc), code="invalid_phone", errors=[FieldIssue("phone", str(exc))]
+        ) from exc
+    return norm_email, norm_phone
+
+
+async def find_or_create_client(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    *,
+    name: str | None,
+    email: str | None,
+    phone: str | None,
+) -> tuple[ClientOut, bool]:
+    """The client of this context with this email or phone (normalized), or a new one.
+    Returns (client, created). Safe under concurrency: callers racing on the same contact
+    get the same client."""
+    norm_email, norm_phone = normalize_contact(uow, email, phone)
+    if not norm_email and not norm_phone:
+        raise ValidationFailed(
+            "an email or a phone number is needed to find or create a client",
+            code="contact_required",
+            errors=[FieldIssue("email", "email or phone required")],
+        )
+    # Serialize matching per (tenant, contact) so two ingests of a new contact make one client.
+    for key in filter(None, (norm_email, norm_phone)):
+        await uow.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"client:{ctx.tenant_id}:{key}"},
+        )
+    conditions = []
+    if norm_email:
+        conditions.append(func.lower(Client.email) == norm_email)
+    if norm_phone:
+        conditions.append(Client.phone == norm_phone)
+    existing = (
+        await uow.session.execute(
+            select(Client)
+            .where(Client.tenant_id == ctx.tenant_id, or_(*conditions))
+            # Prefer the email match: emails are unique per context, phones are not.
+            .order_by((func.lower(Client.email) == (norm_email or "")).desc(), Client.created_at)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if existing is not None:
+        return ClientOut.model_validate(existing), False
+    display = (name or "").strip() or norm_email or norm_phone or "Unknown"
+    client_id = uuid.uuid4()
+    await uow.session.execute(
+        insert(Client).values(
+            id=client_id,
+            person_id=ctx.person_id,
+            org_id=ctx.org_id,
+            name=display[:200],
+            email=norm_email,
+            phone=norm_phone,
+        )
+    )
+    created = (await uow.session.execute(select(Client).where(Client.id == client_id))).scalar_one()
+    uow.emit("platform/client.created", {"client_id": client_id, "via": "match"})
+    return ClientOut.model_validate(created), True
