@@ -671,9 +671,7 @@ async def revoke_api_key(ctx: TenantContext, uow: UnitOfWork, key_id: uuid.UUID)
 # --- orgs -----------------------------------------------------------------------------------------
 
 
-async def _org_out(uow: UnitOfWork, org: Org, role: str) -> OrgOut:
-    owner = await uow.session.get(Person, org.owner_id)
-    assert owner is not None
+def _org_view(org: Org, owner: Person, role: str) -> OrgOut:
     return OrgOut(
         id=org.id,
         slug=org.slug,
@@ -684,6 +682,12 @@ async def _org_out(uow: UnitOfWork, org: Org, role: str) -> OrgOut:
         created_at=org.created_at,
         updated_at=org.updated_at,
     )
+
+
+async def _org_out(uow: UnitOfWork, org: Org, role: str) -> OrgOut:
+    owner = await uow.session.get(Person, org.owner_id)
+    assert owner is not None
+    return _org_view(org, owner, role)
 
 
 async def _current_org(ctx: TenantContext, uow: UnitOfWork) -> Org:
@@ -729,19 +733,7 @@ async def list_orgs(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> P
     if (after := _keyset(page, 1)) is not None:
         stmt = stmt.where(Org.slug > after[0])
     rows = (await uow.session.execute(stmt)).all()
-    items = [
-        OrgOut(
-            id=o.id,
-            slug=o.slug,
-            name=o.name,
-            owner=_person_ref(p),
-            role=role,
-            settings=o.settings,
-            created_at=o.created_at,
-            updated_at=o.updated_at,
-        )
-        for o, role, p in rows[: page.limit]
-    ]
+    items = [_org_view(o, p, role) for o, role, p in rows[: page.limit]]
     return Page[OrgOut](items=items, next_cursor=_next_cursor(rows, page.limit, lambda r: (r[0].slug,)))
 
 
