@@ -139,7 +139,7 @@ async def post_json(
                 )
             return PeerReply(data=data, latency_ms=latency, status=response.status_code)
     assert last is not None
-    log.warning("peer_failed", peer=peer_label(url), event=event, reason=last.reason, tries=retries + 1)
+    log.warning("peer_failed", peer=peer_label(url), event_name=event, reason=last.reason, tries=retries + 1)
     raise last
 
 

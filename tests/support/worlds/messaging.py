@@ -73,7 +73,14 @@ async def snapshot(client: httpx.AsyncClient, v: Victim) -> dict[str, Any]:
     for where, headers in (("org", v.person.h(org=v.org)), ("personal", v.person.h())):
         threads = (await client.get("/v1/messaging/threads", headers=headers)).json()["items"]
         state[f"{where}_threads"] = sorted(
-            (t["id"], t["status"], t["untrusted_subject"], tuple(t["labels"]), t["unread_count"], t["assignee"])
+            (
+                t["id"],
+                t["status"],
+                t["untrusted_subject"],
+                tuple(t["labels"]),
+                t["unread_count"],
+                t["assignee"],
+            )
             for t in threads
         )
         for t in threads:
