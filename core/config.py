@@ -86,6 +86,31 @@ class Settings(BaseSettings):
     seed_password: str | None = None
     default_phone_region: str = "US"
 
+    # --- messaging ------------------------------------------------------------------------
+    # Channels a thread may use; `portal` needs no peer, the others deliver through one.
+    messaging_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["portal", "email", "sms", "imessage"]
+    )
+    # Platform delivery peers: JSON {"email": "https://mail-sync/deliver", ...}.
+    messaging_channel_peers: dict[str, str] = Field(default_factory=dict)
+    messaging_draft_peer_url: str | None = None
+    # host[:port] patterns (fnmatch) a context may name in its own peer URLs; empty = none may.
+    messaging_peer_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Signs requests to peers (HMAC-SHA256); the caller's own token never goes to a peer.
+    messaging_peer_secret: str | None = None
+    messaging_peer_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    messaging_peer_retries: int = Field(default=2, ge=0, le=10)
+    messaging_prompt_budget_chars: int = Field(default=12_000, ge=500, le=500_000)
+
+    @field_validator("messaging_channels", "messaging_peer_allowed_hosts", mode="before")
+    @classmethod
+    def _split_messaging_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("toolsets", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

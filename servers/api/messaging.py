@@ -1,0 +1,187 @@
+"""/v1/messaging: threads, messages, drafts, read markers, inbound ingest, settings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+
+from core.messaging import service
+from core.messaging.schemas import (
+    DraftApprovedOut,
+    DraftApproveIn,
+    DraftGenerateIn,
+    DraftIn,
+    DraftOut,
+    DraftRejectIn,
+    DraftStatus,
+    InboundBatchIn,
+    InboundIn,
+    IngestOut,
+    MessageOut,
+    ReadIn,
+    SendIn,
+    SettingsIn,
+    SettingsOut,
+    ThreadDetailOut,
+    ThreadIn,
+    ThreadOut,
+    ThreadStatus,
+    ThreadUpdateIn,
+)
+from core.pagination import Page
+from servers.api.deps import CallerDep, IdempotencyKey, PageDep
+
+router = APIRouter(prefix="/v1/messaging", tags=["messaging"])
+
+# Service operations deliberately without a route, and why (checked by tests/test_parity.py).
+NOT_ROUTES = {
+    "messaging.wake_snoozed_threads": "scheduled housekeeping (every minute), not a caller's operation",
+}
+
+
+@router.get("/threads", response_model=Page[ThreadOut])
+async def list_threads(
+    caller: CallerDep,
+    page: PageDep,
+    status_: Annotated[ThreadStatus | None, Query(alias="status")] = None,
+    assignee: Annotated[
+        str | None, Query(max_length=40, description="A member's slug, `me` or `none`.")
+    ] = None,
+    label: Annotated[str | None, Query(max_length=40)] = None,
+    client_id: uuid.UUID | None = None,
+    channel: Annotated[str | None, Query(max_length=30)] = None,
+    unread: Annotated[bool | None, Query(description="true: only threads with unread messages.")] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Words in the subject, messages or client."),
+    ] = None,
+) -> Page[ThreadOut]:
+    """The inbox of the current context, most recent activity first (keyset pagination)."""
+    filters = service.ThreadFilter(status_, assignee, label, client_id, channel, unread, q)
+    async with caller.context() as (ctx, uow):
+        return await service.list_threads(ctx, uow, page, filters)
+
+
+@router.post("/threads", status_code=status.HTTP_201_CREATED, response_model=ThreadDetailOut)
+async def create_thread(
+    data: ThreadIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> ThreadDetailOut:
+    """Start a conversation with a client, optionally with a first message."""
+    async with caller.context() as (ctx, uow):
+        return await service.create_thread(ctx, uow, data, idempotency_key=idempotency_key)
+
+
+@router.get("/threads/{thread_id}", response_model=ThreadDetailOut)
+async def get_thread(thread_id: uuid.UUID, caller: CallerDep, page: PageDep) -> ThreadDetailOut:
+    """A thread with its messages, newest first (`limit`/`cursor` page through older ones)."""
+    async with caller.context() as (ctx, uow):
+        return await service.get_thread(ctx, uow, thread_id, page)
+
+
+@router.patch("/threads/{thread_id}", response_model=ThreadOut)
+async def update_thread(thread_id: uuid.UUID, data: ThreadUpdateIn, caller: CallerDep) -> ThreadOut:
+    """Status (snooze with `snoozed_until`), assignee, labels, agent mode (a person only)."""
+    async with caller.context() as (ctx, uow):
+        return await service.update_thread(ctx, uow, thread_id, data)
+
+
+@router.post("/threads/{thread_id}/messages", status_code=status.HTTP_201_CREATED, response_model=MessageOut)
+async def send_message(
+    thread_id: uuid.UUID, data: SendIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> MessageOut:
+    """Send a message to the thread's client (queued, then delivered on the thread's channel)."""
+    async with caller.context() as (ctx, uow):
+        return await service.send_message(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
+
+
+@router.post("/threads/{thread_id}/read", response_model=ThreadOut)
+async def mark_read(thread_id: uuid.UUID, data: ReadIn, caller: CallerDep) -> ThreadOut:
+    """Read markers: mark the client's messages read (all, or up to one), or unread."""
+    async with caller.context() as (ctx, uow):
+        return await service.mark_read(ctx, uow, thread_id, data)
+
+
+@router.post("/messages/{message_id}/retry", response_model=MessageOut)
+async def retry_delivery(message_id: uuid.UUID, caller: CallerDep) -> MessageOut:
+    """Queue a failed outbound message for delivery again."""
+    async with caller.context() as (ctx, uow):
+        return await service.retry_delivery(ctx, uow, message_id)
+
+
+@router.get("/drafts", response_model=Page[DraftOut])
+async def list_drafts(
+    caller: CallerDep,
+    page: PageDep,
+    thread_id: uuid.UUID | None = None,
+    status_: Annotated[
+        DraftStatus | Literal["any"], Query(alias="status", description="Default `pending`; `any` for all.")
+    ] = "pending",
+) -> Page[DraftOut]:
+    """Drafts awaiting a decision (or of another status), newest first."""
+    async with caller.context() as (ctx, uow):
+        return await service.list_drafts(ctx, uow, page, thread_id, None if status_ == "any" else status_)
+
+
+@router.post("/threads/{thread_id}/drafts", status_code=status.HTTP_201_CREATED, response_model=DraftOut)
+async def create_draft(
+    thread_id: uuid.UUID, data: DraftIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> DraftOut:
+    """Propose a reply for a person to approve."""
+    async with caller.context() as (ctx, uow):
+        return await service.create_draft(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
+
+
+@router.post(
+    "/threads/{thread_id}/drafts/generate", status_code=status.HTTP_201_CREATED, response_model=DraftOut
+)
+async def generate_draft(
+    thread_id: uuid.UUID, data: DraftGenerateIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> DraftOut:
+    """Ask the drafting peer for a reply; it becomes a pending draft."""
+    async with caller.context() as (ctx, uow):
+        return await service.generate_draft(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
+
+
+@router.get("/drafts/{draft_id}", response_model=DraftOut)
+async def get_draft(draft_id: uuid.UUID, caller: CallerDep) -> DraftOut:
+    async with caller.context() as (ctx, uow):
+        return await service.get_draft(ctx, uow, draft_id)
+
+
+@router.post("/drafts/{draft_id}/approve", response_model=DraftApprovedOut)
+async def approve_draft(
+    draft_id: uuid.UUID, data: DraftApproveIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> DraftApprovedOut:
+    """Approve a pending draft (a signed-in person): it is sent, edited if `body` is given."""
+    async with caller.context() as (ctx, uow):
+        return await service.approve_draft(ctx, uow, draft_id, data, idempotency_key=idempotency_key)
+
+
+@router.post("/drafts/{draft_id}/reject", response_model=DraftOut)
+async def reject_draft(draft_id: uuid.UUID, data: DraftRejectIn, caller: CallerDep) -> DraftOut:
+    """Reject a pending draft with a reason."""
+    async with caller.context() as (ctx, uow):
+        return await service.reject_draft(ctx, uow, draft_id, data)
+
+
+@router.post("/inbound", response_model=IngestOut)
+async def ingest(data: InboundIn | InboundBatchIn, caller: CallerDep) -> IngestOut:
+    """For channel peers (API key with `messaging:ingest`): one message, or `{"messages": [...]}`
+    (up to 50, all or nothing). Idempotent on (channel, external_id)."""
+    async with caller.context() as (ctx, uow):
+        return await service.ingest(ctx, uow, data)
+
+
+@router.get("/settings", response_model=SettingsOut)
+async def get_settings(caller: CallerDep) -> SettingsOut:
+    async with caller.context() as (ctx, uow):
+        return await service.get_settings(ctx, uow)
+
+
+@router.put("/settings", response_model=SettingsOut)
+async def update_settings(data: SettingsIn, caller: CallerDep) -> SettingsOut:
+    """Replace the context's settings (a person; owner or admin in an org)."""
+    async with caller.context() as (ctx, uow):
+        return await service.update_settings(ctx, uow, data)

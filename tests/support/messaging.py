@@ -1,0 +1,163 @@
+"""Messaging test helpers: a fake peer on 127.0.0.1 and an app whose platform allows it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from core.events import Relay
+from core.uow import Database
+from tests.conftest import Account, running
+
+PEER_SECRET = "peer-secret-for-tests"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    raw: bytes
+
+
+@dataclass
+class FakePeer:
+    """A drafting and delivery peer: records every request; `script` decides each answer."""
+
+    received: list[Received] = field(default_factory=list)
+    # Called with the request; returns (status, json body). Default: a draft / an accepted delivery.
+    script: Callable[[Received], tuple[int, Any]] | None = None
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        async def handle(request: Request) -> Response:
+            raw = await request.body()
+            item = Received(request.url.path, dict(request.headers), json.loads(raw or b"{}"), raw)
+            self.received.append(item)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            status, body = (self.script or self.default)(item)
+            if isinstance(body, str):
+                return Response(body, status_code=status, media_type="text/plain")
+            return JSONResponse(body, status_code=status)
+
+        self.port = free_port()
+        self.app = Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
+        )
+
+    @staticmethod
+    def default(item: Received) -> tuple[int, Any]:
+        if item.path.startswith("/draft"):
+            last = next((h["text"] for h in reversed(item.body["history"]) if h["role"] == "client"), "")
+            return 200, {"body": f"Thanks! About: {last[:40]}", "model": "fake-1"}
+        return 200, {"external_id": f"peer-{item.body['message_id']}"}
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def signature_ok(self, item: Received) -> bool:
+        parts = dict(p.split("=", 1) for p in item.headers["x-atlilith-signature"].split(","))
+        mac = hmac.new(PEER_SECRET.encode(), f"{parts['t']}.".encode() + item.raw, hashlib.sha256).hexdigest()
+        return hmac.compare_digest(mac, parts["v1"])
+
+    async def __aenter__(self) -> FakePeer:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+def messaging_db(db: Database, **overrides: Any) -> Database:
+    """The test database, with a platform that lets contexts use peers on 127.0.0.1."""
+    settings = db.settings.model_copy(
+        update={
+            "messaging_peer_allowed_hosts": ["127.0.0.1:*"],
+            "messaging_peer_secret": PEER_SECRET,
+            "messaging_peer_timeout_seconds": 2.0,
+            "messaging_peer_retries": 1,
+            **overrides,
+        }
+    )
+    return Database(settings)
+
+
+@asynccontextmanager
+async def messaging_client(database: Database) -> AsyncIterator[httpx.AsyncClient]:
+    from servers.app import create_app
+
+    application = create_app(database.settings, db=database, run_relay=False)
+    async with running(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+async def api_key(client: httpx.AsyncClient, who: Account, scopes: list[str], org: str | None = None) -> str:
+    body: dict[str, Any] = {"name": "agent", "scopes": scopes}
+    if org:
+        body["org"] = org
+    r = await client.post("/v1/api-keys", json=body, headers=who.h())
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
+
+
+async def inbound(
+    client: httpx.AsyncClient, headers: dict[str, str], *, expect: int = 200, **fields: Any
+) -> dict[str, Any]:
+    body = {"channel": "email", "client_email": "ada@example.com", "body": "Hello", **fields}
+    body.setdefault("external_id", f"<{hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()}>")
+    r = await client.post("/v1/messaging/inbound", json=body, headers=headers)
+    assert r.status_code == expect, r.text
+    return dict(r.json())
+
+
+async def outbox(db: Database, name: str, **match: str) -> list[dict[str, Any]]:
+    """Events of this name whose data contains `match`, oldest first."""
+    async with db.system() as uow:
+        rows = (
+            await uow.session.execute(
+                text(
+                    "SELECT data FROM platform.outbox WHERE name = :n AND data @> CAST(:m AS jsonb) ORDER BY seq"
+                ),
+                {"n": name, "m": json.dumps(match)},
+            )
+        ).scalars()
+        return [dict(r) for r in rows]
+
+
+async def drain_until(relay: Relay, check: Callable[[], Any], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        await relay.drain()
+        if await check():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
