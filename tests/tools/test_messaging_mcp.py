@@ -121,8 +121,9 @@ async def test_agent_mode_and_human_approval_hold_through_mcp(
 
         # A person approves over MCP (session token); twice at once sends once.
         both = await asyncio.gather(
+            # Same arguments on both: whichever wins, the outcome is the same.
             p.call_tool("messaging_draft_approve", {"org": org, "draft_id": draft_id, "status": "pending"}),
-            p.call_tool("messaging_draft_approve", {"org": org, "draft_id": draft_id}),
+            p.call_tool("messaging_draft_approve", {"org": org, "draft_id": draft_id, "status": "pending"}),
         )
         assert sorted(r.is_error for r in both) == [False, True]
         ok = next(r for r in both if not r.is_error).structured_content
