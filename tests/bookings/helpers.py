@@ -11,7 +11,8 @@ import httpx
 from tests.conftest import Account
 
 EVERY_DAY = [
-    {"weekday": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    {"weekday": d, "start": "09:00", "end": "17:00"}
+    for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ]
 
 
@@ -28,7 +29,11 @@ async def set_hours(
     r = await client.put(
         "/v1/bookings/availability",
         params={"provider": provider} if provider else None,
-        json={"time_zone": time_zone, "weekly": EVERY_DAY if weekly is None else weekly, "overrides": overrides or []},
+        json={
+            "time_zone": time_zone,
+            "weekly": EVERY_DAY if weekly is None else weekly,
+            "overrides": overrides or [],
+        },
         headers=who.h(org=org),
     )
     assert r.status_code == 200, r.text
