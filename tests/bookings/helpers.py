@@ -69,3 +69,28 @@ async def slots(
     )
     assert r.status_code == 200, r.text
     return list(r.json()["slots"])
+
+
+async def admin(db: Any, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+    """Raw SQL as the migration superuser: to move a booking's clock, or look behind RLS."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from core.db import asyncpg_url
+
+    engine = create_async_engine(asyncpg_url(db.settings.database_url))
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(text(sql), params or {})
+            return list(result.all()) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+async def events(db: Any, name: str, booking_id: str) -> list[dict[str, Any]]:
+    rows = await admin(
+        db,
+        "SELECT data FROM platform.outbox WHERE name = :n AND data->>'booking_id' = :b ORDER BY seq",
+        {"n": name, "b": booking_id},
+    )
+    return [r[0] for r in rows]
