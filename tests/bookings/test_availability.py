@@ -4,6 +4,7 @@ advance limits, overrides, and the compact hour format tools take."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -99,7 +100,7 @@ def test_wall_clock_steps_skip_times_that_do_not_exist() -> None:
     starts = slot_starts(hours, rules(30), Busy(()), *week(PARIS, dt.date(2026, 3, 29), days=1))
     local = [s.astimezone(PARIS).strftime("%H:%M") for s in starts]
     assert local == ["00:00", "00:30", "01:00", "01:30", "03:00", "03:30"]
-    assert all(b - a >= dt.timedelta(minutes=30) for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a >= dt.timedelta(minutes=30) for a, b in itertools.pairwise(starts))
 
 
 def test_buffers_keep_free_time_around_bookings() -> None:

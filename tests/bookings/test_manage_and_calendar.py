@@ -15,7 +15,7 @@ import jwt
 from core.bookings import links
 from core.bookings.service import send_due_reminders
 from core.uow import Database
-from tests.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours, slots
+from tests.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours
 from tests.conftest import make_org, signup
 
 CLIENT = {"client_name": "Grace Hopper", "client_email": "grace@example.com", "time_zone": "America/New_York"}
@@ -41,7 +41,7 @@ async def _booked(client: httpx.AsyncClient, **service: object):
 async def test_a_manage_link_reaches_its_booking_and_nothing_else(
     client: httpx.AsyncClient, db: Database
 ) -> None:
-    a, svc, day, (one, two) = await _booked(client, cancel_notice_minutes=60)
+    a, _svc, day, (one, two) = await _booked(client, cancel_notice_minutes=60)
     token = one["manage"]["token"]
     view = await client.get(f"/v1/bookings/manage/{token}")  # no credential
     assert view.status_code == 200, view.text
@@ -105,7 +105,7 @@ async def test_a_manage_link_reaches_its_booking_and_nothing_else(
 
 
 async def test_a_client_cancelling_late_is_told_the_fee(client: httpx.AsyncClient, db: Database) -> None:
-    a, svc, day, (one, _) = await _booked(
+    _a, _svc, _day, (one, _) = await _booked(
         client, cancel_notice_minutes=10 * 24 * 60, late_cancel_fee="15", price_amount="50", currency="EUR"
     )
     token = one["manage"]["token"]
