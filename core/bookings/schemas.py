@@ -217,6 +217,7 @@ class _ServiceFields(BaseModel):
     )
     providers: list[SlugRef] | None = Field(
         default=None,
+        min_length=1,
         max_length=100,
         description="Slugs of the org members who deliver it (default: you). Personal: always you.",
     )
@@ -255,7 +256,7 @@ class ServiceUpdateIn(BaseModel):
     location_kind: LocationKind | None = None
     location: Annotated[str, Field(max_length=500)] | None = None
     assignment: Assignment | None = None
-    providers: list[SlugRef] | None = Field(default=None, max_length=100)
+    providers: list[SlugRef] | None = Field(default=None, min_length=1, max_length=100)
     cancel_notice_minutes: int | None = Field(default=None, ge=0, le=525_600)
     late_cancel_fee: Money | None = None
     active: bool | None = None

@@ -1459,17 +1459,18 @@ async def _managed(db: Database, token: str) -> AsyncIterator[tuple[TenantContex
     async with db.system() as uow:
         owner = (
             await uow.session.execute(
-                select(Booking.person_id, Booking.org_id).where(Booking.id == booking_id)
+                select(Booking.provider_id, Booking.org_id).where(Booking.id == booking_id)
             )
         ).one_or_none()
         if owner is None:
             raise NotFound("no booking for this link", code="manage_link_invalid", hint="ask the provider")
-        await uow.act_as_service(owner.person_id, owner.org_id)
+        # Work as the booking's provider in its context: their calendar is the one that changes.
+        await uow.act_as_service(owner.provider_id, owner.org_id)
         ctx = TenantContext(
             principal=Principal(
-                kind=PrincipalKind.SERVICE, person_id=owner.person_id, scopes=frozenset({WRITE})
+                kind=PrincipalKind.SERVICE, person_id=owner.provider_id, scopes=frozenset({WRITE})
             ),
-            person_id=owner.person_id,
+            person_id=owner.provider_id,
             org_id=owner.org_id,
             trace_id=uow.trace_id,
         )

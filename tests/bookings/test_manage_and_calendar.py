@@ -14,6 +14,7 @@ import jwt
 
 from core.bookings import links
 from core.bookings.service import send_due_reminders
+from core.events import load_handlers, run_schedule
 from core.uow import Database
 from tests.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours
 from tests.conftest import make_org, signup
@@ -242,4 +243,11 @@ async def test_reminders_are_emitted_once_per_booking_time(client: httpx.AsyncCl
         db, "SELECT reminder_sent_at IS NOT NULL FROM bookings.bookings WHERE id = :b", {"b": ids["soon"]}
     )
     assert rows[0][0] is True
-    assert uuid.UUID(ids["soon"])
+
+    # The scheduled handlers are registered and run (once per fire time across processes).
+    registry = load_handlers()
+    fire_at = dt.datetime(2001, 1, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=uuid.uuid4().int % 10**6)
+    for name in ("bookings.reminders", "bookings.expire_holds"):
+        ran = await asyncio.gather(*(run_schedule(db, registry.schedules[name], fire_at) for _ in range(2)))
+        assert sorted(ran) == [False, True], name
+    assert len(await events(db, "bookings/booking.reminder_due", ids["soon"])) == 2
