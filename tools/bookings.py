@@ -315,6 +315,7 @@ can view, cancel or reschedule. Confirming twice is harmless.""",
         client_phone: ClientPhone = None,
         client_note: ClientNote = None,
         notes: NotesArg = None,
+        time_zone: ClientZone = None,
         org: OrgArg = None,
         idempotency_key: IdempotencyArg = None,
     ) -> BookingOut:
@@ -325,6 +326,7 @@ can view, cancel or reschedule. Confirming twice is harmless.""",
             client_phone=client_phone,
             client_note=client_note,
             notes=notes,
+            time_zone=time_zone,
         )
         async with rt.context(org) as (ctx, uow):
             return await service.confirm_booking(ctx, uow, booking_id, data, idempotency_key=idempotency_key)

@@ -371,7 +371,7 @@ class RequestIn(_SlotFields):
 
 
 class ConfirmIn(_ClientFields):
-    pass
+    time_zone: TimeZone | None = Field(default=None, description="The client's zone, if learnt meanwhile.")
 
 
 class DeclineIn(BaseModel):

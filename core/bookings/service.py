@@ -1015,6 +1015,8 @@ async def confirm_booking(
         values["notes"] = data.notes
     if data.client_note is not None:
         values["client_note"] = data.client_note
+    if data.time_zone is not None:
+        values["client_time_zone"] = data.time_zone
     await _apply(uow, b.id, **values)
     row = await _booking_row(ctx, uow, b.id)
     _emit(uow, "confirmed", row[0], previous_status=status)
