@@ -471,6 +471,7 @@ def _event(b: Booking, **extra: Any) -> dict[str, Any]:
         "provider_id": str(b.provider_id),
         "client_id": str(b.client_id) if b.client_id else None,
         "status": b.status,
+        "context": _context(b.org_id),
         "start_at": _iso(b.start_at),
         "end_at": _iso(b.end_at),
     }

@@ -59,6 +59,7 @@ async def test_hold_then_confirm_with_the_clients_details(client: httpx.AsyncCli
     assert (
         held_event["provider_id"] == a.id and held_event["person_id"] == a.id and held_event["org_id"] is None
     )
+    assert held_event["context"] == "personal" and held_event["hold_expires_at"].endswith("Z")
     assert confirmed_event["client_id"] == c["client"]["id"]
     assert confirmed_event["start_at"].endswith("Z") and confirmed_event["start_at"] == c["start_at"]
     assert confirmed_event["end_at"] == c["end_at"] and confirmed_event["trace_id"]
@@ -111,7 +112,9 @@ async def test_request_is_confirmed_or_declined_by_the_provider(
     assert no.status_code == 200 and no.json()["decline_reason"] == "fully booked that day"
     assert no.json()["status"] == "declined"
     [declined] = await events(db, "bookings/booking.declined", reqs[1]["id"])
-    assert declined["reason"] == "fully booked that day" and declined["org_id"]
+    assert (
+        declined["reason"] == "fully booked that day" and declined["org_id"] and declined["context"] == "org"
+    )
     # Declined frees the slot; declining a confirmed booking is not a thing.
     offered = [
         s["start"]
