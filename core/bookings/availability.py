@@ -119,6 +119,17 @@ def slot_starts(
         window_end = local_instant(day, close_at, hours.zone)
         hh, mm = _clock(open_at)
         local = dt.datetime.combine(day, dt.time(hh, mm), tzinfo=hours.zone)
+        window_start = local.astimezone(UTC)
+        if exists(local) and local.utcoffset() == window_end.astimezone(hours.zone).utcoffset():
+            # No DST change inside the window (the usual case): wall-clock steps are UTC steps.
+            candidate = window_start
+            while candidate + rules.duration <= window_end:
+                if lower <= candidate < upper and not busy.overlaps(
+                    candidate - rules.buffer_before, candidate + rules.duration + rules.buffer_after
+                ):
+                    found.append(candidate)
+                candidate += rules.step
+            continue
         while True:
             candidate = local.astimezone(UTC)
             finish = candidate + rules.duration

@@ -8,9 +8,12 @@ import itertools
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from core.bookings.availability import Busy, Hours, Rules, fits, slot_starts
+from core.bookings.availability import Busy, Hours, Rules, exists, fits, local_instant, slot_starts
 from core.bookings.schemas import (
+    WEEKDAYS,
     AvailabilityIn,
     DateOverride,
     TimeRange,
@@ -174,3 +177,61 @@ def test_the_compact_hour_format() -> None:
         AvailabilityIn(time_zone="Europe/Paris", weekly=parse_weekly(["mon 09:00-12:00", "mon 11:00-13:00"]))
     with pytest.raises(ValueError, match="IANA"):
         AvailabilityIn(time_zone="Mars/Olympus", weekly=[])
+
+
+def _reference(
+    hours: Hours, r: Rules, busy: list[tuple[dt.datetime, dt.datetime]], day: dt.date
+) -> list[dt.datetime]:
+    """The slow, obvious definition: walk the wall clock of each window, keep what exists, fits
+    and is free."""
+    found = []
+    for w_day, open_at, close_at in hours.windows(*week(hours.zone, day, 1)):
+        if w_day != day:
+            continue
+        close = local_instant(w_day, close_at, hours.zone)
+        hh, mm = (int(x) for x in open_at.split(":"))
+        local = dt.datetime.combine(w_day, dt.time(hh, mm))
+        while True:
+            aware = local.replace(tzinfo=hours.zone)
+            start = aware.astimezone(UTC)
+            if start + r.duration > close:
+                break
+            blocked = (start - r.buffer_before, start + r.duration + r.buffer_after)
+            if exists(aware) and not any(a < blocked[1] and blocked[0] < b for a, b in busy):
+                found.append(start)
+            local += r.step
+    return sorted(set(found))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    zone=st.sampled_from([PARIS, NEW_YORK, ZoneInfo("Australia/Sydney"), ZoneInfo("Asia/Kolkata")]),
+    day=st.sampled_from(
+        [dt.date(2026, 3, 8), dt.date(2026, 3, 29), dt.date(2026, 10, 25), dt.date(2026, 11, 1), dt.date(2026, 4, 5),
+         dt.date(2026, 10, 4), dt.date(2026, 6, 17)]
+    ),
+    opens=st.integers(0, 23 * 4),
+    length=st.integers(1, 24 * 4),
+    duration=st.sampled_from([15, 30, 45, 60, 90]),
+    step=st.sampled_from([15, 20, 30, 60]),
+    before=st.sampled_from([0, 10, 30]),
+    after=st.sampled_from([0, 15]),
+    taken=st.lists(st.tuples(st.integers(0, 24 * 60), st.integers(15, 180)), max_size=4),
+)  # fmt: skip
+def test_slots_match_the_obvious_definition(
+    zone: ZoneInfo, day: dt.date, opens: int, length: int, duration: int, step: int, before: int, after: int,
+    taken: list[tuple[int, int]],
+) -> None:  # fmt: skip
+    close = min(opens + length, 24 * 4)
+    clock = lambda q: "24:00" if q == 96 else f"{q // 4:02d}:{q % 4 * 15:02d}"  # noqa: E731
+    hours = Hours(
+        zone=zone, weekly=[WeeklyHours(weekday=WEEKDAYS[day.weekday()], start=clock(opens), end=clock(close))]
+    )
+    midnight = dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(UTC)
+    busy = [(midnight + dt.timedelta(minutes=m), midnight + dt.timedelta(minutes=m + n)) for m, n in taken]
+    r = rules(duration, step, before, after)
+    got = slot_starts(hours, r, Busy(busy), *week(zone, day, 1))
+    want = [s for s in _reference(hours, r, busy, day) if week(zone, day, 1)[0] <= s < week(zone, day, 1)[1]]
+    assert [s for s in got if s.astimezone(zone).date() == day] == [
+        s for s in want if s.astimezone(zone).date() == day
+    ]
