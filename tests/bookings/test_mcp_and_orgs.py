@@ -253,3 +253,47 @@ async def test_a_week_across_the_next_dst_change_in_europe_and_in_the_us(client:
         assert r.status_code == 201, r.text
         start = dt.datetime.fromisoformat(r.json()["start_at"]).astimezone(zone)
         assert (start.date(), start.hour) == (change, 9)
+
+
+async def test_deleting_an_org_takes_its_bookings_and_frees_the_providers_time(
+    client: httpx.AsyncClient,
+) -> None:
+    owner = await signup(client)
+    org = await make_org(client, owner)
+    await set_hours(client, owner, org=org)
+    await set_hours(client, owner)
+    svc = await make_service(client, owner, org=org)
+    day = day_ahead(4)
+    r = await client.post(
+        "/v1/bookings/requests",
+        json={"service_id": svc["id"], "start_at": at(day, "10:00"), "client_email": "x@example.com"},
+        headers=owner.h(org=org),
+    )
+    assert r.status_code == 201
+    mine = await make_service(client, owner)
+    blocked = await client.post(
+        "/v1/bookings/holds", json={"service_id": mine["id"], "start_at": at(day, "10:00")}, headers=owner.h()
+    )
+    assert blocked.status_code == 409
+    assert (await client.delete(f"/v1/orgs/{org}", headers=owner.h())).status_code == 204
+    free = await client.post(
+        "/v1/bookings/holds", json={"service_id": mine["id"], "start_at": at(day, "10:00")}, headers=owner.h()
+    )
+    assert free.status_code == 201, free.text
+
+
+async def test_scopes_of_api_keys(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    await set_hours(client, a)
+    svc = await make_service(client, a)
+    key = (
+        await client.post("/v1/api-keys", json={"name": "reader", "scopes": ["bookings:read"]}, headers=a.h())
+    ).json()["token"]
+    h = {"Authorization": f"Bearer {key}"}
+    assert (await client.get("/v1/bookings", headers=h)).status_code == 200
+    day = day_ahead(3)
+    assert len(await slots(client, a, svc["id"], day, day)) == 8
+    r = await client.post(
+        "/v1/bookings/holds", json={"service_id": svc["id"], "start_at": at(day, "10:00")}, headers=h
+    )
+    assert r.status_code == 403 and r.json()["code"] == "missing_scope"
