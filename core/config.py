@@ -111,6 +111,12 @@ class Settings(BaseSettings):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
 
+    # --- bookings -------------------------------------------------------------------------
+    bookings_hold_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    bookings_reminder_lead_minutes: int = Field(default=1440, ge=1, le=43_200)
+    # Manage links stay valid until the booking ends plus this grace (a late "what was it?").
+    bookings_manage_link_grace_hours: int = Field(default=24, ge=0, le=24 * 90)
+
     @field_validator("toolsets", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

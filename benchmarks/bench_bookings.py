@@ -1,0 +1,306 @@
+"""Bookings: slot computation for a provider with a month of bookings, and booking creation
+through REST and MCP against raw asyncpg INSERTs into the same constrained table, in one run."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import json
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+
+from benchmarks.common import CONCURRENCY, SECONDS, Result, bench_database, load, server, table
+from core.auth import authenticate
+from core.bookings import service as bookings
+from core.bookings.schemas import AvailabilityIn, ServiceIn, SlotsQuery, WeeklyHours
+from core.db import asyncpg_dsn, start_statement_count
+from core.tenancy.schemas import MemberIn, OrgIn, SignupIn
+from core.tenancy.service import Device, add_member, create_org, signup
+from core.uow import Database
+
+PROVIDERS = 8
+STEP = dt.timedelta(minutes=15)
+
+
+async def _setup(db: Database) -> dict[str, Any]:
+    owner = await signup(
+        db,
+        SignupIn(
+            email="owner@bench.example", password="bench-password", slug="bench-owner", display_name="O"
+        ),
+        Device(),
+    )
+    people = [
+        await signup(
+            db,
+            SignupIn(
+                email=f"p{i}@bench.example",
+                password="bench-password",
+                slug=f"bench-pro-{i}",
+                display_name=f"P{i}",
+            ),
+            Device(),
+        )
+        for i in range(PROVIDERS)
+    ]
+    async with db.uow() as uow:
+        ctx = await authenticate(uow, owner.access_token)
+        org = await create_org(ctx, uow, OrgIn(slug="bench-salon", name="Bench salon"))
+    async with db.uow() as uow:
+        ctx = await authenticate(uow, owner.access_token, org.slug)
+        for p in people:
+            await add_member(ctx, uow, MemberIn(person=p.person.slug))
+        all_day = [
+            WeeklyHours(weekday=d, start="00:00", end="24:00")
+            for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        ]
+        for p in people[1:]:
+            await bookings.set_availability(
+                ctx, uow, p.person.slug, AvailabilityIn(time_zone="UTC", weekly=all_day)
+            )
+        workday = [
+            WeeklyHours(weekday=d, start="08:00", end="20:00")
+            for d in ("mon", "tue", "wed", "thu", "fri", "sat")
+        ]
+        await bookings.set_availability(
+            ctx, uow, people[0].person.slug, AvailabilityIn(time_zone="Europe/Paris", weekly=workday)
+        )
+        busy = await bookings.create_service(
+            ctx,
+            uow,
+            ServiceIn(
+                name="Cut",
+                duration_minutes=45,
+                buffer_after_minutes=15,
+                slot_interval_minutes=15,
+                providers=[people[0].person.slug],
+            ),
+        )
+        quick = await bookings.create_service(
+            ctx,
+            uow,
+            ServiceIn(
+                name="Quick",
+                duration_minutes=15,
+                slot_interval_minutes=15,
+                max_advance_days=730,
+                providers=[p.person.slug for p in people[1:]],
+            ),
+        )
+    return {"owner": owner, "people": people, "org": org, "busy": busy, "quick": quick}
+
+
+async def _month_of_bookings(dsn: str, env: dict[str, Any]) -> int:
+    """About eight confirmed bookings a working day for a month, straight into the table."""
+    provider = env["people"][0].person.id
+    tomorrow = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(
+        days=1
+    )
+    rows = []
+    for day in range(31):
+        for hour in (8, 9, 11, 12, 14, 15, 17, 18):
+            start = tomorrow + dt.timedelta(days=day, hours=hour)
+            rows.append((uuid.uuid4(), env["busy"].id, provider, start, start + dt.timedelta(minutes=45)))
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            "INSERT INTO bookings.bookings (id, service_id, provider_id, status, start_at, end_at,"
+            " buffer_after_minutes, location_kind, person_id, org_id)"
+            " VALUES ($1, $2, $3, 'confirmed', $4, $5, 15, 'in_person', $3, $6)",
+            [(*r, env["org"].id) for r in rows],
+        )
+    finally:
+        await conn.close()
+    return len(rows)
+
+
+async def _timed(label: str, call: Callable[[], Awaitable[int]], seconds: float = SECONDS) -> Result:
+    """Like common.load, for in-process calls: `call` returns the statements it used."""
+    result = Result(label)
+    warm_until = time.perf_counter() + min(1.0, seconds / 4)
+    while time.perf_counter() < warm_until:
+        await call()
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                statements = await call()
+            except Exception:
+                result.errors += 1
+                continue
+            result.latencies.append(time.perf_counter() - t0)
+            result.statements.append(statements)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+async def run() -> str:
+    async with bench_database() as settings:
+        db = Database(settings)
+        env = await _setup(db)
+        admin_dsn = asyncpg_dsn(settings.database_url or "")
+        month = await _month_of_bookings(admin_dsn, env)
+        owner_token, org = env["owner"].access_token, env["org"].slug
+        busy_id, quick_id = env["busy"].id, env["quick"].id
+        first = dt.date.today() + dt.timedelta(days=1)
+        last = first + dt.timedelta(days=30)
+        query = SlotsQuery(service_id=busy_id, from_date=first, to_date=last, time_zone="America/New_York")
+
+        async def in_process() -> int:
+            stats = start_statement_count()
+            async with db.uow() as uow:
+                ctx = await authenticate(uow, owner_token, org)
+                out = await bookings.find_slots(ctx, uow, query)
+                assert out.slots
+            return stats.count
+
+        pool = await asyncpg.create_pool(admin_dsn, min_size=2, max_size=CONCURRENCY + 2)
+        assert pool is not None
+        provider0 = env["people"][0].person.id
+
+        async def busy_only() -> int:
+            await pool.fetch(
+                "SELECT lower(blocked), upper(blocked) FROM bookings.bookings WHERE provider_id = $1"
+                " AND blocked && tstzrange($2, $3) AND status IN ('held','requested','confirmed')",
+                provider0,
+                dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC),
+                dt.datetime.combine(last, dt.time(), tzinfo=dt.UTC),
+            )
+            return 1
+
+        headers = {"Authorization": f"Bearer {owner_token}", "X-Atlilith-Org": org}
+        mcp_headers = {
+            "Authorization": f"Bearer {owner_token}",
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        }
+        params = {
+            "service_id": str(busy_id),
+            "from_date": str(first),
+            "to_date": str(last),
+            "time_zone": "America/New_York",
+        }
+
+        def mcp_call(name: str, arguments: dict[str, Any]) -> str:
+            return json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "tools/call",
+                    "params": {"name": name, "arguments": arguments},
+                }
+            )
+
+        slots_call = mcp_call("bookings_slots", {**params, "org": org})
+        slugs = [p.person.slug for p in env["people"][1:]]
+        ids = [p.person.id for p in env["people"][1:]]
+        start0 = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        # Disjoint slot ranges per door; each request takes the next free slot of the next provider.
+        rest_n, mcp_n, raw_n = itertools.count(), itertools.count(), itertools.count()
+
+        def slot(counter: itertools.count[int], offset_days: int) -> tuple[int, dt.datetime]:
+            i = next(counter)
+            return i % len(slugs), start0 + dt.timedelta(days=offset_days) + (i // len(slugs)) * STEP
+
+        def rest_hold(c: httpx.AsyncClient) -> Awaitable[httpx.Response]:
+            p, start = slot(rest_n, 0)
+            body = {"service_id": str(quick_id), "start_at": start.isoformat(), "provider": slugs[p]}
+            return c.post("/v1/bookings/holds", json=body, headers=headers)
+
+        async def mcp_hold(c: httpx.AsyncClient) -> httpx.Response:
+            p, start = slot(mcp_n, 200)
+            args = {
+                "service_id": str(quick_id),
+                "start_at": start.isoformat(),
+                "provider": slugs[p],
+                "org": org,
+            }
+            r = await c.post("/mcp", content=mcp_call("bookings_hold", args), headers=mcp_headers)
+            if '"isError":true' in r.text:
+                return httpx.Response(409, headers=r.headers)
+            return r
+
+        async def raw_insert() -> int:
+            p, start = slot(raw_n, 400)
+            await pool.execute(
+                "INSERT INTO bookings.bookings (id, service_id, provider_id, status, start_at, end_at,"
+                " hold_expires_at, location_kind, person_id, org_id)"
+                " VALUES ($1, $2, $3, 'held', $4, $5, now() + interval '5 minutes', 'in_person', $6, $7)",
+                uuid.uuid4(),
+                quick_id,
+                ids[p],
+                start,
+                start + STEP,
+                env["owner"].person.id,
+                env["org"].id,
+            )
+            return 1
+
+        previous = os.environ.get("ATLILITH_TOOLSETS")
+        os.environ["ATLILITH_TOOLSETS"] = "all"
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        try:
+            async with (
+                server(settings) as base,
+                httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client,
+            ):
+                check = await client.post("/mcp", content=slots_call, headers=mcp_headers)
+                assert check.status_code == 200 and '"isError":false' in check.text, check.text[:500]
+                raw_busy = await _timed("raw asyncpg: the month's busy rows", busy_only)
+                local = await _timed("find_slots in-process (31 days)", in_process)
+                rest_slots = await load(
+                    "GET /v1/bookings/slots (31 days)",
+                    lambda c: c.get("/v1/bookings/slots", params=params, headers=headers),
+                    client,
+                )
+                mcp_slots = await load(
+                    "MCP bookings_slots (31 days)",
+                    lambda c: c.post("/mcp", content=slots_call, headers=mcp_headers),
+                    client,
+                )
+                raw = await _timed("raw asyncpg INSERT (constrained)", raw_insert)
+                rest = await load("POST /v1/bookings/holds", rest_hold, client)
+                mcp = await load("MCP bookings_hold over HTTP", mcp_hold, client)
+        finally:
+            if previous is None:
+                os.environ.pop("ATLILITH_TOOLSETS", None)
+            else:
+                os.environ["ATLILITH_TOOLSETS"] = previous
+            await pool.close()
+            await db.dispose()
+        counts = await _count(admin_dsn, quick_id)
+        note = (
+            f"\n  provider with {month} bookings in the month; slot queries span 31 days"
+            f" (results capped at {bookings.MAX_SLOTS})\n  bookings made: {counts} (every one accepted by"
+            " ex_bookings_no_overlap; errors = refused requests)"
+        )
+        return (
+            table("Slot computation, a month of bookings", [raw_busy, local, rest_slots, mcp_slots], raw_busy)
+            + "\n"
+            + table("Booking creation (hold), same constrained table", [raw, rest, mcp], raw)
+            + note
+        )
+
+
+async def _count(dsn: str, service_id: uuid.UUID) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await conn.fetchval("SELECT count(*) FROM bookings.bookings WHERE service_id = $1", service_id)
+        )
+    finally:
+        await conn.close()

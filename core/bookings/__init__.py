@@ -1,0 +1,1 @@
+"""Bookings: services, availability, holds and the booking lifecycle, without double bookings."""

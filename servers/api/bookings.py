@@ -1,0 +1,310 @@
+"""/v1/bookings: services, working hours, slots, holds and requests, the booking lifecycle,
+calendar exports, and the client's manage link (unauthenticated, one booking per token)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response, status
+from pydantic import AwareDatetime
+
+from core.bookings import service
+from core.bookings.schemas import (
+    AvailabilityIn,
+    AvailabilityOut,
+    BookingChangeOut,
+    BookingFilters,
+    BookingOut,
+    Calendar,
+    CancelIn,
+    ConfirmIn,
+    DeclineIn,
+    FeedCreated,
+    FeedIn,
+    FeedOut,
+    HoldIn,
+    ManageCancelIn,
+    ManagedBookingOut,
+    ManagedChangeOut,
+    ManageLinkOut,
+    ManageRescheduleIn,
+    OutcomeIn,
+    RequestIn,
+    RescheduleIn,
+    ServiceIn,
+    ServiceOut,
+    ServiceUpdateIn,
+    SlotsOut,
+    SlotsQuery,
+    Status,
+)
+from core.pagination import Page
+from core.validation import SLUG_PATTERN
+from servers.api.deps import CallerDep, DbDep, IdempotencyKey, PageDep
+
+router = APIRouter(tags=["bookings"])
+
+# Service operations deliberately without a route, and why (checked by tests/test_parity.py).
+NOT_ROUTES = {
+    "bookings.expire_holds": "scheduled sweep (bookings.expire_holds), not a caller's operation",
+    "bookings.send_due_reminders": "scheduled handler (bookings.reminders), not a caller's operation",
+}
+
+Token = Annotated[str, Path(min_length=10, max_length=2000, description="The token from the link.")]
+ProviderQuery = Annotated[
+    str | None,
+    Query(pattern=SLUG_PATTERN, description="A provider's slug (an org member); default: you."),
+]
+CALENDAR: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/calendar": {}}, "description": "An iCalendar document."}
+}
+
+
+def _ics(cal: Calendar) -> Response:
+    return Response(
+        cal.content,
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{cal.filename}"'},
+    )
+
+
+# --- services -------------------------------------------------------------------------------------
+
+
+@router.get("/v1/bookings/services", response_model=Page[ServiceOut])
+async def list_services(
+    caller: CallerDep, page: PageDep, active: Annotated[bool | None, Query()] = None
+) -> Page[ServiceOut]:
+    """Services of the current context (personal, or the org of your token / X-Atlilith-Org)."""
+    async with caller.context() as (ctx, uow):
+        return await service.list_services(ctx, uow, page, active)
+
+
+@router.post("/v1/bookings/services", status_code=status.HTTP_201_CREATED, response_model=ServiceOut)
+async def create_service(
+    data: ServiceIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> ServiceOut:
+    """Create a bookable service (you, or an org's owner/admin)."""
+    async with caller.context() as (ctx, uow):
+        return await service.create_service(ctx, uow, data, idempotency_key=idempotency_key)
+
+
+@router.get("/v1/bookings/services/{service_id}", response_model=ServiceOut)
+async def get_service(service_id: uuid.UUID, caller: CallerDep) -> ServiceOut:
+    async with caller.context() as (ctx, uow):
+        return await service.get_service(ctx, uow, service_id)
+
+
+@router.patch("/v1/bookings/services/{service_id}", response_model=ServiceOut)
+async def update_service(service_id: uuid.UUID, data: ServiceUpdateIn, caller: CallerDep) -> ServiceOut:
+    async with caller.context() as (ctx, uow):
+        return await service.update_service(ctx, uow, service_id, data)
+
+
+@router.delete("/v1/bookings/services/{service_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_service(service_id: uuid.UUID, caller: CallerDep) -> None:
+    """Delete a never-booked service (409 `service_has_bookings` otherwise: deactivate it)."""
+    async with caller.context() as (ctx, uow):
+        await service.delete_service(ctx, uow, service_id)
+
+
+# --- availability and slots ---------------------------------------------------------------------
+
+
+@router.get("/v1/bookings/availability", response_model=AvailabilityOut)
+async def get_availability(caller: CallerDep, provider: ProviderQuery = None) -> AvailabilityOut:
+    """A provider's working hours in the current context."""
+    async with caller.context() as (ctx, uow):
+        return await service.get_availability(ctx, uow, provider)
+
+
+@router.put("/v1/bookings/availability", response_model=AvailabilityOut)
+async def set_availability(
+    data: AvailabilityIn, caller: CallerDep, provider: ProviderQuery = None
+) -> AvailabilityOut:
+    """Replace working hours: weekly rules and date overrides, in an IANA time zone."""
+    async with caller.context() as (ctx, uow):
+        return await service.set_availability(ctx, uow, provider, data)
+
+
+@router.get("/v1/bookings/slots", response_model=SlotsOut)
+async def find_slots(caller: CallerDep, q: Annotated[SlotsQuery, Query()]) -> SlotsOut:
+    """Free start times of a service between two dates, in your time zone."""
+    async with caller.context() as (ctx, uow):
+        return await service.find_slots(ctx, uow, q)
+
+
+# --- creating bookings ----------------------------------------------------------------------------
+
+
+@router.post("/v1/bookings/holds", status_code=status.HTTP_201_CREATED, response_model=BookingOut)
+async def hold(data: HoldIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> BookingOut:
+    """Reserve a slot for a few minutes; confirm it to book. 409 `slot_taken` when it is taken."""
+    async with caller.context() as (ctx, uow):
+        return await service.hold(ctx, uow, data, idempotency_key=idempotency_key)
+
+
+@router.post("/v1/bookings/requests", status_code=status.HTTP_201_CREATED, response_model=BookingOut)
+async def request_booking(
+    data: RequestIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> BookingOut:
+    """Request a slot for a client; the provider confirms or declines it."""
+    async with caller.context() as (ctx, uow):
+        return await service.request_booking(ctx, uow, data, idempotency_key=idempotency_key)
+
+
+@router.get("/v1/bookings", response_model=Page[BookingOut])
+async def list_bookings(
+    caller: CallerDep,
+    page: PageDep,
+    from_at: Annotated[AwareDatetime | None, Query(description="Starting at or after (ISO 8601).")] = None,
+    to_at: Annotated[AwareDatetime | None, Query(description="Starting before (ISO 8601).")] = None,
+    status_filter: Annotated[list[Status] | None, Query(alias="status")] = None,
+    provider: ProviderQuery = None,
+    client_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> Page[BookingOut]:
+    """Bookings of the current context by start time."""
+    filters = BookingFilters(
+        from_at=from_at, to_at=to_at, status=status_filter, provider=provider, client_id=client_id
+    )
+    async with caller.context() as (ctx, uow):
+        return await service.list_bookings(ctx, uow, page, filters)
+
+
+# --- calendar feeds -------------------------------------------------------------------------------
+
+
+@router.get("/v1/bookings/feeds", response_model=Page[FeedOut])
+async def list_feeds(caller: CallerDep, page: PageDep) -> Page[FeedOut]:
+    """Your private calendar feeds."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.list_feeds(ctx, uow, page)
+
+
+@router.post("/v1/bookings/feeds", status_code=status.HTTP_201_CREATED, response_model=FeedCreated)
+async def create_feed(data: FeedIn, caller: CallerDep) -> FeedCreated:
+    """A private iCalendar URL of your bookings in every context (shown once)."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.create_feed(ctx, uow, data)
+
+
+@router.delete("/v1/bookings/feeds/{feed_id}", response_model=FeedOut)
+async def revoke_feed(feed_id: uuid.UUID, caller: CallerDep) -> FeedOut:
+    """Revoke a feed: its URL answers 404 from now on."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.revoke_feed(ctx, uow, feed_id)
+
+
+@router.get("/v1/bookings/feeds/{token}.ics", response_class=Response, responses=CALENDAR)
+async def feed_ics(token: Token, db: DbDep) -> Response:
+    """The feed itself (no credential: the token in the URL is the secret)."""
+    return _ics(await service.feed_ics(db, token))
+
+
+# --- the client's manage link (no account, no credential: the token reaches one booking) ----------
+
+
+@router.get("/v1/bookings/manage/{token}", response_model=ManagedBookingOut, tags=["manage"])
+async def manage_view(token: Token, db: DbDep) -> ManagedBookingOut:
+    return await service.manage_view(db, token)
+
+
+@router.get("/v1/bookings/manage/{token}/slots", response_model=SlotsOut, tags=["manage"])
+async def manage_slots(
+    token: Token,
+    db: DbDep,
+    from_date: Annotated[dt.date, Query()],
+    to_date: Annotated[dt.date, Query()],
+    time_zone: Annotated[str | None, Query(max_length=64)] = None,
+) -> SlotsOut:
+    """Free times the booking could move to."""
+    return await service.manage_slots(db, token, from_date, to_date, time_zone)
+
+
+@router.post("/v1/bookings/manage/{token}/cancel", response_model=ManagedChangeOut, tags=["manage"])
+async def manage_cancel(token: Token, data: ManageCancelIn, db: DbDep) -> ManagedChangeOut:
+    return await service.manage_cancel(db, token, data)
+
+
+@router.post("/v1/bookings/manage/{token}/reschedule", response_model=ManagedChangeOut, tags=["manage"])
+async def manage_reschedule(token: Token, data: ManageRescheduleIn, db: DbDep) -> ManagedChangeOut:
+    return await service.manage_reschedule(db, token, data)
+
+
+@router.get("/v1/bookings/manage/{token}/ics", response_class=Response, responses=CALENDAR, tags=["manage"])
+async def manage_ics(token: Token, db: DbDep) -> Response:
+    return _ics(await service.manage_ics(db, token))
+
+
+# --- one booking ----------------------------------------------------------------------------------
+
+
+@router.get("/v1/bookings/{booking_id}", response_model=BookingOut)
+async def get_booking(booking_id: uuid.UUID, caller: CallerDep) -> BookingOut:
+    async with caller.context() as (ctx, uow):
+        return await service.get_booking(ctx, uow, booking_id)
+
+
+@router.get("/v1/bookings/{booking_id}/ics", response_class=Response, responses=CALENDAR)
+async def booking_ics(booking_id: uuid.UUID, caller: CallerDep) -> Response:
+    async with caller.context() as (ctx, uow):
+        return _ics(await service.booking_ics(ctx, uow, booking_id))
+
+
+@router.post("/v1/bookings/{booking_id}/confirm", response_model=BookingOut)
+async def confirm(
+    booking_id: uuid.UUID,
+    caller: CallerDep,
+    data: ConfirmIn | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> BookingOut:
+    """Confirm a hold (with the client's details if it had none) or a request."""
+    async with caller.context() as (ctx, uow):
+        return await service.confirm_booking(
+            ctx, uow, booking_id, data or ConfirmIn(), idempotency_key=idempotency_key
+        )
+
+
+@router.post("/v1/bookings/{booking_id}/decline", response_model=BookingOut)
+async def decline(booking_id: uuid.UUID, data: DeclineIn, caller: CallerDep) -> BookingOut:
+    async with caller.context() as (ctx, uow):
+        return await service.decline_booking(ctx, uow, booking_id, data)
+
+
+@router.post("/v1/bookings/{booking_id}/cancel", response_model=BookingChangeOut)
+async def cancel(
+    booking_id: uuid.UUID,
+    caller: CallerDep,
+    data: CancelIn | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> BookingChangeOut:
+    """Cancel (or, with `dry_run`, preview the cancellation and any late fee)."""
+    async with caller.context() as (ctx, uow):
+        return await service.cancel_booking(
+            ctx, uow, booking_id, data or CancelIn(), idempotency_key=idempotency_key
+        )
+
+
+@router.post("/v1/bookings/{booking_id}/reschedule", response_model=BookingChangeOut)
+async def reschedule(
+    booking_id: uuid.UUID, data: RescheduleIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> BookingChangeOut:
+    """Move the booking (same id, history kept); 409 `slot_taken` if the new time is taken."""
+    async with caller.context() as (ctx, uow):
+        return await service.reschedule_booking(ctx, uow, booking_id, data, idempotency_key=idempotency_key)
+
+
+@router.post("/v1/bookings/{booking_id}/outcome", response_model=BookingOut)
+async def record_outcome(booking_id: uuid.UUID, data: OutcomeIn, caller: CallerDep) -> BookingOut:
+    """After the start: `completed` or `no_show`."""
+    async with caller.context() as (ctx, uow):
+        return await service.record_outcome(ctx, uow, booking_id, data)
+
+
+@router.post("/v1/bookings/{booking_id}/manage-link", response_model=ManageLinkOut)
+async def manage_link(booking_id: uuid.UUID, caller: CallerDep) -> ManageLinkOut:
+    """A fresh link for the client to view, cancel or reschedule this booking only."""
+    async with caller.context() as (ctx, uow):
+        return await service.manage_link(ctx, uow, booking_id)

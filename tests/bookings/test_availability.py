@@ -1,0 +1,237 @@
+"""Working hours to slots, without a database: DST in Europe and the US, buffers, notice,
+advance limits, overrides, and the compact hour format tools take."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.bookings.availability import Busy, Hours, Rules, exists, fits, local_instant, slot_starts
+from core.bookings.schemas import (
+    WEEKDAYS,
+    AvailabilityIn,
+    DateOverride,
+    TimeRange,
+    WeeklyHours,
+    availability_from_lines,
+    parse_overrides,
+    parse_weekly,
+)
+from core.errors import ValidationFailed
+
+UTC = dt.UTC
+PARIS, NEW_YORK = ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York")
+FAR_PAST, FAR_FUTURE = dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def rules(
+    minutes: int = 60, step: int | None = None, before: int = 0, after: int = 0, **kw: dt.datetime
+) -> Rules:
+    return Rules(
+        duration=dt.timedelta(minutes=minutes),
+        step=dt.timedelta(minutes=step or minutes),
+        buffer_before=dt.timedelta(minutes=before),
+        buffer_after=dt.timedelta(minutes=after),
+        earliest=kw.get("earliest", FAR_PAST),
+        latest=kw.get("latest", FAR_FUTURE),
+    )
+
+
+def every_day(start: str = "09:00", end: str = "17:00") -> list[WeeklyHours]:
+    return [
+        WeeklyHours(weekday=d, start=start, end=end)
+        for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    ]
+
+
+def week(zone: ZoneInfo, first: dt.date, days: int = 7) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(first, dt.time(), tzinfo=zone).astimezone(UTC)
+    end = dt.datetime.combine(first + dt.timedelta(days=days), dt.time(), tzinfo=zone).astimezone(UTC)
+    return start, end
+
+
+@pytest.mark.parametrize(
+    ("zone", "first", "change", "before_offset", "after_offset"),
+    [
+        (PARIS, dt.date(2026, 3, 26), dt.date(2026, 3, 29), 1, 2),  # CET -> CEST, last Sunday of March
+        (PARIS, dt.date(2026, 10, 22), dt.date(2026, 10, 25), 2, 1),  # CEST -> CET
+        (NEW_YORK, dt.date(2026, 3, 5), dt.date(2026, 3, 8), -5, -4),  # EST -> EDT, second Sunday of March
+        (NEW_YORK, dt.date(2026, 10, 29), dt.date(2026, 11, 1), -4, -5),  # EDT -> EST
+    ],
+)
+def test_a_week_across_a_dst_change_keeps_local_hours(
+    zone: ZoneInfo, first: dt.date, change: dt.date, before_offset: int, after_offset: int
+) -> None:
+    hours = Hours(zone=zone, weekly=every_day())
+    starts = slot_starts(hours, rules(), Busy(()), *week(zone, first))
+    by_day: dict[dt.date, list[dt.datetime]] = {}
+    for s in starts:
+        by_day.setdefault(s.astimezone(zone).date(), []).append(s)
+    assert len(by_day) == 7
+    for day, day_starts in by_day.items():
+        # 09:00 .. 16:00 local every day, eight one-hour slots, whatever the offset that day
+        assert [s.astimezone(zone).strftime("%H:%M") for s in day_starts] == [
+            f"{h:02d}:00" for h in range(9, 17)
+        ]
+        offset = day_starts[0].astimezone(zone).utcoffset()
+        assert offset == dt.timedelta(hours=before_offset if day < change else after_offset), day
+    # In UTC the first slot moves by an hour across the change.
+    first_utc = {d: s[0].time() for d, s in by_day.items()}
+    assert first_utc[change - dt.timedelta(days=1)] != first_utc[change]
+
+
+def test_slots_are_handed_back_in_the_requesters_zone_across_both_changes() -> None:
+    """The weeks between the US and the EU changes: Paris 09:00 is 04:00 in New York, not 03:00."""
+    hours = Hours(zone=PARIS, weekly=every_day())
+    start, end = week(NEW_YORK, dt.date(2026, 3, 6), days=4)  # Fri..Mon around New York's change
+    starts = slot_starts(hours, rules(), Busy(()), start, end)
+    first_of_day: dict[dt.date, str] = {}
+    for s in starts:
+        first_of_day.setdefault(s.astimezone(PARIS).date(), s.astimezone(NEW_YORK).strftime("%H:%M"))
+    assert first_of_day[dt.date(2026, 3, 7)] == "03:00"  # EST (UTC-5) vs CET (UTC+1)
+    assert first_of_day[dt.date(2026, 3, 8)] == "04:00"  # EDT (UTC-4) vs CET (UTC+1)
+
+
+def test_wall_clock_steps_skip_times_that_do_not_exist() -> None:
+    """A night shift through the spring-forward gap: 02:00 and 02:30 don't exist that night."""
+    hours = Hours(zone=PARIS, weekly=[WeeklyHours(weekday="sun", start="00:00", end="04:00")])
+    starts = slot_starts(hours, rules(30), Busy(()), *week(PARIS, dt.date(2026, 3, 29), days=1))
+    local = [s.astimezone(PARIS).strftime("%H:%M") for s in starts]
+    assert local == ["00:00", "00:30", "01:00", "01:30", "03:00", "03:30"]
+    assert all(b - a >= dt.timedelta(minutes=30) for a, b in itertools.pairwise(starts))
+
+
+def test_buffers_keep_free_time_around_bookings() -> None:
+    hours = Hours(zone=PARIS, weekly=every_day("09:00", "13:00"))
+    day = dt.date(2026, 6, 10)
+    taken = (
+        dt.datetime(2026, 6, 10, 10, tzinfo=PARIS).astimezone(UTC),
+        dt.datetime(2026, 6, 10, 11, 15, tzinfo=PARIS).astimezone(UTC),  # 10:00-11:00 + 15 min after
+    )
+    starts = slot_starts(hours, rules(60, step=15, before=15), Busy([taken]), *week(PARIS, day, 1))
+    local = [s.astimezone(PARIS).strftime("%H:%M") for s in starts]
+    # 08:45-09:00 buffer before 09:00 lies outside the hours: buffers may, bookings may not.
+    # 09:00 needs 08:45..10:00 free: ok. 09:15 would end at 10:15: taken. The next fit starts at
+    # 11:30 (its buffer before begins 11:15, when the taken range ends).
+    assert local == ["09:00", "11:30", "11:45", "12:00"]
+
+
+def test_notice_and_advance_limits() -> None:
+    hours = Hours(zone=UTC_ZONE, weekly=every_day("00:00", "24:00"))
+    now = dt.datetime(2026, 6, 10, 12, 7, tzinfo=UTC)
+    r = rules(60, earliest=now + dt.timedelta(hours=2), latest=now + dt.timedelta(days=1))
+    starts = slot_starts(hours, r, Busy(()), now - dt.timedelta(days=2), now + dt.timedelta(days=3))
+    assert starts[0] == dt.datetime(2026, 6, 10, 15, tzinfo=UTC)
+    assert starts[-1] == dt.datetime(2026, 6, 11, 12, tzinfo=UTC)
+    assert fits(hours, r, dt.datetime(2026, 6, 10, 13, tzinfo=UTC)) == "too_soon"
+    assert fits(hours, r, dt.datetime(2026, 6, 12, 13, tzinfo=UTC)) == "too_far_ahead"
+    assert fits(hours, r, dt.datetime(2026, 6, 10, 15, 10, tzinfo=UTC)) is None  # off-grid is fine
+
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+def test_overrides_replace_a_days_hours() -> None:
+    hours = Hours(
+        zone=PARIS,
+        weekly=every_day(),
+        overrides=[
+            DateOverride(date=dt.date(2026, 12, 24), intervals=[]),
+            DateOverride(date=dt.date(2026, 12, 26), intervals=[TimeRange(start="18:00", end="20:00")]),
+        ],
+    )
+    starts = slot_starts(hours, rules(), Busy(()), *week(PARIS, dt.date(2026, 12, 23), 4))
+    by_day: dict[dt.date, list[str]] = {}
+    for s in starts:
+        by_day.setdefault(s.astimezone(PARIS).date(), []).append(s.astimezone(PARIS).strftime("%H:%M"))
+    assert dt.date(2026, 12, 24) not in by_day
+    assert by_day[dt.date(2026, 12, 26)] == ["18:00", "19:00"]
+    assert len(by_day[dt.date(2026, 12, 25)]) == 8
+    assert fits(hours, rules(), dt.datetime(2026, 12, 26, 18, tzinfo=PARIS).astimezone(UTC)) is None
+    assert (
+        fits(hours, rules(), dt.datetime(2026, 12, 24, 10, tzinfo=PARIS).astimezone(UTC)) == "outside_hours"
+    )
+    assert (
+        fits(hours, rules(), dt.datetime(2026, 12, 25, 16, 30, tzinfo=PARIS).astimezone(UTC))
+        == "outside_hours"
+    )
+
+
+def test_the_compact_hour_format() -> None:
+    weekly = parse_weekly(["mon-fri 09:00-12:00", "mon-fri 13:00-17:30", "sat 9:00-12:00"])
+    assert len(weekly) == 11 and weekly[-1] == WeeklyHours(weekday="sat", start="09:00", end="12:00")
+    overrides = parse_overrides(["2026-12-24 off", "2026-12-27 10:00-12:00 14:00-16:00"])
+    assert overrides[0].intervals == [] and len(overrides[1].intervals) == 2
+    for bad in (["someday 09:00-17:00"], ["fri-mon 09:00-17:00"], ["mon 17:00-09:00"], ["mon 25:00-26:00"]):
+        with pytest.raises(ValidationFailed) as err:
+            availability_from_lines("Europe/Paris", bad, [])
+        assert err.value.errors[0].field == "weekly"
+    with pytest.raises(ValidationFailed):
+        availability_from_lines("Europe/Paris", [], ["24/12 off"])
+    with pytest.raises(ValueError, match="overlaps"):
+        AvailabilityIn(time_zone="Europe/Paris", weekly=parse_weekly(["mon 09:00-12:00", "mon 11:00-13:00"]))
+    with pytest.raises(ValueError, match="IANA"):
+        AvailabilityIn(time_zone="Mars/Olympus", weekly=[])
+
+
+def _reference(
+    hours: Hours, r: Rules, busy: list[tuple[dt.datetime, dt.datetime]], day: dt.date
+) -> list[dt.datetime]:
+    """The slow, obvious definition: walk the wall clock of each window, keep what exists, fits
+    and is free."""
+    found = []
+    for w_day, open_at, close_at in hours.windows(*week(hours.zone, day, 1)):
+        if w_day != day:
+            continue
+        close = local_instant(w_day, close_at, hours.zone)
+        hh, mm = (int(x) for x in open_at.split(":"))
+        local = dt.datetime.combine(w_day, dt.time(hh, mm))
+        while True:
+            aware = local.replace(tzinfo=hours.zone)
+            start = aware.astimezone(UTC)
+            if start + r.duration > close:
+                break
+            blocked = (start - r.buffer_before, start + r.duration + r.buffer_after)
+            if exists(aware) and not any(a < blocked[1] and blocked[0] < b for a, b in busy):
+                found.append(start)
+            local += r.step
+    return sorted(set(found))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    zone=st.sampled_from([PARIS, NEW_YORK, ZoneInfo("Australia/Sydney"), ZoneInfo("Asia/Kolkata")]),
+    day=st.sampled_from(
+        [dt.date(2026, 3, 8), dt.date(2026, 3, 29), dt.date(2026, 10, 25), dt.date(2026, 11, 1), dt.date(2026, 4, 5),
+         dt.date(2026, 10, 4), dt.date(2026, 6, 17)]
+    ),
+    opens=st.integers(0, 23 * 4),
+    length=st.integers(1, 24 * 4),
+    duration=st.sampled_from([15, 30, 45, 60, 90]),
+    step=st.sampled_from([15, 20, 30, 60]),
+    before=st.sampled_from([0, 10, 30]),
+    after=st.sampled_from([0, 15]),
+    taken=st.lists(st.tuples(st.integers(0, 24 * 60), st.integers(15, 180)), max_size=4),
+)  # fmt: skip
+def test_slots_match_the_obvious_definition(
+    zone: ZoneInfo, day: dt.date, opens: int, length: int, duration: int, step: int, before: int, after: int,
+    taken: list[tuple[int, int]],
+) -> None:  # fmt: skip
+    close = min(opens + length, 24 * 4)
+    clock = lambda q: "24:00" if q == 96 else f"{q // 4:02d}:{q % 4 * 15:02d}"  # noqa: E731
+    hours = Hours(
+        zone=zone, weekly=[WeeklyHours(weekday=WEEKDAYS[day.weekday()], start=clock(opens), end=clock(close))]
+    )
+    midnight = dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(UTC)
+    busy = [(midnight + dt.timedelta(minutes=m), midnight + dt.timedelta(minutes=m + n)) for m, n in taken]
+    r = rules(duration, step, before, after)
+    got = slot_starts(hours, r, Busy(busy), *week(zone, day, 1))
+    want = [s for s in _reference(hours, r, busy, day) if week(zone, day, 1)[0] <= s < week(zone, day, 1)[1]]
+    assert [s for s in got if s.astimezone(zone).date() == day] == [
+        s for s in want if s.astimezone(zone).date() == day
+    ]
