@@ -901,7 +901,7 @@ async def _owner_of(
 
 def _grant_out(entry: LedgerEntry) -> GrantOut:
     return GrantOut.model_validate(
-        {**LedgerEntryOut.model_validate(entry).model_dump(), "tenant_id": entry.tenant_id}
+        {**LedgerEntryOut.model_validate(entry).model_dump(), "tenant_id": entry.org_id or entry.person_id}
     )
 
 
@@ -937,7 +937,7 @@ async def grant_credits(
             org_id=acct.org_id,
         )
         log.info(
-            "credits_granted", tenant_id=str(acct.tenant_id), credits=data.credits, by=str(ctx.person_id)
+            "credits_granted", tenant_id=str(acct.org_id or acct.person_id), credits=data.credits, by=str(ctx.person_id)
         )
     return _grant_out(entry)
 
