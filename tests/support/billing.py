@@ -57,7 +57,15 @@ async def _quote_metered(ctx: Any, uow: Any, data: Metered) -> int:
     return 3
 
 
-@action("tests", "metered", price=3, quote=_quote_metered, input=Metered, output=Done, summary="Charges `credits`.")
+@action(
+    "tests",
+    "metered",
+    price=3,
+    quote=_quote_metered,
+    input=Metered,
+    output=Done,
+    summary="Charges `credits`.",
+)
 async def metered(run: ActionRun, data: Metered) -> ActionResult:
     if data.client_name:
         run.uow.session.add(
@@ -115,7 +123,8 @@ async def make_admin(client: httpx.AsyncClient) -> Account:
     admin = await signup(client, "admin")
     async with app_db(client).system() as uow:
         await uow.session.execute(
-            text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"), {"p": uuid.UUID(admin.id)}
+            text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"),
+            {"p": uuid.UUID(admin.id)},
         )
     return admin
 
@@ -145,7 +154,9 @@ async def grant(
     return dict(r.json())
 
 
-def signed(secret: str, body: dict[str, Any] | bytes, *, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+def signed(
+    secret: str, body: dict[str, Any] | bytes, *, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     ts = str(timestamp if timestamp is not None else int(time.time()))
     return raw, {
@@ -216,7 +227,9 @@ class FakePeer:
             routes=[Route("/run/{action}", run, methods=["POST"]), Route("/health", health, methods=["GET"])]
         )
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
+        )
 
     @property
     def base_url(self) -> str:

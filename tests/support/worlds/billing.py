@@ -27,7 +27,9 @@ async def build(client: httpx.AsyncClient, v: Victim) -> None:
         v.add("job_id", run.json()["job_id"])
     # A personal client of our own (the tenancy world's come later; its tests count the org's).
     made = await client.post(
-        "/v1/clients", json={"name": f"Ident {secret}", "email": f"ident-{secret}@victim.example"}, headers=a.h()
+        "/v1/clients",
+        json={"name": f"Ident {secret}", "email": f"ident-{secret}@victim.example"},
+        headers=a.h(),
     )
     assert made.status_code == 201, made.text
     v.ids.add(uuid.UUID(made.json()["id"]))
