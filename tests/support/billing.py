@@ -203,13 +203,16 @@ class FakePeer:
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.received_raw: list[bytes] = []
         self.headers: list[dict[str, str]] = []
         self.mode = "accept"  # accept | error | slow | reject
         self.slow_seconds = 2.0
         self.got = asyncio.Event()
 
         async def run(request: Request) -> JSONResponse:
-            self.received.append(json.loads(await request.body()))
+            raw = await request.body()
+            self.received_raw.append(raw)
+            self.received.append(json.loads(raw))
             self.headers.append({k.lower(): v for k, v in request.headers.items()})
             self.got.set()
             if self.mode == "error":
