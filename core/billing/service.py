@@ -937,7 +937,10 @@ async def grant_credits(
             org_id=acct.org_id,
         )
         log.info(
-            "credits_granted", tenant_id=str(acct.org_id or acct.person_id), credits=data.credits, by=str(ctx.person_id)
+            "credits_granted",
+            tenant_id=str(acct.org_id or acct.person_id),
+            credits=data.credits,
+            by=str(ctx.person_id),
         )
     return _grant_out(entry)
 

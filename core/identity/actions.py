@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, func, or_, select, tuple_, update
 
 from core.billing.components import ActionResult, ActionRun, action, data_entity, per_unit
 from core.context import TenantContext, register_scopes
@@ -143,12 +143,13 @@ async def dedupe_clients(run: ActionRun, data: DedupeIn) -> ActionResult:
         if row.phone:
             by_phone[row.phone].append(row.id)
     if data.fill_missing and stale:
+        # Core executemany (the ORM would read a list of rows as a bulk update by primary key).
+        clients = cast(Table, Client.__table__)
         await run.uow.session.execute(
-            update(Client)
-            .where(Client.id == bindparam("cid"), Client.tenant_id == tenant)
+            update(clients)
+            .where(clients.c.id == bindparam("cid"), clients.c.tenant_id == tenant)
             .values(polyseme_person_id=bindparam("pid")),
             stale,
-            execution_options={"synchronize_session": False},
         )
     groups = [
         DuplicateGroup(matched_on="polyseme_id", client_ids=ids) for ids in by_id.values() if len(ids) > 1
