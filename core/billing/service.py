@@ -296,9 +296,6 @@ def _job_id_candidate(uow: UnitOfWork) -> uuid.UUID:
 async def _enqueue(
     ctx: TenantContext, uow: UnitOfWork, target: Target, payload: dict[str, Any], price: int
 ) -> Job:
-    acct = await ledger.lock_account(uow, ctx.person_id, ctx.org_id)
-    if ledger.available(acct) < price:
-        raise ledger.insufficient(price, ledger.available(acct))
     values = {
         "person_id": ctx.person_id,
         "org_id": ctx.org_id,
@@ -326,6 +323,9 @@ async def _enqueue(
         job = (
             await uow.session.execute(insert(Job).values(id=uuid.uuid4(), **values).returning(Job))
         ).scalar_one()
+    # The account row is locked last: concurrent runs of one context serialize only from here
+    # to commit. A refusal rolls the job row back with everything else.
+    acct = await ledger.lock_account(uow, ctx.person_id, ctx.org_id)
     await ledger.hold(uow, acct, job_id=job.id, credits=price, person_id=ctx.person_id)
     uow.emit(
         "jobs/job.queued",
