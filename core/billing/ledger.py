@@ -9,7 +9,7 @@ import datetime as dt
 import uuid
 from typing import ClassVar
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from core.billing.models import CreditAccount, CreditLot, Job, LedgerEntry
@@ -203,24 +203,53 @@ async def credit(
     return entry, created
 
 
+# The hot path of every run, in one statement: the conditional UPDATE takes the account row's
+# lock and re-checks `available` on the latest committed version (so concurrent holds of one
+# context serialize here and never overdraw), and the ledger entry is written with the totals
+# it produced. The lock is then held only until the run's commit.
+_HOLD = text(
+    """
+    WITH acct AS (
+      UPDATE billing.accounts SET held = held + :amount, updated_at = now()
+       WHERE tenant_id = :tenant AND balance - held >= :amount
+      RETURNING id, person_id, org_id, balance, held, low_balance_threshold, low_balance_alerted
+    ), entry AS (
+      INSERT INTO billing.ledger (id, person_id, org_id, account_id, kind, amount, balance_delta,
+                                  held_delta, balance_after, held_after, key, job_id)
+      SELECT :entry_id, :actor, acct.org_id, acct.id, 'hold', :amount, 0, :amount, acct.balance,
+             acct.held, :key, :job_id FROM acct
+      RETURNING id
+    )
+    SELECT acct.*, (SELECT count(*) FROM entry) AS written FROM acct
+    """
+)
+
+
 async def hold(
-    uow: UnitOfWork, acct: CreditAccount, *, job_id: uuid.UUID, credits: int, person_id: uuid.UUID
+    uow: UnitOfWork, *, person_id: uuid.UUID, org_id: uuid.UUID | None, job_id: uuid.UUID, credits: int
 ) -> None:
+    """Hold a job's price on the context's account (created on first use), or refuse with 402."""
     if credits == 0:
         return
-    if available(acct) < credits:
+    params = {
+        "amount": credits,
+        "tenant": org_id or person_id,
+        "entry_id": uuid.uuid4(),
+        "actor": person_id,
+        "key": f"hold:{job_id}",
+        "job_id": job_id,
+    }
+    row = (await uow.session.execute(_HOLD, params)).one_or_none()
+    if row is None:
+        acct = await lock_account(uow, person_id, org_id)  # absent (created now) or short
         raise insufficient(credits, available(acct))
-    await post(
-        uow,
-        acct,
-        kind="hold",
-        amount=credits,
-        balance_delta=0,
-        held_delta=credits,
-        key=f"hold:{job_id}",
-        person_id=person_id,
-        job_id=job_id,
-    )
+    limit = row.low_balance_threshold
+    if limit is None:
+        limit = uow.db.settings.billing_low_balance_threshold
+    if row.balance - row.held < limit and not row.low_balance_alerted:
+        acct = await lock_account(uow, person_id, org_id)
+        check_low_balance(uow, acct)
+        await uow.session.flush()
 
 
 async def settle(

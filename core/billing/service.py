@@ -325,8 +325,7 @@ async def _enqueue(
         ).scalar_one()
     # The account row is locked last: concurrent runs of one context serialize only from here
     # to commit. A refusal rolls the job row back with everything else.
-    acct = await ledger.lock_account(uow, ctx.person_id, ctx.org_id)
-    await ledger.hold(uow, acct, job_id=job.id, credits=price, person_id=ctx.person_id)
+    await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job.id, credits=price)
     uow.emit(
         "jobs/job.queued",
         {
