@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -33,7 +34,7 @@ class ActionRun:
 
     ctx: TenantContext
     uow: UnitOfWork
-    job_id: Any
+    job_id: uuid.UUID
     trace_id: str
     credits_held: int
 

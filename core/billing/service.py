@@ -63,6 +63,7 @@ from core.billing.schemas import (
     RunAccepted,
     RunIn,
 )
+from core.config import Settings
 from core.context import ALL_SCOPES, Principal, PrincipalKind, Role, TenantContext, register_scopes
 from core.errors import (
     Conflict,
@@ -553,7 +554,7 @@ async def _run_builtin(db: Database, job: Job) -> None:
         await _fail_open_job(db, job, "action_failed", "the action failed on our side; nothing was charged")
 
 
-def callback_url(settings: Any, job_id: uuid.UUID) -> str:
+def callback_url(settings: Settings, job_id: uuid.UUID) -> str:
     return f"{settings.base_url}/v1/jobs/{job_id}/callback"
 
 
