@@ -155,6 +155,39 @@ class Settings(BaseSettings):
             path.chmod(0o600)
         return path.read_text().strip()
 
+    # --- billing ------------------------------------------------------------------------------
+    # The payment provider's webhook secret (HMAC-SHA256); unset = the purchase webhook refuses.
+    billing_webhook_secret: str | None = None
+    # Signed webhooks and peer callbacks older (or newer) than this are refused as replays.
+    billing_signature_tolerance_seconds: int = Field(default=300, ge=10, le=3600)
+    # Default low-balance threshold of a context (each context may set its own).
+    billing_low_balance_threshold: int = Field(default=10, ge=0)
+    # A queued job not started within this fails (its hold released).
+    job_queue_timeout_seconds: int = Field(default=3600, ge=1)
+    # A built-in action's run time; under the relay's 60 s handler limit.
+    job_run_timeout_seconds: float = Field(default=45.0, gt=0, le=55)
+    # How long a peer may take to call back, unless the peer is registered with its own.
+    peer_timeout_seconds: int = Field(default=300, ge=1, le=86_400)
+    peer_request_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    peer_max_attempts: int = Field(default=3, ge=1, le=5)
+
+    # --- identity -----------------------------------------------------------------------------
+    identity_secret: str | None = None  # keys polyseme ids; dev generates one in data_dir
+
+    def resolved_identity_secret(self) -> str:
+        """The key of polyseme ids: configured, or generated once and kept (0600) in the data dir.
+        Changing it changes every id, so production must set it explicitly."""
+        if self.identity_secret:
+            return self.identity_secret
+        if self.env == "production":
+            raise RuntimeError("ATLILITH_IDENTITY_SECRET must be set in production")
+        path = self.data_dir.resolve() / "identity-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

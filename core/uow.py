@@ -152,9 +152,11 @@ class UnitOfWork:
         *,
         person_id: uuid.UUID | None = None,
         org_id: uuid.UUID | None = None,
+        trace_id: str | None = None,
     ) -> uuid.UUID:
         """Queue an event; it is written to the outbox in this transaction, so it exists exactly
-        when the change it describes does. Names are `{domain}/{entity}.{action}`."""
+        when the change it describes does. Names are `{domain}/{entity}.{action}`. `trace_id`:
+        the trace the event continues when it is not this unit of work's (a job's own trace)."""
         from core.events import validate_event_name
 
         validate_event_name(name)
@@ -162,10 +164,11 @@ class UnitOfWork:
         pid = person_id or (ctx.person_id if ctx else self.person_id)
         oid = org_id if org_id is not None else (ctx.org_id if ctx else self.org_id)
         event_id = uuid.uuid4()
+        tid = trace_id or self.trace_id
         payload: dict[str, Any] = to_jsonable_python(data)
         payload.update(
             {
-                "trace_id": self.trace_id,
+                "trace_id": tid,
                 "person_id": str(pid) if pid else None,
                 "org_id": str(oid) if oid else None,
                 "tenant_id": str(oid or pid) if (oid or pid) else None,
@@ -178,7 +181,7 @@ class UnitOfWork:
                 "data": payload,
                 "person_id": pid,
                 "org_id": oid,
-                "trace_id": self.trace_id,
+                "trace_id": tid,
             }
         )
         return event_id

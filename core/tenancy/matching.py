@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
+from core.identity.polyseme import client_person_id
 from core.tenancy.models import Client
 from core.tenancy.schemas import ClientOut
 from core.uow import UnitOfWork
@@ -84,6 +85,7 @@ async def find_or_create_client(
             name=display[:200],
             email=norm_email,
             phone=norm_phone,
+            polyseme_person_id=client_person_id(uow.db.settings, ctx.tenant_id, norm_email, norm_phone),
         )
     )
     created = (await uow.session.execute(select(Client).where(Client.id == client_id))).scalar_one()

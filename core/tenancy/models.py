@@ -233,6 +233,7 @@ class Client(TenantOwned, Base):
         ),
         Index("ix_clients_tenant_id_created_at", "tenant_id", "created_at", "id"),
         Index("ix_clients_tenant_id_phone", "tenant_id", "phone"),
+        Index("ix_clients_tenant_id_polyseme_person_id", "tenant_id", "polyseme_person_id"),
         {"schema": SCHEMA},
     )
 
@@ -241,6 +242,8 @@ class Client(TenantOwned, Base):
     email: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(Text)
     notes: Mapped[str | None] = mapped_column(Text)
+    # The person's stable id in this tenant (core.identity), shared by every component.
+    polyseme_person_id: Mapped[uuid.UUID | None]
     created_at: Mapped[dt.datetime] = created_at()
     updated_at: Mapped[dt.datetime] = updated_at()
 

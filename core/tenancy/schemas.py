@@ -290,6 +290,9 @@ class ClientOut(Out):
     email: str | None
     phone: str | None
     notes: str | None
+    polyseme_person_id: uuid.UUID | None = Field(
+        default=None, description="Stable id of this person in this context, the same in every component."
+    )
     org_id: uuid.UUID | None
     created_at: dt.datetime
     updated_at: dt.datetime

@@ -29,6 +29,7 @@ from core.errors import (
     constraint_error,
 )
 from core.idempotency import idempotent_operation
+from core.identity.polyseme import client_person_id
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
 from core.tenancy.models import (
@@ -1324,14 +1325,16 @@ async def create_client(
     ctx: TenantContext, uow: UnitOfWork, data: ClientIn, idempotency_key: str | None = None
 ) -> ClientOut:
     ctx.require(WRITE)
+    phone = _phone(uow, data.phone)
     client = Client(
         id=uuid.uuid4(),
         person_id=ctx.person_id,
         org_id=ctx.org_id,
         name=data.name,
         email=data.email,
-        phone=_phone(uow, data.phone),
+        phone=phone,
         notes=data.notes,
+        polyseme_person_id=client_person_id(uow.db.settings, ctx.tenant_id, data.email, phone),
     )
     uow.session.add(client)
     await uow.session.flush()
@@ -1357,6 +1360,10 @@ async def update_client(
         raise ValidationFailed("name cannot be null", errors=[FieldIssue("name", "required")])
     for key, value in fields.items():
         setattr(client, key, value)
+    if "email" in fields or "phone" in fields:
+        client.polyseme_person_id = client_person_id(
+            uow.db.settings, ctx.tenant_id, client.email, client.phone
+        )
     if fields:
         client.updated_at = utcnow()
         await uow.session.flush()

@@ -1,0 +1,224 @@
+"""Jobs and credits: job create -> complete throughput (built-in action, the relay in-process)
+against raw ledger inserts in one run; the balance read as the ledger grows to 1M entries."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from sqlalchemy import text
+
+from benchmarks.common import CONCURRENCY, SECONDS, bench_database
+from core.auth import authenticate
+from core.billing import service
+from core.billing.schemas import GrantIn, RunIn
+from core.db import asyncpg_dsn
+from core.events import Relay
+from core.tenancy.schemas import SignupIn
+from core.tenancy.service import Device, signup
+from core.uow import Database
+
+LEDGER_SIZES = [int(x) for x in os.environ.get("BENCH_LEDGER_SIZES", "1000,100000,1000000").split(",")]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+async def _person(db: Database, slug: str, credits: int) -> tuple[str, uuid.UUID]:
+    auth = await signup(
+        db,
+        SignupIn(email=f"{slug}@example.com", password="bench-password", slug=slug, display_name=slug),
+        Device(),
+    )
+    async with db.system() as uow:
+        await uow.session.execute(
+            text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"), {"p": auth.person.id}
+        )
+    async with db.uow() as uow:
+        ctx = await authenticate(uow, auth.access_token)
+        await service.grant_credits(ctx, uow, GrantIn(person=slug, credits=credits))
+    return auth.access_token, auth.person.id
+
+
+async def _loop(
+    seconds: float, workers: int, op: Callable[[int], Awaitable[None]]
+) -> tuple[int, float, list[float]]:
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            await op(next(counter))
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return len(latencies), time.perf_counter() - started, latencies
+
+
+async def _raw_ledger_inserts(admin_dsn: str, person_id: uuid.UUID) -> tuple[float, list[float]]:
+    pool = await asyncpg.create_pool(admin_dsn, min_size=CONCURRENCY, max_size=CONCURRENCY)
+    try:
+        async with pool.acquire() as conn:
+            account = await conn.fetchval("SELECT id FROM billing.accounts WHERE tenant_id = $1", person_id)
+        sql = (
+            "INSERT INTO billing.ledger (id, person_id, account_id, kind, amount, balance_delta, held_delta,"
+            " balance_after, held_after, key) VALUES ($1, $2, $3, 'grant', 1, 1, 0, 0, 0, $4)"
+        )
+
+        async def insert(i: int) -> None:
+            async with pool.acquire() as conn:
+                await conn.execute(sql, uuid.uuid4(), person_id, account, f"raw:{uuid.uuid4().hex}")
+
+        count, elapsed, latencies = await _loop(SECONDS, CONCURRENCY, insert)
+        # Leave the account as the ledger says (the raw rows were not part of the protocol).
+        async with pool.acquire() as conn:
+            await conn.execute("DELETE FROM billing.ledger WHERE key LIKE 'raw:%'")
+        return count / elapsed, latencies
+    finally:
+        await pool.close()
+
+
+async def _jobs(db: Database, token: str) -> tuple[float, float, list[float], int]:
+    """Create jobs for SECONDS while the relay completes them; throughput = completed / time
+    from the first create to the last completion."""
+    relay = Relay(db)
+    stop = asyncio.Event()
+    relay_task = asyncio.create_task(relay.run(stop))
+
+    async def create(i: int) -> None:
+        async with db.uow() as uow:
+            ctx = await authenticate(uow, token)
+            await service.run_job(
+                ctx, uow, "identity", "resolve-person", RunIn(input={"email": f"u{i}@example.com"})
+            )
+
+    started = time.perf_counter()
+    created, create_elapsed, latencies = await _loop(SECONDS, CONCURRENCY, create)
+    while True:
+        async with db.system() as uow:
+            left = (
+                await uow.session.execute(
+                    text("SELECT count(*) FROM billing.jobs WHERE status IN ('queued', 'running')")
+                )
+            ).scalar_one()
+        if left == 0:
+            break
+        relay.wake()
+        await asyncio.sleep(0.05)
+    total = time.perf_counter() - started
+    stop.set()
+    await relay_task
+    async with db.system() as uow:
+        done = (
+            await uow.session.execute(text("SELECT count(*) FROM billing.jobs WHERE status = 'succeeded'"))
+        ).scalar_one()
+    return created / create_elapsed, done / total, latencies, int(done)
+
+
+async def _fill_ledger(admin_dsn: str, person_id: uuid.UUID, entries: int) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        account = await conn.fetchval("SELECT id FROM billing.accounts WHERE tenant_id = $1", person_id)
+        have = await conn.fetchval("SELECT count(*) FROM billing.ledger WHERE account_id = $1", account)
+        balance = await conn.fetchval("SELECT balance FROM billing.accounts WHERE id = $1", account)
+        rows = (
+            (uuid.uuid4(), person_id, account, "grant", 1, 1, 0, balance + i + 1, 0, f"fill:{have + i}")
+            for i in range(entries - have)
+        )
+        await conn.copy_records_to_table(
+            "ledger",
+            schema_name="billing",
+            columns=[
+                "id",
+                "person_id",
+                "account_id",
+                "kind",
+                "amount",
+                "balance_delta",
+                "held_delta",
+                "balance_after",
+                "held_after",
+                "key",
+            ],
+            records=list(rows),
+        )
+        await conn.execute(
+            "UPDATE billing.accounts SET balance = balance + $2 WHERE id = $1", account, entries - have
+        )
+        await conn.execute("ANALYZE billing.ledger")
+    finally:
+        await conn.close()
+
+
+async def _balance_reads(db: Database, admin_dsn: str, token: str, person_id: uuid.UUID) -> list[str]:
+    lines = [
+        "",
+        "Balance read (GET /v1/credits' service call, auth included) as one account's ledger grows",
+        f"  {'ledger entries':>15} {'reads/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'SUM(ledger) p50 ms':>19}"
+        f" {'balance = ledger':>17}",
+    ]
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        for size in LEDGER_SIZES:
+            await _fill_ledger(admin_dsn, person_id, size)
+
+            async def read(i: int) -> None:
+                async with db.uow() as uow:
+                    ctx = await authenticate(uow, token)
+                    await service.get_balance(ctx, uow)
+
+            count, elapsed, latencies = await _loop(max(1.0, SECONDS / 2), CONCURRENCY, read)
+            sums: list[float] = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                total = await conn.fetchval(
+                    "SELECT sum(balance_delta) FROM billing.ledger WHERE tenant_id = $1", person_id
+                )
+                sums.append(time.perf_counter() - t0)
+            balance = await conn.fetchval(
+                "SELECT balance FROM billing.accounts WHERE tenant_id = $1", person_id
+            )
+            lines.append(
+                f"  {size:>15,} {count / elapsed:9.0f} {pct(latencies, 0.5):8.2f} {pct(latencies, 0.99):8.2f}"
+                f" {statistics.median(sums) * 1000:19.2f} {balance == total!s:>17}"
+            )
+    finally:
+        await conn.close()
+    return lines
+
+
+async def run() -> str:
+    async with bench_database() as settings:
+        db = Database(settings.model_copy(update={"db_pool_size": CONCURRENCY + 6}))
+        admin_dsn = asyncpg_dsn(settings.database_url or "")
+        try:
+            token, person_id = await _person(db, "bench-jobs", 10_000_000)
+            raw_rate, raw_lat = await _raw_ledger_inserts(admin_dsn, person_id)
+            create_rate, done_rate, create_lat, done = await _jobs(db, token)
+            reader_token, reader_id = await _person(db, "bench-reader", 1)
+            reads = await _balance_reads(db, admin_dsn, reader_token, reader_id)
+        finally:
+            await db.dispose()
+    lines = [
+        "",
+        f"Jobs vs raw ledger inserts ({CONCURRENCY} concurrent callers, one account, {SECONDS:g} s)",
+        f"  {'':44} {'ops/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>12}",
+        f"  {'raw INSERT into billing.ledger (asyncpg)':44} {raw_rate:9.0f} {pct(raw_lat, 0.5):8.2f}"
+        f" {pct(raw_lat, 0.99):8.2f} {1.0:11.2f}x",
+        f"  {'jobs_run: auth, quote, hold, job, event':44} {create_rate:9.0f} {pct(create_lat, 0.5):8.2f}"
+        f" {pct(create_lat, 0.99):8.2f} {create_rate / raw_rate:11.2f}x",
+        f"  {'job create -> complete (relay in-process)':44} {done_rate:9.0f} {'':8} {'':8}"
+        f" {done_rate / raw_rate:11.2f}x",
+        f"  ({done} jobs completed: held, run, captured, 3 events each)",
+    ]
+    return "\n".join(lines + reads)

@@ -1,0 +1,51 @@
+"""What the billing component serves at GET /v1/data/{entity}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, tuple_
+
+from core.billing.components import data_entity
+from core.billing.models import Job
+from core.context import TenantContext
+from core.pagination import PageRequest, decode_cursor, encode_cursor
+from core.uow import UnitOfWork
+
+
+@data_entity(
+    "billing",
+    "usage",
+    summary="Per action: jobs run in this context, how they ended, credits charged.",
+    scope="jobs:read",
+)
+async def usage_by_action(
+    ctx: TenantContext, uow: UnitOfWork, page: PageRequest
+) -> tuple[list[dict[str, Any]], str | None]:
+    stmt = (
+        select(
+            Job.component,
+            Job.action,
+            func.count().label("jobs"),
+            func.count().filter(Job.status == "succeeded").label("succeeded"),
+            func.count().filter(Job.status == "failed").label("failed"),
+            func.count().filter(Job.status == "cancelled").label("cancelled"),
+            func.count().filter(Job.status.in_(("queued", "running"))).label("open"),
+            func.coalesce(func.sum(Job.credits_captured), 0).label("credits_captured"),
+            func.max(Job.created_at).label("last_run_at"),
+        )
+        .where(Job.tenant_id == ctx.tenant_id)
+        .group_by(Job.component, Job.action)
+        .order_by(Job.component, Job.action)
+        .limit(page.limit + 1)
+    )
+    if page.cursor:
+        stmt = stmt.having(tuple_(Job.component, Job.action) > tuple_(*decode_cursor(page.cursor, 2)))
+    rows = (await uow.session.execute(stmt)).all()
+    more = len(rows) > page.limit
+    items = [
+        {**r._asdict(), "last_run_at": r.last_run_at.isoformat(), "credits_captured": int(r.credits_captured)}
+        for r in rows[: page.limit]
+    ]
+    cursor = encode_cursor(items[-1]["component"], items[-1]["action"]) if more and items else None
+    return items, cursor

@@ -1,0 +1,30 @@
+"""Jobs run from the event spine: `jobs/job.queued` starts a job; a sweep fails what passed its
+deadline (releasing the hold) and expires unused credits of expired grants."""
+
+from __future__ import annotations
+
+import uuid
+
+from core.billing import service
+from core.events import Event, ScheduledRun, schedule, subscribe
+from core.observability import get_logger
+from core.uow import UnitOfWork
+
+log = get_logger("atlilith.billing.handlers")
+
+
+@subscribe("jobs/job.queued", name="billing.execute_job")
+async def execute_queued_job(event: Event, uow: UnitOfWork) -> None:
+    """Run the job (built-in action, or hand it to its peer). The job's own transactions record
+    each step, so a redelivery of this event finds the job no longer queued and does nothing."""
+    if event.person_id is None:
+        log.error("job_event_without_person")
+        return
+    await service.execute_job(uow.db, uuid.UUID(str(event.data["job_id"])), event.person_id, event.org_id)
+
+
+@schedule("* * * * *", name="billing.sweep")
+async def sweep_jobs_and_credits(run: ScheduledRun, uow: UnitOfWork) -> None:
+    report = await service.sweep(uow)
+    if report.jobs_failed or report.credits_expired:
+        log.info("billing_swept", jobs_failed=report.jobs_failed, credits_expired=report.credits_expired)

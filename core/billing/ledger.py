@@ -1,0 +1,372 @@
+"""The credit ledger's primitives. Every change of an account is one `post`: the account row is
+locked first, the entry is inserted (idempotent on its key), and the running totals move in the
+same transaction — so `balance`/`available` always equal what the ledger implies, reads never
+sum it, and concurrent holds serialize on the account row (the CHECKs are the last word)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import ClassVar
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+
+from core.billing.models import CreditAccount, CreditLot, Job, LedgerEntry
+from core.errors import DomainError, constraint_error
+from core.observability import get_logger
+from core.uow import UnitOfWork
+
+log = get_logger("atlilith.billing.ledger")
+
+
+class PaymentRequired(DomainError):
+    status: ClassVar[int] = 402
+    default_code: ClassVar[str] = "insufficient_credits"
+    title: ClassVar[str] = "Payment required"
+
+
+def insufficient(needed: int, available: int) -> PaymentRequired:
+    return PaymentRequired(
+        f"this needs {needed} credits; {available} are available in this context",
+        code="insufficient_credits",
+        hint="buy or be granted credits, or wait for running jobs to finish (GET /v1/credits lists "
+        "open holds; jobs_cancel releases one)",
+        extra={"required": needed, "available": available},
+    )
+
+
+# A race that slips past the checks below still gets a precise answer.
+constraint_error(
+    "ck_accounts_available_not_negative",
+    PaymentRequired(
+        "not enough credits are available in this context",
+        code="insufficient_credits",
+        hint="check GET /v1/credits and try again",
+    ),
+)
+
+
+def available(acct: CreditAccount) -> int:
+    return acct.balance - acct.held
+
+
+async def lock_account(uow: UnitOfWork, person_id: uuid.UUID, org_id: uuid.UUID | None) -> CreditAccount:
+    """The context's account, locked for this transaction (created on first use)."""
+    tenant = org_id or person_id
+    stmt = (
+        select(CreditAccount)
+        .where(CreditAccount.tenant_id == tenant)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    acct = (await uow.session.execute(stmt)).scalar_one_or_none()
+    if acct is None:
+        await uow.session.execute(
+            insert(CreditAccount)
+            .values(id=uuid.uuid4(), person_id=person_id, org_id=org_id)
+            .on_conflict_do_nothing(index_elements=["tenant_id"])
+        )
+        acct = (await uow.session.execute(stmt)).scalar_one()
+    return acct
+
+
+async def read_account(uow: UnitOfWork, tenant_id: uuid.UUID) -> CreditAccount | None:
+    return (
+        await uow.session.execute(
+            select(CreditAccount)
+            .where(CreditAccount.tenant_id == tenant_id)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+def threshold(uow: UnitOfWork, acct: CreditAccount | None) -> int:
+    if acct is not None and acct.low_balance_threshold is not None:
+        return acct.low_balance_threshold
+    return uow.db.settings.billing_low_balance_threshold
+
+
+def check_low_balance(uow: UnitOfWork, acct: CreditAccount) -> None:
+    """Fire `billing/credits.low_balance` once when available falls under the threshold; re-arm
+    when it is back at or above it."""
+    limit = threshold(uow, acct)
+    avail = available(acct)
+    if avail < limit and not acct.low_balance_alerted:
+        acct.low_balance_alerted = True
+        uow.emit(
+            "billing/credits.low_balance",
+            {"account_id": acct.id, "available": avail, "balance": acct.balance, "threshold": limit},
+            person_id=acct.person_id,
+            org_id=acct.org_id,
+        )
+        log.info("low_balance", available=avail, threshold=limit)
+    elif avail >= limit and acct.low_balance_alerted:
+        acct.low_balance_alerted = False
+
+
+async def post(
+    uow: UnitOfWork,
+    acct: CreditAccount,
+    *,
+    kind: str,
+    amount: int,
+    balance_delta: int,
+    held_delta: int,
+    key: str,
+    person_id: uuid.UUID,
+    job_id: uuid.UUID | None = None,
+    memo: str | None = None,
+    expires_at: dt.datetime | None = None,
+) -> tuple[LedgerEntry, bool]:
+    """Write one entry and move the account's totals. `acct` must be locked (lock_account).
+    Returns (entry, created); an entry whose key exists is returned unchanged, totals untouched."""
+    new_balance, new_held = acct.balance + balance_delta, acct.held + held_delta
+    if new_held < 0 or new_balance - new_held < 0:
+        raise insufficient(amount, available(acct))
+    entry = (
+        await uow.session.execute(
+            insert(LedgerEntry)
+            .values(
+                id=uuid.uuid4(),
+                person_id=person_id,
+                org_id=acct.org_id,
+                account_id=acct.id,
+                kind=kind,
+                amount=amount,
+                balance_delta=balance_delta,
+                held_delta=held_delta,
+                balance_after=new_balance,
+                held_after=new_held,
+                key=key,
+                job_id=job_id,
+                memo=memo,
+                expires_at=expires_at,
+            )
+            .on_conflict_do_nothing(index_elements=["account_id", "key"])
+            .returning(LedgerEntry)
+        )
+    ).scalar_one_or_none()
+    if entry is None:
+        existing = (
+            await uow.session.execute(
+                select(LedgerEntry).where(LedgerEntry.account_id == acct.id, LedgerEntry.key == key)
+            )
+        ).scalar_one()
+        return existing, False
+    acct.balance, acct.held = new_balance, new_held
+    check_low_balance(uow, acct)
+    await uow.session.flush()
+    return entry, True
+
+
+async def credit(
+    uow: UnitOfWork,
+    acct: CreditAccount,
+    *,
+    kind: str,
+    credits: int,
+    key: str,
+    person_id: uuid.UUID,
+    memo: str | None = None,
+    expires_at: dt.datetime | None = None,
+    job_id: uuid.UUID | None = None,
+) -> tuple[LedgerEntry, bool]:
+    """A grant, purchase or refund. An expiring grant also opens a lot the sweep can expire."""
+    entry, created = await post(
+        uow,
+        acct,
+        kind=kind,
+        amount=credits,
+        balance_delta=credits,
+        held_delta=0,
+        key=key,
+        person_id=person_id,
+        memo=memo,
+        expires_at=expires_at,
+        job_id=job_id,
+    )
+    if created and expires_at is not None:
+        uow.session.add(
+            CreditLot(
+                id=uuid.uuid4(),
+                person_id=acct.person_id,
+                org_id=acct.org_id,
+                account_id=acct.id,
+                entry_id=entry.id,
+                amount=credits,
+                remaining=credits,
+                expires_at=expires_at,
+            )
+        )
+        await uow.session.flush()
+    return entry, created
+
+
+# The hot path of every run, in one statement: the conditional UPDATE takes the account row's
+# lock and re-checks `available` on the latest committed version (so concurrent holds of one
+# context serialize here and never overdraw), and the ledger entry is written with the totals
+# it produced. The lock is then held only until the run's commit.
+_HOLD = text(
+    """
+    WITH acct AS (
+      UPDATE billing.accounts SET held = held + :amount, updated_at = now()
+       WHERE tenant_id = :tenant AND balance - held >= :amount
+      RETURNING id, person_id, org_id, balance, held, low_balance_threshold, low_balance_alerted
+    ), entry AS (
+      INSERT INTO billing.ledger (id, person_id, org_id, account_id, kind, amount, balance_delta,
+                                  held_delta, balance_after, held_after, key, job_id)
+      SELECT :entry_id, :actor, acct.org_id, acct.id, 'hold', :amount, 0, :amount, acct.balance,
+             acct.held, :key, :job_id FROM acct
+      RETURNING id
+    )
+    SELECT acct.*, (SELECT count(*) FROM entry) AS written FROM acct
+    """
+)
+
+
+async def hold(
+    uow: UnitOfWork, *, person_id: uuid.UUID, org_id: uuid.UUID | None, job_id: uuid.UUID, credits: int
+) -> None:
+    """Hold a job's price on the context's account (created on first use), or refuse with 402."""
+    if credits == 0:
+        return
+    params = {
+        "amount": credits,
+        "tenant": org_id or person_id,
+        "entry_id": uuid.uuid4(),
+        "actor": person_id,
+        "key": f"hold:{job_id}",
+        "job_id": job_id,
+    }
+    row = (await uow.session.execute(_HOLD, params)).one_or_none()
+    if row is None:
+        acct = await lock_account(uow, person_id, org_id)  # absent (created now) or short
+        raise insufficient(credits, available(acct))
+    limit = row.low_balance_threshold
+    if limit is None:
+        limit = uow.db.settings.billing_low_balance_threshold
+    if row.balance - row.held < limit and not row.low_balance_alerted:
+        acct = await lock_account(uow, person_id, org_id)
+        check_low_balance(uow, acct)
+        await uow.session.flush()
+
+
+async def settle(
+    uow: UnitOfWork, acct: CreditAccount, job: Job, *, charge: int, overage: str, memo: str | None
+) -> int:
+    """Capture `charge` from the job's hold and release the rest. More than held only when the
+    action allows overage, and then only what is available. Returns the credits captured."""
+    held = job.credits_held
+    charge = max(0, charge)
+    if charge > held:
+        charge = held + min(charge - held, available(acct)) if overage == "allow" else held
+    from_hold = min(charge, held)
+    if charge > 0:
+        await post(
+            uow,
+            acct,
+            kind="capture",
+            amount=charge,
+            balance_delta=-charge,
+            held_delta=-from_hold,
+            key=f"capture:{job.id}",
+            person_id=job.person_id,
+            job_id=job.id,
+            memo=memo,
+        )
+        await _spend_lots(uow, acct, charge)
+    if held - from_hold > 0:
+        await post(
+            uow,
+            acct,
+            kind="release",
+            amount=held - from_hold,
+            balance_delta=0,
+            held_delta=-(held - from_hold),
+            key=f"release:{job.id}",
+            person_id=job.person_id,
+            job_id=job.id,
+            memo="unused part of the hold",
+        )
+    return charge
+
+
+async def release(uow: UnitOfWork, acct: CreditAccount, job: Job, *, memo: str) -> None:
+    if job.credits_held == 0:
+        return
+    await post(
+        uow,
+        acct,
+        kind="release",
+        amount=job.credits_held,
+        balance_delta=0,
+        held_delta=-job.credits_held,
+        key=f"release:{job.id}",
+        person_id=job.person_id,
+        job_id=job.id,
+        memo=memo,
+    )
+
+
+async def _spend_lots(uow: UnitOfWork, acct: CreditAccount, credits: int) -> None:
+    """Spent credits come out of the soonest-expiring lots first (the customer's best deal)."""
+    lots = (
+        await uow.session.execute(
+            select(CreditLot)
+            .where(CreditLot.account_id == acct.id, CreditLot.remaining > 0)
+            .order_by(CreditLot.expires_at, CreditLot.id)
+            .with_for_update()
+        )
+    ).scalars()
+    left = credits
+    for lot in lots:
+        take = min(lot.remaining, left)
+        lot.remaining -= take
+        left -= take
+        if left == 0:
+            break
+    await uow.session.flush()
+
+
+async def expire_lots(uow: UnitOfWork, now: dt.datetime, limit: int = 500) -> int:
+    """Expire what is left of lots past their date (system mode). Credits an open hold still
+    needs are left for the next sweep. Returns the credits expired."""
+    accounts = (
+        await uow.session.execute(
+            select(CreditLot.account_id, CreditLot.person_id, CreditLot.org_id)
+            .where(CreditLot.remaining > 0, CreditLot.expires_at <= now)
+            .distinct()
+            .limit(limit)
+        )
+    ).all()
+    total = 0
+    for _, person_id, org_id in accounts:
+        acct = await lock_account(uow, person_id, org_id)
+        lots = (
+            await uow.session.execute(
+                select(CreditLot)
+                .where(CreditLot.account_id == acct.id, CreditLot.remaining > 0, CreditLot.expires_at <= now)
+                .order_by(CreditLot.expires_at, CreditLot.id)
+                .with_for_update()
+            )
+        ).scalars()
+        for lot in list(lots):
+            amount = min(lot.remaining, available(acct))
+            if amount <= 0:
+                break
+            await post(
+                uow,
+                acct,
+                kind="expiry",
+                amount=amount,
+                balance_delta=-amount,
+                held_delta=0,
+                key=f"expiry:{lot.id}:{lot.remaining}",
+                person_id=acct.person_id,
+                memo=f"unused credits of a grant that expired at {lot.expires_at.isoformat()}",
+            )
+            lot.remaining -= amount
+            total += amount
+        await uow.session.flush()
+    return total

@@ -1,0 +1,1 @@
+"""Identity, the polyseme resolver: one stable, tenant-keyed id per real-world person or company."""

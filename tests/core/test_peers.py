@@ -1,0 +1,440 @@
+"""Peer components: a fake peer on 127.0.0.1 receives the job (signed, with the trace id and a
+callback URL) and reports back; timeouts, unreachable peers and bad signatures end in `failed`
+with a reason and a released hold; duplicate and late callbacks are harmless."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+import uvicorn
+from sqlalchemy import text
+
+from core.billing import service
+from core.billing.peers import sign, verify
+from core.events import Relay
+from core.uow import Database
+from servers.app import create_app
+from tests.conftest import Account, signup
+from tests.support.billing import (
+    FakePeer,
+    assert_consistent,
+    free_port,
+    grant,
+    ledger_state,
+    make_admin,
+    signed,
+)
+
+
+async def register(client: httpx.AsyncClient, admin: Account, base_url: str, **extra: Any) -> dict[str, Any]:
+    body = {
+        "slug": f"peer-{uuid.uuid4().hex[:8]}",
+        "name": "Drafts",
+        "base_url": base_url,
+        "actions": [
+            {"name": "draft-reply", "price": 5, "summary": "Draft a reply"},
+            {"name": "long-read", "price": 2, "overage": "allow"},
+        ],
+        **extra,
+    }
+    r = await client.post("/v1/admin/peers", json=body, headers=admin.h())
+    assert r.status_code == 201, r.text
+    assert r.json()["secret"].startswith("whsec_")
+    return dict(r.json())
+
+
+@pytest.fixture
+async def setup(client: httpx.AsyncClient, db: Database) -> Any:
+    admin, a = await make_admin(client), await signup(client)
+    await grant(client, admin, 20, person=a.slug)
+    return admin, a
+
+
+async def job_of(client: httpx.AsyncClient, a: Account, job_id: str) -> dict[str, Any]:
+    return dict((await client.get(f"/v1/jobs/{job_id}", headers=a.h())).json())
+
+
+async def test_round_trip_success_with_trace_id_end_to_end(
+    client: httpx.AsyncClient, db: Database, setup: Any
+) -> None:
+    admin, a = setup
+    async with FakePeer() as fake:
+        peer = await register(client, admin, fake.base_url)
+        health = await client.get(f"/v1/admin/peers/{peer['slug']}/health", headers=admin.h())
+        assert health.json()["healthy"] is True and health.json()["status"] == 200
+        listed = (await client.get("/v1/actions?limit=100", headers=a.h())).json()["items"]
+        assert {"component": peer["slug"], "action": "draft-reply", "price": 5}.items() <= next(
+            x for x in listed if x["component"] == peer["slug"] and x["action"] == "draft-reply"
+        ).items()
+
+        trace = uuid.uuid4().hex
+        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            run = await client.post(
+                f"/v1/run/{peer['slug']}/draft-reply",
+                json={"input": {"message": "Bonjour"}},
+                headers={**a.h(), "traceparent": f"00-{trace}-{'1' * 16}-01"},
+            )
+            assert run.status_code == 202, run.text
+            job_id = run.json()["job_id"]
+            # The job continues the caller's trace: its id is the request's trace id.
+            assert run.json()["trace_id"] == trace == uuid.UUID(job_id).hex
+            assert run.headers["x-trace-id"] == trace and run.headers["location"] == f"/v1/jobs/{job_id}"
+            await Relay(db).drain()
+            assert len(fake.received) == 1
+            sent, headers = fake.received[0], fake.headers[0]
+            assert sent["job_id"] == job_id and sent["trace_id"] == trace and sent["action"] == "draft-reply"
+            assert sent["input"] == {"message": "Bonjour"} and sent["tenant_id"] == a.id
+            assert sent["callback_url"].endswith(f"/v1/jobs/{job_id}/callback")
+            assert headers["traceparent"].split("-")[1] == trace and headers["idempotency-key"] == job_id
+            raw = fake.received_raw[0]
+            assert (
+                verify(
+                    peer["secret"], headers["x-atlilith-timestamp"], raw, headers["x-atlilith-signature"], 60
+                )
+                is None
+            )
+            assert (await job_of(client, a, job_id))["status"] == "running"
+
+            result = {
+                "status": "succeeded",
+                "output": {"draft": "Merci !"},
+                "usage": {"credits": 4, "metrics": {"tokens": 812}},
+            }
+            body, sig = signed(peer["secret"], result)
+            done = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
+            assert done.status_code == 200 and done.json() == {
+                "job_id": job_id,
+                "status": "succeeded",
+                "applied": True,
+            }
+        lines = [
+            e for e in logs if e.get("job_id") == job_id or e.get("event") in {"peer_call", "peer_accepted"}
+        ]
+        assert {e["event"] for e in lines} >= {
+            "job_queued",
+            "job_started",
+            "peer_call",
+            "peer_accepted",
+            "job_succeeded",
+        }
+        assert all(e["trace_id"] == trace for e in lines), [(e["event"], e["trace_id"]) for e in lines]
+
+        finished = await job_of(client, a, job_id)
+        assert finished["output"] == {"draft": "Merci !"} and finished["usage"] == {"tokens": 812}
+        assert finished["credits_captured"] == 4 and finished["hold_status"] == "captured"
+        # Duplicate and late callbacks: 200, applied false, nothing moves.
+        again = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
+        assert again.status_code == 200 and again.json()["applied"] is False
+        fail_late_body, fail_late = signed(peer["secret"], {"status": "failed", "error": {"code": "oops"}})
+        late = await client.post(f"/v1/jobs/{job_id}/callback", content=fail_late_body, headers=fail_late)
+        assert late.json() == {"job_id": job_id, "status": "succeeded", "applied": False}
+        balance = (await client.get("/v1/credits", headers=a.h())).json()
+        assert (balance["balance"], balance["held"]) == (16, 0)
+        assert_consistent(await ledger_state(db, a.id))
+
+
+async def test_peer_failure_callback_releases(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
+    admin, a = setup
+    async with FakePeer() as fake:
+        peer = await register(client, admin, fake.base_url)
+        job_id = (
+            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+        ).json()["job_id"]
+        await Relay(db).drain()
+        body, sig = signed(
+            peer["secret"],
+            {"status": "failed", "error": {"code": "model_overloaded", "message": "try later"}},
+        )
+        r = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
+        assert r.json()["applied"] is True
+    failed = await job_of(client, a, job_id)
+    assert failed["status"] == "failed" and failed["error"] == {
+        "code": "model_overloaded",
+        "message": "try later",
+    }
+    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    assert_consistent(await ledger_state(db, a.id))
+
+
+async def test_unreachable_peer_fails_with_a_reason(
+    client: httpx.AsyncClient, db: Database, setup: Any
+) -> None:
+    admin, a = setup
+    peer = await register(client, admin, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    job_id = (
+        await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+    ).json()["job_id"]
+    await Relay(db).drain()
+    failed = await job_of(client, a, job_id)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "peer_unreachable"
+    assert failed["hold_status"] == "released"
+    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    health = (await client.get(f"/v1/admin/peers/{peer['slug']}/health", headers=admin.h())).json()
+    assert health["healthy"] is False and health["status"] is None
+
+
+async def test_peer_errors_are_retried_a_bounded_number_of_times(
+    client: httpx.AsyncClient, db: Database, setup: Any
+) -> None:
+    admin, a = setup
+    async with FakePeer() as fake:
+        fake.mode = "error"
+        peer = await register(client, admin, fake.base_url)
+        job_id = (
+            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+        ).json()["job_id"]
+        await Relay(db).drain()
+        assert len(fake.received) == db.settings.peer_max_attempts
+        failed = await job_of(client, a, job_id)
+        assert failed["error"]["code"] == "peer_error" and "503" in failed["error"]["message"]
+
+        fake.mode = "reject"
+        fake.received.clear()
+        job2 = (
+            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+        ).json()["job_id"]
+        await Relay(db).drain()
+        assert len(fake.received) == 1  # a 4xx is the peer's final word
+        assert (await job_of(client, a, job2))["error"]["code"] == "peer_rejected"
+    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+
+
+async def test_peer_request_timeout(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
+    admin, a = setup
+    quick = Database(
+        db.settings.model_copy(update={"peer_request_timeout_seconds": 0.3, "peer_max_attempts": 2})
+    )
+    try:
+        async with FakePeer() as fake:
+            fake.mode, fake.slow_seconds = "slow", 1.5
+            peer = await register(client, admin, fake.base_url)
+            job_id = (
+                await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+            ).json()["job_id"]
+            await Relay(quick).drain()
+            failed = await job_of(client, a, job_id)
+            assert failed["status"] == "failed" and failed["error"]["code"] == "peer_timeout"
+            assert len(fake.received) == 2
+    finally:
+        await quick.dispose()
+    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+
+
+async def test_no_callback_before_the_deadline_fails_as_timeout(
+    client: httpx.AsyncClient, db: Database, setup: Any
+) -> None:
+    admin, a = setup
+    async with FakePeer() as fake:
+        peer = await register(client, admin, fake.base_url, timeout_seconds=30)
+        job_id = (
+            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+        ).json()["job_id"]
+        await Relay(db).drain()
+        running_job = await job_of(client, a, job_id)
+        deadline = dt.datetime.fromisoformat(running_job["deadline_at"])
+        started = dt.datetime.fromisoformat(running_job["started_at"])
+        assert abs((deadline - started).total_seconds() - 30) < 1
+        async with db.system() as uow:
+            assert (await service.sweep(uow, now=deadline - dt.timedelta(seconds=1))).jobs_failed == 0
+        async with db.system() as uow:
+            await service.sweep(uow, now=deadline + dt.timedelta(seconds=1))
+        failed = await job_of(client, a, job_id)
+        assert failed["status"] == "failed" and failed["error"]["code"] == "timeout"
+        # The peer's late success changes nothing and charges nothing.
+        body, sig = signed(
+            peer["secret"], {"status": "succeeded", "output": {"late": True}, "usage": {"credits": 5}}
+        )
+        late = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
+        assert late.status_code == 200 and late.json()["applied"] is False
+    assert (await job_of(client, a, job_id))["output"] is None
+    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    assert_consistent(await ledger_state(db, a.id))
+
+
+async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
+    client: httpx.AsyncClient, db: Database, setup: Any
+) -> None:
+    admin, a = setup
+    async with FakePeer() as fake:
+        peer = await register(client, admin, fake.base_url)
+        job_id = (
+            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+        ).json()["job_id"]
+        await Relay(db).drain()
+        result = {"status": "succeeded", "output": {"x": 1}, "usage": {"credits": 5}}
+        forged_body, forged = signed("whsec_wrong", result)
+        r = await client.post(f"/v1/jobs/{job_id}/callback", content=forged_body, headers=forged)
+        assert r.status_code == 401 and r.json()["code"] == "signature_invalid" and r.json()["hint"]
+        unsigned = await client.post(f"/v1/jobs/{job_id}/callback", json=result)
+        assert unsigned.status_code == 401 and unsigned.json()["code"] == "signature_missing"
+        body, good = signed(peer["secret"], result, timestamp=int(dt.datetime.now(dt.UTC).timestamp()) - 3600)
+        stale = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=good)
+        assert stale.status_code == 401 and stale.json()["code"] == "signature_stale"
+        # A forged callback cannot end the job: it is still waiting for its peer.
+        assert (await job_of(client, a, job_id))["status"] == "running"
+        other = await client.post(f"/v1/jobs/{uuid.uuid4()}/callback", content=forged_body, headers=forged)
+        assert other.status_code == 404 and other.json()["code"] == "job_not_found"
+
+        running_job = await job_of(client, a, job_id)
+        async with db.system() as uow:
+            await service.sweep(
+                uow, now=dt.datetime.fromisoformat(running_job["deadline_at"]) + dt.timedelta(seconds=1)
+            )
+    failed = await job_of(client, a, job_id)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "signature_invalid"
+    assert failed["hold_status"] == "released" and failed["credits_captured"] == 0
+    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+
+
+async def test_malformed_callback_bodies_are_422(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
+    admin, a = setup
+    async with FakePeer() as fake:
+        peer = await register(client, admin, fake.base_url)
+        job_id = (
+            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+        ).json()["job_id"]
+        await Relay(db).drain()
+        for bad in (
+            b"not json",
+            b'{"status": "maybe"}',
+            b'{"status": "succeeded", "usage": {"credits": -1}}',
+        ):
+            body, sig = signed(peer["secret"], bad)
+            r = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
+            assert r.status_code == 422, r.text
+        assert (await job_of(client, a, job_id))["status"] == "running"
+
+
+async def test_peer_admin_rotation_and_validation(
+    client: httpx.AsyncClient, db: Database, setup: Any
+) -> None:
+    admin, a = setup
+    async with FakePeer() as fake:
+        peer = await register(client, admin, fake.base_url)
+        dup = await client.post(
+            "/v1/admin/peers",
+            json={
+                "slug": peer["slug"],
+                "name": "x",
+                "base_url": fake.base_url,
+                "actions": [{"name": "act", "price": 1}],
+            },
+            headers=admin.h(),
+        )
+        assert dup.status_code == 409 and dup.json()["code"] == "peer_exists"
+        builtin = await client.post(
+            "/v1/admin/peers",
+            json={
+                "slug": "identity",
+                "name": "x",
+                "base_url": fake.base_url,
+                "actions": [{"name": "act", "price": 1}],
+            },
+            headers=admin.h(),
+        )
+        assert builtin.status_code == 409, builtin.text
+        bad_url = await client.post(
+            "/v1/admin/peers",
+            json={
+                "slug": "peer-bad",
+                "name": "x",
+                "base_url": "ftp://x",
+                "actions": [{"name": "act", "price": 1}],
+            },
+            headers=admin.h(),
+        )
+        assert bad_url.status_code == 422
+        job_id = (
+            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+        ).json()["job_id"]
+        await Relay(db).drain()
+        rotated = await client.patch(
+            f"/v1/admin/peers/{peer['slug']}", json={"rotate_secret": True}, headers=admin.h()
+        )
+        assert rotated.status_code == 200 and rotated.json()["secret"] not in (None, peer["secret"])
+        body, old = signed(peer["secret"], {"status": "succeeded"})
+        assert (
+            await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=old)
+        ).status_code == 401
+        body, new = signed(rotated.json()["secret"], {"status": "succeeded"})
+        assert (await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=new)).json()[
+            "applied"
+        ] is True
+        off = await client.patch(
+            f"/v1/admin/peers/{peer['slug']}", json={"enabled": False}, headers=admin.h()
+        )
+        assert off.json()["enabled"] is False and off.json()["secret"] is None
+        gone = await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+        assert gone.status_code == 404 and gone.json()["code"] == "unknown_action"
+        listed = (await client.get("/v1/admin/peers?limit=100", headers=admin.h())).json()["items"]
+        assert peer["slug"] in {p["slug"] for p in listed} and "secret" not in listed[0]
+
+
+async def test_peer_secrets_are_unreadable_outside_system_mode(
+    client: httpx.AsyncClient, db: Database, setup: Any
+) -> None:
+    admin, a = setup
+    await register(client, admin, "http://127.0.0.1:9")
+    async with db.engine.connect() as conn, conn.begin():
+        await conn.execute(
+            text("SELECT set_config('app.mode', 'user', true), set_config('app.person_id', :p, true)"),
+            {"p": a.id},
+        )
+        assert (await conn.execute(text("SELECT count(*) FROM billing.peer_secrets"))).scalar_one() == 0
+        assert (await conn.execute(text("SELECT count(*) FROM billing.peers"))).scalar_one() > 0
+
+
+def test_signatures() -> None:
+    body = b'{"a":1}'
+    good = sign("s3cret", "1700000000", body)
+    assert verify("s3cret", "1700000000", body, good, 300, now=1700000100) is None
+    assert verify("s3cret", "1700000000", body, good, 300, now=1700000400) == "signature_stale"
+    assert verify("other", "1700000000", body, good, 300, now=1700000000) == "signature_invalid"
+    assert verify("s3cret", "1700000000", body + b" ", good, 300, now=1700000000) == "signature_invalid"
+    assert verify("s3cret", "soon", body, good, 300) == "signature_invalid"
+    assert verify("s3cret", None, body, good, 300) == "signature_missing"
+
+
+async def test_the_relay_runs_peer_jobs_in_a_live_app(db: Database) -> None:
+    """The whole loop with the app's own relay (woken by NOTIFY), over real HTTP both ways."""
+    async with FakePeer() as fake:
+        port = free_port()
+        settings = db.settings.model_copy(update={"port": port, "relay_poll_seconds": 0.2})
+        live_db = Database(settings)
+        app = create_app(settings, db=live_db, run_relay=True)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                await asyncio.sleep(0.02)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                a = await signup(http)
+                async with live_db.system() as uow:  # a is their own platform admin here
+                    await uow.session.execute(
+                        text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"),
+                        {"p": uuid.UUID(a.id)},
+                    )
+                await grant(http, a, 10, person=a.slug)
+                peer = await register(http, a, fake.base_url)
+                run = (
+                    await http.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+                ).json()
+                await asyncio.wait_for(fake.got.wait(), 10)
+                callback_url = fake.received[0]["callback_url"]
+                assert callback_url == f"http://127.0.0.1:{port}/v1/jobs/{run['job_id']}/callback"
+                body, sig = signed(peer["secret"], {"status": "succeeded", "output": {"ok": 1}})
+                async with httpx.AsyncClient() as peer_side:
+                    r = await peer_side.post(callback_url, content=body, headers=sig)
+                assert r.json()["applied"] is True
+                done = (await http.get(f"/v1/jobs/{run['job_id']}", headers=a.h())).json()
+                assert done["status"] == "succeeded" and done["credits_captured"] == 5
+        finally:
+            server.should_exit = True
+            await task
+            await live_db.dispose()

@@ -1,0 +1,255 @@
+"""Test support for billing: platform admins, grants, signed requests, a fake peer component on
+127.0.0.1, and test-only built-in actions (failing, metered, blocking)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import uuid
+from typing import Any
+
+import httpx
+import uvicorn
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from core.billing.components import ActionResult, ActionRun, action
+from core.billing.peers import sign
+from core.errors import ValidationFailed
+from core.tenancy.models import Client
+from core.uow import Database
+from tests.conftest import Account, signup
+
+# --- test-only built-in actions ----------------------------------------------------------------
+
+
+class Nothing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Metered(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    credits: int
+    client_name: str | None = None
+
+
+class Done(BaseModel):
+    ok: bool = True
+
+
+@action("tests", "explode", price=2, input=Nothing, output=Done, summary="Always fails (an internal error).")
+async def explode(run: ActionRun, data: Nothing) -> ActionResult:
+    raise RuntimeError("boom: internal detail that must not leak")
+
+
+@action("tests", "refuse", price=2, input=Nothing, output=Done, summary="Always fails with a domain error.")
+async def refuse(run: ActionRun, data: Nothing) -> ActionResult:
+    raise ValidationFailed("the action refused its input", code="refused_input")
+
+
+async def _quote_metered(ctx: Any, uow: Any, data: Metered) -> int:
+    return 3
+
+
+@action(
+    "tests",
+    "metered",
+    price=3,
+    quote=_quote_metered,
+    input=Metered,
+    output=Done,
+    summary="Charges `credits`.",
+)
+async def metered(run: ActionRun, data: Metered) -> ActionResult:
+    if data.client_name:
+        run.uow.session.add(
+            Client(id=uuid.uuid4(), person_id=run.ctx.person_id, org_id=run.ctx.org_id, name=data.client_name)
+        )
+        await run.uow.session.flush()
+    return ActionResult(output=Done(), usage={"units": data.credits}, credits=data.credits)
+
+
+@action(
+    "tests",
+    "metered-overage",
+    price=3,
+    input=Metered,
+    output=Done,
+    overage="allow",
+    summary="Charges `credits`, beyond the hold if need be.",
+)
+async def metered_overage(run: ActionRun, data: Metered) -> ActionResult:
+    return ActionResult(output=Done(), usage={"units": data.credits}, credits=data.credits)
+
+
+# The blocking action waits for the test to let it finish.
+gates: dict[str, asyncio.Event] = {}
+entered: dict[str, asyncio.Event] = {}
+
+
+class Gate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gate: str
+    client_name: str | None = None
+
+
+@action("tests", "gated", price=4, input=Gate, output=Done, summary="Waits for the test's gate.")
+async def gated(run: ActionRun, data: Gate) -> ActionResult:
+    if data.client_name:
+        run.uow.session.add(
+            Client(id=uuid.uuid4(), person_id=run.ctx.person_id, org_id=run.ctx.org_id, name=data.client_name)
+        )
+        await run.uow.session.flush()
+    entered.setdefault(data.gate, asyncio.Event()).set()
+    await gates.setdefault(data.gate, asyncio.Event()).wait()
+    return ActionResult(output=Done(), usage={"waited": 1})
+
+
+# --- people and credits -----------------------------------------------------------------------------
+
+
+def app_db(client: httpx.AsyncClient) -> Database:
+    db: Database = client._transport.app.state.db  # type: ignore[attr-defined]
+    return db
+
+
+async def make_admin(client: httpx.AsyncClient) -> Account:
+    admin = await signup(client, "admin")
+    async with app_db(client).system() as uow:
+        await uow.session.execute(
+            text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"),
+            {"p": uuid.UUID(admin.id)},
+        )
+    return admin
+
+
+async def grant(
+    client: httpx.AsyncClient,
+    admin: Account,
+    credits: int,
+    *,
+    person: str | None = None,
+    org: str | None = None,
+    expires_at: str | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"credits": credits}
+    if person:
+        body["person"] = person
+    if org:
+        body["org"] = org
+    if expires_at:
+        body["expires_at"] = expires_at
+    headers = admin.h()
+    if key:
+        headers["Idempotency-Key"] = key
+    r = await client.post("/v1/admin/credits/grants", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def signed(
+    secret: str, body: dict[str, Any] | bytes, *, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    return raw, {
+        "content-type": "application/json",
+        "X-Atlilith-Timestamp": ts,
+        "X-Atlilith-Signature": sign(secret, ts, raw),
+    }
+
+
+async def ledger_state(db: Database, tenant_id: str | uuid.UUID) -> dict[str, int]:
+    """The account's totals next to what its ledger and its jobs imply (system mode, raw SQL)."""
+    async with db.system() as uow:
+        row = (
+            await uow.session.execute(
+                text(
+                    "SELECT a.balance, a.held,"
+                    " (SELECT coalesce(sum(balance_delta), 0) FROM billing.ledger l WHERE l.account_id = a.id) AS sum_balance,"
+                    " (SELECT coalesce(sum(held_delta), 0) FROM billing.ledger l WHERE l.account_id = a.id) AS sum_held,"
+                    " (SELECT coalesce(sum(credits_held), 0) FROM billing.jobs j"
+                    "   WHERE j.tenant_id = a.tenant_id AND j.hold_status = 'open') AS open_holds,"
+                    " (SELECT count(*) FROM billing.ledger l WHERE l.account_id = a.id) AS entries,"
+                    " (SELECT l.balance_after FROM billing.ledger l WHERE l.account_id = a.id ORDER BY seq DESC LIMIT 1)"
+                    "   AS last_balance"
+                    " FROM billing.accounts a WHERE a.tenant_id = :t"
+                ),
+                {"t": uuid.UUID(str(tenant_id))},
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+def assert_consistent(state: dict[str, int]) -> None:
+    assert state["balance"] == state["sum_balance"] == (state["last_balance"] or 0), state
+    assert state["held"] == state["sum_held"] == state["open_holds"], state
+    assert state["balance"] >= 0 and state["balance"] - state["held"] >= 0, state
+
+
+# --- a fake peer component ---------------------------------------------------------------------------
+
+
+class FakePeer:
+    """A peer component on 127.0.0.1 implementing the contract: POST /run/{action} (records the
+    job; answers per `mode`), GET /health."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.received_raw: list[bytes] = []
+        self.headers: list[dict[str, str]] = []
+        self.mode = "accept"  # accept | error | slow | reject
+        self.slow_seconds = 2.0
+        self.got = asyncio.Event()
+
+        async def run(request: Request) -> JSONResponse:
+            raw = await request.body()
+            self.received_raw.append(raw)
+            self.received.append(json.loads(raw))
+            self.headers.append({k.lower(): v for k, v in request.headers.items()})
+            self.got.set()
+            if self.mode == "error":
+                return JSONResponse({"error": "down"}, status_code=503)
+            if self.mode == "reject":
+                return JSONResponse({"error": "bad input"}, status_code=422)
+            if self.mode == "slow":
+                await asyncio.sleep(self.slow_seconds)
+            return JSONResponse({"accepted": True}, status_code=202)
+
+        async def health(request: Request) -> JSONResponse:
+            return JSONResponse({"status": "ok"})
+
+        self.app = Starlette(
+            routes=[Route("/run/{action}", run, methods=["POST"]), Route("/health", health, methods=["GET"])]
+        )
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> FakePeer:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,164 @@
+"""Toolset `jobs`: run metered component actions as jobs, follow them, cancel them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from core.billing import service
+from core.billing.schemas import ActionOut, JobOut, JobStatus, QuoteOut, RunAccepted, RunIn
+from core.errors import FieldIssue, ValidationFailed
+from core.pagination import Page, PageRequest
+from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset
+
+NOT_TOOLS = {
+    "billing.receive_callback": "peer-to-platform HTTP contract, signed with the peer's secret",
+    "billing.record_purchase": "the payment provider's signed webhook",
+    "billing.update_credit_settings": "a context setting, changed in the portal",
+    "billing.grant_credits": "platform admin",
+    "billing.refund_job": "platform admin",
+    "billing.list_peers": "platform admin",
+    "billing.register_peer": "platform admin",
+    "billing.update_peer": "platform admin",
+    "billing.check_peer": "platform admin",
+    "billing.get_data": "the component data feed for the portal and peers; agents use jobs_get/jobs_list",
+    "billing.execute_job": "runs from the jobs/job.queued event handler",
+    "billing.execute_now": "the engine of synchronous tools (identity_resolve_*)",
+    "billing.sweep": "scheduled housekeeping",
+}
+
+ComponentArg = Annotated[str, Field(description="Component, e.g. `identity`.", min_length=2, max_length=40)]
+ActionArg = Annotated[str, Field(description="Action, e.g. `resolve-person`.", min_length=2, max_length=64)]
+InputArg = Annotated[
+    str,
+    Field(
+        description='The action\'s input as a JSON object, e.g. `{"email": "ada@example.com"}` '
+        "(schema: jobs_actions_list).",
+        max_length=65_536,
+    ),
+]
+JobIdArg = Annotated[uuid.UUID, Field(description="The job id (= its trace id).")]
+
+
+def parse_input(raw: str) -> RunIn:
+    try:
+        value: Any = json.loads(raw or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed(
+            "`input_json` is not valid JSON",
+            code="invalid_json",
+            hint='pass a JSON object, e.g. {"email": "ada@example.com"}',
+            errors=[FieldIssue("input_json", str(exc))],
+        ) from exc
+    if not isinstance(value, dict):
+        raise ValidationFailed(
+            "`input_json` must be a JSON object",
+            code="invalid_json",
+            errors=[FieldIssue("input_json", "not an object")],
+        )
+    return RunIn(input=value)
+
+
+def toolset(rt: ToolRuntime) -> Toolset:
+    ts = Toolset(
+        "jobs",
+        "Run metered component actions as jobs (paid in credits), follow and cancel them.",
+        default=False,
+    )
+
+    @ts.tool(
+        "jobs_actions_list",
+        """List the actions you can run as jobs (built-in and peer components): price in credits,
+unit, overage policy and input JSON Schema. Read-only, free.""",
+        title="List runnable actions",
+        read_only=True,
+    )
+    async def jobs_actions_list(
+        org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
+    ) -> Page[ActionOut]:
+        async with rt.context(org) as (ctx, uow):
+            return await service.list_actions(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+
+    @ts.tool(
+        "jobs_quote",
+        """Price of running an action with this input, before running it: the credits jobs_run
+would hold, what is available in this context and whether it is enough. Read-only, free.""",
+        title="Quote an action",
+        read_only=True,
+    )
+    async def jobs_quote(
+        component: ComponentArg, action: ActionArg, input_json: InputArg = "{}", org: OrgArg = None
+    ) -> QuoteOut:
+        data = parse_input(input_json)
+        async with rt.context(org) as (ctx, uow):
+            return await service.quote(ctx, uow, component, action, data)
+
+    @ts.tool(
+        "jobs_run",
+        """Run an action as an asynchronous job. COSTS CREDITS: the quoted price (jobs_quote) is
+held now and charged only if the job succeeds (never more than held unless the action allows
+overage); released if it fails or is cancelled. Fails with `insufficient_credits` when not
+enough is available. Returns the job id; follow it with jobs_get. Pass an idempotency_key so
+a retry never runs (or charges) twice.""",
+        title="Run an action (spends credits)",
+        read_only=False,
+        open_world=True,
+    )
+    async def jobs_run(
+        component: ComponentArg,
+        action: ActionArg,
+        input_json: InputArg = "{}",
+        org: OrgArg = None,
+        idempotency_key: IdempotencyArg = None,
+    ) -> RunAccepted:
+        data = parse_input(input_json)
+        async with rt.context(org) as (ctx, uow):
+            return await service.run_job(ctx, uow, component, action, data, idempotency_key=idempotency_key)
+
+    @ts.tool(
+        "jobs_get",
+        """A job's status (queued, running, succeeded, failed, cancelled), output, usage,
+credits held and charged, and error. Output of peer components is third-party data. Read-only.""",
+        title="Get a job",
+        read_only=True,
+    )
+    async def jobs_get(job_id: JobIdArg, org: OrgArg = None) -> JobOut:
+        async with rt.context(org) as (ctx, uow):
+            return await service.get_job(ctx, uow, job_id)
+
+    @ts.tool(
+        "jobs_list",
+        "List the jobs of the current context, newest first; filter by status, component, action. Read-only.",
+        title="List jobs",
+        read_only=True,
+    )
+    async def jobs_list(
+        org: OrgArg = None,
+        status: Annotated[JobStatus | None, Field(description="Only jobs in this status.")] = None,
+        component: Annotated[str | None, Field(description="Only this component.", max_length=40)] = None,
+        action: Annotated[str | None, Field(description="Only this action.", max_length=64)] = None,
+        limit: LimitArg = 20,
+        cursor: CursorArg = None,
+    ) -> Page[JobOut]:
+        async with rt.context(org) as (ctx, uow):
+            return await service.list_jobs(
+                ctx, uow, PageRequest(limit=limit, cursor=cursor), status, component, action
+            )
+
+    @ts.tool(
+        "jobs_cancel",
+        """Cancel a queued or running job: its hold is released, nothing is charged, and a result
+arriving later is ignored. A finished job cannot be cancelled. Free.""",
+        title="Cancel a job",
+        read_only=False,
+        destructive=True,
+        idempotent=True,
+    )
+    async def jobs_cancel(job_id: JobIdArg, org: OrgArg = None) -> JobOut:
+        async with rt.context(org) as (ctx, uow):
+            return await service.cancel_job(ctx, uow, job_id)
+
+    return ts
