@@ -474,6 +474,9 @@ def _event(b: Booking, **extra: Any) -> dict[str, Any]:
         "context": _context(b.org_id),
         "start_at": _iso(b.start_at),
         "end_at": _iso(b.end_at),
+        # Analytics reports revenue from these: the price agreed for this booking.
+        "price_amount": str(b.price_amount) if b.price_amount is not None else None,
+        "currency": b.currency,
     }
     data.update(extra)
     return data

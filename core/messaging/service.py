@@ -846,6 +846,7 @@ async def _append_outbound(
         {
             "message_id": message.id,
             "thread_id": thread.id,
+            "client_id": thread.client_id,
             "channel": thread.channel,
             "author_kind": kind,
             "draft_id": draft_id,
