@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     seed_password: str | None = None
     default_phone_region: str = "US"
 
+    # --- operations -----------------------------------------------------------------------
+    backup_dir: Path = Path("backups")  # where `atlilith backup` writes and `restore` looks
+    pg_bin_dir: Path | None = None  # pg_dump/pg_restore to prefer (default: found by version)
+
     @field_validator("toolsets", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
