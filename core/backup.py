@@ -329,7 +329,7 @@ async def backup(settings: Settings, out_dir: Path | None = None, *, keep: int |
             )
         now = dt.datetime.now(dt.UTC)
         database = str(await conn.fetchval("SELECT current_database()"))
-        name = f"{now:%Y%m%dT%H%M%SZ}-{database}"
+        name = f"{now:%Y%m%dT%H%M%S%fZ}-{database}"
         final = out_dir / name
         partial = out_dir / f".{name}.partial"
         if final.exists():
