@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     # --- operations -----------------------------------------------------------------------
     backup_dir: Path = Path("backups")  # where `atlilith backup` writes and `restore` looks
     pg_bin_dir: Path | None = None  # pg_dump/pg_restore to prefer (default: found by version)
+    # A publish to Inngest that takes longer fails and is retried with backoff (events stay in the outbox).
+    relay_publish_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     @field_validator("toolsets", mode="before")
     @classmethod
