@@ -466,9 +466,10 @@ async def postgres_restart_under_load(
                 await asyncio.sleep(seconds)
                 info = postmaster(pg.pgdata)
                 assert info is not None and info[1] is not None
-                down = time.monotonic()
                 await asyncio.to_thread(stop_postgres, pg.pgdata)
+                down = time.monotonic()  # stopped for sure from here...
                 await asyncio.sleep(outage)
+                restarting = time.monotonic()  # ...to here
                 await asyncio.to_thread(start_postgres, pg.pgdata, info[1])
                 up = time.monotonic()
                 acked_before_up = len(load.acknowledged)
@@ -477,7 +478,7 @@ async def postgres_restart_under_load(
                 await task
                 stop_polling.set()
                 await poller
-                during = [s for t, s in health if down + 0.2 < t < up - 0.1]
+                during = [s for t, s in health if down + 0.1 < t < restarting]
                 after = [s for t, s in health if t > up]
                 first_ok = next((t for t, s in health if t > up and s == 200), None)
                 if not during or any(s != 503 for s in during):

@@ -90,13 +90,19 @@ def generate(
 # --- backup and restore ---------------------------------------------------------------------------
 
 
+_resolved: list[Settings] = []
+
+
 def _db_settings() -> Settings:
+    """Settings with a database URL, the embedded server started once per process (a second
+    start in the same process would lose track of it and leave it running at exit)."""
     from servers.cli import _database
 
-    settings = get_settings()
-    configure_logging(settings)
-    settings, _server = _database(settings)
-    return settings
+    if not _resolved:
+        settings = get_settings()
+        configure_logging(settings)
+        _resolved.append(_database(settings)[0])
+    return _resolved[0]
 
 
 def _age(created_at: str) -> str:

@@ -348,3 +348,35 @@ def _cli() -> Any:
     from servers.cli import cli
 
     return cli
+
+
+async def test_deploy_apply_backs_up_migrates_and_checks_in_that_order(
+    db: Database,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import asyncio
+
+    import typer
+
+    from core import backup as ops
+    from core.seed import seed
+    from servers import ops_cli
+
+    await seed(db, "seed-password-1")
+    monkeypatch.setattr(ops_cli, "_resolved", [settings.model_copy(update={"backup_dir": tmp_path})])
+    dep = deployments.load("cocotte.maison")
+    # A build without a feature the domain promises is refused before anything changes.
+    with pytest.raises(typer.Exit):
+        await asyncio.to_thread(ops_cli._apply, dep, deployments.plan(dep), ["bookings"])
+    assert ops.list_backups(tmp_path) == []
+    capsys.readouterr()
+    await asyncio.to_thread(ops_cli._apply, dep, deployments.plan(dep), [])
+    out = capsys.readouterr().out
+    ran = [line.removeprefix("run   ") for line in out.splitlines() if line.startswith("run   ")]
+    assert [r.split()[0] for r in ran] == ["check", "check", "back", "apply", "check"]
+    assert "cocotte.maison: everything it references exists" in out
+    assert "skip  build the image" in out and "skip  reload Caddy" in out
+    assert len(ops.list_backups(tmp_path)) == 1

@@ -24,7 +24,7 @@ def admin_url(settings: Settings) -> str:
 async def test_kill_9_under_write_load_loses_nothing_acknowledged(settings: Settings) -> None:
     s = await resilience.kill9_under_load(admin_url(settings), DATA, seconds=1.5, writers=6)
     assert s.ok, resilience.render([s])
-    assert s.acknowledged > 20 and s.found == s.acknowledged
+    assert s.acknowledged > 5 and s.found == s.acknowledged
     # The kill landed mid-load: some requests never got an answer, and retrying each with its
     # Idempotency-Key after the restart wrote it exactly once.
     assert s.unanswered > 0 and s.retried_ok == s.unanswered and s.duplicates == 0
