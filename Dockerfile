@@ -18,8 +18,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/atlilith --create-home atlilith
 COPY --from=build /opt/atlilith /opt/atlilith
-# The MCP door serves skills from next to the installed packages.
+# Files the code finds next to its installed packages: skills (served over MCP), and the
+# deployments and port registry (`atlilith deploy <domain> --check` inside the container).
 COPY skills /opt/atlilith/lib/python3.11/site-packages/skills
+COPY deployments /opt/atlilith/lib/python3.11/site-packages/deployments
+COPY infrastructure/ports.yaml /opt/atlilith/lib/python3.11/site-packages/infrastructure/ports.yaml
 ENV PATH=/opt/atlilith/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     ATLILITH_ENV=production \

@@ -37,11 +37,16 @@ class DevState:
 
 
 def _alive(pid: int) -> bool:
+    """Alive, and still ours: after a crash the pid may belong to something else by now, and
+    `dev:stop` must never signal an unrelated process."""
     try:
         proc = psutil.Process(pid)
-        return bool(proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmdline = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+    return "atlilith" in cmdline or "servers.cli" in cmdline
 
 
 def state_path(data_dir: Path) -> Path:
@@ -116,7 +121,11 @@ def postmaster(pgdata: Path) -> tuple[int, str | None] | None:
         pid = int(lines[0])
     except (IndexError, ValueError):
         return None
-    if not _alive(pid):
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE or "postgres" not in proc.name():
+            return None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
     socket_dir = lines[4].strip() if len(lines) > 4 and lines[4].strip() else None
     return pid, socket_dir

@@ -262,6 +262,8 @@ def test_dockerfile_is_pinned_non_root_and_healthy() -> None:
     for key in re.findall(r"^\s*(?:ENV\s+)?([A-Z_]+)=", text, re.MULTILINE):
         assert not _SECRETISH.search(key), f"{key} must not be baked into the image"
     assert "postgresql-client-15" in text  # pg_dump for the compose PostgreSQL major
+    for needed in ("skills", "deployments", "infrastructure/ports.yaml"):
+        assert f"COPY {needed} /opt/atlilith/lib/python3.11/site-packages/{needed}" in text
     assert "15." in compose()["services"]["postgres"]["image"]
 
 
