@@ -534,12 +534,14 @@ class FaultyHttp:
         self.slow_seconds = 30.0
         self.received: list[dict[str, Any]] = []
         self.refused = 0
+        self.slowed = 0
 
         async def ingest(request: Request) -> JSONResponse:
             if self.mode == "down":
                 self.refused += 1
                 return JSONResponse({"error": "down"}, status_code=500)
             if self.mode == "slow":
+                self.slowed += 1
                 await asyncio.sleep(self.slow_seconds)
             batch = json.loads(await request.body())
             self.received.extend(batch)
@@ -600,8 +602,11 @@ async def inngest_outage_under_load(
             inngest.mode = "slow"
             await asyncio.sleep(seconds)
             scenario.notes.append(
-                f"slow: {len(load.acknowledged) - acked_down} writes acknowledged meanwhile"
+                f"slow: {len(load.acknowledged) - acked_down} writes acknowledged meanwhile;"
+                f" {inngest.slowed} publishes hung and were abandoned after the 1 s publish timeout"
             )
+            if inngest.slowed == 0:
+                scenario.problems.append("the relay never tried to publish while Inngest was slow")
             inngest.mode = "up"
             await asyncio.sleep(seconds)
             load.stop()
