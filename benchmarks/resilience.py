@@ -512,6 +512,9 @@ async def postgres_restart_under_load(
             )
     finally:
         pg.stop()
+        # The handle only knows the first postmaster; the one we restarted is ours to stop.
+        if postmaster(pg.pgdata) is not None:
+            await asyncio.to_thread(stop_postgres, pg.pgdata)
     scenario.check()
     return scenario
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from benchmarks import resilience
 from core.config import Settings
+from core.devserver import postmaster
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / ".atlilith" / "resilience-tests"
@@ -39,6 +40,7 @@ async def test_postgres_restart_under_load_recovers_without_manual_action() -> N
     assert s.slowest_failure_ms < 5000
     assert any(n.startswith("/health: 503") for n in s.notes)
     assert s.found == s.acknowledged and s.events_committed == s.events_delivered
+    assert postmaster(DATA / "resilience-pg" / "pg") is None  # nothing left running
 
 
 async def test_inngest_down_or_slow_keeps_events_and_delivers_them_on_return(settings: Settings) -> None:
