@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     bookings_reminder_lead_minutes: int = Field(default=1440, ge=1, le=43_200)
     # Manage links stay valid until the booking ends plus this grace (a late "what was it?").
     bookings_manage_link_grace_hours: int = Field(default=24, ge=0, le=24 * 90)
+    # --- operations -----------------------------------------------------------------------
+    backup_dir: Path = Path("backups")  # where `atlilith backup` writes and `restore` looks
+    pg_bin_dir: Path | None = None  # pg_dump/pg_restore to prefer (default: found by version)
+    # A publish to Inngest that takes longer fails and is retried with backoff (events stay in the outbox).
+    relay_publish_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     @field_validator("toolsets", mode="before")
     @classmethod

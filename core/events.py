@@ -382,7 +382,9 @@ class Relay:
             if self.sink is not None:
                 events = [Event(r.id, r.name, r.data, r.created_at) for r in rows]
                 try:
-                    await self.sink.publish(events)
+                    # A slow sink must not hold these rows' locks (and the relay) indefinitely.
+                    async with asyncio.timeout(settings.relay_publish_timeout_seconds):
+                        await self.sink.publish(events)
                 except Exception as exc:
                     # Publishing never dead-letters: the outbox keeps events until the sink is back.
                     delay = backoff_seconds(max(r.attempts for r in rows) + 1, 1.0, 60.0)

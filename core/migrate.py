@@ -144,6 +144,20 @@ def _migrate_sync(sync_conn: Connection, settings: Settings, revision: str) -> N
     sync_conn.commit()
 
 
+async def ensure_roles(settings: Settings) -> None:
+    """Create the owner and app roles (when allowed), database grants and extensions, without
+    migrating: what a restore needs before it loads a dump that names those roles."""
+    if not settings.database_url:
+        raise RuntimeError("no database configured")
+    engine = create_async_engine(asyncpg_url(settings.database_url))
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(_setup_roles, settings)
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
 async def migrate(settings: Settings, revision: str = "heads") -> None:
     """Create roles (when allowed), migrate as the owner role, grant the app role. Idempotent."""
     if not settings.database_url:

@@ -117,9 +117,11 @@ class UnitOfWork:
         if self.mode is not Mode.ANONYMOUS:
             try:
                 await self.apply_settings()
-            except (OperationalError, InterfaceError, OSError) as err:
+            except (DBAPIError, OSError) as err:
                 await self._session.close()
                 self._session = None
+                if not connection_lost(err):
+                    raise
                 raise translate_db_error(err) from err
         return self
 
@@ -218,14 +220,45 @@ class UnitOfWork:
         except IntegrityError as err:
             await session.rollback()
             raise translate_db_error(err) from err
-        except (OperationalError, InterfaceError, OSError) as err:
+        except (DBAPIError, OSError) as err:
+            if not connection_lost(err):
+                raise
             await _safe_rollback(session)
             raise translate_db_error(err) from err
         finally:
             await session.close()
             self._session = None
-        if isinstance(exc, IntegrityError | OperationalError | InterfaceError | OSError):
+        if exc is not None and (isinstance(exc, IntegrityError) or connection_lost(exc)):
             raise translate_db_error(exc) from exc
+
+
+# SQLSTATE classes that mean the server went away: connection exceptions, and operator
+# intervention (admin shutdown, crash shutdown, "the database system is starting up").
+_LOST_SQLSTATES = ("08", "57P")
+
+
+def connection_lost(err: BaseException) -> bool:
+    """Whether a database error means "the database is unreachable right now" (a clear 503 the
+    caller may retry) rather than a bug. A restart of PostgreSQL surfaces as any of these."""
+    if isinstance(err, OperationalError | InterfaceError | OSError):
+        return True
+    if not isinstance(err, DBAPIError):
+        return False
+    if err.connection_invalidated:
+        return True
+    import asyncpg
+
+    for candidate in (err.orig, getattr(err.orig, "__cause__", None)):
+        if isinstance(
+            candidate,
+            asyncpg.exceptions.ConnectionDoesNotExistError | asyncpg.exceptions._base.InternalClientError,
+        ):
+            # A connection that died mid-operation leaves asyncpg's protocol in a broken state.
+            return True
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_LOST_SQLSTATES):
+            return True
+    return False
 
 
 async def _safe_rollback(session: AsyncSession) -> None:

@@ -1,10 +1,13 @@
-"""The `atlilith` command: dev, serve, migrate, seed, mcp (stdio), token."""
+"""The `atlilith` command: dev, serve, migrate, seed, mcp (stdio), token, and the operator
+commands (generate, backup, restore, deploy, status, stop, logs) from `servers.ops_cli`."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -80,7 +83,10 @@ def _seed(settings: Settings) -> None:
     asyncio.run(run())
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None = None) -> None:
+    """Serve until stopped. `dev_state` = (log file, embedded pgdata): record this process in
+    the data dir for `atlilith status|stop|logs` while it serves."""
+    from core import devserver
     from servers.app import create_app
 
     app = create_app(settings)
@@ -90,18 +96,39 @@ def _serve(settings: Settings) -> None:
         fg=typer.colors.GREEN,
         err=True,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on")
+    if dev_state is not None:
+        devserver.write_state(settings.data_dir, base, *dev_state)
+    try:
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on"
+        )
+    finally:
+        if dev_state is not None:
+            devserver.clear_state(settings.data_dir, os.getpid())
 
 
 @cli.command()
-def dev(port: PortOpt = None, host: HostOpt = None) -> None:
+def dev(
+    port: PortOpt = None,
+    host: HostOpt = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Run in the background, logging to <data dir>/dev.log.")
+    ] = False,
+    log_file: Annotated[Path | None, typer.Option("--log-file", hidden=True)] = None,
+) -> None:
     """Start the database (embedded unless DATABASE_URL), migrate, seed, serve REST + MCP."""
+    from servers.ops_cli import detach_dev, refuse_if_running
+
     settings = _settings(port=port, host=host)
+    if detach:
+        detach_dev(settings)
+        return
     configure_logging(settings)
-    settings, _server = _database(settings)
+    refuse_if_running(settings)
+    settings, server = _database(settings)
     _migrate(settings)
     _seed(settings)
-    _serve(settings)
+    _serve(settings, dev_state=(log_file, server.pgdata if server else None))
 
 
 @cli.command()
@@ -216,6 +243,15 @@ def token(
 
 def main() -> None:
     cli()
+
+
+def _register_ops() -> None:
+    from servers import ops_cli
+
+    ops_cli.register(cli)
+
+
+_register_ops()
 
 
 if __name__ == "__main__":

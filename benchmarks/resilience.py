@@ -1,0 +1,689 @@
+"""The resilience scenarios: real server processes on loopback, a bounded write load, faults
+injected on purpose, and an account of what survived. `./run resilience` prints the one-page
+report; tests/resilience/ runs the same scenarios (shorter) and asserts on the same figures.
+
+Load: concurrent client creations (the tenancy write every later feature builds on), each with
+an Idempotency-Key, each answer recorded. A write is *acknowledged* when the server answered
+201; after the fault every acknowledged write must be *found*, retrying an unanswered key must
+never duplicate, every client row must have its outbox event (no partial write), and every
+committed event must be *delivered* once the system is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from benchmarks.common import free_port
+from core.config import Settings
+from core.db import asyncpg_url
+from core.migrate import create_database, drop_database, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE_HANDLER = "resilience.client_created"
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    name: str
+    fault: str
+    writers: int = 0
+    seconds: float = 0.0
+    attempted: int = 0
+    acknowledged: int = 0
+    found: int = 0
+    unanswered: int = 0
+    retried_ok: int = 0
+    duplicates: int = 0
+    partial: int = 0
+    events_committed: int = 0
+    events_delivered: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    slowest_failure_ms: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def check(self) -> None:
+        """The invariants every scenario must keep, recorded as problems."""
+        if self.found != self.acknowledged:
+            self.problems.append(f"{self.acknowledged - self.found} acknowledged writes are missing")
+        if self.duplicates:
+            self.problems.append(f"{self.duplicates} writes were applied twice")
+        if self.partial:
+            self.problems.append(f"{self.partial} partial writes (a row without its event, or the reverse)")
+        if self.events_delivered != self.events_committed:
+            self.problems.append(
+                f"{self.events_committed - self.events_delivered} committed events undelivered"
+            )
+        if self.statuses.get("500"):
+            self.problems.append(f"{self.statuses['500']} internal errors (500)")
+
+
+def render(scenarios: list[Scenario]) -> str:
+    lines = ["", "Atlilith resilience report (loopback only, bounded load)", ""]
+    head = (
+        f"  {'scenario':24} {'load':>12} {'attempted':>9} {'acked':>6} {'found':>6} {'retried':>8}"
+        f" {'dupes':>6} {'partial':>7} {'events':>13} {'result':>7}"
+    )
+    lines.append(head)
+    lines.append("  " + "-" * (len(head) - 2))
+    for s in scenarios:
+        load = f"{s.writers}w x {s.seconds:.0f}s"
+        events = f"{s.events_delivered}/{s.events_committed}"
+        lines.append(
+            f"  {s.name:24} {load:>12} {s.attempted:9d} {s.acknowledged:6d} {s.found:6d}"
+            f" {s.retried_ok:>4}/{s.unanswered:<3d} {s.duplicates:6d} {s.partial:7d} {events:>13}"
+            f" {'PASS' if s.ok else 'FAIL':>7}"
+        )
+    lines.append("")
+    lines.append("  acked = answered 201; found = acked writes present after recovery; retried = unanswered")
+    lines.append(
+        "  requests retried with their Idempotency-Key after recovery (ok/total);"
+        " events = delivered/committed"
+    )
+    for s in scenarios:
+        lines.append("")
+        lines.append(f"  {s.name}: {s.fault}")
+        answers = ", ".join(f"{k}: {v}" for k, v in sorted(s.statuses.items()))
+        lines.append(f"    answers during the run: {answers}")
+        if s.slowest_failure_ms:
+            lines.append(f"    slowest failed request: {s.slowest_failure_ms:.0f} ms")
+        lines += [f"    {note}" for note in s.notes]
+        lines += [f"    PROBLEM: {problem}" for problem in s.problems]
+    return "\n".join(lines)
+
+
+# --- databases and servers ------------------------------------------------------------------------
+
+
+def base_settings(database_url: str, data_dir: Path) -> Settings:
+    return Settings(
+        env="test",
+        database_url=database_url,
+        jwt_secret="resilience-secret-" + "r" * 40,
+        password_hash_profile="cheapest",
+        relay_enabled=False,
+        log_level="warning",
+        log_format="json",
+        data_dir=data_dir,
+    )
+
+
+@asynccontextmanager
+async def scratch_database(admin_url: str, data_dir: Path) -> AsyncIterator[Settings]:
+    """A fresh migrated database on the server of `admin_url`, dropped afterwards."""
+    name = f"atlilith_resilience_{secrets.token_hex(3)}"
+    await create_database(admin_url, name)
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    settings = base_settings(url, data_dir)
+    try:
+        await migrate(settings)
+        yield settings
+    finally:
+        await drop_database(admin_url, name)
+
+
+class ServerProcess:
+    """The app in its own process (`benchmarks.resilience_server`), relay on, as in production."""
+
+    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = settings.data_dir / f"resilience-server-{self.port}.log"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ATLILITH_", "INNGEST_"))}
+        env.update(
+            {
+                "DATABASE_URL": self.settings.database_url or "",
+                "ATLILITH_JWT_SECRET": self.settings.jwt_secret or "",
+                "ATLILITH_PASSWORD_HASH_PROFILE": "cheapest",
+                "ATLILITH_RELAY_ENABLED": "1",
+                "ATLILITH_RELAY_POLL_SECONDS": "0.5",
+                "ATLILITH_HANDLER_BACKOFF_BASE_SECONDS": "0.05",
+                "ATLILITH_HANDLER_BACKOFF_MAX_SECONDS": "0.5",
+                "ATLILITH_LOG_LEVEL": "warning",
+                "ATLILITH_LOG_FORMAT": "json",
+                "ATLILITH_DATA_DIR": str(self.settings.data_dir),
+                "ATLILITH_PORT": str(self.port),
+                "PYTHONPATH": str(ROOT),
+                **self.extra_env,
+            }
+        )
+        return env
+
+    async def start(self, timeout: float = 60) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.resilience_server"],
+                cwd=ROOT,
+                env=self.env(),
+                stdout=out,
+                stderr=out,
+            )
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=2) as c:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.proc.returncode}: {self.tail()}")
+                with suppress(httpx.HTTPError):
+                    if (await c.get(f"{self.base}/health")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"server did not become healthy: {self.tail()}")
+
+    def tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await asyncio.to_thread(self.proc.wait, 15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                await asyncio.to_thread(self.proc.wait, 5)
+        self.log.unlink(missing_ok=True)
+
+
+async def sign_up(base: str) -> str:
+    slug = f"res-{uuid.uuid4().hex[:10]}"
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.post(
+            f"{base}/v1/auth/signup",
+            json={
+                "email": f"{slug}@example.com",
+                "password": "pw-" + slug,
+                "slug": slug,
+                "display_name": slug,
+            },
+        )
+        r.raise_for_status()
+        return str(r.json()["access_token"])
+
+
+# --- the load -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    """Concurrent client creations; every attempt and its outcome is kept."""
+
+    token: str
+    writers: int
+    acknowledged: dict[str, str] = field(default_factory=dict)  # key -> client id
+    unanswered: set[str] = field(default_factory=set)
+    statuses: Counter[str] = field(default_factory=Counter)
+    attempted: int = 0
+    slowest_failure_ms: float = 0.0
+    base: str = ""
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _one(self, client: httpx.AsyncClient) -> None:
+        key = uuid.uuid4().hex
+        self.attempted += 1
+        started = time.perf_counter()
+        try:
+            r = await client.post(
+                f"{self.base}/v1/clients",
+                json={"name": f"load {key}"},
+                headers={"Authorization": f"Bearer {self.token}", "Idempotency-Key": key},
+            )
+        except httpx.HTTPError as exc:
+            # No answer: the write may or may not have committed. Retried after recovery.
+            self.unanswered.add(key)
+            self.statuses[type(exc).__name__] += 1
+            await asyncio.sleep(0.05)
+            return
+        took = (time.perf_counter() - started) * 1000
+        self.statuses[str(r.status_code)] += 1
+        if r.status_code == 201:
+            self.acknowledged[key] = r.json()["id"]
+        else:
+            self.slowest_failure_ms = max(self.slowest_failure_ms, took)
+            await asyncio.sleep(0.05)
+
+    async def run(self, base_of: Any) -> None:
+        """Write until stopped; `base_of()` gives the current server URL (it moves on restart)."""
+
+        async def worker() -> None:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=2.0)) as client:
+                while not self._stop.is_set():
+                    self.base = base_of()
+                    await self._one(client)
+
+        await asyncio.gather(*(worker() for _ in range(self.writers)))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def retry_unanswered(load: Load, base: str) -> tuple[int, int]:
+    """Retry every unanswered request with its key: exactly one write per key, whatever had
+    happened. Returns (retried ok, newly created)."""
+    ok = 0
+    async with httpx.AsyncClient(timeout=10) as client:
+        for key in sorted(load.unanswered):
+            r = await client.post(
+                f"{base}/v1/clients",
+                json={"name": f"load {key}"},
+                headers={"Authorization": f"Bearer {load.token}", "Idempotency-Key": key},
+            )
+            if r.status_code == 201:
+                ok += 1
+                load.acknowledged[key] = r.json()["id"]
+    return ok, len(load.unanswered)
+
+
+# --- what the database says -----------------------------------------------------------------------
+
+
+async def audit(settings: Settings, load: Load, scenario: Scenario) -> None:
+    """Acknowledged vs found, duplicates, partial writes, events committed vs delivered."""
+    engine = create_async_engine(asyncpg_url(settings.database_url or ""))
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT id::text, name FROM platform.clients"))).all()
+            by_name = Counter(r.name for r in rows)
+            ids = {r.id for r in rows}
+            scenario.found = sum(1 for cid in load.acknowledged.values() if cid in ids)
+            scenario.duplicates = sum(n - 1 for n in by_name.values() if n > 1)
+            scenario.partial = int(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT (SELECT count(*) FROM platform.clients c WHERE NOT EXISTS"
+                            "  (SELECT 1 FROM platform.outbox e WHERE e.name = 'platform/client.created'"
+                            "   AND e.data->>'client_id' = c.id::text))"
+                            " + (SELECT count(*) FROM platform.outbox e"
+                            "  WHERE e.name = 'platform/client.created' AND NOT EXISTS"
+                            "  (SELECT 1 FROM platform.clients c WHERE c.id::text = e.data->>'client_id'))"
+                        )
+                    )
+                ).scalar_one()
+            )
+            counts = (await conn.execute(text(_EVENTS_SQL), {"probe": PROBE_HANDLER})).one()
+            scenario.events_committed, scenario.events_delivered = (
+                int(counts.committed),
+                int(counts.delivered),
+            )
+    finally:
+        await engine.dispose()
+    scenario.acknowledged = len(load.acknowledged)
+    scenario.attempted = load.attempted
+    scenario.statuses = load.statuses
+    scenario.slowest_failure_ms = load.slowest_failure_ms
+
+
+# Delivered: relayed (in-process fan-out or published to Inngest), and no delivery left pending
+# or dead; a client.created event must also have reached the probe handler.
+_EVENTS_SQL = """
+SELECT count(*) AS committed,
+       count(*) FILTER (
+         WHERE e.status IN ('dispatched', 'published')
+           AND NOT EXISTS (SELECT 1 FROM platform.event_deliveries d
+                            WHERE d.event_id = e.id AND d.status <> 'done')
+           AND (e.name <> 'platform/client.created' OR e.status = 'published' OR EXISTS (
+                SELECT 1 FROM platform.event_deliveries d
+                 WHERE d.event_id = e.id AND d.handler = :probe AND d.status = 'done'))
+       ) AS delivered
+  FROM platform.outbox e
+"""
+
+
+async def wait_delivered(settings: Settings, timeout: float) -> float:
+    """Wait until every committed event is delivered; returns the seconds it took."""
+    engine = create_async_engine(asyncpg_url(settings.database_url or ""))
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < timeout:
+            async with engine.connect() as conn:
+                row = (await conn.execute(text(_EVENTS_SQL), {"probe": PROBE_HANDLER})).one()
+            if row.committed == row.delivered:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
+    return time.monotonic() - started
+
+
+# --- scenario 1: kill -9 under write load ---------------------------------------------------------
+
+
+async def kill9_under_load(
+    admin_url: str, data_dir: Path, seconds: float = 2.0, writers: int = 8
+) -> Scenario:
+    scenario = Scenario(
+        "kill -9 under writes", "SIGKILL of the server mid-load, then a restart", writers, seconds
+    )
+    async with scratch_database(admin_url, data_dir) as settings:
+        server = ServerProcess(settings)
+        await server.start()
+        try:
+            load = Load(await sign_up(server.base), writers)
+            current = {"base": server.base}
+            task = asyncio.create_task(load.run(lambda: current["base"]))
+            await asyncio.sleep(seconds)
+            acked_at_kill = len(load.acknowledged)
+            server.kill9()
+            await asyncio.sleep(0.3)  # the writers see the dead server
+            load.stop()
+            await task
+            scenario.notes.append(f"killed with {acked_at_kill} writes acknowledged and requests in flight")
+            restart = time.monotonic()
+            server = ServerProcess(settings)
+            await server.start()
+            scenario.notes.append(f"restarted and healthy in {time.monotonic() - restart:.1f} s")
+            scenario.retried_ok, scenario.unanswered = await retry_unanswered(load, server.base)
+            took = await wait_delivered(settings, timeout=30)
+            scenario.notes.append(f"every committed event delivered {took:.1f} s after the retries")
+            await audit(settings, load, scenario)
+        finally:
+            await server.stop()
+    if scenario.retried_ok != scenario.unanswered:
+        scenario.problems.append("a retried request with its Idempotency-Key failed after recovery")
+    scenario.check()
+    return scenario
+
+
+# --- scenario 2: PostgreSQL restarts under load ---------------------------------------------------
+
+
+async def postgres_restart_under_load(
+    data_dir: Path, seconds: float = 1.5, outage: float = 1.5, writers: int = 4
+) -> Scenario:
+    from core.devserver import postmaster, start_postgres, stop_postgres
+    from core.embedded import DATABASE, ensure_database
+    from core.embedded import start as start_embedded
+
+    scenario = Scenario(
+        "PostgreSQL restart",
+        f"embedded PostgreSQL stopped (fast) for {outage:.1f} s mid-load",
+        writers,
+        seconds * 2,
+    )
+    pg = start_embedded(data_dir / "resilience-pg")
+    try:
+        admin = pg.url(DATABASE)
+        await ensure_database(admin, DATABASE)
+        async with scratch_database(admin, data_dir) as settings:
+            server = ServerProcess(settings)
+            await server.start()
+            health: list[tuple[float, int | str]] = []
+            stop_polling = asyncio.Event()
+
+            async def poll() -> None:
+                async with httpx.AsyncClient(timeout=3) as c:
+                    while not stop_polling.is_set():
+                        try:
+                            status: int | str = (await c.get(f"{server.base}/health")).status_code
+                        except httpx.HTTPError as exc:
+                            status = type(exc).__name__
+                        health.append((time.monotonic(), status))
+                        await asyncio.sleep(0.05)
+
+            try:
+                load = Load(await sign_up(server.base), writers)
+                poller = asyncio.create_task(poll())
+                task = asyncio.create_task(load.run(lambda: server.base))
+                await asyncio.sleep(seconds)
+                info = postmaster(pg.pgdata)
+                assert info is not None and info[1] is not None
+                await asyncio.to_thread(stop_postgres, pg.pgdata)
+                down = time.monotonic()  # stopped for sure from here...
+                await asyncio.sleep(outage)
+                restarting = time.monotonic()  # ...to here
+                await asyncio.to_thread(start_postgres, pg.pgdata, info[1])
+                up = time.monotonic()
+                acked_before_up = len(load.acknowledged)
+                await asyncio.sleep(seconds)
+                load.stop()
+                await task
+                stop_polling.set()
+                await poller
+                during = [s for t, s in health if down + 0.1 < t < restarting]
+                after = [s for t, s in health if t > up]
+                first_ok = next((t for t, s in health if t > up and s == 200), None)
+                if not during or any(s != 503 for s in during):
+                    scenario.problems.append(
+                        f"/health during the outage answered {sorted(set(map(str, during)))}"
+                    )
+                if first_ok is None or not after or after[-1] != 200:
+                    scenario.problems.append("/health did not come back to 200 without manual action")
+                else:
+                    scenario.notes.append(
+                        f"/health: 503 x{len(during)} during the outage,"
+                        f" 200 again {first_ok - up:.2f} s after restart"
+                    )
+                writes_after = len(load.acknowledged) - acked_before_up
+                if writes_after == 0:
+                    scenario.problems.append("no write succeeded after PostgreSQL came back")
+                scenario.notes.append(
+                    f"{writes_after} writes acknowledged after the restart, with no manual action"
+                )
+                scenario.retried_ok, scenario.unanswered = await retry_unanswered(load, server.base)
+                await wait_delivered(settings, timeout=30)
+                await audit(settings, load, scenario)
+            finally:
+                await server.stop()
+        failed = sum(v for k, v in scenario.statuses.items() if k != "201")
+        if failed and scenario.statuses.get("503", 0) == 0:
+            scenario.problems.append("writes during the outage did not get a clear 503")
+        if scenario.slowest_failure_ms > 5000:
+            scenario.problems.append(
+                f"a failing request took {scenario.slowest_failure_ms:.0f} ms (not fast)"
+            )
+    finally:
+        pg.stop()
+        # The handle only knows the first postmaster; the one we restarted is ours to stop.
+        if postmaster(pg.pgdata) is not None:
+            await asyncio.to_thread(stop_postgres, pg.pgdata)
+    scenario.check()
+    return scenario
+
+
+# --- scenario 3: the Inngest event API down, then slow ----------------------------------------------
+
+
+class FaultyHttp:
+    """A loopback stand-in for a peer (here Inngest's event API) that can be up, down (500),
+    or slow; it records what it accepted. Features reuse it for their own peers."""
+
+    def __init__(self) -> None:
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        self.mode = "up"  # up | down | slow
+        self.slow_seconds = 30.0
+        self.received: list[dict[str, Any]] = []
+        self.refused = 0
+        self.slowed = 0
+
+        async def ingest(request: Request) -> JSONResponse:
+            if self.mode == "down":
+                self.refused += 1
+                return JSONResponse({"error": "down"}, status_code=500)
+            if self.mode == "slow":
+                self.slowed += 1
+                await asyncio.sleep(self.slow_seconds)
+            batch = json.loads(await request.body())
+            self.received.extend(batch)
+            return JSONResponse({"ids": [e.get("id") for e in batch], "status": 200})
+
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                Starlette(routes=[Route("/e/{key}", ingest, methods=["POST"])]),
+                host="127.0.0.1",
+                port=self.port,
+                log_level="error",
+            )
+        )
+
+    async def __aenter__(self) -> FaultyHttp:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.server.force_exit = True
+        await self.task
+
+
+async def inngest_outage_under_load(
+    admin_url: str, data_dir: Path, seconds: float = 1.5, writers: int = 4
+) -> Scenario:
+    scenario = Scenario(
+        "Inngest down, then slow", "event API answering 500, then hanging, then back", writers, seconds * 3
+    )
+    async with scratch_database(admin_url, data_dir) as settings, FaultyHttp() as inngest:
+        server = ServerProcess(
+            settings,
+            {
+                "INNGEST_EVENT_API_BASE_URL": f"http://127.0.0.1:{inngest.port}",
+                "INNGEST_EVENT_KEY": "resilience",
+                "INNGEST_DEV": "1",
+                "ATLILITH_RELAY_PUBLISH_TIMEOUT_SECONDS": "1",
+            },
+        )
+        await server.start()
+        try:
+            load = Load(await sign_up(server.base), writers)
+            inngest.mode = "down"
+            task = asyncio.create_task(load.run(lambda: server.base))
+            await asyncio.sleep(seconds)
+            acked_down = len(load.acknowledged)
+            pending = await _pending(settings)
+            scenario.notes.append(
+                f"down: {acked_down} writes acknowledged, {inngest.refused} publishes refused,"
+                f" {pending} events kept in the outbox"
+            )
+            if pending == 0:
+                scenario.problems.append("no event waited in the outbox while Inngest was down")
+            inngest.mode = "slow"
+            await asyncio.sleep(seconds)
+            scenario.notes.append(
+                f"slow: {len(load.acknowledged) - acked_down} writes acknowledged meanwhile;"
+                f" {inngest.slowed} publishes hung and were abandoned after the 1 s publish timeout"
+            )
+            if inngest.slowed == 0:
+                scenario.problems.append("the relay never tried to publish while Inngest was slow")
+            inngest.mode = "up"
+            await asyncio.sleep(seconds)
+            load.stop()
+            await task
+            took = await wait_delivered(settings, timeout=40)
+            scenario.notes.append(f"back: every event published {took:.1f} s after the load stopped")
+            await audit(settings, load, scenario)
+            ids = {e["id"] for e in inngest.received}
+            engine = create_async_engine(asyncpg_url(settings.database_url or ""))
+            try:
+                async with engine.connect() as conn:
+                    outbox = set((await conn.execute(text("SELECT id::text FROM platform.outbox"))).scalars())
+            finally:
+                await engine.dispose()
+            if outbox - ids:
+                scenario.problems.append(f"{len(outbox - ids)} events never reached the event API")
+            scenario.notes.append(
+                f"event API received {len(inngest.received)} sends for {len(outbox)} events (ids dedupe)"
+            )
+        finally:
+            await server.stop()
+    if scenario.statuses.get("201", 0) != scenario.attempted:
+        scenario.problems.append("a write failed because Inngest was down or slow")
+    scenario.check()
+    return scenario
+
+
+async def _pending(settings: Settings) -> int:
+    engine = create_async_engine(asyncpg_url(settings.database_url or ""))
+    try:
+        async with engine.connect() as conn:
+            return int(
+                (
+                    await conn.execute(text("SELECT count(*) FROM platform.outbox WHERE status = 'pending'"))
+                ).scalar_one()
+            )
+    finally:
+        await engine.dispose()
+
+
+# --- the runner -------------------------------------------------------------------------------------
+
+
+async def run_all(seconds: float = 2.0) -> list[Scenario]:
+    from core.embedded import DATABASE, ensure_database
+    from core.embedded import start as start_embedded
+
+    data_dir = ROOT / ".atlilith" / "resilience"
+    admin = os.environ.get("DATABASE_URL")
+    embedded = None
+    if not admin:
+        embedded = start_embedded(data_dir / "main-pg")
+        admin = embedded.url(DATABASE)
+        await ensure_database(admin, DATABASE)
+    try:
+        return [
+            await kill9_under_load(admin, data_dir, seconds=seconds),
+            await postgres_restart_under_load(data_dir, seconds=seconds),
+            await inngest_outage_under_load(admin, data_dir, seconds=seconds),
+        ]
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def main() -> None:
+    """`./run resilience`: run every scenario, print the report, exit 1 if any failed."""
+    from core.observability import configure_logging
+
+    configure_logging(Settings(log_level="warning", log_format="json"))
+    scenarios = asyncio.run(run_all(seconds=float(os.environ.get("RESILIENCE_SECONDS", "2"))))
+    print(render(scenarios), flush=True)
+    sys.exit(0 if all(s.ok for s in scenarios) else 1)
+
+
+if __name__ == "__main__":
+    main()

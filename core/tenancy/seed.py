@@ -1,0 +1,70 @@
+"""Demo data for tenancy beyond the bootstrap seed: a second provider, a membership, an
+invitation, an API key and clients in both contexts. The restore drill (and any operator who
+wants a realistic database to try a backup on) calls every feature's `seed_demo`."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import select
+
+from core.context import Principal, PrincipalKind, Role, TenantContext
+from core.seed import ORG_SLUG, PERSON_SLUG
+from core.tenancy import service
+from core.tenancy.models import Org, Person
+from core.tenancy.schemas import ApiKeyIn, ClientIn, InvitationIn, MemberIn, SignupIn
+from core.uow import Database
+
+DEMO_SLUG = "demo-ada"
+
+
+async def seed_demo(db: Database) -> None:
+    """Idempotent: a second run finds the demo person and changes nothing."""
+    async with db.system() as uow:
+        found = (await uow.session.execute(select(Person.id).where(Person.slug == DEMO_SLUG))).first()
+        owner = (await uow.session.execute(select(Person.id).where(Person.slug == PERSON_SLUG))).scalar_one()
+        org_id = (await uow.session.execute(select(Org.id).where(Org.slug == ORG_SLUG))).scalar_one()
+    if found is not None:
+        return
+    auth = await service.signup(
+        db,
+        SignupIn(
+            email="ada@example.com",
+            password=secrets.token_urlsafe(16),
+            slug=DEMO_SLUG,
+            display_name="Ada Démo",
+        ),
+        service.Device(device_id="seed-demo", user_agent="seed"),
+    )
+    ada = auth.person.id
+    as_ada = TenantContext(
+        principal=Principal(kind=PrincipalKind.SESSION, person_id=ada), person_id=ada, person_slug=DEMO_SLUG
+    )
+    async with db.system() as uow:
+        uow.ctx = as_ada
+        await uow.act_as_service(ada, None)
+        await service.create_api_key(as_ada, uow, ApiKeyIn(name="demo agent", scopes=["tenancy:read"]))
+        await service.create_client(
+            as_ada, uow, ClientIn(name="Zoë Personnelle", email="zoe@example.com", notes="ne pas démarcher ✓")
+        )
+    principal = Principal(kind=PrincipalKind.SESSION, person_id=owner)
+    in_org = TenantContext(
+        principal=principal,
+        person_id=owner,
+        person_slug=PERSON_SLUG,
+        org_id=org_id,
+        org_slug=ORG_SLUG,
+        role=Role.OWNER,
+    )
+    async with db.system() as uow:
+        uow.ctx = in_org
+        await service.add_member(in_org, uow, MemberIn(person=DEMO_SLUG, role="admin"))
+        await service.create_invitation(in_org, uow, InvitationIn(email="invitee@example.com"))
+        for i, (name, phone) in enumerate(
+            (("Léa Martin", "+33611223344"), ("O'Brien & Co", None), ("李雷", None))
+        ):
+            await service.create_client(
+                in_org,
+                uow,
+                ClientIn(name=name, email=f"demo{i}@example.com", phone=phone, notes="line1\nline2\t"),
+            )
