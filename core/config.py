@@ -86,6 +86,17 @@ class Settings(BaseSettings):
     seed_password: str | None = None
     default_phone_region: str = "US"
 
+    # --- analytics ------------------------------------------------------------------------
+    # Ingest of up to 10,000 events per request needs more than the default body limit.
+    analytics_max_body_bytes: int = Field(default=16 * 1_048_576, ge=1024)
+    analytics_max_batch: int = Field(default=10_000, ge=1, le=100_000)
+    analytics_max_properties_bytes: int = Field(default=8192, ge=256, le=1_048_576)
+    # Bounded skew: client clocks may run a little ahead; history may be backfilled this far.
+    analytics_max_future_seconds: int = Field(default=300, ge=0, le=86_400)
+    analytics_backfill_days: int = Field(default=365, ge=1, le=3650)
+    analytics_partitions_ahead_months: int = Field(default=3, ge=1, le=24)
+    analytics_query_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
     @field_validator("toolsets", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:

@@ -132,6 +132,11 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Trace-Id"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        # Analytics batches of up to 10,000 events need more than the default.
+        overrides={"/v1/analytics/events": settings.analytics_max_body_bytes},
+    )
     app.add_middleware(RequestContext, expose_db_stats=settings.expose_db_stats)
     return app
