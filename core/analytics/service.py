@@ -104,8 +104,9 @@ def _range_out(rng: Range) -> RangeOut:
 
 def _resolve(q: RangeIn, default: str = "last_30_days") -> Range:
     tz = zone(q.time_zone)
-    # Whole seconds: ranges echo back readably and two calls in the same second agree.
-    now = utcnow().replace(microsecond=0)
+    # Whole seconds, rounded up: ranges echo back readably, and "up to now" includes an event
+    # sent a moment ago.
+    now = (utcnow() + dt.timedelta(seconds=1)).replace(microsecond=0)
     return resolve_range(tz, period=q.period, start=q.start, end=q.end, now=now, default=default)
 
 
