@@ -13,13 +13,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from core.analytics.filters import PropertyFilter
 from core.analytics.timebuckets import Interval, Period
 from core.validation import STRICT_INPUT
 
 Measure = Literal["count", "unique_clients"]
 EventName = str
-FilterIn = str | PropertyFilter
+# Text (`plan = pro`) or an object {property, op, value}; both are checked by the service, so
+# a bad filter is always the same clear `invalid_filter` error.
+FilterIn = str | dict[str, Any]
 
 RANGE_DOC = (
     "Give `period` (default last_30_days), or `start`/`end` as ISO dates (local to `time_zone`; "
@@ -42,7 +43,11 @@ class TrendsIn(RangeIn):
     filters: list[FilterIn] = Field(
         default_factory=list,
         max_length=20,
-        description="Property filters, all must match: `plan = pro`, `amount >= 10`, objects also accepted.",
+        description=(
+            "Property filters, all must match: text like `plan = pro`, `amount >= 10`, `plan in [a, b]`,"
+            " `coupon exists`, or objects {property, op: eq|neq|contains|in|exists|not_exists|gt|gte|lt|lte,"
+            " value}."
+        ),
     )
     breakdown: str | None = Field(
         default=None,
