@@ -179,9 +179,10 @@ reported as a duplicate and never counted twice. `properties` is a JSON object a
         event_id: Annotated[str | None, Field(description="Your unique id for it.", max_length=128)] = None,
         client_id: Annotated[str | None, Field(description="The client concerned.", max_length=128)] = None,
         timestamp: Annotated[str | None, Field(description="ISO date-time with offset; default now.")] = None,
+        # A plain `str` (not optional): the SDK would otherwise pre-parse the JSON text itself.
         properties: Annotated[
-            str | None, Field(description='JSON object as text, e.g. {"plan": "pro"}.', max_length=16384)
-        ] = None,
+            str, Field(description='JSON object as text, e.g. {"plan": "pro"}.', max_length=16384)
+        ] = "",
         idempotency_key: IdempotencyArg = None,
         org: OrgArg = None,
     ) -> IngestOut:
