@@ -34,7 +34,7 @@ async def record_domain_event(event: Event, uow: UnitOfWork) -> None:
     derived = derive(mapping, event.data, event.ts)
     row = store.Row(
         idx=0,
-        id=event.id,
+        id=str(event.id),
         ts=derived.ts,
         name=derived.name,
         client_id=derived.client_id,

@@ -7,7 +7,8 @@ creates them are in the migration.
   uniqueness together with its partition key, and a resend without a timestamp gets a new server
   time, so idempotency is kept here, in the same statement that inserts the event.
 - `counts`: the rollup, events per (tenant, name, member, 15-minute UTC bucket), maintained in
-  the ingest statement itself. Every IANA offset in use is a multiple of 15 minutes, so these
+  the ingest statement itself (striped over a few rows per key: see `shard`). Every IANA
+  offset in use is a multiple of 15 minutes, so these
   buckets add up exactly to hours, days, weeks and months in any time zone.
 
 These are append-heavy fact tables: the tenant columns carry no foreign keys (a per-row
@@ -24,6 +25,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     PrimaryKeyConstraint,
+    SmallInteger,
     Table,
     Text,
     func,
@@ -76,7 +78,10 @@ counts = Table(
     Column("name", Text, nullable=False),
     Column("bucket", DateTime(timezone=True), nullable=False),
     Column("person_id", Uuid(as_uuid=True), nullable=False),
+    # Striped counter: concurrent batches of one tenant update different rows (the shard is the
+    # writer's backend), so they never wait on each other's row locks; readers sum the shards.
+    Column("shard", SmallInteger, server_default=text("0"), nullable=False),
     Column("n", BigInteger, nullable=False),
-    PrimaryKeyConstraint("tenant_id", "name", "bucket", "person_id"),
+    PrimaryKeyConstraint("tenant_id", "name", "bucket", "person_id", "shard"),
     schema=SCHEMA,
 )

@@ -14,9 +14,11 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, cast
 
+from pydantic_core import to_json
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from core.analytics.models import BUCKET
 from core.errors import Unavailable
@@ -31,16 +33,18 @@ PLATFORM_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*/[a-z][a-z0-9_]*\.[a-z][a-z0-9_]
 CLIENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+\-]{0,127}$")
 SOURCE_RE = re.compile(r"^[a-z0-9][a-z0-9_.:\-]{0,63}$")
 ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 FIELDS = frozenset({"id", "name", "timestamp", "client_id", "properties", "source"})
 PLATFORM_SOURCE = "platform"
 ID_NAMESPACE = uuid.UUID("6f1d9a52-3c1e-4c8f-9a57-6a0e1f6f2b10")
 SMALL_BATCH = 100
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
+    """One event ready to store; in the column order of the COPY into the temp table."""
+
     idx: int
-    id: uuid.UUID
+    id: str  # a UUID, as canonical text (cast in SQL: cheaper than parsing it in Python)
     ts: dt.datetime
     name: str
     client_id: str | None
@@ -57,18 +61,17 @@ class ItemError:
     id: str | None = None
 
 
-def event_id(raw: str) -> uuid.UUID:
+def event_id(raw: str) -> str:
     """A UUID is kept as is; any other id maps to a stable UUID (v5), so resends still match."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return uuid.uuid5(ID_NAMESPACE, raw)
+    if UUID_RE.match(raw):
+        return raw.lower()
+    return str(uuid.uuid5(ID_NAMESPACE, raw))
 
 
-def _content_id(name: str, ts: dt.datetime, client: str | None, source: str, props: str) -> uuid.UUID:
+def _content_id(name: str, ts: dt.datetime, client: str | None, source: str, props: str) -> str:
     """Events sent without an id but with a timestamp get an id derived from their content:
     resending the same event dedupes; two events differing in anything do not."""
-    return uuid.uuid5(ID_NAMESPACE, json.dumps([name, ts.isoformat(), client, source, props]))
+    return str(uuid.uuid5(ID_NAMESPACE, json.dumps([name, ts.isoformat(), client, source, props])))
 
 
 def parse_item(
@@ -152,9 +155,14 @@ def parse_item(
     if not isinstance(props, dict):
         return ItemError(index, "invalid_properties", "a JSON object", "properties", shown_id)
     try:
-        encoded = json.dumps(props, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        encoded = to_json(props).decode()
+        json.dumps(props, allow_nan=False)
     except ValueError:
         return ItemError(index, "invalid_properties", "NaN and Infinity are not JSON", "properties", shown_id)
+    except Exception:
+        return ItemError(
+            index, "invalid_properties", "not valid JSON text (e.g. a lone surrogate)", "properties", shown_id
+        )
     if len(encoded.encode()) > max_props:
         return ItemError(
             index,
@@ -168,12 +176,94 @@ def parse_item(
             index, "invalid_properties", "text may not contain NUL characters", "properties", shown_id
         )
     if raw_id is None:
-        eid = _content_id(name, ts, client, source, encoded) if ts_raw is not None else uuid.uuid4()
+        eid = _content_id(name, ts, client, source, encoded) if ts_raw is not None else str(uuid.uuid4())
     elif isinstance(raw_id, str) and ID_RE.match(raw_id):
         eid = event_id(raw_id)
     else:
         return ItemError(index, "invalid_id", "1-128 visible ASCII characters (a UUID is best)", "id", None)
     return Row(index, eid, ts, name, client, source, encoded)
+
+
+def parse_items(
+    items: list[Any],
+    *,
+    now: dt.datetime,
+    oldest: dt.datetime,
+    newest: dt.datetime,
+    max_props: int,
+    default_source: str,
+) -> tuple[list[Row], list[ItemError]]:
+    """Every item -> a row or an error. The loop below only accepts what is plainly valid, as
+    cheaply as Python allows (ingest is CPU-bound here); anything else is decided by
+    `parse_item`, which gives the precise reason."""
+    rows: list[Row] = []
+    errors: list[ItemError] = []
+    name_ok, client_ok, source_ok, id_ok = NAME_RE.match, CLIENT_RE.match, SOURCE_RE.match, ID_RE.match
+    uuid_ok = UUID_RE.match
+    parse_ts, utc = dt.datetime.fromisoformat, dt.UTC
+    for i, item in enumerate(items):
+        if type(item) is dict and item.keys() <= FIELDS:
+            name = item.get("name")
+            client = item.get("client_id")
+            source = item.get("source", default_source)
+            props = item.get("properties")
+            ts_raw = item.get("timestamp")
+            raw_id = item.get("id")
+            ok = (
+                type(name) is str
+                and name_ok(name) is not None
+                and (client is None or (type(client) is str and client_ok(client) is not None))
+                and type(source) is str
+                and source_ok(source) is not None
+                and source != PLATFORM_SOURCE
+                and (props is None or type(props) is dict)
+                and (raw_id is None or (type(raw_id) is str and id_ok(raw_id) is not None))
+            )
+            if ok:
+                name = cast(str, name)
+                ts: dt.datetime | None = now
+                if ts_raw is not None:
+                    try:
+                        ts = parse_ts(ts_raw) if type(ts_raw) is str else None
+                    except ValueError:
+                        ts = None
+                    if ts is not None:
+                        ts = ts.astimezone(utc) if ts.tzinfo is not None else None
+                    if ts is not None and not oldest <= ts <= newest:
+                        ts = None
+                encoded: bytes | None = b"{}"
+                if props:
+                    try:
+                        encoded = to_json(props, inf_nan_mode="constants")
+                    except Exception:  # e.g. lone surrogates: let parse_item say why
+                        encoded = None
+                    if encoded is not None and (
+                        len(encoded) > max_props
+                        or b"\\u0000" in encoded
+                        or b"NaN" in encoded
+                        or b"Infinity" in encoded
+                    ):
+                        encoded = None
+                if ts is not None and encoded is not None:
+                    text_props = encoded.decode()
+                    if raw_id is None:
+                        eid = (
+                            _content_id(name, ts, client, source, text_props)
+                            if ts_raw is not None
+                            else str(uuid.uuid4())
+                        )
+                    else:
+                        eid = raw_id.lower() if uuid_ok(raw_id) else str(uuid.uuid5(ID_NAMESPACE, raw_id))
+                    rows.append(Row(i, eid, ts, name, client, source, text_props))
+                    continue
+        parsed = parse_item(
+            i, item, now=now, oldest=oldest, newest=newest, max_props=max_props, default_source=default_source
+        )
+        if isinstance(parsed, ItemError):
+            errors.append(parsed)
+        else:
+            rows.append(parsed)
+    return rows, errors
 
 
 # --- partitions -------------------------------------------------------------------------------
@@ -223,10 +313,13 @@ async def ensure_partitions(db: Database, start: dt.datetime, end: dt.datetime) 
 # --- the insert -------------------------------------------------------------------------------
 
 _TEMP = text(
-    "CREATE TEMP TABLE IF NOT EXISTS analytics_ingest (idx integer, id uuid, ts timestamptz, name text,"
+    "CREATE TEMP TABLE IF NOT EXISTS analytics_ingest (idx integer, id text, ts timestamptz, name text,"
     " client_id text, source text, properties jsonb) ON COMMIT DELETE ROWS"
 )
-_FROM_TEMP = "SELECT idx, id, ts, name, client_id, source, properties FROM pg_temp.analytics_ingest"
+_FROM_TEMP = (
+    "SELECT idx, CAST(id AS uuid) AS id, ts, name, client_id, source, properties"
+    " FROM pg_temp.analytics_ingest"
+)
 _FROM_PARAMS = (
     "SELECT * FROM unnest(CAST(:idx AS integer[]), CAST(:ids AS uuid[]), CAST(:ts AS timestamptz[]),"
     " CAST(:names AS text[]), CAST(:clients AS text[]), CAST(:sources AS text[]),"
@@ -239,7 +332,7 @@ WITH src AS ({source}),
 fresh AS (
   INSERT INTO analytics.event_ids (tenant_id, id)
   SELECT CAST(:tenant AS uuid), id FROM src ORDER BY id
-  ON CONFLICT DO NOTHING
+  {conflict}
   RETURNING id
 ),
 ins AS (
@@ -249,18 +342,49 @@ ins AS (
   RETURNING tenant_id, name, ts, person_id
 ),
 rolled AS (
-  INSERT INTO analytics.counts AS c (tenant_id, name, bucket, person_id, n)
-  SELECT tenant_id, name, {bucket}, person_id, count(*) FROM ins
+  INSERT INTO analytics.counts AS c (tenant_id, name, bucket, person_id, shard, n)
+  SELECT tenant_id, name, {bucket}, person_id, {shard}, count(*) FROM ins
   GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-  ON CONFLICT (tenant_id, name, bucket, person_id) DO UPDATE SET n = c.n + EXCLUDED.n
+  ON CONFLICT (tenant_id, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM rolled) AS groups,
        ARRAY(SELECT s.idx FROM src s WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.id = s.id)
              ORDER BY s.idx) AS duplicates
 """
-INSERT_FROM_TEMP = text(_INSERT.format(source=_FROM_TEMP, bucket=BUCKET_OF.format(ts="ts")))
-INSERT_FROM_PARAMS = text(_INSERT.format(source=_FROM_PARAMS, bucket=BUCKET_OF.format(ts="ts")))
+_BUCKET = BUCKET_OF.format(ts="ts")
+SHARDS = 8
+_SHARD = f"pg_backend_pid() % {SHARDS}"
+_SKIP = "ON CONFLICT DO NOTHING"
+INSERT_FROM_TEMP = text(_INSERT.format(source=_FROM_TEMP, bucket=_BUCKET, shard=_SHARD, conflict=_SKIP))
+# Ids are new in all but resends: a plain insert skips the speculative-insertion work of
+# ON CONFLICT, and a conflict (a resend, or a concurrent one) redoes it the careful way.
+# In that case every event is new: no join against the recorded ids, the temp table read as is.
+INSERT_NEW_FROM_TEMP = text(
+    f"""
+WITH ids AS (
+  INSERT INTO analytics.event_ids (tenant_id, id)
+  SELECT CAST(:tenant AS uuid), CAST(id AS uuid) FROM pg_temp.analytics_ingest ORDER BY 2
+  RETURNING 1
+),
+ins AS (
+  INSERT INTO analytics.events (id, ts, name, client_id, source, properties, person_id, org_id)
+  SELECT CAST(id AS uuid), ts, name, client_id, source, properties, CAST(:person AS uuid), CAST(:org AS uuid)
+  FROM pg_temp.analytics_ingest
+  RETURNING tenant_id, name, ts, person_id
+),
+rolled AS (
+  INSERT INTO analytics.counts AS c (tenant_id, name, bucket, person_id, shard, n)
+  SELECT tenant_id, name, {_BUCKET}, person_id, {_SHARD}, count(*) FROM ins
+  GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+  ON CONFLICT (tenant_id, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM ids) AS recorded,
+       CAST(ARRAY[] AS integer[]) AS duplicates
+"""
+)
+INSERT_FROM_PARAMS = text(_INSERT.format(source=_FROM_PARAMS, bucket=_BUCKET, shard=_SHARD, conflict=_SKIP))
 
 
 @dataclass(frozen=True)
@@ -301,7 +425,14 @@ async def insert(
             "analytics_ingest",
             schema_name="pg_temp",
             columns=("idx", "id", "ts", "name", "client_id", "source", "properties"),
-            records=[(r.idx, r.id, r.ts, r.name, r.client_id, r.source, r.properties) for r in rows],
+            records=rows,
         )
-        result = (await uow.session.execute(INSERT_FROM_TEMP, params)).one()
+        try:
+            async with uow.session.begin_nested():
+                result = (await uow.session.execute(INSERT_NEW_FROM_TEMP, params)).one()
+        except IntegrityError as err:
+            causes = (err.orig, getattr(err.orig, "__cause__", None))
+            if "pk_event_ids" not in {getattr(c, "constraint_name", None) for c in causes}:
+                raise
+            result = (await uow.session.execute(INSERT_FROM_TEMP, params)).one()
     return Stored(int(result.accepted), list(result.duplicates or []))

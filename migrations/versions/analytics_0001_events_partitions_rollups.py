@@ -64,8 +64,9 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("bucket", sa.DateTime(timezone=True), nullable=False),
         sa.Column("person_id", sa.Uuid(), nullable=False),
+        sa.Column("shard", sa.SmallInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("tenant_id", "name", "bucket", "person_id", name=op.f("pk_counts")),
+        sa.PrimaryKeyConstraint("tenant_id", "name", "bucket", "person_id", "shard", name=op.f("pk_counts")),
         schema="analytics",
     )
     for table in ("analytics.events", "analytics.event_ids", "analytics.counts"):

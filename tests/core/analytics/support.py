@@ -41,7 +41,7 @@ async def put(
     pid = uuid.UUID(str(person))
     oid = uuid.UUID(str(org)) if org else None
     rows = [
-        store.Row(i, uuid.uuid4(), ts, name, client, "test", json.dumps(props))
+        store.Row(i, str(uuid.uuid4()), ts, name, client, "test", json.dumps(props))
         for i, (name, ts, client, props) in enumerate(events)
     ]
     if rows:
@@ -49,7 +49,7 @@ async def put(
     async with db.service(pid, oid) as uow:
         stored = await store.insert(uow, rows, person_id=pid, org_id=oid)
     assert stored.accepted == len(rows)
-    return [r.id for r in rows]
+    return [uuid.UUID(r.id) for r in rows]
 
 
 async def sql(db: Database, query: str, **params: Any) -> list[Any]:
