@@ -280,23 +280,31 @@ def _breakdown_sql(breakdown: str | None) -> str:
     return "(properties ->> CAST(:bkey AS text))"
 
 
-_RAW_TRENDS = """
-WITH ev AS (
-  SELECT name, ts, client_id, {bval} AS bval FROM analytics.events
-   WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[]))
-     AND ts >= :start AND ts < :end AND {filters}{clients}
-),
-top AS ({top}),
-tagged AS (
-  SELECT name, client_id, CASE WHEN hit THEN bval END AS val, NOT hit AS other,
-         width_bucket(ts, CAST(:th AS timestamptz[])) - 1 AS b
-    FROM (SELECT ev.*, {hit} AS hit FROM ev) x
+_RAW_EVENTS = (
+    "SELECT name, ts, client_id, {bval} AS bval FROM analytics.events"
+    " WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[])) AND ts >= :start AND ts < :end"
+    " AND {filters}{clients}"
 )
-SELECT name, val, other, b, {measure} AS v, GROUPING(b) = 1 AS total
-  FROM tagged
- GROUP BY GROUPING SETS ((name, val, other, b), (name, val, other))
+# With a top N: the values kept (a NULL value, "not set", may be one of them), the rest "other".
+_RAW_TOP = """
+WITH ev AS MATERIALIZED ({events}),
+top AS MATERIALIZED ({top}),
+tagged AS (
+  SELECT name, client_id, CASE WHEN hit THEN bval END AS val, NOT hit AS other, {bucket} AS b
+    FROM (SELECT ev.name, ev.ts, ev.client_id, ev.bval,
+                 t.bval IS NOT NULL
+                 OR (ev.bval IS NULL AND (SELECT coalesce(bool_or(bval IS NULL), false) FROM top)) AS hit
+            FROM ev LEFT JOIN top t ON t.bval = ev.bval) x
+)
+SELECT name, val, other, b, {measure} AS v, {total} AS total FROM tagged GROUP BY {group}
 """
-_HIT = "EXISTS (SELECT 1 FROM top WHERE top.bval IS NOT DISTINCT FROM ev.bval)"
+# Without: one series per event (and per value when every value is its own series).
+_RAW_PLAIN = """
+SELECT name, val, other, b, {measure} AS v, {total} AS total
+  FROM (SELECT name, client_id, bval AS val, false AS other, {bucket} AS b FROM ({events}) e) ev
+ GROUP BY {group}
+"""
+_BUCKET_SQL = "width_bucket(ts, CAST(:th AS timestamptz[])) - 1"
 
 
 async def _raw(
@@ -314,38 +322,48 @@ async def _raw(
     the top `limit` by measure, the rest as "other" (`limit` None: every value its own series).
     Returns the top values used."""
     where, params = compile_filters(spec.filters, "f")
-    measure = "count(DISTINCT client_id)" if spec.measure == "unique_clients" else "count(*)"
-    hit = _HIT
-    top_sql = "SELECT CAST(NULL AS text) AS bval"
-    if spec.breakdown is not None:
+    uniques = spec.measure == "unique_clients"
+    measure = "count(DISTINCT client_id)" if uniques else "count(*)"
+    events = _RAW_EVENTS.format(
+        bval=_breakdown_sql(spec.breakdown),
+        filters=where,
+        clients=" AND client_id IS NOT NULL" if uniques else "",
+    )
+    # Distinct clients over the whole range are not the sum of the buckets': a grouping set of
+    # their own. Event counts are summed from the buckets.
+    group = "GROUPING SETS ((name, val, other, b), (name, val, other))" if uniques else "name, val, other, b"
+    total = "GROUPING(b) = 1" if uniques else "false"
+    ranked = spec.breakdown is not None and (top is not None or limit is not None)
+    if ranked:
         if top is not None:
             top_sql = "SELECT unnest(CAST(:top AS text[])) AS bval"
             params["top"] = top
-        elif limit is not None:
+        else:
             top_sql = (
                 f'SELECT bval FROM ev GROUP BY bval ORDER BY {measure} DESC, bval COLLATE "C" NULLS LAST'
                 " LIMIT :limit"
             )
             params["limit"] = limit
-        else:
-            hit = "true"
-    sql = _RAW_TRENDS.format(
-        bval=_breakdown_sql(spec.breakdown),
-        filters=where,
-        clients=" AND client_id IS NOT NULL" if spec.measure == "unique_clients" else "",
-        top=top_sql,
-        hit=hit,
-        measure=measure,
-    )
+        sql = _RAW_TOP.format(
+            events=events, top=top_sql, bucket=_BUCKET_SQL, measure=measure, total=total, group=group
+        )
+    else:
+        sql = _RAW_PLAIN.format(events=events, bucket=_BUCKET_SQL, measure=measure, total=total, group=group)
     params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=thresholds)
     if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
         params["bkey"] = spec.breakdown
     used: set[str | None] = set()
     for row in await _rows(uow, sql, params):
-        result.add((row.name, row.val, row.other), None if row.total else row.b, int(row.v))
+        value = int(row.v)
+        if row.total:
+            result.add((row.name, row.val, row.other), None, value)
+        else:
+            result.add((row.name, row.val, row.other), row.b, value)
+            if not uniques:
+                result.add((row.name, row.val, row.other), None, value)
         if not row.other:
             used.add(row.val)
-    if spec.breakdown is not None and top is None and limit is not None:
+    if ranked and top is None:
         return sorted(used, key=lambda v: (v is None, v or ""))
     return top
 
