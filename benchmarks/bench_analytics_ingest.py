@@ -167,7 +167,7 @@ async def run() -> str:
                         "SELECT count(*) FROM analytics.events WHERE source = 'web' AND org_id = $1", org_id
                     )
                     rolled = await conn.fetchval(
-                        "SELECT sum(n) FROM analytics.counts WHERE tenant_id = $1", org_id
+                        "SELECT sum(n) FROM analytics.counts WHERE tenant_id = $1 AND grain = 15", org_id
                     )
             finally:
                 await pool.close()

@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 
 from benchmarks.common import SECONDS, bench_database, server
-from core.analytics.store import BUCKET_OF
+from core.analytics.store import ROLLUP_ROWS
 from core.db import asyncpg_dsn
 from core.tenancy.schemas import LoginIn, MemberIn, OrgIn, SignupIn
 from core.tenancy.service import Device, add_member, create_org, login, signup
@@ -43,11 +43,10 @@ SELECT gen_random_uuid(),
        CASE WHEN noise THEN NULL ELSE $6::uuid END
   FROM (SELECT g, random() AS r, random() < 0.1 AS noise FROM generate_series($2::bigint, $7::bigint) g) x
 """
-ROLLUP = f"""
-INSERT INTO analytics.counts (tenant_id, name, bucket, person_id, shard, n)
-SELECT tenant_id, name, {BUCKET_OF.format(ts="ts")}, person_id, 0, count(*)
-  FROM analytics.events GROUP BY 1, 2, 3, 4
-"""
+ROLLUP = (
+    "INSERT INTO analytics.counts (tenant_id, grain, name, bucket, person_id, shard, n) "
+    + ROLLUP_ROWS.format(shard="0", events="analytics.events")
+)
 
 
 @dataclass

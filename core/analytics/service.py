@@ -57,7 +57,17 @@ from core.analytics.schemas import (
     TrendsOut,
     TrendsQueryOut,
 )
-from core.analytics.timebuckets import Range, aligned, bucket_starts, ceil15, floor15, resolve_range, zone
+from core.analytics.timebuckets import (
+    Range,
+    aligned,
+    bucket_starts,
+    ceil15,
+    ceil_to,
+    floor15,
+    floor_to,
+    resolve_range,
+    zone,
+)
 from core.auth import utcnow
 from core.context import Role, TenantContext, register_scopes
 from core.errors import FieldIssue, PermissionDenied, Unavailable, ValidationFailed
@@ -369,17 +379,29 @@ async def _raw(
 
 
 async def _rollup(
-    uow: UnitOfWork, spec: _Spec, start: dt.datetime, end: dt.datetime, th: list[dt.datetime], result: _Result
+    uow: UnitOfWork,
+    spec: _Spec,
+    a: dt.datetime,
+    b: dt.datetime,
+    th: list[dt.datetime],
+    result: _Result,
+    *,
+    hourly: bool,
 ) -> None:
+    """Counts of [a, b) (15-minute aligned) from the rollup: hourly rows for its whole hours
+    when every bucket starts on the hour, 15-minute rows for the rest."""
+    inner_a, inner_b = (ceil_to(a, 60), floor_to(b, 60)) if hourly else (b, b)
+    if inner_b <= inner_a:
+        inner_a = inner_b = b
     member = spec.breakdown == MEMBER
     rows = await _rows(
         uow,
         "SELECT name, {who} AS val, width_bucket(bucket, CAST(:th AS timestamptz[])) - 1 AS b, sum(n) AS v"
         " FROM analytics.counts WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[]))"
-        " AND bucket >= :start AND bucket < :end GROUP BY 1, 2, 3".format(
-            who="person_id::text" if member else "CAST(NULL AS text)"
-        ),
-        {"tenant": spec.tenant, "names": spec.names, "start": start, "end": end, "th": th},
+        " AND ((grain = 60 AND bucket >= :ha AND bucket < :hb)"
+        "   OR (grain = 15 AND ((bucket >= :a AND bucket < :ha) OR (bucket >= :hb AND bucket < :b))))"
+        " GROUP BY 1, 2, 3".format(who="person_id::text" if member else "CAST(NULL AS text)"),
+        {"tenant": spec.tenant, "names": spec.names, "a": a, "b": b, "ha": inner_a, "hb": inner_b, "th": th},
     )
     for row in rows:
         result.add((row.name, row.val, False), row.b, int(row.v))
@@ -431,7 +453,8 @@ async def _compute(
         result.top = await _raw(uow, spec, rng.start, rng.end, th, result, top=top, limit=spec.limit)
         result.path = "raw"
         return result
-    await _rollup(uow, spec, inner_start, inner_end, th, result)
+    hourly = all(aligned(t, 60) for t in th)
+    await _rollup(uow, spec, inner_start, inner_end, th, result, hourly=hourly)
     edges = [(rng.start, inner_start), (inner_end, rng.end)]
     result.path = "rollup"
     for s, e in edges:

@@ -20,7 +20,7 @@ from pydantic_core import to_json
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from core.analytics.models import BUCKET
+from core.analytics.models import GRAINS
 from core.errors import Unavailable
 from core.observability import get_logger
 from core.uow import Database, UnitOfWork
@@ -325,8 +325,16 @@ _FROM_PARAMS = (
     " CAST(:names AS text[]), CAST(:clients AS text[]), CAST(:sources AS text[]),"
     " CAST(:props AS jsonb[])) AS s(idx, id, ts, name, client_id, source, properties)"
 )
-# Rollup bucket of an event time; the same expression builds and rebuilds the rollup.
-BUCKET_OF = f"date_bin('{BUCKET}', {{ts}}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+# The rollup rows of events: one per (tenant, grain, name, bucket, member); the same SQL
+# maintains the rollup at ingest and rebuilds it (benchmarks), from a relation `{events}`
+# with tenant_id, name, ts and person_id.
+GRAIN_VALUES = ", ".join(f"({g})" for g in GRAINS)
+ROLLUP_ROWS = (
+    "SELECT tenant_id, g.grain, name,"
+    " date_bin(make_interval(mins => g.grain), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,"
+    " person_id, {shard} AS shard, count(*) AS n"
+    f" FROM {{events}} CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain) GROUP BY 1, 2, 3, 4, 5"
+)
 _INSERT = """
 WITH src AS ({source}),
 fresh AS (
@@ -342,21 +350,19 @@ ins AS (
   RETURNING tenant_id, name, ts, person_id
 ),
 rolled AS (
-  INSERT INTO analytics.counts AS c (tenant_id, name, bucket, person_id, shard, n)
-  SELECT tenant_id, name, {bucket}, person_id, {shard}, count(*) FROM ins
-  GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-  ON CONFLICT (tenant_id, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+  INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
+  {rollup} ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT (tenant_id, grain, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM rolled) AS groups,
        ARRAY(SELECT s.idx FROM src s WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.id = s.id)
              ORDER BY s.idx) AS duplicates
 """
-_BUCKET = BUCKET_OF.format(ts="ts")
 SHARDS = 8
-_SHARD = f"pg_backend_pid() % {SHARDS}"
+_ROLLUP = ROLLUP_ROWS.format(shard=f"pg_backend_pid() % {SHARDS}", events="ins")
 _SKIP = "ON CONFLICT DO NOTHING"
-INSERT_FROM_TEMP = text(_INSERT.format(source=_FROM_TEMP, bucket=_BUCKET, shard=_SHARD, conflict=_SKIP))
+INSERT_FROM_TEMP = text(_INSERT.format(source=_FROM_TEMP, rollup=_ROLLUP, conflict=_SKIP))
 # Ids are new in all but resends: a plain insert skips the speculative-insertion work of
 # ON CONFLICT, and a conflict (a resend, or a concurrent one) redoes it the careful way.
 # In that case every event is new: no join against the recorded ids, the temp table read as is.
@@ -374,17 +380,16 @@ ins AS (
   RETURNING tenant_id, name, ts, person_id
 ),
 rolled AS (
-  INSERT INTO analytics.counts AS c (tenant_id, name, bucket, person_id, shard, n)
-  SELECT tenant_id, name, {_BUCKET}, person_id, {_SHARD}, count(*) FROM ins
-  GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-  ON CONFLICT (tenant_id, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+  INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
+  {_ROLLUP} ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT (tenant_id, grain, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM ids) AS recorded,
        CAST(ARRAY[] AS integer[]) AS duplicates
 """
 )
-INSERT_FROM_PARAMS = text(_INSERT.format(source=_FROM_PARAMS, bucket=_BUCKET, shard=_SHARD, conflict=_SKIP))
+INSERT_FROM_PARAMS = text(_INSERT.format(source=_FROM_PARAMS, rollup=_ROLLUP, conflict=_SKIP))
 
 
 @dataclass(frozen=True)

@@ -87,17 +87,27 @@ class Range:
         return instant.astimezone(self.tz).isoformat()
 
 
+def floor_to(t: dt.datetime, minutes: int = 15) -> dt.datetime:
+    """The start of the `minutes`-long UTC slot holding `t` (slots counted from 2000-01-01)."""
+    step = dt.timedelta(minutes=minutes)
+    return EPOCH + ((t - EPOCH) // step) * step
+
+
+def ceil_to(t: dt.datetime, minutes: int = 15) -> dt.datetime:
+    f = floor_to(t, minutes)
+    return f if f == t else f + dt.timedelta(minutes=minutes)
+
+
 def floor15(t: dt.datetime) -> dt.datetime:
-    return EPOCH + ((t - EPOCH) // STEP) * STEP
+    return floor_to(t, 15)
 
 
 def ceil15(t: dt.datetime) -> dt.datetime:
-    f = floor15(t)
-    return f if f == t else f + STEP
+    return ceil_to(t, 15)
 
 
-def aligned(t: dt.datetime) -> bool:
-    return floor15(t) == t
+def aligned(t: dt.datetime, minutes: int = 15) -> bool:
+    return floor_to(t, minutes) == t
 
 
 def _first_instant(day: dt.date, tz: ZoneInfo) -> dt.datetime:

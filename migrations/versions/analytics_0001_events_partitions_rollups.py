@@ -1,4 +1,4 @@
-"""analytics: events partitioned by month, idempotency ids, 15-minute rollups
+"""analytics: events partitioned by month, idempotency ids, 15-minute and hourly rollups
 
 Revision ID: analytics_0001
 Revises:
@@ -61,12 +61,15 @@ def upgrade() -> None:
     op.create_table(
         "counts",
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
+        sa.Column("grain", sa.SmallInteger(), nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("bucket", sa.DateTime(timezone=True), nullable=False),
         sa.Column("person_id", sa.Uuid(), nullable=False),
         sa.Column("shard", sa.SmallInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("tenant_id", "name", "bucket", "person_id", "shard", name=op.f("pk_counts")),
+        sa.PrimaryKeyConstraint(
+            "tenant_id", "grain", "name", "bucket", "person_id", "shard", name=op.f("pk_counts")
+        ),
         schema="analytics",
     )
     for table in ("analytics.events", "analytics.event_ids", "analytics.counts"):

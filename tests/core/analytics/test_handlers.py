@@ -35,11 +35,14 @@ async def analytics_rows(db: Database, event_id: uuid.UUID) -> list[Any]:
 async def rollup_total(db: Database, tenant: str, name: str) -> int:
     rows = await sql(
         db,
-        "SELECT coalesce(sum(n), 0) FROM analytics.counts WHERE tenant_id = CAST(:t AS uuid) AND name = :n",
+        "SELECT grain, sum(n) FROM analytics.counts WHERE tenant_id = CAST(:t AS uuid) AND name = :n"
+        " GROUP BY grain",
         t=tenant,
         n=name,
     )
-    return int(rows[0][0])
+    per_grain = {int(g): int(n) for g, n in rows}
+    assert per_grain.get(15, 0) == per_grain.get(60, 0), per_grain
+    return per_grain.get(15, 0)
 
 
 def test_every_mapping_subscribes_and_maps_to_a_platform_name() -> None:
