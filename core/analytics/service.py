@@ -234,7 +234,7 @@ async def ingest(
     if rows:
         await store.ensure_partitions(uow.db, min(r.ts for r in rows), max(r.ts for r in rows))
         stored = await store.insert(uow, rows, person_id=ctx.person_id, org_id=ctx.org_id)
-    duplicates = sorted([rows_idx for rows_idx in stored.duplicates] + dup_in_batch)
+    duplicates = sorted(stored.duplicates + dup_in_batch)
     return IngestOut(
         context=_context(ctx),
         accepted=stored.accepted,
@@ -296,6 +296,7 @@ _RAW_EVENTS = (
     " AND {filters}{clients}"
 )
 # With a top N: the values kept (a NULL value, "not set", may be one of them), the rest "other".
+# Distinct clients: ranked and counted from the events themselves.
 _RAW_TOP = """
 WITH ev AS MATERIALIZED ({events}),
 top AS MATERIALIZED ({top}),
@@ -307,6 +308,21 @@ tagged AS (
             FROM ev LEFT JOIN top t ON t.bval = ev.bval) x
 )
 SELECT name, val, other, b, {measure} AS v, {total} AS total FROM tagged GROUP BY {group}
+"""
+# Counts add up: aggregate the raw events once, then rank and fold the (small) aggregate.
+_RAW_TOP_COUNTS = """
+WITH agg AS MATERIALIZED (
+  SELECT name, bval, {bucket} AS b, count(*) AS n FROM ({events}) e GROUP BY 1, 2, 3
+),
+top AS MATERIALIZED ({top}),
+marked AS (
+  SELECT agg.name, agg.bval, agg.b, agg.n,
+         t.bval IS NOT NULL
+         OR (agg.bval IS NULL AND (SELECT coalesce(bool_or(bval IS NULL), false) FROM top)) AS hit
+    FROM agg LEFT JOIN top t ON t.bval = agg.bval
+)
+SELECT name, CASE WHEN hit THEN bval END AS val, NOT hit AS other, b, sum(n) AS v, false AS total
+  FROM marked GROUP BY 1, 2, 3, 4
 """
 # Without: one series per event (and per value when every value is its own series).
 _RAW_PLAIN = """
@@ -345,16 +361,18 @@ async def _raw(
     total = "GROUPING(b) = 1" if uniques else "false"
     ranked = spec.breakdown is not None and (top is not None or limit is not None)
     if ranked:
+        source, rank = ("ev", measure) if uniques else ("agg", "sum(n)")
         if top is not None:
             top_sql = "SELECT unnest(CAST(:top AS text[])) AS bval"
             params["top"] = top
         else:
             top_sql = (
-                f'SELECT bval FROM ev GROUP BY bval ORDER BY {measure} DESC, bval COLLATE "C" NULLS LAST'
+                f'SELECT bval FROM {source} GROUP BY bval ORDER BY {rank} DESC, bval COLLATE "C" NULLS LAST'
                 " LIMIT :limit"
             )
             params["limit"] = limit
-        sql = _RAW_TOP.format(
+        template = _RAW_TOP if uniques else _RAW_TOP_COUNTS
+        sql = template.format(
             events=events, top=top_sql, bucket=_BUCKET_SQL, measure=measure, total=total, group=group
         )
     else:
@@ -440,6 +458,8 @@ async def _compute(
     top: list[str | None] | None = None,
     use_rollup: bool = True,
 ) -> _Result:
+    """One series set over `rng` bucketed by `th`: from the rollup for the whole 15-minute
+    slots when it can answer exactly, from raw events for the rest (or for everything)."""
     result = _Result(len(th))
     rollup_ok = (
         use_rollup
