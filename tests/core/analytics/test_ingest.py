@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from core.uow import Database
 from servers.app import create_app
@@ -305,8 +306,6 @@ async def test_a_missing_month_gets_its_partition_on_demand_with_rls(
     assert (rls, policies, grants) == (True, 1, True)
     # Read directly (not through the parent), the partition's own policy hides the rows.
     async with db.engine.connect() as conn:
-        from sqlalchemy import text
-
         await conn.execute(text("SELECT set_config('app.mode', 'user', false)"))
         hidden = (
             await conn.execute(text("SELECT count(*) FROM analytics_partitions.events_2023_02"))
@@ -330,3 +329,37 @@ async def test_the_app_role_cannot_write_through_copy_or_into_partitions_of_othe
                 columns=("id", "ts", "name", "source", "person_id"),
                 records=[(uuid.uuid4(), now(), "x", "t", uuid.UUID(a.id))],
             )
+
+
+async def test_the_daily_schedule_keeps_months_ahead_and_the_function_refuses_absurd_ranges(
+    db: Database,
+) -> None:
+    from dateutil.relativedelta import relativedelta
+    from sqlalchemy.exc import DBAPIError
+
+    from core.analytics import store
+    from core.analytics.handlers import keep_partitions_ahead
+    from core.events import ScheduledRun
+
+    ahead = db.settings.analytics_partitions_ahead_months + 2
+    wide = Database(db.settings.model_copy(update={"analytics_partitions_ahead_months": ahead}))
+    try:
+        async with wide.system() as uow:
+            await keep_partitions_ahead(ScheduledRun("analytics.keep_partitions_ahead", now()), uow)
+    finally:
+        await wide.dispose()
+    last = (now() + relativedelta(months=ahead)).strftime("%Y_%m")
+    (exists,) = (await sql(db, f"SELECT to_regclass('analytics_partitions.events_{last}') IS NOT NULL"))[0]
+    assert exists
+    # Idempotent: nothing new the second time.
+    assert await store.ensure_partitions(db, now(), now()) == 0
+    for start, end in (
+        ("1999-01-01T00:00:00Z", "1999-02-01T00:00:00Z"),
+        ("2026-01-01T00:00:00Z", "2031-01-01T00:00:00Z"),
+    ):
+        with pytest.raises(DBAPIError, match="out of bounds"):
+            async with db.system() as uow:
+                await uow.session.execute(
+                    text("SELECT analytics.ensure_partitions(:s, :e)"),
+                    {"s": dt.datetime.fromisoformat(start), "e": dt.datetime.fromisoformat(end)},
+                )
