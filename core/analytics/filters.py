@@ -179,21 +179,21 @@ def compile_filters(filters: list[PropertyFilter], prefix: str) -> tuple[str, di
         k = f"CAST(:{p}_k AS text)"
         params[f"{p}_k"] = f.property
         if f.op in ("eq", "neq"):
-            params[f"{p}_j"] = json.dumps(f.value)
             params[f"{p}_t"] = _text_of(f.value)
-            eq = (
-                f"((properties -> {k}) = CAST(:{p}_j AS jsonb)"
-                f" OR (properties ->> {k}) = CAST(:{p}_t AS text))"
-            )
+            # A text value equals as JSON exactly when it equals as text: one comparison.
+            eq = f"((properties ->> {k}) = CAST(:{p}_t AS text))"
+            if not isinstance(f.value, str):
+                params[f"{p}_j"] = json.dumps(f.value)
+                eq = f"((properties -> {k}) = CAST(:{p}_j AS jsonb) OR {eq})"
             clauses.append(eq if f.op == "eq" else f"NOT coalesce({eq}, false)")
         elif f.op == "in":
             values = f.value if isinstance(f.value, list) else [f.value]
-            params[f"{p}_j"] = [json.dumps(v) for v in values]
             params[f"{p}_t"] = [_text_of(v) for v in values]
-            clauses.append(
-                f"((properties -> {k}) = ANY(CAST(:{p}_j AS jsonb[]))"
-                f" OR (properties ->> {k}) = ANY(CAST(:{p}_t AS text[])))"
-            )
+            in_ = f"((properties ->> {k}) = ANY(CAST(:{p}_t AS text[])))"
+            if not all(isinstance(v, str) for v in values):
+                params[f"{p}_j"] = [json.dumps(v) for v in values]
+                in_ = f"((properties -> {k}) = ANY(CAST(:{p}_j AS jsonb[])) OR {in_})"
+            clauses.append(in_)
         elif f.op == "contains":
             params[f"{p}_t"] = str(f.value).lower()
             clauses.append(f"strpos(lower(properties ->> {k}), CAST(:{p}_t AS text)) > 0")
