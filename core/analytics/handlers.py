@@ -17,7 +17,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import text
 
 from core.analytics import store
-from core.analytics.mapping import BY_EVENT, derive
+from core.analytics.mapping import BY_EVENT, derive, subscription_patterns
 from core.events import Event, ScheduledRun, schedule, subscribe
 from core.observability import get_logger
 from core.uow import UnitOfWork
@@ -25,12 +25,12 @@ from core.uow import UnitOfWork
 log = get_logger("atlilith.analytics.handlers")
 
 
-@subscribe(*sorted(BY_EVENT), name="analytics.record_domain_event")
+@subscribe(*subscription_patterns(), name="analytics.record_domain_event")
 async def record_domain_event(event: Event, uow: UnitOfWork) -> None:
     mapping = BY_EVENT.get(event.name)
     person = event.person_id
     if mapping is None or person is None:
-        return  # no tenant to count it for (a system event)
+        return  # not an event analytics counts (e.g. a timer), or no tenant to count it for
     derived = derive(mapping, event.data, event.ts)
     row = store.Row(
         idx=0,

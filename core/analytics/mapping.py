@@ -106,6 +106,20 @@ MAPPINGS: tuple[Mapping, ...] = (
     Mapping("platform/brand.created", client=(), properties={"brand_id": ("brand_id",)}),
 )
 BY_EVENT = {m.event: m for m in MAPPINGS}
+# Inngest allows at most 10 triggers per function: entities with several mapped actions are
+# subscribed with a wildcard (`bookings/booking.*`); unmapped actions are skipped by the handler.
+MAX_TRIGGERS = 10
+
+
+def subscription_patterns() -> tuple[str, ...]:
+    entities: dict[str, list[str]] = {}
+    for event in BY_EVENT:
+        entities.setdefault(event.rsplit(".", 1)[0], []).append(event)
+    patterns = sorted(f"{entity}.*" if len(events) > 1 else events[0] for entity, events in entities.items())
+    if len(patterns) > MAX_TRIGGERS:
+        raise RuntimeError(f"{len(patterns)} subscription patterns; Inngest allows {MAX_TRIGGERS}")
+    return tuple(patterns)
+
 
 # Names the summary reads.
 MESSAGE_RECEIVED = "messaging/message.received"
