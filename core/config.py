@@ -121,6 +121,16 @@ class Settings(BaseSettings):
     pg_bin_dir: Path | None = None  # pg_dump/pg_restore to prefer (default: found by version)
     # A publish to Inngest that takes longer fails and is retried with backoff (events stay in the outbox).
     relay_publish_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # --- analytics ------------------------------------------------------------------------
+    # Ingest of up to 10,000 events per request needs more than the default body limit.
+    analytics_max_body_bytes: int = Field(default=16 * 1_048_576, ge=1024)
+    analytics_max_batch: int = Field(default=10_000, ge=1, le=100_000)
+    analytics_max_properties_bytes: int = Field(default=8192, ge=256, le=1_048_576)
+    # Bounded skew: client clocks may run a little ahead; history may be backfilled this far.
+    analytics_max_future_seconds: int = Field(default=300, ge=0, le=86_400)
+    analytics_backfill_days: int = Field(default=365, ge=1, le=3650)
+    analytics_partitions_ahead_months: int = Field(default=3, ge=1, le=24)
+    analytics_query_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
     @field_validator("toolsets", mode="before")
     @classmethod

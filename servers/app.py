@@ -132,6 +132,8 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Trace-Id"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Analytics batches of up to 10,000 events need more than the default.
+    app.state.body_limit_overrides = {"/v1/analytics/events": settings.analytics_max_body_bytes}
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, overrides=app.state.body_limit_overrides)
     app.add_middleware(RequestContext, expose_db_stats=settings.expose_db_stats)
     return app

@@ -1,0 +1,264 @@
+"""Ranges and buckets in any IANA time zone, computed from the zone database (not SQL).
+
+A bucket is the set of instants sharing one local hour, day, ISO week or month. Its start is
+the first instant of it: a day that begins at 01:00 because of a DST jump starts at 01:00; the
+hour repeated when clocks fall back is two buckets (the same wall-clock hour, two offsets).
+Every UTC offset in use since 1980 is a multiple of 15 minutes, so every bucket start lies on
+the 15-minute UTC grid; ranges before 2000 are refused, and `aligned()` lets callers verify it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dateutil.relativedelta import relativedelta
+
+from core.errors import FieldIssue, ValidationFailed
+
+Interval = Literal["hour", "day", "week", "month"]
+Period = Literal[
+    "today",
+    "yesterday",
+    "last_24_hours",
+    "last_7_days",
+    "last_30_days",
+    "last_90_days",
+    "last_365_days",
+    "this_week",
+    "last_week",
+    "this_month",
+    "last_month",
+    "this_year",
+    "last_year",
+]
+UTC = dt.UTC
+STEP = dt.timedelta(minutes=15)
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=UTC)
+MAX_BUCKETS = 2000
+MAX_SPAN = dt.timedelta(days=3 * 366)
+_NOMINAL = {
+    "hour": dt.timedelta(hours=1),
+    "day": dt.timedelta(days=1),
+    "week": dt.timedelta(days=7),
+    "month": dt.timedelta(days=28),
+}
+# No zone has moved its clocks by more than this at once since 1980 (double summer time: 2 h).
+_SLACK = dt.timedelta(hours=3)
+
+
+def zone(name: str) -> ZoneInfo:
+    """An IANA zone, or a 422 that says what a valid name looks like."""
+    ok = bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*", name)) and len(name) <= 64
+    try:
+        if ok:
+            return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        pass
+    raise ValidationFailed(
+        f"unknown time zone {name!r}",
+        code="invalid_time_zone",
+        hint="use an IANA name such as `Europe/Paris`, `America/New_York` or `UTC`",
+        errors=[FieldIssue("time_zone", "not an IANA time zone name")],
+    )
+
+
+@dataclass(frozen=True)
+class Range:
+    """[start, end) as instants, with the zone it was expressed in."""
+
+    start: dt.datetime
+    end: dt.datetime
+    tz: ZoneInfo
+    period: str | None = None
+
+    @property
+    def span(self) -> dt.timedelta:
+        return self.end - self.start
+
+    def previous(self) -> Range:
+        """The period of equal length just before this one."""
+        return Range(self.start - self.span, self.start, self.tz, None)
+
+    def local(self, instant: dt.datetime) -> str:
+        return instant.astimezone(self.tz).isoformat()
+
+
+def floor_to(t: dt.datetime, minutes: int = 15) -> dt.datetime:
+    """The start of the `minutes`-long UTC slot holding `t` (slots counted from 2000-01-01)."""
+    step = dt.timedelta(minutes=minutes)
+    return EPOCH + ((t - EPOCH) // step) * step
+
+
+def ceil_to(t: dt.datetime, minutes: int = 15) -> dt.datetime:
+    f = floor_to(t, minutes)
+    return f if f == t else f + dt.timedelta(minutes=minutes)
+
+
+def floor15(t: dt.datetime) -> dt.datetime:
+    return floor_to(t, 15)
+
+
+def ceil15(t: dt.datetime) -> dt.datetime:
+    return ceil_to(t, 15)
+
+
+def aligned(t: dt.datetime, minutes: int = 15) -> bool:
+    return floor_to(t, minutes) == t
+
+
+def _first_instant(day: dt.date, tz: ZoneInfo) -> dt.datetime:
+    """The first instant whose local date is `day` (local midnight, unless a DST jump skips it)."""
+    guess = dt.datetime.combine(day, dt.time(), tzinfo=tz).astimezone(UTC)
+    t = floor15(guess - _SLACK)
+    while t.astimezone(tz).date() < day:
+        t += STEP
+    return t
+
+
+def _parse_instant(raw: str, tz: ZoneInfo, field: str, *, end: bool) -> dt.datetime:
+    """A date (local midnight; an end date includes that whole day) or a datetime (with an
+    offset, or local to the zone when naive)."""
+    value = raw.strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            day = dt.date.fromisoformat(value)
+            return _first_instant(day + dt.timedelta(days=1) if end else day, tz)
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"{field} is not a date or a date-time: {raw!r}",
+            code="invalid_range",
+            hint="use ISO 8601: `2026-03-01` (a local date) or `2026-03-01T09:00:00+01:00`",
+            errors=[FieldIssue(field, "not ISO 8601")],
+        ) from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    return parsed.astimezone(UTC)
+
+
+def resolve_range(
+    tz: ZoneInfo,
+    *,
+    period: str | None,
+    start: str | None,
+    end: str | None,
+    now: dt.datetime,
+    default: str = "last_30_days",
+) -> Range:
+    """`start`/`end` when given (either may be left out: `end` defaults to now, `start` to the
+    period's length before `end`), else a named period, in the zone's calendar."""
+    if start is None and end is None:
+        name = period or default
+        s, e = _period(name, tz, now)
+        rng = Range(s, e, tz, name)
+    else:
+        e = _parse_instant(end, tz, "end", end=True) if end else now
+        if start:
+            s = _parse_instant(start, tz, "start", end=False)
+        else:
+            length = _period(period or default, tz, now)
+            s = e - (length[1] - length[0])
+        rng = Range(s, e, tz, None)
+    problems: list[str] = []
+    if rng.end <= rng.start:
+        problems.append("end must be after start")
+    if rng.start < EPOCH:
+        problems.append("start must be in 2000 or later")
+    if rng.end > now + dt.timedelta(days=366):
+        problems.append("end must be within a year from now")
+    if rng.span > MAX_SPAN:
+        problems.append("a range may span at most three years")
+    if problems:
+        raise ValidationFailed(
+            "; ".join(problems),
+            code="invalid_range",
+            hint="pass `period` (e.g. last_30_days) or an ISO `start` before `end`",
+            errors=[FieldIssue("start", p) for p in problems],
+        )
+    return rng
+
+
+def _period(name: str, tz: ZoneInfo, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    today = now.astimezone(tz).date()
+    day = dt.timedelta(days=1)
+    monday = today - dt.timedelta(days=today.weekday())
+    month = today.replace(day=1)
+    fixed = {
+        "last_24_hours": dt.timedelta(hours=24),
+        "last_7_days": 7 * day,
+        "last_30_days": 30 * day,
+        "last_90_days": 90 * day,
+        "last_365_days": 365 * day,
+    }
+    if name in fixed:
+        return now - fixed[name], now
+    first = _first_instant
+    calendar = {
+        "today": (today, today + day),
+        "yesterday": (today - day, today),
+        "this_week": (monday, monday + 7 * day),
+        "last_week": (monday - 7 * day, monday),
+        "this_month": (month, month + relativedelta(months=1)),
+        "last_month": (month - relativedelta(months=1), month),
+        "this_year": (today.replace(month=1, day=1), today.replace(year=today.year + 1, month=1, day=1)),
+        "last_year": (today.replace(year=today.year - 1, month=1, day=1), today.replace(month=1, day=1)),
+    }
+    if name not in calendar:
+        raise ValidationFailed(
+            f"unknown period {name!r}",
+            code="invalid_range",
+            hint="periods: " + ", ".join([*fixed, *calendar]),
+            errors=[FieldIssue("period", "unknown period")],
+        )
+    s, e = calendar[name]
+    begin, finish = first(s, tz), first(e, tz)
+    if name.startswith("this_") or name == "today":
+        # "This month" so far: it ends now, not at the end of the month.
+        finish = min(finish, max(now, begin + STEP))
+    return begin, finish
+
+
+def _key(t: dt.datetime, tz: ZoneInfo, interval: str) -> tuple[int, ...]:
+    local = t.astimezone(tz)
+    if interval == "hour":
+        # fold: the repeated hour when clocks fall back is a bucket of its own
+        return (local.year, local.month, local.day, local.hour, local.fold)
+    if interval == "day":
+        return (local.year, local.month, local.day)
+    if interval == "week":
+        iso = local.isocalendar()
+        return (iso.year, iso.week)
+    return (local.year, local.month)
+
+
+def bucket_starts(rng: Range, interval: str, *, limit: int | None = MAX_BUCKETS) -> list[dt.datetime]:
+    """The starts of the buckets covering [start, end), the first one at or before `start`."""
+    nominal = _NOMINAL[interval]
+    if limit is not None and rng.span / nominal > limit + 1:
+        raise ValidationFailed(
+            f"this range has more than {limit} {interval} buckets",
+            code="too_many_buckets",
+            hint="use a coarser interval (day, week, month) or a shorter range",
+            errors=[FieldIssue("interval", f"at most {limit} buckets")],
+        )
+    tz = rng.tz
+    key = _key(rng.start, tz, interval)
+    # Scan forward from well before the bucket's wall-clock start to its first instant.
+    t = floor15(rng.start) - (nominal if interval != "hour" else STEP) - _SLACK
+    if interval == "month":
+        t -= dt.timedelta(days=3)
+    while _key(t, tz, interval) != key:
+        t += STEP
+    starts = [t]
+    while True:
+        current = _key(t, tz, interval)
+        t = t + max(STEP, nominal - _SLACK) if interval != "hour" else t + STEP
+        while _key(t, tz, interval) == current:
+            t += STEP
+        if t >= rng.end:
+            return starts
+        starts.append(t)

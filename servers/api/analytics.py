@@ -1,0 +1,146 @@
+"""/v1/analytics: ingest events, trends, funnel, summary, and the raw event list."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from core.analytics import service
+from core.analytics.schemas import (
+    EventOut,
+    FunnelIn,
+    FunnelOut,
+    IngestOut,
+    RangeIn,
+    SummaryOut,
+    TrendsIn,
+    TrendsOut,
+)
+from core.analytics.timebuckets import Period
+from core.errors import ValidationFailed
+from core.pagination import Page
+from servers.api.deps import CallerDep, IdempotencyKey, PageDep
+
+router = APIRouter(tags=["analytics"])
+
+_EVENT_DOC = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "id": {"type": "string", "description": "Your id for the event (a UUID is best): resends dedupe."},
+        "name": {"type": "string", "description": "e.g. page_view; `/` is reserved for platform events."},
+        "timestamp": {"type": "string", "format": "date-time", "description": "With an offset; default now."},
+        "client_id": {"type": "string", "description": "Who did it: a client id or your visitor id."},
+        "properties": {"type": "object", "description": "JSON object, up to 8 KiB encoded."},
+        "source": {"type": "string", "description": "e.g. web, ios, cocotte.maison; default api/app."},
+    },
+}
+_INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        _EVENT_DOC,
+                        {
+                            "type": "object",
+                            "required": ["events"],
+                            "properties": {
+                                "events": {"type": "array", "items": _EVENT_DOC, "maxItems": 10000}
+                            },
+                        },
+                    ]
+                },
+                "example": {
+                    "events": [
+                        {
+                            "id": "2f1c7e8e-8a0e-4d4c-9a57-7d3c1b2a9f10",
+                            "name": "page_view",
+                            "timestamp": "2026-11-22T10:00:00Z",
+                            "client_id": "visitor-42",
+                            "properties": {"path": "/pricing"},
+                            "source": "web",
+                        }
+                    ]
+                },
+            }
+        },
+    }
+}
+
+
+def _events_of(body: Any) -> tuple[list[Any], bool]:
+    if isinstance(body, dict) and "events" in body:
+        if set(body) != {"events"} or not isinstance(body["events"], list):
+            raise ValidationFailed(
+                "a batch is {'events': [...]} and nothing else",
+                code="invalid_batch",
+                hint="send one event object, or {'events': [event, ...]}",
+            )
+        return body["events"], False
+    if isinstance(body, list):
+        return body, False
+    return [body], True
+
+
+@router.post("/v1/analytics/events", response_model=IngestOut, openapi_extra=_INGEST_BODY)
+async def ingest(
+    caller: CallerDep,
+    body: Annotated[Any, Body(description="One event, or {'events': [...]} (up to 10,000).")],
+    idempotency_key: IdempotencyKey = None,
+) -> IngestOut:
+    """Record one event or a batch in the current context. Bad events are reported per item
+    (`errors`) and the good ones kept; an id sent before is a duplicate, never counted twice.
+    Session tokens and API keys with the scope `analytics:ingest`."""
+    events, single = _events_of(body)
+    async with caller.context() as (ctx, uow):
+        return await service.ingest(ctx, uow, events, single, idempotency_key=idempotency_key)
+
+
+@router.get("/v1/analytics/events", response_model=Page[EventOut])
+async def list_events(
+    caller: CallerDep,
+    page: PageDep,
+    name: Annotated[str | None, Query(max_length=100)] = None,
+    client_id: Annotated[str | None, Query(max_length=128)] = None,
+    period: Annotated[Period | None, Query()] = None,
+    start: Annotated[str | None, Query(max_length=40)] = None,
+    end: Annotated[str | None, Query(max_length=40)] = None,
+    time_zone: Annotated[str, Query(max_length=64)] = "UTC",
+) -> Page[EventOut]:
+    """Raw events of the current context, newest first (default: the last 7 days)."""
+    q = RangeIn(period=period, start=start, end=end, time_zone=time_zone)
+    async with caller.context() as (ctx, uow):
+        return await service.list_events(ctx, uow, page, name, client_id, q)
+
+
+@router.post("/v1/analytics/trends", response_model=TrendsOut)
+async def trends(data: TrendsIn, caller: CallerDep) -> TrendsOut:
+    """Events or unique clients per hour/day/week/month in a time zone, with filters, a
+    breakdown (top N + other) and the previous period. Read-only."""
+    async with caller.context() as (ctx, uow):
+        return await service.trends(ctx, uow, data)
+
+
+@router.post("/v1/analytics/funnel", response_model=FunnelOut)
+async def funnel(data: FunnelIn, caller: CallerDep) -> FunnelOut:
+    """2-5 steps per client within a conversion window: counts, conversion, median time. Read-only."""
+    async with caller.context() as (ctx, uow):
+        return await service.funnel(ctx, uow, data)
+
+
+@router.get("/v1/analytics/summary", response_model=SummaryOut)
+async def summary(
+    caller: CallerDep,
+    period: Annotated[Period | None, Query()] = None,
+    start: Annotated[str | None, Query(max_length=40)] = None,
+    end: Annotated[str | None, Query(max_length=40)] = None,
+    time_zone: Annotated[str, Query(max_length=64)] = "UTC",
+) -> SummaryOut:
+    """The business dashboard of the current context: bookings, revenue, messages, first
+    response, busiest hours (per member for an org's owners and admins)."""
+    q = RangeIn(period=period, start=start, end=end, time_zone=time_zone)
+    async with caller.context() as (ctx, uow):
+        return await service.summary(ctx, uow, q)
