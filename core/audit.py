@@ -73,9 +73,13 @@ REDACTED = "[redacted]"
 
 
 def scrub(value: Any) -> Any:
-    """`details` minus anything that looks like a credential, at any depth."""
+    """`details` minus any text under a key that names a credential, at any depth (a flag such
+    as `secret_rotated: true` stays)."""
     if isinstance(value, dict):
-        return {str(k): (REDACTED if _SECRET_KEY.search(str(k)) else scrub(v)) for k, v in value.items()}
+        return {
+            str(k): (REDACTED if _SECRET_KEY.search(str(k)) and isinstance(v, str) else scrub(v))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     return value

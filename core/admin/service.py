@@ -259,18 +259,20 @@ async def list_orgs(
 # --- the audit log -------------------------------------------------------------------------------------
 
 
-async def _target_id(uow: UnitOfWork, target_type: str | None, target_id: str) -> str:
-    """Persons and orgs are logged by id; let the caller name them by handle or slug."""
-    if _as_uuid(target_id) is not None:
-        return str(_as_uuid(target_id))
+async def _target_ids(uow: UnitOfWork, target_type: str | None, target_id: str) -> list[str]:
+    """Persons and orgs are logged by id; let the caller name them by handle or slug too (without
+    a `target_type`, whatever the name may mean: the raw value, a person, an org)."""
+    if (as_id := _as_uuid(target_id)) is not None:
+        return [str(as_id)]
     ref = target_id.strip().lower()
-    if target_type == "person":
+    found = [target_id.strip()]
+    if target_type in (None, "person"):
         pid = (await uow.session.execute(select(Person.id).where(Person.slug == ref))).scalar_one_or_none()
-        return str(pid) if pid else target_id
-    if target_type == "org":
+        found += [str(pid)] if pid else []
+    if target_type in (None, "org"):
         oid = (await uow.session.execute(select(Org.id).where(Org.slug == ref))).scalar_one_or_none()
-        return str(oid) if oid else target_id
-    return target_id
+        found += [str(oid)] if oid else []
+    return found
 
 
 async def list_audit(
@@ -323,7 +325,7 @@ async def list_audit(
     if target_type:
         stmt = stmt.where(AuditEntry.target_type == target_type)
     if target_id:
-        stmt = stmt.where(AuditEntry.target_id == await _target_id(uow, target_type, target_id))
+        stmt = stmt.where(AuditEntry.target_id.in_(await _target_ids(uow, target_type, target_id)))
     if since is not None:
         stmt = stmt.where(AuditEntry.at >= since)
     if until is not None:
