@@ -13,13 +13,15 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.resources import TextResource
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import Tool as MCPTool
 from starlette.applications import Starlette
 
 import tools
 from core import __version__
 from core.auth import authenticate
 from core.errors import DomainError
-from core.observability import get_logger
+from core.observability import current_trace_id, get_logger
+from core.registry import service as registry_service
 from core.uow import Database
 from tools.base import ToolRuntime, Toolset, ToolSpec
 
@@ -73,8 +75,9 @@ def toolsets(rt: ToolRuntime) -> list[Toolset]:
 
 
 def select_tools(available: list[Toolset], wanted: list[str] | None, read_only: bool) -> list[ToolSpec]:
-    """Pick the served tools: the default toolsets (or `wanted`, `all` for every one), minus
-    writes in read-only mode, in a stable order by name."""
+    """Pick the tools this server may serve: every toolset but the platform's (or `wanted`,
+    `all` for every one), minus writes in read-only mode, in a stable order by name. Each
+    caller then sees only those of the components its context installed (`AtlilithServer`)."""
     names = {ts.name for ts in available}
     if wanted:
         unknown = sorted(set(wanted) - names - {"all"})
@@ -82,11 +85,59 @@ def select_tools(available: list[Toolset], wanted: list[str] | None, read_only: 
             raise ValueError(f"unknown toolsets {unknown}; available: {sorted(names)} or 'all'")
         chosen = names if "all" in wanted else set(wanted)
     else:
-        chosen = {ts.name for ts in available if ts.default}
+        chosen = {ts.name for ts in available if not ts.platform}
     specs = [t for ts in available for t in ts.tools if ts.name in chosen or t.name in ALWAYS]
     if read_only:
         specs = [t for t in specs if t.read_only]
     return sorted({t.name: t for t in specs}.values(), key=lambda t: t.name)
+
+
+class AtlilithServer(MCPServer):
+    """tools/list shows each caller the tools of the components its context can use: the
+    always-available toolsets, those it installed, and platform toolsets to platform admins.
+    Read per request (the context of the credential: its org binding or claim, else personal),
+    so an install or an uninstall shows at once. Calls are gated separately, in the context the
+    call acts in (`ToolRuntime.context`)."""
+
+    def __init__(self, rt: ToolRuntime, served: list[ToolSpec], sets: list[Toolset], **kwargs: Any) -> None:
+        super().__init__(tools=[_tool(spec) for spec in served], **kwargs)
+        self._rt = rt
+        self._toolset_of = {spec.name: spec.toolset for spec in served}
+        self._sets = {ts.name: ts for ts in sets}
+
+    async def list_tools(self) -> list[MCPTool]:
+        tools = await super().list_tools()
+        visible = await self.visible_toolsets()
+        return [t for t in tools if self._toolset_of.get(t.name) in visible]
+
+    async def visible_toolsets(self) -> set[str]:
+        always = {name for name, ts in self._sets.items() if ts.always}
+        try:
+            async with self._rt.db.uow(trace_id=current_trace_id()) as uow:
+                ctx = await authenticate(uow, self._rt.credential(), None)
+                installed = await registry_service.installed_toolsets(ctx, uow)
+                platform = {name for name, ts in self._sets.items() if ts.platform}
+                if platform and await registry_service.is_platform_admin(ctx, uow):
+                    installed |= platform
+        except DomainError as err:
+            # A refused credential gets nothing beyond the basics; its calls are refused anyway.
+            log.info("mcp_list_tools_refused", code=err.code)
+            return always
+        return always | {name for name in installed if name in self._sets and self._sets[name].installable}
+
+
+def tool_definition(spec: ToolSpec) -> dict[str, Any]:
+    """The tool's entry in tools/list, as JSON (what an agent reads, and what the registry
+    hashes into `tools_hash`)."""
+    info = _tool(spec)
+    return MCPTool(
+        name=info.name,
+        title=info.title,
+        description=info.description,
+        input_schema=info.parameters,
+        output_schema=info.output_schema,
+        annotations=info.annotations,
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _tool(spec: ToolSpec) -> Tool:
@@ -159,7 +210,7 @@ def build_server(
     static_token: str | None = None,
     toolset_names: list[str] | None = None,
     read_only: bool | None = None,
-) -> MCPServer:
+) -> AtlilithServer:
     """`static_token` set = stdio or in-process (one identity); unset = HTTP with bearer auth."""
     settings = db.settings
     rt = ToolRuntime(db, static_token)
@@ -174,20 +225,23 @@ def build_server(
                 validate_token_resource=True,
             ),
         }
+    available = toolsets(rt)
     selected = select_tools(
-        toolsets(rt),
+        available,
         toolset_names if toolset_names is not None else settings.toolsets,
         settings.read_only if read_only is None else read_only,
     )
-    server: MCPServer = MCPServer(
+    server = AtlilithServer(
+        rt,
+        selected,
+        available,
         name="atlilith",
         title="Atlilith",
         version=__version__,
         instructions=INSTRUCTIONS,
         website_url=settings.base_url,
-        log_level=settings.log_level.upper(),  # type: ignore[arg-type]
-        tools=[_tool(spec) for spec in selected],
-        **auth_kwargs,  # type: ignore[arg-type]
+        log_level=settings.log_level.upper(),
+        **auth_kwargs,
     )
     for resource in skill_resources():
         server.add_resource(resource)
