@@ -260,5 +260,14 @@ def _register_ops() -> None:
 _register_ops()
 
 
+def _register_skills() -> None:
+    from servers import skills_cli
+
+    skills_cli.register(cli)
+
+
+_register_skills()
+
+
 if __name__ == "__main__":
     main()

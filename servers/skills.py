@@ -82,3 +82,38 @@ def problems(skill: Skill) -> list[str]:
         elif not (skill.path.parent / rel).exists():
             found.append(f"link {target!r} points at a missing file")
     return found
+
+
+def export_marketplace(out: Path, version: str, root: Path = SKILLS_DIR) -> list[str]:
+    """Write a Claude Code plugin marketplace: `out/.claude-plugin/marketplace.json` listing one
+    plugin per skill, each at `out/plugins/<name>/` with `.claude-plugin/plugin.json` and
+    `skills/<name>/SKILL.md` (plus the files the skill links to). Returns the plugin names."""
+    import json
+    import shutil
+
+    found = skills(root)
+    bad = {name: problems(s) for name, s in found.items() if problems(s)}
+    if bad:
+        raise ValueError(f"invalid skills: {bad}")
+    plugins: list[dict[str, Any]] = []
+    for name, skill in found.items():
+        plugin_dir = out / "plugins" / name
+        target = plugin_dir / "skills" / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(skill.path.parent, target)
+        meta = {"name": name, "description": skill.description, "version": version}
+        (plugin_dir / ".claude-plugin").mkdir(parents=True, exist_ok=True)
+        (plugin_dir / ".claude-plugin" / "plugin.json").write_text(json.dumps(meta, indent=2) + "\n")
+        plugins.append({**meta, "source": f"./plugins/{name}", "category": "atlilith"})
+    manifest = {
+        "name": "atlilith",
+        "owner": {"name": "Atlilith"},
+        "metadata": {"description": "Skills for agents working with Atlilith components", "version": version},
+        "plugins": plugins,
+    }
+    (out / ".claude-plugin").mkdir(parents=True, exist_ok=True)
+    (out / ".claude-plugin" / "marketplace.json").write_text(
+        json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    )
+    return [p["name"] for p in plugins]
