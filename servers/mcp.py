@@ -93,11 +93,11 @@ def select_tools(available: list[Toolset], wanted: list[str] | None, read_only: 
 
 
 class AtlilithServer(MCPServer):
-    """tools/list shows each caller the tools of the components its context can use: the
-    always-available toolsets, those it installed, and platform toolsets to platform admins.
-    Read per request (the context of the credential: its org binding or claim, else personal),
-    so an install or an uninstall shows at once. Calls are gated separately, in the context the
-    call acts in (`ToolRuntime.context`)."""
+    """tools/list shows each caller the tools it can use: the always-available toolsets, those
+    installed in a context the credential can act in (its bound org; else personal and the
+    person's orgs), and platform toolsets to platform admins. Read per request, so an install or
+    an uninstall shows at once. Each call is gated in the context it acts in
+    (`ToolRuntime.context`)."""
 
     def __init__(self, rt: ToolRuntime, served: list[ToolSpec], sets: list[Toolset], **kwargs: Any) -> None:
         super().__init__(tools=[_tool(spec) for spec in served], **kwargs)
@@ -115,9 +115,10 @@ class AtlilithServer(MCPServer):
         try:
             async with self._rt.db.uow(trace_id=current_trace_id()) as uow:
                 ctx = await authenticate(uow, self._rt.credential(), None)
-                installed = await registry_service.installed_toolsets(ctx, uow)
                 platform = {name for name, ts in self._sets.items() if ts.platform}
-                if platform and await registry_service.is_platform_admin(ctx, uow):
+                admin = bool(platform) and await registry_service.is_platform_admin(ctx, uow)
+                installed = await registry_service.listed_toolsets(ctx, uow)
+                if admin:
                     installed |= platform
         except DomainError as err:
             # A refused credential gets nothing beyond the basics; its calls are refused anyway.

@@ -28,7 +28,7 @@ NOT_TOOLS = {
     "registry.sync_builtins": "runs at server start-up",
     "registry.install_builtins": "the seed's bulk install",
     "registry.require_installed": "the gate every tool call passes",
-    "registry.installed_toolsets": "the per-caller tools/list filter",
+    "registry.listed_toolsets": "the per-caller tools/list filter",
     "registry.is_platform_admin": "a check inside other operations",
     "registry.list_versions": "registry_get gives the current tools_hash; the history is REST",
     "registry.get_skill": "skills are MCP resources: read skill://<name>",
@@ -43,7 +43,7 @@ SlugArg = Annotated[
 ConfigArg = Annotated[
     str,
     Field(
-        description='Component settings as a JSON object (text), e.g. \'{"locale": "fr"}\'.',
+        description="Settings: a JSON object, as text.",
         max_length=CONFIG_MAX_BYTES,
     ),
 ]
@@ -75,9 +75,8 @@ def toolset(rt: ToolRuntime) -> Toolset:
 
     @ts.tool(
         "registry_search",
-        """Search the components this platform offers (built-in and peer services) by what you
-need, e.g. "book appointments" or "calendar"; best matches first. Each says whether the
-current context has it installed, its actions and their credit prices. Omit `q` to list all.
+        """Find components (built-in and peer services) by what you need, e.g. "book
+appointments"; best first, with `installed` for this context and action prices. No `q`: all.
 Read-only, free.""",
         title="Search components",
         read_only=True,
@@ -94,9 +93,8 @@ Read-only, free.""",
 
     @ts.tool(
         "registry_get",
-        """One component in full: its tools (names, annotations), actions with input schemas
-and prices, scopes, skill name (read skill://<name>) and `tools_hash` (changes when its tools
-change). Read-only, free.""",
+        """One component in full: tools, actions (input schemas, prices), scopes, skill name
+(read skill://<name>), tools_hash. Read-only, free.""",
         title="Get a component",
         read_only=True,
     )
@@ -106,9 +104,8 @@ change). Read-only, free.""",
 
     @ts.tool(
         "registry_install",
-        """Install a component in the current context (personal, or `org`: owner or admin) so
-its tools answer there; already installed = returned as is (`created` false). New tools show
-in tools/list on the next listing. Free; its actions cost credits when run.""",
+        """Install a component in this context (personal, or `org`: owner/admin) so its tools
+answer there; a repeat changes nothing. Free; its actions cost credits when run.""",
         title="Install a component",
         read_only=False,
         idempotent=True,
@@ -125,8 +122,7 @@ in tools/list on the next listing. Free; its actions cost credits when run.""",
 
     @ts.tool(
         "registry_configure",
-        """Replace the config of a component installed in the current context (owner or admin
-in an org).""",
+        """Replace the config of a component installed in this context.""",
         title="Configure an installed component",
         read_only=False,
         idempotent=True,
@@ -140,8 +136,8 @@ in an org).""",
 
     @ts.tool(
         "registry_uninstall",
-        """Uninstall a component from the current context: its tools stop answering there at
-once (the data it stored stays). Owner or admin in an org.""",
+        """Uninstall a component from this context: its tools stop answering there at once
+(its data stays).""",
         title="Uninstall a component",
         read_only=False,
         destructive=True,
@@ -153,8 +149,8 @@ once (the data it stored stays). Owner or admin in an org.""",
 
     @ts.tool(
         "registry_installations",
-        """The components installed in the current context, with their version, tools_hash and
-config. Tenancy and registry are always available and not listed. Read-only, free.""",
+        """Components installed in this context, with version, tools_hash and config
+(tenancy and registry are always there). Read-only, free.""",
         title="Installed components",
         read_only=True,
     )

@@ -92,18 +92,15 @@ class ComponentSummary(BaseModel):
     description: str
     toolset: str | None
     tools_count: int
-    tools_hash: str = Field(description="sha256 of the tool definitions as served: changes when they do.")
+    tools_hash: str = Field(description="Changes when its tools change.")
     actions: list[ActionSummary]
-    installed: bool = Field(description="Installed (or always available) in the caller's context.")
-    rank: float | None = Field(default=None, description="Relevance to `q`; null without `q`.")
+    installed: bool
+    rank: float | None = None
 
 
 class Component(ComponentSummary):
     actions: list[ActionDetail]  # type: ignore[assignment]
-    availability: Availability = Field(
-        description="`install`: a context installs it; `always`: every context has it; "
-        "`platform`: platform operators only."
-    )
+    availability: Availability
     tools: list[ToolOut]
     scopes: list[str]
     skill_name: str | None
@@ -145,7 +142,7 @@ class Installation(BaseModel):
 
 
 class Installed(Installation):
-    created: bool = Field(description="False when it was already installed (config left untouched).")
+    created: bool = Field(description="False: it was already installed (config untouched).")
 
 
 class Uninstalled(BaseModel):

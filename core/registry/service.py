@@ -49,7 +49,7 @@ from core.registry.schemas import (
     VersionOut,
 )
 from core.registry.schemas import Installation as InstallationOut
-from core.tenancy.models import Person
+from core.tenancy.models import OrgMember, Person
 from core.uow import UnitOfWork
 
 log = get_logger("atlilith.registry")
@@ -557,11 +557,27 @@ async def require_installed(ctx: TenantContext, uow: UnitOfWork, toolset: str) -
     )
 
 
-async def installed_toolsets(ctx: TenantContext, uow: UnitOfWork) -> set[str]:
-    """Toolsets the context may call: always-available ones and those it installed."""
+async def listed_toolsets(ctx: TenantContext, uow: UnitOfWork) -> set[str]:
+    """Toolsets to list to a credential: the always-available ones, and those installed in any
+    context it can act in — the org an API key is bound to; else the person's own context and
+    every org they are a member of now. (Calls are still gated in the context each one acts in;
+    listing the union spares an agent tools it could call with `org` but would never see.)"""
+    person = ctx.person_id
+    await uow.act_as_system()  # across the person's own contexts, filtered explicitly below
+    tenants = [ctx.tenant_id]
+    if not ctx.principal.org_bound:
+        orgs = await uow.session.execute(select(OrgMember.org_id).where(OrgMember.person_id == person))
+        tenants = [person, *orgs.scalars()]
     rows = await uow.session.execute(
-        select(ComponentRow.toolset).where(
-            ComponentRow.toolset.is_not(None), ComponentRow.retired_at.is_(None), _installed_expr(ctx)
+        select(ComponentRow.toolset)
+        .where(ComponentRow.toolset.is_not(None), ComponentRow.retired_at.is_(None))
+        .where(
+            or_(
+                ComponentRow.availability == "always",
+                select(Installation.id)
+                .where(Installation.component_id == ComponentRow.id, Installation.tenant_id.in_(tenants))
+                .exists(),
+            )
         )
     )
     return {str(t) for t in rows.scalars()}

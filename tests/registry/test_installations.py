@@ -144,7 +144,6 @@ async def test_mcp_gate_follows_installs_at_once_in_the_acting_context(
         # Uninstalled over REST while this connection lives: refused on the very next call.
         await uninstall(client, a, "bookings")
         assert _err(await c.call_tool("bookings_services_list", {}))["code"] == "component_not_installed"
-        assert "bookings_services_list" not in {t.name for t in (await c.list_tools()).tools}
         assert not (await c.call_tool("bookings_services_list", {"org": org})).is_error
 
         # Tenancy and registry tools never need an install.
@@ -160,14 +159,17 @@ async def test_mcp_gate_follows_installs_at_once_in_the_acting_context(
         assert bad["code"] == "invalid_config"
         gone = await c.call_tool("registry_uninstall", {"component": "bookings", "org": org})
         assert not gone.is_error
+        # Installed nowhere the person acts any more: gone from the list too.
+        assert "bookings_services_list" not in {t.name for t in (await c.list_tools()).tools}
         assert (
             _err(await c.call_tool("bookings_services_list", {"org": org}))["code"]
             == "component_not_installed"
         )
 
 
-async def test_tools_list_follows_the_credentials_context(client: httpx.AsyncClient, db: Database) -> None:
-    """An org-bound API key lists the org's installed toolsets, a personal token its own."""
+async def test_tools_list_follows_the_credentials_contexts(client: httpx.AsyncClient, db: Database) -> None:
+    """An org-bound API key lists the org's installed toolsets; a person's token those of every
+    context they can act in, and no one else's."""
     a = await signup(client)
     org = await make_org(client, a)
     await install(client, a, "messaging", org=org)
@@ -183,6 +185,16 @@ async def test_tools_list_follows_the_credentials_context(client: httpx.AsyncCli
     )
     async with Client(build_server(db, static_token=a.token)) as c:
         names = {t.name for t in (await c.list_tools()).tools}
-    assert any(n.startswith("analytics_") for n in names) and not any(
-        n.startswith("messaging_") for n in names
-    )
+    assert any(n.startswith("analytics_") for n in names) and any(n.startswith("messaging_") for n in names)
+    assert not any(n.startswith("bookings_") for n in names)
+    # Another person's installs never widen my list; joining an org does, leaving it undoes it.
+    b = await signup(client)
+    await install(client, b, "bookings")
+    async with Client(build_server(db, static_token=b.token)) as c:
+        assert not any(t.name.startswith(("messaging_", "analytics_")) for t in (await c.list_tools()).tools)
+        r = await client.post(f"/v1/orgs/{org}/members", json={"person": b.slug}, headers=a.h())
+        assert r.status_code == 201, r.text
+        assert any(t.name.startswith("messaging_") for t in (await c.list_tools()).tools)
+        r = await client.delete(f"/v1/orgs/{org}/members/{b.slug}", headers=a.h())
+        assert r.status_code == 204, r.text
+        assert not any(t.name.startswith("messaging_") for t in (await c.list_tools()).tools)
