@@ -188,7 +188,7 @@ async def test_search_ranks_the_right_component_first(client: httpx.AsyncClient)
         ("credit balance", "credits"),
         ("funnel", "analytics"),
         ("resolve company domain", "identity"),
-        ("install component", "registry"),
+        ("install uninstall", "registry"),
         ("org members", "tenancy"),
         ("mesaging", "messaging"),
         ("analytcs", "analytics"),

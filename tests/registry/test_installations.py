@@ -198,3 +198,32 @@ async def test_tools_list_follows_the_credentials_contexts(client: httpx.AsyncCl
         r = await client.delete(f"/v1/orgs/{org}/members/{b.slug}", headers=a.h())
         assert r.status_code == 204, r.text
         assert not any(t.name.startswith("messaging_") for t in (await c.list_tools()).tools)
+
+
+async def test_seed_installs_every_builtin_for_the_bootstrap_tenant(db: Database) -> None:
+    from sqlalchemy import text
+
+    from core.seed import ORG_SLUG, PERSON_SLUG, seed
+    from core.tenancy.models import Org, Person
+
+    await seed(db, "seed-password-1")
+    again = await seed(db, "seed-password-1")
+    assert again.components_installed == 0  # idempotent
+    async with db.system() as uow:
+        person = (await uow.session.execute(select(Person.id).where(Person.slug == PERSON_SLUG))).scalar_one()
+        org = (await uow.session.execute(select(Org.id).where(Org.slug == ORG_SLUG))).scalar_one()
+        installable = (
+            await uow.session.execute(
+                text(
+                    "SELECT count(*) FROM registry.components WHERE kind = 'builtin'"
+                    " AND availability = 'install' AND retired_at IS NULL"
+                )
+            )
+        ).scalar_one()
+        for tenant in (person, org):
+            count = (
+                await uow.session.execute(
+                    text("SELECT count(*) FROM registry.installations WHERE tenant_id = :t"), {"t": tenant}
+                )
+            ).scalar_one()
+            assert count == installable >= 6
