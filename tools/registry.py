@@ -34,6 +34,8 @@ NOT_TOOLS = {
     "registry.get_skill": "skills are MCP resources: read skill://<name>",
     "registry.register_peer_component": "platform admins, over REST /v1/admin/components",
     "registry.update_peer_component": "platform admins, over REST /v1/admin/components/{slug}",
+    "registry.register_peer": "platform admins, over REST /v1/admin/peers (billing-shaped door)",
+    "registry.update_peer": "platform admins, over REST /v1/admin/peers/{peer} (billing-shaped door)",
 }
 
 SlugArg = Annotated[

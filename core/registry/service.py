@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import REGCONFIG, insert
 from core import audit
 from core.auth import utcnow
 from core.billing import service as billing
-from core.billing.schemas import PeerIn, PeerUpdateIn
+from core.billing.schemas import PeerCreated, PeerIn, PeerUpdateIn
 from core.context import Role, TenantContext, register_scopes
 from core.errors import Conflict, NotFound, PermissionDenied, constraint_error
 from core.idempotency import idempotent_operation
@@ -605,6 +605,20 @@ async def register_peer_component(
     """Platform admin: register a peer component — its registry entry and its runnable billing
     peer, in one unit of work (either both exist afterwards or neither). The HMAC secret is
     returned once."""
+    return (await _register_peer(ctx, uow, data))[0]
+
+
+async def register_peer(ctx: TenantContext, uow: UnitOfWork, data: PeerIn) -> PeerCreated:
+    """The same operation through the billing-shaped door (`POST /v1/admin/peers`), so a peer
+    can never be runnable without being in the catalogue."""
+    return (await _register_peer(ctx, uow, PeerComponentIn.model_validate(data.model_dump(), strict=False)))[
+        1
+    ]
+
+
+async def _register_peer(
+    ctx: TenantContext, uow: UnitOfWork, data: PeerComponentIn
+) -> tuple[PeerComponentOut, PeerCreated]:
     await audit.require_platform_admin(ctx, uow)
     taken = (
         await uow.session.execute(select(ComponentRow.kind).where(ComponentRow.slug == data.slug))
@@ -662,7 +676,7 @@ async def register_peer_component(
         {"kind": "peer", "version": row.version, "base_url": row.base_url},
     )
     log.info("peer_component_registered", component=row.slug, by=str(ctx.person_id))
-    return PeerComponentOut(component=_detail(row, False), secret=peer.secret)
+    return PeerComponentOut(component=_detail(row, False), secret=peer.secret), peer
 
 
 async def update_peer_component(
@@ -670,6 +684,18 @@ async def update_peer_component(
 ) -> PeerComponentOut:
     """Platform admin: change a peer component (entry and billing peer together); a new version
     row is recorded when its version or its actions change. Disabled = hidden from the catalogue."""
+    return (await _update_peer(ctx, uow, slug, data))[0]
+
+
+async def update_peer(ctx: TenantContext, uow: UnitOfWork, slug: str, data: PeerUpdateIn) -> PeerCreated:
+    """The same operation through the billing-shaped door (`PATCH /v1/admin/peers/{peer}`)."""
+    update = PeerComponentUpdate.model_validate(data.model_dump(exclude_unset=True), strict=False)
+    return (await _update_peer(ctx, uow, slug, update))[1]
+
+
+async def _update_peer(
+    ctx: TenantContext, uow: UnitOfWork, slug: str, data: PeerComponentUpdate
+) -> tuple[PeerComponentOut, PeerCreated]:
     await audit.require_platform_admin(ctx, uow)
     row = (
         await uow.session.execute(select(ComponentRow).where(ComponentRow.slug == slug).with_for_update())
@@ -727,4 +753,4 @@ async def update_peer_component(
         data.model_dump(exclude_none=True, exclude={"skill_text"}),
     )
     log.info("peer_component_updated", component=row.slug, by=str(ctx.person_id))
-    return PeerComponentOut(component=_detail(row, False), secret=peer.secret)
+    return PeerComponentOut(component=_detail(row, False), secret=peer.secret), peer

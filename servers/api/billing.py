@@ -35,6 +35,7 @@ from core.billing.schemas import (
     RunIn,
 )
 from core.pagination import Page
+from core.registry import service as registry
 from servers.api.deps import CallerDep, DbDep, IdempotencyKey, PageDep
 
 router = APIRouter()
@@ -43,6 +44,8 @@ NOT_ROUTES = {
     "billing.execute_job": "runs from the jobs/job.queued event handler",
     "billing.execute_now": "the engine of synchronous feature doors (POST /v1/identity/resolve-*)",
     "billing.sweep": "scheduled housekeeping (expired deadlines, holds and grants)",
+    "billing.register_peer": "the billing half of registry.register_peer (one operation, /v1/admin/peers)",
+    "billing.update_peer": "the billing half of registry.update_peer (one operation, /v1/admin/peers/{peer})",
 }
 Component = Annotated[str, Path(pattern=COMPONENT_PATTERN, description="e.g. `identity`.")]
 Action = Annotated[str, Path(pattern=ACTION_PATTERN, description="e.g. `resolve-person`.")]
@@ -204,14 +207,14 @@ async def list_peers(caller: CallerDep, page: PageDep) -> Page[PeerOut]:
 async def register_peer(data: PeerIn, caller: CallerDep) -> PeerCreated:
     """Register a peer component; the response carries its HMAC secret, once."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.register_peer(ctx, uow, data)
+        return await registry.register_peer(ctx, uow, data)
 
 
 @router.patch("/v1/admin/peers/{peer}", response_model=PeerCreated, tags=["admin"])
 async def update_peer(peer: PeerSlug, data: PeerUpdateIn, caller: CallerDep) -> PeerCreated:
     """Change a peer, or rotate its secret (`rotate_secret: true`; the new one is shown once)."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.update_peer(ctx, uow, peer, data)
+        return await registry.update_peer(ctx, uow, peer, data)
 
 
 @router.get("/v1/admin/peers/{peer}/health", response_model=PeerHealthOut, tags=["admin"])

@@ -237,6 +237,9 @@ async def test_every_admin_action_is_audited_with_who_what_and_trace(client: htt
         "credits.refund": ("job", job["job_id"], t_refund),
         "peer.register": ("peer", slug, t_reg),
         "peer.update": ("peer", slug, t_upd),
+        # A peer is registered as a component: the registry's half is audited too.
+        "component.register": ("component", slug, t_reg),
+        "component.update": ("component", slug, t_upd),
         "person.suspend": ("person", a.id, t_susp),
         "person.reactivate": ("person", a.id, t_react),
     }

@@ -327,7 +327,8 @@ async def test_peer_admin_rotation_and_validation(
             },
             headers=admin.h(),
         )
-        assert dup.status_code == 409 and dup.json()["code"] == "peer_exists"
+        # Registering a peer registers a component: the registry owns the slug.
+        assert dup.status_code == 409 and dup.json()["code"] == "component_exists"
         builtin = await client.post(
             "/v1/admin/peers",
             json={

@@ -66,24 +66,34 @@ async def test_a_failure_writes_neither_side(client: httpx.AsyncClient) -> None:
     assert r.status_code == 409 and r.json()["code"] == "component_exists", r.text
     peers = (await client.get("/v1/admin/peers?limit=100", headers=admin.h())).json()["items"]
     assert "bookings" not in {p["slug"] for p in peers}
-    # A billing peer exists with this slug but no registry entry: billing refuses; nothing written.
-    slug = f"orphan-{uuid.uuid4().hex[:8]}"
+    # The billing-shaped door registers the same way: a runnable peer is always in the catalogue,
+    # and its slug is then taken for both doors.
+    slug = f"legacy-{uuid.uuid4().hex[:8]}"
     pre = await client.post(
         "/v1/admin/peers",
         json={
             "slug": slug,
-            "name": "Old",
+            "name": "Old door",
             "base_url": "http://127.0.0.1:9",
             "actions": [{"name": "xx", "price": 1}],
         },
         headers=admin.h(),
     )
-    assert pre.status_code == 201, pre.text
+    assert pre.status_code == 201 and pre.json()["secret"], pre.text
+    listed = await client.get(f"/v1/registry/{slug}", headers=admin.h())
+    assert listed.status_code == 200 and listed.json()["kind"] == "peer", listed.text
+    assert [a["name"] for a in listed.json()["actions"]] == ["xx"]
     r = await client.post(
         "/v1/admin/components", json=body("http://127.0.0.1:9", slug=slug), headers=admin.h()
     )
-    assert r.status_code == 409, r.text
-    assert (await client.get(f"/v1/registry/{slug}", headers=admin.h())).status_code == 404
+    assert r.status_code == 409 and r.json()["code"] == "component_exists", r.text
+    moved = await client.patch(
+        f"/v1/admin/peers/{slug}", json={"actions": [{"name": "yy", "price": 3}]}, headers=admin.h()
+    )
+    assert moved.status_code == 200, moved.text
+    after = (await client.get(f"/v1/registry/{slug}", headers=admin.h())).json()
+    assert [(a["name"], a["price"]) for a in after["actions"]] == [("yy", 3)]
+    assert after["tools_hash"] != listed.json()["tools_hash"]
     again = await client.post("/v1/admin/components", json=body("http://127.0.0.1:9"), headers=admin.h())
     dup = await client.post(
         "/v1/admin/components",
