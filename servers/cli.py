@@ -251,7 +251,14 @@ def _register_ops() -> None:
     ops_cli.register(cli)
 
 
+def _register_client() -> None:
+    from servers import client_cli
+
+    client_cli.register(cli)
+
+
 _register_ops()
+_register_client()
 
 
 if __name__ == "__main__":
