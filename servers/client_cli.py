@@ -940,12 +940,19 @@ def jobs_run(
     data = _parse_object(input_json, "--input")
     key = idempotency_key or str(uuid.uuid4())
     with connect(server, org) as api:
-        accepted = api.request(
-            "POST",
-            f"/v1/run/{component}/{action}",
-            json_body={"input": data},
-            headers={"Idempotency-Key": key},
-        ).json()
+        try:
+            accepted = api.request(
+                "POST",
+                f"/v1/run/{component}/{action}",
+                json_body={"input": data},
+                headers={"Idempotency-Key": key},
+            ).json()
+        except CliError as err:
+            err.extra["idempotency_key"] = key
+            if err.exit_code == EXIT_NETWORK or (err.status or 0) >= 500:
+                # The job may have been accepted before the failure: the same key cannot run it twice.
+                err.hint = f"{err.hint + '; ' if err.hint else ''}retry safely with --idempotency-key {key}"
+            raise
         if not out.json:
             held = accepted["credits_held"]
             out.say(f"Job {accepted['job_id']} {accepted['status']}, {held} credits held.")

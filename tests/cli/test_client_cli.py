@@ -215,6 +215,8 @@ async def test_a_server_that_is_down_is_named_with_a_hint(atl: Cli) -> None:
     assert f"cannot reach the Atlilith server at {down}" in result.stderr and "./run dev" in result.stderr
     err = one_json(atl("credits", "--json", ATLILITH_TOKEN="x", ATLILITH_SERVER=down))["error"]
     assert err["code"] == "server_unreachable" and err["server"] == down and err["exit_code"] == 3
+    run = atl("jobs", "run", "identity", "resolve-person", "--server", down, ATLILITH_TOKEN="x")
+    assert run.exit_code == 3 and "retry safely with --idempotency-key" in run.stderr
     login = atl("login", "--server", down, "--login", "someone", "--password-stdin", input="pw\n")
     assert login.exit_code == 3 and not atl.config_file.exists()
 
