@@ -676,7 +676,7 @@ def add(
             }
         )
     else:
-        where = "current context" if not org else ("personal context" if org == "personal" else f"org {org}")
+        where = _where(api.org)  # --org, or the context saved at login
         verb = "Installed" if created else "Already installed:"
         out.say(f"{verb} [bold]{slug}[/] {installation.get('version', '')} for the {where}.")
         if config_updated:
@@ -687,6 +687,12 @@ def add(
             out.say(_skill_message(written))
     if written is not None and written["action"] == "kept":
         raise typer.Exit(EXIT_FAILED)
+
+
+def _where(org: str | None) -> str:
+    if not org:
+        return "current context"
+    return "personal context" if org == "personal" else f"org {org}"
 
 
 def _skill_message(written: dict[str, Any]) -> str:
@@ -1010,7 +1016,7 @@ def credits(
     if out.json:
         out.document({**balance, **({"ledger": entries} if entries is not None else {})})
         return
-    where = "personal" if balance.get("context") == "personal" else f"org {org or balance.get('org_id')}"
+    where = "personal" if balance.get("context") == "personal" else f"org {api.org or balance.get('org_id')}"
     out.say(f"[bold]{balance['available']}[/] credits available ({where})")
     holds_count = balance["open_holds_count"]
     out.say(f"balance {balance['balance']} · held {balance['held']} · open holds {holds_count}")
