@@ -16,6 +16,7 @@ def load_models() -> None:
     # Platform-wide tables that are not a feature's
     importlib.import_module("core.events")
     importlib.import_module("core.idempotency")
+    importlib.import_module("core.audit")
     for name in feature_names():
         try:
             importlib.import_module(f"core.{name}.models")

@@ -1,5 +1,6 @@
 """The `atlilith` command: dev, serve, migrate, seed, mcp (stdio), token, and the operator
-commands (generate, backup, restore, deploy, status, stop, logs) from `servers.ops_cli`."""
+commands (generate, backup, restore, deploy, status, stop, logs) from `servers.ops_cli`, and
+`admin promote|demote` from `servers.admin_cli`."""
 
 from __future__ import annotations
 
@@ -246,9 +247,10 @@ def main() -> None:
 
 
 def _register_ops() -> None:
-    from servers import ops_cli
+    from servers import admin_cli, ops_cli
 
     ops_cli.register(cli)
+    admin_cli.register(cli)
 
 
 def _register_client() -> None:

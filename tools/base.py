@@ -63,11 +63,18 @@ class ToolRuntime:
         return access.token
 
     @asynccontextmanager
-    async def context(self, org: str | None = None) -> AsyncIterator[tuple[TenantContext, UnitOfWork]]:
+    async def context(
+        self, org: str | None = None, *, person_level: bool = False
+    ) -> AsyncIterator[tuple[TenantContext, UnitOfWork]]:
         """The unit of work of one tool call, bound to the caller in the chosen context
-        (membership re-checked now, not when the token was issued)."""
+        (membership re-checked now, not when the token was issued). `person_level`: the
+        operation concerns the person whatever the context (platform admin), so the token's
+        org claim does not apply."""
         async with self.db.uow(trace_id=current_trace_id()) as uow:
-            ctx = await authenticate(uow, self.credential(), org.strip().lower() if org else None)
+            if person_level:
+                ctx = await authenticate(uow, self.credential(), None, use_token_org=False)
+            else:
+                ctx = await authenticate(uow, self.credential(), org.strip().lower() if org else None)
             yield ctx, uow
 
 

@@ -18,7 +18,6 @@ NOT_TOOLS = {
     "billing.receive_callback": "peer-to-platform HTTP contract, signed with the peer's secret",
     "billing.record_purchase": "the payment provider's signed webhook",
     "billing.update_credit_settings": "a context setting, changed in the portal",
-    "billing.grant_credits": "platform admin",
     "billing.refund_job": "platform admin",
     "billing.list_peers": "platform admin",
     "billing.register_peer": "platform admin",

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
+from core import audit
 from core.auth import utcnow
 from core.billing import ledger, peers
 from core.billing.components import (
@@ -873,18 +874,6 @@ async def update_credit_settings(ctx: TenantContext, uow: UnitOfWork, data: Cred
 # --- the platform's own operations -----------------------------------------------------------------
 
 
-async def _platform_admin(ctx: TenantContext, uow: UnitOfWork) -> None:
-    """Re-read from the database on every call; then act across tenants (system mode)."""
-    is_admin = (
-        await uow.session.execute(select(Person.is_platform_admin).where(Person.id == ctx.person_id))
-    ).scalar_one_or_none()
-    if not is_admin:
-        raise PermissionDenied(
-            "this needs a platform admin", code="platform_admin_required", hint="ask the platform operator"
-        )
-    await uow.act_as_system()
-
-
 async def _owner_of(
     uow: UnitOfWork, person: str | None, org: str | None
 ) -> tuple[uuid.UUID, uuid.UUID | None]:
@@ -910,7 +899,7 @@ async def grant_credits(
     ctx: TenantContext, uow: UnitOfWork, data: GrantIn, idempotency_key: str | None = None
 ) -> GrantOut:
     """Platform admin: grant credits to a person's or an org's context, optionally expiring."""
-    await _platform_admin(ctx, uow)
+    await audit.require_platform_admin(ctx, uow)
     if data.expires_at is not None and data.expires_at <= utcnow():
         raise ValidationFailed(
             "`expires_at` is in the past",
@@ -936,6 +925,21 @@ async def grant_credits(
             person_id=acct.person_id,
             org_id=acct.org_id,
         )
+        await audit.record(
+            uow,
+            ctx,
+            "credits.grant",
+            "org" if acct.org_id else "person",
+            acct.org_id or acct.person_id,
+            {
+                "entry_id": entry.id,
+                "credits": data.credits,
+                "person": data.person,
+                "org": data.org,
+                "expires_at": data.expires_at,
+                "memo": data.memo,
+            },
+        )
         log.info(
             "credits_granted",
             tenant_id=str(acct.org_id or acct.person_id),
@@ -948,7 +952,7 @@ async def grant_credits(
 async def refund_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, data: RefundIn) -> GrantOut:
     """Platform admin: give back what a job was charged (once per job; a retry returns the
     same refund)."""
-    await _platform_admin(ctx, uow)
+    await audit.require_platform_admin(ctx, uow)
     job = await _lock_job(uow, job_id)
     if job is None:
         raise NotFound("no such job", code="job_not_found")
@@ -979,6 +983,21 @@ async def refund_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, dat
             person_id=job.person_id,
             org_id=job.org_id,
             trace_id=job.id.hex,
+        )
+        await audit.record(
+            uow,
+            ctx,
+            "credits.refund",
+            "job",
+            job.id,
+            {
+                "entry_id": entry.id,
+                "credits": credits,
+                "tenant_id": job.org_id or job.person_id,
+                "component": job.component,
+                "action": job.action,
+                "memo": data.memo,
+            },
         )
     return _grant_out(entry)
 
@@ -1088,7 +1107,7 @@ def _peer_out(peer: Peer, secret: str | None = None) -> PeerCreated:
 
 async def list_peers(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[PeerOut]:
     """Platform admin: registered peer components."""
-    await _platform_admin(ctx, uow)
+    await audit.require_platform_admin(ctx, uow, write=False)
     stmt = select(Peer).order_by(Peer.slug).limit(page.limit + 1)
     if page.cursor:
         (after,) = decode_cursor(page.cursor, 1)
@@ -1104,7 +1123,7 @@ async def list_peers(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> 
 
 async def register_peer(ctx: TenantContext, uow: UnitOfWork, data: PeerIn) -> PeerCreated:
     """Platform admin: register a peer component; its HMAC secret is returned once."""
-    await _platform_admin(ctx, uow)
+    await audit.require_platform_admin(ctx, uow)
     if any(spec.component == data.slug for spec in builtin_actions().values()):
         raise Conflict(
             f"{data.slug!r} is a built-in component", code="peer_exists", hint="choose another slug"
@@ -1124,6 +1143,21 @@ async def register_peer(ctx: TenantContext, uow: UnitOfWork, data: PeerIn) -> Pe
     uow.session.add(PeerSecret(peer_id=peer.id, secret=secret))
     await uow.session.flush()
     await uow.session.refresh(peer)
+    # The secret is returned once and never written to the log.
+    await audit.record(
+        uow,
+        ctx,
+        "peer.register",
+        "peer",
+        peer.slug,
+        {
+            "peer_id": peer.id,
+            "name": peer.name,
+            "base_url": peer.base_url,
+            "actions": [a.name for a in data.actions],
+            "enabled": peer.enabled,
+        },
+    )
     log.info("peer_registered", peer=peer.slug, by=str(ctx.person_id))
     return _peer_out(peer, secret)
 
@@ -1140,7 +1174,7 @@ async def _peer_by_slug(uow: UnitOfWork, slug: str) -> Peer:
 async def update_peer(ctx: TenantContext, uow: UnitOfWork, slug: str, data: PeerUpdateIn) -> PeerCreated:
     """Platform admin: change a peer's URL, actions, timeout or state, or rotate its secret
     (the new one is returned once; the old one stops working at once)."""
-    await _platform_admin(ctx, uow)
+    await audit.require_platform_admin(ctx, uow)
     peer = await _peer_by_slug(uow, slug)
     fields = data.model_dump(exclude_unset=True, exclude={"rotate_secret"})
     for key, value in fields.items():
@@ -1155,13 +1189,24 @@ async def update_peer(ctx: TenantContext, uow: UnitOfWork, slug: str, data: Peer
         row.secret, row.rotated_at = secret, utcnow()
     peer.updated_at = utcnow()
     await uow.session.flush()
+    changed = {k: v for k, v in fields.items() if v is not None}
+    if "actions" in changed:
+        changed["actions"] = [a["name"] for a in changed["actions"]]
+    await audit.record(
+        uow,
+        ctx,
+        "peer.update",
+        "peer",
+        peer.slug,
+        {"peer_id": peer.id, "changed": changed, "secret_rotated": bool(secret)},
+    )
     log.info("peer_updated", peer=peer.slug, rotated=bool(secret))
     return _peer_out(peer, secret)
 
 
 async def check_peer(ctx: TenantContext, uow: UnitOfWork, slug: str) -> PeerHealthOut:
     """Platform admin: call the peer's GET {base}/health now."""
-    await _platform_admin(ctx, uow)
+    await audit.require_platform_admin(ctx, uow, write=False)
     peer = await _peer_by_slug(uow, slug)
     healthy, status, took = await peers.health(uow.db.settings, peer.base_url)
     return PeerHealthOut(slug=peer.slug, healthy=healthy, status=status, ms=round(took * 1000, 1))

@@ -1428,6 +1428,10 @@ async def feed_ics(db: Database, token: str) -> CalendarOut:
         if feed is None:
             raise missing
         person = feed.person_id
+        # A feed URL is one of the person's credentials: a suspended person's feeds go dark too.
+        status = (await uow.session.execute(select(Person.status).where(Person.id == person))).scalar_one()
+        if status != "active":
+            raise missing
         if feed.last_used_at is None or feed.last_used_at < utcnow() - dt.timedelta(minutes=5):
             feed.last_used_at = utcnow()
         member_of = select(OrgMember.org_id).where(OrgMember.person_id == person)

@@ -40,6 +40,9 @@ class Person(Base):
     display_name: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text, server_default="active")
     is_platform_admin: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Set by a platform admin (core.admin); a suspended person is refused everywhere at once.
+    suspended_at: Mapped[dt.datetime | None]
+    suspension_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = created_at()
     updated_at: Mapped[dt.datetime] = updated_at()
 

@@ -1,0 +1,102 @@
+"""Platform admin: persons, orgs, suspension and the audit log under /v1/admin/... (the billing
+admin routes — grants, refunds, peers — live in servers/api/billing.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Query
+
+from core.admin import service
+from core.admin.schemas import (
+    AdminOrgOut,
+    AdminPersonDetail,
+    AdminPersonOut,
+    AuditEntryOut,
+    PersonStatus,
+    ReactivateIn,
+    SuspendIn,
+    SuspensionOut,
+)
+from core.pagination import Page
+from servers.api.deps import CallerDep, PageDep
+
+router = APIRouter(tags=["admin"])
+
+NOT_ROUTES = {
+    "admin.set_platform_admin": "operator-only (`atlilith admin promote|demote`): needs database access",
+}
+PersonRef = Annotated[str, Path(min_length=1, max_length=64, description="The person's handle or id.")]
+Search = Annotated[str | None, Query(max_length=100, description="Part of a handle, email or name.")]
+
+
+@router.get("/v1/admin/persons", response_model=Page[AdminPersonOut])
+async def list_persons(
+    caller: CallerDep,
+    page: PageDep,
+    q: Search = None,
+    status: Annotated[PersonStatus | None, Query()] = None,
+) -> Page[AdminPersonOut]:
+    """Every person on the platform, newest first (platform admins)."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.list_persons(ctx, uow, page, q, status)
+
+
+@router.get("/v1/admin/persons/{person}", response_model=AdminPersonDetail)
+async def get_person(person: PersonRef, caller: CallerDep) -> AdminPersonDetail:
+    """A person's status, orgs and roles, live sessions and API keys (platform admins)."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.get_person(ctx, uow, person)
+
+
+@router.post("/v1/admin/persons/{person}/suspend", response_model=SuspensionOut)
+async def suspend_person(person: PersonRef, data: SuspendIn, caller: CallerDep) -> SuspensionOut:
+    """Suspend a person: their sessions end now and every credential of theirs is refused
+    (platform admins; not yourself, not another platform admin). Audited."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.suspend_person(ctx, uow, person, data)
+
+
+@router.post("/v1/admin/persons/{person}/reactivate", response_model=SuspensionOut)
+async def reactivate_person(
+    person: PersonRef, caller: CallerDep, data: Annotated[ReactivateIn | None, Body()] = None
+) -> SuspensionOut:
+    """Lift a suspension: API keys work again; the person signs in again. Audited."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.reactivate_person(ctx, uow, person, data or ReactivateIn())
+
+
+@router.get("/v1/admin/orgs", response_model=Page[AdminOrgOut])
+async def list_orgs(
+    caller: CallerDep,
+    page: PageDep,
+    q: Annotated[str | None, Query(max_length=100, description="Part of a slug or name.")] = None,
+) -> Page[AdminOrgOut]:
+    """Every org with its owner and member count, newest first (platform admins)."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.list_orgs(ctx, uow, page, q)
+
+
+@router.get("/v1/admin/audit", response_model=Page[AuditEntryOut])
+async def list_audit(
+    caller: CallerDep,
+    page: PageDep,
+    actor: Annotated[
+        str | None, Query(max_length=64, description="A handle, a person id, or `operator`.")
+    ] = None,
+    action: Annotated[
+        str | None, Query(max_length=64, description="`person.suspend`, or a prefix: `person.*`.")
+    ] = None,
+    target_type: Annotated[
+        str | None, Query(max_length=32, description="`person`, `org`, `job`, `peer`.")
+    ] = None,
+    target_id: Annotated[
+        str | None, Query(max_length=64, description="The target's id (a person's handle, an org's slug).")
+    ] = None,
+    since: Annotated[dt.datetime | None, Query(description="From this instant (inclusive).")] = None,
+    until: Annotated[dt.datetime | None, Query(description="Before this instant.")] = None,
+) -> Page[AuditEntryOut]:
+    """The audit log, newest first: who did what to whom, when, with the trace id (platform admins)."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.list_audit(ctx, uow, page, actor, action, target_type, target_id, since, until)
