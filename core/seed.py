@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from core.context import Principal, PrincipalKind, Role, TenantContext
+from core.registry.service import install_builtins
 from core.tenancy import service
 from core.tenancy.models import Brand, Client, Org, Person, PersonCredential
 from core.tenancy.schemas import BrandIn, ClientIn, OrgIn
@@ -40,6 +41,7 @@ class SeedReport:
     org_created: bool
     brands_created: int
     clients_created: int
+    components_installed: int = 0
 
 
 async def seed(db: Database, password: str | None = None) -> SeedReport:
@@ -98,4 +100,7 @@ async def seed(db: Database, password: str | None = None) -> SeedReport:
             if email not in existing_emails:
                 await service.create_client(in_org, uow, ClientIn(name=name, email=email, phone=phone))
                 clients += 1
-    return SeedReport(person_created, generated, org_created, brands, clients)
+        # Every built-in the registry knows, in both contexts, so `./run dev` is fully usable.
+        installed = await install_builtins(uow, person_id, None)
+        installed += await install_builtins(uow, person_id, org_id)
+    return SeedReport(person_created, generated, org_created, brands, clients, len(installed))

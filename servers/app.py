@@ -23,6 +23,7 @@ from core.uow import Database
 from servers import mcp as mcp_door
 from servers.middleware import BodyLimit, RequestContext
 from servers.problems import install_problem_handlers
+from servers.registry_sync import sync_registry
 
 log = get_logger("atlilith.app")
 
@@ -70,6 +71,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             # Mounted inside FastAPI, the MCP app's own lifespan does not run: enter it here.
             await stack.enter_async_context(mcp_server.session_manager.run())
+            await sync_registry(database)
             stop = asyncio.Event()
             task: asyncio.Task[None] | None = None
             if relay_on:

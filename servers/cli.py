@@ -64,10 +64,13 @@ def _migrate(settings: Settings) -> None:
 def _seed(settings: Settings) -> None:
     from core.seed import seed
     from core.uow import Database
+    from servers.registry_sync import sync_builtins
 
     async def run() -> None:
         db = Database(settings)
         try:
+            # The seed installs every built-in: the registry must know them first.
+            await sync_builtins(db)
             report = await seed(db, settings.seed_password)
         finally:
             await db.dispose()
@@ -192,6 +195,9 @@ async def _run_stdio(settings: Settings, toolsets: list[str] | None, read_only: 
     except DomainError as err:
         await db.dispose()
         _fail(f"ATLILITH_TOKEN was refused: {err.code}: {err.message}")
+    from servers.registry_sync import sync_registry
+
+    await sync_registry(db)
     try:
         server = build_server(db, static_token=settings.token, toolset_names=toolsets, read_only=read_only)
     except ValueError as exc:
@@ -261,6 +267,15 @@ def _register_client() -> None:
 
 _register_ops()
 _register_client()
+
+
+def _register_skills() -> None:
+    from servers import skills_cli
+
+    skills_cli.register(cli)
+
+
+_register_skills()
 
 
 if __name__ == "__main__":

@@ -69,6 +69,10 @@ async def settings() -> AsyncIterator[Settings]:
 @pytest.fixture(scope="session")
 async def db(settings: Settings) -> AsyncIterator[Database]:
     database = Database(settings)
+    from servers.registry_sync import sync_builtins
+
+    # What a server's start-up does: the registry knows every built-in before any test.
+    await sync_builtins(database)
     try:
         yield database
     finally:

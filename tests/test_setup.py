@@ -112,35 +112,3 @@ def test_every_documented_setting_exists() -> None:
         expected.add(str(choices[0]) if choices else f"ATLILITH_{name.upper()}")
     assert expected - documented == set(), "settings missing from the README table"
     assert documented - expected == set(), "README documents settings that do not exist"
-
-
-SKILL_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-
-
-def test_skills_are_valid_and_name_real_tools(db: Database) -> None:
-    from servers.mcp import select_tools, toolsets
-    from tools.base import ToolRuntime
-
-    tool_names = {t.name for t in select_tools(toolsets(ToolRuntime(db, "x")), ["all"], False)}
-    skills = sorted((ROOT / "skills").glob("*/SKILL.md"))
-    assert skills
-    for path in skills:
-        raw = path.read_text()
-        match = re.match(r"^---\n(.*?)\n---\n(.*)$", raw, flags=re.DOTALL)
-        assert match, f"{path}: front matter"
-        front = dict(line.split(": ", 1) for line in match.group(1).splitlines())
-        name, description = front["name"], front["description"]
-        assert name == path.parent.name and SKILL_NAME.match(name) and 1 <= len(name) <= 64
-        assert 1 <= len(description) <= 1024
-        body = match.group(2)
-        assert len(body.splitlines()) < 500
-        mentioned = set(re.findall(r"`([a-z]+(?:_[a-z]+)+|whoami)`", body))
-        unknown = {
-            m
-            for m in mentioned
-            if m not in tool_names
-            and not m.startswith(
-                ("api_key", "not_a", "insufficient", "missing", "validation", "client_exists", "idempotency")
-            )
-        }
-        assert unknown == set(), f"{path}: mentions tools that do not exist: {unknown}"

@@ -45,6 +45,7 @@ def toolset(rt: ToolRuntime) -> Toolset:
         "admin",
         "Platform admin: persons, orgs, suspension, the audit log, credit grants (platform admins only).",
         default=False,
+        platform=True,
     )
 
     @ts.tool(

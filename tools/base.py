@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -19,6 +20,7 @@ from core.auth import authenticate
 from core.context import TenantContext
 from core.errors import DomainError, FieldIssue, Unauthenticated, ValidationFailed
 from core.observability import current_trace_id, get_logger, trace
+from core.registry.service import require_installed
 from core.uow import Database, UnitOfWork
 
 log = get_logger("atlilith.mcp")
@@ -40,6 +42,9 @@ IdempotencyArg = Annotated[
     ),
 ]
 LimitArg = Annotated[int, Field(ge=1, le=100, description="Page size (default 20, max 100).")]
+# The toolset of the tool being called: `ToolRuntime.context` gates it on the installation.
+_calling: ContextVar[Toolset | None] = ContextVar("atlilith_calling_toolset", default=None)
+
 CursorArg = Annotated[
     str | None,
     Field(description="`next_cursor` from the previous page, to get the next one.", max_length=512),
@@ -75,6 +80,10 @@ class ToolRuntime:
                 ctx = await authenticate(uow, self.credential(), None, use_token_org=False)
             else:
                 ctx = await authenticate(uow, self.credential(), org.strip().lower() if org else None)
+            toolset = _calling.get()
+            if toolset is not None and toolset.installable:
+                # In the call's own transaction, in the context it acts in: never stale.
+                await require_installed(ctx, uow, toolset.name)
             yield ctx, uow
 
 
@@ -100,6 +109,17 @@ class Toolset:
     description: str
     default: bool = True
     tools: list[ToolSpec] = field(default_factory=list)
+    title: str | None = None
+    # Every context has it, nothing to install (tenancy, registry).
+    always: bool = False
+    # For platform operators only: never installable, served only when selected by name and
+    # listed only to platform admins; its tools check the operator themselves.
+    platform: bool = False
+
+    @property
+    def installable(self) -> bool:
+        """Its tools answer only in contexts that installed the component."""
+        return not (self.always or self.platform)
 
     def tool(
         self,
@@ -118,7 +138,7 @@ class Toolset:
                     name=name,
                     toolset=self.name,
                     description=" ".join(description.split()),
-                    fn=_guarded(name, fn),
+                    fn=_guarded(name, self, fn),
                     title=title,
                     annotations=ToolAnnotations(
                         read_only_hint=read_only,
@@ -166,7 +186,7 @@ def _validation_error(exc: ValidationError) -> ValidationFailed:
     )
 
 
-def _guarded(name: str, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Domain errors become `isError` results carrying code and hint; anything else is logged
     with the trace id and reported without internals."""
 
@@ -175,6 +195,7 @@ def _guarded(name: str, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[
         started = time.perf_counter()
         with trace(current_trace_id() or uuid.uuid4().hex, tool=name):
             outcome = "ok"
+            token = _calling.set(toolset)
             try:
                 return compact(await fn(*args, **kwargs))
             except DomainError as err:
@@ -194,6 +215,7 @@ def _guarded(name: str, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[
                     )
                 )
             finally:
+                _calling.reset(token)
                 log.info("tool_call", outcome=outcome, ms=round((time.perf_counter() - started) * 1000, 1))
 
     return wrapper

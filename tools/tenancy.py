@@ -62,7 +62,7 @@ ClientId = Annotated[uuid.UUID, Field(description="The client's id (from clients
 
 
 def toolset(rt: ToolRuntime) -> Toolset:
-    ts = Toolset("tenancy", "Who you are, your orgs and their members, brands and clients.")
+    ts = Toolset("tenancy", "Who you are, your orgs and their members, brands and clients.", always=True)
 
     @ts.tool(
         "whoami",

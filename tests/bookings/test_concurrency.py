@@ -14,6 +14,7 @@ from core.uow import Database
 from servers.mcp import build_server
 from tests.bookings.helpers import admin, at, day_ahead, make_service, set_hours, slots
 from tests.conftest import make_org, signup
+from tests.support.registry import install
 
 
 async def _count(db: Database, provider_id: str) -> int:
@@ -61,6 +62,7 @@ async def test_fifty_parallel_mcp_holds_for_one_slot_make_exactly_one_booking(
     await set_hours(client, a, org=org)
     svc = await make_service(client, a, org=org)
     start = at(day_ahead(8), "15:00")
+    await install(client, a, "bookings", org=org)
     async with Client(build_server(db, static_token=a.token, toolset_names=["bookings"])) as c:
         results = await asyncio.gather(
             *(

@@ -14,6 +14,7 @@ from core.uow import Database
 from servers.mcp import build_server
 from tests.bookings.helpers import at, day_ahead, make_service, set_hours, slots
 from tests.conftest import make_org, signup
+from tests.support.registry import install
 
 
 def _err(result: object) -> dict:
@@ -23,6 +24,9 @@ def _err(result: object) -> dict:
 async def test_toolset_shapes_and_annotations(client: httpx.AsyncClient, db: Database) -> None:
     a = await signup(client)
     async with Client(build_server(db, static_token=a.token, toolset_names=["bookings"])) as c:
+        # Not installed: not listed to this person.
+        assert not any(t.name.startswith("bookings_") for t in (await c.list_tools()).tools)
+        await install(client, a, "bookings")
         tools = {t.name: t for t in (await c.list_tools()).tools}
     expected = {
         "bookings_services_list", "bookings_service_upsert", "bookings_availability_get",
@@ -40,14 +44,16 @@ async def test_toolset_shapes_and_annotations(client: httpx.AsyncClient, db: Dat
     for name in expected:
         assert "org" in tools[name].input_schema["properties"], name
     assert "idempotency_key" in tools["bookings_hold"].input_schema["properties"]
-    # Off by default: the lead decides the default tool list.
-    async with Client(build_server(db, static_token=a.token)) as c:
+    # Outside the served toolsets, installed or not.
+    async with Client(build_server(db, static_token=a.token, toolset_names=["tenancy"])) as c:
         assert not any(t.name.startswith("bookings_") for t in (await c.list_tools()).tools)
 
 
 async def test_an_agent_books_a_client_end_to_end(client: httpx.AsyncClient, db: Database) -> None:
     a = await signup(client)
     org = await make_org(client, a)
+    await install(client, a, "bookings", org=org)
+    await install(client, a, "bookings")
     async with Client(build_server(db, static_token=a.token, toolset_names=["bookings", "tenancy"])) as c:
         hours = await c.call_tool(
             "bookings_availability_set",

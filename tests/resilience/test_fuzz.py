@@ -24,6 +24,7 @@ from core.config import Settings
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
+from tests.support.registry import install
 
 EXAMPLES = 6
 FUZZ = settings(
@@ -209,6 +210,9 @@ async def test_mcp_tools_called_with_generated_arguments_never_fail_internally(
     owner = await signup(client, "mcpfz")
     org = await make_org(client, owner)
     key = (await client.post("/v1/api-keys", json={"name": "fz", "scopes": ["*"]}, headers=owner.h())).json()
+    # Every component installed in both contexts: the fuzzer reaches the tools, not the gate.
+    await install(client, owner)
+    await install(client, owner, org=org)
     server = build_server(db, static_token=key["token"], toolset_names=["all"])
     internal: list[str] = []
     calls = 0

@@ -15,9 +15,11 @@ from sqlalchemy import text
 
 from core.uow import Database
 from servers.app import create_app
-from servers.mcp import build_server
+from servers.mcp import build_server, toolsets
 from tests.conftest import make_org, running, signup
+from tests.support.registry import install
 from tests.support.world import bodies, build_victim, leaked, snapshot, tool_args
+from tools.base import ToolRuntime
 
 
 def _path_variants(path: str, v: Any) -> list[str]:
@@ -61,6 +63,8 @@ async def test_every_rest_route_refuses_or_hides_foreign_data(
     before = await snapshot(client, v)
     mallory = await signup(client, "mallory")
     m_org = await make_org(client, mallory, "morg")
+    await install(client, mallory)
+    await install(client, mallory, org=m_org)
     contexts = [mallory.h(), mallory.h(org=m_org), mallory.h(org=v.org)]
 
     BODIES = bodies()
@@ -92,6 +96,10 @@ async def test_every_mcp_tool_refuses_or_hides_foreign_data(
     before = await snapshot(client, v)
     mallory = await signup(client, "mallory")
     m_org = await make_org(client, mallory, "morg")
+    # Mallory installs everything in her own contexts, so every tool runs past the registry's
+    # gate and what is tested is isolation, not installation.
+    await install(client, mallory)
+    await install(client, mallory, org=m_org)
     server = build_server(db, static_token=mallory.token, toolset_names=["all"])
 
     fillers = tool_args()
@@ -115,7 +123,8 @@ async def test_every_mcp_tool_refuses_or_hides_foreign_data(
 
     async with Client(server) as c:
         tools = (await c.list_tools()).tools
-        assert len(tools) >= 10
+        every = {t.name for ts in toolsets(ToolRuntime(db)) if not ts.platform for t in ts.tools}
+        assert {t.name for t in tools} == every  # all installed: nothing hidden by the gate
         for tool in tools:
             rounds = max(
                 [len(v.refs[n]) for n in tool.input_schema.get("properties", {}) if n in v.refs] or [1]

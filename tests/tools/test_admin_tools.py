@@ -34,10 +34,13 @@ def err(result: Any) -> dict[str, Any]:
 
 
 async def test_admin_toolset_is_off_by_default_and_annotated(client: httpx.AsyncClient, db: Database) -> None:
-    a = await signup(client)
+    a, someone = await make_admin(client), await signup(client)
     async with Client(build_server(db, static_token=a.token)) as c:
         default = {t.name for t in (await c.list_tools()).tools}
     assert not (ADMIN_TOOLS & default)
+    # Selected by name, the platform toolset is still listed only to platform admins.
+    async with Client(build_server(db, static_token=someone.token, toolset_names=["admin"])) as c:
+        assert {t.name for t in (await c.list_tools()).tools} == {"whoami"}
     async with Client(build_server(db, static_token=a.token, toolset_names=["admin"])) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
     assert set(tools) == ADMIN_TOOLS | {"whoami"}

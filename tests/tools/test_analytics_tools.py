@@ -11,6 +11,7 @@ from mcp import Client
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
+from tests.support.registry import install
 
 
 def text_of(result: Any) -> str:
@@ -22,6 +23,7 @@ async def test_the_toolset_is_opt_in_and_annotated(client: httpx.AsyncClient, db
     async with Client(build_server(db, static_token=a.token)) as c:
         default = {t.name for t in (await c.list_tools()).tools}
     assert not {n for n in default if n.startswith("analytics_")}
+    await install(client, a, "analytics")
     async with Client(build_server(db, static_token=a.token, toolset_names=["analytics"])) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
     assert set(tools) >= {
@@ -49,6 +51,8 @@ async def test_the_toolset_is_opt_in_and_annotated(client: httpx.AsyncClient, db
 async def test_track_then_ask_how_it_is_going(client: httpx.AsyncClient, db: Database) -> None:
     a = await signup(client)
     org = await make_org(client, a)
+    await install(client, a, "analytics", org=org)
+    await install(client, a, "analytics")
     async with Client(build_server(db, static_token=a.token, toolset_names=["analytics"])) as c:
         for i in range(3):
             r = await c.call_tool(
@@ -113,6 +117,8 @@ async def test_tool_errors_carry_code_and_hint(client: httpx.AsyncClient, db: Da
     owner, member = await signup(client), await signup(client)
     org = await make_org(client, owner)
     await client.post(f"/v1/orgs/{org}/members", json={"person": member.slug}, headers=owner.h())
+    await install(client, owner, "analytics", org=org)
+    await install(client, member, "analytics")
     async with Client(build_server(db, static_token=member.token, toolset_names=["analytics"])) as c:
         cases = [
             ("analytics_trends", {"events": ["x"], "filters": ["amount >> 3"]}, "invalid_filter"),

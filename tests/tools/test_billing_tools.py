@@ -14,6 +14,7 @@ from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
 from tests.support.billing import grant, make_admin
+from tests.support.registry import install
 
 TOOLS = {
     "jobs_actions_list",
@@ -36,6 +37,7 @@ def err(result: Any) -> dict[str, Any]:
 
 async def test_tools_state_their_cost_and_honest_annotations(client: httpx.AsyncClient, db: Database) -> None:
     a = await signup(client)
+    await install(client, a, "jobs", "credits", "identity")
     async with Client(
         build_server(db, static_token=a.token, toolset_names=["jobs", "credits", "identity"])
     ) as c:
@@ -58,8 +60,9 @@ async def test_tools_state_their_cost_and_honest_annotations(client: httpx.Async
         assert "free" in tools[name].description.lower(), name
     assert tools["jobs_cancel"].annotations.destructive_hint is True
     assert tools["jobs_run"].annotations.open_world_hint is True  # peers are third parties
-    # Not in the default list: the lead decides the default set.
-    async with Client(build_server(db, static_token=a.token)) as c:
+    # Not listed to a person who has not installed them.
+    b = await signup(client)
+    async with Client(build_server(db, static_token=b.token)) as c:
         default = {t.name for t in (await c.list_tools()).tools}
     assert not (TOOLS & default)
 
@@ -68,6 +71,8 @@ async def test_run_follow_and_pay_through_tools(client: httpx.AsyncClient, db: D
     admin, a = await make_admin(client), await signup(client)
     org = await make_org(client, a)
     await grant(client, admin, 3, org=org)
+    await install(client, a)
+    await install(client, a, org=org)
     async with Client(build_server(db, static_token=a.token, toolset_names=["all"])) as c:
         quote = await c.call_tool(
             "jobs_quote",
@@ -145,6 +150,7 @@ async def test_run_follow_and_pay_through_tools(client: httpx.AsyncClient, db: D
 async def test_cancel_through_tools(client: httpx.AsyncClient, db: Database) -> None:
     admin, a = await make_admin(client), await signup(client)
     await grant(client, admin, 2, person=a.slug)
+    await install(client, a, "jobs", "credits")
     async with Client(build_server(db, static_token=a.token, toolset_names=["jobs", "credits"])) as c:
         run = await c.call_tool(
             "jobs_run",

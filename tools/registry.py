@@ -1,0 +1,163 @@
+"""Toolset `registry`: find, install and uninstall components for the current context."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from core.billing.schemas import COMPONENT_PATTERN
+from core.errors import FieldIssue, ValidationFailed
+from core.pagination import Page, PageRequest
+from core.registry import service
+from core.registry.schemas import (
+    CONFIG_MAX_BYTES,
+    Component,
+    ComponentSummary,
+    Installation,
+    InstallationUpdate,
+    Installed,
+    InstallIn,
+    Kind,
+    Uninstalled,
+)
+from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset
+
+NOT_TOOLS = {
+    "registry.sync_builtins": "runs at server start-up",
+    "registry.install_builtins": "the seed's bulk install",
+    "registry.require_installed": "the gate every tool call passes",
+    "registry.listed_toolsets": "the per-caller tools/list filter",
+    "registry.is_platform_admin": "a check inside other operations",
+    "registry.list_versions": "registry_get gives the current tools_hash; the history is REST",
+    "registry.get_skill": "skills are MCP resources: read skill://<name>",
+    "registry.register_peer_component": "platform admins, over REST /v1/admin/components",
+    "registry.update_peer_component": "platform admins, over REST /v1/admin/components/{slug}",
+}
+
+SlugArg = Annotated[
+    str, Field(pattern=COMPONENT_PATTERN, description="The component's slug, e.g. `bookings`.")
+]
+# Plain `str` (not optional): the SDK would otherwise parse JSON text into an object first.
+ConfigArg = Annotated[
+    str,
+    Field(
+        description="Settings: a JSON object, as text.",
+        max_length=CONFIG_MAX_BYTES,
+    ),
+]
+
+
+def _config(raw: str) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValidationFailed(
+            "`config` must be a JSON object",
+            code="invalid_config",
+            hint='pass a JSON object as text, e.g. {"locale": "fr"}',
+            errors=[FieldIssue("config", "not a JSON object")],
+        )
+    return value
+
+
+def toolset(rt: ToolRuntime) -> Toolset:
+    ts = Toolset(
+        "registry",
+        "Find components, install them in a context, see what is installed.",
+        always=True,
+    )
+
+    @ts.tool(
+        "registry_search",
+        """Find components (built-in and peer services) by what you need, e.g. "book
+appointments"; best first, with `installed` for this context and action prices. No `q`: all.
+Read-only, free.""",
+        title="Search components",
+        read_only=True,
+    )
+    async def registry_search(
+        q: Annotated[str | None, Field(description="What you need, in words.", max_length=200)] = None,
+        kind: Annotated[Kind | None, Field(description="Only `builtin` or `peer` components.")] = None,
+        org: OrgArg = None,
+        limit: LimitArg = 20,
+        cursor: CursorArg = None,
+    ) -> Page[ComponentSummary]:
+        async with rt.context(org) as (ctx, uow):
+            return await service.search_components(ctx, uow, PageRequest(limit=limit, cursor=cursor), q, kind)
+
+    @ts.tool(
+        "registry_get",
+        """One component in full: tools, actions (input schemas, prices), scopes, skill name
+(read skill://<name>), tools_hash. Read-only, free.""",
+        title="Get a component",
+        read_only=True,
+    )
+    async def registry_get(slug: SlugArg, org: OrgArg = None) -> Component:
+        async with rt.context(org) as (ctx, uow):
+            return await service.get_component(ctx, uow, slug)
+
+    @ts.tool(
+        "registry_install",
+        """Install a component in this context (personal, or `org`: owner/admin) so its tools
+answer there; a repeat changes nothing. Free; its actions cost credits when run.""",
+        title="Install a component",
+        read_only=False,
+        idempotent=True,
+    )
+    async def registry_install(
+        component: SlugArg,
+        config: ConfigArg = "",
+        org: OrgArg = None,
+        idempotency_key: IdempotencyArg = None,
+    ) -> Installed:
+        data = InstallIn(component=component, config=_config(config))
+        async with rt.context(org) as (ctx, uow):
+            return await service.install(ctx, uow, data, idempotency_key)
+
+    @ts.tool(
+        "registry_configure",
+        """Replace the config of a component installed in this context.""",
+        title="Configure an installed component",
+        read_only=False,
+        idempotent=True,
+    )
+    async def registry_configure(
+        component: SlugArg, config: ConfigArg = "", org: OrgArg = None
+    ) -> Installation:
+        data = InstallationUpdate(config=_config(config))
+        async with rt.context(org) as (ctx, uow):
+            return await service.update_installation(ctx, uow, component, data)
+
+    @ts.tool(
+        "registry_uninstall",
+        """Uninstall a component from this context: its tools stop answering there at once
+(its data stays).""",
+        title="Uninstall a component",
+        read_only=False,
+        destructive=True,
+        idempotent=False,
+    )
+    async def registry_uninstall(component: SlugArg, org: OrgArg = None) -> Uninstalled:
+        async with rt.context(org) as (ctx, uow):
+            return await service.uninstall(ctx, uow, component)
+
+    @ts.tool(
+        "registry_installations",
+        """Components installed in this context, with version, tools_hash and config
+(tenancy and registry are always there). Read-only, free.""",
+        title="Installed components",
+        read_only=True,
+    )
+    async def registry_installations(
+        org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
+    ) -> Page[Installation]:
+        async with rt.context(org) as (ctx, uow):
+            return await service.list_installations(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+
+    return ts
