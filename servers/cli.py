@@ -259,7 +259,14 @@ def _register_ops() -> None:
     admin_cli.register(cli)
 
 
+def _register_client() -> None:
+    from servers import client_cli
+
+    client_cli.register(cli)
+
+
 _register_ops()
+_register_client()
 
 
 def _register_skills() -> None:

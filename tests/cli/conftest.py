@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.config import Settings
+from tests.cli.live import Cli, LiveServer
+
+
+@pytest.fixture(scope="module")
+def live(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = LiveServer(settings, tmp_path_factory.mktemp("live") / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def atl(tmp_path: Path, live: LiveServer) -> Cli:
+    return Cli(tmp_path / "atlilith-config", live.url)
+
+
+@pytest.fixture
+async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    """Plain HTTP to the live server, for setting up people and orgs over the wire."""
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as c:
+        yield c
