@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from benchmarks.common import CONCURRENCY, SECONDS, Result, bench_database, load, server, table
+from benchmarks.common import CONCURRENCY, SECONDS, Result, bench_database, install, load, server, table
 from core.auth import authenticate
 from core.bookings import service as bookings
 from core.bookings.schemas import AvailabilityIn, ServiceIn, SlotsQuery, WeeklyHours
@@ -258,6 +258,7 @@ async def run() -> str:
                 server(settings) as base,
                 httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client,
             ):
+                await install(client, headers, "bookings")
                 check = await client.post("/mcp", content=slots_call, headers=mcp_headers)
                 assert check.status_code == 200 and '"isError":false' in check.text, check.text[:500]
                 raw_busy = await _timed("raw asyncpg: the month's busy rows", busy_only)

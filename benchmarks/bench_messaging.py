@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from benchmarks.common import ROOT, Result, bench_database, free_port, load, table
+from benchmarks.common import ROOT, Result, bench_database, free_port, install, load, table
 from core.auth import authenticate
 from core.config import Settings
 from core.db import asyncpg_dsn
@@ -255,6 +255,7 @@ async def run() -> str:
             serve(settings) as base,
             httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client,
         ):
+            await install(client, h, "messaging")
             for check in (
                 await client.post(
                     "/mcp", content=_mcp("messaging_threads_list", {"org": org.slug}), headers=mcp_h

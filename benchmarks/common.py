@@ -169,3 +169,11 @@ async def server(settings: Settings) -> AsyncIterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+async def install(client: httpx.AsyncClient, headers: dict[str, str], *components: str) -> None:
+    """Install components in the context `headers` act in: their MCP tools answer only there
+    (the registry's gate), and an agent pays that check on every call, so it is measured."""
+    for component in components:
+        r = await client.post("/v1/installations", json={"component": component}, headers=headers)
+        assert r.status_code in (200, 201), r.text[:300]

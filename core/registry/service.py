@@ -552,8 +552,8 @@ async def require_installed(ctx: TenantContext, uow: UnitOfWork, toolset: str) -
         code="component_not_installed",
         hint=f"install it: call `registry_install` with component={slug!r}"
         + (f" and org={ctx.org_slug!r}" if ctx.org_slug else "")
-        + f", or run `atlilith add {slug}`"
-        + (f" --org {ctx.org_slug}" if ctx.org_slug else ""),
+        + f", or run `atlilith add {slug}"
+        + (f" --org {ctx.org_slug}`" if ctx.org_slug else "`"),
         extra={"component": slug},
     )
 
