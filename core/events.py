@@ -524,7 +524,7 @@ async def run_schedule(db: Database, spec: ScheduleSpec, fire_at: dt.datetime) -
                 if claimed is None:
                     return False
                 await spec.fn(ScheduledRun(spec.name, fire_at), uow)
-            log.info("schedule_ran")
+            log.debug("schedule_ran")  # every minute per schedule: the schedule_runs table keeps them
             return True
         except Exception:
             log.exception("schedule_failed")
