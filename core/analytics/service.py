@@ -212,7 +212,7 @@ async def ingest(
 
     if batch is not None:
         fast = store.fast_batch(
-            batch.events, now=now, oldest=oldest, newest=newest, max_props=limits["max_props"]
+            batch.body, batch.events, now=now, oldest=oldest, newest=newest, max_props=limits["max_props"]
         )
         if fast is not None:
             await store.ensure_partitions(uow.db, fast.start, fast.end)
