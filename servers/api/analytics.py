@@ -7,7 +7,7 @@ import email.message
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from core.analytics import service, store
@@ -123,6 +123,8 @@ async def _ingest_body(request: Request) -> Any:
             ],
             body=e.doc,
         ) from None
+    except Exception as e:  # e.g. bytes that are no Unicode text: as FastAPI answers them
+        raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
 
 
 def _events_of(body: Any) -> tuple[list[Any] | store.RawBatch, bool]:
