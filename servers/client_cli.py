@@ -47,6 +47,7 @@ EXIT_TIMEOUT = 8  # `jobs run --wait` gave up before the job finished
 DEFAULT_SERVER = "http://127.0.0.1:3040"
 FINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled"})
 CONFIG_ENV = "ATLILITH_CONFIG_DIR"
+SERVER_ENV = "ATLILITH_SERVER"
 TOKEN_ENV = "ATLILITH_TOKEN"  # noqa: S105  (the variable's name, not a secret)
 # Agent Skills spec: the folder name; checked before it becomes a path (the server is not trusted
 # to choose where we write).
@@ -416,7 +417,7 @@ OrgOpt = Annotated[
 ]
 ServerOpt = Annotated[
     str | None,
-    typer.Option("--server", envvar="ATLILITH_SERVER", help="Server URL. Default: the config's default."),
+    typer.Option("--server", envvar=SERVER_ENV, help="Server URL. Default: the config's default."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document on stdout.")]
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=100, help="Page size.")]
