@@ -132,7 +132,7 @@ async def record(
 ) -> None:
     """Append an entry in the caller's transaction. `ctx` None = the local operator. `action` is
     `<noun>.<verb>` (`person.suspend`, `credits.grant`); `details` are scrubbed of secrets."""
-    if not _ACTION_RE.match(action):
+    if not _ACTION_RE.fullmatch(action):
         raise ValueError(f"audit actions are '<noun>.<verb>', got {action!r}")
     values: dict[str, Any] = {
         "id": uuid.uuid4(),

@@ -182,7 +182,7 @@ def new_api_key() -> NewApiKey:
 
 
 def parse_api_key(token: str) -> tuple[str, str] | None:
-    match = _API_KEY_RE.match(token)
+    match = _API_KEY_RE.fullmatch(token)
     if not match:
         return None
     return match.group(1), sha256_hex(match.group(2))
@@ -212,7 +212,7 @@ class Credential:
 def bearer_from_header(authorization: str | None) -> str | None:
     if not authorization:
         return None
-    match = _BEARER_RE.match(authorization)
+    match = _BEARER_RE.fullmatch(authorization)
     return match.group(1) if match else None
 
 

@@ -101,7 +101,7 @@ def _features(value: Any, where: str) -> tuple[str, ...]:
 
 def load_template(name: str) -> Template:
     path = TEMPLATES_DIR / f"{name}.yaml"
-    if not _SLUG.match(name) or not path.is_file():
+    if not _SLUG.fullmatch(name) or not path.is_file():
         known = sorted(p.stem for p in TEMPLATES_DIR.glob("*.yaml"))
         raise DeploymentError(f"template {name!r} does not exist; templates: {known}")
     raw = _read(path)
@@ -132,7 +132,7 @@ ALLOWED_KEYS = {"domain", "template", "aliases", "person", "org", "brand", "feat
 def load(domain: str) -> Deployment:
     folder = DEPLOYMENTS_DIR / domain
     path = folder / "deployment.yaml"
-    if not _DOMAIN.match(domain) or not path.is_file():
+    if not _DOMAIN.fullmatch(domain) or not path.is_file():
         raise DeploymentError(f"no deployment for {domain!r}; deployments: {domains()}")
     raw = _read(path)
     extra = sorted(set(raw) - ALLOWED_KEYS)
@@ -143,12 +143,12 @@ def load(domain: str) -> Deployment:
     template = load_template(str(raw.get("template", "")))
     aliases = _strings(raw.get("aliases"), f"{path}: aliases")
     for host in aliases:
-        if not _DOMAIN.match(host):
+        if not _DOMAIN.fullmatch(host):
             raise DeploymentError(f"{path}: alias {host!r} is not a domain name")
     refs: dict[str, str | None] = {}
     for key in NEEDS:
         value = raw.get(key)
-        if value is not None and (not isinstance(value, str) or not _SLUG.match(value)):
+        if value is not None and (not isinstance(value, str) or not _SLUG.fullmatch(value)):
             raise DeploymentError(f"{path}: {key} must be a slug")
         refs[key] = value
     for need in template.needs:
@@ -157,7 +157,7 @@ def load(domain: str) -> Deployment:
     if refs["brand"] is not None and refs["org"] is None:
         raise DeploymentError(f"{path}: a brand belongs to an org: set `org`")
     env_raw = raw.get("env") or {}
-    if not isinstance(env_raw, dict) or not all(_ENV_KEY.match(str(k)) for k in env_raw):
+    if not isinstance(env_raw, dict) or not all(_ENV_KEY.fullmatch(str(k)) for k in env_raw):
         raise DeploymentError(f"{path}: env must map UPPER_CASE names to values")
     features = _features(raw.get("features"), f"{path}: features") or template.features
     return Deployment(

@@ -51,7 +51,7 @@ class IdempotencyKey(Base):
 
 
 def check_key(key: str) -> str:
-    if not _KEY_RE.match(key):
+    if not _KEY_RE.fullmatch(key):
         raise ValidationFailed(
             "the idempotency key must be 1-200 visible ASCII characters",
             code="invalid_idempotency_key",

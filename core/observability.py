@@ -28,10 +28,10 @@ def new_trace_id() -> str:
 def trace_id_from_headers(traceparent: str | None, explicit: str | None = None) -> str:
     """W3C traceparent wins; an explicit X-Trace-Id is accepted if it looks sane; else a new id."""
     if traceparent:
-        match = _TRACEPARENT.match(traceparent.strip().lower())
+        match = _TRACEPARENT.fullmatch(traceparent.strip().lower())
         if match and match.group(1) != "0" * 32:
             return match.group(1)
-    if explicit and _TRACE_ID.match(explicit.strip()):
+    if explicit and _TRACE_ID.fullmatch(explicit.strip()):
         return explicit.strip()
     return new_trace_id()
 

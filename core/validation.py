@@ -28,7 +28,7 @@ STRICT_INPUT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 def _slug(value: str) -> str:
     value = value.strip().lower()
-    if not SLUG_RE.match(value) or "--" in value:
+    if not SLUG_RE.fullmatch(value) or "--" in value:
         raise ValueError(
             "3-40 characters: lowercase letters, digits and single hyphens, starting and ending alphanumeric"
         )
@@ -40,7 +40,7 @@ def _slug(value: str) -> str:
 def _slug_ref(value: str) -> str:
     """A reference to an existing slug: normalized but not checked against reserved words."""
     value = value.strip().lower()
-    if not SLUG_RE.match(value):
+    if not SLUG_RE.fullmatch(value):
         raise ValueError("not a valid slug")
     return value
 

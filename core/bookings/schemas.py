@@ -52,7 +52,7 @@ def _hhmm(value: str) -> str:
     value = value.strip()
     if len(value) == 4 and value[1] == ":":
         value = "0" + value
-    if not _HHMM.match(value):
+    if not _HHMM.fullmatch(value):
         raise ValueError("a time as HH:MM (00:00-24:00)")
     return value
 

@@ -46,7 +46,7 @@ def phone(value: str, region: str) -> str:
 
 def handle(value: str) -> str:
     cleaned = value.strip().lstrip("@").strip().lower()
-    if not _HANDLE.match(cleaned):
+    if not _HANDLE.fullmatch(cleaned):
         raise ValueError(
             "a handle is 1-100 letters, digits, dots, underscores or hyphens (a leading @ is fine)"
         )

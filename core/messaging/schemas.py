@@ -40,19 +40,19 @@ def _lower(value: Any) -> Any:
 
 
 def _label(value: str) -> str:
-    if not _LABEL_RE.match(value):
+    if not _LABEL_RE.fullmatch(value):
         raise ValueError("1-40 characters: lowercase letters, digits and _ : / -, starting alphanumeric")
     return value
 
 
 def _channel(value: str) -> str:
-    if not _CHANNEL_RE.match(value):
+    if not _CHANNEL_RE.fullmatch(value):
         raise ValueError("a channel name such as `portal`, `email`, `sms` or `imessage`")
     return value
 
 
 def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value, re.IGNORECASE):
+    if not re.fullmatch(r"^https?://[^\s/?#]+[^\s]*$", value, re.IGNORECASE):
         raise ValueError("an http(s) URL")
     return value
 
@@ -82,7 +82,7 @@ class AttachmentIn(BaseModel):
 
     @model_validator(mode="after")
     def _mime(self) -> AttachmentIn:
-        if not _MIME_RE.match(self.content_type):
+        if not _MIME_RE.fullmatch(self.content_type):
             raise ValueError("content_type must be a MIME type such as `application/pdf`")
         return self
 
