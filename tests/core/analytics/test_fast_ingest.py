@@ -1,5 +1,6 @@
-"""The fast batch path (schema checked in Rust, rows read by PostgreSQL from the body) stores
-exactly what the per-item path stores, and hands anything else to the per-item path."""
+"""The fast batch path (one msgspec decode, patterns checked batch-wide, rows read by
+PostgreSQL from the body) stores exactly what the per-item path stores, and hands anything
+else to the per-item path."""
 
 from __future__ import annotations
 
@@ -104,3 +105,46 @@ async def test_what_the_fast_schema_refuses_goes_the_per_item_way_and_is_stored(
     assert store.validate_batch(json.dumps({"events": [event]}).encode()) is None
     r = await client.post("/v1/analytics/events", json={"events": [event, {"name": "x"}]}, headers=a.h())
     assert r.status_code == 200 and r.json()["accepted"] == 2 and r.json()["rejected"] == 0, r.text
+
+
+_T = "2026-11-22T10:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"name": "page_view\n"},
+        {"client_id": "visitor\n1"},  # a newline inside a value, not only at the end
+        {"id": str(uuid.uuid4()) + "\n"},
+        {"timestamp": _T + "\n"},
+        {"timestamp": "2026-02-30T10:00:00Z"},  # the form is right, the day does not exist
+        {"source": "web\n"},
+        {"source": None},
+        {"source": "platform"},
+        {"properties": {"k\n": 1}},
+        {"properties": {"k": "\ud800"}},  # a lone surrogate: not text PostgreSQL stores
+        {"properties": {"k": 2**63}},
+    ],
+)
+def test_the_fast_checks_leave_anything_doubtful_to_the_per_item_path(odd: dict[str, Any]) -> None:
+    plain = {
+        "id": str(uuid.uuid4()),
+        "name": "page_view",
+        "timestamp": _T,
+        "client_id": "v-1",
+        "source": "web",
+    }
+    assert store.validate_batch(json.dumps({"events": [plain]}).encode()) is not None
+    assert (
+        store.validate_batch(
+            json.dumps({"events": [plain, {**plain, "id": str(uuid.uuid4()), **odd}]}).encode()
+        )
+        is None
+    )
+
+
+def test_the_same_id_twice_in_any_case_is_left_to_the_per_item_path() -> None:
+    same = str(uuid.uuid4())
+    events = [{"id": same, "name": "a"}, {"id": same.upper(), "name": "b"}]
+    assert store.validate_batch(json.dumps({"events": events}).encode()) is None
+    assert store.validate_batch(json.dumps({"events": events[:1]}).encode()) is not None

@@ -67,6 +67,11 @@ async def test_a_batch_reports_each_bad_event_and_keeps_the_good_ones(
         ({"name": "x", "properties": [1, 2]}, "invalid_properties", "properties"),
         ({"name": "x", "properties": {"big": "y" * 9000}}, "properties_too_large", "properties"),
         ({"name": "x", "id": "has space"}, "invalid_id", "id"),
+        # `$` alone would let a trailing newline through (Python's `$` matches before one).
+        ({"name": "page_view\n"}, "invalid_name", "name"),
+        ({"name": "x", "client_id": "visitor-1\n"}, "invalid_client_id", "client_id"),
+        ({"name": "x", "source": "web\n"}, "invalid_source", "source"),
+        ({"name": "x", "id": str(uuid.uuid4()) + "\n"}, "invalid_id", "id"),
         ({"name": "x", "colour": "red"}, "unknown_field", "colour"),
     ]  # fmt: skip
     batch: list[Any] = []
