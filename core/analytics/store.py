@@ -10,6 +10,7 @@ are inserted and rolled up, so a resend — even a concurrent one — never coun
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 import uuid
@@ -339,13 +340,19 @@ _ALL_UUIDS, _ALL_CLIENTS, _ALL_TIMES = _every(UUID_RE.pattern), _every(CLIENT_RE
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
-@dataclass(frozen=True)
 class RawBatch:
     """A `{"events": [...]}` body whose events all passed the fast checks."""
 
-    body: bytes
-    events: list[FastEvent]
-    times: list[dt.datetime]  # the timestamps sent (events without one take the server's)
+    __slots__ = ("body", "events", "times")
+
+    def __init__(self, body: bytes, events: list[FastEvent], times: list[dt.datetime]) -> None:
+        self.body = body
+        self.events = events
+        self.times = times  # the timestamps sent (events without one take the server's)
+
+    def idempotency_fingerprint(self) -> str:
+        """What an `Idempotency-Key` retry must match: the body as sent (hashed, not walked)."""
+        return hashlib.sha256(self.body).hexdigest()
 
 
 def validate_batch(body: bytes) -> RawBatch | None:

@@ -148,3 +148,22 @@ def test_the_same_id_twice_in_any_case_is_left_to_the_per_item_path() -> None:
     events = [{"id": same, "name": "a"}, {"id": same.upper(), "name": "b"}]
     assert store.validate_batch(json.dumps({"events": events}).encode()) is None
     assert store.validate_batch(json.dumps({"events": events[:1]}).encode()) is not None
+
+
+async def test_an_idempotency_key_covers_a_fast_batch(client: httpx.AsyncClient, db: Database) -> None:
+    a = await signup(client)
+    t = dt.datetime.now(UTC).replace(microsecond=0).isoformat()
+    batch = {"events": [{"id": str(uuid.uuid4()), "name": "page_view", "timestamp": t} for _ in range(3)]}
+    assert store.validate_batch(json.dumps(batch).encode()) is not None
+    key = {**a.h(), "Idempotency-Key": str(uuid.uuid4())}
+    first = await client.post("/v1/analytics/events", json=batch, headers=key)
+    again = await client.post("/v1/analytics/events", json=batch, headers=key)
+    assert first.status_code == again.status_code == 200, again.text
+    assert first.json() == again.json() and first.json()["accepted"] == 3  # the stored answer
+    other = {"events": [{**batch["events"][0], "id": str(uuid.uuid4())}]}
+    reused = await client.post("/v1/analytics/events", json=other, headers=key)
+    assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused"
+    (stored,) = (
+        await sql(db, "SELECT count(*) FROM analytics.events WHERE tenant_id = CAST(:t AS uuid)", t=a.id)
+    )[0]
+    assert stored == 3
