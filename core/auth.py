@@ -340,7 +340,7 @@ async def resolve_context(
         role=Role(row.role) if row.role else None,
         trace_id=uow.trace_id,
     )
-    uow.ctx = ctx
+    uow.bind(ctx)
     return ctx
 
 

@@ -91,6 +91,32 @@ _EXISTING = text(
 _STORE = text("UPDATE platform.idempotency_keys SET response = CAST(:response AS jsonb) WHERE id = :id")
 
 
+async def replay(
+    ctx: TenantContext, uow: UnitOfWork, key: str | None, operation: str, payload: Any, out: type[T]
+) -> T | None:
+    """The stored result of an earlier request with this key, without claiming it: for an
+    operation that calls a slow service before it writes (see `UnitOfWork.released`), so a
+    retry after success costs no second call. None when there is none yet; a key used for
+    another request is refused here as in `idempotent`."""
+    if key is None:
+        return None
+    key = check_key(key)
+    row = (await uow.session.execute(_EXISTING, {"person": ctx.person_id, "key": key})).one_or_none()
+    if row is None or row.response is None:
+        return None
+    if row.operation != operation or row.fingerprint != fingerprint(operation, ctx, payload):
+        raise _reused()
+    return out.model_validate(row.response)
+
+
+def _reused() -> ValidationFailed:
+    return ValidationFailed(
+        "this idempotency key was used for a different request",
+        code="idempotency_key_reused",
+        hint="use a new key for a new operation; reuse a key only to retry the same request",
+    )
+
+
 async def idempotent(
     ctx: TenantContext,
     uow: UnitOfWork,
@@ -101,7 +127,8 @@ async def idempotent(
     work: Callable[[], Awaitable[T]],
 ) -> T:
     """Run `work` once per (person, key). A retry with the same key and the same request gets the
-    stored result; the same key with a different request is refused."""
+    stored result; the same key with a different request is refused. A concurrent retry waits
+    on the claim (a unique index entry) until the first commits, then gets its result."""
     if key is None:
         return await work()
     key = check_key(key)
@@ -114,11 +141,7 @@ async def idempotent(
     if claimed is None:
         row = (await uow.session.execute(_EXISTING, {"person": ctx.person_id, "key": key})).one()
         if row.operation != operation or row.fingerprint != fp or row.response is None:
-            raise ValidationFailed(
-                "this idempotency key was used for a different request",
-                code="idempotency_key_reused",
-                hint="use a new key for a new operation; reuse a key only to retry the same request",
-            )
+            raise _reused()
         return out.model_validate(row.response)
     result = await work()
     await uow.session.execute(

@@ -4,6 +4,8 @@ events emitted inside it (written to the outbox in the same transaction)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -136,6 +138,12 @@ class UnitOfWork:
             },
         )
 
+    def bind(self, ctx: TenantContext) -> None:
+        """Record the caller's context, which `platform.resolve_context` bound in SQL, so that a
+        later transaction of this unit of work (`released`) is bound the same way."""
+        self.ctx = ctx
+        self.mode, self.person_id, self.org_id = Mode.USER, ctx.person_id, ctx.org_id
+
     async def act_as_service(self, person_id: uuid.UUID | None, org_id: uuid.UUID | None) -> None:
         """Narrow this transaction to one tenant (an event handler working for it)."""
         self.mode, self.person_id, self.org_id = Mode.SERVICE, person_id, org_id
@@ -203,6 +211,22 @@ class UnitOfWork:
     async def commit(self) -> None:
         await self.flush_events()
         await self.session.commit()
+
+    @asynccontextmanager
+    async def released(self) -> AsyncIterator[None]:
+        """Hold no connection inside: for a slow call to another service (a drafting model may
+        take many seconds), which must not pin a pooled connection and a transaction the whole
+        time. What was done so far commits, with its events; on the way out a new transaction
+        starts with the same tenant settings, so row-level security reads as before. Work after
+        it must re-read what it relies on: others may have changed it meanwhile."""
+        await self.commit()
+        # Objects loaded so far stay readable but leave the session: a query afterwards loads
+        # the rows as they are then, not the identity map's copies from before.
+        self.session.expunge_all()
+        try:
+            yield
+        finally:
+            await self.apply_settings()
 
     async def __aexit__(
         self,

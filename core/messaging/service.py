@@ -18,6 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import Select, and_, func, literal_column, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
+from core import idempotency
 from core.context import PrincipalKind, Role, TenantContext, register_scopes
 from core.errors import (
     Conflict,
@@ -1277,7 +1278,9 @@ def _history(messages: list[Message], budget: int) -> tuple[list[dict[str, Any]]
     return list(reversed(picked)), False
 
 
-@idempotent_operation("messaging.draft_generate")
+DRAFT_GENERATE = "messaging.draft_generate"
+
+
 async def generate_draft(
     ctx: TenantContext,
     uow: UnitOfWork,
@@ -1287,7 +1290,16 @@ async def generate_draft(
 ) -> DraftOut:
     """Ask the drafting peer for a reply. Orchestration only: the prompt is assembled here
     (recent history within a budget, the provider's profile and tone) and sent over HTTP; the
-    peer's text becomes a pending draft. Nothing is written unless the peer answers well."""
+    peer's text becomes a pending draft. Nothing is written unless the peer answers well.
+
+    A model may think for many seconds: no connection or transaction is held meanwhile
+    (`uow.released`). So the key is claimed only when the draft is written; a retry after
+    success is answered from the stored result without asking the peer again, and concurrent
+    retries may each ask it (with the same idempotency key) but write one draft."""
+    request = {"thread_id": thread_id, "data": data}
+    done = await idempotency.replay(ctx, uow, idempotency_key, DRAFT_GENERATE, request, DraftOut)
+    if done is not None:
+        return done
     ctx.require(WRITE)
     thread, client, _ = await _thread_row(ctx, uow, thread_id)
     _agent_may(ctx, thread.agent_mode, "draft")
@@ -1328,14 +1340,15 @@ async def generate_draft(
     }
     prompt_hash = hashlib.sha256(peers.canonical_json(prompt)).hexdigest()
     try:
-        reply = await peers.post_json(
-            settings,
-            url,
-            prompt,
-            event="messaging/draft.generate",
-            idempotency_key=idempotency_key,
-            retries=settings.messaging_peer_retries,
-        )
+        async with uow.released():
+            reply = await peers.post_json(
+                settings,
+                url,
+                prompt,
+                event="messaging/draft.generate",
+                idempotency_key=idempotency_key,
+                retries=settings.messaging_peer_retries,
+            )
     except peers.PeerError as err:
         if err.permanent:
             raise BadGateway(
@@ -1356,19 +1369,26 @@ async def generate_draft(
             hint="nothing was saved; retry, or write the draft yourself (messaging_draft_create)",
         )
     model = reply.data.get("model")
-    draft = await _insert_draft(
-        ctx,
-        uow,
-        thread,
-        body=body.strip(),
-        created_by_kind="peer",
-        peer=peers.peer_label(url),
-        peer_model=str(model)[:200] if model else None,
-        latency_ms=reply.latency_ms,
-        prompt_hash=prompt_hash,
-    )
-    log.info("draft_generated", thread_id=str(thread.id), latency_ms=reply.latency_ms)
-    return _draft_out(draft)
+
+    async def write() -> DraftOut:
+        # Read again: while the peer thought, the thread may have gone or been set to `off`.
+        current, _, _ = await _thread_row(ctx, uow, thread_id, lock=True)
+        _agent_may(ctx, current.agent_mode, "draft")
+        draft = await _insert_draft(
+            ctx,
+            uow,
+            current,
+            body=body.strip(),
+            created_by_kind="peer",
+            peer=peers.peer_label(url),
+            peer_model=str(model)[:200] if model else None,
+            latency_ms=reply.latency_ms,
+            prompt_hash=prompt_hash,
+        )
+        log.info("draft_generated", thread_id=str(current.id), latency_ms=reply.latency_ms)
+        return _draft_out(draft)
+
+    return await idempotency.idempotent(ctx, uow, idempotency_key, DRAFT_GENERATE, request, DraftOut, write)
 
 
 def _not_pending(draft: Draft) -> Conflict:

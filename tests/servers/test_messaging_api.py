@@ -545,6 +545,68 @@ async def test_draft_generation_with_no_peer_or_a_dead_or_slow_peer(
     assert (await mc.get("/v1/messaging/drafts", headers=h)).json()["items"] == []
 
 
+async def test_a_thinking_peer_pins_no_connection_and_the_draft_is_written_against_the_thread_as_it_is_then(
+    db: Database,
+) -> None:
+    # One pooled connection in all: if the drafting call held it, nothing else could run.
+    tight = messaging_db(db, db_pool_size=1, db_max_overflow=0)
+    try:
+        async with messaging_client(tight) as mc, FakePeer(delay=1.0) as peer:
+            owner = await signup(mc)
+            h = owner.h()
+            agent = bearer(await api_key(mc, owner, ["messaging:read", "messaging:write"]))
+            await mc.put("/v1/messaging/settings", json={"draft_peer_url": peer.url("/draft")}, headers=h)
+            tid = (await inbound(mc, h, channel="portal", external_id="t1"))["results"][0]["thread_id"]
+
+            async def meanwhile() -> float:
+                await asyncio.sleep(0.3)  # the peer is thinking now
+                started = asyncio.get_running_loop().time()
+                r = await mc.get(f"/v1/messaging/threads/{tid}", headers=h)
+                assert r.status_code == 200, r.text
+                return asyncio.get_running_loop().time() - started
+
+            key = {"Idempotency-Key": str(uuid.uuid4())}
+            made, waited = await asyncio.gather(
+                mc.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers={**agent, **key}),
+                meanwhile(),
+            )
+            assert made.status_code == 201, made.text
+            assert waited < 0.6  # answered while the peer was still thinking
+            assert len(peer.received) == 1
+
+            # A retry with the key is answered from the stored draft: the peer is not asked again.
+            again = await mc.post(
+                f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers={**agent, **key}
+            )
+            assert again.status_code in (200, 201) and again.json() == made.json() and len(peer.received) == 1
+            # Concurrent retries under a new key may each ask the peer, but write one draft.
+            key2 = {"Idempotency-Key": str(uuid.uuid4())}
+            both = await asyncio.gather(
+                *(
+                    mc.post(
+                        f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers={**agent, **key2}
+                    )
+                    for _ in range(2)
+                )
+            )
+            assert [r.status_code for r in both] == [201, 201] and both[0].json() == both[1].json()
+
+            # The thread is read again once the peer answers: switched off meanwhile, no draft.
+            async def switch_off() -> None:
+                await asyncio.sleep(0.3)
+                r = await mc.patch(f"/v1/messaging/threads/{tid}", json={"agent_mode": "off"}, headers=h)
+                assert r.status_code == 200, r.text
+
+            late, _ = await asyncio.gather(
+                mc.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers=agent), switch_off()
+            )
+            assert late.status_code == 403 and late.json()["code"] == "agent_mode_off", late.text
+            drafts = (await mc.get(f"/v1/messaging/drafts?thread_id={tid}", headers=h)).json()["items"]
+            assert len({d["id"] for d in drafts}) == 2
+    finally:
+        await tight.dispose()
+
+
 # --- delivery ---------------------------------------------------------------------------------------
 
 
