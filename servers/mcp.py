@@ -10,9 +10,11 @@ from typing import Any
 from mcp.server import MCPServer
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resources import TextResource
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult, InputRequiredResult
 from mcp.types import Tool as MCPTool
 from starlette.applications import Starlette
 
@@ -94,6 +96,13 @@ def select_tools(available: list[Toolset], wanted: list[str] | None, read_only: 
     return sorted({t.name: t for t in specs}.values(), key=lambda t: t.name)
 
 
+# Calls after which some caller may use other tools: an install or uninstall, a person joining
+# or leaving an org (whose installed components come or go with it).
+CHANGES_TOOL_LISTS = frozenset(
+    {"registry_install", "registry_uninstall", "org_members_add", "org_members_remove"}
+)
+
+
 class AtlilithServer(MCPServer):
     """tools/list shows each caller the tools it can use: the always-available toolsets, those
     installed in a context the credential can act in (its bound org; else personal and the
@@ -106,6 +115,16 @@ class AtlilithServer(MCPServer):
         self._rt = rt
         self._toolset_of = {spec.name: spec.toolset for spec in served}
         self._sets = {ts.name: ts for ts in sets}
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        result = await super().call_tool(name, arguments, context)
+        if name in CHANGES_TOOL_LISTS and context is not None and not getattr(result, "is_error", True):
+            # tools/list is per caller, so one event for every listener is right: each refetches
+            # its own list (clients of the 2026-07-28 protocol, through subscriptions/listen).
+            await context.notify_tools_changed()
+        return result
 
     async def list_tools(self) -> list[MCPTool]:
         tools = await super().list_tools()
