@@ -380,6 +380,15 @@ def validate_batch(body: bytes) -> RawBatch | None:
         times = list(map(dt.datetime.fromisoformat, sent))  # the pattern's form; the date may not exist
     except ValueError:
         return None
+    if b"\\" in body and not _plain_text(events):
+        return None
+    return RawBatch(body, events, times)
+
+
+def _plain_text(events: list[FastEvent]) -> bool:
+    """No control character and no lone surrogate in any property key or text. Only a JSON
+    escape can put one in a string (raw, the decoder refuses both), so a body without a
+    backslash needs no look."""
     keys: set[str] = set()
     texts: list[str] = []
     for e in events:
@@ -389,12 +398,12 @@ def validate_batch(body: bytes) -> RawBatch | None:
     texts.extend(keys)
     everything = "".join(texts)
     if _CONTROL.search(everything):
-        return None
+        return False
     try:
         everything.encode()  # a lone surrogate (`\ud800`) is no text PostgreSQL stores
     except UnicodeEncodeError:
-        return None
-    return RawBatch(body, events, times)
+        return False
+    return True
 
 
 @dataclass(frozen=True)
