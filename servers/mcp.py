@@ -11,11 +11,14 @@ from mcp.server import MCPServer
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resources import TextResource
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.types import CallToolResult, InputRequiredResult
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult
 from mcp.types import Tool as MCPTool
+from pydantic import ValidationError
 from starlette.applications import Starlette
 
 import tools
@@ -25,7 +28,7 @@ from core.errors import DomainError
 from core.observability import current_trace_id, get_logger
 from core.registry import service as registry_service
 from core.uow import Database
-from tools.base import ToolRuntime, Toolset, ToolSpec
+from tools.base import ToolRuntime, Toolset, ToolSpec, error_result, internal_error, invalid_arguments
 
 log = get_logger("atlilith.mcp")
 SKILLS_DIR = Path(__file__).resolve().parent.parent / "skills"
@@ -119,7 +122,19 @@ class AtlilithServer(MCPServer):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        result = await super().call_tool(name, arguments, context)
+        if name not in self._toolset_of:
+            # The spec's protocol error for a tool this server does not have.
+            raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
+        try:
+            result = await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            # The SDK validated the arguments before our wrapper ran: the same error shape as
+            # every other, fields and a hint, never the validator's text.
+            if isinstance(exc.__cause__, ValidationError):
+                log.info("tool_call", tool=name, outcome="invalid_arguments")
+                return error_result(invalid_arguments(name, exc.__cause__))
+            log.exception("tool_failed", tool=name)
+            return error_result(internal_error())
         if name in CHANGES_TOOL_LISTS and context is not None and not getattr(result, "is_error", True):
             # tools/list is per caller, so one event for every listener is right: each refetches
             # its own list (clients of the 2026-07-28 protocol, through subscriptions/listen).

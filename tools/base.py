@@ -154,10 +154,17 @@ class Toolset:
 
 
 def error_result(err: DomainError) -> CallToolResult:
-    body = {"error": err.as_dict()}
+    """The one shape of every tool error: `isError`, no `structuredContent` (validating clients
+    check structured content against the tool's *success* schema, error results included), and
+    one JSON object as text: `code`, `message`, `hint`?, `fields`? and the error's extras."""
+    body: dict[str, Any] = {"code": err.code, "message": err.message}
+    if err.hint:
+        body["hint"] = err.hint
+    if err.errors:
+        body["fields"] = [{"path": e.field, "problem": e.message} for e in err.errors]
+    body.update({k: v for k, v in err.extra.items() if k not in body})
     return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(body, ensure_ascii=False))],
-        structured_content=body,
+        content=[TextContent(type="text", text=json.dumps(body, ensure_ascii=False, separators=(",", ":")))],
         is_error=True,
     )
 
@@ -174,16 +181,37 @@ def compact(result: R) -> R:
     )
 
 
-def _validation_error(exc: ValidationError) -> ValidationFailed:
+def invalid_arguments(tool: str, exc: ValidationError) -> ValidationFailed:
+    """Arguments that do not fit the tool's input schema, as an ordinary domain error: the path
+    and the problem of each, never the validator's dump (which echoes input and links docs)."""
     issues = [
-        FieldIssue(".".join(str(p) for p in e["loc"]) or "input", str(e["msg"]), str(e["type"]))
-        for e in exc.errors()
+        FieldIssue(".".join(str(p) for p in e["loc"]) or "arguments", _problem(e), str(e["type"]))
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
+    names = ", ".join(sorted({i.field for i in issues}))
     return ValidationFailed(
-        "invalid arguments: " + ", ".join(sorted({i.field for i in issues})),
-        hint="fix the fields listed in `errors` and call again",
+        f"invalid arguments: {names}",
+        code="invalid_arguments",
+        hint=f"fix {names} as `fields` says and call `{tool}` again; its inputSchema in tools/list "
+        "gives each argument's type and limits",
         errors=issues,
     )
+
+
+def internal_error() -> DomainError:
+    return DomainError(
+        "something went wrong on our side; nothing was changed",
+        code="internal_error",
+        hint=f"retry; if it persists, report trace id {current_trace_id()}",
+    )
+
+
+def _problem(error: Any) -> str:
+    if error["type"] == "missing":
+        return "required"
+    if error["type"] == "extra_forbidden":
+        return "not an argument of this tool"
+    return str(error["msg"])
 
 
 def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -202,18 +230,12 @@ def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Call
                 outcome = err.code
                 return error_result(err)  # type: ignore[return-value]
             except ValidationError as exc:
-                outcome = "validation_failed"
-                return error_result(_validation_error(exc))  # type: ignore[return-value]
+                outcome = "invalid_arguments"
+                return error_result(invalid_arguments(name, exc))  # type: ignore[return-value]
             except Exception:
                 outcome = "internal_error"
                 log.exception("tool_failed")
-                return error_result(  # type: ignore[return-value]
-                    DomainError(
-                        "something went wrong on our side; nothing was changed",
-                        code="internal_error",
-                        hint=f"retry; if it persists, report trace id {current_trace_id()}",
-                    )
-                )
+                return error_result(internal_error())  # type: ignore[return-value]
             finally:
                 _calling.reset(token)
                 log.info("tool_call", outcome=outcome, ms=round((time.perf_counter() - started) * 1000, 1))

@@ -14,6 +14,7 @@ from core.uow import Database
 from servers.mcp import build_server
 from tests.bookings.helpers import admin, at, day_ahead, make_service, set_hours, slots
 from tests.conftest import make_org, signup
+from tests.support.mcp import tool_error
 from tests.support.registry import install
 
 
@@ -71,7 +72,7 @@ async def test_fifty_parallel_mcp_holds_for_one_slot_make_exactly_one_booking(
             )
         )
     ok = [r for r in results if not r.is_error]
-    errors = [r.structured_content["error"] for r in results if r.is_error]
+    errors = [tool_error(r) for r in results if r.is_error]
     assert len(ok) == 1 and len(errors) == 49, Counter(e["code"] for e in errors)
     assert {e["code"] for e in errors} == {"slot_taken"} and all(e["hint"] for e in errors)
     assert ok[0].structured_content["status"] == "held"

@@ -14,11 +14,12 @@ from core.uow import Database
 from servers.mcp import build_server
 from tests.bookings.helpers import at, day_ahead, make_service, set_hours, slots
 from tests.conftest import make_org, signup
+from tests.support.mcp import tool_error
 from tests.support.registry import install
 
 
 def _err(result: object) -> dict:
-    return result.structured_content["error"]  # type: ignore[attr-defined]
+    return tool_error(result)
 
 
 async def test_toolset_shapes_and_annotations(client: httpx.AsyncClient, db: Database) -> None:

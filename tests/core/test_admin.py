@@ -19,6 +19,7 @@ from core.uow import Database
 from servers.mcp import CoreTokenVerifier
 from tests.conftest import Account, make_org, signup
 from tests.support.billing import FakePeer, app_db, grant, make_admin
+from tests.support.mcp import tool_error
 
 ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/admin/persons", None),
@@ -126,7 +127,7 @@ async def test_suspension_is_effective_at_once_everywhere_and_reactivation_resto
             and out["person"]["suspension_reason"] == "chargeback fraud"
         )
         refused = await open_session.call_tool("whoami", {})
-        assert refused.is_error and refused.structured_content["error"]["code"] == "account_suspended"
+        assert tool_error(refused)["code"] == "account_suspended"
 
     for headers in (a.h(), a.h(token=key["token"])):
         me = await client.get("/v1/me", headers=headers)

@@ -15,6 +15,7 @@ from core.events import outbox_table
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
+from tests.support.mcp import tool_error
 from tests.support.registry import install, uninstall
 
 
@@ -112,8 +113,7 @@ async def test_install_with_idempotency_key_and_in_parallel(client: httpx.AsyncC
 
 
 def _err(result: Any) -> dict[str, Any]:
-    assert result.is_error, result
-    return dict(result.structured_content["error"])
+    return tool_error(result)
 
 
 async def test_mcp_gate_follows_installs_at_once_in_the_acting_context(

@@ -16,6 +16,7 @@ from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import ROOT, make_org, signup
 from tests.support.billing import make_admin
+from tests.support.mcp import tool_error
 
 ADMIN_TOOLS = {
     "admin_persons",
@@ -29,8 +30,7 @@ ADMIN_TOOLS = {
 
 
 def err(result: Any) -> dict[str, Any]:
-    assert result.is_error, result
-    return dict(result.structured_content["error"])
+    return tool_error(result)
 
 
 async def test_admin_toolset_is_off_by_default_and_annotated(client: httpx.AsyncClient, db: Database) -> None:
@@ -109,10 +109,11 @@ async def test_an_admin_works_through_the_tools(client: httpx.AsyncClient, db: D
         both = err(
             await c.call_tool("admin_credits_grant", {"credits": 1, "to_org": org, "to_person": a.slug})
         )
-        assert both["code"] == "validation_failed"
+        assert both["code"] == "invalid_arguments" and both["hint"]
 
-        # The SDK checks the argument schema before the tool runs (its own error, no code).
-        assert (await c.call_tool("admin_person_suspend", {"person": a.slug, "reason": ""})).is_error
+        # The SDK checks the argument schema before the tool runs: the same shape all the same.
+        empty = err(await c.call_tool("admin_person_suspend", {"person": a.slug, "reason": ""}))
+        assert empty["code"] == "invalid_arguments" and empty["fields"][0]["path"] == "reason"
         done = await c.call_tool("admin_person_suspend", {"person": a.slug, "reason": "tool test"})
         assert done.structured_content["changed"] is True
         assert (await client.get("/v1/me", headers=a.h())).json()["code"] == "account_suspended"

@@ -11,6 +11,7 @@ from mcp import Client
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
+from tests.support.mcp import tool_error
 from tests.support.registry import install
 
 
@@ -132,8 +133,7 @@ async def test_tool_errors_carry_code_and_hint(client: httpx.AsyncClient, db: Da
         ]
         for tool, args, code in cases:
             r = await c.call_tool(tool, args)
-            assert r.is_error, (tool, args)
-            error = r.structured_content["error"]
+            error = tool_error(r)
             assert error["code"] == code and error["hint"], (tool, error)
         # A member sees the org's totals, without per-member numbers.
         ok = await c.call_tool("analytics_summary", {"org": org})

@@ -14,6 +14,7 @@ from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
 from tests.support.billing import grant, make_admin
+from tests.support.mcp import tool_error
 from tests.support.registry import install
 
 TOOLS = {
@@ -31,8 +32,7 @@ TOOLS = {
 
 
 def err(result: Any) -> dict[str, Any]:
-    assert result.is_error, result
-    return dict(result.structured_content["error"])
+    return tool_error(result)
 
 
 async def test_tools_state_their_cost_and_honest_annotations(client: httpx.AsyncClient, db: Database) -> None:
@@ -137,7 +137,7 @@ async def test_run_follow_and_pay_through_tools(client: httpx.AsyncClient, db: D
                 {"component": "identity", "action": "resolve-person", "input_json": '{"email": 1}'},
             )
         )
-        assert bad_input["code"] == "validation_failed" and bad_input["errors"][0]["field"] == "input.email"
+        assert bad_input["code"] == "validation_failed" and bad_input["fields"][0]["path"] == "input.email"
         unknown = err(await c.call_tool("jobs_run", {"component": "nope", "action": "nothing"}))
         assert unknown["code"] == "unknown_action"
         actions = await c.call_tool("jobs_actions_list", {"limit": 100})

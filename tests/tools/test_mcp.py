@@ -16,11 +16,14 @@ import structlog
 import uvicorn
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
 
 from core.uow import Database
 from servers.app import create_app
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
+from tests.support.mcp import tool_error
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,23 +120,31 @@ async def test_tool_calls_act_in_the_chosen_context_checked_live(
             assert not gone.is_error and gone.structured_content["role"] == "member"
 
         refused = await c.call_tool("clients_list", {"org": org})
-        assert refused.is_error
-        err = refused.structured_content["error"]
+        err = tool_error(refused)
         assert err["code"] == "not_a_member" and err["hint"]
 
 
 async def test_errors_carry_code_and_hint_and_no_internals(client: httpx.AsyncClient, db: Database) -> None:
     a = await signup(client)
     async with Client(build_server(db, static_token=a.token)) as c:
-        bad = await c.call_tool("clients_create", {"name": "X", "phone": "12345"})
-        assert bad.is_error and bad.structured_content["error"]["code"] == "invalid_phone"
-        assert json.loads(text_of(bad))["error"]["errors"][0]["field"] == "phone"
+        bad = tool_error(await c.call_tool("clients_create", {"name": "X", "phone": "12345"}))
+        assert bad["code"] == "invalid_phone" and bad["fields"][0]["path"] == "phone"
+        # The SDK's own argument check answers in the same shape: fields and a hint, no dump.
         wrong_type = await c.call_tool("clients_get", {"client_id": "not-a-uuid"})
-        assert wrong_type.is_error and "client_id" in text_of(wrong_type)
-        member_only = await c.call_tool("org_members_list", {"org": "no-such-org"})
-        assert member_only.structured_content["error"]["code"] == "not_a_member"
-        dup_slug = await c.call_tool("orgs_create", {"slug": "admin", "name": "X"})
-        assert dup_slug.is_error and dup_slug.structured_content["error"]["code"] == "validation_failed"
+        wrong = tool_error(wrong_type)
+        assert wrong["code"] == "invalid_arguments" and "clients_get" in wrong["hint"]
+        assert [f["path"] for f in wrong["fields"]] == ["client_id"]
+        assert "pydantic" not in text_of(wrong_type) and "validation error" not in text_of(wrong_type)
+        missing = tool_error(await c.call_tool("clients_get", {}))
+        assert missing["fields"] == [{"path": "client_id", "problem": "required"}]
+        member_only = tool_error(await c.call_tool("org_members_list", {"org": "no-such-org"}))
+        assert member_only["code"] == "not_a_member"
+        dup_slug = tool_error(await c.call_tool("orgs_create", {"slug": "admin", "name": "X"}))
+        assert dup_slug["code"] == "invalid_arguments" and dup_slug["fields"][0]["path"] == "slug"
+        # An unknown tool is the protocol error the spec names, not a tool result.
+        with pytest.raises(MCPError) as unknown:
+            await c.call_tool("no_such_tool", {})
+        assert unknown.value.code == INVALID_PARAMS
 
 
 async def test_idempotency_key_on_tools(client: httpx.AsyncClient, db: Database) -> None:
