@@ -28,7 +28,16 @@ from core.errors import DomainError
 from core.observability import current_trace_id, get_logger
 from core.registry import service as registry_service
 from core.uow import Database
-from tools.base import ToolRuntime, Toolset, ToolSpec, error_result, internal_error, invalid_arguments
+from servers.hints import mcp_names
+from tools.base import (
+    ToolRuntime,
+    Toolset,
+    ToolSpec,
+    error_result,
+    internal_error,
+    invalid_arguments,
+    use_hint_names,
+)
 
 log = get_logger("atlilith.mcp")
 SKILLS_DIR = Path(__file__).resolve().parent.parent / "skills"
@@ -262,6 +271,7 @@ def build_server(
             ),
         }
     available = toolsets(rt)
+    use_hint_names(mcp_names(t for ts in available for t in ts.tools))
     selected = select_tools(
         available,
         toolset_names if toolset_names is not None else settings.toolsets,

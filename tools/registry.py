@@ -27,7 +27,6 @@ from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime,
 NOT_TOOLS = {
     "registry.sync_builtins": "runs at server start-up",
     "registry.install_builtins": "the seed's bulk install",
-    "registry.require_installed": "the gate every tool call passes",
     "registry.listed_toolsets": "the per-caller tools/list filter",
     "registry.is_platform_admin": "a check inside other operations",
     "registry.list_versions": "registry_get gives the current tools_hash; the history is REST",
