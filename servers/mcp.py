@@ -19,7 +19,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult
 from mcp.types import Tool as MCPTool
 from pydantic import ValidationError
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 import tools
 from core import __version__
@@ -29,6 +29,7 @@ from core.observability import current_trace_id, get_logger
 from core.registry import service as registry_service
 from core.uow import Database
 from servers.hints import mcp_names
+from servers.mcp_connection import SelectionMiddleware, current_selection
 from tools.base import (
     ToolRuntime,
     Toolset,
@@ -125,13 +126,14 @@ class AtlilithServer(MCPServer):
     def __init__(self, rt: ToolRuntime, served: list[ToolSpec], sets: list[Toolset], **kwargs: Any) -> None:
         super().__init__(tools=[_tool(spec) for spec in served], **kwargs)
         self._rt = rt
+        self._specs = {spec.name: spec for spec in served}
         self._toolset_of = {spec.name: spec.toolset for spec in served}
         self._sets = {ts.name: ts for ts in sets}
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
-        if name not in self._toolset_of:
+        if not self.selected(name):
             # The spec's protocol error for a tool this server does not have.
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
         try:
@@ -153,7 +155,18 @@ class AtlilithServer(MCPServer):
     async def list_tools(self) -> list[MCPTool]:
         tools = await super().list_tools()
         visible = await self.visible_toolsets()
-        return [t for t in tools if self._toolset_of.get(t.name) in visible]
+        return [t for t in tools if self._toolset_of.get(t.name) in visible and self.selected(t.name)]
+
+    @property
+    def toolset_names(self) -> set[str]:
+        return set(self._sets)
+
+    def selected(self, name: str) -> bool:
+        """Served by this server and chosen by this connection (`X-MCP-Toolsets` etc.)."""
+        spec = self._specs.get(name)
+        if spec is None:
+            return False
+        return current_selection().allows(spec.toolset, spec.read_only, always=name in ALWAYS)
 
     async def visible_toolsets(self) -> set[str]:
         always = {name for name, ts in self._sets.items() if ts.always}
@@ -285,7 +298,8 @@ def build_server(
         title="Atlilith",
         version=__version__,
         instructions=INSTRUCTIONS,
-        website_url=settings.base_url,
+        # Over stdio the server cannot know where its web door is unless it is configured.
+        website_url=settings.base_url if static_token is None else settings.public_url,
         log_level=settings.log_level.upper(),
         **auth_kwargs,
     )
@@ -294,9 +308,9 @@ def build_server(
     return server
 
 
-def http_app(server: MCPServer, db: Database) -> Starlette:
+def http_app(server: AtlilithServer, db: Database) -> ASGIApp:
     settings = db.settings
-    return server.streamable_http_app(
+    app = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=True,
         json_response=True,
@@ -306,3 +320,4 @@ def http_app(server: MCPServer, db: Database) -> Starlette:
             allowed_origins=settings.mcp_allowed_origins,
         ),
     )
+    return SelectionMiddleware(app, server.toolset_names)
