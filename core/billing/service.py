@@ -623,7 +623,11 @@ async def receive_callback(
                 )
             ).one_or_none()
             if row is None:
-                raise NotFound("no peer job has this id", code="job_not_found")
+                raise NotFound(
+                    "no peer job has this id",
+                    code="job_not_found",
+                    hint="call back with the job id the platform sent in the run request",
+                )
             job, peer, secret = row
             reason = peers.verify(
                 secret, timestamp, body, signature, db.settings.billing_signature_tolerance_seconds
@@ -885,11 +889,17 @@ async def _owner_of(
     if org is not None:
         found = (await uow.session.execute(select(Org.id, Org.owner_id).where(Org.slug == org))).one_or_none()
         if found is None:
-            raise NotFound(f"no org has the slug {org!r}", code="org_not_found")
+            raise NotFound(
+                f"no org has the slug {org!r}", code="org_not_found", hint="find it with [[admin.list_orgs]]"
+            )
         return found.owner_id, found.id
     pid = (await uow.session.execute(select(Person.id).where(Person.slug == person))).scalar_one_or_none()
     if pid is None:
-        raise NotFound(f"no person has the slug {person!r}", code="person_not_found")
+        raise NotFound(
+            f"no person has the slug {person!r}",
+            code="person_not_found",
+            hint="find them with [[admin.list_persons]]",
+        )
     return pid, None
 
 
@@ -960,7 +970,7 @@ async def refund_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, dat
     await audit.require_platform_admin(ctx, uow)
     job = await _lock_job(uow, job_id)
     if job is None:
-        raise NotFound("no such job", code="job_not_found")
+        raise NotFound("no such job", code="job_not_found", hint="check the id: a job's id is its trace id")
     if job.credits_captured == 0:
         raise Conflict("this job was not charged", code="nothing_to_refund")
     credits = data.credits or job.credits_captured
@@ -1172,7 +1182,11 @@ async def _peer_by_slug(uow: UnitOfWork, slug: str) -> Peer:
         await uow.session.execute(select(Peer).where(Peer.slug == slug).with_for_update())
     ).scalar_one_or_none()
     if peer is None:
-        raise NotFound(f"no peer component {slug!r}", code="peer_not_found")
+        raise NotFound(
+            f"no peer component {slug!r}",
+            code="peer_not_found",
+            hint="list peers with [[billing.list_peers]]",
+        )
     return peer
 
 

@@ -326,7 +326,8 @@ async def _provider(ctx: TenantContext, uow: UnitOfWork, slug: str | None) -> _P
         raise NotFound(
             f"{slug!r} is not a provider in this context" if slug else "you are not a provider here",
             code="provider_not_found",
-            hint="in an org, providers are its members; in your personal context, only you",
+            hint="in an org, providers are its members ([[tenancy.list_members]]); in your personal "
+            "context, only you",
         )
     return _Provider(row.id, row.slug, row.display_name)
 

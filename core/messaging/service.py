@@ -719,6 +719,7 @@ async def mark_read(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, d
             raise NotFound(
                 "no such message in this thread",
                 code="message_not_found",
+                hint="read the thread's messages with [[messaging.get_thread]]",
                 errors=[FieldIssue("up_to_message_id", "not in this thread", "not_found")],
             )
     if data.unread:

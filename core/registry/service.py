@@ -352,7 +352,11 @@ async def get_skill(ctx: TenantContext, uow: UnitOfWork, slug: str) -> str:
     ctx.require(READ)
     row = await _visible(ctx, uow, slug)
     if not row.skill_text:
-        raise NotFound(f"component {row.slug!r} has no skill", code="skill_not_found")
+        raise NotFound(
+            f"component {row.slug!r} has no skill",
+            code="skill_not_found",
+            hint="find components with skills with [[registry.search_components]]",
+        )
     return row.skill_text
 
 
@@ -481,7 +485,11 @@ async def _installed_component(uow: UnitOfWork, slug: str) -> ComponentRow:
         await uow.session.execute(select(ComponentRow).where(ComponentRow.slug == slug.strip().lower()))
     ).scalar_one_or_none()
     if row is None:
-        raise NotFound(f"{slug!r} is not installed in this context", code="not_installed")
+        raise NotFound(
+            f"{slug!r} is not installed in this context",
+            code="not_installed",
+            hint="list what is installed here with [[registry.list_installations]]",
+        )
     return row
 
 

@@ -474,7 +474,11 @@ async def operator_token(
             await uow.session.execute(select(Person).where(Person.slug == person_slug))
         ).scalar_one_or_none()
         if person is None:
-            raise NotFound(f"no person has the slug {person_slug!r}", code="person_not_found")
+            raise NotFound(
+                f"no person has the slug {person_slug!r}",
+                code="person_not_found",
+                hint="check the handle; a person signs up before they get a token",
+            )
         if person.status != "active":
             raise PermissionDenied("this account is suspended", code="account_suspended")
         org: Org | None = None

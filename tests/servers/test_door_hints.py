@@ -76,3 +76,15 @@ async def test_the_same_refusal_reads_in_each_doors_words(client: httpx.AsyncCli
         headers={**a.h(), DOOR_HEADER: "cli"},
     )
     assert "`atlilith add <component> [--org ORG]`" in run_cli.json()["hint"]
+
+
+def test_every_not_found_says_where_to_look() -> None:
+    """A caller told "not found" is told how to find what exists (mostly: which operation lists
+    it, rendered per door)."""
+    import ast
+
+    for path in CORE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "NotFound":
+                hints = [k.value for k in node.keywords if k.arg == "hint"]
+                assert hints, f"{path.relative_to(CORE)}:{node.lineno} NotFound without a hint"
