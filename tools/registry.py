@@ -30,7 +30,7 @@ NOT_TOOLS = {
     "registry.listed_toolsets": "the per-caller tools/list filter",
     "registry.is_platform_admin": "a check inside other operations",
     "registry.list_versions": "registry_get gives the current tools_hash; the history is REST",
-    "registry.get_skill": "skills are MCP resources: read skill://<name>",
+    "registry.get_skill": "skills are MCP resources: read skill://<name>/SKILL.md",
     "registry.register_peer_component": "platform admins, over REST /v1/admin/components",
     "registry.update_peer_component": "platform admins, over REST /v1/admin/components/{slug}",
     "registry.register_peer": "platform admins, over REST /v1/admin/peers (billing-shaped door)",
@@ -95,7 +95,7 @@ Read-only, free.""",
     @ts.tool(
         "registry_get",
         """One component in full: tools, actions (input schemas, prices), scopes, skill name
-(read skill://<name>), tools_hash. Read-only, free.""",
+(read skill://<name>/SKILL.md), tools_hash. Read-only, free.""",
         title="Get a component",
         read_only=True,
     )

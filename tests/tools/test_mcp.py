@@ -170,16 +170,6 @@ async def test_tool_calls_log_with_a_trace_id(client: httpx.AsyncClient, db: Dat
     assert calls and calls[0]["tool"] == "whoami" and len(calls[0]["trace_id"]) == 32
 
 
-async def test_skills_are_served_as_resources(client: httpx.AsyncClient, db: Database) -> None:
-    a = await signup(client)
-    async with Client(build_server(db, static_token=a.token)) as c:
-        resources = (await c.list_resources()).resources
-        uris = {str(r.uri) for r in resources}
-        assert "skill://tenancy" in uris
-        body = await c.read_resource("skill://tenancy")
-        assert "whoami" in body.contents[0].text
-
-
 # --- over HTTP --------------------------------------------------------------------------------
 
 
