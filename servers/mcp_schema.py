@@ -23,6 +23,8 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
 __all__ = [
+    "EVERYTHING_BUDGET",
+    "NEW_PERSON_BUDGET",
     "OUTPUT_DEPTH",
     "compact_annotations",
     "compact_input",
@@ -35,6 +37,10 @@ __all__ = [
 # tool's items level 1). Deeper objects are named by their fields: their shape is one `*_get`
 # away, and spelling them out in every tool that returns them is what made tools/list heavy.
 OUTPUT_DEPTH = 0
+# What tools/list may cost, in `wire_chars` (tests/tools/test_tools_list_size.py holds them):
+# a freshly signed-up person (tenancy + registry), and every toolset as a platform admin sees it.
+NEW_PERSON_BUDGET = 16_000
+EVERYTHING_BUDGET = 90_000
 _Schema = dict[str, Any]
 
 
