@@ -38,8 +38,10 @@ def unlisted(max_length: int, *, min_length: int = 0, pattern: str | None = None
     def check(value: str | None) -> str | None:
         if value is None:
             return value
-        if not min_length <= len(value) <= max_length:
-            raise ValueError(f"between {min_length} and {max_length} characters")
+        if len(value) > max_length:
+            raise ValueError(f"at most {max_length} characters")
+        if len(value) < min_length:
+            raise ValueError(f"at least {min_length} characters")
         if shape is not None and not shape.fullmatch(value):
             raise ValueError(f"must match {pattern}")
         return value
