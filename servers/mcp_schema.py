@@ -2,14 +2,16 @@
 
 Every agent pays for tools/list in tokens, at every session start. Pydantic's schemas repeat
 themselves: generated titles, `default: null`, and in output schemas the same `$defs` (booking,
-thread, client, ...) copied into every tool that returns them. The rewrite below only removes
-what constrains nothing an agent needs, so a schema still accepts every value it accepted:
+thread, client, ...) copied into every tool that returns them. The rewrites below only drop what
+an agent cannot act on, so a schema still accepts every value it accepted:
 
 - titles and `default`s go (annotations, not constraints); `anyOf: [T, null]` becomes
   `type: [T, "null"]` (the same set of values);
-- output schemas are inlined (no `$defs`, no `$ref`) down to `OUTPUT_DEPTH` levels of objects;
-  an object deeper than that becomes `{"type": "object"}` whose description names its fields
-  (it accepts any object, a superset); `required` and `format` are kept at the top level only.
+- output schemas are inlined (no `$defs`, no `$ref`): the result's own fields are typed, and an
+  object nested deeper than `OUTPUT_DEPTH` becomes `{"type": "object"}` whose description names
+  its fields (any object, a superset); `required` and `format` go (every field of our results is
+  always there; formats are annotations);
+- tools of one toolset that return the same shape spell it out once (`share_outputs`).
 
 The size a caller pays is `wire_chars`: the compact JSON of the tools/list `tools` array.
 """
@@ -33,9 +35,9 @@ __all__ = [
     "wire_chars",
 ]
 
-# Levels of nested objects an output schema spells out (the result itself is level 0, a list
-# tool's items level 1). Deeper objects are named by their fields: their shape is one `*_get`
-# away, and spelling them out in every tool that returns them is what made tools/list heavy.
+# Levels of nested objects an output schema spells out: 0 = the result's own fields only (a list
+# tool's items, a booking's client, are named by their fields). Their shape is one `*_get` away,
+# and spelling it out in every tool that returns them is what made tools/list heavy.
 OUTPUT_DEPTH = 0
 # What tools/list may cost, in `wire_chars` (tests/tools/test_tools_list_size.py holds them):
 # a freshly signed-up person (tenancy + registry), and every toolset as a platform admin sees it.
