@@ -19,9 +19,7 @@ MAX_LIMIT = 100
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
-    next_cursor: str | None = Field(
-        default=None, description="Pass as `cursor` for the next page; null at the end."
-    )
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page.")
 
 
 class PageRequest(BaseModel):

@@ -31,6 +31,7 @@ from core.registry import service as registry_service
 from core.uow import Database
 from servers.hints import mcp_names
 from servers.mcp_connection import SelectionMiddleware, current_selection
+from servers.mcp_schema import compact_annotations, compact_input, compact_output, share_outputs
 from servers.mcp_skills import SkillsExtension, served_skills
 from tools.base import (
     ToolRuntime,
@@ -130,7 +131,7 @@ class AtlilithServer(MCPServer):
         toolset_of = {spec.name: spec.toolset for spec in served}
         # Skills of the toolsets this server serves, each shown to the callers who may use it.
         self._skills = SkillsExtension(served_skills(toolset_of.values()), self.usable_toolsets)
-        super().__init__(tools=[_tool(spec) for spec in served], extensions=[self._skills], **kwargs)
+        super().__init__(tools=_tools(served), extensions=[self._skills], **kwargs)
         self._rt = rt
         self._specs = {spec.name: spec for spec in served}
         self._toolset_of = toolset_of
@@ -206,18 +207,26 @@ class AtlilithServer(MCPServer):
         return visible | platform if admin else visible
 
 
-def tool_definition(spec: ToolSpec) -> dict[str, Any]:
-    """The tool's entry in tools/list, as JSON (what an agent reads, and what the registry
-    hashes into `tools_hash`)."""
-    info = _tool(spec)
-    return MCPTool(
-        name=info.name,
-        title=info.title,
-        description=info.description,
-        input_schema=info.parameters,
-        output_schema=info.output_schema,
-        annotations=info.annotations,
-    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+def tool_definitions(specs: list[ToolSpec]) -> dict[str, dict[str, Any]]:
+    """The tools' entries in tools/list by name, as JSON (what an agent reads, and what the
+    registry hashes into `tools_hash`); pass a whole toolset, as its tools share output schemas."""
+    return {
+        info.name: MCPTool(
+            name=info.name,
+            title=info.title,
+            description=info.description,
+            input_schema=info.parameters,
+            output_schema=info.output_schema,
+            annotations=info.annotations,
+        ).model_dump(mode="json", by_alias=True, exclude_none=True)
+        for info in _tools(specs)
+    }
+
+
+def _tools(specs: list[ToolSpec]) -> list[Tool]:
+    built = [_tool(spec) for spec in specs]
+    share_outputs(built, {spec.name: spec.toolset for spec in specs})
+    return built
 
 
 def _tool(spec: ToolSpec) -> Tool:
@@ -229,40 +238,16 @@ def _tool(spec: ToolSpec) -> Tool:
         annotations=spec.annotations,
         structured_output=True,
     )
-    # Every agent pays for tools/list in tokens: pydantic's auto-generated titles repeat the
-    # field names and add nothing.
-    strip_titles(tool.parameters)
+    # Every agent pays for tools/list in tokens, at every session start (`servers.mcp_schema`).
+    tool.parameters = compact_input(tool.parameters)
     if tool.output_schema is not None:
-        strip_titles(tool.output_schema)
+        # A cached property of the SDK's Tool: replaced in place so every reader sees it.
+        lean = compact_output(tool.output_schema)
+        tool.output_schema.clear()
+        tool.output_schema.update(lean)
+    if tool.annotations is not None:
+        tool.annotations = compact_annotations(tool.annotations)
     return tool
-
-
-def strip_titles(schema: Any) -> None:
-    """Make a JSON Schema cheaper to read, in place, without changing what it accepts: drop
-    generated `title`s (a property *named* title stays) and write `anyOf: [T, null]` as
-    `type: [T, "null"]`."""
-    if not isinstance(schema, dict):
-        return
-    if isinstance(schema.get("title"), str):
-        del schema["title"]
-    options = schema.get("anyOf")
-    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
-        other = options[0] if options[1] == {"type": "null"} else options[1]
-        simple = isinstance(other, dict) and isinstance(other.get("type"), str)
-        if simple and not {"$ref", "const"} & set(other):
-            del schema["anyOf"]
-            merged = {**other, "type": [other["type"], "null"]}
-            if isinstance(other.get("enum"), list):
-                merged["enum"] = [*other["enum"], None]
-            schema.update(merged)
-    for key in ("properties", "$defs", "definitions", "patternProperties"):
-        for sub in (schema.get(key) or {}).values():
-            strip_titles(sub)
-    for key in ("items", "additionalProperties", "not", "contains"):
-        strip_titles(schema.get(key))
-    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
-        for sub in schema.get(key) or []:
-            strip_titles(sub)
 
 
 def build_server(

@@ -17,7 +17,7 @@ from core.registry import service
 from core.registry.schemas import ActionSpecData, ComponentSpec, SyncReport, ToolData
 from core.uow import Database
 from servers import skills as skill_files
-from servers.mcp import tool_definition, toolsets
+from servers.mcp import tool_definitions, toolsets
 from tools.base import ToolRuntime, Toolset
 
 log = get_logger("atlilith.registry")
@@ -48,8 +48,9 @@ def _build_specs(db: Database) -> list[ComponentSpec]:
     for ts in toolsets(ToolRuntime(db)):
         skill = found.get(ts.name)
         tools: list[ToolData] = []
+        definitions = tool_definitions(ts.tools)
         for spec in sorted(ts.tools, key=lambda t: t.name):
-            definition: dict[str, Any] = tool_definition(spec)
+            definition: dict[str, Any] = definitions[spec.name]
             tools.append(
                 ToolData(
                     name=spec.name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +15,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 from core.auth import authenticate
 from core.context import TenantContext
@@ -27,28 +28,38 @@ log = get_logger("atlilith.mcp")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-OrgArg = Annotated[
-    str | None,
-    Field(
-        description="Org slug to act in; omit for your personal context.",
-        max_length=40,
-    ),
-]
+
+def unlisted(max_length: int, *, min_length: int = 0, pattern: str | None = None) -> AfterValidator:
+    """A check of a string argument that tools/list does not spell out: for values an agent only
+    passes on from another result (slugs, cursors, keys), `maxLength` or a `pattern` in every
+    tool's schema tells it nothing it can act on. Still enforced, as invalid arguments."""
+    shape = re.compile(pattern) if pattern else None
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return value
+        if len(value) > max_length:
+            raise ValueError(f"at most {max_length} characters")
+        if len(value) < min_length:
+            raise ValueError(f"at least {min_length} characters")
+        if shape is not None and not shape.fullmatch(value):
+            raise ValueError(f"must match {pattern}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Repeated in most tools, so said in as few words as an agent can act on: every agent pays for
+# them in tools/list (`servers.mcp_schema`); the server instructions explain `org`, and
+# `next_cursor`'s description says what `cursor` takes.
+OrgArg = Annotated[str | None, Field(description="Org slug; omit for personal."), unlisted(40)]
 IdempotencyArg = Annotated[
-    str | None,
-    Field(
-        description="Retrying with the same key returns the first result, never a second write.",
-        max_length=200,
-    ),
+    str | None, Field(description="Retry with the same key: first result, no second write."), unlisted(200)
 ]
-LimitArg = Annotated[int, Field(ge=1, le=100, description="Page size (default 20, max 100).")]
+LimitArg = Annotated[int, Field(ge=1, le=100)]
+CursorArg = Annotated[str | None, unlisted(512)]
 # The toolset of the tool being called: `ToolRuntime.context` gates it on the installation.
 _calling: ContextVar[Toolset | None] = ContextVar("atlilith_calling_toolset", default=None)
-
-CursorArg = Annotated[
-    str | None,
-    Field(description="`next_cursor` from the previous page, to get the next one.", max_length=512),
-]
 
 
 @dataclass

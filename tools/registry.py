@@ -22,7 +22,7 @@ from core.registry.schemas import (
     Kind,
     Uninstalled,
 )
-from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset
+from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset, unlisted
 
 NOT_TOOLS = {
     "registry.sync_builtins": "runs at server start-up",
@@ -38,7 +38,7 @@ NOT_TOOLS = {
 }
 
 SlugArg = Annotated[
-    str, Field(pattern=COMPONENT_PATTERN, description="The component's slug, e.g. `bookings`.")
+    str, Field(description="The component's slug, e.g. `bookings`."), unlisted(40, pattern=COMPONENT_PATTERN)
 ]
 # Plain `str` (not optional): the SDK would otherwise parse JSON text into an object first.
 ConfigArg = Annotated[

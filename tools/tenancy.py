@@ -22,7 +22,7 @@ from core.tenancy.schemas import (
     OrgIn,
     OrgOut,
 )
-from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset
+from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset, unlisted
 
 # Service operations deliberately without a tool, and why (checked by tests/test_parity.py).
 NOT_TOOLS = {
@@ -55,8 +55,8 @@ NOT_TOOLS = {
     "tenancy.expire_invitations": "scheduled housekeeping",
 }
 
-RequiredOrg = Annotated[str, Field(description="Slug of the org.", min_length=3, max_length=40)]
-PersonSlugArg = Annotated[str, Field(description="The person's slug (handle).", min_length=3, max_length=40)]
+RequiredOrg = Annotated[str, Field(description="The org's slug."), unlisted(40, min_length=3)]
+PersonSlugArg = Annotated[str, Field(description="The person's slug (handle)."), unlisted(40, min_length=3)]
 RoleArg = Annotated[AssignableRole, Field(description="`admin` (manages members) or `member`.")]
 ClientId = Annotated[uuid.UUID, Field(description="The client's id (from clients_list).")]
 
@@ -207,10 +207,10 @@ the country code when the number is not local.""",
         read_only=False,
     )
     async def clients_create(
-        name: Annotated[str, Field(description="The client's name.")],
-        email: Annotated[str | None, Field(description="Email address.")] = None,
-        phone: Annotated[str | None, Field(description="Phone number, ideally with country code.")] = None,
-        notes: Annotated[str | None, Field(description="Private notes about the client.")] = None,
+        name: str,
+        email: str | None = None,
+        phone: Annotated[str | None, Field(description="With country code when not local.")] = None,
+        notes: Annotated[str | None, Field(description="Private, about the client.")] = None,
         org: OrgArg = None,
         idempotency_key: IdempotencyArg = None,
     ) -> ClientOut:
@@ -227,10 +227,10 @@ the country code when the number is not local.""",
     )
     async def clients_update(
         client_id: ClientId,
-        name: Annotated[str | None, Field(description="New name.")] = None,
-        email: Annotated[str | None, Field(description="New email.")] = None,
-        phone: Annotated[str | None, Field(description="New phone number.")] = None,
-        notes: Annotated[str | None, Field(description="New notes (replaces the old ones).")] = None,
+        name: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        notes: Annotated[str | None, Field(description="Replaces the old notes.")] = None,
         org: OrgArg = None,
     ) -> ClientOut:
         given = {"name": name, "email": email, "phone": phone, "notes": notes}

@@ -38,7 +38,7 @@ async def test_toolset_shapes_and_annotations(client: httpx.AsyncClient, db: Dat
     assert expected <= set(tools)
     ann = {n: tools[n].annotations for n in expected}
     assert ann["bookings_cancel"].destructive_hint is True
-    assert ann["bookings_hold"].idempotent_hint is False and ann["bookings_hold"].destructive_hint is False
+    assert not ann["bookings_hold"].idempotent_hint and ann["bookings_hold"].destructive_hint is False
     assert ann["bookings_slots"].read_only_hint is True and ann["bookings_list"].read_only_hint is True
     assert "bookings_slots" in tools["bookings_hold"].description
     assert "before bookings_hold" in tools["bookings_slots"].description

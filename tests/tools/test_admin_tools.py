@@ -53,7 +53,7 @@ async def test_admin_toolset_is_off_by_default_and_annotated(client: httpx.Async
         and suspend.idempotent_hint is True
     )
     assert tools["admin_person_reactivate"].annotations.destructive_hint is False
-    assert tools["admin_credits_grant"].annotations.idempotent_hint is False
+    assert not tools["admin_credits_grant"].annotations.idempotent_hint
     for name in ADMIN_TOOLS:
         assert "org" not in tools[name].input_schema.get("properties", {}), name  # person-level
     async with Client(build_server(db, static_token=a.token, toolset_names=["admin"], read_only=True)) as c:

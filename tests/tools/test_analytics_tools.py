@@ -36,10 +36,11 @@ async def test_the_toolset_is_opt_in_and_annotated(client: httpx.AsyncClient, db
     }
     for name in ("analytics_summary", "analytics_trends", "analytics_funnel", "analytics_events_list"):
         ann = tools[name].annotations
-        assert ann is not None and ann.read_only_hint is True and ann.destructive_hint is False, name
+        # The spec defines destructive/idempotent hints only for writes: tools/list leaves them out.
+        assert ann is not None and ann.read_only_hint is True and ann.destructive_hint is None, name
     track = tools["analytics_track"].annotations
     assert track is not None and track.read_only_hint is False and track.destructive_hint is False
-    assert track.idempotent_hint is False  # only with an event_id; the description says so
+    assert not track.idempotent_hint  # only with an event_id; the description says so
     assert tools["analytics_trends"].input_schema["required"] == ["events"]
     assert "org" in tools["analytics_trends"].input_schema["properties"]
     async with Client(

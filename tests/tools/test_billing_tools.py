@@ -46,7 +46,7 @@ async def test_tools_state_their_cost_and_honest_annotations(client: httpx.Async
     for name in ("jobs_run", "identity_resolve_person", "identity_resolve_company"):
         assert "CREDIT" in tools[name].description, name  # the cost is stated
         assert tools[name].annotations.read_only_hint is False
-        assert tools[name].annotations.idempotent_hint is False  # each call is a new charge
+        assert not tools[name].annotations.idempotent_hint  # each call is a new charge (false by default)
     for name in (
         "jobs_quote",
         "jobs_get",

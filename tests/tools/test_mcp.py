@@ -55,12 +55,13 @@ async def test_tools_are_flat_typed_annotated_and_ordered(client: httpx.AsyncCli
     for t in tools:
         assert t.description and len(t.description) > 40, t.name
         ann = t.annotations
-        assert ann is not None and None not in (
-            ann.read_only_hint,
-            ann.destructive_hint,
-            ann.idempotent_hint,
-            ann.open_world_hint,
-        ), t.name
+        # Every hint that means something is stated: the spec defines destructive and idempotent
+        # for writes only, and idempotentHint's default (false) goes unsaid.
+        assert ann is not None and None not in (ann.read_only_hint, ann.open_world_hint), t.name
+        if ann.read_only_hint:
+            assert ann.destructive_hint is None and ann.idempotent_hint is None, t.name
+        else:
+            assert ann.destructive_hint is not None and ann.idempotent_hint in (True, None), t.name
         assert t.output_schema and t.output_schema.get("type") == "object", t.name
         for arg, prop in t.input_schema.get("properties", {}).items():
             types = prop.get("type")
@@ -83,7 +84,7 @@ async def test_tools_are_flat_typed_annotated_and_ordered(client: httpx.AsyncCli
     remove = next(t for t in tools if t.name == "org_members_remove")
     assert remove.annotations.destructive_hint is True and remove.annotations.read_only_hint is False
     who = next(t for t in tools if t.name == "whoami")
-    assert who.annotations.read_only_hint is True and who.annotations.destructive_hint is False
+    assert who.annotations.read_only_hint is True and who.annotations.destructive_hint is None
 
 
 async def test_toolsets_and_read_only_filter_the_list(client: httpx.AsyncClient, db: Database) -> None:
