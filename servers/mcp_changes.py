@@ -111,14 +111,16 @@ class ToolListChanges:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, server: AtlilithServer) -> None:
-        """Track `server`'s handshake-era sessions (as they complete `initialize`) and its listen
+        """Track `server`'s handshake-era sessions (from their `initialize`) and its listen
         streams (its `CallerBus`)."""
         self._buses.append(server.change_bus)
         static_token = server.static_token
 
         async def track(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
             result = await call_next(ctx)
-            if ctx.method == "notifications/initialized":
+            # At the handshake's request, not its `initialized` notice: the client waits for
+            # this answer, so the session is known before it can ask for anything else.
+            if ctx.method == "initialize":
                 await self._register(ctx, static_token)
             return result
 
