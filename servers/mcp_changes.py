@@ -181,7 +181,8 @@ class ToolListChanges:
             conn: asyncpg.Connection | None = None
             lost = asyncio.Event()
             try:
-                conn = await asyncpg.connect(dsn)
+                # Bounded: while the database is away, `stop` must not wait on a minute-long connect.
+                conn = await asyncpg.connect(dsn, timeout=self.reconnect_seconds * 5)
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._on_notice)
                 self.listening.set()

@@ -50,7 +50,7 @@ async def test_install_list_update_uninstall(client: httpx.AsyncClient, db: Data
                 await uow.session.execute(
                     select(outbox_table.c.name)
                     .where(outbox_table.c.person_id == __import__("uuid").UUID(a.id))
-                    .where(outbox_table.c.name.like("registry/%"))
+                    .where(outbox_table.c.name.like("registry/installation.%"))
                     .order_by(outbox_table.c.created_at)
                 )
             ).scalars()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from core.uow import Database
 from servers.mcp import build_server
 from servers.mcp_changes import ToolListChanges
 from tests.cli.live import LiveServer
-from tests.conftest import make_org, signup
+from tests.conftest import Account, make_org, signup
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,19 +60,24 @@ class Delivered:
     """Wraps a feed's delivery so a test knows when a notice was handled (and can then assert
     that some session heard nothing, without sleeping)."""
 
-    def __init__(self, feed: ToolListChanges) -> None:
-        self.queue: asyncio.Queue[ToolsChange] = asyncio.Queue()
+    def __init__(self, feed: ToolListChanges, *people: Account, orgs: tuple[str, ...] = ()) -> None:
+        self.queue: asyncio.Queue[tuple[ToolsChange, int]] = asyncio.Queue()
         original = feed.deliver
+        # Other tests' events may still be relayed meanwhile: only changes naming ours count.
+        persons = {uuid.UUID(p.id) for p in people}
+        org_ids = {uuid.UUID(o) for o in orgs}
 
         async def deliver(change: ToolsChange) -> int:
             sent = await original(change)
-            self.queue.put_nowait(change)
+            if change.persons & persons or change.orgs & org_ids:
+                self.queue.put_nowait((change, sent))
             return sent
 
         feed.deliver = deliver  # type: ignore[method-assign]
 
-    async def next(self, timeout: float = 5.0) -> ToolsChange:
-        return await asyncio.wait_for(self.queue.get(), timeout)
+    async def next(self, timeout: float = 5.0) -> int:
+        """How many sessions and streams the next handled notice was sent to."""
+        return (await asyncio.wait_for(self.queue.get(), timeout))[1]
 
 
 @asynccontextmanager
@@ -115,9 +121,12 @@ async def test_a_stdio_session_hears_a_rest_install_made_by_another_process(
     async with httpx.AsyncClient(base_url=live.url, timeout=30) as http, feed_running(db) as feed:
         a, b, c = await signup(http), await signup(http), await signup(http)
         org = await make_org(http, a)
+        org_id = (await http.get(f"/v1/orgs/{org}", headers=a.h())).json()["id"]
+        delivered = Delivered(feed, a, b, c, orgs=(org_id,))
         r = await http.post(f"/v1/orgs/{org}/members", json={"person": c.slug}, headers=a.h(org))
         assert r.status_code == 201, r.text
-        delivered = Delivered(feed)
+        # Heard here too (no session yet): from now on each notice is one of the steps below.
+        assert await delivered.next() == 0
         # b and c: sessions in this process (the feed of this process serves them); a: stdio.
         server_b, server_c = build_server(db, static_token=b.token), build_server(db, static_token=c.token)
         feed.attach(server_b)
@@ -143,7 +152,7 @@ async def test_a_stdio_session_hears_a_rest_install_made_by_another_process(
             assert latency < 1.0
             assert "bookings_services_list" in tool_names(await session_a.list_tools())
             # This process handled the same notice: b and c, not concerned, heard nothing.
-            await delivered.next()
+            assert await delivered.next() == 0  # this process serves only b and c
             assert heard_b.queue.empty() and heard_c.queue.empty()
 
             # An install in the org: its members hear it (c, and a), b does not.
@@ -151,7 +160,7 @@ async def test_a_stdio_session_hears_a_rest_install_made_by_another_process(
             assert r.status_code == 201, r.text
             await heard_c.next()
             await heard_a.next()
-            await delivered.next()
+            assert await delivered.next() == 1  # c, here; a hears it from its own process
             assert heard_b.queue.empty()
             assert "messaging_threads_list" in tool_names(await session_c.list_tools())
 
@@ -159,7 +168,7 @@ async def test_a_stdio_session_hears_a_rest_install_made_by_another_process(
             r = await http.delete(f"/v1/orgs/{org}/members/{c.slug}", headers=a.h(org))
             assert r.status_code == 204, r.text
             await heard_c.next()
-            await delivered.next()
+            assert await delivered.next() == 1  # c only
             assert heard_b.queue.empty()
             assert "messaging_threads_list" not in tool_names(await session_c.list_tools())
             assert "bookings_services_list" not in tool_names(await session_b.list_tools())
@@ -175,7 +184,7 @@ async def test_a_listen_stream_hears_only_changes_of_its_caller(
 
     a, b = await signup(client), await signup(client)
     async with feed_running(db) as feed:
-        delivered = Delivered(feed)
+        delivered = Delivered(feed, a, b)
         server_a, server_b = build_server(db, static_token=a.token), build_server(db, static_token=b.token)
         feed.attach(server_a)
         feed.attach(server_b)
@@ -191,7 +200,7 @@ async def test_a_listen_stream_hears_only_changes_of_its_caller(
             assert not (await ca.call_tool("registry_install", {"component": "bookings"})).is_error
             await Relay(db).drain()
             assert isinstance(await asyncio.wait_for(anext(heard_a), 5), ToolsListChanged)
-            await delivered.next()
+            assert await delivered.next() == 1  # a's stream only, of the two
             # b's stream got nothing for a's change: its next event is b's own.
             r = await client.post("/v1/installations", json={"component": "bookings"}, headers=b.h())
             assert r.status_code == 201, r.text
@@ -225,7 +234,7 @@ async def test_handshake_clients_over_http_hear_changes_when_sessions_are_statef
         while not server.started:
             await asyncio.sleep(0.02)
         feed: ToolListChanges = app.state.tool_changes
-        delivered = Delivered(feed)
+        delivered = Delivered(feed, a)
         heard = Heard()
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
         url = f"http://127.0.0.1:{port}/mcp"
