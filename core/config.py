@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     token: str | None = None  # identity for `atlilith mcp` over stdio
     toolsets: Annotated[list[str] | None, NoDecode] = None  # None = every default toolset
     read_only: bool = False
+    # Handshake-era (2025-11-25) HTTP clients: "stateless" answers each POST on its own (any
+    # process can serve any request; no notifications reach them); "stateful" keeps a session
+    # per client in the process that opened it (a GET stream carries tools/list_changed; needs
+    # sticky routing across processes). 2026-07-28 clients are stateless either way.
+    mcp_http_sessions: Literal["stateless", "stateful"] = "stateless"
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
     )

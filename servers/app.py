@@ -20,6 +20,7 @@ from core.observability import get_logger
 from core.uow import Database
 from servers import mcp as mcp_door
 from servers.api import api_routers
+from servers.mcp_changes import ToolListChanges
 from servers.middleware import BodyLimit, RequestContext
 from servers.problems import install_problem_handlers
 from servers.registry_sync import sync_registry
@@ -44,6 +45,8 @@ def create_app(
     database = db or Database(settings)
     mcp_server = mcp_door.build_server(database)
     mcp_app = mcp_door.http_app(mcp_server, database)
+    tool_changes = ToolListChanges(database)
+    tool_changes.attach(mcp_server)
     sink: Sink | None = None
     inngest_client = None
     if settings.inngest_enabled:
@@ -61,6 +64,7 @@ def create_app(
             await sync_registry(database)
             stop = asyncio.Event()
             task: asyncio.Task[None] | None = None
+            changes_task = await tool_changes.started(stop)
             if relay_on:
                 relay = Relay(database, sink)
                 app.state.relay = relay
@@ -72,6 +76,7 @@ def create_app(
                 stop.set()
                 if task is not None:
                     await asyncio.wait_for(task, timeout=10)
+                await asyncio.wait_for(changes_task, timeout=10)
                 if db is None:
                     await database.dispose()
 
@@ -87,6 +92,7 @@ def create_app(
     app.state.db = database
     app.state.settings = settings
     app.state.mcp = mcp_server
+    app.state.tool_changes = tool_changes
     install_problem_handlers(app)
 
     @app.get("/health", tags=["health"])

@@ -185,6 +185,7 @@ async def _run_stdio(settings: Settings, toolsets: list[str] | None, read_only: 
     from core.events import Relay
     from core.uow import Database
     from servers.mcp import build_server
+    from servers.mcp_changes import ToolListChanges
 
     db = Database(settings)
     assert settings.token is not None
@@ -209,12 +210,16 @@ async def _run_stdio(settings: Settings, toolsets: list[str] | None, read_only: 
         if settings.relay_enabled and not settings.inngest_enabled
         else None
     )
+    changes = ToolListChanges(db)
+    changes.attach(server)
+    changes_task = await changes.started(stop)
     try:
         await server.run_stdio_async()
     finally:
         stop.set()
         if relay_task is not None:
             await relay_task
+        await changes_task
         await db.dispose()
 
 

@@ -7,7 +7,7 @@ import pkgutil
 from collections.abc import Iterable
 from typing import Any
 
-from mcp.server import MCPServer
+from mcp.server import InitializationOptions, MCPServer, NotificationOptions
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.helper_types import ReadResourceContents
@@ -30,6 +30,7 @@ from core.observability import current_trace_id, get_logger
 from core.registry import service as registry_service
 from core.uow import Database
 from servers.hints import mcp_names
+from servers.mcp_changes import CallerBus
 from servers.mcp_connection import SelectionMiddleware, current_selection
 from servers.mcp_schema import compact_annotations, compact_input, compact_output, share_outputs
 from servers.mcp_skills import SkillsExtension, served_skills
@@ -113,29 +114,56 @@ def select_tools(available: list[Toolset], wanted: list[str] | None, read_only: 
     return sorted({t.name: t for t in specs}.values(), key=lambda t: t.name)
 
 
-# Calls after which some caller may use other tools: an install or uninstall, a person joining
-# or leaving an org (whose installed components come or go with it).
-CHANGES_TOOL_LISTS = frozenset(
-    {"registry_install", "registry_uninstall", "org_members_add", "org_members_remove"}
-)
-
-
 class AtlilithServer(MCPServer):
     """tools/list shows each caller the tools it can use: the always-available toolsets, those
     installed in a context the credential can act in (its bound org; else personal and the
     person's orgs), and platform toolsets to platform admins. Read per request, so an install or
     an uninstall shows at once. Each call is gated in the context it acts in
-    (`ToolRuntime.context`). Skills follow the same rule (`usable_toolsets`, `mcp_skills`)."""
+    (`ToolRuntime.context`). Skills follow the same rule (`usable_toolsets`, `mcp_skills`).
+    Changes are announced by `servers.mcp_changes`: `list_changed` says whether handshake-era
+    sessions of this server have a channel to hear them on."""
 
-    def __init__(self, rt: ToolRuntime, served: list[ToolSpec], sets: list[Toolset], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        rt: ToolRuntime,
+        served: list[ToolSpec],
+        sets: list[Toolset],
+        *,
+        list_changed: bool,
+        **kwargs: Any,
+    ) -> None:
         toolset_of = {spec.name: spec.toolset for spec in served}
         # Skills of the toolsets this server serves, each shown to the callers who may use it.
         self._skills = SkillsExtension(served_skills(toolset_of.values()), self.usable_toolsets)
-        super().__init__(tools=_tools(served), extensions=[self._skills], **kwargs)
+        self.change_bus = CallerBus(rt.static_token)
+        super().__init__(
+            tools=_tools(served), extensions=[self._skills], subscriptions=self.change_bus, **kwargs
+        )
         self._rt = rt
         self._specs = {spec.name: spec for spec in served}
         self._toolset_of = toolset_of
         self._sets = {ts.name: ts for ts in sets}
+        # Handshake-era capabilities come from the initialization options (2026-07-28 ones
+        # derive `listChanged` from subscriptions/listen being served).
+        lowlevel = self._lowlevel_server
+        create = lowlevel.create_initialization_options
+
+        def initialization_options(
+            notification_options: NotificationOptions | None = None,
+            experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+            extensions: dict[str, dict[str, Any]] | None = None,
+        ) -> InitializationOptions:
+            return create(
+                notification_options or NotificationOptions(tools_changed=list_changed),
+                experimental_capabilities,
+                extensions,
+            )
+
+        lowlevel.create_initialization_options = initialization_options  # type: ignore[method-assign]
+
+    @property
+    def static_token(self) -> str | None:
+        return self._rt.static_token
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -153,10 +181,6 @@ class AtlilithServer(MCPServer):
                 return error_result(invalid_arguments(name, exc.__cause__))
             log.exception("tool_failed", tool=name)
             return error_result(internal_error())
-        if name in CHANGES_TOOL_LISTS and context is not None and not getattr(result, "is_error", True):
-            # tools/list is per caller, so one event for every listener is right: each refetches
-            # its own list (clients of the 2026-07-28 protocol, through subscriptions/listen).
-            await context.notify_tools_changed()
         return result
 
     async def list_tools(self) -> list[MCPTool]:
@@ -257,7 +281,9 @@ def build_server(
     toolset_names: list[str] | None = None,
     read_only: bool | None = None,
 ) -> AtlilithServer:
-    """`static_token` set = stdio or in-process (one identity); unset = HTTP with bearer auth."""
+    """`static_token` set = stdio or in-process (one identity); unset = HTTP with bearer auth.
+    Tool list changes reach stdio sessions always, handshake-era HTTP sessions only when they
+    are stateful (`mcp_http_sessions`)."""
     settings = db.settings
     rt = ToolRuntime(db, static_token)
     auth_kwargs: dict[str, object] = {}
@@ -282,6 +308,7 @@ def build_server(
         rt,
         selected,
         available,
+        list_changed=static_token is not None or settings.mcp_http_sessions == "stateful",
         name="atlilith",
         title="Atlilith",
         version=__version__,
@@ -298,7 +325,8 @@ def http_app(server: AtlilithServer, db: Database) -> ASGIApp:
     settings = db.settings
     app = server.streamable_http_app(
         streamable_http_path="/mcp",
-        stateless_http=True,
+        # 2026-07-28 requests are stateless either way; this decides handshake-era ones.
+        stateless_http=settings.mcp_http_sessions == "stateless",
         json_response=True,
         transport_security=TransportSecuritySettings(
             enable_dns_rebinding_protection=True,

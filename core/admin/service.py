@@ -37,6 +37,7 @@ from core.context import TenantContext
 from core.errors import Conflict, FieldIssue, NotFound, PermissionDenied, ValidationFailed
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, page_of
+from core.registry.changes import tools_changed
 from core.tenancy.models import ApiKey, AuthSession, Org, OrgMember, Person
 from core.uow import Database, UnitOfWork
 
@@ -178,6 +179,7 @@ async def suspend_person(ctx: TenantContext, uow: UnitOfWork, person: str, data:
         person_id=target.id,
         org_id=None,
     )
+    tools_changed(uow, "person.suspended", persons=[target.id])
     await audit.record(
         uow,
         ctx,
@@ -216,6 +218,7 @@ async def reactivate_person(
         person_id=target.id,
         org_id=None,
     )
+    tools_changed(uow, "person.reactivated", persons=[target.id])
     await audit.record(uow, ctx, "person.reactivate", "person", target.id, details)
     log.info("person_reactivated", person_id=str(target.id), by=str(ctx.person_id))
     return SuspensionOut(person=AdminPersonOut.model_validate(target), changed=True)
@@ -354,6 +357,8 @@ async def set_platform_admin(db: Database, handle: str, admin: bool) -> Promotio
             return PromotionOut(person=AdminPersonOut.model_validate(person), changed=False)
         person.is_platform_admin = admin
         await uow.session.flush()
+        # The platform's own toolsets are listed to platform admins only.
+        tools_changed(uow, "person.promoted" if admin else "person.demoted", persons=[person.id])
         await uow.session.refresh(person)
         await audit.record(
             uow,

@@ -27,6 +27,7 @@ from core.errors import Conflict, NotFound, PermissionDenied, constraint_error
 from core.idempotency import idempotent_operation
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.registry.changes import context_tools_changed
 from core.registry.models import Component as ComponentRow
 from core.registry.models import ComponentVersion, Installation
 from core.registry.schemas import (
@@ -443,6 +444,7 @@ async def install(
     inst = await _installation(ctx, uow, row)
     if inserted is not None:
         uow.emit("registry/installation.created", {"installation_id": inst.id, "component": row.slug})
+        context_tools_changed(uow, "installation.created", ctx.person_id, ctx.org_id)
         log.info("component_installed", component=row.slug, context=ctx.label)
     return Installed(**_installation_out(inst, row).model_dump(), created=inserted is not None)
 
@@ -476,6 +478,7 @@ async def update_installation(
     inst.updated_at = utcnow()
     await uow.session.flush()
     uow.emit("registry/installation.updated", {"installation_id": inst.id, "component": row.slug})
+    context_tools_changed(uow, "installation.updated", ctx.person_id, ctx.org_id)
     return _installation_out(inst, row)
 
 
@@ -502,6 +505,7 @@ async def uninstall(ctx: TenantContext, uow: UnitOfWork, slug: str) -> Uninstall
     await uow.session.delete(inst)
     await uow.session.flush()
     uow.emit("registry/installation.deleted", {"installation_id": inst.id, "component": row.slug})
+    context_tools_changed(uow, "installation.deleted", ctx.person_id, ctx.org_id)
     log.info("component_uninstalled", component=row.slug, context=ctx.label)
     return Uninstalled(component=row.slug)
 
@@ -535,6 +539,8 @@ async def install_builtins(uow: UnitOfWork, person_id: uuid.UUID, org_id: uuid.U
                 org_id=org_id,
             )
             added.append(row.slug)
+    if added:
+        context_tools_changed(uow, "installation.created", person_id, org_id)
     return sorted(added)
 
 

@@ -32,6 +32,7 @@ from core.idempotency import idempotent_operation
 from core.identity.polyseme import client_person_id
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.registry.changes import tools_changed
 from core.tenancy.models import (
     ApiKey,
     AuthSession,
@@ -787,6 +788,9 @@ async def delete_org(ctx: TenantContext, uow: UnitOfWork) -> None:
     ctx.require_role(Role.OWNER)
     org = await _current_org(ctx, uow)
     uow.emit("platform/org.deleted", {"slug": org.slug, "name": org.name})
+    # Named now: once the org is gone, nothing says who belonged to it.
+    members = await uow.session.execute(select(OrgMember.person_id).where(OrgMember.org_id == org.id))
+    tools_changed(uow, "org.deleted", persons=list(members.scalars()), orgs=[org.id])
     await uow.session.delete(org)
     await uow.session.flush()
 
@@ -827,6 +831,7 @@ async def transfer_ownership(ctx: TenantContext, uow: UnitOfWork, data: Transfer
         "platform/org_member.role_changed",
         {"member_person_id": target.person_id, "from": old_role, "to": Role.OWNER.value},
     )
+    tools_changed(uow, "org.ownership_transferred", persons=[ctx.person_id, target.person_id])
     return await _org_out(uow, org, Role.ADMIN.value)
 
 
@@ -902,6 +907,7 @@ async def add_member(
     uow.session.add(OrgMember(org_id=org_id, person_id=person_id, role=data.role))
     await uow.session.flush()
     uow.emit("platform/org_member.added", {"member_person_id": person_id, "role": data.role, "via": "added"})
+    tools_changed(uow, "org_member.added", persons=[person_id])
     return await _member_out(uow, org_id, person_id, ctx.person_id)
 
 
@@ -928,6 +934,7 @@ async def update_member(
             "platform/org_member.role_changed",
             {"member_person_id": target.person_id, "from": target.role, "to": data.role},
         )
+        tools_changed(uow, "org_member.role_changed", persons=[target.person_id])
     return await _member_out(uow, org_id, target.person_id, ctx.person_id)
 
 
@@ -954,6 +961,7 @@ async def remove_member(ctx: TenantContext, uow: UnitOfWork, person_slug: str) -
         "platform/org_member.removed",
         {"member_person_id": target.person_id, "role": target.role, "via": "left" if leaving else "removed"},
     )
+    tools_changed(uow, "org_member.removed", persons=[target.person_id])
     return removed
 
 
@@ -1115,6 +1123,7 @@ async def accept_invitation(ctx: TenantContext, uow: UnitOfWork, invitation_id: 
         {"member_person_id": ctx.person_id, "role": inv.role, "via": "invitation"},
         org_id=inv.org_id,
     )
+    tools_changed(uow, "org_member.added", persons=[ctx.person_id])
     return await _member_out_as_self(uow, inv.org_id, ctx)
 
 
