@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # process can serve any request; no notifications reach them); "stateful" keeps a session
     # per client in the process that opened it (a GET stream carries tools/list_changed; needs
     # sticky routing across processes). 2026-07-28 clients are stateless either way.
-    mcp_http_sessions: Literal["stateless", "stateful"] = "stateless"
+    mcp_http_sessions: Literal["stateless", "stateful"] = "stateful"
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"]
     )
