@@ -85,7 +85,8 @@ class World:
 
 async def build(rest: httpx.AsyncClient, mcp: Client, db: Database, owner: Account) -> World:
     """The owner (a platform admin, whose token `mcp` carries) with an org that installed every
-    built-in, a client, a service with hours, a thread with an inbound message, events, credits."""
+    built-in, a client, a service with hours, a thread with an inbound message, events, credits;
+    and an org of someone else."""
     org = await make_org(rest, owner, "every")
     await install(rest, owner, org=org)
     schemas = {t.name: t.input_schema for t in (await mcp.list_tools()).tools}
@@ -114,6 +115,7 @@ async def build(rest: httpx.AsyncClient, mcp: Client, db: Database, owner: Accou
     for name in ("lead_captured", "booked"):
         await w.call("analytics_track", {"name": name, "client_id": "c-1"})
     await w.call("admin_credits_grant", {"credits": 100, "to_org": org})
+    w.ids["foreign_org"] = await make_org(rest, await w.person("stranger"), "foreign")
     return w
 
 
@@ -311,7 +313,7 @@ BAD: dict[str, tuple[Callable[[World], Args], str]] = {
     "whoami": (lambda w: {"org": UNKNOWN_ORG}, "not_a_member"),
     "orgs_list": (lambda w: {"limit": 0}, "invalid_arguments"),
     "orgs_create": (lambda w: {"slug": w.org, "name": "Again"}, "slug_taken"),
-    "org_members_list": (lambda w: {"org": UNKNOWN_ORG}, "not_a_member"),
+    "org_members_list": (lambda w: {"org": w.ids["foreign_org"]}, "not_a_member"),
     "org_members_add": (lambda w: {"person": "nobody-" + uuid.uuid4().hex[:8]}, "person_not_found"),
     "org_members_update": (lambda w: {"person": w.owner.slug, "role": "member"}, "cannot_change_owner"),
     "org_members_remove": (lambda w: {"person": w.owner.slug}, "owner_cannot_leave"),

@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,12 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.types import Tool
 
+from core.config import Settings
 from core.uow import Database
 from servers.app import create_app
 from servers.mcp import build_server
 from tests.cli.live import free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Account
 from tests.support.billing import make_admin
 from tests.support.every_tool import BAD, OK, World, build, error_object, plan_bad, plan_ok
 from tests.support.messaging import FakePeer, messaging_client, messaging_db
@@ -52,7 +53,9 @@ def schema_problems(tool: Tool, structured: Any) -> list[str]:
 
 
 @asynccontextmanager
-async def every_tool_world(db: Database) -> AsyncIterator[World]:
+async def every_tool_world(
+    db: Database, owner_ready: Callable[[Account], Awaitable[None]] | None = None
+) -> AsyncIterator[World]:
     """The world of tests/support/every_tool.py, served with every toolset and a drafting peer;
     preparations go through an in-process MCP client of the owner."""
     async with FakePeer() as peer:
@@ -60,6 +63,8 @@ async def every_tool_world(db: Database) -> AsyncIterator[World]:
         try:
             async with messaging_client(mdb) as rest:
                 owner = await make_admin(rest)
+                if owner_ready is not None:
+                    await owner_ready(owner)
                 async with Client(build_server(mdb, static_token=owner.token)) as c:
                     yield await build(rest, c, mdb, owner)
         finally:
@@ -131,7 +136,8 @@ def ts_sdk() -> Path:
     return TS_SDK_DIR
 
 
-async def run_ts(sdk: Path, request: dict[str, Any]) -> dict[str, Any]:
+async def start_ts(sdk: Path, connection: dict[str, Any]) -> asyncio.subprocess.Process:
+    """The TypeScript client, connecting now; `finish_ts` gives it the calls."""
     proc = await asyncio.create_subprocess_exec(
         "node",
         str(TS_CLIENT / "client.mjs"),
@@ -140,9 +146,33 @@ async def run_ts(sdk: Path, request: dict[str, Any]) -> dict[str, Any]:
         stderr=asyncio.subprocess.PIPE,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ATLILITH_TS_SDK_DIR": str(sdk)},
     )
-    out, err = await asyncio.wait_for(proc.communicate(json.dumps(request).encode()), 120)
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(connection).encode() + b"\n")
+    return proc
+
+
+async def finish_ts(proc: asyncio.subprocess.Process, calls: list[dict[str, Any]], parallel: int) -> Any:
+    request = json.dumps({"calls": calls, "parallel": parallel}).encode() + b"\n"
+    out, err = await asyncio.wait_for(proc.communicate(request), 120)
     assert proc.returncode == 0, err.decode()[-3000:]
-    return dict(json.loads(out))
+    return json.loads(out)
+
+
+def stdio_server(token: str, settings: Settings) -> dict[str, Any]:
+    return {
+        "transport": "stdio",
+        "command": sys.executable,
+        "args": ["-m", "servers.cli", "mcp", "--toolsets", "all"],
+        "cwd": str(ROOT),
+        "env": {
+            "ATLILITH_TOKEN": token,
+            "DATABASE_URL": settings.database_url or "",
+            "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
+            "ATLILITH_DATA_DIR": str(settings.data_dir),
+            "ATLILITH_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(ROOT),
+        },
+    }
 
 
 @asynccontextmanager
@@ -194,48 +224,34 @@ STDIO_BAD = {"clients_get", "clients_create", "jobs_get", "org_members_list", "b
 
 
 async def test_typescript_sdk_reads_every_error_and_accepts_every_result(ts_sdk: Path, db: Database) -> None:
-    async with every_tool_world(db) as w, live_http(w.db) as url:
-        ok, bad = await plan_ok(w), plan_bad(w)
-        settings = w.db.settings
-        stdio_ok = [(n, a) for n, a in ok if n in STDIO_OK]
-        stdio_bad = [(n, a, code) for n, a, code in bad if n in STDIO_BAD]
-        unknown = [{"name": "no_such_tool", "arguments": {}}]
+    stdio: list[asyncio.subprocess.Process] = []
 
-        def calls(ok: list[tuple[str, Any]], bad: list[tuple[str, Any, str]]) -> list[dict[str, Any]]:
-            return [{"name": n, "arguments": a} for n, a in ok] + [
-                {"name": n, "arguments": a} for n, a, _ in bad
-            ]
+    async def boot_stdio(owner: Account) -> None:
+        # The stdio server is a new Python process: let it start while the world is built.
+        stdio.append(await start_ts(ts_sdk, stdio_server(owner.token, db.settings)))
 
-        over_http, over_stdio = await asyncio.gather(
-            run_ts(
-                ts_sdk,
-                {
-                    "transport": "http",
-                    "url": url,
-                    "token": w.owner.token,
-                    "calls": calls(ok, bad) + unknown,
-                    "parallel": 6,
-                },
-            ),
-            run_ts(
-                ts_sdk,
-                {
-                    "transport": "stdio",
-                    "command": sys.executable,
-                    "args": ["-m", "servers.cli", "mcp", "--toolsets", "all"],
-                    "cwd": str(ROOT),
-                    "env": {
-                        "ATLILITH_TOKEN": w.owner.token,
-                        "DATABASE_URL": settings.database_url or "",
-                        "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
-                        "ATLILITH_DATA_DIR": str(settings.data_dir),
-                        "ATLILITH_LOG_LEVEL": "warning",
-                        "PYTHONPATH": str(ROOT),
-                    },
-                    "calls": calls(stdio_ok, stdio_bad) + unknown,
-                },
-            ),
-        )
+    try:
+        async with every_tool_world(db, boot_stdio) as w, live_http(w.db) as url:
+            ok, bad = await plan_ok(w), plan_bad(w)
+            stdio_ok = [(n, a) for n, a in ok if n in STDIO_OK]
+            stdio_bad = [(n, a, code) for n, a, code in bad if n in STDIO_BAD]
+            unknown = [{"name": "no_such_tool", "arguments": {}}]
+
+            def calls(ok: list[tuple[str, Any]], bad: list[tuple[str, Any, str]]) -> list[dict[str, Any]]:
+                return [{"name": n, "arguments": a} for n, a in ok] + [
+                    {"name": n, "arguments": a} for n, a, _ in bad
+                ]
+
+            http = await start_ts(ts_sdk, {"transport": "http", "url": url, "token": w.owner.token})
+            over_http, over_stdio = await asyncio.gather(
+                finish_ts(http, calls(ok, bad) + unknown, parallel=6),
+                finish_ts(stdio[0], calls(stdio_ok, stdio_bad) + unknown, parallel=1),
+            )
+    finally:
+        for proc in stdio:
+            if proc.returncode is None:  # the test failed before the calls: end the client
+                proc.kill()
+                await proc.wait()
     assert set(over_http["tools"]) == set(OK) and set(over_stdio["tools"]) == set(OK)
     problems = check_ts(ok, bad, over_http["results"][:-1])
     problems += [f"stdio: {p}" for p in check_ts(stdio_ok, stdio_bad, over_stdio["results"][:-1])]
