@@ -22,6 +22,7 @@ from sqlalchemy import text
 from core.config import Settings
 from core.context import ALL_SCOPES, Principal, PrincipalKind, Role, TenantContext
 from core.errors import PermissionDenied, Unauthenticated
+from core.registry.gate import require_installed
 
 if TYPE_CHECKING:
     from core.uow import UnitOfWork
@@ -134,7 +135,7 @@ class Tokens:
             raise Unauthenticated(
                 "the access token has expired",
                 code="token_expired",
-                hint="get a new one with POST /v1/auth/refresh, or sign in again",
+                hint="get a new one with [[tenancy.refresh]], or sign in again",
             ) from exc
         except jwt.InvalidAudienceError as exc:
             raise Unauthenticated(
@@ -146,7 +147,7 @@ class Tokens:
             raise Unauthenticated(
                 "the access token is not valid",
                 code="token_invalid",
-                hint="sign in again (POST /v1/auth/login) or use an API key",
+                hint="sign in again ([[tenancy.login]]) or use an API key",
             ) from exc
         try:
             org = claims.get("org_id")
@@ -280,7 +281,7 @@ async def resolve_context(
             raise Unauthenticated(
                 "the API key is unknown, revoked or expired",
                 code="api_key_invalid",
-                hint="create a new key (POST /v1/api-keys) and use it",
+                hint="create a new key ([[tenancy.create_api_key]]) and use it",
             )
         raise Unauthenticated("the person behind this token no longer exists", code="token_invalid")
     if row.person_status != "active":
@@ -293,7 +294,7 @@ async def resolve_context(
         raise Unauthenticated(
             "this session has been signed out",
             code="session_revoked",
-            hint="sign in again (POST /v1/auth/login)",
+            hint="sign in again ([[tenancy.login]])",
         )
 
     if credential.api_key:
@@ -329,7 +330,8 @@ async def resolve_context(
         raise PermissionDenied(
             f"you are not a member of the org {org_slug or str(wanted_org)!r} (or it does not exist)",
             code="not_a_member",
-            hint="list your orgs with GET /v1/orgs; act in your personal context by omitting the org",
+            hint="list your orgs with [[tenancy.list_orgs]]; act in your personal context by "
+            "omitting the org",
         )
     ctx = TenantContext(
         principal=principal,
@@ -345,8 +347,20 @@ async def resolve_context(
 
 
 async def authenticate(
-    uow: UnitOfWork, raw_token: str | None, org: str | uuid.UUID | None = None, *, use_token_org: bool = True
+    uow: UnitOfWork,
+    raw_token: str | None,
+    org: str | uuid.UUID | None = None,
+    *,
+    use_token_org: bool = True,
+    toolset: str | None = None,
 ) -> TenantContext:
-    return await resolve_context(
+    """The one context opener of every door. `toolset`: the component whose tool is being
+    called — the call is refused unless the component is installed in the chosen context. The
+    MCP door passes it for every installable toolset; REST feature routes never do (a provider's
+    own data stays reachable whatever agents may use: see `core.registry.gate`)."""
+    ctx = await resolve_context(
         uow, parse_credential(raw_token, uow.db.tokens), org, use_token_org=use_token_org
     )
+    if toolset is not None:
+        await require_installed(ctx, uow, toolset=toolset)
+    return ctx

@@ -111,7 +111,7 @@ class TenantContext:
             raise PermissionDenied(
                 "this operation needs an org context",
                 code="org_context_required",
-                hint="switch to an org (POST /v1/auth/switch, or pass `org`) and try again",
+                hint="act in an org ([[tenancy.switch_context]]) and try again",
             )
         return self.org_id
 
@@ -132,5 +132,5 @@ class TenantContext:
             raise PermissionDenied(
                 "only a signed-in person can do this; API keys cannot",
                 code="session_required",
-                hint="sign in (POST /v1/auth/login) and use the session token",
+                hint="sign in ([[tenancy.login]]) and use the session token",
             )

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib
-import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
@@ -21,6 +19,7 @@ from core.events import Relay, Sink
 from core.observability import get_logger
 from core.uow import Database
 from servers import mcp as mcp_door
+from servers.api import api_routers
 from servers.middleware import BodyLimit, RequestContext
 from servers.problems import install_problem_handlers
 from servers.registry_sync import sync_registry
@@ -33,18 +32,6 @@ Authenticate with `Authorization: Bearer <token>`: an access token from `POST /v
 or an API key. Each request acts in one context: personal, or one org you belong to (the
 token's context, or `X-Atlilith-Org`). Errors are RFC 9457 problem+json with a stable `code`
 and a `hint`. Lists paginate with `limit` and `cursor`."""
-
-
-def api_routers() -> list[APIRouter]:
-    """Every `servers/api/<module>.py` that defines `router`, in name order."""
-    import servers.api
-
-    found: list[APIRouter] = []
-    for module in sorted(pkgutil.iter_modules(servers.api.__path__), key=lambda m: m.name):
-        router = getattr(importlib.import_module(f"servers.api.{module.name}"), "router", None)
-        if isinstance(router, APIRouter):
-            found.append(router)
-    return found
 
 
 def create_app(

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from core import __version__
+from core.doors import DOOR_HEADER
 
 # Distinct exit codes so scripts can tell a dead server from a refused request.
 EXIT_FAILED = 1  # the operation ran and failed: a job failed, a local file was not overwritten
@@ -251,7 +252,8 @@ class Api:
         self.http = httpx.Client(
             base_url=self.server,
             timeout=self.timeout,
-            headers={"User-Agent": f"atlilith-cli/{__version__}"},
+            # Hints in errors then name `atlilith` commands rather than REST routes.
+            headers={"User-Agent": f"atlilith-cli/{__version__}", DOOR_HEADER: "cli"},
             follow_redirects=False,
         )
 

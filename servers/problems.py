@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DomainError, FieldIssue, ValidationFailed
 from core.observability import current_trace_id, get_logger
+from servers.hints import DOOR_HEADER, for_rest
 
 log = get_logger("atlilith.http")
 PROBLEM_TYPE = "https://atlilith.dev/problems/"
@@ -44,7 +45,7 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
-def domain_problem(err: DomainError) -> JSONResponse:
+def domain_problem(err: DomainError, *, cli: bool = False) -> JSONResponse:
     headers: dict[str, str] = {}
     if err.status == 401:
         headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{err.code}"'
@@ -55,7 +56,7 @@ def domain_problem(err: DomainError) -> JSONResponse:
         err.code,
         err.title,
         err.message,
-        hint=err.hint,
+        hint=for_rest(err.hint, cli=cli),
         errors=[e.as_dict() for e in err.errors] or None,
         extra=err.extra,
         headers=headers or None,
@@ -106,8 +107,8 @@ def validation_problem(exc: RequestValidationError) -> JSONResponse:
 
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        return domain_problem(exc)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return domain_problem(exc, cli=request.headers.get(DOOR_HEADER) == "cli")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from core.auth import authenticate
 from core.context import TenantContext
+from core.doors import render
 from core.errors import DomainError, FieldIssue, Unauthenticated, ValidationFailed
 from core.observability import current_trace_id, get_logger, trace
-from core.registry.service import require_installed
 from core.uow import Database, UnitOfWork
 
 log = get_logger("atlilith.mcp")
@@ -76,14 +76,14 @@ class ToolRuntime:
         operation concerns the person whatever the context (platform admin), so the token's
         org claim does not apply."""
         async with self.db.uow(trace_id=current_trace_id()) as uow:
+            calling = _calling.get()
+            # Gated in the call's own transaction, in the context it acts in: never stale.
+            toolset = calling.name if calling is not None and calling.installable else None
             if person_level:
-                ctx = await authenticate(uow, self.credential(), None, use_token_org=False)
+                ctx = await authenticate(uow, self.credential(), None, use_token_org=False, toolset=toolset)
             else:
-                ctx = await authenticate(uow, self.credential(), org.strip().lower() if org else None)
-            toolset = _calling.get()
-            if toolset is not None and toolset.installable:
-                # In the call's own transaction, in the context it acts in: never stale.
-                await require_installed(ctx, uow, toolset.name)
+                target = org.strip().lower() if org else None
+                ctx = await authenticate(uow, self.credential(), target, toolset=toolset)
             yield ctx, uow
 
 
@@ -153,13 +153,24 @@ class Toolset:
         return decorator
 
 
+# `feature.operation` -> the tool (or other way) an agent reaches it by: hints in core name
+# operations (`core.doors`); the server fills this from the tools it builds.
+_hint_names: dict[str, str] = {}
+
+
+def use_hint_names(names: dict[str, str]) -> None:
+    _hint_names.clear()
+    _hint_names.update(names)
+
+
 def error_result(err: DomainError) -> CallToolResult:
     """The one shape of every tool error: `isError`, no `structuredContent` (validating clients
     check structured content against the tool's *success* schema, error results included), and
     one JSON object as text: `code`, `message`, `hint`?, `fields`? and the error's extras."""
     body: dict[str, Any] = {"code": err.code, "message": err.message}
-    if err.hint:
-        body["hint"] = err.hint
+    hint = render(err.hint, _hint_names, lambda op: op)
+    if hint:
+        body["hint"] = hint
     if err.errors:
         body["fields"] = [{"path": e.field, "problem": e.message} for e in err.errors]
     body.update({k: v for k, v in err.extra.items() if k not in body})

@@ -27,11 +27,10 @@ from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime,
 NOT_TOOLS = {
     "registry.sync_builtins": "runs at server start-up",
     "registry.install_builtins": "the seed's bulk install",
-    "registry.require_installed": "the gate every tool call passes",
     "registry.listed_toolsets": "the per-caller tools/list filter",
     "registry.is_platform_admin": "a check inside other operations",
     "registry.list_versions": "registry_get gives the current tools_hash; the history is REST",
-    "registry.get_skill": "skills are MCP resources: read skill://<name>",
+    "registry.get_skill": "skills are MCP resources: read skill://<name>/SKILL.md",
     "registry.register_peer_component": "platform admins, over REST /v1/admin/components",
     "registry.update_peer_component": "platform admins, over REST /v1/admin/components/{slug}",
     "registry.register_peer": "platform admins, over REST /v1/admin/peers (billing-shaped door)",
@@ -96,7 +95,7 @@ Read-only, free.""",
     @ts.tool(
         "registry_get",
         """One component in full: tools, actions (input schemas, prices), scopes, skill name
-(read skill://<name>), tools_hash. Read-only, free.""",
+(read skill://<name>/SKILL.md), tools_hash. Read-only, free.""",
         title="Get a component",
         read_only=True,
     )

@@ -65,7 +65,7 @@ async def _person(uow: UnitOfWork, ref: str, *, lock: bool = False) -> Person:
         raise NotFound(
             f"no person {ref!r}",
             code="person_not_found",
-            hint="pass a handle or a person id; search with GET /v1/admin/persons?q=",
+            hint="pass a handle or a person id; search with [[admin.list_persons]]",
         )
     return person
 

@@ -30,8 +30,8 @@ def insufficient(needed: int, available: int) -> PaymentRequired:
     return PaymentRequired(
         f"this needs {needed} credits; {available} are available in this context",
         code="insufficient_credits",
-        hint="buy or be granted credits, or wait for running jobs to finish (GET /v1/credits lists "
-        "open holds; jobs_cancel releases one)",
+        hint="buy or be granted credits, or wait for running jobs to finish ([[billing.get_balance]] "
+        "lists open holds; [[billing.cancel_job]] releases one)",
         extra={"required": needed, "available": available},
     )
 
@@ -42,7 +42,7 @@ constraint_error(
     PaymentRequired(
         "not enough credits are available in this context",
         code="insufficient_credits",
-        hint="check GET /v1/credits and try again",
+        hint="check [[billing.get_balance]] and try again",
     ),
 )
 

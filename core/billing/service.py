@@ -79,6 +79,7 @@ from core.errors import (
 from core.idempotency import idempotent_operation
 from core.observability import get_logger, trace
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.registry.gate import require_installed
 from core.tenancy.models import Org, Person
 from core.uow import Database, UnitOfWork
 
@@ -99,7 +100,7 @@ constraint_error(
     Conflict(
         "a component with this slug exists",
         code="peer_exists",
-        hint="update it (PATCH /v1/admin/peers/{slug}) or choose another slug",
+        hint="update it ([[registry.update_peer_component]]) or choose another slug",
     ),
 )
 OPEN_HOLDS_SHOWN = 20
@@ -129,7 +130,7 @@ def _unknown_action(component: str, action: str) -> NotFound:
     return NotFound(
         f"no action {action!r} in component {component!r}",
         code="unknown_action",
-        hint="list the actions you can run with GET /v1/actions (MCP: jobs_actions_list)",
+        hint="list the actions you can run with [[billing.list_actions]]",
     )
 
 
@@ -164,7 +165,7 @@ def input_error(exc: ValidationError, prefix: str = "input") -> ValidationFailed
     ]
     return ValidationFailed(
         "invalid input: " + ", ".join(sorted({i.field for i in issues})),
-        hint="the action's input schema is in GET /v1/actions (MCP: jobs_actions_list)",
+        hint="the action's input schema is in [[billing.list_actions]]",
         errors=issues,
     )
 
@@ -192,6 +193,8 @@ async def _prepare(
     ctx: TenantContext, uow: UnitOfWork, component: str, action: str, raw: dict[str, Any]
 ) -> tuple[Target, BaseModel | None, dict[str, Any], int]:
     target = await _target(uow, component, action)
+    # Every door runs actions through here: `jobs_run`, `POST /v1/run`, the CLI.
+    await require_installed(ctx, uow, component=component)
     if target.spec is not None and target.spec.scope:
         ctx.require(target.spec.scope)
     model, payload = _validate(uow, target, raw)
@@ -378,7 +381,9 @@ async def execute_now(
     spec = target.spec
     if spec is None or model is None:
         raise ValidationFailed(
-            f"{component}/{action} runs only asynchronously", code="not_synchronous", hint="use jobs_run"
+            f"{component}/{action} runs only asynchronously",
+            code="not_synchronous",
+            hint="run it as a job: [[billing.run_job]]",
         )
     job = await _enqueue(ctx, uow, target, payload, price)
     with trace(job.id.hex, job_id=str(job.id)):
@@ -618,7 +623,11 @@ async def receive_callback(
                 )
             ).one_or_none()
             if row is None:
-                raise NotFound("no peer job has this id", code="job_not_found")
+                raise NotFound(
+                    "no peer job has this id",
+                    code="job_not_found",
+                    hint="call back with the job id the platform sent in the run request",
+                )
             job, peer, secret = row
             reason = peers.verify(
                 secret, timestamp, body, signature, db.settings.billing_signature_tolerance_seconds
@@ -672,7 +681,7 @@ async def _tenant_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, *,
     job = (await uow.session.execute(stmt)).scalar_one_or_none()
     if job is None:
         raise NotFound(
-            "no such job in this context", code="job_not_found", hint="list jobs with GET /v1/jobs"
+            "no such job in this context", code="job_not_found", hint="list jobs with [[billing.list_jobs]]"
         )
     return job
 
@@ -880,11 +889,17 @@ async def _owner_of(
     if org is not None:
         found = (await uow.session.execute(select(Org.id, Org.owner_id).where(Org.slug == org))).one_or_none()
         if found is None:
-            raise NotFound(f"no org has the slug {org!r}", code="org_not_found")
+            raise NotFound(
+                f"no org has the slug {org!r}", code="org_not_found", hint="find it with [[admin.list_orgs]]"
+            )
         return found.owner_id, found.id
     pid = (await uow.session.execute(select(Person.id).where(Person.slug == person))).scalar_one_or_none()
     if pid is None:
-        raise NotFound(f"no person has the slug {person!r}", code="person_not_found")
+        raise NotFound(
+            f"no person has the slug {person!r}",
+            code="person_not_found",
+            hint="find them with [[admin.list_persons]]",
+        )
     return pid, None
 
 
@@ -955,7 +970,7 @@ async def refund_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, dat
     await audit.require_platform_admin(ctx, uow)
     job = await _lock_job(uow, job_id)
     if job is None:
-        raise NotFound("no such job", code="job_not_found")
+        raise NotFound("no such job", code="job_not_found", hint="check the id: a job's id is its trace id")
     if job.credits_captured == 0:
         raise Conflict("this job was not charged", code="nothing_to_refund")
     credits = data.credits or job.credits_captured
@@ -1167,7 +1182,11 @@ async def _peer_by_slug(uow: UnitOfWork, slug: str) -> Peer:
         await uow.session.execute(select(Peer).where(Peer.slug == slug).with_for_update())
     ).scalar_one_or_none()
     if peer is None:
-        raise NotFound(f"no peer component {slug!r}", code="peer_not_found")
+        raise NotFound(
+            f"no peer component {slug!r}",
+            code="peer_not_found",
+            hint="list peers with [[billing.list_peers]]",
+        )
     return peer
 
 

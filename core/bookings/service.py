@@ -272,7 +272,7 @@ async def _service(ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID) -
         raise NotFound(
             "no such service in this context",
             code="service_not_found",
-            hint="list services with GET /v1/bookings/services (or bookings_services_list)",
+            hint="list services with [[bookings.list_services]]",
         )
     return service
 
@@ -326,7 +326,8 @@ async def _provider(ctx: TenantContext, uow: UnitOfWork, slug: str | None) -> _P
         raise NotFound(
             f"{slug!r} is not a provider in this context" if slug else "you are not a provider here",
             code="provider_not_found",
-            hint="in an org, providers are its members; in your personal context, only you",
+            hint="in an org, providers are its members ([[tenancy.list_members]]); in your personal "
+            "context, only you",
         )
     return _Provider(row.id, row.slug, row.display_name)
 
@@ -337,7 +338,7 @@ def _pick(service: Service, eligible: list[_Provider], slug: str | None) -> list
         raise Conflict(
             "nobody currently delivers this service",
             code="no_providers",
-            hint="add providers to the service (PATCH /v1/bookings/services/{id}, `providers`)",
+            hint="add providers to the service ([[bookings.update_service]], `providers`)",
         )
     if slug:
         chosen = [p for p in eligible if p.slug == slug.lower()]
@@ -345,7 +346,7 @@ def _pick(service: Service, eligible: list[_Provider], slug: str | None) -> list
             raise ValidationFailed(
                 f"{slug!r} does not deliver this service",
                 code="provider_not_eligible",
-                hint="pick one of the providers bookings_slots lists for the slot",
+                hint="pick one of the providers [[bookings.find_slots]] lists for the slot",
                 errors=[FieldIssue("provider", "not a provider of this service")],
             )
         return chosen
@@ -353,7 +354,7 @@ def _pick(service: Service, eligible: list[_Provider], slug: str | None) -> list
         raise ValidationFailed(
             "this service is booked with a specific provider: say which",
             code="provider_required",
-            hint="pass `provider`, one of the slugs bookings_slots lists for the slot",
+            hint="pass `provider`, one of the slugs [[bookings.find_slots]] lists for the slot",
             errors=[FieldIssue("provider", "required for this service")],
         )
     return eligible
@@ -409,9 +410,7 @@ def _unavailable(reason: str) -> ValidationFailed:
     return ValidationFailed(
         _UNAVAILABLE[reason],
         code="slot_unavailable",
-        hint=SLOTS_HINT
-        if reason != "no_hours"
-        else "set hours (PUT /v1/bookings/providers/{slug}/availability)",
+        hint=SLOTS_HINT if reason != "no_hours" else "set hours ([[bookings.set_availability]])",
         errors=[FieldIssue("start_at", _UNAVAILABLE[reason], reason)],
     )
 
@@ -437,7 +436,7 @@ async def _client(ctx: TenantContext, uow: UnitOfWork, data: _ClientFields) -> C
             raise NotFound(
                 "no such client in this context",
                 code="client_not_found",
-                hint="list clients (GET /v1/clients), or give the client's email or phone instead",
+                hint="list clients ([[tenancy.list_clients]]), or give the client's email or phone instead",
             )
         return ClientRef(id=client.id, name=client.name, email=client.email, phone=client.phone)
     if data.client_email or data.client_phone:
@@ -582,7 +581,7 @@ async def _booking_row(
         raise NotFound(
             "no such booking in this context",
             code="booking_not_found",
-            hint="list bookings with GET /v1/bookings (or bookings_list)",
+            hint="list bookings with [[bookings.list_bookings]]",
         )
     return row
 
@@ -1403,7 +1402,7 @@ async def revoke_feed(ctx: TenantContext, uow: UnitOfWork, feed_id: uuid.UUID) -
         )
     ).scalar_one_or_none()
     if feed is None:
-        raise NotFound("no such feed", code="feed_not_found", hint="list your feeds: GET /v1/bookings/feeds")
+        raise NotFound("no such feed", code="feed_not_found", hint="list your feeds: [[bookings.list_feeds]]")
     if feed.revoked_at is None:
         feed.revoked_at = utcnow()
         await uow.session.flush()

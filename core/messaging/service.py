@@ -126,8 +126,7 @@ def _agent_may(ctx: TenantContext, mode: str, action: Literal["send", "draft"]) 
         raise PermissionDenied(
             "this thread is in draft_only mode: agents may draft replies but not send them",
             code="agent_mode_draft_only",
-            hint="create a draft instead (messaging_draft_create, or POST "
-            "/v1/messaging/threads/{thread_id}/drafts); a person approves and sends it",
+            hint="create a draft instead ([[messaging.create_draft]]); a person approves and sends it",
             extra={"agent_mode": mode},
         )
 
@@ -276,20 +275,20 @@ def _require_deliverable(
         raise Conflict(
             f"no delivery peer is configured for the {channel!r} channel",
             code="channel_not_configured",
-            hint="configure its peer (PUT /v1/messaging/settings `channel_peers`, or the platform's "
+            hint="configure its peer (`channel_peers` in [[messaging.update_settings]], or the platform's "
             "ATLILITH_MESSAGING_CHANNEL_PEERS), or use the `portal` channel",
         )
     if channel in _NEEDS_EMAIL and not client.email:
         raise Conflict(
             "this client has no email address",
             code="client_unreachable",
-            hint="add an email to the client (PATCH /v1/clients/{id}) or use another channel",
+            hint="add an email to the client ([[tenancy.update_client]]) or use another channel",
         )
     if channel in _NEEDS_PHONE and not client.phone:
         raise Conflict(
             "this client has no phone number",
             code="client_unreachable",
-            hint="add a phone number to the client (PATCH /v1/clients/{id}) or use another channel",
+            hint="add a phone number to the client ([[tenancy.update_client]]) or use another channel",
         )
 
 
@@ -433,7 +432,7 @@ async def _assignee_id(ctx: TenantContext, uow: UnitOfWork, slug: str, field: st
         raise ValidationFailed(
             f"{slug!r} is not a member of this context",
             code="assignee_not_member",
-            hint="assign a member of the org (GET /v1/orgs/{slug}/members); in your personal context, "
+            hint="assign a member of the org ([[tenancy.list_members]]); in your personal context, "
             "only yourself",
             errors=[FieldIssue(field, "not a member", "not_member")],
         )
@@ -506,7 +505,7 @@ async def _thread_row(
         raise NotFound(
             "no such thread in this context",
             code="thread_not_found",
-            hint="list threads (GET /v1/messaging/threads, messaging_threads_list) in the right context",
+            hint="list threads ([[messaging.list_threads]]) in the right context",
         )
     return row[0], row[1], row[2]
 
@@ -559,7 +558,7 @@ async def _client_in_context(ctx: TenantContext, uow: UnitOfWork, client_id: uui
         raise NotFound(
             "no such client in this context",
             code="client_not_found",
-            hint="find the client with GET /v1/clients (clients_list) in the same context",
+            hint="find the client with [[tenancy.list_clients]] in the same context",
             errors=[FieldIssue("client_id", "unknown client", "not_found")],
         )
     return client
@@ -720,6 +719,7 @@ async def mark_read(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, d
             raise NotFound(
                 "no such message in this thread",
                 code="message_not_found",
+                hint="read the thread's messages with [[messaging.get_thread]]",
                 errors=[FieldIssue("up_to_message_id", "not in this thread", "not_found")],
             )
     if data.unread:
@@ -872,7 +872,7 @@ async def _thread_for_send(
         raise NotFound(
             "no such thread in this context",
             code="thread_not_found",
-            hint="list threads (GET /v1/messaging/threads, messaging_threads_list) in the right context",
+            hint="list threads ([[messaging.list_threads]]) in the right context",
         )
     return row[0], row[1], row[2]
 
@@ -906,7 +906,11 @@ async def retry_delivery(ctx: TenantContext, uow: UnitOfWork, message_id: uuid.U
         )
     ).one_or_none()
     if row is None:
-        raise NotFound("no such message in this context", code="message_not_found")
+        raise NotFound(
+            "no such message in this context",
+            code="message_not_found",
+            hint="read the thread's messages with [[messaging.get_thread]]",
+        )
     message, mode = row
     _agent_may(ctx, mode, "send")
     requeued = (
@@ -1195,7 +1199,7 @@ async def _draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) -> Dr
         raise NotFound(
             "no such draft in this context",
             code="draft_not_found",
-            hint="list drafts with GET /v1/messaging/drafts (or messaging_drafts_list)",
+            hint="list drafts with [[messaging.list_drafts]]",
         )
     return draft
 
@@ -1310,8 +1314,8 @@ async def generate_draft(
         raise Unavailable(
             "no drafting peer is configured for this context",
             code="draft_peer_not_configured",
-            hint="write the draft yourself (messaging_draft_create), or configure a drafting peer "
-            "(ATLILITH_MESSAGING_DRAFT_PEER_URL, or `draft_peer_url` in PUT /v1/messaging/settings)",
+            hint="write the draft yourself ([[messaging.create_draft]]), or configure a drafting peer "
+            "(ATLILITH_MESSAGING_DRAFT_PEER_URL, or `draft_peer_url` in [[messaging.update_settings]])",
         )
     budget = settings.messaging_prompt_budget_chars
     recent = list(
@@ -1354,19 +1358,21 @@ async def generate_draft(
             raise BadGateway(
                 f"the drafting peer refused: {err.reason}",
                 code="draft_peer_failed",
-                hint="nothing was saved; write the draft yourself (messaging_draft_create) or retry later",
+                hint="nothing was saved; write the draft yourself ([[messaging.create_draft]]) or "
+                "retry later",
             ) from err
         raise Unavailable(
             f"the drafting peer is unavailable: {err.reason}",
             code="draft_peer_unavailable",
-            hint="nothing was saved; retry in a minute, or write the draft yourself (messaging_draft_create)",
+            hint="nothing was saved; retry in a minute, or write the draft yourself "
+            "([[messaging.create_draft]])",
         ) from err
     body = reply.data.get("body")
     if not isinstance(body, str) or not body.strip() or len(body) > MAX_BODY_CHARS:
         raise BadGateway(
             "the drafting peer's answer has no usable `body`",
             code="draft_peer_bad_response",
-            hint="nothing was saved; retry, or write the draft yourself (messaging_draft_create)",
+            hint="nothing was saved; retry, or write the draft yourself ([[messaging.create_draft]])",
         )
     model = reply.data.get("model")
 

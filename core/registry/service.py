@@ -3,9 +3,8 @@
 Built-in components are written by `sync_builtins` from what the running code serves (the
 servers layer builds the specs from the toolsets, actions, scopes and skills). Peer components
 are written by platform admins, together with their billing peer in one unit of work.
-Installations belong to one context; the MCP door asks `require_installed` before a tool of an
-installable component runs, in the same transaction as the call (nothing cached: an uninstall
-takes effect on the next call).
+Installations belong to one context; `core.registry.gate` refuses a component's tools and
+actions where it is not installed.
 """
 
 from __future__ import annotations
@@ -269,7 +268,7 @@ def _not_found(slug: str) -> NotFound:
     return NotFound(
         f"no component {slug!r}",
         code="component_not_found",
-        hint="search the registry (GET /v1/registry?q=..., tool `registry_search`)",
+        hint="search the registry with [[registry.search_components]]",
     )
 
 
@@ -353,7 +352,11 @@ async def get_skill(ctx: TenantContext, uow: UnitOfWork, slug: str) -> str:
     ctx.require(READ)
     row = await _visible(ctx, uow, slug)
     if not row.skill_text:
-        raise NotFound(f"component {row.slug!r} has no skill", code="skill_not_found")
+        raise NotFound(
+            f"component {row.slug!r} has no skill",
+            code="skill_not_found",
+            hint="find components with skills with [[registry.search_components]]",
+        )
     return row.skill_text
 
 
@@ -457,7 +460,7 @@ async def _installation(
         raise NotFound(
             f"{row.slug!r} is not installed in this context ({ctx.label})",
             code="not_installed",
-            hint=f'install it first: POST /v1/installations {{"component": "{row.slug}"}}',
+            hint=f"install {row.slug!r} first with [[registry.install]]",
         )
     return inst
 
@@ -482,7 +485,11 @@ async def _installed_component(uow: UnitOfWork, slug: str) -> ComponentRow:
         await uow.session.execute(select(ComponentRow).where(ComponentRow.slug == slug.strip().lower()))
     ).scalar_one_or_none()
     if row is None:
-        raise NotFound(f"{slug!r} is not installed in this context", code="not_installed")
+        raise NotFound(
+            f"{slug!r} is not installed in this context",
+            code="not_installed",
+            hint="list what is installed here with [[registry.list_installations]]",
+        )
     return row
 
 
@@ -532,30 +539,6 @@ async def install_builtins(uow: UnitOfWork, person_id: uuid.UUID, org_id: uuid.U
 
 
 # --- the MCP gate -------------------------------------------------------------------------------------
-
-
-async def require_installed(ctx: TenantContext, uow: UnitOfWork, toolset: str) -> None:
-    """Refuse a tool call of a component the context has not installed. Read in the call's own
-    transaction: an install or uninstall takes effect on the very next call."""
-    found = (
-        await uow.session.execute(
-            select(ComponentRow.slug, ComponentRow.availability, _installed_expr(ctx)).where(
-                ComponentRow.toolset == toolset, ComponentRow.retired_at.is_(None)
-            )
-        )
-    ).first()
-    if found is not None and (found[1] != "install" or found[2]):
-        return
-    slug = found[0] if found is not None else toolset
-    raise PermissionDenied(
-        f"the component {slug!r} is not installed in this context ({ctx.label})",
-        code="component_not_installed",
-        hint=f"install it: call `registry_install` with component={slug!r}"
-        + (f" and org={ctx.org_slug!r}" if ctx.org_slug else "")
-        + f", or run `atlilith add {slug}"
-        + (f" --org {ctx.org_slug}`" if ctx.org_slug else "`"),
-        extra={"component": slug},
-    )
 
 
 async def listed_toolsets(ctx: TenantContext, uow: UnitOfWork) -> set[str]:
@@ -627,7 +610,7 @@ async def _register_peer(
         raise Conflict(
             f"a {taken} component {data.slug!r} exists",
             code="component_exists",
-            hint=f"update it (PATCH /v1/admin/components/{data.slug}) or choose another slug",
+            hint="update it ([[registry.update_peer_component]]) or choose another slug",
         )
     peer = await billing.register_peer(
         ctx,
@@ -704,7 +687,8 @@ async def _update_peer(
         raise NotFound(
             f"no peer component {slug!r}",
             code="component_not_found",
-            hint="built-in components change with the code; register peers with POST /v1/admin/components",
+            hint="built-in components change with the code; register peers with "
+            "[[registry.register_peer_component]]",
         )
     peer = await billing.update_peer(
         ctx,

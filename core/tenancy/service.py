@@ -135,7 +135,7 @@ constraint_error(
     Conflict(
         "the owner must stay a member with the owner role",
         code="owner_required",
-        hint="transfer ownership (POST /v1/orgs/{slug}/transfer) first",
+        hint="transfer ownership ([[tenancy.transfer_ownership]]) first",
     ),
 )
 constraint_error(
@@ -382,7 +382,7 @@ async def refresh(db: Database, data: RefreshIn) -> AuthOut:
             log.warning("refresh_token_reuse", session_id=str(session.id), person_id=str(person.id))
         elif session.revoked_at is not None or session.expires_at <= now or rt.expires_at <= now:
             raise Unauthenticated(
-                "the session has ended", code="session_revoked", hint="sign in again (POST /v1/auth/login)"
+                "the session has ended", code="session_revoked", hint="sign in again ([[tenancy.login]])"
             )
         elif person.status != "active":
             raise Unauthenticated("this account is suspended", code="account_suspended")
@@ -474,7 +474,11 @@ async def operator_token(
             await uow.session.execute(select(Person).where(Person.slug == person_slug))
         ).scalar_one_or_none()
         if person is None:
-            raise NotFound(f"no person has the slug {person_slug!r}", code="person_not_found")
+            raise NotFound(
+                f"no person has the slug {person_slug!r}",
+                code="person_not_found",
+                hint="check the handle; a person signs up before they get a token",
+            )
         if person.status != "active":
             raise PermissionDenied("this account is suspended", code="account_suspended")
         org: Org | None = None
@@ -661,7 +665,9 @@ async def revoke_api_key(ctx: TenantContext, uow: UnitOfWork, key_id: uuid.UUID)
         )
     ).one_or_none()
     if row is None:
-        raise NotFound("no such API key", code="api_key_not_found")
+        raise NotFound(
+            "no such API key", code="api_key_not_found", hint="list your keys with [[tenancy.list_api_keys]]"
+        )
     key, org = row
     if key.revoked_at is None:  # revoking twice is a no-op, so retries are safe
         key.revoked_at = utcnow()
@@ -695,7 +701,11 @@ async def _current_org(ctx: TenantContext, uow: UnitOfWork) -> Org:
     org_id = ctx.require_org()
     org = await uow.session.get(Org, org_id)
     if org is None:
-        raise NotFound("this org no longer exists", code="org_not_found")
+        raise NotFound(
+            "this org no longer exists",
+            code="org_not_found",
+            hint="list your orgs with [[tenancy.list_orgs]]",
+        )
     return org
 
 
@@ -841,7 +851,7 @@ async def _member_by_slug(ctx: TenantContext, uow: UnitOfWork, slug: str) -> _Me
         raise NotFound(
             f"{slug!r} is not a member of {ctx.org_slug!r}",
             code="member_not_found",
-            hint="list members with GET /v1/orgs/{slug}/members",
+            hint="list members with [[tenancy.list_members]]",
         )
     return _Member(row.person_id, row.role)
 
@@ -906,7 +916,7 @@ async def update_member(
         raise PermissionDenied(
             "the owner's role cannot be changed",
             code="cannot_change_owner",
-            hint="the owner can transfer ownership (POST /v1/orgs/{slug}/transfer)",
+            hint="the owner can transfer ownership ([[tenancy.transfer_ownership]])",
         )
     if target.role != data.role:
         await uow.session.execute(
@@ -932,7 +942,7 @@ async def remove_member(ctx: TenantContext, uow: UnitOfWork, person_slug: str) -
         raise PermissionDenied(
             "the owner cannot leave or be removed" if leaving else "the owner cannot be removed",
             code="owner_cannot_leave" if leaving else "cannot_remove_owner",
-            hint="the owner can transfer ownership first (POST /v1/orgs/{slug}/transfer)",
+            hint="the owner can transfer ownership first ([[tenancy.transfer_ownership]])",
         )
     if not leaving:
         ctx.require_role(Role.OWNER, Role.ADMIN)
@@ -1057,7 +1067,11 @@ async def revoke_invitation(ctx: TenantContext, uow: UnitOfWork, invitation_id: 
         )
     ).scalar_one_or_none()
     if inv is None:
-        raise NotFound("no such invitation in this org", code="invitation_not_found")
+        raise NotFound(
+            "no such invitation in this org",
+            code="invitation_not_found",
+            hint="list the org's invitations with [[tenancy.list_invitations]]",
+        )
     if inv.status == "pending":
         inv.status, inv.responded_at = "revoked", utcnow()
         uow.emit("platform/invitation.revoked", {"invitation_id": inv.id})
@@ -1075,7 +1089,11 @@ async def _my_pending_invitation(ctx: TenantContext, uow: UnitOfWork, invitation
         )
     ).scalar_one_or_none()
     if inv is None:
-        raise NotFound("no such invitation for you", code="invitation_not_found")
+        raise NotFound(
+            "no such invitation for you",
+            code="invitation_not_found",
+            hint="list yours with [[tenancy.list_my_invitations]]",
+        )
     if inv.status != "pending":
         raise Conflict(f"the invitation is {inv.status}", code="invitation_not_pending")
     if inv.expires_at <= utcnow():
@@ -1165,7 +1183,11 @@ async def _brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID) -> Br
         await uow.session.execute(select(Brand).where(Brand.id == brand_id, Brand.tenant_id == ctx.tenant_id))
     ).scalar_one_or_none()
     if brand is None:
-        raise NotFound("no such brand in this context", code="brand_not_found")
+        raise NotFound(
+            "no such brand in this context",
+            code="brand_not_found",
+            hint="list brands with [[tenancy.list_brands]]",
+        )
     return brand
 
 
@@ -1291,7 +1313,11 @@ async def _client(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID) -> 
         )
     ).scalar_one_or_none()
     if client is None:
-        raise NotFound("no such client in this context", code="client_not_found")
+        raise NotFound(
+            "no such client in this context",
+            code="client_not_found",
+            hint="find the client with [[tenancy.list_clients]] in the same context",
+        )
     return client
 
 

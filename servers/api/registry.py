@@ -29,7 +29,6 @@ router = APIRouter()
 NOT_ROUTES = {
     "registry.sync_builtins": "runs at start-up from what the server serves (servers.registry_sync)",
     "registry.install_builtins": "the seed installs every built-in for the bootstrap person and org",
-    "registry.require_installed": "the MCP door's gate before a tool call",
     "registry.listed_toolsets": "the MCP door's per-caller tools/list filter",
     "registry.is_platform_admin": "a check inside other operations",
 }

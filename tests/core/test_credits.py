@@ -19,6 +19,7 @@ from core.uow import Database
 from servers.app import create_app
 from tests.conftest import make_org, running, signup
 from tests.support.billing import app_db, assert_consistent, grant, ledger_state, make_admin, signed
+from tests.support.registry import install
 
 PERSON = {"input": {"email": "ada@example.com"}}
 
@@ -39,6 +40,7 @@ async def events_named(db: Database, name: str, tenant: str) -> list[dict[str, A
 async def test_100_concurrent_jobs_against_10_credits_accept_exactly_10(client: httpx.AsyncClient) -> None:
     admin, a = await make_admin(client), await signup(client)
     await grant(client, admin, 10, person=a.slug)
+    await install(client, a, "identity")
 
     async def run(i: int) -> httpx.Response:
         return await client.post(
@@ -81,6 +83,7 @@ async def test_concurrent_holds_on_an_org_account_from_several_members(client: h
     await client.post(f"/v1/orgs/{org}/members", json={"person": member.slug}, headers=owner.h())
     await grant(client, admin, 7, org=org)
     await grant(client, admin, 3, person=member.slug)
+    await install(client, owner, "identity", org=org)
     runs = [
         client.post("/v1/run/identity/resolve-person", json=PERSON, headers=who.h(org=org))
         for who in (owner, member)
@@ -166,6 +169,7 @@ async def test_overage_never_overdraws(client: httpx.AsyncClient) -> None:
 async def test_run_is_idempotent_on_its_key_even_concurrently(client: httpx.AsyncClient) -> None:
     admin, a = await make_admin(client), await signup(client)
     await grant(client, admin, 5, person=a.slug)
+    await install(client, a, "identity")
     headers = {**a.h(), "Idempotency-Key": "run-once"}
     first, second = await asyncio.gather(
         client.post("/v1/run/identity/resolve-person", json=PERSON, headers=headers),
@@ -183,6 +187,7 @@ async def test_run_is_idempotent_on_its_key_even_concurrently(client: httpx.Asyn
 async def test_capture_and_handler_are_idempotent(client: httpx.AsyncClient) -> None:
     admin, a = await make_admin(client), await signup(client)
     await grant(client, admin, 5, person=a.slug)
+    await install(client, a, "identity")
     job = (await client.post("/v1/run/identity/resolve-person", json=PERSON, headers=a.h())).json()
     db = app_db(client)
     job_id, person_id = uuid.UUID(job["job_id"]), uuid.UUID(a.id)
@@ -246,6 +251,7 @@ async def test_cancel_rules(client: httpx.AsyncClient) -> None:
     org = await make_org(client, owner)
     await client.post(f"/v1/orgs/{org}/members", json={"person": member.slug}, headers=owner.h())
     await grant(client, admin, 5, org=org)
+    await install(client, owner, "identity", org=org)
     mine = (
         await client.post("/v1/run/identity/resolve-person", json=PERSON, headers=owner.h(org=org))
     ).json()
@@ -262,6 +268,8 @@ async def test_jobs_and_ledgers_are_isolated_per_context(client: httpx.AsyncClie
     await grant(client, admin, 5, person=a.slug)
     await grant(client, admin, 6, org=org)
     await grant(client, admin, 7, person=b.slug)
+    await install(client, a, "identity")
+    await install(client, a, "identity", org=org)
     personal = (await client.post("/v1/run/identity/resolve-person", json=PERSON, headers=a.h())).json()
     in_org = (await client.post("/v1/run/identity/resolve-person", json=PERSON, headers=a.h(org=org))).json()
     assert [j["id"] for j in (await client.get("/v1/jobs", headers=a.h())).json()["items"]] == [
@@ -285,6 +293,7 @@ async def test_jobs_and_ledgers_are_isolated_per_context(client: httpx.AsyncClie
 
 async def test_quote_then_402_with_a_hint(client: httpx.AsyncClient) -> None:
     a = await signup(client)
+    await install(client, a, "identity")
     quote = await client.post("/v1/quote/identity/resolve-person", json=PERSON, headers=a.h())
     assert quote.status_code == 200
     assert quote.json() == {
@@ -349,6 +358,7 @@ async def test_expiring_grants_expire_what_is_left_never_what_is_held(client: ht
 async def test_jobs_past_their_deadline_fail_and_release(client: httpx.AsyncClient) -> None:
     admin, a = await make_admin(client), await signup(client)
     await grant(client, admin, 5, person=a.slug)
+    await install(client, a, "identity")
     job = (await client.post("/v1/run/identity/resolve-person", json=PERSON, headers=a.h())).json()
     db = app_db(client)
     async with db.system() as uow:
@@ -365,6 +375,7 @@ async def test_jobs_past_their_deadline_fail_and_release(client: httpx.AsyncClie
 async def test_low_balance_fires_once_per_crossing(client: httpx.AsyncClient) -> None:
     admin, a = await make_admin(client), await signup(client)
     db = app_db(client)
+    await install(client, a, "identity")
     await grant(client, admin, 5, person=a.slug)  # under the default threshold (10): fires
     assert len(await events_named(db, "billing/credits.low_balance", a.id)) == 1
     set_ = await client.put("/v1/credits/settings", json={"low_balance_threshold": 3}, headers=a.h())
@@ -405,6 +416,7 @@ async def test_admin_routes_need_a_platform_admin(client: httpx.AsyncClient) -> 
 async def test_refund_gives_back_a_charge_once(client: httpx.AsyncClient) -> None:
     admin, a = await make_admin(client), await signup(client)
     await grant(client, admin, 5, person=a.slug)
+    await install(client, a, "identity")
     job = (await client.post("/v1/run/identity/resolve-person", json=PERSON, headers=a.h())).json()
     early = await client.post(f"/v1/admin/jobs/{job['job_id']}/refund", json={}, headers=admin.h())
     assert early.status_code == 409 and early.json()["code"] == "nothing_to_refund"
@@ -486,6 +498,7 @@ async def test_purchase_webhook_is_signed_and_replay_safe(db: Database, client: 
 async def test_data_entities_serve_the_context(client: httpx.AsyncClient) -> None:
     admin, a = await make_admin(client), await signup(client)
     await grant(client, admin, 5, person=a.slug)
+    await install(client, a, "identity")
     await client.post("/v1/run/identity/resolve-person", json=PERSON, headers=a.h())
     await Relay(app_db(client)).drain()
     usage = (await client.get("/v1/data/billing.usage", headers=a.h())).json()

@@ -14,6 +14,7 @@ from core.events import Relay
 from core.identity import polyseme
 from tests.conftest import make_org, signup
 from tests.support.billing import app_db, assert_consistent, grant, ledger_state, make_admin
+from tests.support.registry import install
 
 
 @pytest.mark.parametrize(
@@ -94,6 +95,7 @@ def test_identity_secret_is_required_in_production(tmp_path: object) -> None:
 async def test_resolve_person_is_stable_across_components_and_charged(client: httpx.AsyncClient) -> None:
     admin, a = await make_admin(client), await signup(client)
     await grant(client, admin, 10, person=a.slug)
+    await install(client, a, "identity")
     made = (
         await client.post(
             "/v1/clients",
@@ -170,6 +172,9 @@ async def test_no_cross_tenant_correlation(client: httpx.AsyncClient) -> None:
     org = await make_org(client, a)
     for kw in ({"person": a.slug}, {"org": org}, {"person": b.slug}):
         await grant(client, admin, 5, **kw)
+    await install(client, a, "identity")
+    await install(client, a, "identity", org=org)
+    await install(client, b, "identity")
     mine = (
         await client.post(
             "/v1/clients", json={"name": "Secret", "email": "shared@example.com"}, headers=a.h()
@@ -207,6 +212,7 @@ async def test_no_cross_tenant_correlation(client: httpx.AsyncClient) -> None:
 
 async def test_identity_input_errors_and_payment(client: httpx.AsyncClient) -> None:
     a = await signup(client)
+    await install(client, a, "identity")
     none = await client.post("/v1/identity/resolve-person", json={}, headers=a.h())
     assert none.status_code == 422
     bad = await client.post("/v1/identity/resolve-person", json={"email": "not-an-email"}, headers=a.h())
@@ -225,6 +231,7 @@ async def test_dedupe_clients_fills_ids_and_reports_duplicates_priced_per_row(
     admin, a = await make_admin(client), await signup(client)
     org = await make_org(client, a)
     await grant(client, admin, 10, org=org)
+    await install(client, a, "identity", org=org)
     h = a.h(org=org)
     ids = []
     for i in range(150):

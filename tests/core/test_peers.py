@@ -30,9 +30,19 @@ from tests.support.billing import (
     make_admin,
     signed,
 )
+from tests.support.registry import install
 
 
-async def register(client: httpx.AsyncClient, admin: Account, base_url: str, **extra: Any) -> dict[str, Any]:
+async def register(
+    client: httpx.AsyncClient,
+    admin: Account,
+    base_url: str,
+    *,
+    installed_by: Account | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Register a peer component as a platform admin; `installed_by` installs it in that
+    person's personal context, where their runs act."""
     body = {
         "slug": f"peer-{uuid.uuid4().hex[:8]}",
         "name": "Drafts",
@@ -46,6 +56,8 @@ async def register(client: httpx.AsyncClient, admin: Account, base_url: str, **e
     r = await client.post("/v1/admin/peers", json=body, headers=admin.h())
     assert r.status_code == 201, r.text
     assert r.json()["secret"].startswith("whsec_")
+    if installed_by is not None:
+        await install(client, installed_by, r.json()["slug"])
     return dict(r.json())
 
 
@@ -65,7 +77,7 @@ async def test_round_trip_success_with_trace_id_end_to_end(
 ) -> None:
     admin, a = setup
     async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url)
+        peer = await register(client, admin, fake.base_url, installed_by=a)
         health = await client.get(f"/v1/admin/peers/{peer['slug']}/health", headers=admin.h())
         assert health.json()["healthy"] is True and health.json()["status"] == 200
         listed = (await client.get("/v1/actions?limit=100", headers=a.h())).json()["items"]
@@ -142,7 +154,7 @@ async def test_round_trip_success_with_trace_id_end_to_end(
 async def test_peer_failure_callback_releases(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
     admin, a = setup
     async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url)
+        peer = await register(client, admin, fake.base_url, installed_by=a)
         job_id = (
             await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
         ).json()["job_id"]
@@ -166,7 +178,7 @@ async def test_unreachable_peer_fails_with_a_reason(
     client: httpx.AsyncClient, db: Database, setup: Any
 ) -> None:
     admin, a = setup
-    peer = await register(client, admin, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    peer = await register(client, admin, f"http://127.0.0.1:{free_port()}", installed_by=a)  # nothing listens there
     job_id = (
         await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
     ).json()["job_id"]
@@ -185,7 +197,7 @@ async def test_peer_errors_are_retried_a_bounded_number_of_times(
     admin, a = setup
     async with FakePeer() as fake:
         fake.mode = "error"
-        peer = await register(client, admin, fake.base_url)
+        peer = await register(client, admin, fake.base_url, installed_by=a)
         job_id = (
             await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
         ).json()["job_id"]
@@ -213,7 +225,7 @@ async def test_peer_request_timeout(client: httpx.AsyncClient, db: Database, set
     try:
         async with FakePeer() as fake:
             fake.mode, fake.slow_seconds = "slow", 1.5
-            peer = await register(client, admin, fake.base_url)
+            peer = await register(client, admin, fake.base_url, installed_by=a)
             job_id = (
                 await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
             ).json()["job_id"]
@@ -231,7 +243,7 @@ async def test_no_callback_before_the_deadline_fails_as_timeout(
 ) -> None:
     admin, a = setup
     async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url, timeout_seconds=30)
+        peer = await register(client, admin, fake.base_url, installed_by=a, timeout_seconds=30)
         job_id = (
             await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
         ).json()["job_id"]
@@ -262,7 +274,7 @@ async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
 ) -> None:
     admin, a = setup
     async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url)
+        peer = await register(client, admin, fake.base_url, installed_by=a)
         job_id = (
             await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
         ).json()["job_id"]
@@ -295,7 +307,7 @@ async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
 async def test_malformed_callback_bodies_are_422(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
     admin, a = setup
     async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url)
+        peer = await register(client, admin, fake.base_url, installed_by=a)
         job_id = (
             await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
         ).json()["job_id"]
@@ -316,7 +328,7 @@ async def test_peer_admin_rotation_and_validation(
 ) -> None:
     admin, a = setup
     async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url)
+        peer = await register(client, admin, fake.base_url, installed_by=a)
         dup = await client.post(
             "/v1/admin/peers",
             json={
@@ -422,7 +434,7 @@ async def test_the_relay_runs_peer_jobs_in_a_live_app(db: Database) -> None:
                         {"p": uuid.UUID(a.id)},
                     )
                 await grant(http, a, 10, person=a.slug)
-                peer = await register(http, a, fake.base_url)
+                peer = await register(http, a, fake.base_url, installed_by=a)
                 run = (
                     await http.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
                 ).json()

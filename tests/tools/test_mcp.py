@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from servers.app import create_app
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
 from tests.support.mcp import tool_error
+from tests.support.registry import install
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -168,16 +170,6 @@ async def test_tool_calls_log_with_a_trace_id(client: httpx.AsyncClient, db: Dat
     assert calls and calls[0]["tool"] == "whoami" and len(calls[0]["trace_id"]) == 32
 
 
-async def test_skills_are_served_as_resources(client: httpx.AsyncClient, db: Database) -> None:
-    a = await signup(client)
-    async with Client(build_server(db, static_token=a.token)) as c:
-        resources = (await c.list_resources()).resources
-        uris = {str(r.uri) for r in resources}
-        assert "skill://tenancy" in uris
-        body = await c.read_resource("skill://tenancy")
-        assert "whoami" in body.contents[0].text
-
-
 # --- over HTTP --------------------------------------------------------------------------------
 
 
@@ -275,9 +267,12 @@ async def test_real_stdio_subprocess(db: Database, client: httpx.AsyncClient) ->
             "ATLILITH_DATA_DIR": str(settings.data_dir),
             "ATLILITH_LOG_LEVEL": "warning",
             "PYTHONPATH": str(ROOT),
+            "ATLILITH_PUBLIC_URL": "https://agents.example.test",
         },
     )
     async with Client(params) as c:
+        # The configured public URL, not a guess from the default port.
+        assert c.server_info is not None and c.server_info.website_url == "https://agents.example.test"
         names = [t.name for t in (await c.list_tools()).tools]
         assert "whoami" in names
         me = await c.call_tool("whoami", {"org": org})
@@ -325,3 +320,55 @@ async def test_default_tool_list_stays_within_its_token_budget(
         )
     )
     assert size < 28_000, f"default tools/list is {size} bytes (~{size // 4} tokens)"
+
+
+async def test_one_http_connection_narrows_its_tools_by_header_or_query(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    a = await signup(client)
+    await install(client, a, "bookings", "messaging")
+
+    async def connect(url: str, headers: dict[str, str]) -> tuple[set[str], Any]:
+        """What the connection lists, and what calling a messaging write there gives."""
+        http = http_client(app, a.token)
+        http.headers.update(headers)
+        async with Client(streamable_http_client(url, http_client=http)) as c:
+            listed = {t.name for t in (await c.list_tools()).tools}
+            try:
+                outcome: Any = await c.call_tool(
+                    "messaging_thread_mark_read", {"thread_id": str(uuid.uuid4())}
+                )
+            except MCPError as err:
+                outcome = err
+            return listed, outcome
+
+    listed, outcome = await connect("http://testserver/mcp", {})
+    assert {"messaging_send", "bookings_hold", "registry_install"} <= listed
+    assert tool_error(outcome)["code"] == "thread_not_found"  # the tool ran
+    for url, headers in (
+        ("http://testserver/mcp", {"X-MCP-Toolsets": "bookings", "X-MCP-Readonly": "true"}),
+        ("http://testserver/mcp?toolsets=bookings&read_only=true", {}),
+    ):
+        listed, outcome = await connect(url, headers)
+        assert {"bookings_list", "bookings_slots", "whoami"} <= listed
+        assert "bookings_hold" not in listed  # a write, on a read-only connection
+        assert not any(n.startswith(("messaging_", "clients_", "registry_")) for n in listed), listed
+        # A tool outside the connection's selection is as unknown as one that does not exist.
+        assert isinstance(outcome, MCPError) and outcome.code == INVALID_PARAMS
+
+    async with http_client(app, a.token) as raw:
+        r = await raw.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream", "X-MCP-Toolsets": "bookings,nope"},
+        )
+        assert r.status_code == 400 and r.json()["code"] == "unknown_toolsets"
+        assert "bookings" in r.json()["hint"]
+
+
+async def test_stdio_names_no_website_it_cannot_know(db: Database, client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    assert db.settings.public_url is None
+    async with Client(build_server(db, static_token=a.token)) as c:
+        # Not http://127.0.0.1:3040: nothing says the web door runs there.
+        assert c.server_info is not None and c.server_info.website_url is None

@@ -1,0 +1,57 @@
+"""The installation gate: a component's tools and actions answer only in contexts that
+installed it. One rule for every door — MCP tools, `jobs_run` and `POST /v1/run` — read in the
+caller's own transaction (nothing cached: an uninstall takes effect on the next call).
+
+REST feature routes are the provider's own door to their own data and are not gated: the core
+context opener (`core.auth.authenticate`) gates only when it is given `component=`, which the
+MCP door does for every installable toolset and the REST routes never do. Uninstalling
+bookings hides its tools from agents; it does not lock its owner out of their bookings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import or_, select
+
+from core.context import TenantContext
+from core.errors import PermissionDenied
+from core.registry.models import Component, Installation
+
+if TYPE_CHECKING:  # core.uow imports core.auth, which opens contexts through this gate
+    from core.uow import UnitOfWork
+
+__all__ = ["require_installed"]
+
+
+async def require_installed(
+    ctx: TenantContext, uow: UnitOfWork, *, toolset: str | None = None, component: str | None = None
+) -> None:
+    """Refuse unless the component (named by its toolset, or by its slug for actions) is
+    available in `ctx`: always-on, or installed in this very context. A name the registry does
+    not know is left to the caller (an unknown action is its own error)."""
+    column = Component.toolset if toolset is not None else Component.slug
+    name = toolset if toolset is not None else component
+    installed = (
+        select(Installation.id)
+        .where(Installation.component_id == Component.id, Installation.tenant_id == ctx.tenant_id)
+        .exists()
+    )
+    found = (
+        await uow.session.execute(
+            select(Component.slug, or_(Component.availability != "install", installed)).where(
+                column == name, Component.retired_at.is_(None)
+            )
+        )
+    ).first()
+    if found is None and toolset is None:
+        return
+    if found is not None and found[1]:
+        return
+    slug = found[0] if found is not None else str(name)
+    where = f" in org {ctx.org_slug!r}" if ctx.org_slug else " in your personal context"
+    raise PermissionDenied(
+        f"the component {slug!r} is not installed in this context ({ctx.label})",
+        code="component_not_installed",
+        hint=f"install {slug!r}{where} with [[registry.install]], then call again",
+        extra={"component": slug},
+    )

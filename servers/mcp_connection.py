@@ -1,0 +1,110 @@
+"""Per-connection tool selection over HTTP, as GitHub's remote MCP server does it: headers
+`X-MCP-Toolsets: a,b` and `X-MCP-Readonly: true` (or the query `?toolsets=a,b&read_only=true`)
+narrow what one connection lists and may call, within what the server serves. stdio has
+`--toolsets` / `--read-only` instead."""
+
+from __future__ import annotations
+
+import json
+from contextvars import ContextVar
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["Selection", "SelectionMiddleware", "current_selection", "parse_selection"]
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"", "0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Selection:
+    toolsets: frozenset[str] | None = None  # None: every toolset the server serves
+    read_only: bool = False
+
+    def allows(self, toolset: str, read_only_tool: bool, *, always: bool = False) -> bool:
+        if self.read_only and not read_only_tool:
+            return False
+        return always or self.toolsets is None or toolset in self.toolsets
+
+
+_EVERYTHING = Selection()
+_selection: ContextVar[Selection | None] = ContextVar("atlilith_mcp_selection", default=None)
+
+
+def current_selection() -> Selection:
+    return _selection.get() or _EVERYTHING
+
+
+class SelectionError(ValueError):
+    def __init__(self, code: str, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.code, self.hint = code, hint
+
+
+def parse_selection(headers: dict[str, str], query: str, known: set[str]) -> Selection:
+    params = parse_qs(query)
+    raw_sets = headers.get("x-mcp-toolsets") or ",".join(params.get("toolsets", []))
+    raw_ro = (headers.get("x-mcp-readonly") or (params.get("read_only") or [""])[0]).strip().lower()
+    toolsets: frozenset[str] | None = None
+    names = {t.strip().lower() for t in raw_sets.split(",") if t.strip()}
+    if names and "all" not in names:
+        unknown = sorted(names - known)
+        if unknown:
+            raise SelectionError(
+                "unknown_toolsets",
+                f"unknown toolsets {unknown}",
+                f"pick from {sorted(known)} (comma-separated), or `all`",
+            )
+        toolsets = frozenset(names)
+    if raw_ro not in TRUE | FALSE:
+        raise SelectionError(
+            "invalid_read_only", f"read-only must be true or false, not {raw_ro!r}", "send `true` or `false`"
+        )
+    return Selection(toolsets=toolsets, read_only=raw_ro in TRUE)
+
+
+class SelectionMiddleware:
+    """Reads the connection's selection before the MCP transport runs; the server's tools/list
+    and tools/call read it back (`current_selection`) in the same request."""
+
+    def __init__(self, app: ASGIApp, known: set[str]) -> None:
+        self.app = app
+        self.known = known
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            selection = parse_selection(headers, scope.get("query_string", b"").decode("latin-1"), self.known)
+        except SelectionError as err:
+            body = json.dumps(
+                {
+                    "type": f"https://atlilith.dev/problems/{err.code}",
+                    "title": "Bad request",
+                    "status": 400,
+                    "detail": str(err),
+                    "code": err.code,
+                    "hint": err.hint,
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 400,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        token = _selection.set(selection)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _selection.reset(token)
