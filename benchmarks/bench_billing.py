@@ -19,9 +19,12 @@ from core.billing import service
 from core.billing.schemas import GrantIn, RunIn
 from core.db import asyncpg_dsn
 from core.events import Relay
+from core.registry import service as registry
+from core.registry.schemas import InstallIn
 from core.tenancy.schemas import SignupIn
 from core.tenancy.service import Device, signup
 from core.uow import Database
+from servers.registry_sync import sync_builtins
 
 LEDGER_SIZES = [int(x) for x in os.environ.get("BENCH_LEDGER_SIZES", "1000,100000,1000000").split(",")]
 
@@ -31,7 +34,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
 
 
-async def _person(db: Database, slug: str, credits: int) -> tuple[str, uuid.UUID]:
+async def _person(db: Database, slug: str, credits: int, *install: str) -> tuple[str, uuid.UUID]:
     auth = await signup(
         db,
         SignupIn(email=f"{slug}@example.com", password="bench-password", slug=slug, display_name=slug),
@@ -44,6 +47,8 @@ async def _person(db: Database, slug: str, credits: int) -> tuple[str, uuid.UUID
     async with db.uow() as uow:
         ctx = await authenticate(uow, auth.access_token)
         await service.grant_credits(ctx, uow, GrantIn(person=slug, credits=credits))
+        for component in install:
+            await registry.install(ctx, uow, InstallIn(component=component))
     return auth.access_token, auth.person.id
 
 
@@ -202,7 +207,9 @@ async def run() -> str:
         db = Database(settings.model_copy(update={"db_pool_size": CONCURRENCY + 6}))
         admin_dsn = asyncpg_dsn(settings.database_url or "")
         try:
-            token, person_id = await _person(db, "bench-jobs", 10_000_000)
+            # The registry as the server writes it at start-up: a job passes the installation gate.
+            await sync_builtins(db)
+            token, person_id = await _person(db, "bench-jobs", 10_000_000, "identity")
             raw_rate, raw_lat = await _raw_ledger_inserts(admin_dsn, person_id)
             create_rate, done_rate, create_lat, done = await _jobs(db, token)
             reader_token, reader_id = await _person(db, "bench-reader", 1)

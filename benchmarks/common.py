@@ -156,7 +156,8 @@ async def server(settings: Settings) -> AsyncIterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient() as c:
-            for _ in range(200):
+            # A loaded machine (a test run beside it) can take half a minute to import and migrate.
+            for _ in range(600):
                 try:
                     if (await c.get(f"{base}/health")).status_code == 200:
                         break

@@ -18,6 +18,7 @@ from servers import client_cli
 from tests.cli.live import Cli, LiveServer, free_port, no_traceback, one_json
 from tests.conftest import ROOT, make_org, signup
 from tests.support.billing import grant, make_admin
+from tests.support.registry import install
 
 
 async def test_login_stores_the_credential_privately_and_whoami_reads_it(
@@ -122,6 +123,7 @@ async def test_jobs_run_wait_get_list_and_credits(
     a = await signup(http)
     admin = await make_admin(client)
     await grant(client, admin, 10, person=a.slug)
+    await install(http, a, "identity")
     atl.login(a.slug, a.password)
 
     ran = atl(
@@ -183,6 +185,12 @@ async def test_job_failures_and_refusals_have_their_own_exit_codes(
 ) -> None:
     a = await signup(http)
     atl.login(a.slug, a.password)
+    # Not installed in the context it acts in: refused before anything is priced or held.
+    absent = atl("jobs", "run", "identity", "resolve-person", "--input", '{"email": "a@example.com"}')
+    assert absent.exit_code == client_cli.EXIT_FORBIDDEN == 5
+    assert "component_not_installed" in absent.stderr and "atlilith add" in absent.stderr
+    no_traceback(absent)
+    await install(http, a, "identity")
     broke = atl("jobs", "run", "identity", "resolve-person", "--input", '{"email": "a@example.com"}')
     assert broke.exit_code == client_cli.EXIT_PROBLEM == 7
     assert "insufficient_credits" in broke.stderr
@@ -202,7 +210,7 @@ async def test_job_failures_and_refusals_have_their_own_exit_codes(
     assert missing.exit_code == client_cli.EXIT_NOT_FOUND == 6
     not_an_id = atl("jobs", "get", "nope")
     assert not_an_id.exit_code == 2 and "not a job id" in not_an_id.stderr
-    for r in (broke, bad_input, invalid, missing, not_an_id):
+    for r in (absent, broke, bad_input, invalid, missing, not_an_id):
         assert r.stdout == ""
         no_traceback(r)
 

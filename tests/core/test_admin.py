@@ -20,6 +20,7 @@ from servers.mcp import CoreTokenVerifier
 from tests.conftest import Account, make_org, signup
 from tests.support.billing import FakePeer, app_db, grant, make_admin
 from tests.support.mcp import tool_error
+from tests.support.registry import install
 
 ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/admin/persons", None),
@@ -205,6 +206,7 @@ async def test_every_admin_action_is_audited_with_who_what_and_trace(client: htt
     _, t_grant = await traced(
         "POST", "/v1/admin/credits/grants", {"person": a.slug, "credits": 5, "memo": "hi"}
     )
+    await install(client, a, "identity")
     job = (
         await client.post(
             "/v1/run/identity/resolve-person", json={"input": {"email": "x@example.com"}}, headers=a.h()

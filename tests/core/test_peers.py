@@ -178,7 +178,8 @@ async def test_unreachable_peer_fails_with_a_reason(
     client: httpx.AsyncClient, db: Database, setup: Any
 ) -> None:
     admin, a = setup
-    peer = await register(client, admin, f"http://127.0.0.1:{free_port()}", installed_by=a)  # nothing listens there
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    peer = await register(client, admin, nowhere, installed_by=a)
     job_id = (
         await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
     ).json()["job_id"]

@@ -4,17 +4,19 @@ context has not installed answers `component_not_installed`, at once after an un
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
 from mcp import Client
 from mcp.shared.subscriptions import ToolsListChanged
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from core.events import outbox_table
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
+from tests.support.billing import assert_consistent, grant, ledger_state, make_admin
 from tests.support.mcp import tool_error
 from tests.support.registry import install, uninstall
 
@@ -129,7 +131,9 @@ async def test_mcp_gate_follows_installs_at_once_in_the_acting_context(
         refused = await c.call_tool("bookings_services_list", {})
         err = _err(refused)
         assert err["code"] == "component_not_installed" and err["component"] == "bookings"
-        assert "registry_install" in err["hint"] and "atlilith add bookings" in err["hint"]
+        # The hint names this door's way to install (the tool, not the CLI) and the context.
+        assert "`registry_install`" in err["hint"] and "atlilith" not in err["hint"]
+        assert "'bookings'" in err["hint"] and "personal context" in err["hint"]
 
         made = await c.call_tool("registry_install", {"component": "bookings"})
         assert not made.is_error and made.structured_content["created"] is True
@@ -138,7 +142,7 @@ async def test_mcp_gate_follows_installs_at_once_in_the_acting_context(
 
         # Installed personally, not in the org: a call acting in the org is refused.
         in_org = _err(await c.call_tool("bookings_services_list", {"org": org}))
-        assert in_org["code"] == "component_not_installed" and f"--org {org}" in in_org["hint"]
+        assert in_org["code"] == "component_not_installed" and f"in org {org!r}" in in_org["hint"]
         await install(client, a, "bookings", org=org)
         assert not (await c.call_tool("bookings_services_list", {"org": org})).is_error
 
@@ -251,3 +255,138 @@ async def test_a_listening_agent_hears_that_its_tools_changed(
         assert not (await c.call_tool("registry_uninstall", {"component": "bookings"})).is_error
         assert isinstance(await next_change(), ToolsListChanged)
         assert "bookings_services_list" not in {t.name for t in (await c.list_tools()).tools}
+
+
+# --- actions are gated like tools: every door, the acting context, nothing held when refused -----
+
+
+async def _jobs_of(db: Database, tenant_id: str) -> int:
+    async with db.system() as uow:
+        return int(
+            (
+                await uow.session.execute(
+                    text("SELECT count(*) FROM billing.jobs WHERE tenant_id = :t"),
+                    {"t": uuid.UUID(tenant_id)},
+                )
+            ).scalar_one()
+        )
+
+
+def _refused(r: httpx.Response, component: str) -> dict[str, Any]:
+    assert r.status_code == 403, r.text
+    body = dict(r.json())
+    assert body["code"] == "component_not_installed" and body["component"] == component, body
+    assert f"{component!r}" in body["hint"] and "POST /v1/installations" in body["hint"], body
+    return body
+
+
+async def test_an_action_runs_only_where_its_component_is_installed(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    admin, a = await make_admin(client), await signup(client)
+    org = await make_org(client, a)
+    org_id = (await client.get(f"/v1/orgs/{org}", headers=a.h())).json()["id"]
+    await grant(client, admin, 5, person=a.slug)
+    await grant(client, admin, 5, org=org)
+    person = {"input": {"email": "ada@example.com"}}
+
+    # Nowhere installed: every door refuses, before anything is priced, held or recorded.
+    body = _refused(
+        await client.post("/v1/run/identity/resolve-person", json=person, headers=a.h()), "identity"
+    )
+    assert "personal context" in body["hint"]
+    _refused(await client.post("/v1/quote/identity/resolve-person", json=person, headers=a.h()), "identity")
+    sync = await client.post("/v1/identity/resolve-person", json={"email": "ada@example.com"}, headers=a.h())
+    _refused(sync, "identity")
+    for tenant, h in ((a.id, a.h()), (org_id, a.h(org=org))):
+        balance = (await client.get("/v1/credits", headers=h)).json()
+        assert (balance["balance"], balance["held"], balance["available"]) == (5, 0, 5)
+        state = await ledger_state(db, tenant)
+        assert_consistent(state)
+        assert state["entries"] == 1  # the grant alone
+        assert await _jobs_of(db, tenant) == 0
+        assert (await client.get("/v1/jobs", headers=h)).json()["items"] == []
+
+    # Installed in the personal context: runs there, and only there.
+    await install(client, a, "identity")
+    assert (
+        await client.post("/v1/run/identity/resolve-person", json=person, headers=a.h())
+    ).status_code == 202
+    in_org = _refused(
+        await client.post("/v1/run/identity/resolve-person", json=person, headers=a.h(org=org)), "identity"
+    )
+    assert f"in org {org!r}" in in_org["hint"]
+    org_balance = (await client.get("/v1/credits", headers=a.h(org=org))).json()
+    assert (org_balance["balance"], org_balance["held"]) == (5, 0) and await _jobs_of(db, org_id) == 0
+
+    await install(client, a, "identity", org=org)
+    assert (
+        await client.post("/v1/run/identity/resolve-person", json=person, headers=a.h(org=org))
+    ).status_code == 202
+
+    # Uninstalled: refused on the very next call; the job already accepted keeps its hold.
+    await uninstall(client, a, "identity")
+    _refused(await client.post("/v1/run/identity/resolve-person", json=person, headers=a.h()), "identity")
+    assert (await client.get("/v1/credits", headers=a.h())).json()["held"] == 1
+    assert await _jobs_of(db, a.id) == 1
+    assert_consistent(await ledger_state(db, a.id))
+
+
+async def test_a_peer_action_needs_the_peer_installed_over_rest_and_mcp(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    admin, a = await make_admin(client), await signup(client)
+    org = await make_org(client, a)
+    org_id = (await client.get(f"/v1/orgs/{org}", headers=a.h())).json()["id"]
+    await grant(client, admin, 20, person=a.slug)
+    await grant(client, admin, 20, org=org)
+    slug = f"peer-{uuid.uuid4().hex[:8]}"
+    made = await client.post(
+        "/v1/admin/peers",
+        json={
+            "slug": slug,
+            "name": "Drafts",
+            "base_url": "http://127.0.0.1:9",  # never called: nothing here reaches the relay
+            "actions": [{"name": "draft-reply", "price": 5}],
+        },
+        headers=admin.h(),
+    )
+    assert made.status_code == 201, made.text
+    # The registry knows the peer as a component one installs.
+    assert (await client.get(f"/v1/registry/{slug}", headers=a.h())).json()["installed"] is False
+
+    _refused(await client.post(f"/v1/run/{slug}/draft-reply", json={"input": {}}, headers=a.h()), slug)
+    _refused(await client.post(f"/v1/quote/{slug}/draft-reply", json={"input": {}}, headers=a.h()), slug)
+
+    await install(client, a, "jobs")  # the tools' own toolset, so that the refusal is the action's
+    await install(client, a, "jobs", org=org)
+    run_args = {"component": slug, "action": "draft-reply", "input_json": "{}"}
+    async with Client(build_server(db, static_token=a.token, toolset_names=["jobs"])) as c:
+        for tool in ("jobs_run", "jobs_quote"):
+            err = _err(await c.call_tool(tool, run_args))
+            assert err["code"] == "component_not_installed" and err["component"] == slug, err
+            assert "`registry_install`" in err["hint"] and f"{slug!r}" in err["hint"], err
+        for tenant, h in ((a.id, a.h()), (org_id, a.h(org=org))):
+            balance = (await client.get("/v1/credits", headers=h)).json()
+            assert (balance["balance"], balance["held"]) == (20, 0)
+            assert await _jobs_of(db, tenant) == 0
+
+        await install(client, a, slug)
+        ran = await c.call_tool("jobs_run", run_args)
+        assert not ran.is_error, ran
+        assert ran.structured_content["credits_held"] == 5
+        rest = await client.post(f"/v1/run/{slug}/draft-reply", json={"input": {}}, headers=a.h())
+        assert rest.status_code == 202, rest.text
+        # Installed personally, not in the org the call acts in.
+        in_org = _err(await c.call_tool("jobs_run", {**run_args, "org": org}))
+        assert in_org["code"] == "component_not_installed" and in_org["component"] == slug
+        assert f"in org {org!r}" in in_org["hint"]
+        assert await _jobs_of(db, org_id) == 0
+
+        # Uninstalled while the connection lives: the next call is refused.
+        await uninstall(client, a, slug)
+        again = _err(await c.call_tool("jobs_run", run_args))
+        assert again["code"] == "component_not_installed" and again["component"] == slug
+    assert (await client.get("/v1/credits", headers=a.h())).json()["held"] == 10
+    assert await _jobs_of(db, a.id) == 2
+    assert_consistent(await ledger_state(db, a.id))

@@ -522,7 +522,7 @@ async def test_draft_generation_with_no_peer_or_a_dead_or_slow_peer(
     tid = (await inbound(mc, h, channel="portal", external_id="n1"))["results"][0]["thread_id"]
     none = await mc.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers=h)
     assert none.status_code == 503 and none.json()["code"] == "draft_peer_not_configured"
-    assert "messaging_draft_create" in none.json()["hint"]
+    assert "`POST /v1/messaging/threads/{thread_id}/drafts`" in none.json()["hint"]  # REST names routes
 
     dead = FakePeer()  # never started: nothing listens on its port
     await mc.put("/v1/messaging/settings", json={"draft_peer_url": dead.url("/draft")}, headers=h)

@@ -150,7 +150,8 @@ async def test_run_follow_and_pay_through_tools(client: httpx.AsyncClient, db: D
 async def test_cancel_through_tools(client: httpx.AsyncClient, db: Database) -> None:
     admin, a = await make_admin(client), await signup(client)
     await grant(client, admin, 2, person=a.slug)
-    await install(client, a, "jobs", "credits")
+    # identity runs through `jobs_run`: its tools need not be listed, but it must be installed.
+    await install(client, a, "jobs", "credits", "identity")
     async with Client(build_server(db, static_token=a.token, toolset_names=["jobs", "credits"])) as c:
         run = await c.call_tool(
             "jobs_run",

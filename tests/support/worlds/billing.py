@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from tests.support.billing import grant, make_admin
+from tests.support.registry import install
 from tests.support.world import Victim
 
 
@@ -17,6 +18,8 @@ async def build(client: httpx.AsyncClient, v: Victim) -> None:
     admin = await make_admin(client)
     await grant(client, admin, 50, person=a.slug)
     await grant(client, admin, 70, org=org, expires_at="2099-01-01T00:00:00Z")
+    await install(client, a, "identity")
+    await install(client, a, "identity", org=org)
     for headers in (a.h(), a.h(org=org)):
         run = await client.post(
             "/v1/run/identity/resolve-person",
