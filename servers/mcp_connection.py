@@ -5,12 +5,13 @@ narrow what one connection lists and may call, within what the server serves. st
 
 from __future__ import annotations
 
-import json
 from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from servers.problems import problem_response
 
 __all__ = ["Selection", "SelectionMiddleware", "current_selection", "parse_selection"]
 
@@ -81,27 +82,9 @@ class SelectionMiddleware:
         try:
             selection = parse_selection(headers, scope.get("query_string", b"").decode("latin-1"), self.known)
         except SelectionError as err:
-            body = json.dumps(
-                {
-                    "type": f"https://atlilith.dev/problems/{err.code}",
-                    "title": "Bad request",
-                    "status": 400,
-                    "detail": str(err),
-                    "code": err.code,
-                    "hint": err.hint,
-                }
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 400,
-                    "headers": [
-                        (b"content-type", b"application/problem+json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
+            await problem_response(400, err.code, "Bad request", str(err), hint=err.hint)(
+                scope, receive, send
             )
-            await send({"type": "http.response.body", "body": body})
             return
         token = _selection.set(selection)
         try:
