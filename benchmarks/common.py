@@ -144,6 +144,8 @@ async def server(settings: Settings) -> AsyncIterator[str]:
         "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
         "ATLILITH_EXPOSE_DB_STATS": "1",
         "ATLILITH_RELAY_ENABLED": "0",
+        # The MCP figures are one JSON-RPC POST per call, no handshake: a stateless client.
+        "ATLILITH_MCP_HTTP_SESSIONS": "stateless",
         "ATLILITH_LOG_LEVEL": "warning",
         "ATLILITH_LOG_FORMAT": "json",
         "ATLILITH_PORT": str(port),
