@@ -169,6 +169,34 @@ async def test_a_right_password_clears_the_count(client: httpx.AsyncClient, db: 
     assert ok.status_code == 200, ok.text
 
 
+async def test_person_level_routes_refuse_an_org_header_you_are_not_a_member_of(
+    client: httpx.AsyncClient,
+) -> None:
+    me, other = await signup(client), await signup(client)
+    mine, theirs = await make_org(client, me), await make_org(client, other)
+    reads = ["/v1/api-keys", "/v1/orgs", "/v1/me/invitations", "/v1/bookings/feeds"]
+
+    for org in (theirs, "no-such-org-" + uuid.uuid4().hex[:8]):
+        for path in reads:
+            r = await client.get(path, headers=me.h(org))
+            assert r.status_code == 403 and r.json()["code"] == "not_a_member", (path, org, r.text)
+        r = await client.patch("/v1/me", json={"display_name": "Renamed"}, headers=me.h(org))
+        assert r.status_code == 403 and r.json()["code"] == "not_a_member", (org, r.text)
+        r = await client.post("/v1/orgs", json={"slug": slug("o"), "name": "X"}, headers=me.h(org))
+        assert r.status_code == 403 and r.json()["code"] == "not_a_member", (org, r.text)
+
+    # A real membership or `personal` is fine, and the route still acts at person level.
+    for org in (mine, "personal"):
+        for path in reads:
+            r = await client.get(path, headers=me.h(org))
+            assert r.status_code == 200, (path, org, r.text)
+        orgs = (await client.get("/v1/orgs", headers=me.h(org))).json()
+        assert [o["slug"] for o in orgs["items"]] == [mine]
+        r = await client.patch("/v1/me", json={"display_name": "Renamed"}, headers=me.h(org))
+        assert r.status_code == 200 and r.json()["display_name"] == "Renamed", r.text
+    assert (await client.get("/v1/me", headers=me.h())).json()["person"]["display_name"] == "Renamed"
+
+
 async def test_refresh_rotates_and_reuse_revokes_the_session(client: httpx.AsyncClient) -> None:
     acct = await signup(client)
     first = await client.post("/v1/auth/refresh", json={"refresh_token": acct.refresh})
