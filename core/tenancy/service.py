@@ -307,37 +307,52 @@ _INVALID_LOGIN = Unauthenticated(
 
 
 async def login(db: Database, data: LoginIn, device: Device) -> AuthOut:
+    """Check a password. Every guess is counted *before* its argon2 check, under the
+    credential's row lock, and the lock state is read under that same lock: parallel guesses
+    for one account cannot see a stale gate, so at most `login_max_failures` of them are ever
+    verified before the account locks, and a locked account is refused without hashing. The
+    row lock is not held across the (slow) hash, so a burst does not pin pool connections."""
     settings = db.settings
     login_name = data.login.strip().lower()
+    locked_by_this_guess = False
+    lock_seen: dt.datetime | None = None
     async with db.system() as uow:
         row = (
             await uow.session.execute(
                 select(Person, PersonCredential)
                 .join(PersonCredential, PersonCredential.person_id == Person.id)
                 .where(or_(Person.slug == login_name, func.lower(Person.email) == login_name))
+                .with_for_update(of=PersonCredential)
             )
         ).one_or_none()
-    person, cred = (row[0], row[1]) if row else (None, None)
-    now = utcnow()
-    if cred is not None and cred.locked_until is not None and cred.locked_until > now:
-        retry = int((cred.locked_until - now).total_seconds()) + 1
-        raise RateLimited(
-            "too many failed sign-ins; this account is locked for a while",
-            code="login_locked",
-            hint=f"try again in {retry} seconds",
-            extra={"retry_after": retry},
-        )
-    ok = await db.passwords.verify(cred.password_hash if cred else None, data.password)
+        person, cred = (row[0], row[1]) if row else (None, None)
+        stored_hash = cred.password_hash if cred is not None else None
+        if cred is not None:
+            now = utcnow()
+            if cred.locked_until is not None and cred.locked_until > now:
+                retry = int((cred.locked_until - now).total_seconds()) + 1
+                raise RateLimited(
+                    "too many failed sign-ins; this account is locked for a while",
+                    code="login_locked",
+                    hint=f"try again in {retry} seconds",
+                    extra={"retry_after": retry},
+                )
+            # Counted as a failure until proven right: the guess that fills the budget locks the
+            # account at once, before anyone knows whether it (or one still in flight) is right;
+            # a right password clears the lock again below.
+            cred.failed_logins += 1
+            if cred.failed_logins >= settings.login_max_failures:
+                cred.failed_logins = 0
+                cred.locked_until = now + dt.timedelta(seconds=settings.login_lockout_seconds)
+                locked_by_this_guess = True
+            else:
+                cred.locked_until = None  # an expired lock
+            lock_seen = cred.locked_until
+    # An unknown login verifies against a dummy hash: it costs what a known one costs.
+    ok = await db.passwords.verify(stored_hash, data.password)
     if not ok or person is None or cred is None:
-        if person is not None:
-            async with db.system() as uow:
-                locked = await uow.session.get(PersonCredential, person.id, with_for_update=True)
-                if locked is not None:
-                    locked.failed_logins += 1
-                    if locked.failed_logins >= settings.login_max_failures:
-                        locked.failed_logins = 0
-                        locked.locked_until = utcnow() + dt.timedelta(seconds=settings.login_lockout_seconds)
-                        log.warning("login_locked", person_id=str(person.id))
+        if locked_by_this_guess and person is not None:
+            log.warning("login_locked", person_id=str(person.id))
         raise _INVALID_LOGIN
     if person.status != "active":
         raise Unauthenticated(
@@ -345,12 +360,22 @@ async def login(db: Database, data: LoginIn, device: Device) -> AuthOut:
         )
     rehash = await db.passwords.hash(data.password) if db.passwords.needs_rehash(cred.password_hash) else None
     async with db.system() as uow:
-        values: dict[str, Any] = {"failed_logins": 0, "locked_until": None}
-        if rehash:
-            values["password_hash"] = rehash
+        # A right password clears the count, but not a lock that a later guess of the same burst
+        # set meanwhile: that one was refused its check, and the lock stays for the rest.
         await uow.session.execute(
-            update(PersonCredential).where(PersonCredential.person_id == person.id).values(**values)
+            update(PersonCredential)
+            .where(
+                PersonCredential.person_id == person.id,
+                PersonCredential.locked_until.is_not_distinct_from(lock_seen),
+            )
+            .values(failed_logins=0, locked_until=None)
         )
+        if rehash:
+            await uow.session.execute(
+                update(PersonCredential)
+                .where(PersonCredential.person_id == person.id)
+                .values(password_hash=rehash)
+            )
         fresh = await uow.session.get(Person, person.id)
         assert fresh is not None
         return await _start_session(uow, fresh, device)

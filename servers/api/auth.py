@@ -26,10 +26,9 @@ from core.tenancy.schemas import (
     SignupIn,
     SwitchIn,
 )
-from servers.api.deps import CallerDep, DbDep, PageDep
+from servers.api.deps import PERSONAL, CallerDep, DbDep, PageDep
 
 router = APIRouter(tags=["auth"])
-PERSONAL = "personal"
 
 
 def _device(request: Request, device_id: str | None) -> service.Device:

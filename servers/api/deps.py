@@ -22,6 +22,10 @@ bearer = HTTPBearer(
 )
 
 
+# The header / `org` value that asks for the personal context (core.auth.resolve_context).
+PERSONAL = "personal"
+
+
 def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
@@ -44,9 +48,14 @@ class Caller:
         to act in (routes under /v1/orgs/{slug}), or "personal"; when None, the X-Atlilith-Org
         header, else the credential's own org claim or binding. `person_level`: the operation
         concerns the person whatever the context (sign-out, keys, invitations, own orgs), so
-        neither the token's org nor the header applies."""
+        neither the token's org nor the header applies; a header naming an org is still checked
+        (403 `not_a_member` as on every other route), so a mistaken one is never silently dropped."""
         async with self.db.uow(trace_id=current_trace_id()) as uow:
             if person_level:
+                if self.org_header and self.org_header != PERSONAL:
+                    # The membership rule lives in `authenticate`; this call only applies it. The
+                    # next call rebinds the transaction at person level.
+                    await authenticate(uow, self.token, self.org_header)
                 ctx = await authenticate(uow, self.token, None, use_token_org=False)
             else:
                 ctx = await authenticate(

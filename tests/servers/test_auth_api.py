@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
 import httpx
 import jwt
+import pytest
 
 from core.uow import Database
 from tests.conftest import make_org, signup, slug
@@ -38,6 +40,161 @@ async def test_repeated_failures_lock_the_account(client: httpx.AsyncClient, db:
     locked = await client.post("/v1/auth/login", json={"login": acct.slug, "password": acct.password})
     assert locked.status_code == 429 and locked.json()["code"] == "login_locked"
     assert int(locked.headers["Retry-After"]) > 0
+
+
+class _CountingVerify:
+    """Wraps the password checker to count argon2 verifications (each one costs a full hash);
+    with `hold`, every check waits at the gate, so a test can order arrivals exactly."""
+
+    def __init__(self, db: Database, *, hold: bool = False) -> None:
+        self.calls = 0
+        self.gate = asyncio.Event()
+        if not hold:
+            self.gate.set()
+        self._inner = db.passwords.verify
+
+    async def __call__(self, stored_hash: str | None, password: str) -> bool:
+        self.calls += 1
+        await self.gate.wait()
+        return await self._inner(stored_hash, password)
+
+
+async def _login_burst(client: httpx.AsyncClient, login: str, passwords: list[str]) -> list[httpx.Response]:
+    return await asyncio.gather(
+        *(client.post("/v1/auth/login", json={"login": login, "password": pw}) for pw in passwords)
+    )
+
+
+async def test_parallel_wrong_passwords_cannot_pass_the_lockout(
+    client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acct = await signup(client)
+    limit = db.settings.login_max_failures
+    verify = _CountingVerify(db)
+    monkeypatch.setattr(db.passwords, "verify", verify)
+
+    answers = await _login_burst(client, acct.slug, [f"wrong-password-{i}" for i in range(16)])
+
+    codes = [r.status_code for r in answers]
+    assert codes.count(401) <= limit and codes.count(401) + codes.count(429) == 16, codes
+    assert verify.calls <= limit
+    for r in answers:
+        if r.status_code == 429:
+            assert r.json()["code"] == "login_locked" and int(r.headers["Retry-After"]) > 0
+    # The account stays locked: even the right password is refused, without a hash.
+    calls = verify.calls
+    after = await client.post("/v1/auth/login", json={"login": acct.slug, "password": acct.password})
+    assert after.status_code == 429 and after.json()["code"] == "login_locked"
+    assert verify.calls == calls
+
+
+async def test_a_right_password_after_a_burst_of_wrong_ones_meets_the_lock(
+    client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wrong guesses are still being checked (held at the gate) when the right one arrives:
+    it must meet the lock their count already set, not a gate nobody has closed yet."""
+    acct = await signup(client)
+    limit = db.settings.login_max_failures
+    verify = _CountingVerify(db, hold=True)
+    monkeypatch.setattr(db.passwords, "verify", verify)
+
+    wrong = [
+        asyncio.create_task(
+            client.post("/v1/auth/login", json={"login": acct.slug, "password": f"wrong-password-{i}"})
+        )
+        for i in range(3 * limit)
+    ]
+    async with asyncio.timeout(10):
+        while verify.calls < limit:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # the rest of the burst: refused, or (unfixed) waiting at the gate
+    right = asyncio.create_task(
+        client.post("/v1/auth/login", json={"login": acct.slug, "password": acct.password})
+    )
+    await asyncio.sleep(0.2)
+    verify.gate.set()
+    answers = await asyncio.gather(*wrong)
+    late = await right
+
+    assert late.status_code == 429 and late.json()["code"] == "login_locked", late.text
+    codes = [r.status_code for r in answers]
+    assert codes.count(401) == limit and codes.count(429) == 2 * limit, codes
+    assert verify.calls == limit
+    after = await client.post("/v1/auth/login", json={"login": acct.slug, "password": acct.password})
+    assert after.status_code == 429 and after.json()["code"] == "login_locked"
+
+
+async def test_a_right_password_in_flight_does_not_lift_a_lock_set_after_it(
+    client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acct = await signup(client)
+    limit = db.settings.login_max_failures
+    verify = _CountingVerify(db, hold=True)
+    monkeypatch.setattr(db.passwords, "verify", verify)
+
+    def attempt(password: str) -> asyncio.Task[httpx.Response]:
+        return asyncio.create_task(
+            client.post("/v1/auth/login", json={"login": acct.slug, "password": password})
+        )
+
+    async def started(n: int) -> None:
+        async with asyncio.timeout(10):
+            while verify.calls < n:
+                await asyncio.sleep(0.01)
+
+    right = attempt(acct.password)
+    await started(1)
+    wrong = [attempt(f"wrong-password-{i}") for i in range(limit - 1)]
+    await started(limit)  # the last of these filled the budget: the account is locked
+    verify.gate.set()
+
+    assert (await right).status_code == 200  # it was within the budget
+    assert [r.status_code for r in await asyncio.gather(*wrong)] == [401] * (limit - 1)
+    after = await client.post("/v1/auth/login", json={"login": acct.slug, "password": acct.password})
+    assert after.status_code == 429 and after.json()["code"] == "login_locked"
+
+
+async def test_a_right_password_clears_the_count(client: httpx.AsyncClient, db: Database) -> None:
+    acct = await signup(client)
+    limit = db.settings.login_max_failures
+    for _ in range(limit - 1):
+        r = await client.post("/v1/auth/login", json={"login": acct.slug, "password": "wrong-password"})
+        assert r.status_code == 401
+    ok = await client.post("/v1/auth/login", json={"login": acct.slug, "password": acct.password})
+    assert ok.status_code == 200, ok.text
+    for _ in range(limit - 1):  # a fresh budget after a success
+        r = await client.post("/v1/auth/login", json={"login": acct.slug, "password": "wrong-password"})
+        assert r.status_code == 401
+    ok = await client.post("/v1/auth/login", json={"login": acct.slug, "password": acct.password})
+    assert ok.status_code == 200, ok.text
+
+
+async def test_person_level_routes_refuse_an_org_header_you_are_not_a_member_of(
+    client: httpx.AsyncClient,
+) -> None:
+    me, other = await signup(client), await signup(client)
+    mine, theirs = await make_org(client, me), await make_org(client, other)
+    reads = ["/v1/api-keys", "/v1/orgs", "/v1/me/invitations", "/v1/bookings/feeds"]
+
+    for org in (theirs, "no-such-org-" + uuid.uuid4().hex[:8]):
+        for path in reads:
+            r = await client.get(path, headers=me.h(org))
+            assert r.status_code == 403 and r.json()["code"] == "not_a_member", (path, org, r.text)
+        r = await client.patch("/v1/me", json={"display_name": "Renamed"}, headers=me.h(org))
+        assert r.status_code == 403 and r.json()["code"] == "not_a_member", (org, r.text)
+        r = await client.post("/v1/orgs", json={"slug": slug("o"), "name": "X"}, headers=me.h(org))
+        assert r.status_code == 403 and r.json()["code"] == "not_a_member", (org, r.text)
+
+    # A real membership or `personal` is fine, and the route still acts at person level.
+    for org in (mine, "personal"):
+        for path in reads:
+            r = await client.get(path, headers=me.h(org))
+            assert r.status_code == 200, (path, org, r.text)
+        orgs = (await client.get("/v1/orgs", headers=me.h(org))).json()
+        assert [o["slug"] for o in orgs["items"]] == [mine]
+        r = await client.patch("/v1/me", json={"display_name": "Renamed"}, headers=me.h(org))
+        assert r.status_code == 200 and r.json()["display_name"] == "Renamed", r.text
+    assert (await client.get("/v1/me", headers=me.h())).json()["person"]["display_name"] == "Renamed"
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_session(client: httpx.AsyncClient) -> None:
