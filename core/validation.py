@@ -1,14 +1,18 @@
-"""Reusable field types: slugs, emails, phones, hostnames, bounded JSON."""
+"""Reusable field types: text, slugs, emails, phones, hostnames, bounded JSON; the input base."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from core.errors import FieldIssue
 
 # No look-around: the same pattern serves pydantic-core (Rust regex) for path parameters.
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$"
@@ -24,6 +28,75 @@ HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-
 
 # Input models refuse unknown fields and trim strings: a typo is an error, not silently dropped.
 STRICT_INPUT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+# PostgreSQL text cannot hold NUL and UTF-8 cannot hold a lone surrogate (JSON's "\ud800"): the
+# database would fail the write as a 500. Other C0 controls are refused too: they are never
+# meant in a name, a note or a config value. Tab, line feed and carriage return are text.
+_FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+CONTROL_CHARACTER = "control_character"
+TEXT_HINT = "remove NUL and other control characters (tab and line breaks are fine)"
+
+
+def check_text(value: str, where: str = "") -> str:
+    """Refuse (never strip: the caller would believe it was saved as sent) what text cannot hold."""
+    found = _FORBIDDEN_CHARS.search(value)
+    if found is not None:
+        at = f"{where}: " if where else ""
+        # A stable error type, so every door reports `control_character` for this field.
+        raise PydanticCustomError(
+            CONTROL_CHARACTER,
+            "{at}contains the control character {char} at position {position}; " + TEXT_HINT,
+            {"at": at, "char": f"U+{ord(found.group()):04X}", "position": found.start()},
+        )
+    return value
+
+
+def check_json_text(value: Any, where: str = "") -> Any:
+    """The same for every key and string value of a JSON-like structure, naming the path."""
+    if isinstance(value, str):
+        check_text(value, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str):
+                check_text(key, f"key {path!r}")
+            check_json_text(item, path)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            check_json_text(item, f"{where}[{index}]")
+    return value
+
+
+def text_issues(values: Iterable[tuple[str, Any]]) -> list[FieldIssue]:
+    """The same check over a door's loose arguments (query parameters, MCP tool arguments that
+    are not an input model): each offending argument, named."""
+    issues: list[FieldIssue] = []
+    for name, value in values:
+        try:
+            check_json_text(value)
+        except PydanticCustomError as exc:
+            issues.append(FieldIssue(name, exc.message(), CONTROL_CHARACTER))
+    return issues
+
+
+# The one text type: free text that a door passes to core outside an input model (a `q` search,
+# a filter) is annotated with it; fields of `Input` models get the same check from the base.
+Text = Annotated[str, AfterValidator(check_text)]
+
+
+class Input(BaseModel):
+    """Base of every input model (REST bodies, MCP arguments, query models): strict, and no
+    field -- plain string, list, dict key or value at any depth -- lets NUL or another control
+    character through, so a text field added later cannot forget (tests/core/test_text_input.py
+    walks every input model)."""
+
+    model_config = STRICT_INPUT
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        # Nested models are Inputs too and checked their own way; walk only plain data.
+        return value if isinstance(value, BaseModel) else check_json_text(value)
 
 
 def _slug(value: str) -> str:

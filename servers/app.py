@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
@@ -22,7 +22,7 @@ from servers import mcp as mcp_door
 from servers.api import api_routers
 from servers.mcp_changes import ToolListChanges
 from servers.middleware import BodyLimit, RequestContext
-from servers.problems import install_problem_handlers
+from servers.problems import install_problem_handlers, refuse_control_characters
 from servers.registry_sync import sync_registry
 
 log = get_logger("atlilith.app")
@@ -88,6 +88,7 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        dependencies=[Depends(refuse_control_characters)],
     )
     app.state.db = database
     app.state.settings = settings

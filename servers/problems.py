@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DomainError, FieldIssue, ValidationFailed
 from core.observability import current_trace_id, get_logger
+from core.validation import TEXT_HINT, text_issues
 from servers.hints import DOOR_HEADER, for_rest
 
 log = get_logger("atlilith.http")
@@ -73,14 +76,19 @@ def _field_name(loc: tuple[Any, ...]) -> tuple[str, str]:
     return ".".join(rest) or where, where
 
 
-def validation_problem(exc: RequestValidationError) -> JSONResponse:
+def validation_problem(exc: RequestValidationError | ValidationError) -> JSONResponse:
     errors: list[dict[str, Any]] = []
     malformed = False
-    for err in exc.errors():
+    # A model built inside a route or in core (filters, a manage link's slot query) fails as a
+    # plain ValidationError: the same 422, its locations being the request's own field names.
+    inner = isinstance(exc, ValidationError)
+    found: Sequence[Any] = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
+    for err in found:
         kind = str(err.get("type", "invalid"))
         if kind == "json_invalid":
             malformed = True
-        field, where = _field_name(tuple(err.get("loc", ())))
+        loc = tuple(err.get("loc", ()))
+        field, where = (".".join(map(str, loc)) or "request", "request") if inner else _field_name(loc)
         message = str(err.get("msg", "invalid"))
         if kind == "extra_forbidden":
             message = "unknown field"
@@ -105,6 +113,15 @@ def validation_problem(exc: RequestValidationError) -> JSONResponse:
     )
 
 
+async def refuse_control_characters(request: Request) -> None:
+    """Every query parameter, typed or not, gets the input models' text check: PostgreSQL text
+    cannot hold NUL, and a `?q=` must be a 422 naming `q`, never a 500."""
+    issues = text_issues(request.query_params.multi_items())
+    if issues:
+        names = ", ".join(sorted({i.field for i in issues}))
+        raise ValidationFailed(f"invalid input: {names}", hint=TEXT_HINT, errors=issues)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -112,6 +129,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_problem(exc)
+
+    @app.exception_handler(ValidationError)
+    async def _inner_validation(_: Request, exc: ValidationError) -> JSONResponse:
         return validation_problem(exc)
 
     @app.exception_handler(StarletteHTTPException)

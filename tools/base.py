@@ -23,6 +23,7 @@ from core.doors import render
 from core.errors import DomainError, FieldIssue, Unauthenticated, ValidationFailed
 from core.observability import current_trace_id, get_logger, trace
 from core.uow import Database, UnitOfWork
+from core.validation import TEXT_HINT, text_issues
 
 log = get_logger("atlilith.mcp")
 P = ParamSpec("P")
@@ -220,6 +221,20 @@ def invalid_arguments(tool: str, exc: ValidationError) -> ValidationFailed:
     )
 
 
+def _plain_text(tool: str, arguments: dict[str, Any]) -> None:
+    """Loose arguments (a `q`, a filter) get the input models' text check before any tool runs:
+    a NUL would otherwise reach PostgreSQL and come back as `internal_error`."""
+    issues = text_issues(arguments.items())
+    if issues:
+        names = ", ".join(sorted({i.field for i in issues}))
+        raise ValidationFailed(
+            f"invalid arguments: {names}",
+            code="invalid_arguments",
+            hint=f"{TEXT_HINT}, and call `{tool}` again",
+            errors=issues,
+        )
+
+
 def internal_error() -> DomainError:
     return DomainError(
         "something went wrong on our side; nothing was changed",
@@ -247,6 +262,7 @@ def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Call
             outcome = "ok"
             token = _calling.set(toolset)
             try:
+                _plain_text(name, kwargs)
                 return compact(await fn(*args, **kwargs))
             except DomainError as err:
                 outcome = err.code

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.validation import STRICT_INPUT
+from core.validation import Input
 
 PersonStatus = Literal["active", "suspended"]
 
@@ -52,8 +52,7 @@ class AdminOrgOut(BaseModel):
     created_at: dt.datetime
 
 
-class SuspendIn(BaseModel):
-    model_config = STRICT_INPUT
+class SuspendIn(Input):
     reason: str = Field(
         min_length=3,
         max_length=500,
@@ -61,8 +60,7 @@ class SuspendIn(BaseModel):
     )
 
 
-class ReactivateIn(BaseModel):
-    model_config = STRICT_INPUT
+class ReactivateIn(Input):
     reason: str | None = Field(default=None, max_length=500, description="Optional note for the audit log.")
 
 

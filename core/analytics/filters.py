@@ -18,10 +18,10 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from core.errors import FieldIssue, ValidationFailed
-from core.validation import STRICT_INPUT
+from core.validation import Input
 
 Op = Literal["eq", "neq", "contains", "in", "exists", "not_exists", "gt", "gte", "lt", "lte"]
 Scalar = str | int | float | bool | None
@@ -45,8 +45,7 @@ NUMERIC = (
 )
 
 
-class PropertyFilter(BaseModel):
-    model_config = STRICT_INPUT
+class PropertyFilter(Input):
     property: str = Field(min_length=1, max_length=100, description="A top-level property key.")
     op: Op = Field(description="eq, neq, contains, in, exists, not_exists, gt, gte, lt, lte.")
     value: Scalar | list[str | int | float | bool] = Field(

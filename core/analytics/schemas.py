@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from core.analytics.timebuckets import Interval, Period
-from core.validation import STRICT_INPUT
+from core.validation import Input
 
 Measure = Literal["count", "unique_clients"]
 EventName = str
@@ -28,8 +28,7 @@ RANGE_DOC = (
 )
 
 
-class RangeIn(BaseModel):
-    model_config = STRICT_INPUT
+class RangeIn(Input):
     period: Period | None = Field(default=None, description="A named period in `time_zone`.")
     start: str | None = Field(default=None, max_length=40, description="ISO date or date-time.")
     end: str | None = Field(default=None, max_length=40, description="ISO date or date-time (exclusive).")
@@ -58,8 +57,7 @@ class TrendsIn(RangeIn):
     compare: bool = Field(default=False, description="Also compute the previous period of equal length.")
 
 
-class FunnelStepIn(BaseModel):
-    model_config = STRICT_INPUT
+class FunnelStepIn(Input):
     event: EventName = Field(min_length=1, max_length=100)
     filters: list[FilterIn] = Field(default_factory=list, max_length=10)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.validation import STRICT_INPUT, Name, SlugRef, bounded_json
+from core.validation import Input, Name, SlugRef, bounded_json
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 LedgerKind = Literal["grant", "purchase", "hold", "capture", "release", "refund", "expiry"]
@@ -26,8 +26,7 @@ class Out(BaseModel):
 # --- the component contract ---------------------------------------------------------------------
 
 
-class RunIn(BaseModel):
-    model_config = STRICT_INPUT
+class RunIn(Input):
     input: ActionInput = Field(
         default_factory=dict, description="The action's input (its JSON Schema is in GET /v1/actions)."
     )
@@ -93,22 +92,25 @@ class JobOut(BaseModel):
     deadline_at: dt.datetime
 
 
-class CallbackUsage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CallbackUsage(Input):
+    # A peer's exact words: not trimmed.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
     credits: int | None = Field(default=None, ge=0, le=1_000_000_000, description="Credits to charge.")
     metrics: dict[str, float] = Field(default_factory=dict, max_length=50)
 
 
-class CallbackError(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CallbackError(Input):
+    # A peer's exact words: not trimmed.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
     code: str = Field(min_length=1, max_length=80)
     message: str = Field(default="", max_length=2000)
 
 
-class CallbackIn(BaseModel):
+class CallbackIn(Input):
     """What a peer posts to /v1/jobs/{id}/callback (signed with its secret)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A peer's exact words: not trimmed.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
     status: Literal["succeeded", "failed"]
     output: Annotated[dict[str, Any], bounded_json(256 * 1024)] | None = None
     usage: CallbackUsage = Field(default_factory=CallbackUsage)
@@ -165,15 +167,13 @@ class LedgerEntryOut(Out):
     created_at: dt.datetime
 
 
-class CreditSettingsIn(BaseModel):
-    model_config = STRICT_INPUT
+class CreditSettingsIn(Input):
     low_balance_threshold: int | None = Field(
         ge=0, le=1_000_000_000, description="Null returns to the platform default."
     )
 
 
-class GrantIn(BaseModel):
-    model_config = STRICT_INPUT
+class GrantIn(Input):
     person: SlugRef | None = Field(default=None, description="Grant to this person's personal context.")
     org: SlugRef | None = Field(default=None, description="Or to this org.")
     credits: Credits
@@ -189,8 +189,7 @@ class GrantIn(BaseModel):
         return self
 
 
-class RefundIn(BaseModel):
-    model_config = STRICT_INPUT
+class RefundIn(Input):
     credits: Credits | None = Field(default=None, description="Default: everything the job was charged.")
     memo: str | None = Field(default=None, max_length=500)
 
@@ -209,16 +208,14 @@ class PurchaseOut(BaseModel):
 # --- peers ---------------------------------------------------------------------------------------
 
 
-class PeerActionIn(BaseModel):
-    model_config = STRICT_INPUT
+class PeerActionIn(Input):
     name: str = Field(pattern=ACTION_PATTERN, description="e.g. `draft-reply`.")
     price: int = Field(ge=0, le=1_000_000)
     summary: str = Field(default="", max_length=500)
     overage: Overage = "cap"
 
 
-class PeerIn(BaseModel):
-    model_config = STRICT_INPUT
+class PeerIn(Input):
     slug: str = Field(pattern=COMPONENT_PATTERN, description="The component name callers use.")
     name: Name
     base_url: str = Field(min_length=8, max_length=500)
@@ -239,8 +236,7 @@ class PeerIn(BaseModel):
         return actions
 
 
-class PeerUpdateIn(BaseModel):
-    model_config = STRICT_INPUT
+class PeerUpdateIn(Input):
     name: Name | None = None
     base_url: str | None = Field(default=None, min_length=8, max_length=500)
     actions: list[PeerActionIn] | None = Field(default=None, min_length=1, max_length=100)

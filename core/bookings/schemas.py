@@ -9,13 +9,14 @@ import uuid
 import zoneinfo
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from core.errors import FieldIssue, ValidationFailed
 from core.tenancy.schemas import PersonRef
-from core.validation import STRICT_INPUT, Name, SlugRef
+from core.validation import Input, Name, SlugRef
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -57,6 +58,45 @@ def _hhmm(value: str) -> str:
     return value
 
 
+# Bookings live around now: far dates overflow date arithmetic (a day past 9999-12-31, an offset
+# off 0001-01-01) and mean nothing to a calendar. Slots and start times: a year back to five years
+# ahead; filters and date overrides, which may look further back: 1900-2199. The date compared is
+# the one as written (no conversion, which could itself overflow).
+DateOrTime = TypeVar("DateOrTime", dt.date, dt.datetime)
+BOOKABLE_PAST = dt.timedelta(days=366)
+BOOKABLE_AHEAD = dt.timedelta(days=5 * 366)
+CALENDAR_FIRST, CALENDAR_LAST = dt.date(1900, 1, 1), dt.date(2199, 12, 31)
+
+
+def _within(day: dt.date, first: dt.date, last: dt.date, what: str) -> None:
+    if not first <= day <= last:
+        raise PydanticCustomError(
+            "date_out_of_range",
+            "{what} must be between {first} and {last}",
+            {"what": what, "first": first.isoformat(), "last": last.isoformat()},
+        )
+
+
+def _day(value: dt.date) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def _bookable(value: DateOrTime) -> DateOrTime:
+    today = dt.datetime.now(dt.UTC).date()
+    first, last = today - BOOKABLE_PAST, today + BOOKABLE_AHEAD
+    _within(_day(value), first, last, "a bookable date (a year back to five years ahead)")
+    return value
+
+
+def _calendar(value: DateOrTime) -> DateOrTime:
+    _within(_day(value), CALENDAR_FIRST, CALENDAR_LAST, "the date")
+    return value
+
+
+BookableDate = Annotated[dt.date, AfterValidator(_bookable)]
+BookableStart = Annotated[AwareDatetime, AfterValidator(_bookable)]
+CalendarDate = Annotated[dt.date, AfterValidator(_calendar)]
+CalendarMoment = Annotated[AwareDatetime, AfterValidator(_calendar)]
 TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_time_zone)]
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]
 HHMM = Annotated[str, Field(min_length=4, max_length=5), AfterValidator(_hhmm)]
@@ -72,8 +112,7 @@ class Out(BaseModel):
 # --- availability -------------------------------------------------------------------------------
 
 
-class TimeRange(BaseModel):
-    model_config = STRICT_INPUT
+class TimeRange(Input):
     start: HHMM = Field(description="Local start, HH:MM.")
     end: HHMM = Field(description="Local end, HH:MM (24:00 = midnight at the end of the day).")
 
@@ -88,9 +127,8 @@ class WeeklyHours(TimeRange):
     weekday: Weekday
 
 
-class DateOverride(BaseModel):
-    model_config = STRICT_INPUT
-    date: dt.date
+class DateOverride(Input):
+    date: CalendarDate
     intervals: list[TimeRange] = Field(
         default_factory=list,
         max_length=12,
@@ -105,8 +143,7 @@ def _no_overlaps(ranges: list[TimeRange], where: str) -> None:
             raise ValueError(f"{where}: {a.start}-{a.end} overlaps {b.start}-{b.end}")
 
 
-class AvailabilityIn(BaseModel):
-    model_config = STRICT_INPUT
+class AvailabilityIn(Input):
     time_zone: TimeZone = Field(description="IANA zone the hours are in, e.g. Europe/Paris.")
     weekly: list[WeeklyHours] = Field(default_factory=list, max_length=100)
     overrides: list[DateOverride] = Field(default_factory=list, max_length=400)
@@ -197,8 +234,7 @@ class AvailabilityOut(BaseModel):
 # --- services -----------------------------------------------------------------------------------
 
 
-class _ServiceFields(BaseModel):
-    model_config = STRICT_INPUT
+class _ServiceFields(Input):
     description: Text | None = None
     buffer_before_minutes: int = Field(default=0, ge=0, le=1440, description="Free time kept before.")
     buffer_after_minutes: int = Field(default=0, ge=0, le=1440, description="Free time kept after.")
@@ -241,8 +277,7 @@ class ServiceIn(_ServiceFields):
         return self
 
 
-class ServiceUpdateIn(BaseModel):
-    model_config = STRICT_INPUT
+class ServiceUpdateIn(Input):
     name: Name | None = None
     duration_minutes: int | None = Field(default=None, ge=5, le=1440)
     description: Text | None = None
@@ -300,11 +335,10 @@ class ServiceRef(BaseModel):
 # --- slots --------------------------------------------------------------------------------------
 
 
-class SlotsQuery(BaseModel):
-    model_config = STRICT_INPUT
+class SlotsQuery(Input):
     service_id: uuid.UUID
-    from_date: dt.date = Field(description="First day, in `time_zone`.")
-    to_date: dt.date = Field(description="Last day (inclusive), in `time_zone`.")
+    from_date: BookableDate = Field(description="First day, in `time_zone` (at most a year back).")
+    to_date: BookableDate = Field(description="Last day (inclusive), in `time_zone` (up to 5 years ahead).")
     time_zone: TimeZone = Field(default="UTC", description="The requester's zone: days and times use it.")
     provider: SlugRef | None = Field(default=None, description="Only this provider's slots.")
 
@@ -335,8 +369,7 @@ class SlotsOut(BaseModel):
 # --- bookings -----------------------------------------------------------------------------------
 
 
-class _ClientFields(BaseModel):
-    model_config = STRICT_INPUT
+class _ClientFields(Input):
     client_id: uuid.UUID | None = Field(default=None, description="An existing client of this context.")
     client_name: Name | None = None
     client_email: Annotated[str, Field(max_length=254)] | None = None
@@ -357,7 +390,7 @@ class _ClientFields(BaseModel):
 
 class _SlotFields(_ClientFields):
     service_id: uuid.UUID
-    start_at: AwareDatetime = Field(description="Slot start with its UTC offset, as bookings_slots gave it.")
+    start_at: BookableStart = Field(description="Slot start with its UTC offset, as bookings_slots gave it.")
     provider: SlugRef | None = Field(default=None, description="Provider slug; omit to let round robin pick.")
     time_zone: TimeZone | None = Field(default=None, description="The client's zone (for their messages).")
 
@@ -374,47 +407,40 @@ class ConfirmIn(_ClientFields):
     time_zone: TimeZone | None = Field(default=None, description="The client's zone, if learnt meanwhile.")
 
 
-class DeclineIn(BaseModel):
-    model_config = STRICT_INPUT
+class DeclineIn(Input):
     reason: Reason
 
 
-class CancelIn(BaseModel):
-    model_config = STRICT_INPUT
+class CancelIn(Input):
     reason: Reason | None = None
     by: Actor = Field(default="provider", description="`client` when cancelling on the client's behalf.")
     dry_run: bool = Field(default=False, description="Return what would change; change nothing.")
 
 
-class RescheduleIn(BaseModel):
-    model_config = STRICT_INPUT
-    start_at: AwareDatetime
+class RescheduleIn(Input):
+    start_at: BookableStart
     provider: SlugRef | None = Field(default=None, description="Move to another provider (org).")
     reason: Reason | None = None
     dry_run: bool = False
 
 
-class OutcomeIn(BaseModel):
-    model_config = STRICT_INPUT
+class OutcomeIn(Input):
     outcome: Outcome
 
 
-class ManageCancelIn(BaseModel):
-    model_config = STRICT_INPUT
+class ManageCancelIn(Input):
     reason: Reason | None = None
     dry_run: bool = False
 
 
-class ManageRescheduleIn(BaseModel):
-    model_config = STRICT_INPUT
-    start_at: AwareDatetime
+class ManageRescheduleIn(Input):
+    start_at: BookableStart
     dry_run: bool = False
 
 
-class BookingFilters(BaseModel):
-    model_config = STRICT_INPUT
-    from_at: AwareDatetime | None = Field(default=None, description="Bookings starting at or after.")
-    to_at: AwareDatetime | None = Field(default=None, description="Bookings starting before.")
+class BookingFilters(Input):
+    from_at: CalendarMoment | None = Field(default=None, description="Bookings starting at or after.")
+    to_at: CalendarMoment | None = Field(default=None, description="Bookings starting before.")
     status: list[Status] | None = Field(default=None, max_length=8)
     provider: SlugRef | None = None
     client_id: uuid.UUID | None = None
@@ -519,8 +545,7 @@ class ManagedChangeOut(BaseModel):
 # --- calendar feeds -----------------------------------------------------------------------------
 
 
-class FeedIn(BaseModel):
-    model_config = STRICT_INPUT
+class FeedIn(Input):
     name: Name = "Bookings"
 
 

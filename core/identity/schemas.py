@@ -5,19 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from core.identity import polyseme
+from core.validation import Input
 
 
 def _blank(value: str | None) -> str | None:
     return value if value is not None and value.strip() else None
 
 
-class PersonQuery(BaseModel):
+class PersonQuery(Input):
     """Normalized on validation (so a bad email is a 422 before any credit is held)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     email: str | None = Field(default=None, max_length=254, description="e.g. Ada@Example.com")
     phone: str | None = Field(default=None, max_length=40, description="E.164 or local (default region).")
     handle: str | None = Field(default=None, max_length=101, description="e.g. @ada.lovelace")
@@ -49,8 +49,7 @@ class PersonQuery(BaseModel):
         return self
 
 
-class CompanyQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class CompanyQuery(Input):
     domain: str | None = Field(default=None, max_length=500, description="A domain, URL or email address.")
     name: str | None = Field(default=None, max_length=200, description="e.g. Cocotte S.A.S.")
 
@@ -92,8 +91,7 @@ class CompanyResolved(BaseModel):
     ids: dict[str, uuid.UUID]
 
 
-class DedupeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DedupeIn(Input):
     fill_missing: bool = Field(
         default=True, description="Store each client's polyseme id where it is missing or stale."
     )

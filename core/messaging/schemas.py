@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 
 from core.tenancy.schemas import PersonRef
-from core.validation import STRICT_INPUT, SlugRef
+from core.validation import Input, SlugRef
 
 # A message body: generous for a reply, and 50 of them stay under the 1 MiB request limit when
 # they are plain text (see docs/messaging.md for batches).
@@ -71,10 +71,9 @@ class Out(BaseModel):
 # --- inputs -------------------------------------------------------------------------------------
 
 
-class AttachmentIn(BaseModel):
+class AttachmentIn(Input):
     """A reference to a file kept elsewhere (no blob storage here)."""
 
-    model_config = STRICT_INPUT
     url: HttpUrl
     content_type: str = Field(min_length=3, max_length=200, description="MIME type, e.g. `image/jpeg`.")
     size_bytes: int = Field(ge=0, le=10 * 1024**3)
@@ -90,10 +89,9 @@ class AttachmentIn(BaseModel):
 Attachments = Annotated[list[AttachmentIn], Field(max_length=MAX_ATTACHMENTS)]
 
 
-class ThreadIn(BaseModel):
+class ThreadIn(Input):
     """Start a conversation with a client (optionally with a first message)."""
 
-    model_config = STRICT_INPUT
     client_id: uuid.UUID
     channel: Channel = "portal"
     subject: Subject = ""
@@ -104,10 +102,9 @@ class ThreadIn(BaseModel):
     )
 
 
-class ThreadUpdateIn(BaseModel):
+class ThreadUpdateIn(Input):
     """Omitted fields stay as they are; `assignee: null` unassigns."""
 
-    model_config = STRICT_INPUT
     status: ThreadStatus | None = None
     snoozed_until: dt.datetime | None = Field(
         default=None, description="With status `snoozed` (implied when given alone): when it reopens."
@@ -133,8 +130,7 @@ class ThreadUpdateIn(BaseModel):
         return self
 
 
-class SendIn(BaseModel):
-    model_config = STRICT_INPUT
+class SendIn(Input):
     body: Body
     attachments: Attachments = Field(default_factory=list)
     status: SettableStatus | None = Field(
@@ -143,41 +139,35 @@ class SendIn(BaseModel):
     )
 
 
-class ReadIn(BaseModel):
-    model_config = STRICT_INPUT
+class ReadIn(Input):
     up_to_message_id: uuid.UUID | None = Field(
         default=None, description="Mark read up to and including this message; default: all."
     )
     unread: bool = Field(default=False, description="Mark the newest client message unread instead.")
 
 
-class DraftIn(BaseModel):
-    model_config = STRICT_INPUT
+class DraftIn(Input):
     body: Body
 
 
-class DraftGenerateIn(BaseModel):
-    model_config = STRICT_INPUT
+class DraftGenerateIn(Input):
     instructions: str | None = Field(
         default=None, max_length=2000, description="What the reply should do, e.g. `offer Tuesday 3pm`."
     )
 
 
-class DraftApproveIn(BaseModel):
-    model_config = STRICT_INPUT
+class DraftApproveIn(Input):
     body: Body | None = Field(default=None, description="Edited text to send instead of the draft's.")
     status: SettableStatus | None = Field(default=None, description="Set the thread's status after sending.")
 
 
-class DraftRejectIn(BaseModel):
-    model_config = STRICT_INPUT
+class DraftRejectIn(Input):
     reason: str = Field(min_length=1, max_length=1000)
 
 
-class InboundIn(BaseModel):
+class InboundIn(Input):
     """One message a peer received from a client on a channel."""
 
-    model_config = STRICT_INPUT
     channel: Channel
     external_id: str = Field(
         min_length=1,
@@ -209,15 +199,13 @@ class InboundIn(BaseModel):
         return self
 
 
-class InboundBatchIn(BaseModel):
-    model_config = STRICT_INPUT
+class InboundBatchIn(Input):
     messages: list[InboundIn] = Field(min_length=1, max_length=MAX_INGEST_BATCH)
 
 
-class ProfileIn(BaseModel):
+class ProfileIn(Input):
     """How the provider wants replies to sound; given to the drafting peer."""
 
-    model_config = STRICT_INPUT
     display_name: str | None = Field(default=None, max_length=200)
     tone: str | None = Field(default=None, max_length=500, description="e.g. `warm, brief, first names`")
     signature: str | None = Field(default=None, max_length=1000)
@@ -225,10 +213,9 @@ class ProfileIn(BaseModel):
     instructions: str | None = Field(default=None, max_length=4000, description="Standing instructions.")
 
 
-class SettingsIn(BaseModel):
+class SettingsIn(Input):
     """The context's messaging settings, replaced as a whole."""
 
-    model_config = STRICT_INPUT
     default_agent_mode: AgentMode = "draft_only"
     profile: ProfileIn = Field(default_factory=ProfileIn)
     channel_peers: dict[Channel, HttpUrl] = Field(

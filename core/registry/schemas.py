@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.billing.schemas import COMPONENT_PATTERN, PeerActionIn, check_base_url
-from core.validation import STRICT_INPUT, Name, bounded_json
+from core.validation import Input, Name, bounded_json
 
 Kind = Literal["builtin", "peer"]
 Availability = Literal["install", "always", "platform"]
@@ -120,14 +120,12 @@ class VersionOut(BaseModel):
 # --- installations ---------------------------------------------------------------------------------
 
 
-class InstallIn(BaseModel):
-    model_config = STRICT_INPUT
+class InstallIn(Input):
     component: str = Field(pattern=COMPONENT_PATTERN, description="The component's slug.")
     config: Config = Field(default_factory=dict, description="Component settings for this context.")
 
 
-class InstallationUpdate(BaseModel):
-    model_config = STRICT_INPUT
+class InstallationUpdate(Input):
     config: Config
 
 
@@ -153,8 +151,7 @@ class Uninstalled(BaseModel):
 # --- peer components (platform admins) --------------------------------------------------------------
 
 
-class PeerComponentIn(BaseModel):
-    model_config = STRICT_INPUT
+class PeerComponentIn(Input):
     slug: str = Field(pattern=COMPONENT_PATTERN, description="The component name callers use.")
     name: Name
     version: str = Field(default="1.0.0", min_length=1, max_length=40)
@@ -173,8 +170,7 @@ class PeerComponentIn(BaseModel):
         return None if value is None else check_base_url(value)
 
 
-class PeerComponentUpdate(BaseModel):
-    model_config = STRICT_INPUT
+class PeerComponentUpdate(Input):
     name: Name | None = None
     version: str | None = Field(default=None, min_length=1, max_length=40)
     description: str | None = Field(default=None, max_length=2000)

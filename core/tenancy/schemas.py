@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.validation import (
-    STRICT_INPUT,
     Email,
     Hostname,
+    Input,
     Name,
     Notes,
     Password,
@@ -33,8 +33,7 @@ class Out(BaseModel):
 # --- persons, auth ----------------------------------------------------------------------------
 
 
-class SignupIn(BaseModel):
-    model_config = STRICT_INPUT
+class SignupIn(Input):
     email: Email
     password: Password
     slug: Slug = Field(description="Your public handle: 3-40 lowercase letters, digits, hyphens.")
@@ -42,36 +41,30 @@ class SignupIn(BaseModel):
     device_id: str | None = Field(default=None, max_length=128)
 
 
-class LoginIn(BaseModel):
-    model_config = STRICT_INPUT
+class LoginIn(Input):
     login: str = Field(min_length=3, max_length=254, description="Your email or your slug.")
     password: str = Field(min_length=1, max_length=256)
     device_id: str | None = Field(default=None, max_length=128)
 
 
-class RefreshIn(BaseModel):
-    model_config = STRICT_INPUT
+class RefreshIn(Input):
     refresh_token: str = Field(min_length=10, max_length=256)
 
 
-class LogoutIn(BaseModel):
-    model_config = STRICT_INPUT
+class LogoutIn(Input):
     all_devices: bool = False
 
 
-class SwitchIn(BaseModel):
-    model_config = STRICT_INPUT
+class SwitchIn(Input):
     org: SlugRef | None = Field(description="The org slug to act in, or null for your personal context.")
 
 
-class PasswordChangeIn(BaseModel):
-    model_config = STRICT_INPUT
+class PasswordChangeIn(Input):
     current_password: str = Field(min_length=1, max_length=256)
     new_password: Password
 
 
-class PersonUpdateIn(BaseModel):
-    model_config = STRICT_INPUT
+class PersonUpdateIn(Input):
     display_name: Name
 
 
@@ -136,8 +129,7 @@ class AuthOut(BaseModel):
 # --- API keys ---------------------------------------------------------------------------------
 
 
-class ApiKeyIn(BaseModel):
-    model_config = STRICT_INPUT
+class ApiKeyIn(Input):
     name: Name
     scopes: list[str] = Field(
         min_length=1, max_length=50, description="e.g. ['tenancy:read', 'messaging:ingest'], or ['*']."
@@ -165,14 +157,12 @@ class ApiKeyCreated(ApiKeyOut):
 # --- orgs, members, invitations --------------------------------------------------------------
 
 
-class OrgIn(BaseModel):
-    model_config = STRICT_INPUT
+class OrgIn(Input):
     slug: Slug
     name: Name
 
 
-class OrgUpdateIn(BaseModel):
-    model_config = STRICT_INPUT
+class OrgUpdateIn(Input):
     name: Name | None = None
     slug: Slug | None = Field(default=None, description="Renaming the slug needs the owner.")
     settings: OrgSettings | None = None
@@ -189,19 +179,16 @@ class OrgOut(Out):
     updated_at: dt.datetime
 
 
-class TransferIn(BaseModel):
-    model_config = STRICT_INPUT
+class TransferIn(Input):
     person: SlugRef = Field(description="Slug of the member who becomes owner.")
 
 
-class MemberIn(BaseModel):
-    model_config = STRICT_INPUT
+class MemberIn(Input):
     person: SlugRef = Field(description="Slug of the person to add.")
     role: AssignableRole = "member"
 
 
-class MemberUpdateIn(BaseModel):
-    model_config = STRICT_INPUT
+class MemberUpdateIn(Input):
     role: AssignableRole
 
 
@@ -211,8 +198,7 @@ class MemberOut(BaseModel):
     joined_at: dt.datetime
 
 
-class InvitationIn(BaseModel):
-    model_config = STRICT_INPUT
+class InvitationIn(Input):
     email: Email | None = None
     person: SlugRef | None = None
     role: AssignableRole = "member"
@@ -241,16 +227,14 @@ class InvitationOut(BaseModel):
 # --- brands and clients ---------------------------------------------------------------------
 
 
-class BrandIn(BaseModel):
-    model_config = STRICT_INPUT
+class BrandIn(Input):
     slug: Slug
     name: Name
     domains: list[Hostname] = Field(default_factory=list, max_length=20)
     config: SiteConfig = Field(default_factory=dict, description="Site configuration (JSON, up to 64 KiB).")
 
 
-class BrandUpdateIn(BaseModel):
-    model_config = STRICT_INPUT
+class BrandUpdateIn(Input):
     name: Name | None = None
     domains: list[Hostname] | None = Field(default=None, max_length=20)
     config: SiteConfig | None = None
@@ -268,16 +252,14 @@ class BrandOut(BaseModel):
     updated_at: dt.datetime
 
 
-class ClientIn(BaseModel):
-    model_config = STRICT_INPUT
+class ClientIn(Input):
     name: Name
     email: Email | None = None
     phone: str | None = Field(default=None, min_length=3, max_length=40)
     notes: Notes | None = None
 
 
-class ClientUpdateIn(BaseModel):
-    model_config = STRICT_INPUT
+class ClientUpdateIn(Input):
     name: Name | None = None
     email: Email | None = None
     phone: str | None = Field(default=None, min_length=3, max_length=40)
