@@ -7,6 +7,9 @@ import { ErrorBox, Loading } from "./ui.js";
 import { SignIn, SignUp } from "./pages/signin.js";
 import { Dashboard } from "./pages/dashboard.js";
 import { NotMember, NotFound } from "./pages/notfound.js";
+import { MembersPage, OrgInvitationsPage, OrgSettingsPage, NewOrgPage } from "./pages/org.js";
+import { BrandsPage } from "./pages/brands.js";
+import { MyInvitationsPage } from "./pages/invitations.js";
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -14,6 +17,11 @@ import { NotMember, NotFound } from "./pages/notfound.js";
 export const routes = [
   { path: "", page: Dashboard, title: "Dashboard", nav: "Dashboard", contexts: ["me", "org"] },
   // — org pages (portal-shell) —
+  { path: "members", page: MembersPage, title: "Members", nav: "Members", contexts: ["org"] },
+  { path: "invitations", page: OrgInvitationsPage, title: "Invitations", nav: "Invitations", contexts: ["org"] },
+  { path: "brands", page: BrandsPage, title: "Brands", nav: "Brands", contexts: ["me", "org"] },
+  { path: "settings", page: OrgSettingsPage, title: "Settings", nav: "Settings", contexts: ["org"] },
+  { path: "orgs/new", page: NewOrgPage, title: "Create an org", contexts: ["me"] },
   // — agents, components, credits (portal-agents) —
 ];
 
@@ -22,6 +30,7 @@ export const topRoutes = [
   { path: "/signin", page: SignIn, title: "Sign in", auth: false, signedOutOnly: true },
   { path: "/signup", page: SignUp, title: "Sign up", auth: false, signedOutOnly: true },
   // — person-level pages (portal-shell) —
+  { path: "/invitations", page: MyInvitationsPage, title: "My invitations" },
   // — oauth pages (oauth) —
 ];
 
@@ -221,9 +230,10 @@ function App() {
         query=${query} navigate=${navigate} refreshMe=${refreshMe} />`;
     }
   }
+  const lost = here.kind === "org" && ctxState.error && ctxState.key === wantedKey;
   if (!auth) return html`<main class="page narrow" id="main">${body}</main>`;
   return html`<a class="skip-link" href="#main">Skip to content</a>
-    <${Nav} auth=${auth} me=${me} here=${here} onSignOut=${onSignOut} />
+    <${Nav} auth=${auth} me=${me} here=${lost ? { kind: "top", org: null, rest: null } : here} onSignOut=${onSignOut} />
     <main class="page" id="main" tabindex="-1">${body}</main>`;
 }
 
