@@ -1,7 +1,7 @@
 // The portal shell: route table, sign-in gate, context (from the URL) and the nav with the
 // context switcher. Pages are modules under ./pages/, each a Preact component.
 
-import { html, render, useState, useEffect } from "./vendor/htm-preact-standalone.mjs";
+import { html, render, useState, useEffect, useRef } from "./vendor/htm-preact-standalone.mjs";
 import * as api from "./api.js";
 import { ErrorBox, Loading } from "./ui.js";
 import { SignIn, SignUp } from "./pages/signin.js";
@@ -145,6 +145,12 @@ function App() {
   const wantedKey = here.kind === "org" ? `${who}:o:${here.org}` : here.kind === "me" ? `${who}:me` : null;
 
   useEffect(() => api.onAuthChange((a) => setAuth(a ? api.currentAuth() : null)), []);
+  // After an in-app navigation, keyboard and screen-reader users start at the new page.
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) first.current = false;
+    else document.getElementById("main")?.focus();
+  }, [loc]);
   useEffect(() => {
     api.restore().catch((err) => {
       setFatal(err);
