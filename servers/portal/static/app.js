@@ -111,6 +111,7 @@ function Nav({ auth, me, here, onSignOut }) {
   return html`<header class="topbar">
     <a class="brand" href="/me">Atlilith</a>
     <${ContextSwitcher} auth=${auth} me=${me} here=${here} />
+    <button type="button" class="secondary signout" onClick=${onSignOut}>Sign out</button>
     <nav aria-label="Pages" class="pages">
       ${items.map(
         (r) => html`<a key=${r.path} href=${contextUrl(here.kind === "org" ? here.org : null, r.path)}
@@ -118,7 +119,6 @@ function Nav({ auth, me, here, onSignOut }) {
       )}
       <a href="/invitations" aria-current=${here.rest === "/invitations" ? "page" : undefined}>My invitations</a>
     </nav>
-    <button type="button" class="secondary signout" onClick=${onSignOut}>Sign out</button>
   </header>`;
 }
 
