@@ -108,6 +108,9 @@ async def test_sign_up_create_org_invite_accept_and_change_role(
     await expect(guest_page.get_by_role("heading", level=1)).to_have_text(
         "You are no longer a member of this org"
     )
+    await expect(
+        guest_page.get_by_role("navigation", name="Contexts").get_by_role("link", name="Studio Test")
+    ).to_have_count(0)
     await screenshot(guest_page, "no-longer-a-member")
 
 

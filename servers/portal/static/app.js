@@ -181,7 +181,10 @@ function App() {
     setCtxState({ key: null, error: null, busy: true });
     api.switchTo(wanted).then(
       () => setCtxState({ key: wantedKey, error: null, busy: false }),
-      (error) => setCtxState({ key: wantedKey, error, busy: false }),
+      (error) => {
+        setCtxState({ key: wantedKey, error, busy: false });
+        refreshMe(); // the switcher should stop offering an org we have left
+      },
     );
   }, [wantedKey]);
 
