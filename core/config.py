@@ -27,7 +27,14 @@ class Settings(BaseSettings):
     app_db_password: str | None = None
     db_owner_role: str = "atlilith_owner"
     db_app_role: str = "atlilith_app"
+    # System and service work (the relay, handlers, sign-up, admin, sweeps) connects as this
+    # role, from its own pool: the only role whose 'system'/'service' context the row-level
+    # policies honour, so SQL on the request path's connections cannot claim either.
+    db_system_role: str = "atlilith_system"
+    system_database_url: str | None = None
+    system_db_password: str | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_system_pool_size: int = Field(default=5, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     data_dir: Path = Path(".atlilith")
 

@@ -31,6 +31,7 @@ from tests.support.billing import (
     signed,
 )
 from tests.support.registry import install
+from tests.support.rls import raw_as
 
 
 async def register(
@@ -395,13 +396,8 @@ async def test_peer_secrets_are_unreadable_outside_system_mode(
 ) -> None:
     admin, a = setup
     await register(client, admin, "http://127.0.0.1:9")
-    async with db.engine.connect() as conn, conn.begin():
-        await conn.execute(
-            text("SELECT set_config('app.mode', 'user', true), set_config('app.person_id', :p, true)"),
-            {"p": a.id},
-        )
-        assert (await conn.execute(text("SELECT count(*) FROM billing.peer_secrets"))).scalar_one() == 0
-        assert (await conn.execute(text("SELECT count(*) FROM billing.peers"))).scalar_one() > 0
+    assert (await raw_as(db, "user", a.id, None, "SELECT count(*) FROM billing.peer_secrets"))[0][0] == 0
+    assert (await raw_as(db, "user", a.id, None, "SELECT count(*) FROM billing.peers"))[0][0] > 0
 
 
 def test_signatures() -> None:
