@@ -17,12 +17,14 @@ from core import __version__
 from core.config import Settings, get_settings
 from core.events import Relay, Sink
 from core.observability import get_logger
+from core.ratelimit import RateLimits
 from core.uow import Database
 from servers import mcp as mcp_door
 from servers.api import api_routers
 from servers.mcp_changes import ToolListChanges
 from servers.middleware import BodyLimit, RequestContext
 from servers.problems import install_problem_handlers, refuse_control_characters
+from servers.ratelimit import RateLimit
 from servers.registry_sync import sync_registry
 
 log = get_logger("atlilith.app")
@@ -120,13 +122,17 @@ def create_app(
     for path in ("/mcp", "/.well-known/oauth-protected-resource/mcp"):
         app.router.routes.append(Route(path, endpoint=mcp_app))
 
+    # Inside CORS (a cross-origin caller can read its 429) and the body limit (what it drains
+    # of a refused request's body is bounded).
+    app.state.rate_limits = RateLimits(settings, database.tokens)
+    app.add_middleware(RateLimit, limits=app.state.rate_limits)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Trace-Id"],
+            expose_headers=["X-Trace-Id", "RateLimit", "RateLimit-Policy", "Retry-After", "ETag"],
         )
     # Analytics batches of up to 10,000 events need more than the default.
     app.state.body_limit_overrides = {"/v1/analytics/events": settings.analytics_max_body_bytes}
