@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from core.auth import authenticate
 from core.context import TenantContext
@@ -109,10 +110,10 @@ IfMatch = Annotated[
     ),
 ]
 
-Shown = TypeVar("Shown")
+Shown = TypeVar("Shown", bound=BaseModel)
 
 
-def tagged(response: Response, shown: Shown, representation: object = None) -> Shown:
+def tagged(response: Response, shown: Shown, representation: BaseModel | None = None) -> Shown:
     """Set `ETag` from the resource's representation (`shown` itself unless given)."""
-    response.headers["ETag"] = etag(representation or shown)  # type: ignore[arg-type]
+    response.headers["ETag"] = etag(shown if representation is None else representation)
     return shown
