@@ -4,6 +4,7 @@ limits far out of reach (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -201,3 +202,25 @@ async def test_anonymous_requests_are_limited_per_address(limited: Any) -> None:
         r = await c.get("/v1/registry")
         assert r.status_code == 429 and r.json()["policy"] == "ip"
         assert (await c.get("/health")).status_code == 200  # probes are never limited
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "counted_as"),
+    [
+        ("203.0.113.9", "198.51.100.1", [], "203.0.113.9"),  # nobody trusted: the peer
+        ("203.0.113.9", "198.51.100.1", ["10.0.0.0/8"], "203.0.113.9"),  # peer not a proxy
+        ("10.0.0.2", "198.51.100.1", ["10.0.0.0/8"], "198.51.100.1"),
+        # The client's own claims (left) are not believed past the first untrusted hop.
+        ("10.0.0.2", "1.1.1.1, 198.51.100.1, 10.0.0.7", ["10.0.0.0/8"], "198.51.100.1"),
+        ("10.0.0.2", "not-an-address", ["10.0.0.0/8"], "10.0.0.2"),
+        ("2001:db8:1:2::5", None, [], "2001:db8:1:2::/64"),  # one subscriber's /64, one bucket
+        ("::ffff:203.0.113.4", None, [], "203.0.113.4"),
+    ],
+)
+def test_the_address_a_request_is_counted_under(
+    peer: str, forwarded: str | None, trusted: list[str], counted_as: str
+) -> None:
+    from core.ratelimit import client_address
+
+    networks = tuple(ipaddress.ip_network(t) for t in trusted)
+    assert client_address(peer, forwarded, networks) == counted_as
