@@ -68,6 +68,15 @@ class Settings(BaseSettings):
         parse(value)  # "600/minute", "10 per 1 minute"; a typo fails at start, not per request
         return value
 
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _async_storage(cls, value: str) -> str:
+        if not value.startswith("async+"):
+            raise ValueError(
+                "use an async `limits` storage URI, e.g. async+memory:// or async+redis://host:6379"
+            )
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
