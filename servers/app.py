@@ -34,7 +34,10 @@ DESCRIPTION = """Atlilith's REST API for the provider portal and peer services.
 Authenticate with `Authorization: Bearer <token>`: an access token from `POST /v1/auth/login`
 or an API key. Each request acts in one context: personal, or one org you belong to (the
 token's context, or `X-Atlilith-Org`). Errors are RFC 9457 problem+json with a stable `code`
-and a `hint`. Lists paginate with `limit` and `cursor`."""
+and a `hint`. Lists paginate with `limit` and `cursor`. Requests are rate-limited per credential
+and per address: `429` with `Retry-After`, and the `RateLimit` / `RateLimit-Policy` fields on
+every answer. Editable resources answer with an `ETag`; send it back in `If-Match` and a change
+made meanwhile gets `412 precondition_failed` instead of being overwritten."""
 
 
 def create_app(
