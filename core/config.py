@@ -57,6 +57,40 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=10, ge=1)
     login_lockout_seconds: int = Field(default=900, ge=1)
 
+    # --- rate limits (core.ratelimit) -----------------------------------------------------
+    rate_limit_enabled: bool = True
+    # A `limits` storage URI: per process in memory, or shared (async+redis://host:6379).
+    rate_limit_storage: str = "async+memory://"
+    rate_limit_per_credential: str = "600/minute"
+    rate_limit_per_ip: str = "1200/minute"
+    rate_limit_signin_per_ip: str = "20/minute"
+    # Peers (addresses or CIDRs) whose X-Forwarded-For is believed; none by default.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("rate_limit_per_credential", "rate_limit_per_ip", "rate_limit_signin_per_ip")
+    @classmethod
+    def _one_rate(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # "600/minute", "10 per 1 minute"; a typo fails at start, not per request
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _async_storage(cls, value: str) -> str:
+        if not value.startswith("async+"):
+            raise ValueError(
+                "use an async `limits` storage URI, e.g. async+memory:// or async+redis://host:6379"
+            )
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     # --- mcp ------------------------------------------------------------------------------
     token: str | None = None  # identity for `atlilith mcp` over stdio
     toolsets: Annotated[list[str] | None, NoDecode] = None  # None = every default toolset
@@ -158,6 +192,15 @@ class Settings(BaseSettings):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # an address or a CIDR, else refuse to start
         return value
 
     @property

@@ -105,7 +105,15 @@ def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None
         devserver.write_state(settings.data_dir, base, *dev_state)
     try:
         uvicorn.run(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on"
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            # The client address is the peer's; X-Forwarded-For is believed only from
+            # ATLILITH_TRUSTED_PROXIES (core.ratelimit), never from uvicorn's loopback default.
+            proxy_headers=False,
         )
     finally:
         if dev_state is not None:
