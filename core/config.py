@@ -101,7 +101,8 @@ class Settings(BaseSettings):
     messaging_draft_peer_url: str | None = None
     # host[:port] patterns (fnmatch) a context may name in its own peer URLs; empty = none may.
     messaging_peer_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Signs requests to peers (HMAC-SHA256); the caller's own token never goes to a peer.
+    # Standard Webhooks key(s) signing requests to peers, newest first, comma-separated (every
+    # one signs, so a peer keeps verifying during a rotation); the caller's token never goes there.
     messaging_peer_secret: str | None = None
     messaging_peer_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     messaging_peer_retries: int = Field(default=2, ge=0, le=10)
@@ -176,10 +177,14 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
     # --- billing ------------------------------------------------------------------------------
-    # The payment provider's webhook secret (HMAC-SHA256); unset = the purchase webhook refuses.
+    # The payment provider's Standard Webhooks key(s), comma-separated (any one verifies, for a
+    # rotation's overlap); unset = the purchase webhook refuses.
     billing_webhook_secret: str | None = None
-    # Signed webhooks and peer callbacks older (or newer) than this are refused as replays.
-    billing_signature_tolerance_seconds: int = Field(default=300, ge=10, le=3600)
+    # Signed webhooks and peer callbacks older (or newer) than this are refused as replays; the
+    # Standard Webhooks library allows five minutes at most.
+    billing_signature_tolerance_seconds: int = Field(default=300, ge=10, le=300)
+    # After a peer's key is rotated, its older keys keep working this long (0 = stop at once).
+    peer_secret_grace_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
     # Default low-balance threshold of a context (each context may set its own).
     billing_low_balance_threshold: int = Field(default=10, ge=0)
     # A queued job not started within this fails (its hold released).
