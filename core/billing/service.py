@@ -569,7 +569,7 @@ def callback_url(settings: Settings, job_id: uuid.UUID) -> str:
 async def _hand_to_peer(db: Database, job: Job) -> None:
     async with db.system(trace_id=job.id.hex) as uow:
         peer = await uow.session.get(Peer, job.peer_id)
-        keys = await active_keys(uow, peer.id) if peer is not None else []
+        keys = await _active_keys(uow, peer.id) if peer is not None else []
     if peer is None or not peer.enabled or not keys:
         await _fail_open_job(db, job, "peer_disabled", "the peer component is no longer available")
         return
@@ -599,7 +599,7 @@ async def _hand_to_peer(db: Database, job: Job) -> None:
         await _fail_open_job(db, job, outcome.code, outcome.message)
 
 
-async def active_keys(uow: UnitOfWork, peer_id: uuid.UUID) -> list[str]:
+async def _active_keys(uow: UnitOfWork, peer_id: uuid.UUID) -> list[str]:
     """The peer's keys that still verify and sign, newest first (system mode)."""
     now = utcnow()
     return list(
@@ -643,7 +643,7 @@ async def receive_callback(
                 )
             job, peer = row
             reason = webhooks.verify(
-                await active_keys(uow, peer.id),
+                await _active_keys(uow, peer.id),
                 body,
                 headers,
                 db.settings.billing_signature_tolerance_seconds,
