@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "pretty"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     seed_password: str | None = None
+    # Credits the seeded person and org start with (once), so `atlilith jobs run` works at once.
+    seed_credits: int = Field(default=1000, ge=0, le=1_000_000_000)
     default_phone_region: str = "US"
 
     # --- messaging ------------------------------------------------------------------------
@@ -187,6 +189,8 @@ class Settings(BaseSettings):
     peer_secret_grace_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
     # Default low-balance threshold of a context (each context may set its own).
     billing_low_balance_threshold: int = Field(default=10, ge=0)
+    # Credits every new person and every new org start with (a grant, once); 0 = none.
+    billing_starting_credits: int = Field(default=0, ge=0, le=1_000_000_000)
     # A queued job not started within this fails (its hold released).
     job_queue_timeout_seconds: int = Field(default=3600, ge=1)
     # A built-in action's run time; under the relay's 60 s handler limit.

@@ -83,6 +83,12 @@ def _seed(settings: Settings) -> None:
                 fg=typer.colors.YELLOW,
                 err=True,
             )
+        if report.credits_granted:
+            typer.secho(
+                f"  {settings.seed_credits} credits each for transquinnftw and cocotte "
+                "(ATLILITH_SEED_CREDITS): `atlilith jobs run` works now.",
+                err=True,
+            )
 
     asyncio.run(run())
 
