@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     data_dir: Path = Path(".atlilith")
+    # Where running dev servers leave a pointer to their data dir (default <tmp>/atlilith-<uid>).
+    runtime_dir: Path | None = None
 
     # --- http -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
