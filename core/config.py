@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     db_system_pool_size: int = Field(default=5, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     data_dir: Path = Path(".atlilith")
+    # Where running dev servers leave a pointer to their data dir (default <tmp>/atlilith-<uid>).
+    runtime_dir: Path | None = None
 
     # --- http -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -130,6 +132,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "pretty"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     seed_password: str | None = None
+    # Credits the seeded person and org start with (once), so `atlilith jobs run` works at once.
+    seed_credits: int = Field(default=1000, ge=0, le=1_000_000_000)
     default_phone_region: str = "US"
 
     # --- messaging ------------------------------------------------------------------------
@@ -142,7 +146,8 @@ class Settings(BaseSettings):
     messaging_draft_peer_url: str | None = None
     # host[:port] patterns (fnmatch) a context may name in its own peer URLs; empty = none may.
     messaging_peer_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Signs requests to peers (HMAC-SHA256); the caller's own token never goes to a peer.
+    # Standard Webhooks key(s) signing requests to peers, newest first, comma-separated (every
+    # one signs, so a peer keeps verifying during a rotation); the caller's token never goes there.
     messaging_peer_secret: str | None = None
     messaging_peer_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     messaging_peer_retries: int = Field(default=2, ge=0, le=10)
@@ -226,12 +231,18 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
     # --- billing ------------------------------------------------------------------------------
-    # The payment provider's webhook secret (HMAC-SHA256); unset = the purchase webhook refuses.
+    # The payment provider's Standard Webhooks key(s), comma-separated (any one verifies, for a
+    # rotation's overlap); unset = the purchase webhook refuses.
     billing_webhook_secret: str | None = None
-    # Signed webhooks and peer callbacks older (or newer) than this are refused as replays.
-    billing_signature_tolerance_seconds: int = Field(default=300, ge=10, le=3600)
+    # Signed webhooks and peer callbacks older (or newer) than this are refused as replays; the
+    # Standard Webhooks library allows five minutes at most.
+    billing_signature_tolerance_seconds: int = Field(default=300, ge=10, le=300)
+    # After a peer's key is rotated, its older keys keep working this long (0 = stop at once).
+    peer_secret_grace_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
     # Default low-balance threshold of a context (each context may set its own).
     billing_low_balance_threshold: int = Field(default=10, ge=0)
+    # Credits every new person and every new org start with (a grant, once); 0 = none.
+    billing_starting_credits: int = Field(default=0, ge=0, le=1_000_000_000)
     # A queued job not started within this fails (its hold released).
     job_queue_timeout_seconds: int = Field(default=3600, ge=1)
     # A built-in action's run time; under the relay's 60 s handler limit.

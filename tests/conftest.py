@@ -50,6 +50,7 @@ async def settings() -> AsyncIterator[Settings]:
         password_hash_profile="cheapest",
         relay_enabled=False,
         data_dir=ROOT / ".atlilith" / "test-data",
+        backup_dir=ROOT / ".atlilith" / "test-data" / "backups",
         mcp_allowed_hosts=["127.0.0.1:*", "localhost:*", "testserver", "test"],
         mcp_allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://testserver"],
         handler_backoff_base_seconds=0.01,

@@ -718,6 +718,8 @@ async def _update_peer(
             timeout_seconds=data.timeout_seconds,
             enabled=data.enabled,
             rotate_secret=data.rotate_secret,
+            secret_grace_seconds=data.secret_grace_seconds,
+            retire_old_secrets=data.retire_old_secrets,
         ),
     )
     if data.name is not None:

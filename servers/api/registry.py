@@ -132,7 +132,7 @@ async def uninstall(slug: Slug, caller: CallerDep) -> Response:
 )
 async def register_peer_component(data: PeerComponentIn, caller: CallerDep) -> PeerComponentOut:
     """Platform admin: register a peer component (registry entry + runnable peer, at once);
-    the response carries its HMAC secret, once."""
+    the response carries its first key (Standard Webhooks), once."""
     async with caller.context(person_level=True) as (ctx, uow):
         return await service.register_peer_component(ctx, uow, data)
 
