@@ -5,8 +5,8 @@ and never by starting an empty PostgreSQL of its own."""
 from __future__ import annotations
 
 import asyncio
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
