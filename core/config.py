@@ -162,6 +162,13 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
+    def url_for_clients(self, request_origin: str) -> str:
+        """The base URL to tell a client to use: the configured public URL wins (behind a proxy
+        the request's own origin is the proxy's upstream address, and OAuth tokens are bound to
+        `{public_url}/mcp`); unset, the origin the client reached us at (the bind address may
+        be 0.0.0.0, which no client can dial)."""
+        return (self.public_url or request_origin).rstrip("/")
+
     def resolved_jwt_secret(self) -> str:
         """The signing secret: configured, or generated once and kept (0600) in the data dir."""
         if self.jwt_secret:
