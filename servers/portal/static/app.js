@@ -7,6 +7,9 @@ import { ErrorBox, Loading } from "./ui.js";
 import { SignIn, SignUp } from "./pages/signin.js";
 import { Dashboard } from "./pages/dashboard.js";
 import { NotMember, NotFound } from "./pages/notfound.js";
+import { AgentsPage } from "./pages/agents.js";
+import { ComponentsPage } from "./pages/components.js";
+import { CreditsPage, JobPage } from "./pages/credits.js";
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -15,6 +18,10 @@ export const routes = [
   { path: "", page: Dashboard, title: "Dashboard", nav: "Dashboard", contexts: ["me", "org"] },
   // — org pages (portal-shell) —
   // — agents, components, credits (portal-agents) —
+  { path: "agents", page: AgentsPage, title: "Agents", nav: "Agents", contexts: ["me", "org"] },
+  { path: "components", page: ComponentsPage, title: "Components", nav: "Components", contexts: ["me", "org"] },
+  { path: "credits", page: CreditsPage, title: "Credits and jobs", nav: "Credits", contexts: ["me", "org"] },
+  { path: "jobs/:id", page: JobPage, title: "Job", contexts: ["me", "org"] },
 ];
 
 // Pages outside any context: `auth: false` are reachable signed out.

@@ -1,0 +1,91 @@
+"""The Agents page: a key is created and shown once (with a Copy button and ready commands),
+listed with its last use, revoked — and then refused over REST; another person sees none of it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+from playwright.async_api import Page, expect
+
+from tests.portal.conftest import api_as, screenshot, sign_up_quickly
+
+
+async def test_a_key_is_shown_once_works_and_stops_when_revoked(
+    page: Page, new_context: object, live_server: str
+) -> None:
+    await sign_up_quickly(page, "agent")
+    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Agents").click()
+    await expect(page).to_have_url(f"{live_server}/me/agents")
+    await expect(page.get_by_role("heading", name="Agents", level=1)).to_be_visible()
+    await expect(page.get_by_text("You have no API keys yet.")).to_be_visible()
+    # The commands name this server's MCP endpoint before any key exists.
+    await expect(page.get_by_text(f"{live_server}/mcp").first).to_be_visible()
+    # Until the OAuth server is there, connected apps say so instead of failing.
+    apps = page.get_by_role("region", name="Connected apps")
+    await expect(
+        apps.get_by_text(re.compile("No app is connected|not available on this server"))
+    ).to_be_visible()
+
+    await page.get_by_label("Name").fill("build bot")
+    await page.get_by_role("button", name="Create key").click()
+    shown = page.get_by_role("region", name="Your new API key")
+    await expect(shown).to_be_visible()
+    await expect(shown.get_by_role("button", name="Copy the API key")).to_be_visible()
+    token = (await shown.get_by_test_id("new-key").inner_text()).strip()
+    assert token.startswith("atl_")
+    http_line = f"claude mcp add --transport http atlilith {live_server}/mcp"
+    await expect(page.get_by_text(http_line)).to_contain_text(f"Bearer {token}")
+    await expect(page.get_by_text("-- atlilith mcp")).to_contain_text(f"ATLILITH_TOKEN={token}")
+    await expect(page.get_by_role("button", name="Copy the HTTP command")).to_be_visible()
+    await screenshot(page, "agents")
+
+    async with httpx.AsyncClient(base_url=live_server) as c:
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert (await c.get("/v1/me", headers=bearer)).status_code == 200
+
+        # Shown once: after a reload only its prefix is left, now with its last use.
+        await page.reload()
+        await expect(page.get_by_role("region", name="Your new API key")).to_have_count(0)
+        assert token not in await page.content()
+        row = page.get_by_role("row", name=re.compile("build bot"))
+        await expect(row).to_contain_text(token[:12])
+        await expect(row).not_to_contain_text("never")
+
+        # Another person sees none of it.
+        other = await new_context()  # type: ignore[operator]
+        page2 = await other.new_page()
+        await sign_up_quickly(page2, "other")
+        await page2.goto("/me/agents")
+        await expect(page2.get_by_text("You have no API keys yet.")).to_be_visible()
+        await expect(page2.get_by_text("build bot")).to_have_count(0)
+
+        await row.get_by_role("button", name="Revoke build bot").click()
+        await row.get_by_role("button", name="Yes, revoke build bot").click()
+        await expect(row).to_contain_text("revoked")
+        refused = await c.get("/v1/me", headers=bearer)
+        assert refused.status_code == 401 and refused.json()["code"] == "api_key_invalid"
+
+
+async def test_in_an_org_a_key_is_bound_to_it_by_default(page: Page, live_server: str) -> None:
+    await sign_up_quickly(page, "orgkey")
+    org = await api_as(page, "POST", "/v1/orgs", {"slug": f"keys-{uuid.uuid4().hex[:8]}", "name": "Keys Org"})
+    await page.goto(f"/o/{org['slug']}/agents")
+    await expect(page.get_by_label("Bound to")).to_have_value(org["slug"])
+    await page.get_by_label("Name").fill("org agent")
+    await page.get_by_role("checkbox", name=re.compile(r"^\* ")).uncheck()
+    await page.get_by_text("Narrow it to some features").click()
+    await page.get_by_role("checkbox", name=re.compile("^bookings:read")).check()
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.get_by_role("region", name="Your new API key")).to_be_visible()
+    await expect(page.get_by_text(f"claude mcp add --transport http atlilith-{org['slug']}")).to_be_visible()
+    row = page.get_by_role("row", name=re.compile("org agent"))
+    await expect(row).to_contain_text("Keys Org")
+    await expect(row).to_contain_text("bookings:read")
+
+    # A refusal is shown where it happened, with its hint.
+    await page.get_by_label("Name").fill("nothing")
+    await page.get_by_role("checkbox", name=re.compile("^bookings:read")).uncheck()
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.get_by_role("alert")).to_contain_text("The key was not created")
