@@ -97,8 +97,21 @@ export function CopyButton({ text, label = "Copy" }) {
 export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, disabled }) {
   const [asking, setAsking] = useState(false);
   const [busy, setBusy] = useState(false);
+  // The button a keyboard user pressed disappears: keep their focus on what replaced it.
+  const yes = useRef(null);
+  const first = useRef(null);
+  const moved = useRef(false);
+  useEffect(() => {
+    if (!moved.current) return;
+    const target = asking ? yes.current : first.current;
+    if (target) target.focus();
+  }, [asking]);
+  const ask = (next) => {
+    moved.current = true;
+    setAsking(next);
+  };
   if (!asking) {
-    return html`<button type="button" class=${danger ? "danger" : ""} disabled=${disabled} onClick=${() => setAsking(true)}>
+    return html`<button type="button" ref=${first} class=${danger ? "danger" : ""} disabled=${disabled} onClick=${() => ask(true)}>
       ${label}
     </button>`;
   }
@@ -108,12 +121,12 @@ export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, d
       await onConfirm();
     } finally {
       setBusy(false);
-      setAsking(false);
+      ask(false);
     }
   };
   return html`<span class="confirm" role="group" aria-label=${`Confirm: ${label}`}>
-    <button type="button" class=${danger ? "danger" : ""} disabled=${busy} onClick=${go}>${confirmLabel || `Yes, ${label.toLowerCase()}`}</button>
-    <button type="button" class="secondary" onClick=${() => setAsking(false)}>Cancel</button>
+    <button type="button" ref=${yes} class=${danger ? "danger" : ""} disabled=${busy} onClick=${go}>${confirmLabel || `Yes, ${label.toLowerCase()}`}</button>
+    <button type="button" class="secondary" onClick=${() => ask(false)}>Cancel</button>
   </span>`;
 }
 

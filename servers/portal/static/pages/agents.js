@@ -4,6 +4,8 @@
 import * as api from "../api.js";
 import {
   html,
+  useEffect,
+  useRef,
   useState,
   ConfirmButton,
   CopyButton,
@@ -42,7 +44,10 @@ export function AgentsPage({ me, ctx }) {
 
 /** The key, once: the API will never show it again. */
 function NewKey({ created, onDone }) {
-  return html`<div class="key-once success" role="region" aria-label="Your new API key">
+  // It appears above the form that made it: take the focus (and the eye) there.
+  const box = useRef(null);
+  useEffect(() => box.current && box.current.focus(), [created.id]);
+  return html`<div class="key-once success" role="region" aria-label="Your new API key" tabindex="-1" ref=${box}>
     <h2>Your new key “${created.name}”</h2>
     <p><strong>Copy it now: it is shown only once.</strong> Store it where your agent reads its secrets.</p>
     <p class="key-line"><code class="mono" data-testid="new-key">${created.token}</code>
@@ -75,8 +80,8 @@ function Connect({ meta, ctx, token }) {
         copyLabel="Copy the stdio command" text=${`claude mcp add ${name} -e ATLILITH_TOKEN=${key} -- atlilith mcp`} />
       <p class="muted">MCP endpoint: <code>${meta.data.mcp_url}</code>.
         ${ctx.org
-          ? ` A key bound to ${ctx.orgName || ctx.org} acts in that org; any other key acts personally unless a tool is given \`org\`.`
-          : " A key acts in your personal context; tools take an `org` argument to act in one of your orgs."}
+          ? html` A key bound to ${ctx.orgName || ctx.org} acts in that org; any other key acts personally unless a tool is given <code>org</code>.`
+          : html` A key acts in your personal context; tools take an <code>org</code> argument to act in one of your orgs.`}
         ${!meta.data.public_url_configured && " (This server has no public URL configured: the address is the one your browser used.)"}</p>`}
   </section>`;
 }
