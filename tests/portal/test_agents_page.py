@@ -7,7 +7,7 @@ import re
 import uuid
 
 import httpx
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.portal.conftest import api_as, screenshot, sign_up_quickly
 
@@ -28,10 +28,11 @@ async def test_a_key_is_shown_once_works_and_stops_when_revoked(
         apps.get_by_text(re.compile("No app is connected|not available on this server"))
     ).to_be_visible()
 
+    # By keyboard: Enter submits; the one-time key takes the focus.
     await page.get_by_label("Name").fill("build bot")
-    await page.get_by_role("button", name="Create key").click()
+    await page.get_by_label("Name").press("Enter")
     shown = page.get_by_role("region", name="Your new API key")
-    await expect(shown).to_be_visible()
+    await expect(shown).to_be_focused()
     await expect(shown.get_by_role("button", name="Copy the API key")).to_be_visible()
     token = (await shown.get_by_test_id("new-key").inner_text()).strip()
     assert token.startswith("atl_")
@@ -61,8 +62,9 @@ async def test_a_key_is_shown_once_works_and_stops_when_revoked(
         await expect(page2.get_by_text("You have no API keys yet.")).to_be_visible()
         await expect(page2.get_by_text("build bot")).to_have_count(0)
 
-        await row.get_by_role("button", name="Revoke build bot").click()
-        await row.get_by_role("button", name="Yes, revoke build bot").click()
+        await row.get_by_role("button", name="Revoke build bot").press("Enter")
+        await expect(row.get_by_role("button", name="Yes, revoke build bot")).to_be_focused()
+        await page.keyboard.press("Enter")
         await expect(row).to_contain_text("revoked")
         refused = await c.get("/v1/me", headers=bearer)
         assert refused.status_code == 401 and refused.json()["code"] == "api_key_invalid"
@@ -89,3 +91,40 @@ async def test_in_an_org_a_key_is_bound_to_it_by_default(page: Page, live_server
     await page.get_by_role("checkbox", name=re.compile("^bookings:read")).uncheck()
     await page.get_by_role("button", name="Create key").click()
     await expect(page.get_by_role("alert")).to_contain_text("The key was not created")
+
+
+async def test_connected_apps_are_listed_and_disconnected_per_the_oauth_contract(page: Page) -> None:
+    """The OAuth server's endpoints are another branch's; the page is held to their contract
+    (GET /v1/oauth/connections, DELETE /v1/oauth/connections/{id}) with the browser answering."""
+    connection = {
+        "id": str(uuid.uuid4()),
+        "client_id": "https://claude.ai/oauth/client.json",
+        "client_name": "Claude Desktop",
+        "context": {"kind": "org", "org": "cocotte"},
+        "scopes": ["tenancy:read", "bookings:write"],
+        "created_at": "2026-12-01T10:00:00Z",
+        "last_used_at": None,
+        "revoked_at": None,
+    }
+    state = {"items": [connection], "deleted": []}
+
+    async def connections(route: Route) -> None:
+        if route.request.method == "DELETE":
+            state["deleted"].append(route.request.url.rsplit("/", 1)[-1])
+            state["items"] = []
+            await route.fulfill(json={**connection, "revoked_at": "2026-12-02T10:00:00Z"})
+        else:
+            await route.fulfill(json={"items": state["items"], "next_cursor": None})
+
+    await page.route("**/v1/oauth/connections**", connections)
+    await sign_up_quickly(page, "apps")
+    await page.goto("/me/agents")
+    apps = page.get_by_role("table", name="Connected apps")
+    row = apps.get_by_role("row", name=re.compile("Claude Desktop"))
+    await expect(row).to_contain_text("cocotte")
+    await expect(row).to_contain_text("bookings:write")
+    await expect(row).to_contain_text("never")
+    await row.get_by_role("button", name="Disconnect Claude Desktop").click()
+    await page.get_by_role("button", name="Yes, disconnect").click()
+    await expect(page.get_by_text("No app is connected.")).to_be_visible()
+    assert state["deleted"] == [connection["id"]]
