@@ -14,7 +14,7 @@ from core.uow import Database
 from tests.portal.conftest import api_as, new_person, screenshot, sign_up_quickly
 
 
-async def _grant(db: Database, live_server: str, person: str, credits: int) -> None:
+async def _grant(db: Database, live_server: str, person: str, credits: int, times: int = 1) -> None:
     """Credits come from a platform admin's grant: make one and grant over REST."""
     admin = new_person("admin")
     async with httpx.AsyncClient(base_url=live_server) as c:
@@ -34,12 +34,13 @@ async def _grant(db: Database, live_server: str, person: str, credits: int) -> N
                 text("UPDATE platform.persons SET is_platform_admin = true WHERE slug = :s"),
                 {"s": admin.slug},
             )
-        g = await c.post(
-            "/v1/admin/credits/grants",
-            json={"person": person, "credits": credits, "memo": "welcome credits"},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert g.status_code == 201, g.text
+        for _ in range(times):
+            g = await c.post(
+                "/v1/admin/credits/grants",
+                json={"person": person, "credits": credits, "memo": "welcome credits"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert g.status_code == 201, g.text
 
 
 async def test_balance_holds_ledger_jobs_and_a_job_in_detail(
@@ -106,3 +107,15 @@ async def test_an_orgs_credits_are_its_own(page: Page) -> None:
     await expect(page.get_by_text("This is Credit Org")).to_be_visible()
     await expect(page.get_by_test_id("balance")).to_have_text("0")
     await expect(page.get_by_text("No credits yet.")).to_be_visible()
+
+
+async def test_the_ledger_loads_more_until_it_has_all(page: Page, db: Database, live_server: str) -> None:
+    person = await sign_up_quickly(page, "ledger")
+    await _grant(db, live_server, person.slug, 2, times=23)
+    await page.goto("/me/credits")
+    await expect(page.get_by_test_id("balance")).to_have_text("46")
+    rows = page.get_by_role("table", name="Ledger").get_by_role("row")
+    await expect(rows).to_have_count(21)  # the header and a first page of 20
+    await page.get_by_role("button", name="Load more ledger entries").click()
+    await expect(rows).to_have_count(24)
+    await expect(page.get_by_role("button", name="Load more ledger entries")).to_have_count(0)
