@@ -94,16 +94,17 @@ export function CopyButton({ text, label = "Copy" }) {
 }
 
 /** A button that asks once more before doing something hard to undo. */
-export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, disabled }) {
+export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, disabled, ariaLabel }) {
   const [asking, setAsking] = useState(false);
   const [busy, setBusy] = useState(false);
-  // The button a keyboard user pressed disappears: keep their focus on what replaced it.
-  const yes = useRef(null);
+  // The button a keyboard user pressed disappears: keep their focus on what replaced it
+  // (the question, then the first button again after Cancel).
+  const yesRef = useRef(null);
   const first = useRef(null);
   const moved = useRef(false);
   useEffect(() => {
     if (!moved.current) return;
-    const target = asking ? yes.current : first.current;
+    const target = asking ? yesRef.current : first.current;
     if (target) target.focus();
   }, [asking]);
   const ask = (next) => {
@@ -111,7 +112,7 @@ export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, d
     setAsking(next);
   };
   if (!asking) {
-    return html`<button type="button" ref=${first} class=${danger ? "danger" : ""} disabled=${disabled} onClick=${() => ask(true)}>
+    return html`<button type="button" ref=${first} class=${danger ? "danger" : ""} disabled=${disabled} aria-label=${ariaLabel} onClick=${() => ask(true)}>
       ${label}
     </button>`;
   }
@@ -124,8 +125,9 @@ export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, d
       ask(false);
     }
   };
-  return html`<span class="confirm" role="group" aria-label=${`Confirm: ${label}`}>
-    <button type="button" ref=${yes} class=${danger ? "danger" : ""} disabled=${busy} onClick=${go}>${confirmLabel || `Yes, ${label.toLowerCase()}`}</button>
+  const yes = confirmLabel || `Yes, ${(ariaLabel || label).toLowerCase()}`;
+  return html`<span class="confirm" role="group" aria-label=${`Confirm: ${ariaLabel || label}`}>
+    <button type="button" class=${danger ? "danger" : ""} disabled=${busy} onClick=${go} ref=${yesRef}>${yes}</button>
     <button type="button" class="secondary" onClick=${() => ask(false)}>Cancel</button>
   </span>`;
 }
