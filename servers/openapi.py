@@ -36,6 +36,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "identity", "description": "One identity per client across channels (polyseme)."},
     {"name": "admin", "description": "Platform administration: persons, orgs, the audit log."},
     {"name": "health", "description": "Is the process up and its database reachable."},
+    {"name": "meta", "description": "Where clients reach this server (its MCP URL) and the scopes of keys."},
 ]
 
 PROBLEM_SCHEMA: dict[str, Any] = {
