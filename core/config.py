@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 from functools import lru_cache
@@ -163,11 +164,14 @@ class Settings(BaseSettings):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def url_for_clients(self, request_origin: str) -> str:
-        """The base URL to tell a client to use: the configured public URL wins (behind a proxy
-        the request's own origin is the proxy's upstream address, and OAuth tokens are bound to
-        `{public_url}/mcp`); unset, the origin the client reached us at (the bind address may
-        be 0.0.0.0, which no client can dial)."""
-        return (self.public_url or request_origin).rstrip("/")
+        """The base URL to tell a client to use: the one the MCP resource metadata states (and
+        OAuth tokens are bound to) — the configured public URL, else http://HOST:PORT. Behind a
+        proxy the request's own origin is the proxy's upstream, so it is never preferred; only
+        a server bound to every interface (0.0.0.0, ::), which no client can dial, falls back
+        to the origin the client reached."""
+        if self.public_url or not _unspecified(self.host):
+            return self.base_url
+        return request_origin.rstrip("/")
 
     def resolved_jwt_secret(self) -> str:
         """The signing secret: configured, or generated once and kept (0600) in the data dir."""
@@ -219,3 +223,10 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False  # a host name

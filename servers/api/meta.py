@@ -21,7 +21,7 @@ class ScopeOut(BaseModel):
 class MetaOut(BaseModel):
     name: str
     version: str
-    public_url: str = Field(description="Base URL for clients: ATLILITH_PUBLIC_URL, else this request's.")
+    public_url: str = Field(description="Base URL for clients: ATLILITH_PUBLIC_URL, else http://HOST:PORT.")
     public_url_configured: bool = Field(description="Whether ATLILITH_PUBLIC_URL is set.")
     mcp_url: str = Field(description="The MCP endpoint, for `claude mcp add --transport http`.")
     api_key_scopes: list[ScopeOut] = Field(description="Scopes POST /v1/api-keys accepts (or `<feature>:*`).")

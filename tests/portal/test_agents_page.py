@@ -24,6 +24,7 @@ async def test_a_key_is_shown_once_works_and_stops_when_revoked(
     await expect(page.get_by_text(f"{live_server}/mcp").first).to_be_visible()
     # Until the OAuth server is there, connected apps say so instead of failing.
     apps = page.get_by_role("region", name="Connected apps")
+    await expect(page.get_by_role("heading", name="Connect an agent")).to_be_visible()
     await expect(
         apps.get_by_text(re.compile("No app is connected|not available on this server"))
     ).to_be_visible()
@@ -37,7 +38,7 @@ async def test_a_key_is_shown_once_works_and_stops_when_revoked(
     token = (await shown.get_by_test_id("new-key").inner_text()).strip()
     assert token.startswith("atl_")
     http_line = f"claude mcp add --transport http atlilith {live_server}/mcp"
-    await expect(page.get_by_text(http_line)).to_contain_text(f"Bearer {token}")
+    await expect(page.get_by_text(f"Bearer {token}")).to_contain_text(http_line)
     await expect(page.get_by_text("-- atlilith mcp")).to_contain_text(f"ATLILITH_TOKEN={token}")
     await expect(page.get_by_role("button", name="Copy the HTTP command")).to_be_visible()
     await screenshot(page, "agents")
@@ -81,7 +82,9 @@ async def test_in_an_org_a_key_is_bound_to_it_by_default(page: Page, live_server
     await page.get_by_role("checkbox", name=re.compile("^bookings:read")).check()
     await page.get_by_role("button", name="Create key").click()
     await expect(page.get_by_role("region", name="Your new API key")).to_be_visible()
-    await expect(page.get_by_text(f"claude mcp add --transport http atlilith-{org['slug']}")).to_be_visible()
+    await expect(
+        page.get_by_text(f"claude mcp add --transport http atlilith-{org['slug']}").first
+    ).to_be_visible()
     row = page.get_by_role("row", name=re.compile("org agent"))
     await expect(row).to_contain_text("Keys Org")
     await expect(row).to_contain_text("bookings:read")
@@ -124,6 +127,8 @@ async def test_connected_apps_are_listed_and_disconnected_per_the_oauth_contract
     await expect(row).to_contain_text("cocotte")
     await expect(row).to_contain_text("bookings:write")
     await expect(row).to_contain_text("never")
+    # With the OAuth endpoints there, the page also offers the key-less, browser sign-in line.
+    await expect(page.get_by_role("button", name="Copy the sign-in command")).to_be_visible()
     await row.get_by_role("button", name="Disconnect Claude Desktop").click()
     await page.get_by_role("button", name="Yes, disconnect").click()
     await expect(page.get_by_text("No app is connected.")).to_be_visible()

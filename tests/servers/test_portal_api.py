@@ -11,16 +11,33 @@ from servers.app import create_app
 from tests.conftest import make_org, running, signup
 
 
-async def test_meta_needs_no_credential_and_names_the_origin_reached(client: httpx.AsyncClient) -> None:
+async def test_meta_needs_no_credential_and_names_the_servers_own_url(
+    client: httpx.AsyncClient, db: Database
+) -> None:
     r = await client.get("/v1/meta")
     assert r.status_code == 200, r.text
     meta = r.json()
-    # No ATLILITH_PUBLIC_URL in tests: the client is told the origin it reached.
+    # No ATLILITH_PUBLIC_URL in tests: http://HOST:PORT, the URL the MCP resource metadata
+    # states (OAuth tokens are bound to it) — not whatever Host the request carried.
+    own = f"http://{db.settings.host}:{db.settings.port}"
     assert meta["public_url_configured"] is False
-    assert meta["public_url"] == "http://testserver" and meta["mcp_url"] == "http://testserver/mcp"
+    assert meta["public_url"] == own and meta["mcp_url"] == f"{own}/mcp"
+    prm = (await client.get("/.well-known/oauth-protected-resource/mcp")).json()
+    assert prm["resource"] == meta["mcp_url"]
     other = (await client.get("/v1/meta", headers={"Host": "localhost:3040"})).json()
-    assert other["mcp_url"] == "http://localhost:3040/mcp"
+    assert other["mcp_url"] == f"{own}/mcp"
     assert "/v1/meta" in (await client.get("/openapi.json")).json()["paths"]
+
+
+async def test_meta_names_the_origin_reached_when_bound_to_every_interface(db: Database) -> None:
+    settings = db.settings.model_copy(update={"host": "0.0.0.0"})
+    application = create_app(settings, db=db, run_relay=False)
+    async with running(application):
+        transport = httpx.ASGITransport(app=application)
+        # http://0.0.0.0:PORT cannot be dialled: the client is told where it reached us.
+        async with httpx.AsyncClient(transport=transport, base_url="http://10.1.2.3:3040") as c:
+            meta = (await c.get("/v1/meta")).json()
+    assert meta["mcp_url"] == "http://10.1.2.3:3040/mcp"
 
 
 async def test_meta_prefers_the_configured_public_url_behind_a_proxy(db: Database) -> None:

@@ -25,12 +25,15 @@ const PLACEHOLDER = "atl_…";
 export function AgentsPage({ me, ctx }) {
   const meta = useAsync(() => api.get("/v1/meta"), []);
   const keys = usePaged("/v1/api-keys");
+  const apps = usePaged("/v1/oauth/connections");
+  // A server without the OAuth endpoints cannot sign an MCP host in through the browser.
+  const oauth = !apps.loading && !(apps.error && apps.error.status === 404);
   const [created, setCreated] = useState(null); // the one response that carries the key itself
   return html`<section>
     <${PageHeader} title="Agents" />
     <p>Give an AI agent (Claude Code, Claude Desktop, any MCP host) its own credential: an API key for scripts and <code>claude mcp add</code>, or a browser sign-in that appears under <a href="#connected-apps">Connected apps</a>. Revoke either here; it stops working on its next call.</p>
     ${created && html`<${NewKey} created=${created} onDone=${() => setCreated(null)} />`}
-    <${Connect} meta=${meta} ctx=${ctx} token=${created ? created.token : null} />
+    <${Connect} meta=${meta} ctx=${ctx} token=${created ? created.token : null} oauth=${oauth} />
     <h2 id="api-keys">API keys</h2>
     <${CreateKey} me=${me} ctx=${ctx} meta=${meta}
       onCreated=${(key) => {
@@ -38,7 +41,7 @@ export function AgentsPage({ me, ctx }) {
         keys.reload();
       }} />
     <${KeyList} keys=${keys} />
-    <${ConnectedApps} />
+    <${ConnectedApps} apps=${apps} />
   </section>`;
 }
 
@@ -65,7 +68,7 @@ function Command({ label, note, copyLabel, text }) {
   </div>`;
 }
 
-function Connect({ meta, ctx, token }) {
+function Connect({ meta, ctx, token, oauth }) {
   const key = token || PLACEHOLDER;
   const name = ctx.org ? `atlilith-${ctx.org}` : "atlilith";
   return html`<section aria-labelledby="connect-title">
@@ -73,7 +76,11 @@ function Connect({ meta, ctx, token }) {
     ${meta.loading && html`<${Loading} label="Looking up this server's address…" />`}
     <${ErrorBox} error=${meta.error} title="The server's address could not be read" />
     ${meta.data &&
-    html`<p>${token ? "With your new key:" : html`Create a key below, then run one of these (replace <code>${PLACEHOLDER}</code> by the key):`}</p>
+    html`${oauth &&
+      html`<${Command} label="Claude Code over HTTP, signing in with your browser"
+          note="(no key: the host opens this portal, you choose where it acts and approve)"
+          copyLabel="Copy the sign-in command" text=${`claude mcp add --transport http ${name} ${meta.data.mcp_url}`} />`}
+      <p>${token ? "With your new key:" : html`With an API key: create one below, then run one of these (replace <code>${PLACEHOLDER}</code> by the key):`}</p>
       <${Command} label="Claude Code over HTTP" copyLabel="Copy the HTTP command"
         text=${`claude mcp add --transport http ${name} ${meta.data.mcp_url} \\\n  --header "Authorization: Bearer ${key}"`} />
       <${Command} label="Claude Code over stdio" note="(where Atlilith is installed and its database is reachable)"
@@ -82,7 +89,7 @@ function Connect({ meta, ctx, token }) {
         ${ctx.org
           ? html` A key bound to ${ctx.orgName || ctx.org} acts in that org; any other key acts personally unless a tool is given <code>org</code>.`
           : html` A key acts in your personal context; tools take an <code>org</code> argument to act in one of your orgs.`}
-        ${!meta.data.public_url_configured && " (This server has no public URL configured: the address is the one your browser used.)"}</p>`}
+        ${!meta.data.public_url_configured && " (No public URL is configured: behind a proxy, set ATLILITH_PUBLIC_URL.)"}</p>`}
   </section>`;
 }
 
@@ -178,8 +185,7 @@ function keyStatus(k) {
 }
 
 /** Apps an MCP host connected by signing in through this portal (OAuth). */
-function ConnectedApps() {
-  const apps = usePaged("/v1/oauth/connections");
+function ConnectedApps({ apps }) {
   const { error, run } = useAction();
   const revoke = (app) => run(() => api.del(`/v1/oauth/connections/${app.id}`)).then(apps.reload);
   const unavailable = apps.error && apps.error.status === 404;
