@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=10, ge=1)
     login_lockout_seconds: int = Field(default=900, ge=1)
 
+    # --- oauth (MCP hosts signing in through the portal; docs/oauth.md) ---------------------
+    oauth_access_token_ttl_seconds: int = Field(default=3600, ge=30, le=86_400)
+    oauth_refresh_token_ttl_seconds: int = Field(default=90 * 86_400, ge=60)
+    # How long a person has to sign in and consent, and a client to redeem its code.
+    oauth_request_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    oauth_code_ttl_seconds: int = Field(default=120, ge=10, le=600)
+    # Client ID metadata documents: fetch limits, and how long a fetched one is trusted.
+    oauth_client_document_max_bytes: int = Field(default=5120, ge=512, le=65_536)
+    oauth_client_document_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    oauth_client_document_cache_seconds: int = Field(default=3600, ge=0, le=86_400)
+
     # --- mcp ------------------------------------------------------------------------------
     token: str | None = None  # identity for `atlilith mcp` over stdio
     toolsets: Annotated[list[str] | None, NoDecode] = None  # None = every default toolset
@@ -161,6 +172,12 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def mcp_resource_url(self) -> str:
+        """The MCP endpoint as an OAuth protected resource (RFC 8707/9728): OAuth access tokens
+        are minted for it and accepted only there."""
+        return f"{self.base_url}/mcp"
 
     def resolved_jwt_secret(self) -> str:
         """The signing secret: configured, or generated once and kept (0600) in the data dir."""

@@ -19,6 +19,7 @@ from core.events import Relay, Sink
 from core.observability import get_logger
 from core.uow import Database
 from servers import mcp as mcp_door
+from servers import oauth as oauth_door
 from servers.api import api_routers
 from servers.mcp_changes import ToolListChanges
 from servers.middleware import BodyLimit, RequestContext
@@ -116,6 +117,8 @@ def create_app(
 
         inngest_door.mount(app, database, inngest_client)
 
+    # The OAuth authorization server MCP hosts sign in through (docs/oauth.md).
+    app.router.routes.extend(oauth_door.oauth_routes(database))
     # MCP over streamable HTTP (and its RFC 9728 metadata), after the REST routes.
     for path in ("/mcp", "/.well-known/oauth-protected-resource/mcp"):
         app.router.routes.append(Route(path, endpoint=mcp_app))
