@@ -39,10 +39,10 @@ from mcp.server.auth.routes import build_metadata, cors_middleware, validate_iss
 from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, RequestBodyLimitMiddleware
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
-from pydantic import AnyHttpUrl, AnyUrl, ValidationError
+from pydantic import AnyHttpUrl, AnyUrl, ConfigDict, TypeAdapter, ValidationError
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
@@ -283,6 +283,29 @@ class ResourceBoundTokenHandler(TokenHandler):
         return cast(Response, await super().handle(request))
 
 
+class PublicClientRevocationHandler(RevocationHandler):
+    """The SDK's revocation endpoint requires a `client_secret` parameter even from public
+    clients, which RFC 7009 does not ask of them; this one takes the same steps without it."""
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            client = await self.client_authenticator.authenticate_request(request)
+        except AuthenticationError as err:
+            return JSONResponse(
+                {"error": "invalid_client", "error_description": err.message}, status_code=401
+            )
+        token = (await request.form()).get("token")
+        if not isinstance(token, str) or not token:
+            return JSONResponse({"error": "invalid_request", "error_description": "token is required"}, 400)
+        found: Access | Refresh | None = await self.provider.load_access_token(token)
+        if found is None:
+            found = await self.provider.load_refresh_token(client, token)
+        if found is not None and found.client_id == client.client_id:
+            await self.provider.revoke_token(found)
+        # An unknown or foreign token is not an error (RFC 7009 §2.2).
+        return Response(status_code=200, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
 def _limited(app: ASGIApp) -> ASGIApp:
     return RequestBodyLimitMiddleware(app, DEFAULT_MAX_REQUEST_BODY_SIZE)
 
@@ -296,7 +319,10 @@ def _cors(app: ASGIApp, methods: list[str]) -> ASGIApp:
 
 def oauth_routes(db: Database) -> list[Route]:
     """The authorization server's endpoints, with this server's base URL as issuer."""
-    issuer = AnyHttpUrl(db.settings.base_url)
+    # As the protected-resource metadata spells it: no trailing slash (RFC 8414 compares exactly).
+    issuer = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True)).validate_python(
+        db.settings.base_url
+    )
     validate_issuer_url(issuer)
     provider = CoreOAuthProvider(db)
     registration = ClientRegistrationOptions(enabled=True)
@@ -337,7 +363,7 @@ def oauth_routes(db: Database) -> list[Route]:
         Route(
             "/revoke",
             endpoint=_cors(
-                _limited(request_response(RevocationHandler(provider, authenticator).handle)),
+                _limited(request_response(PublicClientRevocationHandler(provider, authenticator).handle)),
                 ["POST", "OPTIONS"],
             ),
             methods=["POST", "OPTIONS"],
