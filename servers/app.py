@@ -20,6 +20,7 @@ from core.observability import get_logger
 from core.uow import Database
 from servers import mcp as mcp_door
 from servers import oauth as oauth_door
+from servers import portal
 from servers.api import api_routers
 from servers.mcp_changes import ToolListChanges
 from servers.middleware import BodyLimit, RequestContext
@@ -122,6 +123,9 @@ def create_app(
     # MCP over streamable HTTP (and its RFC 9728 metadata), after the REST routes.
     for path in ("/mcp", "/.well-known/oauth-protected-resource/mcp"):
         app.router.routes.append(Route(path, endpoint=mcp_app))
+
+    # The portal last: its catch-all client routes must not shadow an API or MCP path.
+    portal.mount(app, settings)
 
     if settings.cors_origins:
         app.add_middleware(

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from core.validation import (
     Email,
@@ -39,12 +39,22 @@ class SignupIn(Input):
     slug: Slug = Field(description="Your public handle: 3-40 lowercase letters, digits, hyphens.")
     display_name: Name
     device_id: str | None = Field(default=None, max_length=128)
+    refresh_cookie: bool = Field(
+        default=False,
+        description="For browsers: put the refresh token in an HttpOnly cookie (and a CSRF token in "
+        "the readable `atlilith_csrf` cookie) instead of the body.",
+    )
 
 
 class LoginIn(Input):
     login: str = Field(min_length=3, max_length=254, description="Your email or your slug.")
     password: str = Field(min_length=1, max_length=256)
     device_id: str | None = Field(default=None, max_length=128)
+    refresh_cookie: bool = Field(
+        default=False,
+        description="For browsers: put the refresh token in an HttpOnly cookie (and a CSRF token in "
+        "the readable `atlilith_csrf` cookie) instead of the body.",
+    )
 
 
 class RefreshIn(Input):
@@ -124,6 +134,12 @@ class AuthOut(BaseModel):
     refresh_expires_at: dt.datetime | None = None
     person: PersonOut
     context: ContextOut
+    # Which session the pair belongs to, for binding browser cookies to it; never serialized.
+    _session_id: uuid.UUID | None = PrivateAttr(default=None)
+
+    @property
+    def session_id(self) -> uuid.UUID | None:
+        return self._session_id
 
 
 # --- API keys ---------------------------------------------------------------------------------

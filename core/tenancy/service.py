@@ -33,6 +33,8 @@ from core.identity.polyseme import client_person_id
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
 from core.registry.changes import tools_changed
+from core.tenancy import browser
+from core.tenancy.browser import CsrfProof
 from core.tenancy.models import (
     ApiKey,
     AuthSession,
@@ -260,7 +262,7 @@ async def _issue_tokens(
             )
         )
         await uow.session.flush()
-    return AuthOut(
+    out = AuthOut(
         access_token=access,
         expires_in=int(tokens.ttl.total_seconds()),
         expires_at=expires,
@@ -269,6 +271,8 @@ async def _issue_tokens(
         person=_person_out(person),
         context=_context_out(org, role),
     )
+    out._session_id = session.id
+    return out
 
 
 async def signup(db: Database, data: SignupIn, device: Device) -> AuthOut:
@@ -381,8 +385,13 @@ async def login(db: Database, data: LoginIn, device: Device) -> AuthOut:
         return await _start_session(uow, fresh, device)
 
 
-async def refresh(db: Database, data: RefreshIn) -> AuthOut:
-    """Rotate a refresh token. A token presented twice means it leaked: the session ends."""
+async def refresh(db: Database, data: RefreshIn, csrf: CsrfProof | None = None) -> AuthOut:
+    """Rotate a refresh token. A token presented twice means it leaked: the session ends.
+    `csrf`: the token came in a browser cookie, so the request must also prove it comes from
+    our own page, signed for that very session; a refused proof changes nothing (no rotation,
+    no reuse alarm), so another site cannot sign anyone out either."""
+    if csrf is not None:
+        browser.check_request_shape(csrf, db.settings.cors_origins)
     token_hash = sha256_hex(data.refresh_token)
     reused = False
     async with db.system() as uow:
@@ -400,6 +409,8 @@ async def refresh(db: Database, data: RefreshIn) -> AuthOut:
                 "the refresh token is unknown", code="refresh_invalid", hint="sign in again"
             )
         rt, session, person = row
+        if csrf is not None:
+            browser.verify_csrf(db.settings, session.id, csrf)
         now = utcnow()
         if rt.used_at is not None:
             reused = True

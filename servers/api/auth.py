@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, status
+from fastapi import APIRouter, Body, Cookie, Header, Request, Response, status
 
+from core.errors import Unauthenticated
 from core.pagination import Page
-from core.tenancy import service
+from core.tenancy import browser, service
 from core.tenancy.schemas import (
     ApiKeyCreated,
     ApiKeyIn,
@@ -35,29 +36,102 @@ def _device(request: Request, device_id: str | None) -> service.Device:
     return service.Device(device_id=device_id, user_agent=request.headers.get("user-agent"))
 
 
-@router.post("/v1/auth/signup", status_code=status.HTTP_201_CREATED, response_model=AuthOut)
-async def signup(data: SignupIn, request: Request, db: DbDep) -> AuthOut:
-    """Create your account (a person; no org is asked) and get tokens."""
-    return await service.signup(db, data, _device(request, data.device_id))
+def _host(request: Request) -> str:
+    return request.headers.get("host") or request.url.netloc
 
 
-@router.post("/v1/auth/login", response_model=AuthOut)
-async def login(data: LoginIn, request: Request, db: DbDep) -> AuthOut:
-    """Sign in with your email or slug."""
-    return await service.login(db, data, _device(request, data.device_id))
+def _set_cookies(response: Response, cookies: list[browser.Cookie]) -> None:
+    for c in cookies:
+        response.set_cookie(
+            c.name,
+            c.value,
+            max_age=c.max_age,
+            path=c.path,
+            httponly=c.http_only,
+            secure=c.secure,
+            samesite="strict",
+        )
 
 
-@router.post("/v1/auth/refresh", response_model=AuthOut)
-async def refresh(data: RefreshIn, db: DbDep) -> AuthOut:
-    """Trade a refresh token (single use) for a new access + refresh pair."""
-    return await service.refresh(db, data)
+def _answer(out: AuthOut, cookie: bool, request: Request, response: Response) -> AuthOut:
+    """With `refresh_cookie`, the refresh token leaves the body for an HttpOnly cookie."""
+    if not cookie:
+        return out
+    body, cookies = browser.browser_session(request.app.state.settings, out, _host(request))
+    _set_cookies(response, cookies)
+    return body
+
+
+COOKIE_DOC = (
+    "With `refresh_cookie: true` (browsers) the refresh token is set as the HttpOnly cookie "
+    f"`{browser.REFRESH_COOKIE}` (SameSite=Strict, Path={browser.REFRESH_PATH}, Secure except on "
+    f"localhost) and a CSRF token as the readable cookie `{browser.CSRF_COOKIE}`; the body then "
+    "carries no refresh token."
+)
+
+
+@router.post(
+    "/v1/auth/signup",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AuthOut,
+    description="Create your account (a person; no org is asked) and get tokens. " + COOKIE_DOC,
+)
+async def signup(data: SignupIn, request: Request, response: Response, db: DbDep) -> AuthOut:
+    out = await service.signup(db, data, _device(request, data.device_id))
+    return _answer(out, data.refresh_cookie, request, response)
+
+
+@router.post(
+    "/v1/auth/login",
+    response_model=AuthOut,
+    description="Sign in with your email or slug. " + COOKIE_DOC,
+)
+async def login(data: LoginIn, request: Request, response: Response, db: DbDep) -> AuthOut:
+    out = await service.login(db, data, _device(request, data.device_id))
+    return _answer(out, data.refresh_cookie, request, response)
+
+
+@router.post(
+    "/v1/auth/refresh",
+    response_model=AuthOut,
+    description=(
+        "Trade a refresh token (single use) for a new access + refresh pair. Browsers send no "
+        f"body: the `{browser.REFRESH_COOKIE}` cookie is used instead, rotated in place, and the "
+        f"request must echo the `{browser.CSRF_COOKIE}` cookie in `{browser.CSRF_HEADER}` (403 "
+        "`csrf_failed` otherwise; a foreign `Origin` is refused too). The new token acts in the "
+        "session's last context (the last `POST /v1/auth/switch`), membership re-checked."
+    ),
+)
+async def refresh(
+    request: Request,
+    response: Response,
+    db: DbDep,
+    data: Annotated[RefreshIn | None, Body()] = None,
+    refresh_cookie: Annotated[
+        str | None, Cookie(alias=browser.REFRESH_COOKIE, include_in_schema=False)
+    ] = None,
+    csrf_cookie: Annotated[str | None, Cookie(alias=browser.CSRF_COOKIE, include_in_schema=False)] = None,
+    csrf_header: Annotated[str | None, Header(alias=browser.CSRF_HEADER, max_length=200)] = None,
+    origin: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> AuthOut:
+    if data is not None:
+        return await service.refresh(db, data)
+    if not refresh_cookie:
+        raise Unauthenticated("no refresh token was sent", code="refresh_invalid", hint="sign in again")
+    proof = browser.CsrfProof(cookie=csrf_cookie, header=csrf_header, origin=origin, host=_host(request))
+    out = await service.refresh(db, RefreshIn.model_construct(refresh_token=refresh_cookie), proof)
+    return _answer(out, True, request, response)
 
 
 @router.post("/v1/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-async def logout(caller: CallerDep, data: Annotated[LogoutIn | None, Body()] = None) -> None:
-    """End this session (or every session with `all_devices`); its tokens stop working at once."""
+async def logout(
+    caller: CallerDep, request: Request, response: Response, data: Annotated[LogoutIn | None, Body()] = None
+) -> None:
+    """End this session (or every session with `all_devices`); its tokens stop working at once,
+    and the browser's session cookies are cleared."""
     async with caller.context(person_level=True) as (ctx, uow):
         await service.logout(ctx, uow, data or LogoutIn())
+    _set_cookies(response, browser.cleared_cookies(_host(request)))
 
 
 @router.post("/v1/auth/switch", response_model=AuthOut)

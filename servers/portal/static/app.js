@@ -1,0 +1,232 @@
+// The portal shell: route table, sign-in gate, context (from the URL) and the nav with the
+// context switcher. Pages are modules under ./pages/, each a Preact component.
+
+import { html, render, useState, useEffect } from "./vendor/htm-preact-standalone.mjs";
+import * as api from "./api.js";
+import { ErrorBox, Loading } from "./ui.js";
+import { SignIn, SignUp } from "./pages/signin.js";
+import { Dashboard } from "./pages/dashboard.js";
+import { NotMember, NotFound } from "./pages/notfound.js";
+
+// Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
+// `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
+// omit it to keep the page out of the nav). Props every page gets: see PAGE PROPS below.
+export const routes = [
+  { path: "", page: Dashboard, title: "Dashboard", nav: "Dashboard", contexts: ["me", "org"] },
+  // — org pages (portal-shell) —
+  // — agents, components, credits (portal-agents) —
+];
+
+// Pages outside any context: `auth: false` are reachable signed out.
+export const topRoutes = [
+  { path: "/signin", page: SignIn, title: "Sign in", auth: false, signedOutOnly: true },
+  { path: "/signup", page: SignUp, title: "Sign up", auth: false, signedOutOnly: true },
+  // — person-level pages (portal-shell) —
+  // — oauth pages (oauth) —
+];
+
+/** Parse a pathname into {kind: "me"|"org"|"top", org, rest}. */
+export function parseLocation(pathname) {
+  const parts = pathname.replace(/\/+$/, "").split("/").filter(Boolean);
+  if (parts[0] === "me") return { kind: "me", org: null, rest: parts.slice(1).join("/") };
+  if (parts[0] === "o" && parts[1]) return { kind: "org", org: decodeURIComponent(parts[1]), rest: parts.slice(2).join("/") };
+  return { kind: "top", org: null, rest: "/" + parts.join("/") };
+}
+
+/** The URL of a page in a context: base("cocotte", "members") -> /o/cocotte/members. */
+export function contextUrl(org, rest = "") {
+  const base = org ? `/o/${encodeURIComponent(org)}` : "/me";
+  return rest ? `${base}/${rest}` : base;
+}
+
+export function navigate(url, { replace = false } = {}) {
+  if (replace) history.replaceState(null, "", url);
+  else history.pushState(null, "", url);
+  window.dispatchEvent(new Event("atlilith:navigate"));
+}
+
+// Plain <a href="/..."> links route inside the app (no reload).
+document.addEventListener("click", (e) => {
+  if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  const a = e.target.closest && e.target.closest("a[href]");
+  if (!a || a.target || a.hasAttribute("download") || a.getAttribute("href").startsWith("#")) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin || url.pathname.startsWith("/v1/") || url.pathname.startsWith("/docs")) return;
+  e.preventDefault();
+  navigate(url.pathname + url.search + url.hash);
+});
+
+function safeNext(next) {
+  return next && next.startsWith("/") && !next.startsWith("//") ? next : "/me";
+}
+
+function useLocation() {
+  const [loc, setLoc] = useState(location.pathname + location.search);
+  useEffect(() => {
+    const update = () => setLoc(location.pathname + location.search);
+    window.addEventListener("popstate", update);
+    window.addEventListener("atlilith:navigate", update);
+    return () => {
+      window.removeEventListener("popstate", update);
+      window.removeEventListener("atlilith:navigate", update);
+    };
+  }, []);
+  return loc;
+}
+
+function ContextSwitcher({ auth, me, here }) {
+  const memberships = (me && me.memberships) || [];
+  const current = here.kind === "org" ? here.org : null;
+  return html`<div class="switcher">
+    <span class="person">${auth.person.display_name} ▾</span>
+    <nav aria-label="Contexts" class="contexts">
+      <a href="/me" aria-current=${here.kind === "me" ? "page" : undefined}>Personal</a>
+      ${memberships.map(
+        (m) => html`<a key=${m.org.slug} href=${contextUrl(m.org.slug)}
+          aria-current=${current === m.org.slug ? "page" : undefined}>${m.org.name}</a>`,
+      )}
+      <a href="/me/orgs/new" class="new-org">+ New org</a>
+    </nav>
+  </div>`;
+}
+
+function Redirect({ to }) {
+  useEffect(() => navigate(to, { replace: true }), [to]);
+  return null;
+}
+
+function Nav({ auth, me, here, onSignOut }) {
+  const kind = here.kind === "org" ? "org" : "me";
+  const items = routes.filter((r) => r.nav && r.contexts.includes(kind));
+  const active = here.kind === "top" ? null : here.rest;
+  return html`<header class="topbar">
+    <a class="brand" href="/me">Atlilith</a>
+    <${ContextSwitcher} auth=${auth} me=${me} here=${here} />
+    <nav aria-label="Pages" class="pages">
+      ${items.map(
+        (r) => html`<a key=${r.path} href=${contextUrl(here.kind === "org" ? here.org : null, r.path)}
+          aria-current=${active === r.path ? "page" : undefined}>${r.nav}</a>`,
+      )}
+      <a href="/invitations" aria-current=${here.rest === "/invitations" ? "page" : undefined}>My invitations</a>
+    </nav>
+    <button type="button" class="secondary signout" onClick=${onSignOut}>Sign out</button>
+  </header>`;
+}
+
+function matchRoute(table, path) {
+  for (const r of table) {
+    const names = [];
+    const re = new RegExp("^" + r.path.replace(/:([a-z_]+)/g, (_, n) => (names.push(n), "([^/]+)")) + "$");
+    const m = path.match(re);
+    if (m) return { route: r, params: Object.fromEntries(names.map((n, i) => [n, decodeURIComponent(m[i + 1])])) };
+  }
+  return null;
+}
+
+function App() {
+  const loc = useLocation();
+  const [me, setMe] = useState(null);
+  const [ctxState, setCtxState] = useState({ key: null, error: null, busy: false });
+  const [fatal, setFatal] = useState(null);
+
+  const url = new URL(loc, location.origin);
+  const here = parseLocation(url.pathname);
+  const [auth, setAuth] = useState(undefined); // undefined: not known yet; null: signed out
+  const who = auth ? auth.person.id : "";
+  const wantedKey = here.kind === "org" ? `${who}:o:${here.org}` : here.kind === "me" ? `${who}:me` : null;
+
+  useEffect(() => api.onAuthChange((a) => setAuth(a ? api.currentAuth() : null)), []);
+  useEffect(() => {
+    api.restore().catch((err) => {
+      setFatal(err);
+      setAuth(null);
+    });
+  }, []);
+
+  const refreshMe = async () => {
+    try {
+      setMe(await api.get("/v1/me"));
+    } catch (err) {
+      if (err.status === 401) setAuth(null);
+    }
+  };
+  useEffect(() => {
+    if (auth) refreshMe();
+    else setMe(null);
+  }, [auth && auth.person.id]);
+
+  // The URL is the authority on the context: bring the access token in line with it.
+  useEffect(() => {
+    if (!auth || wantedKey === null || ctxState.key === wantedKey) return;
+    const wanted = here.kind === "org" ? here.org : null;
+    if (api.contextSlug() === wanted) {
+      setCtxState({ key: wantedKey, error: null, busy: false });
+      return;
+    }
+    setCtxState({ key: null, error: null, busy: true });
+    api.switchTo(wanted).then(
+      () => setCtxState({ key: wantedKey, error: null, busy: false }),
+      (error) => setCtxState({ key: wantedKey, error, busy: false }),
+    );
+  }, [wantedKey]);
+
+  if (fatal && auth === null) return html`<main class="page"><${ErrorBox} error=${fatal} /></main>`;
+  if (auth === undefined) return html`<main class="page"><${Loading} label="Signing you in…" /></main>`;
+
+  const top = here.kind === "top" ? matchRoute(topRoutes, here.rest === "/" ? "/" : here.rest) : null;
+  if (here.kind === "top" && here.rest === "/") return html`<${Redirect} to=${auth ? "/me" : "/signin"} />`;
+  const needsAuth = !(top && top.route.auth === false);
+  if (needsAuth && !auth) {
+    return html`<${Redirect} to=${`/signin?next=${encodeURIComponent(url.pathname + url.search)}`} />`;
+  }
+  const query = Object.fromEntries(url.searchParams);
+  const onSignedIn = () => navigate(safeNext(query.next), { replace: true });
+  const onSignOut = async () => {
+    await api.signOut();
+    navigate("/signin", { replace: true });
+  };
+
+  let body;
+  if (here.kind === "top") {
+    if (!top) body = html`<${NotFound} />`;
+    else {
+      // Signed in already: the sign-in and sign-up pages go where they would have led.
+      if (top.route.auth === false && auth && top.route.signedOutOnly) {
+        return html`<${Redirect} to=${safeNext(query.next)} />`;
+      }
+      body = html`<${top.route.page} auth=${auth} me=${me} params=${top.params} query=${query}
+        navigate=${navigate} refreshMe=${refreshMe} onSignedIn=${onSignedIn} />`;
+    }
+  } else {
+    const kind = here.kind;
+    const found = matchRoute(routes.filter((r) => r.contexts.includes(kind)), here.rest);
+    if (ctxState.error && ctxState.key === wantedKey) {
+      body = html`<${NotMember} org=${here.org} error=${ctxState.error} />`;
+    } else if (ctxState.key !== wantedKey) {
+      body = html`<${Loading} label="Switching context…" />`;
+    } else if (!found) {
+      body = html`<${NotFound} />`;
+    } else {
+      const c = api.currentAuth().context;
+      const ctx = {
+        kind,
+        org: here.kind === "org" ? here.org : null,
+        orgName: c.org ? c.org.name : null,
+        role: c.role,
+        base: contextUrl(here.kind === "org" ? here.org : null),
+        url: (rest) => contextUrl(here.kind === "org" ? here.org : null, rest),
+      };
+      // PAGE PROPS: {auth, me, ctx, params, query, navigate, refreshMe}
+      body = html`<${found.route.page} key=${loc} auth=${auth} me=${me} ctx=${ctx} params=${found.params}
+        query=${query} navigate=${navigate} refreshMe=${refreshMe} />`;
+    }
+  }
+  if (!auth) return html`<main class="page narrow" id="main">${body}</main>`;
+  return html`<a class="skip-link" href="#main">Skip to content</a>
+    <${Nav} auth=${auth} me=${me} here=${here} onSignOut=${onSignOut} />
+    <main class="page" id="main" tabindex="-1">${body}</main>`;
+}
+
+const root = document.getElementById("app");
+root.textContent = ""; // the static "Loading…" placeholder; Preact would keep it beside the app
+render(html`<${App} />`, root);

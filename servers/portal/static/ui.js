@@ -1,0 +1,163 @@
+// Shared bits of every page. Every control gets an accessible name (label, text or aria-label).
+
+import { html, useState, useEffect, useCallback, useRef } from "./vendor/htm-preact-standalone.mjs";
+
+export { html, useState, useEffect, useCallback, useRef };
+
+let fieldIds = 0;
+
+/** A refused call, shown where it happened: the API's message, its hint and field problems. */
+export function ErrorBox({ error, title }) {
+  if (!error) return null;
+  const fields = error.fields || [];
+  return html`<div class="error-box" role="alert">
+    <p class="error-title"><strong>${title || error.title || "Something went wrong"}</strong></p>
+    ${error.detail && html`<p class="error-detail">${error.detail}</p>`}
+    ${error.hint && html`<p class="error-hint">What to do: ${error.hint}</p>`}
+    ${fields.length > 0 &&
+    html`<ul class="error-fields">
+      ${fields.map((f) => html`<li key=${f.field}><code>${f.field}</code>: ${f.message}</li>`)}
+    </ul>`}
+  </div>`;
+}
+
+export function Loading({ label = "Loading…" }) {
+  return html`<p class="loading" role="status" aria-live="polite">${label}</p>`;
+}
+
+/** Nothing here yet, and what to do next (children: a link or a button). */
+export function Empty({ title, children }) {
+  return html`<div class="empty">
+    <p class="empty-title">${title}</p>
+    ${children && html`<div class="empty-next">${children}</div>`}
+  </div>`;
+}
+
+/** A page's heading; also sets the window title. */
+export function PageHeader({ title, children }) {
+  useEffect(() => {
+    document.title = `${title} · Atlilith`;
+  }, [title]);
+  return html`<header class="page-header">
+    <h1>${title}</h1>
+    ${children && html`<div class="page-actions">${children}</div>`}
+  </header>`;
+}
+
+/** A labelled input. `error`: an ApiError (its message for `name` is shown) or a string. */
+export function Field({ label, name, type = "text", value, onInput, hint, error, required, autocomplete, options, ...rest }) {
+  const id = useRef(`f-${name}-${++fieldIds}`).current;
+  const message = typeof error === "string" ? error : error && error.fieldMessage ? error.fieldMessage(name) : "";
+  const described = [hint && `${id}-hint`, message && `${id}-error`].filter(Boolean).join(" ") || undefined;
+  const common = {
+    id,
+    name,
+    required,
+    "aria-invalid": message ? "true" : undefined,
+    "aria-describedby": described,
+  };
+  const handler = (e) => onInput && onInput(e.target.value);
+  let control;
+  if (options) {
+    control = html`<select ...${common} value=${value} onChange=${handler} ...${rest}>
+      ${options.map((o) => html`<option key=${o.value} value=${o.value}>${o.label}</option>`)}
+    </select>`;
+  } else if (type === "textarea") {
+    control = html`<textarea ...${common} value=${value} onInput=${handler} ...${rest}></textarea>`;
+  } else {
+    control = html`<input ...${common} type=${type} value=${value} onInput=${handler} autocomplete=${autocomplete} ...${rest} />`;
+  }
+  return html`<div class=${"field" + (message ? " field-invalid" : "")}>
+    <label for=${id}>${label}</label>
+    ${hint && html`<p class="field-hint" id=${`${id}-hint`}>${hint}</p>`}
+    ${message && html`<p class="field-error" id=${`${id}-error`}>${message}</p>`}
+    ${control}
+  </div>`;
+}
+
+/** Copies `text`; says so for screen readers too. */
+export function CopyButton({ text, label = "Copy" }) {
+  const [done, setDone] = useState(false);
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      setDone(true);
+      setTimeout(() => setDone(false), 2000);
+    } catch {
+      setDone(false);
+    }
+  };
+  return html`<button type="button" class="secondary" onClick=${copy} aria-label=${label}>
+    ${done ? "Copied" : label}
+  </button>
+  <span class="visually-hidden" aria-live="polite">${done ? "Copied to the clipboard" : ""}</span>`;
+}
+
+/** A button that asks once more before doing something hard to undo. */
+export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, disabled }) {
+  const [asking, setAsking] = useState(false);
+  const [busy, setBusy] = useState(false);
+  if (!asking) {
+    return html`<button type="button" class=${danger ? "danger" : ""} disabled=${disabled} onClick=${() => setAsking(true)}>
+      ${label}
+    </button>`;
+  }
+  const go = async () => {
+    setBusy(true);
+    try {
+      await onConfirm();
+    } finally {
+      setBusy(false);
+      setAsking(false);
+    }
+  };
+  return html`<span class="confirm" role="group" aria-label=${`Confirm: ${label}`}>
+    <button type="button" class=${danger ? "danger" : ""} disabled=${busy} onClick=${go}>${confirmLabel || `Yes, ${label.toLowerCase()}`}</button>
+    <button type="button" class="secondary" onClick=${() => setAsking(false)}>Cancel</button>
+  </span>`;
+}
+
+/** Load something once (and again on `reload()` or when `deps` change): {data, error, loading, reload}. */
+export function useAsync(fn, deps = []) {
+  const [state, setState] = useState({ data: undefined, error: null, loading: true });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    let live = true;
+    setState((s) => ({ ...s, loading: true, error: null }));
+    fn().then(
+      (data) => live && setState({ data, error: null, loading: false }),
+      (error) => live && setState({ data: undefined, error, loading: false }),
+    );
+    return () => {
+      live = false;
+    };
+  }, [...deps, tick]);
+  const reload = useCallback(() => setTick((t) => t + 1), []);
+  return { ...state, reload };
+}
+
+/** Form state + submit: `run(fn)` shows busy, keeps the ApiError for ErrorBox/Field. */
+export function useAction() {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const run = async (fn) => {
+    setBusy(true);
+    setError(null);
+    try {
+      return await fn();
+    } catch (err) {
+      setError(err);
+      return undefined;
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, error, setError, run };
+}
+
+/** Short, local date-time. */
+export function when(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}

@@ -1,0 +1,152 @@
+"""Browser tests of the portal: a live server (uvicorn in a background thread, on a free port,
+against the session's test database) and one headless Chromium per test session; each test
+gets fresh browser contexts (isolated cookie jars = different people)."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from core.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "portal"
+
+INSTALL_HINT = (
+    "the portal's browser tests need Chromium: `apt-get update && apt-get install -y chromium` "
+    "(or `.venv/bin/playwright install chromium` where downloads work)"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings) -> Iterator[str]:
+    """The whole app served on 127.0.0.1:<free port>; its own event loop and engine (a
+    database engine cannot cross event loops), the same test database as every other test."""
+    from servers.app import create_app
+
+    port = _free_port()
+    app = create_app(settings.model_copy(update={"port": port}), run_relay=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="portal-live-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the live server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Chromium for the session. No browser = the run FAILS (never skips)."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    async with async_playwright() as p:
+        try:
+            launched = await p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        except Exception as exc:
+            pytest.fail(f"no usable Chromium ({exc.__class__.__name__}): {INSTALL_HINT}", pytrace=False)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+async def new_context(browser: Browser, live_server: str) -> AsyncIterator[Any]:
+    """A factory of isolated browser contexts (one per person), closed after the test."""
+    made: list[BrowserContext] = []
+
+    async def make() -> BrowserContext:
+        ctx = await browser.new_context(base_url=live_server, viewport={"width": 1200, "height": 800})
+        ctx.set_default_timeout(5_000)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        await ctx.close()
+
+
+@pytest.fixture
+async def page(new_context: Any) -> Page:
+    ctx: BrowserContext = await new_context()
+    return await ctx.new_page()
+
+
+@dataclass
+class Person:
+    slug: str
+    email: str
+    password: str
+    display_name: str
+
+
+def new_person(prefix: str = "u") -> Person:
+    slug = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return Person(slug, f"{slug}@example.com", "pw-" + secrets.token_hex(8), f"{prefix.title()} {slug[-4:]}")
+
+
+async def sign_up_quickly(page: Page, prefix: str = "u") -> Person:
+    """A new person signed in in this page's browser context, without the form: the context's
+    request API shares the browser's cookie jar, so the session cookie lands where the app
+    finds it. Then the app is opened on the personal dashboard."""
+    person = new_person(prefix)
+    r = await page.context.request.post(
+        "/v1/auth/signup",
+        data={
+            "email": person.email,
+            "password": person.password,
+            "slug": person.slug,
+            "display_name": person.display_name,
+            "refresh_cookie": True,
+        },
+    )
+    assert r.status == 201, await r.text()
+    await page.goto("/me")
+    await page.get_by_role("heading", level=1).wait_for()
+    return person
+
+
+async def api_as(page: Page, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Call the REST API as the person signed in in this page's context (cookie refresh)."""
+    csrf = next(c["value"] for c in await page.context.cookies() if c["name"] == "atlilith_csrf")
+    auth = await page.context.request.post("/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
+    assert auth.status == 200, await auth.text()
+    token = (await auth.json())["access_token"]
+    r = await page.context.request.fetch(
+        path, method=method, data=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert r.ok, f"{method} {path}: {r.status} {await r.text()}"
+    return await r.json() if r.status != 204 else None
+
+
+async def screenshot(page: Page, name: str) -> None:
+    """Keep a picture of the page for docs/portal.md."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

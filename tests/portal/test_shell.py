@@ -1,0 +1,71 @@
+"""The portal's shell: served with a strict CSP, sign-in redirect with ?next=, context in the URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from playwright.async_api import Page, expect
+
+from tests.portal.conftest import api_as, new_person, screenshot, sign_up_quickly
+
+
+async def test_shell_and_assets_carry_a_strict_csp(live_server: str) -> None:
+    async with httpx.AsyncClient(base_url=live_server) as c:
+        for path in ("/", "/signin", "/me/anything", "/o/cocotte/members", "/assets/app.js"):
+            r = await c.get(path)
+            assert r.status_code == 200, path
+            assert "script-src 'self';" in r.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+            assert r.headers["x-content-type-options"] == "nosniff"
+        assert (await c.get("/assets/app.js")).headers["content-type"].startswith("text/javascript")
+        assert (await c.get("/v1/me")).status_code == 401  # the API is not shadowed
+        assert (await c.get("/openapi.json")).status_code == 200
+
+
+async def test_sign_in_redirects_back_to_next(page: Page, live_server: str) -> None:
+    person = new_person("next")
+    async with httpx.AsyncClient(base_url=live_server) as c:
+        r = await c.post(
+            "/v1/auth/signup",
+            json={
+                "email": person.email,
+                "password": person.password,
+                "slug": person.slug,
+                "display_name": person.display_name,
+            },
+        )
+        assert r.status_code == 201
+    await page.goto("/me")
+    await expect(page).to_have_url(f"{live_server}/signin?next=%2Fme")
+    await page.get_by_label("Email or handle").fill(person.slug)
+    await page.get_by_label("Password").fill("wrong-password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("wrong")
+    await screenshot(page, "signin")
+    await page.get_by_label("Password").fill(person.password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(f"{live_server}/me")
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(person.display_name)
+
+
+async def test_context_in_the_url_survives_a_reload(page: Page, live_server: str) -> None:
+    await sign_up_quickly(page, "ctx")
+    org: dict[str, Any] = await api_as(
+        page,
+        "POST",
+        "/v1/orgs",
+        {"slug": "org-" + page.url[-6:].replace("/", "x") + "ab", "name": "Reload Org"},
+    )
+    await page.goto(f"/o/{org['slug']}")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Reload Org")
+    await page.reload()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Reload Org")
+    await expect(
+        page.get_by_role("navigation", name="Contexts").get_by_role("link", name="Reload Org")
+    ).to_have_attribute("aria-current", "page")
+    await page.get_by_role("link", name="Personal").click()
+    await expect(page).to_have_url(f"{live_server}/me")
+    await page.reload()
+    await expect(page.get_by_role("heading", level=1)).to_contain_text("Welcome")
+    await screenshot(page, "dashboard")
