@@ -7,6 +7,7 @@ import { ErrorBox, Loading } from "./ui.js";
 import { SignIn, SignUp } from "./pages/signin.js";
 import { Dashboard } from "./pages/dashboard.js";
 import { NotMember, NotFound } from "./pages/notfound.js";
+import { Consent } from "./pages/consent.js";
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -23,6 +24,7 @@ export const topRoutes = [
   { path: "/signup", page: SignUp, title: "Sign up", auth: false, signedOutOnly: true },
   // — person-level pages (portal-shell) —
   // — oauth pages (oauth) —
+  { path: "/oauth/consent", page: Consent, title: "Connect an app" },
 ];
 
 /** Parse a pathname into {kind: "me"|"org"|"top", org, rest}. */
