@@ -33,8 +33,10 @@ DESCRIPTION = """Atlilith's REST API for the provider portal and peer services.
 
 Authenticate with `Authorization: Bearer <token>`: an access token from `POST /v1/auth/login`
 or an API key. Each request acts in one context: personal, or one org you belong to (the
-token's context, or `X-Atlilith-Org`). Errors are RFC 9457 problem+json with a stable `code`
-and a `hint`. Lists paginate with `limit` and `cursor`."""
+token's context, or `X-Atlilith-Org`). OAuth access tokens of MCP hosts are for `/mcp` only and
+refused here; `/v1/oauth` serves the consent page and connected apps (the authorization server
+itself is at `/.well-known/oauth-authorization-server`). Errors are RFC 9457 problem+json with a
+stable `code` and a `hint`. Lists paginate with `limit` and `cursor`."""
 
 
 def create_app(
