@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from core.auth import sha256_hex
 from core.config import Settings
+from core.events import Relay
 from core.oauth.documents import is_document_client_id
 from core.uow import Database
 from servers.app import create_app
@@ -376,8 +377,14 @@ async def test_membership_removal_and_suspension_apply_on_the_next_call(
     me = await whoami(app, tokens["access_token"])
     assert me.structured_content["context"]["org"]["slug"] == org
     await client.delete(f"/v1/orgs/{org}/members/{member.slug}", headers=owner.h(org))
+    # At once, before any event handler ran: the live membership check.
     assert tool_error(await whoami(app, tokens["access_token"]))["code"] == "not_a_member"
     assert not (await whoami(app, tokens["access_token"], org="personal")).is_error
+    # Then the removal's handler ends the connection made for that org altogether.
+    await Relay(db).drain()
+    assert await mcp_status(client, tokens["access_token"]) == 401
+    assert (await client.get("/v1/oauth/connections", headers=member.h())).json()["items"] == []
+    _, tokens = await connect(client, member.h())
     async with db.system() as uow:
         await uow.session.execute(
             text("UPDATE platform.persons SET status = 'suspended' WHERE slug = :s"), {"s": member.slug}
@@ -476,3 +483,33 @@ async def test_documents_are_fetched_over_https_only_in_production(settings: Set
     with pytest.raises(OAuthError):
         await fetch_client_document("https://localhost/client.json", production)
     await asyncio.sleep(0)
+
+
+async def test_spent_requests_codes_and_tokens_are_purged(client: httpx.AsyncClient, db: Database) -> None:
+    import datetime as dt
+
+    from core.events import ScheduledRun
+    from core.oauth.handlers import purge_spent_oauth_rows
+
+    a = await signup(client)
+    _, tokens = await connect(client, a.h())
+    mine = {
+        "oauth_requests": "person_id = :p",
+        "oauth_codes": "grant_id IN (SELECT id FROM platform.oauth_grants WHERE person_id = :p)",
+        "oauth_tokens": "grant_id IN (SELECT id FROM platform.oauth_grants WHERE person_id = :p)",
+    }
+
+    async def count(table: str) -> int:
+        async with db.system() as uow:
+            sql = f"SELECT count(*) FROM platform.{table} WHERE {mine[table]}"
+            return int((await uow.session.execute(text(sql), {"p": a.id})).scalar_one())
+
+    assert all([await count(t) for t in mine])
+    async with db.system() as uow:
+        for table, where in mine.items():
+            sql = f"UPDATE platform.{table} SET expires_at = now() - interval '2 days' WHERE {where}"
+            await uow.session.execute(text(sql), {"p": a.id})
+    async with db.system() as uow:
+        await purge_spent_oauth_rows(ScheduledRun(name="oauth.purge", fire_at=dt.datetime.now(dt.UTC)), uow)
+    assert [await count(t) for t in mine] == [0, 0, 0]
+    assert await mcp_status(client, tokens["access_token"]) == 401
