@@ -393,15 +393,13 @@ async def _resolve_oauth(
             },
         )
     ).one_or_none()
-    status = row.token_status if row is not None else "revoked"
-    if status == "revoked":
+    if row is None or row.token_status == "revoked":  # noqa: S105  (a status, not a secret)
         raise Unauthenticated(
             "this OAuth access token is unknown or its connection was revoked",
             code="token_invalid",
             hint="sign in again through your MCP host (it runs the OAuth flow)",
         )
-    assert row is not None
-    if status == "expired":
+    if row.token_status == "expired":  # noqa: S105
         raise Unauthenticated(
             "the OAuth access token has expired",
             code="token_expired",
