@@ -63,6 +63,8 @@ class StoredClient(OAuthClientInformationFull):
     """A client as the SDK's handlers see it; the secret is known by its hash only."""
 
     secret_hash: str | None = None
+    # What it registered (or its document says); `scope` itself is widened for the SDK's check.
+    registered_scope: str | None = None
 
 
 class Code(AuthorizationCode):
@@ -94,11 +96,17 @@ class CoreOAuthProvider:
         meta = {k: v for k, v in record.metadata.items() if k != "client_id"}
         if record.kind == "document":
             meta["token_endpoint_auth_method"] = "none"  # noqa: S105  (public: no secret)
-        # Unrestricted registration: any supported scope may be asked for at /authorize.
-        meta["scope"] = meta.get("scope") or " ".join(oauth.supported_scopes())
+        registered = meta.get("scope") or None
+        # Registered without a scope: any supported scope may be asked for at /authorize.
+        meta["scope"] = registered or " ".join(oauth.supported_scopes())
         try:
             return StoredClient.model_validate(
-                {**meta, "client_id": record.client_id, "secret_hash": record.secret_hash}
+                {
+                    **meta,
+                    "client_id": record.client_id,
+                    "secret_hash": record.secret_hash,
+                    "registered_scope": registered,
+                }
             )
         except ValidationError:
             log.info("oauth_client_unusable", client_id=client_id)
@@ -113,6 +121,10 @@ class CoreOAuthProvider:
             raise RegistrationError(code, err.message) from err
 
     async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
+        # Asking for nothing gets what the client registered for, or else everything (`*`).
+        scopes = params.scopes
+        if not scopes and isinstance(client, StoredClient) and client.registered_scope:
+            scopes = client.registered_scope.split()
         try:
             return await oauth.start_request(
                 self.db,
@@ -121,7 +133,7 @@ class CoreOAuthProvider:
                 redirect_uri_explicit=params.redirect_uri_provided_explicitly,
                 state=params.state,
                 code_challenge=params.code_challenge,
-                scopes=params.scopes,
+                scopes=scopes,
                 resource=params.resource,
             )
         except OAuthError as err:
@@ -203,7 +215,7 @@ class CoreOAuthProvider:
 
 
 def _record(client: OAuthClientInformationFull) -> oauth.ClientRecord:
-    meta = client.model_dump(mode="json", exclude_none=True, exclude={"secret_hash"})
+    meta = client.model_dump(mode="json", exclude_none=True, exclude={"secret_hash", "registered_scope"})
     return oauth.ClientRecord(client.client_id, "registered", None, meta)
 
 

@@ -87,8 +87,11 @@ class TokenPair:
 
 
 def supported_scopes() -> list[str]:
-    """`*` (everything the person may do) and the scope vocabulary of API keys."""
-    return [ALL_SCOPES, *known_scopes()]
+    """`*` (everything the person may do) and the scope vocabulary of API keys, with each
+    feature's `<feature>:*`."""
+    known = known_scopes()
+    features = sorted({name.partition(":")[0] for name in known})
+    return [ALL_SCOPES, *known, *(f"{f}:*" for f in features)]
 
 
 def scope_descriptions(scopes: list[str]) -> list[tuple[str, str]]:
@@ -108,7 +111,7 @@ def _check_scopes(scopes: list[str] | None) -> list[str]:
     if not scopes:
         return [ALL_SCOPES]
     supported = set(supported_scopes())
-    unknown = [s for s in scopes if s not in supported and not (s.endswith(":*") and s != ":*")]
+    unknown = [s for s in scopes if s not in supported]
     if unknown:
         raise OAuthError(f"unknown scopes: {' '.join(unknown)}", code="invalid_scope")
     return sorted(set(scopes))

@@ -176,6 +176,28 @@ async def test_a_token_for_another_resource_is_never_minted(client: httpx.AsyncC
     assert t.status_code == 400 and t.json()["error"] == "invalid_target"
 
 
+async def test_scopes_default_to_the_registration_and_limit_what_tools_may_do(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    a = await signup(client)
+    c = (await register(client, scope="tenancy:read"))["client_id"]
+    p = pkce()
+    rid = await request_id(client, c, p)
+    seen = (await client.get(f"/v1/oauth/requests/{rid}", headers=a.h())).json()
+    assert [s["name"] for s in seen["scopes"]] == ["tenancy:read"]
+    code = (await approve(client, a.h(), rid))["code"]
+    tokens = (await exchange(client, c, code, p.verifier)).json()
+    assert tokens["scope"] == "tenancy:read"
+    assert not (await whoami(app, tokens["access_token"])).is_error
+    async with mcp(app, tokens["access_token"]) as session:
+        refused = await session.call_tool("clients_create", {"name": "Not allowed"})
+    assert tool_error(refused)["code"] == "missing_scope"
+    wider = await authorize(client, c, pkce(), scope="tenancy:write")
+    assert query(wider.headers["location"])["error"] == "invalid_scope"
+    unknown = await authorize(client, (await register(client))["client_id"], pkce(), scope="everything")
+    assert query(unknown.headers["location"])["error"] == "invalid_scope"
+
+
 # --- the whole flow, codes and verifiers ---------------------------------------------------------
 
 
