@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from core import __version__
@@ -24,6 +25,7 @@ from servers import portal
 from servers.api import api_routers
 from servers.mcp_changes import ToolListChanges
 from servers.middleware import BodyLimit, RequestContext
+from servers.openapi import install_openapi, operation_names
 from servers.problems import install_problem_handlers, refuse_control_characters
 from servers.registry_sync import sync_registry
 
@@ -100,7 +102,7 @@ def create_app(
     app.state.tool_changes = tool_changes
     install_problem_handlers(app)
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], operation_id="health")
     async def health() -> JSONResponse:
         """Liveness and database reachability: 200 when ready, 503 while the database is out."""
         db_ok = await database.ping()
@@ -115,6 +117,8 @@ def create_app(
 
     for router in api_routers():
         app.include_router(router)
+    routes = [r for router in api_routers() for r in router.routes if isinstance(r, APIRoute)]
+    install_openapi(app, operation_names(routes, mcp_server.every_tool()))
     if inngest_client is not None:
         from servers import inngest as inngest_door
 

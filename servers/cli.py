@@ -96,7 +96,8 @@ def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None
     app = create_app(settings)
     base = f"http://{settings.host}:{settings.port}"
     typer.secho(
-        f"Atlilith on {base}  ·  REST docs {base}/docs  ·  MCP {base}/mcp  ·  Ctrl-C stops",
+        f"Atlilith on {base}  ·  portal {base}/  ·  REST docs {base}/docs  ·  MCP {base}/mcp"
+        "  ·  Ctrl-C stops",
         fg=typer.colors.GREEN,
         err=True,
     )

@@ -169,6 +169,11 @@ class AtlilithServer(MCPServer):
 
         lowlevel.create_initialization_options = initialization_options  # type: ignore[method-assign]
 
+    def every_tool(self) -> list[ToolSpec]:
+        """Every tool of every toolset, selected for this server or not (the REST door names
+        its operations after them)."""
+        return [spec for ts in self._sets.values() for spec in ts.tools]
+
     @property
     def static_token(self) -> str | None:
         return self._rt.static_token

@@ -94,6 +94,12 @@ async def login(data: LoginIn, request: Request, response: Response, db: DbDep) 
 @router.post(
     "/v1/auth/refresh",
     response_model=AuthOut,
+    responses={
+        403: {
+            "description": "The refresh cookie came without a valid CSRF proof (`csrf_failed`) "
+            "or from another site's page (`csrf_origin`)."
+        }
+    },
     description=(
         "Trade a refresh token (single use) for a new access + refresh pair. Browsers send no "
         f"body: the `{browser.REFRESH_COOKIE}` cookie is used instead, rotated in place, and the "

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from core.config import Settings
 
@@ -147,6 +147,7 @@ async def api_as(page: Page, method: str, path: str, body: dict[str, Any] | None
 
 
 async def screenshot(page: Page, name: str) -> None:
-    """Keep a picture of the page for docs/portal.md."""
+    """Keep a picture of the page for docs/portal.md, once nothing on it is still loading."""
+    await expect(page.locator(".loading")).to_have_count(0)
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -44,9 +45,16 @@ async def test_sign_in_redirects_back_to_next(page: Page, live_server: str) -> N
     await expect(page.get_by_role("alert")).to_contain_text("wrong")
     await screenshot(page, "signin")
     await page.get_by_label("Password").fill(person.password)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_label("Password").press("Enter")  # the keyboard is enough
     await expect(page).to_have_url(f"{live_server}/me")
     await expect(page.get_by_role("heading", level=1)).to_contain_text(person.display_name)
+
+    # Signing out ends the session: a reload does not bring it back.
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to Atlilith")
+    assert not [c for c in await page.context.cookies() if c["name"].startswith("atlilith_")]
+    await page.goto("/me")
+    await expect(page).to_have_url(f"{live_server}/signin?next=%2Fme")
 
 
 async def test_context_in_the_url_survives_a_reload(page: Page, live_server: str) -> None:
@@ -55,7 +63,7 @@ async def test_context_in_the_url_survives_a_reload(page: Page, live_server: str
         page,
         "POST",
         "/v1/orgs",
-        {"slug": "org-" + page.url[-6:].replace("/", "x") + "ab", "name": "Reload Org"},
+        {"slug": f"reload-{uuid.uuid4().hex[:6]}", "name": "Reload Org"},
     )
     await page.goto(f"/o/{org['slug']}")
     await expect(page.get_by_role("heading", level=1)).to_have_text("Reload Org")

@@ -1,5 +1,6 @@
 """Fuzzing every door: schemathesis against the OpenAPI schema (every operation, valid and
-invalid inputs, authenticated) finds no 5xx; generated calls of every MCP tool from its input
+invalid inputs, authenticated, in both contexts) finds no 5xx and no answer the schema does
+not promise; generated calls of every MCP tool from its input
 schema find no internal error; oversized bodies are refused with 413 everywhere.
 
 Examples are derandomized (a failure reproduces) and few per operation, to stay in budget."""
@@ -19,6 +20,12 @@ from hypothesis import strategies as st
 from mcp import Client
 from schemathesis.generation import GenerationMode
 from schemathesis.python.asgi import get_client, shutdown_lifespans
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from core.config import Settings
 from core.uow import Database
@@ -27,6 +34,14 @@ from tests.conftest import make_org, signup
 from tests.support.registry import install
 
 EXAMPLES = 6
+# Each call acts in the personal context or in the fuzzer's org.
+CONTEXTS = ("personal", "org")
+CONFORMANCE = [
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -74,12 +89,13 @@ def test_openapi_fuzzing_finds_no_server_error(settings: Settings) -> None:
                 if mode is GenerationMode.NEGATIVE and not _has_inputs(operation):
                     continue
 
-                @given(case=operation.as_strategy(generation_mode=mode))
+                @given(case=operation.as_strategy(generation_mode=mode), context=st.sampled_from(CONTEXTS))
                 @FUZZ
-                def call(case: Any) -> None:
+                def call(case: Any, context: str) -> None:
                     nonlocal calls
                     calls += 1
-                    headers = {**_bearer(key["token"]), "X-Atlilith-Org": org}
+                    where = {"personal": "personal", "org": org}[context]
+                    headers = {**_bearer(key["token"]), "X-Atlilith-Org": where}
                     if case.headers:
                         headers = {
                             **{k: v for k, v in case.headers.items() if k.lower() != "authorization"},
@@ -88,11 +104,16 @@ def test_openapi_fuzzing_finds_no_server_error(settings: Settings) -> None:
                         if "x-atlilith-org" in {k.lower() for k in case.headers}:
                             headers.pop("X-Atlilith-Org")
                     response = case.call(headers=headers)
+                    label = f"{case.operation.method.upper()} {case.operation.path} ({context})"
                     if response.status_code >= 500:
-                        failures.append(
-                            f"{case.operation.method.upper()} {case.operation.path} -> {response.status_code}"
-                        )
+                        failures.append(f"{label} -> {response.status_code}")
                     assert "Traceback" not in response.text and "asyncpg" not in response.text
+                    # The answer is one the schema promised: a documented status, its media
+                    # type, a body matching its schema (problem+json for every error).
+                    try:
+                        case.validate_response(response, checks=CONFORMANCE, headers=headers)
+                    except Exception as exc:  # schemathesis raises a group of check failures
+                        failures.append(f"{label} -> {response.status_code}: {str(exc)[:300]}")
 
                 call()
         assert failures == [], sorted(set(failures))

@@ -224,4 +224,5 @@ async def test_openapi_documents_browser_sessions(browser_client: httpx.AsyncCli
     refresh = spec["paths"]["/v1/auth/refresh"]["post"]
     assert "X-CSRF-Token" in refresh["description"]
     assert any(p["name"] == "X-CSRF-Token" for p in refresh["parameters"])
+    assert "csrf_failed" in refresh["responses"]["403"]["description"]
     assert "session_id" not in spec["components"]["schemas"]["AuthOut"]["properties"]

@@ -137,7 +137,9 @@ export async function signUp(data) {
 
 export async function signOut() {
   try {
-    if (auth) await send("POST", "/v1/auth/logout", { token: auth.access_token });
+    // Through `request`: an expired access token is refreshed first, so the session is still
+    // revoked and the cookies cleared.
+    if (auth) await request("POST", "/v1/auth/logout");
   } finally {
     setAuth(null);
   }

@@ -1,12 +1,15 @@
 // The portal shell: route table, sign-in gate, context (from the URL) and the nav with the
 // context switcher. Pages are modules under ./pages/, each a Preact component.
 
-import { html, render, useState, useEffect } from "./vendor/htm-preact-standalone.mjs";
+import { html, render, useState, useEffect, useRef } from "./vendor/htm-preact-standalone.mjs";
 import * as api from "./api.js";
 import { ErrorBox, Loading } from "./ui.js";
 import { SignIn, SignUp } from "./pages/signin.js";
 import { Dashboard } from "./pages/dashboard.js";
 import { NotMember, NotFound } from "./pages/notfound.js";
+import { MembersPage, OrgInvitationsPage, OrgSettingsPage, NewOrgPage } from "./pages/org.js";
+import { BrandsPage } from "./pages/brands.js";
+import { MyInvitationsPage } from "./pages/invitations.js";
 import { Consent } from "./pages/consent.js";
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
@@ -15,6 +18,11 @@ import { Consent } from "./pages/consent.js";
 export const routes = [
   { path: "", page: Dashboard, title: "Dashboard", nav: "Dashboard", contexts: ["me", "org"] },
   // — org pages (portal-shell) —
+  { path: "members", page: MembersPage, title: "Members", nav: "Members", contexts: ["org"] },
+  { path: "invitations", page: OrgInvitationsPage, title: "Invitations", nav: "Invitations", contexts: ["org"] },
+  { path: "brands", page: BrandsPage, title: "Brands", nav: "Brands", contexts: ["me", "org"] },
+  { path: "settings", page: OrgSettingsPage, title: "Settings", nav: "Settings", contexts: ["org"] },
+  { path: "orgs/new", page: NewOrgPage, title: "Create an org", contexts: ["me"] },
   // — agents, components, credits (portal-agents) —
 ];
 
@@ -23,6 +31,7 @@ export const topRoutes = [
   { path: "/signin", page: SignIn, title: "Sign in", auth: false, signedOutOnly: true },
   { path: "/signup", page: SignUp, title: "Sign up", auth: false, signedOutOnly: true },
   // — person-level pages (portal-shell) —
+  { path: "/invitations", page: MyInvitationsPage, title: "My invitations" },
   // — oauth pages (oauth) —
   { path: "/oauth/consent", page: Consent, title: "Connect an app" },
 ];
@@ -104,6 +113,7 @@ function Nav({ auth, me, here, onSignOut }) {
   return html`<header class="topbar">
     <a class="brand" href="/me">Atlilith</a>
     <${ContextSwitcher} auth=${auth} me=${me} here=${here} />
+    <button type="button" class="secondary signout" onClick=${onSignOut}>Sign out</button>
     <nav aria-label="Pages" class="pages">
       ${items.map(
         (r) => html`<a key=${r.path} href=${contextUrl(here.kind === "org" ? here.org : null, r.path)}
@@ -111,7 +121,6 @@ function Nav({ auth, me, here, onSignOut }) {
       )}
       <a href="/invitations" aria-current=${here.rest === "/invitations" ? "page" : undefined}>My invitations</a>
     </nav>
-    <button type="button" class="secondary signout" onClick=${onSignOut}>Sign out</button>
   </header>`;
 }
 
@@ -138,6 +147,12 @@ function App() {
   const wantedKey = here.kind === "org" ? `${who}:o:${here.org}` : here.kind === "me" ? `${who}:me` : null;
 
   useEffect(() => api.onAuthChange((a) => setAuth(a ? api.currentAuth() : null)), []);
+  // After an in-app navigation, keyboard and screen-reader users start at the new page.
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) first.current = false;
+    else document.getElementById("main")?.focus();
+  }, [loc]);
   useEffect(() => {
     api.restore().catch((err) => {
       setFatal(err);
@@ -168,7 +183,10 @@ function App() {
     setCtxState({ key: null, error: null, busy: true });
     api.switchTo(wanted).then(
       () => setCtxState({ key: wantedKey, error: null, busy: false }),
-      (error) => setCtxState({ key: wantedKey, error, busy: false }),
+      (error) => {
+        setCtxState({ key: wantedKey, error, busy: false });
+        refreshMe(); // the switcher should stop offering an org we have left
+      },
     );
   }, [wantedKey]);
 
@@ -223,9 +241,10 @@ function App() {
         query=${query} navigate=${navigate} refreshMe=${refreshMe} />`;
     }
   }
+  const lost = here.kind === "org" && ctxState.error && ctxState.key === wantedKey;
   if (!auth) return html`<main class="page narrow" id="main">${body}</main>`;
   return html`<a class="skip-link" href="#main">Skip to content</a>
-    <${Nav} auth=${auth} me=${me} here=${here} onSignOut=${onSignOut} />
+    <${Nav} auth=${auth} me=${me} here=${lost ? { kind: "top", org: null, rest: null } : here} onSignOut=${onSignOut} />
     <main class="page" id="main" tabindex="-1">${body}</main>`;
 }
 

@@ -94,11 +94,15 @@ export function CopyButton({ text, label = "Copy" }) {
 }
 
 /** A button that asks once more before doing something hard to undo. */
-export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, disabled }) {
+export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, disabled, ariaLabel }) {
   const [asking, setAsking] = useState(false);
   const [busy, setBusy] = useState(false);
+  const yesRef = useRef(null);
+  useEffect(() => {
+    if (asking && yesRef.current) yesRef.current.focus(); // keyboard users land on the question
+  }, [asking]);
   if (!asking) {
-    return html`<button type="button" class=${danger ? "danger" : ""} disabled=${disabled} onClick=${() => setAsking(true)}>
+    return html`<button type="button" class=${danger ? "danger" : ""} disabled=${disabled} aria-label=${ariaLabel} onClick=${() => setAsking(true)}>
       ${label}
     </button>`;
   }
@@ -111,8 +115,9 @@ export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, d
       setAsking(false);
     }
   };
-  return html`<span class="confirm" role="group" aria-label=${`Confirm: ${label}`}>
-    <button type="button" class=${danger ? "danger" : ""} disabled=${busy} onClick=${go}>${confirmLabel || `Yes, ${label.toLowerCase()}`}</button>
+  const yes = confirmLabel || `Yes, ${(ariaLabel || label).toLowerCase()}`;
+  return html`<span class="confirm" role="group" aria-label=${`Confirm: ${ariaLabel || label}`}>
+    <button type="button" class=${danger ? "danger" : ""} disabled=${busy} onClick=${go} ref=${yesRef}>${yes}</button>
     <button type="button" class="secondary" onClick=${() => setAsking(false)}>Cancel</button>
   </span>`;
 }

@@ -21,7 +21,6 @@ export function NotMember({ org, error }) {
   return html`<section>
     <${PageHeader} title="You are no longer a member of this org" />
     <p>You cannot act in <strong>${org}</strong>: you were removed from it, it was deleted, or you never joined it.</p>
-    ${error && error.hint && html`<p class="muted">${error.hint}</p>`}
     <p><a href="/me">Go to your personal dashboard</a> or <a href="/invitations">see your invitations</a>.</p>
   </section>`;
 }
