@@ -22,6 +22,11 @@ TAGS: list[dict[str, str]] = [
     {"name": "auth", "description": "Sign up, sign in, refresh and switch context."},
     {"name": "me", "description": "You: your profile, password and invitations to orgs."},
     {"name": "api keys", "description": "Keys for agents, scripts and peer services."},
+    {
+        "name": "oauth",
+        "description": "MCP hosts signed in through OAuth: the consent page's requests and your "
+        "connected apps (docs/oauth.md).",
+    },
     {"name": "orgs", "description": "Orgs you own or belong to: members, roles, invitations."},
     {"name": "brands", "description": "An org's brands and their public site configuration."},
     {"name": "clients", "description": "The provider's clients, one record per person served."},
