@@ -27,6 +27,7 @@ from core.uow import Database
 from servers.app import create_app
 from tests.conftest import make_org, running, signup
 from tests.support.mcp import tool_error
+from tests.support.messaging import inbound
 from tests.support.oauth import (
     REDIRECT,
     approve,
@@ -40,6 +41,7 @@ from tests.support.oauth import (
     register,
     request_id,
 )
+from tests.support.registry import install
 
 
 def mcp(app: Any, token: str) -> Client:
@@ -412,6 +414,21 @@ async def test_membership_removal_and_suspension_apply_on_the_next_call(
             text("UPDATE platform.persons SET status = 'suspended' WHERE slug = :s"), {"s": member.slug}
         )
     assert await mcp_status(client, tokens["access_token"]) == 401
+
+
+async def test_an_oauth_host_is_an_agent_for_the_thread_agent_mode(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    """A connected host gets no more than an API key: a thread's `draft_only` mode applies."""
+    a = await signup(client)
+    await install(client, a, "messaging")
+    tid = (await inbound(client, a.h(), channel="portal", external_id="q-oauth", body="Friday?"))["results"][
+        0
+    ]["thread_id"]
+    _, tokens = await connect(client, a.h())
+    async with mcp(app, tokens["access_token"]) as session:
+        sent = await session.call_tool("messaging_send", {"thread_id": tid, "body": "Yes!"})
+        assert tool_error(sent)["code"] == "agent_mode_draft_only"
 
 
 # --- client ID metadata documents ----------------------------------------------------------------
