@@ -48,7 +48,9 @@ from starlette.types import ASGIApp
 
 from core.auth import sha256_hex
 from core.oauth import authorization as oauth
+from core.oauth import clients
 from core.oauth.errors import OAuthError
+from core.oauth.scopes import supported_scopes
 from core.observability import get_logger
 from core.uow import Database
 
@@ -90,7 +92,7 @@ class CoreOAuthProvider:
         self.db = db
 
     async def get_client(self, client_id: str) -> StoredClient | None:
-        record = await oauth.get_client(self.db, client_id)
+        record = await clients.get_client(self.db, client_id)
         if record is None:
             return None
         meta = {k: v for k, v in record.metadata.items() if k != "client_id"}
@@ -98,7 +100,7 @@ class CoreOAuthProvider:
             meta["token_endpoint_auth_method"] = "none"  # noqa: S105  (public: no secret)
         registered = meta.get("scope") or None
         # Registered without a scope: any supported scope may be asked for at /authorize.
-        meta["scope"] = registered or " ".join(oauth.supported_scopes())
+        meta["scope"] = registered or " ".join(supported_scopes())
         try:
             return StoredClient.model_validate(
                 {
@@ -115,7 +117,7 @@ class CoreOAuthProvider:
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
         metadata = client_info.model_dump(mode="json", exclude_none=True)
         try:
-            await oauth.register_client(self.db, metadata, client_info.client_secret)
+            await clients.register_client(self.db, metadata, client_info.client_secret)
         except OAuthError as err:
             code = cast(RegistrationErrorCode, _error(err, RegistrationErrorCode, "invalid_client_metadata"))
             raise RegistrationError(code, err.message) from err
@@ -214,9 +216,9 @@ class CoreOAuthProvider:
         raise TokenError("unsupported_grant_type", "the JWT bearer grant is not supported here")
 
 
-def _record(client: OAuthClientInformationFull) -> oauth.ClientRecord:
+def _record(client: OAuthClientInformationFull) -> clients.ClientRecord:
     meta = client.model_dump(mode="json", exclude_none=True, exclude={"secret_hash", "registered_scope"})
-    return oauth.ClientRecord(client.client_id, "registered", None, meta)
+    return clients.ClientRecord(client.client_id, "registered", None, meta)
 
 
 async def _tokens(pending: Any) -> OAuthToken:

@@ -1,7 +1,7 @@
-"""What the authorization server does for a client: register it (RFC 7591) or know it by its
-metadata document, start an authorization request, redeem a code once, rotate refresh tokens
-(a reused one revokes the connection), revoke (RFC 7009). Transport-free: `servers/oauth.py`
-maps these to the MCP SDK's handlers and models.
+"""What the authorization server does once it knows the client: keep an authorization request
+until a person decides, redeem a code once, rotate refresh tokens (a reused one revokes the
+connection), revoke (RFC 7009). Transport-free: `servers/oauth.py` maps these to the MCP SDK's
+handlers and models.
 
 Every token is bound to one resource (RFC 8707): this server's MCP endpoint. A request naming
 another resource is refused, and `core.auth` refuses a token anywhere but where it was minted
@@ -20,34 +20,16 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from sqlalchemy import select, update
 
 from core.auth import OAUTH_ACCESS_PREFIX, OAUTH_REFRESH_PREFIX, sha256_hex, utcnow
-from core.context import ALL_SCOPES, known_scopes
-from core.oauth.documents import fetch_client_document, is_document_client_id
+from core.oauth.clients import ClientRecord
 from core.oauth.errors import OAuthError
-from core.oauth.models import OAuthClient, OAuthCode, OAuthGrant, OAuthRequest, OAuthToken
+from core.oauth.models import OAuthCode, OAuthGrant, OAuthRequest, OAuthToken
+from core.oauth.scopes import check_scopes
 from core.observability import get_logger
 from core.uow import Database, UnitOfWork
 
 log = get_logger("atlilith.oauth")
 
 _CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
-MAX_NAME = 100
-MAX_REDIRECT_URIS = 10
-
-
-# --- records the server maps to the SDK's models ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClientRecord:
-    client_id: str
-    kind: str
-    secret_hash: str | None
-    metadata: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("client_name") or self.client_id)[:MAX_NAME]
 
 
 @dataclass(frozen=True)
@@ -83,40 +65,6 @@ class TokenPair:
     scopes: list[str] = field(default_factory=list)
 
 
-# --- scopes and resources ---------------------------------------------------------------------------
-
-
-def supported_scopes() -> list[str]:
-    """`*` (everything the person may do) and the scope vocabulary of API keys, with each
-    feature's `<feature>:*`."""
-    known = known_scopes()
-    features = sorted({name.partition(":")[0] for name in known})
-    return [ALL_SCOPES, *known, *(f"{f}:*" for f in features)]
-
-
-def scope_descriptions(scopes: list[str]) -> list[tuple[str, str]]:
-    known = known_scopes()
-    described = []
-    for scope in scopes:
-        if scope == ALL_SCOPES:
-            described.append((scope, "act as you in the context you choose: everything you may do there"))
-        elif scope.endswith(":*"):
-            described.append((scope, f"everything in {scope.removesuffix(':*')}"))
-        else:
-            described.append((scope, known.get(scope, scope)))
-    return described
-
-
-def _check_scopes(scopes: list[str] | None) -> list[str]:
-    if not scopes:
-        return [ALL_SCOPES]
-    supported = set(supported_scopes())
-    unknown = [s for s in scopes if s not in supported]
-    if unknown:
-        raise OAuthError(f"unknown scopes: {' '.join(unknown)}", code="invalid_scope")
-    return sorted(set(scopes))
-
-
 def canonical_resource(db: Database, resource: str | None) -> str:
     """The resource a token will be bound to: this server's MCP endpoint, whatever the
     client named it as (a trailing slash aside); any other resource is refused (RFC 8707)."""
@@ -124,105 +72,6 @@ def canonical_resource(db: Database, resource: str | None) -> str:
     if resource is None or resource.rstrip("/") == ours:
         return ours
     raise OAuthError(f"this server issues tokens for {ours} only, not {resource}", code="invalid_target")
-
-
-# --- clients --------------------------------------------------------------------------------------
-
-
-def check_redirect_uri(uri: str) -> None:
-    """https anywhere; http only back to this machine (loopback, RFC 8252 §7.3); a private-use
-    scheme of a native app (reverse domain name, §7.1). Never a fragment, never a script."""
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if parts.fragment:
-        raise OAuthError("a redirect URI may not carry a fragment", code="invalid_redirect_uri")
-    if scheme == "https" and parts.hostname:
-        return
-    if scheme == "http" and (parts.hostname or "").lower() in _LOOPBACK_HOSTS:
-        return
-    if "." in scheme and scheme not in {"http", "https"}:
-        return
-    raise OAuthError(
-        f"redirect URI {uri!r} is not allowed: use https, http on a loopback address, or a "
-        "reverse-domain private-use scheme",
-        code="invalid_redirect_uri",
-    )
-
-
-def _clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    uris = metadata.get("redirect_uris") or []
-    if not isinstance(uris, list) or not uris or len(uris) > MAX_REDIRECT_URIS:
-        raise OAuthError(
-            f"redirect_uris must list 1 to {MAX_REDIRECT_URIS} URIs", code="invalid_redirect_uri"
-        )
-    for uri in uris:
-        check_redirect_uri(str(uri))
-    name = metadata.get("client_name")
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
-        raise OAuthError(
-            f"client_name must be text of at most {MAX_NAME} characters", code="invalid_client_metadata"
-        )
-    scope = metadata.get("scope")
-    if scope:
-        _check_scopes(str(scope).split())
-    return {k: v for k, v in metadata.items() if k not in {"client_secret", "client_secret_expires_at"}}
-
-
-async def register_client(db: Database, metadata: dict[str, Any], secret: str | None) -> None:
-    """Dynamic client registration (RFC 7591): the SDK minted the id and any secret; only its
-    hash is kept."""
-    clean = _clean_metadata(metadata)
-    async with db.system() as uow:
-        uow.session.add(
-            OAuthClient(
-                client_id=str(clean["client_id"]),
-                kind="registered",
-                secret_hash=sha256_hex(secret) if secret else None,
-                client_name=clean.get("client_name"),
-                metadata_=clean,
-            )
-        )
-    log.info("oauth_client_registered", client_id=str(clean["client_id"]))
-
-
-async def get_client(db: Database, client_id: str) -> ClientRecord | None:
-    """A registered client, or one whose client_id is the URL of its metadata document (fetched
-    safely, kept for a while, fetched again after `oauth_client_document_cache_seconds`)."""
-    if len(client_id) > 2048:
-        return None
-    async with db.system() as uow:
-        row = (
-            await uow.session.execute(select(OAuthClient).where(OAuthClient.client_id == client_id))
-        ).scalar_one_or_none()
-        if row is not None and (row.refresh_after is None or row.refresh_after > utcnow()):
-            return ClientRecord(row.client_id, row.kind, row.secret_hash, dict(row.metadata_))
-    if not is_document_client_id(client_id, db.settings):
-        return None
-    try:
-        document = await fetch_client_document(client_id, db.settings)
-        clean = _clean_metadata(document)
-    except OAuthError as err:
-        log.info("oauth_client_document_refused", client_id=client_id, reason=err.message)
-        return None
-    refresh_after = utcnow() + dt.timedelta(seconds=db.settings.oauth_client_document_cache_seconds)
-    async with db.system() as uow:
-        if row is None:
-            uow.session.add(
-                OAuthClient(
-                    client_id=client_id,
-                    kind="document",
-                    client_name=clean.get("client_name"),
-                    metadata_=clean,
-                    refresh_after=refresh_after,
-                )
-            )
-        else:
-            await uow.session.execute(
-                update(OAuthClient)
-                .where(OAuthClient.client_id == client_id)
-                .values(client_name=clean.get("client_name"), metadata_=clean, refresh_after=refresh_after)
-            )
-    return ClientRecord(client_id, "document", None, clean)
 
 
 # --- authorization requests ----------------------------------------------------------------------
@@ -247,7 +96,7 @@ async def start_request(
             code="invalid_request",
         )
     target = canonical_resource(db, resource)
-    granted = _check_scopes(scopes)
+    granted = check_scopes(scopes)
     request_id = secrets.token_urlsafe(32)
     meta = client.metadata
     async with db.system() as uow:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text, tuple_, update
 from core.auth import utcnow
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, PermissionDenied
-from core.oauth.authorization import issue_code, redirect_with, scope_descriptions
+from core.oauth.authorization import issue_code, redirect_with
 from core.oauth.models import OAuthGrant, OAuthRequest
 from core.oauth.schemas import (
     ConnectionContextOut,
@@ -23,6 +23,7 @@ from core.oauth.schemas import (
     OAuthRequestOut,
     ScopeOut,
 )
+from core.oauth.scopes import scope_descriptions
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
 from core.tenancy.models import Org, OrgMember
 from core.uow import UnitOfWork
