@@ -332,12 +332,20 @@ def _cors(app: ASGIApp, methods: list[str]) -> ASGIApp:
 
 
 def oauth_routes(db: Database) -> list[Route]:
-    """The authorization server's endpoints, with this server's base URL as issuer."""
+    """The authorization server's endpoints, with this server's base URL as issuer. None when
+    that URL cannot be an issuer (plain http beyond loopback, e.g. a container bound to 0.0.0.0
+    without `ATLILITH_PUBLIC_URL`): the server still runs, hosts then need a key or token."""
     # As the protected-resource metadata spells it: no trailing slash (RFC 8414 compares exactly).
     issuer = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True)).validate_python(
         db.settings.base_url
     )
-    validate_issuer_url(issuer)
+    try:
+        validate_issuer_url(issuer)
+    except ValueError as err:
+        log.warning(
+            "oauth_disabled", issuer=db.settings.base_url, reason=str(err), fix="set ATLILITH_PUBLIC_URL"
+        )
+        return []
     provider = CoreOAuthProvider(db)
     registration = ClientRegistrationOptions(enabled=True)
     revocation = RevocationOptions(enabled=True)

@@ -355,6 +355,24 @@ async def test_a_token_minted_for_another_resource_is_refused_at_mcp(
         await other_db.dispose()
 
 
+async def test_an_issuer_that_cannot_be_one_leaves_the_server_running_without_oauth(
+    settings: Settings,
+) -> None:
+    """A container bound to 0.0.0.0 without ATLILITH_PUBLIC_URL: plain http beyond loopback
+    cannot be an issuer (RFC 8414); the server still starts, without the OAuth endpoints."""
+    bare = settings.model_copy(update={"host": "0.0.0.0"})
+    bare_db = Database(bare)
+    try:
+        application = create_app(bare, db=bare_db, run_relay=False)
+        async with running(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+                assert (await c.get("/.well-known/oauth-authorization-server")).status_code == 404
+                assert (await c.get("/health")).status_code == 200
+    finally:
+        await bare_db.dispose()
+
+
 # --- the person's side: isolation, revocation, live checks ---------------------------------------
 
 
