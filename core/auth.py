@@ -238,9 +238,10 @@ def parse_credential(raw: str | None, tokens: Tokens) -> Credential:
     return Credential(raw=raw, claims=tokens.decode(raw))
 
 
+# The ticket is read after the function ran (a set-returning function in FROM runs first).
 _RESOLVE_SQL = text(
-    "SELECT * FROM platform.resolve_context("
-    ":person, :session, :key_prefix, :key_hash, :org_id, :org_slug, :trace)"
+    "SELECT r.*, current_setting('app.ctx_ticket', true) AS ctx_ticket FROM platform.resolve_context("
+    ":person, :session, :key_prefix, :key_hash, :org_id, :org_slug, :trace) r"
 )
 
 
@@ -353,13 +354,14 @@ async def resolve_context(
         role=Role(row.role) if row.role else None,
         trace_id=uow.trace_id,
     )
-    uow.bind(ctx)
+    uow.bind(ctx, row.ctx_ticket)
     return ctx
 
 
 _RESOLVE_OAUTH_SQL = text(
     "SELECT t.grant_id, t.grant_org_id, t.client_id, t.scopes, t.resource, t.status AS token_status,"
-    " r.person_id, r.person_slug, r.person_status, r.org_id, r.org_slug, r.role"
+    " r.person_id, r.person_slug, r.person_status, r.org_id, r.org_slug, r.role,"
+    " current_setting('app.ctx_ticket', true) AS ctx_ticket"
     " FROM platform.oauth_token_owner(:hash) t"
     " LEFT JOIN LATERAL platform.resolve_context("
     "   CASE WHEN t.status = 'ok' AND t.resource = :resource THEN t.person_id END, NULL, NULL, NULL,"
@@ -442,7 +444,7 @@ async def _resolve_oauth(
         role=Role(row.role) if row.role else None,
         trace_id=uow.trace_id,
     )
-    uow.bind(ctx)
+    uow.bind(ctx, row.ctx_ticket)
     return ctx
 
 
