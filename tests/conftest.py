@@ -50,6 +50,7 @@ async def settings() -> AsyncIterator[Settings]:
         password_hash_profile="cheapest",
         relay_enabled=False,
         data_dir=ROOT / ".atlilith" / "test-data",
+        backup_dir=ROOT / ".atlilith" / "test-data" / "backups",
         mcp_allowed_hosts=["127.0.0.1:*", "localhost:*", "testserver", "test"],
         mcp_allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://testserver"],
         handler_backoff_base_seconds=0.01,
@@ -58,6 +59,11 @@ async def settings() -> AsyncIterator[Settings]:
         log_format="json",
         log_level="warning",
         login_max_failures=5,
+        # Tests drive the API far faster than any person; tests/servers/test_rate_limits.py
+        # proves the limits with small ones of its own.
+        rate_limit_per_credential="1000000/minute",
+        rate_limit_per_ip="1000000/minute",
+        rate_limit_signin_per_ip="1000000/minute",
     )
     await migrate(s)
     try:

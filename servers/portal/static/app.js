@@ -13,6 +13,7 @@ import { MyInvitationsPage } from "./pages/invitations.js";
 import { AgentsPage } from "./pages/agents.js";
 import { ComponentsPage } from "./pages/components.js";
 import { CreditsPage, JobPage } from "./pages/credits.js";
+import { Consent } from "./pages/consent.js";
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -39,6 +40,7 @@ export const topRoutes = [
   // — person-level pages (portal-shell) —
   { path: "/invitations", page: MyInvitationsPage, title: "My invitations" },
   // — oauth pages (oauth) —
+  { path: "/oauth/consent", page: Consent, title: "Connect an app" },
 ];
 
 /** Parse a pathname into {kind: "me"|"org"|"top", org, rest}. */
