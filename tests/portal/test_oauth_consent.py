@@ -149,6 +149,13 @@ async def test_an_mcp_host_signs_in_through_the_portal_and_acts_in_the_chosen_or
             ("Atlilith test agent", org)
         ]
         assert (await c.post("/mcp", json=rpc, headers=headers)).status_code != 401
-        revoked = await c.delete(f"/v1/oauth/connections/{connections[0]['id']}", headers=person_h)
-        assert revoked.status_code == 200
+        # The person finds the app on the Agents page and disconnects it there.
+        await page.goto(f"{live_server}/me/agents")
+        apps = page.get_by_role("table", name="Connected apps")
+        await expect(apps.get_by_role("cell", name="Atlilith test agent", exact=True)).to_be_visible()
+        await apps.get_by_role("button", name="Disconnect Atlilith test agent").click()
+        await page.get_by_role("button", name="Yes, disconnect").click()
+        await expect(page.get_by_role("table", name="Connected apps")).to_have_count(0)
+        # Effective on the host's next call.
         assert (await c.post("/mcp", json=rpc, headers=headers)).status_code == 401
+        assert (await c.get("/v1/oauth/connections", headers=person_h)).json()["items"] == []
