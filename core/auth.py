@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 API_KEY_PREFIX = "atl_"
 REFRESH_PREFIX = "atr_"
+# OAuth tokens of MCP hosts (core.oauth): opaque, stored hashed, valid at the MCP resource only.
+OAUTH_ACCESS_PREFIX = "atoa_"
+OAUTH_REFRESH_PREFIX = "ator_"
 _API_KEY_RE = re.compile(r"^atl_([a-z0-9]{8})_([A-Za-z0-9_-]{32,64})$")
 _BEARER_RE = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 
@@ -208,6 +211,7 @@ class Credential:
     raw: str
     claims: AccessClaims | None = None
     api_key: tuple[str, str] | None = None  # (prefix, secret hash)
+    oauth_hash: str | None = None  # sha256 of an OAuth access token
 
 
 def bearer_from_header(authorization: str | None) -> str | None:
@@ -229,6 +233,8 @@ def parse_credential(raw: str | None, tokens: Tokens) -> Credential:
         if parsed is None:
             raise Unauthenticated("the API key is malformed", code="api_key_invalid")
         return Credential(raw=raw, api_key=parsed)
+    if raw.startswith(OAUTH_ACCESS_PREFIX):
+        return Credential(raw=raw, oauth_hash=sha256_hex(raw))
     return Credential(raw=raw, claims=tokens.decode(raw))
 
 
@@ -245,13 +251,18 @@ async def resolve_context(
     org: str | uuid.UUID | None = None,
     *,
     use_token_org: bool = True,
+    resource: str | None = None,
 ) -> TenantContext:
     """Re-read the person, session or key, and membership, in one statement, and bind the
     transaction's row-level-security settings to the resulting context.
 
     `org`: a slug or id the caller asks to act in; None = the credential's own org (token claim or
     key binding) when `use_token_org`, else personal. The literal "personal" forces personal.
+    `resource`: the protected resource the call is made to (the MCP endpoint's URL), where OAuth
+    access tokens minted for it are accepted; None (REST, CLI) accepts none.
     """
+    if credential.oauth_hash is not None:
+        return await _resolve_oauth(uow, credential.oauth_hash, org, use_token_org, resource)
     claims = credential.claims
     org_id: uuid.UUID | None = None
     org_slug: str | None = None
@@ -347,6 +358,96 @@ async def resolve_context(
     return ctx
 
 
+_RESOLVE_OAUTH_SQL = text(
+    "SELECT t.grant_id, t.grant_org_id, t.client_id, t.scopes, t.resource, t.status AS token_status,"
+    " r.person_id, r.person_slug, r.person_status, r.org_id, r.org_slug, r.role,"
+    " current_setting('app.ctx_ticket', true) AS ctx_ticket"
+    " FROM platform.oauth_token_owner(:hash) t"
+    " LEFT JOIN LATERAL platform.resolve_context("
+    "   CASE WHEN t.status = 'ok' AND t.resource = :resource THEN t.person_id END, NULL, NULL, NULL,"
+    "   coalesce(CAST(:org_id AS uuid), CASE WHEN :grant_org THEN t.grant_org_id END),"
+    "   CAST(:org_slug AS text), :trace) r ON true"
+)
+
+
+async def _resolve_oauth(
+    uow: UnitOfWork,
+    token_hash: str,
+    org: str | uuid.UUID | None,
+    use_token_org: bool,
+    resource: str | None,
+) -> TenantContext:
+    """An OAuth access token: the connection's person in the context chosen on consent (the
+    default), or the `org` asked for where the person is a member — checked live, like any
+    credential. One statement: the token's owner, then `platform.resolve_context` for them."""
+    org_id = org if isinstance(org, uuid.UUID) else None
+    org_slug = org.strip().lower() if isinstance(org, str) and org and org != "personal" else None
+    row = (
+        await uow.session.execute(
+            _RESOLVE_OAUTH_SQL,
+            {
+                "hash": token_hash,
+                "resource": resource or "",
+                "org_id": org_id,
+                "org_slug": org_slug,
+                "grant_org": org is None and use_token_org,
+                "trace": uow.trace_id,
+            },
+        )
+    ).one_or_none()
+    if row is None or row.token_status == "revoked":  # noqa: S105  (a status, not a secret)
+        raise Unauthenticated(
+            "this OAuth access token is unknown or its connection was revoked",
+            code="token_invalid",
+            hint="sign in again through your MCP host (it runs the OAuth flow)",
+        )
+    if row.token_status == "expired":  # noqa: S105
+        raise Unauthenticated(
+            "the OAuth access token has expired",
+            code="token_expired",
+            hint="refresh it at the token endpoint with the refresh token",
+        )
+    if resource is None or row.resource != resource:
+        raise Unauthenticated(
+            "this OAuth access token was issued for another resource",
+            code="token_wrong_audience",
+            hint=f"OAuth tokens are accepted at the MCP endpoint {row.resource}; REST takes a "
+            "session token or an API key",
+        )
+    if row.person_id is None:
+        raise Unauthenticated("the person behind this token no longer exists", code="token_invalid")
+    if row.person_status != "active":
+        raise Unauthenticated(
+            "this account is suspended", code="account_suspended", hint="contact the platform operator"
+        )
+    wanted = org_id or org_slug or (row.grant_org_id if org is None and use_token_org else None)
+    if wanted is not None and row.role is None:
+        raise PermissionDenied(
+            f"you are not a member of the org {org_slug or str(wanted)!r} (or it does not exist)",
+            code="not_a_member",
+            hint="list your orgs with [[tenancy.list_orgs]]; act in your personal context by "
+            "passing org `personal`",
+        )
+    principal = Principal(
+        kind=PrincipalKind.OAUTH,
+        person_id=row.person_id,
+        scopes=frozenset(row.scopes or ()),
+        grant_id=row.grant_id,
+        org_id=row.grant_org_id,
+    )
+    ctx = TenantContext(
+        principal=principal,
+        person_id=row.person_id,
+        person_slug=row.person_slug,
+        org_id=row.org_id if row.role else None,
+        org_slug=row.org_slug if row.role else None,
+        role=Role(row.role) if row.role else None,
+        trace_id=uow.trace_id,
+    )
+    uow.bind(ctx, row.ctx_ticket)
+    return ctx
+
+
 async def authenticate(
     uow: UnitOfWork,
     raw_token: str | None,
@@ -354,13 +455,14 @@ async def authenticate(
     *,
     use_token_org: bool = True,
     toolset: str | None = None,
+    resource: str | None = None,
 ) -> TenantContext:
     """The one context opener of every door. `toolset`: the component whose tool is being
     called — the call is refused unless the component is installed in the chosen context. The
     MCP door passes it for every installable toolset; REST feature routes never do (a provider's
     own data stays reachable whatever agents may use: see `core.registry.gate`)."""
     ctx = await resolve_context(
-        uow, parse_credential(raw_token, uow.db.tokens), org, use_token_org=use_token_org
+        uow, parse_credential(raw_token, uow.db.tokens), org, use_token_org=use_token_org, resource=resource
     )
     if toolset is not None:
         await require_installed(ctx, uow, toolset=toolset)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import secrets
 from functools import lru_cache
@@ -58,6 +59,17 @@ class Settings(BaseSettings):
     password_hash_profile: Literal["default", "cheapest"] = "default"  # noqa: S105
     login_max_failures: int = Field(default=10, ge=1)
     login_lockout_seconds: int = Field(default=900, ge=1)
+
+    # --- oauth (MCP hosts signing in through the portal; docs/oauth.md) ---------------------
+    oauth_access_token_ttl_seconds: int = Field(default=3600, ge=30, le=86_400)
+    oauth_refresh_token_ttl_seconds: int = Field(default=90 * 86_400, ge=60)
+    # How long a person has to sign in and consent, and a client to redeem its code.
+    oauth_request_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    oauth_code_ttl_seconds: int = Field(default=120, ge=10, le=600)
+    # Client ID metadata documents: fetch limits, and how long a fetched one is trusted.
+    oauth_client_document_max_bytes: int = Field(default=5120, ge=512, le=65_536)
+    oauth_client_document_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    oauth_client_document_cache_seconds: int = Field(default=3600, ge=0, le=86_400)
 
     # --- rate limits (core.ratelimit) -----------------------------------------------------
     rate_limit_enabled: bool = True
@@ -217,6 +229,22 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
+    def url_for_clients(self, request_origin: str) -> str:
+        """The base URL to tell a client to use: the one the MCP resource metadata states (and
+        OAuth tokens are bound to) — the configured public URL, else http://HOST:PORT. Behind a
+        proxy the request's own origin is the proxy's upstream, so it is never preferred; only
+        a server bound to every interface (0.0.0.0, ::), which no client can dial, falls back
+        to the origin the client reached."""
+        if self.public_url or not _unspecified(self.host):
+            return self.base_url
+        return request_origin.rstrip("/")
+
+    @property
+    def mcp_resource_url(self) -> str:
+        """The MCP endpoint as an OAuth protected resource (RFC 8707/9728): OAuth access tokens
+        are minted for it and accepted only there."""
+        return f"{self.base_url}/mcp"
+
     def resolved_jwt_secret(self) -> str:
         """The signing secret: configured, or generated once and kept (0600) in the data dir."""
         if self.jwt_secret:
@@ -273,3 +301,10 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False  # a host name

@@ -17,6 +17,7 @@ from core.errors import PermissionDenied
 class PrincipalKind(StrEnum):
     SESSION = "session"  # a person signed in (JWT access token)
     API_KEY = "api_key"  # an agent or peer service acting for a person
+    OAUTH = "oauth"  # an MCP host the person connected through OAuth (core.oauth)
     SERVICE = "service"  # the platform itself acting for a tenant (event handlers, jobs)
     SYSTEM = "system"  # the platform across tenants (relay, sign-up, sweeps)
 
@@ -61,6 +62,7 @@ class Principal:
     session_id: uuid.UUID | None = None
     device_id: str | None = None
     api_key_id: uuid.UUID | None = None
+    grant_id: uuid.UUID | None = None  # the OAuth connection (core.oauth) the token belongs to
     # The org the credential is bound to (API key) or hinted at (token claim).
     org_id: uuid.UUID | None = None
     org_bound: bool = False

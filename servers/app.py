@@ -21,6 +21,7 @@ from core.observability import get_logger
 from core.ratelimit import RateLimits
 from core.uow import Database
 from servers import mcp as mcp_door
+from servers import oauth as oauth_door
 from servers import portal
 from servers.api import api_routers
 from servers.mcp_changes import ToolListChanges
@@ -36,11 +37,14 @@ DESCRIPTION = """Atlilith's REST API for the provider portal and peer services.
 
 Authenticate with `Authorization: Bearer <token>`: an access token from `POST /v1/auth/login`
 or an API key. Each request acts in one context: personal, or one org you belong to (the
-token's context, or `X-Atlilith-Org`). Errors are RFC 9457 problem+json with a stable `code`
-and a `hint`. Lists paginate with `limit` and `cursor`. Requests are rate-limited per credential
-and per address: `429` with `Retry-After`, and the `RateLimit` / `RateLimit-Policy` fields on
-every answer. Editable resources answer with an `ETag`; send it back in `If-Match` and a change
-made meanwhile gets `412 precondition_failed` instead of being overwritten."""
+token's context, or `X-Atlilith-Org`). OAuth access tokens of MCP hosts are for `/mcp` only and
+refused here; `/v1/oauth` serves the consent page and connected apps (the authorization server
+itself is at `/.well-known/oauth-authorization-server`). Errors are RFC 9457 problem+json with a
+stable `code` and a `hint`. Lists paginate with `limit` and `cursor`. Requests are rate-limited
+per credential and per address: `429` with `Retry-After`, and the `RateLimit` /
+`RateLimit-Policy` fields on every answer. Editable resources answer with an `ETag`; send it
+back in `If-Match` and a change made meanwhile gets `412 precondition_failed` instead of being
+overwritten."""
 
 
 def create_app(
@@ -126,6 +130,8 @@ def create_app(
 
         inngest_door.mount(app, database, inngest_client)
 
+    # The OAuth authorization server MCP hosts sign in through (docs/oauth.md).
+    app.router.routes.extend(oauth_door.oauth_routes(database))
     # MCP over streamable HTTP (and its RFC 9728 metadata), after the REST routes.
     for path in ("/mcp", "/.well-known/oauth-protected-resource/mcp"):
         app.router.routes.append(Route(path, endpoint=mcp_app))

@@ -60,8 +60,9 @@ skill://tenancy/SKILL.md) before first using a feature's tools."""
 
 class CoreTokenVerifier:
     """Bearer verification for MCP over HTTP, backed by `core.auth`: signature, audience and
-    expiry for session tokens; existence and revocation for API keys; the person's status and
-    session liveness for both. Org membership is re-checked per tool call."""
+    expiry for session tokens; existence and revocation for API keys; connection, expiry and
+    resource (RFC 8707) for OAuth tokens; the person's status and session liveness for all.
+    Org membership is re-checked per tool call."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -69,20 +70,27 @@ class CoreTokenVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
             async with self.db.uow() as uow:
-                ctx = await authenticate(uow, token, None, use_token_org=False)
+                ctx = await authenticate(
+                    uow, token, None, use_token_org=False, resource=self.db.settings.mcp_resource_url
+                )
         except DomainError as err:
             log.info("mcp_token_refused", code=err.code)
             return None
         principal = ctx.principal
-        client = (
-            f"api_key:{principal.api_key_id}" if principal.api_key_id else f"session:{principal.session_id}"
-        )
+        # Stable across refreshes, so a stateful MCP session outlives its access token.
+        if principal.grant_id:
+            client = f"oauth:{principal.grant_id}"
+        elif principal.api_key_id:
+            client = f"api_key:{principal.api_key_id}"
+        else:
+            client = f"session:{principal.session_id}"
         return AccessToken(
             token=token,
             client_id=client,
             scopes=sorted(principal.scopes),
             subject=str(ctx.person_id),
-            resource=f"{self.db.settings.base_url}/mcp",
+            # `core.auth` accepted an OAuth token only if it was minted for this very resource.
+            resource=self.db.settings.mcp_resource_url,
         )
 
 
@@ -224,7 +232,7 @@ class AtlilithServer(MCPServer):
         always = {name for name, ts in self._sets.items() if ts.always}
         try:
             async with self._rt.db.uow(trace_id=current_trace_id()) as uow:
-                ctx = await authenticate(uow, self._rt.credential(), None)
+                ctx = await authenticate(uow, self._rt.credential(), None, resource=self._rt.resource)
                 platform = {name for name, ts in self._sets.items() if ts.platform}
                 admin = bool(platform) and await registry_service.is_platform_admin(ctx, uow)
                 installed = await registry_service.listed_toolsets(ctx, uow)
@@ -297,7 +305,7 @@ def build_server(
             "token_verifier": CoreTokenVerifier(db),
             "auth": AuthSettings(
                 issuer_url=settings.base_url,
-                resource_server_url=f"{settings.base_url}/mcp",
+                resource_server_url=settings.mcp_resource_url,
                 # The verifier checks our tokens' audience itself and states the resource.
                 validate_token_resource=True,
             ),

@@ -149,7 +149,9 @@ class ToolListChanges:
         if credential not in self._callers:
             try:
                 async with self.db.uow() as uow:
-                    ctx = await authenticate(uow, credential, None, use_token_org=False)
+                    ctx = await authenticate(
+                        uow, credential, None, use_token_org=False, resource=self.db.settings.mcp_resource_url
+                    )
                 principal = ctx.principal
                 bound = principal.org_id if principal.org_bound else None
                 self._callers[credential] = Caller(ctx.person_id, bound)

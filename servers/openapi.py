@@ -22,6 +22,11 @@ TAGS: list[dict[str, str]] = [
     {"name": "auth", "description": "Sign up, sign in, refresh and switch context."},
     {"name": "me", "description": "You: your profile, password and invitations to orgs."},
     {"name": "api keys", "description": "Keys for agents, scripts and peer services."},
+    {
+        "name": "oauth",
+        "description": "MCP hosts signed in through OAuth: the consent page's requests and your "
+        "connected apps (docs/oauth.md).",
+    },
     {"name": "orgs", "description": "Orgs you own or belong to: members, roles, invitations."},
     {"name": "brands", "description": "An org's brands and their public site configuration."},
     {"name": "clients", "description": "The provider's clients, one record per person served."},
@@ -36,6 +41,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "identity", "description": "One identity per client across channels (polyseme)."},
     {"name": "admin", "description": "Platform administration: persons, orgs, the audit log."},
     {"name": "health", "description": "Is the process up and its database reachable."},
+    {"name": "meta", "description": "Where clients reach this server (its MCP URL) and the scopes of keys."},
 ]
 
 PROBLEM_SCHEMA: dict[str, Any] = {

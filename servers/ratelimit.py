@@ -17,7 +17,7 @@ __all__ = ["SIGNIN_PATHS", "RateLimit"]
 
 # Where a password is tried or an account made: the strict per-address `signin` policy. A
 # public form that creates something for an anonymous visitor belongs here too.
-SIGNIN_PATHS = frozenset({"/v1/auth/signup", "/v1/auth/login"})
+SIGNIN_PATHS = frozenset({"/v1/auth/signup", "/v1/auth/login", "/register", "/token"})
 # Liveness probes, and the Inngest executor (signed, and as fast as the events are).
 EXEMPT_PREFIXES = ("/health", "/api/inngest")
 

@@ -71,6 +71,11 @@ class ToolRuntime:
     db: Database
     static_token: str | None = None
 
+    @property
+    def resource(self) -> str:
+        """The protected resource tools serve (OAuth tokens minted for it are accepted)."""
+        return self.db.settings.mcp_resource_url
+
     def credential(self) -> str:
         if self.static_token:
             return self.static_token
@@ -92,10 +97,14 @@ class ToolRuntime:
             # Gated in the call's own transaction, in the context it acts in: never stale.
             toolset = calling.name if calling is not None and calling.installable else None
             if person_level:
-                ctx = await authenticate(uow, self.credential(), None, use_token_org=False, toolset=toolset)
+                ctx = await authenticate(
+                    uow, self.credential(), None, use_token_org=False, toolset=toolset, resource=self.resource
+                )
             else:
                 target = org.strip().lower() if org else None
-                ctx = await authenticate(uow, self.credential(), target, toolset=toolset)
+                ctx = await authenticate(
+                    uow, self.credential(), target, toolset=toolset, resource=self.resource
+                )
             yield ctx, uow
 
 

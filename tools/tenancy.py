@@ -26,6 +26,11 @@ from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime,
 
 # Service operations deliberately without a tool, and why (checked by tests/test_parity.py).
 NOT_TOOLS = {
+    "oauth.get_request": "consent is the person's, in the browser: an agent never grants its own access",
+    "oauth.approve_request": "consent is the person's, in the browser: an agent never grants its own access",
+    "oauth.deny_request": "consent is the person's, in the browser",
+    "oauth.list_connections": "human-only credential management (the portal's Agents page)",
+    "oauth.revoke_connection": "human-only credential management (the portal's Agents page)",
     "tenancy.signup": "credential flow: an agent already holds a credential",
     "tenancy.login": "credential flow",
     "tenancy.refresh": "credential flow",

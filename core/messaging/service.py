@@ -100,7 +100,8 @@ class BadGateway(DomainError):
 
 
 def is_agent(ctx: TenantContext) -> bool:
-    return ctx.principal.kind is PrincipalKind.API_KEY
+    # An MCP host connected through OAuth is as much an agent as one holding an API key.
+    return ctx.principal.kind in (PrincipalKind.API_KEY, PrincipalKind.OAUTH)
 
 
 def _require_person(ctx: TenantContext, what: str, code: str) -> None:

@@ -110,7 +110,7 @@ class MembershipOut(BaseModel):
 
 
 class CredentialOut(BaseModel):
-    kind: Literal["session", "api_key"]
+    kind: Literal["session", "api_key", "oauth"]
     scopes: list[str]
     api_key_id: uuid.UUID | None = None
     session_id: uuid.UUID | None = None

@@ -593,7 +593,7 @@ async def whoami(ctx: TenantContext, uow: UnitOfWork) -> MeOut:
         else ContextOut(kind="personal"),
         memberships=memberships,
         credential=CredentialOut(
-            kind="api_key" if principal.api_key_id else "session",
+            kind="oauth" if principal.grant_id else "api_key" if principal.api_key_id else "session",
             scopes=sorted(principal.scopes),
             api_key_id=principal.api_key_id,
             session_id=principal.session_id,

@@ -93,7 +93,9 @@ async function send(method, path, { body, query, headers = {}, token } = {}) {
   }
   if (!response.ok) throw await problem(response);
   if (response.status === 204) return null;
-  return response.json();
+  // A few routes answer text (a component's SKILL.md is markdown).
+  const type = response.headers.get("content-type") || "";
+  return type.includes("json") ? response.json() : response.text();
 }
 
 // Tabs share one refresh cookie and each use rotates it: two tabs refreshing at once would

@@ -10,6 +10,10 @@ import { NotMember, NotFound } from "./pages/notfound.js";
 import { MembersPage, OrgInvitationsPage, OrgSettingsPage, NewOrgPage } from "./pages/org.js";
 import { BrandsPage } from "./pages/brands.js";
 import { MyInvitationsPage } from "./pages/invitations.js";
+import { AgentsPage } from "./pages/agents.js";
+import { ComponentsPage } from "./pages/components.js";
+import { CreditsPage, JobPage } from "./pages/credits.js";
+import { Consent } from "./pages/consent.js";
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -23,6 +27,10 @@ export const routes = [
   { path: "settings", page: OrgSettingsPage, title: "Settings", nav: "Settings", contexts: ["org"] },
   { path: "orgs/new", page: NewOrgPage, title: "Create an org", contexts: ["me"] },
   // — agents, components, credits (portal-agents) —
+  { path: "agents", page: AgentsPage, title: "Agents", nav: "Agents", contexts: ["me", "org"] },
+  { path: "components", page: ComponentsPage, title: "Components", nav: "Components", contexts: ["me", "org"] },
+  { path: "credits", page: CreditsPage, title: "Credits and jobs", nav: "Credits", contexts: ["me", "org"] },
+  { path: "jobs/:id", page: JobPage, title: "Job", contexts: ["me", "org"] },
 ];
 
 // Pages outside any context: `auth: false` are reachable signed out.
@@ -32,6 +40,7 @@ export const topRoutes = [
   // — person-level pages (portal-shell) —
   { path: "/invitations", page: MyInvitationsPage, title: "My invitations" },
   // — oauth pages (oauth) —
+  { path: "/oauth/consent", page: Consent, title: "Connect an app" },
 ];
 
 /** Parse a pathname into {kind: "me"|"org"|"top", org, rest}. */

@@ -97,12 +97,22 @@ export function CopyButton({ text, label = "Copy" }) {
 export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, disabled, ariaLabel }) {
   const [asking, setAsking] = useState(false);
   const [busy, setBusy] = useState(false);
+  // The button a keyboard user pressed disappears: keep their focus on what replaced it
+  // (the question, then the first button again after Cancel).
   const yesRef = useRef(null);
+  const first = useRef(null);
+  const moved = useRef(false);
   useEffect(() => {
-    if (asking && yesRef.current) yesRef.current.focus(); // keyboard users land on the question
+    if (!moved.current) return;
+    const target = asking ? yesRef.current : first.current;
+    if (target) target.focus();
   }, [asking]);
+  const ask = (next) => {
+    moved.current = true;
+    setAsking(next);
+  };
   if (!asking) {
-    return html`<button type="button" class=${danger ? "danger" : ""} disabled=${disabled} aria-label=${ariaLabel} onClick=${() => setAsking(true)}>
+    return html`<button type="button" ref=${first} class=${danger ? "danger" : ""} disabled=${disabled} aria-label=${ariaLabel} onClick=${() => ask(true)}>
       ${label}
     </button>`;
   }
@@ -112,13 +122,13 @@ export function ConfirmButton({ label, confirmLabel, onConfirm, danger = true, d
       await onConfirm();
     } finally {
       setBusy(false);
-      setAsking(false);
+      ask(false);
     }
   };
   const yes = confirmLabel || `Yes, ${(ariaLabel || label).toLowerCase()}`;
   return html`<span class="confirm" role="group" aria-label=${`Confirm: ${ariaLabel || label}`}>
     <button type="button" class=${danger ? "danger" : ""} disabled=${busy} onClick=${go} ref=${yesRef}>${yes}</button>
-    <button type="button" class="secondary" onClick=${() => setAsking(false)}>Cancel</button>
+    <button type="button" class="secondary" onClick=${() => ask(false)}>Cancel</button>
   </span>`;
 }
 

@@ -1,0 +1,336 @@
+"""What the authorization server does once it knows the client: keep an authorization request
+until a person decides, redeem a code once, rotate refresh tokens (a reused one revokes the
+connection), revoke (RFC 7009). Transport-free: `servers/oauth.py` maps these to the MCP SDK's
+handlers and models.
+
+Every token is bound to one resource (RFC 8707): this server's MCP endpoint. A request naming
+another resource is refused, and `core.auth` refuses a token anywhere but where it was minted
+for."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from sqlalchemy import select, update
+
+from core.auth import OAUTH_ACCESS_PREFIX, OAUTH_REFRESH_PREFIX, sha256_hex, utcnow
+from core.oauth.clients import ClientRecord
+from core.oauth.errors import OAuthError
+from core.oauth.models import OAuthCode, OAuthGrant, OAuthRequest, OAuthToken
+from core.oauth.scopes import check_scopes
+from core.observability import get_logger
+from core.uow import Database, UnitOfWork
+
+log = get_logger("atlilith.oauth")
+
+_CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+@dataclass(frozen=True)
+class CodeRecord:
+    code: str
+    grant_id: uuid.UUID
+    client_id: str
+    redirect_uri: str
+    redirect_uri_explicit: bool
+    code_challenge: str
+    scopes: list[str]
+    resource: str
+    expires_at: dt.datetime
+    person_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    token: str
+    grant_id: uuid.UUID
+    client_id: str
+    scopes: list[str]
+    resource: str
+    expires_at: dt.datetime
+    person_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    scopes: list[str] = field(default_factory=list)
+
+
+def canonical_resource(db: Database, resource: str | None) -> str:
+    """The resource a token will be bound to: this server's MCP endpoint, whatever the
+    client named it as (a trailing slash aside); any other resource is refused (RFC 8707)."""
+    ours = db.settings.mcp_resource_url
+    if resource is None or resource.rstrip("/") == ours:
+        return ours
+    raise OAuthError(f"this server issues tokens for {ours} only, not {resource}", code="invalid_target")
+
+
+# --- authorization requests ----------------------------------------------------------------------
+
+
+async def start_request(
+    db: Database,
+    client: ClientRecord,
+    *,
+    redirect_uri: str,
+    redirect_uri_explicit: bool,
+    state: str | None,
+    code_challenge: str,
+    scopes: list[str] | None,
+    resource: str | None,
+) -> str:
+    """Keep a validated authorization request until a person decides; returns the consent
+    page's URL (the portal signs the person in first when needed)."""
+    if not _CHALLENGE_RE.fullmatch(code_challenge):
+        raise OAuthError(
+            "code_challenge must be the base64url SHA-256 of the code verifier (PKCE S256)",
+            code="invalid_request",
+        )
+    target = canonical_resource(db, resource)
+    granted = check_scopes(scopes)
+    request_id = secrets.token_urlsafe(32)
+    meta = client.metadata
+    async with db.system() as uow:
+        uow.session.add(
+            OAuthRequest(
+                id=request_id,
+                client_id=client.client_id,
+                client_name=client.name,
+                client_uri=_https_or_none(meta.get("client_uri")),
+                logo_uri=_https_or_none(meta.get("logo_uri")),
+                redirect_uri=redirect_uri,
+                redirect_uri_explicit=redirect_uri_explicit,
+                state=state,
+                code_challenge=code_challenge,
+                scopes=granted,
+                resource=target,
+                expires_at=utcnow() + dt.timedelta(seconds=db.settings.oauth_request_ttl_seconds),
+            )
+        )
+    return f"{db.settings.base_url}/oauth/consent?{urlencode({'request': request_id})}"
+
+
+def _https_or_none(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) > 2048:
+        return None
+    return value if urlsplit(value).scheme == "https" else None
+
+
+def redirect_with(uri: str, **params: str | None) -> str:
+    """`uri` with the response parameters added to its query (RFC 6749 §4.1.2)."""
+    parts = urlsplit(uri)
+    extra = urlencode({k: v for k, v in params.items() if v is not None})
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+# --- codes ------------------------------------------------------------------------------------------
+
+
+async def issue_code(uow: UnitOfWork, grant: OAuthGrant, request: OAuthRequest) -> str:
+    """A single-use code for an approved request (inside the approval's transaction)."""
+    code = secrets.token_urlsafe(32)
+    uow.session.add(
+        OAuthCode(
+            code_hash=sha256_hex(code),
+            grant_id=grant.id,
+            client_id=request.client_id,
+            redirect_uri=request.redirect_uri,
+            redirect_uri_explicit=request.redirect_uri_explicit,
+            code_challenge=request.code_challenge,
+            scopes=list(request.scopes),
+            resource=request.resource,
+            expires_at=utcnow() + dt.timedelta(seconds=uow.db.settings.oauth_code_ttl_seconds),
+        )
+    )
+    await uow.session.flush()
+    return code
+
+
+async def load_code(db: Database, client_id: str, code: str) -> CodeRecord | None:
+    """The code's request, if it is this client's and unused. A code presented again after it
+    was redeemed was intercepted or replayed: its connection is revoked (OAuth 2.1 §4.1.3)."""
+    async with db.system() as uow:
+        row = (
+            await uow.session.execute(
+                select(OAuthCode, OAuthGrant)
+                .join(OAuthGrant, OAuthGrant.id == OAuthCode.grant_id)
+                .where(OAuthCode.code_hash == sha256_hex(code), OAuthCode.client_id == client_id)
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        found, grant = row
+        if found.used_at is not None:
+            await _revoke_grant(uow, grant.id, "code_reuse")
+            log.warning("oauth_code_reuse", grant_id=str(grant.id))
+            return None
+        if grant.revoked_at is not None:
+            return None
+        return CodeRecord(
+            code=code,
+            grant_id=grant.id,
+            client_id=found.client_id,
+            redirect_uri=found.redirect_uri,
+            redirect_uri_explicit=found.redirect_uri_explicit,
+            code_challenge=found.code_challenge,
+            scopes=list(found.scopes),
+            resource=found.resource,
+            expires_at=found.expires_at,
+            person_id=grant.person_id,
+        )
+
+
+async def redeem_code(db: Database, record: CodeRecord) -> TokenPair:
+    """Exchange a code (PKCE already verified by the token endpoint) for tokens, once. Two
+    redemptions racing: the loser revokes the connection, as for any replayed code."""
+    async with db.system() as uow:
+        used = (
+            await uow.session.execute(
+                update(OAuthCode)
+                .where(OAuthCode.code_hash == sha256_hex(record.code), OAuthCode.used_at.is_(None))
+                .values(used_at=utcnow())
+                .returning(OAuthCode.code_hash)
+            )
+        ).scalar_one_or_none()
+        if used is not None:
+            return await _issue_tokens(uow, record.grant_id, record.scopes, record.resource)
+    await revoke_grant(db, record.grant_id, "code_reuse")
+    raise OAuthError("the authorization code was already used", code="invalid_grant")
+
+
+# --- tokens -----------------------------------------------------------------------------------------
+
+
+async def _issue_tokens(uow: UnitOfWork, grant_id: uuid.UUID, scopes: list[str], resource: str) -> TokenPair:
+    settings = uow.db.settings
+    now = utcnow()
+    access = OAUTH_ACCESS_PREFIX + secrets.token_urlsafe(32)
+    refresh = OAUTH_REFRESH_PREFIX + secrets.token_urlsafe(40)
+    for token, kind, ttl in (
+        (access, "access", settings.oauth_access_token_ttl_seconds),
+        (refresh, "refresh", settings.oauth_refresh_token_ttl_seconds),
+    ):
+        uow.session.add(
+            OAuthToken(
+                token_hash=sha256_hex(token),
+                kind=kind,
+                grant_id=grant_id,
+                scopes=scopes,
+                resource=resource,
+                expires_at=now + dt.timedelta(seconds=ttl),
+            )
+        )
+    await uow.session.flush()
+    return TokenPair(access, settings.oauth_access_token_ttl_seconds, refresh, scopes)
+
+
+async def _token(uow: UnitOfWork, token: str, kind: str) -> tuple[OAuthToken, OAuthGrant] | None:
+    row = (
+        await uow.session.execute(
+            select(OAuthToken, OAuthGrant)
+            .join(OAuthGrant, OAuthGrant.id == OAuthToken.grant_id)
+            .where(OAuthToken.token_hash == sha256_hex(token), OAuthToken.kind == kind)
+        )
+    ).one_or_none()
+    return (row[0], row[1]) if row is not None else None
+
+
+def _record(token: str, tok: OAuthToken, grant: OAuthGrant) -> TokenRecord:
+    return TokenRecord(
+        token=token,
+        grant_id=grant.id,
+        client_id=grant.client_id,
+        scopes=list(tok.scopes),
+        resource=tok.resource,
+        expires_at=tok.expires_at,
+        person_id=grant.person_id,
+    )
+
+
+async def load_refresh(db: Database, client_id: str, token: str) -> TokenRecord | None:
+    """A live refresh token of this client. One presented after it was rotated has leaked
+    (or its rotation raced): the connection is revoked, every token of it refused."""
+    if not token.startswith(OAUTH_REFRESH_PREFIX):
+        return None
+    async with db.system() as uow:
+        found = await _token(uow, token, "refresh")
+        if found is None or found[1].client_id != client_id:
+            return None
+        tok, grant = found
+        if tok.used_at is not None:
+            await _revoke_grant(uow, grant.id, "refresh_token_reuse")
+            log.warning("oauth_refresh_reuse", grant_id=str(grant.id))
+            return None
+        if tok.revoked_at is not None or grant.revoked_at is not None or tok.expires_at <= utcnow():
+            return None
+        return _record(token, tok, grant)
+
+
+async def rotate_refresh(db: Database, record: TokenRecord, scopes: list[str]) -> TokenPair:
+    """A new access and refresh token; the presented refresh token is spent."""
+    async with db.system() as uow:
+        spent = (
+            await uow.session.execute(
+                update(OAuthToken)
+                .where(OAuthToken.token_hash == sha256_hex(record.token), OAuthToken.used_at.is_(None))
+                .values(used_at=utcnow())
+                .returning(OAuthToken.token_hash)
+            )
+        ).scalar_one_or_none()
+        revoked_at = (
+            await uow.session.execute(select(OAuthGrant.revoked_at).where(OAuthGrant.id == record.grant_id))
+        ).scalar_one_or_none()
+        if spent is not None and revoked_at is None:
+            return await _issue_tokens(uow, record.grant_id, scopes or record.scopes, record.resource)
+    if spent is None:
+        await revoke_grant(db, record.grant_id, "refresh_token_reuse")
+        raise OAuthError("the refresh token was already used", code="invalid_grant")
+    raise OAuthError("the connection was revoked", code="invalid_grant")
+
+
+async def load_access(db: Database, token: str) -> TokenRecord | None:
+    """A live access token (for revocation; calls to the resource go through `core.auth`)."""
+    if not token.startswith(OAUTH_ACCESS_PREFIX):
+        return None
+    async with db.system() as uow:
+        found = await _token(uow, token, "access")
+        if found is None:
+            return None
+        tok, grant = found
+        if tok.revoked_at is not None or grant.revoked_at is not None or tok.expires_at <= utcnow():
+            return None
+        return _record(token, tok, grant)
+
+
+async def revoke_grant(db: Database, grant_id: uuid.UUID, reason: str) -> None:
+    """RFC 7009: revoking either token of a connection ends the whole connection."""
+    async with db.system() as uow:
+        await _revoke_grant(uow, grant_id, reason)
+
+
+async def _revoke_grant(uow: UnitOfWork, grant_id: uuid.UUID, reason: str) -> None:
+    revoked = (
+        await uow.session.execute(
+            update(OAuthGrant)
+            .where(OAuthGrant.id == grant_id, OAuthGrant.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason=reason)
+            .returning(OAuthGrant.person_id, OAuthGrant.org_id, OAuthGrant.client_id)
+        )
+    ).one_or_none()
+    if revoked is not None:
+        uow.emit(
+            "platform/oauth_connection.revoked",
+            {"connection_id": grant_id, "client_id": revoked.client_id, "reason": reason},
+            person_id=revoked.person_id,
+            org_id=revoked.org_id,
+        )

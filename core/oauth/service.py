@@ -1,0 +1,201 @@
+"""What a person does with OAuth: look at a client's request, approve it in a context of their
+choosing or deny it, list their connected apps and revoke one. A signed-in person only: an
+agent never approves its own access, nor manages another's."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select, text, tuple_, update
+
+from core.auth import utcnow
+from core.context import TenantContext
+from core.errors import FieldIssue, NotFound, PermissionDenied
+from core.oauth.authorization import issue_code, redirect_with
+from core.oauth.models import OAuthGrant, OAuthRequest
+from core.oauth.schemas import (
+    ConnectionContextOut,
+    ConnectionOut,
+    OAuthApproveIn,
+    OAuthClientOut,
+    OAuthRedirectOut,
+    OAuthRequestOut,
+    ScopeOut,
+)
+from core.oauth.scopes import scope_descriptions
+from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.tenancy.models import Org, OrgMember
+from core.uow import UnitOfWork
+
+
+def _request_gone() -> NotFound:
+    return NotFound(
+        "no such authorization request (it expired, was decided, or is another person's)",
+        code="oauth_request_not_found",
+        hint="start again from your MCP host: it opens a new sign-in page",
+    )
+
+
+async def _pending(ctx: TenantContext, uow: UnitOfWork, request_id: str) -> OAuthRequest:
+    """The request, claimed by this person on first sight (SQL `claim_oauth_request`): one
+    person decides it; others are told it does not exist."""
+    ctx.require_human()
+    if len(request_id) > 100:
+        raise _request_gone()
+    claimed = (
+        await uow.session.execute(text("SELECT platform.claim_oauth_request(:id)"), {"id": request_id})
+    ).scalar_one()
+    request = await uow.session.get(OAuthRequest, request_id) if claimed else None
+    if request is None:
+        raise _request_gone()
+    return request
+
+
+async def get_request(ctx: TenantContext, uow: UnitOfWork, request_id: str) -> OAuthRequestOut:
+    """What the client asks for, for the consent page."""
+    request = await _pending(ctx, uow, request_id)
+    return OAuthRequestOut(
+        id=request.id,
+        client=OAuthClientOut(
+            client_id=request.client_id,
+            name=request.client_name or request.client_id,
+            client_uri=request.client_uri,
+            logo_uri=request.logo_uri,
+        ),
+        redirect_host=urlsplit(request.redirect_uri).netloc or request.redirect_uri,
+        scopes=[ScopeOut(name=n, description=d) for n, d in scope_descriptions(list(request.scopes))],
+        resource=request.resource,
+        expires_at=request.expires_at,
+    )
+
+
+async def approve_request(
+    ctx: TenantContext, uow: UnitOfWork, request_id: str, data: OAuthApproveIn
+) -> OAuthRedirectOut:
+    """Let the client act for you in the context you choose (personal, or one of your orgs:
+    membership checked now, and again on every call the client makes)."""
+    request = await _pending(ctx, uow, request_id)
+    org_id: uuid.UUID | None = None
+    if data.org is not None:
+        org_id = (
+            await uow.session.execute(
+                select(Org.id)
+                .join(OrgMember, OrgMember.org_id == Org.id)
+                .where(Org.slug == data.org, OrgMember.person_id == ctx.person_id)
+            )
+        ).scalar_one_or_none()
+        if org_id is None:
+            raise PermissionDenied(
+                f"you are not a member of {data.org!r}",
+                code="not_a_member",
+                hint="choose personal or one of your orgs ([[tenancy.list_orgs]])",
+                errors=[FieldIssue("org", "not one of your orgs")],
+            )
+    grant = OAuthGrant(
+        id=uuid.uuid4(),
+        person_id=ctx.person_id,
+        org_id=org_id,
+        client_id=request.client_id,
+        client_name=request.client_name,
+        scopes=list(request.scopes),
+        resource=request.resource,
+    )
+    uow.session.add(grant)
+    await uow.session.flush()
+    code = await issue_code(uow, grant, request)
+    request.status = "approved"
+    uow.emit(
+        "platform/oauth_connection.created",
+        {"connection_id": grant.id, "client_id": grant.client_id, "scopes": grant.scopes},
+        org_id=org_id,
+    )
+    return OAuthRedirectOut(
+        redirect_to=redirect_with(
+            request.redirect_uri, code=code, state=request.state, iss=uow.db.settings.base_url
+        )
+    )
+
+
+async def deny_request(ctx: TenantContext, uow: UnitOfWork, request_id: str) -> OAuthRedirectOut:
+    """Refuse: the client hears `access_denied`."""
+    request = await _pending(ctx, uow, request_id)
+    request.status = "denied"
+    return OAuthRedirectOut(
+        redirect_to=redirect_with(
+            request.redirect_uri,
+            error="access_denied",
+            error_description="the person denied the request",
+            state=request.state,
+            iss=uow.db.settings.base_url,
+        )
+    )
+
+
+def _connection_out(grant: OAuthGrant, org_slug: str | None) -> ConnectionOut:
+    return ConnectionOut(
+        id=grant.id,
+        client_id=grant.client_id,
+        client_name=grant.client_name or grant.client_id,
+        context=ConnectionContextOut(kind="org", org=org_slug)
+        if grant.org_id
+        else ConnectionContextOut(kind="personal"),
+        scopes=list(grant.scopes),
+        created_at=grant.created_at,
+        last_used_at=grant.last_used_at,
+        revoked_at=grant.revoked_at,
+    )
+
+
+async def list_connections(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[ConnectionOut]:
+    """Your connected apps (live ones), newest first."""
+    ctx.require_human()
+    stmt = (
+        select(OAuthGrant, Org.slug)
+        .outerjoin(Org, Org.id == OAuthGrant.org_id)
+        .where(OAuthGrant.person_id == ctx.person_id, OAuthGrant.revoked_at.is_(None))
+        .order_by(OAuthGrant.created_at.desc(), OAuthGrant.id.desc())
+        .limit(page.limit + 1)
+    )
+    if page.cursor:
+        after = decode_cursor(page.cursor, 2)
+        stmt = stmt.where(tuple_(OAuthGrant.created_at, OAuthGrant.id) < tuple_(*after))
+    rows = (await uow.session.execute(stmt)).all()
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return Page[ConnectionOut](
+        items=[_connection_out(g, s) for g, s in rows],
+        next_cursor=encode_cursor(rows[-1][0].created_at, rows[-1][0].id) if more and rows else None,
+    )
+
+
+async def revoke_connection(ctx: TenantContext, uow: UnitOfWork, connection_id: uuid.UUID) -> ConnectionOut:
+    """End a connection: its tokens are refused from the next call on. Twice is harmless."""
+    ctx.require_human()
+    row = (
+        await uow.session.execute(
+            select(OAuthGrant, Org.slug)
+            .outerjoin(Org, Org.id == OAuthGrant.org_id)
+            .where(OAuthGrant.id == connection_id, OAuthGrant.person_id == ctx.person_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(
+            "no such connection",
+            code="oauth_connection_not_found",
+            hint="list your connected apps with [[oauth.list_connections]]",
+        )
+    grant, org_slug = row
+    if grant.revoked_at is None:
+        await uow.session.execute(
+            update(OAuthGrant)
+            .where(OAuthGrant.id == grant.id)
+            .values(revoked_at=func.now(), revoked_reason="revoked_by_person")
+        )
+        grant.revoked_at = utcnow()
+        uow.emit(
+            "platform/oauth_connection.revoked",
+            {"connection_id": grant.id, "client_id": grant.client_id, "reason": "revoked_by_person"},
+            org_id=grant.org_id,
+        )
+    return _connection_out(grant, org_slug)
