@@ -10,6 +10,8 @@ import { NotMember, NotFound } from "./pages/notfound.js";
 import { MembersPage, OrgInvitationsPage, OrgSettingsPage, NewOrgPage } from "./pages/org.js";
 import { BrandsPage } from "./pages/brands.js";
 import { MyInvitationsPage } from "./pages/invitations.js";
+import { CalendarPage, BookingPage } from "./pages/calendar.js";
+import { ServicesPage, HoursPage } from "./pages/services.js";
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -23,6 +25,11 @@ export const routes = [
   { path: "settings", page: OrgSettingsPage, title: "Settings", nav: "Settings", contexts: ["org"] },
   { path: "orgs/new", page: NewOrgPage, title: "Create an org", contexts: ["me"] },
   // — agents, components, credits (portal-agents) —
+  // — calendar, services, working hours (calendar) —
+  { path: "calendar", page: CalendarPage, title: "Calendar", nav: "Calendar", contexts: ["me", "org"] },
+  { path: "calendar/bookings/:id", page: BookingPage, title: "Booking", contexts: ["me", "org"] },
+  { path: "services", page: ServicesPage, title: "Services", nav: "Services", contexts: ["me", "org"] },
+  { path: "hours", page: HoursPage, title: "Working hours", nav: "Hours", contexts: ["me", "org"] },
 ];
 
 // Pages outside any context: `auth: false` are reachable signed out.
