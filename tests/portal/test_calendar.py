@@ -165,6 +165,18 @@ async def test_a_week_across_a_dst_change_in_the_providers_zone(browser: Browser
                 await expect(days.nth(i)).to_contain_text("Free")
         assert held["status"] == "held" and requested["status"] == "requested"
         await screenshot(page, "calendar-week")
+
+        # A request is confirmed or declined from its page; a decline needs its reason.
+        await days.nth(3).get_by_role("link", name=re.compile("Rita Request")).click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Haircut · Rita Request")
+        await expect(page.locator(".facts")).to_contain_text("Thursday")
+        await page.get_by_role("button", name="Decline").click()
+        await expect(page.get_by_role("alert")).to_be_visible()
+        await page.get_by_label("Reason for declining").fill("Fully booked that week")
+        await page.get_by_role("button", name="Decline").click()
+        await expect(page.locator("p.success")).to_have_text("Declined.")
+        declined = await api_as(page, "GET", f"/v1/bookings/{requested['id']}")
+        assert declined["status"] == "declined" and declined["decline_reason"] == "Fully booked that week"
     finally:
         await ctx.close()
 

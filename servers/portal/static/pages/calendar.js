@@ -337,7 +337,7 @@ export function BookingPage({ ctx, params }) {
     ${link && html`<p class="manage-link"><span class="mono">${link.url}</span> <${CopyButton} text=${link.url} label="Copy manage link" /></p>`}
     ${b.status === "requested" && html`<${ReasonForm} label="Reason for declining" field="reason" button="Decline" busy=${busy} error=${error}
       onSubmit=${(reason) => act(() => api.post(`/v1/bookings/${b.id}/decline`, { reason }), "Declined.")} />`}
-    ${b.status === "confirmed" && html`<form class="inline" aria-label="Record the outcome" onSubmit=${(e) => { e.preventDefault(); act(() => api.post(`/v1/bookings/${b.id}/outcome`, { outcome: e.target.outcome.value }), "Outcome recorded."); }}>
+    ${b.status === "confirmed" && new Date(b.start_at) <= new Date() && html`<form class="inline" aria-label="Record the outcome" onSubmit=${(e) => { e.preventDefault(); act(() => api.post(`/v1/bookings/${b.id}/outcome`, { outcome: e.target.outcome.value }), "Outcome recorded."); }}>
       <${Field} label="Outcome" name="outcome" value="completed" options=${[{ value: "completed", label: "Completed" }, { value: "no_show", label: "No-show" }]} />
       <button type="submit" class="secondary" disabled=${busy}>Record outcome</button>
     </form>`}

@@ -163,8 +163,7 @@ export function HoursPage({ ctx }) {
       setSaid("Working hours saved.");
     }
   };
-  const addOverride = (e) => {
-    e.preventDefault();
+  const addOverride = () => {
     if (!extra.date) return;
     update({ overrides: [...f.overrides.filter((o) => o.date !== extra.date), { ...extra }].sort((a, b) => (a.date < b.date ? -1 : 1)) });
     setExtra({ date: "", hours: "off" });
@@ -188,14 +187,15 @@ export function HoursPage({ ctx }) {
           ${f.overrides.length > 0 && html`<table><thead><tr><th scope="col">Date</th><th scope="col">Hours</th><th scope="col">Actions</th></tr></thead>
             <tbody>${f.overrides.map((o) => html`<tr key=${o.date}><td>${o.date}</td><td>${o.hours === "off" ? "Day off" : o.hours}</td>
               <td><button type="button" class="secondary" aria-label=${`Remove override ${o.date}`} onClick=${() => update({ overrides: f.overrides.filter((x) => x.date !== o.date) })}>Remove</button></td></tr>`)}</tbody></table>`}
+          <div class="row" role="group" aria-label="Add a date override">
+            <${Field} label="Override date" name="override-date" type="date" value=${extra.date} onInput=${(v) => setExtra({ ...extra, date: v })} />
+            <${Field} label="Hours that day" name="override-hours" value=${extra.hours} onInput=${(v) => setExtra({ ...extra, hours: v })} hint='"off" or e.g. 10:00-14:00' />
+            <button type="button" class="secondary" onClick=${addOverride}>Add override</button>
+          </div>
+          <p class="muted">Added overrides are kept once you save the working hours.</p>
         </fieldset>
         <div class="actions"><button type="submit" disabled=${busy}>Save working hours</button></div>
       </form>
-      <form class="inline" onSubmit=${addOverride} aria-label="Add a date override">
-        <${Field} label="Override date" name="override-date" type="date" value=${extra.date} onInput=${(v) => setExtra({ ...extra, date: v })} />
-        <${Field} label="Hours that day" name="override-hours" value=${extra.hours} onInput=${(v) => setExtra({ ...extra, hours: v })} hint='"off" or e.g. 10:00-14:00' />
-        <button type="submit" class="secondary">Add override</button>
-      </form>
-      <p class="muted">Add overrides, then save the working hours.</p>`}
+`}
   </section>`;
 }
