@@ -7,6 +7,7 @@ import itertools
 import re
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypeVar
@@ -151,17 +152,28 @@ def _no_overlaps(ranges: list[TimeRange], where: str) -> None:
             raise ValueError(f"{where}: {a.start}-{a.end} overlaps {b.start}-{b.end}")
 
 
+def _or_lines(example: str) -> Callable[[dict[str, Any]], None]:
+    """Document that a list also takes compact lines (the before-validators read them)."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["items"] = {"anyOf": [schema["items"], {"type": "string", "examples": [example]}]}
+
+    return extra
+
+
 class AvailabilityIn(Input):
     time_zone: TimeZone = Field(description="IANA zone the hours are in, e.g. Europe/Paris.")
     weekly: list[WeeklyHours] = Field(
         default_factory=list,
         max_length=100,
         description='Objects `{"weekday","start","end"}` or lines like "mon-fri 09:00-17:00" (mixable).',
+        json_schema_extra=_or_lines("mon-fri 09:00-17:00"),
     )
     overrides: list[DateOverride] = Field(
         default_factory=list,
         max_length=400,
         description='Objects `{"date","intervals"}` or lines: "2026-12-24 off", "2026-12-27 10:00-14:00".',
+        json_schema_extra=_or_lines("2026-12-24 off"),
     )
 
     # REST took objects and MCP took compact lines; both doors now take either, read here once.
