@@ -180,15 +180,19 @@ free one). To stop offering a service, set `active` false.""",
         """Replace a provider's working hours in this context (yours, or a member's as owner/admin).
 `weekly`: lines like "mon-fri 09:00-17:00", "sat 10:00-13:00" (several lines per day allowed).
 `overrides`: lines like "2026-12-24 off" or "2026-12-27 10:00-14:00" (replace that day's hours).
-Existing bookings are kept.""",
+The REST objects ({weekday,start,end}, {date,intervals}) work too. Existing bookings are kept.""",
         title="Set working hours",
         read_only=False,
         idempotent=True,
     )
     async def bookings_availability_set(
         time_zone: TimeZoneArg,
-        weekly: Annotated[list[str], Field(description="e.g. ['mon-fri 09:00-17:00'].", max_length=100)],
-        overrides: Annotated[list[str] | None, Field(description="Date overrides.", max_length=400)] = None,
+        weekly: Annotated[
+            list[str | dict[str, Any]], Field(description="e.g. ['mon-fri 09:00-17:00'].", max_length=100)
+        ],
+        overrides: Annotated[
+            list[str | dict[str, Any]] | None, Field(description="Date overrides.", max_length=400)
+        ] = None,
         provider: ProviderArg = None,
         org: OrgArg = None,
     ) -> AvailabilityOut:

@@ -7,11 +7,20 @@ import itertools
 import re
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from core.errors import FieldIssue, ValidationFailed
@@ -143,10 +152,40 @@ def _no_overlaps(ranges: list[TimeRange], where: str) -> None:
             raise ValueError(f"{where}: {a.start}-{a.end} overlaps {b.start}-{b.end}")
 
 
+def _or_lines(example: str) -> Callable[[dict[str, Any]], None]:
+    """Document that a list also takes compact lines (the before-validators read them)."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["items"] = {"anyOf": [schema["items"], {"type": "string", "examples": [example]}]}
+
+    return extra
+
+
 class AvailabilityIn(Input):
     time_zone: TimeZone = Field(description="IANA zone the hours are in, e.g. Europe/Paris.")
-    weekly: list[WeeklyHours] = Field(default_factory=list, max_length=100)
-    overrides: list[DateOverride] = Field(default_factory=list, max_length=400)
+    weekly: list[WeeklyHours] = Field(
+        default_factory=list,
+        max_length=100,
+        description='Objects `{"weekday","start","end"}` or lines like "mon-fri 09:00-17:00" (mixable).',
+        json_schema_extra=_or_lines("mon-fri 09:00-17:00"),
+    )
+    overrides: list[DateOverride] = Field(
+        default_factory=list,
+        max_length=400,
+        description='Objects `{"date","intervals"}` or lines: "2026-12-24 off", "2026-12-27 10:00-14:00".',
+        json_schema_extra=_or_lines("2026-12-24 off"),
+    )
+
+    # REST took objects and MCP took compact lines; both doors now take either, read here once.
+    @field_validator("weekly", mode="before")
+    @classmethod
+    def _weekly_lines(cls, value: Any) -> Any:
+        return read_weekly(value) if isinstance(value, list) else value
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _override_lines(cls, value: Any) -> Any:
+        return read_overrides(value) if isinstance(value, list) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> AvailabilityIn:
@@ -199,26 +238,58 @@ def parse_overrides(lines: list[str]) -> list[DateOverride]:
     return [DateOverride(date=d, intervals=r) for d, r in by_date.items()]
 
 
-def availability_from_lines(time_zone: str, weekly: list[str], overrides: list[str]) -> AvailabilityIn:
-    """The compact form (`"mon-fri 09:00-17:00"`, `"2026-12-24 off"`) as an AvailabilityIn, with
-    a clear error naming the line that is wrong."""
+def _lines_error(exc: ValidationError) -> ValueError:
+    first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    return ValueError(str(first["msg"]).removeprefix("Value error, "))
+
+
+def read_weekly(items: list[Any]) -> list[Any]:
+    """Weekly hours as given: compact lines are expanded to rules, objects pass on unchanged
+    (the model validates them). The one reader behind REST, MCP and the portal."""
+    out: list[Any] = []
+    for item in items:
+        if not isinstance(item, str):
+            out.append(item)
+            continue
+        try:
+            out.extend(parse_weekly([item]))
+        except ValidationError as exc:
+            raise ValueError(f"{item!r}: {_lines_error(exc)}") from exc
+    return out
+
+
+def read_overrides(items: list[Any]) -> list[Any]:
+    """Date overrides as given: lines (several lines of one date merge) and objects."""
+    lines = [item for item in items if isinstance(item, str)]
     try:
-        rules = parse_weekly(weekly)
-    except (ValueError, ValidationError) as exc:
+        parsed = parse_overrides(lines)
+    except ValidationError as exc:
+        raise ValueError(f"{lines}: {_lines_error(exc)}") from exc
+    return [item for item in items if not isinstance(item, str)] + parsed
+
+
+def availability_from_lines(
+    time_zone: str, weekly: list[str | dict[str, Any]], overrides: list[str | dict[str, Any]]
+) -> AvailabilityIn:
+    """Hours in either form (`"mon-fri 09:00-17:00"`, `"2026-12-24 off"`, or the objects) as an
+    AvailabilityIn, with a clear error naming the line that is wrong."""
+    try:
+        rules = read_weekly(weekly)
+    except ValueError as exc:
         raise ValidationFailed(
             f"weekly: {exc}",
-            hint="write lines like 'mon-fri 09:00-17:00'",
+            hint="write lines like 'mon-fri 09:00-17:00' or objects {weekday, start, end}",
             errors=[FieldIssue("weekly", str(exc))],
         ) from exc
     try:
-        days = parse_overrides(overrides)
-    except (ValueError, ValidationError) as exc:
+        days = read_overrides(overrides)
+    except ValueError as exc:
         raise ValidationFailed(
             f"overrides: {exc}",
-            hint="write lines like '2026-12-24 off' or '2026-12-27 10:00-14:00'",
+            hint="write lines like '2026-12-24 off' or '2026-12-27 10:00-14:00', or {date, intervals}",
             errors=[FieldIssue("overrides", str(exc))],
         ) from exc
-    return AvailabilityIn(time_zone=time_zone, weekly=rules, overrides=days)
+    return AvailabilityIn.model_validate({"time_zone": time_zone, "weekly": rules, "overrides": days})
 
 
 class AvailabilityOut(BaseModel):
@@ -264,9 +335,48 @@ class _ServiceFields(Input):
     active: bool = True
 
 
+def _money_objects(data: Any) -> Any:
+    """Services answer `price` and `late_cancel_fee` as `{"amount", "currency"}`; take that
+    shape back as well as the flat `price_amount` + `currency` (an answer, edited, is a valid
+    request). `price: null` clears the price."""
+    if not isinstance(data, dict) or not ("price" in data or isinstance(data.get("late_cancel_fee"), dict)):
+        return data
+    data = dict(data)
+    currencies: list[Any] = [data["currency"]] if data.get("currency") is not None else []
+    price = data.get("price")
+    # Another shape is left in place for field validation to refuse, so the error names `price`.
+    if "price" in data and (
+        price is None or (isinstance(price, dict) and set(price) <= {"amount", "currency"})
+    ):
+        del data["price"]
+        if "price_amount" in data:
+            raise ValueError("give `price` or `price_amount`, not both")
+        data["price_amount"] = price.get("amount") if price else None
+        if price and price.get("currency") is not None:
+            currencies.append(price["currency"])
+        elif price is None:
+            data.setdefault("currency", None)
+    fee = data.get("late_cancel_fee")
+    if isinstance(fee, dict) and set(fee) <= {"amount", "currency"}:
+        data["late_cancel_fee"] = fee.get("amount")
+        if fee.get("currency") is not None:
+            currencies.append(fee["currency"])
+    given = {str(c).strip().upper() for c in currencies if c is not None}
+    if len(given) > 1:
+        raise ValueError("one currency per service: the price and the fee disagree")
+    if given:
+        data["currency"] = currencies[0]
+    return data
+
+
 class ServiceIn(_ServiceFields):
     name: Name
     duration_minutes: int = Field(ge=5, le=1440)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _money(cls, data: Any) -> Any:
+        return _money_objects(data)
 
     @model_validator(mode="after")
     def _price(self) -> ServiceIn:
@@ -295,6 +405,11 @@ class ServiceUpdateIn(Input):
     cancel_notice_minutes: int | None = Field(default=None, ge=0, le=525_600)
     late_cancel_fee: Money | None = None
     active: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _money(cls, data: Any) -> Any:
+        return _money_objects(data)
 
 
 class MoneyOut(BaseModel):

@@ -14,6 +14,8 @@ import { AgentsPage } from "./pages/agents.js";
 import { ComponentsPage } from "./pages/components.js";
 import { CreditsPage, JobPage } from "./pages/credits.js";
 import { Consent } from "./pages/consent.js";
+import { CalendarPage, BookingPage } from "./pages/calendar.js";
+import { ServicesPage, HoursPage } from "./pages/services.js";
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -31,6 +33,11 @@ export const routes = [
   { path: "components", page: ComponentsPage, title: "Components", nav: "Components", contexts: ["me", "org"] },
   { path: "credits", page: CreditsPage, title: "Credits and jobs", nav: "Credits", contexts: ["me", "org"] },
   { path: "jobs/:id", page: JobPage, title: "Job", contexts: ["me", "org"] },
+  // — calendar, services, working hours (calendar) —
+  { path: "calendar", page: CalendarPage, title: "Calendar", nav: "Calendar", contexts: ["me", "org"] },
+  { path: "calendar/bookings/:id", page: BookingPage, title: "Booking", contexts: ["me", "org"] },
+  { path: "services", page: ServicesPage, title: "Services", nav: "Services", contexts: ["me", "org"] },
+  { path: "hours", page: HoursPage, title: "Working hours", nav: "Hours", contexts: ["me", "org"] },
 ];
 
 // Pages outside any context: `auth: false` are reachable signed out.

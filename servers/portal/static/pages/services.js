@@ -1,0 +1,201 @@
+// Services editor and weekly working hours with date overrides. Both send the API's own shapes
+// back: a service's `price` object, and hours as the compact lines ("mon 09:00-17:00") that the
+// REST door and the MCP tool both read.
+
+import * as api from "../api.js";
+import { html, useState, Empty, ErrorBox, Field, Loading, PageHeader, useAction, useAsync } from "../ui.js";
+import { browserZone } from "./calendar.js";
+
+const NUMBERS = [
+  ["duration_minutes", "Duration (minutes)", "60"],
+  ["buffer_before_minutes", "Buffer before (minutes)", "0"],
+  ["buffer_after_minutes", "Buffer after (minutes)", "0"],
+  ["min_notice_minutes", "Minimum notice (minutes)", "0"],
+  ["max_advance_days", "Bookable up to (days ahead)", "60"],
+  ["slot_interval_minutes", "Start times every (minutes)", ""],
+  ["cancel_notice_minutes", "Late cancellation within (minutes)", "0"],
+];
+
+const LOCATIONS = [
+  { value: "in_person", label: "In person" },
+  { value: "phone", label: "Phone" },
+  { value: "video", label: "Video" },
+  { value: "client_address", label: "At the client's address" },
+  { value: "other", label: "Other" },
+];
+
+function toForm(s) {
+  const f = { name: s ? s.name : "", description: s && s.description ? s.description : "" };
+  for (const [k, , d] of NUMBERS) f[k] = s && s[k] != null ? String(s[k]) : d;
+  f.price = s && s.price ? String(s.price.amount) : "";
+  f.currency = s && s.price ? s.price.currency : s && s.late_cancel_fee ? s.late_cancel_fee.currency : "EUR";
+  f.fee = s && s.late_cancel_fee ? String(s.late_cancel_fee.amount) : "";
+  f.location_kind = s ? s.location_kind : "in_person";
+  f.location = s && s.location ? s.location : "";
+  f.active = s && !s.active ? "no" : "yes";
+  return f;
+}
+
+function toBody(f) {
+  const body = { name: f.name.trim(), description: f.description.trim() || null };
+  for (const [k] of NUMBERS) {
+    if (f[k].trim() !== "") body[k] = Number(f[k]);
+    else if (k === "slot_interval_minutes") body[k] = null;
+  }
+  const currency = f.currency.trim();
+  // The API's own answer shape: {"amount", "currency"} (or null for no price).
+  body.price = f.price.trim() ? { amount: f.price.trim(), currency } : null;
+  body.late_cancel_fee = f.fee.trim() ? { amount: f.fee.trim(), currency } : null;
+  body.location_kind = f.location_kind;
+  body.location = f.location.trim() || null;
+  body.active = f.active === "yes";
+  return body;
+}
+
+function ServiceForm({ service, onSaved, onCancel }) {
+  const [form, setForm] = useState(toForm(service));
+  const set = (k) => (v) => setForm({ ...form, [k]: v });
+  const { busy, error, run } = useAction();
+  const submit = async (e) => {
+    e.preventDefault();
+    const saved = await run(() =>
+      service ? api.patch(`/v1/bookings/services/${service.id}`, toBody(form)) : api.post("/v1/bookings/services", toBody(form)),
+    );
+    if (saved) onSaved(saved);
+  };
+  const label = service ? `Edit ${service.name}` : "New service";
+  return html`<form onSubmit=${submit} aria-label=${label} novalidate class="service-form">
+    <${ErrorBox} error=${error} title="Could not save the service" />
+    <${Field} label="Service name" name="name" value=${form.name} onInput=${set("name")} error=${error} required />
+    <${Field} label="Description" name="description" type="textarea" value=${form.description} onInput=${set("description")} error=${error} />
+    <div class="grid-fields">
+      ${NUMBERS.map(([k, label]) => html`<${Field} key=${k} label=${label} name=${k} type="number" min="0" value=${form[k]} onInput=${set(k)} error=${error}
+        hint=${k === "slot_interval_minutes" ? "Empty: the duration." : undefined} />`)}
+      <${Field} label="Price" name="price_amount" value=${form.price} onInput=${set("price")} error=${error} hint="Empty: no price." inputmode="decimal" />
+      <${Field} label="Currency" name="currency" value=${form.currency} onInput=${set("currency")} error=${error} hint="e.g. EUR" />
+      <${Field} label="Late cancellation fee" name="late_cancel_fee" value=${form.fee} onInput=${set("fee")} error=${error} inputmode="decimal" />
+      <${Field} label="Location" name="location_kind" value=${form.location_kind} onInput=${set("location_kind")} options=${LOCATIONS} />
+      <${Field} label="Address or video link" name="location" value=${form.location} onInput=${set("location")} error=${error} />
+      <${Field} label="Offered" name="active" value=${form.active} onInput=${set("active")}
+        options=${[{ value: "yes", label: "Active: offered to clients" }, { value: "no", label: "Inactive: not offered" }]} />
+    </div>
+    <div class="actions">
+      <button type="submit" disabled=${busy}>Save service</button>
+      ${onCancel && html`<button type="button" class="secondary" onClick=${onCancel}>Cancel</button>`}
+    </div>
+  </form>`;
+}
+
+export function ServicesPage({ ctx }) {
+  const list = useAsync(() => api.getAll("/v1/bookings/services"), [ctx.base]);
+  const [editing, setEditing] = useState(null);
+  const [said, setSaid] = useState("");
+  const done = (s) => {
+    setEditing(null);
+    setSaid(`Saved ${s.name}.`);
+    list.reload();
+  };
+  return html`<section>
+    <${PageHeader} title="Services">
+      ${editing !== "new" && html`<button type="button" onClick=${() => { setSaid(""); setEditing("new"); }}>New service</button>`}
+      <a href=${ctx.url("calendar")}>Calendar</a>
+    <//>
+    <p class="muted">What clients can book: duration, buffers around it, notice, price and cancellation terms. Requests are approved on the booking itself.</p>
+    ${said && html`<p class="success" role="status">${said}</p>`}
+    ${editing === "new" && html`<h2>New service</h2><${ServiceForm} onSaved=${done} onCancel=${() => setEditing(null)} />`}
+    ${list.loading && !list.data && html`<${Loading} label="Loading services…" />`}
+    <${ErrorBox} error=${list.error} />
+    ${list.data && list.data.length === 0 && editing !== "new" && html`<${Empty} title="No services yet.">
+      <button type="button" onClick=${() => setEditing("new")}>Create the first service</button><//>`}
+    ${list.data && list.data.length > 0 && html`<table>
+      <thead><tr><th scope="col">Service</th><th scope="col">Duration</th><th scope="col">Price</th><th scope="col">State</th><th scope="col">Actions</th></tr></thead>
+      <tbody>${list.data.map((s) => editing === s.id
+        ? html`<tr key=${s.id}><td colspan="5"><h2>Edit ${s.name}</h2><${ServiceForm} service=${s} onSaved=${done} onCancel=${() => setEditing(null)} /></td></tr>`
+        : html`<tr key=${s.id}>
+            <td>${s.name}</td>
+            <td>${s.duration_minutes} min${s.buffer_before_minutes || s.buffer_after_minutes ? ` (+${s.buffer_before_minutes}/${s.buffer_after_minutes} buffer)` : ""}</td>
+            <td>${s.price ? `${s.price.amount} ${s.price.currency}` : "—"}</td>
+            <td>${s.active ? "Active" : html`<span class="muted">Inactive</span>`}</td>
+            <td><button type="button" class="secondary" aria-label=${`Edit ${s.name}`} onClick=${() => { setSaid(""); setEditing(s.id); }}>Edit</button></td>
+          </tr>`)}</tbody>
+    </table>`}
+  </section>`;
+}
+
+// --- working hours ------------------------------------------------------------------------------
+
+const DAYS = [
+  ["mon", "Monday"], ["tue", "Tuesday"], ["wed", "Wednesday"], ["thu", "Thursday"],
+  ["fri", "Friday"], ["sat", "Saturday"], ["sun", "Sunday"],
+];
+
+function rangesText(ranges) {
+  return ranges.map((r) => `${r.start}-${r.end}`).join(", ");
+}
+
+function hoursForm(h) {
+  const f = { time_zone: (h && h.time_zone) || browserZone(), days: {}, overrides: [] };
+  for (const [d] of DAYS) f.days[d] = rangesText(h ? h.weekly.filter((w) => w.weekday === d).sort((a, b) => (a.start < b.start ? -1 : 1)) : []);
+  f.overrides = h ? h.overrides.map((o) => ({ date: o.date, hours: o.intervals.length ? rangesText(o.intervals) : "off" })) : [];
+  return f;
+}
+
+function ranges(text) {
+  return text.split(/[,\s]+/).map((r) => r.trim()).filter(Boolean);
+}
+
+export function HoursPage({ ctx }) {
+  const hours = useAsync(() => api.get("/v1/bookings/availability"), [ctx.base]);
+  const [form, setForm] = useState(null);
+  const [extra, setExtra] = useState({ date: "", hours: "off" });
+  const [said, setSaid] = useState("");
+  const { busy, error, run } = useAction();
+  const f = form || (hours.data ? hoursForm(hours.data) : null);
+  const update = (patch) => setForm({ ...f, ...patch });
+  const save = async (e) => {
+    e.preventDefault();
+    // Compact lines, as the tool takes them: "mon 09:00-12:00", "2026-12-24 off".
+    const weekly = DAYS.flatMap(([d]) => ranges(f.days[d]).map((r) => `${d} ${r}`));
+    const overrides = f.overrides.map((o) => `${o.date} ${o.hours.trim().toLowerCase() === "off" ? "off" : ranges(o.hours).join(" ")}`);
+    const saved = await run(() => api.put("/v1/bookings/availability", { time_zone: f.time_zone.trim(), weekly, overrides }));
+    if (saved) {
+      setForm(hoursForm(saved));
+      setSaid("Working hours saved.");
+    }
+  };
+  const addOverride = () => {
+    if (!extra.date) return;
+    update({ overrides: [...f.overrides.filter((o) => o.date !== extra.date), { ...extra }].sort((a, b) => (a.date < b.date ? -1 : 1)) });
+    setExtra({ date: "", hours: "off" });
+  };
+  return html`<section>
+    <${PageHeader} title="Working hours"><a href=${ctx.url("calendar")}>Calendar</a><//>
+    <p class="muted">When you can be booked. Write ranges like <code>09:00-12:00, 13:00-17:00</code>; leave a day empty when you do not work. Existing bookings are kept.</p>
+    ${hours.loading && !f && html`<${Loading} label="Loading working hours…" />`}
+    <${ErrorBox} error=${hours.error} />
+    ${said && html`<p class="success" role="status">${said}</p>`}
+    ${f && html`
+      <form onSubmit=${save} aria-label="Working hours" novalidate id="hours-form">
+        <${ErrorBox} error=${error} title="Could not save the working hours" />
+        <${Field} label="Time zone" name="time_zone" value=${f.time_zone} onInput=${(v) => update({ time_zone: v })} error=${error} hint="An IANA zone, e.g. Europe/Paris." />
+        <fieldset class="weekly"><legend>Every week</legend>
+          ${DAYS.map(([d, name]) => html`<${Field} key=${d} label=${`${name} hours`} name=${`weekly-${d}`} value=${f.days[d]}
+            onInput=${(v) => update({ days: { ...f.days, [d]: v } })} placeholder="closed" />`)}
+        </fieldset>
+        <fieldset><legend>Date overrides</legend>
+          ${f.overrides.length === 0 && html`<p class="muted">None: every date follows the weekly hours.</p>`}
+          ${f.overrides.length > 0 && html`<table><thead><tr><th scope="col">Date</th><th scope="col">Hours</th><th scope="col">Actions</th></tr></thead>
+            <tbody>${f.overrides.map((o) => html`<tr key=${o.date}><td>${o.date}</td><td>${o.hours === "off" ? "Day off" : o.hours}</td>
+              <td><button type="button" class="secondary" aria-label=${`Remove override ${o.date}`} onClick=${() => update({ overrides: f.overrides.filter((x) => x.date !== o.date) })}>Remove</button></td></tr>`)}</tbody></table>`}
+          <div class="row" role="group" aria-label="Add a date override">
+            <${Field} label="Override date" name="override-date" type="date" value=${extra.date} onInput=${(v) => setExtra({ ...extra, date: v })} />
+            <${Field} label="Hours that day" name="override-hours" value=${extra.hours} onInput=${(v) => setExtra({ ...extra, hours: v })} hint='"off" or e.g. 10:00-14:00' />
+            <button type="button" class="secondary" onClick=${addOverride}>Add override</button>
+          </div>
+          <p class="muted">Added overrides are kept once you save the working hours.</p>
+        </fieldset>
+        <div class="actions"><button type="submit" disabled=${busy}>Save working hours</button></div>
+      </form>
+`}
+  </section>`;
+}

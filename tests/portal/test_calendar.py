@@ -1,0 +1,258 @@
+"""A provider's calendar, as people use it: a booking made from a free slot of the day view,
+moved through the reschedule preview (same booking afterwards) and cancelled with a reason; a
+week across a DST change drawn in the provider's zone (not the browser's); the services editor
+and the working hours editor with a date override."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.portal.conftest import api_as, screenshot, sign_up_quickly
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def _t(start: str, end: str) -> str:
+    """A time range as the portal writes it (with an en dash)."""
+    return f"{start}\N{EN DASH}{end}"
+
+
+async def _provider(page: Page) -> dict[str, Any]:
+    await api_as(
+        page,
+        "PUT",
+        "/v1/bookings/availability",
+        {"time_zone": "Europe/Paris", "weekly": ["mon-sun 09:00-17:00"]},
+    )
+    return await api_as(
+        page,
+        "POST",
+        "/v1/bookings/services",
+        {
+            "name": "Haircut",
+            "duration_minutes": 60,
+            "max_advance_days": 730,
+            "price": {"amount": "35", "currency": "EUR"},
+        },
+    )
+
+
+async def test_book_from_the_calendar_reschedule_through_the_preview_and_cancel(page: Page) -> None:
+    await sign_up_quickly(page, "cal")
+    await _provider(page)
+    day = (dt.datetime.now(PARIS) + dt.timedelta(days=7)).date().isoformat()
+
+    await page.goto(f"/me/calendar?view=day&date={day}")
+    await expect(page.get_by_text("No bookings this day.")).to_be_visible()
+    slots = page.get_by_role("group", name="Free times")
+    await slots.get_by_role("button", name="10:00", exact=True).click()
+    await page.get_by_label("Client name").fill("Ada Client")
+    await page.get_by_label("Client email").fill("ada@example.com")
+    await screenshot(page, "calendar-day")
+    await page.get_by_role("button", name="Create booking").click()
+
+    await expect(page).to_have_url(re.compile(r"/me/calendar/bookings/[0-9a-f-]{36}$"))
+    booking_id = page.url.rsplit("/", 1)[1]
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Haircut · Ada Client")
+    await expect(page.locator(".facts")).to_contain_text("Confirmed")
+    await expect(page.locator(".facts")).to_contain_text(_t("10:00", "11:00"))
+
+    # The client's manage link, on request.
+    await page.get_by_role("button", name="Get the client's manage link").click()
+    await expect(page.locator(".manage-link")).to_contain_text("/v1/bookings/manage/")
+    await expect(page.get_by_role("button", name="Copy manage link")).to_be_visible()
+
+    # Reschedule: the preview changes nothing until it is confirmed.
+    await page.get_by_role("group", name="New time").get_by_role("button", name="14:00", exact=True).click()
+    await page.get_by_role("button", name="Preview the change").click()
+    preview = page.get_by_role("region", name="Preview of the change")
+    await expect(preview).to_contain_text("Nothing is changed yet")
+    await expect(preview).to_contain_text(_t("14:00", "15:00"))
+    await screenshot(page, "booking-reschedule-preview")
+    still = await api_as(page, "GET", f"/v1/bookings/{booking_id}")
+    assert dt.datetime.fromisoformat(still["start_at"]).astimezone(PARIS).hour == 10
+    await preview.get_by_role("button", name="Confirm the reschedule").click()
+    await expect(page.locator("p.success")).to_contain_text(f"Same booking (id {booking_id})")
+    moved = await api_as(page, "GET", f"/v1/bookings/{booking_id}")
+    assert moved["id"] == booking_id and moved["status"] == "confirmed"
+    assert dt.datetime.fromisoformat(moved["start_at"]).astimezone(PARIS).hour == 14
+    assert len(moved["reschedules"]) == 1
+    await expect(page.locator(".facts")).to_contain_text(_t("14:00", "15:00"))
+
+    # Cancel with a reason.
+    await page.get_by_label("Reason for cancelling").fill("The client is ill")
+    await page.get_by_role("button", name="Cancel booking").click()
+    await expect(page.locator("p.success")).to_have_text("Cancelled.")
+    await expect(page.locator(".facts")).to_contain_text("The client is ill")
+    gone = await api_as(page, "GET", f"/v1/bookings/{booking_id}")
+    assert gone["status"] == "cancelled" and gone["cancellation"]["reason"] == "The client is ill"
+    await screenshot(page, "booking")
+    listed = await api_as(page, "GET", "/v1/bookings")
+    assert [b["id"] for b in listed["items"]] == [booking_id]
+
+    # The day view shows it, struck through as cancelled.
+    await page.get_by_role("link", name=re.compile("Back to")).click()
+    await expect(
+        page.get_by_role("link", name=re.compile(_t("14:00", "15:00") + " Haircut, Ada Client, Cancelled"))
+    ).to_be_visible()
+
+
+async def test_a_week_across_a_dst_change_in_the_providers_zone(browser: Browser, live_server: str) -> None:
+    # The browser is in Los Angeles, the provider works in Paris: times are Paris times.
+    ctx = await browser.new_context(
+        base_url=live_server, viewport={"width": 1400, "height": 900}, timezone_id="America/Los_Angeles"
+    )
+    ctx.set_default_timeout(5_000)
+    try:
+        page = await ctx.new_page()
+        await sign_up_quickly(page, "dst")
+        svc = await _provider(page)
+
+        async def book(local: dt.datetime, name: str) -> dict[str, Any]:
+            body = {
+                "service_id": svc["id"],
+                "start_at": local.replace(tzinfo=PARIS).isoformat(),
+                "client_name": name,
+                "client_email": f"{name.split()[0].lower()}@example.com",
+            }
+            return await api_as(page, "POST", "/v1/bookings/holds", body)
+
+        # Europe/Paris moves to summer time on Sunday 2027-03-28 at 02:00.
+        held = await book(dt.datetime(2027, 3, 24, 12, 0), "Held Hugo")
+        requested = await api_as(
+            page,
+            "POST",
+            "/v1/bookings/requests",
+            {
+                "service_id": svc["id"],
+                "start_at": dt.datetime(2027, 3, 25, 11, 0, tzinfo=PARIS).isoformat(),
+                "client_name": "Rita Request",
+                "client_email": "rita@example.com",
+            },
+        )
+        before = await book(dt.datetime(2027, 3, 26, 10, 0), "Winter Wanda")
+        after = await book(dt.datetime(2027, 3, 28, 10, 0), "Summer Sam")
+        cancelled = await book(dt.datetime(2027, 3, 27, 15, 0), "Gone Gus")
+        for b in (before, after, cancelled):
+            await api_as(page, "POST", f"/v1/bookings/{b['id']}/confirm", {})
+        await api_as(page, "POST", f"/v1/bookings/{cancelled['id']}/cancel", {"reason": "moved away"})
+        utc_hour = [dt.datetime.fromisoformat(b["start_at"]).astimezone(dt.UTC).hour for b in (before, after)]
+        assert utc_hour == [9, 8]  # 10:00 CET, then 10:00 CEST
+
+        await page.goto("/me/calendar?view=week&date=2027-03-26")
+        await expect(page.get_by_text("Times in Europe/Paris")).to_be_visible()
+        days = page.locator(".week-day")
+        await expect(days).to_have_count(7)
+        expected = {
+            2: (_t("12:00", "13:00"), "Held Hugo", "Held"),
+            3: (_t("11:00", "12:00"), "Rita Request", "Requested"),
+            4: (_t("10:00", "11:00"), "Winter Wanda", "Confirmed"),
+            5: (_t("15:00", "16:00"), "Gone Gus", "Cancelled"),
+            6: (_t("10:00", "11:00"), "Summer Sam", "Confirmed"),
+        }
+        for i in range(7):
+            if i in expected:
+                time, who, status = expected[i]
+                chip = days.nth(i).get_by_role("link", name=f"{time} Haircut, {who}, {status}")
+                await expect(chip).to_be_visible()
+                await expect(chip).to_have_class(re.compile(f"status-{status.lower()}"))
+            else:
+                await expect(days.nth(i)).to_contain_text("Free")
+        assert held["status"] == "held" and requested["status"] == "requested"
+        await screenshot(page, "calendar-week")
+
+        # A request is confirmed or declined from its page; a decline needs its reason.
+        await days.nth(3).get_by_role("link", name=re.compile("Rita Request")).click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Haircut · Rita Request")
+        await expect(page.locator(".facts")).to_contain_text("Thursday")
+        await page.get_by_role("button", name="Decline").click()
+        await expect(page.get_by_role("alert")).to_be_visible()
+        await page.get_by_label("Reason for declining").fill("Fully booked that week")
+        await page.get_by_role("button", name="Decline").click()
+        await expect(page.locator("p.success")).to_have_text("Declined.")
+        declined = await api_as(page, "GET", f"/v1/bookings/{requested['id']}")
+        assert declined["status"] == "declined" and declined["decline_reason"] == "Fully booked that week"
+    finally:
+        await ctx.close()
+
+
+async def test_the_services_editor_saves(page: Page) -> None:
+    await sign_up_quickly(page, "svc")
+    await page.goto("/me/services")
+    await expect(page.get_by_text("No services yet.")).to_be_visible()
+    await page.get_by_role("button", name="New service").click()
+    form = page.get_by_role("form", name="New service")
+    await form.get_by_label("Service name").fill("Colour")
+    await form.get_by_label("Duration (minutes)").fill("90")
+    await form.get_by_label("Buffer after (minutes)").fill("15")
+    await form.get_by_label("Minimum notice (minutes)").fill("120")
+    await form.get_by_label("Price", exact=True).fill("80")
+    await form.get_by_label("Currency").fill("EUR")
+    await form.get_by_role("button", name="Save service").click()
+    await expect(page.get_by_role("status")).to_have_text("Saved Colour.")
+    await expect(page.get_by_role("row").filter(has_text="Colour")).to_contain_text("80.00 EUR")
+
+    await page.get_by_role("button", name="Edit Colour").click()
+    form = page.get_by_role("form", name="Edit Colour")
+    await form.get_by_label("Price", exact=True).fill("95.50")
+    await form.get_by_label("Late cancellation fee").fill("20")
+    await screenshot(page, "services")
+    await form.get_by_role("button", name="Save service").click()
+    await expect(page.get_by_role("row").filter(has_text="Colour")).to_contain_text("95.50 EUR")
+    [svc] = (await api_as(page, "GET", "/v1/bookings/services"))["items"]
+    assert svc["price"] == {"amount": "95.50", "currency": "EUR"}
+    assert svc["late_cancel_fee"] == {"amount": "20.00", "currency": "EUR"}
+    assert (svc["duration_minutes"], svc["buffer_after_minutes"], svc["min_notice_minutes"]) == (90, 15, 120)
+
+    # A refusal is shown where it happened, with the API's field message.
+    await page.get_by_role("button", name="Edit Colour").click()
+    form = page.get_by_role("form", name="Edit Colour")
+    await form.get_by_label("Duration (minutes)").fill("2")
+    await form.get_by_role("button", name="Save service").click()
+    await expect(form.get_by_role("alert")).to_contain_text("Could not save the service")
+
+
+async def test_the_hours_editor_saves_an_override(page: Page) -> None:
+    await sign_up_quickly(page, "hrs")
+    await page.goto("/me/hours")
+    await page.get_by_label("Time zone").fill("Europe/Paris")
+    await page.get_by_label("Monday hours").fill("09:00-12:00, 13:00-17:00")
+    await page.get_by_label("Tuesday hours").fill("09:00-17:00")
+    await page.get_by_label("Override date").fill("2026-12-24")
+    await page.get_by_label("Hours that day").fill("off")
+    await page.get_by_role("button", name="Add override").click()
+    await page.get_by_label("Override date").fill("2026-12-27")
+    await page.get_by_label("Hours that day").fill("10:00-14:00")
+    await page.get_by_role("button", name="Add override").click()
+    await expect(page.get_by_role("row").filter(has_text="2026-12-24")).to_contain_text("Day off")
+    await screenshot(page, "hours")
+    await page.get_by_role("button", name="Save working hours").click()
+    await expect(page.get_by_role("status")).to_have_text("Working hours saved.")
+
+    hours = await api_as(page, "GET", "/v1/bookings/availability")
+    assert hours["time_zone"] == "Europe/Paris" and hours["configured"] is True
+    assert sorted((w["weekday"], w["start"], w["end"]) for w in hours["weekly"]) == [
+        ("mon", "09:00", "12:00"), ("mon", "13:00", "17:00"), ("tue", "09:00", "17:00"),
+    ]  # fmt: skip
+    assert {o["date"]: o["intervals"] for o in hours["overrides"]} == {
+        "2026-12-24": [],
+        "2026-12-27": [{"start": "10:00", "end": "14:00"}],
+    }
+
+    # Reloaded, the form shows what was saved; removing an override saves too.
+    await page.reload()
+    await expect(page.get_by_label("Monday hours")).to_have_value("09:00-12:00, 13:00-17:00")
+    await page.get_by_role("button", name="Remove override 2026-12-24").click()
+    await page.get_by_role("button", name="Save working hours").click()
+    await expect(page.get_by_role("status")).to_have_text("Working hours saved.")
+    hours = await api_as(page, "GET", "/v1/bookings/availability")
+    assert [o["date"] for o in hours["overrides"]] == ["2026-12-27"]
+    # A bad range is refused with the API's message, where it happened.
+    await page.get_by_label("Wednesday hours").fill("17:00-09:00")
+    await page.get_by_role("button", name="Save working hours").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Could not save the working hours")
