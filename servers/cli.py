@@ -9,7 +9,7 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -19,6 +19,9 @@ from core.embedded import DATABASE, EmbeddedServer, ensure_database
 from core.embedded import start as start_embedded
 from core.errors import DomainError
 from core.observability import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from core.uow import Database
 
 cli = typer.Typer(
     name="atlilith",
@@ -61,7 +64,7 @@ def _migrate(settings: Settings) -> None:
     asyncio.run(migrate(settings))
 
 
-def _seed(settings: Settings) -> None:
+def _seed(settings: Settings, demo: bool = True) -> None:
     from core.seed import seed
     from core.uow import Database
     from servers.registry_sync import sync_builtins
@@ -72,6 +75,8 @@ def _seed(settings: Settings) -> None:
             # The seed installs every built-in: the registry must know them first.
             await sync_builtins(db)
             report = await seed(db, settings.seed_password)
+            if demo:
+                await _seed_demo(db)
         finally:
             await db.dispose()
         if report.person_created:
@@ -85,6 +90,19 @@ def _seed(settings: Settings) -> None:
             )
 
     asyncio.run(run())
+
+
+async def _seed_demo(db: Database) -> None:
+    """Demo threads, bookings and analytics (idempotent; marked as demo)."""
+    from core.demo import seed_demo_data
+
+    report = await seed_demo_data(db)
+    if report.threads or report.bookings or report.events:
+        typer.secho(
+            f"Demo data: {report.threads} threads, {report.drafts} agent drafts, {report.bookings} bookings,"
+            f" {report.events} analytics events (skip with `atlilith seed --no-demo`).",
+            err=True,
+        )
 
 
 def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None = None) -> None:
@@ -156,12 +174,16 @@ def migrate() -> None:
 
 
 @cli.command()
-def seed() -> None:
-    """Create the bootstrap data (idempotent)."""
+def seed(
+    no_demo: Annotated[
+        bool, typer.Option("--no-demo", help="Only the bootstrap data: no demo threads, bookings, events.")
+    ] = False,
+) -> None:
+    """Create the bootstrap data and the demo data (idempotent)."""
     settings = get_settings()
     configure_logging(settings)
     settings, _server = _database(settings)
-    _seed(settings)
+    _seed(settings, demo=not no_demo)
 
 
 @cli.command()
