@@ -10,6 +10,8 @@ import { NotMember, NotFound } from "./pages/notfound.js";
 import { MembersPage, OrgInvitationsPage, OrgSettingsPage, NewOrgPage } from "./pages/org.js";
 import { BrandsPage } from "./pages/brands.js";
 import { MyInvitationsPage } from "./pages/invitations.js";
+import { ClientsPage, ClientPage } from "./pages/clients.js";
+import { AnalyticsPage } from "./pages/analytics.js";
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -23,6 +25,10 @@ export const routes = [
   { path: "settings", page: OrgSettingsPage, title: "Settings", nav: "Settings", contexts: ["org"] },
   { path: "orgs/new", page: NewOrgPage, title: "Create an org", contexts: ["me"] },
   // — agents, components, credits (portal-agents) —
+  // — clients, analytics (clients-analytics) —
+  { path: "clients", page: ClientsPage, title: "Clients", nav: "Clients", contexts: ["me", "org"] },
+  { path: "clients/:id", page: ClientPage, title: "Client", contexts: ["me", "org"] },
+  { path: "analytics", page: AnalyticsPage, title: "Analytics", nav: "Analytics", contexts: ["me", "org"] },
 ];
 
 // Pages outside any context: `auth: false` are reachable signed out.
