@@ -45,7 +45,7 @@ function change(now, before) {
   if (!before) return now ? "new this period" : "no change";
   const d = (now - before) / before;
   if (d === 0) return "no change";
-  return `${d > 0 ? "+" : "−"}${Math.abs(d * 100).toFixed(0)}% vs previous period`;
+  return `${d > 0 ? "+" : "−"}${Math.abs(d * 100).toFixed(0)}% vs previous period (${before.toLocaleString()})`;
 }
 
 function duration(seconds) {
