@@ -4,7 +4,8 @@ For the seeded person (`transquinnftw`, personal context) and the org (`cocotte`
 threads from clients, one with an agent's pending draft; a service with working hours and a
 week of bookings; a month of analytics events. Everything goes through the core operations
 the API uses (an inbound message is ingested like a channel peer's, the draft is written by an
-API key as an agent would), so the demo shows what the product really does.
+API key as an agent would), so the demo shows what the product really does. Where the
+context has credits, a few identity jobs (look-ups of the demo clients) are run too.
 
 Demo rows are marked: threads carry the label `demo`, the service's name ends in "(demo)" and
 its bookings' private notes say "demo", analytics events have the source `demo`. Each part
@@ -26,6 +27,9 @@ from sqlalchemy import func, select
 
 from core.analytics import service as analytics
 from core.analytics.models import events as analytics_events
+from core.billing import service as billing
+from core.billing.models import Job
+from core.billing.schemas import RunIn
 from core.bookings import service as bookings
 from core.bookings.models import Service as ServiceRow
 from core.bookings.schemas import (
@@ -83,6 +87,7 @@ class DemoReport:
     services: int = 0
     bookings: int = 0
     events: int = 0
+    jobs: int = 0
     contexts: list[str] = field(default_factory=list)
 
 
@@ -118,6 +123,7 @@ async def seed_demo_data(db: Database, now: dt.datetime | None = None) -> DemoRe
         report.services += services
         report.bookings += booked
         report.events += await _demo_events(db, ctx, now)
+        report.jobs += await _demo_jobs(db, ctx)
     return report
 
 
@@ -291,3 +297,20 @@ async def _demo_events(db: Database, ctx: TenantContext, now: dt.datetime) -> in
                     )
         out = await analytics.ingest(ctx, uow, batch)
     return out.accepted
+
+
+async def _demo_jobs(db: Database, ctx: TenantContext) -> int:
+    """A few identity look-ups of demo clients, as an agent would run them. Jobs cost credits:
+    without enough (a fresh platform grants none) there are none, and a later start adds them
+    once the context has credits. A context that has run any job already gets none."""
+    emails = [email for _, email, *_ in THREADS]
+    async with db.service(ctx.person_id, ctx.org_id) as uow:
+        uow.ctx = ctx
+        if (await uow.session.execute(select(Job.id).limit(1))).first() is not None:
+            return 0
+        balance = await billing.get_balance(ctx, uow)
+        if balance.available < len(emails):
+            return 0
+        for email in emails:
+            await billing.run_job(ctx, uow, "identity", "resolve-person", RunIn(input={"email": email}))
+    return len(emails)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from core.billing import ledger
 from core.config import Settings
 from core.demo import seed_demo_data
+from core.events import Relay
 from core.seed import seed
 from core.uow import Database
 
@@ -25,7 +27,8 @@ SELECT
   (SELECT count(*) FROM bookings.services WHERE name LIKE '%(demo)') AS services,
   (SELECT count(*) FROM bookings.bookings WHERE notes = 'demo') AS bookings,
   (SELECT count(*) FROM analytics.events WHERE source = 'demo') AS events,
-  (SELECT count(DISTINCT COALESCE(org_id, person_id)) FROM analytics.events WHERE source = 'demo') AS contexts
+  (SELECT count(DISTINCT COALESCE(org_id, person_id)) FROM analytics.events WHERE source = 'demo') AS contexts,
+  (SELECT count(*) FROM billing.jobs j JOIN platform.orgs o ON o.id = j.org_id WHERE o.slug = 'cocotte') AS org_jobs
 """
 
 
@@ -61,6 +64,34 @@ async def test_seed_no_demo_adds_none_and_the_demo_seed_is_idempotent(
     assert after_first["services"] == 2 and after_first["bookings"] == first.bookings >= 8
     assert after_first["events"] == first.events > 500 and after_first["contexts"] == 2
 
+    # Jobs cost credits: none without them (a fresh platform grants none) ...
+    assert first.jobs == 0 and after_first["org_jobs"] == 0
     again = await seed_demo_data(db)
-    assert (again.threads, again.drafts, again.services, again.bookings, again.events) == (0, 0, 0, 0, 0)
+    assert (again.threads, again.drafts, again.services, again.bookings, again.events, again.jobs) == (0,) * 6
     assert await _counts(db) == after_first
+
+    # ... and once the org has credits, the next start runs a few identity jobs, once.
+    async with db.system() as uow:
+        org_id, owner = (
+            await uow.session.execute(text("SELECT id, owner_id FROM platform.orgs WHERE slug = 'cocotte'"))
+        ).one()
+        account = await ledger.lock_account(uow, owner, org_id)
+        await ledger.credit(uow, account, kind="grant", credits=10, key="grant:demo-test", person_id=owner)
+    with_credits = await seed_demo_data(db)
+    assert (with_credits.threads, with_credits.bookings, with_credits.events, with_credits.jobs) == (
+        0,
+        0,
+        0,
+        3,
+    )
+    assert (await _counts(db))["org_jobs"] == 3
+    await Relay(db).drain()  # the dev server's relay runs them
+    async with db.system() as uow:
+        statuses = (
+            await uow.session.execute(
+                text("SELECT status FROM billing.jobs WHERE org_id = :o"), {"o": org_id}
+            )
+        ).scalars()
+        assert set(statuses) == {"succeeded"}
+    assert (await seed_demo_data(db)).jobs == 0
+    assert (await _counts(db)) == {**after_first, "org_jobs": 3}
