@@ -75,8 +75,7 @@ def _seed(settings: Settings, demo: bool = True) -> None:
             # The seed installs every built-in: the registry must know them first.
             await sync_builtins(db)
             report = await seed(db, settings.seed_password)
-            if demo:
-                await _seed_demo(db)
+            demo_note = await _seed_demo(db) if demo else None
         finally:
             await db.dispose()
         if report.person_created:
@@ -88,21 +87,23 @@ def _seed(settings: Settings, demo: bool = True) -> None:
                 fg=typer.colors.YELLOW,
                 err=True,
             )
+        if demo_note:
+            typer.secho(demo_note, err=True)
 
     asyncio.run(run())
 
 
-async def _seed_demo(db: Database) -> None:
-    """Demo threads, bookings and analytics (idempotent; marked as demo)."""
+async def _seed_demo(db: Database) -> str | None:
+    """Demo threads, bookings, analytics and jobs (idempotent; marked as demo): what was added."""
     from core.demo import seed_demo_data
 
-    report = await seed_demo_data(db)
-    if report.threads or report.bookings or report.events:
-        typer.secho(
-            f"Demo data: {report.threads} threads, {report.drafts} agent drafts, {report.bookings} bookings,"
-            f" {report.events} analytics events (skip with `atlilith seed --no-demo`).",
-            err=True,
-        )
+    r = await seed_demo_data(db)
+    if not (r.threads or r.bookings or r.events or r.jobs):
+        return None
+    return (
+        f"Demo data: {r.threads} threads, {r.drafts} agent drafts, {r.bookings} bookings,"
+        f" {r.events} analytics events, {r.jobs} jobs (skip with `atlilith seed --no-demo`)."
+    )
 
 
 def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None = None) -> None:

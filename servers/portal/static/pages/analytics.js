@@ -87,7 +87,8 @@ const W = 720, H = 260, PL = 48, PR = 16, PT = 12, PB = 36;
 function ticks(max) {
   const raw = max / 4;
   const mag = 10 ** Math.floor(Math.log10(raw || 1));
-  const step = [1, 2, 2.5, 5, 10].map((k) => k * mag).find((s) => s >= raw) || mag;
+  // Counts are whole numbers: never a 0.5 gridline.
+  const step = Math.max(1, [1, 2, 5, 10].map((k) => k * mag).find((s) => s >= raw) || mag);
   const top = Math.max(step, Math.ceil(max / step) * step);
   const out = [];
   for (let v = 0; v <= top + 1e-9; v += step) out.push(Math.round(v * 100) / 100);

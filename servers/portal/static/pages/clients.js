@@ -29,7 +29,7 @@ export function ClientsPage({ ctx, query, navigate }) {
   };
   return html`<section>
     <${PageHeader} title="Clients" />
-    <form class="inline" role="search" aria-label="Client search" onSubmit=${search}>
+    <form class="inline clients-search" role="search" aria-label="Client search" onSubmit=${search}>
       <div class="field">
         <label for="client-search">Search clients</label>
         <input id="client-search" type="search" value=${text} onInput=${(e) => setText(e.target.value)} placeholder="Name, email or phone" />
