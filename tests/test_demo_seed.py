@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from core.billing import ledger
 from core.config import Settings
 from core.demo import seed_demo_data
 from core.events import Relay
+from core.migrate import create_database, drop_database, migrate
 from core.seed import seed
 from core.uow import Database
 
@@ -37,24 +42,48 @@ async def _counts(db: Database) -> dict[str, int]:
         return dict((await uow.session.execute(text(COUNTS))).mappings().one())
 
 
-async def test_seed_no_demo_adds_none_and_the_demo_seed_is_idempotent(
-    db: Database, settings: Settings
-) -> None:
+@pytest.fixture
+async def fresh(settings: Settings) -> AsyncIterator[Settings]:
+    """A database of its own: other tests seed the shared one's cocotte with demo data."""
+    name = f"atl_demo_{secrets.token_hex(3)}"
+    await create_database(settings.database_url or "", name)
+    url = make_url(settings.database_url or "").set(database=name).render_as_string(hide_password=False)
+    s = settings.model_copy(update={"database_url": url})
+    await migrate(s)
+    try:
+        yield s
+    finally:
+        await drop_database(settings.database_url or "", name)
+
+
+def _cli(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "DATABASE_URL": settings.database_url or "",
+        "DATABASE_URL": s.database_url or "",
         "ATLILITH_SEED_PASSWORD": SEED_PASSWORD,
         "ATLILITH_PASSWORD_HASH_PROFILE": "cheapest",
         "ATLILITH_LOG_LEVEL": "warning",
     }
     cli = Path(sys.executable).parent / "atlilith"
-    run = subprocess.run(
-        [str(cli), "seed", "--no-demo"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    run = subprocess.run([str(cli), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr
-    assert "Demo data" not in run.stderr
-    assert set((await _counts(db)).values()) == {0}
+    return run
 
+
+async def test_seed_no_demo_adds_none_and_the_demo_seed_is_idempotent(fresh: Settings) -> None:
+    assert "Demo data" not in _cli(fresh, "seed", "--no-demo").stderr
+    db = Database(fresh)
+    try:
+        await _demo_then_again(db)
+        # `./run dev` on every start: the CLI finds every part in place and adds nothing.
+        assert "Demo data" not in _cli(fresh, "seed").stderr
+        assert (await _counts(db))["threads"] == 6
+    finally:
+        await db.dispose()
+
+
+async def _demo_then_again(db: Database) -> None:
+    assert set((await _counts(db)).values()) == {0}
     await seed(db, SEED_PASSWORD)
     first = await seed_demo_data(db)
     assert first.contexts == ["transquinnftw", "cocotte"]
