@@ -82,6 +82,15 @@ async def test_clients_list_search_and_detail(page: Page, db: Database, live_ser
     await page.get_by_role("link", name="see all clients").click()
     await expect(table.get_by_role("link", name="Camille Laurent")).to_be_visible()
 
+    # What a client wrote about themselves is shown as text, never as markup.
+    odd = "<img src=x onerror=alert(1)> Zed & <b>co</b>"
+    await _api(page, "POST", "/v1/clients", {"name": odd}, org=ORG_SLUG)
+    await page.get_by_label("Search clients").fill("Zed")
+    await page.get_by_role("button", name="Search").click()
+    await expect(table.get_by_role("link", name=odd)).to_be_visible()
+    await expect(table.locator("img, b")).to_have_count(0)
+    await page.get_by_role("link", name="Clear search").click()
+
     await table.get_by_role("link", name="Camille Laurent").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Camille Laurent")
     client_id = page.url.rsplit("/", 1)[1]
@@ -120,6 +129,9 @@ async def test_analytics_draws_trend_and_funnel_whose_tables_match_the_api(
     page: Page, db: Database, live_server: str
 ) -> None:
     person = await sign_up_quickly(page, "ana")
+    await page.goto("/me/analytics")
+    await expect(page.get_by_text("No events in this period.")).to_be_visible()
+    await expect(page.get_by_text("Nobody reached the first step in this period.")).to_be_visible()
     await _demo_org_member(db, person.slug)
     await page.goto(f"/o/{ORG_SLUG}")
     async with (
