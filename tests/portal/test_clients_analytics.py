@@ -208,3 +208,12 @@ async def test_analytics_draws_trend_and_funnel_whose_tables_match_the_api(
     assert body["period"] == "last_7_days" and body["interval"] == "week"
     await expect(page).to_have_url(f"{live_server}/o/{ORG_SLUG}/analytics?period=last_7_days&interval=week")
     await expect(page.get_by_role("img", name="Trend chart", exact=False)).to_be_visible()
+
+    # Two events without a breakdown: one series per event, named after it.
+    await page.get_by_label("Events").fill("page_view, booking_requested")
+    await page.get_by_label("Break down by").fill("")
+    await page.get_by_role("button", name="Update charts").click()
+    legend = page.get_by_role("list", name="Series").get_by_role("listitem")
+    await expect(legend).to_have_count(2)
+    await expect(legend.nth(0)).to_contain_text("page_view")
+    await expect(legend.nth(1)).to_contain_text("booking_requested")

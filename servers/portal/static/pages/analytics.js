@@ -74,9 +74,10 @@ function bucketLabel(b, interval) {
   return `${d}/${m}`;
 }
 
-export function seriesLabel(s, many) {
-  const who = s.is_other ? "Other" : s.member ? s.member.display_name || s.member.slug || "former member" : s.untrusted_breakdown_value;
-  if (who === undefined || who === null) return s.event + (s.untrusted_breakdown_value === null && !many ? "" : " (not set)");
+/** A series' name: the event without a breakdown; else the value (with the event when several). */
+export function seriesLabel(s, many, breakdown) {
+  if (!breakdown) return s.event;
+  const who = s.is_other ? "Other" : s.member ? s.member.display_name || s.member.slug || "former member" : s.untrusted_breakdown_value ?? "(not set)";
   return many ? `${s.event} · ${who}` : who;
 }
 
@@ -141,7 +142,7 @@ function Trend({ state }) {
   const [asTable, setAsTable] = useState(false);
   const { data, error, loading } = state;
   const many = data && data.query.events.length > 1;
-  const labels = data ? data.series.map((s) => seriesLabel(s, many)) : [];
+  const labels = data ? data.series.map((s) => seriesLabel(s, many, data.query.breakdown)) : [];
   const empty = data && data.series.every((s) => s.total === 0);
   return html`<section aria-labelledby="trend-h" class="panel">
     <div class="panel-head">
@@ -259,7 +260,8 @@ function Members({ data, orgName }) {
 // --- the page -------------------------------------------------------------------------------
 
 export function AnalyticsPage({ ctx, query, navigate }) {
-  const v = { ...DEFAULTS, ...Object.fromEntries(Object.entries(query || {}).filter(([, x]) => x !== "")) };
+  // An empty value in the URL is a choice (e.g. no breakdown), not "use the default".
+  const v = { ...DEFAULTS, ...(query || {}) };
   const [form, setForm] = useState(v);
   const set = (k) => (x) => setForm({ ...form, [k]: x });
   const key = JSON.stringify(v);
@@ -281,7 +283,7 @@ export function AnalyticsPage({ ctx, query, navigate }) {
     const q = new URLSearchParams();
     for (const [k, x] of Object.entries(form)) {
       const unused = (k === "start" || k === "end") && form.period !== "custom";
-      if (x !== "" && x !== DEFAULTS[k] && !unused) q.set(k, x);
+      if (x !== undefined && x !== DEFAULTS[k] && !unused) q.set(k, x);
     }
     const qs = q.toString();
     navigate(ctx.url("analytics") + (qs ? `?${qs}` : ""));
