@@ -217,3 +217,17 @@ async def test_analytics_draws_trend_and_funnel_whose_tables_match_the_api(
     await expect(legend).to_have_count(2)
     await expect(legend.nth(0)).to_contain_text("page_view")
     await expect(legend.nth(1)).to_contain_text("booking_requested")
+
+
+async def test_clients_load_more_pages_through_the_keyset(page: Page) -> None:
+    await sign_up_quickly(page, "many")
+    for i in range(27):
+        await _api(page, "POST", "/v1/clients", {"name": f"Client {i:02d}", "email": f"c{i}@example.com"})
+    await page.goto("/me/clients")
+    rows = page.get_by_role("table", name="Clients").locator("tbody tr")
+    await expect(rows).to_have_count(25)
+    await page.get_by_role("button", name="Load more clients").click()
+    await expect(rows).to_have_count(27)
+    await expect(page.get_by_role("button", name="Load more clients")).to_have_count(0)
+    names = await rows.locator("td:first-child").all_inner_texts()
+    assert sorted(names) == [f"Client {i:02d}" for i in range(27)]
