@@ -202,7 +202,7 @@ function Funnel({ state }) {
     ${loading && html`<${Loading} label="Loading the funnel…" />`}
     <${ErrorBox} error=${error} title="Could not compute the funnel" />
     ${empty && html`<${Empty} title="Nobody reached the first step in this period.">Check the step names (they are event names), or pick a longer period.<//>`}
-    ${data && !empty && html`<p class="muted">${data.text} Overall conversion: <strong>${pct(data.conversion)}</strong>; median time to convert ${duration(data.median_seconds_to_convert)}.</p>`}
+    ${data && !empty && html`<p><strong>Overall conversion: ${pct(data.conversion)}</strong></p><p class="muted">${data.text}</p>`}
     ${data && !empty && (asTable ? html`<${FunnelTable} data=${data} />` : html`<${FunnelChart} data=${data} />`)}
   </section>`;
 }
