@@ -9,7 +9,7 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -19,6 +19,9 @@ from core.embedded import DATABASE, EmbeddedServer, ensure_database
 from core.embedded import start as start_embedded
 from core.errors import DomainError
 from core.observability import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from core.uow import Database
 
 cli = typer.Typer(
     name="atlilith",
@@ -86,7 +89,7 @@ def _migrate(settings: Settings) -> None:
     asyncio.run(migrate(settings))
 
 
-def _seed(settings: Settings) -> None:
+def _seed(settings: Settings, demo: bool = True) -> None:
     from core.seed import seed
     from core.uow import Database
     from servers.registry_sync import sync_builtins
@@ -97,6 +100,7 @@ def _seed(settings: Settings) -> None:
             # The seed installs every built-in: the registry must know them first.
             await sync_builtins(db)
             report = await seed(db, settings.seed_password)
+            demo_note = await _seed_demo(db) if demo else None
         finally:
             await db.dispose()
         if report.person_created:
@@ -114,8 +118,23 @@ def _seed(settings: Settings) -> None:
                 "(ATLILITH_SEED_CREDITS): `atlilith jobs run` works now.",
                 err=True,
             )
+        if demo_note:
+            typer.secho(demo_note, err=True)
 
     asyncio.run(run())
+
+
+async def _seed_demo(db: Database) -> str | None:
+    """Demo threads, bookings, analytics and jobs (idempotent; marked as demo): what was added."""
+    from core.demo import seed_demo_data
+
+    r = await seed_demo_data(db)
+    if not (r.threads or r.bookings or r.events or r.jobs):
+        return None
+    return (
+        f"Demo data: {r.threads} threads, {r.drafts} agent drafts, {r.bookings} bookings,"
+        f" {r.events} analytics events, {r.jobs} jobs (skip with `atlilith seed --no-demo`)."
+    )
 
 
 def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None = None) -> None:
@@ -196,12 +215,16 @@ def migrate() -> None:
 
 
 @cli.command()
-def seed() -> None:
-    """Create the bootstrap data (idempotent)."""
+def seed(
+    no_demo: Annotated[
+        bool, typer.Option("--no-demo", help="Only the bootstrap data: no demo threads, bookings, events.")
+    ] = False,
+) -> None:
+    """Create the bootstrap data and the demo data (idempotent)."""
     settings = get_settings()
     configure_logging(settings)
     settings, _server = _database(settings)
-    _seed(settings)
+    _seed(settings, demo=not no_demo)
 
 
 @cli.command()

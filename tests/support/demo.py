@@ -1,10 +1,12 @@
-"""Realistic data across every feature: the bootstrap seed, then each `core/<feature>/seed.py`
+"""Realistic data across every feature: the bootstrap seed, the portal's demo data
+(`core.demo`: threads, drafts, bookings, analytics events), then each `core/<feature>/seed.py`
 that defines `async def seed_demo(db)`. A new feature plugs in by adding that file."""
 
 from __future__ import annotations
 
 import importlib
 
+from core.demo import seed_demo_data
 from core.features import feature_names
 from core.seed import seed
 from core.uow import Database
@@ -15,6 +17,7 @@ SEED_PASSWORD = "drill-seed-password"
 async def seed_everything(db: Database) -> list[str]:
     """Returns the features whose demo data was added."""
     await seed(db, SEED_PASSWORD)
+    await seed_demo_data(db)
     seeded = []
     for name in feature_names():
         try:

@@ -16,6 +16,8 @@ import { CreditsPage, JobPage } from "./pages/credits.js";
 import { Consent } from "./pages/consent.js";
 import { CalendarPage, BookingPage } from "./pages/calendar.js";
 import { ServicesPage, HoursPage } from "./pages/services.js";
+import { ClientsPage, ClientPage } from "./pages/clients.js";
+import { AnalyticsPage } from "./pages/analytics.js";
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -38,6 +40,10 @@ export const routes = [
   { path: "calendar/bookings/:id", page: BookingPage, title: "Booking", contexts: ["me", "org"] },
   { path: "services", page: ServicesPage, title: "Services", nav: "Services", contexts: ["me", "org"] },
   { path: "hours", page: HoursPage, title: "Working hours", nav: "Hours", contexts: ["me", "org"] },
+  // — clients, analytics (clients-analytics) —
+  { path: "clients", page: ClientsPage, title: "Clients", nav: "Clients", contexts: ["me", "org"] },
+  { path: "clients/:id", page: ClientPage, title: "Client", contexts: ["me", "org"] },
+  { path: "analytics", page: AnalyticsPage, title: "Analytics", nav: "Analytics", contexts: ["me", "org"] },
 ];
 
 // Pages outside any context: `auth: false` are reachable signed out.

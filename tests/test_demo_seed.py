@@ -1,0 +1,126 @@
+"""The demo data `./run dev` adds: skipped with `--no-demo`, marked as demo, idempotent."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from core.billing import ledger
+from core.config import Settings
+from core.demo import seed_demo_data
+from core.events import Relay
+from core.migrate import create_database, drop_database, migrate
+from core.seed import seed
+from core.uow import Database
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED_PASSWORD = "demo-seed-password"
+
+COUNTS = """
+SELECT
+  (SELECT count(*) FROM messaging.threads WHERE 'demo' = ANY(labels)) AS threads,
+  (SELECT count(*) FROM messaging.drafts d JOIN messaging.threads t ON t.id = d.thread_id
+    WHERE 'demo' = ANY(t.labels) AND d.status = 'pending' AND d.created_by_kind = 'agent') AS drafts,
+  (SELECT count(*) FROM bookings.services WHERE name LIKE '%(demo)') AS services,
+  (SELECT count(*) FROM bookings.bookings WHERE notes = 'demo') AS bookings,
+  (SELECT count(*) FROM analytics.events WHERE source = 'demo') AS events,
+  (SELECT count(DISTINCT COALESCE(org_id, person_id)) FROM analytics.events WHERE source = 'demo') AS contexts,
+  (SELECT count(*) FROM billing.jobs j JOIN platform.orgs o ON o.id = j.org_id WHERE o.slug = 'cocotte') AS org_jobs
+"""
+
+
+async def _counts(db: Database) -> dict[str, int]:
+    async with db.system() as uow:
+        return dict((await uow.session.execute(text(COUNTS))).mappings().one())
+
+
+@pytest.fixture
+async def fresh(settings: Settings) -> AsyncIterator[Settings]:
+    """A database of its own: other tests seed the shared one's cocotte with demo data."""
+    name = f"atl_demo_{secrets.token_hex(3)}"
+    await create_database(settings.database_url or "", name)
+    url = make_url(settings.database_url or "").set(database=name).render_as_string(hide_password=False)
+    s = settings.model_copy(update={"database_url": url})
+    await migrate(s)
+    try:
+        yield s
+    finally:
+        await drop_database(settings.database_url or "", name)
+
+
+def _cli(s: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": s.database_url or "",
+        "ATLILITH_SEED_PASSWORD": SEED_PASSWORD,
+        "ATLILITH_PASSWORD_HASH_PROFILE": "cheapest",
+        "ATLILITH_LOG_LEVEL": "warning",
+    }
+    cli = Path(sys.executable).parent / "atlilith"
+    run = subprocess.run([str(cli), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+async def test_seed_no_demo_adds_none_and_the_demo_seed_is_idempotent(fresh: Settings) -> None:
+    assert "Demo data" not in _cli(fresh, "seed", "--no-demo").stderr
+    db = Database(fresh)
+    try:
+        await _demo_then_again(db)
+        # `./run dev` on every start: the CLI finds every part in place and adds nothing.
+        assert "Demo data" not in _cli(fresh, "seed").stderr
+        assert (await _counts(db))["threads"] == 6
+    finally:
+        await db.dispose()
+
+
+async def _demo_then_again(db: Database) -> None:
+    assert set((await _counts(db)).values()) == {0}
+    await seed(db, SEED_PASSWORD)
+    first = await seed_demo_data(db)
+    assert first.contexts == ["transquinnftw", "cocotte"]
+    after_first = await _counts(db)
+    # Both contexts: three threads each with one pending agent draft, a service, bookings, events.
+    assert after_first["threads"] == 6 and after_first["drafts"] == 2
+    assert after_first["services"] == 2 and after_first["bookings"] == first.bookings >= 8
+    assert after_first["events"] == first.events > 500 and after_first["contexts"] == 2
+
+    # Jobs cost credits: none without them (a fresh platform grants none) ...
+    assert first.jobs == 0 and after_first["org_jobs"] == 0
+    again = await seed_demo_data(db)
+    assert (again.threads, again.drafts, again.services, again.bookings, again.events, again.jobs) == (0,) * 6
+    assert await _counts(db) == after_first
+
+    # ... and once the org has credits, the next start runs a few identity jobs, once.
+    async with db.system() as uow:
+        org_id, owner = (
+            await uow.session.execute(text("SELECT id, owner_id FROM platform.orgs WHERE slug = 'cocotte'"))
+        ).one()
+        account = await ledger.lock_account(uow, owner, org_id)
+        await ledger.credit(uow, account, kind="grant", credits=10, key="grant:demo-test", person_id=owner)
+    with_credits = await seed_demo_data(db)
+    assert (with_credits.threads, with_credits.bookings, with_credits.events, with_credits.jobs) == (
+        0,
+        0,
+        0,
+        3,
+    )
+    assert (await _counts(db))["org_jobs"] == 3
+    await Relay(db).drain()  # the dev server's relay runs them
+    async with db.system() as uow:
+        statuses = (
+            await uow.session.execute(
+                text("SELECT status FROM billing.jobs WHERE org_id = :o"), {"o": org_id}
+            )
+        ).scalars()
+        assert set(statuses) == {"succeeded"}
+    assert (await seed_demo_data(db)).jobs == 0
+    assert (await _counts(db)) == {**after_first, "org_jobs": 3}
