@@ -10,6 +10,7 @@ import { NotMember, NotFound } from "./pages/notfound.js";
 import { MembersPage, OrgInvitationsPage, OrgSettingsPage, NewOrgPage } from "./pages/org.js";
 import { BrandsPage } from "./pages/brands.js";
 import { MyInvitationsPage } from "./pages/invitations.js";
+import { InboxPage, ThreadPage } from "./pages/inbox.js"; // inbox
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -22,6 +23,9 @@ export const routes = [
   { path: "brands", page: BrandsPage, title: "Brands", nav: "Brands", contexts: ["me", "org"] },
   { path: "settings", page: OrgSettingsPage, title: "Settings", nav: "Settings", contexts: ["org"] },
   { path: "orgs/new", page: NewOrgPage, title: "Create an org", contexts: ["me"] },
+  // — inbox (inbox) —
+  { path: "inbox", page: InboxPage, title: "Inbox", nav: "Inbox", contexts: ["me", "org"] },
+  { path: "inbox/:id", page: ThreadPage, title: "Thread", contexts: ["me", "org"] },
   // — agents, components, credits (portal-agents) —
 ];
 
