@@ -96,6 +96,7 @@ function ThreadRow({ t, ctx }) {
       ${t.unread_count > 0 && html`<span class="badge unread-count">${t.unread_count} unread</span>`}
       <span class="badge">${t.status}</span>
       <span class="badge">${t.channel}</span>
+      <span class="badge">agents: ${MODES.find((m) => m.value === t.agent_mode).label.toLowerCase()}</span>
       ${t.labels.map((l) => html`<span class="badge label" key=${l}>${l}</span>`)}
       ${t.assignee && html`<span class="muted">→ ${t.assignee.display_name}</span>`}
       <span class="muted">${when(t.last_activity_at)}</span>
