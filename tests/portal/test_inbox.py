@@ -141,3 +141,45 @@ async def test_approving_a_draft_sends_once_and_agent_mode_off_hides_drafting(pa
         await page.get_by_role("radio", name="Drafts only").check()
         await expect(page.get_by_role("button", name="Generate a draft")).to_be_visible()
     assert person.slug
+
+
+async def test_an_org_inbox_is_live_and_never_shows_another_tenants_messages(
+    page: Page, new_context: Any
+) -> None:
+    owner = await sign_up_quickly(page, "orgbox")
+    org = f"box-{uuid.uuid4().hex[:6]}"
+    await api_as(page, "POST", "/v1/orgs", {"slug": org, "name": "Box Studio"})
+    key = await api_as(
+        page, "POST", "/v1/api-keys", {"name": "mail-sync", "scopes": ["messaging:ingest"], "org": org}
+    )
+    other_page = await (await new_context()).new_page()
+    await sign_up_quickly(other_page, "other")
+
+    # (api_as acts in the session's last context: personal until the page switches to the org)
+    await inbound(page, client_email="y@example.com", subject="Personal", body="personal, not the org's")
+    await page.goto(f"/o/{org}/inbox")
+    await expect(page.get_by_text("No threads here.")).to_be_visible()
+    await expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+
+    # Another tenant's client writes (their personal inbox), then the org's peer delivers one.
+    # Only the org's appears here.
+    await inbound(other_page, client_email="x@example.com", subject="Elsewhere", body="not for this org")
+    r = await page.context.request.post(
+        "/v1/messaging/inbound",
+        data={
+            "channel": "email",
+            "external_id": "<org-1@mail>",
+            "client_email": "cy@example.com",
+            "client_name": "Cy",
+            "subject": "For the studio",
+            "body": "Hello studio",
+        },
+        headers={"Authorization": f"Bearer {key['token']}"},
+    )
+    assert r.status == 200, await r.text()
+    threads = page.get_by_role("list", name="Threads")
+    await expect(threads.get_by_text("Hello studio")).to_be_visible(timeout=5_000)
+    await expect(threads.get_by_role("listitem")).to_have_count(1)
+    await expect(page.get_by_text("not for this org")).to_have_count(0)
+    await expect(page.get_by_text("personal, not the org's")).to_have_count(0)
+    assert owner.slug

@@ -175,7 +175,7 @@ export function InboxPage({ ctx }) {
 
 // — one thread —
 
-function Message({ m, clientName }) {
+function Message({ m, clientName, me }) {
   const fromClient = m.direction === "in";
   const who = fromClient
     ? `From the client · ${clientName}`
@@ -183,7 +183,9 @@ function Message({ m, clientName }) {
       ? "Sent by an agent"
       : m.author.kind === "system"
         ? "System"
-        : "Sent by you";
+        : m.author.person_id === me
+          ? "Sent by you"
+          : "Sent by a team member";
   return html`<li class=${"message " + (fromClient ? "from-client" : "from-us")}>
     <article aria-label=${`${who}, ${when(m.occurred_at)}`}>
       <header class="message-head">
@@ -323,7 +325,7 @@ function Generate({ threadId, onDone }) {
   </form>`;
 }
 
-export function ThreadPage({ ctx, params }) {
+export function ThreadPage({ auth, ctx, params }) {
   const id = params.id;
   const [detail, setDetail] = useState(null);
   const [older, setOlder] = useState([]);
@@ -397,7 +399,7 @@ export function ThreadPage({ ctx, params }) {
     ${messages.length === 0
       ? html`<${Empty} title="No messages yet.">Write the first one below.<//>`
       : html`<ol class="messages" aria-label="Messages, oldest first">
-          ${messages.map((m) => html`<${Message} key=${m.id} m=${m} clientName=${clientName} />`)}
+          ${messages.map((m) => html`<${Message} key=${m.id} m=${m} clientName=${clientName} me=${auth && auth.person.id} />`)}
         </ol>`}
     ${detail.pending_drafts.length > 0 && html`<h2>Drafts waiting for approval</h2>
       <ul class="drafts">${detail.pending_drafts.map((d) => html`<${Draft} key=${d.id} d=${d} onDone=${done} />`)}</ul>`}
