@@ -183,3 +183,28 @@ async def test_an_org_inbox_is_live_and_never_shows_another_tenants_messages(
     await expect(page.get_by_text("not for this org")).to_have_count(0)
     await expect(page.get_by_text("personal, not the org's")).to_have_count(0)
     assert owner.slug
+
+
+async def test_load_more_follows_the_cursor_and_filters_narrow_the_list(page: Page) -> None:
+    await sign_up_quickly(page, "many")
+    batch = [
+        {"channel": "sms", "external_id": f"s{i}", "client_phone": f"+1415555{2000 + i}", "body": f"note {i}"}
+        for i in range(27)
+    ]
+    await api_as(page, "POST", "/v1/messaging/inbound", {"messages": batch})
+    await page.goto("/me/inbox")
+    threads = page.get_by_role("list", name="Threads")
+    await expect(threads.get_by_role("listitem")).to_have_count(25)
+    await page.get_by_role("button", name="Load more threads").click()
+    await expect(threads.get_by_role("listitem")).to_have_count(27)
+    await expect(page.get_by_role("button", name="Load more threads")).to_have_count(0)
+    await expect(page.get_by_text("27 unread messages in 27 threads")).to_be_visible()
+
+    await page.get_by_label("Search").fill("note 13")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(threads.get_by_role("listitem")).to_have_count(1)
+    await page.get_by_role("button", name="Clear").click()
+    await page.get_by_label("Channel").select_option("email")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(page.get_by_text("No threads here.")).to_be_visible()
+    await expect(page.get_by_text("Clear the filters to see every thread.")).to_be_visible()
