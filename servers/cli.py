@@ -105,7 +105,15 @@ def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None
         devserver.write_state(settings.data_dir, base, *dev_state)
     try:
         uvicorn.run(
-            app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="on"
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            # Open event streams (GET /v1/events/stream, up to a minute each) would hold a
+            # stop; their clients reconnect to the next process with their cursor.
+            timeout_graceful_shutdown=5,
         )
     finally:
         if dev_state is not None:

@@ -58,6 +58,10 @@ async def settings() -> AsyncIterator[Settings]:
         log_format="json",
         log_level="warning",
         login_max_failures=5,
+        # Short event-stream connections: route sweeps call GET /v1/events/stream and the
+        # in-process transport waits for its end; the portal's reader reconnects meanwhile.
+        events_stream_seconds=2.0,
+        events_stream_poll_seconds=0.2,
     )
     await migrate(s)
     try:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from core.uow import Database
+from servers.app import create_app
 from tests.conftest import make_org, signup
-from tests.support.messaging import api_key, inbound, messaging_client, messaging_db
+from tests.support.messaging import api_key, free_port, inbound, messaging_client, messaging_db
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +106,44 @@ async def test_the_stream_is_authenticated_scoped_and_membership_checked(sc: htt
     assert r.status_code == 403 and r.json()["code"] == "missing_scope"
     r = await sc.get("/v1/events/stream", params={"kind": "billing/*"}, headers=ada.h())
     assert r.status_code == 422 and r.json()["code"] == "unknown_event_kind"
+
+
+async def test_a_member_removed_mid_stream_stops_receiving_at_once(db: Database) -> None:
+    """Over a real socket: the stream re-checks membership at every poll."""
+    database = messaging_db(db, events_stream_seconds=30.0, events_stream_poll_seconds=0.05)
+    port = free_port()
+    app = create_app(database.settings, db=database, run_relay=False)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            ada = await signup(c, "ada")
+            org = await make_org(c, ada)
+            cy = await signup(c, "cy")
+            r = await c.post(f"/v1/orgs/{org}/members", json={"person": cy.slug}, headers=ada.h())
+            assert r.status_code == 201, r.text
+            peer = {"Authorization": f"Bearer {await api_key(c, ada, ['messaging:ingest'], org=org)}"}
+            seen: list[dict[str, Any]] = []
+            async with c.stream("GET", "/v1/events/stream", headers=cy.h(org=org)) as s:
+                buffer = ""
+                async for chunk in s.aiter_text():
+                    buffer += chunk
+                    while "\n\n" in buffer:
+                        block, buffer = buffer.split("\n\n", 1)
+                        seen += frames(block + "\n\n")
+                        if seen[-1]["event"] == "ready":
+                            await inbound(c, peer, external_id="<before>", body="while a member")
+                        elif seen[-1]["event"] == "messaging/message.received":
+                            gone = await c.delete(f"/v1/orgs/{org}/members/{cy.slug}", headers=ada.h())
+                            assert gone.status_code == 204, gone.text
+                            await inbound(c, peer, external_id="<after>", body="after removal")
+            names = [f["event"] for f in seen]
+            assert names[0] == "ready" and names[-1] == "error", names
+            assert names.count("messaging/message.received") == 1
+            assert seen[-1]["data"]["code"] == "not_a_member"
+    finally:
+        server.should_exit = True
+        await task
+        await database.dispose()
