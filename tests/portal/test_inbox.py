@@ -182,7 +182,12 @@ async def test_an_org_inbox_is_live_and_never_shows_another_tenants_messages(
     await expect(threads.get_by_role("listitem")).to_have_count(1)
     await expect(page.get_by_text("not for this org")).to_have_count(0)
     await expect(page.get_by_text("personal, not the org's")).to_have_count(0)
-    assert owner.slug
+
+    # In an org, a thread is assigned to a member chosen by name.
+    await threads.get_by_role("link", name="Cy For the studio").click()
+    await page.get_by_label("Assign to", exact=True).select_option(owner.slug)
+    await page.get_by_role("button", name="Assign", exact=True).click()
+    await expect(page.get_by_text(f"Assigned to {owner.display_name}")).to_be_visible()
 
 
 async def test_load_more_follows_the_cursor_and_filters_narrow_the_list(page: Page) -> None:

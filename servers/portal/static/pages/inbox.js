@@ -260,11 +260,11 @@ function AgentMode({ thread, onChange, busy }) {
   </fieldset>`;
 }
 
-function Triage({ thread, onPatch, busy }) {
+function Triage({ thread, onPatch, busy, members }) {
   const [status, setStatus] = useState(thread.status);
   const [until, setUntil] = useState("");
   const [labels, setLabels] = useState(thread.labels.join(", "));
-  const [assignee, setAssignee] = useState("");
+  const [assignee, setAssignee] = useState(thread.assignee ? thread.assignee.slug : "");
   return html`<div class="triage">
     <form class="inline" aria-label="Status" onSubmit=${(e) => { e.preventDefault(); onPatch({ status }); }}>
       <${Field} label="Status" name="status" value=${status} onInput=${setStatus} options=${STATUSES.filter((s) => s !== "snoozed").map((s) => ({ value: s, label: s }))} />
@@ -279,7 +279,10 @@ function Triage({ thread, onPatch, busy }) {
       <button type="submit" class="secondary" disabled=${busy}>Save labels</button>
     </form>
     <form class="inline" aria-label="Assignee" onSubmit=${(e) => { e.preventDefault(); onPatch({ assignee: assignee.trim() }); }}>
-      <${Field} label="Assign to (member handle)" name="assignee" value=${assignee} onInput=${setAssignee} />
+      ${members
+        ? html`<${Field} label="Assign to" name="assignee" value=${assignee} onInput=${setAssignee}
+            options=${[{ value: "", label: "Choose a member" }, ...members.map((m) => ({ value: m.person.slug, label: `${m.person.display_name} (${m.person.slug})` }))]} />`
+        : html`<${Field} label="Assign to (member handle)" name="assignee" value=${assignee} onInput=${setAssignee} />`}
       <button type="submit" class="secondary" disabled=${busy || !assignee.trim()}>Assign</button>
       <button type="button" class="secondary" disabled=${busy} onClick=${() => onPatch({ assignee: "me" })}>Assign to me</button>
       <button type="button" class="secondary" disabled=${busy || !thread.assignee} onClick=${() => onPatch({ assignee: null })}>Unassign</button>
@@ -333,6 +336,8 @@ export function ThreadPage({ auth, ctx, params }) {
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState("");
   const settings = useAsync(() => api.get("/v1/messaging/settings"), [ctx.base]);
+  // In an org, assignees are its members: offer them by name (personal: only yourself).
+  const members = useAsync(() => (ctx.kind === "org" ? api.getAll(`/v1/orgs/${ctx.org}/members`) : Promise.resolve(null)), [ctx.base]);
   const patching = useAction();
 
   const load = async () => {
@@ -407,6 +412,6 @@ export function ThreadPage({ auth, ctx, params }) {
     <h2>Reply</h2>
     <${Compose} threadId=${id} onSent=${done} />
     <h2>Triage</h2>
-    <${Triage} key=${t.updated_at} thread=${t} busy=${patching.busy} onPatch=${patch} />
+    <${Triage} key=${t.updated_at} thread=${t} busy=${patching.busy} onPatch=${patch} members=${members.data} />
   </section>`;
 }
