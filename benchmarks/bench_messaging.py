@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from benchmarks.common import ROOT, Result, bench_database, free_port, install, load, table
+from benchmarks.common import OUT_OF_REACH_ENV, ROOT, Result, bench_database, free_port, install, load, table
 from core.auth import authenticate
 from core.config import Settings
 from core.db import asyncpg_dsn
@@ -196,6 +196,7 @@ async def serve(settings: Settings) -> AsyncIterator[str]:
         # The MCP figures are one JSON-RPC POST per call, no handshake: a stateless client.
         "ATLILITH_MCP_HTTP_SESSIONS": "stateless",
         "ATLILITH_TOOLSETS": "all",
+        **OUT_OF_REACH_ENV,
         "ATLILITH_LOG_LEVEL": "warning",
         "ATLILITH_LOG_FORMAT": "json",
         "ATLILITH_PORT": str(port),

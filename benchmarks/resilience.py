@@ -172,6 +172,8 @@ class ServerProcess:
                 "ATLILITH_HANDLER_BACKOFF_MAX_SECONDS": "0.5",
                 "ATLILITH_LOG_LEVEL": "warning",
                 "ATLILITH_LOG_FORMAT": "json",
+                # The load is one client on one address, far above any person's rate.
+                "ATLILITH_RATE_LIMIT_ENABLED": "0",
                 "ATLILITH_DATA_DIR": str(self.settings.data_dir),
                 "ATLILITH_PORT": str(self.port),
                 "PYTHONPATH": str(ROOT),

@@ -232,9 +232,10 @@ def parse_credential(raw: str | None, tokens: Tokens) -> Credential:
     return Credential(raw=raw, claims=tokens.decode(raw))
 
 
+# The ticket is read after the function ran (a set-returning function in FROM runs first).
 _RESOLVE_SQL = text(
-    "SELECT * FROM platform.resolve_context("
-    ":person, :session, :key_prefix, :key_hash, :org_id, :org_slug, :trace)"
+    "SELECT r.*, current_setting('app.ctx_ticket', true) AS ctx_ticket FROM platform.resolve_context("
+    ":person, :session, :key_prefix, :key_hash, :org_id, :org_slug, :trace) r"
 )
 
 
@@ -342,7 +343,7 @@ async def resolve_context(
         role=Role(row.role) if row.role else None,
         trace_id=uow.trace_id,
     )
-    uow.bind(ctx)
+    uow.bind(ctx, row.ctx_ticket)
     return ctx
 
 

@@ -42,6 +42,9 @@ log = get_logger("atlilith.backup")
 
 DUMP_FILE = "atlilith.dump"
 MANIFEST_FILE = "manifest.json"
+# In the default backup folder: backups written elsewhere (`backup --out DIR`), so that
+# `restore latest` finds them too.
+INDEX_FILE = "index.json"
 MANIFEST_FORMAT = 1
 # Text output of every type must be the same on both sides for checksums to compare.
 _STABLE_OUTPUT = (
@@ -370,6 +373,8 @@ async def backup(settings: Settings, out_dir: Path | None = None, *, keep: int |
             shutil.rmtree(partial, ignore_errors=True)
             raise
     pruned = prune(out_dir, keep) if keep else []
+    if out_dir != settings.backup_dir.resolve():
+        record_in_index(settings.backup_dir.resolve(), final)
     log.info("backup_done", path=str(final), tables=len(stats), rows=manifest.total_rows)
     return BackupResult(final, manifest, pruned)
 
@@ -383,6 +388,37 @@ def list_backups(out_dir: Path) -> list[Path]:
         for p in out_dir.iterdir()
         if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_FILE).is_file()
     )
+
+
+def _is_backup(path: Path) -> bool:
+    return path.is_dir() and (path / MANIFEST_FILE).is_file()
+
+
+def _indexed(index_dir: Path) -> list[Path]:
+    try:
+        entries = json.loads((index_dir / INDEX_FILE).read_text(encoding="utf-8"))["backups"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [Path(e) for e in entries if isinstance(e, str)]
+
+
+def record_in_index(index_dir: Path, backup_path: Path) -> None:
+    """Remember a backup written outside the default folder (entries whose backup is gone are
+    dropped on the way). Written whole, then renamed: a reader never sees half an index."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    kept = [p for p in _indexed(index_dir) if _is_backup(p) and p != backup_path]
+    entries = [str(p) for p in [*kept, backup_path.resolve()]]
+    tmp = index_dir / f".{INDEX_FILE}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    tmp.write_text(json.dumps({"backups": entries}, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(index_dir / INDEX_FILE)
+
+
+def known_backups(backup_dir: Path) -> list[Path]:
+    """Complete backups in the default folder and those its index names, oldest first (a
+    backup's folder name starts with its UTC time)."""
+    found = {p.resolve() for p in list_backups(backup_dir)}
+    found.update(p.resolve() for p in _indexed(backup_dir) if _is_backup(p))
+    return sorted(found, key=lambda p: (p.name, str(p)))
 
 
 def prune(out_dir: Path, keep: int) -> list[Path]:

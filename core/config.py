@@ -27,9 +27,18 @@ class Settings(BaseSettings):
     app_db_password: str | None = None
     db_owner_role: str = "atlilith_owner"
     db_app_role: str = "atlilith_app"
+    # System and service work (the relay, handlers, sign-up, admin, sweeps) connects as this
+    # role, from its own pool: the only role whose 'system'/'service' context the row-level
+    # policies honour, so SQL on the request path's connections cannot claim either.
+    db_system_role: str = "atlilith_system"
+    system_database_url: str | None = None
+    system_db_password: str | None = None
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_system_pool_size: int = Field(default=5, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     data_dir: Path = Path(".atlilith")
+    # Where running dev servers leave a pointer to their data dir (default <tmp>/atlilith-<uid>).
+    runtime_dir: Path | None = None
 
     # --- http -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -49,6 +58,40 @@ class Settings(BaseSettings):
     password_hash_profile: Literal["default", "cheapest"] = "default"  # noqa: S105
     login_max_failures: int = Field(default=10, ge=1)
     login_lockout_seconds: int = Field(default=900, ge=1)
+
+    # --- rate limits (core.ratelimit) -----------------------------------------------------
+    rate_limit_enabled: bool = True
+    # A `limits` storage URI: per process in memory, or shared (async+redis://host:6379).
+    rate_limit_storage: str = "async+memory://"
+    rate_limit_per_credential: str = "600/minute"
+    rate_limit_per_ip: str = "1200/minute"
+    rate_limit_signin_per_ip: str = "20/minute"
+    # Peers (addresses or CIDRs) whose X-Forwarded-For is believed; none by default.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("rate_limit_per_credential", "rate_limit_per_ip", "rate_limit_signin_per_ip")
+    @classmethod
+    def _one_rate(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # "600/minute", "10 per 1 minute"; a typo fails at start, not per request
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _async_storage(cls, value: str) -> str:
+        if not value.startswith("async+"):
+            raise ValueError(
+                "use an async `limits` storage URI, e.g. async+memory:// or async+redis://host:6379"
+            )
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     # --- mcp ------------------------------------------------------------------------------
     token: str | None = None  # identity for `atlilith mcp` over stdio
@@ -93,6 +136,8 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "pretty"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     seed_password: str | None = None
+    # Credits the seeded person and org start with (once), so `atlilith jobs run` works at once.
+    seed_credits: int = Field(default=1000, ge=0, le=1_000_000_000)
     default_phone_region: str = "US"
 
     # --- messaging ------------------------------------------------------------------------
@@ -105,7 +150,8 @@ class Settings(BaseSettings):
     messaging_draft_peer_url: str | None = None
     # host[:port] patterns (fnmatch) a context may name in its own peer URLs; empty = none may.
     messaging_peer_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Signs requests to peers (HMAC-SHA256); the caller's own token never goes to a peer.
+    # Standard Webhooks key(s) signing requests to peers, newest first, comma-separated (every
+    # one signs, so a peer keeps verifying during a rotation); the caller's token never goes there.
     messaging_peer_secret: str | None = None
     messaging_peer_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     messaging_peer_retries: int = Field(default=2, ge=0, le=10)
@@ -157,6 +203,15 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # an address or a CIDR, else refuse to start
+        return value
+
     @property
     def inngest_enabled(self) -> bool:
         """Events go to Inngest when it is configured; otherwise handlers run in-process."""
@@ -180,12 +235,18 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
     # --- billing ------------------------------------------------------------------------------
-    # The payment provider's webhook secret (HMAC-SHA256); unset = the purchase webhook refuses.
+    # The payment provider's Standard Webhooks key(s), comma-separated (any one verifies, for a
+    # rotation's overlap); unset = the purchase webhook refuses.
     billing_webhook_secret: str | None = None
-    # Signed webhooks and peer callbacks older (or newer) than this are refused as replays.
-    billing_signature_tolerance_seconds: int = Field(default=300, ge=10, le=3600)
+    # Signed webhooks and peer callbacks older (or newer) than this are refused as replays; the
+    # Standard Webhooks library allows five minutes at most.
+    billing_signature_tolerance_seconds: int = Field(default=300, ge=10, le=300)
+    # After a peer's key is rotated, its older keys keep working this long (0 = stop at once).
+    peer_secret_grace_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
     # Default low-balance threshold of a context (each context may set its own).
     billing_low_balance_threshold: int = Field(default=10, ge=0)
+    # Credits every new person and every new org start with (a grant, once); 0 = none.
+    billing_starting_credits: int = Field(default=0, ge=0, le=1_000_000_000)
     # A queued job not started within this fails (its hold released).
     job_queue_timeout_seconds: int = Field(default=3600, ge=1)
     # A built-in action's run time; under the relay's 60 s handler limit.

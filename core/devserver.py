@@ -3,7 +3,9 @@ data dir (pid, URL, log), and control of the embedded PostgreSQL it runs on.
 
 `./run dev` writes `<data dir>/dev.json` when it serves and removes it when it exits cleanly;
 `dev:status` reads it and asks `/health`; `dev:stop` stops the server and makes sure no
-embedded PostgreSQL is left behind, even after a kill -9 orphaned it.
+embedded PostgreSQL is left behind, even after a kill -9 orphaned it. It also leaves a pointer
+to its data dir in the runtime dir (`<tmp>/atlilith-<uid>`, or ATLILITH_RUNTIME_DIR), so an
+operator command run from elsewhere (`atlilith token`) finds the database of the one running.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,7 +60,36 @@ def log_path(data_dir: Path) -> Path:
     return data_dir.resolve() / LOG_FILE
 
 
-def write_state(data_dir: Path, url: str, log: Path | None, pgdata: Path | None) -> DevState:
+def runtime_dir(configured: Path | None = None) -> Path:
+    return configured or Path(tempfile.gettempdir()) / f"atlilith-{os.getuid()}"
+
+
+def _pointer(runtime: Path, pid: int) -> Path:
+    return runtime / f"dev-{pid}.json"
+
+
+def running_elsewhere(runtime: Path, data_dir: Path) -> list[Path]:
+    """Data dirs of the dev servers running now on the embedded PostgreSQL, other than
+    `data_dir`; stale pointers (their server is gone) are removed on the way."""
+    found: list[Path] = []
+    for pointer in sorted(runtime.glob("dev-*.json")):
+        try:
+            other = Path(json.loads(pointer.read_text(encoding="utf-8"))["data_dir"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        state = running(other)
+        if state is None or state.pgdata is None:
+            if state is None:
+                pointer.unlink(missing_ok=True)
+            continue
+        if other.resolve() != data_dir.resolve() and other not in found:
+            found.append(other)
+    return found
+
+
+def write_state(
+    data_dir: Path, url: str, log: Path | None, pgdata: Path | None, runtime: Path | None = None
+) -> DevState:
     state = DevState(
         pid=os.getpid(),
         url=url,
@@ -70,6 +102,10 @@ def write_state(data_dir: Path, url: str, log: Path | None, pgdata: Path | None)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(state), indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
+    if runtime is not None:
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+        pointer = _pointer(runtime, state.pid)
+        pointer.write_text(json.dumps({"data_dir": str(data_dir.resolve())}) + "\n", encoding="utf-8")
     return state
 
 
@@ -80,8 +116,10 @@ def read_state(data_dir: Path) -> DevState | None:
         return None
 
 
-def clear_state(data_dir: Path, pid: int | None = None) -> None:
-    """Remove the state file (only if it is `pid`'s, when given)."""
+def clear_state(data_dir: Path, pid: int | None = None, runtime: Path | None = None) -> None:
+    """Remove the state file (only if it is `pid`'s, when given) and this process's pointer."""
+    if runtime is not None and pid is not None:
+        _pointer(runtime, pid).unlink(missing_ok=True)
     current = read_state(data_dir)
     if current is not None and pid is not None and current.pid != pid:
         return

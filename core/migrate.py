@@ -19,6 +19,8 @@ from core.db import asyncpg_url, component_schemas
 from core.observability import get_logger
 
 log = get_logger("atlilith.migrate")
+# The key that signs tenant contexts lives here; no role but the owner may read it.
+PRIVATE_SCHEMA = "platform_private"
 # Alembic's version table lives apart from component schemas; the app role gets no grant on it.
 META_SCHEMA = "atlilith_meta"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -62,7 +64,12 @@ async def drop_database(admin_url: str | URL, name: str) -> None:
 
 
 def _setup_roles(sync_conn: Connection, settings: Settings) -> None:
-    owner, app = settings.db_owner_role, settings.db_app_role
+    if len({settings.db_owner_role, settings.db_app_role, settings.db_system_role}) < 3:
+        raise RuntimeError(
+            "the owner, app and system database roles must be three different roles: set"
+            " ATLILITH_DB_OWNER_ROLE, ATLILITH_DB_APP_ROLE and ATLILITH_DB_SYSTEM_ROLE apart"
+        )
+    owner, app, system = settings.db_owner_role, settings.db_app_role, settings.db_system_role
     me = sync_conn.execute(
         text("SELECT current_user, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user")
     ).one()
@@ -70,11 +77,11 @@ def _setup_roles(sync_conn: Connection, settings: Settings) -> None:
     can_create = bool(me.rolsuper or me.rolcreaterole)
     existing = set(
         sync_conn.execute(
-            text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:names)"), {"names": [owner, app]}
+            text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:names)"), {"names": [owner, app, system]}
         ).scalars()
     )
     if can_create:
-        for role, login in ((owner, False), (app, True)):
+        for role, login in ((owner, False), (app, True), (system, True)):
             if role in existing or role == me.current_user:
                 continue
             # Another process (a parallel test session) may create it first: tolerate that.
@@ -85,14 +92,13 @@ def _setup_roles(sync_conn: Connection, settings: Settings) -> None:
                     " NOCREATEDB NOCREATEROLE; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
                 )
             )
-        if settings.app_db_password:
-            sync_conn.execute(
-                text(f"ALTER ROLE {_ident(app)} PASSWORD :pw").bindparams(pw=settings.app_db_password)
-            )
+        for role, password in ((app, settings.app_db_password), (system, settings.system_db_password)):
+            if password:
+                sync_conn.execute(text(f"ALTER ROLE {_ident(role)} PASSWORD :pw").bindparams(pw=password))
         if me.current_user != owner and not me.rolsuper:
             sync_conn.execute(text(f"GRANT {_ident(owner)} TO {_ident(me.current_user)}"))
     else:
-        missing = {owner, app} - existing - {me.current_user}
+        missing = {owner, app, system} - existing - {me.current_user}
         if missing:
             raise RuntimeError(
                 f"roles {sorted(missing)} do not exist and {me.current_user!r} may not create them; "
@@ -100,29 +106,37 @@ def _setup_roles(sync_conn: Connection, settings: Settings) -> None:
             )
     if me.current_user != owner:
         sync_conn.execute(text(f"GRANT CONNECT, CREATE ON DATABASE {_ident(db)} TO {_ident(owner)}"))
-    sync_conn.execute(text(f"GRANT CONNECT ON DATABASE {_ident(db)} TO {_ident(app)}"))
+    sync_conn.execute(text(f"GRANT CONNECT ON DATABASE {_ident(db)} TO {_ident(app)}, {_ident(system)}"))
     sync_conn.execute(text("CREATE EXTENSION IF NOT EXISTS btree_gist"))
     sync_conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
 
 
 def _grant_app(sync_conn: Connection, settings: Settings) -> None:
-    """Give the app role DML (never DDL, never ownership) on every schema the owner owns."""
-    owner, app = _ident(settings.db_owner_role), _ident(settings.db_app_role)
+    """Give the app and system roles DML (never DDL, never ownership) on every schema the owner
+    owns, except the private one holding the key that signs tenant contexts; and tell the
+    policies which role is the system role."""
     schemas = sync_conn.execute(
         text(
             "SELECT nspname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner"
-            " WHERE r.rolname = :owner AND nspname <> :meta"
+            " WHERE r.rolname = :owner AND nspname NOT IN (:meta, :private)"
         ),
-        {"owner": settings.db_owner_role, "meta": META_SCHEMA},
+        {"owner": settings.db_owner_role, "meta": META_SCHEMA, "private": PRIVATE_SCHEMA},
     ).scalars()
+    roles = f"{_ident(settings.db_app_role)}, {_ident(settings.db_system_role)}"
     for schema in schemas:
         s = _ident(schema)
-        sync_conn.execute(text(f"GRANT USAGE ON SCHEMA {s} TO {app}"))
-        sync_conn.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {app}"))
-        sync_conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {app}"))
+        sync_conn.execute(text(f"GRANT USAGE ON SCHEMA {s} TO {roles}"))
+        sync_conn.execute(
+            text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {roles}")
+        )
+        sync_conn.execute(text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {roles}"))
         sync_conn.execute(text(f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {s} FROM PUBLIC"))
-        sync_conn.execute(text(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {app}"))
-    del owner
+        sync_conn.execute(text(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {s} TO {roles}"))
+    sync_conn.execute(text(f"REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {PRIVATE_SCHEMA} FROM PUBLIC"))
+    sync_conn.execute(
+        text(f"UPDATE {PRIVATE_SCHEMA}.context_key SET system_role = :role"),
+        {"role": settings.db_system_role},
+    )
 
 
 def _migrate_sync(sync_conn: Connection, settings: Settings, revision: str) -> None:

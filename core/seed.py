@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from core.billing import ledger
 from core.context import Principal, PrincipalKind, Role, TenantContext
 from core.registry.service import install_builtins
 from core.tenancy import service
@@ -42,6 +43,7 @@ class SeedReport:
     brands_created: int
     clients_created: int
     components_installed: int = 0
+    credits_granted: int = 0
 
 
 async def seed(db: Database, password: str | None = None) -> SeedReport:
@@ -103,4 +105,11 @@ async def seed(db: Database, password: str | None = None) -> SeedReport:
         # Every built-in the registry knows, in both contexts, so `./run dev` is fully usable.
         installed = await install_builtins(uow, person_id, None)
         installed += await install_builtins(uow, person_id, org_id)
-    return SeedReport(person_created, generated, org_created, brands, clients, len(installed))
+        # Starting credits in both contexts, once (a later seed never tops them up).
+        granted = 0
+        for context_org in (None, org_id):
+            if await ledger.grant_once(
+                uow, person_id, context_org, db.settings.seed_credits, reason="seed", memo="seeded credits"
+            ):
+                granted += db.settings.seed_credits
+    return SeedReport(person_created, generated, org_created, brands, clients, len(installed), granted)

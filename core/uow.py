@@ -39,6 +39,9 @@ _SETTINGS_SQL = text(
     "SELECT set_config('app.mode', :mode, true), set_config('app.person_id', :person, true),"
     " set_config('app.org_id', :org, true), set_config('app.trace_id', :trace, true)"
 )
+# A person's context in a later transaction of the same unit of work: the ticket that
+# `platform.resolve_context` signed lets `platform.bind_ticket` sign this transaction too.
+_TICKET_SQL = text("SELECT platform.bind_ticket(:person, :org, :ticket, :trace)")
 
 
 class Database:
@@ -52,6 +55,13 @@ class Database:
             max_overflow=settings.db_max_overflow,
         )
         self.sessionmaker: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
+        # System and service work runs on its own role and pool (see `Settings.db_system_role`).
+        self.system_engine = make_engine(
+            system_database_url(settings),
+            pool_size=settings.db_system_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        self.system_sessionmaker: async_sessionmaker[AsyncSession] = make_sessionmaker(self.system_engine)
         self.tokens = Tokens(settings)
         self.passwords = Passwords(settings.password_hash_profile)
 
@@ -77,6 +87,7 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        await self.system_engine.dispose()
 
 
 def app_database_url(settings: Settings) -> str:
@@ -87,6 +98,19 @@ def app_database_url(settings: Settings) -> str:
     return with_role(settings.database_url, settings.db_app_role, settings.app_db_password).render_as_string(
         hide_password=False
     )
+
+
+def system_database_url(settings: Settings) -> str:
+    if settings.system_database_url:
+        return settings.system_database_url
+    if not settings.database_url:
+        raise RuntimeError("no database configured: set DATABASE_URL or start the embedded server")
+    return with_role(
+        settings.database_url, settings.db_system_role, settings.system_db_password
+    ).render_as_string(hide_password=False)
+
+
+_TRUSTED = (Mode.SERVICE, Mode.SYSTEM)
 
 
 class UnitOfWork:
@@ -105,8 +129,10 @@ class UnitOfWork:
         self.org_id = org_id
         self.trace_id = trace_id or current_trace_id() or new_trace_id()
         self.ctx: TenantContext | None = None
+        self._ticket: str | None = None
         self._events: list[dict[str, Any]] = []
         self._session: AsyncSession | None = None
+        self._on_system_pool = False
 
     @property
     def session(self) -> AsyncSession:
@@ -115,7 +141,8 @@ class UnitOfWork:
         return self._session
 
     async def __aenter__(self) -> Self:
-        self._session = self.db.sessionmaker()
+        self._on_system_pool = self.mode in _TRUSTED
+        self._session = (self.db.system_sessionmaker if self._on_system_pool else self.db.sessionmaker)()
         if self.mode is not Mode.ANONYMOUS:
             try:
                 await self.apply_settings()
@@ -128,6 +155,17 @@ class UnitOfWork:
         return self
 
     async def apply_settings(self) -> None:
+        if self.mode is Mode.USER:
+            await self.session.execute(
+                _TICKET_SQL,
+                {
+                    "person": self.person_id,
+                    "org": self.org_id,
+                    "ticket": self._ticket or "",
+                    "trace": self.trace_id,
+                },
+            )
+            return
         await self.session.execute(
             _SETTINGS_SQL,
             {
@@ -138,20 +176,37 @@ class UnitOfWork:
             },
         )
 
-    def bind(self, ctx: TenantContext) -> None:
-        """Record the caller's context, which `platform.resolve_context` bound in SQL, so that a
-        later transaction of this unit of work (`released`) is bound the same way."""
+    def bind(self, ctx: TenantContext, ticket: str | None = None) -> None:
+        """Record the caller's context, which `platform.resolve_context` bound (and signed) in
+        SQL, and its ticket, so that a later transaction of this unit of work (`released`) is
+        bound the same way."""
         self.ctx = ctx
+        self._ticket = ticket
         self.mode, self.person_id, self.org_id = Mode.USER, ctx.person_id, ctx.org_id
 
     async def act_as_service(self, person_id: uuid.UUID | None, org_id: uuid.UUID | None) -> None:
-        """Narrow this transaction to one tenant (an event handler working for it)."""
+        """Narrow this unit of work to one tenant (an event handler working for it)."""
         self.mode, self.person_id, self.org_id = Mode.SERVICE, person_id, org_id
+        await self._to_system_pool()
         await self.apply_settings()
 
     async def act_as_system(self) -> None:
+        """Work across tenants from here on (admin work, a person's listing over their orgs)."""
         self.mode, self.person_id, self.org_id = Mode.SYSTEM, None, None
+        await self._to_system_pool()
         await self.apply_settings()
+
+    async def _to_system_pool(self) -> None:
+        """The request path's connections can never hold a system or service context: the
+        policies honour those only for the system role. What this unit of work did so far as
+        a caller commits (it was checked in that context); the rest is a new transaction on the
+        system role's pool. Objects loaded before are detached: re-read what you change."""
+        if self._on_system_pool:
+            return
+        await self.commit()
+        await self.session.close()
+        self._session = self.db.system_sessionmaker()
+        self._on_system_pool = True
 
     # --- events ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from core import __version__
 from core.config import Settings, get_settings
 from core.events import Relay, Sink
 from core.observability import get_logger
+from core.ratelimit import RateLimits
 from core.uow import Database
 from servers import mcp as mcp_door
 from servers import portal
@@ -26,6 +27,7 @@ from servers.mcp_changes import ToolListChanges
 from servers.middleware import BodyLimit, RequestContext
 from servers.openapi import install_openapi, operation_names
 from servers.problems import install_problem_handlers, refuse_control_characters
+from servers.ratelimit import RateLimit
 from servers.registry_sync import sync_registry
 
 log = get_logger("atlilith.app")
@@ -35,7 +37,10 @@ DESCRIPTION = """Atlilith's REST API for the provider portal and peer services.
 Authenticate with `Authorization: Bearer <token>`: an access token from `POST /v1/auth/login`
 or an API key. Each request acts in one context: personal, or one org you belong to (the
 token's context, or `X-Atlilith-Org`). Errors are RFC 9457 problem+json with a stable `code`
-and a `hint`. Lists paginate with `limit` and `cursor`."""
+and a `hint`. Lists paginate with `limit` and `cursor`. Requests are rate-limited per credential
+and per address: `429` with `Retry-After`, and the `RateLimit` / `RateLimit-Policy` fields on
+every answer. Editable resources answer with an `ETag`; send it back in `If-Match` and a change
+made meanwhile gets `412 precondition_failed` instead of being overwritten."""
 
 
 def create_app(
@@ -128,13 +133,17 @@ def create_app(
     # The portal last: its catch-all client routes must not shadow an API or MCP path.
     portal.mount(app, settings)
 
+    # Inside CORS (a cross-origin caller can read its 429) and the body limit (what it drains
+    # of a refused request's body is bounded).
+    app.state.rate_limits = RateLimits(settings, database.tokens)
+    app.add_middleware(RateLimit, limits=app.state.rate_limits)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Trace-Id"],
+            expose_headers=["X-Trace-Id", "RateLimit", "RateLimit-Policy", "Retry-After", "ETag"],
         )
     # Analytics batches of up to 10,000 events need more than the default.
     app.state.body_limit_overrides = {"/v1/analytics/events": settings.analytics_max_body_bytes}

@@ -50,6 +50,31 @@ def _database(settings: Settings) -> tuple[Settings, EmbeddedServer | None]:
     return settings.model_copy(update={"database_url": url}), server
 
 
+def _operator_database(settings: Settings) -> tuple[Settings, EmbeddedServer | None]:
+    """The database an operator command (token, mcp) acts on: DATABASE_URL; else the embedded
+    one of this data dir when it has one; else the one dev server running from another data dir
+    (its database and its JWT secret). Never a fresh, empty PostgreSQL."""
+    from core import devserver
+
+    if settings.database_url or (settings.data_dir.resolve() / "pg").exists():
+        return _database(settings)
+    others = devserver.running_elsewhere(devserver.runtime_dir(settings.runtime_dir), settings.data_dir)
+    if len(others) == 1:
+        typer.secho(f"using the dev server running from {others[0]} (ATLILITH_DATA_DIR)", err=True)
+        return _database(settings.model_copy(update={"data_dir": others[0]}))
+    if others:
+        _fail(
+            f"no database in {settings.data_dir.resolve()}, and dev servers run from "
+            + ", ".join(map(str, others))
+            + ": set ATLILITH_DATA_DIR to one of them (or DATABASE_URL)"
+        )
+    _fail(
+        f"no database in {settings.data_dir.resolve()} and no dev server running: start ./run dev, "
+        "or set DATABASE_URL (or ATLILITH_DATA_DIR to the server's data dir)"
+    )
+    raise AssertionError  # _fail exits
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
@@ -83,6 +108,12 @@ def _seed(settings: Settings) -> None:
                 fg=typer.colors.YELLOW,
                 err=True,
             )
+        if report.credits_granted:
+            typer.secho(
+                f"  {settings.seed_credits} credits each for transquinnftw and cocotte "
+                "(ATLILITH_SEED_CREDITS): `atlilith jobs run` works now.",
+                err=True,
+            )
 
     asyncio.run(run())
 
@@ -101,8 +132,9 @@ def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None
         fg=typer.colors.GREEN,
         err=True,
     )
+    runtime = devserver.runtime_dir(settings.runtime_dir)
     if dev_state is not None:
-        devserver.write_state(settings.data_dir, base, *dev_state)
+        devserver.write_state(settings.data_dir, base, *dev_state, runtime=runtime)
     try:
         uvicorn.run(
             app,
@@ -114,10 +146,13 @@ def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None
             # Open event streams (GET /v1/events/stream, up to a minute each) would hold a
             # stop; their clients reconnect to the next process with their cursor.
             timeout_graceful_shutdown=5,
+            # The client address is the peer's; X-Forwarded-For is believed only from
+            # ATLILITH_TRUSTED_PROXIES (core.ratelimit), never from uvicorn's loopback default.
+            proxy_headers=False,
         )
     finally:
         if dev_state is not None:
-            devserver.clear_state(settings.data_dir, os.getpid())
+            devserver.clear_state(settings.data_dir, os.getpid(), runtime=runtime)
 
 
 @cli.command()
@@ -184,7 +219,7 @@ def mcp(
     configure_logging(settings)
     if not settings.token:
         _fail("set ATLILITH_TOKEN to an access token or API key (see `atlilith token --help`)")
-    settings, _server = _database(settings)
+    settings, _server = _operator_database(settings)
     names = [t.strip() for t in toolsets.split(",") if t.strip()] if toolsets else None
     asyncio.run(_run_stdio(settings, names, read_only or settings.read_only))
 
@@ -241,7 +276,6 @@ def token(
     """Print a session token for a local operator (needs database access)."""
     settings = get_settings()
     configure_logging(settings)
-    settings, _server = _database(settings)
 
     async def run() -> str:
         from core.tenancy.service import operator_token
@@ -257,9 +291,17 @@ def token(
             await db.dispose()
 
     try:
+        settings, _server = _operator_database(settings)
         sys.stdout.write(asyncio.run(run()) + "\n")
+    except typer.Exit:
+        raise
     except DomainError as err:
         _fail(f"{err.code}: {err.message}")
+    except Exception as exc:
+        # A database that is not Atlilith's (not migrated, wrong server): one line, no traceback.
+        reason = getattr(exc, "orig", None) or exc  # the driver's words, not SQLAlchemy's wrapping
+        reason = (str(reason).strip().splitlines() or [type(exc).__name__])[0][:200]
+        _fail(f"cannot use the database ({reason}): set DATABASE_URL or ATLILITH_DATA_DIR to the server's")
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -67,9 +69,18 @@ class RequestContext:
                     )
 
 
+# Reading and discarding the rest of an oversize body lets a client that writes its whole body
+# before reading (httpx's default) see the 413: closing with unread data in the socket makes the
+# kernel answer with a reset that destroys the response. Bounded, so it cannot be made to read
+# forever; past the bound the connection is closed and such a client may see a reset.
+DRAIN_MAX_BYTES = 64 * 1_048_576
+DRAIN_MAX_SECONDS = 10.0
+
+
 class BodyLimit:
     """Refuse bodies over the limit with 413 before they are read into memory, whether the
-    client declares Content-Length or streams chunks."""
+    client declares Content-Length or streams chunks. The rest of the body is drained (read and
+    thrown away, bounded) before the answer, so the client reads the 413."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
         self.app = app
@@ -88,14 +99,20 @@ class BodyLimit:
             return
         limit = self._limit_for(scope.get("path", ""))
         declared: int | None = None
+        expects_continue = False
         for key, value in scope.get("headers", []):
             if key == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = None
+            elif key == b"expect" and value.lower() == b"100-continue":
+                expects_continue = True
         if declared is not None:
             if declared > limit:
+                # A client waiting for 100 Continue has sent nothing yet: answer at once.
+                if not expects_continue and declared <= DRAIN_MAX_BYTES:
+                    await _drain(receive, declared)
                 await _too_large(send, limit)
                 return
             # The server enforces Content-Length framing, so the body cannot exceed it.
@@ -113,6 +130,8 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
+                if message.get("more_body", False):
+                    await _drain(receive, DRAIN_MAX_BYTES - size)
                 await _too_large(send, limit)
                 return
             chunks.append(chunk)
@@ -122,6 +141,19 @@ class BodyLimit:
             _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive),
             send,
         )
+
+
+async def _drain(receive: Receive, budget: int) -> None:
+    """Read and discard the request body until it ends, `budget` bytes are read or time is up."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_MAX_SECONDS):
+            while budget > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                budget -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
 
 
 def _replay(messages: list[Message], then: Receive | None = None) -> Receive:

@@ -79,11 +79,25 @@ HEADERS: dict[str, dict[str, Any]] = {
         "description": "Seconds to wait before retrying (429, 503).",
         "schema": {"type": "integer", "minimum": 0},
     },
+    "ETag": {
+        "description": "The representation's tag: send it back in `If-Match` to write only if unchanged.",
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "What is left of the tightest limit this request counted against.",
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Policy": {
+        "description": "The limits this request counted against (IETF RateLimit fields).",
+        "schema": {"type": "string"},
+    },
     "WWW-Authenticate": {
         "description": "Why the credential was refused (401).",
         "schema": {"type": "string"},
     },
 }
+
+RATE_HEADERS = ("RateLimit", "RateLimit-Policy")
 
 # What each error status means across the API; an operation documents the ones it can answer.
 ERRORS: dict[str, str] = {
@@ -94,6 +108,7 @@ ERRORS: dict[str, str] = {
     "409": "Conflicts with the current state (taken slot, duplicate, wrong status).",
     "413": "Request body too large.",
     "422": "Invalid input: `errors` lists each field.",
+    "412": "`If-Match` no longer matches: re-read the resource and retry.",
     "429": "Too many requests: wait `Retry-After` seconds.",
 }
 # Anything else a request can meet (402 out of credits, 410 gone, 412 stale, 423 locked ...).
@@ -153,8 +168,10 @@ def correct(spec: dict[str, Any]) -> dict[str, Any]:
     schemas["Problem"] = PROBLEM_SCHEMA
     spec["components"]["headers"] = HEADERS
     problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    trace = {"X-Trace-Id": {"$ref": "#/components/headers/X-Trace-Id"}}
     for path, item in spec.get("paths", {}).items():
+        trace: dict[str, Any] = {"X-Trace-Id": {"$ref": "#/components/headers/X-Trace-Id"}}
+        if path.startswith("/v1/"):
+            trace.update({name: {"$ref": f"#/components/headers/{name}"} for name in RATE_HEADERS})
         for op in item.values():
             responses: dict[str, Any] = op.setdefault("responses", {})
             for status, response in responses.items():
@@ -163,7 +180,12 @@ def correct(spec: dict[str, Any]) -> dict[str, Any]:
                     # A route's own error entries (402 ...) answer problem+json like the rest.
                     response["content"] = problem
             secured = "security" in op
-            for status in _errors_of(path, op, secured=secured):
+            conditional = _conditional(item)
+            if conditional:
+                for status, response in responses.items():
+                    if status.startswith("2") and status != "204":
+                        response["headers"]["ETag"] = {"$ref": "#/components/headers/ETag"}
+            for status in _errors_of(path, op, secured=secured) + (["412"] if _takes_if_match(op) else []):
                 entry: dict[str, Any] = {
                     "description": ERRORS.get(status, "Client error."),
                     "content": problem,
@@ -175,6 +197,15 @@ def correct(spec: dict[str, Any]) -> dict[str, Any]:
                     entry["headers"]["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
                 responses.setdefault(status, entry)
     return spec
+
+
+def _takes_if_match(op: dict[str, Any]) -> bool:
+    return any(p.get("in") == "header" and p["name"].lower() == "if-match" for p in op.get("parameters", []))
+
+
+def _conditional(item: dict[str, Any]) -> bool:
+    """A resource whose writes honour `If-Match`: its reads and writes carry an `ETag`."""
+    return any(_takes_if_match(op) for op in item.values())
 
 
 def _errors_of(path: str, op: dict[str, Any], *, secured: bool) -> list[str]:

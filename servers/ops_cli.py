@@ -130,7 +130,8 @@ def backup(
 
     if list_only:
         folder = (out or get_settings().backup_dir).resolve()
-        found = ops.list_backups(folder)
+        # The default folder lists what its index recorded too (backups written with --out).
+        found = ops.list_backups(folder) if out else ops.known_backups(folder)
         if not found:
             _say(f"no backups in {folder}")
         for path in found:
@@ -158,19 +159,36 @@ def backup(
         _say(f"  pruned {path}")
 
 
-def _latest(settings: Settings) -> Path:
+def _latest(settings: Settings, folder: Path | None) -> Path:
+    """The newest backup in `folder` (--from), else in ATLILITH_BACKUP_DIR or recorded in its
+    index (backups written with `backup --out`)."""
     from core import backup as ops
 
-    found = ops.list_backups(settings.backup_dir.resolve())
+    if folder is not None:
+        found = ops.list_backups(folder.resolve())
+        if not found:
+            _fail(f"no backups in {folder.resolve()}")
+        return found[-1]
+    found = ops.known_backups(settings.backup_dir.resolve())
     if not found:
-        _fail(f"no backups in {settings.backup_dir.resolve()}")
+        _fail(
+            f"no backups in {settings.backup_dir.resolve()} nor recorded in its {ops.INDEX_FILE}:"
+            " give the backup's folder, or `latest --from DIR`"
+        )
     return found[-1]
 
 
 def restore(
     source: Annotated[
-        str, typer.Argument(help="A backup folder, or `latest` (newest in ATLILITH_BACKUP_DIR).")
+        str,
+        typer.Argument(
+            help="A backup folder, or `latest`: the newest in ATLILITH_BACKUP_DIR or written with"
+            " `backup --out` (or in --from)."
+        ),
     ],
+    from_dir: Annotated[
+        Path | None, typer.Option("--from", help="With `latest`: the newest backup in this folder.")
+    ] = None,
     into: Annotated[
         str | None,
         typer.Option("--into", help="Restore into this database on the same server (created if missing)."),
@@ -185,7 +203,9 @@ def restore(
     from core import backup as ops
 
     settings = _db_settings()
-    path = _latest(settings) if source == "latest" else Path(source)
+    if from_dir is not None and source != "latest":
+        _fail("--from goes with `latest`; give either a backup folder or `latest --from DIR`")
+    path = _latest(settings, from_dir) if source == "latest" else Path(source)
     try:
         result = asyncio.run(ops.restore(settings, path, database=into, force=force, dry_run=dry_run))
     except ops.RestoreRefused as exc:
@@ -413,7 +433,7 @@ def status() -> None:
     pgdata = Path(state.pgdata) if state and state.pgdata else settings.data_dir.resolve() / "pg"
     pm = postmaster(pgdata)
     _say(f"embedded postgres ({pgdata}): " + (f"running, pid {pm[0]}" if pm else "not running"))
-    backups = ops.list_backups(settings.backup_dir.resolve())
+    backups = ops.known_backups(settings.backup_dir.resolve())
     if backups:
         m = ops.Manifest.read(backups[-1] / ops.MANIFEST_FILE)
         _say(f"latest backup: {backups[-1]} ({_age(m.created_at)}, {m.total_rows} rows)")

@@ -50,6 +50,7 @@ async def settings() -> AsyncIterator[Settings]:
         password_hash_profile="cheapest",
         relay_enabled=False,
         data_dir=ROOT / ".atlilith" / "test-data",
+        backup_dir=ROOT / ".atlilith" / "test-data" / "backups",
         mcp_allowed_hosts=["127.0.0.1:*", "localhost:*", "testserver", "test"],
         mcp_allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://testserver"],
         handler_backoff_base_seconds=0.01,
@@ -62,6 +63,11 @@ async def settings() -> AsyncIterator[Settings]:
         # in-process transport waits for its end; the portal's reader reconnects meanwhile.
         events_stream_seconds=2.0,
         events_stream_poll_seconds=0.2,
+        # Tests drive the API far faster than any person; tests/servers/test_rate_limits.py
+        # proves the limits with small ones of its own.
+        rate_limit_per_credential="1000000/minute",
+        rate_limit_per_ip="1000000/minute",
+        rate_limit_signin_per_ip="1000000/minute",
     )
     await migrate(s)
     try:

@@ -10,6 +10,7 @@ import pkgutil
 from pathlib import Path
 
 from core.features import feature_names
+from tests.support.source import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +41,7 @@ def _called(folder: str) -> set[str]:
     """`service.x(...)` calls in a door's modules, as `feature.x`."""
     found: set[str] = set()
     for path in (ROOT / folder).rglob("*.py"):
-        tree = ast.parse(path.read_text())
+        tree = parse(path)
         aliases = {}
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("core."):

@@ -30,6 +30,8 @@ NOT_TOOLS = {
     "registry.listed_toolsets": "the per-caller tools/list filter",
     "registry.is_platform_admin": "a check inside other operations",
     "registry.list_versions": "registry_get gives the current tools_hash; the history is REST",
+    "registry.get_installation": "registry_list_installations shows each config; the single "
+    "read is REST's, for the ETag a conditional PATCH (If-Match) needs",
     "registry.get_skill": "skills are MCP resources: read skill://<name>/SKILL.md",
     "registry.register_peer_component": "platform admins, over REST /v1/admin/components",
     "registry.update_peer_component": "platform admins, over REST /v1/admin/components/{slug}",

@@ -1,11 +1,12 @@
 """Jobs run from the event spine: `jobs/job.queued` starts a job; a sweep fails what passed its
-deadline (releasing the hold) and expires unused credits of expired grants."""
+deadline (releasing the hold) and expires unused credits of expired grants; a new person or
+org gets the platform's starting credits."""
 
 from __future__ import annotations
 
 import uuid
 
-from core.billing import service
+from core.billing import ledger, service
 from core.events import Event, ScheduledRun, schedule, subscribe
 from core.observability import get_logger
 from core.uow import UnitOfWork
@@ -21,6 +22,34 @@ async def execute_queued_job(event: Event, uow: UnitOfWork) -> None:
         log.error("job_event_without_person")
         return
     await service.execute_job(uow.db, uuid.UUID(str(event.data["job_id"])), event.person_id, event.org_id)
+
+
+@subscribe("platform/person.created", name="billing.starting_credits_person")
+async def starting_credits_for_person(event: Event, uow: UnitOfWork) -> None:
+    """A new person's personal context gets ATLILITH_BILLING_STARTING_CREDITS (default 0)."""
+    if event.person_id is not None:
+        await ledger.grant_once(
+            uow,
+            event.person_id,
+            None,
+            uow.db.settings.billing_starting_credits,
+            reason="starting",
+            memo="starting credits",
+        )
+
+
+@subscribe("platform/org.created", name="billing.starting_credits_org")
+async def starting_credits_for_org(event: Event, uow: UnitOfWork) -> None:
+    """A new org gets ATLILITH_BILLING_STARTING_CREDITS too (its creator is its owner)."""
+    if event.person_id is not None and event.org_id is not None:
+        await ledger.grant_once(
+            uow,
+            event.person_id,
+            event.org_id,
+            uow.db.settings.billing_starting_credits,
+            reason="starting",
+            memo="starting credits",
+        )
 
 
 @schedule("* * * * *", name="billing.sweep")

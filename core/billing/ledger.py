@@ -203,6 +203,39 @@ async def credit(
     return entry, created
 
 
+async def grant_once(
+    uow: UnitOfWork,
+    person_id: uuid.UUID,
+    org_id: uuid.UUID | None,
+    credits: int,
+    *,
+    reason: str,
+    memo: str,
+) -> bool:
+    """System: grant a context credits once per `reason` (the ledger key makes a second call, or
+    a redelivered event, change nothing). True when this call granted them."""
+    if credits <= 0:
+        return False
+    acct = await lock_account(uow, person_id, org_id)
+    entry, created = await credit(
+        uow,
+        acct,
+        kind="grant",
+        credits=credits,
+        key=f"{reason}:{org_id or person_id}",
+        person_id=person_id,
+        memo=memo,
+    )
+    if created:
+        uow.emit(
+            "billing/credits.granted",
+            {"entry_id": entry.id, "credits": credits, "expires_at": None, "reason": reason},
+            person_id=person_id,
+            org_id=org_id,
+        )
+    return created
+
+
 # The hot path of every run, in one statement: the conditional UPDATE takes the account row's
 # lock and re-checks `available` on the latest committed version (so concurrent holds of one
 # context serialize here and never overdraw), and the ledger entry is written with the totals

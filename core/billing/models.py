@@ -139,17 +139,19 @@ class Peer(Base):
 
 
 class PeerSecret(Base):
-    """The HMAC key shared with a peer: it signs our calls and its callbacks. Kept verbatim (an
-    HMAC is verified by recomputing it) in a table only system mode can read."""
+    """A key shared with a peer (Standard Webhooks): it signs our calls and its callbacks. Kept
+    verbatim (an HMAC is verified by recomputing it) in a table only system mode can read. A
+    peer has one or more: every active key verifies and signs, until its `retires_at`."""
 
     __tablename__ = "peer_secrets"
-    __table_args__ = {"schema": SCHEMA}
+    __table_args__ = (Index("ix_peer_secrets_peer_id", "peer_id", "created_at"), {"schema": SCHEMA})
 
-    peer_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("billing.peers.id", ondelete="CASCADE"), primary_key=True
-    )
+    id: Mapped[uuid.UUID] = uuid_pk()
+    peer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("billing.peers.id", ondelete="CASCADE"))
     secret: Mapped[str] = mapped_column(Text)
-    rotated_at: Mapped[dt.datetime] = created_at()
+    created_at: Mapped[dt.datetime] = created_at()
+    # NULL: active until a rotation or a retirement sets it.
+    retires_at: Mapped[dt.datetime | None]
 
 
 class Job(TenantOwned, Base):

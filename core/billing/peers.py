@@ -1,67 +1,33 @@
 """Talking to peer components: signed calls out, signed callbacks in.
 
-A signature is `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>` sent as
-`X-Atlilith-Signature` with `X-Atlilith-Timestamp` (Unix seconds). The same scheme signs our
-calls to a peer (so it can check they are ours), the peer's callbacks, and the purchase webhook.
+Every request either way is signed per Standard Webhooks (core.webhooks): our calls to a peer
+(so it can check they are ours) with every active key of the peer, its callbacks with any one
+of them, and the purchase webhook with the provider's key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
 
+from core import webhooks
 from core.config import Settings
 from core.observability import get_logger
 
 log = get_logger("atlilith.billing.peers")
 
-TIMESTAMP_HEADER = "X-Atlilith-Timestamp"
-SIGNATURE_HEADER = "X-Atlilith-Signature"
 
-
-def new_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
-def verify(
-    secret: str,
-    timestamp: str | None,
-    body: bytes,
-    signature: str | None,
-    tolerance: int,
-    now: float | None = None,
-) -> str | None:
-    """None when the signature is good and fresh; else the reason (a stable error code)."""
-    if not timestamp or not signature:
-        return "signature_missing"
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        return "signature_invalid"
-    if abs((now if now is not None else time.time()) - sent) > tolerance:
-        return "signature_stale"
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip()):
-        return "signature_invalid"
-    return None
-
-
-def signed_headers(secret: str, body: bytes, *, trace_id: str | None = None) -> dict[str, str]:
-    timestamp = str(int(time.time()))
+def signed_headers(
+    keys: Sequence[str], body: bytes, *, message_id: str, trace_id: str | None = None
+) -> dict[str, str]:
     headers = {
         "content-type": "application/json",
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        **webhooks.signed_headers(keys, body, message_id=message_id),
     }
     if trace_id:
         headers["traceparent"] = traceparent(trace_id)
@@ -81,15 +47,19 @@ class Outcome:
 
 
 async def call(
-    settings: Settings, url: str, body: bytes, secret: str, *, trace_id: str, job_id: str
+    settings: Settings, url: str, body: bytes, keys: Sequence[str], *, trace_id: str, job_id: str
 ) -> Outcome:
     """POST a job to a peer: bounded attempts on connection errors, timeouts, 5xx and 429; a 4xx
-    is the peer's final word. The peer dedupes our retries by `Idempotency-Key` (the job id)."""
+    is the peer's final word. The peer dedupes our retries by `Idempotency-Key` and
+    `webhook-id` (both the job id)."""
     attempts = settings.peer_max_attempts
     last = Outcome(False, "peer_unreachable", "the peer could not be reached")
     async with httpx.AsyncClient(timeout=settings.peer_request_timeout_seconds) as client:
         for attempt in range(1, attempts + 1):
-            headers = {**signed_headers(secret, body, trace_id=trace_id), "Idempotency-Key": job_id}
+            headers = {
+                **signed_headers(keys, body, message_id=job_id, trace_id=trace_id),
+                "Idempotency-Key": job_id,
+            }
             try:
                 response = await client.post(url, content=body, headers=headers)
             except httpx.TimeoutException:

@@ -242,7 +242,19 @@ class PeerUpdateIn(Input):
     actions: list[PeerActionIn] | None = Field(default=None, min_length=1, max_length=100)
     timeout_seconds: int | None = Field(default=None, ge=1, le=86_400)
     enabled: bool | None = None
-    rotate_secret: bool = False
+    rotate_secret: bool = Field(
+        default=False, description="Add a new key (shown once); older keys keep working for the grace."
+    )
+    secret_grace_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=30 * 86_400,
+        description="How long older keys keep working after a rotation (default "
+        "ATLILITH_PEER_SECRET_GRACE_SECONDS; 0 = they stop at once).",
+    )
+    retire_old_secrets: bool = Field(
+        default=False, description="Every key but the newest stops working now (the end of an overlap)."
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -274,9 +286,19 @@ class PeerOut(Out):
     updated_at: dt.datetime
 
 
+class PeerKeyOut(BaseModel):
+    id: uuid.UUID
+    created_at: dt.datetime
+    retires_at: dt.datetime | None = Field(description="When it stops working; null = until rotated.")
+
+
 class PeerCreated(PeerOut):
     secret: str | None = Field(
-        default=None, description="The HMAC secret shared with the peer. Shown once: store it now."
+        default=None,
+        description="The new Standard Webhooks key (whsec_...) shared with the peer. Shown once.",
+    )
+    keys: list[PeerKeyOut] = Field(
+        default_factory=list, description="The peer's active keys, newest first (never their secrets)."
     )
 
 

@@ -13,14 +13,15 @@ import asyncio
 import datetime as dt
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
-from core import audit
+from core import audit, webhooks
 from core.auth import utcnow
 from core.billing import ledger, peers
 from core.billing.components import (
@@ -55,6 +56,7 @@ from core.billing.schemas import (
     PeerCreated,
     PeerHealthOut,
     PeerIn,
+    PeerKeyOut,
     PeerOut,
     PeerUpdateIn,
     PurchaseEvent,
@@ -566,17 +568,11 @@ def callback_url(settings: Settings, job_id: uuid.UUID) -> str:
 
 async def _hand_to_peer(db: Database, job: Job) -> None:
     async with db.system(trace_id=job.id.hex) as uow:
-        row = (
-            await uow.session.execute(
-                select(Peer, PeerSecret.secret)
-                .join(PeerSecret, PeerSecret.peer_id == Peer.id)
-                .where(Peer.id == job.peer_id)
-            )
-        ).one_or_none()
-    if row is None or not row[0].enabled:
+        peer = await uow.session.get(Peer, job.peer_id)
+        keys = await _active_keys(uow, peer.id) if peer is not None else []
+    if peer is None or not peer.enabled or not keys:
         await _fail_open_job(db, job, "peer_disabled", "the peer component is no longer available")
         return
-    peer, secret = row
     body = json.dumps(
         {
             "job_id": str(job.id),
@@ -595,7 +591,7 @@ async def _hand_to_peer(db: Database, job: Job) -> None:
         db.settings,
         f"{peer.base_url}/run/{job.action}",
         body,
-        secret,
+        keys,
         trace_id=job.id.hex,
         job_id=str(job.id),
     )
@@ -603,10 +599,28 @@ async def _hand_to_peer(db: Database, job: Job) -> None:
         await _fail_open_job(db, job, outcome.code, outcome.message)
 
 
+async def _active_keys(uow: UnitOfWork, peer_id: uuid.UUID) -> list[str]:
+    """The peer's keys that still verify and sign, newest first (system mode)."""
+    now = utcnow()
+    return list(
+        (
+            await uow.session.execute(
+                select(PeerSecret.secret)
+                .where(
+                    PeerSecret.peer_id == peer_id,
+                    or_(PeerSecret.retires_at.is_(None), PeerSecret.retires_at > now),
+                )
+                .order_by(PeerSecret.created_at.desc(), PeerSecret.id)
+            )
+        ).scalars()
+    )
+
+
 async def receive_callback(
-    db: Database, job_id: uuid.UUID, body: bytes, timestamp: str | None, signature: str | None
+    db: Database, job_id: uuid.UUID, body: bytes, headers: Mapping[str, str]
 ) -> CallbackOut:
-    """A peer reports a job's outcome. Signed with the peer's secret; a late or duplicate
+    """A peer reports a job's outcome. Signed with one of the peer's active keys (Standard
+    Webhooks); a late or duplicate
     callback (the job already finished) changes nothing. A callback with a bad signature is
     refused and counted: if no good one comes, the job fails for that reason at its deadline
     (a forged callback can never end someone's job)."""
@@ -615,9 +629,8 @@ async def receive_callback(
         async with db.system(trace_id=job_id.hex) as uow:
             row = (
                 await uow.session.execute(
-                    select(Job, Peer, PeerSecret.secret)
+                    select(Job, Peer)
                     .join(Peer, Peer.id == Job.peer_id)
-                    .join(PeerSecret, PeerSecret.peer_id == Peer.id)
                     .where(Job.id == job_id, Job.executor == "peer")
                     .with_for_update(of=Job)
                 )
@@ -628,19 +641,21 @@ async def receive_callback(
                     code="job_not_found",
                     hint="call back with the job id the platform sent in the run request",
                 )
-            job, peer, secret = row
-            reason = peers.verify(
-                secret, timestamp, body, signature, db.settings.billing_signature_tolerance_seconds
+            job, peer = row
+            reason = webhooks.verify(
+                await _active_keys(uow, peer.id),
+                body,
+                headers,
+                db.settings.billing_signature_tolerance_seconds,
             )
             if reason is not None:
                 if reason == "signature_invalid" and job.status in OPEN_STATUSES:
                     job.rejected_callbacks += 1
                 log.warning("callback_refused", reason=reason, peer=peer.slug)
                 refused = Unauthenticated(
-                    "the callback is not signed with this peer's secret, or the signature is stale",
+                    "the callback is not signed with an active key of this peer, or is stale",
                     code=reason,
-                    hint=f"send {peers.TIMESTAMP_HEADER} (Unix seconds) and {peers.SIGNATURE_HEADER}: "
-                    "sha256=<hex HMAC-SHA256(secret, '<timestamp>.<raw body>')>",
+                    hint=webhooks.HINT,
                 )
             else:
                 try:
@@ -1017,11 +1032,9 @@ async def refund_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, dat
     return _grant_out(entry)
 
 
-async def record_purchase(
-    db: Database, body: bytes, timestamp: str | None, signature: str | None
-) -> PurchaseOut:
-    """The payment provider's signed webhook: credits bought for a context. Replay-safe: stale
-    timestamps are refused and an event id is applied once."""
+async def record_purchase(db: Database, body: bytes, headers: Mapping[str, str]) -> PurchaseOut:
+    """The payment provider's signed webhook (Standard Webhooks): credits bought for a context.
+    Replay-safe: stale timestamps are refused and an event id is applied once."""
     settings = db.settings
     if not settings.billing_webhook_secret:
         raise PermissionDenied(
@@ -1029,20 +1042,16 @@ async def record_purchase(
             code="webhook_not_configured",
             hint="set ATLILITH_BILLING_WEBHOOK_SECRET to the provider's signing secret",
         )
-    reason = peers.verify(
-        settings.billing_webhook_secret,
-        timestamp,
+    reason = webhooks.verify(
+        webhooks.secret_list(settings.billing_webhook_secret),
         body,
-        signature,
+        headers,
         settings.billing_signature_tolerance_seconds,
     )
     if reason is not None:
         log.warning("webhook_refused", reason=reason)
         raise Unauthenticated(
-            "the webhook signature is missing, wrong or stale",
-            code=reason,
-            hint=f"sign '<timestamp>.<raw body>' with HMAC-SHA256; send {peers.TIMESTAMP_HEADER} and "
-            f"{peers.SIGNATURE_HEADER}: sha256=<hex>",
+            "the webhook signature is missing, wrong or stale", code=reason, hint=webhooks.HINT
         )
     try:
         event = PurchaseEvent.model_validate_json(body)
@@ -1137,7 +1146,7 @@ async def list_peers(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> 
 
 
 async def register_peer(ctx: TenantContext, uow: UnitOfWork, data: PeerIn) -> PeerCreated:
-    """Platform admin: register a peer component; its HMAC secret is returned once."""
+    """Platform admin: register a peer component; its first key is returned once."""
     await audit.require_platform_admin(ctx, uow)
     if any(spec.component == data.slug for spec in builtin_actions().values()):
         raise Conflict(
@@ -1154,8 +1163,8 @@ async def register_peer(ctx: TenantContext, uow: UnitOfWork, data: PeerIn) -> Pe
     )
     uow.session.add(peer)
     await uow.session.flush()
-    secret = peers.new_secret()
-    uow.session.add(PeerSecret(peer_id=peer.id, secret=secret))
+    secret = webhooks.new_secret()
+    uow.session.add(PeerSecret(id=uuid.uuid4(), peer_id=peer.id, secret=secret))
     await uow.session.flush()
     await uow.session.refresh(peer)
     # The secret is returned once and never written to the log.
@@ -1174,7 +1183,7 @@ async def register_peer(ctx: TenantContext, uow: UnitOfWork, data: PeerIn) -> Pe
         },
     )
     log.info("peer_registered", peer=peer.slug, by=str(ctx.person_id))
-    return _peer_out(peer, secret)
+    return await _peer_with_keys(uow, peer, secret)
 
 
 async def _peer_by_slug(uow: UnitOfWork, slug: str) -> Peer:
@@ -1191,21 +1200,19 @@ async def _peer_by_slug(uow: UnitOfWork, slug: str) -> Peer:
 
 
 async def update_peer(ctx: TenantContext, uow: UnitOfWork, slug: str, data: PeerUpdateIn) -> PeerCreated:
-    """Platform admin: change a peer's URL, actions, timeout or state, or rotate its secret
-    (the new one is returned once; the old one stops working at once)."""
+    """Platform admin: change a peer's URL, actions, timeout or state, or its keys: rotate (a
+    new key, returned once; the older ones keep working for the grace) and retire (every key
+    but the newest stops at once)."""
     await audit.require_platform_admin(ctx, uow)
     peer = await _peer_by_slug(uow, slug)
-    fields = data.model_dump(exclude_unset=True, exclude={"rotate_secret"})
+    fields = data.model_dump(
+        exclude_unset=True, exclude={"rotate_secret", "secret_grace_seconds", "retire_old_secrets"}
+    )
     for key, value in fields.items():
         if value is None:
             continue
         setattr(peer, key, value)
-    secret: str | None = None
-    if data.rotate_secret:
-        secret = peers.new_secret()
-        row = await uow.session.get(PeerSecret, peer.id)
-        assert row is not None
-        row.secret, row.rotated_at = secret, utcnow()
+    secret = await _rotate_keys(uow, peer, data) if data.rotate_secret or data.retire_old_secrets else None
     peer.updated_at = utcnow()
     await uow.session.flush()
     changed = {k: v for k, v in fields.items() if v is not None}
@@ -1217,10 +1224,71 @@ async def update_peer(ctx: TenantContext, uow: UnitOfWork, slug: str, data: Peer
         "peer.update",
         "peer",
         peer.slug,
-        {"peer_id": peer.id, "changed": changed, "secret_rotated": bool(secret)},
+        {
+            "peer_id": peer.id,
+            "changed": changed,
+            "secret_rotated": bool(secret),
+            "old_secrets_retired": data.retire_old_secrets,
+        },
     )
-    log.info("peer_updated", peer=peer.slug, rotated=bool(secret))
-    return _peer_out(peer, secret)
+    log.info("peer_updated", peer=peer.slug, rotated=bool(secret), retired=data.retire_old_secrets)
+    return await _peer_with_keys(uow, peer, secret)
+
+
+async def _rotate_keys(uow: UnitOfWork, peer: Peer, data: PeerUpdateIn) -> str | None:
+    now = utcnow()
+    # Keys already past their end are deleted: a secret is kept no longer than it works.
+    await uow.session.execute(
+        delete(PeerSecret).where(PeerSecret.peer_id == peer.id, PeerSecret.retires_at <= now)
+    )
+    still_active = and_(
+        PeerSecret.peer_id == peer.id, or_(PeerSecret.retires_at.is_(None), PeerSecret.retires_at > now)
+    )
+    secret: str | None = None
+    if data.rotate_secret:
+        grace = (
+            data.secret_grace_seconds
+            if data.secret_grace_seconds is not None
+            else uow.db.settings.peer_secret_grace_seconds
+        )
+        ends = now + dt.timedelta(seconds=grace)
+        await uow.session.execute(
+            update(PeerSecret)
+            .where(still_active, or_(PeerSecret.retires_at.is_(None), PeerSecret.retires_at > ends))
+            .values(retires_at=ends)
+        )
+        secret = webhooks.new_secret()
+        uow.session.add(PeerSecret(id=uuid.uuid4(), peer_id=peer.id, secret=secret, created_at=now))
+        await uow.session.flush()
+    if data.retire_old_secrets:
+        newest = (
+            select(PeerSecret.id)
+            .where(still_active)
+            .order_by(PeerSecret.created_at.desc(), PeerSecret.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        await uow.session.execute(
+            update(PeerSecret).where(still_active, PeerSecret.id != newest).values(retires_at=now)
+        )
+    return secret
+
+
+async def _peer_with_keys(uow: UnitOfWork, peer: Peer, secret: str | None) -> PeerCreated:
+    now = utcnow()
+    rows = (
+        await uow.session.execute(
+            select(PeerSecret.id, PeerSecret.created_at, PeerSecret.retires_at)
+            .where(
+                PeerSecret.peer_id == peer.id,
+                or_(PeerSecret.retires_at.is_(None), PeerSecret.retires_at > now),
+            )
+            .order_by(PeerSecret.created_at.desc(), PeerSecret.id)
+        )
+    ).all()
+    out = _peer_out(peer, secret)
+    out.keys = [PeerKeyOut(id=r.id, created_at=r.created_at, retires_at=r.retires_at) for r in rows]
+    return out
 
 
 async def check_peer(ctx: TenantContext, uow: UnitOfWork, slug: str) -> PeerHealthOut:

@@ -102,6 +102,7 @@ from core.errors import (
 from core.idempotency import idempotent, idempotent_operation
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.preconditions import lock_resource, require_match
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client, OrgMember, Person
 from core.tenancy.schemas import PersonRef
@@ -260,14 +261,17 @@ async def _busy(
     return {p: Busy(r) for p, r in ranges.items()}
 
 
-async def _service(ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID) -> Service:
-    service = (
-        await uow.session.execute(
-            select(Service)
-            .where(Service.id == service_id, Service.tenant_id == ctx.tenant_id)
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+async def _service(
+    ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID, *, lock: bool = False
+) -> Service:
+    stmt = (
+        select(Service)
+        .where(Service.id == service_id, Service.tenant_id == ctx.tenant_id)
+        .execution_options(populate_existing=True)
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    service = (await uow.session.execute(stmt)).scalar_one_or_none()
     if service is None:
         raise NotFound(
             "no such service in this context",
@@ -736,11 +740,19 @@ async def create_service(
 
 
 async def update_service(
-    ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID, data: ServiceUpdateIn
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    service_id: uuid.UUID,
+    data: ServiceUpdateIn,
+    if_match: str | None = None,
 ) -> ServiceOut:
-    """Change a service; omitted fields stay. Existing bookings keep the terms they were made on."""
+    """Change a service; omitted fields stay. Existing bookings keep the terms they were made on.
+    `if_match`: the ETag the change is based on (core.preconditions); None = last write wins."""
     _require_manager(ctx)
-    service = await _service(ctx, uow, service_id)
+    # Locked even without If-Match: every writer of a service (and its providers) queues here.
+    service = await _service(ctx, uow, service_id, lock=True)
+    if if_match is not None:
+        require_match(if_match, (await _service_out(ctx, uow, [service]))[0], what="service")
     fields = data.model_dump(exclude_unset=True, exclude={"providers"})
     for required in ("name", "duration_minutes", "active", "location_kind", "assignment"):
         if required in fields and fields[required] is None:
@@ -798,13 +810,22 @@ async def get_availability(
 
 
 async def set_availability(
-    ctx: TenantContext, uow: UnitOfWork, provider: str | None, data: AvailabilityIn
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    provider: str | None,
+    data: AvailabilityIn,
+    if_match: str | None = None,
 ) -> AvailabilityOut:
-    """Replace a provider's working hours in this context: yours, or (owner/admin) a member's."""
+    """Replace a provider's working hours in this context: yours, or (owner/admin) a member's.
+    `if_match`: the ETag the change is based on (core.preconditions); None = last write wins."""
     ctx.require(WRITE)
     who = await _provider(ctx, uow, provider)
     if who.id != ctx.person_id:
         ctx.require_role(Role.OWNER, Role.ADMIN)
+    # Hours may have no row yet, so writers queue on the (context, provider) pair itself.
+    await lock_resource(uow, "bookings.availability", ctx.tenant_id, who.id)
+    if if_match is not None:
+        require_match(if_match, await get_availability(ctx, uow, who.slug), what="availability")
     weekly = [w.model_dump(mode="json") for w in sorted(data.weekly, key=lambda w: (w.weekday, w.start))]
     overrides = [o.model_dump(mode="json") for o in sorted(data.overrides, key=lambda o: o.date)]
     stmt = pg_insert(Schedule).values(

@@ -1,25 +1,24 @@
 """Talking to peers over HTTP: the drafting peer and the channels' delivery peers.
 
-A peer gets what it needs and nothing else: never the caller's token. Requests are signed when
-`ATLILITH_MESSAGING_PEER_SECRET` is set (`X-Atlilith-Signature: t=<unix>,v1=<hex hmac-sha256 of
-"<t>.<body>">`), carry an `Idempotency-Key` when the operation has one, and never follow redirects.
+A peer gets what it needs and nothing else: never the caller's token. Requests are signed per
+Standard Webhooks (core.webhooks) with every key of `ATLILITH_MESSAGING_PEER_SECRET` when it is
+set, carry an `Idempotency-Key` when the operation has one, and never follow redirects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
-import hashlib
-import hmac
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from core import __version__
+from core import __version__, webhooks
 from core.config import Settings
 from core.observability import current_trace_id, get_logger
 
@@ -50,11 +49,6 @@ class PeerReply:
 
 def canonical_json(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
 
 
 def peer_label(url: str) -> str:
@@ -96,14 +90,17 @@ async def post_json(
         headers["X-Trace-Id"] = trace
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
+    keys = webhooks.secret_list(settings.messaging_peer_secret)
+    # One message id for every attempt: a resend is recognisably the same message.
+    message_id = f"msg_{idempotency_key or uuid.uuid4().hex}"
     timeout = httpx.Timeout(settings.messaging_peer_timeout_seconds)
     last: PeerError | None = None
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
         for attempt in range(retries + 1):
             if attempt:
                 await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
-            if settings.messaging_peer_secret:
-                headers["X-Atlilith-Signature"] = sign(settings.messaging_peer_secret, int(time.time()), body)
+            if keys:
+                headers.update(webhooks.signed_headers(keys, body, message_id=message_id))
             started = time.perf_counter()
             try:
                 response = await client.post(url, content=body, headers=headers)

@@ -62,6 +62,7 @@ from core.messaging.schemas import (
 )
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.preconditions import lock_resource, require_match
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client, OrgMember, Person
 from core.tenancy.schemas import PersonRef
@@ -324,12 +325,19 @@ async def get_settings(ctx: TenantContext, uow: UnitOfWork) -> SettingsOut:
     return _settings_out(uow, ctx, await _settings_row(ctx, uow))
 
 
-async def update_settings(ctx: TenantContext, uow: UnitOfWork, data: SettingsIn) -> SettingsOut:
-    """Replace the context's settings (a person; in an org, an owner or admin)."""
+async def update_settings(
+    ctx: TenantContext, uow: UnitOfWork, data: SettingsIn, if_match: str | None = None
+) -> SettingsOut:
+    """Replace the context's settings (a person; in an org, an owner or admin). `if_match`: the
+    ETag the change is based on (core.preconditions); None = last write wins."""
     ctx.require(WRITE)
     _require_person(ctx, "changing messaging settings", "session_required")
     if ctx.org_id is not None:
         ctx.require_role(Role.OWNER, Role.ADMIN)
+    # The settings may have no row yet, so writers queue on the context itself.
+    await lock_resource(uow, "messaging.settings", ctx.tenant_id)
+    if if_match is not None:
+        require_match(if_match, _settings_out(uow, ctx, await _settings_row(ctx, uow)), what="settings")
     allowed = uow.db.settings.messaging_peer_allowed_hosts
     urls = {f"channel_peers.{k}": v for k, v in data.channel_peers.items()}
     if data.draft_peer_url:
@@ -628,14 +636,21 @@ async def create_thread(
 
 
 async def update_thread(
-    ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, data: ThreadUpdateIn
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    thread_id: uuid.UUID,
+    data: ThreadUpdateIn,
+    if_match: str | None = None,
 ) -> ThreadOut:
-    """Change status (snooze until a time), assignee, labels, or agent mode (a person only)."""
+    """Change status (snooze until a time), assignee, labels, or agent mode (a person only).
+    `if_match`: the ETag of the thread (not of its messages) the change is based on."""
     ctx.require(WRITE)
     given = data.model_fields_set
     if "agent_mode" in given:
         _require_person(ctx, "changing a thread's agent mode", "agent_mode_human_only")
-    thread, client, _ = await _thread_row(ctx, uow, thread_id, lock=True)
+    thread, client, current_assignee = await _thread_row(ctx, uow, thread_id, lock=True)
+    if if_match is not None:
+        require_match(if_match, _thread_out(thread, client, current_assignee), what="thread")
     changes: dict[str, Any] = {}
     status = data.status if "status" in given else ("snoozed" if data.snoozed_until else None)
     if status is not None:

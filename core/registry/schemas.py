@@ -182,6 +182,8 @@ class PeerComponentUpdate(Input):
     timeout_seconds: int | None = Field(default=None, ge=1, le=86_400)
     enabled: bool | None = None
     rotate_secret: bool = False
+    secret_grace_seconds: int | None = Field(default=None, ge=0, le=30 * 86_400)
+    retire_old_secrets: bool = False
 
     @field_validator("base_url", "health_url")
     @classmethod
@@ -192,5 +194,6 @@ class PeerComponentUpdate(Input):
 class PeerComponentOut(BaseModel):
     component: Component
     secret: str | None = Field(
-        default=None, description="The HMAC secret shared with the peer. Shown once: store it now."
+        default=None,
+        description="The new Standard Webhooks key (whsec_...) shared with the peer. Shown once.",
     )

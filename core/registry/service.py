@@ -27,6 +27,7 @@ from core.errors import Conflict, NotFound, PermissionDenied, constraint_error
 from core.idempotency import idempotent_operation
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.preconditions import require_match
 from core.registry.changes import context_tools_changed
 from core.registry.models import Component as ComponentRow
 from core.registry.models import ComponentVersion, Installation
@@ -467,13 +468,23 @@ async def _installation(
     return inst
 
 
+async def get_installation(ctx: TenantContext, uow: UnitOfWork, slug: str) -> InstallationOut:
+    """One component installed in the caller's context, with its config."""
+    ctx.require(READ)
+    row = await _installed_component(uow, slug)
+    return _installation_out(await _installation(ctx, uow, row), row)
+
+
 async def update_installation(
-    ctx: TenantContext, uow: UnitOfWork, slug: str, data: InstallationUpdate
+    ctx: TenantContext, uow: UnitOfWork, slug: str, data: InstallationUpdate, if_match: str | None = None
 ) -> InstallationOut:
-    """Replace the config of an installed component."""
+    """Replace the config of an installed component. `if_match`: the ETag the change is based
+    on (core.preconditions); None = last write wins."""
     _require_manager(ctx)
     row = await _installed_component(uow, slug)
     inst = await _installation(ctx, uow, row, lock=True)
+    if if_match is not None:
+        require_match(if_match, _installation_out(inst, row), what="installation")
     inst.config = data.config
     inst.updated_at = utcnow()
     await uow.session.flush()
@@ -707,6 +718,8 @@ async def _update_peer(
             timeout_seconds=data.timeout_seconds,
             enabled=data.enabled,
             rotate_secret=data.rotate_secret,
+            secret_grace_seconds=data.secret_grace_seconds,
+            retire_old_secrets=data.retire_old_secrets,
         ),
     )
     if data.name is not None:

@@ -32,6 +32,7 @@ from core.idempotency import idempotent_operation
 from core.identity.polyseme import client_person_id
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.preconditions import require_match
 from core.registry.changes import tools_changed
 from core.tenancy import browser
 from core.tenancy.browser import CsrfProof
@@ -1223,10 +1224,11 @@ async def _brand_out(uow: UnitOfWork, brands: list[Brand]) -> list[BrandOut]:
     ]
 
 
-async def _brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID) -> Brand:
-    brand = (
-        await uow.session.execute(select(Brand).where(Brand.id == brand_id, Brand.tenant_id == ctx.tenant_id))
-    ).scalar_one_or_none()
+async def _brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, *, lock: bool = False) -> Brand:
+    stmt = select(Brand).where(Brand.id == brand_id, Brand.tenant_id == ctx.tenant_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    brand = (await uow.session.execute(stmt)).scalar_one_or_none()
     if brand is None:
         raise NotFound(
             "no such brand in this context",
@@ -1296,10 +1298,14 @@ async def get_brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID) ->
 
 
 async def update_brand(
-    ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, data: BrandUpdateIn
+    ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, data: BrandUpdateIn, if_match: str | None = None
 ) -> BrandOut:
+    """`if_match`: the ETag the change is based on (core.preconditions); None = last write wins."""
     _require_manager(ctx)
-    brand = await _brand(ctx, uow, brand_id)
+    # Locked even without If-Match: every writer of a brand (and its domains) queues here.
+    brand = await _brand(ctx, uow, brand_id, lock=True)
+    if if_match is not None:
+        require_match(if_match, (await _brand_out(uow, [brand]))[0], what="brand")
     if data.name is not None:
         brand.name = data.name
     if data.config is not None:
@@ -1351,12 +1357,11 @@ def _phone(uow: UnitOfWork, phone: str | None) -> str | None:
         ) from exc
 
 
-async def _client(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID) -> Client:
-    client = (
-        await uow.session.execute(
-            select(Client).where(Client.id == client_id, Client.tenant_id == ctx.tenant_id)
-        )
-    ).scalar_one_or_none()
+async def _client(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID, *, lock: bool = False) -> Client:
+    stmt = select(Client).where(Client.id == client_id, Client.tenant_id == ctx.tenant_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    client = (await uow.session.execute(stmt)).scalar_one_or_none()
     if client is None:
         raise NotFound(
             "no such client in this context",
@@ -1420,10 +1425,17 @@ async def get_client(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID) 
 
 
 async def update_client(
-    ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID, data: ClientUpdateIn
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    client_id: uuid.UUID,
+    data: ClientUpdateIn,
+    if_match: str | None = None,
 ) -> ClientOut:
+    """`if_match`: the ETag the change is based on (core.preconditions); None = last write wins."""
     ctx.require(WRITE)
-    client = await _client(ctx, uow, client_id)
+    client = await _client(ctx, uow, client_id, lock=True)
+    if if_match is not None:
+        require_match(if_match, ClientOut.model_validate(client), what="client")
     fields = data.model_dump(exclude_unset=True)
     if "phone" in fields:
         fields["phone"] = _phone(uow, fields["phone"])

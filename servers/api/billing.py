@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
 from core.billing import service
 from core.billing.schemas import (
@@ -50,8 +50,23 @@ NOT_ROUTES = {
 Component = Annotated[str, Path(pattern=COMPONENT_PATTERN, description="e.g. `identity`.")]
 Action = Annotated[str, Path(pattern=ACTION_PATTERN, description="e.g. `resolve-person`.")]
 PeerSlug = Annotated[str, Path(pattern=COMPONENT_PATTERN, description="The peer component's slug.")]
-Timestamp = Annotated[str | None, Header(alias="X-Atlilith-Timestamp", max_length=20)]
-Signature = Annotated[str | None, Header(alias="X-Atlilith-Signature", max_length=200)]
+
+
+def _webhook_headers(
+    webhook_id: Annotated[str | None, Header(alias="webhook-id", max_length=200)] = None,
+    webhook_timestamp: Annotated[str | None, Header(alias="webhook-timestamp", max_length=20)] = None,
+    webhook_signature: Annotated[str | None, Header(alias="webhook-signature", max_length=2000)] = None,
+) -> dict[str, str]:
+    """The Standard Webhooks headers of a signed request (see core.webhooks)."""
+    sent = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": webhook_timestamp,
+        "webhook-signature": webhook_signature,
+    }
+    return {k: v for k, v in sent.items() if v}
+
+
+WebhookHeaders = Annotated[dict[str, str], Depends(_webhook_headers)]
 
 
 # --- the component contract -------------------------------------------------------------------
@@ -121,12 +136,11 @@ async def cancel_job(job_id: uuid.UUID, caller: CallerDep) -> JobOut:
 
 
 @router.post("/v1/jobs/{job_id}/callback", response_model=CallbackOut, tags=["peers"])
-async def job_callback(
-    job_id: uuid.UUID, request: Request, db: DbDep, timestamp: Timestamp = None, signature: Signature = None
-) -> CallbackOut:
-    """A peer component reports a job's result (no bearer: signed with the peer's secret, see
-    docs/billing.md). Late and duplicate callbacks answer `applied: false` and change nothing."""
-    return await service.receive_callback(db, job_id, await request.body(), timestamp, signature)
+async def job_callback(job_id: uuid.UUID, request: Request, db: DbDep, signed: WebhookHeaders) -> CallbackOut:
+    """A peer component reports a job's result (no bearer: signed per Standard Webhooks with an
+    active key of the peer, see docs/billing.md). Late and duplicate callbacks answer
+    `applied: false` and change nothing."""
+    return await service.receive_callback(db, job_id, await request.body(), signed)
 
 
 @router.get("/v1/data/{entity}", response_model=DataPage, tags=["jobs"])
@@ -169,11 +183,10 @@ async def update_credit_settings(data: CreditSettingsIn, caller: CallerDep) -> B
 
 
 @router.post("/v1/credits/purchases", response_model=PurchaseOut, tags=["credits"])
-async def purchase_webhook(
-    request: Request, db: DbDep, timestamp: Timestamp = None, signature: Signature = None
-) -> PurchaseOut:
-    """The payment provider's webhook (no bearer: HMAC-signed, replay-safe; see docs/billing.md)."""
-    return await service.record_purchase(db, await request.body(), timestamp, signature)
+async def purchase_webhook(request: Request, db: DbDep, signed: WebhookHeaders) -> PurchaseOut:
+    """The payment provider's webhook (no bearer: signed per Standard Webhooks, replay-safe;
+    see docs/billing.md)."""
+    return await service.record_purchase(db, await request.body(), signed)
 
 
 # --- platform admin -----------------------------------------------------------------------------
@@ -205,14 +218,15 @@ async def list_peers(caller: CallerDep, page: PageDep) -> Page[PeerOut]:
     "/v1/admin/peers", status_code=status.HTTP_201_CREATED, response_model=PeerCreated, tags=["admin"]
 )
 async def register_peer(data: PeerIn, caller: CallerDep) -> PeerCreated:
-    """Register a peer component; the response carries its HMAC secret, once."""
+    """Register a peer component; the response carries its first key (Standard Webhooks), once."""
     async with caller.context(person_level=True) as (ctx, uow):
         return await registry.register_peer(ctx, uow, data)
 
 
 @router.patch("/v1/admin/peers/{peer}", response_model=PeerCreated, tags=["admin"])
 async def update_peer(peer: PeerSlug, data: PeerUpdateIn, caller: CallerDep) -> PeerCreated:
-    """Change a peer, or rotate its secret (`rotate_secret: true`; the new one is shown once)."""
+    """Change a peer, or its keys: `rotate_secret: true` adds a key (shown once; older keys work
+    on for `secret_grace_seconds`), `retire_old_secrets: true` stops every key but the newest."""
     async with caller.context(person_level=True) as (ctx, uow):
         return await registry.update_peer(ctx, uow, peer, data)
 

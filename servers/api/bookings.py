@@ -42,7 +42,7 @@ from core.bookings.schemas import (
 )
 from core.pagination import Page
 from core.validation import SLUG_PATTERN
-from servers.api.deps import CallerDep, DbDep, IdempotencyKey, PageDep
+from servers.api.deps import CallerDep, DbDep, IdempotencyKey, IfMatch, PageDep, tagged
 
 router = APIRouter(tags=["bookings"])
 
@@ -92,15 +92,21 @@ async def create_service(
 
 
 @router.get("/v1/bookings/services/{service_id}", response_model=ServiceOut)
-async def get_service(service_id: uuid.UUID, caller: CallerDep) -> ServiceOut:
+async def get_service(service_id: uuid.UUID, caller: CallerDep, response: Response) -> ServiceOut:
     async with caller.context() as (ctx, uow):
-        return await service.get_service(ctx, uow, service_id)
+        return tagged(response, await service.get_service(ctx, uow, service_id))
 
 
 @router.patch("/v1/bookings/services/{service_id}", response_model=ServiceOut)
-async def update_service(service_id: uuid.UUID, data: ServiceUpdateIn, caller: CallerDep) -> ServiceOut:
+async def update_service(
+    service_id: uuid.UUID,
+    data: ServiceUpdateIn,
+    caller: CallerDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ServiceOut:
     async with caller.context() as (ctx, uow):
-        return await service.update_service(ctx, uow, service_id, data)
+        return tagged(response, await service.update_service(ctx, uow, service_id, data, if_match))
 
 
 @router.delete("/v1/bookings/services/{service_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -114,19 +120,25 @@ async def delete_service(service_id: uuid.UUID, caller: CallerDep) -> None:
 
 
 @router.get("/v1/bookings/availability", response_model=AvailabilityOut)
-async def get_availability(caller: CallerDep, provider: ProviderQuery = None) -> AvailabilityOut:
+async def get_availability(
+    caller: CallerDep, response: Response, provider: ProviderQuery = None
+) -> AvailabilityOut:
     """A provider's working hours in the current context."""
     async with caller.context() as (ctx, uow):
-        return await service.get_availability(ctx, uow, provider)
+        return tagged(response, await service.get_availability(ctx, uow, provider))
 
 
 @router.put("/v1/bookings/availability", response_model=AvailabilityOut)
 async def set_availability(
-    data: AvailabilityIn, caller: CallerDep, provider: ProviderQuery = None
+    data: AvailabilityIn,
+    caller: CallerDep,
+    response: Response,
+    provider: ProviderQuery = None,
+    if_match: IfMatch = None,
 ) -> AvailabilityOut:
     """Replace working hours: weekly rules and date overrides, in an IANA time zone."""
     async with caller.context() as (ctx, uow):
-        return await service.set_availability(ctx, uow, provider, data)
+        return tagged(response, await service.set_availability(ctx, uow, provider, data, if_match))
 
 
 @router.get("/v1/bookings/slots", response_model=SlotsOut)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from core.auth import authenticate
 from core.context import TenantContext
 from core.observability import current_trace_id
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
+from core.preconditions import etag
 from core.uow import Database, UnitOfWork
 
 bearer = HTTPBearer(
@@ -98,3 +100,20 @@ IdempotencyKey = Annotated[
         description="Retrying with the same key returns the first result instead of acting twice.",
     ),
 ]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=1000,
+        description="The resource's `ETag` from your last read: the change is refused with 412 "
+        "`precondition_failed` (nothing written) if the resource changed since. Omitted: last write wins.",
+    ),
+]
+
+Shown = TypeVar("Shown", bound=BaseModel)
+
+
+def tagged(response: Response, shown: Shown, representation: BaseModel | None = None) -> Shown:
+    """Set `ETag` from the resource's representation (`shown` itself unless given)."""
+    response.headers["ETag"] = etag(shown if representation is None else representation)
+    return shown

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from core.messaging import service
 from core.messaging.schemas import (
@@ -31,7 +31,7 @@ from core.messaging.schemas import (
     ThreadUpdateIn,
 )
 from core.pagination import Page
-from servers.api.deps import CallerDep, IdempotencyKey, PageDep
+from servers.api.deps import CallerDep, IdempotencyKey, IfMatch, PageDep, tagged
 
 router = APIRouter(prefix="/v1/messaging", tags=["messaging"])
 
@@ -74,17 +74,27 @@ async def create_thread(
 
 
 @router.get("/threads/{thread_id}", response_model=ThreadDetailOut)
-async def get_thread(thread_id: uuid.UUID, caller: CallerDep, page: PageDep) -> ThreadDetailOut:
-    """A thread with its messages, newest first (`limit`/`cursor` page through older ones)."""
+async def get_thread(
+    thread_id: uuid.UUID, caller: CallerDep, page: PageDep, response: Response
+) -> ThreadDetailOut:
+    """A thread with its messages, newest first (`limit`/`cursor` page through older ones).
+    `ETag` is the thread's own (what PATCH changes), not its messages'."""
     async with caller.context() as (ctx, uow):
-        return await service.get_thread(ctx, uow, thread_id, page)
+        detail = await service.get_thread(ctx, uow, thread_id, page)
+        return tagged(response, detail, detail.thread)
 
 
 @router.patch("/threads/{thread_id}", response_model=ThreadOut)
-async def update_thread(thread_id: uuid.UUID, data: ThreadUpdateIn, caller: CallerDep) -> ThreadOut:
+async def update_thread(
+    thread_id: uuid.UUID,
+    data: ThreadUpdateIn,
+    caller: CallerDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ThreadOut:
     """Status (snooze with `snoozed_until`), assignee, labels, agent mode (a person only)."""
     async with caller.context() as (ctx, uow):
-        return await service.update_thread(ctx, uow, thread_id, data)
+        return tagged(response, await service.update_thread(ctx, uow, thread_id, data, if_match))
 
 
 @router.post("/threads/{thread_id}/messages", status_code=status.HTTP_201_CREATED, response_model=MessageOut)
@@ -175,13 +185,15 @@ async def ingest(data: InboundIn | InboundBatchIn, caller: CallerDep) -> IngestO
 
 
 @router.get("/settings", response_model=SettingsOut)
-async def get_settings(caller: CallerDep) -> SettingsOut:
+async def get_settings(caller: CallerDep, response: Response) -> SettingsOut:
     async with caller.context() as (ctx, uow):
-        return await service.get_settings(ctx, uow)
+        return tagged(response, await service.get_settings(ctx, uow))
 
 
 @router.put("/settings", response_model=SettingsOut)
-async def update_settings(data: SettingsIn, caller: CallerDep) -> SettingsOut:
+async def update_settings(
+    data: SettingsIn, caller: CallerDep, response: Response, if_match: IfMatch = None
+) -> SettingsOut:
     """Replace the context's settings (a person; owner or admin in an org)."""
     async with caller.context() as (ctx, uow):
-        return await service.update_settings(ctx, uow, data)
+        return tagged(response, await service.update_settings(ctx, uow, data, if_match))

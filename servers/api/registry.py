@@ -22,7 +22,7 @@ from core.registry.schemas import (
     PeerComponentUpdate,
     VersionOut,
 )
-from servers.api.deps import CallerDep, IdempotencyKey, PageDep
+from servers.api.deps import CallerDep, IdempotencyKey, IfMatch, PageDep, tagged
 
 router = APIRouter()
 
@@ -100,11 +100,20 @@ async def install(
     return Installation.model_validate(out.model_dump(exclude={"created"}))
 
 
-@router.patch("/v1/installations/{slug}", response_model=Installation, tags=["registry"])
-async def update_installation(slug: Slug, data: InstallationUpdate, caller: CallerDep) -> Installation:
-    """Replace the config of an installed component."""
+@router.get("/v1/installations/{slug}", response_model=Installation, tags=["registry"])
+async def get_installation(slug: Slug, caller: CallerDep, response: Response) -> Installation:
+    """One installed component and its config; `ETag` for a conditional change."""
     async with caller.context() as (ctx, uow):
-        return await service.update_installation(ctx, uow, slug, data)
+        return tagged(response, await service.get_installation(ctx, uow, slug))
+
+
+@router.patch("/v1/installations/{slug}", response_model=Installation, tags=["registry"])
+async def update_installation(
+    slug: Slug, data: InstallationUpdate, caller: CallerDep, response: Response, if_match: IfMatch = None
+) -> Installation:
+    """Replace the config of an installed component (`If-Match`: only if unchanged since read)."""
+    async with caller.context() as (ctx, uow):
+        return tagged(response, await service.update_installation(ctx, uow, slug, data, if_match))
 
 
 @router.delete("/v1/installations/{slug}", status_code=status.HTTP_204_NO_CONTENT, tags=["registry"])
@@ -123,7 +132,7 @@ async def uninstall(slug: Slug, caller: CallerDep) -> Response:
 )
 async def register_peer_component(data: PeerComponentIn, caller: CallerDep) -> PeerComponentOut:
     """Platform admin: register a peer component (registry entry + runnable peer, at once);
-    the response carries its HMAC secret, once."""
+    the response carries its first key (Standard Webhooks), once."""
     async with caller.context(person_level=True) as (ctx, uow):
         return await service.register_peer_component(ctx, uow, data)
 

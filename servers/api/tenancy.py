@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from core.pagination import Page
 from core.tenancy import service
@@ -27,7 +27,7 @@ from core.tenancy.schemas import (
     TransferIn,
 )
 from core.validation import SLUG_PATTERN
-from servers.api.deps import CallerDep, IdempotencyKey, PageDep
+from servers.api.deps import CallerDep, IdempotencyKey, IfMatch, PageDep, tagged
 
 router = APIRouter()
 
@@ -165,15 +165,17 @@ async def create_brand(data: BrandIn, caller: CallerDep, idempotency_key: Idempo
 
 
 @router.get("/v1/brands/{brand_id}", response_model=BrandOut, tags=["brands"])
-async def get_brand(brand_id: uuid.UUID, caller: CallerDep) -> BrandOut:
+async def get_brand(brand_id: uuid.UUID, caller: CallerDep, response: Response) -> BrandOut:
     async with caller.context() as (ctx, uow):
-        return await service.get_brand(ctx, uow, brand_id)
+        return tagged(response, await service.get_brand(ctx, uow, brand_id))
 
 
 @router.patch("/v1/brands/{brand_id}", response_model=BrandOut, tags=["brands"])
-async def update_brand(brand_id: uuid.UUID, data: BrandUpdateIn, caller: CallerDep) -> BrandOut:
+async def update_brand(
+    brand_id: uuid.UUID, data: BrandUpdateIn, caller: CallerDep, response: Response, if_match: IfMatch = None
+) -> BrandOut:
     async with caller.context() as (ctx, uow):
-        return await service.update_brand(ctx, uow, brand_id, data)
+        return tagged(response, await service.update_brand(ctx, uow, brand_id, data, if_match))
 
 
 @router.delete("/v1/brands/{brand_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["brands"])
@@ -204,15 +206,21 @@ async def create_client(
 
 
 @router.get("/v1/clients/{client_id}", response_model=ClientOut, tags=["clients"])
-async def get_client(client_id: uuid.UUID, caller: CallerDep) -> ClientOut:
+async def get_client(client_id: uuid.UUID, caller: CallerDep, response: Response) -> ClientOut:
     async with caller.context() as (ctx, uow):
-        return await service.get_client(ctx, uow, client_id)
+        return tagged(response, await service.get_client(ctx, uow, client_id))
 
 
 @router.patch("/v1/clients/{client_id}", response_model=ClientOut, tags=["clients"])
-async def update_client(client_id: uuid.UUID, data: ClientUpdateIn, caller: CallerDep) -> ClientOut:
+async def update_client(
+    client_id: uuid.UUID,
+    data: ClientUpdateIn,
+    caller: CallerDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ClientOut:
     async with caller.context() as (ctx, uow):
-        return await service.update_client(ctx, uow, client_id, data)
+        return tagged(response, await service.update_client(ctx, uow, client_id, data, if_match))
 
 
 @router.delete("/v1/clients/{client_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["clients"])

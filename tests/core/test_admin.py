@@ -21,6 +21,7 @@ from tests.conftest import Account, make_org, signup
 from tests.support.billing import FakePeer, app_db, grant, make_admin
 from tests.support.mcp import tool_error
 from tests.support.registry import install
+from tests.support.rls import raw_as
 
 ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/admin/persons", None),
@@ -284,12 +285,7 @@ async def test_every_admin_action_is_audited_with_who_what_and_trace(client: htt
 
 
 async def _raw(db: Database, mode: str, person: str | None, sql: str) -> list[Any]:
-    async with db.engine.connect() as conn, conn.begin():
-        await conn.execute(
-            text("SELECT set_config('app.mode', :m, true), set_config('app.person_id', :p, true)"),
-            {"m": mode, "p": person or ""},
-        )
-        return list((await conn.execute(text(sql))).all())
+    return await raw_as(db, mode, person, None, sql)
 
 
 async def test_audit_log_is_unreadable_to_others_even_in_raw_sql(client: httpx.AsyncClient) -> None:

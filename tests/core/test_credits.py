@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from core import webhooks
 from core.billing import service
 from core.events import Relay
 from core.uow import Database
@@ -434,8 +435,9 @@ async def test_purchase_webhook_is_signed_and_replay_safe(db: Database, client: 
     unconfigured = await client.post("/v1/credits/purchases", json={"id": "x"})
     assert unconfigured.status_code == 403 and unconfigured.json()["code"] == "webhook_not_configured"
 
-    secret = "whsec_test_" + uuid.uuid4().hex
-    settings = db.settings.model_copy(update={"billing_webhook_secret": secret})
+    secret, old_secret = webhooks.new_secret(), webhooks.new_secret()
+    # Mid-rotation: the newest key first, the old one still accepted.
+    settings = db.settings.model_copy(update={"billing_webhook_secret": f"{secret},{old_secret}"})
     shop_db = Database(settings)
     app = create_app(settings, db=shop_db, run_relay=False)
     try:
@@ -472,12 +474,23 @@ async def test_purchase_webhook_is_signed_and_replay_safe(db: Database, client: 
             )
             r = await shop.post("/v1/credits/purchases", content=stale_body, headers=stale)
             assert r.status_code == 401 and r.json()["code"] == "signature_stale"
-            forged_body, forged = signed("not-the-secret", {**event, "id": "evt_forged"})
+            forged_body, forged = signed(webhooks.new_secret(), {**event, "id": "evt_forged"})
             r = await shop.post("/v1/credits/purchases", content=forged_body, headers=forged)
-            assert r.status_code == 401 and r.json()["code"] == "signature_invalid"
+            assert r.status_code == 401 and r.json()["code"] == "signature_invalid" and r.json()["hint"]
             tampered = body.replace(b"250", b"999")
             r = await shop.post("/v1/credits/purchases", content=tampered, headers=headers)
-            assert r.status_code == 401
+            assert r.status_code == 401 and r.json()["code"] == "signature_invalid"
+            # The retired format (one HMAC under X-Atlilith-Signature) is not a signature any more.
+            legacy = {
+                "X-Atlilith-Timestamp": headers["webhook-timestamp"],
+                "X-Atlilith-Signature": "sha256=00",
+            }
+            r = await shop.post("/v1/credits/purchases", content=body, headers=legacy)
+            assert r.status_code == 401 and r.json()["code"] == "signature_missing"
+            # The key being rotated out still works during the overlap.
+            rotated_body, rotated = signed(old_secret, event)
+            r = await shop.post("/v1/credits/purchases", content=rotated_body, headers=rotated)
+            assert r.status_code == 200 and r.json()["applied"] is False
             unknown_body, unknown = signed(
                 secret, {**event, "id": "evt_unknown", "data": {"tenant_id": str(uuid.uuid4()), "credits": 1}}
             )

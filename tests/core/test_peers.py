@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from typing import Any
 
@@ -15,8 +16,8 @@ import structlog
 import uvicorn
 from sqlalchemy import text
 
+from core import webhooks
 from core.billing import service
-from core.billing.peers import sign, verify
 from core.events import Relay
 from core.uow import Database
 from servers.app import create_app
@@ -29,8 +30,10 @@ from tests.support.billing import (
     ledger_state,
     make_admin,
     signed,
+    signed_by,
 )
 from tests.support.registry import install
+from tests.support.rls import raw_as
 
 
 async def register(
@@ -105,12 +108,8 @@ async def test_round_trip_success_with_trace_id_end_to_end(
             assert sent["callback_url"].endswith(f"/v1/jobs/{job_id}/callback")
             assert headers["traceparent"].split("-")[1] == trace and headers["idempotency-key"] == job_id
             raw = fake.received_raw[0]
-            assert (
-                verify(
-                    peer["secret"], headers["x-atlilith-timestamp"], raw, headers["x-atlilith-signature"], 60
-                )
-                is None
-            )
+            # Signed per Standard Webhooks; the message id is the job id, stable over retries.
+            assert signed_by(peer["secret"], raw, headers) and headers["webhook-id"] == job_id
             assert (await job_of(client, a, job_id))["status"] == "running"
 
             result = {
@@ -281,7 +280,7 @@ async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
         ).json()["job_id"]
         await Relay(db).drain()
         result = {"status": "succeeded", "output": {"x": 1}, "usage": {"credits": 5}}
-        forged_body, forged = signed("whsec_wrong", result)
+        forged_body, forged = signed(webhooks.new_secret(), result)
         r = await client.post(f"/v1/jobs/{job_id}/callback", content=forged_body, headers=forged)
         assert r.status_code == 401 and r.json()["code"] == "signature_invalid" and r.json()["hint"]
         unsigned = await client.post(f"/v1/jobs/{job_id}/callback", json=result)
@@ -372,14 +371,62 @@ async def test_peer_admin_rotation_and_validation(
             f"/v1/admin/peers/{peer['slug']}", json={"rotate_secret": True}, headers=admin.h()
         )
         assert rotated.status_code == 200 and rotated.json()["secret"] not in (None, peer["secret"])
+        new_key = rotated.json()["secret"]
+        assert new_key.startswith("whsec_") and len(rotated.json()["keys"]) == 2
+        assert rotated.json()["keys"][0]["retires_at"] is None and rotated.json()["keys"][1]["retires_at"]
+        # During the overlap the old key still verifies, and our calls carry both signatures.
+        body, old = signed(peer["secret"], {"status": "failed"})
+        overlap = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=old)
+        assert overlap.status_code == 200, overlap.text
+        second = (
+            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+        ).json()["job_id"]
+        await Relay(db).drain()
+        raw, sent = fake.received_raw[-1], fake.headers[-1]
+        assert signed_by(new_key, raw, sent) and signed_by(peer["secret"], raw, sent)
+        assert len(sent["webhook-signature"].split(" ")) == 2
+        # Retired explicitly: the old key stops at once, the new one works.
+        retired = await client.patch(
+            f"/v1/admin/peers/{peer['slug']}", json={"retire_old_secrets": True}, headers=admin.h()
+        )
+        assert retired.status_code == 200 and retired.json()["secret"] is None
+        assert len(retired.json()["keys"]) == 1
         body, old = signed(peer["secret"], {"status": "succeeded"})
-        assert (
-            await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=old)
-        ).status_code == 401
-        body, new = signed(rotated.json()["secret"], {"status": "succeeded"})
-        assert (await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=new)).json()[
+        refused = await client.post(f"/v1/jobs/{second}/callback", content=body, headers=old)
+        assert refused.status_code == 401 and refused.json()["code"] == "signature_invalid"
+        body, new = signed(new_key, {"status": "succeeded"})
+        assert (await client.post(f"/v1/jobs/{second}/callback", content=body, headers=new)).json()[
             "applied"
         ] is True
+        # A rotation with no grace ends the old key at once; our calls then carry one signature.
+        now = await client.patch(
+            f"/v1/admin/peers/{peer['slug']}",
+            json={"rotate_secret": True, "secret_grace_seconds": 0},
+            headers=admin.h(),
+        )
+        newest = now.json()["secret"]
+        assert [k["retires_at"] for k in now.json()["keys"]] == [None]
+        third = (
+            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+        ).json()["job_id"]
+        await Relay(db).drain()
+        raw, sent = fake.received_raw[-1], fake.headers[-1]
+        assert signed_by(newest, raw, sent) and not signed_by(new_key, raw, sent)
+        body, old = signed(new_key, {"status": "succeeded"})
+        late = await client.post(f"/v1/jobs/{third}/callback", content=body, headers=old)
+        assert late.status_code == 401 and late.json()["code"] == "signature_invalid"
+        async with db.system() as uow:
+            kept = (
+                await uow.session.execute(
+                    text(
+                        "SELECT count(*) FROM billing.peer_secrets"
+                        " s JOIN billing.peers p ON p.id = s.peer_id WHERE p.slug = :s"
+                    ),
+                    {"s": peer["slug"]},
+                )
+            ).scalar_one()
+        # Keys past their end are deleted at the next rotation; the one just ended waits for it.
+        assert kept == 2
         off = await client.patch(
             f"/v1/admin/peers/{peer['slug']}", json={"enabled": False}, headers=admin.h()
         )
@@ -395,24 +442,45 @@ async def test_peer_secrets_are_unreadable_outside_system_mode(
 ) -> None:
     admin, a = setup
     await register(client, admin, "http://127.0.0.1:9")
-    async with db.engine.connect() as conn, conn.begin():
-        await conn.execute(
-            text("SELECT set_config('app.mode', 'user', true), set_config('app.person_id', :p, true)"),
-            {"p": a.id},
-        )
-        assert (await conn.execute(text("SELECT count(*) FROM billing.peer_secrets"))).scalar_one() == 0
-        assert (await conn.execute(text("SELECT count(*) FROM billing.peers"))).scalar_one() > 0
+    assert (await raw_as(db, "user", a.id, None, "SELECT count(*) FROM billing.peer_secrets"))[0][0] == 0
+    assert (await raw_as(db, "user", a.id, None, "SELECT count(*) FROM billing.peers"))[0][0] > 0
 
 
-def test_signatures() -> None:
-    body = b'{"a":1}'
-    good = sign("s3cret", "1700000000", body)
-    assert verify("s3cret", "1700000000", body, good, 300, now=1700000100) is None
-    assert verify("s3cret", "1700000000", body, good, 300, now=1700000400) == "signature_stale"
-    assert verify("other", "1700000000", body, good, 300, now=1700000000) == "signature_invalid"
-    assert verify("s3cret", "1700000000", body + b" ", good, 300, now=1700000000) == "signature_invalid"
-    assert verify("s3cret", "soon", body, good, 300) == "signature_invalid"
-    assert verify("s3cret", None, body, good, 300) == "signature_missing"
+def test_standard_webhooks_signatures() -> None:
+    key, other = webhooks.new_secret(), webhooks.new_secret()
+    body = '{"a":1,"name":"été"}'.encode()
+    headers = webhooks.signed_headers([key], body, message_id="msg_1")
+    assert headers["webhook-id"] == "msg_1" and headers["webhook-signature"].startswith("v1,")
+    assert webhooks.verify([key], body, headers, 300) is None
+    # Any active key verifies (rotation); a message signed with both verifies with either.
+    assert webhooks.verify([other, key], body, headers, 300) is None
+    both = webhooks.signed_headers([other, key], body)
+    assert (
+        webhooks.verify([key], body, both, 300) is None and webhooks.verify([other], body, both, 300) is None
+    )
+    assert webhooks.verify([other], body, headers, 300) == "signature_invalid"
+    assert webhooks.verify([], body, headers, 300) == "signature_invalid"
+    # Tampered body, id or timestamp: the signature covers all three.
+    assert webhooks.verify([key], body + b" ", headers, 300) == "signature_invalid"
+    assert webhooks.verify([key], body, {**headers, "webhook-id": "msg_2"}, 300) == "signature_invalid"
+    moved = str(int(headers["webhook-timestamp"]) - 1)
+    assert webhooks.verify([key], body, {**headers, "webhook-timestamp": moved}, 300) == "signature_invalid"
+    # Expired (a replay of an old message) and from the future.
+    old_body, old = signed(key, body, timestamp=int(time.time()) - 400)
+    assert webhooks.verify([key], old_body, old, 300) == "signature_stale"
+    _, soon = signed(key, body, timestamp=int(time.time()) + 400)
+    assert webhooks.verify([key], body, soon, 300) == "signature_stale"
+    _, recent = signed(key, body, timestamp=int(time.time()) - 100)
+    assert webhooks.verify([key], body, recent, 60) == "signature_stale"
+    assert webhooks.verify([key], body, recent, 300) is None
+    # Missing, malformed, the retired formats and a body that is not UTF-8: refused, never raised.
+    assert webhooks.verify([key], body, {}, 300) == "signature_missing"
+    assert webhooks.verify([key], body, {**headers, "webhook-id": ""}, 300) == "signature_missing"
+    assert webhooks.verify([key], body, {**headers, "webhook-timestamp": "soon"}, 300) == "signature_invalid"
+    for bad in ("sha256=abc", "t=1,v1=abc", "v1,not base64!", "v1", "v2,abc"):
+        assert webhooks.verify([key], body, {**headers, "webhook-signature": bad}, 300) == "signature_invalid"
+    assert webhooks.verify([key], b"\xff\xfe", headers, 300) == "signature_invalid"
+    assert webhooks.secret_list(f" {key}, {other}\n") == [key, other] and webhooks.secret_list(None) == []
 
 
 async def test_the_relay_runs_peer_jobs_in_a_live_app(db: Database) -> None:

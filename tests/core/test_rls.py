@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from core.uow import Database
 from tests.conftest import signup
+from tests.support.rls import raw_as
 from tests.support.world import build_victim
 
 
@@ -26,7 +27,8 @@ async def _tables(db: Database) -> list[tuple[str, str, bool, list[str]]]:
                     " JOIN pg_roles r ON r.oid = n.nspowner"
                     " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
                     " JOIN pg_type t ON t.oid = a.atttypid"
-                    " WHERE c.relkind IN ('r', 'p') AND r.rolname = :owner AND n.nspname <> 'atlilith_meta'"
+                    " WHERE c.relkind IN ('r', 'p') AND r.rolname = :owner"
+                    " AND n.nspname NOT IN ('atlilith_meta', 'platform_private')"
                     " GROUP BY 1, 2, 3 ORDER BY 1, 2"
                 ),
                 {"owner": db.settings.db_owner_role},
@@ -38,15 +40,26 @@ async def _tables(db: Database) -> list[tuple[str, str, bool, list[str]]]:
 async def _as(
     db: Database, mode: str, person: str | None, org: str | None, sql: str, params: dict | None = None
 ) -> list:
-    async with db.engine.connect() as conn, conn.begin():
-        await conn.execute(
-            text(
-                "SELECT set_config('app.mode', :m, true), set_config('app.person_id', :p, true),"
-                " set_config('app.org_id', :o, true)"
-            ),
-            {"m": mode, "p": person or "", "o": org or ""},
-        )
-        return list((await conn.execute(text(sql), params or {})).all())
+    """Raw SQL as the app role; "signed-off" sets a person's context by hand (no signature)."""
+    if mode == "signed-off":
+        async with db.engine.connect() as conn, conn.begin():
+            await conn.execute(
+                text(
+                    "SELECT set_config('app.mode', 'user', true), set_config('app.person_id', :p, true),"
+                    " set_config('app.org_id', :o, true)"
+                ),
+                {"p": person or "", "o": org or ""},
+            )
+            return list((await conn.execute(text(sql), params or {})).all())
+    if mode in ("system", "service"):
+        # Claimed on the app role's connection, as injected SQL would: believed by nothing.
+        async with db.engine.connect() as conn, conn.begin():
+            await conn.execute(
+                text("SELECT set_config('app.mode', :m, true), set_config('app.person_id', :p, true)"),
+                {"m": mode, "p": person or ""},
+            )
+            return list((await conn.execute(text(sql), params or {})).all())
+    return await raw_as(db, mode, person, org, sql, params)
 
 
 async def test_app_role_is_not_superuser_and_every_table_has_rls(db: Database) -> None:
@@ -79,6 +92,8 @@ async def test_raw_sql_in_another_tenants_context_returns_no_foreign_rows(
             ("user", mallory.id, None),  # another person, personal context
             ("user", mallory.id, v.org_id),  # claiming the victim's org without membership
             ("service", mallory.id, None),  # a handler working for another tenant
+            ("system", None, None),  # the platform across tenants, claimed by the app role
+            ("signed-off", v.person.id, v.org_id),  # the victim's context, set by hand
             ("none", None, None),  # a transaction nobody bound to a context
             ("none", v.person.id, v.org_id),  # settings without a mode
         ):

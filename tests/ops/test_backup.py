@@ -67,12 +67,26 @@ async def count(settings: Settings, sql: str) -> int:
         await engine.dispose()
 
 
+def applied_heads() -> set[str]:
+    """What alembic_version holds once the database is at `heads`: every head, except a head that
+    another head's migration depends on (alembic then records the dependent one in its place,
+    e.g. billing_0001 under webhooks_0001)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = set(script.get_heads())
+    needed: set[str] = set()
+    for head in heads:
+        revision = script.get_revision(head)
+        assert revision is not None
+        deps = revision.dependencies or ()
+        needed.update((deps,) if isinstance(deps, str) else deps)
+    return heads - needed
+
+
 async def drill(s: Settings, out: Path, expect_major: int | None = None) -> None:
     result = await ops.backup(s, out)
     m = result.manifest
     # The manifest: time, every head revision, every table of every owner-owned schema.
-    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
-    assert set(m.alembic_revisions) == heads
+    assert set(m.alembic_revisions) == applied_heads()
     assert {"platform", "atlilith_meta"} <= set(m.schemas)
     assert "atlilith_meta.alembic_version" in m.tables and "platform.clients" in m.tables
     assert m.tables["platform.clients"].rows == await count(s, "SELECT count(*) FROM platform.clients") >= 7
@@ -252,3 +266,52 @@ def test_the_client_matching_the_server_major_is_chosen(tmp_path: Path) -> None:
     with pytest.raises(ops.BackupError, match="no pg_dump for PostgreSQL 99"):
         ops.pick_tool("pg_dump", s16, 99)
     assert os.access(tmp_path / "pg17" / "pg_dump", os.X_OK)
+
+
+async def test_restore_latest_finds_a_backup_written_with_out(settings: Settings, tmp_path: Path) -> None:
+    """`backup --out DIR` records the backup in the default folder's index; `restore latest`
+    finds it there, and `restore latest --from DIR` looks in DIR itself."""
+    import asyncio
+    import subprocess
+    import sys
+
+    default, elsewhere = tmp_path / "default", tmp_path / "elsewhere"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLILITH_")}
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url or "",
+            "ATLILITH_BACKUP_DIR": str(default),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+
+    def atlilith(*args: str) -> tuple[int, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "servers.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        said = done.stdout + done.stderr
+        assert "Traceback" not in said, said
+        return done.returncode, said
+
+    code, out = await asyncio.to_thread(atlilith, "restore", "latest", "--dry-run")
+    assert code == 2 and "no backups in" in out and "--from" in out, out
+    code, out = await asyncio.to_thread(atlilith, "backup", "--out", str(elsewhere))
+    assert code == 0, out
+    [written] = ops.list_backups(elsewhere)
+    assert ops.list_backups(default) == []  # the dump itself is where --out said
+
+    target = f"{make_url(settings.database_url or '').database}_never"
+    code, out = await asyncio.to_thread(atlilith, "restore", "latest", "--into", target, "--dry-run")
+    assert code == 0 and f"backup {written}" in out and "dry run" in out, out
+    code, out = await asyncio.to_thread(
+        atlilith, "restore", "latest", "--from", str(elsewhere), "--into", target, "--dry-run"
+    )
+    assert code == 0 and f"backup {written}" in out, out
+    code, out = await asyncio.to_thread(atlilith, "backup", "--list")
+    assert code == 0 and str(written) in out, out
+    # Once the backup is gone, the index no longer offers it.
+    shutil.rmtree(written)
+    code, out = await asyncio.to_thread(atlilith, "restore", "latest", "--dry-run")
+    assert code == 2 and "no backups in" in out, out
+    code, out = await asyncio.to_thread(atlilith, "restore", "latest", "--from", str(tmp_path / "empty"))
+    assert code == 2 and "no backups in" in out, out

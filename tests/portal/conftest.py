@@ -4,6 +4,7 @@ gets fresh browser contexts (isolated cookie jars = different people)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -22,7 +23,13 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "portal"
+# The pictures in docs/portal.md are taken by these tests: `ATLILITH_SCREENSHOTS=docs ./run test
+# tests/portal` refreshes them; an ordinary run keeps its pictures out of the working tree.
+SHOTS = (
+    ROOT / "docs" / "portal"
+    if os.environ.get("ATLILITH_SCREENSHOTS") == "docs"
+    else ROOT / ".atlilith" / "screenshots"
+)
 
 INSTALL_HINT = (
     "the portal's browser tests need Chromium: `apt-get update && apt-get install -y chromium` "

@@ -18,6 +18,7 @@ from servers.mcp import build_server, toolsets
 from tests.conftest import signup
 from tests.support.mcp import tool_error
 from tests.support.registry import install
+from tests.support.source import parse
 from tools.base import ToolRuntime
 
 CORE = Path(__file__).resolve().parents[2] / "core"
@@ -84,7 +85,7 @@ def test_every_not_found_says_where_to_look() -> None:
     import ast
 
     for path in CORE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse(path)):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "NotFound":
                 hints = [k.value for k in node.keywords if k.arg == "hint"]
                 assert hints, f"{path.relative_to(CORE)}:{node.lineno} NotFound without a hint"

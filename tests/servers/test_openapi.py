@@ -64,7 +64,11 @@ async def test_every_error_is_documented_as_problem_json_with_trace_header(
         responses = op["responses"]
         assert {"401", "422", "429", "4XX"} <= set(responses), (method, path)
         for status, response in responses.items():
-            assert "X-Trace-Id" in response.get("headers", {}), (method, path, status)
+            assert {"X-Trace-Id", "RateLimit", "RateLimit-Policy"} <= set(response.get("headers", {})), (
+                method,
+                path,
+                status,
+            )
             if status.startswith("4"):
                 assert list(response["content"]) == ["application/problem+json"], (method, path, status)
         if "security" in op:
@@ -84,6 +88,15 @@ async def test_tags_are_described_and_headers_documented(client: httpx.AsyncClie
         if p.get("in") == "header"
     }
     assert {"Idempotency-Key", "x-atlilith-org"} <= {*params, *(p.lower() for p in params)}
+
+
+async def test_conditional_writes_document_etag_and_412(client: httpx.AsyncClient) -> None:
+    spec = await _spec(client)
+    item = spec["paths"]["/v1/bookings/services/{service_id}"]
+    assert "ETag" in item["get"]["responses"]["200"]["headers"]
+    assert "ETag" in item["patch"]["responses"]["200"]["headers"]
+    assert "412" in item["patch"]["responses"]
+    assert "If-Match" in {p["name"] for p in item["patch"]["parameters"]}
 
 
 async def test_a_real_error_matches_what_the_document_promises(client: httpx.AsyncClient) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import socket
 import time
@@ -14,13 +15,13 @@ import httpx
 import uvicorn
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
+from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.billing.components import ActionResult, ActionRun, action
-from core.billing.peers import sign
 from core.errors import ValidationFailed
 from core.tenancy.models import Client
 from core.uow import Database
@@ -155,15 +156,33 @@ async def grant(
 
 
 def signed(
-    secret: str, body: dict[str, Any] | bytes, *, timestamp: int | None = None
+    secret: str | list[str],
+    body: dict[str, Any] | bytes,
+    *,
+    timestamp: int | None = None,
+    message_id: str | None = None,
 ) -> tuple[bytes, dict[str, str]]:
+    """A request as a Standard Webhooks sender makes it (the library itself, not our code), signed
+    with each key given."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    ts = str(timestamp if timestamp is not None else int(time.time()))
+    when = dt.datetime.fromtimestamp(timestamp if timestamp is not None else time.time(), dt.UTC)
+    msg_id = message_id or f"msg_{uuid.uuid4().hex}"
+    keys = [secret] if isinstance(secret, str) else secret
     return raw, {
         "content-type": "application/json",
-        "X-Atlilith-Timestamp": ts,
-        "X-Atlilith-Signature": sign(secret, ts, raw),
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": " ".join(Webhook(k).sign(msg_id, when, raw.decode()) for k in keys),
     }
+
+
+def signed_by(secret: str, raw: bytes, headers: dict[str, str]) -> bool:
+    """Whether a request we sent verifies with `secret`, as the receiving peer would check it."""
+    try:
+        Webhook(secret).verify(raw, headers, json_parse=False)
+    except Exception:
+        return False
+    return True
 
 
 async def ledger_state(db: Database, tenant_id: str | uuid.UUID) -> dict[str, int]:

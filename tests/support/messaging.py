@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +14,7 @@ from typing import Any
 import httpx
 import uvicorn
 from sqlalchemy import text
+from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,7 +24,9 @@ from core.events import Relay
 from core.uow import Database
 from tests.conftest import Account, running
 
-PEER_SECRET = "peer-secret-for-tests"
+PEER_SECRET = "whsec_cGVlci1zZWNyZXQtZm9yLXRlc3RzLW5ld2VzdC1rZXk="
+# The key being rotated out: during the overlap every request carries both signatures.
+PEER_SECRET_OLD = "whsec_cGVlci1zZWNyZXQtZm9yLXRlc3RzLW9sZGVyLWtleQ=="
 
 
 def free_port() -> int:
@@ -79,9 +81,18 @@ class FakePeer:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def signature_ok(self, item: Received) -> bool:
-        parts = dict(p.split("=", 1) for p in item.headers["x-atlilith-signature"].split(","))
-        mac = hmac.new(PEER_SECRET.encode(), f"{parts['t']}.".encode() + item.raw, hashlib.sha256).hexdigest()
-        return hmac.compare_digest(mac, parts["v1"])
+        """Whether the request verifies as a Standard Webhooks receiver checks it, for a receiver
+        holding the newest key and for one still holding the old one, and not for another key."""
+
+        def verifies(key: str) -> bool:
+            try:
+                Webhook(key).verify(item.raw, item.headers, json_parse=False)
+            except Exception:
+                return False
+            return True
+
+        stranger = "whsec_c29tZS1vdGhlci1rZXktbm90LW91cnMtYXQtYWxs"
+        return verifies(PEER_SECRET) and verifies(PEER_SECRET_OLD) and not verifies(stranger)
 
     async def __aenter__(self) -> FakePeer:
         self.task = asyncio.create_task(self.server.serve())
@@ -99,7 +110,7 @@ def messaging_db(db: Database, **overrides: Any) -> Database:
     settings = db.settings.model_copy(
         update={
             "messaging_peer_allowed_hosts": ["127.0.0.1:*"],
-            "messaging_peer_secret": PEER_SECRET,
+            "messaging_peer_secret": f"{PEER_SECRET}, {PEER_SECRET_OLD}",
             "messaging_peer_timeout_seconds": 2.0,
             "messaging_peer_retries": 1,
             **overrides,

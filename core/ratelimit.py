@@ -1,0 +1,192 @@
+"""Rate limits: how many requests a credential, and a client address, may make per window.
+
+Three policies, each a `limits` rate ("600/minute") over a sliding window counter:
+- `credential`: per access-token subject (the person, whichever session) or per API key;
+- `ip`: per client address (an IPv6 client per /64, which one subscriber usually holds);
+- `signin`: per client address, on signing up and signing in only — much stricter.
+
+Counters live where `rate_limit_storage` says: per process in memory by default (a deployment
+of N processes allows N times the rate), or a shared `limits` store (`async+redis://...`).
+Nothing here touches PostgreSQL: a limit must hold when the database is the thing under load.
+
+The client address is the peer's, unless the peer is a configured trusted proxy: then the
+rightmost `X-Forwarded-For` entry that is not itself a trusted proxy. `X-Forwarded-For` from
+anyone else is ignored, so by default it is never believed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
+
+from core.auth import Tokens, bearer_from_header, parse_api_key
+from core.config import Settings
+from core.errors import DomainError, RateLimited
+from core.observability import get_logger
+
+__all__ = [
+    "Policy",
+    "RateLimits",
+    "Standing",
+    "Verdict",
+    "client_address",
+    "parse_rate",
+    "policy_header",
+    "state_header",
+]
+
+log = get_logger("atlilith.ratelimit")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_rate(value: str) -> RateLimitItem:
+    """One `limits` rate such as "600/minute" or "10 per 1 minute"."""
+    return parse(value)
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    item: RateLimitItem
+
+    @property
+    def quota(self) -> int:
+        return int(self.item.amount)
+
+    @property
+    def window(self) -> int:
+        return int(self.item.get_expiry())
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One policy's state after this request: quota units left and seconds until it is whole."""
+
+    policy: Policy
+    remaining: int
+    reset: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    standings: tuple[Standing, ...]
+    refused: Standing | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.refused is None
+
+    def error(self) -> DomainError:
+        assert self.refused is not None
+        refused = self.refused
+        wait = max(1, refused.reset)
+        return RateLimited(
+            f"too many requests ({refused.policy.name} limit: {refused.policy.quota} per "
+            f"{refused.policy.window} s)",
+            hint=f"wait {wait} s before retrying (Retry-After); pace requests by the RateLimit header",
+            extra={"retry_after": wait, "policy": refused.policy.name},
+        )
+
+
+def _networks(values: Iterable[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip())
+
+
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
+    """The address a request is counted under (see the module docstring)."""
+    peer_ip = _address(peer or "")
+    if peer_ip is None:
+        return peer or "unknown"
+    chosen = peer_ip
+    if forwarded_for and any(peer_ip in net for net in trusted):
+        # Each trusted proxy appends what it saw; the rightmost untrusted hop is the client.
+        for hop in reversed(forwarded_for.split(",")):
+            hop_ip = _address(hop)
+            if hop_ip is None:
+                break
+            chosen = hop_ip
+            if not any(hop_ip in net for net in trusted):
+                break
+    if isinstance(chosen, ipaddress.IPv6Address):
+        if chosen.ipv4_mapped is not None:
+            return str(chosen.ipv4_mapped)
+        return str(ipaddress.IPv6Network((chosen, 64), strict=False))
+    return str(chosen)
+
+
+class RateLimits:
+    """The limiter of one process (or of every process sharing its storage)."""
+
+    def __init__(self, settings: Settings, tokens: Tokens) -> None:
+        self.enabled = settings.rate_limit_enabled
+        self.tokens = tokens
+        self.trusted = _networks(settings.trusted_proxies)
+        self.credential = Policy("credential", parse_rate(settings.rate_limit_per_credential))
+        self.ip = Policy("ip", parse_rate(settings.rate_limit_per_ip))
+        self.signin = Policy("signin", parse_rate(settings.rate_limit_signin_per_ip))
+        self._limiter = SlidingWindowCounterRateLimiter(storage_from_string(settings.rate_limit_storage))
+
+    def address(self, peer: str | None, forwarded_for: str | None) -> str:
+        return client_address(peer, forwarded_for, self.trusted)
+
+    def credential_key(self, authorization: str | None) -> str | None:
+        """Whose credential this is, without the database: an access token's subject when its
+        signature holds, or a digest of an API key (one key, one bucket). Anything else counts
+        against its address only, so a forged credential cannot drain someone else's quota."""
+        raw = bearer_from_header(authorization)
+        if not raw:
+            return None
+        if parse_api_key(raw) is not None:
+            return "key:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+        try:
+            return f"person:{self.tokens.decode(raw).person_id}"
+        except DomainError:
+            return None
+
+    async def check(self, *, address: str, authorization: str | None, signin: bool = False) -> Verdict:
+        """Count this request against every policy that applies, in order; the first exhausted
+        one refuses it (and the later ones are not counted)."""
+        buckets: list[tuple[Policy, str]] = []
+        if signin:
+            buckets.append((self.signin, address))
+        buckets.append((self.ip, address))
+        key = self.credential_key(authorization)
+        if key is not None:
+            buckets.append((self.credential, key))
+        standings: list[Standing] = []
+        for policy, identity in buckets:
+            allowed = await self._limiter.hit(policy.item, policy.name, identity)
+            stats = await self._limiter.get_window_stats(policy.item, policy.name, identity)
+            standing = Standing(policy, stats.remaining, max(0, math.ceil(stats.reset_time - time.time())))
+            standings.append(standing)
+            if not allowed:
+                # Issue 20: a metrics counter of refusals (by policy) belongs here.
+                log.info("rate_limited", policy=policy.name)
+                return Verdict(tuple(standings), refused=standing)
+        return Verdict(tuple(standings))
+
+
+def policy_header(standings: Iterable[Standing]) -> str:
+    """`RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): quota and window per policy."""
+    return ", ".join(f'"{s.policy.name}";q={s.policy.quota};w={s.policy.window}' for s in standings)
+
+
+def state_header(standings: Iterable[Standing]) -> str:
+    """`RateLimit`: what is left of each policy's quota and in how many seconds it is whole."""
+    return ", ".join(f'"{s.policy.name}";r={s.remaining};t={s.reset}' for s in standings)

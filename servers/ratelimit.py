@@ -1,0 +1,94 @@
+"""The rate limits of every HTTP door (REST, /mcp, pages), applied before routing: a refused
+MCP call is an HTTP 429 before the MCP layer sees it. The policies live in `core.ratelimit`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.errors import DomainError
+from core.ratelimit import RateLimits, policy_header, state_header
+from servers.problems import domain_problem
+
+__all__ = ["SIGNIN_PATHS", "RateLimit"]
+
+# Where a password is tried or an account made: the strict per-address `signin` policy. A
+# public form that creates something for an anonymous visitor belongs here too.
+SIGNIN_PATHS = frozenset({"/v1/auth/signup", "/v1/auth/login"})
+# Liveness probes, and the Inngest executor (signed, and as fast as the events are).
+EXEMPT_PREFIXES = ("/health", "/api/inngest")
+
+
+class RateLimit:
+    def __init__(self, app: ASGIApp, *, limits: RateLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not self.limits.enabled or path.startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        client = scope.get("client")
+        verdict = await self.limits.check(
+            address=self.limits.address(client[0] if client else None, headers.get("x-forwarded-for")),
+            authorization=headers.get("authorization"),
+            signin=scope.get("method") == "POST" and path.rstrip("/") in SIGNIN_PATHS,
+        )
+        fields = [
+            (b"ratelimit-policy", policy_header(verdict.standings).encode()),
+            (b"ratelimit", state_header(verdict.standings).encode()),
+        ]
+        if not verdict.allowed:
+            # Read the body first: a client that writes it all before reading (httpx does)
+            # would otherwise see a reset connection instead of the 429.
+            body = await _drain(receive)
+            error = verdict.error()
+            response = _mcp_refusal(error, body) if path.startswith("/mcp") else domain_problem(error)
+            response.raw_headers.extend(fields)
+            await response(scope, receive, send)
+            return
+
+        async def send_with_fields(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *fields]
+            await send(message)
+
+        await self.app(scope, receive, send_with_fields)
+
+
+async def _drain(receive: Receive) -> bytes:
+    """The request body (already bounded by the body limit outside this middleware)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _mcp_refusal(error: DomainError, body: bytes) -> Response:
+    """On /mcp the 429 speaks the endpoint's protocol, as the SDK's own HTTP errors do: a
+    JSON-RPC error answering the request's id, so MCP clients show its message and hint
+    (the Python SDK surfaces it as the call's error; the TypeScript SDK includes the body in
+    its HTTP error) instead of a bare "error response"."""
+    request_id: Any = None
+    try:
+        parsed = json.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("id"), str | int):
+            request_id = parsed["id"]
+    except ValueError:
+        pass
+    data = error.as_dict()
+    message = f"{error.message}; {error.hint}" if error.hint else error.message
+    return JSONResponse(
+        {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32000, "message": message, "data": data}},
+        status_code=error.status,
+        headers={"Retry-After": str(data["retry_after"])},
+    )

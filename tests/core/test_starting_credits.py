@@ -1,0 +1,76 @@
+"""Starting credits: the seeded person and org can run a job out of the box; a new tenant's
+starting grant is a setting (0 by default), granted once however often its event is delivered."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from core.billing import ledger
+from core.events import Relay
+from core.seed import ORG_SLUG, PERSON_SLUG, seed
+from core.uow import Database
+from servers.app import create_app
+from tests.conftest import make_org, running, signup
+from tests.core.test_credits import PERSON
+from tests.support.billing import assert_consistent, ledger_state
+
+
+async def test_the_seeded_person_and_org_can_run_a_job_at_once(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    first = await seed(db, "seed-password-1")
+    again = await seed(db, "seed-password-1")
+    assert again.credits_granted == 0 and first.credits_granted in (0, 2 * db.settings.seed_credits)
+    login = await client.post("/v1/auth/login", json={"login": PERSON_SLUG, "password": "seed-password-1"})
+    assert login.status_code == 200, login.text
+    h = {"authorization": f"Bearer {login.json()['access_token']}"}
+    for context in ({}, {"x-atlilith-org": ORG_SLUG}):
+        balance = (await client.get("/v1/credits", headers={**h, **context})).json()
+        # Granted once: a second seed (or a third) never tops it up.
+        assert balance["balance"] >= 1 and balance["balance"] <= db.settings.seed_credits, balance
+        seeded = [
+            e
+            for e in (await client.get("/v1/credits/ledger?kind=grant", headers={**h, **context})).json()[
+                "items"
+            ]
+            if e["memo"] == "seeded credits"
+        ]
+        assert [e["amount"] for e in seeded] == [db.settings.seed_credits]
+        # What `atlilith jobs run identity resolve-person` does.
+        run = await client.post("/v1/run/identity/resolve-person", json=PERSON, headers={**h, **context})
+        assert run.status_code == 202, run.text
+
+
+async def test_a_new_tenant_starts_with_the_configured_grant_once(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    # Default 0: a new person has no credits and no grant.
+    assert db.settings.billing_starting_credits == 0
+    nobody = await signup(client, "zero")
+    await Relay(db).drain()
+    assert (await client.get("/v1/credits", headers=nobody.h())).json()["balance"] == 0
+
+    generous = Database(db.settings.model_copy(update={"billing_starting_credits": 25}))
+    app = create_app(generous.settings, db=generous, run_relay=False)
+    try:
+        async with (
+            running(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c,
+        ):
+            a = await signup(c, "start")
+            org = await make_org(c, a)
+            await Relay(generous).drain()
+            for context in (None, org):
+                balance = (await c.get("/v1/credits", headers=a.h(context))).json()
+                assert balance["balance"] == 25, (context, balance)
+            # A redelivered event grants nothing more (the ledger key is per context).
+            async with generous.system() as uow:
+                assert not await ledger.grant_once(
+                    uow, uuid.UUID(a.id), None, 25, reason="starting", memo="starting credits"
+                )
+            assert (await c.get("/v1/credits", headers=a.h())).json()["balance"] == 25
+            assert_consistent(await ledger_state(generous, a.id))
+    finally:
+        await generous.dispose()
