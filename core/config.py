@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     handler_backoff_base_seconds: float = Field(default=1.0, gt=0)
     handler_backoff_max_seconds: float = Field(default=600.0, gt=0)
     outbox_retention_days: int = Field(default=7, ge=1)
+    # The live event stream (GET /v1/events/stream): how often it looks for new events, and
+    # how long one connection lasts before the client reconnects (re-authenticated) with its cursor.
+    events_stream_poll_seconds: float = Field(default=1.0, gt=0, le=30)
+    events_stream_seconds: float = Field(default=60.0, gt=0, le=3600)
     inngest_app_id: str = Field(default="atlilith", validation_alias=AliasChoices("INNGEST_APP_ID"))
     inngest_event_key: str | None = Field(default=None, validation_alias=AliasChoices("INNGEST_EVENT_KEY"))
     inngest_signing_key: str | None = Field(

@@ -67,6 +67,7 @@ outbox_table = Table(
     PrimaryKeyConstraint("id"),
     Index("ix_outbox_pending", "seq", postgresql_where=text("status = 'pending'")),
     Index("ix_outbox_created_at", "created_at"),
+    Index("ix_outbox_seq", "seq", unique=True),  # the live stream reads by position
     schema="platform",
 )
 

@@ -162,6 +162,9 @@ def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None
             log_config=None,
             access_log=False,
             lifespan="on",
+            # Open event streams (GET /v1/events/stream, up to a minute each) would hold a
+            # stop; their clients reconnect to the next process with their cursor.
+            timeout_graceful_shutdown=5,
             # The client address is the peer's; X-Forwarded-For is believed only from
             # ATLILITH_TRUSTED_PROXIES (core.ratelimit), never from uvicorn's loopback default.
             proxy_headers=False,

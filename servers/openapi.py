@@ -31,6 +31,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "brands", "description": "An org's brands and their public site configuration."},
     {"name": "clients", "description": "The provider's clients, one record per person served."},
     {"name": "messaging", "description": "Threads, messages, agent drafts and channel settings."},
+    {"name": "events", "description": "The context's live events as a Server-Sent Events stream."},
     {"name": "bookings", "description": "Services, availability, slots, holds and bookings."},
     {"name": "manage", "description": "What a client's manage link may do with their booking."},
     {"name": "analytics", "description": "Event ingest and the questions asked of it."},

@@ -59,6 +59,10 @@ async def settings() -> AsyncIterator[Settings]:
         log_format="json",
         log_level="warning",
         login_max_failures=5,
+        # Short event-stream connections: route sweeps call GET /v1/events/stream and the
+        # in-process transport waits for its end; the portal's reader reconnects meanwhile.
+        events_stream_seconds=2.0,
+        events_stream_poll_seconds=0.2,
         # Tests drive the API far faster than any person; tests/servers/test_rate_limits.py
         # proves the limits with small ones of its own.
         rate_limit_per_credential="1000000/minute",

@@ -143,7 +143,7 @@ change nothing. Agent mode is changed only by a person, in the portal.""",
             dt.datetime | None, Field(description="With `snoozed`: when to reopen (ISO 8601 with timezone).")
         ] = None,
         assignee: Annotated[
-            str | None, Field(description="Slug of the member to assign.", max_length=40)
+            str | None, Field(description="Member slug to assign, or `me`.", max_length=40)
         ] = None,
         unassign: Annotated[bool, Field(description="true: remove the assignee.")] = False,
         add_labels: Annotated[list[str] | None, Field(description="Labels to add.", max_length=20)] = None,

@@ -109,8 +109,8 @@ class ThreadUpdateIn(Input):
     snoozed_until: dt.datetime | None = Field(
         default=None, description="With status `snoozed` (implied when given alone): when it reopens."
     )
-    assignee: SlugRef | None = Field(
-        default=None, description="Slug of the member to assign; null unassigns."
+    assignee: Literal["me"] | SlugRef | None = Field(
+        default=None, description="Slug of the member to assign, or `me`; null unassigns."
     )
     labels: Annotated[list[Label], Field(max_length=MAX_LABELS)] | None = Field(
         default=None, description="Replace all labels."

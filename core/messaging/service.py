@@ -422,8 +422,9 @@ def _thread_select(ctx: TenantContext) -> Select[Thread, Client, Person]:
 
 
 async def _assignee_id(ctx: TenantContext, uow: UnitOfWork, slug: str, field: str = "assignee") -> uuid.UUID:
-    """A person who may be assigned in this context: an org member, or yourself when personal."""
-    if slug == ctx.person_slug:
+    """A person who may be assigned in this context: an org member, or yourself when personal.
+    `me` is the caller, as in the inbox filter."""
+    if slug in ("me", ctx.person_slug):
         return ctx.person_id
     person_id = (
         await uow.session.execute(text("SELECT platform.person_id_by_slug(:s)"), {"s": slug})

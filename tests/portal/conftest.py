@@ -51,7 +51,9 @@ def live_server(settings: Settings) -> Iterator[str]:
     from servers.app import create_app
 
     port = _free_port()
-    app = create_app(settings.model_copy(update={"port": port}), run_relay=False)
+    # Contexts may name peers on 127.0.0.1 (the inbox tests run a fake drafting peer there).
+    live = settings.model_copy(update={"port": port, "messaging_peer_allowed_hosts": ["127.0.0.1:*"]})
+    app = create_app(live, run_relay=False)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

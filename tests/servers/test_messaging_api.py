@@ -811,6 +811,12 @@ async def test_full_text_search_and_filters(mc: httpx.AsyncClient) -> None:
         f"/v1/messaging/threads/{ta}", json={"remove_labels": ["vip"], "assignee": None}, headers=h
     )
     assert r.json()["labels"] == ["billing"] and r.json()["assignee"] is None
+    # `me` assigns the caller, as `?assignee=me` filters by the caller (issue 15)
+    r = await mc.patch(f"/v1/messaging/threads/{ta}", json={"assignee": "me"}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["assignee"]["slug"] == owner.slug
+    mine = (await mc.get("/v1/messaging/threads?assignee=me", headers=h)).json()["items"]
+    assert [t["id"] for t in mine] == [ta]
 
 
 async def test_keyset_pagination_walks_the_inbox_once_in_order(mc: httpx.AsyncClient) -> None:

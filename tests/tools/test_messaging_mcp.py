@@ -140,6 +140,10 @@ async def test_agent_mode_and_human_approval_hold_through_mcp(
         assert triage.structured_content["labels"] == ["booking"]
         assert triage.structured_content["assignee"]["slug"] == owner.slug
         assert triage.structured_content["status"] == "pending"  # set when the draft was sent
+        # `me` assigns the caller, in the tool as on REST (issue 15)
+        await p.call_tool("messaging_thread_update", {"org": org, "thread_id": tid, "unassign": True})
+        mine = await p.call_tool("messaging_thread_update", {"org": org, "thread_id": tid, "assignee": "me"})
+        assert not mine.is_error and mine.structured_content["assignee"]["slug"] == owner.slug
 
         # Only the person switches the thread to auto; then the agent may send, and
         # a retried send with the same key sends once.

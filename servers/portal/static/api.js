@@ -194,3 +194,90 @@ export async function getAll(path, query = {}, max = 500) {
   } while (cursor && items.length < max);
   return items;
 }
+
+// — live events (inbox) —
+
+function parseFrame(block) {
+  const frame = { event: "message", id: null, data: "" };
+  let seen = false;
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const at = line.indexOf(":");
+    const key = at < 0 ? line : line.slice(0, at);
+    const value = at < 0 ? "" : line.slice(at + 1).replace(/^ /, "");
+    if (key === "event") frame.event = value;
+    else if (key === "id") frame.id = value;
+    else if (key === "data") frame.data += (frame.data ? "\n" : "") + value;
+    seen = true;
+  }
+  if (!seen) return null;
+  try {
+    frame.data = frame.data ? JSON.parse(frame.data) : null;
+  } catch {
+    frame.data = null;
+  }
+  return frame;
+}
+
+const pause = (ms, signal) =>
+  new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => { clearTimeout(t); resolve(); }, { once: true });
+  });
+
+async function openStream(path, query, signal) {
+  let url = path;
+  const qs = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) for (const one of [].concat(v)) if (one !== null && one !== undefined) qs.append(k, one);
+  if ([...qs].length) url += "?" + qs;
+  const go = () =>
+    fetch(url, { headers: { Accept: "text/event-stream", Authorization: `Bearer ${auth.access_token}` }, credentials: "same-origin", signal });
+  if (!auth) throw new ApiError({ status: 401, code: "signed_out" });
+  let response = await go();
+  if (response.status === 401) {
+    await request("GET", "/v1/me"); // refreshes (and puts the token back in this context)
+    response = await go();
+  }
+  if (!response.ok) throw await problem(response);
+  return response;
+}
+
+/**
+ * Follow a Server-Sent Events endpoint of the API until `signal` aborts: with the bearer token
+ * in a header (EventSource cannot send one, and a token never goes into a URL), reconnecting
+ * with the last cursor when a connection ends. `onEvent({event, id, data})`; `onState("live" |
+ * "reconnecting")`.
+ */
+export async function stream(path, { query = {}, onEvent, onState = () => {}, signal }) {
+  let after = null;
+  let failures = 0;
+  while (!signal.aborted) {
+    try {
+      const response = await openStream(path, after === null ? query : { ...query, after }, signal);
+      failures = 0;
+      onState("live");
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer = (buffer + decoder.decode(value, { stream: true })).replace(/\r\n/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const frame = parseFrame(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          if (!frame) continue;
+          if (frame.id) after = frame.id;
+          if (frame.event === "error") throw new ApiError({ status: 401, ...(frame.data || {}) });
+          onEvent(frame);
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      failures += 1;
+      onState("reconnecting");
+      await pause(Math.min(30_000, 500 * 2 ** failures), signal);
+    }
+  }
+}

@@ -18,6 +18,7 @@ import { CalendarPage, BookingPage } from "./pages/calendar.js";
 import { ServicesPage, HoursPage } from "./pages/services.js";
 import { ClientsPage, ClientPage } from "./pages/clients.js";
 import { AnalyticsPage } from "./pages/analytics.js";
+import { InboxPage, ThreadPage } from "./pages/inbox.js"; // inbox
 
 // Pages inside a context. `path` is what follows /me or /o/{org} ("" = the context's home).
 // `contexts`: where the page exists ("me" personal, "org"); `nav`: its label in the nav (or
@@ -30,6 +31,9 @@ export const routes = [
   { path: "brands", page: BrandsPage, title: "Brands", nav: "Brands", contexts: ["me", "org"] },
   { path: "settings", page: OrgSettingsPage, title: "Settings", nav: "Settings", contexts: ["org"] },
   { path: "orgs/new", page: NewOrgPage, title: "Create an org", contexts: ["me"] },
+  // — inbox (inbox) —
+  { path: "inbox", page: InboxPage, title: "Inbox", nav: "Inbox", contexts: ["me", "org"] },
+  { path: "inbox/:id", page: ThreadPage, title: "Thread", contexts: ["me", "org"] },
   // — agents, components, credits (portal-agents) —
   { path: "agents", page: AgentsPage, title: "Agents", nav: "Agents", contexts: ["me", "org"] },
   { path: "components", page: ComponentsPage, title: "Components", nav: "Components", contexts: ["me", "org"] },

@@ -1,0 +1,417 @@
+// The inbox: threads of the current context, one thread with its messages and agent drafts,
+// live through GET /v1/events/stream. Client-written text (names, subjects, previews, message
+// bodies) is untrusted: it only ever goes through htm's escaping as text, and messages from the
+// client are visibly marked as such.
+
+import * as api from "../api.js";
+import {
+  html,
+  useState,
+  useEffect,
+  useRef,
+  Empty,
+  ErrorBox,
+  Field,
+  Loading,
+  PageHeader,
+  useAction,
+  useAsync,
+  when,
+} from "../ui.js";
+
+const STATUSES = ["open", "pending", "snoozed", "closed"];
+const MODES = [
+  { value: "auto", label: "Auto", hint: "agents may answer" },
+  { value: "draft_only", label: "Drafts only", hint: "agents draft, a person approves" },
+  { value: "off", label: "Off", hint: "agents stay out" },
+];
+const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random());
+
+/** Calls `onEvent(frame)` for every messaging event of this context, while mounted. */
+function useLiveEvents(onEvent, deps) {
+  const [state, setState] = useState("connecting");
+  const handler = useRef(onEvent);
+  handler.current = onEvent;
+  useEffect(() => {
+    const stop = new AbortController();
+    api.stream("/v1/events/stream", {
+      signal: stop.signal,
+      onState: setState,
+      onEvent: (frame) => {
+        if (frame.data && frame.data.name) handler.current(frame.data);
+      },
+    });
+    return () => stop.abort();
+  }, deps);
+  return state;
+}
+
+function LiveBadge({ state }) {
+  const text = state === "live" ? "Live: new messages appear here" : state === "reconnecting" ? "Reconnecting…" : "Connecting…";
+  return html`<span class=${"badge live-" + state} role="status">${text}</span>`;
+}
+
+function ClientText({ text }) {
+  // white-space: pre-wrap keeps the client's line breaks; the text is never parsed as HTML.
+  return html`<p class="client-text">${text}</p>`;
+}
+
+// — the thread list —
+
+const EMPTY_FILTERS = { q: "", status: "", assignee: "", label: "", channel: "", unread: "" };
+
+function Filters({ initial, channels, onApply }) {
+  const [f, setF] = useState(initial);
+  const set = (k) => (v) => setF({ ...f, [k]: v });
+  const submit = (e) => {
+    e.preventDefault();
+    onApply(f);
+  };
+  return html`<form class="inline inbox-filters" role="search" aria-label="Filter threads" onSubmit=${submit}>
+    <${Field} label="Search" name="q" type="search" value=${f.q} onInput=${set("q")} />
+    <${Field} label="Status" name="status" value=${f.status} onInput=${set("status")}
+      options=${[{ value: "", label: "Any" }, ...STATUSES.map((s) => ({ value: s, label: s }))]} />
+    <${Field} label="Assignee" name="assignee" value=${f.assignee} onInput=${set("assignee")}
+      options=${[{ value: "", label: "Anyone" }, { value: "me", label: "Me" }, { value: "none", label: "Nobody" }]} />
+    <${Field} label="Label" name="label" value=${f.label} onInput=${set("label")} />
+    <${Field} label="Channel" name="channel" value=${f.channel} onInput=${set("channel")}
+      options=${[{ value: "", label: "Any" }, ...channels.map((c) => ({ value: c, label: c }))]} />
+    <${Field} label="Unread" name="unread" value=${f.unread} onInput=${set("unread")}
+      options=${[{ value: "", label: "All" }, { value: "true", label: "Unread only" }]} />
+    <div class="actions">
+      <button type="submit">Apply filters</button>
+      <button type="button" class="secondary" onClick=${() => { setF(EMPTY_FILTERS); onApply(EMPTY_FILTERS); }}>Clear</button>
+    </div>
+  </form>`;
+}
+
+function ThreadRow({ t, ctx }) {
+  return html`<li class=${"thread-row" + (t.unread_count ? " unread" : "")}>
+    <a href=${ctx.url(`inbox/${t.id}`)} class="thread-link">
+      <span class="thread-client">${t.client.untrusted_name || t.client.email || t.client.phone || "Client"}</span>
+      <span class="thread-subject">${t.untrusted_subject || "(no subject)"}</span>
+    </a>
+    <span class="thread-preview muted">${t.untrusted_preview}</span>
+    <span class="thread-meta">
+      ${t.unread_count > 0 && html`<span class="badge unread-count">${t.unread_count} unread</span>`}
+      <span class="badge">${t.status}</span>
+      <span class="badge">${t.channel}</span>
+      <span class="badge">agents: ${MODES.find((m) => m.value === t.agent_mode).label.toLowerCase()}</span>
+      ${t.labels.map((l) => html`<span class="badge label" key=${l}>${l}</span>`)}
+      ${t.assignee && html`<span class="muted">→ ${t.assignee.display_name}</span>`}
+      <span class="muted">${when(t.last_activity_at)}</span>
+    </span>
+  </li>`;
+}
+
+export function InboxPage({ ctx }) {
+  const [filters, setFilters] = useState(EMPTY_FILTERS);
+  const [items, setItems] = useState(null);
+  const [cursor, setCursor] = useState(null);
+  const [error, setError] = useState(null);
+  const [more, setMore] = useState(false);
+  const settings = useAsync(() => api.get("/v1/messaging/settings"), [ctx.base]);
+
+  const query = (f) => {
+    const q = { limit: 25 };
+    for (const [k, v] of Object.entries(f)) if (v) q[k] = v;
+    return q;
+  };
+  const loadFirst = async (f = filters) => {
+    try {
+      const page = await api.get("/v1/messaging/threads", query(f));
+      setItems(page.items);
+      setCursor(page.next_cursor);
+      setError(null);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  useEffect(() => {
+    loadFirst(filters);
+  }, [ctx.base, filters]);
+  const loadMore = async () => {
+    setMore(true);
+    try {
+      const page = await api.get("/v1/messaging/threads", { ...query(filters), cursor });
+      setItems([...items, ...page.items.filter((t) => !items.some((i) => i.id === t.id))]);
+      setCursor(page.next_cursor);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setMore(false);
+    }
+  };
+  // Any message, draft or thread change re-reads the first page (keeps what "load more" added).
+  const live = useLiveEvents(() => {
+    api.get("/v1/messaging/threads", query(filters)).then((page) => {
+      setItems((old) => [...page.items, ...(old || []).filter((o) => !page.items.some((n) => n.id === o.id))]);
+    }, setError);
+  }, [ctx.base, filters]);
+
+  const channels = settings.data ? settings.data.channels.map((c) => c.name) : [];
+  const unreadThreads = items ? items.filter((t) => t.unread_count > 0).length : 0;
+  const unreadMessages = items ? items.reduce((n, t) => n + t.unread_count, 0) : 0;
+  return html`<section class="inbox">
+    <${PageHeader} title="Inbox"><${LiveBadge} state=${live} /><//>
+    <${Filters} initial=${filters} channels=${channels} onApply=${setFilters} />
+    <${ErrorBox} error=${error} />
+    ${items === null && !error && html`<${Loading} label="Loading threads…" />`}
+    ${items && html`<p class="muted" aria-live="polite">
+      ${items.length} thread${items.length === 1 ? "" : "s"} shown · ${unreadMessages} unread message${unreadMessages === 1 ? "" : "s"} in ${unreadThreads} thread${unreadThreads === 1 ? "" : "s"}
+    </p>`}
+    ${items && items.length === 0 &&
+    html`<${Empty} title="No threads here.">
+      ${Object.values(filters).some(Boolean)
+        ? html`<p>Clear the filters to see every thread.</p>`
+        : html`<p>Threads appear when a client writes (a channel peer posts to <code>/v1/messaging/inbound</code>) or when you start one through the API.</p>`}
+    <//>`}
+    ${items && items.length > 0 && html`<ul class="thread-list" aria-label="Threads">
+      ${items.map((t) => html`<${ThreadRow} key=${t.id} t=${t} ctx=${ctx} />`)}
+    </ul>`}
+    ${cursor && html`<button type="button" class="secondary" disabled=${more} onClick=${loadMore}>${more ? "Loading…" : "Load more threads"}</button>`}
+  </section>`;
+}
+
+// — one thread —
+
+function Message({ m, clientName, me }) {
+  const fromClient = m.direction === "in";
+  const who = fromClient
+    ? `From the client · ${clientName}`
+    : m.author.kind === "agent"
+      ? "Sent by an agent"
+      : m.author.kind === "system"
+        ? "System"
+        : m.author.person_id === me
+          ? "Sent by you"
+          : "Sent by a team member";
+  return html`<li class=${"message " + (fromClient ? "from-client" : "from-us")}>
+    <article aria-label=${`${who}, ${when(m.occurred_at)}`}>
+      <header class="message-head">
+        <strong>${who}</strong>
+        ${fromClient && html`<span class="badge untrusted-badge">client text — shown as written</span>`}
+        <span class="muted">${when(m.occurred_at)}</span>
+        ${!fromClient && m.delivery_status && html`<span class="badge">${m.delivery_status}</span>`}
+        ${fromClient && !m.read_at && html`<span class="badge unread-count">unread</span>`}
+      </header>
+      ${fromClient ? html`<${ClientText} text=${m.untrusted_body || ""} />` : html`<p class="our-text">${m.body}</p>`}
+      ${m.failure_reason && html`<p class="field-error">Delivery failed: ${m.failure_reason}</p>`}
+      ${m.attachments.length > 0 && html`<ul class="attachments">
+        ${m.attachments.map((a) => html`<li key=${a.url}><span class="mono">${a.untrusted_name || a.url}</span> (${a.content_type}, ${a.size_bytes} bytes)</li>`)}
+      </ul>`}
+    </article>
+  </li>`;
+}
+
+function Draft({ d, onDone }) {
+  const [body, setBody] = useState(d.body);
+  const [reason, setReason] = useState("");
+  const [rejecting, setRejecting] = useState(false);
+  const key = useRef(newKey()).current; // one approval, however often it is clicked
+  const { busy, error, run } = useAction();
+  const by = d.created_by_kind === "peer" ? `generated${d.peer_model ? ` by ${d.peer_model}` : ""}` : `written by ${d.created_by_kind === "agent" ? "an agent" : "a person"}`;
+  const approve = async () => {
+    const out = await run(() =>
+      api.post(`/v1/messaging/drafts/${d.id}/approve`, body !== d.body ? { body } : {}, { headers: { "Idempotency-Key": key } }),
+    );
+    if (out) onDone(body !== d.body ? "Draft edited and sent." : "Draft approved and sent.");
+  };
+  const reject = async (e) => {
+    e.preventDefault();
+    const out = await run(() => api.post(`/v1/messaging/drafts/${d.id}/reject`, { reason: reason || "not right" }));
+    if (out) onDone("Draft rejected.");
+  };
+  return html`<li class="draft">
+    <article aria-label="Pending draft">
+      <header class="message-head"><strong>Draft waiting for your approval</strong> <span class="muted">${by} · ${when(d.created_at)}</span></header>
+      <${ErrorBox} error=${error} title="Could not decide on the draft" />
+      <${Field} label="Draft reply (edit before approving if you like)" name="draft_body" type="textarea" value=${body} onInput=${setBody} />
+      <div class="actions">
+        <button type="button" disabled=${busy || !body.trim()} onClick=${approve}>${body !== d.body ? "Approve edited draft and send" : "Approve and send"}</button>
+        ${!rejecting && html`<button type="button" class="secondary" onClick=${() => setRejecting(true)}>Reject draft</button>`}
+      </div>
+      ${rejecting && html`<form class="inline" onSubmit=${reject} aria-label="Reject the draft">
+        <${Field} label="Why reject it?" name="reason" value=${reason} onInput=${setReason} />
+        <button type="submit" class="danger" disabled=${busy}>Reject</button>
+        <button type="button" class="secondary" onClick=${() => setRejecting(false)}>Cancel</button>
+      </form>`}
+    </article>
+  </li>`;
+}
+
+function AgentMode({ thread, onChange, busy }) {
+  // The choice shows at once; the thread re-read after the PATCH confirms it (or puts it back).
+  const [chosen, setChosen] = useState(thread.agent_mode);
+  useEffect(() => setChosen(thread.agent_mode), [thread.agent_mode, thread.updated_at]);
+  const pick = (mode) => {
+    setChosen(mode);
+    onChange(mode);
+  };
+  return html`<fieldset class="agent-mode">
+    <legend>Agent mode</legend>
+    ${MODES.map(
+      (m) => html`<label key=${m.value} class=${"mode-option" + (chosen === m.value ? " chosen" : "")}>
+        <input type="radio" name="agent_mode" value=${m.value} checked=${chosen === m.value} disabled=${busy}
+          onChange=${() => pick(m.value)} />
+        ${m.label} <span class="muted">(${m.hint})</span>
+      </label>`,
+    )}
+  </fieldset>`;
+}
+
+function Triage({ thread, onPatch, busy, members }) {
+  const [status, setStatus] = useState(thread.status);
+  const [until, setUntil] = useState("");
+  const [labels, setLabels] = useState(thread.labels.join(", "));
+  const [assignee, setAssignee] = useState(thread.assignee ? thread.assignee.slug : "");
+  return html`<div class="triage">
+    <form class="inline" aria-label="Status" onSubmit=${(e) => { e.preventDefault(); onPatch({ status }); }}>
+      <${Field} label="Status" name="status" value=${status} onInput=${setStatus} options=${STATUSES.filter((s) => s !== "snoozed").map((s) => ({ value: s, label: s }))} />
+      <button type="submit" class="secondary" disabled=${busy}>Set status</button>
+    </form>
+    <form class="inline" aria-label="Snooze" onSubmit=${(e) => { e.preventDefault(); onPatch({ status: "snoozed", snoozed_until: new Date(until).toISOString() }); }}>
+      <${Field} label="Snooze until" name="snoozed_until" type="datetime-local" value=${until} onInput=${setUntil} />
+      <button type="submit" class="secondary" disabled=${busy || !until}>Snooze</button>
+    </form>
+    <form class="inline" aria-label="Labels" onSubmit=${(e) => { e.preventDefault(); onPatch({ labels: labels.split(",").map((l) => l.trim()).filter(Boolean) }); }}>
+      <${Field} label="Labels" name="labels" value=${labels} onInput=${setLabels} hint="Separated by commas." />
+      <button type="submit" class="secondary" disabled=${busy}>Save labels</button>
+    </form>
+    <form class="inline" aria-label="Assignee" onSubmit=${(e) => { e.preventDefault(); onPatch({ assignee: assignee.trim() }); }}>
+      ${members
+        ? html`<${Field} label="Assign to" name="assignee" value=${assignee} onInput=${setAssignee}
+            options=${[{ value: "", label: "Choose a member" }, ...members.map((m) => ({ value: m.person.slug, label: `${m.person.display_name} (${m.person.slug})` }))]} />`
+        : html`<${Field} label="Assign to (member handle)" name="assignee" value=${assignee} onInput=${setAssignee} />`}
+      <button type="submit" class="secondary" disabled=${busy || !assignee.trim()}>Assign</button>
+      <button type="button" class="secondary" disabled=${busy} onClick=${() => onPatch({ assignee: "me" })}>Assign to me</button>
+      <button type="button" class="secondary" disabled=${busy || !thread.assignee} onClick=${() => onPatch({ assignee: null })}>Unassign</button>
+    </form>
+  </div>`;
+}
+
+function Compose({ threadId, onSent }) {
+  const [body, setBody] = useState("");
+  const key = useRef(newKey());
+  const { busy, error, run } = useAction();
+  const send = async (e) => {
+    e.preventDefault();
+    const out = await run(() => api.post(`/v1/messaging/threads/${threadId}/messages`, { body }, { headers: { "Idempotency-Key": key.current } }));
+    if (out) {
+      key.current = newKey();
+      setBody("");
+      onSent("Message sent.");
+    }
+  };
+  return html`<form onSubmit=${send} aria-label="Reply" class="compose">
+    <${ErrorBox} error=${error} title="Could not send" />
+    <${Field} label="Your reply" name="body" type="textarea" value=${body} onInput=${setBody} error=${error} />
+    <div class="actions"><button type="submit" disabled=${busy || !body.trim()}>Send reply</button></div>
+  </form>`;
+}
+
+function Generate({ threadId, onDone }) {
+  const [instructions, setInstructions] = useState("");
+  const { busy, error, run } = useAction();
+  const go = async (e) => {
+    e.preventDefault();
+    const out = await run(() => api.post(`/v1/messaging/threads/${threadId}/drafts/generate`, instructions.trim() ? { instructions } : {}));
+    if (out) {
+      setInstructions("");
+      onDone("A draft was generated: review it above.");
+    }
+  };
+  return html`<form class="inline generate" onSubmit=${go} aria-label="Generate a draft">
+    <${ErrorBox} error=${error} title="Could not generate a draft" />
+    <${Field} label="Instructions for the draft (optional)" name="instructions" value=${instructions} onInput=${setInstructions} />
+    <button type="submit" class="secondary" disabled=${busy}>${busy ? "Generating…" : "Generate a draft"}</button>
+  </form>`;
+}
+
+export function ThreadPage({ auth, ctx, params }) {
+  const id = params.id;
+  const [detail, setDetail] = useState(null);
+  const [older, setOlder] = useState([]);
+  const [olderCursor, setOlderCursor] = useState(undefined);
+  const [error, setError] = useState(null);
+  const [notice, setNotice] = useState("");
+  const settings = useAsync(() => api.get("/v1/messaging/settings"), [ctx.base]);
+  // In an org, assignees are its members: offer them by name (personal: only yourself).
+  const members = useAsync(() => (ctx.kind === "org" ? api.getAll(`/v1/orgs/${ctx.org}/members`) : Promise.resolve(null)), [ctx.base]);
+  const patching = useAction();
+
+  const load = async () => {
+    try {
+      const d = await api.get(`/v1/messaging/threads/${id}`, { limit: 50 });
+      setDetail(d);
+      setOlderCursor((c) => (c === undefined ? d.next_cursor : c));
+      setError(null);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  useEffect(() => {
+    load();
+  }, [id]);
+  const live = useLiveEvents((e) => {
+    if (e.data && e.data.thread_id === id) load();
+  }, [id]);
+  const loadOlder = async () => {
+    const page = await api.get(`/v1/messaging/threads/${id}`, { limit: 50, cursor: olderCursor });
+    setOlder([...older, ...page.messages]);
+    setOlderCursor(page.next_cursor);
+  };
+  const patch = async (body) => {
+    const out = await patching.run(() => api.patch(`/v1/messaging/threads/${id}`, body));
+    if (out) {
+      setNotice("Thread updated.");
+      await load();
+    }
+  };
+  const done = async (text) => {
+    setNotice(text);
+    await load();
+  };
+  const markRead = async () => {
+    const out = await patching.run(() => api.post(`/v1/messaging/threads/${id}/read`, {}));
+    if (out !== undefined) await done("Marked as read.");
+  };
+
+  if (error && !detail) return html`<section><${PageHeader} title="Thread" /><${ErrorBox} error=${error} /><p><a href=${ctx.url("inbox")}>Back to the inbox</a></p></section>`;
+  if (!detail) return html`<section><${PageHeader} title="Thread" /><${Loading} label="Loading the thread…" /></section>`;
+  const t = detail.thread;
+  const clientName = t.client.untrusted_name || t.client.email || t.client.phone || "Client";
+  const messages = [...detail.messages, ...older.filter((o) => !detail.messages.some((m) => m.id === o.id))].reverse();
+  const canGenerate = t.agent_mode !== "off" && settings.data && settings.data.draft_peer_configured;
+  return html`<section class="thread">
+    <p><a href=${ctx.url("inbox")}>← Inbox</a></p>
+    <${PageHeader} title=${t.untrusted_subject || "(no subject)"}><${LiveBadge} state=${live} /><//>
+    <p class="thread-facts">
+      <span>Client: <strong class="client-name">${clientName}</strong></span>
+      ${t.client.email && html`<span class="mono">${t.client.email}</span>`}
+      <span class="badge">${t.channel}</span> <span class="badge">${t.status}${t.snoozed_until ? ` until ${when(t.snoozed_until)}` : ""}</span>
+      ${t.labels.map((l) => html`<span class="badge label" key=${l}>${l}</span>`)}
+      <span>${t.assignee ? `Assigned to ${t.assignee.display_name}` : "Unassigned"}</span>
+      ${t.unread_count > 0 && html`<span class="badge unread-count">${t.unread_count} unread</span>
+        <button type="button" class="secondary" onClick=${markRead}>Mark as read</button>`}
+    </p>
+    ${notice && html`<p class="success" role="status">${notice}</p>`}
+    <${ErrorBox} error=${error} />
+    <${ErrorBox} error=${patching.error} title="Could not update the thread" />
+    <${AgentMode} thread=${t} busy=${patching.busy} onChange=${(mode) => patch({ agent_mode: mode })} />
+    <h2>Messages</h2>
+    ${olderCursor && html`<button type="button" class="secondary" onClick=${loadOlder}>Load older messages</button>`}
+    ${messages.length === 0
+      ? html`<${Empty} title="No messages yet.">Write the first one below.<//>`
+      : html`<ol class="messages" aria-label="Messages, oldest first">
+          ${messages.map((m) => html`<${Message} key=${m.id} m=${m} clientName=${clientName} me=${auth && auth.person.id} />`)}
+        </ol>`}
+    ${detail.pending_drafts.length > 0 && html`<h2>Drafts waiting for approval</h2>
+      <ul class="drafts">${detail.pending_drafts.map((d) => html`<${Draft} key=${d.id} d=${d} onDone=${done} />`)}</ul>`}
+    ${canGenerate && html`<${Generate} threadId=${id} onDone=${done} />`}
+    <h2>Reply</h2>
+    <${Compose} threadId=${id} onSent=${done} />
+    <h2>Triage</h2>
+    <${Triage} key=${t.updated_at} thread=${t} busy=${patching.busy} onPatch=${patch} members=${members.data} />
+  </section>`;
+}
