@@ -4,6 +4,7 @@ table views hold exactly the API's numbers."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from playwright.async_api import Page, expect
@@ -105,6 +106,9 @@ async def test_clients_list_search_and_detail(page: Page, db: Database, live_ser
         1 + len(bookings["items"])
     )
     await screenshot(page, "client")
+    # A conversation opens in the inbox.
+    await threads.get_by_role("link", name="Rendez-vous mardi ?").click()
+    await expect(page).to_have_url(re.compile(rf"/o/{ORG_SLUG}/inbox/[0-9a-f-]{{36}}$"))
 
     # Another person sees none of cocotte's clients.
     other = await page.context.browser.new_context(base_url=live_server)  # type: ignore[union-attr]

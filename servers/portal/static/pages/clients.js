@@ -96,7 +96,7 @@ export function ClientPage({ ctx, params }) {
       <thead><tr><th scope="col">Subject</th><th scope="col">Channel</th><th scope="col">Status</th><th scope="col">Messages</th><th scope="col">Last activity</th></tr></thead>
       <tbody>${threads.data.items.map(
         (t) => html`<tr key=${t.id}>
-          <td>${t.untrusted_subject || html`<span class="muted">(no subject)</span>`}
+          <td><a href=${ctx.url(`inbox/${t.id}`)}>${t.untrusted_subject || "(no subject)"}</a>
             ${t.unread_count > 0 && html` <span class="badge">${t.unread_count} unread</span>`}</td>
           <td>${t.channel}</td><td>${t.status}</td><td>${t.message_count}</td><td>${when(t.last_activity_at)}</td>
         </tr>`,
@@ -111,7 +111,7 @@ export function ClientPage({ ctx, params }) {
       <thead><tr><th scope="col">When</th><th scope="col">Service</th><th scope="col">Status</th><th scope="col">With</th></tr></thead>
       <tbody>${bookings.data.items.map(
         (b) => html`<tr key=${b.id}>
-          <td>${when(b.start_at)}</td><td>${b.service.name}</td>
+          <td><a href=${ctx.url(`calendar/bookings/${b.id}`)}>${when(b.start_at)}</a></td><td>${b.service.name}</td>
           <td><span class=${`badge status-${b.status}`}>${BOOKING_LABELS[b.status] || b.status}</span></td>
           <td>${b.provider.display_name || b.provider.slug}</td>
         </tr>`,
