@@ -25,20 +25,9 @@ import { InboxPage, ThreadPage } from "./pages/inbox.js"; // inbox
 // omit it to keep the page out of the nav). Props every page gets: see PAGE PROPS below.
 export const routes = [
   { path: "", page: Dashboard, title: "Dashboard", nav: "Dashboard", contexts: ["me", "org"] },
-  // — org pages (portal-shell) —
-  { path: "members", page: MembersPage, title: "Members", nav: "Members", contexts: ["org"] },
-  { path: "invitations", page: OrgInvitationsPage, title: "Invitations", nav: "Invitations", contexts: ["org"] },
-  { path: "brands", page: BrandsPage, title: "Brands", nav: "Brands", contexts: ["me", "org"] },
-  { path: "settings", page: OrgSettingsPage, title: "Settings", nav: "Settings", contexts: ["org"] },
-  { path: "orgs/new", page: NewOrgPage, title: "Create an org", contexts: ["me"] },
   // — inbox (inbox) —
   { path: "inbox", page: InboxPage, title: "Inbox", nav: "Inbox", contexts: ["me", "org"] },
   { path: "inbox/:id", page: ThreadPage, title: "Thread", contexts: ["me", "org"] },
-  // — agents, components, credits (portal-agents) —
-  { path: "agents", page: AgentsPage, title: "Agents", nav: "Agents", contexts: ["me", "org"] },
-  { path: "components", page: ComponentsPage, title: "Components", nav: "Components", contexts: ["me", "org"] },
-  { path: "credits", page: CreditsPage, title: "Credits and jobs", nav: "Credits", contexts: ["me", "org"] },
-  { path: "jobs/:id", page: JobPage, title: "Job", contexts: ["me", "org"] },
   // — calendar, services, working hours (calendar) —
   { path: "calendar", page: CalendarPage, title: "Calendar", nav: "Calendar", contexts: ["me", "org"] },
   { path: "calendar/bookings/:id", page: BookingPage, title: "Booking", contexts: ["me", "org"] },
@@ -48,6 +37,17 @@ export const routes = [
   { path: "clients", page: ClientsPage, title: "Clients", nav: "Clients", contexts: ["me", "org"] },
   { path: "clients/:id", page: ClientPage, title: "Client", contexts: ["me", "org"] },
   { path: "analytics", page: AnalyticsPage, title: "Analytics", nav: "Analytics", contexts: ["me", "org"] },
+  // — agents, components, credits (portal-agents) —
+  { path: "agents", page: AgentsPage, title: "Agents", nav: "Agents", contexts: ["me", "org"] },
+  { path: "components", page: ComponentsPage, title: "Components", nav: "Components", contexts: ["me", "org"] },
+  { path: "credits", page: CreditsPage, title: "Credits and jobs", nav: "Credits", contexts: ["me", "org"] },
+  { path: "jobs/:id", page: JobPage, title: "Job", contexts: ["me", "org"] },
+  // — org pages (portal-shell) —
+  { path: "members", page: MembersPage, title: "Members", nav: "Members", contexts: ["org"] },
+  { path: "invitations", page: OrgInvitationsPage, title: "Invitations", nav: "Invitations", contexts: ["org"] },
+  { path: "brands", page: BrandsPage, title: "Brands", nav: "Brands", contexts: ["me", "org"] },
+  { path: "settings", page: OrgSettingsPage, title: "Settings", nav: "Settings", contexts: ["org"] },
+  { path: "orgs/new", page: NewOrgPage, title: "Create an org", contexts: ["me"] },
 ];
 
 // Pages outside any context: `auth: false` are reachable signed out.
