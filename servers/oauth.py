@@ -14,7 +14,7 @@ import base64
 import binascii
 import hmac
 import uuid
-from typing import Any, cast, get_args
+from typing import Any, TypeVar, cast, get_args
 from urllib.parse import unquote
 
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
@@ -79,6 +79,22 @@ class Refresh(RefreshToken):
 
 class Access(AccessToken):
     grant_id: str
+
+
+_SdkToken = TypeVar("_SdkToken", Access, Refresh)
+
+
+def _sdk_token(kind: type[_SdkToken], found: oauth.TokenRecord) -> _SdkToken:
+    """A stored token as the SDK's handlers read it."""
+    return kind(
+        token=found.token,
+        client_id=found.client_id,
+        scopes=found.scopes,
+        expires_at=int(found.expires_at.timestamp()),
+        resource=found.resource,
+        subject=str(found.person_id),
+        grant_id=str(found.grant_id),
+    )
 
 
 def _error(err: OAuthError, allowed: Any, default: str) -> Any:
@@ -173,17 +189,7 @@ class CoreOAuthProvider:
         self, client: OAuthClientInformationFull, refresh_token: str
     ) -> Refresh | None:
         found = await oauth.load_refresh(self.db, client.client_id, refresh_token)
-        if found is None:
-            return None
-        return Refresh(
-            token=found.token,
-            client_id=found.client_id,
-            scopes=found.scopes,
-            expires_at=int(found.expires_at.timestamp()),
-            resource=found.resource,
-            subject=str(found.person_id),
-            grant_id=str(found.grant_id),
-        )
+        return None if found is None else _sdk_token(Refresh, found)
 
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: Refresh, scopes: list[str]
@@ -195,17 +201,7 @@ class CoreOAuthProvider:
 
     async def load_access_token(self, token: str) -> Access | None:
         found = await oauth.load_access(self.db, token)
-        if found is None:
-            return None
-        return Access(
-            token=found.token,
-            client_id=found.client_id,
-            scopes=found.scopes,
-            expires_at=int(found.expires_at.timestamp()),
-            resource=found.resource,
-            subject=str(found.person_id),
-            grant_id=str(found.grant_id),
-        )
+        return None if found is None else _sdk_token(Access, found)
 
     async def revoke_token(self, token: Access | Refresh) -> None:
         await oauth.revoke_grant(self.db, uuid.UUID(token.grant_id), "revoked_by_client")
