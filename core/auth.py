@@ -338,12 +338,25 @@ async def resolve_context(
         )
 
     wanted_org = org_id or org_slug or (principal.org_id if principal.org_bound else None)
+    return _bound(uow, row, principal, wanted_org, org_slug, personal="omitting the org")
+
+
+def _bound(
+    uow: UnitOfWork,
+    row: Any,
+    principal: Principal,
+    wanted_org: uuid.UUID | str | None,
+    org_slug: str | None,
+    *,
+    personal: str,
+) -> TenantContext:
+    """The context `platform.resolve_context` found (and bound in SQL), refused when the org
+    asked for is not one the person belongs to; the unit of work keeps its ticket."""
     if wanted_org is not None and row.role is None:
         raise PermissionDenied(
             f"you are not a member of the org {org_slug or str(wanted_org)!r} (or it does not exist)",
             code="not_a_member",
-            hint="list your orgs with [[tenancy.list_orgs]]; act in your personal context by "
-            "omitting the org",
+            hint=f"list your orgs with [[tenancy.list_orgs]]; act in your personal context by {personal}",
         )
     ctx = TenantContext(
         principal=principal,
@@ -421,13 +434,6 @@ async def _resolve_oauth(
             "this account is suspended", code="account_suspended", hint="contact the platform operator"
         )
     wanted = org_id or org_slug or (row.grant_org_id if org is None and use_token_org else None)
-    if wanted is not None and row.role is None:
-        raise PermissionDenied(
-            f"you are not a member of the org {org_slug or str(wanted)!r} (or it does not exist)",
-            code="not_a_member",
-            hint="list your orgs with [[tenancy.list_orgs]]; act in your personal context by "
-            "passing org `personal`",
-        )
     principal = Principal(
         kind=PrincipalKind.OAUTH,
         person_id=row.person_id,
@@ -435,17 +441,7 @@ async def _resolve_oauth(
         grant_id=row.grant_id,
         org_id=row.grant_org_id,
     )
-    ctx = TenantContext(
-        principal=principal,
-        person_id=row.person_id,
-        person_slug=row.person_slug,
-        org_id=row.org_id if row.role else None,
-        org_slug=row.org_slug if row.role else None,
-        role=Role(row.role) if row.role else None,
-        trace_id=uow.trace_id,
-    )
-    uow.bind(ctx, row.ctx_ticket)
-    return ctx
+    return _bound(uow, row, principal, wanted, org_slug, personal="passing org `personal`")
 
 
 async def authenticate(
