@@ -256,3 +256,33 @@ async def test_the_hours_editor_saves_an_override(page: Page) -> None:
     await page.get_by_label("Wednesday hours").fill("17:00-09:00")
     await page.get_by_role("button", name="Save working hours").click()
     await expect(page.get_by_role("alert")).to_contain_text("Could not save the working hours")
+
+
+async def test_two_tabs_editing_the_hours_cannot_overwrite_each_other(page: Page) -> None:
+    """The portal sends back the ETag it read (If-Match): the tab that saves second, on what it
+    read before the first save, is refused with the API's hint, and nothing of it is written."""
+    await sign_up_quickly(page, "tabs")
+    await page.goto("/me/hours")
+    await expect(page.get_by_label("Monday hours")).to_be_visible()
+    other = await page.context.new_page()
+    await other.goto("/me/hours")
+    await other.get_by_label("Monday hours").fill("08:00-12:00")
+    await other.get_by_role("button", name="Save working hours").click()
+    await expect(other.get_by_role("status")).to_have_text("Working hours saved.")
+
+    await page.get_by_label("Monday hours").fill("14:00-18:00")
+    await page.get_by_role("button", name="Save working hours").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("Could not save the working hours")
+    await expect(alert).to_contain_text("re-read it")
+    hours = await api_as(page, "GET", "/v1/bookings/availability")
+    assert [(w["weekday"], w["start"], w["end"]) for w in hours["weekly"]] == [("mon", "08:00", "12:00")]
+
+    # Re-read, the change goes through.
+    await page.reload()
+    await expect(page.get_by_label("Monday hours")).to_have_value("08:00-12:00")
+    await page.get_by_label("Monday hours").fill("14:00-18:00")
+    await page.get_by_role("button", name="Save working hours").click()
+    await expect(page.get_by_role("status")).to_have_text("Working hours saved.")
+    hours = await api_as(page, "GET", "/v1/bookings/availability")
+    assert [(w["weekday"], w["start"], w["end"]) for w in hours["weekly"]] == [("mon", "14:00", "18:00")]

@@ -69,6 +69,26 @@ async function problem(response) {
   });
 }
 
+// Conditional writes: the ETag of each resource this page last read (per context), sent back as
+// If-Match when it writes that resource, so a change made meanwhile (another tab, another
+// member, an agent) is refused with 412 instead of being overwritten.
+const etags = new Map();
+const tagKey = (path) => `${contextSlug() || ""}|${path}`;
+
+function remember(method, path, response) {
+  const tag = response.headers.get("etag");
+  if (method === "GET") {
+    if (tag) etags.set(tagKey(path), tag);
+    return;
+  }
+  // A write changes what was read at its path and at every path above it (a thread's
+  // /read, /messages ...): those tags are stale now; the write's own answer brings the new one.
+  for (const key of [...etags.keys()]) {
+    if (tagKey(path).startsWith(key)) etags.delete(key);
+  }
+  if (tag && (method === "PATCH" || method === "PUT")) etags.set(tagKey(path), tag);
+}
+
 async function send(method, path, { body, query, headers = {}, token } = {}) {
   let url = path;
   if (query) {
@@ -79,6 +99,9 @@ async function send(method, path, { body, query, headers = {}, token } = {}) {
   }
   const h = { Accept: "application/json", ...headers };
   if (token) h.Authorization = `Bearer ${token}`;
+  if ((method === "PATCH" || method === "PUT") && !("If-Match" in h) && etags.has(tagKey(path))) {
+    h["If-Match"] = etags.get(tagKey(path));
+  }
   if (body !== undefined) h["Content-Type"] = "application/json";
   let response;
   try {
@@ -91,7 +114,9 @@ async function send(method, path, { body, query, headers = {}, token } = {}) {
   } catch (err) {
     throw new ApiError({ code: "network_error", title: "The server could not be reached", hint: "check your connection and try again" });
   }
+  if (response.status === 412) etags.delete(tagKey(path));
   if (!response.ok) throw await problem(response);
+  remember(method, path, response);
   if (response.status === 204) return null;
   // A few routes answer text (a component's SKILL.md is markdown).
   const type = response.headers.get("content-type") || "";
