@@ -1,5 +1,5 @@
 // The portal's only door to the platform: the public REST API (/v1), with fetch.
-// The access token lives in this module's memory only (never localStorage); the refresh token
+// The access token lives in this module's memory only (never in web storage); the refresh token
 // is an HttpOnly cookie the browser sends to /v1/auth only, and every use of it echoes the
 // readable atlilith_csrf cookie in X-CSRF-Token.
 
