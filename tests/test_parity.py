@@ -25,8 +25,17 @@ def _exclusions(package: str, name: str) -> dict[str, str]:
 
 
 def _operations() -> set[str]:
+    """A feature's public operations: the coroutine functions its package lists in `__all__`
+    (a feature split by noun), else those defined in its `service` module."""
     ops: set[str] = set()
     for feature in feature_names():
+        package = importlib.import_module(f"core.{feature}")
+        listed = getattr(package, "__all__", None)
+        if listed is not None:
+            for name in listed:
+                if inspect.iscoroutinefunction(getattr(package, name)):
+                    ops.add(f"{feature}.{name}")
+            continue
         try:
             module = importlib.import_module(f"core.{feature}.service")
         except ModuleNotFoundError:
@@ -38,16 +47,22 @@ def _operations() -> set[str]:
 
 
 def _called(folder: str) -> set[str]:
-    """`service.x(...)` calls in a door's modules, as `feature.x`."""
+    """`service.x(...)` or `<feature>.x(...)` calls in a door's modules, as `feature.x`."""
     found: set[str] = set()
     for path in (ROOT / folder).rglob("*.py"):
         tree = parse(path)
         aliases = {}
+        features = set(feature_names())
         for node in ast.walk(tree):
+            # `from core.<feature> import service [as x]` or `from core import <feature> [as x]`
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("core."):
                 for alias in node.names:
                     if alias.name == "service":
                         aliases[alias.asname or "service"] = node.module.split(".")[1]
+            elif isinstance(node, ast.ImportFrom) and node.module == "core":
+                for alias in node.names:
+                    if alias.name in features:
+                        aliases[alias.asname or alias.name] = alias.name
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Attribute)
