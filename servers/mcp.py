@@ -41,6 +41,7 @@ from tools.base import (
     error_result,
     internal_error,
     invalid_arguments,
+    sent_arguments,
     use_hint_names,
 )
 
@@ -95,11 +96,17 @@ class CoreTokenVerifier:
 
 
 def toolsets(rt: ToolRuntime) -> list[Toolset]:
+    """Each `tools` module's toolset: a module-level `Toolset` whose tools are plain functions
+    (they get the runtime from the server they are called through), or -- the older form -- a
+    `toolset(rt)` factory whose tools close over it."""
     found: list[Toolset] = []
     for module in sorted(pkgutil.iter_modules(tools.__path__), key=lambda m: m.name):
         mod = importlib.import_module(f"tools.{module.name}")
+        declared = [v for v in vars(mod).values() if isinstance(v, Toolset)]
         factory = getattr(mod, "toolset", None)
-        if callable(factory):
+        if declared:
+            found.extend(declared)
+        elif callable(factory):
             found.append(factory(rt))
     return found
 
@@ -178,12 +185,18 @@ class AtlilithServer(MCPServer):
     def static_token(self) -> str | None:
         return self._rt.static_token
 
+    @property
+    def runtime(self) -> ToolRuntime:
+        """How this server's tools reach the core (`tools.base.served_function`)."""
+        return self._rt
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         if not self.selected(name):
             # The spec's protocol error for a tool this server does not have.
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
+        sent = sent_arguments.set(frozenset(arguments))
         try:
             result = await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -194,6 +207,8 @@ class AtlilithServer(MCPServer):
                 return error_result(invalid_arguments(name, exc.__cause__))
             log.exception("tool_failed", tool=name)
             return error_result(internal_error())
+        finally:
+            sent_arguments.reset(sent)
         return result
 
     async def list_tools(self) -> list[MCPTool]:

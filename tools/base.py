@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import re
 import time
@@ -11,11 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, Protocol, TypeVar
 
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from core.auth import authenticate
 from core.context import TenantContext
@@ -28,6 +32,7 @@ from core.validation import TEXT_HINT, text_issues
 log = get_logger("atlilith.mcp")
 P = ParamSpec("P")
 R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
 
 
 def unlisted(max_length: int, *, min_length: int = 0, pattern: str | None = None) -> AfterValidator:
@@ -61,6 +66,19 @@ LimitArg = Annotated[int, Field(ge=1, le=100)]
 CursorArg = Annotated[str | None, unlisted(512)]
 # The toolset of the tool being called: `ToolRuntime.context` gates it on the installation.
 _calling: ContextVar[Toolset | None] = ContextVar("atlilith_calling_toolset", default=None)
+# The argument names the client actually sent in this call (`servers.mcp` sets it): a flat
+# model is rebuilt from those only, so "not sent" and "sent as null" stay different.
+sent_arguments: ContextVar[frozenset[str] | None] = ContextVar("atlilith_sent_arguments", default=None)
+
+
+class _FlatMarker:
+    """Marks a tool parameter whose model's fields are the tool's own flat arguments."""
+
+
+FLAT = _FlatMarker()
+# `fields: Flat[ServiceUpdateIn]`: the agent passes the model's fields as plain arguments (with
+# the model's bounds and descriptions); the tool receives the model, built from what was sent.
+Flat = Annotated[M, FLAT]
 
 
 @dataclass
@@ -154,12 +172,13 @@ class Toolset:
         open_world: bool = False,
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         def decorator(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            served = served_function(fn) if _takes_runtime(fn) else fn
             self.tools.append(
                 ToolSpec(
                     name=name,
                     toolset=self.name,
                     description=" ".join(description.split()),
-                    fn=_guarded(name, self, fn),
+                    fn=_guarded(name, self, served),
                     title=title,
                     annotations=ToolAnnotations(
                         read_only_hint=read_only,
@@ -172,6 +191,84 @@ class Toolset:
             return fn
 
         return decorator
+
+
+class ServesTools(Protocol):
+    """The MCP server, as a tool sees it through the SDK's `Context`."""
+
+    @property
+    def runtime(self) -> ToolRuntime: ...
+
+
+def _takes_runtime(fn: Callable[..., Any]) -> bool:
+    """A module-level tool: its first parameter is the runtime (`rt: ToolRuntime`)."""
+    first = next(iter(inspect.signature(fn, eval_str=True).parameters.values()), None)
+    return first is not None and first.annotation is ToolRuntime
+
+
+def _flat_model(annotation: Any) -> type[BaseModel] | None:
+    metadata = getattr(annotation, "__metadata__", ())
+    if any(isinstance(m, _FlatMarker) for m in metadata):
+        model = annotation.__origin__
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        return model
+    return None
+
+
+def _flat_parameter(name: str, info: FieldInfo) -> inspect.Parameter:
+    """One field of a flat model as a tool argument: its type, bounds and description; the
+    model's default where it has a plain one, else optional (the model decides what is missing)."""
+    annotation: Any = info.annotation
+    described = Field(description=info.description) if info.description else None
+    meta = [*info.metadata, *([described] if described is not None else [])]
+    typed = Annotated[tuple([annotation, *meta])] if meta else annotation
+    if info.is_required():
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=typed)
+    default = info.default if info.default is not PydanticUndefined else None
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=typed, default=default)
+
+
+def served_function(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
+    """What the MCP server calls for a module-level tool `fn(rt, ..., fields: Flat[Model])`:
+    the flat models' fields become plain arguments, the runtime comes from the server the call
+    reaches (the SDK's `Context`), and each flat model is built back from the arguments the
+    client sent -- so a model's validators run and `model_fields_set` says what was given."""
+    sig = inspect.signature(fn, eval_str=True)
+    own = list(sig.parameters.values())[1:]
+    flats = {p.name: m for p in own if (m := _flat_model(p.annotation)) is not None}
+    public: list[inspect.Parameter] = []
+    for param in own:
+        model = flats.get(param.name)
+        if model is None:
+            public.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+        else:
+            public.extend(_flat_parameter(n, info) for n, info in model.model_fields.items())
+    names = [p.name for p in public]
+    if len(names) != len(set(names)):
+        raise TypeError(f"{fn.__name__}: flat arguments collide: {sorted(names)}")
+    public.append(
+        inspect.Parameter("mcp_context", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context)
+    )
+
+    async def serve(**kwargs: Any) -> R:
+        context = kwargs.pop("mcp_context", None)
+        if context is None:
+            raise RuntimeError(f"{fn.__name__} is served by the MCP server; call the function itself")
+        server: ServesTools = context.mcp_server
+        sent = sent_arguments.get()
+        given = set(kwargs) if sent is None else sent
+        for pname, model in flats.items():
+            values = {k: kwargs.pop(k) for k in model.model_fields if k in kwargs}
+            kwargs[pname] = model.model_validate({k: v for k, v in values.items() if k in given})
+        return await fn(server.runtime, **kwargs)
+
+    serve.__name__ = fn.__name__
+    serve.__qualname__ = fn.__qualname__
+    serve.__doc__ = fn.__doc__
+    serve.__signature__ = sig.replace(parameters=public)  # type: ignore[attr-defined]
+    # The SDK finds the `Context` parameter by the type hints, not the signature.
+    serve.__annotations__ = {p.name: p.annotation for p in public} | {"return": sig.return_annotation}
+    return serve
 
 
 # `feature.operation` -> the tool (or other way) an agent reaches it by: hints in core name
@@ -271,7 +368,7 @@ def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Call
             outcome = "ok"
             token = _calling.set(toolset)
             try:
-                _plain_text(name, kwargs)
+                _plain_text(name, {k: v for k, v in kwargs.items() if k != "mcp_context"})
                 return compact(await fn(*args, **kwargs))
             except DomainError as err:
                 outcome = err.code

@@ -1,0 +1,80 @@
+"""Tools are module-level functions: the adapter turns a flat model into plain arguments with the
+model's bounds and descriptions, and builds the model back from what the client sent."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from mcp.server.mcpserver.tools import Tool
+from pydantic import Field
+
+from core.validation import Input
+from tools import identity
+from tools.base import Flat, ToolRuntime, Toolset, sent_arguments, served_function
+
+
+class PriceChange(Input):
+    name: str | None = Field(default=None, max_length=20, description="A name.")
+    price: int | None = Field(default=None, ge=0, le=1000, description="Cents; null clears it.")
+
+
+seen: list[PriceChange] = []
+
+
+async def change(rt: ToolRuntime, fields: Flat[PriceChange], note: str | None = None) -> dict[str, Any]:
+    seen.append(fields)
+    return {"set": sorted(fields.model_fields_set), "note": note, "rt": rt}
+
+
+@dataclass
+class FakeServer:
+    runtime: Any
+
+
+@dataclass
+class FakeContext:
+    mcp_server: FakeServer
+
+
+def test_flat_model_becomes_plain_arguments_with_the_models_bounds() -> None:
+    schema = Tool.from_function(served_function(change), name="change").parameters
+    props = schema["properties"]
+    assert set(props) == {"name", "price", "note"}
+    assert "mcp_context" not in props
+    price = next(s for s in props["price"]["anyOf"] if s.get("type") == "integer")
+    assert (price["minimum"], price["maximum"]) == (0, 1000)
+    assert props["price"]["description"] == "Cents; null clears it."
+    assert "maxLength" in next(s for s in props["name"]["anyOf"] if s.get("type") == "string")
+
+
+async def test_the_model_is_built_from_what_was_sent_so_null_clears() -> None:
+    served = served_function(change)
+    context = FakeContext(FakeServer(runtime="the-runtime"))
+    # The SDK passes every argument, defaults included; only `price` was sent, as null.
+    token = sent_arguments.set(frozenset({"price"}))
+    try:
+        out = await served(name=None, price=None, note=None, mcp_context=context)
+    finally:
+        sent_arguments.reset(token)
+    assert out == {"set": ["price"], "note": None, "rt": "the-runtime"}
+    assert seen[-1].price is None and "name" not in seen[-1].model_fields_set
+
+
+async def test_a_sent_value_out_of_the_models_bounds_is_refused_by_the_model() -> None:
+    served = served_function(change)
+    with pytest.raises(ValueError):
+        await served(price=5000, mcp_context=FakeContext(FakeServer(runtime=None)))
+
+
+def test_tools_are_module_level_functions_in_a_module_level_toolset() -> None:
+    assert isinstance(identity.identity, Toolset)
+    assert inspect.iscoroutinefunction(identity.identity_resolve_person)
+    first = next(iter(inspect.signature(identity.identity_resolve_person, eval_str=True).parameters))
+    assert first == "rt"
+    assert {t.name for t in identity.identity.tools} == {
+        "identity_resolve_person",
+        "identity_resolve_company",
+    }
