@@ -22,6 +22,8 @@ from core.pagination import Page, PageRequest
 from core.tenancy.models import Client, OrgMember, Person
 from core.uow import Database, UnitOfWork
 
+FEED_PREFIX = "atf_"
+
 
 async def booking_ics(ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID) -> CalendarOut:
     """The booking as an iCalendar (.ics) document."""
@@ -32,9 +34,6 @@ async def booking_ics(ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID
         [calendar_entry(b, service_name, client.name if client else None, False)], service_name
     )
     return CalendarOut(filename=f"booking-{b.id}.ics", content=content)
-
-
-FEED_PREFIX = "atf_"
 
 
 def _feed_url(db: Database, token: str) -> str:

@@ -15,8 +15,6 @@ from core.context import Role, TenantContext, register_scopes
 from core.errors import Conflict, FieldIssue, PermissionDenied, ValidationFailed, constraint_error
 
 READ = "bookings:read"
-
-
 WRITE = "bookings:write"
 
 
@@ -27,10 +25,9 @@ register_scopes(
     }
 )
 
-
 SLOTS_HINT = "query the free slots (GET /v1/bookings/slots, or the bookings_slots tool) and pick one"
 
-
+# The database enforces these; they answer as clear errors rather than a bare integrity error.
 constraint_error(
     NO_OVERLAP,
     Conflict(
@@ -39,8 +36,6 @@ constraint_error(
         hint=SLOTS_HINT,
     ),
 )
-
-
 constraint_error(
     "uq_services_tenant_id_name",
     Conflict(
@@ -50,8 +45,6 @@ constraint_error(
         errors=[FieldIssue("name", "a service with this name exists", "taken")],
     ),
 )
-
-
 constraint_error(
     "fk_bookings_service_id_services",
     Conflict(
@@ -60,8 +53,6 @@ constraint_error(
         hint="deactivate it instead (active: false): it stops being offered, its bookings stay",
     ),
 )
-
-
 constraint_error(
     "fk_bookings_client_id_clients",
     Conflict(
