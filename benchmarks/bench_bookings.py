@@ -17,8 +17,8 @@ import asyncpg
 import httpx
 
 from benchmarks.common import CONCURRENCY, SECONDS, Result, bench_database, install, load, server, table
+from core import bookings
 from core.auth import authenticate
-from core.bookings import service as bookings
 from core.bookings.schemas import AvailabilityIn, ServiceIn, SlotsQuery, WeeklyHours
 from core.db import asyncpg_dsn, start_statement_count
 from core.tenancy.schemas import MemberIn, OrgIn, SignupIn

@@ -25,12 +25,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from core import bookings
 from core.analytics import service as analytics
 from core.analytics.models import events as analytics_events
 from core.billing import service as billing
 from core.billing.models import Job
 from core.billing.schemas import RunIn
-from core.bookings import service as bookings
 from core.bookings.models import Service as ServiceRow
 from core.bookings.schemas import (
     AvailabilityIn,

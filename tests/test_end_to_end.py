@@ -9,8 +9,8 @@ import httpx
 
 from core.events import Relay
 from core.uow import Database
-from tests.bookings.helpers import at, day_ahead, make_service, set_hours
 from tests.conftest import make_org, signup
+from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
 from tests.support.messaging import api_key, inbound
 
 

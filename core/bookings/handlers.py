@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.bookings.service import expire_holds, send_due_reminders
+from core.bookings.housekeeping import expire_holds, send_due_reminders
 from core.events import ScheduledRun, schedule
 from core.observability import get_logger
 from core.uow import UnitOfWork

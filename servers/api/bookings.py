@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import AwareDatetime
 
-from core.bookings import service
+from core import bookings
 from core.bookings.schemas import (
     AvailabilityIn,
     AvailabilityOut,
@@ -79,7 +79,7 @@ async def list_services(
 ) -> Page[ServiceOut]:
     """Services of the current context (personal, or the org of your token / X-Atlilith-Org)."""
     async with caller.context() as (ctx, uow):
-        return await service.list_services(ctx, uow, page, active)
+        return await bookings.list_services(ctx, uow, page, active)
 
 
 @router.post("/v1/bookings/services", status_code=status.HTTP_201_CREATED, response_model=ServiceOut)
@@ -88,13 +88,13 @@ async def create_service(
 ) -> ServiceOut:
     """Create a bookable service (you, or an org's owner/admin)."""
     async with caller.context() as (ctx, uow):
-        return await service.create_service(ctx, uow, data, idempotency_key=idempotency_key)
+        return await bookings.create_service(ctx, uow, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/bookings/services/{service_id}", response_model=ServiceOut)
 async def get_service(service_id: uuid.UUID, caller: CallerDep, response: Response) -> ServiceOut:
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.get_service(ctx, uow, service_id))
+        return tagged(response, await bookings.get_service(ctx, uow, service_id))
 
 
 @router.patch("/v1/bookings/services/{service_id}", response_model=ServiceOut)
@@ -106,14 +106,14 @@ async def update_service(
     if_match: IfMatch = None,
 ) -> ServiceOut:
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.update_service(ctx, uow, service_id, data, if_match))
+        return tagged(response, await bookings.update_service(ctx, uow, service_id, data, if_match))
 
 
 @router.delete("/v1/bookings/services/{service_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_service(service_id: uuid.UUID, caller: CallerDep) -> None:
     """Delete a never-booked service (409 `service_has_bookings` otherwise: deactivate it)."""
     async with caller.context() as (ctx, uow):
-        await service.delete_service(ctx, uow, service_id)
+        await bookings.delete_service(ctx, uow, service_id)
 
 
 # --- availability and slots ---------------------------------------------------------------------
@@ -125,7 +125,7 @@ async def get_availability(
 ) -> AvailabilityOut:
     """A provider's working hours in the current context."""
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.get_availability(ctx, uow, provider))
+        return tagged(response, await bookings.get_availability(ctx, uow, provider))
 
 
 @router.put("/v1/bookings/availability", response_model=AvailabilityOut)
@@ -138,14 +138,14 @@ async def set_availability(
 ) -> AvailabilityOut:
     """Replace working hours: weekly rules and date overrides, in an IANA time zone."""
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.set_availability(ctx, uow, provider, data, if_match))
+        return tagged(response, await bookings.set_availability(ctx, uow, provider, data, if_match))
 
 
 @router.get("/v1/bookings/slots", response_model=SlotsOut)
 async def find_slots(caller: CallerDep, q: Annotated[SlotsQuery, Query()]) -> SlotsOut:
     """Free start times of a service between two dates, in your time zone."""
     async with caller.context() as (ctx, uow):
-        return await service.find_slots(ctx, uow, q)
+        return await bookings.find_slots(ctx, uow, q)
 
 
 # --- creating bookings ----------------------------------------------------------------------------
@@ -155,7 +155,7 @@ async def find_slots(caller: CallerDep, q: Annotated[SlotsQuery, Query()]) -> Sl
 async def hold(data: HoldIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> BookingOut:
     """Reserve a slot for a few minutes; confirm it to book. 409 `slot_taken` when it is taken."""
     async with caller.context() as (ctx, uow):
-        return await service.hold(ctx, uow, data, idempotency_key=idempotency_key)
+        return await bookings.hold(ctx, uow, data, idempotency_key=idempotency_key)
 
 
 @router.post("/v1/bookings/requests", status_code=status.HTTP_201_CREATED, response_model=BookingOut)
@@ -164,7 +164,7 @@ async def request_booking(
 ) -> BookingOut:
     """Request a slot for a client; the provider confirms or declines it."""
     async with caller.context() as (ctx, uow):
-        return await service.request_booking(ctx, uow, data, idempotency_key=idempotency_key)
+        return await bookings.request_booking(ctx, uow, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/bookings", response_model=Page[BookingOut])
@@ -182,7 +182,7 @@ async def list_bookings(
         from_at=from_at, to_at=to_at, status=status_filter, provider=provider, client_id=client_id
     )
     async with caller.context() as (ctx, uow):
-        return await service.list_bookings(ctx, uow, page, filters)
+        return await bookings.list_bookings(ctx, uow, page, filters)
 
 
 # --- calendar feeds -------------------------------------------------------------------------------
@@ -192,27 +192,27 @@ async def list_bookings(
 async def list_feeds(caller: CallerDep, page: PageDep) -> Page[FeedOut]:
     """Your private calendar feeds."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.list_feeds(ctx, uow, page)
+        return await bookings.list_feeds(ctx, uow, page)
 
 
 @router.post("/v1/bookings/feeds", status_code=status.HTTP_201_CREATED, response_model=FeedCreated)
 async def create_feed(data: FeedIn, caller: CallerDep) -> FeedCreated:
     """A private iCalendar URL of your bookings in every context (shown once)."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.create_feed(ctx, uow, data)
+        return await bookings.create_feed(ctx, uow, data)
 
 
 @router.delete("/v1/bookings/feeds/{feed_id}", response_model=FeedOut)
 async def revoke_feed(feed_id: uuid.UUID, caller: CallerDep) -> FeedOut:
     """Revoke a feed: its URL answers 404 from now on."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.revoke_feed(ctx, uow, feed_id)
+        return await bookings.revoke_feed(ctx, uow, feed_id)
 
 
 @router.get("/v1/bookings/feeds/{token}.ics", response_class=Response, responses=CALENDAR)
 async def feed_ics(token: Token, db: DbDep) -> Response:
     """The feed itself (no credential: the token in the URL is the secret)."""
-    return _ics(await service.feed_ics(db, token))
+    return _ics(await bookings.feed_ics(db, token))
 
 
 # --- the client's manage link (no account, no credential: the token reaches one booking) ----------
@@ -220,7 +220,7 @@ async def feed_ics(token: Token, db: DbDep) -> Response:
 
 @router.get("/v1/bookings/manage/{token}", response_model=ManagedBookingOut, tags=["manage"])
 async def manage_view(token: Token, db: DbDep) -> ManagedBookingOut:
-    return await service.manage_view(db, token)
+    return await bookings.manage_view(db, token)
 
 
 @router.get("/v1/bookings/manage/{token}/slots", response_model=SlotsOut, tags=["manage"])
@@ -232,22 +232,22 @@ async def manage_slots(
     time_zone: Annotated[str | None, Query(max_length=64)] = None,
 ) -> SlotsOut:
     """Free times the booking could move to."""
-    return await service.manage_slots(db, token, from_date, to_date, time_zone)
+    return await bookings.manage_slots(db, token, from_date, to_date, time_zone)
 
 
 @router.post("/v1/bookings/manage/{token}/cancel", response_model=ManagedChangeOut, tags=["manage"])
 async def manage_cancel(token: Token, data: ManageCancelIn, db: DbDep) -> ManagedChangeOut:
-    return await service.manage_cancel(db, token, data)
+    return await bookings.manage_cancel(db, token, data)
 
 
 @router.post("/v1/bookings/manage/{token}/reschedule", response_model=ManagedChangeOut, tags=["manage"])
 async def manage_reschedule(token: Token, data: ManageRescheduleIn, db: DbDep) -> ManagedChangeOut:
-    return await service.manage_reschedule(db, token, data)
+    return await bookings.manage_reschedule(db, token, data)
 
 
 @router.get("/v1/bookings/manage/{token}/ics", response_class=Response, responses=CALENDAR, tags=["manage"])
 async def manage_ics(token: Token, db: DbDep) -> Response:
-    return _ics(await service.manage_ics(db, token))
+    return _ics(await bookings.manage_ics(db, token))
 
 
 # --- one booking ----------------------------------------------------------------------------------
@@ -256,13 +256,13 @@ async def manage_ics(token: Token, db: DbDep) -> Response:
 @router.get("/v1/bookings/{booking_id}", response_model=BookingOut)
 async def get_booking(booking_id: uuid.UUID, caller: CallerDep) -> BookingOut:
     async with caller.context() as (ctx, uow):
-        return await service.get_booking(ctx, uow, booking_id)
+        return await bookings.get_booking(ctx, uow, booking_id)
 
 
 @router.get("/v1/bookings/{booking_id}/ics", response_class=Response, responses=CALENDAR)
 async def booking_ics(booking_id: uuid.UUID, caller: CallerDep) -> Response:
     async with caller.context() as (ctx, uow):
-        return _ics(await service.booking_ics(ctx, uow, booking_id))
+        return _ics(await bookings.booking_ics(ctx, uow, booking_id))
 
 
 @router.post("/v1/bookings/{booking_id}/confirm", response_model=BookingOut)
@@ -274,7 +274,7 @@ async def confirm(
 ) -> BookingOut:
     """Confirm a hold (with the client's details if it had none) or a request."""
     async with caller.context() as (ctx, uow):
-        return await service.confirm_booking(
+        return await bookings.confirm_booking(
             ctx, uow, booking_id, data or ConfirmIn(), idempotency_key=idempotency_key
         )
 
@@ -282,7 +282,7 @@ async def confirm(
 @router.post("/v1/bookings/{booking_id}/decline", response_model=BookingOut)
 async def decline(booking_id: uuid.UUID, data: DeclineIn, caller: CallerDep) -> BookingOut:
     async with caller.context() as (ctx, uow):
-        return await service.decline_booking(ctx, uow, booking_id, data)
+        return await bookings.decline_booking(ctx, uow, booking_id, data)
 
 
 @router.post("/v1/bookings/{booking_id}/cancel", response_model=BookingChangeOut)
@@ -294,7 +294,7 @@ async def cancel(
 ) -> BookingChangeOut:
     """Cancel (or, with `dry_run`, preview the cancellation and any late fee)."""
     async with caller.context() as (ctx, uow):
-        return await service.cancel_booking(
+        return await bookings.cancel_booking(
             ctx, uow, booking_id, data or CancelIn(), idempotency_key=idempotency_key
         )
 
@@ -305,18 +305,18 @@ async def reschedule(
 ) -> BookingChangeOut:
     """Move the booking (same id, history kept); 409 `slot_taken` if the new time is taken."""
     async with caller.context() as (ctx, uow):
-        return await service.reschedule_booking(ctx, uow, booking_id, data, idempotency_key=idempotency_key)
+        return await bookings.reschedule_booking(ctx, uow, booking_id, data, idempotency_key=idempotency_key)
 
 
 @router.post("/v1/bookings/{booking_id}/outcome", response_model=BookingOut)
 async def record_outcome(booking_id: uuid.UUID, data: OutcomeIn, caller: CallerDep) -> BookingOut:
     """After the start: `completed` or `no_show`."""
     async with caller.context() as (ctx, uow):
-        return await service.record_outcome(ctx, uow, booking_id, data)
+        return await bookings.record_outcome(ctx, uow, booking_id, data)
 
 
 @router.post("/v1/bookings/{booking_id}/manage-link", response_model=ManageLinkOut)
 async def manage_link(booking_id: uuid.UUID, caller: CallerDep) -> ManageLinkOut:
     """A fresh link for the client to view, cancel or reschedule this booking only."""
     async with caller.context() as (ctx, uow):
-        return await service.manage_link(ctx, uow, booking_id)
+        return await bookings.manage_link(ctx, uow, booking_id)

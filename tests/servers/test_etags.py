@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.bookings.helpers import EVERY_DAY, make_service, set_hours
 from tests.conftest import Account, signup, slug
+from tests.core.bookings.helpers import EVERY_DAY, make_service, set_hours
 
 
 @dataclass

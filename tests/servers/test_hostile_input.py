@@ -11,8 +11,8 @@ from mcp import Client
 
 from core.uow import Database
 from servers.mcp import build_server
-from tests.bookings.helpers import at, day_ahead, make_service, set_hours
 from tests.conftest import Account, signup
+from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
 from tests.support.mcp import tool_error
 from tests.support.registry import install
 

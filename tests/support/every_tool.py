@@ -21,8 +21,8 @@ from mcp import Client
 from sqlalchemy import text
 
 from core.uow import Database
-from tests.bookings.helpers import at, day_ahead
 from tests.conftest import Account, make_org, signup, slug
+from tests.core.bookings.helpers import at, day_ahead
 from tests.support.registry import install
 
 UNKNOWN_ORG = "no-such-org-zz"

@@ -8,10 +8,10 @@ import uuid
 
 import httpx
 
-from core.bookings.service import expire_holds
+from core.bookings import expire_holds
 from core.uow import Database
-from tests.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours, slots
 from tests.conftest import make_org, signup
+from tests.core.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours, slots
 
 CLIENT = {"client_name": "Ada Lovelace", "client_email": "Ada@Example.com"}
 

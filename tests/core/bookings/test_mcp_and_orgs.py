@@ -12,8 +12,8 @@ from mcp import Client
 
 from core.uow import Database
 from servers.mcp import build_server
-from tests.bookings.helpers import at, day_ahead, make_service, set_hours, slots
 from tests.conftest import make_org, signup
+from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours, slots
 from tests.support.mcp import tool_error
 from tests.support.registry import install
 

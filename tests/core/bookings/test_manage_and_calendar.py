@@ -12,12 +12,11 @@ import httpx
 import icalendar
 import jwt
 
-from core.bookings import links
-from core.bookings.service import send_due_reminders
+from core.bookings import links, send_due_reminders
 from core.events import load_handlers, run_schedule
 from core.uow import Database
-from tests.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours
 from tests.conftest import make_org, signup
+from tests.core.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours
 
 CLIENT = {"client_name": "Grace Hopper", "client_email": "grace@example.com", "time_zone": "America/New_York"}
 

@@ -1,0 +1,194 @@
+"""Bookable services: list, read, create, update and delete, with who delivers them."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from core.bookings.models import Service, ServiceProvider
+from core.bookings.policy import READ, require_manager
+from core.bookings.presenters import context_of, money
+from core.bookings.queries import eligible_providers, find_provider, keyset, load_service, next_cursor
+from core.bookings.schemas import ServiceIn, ServiceOut, ServiceUpdateIn
+from core.context import TenantContext
+from core.errors import FieldIssue, ValidationFailed
+from core.idempotency import idempotent_operation
+from core.pagination import Page, PageRequest
+from core.preconditions import require_match
+from core.uow import UnitOfWork
+
+
+async def _service_out(ctx: TenantContext, uow: UnitOfWork, services: list[Service]) -> list[ServiceOut]:
+    eligible = await eligible_providers(ctx, uow, [s.id for s in services]) if services else {}
+    return [
+        ServiceOut(
+            id=s.id,
+            name=s.name,
+            description=s.description,
+            duration_minutes=s.duration_minutes,
+            buffer_before_minutes=s.buffer_before_minutes,
+            buffer_after_minutes=s.buffer_after_minutes,
+            min_notice_minutes=s.min_notice_minutes,
+            max_advance_days=s.max_advance_days,
+            slot_interval_minutes=s.slot_interval_minutes,
+            price=money(s.price_amount, s.currency),
+            location_kind=s.location_kind,
+            location=s.location,
+            assignment=s.assignment,
+            providers=[p.ref for p in sorted(eligible.get(s.id, []), key=lambda p: p.slug)],
+            cancel_notice_minutes=s.cancel_notice_minutes,
+            late_cancel_fee=money(s.late_cancel_fee, s.currency),
+            active=s.active,
+            context=context_of(s.org_id),
+            org_id=s.org_id,
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+        )
+        for s in services
+    ]
+
+
+async def _provider_ids(ctx: TenantContext, uow: UnitOfWork, slugs: list[str] | None) -> list[uuid.UUID]:
+    if ctx.org_id is None:
+        if slugs and any(s.lower() != (ctx.person_slug or "") for s in slugs):
+            raise ValidationFailed(
+                "in your personal context you are the only provider",
+                code="provider_not_member",
+                hint="create the service in an org to have other members deliver it",
+                errors=[FieldIssue("providers", "only yourself")],
+            )
+        return [ctx.person_id]
+    if not slugs:
+        return [ctx.person_id]
+    ids: list[uuid.UUID] = []
+    for slug in dict.fromkeys(s.lower() for s in slugs):
+        provider = await find_provider(ctx, uow, slug)
+        ids.append(provider.id)
+    return ids
+
+
+async def _set_providers(
+    ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID, ids: list[uuid.UUID]
+) -> None:
+    await uow.session.execute(
+        delete(ServiceProvider).where(
+            ServiceProvider.service_id == service_id,
+            ServiceProvider.tenant_id == ctx.tenant_id,
+            ServiceProvider.provider_id.not_in(ids),
+        )
+    )
+    await uow.session.execute(
+        pg_insert(ServiceProvider)
+        .values(
+            [
+                {"service_id": service_id, "provider_id": p, "person_id": ctx.person_id, "org_id": ctx.org_id}
+                for p in ids
+            ]
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def _check_price(amount: Decimal | None, currency: str | None, fee: Decimal | None) -> None:
+    if (amount is None) != (currency is None) or (fee is not None and currency is None):
+        raise ValidationFailed(
+            "a price needs both an amount and a currency (and a late fee needs the currency)",
+            code="validation_failed",
+            hint="send `price_amount` and `currency` together",
+            errors=[FieldIssue("currency", "required with a price")],
+        )
+
+
+async def list_services(
+    ctx: TenantContext, uow: UnitOfWork, page: PageRequest, active: bool | None = None
+) -> Page[ServiceOut]:
+    """Services of the current context, oldest first."""
+    ctx.require(READ)
+    stmt = (
+        select(Service)
+        .where(Service.tenant_id == ctx.tenant_id)
+        .order_by(Service.created_at, Service.id)
+        .limit(page.limit + 1)
+    )
+    if active is not None:
+        stmt = stmt.where(Service.active.is_(active))
+    if (after := keyset(page, 2)) is not None:
+        stmt = stmt.where(tuple_(Service.created_at, Service.id) > tuple_(*after))
+    rows = list((await uow.session.execute(stmt)).scalars())
+    return Page[ServiceOut](
+        items=await _service_out(ctx, uow, rows[: page.limit]),
+        next_cursor=next_cursor(rows, page.limit, lambda s: (s.created_at, s.id)),
+    )
+
+
+async def get_service(ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID) -> ServiceOut:
+    ctx.require(READ)
+    return (await _service_out(ctx, uow, [await load_service(ctx, uow, service_id)]))[0]
+
+
+@idempotent_operation("bookings.services.create")
+async def create_service(
+    ctx: TenantContext, uow: UnitOfWork, data: ServiceIn, idempotency_key: str | None = None
+) -> ServiceOut:
+    """Create a bookable service (person, or an org's owner/admin)."""
+    require_manager(ctx)
+    providers = await _provider_ids(ctx, uow, data.providers)
+    values = data.model_dump(exclude={"providers"})
+    service = (
+        await uow.session.execute(
+            insert(Service)
+            .values(id=uuid.uuid4(), person_id=ctx.person_id, org_id=ctx.org_id, **values)
+            .returning(Service)
+        )
+    ).scalar_one()
+    await _set_providers(ctx, uow, service.id, providers)
+    uow.emit("bookings/service.created", {"service_id": service.id, "name": service.name})
+    return (await _service_out(ctx, uow, [service]))[0]
+
+
+async def update_service(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    service_id: uuid.UUID,
+    data: ServiceUpdateIn,
+    if_match: str | None = None,
+) -> ServiceOut:
+    """Change a service; omitted fields stay. Existing bookings keep the terms they were made on.
+    `if_match`: the ETag the change is based on (core.preconditions); None = last write wins."""
+    require_manager(ctx)
+    # Locked even without If-Match: every writer of a service (and its providers) queues here.
+    service = await load_service(ctx, uow, service_id, lock=True)
+    if if_match is not None:
+        require_match(if_match, (await _service_out(ctx, uow, [service]))[0], what="service")
+    fields = data.model_dump(exclude_unset=True, exclude={"providers"})
+    for required in ("name", "duration_minutes", "active", "location_kind", "assignment"):
+        if required in fields and fields[required] is None:
+            raise ValidationFailed(f"{required} cannot be null", errors=[FieldIssue(required, "required")])
+    merged = {k: fields.get(k, getattr(service, k)) for k in ("price_amount", "currency", "late_cancel_fee")}
+    _check_price(merged["price_amount"], merged["currency"], merged["late_cancel_fee"])
+    if fields:
+        await uow.session.execute(
+            update(Service)
+            .where(Service.id == service.id, Service.tenant_id == ctx.tenant_id)
+            .values(**fields, updated_at=func.now())
+            .execution_options(synchronize_session=False)
+        )
+    if data.providers is not None:
+        await _set_providers(ctx, uow, service.id, await _provider_ids(ctx, uow, data.providers))
+    changed = sorted(set(fields) | ({"providers"} if data.providers is not None else set()))
+    if changed:
+        uow.emit("bookings/service.updated", {"service_id": service.id, "changed": changed})
+    return (await _service_out(ctx, uow, [await load_service(ctx, uow, service_id)]))[0]
+
+
+async def delete_service(ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID) -> None:
+    """Delete a service that was never booked (otherwise: deactivate it)."""
+    require_manager(ctx)
+    service = await load_service(ctx, uow, service_id)
+    await uow.session.execute(
+        delete(Service).where(Service.id == service.id, Service.tenant_id == ctx.tenant_id)
+    )
+    uow.emit("bookings/service.deleted", {"service_id": service_id, "name": service.name})

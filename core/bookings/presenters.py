@@ -1,0 +1,145 @@
+"""Bookings rows as answers: the booking, money, times, calendar entries and outbox events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any, Literal
+
+from core.auth import utcnow
+from core.bookings import calendar, links
+from core.bookings.models import Booking
+from core.bookings.schemas import (
+    BookingOut,
+    CancellationOut,
+    ClientRef,
+    ManageLinkOut,
+    MoneyOut,
+    RescheduleOut,
+    ServiceRef,
+)
+from core.tenancy.schemas import PersonRef
+from core.uow import UnitOfWork
+
+
+def context_of(org_id: uuid.UUID | None) -> Literal["personal", "org"]:
+    return "org" if org_id is not None else "personal"
+
+
+def money(amount: Decimal | None, currency: str | None) -> MoneyOut | None:
+    return MoneyOut(amount=amount, currency=currency) if amount is not None and currency else None
+
+
+def iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _event(b: Booking, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "booking_id": str(b.id),
+        "service_id": str(b.service_id),
+        "provider_id": str(b.provider_id),
+        "client_id": str(b.client_id) if b.client_id else None,
+        "status": b.status,
+        "context": context_of(b.org_id),
+        "start_at": iso(b.start_at),
+        "end_at": iso(b.end_at),
+        # Analytics reports revenue from these: the price agreed for this booking.
+        "price_amount": str(b.price_amount) if b.price_amount is not None else None,
+        "currency": b.currency,
+    }
+    data.update(extra)
+    return data
+
+
+def emit_event(uow: UnitOfWork, action: str, b: Booking, **extra: Any) -> None:
+    # Explicit owner: the manage link and the sweeps act outside a person's context.
+    uow.emit(f"bookings/booking.{action}", _event(b, **extra), person_id=b.person_id, org_id=b.org_id)
+
+
+def status_of(b: Booking, now: dt.datetime | None = None) -> str:
+    if b.status == "held" and b.hold_expires_at is not None and b.hold_expires_at <= (now or utcnow()):
+        return "expired"  # not swept yet, but it blocks nothing any more
+    return b.status
+
+
+def manage_link_out(uow: UnitOfWork, b: Booking) -> ManageLinkOut:
+    token, expires = links.issue(uow.db.settings, b.id, b.end_at)
+    return ManageLinkOut(url=links.url(uow.db.settings, token), token=token, expires_at=expires)
+
+
+def booking_out(
+    b: Booking,
+    service: ServiceRef,
+    provider: PersonRef,
+    client: ClientRef | None,
+    manage: ManageLinkOut | None = None,
+) -> BookingOut:
+    cancellation = None
+    if b.cancelled_by and b.cancelled_at:
+        by_client = b.cancelled_by == "client"
+        cancellation = CancellationOut(
+            by=b.cancelled_by,
+            at=b.cancelled_at,
+            reason=None if by_client else b.cancel_reason,
+            untrusted_reason=b.cancel_reason if by_client else None,
+            fee=money(b.cancellation_fee, b.currency),
+        )
+    return BookingOut(
+        id=b.id,
+        status=status_of(b),
+        service=service,
+        provider=provider,
+        client=client,
+        start_at=b.start_at,
+        end_at=b.end_at,
+        client_time_zone=b.client_time_zone,
+        hold_expires_at=b.hold_expires_at,
+        price=money(b.price_amount, b.currency),
+        location_kind=b.location_kind,
+        location=b.location,
+        notes=b.notes,
+        untrusted_client_note=b.client_note,
+        decline_reason=b.decline_reason,
+        cancellation=cancellation,
+        reschedules=[RescheduleOut.model_validate(r) for r in b.reschedules],
+        context=context_of(b.org_id),
+        org_id=b.org_id,
+        confirmed_at=b.confirmed_at,
+        created_at=b.created_at,
+        updated_at=b.updated_at,
+        manage=manage,
+    )
+
+
+def _former(provider_id: uuid.UUID) -> PersonRef:
+    return PersonRef(id=provider_id, slug="former-member", display_name="Former member")
+
+
+def row_out(row: Any, manage: ManageLinkOut | None = None) -> BookingOut:
+    b, service_name, duration, slug, display_name, client = row
+    provider = (
+        PersonRef(id=b.provider_id, slug=slug, display_name=display_name) if slug else _former(b.provider_id)
+    )
+    return booking_out(
+        b,
+        ServiceRef(id=b.service_id, name=service_name, duration_minutes=duration),
+        provider,
+        ClientRef(id=client.id, name=client.name, email=client.email, phone=client.phone) if client else None,
+        manage,
+    )
+
+
+def calendar_entry(b: Booking, service_name: str, who: str | None, for_client: bool) -> calendar.Entry:
+    return calendar.Entry(
+        booking_id=b.id,
+        status=status_of(b),
+        summary=f"{service_name} with {who}" if who else service_name,
+        start_at=b.start_at,
+        end_at=b.end_at,
+        updated_at=b.updated_at,
+        sequence=len(b.reschedules),
+        location=b.location,
+        description=None if for_client else (f"Notes: {b.notes}" if b.notes else None),
+    )

@@ -1,0 +1,265 @@
+"""Bookings loaders shared by the operations: services, providers, working hours, busy time,
+clients and booking rows, and the per-provider write lock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.types import Uuid
+
+from core.bookings.availability import Busy, Hours
+from core.bookings.models import Booking, Schedule, Service, ServiceProvider
+from core.bookings.schemas import ClientRef, DateOverride, WeeklyHours
+from core.bookings.schemas.booking import _ClientFields
+from core.context import TenantContext
+from core.errors import FieldIssue, NotFound, ValidationFailed
+from core.pagination import PageRequest, decode_cursor, encode_cursor
+from core.tenancy.matching import find_or_create_client
+from core.tenancy.models import Client, OrgMember, Person
+from core.tenancy.schemas import PersonRef
+from core.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: uuid.UUID
+    slug: str
+    display_name: str
+
+    @property
+    def ref(self) -> PersonRef:
+        return PersonRef(id=self.id, slug=self.slug, display_name=self.display_name)
+
+
+def keyset(page: PageRequest, arity: int) -> list[Any] | None:
+    return decode_cursor(page.cursor, arity) if page.cursor else None
+
+
+def next_cursor(rows: Sequence[Any], limit: int, key: Any) -> str | None:
+    return encode_cursor(*key(rows[limit - 1])) if len(rows) > limit else None
+
+
+def _locks_sql(count: int) -> Any:
+    # Sorted, so two writers that need the same providers take their locks in the same order.
+    if count == 1:
+        return text("SELECT pg_advisory_xact_lock(hashtextextended('bookings:provider:' || :p, 0))")
+    return text(
+        "SELECT pg_advisory_xact_lock(hashtextextended('bookings:provider:' || p::text, 0))"
+        " FROM (SELECT p FROM unnest(CAST(:ps AS uuid[])) AS u(p) ORDER BY p) AS s"
+    )
+
+
+async def lock_providers(uow: UnitOfWork, provider_ids: Sequence[uuid.UUID]) -> None:
+    """Writers for one provider take turns (whatever context they act in): no two of them race
+    into the exclusion constraint, where concurrent conflicting inserts can deadlock. The
+    constraint still holds for any writer that skips this."""
+    ids = sorted(set(provider_ids))
+    if len(ids) == 1:
+        await uow.session.execute(_locks_sql(1), {"p": str(ids[0])})
+    else:
+        await uow.session.execute(_locks_sql(len(ids)), {"ps": ids})
+
+
+async def expire_stale_holds(
+    uow: UnitOfWork, provider_ids: Sequence[uuid.UUID], start: dt.datetime, end: dt.datetime
+) -> None:
+    await uow.session.execute(
+        text("SELECT bookings.expire_stale_holds(p, :f, :t) FROM unnest(CAST(:ps AS uuid[])) AS u(p)"),
+        {"ps": list(provider_ids), "f": start, "t": end},
+    )
+
+
+async def busy_ranges(
+    uow: UnitOfWork,
+    provider_ids: Sequence[uuid.UUID],
+    start: dt.datetime,
+    end: dt.datetime,
+    except_booking: uuid.UUID | None = None,
+) -> dict[uuid.UUID, Busy]:
+    """Each provider's busy time in every context they work in, as bare ranges."""
+    rows = (
+        await uow.session.execute(
+            text(
+                "SELECT u.p, b.blocked_from, b.blocked_until FROM unnest(CAST(:ps AS uuid[])) AS u(p)"
+                " CROSS JOIN LATERAL bookings.provider_busy(u.p, :f, :t, :x) AS b"
+            ).bindparams(bindparam("x", type_=Uuid())),
+            {"ps": list(provider_ids), "f": start, "t": end, "x": except_booking},
+        )
+    ).all()
+    ranges: dict[uuid.UUID, list[tuple[dt.datetime, dt.datetime]]] = {p: [] for p in provider_ids}
+    for provider_id, a, b in rows:
+        ranges.setdefault(provider_id, []).append((a, b))
+    return {p: Busy(r) for p, r in ranges.items()}
+
+
+async def load_service(
+    ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID, *, lock: bool = False
+) -> Service:
+    stmt = (
+        select(Service)
+        .where(Service.id == service_id, Service.tenant_id == ctx.tenant_id)
+        .execution_options(populate_existing=True)
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    service = (await uow.session.execute(stmt)).scalar_one_or_none()
+    if service is None:
+        raise NotFound(
+            "no such service in this context",
+            code="service_not_found",
+            hint="list services with [[bookings.list_services]]",
+        )
+    return service
+
+
+def _live_member(ctx: TenantContext) -> Any:
+    """Persons who may provide in this context now: the person (personal), or current members."""
+    if ctx.org_id is None:
+        return Person.id == ctx.person_id
+    return Person.id.in_(select(OrgMember.person_id).where(OrgMember.org_id == ctx.org_id))
+
+
+async def eligible_providers(
+    ctx: TenantContext, uow: UnitOfWork, service_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Provider]]:
+    """Who delivers each service now, in round-robin order: least recently assigned first."""
+    rows = (
+        await uow.session.execute(
+            select(ServiceProvider.service_id, Person.id, Person.slug, Person.display_name)
+            .join(Person, Person.id == ServiceProvider.provider_id)
+            .where(
+                ServiceProvider.service_id.in_(service_ids),
+                ServiceProvider.tenant_id == ctx.tenant_id,
+                _live_member(ctx),
+            )
+            .order_by(
+                ServiceProvider.service_id,
+                ServiceProvider.last_assigned_at.asc().nulls_first(),
+                ServiceProvider.provider_id,
+            )
+        )
+    ).all()
+    found: dict[uuid.UUID, list[Provider]] = {s: [] for s in service_ids}
+    for service_id, pid, slug, name in rows:
+        found[service_id].append(Provider(pid, slug, name))
+    return found
+
+
+async def person_by_slug(uow: UnitOfWork, slug: str) -> uuid.UUID | None:
+    found = (
+        await uow.session.execute(text("SELECT platform.person_id_by_slug(:s)"), {"s": slug})
+    ).scalar_one_or_none()
+    return uuid.UUID(str(found)) if found else None
+
+
+async def find_provider(ctx: TenantContext, uow: UnitOfWork, slug: str | None) -> Provider:
+    """A provider of this context by slug (None = yourself): you, or a current member of the org."""
+    stmt = select(Person.id, Person.slug, Person.display_name).where(_live_member(ctx))
+    stmt = stmt.where(Person.slug == slug.lower()) if slug else stmt.where(Person.id == ctx.person_id)
+    row = (await uow.session.execute(stmt)).one_or_none()
+    if row is None:
+        raise NotFound(
+            f"{slug!r} is not a provider in this context" if slug else "you are not a provider here",
+            code="provider_not_found",
+            hint="in an org, providers are its members ([[tenancy.list_members]]); in your personal "
+            "context, only you",
+        )
+    return Provider(row.id, row.slug, row.display_name)
+
+
+def _hours_of(schedule: Schedule | None) -> Hours | None:
+    if schedule is None:
+        return None
+    return Hours(
+        zone=ZoneInfo(schedule.time_zone),
+        weekly=[WeeklyHours.model_validate(w) for w in schedule.weekly],
+        overrides=[DateOverride.model_validate(o) for o in schedule.overrides],
+    )
+
+
+async def hours_of_providers(
+    ctx: TenantContext, uow: UnitOfWork, provider_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Hours | None]:
+    rows = (
+        await uow.session.execute(
+            select(Schedule).where(
+                Schedule.tenant_id == ctx.tenant_id, Schedule.provider_id.in_(provider_ids)
+            )
+        )
+    ).scalars()
+    found: dict[uuid.UUID, Hours | None] = dict.fromkeys(provider_ids)
+    for schedule in rows:
+        found[schedule.provider_id] = _hours_of(schedule)
+    return found
+
+
+async def resolve_client(ctx: TenantContext, uow: UnitOfWork, data: _ClientFields) -> ClientRef | None:
+    """The booking's client: an existing one by id, or found/created from contact details."""
+    if data.client_id is not None:
+        client = (
+            await uow.session.execute(
+                select(Client).where(Client.id == data.client_id, Client.tenant_id == ctx.tenant_id)
+            )
+        ).scalar_one_or_none()
+        if client is None:
+            raise NotFound(
+                "no such client in this context",
+                code="client_not_found",
+                hint="list clients ([[tenancy.list_clients]]), or give the client's email or phone instead",
+            )
+        return ClientRef(id=client.id, name=client.name, email=client.email, phone=client.phone)
+    if data.client_email or data.client_phone:
+        found, _ = await find_or_create_client(
+            ctx, uow, name=data.client_name, email=data.client_email, phone=data.client_phone
+        )
+        return ClientRef(id=found.id, name=found.name, email=found.email, phone=found.phone)
+    if data.client_name:
+        raise ValidationFailed(
+            "a client needs an email or a phone number",
+            code="contact_required",
+            hint="add `client_email` or `client_phone`, or pass an existing `client_id`",
+            errors=[FieldIssue("client_email", "email or phone required")],
+        )
+    return None
+
+
+def booking_query(ctx: TenantContext) -> Any:
+    return (
+        select(Booking, Service.name, Service.duration_minutes, Person.slug, Person.display_name, Client)
+        .join(Service, Service.id == Booking.service_id)
+        .outerjoin(Person, Person.id == Booking.provider_id)
+        .outerjoin(Client, Client.id == Booking.client_id)
+        .where(Booking.tenant_id == ctx.tenant_id)
+    )
+
+
+async def load_booking_row(
+    ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID, *, lock: bool = False
+) -> Any:
+    # populate_existing: a row read again after an UPDATE shows the new values.
+    stmt = booking_query(ctx).where(Booking.id == booking_id).execution_options(populate_existing=True)
+    if lock:
+        stmt = stmt.with_for_update(of=Booking)
+    row = (await uow.session.execute(stmt)).one_or_none()
+    if row is None:
+        raise NotFound(
+            "no such booking in this context",
+            code="booking_not_found",
+            hint="list bookings with [[bookings.list_bookings]]",
+        )
+    return row
+
+
+async def apply_changes(uow: UnitOfWork, booking_id: uuid.UUID, **values: Any) -> None:
+    await uow.session.execute(
+        update(Booking)
+        .where(Booking.id == booking_id)
+        .values(**values, updated_at=func.now())
+        .execution_options(synchronize_session=False)
+    )

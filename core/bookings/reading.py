@@ -1,0 +1,63 @@
+"""Reading bookings: the filtered list and one booking."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, func, or_, tuple_
+
+from core.bookings.models import Booking
+from core.bookings.policy import READ
+from core.bookings.presenters import row_out
+from core.bookings.queries import booking_query, keyset, load_booking_row, next_cursor, person_by_slug
+from core.bookings.schemas import BookingFilters, BookingOut
+from core.context import TenantContext
+from core.pagination import Page, PageRequest
+from core.uow import UnitOfWork
+
+
+async def list_bookings(
+    ctx: TenantContext, uow: UnitOfWork, page: PageRequest, filters: BookingFilters | None = None
+) -> Page[BookingOut]:
+    """Bookings of this context by start time (earliest first), filtered."""
+    ctx.require(READ)
+    f = filters or BookingFilters()
+    stmt = booking_query(ctx).order_by(Booking.start_at, Booking.id).limit(page.limit + 1)
+    if f.from_at is not None:
+        stmt = stmt.where(Booking.start_at >= f.from_at)
+    if f.to_at is not None:
+        stmt = stmt.where(Booking.start_at < f.to_at)
+    if f.status:
+        wanted = set(f.status)
+        now = func.now()
+        conditions: list[Any] = []
+        stored = wanted - {"held", "expired"}
+        if stored:
+            conditions.append(Booking.status.in_(sorted(stored)))
+        if "held" in wanted:
+            conditions.append(and_(Booking.status == "held", Booking.hold_expires_at > now))
+        if "expired" in wanted:
+            conditions.append(
+                or_(
+                    Booking.status == "expired",
+                    and_(Booking.status == "held", Booking.hold_expires_at <= now),
+                )
+            )
+        stmt = stmt.where(or_(*conditions))
+    if f.provider:
+        stmt = stmt.where(Booking.provider_id == (await person_by_slug(uow, f.provider)))
+    if f.client_id is not None:
+        stmt = stmt.where(Booking.client_id == f.client_id)
+    if (after := keyset(page, 2)) is not None:
+        stmt = stmt.where(tuple_(Booking.start_at, Booking.id) > tuple_(*after))
+    rows = (await uow.session.execute(stmt)).all()
+    return Page[BookingOut](
+        items=[row_out(r) for r in rows[: page.limit]],
+        next_cursor=next_cursor(rows, page.limit, lambda r: (r[0].start_at, r[0].id)),
+    )
+
+
+async def get_booking(ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID) -> BookingOut:
+    ctx.require(READ)
+    return row_out(await load_booking_row(ctx, uow, booking_id))
