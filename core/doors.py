@@ -21,7 +21,8 @@ __all__ = ["DOOR_HEADER", "REFERENCE", "operations_called", "references", "rende
 DOOR_HEADER = "X-Atlilith-Door"
 
 REFERENCE = re.compile(r"\[\[([a-z_]+\.[a-z_]+)\]\]")
-_SERVICE = re.compile(r"core\.([a-z_]+)\.service")
+# A feature's `service` module, or its package once split by noun (`from core import bookings`).
+_SERVICE = re.compile(r"core\.([a-z_]+)(\.service)?")
 
 
 def references(text: str | None) -> set[str]:
@@ -37,7 +38,8 @@ def render(text: str | None, names: Mapping[str, str], fallback: Callable[[str],
 
 def operations_called(fn: Callable[..., Any]) -> set[str]:
     """The core service operations a door function calls, as `feature.operation`: the names
-    it reads from a `core.<feature>.service` module it imported (`service.list_bookings`)."""
+    it reads from a `core.<feature>.service` module it imported (`service.list_bookings`), or
+    from a feature package that lists its operations in `__all__` (`bookings.list_bookings`)."""
     fn = inspect.unwrap(fn)
     code = getattr(fn, "__code__", None)
     module = sys.modules.get(getattr(fn, "__module__", "") or "")
@@ -52,8 +54,13 @@ def operations_called(fn: Callable[..., Any]) -> set[str]:
         match = _SERVICE.fullmatch(target.__name__)
         if match is None:
             continue
+        listed = getattr(target, "__all__", None) if match.group(2) is None else None
+        if match.group(2) is None and (listed is None or not hasattr(target, "__path__")):
+            continue  # a core module that is not a feature's operations
         found |= {
-            f"{match.group(1)}.{n}" for n in names if inspect.iscoroutinefunction(getattr(target, n, None))
+            f"{match.group(1)}.{n}"
+            for n in names
+            if (listed is None or n in listed) and inspect.iscoroutinefunction(getattr(target, n, None))
         }
     return found
 
