@@ -21,6 +21,14 @@ from core.uow import UnitOfWork
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
+def _thread_not_found() -> NotFound:
+    return NotFound(
+        "no such thread in this context",
+        code="thread_not_found",
+        hint="list threads ([[messaging.list_threads]]) in the right context",
+    )
+
+
 async def settings_row(ctx: TenantContext, uow: UnitOfWork) -> MessagingSettings | None:
     return (
         await uow.session.execute(
@@ -46,11 +54,7 @@ async def thread_row(
         stmt = stmt.with_for_update(of=Thread)
     row = (await uow.session.execute(stmt)).one_or_none()
     if row is None:
-        raise NotFound(
-            "no such thread in this context",
-            code="thread_not_found",
-            hint="list threads ([[messaging.list_threads]]) in the right context",
-        )
+        raise _thread_not_found()
     return row[0], row[1], row[2]
 
 
@@ -67,11 +71,7 @@ async def thread_for_send(
         )
     ).one_or_none()
     if row is None:
-        raise NotFound(
-            "no such thread in this context",
-            code="thread_not_found",
-            hint="list threads ([[messaging.list_threads]]) in the right context",
-        )
+        raise _thread_not_found()
     return row[0], row[1], row[2]
 
 
