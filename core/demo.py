@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from core import bookings
+from core import messaging
 from core.analytics import service as analytics
 from core.analytics.models import events as analytics_events
 from core.billing import service as billing
@@ -41,7 +42,6 @@ from core.bookings.schemas import (
     parse_weekly,
 )
 from core.context import Principal, PrincipalKind, Role, TenantContext
-from core.messaging import service as messaging
 from core.messaging.models import Thread
 from core.messaging.schemas import DraftIn, InboundIn, ThreadUpdateIn
 from core.pagination import PageRequest

@@ -81,15 +81,7 @@ async def post_json(
     """POST `payload` to a peer. Connection errors, timeouts, 5xx and 408/409/425/429 are tried
     again up to `retries` times (with a short backoff); the last failure raises PeerError."""
     body = canonical_json(payload)
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": f"atlilith/{__version__}",
-        "X-Atlilith-Event": event,
-    }
-    if trace := current_trace_id():
-        headers["X-Trace-Id"] = trace
-    if idempotency_key:
-        headers["Idempotency-Key"] = idempotency_key
+    headers = _headers(event, idempotency_key)
     keys = webhooks.secret_list(settings.messaging_peer_secret)
     # One message id for every attempt: a resend is recognisably the same message.
     message_id = f"msg_{idempotency_key or uuid.uuid4().hex}"
@@ -101,43 +93,64 @@ async def post_json(
                 await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempt - 1)))
             if keys:
                 headers.update(webhooks.signed_headers(keys, body, message_id=message_id))
-            started = time.perf_counter()
             try:
-                response = await client.post(url, content=body, headers=headers)
-            except httpx.TimeoutException:
-                last = PeerError(f"the peer at {peer_label(url)} timed out")
-                continue
-            except httpx.HTTPError as exc:
-                last = PeerError(f"the peer at {peer_label(url)} is unreachable ({type(exc).__name__})")
-                continue
-            latency = int((time.perf_counter() - started) * 1000)
-            if response.status_code >= 500 or response.status_code in _RETRYABLE_4XX:
-                last = PeerError(
-                    f"the peer at {peer_label(url)} answered {response.status_code}",
-                    status=response.status_code,
-                )
-                continue
-            if response.status_code >= 300:
-                raise PeerError(
-                    f"the peer at {peer_label(url)} refused the request ({response.status_code}): "
-                    + _short(response.text),
-                    permanent=True,
-                    status=response.status_code,
-                )
-            try:
-                data = response.json() if response.content else {}
-            except ValueError:
-                data = None
-            if not isinstance(data, dict):
-                raise PeerError(
-                    f"the peer at {peer_label(url)} answered something other than a JSON object",
-                    permanent=True,
-                    status=response.status_code,
-                )
-            return PeerReply(data=data, latency_ms=latency, status=response.status_code)
+                return await _attempt(client, url, body, headers)
+            except PeerError as err:
+                if err.permanent:
+                    raise
+                last = err
     assert last is not None
     log.warning("peer_failed", peer=peer_label(url), event_name=event, reason=last.reason, tries=retries + 1)
     raise last
+
+
+def _headers(event: str, idempotency_key: str | None) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"atlilith/{__version__}",
+        "X-Atlilith-Event": event,
+    }
+    if trace := current_trace_id():
+        headers["X-Trace-Id"] = trace
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return headers
+
+
+async def _attempt(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> PeerReply:
+    """One POST. A failure worth trying again raises a transient PeerError; a refusal or an
+    answer that is not a JSON object, a permanent one."""
+    started = time.perf_counter()
+    try:
+        response = await client.post(url, content=body, headers=headers)
+    except httpx.TimeoutException:
+        raise PeerError(f"the peer at {peer_label(url)} timed out") from None
+    except httpx.HTTPError as exc:
+        raise PeerError(f"the peer at {peer_label(url)} is unreachable ({type(exc).__name__})") from None
+    latency = int((time.perf_counter() - started) * 1000)
+    if response.status_code >= 500 or response.status_code in _RETRYABLE_4XX:
+        raise PeerError(
+            f"the peer at {peer_label(url)} answered {response.status_code}",
+            status=response.status_code,
+        )
+    if response.status_code >= 300:
+        raise PeerError(
+            f"the peer at {peer_label(url)} refused the request ({response.status_code}): "
+            + _short(response.text),
+            permanent=True,
+            status=response.status_code,
+        )
+    try:
+        data = response.json() if response.content else {}
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise PeerError(
+            f"the peer at {peer_label(url)} answered something other than a JSON object",
+            permanent=True,
+            status=response.status_code,
+        )
+    return PeerReply(data=data, latency_ms=latency, status=response.status_code)
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
-from core.messaging import service
+from core import messaging
 from core.messaging.schemas import (
     DraftApprovedOut,
     DraftApproveIn,
@@ -59,9 +59,9 @@ async def list_threads(
     ] = None,
 ) -> Page[ThreadOut]:
     """The inbox of the current context, most recent activity first (keyset pagination)."""
-    filters = service.ThreadFilter(status_, assignee, label, client_id, channel, unread, q)
+    filters = messaging.ThreadFilter(status_, assignee, label, client_id, channel, unread, q)
     async with caller.context() as (ctx, uow):
-        return await service.list_threads(ctx, uow, page, filters)
+        return await messaging.list_threads(ctx, uow, page, filters)
 
 
 @router.post("/threads", status_code=status.HTTP_201_CREATED, response_model=ThreadDetailOut)
@@ -70,7 +70,7 @@ async def create_thread(
 ) -> ThreadDetailOut:
     """Start a conversation with a client, optionally with a first message."""
     async with caller.context() as (ctx, uow):
-        return await service.create_thread(ctx, uow, data, idempotency_key=idempotency_key)
+        return await messaging.create_thread(ctx, uow, data, idempotency_key=idempotency_key)
 
 
 @router.get("/threads/{thread_id}", response_model=ThreadDetailOut)
@@ -80,7 +80,7 @@ async def get_thread(
     """A thread with its messages, newest first (`limit`/`cursor` page through older ones).
     `ETag` is the thread's own (what PATCH changes), not its messages'."""
     async with caller.context() as (ctx, uow):
-        detail = await service.get_thread(ctx, uow, thread_id, page)
+        detail = await messaging.get_thread(ctx, uow, thread_id, page)
         return tagged(response, detail, detail.thread)
 
 
@@ -94,7 +94,7 @@ async def update_thread(
 ) -> ThreadOut:
     """Status (snooze with `snoozed_until`), assignee, labels, agent mode (a person only)."""
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.update_thread(ctx, uow, thread_id, data, if_match))
+        return tagged(response, await messaging.update_thread(ctx, uow, thread_id, data, if_match))
 
 
 @router.post("/threads/{thread_id}/messages", status_code=status.HTTP_201_CREATED, response_model=MessageOut)
@@ -103,21 +103,21 @@ async def send_message(
 ) -> MessageOut:
     """Send a message to the thread's client (queued, then delivered on the thread's channel)."""
     async with caller.context() as (ctx, uow):
-        return await service.send_message(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
+        return await messaging.send_message(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
 
 
 @router.post("/threads/{thread_id}/read", response_model=ThreadOut)
 async def mark_read(thread_id: uuid.UUID, data: ReadIn, caller: CallerDep) -> ThreadOut:
     """Read markers: mark the client's messages read (all, or up to one), or unread."""
     async with caller.context() as (ctx, uow):
-        return await service.mark_read(ctx, uow, thread_id, data)
+        return await messaging.mark_read(ctx, uow, thread_id, data)
 
 
 @router.post("/messages/{message_id}/retry", response_model=MessageOut)
 async def retry_delivery(message_id: uuid.UUID, caller: CallerDep) -> MessageOut:
     """Queue a failed outbound message for delivery again."""
     async with caller.context() as (ctx, uow):
-        return await service.retry_delivery(ctx, uow, message_id)
+        return await messaging.retry_delivery(ctx, uow, message_id)
 
 
 @router.get("/drafts", response_model=Page[DraftOut])
@@ -131,7 +131,7 @@ async def list_drafts(
 ) -> Page[DraftOut]:
     """Drafts awaiting a decision (or of another status), newest first."""
     async with caller.context() as (ctx, uow):
-        return await service.list_drafts(ctx, uow, page, thread_id, None if status_ == "any" else status_)
+        return await messaging.list_drafts(ctx, uow, page, thread_id, None if status_ == "any" else status_)
 
 
 @router.post("/threads/{thread_id}/drafts", status_code=status.HTTP_201_CREATED, response_model=DraftOut)
@@ -140,7 +140,7 @@ async def create_draft(
 ) -> DraftOut:
     """Propose a reply for a person to approve."""
     async with caller.context() as (ctx, uow):
-        return await service.create_draft(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
+        return await messaging.create_draft(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
 
 
 @router.post(
@@ -151,13 +151,13 @@ async def generate_draft(
 ) -> DraftOut:
     """Ask the drafting peer for a reply; it becomes a pending draft."""
     async with caller.context() as (ctx, uow):
-        return await service.generate_draft(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
+        return await messaging.generate_draft(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
 
 
 @router.get("/drafts/{draft_id}", response_model=DraftOut)
 async def get_draft(draft_id: uuid.UUID, caller: CallerDep) -> DraftOut:
     async with caller.context() as (ctx, uow):
-        return await service.get_draft(ctx, uow, draft_id)
+        return await messaging.get_draft(ctx, uow, draft_id)
 
 
 @router.post("/drafts/{draft_id}/approve", response_model=DraftApprovedOut)
@@ -166,14 +166,14 @@ async def approve_draft(
 ) -> DraftApprovedOut:
     """Approve a pending draft (a signed-in person): it is sent, edited if `body` is given."""
     async with caller.context() as (ctx, uow):
-        return await service.approve_draft(ctx, uow, draft_id, data, idempotency_key=idempotency_key)
+        return await messaging.approve_draft(ctx, uow, draft_id, data, idempotency_key=idempotency_key)
 
 
 @router.post("/drafts/{draft_id}/reject", response_model=DraftOut)
 async def reject_draft(draft_id: uuid.UUID, data: DraftRejectIn, caller: CallerDep) -> DraftOut:
     """Reject a pending draft with a reason."""
     async with caller.context() as (ctx, uow):
-        return await service.reject_draft(ctx, uow, draft_id, data)
+        return await messaging.reject_draft(ctx, uow, draft_id, data)
 
 
 @router.post("/inbound", response_model=IngestOut)
@@ -181,13 +181,13 @@ async def ingest(data: InboundIn | InboundBatchIn, caller: CallerDep) -> IngestO
     """For channel peers (API key with `messaging:ingest`): one message, or `{"messages": [...]}`
     (up to 50, all or nothing). Idempotent on (channel, external_id)."""
     async with caller.context() as (ctx, uow):
-        return await service.ingest(ctx, uow, data)
+        return await messaging.ingest(ctx, uow, data)
 
 
 @router.get("/settings", response_model=SettingsOut)
 async def get_settings(caller: CallerDep, response: Response) -> SettingsOut:
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.get_settings(ctx, uow))
+        return tagged(response, await messaging.get_settings(ctx, uow))
 
 
 @router.put("/settings", response_model=SettingsOut)
@@ -196,4 +196,4 @@ async def update_settings(
 ) -> SettingsOut:
     """Replace the context's settings (a person; owner or admin in an org)."""
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.update_settings(ctx, uow, data, if_match))
+        return tagged(response, await messaging.update_settings(ctx, uow, data, if_match))

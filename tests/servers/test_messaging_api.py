@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from core.events import Relay
-from core.messaging.service import wake_snoozed_threads
+from core.messaging.threads import wake_snoozed_threads
 from core.uow import Database
 from tests.conftest import make_org, signup
 from tests.support.messaging import (

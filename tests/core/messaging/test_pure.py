@@ -9,8 +9,9 @@ import pytest
 
 from core.errors import ValidationFailed
 from core.messaging import peers
+from core.messaging.drafting import _history
 from core.messaging.models import Message
-from core.messaging.service import _history, _tsquery
+from core.messaging.threads import _tsquery
 
 
 def _msg(body: str, direction: str = "in", minutes: int = 0) -> Message:

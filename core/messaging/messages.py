@@ -1,0 +1,247 @@
+"""Messages: outbound sends (queued, delivered after commit by the handler), retries of a failed
+delivery, and read markers on the client's messages."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import and_, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+
+from core.context import TenantContext
+from core.errors import Conflict, FieldIssue, NotFound
+from core.idempotency import idempotent_operation
+from core.messaging.models import Message, Thread
+from core.messaging.policy import WRITE, agent_may, is_agent, require_deliverable
+from core.messaging.presenters import attachments_in, message_out, preview, thread_out
+from core.messaging.queries import thread_for_send, thread_row
+from core.messaging.schemas import AttachmentIn, MessageOut, ReadIn, SendIn, ThreadOut
+from core.uow import UnitOfWork
+
+
+async def mark_read(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, data: ReadIn) -> ThreadOut:
+    """Read markers: mark the client's messages read (up to one of them), or the newest unread."""
+    ctx.require(WRITE)
+    thread, client, assignee = await thread_row(ctx, uow, thread_id, lock=True)
+    inbound = and_(
+        Message.thread_id == thread.id, Message.tenant_id == ctx.tenant_id, Message.direction == "in"
+    )
+    bound = None
+    if data.up_to_message_id is not None:
+        bound = (
+            await uow.session.execute(
+                select(Message.occurred_at, Message.id).where(
+                    Message.id == data.up_to_message_id,
+                    Message.thread_id == thread.id,
+                    Message.tenant_id == ctx.tenant_id,
+                )
+            )
+        ).one_or_none()
+        if bound is None:
+            raise NotFound(
+                "no such message in this thread",
+                code="message_not_found",
+                hint="read the thread's messages with [[messaging.get_thread]]",
+                errors=[FieldIssue("up_to_message_id", "not in this thread", "not_found")],
+            )
+    if data.unread:
+        newest = select(Message.id).where(inbound)
+        if bound is not None:
+            newest = newest.where(tuple_(Message.occurred_at, Message.id) <= tuple_(*bound))
+        newest = newest.order_by(Message.occurred_at.desc(), Message.id.desc()).limit(1)
+        await uow.session.execute(
+            update(Message).where(Message.id == newest.scalar_subquery()).values(read_at=None)
+        )
+    else:
+        stmt = update(Message).where(inbound, Message.read_at.is_(None)).values(read_at=func.now())
+        if bound is not None:
+            stmt = stmt.where(tuple_(Message.occurred_at, Message.id) <= tuple_(*bound))
+        await uow.session.execute(stmt)
+    unread = (
+        select(func.count()).select_from(Message).where(inbound, Message.read_at.is_(None)).scalar_subquery()
+    )
+    thread = (
+        await uow.session.execute(
+            update(Thread)
+            .where(Thread.id == thread.id, Thread.tenant_id == ctx.tenant_id)
+            .values(unread_count=unread)
+            .returning(Thread),
+            execution_options={"populate_existing": True},
+        )
+    ).scalar_one()
+    return thread_out(thread, client, assignee)
+
+
+async def append_outbound(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    thread: Thread,
+    body: str,
+    attachments: list[AttachmentIn],
+    *,
+    draft_id: uuid.UUID | None = None,
+    author_kind: str | None = None,
+    status: str | None = None,
+) -> tuple[Message, Thread]:
+    """Queue an outbound message and move the thread on; the delivery handler takes it from the
+    `messaging/message.sent` event. A person replying has read what came before."""
+    kind = author_kind or ("agent" if is_agent(ctx) else "person")
+    message = await _insert_outbound(ctx, uow, thread, body, attachments, kind=kind, draft_id=draft_id)
+    updated = await _thread_after_send(ctx, uow, thread, message, attachments, kind=kind, status=status)
+    uow.emit(
+        "messaging/message.sent",
+        {
+            "message_id": message.id,
+            "thread_id": thread.id,
+            "client_id": thread.client_id,
+            "channel": thread.channel,
+            "author_kind": kind,
+            "draft_id": draft_id,
+        },
+    )
+    return message, updated
+
+
+async def _insert_outbound(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    thread: Thread,
+    body: str,
+    attachments: list[AttachmentIn],
+    *,
+    kind: str,
+    draft_id: uuid.UUID | None,
+) -> Message:
+    return (
+        await uow.session.execute(
+            insert(Message)
+            .values(
+                id=uuid.uuid4(),
+                person_id=ctx.person_id,
+                org_id=ctx.org_id,
+                thread_id=thread.id,
+                direction="out",
+                channel=thread.channel,
+                author_kind=kind,
+                author_person_id=ctx.person_id,
+                author_api_key_id=ctx.principal.api_key_id,
+                body=body,
+                attachments=attachments_in(attachments),
+                delivery_status="queued",
+                draft_id=draft_id,
+            )
+            .returning(Message)
+        )
+    ).scalar_one()
+
+
+async def _thread_after_send(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    thread: Thread,
+    message: Message,
+    attachments: list[AttachmentIn],
+    *,
+    kind: str,
+    status: str | None,
+) -> Thread:
+    """Count the message on its thread, mark the client's messages read when a person replies,
+    and apply the status the sender chose."""
+    values: dict[str, Any] = {
+        "message_count": Thread.message_count + 1,
+        "last_activity_at": func.greatest(Thread.last_activity_at, message.occurred_at),
+        "preview": preview(message.body, attachments),
+        "updated_at": func.now(),
+    }
+    person_reads = kind == "person" and thread.unread_count > 0
+    if person_reads:
+        await uow.session.execute(
+            update(Message)
+            .where(
+                Message.thread_id == thread.id,
+                Message.tenant_id == ctx.tenant_id,
+                Message.direction == "in",
+                Message.read_at.is_(None),
+            )
+            .values(read_at=func.now())
+        )
+        values["unread_count"] = 0
+    if status is not None and status != thread.status:
+        values["status"], values["snoozed_until"] = status, None
+        uow.emit(
+            "messaging/thread.status_changed",
+            {"thread_id": thread.id, "from": thread.status, "to": status, "reason": "sent"},
+        )
+    return (
+        await uow.session.execute(
+            update(Thread)
+            .where(Thread.id == thread.id, Thread.tenant_id == ctx.tenant_id)
+            .values(**values)
+            .returning(Thread),
+            execution_options={"populate_existing": True},
+        )
+    ).scalar_one()
+
+
+@idempotent_operation("messaging.send")
+async def send_message(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    thread_id: uuid.UUID,
+    data: SendIn,
+    idempotency_key: str | None = None,
+) -> MessageOut:
+    """Send a message to the thread's client on the thread's channel (delivered after commit)."""
+    ctx.require(WRITE)
+    thread, client, cfg = await thread_for_send(ctx, uow, thread_id)
+    agent_may(ctx, thread.agent_mode, "send")
+    require_deliverable(uow, cfg, thread.channel, client)
+    message, _ = await append_outbound(ctx, uow, thread, data.body, data.attachments, status=data.status)
+    return message_out(message)
+
+
+async def retry_delivery(ctx: TenantContext, uow: UnitOfWork, message_id: uuid.UUID) -> MessageOut:
+    """Queue a failed outbound message for delivery again (same message, same idempotency key
+    for the peer, so a peer that did get it the first time does not send it twice)."""
+    ctx.require(WRITE)
+    row = (
+        await uow.session.execute(
+            select(Message, Thread.agent_mode)
+            .join(Thread, Thread.id == Message.thread_id)
+            .where(Message.id == message_id, Message.tenant_id == ctx.tenant_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(
+            "no such message in this context",
+            code="message_not_found",
+            hint="read the thread's messages with [[messaging.get_thread]]",
+        )
+    message, mode = row
+    agent_may(ctx, mode, "send")
+    requeued = (
+        await uow.session.execute(
+            update(Message)
+            .where(
+                Message.id == message.id,
+                Message.tenant_id == ctx.tenant_id,
+                Message.delivery_status == "failed",
+            )
+            .values(delivery_status="queued", failure_reason=None)
+            .returning(Message),
+            execution_options={"populate_existing": True},
+        )
+    ).scalar_one_or_none()
+    if requeued is None:
+        raise Conflict(
+            "only a failed outbound message can be retried; this one is "
+            + (message.delivery_status or "inbound"),
+            code="message_not_failed",
+            extra={"delivery_status": message.delivery_status},
+        )
+    uow.emit(
+        "messaging/message.retried",
+        {"message_id": message.id, "thread_id": message.thread_id, "channel": message.channel},
+    )
+    return message_out(requeued)

@@ -1,0 +1,119 @@
+"""Loaders shared by the messaging modules: the context's settings row, a thread in context
+(with its client and assignee), a new thread, and the keyset pager."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, func, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import InstrumentedAttribute
+
+from core.context import TenantContext
+from core.errors import NotFound
+from core.messaging.models import MessagingSettings, Thread
+from core.pagination import PageRequest, decode_cursor
+from core.tenancy.models import Client, Person
+from core.uow import UnitOfWork
+
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
+
+
+def _thread_not_found() -> NotFound:
+    return NotFound(
+        "no such thread in this context",
+        code="thread_not_found",
+        hint="list threads ([[messaging.list_threads]]) in the right context",
+    )
+
+
+async def settings_row(ctx: TenantContext, uow: UnitOfWork) -> MessagingSettings | None:
+    return (
+        await uow.session.execute(
+            select(MessagingSettings).where(MessagingSettings.tenant_id == ctx.tenant_id)
+        )
+    ).scalar_one_or_none()
+
+
+def thread_select(ctx: TenantContext) -> Select[Thread, Client, Person]:
+    return (
+        select(Thread, Client, Person)
+        .join(Client, and_(Client.id == Thread.client_id, Client.tenant_id == Thread.tenant_id))
+        .outerjoin(Person, Person.id == Thread.assignee_id)
+        .where(Thread.tenant_id == ctx.tenant_id)
+    )
+
+
+async def thread_row(
+    ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, *, lock: bool = False
+) -> tuple[Thread, Client, Person | None]:
+    stmt = thread_select(ctx).where(Thread.id == thread_id)
+    if lock:
+        stmt = stmt.with_for_update(of=Thread)
+    row = (await uow.session.execute(stmt)).one_or_none()
+    if row is None:
+        raise _thread_not_found()
+    return row[0], row[1], row[2]
+
+
+async def thread_for_send(
+    ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID
+) -> tuple[Thread, Client, MessagingSettings | None]:
+    """The thread, its client and the context's settings, in one statement."""
+    row = (
+        await uow.session.execute(
+            select(Thread, Client, MessagingSettings)
+            .join(Client, and_(Client.id == Thread.client_id, Client.tenant_id == Thread.tenant_id))
+            .outerjoin(MessagingSettings, MessagingSettings.tenant_id == Thread.tenant_id)
+            .where(Thread.id == thread_id, Thread.tenant_id == ctx.tenant_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise _thread_not_found()
+    return row[0], row[1], row[2]
+
+
+async def new_thread(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    *,
+    client_id: uuid.UUID,
+    channel: str,
+    subject: str,
+    agent_mode: str,
+    external_key: str | None = None,
+    last_activity_at: dt.datetime | None = None,
+) -> Thread:
+    thread = (
+        await uow.session.execute(
+            insert(Thread)
+            .values(
+                id=uuid.uuid4(),
+                person_id=ctx.person_id,
+                org_id=ctx.org_id,
+                client_id=client_id,
+                channel=channel,
+                subject=subject[:500],
+                agent_mode=agent_mode,
+                external_key=external_key,
+                last_activity_at=last_activity_at or func.now(),
+            )
+            .returning(Thread)
+        )
+    ).scalar_one()
+    uow.emit(
+        "messaging/thread.created",
+        {"thread_id": thread.id, "client_id": client_id, "channel": channel, "agent_mode": agent_mode},
+    )
+    return thread
+
+
+def keyset(stmt: S, page: PageRequest, *columns: InstrumentedAttribute[Any]) -> S:
+    """One page of `stmt`, newest first on `columns` (a unique ordering), after the page's cursor.
+    One row more than the page is fetched: its presence says there is a next page."""
+    if page.cursor:
+        after = decode_cursor(page.cursor, len(columns))
+        stmt = stmt.where(tuple_(*columns) < tuple_(*after))
+    return stmt.order_by(*(c.desc() for c in columns)).limit(page.limit + 1)

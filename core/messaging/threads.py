@@ -1,0 +1,324 @@
+"""Threads: the inbox (filters, search), a thread with its messages, starting a conversation,
+status and snooze, assignee, labels and agent mode."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, literal_column, or_, select, text, update
+
+from core.context import TenantContext
+from core.errors import FieldIssue, NotFound, ValidationFailed
+from core.idempotency import idempotent_operation
+from core.messaging.messages import append_outbound
+from core.messaging.models import Draft, Message, Thread
+from core.messaging.policy import READ, WRITE, agent_may, check_channel, require_deliverable, require_person
+from core.messaging.presenters import draft_out, message_out, thread_out
+from core.messaging.queries import keyset, new_thread, settings_row, thread_row, thread_select
+from core.messaging.schemas import MessageOut, ThreadDetailOut, ThreadIn, ThreadOut, ThreadUpdateIn
+from core.pagination import Page, PageRequest, encode_cursor
+from core.preconditions import require_match
+from core.tenancy.models import Client, OrgMember, Person
+from core.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class ThreadFilter:
+    status: str | None = None
+    assignee: str | None = None  # a slug, "me" or "none"
+    label: str | None = None
+    client_id: uuid.UUID | None = None
+    channel: str | None = None
+    unread: bool | None = None
+    q: str | None = None
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _tsquery(q: str) -> str:
+    """Words of `q` as a prefix query: `book tues` finds "booking on Tuesday". Only word
+    characters reach to_tsquery, so its syntax cannot be injected."""
+    words = [w.lower() for w in _WORD.findall(q)][:8]
+    if not words:
+        raise ValidationFailed(
+            "the search needs at least one word",
+            code="invalid_query",
+            hint="search with words from the subject or the messages",
+            errors=[FieldIssue("q", "no words")],
+        )
+    return " & ".join(f"{w}:*" for w in words)
+
+
+async def _assignee_id(ctx: TenantContext, uow: UnitOfWork, slug: str, field: str = "assignee") -> uuid.UUID:
+    """A person who may be assigned in this context: an org member, or yourself when personal.
+    `me` is the caller, as in the inbox filter."""
+    if slug in ("me", ctx.person_slug):
+        return ctx.person_id
+    person_id = (
+        await uow.session.execute(text("SELECT platform.person_id_by_slug(:s)"), {"s": slug})
+    ).scalar_one_or_none()
+    member = None
+    if person_id is not None and ctx.org_id is not None:
+        member = (
+            await uow.session.execute(
+                select(OrgMember.person_id).where(
+                    OrgMember.org_id == ctx.org_id, OrgMember.person_id == person_id
+                )
+            )
+        ).scalar_one_or_none()
+    if member is None:
+        raise ValidationFailed(
+            f"{slug!r} is not a member of this context",
+            code="assignee_not_member",
+            hint="assign a member of the org ([[tenancy.list_members]]); in your personal context, "
+            "only yourself",
+            errors=[FieldIssue(field, "not a member", "not_member")],
+        )
+    return uuid.UUID(str(member))
+
+
+async def list_threads(
+    ctx: TenantContext, uow: UnitOfWork, page: PageRequest, filters: ThreadFilter | None = None
+) -> Page[ThreadOut]:
+    """The inbox: threads of this context, most recent activity first."""
+    ctx.require(READ)
+    f = filters or ThreadFilter()
+    stmt = thread_select(ctx)
+    if f.status:
+        stmt = stmt.where(Thread.status == f.status)
+    if f.assignee == "none":
+        stmt = stmt.where(Thread.assignee_id.is_(None))
+    elif f.assignee == "me":
+        stmt = stmt.where(Thread.assignee_id == ctx.person_id)
+    elif f.assignee:
+        person_id = (
+            await uow.session.execute(text("SELECT platform.person_id_by_slug(:s)"), {"s": f.assignee})
+        ).scalar_one_or_none()
+        stmt = stmt.where(Thread.assignee_id == person_id)
+    if f.label:
+        stmt = stmt.where(Thread.labels.contains([f.label]))
+    if f.client_id:
+        stmt = stmt.where(Thread.client_id == f.client_id)
+    if f.channel:
+        stmt = stmt.where(Thread.channel == f.channel)
+    if f.unread is True:
+        stmt = stmt.where(Thread.unread_count > 0)
+    elif f.unread is False:
+        stmt = stmt.where(Thread.unread_count == 0)
+    if f.q:
+        query = func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(f.q))
+        pattern = "%" + f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        in_messages = select(Message.thread_id).where(
+            Message.tenant_id == ctx.tenant_id, Message.search.op("@@")(query)
+        )
+        stmt = stmt.where(
+            or_(
+                Thread.search.op("@@")(query),
+                Thread.id.in_(in_messages),
+                Client.name.ilike(pattern),
+                Client.email.ilike(pattern),
+            )
+        )
+    rows = (await uow.session.execute(keyset(stmt, page, Thread.last_activity_at, Thread.id))).all()
+    items = [thread_out(t, c, p) for t, c, p in rows[: page.limit]]
+    more = len(rows) > page.limit
+    return Page[ThreadOut](
+        items=items,
+        next_cursor=encode_cursor(items[-1].last_activity_at, items[-1].id) if more else None,
+    )
+
+
+async def get_thread(
+    ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, page: PageRequest
+) -> ThreadDetailOut:
+    """A thread with its messages (newest first, paginated) and its pending drafts."""
+    ctx.require(READ)
+    thread, client, assignee = await thread_row(ctx, uow, thread_id)
+    stmt = select(Message).where(Message.thread_id == thread.id, Message.tenant_id == ctx.tenant_id)
+    stmt = keyset(stmt, page, Message.occurred_at, Message.id)
+    messages = list((await uow.session.execute(stmt)).scalars())
+    drafts = list(
+        (
+            await uow.session.execute(
+                select(Draft)
+                .where(
+                    Draft.thread_id == thread.id, Draft.tenant_id == ctx.tenant_id, Draft.status == "pending"
+                )
+                .order_by(Draft.created_at.desc(), Draft.id.desc())
+                .limit(10)
+            )
+        ).scalars()
+    )
+    shown = messages[: page.limit]
+    return ThreadDetailOut(
+        thread=thread_out(thread, client, assignee),
+        messages=[message_out(m) for m in shown],
+        next_cursor=encode_cursor(shown[-1].occurred_at, shown[-1].id)
+        if len(messages) > page.limit
+        else None,
+        pending_drafts=[draft_out(d) for d in drafts],
+    )
+
+
+async def _client_in_context(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID) -> Client:
+    client = (
+        await uow.session.execute(
+            select(Client).where(Client.id == client_id, Client.tenant_id == ctx.tenant_id)
+        )
+    ).scalar_one_or_none()
+    if client is None:
+        raise NotFound(
+            "no such client in this context",
+            code="client_not_found",
+            hint="find the client with [[tenancy.list_clients]] in the same context",
+            errors=[FieldIssue("client_id", "unknown client", "not_found")],
+        )
+    return client
+
+
+@idempotent_operation("messaging.thread_create")
+async def create_thread(
+    ctx: TenantContext, uow: UnitOfWork, data: ThreadIn, idempotency_key: str | None = None
+) -> ThreadDetailOut:
+    """Start a conversation with a client of this context, optionally sending a first message."""
+    ctx.require(WRITE)
+    check_channel(uow, data.channel)
+    if data.agent_mode is not None:
+        require_person(ctx, "choosing a thread's agent mode", "agent_mode_human_only")
+    client = await _client_in_context(ctx, uow, data.client_id)
+    cfg = await settings_row(ctx, uow)
+    mode = data.agent_mode or (cfg.default_agent_mode if cfg else "draft_only")
+    if data.body is not None:
+        agent_may(ctx, mode, "send")
+        require_deliverable(uow, cfg, data.channel, client)
+    thread = await new_thread(
+        ctx, uow, client_id=client.id, channel=data.channel, subject=data.subject, agent_mode=mode
+    )
+    messages: list[MessageOut] = []
+    if data.body is not None:
+        message, thread = await append_outbound(ctx, uow, thread, data.body, data.attachments)
+        messages.append(message_out(message))
+    return ThreadDetailOut(
+        thread=thread_out(thread, client, None), messages=messages, next_cursor=None, pending_drafts=[]
+    )
+
+
+async def update_thread(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    thread_id: uuid.UUID,
+    data: ThreadUpdateIn,
+    if_match: str | None = None,
+) -> ThreadOut:
+    """Change status (snooze until a time), assignee, labels, or agent mode (a person only).
+    `if_match`: the ETag of the thread (not of its messages) the change is based on."""
+    ctx.require(WRITE)
+    given = data.model_fields_set
+    if "agent_mode" in given:
+        require_person(ctx, "changing a thread's agent mode", "agent_mode_human_only")
+    thread, client, current_assignee = await thread_row(ctx, uow, thread_id, lock=True)
+    if if_match is not None:
+        require_match(if_match, thread_out(thread, client, current_assignee), what="thread")
+    changes: dict[str, Any] = {}
+    _change_status(uow, thread, data, changes)
+    if "assignee" in given:
+        await _change_assignee(ctx, uow, thread, data.assignee, changes)
+    _change_labels(thread, data, changes)
+    if data.agent_mode is not None and data.agent_mode != thread.agent_mode:
+        changes["agent_mode"] = {"from": thread.agent_mode, "to": data.agent_mode}
+        thread.agent_mode = data.agent_mode
+    if changes:
+        thread.updated_at = dt.datetime.now(dt.UTC)
+        await uow.session.flush()
+        uow.emit("messaging/thread.updated", {"thread_id": thread.id, "changes": changes})
+    assignee: Person | None = None
+    if thread.assignee_id is not None:
+        assignee = await uow.session.get(Person, thread.assignee_id)
+    return thread_out(thread, client, assignee)
+
+
+def _change_status(uow: UnitOfWork, thread: Thread, data: ThreadUpdateIn, changes: dict[str, Any]) -> None:
+    """A new status, or a snooze (`snoozed_until` alone means snoozed), checked and applied."""
+    given = data.model_fields_set
+    status = data.status if "status" in given else ("snoozed" if data.snoozed_until else None)
+    if status is None:
+        return
+    until = data.snoozed_until if status == "snoozed" else None
+    if status == "snoozed":
+        now = dt.datetime.now(dt.UTC)
+        if until is None or until.tzinfo is None or until <= now:
+            raise ValidationFailed(
+                "snoozing needs `snoozed_until`: a future time with a timezone",
+                code="snooze_time_required",
+                hint="e.g. 2026-12-01T09:00:00Z; a client reply reopens the thread earlier",
+                errors=[FieldIssue("snoozed_until", "a future time with a timezone")],
+            )
+    elif data.snoozed_until is not None:
+        raise ValidationFailed(
+            "`snoozed_until` only goes with status `snoozed`",
+            code="snooze_time_unexpected",
+            errors=[FieldIssue("snoozed_until", "only with status snoozed")],
+        )
+    if status != thread.status or until != thread.snoozed_until:
+        before = thread.status
+        thread.status, thread.snoozed_until = status, until
+        changes["status"] = status
+        if before != status:
+            uow.emit(
+                "messaging/thread.status_changed",
+                {"thread_id": thread.id, "from": before, "to": status, "snoozed_until": until},
+            )
+
+
+async def _change_assignee(
+    ctx: TenantContext, uow: UnitOfWork, thread: Thread, slug: str | None, changes: dict[str, Any]
+) -> None:
+    new_id = await _assignee_id(ctx, uow, slug) if slug else None
+    if new_id != thread.assignee_id:
+        uow.emit(
+            "messaging/thread.assigned",
+            {"thread_id": thread.id, "assignee_id": new_id, "previous_assignee_id": thread.assignee_id},
+        )
+        thread.assignee_id = new_id
+        changes["assignee"] = str(new_id) if new_id else None
+
+
+def _change_labels(thread: Thread, data: ThreadUpdateIn, changes: dict[str, Any]) -> None:
+    """`labels` replaces the set; `add_labels` / `remove_labels` edit it."""
+    labels = list(thread.labels or [])
+    if data.labels is not None:
+        labels = sorted(set(data.labels))
+    else:
+        labels = sorted((set(labels) | set(data.add_labels)) - set(data.remove_labels))
+    if len(labels) > 20:
+        raise ValidationFailed(
+            "a thread has at most 20 labels", code="too_many_labels", errors=[FieldIssue("labels", "max 20")]
+        )
+    if labels != sorted(thread.labels or []):
+        thread.labels = labels
+        changes["labels"] = labels
+
+
+async def wake_snoozed_threads(uow: UnitOfWork) -> int:
+    """Reopen snoozed threads whose time has come (every minute, across tenants)."""
+    rows = (
+        await uow.session.execute(
+            update(Thread)
+            .where(Thread.status == "snoozed", Thread.snoozed_until <= func.now())
+            .values(status="open", snoozed_until=None, updated_at=func.now())
+            .returning(Thread.id, Thread.person_id, Thread.org_id)
+        )
+    ).all()
+    for thread_id, person_id, org_id in rows:
+        uow.emit(
+            "messaging/thread.status_changed",
+            {"thread_id": thread_id, "from": "snoozed", "to": "open", "reason": "snooze_ended"},
+            person_id=person_id,
+            org_id=org_id,
+        )
+    return len(rows)
