@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from core import billing
 from core.analytics import service as analytics
 from core.analytics.models import events as analytics_events
-from core.billing import service as billing
 from core.billing.models import Job
 from core.billing.schemas import RunIn
 from core.bookings import service as bookings
