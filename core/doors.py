@@ -22,6 +22,7 @@ DOOR_HEADER = "X-Atlilith-Door"
 
 REFERENCE = re.compile(r"\[\[([a-z_]+\.[a-z_]+)\]\]")
 _SERVICE = re.compile(r"core\.([a-z_]+)\.service")
+_FEATURE = re.compile(r"core\.([a-z_]+)")
 
 
 def references(text: str | None) -> set[str]:
@@ -37,7 +38,8 @@ def render(text: str | None, names: Mapping[str, str], fallback: Callable[[str],
 
 def operations_called(fn: Callable[..., Any]) -> set[str]:
     """The core service operations a door function calls, as `feature.operation`: the names
-    it reads from a `core.<feature>.service` module it imported (`service.list_bookings`)."""
+    it reads from a `core.<feature>.service` module it imported (`service.list_bookings`), or
+    from a feature package that lists its operations in `__all__` (`billing.list_jobs`)."""
     fn = inspect.unwrap(fn)
     code = getattr(fn, "__code__", None)
     module = sys.modules.get(getattr(fn, "__module__", "") or "")
@@ -50,10 +52,15 @@ def operations_called(fn: Callable[..., Any]) -> set[str]:
         if not isinstance(target, ModuleType):
             continue
         match = _SERVICE.fullmatch(target.__name__)
+        listed = names
         if match is None:
-            continue
+            # A feature split by noun: only what its package lists is an operation.
+            match = _FEATURE.fullmatch(target.__name__)
+            if match is None or not hasattr(target, "__path__"):
+                continue
+            listed = names & set(getattr(target, "__all__", ()))
         found |= {
-            f"{match.group(1)}.{n}" for n in names if inspect.iscoroutinefunction(getattr(target, n, None))
+            f"{match.group(1)}.{n}" for n in listed if inspect.iscoroutinefunction(getattr(target, n, None))
         }
     return found
 
