@@ -14,8 +14,8 @@ import asyncpg
 from sqlalchemy import text
 
 from benchmarks.common import CONCURRENCY, SECONDS, bench_database
+from core import billing
 from core.auth import authenticate
-from core.billing import service
 from core.billing.schemas import GrantIn, RunIn
 from core.db import asyncpg_dsn
 from core.events import Relay
@@ -46,7 +46,7 @@ async def _person(db: Database, slug: str, credits: int, *install: str) -> tuple
         )
     async with db.uow() as uow:
         ctx = await authenticate(uow, auth.access_token)
-        await service.grant_credits(ctx, uow, GrantIn(person=slug, credits=credits))
+        await billing.grant_credits(ctx, uow, GrantIn(person=slug, credits=credits))
         for component in install:
             await registry.install(ctx, uow, InstallIn(component=component))
     return auth.access_token, auth.person.id
@@ -103,7 +103,7 @@ async def _jobs(db: Database, token: str) -> tuple[float, float, list[float], in
     async def create(i: int) -> None:
         async with db.uow() as uow:
             ctx = await authenticate(uow, token)
-            await service.run_job(
+            await billing.run_job(
                 ctx, uow, "identity", "resolve-person", RunIn(input={"email": f"u{i}@example.com"})
             )
 
@@ -180,7 +180,7 @@ async def _balance_reads(db: Database, admin_dsn: str, token: str, person_id: uu
             async def read(i: int) -> None:
                 async with db.uow() as uow:
                     ctx = await authenticate(uow, token)
-                    await service.get_balance(ctx, uow)
+                    await billing.get_balance(ctx, uow)
 
             count, elapsed, latencies = await _loop(max(1.0, SECONDS / 2), CONCURRENCY, read)
             sums: list[float] = []

@@ -27,9 +27,9 @@ from sqlalchemy import func, select
 
 from core import bookings
 from core import messaging
+from core import billing
 from core.analytics import service as analytics
 from core.analytics.models import events as analytics_events
-from core.billing import service as billing
 from core.billing.models import Job
 from core.billing.schemas import RunIn
 from core.bookings.models import Service as ServiceRow

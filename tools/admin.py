@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from core import billing
 from core.admin import service
 from core.admin.schemas import (
     AdminOrgOut,
@@ -19,7 +20,6 @@ from core.admin.schemas import (
     SuspendIn,
     SuspensionOut,
 )
-from core.billing import service as billing
 from core.billing.schemas import GrantIn, GrantOut
 from core.pagination import Page, PageRequest
 from tools.base import CursorArg, IdempotencyArg, LimitArg, ToolRuntime, Toolset

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from core.billing import service
+from core import billing
 from core.billing.schemas import BalanceOut, LedgerEntryOut, LedgerKind
 from core.pagination import Page, PageRequest
 from tools.base import CursorArg, LimitArg, OrgArg, ToolRuntime, Toolset
@@ -26,7 +26,7 @@ before running costly jobs. Read-only, free.""",
     )
     async def credits_balance(org: OrgArg = None) -> BalanceOut:
         async with rt.context(org) as (ctx, uow):
-            return await service.get_balance(ctx, uow)
+            return await billing.get_balance(ctx, uow)
 
     @ts.tool(
         "credits_ledger",
@@ -43,6 +43,6 @@ captures (charges), releases, refunds and expiries, each with the job it concern
         cursor: CursorArg = None,
     ) -> Page[LedgerEntryOut]:
         async with rt.context(org) as (ctx, uow):
-            return await service.list_ledger(ctx, uow, PageRequest(limit=limit, cursor=cursor), kind, job_id)
+            return await billing.list_ledger(ctx, uow, PageRequest(limit=limit, cursor=cursor), kind, job_id)
 
     return ts

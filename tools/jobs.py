@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from core.billing import service
+from core import billing
 from core.billing.schemas import ActionOut, JobOut, JobStatus, QuoteOut, RunAccepted, RunIn
 from core.errors import FieldIssue, ValidationFailed
 from core.pagination import Page, PageRequest
@@ -79,7 +79,7 @@ unit, overage policy and input JSON Schema. Read-only, free.""",
         org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
     ) -> Page[ActionOut]:
         async with rt.context(org) as (ctx, uow):
-            return await service.list_actions(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+            return await billing.list_actions(ctx, uow, PageRequest(limit=limit, cursor=cursor))
 
     @ts.tool(
         "jobs_quote",
@@ -93,7 +93,7 @@ would hold, what is available in this context and whether it is enough. Read-onl
     ) -> QuoteOut:
         data = parse_input(input_json)
         async with rt.context(org) as (ctx, uow):
-            return await service.quote(ctx, uow, component, action, data)
+            return await billing.quote(ctx, uow, component, action, data)
 
     @ts.tool(
         "jobs_run",
@@ -115,7 +115,7 @@ a retry never runs (or charges) twice.""",
     ) -> RunAccepted:
         data = parse_input(input_json)
         async with rt.context(org) as (ctx, uow):
-            return await service.run_job(ctx, uow, component, action, data, idempotency_key=idempotency_key)
+            return await billing.run_job(ctx, uow, component, action, data, idempotency_key=idempotency_key)
 
     @ts.tool(
         "jobs_get",
@@ -126,7 +126,7 @@ credits held and charged, and error. Output of peer components is third-party da
     )
     async def jobs_get(job_id: JobIdArg, org: OrgArg = None) -> JobOut:
         async with rt.context(org) as (ctx, uow):
-            return await service.get_job(ctx, uow, job_id)
+            return await billing.get_job(ctx, uow, job_id)
 
     @ts.tool(
         "jobs_list",
@@ -143,7 +143,7 @@ credits held and charged, and error. Output of peer components is third-party da
         cursor: CursorArg = None,
     ) -> Page[JobOut]:
         async with rt.context(org) as (ctx, uow):
-            return await service.list_jobs(
+            return await billing.list_jobs(
                 ctx, uow, PageRequest(limit=limit, cursor=cursor), status, component, action
             )
 
@@ -158,6 +158,6 @@ arriving later is ignored. A finished job cannot be cancelled. Free.""",
     )
     async def jobs_cancel(job_id: JobIdArg, org: OrgArg = None) -> JobOut:
         async with rt.context(org) as (ctx, uow):
-            return await service.cancel_job(ctx, uow, job_id)
+            return await billing.cancel_job(ctx, uow, job_id)
 
     return ts

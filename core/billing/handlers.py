@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from core.billing import ledger, service
+from core.billing import execution, jobs, ledger
 from core.events import Event, ScheduledRun, schedule, subscribe
 from core.observability import get_logger
 from core.uow import UnitOfWork
@@ -21,7 +21,7 @@ async def execute_queued_job(event: Event, uow: UnitOfWork) -> None:
     if event.person_id is None:
         log.error("job_event_without_person")
         return
-    await service.execute_job(uow.db, uuid.UUID(str(event.data["job_id"])), event.person_id, event.org_id)
+    await execution.execute_job(uow.db, uuid.UUID(str(event.data["job_id"])), event.person_id, event.org_id)
 
 
 @subscribe("platform/person.created", name="billing.starting_credits_person")
@@ -54,6 +54,6 @@ async def starting_credits_for_org(event: Event, uow: UnitOfWork) -> None:
 
 @schedule("* * * * *", name="billing.sweep")
 async def sweep_jobs_and_credits(run: ScheduledRun, uow: UnitOfWork) -> None:
-    report = await service.sweep(uow)
+    report = await jobs.sweep(uow)
     if report.jobs_failed or report.credits_expired:
         log.info("billing_swept", jobs_failed=report.jobs_failed, credits_expired=report.credits_expired)

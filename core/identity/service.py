@@ -4,7 +4,7 @@ from POST /v1/run/identity/resolve-person."""
 
 from __future__ import annotations
 
-from core.billing import service as billing
+from core import billing
 from core.context import TenantContext
 from core.idempotency import idempotent_operation
 from core.identity.schemas import (

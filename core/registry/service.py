@@ -18,9 +18,8 @@ from typing import Any
 from sqlalchemy import Float, Numeric, and_, cast, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import REGCONFIG, insert
 
-from core import audit
+from core import audit, billing
 from core.auth import utcnow
-from core.billing import service as billing
 from core.billing.schemas import PeerCreated, PeerIn, PeerUpdateIn
 from core.context import Role, TenantContext, register_scopes
 from core.errors import Conflict, NotFound, PermissionDenied, constraint_error

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
-from core.billing import service
+from core import billing
 from core.billing.schemas import (
     ACTION_PATTERN,
     COMPONENT_PATTERN,
@@ -76,14 +76,14 @@ WebhookHeaders = Annotated[dict[str, str], Depends(_webhook_headers)]
 async def list_actions(caller: CallerDep, page: PageDep) -> Page[ActionOut]:
     """Actions you can run: built-in and peer components, with price and input schema."""
     async with caller.context() as (ctx, uow):
-        return await service.list_actions(ctx, uow, page)
+        return await billing.list_actions(ctx, uow, page)
 
 
 @router.post("/v1/quote/{component}/{action}", response_model=QuoteOut, tags=["jobs"])
 async def quote(component: Component, action: Action, data: RunIn, caller: CallerDep) -> QuoteOut:
     """What running this action with this input would hold, and whether you can afford it."""
     async with caller.context() as (ctx, uow):
-        return await service.quote(ctx, uow, component, action, data)
+        return await billing.quote(ctx, uow, component, action, data)
 
 
 @router.post(
@@ -104,7 +104,7 @@ async def run(
     """Run an action as a job: its price is held now, the job runs asynchronously; poll
     GET /v1/jobs/{job_id}. The trace id is the job id."""
     async with caller.context() as (ctx, uow):
-        accepted = await service.run_job(ctx, uow, component, action, data, idempotency_key=idempotency_key)
+        accepted = await billing.run_job(ctx, uow, component, action, data, idempotency_key=idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{accepted.job_id}"
     return accepted
 
@@ -119,20 +119,20 @@ async def list_jobs(
 ) -> Page[JobOut]:
     """Jobs of the current context, newest first."""
     async with caller.context() as (ctx, uow):
-        return await service.list_jobs(ctx, uow, page, status_filter, component, action)
+        return await billing.list_jobs(ctx, uow, page, status_filter, component, action)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
 async def get_job(job_id: uuid.UUID, caller: CallerDep) -> JobOut:
     async with caller.context() as (ctx, uow):
-        return await service.get_job(ctx, uow, job_id)
+        return await billing.get_job(ctx, uow, job_id)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, tags=["jobs"])
 async def cancel_job(job_id: uuid.UUID, caller: CallerDep) -> JobOut:
     """Cancel a queued or running job; its hold is released."""
     async with caller.context() as (ctx, uow):
-        return await service.cancel_job(ctx, uow, job_id)
+        return await billing.cancel_job(ctx, uow, job_id)
 
 
 @router.post("/v1/jobs/{job_id}/callback", response_model=CallbackOut, tags=["peers"])
@@ -140,7 +140,7 @@ async def job_callback(job_id: uuid.UUID, request: Request, db: DbDep, signed: W
     """A peer component reports a job's result (no bearer: signed per Standard Webhooks with an
     active key of the peer, see docs/billing.md). Late and duplicate callbacks answer
     `applied: false` and change nothing."""
-    return await service.receive_callback(db, job_id, await request.body(), signed)
+    return await billing.receive_callback(db, job_id, await request.body(), signed)
 
 
 @router.get("/v1/data/{entity}", response_model=DataPage, tags=["jobs"])
@@ -151,7 +151,7 @@ async def get_data(
 ) -> DataPage:
     """Data a component serves about the current context (`billing.usage`, `identity.persons`)."""
     async with caller.context() as (ctx, uow):
-        return await service.get_data(ctx, uow, entity, page)
+        return await billing.get_data(ctx, uow, entity, page)
 
 
 # --- credits ------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ async def get_data(
 async def get_balance(caller: CallerDep) -> BalanceOut:
     """Balance, available and open holds of the current context (personal, or the org's)."""
     async with caller.context() as (ctx, uow):
-        return await service.get_balance(ctx, uow)
+        return await billing.get_balance(ctx, uow)
 
 
 @router.get("/v1/credits/ledger", response_model=Page[LedgerEntryOut], tags=["credits"])
@@ -172,21 +172,21 @@ async def list_ledger(
     job_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Page[LedgerEntryOut]:
     async with caller.context() as (ctx, uow):
-        return await service.list_ledger(ctx, uow, page, kind, job_id)
+        return await billing.list_ledger(ctx, uow, page, kind, job_id)
 
 
 @router.put("/v1/credits/settings", response_model=BalanceOut, tags=["credits"])
 async def update_credit_settings(data: CreditSettingsIn, caller: CallerDep) -> BalanceOut:
     """Set the low-balance threshold of this context (in an org: owner or admin)."""
     async with caller.context() as (ctx, uow):
-        return await service.update_credit_settings(ctx, uow, data)
+        return await billing.update_credit_settings(ctx, uow, data)
 
 
 @router.post("/v1/credits/purchases", response_model=PurchaseOut, tags=["credits"])
 async def purchase_webhook(request: Request, db: DbDep, signed: WebhookHeaders) -> PurchaseOut:
     """The payment provider's webhook (no bearer: signed per Standard Webhooks, replay-safe;
     see docs/billing.md)."""
-    return await service.record_purchase(db, await request.body(), signed)
+    return await billing.record_purchase(db, await request.body(), signed)
 
 
 # --- platform admin -----------------------------------------------------------------------------
@@ -198,20 +198,20 @@ async def purchase_webhook(request: Request, db: DbDep, signed: WebhookHeaders) 
 async def grant_credits(data: GrantIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> GrantOut:
     """Grant credits to a person or an org (platform admins)."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.grant_credits(ctx, uow, data, idempotency_key=idempotency_key)
+        return await billing.grant_credits(ctx, uow, data, idempotency_key=idempotency_key)
 
 
 @router.post("/v1/admin/jobs/{job_id}/refund", response_model=GrantOut, tags=["admin"])
 async def refund_job(job_id: uuid.UUID, data: RefundIn, caller: CallerDep) -> GrantOut:
     """Give back what a job was charged (platform admins; once per job)."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.refund_job(ctx, uow, job_id, data)
+        return await billing.refund_job(ctx, uow, job_id, data)
 
 
 @router.get("/v1/admin/peers", response_model=Page[PeerOut], tags=["admin"])
 async def list_peers(caller: CallerDep, page: PageDep) -> Page[PeerOut]:
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.list_peers(ctx, uow, page)
+        return await billing.list_peers(ctx, uow, page)
 
 
 @router.post(
@@ -235,4 +235,4 @@ async def update_peer(peer: PeerSlug, data: PeerUpdateIn, caller: CallerDep) -> 
 async def check_peer(peer: PeerSlug, caller: CallerDep) -> PeerHealthOut:
     """Call the peer's GET {base}/health now."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.check_peer(ctx, uow, peer)
+        return await billing.check_peer(ctx, uow, peer)

@@ -13,7 +13,7 @@ from core.seed import ORG_SLUG, PERSON_SLUG, seed
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import make_org, running, signup
-from tests.core.test_credits import PERSON
+from tests.core.billing.test_credits import PERSON
 from tests.support.billing import assert_consistent, ledger_state
 
 

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from core import webhooks
-from core.billing import service
+from core import billing, webhooks
 from core.events import Relay
 from core.uow import Database
 from servers.app import create_app
@@ -194,9 +193,9 @@ async def test_capture_and_handler_are_idempotent(client: httpx.AsyncClient) -> 
     job_id, person_id = uuid.UUID(job["job_id"]), uuid.UUID(a.id)
     # The handler delivered twice (and concurrently): one run, one capture.
     await asyncio.gather(
-        service.execute_job(db, job_id, person_id, None), service.execute_job(db, job_id, person_id, None)
+        billing.execute_job(db, job_id, person_id, None), billing.execute_job(db, job_id, person_id, None)
     )
-    await service.execute_job(db, job_id, person_id, None)
+    await billing.execute_job(db, job_id, person_id, None)
     await Relay(db).drain()
     done = (await client.get(f"/v1/jobs/{job['job_id']}", headers=a.h())).json()
     assert done["status"] == "succeeded" and done["credits_captured"] == 1
@@ -225,7 +224,7 @@ async def test_cancel_releases_and_a_result_arriving_later_changes_nothing(clien
     ).json()
     db = app_db(client)
     running_job = asyncio.create_task(
-        service.execute_job(db, uuid.UUID(job["job_id"]), uuid.UUID(a.id), None)
+        billing.execute_job(db, uuid.UUID(job["job_id"]), uuid.UUID(a.id), None)
     )
     await asyncio.wait_for(support.entered.setdefault(gate, asyncio.Event()).wait(), 10)
     assert (await client.get(f"/v1/jobs/{job['job_id']}", headers=a.h())).json()["status"] == "running"
@@ -343,7 +342,7 @@ async def test_expiring_grants_expire_what_is_left_never_what_is_held(client: ht
             text("UPDATE billing.jobs SET deadline_at = :d WHERE id = :j"),
             {"d": later + dt.timedelta(hours=1), "j": uuid.UUID(held["job_id"])},
         )
-        report = await service.sweep(uow, now=later)
+        report = await billing.sweep(uow, now=later)
     # 11 owned, 3 held: 8 would expire, and 8 is exactly what is available.
     assert report.credits_expired == 8
     balance = (await client.get("/v1/credits", headers=a.h())).json()
@@ -351,7 +350,7 @@ async def test_expiring_grants_expire_what_is_left_never_what_is_held(client: ht
     expiry = (await client.get("/v1/credits/ledger?kind=expiry", headers=a.h())).json()["items"]
     assert [e["amount"] for e in expiry] == [8]
     async with db.system() as uow:
-        again = await service.sweep(uow, now=later)
+        again = await billing.sweep(uow, now=later)
     assert again.credits_expired == 0
     assert_consistent(await ledger_state(db, a.id))
 
@@ -363,12 +362,12 @@ async def test_jobs_past_their_deadline_fail_and_release(client: httpx.AsyncClie
     job = (await client.post("/v1/run/identity/resolve-person", json=PERSON, headers=a.h())).json()
     db = app_db(client)
     async with db.system() as uow:
-        report = await service.sweep(uow, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+        report = await billing.sweep(uow, now=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
     assert report.jobs_failed >= 1
     failed = (await client.get(f"/v1/jobs/{job['job_id']}", headers=a.h())).json()
     assert failed["status"] == "failed" and failed["error"]["code"] == "not_started"
     assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 5
-    await service.execute_job(db, uuid.UUID(job["job_id"]), uuid.UUID(a.id), None)  # late delivery: nothing
+    await billing.execute_job(db, uuid.UUID(job["job_id"]), uuid.UUID(a.id), None)  # late delivery: nothing
     assert (await client.get(f"/v1/jobs/{job['job_id']}", headers=a.h())).json()["status"] == "failed"
     assert_consistent(await ledger_state(db, a.id))
 

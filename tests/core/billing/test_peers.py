@@ -16,8 +16,7 @@ import structlog
 import uvicorn
 from sqlalchemy import text
 
-from core import webhooks
-from core.billing import service
+from core import billing, webhooks
 from core.events import Relay
 from core.uow import Database
 from servers.app import create_app
@@ -253,9 +252,9 @@ async def test_no_callback_before_the_deadline_fails_as_timeout(
         started = dt.datetime.fromisoformat(running_job["started_at"])
         assert abs((deadline - started).total_seconds() - 30) < 1
         async with db.system() as uow:
-            assert (await service.sweep(uow, now=deadline - dt.timedelta(seconds=1))).jobs_failed == 0
+            assert (await billing.sweep(uow, now=deadline - dt.timedelta(seconds=1))).jobs_failed == 0
         async with db.system() as uow:
-            await service.sweep(uow, now=deadline + dt.timedelta(seconds=1))
+            await billing.sweep(uow, now=deadline + dt.timedelta(seconds=1))
         failed = await job_of(client, a, job_id)
         assert failed["status"] == "failed" and failed["error"]["code"] == "timeout"
         # The peer's late success changes nothing and charges nothing.
@@ -295,7 +294,7 @@ async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
 
         running_job = await job_of(client, a, job_id)
         async with db.system() as uow:
-            await service.sweep(
+            await billing.sweep(
                 uow, now=dt.datetime.fromisoformat(running_job["deadline_at"]) + dt.timedelta(seconds=1)
             )
     failed = await job_of(client, a, job_id)

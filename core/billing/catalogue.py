@@ -1,0 +1,170 @@
+"""What can run and what it costs: built-in and peer actions, their input and price, and the
+data entities components serve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+
+from core.billing import ledger
+from core.billing.components import ActionSpec, builtin_action, builtin_actions, data_entities
+from core.billing.models import Peer
+from core.billing.policy import JOBS_READ, input_error
+from core.billing.schemas import ActionOut, DataPage, QuoteOut, RunIn
+from core.context import TenantContext
+from core.errors import NotFound
+from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.registry.gate import require_installed
+from core.uow import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Target:
+    component: str
+    action: str
+    executor: str
+    summary: str
+    price: int
+    unit: str
+    overage: str
+    spec: ActionSpec[Any] | None = None
+    peer: Peer | None = None
+
+
+def _unknown_action(component: str, action: str) -> NotFound:
+    return NotFound(
+        f"no action {action!r} in component {component!r}",
+        code="unknown_action",
+        hint="list the actions you can run with [[billing.list_actions]]",
+    )
+
+
+async def _target(uow: UnitOfWork, component: str, action: str) -> Target:
+    spec = builtin_action(component, action)
+    if spec is not None:
+        return Target(
+            component, action, "builtin", spec.summary, spec.price, spec.unit, spec.overage, spec=spec
+        )
+    peer = (
+        await uow.session.execute(select(Peer).where(Peer.slug == component, Peer.enabled.is_(True)))
+    ).scalar_one_or_none()
+    found = next((a for a in (peer.actions if peer else []) if a.get("name") == action), None)
+    if peer is None or found is None:
+        raise _unknown_action(component, action)
+    return Target(
+        component,
+        action,
+        "peer",
+        str(found.get("summary") or ""),
+        int(found.get("price", 0)),
+        "call",
+        str(found.get("overage") or "cap"),
+        peer=peer,
+    )
+
+
+def _validate(
+    uow: UnitOfWork, target: Target, raw: dict[str, Any]
+) -> tuple[BaseModel | None, dict[str, Any]]:
+    """The input as the action will see it (normalized), or a 422 before anything is held."""
+    if target.spec is None:
+        return None, raw
+    try:
+        model = target.spec.input.model_validate(raw, context=target.spec.input_context(uow))
+    except ValidationError as exc:
+        raise input_error(exc) from exc
+    return model, model.model_dump(mode="json")
+
+
+async def _price(ctx: TenantContext, uow: UnitOfWork, target: Target, model: BaseModel | None) -> int:
+    if target.spec is not None and target.spec.quote is not None:
+        return max(0, await target.spec.quote(ctx, uow, model))
+    return target.price
+
+
+async def prepare(
+    ctx: TenantContext, uow: UnitOfWork, component: str, action: str, raw: dict[str, Any]
+) -> tuple[Target, BaseModel | None, dict[str, Any], int]:
+    target = await _target(uow, component, action)
+    # Every door runs actions through here: `jobs_run`, `POST /v1/run`, the CLI.
+    await require_installed(ctx, uow, component=component)
+    if target.spec is not None and target.spec.scope:
+        ctx.require(target.spec.scope)
+    model, payload = _validate(uow, target, raw)
+    return target, model, payload, await _price(ctx, uow, target, model)
+
+
+async def list_actions(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[ActionOut]:
+    """Every action this context can run: built-in ones, then enabled peer components'."""
+    ctx.require(JOBS_READ)
+    items = [
+        ActionOut(
+            component=s.component,
+            action=s.name,
+            executor="builtin",
+            summary=s.summary,
+            price=s.price,
+            unit=s.unit,
+            overage=s.overage,
+            input_schema=s.input.model_json_schema(),
+            output_schema=s.output.model_json_schema(),
+        )
+        for s in builtin_actions().values()
+    ]
+    for peer in (await uow.session.execute(select(Peer).where(Peer.enabled.is_(True)))).scalars():
+        items += [
+            ActionOut(
+                component=peer.slug,
+                action=str(a["name"]),
+                executor="peer",
+                summary=str(a.get("summary") or ""),
+                price=int(a.get("price", 0)),
+                unit="call",
+                overage=a.get("overage") or "cap",
+                input_schema={"type": "object"},
+            )
+            for a in peer.actions
+        ]
+    items.sort(key=lambda a: (a.component, a.action))
+    if page.cursor:
+        after = tuple(decode_cursor(page.cursor, 2))
+        items = [a for a in items if (a.component, a.action) > after]
+    more = len(items) > page.limit
+    items = items[: page.limit]
+    return Page[ActionOut](
+        items=items,
+        next_cursor=encode_cursor(items[-1].component, items[-1].action) if more and items else None,
+    )
+
+
+async def quote(ctx: TenantContext, uow: UnitOfWork, component: str, action: str, data: RunIn) -> QuoteOut:
+    """What running the action with this input would hold, and whether the context can afford it."""
+    ctx.require(JOBS_READ)
+    target, _, _, price = await prepare(ctx, uow, component, action, data.input)
+    acct = await ledger.read_account(uow, ctx.tenant_id)
+    avail = ledger.available(acct) if acct else 0
+    return QuoteOut(
+        component=component,
+        action=action,
+        credits=price,
+        available=avail,
+        sufficient=avail >= price,
+        overage=target.overage,
+    )
+
+
+async def get_data(ctx: TenantContext, uow: UnitOfWork, entity: str, page: PageRequest) -> DataPage:
+    """GET /v1/data/{entity}: what a component serves about the current context."""
+    spec = data_entities().get(entity)
+    if spec is None:
+        raise NotFound(
+            f"no data entity {entity!r}",
+            code="unknown_entity",
+            hint="entities: " + ", ".join(data_entities()),
+        )
+    ctx.require(spec.scope)
+    items, cursor = await spec.fn(ctx, uow, page)
+    return DataPage(entity=entity, items=items, next_cursor=cursor)

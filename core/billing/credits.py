@@ -1,0 +1,104 @@
+"""A context's credits: its balance and open holds, its ledger, its low-balance threshold."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+
+from core.billing import ledger
+from core.billing.models import Job, LedgerEntry
+from core.billing.policy import CREDITS_READ, CREDITS_WRITE
+from core.billing.schemas import BalanceOut, CreditSettingsIn, HoldOut, LedgerEntryOut
+from core.context import Role, TenantContext
+from core.errors import ValidationFailed
+from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.uow import UnitOfWork
+
+OPEN_HOLDS_SHOWN = 20
+
+
+async def get_balance(ctx: TenantContext, uow: UnitOfWork) -> BalanceOut:
+    """Balance, available (= balance - open holds) and the open holds of the current context.
+    One indexed row read however long the ledger is."""
+    ctx.require(CREDITS_READ)
+    acct = await ledger.read_account(uow, ctx.tenant_id)
+    holds = (
+        await uow.session.execute(
+            select(Job.id, Job.component, Job.action, Job.credits_held, Job.deadline_at)
+            .where(Job.tenant_id == ctx.tenant_id, Job.hold_status == "open")
+            .order_by(Job.deadline_at, Job.id)
+            .limit(OPEN_HOLDS_SHOWN)
+        )
+    ).all()
+    count = len(holds)
+    if count == OPEN_HOLDS_SHOWN:
+        count = (
+            await uow.session.execute(
+                select(func.count()).where(Job.tenant_id == ctx.tenant_id, Job.hold_status == "open")
+            )
+        ).scalar_one()
+    return BalanceOut(
+        balance=acct.balance if acct else 0,
+        available=ledger.available(acct) if acct else 0,
+        held=acct.held if acct else 0,
+        open_holds_count=count,
+        open_holds=[
+            HoldOut(
+                job_id=h.id,
+                component=h.component,
+                action=h.action,
+                credits=h.credits_held,
+                expires_at=h.deadline_at,
+            )
+            for h in holds
+        ],
+        low_balance_threshold=ledger.threshold(uow, acct),
+        context="org" if ctx.org_id else "personal",
+        org_id=ctx.org_id,
+    )
+
+
+async def list_ledger(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    page: PageRequest,
+    kind: str | None = None,
+    job_id: uuid.UUID | None = None,
+) -> Page[LedgerEntryOut]:
+    """Ledger entries of the current context, newest first."""
+    ctx.require(CREDITS_READ)
+    stmt = (
+        select(LedgerEntry)
+        .where(LedgerEntry.tenant_id == ctx.tenant_id)
+        .order_by(LedgerEntry.seq.desc())
+        .limit(page.limit + 1)
+    )
+    if kind:
+        stmt = stmt.where(LedgerEntry.kind == kind)
+    if job_id:
+        stmt = stmt.where(LedgerEntry.job_id == job_id)
+    if page.cursor:
+        (after,) = decode_cursor(page.cursor, 1)
+        if not isinstance(after, int):
+            raise ValidationFailed("the cursor is not valid for this list", code="invalid_cursor")
+        stmt = stmt.where(LedgerEntry.seq < after)
+    rows = list((await uow.session.execute(stmt)).scalars())
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    return Page[LedgerEntryOut](
+        items=[LedgerEntryOut.model_validate(r) for r in rows],
+        next_cursor=encode_cursor(rows[-1].seq) if more and rows else None,
+    )
+
+
+async def update_credit_settings(ctx: TenantContext, uow: UnitOfWork, data: CreditSettingsIn) -> BalanceOut:
+    """Set the context's low-balance threshold (the person; in an org, an owner or admin)."""
+    ctx.require(CREDITS_WRITE)
+    if ctx.org_id is not None:
+        ctx.require_role(Role.OWNER, Role.ADMIN)
+    acct = await ledger.lock_account(uow, ctx.person_id, ctx.org_id)
+    acct.low_balance_threshold = data.low_balance_threshold
+    ledger.check_low_balance(uow, acct)
+    await uow.session.flush()
+    return await get_balance(ctx, uow)

@@ -1,0 +1,248 @@
+"""Running a queued job: a built-in action in-process (its writes, the capture and the job's
+success commit together: no charge without a result), or a peer component over HTTP, which
+reports back at the signed callback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Mapping
+
+from pydantic import ValidationError
+from sqlalchemy import or_, select
+
+from core import webhooks
+from core.auth import utcnow
+from core.billing import peers
+from core.billing.components import ActionRun, builtin_action
+from core.billing.models import OPEN_STATUSES, Job, Peer, PeerSecret
+from core.billing.policy import input_error, log
+from core.billing.schemas import CallbackIn, CallbackOut
+from core.billing.settlement import finish_unpaid, lock_job, mark_running, succeed
+from core.config import Settings
+from core.context import ALL_SCOPES, Principal, PrincipalKind, TenantContext
+from core.errors import DomainError, NotFound, Unauthenticated
+from core.observability import trace
+from core.uow import Database, UnitOfWork
+
+
+class _Abandoned(Exception):
+    """The job stopped being ours while its action ran (cancelled or expired): roll it back."""
+
+
+def _service_context(person_id: uuid.UUID, org_id: uuid.UUID | None, trace_id: str) -> TenantContext:
+    """The job acts for the person who ran it, in the context it was run in (the run itself
+    checked their scopes)."""
+    return TenantContext(
+        principal=Principal(kind=PrincipalKind.SERVICE, person_id=person_id, scopes=frozenset({ALL_SCOPES})),
+        person_id=person_id,
+        org_id=org_id,
+        trace_id=trace_id,
+    )
+
+
+async def execute_job(
+    db: Database, job_id: uuid.UUID, person_id: uuid.UUID, org_id: uuid.UUID | None
+) -> None:
+    """Run a queued job (the `jobs/job.queued` handler). Idempotent: a job that is no longer
+    queued is left alone, so a redelivered event does nothing."""
+    tid = job_id.hex
+    with trace(tid, job_id=str(job_id)):
+        async with db.service(person_id, org_id, trace_id=tid) as uow:
+            job = await lock_job(uow, job_id)
+            if job is None or job.status != "queued":
+                log.info("job_not_queued", status=job.status if job else None)
+                return
+            peer: Peer | None = None
+            if job.executor == "peer":
+                peer = await uow.session.get(Peer, job.peer_id)
+            timeout = peer.timeout_seconds if peer else db.settings.job_run_timeout_seconds
+            await mark_running(uow, job, timeout)
+        if job.executor == "builtin":
+            await _run_builtin(db, job)
+        else:
+            await _hand_to_peer(db, job)
+
+
+async def _fail_open_job(db: Database, job: Job, code: str, message: str) -> None:
+    async with db.service(job.person_id, job.org_id, trace_id=job.id.hex) as uow:
+        locked = await lock_job(uow, job.id)
+        if locked is not None and locked.status in OPEN_STATUSES:
+            await finish_unpaid(uow, locked, status="failed", code=code, message=message)
+
+
+async def _run_builtin(db: Database, job: Job) -> None:
+    spec = builtin_action(job.component, job.action)
+    if spec is None:
+        await _fail_open_job(db, job, "unknown_action", "this action no longer exists on the platform")
+        return
+    timeout = db.settings.job_run_timeout_seconds
+    try:
+        async with db.service(job.person_id, job.org_id, trace_id=job.id.hex) as uow:
+            ctx = _service_context(job.person_id, job.org_id, job.id.hex)
+            uow.ctx = ctx
+            model = spec.input.model_validate(job.input, context=spec.input_context(uow))
+            run = ActionRun(
+                ctx=ctx, uow=uow, job_id=job.id, trace_id=job.id.hex, credits_held=job.credits_held
+            )
+            async with asyncio.timeout(timeout):
+                result = await spec.fn(run, model)
+            locked = await lock_job(uow, job.id)
+            if locked is None or locked.status != "running":
+                raise _Abandoned(locked.status if locked else "gone")
+            await succeed(
+                uow,
+                locked,
+                output=result.output.model_dump(mode="json"),
+                usage=result.usage,
+                charge=locked.credits_quoted if result.credits is None else result.credits,
+                overage=spec.overage,
+            )
+    except _Abandoned as exc:
+        log.info("job_abandoned", status=str(exc))
+    except TimeoutError:
+        await _fail_open_job(db, job, "timeout", f"the action did not finish within {timeout:g} s")
+    except DomainError as err:
+        await _fail_open_job(db, job, err.code, err.message)
+    except Exception:
+        log.exception("action_failed")
+        await _fail_open_job(db, job, "action_failed", "the action failed on our side; nothing was charged")
+
+
+def callback_url(settings: Settings, job_id: uuid.UUID) -> str:
+    return f"{settings.base_url}/v1/jobs/{job_id}/callback"
+
+
+async def _hand_to_peer(db: Database, job: Job) -> None:
+    async with db.system(trace_id=job.id.hex) as uow:
+        peer = await uow.session.get(Peer, job.peer_id)
+        keys = await _active_keys(uow, peer.id) if peer is not None else []
+    if peer is None or not peer.enabled or not keys:
+        await _fail_open_job(db, job, "peer_disabled", "the peer component is no longer available")
+        return
+    body = json.dumps(
+        {
+            "job_id": str(job.id),
+            "trace_id": job.id.hex,
+            "action": job.action,
+            "input": job.input,
+            "callback_url": callback_url(db.settings, job.id),
+            "deadline_at": job.deadline_at.isoformat(),
+            "tenant_id": str(job.org_id or job.person_id),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    log.info("peer_call", peer=peer.slug, url=f"{peer.base_url}/run/{job.action}")
+    outcome = await peers.call(
+        db.settings,
+        f"{peer.base_url}/run/{job.action}",
+        body,
+        keys,
+        trace_id=job.id.hex,
+        job_id=str(job.id),
+    )
+    if not outcome.ok:
+        await _fail_open_job(db, job, outcome.code, outcome.message)
+
+
+async def _active_keys(uow: UnitOfWork, peer_id: uuid.UUID) -> list[str]:
+    """The peer's keys that still verify and sign, newest first (system mode)."""
+    now = utcnow()
+    return list(
+        (
+            await uow.session.execute(
+                select(PeerSecret.secret)
+                .where(
+                    PeerSecret.peer_id == peer_id,
+                    or_(PeerSecret.retires_at.is_(None), PeerSecret.retires_at > now),
+                )
+                .order_by(PeerSecret.created_at.desc(), PeerSecret.id)
+            )
+        ).scalars()
+    )
+
+
+async def receive_callback(
+    db: Database, job_id: uuid.UUID, body: bytes, headers: Mapping[str, str]
+) -> CallbackOut:
+    """A peer reports a job's outcome. Signed with one of the peer's active keys (Standard
+    Webhooks); a late or duplicate
+    callback (the job already finished) changes nothing. A callback with a bad signature is
+    refused and counted: if no good one comes, the job fails for that reason at its deadline
+    (a forged callback can never end someone's job)."""
+    with trace(job_id.hex, job_id=str(job_id)):
+        async with db.system(trace_id=job_id.hex) as uow:
+            job, peer = await _lock_peer_job(uow, job_id)
+            reason = webhooks.verify(
+                await _active_keys(uow, peer.id),
+                body,
+                headers,
+                db.settings.billing_signature_tolerance_seconds,
+            )
+            if reason is None:
+                return await _apply_callback(uow, job, peer, body)
+            refused = _refuse_callback(job, peer, reason)
+        # Raised once the transaction has committed the count of refused callbacks.
+        raise refused
+
+
+async def _lock_peer_job(uow: UnitOfWork, job_id: uuid.UUID) -> tuple[Job, Peer]:
+    row = (
+        await uow.session.execute(
+            select(Job, Peer)
+            .join(Peer, Peer.id == Job.peer_id)
+            .where(Job.id == job_id, Job.executor == "peer")
+            .with_for_update(of=Job)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(
+            "no peer job has this id",
+            code="job_not_found",
+            hint="call back with the job id the platform sent in the run request",
+        )
+    job, peer = row
+    return job, peer
+
+
+def _refuse_callback(job: Job, peer: Peer, reason: str) -> Unauthenticated:
+    if reason == "signature_invalid" and job.status in OPEN_STATUSES:
+        job.rejected_callbacks += 1
+    log.warning("callback_refused", reason=reason, peer=peer.slug)
+    return Unauthenticated(
+        "the callback is not signed with an active key of this peer, or is stale",
+        code=reason,
+        hint=webhooks.HINT,
+    )
+
+
+async def _apply_callback(uow: UnitOfWork, job: Job, peer: Peer, body: bytes) -> CallbackOut:
+    try:
+        data = CallbackIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise input_error(exc, "body") from exc
+    if job.status != "running":
+        log.info("callback_ignored", status=job.status)
+        return CallbackOut(job_id=job.id, status=job.status, applied=False)
+    if data.status == "succeeded":
+        action = next((a for a in peer.actions if a.get("name") == job.action), {})
+        await succeed(
+            uow,
+            job,
+            output=data.output or {},
+            usage=data.usage.metrics,
+            charge=job.credits_quoted if data.usage.credits is None else data.usage.credits,
+            overage=str(action.get("overage") or "cap"),
+        )
+    else:
+        error = data.error
+        await finish_unpaid(
+            uow,
+            job,
+            status="failed",
+            code=error.code if error else "peer_failed",
+            message=error.message if error else "the peer reported a failure",
+        )
+    return CallbackOut(job_id=job.id, status=job.status, applied=True)

@@ -1,0 +1,141 @@
+"""Starting a job: the price is held and the job recorded in the caller's transaction, then run
+by the `jobs/job.queued` handler (or at once, for a quick built-in action)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert
+
+from core.auth import utcnow
+from core.billing import ledger
+from core.billing.catalogue import Target, prepare
+from core.billing.components import ActionRun
+from core.billing.models import Job
+from core.billing.policy import JOBS_WRITE, log
+from core.billing.presenters import job_out
+from core.billing.schemas import JobOut, RunAccepted, RunIn
+from core.billing.settlement import mark_running, succeed
+from core.context import TenantContext
+from core.errors import ValidationFailed
+from core.idempotency import idempotent_operation
+from core.observability import trace
+from core.uow import UnitOfWork
+
+
+def _job_id_candidate(uow: UnitOfWork) -> uuid.UUID:
+    """The job continues the request's trace when it can: a job's id is its trace id, so the
+    request's log lines, the handler's, the peer call's and the callback's share one id."""
+    try:
+        candidate = uuid.UUID(hex=uow.trace_id)
+    except ValueError:
+        return uuid.uuid4()
+    return candidate if len(uow.trace_id) == 32 else uuid.uuid4()
+
+
+async def _enqueue(
+    ctx: TenantContext, uow: UnitOfWork, target: Target, payload: dict[str, Any], price: int
+) -> Job:
+    values = {
+        "person_id": ctx.person_id,
+        "org_id": ctx.org_id,
+        "component": target.component,
+        "action": target.action,
+        "executor": target.executor,
+        "peer_id": target.peer.id if target.peer else None,
+        "status": "queued",
+        "input": payload,
+        "credits_quoted": price,
+        "credits_held": price,
+        "hold_status": "open",
+        "deadline_at": utcnow() + dt.timedelta(seconds=uow.db.settings.job_queue_timeout_seconds),
+    }
+    # A caller's trace id already used by another job (a reused traceparent) gets a fresh id.
+    job = (
+        await uow.session.execute(
+            insert(Job)
+            .values(id=_job_id_candidate(uow), **values)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(Job)
+        )
+    ).scalar_one_or_none()
+    if job is None:
+        job = (
+            await uow.session.execute(insert(Job).values(id=uuid.uuid4(), **values).returning(Job))
+        ).scalar_one()
+    # The account row is locked last: concurrent runs of one context serialize only from here
+    # to commit. A refusal rolls the job row back with everything else.
+    await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job.id, credits=price)
+    uow.emit(
+        "jobs/job.queued",
+        {
+            "job_id": job.id,
+            "component": job.component,
+            "action": job.action,
+            "executor": job.executor,
+            "credits_held": price,
+        },
+        trace_id=job.id.hex,
+    )
+    log.info(
+        "job_queued",
+        job_id=str(job.id),
+        job_trace_id=job.id.hex,
+        component=job.component,
+        action=job.action,
+        credits_held=price,
+    )
+    return job
+
+
+@idempotent_operation("jobs.run")
+async def run_job(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    component: str,
+    action: str,
+    data: RunIn,
+    idempotency_key: str | None = None,
+) -> RunAccepted:
+    """Queue a run of `component/action`: its price is held now (402 when not available), the
+    work happens asynchronously, the hold is captured on success and released otherwise."""
+    ctx.require(JOBS_WRITE)
+    target, _, payload, price = await prepare(ctx, uow, component, action, data.input)
+    job = await _enqueue(ctx, uow, target, payload, price)
+    return RunAccepted(job_id=job.id, trace_id=job.id.hex, status="queued", credits_held=job.credits_held)
+
+
+async def execute_now(
+    ctx: TenantContext, uow: UnitOfWork, component: str, action: str, raw: dict[str, Any]
+) -> tuple[JobOut, BaseModel]:
+    """Run a built-in action inside the caller's transaction and return its output: for quick
+    actions a caller waits for (identity resolution). Still a job — held, captured, traced,
+    with its events — and if the action fails, nothing of it (nor any charge) remains."""
+    ctx.require(JOBS_WRITE)
+    target, model, payload, price = await prepare(ctx, uow, component, action, raw)
+    spec = target.spec
+    if spec is None or model is None:
+        raise ValidationFailed(
+            f"{component}/{action} runs only asynchronously",
+            code="not_synchronous",
+            hint="run it as a job: [[billing.run_job]]",
+        )
+    job = await _enqueue(ctx, uow, target, payload, price)
+    with trace(job.id.hex, job_id=str(job.id)):
+        await mark_running(uow, job, uow.db.settings.job_run_timeout_seconds)
+        run = ActionRun(ctx=ctx, uow=uow, job_id=job.id, trace_id=job.id.hex, credits_held=job.credits_held)
+        async with asyncio.timeout(uow.db.settings.job_run_timeout_seconds):
+            result = await spec.fn(run, model)
+        await succeed(
+            uow,
+            job,
+            output=result.output.model_dump(mode="json"),
+            usage=result.usage,
+            charge=job.credits_quoted if result.credits is None else result.credits,
+            overage=spec.overage,
+        )
+    return job_out(job), result.output

@@ -1,0 +1,95 @@
+"""A job's state changes and what they do to its hold: running, succeeded (captured), failed or
+cancelled (released). Each emits the job's event in the same transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from core.auth import utcnow
+from core.billing import ledger
+from core.billing.models import Job
+from core.billing.policy import log
+from core.uow import UnitOfWork
+
+
+async def mark_running(uow: UnitOfWork, job: Job, run_seconds: float) -> None:
+    now = utcnow()
+    job.status, job.started_at, job.attempts = "running", now, job.attempts + 1
+    job.deadline_at = now + dt.timedelta(seconds=run_seconds)
+    await uow.session.flush()
+    uow.emit(
+        "jobs/job.started",
+        {"job_id": job.id, "component": job.component, "action": job.action, "attempt": job.attempts},
+        person_id=job.person_id,
+        org_id=job.org_id,
+        trace_id=job.id.hex,
+    )
+    log.info("job_started", job_id=str(job.id), executor=job.executor)
+
+
+async def succeed(
+    uow: UnitOfWork,
+    job: Job,
+    *,
+    output: dict[str, Any],
+    usage: dict[str, float],
+    charge: int,
+    overage: str,
+) -> None:
+    acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+    memo = f"{job.component}/{job.action}" + (
+        " (" + ", ".join(f"{k}={v:g}" for k, v in sorted(usage.items())) + ")" if usage else ""
+    )
+    captured = await ledger.settle(uow, acct, job, charge=charge, overage=overage, memo=memo)
+    job.status, job.finished_at = "succeeded", utcnow()
+    job.hold_status = "captured" if captured > 0 else "released"
+    job.credits_captured, job.output, job.usage = captured, output, dict(usage)
+    await uow.session.flush()
+    uow.emit(
+        "jobs/job.succeeded",
+        {
+            "job_id": job.id,
+            "component": job.component,
+            "action": job.action,
+            "credits_captured": captured,
+            "usage": dict(usage),
+        },
+        person_id=job.person_id,
+        org_id=job.org_id,
+        trace_id=job.id.hex,
+    )
+    log.info(
+        "job_succeeded",
+        job_id=str(job.id),
+        credits_captured=captured,
+        **{f"usage_{k}": v for k, v in usage.items()},
+    )
+
+
+async def finish_unpaid(uow: UnitOfWork, job: Job, *, status: str, code: str, message: str) -> None:
+    """Fail or cancel an open job: its hold is released, nothing is charged."""
+    acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+    await ledger.release(uow, acct, job, memo=f"{status}: {code}")
+    job.status, job.hold_status, job.finished_at = status, "released", utcnow()
+    job.error_code, job.error_message = code, message[:2000]
+    await uow.session.flush()
+    uow.emit(
+        f"jobs/job.{status}",
+        {"job_id": job.id, "component": job.component, "action": job.action, "reason": code},
+        person_id=job.person_id,
+        org_id=job.org_id,
+        trace_id=job.id.hex,
+    )
+    log.info(f"job_{status}", job_id=str(job.id), reason=code)
+
+
+async def lock_job(uow: UnitOfWork, job_id: uuid.UUID) -> Job | None:
+    return (
+        await uow.session.execute(
+            select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
