@@ -25,8 +25,8 @@ import psutil
 from benchmarks.common import SECONDS, bench_database, server
 from core.analytics.service import INGEST
 from core.db import asyncpg_dsn
+from core.tenancy import Device, create_api_key, create_org, signup
 from core.tenancy.schemas import ApiKeyIn, OrgIn, SignupIn
-from core.tenancy.service import Device, create_api_key, create_org, signup
 from core.uow import Database
 
 BATCH = int(os.environ.get("BENCH_ANALYTICS_BATCH", "10000"))

@@ -17,8 +17,8 @@ import httpx
 from benchmarks.common import SECONDS, bench_database, server
 from core.analytics.store import ROLLUP_ROWS
 from core.db import asyncpg_dsn
+from core.tenancy import Device, add_member, create_org, login, signup
 from core.tenancy.schemas import LoginIn, MemberIn, OrgIn, SignupIn
-from core.tenancy.service import Device, add_member, create_org, login, signup
 from core.uow import Database
 
 EVENTS = int(os.environ.get("BENCH_ANALYTICS_EVENTS", "10000000"))

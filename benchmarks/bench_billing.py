@@ -21,8 +21,8 @@ from core.db import asyncpg_dsn
 from core.events import Relay
 from core.registry import service as registry
 from core.registry.schemas import InstallIn
+from core.tenancy import Device, signup
 from core.tenancy.schemas import SignupIn
-from core.tenancy.service import Device, signup
 from core.uow import Database
 from servers.registry_sync import sync_builtins
 

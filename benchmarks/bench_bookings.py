@@ -21,8 +21,8 @@ from core import bookings
 from core.auth import authenticate
 from core.bookings.schemas import AvailabilityIn, ServiceIn, SlotsQuery, WeeklyHours
 from core.db import asyncpg_dsn, start_statement_count
+from core.tenancy import Device, add_member, create_org, signup
 from core.tenancy.schemas import MemberIn, OrgIn, SignupIn
-from core.tenancy.service import Device, add_member, create_org, signup
 from core.uow import Database
 
 PROVIDERS = 8

@@ -8,8 +8,8 @@ import json
 import httpx
 
 from benchmarks.common import bench_database, load, server, table
+from core.tenancy import Device, create_org, signup
 from core.tenancy.schemas import OrgIn, SignupIn
-from core.tenancy.service import Device, create_org, signup
 from core.uow import Database
 
 

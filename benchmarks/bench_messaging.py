@@ -28,8 +28,8 @@ from core.auth import authenticate
 from core.config import Settings
 from core.db import asyncpg_dsn
 from core.pagination import encode_cursor
+from core.tenancy import Device, create_org, signup
 from core.tenancy.schemas import OrgIn, SignupIn
-from core.tenancy.service import Device, create_org, signup
 from core.uow import Database
 
 THREADS = int(os.environ.get("BENCH_MSG_THREADS", "100000"))

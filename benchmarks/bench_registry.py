@@ -17,8 +17,8 @@ from core.auth import authenticate
 from core.pagination import PageRequest
 from core.registry import service
 from core.registry.schemas import InstallIn
+from core.tenancy import Device, signup
 from core.tenancy.schemas import SignupIn
-from core.tenancy.service import Device, signup
 from core.uow import Database
 from servers.mcp import build_server, toolsets
 from servers.mcp_schema import EVERYTHING_BUDGET, NEW_PERSON_BUDGET, wire_chars

@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from core import bookings
 from core import messaging
 from core import billing
+from core import tenancy
 from core.analytics import service as analytics
 from core.analytics.models import events as analytics_events
 from core.billing.models import Job
@@ -46,7 +47,6 @@ from core.messaging.models import Thread
 from core.messaging.schemas import DraftIn, InboundIn, ThreadUpdateIn
 from core.pagination import PageRequest
 from core.seed import ORG_SLUG, PERSON_SLUG
-from core.tenancy import service as tenancy
 from core.tenancy.models import Org, Person
 from core.tenancy.schemas import ApiKeyIn
 from core.uow import Database

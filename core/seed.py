@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from core import tenancy
 from core.billing import ledger
 from core.context import Principal, PrincipalKind, Role, TenantContext
 from core.registry.service import install_builtins
-from core.tenancy import service
 from core.tenancy.models import Brand, Client, Org, Person, PersonCredential
 from core.tenancy.schemas import BrandIn, ClientIn, OrgIn
 from core.uow import Database
@@ -71,7 +71,7 @@ async def seed(db: Database, password: str | None = None) -> SeedReport:
         org = (await uow.session.execute(select(Org).where(Org.slug == ORG_SLUG))).scalar_one_or_none()
         org_created = org is None
         if org is None:
-            created = await service.create_org(personal, uow, OrgIn(slug=ORG_SLUG, name="Cocotte"))
+            created = await tenancy.create_org(personal, uow, OrgIn(slug=ORG_SLUG, name="Cocotte"))
             org_id = created.id
         else:
             org_id = org.id
@@ -90,7 +90,7 @@ async def seed(db: Database, password: str | None = None) -> SeedReport:
         brands = 0
         for slug, name, domain, config in BRANDS:
             if slug not in existing_brands:
-                await service.create_brand(
+                await tenancy.create_brand(
                     in_org, uow, BrandIn(slug=slug, name=name, domains=[domain], config=config)
                 )
                 brands += 1
@@ -100,7 +100,7 @@ async def seed(db: Database, password: str | None = None) -> SeedReport:
         clients = 0
         for name, email, phone in CLIENTS:
             if email not in existing_emails:
-                await service.create_client(in_org, uow, ClientIn(name=name, email=email, phone=phone))
+                await tenancy.create_client(in_org, uow, ClientIn(name=name, email=email, phone=phone))
                 clients += 1
         # Every built-in the registry knows, in both contexts, so `./run dev` is fully usable.
         installed = await install_builtins(uow, person_id, None)

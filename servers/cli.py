@@ -301,7 +301,7 @@ def token(
     configure_logging(settings)
 
     async def run() -> str:
-        from core.tenancy.service import operator_token
+        from core.tenancy import operator_token
         from core.uow import Database
 
         db = Database(settings)

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import Field
 
+from core import tenancy
 from core.pagination import Page, PageRequest
-from core.tenancy import service
 from core.tenancy.schemas import (
     AssignableRole,
     BrandOut,
@@ -79,7 +79,7 @@ every org membership with its role, and the credential's scopes. Call it first t
     )
     async def whoami(org: OrgArg = None) -> MeOut:
         async with rt.context(org) as (ctx, uow):
-            return await service.whoami(ctx, uow)
+            return await tenancy.whoami(ctx, uow)
 
     @ts.tool(
         "orgs_list",
@@ -89,7 +89,7 @@ every org membership with its role, and the credential's scopes. Call it first t
     )
     async def orgs_list(limit: LimitArg = 20, cursor: CursorArg = None) -> Page[OrgOut]:
         async with rt.context("personal") as (ctx, uow):
-            return await service.list_orgs(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+            return await tenancy.list_orgs(ctx, uow, PageRequest(limit=limit, cursor=cursor))
 
     @ts.tool(
         "orgs_create",
@@ -105,7 +105,7 @@ every org membership with its role, and the credential's scopes. Call it first t
     ) -> OrgOut:
         data = OrgIn(slug=slug, name=name)
         async with rt.context("personal") as (ctx, uow):
-            return await service.create_org(ctx, uow, data, idempotency_key=idempotency_key)
+            return await tenancy.create_org(ctx, uow, data, idempotency_key=idempotency_key)
 
     @ts.tool(
         "org_members_list",
@@ -117,7 +117,7 @@ every org membership with its role, and the credential's scopes. Call it first t
         org: RequiredOrg, limit: LimitArg = 20, cursor: CursorArg = None
     ) -> Page[MemberOut]:
         async with rt.context(org) as (ctx, uow):
-            return await service.list_members(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+            return await tenancy.list_members(ctx, uow, PageRequest(limit=limit, cursor=cursor))
 
     @ts.tool(
         "org_members_add",
@@ -134,7 +134,7 @@ org's owner or an admin. Ownership can't be given this way.""",
     ) -> MemberOut:
         data = MemberIn(person=person, role=role)
         async with rt.context(org) as (ctx, uow):
-            return await service.add_member(ctx, uow, data, idempotency_key=idempotency_key)
+            return await tenancy.add_member(ctx, uow, data, idempotency_key=idempotency_key)
 
     @ts.tool(
         "org_members_update",
@@ -147,7 +147,7 @@ role can't be changed; ownership moves only by the owner's explicit transfer in 
     async def org_members_update(org: RequiredOrg, person: PersonSlugArg, role: RoleArg) -> MemberOut:
         data = MemberUpdateIn(role=role)
         async with rt.context(org) as (ctx, uow):
-            return await service.update_member(ctx, uow, person, data)
+            return await tenancy.update_member(ctx, uow, person, data)
 
     @ts.tool(
         "org_members_remove",
@@ -161,7 +161,7 @@ person before calling.""",
     )
     async def org_members_remove(org: RequiredOrg, person: PersonSlugArg) -> MemberOut:
         async with rt.context(org) as (ctx, uow):
-            return await service.remove_member(ctx, uow, person)
+            return await tenancy.remove_member(ctx, uow, person)
 
     @ts.tool(
         "brands_list",
@@ -173,7 +173,7 @@ person before calling.""",
         org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
     ) -> Page[BrandOut]:
         async with rt.context(org) as (ctx, uow):
-            return await service.list_brands(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+            return await tenancy.list_brands(ctx, uow, PageRequest(limit=limit, cursor=cursor))
 
     @ts.tool(
         "clients_list",
@@ -191,7 +191,7 @@ email and phone. Read-only.""",
         cursor: CursorArg = None,
     ) -> Page[ClientOut]:
         async with rt.context(org) as (ctx, uow):
-            return await service.list_clients(ctx, uow, PageRequest(limit=limit, cursor=cursor), q)
+            return await tenancy.list_clients(ctx, uow, PageRequest(limit=limit, cursor=cursor), q)
 
     @ts.tool(
         "clients_get",
@@ -201,7 +201,7 @@ email and phone. Read-only.""",
     )
     async def clients_get(client_id: ClientId, org: OrgArg = None) -> ClientOut:
         async with rt.context(org) as (ctx, uow):
-            return await service.get_client(ctx, uow, client_id)
+            return await tenancy.get_client(ctx, uow, client_id)
 
     @ts.tool(
         "clients_create",
@@ -221,7 +221,7 @@ the country code when the number is not local.""",
     ) -> ClientOut:
         data = ClientIn(name=name, email=email, phone=phone, notes=notes)
         async with rt.context(org) as (ctx, uow):
-            return await service.create_client(ctx, uow, data, idempotency_key=idempotency_key)
+            return await tenancy.create_client(ctx, uow, data, idempotency_key=idempotency_key)
 
     @ts.tool(
         "clients_update",
@@ -241,6 +241,6 @@ the country code when the number is not local.""",
         given = {"name": name, "email": email, "phone": phone, "notes": notes}
         data = ClientUpdateIn(**{k: v for k, v in given.items() if v is not None})
         async with rt.context(org) as (ctx, uow):
-            return await service.update_client(ctx, uow, client_id, data)
+            return await tenancy.update_client(ctx, uow, client_id, data)
 
     return ts

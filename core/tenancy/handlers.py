@@ -8,8 +8,8 @@ from sqlalchemy import delete, func, update
 
 from core.events import Event, ScheduledRun, schedule, subscribe
 from core.observability import get_logger
+from core.tenancy.invitations import expire_invitations
 from core.tenancy.models import ApiKey, AuthSession
-from core.tenancy.service import expire_invitations
 from core.uow import UnitOfWork
 
 log = get_logger("atlilith.tenancy.handlers")

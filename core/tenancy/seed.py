@@ -8,9 +8,9 @@ import secrets
 
 from sqlalchemy import select
 
+from core import tenancy
 from core.context import Principal, PrincipalKind, Role, TenantContext
 from core.seed import ORG_SLUG, PERSON_SLUG
-from core.tenancy import service
 from core.tenancy.models import Org, Person
 from core.tenancy.schemas import ApiKeyIn, ClientIn, InvitationIn, MemberIn, SignupIn
 from core.uow import Database
@@ -26,7 +26,7 @@ async def seed_demo(db: Database) -> None:
         org_id = (await uow.session.execute(select(Org.id).where(Org.slug == ORG_SLUG))).scalar_one()
     if found is not None:
         return
-    auth = await service.signup(
+    auth = await tenancy.signup(
         db,
         SignupIn(
             email="ada@example.com",
@@ -34,7 +34,7 @@ async def seed_demo(db: Database) -> None:
             slug=DEMO_SLUG,
             display_name="Ada Démo",
         ),
-        service.Device(device_id="seed-demo", user_agent="seed"),
+        tenancy.Device(device_id="seed-demo", user_agent="seed"),
     )
     ada = auth.person.id
     as_ada = TenantContext(
@@ -43,8 +43,8 @@ async def seed_demo(db: Database) -> None:
     async with db.system() as uow:
         uow.ctx = as_ada
         await uow.act_as_service(ada, None)
-        await service.create_api_key(as_ada, uow, ApiKeyIn(name="demo agent", scopes=["tenancy:read"]))
-        await service.create_client(
+        await tenancy.create_api_key(as_ada, uow, ApiKeyIn(name="demo agent", scopes=["tenancy:read"]))
+        await tenancy.create_client(
             as_ada, uow, ClientIn(name="Zoë Personnelle", email="zoe@example.com", notes="ne pas démarcher ✓")
         )
     principal = Principal(kind=PrincipalKind.SESSION, person_id=owner)
@@ -58,12 +58,12 @@ async def seed_demo(db: Database) -> None:
     )
     async with db.system() as uow:
         uow.ctx = in_org
-        await service.add_member(in_org, uow, MemberIn(person=DEMO_SLUG, role="admin"))
-        await service.create_invitation(in_org, uow, InvitationIn(email="invitee@example.com"))
+        await tenancy.add_member(in_org, uow, MemberIn(person=DEMO_SLUG, role="admin"))
+        await tenancy.create_invitation(in_org, uow, InvitationIn(email="invitee@example.com"))
         for i, (name, phone) in enumerate(
             (("Léa Martin", "+33611223344"), ("O'Brien & Co", None), ("李雷", None))
         ):
-            await service.create_client(
+            await tenancy.create_client(
                 in_org,
                 uow,
                 ClientIn(name=name, email=f"demo{i}@example.com", phone=phone, notes="line1\nline2\t"),

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Cookie, Header, Request, Response, status
 
+from core import tenancy
 from core.errors import Unauthenticated
 from core.pagination import Page
-from core.tenancy import browser, service
+from core.tenancy import browser
 from core.tenancy.schemas import (
     ApiKeyCreated,
     ApiKeyIn,
@@ -32,8 +33,8 @@ from servers.api.deps import PERSONAL, CallerDep, DbDep, PageDep
 router = APIRouter(tags=["auth"])
 
 
-def _device(request: Request, device_id: str | None) -> service.Device:
-    return service.Device(device_id=device_id, user_agent=request.headers.get("user-agent"))
+def _device(request: Request, device_id: str | None) -> tenancy.Device:
+    return tenancy.Device(device_id=device_id, user_agent=request.headers.get("user-agent"))
 
 
 def _host(request: Request) -> str:
@@ -77,7 +78,7 @@ COOKIE_DOC = (
     description="Create your account (a person; no org is asked) and get tokens. " + COOKIE_DOC,
 )
 async def signup(data: SignupIn, request: Request, response: Response, db: DbDep) -> AuthOut:
-    out = await service.signup(db, data, _device(request, data.device_id))
+    out = await tenancy.signup(db, data, _device(request, data.device_id))
     return _answer(out, data.refresh_cookie, request, response)
 
 
@@ -87,7 +88,7 @@ async def signup(data: SignupIn, request: Request, response: Response, db: DbDep
     description="Sign in with your email or slug. " + COOKIE_DOC,
 )
 async def login(data: LoginIn, request: Request, response: Response, db: DbDep) -> AuthOut:
-    out = await service.login(db, data, _device(request, data.device_id))
+    out = await tenancy.login(db, data, _device(request, data.device_id))
     return _answer(out, data.refresh_cookie, request, response)
 
 
@@ -121,11 +122,11 @@ async def refresh(
     origin: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> AuthOut:
     if data is not None:
-        return await service.refresh(db, data)
+        return await tenancy.refresh(db, data)
     if not refresh_cookie:
         raise Unauthenticated("no refresh token was sent", code="refresh_invalid", hint="sign in again")
     proof = browser.CsrfProof(cookie=csrf_cookie, header=csrf_header, origin=origin, host=_host(request))
-    out = await service.refresh(db, RefreshIn.model_construct(refresh_token=refresh_cookie), proof)
+    out = await tenancy.refresh(db, RefreshIn.model_construct(refresh_token=refresh_cookie), proof)
     return _answer(out, True, request, response)
 
 
@@ -136,7 +137,7 @@ async def logout(
     """End this session (or every session with `all_devices`); its tokens stop working at once,
     and the browser's session cookies are cleared."""
     async with caller.context(person_level=True) as (ctx, uow):
-        await service.logout(ctx, uow, data or LogoutIn())
+        await tenancy.logout(ctx, uow, data or LogoutIn())
     _set_cookies(response, browser.cleared_cookies(_host(request)))
 
 
@@ -144,65 +145,65 @@ async def logout(
 async def switch(data: SwitchIn, caller: CallerDep) -> AuthOut:
     """Get an access token for another context: an org you belong to, or null for personal."""
     async with caller.context(data.org or PERSONAL) as (ctx, uow):
-        return await service.switch_context(ctx, uow)
+        return await tenancy.switch_context(ctx, uow)
 
 
 @router.get("/v1/me", response_model=MeOut, tags=["me"])
 async def me(caller: CallerDep) -> MeOut:
     """You, the context this request acts in, and all your memberships."""
     async with caller.context() as (ctx, uow):
-        return await service.whoami(ctx, uow)
+        return await tenancy.whoami(ctx, uow)
 
 
 @router.patch("/v1/me", response_model=PersonOut, tags=["me"])
 async def update_me(data: PersonUpdateIn, caller: CallerDep) -> PersonOut:
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.update_me(ctx, uow, data)
+        return await tenancy.update_me(ctx, uow, data)
 
 
 @router.post("/v1/me/password", status_code=status.HTTP_204_NO_CONTENT, tags=["me"])
 async def change_password(data: PasswordChangeIn, caller: CallerDep) -> None:
     """Change your password; every other device is signed out."""
     async with caller.context(person_level=True) as (ctx, uow):
-        await service.change_password(ctx, uow, data)
+        await tenancy.change_password(ctx, uow, data)
 
 
 @router.get("/v1/me/invitations", response_model=Page[InvitationOut], tags=["me"])
 async def my_invitations(caller: CallerDep, page: PageDep) -> Page[InvitationOut]:
     """Pending invitations to join orgs."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.list_my_invitations(ctx, uow, page)
+        return await tenancy.list_my_invitations(ctx, uow, page)
 
 
 @router.post("/v1/invitations/{invitation_id}/accept", response_model=MemberOut, tags=["me"])
 async def accept_invitation(invitation_id: uuid.UUID, caller: CallerDep) -> MemberOut:
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.accept_invitation(ctx, uow, invitation_id)
+        return await tenancy.accept_invitation(ctx, uow, invitation_id)
 
 
 @router.post("/v1/invitations/{invitation_id}/decline", response_model=InvitationOut, tags=["me"])
 async def decline_invitation(invitation_id: uuid.UUID, caller: CallerDep) -> InvitationOut:
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.decline_invitation(ctx, uow, invitation_id)
+        return await tenancy.decline_invitation(ctx, uow, invitation_id)
 
 
 @router.post(
     "/v1/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, tags=["api keys"]
 )
 async def create_api_key(data: ApiKeyIn, caller: CallerDep) -> ApiKeyCreated:
-    """Create an API key for an agent or peer service. The key is shown once."""
+    """Create an API key for an agent or peer tenancy. The key is shown once."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.create_api_key(ctx, uow, data)
+        return await tenancy.create_api_key(ctx, uow, data)
 
 
 @router.get("/v1/api-keys", response_model=Page[ApiKeyOut], tags=["api keys"])
 async def list_api_keys(caller: CallerDep, page: PageDep) -> Page[ApiKeyOut]:
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.list_api_keys(ctx, uow, page)
+        return await tenancy.list_api_keys(ctx, uow, page)
 
 
 @router.delete("/v1/api-keys/{key_id}", response_model=ApiKeyOut, tags=["api keys"])
 async def revoke_api_key(key_id: uuid.UUID, caller: CallerDep) -> ApiKeyOut:
     """Revoke a key; it is refused from the next request on. Revoking twice is harmless."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.revoke_api_key(ctx, uow, key_id)
+        return await tenancy.revoke_api_key(ctx, uow, key_id)

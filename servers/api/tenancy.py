@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from core import tenancy
 from core.pagination import Page
-from core.tenancy import service
 from core.tenancy.schemas import (
     BrandIn,
     BrandOut,
@@ -46,47 +46,47 @@ PersonSlug = Annotated[str, Path(pattern=SLUG_PATTERN, description="The person's
 async def create_org(data: OrgIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> OrgOut:
     """Create an org; you become its owner."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.create_org(ctx, uow, data, idempotency_key=idempotency_key)
+        return await tenancy.create_org(ctx, uow, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/orgs", response_model=Page[OrgOut], tags=["orgs"])
 async def list_orgs(caller: CallerDep, page: PageDep) -> Page[OrgOut]:
     """Orgs you belong to, with your role in each."""
     async with caller.context(person_level=True) as (ctx, uow):
-        return await service.list_orgs(ctx, uow, page)
+        return await tenancy.list_orgs(ctx, uow, page)
 
 
 @router.get("/v1/orgs/{slug}", response_model=OrgOut, tags=["orgs"])
 async def get_org(slug: OrgSlug, caller: CallerDep) -> OrgOut:
     async with caller.context(slug) as (ctx, uow):
-        return await service.get_org(ctx, uow)
+        return await tenancy.get_org(ctx, uow)
 
 
 @router.patch("/v1/orgs/{slug}", response_model=OrgOut, tags=["orgs"])
 async def update_org(slug: OrgSlug, data: OrgUpdateIn, caller: CallerDep) -> OrgOut:
     """Rename or reconfigure (owner or admin; the slug only by the owner)."""
     async with caller.context(slug) as (ctx, uow):
-        return await service.update_org(ctx, uow, data)
+        return await tenancy.update_org(ctx, uow, data)
 
 
 @router.delete("/v1/orgs/{slug}", status_code=status.HTTP_204_NO_CONTENT, tags=["orgs"])
 async def delete_org(slug: OrgSlug, caller: CallerDep) -> None:
     """Delete the org with its members, invitations, brands and clients (owner only)."""
     async with caller.context(slug) as (ctx, uow):
-        await service.delete_org(ctx, uow)
+        await tenancy.delete_org(ctx, uow)
 
 
 @router.post("/v1/orgs/{slug}/transfer", response_model=OrgOut, tags=["orgs"])
 async def transfer(slug: OrgSlug, data: TransferIn, caller: CallerDep) -> OrgOut:
     """Hand ownership to another member (owner only); you stay on as admin."""
     async with caller.context(slug) as (ctx, uow):
-        return await service.transfer_ownership(ctx, uow, data)
+        return await tenancy.transfer_ownership(ctx, uow, data)
 
 
 @router.get("/v1/orgs/{slug}/members", response_model=Page[MemberOut], tags=["orgs"])
 async def list_members(slug: OrgSlug, caller: CallerDep, page: PageDep) -> Page[MemberOut]:
     async with caller.context(slug) as (ctx, uow):
-        return await service.list_members(ctx, uow, page)
+        return await tenancy.list_members(ctx, uow, page)
 
 
 @router.post(
@@ -97,7 +97,7 @@ async def add_member(
 ) -> MemberOut:
     """Add a person (by slug) as admin or member (owner or admin)."""
     async with caller.context(slug) as (ctx, uow):
-        return await service.add_member(ctx, uow, data, idempotency_key=idempotency_key)
+        return await tenancy.add_member(ctx, uow, data, idempotency_key=idempotency_key)
 
 
 @router.patch("/v1/orgs/{slug}/members/{person}", response_model=MemberOut, tags=["orgs"])
@@ -105,14 +105,14 @@ async def update_member(
     slug: OrgSlug, person: PersonSlug, data: MemberUpdateIn, caller: CallerDep
 ) -> MemberOut:
     async with caller.context(slug) as (ctx, uow):
-        return await service.update_member(ctx, uow, person, data)
+        return await tenancy.update_member(ctx, uow, person, data)
 
 
 @router.delete("/v1/orgs/{slug}/members/{person}", status_code=status.HTTP_204_NO_CONTENT, tags=["orgs"])
 async def remove_member(slug: OrgSlug, person: PersonSlug, caller: CallerDep) -> None:
     """Remove a member (owner or admin), or leave the org by naming yourself."""
     async with caller.context(slug) as (ctx, uow):
-        await service.remove_member(ctx, uow, person)
+        await tenancy.remove_member(ctx, uow, person)
 
 
 @router.get("/v1/orgs/{slug}/invitations", response_model=Page[InvitationOut], tags=["orgs"])
@@ -125,7 +125,7 @@ async def list_invitations(
     ] = None,
 ) -> Page[InvitationOut]:
     async with caller.context(slug) as (ctx, uow):
-        return await service.list_invitations(ctx, uow, page, status_filter)
+        return await tenancy.list_invitations(ctx, uow, page, status_filter)
 
 
 @router.post(
@@ -139,13 +139,13 @@ async def create_invitation(
 ) -> InvitationOut:
     """Invite by email or person slug (owner or admin). The invitee accepts from their account."""
     async with caller.context(slug) as (ctx, uow):
-        return await service.create_invitation(ctx, uow, data, idempotency_key=idempotency_key)
+        return await tenancy.create_invitation(ctx, uow, data, idempotency_key=idempotency_key)
 
 
 @router.delete("/v1/orgs/{slug}/invitations/{invitation_id}", response_model=InvitationOut, tags=["orgs"])
 async def revoke_invitation(slug: OrgSlug, invitation_id: uuid.UUID, caller: CallerDep) -> InvitationOut:
     async with caller.context(slug) as (ctx, uow):
-        return await service.revoke_invitation(ctx, uow, invitation_id)
+        return await tenancy.revoke_invitation(ctx, uow, invitation_id)
 
 
 # --- brands ---------------------------------------------------------------------------------------
@@ -155,19 +155,19 @@ async def revoke_invitation(slug: OrgSlug, invitation_id: uuid.UUID, caller: Cal
 async def list_brands(caller: CallerDep, page: PageDep) -> Page[BrandOut]:
     """Brands of the current context (personal, or the org of your token / X-Atlilith-Org)."""
     async with caller.context() as (ctx, uow):
-        return await service.list_brands(ctx, uow, page)
+        return await tenancy.list_brands(ctx, uow, page)
 
 
 @router.post("/v1/brands", status_code=status.HTTP_201_CREATED, response_model=BrandOut, tags=["brands"])
 async def create_brand(data: BrandIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> BrandOut:
     async with caller.context() as (ctx, uow):
-        return await service.create_brand(ctx, uow, data, idempotency_key=idempotency_key)
+        return await tenancy.create_brand(ctx, uow, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/brands/{brand_id}", response_model=BrandOut, tags=["brands"])
 async def get_brand(brand_id: uuid.UUID, caller: CallerDep, response: Response) -> BrandOut:
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.get_brand(ctx, uow, brand_id))
+        return tagged(response, await tenancy.get_brand(ctx, uow, brand_id))
 
 
 @router.patch("/v1/brands/{brand_id}", response_model=BrandOut, tags=["brands"])
@@ -175,13 +175,13 @@ async def update_brand(
     brand_id: uuid.UUID, data: BrandUpdateIn, caller: CallerDep, response: Response, if_match: IfMatch = None
 ) -> BrandOut:
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.update_brand(ctx, uow, brand_id, data, if_match))
+        return tagged(response, await tenancy.update_brand(ctx, uow, brand_id, data, if_match))
 
 
 @router.delete("/v1/brands/{brand_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["brands"])
 async def delete_brand(brand_id: uuid.UUID, caller: CallerDep) -> None:
     async with caller.context() as (ctx, uow):
-        await service.delete_brand(ctx, uow, brand_id)
+        await tenancy.delete_brand(ctx, uow, brand_id)
 
 
 # --- clients --------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ async def list_clients(
     q: Annotated[str | None, Query(max_length=200, description="Match name, email or phone.")] = None,
 ) -> Page[ClientOut]:
     async with caller.context() as (ctx, uow):
-        return await service.list_clients(ctx, uow, page, q)
+        return await tenancy.list_clients(ctx, uow, page, q)
 
 
 @router.post("/v1/clients", status_code=status.HTTP_201_CREATED, response_model=ClientOut, tags=["clients"])
@@ -202,13 +202,13 @@ async def create_client(
     data: ClientIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> ClientOut:
     async with caller.context() as (ctx, uow):
-        return await service.create_client(ctx, uow, data, idempotency_key=idempotency_key)
+        return await tenancy.create_client(ctx, uow, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/clients/{client_id}", response_model=ClientOut, tags=["clients"])
 async def get_client(client_id: uuid.UUID, caller: CallerDep, response: Response) -> ClientOut:
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.get_client(ctx, uow, client_id))
+        return tagged(response, await tenancy.get_client(ctx, uow, client_id))
 
 
 @router.patch("/v1/clients/{client_id}", response_model=ClientOut, tags=["clients"])
@@ -220,10 +220,10 @@ async def update_client(
     if_match: IfMatch = None,
 ) -> ClientOut:
     async with caller.context() as (ctx, uow):
-        return tagged(response, await service.update_client(ctx, uow, client_id, data, if_match))
+        return tagged(response, await tenancy.update_client(ctx, uow, client_id, data, if_match))
 
 
 @router.delete("/v1/clients/{client_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["clients"])
 async def delete_client(client_id: uuid.UUID, caller: CallerDep) -> None:
     async with caller.context() as (ctx, uow):
-        await service.delete_client(ctx, uow, client_id)
+        await tenancy.delete_client(ctx, uow, client_id)

@@ -10,11 +10,11 @@ from typing import Any
 from playwright.async_api import Page, expect
 from sqlalchemy import select
 
+from core import tenancy
 from core.context import Principal, PrincipalKind, Role, TenantContext
 from core.demo import seed_demo_data
 from core.events import Relay
 from core.seed import ORG_SLUG, PERSON_SLUG, seed
-from core.tenancy import service as tenancy
 from core.tenancy.models import Org, Person
 from core.tenancy.schemas import MemberIn
 from core.uow import Database

@@ -414,7 +414,7 @@ async def test_signup_refuses_duplicates_and_bad_input_changing_nothing(client: 
 
 
 async def test_operator_token_command(db: Database, client: httpx.AsyncClient) -> None:
-    from core.tenancy.service import operator_token
+    from core.tenancy import operator_token
 
     owner = await signup(client)
     org = await make_org(client, owner)

@@ -104,12 +104,12 @@ async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) 
 async def test_internal_errors_never_leak(
     app: object, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.tenancy import service
+    from core import tenancy
 
     async def boom(*_: object, **__: object) -> None:
         raise RuntimeError("SELECT password_hash FROM platform.person_credentials -- secret")
 
-    monkeypatch.setattr(service, "whoami", boom)
+    monkeypatch.setattr(tenancy, "whoami", boom)
     a = await signup(client)
     # As a real server would: the response is sent, the error stays in the logs.
     quiet = httpx.AsyncClient(

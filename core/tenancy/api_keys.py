@@ -1,0 +1,117 @@
+"""API keys: minted by a signed-in person, listed and revoked by them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import select, tuple_
+
+from core.auth import new_api_key, utcnow
+from core.context import TenantContext, known_scopes
+from core.errors import FieldIssue, NotFound, PermissionDenied, ValidationFailed
+from core.pagination import Page, PageRequest
+from core.tenancy.models import ApiKey, Org, OrgMember
+from core.tenancy.queries import keyset, next_cursor
+from core.tenancy.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, OrgRef
+from core.uow import UnitOfWork
+
+
+def _api_key_out(key: ApiKey, org: Org | None) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        scopes=list(key.scopes),
+        org=OrgRef.model_validate(org) if org else None,
+        created_at=key.created_at,
+        last_used_at=key.last_used_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+    )
+
+
+async def create_api_key(ctx: TenantContext, uow: UnitOfWork, data: ApiKeyIn) -> ApiKeyCreated:
+    """Only a signed-in person mints keys: a leaked key cannot breed more keys."""
+    ctx.require_human()
+    known = known_scopes()
+    unknown = [s for s in data.scopes if s != "*" and not s.endswith(":*") and s not in known]
+    if unknown:
+        raise ValidationFailed(
+            f"unknown scopes: {', '.join(unknown)}",
+            code="unknown_scope",
+            hint="valid scopes: " + ", ".join(["*", *known]),
+            errors=[FieldIssue("scopes", f"unknown scope {s!r}") for s in unknown],
+        )
+    org: Org | None = None
+    if data.org:
+        row = (
+            await uow.session.execute(
+                select(Org)
+                .join(OrgMember, OrgMember.org_id == Org.id)
+                .where(Org.slug == data.org, OrgMember.person_id == ctx.person_id)
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            raise PermissionDenied(
+                f"you are not a member of {data.org!r}",
+                code="not_a_member",
+                errors=[FieldIssue("org", "not one of your orgs")],
+            )
+        org = row
+    minted = new_api_key()
+    key = ApiKey(
+        person_id=ctx.person_id,
+        org_id=org.id if org else None,
+        name=data.name,
+        prefix=minted.prefix,
+        secret_hash=minted.secret_hash,
+        scopes=sorted(set(data.scopes)),
+        expires_at=utcnow() + dt.timedelta(days=data.expires_in_days) if data.expires_in_days else None,
+    )
+    uow.session.add(key)
+    await uow.session.flush()
+    await uow.session.refresh(key)
+    uow.emit(
+        "platform/api_key.created",
+        {"api_key_id": key.id, "name": key.name, "scopes": key.scopes, "bound_org_id": key.org_id},
+    )
+    return ApiKeyCreated(**_api_key_out(key, org).model_dump(), token=minted.token)
+
+
+async def list_api_keys(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[ApiKeyOut]:
+    ctx.require_human()
+    stmt = (
+        select(ApiKey, Org)
+        .outerjoin(Org, Org.id == ApiKey.org_id)
+        .where(ApiKey.person_id == ctx.person_id)
+        .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
+        .limit(page.limit + 1)
+    )
+    if (after := keyset(page, 2)) is not None:
+        stmt = stmt.where(tuple_(ApiKey.created_at, ApiKey.id) < tuple_(*after))
+    rows = (await uow.session.execute(stmt)).all()
+    return Page[ApiKeyOut](
+        items=[_api_key_out(k, o) for k, o in rows[: page.limit]],
+        next_cursor=next_cursor(rows, page.limit, lambda r: (r[0].created_at, r[0].id)),
+    )
+
+
+async def revoke_api_key(ctx: TenantContext, uow: UnitOfWork, key_id: uuid.UUID) -> ApiKeyOut:
+    ctx.require_human()
+    row = (
+        await uow.session.execute(
+            select(ApiKey, Org)
+            .outerjoin(Org, Org.id == ApiKey.org_id)
+            .where(ApiKey.id == key_id, ApiKey.person_id == ctx.person_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(
+            "no such API key", code="api_key_not_found", hint="list your keys with [[tenancy.list_api_keys]]"
+        )
+    key, org = row
+    if key.revoked_at is None:  # revoking twice is a no-op, so retries are safe
+        key.revoked_at = utcnow()
+        uow.emit("platform/api_key.revoked", {"api_key_id": key.id, "name": key.name})
+    return _api_key_out(key, org)

@@ -1,0 +1,165 @@
+"""Brands of a context and the domains they answer on."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import delete, select, tuple_
+
+from core.auth import utcnow
+from core.context import TenantContext
+from core.errors import FieldIssue, NotFound, ValidationFailed
+from core.idempotency import idempotent_operation
+from core.pagination import Page, PageRequest
+from core.preconditions import require_match
+from core.tenancy.models import Brand, BrandDomain
+from core.tenancy.queries import READ, keyset, next_cursor, require_manager
+from core.tenancy.schemas import BrandIn, BrandOut, BrandUpdateIn
+from core.uow import UnitOfWork
+
+
+async def _brand_out(uow: UnitOfWork, brands: list[Brand]) -> list[BrandOut]:
+    if not brands:
+        return []
+    domains: dict[uuid.UUID, list[str]] = {b.id: [] for b in brands}
+    for brand_id, domain in (
+        await uow.session.execute(
+            select(BrandDomain.brand_id, BrandDomain.domain)
+            .where(BrandDomain.brand_id.in_(list(domains)))
+            .order_by(BrandDomain.domain)
+        )
+    ).all():
+        domains[brand_id].append(domain)
+    return [
+        BrandOut(
+            id=b.id,
+            slug=b.slug,
+            name=b.name,
+            domains=domains[b.id],
+            config=b.config,
+            context="org" if b.org_id else "personal",
+            org_id=b.org_id,
+            created_at=b.created_at,
+            updated_at=b.updated_at,
+        )
+        for b in brands
+    ]
+
+
+async def _brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, *, lock: bool = False) -> Brand:
+    stmt = select(Brand).where(Brand.id == brand_id, Brand.tenant_id == ctx.tenant_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    brand = (await uow.session.execute(stmt)).scalar_one_or_none()
+    if brand is None:
+        raise NotFound(
+            "no such brand in this context",
+            code="brand_not_found",
+            hint="list brands with [[tenancy.list_brands]]",
+        )
+    return brand
+
+
+def _check_domains(domains: list[str]) -> list[str]:
+    unique = sorted(set(domains))
+    if len(unique) != len(domains):
+        raise ValidationFailed(
+            "a domain is listed twice", code="duplicate_domain", errors=[FieldIssue("domains", "duplicates")]
+        )
+    return unique
+
+
+async def list_brands(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[BrandOut]:
+    ctx.require(READ)
+    stmt = (
+        select(Brand)
+        .where(Brand.tenant_id == ctx.tenant_id)
+        .order_by(Brand.created_at, Brand.id)
+        .limit(page.limit + 1)
+    )
+    if (after := keyset(page, 2)) is not None:
+        stmt = stmt.where(tuple_(Brand.created_at, Brand.id) > tuple_(*after))
+    rows = list((await uow.session.execute(stmt)).scalars())
+    return Page[BrandOut](
+        items=await _brand_out(uow, rows[: page.limit]),
+        next_cursor=next_cursor(rows, page.limit, lambda r: (r.created_at, r.id)),
+    )
+
+
+@idempotent_operation("brands.create")
+async def create_brand(
+    ctx: TenantContext, uow: UnitOfWork, data: BrandIn, idempotency_key: str | None = None
+) -> BrandOut:
+    require_manager(ctx)
+    domains = _check_domains(data.domains)
+    brand = Brand(
+        id=uuid.uuid4(),
+        person_id=ctx.person_id,
+        org_id=ctx.org_id,
+        slug=data.slug,
+        name=data.name,
+        config=data.config,
+    )
+    uow.session.add(brand)
+    await uow.session.flush()
+    uow.session.add_all(
+        [
+            BrandDomain(domain=d, brand_id=brand.id, person_id=ctx.person_id, org_id=ctx.org_id)
+            for d in domains
+        ]
+    )
+    await uow.session.flush()
+    await uow.session.refresh(brand)
+    uow.emit("platform/brand.created", {"brand_id": brand.id, "slug": brand.slug, "domains": domains})
+    return (await _brand_out(uow, [brand]))[0]
+
+
+async def get_brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID) -> BrandOut:
+    ctx.require(READ)
+    return (await _brand_out(uow, [await _brand(ctx, uow, brand_id)]))[0]
+
+
+async def update_brand(
+    ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, data: BrandUpdateIn, if_match: str | None = None
+) -> BrandOut:
+    """`if_match`: the ETag the change is based on (core.preconditions); None = last write wins."""
+    require_manager(ctx)
+    # Locked even without If-Match: every writer of a brand (and its domains) queues here.
+    brand = await _brand(ctx, uow, brand_id, lock=True)
+    if if_match is not None:
+        require_match(if_match, (await _brand_out(uow, [brand]))[0], what="brand")
+    if data.name is not None:
+        brand.name = data.name
+    if data.config is not None:
+        brand.config = data.config
+    if data.domains is not None:
+        wanted = set(_check_domains(data.domains))
+        current = set(
+            (
+                await uow.session.execute(select(BrandDomain.domain).where(BrandDomain.brand_id == brand.id))
+            ).scalars()
+        )
+        if current - wanted:
+            await uow.session.execute(
+                delete(BrandDomain).where(
+                    BrandDomain.brand_id == brand.id, BrandDomain.domain.in_(sorted(current - wanted))
+                )
+            )
+        uow.session.add_all(
+            [
+                BrandDomain(domain=d, brand_id=brand.id, person_id=brand.person_id, org_id=brand.org_id)
+                for d in sorted(wanted - current)
+            ]
+        )
+    brand.updated_at = utcnow()
+    await uow.session.flush()
+    uow.emit("platform/brand.updated", {"brand_id": brand.id, "slug": brand.slug})
+    return (await _brand_out(uow, [brand]))[0]
+
+
+async def delete_brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID) -> None:
+    require_manager(ctx)
+    brand = await _brand(ctx, uow, brand_id)
+    await uow.session.delete(brand)
+    await uow.session.flush()
+    uow.emit("platform/brand.deleted", {"brand_id": brand_id, "slug": brand.slug})

@@ -1,0 +1,69 @@
+"""Database constraints of tenancy tables, as the errors a caller sees when one is broken."""
+
+from __future__ import annotations
+
+from core.errors import Conflict, FieldIssue, constraint_error
+
+
+def _taken(field: str, code: str, message: str, hint: str) -> Conflict:
+    return Conflict(message, code=code, hint=hint, errors=[FieldIssue(field, message, "taken")])
+
+
+constraint_error(
+    "uq_persons_slug",
+    _taken("slug", "slug_taken", "this slug is taken", "choose another slug"),
+)
+constraint_error(
+    "uq_persons_email",
+    _taken("email", "email_taken", "an account with this email exists", "sign in with POST /v1/auth/login"),
+)
+constraint_error(
+    "uq_orgs_slug", _taken("slug", "slug_taken", "this org slug is taken", "choose another slug")
+)
+constraint_error(
+    "uq_brands_tenant_id_slug",
+    _taken("slug", "slug_taken", "a brand with this slug exists in this context", "choose another slug"),
+)
+constraint_error(
+    "pk_brand_domains",
+    _taken(
+        "domains", "domain_taken", "a domain is already used by a brand", "remove it from the other brand"
+    ),
+)
+constraint_error(
+    "uq_clients_tenant_id_email",
+    _taken(
+        "email",
+        "client_exists",
+        "a client with this email exists in this context",
+        "update that client instead (GET /v1/clients?q=<email>)",
+    ),
+)
+constraint_error(
+    "pk_org_members",
+    Conflict("this person is already a member", code="already_member", hint="change their role instead"),
+)
+constraint_error(
+    "uq_org_members_one_owner",
+    Conflict("an org has exactly one owner", code="owner_exists", hint="transfer ownership instead"),
+)
+constraint_error(
+    "fk_orgs_owner_membership",
+    Conflict(
+        "the owner must stay a member with the owner role",
+        code="owner_required",
+        hint="transfer ownership ([[tenancy.transfer_ownership]]) first",
+    ),
+)
+constraint_error(
+    "uq_invitations_pending_person",
+    Conflict("this person already has a pending invitation", code="invitation_pending"),
+)
+constraint_error(
+    "uq_invitations_pending_email",
+    Conflict("this email already has a pending invitation", code="invitation_pending"),
+)
+constraint_error(
+    "fk_orgs_owner_id_persons",
+    Conflict("this person still owns orgs", code="owns_orgs", hint="transfer or delete those orgs first"),
+)

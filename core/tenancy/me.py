@@ -1,0 +1,91 @@
+"""The signed-in person: who they are, their name and their password."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+
+from core.context import TenantContext
+from core.errors import FieldIssue, PermissionDenied, Unauthenticated
+from core.tenancy.models import AuthSession, Org, OrgMember, Person, PersonCredential
+from core.tenancy.presenters import person_out
+from core.tenancy.queries import WRITE
+from core.tenancy.schemas import (
+    ContextOut,
+    CredentialOut,
+    MembershipOut,
+    MeOut,
+    OrgRef,
+    PasswordChangeIn,
+    PersonOut,
+    PersonUpdateIn,
+)
+from core.uow import UnitOfWork
+
+
+async def whoami(ctx: TenantContext, uow: UnitOfWork) -> MeOut:
+    """The person, the context this request acts in, every membership, and the credential used."""
+    rows = (
+        await uow.session.execute(
+            select(Person, OrgMember.role, OrgMember.created_at, Org.id, Org.slug, Org.name)
+            .outerjoin(OrgMember, OrgMember.person_id == Person.id)
+            .outerjoin(Org, Org.id == OrgMember.org_id)
+            .where(Person.id == ctx.person_id)
+            .order_by(Org.slug)
+        )
+    ).all()
+    if not rows:
+        raise Unauthenticated("the person behind this credential no longer exists", code="token_invalid")
+    person = rows[0][0]
+    memberships = [
+        MembershipOut(org=OrgRef(id=r[3], slug=r[4], name=r[5]), role=r[1], joined_at=r[2])
+        for r in rows
+        if r[3] is not None
+    ]
+    current = next((m for m in memberships if m.org.id == ctx.org_id), None)
+    principal = ctx.principal
+    return MeOut(
+        person=person_out(person),
+        context=ContextOut(kind="org", org=current.org, role=current.role)
+        if current
+        else ContextOut(kind="personal"),
+        memberships=memberships,
+        credential=CredentialOut(
+            kind="oauth" if principal.grant_id else "api_key" if principal.api_key_id else "session",
+            scopes=sorted(principal.scopes),
+            api_key_id=principal.api_key_id,
+            session_id=principal.session_id,
+        ),
+    )
+
+
+async def update_me(ctx: TenantContext, uow: UnitOfWork, data: PersonUpdateIn) -> PersonOut:
+    ctx.require(WRITE)
+    person = await uow.session.get(Person, ctx.person_id)
+    assert person is not None
+    person.display_name = data.display_name
+    await uow.session.flush()
+    return person_out(person)
+
+
+async def change_password(ctx: TenantContext, uow: UnitOfWork, data: PasswordChangeIn) -> None:
+    """Change the password and sign out every other device."""
+    ctx.require_human()
+    cred = await uow.session.get(PersonCredential, ctx.person_id)
+    assert cred is not None
+    if not await uow.db.passwords.verify(cred.password_hash, data.current_password):
+        raise PermissionDenied(
+            "the current password is wrong",
+            code="invalid_credentials",
+            errors=[FieldIssue("current_password", "wrong password")],
+        )
+    cred.password_hash = await uow.db.passwords.hash(data.new_password)
+    await uow.session.execute(
+        update(AuthSession)
+        .where(
+            AuthSession.person_id == ctx.person_id,
+            AuthSession.id != ctx.principal.session_id,
+            AuthSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=func.now(), revoked_reason="password_changed")
+    )
+    uow.emit("platform/person.password_changed", {})

@@ -1,0 +1,107 @@
+"""An org's members: listed, added, given another role, removed or leaving."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select, tuple_, update
+
+from core.context import Role, TenantContext
+from core.errors import PermissionDenied
+from core.idempotency import idempotent_operation
+from core.pagination import Page, PageRequest
+from core.registry.changes import tools_changed
+from core.tenancy.models import OrgMember, Person
+from core.tenancy.presenters import member_out, person_out
+from core.tenancy.queries import READ, WRITE, keyset, member_by_slug, next_cursor, person_id_by_slug
+from core.tenancy.schemas import MemberIn, MemberOut, MemberUpdateIn
+from core.uow import UnitOfWork
+
+
+async def list_members(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[MemberOut]:
+    ctx.require(READ)
+    org_id = ctx.require_org()
+    stmt = (
+        select(Person, OrgMember.role, OrgMember.created_at)
+        .join(OrgMember, OrgMember.person_id == Person.id)
+        .where(OrgMember.org_id == org_id)
+        .order_by(OrgMember.created_at, OrgMember.person_id)
+        .limit(page.limit + 1)
+    )
+    if (after := keyset(page, 2)) is not None:
+        stmt = stmt.where(tuple_(OrgMember.created_at, OrgMember.person_id) > tuple_(*after))
+    rows = (await uow.session.execute(stmt)).all()
+    return Page[MemberOut](
+        items=[
+            MemberOut(person=person_out(p, ctx.person_id), role=role, joined_at=at)
+            for p, role, at in rows[: page.limit]
+        ],
+        next_cursor=next_cursor(rows, page.limit, lambda r: (r[2], r[0].id)),
+    )
+
+
+@idempotent_operation("members.add")
+async def add_member(
+    ctx: TenantContext, uow: UnitOfWork, data: MemberIn, idempotency_key: str | None = None
+) -> MemberOut:
+    ctx.require(WRITE)
+    ctx.require_role(Role.OWNER, Role.ADMIN)
+    org_id = ctx.require_org()
+    person_id = await person_id_by_slug(uow, data.person)
+    uow.session.add(OrgMember(org_id=org_id, person_id=person_id, role=data.role))
+    await uow.session.flush()
+    uow.emit("platform/org_member.added", {"member_person_id": person_id, "role": data.role, "via": "added"})
+    tools_changed(uow, "org_member.added", persons=[person_id])
+    return await member_out(uow, org_id, person_id, ctx.person_id)
+
+
+async def update_member(
+    ctx: TenantContext, uow: UnitOfWork, person_slug: str, data: MemberUpdateIn
+) -> MemberOut:
+    ctx.require(WRITE)
+    ctx.require_role(Role.OWNER, Role.ADMIN)
+    org_id = ctx.require_org()
+    target = await member_by_slug(ctx, uow, person_slug)
+    if target.role == Role.OWNER.value:
+        raise PermissionDenied(
+            "the owner's role cannot be changed",
+            code="cannot_change_owner",
+            hint="the owner can transfer ownership ([[tenancy.transfer_ownership]])",
+        )
+    if target.role != data.role:
+        await uow.session.execute(
+            update(OrgMember)
+            .where(OrgMember.org_id == org_id, OrgMember.person_id == target.person_id)
+            .values(role=data.role, updated_at=func.now())
+        )
+        uow.emit(
+            "platform/org_member.role_changed",
+            {"member_person_id": target.person_id, "from": target.role, "to": data.role},
+        )
+        tools_changed(uow, "org_member.role_changed", persons=[target.person_id])
+    return await member_out(uow, org_id, target.person_id, ctx.person_id)
+
+
+async def remove_member(ctx: TenantContext, uow: UnitOfWork, person_slug: str) -> MemberOut:
+    """Remove a member (owner/admin), or leave the org yourself (anyone but the owner).
+    Returns the membership as it was."""
+    ctx.require(WRITE)
+    org_id = ctx.require_org()
+    target = await member_by_slug(ctx, uow, person_slug)
+    leaving = target.person_id == ctx.person_id
+    if target.role == Role.OWNER.value:
+        raise PermissionDenied(
+            "the owner cannot leave or be removed" if leaving else "the owner cannot be removed",
+            code="owner_cannot_leave" if leaving else "cannot_remove_owner",
+            hint="the owner can transfer ownership first ([[tenancy.transfer_ownership]])",
+        )
+    if not leaving:
+        ctx.require_role(Role.OWNER, Role.ADMIN)
+    removed = await member_out(uow, org_id, target.person_id, ctx.person_id)
+    await uow.session.execute(
+        delete(OrgMember).where(OrgMember.org_id == org_id, OrgMember.person_id == target.person_id)
+    )
+    uow.emit(
+        "platform/org_member.removed",
+        {"member_person_id": target.person_id, "role": target.role, "via": "left" if leaving else "removed"},
+    )
+    tools_changed(uow, "org_member.removed", persons=[target.person_id])
+    return removed

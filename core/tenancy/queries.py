@@ -1,0 +1,71 @@
+"""What several tenancy modules ask the database, and the scopes their operations check."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, text
+
+from core.context import Role, TenantContext
+from core.errors import FieldIssue, NotFound
+from core.pagination import PageRequest, decode_cursor, encode_cursor
+from core.tenancy.models import OrgMember, Person
+from core.uow import UnitOfWork
+
+READ = "tenancy:read"
+WRITE = "tenancy:write"
+
+
+def keyset(page: PageRequest, arity: int) -> list[Any] | None:
+    return decode_cursor(page.cursor, arity) if page.cursor else None
+
+
+def next_cursor(rows: Sequence[Any], limit: int, key: Any) -> str | None:
+    return encode_cursor(*key(rows[limit - 1])) if len(rows) > limit else None
+
+
+def require_manager(ctx: TenantContext) -> None:
+    """Writes to context-owned configuration: the person, or an org's owner/admin."""
+    ctx.require(WRITE)
+    if ctx.org_id is not None:
+        ctx.require_role(Role.OWNER, Role.ADMIN)
+
+
+async def person_id_by_slug(uow: UnitOfWork, slug: str) -> uuid.UUID:
+    person_id = (
+        await uow.session.execute(text("SELECT platform.person_id_by_slug(:s)"), {"s": slug})
+    ).scalar_one_or_none()
+    if person_id is None:
+        raise NotFound(
+            f"no active person has the slug {slug!r}",
+            code="person_not_found",
+            hint="check the slug; the person must have signed up",
+            errors=[FieldIssue("person", "unknown person", "not_found")],
+        )
+    return uuid.UUID(str(person_id))
+
+
+@dataclass(frozen=True)
+class Member:
+    person_id: uuid.UUID
+    role: str
+
+
+async def member_by_slug(ctx: TenantContext, uow: UnitOfWork, slug: str) -> Member:
+    row = (
+        await uow.session.execute(
+            select(OrgMember.person_id, OrgMember.role)
+            .join(Person, Person.id == OrgMember.person_id)
+            .where(OrgMember.org_id == ctx.require_org(), Person.slug == slug)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(
+            f"{slug!r} is not a member of {ctx.org_slug!r}",
+            code="member_not_found",
+            hint="list members with [[tenancy.list_members]]",
+        )
+    return Member(row.person_id, row.role)
