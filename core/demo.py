@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from core.analytics import service as analytics
+from core import analytics
 from core.analytics.models import events as analytics_events
 from core.billing import service as billing
 from core.billing.models import Job
