@@ -23,7 +23,7 @@ import httpx
 import psutil
 
 from benchmarks.common import SECONDS, bench_database, server
-from core.analytics.service import INGEST
+from core.analytics.policy import INGEST
 from core.db import asyncpg_dsn
 from core.tenancy import Device, create_api_key, create_org, signup
 from core.tenancy.schemas import ApiKeyIn, OrgIn, SignupIn

@@ -30,6 +30,7 @@ from core import messaging
 from core import billing
 from core import tenancy
 from core.analytics import service as analytics
+from core import analytics
 from core.analytics.models import events as analytics_events
 from core.billing.models import Job
 from core.billing.schemas import RunIn

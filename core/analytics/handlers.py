@@ -16,8 +16,9 @@ import json
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import text
 
-from core.analytics import store
+from core.analytics import partitions, store
 from core.analytics.mapping import BY_EVENT, derive, subscription_patterns
+from core.analytics.parsing import PLATFORM_SOURCE, Row
 from core.events import Event, ScheduledRun, schedule, subscribe
 from core.observability import get_logger
 from core.uow import UnitOfWork
@@ -32,16 +33,16 @@ async def record_domain_event(event: Event, uow: UnitOfWork) -> None:
     if mapping is None or person is None:
         return  # not an event analytics counts (e.g. a timer), or no tenant to count it for
     derived = derive(mapping, event.data, event.ts)
-    row = store.Row(
+    row = Row(
         idx=0,
         id=str(event.id),
         ts=derived.ts,
         name=derived.name,
         client_id=derived.client_id,
-        source=store.PLATFORM_SOURCE,
+        source=PLATFORM_SOURCE,
         properties=json.dumps(derived.properties, ensure_ascii=False, separators=(",", ":")),
     )
-    await store.ensure_partitions(uow.db, row.ts, row.ts)
+    await partitions.ensure_partitions(uow.db, row.ts, row.ts)
     stored = await store.insert(uow, [row], person_id=person, org_id=event.org_id)
     if stored.duplicates:
         log.info("analytics_replay_ignored", event_id=str(event.id), event_name=event.name)
@@ -63,4 +64,4 @@ async def keep_partitions_ahead(run: ScheduledRun, uow: UnitOfWork) -> None:
     now = dt.datetime.now(dt.UTC)
     start = now - dt.timedelta(days=settings.analytics_backfill_days)
     end = now + relativedelta(months=settings.analytics_partitions_ahead_months)
-    await store.ensure_partitions(uow.db, start, end)
+    await partitions.ensure_partitions(uow.db, start, end)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.analytics import store
+from core.analytics import parsing
 from core.auth import parse_api_key
 from core.errors import ValidationFailed
 from core.idempotency import check_key
@@ -21,4 +21,4 @@ def test_a_trailing_newline_is_not_part_of_a_valid_value() -> None:
         _http_url("https://example.com/hook\n")
     token = "atl_abcd1234_" + "s" * 40
     assert parse_api_key(token) is not None and parse_api_key(token + "\n") is None
-    assert store.NAME_RE.fullmatch("page_view") and not store.NAME_RE.fullmatch("page_view\n")
+    assert parsing.NAME_RE.fullmatch("page_view") and not parsing.NAME_RE.fullmatch("page_view\n")

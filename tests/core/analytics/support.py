@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from core.analytics import store
+from core.analytics import partitions, store
+from core.analytics.parsing import Row
 from core.auth import authenticate
 from core.context import TenantContext
 from core.uow import Database, UnitOfWork
@@ -41,11 +42,11 @@ async def put(
     pid = uuid.UUID(str(person))
     oid = uuid.UUID(str(org)) if org else None
     rows = [
-        store.Row(i, str(uuid.uuid4()), ts, name, client, "test", json.dumps(props))
+        Row(i, str(uuid.uuid4()), ts, name, client, "test", json.dumps(props))
         for i, (name, ts, client, props) in enumerate(events)
     ]
     if rows:
-        await store.ensure_partitions(db, min(r.ts for r in rows), max(r.ts for r in rows))
+        await partitions.ensure_partitions(db, min(r.ts for r in rows), max(r.ts for r in rows))
     async with db.service(pid, oid) as uow:
         stored = await store.insert(uow, rows, person_id=pid, org_id=oid)
     assert stored.accepted == len(rows)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core.analytics import store
+from core.analytics import fastpath, parsing
 from core.uow import Database
 from tests.conftest import signup
 from tests.core.analytics.support import sql
@@ -52,19 +52,19 @@ async def test_the_fast_path_stores_what_the_per_item_path_stores(
     a = await signup(client)
     t = dt.datetime.now(UTC).replace(microsecond=250_000)
     calls: list[str] = []
-    per_item = store.parse_items
+    per_item = parsing.parse_items
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         calls.append("per-item")
         return per_item(*args, **kwargs)
 
-    monkeypatch.setattr(store, "parse_items", spy)
+    monkeypatch.setattr(parsing, "parse_items", spy)
     fast = _events(t)
     r = await client.post("/v1/analytics/events", json={"events": fast}, headers=a.h())
     assert r.status_code == 200 and r.json()["accepted"] == len(fast), r.text
     assert calls == []  # the fast path took it
 
-    monkeypatch.setattr(store, "fast_batch", lambda *a, **k: None)
+    monkeypatch.setattr(fastpath, "fast_batch", lambda *a, **k: None)
     slow = [{**e, "id": str(uuid.uuid4())} for e in fast]
     r = await client.post("/v1/analytics/events", json={"events": slow}, headers=a.h())
     assert r.status_code == 200 and r.json()["accepted"] == len(slow), r.text
@@ -102,7 +102,7 @@ async def test_what_the_fast_schema_refuses_goes_the_per_item_way_and_is_stored(
     event = {"id": str(uuid.uuid4()), "name": "page_view", "timestamp": t.isoformat(), **odd}
     if odd.get("timestamp") == " ":
         event["timestamp"] = t.isoformat(sep=" ")
-    assert store.validate_batch(json.dumps({"events": [event]}).encode()) is None
+    assert fastpath.validate_batch(json.dumps({"events": [event]}).encode()) is None
     r = await client.post("/v1/analytics/events", json={"events": [event, {"name": "x"}]}, headers=a.h())
     assert r.status_code == 200 and r.json()["accepted"] == 2 and r.json()["rejected"] == 0, r.text
 
@@ -134,9 +134,9 @@ def test_the_fast_checks_leave_anything_doubtful_to_the_per_item_path(odd: dict[
         "client_id": "v-1",
         "source": "web",
     }
-    assert store.validate_batch(json.dumps({"events": [plain]}).encode()) is not None
+    assert fastpath.validate_batch(json.dumps({"events": [plain]}).encode()) is not None
     assert (
-        store.validate_batch(
+        fastpath.validate_batch(
             json.dumps({"events": [plain, {**plain, "id": str(uuid.uuid4()), **odd}]}).encode()
         )
         is None
@@ -146,15 +146,15 @@ def test_the_fast_checks_leave_anything_doubtful_to_the_per_item_path(odd: dict[
 def test_the_same_id_twice_in_any_case_is_left_to_the_per_item_path() -> None:
     same = str(uuid.uuid4())
     events = [{"id": same, "name": "a"}, {"id": same.upper(), "name": "b"}]
-    assert store.validate_batch(json.dumps({"events": events}).encode()) is None
-    assert store.validate_batch(json.dumps({"events": events[:1]}).encode()) is not None
+    assert fastpath.validate_batch(json.dumps({"events": events}).encode()) is None
+    assert fastpath.validate_batch(json.dumps({"events": events[:1]}).encode()) is not None
 
 
 async def test_an_idempotency_key_covers_a_fast_batch(client: httpx.AsyncClient, db: Database) -> None:
     a = await signup(client)
     t = dt.datetime.now(UTC).replace(microsecond=0).isoformat()
     batch = {"events": [{"id": str(uuid.uuid4()), "name": "page_view", "timestamp": t} for _ in range(3)]}
-    assert store.validate_batch(json.dumps(batch).encode()) is not None
+    assert fastpath.validate_batch(json.dumps(batch).encode()) is not None
     key = {**a.h(), "Idempotency-Key": str(uuid.uuid4())}
     first = await client.post("/v1/analytics/events", json=batch, headers=key)
     again = await client.post("/v1/analytics/events", json=batch, headers=key)

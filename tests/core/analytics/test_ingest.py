@@ -342,7 +342,7 @@ async def test_the_daily_schedule_keeps_months_ahead_and_the_function_refuses_ab
     from dateutil.relativedelta import relativedelta
     from sqlalchemy.exc import DBAPIError
 
-    from core.analytics import store
+    from core.analytics import partitions
     from core.analytics.handlers import keep_partitions_ahead
     from core.events import ScheduledRun
 
@@ -357,7 +357,7 @@ async def test_the_daily_schedule_keeps_months_ahead_and_the_function_refuses_ab
     (exists,) = (await sql(db, f"SELECT to_regclass('analytics_partitions.events_{last}') IS NOT NULL"))[0]
     assert exists
     # Idempotent: nothing new the second time.
-    assert await store.ensure_partitions(db, now(), now()) == 0
+    assert await partitions.ensure_partitions(db, now(), now()) == 0
     for start, end in (
         ("1999-01-01T00:00:00Z", "1999-02-01T00:00:00Z"),
         ("2026-01-01T00:00:00Z", "2031-01-01T00:00:00Z"),

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from core.analytics import service
+from core.analytics import counting
 from core.analytics.filters import parse_text
 from core.analytics.timebuckets import aligned, bucket_starts, resolve_range, zone
 from core.uow import Database
@@ -213,9 +213,9 @@ async def test_counts_equal_naive_sql_in_any_zone(
     async with caller(db, data.owner, data.org) as (ctx, uow):
         rng = resolve_range(zone(tz), period=None, start=start, end=end, now=dt.datetime.now(UTC))
         th = bucket_starts(rng, interval)
-        spec = service._Spec(ctx.tenant_id, NAMES, "count", [], None, 10)
-        raw = await service._compute(uow, spec, rng, th, use_rollup=False)
-        rolled = await service._compute(uow, spec, rng, th)
+        spec = counting.Spec(ctx.tenant_id, NAMES, "count", [], None, 10)
+        raw = await counting.compute(uow, spec, rng, th, use_rollup=False)
+        rolled = await counting.compute(uow, spec, rng, th)
     assert raw.path == "raw" and rolled.path != "raw"
     # Zones on whole hours are served by the hourly rollup rows, the others by 15-minute rows.
     assert all(aligned(t, 60) for t in th) == (tz not in ("Asia/Kolkata", "Asia/Kathmandu"))
@@ -496,9 +496,9 @@ async def test_member_breakdown_for_owners_and_admins_only(data: Data, db: Datab
             now=dt.datetime.now(UTC),
         )  # fmt: skip
         th = bucket_starts(rng, "day")
-        spec = service._Spec(ctx.tenant_id, NAMES, "count", [], "$member", 2)
-        raw = await service._compute(uow, spec, rng, th, use_rollup=False)
-        rolled = await service._compute(uow, spec, rng, th)
+        spec = counting.Spec(ctx.tenant_id, NAMES, "count", [], "$member", 2)
+        raw = await counting.compute(uow, spec, rng, th, use_rollup=False)
+        rolled = await counting.compute(uow, spec, rng, th)
     assert rolled.path == "rollup+raw" and raw.values == rolled.values and raw.totals == rolled.totals
 
 

@@ -1,0 +1,58 @@
+"""What every analytics read shares: its range resolved in the asked zone, its time limit, the
+one way it runs SQL (a timeout becomes a clear error) and the member references it shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from core.analytics.schemas import MemberRef, RangeIn
+from core.analytics.timebuckets import Range, resolve_range, zone
+from core.auth import utcnow
+from core.errors import Unavailable
+from core.uow import UnitOfWork
+
+
+def resolve(q: RangeIn, default: str = "last_30_days") -> Range:
+    tz = zone(q.time_zone)
+    # Whole seconds, rounded up: ranges echo back readably, and "up to now" includes an event
+    # sent a moment ago.
+    now = (utcnow() + dt.timedelta(seconds=1)).replace(microsecond=0)
+    return resolve_range(tz, period=q.period, start=q.start, end=q.end, now=now, default=default)
+
+
+async def limit_time(uow: UnitOfWork) -> None:
+    ms = int(uow.db.settings.analytics_query_timeout_seconds * 1000)
+    await uow.session.execute(text("SELECT set_config('statement_timeout', :v, true)"), {"v": f"{ms}ms"})
+
+
+async def fetch_rows(uow: UnitOfWork, sql: str, params: dict[str, Any]) -> list[Any]:
+    try:
+        return list((await uow.session.execute(text(sql), params)).all())
+    except DBAPIError as err:
+        if getattr(err.orig, "sqlstate", None) == "57014":
+            raise Unavailable(
+                "this analytics query took too long and was stopped",
+                code="query_timeout",
+                hint="narrow the range, use fewer filters or a coarser interval",
+            ) from err
+        raise
+
+
+async def members(uow: UnitOfWork, ids: set[str]) -> dict[str, MemberRef]:
+    """Slugs of the members named by the tenant's own rows (persons the viewer may see)."""
+    parsed = [uuid.UUID(i) for i in ids if i]
+    refs = {str(i): MemberRef(id=i) for i in parsed}
+    if parsed:
+        found = await fetch_rows(
+            uow,
+            "SELECT id, slug, display_name FROM platform.persons WHERE id = ANY(CAST(:ids AS uuid[]))",
+            {"ids": parsed},
+        )
+        for row in found:
+            refs[str(row.id)] = MemberRef(id=row.id, slug=row.slug, display_name=row.display_name)
+    return refs

@@ -1,0 +1,269 @@
+"""Counting events over a range, bucketed: the one engine behind trends and the summary.
+
+Counting is exact everywhere. Event counts come from the 15-minute rollup for the whole
+15-minute slots of a range and from raw events for the slivers at its edges; anything the
+rollup cannot answer exactly (property filters or breakdowns, unique clients) is computed from
+the raw events of the tenant, through the index on (tenant, name, time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from core.analytics._queries import fetch_rows
+from core.analytics.filters import PropertyFilter, compile_filters
+from core.analytics.policy import MEMBER, SOURCE
+from core.analytics.timebuckets import Range, aligned, ceil15, ceil_to, floor15, floor_to
+from core.uow import UnitOfWork
+
+Key = tuple[str, str | None, bool]  # (event, breakdown value, is "other")
+
+
+@dataclass
+class Spec:
+    """What to count: events by name for a tenant, filtered, optionally broken down (top `limit`)."""
+
+    tenant: uuid.UUID
+    names: list[str]
+    measure: str
+    filters: list[PropertyFilter]
+    breakdown: str | None
+    limit: int
+
+
+@dataclass
+class Result:
+    """Series per key over `n` buckets, their totals, and which path computed them."""
+
+    n: int
+    values: dict[Key, list[int]] = field(default_factory=dict)
+    totals: dict[Key, int] = field(default_factory=dict)
+    path: Literal["rollup", "raw", "rollup+raw"] = "raw"
+    top: list[str | None] | None = None
+
+    def add(self, key: Key, bucket: int | None, value: int) -> None:
+        series = self.values.setdefault(key, [0] * self.n)
+        if bucket is None:
+            self.totals[key] = self.totals.get(key, 0) + value
+        else:
+            series[bucket] += value
+
+
+def _breakdown_sql(breakdown: str | None) -> str:
+    if breakdown is None:
+        return "CAST(NULL AS text)"
+    if breakdown == MEMBER:
+        return "person_id::text"
+    if breakdown == SOURCE:
+        return "source"
+    return "(properties ->> CAST(:bkey AS text))"
+
+
+_RAW_EVENTS = (
+    "SELECT name, ts, client_id, {bval} AS bval FROM analytics.events"
+    " WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[])) AND ts >= :start AND ts < :end"
+    " AND {filters}{clients}"
+)
+# With a top N: the values kept (a NULL value, "not set", may be one of them), the rest "other".
+# Distinct clients: ranked and counted from the events themselves.
+_RAW_TOP = """
+WITH ev AS MATERIALIZED ({events}),
+top AS MATERIALIZED ({top}),
+tagged AS (
+  SELECT name, client_id, CASE WHEN hit THEN bval END AS val, NOT hit AS other, {bucket} AS b
+    FROM (SELECT ev.name, ev.ts, ev.client_id, ev.bval,
+                 t.bval IS NOT NULL
+                 OR (ev.bval IS NULL AND (SELECT coalesce(bool_or(bval IS NULL), false) FROM top)) AS hit
+            FROM ev LEFT JOIN top t ON t.bval = ev.bval) x
+)
+SELECT name, val, other, b, {measure} AS v, {total} AS total FROM tagged GROUP BY {group}
+"""
+# Counts add up: aggregate the raw events once, then rank and fold the (small) aggregate.
+_RAW_TOP_COUNTS = """
+WITH agg AS MATERIALIZED (
+  SELECT name, bval, {bucket} AS b, count(*) AS n FROM ({events}) e GROUP BY 1, 2, 3
+),
+top AS MATERIALIZED ({top}),
+marked AS (
+  SELECT agg.name, agg.bval, agg.b, agg.n,
+         t.bval IS NOT NULL
+         OR (agg.bval IS NULL AND (SELECT coalesce(bool_or(bval IS NULL), false) FROM top)) AS hit
+    FROM agg LEFT JOIN top t ON t.bval = agg.bval
+)
+SELECT name, CASE WHEN hit THEN bval END AS val, NOT hit AS other, b, sum(n) AS v, false AS total
+  FROM marked GROUP BY 1, 2, 3, 4
+"""
+# Without: one series per event (and per value when every value is its own series).
+_RAW_PLAIN = """
+SELECT name, val, other, b, {measure} AS v, {total} AS total
+  FROM (SELECT name, client_id, bval AS val, false AS other, {bucket} AS b FROM ({events}) e) ev
+ GROUP BY {group}
+"""
+_BUCKET_SQL = "width_bucket(ts, CAST(:th AS timestamptz[])) - 1"
+
+
+def _ranked(spec: Spec, top: list[str | None] | None, limit: int | None) -> bool:
+    """A breakdown folded to its top values (given, or the top `limit`), the rest as "other"."""
+    return spec.breakdown is not None and (top is not None or limit is not None)
+
+
+def _raw_sql(spec: Spec, top: list[str | None] | None, limit: int | None) -> tuple[str, dict[str, Any]]:
+    """The statement reading raw events per (event, value, bucket), and its filter parameters
+    plus those of the top values."""
+    where, params = compile_filters(spec.filters, "f")
+    uniques = spec.measure == "unique_clients"
+    measure = "count(DISTINCT client_id)" if uniques else "count(*)"
+    events = _RAW_EVENTS.format(
+        bval=_breakdown_sql(spec.breakdown),
+        filters=where,
+        clients=" AND client_id IS NOT NULL" if uniques else "",
+    )
+    # Distinct clients over the whole range are not the sum of the buckets': a grouping set of
+    # their own. Event counts are summed from the buckets.
+    group = "GROUPING SETS ((name, val, other, b), (name, val, other))" if uniques else "name, val, other, b"
+    total = "GROUPING(b) = 1" if uniques else "false"
+    if not _ranked(spec, top, limit):
+        sql = _RAW_PLAIN.format(events=events, bucket=_BUCKET_SQL, measure=measure, total=total, group=group)
+        return sql, params
+    source, rank = ("ev", measure) if uniques else ("agg", "sum(n)")
+    if top is not None:
+        top_sql = "SELECT unnest(CAST(:top AS text[])) AS bval"
+        params["top"] = top
+    else:
+        top_sql = (
+            f'SELECT bval FROM {source} GROUP BY bval ORDER BY {rank} DESC, bval COLLATE "C" NULLS LAST'
+            " LIMIT :limit"
+        )
+        params["limit"] = limit
+    template = _RAW_TOP if uniques else _RAW_TOP_COUNTS
+    sql = template.format(
+        events=events, top=top_sql, bucket=_BUCKET_SQL, measure=measure, total=total, group=group
+    )
+    return sql, params
+
+
+async def _raw(
+    uow: UnitOfWork,
+    spec: Spec,
+    start: dt.datetime,
+    end: dt.datetime,
+    thresholds: list[dt.datetime],
+    result: Result,
+    *,
+    top: list[str | None] | None,
+    limit: int | None,
+) -> list[str | None] | None:
+    """Raw events of [start, end) into `result`. With a breakdown: the given `top` values, or
+    the top `limit` by measure, the rest as "other" (`limit` None: every value its own series).
+    Returns the top values used."""
+    uniques = spec.measure == "unique_clients"
+    sql, params = _raw_sql(spec, top, limit)
+    params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=thresholds)
+    if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
+        params["bkey"] = spec.breakdown
+    used: set[str | None] = set()
+    for row in await fetch_rows(uow, sql, params):
+        value = int(row.v)
+        if row.total:
+            result.add((row.name, row.val, row.other), None, value)
+        else:
+            result.add((row.name, row.val, row.other), row.b, value)
+            if not uniques:
+                result.add((row.name, row.val, row.other), None, value)
+        if not row.other:
+            used.add(row.val)
+    if _ranked(spec, top, limit) and top is None:
+        return sorted(used, key=lambda v: (v is None, v or ""))
+    return top
+
+
+async def _rollup(
+    uow: UnitOfWork,
+    spec: Spec,
+    a: dt.datetime,
+    b: dt.datetime,
+    th: list[dt.datetime],
+    result: Result,
+    *,
+    hourly: bool,
+) -> None:
+    """Counts of [a, b) (15-minute aligned) from the rollup: hourly rows for its whole hours
+    when every bucket starts on the hour, 15-minute rows for the rest."""
+    inner_a, inner_b = (ceil_to(a, 60), floor_to(b, 60)) if hourly else (b, b)
+    if inner_b <= inner_a:
+        inner_a = inner_b = b
+    member = spec.breakdown == MEMBER
+    rows = await fetch_rows(
+        uow,
+        "SELECT name, {who} AS val, width_bucket(bucket, CAST(:th AS timestamptz[])) - 1 AS b, sum(n) AS v"
+        " FROM analytics.counts WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[]))"
+        " AND ((grain = 60 AND bucket >= :ha AND bucket < :hb)"
+        "   OR (grain = 15 AND ((bucket >= :a AND bucket < :ha) OR (bucket >= :hb AND bucket < :b))))"
+        " GROUP BY 1, 2, 3".format(who="person_id::text" if member else "CAST(NULL AS text)"),
+        {"tenant": spec.tenant, "names": spec.names, "a": a, "b": b, "ha": inner_a, "hb": inner_b, "th": th},
+    )
+    for row in rows:
+        result.add((row.name, row.val, False), row.b, int(row.v))
+        result.add((row.name, row.val, False), None, int(row.v))
+
+
+def _top_in_python(result: Result, spec: Spec, top: list[str | None] | None) -> Result:
+    """Top N values by total count (ties by value), the rest summed as "other". Only for
+    counts, where sums are exact."""
+    if spec.breakdown is None:
+        return result
+    if top is None:
+        totals: dict[str | None, int] = defaultdict(int)
+        for (_, val, _), total in result.totals.items():
+            totals[val] += total
+        ranked = sorted(totals, key=lambda v: (-totals[v], v is None, v or ""))
+        top = ranked[: spec.limit]
+    keep = set(top)
+    out = Result(result.n, path=result.path, top=top)
+    for key, series in result.values.items():
+        name, val, _ = key
+        target: Key = (name, val, False) if val in keep else (name, None, True)
+        for b, v in enumerate(series):
+            if v:
+                out.add(target, b, v)
+        out.add(target, None, result.totals.get(key, 0))
+    return out
+
+
+async def compute(
+    uow: UnitOfWork,
+    spec: Spec,
+    rng: Range,
+    th: list[dt.datetime],
+    *,
+    top: list[str | None] | None = None,
+    use_rollup: bool = True,
+) -> Result:
+    """One series set over `rng` bucketed by `th`: from the rollup for the whole 15-minute
+    slots when it can answer exactly, from raw events for the rest (or for everything)."""
+    result = Result(len(th))
+    rollup_ok = (
+        use_rollup
+        and spec.measure == "count"
+        and not spec.filters
+        and spec.breakdown in (None, MEMBER)
+        and all(aligned(t) for t in th)
+    )
+    inner_start, inner_end = ceil15(rng.start), floor15(rng.end)
+    if not rollup_ok or inner_end <= inner_start:
+        result.top = await _raw(uow, spec, rng.start, rng.end, th, result, top=top, limit=spec.limit)
+        result.path = "raw"
+        return result
+    hourly = all(aligned(t, 60) for t in th)
+    await _rollup(uow, spec, inner_start, inner_end, th, result, hourly=hourly)
+    edges = [(rng.start, inner_start), (inner_end, rng.end)]
+    result.path = "rollup"
+    for s, e in edges:
+        if s < e:
+            await _raw(uow, spec, s, e, th, result, top=None, limit=None)
+            result.path = "rollup+raw"
+    return _top_in_python(result, spec, top)
