@@ -145,6 +145,8 @@ def _worker_env(settings: Settings) -> dict[str, str]:
             "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
             "ATLILITH_DATA_DIR": str(settings.data_dir),
             "ATLILITH_LOG_LEVEL": "warning",
+            # The claim the dying worker leaves behind runs out quickly, for the test to see.
+            "ATLILITH_HANDLER_LEASE_SECONDS": "1",
             "PYTHONPATH": str(ROOT),
         }
     )
@@ -188,11 +190,18 @@ async def test_process_killed_mid_delivery_redelivers_after_restart(db: Database
     proc = await _run_worker(db.settings, "die-mid-delivery", marker)
     assert proc.returncode == -9 and "survived" not in proc.stdout, proc.stderr
     event_id = await _event_by_marker(db, marker)
-    # Fanned out, but the delivery died with the process: still pending, lock released.
+    # Fanned out, but the delivery died with the process: still pending, its attempt counted
+    # and its lease held until it runs out, then another process delivers it.
     assert (await outbox_row(db, event_id)).status == "dispatched"
-    assert (await delivery(db, event_id, "tests.crash")).status == "pending"
-    await Relay(db).drain()
-    assert (await delivery(db, event_id, "tests.crash")).status == "done"
+    row = await delivery(db, event_id, "tests.crash")
+    assert row.status == "pending" and row.attempts == 1
+
+    async def done() -> bool:
+        return (await delivery(db, event_id, "tests.crash")).status == "done"
+
+    await drain_until(Relay(db), done)
+    row = await delivery(db, event_id, "tests.crash")
+    assert row.attempts == 2 and row.last_error is None
 
 
 async def test_scheduled_handler_runs_once_per_fire_time_across_processes(db: Database) -> None:
