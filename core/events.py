@@ -36,6 +36,7 @@ from sqlalchemy import (
     Text,
     func,
     text,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import Uuid
@@ -373,6 +374,31 @@ async def run_handler_once(db: Database, spec: HandlerSpec, event: Event) -> boo
         if exc is not None:
             raise HandlerFailed(f"handler {spec.name} failed for event {event.id}")
         return True
+
+
+async def redrive_dead(uow: UnitOfWork, handler: str, event_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Put a handler's dead deliveries (or one of them) back to pending with fresh attempts and
+    wake every relay. Returns the events re-driven; none when nothing was dead (idempotent)."""
+    stmt = (
+        update(deliveries_table)
+        .where(deliveries_table.c.status == "dead", deliveries_table.c.handler == handler)
+        .values(
+            status="pending",
+            attempts=0,
+            next_attempt_at=func.now(),
+            updated_at=func.now(),
+            claimed_by=None,
+            claim_token=None,
+            lease_until=None,
+        )
+        .returning(deliveries_table.c.event_id)
+    )
+    if event_id is not None:
+        stmt = stmt.where(deliveries_table.c.event_id == event_id)
+    ids = list((await uow.session.execute(stmt)).scalars())
+    if ids:
+        await uow.session.execute(_NOTIFY_RELEASED)
+    return ids
 
 
 # --- sinks --------------------------------------------------------------------------------------
