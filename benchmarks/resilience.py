@@ -62,6 +62,7 @@ class Scenario:
     statuses: Counter[str] = field(default_factory=Counter)
     slowest_failure_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -652,6 +653,284 @@ async def _pending(settings: Settings) -> int:
         await engine.dispose()
 
 
+# --- scenario 4: two relay processes on one database -----------------------------------------------
+
+
+class RelayProcess:
+    """`atlilith relay` in its own process, loading the probe handlers, with a short lease."""
+
+    def __init__(self, settings: Settings, name: str, lease: float) -> None:
+        self.settings, self.name, self.lease = settings, name, lease
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = settings.data_dir / f"relay-{name}-{secrets.token_hex(3)}.log"
+        self.deaths = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ATLILITH_", "INNGEST_"))}
+        env.update(
+            {
+                "DATABASE_URL": self.settings.database_url or "",
+                "ATLILITH_JWT_SECRET": self.settings.jwt_secret or "",
+                "ATLILITH_HANDLER_MODULES": "benchmarks.relay_probe",
+                "ATLILITH_HANDLER_LEASE_SECONDS": str(self.lease),
+                # Far above the lease: a takeover must come from the lease, not from polling.
+                "ATLILITH_RELAY_POLL_SECONDS": "30",
+                "ATLILITH_HANDLER_BACKOFF_BASE_SECONDS": "0.05",
+                "ATLILITH_HANDLER_BACKOFF_MAX_SECONDS": "0.2",
+                "ATLILITH_LOG_LEVEL": "warning",
+                "ATLILITH_LOG_FORMAT": "json",
+                "ATLILITH_DATA_DIR": str(self.settings.data_dir),
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        return env
+
+    async def start(self, timeout: float = 60) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        started_before = self.tail().count("Atlilith relay ")
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "servers.cli", "relay"],
+                cwd=ROOT,
+                env=self.env(),
+                stdout=out,
+                stderr=out,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"relay exited with {self.proc.returncode}: {self.tail()[-3000:]}")
+            if self.tail().count("Atlilith relay ") > started_before:
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"relay did not start: {self.tail()[-3000:]}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        if sig == signal.SIGKILL:
+            self.proc.wait(10)
+
+    async def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                await asyncio.to_thread(self.proc.wait, 15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                await asyncio.to_thread(self.proc.wait, 5)
+        self.log.unlink(missing_ok=True)
+
+
+async def _until(check: Any, timeout: float, *, every: float = 0.05, tick: Any = None) -> float:
+    """Wait until `await check()` is true; returns the seconds it took (raises on timeout)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if tick is not None:
+            await tick()
+        if await check():
+            return time.monotonic() - started
+        await asyncio.sleep(every)
+    raise TimeoutError(f"not reached in {timeout:.0f} s")
+
+
+async def two_relays(admin_url: str, data_dir: Path, lease: float = 2.0) -> Scenario:
+    """Two relay processes on one database: events go through both; one is frozen (SIGSTOP)
+    holding claims and the other delivers them once the lease runs out; one is killed (SIGKILL)
+    mid-load and nothing is lost or handled twice; a handler that kills its process each time
+    is dead-lettered after its attempts."""
+    from benchmarks import relay_probe
+    from core.uow import Database
+
+    scenario = Scenario(
+        "two relays, freeze + kill",
+        "2 `atlilith relay` processes: SIGSTOP holding claims, SIGKILL mid-load, a suicidal handler",
+    )
+    async with scratch_database(admin_url, data_dir) as settings:
+        admin = create_async_engine(asyncpg_url(settings.database_url or ""))
+        db = Database(settings)
+        relays = [RelayProcess(settings, "a", lease), RelayProcess(settings, "b", lease)]
+
+        async def scalar(sql: str, **params: Any) -> Any:
+            async with admin.connect() as conn:
+                return (await conn.execute(text(sql), params)).scalar()
+
+        async def emit(name: str, n: int, **data: Any) -> list[uuid.UUID]:
+            async with db.system() as uow:
+                return [uow.emit(name, {"i": i, **data}) for i in range(n)]
+
+        async def handled(ids: list[uuid.UUID]) -> int:
+            return int(
+                await scalar(
+                    "SELECT count(DISTINCT event_id) FROM relay_probe.handled WHERE event_id = ANY(:ids)",
+                    ids=ids,
+                )
+            )
+
+        try:
+            async with admin.begin() as conn:
+                for statement in relay_probe.TABLE_SQL.split(";"):
+                    await conn.execute(text(statement))
+                role = settings.db_system_role
+                await conn.execute(text(f'GRANT USAGE ON SCHEMA relay_probe TO "{role}"'))
+                await conn.execute(text(f'GRANT SELECT, INSERT ON relay_probe.handled TO "{role}"'))
+            await asyncio.gather(*(r.start() for r in relays))
+            a, b = relays
+
+            # 1. Events go through both processes.
+            first = await emit(relay_probe.RECORD, 40, sleep=0.05)
+            await _until(lambda: _eq(handled(first), 40), 30)
+            by_pid = {
+                int(pid): int(n)
+                for pid, n in (
+                    await _rows(admin, "SELECT pid, count(*) FROM relay_probe.handled GROUP BY pid")
+                )
+            }
+            scenario.notes.append(
+                f"40 events: {by_pid.get(a.pid, 0)} handled by relay a, {by_pid.get(b.pid, 0)} by relay b"
+            )
+            if not by_pid.get(a.pid) or not by_pid.get(b.pid):
+                scenario.problems.append("one relay handled nothing: the load did not go through both")
+
+            # 2. Freeze a while it holds claims: b delivers them once the lease runs out.
+            slow = await emit(relay_probe.RECORD, 8, sleep=1.0)
+
+            async def a_holds() -> bool:
+                return bool(
+                    await scalar(
+                        "SELECT count(*) FROM platform.event_deliveries WHERE status = 'pending'"
+                        " AND claimed_by LIKE :me AND event_id = ANY(:ids)",
+                        me=f"%:{a.pid}",
+                        ids=slow,
+                    )
+                )
+
+            await _until(a_holds, 10, every=0.01)
+            held = [
+                r[0]
+                for r in await _rows(
+                    admin,
+                    "SELECT event_id FROM platform.event_deliveries WHERE status = 'pending'"
+                    " AND claimed_by LIKE :me AND event_id = ANY(:ids)",
+                    me=f"%:{a.pid}",
+                    ids=slow,
+                )
+            ]
+            a.signal(signal.SIGSTOP)
+            took = await _until(lambda: _eq(handled(held), len(held)), lease + 10)
+            scenario.figures["takeover_seconds"] = took
+            scenario.notes.append(
+                f"relay a frozen holding {len(held)} claims: relay b delivered them {took:.1f} s later"
+                f" (lease {lease:.0f} s, handler 1 s)"
+            )
+            if took > lease + 3:
+                scenario.problems.append(f"takeover of frozen claims took {took:.1f} s (lease {lease} s)")
+            a.signal(signal.SIGCONT)
+            await _until(lambda: _eq(handled(slow), len(slow)), 20)
+            await asyncio.sleep(1.5)  # a's overrun handlers finish, find their lease gone, abandon
+
+            # 3. Kill b mid-load: a finishes everything, nothing twice.
+            load = await emit(relay_probe.RECORD, 60, sleep=0.05)
+            await _until(lambda: _at_least(handled(load), 10), 20, every=0.01)
+            killed_at = time.monotonic()
+            b.signal(signal.SIGKILL)
+            await _until(lambda: _eq(handled(load), len(load)), lease + 30)
+            scenario.notes.append(
+                f"relay b killed (SIGKILL) mid-load: relay a finished all 60 events"
+                f" {time.monotonic() - killed_at:.1f} s after the kill"
+            )
+            # 4. A handler that kills its process: dead-lettered after its attempts. Spare
+            # relays stand by so that each death need not wait for a restart.
+            spares = [
+                RelayProcess(settings, f"spare{i}", lease) for i in range(relay_probe.SUICIDE_ATTEMPTS - 1)
+            ]
+            relays += spares
+            await asyncio.gather(b.start(), *(r.start() for r in spares))
+            (poison,) = await emit(relay_probe.SUICIDE, 1)
+
+            async def restart_the_dead() -> None:
+                """Count the deaths; restart one only when no relay is left (a restart takes
+                seconds on a busy machine: the spares usually make it unnecessary)."""
+                for r in relays:
+                    if r.proc is not None and r.proc.returncode is None and not r.alive():
+                        r.deaths += 1
+                if not any(r.alive() for r in relays):
+                    await relays[0].start()
+
+            async def dead() -> bool:
+                status = await scalar(
+                    "SELECT status FROM platform.event_deliveries WHERE event_id = :e", e=poison
+                )
+                return bool(status == "dead")
+
+            took = await _until(dead, 3 * (lease + 30), every=0.1, tick=restart_the_dead)
+            async with admin.connect() as conn:
+                row = (
+                    await conn.execute(
+                        text(
+                            "SELECT attempts, last_error FROM platform.event_deliveries WHERE event_id = :e"
+                        ),
+                        {"e": poison},
+                    )
+                ).one()
+            deaths = sum(r.deaths for r in relays)
+            scenario.figures["dead_after_attempts"] = row.attempts
+            scenario.figures["process_deaths"] = deaths
+            scenario.notes.append(
+                f"handler killing its process: dead-lettered after {row.attempts} attempts"
+                f" ({deaths} processes died, {took:.1f} s), last error: {row.last_error}"
+            )
+            if row.attempts != relay_probe.SUICIDE_ATTEMPTS or not row.last_error:
+                scenario.problems.append("the process-killing handler was not dead-lettered in time")
+
+            everything = first + slow + load
+            total = int(
+                await scalar(
+                    "SELECT count(*) FROM relay_probe.handled WHERE event_id = ANY(:ids)", ids=everything
+                )
+            )
+            scenario.events_committed = len(everything)
+            scenario.events_delivered = await handled(everything)
+            scenario.duplicates = total - scenario.events_delivered
+            scenario.figures["lost"] = scenario.events_committed - scenario.events_delivered
+        finally:
+            for r in relays:
+                await r.stop()
+            await db.dispose()
+            await admin.dispose()
+    scenario.check()
+    return scenario
+
+
+async def _eq(value: Any, expected: int) -> bool:
+    return bool(await value == expected)
+
+
+async def _at_least(value: Any, expected: int) -> bool:
+    return bool(await value >= expected)
+
+
+async def _rows(engine: Any, sql: str, **params: Any) -> list[Any]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(text(sql), params)).all())
+
+
 # --- the runner -------------------------------------------------------------------------------------
 
 
@@ -671,6 +950,7 @@ async def run_all(seconds: float = 2.0) -> list[Scenario]:
             await kill9_under_load(admin, data_dir, seconds=seconds),
             await postgres_restart_under_load(data_dir, seconds=seconds),
             await inngest_outage_under_load(admin, data_dir, seconds=seconds),
+            await two_relays(admin, data_dir),
         ]
     finally:
         if embedded is not None:

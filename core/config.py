@@ -128,6 +128,17 @@ class Settings(BaseSettings):
     handler_max_attempts: int = Field(default=8, ge=1, le=100)
     handler_backoff_base_seconds: float = Field(default=1.0, gt=0)
     handler_backoff_max_seconds: float = Field(default=600.0, gt=0)
+    # A claimed delivery (or outbox batch being published) belongs to its process until this
+    # lease runs out; a live process renews it while the handler runs, a frozen one cannot.
+    handler_lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Extra modules whose @subscribe/@schedule handlers the relay loads (comma-separated).
+    handler_modules: str = ""
+    # Backstops for a client that vanished mid-transaction: the server ends an idle transaction
+    # (and its row locks) after this, and probes silent TCP peers (0 = the server's default).
+    db_idle_in_transaction_timeout_seconds: int = Field(default=120, ge=0)
+    db_tcp_keepalives_idle_seconds: int = Field(default=30, ge=0)
+    db_tcp_keepalives_interval_seconds: int = Field(default=10, ge=0)
+    db_tcp_keepalives_count: int = Field(default=3, ge=0)
     outbox_retention_days: int = Field(default=7, ge=1)
     # The live event stream (GET /v1/events/stream): how often it looks for new events, and
     # how long one connection lasts before the client reconnects (re-authenticated) with its cursor.

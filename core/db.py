@@ -90,13 +90,40 @@ def _count_statement(*_: Any, **__: Any) -> None:
         stats.count += 1
 
 
-def make_engine(url: str | URL, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+def session_backstops(
+    *,
+    idle_in_transaction_seconds: int = 0,
+    keepalives_idle_seconds: int = 0,
+    keepalives_interval_seconds: int = 0,
+    keepalives_count: int = 0,
+) -> dict[str, str]:
+    """Per-connection server settings that bound what a vanished client can hold: an idle
+    transaction (and its row locks) ends after the timeout; the server's TCP keepalives find a
+    peer that went silent (a partition, a frozen host) in seconds instead of the OS's 2 hours.
+    0 leaves the server's own default."""
+    wanted = {
+        "idle_in_transaction_session_timeout": idle_in_transaction_seconds * 1000,
+        "tcp_keepalives_idle": keepalives_idle_seconds,
+        "tcp_keepalives_interval": keepalives_interval_seconds,
+        "tcp_keepalives_count": keepalives_count,
+    }
+    return {name: str(value) for name, value in wanted.items() if value}
+
+
+def make_engine(
+    url: str | URL,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    server_settings: dict[str, str] | None = None,
+) -> AsyncEngine:
     engine = create_async_engine(
         asyncpg_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
+        connect_args={"server_settings": server_settings} if server_settings else {},
         # JSONB columns hold caller data; keep non-ASCII text as is.
         json_serializer=_json_dumps,
     )

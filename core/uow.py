@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from core.auth import Passwords, Tokens
 from core.config import Settings
 from core.context import TenantContext
-from core.db import make_engine, make_sessionmaker, with_role
+from core.db import make_engine, make_sessionmaker, session_backstops, with_role
 from core.errors import Conflict, DomainError, Unavailable, error_for_constraint
 from core.observability import current_trace_id, get_logger, new_trace_id
 
@@ -49,10 +49,17 @@ class Database:
 
     def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
         self.settings = settings
+        backstops = session_backstops(
+            idle_in_transaction_seconds=settings.db_idle_in_transaction_timeout_seconds,
+            keepalives_idle_seconds=settings.db_tcp_keepalives_idle_seconds,
+            keepalives_interval_seconds=settings.db_tcp_keepalives_interval_seconds,
+            keepalives_count=settings.db_tcp_keepalives_count,
+        )
         self.engine = engine or make_engine(
             app_database_url(settings),
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            server_settings=backstops,
         )
         self.sessionmaker: async_sessionmaker[AsyncSession] = make_sessionmaker(self.engine)
         # System and service work runs on its own role and pool (see `Settings.db_system_role`).
@@ -60,6 +67,7 @@ class Database:
             system_database_url(settings),
             pool_size=settings.db_system_pool_size,
             max_overflow=settings.db_max_overflow,
+            server_settings=backstops,
         )
         self.system_sessionmaker: async_sessionmaker[AsyncSession] = make_sessionmaker(self.system_engine)
         self.tokens = Tokens(settings)

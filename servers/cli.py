@@ -1,4 +1,4 @@
-"""The `atlilith` command: dev, serve, migrate, seed, mcp (stdio), token, and the operator
+"""The `atlilith` command: dev, serve, relay, migrate, seed, mcp (stdio), token, and the operator
 commands (generate, backup, restore, deploy, status, stop, logs) from `servers.ops_cli`, and
 `admin promote|demote` from `servers.admin_cli`."""
 
@@ -205,6 +205,46 @@ def serve(port: PortOpt = None, host: HostOpt = None) -> None:
     configure_logging(settings)
     settings, _server = _database(settings)
     _serve(settings)
+
+
+@cli.command()
+def relay() -> None:
+    """Run only the event relay and the schedulers (no HTTP): deliveries, retries, dead letters
+    and cron jobs for the app processes, which then run with ATLILITH_RELAY_ENABLED=0."""
+    settings = get_settings()
+    configure_logging(settings)
+    settings, _server = _database(settings)
+    asyncio.run(_run_relay(settings))
+
+
+async def _run_relay(settings: Settings) -> None:
+    import signal
+
+    from core.events import Relay, Sink, process_id
+    from core.uow import Database
+
+    db = Database(settings)
+    sink: Sink | None = None
+    if settings.inngest_enabled:
+        from servers import inngest as inngest_door
+
+        sink = inngest_door.InngestSink(inngest_door.make_client(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    relay = Relay(db, sink)
+    log.info("relay_started", process=process_id(), inngest=sink is not None)
+    typer.secho(
+        f"Atlilith relay {process_id()}: {'publishing to Inngest' if sink else 'delivering in-process'}"
+        "  ·  Ctrl-C stops",
+        fg=typer.colors.GREEN,
+        err=True,
+    )
+    try:
+        await relay.run(stop)
+    finally:
+        await db.dispose()
 
 
 @cli.command()

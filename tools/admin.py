@@ -4,6 +4,7 @@ the audit log, credit grants. Every tool refuses callers who are not platform ad
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Annotated
 
 from pydantic import Field
@@ -15,8 +16,11 @@ from core.admin.schemas import (
     AdminPersonDetail,
     AdminPersonOut,
     AuditEntryOut,
+    DeadLetterOut,
     PersonStatus,
     ReactivateIn,
+    RedriveIn,
+    RedriveOut,
     SuspendIn,
     SuspensionOut,
 )
@@ -43,7 +47,8 @@ SearchArg = Annotated[str | None, Field(description="Part of a handle, email or 
 def toolset(rt: ToolRuntime) -> Toolset:
     ts = Toolset(
         "admin",
-        "Platform admin: persons, orgs, suspension, the audit log, credit grants (platform admins only).",
+        "Platform admin: persons, orgs, suspension, the audit log, dead letters, credit grants"
+        " (platform admins only).",
         default=False,
         platform=True,
     )
@@ -160,6 +165,44 @@ target, details), when, and the trace id. Filter by actor (handle, id or `operat
                 since,
                 until,
             )
+
+    @ts.tool(
+        "admin_dead_letters",
+        """Platform admins: event deliveries a handler gave up on after its attempts (a process
+that died handling one counts), most recent first, with the last error. Filter by handler.
+Read-only, free.""",
+        title="Dead letters",
+        read_only=True,
+    )
+    async def admin_dead_letters(
+        handler: Annotated[str | None, Field(description="Only this handler's.", max_length=200)] = None,
+        limit: LimitArg = 20,
+        cursor: CursorArg = None,
+    ) -> Page[DeadLetterOut]:
+        async with rt.context(person_level=True) as (ctx, uow):
+            return await service.list_dead_letters(ctx, uow, PageRequest(limit=limit, cursor=cursor), handler)
+
+    @ts.tool(
+        "admin_dead_letters_redrive",
+        """Platform admins: retry a handler's dead deliveries — all of them, or one event's — with
+fresh attempts (fix the cause first). Repeating it re-drives nothing more. Audited. Free.""",
+        title="Re-drive dead letters",
+        read_only=False,
+        idempotent=True,
+    )
+    async def admin_dead_letters_redrive(
+        handler: Annotated[
+            str,
+            Field(description="The handler whose dead deliveries to retry.", min_length=1, max_length=200),
+        ],
+        event_id: Annotated[uuid.UUID | None, Field(description="Only this event's delivery.")] = None,
+        reason: Annotated[
+            str | None, Field(description="Optional note for the audit log.", max_length=500)
+        ] = None,
+    ) -> RedriveOut:
+        data = RedriveIn(handler=handler, event_id=event_id, reason=reason)
+        async with rt.context(person_level=True) as (ctx, uow):
+            return await service.redrive_dead_letters(ctx, uow, data)
 
     @ts.tool(
         "admin_credits_grant",

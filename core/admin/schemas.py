@@ -88,3 +88,29 @@ class AuditEntryOut(Out):
 class PromotionOut(BaseModel):
     person: AdminPersonOut
     changed: bool
+
+
+class DeadLetterOut(Out):
+    event_id: uuid.UUID
+    event_name: str
+    handler: str = Field(description="The handler that gave up on the event.")
+    attempts: int = Field(description="Attempts used, a process that died handling it included.")
+    last_error: str | None = Field(description="The last attempt's error, or `process died while handling`.")
+    failed_at: dt.datetime
+    event_created_at: dt.datetime
+
+
+class RedriveIn(Input):
+    handler: str = Field(
+        min_length=1, max_length=200, description="The handler whose dead deliveries to retry."
+    )
+    event_id: uuid.UUID | None = Field(
+        default=None, description="Only this event's delivery; else all of them."
+    )
+    reason: str | None = Field(default=None, max_length=500, description="Optional note for the audit log.")
+
+
+class RedriveOut(BaseModel):
+    handler: str
+    event_id: uuid.UUID | None
+    redriven: int = Field(description="Deliveries put back to pending (0: nothing was dead).")

@@ -25,9 +25,12 @@ from core.admin.schemas import (
     AdminPersonDetail,
     AdminPersonOut,
     AuditEntryOut,
+    DeadLetterOut,
     PersonStatus,
     PromotionOut,
     ReactivateIn,
+    RedriveIn,
+    RedriveOut,
     SuspendIn,
     SuspensionOut,
 )
@@ -35,6 +38,7 @@ from core.audit import AuditEntry
 from core.auth import utcnow
 from core.context import TenantContext
 from core.errors import Conflict, FieldIssue, NotFound, PermissionDenied, ValidationFailed
+from core.events import deliveries_table, outbox_table, redrive_dead
 from core.observability import get_logger
 from core.pagination import Page, PageRequest, decode_cursor, page_of
 from core.registry.changes import tools_changed
@@ -337,6 +341,70 @@ async def list_audit(
         stmt = stmt.where(tuple_(AuditEntry.at, AuditEntry.id) < tuple_(*after))
     rows = [AuditEntryOut.model_validate(e) for e in (await uow.session.execute(stmt)).scalars()]
     return page_of(rows, page.limit, lambda e: (e.at, e.id))
+
+
+# --- dead letters ---------------------------------------------------------------------------------------
+
+
+async def list_dead_letters(
+    ctx: TenantContext, uow: UnitOfWork, page: PageRequest, handler: str | None = None
+) -> Page[DeadLetterOut]:
+    """Deliveries a handler gave up on after its attempts (a crash counts as one), most recent
+    first, with the last error; re-drive them with [[admin.redrive_dead_letters]]."""
+    await audit.require_platform_admin(ctx, uow, write=False)
+    d, e = deliveries_table.c, outbox_table.c
+    stmt = (
+        select(d.event_id, e.name, d.handler, d.attempts, d.last_error, d.updated_at, e.created_at)
+        .join_from(deliveries_table, outbox_table, e.id == d.event_id)
+        .where(d.status == "dead")
+        .order_by(d.updated_at.desc(), d.event_id.desc(), d.handler.desc())
+        .limit(page.limit + 1)
+    )
+    if handler:
+        stmt = stmt.where(d.handler == handler)
+    if page.cursor:
+        after = decode_cursor(page.cursor, 3)
+        stmt = stmt.where(tuple_(d.updated_at, d.event_id, d.handler) < tuple_(*after))
+    rows = [
+        DeadLetterOut(
+            event_id=r.event_id,
+            event_name=r.name,
+            handler=r.handler,
+            attempts=r.attempts,
+            last_error=r.last_error,
+            failed_at=r.updated_at,
+            event_created_at=r.created_at,
+        )
+        for r in (await uow.session.execute(stmt)).all()
+    ]
+    return page_of(rows, page.limit, lambda x: (x.failed_at, x.event_id, x.handler))
+
+
+async def redrive_dead_letters(ctx: TenantContext, uow: UnitOfWork, data: RedriveIn) -> RedriveOut:
+    """Give a handler's dead deliveries (or one event's) fresh attempts: back to pending, the
+    relays woken. Repeating it re-drives nothing more (`redriven: 0`). Audited when it changed
+    something."""
+    await audit.require_platform_admin(ctx, uow)
+    if data.event_id is not None:
+        known = (
+            await uow.session.execute(
+                select(deliveries_table.c.status).where(
+                    deliveries_table.c.event_id == data.event_id, deliveries_table.c.handler == data.handler
+                )
+            )
+        ).scalar_one_or_none()
+        if known is None:
+            raise NotFound(
+                f"no delivery of event {data.event_id} to handler {data.handler!r}",
+                code="delivery_not_found",
+                hint="list what is dead with [[admin.list_dead_letters]]",
+            )
+    ids = await redrive_dead(uow, data.handler, data.event_id)
+    if ids:
+        details = {"count": len(ids), "event_id": data.event_id, "reason": data.reason}
+        await audit.record(uow, ctx, "deliveries.redrive", "handler", data.handler, details)
+        log.info("dead_letters_redriven", handler=data.handler, count=len(ids), by=str(ctx.person_id))
+    return RedriveOut(handler=data.handler, event_id=data.event_id, redriven=len(ids))
 
 
 # --- the operator (database access, no HTTP door) ---------------------------------------------------

@@ -1,4 +1,4 @@
-"""Platform admin: persons, orgs, suspension and the audit log under /v1/admin/... (the billing
+"""Platform admin: persons, orgs, suspension, the audit log and dead letters under /v1/admin/... (the billing
 admin routes — grants, refunds, peers — live in servers/api/billing.py)."""
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from core.admin.schemas import (
     AdminPersonDetail,
     AdminPersonOut,
     AuditEntryOut,
+    DeadLetterOut,
     PersonStatus,
     ReactivateIn,
+    RedriveIn,
+    RedriveOut,
     SuspendIn,
     SuspensionOut,
 )
@@ -100,3 +103,23 @@ async def list_audit(
     """The audit log, newest first: who did what to whom, when, with the trace id (platform admins)."""
     async with caller.context(person_level=True) as (ctx, uow):
         return await service.list_audit(ctx, uow, page, actor, action, target_type, target_id, since, until)
+
+
+@router.get("/v1/admin/dead-letters", response_model=Page[DeadLetterOut])
+async def list_dead_letters(
+    caller: CallerDep,
+    page: PageDep,
+    handler: Annotated[str | None, Query(max_length=200, description="Only this handler's.")] = None,
+) -> Page[DeadLetterOut]:
+    """Event deliveries a handler gave up on, most recent first, with the last error (a process
+    that died handling one counts as an attempt) (platform admins)."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.list_dead_letters(ctx, uow, page, handler)
+
+
+@router.post("/v1/admin/dead-letters/redrive", response_model=RedriveOut)
+async def redrive_dead_letters(data: RedriveIn, caller: CallerDep) -> RedriveOut:
+    """Retry a handler's dead deliveries (or one event's) with fresh attempts. Repeating it
+    re-drives nothing more. Audited (platform admins)."""
+    async with caller.context(person_level=True) as (ctx, uow):
+        return await service.redrive_dead_letters(ctx, uow, data)

@@ -30,6 +30,8 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/v1/admin/persons/{person}/reactivate", {}),
     ("GET", "/v1/admin/orgs", None),
     ("GET", "/v1/admin/audit", None),
+    ("GET", "/v1/admin/dead-letters", None),
+    ("POST", "/v1/admin/dead-letters/redrive", {"handler": "tests.poison"}),
 ]
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
@@ -454,3 +456,75 @@ async def test_no_tenant_route_shows_audit_rows(client: httpx.AsyncClient, app: 
     assert checked > 10
     audit = await client.get("/v1/admin/audit", params={"target_id": a.slug}, headers=admin.h())
     assert marker + "-r" in audit.text  # it is there, for an admin
+
+
+async def test_dead_letters_are_listed_and_redriven_through_both_doors(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    from mcp import Client
+
+    from servers.mcp import build_server
+    from tests.support import handlers
+
+    admin = await make_admin(client)
+    await Relay(db).drain()  # settle what other tests left
+    poisoned = []
+    for _ in range(2):
+        async with db.system() as uow:
+            poisoned.append(uow.emit("test/probe.poison", {}))
+    relay = Relay(db)
+    for _ in range(db.settings.handler_max_attempts + 2):
+        await relay.drain()
+        await asyncio.sleep(0.03)  # past the (test-sized) backoff
+
+    listed = await client.get("/v1/admin/dead-letters?handler=tests.poison&limit=1", headers=admin.h())
+    assert listed.status_code == 200, listed.text
+    first = listed.json()["items"][0]
+    assert first["handler"] == "tests.poison" and first["event_name"] == "test/probe.poison"
+    assert first["attempts"] == db.settings.handler_max_attempts
+    assert "always fails" in first["last_error"]
+    rest = await client.get(
+        f"/v1/admin/dead-letters?handler=tests.poison&cursor={listed.json()['next_cursor']}",
+        headers=admin.h(),
+    )
+    ids = {first["event_id"]} | {d["event_id"] for d in rest.json()["items"]}
+    assert {str(p) for p in poisoned} <= ids
+
+    # One event's delivery, over REST: back to pending with fresh attempts, audited; again: nothing.
+    body = {"handler": "tests.poison", "event_id": str(poisoned[0]), "reason": "fixed the cause"}
+    r = await client.post("/v1/admin/dead-letters/redrive", json=body, headers=admin.h())
+    assert r.status_code == 200 and r.json()["redriven"] == 1, r.text
+    async with db.system() as uow:
+        row = (
+            await uow.session.execute(
+                text(
+                    "SELECT status, attempts FROM platform.event_deliveries"
+                    " WHERE event_id = :e AND handler = 'tests.poison'"
+                ),
+                {"e": poisoned[0]},
+            )
+        ).one()
+    assert (row.status, row.attempts) == ("pending", 0)
+    again = await client.post("/v1/admin/dead-letters/redrive", json=body, headers=admin.h())
+    assert again.status_code == 200 and again.json()["redriven"] == 0
+    entries = await audit_rows(db, action="deliveries.redrive")
+    assert [e["target_id"] for e in entries][-1:] == ["tests.poison"]
+    assert entries[-1]["details"]["count"] == 1 and entries[-1]["details"]["reason"] == "fixed the cause"
+    before = handlers.calls["poison"].count(str(poisoned[0]))
+    await relay.drain()
+    assert handlers.calls["poison"].count(str(poisoned[0])) > before  # it ran again
+
+    unknown = {"handler": "tests.poison", "event_id": str(uuid.uuid4())}
+    missing = await client.post("/v1/admin/dead-letters/redrive", json=unknown, headers=admin.h())
+    assert missing.status_code == 404 and missing.json()["code"] == "delivery_not_found"
+
+    # Every dead delivery of the handler, over MCP.
+    async with Client(build_server(db, static_token=admin.token, toolset_names=["admin"])) as c:
+        seen = (await c.call_tool("admin_dead_letters", {"handler": "tests.poison"})).structured_content
+        assert str(poisoned[1]) in {d["event_id"] for d in seen["items"]}
+        out = (
+            await c.call_tool("admin_dead_letters_redrive", {"handler": "tests.poison"})
+        ).structured_content
+        assert out["redriven"] >= 1 and out["event_id"] is None
+        none_left = await c.call_tool("admin_dead_letters", {"handler": "tests.poison"})
+        assert none_left.structured_content["items"] == []

@@ -145,6 +145,8 @@ def _worker_env(settings: Settings) -> dict[str, str]:
             "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
             "ATLILITH_DATA_DIR": str(settings.data_dir),
             "ATLILITH_LOG_LEVEL": "warning",
+            # The claim the dying worker leaves behind runs out quickly, for the test to see.
+            "ATLILITH_HANDLER_LEASE_SECONDS": "1",
             "PYTHONPATH": str(ROOT),
         }
     )
@@ -188,11 +190,18 @@ async def test_process_killed_mid_delivery_redelivers_after_restart(db: Database
     proc = await _run_worker(db.settings, "die-mid-delivery", marker)
     assert proc.returncode == -9 and "survived" not in proc.stdout, proc.stderr
     event_id = await _event_by_marker(db, marker)
-    # Fanned out, but the delivery died with the process: still pending, lock released.
+    # Fanned out, but the delivery died with the process: still pending, its attempt counted
+    # and its lease held until it runs out, then another process delivers it.
     assert (await outbox_row(db, event_id)).status == "dispatched"
-    assert (await delivery(db, event_id, "tests.crash")).status == "pending"
-    await Relay(db).drain()
-    assert (await delivery(db, event_id, "tests.crash")).status == "done"
+    row = await delivery(db, event_id, "tests.crash")
+    assert row.status == "pending" and row.attempts == 1
+
+    async def done() -> bool:
+        return (await delivery(db, event_id, "tests.crash")).status == "done"
+
+    await drain_until(Relay(db), done)
+    row = await delivery(db, event_id, "tests.crash")
+    assert row.attempts == 2 and row.last_error is None
 
 
 async def test_scheduled_handler_runs_once_per_fire_time_across_processes(db: Database) -> None:
@@ -382,3 +391,58 @@ async def test_handler_log_lines_carry_the_events_trace_id(db: Database) -> None
     mine = [e for e in logs if e.get("event_id") == str(event_id)]
     assert mine and all(e["trace_id"] == "feedfacefeedfacefeedfacefeedface" for e in mine)
     assert any(e.get("event") == "handler_failed" and e.get("handler") == "tests.poison" for e in mine)
+
+
+async def test_a_run_whose_lease_was_taken_over_commits_nothing(db: Database) -> None:
+    relay = Relay(db)
+    await relay.drain()  # settle what other tests left
+    event_id = await emit(db, "test/probe.lease")
+    await relay.pump()
+    claim = await relay._claim()
+    assert claim is not None and claim.event.id == event_id and claim.attempt == 1
+    key = {"e": event_id, "h": claim.handler}
+    # The attempt and the lease were committed before the handler ran.
+    row = await delivery(db, event_id, claim.handler)
+    assert (row.status, row.attempts) == ("pending", 1)
+    # Another process took the delivery (our lease ran out while we were frozen).
+    async with db.system() as uow:
+        await uow.session.execute(
+            text(
+                "UPDATE platform.event_deliveries SET claimed_by = 'elsewhere:1', claim_token = gen_random_uuid()"
+                " WHERE event_id = :e AND handler = :h"
+            ),
+            key,
+        )
+    await relay._handle(claim)
+    async with db.system() as uow:
+        after = (
+            await uow.session.execute(
+                text(
+                    "SELECT status, attempts, claimed_by FROM platform.event_deliveries"
+                    " WHERE event_id = :e AND handler = :h"
+                ),
+                key,
+            )
+        ).one()
+    assert (after.status, after.attempts, after.claimed_by) == ("pending", 1, "elsewhere:1")
+    # The other process never finishes; its lease runs out and a relay delivers it once more.
+    async with db.system() as uow:
+        await uow.session.execute(
+            text(
+                "UPDATE platform.event_deliveries SET next_attempt_at = now() WHERE event_id = :e AND handler = :h"
+            ),
+            key,
+        )
+    await relay.drain()
+    row = await delivery(db, event_id, claim.handler)
+    assert (row.status, row.attempts, row.last_error) == ("done", 2, None)
+
+
+async def test_pooled_connections_carry_the_backstops(db: Database) -> None:
+    async with db.system() as uow:
+        idle = (await uow.session.execute(text("SHOW idle_in_transaction_session_timeout"))).scalar_one()
+    async with db.uow() as uow:
+        keepalive = (await uow.session.execute(text("SHOW tcp_keepalives_idle"))).scalar_one()
+    assert db.settings.db_idle_in_transaction_timeout_seconds == 120 and idle == "2min"
+    # The suite reaches PostgreSQL over TCP (127.0.0.1), where the keepalives apply.
+    assert keepalive == str(db.settings.db_tcp_keepalives_idle_seconds) == "30"

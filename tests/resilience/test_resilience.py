@@ -63,3 +63,20 @@ def test_the_report_fits_one_page_and_flags_failures() -> None:
     assert "PASS" in text and "FAIL" in text
     assert "1 acknowledged writes are missing" in text and "2 committed events undelivered" in text
     assert len(text.splitlines()) < 60 and max(len(line) for line in text.splitlines()) <= 120
+
+
+async def test_two_relay_processes_survive_a_freeze_a_kill_and_a_process_killing_handler(
+    settings: Settings,
+) -> None:
+    """The scale-out proof: two `atlilith relay` processes on one database (lease 2 s)."""
+    s = await resilience.two_relays(admin_url(settings), DATA, lease=2.0)
+    assert s.ok, resilience.render([s])
+    # Frozen holding claims, its work was delivered by the other within the lease (+ the
+    # handler's 1 s and some slack), not when it woke.
+    assert s.figures["takeover_seconds"] < 2.0 + 3.0
+    # Killed mid-load and frozen-then-resumed: every event handled, none twice.
+    assert s.events_committed == s.events_delivered == 108 and s.duplicates == 0 and s.figures["lost"] == 0
+    # The handler that kills its process used up its 3 attempts (each a dead process) and was
+    # dead-lettered with the reason.
+    assert s.figures["dead_after_attempts"] == 3 and s.figures["process_deaths"] == 3
+    assert any("process died while handling" in n for n in s.notes), s.notes

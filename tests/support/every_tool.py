@@ -300,6 +300,8 @@ OK: dict[str, Ok] = {
     "admin_person_reactivate": _suspended,
     "admin_orgs": _fixed({}),
     "admin_audit": _fixed({}),
+    "admin_dead_letters": _fixed({}),
+    "admin_dead_letters_redrive": _fixed({"handler": "tests.nothing_dead"}),
     "admin_credits_grant": _with(lambda w: {"credits": 5, "to_org": w.org, "memo": "thanks"}),
 }
 
@@ -383,6 +385,11 @@ BAD: dict[str, tuple[Callable[[World], Args], str]] = {
     "admin_person_reactivate": (lambda w: {"person": "nobody-zz"}, "person_not_found"),
     "admin_orgs": (lambda w: {"limit": 0}, "invalid_arguments"),
     "admin_audit": (lambda w: {"since": "last week"}, "invalid_arguments"),
+    "admin_dead_letters": (lambda w: {"limit": 0}, "invalid_arguments"),
+    "admin_dead_letters_redrive": (
+        lambda w: {"handler": "tests.poison", "event_id": _missing()},
+        "delivery_not_found",
+    ),
     "admin_credits_grant": (lambda w: {"credits": 5}, "invalid_arguments"),
 }
 

@@ -26,6 +26,8 @@ ADMIN_TOOLS = {
     "admin_orgs",
     "admin_audit",
     "admin_credits_grant",
+    "admin_dead_letters",
+    "admin_dead_letters_redrive",
 }
 
 
@@ -44,8 +46,10 @@ async def test_admin_toolset_is_off_by_default_and_annotated(client: httpx.Async
     async with Client(build_server(db, static_token=a.token, toolset_names=["admin"])) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
     assert set(tools) == ADMIN_TOOLS | {"whoami"}
-    for name in ("admin_persons", "admin_person_get", "admin_orgs", "admin_audit"):
+    for name in ("admin_persons", "admin_person_get", "admin_orgs", "admin_audit", "admin_dead_letters"):
         assert tools[name].annotations.read_only_hint is True, name
+    redrive = tools["admin_dead_letters_redrive"].annotations
+    assert redrive.read_only_hint is False and redrive.idempotent_hint is True
     suspend = tools["admin_person_suspend"].annotations
     assert (
         suspend.read_only_hint is False
@@ -58,7 +62,14 @@ async def test_admin_toolset_is_off_by_default_and_annotated(client: httpx.Async
         assert "org" not in tools[name].input_schema.get("properties", {}), name  # person-level
     async with Client(build_server(db, static_token=a.token, toolset_names=["admin"], read_only=True)) as c:
         read_only = {t.name for t in (await c.list_tools()).tools}
-    assert read_only == {"admin_persons", "admin_person_get", "admin_orgs", "admin_audit", "whoami"}
+    assert read_only == {
+        "admin_persons",
+        "admin_person_get",
+        "admin_orgs",
+        "admin_audit",
+        "admin_dead_letters",
+        "whoami",
+    }
 
 
 async def test_admin_tools_are_refused_to_a_person_and_an_org_owner(
@@ -77,6 +88,8 @@ async def test_admin_tools_are_refused_to_a_person_and_an_org_owner(
         "admin_orgs": {},
         "admin_audit": {},
         "admin_credits_grant": {"credits": 100, "to_org": org},
+        "admin_dead_letters": {},
+        "admin_dead_letters_redrive": {"handler": "tests.poison"},
     }
     for token in (someone.token, owner.token, key):
         async with Client(build_server(db, static_token=token, toolset_names=["admin"])) as c:
