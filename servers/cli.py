@@ -83,16 +83,36 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _migrate(settings: Settings) -> None:
+def _migrate(settings: Settings, rebind_secrets: bool = False) -> None:
     from core.migrate import migrate
 
-    asyncio.run(migrate(settings))
+    asyncio.run(migrate(settings, rebind_secrets=rebind_secrets))
+
+
+def _verify_secrets(settings: Settings) -> None:
+    """Refuse to go on, in one line, when this process's secrets are not the database's."""
+    from core.secret_binding import SecretMismatch, verify_secrets
+    from core.uow import Database
+
+    async def run() -> None:
+        db = Database(settings)
+        try:
+            await verify_secrets(db)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except SecretMismatch as err:
+        _fail(str(err))
 
 
 def _seed(settings: Settings, demo: bool = True) -> None:
     from core.seed import seed
     from core.uow import Database
     from servers.registry_sync import sync_builtins
+
+    _verify_secrets(settings)  # the seed keys clients' ids and signs nothing it cannot share
 
     async def run() -> None:
         db = Database(settings)
@@ -143,6 +163,7 @@ def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None
     from core import devserver
     from servers.app import create_app
 
+    _verify_secrets(settings)  # here, not in the app's start-up, to refuse without a traceback
     app = create_app(settings)
     base = f"http://{settings.host}:{settings.port}"
     typer.secho(
@@ -208,13 +229,25 @@ def serve(port: PortOpt = None, host: HostOpt = None) -> None:
 
 
 @cli.command()
-def migrate() -> None:
+def migrate(
+    rebind_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--rebind-secrets",
+            help="Make this process's JWT and identity secrets the database's (a deliberate rotation:"
+            " stop every process first; tokens and links signed with the old JWT secret stop"
+            " working, and polyseme ids change with the identity secret).",
+        ),
+    ] = False,
+) -> None:
     """Create roles (when allowed) and apply migrations as the owner role."""
     settings = get_settings()
     configure_logging(settings)
     settings, _server = _database(settings)
-    _migrate(settings)
+    _migrate(settings, rebind_secrets)
     typer.secho("Database is up to date.", err=True)
+    if rebind_secrets:
+        typer.secho("Secrets rebound: every process must now use these.", fg=typer.colors.YELLOW, err=True)
 
 
 @cli.command()
@@ -244,6 +277,7 @@ def mcp(
         _fail("set ATLILITH_TOKEN to an access token or API key (see `atlilith token --help`)")
     settings, _server = _operator_database(settings)
     names = [t.strip() for t in toolsets.split(",") if t.strip()] if toolsets else None
+    _verify_secrets(settings)
     asyncio.run(_run_stdio(settings, names, read_only or settings.read_only))
 
 
@@ -315,6 +349,7 @@ def token(
 
     try:
         settings, _server = _operator_database(settings)
+        _verify_secrets(settings)  # a token signed with another secret would be refused
         sys.stdout.write(asyncio.run(run()) + "\n")
     except typer.Exit:
         raise
