@@ -90,8 +90,9 @@ def _migrate(settings: Settings, rebind_secrets: bool = False) -> None:
 
 
 def _verify_secrets(settings: Settings) -> None:
-    """Refuse to go on, in one line, when this process's secrets are not the database's."""
-    from core.secret_binding import SecretMismatch, verify_secrets
+    """Refuse to go on, in one line, when this process's secrets are not the database's (or
+    a secret production needs is unset)."""
+    from core.secret_binding import verify_secrets
     from core.uow import Database
 
     async def run() -> None:
@@ -103,7 +104,7 @@ def _verify_secrets(settings: Settings) -> None:
 
     try:
         asyncio.run(run())
-    except SecretMismatch as err:
+    except RuntimeError as err:  # SecretMismatch, or "ATLILITH_JWT_SECRET must be set in production"
         _fail(str(err))
 
 

@@ -139,17 +139,18 @@ def serving(s: Settings, data_dir: Path, count: int) -> Iterator[list[str]]:
     procs = [atlilith(s, data_dir, "serve", ATLILITH_PORT=str(port)) for port in ports]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180  # generous: the machine may be busy with other suites
         for proc, url in zip(procs, urls, strict=True):
             while True:
                 try:
-                    if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    if httpx.get(url + "/health", timeout=2).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"{url} did not start: {proc.communicate(timeout=10)[1][-3000:]}")
-                time.sleep(0.1)
+                    proc.terminate()
+                    raise AssertionError(f"{url} did not start: {proc.communicate(timeout=30)[1][-3000:]}")
+                time.sleep(0.2)
         yield urls
     finally:
         for proc in procs:
