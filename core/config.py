@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -266,12 +269,7 @@ class Settings(BaseSettings):
             return self.jwt_secret
         if self.env == "production":
             raise RuntimeError("ATLILITH_JWT_SECRET must be set in production")
-        path = self.data_dir.resolve() / "jwt-secret"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        return generated_secret(self.data_dir.resolve() / "jwt-secret")
 
     # --- billing ------------------------------------------------------------------------------
     # The payment provider's Standard Webhooks key(s), comma-separated (any one verifies, for a
@@ -305,12 +303,32 @@ class Settings(BaseSettings):
             return self.identity_secret
         if self.env == "production":
             raise RuntimeError("ATLILITH_IDENTITY_SECRET must be set in production")
-        path = self.data_dir.resolve() / "identity-secret"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        return generated_secret(self.data_dir.resolve() / "identity-secret")
+
+
+def generated_secret(path: Path) -> str:
+    """The secret kept in `path`, created there first if absent. Several processes may start
+    together on a fresh data dir: each writes a candidate to its own temporary file and links
+    it into place, which succeeds for exactly one of them, so every process reads the one
+    winning secret and none ever sees a half-written file."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)  # mode 0600
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(secrets.token_urlsafe(48))
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):  # another process created it first
+                os.link(tmp, path)
+        finally:
+            tmp.unlink()
+    value = path.read_text(encoding="utf-8").strip()
+    if not value:
+        # Only a crash of a version before atomic creation leaves this; refuse, never sign with "".
+        raise RuntimeError(f"{path} is empty: delete it (a new secret is generated) or set the secret")
+    return value
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from core import secret_binding
 from core.config import Settings
 from core.db import asyncpg_url, component_schemas
 from core.observability import get_logger
@@ -139,7 +140,7 @@ def _grant_app(sync_conn: Connection, settings: Settings) -> None:
     )
 
 
-def _migrate_sync(sync_conn: Connection, settings: Settings, revision: str) -> None:
+def _migrate_sync(sync_conn: Connection, settings: Settings, revision: str, rebind: bool = False) -> None:
     _setup_roles(sync_conn, settings)
     sync_conn.commit()
     current = sync_conn.execute(text("SELECT current_user")).scalar_one()
@@ -154,6 +155,9 @@ def _migrate_sync(sync_conn: Connection, settings: Settings, revision: str) -> N
     sync_conn.commit()
     _grant_app(sync_conn, settings)
     sync_conn.commit()
+    if rebind:
+        secret_binding.rebind_secrets(sync_conn, settings)
+        sync_conn.commit()
     sync_conn.execute(text("RESET ROLE"))
     sync_conn.commit()
 
@@ -172,14 +176,15 @@ async def ensure_roles(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def migrate(settings: Settings, revision: str = "heads") -> None:
-    """Create roles (when allowed), migrate as the owner role, grant the app role. Idempotent."""
+async def migrate(settings: Settings, revision: str = "heads", *, rebind_secrets: bool = False) -> None:
+    """Create roles (when allowed), migrate as the owner role, grant the app role. Idempotent.
+    `rebind_secrets`: record this process's secrets as the database's (a deliberate rotation)."""
     if not settings.database_url:
         raise RuntimeError("no database configured")
     engine = create_async_engine(asyncpg_url(settings.database_url))
     try:
         async with engine.connect() as conn:
-            await conn.run_sync(_migrate_sync, settings, revision)
+            await conn.run_sync(_migrate_sync, settings, revision, rebind_secrets)
     finally:
         await engine.dispose()
     log.info("migrated", revision=revision)

@@ -19,6 +19,7 @@ from core.config import Settings, get_settings
 from core.events import Relay, Sink
 from core.observability import get_logger
 from core.ratelimit import RateLimits
+from core.secret_binding import verify_secrets
 from core.uow import Database
 from servers import mcp as mcp_door
 from servers import oauth as oauth_door
@@ -70,6 +71,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before anything is served or synced: a process whose secrets differ from the
+        # database's would split tokens and ids with the others (core.secret_binding).
+        await verify_secrets(database)
         async with AsyncExitStack() as stack:
             # Mounted inside FastAPI, the MCP app's own lifespan does not run: enter it here.
             await stack.enter_async_context(mcp_server.session_manager.run())

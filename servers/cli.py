@@ -83,16 +83,37 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _migrate(settings: Settings) -> None:
+def _migrate(settings: Settings, rebind_secrets: bool = False) -> None:
     from core.migrate import migrate
 
-    asyncio.run(migrate(settings))
+    asyncio.run(migrate(settings, rebind_secrets=rebind_secrets))
+
+
+def _verify_secrets(settings: Settings) -> None:
+    """Refuse to go on, in one line, when this process's secrets are not the database's (or
+    a secret production needs is unset)."""
+    from core.secret_binding import verify_secrets
+    from core.uow import Database
+
+    async def run() -> None:
+        db = Database(settings)
+        try:
+            await verify_secrets(db)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except RuntimeError as err:  # SecretMismatch, or "ATLILITH_JWT_SECRET must be set in production"
+        _fail(str(err))
 
 
 def _seed(settings: Settings, demo: bool = True) -> None:
     from core.seed import seed
     from core.uow import Database
     from servers.registry_sync import sync_builtins
+
+    _verify_secrets(settings)  # the seed keys clients' ids and signs nothing it cannot share
 
     async def run() -> None:
         db = Database(settings)
@@ -143,6 +164,7 @@ def _serve(settings: Settings, dev_state: tuple[Path | None, Path | None] | None
     from core import devserver
     from servers.app import create_app
 
+    _verify_secrets(settings)  # here, not in the app's start-up, to refuse without a traceback
     app = create_app(settings)
     base = f"http://{settings.host}:{settings.port}"
     typer.secho(
@@ -214,6 +236,7 @@ def relay() -> None:
     settings = get_settings()
     configure_logging(settings)
     settings, _server = _database(settings)
+    _verify_secrets(settings)  # handlers sign links and key client ids with the shared secrets
     asyncio.run(_run_relay(settings))
 
 
@@ -248,13 +271,25 @@ async def _run_relay(settings: Settings) -> None:
 
 
 @cli.command()
-def migrate() -> None:
+def migrate(
+    rebind_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--rebind-secrets",
+            help="Make this process's JWT and identity secrets the database's (a deliberate rotation:"
+            " stop every process first; tokens and links signed with the old JWT secret stop"
+            " working, and polyseme ids change with the identity secret).",
+        ),
+    ] = False,
+) -> None:
     """Create roles (when allowed) and apply migrations as the owner role."""
     settings = get_settings()
     configure_logging(settings)
     settings, _server = _database(settings)
-    _migrate(settings)
+    _migrate(settings, rebind_secrets)
     typer.secho("Database is up to date.", err=True)
+    if rebind_secrets:
+        typer.secho("Secrets rebound: every process must now use these.", fg=typer.colors.YELLOW, err=True)
 
 
 @cli.command()
@@ -284,6 +319,7 @@ def mcp(
         _fail("set ATLILITH_TOKEN to an access token or API key (see `atlilith token --help`)")
     settings, _server = _operator_database(settings)
     names = [t.strip() for t in toolsets.split(",") if t.strip()] if toolsets else None
+    _verify_secrets(settings)
     asyncio.run(_run_stdio(settings, names, read_only or settings.read_only))
 
 
@@ -355,6 +391,7 @@ def token(
 
     try:
         settings, _server = _operator_database(settings)
+        _verify_secrets(settings)  # a token signed with another secret would be refused
         sys.stdout.write(asyncio.run(run()) + "\n")
     except typer.Exit:
         raise

@@ -71,6 +71,9 @@ class Component(Base):
     search: Mapped[Any] = mapped_column(TSVECTOR, Computed(SEARCH_EXPRESSION, persisted=True))
     # A built-in the running code no longer serves: hidden, not deleted (installations stay).
     retired_at: Mapped[dt.datetime | None]
+    # The package version of the process that last wrote a built-in: an older process leaves
+    # the entry alone during a rolling deploy. NULL: written before versions were recorded.
+    written_by: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = created_at()
     updated_at: Mapped[dt.datetime] = updated_at()
 

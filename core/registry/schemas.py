@@ -60,6 +60,8 @@ class SyncReport(BaseModel):
     changed: list[str] = Field(default_factory=list)
     unchanged: list[str] = Field(default_factory=list)
     retired: list[str] = Field(default_factory=list)
+    # Entries a newer package version wrote: left as they are (a rolling deploy).
+    kept_newer: list[str] = Field(default_factory=list)
 
 
 # --- reads --------------------------------------------------------------------------------------------

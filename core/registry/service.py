@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Float, Numeric, and_, cast, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import REGCONFIG, insert
 
-from core import audit, billing
+from core import __version__, audit, billing
 from core.auth import utcnow
 from core.billing.schemas import PeerCreated, PeerIn, PeerUpdateIn
 from core.context import Role, TenantContext, register_scopes
@@ -69,6 +69,7 @@ constraint_error(
 # Any constant: serialises concurrent syncs (two processes starting at once).
 _SYNC_LOCK = 0x7265_6769_7374_7279
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_VERSION = re.compile(r"v?(\d+(?:\.\d+)*)(.*)")
 MAX_QUERY_WORDS = 8
 
 
@@ -98,10 +99,29 @@ def _search_text(actions: list[dict[str, Any]], tools: list[dict[str, Any]]) -> 
 # --- built-ins: the start-up sync -----------------------------------------------------------------
 
 
-async def sync_builtins(uow: UnitOfWork, specs: list[ComponentSpec]) -> SyncReport:
-    """Make the built-in entries equal to `specs` (what this process serves). Idempotent and
-    safe when several processes start at once: a transaction-scoped advisory lock serialises
-    them, and an unchanged entry is not written at all. A built-in no longer served is retired
+def version_key(version: str | None) -> tuple[tuple[int, ...], int, str]:
+    """Orders the package versions that wrote registry entries: 0.10.0 after 0.9.1, 1.0 equal
+    to 1.0.0, a pre-release (0.2.0rc1) before its release, a local label (+abc) ignored. None
+    or an unreadable version (entries from before versions were recorded) sorts first."""
+    match = _VERSION.fullmatch((version or "").strip().split("+", 1)[0])
+    if match is None:
+        return ((), 0, "")
+    release = tuple(int(part) for part in match.group(1).split("."))
+    while len(release) > 1 and release[-1] == 0:
+        release = release[:-1]
+    pre = match.group(2).lstrip(".-_")
+    return (release, 0 if pre else 1, pre)
+
+
+async def sync_builtins(
+    uow: UnitOfWork, specs: list[ComponentSpec], *, writer: str = __version__
+) -> SyncReport:
+    """Make the built-in entries equal to `specs` (what this process serves, at package
+    version `writer`). Idempotent and safe when several processes start at once: a
+    transaction-scoped advisory lock serialises them, and an unchanged entry is not written at
+    all. Safe across versions during a rolling deploy: each entry records the version that wrote
+    it, and an entry a newer version wrote is left as it is (never downgraded, never retired),
+    so the registry converges on the newest code. A built-in no longer served is retired
     (hidden), not deleted, so its installations survive a rollback of the code."""
     await uow.session.execute(select(func.pg_advisory_xact_lock(_SYNC_LOCK)))
     existing = {
@@ -110,6 +130,7 @@ async def sync_builtins(uow: UnitOfWork, specs: list[ComponentSpec]) -> SyncRepo
             await uow.session.execute(select(ComponentRow).where(ComponentRow.kind == "builtin"))
         ).scalars()
     }
+    mine = version_key(writer)
     report = SyncReport()
     now = utcnow()
     for spec in sorted(specs, key=lambda s: s.slug):
@@ -130,6 +151,7 @@ async def sync_builtins(uow: UnitOfWork, specs: list[ComponentSpec]) -> SyncRepo
             "tools_hash": digest,
             "search_text": _search_text(actions, tools),
             "retired_at": None,
+            "written_by": writer,
         }
         row = existing.pop(spec.slug, None)
         if row is None:
@@ -137,6 +159,9 @@ async def sync_builtins(uow: UnitOfWork, specs: list[ComponentSpec]) -> SyncRepo
             uow.session.add(row)
             await uow.session.flush()
             report.created.append(spec.slug)
+        elif version_key(row.written_by) > mine:
+            report.kept_newer.append(spec.slug)
+            continue
         elif any(getattr(row, k) != v for k, v in values.items()):
             for k, v in values.items():
                 setattr(row, k, v)
@@ -147,12 +172,19 @@ async def sync_builtins(uow: UnitOfWork, specs: list[ComponentSpec]) -> SyncRepo
             continue
         await _record_version(uow, row.id, spec.version, digest)
     for row in existing.values():
-        if row.retired_at is None:
-            row.retired_at = now
-            report.retired.append(row.slug)
+        if row.retired_at is not None:
+            continue
+        if version_key(row.written_by) > mine:
+            report.kept_newer.append(row.slug)  # a newer version serves it; this one predates it
+            continue
+        row.retired_at = now
+        row.written_by = writer
+        report.retired.append(row.slug)
     await uow.session.flush()
     if report.created or report.changed or report.retired:
         log.info("registry_synced", created=report.created, changed=report.changed, retired=report.retired)
+    if report.kept_newer:
+        log.info("registry_newer_kept", writer=writer, kept=report.kept_newer)
     return report
 
 
