@@ -25,12 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from core import bookings
-from core import messaging
-from core import billing
-from core import tenancy
-from core.analytics import service as analytics
-from core import analytics
+from core import analytics, billing, bookings, messaging, tenancy
 from core.analytics.models import events as analytics_events
 from core.billing.models import Job
 from core.billing.schemas import RunIn
