@@ -78,3 +78,14 @@ def test_tools_are_module_level_functions_in_a_module_level_toolset() -> None:
         "identity_resolve_person",
         "identity_resolve_company",
     }
+
+
+def test_bookings_tools_are_module_level_functions_in_its_toolset() -> None:
+    from tools import bookings
+
+    assert isinstance(bookings.bookings, Toolset)
+    assert not hasattr(bookings, "toolset")
+    for spec in bookings.bookings.tools:
+        fn = getattr(bookings, spec.name)
+        assert inspect.iscoroutinefunction(fn), spec.name
+        assert next(iter(inspect.signature(fn, eval_str=True).parameters)) == "rt", spec.name

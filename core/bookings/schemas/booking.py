@@ -27,8 +27,12 @@ from core.validation import Input, Name, SlugRef
 class _ClientFields(Input):
     client_id: uuid.UUID | None = Field(default=None, description="An existing client of this context.")
     client_name: Name | None = None
-    client_email: Annotated[str, Field(max_length=254)] | None = None
-    client_phone: Annotated[str, Field(max_length=40)] | None = None
+    client_email: Annotated[str, Field(max_length=254)] | None = Field(
+        default=None, description="Finds or creates the client."
+    )
+    client_phone: Annotated[str, Field(max_length=40)] | None = Field(
+        default=None, description="With country code."
+    )
     client_note: Text | None = Field(default=None, description="What the client wrote (kept as untrusted).")
     notes: Text | None = Field(default=None, description="Your private notes.")
 
@@ -63,7 +67,7 @@ class ConfirmIn(_ClientFields):
 
 
 class DeclineIn(Input):
-    reason: Reason
+    reason: Reason = Field(description="Why; the client may be told.")
 
 
 class CancelIn(Input):

@@ -23,8 +23,8 @@ class _ServiceFields(Input):
     slot_interval_minutes: int | None = Field(
         default=None, ge=5, le=1440, description="Spacing of offered start times; default: the duration."
     )
-    price_amount: Money | None = None
-    currency: Currency | None = None
+    price_amount: Money | None = Field(default=None, description="e.g. 45.00")
+    currency: Currency | None = Field(default=None, description="ISO 4217, e.g. EUR.")
     location_kind: LocationKind = "in_person"
     location: Annotated[str, Field(max_length=500)] | None = None
     assignment: Assignment = Field(
@@ -105,8 +105,10 @@ class ServiceUpdateIn(Input):
     min_notice_minutes: int | None = Field(default=None, ge=0, le=525_600)
     max_advance_days: int | None = Field(default=None, ge=1, le=730)
     slot_interval_minutes: int | None = Field(default=None, ge=5, le=1440)
-    price_amount: Money | None = None
-    currency: Currency | None = None
+    price_amount: Money | None = Field(
+        default=None, description="e.g. 45.00; null with `currency` clears it."
+    )
+    currency: Currency | None = Field(default=None, description="ISO 4217, e.g. EUR.")
     location_kind: LocationKind | None = None
     location: Annotated[str, Field(max_length=500)] | None = None
     assignment: Assignment | None = None

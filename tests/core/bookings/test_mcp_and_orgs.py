@@ -304,3 +304,38 @@ async def test_scopes_of_api_keys(client: httpx.AsyncClient) -> None:
         "/v1/bookings/holds", json={"service_id": svc["id"], "start_at": at(day, "10:00")}, headers=h
     )
     assert r.status_code == 403 and r.json()["code"] == "missing_scope"
+
+
+async def test_service_upsert_has_the_models_bounds_and_null_clears_a_price(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    a = await signup(client)
+    await install(client, a, "bookings")
+    async with Client(build_server(db, static_token=a.token, toolset_names=["bookings"])) as c:
+        schema = next(t for t in (await c.list_tools()).tools if t.name == "bookings_service_upsert")
+        notice = schema.input_schema["properties"]["min_notice_minutes"]
+        assert 525_600 in [s.get("maximum") for s in notice.get("anyOf", [notice])]
+        made = await c.call_tool(
+            "bookings_service_upsert",
+            {"name": "Consult", "duration_minutes": 30, "price_amount": "45.00", "currency": "EUR",
+             "active": None},
+        )  # fmt: skip
+        assert not made.is_error, made.content
+        assert made.structured_content["price"] == {"amount": "45.00", "currency": "EUR"}
+        assert made.structured_content["active"] is True
+        service_id = made.structured_content["id"]
+        too_far = await c.call_tool(
+            "bookings_service_upsert", {"service_id": service_id, "min_notice_minutes": 525_601}
+        )
+        assert too_far.is_error and _err(too_far)["code"] == "invalid_arguments"
+        assert [f["path"] for f in _err(too_far)["fields"]] == ["min_notice_minutes"]
+        cleared = await c.call_tool(
+            "bookings_service_upsert", {"service_id": service_id, "price_amount": None, "currency": None}
+        )
+        assert not cleared.is_error, cleared.content
+        assert cleared.structured_content["price"] is None
+        # Omitted fields stay as they were.
+        assert cleared.structured_content["name"] == "Consult"
+        assert cleared.structured_content["duration_minutes"] == 30
+        null_name = await c.call_tool("bookings_service_upsert", {"service_id": service_id, "name": None})
+        assert null_name.is_error and _err(null_name)["code"] == "validation_failed"
