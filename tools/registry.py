@@ -69,98 +69,103 @@ def _config(raw: str) -> dict[str, Any]:
     return value
 
 
-def toolset(rt: ToolRuntime) -> Toolset:
-    ts = Toolset(
-        "registry",
-        "Find components, install them in a context, see what is installed.",
-        always=True,
-    )
+registry = Toolset(
+    "registry",
+    "Find components, install them in a context, see what is installed.",
+    always=True,
+)
 
-    @ts.tool(
-        "registry_search",
-        """Find components (built-in and peer services) by what you need, e.g. "book
+
+@registry.tool(
+    "registry_search",
+    """Find components (built-in and peer services) by what you need, e.g. "book
 appointments"; best first, with `installed` for this context and action prices. No `q`: all.
 Read-only, free.""",
-        title="Search components",
-        read_only=True,
-    )
-    async def registry_search(
-        q: Annotated[str | None, Field(description="What you need, in words.", max_length=200)] = None,
-        kind: Annotated[Kind | None, Field(description="Only `builtin` or `peer` components.")] = None,
-        org: OrgArg = None,
-        limit: LimitArg = 20,
-        cursor: CursorArg = None,
-    ) -> Page[ComponentSummary]:
-        async with rt.context(org) as (ctx, uow):
-            return await service.search_components(ctx, uow, PageRequest(limit=limit, cursor=cursor), q, kind)
+    title="Search components",
+    read_only=True,
+)
+async def registry_search(
+    rt: ToolRuntime,
+    q: Annotated[str | None, Field(description="What you need, in words.", max_length=200)] = None,
+    kind: Annotated[Kind | None, Field(description="Only `builtin` or `peer` components.")] = None,
+    org: OrgArg = None,
+    limit: LimitArg = 20,
+    cursor: CursorArg = None,
+) -> Page[ComponentSummary]:
+    async with rt.context(org) as (ctx, uow):
+        return await service.search_components(ctx, uow, PageRequest(limit=limit, cursor=cursor), q, kind)
 
-    @ts.tool(
-        "registry_get",
-        """One component in full: tools, actions (input schemas, prices), scopes, skill name
+
+@registry.tool(
+    "registry_get",
+    """One component in full: tools, actions (input schemas, prices), scopes, skill name
 (read skill://<name>/SKILL.md), tools_hash. Read-only, free.""",
-        title="Get a component",
-        read_only=True,
-    )
-    async def registry_get(slug: SlugArg, org: OrgArg = None) -> Component:
-        async with rt.context(org) as (ctx, uow):
-            return await service.get_component(ctx, uow, slug)
+    title="Get a component",
+    read_only=True,
+)
+async def registry_get(rt: ToolRuntime, slug: SlugArg, org: OrgArg = None) -> Component:
+    async with rt.context(org) as (ctx, uow):
+        return await service.get_component(ctx, uow, slug)
 
-    @ts.tool(
-        "registry_install",
-        """Install a component in this context (personal, or `org`: owner/admin) so its tools
+
+@registry.tool(
+    "registry_install",
+    """Install a component in this context (personal, or `org`: owner/admin) so its tools
 answer there; a repeat changes nothing. Free; its actions cost credits when run.""",
-        title="Install a component",
-        read_only=False,
-        idempotent=True,
-    )
-    async def registry_install(
-        component: SlugArg,
-        config: ConfigArg = "",
-        org: OrgArg = None,
-        idempotency_key: IdempotencyArg = None,
-    ) -> Installed:
-        data = InstallIn(component=component, config=_config(config))
-        async with rt.context(org) as (ctx, uow):
-            return await service.install(ctx, uow, data, idempotency_key)
+    title="Install a component",
+    read_only=False,
+    idempotent=True,
+)
+async def registry_install(
+    rt: ToolRuntime,
+    component: SlugArg,
+    config: ConfigArg = "",
+    org: OrgArg = None,
+    idempotency_key: IdempotencyArg = None,
+) -> Installed:
+    data = InstallIn(component=component, config=_config(config))
+    async with rt.context(org) as (ctx, uow):
+        return await service.install(ctx, uow, data, idempotency_key)
 
-    @ts.tool(
-        "registry_configure",
-        """Replace the config of a component installed in this context.""",
-        title="Configure an installed component",
-        read_only=False,
-        idempotent=True,
-    )
-    async def registry_configure(
-        component: SlugArg, config: ConfigArg = "", org: OrgArg = None
-    ) -> Installation:
-        data = InstallationUpdate(config=_config(config))
-        async with rt.context(org) as (ctx, uow):
-            return await service.update_installation(ctx, uow, component, data)
 
-    @ts.tool(
-        "registry_uninstall",
-        """Uninstall a component from this context: its tools stop answering there at once
+@registry.tool(
+    "registry_configure",
+    """Replace the config of a component installed in this context.""",
+    title="Configure an installed component",
+    read_only=False,
+    idempotent=True,
+)
+async def registry_configure(
+    rt: ToolRuntime, component: SlugArg, config: ConfigArg = "", org: OrgArg = None
+) -> Installation:
+    data = InstallationUpdate(config=_config(config))
+    async with rt.context(org) as (ctx, uow):
+        return await service.update_installation(ctx, uow, component, data)
+
+
+@registry.tool(
+    "registry_uninstall",
+    """Uninstall a component from this context: its tools stop answering there at once
 (its data stays).""",
-        title="Uninstall a component",
-        read_only=False,
-        destructive=True,
-        idempotent=False,
-    )
-    async def registry_uninstall(component: SlugArg, org: OrgArg = None) -> Uninstalled:
-        async with rt.context(org) as (ctx, uow):
-            return await service.uninstall(ctx, uow, component)
+    title="Uninstall a component",
+    read_only=False,
+    destructive=True,
+    idempotent=False,
+)
+async def registry_uninstall(rt: ToolRuntime, component: SlugArg, org: OrgArg = None) -> Uninstalled:
+    async with rt.context(org) as (ctx, uow):
+        return await service.uninstall(ctx, uow, component)
 
-    @ts.tool(
-        "registry_installations",
-        """Components installed in this context, with version, tools_hash and config
+
+@registry.tool(
+    "registry_installations",
+    """Components installed in this context, with version, tools_hash and config
 (tenancy and registry are always there). Read-only, free.""",
-        title="Installed components",
-        read_only=True,
-    )
-    async def registry_installations(
-        org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
-    ) -> Page[Installation]:
-        async with rt.context(org) as (ctx, uow):
-            return await service.list_installations(ctx, uow, PageRequest(limit=limit, cursor=cursor))
-
-    return ts
+    title="Installed components",
+    read_only=True,
+)
+async def registry_installations(
+    rt: ToolRuntime, org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
+) -> Page[Installation]:
+    async with rt.context(org) as (ctx, uow):
+        return await service.list_installations(ctx, uow, PageRequest(limit=limit, cursor=cursor))

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from pydantic import Field
 
-from core import tenancy
+# Aliased: `tenancy` is this module's toolset.
+from core import tenancy as core_tenancy
 from core.pagination import Page, PageRequest
 from core.tenancy.schemas import (
-    AssignableRole,
     BrandOut,
     ClientIn,
     ClientOut,
@@ -22,7 +22,7 @@ from core.tenancy.schemas import (
     OrgIn,
     OrgOut,
 )
-from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset, unlisted
+from tools.base import CursorArg, Flat, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset, unlisted
 
 # Service operations deliberately without a tool, and why (checked by tests/test_parity.py).
 NOT_TOOLS = {
@@ -62,185 +62,186 @@ NOT_TOOLS = {
 
 RequiredOrg = Annotated[str, Field(description="The org's slug."), unlisted(40, min_length=3)]
 PersonSlugArg = Annotated[str, Field(description="The person's slug (handle)."), unlisted(40, min_length=3)]
-RoleArg = Annotated[AssignableRole, Field(description="`admin` (manages members) or `member`.")]
 ClientId = Annotated[uuid.UUID, Field(description="The client's id (from clients_list).")]
 
 
-def toolset(rt: ToolRuntime) -> Toolset:
-    ts = Toolset("tenancy", "Who you are, your orgs and their members, brands and clients.", always=True)
+tenancy = Toolset("tenancy", "Who you are, your orgs and their members, brands and clients.", always=True)
 
-    @ts.tool(
-        "whoami",
-        """Who this credential acts as: the person, the context of this call (personal or an org),
+
+@tenancy.tool(
+    "whoami",
+    """Who this credential acts as: the person, the context of this call (personal or an org),
 every org membership with its role, and the credential's scopes. Call it first to learn which
 `org` slugs you may pass to other tools. Read-only, free.""",
-        title="Who am I",
-        read_only=True,
-    )
-    async def whoami(org: OrgArg = None) -> MeOut:
-        async with rt.context(org) as (ctx, uow):
-            return await tenancy.whoami(ctx, uow)
+    title="Who am I",
+    read_only=True,
+)
+async def whoami(rt: ToolRuntime, org: OrgArg = None) -> MeOut:
+    async with rt.context(org) as (ctx, uow):
+        return await core_tenancy.whoami(ctx, uow)
 
-    @ts.tool(
-        "orgs_list",
-        "List the orgs you belong to, with your role in each (owner, admin, member). Read-only.",
-        title="List my orgs",
-        read_only=True,
-    )
-    async def orgs_list(limit: LimitArg = 20, cursor: CursorArg = None) -> Page[OrgOut]:
-        async with rt.context("personal") as (ctx, uow):
-            return await tenancy.list_orgs(ctx, uow, PageRequest(limit=limit, cursor=cursor))
 
-    @ts.tool(
-        "orgs_create",
-        """Create an org; you become its owner. Use only when the person asks for a new org
+@tenancy.tool(
+    "orgs_list",
+    "List the orgs you belong to, with your role in each (owner, admin, member). Read-only.",
+    title="List my orgs",
+    read_only=True,
+)
+async def orgs_list(rt: ToolRuntime, limit: LimitArg = 20, cursor: CursorArg = None) -> Page[OrgOut]:
+    async with rt.context("personal") as (ctx, uow):
+        return await core_tenancy.list_orgs(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+
+
+@tenancy.tool(
+    "orgs_create",
+    """Create an org; you become its owner. Use only when the person asks for a new org
 (a team or business). The slug is permanent-ish and public: 3-40 lowercase letters, digits, hyphens.""",
-        title="Create an org",
-        read_only=False,
-    )
-    async def orgs_create(
-        slug: Annotated[str, Field(description="URL handle of the org, e.g. `cocotte`.")],
-        name: Annotated[str, Field(description="Display name, e.g. `Cocotte`.")],
-        idempotency_key: IdempotencyArg = None,
-    ) -> OrgOut:
-        data = OrgIn(slug=slug, name=name)
-        async with rt.context("personal") as (ctx, uow):
-            return await tenancy.create_org(ctx, uow, data, idempotency_key=idempotency_key)
+    title="Create an org",
+    read_only=False,
+)
+async def orgs_create(
+    rt: ToolRuntime,
+    fields: Flat[OrgIn],
+    idempotency_key: IdempotencyArg = None,
+) -> OrgOut:
+    async with rt.context("personal") as (ctx, uow):
+        return await core_tenancy.create_org(ctx, uow, fields, idempotency_key=idempotency_key)
 
-    @ts.tool(
-        "org_members_list",
-        "List the members of an org you belong to, with their roles and emails. Read-only.",
-        title="List org members",
-        read_only=True,
-    )
-    async def org_members_list(
-        org: RequiredOrg, limit: LimitArg = 20, cursor: CursorArg = None
-    ) -> Page[MemberOut]:
-        async with rt.context(org) as (ctx, uow):
-            return await tenancy.list_members(ctx, uow, PageRequest(limit=limit, cursor=cursor))
 
-    @ts.tool(
-        "org_members_add",
-        """Add an existing person (by slug) to an org as `member` or `admin`. Needs you to be the
+@tenancy.tool(
+    "org_members_list",
+    "List the members of an org you belong to, with their roles and emails. Read-only.",
+    title="List org members",
+    read_only=True,
+)
+async def org_members_list(
+    rt: ToolRuntime, org: RequiredOrg, limit: LimitArg = 20, cursor: CursorArg = None
+) -> Page[MemberOut]:
+    async with rt.context(org) as (ctx, uow):
+        return await core_tenancy.list_members(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+
+
+@tenancy.tool(
+    "org_members_add",
+    """Add an existing person (by slug) to an org as `member` or `admin`. Needs you to be the
 org's owner or an admin. Ownership can't be given this way.""",
-        title="Add an org member",
-        read_only=False,
-    )
-    async def org_members_add(
-        org: RequiredOrg,
-        person: PersonSlugArg,
-        role: RoleArg = "member",
-        idempotency_key: IdempotencyArg = None,
-    ) -> MemberOut:
-        data = MemberIn(person=person, role=role)
-        async with rt.context(org) as (ctx, uow):
-            return await tenancy.add_member(ctx, uow, data, idempotency_key=idempotency_key)
+    title="Add an org member",
+    read_only=False,
+)
+async def org_members_add(
+    rt: ToolRuntime,
+    org: RequiredOrg,
+    fields: Flat[MemberIn],
+    idempotency_key: IdempotencyArg = None,
+) -> MemberOut:
+    async with rt.context(org) as (ctx, uow):
+        return await core_tenancy.add_member(ctx, uow, fields, idempotency_key=idempotency_key)
 
-    @ts.tool(
-        "org_members_update",
-        """Change a member's role between `member` and `admin` (owner or admin only). The owner's
+
+@tenancy.tool(
+    "org_members_update",
+    """Change a member's role between `member` and `admin` (owner or admin only). The owner's
 role can't be changed; ownership moves only by the owner's explicit transfer in the portal.""",
-        title="Change a member's role",
-        read_only=False,
-        idempotent=True,
-    )
-    async def org_members_update(org: RequiredOrg, person: PersonSlugArg, role: RoleArg) -> MemberOut:
-        data = MemberUpdateIn(role=role)
-        async with rt.context(org) as (ctx, uow):
-            return await tenancy.update_member(ctx, uow, person, data)
+    title="Change a member's role",
+    read_only=False,
+    idempotent=True,
+)
+async def org_members_update(
+    rt: ToolRuntime, org: RequiredOrg, person: PersonSlugArg, fields: Flat[MemberUpdateIn]
+) -> MemberOut:
+    async with rt.context(org) as (ctx, uow):
+        return await core_tenancy.update_member(ctx, uow, person, fields)
 
-    @ts.tool(
-        "org_members_remove",
-        """Remove a member from an org (owner or admin), or leave it by passing your own slug.
+
+@tenancy.tool(
+    "org_members_remove",
+    """Remove a member from an org (owner or admin), or leave it by passing your own slug.
 They lose access to the org's data immediately. The owner can't be removed. Confirm with the
 person before calling.""",
-        title="Remove an org member",
-        read_only=False,
-        destructive=True,
-        idempotent=False,
-    )
-    async def org_members_remove(org: RequiredOrg, person: PersonSlugArg) -> MemberOut:
-        async with rt.context(org) as (ctx, uow):
-            return await tenancy.remove_member(ctx, uow, person)
+    title="Remove an org member",
+    read_only=False,
+    destructive=True,
+    idempotent=False,
+)
+async def org_members_remove(rt: ToolRuntime, org: RequiredOrg, person: PersonSlugArg) -> MemberOut:
+    async with rt.context(org) as (ctx, uow):
+        return await core_tenancy.remove_member(ctx, uow, person)
 
-    @ts.tool(
-        "brands_list",
-        "List the brands (sites with their domains and config) of the current context. Read-only.",
-        title="List brands",
-        read_only=True,
-    )
-    async def brands_list(
-        org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
-    ) -> Page[BrandOut]:
-        async with rt.context(org) as (ctx, uow):
-            return await tenancy.list_brands(ctx, uow, PageRequest(limit=limit, cursor=cursor))
 
-    @ts.tool(
-        "clients_list",
-        """List the clients (customers) of the current context, newest first. `q` searches name,
+@tenancy.tool(
+    "brands_list",
+    "List the brands (sites with their domains and config) of the current context. Read-only.",
+    title="List brands",
+    read_only=True,
+)
+async def brands_list(
+    rt: ToolRuntime, org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
+) -> Page[BrandOut]:
+    async with rt.context(org) as (ctx, uow):
+        return await core_tenancy.list_brands(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+
+
+@tenancy.tool(
+    "clients_list",
+    """List the clients (customers) of the current context, newest first. `q` searches name,
 email and phone. Read-only.""",
-        title="List clients",
-        read_only=True,
-    )
-    async def clients_list(
-        org: OrgArg = None,
-        q: Annotated[
-            str | None, Field(description="Text to match in name, email or phone.", max_length=200)
-        ] = None,
-        limit: LimitArg = 20,
-        cursor: CursorArg = None,
-    ) -> Page[ClientOut]:
-        async with rt.context(org) as (ctx, uow):
-            return await tenancy.list_clients(ctx, uow, PageRequest(limit=limit, cursor=cursor), q)
+    title="List clients",
+    read_only=True,
+)
+async def clients_list(
+    rt: ToolRuntime,
+    org: OrgArg = None,
+    q: Annotated[
+        str | None, Field(description="Text to match in name, email or phone.", max_length=200)
+    ] = None,
+    limit: LimitArg = 20,
+    cursor: CursorArg = None,
+) -> Page[ClientOut]:
+    async with rt.context(org) as (ctx, uow):
+        return await core_tenancy.list_clients(ctx, uow, PageRequest(limit=limit, cursor=cursor), q)
 
-    @ts.tool(
-        "clients_get",
-        "Get one client of the current context by id. Read-only.",
-        title="Get a client",
-        read_only=True,
-    )
-    async def clients_get(client_id: ClientId, org: OrgArg = None) -> ClientOut:
-        async with rt.context(org) as (ctx, uow):
-            return await tenancy.get_client(ctx, uow, client_id)
 
-    @ts.tool(
-        "clients_create",
-        """Add a client (a customer) to the current context. Search with clients_list first: an
+@tenancy.tool(
+    "clients_get",
+    "Get one client of the current context by id. Read-only.",
+    title="Get a client",
+    read_only=True,
+)
+async def clients_get(rt: ToolRuntime, client_id: ClientId, org: OrgArg = None) -> ClientOut:
+    async with rt.context(org) as (ctx, uow):
+        return await core_tenancy.get_client(ctx, uow, client_id)
+
+
+@tenancy.tool(
+    "clients_create",
+    """Add a client (a customer) to the current context. Search with clients_list first: an
 email already used by a client of this context is refused. Phones are stored in E.164; give
 the country code when the number is not local.""",
-        title="Add a client",
-        read_only=False,
-    )
-    async def clients_create(
-        name: str,
-        email: str | None = None,
-        phone: Annotated[str | None, Field(description="With country code when not local.")] = None,
-        notes: Annotated[str | None, Field(description="Private, about the client.")] = None,
-        org: OrgArg = None,
-        idempotency_key: IdempotencyArg = None,
-    ) -> ClientOut:
-        data = ClientIn(name=name, email=email, phone=phone, notes=notes)
-        async with rt.context(org) as (ctx, uow):
-            return await tenancy.create_client(ctx, uow, data, idempotency_key=idempotency_key)
+    title="Add a client",
+    read_only=False,
+)
+async def clients_create(
+    rt: ToolRuntime,
+    fields: Flat[ClientIn],
+    org: OrgArg = None,
+    idempotency_key: IdempotencyArg = None,
+) -> ClientOut:
+    async with rt.context(org) as (ctx, uow):
+        return await core_tenancy.create_client(ctx, uow, fields, idempotency_key=idempotency_key)
 
-    @ts.tool(
-        "clients_update",
-        "Change a client's name, email, phone or notes. Omitted fields stay as they are.",
-        title="Update a client",
-        read_only=False,
-        idempotent=True,
-    )
-    async def clients_update(
-        client_id: ClientId,
-        name: str | None = None,
-        email: str | None = None,
-        phone: str | None = None,
-        notes: Annotated[str | None, Field(description="Replaces the old notes.")] = None,
-        org: OrgArg = None,
-    ) -> ClientOut:
-        given = {"name": name, "email": email, "phone": phone, "notes": notes}
-        data = ClientUpdateIn(**{k: v for k, v in given.items() if v is not None})
-        async with rt.context(org) as (ctx, uow):
-            return await tenancy.update_client(ctx, uow, client_id, data)
 
-    return ts
+@tenancy.tool(
+    "clients_update",
+    "Change a client's name, email, phone or notes. Omitted fields stay as they are.",
+    title="Update a client",
+    read_only=False,
+    idempotent=True,
+)
+async def clients_update(
+    rt: ToolRuntime,
+    client_id: ClientId,
+    fields: Flat[ClientUpdateIn],
+    org: OrgArg = None,
+) -> ClientOut:
+    async with rt.context(org) as (ctx, uow):
+        return await core_tenancy.update_client(ctx, uow, client_id, fields)

@@ -89,3 +89,57 @@ def test_bookings_tools_are_module_level_functions_in_its_toolset() -> None:
         fn = getattr(bookings, spec.name)
         assert inspect.iscoroutinefunction(fn), spec.name
         assert next(iter(inspect.signature(fn, eval_str=True).parameters)) == "rt", spec.name
+# Appended by the module conversions (issue 18, step 3); imports here keep merges to an append.
+import importlib  # noqa: E402
+
+import httpx  # noqa: E402
+from mcp import Client  # noqa: E402
+
+from core.uow import Database  # noqa: E402
+from servers.mcp import build_server  # noqa: E402
+from tests.conftest import signup  # noqa: E402
+from tools import tenancy  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("credits", {"credits_balance", "credits_ledger"}),
+        ("jobs", {"jobs_actions_list", "jobs_quote", "jobs_run", "jobs_get", "jobs_list", "jobs_cancel"}),
+        ("registry", {"registry_search", "registry_get", "registry_install", "registry_configure"}),
+        ("tenancy", {"whoami", "orgs_list", "orgs_create", "clients_update"}),
+        ("admin", {"admin_persons", "admin_person_suspend", "admin_dead_letters_redrive"}),
+    ],
+)
+def test_each_converted_module_has_a_toolset_of_module_level_functions(
+    module: str, expected: set[str]
+) -> None:
+    mod = importlib.import_module(f"tools.{module}")
+    toolset = getattr(mod, module)
+    assert isinstance(toolset, Toolset) and not hasattr(mod, "toolset")
+    assert expected <= {t.name for t in toolset.tools}
+    for spec in toolset.tools:
+        fn = getattr(mod, spec.name)
+        assert inspect.iscoroutinefunction(fn), spec.name
+        assert next(iter(inspect.signature(fn, eval_str=True).parameters)) == "rt", spec.name
+
+
+async def test_a_converted_tool_is_called_directly_with_a_runtime(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    a = await signup(client)
+    me = await tenancy.whoami(ToolRuntime(db, static_token=a.token))
+    assert me.person.slug == a.slug and me.context.kind == "personal"
+
+
+async def test_clients_update_clears_a_field_sent_as_null(client: httpx.AsyncClient, db: Database) -> None:
+    a = await signup(client)
+    async with Client(build_server(db, static_token=a.token, toolset_names=["tenancy"])) as c:
+        made = await c.call_tool(
+            "clients_create", {"name": "Ada", "phone": "+33612345678", "notes": "Mornings"}
+        )
+        client_id = made.structured_content["id"]
+        out = await c.call_tool("clients_update", {"client_id": client_id, "notes": None})
+    assert not out.is_error, out.content
+    assert out.structured_content["notes"] is None
+    assert out.structured_content["phone"] == "+33612345678"  # not sent: unchanged
