@@ -265,6 +265,9 @@ def served_function(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[
     serve.__name__ = fn.__name__
     serve.__qualname__ = fn.__qualname__
     serve.__doc__ = fn.__doc__
+    # `core.doors.operations_called` unwraps to the function itself: the core operations a tool
+    # calls name it in hints (`servers.hints.mcp_names`). The signature below stops the unwrap.
+    serve.__wrapped__ = fn  # type: ignore[attr-defined]
     serve.__signature__ = sig.replace(parameters=public)  # type: ignore[attr-defined]
     # The SDK finds the `Context` parameter by the type hints, not the signature.
     serve.__annotations__ = {p.name: p.annotation for p in public} | {"return": sig.return_annotation}

@@ -78,3 +78,21 @@ def test_tools_are_module_level_functions_in_a_module_level_toolset() -> None:
         "identity_resolve_person",
         "identity_resolve_company",
     }
+
+
+def test_messaging_tools_are_module_level_and_take_the_models_bounds() -> None:
+    from core.doors import operations_called
+    from tools import messaging
+
+    assert isinstance(messaging.messaging, Toolset)
+    for spec in messaging.messaging.tools:
+        fn = getattr(messaging, spec.name)
+        assert inspect.iscoroutinefunction(fn), spec.name
+        assert next(iter(inspect.signature(fn, eval_str=True).parameters)) == "rt", spec.name
+    # Hints name the tool that calls an operation: found through the served wrapper too.
+    create = next(t for t in messaging.messaging.tools if t.name == "messaging_draft_create")
+    assert operations_called(create.fn) == {"messaging.create_draft"}
+    # The flat copy of `body` had lost the model's lower bound: an empty edit was sent on.
+    approve = Tool.from_function(served_function(messaging.messaging_draft_approve), name="a").parameters
+    body = next(s for s in approve["properties"]["body"]["anyOf"] if s.get("type") == "string")
+    assert body["minLength"] == 1
