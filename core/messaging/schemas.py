@@ -162,7 +162,7 @@ class DraftApproveIn(Input):
 
 
 class DraftRejectIn(Input):
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: str = Field(min_length=1, max_length=1000, description="Why, in a sentence.")
 
 
 class InboundIn(Input):

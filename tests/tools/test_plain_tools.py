@@ -143,3 +143,35 @@ async def test_clients_update_clears_a_field_sent_as_null(client: httpx.AsyncCli
     assert not out.is_error, out.content
     assert out.structured_content["notes"] is None
     assert out.structured_content["phone"] == "+33612345678"  # not sent: unchanged
+def test_messaging_tools_are_module_level_and_take_the_models_bounds() -> None:
+    from core.doors import operations_called
+    from tools import messaging
+
+    assert isinstance(messaging.messaging, Toolset)
+    for spec in messaging.messaging.tools:
+        fn = getattr(messaging, spec.name)
+        assert inspect.iscoroutinefunction(fn), spec.name
+        assert next(iter(inspect.signature(fn, eval_str=True).parameters)) == "rt", spec.name
+    # Hints name the tool that calls an operation: found through the served wrapper too.
+    create = next(t for t in messaging.messaging.tools if t.name == "messaging_draft_create")
+    assert operations_called(create.fn) == {"messaging.create_draft"}
+    # The flat copy of `body` had lost the model's lower bound: an empty edit was sent on.
+    approve = Tool.from_function(served_function(messaging.messaging_draft_approve), name="a").parameters
+    body = next(s for s in approve["properties"]["body"]["anyOf"] if s.get("type") == "string")
+    assert body["minLength"] == 1
+
+
+def test_analytics_tools_are_module_level_and_take_their_query_models() -> None:
+    from tools import analytics
+
+    assert isinstance(analytics.analytics, Toolset)
+    for spec in analytics.analytics.tools:
+        fn = getattr(analytics, spec.name)
+        assert inspect.iscoroutinefunction(fn), spec.name
+        assert next(iter(inspect.signature(fn, eval_str=True).parameters)) == "rt", spec.name
+    # The range arguments are the model's: the same bounds as REST, in one place.
+    listed = Tool.from_function(served_function(analytics.analytics_events_list), name="e").parameters
+    assert {"name", "client_id", "period", "start", "end", "time_zone", "limit", "cursor"} <= set(
+        listed["properties"]
+    )
+    assert listed["properties"]["time_zone"]["maxLength"] == 64
