@@ -42,7 +42,8 @@ OUTPUT_DEPTH = 0
 # What tools/list may cost, in `wire_chars` (tests/tools/test_tools_list_size.py holds them):
 # a freshly signed-up person (tenancy + registry), and every toolset as a platform admin sees it.
 NEW_PERSON_BUDGET = 16_000
-EVERYTHING_BUDGET = 90_000
+# Raised from 90,000 by the platform operators' dead-letter tools (admin toolset, admins only).
+EVERYTHING_BUDGET = 93_000
 _Schema = dict[str, Any]
 
 

@@ -269,9 +269,6 @@ def served_function(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[
     # calls name it in hints (`servers.hints.mcp_names`). The signature below stops the unwrap.
     serve.__wrapped__ = fn  # type: ignore[attr-defined]
     serve.__signature__ = sig.replace(parameters=public)  # type: ignore[attr-defined]
-    # `core.doors.operations_called` reads the core operations a tool calls off the unwrapped
-    # function's code (error hints name the tool): that is `fn`'s, not this wrapper's.
-    serve.__wrapped__ = fn  # type: ignore[attr-defined]
     # The SDK finds the `Context` parameter by the type hints, not the signature.
     serve.__annotations__ = {p.name: p.annotation for p in public} | {"return": sig.return_annotation}
     return serve

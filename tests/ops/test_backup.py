@@ -74,9 +74,9 @@ def applied_heads() -> set[str]:
     script = ScriptDirectory.from_config(alembic_config())
     heads = set(script.get_heads())
     needed: set[str] = set()
-    for head in heads:
-        revision = script.get_revision(head)
-        assert revision is not None
+    # Any revision's dependency, not only a head's: security_0002 sits on security_0001, which
+    # depends on 0003.
+    for revision in script.walk_revisions():
         deps = revision.dependencies or ()
         needed.update((deps,) if isinstance(deps, str) else deps)
     return heads - needed

@@ -89,6 +89,8 @@ def test_bookings_tools_are_module_level_functions_in_its_toolset() -> None:
         fn = getattr(bookings, spec.name)
         assert inspect.iscoroutinefunction(fn), spec.name
         assert next(iter(inspect.signature(fn, eval_str=True).parameters)) == "rt", spec.name
+
+
 # Appended by the module conversions (issue 18, step 3); imports here keep merges to an append.
 import importlib  # noqa: E402
 
@@ -143,6 +145,8 @@ async def test_clients_update_clears_a_field_sent_as_null(client: httpx.AsyncCli
     assert not out.is_error, out.content
     assert out.structured_content["notes"] is None
     assert out.structured_content["phone"] == "+33612345678"  # not sent: unchanged
+
+
 def test_messaging_tools_are_module_level_and_take_the_models_bounds() -> None:
     from core.doors import operations_called
     from tools import messaging
