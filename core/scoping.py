@@ -1,0 +1,127 @@
+"""Tenant scoping and keyset paging, written once.
+
+Wall 1 of tenancy (the service-side filter; row-level security is wall 2) lives here: every
+`tenant_id` comparison in core, servers and tools goes through `owned_by` / `in_context` /
+`same_tenant`, so a test can check that no query compares tenant ids by hand.
+
+Lists page on a unique ordering with an opaque cursor (`core.pagination`); `apply_keyset`
+narrows a statement to one page and `keyset_page` runs it and returns a typed `Page`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, inspect, select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from core.context import TenantContext
+from core.errors import NotFound
+from core.pagination import Page, PageRequest, decode_cursor, page_of
+from core.tenancy.models import TenantOwned
+from core.uow import UnitOfWork
+
+__all__ = [
+    "apply_keyset",
+    "get_in_context",
+    "in_context",
+    "keyset_page",
+    "map_page",
+    "owned_by",
+    "same_tenant",
+    "scoped",
+]
+
+
+M = TypeVar("M")
+R = TypeVar("R", bound=TenantOwned)
+T = TypeVar("T")
+U = TypeVar("U")
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
+
+
+def owned_by(model: type[TenantOwned], tenant_id: uuid.UUID) -> ColumnElement[bool]:
+    """Rows of `model` that belong to the tenant `tenant_id` (for callers holding a bare id,
+    such as event handlers)."""
+    return model.tenant_id == tenant_id
+
+
+def in_context(model: type[TenantOwned], ctx: TenantContext) -> ColumnElement[bool]:
+    """Rows of `model` that belong to the caller's current context (person or org)."""
+    return owned_by(model, ctx.tenant_id)
+
+
+def same_tenant(left: type[TenantOwned], right: type[TenantOwned]) -> ColumnElement[bool]:
+    """Join condition: a row only ever meets rows of its own tenant."""
+    return left.tenant_id == right.tenant_id
+
+
+def scoped(model: type[R], ctx: TenantContext) -> Select[R]:
+    """`SELECT model WHERE model.tenant_id = ctx.tenant_id`."""
+    return select(model).where(in_context(model, ctx))
+
+
+async def get_in_context(
+    uow: UnitOfWork,
+    model: type[R],
+    ctx: TenantContext,
+    id: uuid.UUID,
+    *,
+    not_found: NotFound,
+    lock: bool = False,
+    where: Sequence[ColumnElement[bool]] = (),
+) -> R:
+    """The row `id` of `model` in the caller's context, or `not_found` raised: another tenant's
+    row is indistinguishable from a missing one. `lock` takes a row lock (FOR UPDATE) for the
+    rest of the transaction; `where` adds conditions (e.g. a status) that also answer 404."""
+    stmt = scoped(model, ctx).where(_primary_key(model) == id, *where)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await uow.session.execute(stmt)).scalar_one_or_none()
+    if row is None:
+        raise not_found
+    return row
+
+
+def apply_keyset(
+    stmt: S, page: PageRequest, *columns: InstrumentedAttribute[Any], descending: bool = False
+) -> S:
+    """One page of `stmt` ordered on `columns` (a unique ordering), after the page's cursor.
+    One row more than the page is fetched: its presence says there is a next page."""
+    if page.cursor:
+        after = tuple_(*decode_cursor(page.cursor, len(columns)))
+        stmt = stmt.where(tuple_(*columns) < after if descending else tuple_(*columns) > after)
+    order = [c.desc() for c in columns] if descending else list(columns)
+    return stmt.order_by(*order).limit(page.limit + 1)
+
+
+async def keyset_page(
+    uow: UnitOfWork,
+    stmt: Select[M],
+    page: PageRequest,
+    *columns: InstrumentedAttribute[Any],
+    descending: bool = False,
+    key: Callable[[M], Sequence[Any]] | None = None,
+) -> Page[M]:
+    """Run one page of `stmt` (see `apply_keyset`). The cursor names the last row by the
+    values of `columns`, read from the row by attribute name unless `key` is given."""
+    rows = list(
+        (await uow.session.execute(apply_keyset(stmt, page, *columns, descending=descending))).scalars()
+    )
+    names = [c.key for c in columns]
+    return page_of(rows, page.limit, key or (lambda row: [getattr(row, n) for n in names]))
+
+
+def map_page(page: Page[T], present: Callable[[T], U]) -> Page[U]:
+    """The same page, each row presented (e.g. as its output model); the cursor is kept."""
+    return Page[U](items=[present(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+def _primary_key(model: type[TenantOwned]) -> ColumnElement[Any]:
+    keys = inspect(model).primary_key
+    if len(keys) != 1:
+        raise TypeError(f"{model.__name__} has no single-column primary key")
+    key: ColumnElement[Any] = keys[0]
+    return key
