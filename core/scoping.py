@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, inspect, select, tuple_
+from sqlalchemy import ColumnElement, Select, Table, inspect, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from core.context import TenantContext
@@ -42,9 +42,12 @@ U = TypeVar("U")
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
-def owned_by(model: type[TenantOwned], tenant_id: uuid.UUID) -> ColumnElement[bool]:
+def owned_by(model: type[TenantOwned] | Table, tenant_id: uuid.UUID) -> ColumnElement[bool]:
     """Rows of `model` that belong to the tenant `tenant_id` (for callers holding a bare id,
-    such as event handlers)."""
+    such as event handlers). `model` may be the model's Core table, for Core executemany."""
+    if isinstance(model, Table):
+        column: ColumnElement[Any] = model.c.tenant_id
+        return column == tenant_id
     return model.tenant_id == tenant_id
 
 

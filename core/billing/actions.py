@@ -10,6 +10,7 @@ from core.billing.components import data_entity
 from core.billing.models import Job
 from core.context import TenantContext
 from core.pagination import PageRequest, decode_cursor, encode_cursor
+from core.scoping import in_context
 from core.uow import UnitOfWork
 
 
@@ -34,7 +35,7 @@ async def usage_by_action(
             func.coalesce(func.sum(Job.credits_captured), 0).label("credits_captured"),
             func.max(Job.created_at).label("last_run_at"),
         )
-        .where(Job.tenant_id == ctx.tenant_id)
+        .where(in_context(Job, ctx))
         .group_by(Job.component, Job.action)
         .order_by(Job.component, Job.action)
         .limit(page.limit + 1)

@@ -13,6 +13,7 @@ from core.billing.schemas import BalanceOut, CreditSettingsIn, HoldOut, LedgerEn
 from core.context import Role, TenantContext
 from core.errors import ValidationFailed
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.scoping import in_context
 from core.uow import UnitOfWork
 
 OPEN_HOLDS_SHOWN = 20
@@ -26,7 +27,7 @@ async def get_balance(ctx: TenantContext, uow: UnitOfWork) -> BalanceOut:
     holds = (
         await uow.session.execute(
             select(Job.id, Job.component, Job.action, Job.credits_held, Job.deadline_at)
-            .where(Job.tenant_id == ctx.tenant_id, Job.hold_status == "open")
+            .where(in_context(Job, ctx), Job.hold_status == "open")
             .order_by(Job.deadline_at, Job.id)
             .limit(OPEN_HOLDS_SHOWN)
         )
@@ -35,7 +36,7 @@ async def get_balance(ctx: TenantContext, uow: UnitOfWork) -> BalanceOut:
     if count == OPEN_HOLDS_SHOWN:
         count = (
             await uow.session.execute(
-                select(func.count()).where(Job.tenant_id == ctx.tenant_id, Job.hold_status == "open")
+                select(func.count()).where(in_context(Job, ctx), Job.hold_status == "open")
             )
         ).scalar_one()
     return BalanceOut(
@@ -70,7 +71,7 @@ async def list_ledger(
     ctx.require(CREDITS_READ)
     stmt = (
         select(LedgerEntry)
-        .where(LedgerEntry.tenant_id == ctx.tenant_id)
+        .where(in_context(LedgerEntry, ctx))
         .order_by(LedgerEntry.seq.desc())
         .limit(page.limit + 1)
     )

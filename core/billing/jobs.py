@@ -19,11 +19,12 @@ from core.context import Role, TenantContext
 from core.errors import Conflict, NotFound, PermissionDenied
 from core.observability import trace
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.scoping import in_context
 from core.uow import UnitOfWork
 
 
 async def _tenant_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, *, lock: bool = False) -> Job:
-    stmt = select(Job).where(Job.id == job_id, Job.tenant_id == ctx.tenant_id)
+    stmt = select(Job).where(Job.id == job_id, in_context(Job, ctx))
     if lock:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     job = (await uow.session.execute(stmt)).scalar_one_or_none()
@@ -51,7 +52,7 @@ async def list_jobs(
     ctx.require(JOBS_READ)
     stmt = (
         select(Job)
-        .where(Job.tenant_id == ctx.tenant_id)
+        .where(in_context(Job, ctx))
         .order_by(Job.created_at.desc(), Job.id.desc())
         .limit(page.limit + 1)
     )

@@ -18,6 +18,7 @@ from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
+from core.scoping import in_context
 from core.uow import UnitOfWork
 
 
@@ -76,7 +77,7 @@ async def _set_providers(
     await uow.session.execute(
         delete(ServiceProvider).where(
             ServiceProvider.service_id == service_id,
-            ServiceProvider.tenant_id == ctx.tenant_id,
+            in_context(ServiceProvider, ctx),
             ServiceProvider.provider_id.not_in(ids),
         )
     )
@@ -109,7 +110,7 @@ async def list_services(
     ctx.require(READ)
     stmt = (
         select(Service)
-        .where(Service.tenant_id == ctx.tenant_id)
+        .where(in_context(Service, ctx))
         .order_by(Service.created_at, Service.id)
         .limit(page.limit + 1)
     )
@@ -172,7 +173,7 @@ async def update_service(
     if fields:
         await uow.session.execute(
             update(Service)
-            .where(Service.id == service.id, Service.tenant_id == ctx.tenant_id)
+            .where(Service.id == service.id, in_context(Service, ctx))
             .values(**fields, updated_at=func.now())
             .execution_options(synchronize_session=False)
         )
@@ -188,7 +189,5 @@ async def delete_service(ctx: TenantContext, uow: UnitOfWork, service_id: uuid.U
     """Delete a service that was never booked (otherwise: deactivate it)."""
     require_manager(ctx)
     service = await load_service(ctx, uow, service_id)
-    await uow.session.execute(
-        delete(Service).where(Service.id == service.id, Service.tenant_id == ctx.tenant_id)
-    )
+    await uow.session.execute(delete(Service).where(Service.id == service.id, in_context(Service, ctx)))
     uow.emit("bookings/service.deleted", {"service_id": service_id, "name": service.name})

@@ -20,6 +20,7 @@ from core.bookings.schemas.booking import _ClientFields
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.pagination import PageRequest, decode_cursor, encode_cursor
+from core.scoping import in_context
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client, OrgMember, Person
 from core.tenancy.schemas import PersonRef
@@ -103,7 +104,7 @@ async def load_service(
 ) -> Service:
     stmt = (
         select(Service)
-        .where(Service.id == service_id, Service.tenant_id == ctx.tenant_id)
+        .where(Service.id == service_id, in_context(Service, ctx))
         .execution_options(populate_existing=True)
     )
     if lock:
@@ -135,7 +136,7 @@ async def eligible_providers(
             .join(Person, Person.id == ServiceProvider.provider_id)
             .where(
                 ServiceProvider.service_id.in_(service_ids),
-                ServiceProvider.tenant_id == ctx.tenant_id,
+                in_context(ServiceProvider, ctx),
                 _live_member(ctx),
             )
             .order_by(
@@ -188,9 +189,7 @@ async def hours_of_providers(
 ) -> dict[uuid.UUID, Hours | None]:
     rows = (
         await uow.session.execute(
-            select(Schedule).where(
-                Schedule.tenant_id == ctx.tenant_id, Schedule.provider_id.in_(provider_ids)
-            )
+            select(Schedule).where(in_context(Schedule, ctx), Schedule.provider_id.in_(provider_ids))
         )
     ).scalars()
     found: dict[uuid.UUID, Hours | None] = dict.fromkeys(provider_ids)
@@ -204,7 +203,7 @@ async def resolve_client(ctx: TenantContext, uow: UnitOfWork, data: _ClientField
     if data.client_id is not None:
         client = (
             await uow.session.execute(
-                select(Client).where(Client.id == data.client_id, Client.tenant_id == ctx.tenant_id)
+                select(Client).where(Client.id == data.client_id, in_context(Client, ctx))
             )
         ).scalar_one_or_none()
         if client is None:
@@ -235,7 +234,7 @@ def booking_query(ctx: TenantContext) -> Any:
         .join(Service, Service.id == Booking.service_id)
         .outerjoin(Person, Person.id == Booking.provider_id)
         .outerjoin(Client, Client.id == Booking.client_id)
-        .where(Booking.tenant_id == ctx.tenant_id)
+        .where(in_context(Booking, ctx))
     )
 
 

@@ -18,6 +18,7 @@ from core.messaging.presenters import draft_out, message_out
 from core.messaging.queries import keyset, thread_for_send, thread_row
 from core.messaging.schemas import DraftApprovedOut, DraftApproveIn, DraftIn, DraftOut, DraftRejectIn
 from core.pagination import Page, PageRequest, encode_cursor
+from core.scoping import in_context
 from core.uow import UnitOfWork
 
 
@@ -30,7 +31,7 @@ async def list_drafts(
 ) -> Page[DraftOut]:
     """Drafts of this context, newest first (default: the pending ones awaiting a person)."""
     ctx.require(READ)
-    stmt = select(Draft).where(Draft.tenant_id == ctx.tenant_id)
+    stmt = select(Draft).where(in_context(Draft, ctx))
     if thread_id is not None:
         stmt = stmt.where(Draft.thread_id == thread_id)
     if status:
@@ -50,7 +51,7 @@ async def get_draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) ->
 
 async def _draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) -> Draft:
     draft = (
-        await uow.session.execute(select(Draft).where(Draft.id == draft_id, Draft.tenant_id == ctx.tenant_id))
+        await uow.session.execute(select(Draft).where(Draft.id == draft_id, in_context(Draft, ctx)))
     ).scalar_one_or_none()
     if draft is None:
         raise NotFound(
@@ -65,9 +66,7 @@ async def _latest_inbound_id(ctx: TenantContext, uow: UnitOfWork, thread_id: uui
     return (
         await uow.session.execute(
             select(Message.id)
-            .where(
-                Message.thread_id == thread_id, Message.tenant_id == ctx.tenant_id, Message.direction == "in"
-            )
+            .where(Message.thread_id == thread_id, in_context(Message, ctx), Message.direction == "in")
             .order_by(Message.occurred_at.desc(), Message.id.desc())
             .limit(1)
         )
@@ -151,7 +150,7 @@ async def approve_draft(
     claimed = (
         await uow.session.execute(
             update(Draft)
-            .where(Draft.id == draft.id, Draft.tenant_id == ctx.tenant_id, Draft.status == "pending")
+            .where(Draft.id == draft.id, in_context(Draft, ctx), Draft.status == "pending")
             .values(
                 status="approved",
                 decided_by_person_id=ctx.person_id,
@@ -193,7 +192,7 @@ async def reject_draft(
     rejected = (
         await uow.session.execute(
             update(Draft)
-            .where(Draft.id == draft.id, Draft.tenant_id == ctx.tenant_id, Draft.status == "pending")
+            .where(Draft.id == draft.id, in_context(Draft, ctx), Draft.status == "pending")
             .values(
                 status="rejected",
                 decided_by_person_id=ctx.person_id,

@@ -15,6 +15,7 @@ from core.context import TenantContext
 from core.errors import NotFound
 from core.messaging.models import MessagingSettings, Thread
 from core.pagination import PageRequest, decode_cursor
+from core.scoping import in_context, same_tenant
 from core.tenancy.models import Client, Person
 from core.uow import UnitOfWork
 
@@ -31,18 +32,16 @@ def _thread_not_found() -> NotFound:
 
 async def settings_row(ctx: TenantContext, uow: UnitOfWork) -> MessagingSettings | None:
     return (
-        await uow.session.execute(
-            select(MessagingSettings).where(MessagingSettings.tenant_id == ctx.tenant_id)
-        )
+        await uow.session.execute(select(MessagingSettings).where(in_context(MessagingSettings, ctx)))
     ).scalar_one_or_none()
 
 
 def thread_select(ctx: TenantContext) -> Select[Thread, Client, Person]:
     return (
         select(Thread, Client, Person)
-        .join(Client, and_(Client.id == Thread.client_id, Client.tenant_id == Thread.tenant_id))
+        .join(Client, and_(Client.id == Thread.client_id, same_tenant(Client, Thread)))
         .outerjoin(Person, Person.id == Thread.assignee_id)
-        .where(Thread.tenant_id == ctx.tenant_id)
+        .where(in_context(Thread, ctx))
     )
 
 
@@ -65,9 +64,9 @@ async def thread_for_send(
     row = (
         await uow.session.execute(
             select(Thread, Client, MessagingSettings)
-            .join(Client, and_(Client.id == Thread.client_id, Client.tenant_id == Thread.tenant_id))
-            .outerjoin(MessagingSettings, MessagingSettings.tenant_id == Thread.tenant_id)
-            .where(Thread.id == thread_id, Thread.tenant_id == ctx.tenant_id)
+            .join(Client, and_(Client.id == Thread.client_id, same_tenant(Client, Thread)))
+            .outerjoin(MessagingSettings, same_tenant(MessagingSettings, Thread))
+            .where(Thread.id == thread_id, in_context(Thread, ctx))
         )
     ).one_or_none()
     if row is None:

@@ -22,6 +22,7 @@ from core.messaging.queries import keyset, new_thread, settings_row, thread_row,
 from core.messaging.schemas import MessageOut, ThreadDetailOut, ThreadIn, ThreadOut, ThreadUpdateIn
 from core.pagination import Page, PageRequest, encode_cursor
 from core.preconditions import require_match
+from core.scoping import in_context
 from core.tenancy.models import Client, OrgMember, Person
 from core.uow import UnitOfWork
 
@@ -114,7 +115,7 @@ async def list_threads(
         query = func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(f.q))
         pattern = "%" + f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         in_messages = select(Message.thread_id).where(
-            Message.tenant_id == ctx.tenant_id, Message.search.op("@@")(query)
+            in_context(Message, ctx), Message.search.op("@@")(query)
         )
         stmt = stmt.where(
             or_(
@@ -139,16 +140,14 @@ async def get_thread(
     """A thread with its messages (newest first, paginated) and its pending drafts."""
     ctx.require(READ)
     thread, client, assignee = await thread_row(ctx, uow, thread_id)
-    stmt = select(Message).where(Message.thread_id == thread.id, Message.tenant_id == ctx.tenant_id)
+    stmt = select(Message).where(Message.thread_id == thread.id, in_context(Message, ctx))
     stmt = keyset(stmt, page, Message.occurred_at, Message.id)
     messages = list((await uow.session.execute(stmt)).scalars())
     drafts = list(
         (
             await uow.session.execute(
                 select(Draft)
-                .where(
-                    Draft.thread_id == thread.id, Draft.tenant_id == ctx.tenant_id, Draft.status == "pending"
-                )
+                .where(Draft.thread_id == thread.id, in_context(Draft, ctx), Draft.status == "pending")
                 .order_by(Draft.created_at.desc(), Draft.id.desc())
                 .limit(10)
             )
@@ -167,9 +166,7 @@ async def get_thread(
 
 async def _client_in_context(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID) -> Client:
     client = (
-        await uow.session.execute(
-            select(Client).where(Client.id == client_id, Client.tenant_id == ctx.tenant_id)
-        )
+        await uow.session.execute(select(Client).where(Client.id == client_id, in_context(Client, ctx)))
     ).scalar_one_or_none()
     if client is None:
         raise NotFound(

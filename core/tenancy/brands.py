@@ -12,6 +12,7 @@ from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
+from core.scoping import in_context
 from core.tenancy.models import Brand, BrandDomain
 from core.tenancy.queries import READ, keyset, next_cursor, require_manager
 from core.tenancy.schemas import BrandIn, BrandOut, BrandUpdateIn
@@ -47,7 +48,7 @@ async def _brand_out(uow: UnitOfWork, brands: list[Brand]) -> list[BrandOut]:
 
 
 async def _brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, *, lock: bool = False) -> Brand:
-    stmt = select(Brand).where(Brand.id == brand_id, Brand.tenant_id == ctx.tenant_id)
+    stmt = select(Brand).where(Brand.id == brand_id, in_context(Brand, ctx))
     if lock:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     brand = (await uow.session.execute(stmt)).scalar_one_or_none()
@@ -72,10 +73,7 @@ def _check_domains(domains: list[str]) -> list[str]:
 async def list_brands(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[BrandOut]:
     ctx.require(READ)
     stmt = (
-        select(Brand)
-        .where(Brand.tenant_id == ctx.tenant_id)
-        .order_by(Brand.created_at, Brand.id)
-        .limit(page.limit + 1)
+        select(Brand).where(in_context(Brand, ctx)).order_by(Brand.created_at, Brand.id).limit(page.limit + 1)
     )
     if (after := keyset(page, 2)) is not None:
         stmt = stmt.where(tuple_(Brand.created_at, Brand.id) > tuple_(*after))

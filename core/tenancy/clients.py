@@ -13,6 +13,7 @@ from core.idempotency import idempotent_operation
 from core.identity.polyseme import client_person_id
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
+from core.scoping import in_context
 from core.tenancy.models import Client
 from core.tenancy.queries import READ, WRITE, keyset, next_cursor
 from core.tenancy.schemas import ClientIn, ClientOut, ClientUpdateIn
@@ -32,7 +33,7 @@ def _phone(uow: UnitOfWork, phone: str | None) -> str | None:
 
 
 async def _client(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID, *, lock: bool = False) -> Client:
-    stmt = select(Client).where(Client.id == client_id, Client.tenant_id == ctx.tenant_id)
+    stmt = select(Client).where(Client.id == client_id, in_context(Client, ctx))
     if lock:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     client = (await uow.session.execute(stmt)).scalar_one_or_none()
@@ -52,7 +53,7 @@ async def list_clients(
     ctx.require(READ)
     stmt = (
         select(Client)
-        .where(Client.tenant_id == ctx.tenant_id)
+        .where(in_context(Client, ctx))
         .order_by(Client.created_at.desc(), Client.id.desc())
         .limit(page.limit + 1)
     )
