@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, Table, inspect, select, tuple_
+from sqlalchemy import Column, ColumnElement, Row, Select, Table, inspect, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from core.context import TenantContext
 from core.errors import NotFound
-from core.pagination import Page, PageRequest, decode_cursor, page_of
+from core.pagination import Page, PageRequest, decode_cursor, invalid_cursor, page_of
 from core.tenancy.models import TenantOwned
 from core.uow import UnitOfWork
 
 __all__ = [
     "apply_keyset",
+    "cursor_values",
     "get_in_context",
     "in_context",
     "keyset_page",
+    "keyset_rows",
     "map_page",
     "owned_by",
     "same_tenant",
@@ -39,6 +41,9 @@ M = TypeVar("M")
 R = TypeVar("R", bound=TenantOwned)
 T = TypeVar("T")
 U = TypeVar("U")
+Ts = TypeVarTuple("Ts")
+# What a list orders on: a mapped attribute, or a Core table's column.
+KeyColumn = InstrumentedAttribute[Any] | Column[Any]
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
@@ -89,32 +94,69 @@ async def get_in_context(
 
 
 def apply_keyset(
-    stmt: S, page: PageRequest, *columns: InstrumentedAttribute[Any], descending: bool = False
+    stmt: S,
+    page: PageRequest,
+    *columns: KeyColumn,
+    descending: bool = False,
+    having: bool = False,
 ) -> S:
     """One page of `stmt` ordered on `columns` (a unique ordering), after the page's cursor.
-    One row more than the page is fetched: its presence says there is a next page."""
+    One row more than the page is fetched: its presence says there is a next page. `having`
+    puts the cursor condition on the groups of an aggregate."""
     if page.cursor:
-        after = tuple_(*decode_cursor(page.cursor, len(columns)))
-        stmt = stmt.where(tuple_(*columns) < after if descending else tuple_(*columns) > after)
+        after = tuple_(*cursor_values(page, *columns))
+        condition = tuple_(*columns) < after if descending else tuple_(*columns) > after
+        stmt = stmt.having(condition) if having else stmt.where(condition)
     order = [c.desc() for c in columns] if descending else list(columns)
     return stmt.order_by(*order).limit(page.limit + 1)
+
+
+def cursor_values(page: PageRequest, *columns: KeyColumn) -> list[Any]:
+    """The page's cursor decoded for `columns`. A value of the wrong type is refused here, as
+    `invalid_cursor`, rather than reaching PostgreSQL as a type error."""
+    assert page.cursor is not None
+    values = decode_cursor(page.cursor, len(columns))
+    for value, column in zip(values, columns, strict=True):
+        try:
+            expected = column.type.python_type
+        except NotImplementedError:
+            continue
+        if not isinstance(value, expected):
+            raise invalid_cursor()
+    return values
 
 
 async def keyset_page(
     uow: UnitOfWork,
     stmt: Select[M],
     page: PageRequest,
-    *columns: InstrumentedAttribute[Any],
+    *columns: KeyColumn,
     descending: bool = False,
     key: Callable[[M], Sequence[Any]] | None = None,
 ) -> Page[M]:
-    """Run one page of `stmt` (see `apply_keyset`). The cursor names the last row by the
-    values of `columns`, read from the row by attribute name unless `key` is given."""
+    """Run one page of `stmt` (see `apply_keyset`), one entity a row. The cursor names the last
+    row by the values of `columns`, read from the row by attribute name unless `key` is given."""
     rows = list(
         (await uow.session.execute(apply_keyset(stmt, page, *columns, descending=descending))).scalars()
     )
     names = [c.key for c in columns]
     return page_of(rows, page.limit, key or (lambda row: [getattr(row, n) for n in names]))
+
+
+async def keyset_rows(
+    uow: UnitOfWork,
+    stmt: Select[*Ts],
+    page: PageRequest,
+    *columns: KeyColumn,
+    key: Callable[[Row[*Ts]], Sequence[Any]],
+    descending: bool = False,
+    having: bool = False,
+) -> Page[Row[*Ts]]:
+    """Run one page of a several-column `stmt` (see `apply_keyset`); `key(row)` gives the
+    cursor values of a row, in the order of `columns`."""
+    stmt = apply_keyset(stmt, page, *columns, descending=descending, having=having)
+    rows = list((await uow.session.execute(stmt)).all())
+    return page_of(rows, page.limit, key)
 
 
 def map_page(page: Page[T], present: Callable[[T], U]) -> Page[U]:

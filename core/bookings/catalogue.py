@@ -5,20 +5,20 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import delete, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.bookings.models import Service, ServiceProvider
 from core.bookings.policy import READ, require_manager
 from core.bookings.presenters import context_of, money
-from core.bookings.queries import eligible_providers, find_provider, keyset, load_service, next_cursor
+from core.bookings.queries import eligible_providers, find_provider, load_service
 from core.bookings.schemas import ServiceIn, ServiceOut, ServiceUpdateIn
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import in_context
+from core.scoping import in_context, keyset_page, scoped
 from core.uow import UnitOfWork
 
 
@@ -108,21 +108,11 @@ async def list_services(
 ) -> Page[ServiceOut]:
     """Services of the current context, oldest first."""
     ctx.require(READ)
-    stmt = (
-        select(Service)
-        .where(in_context(Service, ctx))
-        .order_by(Service.created_at, Service.id)
-        .limit(page.limit + 1)
-    )
+    stmt = scoped(Service, ctx)
     if active is not None:
         stmt = stmt.where(Service.active.is_(active))
-    if (after := keyset(page, 2)) is not None:
-        stmt = stmt.where(tuple_(Service.created_at, Service.id) > tuple_(*after))
-    rows = list((await uow.session.execute(stmt)).scalars())
-    return Page[ServiceOut](
-        items=await _service_out(ctx, uow, rows[: page.limit]),
-        next_cursor=next_cursor(rows, page.limit, lambda s: (s.created_at, s.id)),
-    )
+    rows = await keyset_page(uow, stmt, page, Service.created_at, Service.id)
+    return Page[ServiceOut](items=await _service_out(ctx, uow, rows.items), next_cursor=rows.next_cursor)
 
 
 async def get_service(ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID) -> ServiceOut:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import Row, Select, bindparam, func, select, text, update
 from sqlalchemy.types import Uuid
 
 from core.bookings.availability import Busy, Hours
@@ -19,7 +19,6 @@ from core.bookings.schemas import ClientRef, DateOverride, WeeklyHours
 from core.bookings.schemas.booking import _ClientFields
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, ValidationFailed
-from core.pagination import PageRequest, decode_cursor, encode_cursor
 from core.scoping import in_context
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client, OrgMember, Person
@@ -36,14 +35,6 @@ class Provider:
     @property
     def ref(self) -> PersonRef:
         return PersonRef(id=self.id, slug=self.slug, display_name=self.display_name)
-
-
-def keyset(page: PageRequest, arity: int) -> list[Any] | None:
-    return decode_cursor(page.cursor, arity) if page.cursor else None
-
-
-def next_cursor(rows: Sequence[Any], limit: int, key: Any) -> str | None:
-    return encode_cursor(*key(rows[limit - 1])) if len(rows) > limit else None
 
 
 def _locks_sql(count: int) -> Any:
@@ -228,7 +219,13 @@ async def resolve_client(ctx: TenantContext, uow: UnitOfWork, data: _ClientField
     return None
 
 
-def booking_query(ctx: TenantContext) -> Any:
+# A booking with what its presentation needs: service name and duration, provider slug and
+# display name (NULL once the provider's account is gone), and the client (if any).
+BookingSelect = Select[Booking, str, int, str, str, Client]
+BookingRow = Row[Booking, str, int, str, str, Client]
+
+
+def booking_query(ctx: TenantContext) -> BookingSelect:
     return (
         select(Booking, Service.name, Service.duration_minutes, Person.slug, Person.display_name, Client)
         .join(Service, Service.id == Booking.service_id)
@@ -240,7 +237,7 @@ def booking_query(ctx: TenantContext) -> Any:
 
 async def load_booking_row(
     ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID, *, lock: bool = False
-) -> Any:
+) -> BookingRow:
     # populate_existing: a row read again after an UPDATE shows the new values.
     stmt = booking_query(ctx).where(Booking.id == booking_id).execution_options(populate_existing=True)
     if lock:

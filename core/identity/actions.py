@@ -6,7 +6,7 @@ import uuid
 from collections import defaultdict
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 
 from core.billing.components import ActionResult, ActionRun, action, data_entity, per_unit
 from core.context import TenantContext, register_scopes
@@ -20,8 +20,8 @@ from core.identity.schemas import (
     PersonQuery,
     PersonResolved,
 )
-from core.pagination import PageRequest, decode_cursor, encode_cursor
-from core.scoping import in_context, owned_by
+from core.pagination import PageRequest
+from core.scoping import in_context, keyset_rows, owned_by
 from core.tenancy.models import Client
 from core.uow import UnitOfWork
 
@@ -176,22 +176,15 @@ async def dedupe_clients(run: ActionRun, data: DedupeIn) -> ActionResult:
 async def persons(
     ctx: TenantContext, uow: UnitOfWork, page: PageRequest
 ) -> tuple[list[dict[str, Any]], str | None]:
-    stmt = (
-        select(Client.id, Client.polyseme_person_id, Client.created_at)
-        .where(in_context(Client, ctx))
-        .order_by(Client.created_at, Client.id)
-        .limit(page.limit + 1)
+    stmt = select(Client.id, Client.polyseme_person_id, Client.created_at).where(in_context(Client, ctx))
+    rows = await keyset_rows(
+        uow, stmt, page, Client.created_at, Client.id, key=lambda r: (r.created_at, r.id)
     )
-    if page.cursor:
-        stmt = stmt.where(tuple_(Client.created_at, Client.id) > tuple_(*decode_cursor(page.cursor, 2)))
-    rows = (await uow.session.execute(stmt)).all()
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
     items = [
         {
             "client_id": str(r.id),
             "polyseme_person_id": str(r.polyseme_person_id) if r.polyseme_person_id else None,
         }
-        for r in rows
+        for r in rows.items
     ]
-    return items, encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return items, rows.next_cursor

@@ -15,10 +15,10 @@ from core.messaging.messages import append_outbound
 from core.messaging.models import Draft, Message, Thread
 from core.messaging.policy import READ, WRITE, agent_may, is_agent, require_deliverable, require_person
 from core.messaging.presenters import draft_out, message_out
-from core.messaging.queries import keyset, thread_for_send, thread_row
+from core.messaging.queries import thread_for_send, thread_row
 from core.messaging.schemas import DraftApprovedOut, DraftApproveIn, DraftIn, DraftOut, DraftRejectIn
-from core.pagination import Page, PageRequest, encode_cursor
-from core.scoping import in_context
+from core.pagination import Page, PageRequest
+from core.scoping import in_context, keyset_page, map_page
 from core.uow import UnitOfWork
 
 
@@ -36,12 +36,8 @@ async def list_drafts(
         stmt = stmt.where(Draft.thread_id == thread_id)
     if status:
         stmt = stmt.where(Draft.status == status)
-    rows = list((await uow.session.execute(keyset(stmt, page, Draft.created_at, Draft.id))).scalars())
-    shown = rows[: page.limit]
-    return Page[DraftOut](
-        items=[draft_out(d) for d in shown],
-        next_cursor=encode_cursor(shown[-1].created_at, shown[-1].id) if len(rows) > page.limit else None,
-    )
+    rows = await keyset_page(uow, stmt, page, Draft.created_at, Draft.id, descending=True)
+    return map_page(rows, draft_out)
 
 
 async def get_draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) -> DraftOut:

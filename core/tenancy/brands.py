@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, select
 
 from core.auth import utcnow
 from core.context import TenantContext
@@ -12,9 +12,9 @@ from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import in_context
+from core.scoping import in_context, keyset_page, scoped
 from core.tenancy.models import Brand, BrandDomain
-from core.tenancy.queries import READ, keyset, next_cursor, require_manager
+from core.tenancy.queries import READ, require_manager
 from core.tenancy.schemas import BrandIn, BrandOut, BrandUpdateIn
 from core.uow import UnitOfWork
 
@@ -72,16 +72,8 @@ def _check_domains(domains: list[str]) -> list[str]:
 
 async def list_brands(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[BrandOut]:
     ctx.require(READ)
-    stmt = (
-        select(Brand).where(in_context(Brand, ctx)).order_by(Brand.created_at, Brand.id).limit(page.limit + 1)
-    )
-    if (after := keyset(page, 2)) is not None:
-        stmt = stmt.where(tuple_(Brand.created_at, Brand.id) > tuple_(*after))
-    rows = list((await uow.session.execute(stmt)).scalars())
-    return Page[BrandOut](
-        items=await _brand_out(uow, rows[: page.limit]),
-        next_cursor=next_cursor(rows, page.limit, lambda r: (r.created_at, r.id)),
-    )
+    rows = await keyset_page(uow, scoped(Brand, ctx), page, Brand.created_at, Brand.id)
+    return Page[BrandOut](items=await _brand_out(uow, rows.items), next_cursor=rows.next_cursor)
 
 
 @idempotent_operation("brands.create")
