@@ -84,7 +84,11 @@ async def get_in_context(
     """The row `id` of `model` in the caller's context, or `not_found` raised: another tenant's
     row is indistinguishable from a missing one. `lock` takes a row lock (FOR UPDATE) for the
     rest of the transaction; `where` adds conditions (e.g. a status) that also answer 404."""
-    stmt = scoped(model, ctx).where(_primary_key(model) == id, *where)
+    # populate_existing: an object already in the session is refreshed, so a row read again
+    # (after an UPDATE statement, or once locked) shows what the database holds now.
+    stmt = (
+        scoped(model, ctx).where(_primary_key(model) == id, *where).execution_options(populate_existing=True)
+    )
     if lock:
         stmt = stmt.with_for_update()
     row = (await uow.session.execute(stmt)).scalar_one_or_none()

@@ -19,20 +19,21 @@ from core.context import Role, TenantContext
 from core.errors import Conflict, NotFound, PermissionDenied
 from core.observability import trace
 from core.pagination import Page, PageRequest
-from core.scoping import in_context, keyset_page, map_page, scoped
+from core.scoping import get_in_context, keyset_page, map_page, scoped
 from core.uow import UnitOfWork
 
 
 async def _tenant_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, *, lock: bool = False) -> Job:
-    stmt = select(Job).where(Job.id == job_id, in_context(Job, ctx))
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    job = (await uow.session.execute(stmt)).scalar_one_or_none()
-    if job is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Job,
+        ctx,
+        job_id,
+        lock=lock,
+        not_found=NotFound(
             "no such job in this context", code="job_not_found", hint="list jobs with [[billing.list_jobs]]"
-        )
-    return job
+        ),
+    )
 
 
 async def get_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID) -> JobOut:

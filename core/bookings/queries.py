@@ -19,7 +19,7 @@ from core.bookings.schemas import ClientRef, DateOverride, WeeklyHours
 from core.bookings.schemas.booking import _ClientFields
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, ValidationFailed
-from core.scoping import in_context
+from core.scoping import get_in_context, in_context
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client, OrgMember, Person
 from core.tenancy.schemas import PersonRef
@@ -93,21 +93,18 @@ async def busy_ranges(
 async def load_service(
     ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID, *, lock: bool = False
 ) -> Service:
-    stmt = (
-        select(Service)
-        .where(Service.id == service_id, in_context(Service, ctx))
-        .execution_options(populate_existing=True)
-    )
-    if lock:
-        stmt = stmt.with_for_update()
-    service = (await uow.session.execute(stmt)).scalar_one_or_none()
-    if service is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Service,
+        ctx,
+        service_id,
+        lock=lock,
+        not_found=NotFound(
             "no such service in this context",
             code="service_not_found",
             hint="list services with [[bookings.list_services]]",
-        )
-    return service
+        ),
+    )
 
 
 def _live_member(ctx: TenantContext) -> Any:
@@ -192,17 +189,17 @@ async def hours_of_providers(
 async def resolve_client(ctx: TenantContext, uow: UnitOfWork, data: _ClientFields) -> ClientRef | None:
     """The booking's client: an existing one by id, or found/created from contact details."""
     if data.client_id is not None:
-        client = (
-            await uow.session.execute(
-                select(Client).where(Client.id == data.client_id, in_context(Client, ctx))
-            )
-        ).scalar_one_or_none()
-        if client is None:
-            raise NotFound(
+        client = await get_in_context(
+            uow,
+            Client,
+            ctx,
+            data.client_id,
+            not_found=NotFound(
                 "no such client in this context",
                 code="client_not_found",
                 hint="list clients ([[tenancy.list_clients]]), or give the client's email or phone instead",
-            )
+            ),
+        )
         return ClientRef(id=client.id, name=client.name, email=client.email, phone=client.phone)
     if data.client_email or data.client_phone:
         found, _ = await find_or_create_client(

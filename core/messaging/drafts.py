@@ -18,7 +18,7 @@ from core.messaging.presenters import draft_out, message_out
 from core.messaging.queries import thread_for_send, thread_row
 from core.messaging.schemas import DraftApprovedOut, DraftApproveIn, DraftIn, DraftOut, DraftRejectIn
 from core.pagination import Page, PageRequest
-from core.scoping import in_context, keyset_page, map_page
+from core.scoping import get_in_context, in_context, keyset_page, map_page
 from core.uow import UnitOfWork
 
 
@@ -46,16 +46,17 @@ async def get_draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) ->
 
 
 async def _draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) -> Draft:
-    draft = (
-        await uow.session.execute(select(Draft).where(Draft.id == draft_id, in_context(Draft, ctx)))
-    ).scalar_one_or_none()
-    if draft is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Draft,
+        ctx,
+        draft_id,
+        not_found=NotFound(
             "no such draft in this context",
             code="draft_not_found",
             hint="list drafts with [[messaging.list_drafts]]",
-        )
-    return draft
+        ),
+    )
 
 
 async def _latest_inbound_id(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID) -> uuid.UUID | None:

@@ -12,7 +12,7 @@ from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import in_context, keyset_page, scoped
+from core.scoping import get_in_context, keyset_page, scoped
 from core.tenancy.models import Brand, BrandDomain
 from core.tenancy.queries import READ, require_manager
 from core.tenancy.schemas import BrandIn, BrandOut, BrandUpdateIn
@@ -48,17 +48,18 @@ async def _brand_out(uow: UnitOfWork, brands: list[Brand]) -> list[BrandOut]:
 
 
 async def _brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, *, lock: bool = False) -> Brand:
-    stmt = select(Brand).where(Brand.id == brand_id, in_context(Brand, ctx))
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    brand = (await uow.session.execute(stmt)).scalar_one_or_none()
-    if brand is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Brand,
+        ctx,
+        brand_id,
+        lock=lock,
+        not_found=NotFound(
             "no such brand in this context",
             code="brand_not_found",
             hint="list brands with [[tenancy.list_brands]]",
-        )
-    return brand
+        ),
+    )
 
 
 def _check_domains(domains: list[str]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_
 
 from core.auth import utcnow
 from core.context import TenantContext
@@ -13,7 +13,7 @@ from core.idempotency import idempotent_operation
 from core.identity.polyseme import client_person_id
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import in_context, keyset_page, map_page, scoped
+from core.scoping import get_in_context, keyset_page, map_page, scoped
 from core.tenancy.models import Client
 from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import ClientIn, ClientOut, ClientUpdateIn
@@ -33,17 +33,18 @@ def _phone(uow: UnitOfWork, phone: str | None) -> str | None:
 
 
 async def _client(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID, *, lock: bool = False) -> Client:
-    stmt = select(Client).where(Client.id == client_id, in_context(Client, ctx))
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    client = (await uow.session.execute(stmt)).scalar_one_or_none()
-    if client is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Client,
+        ctx,
+        client_id,
+        lock=lock,
+        not_found=NotFound(
             "no such client in this context",
             code="client_not_found",
             hint="find the client with [[tenancy.list_clients]] in the same context",
-        )
-    return client
+        ),
+    )
 
 
 async def list_clients(
