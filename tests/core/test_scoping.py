@@ -3,6 +3,7 @@ and the rule that no other module compares tenant ids by hand."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
@@ -151,3 +152,26 @@ async def test_keyset_page_with_a_key_and_a_bad_cursor(client: httpx.AsyncClient
             )
         assert raised.value.code == "invalid_cursor"
         assert str(in_context(Client, ctx)).endswith("tenant_id = :tenant_id_1")
+
+
+# Tenant comparisons are written once, in core/scoping.py. Everything else calls it.
+_TENANT_COMPARISON = re.compile(r"tenant_id\s*==")
+ALLOWED = {
+    "core/scoping.py",
+}
+# Not converted yet: core/registry is converted by another step of issue 18 (the "bigfiles"
+# helper). Remove this entry once it is.
+NOT_YET_CONVERTED = ("core/registry/",)
+
+
+def test_no_tenant_comparison_outside_the_scoping_module() -> None:
+    offenders = []
+    for top in ("core", "servers", "tools"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in ALLOWED or rel.startswith(NOT_YET_CONVERTED):
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if _TENANT_COMPARISON.search(line):
+                    offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert not offenders, "use core.scoping (in_context / owned_by / same_tenant):\n" + "\n".join(offenders)
