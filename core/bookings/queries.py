@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, Select, bindparam, func, select, text, update
+from sqlalchemy import ColumnElement, Row, Select, TextClause, bindparam, func, select, text, update
 from sqlalchemy.types import Uuid
 
 from core.bookings.availability import Busy, Hours
@@ -37,7 +37,7 @@ class Provider:
         return PersonRef(id=self.id, slug=self.slug, display_name=self.display_name)
 
 
-def _locks_sql(count: int) -> Any:
+def _locks_sql(count: int) -> TextClause:
     # Sorted, so two writers that need the same providers take their locks in the same order.
     if count == 1:
         return text("SELECT pg_advisory_xact_lock(hashtextextended('bookings:provider:' || :p, 0))")
@@ -107,7 +107,7 @@ async def load_service(
     )
 
 
-def _live_member(ctx: TenantContext) -> Any:
+def _live_member(ctx: TenantContext) -> ColumnElement[bool]:
     """Persons who may provide in this context now: the person (personal), or current members."""
     if ctx.org_id is None:
         return Person.id == ctx.person_id
