@@ -17,7 +17,7 @@ from typing import Any, TypeVar, TypeVarTuple
 from sqlalchemy import Column, ColumnElement, Row, Select, Table, inspect, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
-from core.context import TenantContext
+from core.context import Role, TenantContext
 from core.errors import NotFound
 from core.pagination import Page, PageRequest, decode_cursor, invalid_cursor, page_of
 from core.tenancy.models import TenantOwned
@@ -32,6 +32,7 @@ __all__ = [
     "keyset_rows",
     "map_page",
     "owned_by",
+    "require_manager",
     "same_tenant",
     "scoped",
 ]
@@ -69,6 +70,14 @@ def same_tenant(left: type[TenantOwned], right: type[TenantOwned]) -> ColumnElem
 def scoped(model: type[R], ctx: TenantContext) -> Select[R]:
     """`SELECT model WHERE model.tenant_id = ctx.tenant_id`."""
     return select(model).where(in_context(model, ctx))
+
+
+def require_manager(ctx: TenantContext, write_scope: str) -> None:
+    """Writes to what the context itself owns (its configuration, catalogue, brands): the person
+    in their personal context, or an org's owner or admin; the credential needs `write_scope`."""
+    ctx.require(write_scope)
+    if ctx.org_id is not None:
+        ctx.require_role(Role.OWNER, Role.ADMIN)
 
 
 async def get_in_context(

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.bookings.models import Service, ServiceProvider
-from core.bookings.policy import READ, require_manager
+from core.bookings.policy import READ, WRITE
 from core.bookings.presenters import context_of, money
 from core.bookings.queries import eligible_providers, find_provider, load_service
 from core.bookings.schemas import ServiceIn, ServiceOut, ServiceUpdateIn
@@ -18,7 +18,7 @@ from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import in_context, keyset_page, scoped
+from core.scoping import in_context, keyset_page, require_manager, scoped
 from core.uow import UnitOfWork
 
 
@@ -125,7 +125,7 @@ async def create_service(
     ctx: TenantContext, uow: UnitOfWork, data: ServiceIn, idempotency_key: str | None = None
 ) -> ServiceOut:
     """Create a bookable service (person, or an org's owner/admin)."""
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     providers = await _provider_ids(ctx, uow, data.providers)
     values = data.model_dump(exclude={"providers"})
     service = (
@@ -149,7 +149,7 @@ async def update_service(
 ) -> ServiceOut:
     """Change a service; omitted fields stay. Existing bookings keep the terms they were made on.
     `if_match`: the ETag the change is based on (core.preconditions); None = last write wins."""
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     # Locked even without If-Match: every writer of a service (and its providers) queues here.
     service = await load_service(ctx, uow, service_id, lock=True)
     if if_match is not None:
@@ -177,7 +177,7 @@ async def update_service(
 
 async def delete_service(ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID) -> None:
     """Delete a service that was never booked (otherwise: deactivate it)."""
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     service = await load_service(ctx, uow, service_id)
     await uow.session.execute(delete(Service).where(Service.id == service.id, in_context(Service, ctx)))
     uow.emit("bookings/service.deleted", {"service_id": service_id, "name": service.name})

@@ -12,9 +12,9 @@ from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import get_in_context, keyset_page, scoped
+from core.scoping import get_in_context, keyset_page, require_manager, scoped
 from core.tenancy.models import Brand, BrandDomain
-from core.tenancy.queries import READ, require_manager
+from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import BrandIn, BrandOut, BrandUpdateIn
 from core.uow import UnitOfWork
 
@@ -81,7 +81,7 @@ async def list_brands(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) ->
 async def create_brand(
     ctx: TenantContext, uow: UnitOfWork, data: BrandIn, idempotency_key: str | None = None
 ) -> BrandOut:
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     domains = _check_domains(data.domains)
     brand = Brand(
         id=uuid.uuid4(),
@@ -114,7 +114,7 @@ async def update_brand(
     ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, data: BrandUpdateIn, if_match: str | None = None
 ) -> BrandOut:
     """`if_match`: the ETag the change is based on (core.preconditions); None = last write wins."""
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     # Locked even without If-Match: every writer of a brand (and its domains) queues here.
     brand = await _brand(ctx, uow, brand_id, lock=True)
     if if_match is not None:
@@ -149,7 +149,7 @@ async def update_brand(
 
 
 async def delete_brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID) -> None:
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     brand = await _brand(ctx, uow, brand_id)
     await uow.session.delete(brand)
     await uow.session.flush()

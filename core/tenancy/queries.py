@@ -7,20 +7,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, text
 
-from core.context import Role, TenantContext
+from core.context import TenantContext
 from core.errors import FieldIssue, NotFound
 from core.tenancy.models import OrgMember, Person
 from core.uow import UnitOfWork
 
 READ = "tenancy:read"
 WRITE = "tenancy:write"
-
-
-def require_manager(ctx: TenantContext) -> None:
-    """Writes to context-owned configuration: the person, or an org's owner/admin."""
-    ctx.require(WRITE)
-    if ctx.org_id is not None:
-        ctx.require_role(Role.OWNER, Role.ADMIN)
 
 
 async def person_id_by_slug(uow: UnitOfWork, slug: str) -> uuid.UUID:
