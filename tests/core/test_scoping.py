@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from core.auth import authenticate
-from core.context import TenantContext
-from core.errors import NotFound, ValidationFailed
+from core.context import Principal, PrincipalKind, Role, TenantContext
+from core.errors import NotFound, PermissionDenied, ValidationFailed
 from core.pagination import PageRequest, encode_cursor
 from core.scoping import (
     apply_keyset,
@@ -22,6 +22,7 @@ from core.scoping import (
     keyset_page,
     map_page,
     owned_by,
+    require_manager,
     same_tenant,
     scoped,
 )
@@ -175,3 +176,26 @@ def test_no_tenant_comparison_outside_the_scoping_module() -> None:
                 if _TENANT_COMPARISON.search(line):
                     offenders.append(f"{rel}:{n}: {line.strip()}")
     assert not offenders, "use core.scoping (in_context / owned_by / same_tenant):\n" + "\n".join(offenders)
+
+
+def _context(role: Role | None, *, org: bool, scopes: frozenset[str] = frozenset({"*"})) -> TenantContext:
+    person = uuid.uuid4()
+    return TenantContext(
+        principal=Principal(kind=PrincipalKind.SESSION, person_id=person, scopes=scopes),
+        person_id=person,
+        org_id=uuid.uuid4() if org else None,
+        org_slug="o" if org else None,
+        role=role,
+    )
+
+
+def test_require_manager_is_the_person_or_an_org_owner_or_admin() -> None:
+    require_manager(_context(None, org=False), "tenancy:write")
+    require_manager(_context(Role.OWNER, org=True), "tenancy:write")
+    require_manager(_context(Role.ADMIN, org=True), "tenancy:write")
+    with pytest.raises(PermissionDenied) as raised:
+        require_manager(_context(Role.MEMBER, org=True), "tenancy:write")
+    assert raised.value.code == "insufficient_role"
+    with pytest.raises(PermissionDenied) as raised:
+        require_manager(_context(None, org=False, scopes=frozenset({"tenancy:read"})), "tenancy:write")
+    assert raised.value.code == "missing_scope"
