@@ -3,6 +3,7 @@ and the rule that no other module compares tenant ids by hand."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from pathlib import Path
@@ -199,3 +200,15 @@ def test_require_manager_is_the_person_or_an_org_owner_or_admin() -> None:
     with pytest.raises(PermissionDenied) as raised:
         require_manager(_context(None, org=False, scopes=frozenset({"tenancy:read"})), "tenancy:write")
     assert raised.value.code == "missing_scope"
+
+
+def test_a_cursor_value_of_the_wrong_type_is_an_invalid_cursor() -> None:
+    # Refused before PostgreSQL would fail comparing a timestamp with text.
+    forged = PageRequest(cursor=encode_cursor("not a time", uuid.uuid4()))
+    with pytest.raises(ValidationFailed) as raised:
+        apply_keyset(select(Client), forged, Client.created_at, Client.id)
+    assert raised.value.code == "invalid_cursor"
+    fine = PageRequest(cursor=encode_cursor(dt.datetime.now(dt.UTC), uuid.uuid4()))
+    assert "(platform.clients.created_at, platform.clients.id) >" in str(
+        apply_keyset(select(Client), fine, Client.created_at, Client.id)
+    )
