@@ -16,7 +16,7 @@ from sqlalchemy import select
 from core import tenancy
 from core.billing import ledger
 from core.context import Principal, PrincipalKind, Role, TenantContext
-from core.registry.service import install_builtins
+from core.registry.installs import install_builtins
 from core.tenancy.models import Brand, Client, Org, Person, PersonCredential
 from core.tenancy.schemas import BrandIn, ClientIn, OrgIn
 from core.uow import Database
