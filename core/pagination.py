@@ -54,12 +54,17 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
             raise ValueError("wrong arity")
         return [typed(v) for v in values]
     except (ValueError, TypeError, KeyError) as exc:
-        raise ValidationFailed(
-            "the cursor is not valid for this list",
-            code="invalid_cursor",
-            hint="pass back `next_cursor` exactly as returned, with the same filters",
-            errors=[FieldIssue("cursor", "not a cursor this list produced")],
-        ) from exc
+        raise invalid_cursor() from exc
+
+
+def invalid_cursor() -> ValidationFailed:
+    """What a cursor this list did not produce (or produced under other filters) answers."""
+    return ValidationFailed(
+        "the cursor is not valid for this list",
+        code="invalid_cursor",
+        hint="pass back `next_cursor` exactly as returned, with the same filters",
+        errors=[FieldIssue("cursor", "not a cursor this list produced")],
+    )
 
 
 def page_of(rows: list[T], limit: int, key: Any) -> Page[T]:

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy import func, or_, select, update
 
 from core import audit
 from core.admin.schemas import (
@@ -40,8 +39,9 @@ from core.context import TenantContext
 from core.errors import Conflict, FieldIssue, NotFound, PermissionDenied, ValidationFailed
 from core.events import deliveries_table, outbox_table, redrive_dead
 from core.observability import get_logger
-from core.pagination import Page, PageRequest, decode_cursor, page_of
+from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
+from core.scoping import keyset_page, keyset_rows, map_page
 from core.tenancy.models import ApiKey, AuthSession, Org, OrgMember, Person
 from core.uow import Database, UnitOfWork
 
@@ -75,10 +75,6 @@ async def _person(uow: UnitOfWork, ref: str, *, lock: bool = False) -> Person:
     return person
 
 
-def _keyset(page: PageRequest) -> list[Any] | None:
-    return decode_cursor(page.cursor, 2) if page.cursor else None
-
-
 # --- persons -----------------------------------------------------------------------------------------
 
 
@@ -91,7 +87,7 @@ async def list_persons(
 ) -> Page[AdminPersonOut]:
     """Every person on the platform, newest first; `q` matches handle, email or name."""
     await audit.require_platform_admin(ctx, uow, write=False)
-    stmt = select(Person).order_by(Person.created_at.desc(), Person.id.desc()).limit(page.limit + 1)
+    stmt = select(Person)
     if q and q.strip():
         pattern = _like(q.strip())
         stmt = stmt.where(
@@ -99,10 +95,8 @@ async def list_persons(
         )
     if status is not None:
         stmt = stmt.where(Person.status == status)
-    if (after := _keyset(page)) is not None:
-        stmt = stmt.where(tuple_(Person.created_at, Person.id) < tuple_(*after))
-    rows = [AdminPersonOut.model_validate(p) for p in (await uow.session.execute(stmt)).scalars()]
-    return page_of(rows, page.limit, lambda p: (p.created_at, p.id))
+    rows = await keyset_page(uow, stmt, page, Person.created_at, Person.id, descending=True)
+    return map_page(rows, AdminPersonOut.model_validate)
 
 
 async def get_person(ctx: TenantContext, uow: UnitOfWork, person: str) -> AdminPersonDetail:
@@ -237,30 +231,25 @@ async def list_orgs(
     """Every org, newest first, with its owner and member count; `q` matches slug or name."""
     await audit.require_platform_admin(ctx, uow, write=False)
     members = select(func.count()).select_from(OrgMember).where(OrgMember.org_id == Org.id).scalar_subquery()
-    stmt = (
-        select(Org, Person.slug, members)
-        .join(Person, Person.id == Org.owner_id)
-        .order_by(Org.created_at.desc(), Org.id.desc())
-        .limit(page.limit + 1)
-    )
+    stmt = select(Org, Person.slug, members).join(Person, Person.id == Org.owner_id)
     if q and q.strip():
         pattern = _like(q.strip())
         stmt = stmt.where(or_(Org.slug.ilike(pattern), Org.name.ilike(pattern)))
-    if (after := _keyset(page)) is not None:
-        stmt = stmt.where(tuple_(Org.created_at, Org.id) < tuple_(*after))
-    rows = [
-        AdminOrgOut(
-            id=org.id,
-            slug=org.slug,
-            name=org.name,
-            owner_id=org.owner_id,
-            owner_slug=owner_slug,
-            member_count=int(count),
-            created_at=org.created_at,
-        )
-        for org, owner_slug, count in (await uow.session.execute(stmt)).all()
-    ]
-    return page_of(rows, page.limit, lambda o: (o.created_at, o.id))
+    rows = await keyset_rows(
+        uow, stmt, page, Org.created_at, Org.id, descending=True, key=lambda r: (r[0].created_at, r[0].id)
+    )
+    return map_page(
+        rows,
+        lambda r: AdminOrgOut(
+            id=r[0].id,
+            slug=r[0].slug,
+            name=r[0].name,
+            owner_id=r[0].owner_id,
+            owner_slug=r[1],
+            member_count=int(r[2]),
+            created_at=r[0].created_at,
+        ),
+    )
 
 
 # --- the audit log -------------------------------------------------------------------------------------
@@ -306,7 +295,7 @@ async def list_audit(
             code="invalid_time_range",
             errors=[FieldIssue("until", "not after since")],
         )
-    stmt = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(page.limit + 1)
+    stmt = select(AuditEntry)
     if actor:
         if actor.strip().lower() == audit.OPERATOR:
             stmt = stmt.where(AuditEntry.actor_kind == audit.OPERATOR)
@@ -337,10 +326,8 @@ async def list_audit(
         stmt = stmt.where(AuditEntry.at >= since)
     if until is not None:
         stmt = stmt.where(AuditEntry.at < until)
-    if (after := _keyset(page)) is not None:
-        stmt = stmt.where(tuple_(AuditEntry.at, AuditEntry.id) < tuple_(*after))
-    rows = [AuditEntryOut.model_validate(e) for e in (await uow.session.execute(stmt)).scalars()]
-    return page_of(rows, page.limit, lambda e: (e.at, e.id))
+    rows = await keyset_page(uow, stmt, page, AuditEntry.at, AuditEntry.id, descending=True)
+    return map_page(rows, AuditEntryOut.model_validate)
 
 
 # --- dead letters ---------------------------------------------------------------------------------------
@@ -357,16 +344,22 @@ async def list_dead_letters(
         select(d.event_id, e.name, d.handler, d.attempts, d.last_error, d.updated_at, e.created_at)
         .join_from(deliveries_table, outbox_table, e.id == d.event_id)
         .where(d.status == "dead")
-        .order_by(d.updated_at.desc(), d.event_id.desc(), d.handler.desc())
-        .limit(page.limit + 1)
     )
     if handler:
         stmt = stmt.where(d.handler == handler)
-    if page.cursor:
-        after = decode_cursor(page.cursor, 3)
-        stmt = stmt.where(tuple_(d.updated_at, d.event_id, d.handler) < tuple_(*after))
-    rows = [
-        DeadLetterOut(
+    rows = await keyset_rows(
+        uow,
+        stmt,
+        page,
+        d.updated_at,
+        d.event_id,
+        d.handler,
+        descending=True,
+        key=lambda r: (r.updated_at, r.event_id, r.handler),
+    )
+    return map_page(
+        rows,
+        lambda r: DeadLetterOut(
             event_id=r.event_id,
             event_name=r.name,
             handler=r.handler,
@@ -374,10 +367,8 @@ async def list_dead_letters(
             last_error=r.last_error,
             failed_at=r.updated_at,
             event_created_at=r.created_at,
-        )
-        for r in (await uow.session.execute(stmt)).all()
-    ]
-    return page_of(rows, page.limit, lambda x: (x.failed_at, x.event_id, x.handler))
+        ),
+    )
 
 
 async def redrive_dead_letters(ctx: TenantContext, uow: UnitOfWork, data: RedriveIn) -> RedriveOut:

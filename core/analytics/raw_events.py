@@ -12,7 +12,7 @@ from core.analytics.policy import READ, check_name, sees_members
 from core.analytics.schemas import EventOut, RangeIn
 from core.context import TenantContext
 from core.errors import ValidationFailed
-from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.pagination import Page, PageRequest, decode_cursor, page_of
 from core.uow import UnitOfWork
 
 
@@ -66,9 +66,6 @@ async def list_events(
             received_at=r.received_at,
             untrusted_properties=r.properties if isinstance(r.properties, dict) else json.loads(r.properties),
         )
-        for r in rows[: page.limit]
+        for r in rows
     ]
-    more = len(rows) > page.limit
-    return Page[EventOut](
-        items=items, next_cursor=encode_cursor(items[-1].timestamp, items[-1].id) if more and items else None
-    )
+    return page_of(items, page.limit, lambda e: (e.timestamp, e.id))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 
 from core.billing.components import data_entity
 from core.billing.models import Job
 from core.context import TenantContext
-from core.pagination import PageRequest, decode_cursor, encode_cursor
+from core.pagination import PageRequest
+from core.scoping import in_context, keyset_rows
 from core.uow import UnitOfWork
 
 
@@ -34,18 +35,14 @@ async def usage_by_action(
             func.coalesce(func.sum(Job.credits_captured), 0).label("credits_captured"),
             func.max(Job.created_at).label("last_run_at"),
         )
-        .where(Job.tenant_id == ctx.tenant_id)
+        .where(in_context(Job, ctx))
         .group_by(Job.component, Job.action)
-        .order_by(Job.component, Job.action)
-        .limit(page.limit + 1)
     )
-    if page.cursor:
-        stmt = stmt.having(tuple_(Job.component, Job.action) > tuple_(*decode_cursor(page.cursor, 2)))
-    rows = (await uow.session.execute(stmt)).all()
-    more = len(rows) > page.limit
+    rows = await keyset_rows(
+        uow, stmt, page, Job.component, Job.action, having=True, key=lambda r: (r.component, r.action)
+    )
     items = [
         {**r._asdict(), "last_run_at": r.last_run_at.isoformat(), "credits_captured": int(r.credits_captured)}
-        for r in rows[: page.limit]
+        for r in rows.items
     ]
-    cursor = encode_cursor(items[-1]["component"], items[-1]["action"]) if more and items else None
-    return items, cursor
+    return items, rows.next_cursor

@@ -16,7 +16,7 @@ from core.billing.policy import JOBS_READ, input_error
 from core.billing.schemas import ActionOut, DataPage, QuoteOut, RunIn
 from core.context import TenantContext
 from core.errors import NotFound
-from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.pagination import Page, PageRequest, decode_cursor, page_of
 from core.registry.gate import require_installed
 from core.uow import UnitOfWork
 
@@ -132,12 +132,8 @@ async def list_actions(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -
     if page.cursor:
         after = tuple(decode_cursor(page.cursor, 2))
         items = [a for a in items if (a.component, a.action) > after]
-    more = len(items) > page.limit
-    items = items[: page.limit]
-    return Page[ActionOut](
-        items=items,
-        next_cursor=encode_cursor(items[-1].component, items[-1].action) if more and items else None,
-    )
+    # The catalogue is built in memory (built-in and peer actions), so it is paged in memory.
+    return page_of(items, page.limit, lambda a: (a.component, a.action))
 
 
 async def quote(ctx: TenantContext, uow: UnitOfWork, component: str, action: str, data: RunIn) -> QuoteOut:

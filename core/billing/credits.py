@@ -11,8 +11,8 @@ from core.billing.models import Job, LedgerEntry
 from core.billing.policy import CREDITS_READ, CREDITS_WRITE
 from core.billing.schemas import BalanceOut, CreditSettingsIn, HoldOut, LedgerEntryOut
 from core.context import Role, TenantContext
-from core.errors import ValidationFailed
-from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.pagination import Page, PageRequest
+from core.scoping import in_context, keyset_page, map_page, scoped
 from core.uow import UnitOfWork
 
 OPEN_HOLDS_SHOWN = 20
@@ -26,7 +26,7 @@ async def get_balance(ctx: TenantContext, uow: UnitOfWork) -> BalanceOut:
     holds = (
         await uow.session.execute(
             select(Job.id, Job.component, Job.action, Job.credits_held, Job.deadline_at)
-            .where(Job.tenant_id == ctx.tenant_id, Job.hold_status == "open")
+            .where(in_context(Job, ctx), Job.hold_status == "open")
             .order_by(Job.deadline_at, Job.id)
             .limit(OPEN_HOLDS_SHOWN)
         )
@@ -35,7 +35,7 @@ async def get_balance(ctx: TenantContext, uow: UnitOfWork) -> BalanceOut:
     if count == OPEN_HOLDS_SHOWN:
         count = (
             await uow.session.execute(
-                select(func.count()).where(Job.tenant_id == ctx.tenant_id, Job.hold_status == "open")
+                select(func.count()).where(in_context(Job, ctx), Job.hold_status == "open")
             )
         ).scalar_one()
     return BalanceOut(
@@ -68,28 +68,13 @@ async def list_ledger(
 ) -> Page[LedgerEntryOut]:
     """Ledger entries of the current context, newest first."""
     ctx.require(CREDITS_READ)
-    stmt = (
-        select(LedgerEntry)
-        .where(LedgerEntry.tenant_id == ctx.tenant_id)
-        .order_by(LedgerEntry.seq.desc())
-        .limit(page.limit + 1)
-    )
+    stmt = scoped(LedgerEntry, ctx)
     if kind:
         stmt = stmt.where(LedgerEntry.kind == kind)
     if job_id:
         stmt = stmt.where(LedgerEntry.job_id == job_id)
-    if page.cursor:
-        (after,) = decode_cursor(page.cursor, 1)
-        if not isinstance(after, int):
-            raise ValidationFailed("the cursor is not valid for this list", code="invalid_cursor")
-        stmt = stmt.where(LedgerEntry.seq < after)
-    rows = list((await uow.session.execute(stmt)).scalars())
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[LedgerEntryOut](
-        items=[LedgerEntryOut.model_validate(r) for r in rows],
-        next_cursor=encode_cursor(rows[-1].seq) if more and rows else None,
-    )
+    rows = await keyset_page(uow, stmt, page, LedgerEntry.seq, descending=True)
+    return map_page(rows, LedgerEntryOut.model_validate)
 
 
 async def update_credit_settings(ctx: TenantContext, uow: UnitOfWork, data: CreditSettingsIn) -> BalanceOut:

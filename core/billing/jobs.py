@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
 from core.auth import utcnow
 from core.billing import ledger
@@ -18,20 +18,22 @@ from core.billing.settlement import finish_unpaid
 from core.context import Role, TenantContext
 from core.errors import Conflict, NotFound, PermissionDenied
 from core.observability import trace
-from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.pagination import Page, PageRequest
+from core.scoping import get_in_context, keyset_page, map_page, scoped
 from core.uow import UnitOfWork
 
 
 async def _tenant_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, *, lock: bool = False) -> Job:
-    stmt = select(Job).where(Job.id == job_id, Job.tenant_id == ctx.tenant_id)
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    job = (await uow.session.execute(stmt)).scalar_one_or_none()
-    if job is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Job,
+        ctx,
+        job_id,
+        lock=lock,
+        not_found=NotFound(
             "no such job in this context", code="job_not_found", hint="list jobs with [[billing.list_jobs]]"
-        )
-    return job
+        ),
+    )
 
 
 async def get_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID) -> JobOut:
@@ -49,27 +51,15 @@ async def list_jobs(
 ) -> Page[JobOut]:
     """Jobs of the current context, newest first."""
     ctx.require(JOBS_READ)
-    stmt = (
-        select(Job)
-        .where(Job.tenant_id == ctx.tenant_id)
-        .order_by(Job.created_at.desc(), Job.id.desc())
-        .limit(page.limit + 1)
-    )
+    stmt = scoped(Job, ctx)
     if status:
         stmt = stmt.where(Job.status == status)
     if component:
         stmt = stmt.where(Job.component == component)
     if action:
         stmt = stmt.where(Job.action == action)
-    if page.cursor:
-        stmt = stmt.where(tuple_(Job.created_at, Job.id) < tuple_(*decode_cursor(page.cursor, 2)))
-    rows = list((await uow.session.execute(stmt)).scalars())
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[JobOut](
-        items=[job_out(j) for j in rows],
-        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
-    )
+    rows = await keyset_page(uow, stmt, page, Job.created_at, Job.id, descending=True)
+    return map_page(rows, job_out)
 
 
 async def cancel_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID) -> JobOut:

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from core.billing.models import CreditAccount, CreditLot, Job, LedgerEntry
 from core.errors import DomainError, constraint_error
 from core.observability import get_logger
+from core.scoping import owned_by
 from core.uow import UnitOfWork
 
 log = get_logger("atlilith.billing.ledger")
@@ -56,7 +57,7 @@ async def lock_account(uow: UnitOfWork, person_id: uuid.UUID, org_id: uuid.UUID 
     tenant = org_id or person_id
     stmt = (
         select(CreditAccount)
-        .where(CreditAccount.tenant_id == tenant)
+        .where(owned_by(CreditAccount, tenant))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
@@ -75,7 +76,7 @@ async def read_account(uow: UnitOfWork, tenant_id: uuid.UUID) -> CreditAccount |
     return (
         await uow.session.execute(
             select(CreditAccount)
-            .where(CreditAccount.tenant_id == tenant_id)
+            .where(owned_by(CreditAccount, tenant_id))
             .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()

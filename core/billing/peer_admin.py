@@ -17,7 +17,8 @@ from core.billing.presenters import peer_out
 from core.billing.schemas import PeerCreated, PeerHealthOut, PeerIn, PeerKeyOut, PeerOut, PeerUpdateIn
 from core.context import TenantContext
 from core.errors import Conflict, NotFound, constraint_error
-from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.pagination import Page, PageRequest
+from core.scoping import keyset_page, map_page
 from core.uow import UnitOfWork
 
 constraint_error(
@@ -33,17 +34,8 @@ constraint_error(
 async def list_peers(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[PeerOut]:
     """Platform admin: registered peer components."""
     await audit.require_platform_admin(ctx, uow, write=False)
-    stmt = select(Peer).order_by(Peer.slug).limit(page.limit + 1)
-    if page.cursor:
-        (after,) = decode_cursor(page.cursor, 1)
-        stmt = stmt.where(Peer.slug > str(after))
-    rows = list((await uow.session.execute(stmt)).scalars())
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[PeerOut](
-        items=[PeerOut.model_validate(p) for p in rows],
-        next_cursor=encode_cursor(rows[-1].slug) if more and rows else None,
-    )
+    rows = await keyset_page(uow, select(Peer), page, Peer.slug)
+    return map_page(rows, PeerOut.model_validate)
 
 
 async def register_peer(ctx: TenantContext, uow: UnitOfWork, data: PeerIn) -> PeerCreated:

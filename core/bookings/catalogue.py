@@ -5,19 +5,20 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import delete, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.bookings.models import Service, ServiceProvider
-from core.bookings.policy import READ, require_manager
+from core.bookings.policy import READ, WRITE
 from core.bookings.presenters import context_of, money
-from core.bookings.queries import eligible_providers, find_provider, keyset, load_service, next_cursor
+from core.bookings.queries import eligible_providers, find_provider, load_service
 from core.bookings.schemas import ServiceIn, ServiceOut, ServiceUpdateIn
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
+from core.scoping import in_context, keyset_page, require_manager, scoped
 from core.uow import UnitOfWork
 
 
@@ -76,7 +77,7 @@ async def _set_providers(
     await uow.session.execute(
         delete(ServiceProvider).where(
             ServiceProvider.service_id == service_id,
-            ServiceProvider.tenant_id == ctx.tenant_id,
+            in_context(ServiceProvider, ctx),
             ServiceProvider.provider_id.not_in(ids),
         )
     )
@@ -107,21 +108,11 @@ async def list_services(
 ) -> Page[ServiceOut]:
     """Services of the current context, oldest first."""
     ctx.require(READ)
-    stmt = (
-        select(Service)
-        .where(Service.tenant_id == ctx.tenant_id)
-        .order_by(Service.created_at, Service.id)
-        .limit(page.limit + 1)
-    )
+    stmt = scoped(Service, ctx)
     if active is not None:
         stmt = stmt.where(Service.active.is_(active))
-    if (after := keyset(page, 2)) is not None:
-        stmt = stmt.where(tuple_(Service.created_at, Service.id) > tuple_(*after))
-    rows = list((await uow.session.execute(stmt)).scalars())
-    return Page[ServiceOut](
-        items=await _service_out(ctx, uow, rows[: page.limit]),
-        next_cursor=next_cursor(rows, page.limit, lambda s: (s.created_at, s.id)),
-    )
+    rows = await keyset_page(uow, stmt, page, Service.created_at, Service.id)
+    return Page[ServiceOut](items=await _service_out(ctx, uow, rows.items), next_cursor=rows.next_cursor)
 
 
 async def get_service(ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID) -> ServiceOut:
@@ -134,7 +125,7 @@ async def create_service(
     ctx: TenantContext, uow: UnitOfWork, data: ServiceIn, idempotency_key: str | None = None
 ) -> ServiceOut:
     """Create a bookable service (person, or an org's owner/admin)."""
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     providers = await _provider_ids(ctx, uow, data.providers)
     values = data.model_dump(exclude={"providers"})
     service = (
@@ -158,7 +149,7 @@ async def update_service(
 ) -> ServiceOut:
     """Change a service; omitted fields stay. Existing bookings keep the terms they were made on.
     `if_match`: the ETag the change is based on (core.preconditions); None = last write wins."""
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     # Locked even without If-Match: every writer of a service (and its providers) queues here.
     service = await load_service(ctx, uow, service_id, lock=True)
     if if_match is not None:
@@ -172,7 +163,7 @@ async def update_service(
     if fields:
         await uow.session.execute(
             update(Service)
-            .where(Service.id == service.id, Service.tenant_id == ctx.tenant_id)
+            .where(Service.id == service.id, in_context(Service, ctx))
             .values(**fields, updated_at=func.now())
             .execution_options(synchronize_session=False)
         )
@@ -186,9 +177,7 @@ async def update_service(
 
 async def delete_service(ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID) -> None:
     """Delete a service that was never booked (otherwise: deactivate it)."""
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     service = await load_service(ctx, uow, service_id)
-    await uow.session.execute(
-        delete(Service).where(Service.id == service.id, Service.tenant_id == ctx.tenant_id)
-    )
+    await uow.session.execute(delete(Service).where(Service.id == service.id, in_context(Service, ctx)))
     uow.emit("bookings/service.deleted", {"service_id": service_id, "name": service.name})

@@ -6,19 +6,20 @@ import datetime as dt
 import secrets
 import uuid
 
-from sqlalchemy import and_, func, insert, or_, select, tuple_
+from sqlalchemy import and_, func, insert, or_, select
 
 from core.auth import sha256_hex, utcnow
 from core.bookings import calendar
 from core.bookings.models import Booking, CalendarFeed, Service
 from core.bookings.policy import READ
 from core.bookings.presenters import calendar_entry
-from core.bookings.queries import keyset, load_booking_row, next_cursor
+from core.bookings.queries import load_booking_row
 from core.bookings.schemas import Calendar as CalendarOut
 from core.bookings.schemas import FeedCreated, FeedIn, FeedOut
 from core.context import TenantContext
 from core.errors import NotFound
 from core.pagination import Page, PageRequest
+from core.scoping import keyset_page, map_page
 from core.tenancy.models import Client, OrgMember, Person
 from core.uow import Database, UnitOfWork
 
@@ -60,19 +61,10 @@ async def create_feed(ctx: TenantContext, uow: UnitOfWork, data: FeedIn) -> Feed
 
 async def list_feeds(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[FeedOut]:
     ctx.require(READ)
-    stmt = (
-        select(CalendarFeed)
-        .where(CalendarFeed.person_id == ctx.person_id)
-        .order_by(CalendarFeed.created_at, CalendarFeed.id)
-        .limit(page.limit + 1)
-    )
-    if (after := keyset(page, 2)) is not None:
-        stmt = stmt.where(tuple_(CalendarFeed.created_at, CalendarFeed.id) > tuple_(*after))
-    rows = list((await uow.session.execute(stmt)).scalars())
-    return Page[FeedOut](
-        items=[FeedOut.model_validate(f, from_attributes=True) for f in rows[: page.limit]],
-        next_cursor=next_cursor(rows, page.limit, lambda f: (f.created_at, f.id)),
-    )
+    # Feeds belong to the person, not the context: one feed covers every context they work in.
+    stmt = select(CalendarFeed).where(CalendarFeed.person_id == ctx.person_id)
+    rows = await keyset_page(uow, stmt, page, CalendarFeed.created_at, CalendarFeed.id)
+    return map_page(rows, lambda f: FeedOut.model_validate(f, from_attributes=True))
 
 
 async def revoke_feed(ctx: TenantContext, uow: UnitOfWork, feed_id: uuid.UUID) -> FeedOut:

@@ -14,6 +14,7 @@ from core.bookings.queries import find_provider
 from core.bookings.schemas import AvailabilityIn, AvailabilityOut, DateOverride, WeeklyHours
 from core.context import Role, TenantContext
 from core.preconditions import lock_resource, require_match
+from core.scoping import in_context
 from core.uow import UnitOfWork
 
 
@@ -25,7 +26,7 @@ async def get_availability(
     who = await find_provider(ctx, uow, provider)
     schedule = (
         await uow.session.execute(
-            select(Schedule).where(Schedule.tenant_id == ctx.tenant_id, Schedule.provider_id == who.id)
+            select(Schedule).where(in_context(Schedule, ctx), Schedule.provider_id == who.id)
         )
     ).scalar_one_or_none()
     return AvailabilityOut(

@@ -63,13 +63,6 @@ constraint_error(
 )
 
 
-def require_manager(ctx: TenantContext) -> None:
-    """Context configuration (services): the person, or an org's owner or admin."""
-    ctx.require(WRITE)
-    if ctx.org_id is not None:
-        ctx.require_role(Role.OWNER, Role.ADMIN)
-
-
 def require_provider_or_manager(ctx: TenantContext, provider_id: uuid.UUID, what: str) -> None:
     if ctx.org_id is None or ctx.person_id == provider_id:
         return

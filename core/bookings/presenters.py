@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.auth import utcnow
 from core.bookings import calendar, links
@@ -21,6 +21,9 @@ from core.bookings.schemas import (
 )
 from core.tenancy.schemas import PersonRef
 from core.uow import UnitOfWork
+
+if TYPE_CHECKING:
+    from core.bookings.queries import BookingRow
 
 
 def context_of(org_id: uuid.UUID | None) -> Literal["personal", "org"]:
@@ -117,7 +120,7 @@ def _former(provider_id: uuid.UUID) -> PersonRef:
     return PersonRef(id=provider_id, slug="former-member", display_name="Former member")
 
 
-def row_out(row: Any, manage: ManageLinkOut | None = None) -> BookingOut:
+def row_out(row: BookingRow, manage: ManageLinkOut | None = None) -> BookingOut:
     b, service_name, duration, slug, display_name, client = row
     provider = (
         PersonRef(id=b.provider_id, slug=slug, display_name=display_name) if slug else _former(b.provider_id)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import ColumnElement, Row, Select, TextClause, bindparam, func, select, text, update
 from sqlalchemy.types import Uuid
 
 from core.bookings.availability import Busy, Hours
@@ -19,7 +19,7 @@ from core.bookings.schemas import ClientRef, DateOverride, WeeklyHours
 from core.bookings.schemas.booking import _ClientFields
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, ValidationFailed
-from core.pagination import PageRequest, decode_cursor, encode_cursor
+from core.scoping import get_in_context, in_context
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client, OrgMember, Person
 from core.tenancy.schemas import PersonRef
@@ -37,15 +37,7 @@ class Provider:
         return PersonRef(id=self.id, slug=self.slug, display_name=self.display_name)
 
 
-def keyset(page: PageRequest, arity: int) -> list[Any] | None:
-    return decode_cursor(page.cursor, arity) if page.cursor else None
-
-
-def next_cursor(rows: Sequence[Any], limit: int, key: Any) -> str | None:
-    return encode_cursor(*key(rows[limit - 1])) if len(rows) > limit else None
-
-
-def _locks_sql(count: int) -> Any:
+def _locks_sql(count: int) -> TextClause:
     # Sorted, so two writers that need the same providers take their locks in the same order.
     if count == 1:
         return text("SELECT pg_advisory_xact_lock(hashtextextended('bookings:provider:' || :p, 0))")
@@ -101,24 +93,21 @@ async def busy_ranges(
 async def load_service(
     ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID, *, lock: bool = False
 ) -> Service:
-    stmt = (
-        select(Service)
-        .where(Service.id == service_id, Service.tenant_id == ctx.tenant_id)
-        .execution_options(populate_existing=True)
-    )
-    if lock:
-        stmt = stmt.with_for_update()
-    service = (await uow.session.execute(stmt)).scalar_one_or_none()
-    if service is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Service,
+        ctx,
+        service_id,
+        lock=lock,
+        not_found=NotFound(
             "no such service in this context",
             code="service_not_found",
             hint="list services with [[bookings.list_services]]",
-        )
-    return service
+        ),
+    )
 
 
-def _live_member(ctx: TenantContext) -> Any:
+def _live_member(ctx: TenantContext) -> ColumnElement[bool]:
     """Persons who may provide in this context now: the person (personal), or current members."""
     if ctx.org_id is None:
         return Person.id == ctx.person_id
@@ -135,7 +124,7 @@ async def eligible_providers(
             .join(Person, Person.id == ServiceProvider.provider_id)
             .where(
                 ServiceProvider.service_id.in_(service_ids),
-                ServiceProvider.tenant_id == ctx.tenant_id,
+                in_context(ServiceProvider, ctx),
                 _live_member(ctx),
             )
             .order_by(
@@ -188,9 +177,7 @@ async def hours_of_providers(
 ) -> dict[uuid.UUID, Hours | None]:
     rows = (
         await uow.session.execute(
-            select(Schedule).where(
-                Schedule.tenant_id == ctx.tenant_id, Schedule.provider_id.in_(provider_ids)
-            )
+            select(Schedule).where(in_context(Schedule, ctx), Schedule.provider_id.in_(provider_ids))
         )
     ).scalars()
     found: dict[uuid.UUID, Hours | None] = dict.fromkeys(provider_ids)
@@ -202,17 +189,17 @@ async def hours_of_providers(
 async def resolve_client(ctx: TenantContext, uow: UnitOfWork, data: _ClientFields) -> ClientRef | None:
     """The booking's client: an existing one by id, or found/created from contact details."""
     if data.client_id is not None:
-        client = (
-            await uow.session.execute(
-                select(Client).where(Client.id == data.client_id, Client.tenant_id == ctx.tenant_id)
-            )
-        ).scalar_one_or_none()
-        if client is None:
-            raise NotFound(
+        client = await get_in_context(
+            uow,
+            Client,
+            ctx,
+            data.client_id,
+            not_found=NotFound(
                 "no such client in this context",
                 code="client_not_found",
                 hint="list clients ([[tenancy.list_clients]]), or give the client's email or phone instead",
-            )
+            ),
+        )
         return ClientRef(id=client.id, name=client.name, email=client.email, phone=client.phone)
     if data.client_email or data.client_phone:
         found, _ = await find_or_create_client(
@@ -229,19 +216,25 @@ async def resolve_client(ctx: TenantContext, uow: UnitOfWork, data: _ClientField
     return None
 
 
-def booking_query(ctx: TenantContext) -> Any:
+# A booking with what its presentation needs: service name and duration, provider slug and
+# display name (NULL once the provider's account is gone), and the client (if any).
+BookingSelect = Select[Booking, str, int, str, str, Client]
+BookingRow = Row[Booking, str, int, str, str, Client]
+
+
+def booking_query(ctx: TenantContext) -> BookingSelect:
     return (
         select(Booking, Service.name, Service.duration_minutes, Person.slug, Person.display_name, Client)
         .join(Service, Service.id == Booking.service_id)
         .outerjoin(Person, Person.id == Booking.provider_id)
         .outerjoin(Client, Client.id == Booking.client_id)
-        .where(Booking.tenant_id == ctx.tenant_id)
+        .where(in_context(Booking, ctx))
     )
 
 
 async def load_booking_row(
     ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID, *, lock: bool = False
-) -> Any:
+) -> BookingRow:
     # populate_existing: a row read again after an UPDATE shows the new values.
     stmt = booking_query(ctx).where(Booking.id == booking_id).execution_options(populate_existing=True)
     if lock:

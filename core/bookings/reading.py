@@ -5,15 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, func, or_, tuple_
+from sqlalchemy import and_, func, or_
 
 from core.bookings.models import Booking
 from core.bookings.policy import READ
 from core.bookings.presenters import row_out
-from core.bookings.queries import booking_query, keyset, load_booking_row, next_cursor, person_by_slug
+from core.bookings.queries import booking_query, load_booking_row, person_by_slug
 from core.bookings.schemas import BookingFilters, BookingOut
 from core.context import TenantContext
 from core.pagination import Page, PageRequest
+from core.scoping import keyset_rows, map_page
 from core.uow import UnitOfWork
 
 
@@ -23,7 +24,7 @@ async def list_bookings(
     """Bookings of this context by start time (earliest first), filtered."""
     ctx.require(READ)
     f = filters or BookingFilters()
-    stmt = booking_query(ctx).order_by(Booking.start_at, Booking.id).limit(page.limit + 1)
+    stmt = booking_query(ctx)
     if f.from_at is not None:
         stmt = stmt.where(Booking.start_at >= f.from_at)
     if f.to_at is not None:
@@ -49,13 +50,10 @@ async def list_bookings(
         stmt = stmt.where(Booking.provider_id == (await person_by_slug(uow, f.provider)))
     if f.client_id is not None:
         stmt = stmt.where(Booking.client_id == f.client_id)
-    if (after := keyset(page, 2)) is not None:
-        stmt = stmt.where(tuple_(Booking.start_at, Booking.id) > tuple_(*after))
-    rows = (await uow.session.execute(stmt)).all()
-    return Page[BookingOut](
-        items=[row_out(r) for r in rows[: page.limit]],
-        next_cursor=next_cursor(rows, page.limit, lambda r: (r[0].start_at, r[0].id)),
+    rows = await keyset_rows(
+        uow, stmt, page, Booking.start_at, Booking.id, key=lambda r: (r[0].start_at, r[0].id)
     )
+    return map_page(rows, row_out)
 
 
 async def get_booking(ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID) -> BookingOut:

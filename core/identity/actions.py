@@ -6,7 +6,7 @@ import uuid
 from collections import defaultdict
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 
 from core.billing.components import ActionResult, ActionRun, action, data_entity, per_unit
 from core.context import TenantContext, register_scopes
@@ -20,7 +20,8 @@ from core.identity.schemas import (
     PersonQuery,
     PersonResolved,
 )
-from core.pagination import PageRequest, decode_cursor, encode_cursor
+from core.pagination import PageRequest
+from core.scoping import in_context, keyset_rows, owned_by
 from core.tenancy.models import Client
 from core.uow import UnitOfWork
 
@@ -54,7 +55,7 @@ async def resolve_person(run: ActionRun, data: PersonQuery) -> ActionResult:
     clients = (
         await run.uow.session.execute(
             select(Client.id)
-            .where(Client.tenant_id == run.ctx.tenant_id, or_(*conditions))
+            .where(in_context(Client, run.ctx), or_(*conditions))
             .order_by(Client.created_at, Client.id)
             .limit(20)
         )
@@ -102,9 +103,7 @@ async def resolve_company(run: ActionRun, data: CompanyQuery) -> ActionResult:
 
 
 async def _quote_dedupe(ctx: TenantContext, uow: UnitOfWork, data: DedupeIn) -> int:
-    count = (
-        await uow.session.execute(select(func.count()).where(Client.tenant_id == ctx.tenant_id))
-    ).scalar_one()
+    count = (await uow.session.execute(select(func.count()).where(in_context(Client, ctx)))).scalar_one()
     return per_unit(int(count), ROWS_PER_CREDIT)
 
 
@@ -127,7 +126,7 @@ async def dedupe_clients(run: ActionRun, data: DedupeIn) -> ActionResult:
     rows = (
         await run.uow.session.execute(
             select(Client.id, Client.email, Client.phone, Client.polyseme_person_id)
-            .where(Client.tenant_id == tenant)
+            .where(owned_by(Client, tenant))
             .order_by(Client.created_at, Client.id)
         )
     ).all()
@@ -147,7 +146,7 @@ async def dedupe_clients(run: ActionRun, data: DedupeIn) -> ActionResult:
         clients = cast(Table, Client.__table__)
         await run.uow.session.execute(
             update(clients)
-            .where(clients.c.id == bindparam("cid"), clients.c.tenant_id == tenant)
+            .where(clients.c.id == bindparam("cid"), owned_by(clients, tenant))
             .values(polyseme_person_id=bindparam("pid")),
             stale,
         )
@@ -177,22 +176,15 @@ async def dedupe_clients(run: ActionRun, data: DedupeIn) -> ActionResult:
 async def persons(
     ctx: TenantContext, uow: UnitOfWork, page: PageRequest
 ) -> tuple[list[dict[str, Any]], str | None]:
-    stmt = (
-        select(Client.id, Client.polyseme_person_id, Client.created_at)
-        .where(Client.tenant_id == ctx.tenant_id)
-        .order_by(Client.created_at, Client.id)
-        .limit(page.limit + 1)
+    stmt = select(Client.id, Client.polyseme_person_id, Client.created_at).where(in_context(Client, ctx))
+    rows = await keyset_rows(
+        uow, stmt, page, Client.created_at, Client.id, key=lambda r: (r.created_at, r.id)
     )
-    if page.cursor:
-        stmt = stmt.where(tuple_(Client.created_at, Client.id) > tuple_(*decode_cursor(page.cursor, 2)))
-    rows = (await uow.session.execute(stmt)).all()
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
     items = [
         {
             "client_id": str(r.id),
             "polyseme_person_id": str(r.polyseme_person_id) if r.polyseme_person_id else None,
         }
-        for r in rows
+        for r in rows.items
     ]
-    return items, encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return items, rows.next_cursor

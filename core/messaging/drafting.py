@@ -20,6 +20,7 @@ from core.messaging.presenters import draft_out
 from core.messaging.queries import settings_row, thread_row
 from core.messaging.schemas import MAX_BODY_CHARS, DraftGenerateIn, DraftOut, ProfileIn
 from core.observability import get_logger
+from core.scoping import in_context
 from core.tenancy.models import Client
 from core.uow import UnitOfWork
 
@@ -130,7 +131,7 @@ async def _prompt(
         (
             await uow.session.execute(
                 select(Message)
-                .where(Message.thread_id == thread.id, Message.tenant_id == ctx.tenant_id)
+                .where(Message.thread_id == thread.id, in_context(Message, ctx))
                 .order_by(Message.occurred_at.desc(), Message.id.desc())
                 .limit(200)
             )

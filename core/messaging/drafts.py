@@ -15,9 +15,10 @@ from core.messaging.messages import append_outbound
 from core.messaging.models import Draft, Message, Thread
 from core.messaging.policy import READ, WRITE, agent_may, is_agent, require_deliverable, require_person
 from core.messaging.presenters import draft_out, message_out
-from core.messaging.queries import keyset, thread_for_send, thread_row
+from core.messaging.queries import thread_for_send, thread_row
 from core.messaging.schemas import DraftApprovedOut, DraftApproveIn, DraftIn, DraftOut, DraftRejectIn
-from core.pagination import Page, PageRequest, encode_cursor
+from core.pagination import Page, PageRequest
+from core.scoping import get_in_context, in_context, keyset_page, map_page
 from core.uow import UnitOfWork
 
 
@@ -30,17 +31,13 @@ async def list_drafts(
 ) -> Page[DraftOut]:
     """Drafts of this context, newest first (default: the pending ones awaiting a person)."""
     ctx.require(READ)
-    stmt = select(Draft).where(Draft.tenant_id == ctx.tenant_id)
+    stmt = select(Draft).where(in_context(Draft, ctx))
     if thread_id is not None:
         stmt = stmt.where(Draft.thread_id == thread_id)
     if status:
         stmt = stmt.where(Draft.status == status)
-    rows = list((await uow.session.execute(keyset(stmt, page, Draft.created_at, Draft.id))).scalars())
-    shown = rows[: page.limit]
-    return Page[DraftOut](
-        items=[draft_out(d) for d in shown],
-        next_cursor=encode_cursor(shown[-1].created_at, shown[-1].id) if len(rows) > page.limit else None,
-    )
+    rows = await keyset_page(uow, stmt, page, Draft.created_at, Draft.id, descending=True)
+    return map_page(rows, draft_out)
 
 
 async def get_draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) -> DraftOut:
@@ -49,25 +46,24 @@ async def get_draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) ->
 
 
 async def _draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) -> Draft:
-    draft = (
-        await uow.session.execute(select(Draft).where(Draft.id == draft_id, Draft.tenant_id == ctx.tenant_id))
-    ).scalar_one_or_none()
-    if draft is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Draft,
+        ctx,
+        draft_id,
+        not_found=NotFound(
             "no such draft in this context",
             code="draft_not_found",
             hint="list drafts with [[messaging.list_drafts]]",
-        )
-    return draft
+        ),
+    )
 
 
 async def _latest_inbound_id(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID) -> uuid.UUID | None:
     return (
         await uow.session.execute(
             select(Message.id)
-            .where(
-                Message.thread_id == thread_id, Message.tenant_id == ctx.tenant_id, Message.direction == "in"
-            )
+            .where(Message.thread_id == thread_id, in_context(Message, ctx), Message.direction == "in")
             .order_by(Message.occurred_at.desc(), Message.id.desc())
             .limit(1)
         )
@@ -151,7 +147,7 @@ async def approve_draft(
     claimed = (
         await uow.session.execute(
             update(Draft)
-            .where(Draft.id == draft.id, Draft.tenant_id == ctx.tenant_id, Draft.status == "pending")
+            .where(Draft.id == draft.id, in_context(Draft, ctx), Draft.status == "pending")
             .values(
                 status="approved",
                 decided_by_person_id=ctx.person_id,
@@ -193,7 +189,7 @@ async def reject_draft(
     rejected = (
         await uow.session.execute(
             update(Draft)
-            .where(Draft.id == draft.id, Draft.tenant_id == ctx.tenant_id, Draft.status == "pending")
+            .where(Draft.id == draft.id, in_context(Draft, ctx), Draft.status == "pending")
             .values(
                 status="rejected",
                 decided_by_person_id=ctx.person_id,

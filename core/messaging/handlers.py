@@ -12,6 +12,7 @@ from core.messaging import peers
 from core.messaging.models import Message, MessagingSettings, Thread
 from core.messaging.threads import wake_snoozed_threads
 from core.observability import get_logger
+from core.scoping import owned_by, same_tenant
 from core.tenancy.models import Client
 from core.uow import UnitOfWork
 
@@ -47,8 +48,8 @@ async def deliver_message(event: Event, uow: UnitOfWork) -> None:
             select(Message, Thread, Client, MessagingSettings)
             .join(Thread, Thread.id == Message.thread_id)
             .join(Client, Client.id == Thread.client_id)
-            .outerjoin(MessagingSettings, MessagingSettings.tenant_id == Message.tenant_id)
-            .where(Message.id == message_id, Message.tenant_id == tenant)
+            .outerjoin(MessagingSettings, same_tenant(MessagingSettings, Message))
+            .where(Message.id == message_id, owned_by(Message, tenant))
         )
     ).one_or_none()
     if row is None:
@@ -108,7 +109,7 @@ async def _mark_sent(uow: UnitOfWork, message: Message, external_id: str | None)
         taken = (
             await uow.session.execute(
                 select(Message.id).where(
-                    Message.tenant_id == message.tenant_id,
+                    owned_by(Message, message.tenant_id),
                     Message.channel == message.channel,
                     Message.external_id == external_id,
                     Message.id != message.id,

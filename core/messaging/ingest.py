@@ -17,6 +17,7 @@ from core.messaging.policy import INGEST, check_channel
 from core.messaging.presenters import attachments_in, preview
 from core.messaging.queries import new_thread, settings_row
 from core.messaging.schemas import InboundBatchIn, InboundIn, IngestItemOut, IngestOut
+from core.scoping import in_context, owned_by
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.schemas import ClientOut
 from core.uow import UnitOfWork
@@ -113,7 +114,7 @@ async def _already_ingested(
             select(Message.id, Message.thread_id, Thread.client_id)
             .join(Thread, Thread.id == Message.thread_id)
             .where(
-                Message.tenant_id == ctx.tenant_id,
+                in_context(Message, ctx),
                 Message.channel == channel,
                 Message.external_id == external_id,
             )
@@ -197,7 +198,7 @@ async def _move_thread_on(
     if item.subject and not thread.subject:
         values["subject"] = item.subject[:500]
     await uow.session.execute(
-        update(Thread).where(Thread.id == thread.id, Thread.tenant_id == ctx.tenant_id).values(**values)
+        update(Thread).where(Thread.id == thread.id, in_context(Thread, ctx)).values(**values)
     )
 
 
@@ -210,9 +211,7 @@ async def _thread_for_inbound(
     if item.thread_id is not None:
         thread = (
             await uow.session.execute(
-                select(Thread)
-                .where(Thread.id == item.thread_id, Thread.tenant_id == tenant)
-                .with_for_update()
+                select(Thread).where(Thread.id == item.thread_id, owned_by(Thread, tenant)).with_for_update()
             )
         ).scalar_one_or_none()
         if thread is None or thread.client_id != client_id or thread.channel != channel:
@@ -228,7 +227,7 @@ async def _thread_for_inbound(
     await _advisory_lock(uow, f"mthread:{tenant}:{channel}:{client_id}:{item.thread_key or ''}")
     if item.thread_key:
         stmt = select(Thread).where(
-            Thread.tenant_id == tenant,
+            owned_by(Thread, tenant),
             Thread.channel == channel,
             Thread.client_id == client_id,
             Thread.external_key == item.thread_key,
@@ -236,7 +235,7 @@ async def _thread_for_inbound(
     else:
         stmt = (
             select(Thread)
-            .where(Thread.tenant_id == tenant, Thread.channel == channel, Thread.client_id == client_id)
+            .where(owned_by(Thread, tenant), Thread.channel == channel, Thread.client_id == client_id)
             .order_by(Thread.last_activity_at.desc(), Thread.id.desc())
             .limit(1)
         )
@@ -253,7 +252,7 @@ async def _supersede_drafts(
             update(Draft)
             .where(
                 Draft.thread_id == thread_id,
-                Draft.tenant_id == ctx.tenant_id,
+                in_context(Draft, ctx),
                 Draft.status == "pending",
                 Draft.created_at <= occurred + BACKFILL_SLACK,
             )

@@ -17,6 +17,7 @@ from core.messaging.policy import WRITE, agent_may, is_agent, require_deliverabl
 from core.messaging.presenters import attachments_in, message_out, preview, thread_out
 from core.messaging.queries import thread_for_send, thread_row
 from core.messaging.schemas import AttachmentIn, MessageOut, ReadIn, SendIn, ThreadOut
+from core.scoping import in_context
 from core.uow import UnitOfWork
 
 
@@ -24,9 +25,7 @@ async def mark_read(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, d
     """Read markers: mark the client's messages read (up to one of them), or the newest unread."""
     ctx.require(WRITE)
     thread, client, assignee = await thread_row(ctx, uow, thread_id, lock=True)
-    inbound = and_(
-        Message.thread_id == thread.id, Message.tenant_id == ctx.tenant_id, Message.direction == "in"
-    )
+    inbound = and_(Message.thread_id == thread.id, in_context(Message, ctx), Message.direction == "in")
     bound = None
     if data.up_to_message_id is not None:
         bound = (
@@ -34,7 +33,7 @@ async def mark_read(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, d
                 select(Message.occurred_at, Message.id).where(
                     Message.id == data.up_to_message_id,
                     Message.thread_id == thread.id,
-                    Message.tenant_id == ctx.tenant_id,
+                    in_context(Message, ctx),
                 )
             )
         ).one_or_none()
@@ -64,7 +63,7 @@ async def mark_read(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, d
     thread = (
         await uow.session.execute(
             update(Thread)
-            .where(Thread.id == thread.id, Thread.tenant_id == ctx.tenant_id)
+            .where(Thread.id == thread.id, in_context(Thread, ctx))
             .values(unread_count=unread)
             .returning(Thread),
             execution_options={"populate_existing": True},
@@ -160,7 +159,7 @@ async def _thread_after_send(
             update(Message)
             .where(
                 Message.thread_id == thread.id,
-                Message.tenant_id == ctx.tenant_id,
+                in_context(Message, ctx),
                 Message.direction == "in",
                 Message.read_at.is_(None),
             )
@@ -176,7 +175,7 @@ async def _thread_after_send(
     return (
         await uow.session.execute(
             update(Thread)
-            .where(Thread.id == thread.id, Thread.tenant_id == ctx.tenant_id)
+            .where(Thread.id == thread.id, in_context(Thread, ctx))
             .values(**values)
             .returning(Thread),
             execution_options={"populate_existing": True},
@@ -209,7 +208,7 @@ async def retry_delivery(ctx: TenantContext, uow: UnitOfWork, message_id: uuid.U
         await uow.session.execute(
             select(Message, Thread.agent_mode)
             .join(Thread, Thread.id == Message.thread_id)
-            .where(Message.id == message_id, Message.tenant_id == ctx.tenant_id)
+            .where(Message.id == message_id, in_context(Message, ctx))
         )
     ).one_or_none()
     if row is None:
@@ -225,7 +224,7 @@ async def retry_delivery(ctx: TenantContext, uow: UnitOfWork, message_id: uuid.U
             update(Message)
             .where(
                 Message.id == message.id,
-                Message.tenant_id == ctx.tenant_id,
+                in_context(Message, ctx),
                 Message.delivery_status == "failed",
             )
             .values(delivery_status="queued", failure_reason=None)

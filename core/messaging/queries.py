@@ -1,24 +1,20 @@
 """Loaders shared by the messaging modules: the context's settings row, a thread in context
-(with its client and assignee), a new thread, and the keyset pager."""
+(with its client and assignee) and a new thread."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, func, select, tuple_
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import InstrumentedAttribute
 
 from core.context import TenantContext
 from core.errors import NotFound
 from core.messaging.models import MessagingSettings, Thread
-from core.pagination import PageRequest, decode_cursor
+from core.scoping import in_context, same_tenant
 from core.tenancy.models import Client, Person
 from core.uow import UnitOfWork
-
-S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 def _thread_not_found() -> NotFound:
@@ -31,18 +27,16 @@ def _thread_not_found() -> NotFound:
 
 async def settings_row(ctx: TenantContext, uow: UnitOfWork) -> MessagingSettings | None:
     return (
-        await uow.session.execute(
-            select(MessagingSettings).where(MessagingSettings.tenant_id == ctx.tenant_id)
-        )
+        await uow.session.execute(select(MessagingSettings).where(in_context(MessagingSettings, ctx)))
     ).scalar_one_or_none()
 
 
 def thread_select(ctx: TenantContext) -> Select[Thread, Client, Person]:
     return (
         select(Thread, Client, Person)
-        .join(Client, and_(Client.id == Thread.client_id, Client.tenant_id == Thread.tenant_id))
+        .join(Client, and_(Client.id == Thread.client_id, same_tenant(Client, Thread)))
         .outerjoin(Person, Person.id == Thread.assignee_id)
-        .where(Thread.tenant_id == ctx.tenant_id)
+        .where(in_context(Thread, ctx))
     )
 
 
@@ -65,9 +59,9 @@ async def thread_for_send(
     row = (
         await uow.session.execute(
             select(Thread, Client, MessagingSettings)
-            .join(Client, and_(Client.id == Thread.client_id, Client.tenant_id == Thread.tenant_id))
-            .outerjoin(MessagingSettings, MessagingSettings.tenant_id == Thread.tenant_id)
-            .where(Thread.id == thread_id, Thread.tenant_id == ctx.tenant_id)
+            .join(Client, and_(Client.id == Thread.client_id, same_tenant(Client, Thread)))
+            .outerjoin(MessagingSettings, same_tenant(MessagingSettings, Thread))
+            .where(Thread.id == thread_id, in_context(Thread, ctx))
         )
     ).one_or_none()
     if row is None:
@@ -108,12 +102,3 @@ async def new_thread(
         {"thread_id": thread.id, "client_id": client_id, "channel": channel, "agent_mode": agent_mode},
     )
     return thread
-
-
-def keyset(stmt: S, page: PageRequest, *columns: InstrumentedAttribute[Any]) -> S:
-    """One page of `stmt`, newest first on `columns` (a unique ordering), after the page's cursor.
-    One row more than the page is fetched: its presence says there is a next page."""
-    if page.cursor:
-        after = decode_cursor(page.cursor, len(columns))
-        stmt = stmt.where(tuple_(*columns) < tuple_(*after))
-    return stmt.order_by(*(c.desc() for c in columns)).limit(page.limit + 1)

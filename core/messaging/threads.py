@@ -18,10 +18,11 @@ from core.messaging.messages import append_outbound
 from core.messaging.models import Draft, Message, Thread
 from core.messaging.policy import READ, WRITE, agent_may, check_channel, require_deliverable, require_person
 from core.messaging.presenters import draft_out, message_out, thread_out
-from core.messaging.queries import keyset, new_thread, settings_row, thread_row, thread_select
+from core.messaging.queries import new_thread, settings_row, thread_row, thread_select
 from core.messaging.schemas import MessageOut, ThreadDetailOut, ThreadIn, ThreadOut, ThreadUpdateIn
-from core.pagination import Page, PageRequest, encode_cursor
+from core.pagination import Page, PageRequest
 from core.preconditions import require_match
+from core.scoping import get_in_context, in_context, keyset_page, keyset_rows, map_page, scoped
 from core.tenancy.models import Client, OrgMember, Person
 from core.uow import UnitOfWork
 
@@ -114,7 +115,7 @@ async def list_threads(
         query = func.to_tsquery(literal_column("'simple'::regconfig"), _tsquery(f.q))
         pattern = "%" + f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         in_messages = select(Message.thread_id).where(
-            Message.tenant_id == ctx.tenant_id, Message.search.op("@@")(query)
+            in_context(Message, ctx), Message.search.op("@@")(query)
         )
         stmt = stmt.where(
             or_(
@@ -124,13 +125,16 @@ async def list_threads(
                 Client.email.ilike(pattern),
             )
         )
-    rows = (await uow.session.execute(keyset(stmt, page, Thread.last_activity_at, Thread.id))).all()
-    items = [thread_out(t, c, p) for t, c, p in rows[: page.limit]]
-    more = len(rows) > page.limit
-    return Page[ThreadOut](
-        items=items,
-        next_cursor=encode_cursor(items[-1].last_activity_at, items[-1].id) if more else None,
+    rows = await keyset_rows(
+        uow,
+        stmt,
+        page,
+        Thread.last_activity_at,
+        Thread.id,
+        descending=True,
+        key=lambda r: (r[0].last_activity_at, r[0].id),
     )
+    return map_page(rows, lambda r: thread_out(r[0], r[1], r[2]))
 
 
 async def get_thread(
@@ -139,46 +143,39 @@ async def get_thread(
     """A thread with its messages (newest first, paginated) and its pending drafts."""
     ctx.require(READ)
     thread, client, assignee = await thread_row(ctx, uow, thread_id)
-    stmt = select(Message).where(Message.thread_id == thread.id, Message.tenant_id == ctx.tenant_id)
-    stmt = keyset(stmt, page, Message.occurred_at, Message.id)
-    messages = list((await uow.session.execute(stmt)).scalars())
+    stmt = scoped(Message, ctx).where(Message.thread_id == thread.id)
+    messages = await keyset_page(uow, stmt, page, Message.occurred_at, Message.id, descending=True)
     drafts = list(
         (
             await uow.session.execute(
                 select(Draft)
-                .where(
-                    Draft.thread_id == thread.id, Draft.tenant_id == ctx.tenant_id, Draft.status == "pending"
-                )
+                .where(Draft.thread_id == thread.id, in_context(Draft, ctx), Draft.status == "pending")
                 .order_by(Draft.created_at.desc(), Draft.id.desc())
                 .limit(10)
             )
         ).scalars()
     )
-    shown = messages[: page.limit]
     return ThreadDetailOut(
         thread=thread_out(thread, client, assignee),
-        messages=[message_out(m) for m in shown],
-        next_cursor=encode_cursor(shown[-1].occurred_at, shown[-1].id)
-        if len(messages) > page.limit
-        else None,
+        messages=[message_out(m) for m in messages.items],
+        next_cursor=messages.next_cursor,
         pending_drafts=[draft_out(d) for d in drafts],
     )
 
 
 async def _client_in_context(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID) -> Client:
-    client = (
-        await uow.session.execute(
-            select(Client).where(Client.id == client_id, Client.tenant_id == ctx.tenant_id)
-        )
-    ).scalar_one_or_none()
-    if client is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Client,
+        ctx,
+        client_id,
+        not_found=NotFound(
             "no such client in this context",
             code="client_not_found",
             hint="find the client with [[tenancy.list_clients]] in the same context",
             errors=[FieldIssue("client_id", "unknown client", "not_found")],
-        )
-    return client
+        ),
+    )
 
 
 @idempotent_operation("messaging.thread_create")

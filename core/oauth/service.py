@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import func, select, text, update
 
 from core.auth import utcnow
 from core.context import TenantContext
@@ -24,7 +24,8 @@ from core.oauth.schemas import (
     ScopeOut,
 )
 from core.oauth.scopes import scope_descriptions
-from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.pagination import Page, PageRequest
+from core.scoping import keyset_rows, map_page
 from core.tenancy.models import Org, OrgMember
 from core.uow import UnitOfWork
 
@@ -154,19 +155,17 @@ async def list_connections(ctx: TenantContext, uow: UnitOfWork, page: PageReques
         select(OAuthGrant, Org.slug)
         .outerjoin(Org, Org.id == OAuthGrant.org_id)
         .where(OAuthGrant.person_id == ctx.person_id, OAuthGrant.revoked_at.is_(None))
-        .order_by(OAuthGrant.created_at.desc(), OAuthGrant.id.desc())
-        .limit(page.limit + 1)
     )
-    if page.cursor:
-        after = decode_cursor(page.cursor, 2)
-        stmt = stmt.where(tuple_(OAuthGrant.created_at, OAuthGrant.id) < tuple_(*after))
-    rows = (await uow.session.execute(stmt)).all()
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[ConnectionOut](
-        items=[_connection_out(g, s) for g, s in rows],
-        next_cursor=encode_cursor(rows[-1][0].created_at, rows[-1][0].id) if more and rows else None,
+    rows = await keyset_rows(
+        uow,
+        stmt,
+        page,
+        OAuthGrant.created_at,
+        OAuthGrant.id,
+        descending=True,
+        key=lambda r: (r[0].created_at, r[0].id),
     )
+    return map_page(rows, lambda r: _connection_out(r[0], r[1]))
 
 
 async def revoke_connection(ctx: TenantContext, uow: UnitOfWork, connection_id: uuid.UUID) -> ConnectionOut:

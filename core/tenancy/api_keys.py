@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
 from core.auth import new_api_key, utcnow
 from core.context import TenantContext, known_scopes
 from core.errors import FieldIssue, NotFound, PermissionDenied, ValidationFailed
 from core.pagination import Page, PageRequest
+from core.scoping import keyset_rows, map_page
 from core.tenancy.models import ApiKey, Org, OrgMember
-from core.tenancy.queries import keyset, next_cursor
 from core.tenancy.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, OrgRef
 from core.uow import UnitOfWork
 
@@ -82,19 +82,18 @@ async def create_api_key(ctx: TenantContext, uow: UnitOfWork, data: ApiKeyIn) ->
 async def list_api_keys(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[ApiKeyOut]:
     ctx.require_human()
     stmt = (
-        select(ApiKey, Org)
-        .outerjoin(Org, Org.id == ApiKey.org_id)
-        .where(ApiKey.person_id == ctx.person_id)
-        .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
-        .limit(page.limit + 1)
+        select(ApiKey, Org).outerjoin(Org, Org.id == ApiKey.org_id).where(ApiKey.person_id == ctx.person_id)
     )
-    if (after := keyset(page, 2)) is not None:
-        stmt = stmt.where(tuple_(ApiKey.created_at, ApiKey.id) < tuple_(*after))
-    rows = (await uow.session.execute(stmt)).all()
-    return Page[ApiKeyOut](
-        items=[_api_key_out(k, o) for k, o in rows[: page.limit]],
-        next_cursor=next_cursor(rows, page.limit, lambda r: (r[0].created_at, r[0].id)),
+    rows = await keyset_rows(
+        uow,
+        stmt,
+        page,
+        ApiKey.created_at,
+        ApiKey.id,
+        descending=True,
+        key=lambda r: (r[0].created_at, r[0].id),
     )
+    return map_page(rows, lambda r: _api_key_out(r[0], r[1]))
 
 
 async def revoke_api_key(ctx: TenantContext, uow: UnitOfWork, key_id: uuid.UUID) -> ApiKeyOut:

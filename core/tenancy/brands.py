@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, select
 
 from core.auth import utcnow
 from core.context import TenantContext
@@ -12,8 +12,9 @@ from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
+from core.scoping import get_in_context, keyset_page, require_manager, scoped
 from core.tenancy.models import Brand, BrandDomain
-from core.tenancy.queries import READ, keyset, next_cursor, require_manager
+from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import BrandIn, BrandOut, BrandUpdateIn
 from core.uow import UnitOfWork
 
@@ -47,17 +48,18 @@ async def _brand_out(uow: UnitOfWork, brands: list[Brand]) -> list[BrandOut]:
 
 
 async def _brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, *, lock: bool = False) -> Brand:
-    stmt = select(Brand).where(Brand.id == brand_id, Brand.tenant_id == ctx.tenant_id)
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    brand = (await uow.session.execute(stmt)).scalar_one_or_none()
-    if brand is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Brand,
+        ctx,
+        brand_id,
+        lock=lock,
+        not_found=NotFound(
             "no such brand in this context",
             code="brand_not_found",
             hint="list brands with [[tenancy.list_brands]]",
-        )
-    return brand
+        ),
+    )
 
 
 def _check_domains(domains: list[str]) -> list[str]:
@@ -71,26 +73,15 @@ def _check_domains(domains: list[str]) -> list[str]:
 
 async def list_brands(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[BrandOut]:
     ctx.require(READ)
-    stmt = (
-        select(Brand)
-        .where(Brand.tenant_id == ctx.tenant_id)
-        .order_by(Brand.created_at, Brand.id)
-        .limit(page.limit + 1)
-    )
-    if (after := keyset(page, 2)) is not None:
-        stmt = stmt.where(tuple_(Brand.created_at, Brand.id) > tuple_(*after))
-    rows = list((await uow.session.execute(stmt)).scalars())
-    return Page[BrandOut](
-        items=await _brand_out(uow, rows[: page.limit]),
-        next_cursor=next_cursor(rows, page.limit, lambda r: (r.created_at, r.id)),
-    )
+    rows = await keyset_page(uow, scoped(Brand, ctx), page, Brand.created_at, Brand.id)
+    return Page[BrandOut](items=await _brand_out(uow, rows.items), next_cursor=rows.next_cursor)
 
 
 @idempotent_operation("brands.create")
 async def create_brand(
     ctx: TenantContext, uow: UnitOfWork, data: BrandIn, idempotency_key: str | None = None
 ) -> BrandOut:
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     domains = _check_domains(data.domains)
     brand = Brand(
         id=uuid.uuid4(),
@@ -123,7 +114,7 @@ async def update_brand(
     ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, data: BrandUpdateIn, if_match: str | None = None
 ) -> BrandOut:
     """`if_match`: the ETag the change is based on (core.preconditions); None = last write wins."""
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     # Locked even without If-Match: every writer of a brand (and its domains) queues here.
     brand = await _brand(ctx, uow, brand_id, lock=True)
     if if_match is not None:
@@ -158,7 +149,7 @@ async def update_brand(
 
 
 async def delete_brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID) -> None:
-    require_manager(ctx)
+    require_manager(ctx, WRITE)
     brand = await _brand(ctx, uow, brand_id)
     await uow.session.delete(brand)
     await uow.session.flush()

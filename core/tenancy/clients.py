@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import or_, select, tuple_
+from sqlalchemy import or_
 
 from core.auth import utcnow
 from core.context import TenantContext
@@ -13,8 +13,9 @@ from core.idempotency import idempotent_operation
 from core.identity.polyseme import client_person_id
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
+from core.scoping import get_in_context, keyset_page, map_page, scoped
 from core.tenancy.models import Client
-from core.tenancy.queries import READ, WRITE, keyset, next_cursor
+from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import ClientIn, ClientOut, ClientUpdateIn
 from core.uow import UnitOfWork
 from core.validation import normalize_phone
@@ -32,17 +33,18 @@ def _phone(uow: UnitOfWork, phone: str | None) -> str | None:
 
 
 async def _client(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID, *, lock: bool = False) -> Client:
-    stmt = select(Client).where(Client.id == client_id, Client.tenant_id == ctx.tenant_id)
-    if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    client = (await uow.session.execute(stmt)).scalar_one_or_none()
-    if client is None:
-        raise NotFound(
+    return await get_in_context(
+        uow,
+        Client,
+        ctx,
+        client_id,
+        lock=lock,
+        not_found=NotFound(
             "no such client in this context",
             code="client_not_found",
             hint="find the client with [[tenancy.list_clients]] in the same context",
-        )
-    return client
+        ),
+    )
 
 
 async def list_clients(
@@ -50,24 +52,14 @@ async def list_clients(
 ) -> Page[ClientOut]:
     """Clients of the current context, newest first; `q` matches name, email or phone."""
     ctx.require(READ)
-    stmt = (
-        select(Client)
-        .where(Client.tenant_id == ctx.tenant_id)
-        .order_by(Client.created_at.desc(), Client.id.desc())
-        .limit(page.limit + 1)
-    )
+    stmt = scoped(Client, ctx)
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         stmt = stmt.where(
             or_(Client.name.ilike(pattern), Client.email.ilike(pattern), Client.phone.ilike(pattern))
         )
-    if (after := keyset(page, 2)) is not None:
-        stmt = stmt.where(tuple_(Client.created_at, Client.id) < tuple_(*after))
-    rows = list((await uow.session.execute(stmt)).scalars())
-    return Page[ClientOut](
-        items=[ClientOut.model_validate(c) for c in rows[: page.limit]],
-        next_cursor=next_cursor(rows, page.limit, lambda r: (r.created_at, r.id)),
-    )
+    rows = await keyset_page(uow, stmt, page, Client.created_at, Client.id, descending=True)
+    return map_page(rows, ClientOut.model_validate)
 
 
 @idempotent_operation("clients.create")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import Select, func, select, text, update
 
 from core.auth import utcnow
 from core.context import Role, TenantContext
@@ -14,9 +13,10 @@ from core.errors import Conflict, Gone, NotFound
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
+from core.scoping import keyset_page
 from core.tenancy.models import Invitation, Org, OrgMember, Person
 from core.tenancy.presenters import member_out, person_ref
-from core.tenancy.queries import READ, WRITE, keyset, next_cursor, person_id_by_slug
+from core.tenancy.queries import READ, WRITE, person_id_by_slug
 from core.tenancy.schemas import InvitationIn, InvitationOut, MemberOut, OrgRef
 from core.uow import UnitOfWork
 
@@ -106,14 +106,12 @@ async def list_my_invitations(ctx: TenantContext, uow: UnitOfWork, page: PageReq
     return await _invitation_page(uow, stmt, page)
 
 
-async def _invitation_page(uow: UnitOfWork, stmt: Any, page: PageRequest) -> Page[InvitationOut]:
-    stmt = stmt.order_by(Invitation.created_at.desc(), Invitation.id.desc()).limit(page.limit + 1)
-    if (after := keyset(page, 2)) is not None:
-        stmt = stmt.where(tuple_(Invitation.created_at, Invitation.id) < tuple_(*after))
-    rows = list((await uow.session.execute(stmt)).scalars())
+async def _invitation_page(
+    uow: UnitOfWork, stmt: Select[Invitation], page: PageRequest
+) -> Page[InvitationOut]:
+    rows = await keyset_page(uow, stmt, page, Invitation.created_at, Invitation.id, descending=True)
     return Page[InvitationOut](
-        items=[await _invitation_out(uow, inv) for inv in rows[: page.limit]],
-        next_cursor=next_cursor(rows, page.limit, lambda r: (r.created_at, r.id)),
+        items=[await _invitation_out(uow, inv) for inv in rows.items], next_cursor=rows.next_cursor
     )
 
 

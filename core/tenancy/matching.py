@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.identity.polyseme import client_person_id
+from core.scoping import in_context
 from core.tenancy.models import Client
 from core.tenancy.schemas import ClientOut
 from core.uow import UnitOfWork
@@ -67,7 +68,7 @@ async def find_or_create_client(
     existing = (
         await uow.session.execute(
             select(Client)
-            .where(Client.tenant_id == ctx.tenant_id, or_(*conditions))
+            .where(in_context(Client, ctx), or_(*conditions))
             # Prefer the email match: emails are unique per context, phones are not.
             .order_by((func.lower(Client.email) == (norm_email or "")).desc(), Client.created_at)
             .limit(1)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, select, update
 
 from core.context import Role, TenantContext
 from core.errors import PermissionDenied
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
+from core.scoping import keyset_rows, map_page
 from core.tenancy.models import OrgMember, Person
 from core.tenancy.presenters import member_out, person_out
-from core.tenancy.queries import READ, WRITE, keyset, member_by_slug, next_cursor, person_id_by_slug
+from core.tenancy.queries import READ, WRITE, member_by_slug, person_id_by_slug
 from core.tenancy.schemas import MemberIn, MemberOut, MemberUpdateIn
 from core.uow import UnitOfWork
 
@@ -23,18 +24,12 @@ async def list_members(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -
         select(Person, OrgMember.role, OrgMember.created_at)
         .join(OrgMember, OrgMember.person_id == Person.id)
         .where(OrgMember.org_id == org_id)
-        .order_by(OrgMember.created_at, OrgMember.person_id)
-        .limit(page.limit + 1)
     )
-    if (after := keyset(page, 2)) is not None:
-        stmt = stmt.where(tuple_(OrgMember.created_at, OrgMember.person_id) > tuple_(*after))
-    rows = (await uow.session.execute(stmt)).all()
-    return Page[MemberOut](
-        items=[
-            MemberOut(person=person_out(p, ctx.person_id), role=role, joined_at=at)
-            for p, role, at in rows[: page.limit]
-        ],
-        next_cursor=next_cursor(rows, page.limit, lambda r: (r[2], r[0].id)),
+    rows = await keyset_rows(
+        uow, stmt, page, OrgMember.created_at, OrgMember.person_id, key=lambda r: (r[2], r[0].id)
+    )
+    return map_page(
+        rows, lambda r: MemberOut(person=person_out(r[0], ctx.person_id), role=r[1], joined_at=r[2])
     )
 
 

@@ -13,9 +13,10 @@ from core.errors import Conflict, NotFound, PermissionDenied
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
+from core.scoping import keyset_rows, map_page
 from core.tenancy.models import Org, OrgMember, Person
 from core.tenancy.presenters import person_ref
-from core.tenancy.queries import READ, WRITE, keyset, member_by_slug, next_cursor
+from core.tenancy.queries import READ, WRITE, member_by_slug
 from core.tenancy.schemas import OrgIn, OrgOut, OrgUpdateIn, TransferIn
 from core.uow import UnitOfWork
 
@@ -80,14 +81,9 @@ async def list_orgs(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> P
         select(Org, OrgMember.role, owner)
         .join(OrgMember, and_(OrgMember.org_id == Org.id, OrgMember.person_id == ctx.person_id))
         .join(owner, owner.id == Org.owner_id)
-        .order_by(Org.slug)
-        .limit(page.limit + 1)
     )
-    if (after := keyset(page, 1)) is not None:
-        stmt = stmt.where(Org.slug > after[0])
-    rows = (await uow.session.execute(stmt)).all()
-    items = [_org_view(o, p, role) for o, role, p in rows[: page.limit]]
-    return Page[OrgOut](items=items, next_cursor=next_cursor(rows, page.limit, lambda r: (r[0].slug,)))
+    rows = await keyset_rows(uow, stmt, page, Org.slug, key=lambda r: (r[0].slug,))
+    return map_page(rows, lambda r: _org_view(r[0], r[2], r[1]))
 
 
 async def get_org(ctx: TenantContext, uow: UnitOfWork) -> OrgOut:

@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select, text
 
-from core.context import Role, TenantContext
+from core.context import TenantContext
 from core.errors import FieldIssue, NotFound
-from core.pagination import PageRequest, decode_cursor, encode_cursor
 from core.tenancy.models import OrgMember, Person
 from core.uow import UnitOfWork
 
 READ = "tenancy:read"
 WRITE = "tenancy:write"
-
-
-def keyset(page: PageRequest, arity: int) -> list[Any] | None:
-    return decode_cursor(page.cursor, arity) if page.cursor else None
-
-
-def next_cursor(rows: Sequence[Any], limit: int, key: Any) -> str | None:
-    return encode_cursor(*key(rows[limit - 1])) if len(rows) > limit else None
-
-
-def require_manager(ctx: TenantContext) -> None:
-    """Writes to context-owned configuration: the person, or an org's owner/admin."""
-    ctx.require(WRITE)
-    if ctx.org_id is not None:
-        ctx.require_role(Role.OWNER, Role.ADMIN)
 
 
 async def person_id_by_slug(uow: UnitOfWork, slug: str) -> uuid.UUID:

@@ -1,0 +1,185 @@
+"""Tenant scoping and keyset paging, written once.
+
+Wall 1 of tenancy (the service-side filter; row-level security is wall 2) lives here: every
+`tenant_id` comparison in core, servers and tools goes through `owned_by` / `in_context` /
+`same_tenant`, so a test can check that no query compares tenant ids by hand.
+
+Lists page on a unique ordering with an opaque cursor (`core.pagination`); `apply_keyset`
+narrows a statement to one page and `keyset_page` runs it and returns a typed `Page`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, TypeVarTuple
+
+from sqlalchemy import Column, ColumnElement, Row, Select, Table, inspect, select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from core.context import Role, TenantContext
+from core.errors import NotFound
+from core.pagination import Page, PageRequest, decode_cursor, invalid_cursor, page_of
+from core.tenancy.models import TenantOwned
+from core.uow import UnitOfWork
+
+__all__ = [
+    "apply_keyset",
+    "cursor_values",
+    "get_in_context",
+    "in_context",
+    "keyset_page",
+    "keyset_rows",
+    "map_page",
+    "owned_by",
+    "require_manager",
+    "same_tenant",
+    "scoped",
+]
+
+
+M = TypeVar("M")
+R = TypeVar("R", bound=TenantOwned)
+T = TypeVar("T")
+U = TypeVar("U")
+Ts = TypeVarTuple("Ts")
+# What a list orders on: a mapped attribute, or a Core table's column.
+KeyColumn = InstrumentedAttribute[Any] | Column[Any]
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
+
+
+def owned_by(model: type[TenantOwned] | Table, tenant_id: uuid.UUID) -> ColumnElement[bool]:
+    """Rows of `model` that belong to the tenant `tenant_id` (for callers holding a bare id,
+    such as event handlers). `model` may be the model's Core table, for Core executemany."""
+    if isinstance(model, Table):
+        column: ColumnElement[Any] = model.c.tenant_id
+        return column == tenant_id
+    return model.tenant_id == tenant_id
+
+
+def in_context(model: type[TenantOwned], ctx: TenantContext) -> ColumnElement[bool]:
+    """Rows of `model` that belong to the caller's current context (person or org)."""
+    return owned_by(model, ctx.tenant_id)
+
+
+def same_tenant(left: type[TenantOwned], right: type[TenantOwned]) -> ColumnElement[bool]:
+    """Join condition: a row only ever meets rows of its own tenant."""
+    return left.tenant_id == right.tenant_id
+
+
+def scoped(model: type[R], ctx: TenantContext) -> Select[R]:
+    """`SELECT model WHERE model.tenant_id = ctx.tenant_id`."""
+    return select(model).where(in_context(model, ctx))
+
+
+def require_manager(ctx: TenantContext, write_scope: str) -> None:
+    """Writes to what the context itself owns (its configuration, catalogue, brands): the person
+    in their personal context, or an org's owner or admin; the credential needs `write_scope`."""
+    ctx.require(write_scope)
+    if ctx.org_id is not None:
+        ctx.require_role(Role.OWNER, Role.ADMIN)
+
+
+async def get_in_context(
+    uow: UnitOfWork,
+    model: type[R],
+    ctx: TenantContext,
+    id: uuid.UUID,
+    *,
+    not_found: NotFound,
+    lock: bool = False,
+    where: Sequence[ColumnElement[bool]] = (),
+) -> R:
+    """The row `id` of `model` in the caller's context, or `not_found` raised: another tenant's
+    row is indistinguishable from a missing one. `lock` takes a row lock (FOR UPDATE) for the
+    rest of the transaction; `where` adds conditions (e.g. a status) that also answer 404."""
+    # populate_existing: an object already in the session is refreshed, so a row read again
+    # (after an UPDATE statement, or once locked) shows what the database holds now.
+    stmt = (
+        scoped(model, ctx).where(_primary_key(model) == id, *where).execution_options(populate_existing=True)
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await uow.session.execute(stmt)).scalar_one_or_none()
+    if row is None:
+        raise not_found
+    return row
+
+
+def apply_keyset(
+    stmt: S,
+    page: PageRequest,
+    *columns: KeyColumn,
+    descending: bool = False,
+    having: bool = False,
+) -> S:
+    """One page of `stmt` ordered on `columns` (a unique ordering), after the page's cursor.
+    One row more than the page is fetched: its presence says there is a next page. `having`
+    puts the cursor condition on the groups of an aggregate."""
+    if page.cursor:
+        after = tuple_(*cursor_values(page, *columns))
+        condition = tuple_(*columns) < after if descending else tuple_(*columns) > after
+        stmt = stmt.having(condition) if having else stmt.where(condition)
+    order = [c.desc() for c in columns] if descending else list(columns)
+    return stmt.order_by(*order).limit(page.limit + 1)
+
+
+def cursor_values(page: PageRequest, *columns: KeyColumn) -> list[Any]:
+    """The page's cursor decoded for `columns`. A value of the wrong type is refused here, as
+    `invalid_cursor`, rather than reaching PostgreSQL as a type error."""
+    assert page.cursor is not None
+    values = decode_cursor(page.cursor, len(columns))
+    for value, column in zip(values, columns, strict=True):
+        try:
+            expected = column.type.python_type
+        except NotImplementedError:
+            continue
+        if not isinstance(value, expected):
+            raise invalid_cursor()
+    return values
+
+
+async def keyset_page(
+    uow: UnitOfWork,
+    stmt: Select[M],
+    page: PageRequest,
+    *columns: KeyColumn,
+    descending: bool = False,
+    key: Callable[[M], Sequence[Any]] | None = None,
+) -> Page[M]:
+    """Run one page of `stmt` (see `apply_keyset`), one entity a row. The cursor names the last
+    row by the values of `columns`, read from the row by attribute name unless `key` is given."""
+    rows = list(
+        (await uow.session.execute(apply_keyset(stmt, page, *columns, descending=descending))).scalars()
+    )
+    names = [c.key for c in columns]
+    return page_of(rows, page.limit, key or (lambda row: [getattr(row, n) for n in names]))
+
+
+async def keyset_rows(
+    uow: UnitOfWork,
+    stmt: Select[*Ts],
+    page: PageRequest,
+    *columns: KeyColumn,
+    key: Callable[[Row[*Ts]], Sequence[Any]],
+    descending: bool = False,
+    having: bool = False,
+) -> Page[Row[*Ts]]:
+    """Run one page of a several-column `stmt` (see `apply_keyset`); `key(row)` gives the
+    cursor values of a row, in the order of `columns`."""
+    stmt = apply_keyset(stmt, page, *columns, descending=descending, having=having)
+    rows = list((await uow.session.execute(stmt)).all())
+    return page_of(rows, page.limit, key)
+
+
+def map_page(page: Page[T], present: Callable[[T], U]) -> Page[U]:
+    """The same page, each row presented (e.g. as its output model); the cursor is kept."""
+    return Page[U](items=[present(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+def _primary_key(model: type[TenantOwned]) -> ColumnElement[Any]:
+    keys = inspect(model).primary_key
+    if len(keys) != 1:
+        raise TypeError(f"{model.__name__} has no single-column primary key")
+    key: ColumnElement[Any] = keys[0]
+    return key
