@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import Float, Numeric, and_, cast, func, literal, or_, select, tuple_
+from sqlalchemy import Float, Numeric, and_, cast, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import REGCONFIG
 
 from core.context import TenantContext
@@ -21,6 +21,7 @@ from core.registry.schemas import (
     Kind,
     VersionOut,
 )
+from core.scoping import in_context, keyset_page, keyset_rows, map_page
 from core.uow import UnitOfWork
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -32,7 +33,7 @@ MAX_QUERY_WORDS = 8
 def _installed_expr(ctx: TenantContext) -> Any:
     has = (
         select(Installation.id)
-        .where(Installation.component_id == ComponentRow.id, Installation.tenant_id == ctx.tenant_id)
+        .where(Installation.component_id == ComponentRow.id, in_context(Installation, ctx))
         .exists()
     )
     return or_(ComponentRow.availability == "always", has)
@@ -63,16 +64,8 @@ async def search_components(
     if kind is not None:
         base = base.where(ComponentRow.kind == kind)
     if q is None:
-        stmt = base.order_by(ComponentRow.slug).limit(page.limit + 1)
-        if page.cursor:
-            (after,) = decode_cursor(page.cursor, 1)
-            stmt = stmt.where(ComponentRow.slug > str(after))
-        rows = (await uow.session.execute(stmt)).all()
-        items = [summary_out(r[0], bool(r[1])) for r in rows[: page.limit]]
-        more = len(rows) > page.limit
-        return Page[ComponentSummary](
-            items=items, next_cursor=encode_cursor(items[-1].slug) if more and items else None
-        )
+        listed = await keyset_rows(uow, base, page, ComponentRow.slug, key=lambda r: [r[0].slug])
+        return map_page(listed, lambda r: summary_out(r[0], bool(r[1])))
 
     tsq = _tsquery(q)
     query = func.to_tsquery(cast(literal("english"), REGCONFIG), tsq or "")
@@ -87,6 +80,8 @@ async def search_components(
     matches = or_(name_sim > 0.3, word_sim > 0.5)
     if tsq:
         matches = or_(ComponentRow.search.op("@@")(query), matches)
+    # Rank descending then slug ascending: mixed directions, which the row-value keyset of
+    # core.scoping cannot express, so this page is cut by hand.
     stmt = (
         base.add_columns(rank.label("rank"))
         .where(matches)
@@ -120,22 +115,11 @@ async def list_versions(
     """Every (version, tools_hash) the component has had, newest first."""
     ctx.require(READ)
     row = await visible_component(ctx, uow, slug)
-    stmt = (
-        select(ComponentVersion)
-        .where(ComponentVersion.component_id == row.id)
-        .order_by(ComponentVersion.created_at.desc(), ComponentVersion.id.desc())
-        .limit(page.limit + 1)
+    stmt = select(ComponentVersion).where(ComponentVersion.component_id == row.id)
+    versions = await keyset_page(
+        uow, stmt, page, ComponentVersion.created_at, ComponentVersion.id, descending=True
     )
-    if page.cursor:
-        after = decode_cursor(page.cursor, 2)
-        stmt = stmt.where(tuple_(ComponentVersion.created_at, ComponentVersion.id) < tuple_(*after))
-    rows = list((await uow.session.execute(stmt)).scalars())
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page[VersionOut](
-        items=[VersionOut.model_validate(v) for v in rows],
-        next_cursor=encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None,
-    )
+    return map_page(versions, VersionOut.model_validate)
 
 
 async def get_skill(ctx: TenantContext, uow: UnitOfWork, slug: str) -> str:

@@ -11,7 +11,7 @@ from core.auth import utcnow
 from core.context import TenantContext
 from core.idempotency import idempotent_operation
 from core.observability import get_logger
-from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
+from core.pagination import Page, PageRequest
 from core.preconditions import require_match
 from core.registry.changes import context_tools_changed
 from core.registry.models import Component as ComponentRow
@@ -32,6 +32,7 @@ from core.registry.schemas import (
     InstallIn,
     Uninstalled,
 )
+from core.scoping import in_context, keyset_rows, map_page
 from core.uow import UnitOfWork
 
 log = get_logger("atlilith.registry")
@@ -43,19 +44,10 @@ async def list_installations(ctx: TenantContext, uow: UnitOfWork, page: PageRequ
     stmt = (
         select(Installation, ComponentRow)
         .join(ComponentRow, ComponentRow.id == Installation.component_id)
-        .where(Installation.tenant_id == ctx.tenant_id)
-        .order_by(ComponentRow.slug)
-        .limit(page.limit + 1)
+        .where(in_context(Installation, ctx))
     )
-    if page.cursor:
-        (after,) = decode_cursor(page.cursor, 1)
-        stmt = stmt.where(ComponentRow.slug > str(after))
-    rows = (await uow.session.execute(stmt)).all()
-    items = [installation_out(i, c) for i, c in rows[: page.limit]]
-    more = len(rows) > page.limit
-    return Page[InstallationOut](
-        items=items, next_cursor=encode_cursor(items[-1].component) if more and items else None
-    )
+    rows = await keyset_rows(uow, stmt, page, ComponentRow.slug, key=lambda r: [r[1].slug])
+    return map_page(rows, lambda r: installation_out(r[0], r[1]))
 
 
 @idempotent_operation("registry.install")

@@ -7,11 +7,13 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from core.context import Role, TenantContext, register_scopes
+from core import scoping
+from core.context import TenantContext, register_scopes
 from core.errors import Conflict, NotFound, PermissionDenied, constraint_error
 from core.registry.access import is_platform_admin
 from core.registry.models import Component as ComponentRow
 from core.registry.models import ComponentVersion, Installation
+from core.scoping import in_context, scoped
 from core.uow import UnitOfWork
 
 READ, WRITE = "registry:read", "registry:write"
@@ -56,17 +58,14 @@ async def is_installed(ctx: TenantContext, uow: UnitOfWork, row: ComponentRow) -
     if row.availability == "always":
         return True
     found = await uow.session.execute(
-        select(Installation.id).where(
-            Installation.component_id == row.id, Installation.tenant_id == ctx.tenant_id
-        )
+        select(Installation.id).where(Installation.component_id == row.id, in_context(Installation, ctx))
     )
     return found.first() is not None
 
 
 def require_manager(ctx: TenantContext) -> None:
-    ctx.require(WRITE)
-    if ctx.org_id is not None:
-        ctx.require_role(Role.OWNER, Role.ADMIN)
+    """Installing and configuring: the person in their own context, an org's owner or admin."""
+    scoping.require_manager(ctx, WRITE)
 
 
 def refuse_not_installable(row: ComponentRow) -> None:
@@ -87,9 +86,7 @@ def refuse_not_installable(row: ComponentRow) -> None:
 async def load_installation(
     ctx: TenantContext, uow: UnitOfWork, row: ComponentRow, *, lock: bool = False
 ) -> Installation:
-    stmt = select(Installation).where(
-        Installation.component_id == row.id, Installation.tenant_id == ctx.tenant_id
-    )
+    stmt = scoped(Installation, ctx).where(Installation.component_id == row.id)
     if lock:
         stmt = stmt.with_for_update()
     inst = (await uow.session.execute(stmt)).scalar_one_or_none()
