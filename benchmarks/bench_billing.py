@@ -14,12 +14,11 @@ import asyncpg
 from sqlalchemy import text
 
 from benchmarks.common import CONCURRENCY, SECONDS, bench_database
-from core import billing
+from core import billing, registry
 from core.auth import authenticate
 from core.billing.schemas import GrantIn, RunIn
 from core.db import asyncpg_dsn
 from core.events import Relay
-from core.registry import service as registry
 from core.registry.schemas import InstallIn
 from core.tenancy import Device, signup
 from core.tenancy.schemas import SignupIn

@@ -13,9 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from benchmarks.common import bench_database
+from core import registry as service
 from core.auth import authenticate
 from core.pagination import PageRequest
-from core.registry import service
 from core.registry.schemas import InstallIn
 from core.tenancy import Device, signup
 from core.tenancy.schemas import SignupIn

@@ -35,17 +35,17 @@ from core.bookings.schemas import (
     ConfirmIn,
     RequestIn,
     ServiceIn,
+    ServiceOut,
     SlotsQuery,
     parse_weekly,
 )
-from core.context import Principal, PrincipalKind, Role, TenantContext
+from core.context import Principal, PrincipalKind, TenantContext
 from core.messaging.models import Thread
 from core.messaging.schemas import DraftIn, InboundIn, ThreadUpdateIn
 from core.pagination import PageRequest
-from core.seed import ORG_SLUG, PERSON_SLUG
-from core.tenancy.models import Org, Person
+from core.seed import seeded_contexts, seeded_ids
 from core.tenancy.schemas import ApiKeyIn
-from core.uow import Database
+from core.uow import Database, UnitOfWork
 
 DEMO_LABEL = "demo"
 DEMO_SOURCE = "demo"
@@ -87,30 +87,14 @@ class DemoReport:
     contexts: list[str] = field(default_factory=list)
 
 
-def _contexts(person_id: uuid.UUID, org_id: uuid.UUID, principal: Principal) -> list[TenantContext]:
-    personal = TenantContext(principal=principal, person_id=person_id, person_slug=PERSON_SLUG)
-    in_org = TenantContext(
-        principal=principal,
-        person_id=person_id,
-        person_slug=PERSON_SLUG,
-        org_id=org_id,
-        org_slug=ORG_SLUG,
-        role=Role.OWNER,
-    )
-    return [personal, in_org]
-
-
 async def seed_demo_data(db: Database, now: dt.datetime | None = None) -> DemoReport:
     """Add the demo data to both of the seeded person's contexts (after `core.seed.seed`)."""
     now = now or dt.datetime.now(dt.UTC)
     async with db.system() as uow:
-        person_id = (
-            await uow.session.execute(select(Person.id).where(Person.slug == PERSON_SLUG))
-        ).scalar_one()
-        org_id = (await uow.session.execute(select(Org.id).where(Org.slug == ORG_SLUG))).scalar_one()
+        person_id, org_id = await seeded_ids(uow)
     report = DemoReport()
     principal = Principal(kind=PrincipalKind.SESSION, person_id=person_id)
-    for ctx in _contexts(person_id, org_id, principal):
+    for ctx in seeded_contexts(principal, person_id, org_id):
         report.contexts.append(ctx.org_slug or ctx.person_slug or "")
         threads, drafts = await _demo_threads(db, ctx, now)
         services, booked = await _demo_bookings(db, ctx, now)
@@ -183,29 +167,7 @@ async def _demo_bookings(db: Database, ctx: TenantContext, now: dt.datetime) -> 
         ).first()
         if exists is not None:
             return 0, 0
-        hours = await bookings.get_availability(ctx, uow)
-        if not hours.configured:
-            await bookings.set_availability(
-                ctx,
-                uow,
-                None,
-                AvailabilityIn(
-                    time_zone=TIME_ZONE, weekly=parse_weekly(["mon-fri 09:00-18:00", "sat 10:00-13:00"])
-                ),
-            )
-        service = await bookings.create_service(
-            ctx,
-            uow,
-            ServiceIn(
-                name="Consultation" + DEMO_SERVICE_SUFFIX,
-                duration_minutes=60,
-                description="A demo service: edit or delete it.",
-                price_amount=Decimal("60"),
-                currency="EUR",
-                buffer_after_minutes=15,
-                min_notice_minutes=60,
-            ),
-        )
+        service = await _demo_service(ctx, uow)
         today = now.astimezone(ZoneInfo(TIME_ZONE)).date()
         slots = await bookings.find_slots(
             ctx,
@@ -234,6 +196,33 @@ async def _demo_bookings(db: Database, ctx: TenantContext, now: dt.datetime) -> 
                 await bookings.confirm_booking(ctx, uow, b.id, ConfirmIn())
             booked += 1
     return 1, booked
+
+
+async def _demo_service(ctx: TenantContext, uow: UnitOfWork) -> ServiceOut:
+    """Working hours (only where none are set) and the demo service."""
+    hours = await bookings.get_availability(ctx, uow)
+    if not hours.configured:
+        await bookings.set_availability(
+            ctx,
+            uow,
+            None,
+            AvailabilityIn(
+                time_zone=TIME_ZONE, weekly=parse_weekly(["mon-fri 09:00-18:00", "sat 10:00-13:00"])
+            ),
+        )
+    return await bookings.create_service(
+        ctx,
+        uow,
+        ServiceIn(
+            name="Consultation" + DEMO_SERVICE_SUFFIX,
+            duration_minutes=60,
+            description="A demo service: edit or delete it.",
+            price_amount=Decimal("60"),
+            currency="EUR",
+            buffer_after_minutes=15,
+            min_notice_minutes=60,
+        ),
+    )
 
 
 def _first_page() -> PageRequest:

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from core import tenancy
 from core.billing import ledger
 from core.context import Principal, PrincipalKind, Role, TenantContext
-from core.registry.service import install_builtins
+from core.registry.installs import install_builtins
 from core.tenancy.models import Brand, Client, Org, Person, PersonCredential
 from core.tenancy.schemas import BrandIn, ClientIn, OrgIn
-from core.uow import Database
+from core.uow import Database, UnitOfWork
 
 PERSON_SLUG = "transquinnftw"
 PERSON_EMAIL = "transquinnftw@cocotte.maison"
@@ -46,62 +46,43 @@ class SeedReport:
     credits_granted: int = 0
 
 
-async def seed(db: Database, password: str | None = None) -> SeedReport:
-    generated: str | None = None
-    async with db.system() as uow:
-        person = (
-            await uow.session.execute(select(Person).where(Person.slug == PERSON_SLUG))
-        ).scalar_one_or_none()
-        person_created = person is None
-        if person is None:
-            if password is None:
-                generated = password = secrets.token_urlsafe(12)
-            person = Person(id=uuid.uuid4(), slug=PERSON_SLUG, email=PERSON_EMAIL, display_name="Quinn")
-            uow.session.add(person)
-            await uow.session.flush()
-            uow.session.add(
-                PersonCredential(person_id=person.id, password_hash=await db.passwords.hash(password))
-            )
-            uow.emit("platform/person.created", {"slug": PERSON_SLUG, "via": "seed"}, person_id=person.id)
-        person_id = person.id
+def seeded_contexts(
+    principal: Principal, person_id: uuid.UUID, org_id: uuid.UUID
+) -> tuple[TenantContext, TenantContext]:
+    """The seeded person's two contexts: personal, and the seeded org as its owner."""
+    personal = TenantContext(principal=principal, person_id=person_id, person_slug=PERSON_SLUG)
+    in_org = TenantContext(
+        principal=principal,
+        person_id=person_id,
+        person_slug=PERSON_SLUG,
+        org_id=org_id,
+        org_slug=ORG_SLUG,
+        role=Role.OWNER,
+    )
+    return personal, in_org
 
+
+async def seeded_ids(uow: UnitOfWork) -> tuple[uuid.UUID, uuid.UUID]:
+    """The ids of the seeded person and org (after `seed`)."""
+    person_id = (await uow.session.execute(select(Person.id).where(Person.slug == PERSON_SLUG))).scalar_one()
+    org_id = (await uow.session.execute(select(Org.id).where(Org.slug == ORG_SLUG))).scalar_one()
+    return person_id, org_id
+
+
+async def seed(db: Database, password: str | None = None) -> SeedReport:
+    async with db.system() as uow:
+        person_id, person_created, generated = await _person(db, uow, password)
         principal = Principal(kind=PrincipalKind.SYSTEM, person_id=person_id)
         personal = TenantContext(principal=principal, person_id=person_id, person_slug=PERSON_SLUG)
         uow.ctx = personal  # events emitted below name the seeded person as actor
         org = (await uow.session.execute(select(Org).where(Org.slug == ORG_SLUG))).scalar_one_or_none()
-        org_created = org is None
         if org is None:
-            created = await tenancy.create_org(personal, uow, OrgIn(slug=ORG_SLUG, name="Cocotte"))
-            org_id = created.id
+            org_id = (await tenancy.create_org(personal, uow, OrgIn(slug=ORG_SLUG, name="Cocotte"))).id
         else:
             org_id = org.id
-        in_org = TenantContext(
-            principal=principal,
-            person_id=person_id,
-            person_slug=PERSON_SLUG,
-            org_id=org_id,
-            org_slug=ORG_SLUG,
-            role=Role.OWNER,
-        )
+        _, in_org = seeded_contexts(principal, person_id, org_id)
         uow.ctx = in_org
-        existing_brands = set(
-            (await uow.session.execute(select(Brand.slug).where(Brand.org_id == org_id))).scalars()
-        )
-        brands = 0
-        for slug, name, domain, config in BRANDS:
-            if slug not in existing_brands:
-                await tenancy.create_brand(
-                    in_org, uow, BrandIn(slug=slug, name=name, domains=[domain], config=config)
-                )
-                brands += 1
-        existing_emails = set(
-            (await uow.session.execute(select(Client.email).where(Client.org_id == org_id))).scalars()
-        )
-        clients = 0
-        for name, email, phone in CLIENTS:
-            if email not in existing_emails:
-                await tenancy.create_client(in_org, uow, ClientIn(name=name, email=email, phone=phone))
-                clients += 1
+        brands, clients = await _brands_and_clients(in_org, uow)
         # Every built-in the registry knows, in both contexts, so `./run dev` is fully usable.
         installed = await install_builtins(uow, person_id, None)
         installed += await install_builtins(uow, person_id, org_id)
@@ -112,4 +93,47 @@ async def seed(db: Database, password: str | None = None) -> SeedReport:
                 uow, person_id, context_org, db.settings.seed_credits, reason="seed", memo="seeded credits"
             ):
                 granted += db.settings.seed_credits
-    return SeedReport(person_created, generated, org_created, brands, clients, len(installed), granted)
+    return SeedReport(person_created, generated, org is None, brands, clients, len(installed), granted)
+
+
+async def _person(db: Database, uow: UnitOfWork, password: str | None) -> tuple[uuid.UUID, bool, str | None]:
+    """The seeded person's id, whether it was created just now (with `password`, or a generated
+    one, returned), and that generated password."""
+    person = (
+        await uow.session.execute(select(Person).where(Person.slug == PERSON_SLUG))
+    ).scalar_one_or_none()
+    if person is not None:
+        return person.id, False, None
+    generated = None
+    if password is None:
+        generated = password = secrets.token_urlsafe(12)
+    person = Person(id=uuid.uuid4(), slug=PERSON_SLUG, email=PERSON_EMAIL, display_name="Quinn")
+    uow.session.add(person)
+    await uow.session.flush()
+    uow.session.add(PersonCredential(person_id=person.id, password_hash=await db.passwords.hash(password)))
+    uow.emit("platform/person.created", {"slug": PERSON_SLUG, "via": "seed"}, person_id=person.id)
+    return person.id, True, generated
+
+
+async def _brands_and_clients(in_org: TenantContext, uow: UnitOfWork) -> tuple[int, int]:
+    """The org's brands and clients that are missing, by slug and by email."""
+    org_id = in_org.org_id
+    existing_brands = set(
+        (await uow.session.execute(select(Brand.slug).where(Brand.org_id == org_id))).scalars()
+    )
+    brands = 0
+    for slug, name, domain, config in BRANDS:
+        if slug not in existing_brands:
+            await tenancy.create_brand(
+                in_org, uow, BrandIn(slug=slug, name=name, domains=[domain], config=config)
+            )
+            brands += 1
+    existing_emails = set(
+        (await uow.session.execute(select(Client.email).where(Client.org_id == org_id))).scalars()
+    )
+    clients = 0
+    for name, email, phone in CLIENTS:
+        if email not in existing_emails:
+            await tenancy.create_client(in_org, uow, ClientIn(name=name, email=email, phone=phone))
+            clients += 1
+    return brands, clients

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from core import __version__
 from core.config import Settings, get_settings
@@ -68,6 +69,38 @@ def create_app(
         inngest_client = inngest_door.make_client(settings)
         sink = inngest_door.InngestSink(inngest_client)
     relay_on = settings.relay_enabled if run_relay is None else run_relay
+    app = FastAPI(
+        title="Atlilith",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan(database, mcp_server, tool_changes, sink, relay_on=relay_on, owns_db=db is None),
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        dependencies=[Depends(refuse_control_characters)],
+    )
+    app.state.db = database
+    app.state.settings = settings
+    app.state.mcp = mcp_server
+    app.state.tool_changes = tool_changes
+    install_problem_handlers(app)
+    _add_health(app, database)
+    _add_routes(app, settings, database, mcp_server, mcp_app, inngest_client)
+    _add_middleware(app, settings, database)
+    return app
+
+
+def _lifespan(
+    database: Database,
+    mcp_server: mcp_door.AtlilithServer,
+    tool_changes: ToolListChanges,
+    sink: Sink | None,
+    *,
+    relay_on: bool,
+    owns_db: bool,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up and shut-down: secrets checked, MCP sessions, the registry sync, the relay and
+    the tool-list change listener; the database disposed of when the app created it."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,25 +126,13 @@ def create_app(
                 if task is not None:
                     await asyncio.wait_for(task, timeout=10)
                 await asyncio.wait_for(changes_task, timeout=10)
-                if db is None:
+                if owns_db:
                     await database.dispose()
 
-    app = FastAPI(
-        title="Atlilith",
-        version=__version__,
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        docs_url="/docs",
-        redoc_url=None,
-        openapi_url="/openapi.json",
-        dependencies=[Depends(refuse_control_characters)],
-    )
-    app.state.db = database
-    app.state.settings = settings
-    app.state.mcp = mcp_server
-    app.state.tool_changes = tool_changes
-    install_problem_handlers(app)
+    return lifespan
 
+
+def _add_health(app: FastAPI, database: Database) -> None:
     @app.get("/health", tags=["health"], operation_id="health")
     async def health() -> JSONResponse:
         """Liveness and database reachability: 200 when ready, 503 while the database is out."""
@@ -125,6 +146,16 @@ def create_app(
         }
         return JSONResponse(body, status_code=200 if db_ok else 503)
 
+
+def _add_routes(
+    app: FastAPI,
+    settings: Settings,
+    database: Database,
+    mcp_server: mcp_door.AtlilithServer,
+    mcp_app: ASGIApp,
+    inngest_client: Any,
+) -> None:
+    """REST, Inngest, OAuth, MCP and the portal, in the order their paths must be matched."""
     for router in api_routers():
         app.include_router(router)
     routes = [r for router in api_routers() for r in router.routes if isinstance(r, APIRoute)]
@@ -143,6 +174,10 @@ def create_app(
     # The portal last: its catch-all client routes must not shadow an API or MCP path.
     portal.mount(app, settings)
 
+
+def _add_middleware(app: FastAPI, settings: Settings, database: Database) -> None:
+    """The last added runs outermost: the request context, then the body limit, CORS, and the
+    rate limit nearest the routes."""
     # Inside CORS (a cross-origin caller can read its 429) and the body limit (what it drains
     # of a refused request's body is bounded).
     app.state.rate_limits = RateLimits(settings, database.tokens)
@@ -159,4 +194,3 @@ def create_app(
     app.state.body_limit_overrides = {"/v1/analytics/events": settings.analytics_max_body_bytes}
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, overrides=app.state.body_limit_overrides)
     app.add_middleware(RequestContext, expose_db_stats=settings.expose_db_stats)
-    return app

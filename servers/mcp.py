@@ -24,10 +24,10 @@ from starlette.types import ASGIApp
 
 import tools
 from core import __version__
+from core import registry as registry_service
 from core.auth import authenticate
 from core.errors import DomainError
 from core.observability import current_trace_id, get_logger
-from core.registry import service as registry_service
 from core.uow import Database
 from servers.hints import mcp_names
 from servers.mcp_changes import CallerBus

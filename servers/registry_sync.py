@@ -1,7 +1,7 @@
 """The built-in components, as this process serves them, written to the registry at start-up.
 
 `core` cannot see toolsets, MCP tool definitions or skill files; this module builds the plain
-data (`ComponentSpec`) from them and hands it to `core.registry.service.sync_builtins`, so the
+data (`ComponentSpec`) from them and hands it to `core.registry.sync_builtins`, so the
 registry always describes what the server really serves.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from core import __version__
+from core import registry as service
 from core.billing.components import builtin_actions
 from core.context import known_scopes
 from core.observability import get_logger
-from core.registry import service
 from core.registry.schemas import ActionSpecData, ComponentSpec, SyncReport, ToolData
 from core.uow import Database
 from servers import skills as skill_files

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from core import registry as service
 from core.billing.schemas import COMPONENT_PATTERN
 from core.errors import FieldIssue, ValidationFailed
 from core.pagination import Page, PageRequest
-from core.registry import service
 from core.registry.schemas import (
     CONFIG_MAX_BYTES,
     Component,

@@ -31,9 +31,13 @@ async def require_installed(
     not know is left to the caller (an unknown action is its own error)."""
     column = Component.toolset if toolset is not None else Component.slug
     name = toolset if toolset is not None else component
+    # Imported here: core.auth imports this module while the kernel loads, before the
+    # core.uow that core.scoping needs exists.
+    from core.scoping import in_context
+
     installed = (
         select(Installation.id)
-        .where(Installation.component_id == Component.id, Installation.tenant_id == ctx.tenant_id)
+        .where(Installation.component_id == Component.id, in_context(Installation, ctx))
         .exists()
     )
     found = (

@@ -9,9 +9,9 @@ import secrets
 from sqlalchemy import select
 
 from core import tenancy
-from core.context import Principal, PrincipalKind, Role, TenantContext
-from core.seed import ORG_SLUG, PERSON_SLUG
-from core.tenancy.models import Org, Person
+from core.context import Principal, PrincipalKind, TenantContext
+from core.seed import seeded_contexts, seeded_ids
+from core.tenancy.models import Person
 from core.tenancy.schemas import ApiKeyIn, ClientIn, InvitationIn, MemberIn, SignupIn
 from core.uow import Database
 
@@ -22,8 +22,7 @@ async def seed_demo(db: Database) -> None:
     """Idempotent: a second run finds the demo person and changes nothing."""
     async with db.system() as uow:
         found = (await uow.session.execute(select(Person.id).where(Person.slug == DEMO_SLUG))).first()
-        owner = (await uow.session.execute(select(Person.id).where(Person.slug == PERSON_SLUG))).scalar_one()
-        org_id = (await uow.session.execute(select(Org.id).where(Org.slug == ORG_SLUG))).scalar_one()
+        owner, org_id = await seeded_ids(uow)
     if found is not None:
         return
     auth = await tenancy.signup(
@@ -48,14 +47,7 @@ async def seed_demo(db: Database) -> None:
             as_ada, uow, ClientIn(name="Zoë Personnelle", email="zoe@example.com", notes="ne pas démarcher ✓")
         )
     principal = Principal(kind=PrincipalKind.SESSION, person_id=owner)
-    in_org = TenantContext(
-        principal=principal,
-        person_id=owner,
-        person_slug=PERSON_SLUG,
-        org_id=org_id,
-        org_slug=ORG_SLUG,
-        role=Role.OWNER,
-    )
+    _, in_org = seeded_contexts(principal, owner, org_id)
     async with db.system() as uow:
         uow.ctx = in_org
         await tenancy.add_member(in_org, uow, MemberIn(person=DEMO_SLUG, role="admin"))

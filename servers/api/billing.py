@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
-from core import billing
+from core import billing, registry
 from core.billing.schemas import (
     ACTION_PATTERN,
     COMPONENT_PATTERN,
@@ -35,7 +35,6 @@ from core.billing.schemas import (
     RunIn,
 )
 from core.pagination import Page
-from core.registry import service as registry
 from servers.api.deps import CallerDep, DbDep, IdempotencyKey, PageDep
 
 router = APIRouter()

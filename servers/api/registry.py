@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
+from core import registry as service
 from core.billing.schemas import COMPONENT_PATTERN
 from core.pagination import Page
-from core.registry import service
 from core.registry.schemas import (
     Component,
     ComponentSummary,

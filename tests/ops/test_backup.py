@@ -101,7 +101,7 @@ async def drill(s: Settings, out: Path, expect_major: int | None = None) -> None
     assert restored.restored and restored.plan.create_database and restored.mismatches == []
     copy = settings_for(s, target)
     # Recomputed independently: the copy is the backup, row for row.
-    async with ops._connect(copy.database_url or "") as conn:
+    async with ops.connect(copy.database_url or "") as conn:
         assert ops.compare(m.tables, await ops.table_stats(conn, m.schemas)) == []
     await app_runs_on(copy)
     await rls_holds(copy)
@@ -241,7 +241,7 @@ async def test_damaged_dumps_and_unprivileged_roles_are_refused(source: Settings
     dump.write_bytes(bytes(data))
     with pytest.raises(ops.BackupError, match="damaged"):
         await ops.restore(source, result.path, database="never_created_db")
-    assert not await ops._database_exists(asyncpg_url(source.database_url or ""), "never_created_db")
+    assert not await ops.database_exists(asyncpg_url(source.database_url or ""), "never_created_db")
     app_only = source.model_copy(update={"database_url": app_database_url(source)})
     with pytest.raises(ops.BackupError, match="superuser or a BYPASSRLS"):
         await ops.backup(app_only, tmp_path)

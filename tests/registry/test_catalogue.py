@@ -12,7 +12,7 @@ from mcp import Client
 from sqlalchemy import func, select
 
 from core import __version__
-from core.registry import service
+from core import registry as service
 from core.registry.models import Component, ComponentVersion
 from core.registry.schemas import ComponentSpec, ToolData
 from core.uow import Database

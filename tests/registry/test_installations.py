@@ -366,3 +366,28 @@ async def test_a_peer_action_needs_the_peer_installed_over_rest_and_mcp(
     assert (await client.get("/v1/credits", headers=a.h())).json()["held"] == 10
     assert await _jobs_of(db, a.id) == 2
     assert_consistent(await ledger_state(db, a.id))
+
+
+async def _pages(client: httpx.AsyncClient, path: str, h: dict[str, str], key: str) -> list[str]:
+    seen: list[str] = []
+    cursor: str | None = None
+    for _ in range(50):  # a cursor that never advances fails instead of looping
+        params = {"limit": "1"} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get(path, params=params, headers=h)).json()
+        seen += [i[key] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+    raise AssertionError(f"{path} pages never end: {seen[:10]}")
+
+
+async def test_installations_and_the_catalogue_page_by_slug(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    h = a.h()
+    catalogue = [i["slug"] for i in (await client.get("/v1/registry", headers=h)).json()["items"]]
+    for slug in catalogue:
+        await client.post("/v1/installations", json={"component": slug}, headers=h)
+    installed = [i["component"] for i in (await client.get("/v1/installations", headers=h)).json()["items"]]
+    assert len(installed) >= 2 and installed == sorted(installed)
+    assert await _pages(client, "/v1/installations", h, "component") == installed
+    assert await _pages(client, "/v1/registry", h, "slug") == catalogue == sorted(catalogue)

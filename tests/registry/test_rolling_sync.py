@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from core import __version__
-from core.registry import service
+from core import registry as service
 from core.registry.models import Component, ComponentVersion
 from core.registry.schemas import ComponentSpec, SyncReport, ToolData
 from core.uow import Database, UnitOfWork
