@@ -119,3 +119,23 @@ async def test_the_gate_still_applies_to_a_reused_authentication(
         refused, count = await call(c, "bookings_services_list", {}, db)
         assert refused.is_error and "component_not_installed" in str(refused.content)
         assert count == 1
+
+
+async def test_a_token_whose_org_is_gone_still_connects_and_acts_personally(
+    app: Any, client: httpx.AsyncClient, db: Database
+) -> None:
+    a = await signup(client)
+    org = await make_org(client, a)
+    switched = await client.post("/v1/auth/switch", json={"org": org}, headers=a.h())
+    assert switched.status_code == 200, switched.text
+    org_token = switched.json()["access_token"]
+    assert (await client.delete(f"/v1/orgs/{org}", headers=a.h())).status_code == 204
+    async with Client(
+        streamable_http_client("http://testserver/mcp", http_client=http_client(app, org_token))
+    ) as c:
+        await c.list_tools()
+        gone, _ = await call(c, "whoami", {}, db)
+        assert gone.is_error and "not_a_member" in str(gone.content)
+        personal, _ = await call(c, "whoami", {"org": "personal"}, db)
+        assert not personal.is_error, personal.content
+        assert personal.structured_content["context"]["org"] is None
