@@ -123,9 +123,9 @@ async def run() -> str:
             Device(),
         )
         async with db.uow() as uow:
-            from core.auth import authenticate
+            from core.opener import open_context
 
-            ctx = await authenticate(uow, auth.access_token)
+            ctx = await open_context(uow, auth.access_token)
             org = await create_org(ctx, uow, OrgIn(slug="ingest-org", name="Ingest"))
             key = await create_api_key(ctx, uow, ApiKeyIn(name="site", scopes=[INGEST], org=org.slug))
         await db.dispose()

@@ -89,13 +89,13 @@ async def run() -> str:
             )
             people.append(mate.person.id)
         async with db.uow() as uow:
-            from core.auth import authenticate
+            from core.opener import open_context
 
-            ctx = await authenticate(uow, owner.access_token)
+            ctx = await open_context(uow, owner.access_token)
             org = await create_org(ctx, uow, OrgIn(slug="q-org", name="Q"))
         for i in range(2):
             async with db.uow() as uow:
-                ctx = await authenticate(uow, owner.access_token, org.slug)
+                ctx = await open_context(uow, owner.access_token, org.slug)
                 await add_member(ctx, uow, MemberIn(person=f"q-mate{i}", role="member"))
         conn = await asyncpg.connect(asyncpg_dsn(settings.database_url or ""))
         try:

@@ -15,10 +15,10 @@ from sqlalchemy import text
 
 from benchmarks.common import CONCURRENCY, SECONDS, bench_database
 from core import billing, registry
-from core.auth import authenticate
 from core.billing.schemas import GrantIn, RunIn
 from core.db import asyncpg_dsn
 from core.events import Relay
+from core.opener import open_context
 from core.registry.schemas import InstallIn
 from core.tenancy import Device, signup
 from core.tenancy.schemas import SignupIn
@@ -44,7 +44,7 @@ async def _person(db: Database, slug: str, credits: int, *install: str) -> tuple
             text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"), {"p": auth.person.id}
         )
     async with db.uow() as uow:
-        ctx = await authenticate(uow, auth.access_token)
+        ctx = await open_context(uow, auth.access_token)
         await billing.grant_credits(ctx, uow, GrantIn(person=slug, credits=credits))
         for component in install:
             await registry.install(ctx, uow, InstallIn(component=component))
@@ -101,7 +101,7 @@ async def _jobs(db: Database, token: str) -> tuple[float, float, list[float], in
 
     async def create(i: int) -> None:
         async with db.uow() as uow:
-            ctx = await authenticate(uow, token)
+            ctx = await open_context(uow, token)
             await billing.run_job(
                 ctx, uow, "identity", "resolve-person", RunIn(input={"email": f"u{i}@example.com"})
             )
@@ -178,7 +178,7 @@ async def _balance_reads(db: Database, admin_dsn: str, token: str, person_id: uu
 
             async def read(i: int) -> None:
                 async with db.uow() as uow:
-                    ctx = await authenticate(uow, token)
+                    ctx = await open_context(uow, token)
                     await billing.get_balance(ctx, uow)
 
             count, elapsed, latencies = await _loop(max(1.0, SECONDS / 2), CONCURRENCY, read)

@@ -18,9 +18,9 @@ import httpx
 
 from benchmarks.common import CONCURRENCY, SECONDS, Result, bench_database, install, load, server, table
 from core import bookings
-from core.auth import authenticate
 from core.bookings.schemas import AvailabilityIn, ServiceIn, SlotsQuery, WeeklyHours
 from core.db import asyncpg_dsn, start_statement_count
+from core.opener import open_context
 from core.tenancy import Device, add_member, create_org, signup
 from core.tenancy.schemas import MemberIn, OrgIn, SignupIn
 from core.uow import Database
@@ -51,10 +51,10 @@ async def _setup(db: Database) -> dict[str, Any]:
         for i in range(PROVIDERS)
     ]
     async with db.uow() as uow:
-        ctx = await authenticate(uow, owner.access_token)
+        ctx = await open_context(uow, owner.access_token)
         org = await create_org(ctx, uow, OrgIn(slug="bench-salon", name="Bench salon"))
     async with db.uow() as uow:
-        ctx = await authenticate(uow, owner.access_token, org.slug)
+        ctx = await open_context(uow, owner.access_token, org.slug)
         for p in people:
             await add_member(ctx, uow, MemberIn(person=p.person.slug))
         all_day = [
@@ -161,7 +161,7 @@ async def run() -> str:
         async def in_process() -> int:
             stats = start_statement_count()
             async with db.uow() as uow:
-                ctx = await authenticate(uow, owner_token, org)
+                ctx = await open_context(uow, owner_token, org)
                 out = await bookings.find_slots(ctx, uow, query)
                 assert out.slots
             return stats.count

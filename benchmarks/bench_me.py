@@ -24,9 +24,9 @@ async def run() -> str:
             Device(),
         )
         async with db.uow() as uow:
-            from core.auth import authenticate
+            from core.opener import open_context
 
-            ctx = await authenticate(uow, auth.access_token)
+            ctx = await open_context(uow, auth.access_token)
             for i in range(3):
                 await create_org(ctx, uow, OrgIn(slug=f"bench-org-{i}", name=f"Bench {i}"))
         await db.dispose()

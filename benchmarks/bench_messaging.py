@@ -24,9 +24,9 @@ import asyncpg
 import httpx
 
 from benchmarks.common import OUT_OF_REACH_ENV, ROOT, Result, bench_database, free_port, install, load, table
-from core.auth import authenticate
 from core.config import Settings
 from core.db import asyncpg_dsn
+from core.opener import open_context
 from core.pagination import encode_cursor
 from core.tenancy import Device, create_org, signup
 from core.tenancy.schemas import OrgIn, SignupIn
@@ -241,7 +241,7 @@ async def run() -> str:
             Device(),
         )
         async with db.uow() as uow:
-            ctx = await authenticate(uow, auth.access_token)
+            ctx = await open_context(uow, auth.access_token)
             org = await create_org(ctx, uow, OrgIn(slug="busy-studio", name="Busy Studio"))
         await db.dispose()
         started = time.perf_counter()

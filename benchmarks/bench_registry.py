@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 
 from benchmarks.common import bench_database
 from core import registry as service
-from core.auth import authenticate
+from core.opener import open_context
 from core.pagination import PageRequest
 from core.registry.schemas import InstallIn
 from core.tenancy import Device, signup
@@ -94,7 +94,7 @@ async def run() -> str:
             toolset_of = {t.name: ts.name for ts in toolsets(ToolRuntime(db)) for t in ts.tools}
             default = await _tools_list(db, token)
             async with db.uow() as uow:
-                ctx = await authenticate(uow, token)
+                ctx = await open_context(uow, token)
                 # Everything installed, as a platform admin sees it: the admin toolset too.
                 await uow.session.execute(
                     text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"),
@@ -107,7 +107,7 @@ async def run() -> str:
 
             async def via_service(q: str) -> object:
                 async with db.uow() as uow:
-                    ctx = await authenticate(uow, token)
+                    ctx = await open_context(uow, token)
                     return await service.search_components(ctx, uow, PageRequest(limit=20), q)
 
             url = make_url(settings.database_url or "").set(drivername="postgresql")

@@ -22,7 +22,6 @@ from sqlalchemy import text
 from core.config import Settings
 from core.context import ALL_SCOPES, Principal, PrincipalKind, Role, TenantContext
 from core.errors import PermissionDenied, Unauthenticated
-from core.registry.gate import require_installed
 
 if TYPE_CHECKING:
     from core.uow import UnitOfWork
@@ -245,6 +244,15 @@ _RESOLVE_SQL = text(
 )
 
 
+@dataclass(frozen=True)
+class Binding:
+    """A context `platform.resolve_context` checked and bound in SQL, with the ticket that lets a
+    later transaction bind the same context without reading the credential again."""
+
+    ctx: TenantContext
+    ticket: str | None
+
+
 async def resolve_context(
     uow: UnitOfWork,
     credential: Credential,
@@ -254,25 +262,29 @@ async def resolve_context(
     resource: str | None = None,
 ) -> TenantContext:
     """Re-read the person, session or key, and membership, in one statement, and bind the
-    transaction's row-level-security settings to the resulting context.
+    transaction's row-level-security settings to the resulting context (`resolve_binding`)."""
+    binding = await resolve_binding(uow, credential, org, use_token_org=use_token_org, resource=resource)
+    return binding.ctx
 
-    `org`: a slug or id the caller asks to act in; None = the credential's own org (token claim or
-    key binding) when `use_token_org`, else personal. The literal "personal" forces personal.
-    `resource`: the protected resource the call is made to (the MCP endpoint's URL), where OAuth
-    access tokens minted for it are accepted; None (REST, CLI) accepts none.
-    """
+
+async def resolve_binding(
+    uow: UnitOfWork,
+    credential: Credential,
+    org: str | uuid.UUID | None = None,
+    *,
+    use_token_org: bool = True,
+    resource: str | None = None,
+) -> Binding:
+    """`org`: a slug or id the caller asks to act in; None = the credential's own org (token
+    claim or key binding) when `use_token_org`, else personal. The literal "personal" forces
+    personal. `resource`: the protected resource the call is made to (the MCP endpoint's URL),
+    where OAuth access tokens minted for it are accepted; None (REST, CLI) accepts none."""
     if credential.oauth_hash is not None:
         return await _resolve_oauth(uow, credential.oauth_hash, org, use_token_org, resource)
     claims = credential.claims
-    org_id: uuid.UUID | None = None
-    org_slug: str | None = None
-    if isinstance(org, uuid.UUID):
-        org_id = org
-    elif isinstance(org, str) and org and org != "personal":
-        org_slug = org.strip().lower()
-    elif org is None and use_token_org and claims is not None:
+    org_id, org_slug = _asked_org(org)
+    if org is None and use_token_org and claims is not None:
         org_id = claims.org_id
-
     row = (
         await uow.session.execute(
             _RESOLVE_SQL,
@@ -287,7 +299,25 @@ async def resolve_context(
             },
         )
     ).one_or_none()
+    _refuse_dead(row, credential)
+    principal = _principal(row, credential)
+    if credential.api_key:
+        _refuse_outside_key_org(row, org, asked=bool(org_id or org_slug))
+    wanted_org = org_id or org_slug or (principal.org_id if principal.org_bound else None)
+    return _bound(uow, row, principal, wanted_org, org_slug, personal="omitting the org")
 
+
+def _asked_org(org: str | uuid.UUID | None) -> tuple[uuid.UUID | None, str | None]:
+    """The org asked for, as (id, slug); both None for the personal context or no choice."""
+    if isinstance(org, uuid.UUID):
+        return org, None
+    if isinstance(org, str) and org and org != "personal":
+        return None, org.strip().lower()
+    return None, None
+
+
+def _refuse_dead(row: Any, credential: Credential) -> None:
+    """The credential, its person and (for tokens) its session must be alive right now."""
     if row is None:
         if credential.api_key:
             raise Unauthenticated(
@@ -302,16 +332,18 @@ async def resolve_context(
             code="account_suspended",
             hint="contact the platform operator",
         )
-    if claims is not None and not row.session_ok:
+    if credential.claims is not None and not row.session_ok:
         raise Unauthenticated(
             "this session has been signed out",
             code="session_revoked",
             hint="sign in again ([[tenancy.login]])",
         )
 
+
+def _principal(row: Any, credential: Credential) -> Principal:
     if credential.api_key:
         key_org: uuid.UUID | None = row.key_org_id
-        principal = Principal(
+        return Principal(
             kind=PrincipalKind.API_KEY,
             person_id=row.person_id,
             scopes=frozenset(row.key_scopes or ()),
@@ -319,26 +351,27 @@ async def resolve_context(
             org_id=key_org,
             org_bound=key_org is not None,
         )
-        asked_elsewhere = org == "personal" or (bool(org_id or org_slug) and row.org_id != key_org)
-        if key_org is not None and asked_elsewhere:
-            raise PermissionDenied(
-                "this API key is bound to another org",
-                code="api_key_org_mismatch",
-                hint="omit `org`, or use a key created for that org or without an org",
-            )
-    else:
-        assert claims is not None
-        principal = Principal(
-            kind=PrincipalKind.SESSION,
-            person_id=claims.person_id,
-            scopes=claims.scopes or frozenset({ALL_SCOPES}),
-            session_id=claims.session_id,
-            device_id=claims.device_id,
-            org_id=claims.org_id,
-        )
+    claims = credential.claims
+    assert claims is not None
+    return Principal(
+        kind=PrincipalKind.SESSION,
+        person_id=claims.person_id,
+        scopes=claims.scopes or frozenset({ALL_SCOPES}),
+        session_id=claims.session_id,
+        device_id=claims.device_id,
+        org_id=claims.org_id,
+    )
 
-    wanted_org = org_id or org_slug or (principal.org_id if principal.org_bound else None)
-    return _bound(uow, row, principal, wanted_org, org_slug, personal="omitting the org")
+
+def _refuse_outside_key_org(row: Any, org: str | uuid.UUID | None, *, asked: bool) -> None:
+    """A key bound to an org acts only there: asking for personal or another org is refused."""
+    key_org: uuid.UUID | None = row.key_org_id
+    if key_org is not None and (org == "personal" or (asked and row.org_id != key_org)):
+        raise PermissionDenied(
+            "this API key is bound to another org",
+            code="api_key_org_mismatch",
+            hint="omit `org`, or use a key created for that org or without an org",
+        )
 
 
 def _bound(
@@ -349,7 +382,7 @@ def _bound(
     org_slug: str | None,
     *,
     personal: str,
-) -> TenantContext:
+) -> Binding:
     """The context `platform.resolve_context` found (and bound in SQL), refused when the org
     asked for is not one the person belongs to; the unit of work keeps its ticket."""
     if wanted_org is not None and row.role is None:
@@ -368,7 +401,7 @@ def _bound(
         trace_id=uow.trace_id,
     )
     uow.bind(ctx, row.ctx_ticket)
-    return ctx
+    return Binding(ctx, row.ctx_ticket)
 
 
 _RESOLVE_OAUTH_SQL = text(
@@ -389,12 +422,11 @@ async def _resolve_oauth(
     org: str | uuid.UUID | None,
     use_token_org: bool,
     resource: str | None,
-) -> TenantContext:
+) -> Binding:
     """An OAuth access token: the connection's person in the context chosen on consent (the
     default), or the `org` asked for where the person is a member — checked live, like any
     credential. One statement: the token's owner, then `platform.resolve_context` for them."""
-    org_id = org if isinstance(org, uuid.UUID) else None
-    org_slug = org.strip().lower() if isinstance(org, str) and org and org != "personal" else None
+    org_id, org_slug = _asked_org(org)
     row = (
         await uow.session.execute(
             _RESOLVE_OAUTH_SQL,
@@ -442,24 +474,3 @@ async def _resolve_oauth(
         org_id=row.grant_org_id,
     )
     return _bound(uow, row, principal, wanted, org_slug, personal="passing org `personal`")
-
-
-async def authenticate(
-    uow: UnitOfWork,
-    raw_token: str | None,
-    org: str | uuid.UUID | None = None,
-    *,
-    use_token_org: bool = True,
-    toolset: str | None = None,
-    resource: str | None = None,
-) -> TenantContext:
-    """The one context opener of every door. `toolset`: the component whose tool is being
-    called — the call is refused unless the component is installed in the chosen context. The
-    MCP door passes it for every installable toolset; REST feature routes never do (a provider's
-    own data stays reachable whatever agents may use: see `core.registry.gate`)."""
-    ctx = await resolve_context(
-        uow, parse_credential(raw_token, uow.db.tokens), org, use_token_org=use_token_org, resource=resource
-    )
-    if toolset is not None:
-        await require_installed(ctx, uow, toolset=toolset)
-    return ctx

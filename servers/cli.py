@@ -324,8 +324,8 @@ def mcp(
 
 
 async def _run_stdio(settings: Settings, toolsets: list[str] | None, read_only: bool) -> None:
-    from core.auth import authenticate
     from core.events import Relay
+    from core.opener import open_context
     from core.uow import Database
     from servers.mcp import build_server
     from servers.mcp_changes import ToolListChanges
@@ -334,7 +334,7 @@ async def _run_stdio(settings: Settings, toolsets: list[str] | None, read_only: 
     assert settings.token is not None
     try:
         async with db.uow() as uow:
-            ctx = await authenticate(uow, settings.token, None, use_token_org=False)
+            ctx = await open_context(uow, settings.token, person_level=True)
         log.info("mcp_stdio_identity", person=ctx.person_slug)
     except DomainError as err:
         await db.dispose()

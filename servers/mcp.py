@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from mcp.server import InitializationOptions, MCPServer, NotificationOptions
-from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context
@@ -25,9 +24,9 @@ from starlette.types import ASGIApp
 import tools
 from core import __version__
 from core import registry as registry_service
-from core.auth import authenticate
 from core.errors import DomainError
 from core.observability import current_trace_id, get_logger
+from core.opener import open_context, verify_credential
 from core.uow import Database
 from servers.hints import mcp_names
 from servers.mcp_changes import CallerBus
@@ -38,6 +37,7 @@ from tools.base import (
     ToolRuntime,
     Toolset,
     ToolSpec,
+    VerifiedAccessToken,
     error_result,
     internal_error,
     invalid_arguments,
@@ -63,20 +63,20 @@ class CoreTokenVerifier:
     """Bearer verification for MCP over HTTP, backed by `core.auth`: signature, audience and
     expiry for session tokens; existence and revocation for API keys; connection, expiry and
     resource (RFC 8707) for OAuth tokens; the person's status and session liveness for all.
-    Org membership is re-checked per tool call."""
+    Authenticated once per HTTP request: the request's tool calls and tool list open their
+    contexts from this result (membership of another org is still checked per call)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def verify_token(self, token: str) -> AccessToken | None:
+    async def verify_token(self, token: str) -> VerifiedAccessToken | None:
         try:
             async with self.db.uow() as uow:
-                ctx = await authenticate(
-                    uow, token, None, use_token_org=False, resource=self.db.settings.mcp_resource_url
-                )
+                verified = await verify_credential(uow, token, resource=self.db.settings.mcp_resource_url)
         except DomainError as err:
             log.info("mcp_token_refused", code=err.code)
             return None
+        ctx = verified.ctx
         principal = ctx.principal
         # Stable across refreshes, so a stateful MCP session outlives its access token.
         if principal.grant_id:
@@ -85,7 +85,9 @@ class CoreTokenVerifier:
             client = f"api_key:{principal.api_key_id}"
         else:
             client = f"session:{principal.session_id}"
-        return AccessToken(
+        # The request's tool context and tool filter reuse this authentication (`core.opener`).
+        return VerifiedAccessToken.of(
+            verified,
             token=token,
             client_id=client,
             scopes=sorted(principal.scopes),
@@ -247,7 +249,9 @@ class AtlilithServer(MCPServer):
         always = {name for name, ts in self._sets.items() if ts.always}
         try:
             async with self._rt.db.uow(trace_id=current_trace_id()) as uow:
-                ctx = await authenticate(uow, self._rt.credential(), None, resource=self._rt.resource)
+                ctx = await open_context(
+                    uow, self._rt.credential(), resource=self._rt.resource, verified=self._rt.verified()
+                )
                 platform = {name for name, ts in self._sets.items() if ts.platform}
                 admin = bool(platform) and await registry_service.is_platform_admin(ctx, uow)
                 installed = await registry_service.listed_toolsets(ctx, uow)

@@ -26,10 +26,10 @@ from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.subscriptions import ServerEvent, ToolsListChanged
 
-from core.auth import authenticate
 from core.db import asyncpg_dsn
 from core.errors import DomainError
 from core.observability import get_logger
+from core.opener import open_context
 from core.registry.changes import CHANNEL, Caller, ToolsChange, affected
 from core.uow import Database, app_database_url
 
@@ -149,8 +149,8 @@ class ToolListChanges:
         if credential not in self._callers:
             try:
                 async with self.db.uow() as uow:
-                    ctx = await authenticate(
-                        uow, credential, None, use_token_org=False, resource=self.db.settings.mcp_resource_url
+                    ctx = await open_context(
+                        uow, credential, person_level=True, resource=self.db.settings.mcp_resource_url
                     )
                 principal = ctx.principal
                 bound = principal.org_id if principal.org_bound else None

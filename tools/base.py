@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ParamSpec, Protocol, TypeVar
 
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from core.auth import authenticate
 from core.context import TenantContext
 from core.doors import render
 from core.errors import DomainError, FieldIssue, Unauthenticated, ValidationFailed
 from core.observability import current_trace_id, get_logger, trace
+from core.opener import Verified, open_context
 from core.uow import Database, UnitOfWork
 from core.validation import TEXT_HINT, text_issues
 
@@ -102,28 +103,52 @@ class ToolRuntime:
             raise Unauthenticated("no credential on this MCP connection", code="missing_credential")
         return access.token
 
+    def verified(self) -> Verified | None:
+        """What the token verifier found for this very HTTP request (`servers.mcp`), so the
+        call does not authenticate the credential again; None over stdio."""
+        if self.static_token:
+            return None
+        access = get_access_token()
+        return access.verified if isinstance(access, VerifiedAccessToken) else None
+
     @asynccontextmanager
     async def context(
         self, org: str | None = None, *, person_level: bool = False
     ) -> AsyncIterator[tuple[TenantContext, UnitOfWork]]:
         """The unit of work of one tool call, bound to the caller in the chosen context
-        (membership re-checked now, not when the token was issued). `person_level`: the
-        operation concerns the person whatever the context (platform admin), so the token's
-        org claim does not apply."""
+        (membership re-checked in this request, not when the token was issued), the tool's
+        component gated on its installation. `person_level`: the operation concerns the person
+        whatever the context (platform admin), so the token's org claim does not apply."""
         async with self.db.uow(trace_id=current_trace_id()) as uow:
             calling = _calling.get()
-            # Gated in the call's own transaction, in the context it acts in: never stale.
             toolset = calling.name if calling is not None and calling.installable else None
-            if person_level:
-                ctx = await authenticate(
-                    uow, self.credential(), None, use_token_org=False, toolset=toolset, resource=self.resource
-                )
-            else:
-                target = org.strip().lower() if org else None
-                ctx = await authenticate(
-                    uow, self.credential(), target, toolset=toolset, resource=self.resource
-                )
+            ctx = await open_context(
+                uow,
+                self.credential(),
+                None if person_level else (org.strip().lower() if org else None),
+                person_level=person_level,
+                toolset=toolset,
+                resource=self.resource,
+                verified=self.verified(),
+            )
             yield ctx, uow
+
+
+class VerifiedAccessToken(AccessToken):
+    """The SDK's access token of one HTTP request, carrying what `core.opener` verified: the
+    SDK hands this very object to the tools of the request (`get_access_token`)."""
+
+    _verified: Verified | None = PrivateAttr(default=None)
+
+    @property
+    def verified(self) -> Verified | None:
+        return self._verified
+
+    @classmethod
+    def of(cls, verified: Verified, **fields: Any) -> VerifiedAccessToken:
+        token = cls(**fields)
+        token._verified = verified
+        return token
 
 
 @dataclass(frozen=True)

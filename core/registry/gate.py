@@ -3,7 +3,7 @@ installed it. One rule for every door — MCP tools, `jobs_run` and `POST /v1/ru
 caller's own transaction (nothing cached: an uninstall takes effect on the next call).
 
 REST feature routes are the provider's own door to their own data and are not gated: the core
-context opener (`core.auth.authenticate`) gates only when it is given `component=`, which the
+context opener (`core.opener.open_context`) gates only when it is given `toolset=`, which the
 MCP door does for every installable toolset and the REST routes never do. Uninstalling
 bookings hides its tools from agents; it does not lock its owner out of their bookings."""
 
@@ -17,7 +17,7 @@ from core.context import TenantContext
 from core.errors import PermissionDenied
 from core.registry.models import Component, Installation
 
-if TYPE_CHECKING:  # core.uow imports core.auth, which opens contexts through this gate
+if TYPE_CHECKING:  # core.uow imports core.auth; core.opener opens contexts through this gate
     from core.uow import UnitOfWork
 
 __all__ = ["require_installed"]

@@ -11,9 +11,10 @@ from fastapi import Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from core.auth import authenticate
 from core.context import TenantContext
 from core.observability import current_trace_id
+from core.opener import PERSONAL as PERSONAL  # re-exported: routes name the personal context by it
+from core.opener import open_context
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 from core.preconditions import etag
 from core.uow import Database, UnitOfWork
@@ -22,10 +23,6 @@ bearer = HTTPBearer(
     auto_error=False,
     description="An access token (POST /v1/auth/login) or an API key (`atl_...`).",
 )
-
-
-# The header / `org` value that asks for the personal context (core.auth.resolve_context).
-PERSONAL = "personal"
 
 
 def get_db(request: Request) -> Database:
@@ -53,16 +50,8 @@ class Caller:
         neither the token's org nor the header applies; a header naming an org is still checked
         (403 `not_a_member` as on every other route), so a mistaken one is never silently dropped."""
         async with self.db.uow(trace_id=current_trace_id()) as uow:
-            if person_level:
-                if self.org_header and self.org_header != PERSONAL:
-                    # The membership rule lives in `authenticate`; this call only applies it. The
-                    # next call rebinds the transaction at person level.
-                    await authenticate(uow, self.token, self.org_header)
-                ctx = await authenticate(uow, self.token, None, use_token_org=False)
-            else:
-                ctx = await authenticate(
-                    uow, self.token, org if org is not None else (self.org_header or None)
-                )
+            asked = org if org is not None else (self.org_header or None)
+            ctx = await open_context(uow, self.token, asked, person_level=person_level)
             yield ctx, uow
 
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from core.auth import authenticate
+from core.opener import open_context
 from core.uow import Database
 from tests.conftest import signup
 from tests.support.world import Victim, build_victim
@@ -41,7 +41,7 @@ async def test_no_set_config_as_the_app_role_shows_anyones_rows(
     me, org = v.person.id, v.org_id
     # What the victim legitimately sees through resolve_context: the test can fail.
     async with db.uow() as uow:
-        await authenticate(uow, v.person.token, v.org)
+        await open_context(uow, v.person.token, v.org)
         seen = (await uow.session.execute(text(CLIENTS), {"ids": _client_ids(v)})).scalar_one()
         stolen_sig = (await uow.session.execute(text("SELECT current_setting('app.ctx_sig')"))).scalar_one()
     assert seen == 1  # the org's client, in the org context
@@ -74,7 +74,7 @@ async def test_a_context_ticket_rebinds_only_its_own_context(client: httpx.Async
     v = await build_victim(client)
     mallory = await signup(client, "mallory")
     async with db.uow() as uow:
-        await authenticate(uow, mallory.token)
+        await open_context(uow, mallory.token)
         ticket = (await uow.session.execute(text("SELECT current_setting('app.ctx_ticket')"))).scalar_one()
     bind = "SELECT platform.bind_ticket(:p, :o, :t, 'trace')"
     async with db.engine.connect() as conn, conn.begin():
@@ -109,7 +109,7 @@ async def test_system_work_runs_on_the_system_role_and_sees_across_tenants(
     assert seen == 2
     # A request's unit of work that turns to system work leaves the app role's connection.
     async with db.uow() as uow:
-        await authenticate(uow, v.person.token)
+        await open_context(uow, v.person.token)
         assert (
             await uow.session.execute(text("SELECT session_user"))
         ).scalar_one() == db.settings.db_app_role

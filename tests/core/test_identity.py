@@ -156,9 +156,9 @@ async def test_client_ids_follow_changes_and_matching(client: httpx.AsyncClient)
     assert updated["polyseme_person_id"] not in (None, by_phone)  # an email now names the person
     db = app_db(client)
     async with db.uow() as uow:
-        from core.auth import authenticate
+        from core.opener import open_context
 
-        ctx = await authenticate(uow, a.token)
+        ctx = await open_context(uow, a.token)
         matched, created = await find_or_create_client(
             ctx, uow, name="Cy", email="CY@example.com", phone=None
         )

@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 from core.analytics import partitions, store
 from core.analytics.parsing import Row
-from core.auth import authenticate
 from core.context import TenantContext
+from core.opener import open_context
 from core.uow import Database, UnitOfWork
 from tests.conftest import Account
 
@@ -27,7 +27,7 @@ async def caller(
     db: Database, who: Account, org: str | None = None
 ) -> AsyncIterator[tuple[TenantContext, UnitOfWork]]:
     async with db.uow() as uow:
-        ctx = await authenticate(uow, who.token, org or "personal")
+        ctx = await open_context(uow, who.token, org or "personal")
         yield ctx, uow
 
 

@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from core.auth import authenticate
 from core.errors import ValidationFailed
+from core.opener import open_context
 from core.tenancy.matching import find_or_create_client
 from core.uow import Database
 from tests.conftest import make_org, signup
@@ -16,7 +16,7 @@ from tests.conftest import make_org, signup
 
 async def _match(db: Database, token: str, org: str | None, **contact: str | None):
     async with db.uow() as uow:
-        ctx = await authenticate(uow, token, org or "personal")
+        ctx = await open_context(uow, token, org or "personal")
         return await find_or_create_client(
             ctx, uow, **{"name": None, "email": None, "phone": None, **contact}
         )
