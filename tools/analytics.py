@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -18,9 +17,9 @@ from core.analytics.schemas import (
     TrendsIn,
     TrendsOut,
 )
-from core.errors import FieldIssue, ValidationFailed
 from core.pagination import Page, PageRequest
 from tools.base import CursorArg, Flat, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset
+from tools.common import json_object_argument
 
 NOT_TOOLS: dict[str, str] = {}
 
@@ -134,13 +133,7 @@ def _event(
         if value is not None:
             event[key] = value
     if properties:
-        try:
-            event["properties"] = json.loads(properties)
-        except ValueError as exc:
-            raise ValidationFailed(
-                "properties is not JSON",
-                code="invalid_properties",
-                hint='pass a JSON object as text, e.g. {"plan": "pro"}',
-                errors=[FieldIssue("properties", "not JSON")],
-            ) from exc
+        event["properties"] = json_object_argument(
+            properties, "properties", code="invalid_properties", example='{"plan": "pro"}'
+        )
     return event
