@@ -192,3 +192,23 @@ def test_the_funnel_tool_spells_its_step_model_out_in_its_own_schema() -> None:
     assert step["required"] == ["event"]
     assert step["properties"]["event"]["maxLength"] == 100
     assert step["additionalProperties"] is False
+
+
+def test_every_tool_body_is_at_most_five_lines() -> None:
+    """A tool adapts arguments and calls core; a longer body is a rule living in a door."""
+    import ast
+    import textwrap
+
+    from servers.mcp import toolsets
+
+    long: dict[str, int] = {}
+    for ts in toolsets(ToolRuntime(None)):  # type: ignore[arg-type]
+        for spec in ts.tools:
+            fn = inspect.unwrap(spec.fn)
+            node = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+            assert isinstance(node, ast.AsyncFunctionDef), spec.name
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            lines = (body[-1].end_lineno or 0) - body[0].lineno + 1
+            if lines > 5:
+                long[spec.name] = lines
+    assert not long, long
