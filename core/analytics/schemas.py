@@ -79,7 +79,9 @@ class FunnelIn(RangeIn):
         description="2-5 steps: event names, `name where plan = pro and ...`, or {event, filters}.",
     )
     window: str = Field(
-        default="14d", max_length=10, description="Conversion window from step 1: `30m`, `12h`, `14d`, `2w`."
+        default="14d",
+        max_length=10,
+        description="Conversion window from step 1: `30m`, `12h`, `14d`, `2w` (max 90d).",
     )
 
 
