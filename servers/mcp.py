@@ -99,17 +99,11 @@ class CoreTokenVerifier:
 
 def toolsets(rt: ToolRuntime) -> list[Toolset]:
     """Each `tools` module's toolset: a module-level `Toolset` whose tools are plain functions
-    (they get the runtime from the server they are called through), or -- the older form -- a
-    `toolset(rt)` factory whose tools close over it."""
+    (they get the runtime from the server they are called through, so `rt` is not needed here)."""
     found: list[Toolset] = []
     for module in sorted(pkgutil.iter_modules(tools.__path__), key=lambda m: m.name):
         mod = importlib.import_module(f"tools.{module.name}")
-        declared = [v for v in vars(mod).values() if isinstance(v, Toolset)]
-        factory = getattr(mod, "toolset", None)
-        if declared:
-            found.extend(declared)
-        elif callable(factory):
-            found.append(factory(rt))
+        found.extend(v for v in vars(mod).values() if isinstance(v, Toolset))
     return found
 
 

@@ -7,6 +7,8 @@ an agent cannot act on, so a schema still accepts every value it accepted:
 
 - titles and `default`s go (annotations, not constraints); `anyOf: [T, null]` becomes
   `type: [T, "null"]` (the same set of values);
+- input schemas are inlined (a nested input model, a funnel step, is spelled out where it is
+  used; only a recursive model would keep a `$ref`), so every tool's schema stands alone;
 - output schemas are inlined (no `$defs`, no `$ref`): the result's own fields are typed, and an
   object nested deeper than `OUTPUT_DEPTH` becomes `{"type": "object"}` whose description names
   its fields (any object, a superset); `required` and `format` go (every field of our results is
@@ -54,9 +56,20 @@ def wire_chars(tools: list[dict[str, Any]]) -> int:
 
 
 def compact_input(schema: _Schema) -> _Schema:
-    """The arguments schema: without titles and `default: null` (an argument not in `required`
-    is optional already); every constraint kept, they tell the agent what is accepted."""
-    out = _clean(schema, drop_null_default=True)
+    """The arguments schema: self-contained (local `$defs` inlined where they are used), without
+    titles and `default: null` (an argument not in `required` is optional already); every
+    constraint kept, they tell the agent what is accepted."""
+    defs: _Schema = schema.get("$defs") or {}
+    kept: set[str] = set()
+    inlined = _inline(schema, defs, seen=(), kept=kept)
+    if isinstance(inlined, dict):
+        inlined.pop("$defs", None)
+        if kept:
+            # Only a recursive model stays a reference: it cannot be spelled out in full.
+            inlined["$defs"] = {
+                name: _inline(defs[name], defs, seen=(name,), kept=kept) for name in sorted(kept)
+            }
+    out = _clean(inlined, drop_null_default=True)
     return out if isinstance(out, dict) else schema
 
 
@@ -103,6 +116,25 @@ def _clean(node: Any, *, drop_null_default: bool) -> Any:
         else:
             out[key] = value
     return _merge_nullable(out)
+
+
+def _inline(node: Any, defs: _Schema, *, seen: tuple[str, ...], kept: set[str]) -> Any:
+    """A copy with every `#/$defs/X` reference replaced by X itself (the reference's own keys,
+    a description, win); a reference back into a model being inlined stays, and is `kept`."""
+    if isinstance(node, list):
+        return [_inline(v, defs, seen=seen, kept=kept) for v in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        name = ref.removeprefix("#/$defs/")
+        target = defs.get(name)
+        if isinstance(target, dict) and name not in seen:
+            merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+            return _inline(merged, defs, seen=(*seen, name), kept=kept)
+        if isinstance(target, dict):
+            kept.add(name)
+    return {k: v if k == "$defs" else _inline(v, defs, seen=seen, kept=kept) for k, v in node.items()}
 
 
 def _merge_nullable(schema: _Schema) -> _Schema:

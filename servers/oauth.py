@@ -14,6 +14,7 @@ import base64
 import binascii
 import hmac
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast, get_args
 from urllib.parse import unquote
 
@@ -327,6 +328,12 @@ def _cors(app: ASGIApp, methods: list[str]) -> ASGIApp:
     )
 
 
+def _posted_from_browsers(path: str, handle: Callable[[Request], Awaitable[Response]]) -> Route:
+    """A POST endpoint that browser-based clients call cross-origin, with the body size limit."""
+    methods = ["POST", "OPTIONS"]
+    return Route(path, endpoint=_cors(_limited(request_response(handle)), methods), methods=methods)
+
+
 def oauth_routes(db: Database) -> list[Route]:
     """The authorization server's endpoints, with this server's base URL as issuer. None when
     that URL cannot be an issuer (plain http beyond loopback, e.g. a container bound to 0.0.0.0
@@ -365,25 +372,7 @@ def oauth_routes(db: Database) -> list[Route]:
             endpoint=_limited(request_response(AuthorizationHandler(provider).handle)),
             methods=["GET", "POST"],
         ),
-        Route(
-            "/token",
-            endpoint=_cors(_limited(request_response(token.handle)), ["POST", "OPTIONS"]),
-            methods=["POST", "OPTIONS"],
-        ),
-        Route(
-            "/register",
-            endpoint=_cors(
-                _limited(request_response(RegistrationHandler(provider, registration).handle)),
-                ["POST", "OPTIONS"],
-            ),
-            methods=["POST", "OPTIONS"],
-        ),
-        Route(
-            "/revoke",
-            endpoint=_cors(
-                _limited(request_response(PublicClientRevocationHandler(provider, authenticator).handle)),
-                ["POST", "OPTIONS"],
-            ),
-            methods=["POST", "OPTIONS"],
-        ),
+        _posted_from_browsers("/token", token.handle),
+        _posted_from_browsers("/register", RegistrationHandler(provider, registration).handle),
+        _posted_from_browsers("/revoke", PublicClientRevocationHandler(provider, authenticator).handle),
     ]

@@ -151,18 +151,9 @@ async def admin_audit(
     limit: LimitArg = 20,
     cursor: CursorArg = None,
 ) -> Page[AuditEntryOut]:
+    page = PageRequest(limit=limit, cursor=cursor)
     async with rt.context(person_level=True) as (ctx, uow):
-        return await service.list_audit(
-            ctx,
-            uow,
-            PageRequest(limit=limit, cursor=cursor),
-            actor,
-            action,
-            target_type,
-            target_id,
-            since,
-            until,
-        )
+        return await service.list_audit(ctx, uow, page, actor, action, target_type, target_id, since, until)
 
 
 @admin.tool(

@@ -249,6 +249,10 @@ def _flat_parameter(name: str, info: FieldInfo) -> inspect.Parameter:
     typed = Annotated[tuple([annotation, *meta])] if meta else annotation
     if info.is_required():
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=typed)
+    if info.default_factory is not None:
+        # Defaulted by a factory (an empty list): null is taken as "not sent", as a plain
+        # optional argument would be, and the model fills in its default.
+        typed = Annotated[tuple([annotation | None, *meta])]
     default = info.default if info.default is not PydanticUndefined else None
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=typed, default=default)
 
@@ -284,6 +288,11 @@ def served_function(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[
         given = set(kwargs) if sent is None else sent
         for pname, model in flats.items():
             values = {k: kwargs.pop(k) for k in model.model_fields if k in kwargs}
+            values = {
+                k: v
+                for k, v in values.items()
+                if v is not None or model.model_fields[k].default_factory is None
+            }
             kwargs[pname] = model.model_validate({k: v for k, v in values.items() if k in given})
         return await fn(server.runtime, **kwargs)
 

@@ -103,11 +103,14 @@ async def bookings_service_upsert(
     idempotency_key: IdempotencyArg = None,
 ) -> ServiceOut:
     async with rt.context(org) as (ctx, uow):
-        if service_id is None:
-            # A new service has nothing to clear: null means "the default", as if omitted.
-            data = ServiceIn.model_validate(fields.model_dump(exclude_none=True))
-            return await service.create_service(ctx, uow, data, idempotency_key=idempotency_key)
-        return await service.update_service(ctx, uow, service_id, fields)
+        if service_id is not None:
+            return await service.update_service(ctx, uow, service_id, fields)
+        # A new service has nothing to clear: null means "the default", as if omitted.
+        return await service.create_service(ctx, uow, _created(fields), idempotency_key=idempotency_key)
+
+
+def _created(fields: ServiceUpdateIn) -> ServiceIn:
+    return ServiceIn.model_validate(fields.model_dump(exclude_none=True))
 
 
 @bookings.tool(

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
 
 from core import billing
 from core.billing.schemas import ActionOut, JobOut, JobStatus, QuoteOut, RunAccepted, RunIn
-from core.errors import FieldIssue, ValidationFailed
 from core.pagination import Page, PageRequest
 from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset
+from tools.common import json_object_argument
 
 NOT_TOOLS = {
     "billing.receive_callback": "peer-to-platform HTTP contract, signed with the peer's secret",
@@ -43,22 +42,8 @@ JobIdArg = Annotated[uuid.UUID, Field(description="The job id (= its trace id)."
 
 
 def parse_input(raw: str) -> RunIn:
-    try:
-        value: Any = json.loads(raw or "{}")
-    except json.JSONDecodeError as exc:
-        raise ValidationFailed(
-            "`input_json` is not valid JSON",
-            code="invalid_json",
-            hint='pass a JSON object, e.g. {"email": "ada@example.com"}',
-            errors=[FieldIssue("input_json", str(exc))],
-        ) from exc
-    if not isinstance(value, dict):
-        raise ValidationFailed(
-            "`input_json` must be a JSON object",
-            code="invalid_json",
-            errors=[FieldIssue("input_json", "not an object")],
-        )
-    return RunIn(input=value)
+    example = '{"email": "ada@example.com"}'
+    return RunIn(input=json_object_argument(raw, "input_json", code="invalid_json", example=example))
 
 
 jobs = Toolset(

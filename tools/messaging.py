@@ -248,14 +248,9 @@ async def messaging_drafts_list(
     limit: LimitArg = 20,
     cursor: CursorArg = None,
 ) -> Page[DraftOut]:
+    page, wanted = PageRequest(limit=limit, cursor=cursor), None if status == "any" else status
     async with rt.context(org) as (ctx, uow):
-        return await core_messaging.list_drafts(
-            ctx,
-            uow,
-            PageRequest(limit=limit, cursor=cursor),
-            thread_id,
-            None if status == "any" else status,
-        )
+        return await core_messaging.list_drafts(ctx, uow, page, thread_id, wanted)
 
 
 @messaging.tool(

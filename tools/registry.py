@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from pydantic import Field
 
 from core import registry as service
 from core.billing.schemas import COMPONENT_PATTERN
-from core.errors import FieldIssue, ValidationFailed
 from core.pagination import Page, PageRequest
 from core.registry.schemas import (
     CONFIG_MAX_BYTES,
@@ -23,6 +21,7 @@ from core.registry.schemas import (
     Uninstalled,
 )
 from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset, unlisted
+from tools.common import json_object_argument
 
 NOT_TOOLS = {
     "registry.sync_builtins": "runs at server start-up",
@@ -53,20 +52,7 @@ ConfigArg = Annotated[
 
 
 def _config(raw: str) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise ValidationFailed(
-            "`config` must be a JSON object",
-            code="invalid_config",
-            hint='pass a JSON object as text, e.g. {"locale": "fr"}',
-            errors=[FieldIssue("config", "not a JSON object")],
-        )
-    return value
+    return json_object_argument(raw, "config", code="invalid_config", example='{"locale": "fr"}')
 
 
 registry = Toolset(

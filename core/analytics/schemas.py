@@ -29,10 +29,20 @@ RANGE_DOC = (
 
 
 class RangeIn(Input):
-    period: Period | None = Field(default=None, description="A named period in `time_zone`.")
-    start: str | None = Field(default=None, max_length=40, description="ISO date or date-time.")
-    end: str | None = Field(default=None, max_length=40, description="ISO date or date-time (exclusive).")
-    time_zone: str = Field(default="UTC", max_length=64, description="IANA zone, e.g. Europe/Paris.")
+    # Worded for both doors: the MCP tools take these fields flat, with these descriptions.
+    period: Period | None = Field(
+        default=None,
+        description="Named period in `time_zone` (default last_30_days); ignored when start/end given.",
+    )
+    start: str | None = Field(
+        default=None, max_length=40, description="ISO date `2026-03-01` (local) or date-time with offset."
+    )
+    end: str | None = Field(
+        default=None, max_length=40, description="ISO date (that whole day included) or date-time (excluded)."
+    )
+    time_zone: str = Field(
+        default="UTC", max_length=64, description="IANA time zone, e.g. `Europe/Paris`. Default UTC."
+    )
 
 
 class TrendsIn(RangeIn):
@@ -69,7 +79,9 @@ class FunnelIn(RangeIn):
         description="2-5 steps: event names, `name where plan = pro and ...`, or {event, filters}.",
     )
     window: str = Field(
-        default="14d", max_length=10, description="Conversion window from step 1: `30m`, `12h`, `14d`, `2w`."
+        default="14d",
+        max_length=10,
+        description="Conversion window from step 1: `30m`, `12h`, `14d`, `2w` (max 90d).",
     )
 
 

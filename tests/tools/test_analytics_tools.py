@@ -92,6 +92,20 @@ async def test_track_then_ask_how_it_is_going(client: httpx.AsyncClient, db: Dat
 
         personal = await c.call_tool("analytics_trends", {"events": ["lead_captured"]})
         assert personal.structured_content["series"][0]["total"] == 0
+        # `filters: null` is "no filters", as before the tool took the model's fields flat.
+        unfiltered = await c.call_tool(
+            "analytics_trends", {"events": ["lead_captured"], "filters": None, "org": org}
+        )
+        assert not unfiltered.is_error, text_of(unfiltered)
+        assert unfiltered.structured_content["series"][0]["total"] == 3
+
+        # A funnel step may also be an object, as over REST (its schema is spelled out inline).
+        stepped = await c.call_tool(
+            "analytics_funnel",
+            {"steps": [{"event": "lead_captured", "filters": ["channel = ig"]}, "bookings/booking.confirmed"],
+             "org": org},
+        )  # fmt: skip
+        assert not stepped.is_error, text_of(stepped)
 
         summary = await c.call_tool("analytics_summary", {"period": "this_month", "org": org})
         assert not summary.is_error and summary.structured_content["members"] is not None

@@ -163,3 +163,52 @@ def test_messaging_tools_are_module_level_and_take_the_models_bounds() -> None:
     approve = Tool.from_function(served_function(messaging.messaging_draft_approve), name="a").parameters
     body = next(s for s in approve["properties"]["body"]["anyOf"] if s.get("type") == "string")
     assert body["minLength"] == 1
+
+
+def test_analytics_tools_are_module_level_and_take_their_query_models() -> None:
+    from tools import analytics
+
+    assert isinstance(analytics.analytics, Toolset) and not hasattr(analytics, "toolset")
+    for spec in analytics.analytics.tools:
+        fn = getattr(analytics, spec.name)
+        assert inspect.iscoroutinefunction(fn), spec.name
+        assert next(iter(inspect.signature(fn, eval_str=True).parameters)) == "rt", spec.name
+    # The range arguments are the model's: the same bounds as REST, in one place.
+    listed = Tool.from_function(served_function(analytics.analytics_events_list), name="e").parameters
+    assert {"name", "client_id", "period", "start", "end", "time_zone", "limit", "cursor"} <= set(
+        listed["properties"]
+    )
+    assert listed["properties"]["time_zone"]["maxLength"] == 64
+
+
+def test_the_funnel_tool_spells_its_step_model_out_in_its_own_schema() -> None:
+    from servers.mcp import tool_definitions
+    from tools import analytics
+
+    schema = tool_definitions(analytics.analytics.tools)["analytics_funnel"]["inputSchema"]
+    assert "$defs" not in schema and "$ref" not in str(schema)
+    steps = schema["properties"]["steps"]
+    step = next(s for s in steps["items"]["anyOf"] if s.get("type") == "object")
+    assert step["required"] == ["event"]
+    assert step["properties"]["event"]["maxLength"] == 100
+    assert step["additionalProperties"] is False
+
+
+def test_every_tool_body_is_at_most_five_lines() -> None:
+    """A tool adapts arguments and calls core; a longer body is a rule living in a door."""
+    import ast
+    import textwrap
+
+    from servers.mcp import toolsets
+
+    long: dict[str, int] = {}
+    for ts in toolsets(ToolRuntime(None)):  # type: ignore[arg-type]
+        for spec in ts.tools:
+            fn = inspect.unwrap(spec.fn)
+            node = ast.parse(textwrap.dedent(inspect.getsource(fn))).body[0]
+            assert isinstance(node, ast.AsyncFunctionDef), spec.name
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            lines = (body[-1].end_lineno or 0) - body[0].lineno + 1
+            if lines > 5:
+                long[spec.name] = lines
+    assert not long, long

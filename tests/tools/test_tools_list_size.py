@@ -194,3 +194,39 @@ def test_a_deep_object_becomes_any_object_named_by_its_fields() -> None:
     }
     lean = Draft202012Validator(compact_output(schema))
     assert lean.is_valid({"fee": {"whatever": 1}}) and not lean.is_valid({"fee": 3})
+
+
+def test_input_models_are_inlined_and_a_recursive_one_keeps_its_reference() -> None:
+    from servers.mcp_schema import compact_input
+
+    schema = {
+        "$defs": {
+            "Step": {
+                "properties": {"event": {"type": "string", "title": "Event"}},
+                "required": ["event"],
+                "type": "object",
+                "title": "Step",
+            },
+            "Node": {
+                "properties": {"child": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]}},
+                "type": "object",
+            },
+        },
+        "properties": {
+            "step": {"anyOf": [{"$ref": "#/$defs/Step"}, {"type": "null"}], "default": None},
+            "tree": {"$ref": "#/$defs/Node", "description": "A tree."},
+        },
+        "type": "object",
+    }
+    lean = compact_input(schema)
+    assert lean["properties"]["step"] == {
+        "properties": {"event": {"type": "string"}},
+        "required": ["event"],
+        "type": ["object", "null"],
+    }
+    # A model that contains itself cannot be spelled out: its reference, and only it, stays.
+    assert lean["properties"]["tree"]["description"] == "A tree."
+    assert set(lean["$defs"]) == {"Node"}
+    validator = Draft202012Validator(lean)
+    assert validator.is_valid({"step": {"event": "x"}, "tree": {"child": {"child": None}}})
+    assert not validator.is_valid({"step": {}, "tree": {"child": 3}})
