@@ -23,7 +23,7 @@ from core.secret_binding import verify_secrets
 from core.uow import Database
 from servers import mcp as mcp_door
 from servers import oauth as oauth_door
-from servers import portal
+from servers import portal, public
 from servers.api import api_routers
 from servers.mcp_changes import ToolListChanges
 from servers.middleware import BodyLimit, RequestContext
@@ -140,7 +140,9 @@ def create_app(
     for path in ("/mcp", "/.well-known/oauth-protected-resource/mcp"):
         app.router.routes.append(Route(path, endpoint=mcp_app))
 
-    # The portal last: its catch-all client routes must not shadow an API or MCP path.
+    # The clients' pages (booking, manage), then the portal: its catch-all client routes must not
+    # shadow an API, MCP or public path.
+    public.mount(app, settings)
     portal.mount(app, settings)
 
     # Inside CORS (a cross-origin caller can read its 429) and the body limit (what it drains
