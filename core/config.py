@@ -81,10 +81,20 @@ class Settings(BaseSettings):
     rate_limit_per_credential: str = "600/minute"
     rate_limit_per_ip: str = "1200/minute"
     rate_limit_signin_per_ip: str = "20/minute"
+    # Bookings made on one public booking page, whoever makes them (servers.public).
+    rate_limit_public_per_target: str = "30/hour"
+    # "module:function" of an async check (form fields, client address) -> bool run on every
+    # public form post, e.g. a Turnstile verification; unset = no challenge.
+    public_challenge: str | None = None
     # Peers (addresses or CIDRs) whose X-Forwarded-For is believed; none by default.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("rate_limit_per_credential", "rate_limit_per_ip", "rate_limit_signin_per_ip")
+    @field_validator(
+        "rate_limit_per_credential",
+        "rate_limit_per_ip",
+        "rate_limit_signin_per_ip",
+        "rate_limit_public_per_target",
+    )
     @classmethod
     def _one_rate(cls, value: str) -> str:
         from limits import parse

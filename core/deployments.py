@@ -31,7 +31,7 @@ DEPLOYMENTS_ENV = ROOT / "infrastructure" / "deployments.env"
 # ship yet: it is reported, and served once the feature lands, with no change to the deployment.
 FEATURE_CATALOGUE = ("tenancy", "messaging", "bookings", "analytics", "billing", "identity", "registry")
 NEEDS = ("person", "org", "brand")
-SITE_MODES = ("none", "static")
+SITE_MODES = ("none", "static", "app")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _ENV_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
@@ -204,7 +204,10 @@ def caddy_site(dep: Deployment) -> str:
         lines.append("\thandle @api {\n\t\treverse_proxy {$ATLILITH_UPSTREAM}\n\t}")
     if t.mcp:
         lines.append("\thandle @mcp {\n\t\treverse_proxy {$ATLILITH_UPSTREAM}\n\t}")
-    if t.site == "static":
+    if t.site == "app":
+        # The app serves the brand's site at `/` (it reads the Host) and the public pages.
+        lines.append("\thandle {\n\t\treverse_proxy {$ATLILITH_UPSTREAM}\n\t}")
+    elif t.site == "static":
         lines.append(
             "\thandle {\n"
             f"\t\troot * /srv/sites/{dep.domain}\n"

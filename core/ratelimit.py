@@ -140,6 +140,7 @@ class RateLimits:
         self.credential = Policy("credential", parse_rate(settings.rate_limit_per_credential))
         self.ip = Policy("ip", parse_rate(settings.rate_limit_per_ip))
         self.signin = Policy("signin", parse_rate(settings.rate_limit_signin_per_ip))
+        self.target = Policy("target", parse_rate(settings.rate_limit_public_per_target))
         self._limiter = SlidingWindowCounterRateLimiter(storage_from_string(settings.rate_limit_storage))
 
     def address(self, peer: str | None, forwarded_for: str | None) -> str:
@@ -180,6 +181,19 @@ class RateLimits:
                 log.info("rate_limited", policy=policy.name)
                 return Verdict(tuple(standings), refused=standing)
         return Verdict(tuple(standings))
+
+    async def check_target(self, target: str) -> Verdict:
+        """Count one public booking against the page it is made on (whoever makes it): a
+        botnet spread over many addresses still cannot fill one provider's calendar."""
+        if not self.enabled:
+            return Verdict(())
+        allowed = await self._limiter.hit(self.target.item, self.target.name, target)
+        stats = await self._limiter.get_window_stats(self.target.item, self.target.name, target)
+        standing = Standing(self.target, stats.remaining, max(0, math.ceil(stats.reset_time - time.time())))
+        if not allowed:
+            log.info("rate_limited", policy=self.target.name)
+            return Verdict((standing,), refused=standing)
+        return Verdict((standing,))
 
 
 def policy_header(standings: Iterable[Standing]) -> str:

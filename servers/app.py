@@ -24,7 +24,7 @@ from core.secret_binding import verify_secrets
 from core.uow import Database
 from servers import mcp as mcp_door
 from servers import oauth as oauth_door
-from servers import portal
+from servers import portal, public
 from servers.api import api_routers
 from servers.mcp_changes import ToolListChanges
 from servers.middleware import BodyLimit, RequestContext
@@ -171,7 +171,9 @@ def _add_routes(
     for path in ("/mcp", "/.well-known/oauth-protected-resource/mcp"):
         app.router.routes.append(Route(path, endpoint=mcp_app))
 
-    # The portal last: its catch-all client routes must not shadow an API or MCP path.
+    # The clients' pages (booking, manage), then the portal: its catch-all client routes must not
+    # shadow an API, MCP or public path.
+    public.mount(app, settings)
     portal.mount(app, settings)
 
 

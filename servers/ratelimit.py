@@ -13,11 +13,13 @@ from core.errors import DomainError
 from core.ratelimit import RateLimits, policy_header, state_header
 from servers.problems import domain_problem
 
-__all__ = ["SIGNIN_PATHS", "RateLimit"]
+__all__ = ["PUBLIC_FORM_PREFIXES", "SIGNIN_PATHS", "RateLimit"]
 
 # Where a password is tried or an account made: the strict per-address `signin` policy. A
 # public form that creates something for an anonymous visitor belongs here too.
 SIGNIN_PATHS = frozenset({"/v1/auth/signup", "/v1/auth/login", "/register", "/token"})
+# The public pages' forms (servers.public): a booking or a change made by an anonymous visitor.
+PUBLIC_FORM_PREFIXES = ("/book/", "/manage/", "/c/")
 # Liveness probes, and the Inngest executor (signed, and as fast as the events are).
 EXEMPT_PREFIXES = ("/health", "/api/inngest")
 
@@ -37,7 +39,8 @@ class RateLimit:
         verdict = await self.limits.check(
             address=self.limits.address(client[0] if client else None, headers.get("x-forwarded-for")),
             authorization=headers.get("authorization"),
-            signin=scope.get("method") == "POST" and path.rstrip("/") in SIGNIN_PATHS,
+            signin=scope.get("method") == "POST"
+            and (path.rstrip("/") in SIGNIN_PATHS or path.startswith(PUBLIC_FORM_PREFIXES)),
         )
         fields = [
             (b"ratelimit-policy", policy_header(verdict.standings).encode()),

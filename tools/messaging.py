@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from core import messaging as core_messaging
+from core.messaging.conversation import ClientLinkOut
 from core.messaging.schemas import (
     DraftApprovedOut,
     DraftApproveIn,
@@ -342,3 +343,34 @@ write drafts, and which channels can deliver. Read-only.""",
 async def messaging_settings_get(rt: ToolRuntime, org: OrgArg = None) -> SettingsOut:
     async with rt.context(org) as (ctx, uow):
         return await core_messaging.get_settings(ctx, uow)
+
+
+@messaging.tool(
+    "messaging_client_link",
+    """A portal thread's client link (`url`): the client reads and replies there, no account.
+Issued by the first message sent; `active` false: none live (the next message issues one).""",
+    title="Client conversation link",
+    read_only=True,
+)
+async def messaging_client_link(
+    rt: ToolRuntime,
+    thread_id: uuid.UUID,
+    org: OrgArg = None,
+) -> ClientLinkOut:
+    async with rt.context(org) as (ctx, uow):
+        return await core_messaging.client_link(ctx, uow, thread_id)
+
+
+@messaging.tool(
+    "messaging_client_link_revoke",
+    """Revoke a thread's client link (idempotent); the next message sent issues a new one.""",
+    title="Revoke the client link",
+    read_only=False,
+)
+async def messaging_client_link_revoke(
+    rt: ToolRuntime,
+    thread_id: uuid.UUID,
+    org: OrgArg = None,
+) -> ClientLinkOut:
+    async with rt.context(org) as (ctx, uow):
+        return await core_messaging.revoke_client_link(ctx, uow, thread_id)

@@ -43,6 +43,7 @@ async def _service_out(ctx: TenantContext, uow: UnitOfWork, services: list[Servi
             cancel_notice_minutes=s.cancel_notice_minutes,
             late_cancel_fee=money(s.late_cancel_fee, s.currency),
             active=s.active,
+            approval_required=s.approval_required,
             context=context_of(s.org_id),
             org_id=s.org_id,
             created_at=s.created_at,
@@ -155,7 +156,14 @@ async def update_service(
     if if_match is not None:
         require_match(if_match, (await _service_out(ctx, uow, [service]))[0], what="service")
     fields = data.model_dump(exclude_unset=True, exclude={"providers"})
-    for required in ("name", "duration_minutes", "active", "location_kind", "assignment"):
+    for required in (
+        "name",
+        "duration_minutes",
+        "active",
+        "approval_required",
+        "location_kind",
+        "assignment",
+    ):
         if required in fields and fields[required] is None:
             raise ValidationFailed(f"{required} cannot be null", errors=[FieldIssue(required, "required")])
     merged = {k: fields.get(k, getattr(service, k)) for k in ("price_amount", "currency", "late_cancel_fee")}

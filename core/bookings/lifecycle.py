@@ -244,7 +244,12 @@ async def _move(
         start_at=start,
         end_at=end,
         provider_id=target.id,
+        # A new time gets its own reminder, when that time comes near.
         reminder_sent_at=None,
+        reminder_message_id=None,
+        reminder_channel=None,
+        reminder_status=None,
+        reminder_error=None,
         reschedules=Booking.reschedules.op("||")(
             cast(literal("[" + entry.model_dump_json() + "]", type_=Text), JSONB)
         ),

@@ -71,4 +71,4 @@ def read(settings: Settings, token: str) -> uuid.UUID:
 
 
 def url(settings: Settings, token: str) -> str:
-    return f"{settings.base_url}/v1/bookings/manage/{token}"
+    return f"{settings.base_url}/manage/{token}"

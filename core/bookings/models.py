@@ -84,6 +84,7 @@ class Service(TenantOwned, Base):
     cancel_notice_minutes: Mapped[int] = mapped_column(server_default=text("0"))
     late_cancel_fee: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     active: Mapped[bool] = mapped_column(server_default=text("true"))
+    approval_required: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[dt.datetime] = created_at()
     updated_at: Mapped[dt.datetime] = updated_at()
 
@@ -155,6 +156,15 @@ class Booking(TenantOwned, Base):
             "start_at",
             postgresql_where=text("status = 'confirmed' AND reminder_sent_at IS NULL"),
         ),
+        Index(
+            "ix_bookings_reminder_message_id",
+            "reminder_message_id",
+            postgresql_where=text("reminder_message_id IS NOT NULL"),
+        ),
+        CheckConstraint(
+            "reminder_status IS NULL OR reminder_status IN ('queued', 'sent', 'failed', 'skipped')",
+            name="reminder_status",
+        ),
         {"schema": SCHEMA},
     )
 
@@ -189,7 +199,12 @@ class Booking(TenantOwned, Base):
     cancellation_fee: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     cancelled_at: Mapped[dt.datetime | None]
     reschedules: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
-    reminder_sent_at: Mapped[dt.datetime | None]
+    reminder_sent_at: Mapped[dt.datetime | None]  # when the reminder fell due (and was claimed)
+    # The reminder's message (core.bookings.reminders) and how its delivery went.
+    reminder_message_id: Mapped[uuid.UUID | None]
+    reminder_channel: Mapped[str | None] = mapped_column(Text)
+    reminder_status: Mapped[str | None] = mapped_column(Text)
+    reminder_error: Mapped[str | None] = mapped_column(Text)
     confirmed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = created_at()
     updated_at: Mapped[dt.datetime] = updated_at()

@@ -16,6 +16,7 @@ from core.bookings.schemas import (
     ClientRef,
     ManageLinkOut,
     MoneyOut,
+    ReminderOut,
     RescheduleOut,
     ServiceRef,
 )
@@ -113,6 +114,19 @@ def booking_out(
         created_at=b.created_at,
         updated_at=b.updated_at,
         manage=manage,
+        reminder=_reminder(b),
+    )
+
+
+def _reminder(b: Booking) -> ReminderOut | None:
+    if b.reminder_status is None:
+        return None
+    return ReminderOut(
+        status=b.reminder_status,
+        channel=b.reminder_channel,
+        message_id=b.reminder_message_id,
+        due_at=b.reminder_sent_at,
+        error=b.reminder_error,
     )
 
 

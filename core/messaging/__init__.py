@@ -9,6 +9,7 @@ person's act.
 
 from __future__ import annotations
 
+from core.messaging.conversation import client_link, revoke_client_link
 from core.messaging.drafting import generate_draft
 from core.messaging.drafts import approve_draft, create_draft, get_draft, list_drafts, reject_draft
 from core.messaging.ingest import ingest
@@ -26,6 +27,7 @@ from core.messaging.threads import (
 __all__ = [
     "ThreadFilter",
     "approve_draft",
+    "client_link",
     "create_draft",
     "create_thread",
     "generate_draft",
@@ -38,6 +40,7 @@ __all__ = [
     "mark_read",
     "reject_draft",
     "retry_delivery",
+    "revoke_client_link",
     "send_message",
     "update_settings",
     "update_thread",

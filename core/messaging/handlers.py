@@ -118,9 +118,21 @@ async def _mark_sent(uow: UnitOfWork, message: Message, external_id: str | None)
         ).first()
         if taken is None:
             values["external_id"] = external_id
-    await uow.session.execute(
-        update(Message).where(Message.id == message.id, Message.delivery_status != "sent").values(**values)
-    )
+    changed = (
+        await uow.session.execute(
+            update(Message)
+            .where(Message.id == message.id, Message.delivery_status != "sent")
+            .values(**values)
+            .returning(Message.id)
+        )
+    ).first()
+    if changed is not None:
+        uow.emit(
+            "messaging/message.delivered",
+            {"message_id": message.id, "thread_id": message.thread_id, "channel": message.channel},
+            person_id=message.person_id,
+            org_id=message.org_id,
+        )
 
 
 async def _record_failure(uow: UnitOfWork, event: Event, message_id: uuid.UUID, reason: str) -> None:

@@ -19,6 +19,7 @@ from core.messaging.queries import new_thread, settings_row
 from core.messaging.schemas import InboundBatchIn, InboundIn, IngestItemOut, IngestOut
 from core.scoping import in_context, owned_by
 from core.tenancy.matching import find_or_create_client
+from core.tenancy.models import Client
 from core.tenancy.schemas import ClientOut
 from core.uow import UnitOfWork
 
@@ -134,7 +135,24 @@ async def _already_ingested(
 
 
 async def _client_of(ctx: TenantContext, uow: UnitOfWork, item: InboundIn) -> tuple[ClientOut, bool]:
-    """The client who wrote, matched or created; field errors name the item's `client_*` fields."""
+    """The client who wrote, matched or created; field errors name the item's `client_*` fields.
+    A message naming our thread without a contact is from that thread's client."""
+    if item.thread_id is not None and not (item.client_email or item.client_phone):
+        own = (
+            await uow.session.execute(
+                select(Client)
+                .join(Thread, Thread.client_id == Client.id)
+                .where(Thread.id == item.thread_id, Thread.tenant_id == ctx.tenant_id)
+            )
+        ).scalar_one_or_none()
+        if own is None:
+            raise ValidationFailed(
+                "thread_id names no thread in this context",
+                code="thread_mismatch",
+                hint="give client_email or client_phone, or a thread_id of this context",
+                errors=[FieldIssue("thread_id", "no such thread", "mismatch")],
+            )
+        return ClientOut.model_validate(own), False
     try:
         return await find_or_create_client(
             ctx, uow, name=item.client_name, email=item.client_email, phone=item.client_phone

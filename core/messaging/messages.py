@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from core.context import TenantContext
 from core.errors import Conflict, FieldIssue, NotFound
 from core.idempotency import idempotent_operation
+from core.messaging.conversation import issue_values
 from core.messaging.models import Message, Thread
 from core.messaging.policy import WRITE, agent_may, is_agent, require_deliverable
 from core.messaging.presenters import attachments_in, message_out, preview, thread_out
@@ -152,6 +153,7 @@ async def _thread_after_send(
         "last_activity_at": func.greatest(Thread.last_activity_at, message.occurred_at),
         "preview": preview(message.body, attachments),
         "updated_at": func.now(),
+        **issue_values(thread),
     }
     person_reads = kind == "person" and thread.unread_count > 0
     if person_reads:

@@ -89,6 +89,9 @@ class Thread(TenantOwned, Base):
     preview: Mapped[str] = mapped_column(Text, server_default="")
     last_activity_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
     last_inbound_at: Mapped[dt.datetime | None]
+    # The client's conversation link (core.messaging.conversation): which one, and whether it opens.
+    client_link_generation: Mapped[int] = mapped_column(server_default=text("0"))
+    client_link_active: Mapped[bool] = mapped_column(server_default=text("false"))
     search: Mapped[Any] = mapped_column(TSVECTOR, Computed(SUBJECT_TSV, persisted=True), deferred=True)
     created_at: Mapped[dt.datetime] = created_at()
     updated_at: Mapped[dt.datetime] = updated_at()

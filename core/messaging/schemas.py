@@ -192,8 +192,8 @@ class InboundIn(Input):
     def _content(self) -> InboundIn:
         if not self.body and not self.attachments:
             raise ValueError("a message needs a body or attachments")
-        if not self.client_email and not self.client_phone:
-            raise ValueError("give client_email or client_phone")
+        if not self.client_email and not self.client_phone and self.thread_id is None:
+            raise ValueError("give client_email or client_phone (or our thread_id)")
         if self.occurred_at is not None and self.occurred_at.tzinfo is None:
             raise ValueError("occurred_at needs a timezone (e.g. 2026-11-22T10:00:00Z)")
         return self

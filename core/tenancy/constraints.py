@@ -21,8 +21,10 @@ constraint_error(
     "uq_orgs_slug", _taken("slug", "slug_taken", "this org slug is taken", "choose another slug")
 )
 constraint_error(
-    "uq_brands_tenant_id_slug",
-    _taken("slug", "slug_taken", "a brand with this slug exists in this context", "choose another slug"),
+    "uq_brands_slug",
+    _taken(
+        "slug", "slug_taken", "this brand slug is taken", "choose another slug (it names the public site)"
+    ),
 )
 constraint_error(
     "pk_brand_domains",

@@ -201,7 +201,7 @@ class TenantOwned:
 class Brand(TenantOwned, Base):
     __tablename__ = "brands"
     __table_args__ = (
-        Index("uq_brands_tenant_id_slug", "tenant_id", "slug", unique=True),
+        Index("uq_brands_slug", "slug", unique=True),  # names the public site: /site/{slug}
         Index("ix_brands_tenant_id_created_at", "tenant_id", "created_at"),
         {"schema": SCHEMA},
     )

@@ -6,7 +6,15 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.validation import (
     Email,
@@ -243,17 +251,69 @@ class InvitationOut(BaseModel):
 # --- brands and clients ---------------------------------------------------------------------
 
 
+HexColour = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")]
+
+
+class SiteColours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    primary: HexColour | None = None
+    background: HexColour | None = None
+    text: HexColour | None = None
+
+
+class SiteContact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Email | None = None
+    phone: Annotated[str, Field(max_length=40)] | None = None
+
+
+class SiteSettings(BaseModel):
+    """The keys of a brand's `config` its public site reads (`/site/{slug}` and the brand's
+    domains); other keys are kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+    tagline: Annotated[str, Field(max_length=200)] | None = None
+    about: Annotated[str, Field(max_length=5000)] | None = None
+    logo_url: Annotated[str, Field(pattern=r"^https://[^\s\"'<>]+$", max_length=2000)] | None = Field(
+        default=None, description="An https URL."
+    )
+    colours: SiteColours | None = None
+    services: list[uuid.UUID] | None = Field(
+        default=None, max_length=100, description="The services the site offers (default: every active one)."
+    )
+    contact: SiteContact | None = None
+
+
+def _site(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if config is not None:
+        try:
+            SiteSettings.model_validate(config)  # a bad colour or URL is refused when written
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"{where}: {first['msg']}") from None
+    return config
+
+
 class BrandIn(Input):
-    slug: Slug
+    slug: Slug = Field(description="Names the public site: /site/{slug}; unique platform-wide.")
     name: Name
     domains: list[Hostname] = Field(default_factory=list, max_length=20)
-    config: SiteConfig = Field(default_factory=dict, description="Site configuration (JSON, up to 64 KiB).")
+    config: SiteConfig = Field(
+        default_factory=dict,
+        description="Site configuration (JSON, up to 64 KiB): tagline, about, logo_url, colours "
+        "{primary, background, text}, services [ids], contact {email, phone}; other keys are kept.",
+    )
+
+    _config = field_validator("config")(_site)
 
 
 class BrandUpdateIn(Input):
     name: Name | None = None
     domains: list[Hostname] | None = Field(default=None, max_length=20)
     config: SiteConfig | None = None
+
+    _config = field_validator("config")(_site)
 
 
 class BrandOut(BaseModel):

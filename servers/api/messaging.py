@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, status
 
 from core import messaging
+from core.messaging.conversation import ClientLinkOut
 from core.messaging.schemas import (
     DraftApprovedOut,
     DraftApproveIn,
@@ -197,3 +198,17 @@ async def update_settings(
     """Replace the context's settings (a person; owner or admin in an org)."""
     async with caller.context() as (ctx, uow):
         return tagged(response, await messaging.update_settings(ctx, uow, data, if_match))
+
+
+@router.get("/threads/{thread_id}/client-link", response_model=ClientLinkOut)
+async def client_link(thread_id: uuid.UUID, caller: CallerDep) -> ClientLinkOut:
+    """The client's conversation link of a portal thread (issued by the first message sent)."""
+    async with caller.context() as (ctx, uow):
+        return await messaging.client_link(ctx, uow, thread_id)
+
+
+@router.post("/threads/{thread_id}/client-link/revoke", response_model=ClientLinkOut)
+async def revoke_client_link(thread_id: uuid.UUID, caller: CallerDep) -> ClientLinkOut:
+    """Stop the link from opening the conversation; the next message sent issues a new one."""
+    async with caller.context() as (ctx, uow):
+        return await messaging.revoke_client_link(ctx, uow, thread_id)

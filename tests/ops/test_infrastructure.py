@@ -248,6 +248,8 @@ def test_caddyfile_fronts_every_deployment() -> None:
         assert ("handle @api" in block) == dep.template.api
         if dep.template.site == "static":
             assert f"root * /srv/sites/{dep.domain}" in block
+        if dep.template.site == "app":  # the brand's site and public pages come from the app
+            assert "handle {\n\t\treverse_proxy {$ATLILITH_UPSTREAM}" in block
     for brand_domain in ("cocotte.maison", "sansonnet.maison", "transquinnftw.atlilith.com", "atlilith.com"):
         assert any(brand_domain in addr.split(", ") for addr in sites)
 

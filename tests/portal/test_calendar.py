@@ -201,12 +201,15 @@ async def test_the_services_editor_saves(page: Page) -> None:
     form = page.get_by_role("form", name="Edit Colour")
     await form.get_by_label("Price", exact=True).fill("95.50")
     await form.get_by_label("Late cancellation fee").fill("20")
+    await form.get_by_label("Approval required").select_option(label="Yes: clients send a request")
     await screenshot(page, "services")
     await form.get_by_role("button", name="Save service").click()
     await expect(page.get_by_role("row").filter(has_text="Colour")).to_contain_text("95.50 EUR")
+    await expect(page.get_by_role("row").filter(has_text="Colour")).to_contain_text("approval required")
     [svc] = (await api_as(page, "GET", "/v1/bookings/services"))["items"]
     assert svc["price"] == {"amount": "95.50", "currency": "EUR"}
     assert svc["late_cancel_fee"] == {"amount": "20.00", "currency": "EUR"}
+    assert svc["approval_required"] is True
     assert (svc["duration_minutes"], svc["buffer_after_minutes"], svc["min_notice_minutes"]) == (90, 15, 120)
 
     # A refusal is shown where it happened, with the API's field message.

@@ -261,32 +261,40 @@ async def test_idempotency_key_replays_the_first_result(client: httpx.AsyncClien
 async def test_brands_domains_unique_across_the_platform(client: httpx.AsyncClient, team: dict) -> None:
     org, owner, outsider = team["org"], team["owner"], team["outsider"]
     domain = f"{slug('d')}.example"
+    shop, mine = slug("shop"), slug("mine")
     r = await client.post(
         "/v1/brands",
-        json={"slug": "shop", "name": "Shop", "domains": [domain.upper()], "config": {"theme": "x"}},
+        json={"slug": shop, "name": "Shop", "domains": [domain.upper()], "config": {"theme": "x"}},
         headers=owner.h(org=org),
     )
     assert r.status_code == 201, r.text
     brand = r.json()
     assert brand["domains"] == [domain] and brand["context"] == "org"
     taken = await client.post(
-        "/v1/brands", json={"slug": "mine", "name": "Mine", "domains": [domain]}, headers=outsider.h()
+        "/v1/brands", json={"slug": mine, "name": "Mine", "domains": [domain]}, headers=outsider.h()
     )
     assert taken.status_code == 409 and taken.json()["code"] == "domain_taken"
+    # A brand slug names its public site (/site/{slug}): taken in another context is taken.
+    same_slug = await client.post("/v1/brands", json={"slug": shop, "name": "Copy"}, headers=outsider.h())
+    assert same_slug.status_code == 409 and same_slug.json()["code"] == "slug_taken"
     upd = await client.patch(
         f"/v1/brands/{brand['id']}", json={"domains": [f"www.{domain}"]}, headers=owner.h(org=org)
     )
     assert upd.json()["domains"] == [f"www.{domain}"]
     now_free = await client.post(
-        "/v1/brands", json={"slug": "mine", "name": "Mine", "domains": [domain]}, headers=outsider.h()
+        "/v1/brands", json={"slug": mine, "name": "Mine", "domains": [domain]}, headers=outsider.h()
     )
     assert now_free.status_code == 201
     big = await client.post(
-        "/v1/brands", json={"slug": "big", "name": "Big", "config": {"x": "y" * 70_000}}, headers=outsider.h()
+        "/v1/brands",
+        json={"slug": slug("big"), "name": "Big", "config": {"x": "y" * 70_000}},
+        headers=outsider.h(),
     )
     assert big.status_code == 422 and big.json()["errors"][0]["field"] == "config"
     bad = await client.post(
-        "/v1/brands", json={"slug": "bad", "name": "Bad", "domains": ["not a domain"]}, headers=outsider.h()
+        "/v1/brands",
+        json={"slug": slug("bad"), "name": "Bad", "domains": ["not a domain"]},
+        headers=outsider.h(),
     )
     assert bad.status_code == 422
 

@@ -126,6 +126,18 @@ class ManageLinkOut(BaseModel):
     expires_at: dt.datetime
 
 
+class ReminderOut(BaseModel):
+    status: Literal["queued", "sent", "failed", "skipped"] = Field(
+        description="`failed` is retried with backoff; `skipped`: nothing to send (no client, no longer due)."
+    )
+    channel: str | None = Field(
+        description="`email` through the mail peer, else `portal` (the client's link)."
+    )
+    message_id: uuid.UUID | None = Field(description="The reminder's message in the client's thread.")
+    due_at: dt.datetime | None = Field(description="When the reminder fell due.")
+    error: str | None = None
+
+
 class BookingOut(BaseModel):
     id: uuid.UUID
     status: Status
@@ -152,6 +164,7 @@ class BookingOut(BaseModel):
     manage: ManageLinkOut | None = Field(
         default=None, description="A fresh client manage link (on request, confirm and reschedule)."
     )
+    reminder: ReminderOut | None = Field(default=None, description="The reminder, once it fell due.")
 
 
 class BookingChangeOut(BaseModel):

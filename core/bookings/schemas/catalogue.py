@@ -42,6 +42,10 @@ class _ServiceFields(Input):
     )
     late_cancel_fee: Money | None = Field(default=None, description="Fee for a late cancellation.")
     active: bool = True
+    approval_required: bool = Field(
+        default=False,
+        description="Clients booking themselves (public pages) send a request you confirm or decline.",
+    )
 
 
 def _money_objects(data: Any) -> Any:
@@ -116,6 +120,7 @@ class ServiceUpdateIn(Input):
     cancel_notice_minutes: int | None = Field(default=None, ge=0, le=525_600)
     late_cancel_fee: Money | None = None
     active: bool | None = None
+    approval_required: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -146,6 +151,7 @@ class ServiceOut(BaseModel):
     cancel_notice_minutes: int
     late_cancel_fee: MoneyOut | None
     active: bool
+    approval_required: bool
     context: Literal["personal", "org"]
     org_id: uuid.UUID | None
     created_at: dt.datetime

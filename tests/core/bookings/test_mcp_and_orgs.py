@@ -105,7 +105,11 @@ async def test_an_agent_books_a_client_end_to_end(client: httpx.AsyncClient, db:
         personal = await c.call_tool("bookings_list", {})
         assert personal.structured_content["items"] == []  # the org's booking is not personal
         link = await c.call_tool("bookings_manage_link", {"org": org, "booking_id": booking_id})
-        view = await client.get(link.structured_content["url"].split("127.0.0.1:3040", 1)[1])
+        # The link is the client's page; the same token opens the booking over REST.
+        assert link.structured_content["url"].endswith(f"/manage/{link.structured_content['token']}")
+        page = await client.get(link.structured_content["url"].split("127.0.0.1:3040", 1)[1])
+        assert page.status_code == 200 and "Add to calendar (.ics)" in page.text
+        view = await client.get(f"/v1/bookings/manage/{link.structured_content['token']}")
         assert view.json()["id"] == booking_id
         taken = await c.call_tool(
             "bookings_hold", {"org": org, "service_id": service_id, "start_at": at(day, "15:30")}

@@ -39,14 +39,22 @@ async def build(client: httpx.AsyncClient, v: Victim) -> None:
     brand = (
         await client.post(
             "/v1/brands",
-            json={"slug": "vbrand", "name": f"Brand {secret}", "domains": [f"{secret}.victim.example"]},
+            json={
+                "slug": f"vbrand-{secret}",
+                "name": f"Brand {secret}",
+                "domains": [f"{secret}.victim.example"],
+            },
             headers=a.h(org=org),
         )
     ).json()
     pbrand = (
         await client.post(
             "/v1/brands",
-            json={"slug": "pbrand", "name": f"PBrand {secret}", "domains": [f"p{secret}.victim.example"]},
+            json={
+                "slug": f"pbrand-{secret}",
+                "name": f"PBrand {secret}",
+                "domains": [f"p{secret}.victim.example"],
+            },
             headers=a.h(),
         )
     ).json()

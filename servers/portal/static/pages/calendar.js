@@ -6,6 +6,9 @@
 import * as api from "../api.js";
 import { html, useState, useEffect, CopyButton, Empty, ErrorBox, Field, Loading, PageHeader, useAction, useAsync } from "../ui.js";
 
+// How a booking's reminder fared (GET /v1/bookings/{id} → reminder).
+const REMINDER_LABELS = { queued: "Being sent", sent: "Sent", failed: "Not delivered", skipped: "Not sent" };
+
 export const STATUS_LABELS = {
   held: "Held", requested: "Requested", confirmed: "Confirmed", declined: "Declined",
   cancelled: "Cancelled", expired: "Expired", completed: "Completed", no_show: "No-show",
@@ -324,6 +327,7 @@ export function BookingPage({ ctx, params }) {
       ${b.hold_expires_at && b.status === "held" && html`<dt>Hold expires</dt><dd>${wall(b.hold_expires_at, zone).time}</dd>`}
       ${b.decline_reason && html`<dt>Declined because</dt><dd>${b.decline_reason}</dd>`}
       ${b.cancellation && html`<dt>Cancelled</dt><dd>by ${b.cancellation.by}${b.cancellation.reason ? `: ${b.cancellation.reason}` : ""}${b.cancellation.untrusted_reason ? html` <span class="from-client">(from the client) ${b.cancellation.untrusted_reason}</span>` : ""}</dd>`}
+      ${b.reminder && html`<dt>Reminder</dt><dd>${REMINDER_LABELS[b.reminder.status]}${b.reminder.channel ? ` (${b.reminder.channel})` : ""}${b.reminder.error ? html` <span class="muted">${b.reminder.error}</span>` : ""}</dd>`}
       <dt>Booking id</dt><dd class="mono">${b.id}</dd>
     </dl>
     ${b.untrusted_client_note && html`<blockquote class="from-client" aria-label="Note from the client"><p class="muted">Written by the client:</p><p>${b.untrusted_client_note}</p></blockquote>`}

@@ -328,6 +328,36 @@ function Generate({ threadId, onDone }) {
   </form>`;
 }
 
+// A portal thread's client link: the page where the client reads this thread and replies
+// (issued by the first message sent; after a revocation, by the next one).
+function ClientLink({ threadId, version }) {
+  const link = useAsync(() => api.get(`/v1/messaging/threads/${threadId}/client-link`), [threadId, version]);
+  const { busy, error, run } = useAction();
+  const [said, setSaid] = useState("");
+  const revoke = async () => {
+    const out = await run(() => api.post(`/v1/messaging/threads/${threadId}/client-link/revoke`, {}));
+    if (out) {
+      setSaid("Link revoked: it no longer opens this conversation. Your next message issues a new one.");
+      link.reload();
+    }
+  };
+  const copy = async () => {
+    await navigator.clipboard.writeText(link.data.url);
+    setSaid("Link copied.");
+  };
+  if (!link.data) return null;
+  return html`<section class="client-link" aria-labelledby="client-link-h">
+    <h2 id="client-link-h">Client's link</h2>
+    ${said && html`<p class="success" role="status">${said}</p>`}
+    <${ErrorBox} error=${error} title="Could not revoke the link" />
+    ${link.data.active
+      ? html`<p>The client reads this conversation and replies at <code class="mono">${link.data.url}</code></p>
+          <div class="actions"><button type="button" class="secondary" onClick=${copy}>Copy the client's link</button>
+          <button type="button" class="secondary" disabled=${busy} onClick=${revoke}>Revoke the client's link</button></div>`
+      : html`<p class="muted">No live link: the next message you send issues one.</p>`}
+  </section>`;
+}
+
 export function ThreadPage({ auth, ctx, params }) {
   const id = params.id;
   const [detail, setDetail] = useState(null);
@@ -411,6 +441,7 @@ export function ThreadPage({ auth, ctx, params }) {
     ${canGenerate && html`<${Generate} threadId=${id} onDone=${done} />`}
     <h2>Reply</h2>
     <${Compose} threadId=${id} onSent=${done} />
+    ${t.channel === "portal" && html`<${ClientLink} threadId=${id} version=${t.message_count} />`}
     <h2>Triage</h2>
     <${Triage} key=${t.updated_at} thread=${t} busy=${patching.busy} onPatch=${patch} members=${members.data} />
   </section>`;

@@ -33,6 +33,7 @@ function toForm(s) {
   f.location_kind = s ? s.location_kind : "in_person";
   f.location = s && s.location ? s.location : "";
   f.active = s && !s.active ? "no" : "yes";
+  f.approval = s && s.approval_required ? "yes" : "no";
   return f;
 }
 
@@ -49,6 +50,7 @@ function toBody(f) {
   body.location_kind = f.location_kind;
   body.location = f.location.trim() || null;
   body.active = f.active === "yes";
+  body.approval_required = f.approval === "yes";
   return body;
 }
 
@@ -78,6 +80,9 @@ function ServiceForm({ service, onSaved, onCancel }) {
       <${Field} label="Address or video link" name="location" value=${form.location} onInput=${set("location")} error=${error} />
       <${Field} label="Offered" name="active" value=${form.active} onInput=${set("active")}
         options=${[{ value: "yes", label: "Active: offered to clients" }, { value: "no", label: "Inactive: not offered" }]} />
+      <${Field} label="Approval required" name="approval_required" value=${form.approval} onInput=${set("approval")}
+        hint="Bookings clients make on your booking page wait for your confirmation."
+        options=${[{ value: "no", label: "No: clients book directly" }, { value: "yes", label: "Yes: clients send a request" }]} />
     </div>
     <div class="actions">
       <button type="submit" disabled=${busy}>Save service</button>
@@ -115,7 +120,7 @@ export function ServicesPage({ ctx }) {
             <td>${s.name}</td>
             <td>${s.duration_minutes} min${s.buffer_before_minutes || s.buffer_after_minutes ? ` (+${s.buffer_before_minutes}/${s.buffer_after_minutes} buffer)` : ""}</td>
             <td>${s.price ? `${s.price.amount} ${s.price.currency}` : "—"}</td>
-            <td>${s.active ? "Active" : html`<span class="muted">Inactive</span>`}</td>
+            <td>${s.active ? "Active" : html`<span class="muted">Inactive</span>`}${s.approval_required ? " · approval required" : ""}</td>
             <td><button type="button" class="secondary" aria-label=${`Edit ${s.name}`} onClick=${() => { setSaid(""); setEditing(s.id); }}>Edit</button></td>
           </tr>`)}</tbody>
     </table>`}

@@ -1,0 +1,449 @@
+"""The booking page and the manage page: each handler reads the request, calls one core
+operation and renders its answer; every rule lives in `core.bookings`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from functools import cache
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, available_timezones
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from core.bookings.manage import manage_cancel, manage_ics, manage_reschedule, manage_slots, manage_view
+from core.bookings.public import PublicBookIn, public_book, public_page, public_service, public_slots
+from core.bookings.schemas import ManageCancelIn, ManageRescheduleIn, SlotsOut
+from core.bookings.sites import SiteOut, brand_for_host, public_site
+from core.errors import Conflict, DomainError, FieldIssue, NotFound, ValidationFailed
+from core.messaging.conversation import ReplyIn, conversation_reply, conversation_view
+from core.uow import Database
+from servers.public.guard import check_form, check_target
+from servers.public.render import HEADERS, csrf_token, error_page, not_found, render, when
+
+__all__ = ["routes", "site_page"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+DONE = {
+    "booked": "You are booked. A confirmation is below; keep this page's link.",
+    "requested": "Request sent: you will hear back once it is confirmed.",
+    "cancelled": "Your booking is cancelled.",
+    "moved": "Your booking has moved.",
+    "replied": "Reply sent.",
+}
+STATUS = {
+    "confirmed": "Confirmed",
+    "requested": "Waiting for confirmation",
+    "held": "Being booked",
+    "cancelled": "Cancelled",
+    "declined": "Declined",
+    "completed": "Done",
+    "no_show": "Missed",
+    "expired": "Expired",
+}
+
+
+@cache
+def zones() -> list[str]:
+    return sorted(z for z in available_timezones() if "/" in z or z == "UTC")
+
+
+def _zone(request: Request) -> tuple[str, bool]:
+    given = request.query_params.get("tz", "")
+    return (given, True) if given in zones() else ("UTC", False)
+
+
+def _from(request: Request, zone: str) -> dt.date:
+    today = dt.datetime.now(ZoneInfo(zone)).date()
+    try:
+        return max(today, dt.date.fromisoformat(request.query_params.get("from", "")))
+    except ValueError:
+        return today
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def _days(slots: SlotsOut, link: Callable[[dt.datetime], str]) -> list[dict[str, Any]]:
+    days: dict[dt.date, dict[str, Any]] = {}
+    for slot in slots.slots:
+        day = days.setdefault(
+            slot.start.date(), {"label": f"{slot.start:%A} {slot.start.day} {slot.start:%B}", "slots": []}
+        )
+        time = f"{slot.start:%H:%M}"
+        day["slots"].append({"time": time, "label": f"{day['label']}, {time}", "url": link(slot.start)})
+    return list(days.values())
+
+
+def guarded(handler: Handler) -> Handler:
+    """Core's refusals become pages: 404s look alike, the rest say what to do."""
+
+    async def page(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except DomainError as error:
+            return error_page(request, error)
+
+    return page
+
+
+# --- the booking page ----------------------------------------------------------------------------
+
+
+async def booking_page(request: Request) -> Response:
+    """The provider's own page: the site template filled from the person or org."""
+    page = await public_page(_db(request), request.path_params["slug"])
+    site = SiteOut(
+        slug=page.slug,
+        name=page.name,
+        tagline=None,
+        about=None,
+        logo_url=None,
+        colours=None,
+        contact=None,
+        book_slug=page.slug,
+        services=page.services,
+    )
+    return render(request, "site.html", title=f"Book with {page.name}", site=site)
+
+
+async def site_page(request: Request) -> Response:
+    """A brand's site: one template, the brand's config."""
+    slug = request.path_params.get("brand") or await brand_for_host(_db(request), _host(request))
+    site = await public_site(_db(request), slug) if slug else None
+    if site is None:
+        return not_found(request)
+    theme = f"/site/{site.slug}/theme.css" if site.colours else None
+    return render(request, "site.html", title=site.name, site=site, site_name=site.name, theme_url=theme)
+
+
+async def site_theme(request: Request) -> Response:
+    """The brand's colours as a style sheet (no inline style under the CSP); the values were
+    checked as #rrggbb when the brand was saved."""
+    site = await public_site(_db(request), request.path_params["brand"])
+    if site is None:
+        return not_found(request)
+    c = site.colours
+    rules = [
+        f"--{name}: {value};"
+        for name, value in (
+            ("accent", c and c.primary),
+            ("ink", c and c.text),
+            ("page", c and c.background),
+        )
+        if value
+    ]
+    css = ":root { " + " ".join(rules) + " }\nbody { background: var(--page, #fff); }\n"
+    return Response(css, media_type="text/css", headers={**HEADERS, "cache-control": "no-cache"})
+
+
+def _host(request: Request) -> str:
+    return request.headers.get("host", "").rsplit(":", 1)[0]
+
+
+async def _slots_page(request: Request, notice: str | None = None, status: int = 200) -> Response:
+    slug, service_id = request.path_params["slug"], _service_id(request)
+    zone, given = _zone(request)
+    start = _from(request, zone)
+    db = _db(request)
+    page, service = await public_service(db, slug, service_id)
+    slots = await public_slots(db, slug, service_id, start, 7, zone)
+    base = f"/book/{page.slug}/{service.id}"
+
+    def link(at: dt.datetime) -> str:
+        return f"{base}/details?" + urlencode({"start": at.isoformat(), "tz": zone})
+
+    return render(
+        request,
+        "slots.html",
+        status=status,
+        title=f"{service.name} · {page.name}",
+        heading=f"{service.name} with {page.name}",
+        back_url=f"/book/{page.slug}",
+        back_label=page.name,
+        notice=notice,
+        zones=zones(),
+        time_zone=zone,
+        zone_given=given,
+        from_date=start.isoformat(),
+        days=_days(slots, link),
+        next_url=f"{base}?" + urlencode({"tz": zone, "from": (start + dt.timedelta(days=7)).isoformat()}),
+    )
+
+
+def _service_id(request: Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.path_params["service"])
+    except ValueError as exc:
+        raise NotFound("no booking page here", code="page_not_found", hint="check the address") from exc
+
+
+async def slots_page(request: Request) -> Response:
+    return await _slots_page(request)
+
+
+def _start(value: str) -> dt.datetime | None:
+    try:
+        start = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return start if start.tzinfo is not None else None
+
+
+async def _details(
+    request: Request, start: dt.datetime, zone: str, values: dict[str, str], error: DomainError | None = None
+) -> Response:
+    page, service = await public_service(_db(request), request.path_params["slug"], _service_id(request))
+    return render(
+        request,
+        "form.html",
+        status=error.status if error else 200,
+        title=f"{service.name} · {page.name}",
+        page=page,
+        service=service,
+        when=when(start, zone),
+        start_at=start.isoformat(),
+        time_zone=zone,
+        values=values,
+        error=_shown(error),
+        csrf=csrf_token(request),
+        key=values.get("key") or secrets.token_urlsafe(16),
+        action=f"/book/{page.slug}/{service.id}",
+        back_url=f"/book/{page.slug}/{service.id}?" + urlencode({"tz": zone}),
+    )
+
+
+async def details_page(request: Request) -> Response:
+    zone, _ = _zone(request)
+    start = _start(request.query_params.get("start", ""))
+    if start is None:
+        return not_found(request)
+    return await _details(request, start, zone, {})
+
+
+def _shown(error: DomainError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"message": error.message, "fields": [f"{i.field}: {i.message}" for i in error.errors]}
+
+
+def _invalid(exc: ValidationError) -> DomainError:
+    fields = [FieldIssue(".".join(str(p) for p in e["loc"]) or "form", e["msg"]) for e in exc.errors()]
+    return ValidationFailed("please check the form", errors=fields)
+
+
+async def book(request: Request) -> Response:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    await check_form(request, form)
+    zone = form.get("tz", "UTC") if form.get("tz") in zones() else "UTC"
+    start = _start(form.get("start_at", ""))
+    if start is None:
+        return not_found(request)
+    slug, service_id = request.path_params["slug"], _service_id(request)
+    try:
+        data = PublicBookIn(
+            service_id=service_id,
+            start_at=start,
+            name=form.get("name", ""),
+            email=form.get("email") or None,
+            phone=form.get("phone") or None,
+            notes=form.get("notes") or None,
+            time_zone=zone,
+        )
+    except ValidationError as exc:
+        return await _details(request, start, zone, form, _invalid(exc))
+    await check_target(request, slug.lower())
+    try:
+        booked = await public_book(_db(request), slug, data, form.get("key") or None)
+    except Conflict as error:
+        if error.code != "slot_taken":
+            raise
+        request.scope["query_string"] = urlencode({"tz": zone, "from": start.date().isoformat()}).encode()
+        return await _slots_page(request, "That time was just taken. Please pick another.", status=409)
+    except DomainError as error:
+        if error.status != 422:
+            raise
+        return await _details(request, start, zone, form, error)
+    return RedirectResponse(f"/manage/{booked.manage_token}?done={booked.status}", status_code=303)
+
+
+# --- the manage page -----------------------------------------------------------------------------
+
+
+async def manage_page(request: Request) -> Response:
+    token = request.path_params["token"]
+    b = await manage_view(_db(request), token)
+    done = request.query_params.get("done", "")
+    if done == "confirmed":
+        done = "booked"
+    zone = b.time_zone or "UTC"
+    return render(
+        request,
+        "manage.html",
+        private=True,
+        title=f"{b.service} · your booking",
+        b=b,
+        token=token,
+        said=DONE.get(done),
+        when=when(b.start_at, zone),
+        time_zone=zone,
+        status_label=STATUS.get(b.status, b.status),
+        manage_url=str(request.url.replace(query="")),
+        csrf=csrf_token(request),
+    )
+
+
+async def manage_calendar(request: Request) -> Response:
+    ics = await manage_ics(_db(request), request.path_params["token"])
+    return Response(
+        ics.content,
+        media_type="text/calendar; charset=utf-8",
+        headers={
+            "content-disposition": f'attachment; filename="{ics.filename}"',
+            "cache-control": "no-store",
+        },
+    )
+
+
+async def cancel(request: Request) -> Response:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    await check_form(request, form)
+    token = request.path_params["token"]
+    try:
+        data = ManageCancelIn(reason=form.get("reason") or None)
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+    await manage_cancel(_db(request), token, data)
+    return RedirectResponse(f"/manage/{token}?done=cancelled", status_code=303)
+
+
+async def reschedule_slots(request: Request) -> Response:
+    token = request.path_params["token"]
+    db = _db(request)
+    b = await manage_view(db, token)
+    zone, given = _zone(request)
+    if not given and b.time_zone:
+        zone, given = b.time_zone, True
+    start = _from(request, zone)
+    slots = await manage_slots(db, token, start, start + dt.timedelta(days=6), zone)
+
+    def link(at: dt.datetime) -> str:
+        return f"/manage/{token}/reschedule/confirm?" + urlencode({"start": at.isoformat(), "tz": zone})
+
+    return render(
+        request,
+        "slots.html",
+        private=True,
+        title=f"{b.service} · another time",
+        heading=f"Move your {b.service} booking",
+        back_url=f"/manage/{token}",
+        back_label="Your booking",
+        zones=zones(),
+        time_zone=zone,
+        zone_given=given,
+        from_date=start.isoformat(),
+        days=_days(slots, link),
+        next_url=f"/manage/{token}/reschedule?"
+        + urlencode({"tz": zone, "from": (start + dt.timedelta(days=7)).isoformat()}),
+    )
+
+
+async def reschedule_preview(request: Request) -> Response:
+    token = request.path_params["token"]
+    zone, _ = _zone(request)
+    start = _start(request.query_params.get("start", ""))
+    if start is None:
+        return not_found(request)
+    db = _db(request)
+    current = await manage_view(db, token)
+    change = await manage_reschedule(db, token, ManageRescheduleIn(start_at=start, dry_run=True))
+    return render(
+        request,
+        "confirm_move.html",
+        private=True,
+        title="Move your booking",
+        token=token,
+        change=change,
+        old_when=when(current.start_at, zone),
+        when=when(start, zone),
+        start_at=start.isoformat(),
+        time_zone=zone,
+        csrf=csrf_token(request),
+    )
+
+
+async def reschedule(request: Request) -> Response:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    await check_form(request, form)
+    token = request.path_params["token"]
+    start = _start(form.get("start_at", ""))
+    if start is None:
+        return not_found(request)
+    await manage_reschedule(_db(request), token, ManageRescheduleIn(start_at=start))
+    return RedirectResponse(f"/manage/{token}?done=moved", status_code=303)
+
+
+# --- the client's conversation --------------------------------------------------------------
+
+
+async def _conversation(request: Request, said: str | None = None, error: str | None = None) -> Response:
+    token = request.path_params["token"]
+    c = await conversation_view(_db(request), token)
+    return render(
+        request,
+        "conversation.html",
+        status=422 if error else 200,
+        private=True,
+        title=f"Your conversation with {c.provider}",
+        c=c,
+        token=token,
+        said=said,
+        error=error,
+        csrf=csrf_token(request),
+        key=secrets.token_urlsafe(16),
+    )
+
+
+async def conversation_page(request: Request) -> Response:
+    return await _conversation(request, DONE.get(request.query_params.get("done", "")))
+
+
+async def reply(request: Request) -> Response:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    await check_form(request, form)
+    token = request.path_params["token"]
+    try:
+        data = ReplyIn(body=form.get("body", "").strip(), key=form.get("key", ""))
+    except ValidationError:
+        return await _conversation(
+            request, error="Write a reply (up to 16,000 characters) and send it again."
+        )
+    await conversation_reply(_db(request), token, data)
+    return RedirectResponse(f"/c/{token}?done=replied", status_code=303)
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/site/{brand}", guarded(site_page), methods=["GET"]),
+        Route("/site/{brand}/theme.css", guarded(site_theme), methods=["GET"]),
+        Route("/book/{slug}", guarded(booking_page), methods=["GET"]),
+        Route("/book/{slug}/{service}", guarded(slots_page), methods=["GET"]),
+        Route("/book/{slug}/{service}", guarded(book), methods=["POST"]),
+        Route("/book/{slug}/{service}/details", guarded(details_page), methods=["GET"]),
+        Route("/manage/{token}", guarded(manage_page), methods=["GET"]),
+        Route("/manage/{token}/booking.ics", guarded(manage_calendar), methods=["GET"]),
+        Route("/manage/{token}/cancel", guarded(cancel), methods=["POST"]),
+        Route("/manage/{token}/reschedule", guarded(reschedule_slots), methods=["GET"]),
+        Route("/manage/{token}/reschedule", guarded(reschedule), methods=["POST"]),
+        Route("/manage/{token}/reschedule/confirm", guarded(reschedule_preview), methods=["GET"]),
+        Route("/c/{token}", guarded(conversation_page), methods=["GET"]),
+        Route("/c/{token}", guarded(reply), methods=["POST"]),
+    ]

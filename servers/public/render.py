@@ -1,0 +1,124 @@
+"""Rendering the public pages: autoescaped templates, strict headers, the error pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.errors import DomainError
+
+__all__ = ["CSRF_COOKIE", "SecurityHeaders", "csrf_token", "error_page", "not_found", "render", "when"]
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+ENV = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+# No inline script or style anywhere; forms post to this origin only.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+CSRF_COOKIE = "atl_form"
+
+
+class SecurityHeaders:
+    """The public pages' headers on the static assets as well."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((k.encode(), v.encode()) for k, v in HEADERS.items()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def csrf_token(request: Request) -> str:
+    """The visitor's form token: the cookie's value, or a new one `render` sets as the cookie."""
+    token = request.cookies.get(CSRF_COOKIE, "")
+    if len(token) < 32:
+        token = getattr(request.state, "new_csrf", None) or secrets.token_urlsafe(32)
+        request.state.new_csrf = token
+    return token
+
+
+def render(
+    request: Request, template: str, *, status: int = 200, private: bool = False, **context: Any
+) -> HTMLResponse:
+    """A page. `private` pages (a booking's own) are kept out of search engines and caches."""
+    context.setdefault("site_name", "Atlilith")
+    context.setdefault("noindex", private)
+    body = ENV.get_template(template).render(**context)
+    response = HTMLResponse(body, status_code=status, headers=HEADERS)
+    response.headers["cache-control"] = "no-store" if private else "no-cache"
+    if private:
+        response.headers["x-robots-tag"] = "noindex, nofollow"
+    new = getattr(request.state, "new_csrf", None)
+    if new:
+        response.set_cookie(
+            CSRF_COOKIE,
+            new,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+    return response
+
+
+def not_found(request: Request) -> HTMLResponse:
+    """One answer for every unknown slug, service and token: nothing enumerates."""
+    return render(
+        request,
+        "message.html",
+        status=404,
+        private=True,
+        title="Not found",
+        heading="Nothing here",
+        message="This page does not exist, or the link is no longer valid. Check the address, or ask "
+        "the provider for a new link.",
+    )
+
+
+def error_page(request: Request, error: DomainError) -> Response:
+    if error.status in (404, 410):
+        return not_found(request)
+    return render(
+        request,
+        "message.html",
+        status=error.status,
+        private=True,
+        title="Something went wrong",
+        heading="That did not work",
+        message=error.message + (f" ({error.hint})" if error.hint else ""),
+    )
+
+
+def when(start: dt.datetime, zone: str | None = None) -> str:
+    """ "Tuesday 8 December 2026, 10:30" in the given zone (the value's own when None)."""
+    from zoneinfo import ZoneInfo
+
+    local = start.astimezone(ZoneInfo(zone)) if zone else start
+    return f"{local:%A} {local.day} {local:%B %Y}, {local:%H:%M}"

@@ -1,0 +1,309 @@
+"""The clients' pages, as a visitor without an account uses them in a real Chromium: the booking
+page, a slot picked in their time zone, the details form, the confirmation (the manage page)
+with its calendar file, cancelling; a service that needs approval; a slot taken meanwhile; and
+what a hostile visitor meets (escaping, CSRF, the honeypot, one 404 for every wrong address)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import uuid
+from typing import Any
+
+import httpx
+from playwright.async_api import Page, expect
+
+from core.bookings.public import PublicBookIn, public_book, public_slots
+from core.errors import Conflict
+from core.uow import Database
+from tests.portal.conftest import api_as, sign_up_quickly
+
+
+async def _provider(page: Page, **service: Any) -> tuple[str, dict[str, Any]]:
+    person = await sign_up_quickly(page, "pub")
+    await api_as(
+        page,
+        "PUT",
+        "/v1/bookings/availability",
+        {"time_zone": "Europe/Paris", "weekly": ["mon-sun 09:00-17:00"]},
+    )
+    created = await api_as(
+        page,
+        "POST",
+        "/v1/bookings/services",
+        {"name": "Haircut", "duration_minutes": 60, "price": {"amount": "35", "currency": "EUR"}, **service},
+    )
+    return person.slug, created
+
+
+async def _bookings(page: Page) -> list[dict[str, Any]]:
+    return list((await api_as(page, "GET", "/v1/bookings?limit=100"))["items"])
+
+
+async def test_a_visitor_books_in_their_zone_gets_the_manage_page_and_cancels(
+    page: Page, new_context: Any
+) -> None:
+    slug, service = await _provider(page)
+    visitor = await (await new_context()).new_page()
+    await visitor.goto(f"/book/{slug}")
+    await expect(visitor.get_by_role("heading", level=1)).to_have_text(re.compile("Pub"))
+    await visitor.get_by_role("link", name="Haircut").click()
+    # The script picked the browser's zone (Chromium here runs in UTC unless told otherwise).
+    await expect(visitor.get_by_label("Your time zone")).to_have_value(re.compile(r"\w"))
+    await visitor.get_by_label("Your time zone").select_option("Asia/Tokyo")
+    await visitor.get_by_role("button", name="Show times").click()
+    await expect(visitor.get_by_text("Times are shown in Asia/Tokyo.")).to_be_visible()
+    first = visitor.locator("a.slot").first
+    label = await first.get_attribute("aria-label")
+    assert label and re.search(r"\d\d:\d\d$", label)
+    # Paris 09:00-17:00 is 16:00 or 17:00 onwards in Tokyo: no slot before 16:00 local.
+    assert int(label[-5:-3]) >= 16
+    await first.click()
+    form = visitor.get_by_role("form", name="Your details")
+    await form.get_by_label("Your name").fill("Ada <b>Lovelace</b>")
+    await form.get_by_label("Email").fill("ada@example.com")
+    await form.get_by_label("Anything").fill("<script>alert(1)</script>")
+    await form.get_by_role("button", name="Book").click()
+
+    await expect(visitor.get_by_role("status")).to_contain_text("You are booked")
+    assert "/manage/" in visitor.url
+    await expect(visitor.get_by_text("Confirmed")).to_be_visible()
+    assert (await visitor.locator("meta[name=robots]").get_attribute("content")) == "noindex, nofollow"
+    [booked] = [b for b in await _bookings(page) if b["service"]["id"] == service["id"]]
+    assert booked["status"] == "confirmed"
+    assert booked["client"]["name"] == "Ada <b>Lovelace</b>"  # stored as typed, never as HTML
+    assert booked["client_time_zone"] == "Asia/Tokyo"
+
+    async with visitor.expect_download() as download:
+        await visitor.get_by_role("link", name="Add to calendar (.ics)").click()
+    ics = await (await download.value).path()
+    assert "BEGIN:VEVENT" in ics.read_text()
+
+    cancel = visitor.get_by_role("form", name="Cancel this booking")
+    await cancel.get_by_label("Reason (optional)").fill("I am ill")
+    await cancel.get_by_role("button", name="Cancel booking").click()
+    await expect(visitor.get_by_role("status")).to_have_text("Your booking is cancelled.")
+    await expect(visitor.get_by_role("button", name="Cancel booking")).to_have_count(0)
+    [after] = [b for b in await _bookings(page) if b["id"] == booked["id"]]
+    assert after["status"] == "cancelled"
+
+
+async def test_a_service_needing_approval_sends_a_request(page: Page, new_context: Any) -> None:
+    slug, service = await _provider(page, approval_required=True, name="Colour <i>deluxe</i>")
+    visitor = await (await new_context()).new_page()
+    await visitor.goto(f"/book/{slug}")
+    # Provider text is text too: the tag is shown, never parsed.
+    await expect(visitor.get_by_role("link", name="Colour <i>deluxe</i>")).to_be_visible()
+    await expect(visitor.get_by_text("on request")).to_be_visible()
+    await visitor.get_by_role("link", name="Colour <i>deluxe</i>").click()
+    await visitor.locator("a.slot").first.click()
+    form = visitor.get_by_role("form", name="Your details")
+    await form.get_by_label("Your name").fill("Grace")
+    await form.get_by_label("Phone (with country code)").fill("+33612345678")
+    await form.get_by_role("button", name="Send request").click()
+    await expect(visitor.get_by_role("status")).to_contain_text("Request sent")
+    await expect(visitor.get_by_text("Waiting for confirmation")).to_be_visible()
+    [booked] = [b for b in await _bookings(page) if b["service"]["id"] == service["id"]]
+    assert booked["status"] == "requested"
+
+
+async def test_a_slot_taken_meanwhile_says_so_with_fresh_times(page: Page, new_context: Any) -> None:
+    slug, _ = await _provider(page)
+    first, second = [await (await new_context()).new_page() for _ in range(2)]
+    for visitor in (first, second):
+        await visitor.goto(f"/book/{slug}")
+        await visitor.get_by_role("link", name="Haircut").click()
+        taken = await visitor.locator("a.slot").first.get_attribute("href")
+        await visitor.locator("a.slot").first.click()
+    for visitor, name in ((first, "Ann"), (second, "Bob")):
+        form = visitor.get_by_role("form", name="Your details")
+        await form.get_by_label("Your name").fill(name)
+        await form.get_by_label("Email").fill(f"{name.lower()}@example.com")
+    await first.get_by_role("button", name="Book").click()
+    await expect(first.get_by_role("status")).to_contain_text("You are booked")
+    await second.get_by_role("button", name="Book").click()
+    await expect(second.get_by_role("alert")).to_have_text("That time was just taken. Please pick another.")
+    # The fresh list no longer offers the time that was taken, and still offers others.
+    offered = [await a.get_attribute("href") for a in await second.locator("a.slot").all()]
+    assert taken and offered and taken not in offered
+    assert len([b for b in await _bookings(page) if b["status"] == "confirmed"]) == 1
+
+
+async def test_two_visitors_racing_for_one_slot_one_wins(page: Page, db: Database) -> None:
+    slug, service = await _provider(page)
+    day = dt.date.today() + dt.timedelta(days=2)
+    slots = await public_slots(db, slug, uuid.UUID(service["id"]), day, 1, "Europe/Paris")
+    start = slots.slots[0].start
+
+    async def book(name: str) -> str:
+        data = PublicBookIn(
+            service_id=uuid.UUID(service["id"]), start_at=start, name=name, email=f"{name}@example.com"
+        )
+        try:
+            return (await public_book(db, slug, data)).status
+        except Conflict as error:
+            return error.code
+
+    results = sorted(await asyncio.gather(*(book(f"v{i}") for i in range(6))))
+    assert results.count("confirmed") == 1
+    assert set(results) == {"confirmed", "slot_taken"}
+
+
+async def test_hostile_posts_and_wrong_addresses(page: Page, live_server: str) -> None:
+    slug, service = await _provider(page)
+    async with httpx.AsyncClient(base_url=live_server) as client:
+        missing = await client.get("/book/no-such-person-here")
+        wrong_service = await client.get(f"/book/{slug}/00000000-0000-0000-0000-000000000000")
+        wrong_token = await client.get("/manage/not-a-token")
+        assert missing.status_code == wrong_service.status_code == wrong_token.status_code == 404
+        assert missing.text == wrong_service.text == wrong_token.text
+        assert "noindex" in missing.headers["x-robots-tag"]
+
+        form_page = await client.get(f"/book/{slug}/{service['id']}")
+        assert "script-src 'self'" in form_page.headers["content-security-policy"]
+        assert "unsafe-inline" not in form_page.headers["content-security-policy"]
+        start = re.search(r'start=([^&"]+)', form_page.text)
+        assert start
+        details = await client.get(f"/book/{slug}/{service['id']}/details?start={start.group(1)}&tz=UTC")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', details.text)
+        assert csrf and client.cookies.get("atl_form") == csrf.group(1)
+        start_at = re.search(r'name="start_at" value="([^"]+)"', details.text)
+        assert start_at
+        body = {"start_at": start_at.group(1), "tz": "UTC", "name": "Bot", "email": "bot@example.com"}
+
+        no_token = await client.post(f"/book/{slug}/{service['id']}", data=body)
+        assert no_token.status_code == 403 and "this form has expired" in no_token.text
+        honeypot = await client.post(
+            f"/book/{slug}/{service['id']}", data={**body, "csrf": csrf.group(1), "website": "http://spam"}
+        )
+        assert honeypot.status_code == 422
+        invalid = await client.post(
+            f"/book/{slug}/{service['id']}", data={**body, "csrf": csrf.group(1), "email": ""}
+        )
+        assert invalid.status_code == 422 and "email address or a phone number" in invalid.text
+    assert await _bookings(page) == []
+
+
+async def test_a_brand_site_is_config_only_and_answers_on_its_own_domain(
+    page: Page, new_context: Any, live_server: str
+) -> None:
+    slug, service = await _provider(page)
+    hidden = await api_as(
+        page, "POST", "/v1/bookings/services", {"name": "Staff only", "duration_minutes": 30}
+    )
+    brand_slug = f"maison-{uuid.uuid4().hex[:6]}"
+    domain = f"{brand_slug}.example"
+    config = {
+        "tagline": "Hair, <em>simply</em>",
+        "about": "Since 2019.\n\n<script>alert(1)</script>",
+        "colours": {"primary": "#7a1f5c", "background": "#fff8f0", "text": "#222222"},
+        "services": [service["id"]],
+        "contact": {"email": "hello@example.com", "phone": "+33612345678"},
+        "anything_else": {"kept": True},
+    }
+    await api_as(
+        page,
+        "POST",
+        "/v1/brands",
+        {"slug": brand_slug, "name": "Maison", "domains": [domain], "config": config},
+    )
+
+    visitor = await (await new_context()).new_page()
+    await visitor.goto(f"/site/{brand_slug}")
+    await expect(visitor.get_by_role("heading", level=1)).to_have_text("Maison")
+    await expect(visitor.get_by_text("Hair, <em>simply</em>")).to_be_visible()  # text, never markup
+    await expect(visitor.get_by_text("<script>alert(1)</script>")).to_be_visible()
+    await expect(visitor.get_by_role("link", name="hello@example.com")).to_have_attribute(
+        "href", "mailto:hello@example.com"
+    )
+    await expect(visitor.get_by_role("link", name="Staff only")).to_have_count(0)
+    accent = await visitor.get_by_role("link", name="Haircut").evaluate("a => getComputedStyle(a).color")
+    assert accent == "rgb(122, 31, 92)"  # the brand's primary colour, from its theme sheet
+    await visitor.get_by_role("link", name="Haircut").click()
+    assert (
+        visitor.url.endswith(f"/book/{slug}/{service['id']}")
+        or f"/book/{slug}/{service['id']}?" in visitor.url
+    )
+    await expect(visitor.locator("a.slot").first).to_be_visible()
+
+    async with httpx.AsyncClient(base_url=live_server) as client:
+        own = await client.get("/", headers={"host": domain})
+        assert own.status_code == 200 and "<h1>Maison</h1>" in own.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in own.text
+        platform = await client.get("/")
+        assert "Maison" not in platform.text  # other hosts keep the portal
+    # A colour that is not #rrggbb is refused when the brand is saved, not when it is shown.
+    csrf = next(c["value"] for c in await page.context.cookies() if c["name"] == "atlilith_csrf")
+    auth = await page.context.request.post("/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
+    token = (await auth.json())["access_token"]
+    refused = await page.context.request.post(
+        "/v1/brands",
+        data={"slug": f"x{brand_slug}", "name": "X", "config": {"colours": {"primary": "red}body{x"}}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert refused.status == 422, await refused.text()
+    assert "colours.primary" in await refused.text()
+    del hidden
+
+
+async def test_the_client_reads_and_replies_and_a_revoked_link_stops_working(
+    page: Page, new_context: Any, live_server: str
+) -> None:
+    await sign_up_quickly(page, "talk")
+    client = await api_as(page, "POST", "/v1/clients", {"name": "Ines", "email": "ines@example.com"})
+    thread = (
+        await api_as(
+            page,
+            "POST",
+            "/v1/messaging/threads",
+            {"client_id": client["id"], "subject": "Your colour", "body": "Hello Ines, <b>see you</b> soon?"},
+        )
+    )["thread"]
+    link = await api_as(page, "GET", f"/v1/messaging/threads/{thread['id']}/client-link")
+    assert link["active"] and link["generation"] == 1 and link["url"].endswith(f"/c/{link['token']}")
+
+    visitor = await (await new_context()).new_page()
+    await visitor.goto(f"/c/{link['token']}")
+    messages = visitor.get_by_role("list", name="Messages")
+    await expect(messages).to_contain_text("Hello Ines, <b>see you</b> soon?")  # text, never markup
+    assert (await visitor.locator("meta[name=robots]").get_attribute("content")) == "noindex, nofollow"
+    form = visitor.get_by_role("form", name="Reply")
+    await form.get_by_label("Your reply").fill("Yes! <script>alert(1)</script>")
+    await form.get_by_role("button", name="Send reply").click()
+    await expect(visitor.get_by_role("status")).to_have_text("Reply sent.")
+    await expect(messages).to_contain_text("Yes! <script>alert(1)</script>")
+
+    # The reply is an inbound message of the thread, in the provider's inbox, unread.
+    detail = await api_as(page, "GET", f"/v1/messaging/threads/{thread['id']}")
+    assert detail["thread"]["unread_count"] == 1
+    inbound = [m for m in detail["messages"] if m["direction"] == "in"]
+    assert [m["untrusted_body"] for m in inbound] == ["Yes! <script>alert(1)</script>"]
+
+    # A resent form (same key) makes one message, not two.
+    async with httpx.AsyncClient(base_url=live_server) as http:
+        shown = await http.get(f"/c/{link['token']}")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', shown.text)
+        key = re.search(r'name="key" value="([^"]+)"', shown.text)
+        assert csrf and key
+        for _ in range(2):
+            sent = await http.post(
+                f"/c/{link['token']}", data={"csrf": csrf.group(1), "key": key.group(1), "body": "Twice?"}
+            )
+            assert sent.status_code == 303
+    detail = await api_as(page, "GET", f"/v1/messaging/threads/{thread['id']}")
+    assert sum(m["direction"] == "in" for m in detail["messages"]) == 2
+
+    # The provider revokes the link in the portal: it stops opening the conversation at once.
+    await page.goto(f"/me/inbox/{thread['id']}")
+    await page.get_by_role("button", name="Revoke the client's link").click()
+    await expect(page.get_by_role("status").filter(has_text="Link revoked")).to_be_visible()
+    gone = await visitor.goto(f"/c/{link['token']}")
+    assert gone is not None and gone.status == 404
+    # The next message issues a new link; the old one stays dead.
+    await api_as(page, "POST", f"/v1/messaging/threads/{thread['id']}/messages", {"body": "New link"})
+    again = await api_as(page, "GET", f"/v1/messaging/threads/{thread['id']}/client-link")
+    assert again["active"] and again["generation"] == 2 and again["token"] != link["token"]
+    assert (await visitor.goto(f"/c/{link['token']}")).status == 404  # type: ignore[union-attr]
+    await visitor.goto(f"/c/{again['token']}")
+    await expect(visitor.get_by_role("list", name="Messages")).to_contain_text("New link")
