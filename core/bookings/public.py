@@ -33,6 +33,7 @@ from core.bookings.schemas.common import LocationKind, TimeZone
 from core.bookings.slots import find_slots
 from core.context import Principal, PrincipalKind, TenantContext
 from core.errors import NotFound
+from core.scoping import owned_by
 from core.tenancy.models import Org, Person
 from core.uow import Database, UnitOfWork
 from core.validation import Email, Input, Name, Text
@@ -152,7 +153,7 @@ async def _as_page(db: Database, slug: str) -> AsyncIterator[tuple[_Owner, Tenan
 
 
 def _offered_query(tenant_id: uuid.UUID) -> Select[Service]:
-    return select(Service).where(Service.tenant_id == tenant_id, Service.active.is_(True))
+    return select(Service).where(owned_by(Service, tenant_id), Service.active.is_(True))
 
 
 async def _offered(ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID | None = None) -> list[Service]:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from core.bookings.models import Service
 from core.bookings.public import PublicService, public_service_list
+from core.scoping import owned_by
 from core.tenancy.models import Brand, BrandDomain, Org, Person
 from core.tenancy.schemas import SiteColours, SiteContact, SiteSettings
 from core.uow import Database
@@ -55,7 +56,7 @@ async def public_site(db: Database, slug: str) -> SiteOut | None:
             ).scalar_one()
         settings = SiteSettings.model_validate(brand.config)
         await uow.act_as_service(brand.person_id, brand.org_id)
-        stmt = select(Service).where(Service.tenant_id == brand.tenant_id, Service.active.is_(True))
+        stmt = select(Service).where(owned_by(Service, brand.tenant_id), Service.active.is_(True))
         if settings.services is not None:
             stmt = stmt.where(Service.id.in_(settings.services))
         services = await public_service_list(uow, stmt)

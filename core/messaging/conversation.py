@@ -34,6 +34,7 @@ from core.messaging.models import Message, Thread
 from core.messaging.policy import INGEST, READ, WRITE
 from core.messaging.queries import thread_row
 from core.messaging.schemas import MAX_BODY_CHARS, InboundIn
+from core.scoping import in_context
 from core.tenancy.models import Client, Org, Person
 from core.uow import Database, UnitOfWork
 
@@ -144,7 +145,7 @@ async def revoke_client_link(ctx: TenantContext, uow: UnitOfWork, thread_id: uui
     if thread.client_link_active:
         await uow.session.execute(
             update(Thread)
-            .where(Thread.id == thread.id, Thread.tenant_id == ctx.tenant_id)
+            .where(Thread.id == thread.id, in_context(Thread, ctx))
             .values(client_link_active=False, updated_at=func.now())
         )
         thread.client_link_active = False
@@ -206,7 +207,7 @@ async def conversation_view(db: Database, token: str) -> ConversationOut:
                 select(Message)
                 .where(
                     Message.thread_id == thread.id,
-                    Message.tenant_id == ctx.tenant_id,
+                    in_context(Message, ctx),
                     (Message.direction == "in") | (Message.delivery_status != "failed"),
                 )
                 .order_by(Message.occurred_at.desc(), Message.id.desc())

@@ -142,7 +142,7 @@ async def _client_of(ctx: TenantContext, uow: UnitOfWork, item: InboundIn) -> tu
             await uow.session.execute(
                 select(Client)
                 .join(Thread, Thread.client_id == Client.id)
-                .where(Thread.id == item.thread_id, Thread.tenant_id == ctx.tenant_id)
+                .where(Thread.id == item.thread_id, in_context(Thread, ctx))
             )
         ).scalar_one_or_none()
         if own is None:
