@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from core.auth import authenticate
 from core.context import Principal, PrincipalKind, Role, TenantContext
 from core.errors import NotFound, PermissionDenied, ValidationFailed
+from core.opener import open_context
 from core.pagination import PageRequest, encode_cursor
 from core.scoping import (
     apply_keyset,
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def _clients(db: Database, token: str, count: int) -> list[uuid.UUID]:
     async with db.uow() as uow:
-        ctx = await authenticate(uow, token, "personal")
+        ctx = await open_context(uow, token, "personal")
         made = [
             await find_or_create_client(ctx, uow, name=f"c{i}", email=f"c{i}@example.com", phone=None)
             for i in range(count)
@@ -46,7 +46,7 @@ async def _clients(db: Database, token: str, count: int) -> list[uuid.UUID]:
 
 
 async def _ctx(uow: UnitOfWork, token: str) -> TenantContext:
-    return await authenticate(uow, token, "personal")
+    return await open_context(uow, token, "personal")
 
 
 def _missing() -> NotFound:
