@@ -18,9 +18,9 @@ from core import billing
 from core.auth import authenticate
 from core.billing.schemas import GrantIn, RunIn
 from core.db import asyncpg_dsn
-from core.events import Relay
 from core.registry import service as registry
 from core.registry.schemas import InstallIn
+from core.relay import Relay
 from core.tenancy import Device, signup
 from core.tenancy.schemas import SignupIn
 from core.uow import Database

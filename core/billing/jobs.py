@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, tuple_
 
-from core.auth import utcnow
 from core.billing import ledger
 from core.billing.models import FINISHED_STATUSES, OPEN_STATUSES, Job
 from core.billing.policy import JOBS_READ, JOBS_WRITE
@@ -20,6 +19,7 @@ from core.errors import Conflict, NotFound, PermissionDenied
 from core.observability import trace
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 async def _tenant_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, *, lock: bool = False) -> Job:

@@ -8,7 +8,6 @@ import uuid
 
 from sqlalchemy import and_, func, insert, or_, select, tuple_
 
-from core.auth import sha256_hex, utcnow
 from core.bookings import calendar
 from core.bookings.models import Booking, CalendarFeed, Service
 from core.bookings.policy import READ
@@ -21,6 +20,7 @@ from core.errors import NotFound
 from core.pagination import Page, PageRequest
 from core.tenancy.models import Client, OrgMember, Person
 from core.uow import Database, UnitOfWork
+from core.utilities import sha256_hex, utcnow
 
 FEED_PREFIX = "atf_"
 

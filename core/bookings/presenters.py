@@ -7,7 +7,6 @@ import uuid
 from decimal import Decimal
 from typing import Any, Literal
 
-from core.auth import utcnow
 from core.bookings import calendar, links
 from core.bookings.models import Booking
 from core.bookings.schemas import (
@@ -21,6 +20,7 @@ from core.bookings.schemas import (
 )
 from core.tenancy.schemas import PersonRef
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 def context_of(org_id: uuid.UUID | None) -> Literal["personal", "org"]:

@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, text, tuple_, update
 
-from core.auth import utcnow
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, PermissionDenied
 from core.oauth.authorization import issue_code, redirect_with
@@ -27,6 +26,7 @@ from core.oauth.scopes import scope_descriptions
 from core.pagination import Page, PageRequest, decode_cursor, encode_cursor
 from core.tenancy.models import Org, OrgMember
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 def _request_gone() -> NotFound:

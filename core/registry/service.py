@@ -19,7 +19,6 @@ from sqlalchemy import Float, Numeric, and_, cast, func, literal, or_, select, t
 from sqlalchemy.dialects.postgresql import REGCONFIG, insert
 
 from core import __version__, audit, billing
-from core.auth import utcnow
 from core.billing.schemas import PeerCreated, PeerIn, PeerUpdateIn
 from core.context import Role, TenantContext, register_scopes
 from core.errors import Conflict, NotFound, PermissionDenied, constraint_error
@@ -52,6 +51,7 @@ from core.registry.schemas import (
 from core.registry.schemas import Installation as InstallationOut
 from core.tenancy.models import OrgMember
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 log = get_logger("atlilith.registry")
 
