@@ -5,7 +5,7 @@ bound to the result. One opener for every door (`authenticate`)."""
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import text
 
@@ -13,10 +13,7 @@ from core.context import ALL_SCOPES, Principal, PrincipalKind, Role, TenantConte
 from core.credentials import Credential, parse_credential
 from core.errors import PermissionDenied, Unauthenticated
 from core.registry.gate import require_installed
-
-if TYPE_CHECKING:
-    from core.uow import UnitOfWork
-
+from core.uow import UnitOfWork
 
 # The ticket is read after the function ran (a set-returning function in FROM runs first).
 _RESOLVE_SQL = text(
