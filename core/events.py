@@ -125,15 +125,10 @@ def load_handlers(extra_modules: str = "") -> Registry:
 # --- running one handler --------------------------------------------------------------------------
 
 HANDLER_TIMEOUT_SECONDS = 60.0
-DIED_WHILE_HANDLING = "process died while handling"
 
 
 class HandlerFailed(Exception):
     """A handler raised; the delivery was recorded for retry (or dead-lettered)."""
-
-
-class LeaseLost(Exception):
-    """The claim on a delivery ran out and another process took it: this run's work is abandoned."""
 
 
 def process_id() -> str:

@@ -17,9 +17,7 @@ from sqlalchemy import text
 
 from core.db import asyncpg_dsn
 from core.events import (
-    DIED_WHILE_HANDLING,
     NOTIFY_RELEASED,
-    LeaseLost,
     backoff_seconds,
     error_text,
     failure_outcome,
@@ -34,6 +32,13 @@ from core.uow import Database, app_database_url
 
 # The logger keeps the name it had before the relay left core.events: log queries filter on it.
 log = get_logger("atlilith.events")
+
+DIED_WHILE_HANDLING = "process died while handling"
+
+
+class LeaseLost(Exception):
+    """The claim on a delivery ran out and another process took it: this run's work is abandoned."""
+
 
 # --- sinks --------------------------------------------------------------------------------------
 
