@@ -17,9 +17,9 @@ from benchmarks.common import CONCURRENCY, SECONDS, bench_database
 from core import billing, registry
 from core.billing.schemas import GrantIn, RunIn
 from core.db import asyncpg_dsn
-from core.events import Relay
 from core.opener import open_context
 from core.registry.schemas import InstallIn
+from core.relay import Relay
 from core.tenancy import Device, signup
 from core.tenancy.schemas import SignupIn
 from core.uow import Database

@@ -9,7 +9,8 @@ import os
 
 from sqlalchemy import text
 
-from core.events import Event, subscribe
+from core.events import subscribe
+from core.outbox import Event
 from core.uow import UnitOfWork
 
 RECORD = "probe/relay.record"

@@ -9,8 +9,9 @@ import uvicorn
 from sqlalchemy import text
 
 from core.config import get_settings
-from core.events import Event, subscribe
+from core.events import subscribe
 from core.observability import configure_logging
+from core.outbox import Event
 from core.uow import UnitOfWork
 from servers.app import create_app
 

@@ -1,6 +1,6 @@
 """The platform's audit log: who did what to whom, when, under which trace.
 
-Platform-wide like `core.events` and `core.idempotency`: one table, `platform.audit_log`, written
+Platform-wide like `core.outbox` and `core.idempotency`: one table, `platform.audit_log`, written
 in the same transaction as the action it records (so an action and its entry commit or vanish
 together). Row-level security lets only system mode and platform admins read it and has no
 UPDATE or DELETE policy: for the app role the log is append-only.

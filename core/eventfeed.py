@@ -18,7 +18,7 @@ from sqlalchemy import and_, func, or_, select
 
 from core.context import TenantContext
 from core.errors import ValidationFailed
-from core.events import outbox_table
+from core.outbox import outbox_table
 from core.uow import UnitOfWork
 
 __all__ = ["STREAMABLE", "FeedBatch", "FeedEvent", "latest_seq", "read_events", "resolve_kinds"]

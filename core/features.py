@@ -14,7 +14,7 @@ def feature_names() -> list[str]:
 
 def load_models() -> None:
     # Platform-wide tables that are not a feature's
-    importlib.import_module("core.events")
+    importlib.import_module("core.outbox")
     importlib.import_module("core.idempotency")
     importlib.import_module("core.audit")
     for name in feature_names():

@@ -14,8 +14,9 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.auth import Binding, parse_credential, resolve_binding
+from core.auth import Binding, resolve_binding
 from core.context import TenantContext
+from core.credentials import parse_credential
 from core.errors import PermissionDenied
 from core.registry.gate import require_installed
 

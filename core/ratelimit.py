@@ -27,8 +27,8 @@ from limits import RateLimitItem, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
-from core.auth import Tokens, bearer_from_header, parse_api_key
 from core.config import Settings
+from core.credentials import Tokens, bearer_from_header, parse_api_key
 from core.errors import DomainError, RateLimited
 from core.observability import get_logger
 

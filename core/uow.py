@@ -8,22 +8,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.auth import Passwords, Tokens
 from core.config import Settings
 from core.context import TenantContext
+from core.credentials import Passwords, Tokens
 from core.db import make_engine, make_sessionmaker, session_backstops, with_role
 from core.errors import Conflict, DomainError, Unavailable, error_for_constraint
 from core.observability import current_trace_id, get_logger, new_trace_id
-
-if TYPE_CHECKING:
-    from sqlalchemy import Table
+from core.outbox import outbox_table, validate_event_name
 
 log = get_logger("atlilith.uow")
 
@@ -230,8 +228,6 @@ class UnitOfWork:
         """Queue an event; it is written to the outbox in this transaction, so it exists exactly
         when the change it describes does. Names are `{domain}/{entity}.{action}`. `trace_id`:
         the trace the event continues when it is not this unit of work's (a job's own trace)."""
-        from core.events import validate_event_name
-
         validate_event_name(name)
         ctx = self.ctx
         pid = person_id or (ctx.person_id if ctx else self.person_id)
@@ -262,11 +258,8 @@ class UnitOfWork:
     async def flush_events(self) -> None:
         if not self._events:
             return
-        from core.events import outbox_table
-
-        table: Table = outbox_table
         # One multi-row INSERT; a statement trigger NOTIFYs the relay when this commits.
-        await self.session.execute(insert(table).values(self._events))
+        await self.session.execute(insert(outbox_table).values(self._events))
         self._events = []
 
     # --- lifecycle ------------------------------------------------------------------------

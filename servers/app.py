@@ -17,9 +17,9 @@ from starlette.types import ASGIApp
 
 from core import __version__
 from core.config import Settings, get_settings
-from core.events import Relay, Sink
 from core.observability import get_logger
 from core.ratelimit import RateLimits
+from core.relay import Relay, Sink
 from core.secret_binding import verify_secrets
 from core.uow import Database
 from servers import mcp as mcp_door

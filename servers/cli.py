@@ -243,7 +243,8 @@ def relay() -> None:
 async def _run_relay(settings: Settings) -> None:
     import signal
 
-    from core.events import Relay, Sink, process_id
+    from core.events import process_id
+    from core.relay import Relay, Sink
     from core.uow import Database
 
     db = Database(settings)
@@ -324,8 +325,8 @@ def mcp(
 
 
 async def _run_stdio(settings: Settings, toolsets: list[str] | None, read_only: bool) -> None:
-    from core.events import Relay
     from core.opener import open_context
+    from core.relay import Relay
     from core.uow import Database
     from servers.mcp import build_server
     from servers.mcp_changes import ToolListChanges

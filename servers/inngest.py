@@ -13,17 +13,9 @@ import inngest.fast_api
 from fastapi import FastAPI
 
 from core.config import Settings
-from core.events import (
-    Event,
-    HandlerSpec,
-    Registry,
-    ScheduleSpec,
-    event_uuid,
-    load_handlers,
-    run_handler_once,
-    run_schedule,
-)
+from core.events import HandlerSpec, Registry, ScheduleSpec, load_handlers, run_handler_once, run_schedule
 from core.observability import get_logger
+from core.outbox import Event, event_uuid
 from core.uow import Database
 
 log = get_logger("atlilith.inngest")

@@ -47,13 +47,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
-from core.auth import sha256_hex
 from core.oauth import authorization as oauth
 from core.oauth import clients
 from core.oauth.errors import OAuthError
 from core.oauth.scopes import supported_scopes
 from core.observability import get_logger
 from core.uow import Database
+from core.utilities import sha256_hex
 
 log = get_logger("atlilith.oauth")
 

@@ -15,8 +15,8 @@ from sqlalchemy.engine import make_url
 
 from core.config import Settings
 from core.demo import seed_demo_data
-from core.events import Relay
 from core.migrate import create_database, drop_database, migrate
+from core.relay import Relay
 from core.seed import seed
 from core.uow import Database
 

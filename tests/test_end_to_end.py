@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import httpx
 
-from core.events import Relay
+from core.relay import Relay
 from core.uow import Database
 from tests.conftest import make_org, signup
 from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours

@@ -34,16 +34,17 @@ from core.admin.schemas import (
     SuspensionOut,
 )
 from core.audit import AuditEntry
-from core.auth import utcnow
 from core.context import TenantContext
 from core.errors import Conflict, FieldIssue, NotFound, PermissionDenied, ValidationFailed
-from core.events import deliveries_table, outbox_table, redrive_dead
+from core.events import redrive_dead
 from core.observability import get_logger
+from core.outbox import deliveries_table, outbox_table
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
 from core.scoping import keyset_page, keyset_rows, map_page
 from core.tenancy.models import ApiKey, AuthSession, Org, OrgMember, Person
 from core.uow import Database, UnitOfWork
+from core.utilities import utcnow
 
 log = get_logger("atlilith.admin")
 

@@ -12,9 +12,9 @@ from sqlalchemy.exc import DBAPIError
 
 from core.analytics.schemas import MemberRef, RangeIn
 from core.analytics.timebuckets import Range, resolve_range, zone
-from core.auth import utcnow
 from core.errors import Unavailable
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 def resolve(q: RangeIn, default: str = "last_30_days") -> Range:

@@ -19,8 +19,9 @@ from sqlalchemy import text
 from core.analytics import partitions, store
 from core.analytics.mapping import BY_EVENT, derive, subscription_patterns
 from core.analytics.parsing import PLATFORM_SOURCE, Row
-from core.events import Event, ScheduledRun, schedule, subscribe
+from core.events import ScheduledRun, schedule, subscribe
 from core.observability import get_logger
+from core.outbox import Event
 from core.uow import UnitOfWork
 
 log = get_logger("atlilith.analytics.handlers")

@@ -19,12 +19,12 @@ from core.analytics.parsing import ItemError, Row
 from core.analytics.policy import INGEST
 from core.analytics.presenters import context_out
 from core.analytics.schemas import IngestErrorOut, IngestOut
-from core.auth import utcnow
 from core.config import Settings
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 # A big batch is tens of milliseconds of CPU: above this many events it is parsed off the event
 # loop, so other requests' I/O (another batch's commit, say) goes on meanwhile.

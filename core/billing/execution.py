@@ -13,7 +13,6 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select
 
 from core import webhooks
-from core.auth import utcnow
 from core.billing import peers
 from core.billing.components import ActionRun, builtin_action
 from core.billing.models import OPEN_STATUSES, Job, Peer, PeerSecret
@@ -25,6 +24,7 @@ from core.context import ALL_SCOPES, Principal, PrincipalKind, TenantContext
 from core.errors import DomainError, NotFound, Unauthenticated
 from core.observability import trace
 from core.uow import Database, UnitOfWork
+from core.utilities import utcnow
 
 
 class _Abandoned(Exception):

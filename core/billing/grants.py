@@ -7,7 +7,6 @@ import uuid
 from sqlalchemy import select
 
 from core import audit
-from core.auth import utcnow
 from core.billing import ledger
 from core.billing.policy import log
 from core.billing.presenters import grant_out
@@ -18,6 +17,7 @@ from core.errors import Conflict, FieldIssue, NotFound, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.tenancy.models import Org, Person
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 async def _owner_of(

@@ -7,8 +7,9 @@ from __future__ import annotations
 import uuid
 
 from core.billing import execution, jobs, ledger
-from core.events import Event, ScheduledRun, schedule, subscribe
+from core.events import ScheduledRun, schedule, subscribe
 from core.observability import get_logger
+from core.outbox import Event
 from core.uow import UnitOfWork
 
 log = get_logger("atlilith.billing.handlers")

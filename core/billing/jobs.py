@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from core.auth import utcnow
 from core.billing import ledger
 from core.billing.models import FINISHED_STATUSES, OPEN_STATUSES, Job
 from core.billing.policy import JOBS_READ, JOBS_WRITE
@@ -21,6 +20,7 @@ from core.observability import trace
 from core.pagination import Page, PageRequest
 from core.scoping import get_in_context, keyset_page, map_page, scoped
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 async def _tenant_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, *, lock: bool = False) -> Job:

@@ -8,7 +8,6 @@ import uuid
 from sqlalchemy import and_, delete, or_, select, update
 
 from core import audit, webhooks
-from core.auth import utcnow
 from core.billing import peers
 from core.billing.components import builtin_actions
 from core.billing.models import Peer, PeerSecret
@@ -20,6 +19,7 @@ from core.errors import Conflict, NotFound, constraint_error
 from core.pagination import Page, PageRequest
 from core.scoping import keyset_page, map_page
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 constraint_error(
     "uq_peers_slug",

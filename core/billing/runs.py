@@ -11,7 +11,6 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import insert
 
-from core.auth import utcnow
 from core.billing import ledger
 from core.billing.catalogue import Target, prepare
 from core.billing.components import ActionRun
@@ -25,6 +24,7 @@ from core.errors import ValidationFailed
 from core.idempotency import idempotent_operation
 from core.observability import trace
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 def _job_id_candidate(uow: UnitOfWork) -> uuid.UUID:

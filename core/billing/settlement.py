@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.auth import utcnow
 from core.billing import ledger
 from core.billing.models import Job
 from core.billing.policy import log
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 async def mark_running(uow: UnitOfWork, job: Job, run_seconds: float) -> None:

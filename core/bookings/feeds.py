@@ -8,7 +8,6 @@ import uuid
 
 from sqlalchemy import and_, func, insert, or_, select
 
-from core.auth import sha256_hex, utcnow
 from core.bookings import calendar
 from core.bookings.models import Booking, CalendarFeed, Service
 from core.bookings.policy import READ
@@ -22,6 +21,7 @@ from core.pagination import Page, PageRequest
 from core.scoping import keyset_page, map_page
 from core.tenancy.models import Client, OrgMember, Person
 from core.uow import Database, UnitOfWork
+from core.utilities import sha256_hex, utcnow
 
 FEED_PREFIX = "atf_"
 

@@ -7,8 +7,9 @@ import uuid
 
 from core.bookings import reminders
 from core.bookings.housekeeping import expire_holds, send_due_reminders
-from core.events import Event, ScheduledRun, schedule, subscribe
+from core.events import ScheduledRun, schedule, subscribe
 from core.observability import get_logger
+from core.outbox import Event
 from core.uow import UnitOfWork
 
 log = get_logger("atlilith.bookings.handlers")

@@ -7,7 +7,6 @@ import uuid
 
 from sqlalchemy import func, insert, update
 
-from core.auth import utcnow
 from core.bookings.availability import Rules, fits
 from core.bookings.models import Booking, Service, ServiceProvider
 from core.bookings.policy import (
@@ -36,6 +35,7 @@ from core.context import TenantContext
 from core.errors import Conflict
 from core.idempotency import idempotent_operation
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 async def _fitting(

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Text, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 
-from core.auth import utcnow
 from core.bookings.availability import fits
 from core.bookings.models import ACTIVE_STATES, Booking, Service
 from core.bookings.policy import (
@@ -50,6 +49,7 @@ from core.context import TenantContext
 from core.errors import Conflict, FieldIssue, Gone, ValidationFailed
 from core.idempotency import idempotent, idempotent_operation
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 @idempotent_operation("bookings.confirm")

@@ -14,9 +14,9 @@ import uuid
 
 import jwt
 
-from core.auth import utcnow
 from core.config import Settings
 from core.errors import Gone, NotFound
+from core.utilities import utcnow
 
 AUDIENCE = "atlilith-manage"
 _ALGORITHM = "HS256"

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from core.auth import utcnow
 from core.bookings import calendar, links
 from core.bookings.lifecycle import cancel, reschedule
 from core.bookings.models import Booking, Service
@@ -32,6 +31,7 @@ from core.context import Principal, PrincipalKind, TenantContext
 from core.errors import Conflict, NotFound
 from core.tenancy.models import Person
 from core.uow import Database, UnitOfWork
+from core.utilities import utcnow
 
 
 async def manage_link(ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID) -> ManageLinkOut:

@@ -7,7 +7,6 @@ import uuid
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-from core.auth import utcnow
 from core.bookings import calendar, links
 from core.bookings.models import Booking
 from core.bookings.schemas import (
@@ -22,6 +21,7 @@ from core.bookings.schemas import (
 )
 from core.tenancy.schemas import PersonRef
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 if TYPE_CHECKING:
     from core.bookings.queries import BookingRow

@@ -6,7 +6,6 @@ import datetime as dt
 import uuid
 from zoneinfo import ZoneInfo
 
-from core.auth import utcnow
 from core.bookings.availability import slot_starts
 from core.bookings.models import Service
 from core.bookings.policy import READ, pick_providers, require_active, rules_for
@@ -14,6 +13,7 @@ from core.bookings.queries import Provider, busy_ranges, eligible_providers, hou
 from core.bookings.schemas import ServiceRef, SlotOut, SlotsOut, SlotsQuery
 from core.context import TenantContext
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 MAX_SLOTS = 500
 

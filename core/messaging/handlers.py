@@ -7,11 +7,12 @@ from typing import Any
 
 from sqlalchemy import func, select, text, update
 
-from core.events import Event, ScheduledRun, schedule, subscribe
+from core.events import ScheduledRun, schedule, subscribe
 from core.messaging import peers
 from core.messaging.models import Message, MessagingSettings, Thread
 from core.messaging.threads import wake_snoozed_threads
 from core.observability import get_logger
+from core.outbox import Event
 from core.scoping import owned_by, same_tenant
 from core.tenancy.models import Client
 from core.uow import UnitOfWork

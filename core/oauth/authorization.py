@@ -19,13 +19,14 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select, update
 
-from core.auth import OAUTH_ACCESS_PREFIX, OAUTH_REFRESH_PREFIX, sha256_hex, utcnow
+from core.credentials import OAUTH_ACCESS_PREFIX, OAUTH_REFRESH_PREFIX
 from core.oauth.clients import ClientRecord
 from core.oauth.errors import OAuthError
 from core.oauth.models import OAuthCode, OAuthGrant, OAuthRequest, OAuthToken
 from core.oauth.scopes import check_scopes
 from core.observability import get_logger
 from core.uow import Database, UnitOfWork
+from core.utilities import sha256_hex, utcnow
 
 log = get_logger("atlilith.oauth")
 

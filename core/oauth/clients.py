@@ -10,13 +10,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 
-from core.auth import sha256_hex, utcnow
 from core.oauth.documents import fetch_client_document, is_document_client_id
 from core.oauth.errors import OAuthError
 from core.oauth.models import OAuthClient
 from core.oauth.scopes import check_scopes
 from core.observability import get_logger
 from core.uow import Database
+from core.utilities import sha256_hex, utcnow
 
 log = get_logger("atlilith.oauth")
 

@@ -6,9 +6,10 @@ import uuid
 
 from sqlalchemy import delete, func, or_, update
 
-from core.events import Event, ScheduledRun, schedule, subscribe
+from core.events import ScheduledRun, schedule, subscribe
 from core.oauth.models import OAuthCode, OAuthGrant, OAuthRequest, OAuthToken
 from core.observability import get_logger
+from core.outbox import Event
 from core.uow import UnitOfWork
 
 log = get_logger("atlilith.oauth.handlers")

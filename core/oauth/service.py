@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, text, update
 
-from core.auth import utcnow
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, PermissionDenied
 from core.oauth.authorization import issue_code, redirect_with
@@ -28,6 +27,7 @@ from core.pagination import Page, PageRequest
 from core.scoping import keyset_rows, map_page
 from core.tenancy.models import Org, OrgMember
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 def _request_gone() -> NotFound:

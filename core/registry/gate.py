@@ -9,16 +9,12 @@ bookings hides its tools from agents; it does not lock its owner out of their bo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sqlalchemy import or_, select
 
 from core.context import TenantContext
 from core.errors import PermissionDenied
 from core.registry.models import Component, Installation
-
-if TYPE_CHECKING:  # core.uow imports core.auth; core.opener opens contexts through this gate
-    from core.uow import UnitOfWork
+from core.uow import UnitOfWork
 
 __all__ = ["require_installed"]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from core.events import Event, subscribe
+from core.events import subscribe
 from core.observability import get_logger
+from core.outbox import Event
 from core.registry.changes import CHANNEL, TOOLS_CHANGED, ToolsChange
 from core.uow import UnitOfWork
 

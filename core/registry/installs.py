@@ -7,7 +7,6 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from core.auth import utcnow
 from core.context import TenantContext
 from core.idempotency import idempotent_operation
 from core.observability import get_logger
@@ -34,6 +33,7 @@ from core.registry.schemas import (
 )
 from core.scoping import in_context, keyset_rows, map_page
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 log = get_logger("atlilith.registry")
 

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import select
 
 from core import audit, billing
-from core.auth import utcnow
 from core.billing.schemas import PeerCreated, PeerIn, PeerUpdateIn
 from core.context import TenantContext
 from core.errors import Conflict, NotFound
@@ -23,6 +22,7 @@ from core.registry.schemas import (
     PeerComponentUpdate,
 )
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 log = get_logger("atlilith.registry")
 

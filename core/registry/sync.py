@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core import __version__
-from core.auth import utcnow
 from core.observability import get_logger
 from core.registry.models import Component as ComponentRow
 from core.registry.presenters import search_text, tools_hash
@@ -21,6 +20,7 @@ from core.registry.schemas import (
     SyncReport,
 )
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 log = get_logger("atlilith.registry")
 

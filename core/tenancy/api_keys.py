@@ -7,14 +7,15 @@ import uuid
 
 from sqlalchemy import select
 
-from core.auth import new_api_key, utcnow
 from core.context import TenantContext, known_scopes
+from core.credentials import new_api_key
 from core.errors import FieldIssue, NotFound, PermissionDenied, ValidationFailed
 from core.pagination import Page, PageRequest
 from core.scoping import keyset_rows, map_page
 from core.tenancy.models import ApiKey, Org, OrgMember
 from core.tenancy.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, OrgRef
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 def _api_key_out(key: ApiKey, org: Org | None) -> ApiKeyOut:

@@ -6,7 +6,6 @@ import uuid
 
 from sqlalchemy import delete, select
 
-from core.auth import utcnow
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.idempotency import idempotent_operation
@@ -17,6 +16,7 @@ from core.tenancy.models import Brand, BrandDomain
 from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import BrandIn, BrandOut, BrandUpdateIn
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 async def _brand_out(uow: UnitOfWork, brands: list[Brand]) -> list[BrandOut]:

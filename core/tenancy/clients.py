@@ -6,7 +6,6 @@ import uuid
 
 from sqlalchemy import or_
 
-from core.auth import utcnow
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.idempotency import idempotent_operation
@@ -18,6 +17,7 @@ from core.tenancy.models import Client
 from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import ClientIn, ClientOut, ClientUpdateIn
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 from core.validation import normalize_phone
 
 

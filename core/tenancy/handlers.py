@@ -6,8 +6,9 @@ import uuid
 
 from sqlalchemy import delete, func, update
 
-from core.events import Event, ScheduledRun, schedule, subscribe
+from core.events import ScheduledRun, schedule, subscribe
 from core.observability import get_logger
+from core.outbox import Event
 from core.tenancy.invitations import expire_invitations
 from core.tenancy.models import ApiKey, AuthSession
 from core.uow import UnitOfWork

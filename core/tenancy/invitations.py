@@ -7,7 +7,6 @@ import uuid
 
 from sqlalchemy import Select, func, select, text, update
 
-from core.auth import utcnow
 from core.context import Role, TenantContext
 from core.errors import Conflict, Gone, NotFound
 from core.idempotency import idempotent_operation
@@ -19,6 +18,7 @@ from core.tenancy.presenters import member_out, person_ref
 from core.tenancy.queries import READ, WRITE, person_id_by_slug
 from core.tenancy.schemas import InvitationIn, InvitationOut, MemberOut, OrgRef
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
 async def _invitation_out(uow: UnitOfWork, inv: Invitation) -> InvitationOut:

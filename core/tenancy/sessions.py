@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select, update
 
-from core.auth import new_refresh_token, sha256_hex, utcnow
 from core.config import Settings
 from core.context import TenantContext
+from core.credentials import new_refresh_token
 from core.errors import NotFound, PermissionDenied, RateLimited, Unauthenticated
 from core.observability import get_logger
 from core.tenancy import browser
@@ -27,6 +27,7 @@ from core.tenancy.models import (
 from core.tenancy.presenters import context_out, person_out
 from core.tenancy.schemas import AuthOut, LoginIn, LogoutIn, RefreshIn, SignupIn
 from core.uow import Database, UnitOfWork
+from core.utilities import sha256_hex, utcnow
 
 log = get_logger("atlilith.tenancy")
 

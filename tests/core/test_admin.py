@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from core.events import Relay
+from core.relay import Relay
 from core.uow import Database
 from servers.mcp import CoreTokenVerifier
 from tests.conftest import Account, make_org, signup

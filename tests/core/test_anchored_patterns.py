@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.analytics import parsing
-from core.auth import parse_api_key
+from core.credentials import parse_api_key
 from core.errors import ValidationFailed
 from core.idempotency import check_key
 from core.messaging.schemas import _http_url

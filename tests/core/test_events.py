@@ -22,7 +22,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.config import Settings
-from core.events import Relay, ScheduledRun, schedule
+from core.events import ScheduledRun, schedule
+from core.relay import Relay
 from core.uow import Database, UnitOfWork
 from tests.conftest import running
 from tests.support import handlers

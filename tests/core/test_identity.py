@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from core.config import Settings
-from core.events import Relay
 from core.identity import polyseme
+from core.relay import Relay
 from tests.conftest import make_org, signup
 from tests.support.billing import app_db, assert_consistent, grant, ledger_state, make_admin
 from tests.support.registry import install

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from core import tenancy
 from core.context import Principal, PrincipalKind, Role, TenantContext
 from core.demo import seed_demo_data
-from core.events import Relay
+from core.relay import Relay
 from core.seed import ORG_SLUG, PERSON_SLUG, seed
 from core.tenancy.models import Org, Person
 from core.tenancy.schemas import MemberIn

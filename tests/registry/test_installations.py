@@ -11,7 +11,7 @@ import httpx
 from mcp import Client
 from sqlalchemy import select, text
 
-from core.events import outbox_table
+from core.outbox import outbox_table
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup

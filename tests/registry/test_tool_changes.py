@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import select
 
 from core.admin.service import set_platform_admin
-from core.events import Event, outbox_table
+from core.outbox import Event, outbox_table
 from core.registry.changes import CHANNEL, TOOLS_CHANGED, Caller, ToolsChange, affected
 from core.registry.handlers import broadcast_tools_changed
 from core.uow import Database

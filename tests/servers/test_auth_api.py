@@ -335,7 +335,7 @@ async def test_api_keys_shown_once_scoped_revocable(client: httpx.AsyncClient) -
 async def test_removed_members_org_keys_are_revoked_by_the_handler(
     client: httpx.AsyncClient, db: Database
 ) -> None:
-    from core.events import Relay
+    from core.relay import Relay
 
     owner, member = await signup(client), await signup(client)
     org = await make_org(client, owner)

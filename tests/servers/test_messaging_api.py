@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from core.events import Relay
 from core.messaging.threads import wake_snoozed_threads
+from core.relay import Relay
 from core.uow import Database
 from tests.conftest import make_org, signup
 from tests.support.messaging import (

@@ -19,11 +19,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import text
 
-from core.auth import sha256_hex
 from core.config import Settings
-from core.events import Relay
 from core.oauth.documents import is_document_client_id
+from core.relay import Relay
 from core.uow import Database
+from core.utilities import sha256_hex
 from servers.app import create_app
 from tests.conftest import make_org, running, signup
 from tests.support.mcp import tool_error

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from core.config import Settings
-from core.events import Relay
+from core.relay import Relay
 from core.uow import Database
 from tests.support import handlers  # noqa: F401
 

@@ -8,7 +8,8 @@ from collections import defaultdict
 
 from sqlalchemy import text
 
-from core.events import Event, subscribe
+from core.events import subscribe
+from core.outbox import Event
 from core.uow import UnitOfWork
 
 calls: dict[str, list[str]] = defaultdict(list)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.events import Relay
+from core.relay import Relay
 from core.uow import Database
 from tests.conftest import Account, running
 

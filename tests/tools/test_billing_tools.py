@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from mcp import Client
 
-from core.events import Relay
+from core.relay import Relay
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup

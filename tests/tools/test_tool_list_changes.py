@@ -180,7 +180,7 @@ async def test_a_listen_stream_hears_only_changes_of_its_caller(
     client: httpx.AsyncClient, db: Database
 ) -> None:
     """2026-07-28 clients: subscriptions/listen streams, filtered per caller by the server's bus."""
-    from core.events import Relay
+    from core.relay import Relay
 
     a, b = await signup(client), await signup(client)
     async with feed_running(db) as feed:
@@ -217,7 +217,7 @@ async def test_handshake_clients_over_http_hear_changes_when_sessions_are_statef
     import uvicorn
     from mcp.client.streamable_http import streamable_http_client
 
-    from core.events import Relay
+    from core.relay import Relay
     from servers.app import create_app
     from tests.cli.live import free_port
 

@@ -10,7 +10,9 @@ import httpx
 from sqlalchemy import text
 
 from core.analytics.mapping import BY_EVENT, MAPPINGS
-from core.events import Event, Relay, load_handlers, run_handler_once
+from core.events import load_handlers, run_handler_once
+from core.outbox import Event
+from core.relay import Relay
 from core.uow import Database
 from tests.conftest import make_org, signup
 from tests.core.analytics.support import org_id, sql

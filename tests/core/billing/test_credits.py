@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy import text
 
 from core import billing, webhooks
-from core.events import Relay
+from core.relay import Relay
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import make_org, running, signup

@@ -17,7 +17,7 @@ import uvicorn
 from sqlalchemy import text
 
 from core import billing, webhooks
-from core.events import Relay
+from core.relay import Relay
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import Account, signup

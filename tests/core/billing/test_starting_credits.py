@@ -8,7 +8,7 @@ import uuid
 import httpx
 
 from core.billing import ledger
-from core.events import Relay
+from core.relay import Relay
 from core.seed import ORG_SLUG, PERSON_SLUG, seed
 from core.uow import Database
 from servers.app import create_app

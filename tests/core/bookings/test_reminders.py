@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from core.bookings import send_due_reminders
-from core.events import Relay
+from core.relay import Relay
 from core.uow import Database
 from tests.conftest import signup
 from tests.core.bookings.helpers import make_service

@@ -1,0 +1,425 @@
+"""The relay: moves committed outbox rows on — published to a sink (Inngest) or fanned out to
+in-process deliveries — and runs due deliveries and schedules, under leases so that several
+processes can run it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+from cronsim import CronSim
+from sqlalchemy import text
+
+from core.db import asyncpg_dsn
+from core.events import (
+    NOTIFY_RELEASED,
+    backoff_seconds,
+    error_text,
+    failure_outcome,
+    load_handlers,
+    process_id,
+    run_in_savepoint,
+    run_schedule,
+)
+from core.observability import get_logger, trace
+from core.outbox import NOTIFY_CHANNEL, Event
+from core.uow import Database, app_database_url
+
+# The logger keeps the name it had before the relay left core.events: log queries filter on it.
+log = get_logger("atlilith.events")
+
+DIED_WHILE_HANDLING = "process died while handling"
+
+
+class LeaseLost(Exception):
+    """The claim on a delivery ran out and another process took it: this run's work is abandoned."""
+
+
+# --- sinks --------------------------------------------------------------------------------------
+
+
+class Sink(Protocol):
+    """Where the relay publishes committed events when handlers don't run in-process."""
+
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+
+# --- the relay ----------------------------------------------------------------------------------
+
+# Fan-out only inserts delivery rows, so it claims with a row lock in one short transaction.
+_CLAIM_OUTBOX = text(
+    "SELECT id, name, data, created_at, attempts FROM platform.outbox"
+    " WHERE status = 'pending' AND next_attempt_at <= now()"
+    " ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+# Publishing waits on the network, so its batch is leased and the lock let go at once. While
+# leased, `next_attempt_at` is the lease's end: the rows come due again exactly when it runs out.
+_LEASE_OUTBOX = text(
+    "UPDATE platform.outbox o SET attempts = o.attempts + 1, claimed_by = :me, claim_token = :token,"
+    " lease_until = now() + make_interval(secs => :lease),"
+    " next_attempt_at = now() + make_interval(secs => :lease)"
+    " FROM (SELECT id FROM platform.outbox WHERE status = 'pending' AND next_attempt_at <= now()"
+    "       ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED) due"
+    " WHERE o.id = due.id RETURNING o.id, o.seq, o.name, o.data, o.created_at, o.attempts"
+)
+_MARK_RELAYED = text(
+    "UPDATE platform.outbox SET status = :status, relayed_at = now(), last_error = NULL,"
+    " claimed_by = NULL, claim_token = NULL, lease_until = NULL, next_attempt_at = now()"
+    " WHERE id = ANY(:ids) AND (claim_token IS NULL OR claim_token = :token)"
+)
+_MARK_PUBLISH_FAILED = text(
+    "UPDATE platform.outbox SET last_error = :error, next_attempt_at = now() + make_interval(secs => :delay),"
+    " claimed_by = NULL, claim_token = NULL, lease_until = NULL"
+    " WHERE claim_token = :token AND status = 'pending'"
+)
+_FAN_OUT = text(
+    "INSERT INTO platform.event_deliveries (event_id, handler)"
+    " SELECT :event_id, h FROM unnest(CAST(:handlers AS text[])) AS h ON CONFLICT DO NOTHING"
+)
+# Claim one due delivery in its own transaction: the attempt is counted and the lease written
+# before the handler starts, so a process that dies handling it still used up an attempt.
+# A row still carrying an earlier claim's token had its lease run out with no outcome written.
+_CLAIM_DELIVERY = text(
+    "UPDATE platform.event_deliveries d SET attempts = d.attempts + 1,"
+    " last_error = CASE WHEN d.claim_token IS NOT NULL"
+    f"   THEN '{DIED_WHILE_HANDLING} (claimed by ' || d.claimed_by || ')' ELSE d.last_error END,"
+    " claimed_by = :me, claim_token = :token, lease_until = now() + make_interval(secs => :lease),"
+    " next_attempt_at = now() + make_interval(secs => :lease), updated_at = now()"
+    " FROM (SELECT event_id, handler FROM platform.event_deliveries"
+    "       WHERE status = 'pending' AND next_attempt_at <= now()"
+    "       ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) due"
+    " JOIN platform.outbox e ON e.id = due.event_id"
+    " WHERE d.event_id = due.event_id AND d.handler = due.handler"
+    " RETURNING d.event_id, d.handler, d.attempts, d.last_error, e.name, e.data, e.created_at"
+)
+_RENEW_DELIVERIES = text(
+    "UPDATE platform.event_deliveries SET lease_until = now() + make_interval(secs => :lease),"
+    " next_attempt_at = now() + make_interval(secs => :lease)"
+    " WHERE claim_token = ANY(:tokens) AND status = 'pending'"
+)
+_RENEW_OUTBOX = text(
+    "UPDATE platform.outbox SET lease_until = now() + make_interval(secs => :lease),"
+    " next_attempt_at = now() + make_interval(secs => :lease)"
+    " WHERE claim_token = ANY(:tokens) AND status = 'pending'"
+)
+# Outcomes of a leased delivery: written only while the claim is still this run's (`token`), in
+# the transaction that committed the handler's work, so an expired run can never commit twice.
+_RELEASE = (
+    " claimed_by = NULL, claim_token = NULL, lease_until = NULL, updated_at = now()"
+    " WHERE event_id = :event_id AND handler = :handler AND claim_token = :token AND status = 'pending'"
+)
+_MARK_DONE = text(
+    "UPDATE platform.event_deliveries SET status = 'done', last_error = NULL, next_attempt_at = now(),"
+    + _RELEASE
+)
+_MARK_FAILED = text(
+    "UPDATE platform.event_deliveries SET status = :status, last_error = :error,"
+    " next_attempt_at = now() + make_interval(secs => :delay), attempts = :attempts," + _RELEASE
+)
+# When the next pending row comes due (a retry's backoff, a lease running out), in seconds.
+_NEXT_DUE = text(
+    "SELECT EXTRACT(EPOCH FROM LEAST("
+    " (SELECT min(next_attempt_at) FROM platform.event_deliveries WHERE status = 'pending'),"
+    " (SELECT min(next_attempt_at) FROM platform.outbox WHERE status = 'pending')) - now())"
+)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    token: uuid.UUID
+    attempt: int
+    last_error: str | None
+    handler: str
+    event: Event
+
+
+class Relay:
+    """Moves committed outbox rows on. Safe to run in several processes at once: work is
+    claimed under a lease (`handler_lease_seconds`) that a live process renews while it works
+    and anyone may take over once it runs out."""
+
+    def __init__(self, db: Database, sink: Sink | None = None, *, workers: int = 4) -> None:
+        self.db = db
+        self.sink = sink
+        self.workers = workers
+        self.registry = load_handlers(db.settings.handler_modules)
+        self._wake = asyncio.Event()
+        self._next_fire: dict[str, dt.datetime] = {}
+        # Claims this relay is working on, renewed by `run` until their outcome is written.
+        self._held_deliveries: set[uuid.UUID] = set()
+        self._held_batches: set[uuid.UUID] = set()
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.db.settings.handler_lease_seconds
+
+    # one pass of each stage; tests call these directly to control timing
+    async def pump(self) -> int:
+        """Claim a batch of pending outbox rows and publish or fan them out. Returns the count."""
+        if self.sink is not None:
+            return await self._publish_batch(self.sink)
+        async with self.db.system() as uow:
+            rows = (
+                await uow.session.execute(_CLAIM_OUTBOX, {"limit": self.db.settings.relay_batch_size})
+            ).all()
+            if not rows:
+                return 0
+            for r in rows:
+                handlers = [h.name for h in self.registry.for_event(r.name)]
+                if handlers:
+                    await uow.session.execute(_FAN_OUT, {"event_id": r.id, "handlers": handlers})
+            await uow.session.execute(
+                _MARK_RELAYED, {"ids": [r.id for r in rows], "status": "dispatched", "token": None}
+            )
+            return len(rows)
+
+    async def _publish_batch(self, sink: Sink) -> int:
+        settings = self.db.settings
+        token = uuid.uuid4()
+        async with self.db.system() as uow:
+            rows = (
+                await uow.session.execute(
+                    _LEASE_OUTBOX,
+                    {
+                        "me": process_id(),
+                        "token": token,
+                        "lease": self.lease_seconds,
+                        "limit": settings.relay_batch_size,
+                    },
+                )
+            ).all()
+        if not rows:
+            return 0
+        rows = sorted(rows, key=lambda r: r.seq)
+        ids = [r.id for r in rows]
+        self._held_batches.add(token)
+        try:
+            events = [Event(r.id, r.name, r.data, r.created_at) for r in rows]
+            try:
+                async with asyncio.timeout(settings.relay_publish_timeout_seconds):
+                    await sink.publish(events)
+            except Exception as exc:
+                # Publishing never dead-letters: the outbox keeps events until the sink is back.
+                delay = backoff_seconds(max(r.attempts for r in rows), 1.0, 60.0)
+                async with self.db.system() as uow:
+                    await uow.session.execute(
+                        _MARK_PUBLISH_FAILED, {"token": token, "error": error_text(exc), "delay": delay}
+                    )
+                log.warning("publish_failed", count=len(ids), error=type(exc).__name__, retry_in=delay)
+                return 0
+            async with self.db.system() as uow:
+                # Marked even if the lease ran out meanwhile: the sink dedupes on the event id.
+                await uow.session.execute(_MARK_RELAYED, {"ids": ids, "status": "published", "token": token})
+            return len(rows)
+        finally:
+            self._held_batches.discard(token)
+
+    async def _claim(self) -> _Claim | None:
+        token = uuid.uuid4()
+        async with self.db.system() as uow:
+            row = (
+                await uow.session.execute(
+                    _CLAIM_DELIVERY, {"me": process_id(), "token": token, "lease": self.lease_seconds}
+                )
+            ).one_or_none()
+        if row is None:
+            return None
+        event = Event(row.event_id, row.name, row.data, row.created_at)
+        return _Claim(token, row.attempts, row.last_error, row.handler, event)
+
+    async def deliver_one(self) -> bool:
+        """Claim one due delivery (committed with its attempt counted), run its handler in a
+        transaction of its own and record the outcome there if the claim is still ours.
+        Returns False when nothing is due."""
+        claim = await self._claim()
+        if claim is None:
+            return False
+        event = claim.event
+        self._held_deliveries.add(claim.token)
+        try:
+            with trace(event.trace_id, handler=claim.handler, event_name=event.name, event_id=str(event.id)):
+                await self._handle(claim)
+        finally:
+            self._held_deliveries.discard(claim.token)
+        return True
+
+    async def _handle(self, claim: _Claim) -> None:
+        event = claim.event
+        spec = self.registry.handlers.get(claim.handler)
+        if spec is None:
+            await self._dead_letter(claim, "no such handler in this build", claim.attempt)
+            log.error("handler_unknown")
+            return
+        max_attempts = spec.max_attempts or self.db.settings.handler_max_attempts
+        if claim.attempt > max_attempts:
+            # Every allowed attempt was used and the last one never wrote an outcome: the
+            # handler took its process down (or hung it) each time.
+            await self._dead_letter(claim, claim.last_error or DIED_WHILE_HANDLING, max_attempts)
+            log.error("handler_dead_lettered", attempts=max_attempts, error=claim.last_error)
+            return
+        try:
+            async with self.db.system(trace_id=event.trace_id) as uow:
+                exc = await run_in_savepoint(uow, spec, event)
+                key = {"event_id": event.id, "handler": spec.name, "token": claim.token}
+                if exc is None:
+                    if (await uow.session.execute(_MARK_DONE, key)).rowcount == 0:  # type: ignore[attr-defined]
+                        raise LeaseLost
+                else:
+                    failed = failure_outcome(self.db, spec, claim.attempt, exc, event) | {
+                        "token": claim.token
+                    }
+                    if (await uow.session.execute(_MARK_FAILED, failed)).rowcount == 0:  # type: ignore[attr-defined]
+                        raise LeaseLost
+                    await uow.session.execute(NOTIFY_RELEASED)
+        except LeaseLost:
+            # Another process took the delivery after our lease ran out; its run is the one
+            # that counts, so ours (already rolled back) is abandoned.
+            log.warning("handler_lease_lost", attempt=claim.attempt)
+
+    async def _dead_letter(self, claim: _Claim, error: str, attempts: int) -> None:
+        async with self.db.system() as uow:
+            await uow.session.execute(
+                _MARK_FAILED,
+                {
+                    "event_id": claim.event.id,
+                    "handler": claim.handler,
+                    "token": claim.token,
+                    "attempts": attempts,
+                    "error": error,
+                    "status": "dead",
+                    "delay": 0,
+                },
+            )
+
+    async def deliver_due(self) -> int:
+        """Run every due delivery with a few concurrent workers; returns how many ran."""
+        count = 0
+
+        async def worker() -> None:
+            nonlocal count
+            while await self.deliver_one():
+                count += 1
+
+        await asyncio.gather(*(worker() for _ in range(self.workers)))
+        return count
+
+    async def renew_leases(self) -> None:
+        """Extend the leases of the work this relay is still doing (a live process keeps its
+        claims; a frozen one cannot, and loses them when they run out)."""
+        params = {"lease": self.lease_seconds}
+        deliveries, batches = list(self._held_deliveries), list(self._held_batches)
+        if not deliveries and not batches:
+            return
+        async with self.db.system() as uow:
+            if deliveries:
+                await uow.session.execute(_RENEW_DELIVERIES, params | {"tokens": deliveries})
+            if batches:
+                await uow.session.execute(_RENEW_OUTBOX, params | {"tokens": batches})
+
+    async def seconds_until_due(self) -> float | None:
+        """How long until the next pending row comes due (None: nothing pending)."""
+        async with self.db.system() as uow:
+            value = (await uow.session.execute(_NEXT_DUE)).scalar_one_or_none()
+        return None if value is None else max(0.0, float(value))
+
+    async def tick_schedules(self, now: dt.datetime | None = None) -> list[str]:
+        """Fire each schedule whose time has come, once across processes. Returns fired names."""
+        now = now or dt.datetime.now(dt.UTC)
+        fired: list[str] = []
+        for spec in self.registry.schedules.values():
+            due = self._next_fire.get(spec.name)
+            if due is None:
+                due = next(iter(CronSim(spec.cron, now - dt.timedelta(minutes=1))))
+                self._next_fire[spec.name] = due
+            if due > now:
+                continue
+            self._next_fire[spec.name] = next(iter(CronSim(spec.cron, now)))
+            if await run_schedule(self.db, spec, due):
+                fired.append(spec.name)
+        return fired
+
+    async def drain(self, *, rounds: int = 50) -> int:
+        """Relay and deliver until nothing is left that is due now (tests, shutdown)."""
+        total = 0
+        for _ in range(rounds):
+            moved = await self.pump()
+            ran = 0 if self.sink is not None else await self.deliver_due()
+            total += moved + ran
+            if moved == 0 and ran == 0:
+                break
+        return total
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The long-running loop: woken by NOTIFY, or when the next retry or lease comes due,
+        polling as a fallback. Schedules and lease renewal run beside it, so a long job or a
+        slow handler never delays delivery."""
+        tasks = [asyncio.create_task(self._listen(stop)), asyncio.create_task(self._renew_loop(stop))]
+        if self.sink is None:
+            tasks.append(asyncio.create_task(self._schedule_loop(stop)))
+        poll = self.db.settings.relay_poll_seconds
+        try:
+            while not stop.is_set():
+                wait = poll
+                try:
+                    await self.drain()
+                    due = await self.seconds_until_due()
+                    if due is not None:
+                        wait = min(poll, max(due, 0.05))
+                except Exception:
+                    log.exception("relay_iteration_failed")
+                self._wake.clear()
+                await _first_of(self._wake, stop, seconds=wait)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _renew_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await _first_of(stop, seconds=self.lease_seconds / 3)
+            try:
+                await self.renew_leases()
+            except Exception:
+                log.exception("relay_lease_renewal_failed")
+
+    async def _schedule_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.tick_schedules()
+            except Exception:
+                log.exception("relay_schedules_failed")
+            await _first_of(stop, seconds=1.0)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        dsn = asyncpg_dsn(app_database_url(self.db.settings))
+        while not stop.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn)
+                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                self._wake.set()  # catch up on anything committed while we were not listening
+                await stop.wait()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("relay_listen_failed", error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+            finally:
+                if conn is not None:
+                    await conn.close(timeout=2)
+
+
+async def _first_of(*events: asyncio.Event, seconds: float) -> None:
+    """Wait until any of the events is set, or `seconds` pass."""
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
