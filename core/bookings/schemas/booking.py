@@ -126,15 +126,14 @@ class ManageLinkOut(BaseModel):
     expires_at: dt.datetime
 
 
+# How the booking's reminder went (docs/public-pages.md): `failed` is retried with backoff,
+# `skipped` had nothing to send; `channel` is `email` (mail peer) or `portal`. No descriptions
+# here: this shape is in the output schema of every bookings tool, and tools/list pays for it.
 class ReminderOut(BaseModel):
-    status: Literal["queued", "sent", "failed", "skipped"] = Field(
-        description="`failed` is retried with backoff; `skipped`: nothing to send (no client, no longer due)."
-    )
-    channel: str | None = Field(
-        description="`email` through the mail peer, else `portal` (the client's link)."
-    )
-    message_id: uuid.UUID | None = Field(description="The reminder's message in the client's thread.")
-    due_at: dt.datetime | None = Field(description="When the reminder fell due.")
+    status: Literal["queued", "sent", "failed", "skipped"]
+    channel: str | None
+    message_id: uuid.UUID | None
+    due_at: dt.datetime | None
     error: str | None = None
 
 
@@ -164,7 +163,7 @@ class BookingOut(BaseModel):
     manage: ManageLinkOut | None = Field(
         default=None, description="A fresh client manage link (on request, confirm and reschedule)."
     )
-    reminder: ReminderOut | None = Field(default=None, description="The reminder, once it fell due.")
+    reminder: ReminderOut | None = None
 
 
 class BookingChangeOut(BaseModel):

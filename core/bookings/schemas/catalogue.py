@@ -42,10 +42,7 @@ class _ServiceFields(Input):
     )
     late_cancel_fee: Money | None = Field(default=None, description="Fee for a late cancellation.")
     active: bool = True
-    approval_required: bool = Field(
-        default=False,
-        description="Clients booking themselves (public pages) send a request you confirm or decline.",
-    )
+    approval_required: bool = Field(default=False, description="Public bookings become requests.")
 
 
 def _money_objects(data: Any) -> Any:
