@@ -136,3 +136,24 @@ class TenantContext:
                 code="session_required",
                 hint="sign in ([[tenancy.login]]) and use the session token",
             )
+
+
+def service_context(
+    person_id: uuid.UUID,
+    org_id: uuid.UUID | None,
+    scopes: frozenset[str],
+    trace_id: str | None = None,
+    *,
+    person_slug: str | None = None,
+    org_slug: str | None = None,
+) -> TenantContext:
+    """The platform acting for a tenant (a handler, a job, a public page), as `person_id` in
+    `org_id`, with exactly `scopes`: what that door may do and nothing more."""
+    return TenantContext(
+        principal=Principal(kind=PrincipalKind.SERVICE, person_id=person_id, scopes=scopes),
+        person_id=person_id,
+        person_slug=person_slug,
+        org_id=org_id,
+        org_slug=org_slug,
+        trace_id=trace_id,
+    )

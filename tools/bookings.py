@@ -306,14 +306,16 @@ async def bookings_get(rt: ToolRuntime, booking_id: BookingId, org: OrgArg = Non
 @bookings.tool(
     "bookings_manage_link",
     """A fresh link for the client to view, cancel or reschedule this one booking (no account
-needed). Send it through messaging; it expires after the booking.""",
+needed). Send it through messaging; it expires after the booking. `revoke_previous`: earlier
+links stop working.""",
     title="Client manage link",
     read_only=False,
-    idempotent=True,
 )
-async def bookings_manage_link(rt: ToolRuntime, booking_id: BookingId, org: OrgArg = None) -> ManageLinkOut:
+async def bookings_manage_link(
+    rt: ToolRuntime, booking_id: BookingId, org: OrgArg = None, revoke_previous: bool = False
+) -> ManageLinkOut:
     async with rt.context(org) as (ctx, uow):
-        return await service.manage_link(ctx, uow, booking_id)
+        return await service.manage_link(ctx, uow, booking_id, revoke_previous)
 
 
 @bookings.tool(

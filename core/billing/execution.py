@@ -20,7 +20,7 @@ from core.billing.policy import input_error, log
 from core.billing.schemas import CallbackIn, CallbackOut
 from core.billing.settlement import finish_unpaid, lock_job, mark_running, succeed
 from core.config import Settings
-from core.context import ALL_SCOPES, Principal, PrincipalKind, TenantContext
+from core.context import ALL_SCOPES, TenantContext, service_context
 from core.errors import DomainError, NotFound, Unauthenticated
 from core.observability import trace
 from core.uow import Database, UnitOfWork
@@ -34,12 +34,7 @@ class _Abandoned(Exception):
 def _service_context(person_id: uuid.UUID, org_id: uuid.UUID | None, trace_id: str) -> TenantContext:
     """The job acts for the person who ran it, in the context it was run in (the run itself
     checked their scopes)."""
-    return TenantContext(
-        principal=Principal(kind=PrincipalKind.SERVICE, person_id=person_id, scopes=frozenset({ALL_SCOPES})),
-        person_id=person_id,
-        org_id=org_id,
-        trace_id=trace_id,
-    )
+    return service_context(person_id, org_id, frozenset({ALL_SCOPES}), trace_id)
 
 
 async def execute_job(

@@ -26,8 +26,11 @@ def _key(settings: Settings) -> bytes:
     return hmac.new(settings.resolved_jwt_secret().encode(), b"bookings-manage-link", hashlib.sha256).digest()
 
 
-def issue(settings: Settings, booking_id: uuid.UUID, end_at: dt.datetime) -> tuple[str, dt.datetime]:
-    """A token valid until the booking ends plus the configured grace (at least an hour from now)."""
+def issue(
+    settings: Settings, booking_id: uuid.UUID, end_at: dt.datetime, generation: int = 0
+) -> tuple[str, dt.datetime]:
+    """A token valid until the booking ends plus the configured grace (at least an hour from now),
+    of the booking's current link generation (older generations are revoked)."""
     now = utcnow()
     expires = max(end_at, now + dt.timedelta(hours=1)) + dt.timedelta(
         hours=settings.bookings_manage_link_grace_hours
@@ -38,14 +41,16 @@ def issue(settings: Settings, booking_id: uuid.UUID, end_at: dt.datetime) -> tup
         "sub": str(booking_id),
         "iat": int(now.timestamp()),
         "exp": int(expires.timestamp()),
+        "gen": generation,
     }
     return jwt.encode(claims, _key(settings), algorithm=_ALGORITHM), dt.datetime.fromtimestamp(
         int(expires.timestamp()), dt.UTC
     )
 
 
-def read(settings: Settings, token: str) -> uuid.UUID:
-    """The booking a token names; NotFound when it is not one of ours, Gone when it expired."""
+def read(settings: Settings, token: str) -> tuple[uuid.UUID, int]:
+    """The booking a token names and its link generation; NotFound when it is not one of ours,
+    Gone when it expired."""
     try:
         claims = jwt.decode(
             token,
@@ -55,7 +60,7 @@ def read(settings: Settings, token: str) -> uuid.UUID:
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "sub", "aud", "iss"]},
         )
-        return uuid.UUID(str(claims["sub"]))
+        return uuid.UUID(str(claims["sub"])), int(claims.get("gen", 0))
     except jwt.ExpiredSignatureError as exc:
         raise Gone(
             "this manage link has expired",

@@ -14,8 +14,8 @@ from core.bookings import calendar, links
 from core.bookings.lifecycle import cancel, reschedule
 from core.bookings.models import Booking, Service
 from core.bookings.policy import WRITE
-from core.bookings.presenters import calendar_entry, manage_link_out, money, status_of
-from core.bookings.queries import Provider, load_booking_row
+from core.bookings.presenters import calendar_entry, emit_event, manage_link_out, money, status_of
+from core.bookings.queries import Provider, apply_changes, load_booking_row
 from core.bookings.schemas import Calendar as CalendarOut
 from core.bookings.schemas import (
     ManageCancelIn,
@@ -27,42 +27,45 @@ from core.bookings.schemas import (
     SlotsQuery,
 )
 from core.bookings.slots import free_slots
-from core.context import Principal, PrincipalKind, TenantContext
+from core.context import TenantContext, service_context
 from core.errors import Conflict, NotFound
 from core.tenancy.models import Person
 from core.uow import Database, UnitOfWork
 from core.utilities import utcnow
 
 
-async def manage_link(ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID) -> ManageLinkOut:
-    """A fresh link for the client to view, cancel or reschedule this booking (and nothing else)."""
+async def manage_link(
+    ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID, revoke_previous: bool = False
+) -> ManageLinkOut:
+    """A fresh link for the client to view, cancel or reschedule this booking (and nothing else).
+    `revoke_previous`: every link given out before stops working (a leaked or mis-sent link)."""
     ctx.require(WRITE)
-    b: Booking = (await load_booking_row(ctx, uow, booking_id))[0]
+    b: Booking = (await load_booking_row(ctx, uow, booking_id, lock=revoke_previous))[0]
+    if revoke_previous:
+        await apply_changes(uow, b.id, manage_link_generation=Booking.manage_link_generation + 1)
+        b = (await load_booking_row(ctx, uow, booking_id))[0]
+        emit_event(uow, "manage_links_revoked", b, generation=b.manage_link_generation)
     return manage_link_out(uow, b)
 
 
 @asynccontextmanager
 async def _managed(db: Database, token: str) -> AsyncIterator[tuple[TenantContext, UnitOfWork, Booking]]:
     """The booking a manage token names, in a transaction narrowed to that booking's tenant."""
-    booking_id = links.read(db.settings, token)
+    booking_id, generation = links.read(db.settings, token)
     async with db.system() as uow:
         owner = (
             await uow.session.execute(
-                select(Booking.provider_id, Booking.org_id).where(Booking.id == booking_id)
+                select(Booking.provider_id, Booking.org_id, Booking.manage_link_generation).where(
+                    Booking.id == booking_id
+                )
             )
         ).one_or_none()
-        if owner is None:
+        # A revoked link looks exactly like one that never existed.
+        if owner is None or owner.manage_link_generation != generation:
             raise NotFound("no booking for this link", code="manage_link_invalid", hint="ask the provider")
         # Work as the booking's provider in its context: their calendar is the one that changes.
         await uow.act_as_service(owner.provider_id, owner.org_id)
-        ctx = TenantContext(
-            principal=Principal(
-                kind=PrincipalKind.SERVICE, person_id=owner.provider_id, scopes=frozenset({WRITE})
-            ),
-            person_id=owner.provider_id,
-            org_id=owner.org_id,
-            trace_id=uow.trace_id,
-        )
+        ctx = service_context(owner.provider_id, owner.org_id, frozenset({WRITE}), uow.trace_id)
         b = (await load_booking_row(ctx, uow, booking_id))[0]
         yield ctx, uow, b
 

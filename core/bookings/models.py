@@ -199,6 +199,8 @@ class Booking(TenantOwned, Base):
     cancellation_fee: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     cancelled_at: Mapped[dt.datetime | None]
     reschedules: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    # Manage links carry this; revoking them counts it up (core.bookings.manage).
+    manage_link_generation: Mapped[int] = mapped_column(server_default=text("0"))
     reminder_sent_at: Mapped[dt.datetime | None]  # when the reminder fell due (and was claimed)
     # The reminder's message (core.bookings.reminders) and how its delivery went.
     reminder_message_id: Mapped[uuid.UUID | None]

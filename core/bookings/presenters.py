@@ -69,7 +69,7 @@ def status_of(b: Booking, now: dt.datetime | None = None) -> str:
 
 
 def manage_link_out(uow: UnitOfWork, b: Booking) -> ManageLinkOut:
-    token, expires = links.issue(uow.db.settings, b.id, b.end_at)
+    token, expires = links.issue(uow.db.settings, b.id, b.end_at, b.manage_link_generation)
     return ManageLinkOut(url=links.url(uow.db.settings, token), token=token, expires_at=expires)
 
 

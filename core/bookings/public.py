@@ -31,7 +31,7 @@ from core.bookings.presenters import money
 from core.bookings.schemas import ConfirmIn, HoldIn, MoneyOut, RequestIn, SlotsOut, SlotsQuery
 from core.bookings.schemas.common import LocationKind, TimeZone
 from core.bookings.slots import find_slots
-from core.context import Principal, PrincipalKind, TenantContext
+from core.context import TenantContext, service_context
 from core.errors import NotFound
 from core.scoping import owned_by
 from core.tenancy.models import Org, Person
@@ -139,15 +139,13 @@ async def _as_page(db: Database, slug: str) -> AsyncIterator[tuple[_Owner, Tenan
         if owner is None:
             raise _unknown()
         await uow.act_as_service(owner.person_id, owner.org_id)
-        ctx = TenantContext(
-            principal=Principal(
-                kind=PrincipalKind.SERVICE, person_id=owner.person_id, scopes=frozenset({READ, WRITE})
-            ),
-            person_id=owner.person_id,
+        ctx = service_context(
+            owner.person_id,
+            owner.org_id,
+            frozenset({READ, WRITE}),
+            uow.trace_id,
             person_slug=owner.slug if owner.kind == "person" else None,
-            org_id=owner.org_id,
             org_slug=owner.slug if owner.kind == "org" else None,
-            trace_id=uow.trace_id,
         )
         yield owner, ctx, uow
 

@@ -23,7 +23,7 @@ from core import messaging
 from core.bookings import links
 from core.bookings.models import Booking, Service
 from core.bookings.presenters import status_of
-from core.context import Principal, PrincipalKind, TenantContext
+from core.context import TenantContext, service_context
 from core.errors import DomainError
 from core.messaging.schemas import SendIn, ThreadIn
 from core.observability import get_logger
@@ -95,13 +95,8 @@ async def deliver_reminder(uow: UnitOfWork, booking_id: uuid.UUID) -> None:
             uow, b.id, status="skipped", error="no client to remind" if client is None else "no longer due"
         )
         return
-    ctx = TenantContext(
-        principal=Principal(kind=PrincipalKind.SERVICE, person_id=b.person_id, scopes=SCOPES),
-        person_id=b.person_id,
-        org_id=b.org_id,
-        trace_id=uow.trace_id,
-    )
-    token, _ = links.issue(uow.db.settings, b.id, b.end_at)
+    ctx = service_context(b.person_id, b.org_id, SCOPES, uow.trace_id)
+    token, _ = links.issue(uow.db.settings, b.id, b.end_at, b.manage_link_generation)
     body = _text(b, service, provider, links.url(uow.db.settings, token))
     try:
         message_id, channel = await _send(ctx, uow, b, client, body)
@@ -132,11 +127,14 @@ async def _record(
 async def reminder_outcome(
     uow: UnitOfWork, message_id: uuid.UUID, *, delivered: bool, reason: str | None
 ) -> None:
-    """A reminder's message was delivered or failed: the booking shows it."""
+    """A reminder's message was delivered or failed: the booking shows it. The two events may be
+    handled out of order (a failure's event, then the retry's success, each on its own delivery):
+    a message once delivered stays `sent`, whatever arrives after."""
+    stmt = update(Booking).where(Booking.reminder_message_id == message_id)
+    if not delivered:
+        stmt = stmt.where(Booking.reminder_status.is_distinct_from("sent"))
     await uow.session.execute(
-        update(Booking)
-        .where(Booking.reminder_message_id == message_id)
-        .values(
+        stmt.values(
             reminder_status="sent" if delivered else "failed", reminder_error=None if delivered else reason
         )
     )

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select, update
 
 from core.config import Settings
-from core.context import Principal, PrincipalKind, TenantContext
+from core.context import TenantContext, service_context
 from core.errors import NotFound
 from core.messaging.ingest import ingest
 from core.messaging.models import Message, Thread
@@ -176,14 +176,7 @@ async def _opened(
         if not thread.client_link_active or thread.client_link_generation != generation:
             raise _unknown()
         await uow.act_as_service(thread.person_id, thread.org_id)
-        ctx = TenantContext(
-            principal=Principal(
-                kind=PrincipalKind.SERVICE, person_id=thread.person_id, scopes=frozenset({READ, INGEST})
-            ),
-            person_id=thread.person_id,
-            org_id=thread.org_id,
-            trace_id=uow.trace_id,
-        )
+        ctx = service_context(thread.person_id, thread.org_id, frozenset({READ, INGEST}), uow.trace_id)
         yield ctx, uow, thread, client
 
 

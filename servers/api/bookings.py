@@ -316,7 +316,10 @@ async def record_outcome(booking_id: uuid.UUID, data: OutcomeIn, caller: CallerD
 
 
 @router.post("/v1/bookings/{booking_id}/manage-link", response_model=ManageLinkOut)
-async def manage_link(booking_id: uuid.UUID, caller: CallerDep) -> ManageLinkOut:
-    """A fresh link for the client to view, cancel or reschedule this booking only."""
+async def manage_link(
+    booking_id: uuid.UUID, caller: CallerDep, revoke_previous: bool = False
+) -> ManageLinkOut:
+    """A fresh link for the client to view, cancel or reschedule this booking only;
+    `?revoke_previous=true` makes every link given out before stop working."""
     async with caller.context() as (ctx, uow):
-        return await bookings.manage_link(ctx, uow, booking_id)
+        return await bookings.manage_link(ctx, uow, booking_id, revoke_previous)

@@ -157,25 +157,48 @@ async def _slots_page(request: Request, notice: str | None = None, status: int =
     page, service = await public_service(db, slug, service_id)
     slots = await public_slots(db, slug, service_id, start, 7, zone)
     base = f"/book/{page.slug}/{service.id}"
-
-    def link(at: dt.datetime) -> str:
-        return f"{base}/details?" + urlencode({"start": at.isoformat(), "tz": zone})
-
-    return render(
+    return _times(
         request,
-        "slots.html",
+        slots,
+        (zone, given, start),
+        pick=f"{base}/details",
+        page_url=base,
         status=status,
         title=f"{service.name} · {page.name}",
         heading=f"{service.name} with {page.name}",
         back_url=f"/book/{page.slug}",
         back_label=page.name,
         notice=notice,
+    )
+
+
+def _times(
+    request: Request,
+    slots: SlotsOut,
+    where: tuple[str, bool, dt.date],
+    *,
+    pick: str,
+    page_url: str,
+    **context: Any,
+) -> Response:
+    """A week of free times: each links to `pick?start=…&tz=…`; the picker and "next week" stay
+    on `page_url`."""
+    zone, given, start = where
+
+    def link(at: dt.datetime) -> str:
+        return f"{pick}?" + urlencode({"start": at.isoformat(), "tz": zone})
+
+    following = (start + dt.timedelta(days=7)).isoformat()
+    return render(
+        request,
+        "slots.html",
         zones=zones(),
         time_zone=zone,
         zone_given=given,
         from_date=start.isoformat(),
         days=_days(slots, link),
-        next_url=f"{base}?" + urlencode({"tz": zone, "from": (start + dt.timedelta(days=7)).isoformat()}),
+        next_url=f"{page_url}?" + urlencode({"tz": zone, "from": following}),
+        **context,
     )
 
 
@@ -334,25 +357,17 @@ async def reschedule_slots(request: Request) -> Response:
         zone, given = b.time_zone, True
     start = _from(request, zone)
     slots = await manage_slots(db, token, start, start + dt.timedelta(days=6), zone)
-
-    def link(at: dt.datetime) -> str:
-        return f"/manage/{token}/reschedule/confirm?" + urlencode({"start": at.isoformat(), "tz": zone})
-
-    return render(
+    return _times(
         request,
-        "slots.html",
+        slots,
+        (zone, given, start),
+        pick=f"/manage/{token}/reschedule/confirm",
+        page_url=f"/manage/{token}/reschedule",
         private=True,
         title=f"{b.service} · another time",
         heading=f"Move your {b.service} booking",
         back_url=f"/manage/{token}",
         back_label="Your booking",
-        zones=zones(),
-        time_zone=zone,
-        zone_given=given,
-        from_date=start.isoformat(),
-        days=_days(slots, link),
-        next_url=f"/manage/{token}/reschedule?"
-        + urlencode({"tz": zone, "from": (start + dt.timedelta(days=7)).isoformat()}),
     )
 
 

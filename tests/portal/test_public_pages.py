@@ -111,6 +111,20 @@ async def test_a_service_needing_approval_sends_a_request(page: Page, new_contex
     [booked] = [b for b in await _bookings(page) if b["service"]["id"] == service["id"]]
     assert booked["status"] == "requested"
 
+    # The provider revokes the links given so far (say one was mis-sent): the old one is a 404
+    # at once, the new one opens the booking.
+    old = visitor.url
+    await page.goto(f"/me/calendar/bookings/{booked['id']}")
+    await page.get_by_role("button", name="Revoke earlier manage links").click()
+    await expect(page.get_by_role("status")).to_contain_text("Earlier manage links no longer work")
+    fresh = await page.locator(".manage-link .mono").text_content()
+    gone = await visitor.goto(old)
+    assert gone is not None and gone.status == 404
+    assert fresh and "/manage/" in fresh
+    opened = await visitor.goto(fresh[fresh.index("/manage/") :])
+    assert opened is not None and opened.status == 200
+    await expect(visitor.get_by_text("Waiting for confirmation")).to_be_visible()
+
 
 async def test_two_browsers_race_for_one_slot_one_books_the_other_picks_again(
     page: Page, new_context: Any

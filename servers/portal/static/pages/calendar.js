@@ -337,6 +337,7 @@ export function BookingPage({ ctx, params }) {
     <div class="actions">
       ${["held", "requested"].includes(b.status) && html`<button type="button" disabled=${busy} onClick=${() => act(() => api.post(`/v1/bookings/${b.id}/confirm`, {}), "Confirmed.")}>Confirm</button>`}
       <button type="button" class="secondary" disabled=${busy} onClick=${async () => { const l = await run(() => api.post(`/v1/bookings/${b.id}/manage-link`)); if (l) setLink(l); }}>Get the client's manage link</button>
+      <button type="button" class="secondary" disabled=${busy} onClick=${async () => { const l = await run(() => api.post(`/v1/bookings/${b.id}/manage-link?revoke_previous=true`)); if (l) { setLink(l); setSaid("Earlier manage links no longer work; this is the new one."); } }}>Revoke earlier manage links</button>
     </div>
     ${link && html`<p class="manage-link"><span class="mono">${link.url}</span> <${CopyButton} text=${link.url} label="Copy manage link" /></p>`}
     ${b.status === "requested" && html`<${ReasonForm} label="Reason for declining" field="reason" button="Decline" busy=${busy} error=${error}
