@@ -37,6 +37,7 @@ from core.messaging.schemas import MAX_BODY_CHARS, InboundIn
 from core.scoping import in_context
 from core.tenancy.models import Client, Org, Person
 from core.uow import Database, UnitOfWork
+from core.validation import Input
 
 __all__ = [
     "ClientLinkOut",
@@ -222,7 +223,7 @@ async def conversation_view(db: Database, token: str) -> ConversationOut:
         )
 
 
-class ReplyIn(BaseModel):
+class ReplyIn(Input):
     body: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
     key: str = Field(min_length=8, max_length=100, description="The form's idempotency key.")
 

@@ -254,15 +254,13 @@ class InvitationOut(BaseModel):
 HexColour = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", description="#rrggbb")]
 
 
-class SiteColours(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SiteColours(Input):
     primary: HexColour | None = None
     background: HexColour | None = None
     text: HexColour | None = None
 
 
-class SiteContact(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SiteContact(Input):
     email: Email | None = None
     phone: Annotated[str, Field(max_length=40)] | None = None
 
