@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import time
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from core.bookings.models import Service
 from core.bookings.public import PublicService, public_service_list
+from core.observability import get_logger
 from core.scoping import owned_by
 from core.tenancy.models import Brand, BrandDomain, Org, Person
 from core.tenancy.schemas import SiteColours, SiteContact, SiteSettings
 from core.uow import Database
+
+log = get_logger("atlilith.bookings.sites")
 
 __all__ = ["SiteOut", "brand_for_host", "forget_hosts", "public_site"]
 
@@ -54,7 +57,12 @@ async def public_site(db: Database, slug: str) -> SiteOut | None:
             owner = (
                 await uow.session.execute(select(Person.slug).where(Person.id == brand.person_id))
             ).scalar_one()
-        settings = SiteSettings.model_validate(brand.config)
+        try:
+            settings = SiteSettings.model_validate(brand.config)
+        except ValidationError:
+            # Saved before the site's keys were checked: show the brand plainly, never fail.
+            log.warning("brand_config_unreadable", brand=brand.slug)
+            settings = SiteSettings()
         await uow.act_as_service(brand.person_id, brand.org_id)
         stmt = select(Service).where(owned_by(Service, brand.tenant_id), Service.active.is_(True))
         if settings.services is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from playwright.async_api import Page, expect
+from sqlalchemy import text
 
 from core.bookings.public import PublicBookIn, public_book, public_slots
 from core.errors import Conflict
@@ -213,7 +214,7 @@ async def test_hostile_posts_and_wrong_addresses(page: Page, live_server: str) -
 
 
 async def test_a_brand_site_is_config_only_and_answers_on_its_own_domain(
-    page: Page, new_context: Any, live_server: str
+    page: Page, new_context: Any, live_server: str, db: Database
 ) -> None:
     slug, service = await _provider(page)
     hidden = await api_as(
@@ -279,6 +280,19 @@ async def test_a_brand_site_is_config_only_and_answers_on_its_own_domain(
         assert other.status_code == 200 and "<h1>Atelier</h1>" in other.text and "Maison" not in other.text
         platform = await client.get("/")
         assert "Maison" not in platform.text  # other hosts keep the portal
+    # A config written before the site's keys were checked still shows the brand, plainly.
+    async with db.system() as uow:
+        await uow.session.execute(
+            text('UPDATE platform.brands SET config = \'{"colours": "pink"}\' WHERE slug = :s'),
+            {"s": second_slug},
+        )
+    async with httpx.AsyncClient(base_url=live_server) as client:
+        plain = await client.get(f"/site/{second_slug}")
+        assert (
+            plain.status_code == 200
+            and "<h1>Atelier</h1>" in plain.text
+            and "Colour studio" not in plain.text
+        )
     # A colour that is not #rrggbb is refused when the brand is saved, not when it is shown.
     csrf = next(c["value"] for c in await page.context.cookies() if c["name"] == "atlilith_csrf")
     auth = await page.context.request.post("/v1/auth/refresh", headers={"X-CSRF-Token": csrf})
