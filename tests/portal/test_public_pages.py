@@ -12,11 +12,12 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from playwright.async_api import Page, expect
 from sqlalchemy import text
 
 from core.bookings.public import PublicBookIn, public_book, public_slots
-from core.errors import Conflict
+from core.errors import Conflict, NotFound
 from core.uow import Database
 from tests.portal.conftest import api_as, screenshot, sign_up_quickly
 
@@ -178,8 +179,30 @@ async def test_two_visitors_racing_for_one_slot_one_wins(page: Page, db: Databas
     assert set(results) == {"confirmed", "slot_taken"}
 
 
-async def test_hostile_posts_and_wrong_addresses(page: Page, live_server: str) -> None:
+async def test_hostile_posts_and_wrong_addresses(
+    page: Page, live_server: str, new_context: Any, db: Database
+) -> None:
     slug, service = await _provider(page)
+    other_page = await (await new_context()).new_page()
+    other_slug, other_service = await _provider(other_page)
+    async with httpx.AsyncClient(base_url=live_server) as client:
+        # Another provider's service under this provider's page: unknown, never theirs.
+        foreign = await client.get(f"/book/{slug}/{other_service['id']}")
+        assert foreign.status_code == 404 and other_slug not in foreign.text
+        assert (await client.get(f"/book/{other_slug}/{other_service['id']}")).status_code == 200
+    day = dt.date.today() + dt.timedelta(days=2)
+    theirs = (await public_slots(db, other_slug, uuid.UUID(other_service["id"]), day, 1, "UTC")).slots[0]
+    with pytest.raises(NotFound):
+        await public_book(
+            db,
+            slug,
+            PublicBookIn(
+                service_id=uuid.UUID(other_service["id"]),
+                start_at=theirs.start,
+                name="X",
+                email="x@example.com",
+            ),
+        )
     async with httpx.AsyncClient(base_url=live_server) as client:
         missing = await client.get("/book/no-such-person-here")
         wrong_service = await client.get(f"/book/{slug}/00000000-0000-0000-0000-000000000000")
