@@ -9,6 +9,7 @@ import sys
 import time
 
 import benchmarks
+from benchmarks.common import scoreboard
 from core.config import Settings
 from core.observability import configure_logging
 
@@ -33,6 +34,7 @@ async def main(names: list[str]) -> None:
         print(f"» {name}: {module.__doc__.strip().splitlines()[0] if module.__doc__ else ''}", flush=True)
         print(await module.run(), flush=True)
         print(f"  ({time.perf_counter() - started:.0f} s)\n", flush=True)
+    print(scoreboard(), flush=True)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class Result:
     elapsed: float = 0.0
     statements: list[int] = field(default_factory=list)
     errors: int = 0
+    target: Target | None = None
 
     @property
     def rps(self) -> float:
@@ -51,18 +52,77 @@ class Result:
         return f"{statistics.mean(self.statements):.1f}" if self.statements else "-"
 
 
+@dataclass(frozen=True)
+class Target:
+    """What a row must reach (issue 19's goals): throughput at least `min_ratio` of the table's
+    baseline, p50 latency at most `max_latency` times the row labelled `latency_vs`, at most
+    `max_sql` statements per request. Printed beside the figure; a miss is marked and counted."""
+
+    min_ratio: float | None = None
+    max_latency: float | None = None
+    latency_vs: str | None = None
+    max_sql: float | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    benchmark: str
+    goal: str
+    actual: str
+    met: bool
+
+
+# Every verdict of this run, in order: `./run bench` ends with the scoreboard.
+VERDICTS: list[Verdict] = []
+
+
+def check(benchmark: str, goal: str, actual: str, met: bool) -> str:
+    """Record one target's verdict and return its short mark for a table cell."""
+    VERDICTS.append(Verdict(benchmark, goal, actual, met))
+    return f"{goal} {'ok' if met else 'MISS'}"
+
+
+def scoreboard() -> str:
+    if not VERDICTS:
+        return ""
+    missed = [v for v in VERDICTS if not v.met]
+    lines = [f"Targets: {len(VERDICTS) - len(missed)} met, {len(missed)} missed"]
+    for v in VERDICTS:
+        lines.append(f"  {'ok  ' if v.met else 'MISS'} {v.benchmark:44} {v.goal:>18}  actual {v.actual}")
+    return "\n".join(lines)
+
+
+def _verdicts(r: Result, results: list[Result], baseline: Result, title: str) -> str:
+    t = r.target
+    if t is None:
+        return ""
+    marks = []
+    name = f"{r.label} ({title})" if len(r.label) < 20 else r.label
+    if t.min_ratio is not None:
+        ratio = r.rps / baseline.rps if baseline.rps else 0.0
+        marks.append(check(name, f">={t.min_ratio:.2f}x", f"{ratio:.2f}x", ratio >= t.min_ratio))
+    if t.max_latency is not None and t.latency_vs is not None:
+        other = next(o for o in results if o.label == t.latency_vs)
+        factor = r.pct(0.5) / other.pct(0.5) if other.latencies else float("inf")
+        marks.append(check(name, f"p50<={t.max_latency:.1f}x", f"{factor:.2f}x p50", factor <= t.max_latency))
+    if t.max_sql is not None:
+        sql = statistics.mean(r.statements) if r.statements else float("inf")
+        marks.append(check(name, f"<={t.max_sql:g} SQL", f"{sql:.1f} SQL", sql <= t.max_sql))
+    return "; ".join(marks)
+
+
 def table(title: str, results: list[Result], baseline: Result) -> str:
     lines = [
         "",
         title,
         f"  {'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'SQL/req':>8}"
-        f" {'vs baseline':>12} {'errors':>7}",
+        f" {'vs baseline':>12} {'errors':>7}  target",
     ]
     for r in results:
         ratio = r.rps / baseline.rps if baseline.rps else float("nan")
         lines.append(
             f"  {r.label:34} {r.rps:9.0f} {r.pct(0.5):8.2f} {r.pct(0.99):8.2f} {r.stmts:>8}"
-            f" {ratio:11.2f}x {r.errors:7d}"
+            f" {ratio:11.2f}x {r.errors:7d}  {_verdicts(r, results, baseline, title)}".rstrip()
         )
     return "\n".join(lines)
 
@@ -73,8 +133,9 @@ async def load(
     client: httpx.AsyncClient,
     seconds: float = SECONDS,
     concurrency: int = CONCURRENCY,
+    target: Target | None = None,
 ) -> Result:
-    result = Result(label)
+    result = Result(label, target=target)
     # Warm up (connection pools, caches) before measuring.
     warm_until = time.perf_counter() + min(1.0, seconds / 4)
     while time.perf_counter() < warm_until:
