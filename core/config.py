@@ -168,6 +168,27 @@ class Settings(BaseSettings):
     )
     inngest_dev: bool = Field(default=False, validation_alias=AliasChoices("INNGEST_DEV"))
 
+    # --- observability (docs/observability.md) ----------------------------------------------
+    # "host:port" to serve /metrics on a separate listener (no credential: bind it where only
+    # Prometheus reaches); unset = /metrics on the main port, for platform admins' credentials.
+    metrics_address: str | None = None
+    # The database gauges (outbox lag, dead letters, jobs, credits) are re-read at most this often.
+    metrics_cache_seconds: float = Field(default=5.0, ge=0.5, le=300)
+    # /health/ready: the database must answer within this, and the relay's lag (the oldest
+    # undelivered outbox event) stay under the bound (0 = not checked).
+    health_ready_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    health_max_relay_lag_seconds: float = Field(default=300.0, ge=0)
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("use host:port, e.g. 127.0.0.1:9464 or 0.0.0.0:9464")
+        return value.strip()
+
     # --- misc -----------------------------------------------------------------------------
     log_format: Literal["auto", "json", "pretty"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

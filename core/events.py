@@ -19,6 +19,7 @@ import os
 import pkgutil
 import random
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 from cronsim import CronSim
 from sqlalchemy import func, text, update
 
+from core.metrics import HANDLER_DURATION
 from core.observability import get_logger, trace
 from core.outbox import NOTIFY_CHANNEL, Event, deliveries_table
 from core.uow import Database, UnitOfWork
@@ -170,6 +172,7 @@ NOTIFY_RELEASED = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', 'released')")
 async def run_in_savepoint(uow: UnitOfWork, spec: HandlerSpec, event: Event) -> Exception | None:
     """Run the handler in a savepoint scoped to the event's tenant; back in system mode after.
     Returns what it raised (its writes rolled back), or None."""
+    started = time.perf_counter()
     try:
         async with uow.session.begin_nested():
             await uow.act_as_service(event.person_id, event.org_id)
@@ -177,9 +180,11 @@ async def run_in_savepoint(uow: UnitOfWork, spec: HandlerSpec, event: Event) -> 
                 await spec.fn(event, uow)
             await uow.flush_events()
     except Exception as exc:
+        HANDLER_DURATION.labels(handler=spec.name, outcome="error").observe(time.perf_counter() - started)
         uow._events = []
         await uow.act_as_system()
         return exc
+    HANDLER_DURATION.labels(handler=spec.name, outcome="ok").observe(time.perf_counter() - started)
     await uow.act_as_system()
     return None
 

@@ -30,6 +30,7 @@ from limits.storage import storage_from_string
 from core.config import Settings
 from core.credentials import Tokens, bearer_from_header, parse_api_key
 from core.errors import DomainError, RateLimited
+from core.metrics import RATE_LIMIT_REFUSALS
 from core.observability import get_logger
 
 __all__ = [
@@ -177,7 +178,7 @@ class RateLimits:
             standing = Standing(policy, stats.remaining, max(0, math.ceil(stats.reset_time - time.time())))
             standings.append(standing)
             if not allowed:
-                # Issue 20: a metrics counter of refusals (by policy) belongs here.
+                RATE_LIMIT_REFUSALS.labels(policy=policy.name).inc()
                 log.info("rate_limited", policy=policy.name)
                 return Verdict(tuple(standings), refused=standing)
         return Verdict(tuple(standings))
@@ -191,6 +192,7 @@ class RateLimits:
         stats = await self._limiter.get_window_stats(self.target.item, self.target.name, target)
         standing = Standing(self.target, stats.remaining, max(0, math.ceil(stats.reset_time - time.time())))
         if not allowed:
+            RATE_LIMIT_REFUSALS.labels(policy=self.target.name).inc()
             log.info("rate_limited", policy=self.target.name)
             return Verdict((standing,), refused=standing)
         return Verdict((standing,))

@@ -26,6 +26,7 @@ from core.events import (
     run_in_savepoint,
     run_schedule,
 )
+from core.metrics import OUTBOX_RELAYED, PUBLISH_FAILURES
 from core.observability import get_logger, trace
 from core.outbox import NOTIFY_CHANNEL, Event
 from core.uow import Database, app_database_url
@@ -176,7 +177,8 @@ class Relay:
             await uow.session.execute(
                 _MARK_RELAYED, {"ids": [r.id for r in rows], "status": "dispatched", "token": None}
             )
-            return len(rows)
+        OUTBOX_RELAYED.labels(mode="dispatched").inc(len(rows))
+        return len(rows)
 
     async def _publish_batch(self, sink: Sink) -> int:
         settings = self.db.settings
@@ -210,11 +212,13 @@ class Relay:
                     await uow.session.execute(
                         _MARK_PUBLISH_FAILED, {"token": token, "error": error_text(exc), "delay": delay}
                     )
+                PUBLISH_FAILURES.inc()
                 log.warning("publish_failed", count=len(ids), error=type(exc).__name__, retry_in=delay)
                 return 0
             async with self.db.system() as uow:
                 # Marked even if the lease ran out meanwhile: the sink dedupes on the event id.
                 await uow.session.execute(_MARK_RELAYED, {"ids": ids, "status": "published", "token": token})
+            OUTBOX_RELAYED.labels(mode="published").inc(len(rows))
             return len(rows)
         finally:
             self._held_batches.discard(token)

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from core import __version__
 from core.config import Settings, get_settings
+from core.metrics import DatabaseGauges
 from core.observability import get_logger
 from core.ratelimit import RateLimits
 from core.relay import Relay, Sink
@@ -26,7 +27,9 @@ from servers import mcp as mcp_door
 from servers import oauth as oauth_door
 from servers import portal, public
 from servers.api import api_routers
+from servers.health import install_probes
 from servers.mcp_changes import ToolListChanges
+from servers.metrics import RouteMetrics, install_metrics, metrics_listener
 from servers.middleware import BodyLimit, RequestContext
 from servers.openapi import install_openapi, operation_names
 from servers.problems import install_problem_handlers, refuse_control_characters
@@ -83,8 +86,11 @@ def create_app(
     app.state.settings = settings
     app.state.mcp = mcp_server
     app.state.tool_changes = tool_changes
+    app.state.metric_gauges = DatabaseGauges(database, max_age=settings.metrics_cache_seconds)
     install_problem_handlers(app)
     _add_health(app, database)
+    install_probes(app, settings, database, app.state.metric_gauges)
+    install_metrics(app, app.state.metric_gauges)
     _add_routes(app, settings, database, mcp_server, mcp_app, inngest_client)
     _add_middleware(app, settings, database)
     return app
@@ -110,6 +116,9 @@ def _lifespan(
         async with AsyncExitStack() as stack:
             # Mounted inside FastAPI, the MCP app's own lifespan does not run: enter it here.
             await stack.enter_async_context(mcp_server.session_manager.run())
+            app.state.metrics_port = await stack.enter_async_context(
+                metrics_listener(app.state.settings.metrics_address, app.state.metric_gauges)
+            )
             await sync_registry(database)
             stop = asyncio.Event()
             task: asyncio.Task[None] | None = None
@@ -178,8 +187,8 @@ def _add_routes(
 
 
 def _add_middleware(app: FastAPI, settings: Settings, database: Database) -> None:
-    """The last added runs outermost: the request context, then the body limit, CORS, and the
-    rate limit nearest the routes."""
+    """The last added runs outermost: the request context, the route metrics, then the body
+    limit, CORS, and the rate limit nearest the routes."""
     # Inside CORS (a cross-origin caller can read its 429) and the body limit (what it drains
     # of a refused request's body is bounded).
     app.state.rate_limits = RateLimits(settings, database.tokens)
@@ -195,4 +204,6 @@ def _add_middleware(app: FastAPI, settings: Settings, database: Database) -> Non
     # Analytics batches of up to 10,000 events need more than the default.
     app.state.body_limit_overrides = {"/v1/analytics/events": settings.analytics_max_body_bytes}
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, overrides=app.state.body_limit_overrides)
+    # Outside the rate and body limits, so their refusals are counted under the route asked for.
+    app.add_middleware(RouteMetrics, routes=app.router.routes)
     app.add_middleware(RequestContext, expose_db_stats=settings.expose_db_stats)

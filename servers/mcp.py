@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +26,7 @@ import tools
 from core import __version__
 from core import registry as registry_service
 from core.errors import DomainError
+from core.metrics import TOOL_CALLS, TOOL_DURATION
 from core.observability import current_trace_id, get_logger
 from core.opener import open_context, verify_credential
 from core.uow import Database
@@ -193,18 +195,25 @@ class AtlilithServer(MCPServer):
             # The spec's protocol error for a tool this server does not have.
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
         sent = sent_arguments.set(frozenset(arguments))
+        started = time.perf_counter()
+        outcome = "failed"
         try:
             result = await super().call_tool(name, arguments, context)
+            outcome = "error" if getattr(result, "is_error", False) else "ok"
         except ToolError as exc:
             # The SDK validated the arguments before our wrapper ran: the same error shape as
             # every other, fields and a hint, never the validator's text.
             if isinstance(exc.__cause__, ValidationError):
+                outcome = "invalid_arguments"
                 log.info("tool_call", tool=name, outcome="invalid_arguments")
                 return error_result(invalid_arguments(name, exc.__cause__))
             log.exception("tool_failed", tool=name)
             return error_result(internal_error())
         finally:
             sent_arguments.reset(sent)
+            # `name` is one of this server's tools (checked above): a bounded label.
+            TOOL_CALLS.labels(name, outcome).inc()
+            TOOL_DURATION.labels(name).observe(time.perf_counter() - started)
         return result
 
     async def list_tools(self) -> list[MCPTool]:
