@@ -152,6 +152,10 @@ class DatabaseGauges(Collector):
         self.snapshot = Snapshot()
         self._lock = asyncio.Lock()
 
+    def expire(self) -> None:
+        """The next read goes to the database (after a change an operator wants to see now)."""
+        self.snapshot = Snapshot(taken=-self.max_age, up=self.snapshot.up)
+
     async def refresh(self) -> Snapshot:
         """The snapshot, re-read when older than `max_age` (one reader at a time)."""
         async with self._lock:

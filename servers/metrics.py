@@ -59,15 +59,20 @@ class RouteMetrics:
             HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
 
     def _template(self, scope: Scope) -> str:
-        # The router leaves the route it chose in the scope.
-        route = scope.get("route")
-        if route is None:
-            for candidate in self.routes:
-                if candidate.matches(scope)[0] is Match.FULL:
-                    route = candidate
-                    break
+        # The router leaves the route it chose in the scope; a refused request never reached it.
+        route = scope.get("route") or _matching(self.routes, scope)
         path = getattr(route, "path", None)
         return path if isinstance(path, str) and path else UNMATCHED
+
+
+def _matching(routes: list[BaseRoute], scope: Scope) -> BaseRoute | None:
+    """The route that would have served the request. FastAPI keeps an included router as one
+    entry that matches for any of its routes (`original_router`): look inside it."""
+    for candidate in routes:
+        if candidate.matches(scope)[0] is Match.FULL:
+            inner = getattr(getattr(candidate, "original_router", None), "routes", None)
+            return _matching(inner, scope) if isinstance(inner, list) else candidate
+    return None
 
 
 def install_metrics(app: FastAPI, gauges: DatabaseGauges) -> None:

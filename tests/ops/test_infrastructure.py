@@ -28,6 +28,7 @@ SECRETS = {
     "ATLILITH_ACME_EMAIL",
     "MINIO_ROOT_USER",
     "MINIO_ROOT_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
 }
 _REF = re.compile(r"\$\{([A-Z0-9_]+)(?::?([-?])([^}]*))?\}")
 _SECRETISH = re.compile(r"PASSWORD|SECRET|_KEY$|TOKEN")

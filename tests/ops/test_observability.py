@@ -4,6 +4,7 @@ admin's credential, or served only on the separate address; /health/live and /he
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -11,13 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from core import ports
+from core.config import Settings
+from core.metrics import DatabaseGauges
 from core.relay import Relay
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import running, signup
+from tests.ops.test_infrastructure import COMPOSE, compose, interpolate, known_vars
 from tests.support.billing import free_port, grant, make_admin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +100,7 @@ async def test_metrics_after_traffic_name_routes_by_template_and_cover_every_das
     await refuse_one(db)
     assert (await client.get(f"/v1/nothing-here/{uuid.uuid4()}")).status_code == 404
 
+    app.state.metric_gauges.expire()  # the database gauges are cached for a few seconds
     after = await scrape(client, admin.h())
     by_template = {"method": "GET", "route": "/v1/jobs/{job_id}", "status": "200"}
     assert value(after, "atlilith_http_requests_total", **by_template) == (
@@ -122,6 +130,16 @@ async def test_metrics_after_traffic_name_routes_by_template_and_cover_every_das
         for expr in queries:
             for metric in METRIC_NAME.findall(expr):
                 assert metric in names, f"{board}: {metric} (in {expr!r}) is not in the scrape"
+
+
+async def test_database_gauges_are_read_at_most_once_per_cache_period(db: Database) -> None:
+    gauges = DatabaseGauges(db, max_age=60)
+    first, again = await asyncio.gather(gauges.refresh(), gauges.refresh())
+    assert first is again and first.up  # two scrapes at once, one read
+    assert await gauges.refresh() is first
+    gauges.expire()
+    fresh = await gauges.refresh()
+    assert fresh is not first and fresh.taken > first.taken
 
 
 async def test_metrics_refuse_anyone_but_a_platform_admin(client: httpx.AsyncClient) -> None:
@@ -219,3 +237,117 @@ async def test_ready_is_503_when_the_database_is_unreachable(db: Database) -> No
             assert "nowhere" not in r.text and str(port) not in r.text  # no connection details
     finally:
         await bad.state.db.dispose()
+
+
+# --- dashboards and the `observability` compose profile, checked statically ----------------------
+
+OBS = ROOT / "infrastructure" / "observability"
+PROFILE = {"otel-collector", "tempo", "prometheus", "grafana"}
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict), path
+    return data
+
+
+def test_dashboards_are_grafana_dashboards_on_the_provisioned_data_sources() -> None:
+    sources = load_yaml(OBS / "grafana" / "provisioning" / "datasources" / "datasources.yaml")["datasources"]
+    uids = {s["type"]: s["uid"] for s in sources}
+    assert uids == {"prometheus": "prometheus", "tempo": "tempo"}
+    provider = load_yaml(OBS / "grafana" / "provisioning" / "dashboards" / "dashboards.yaml")["providers"][0]
+    assert provider["type"] == "file" and provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    seen: set[str] = set()
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        board = json.loads(path.read_text())
+        assert board["uid"] not in seen and board["title"].startswith("Atlilith / "), path.name
+        seen.add(board["uid"])
+        variables = {v["name"] for v in board["templating"]["list"]}
+        for panel in board["panels"]:
+            assert panel["title"] and set(panel["gridPos"]) == {"h", "w", "x", "y"}, (path.name, panel)
+            assert panel["datasource"]["uid"] in uids.values() and panel["targets"], (
+                path.name,
+                panel["title"],
+            )
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == "prometheus" and METRIC_NAME.search(target["expr"])
+                used = set(re.findall(r"\$\{(\w+)\}|\$(?!__)(\w+)", target["expr"]))
+                assert {a or b for a, b in used} <= variables, (path.name, target["expr"])
+    # platform overview, per component, peers and integrations, costs and credits, event flow
+    assert seen == {
+        "atlilith-overview",
+        "atlilith-components",
+        "atlilith-peers",
+        "atlilith-costs",
+        "atlilith-events",
+    }
+
+
+def test_collector_tempo_and_prometheus_configs_agree_with_the_port_registry() -> None:
+    registry = ports.load()
+    collector = load_yaml(OBS / "otel-collector" / "config.yaml")
+    otlp = collector["receivers"]["otlp"]["protocols"]
+    assert otlp["grpc"]["endpoint"] == f"0.0.0.0:{registry['otlp_grpc'].container}"
+    assert otlp["http"]["endpoint"] == f"0.0.0.0:{registry['otlp_http'].container}"
+    assert collector["exporters"]["otlp/tempo"]["endpoint"] == f"tempo:{registry['otlp_grpc'].container}"
+    traces = collector["service"]["pipelines"]["traces"]
+    assert traces["receivers"] == ["otlp"] and traces["exporters"] == ["otlp/tempo"]
+    assert set(traces["processors"]) <= set(collector["processors"])
+    assert collector["extensions"]["health_check"]["endpoint"].endswith(
+        f":{registry['otel_health'].container}"
+    )
+    tempo = load_yaml(OBS / "tempo" / "tempo.yaml")
+    assert tempo["server"]["http_listen_port"] == registry["tempo"].container
+    assert tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(
+        f":{registry['otlp_grpc'].container}"
+    )
+    prometheus = load_yaml(OBS / "prometheus" / "prometheus.yml")
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    assert jobs["atlilith"]["metrics_path"] == "/metrics"
+    assert jobs["atlilith"]["static_configs"][0]["targets"] == [f"app:{registry['app_metrics'].container}"]
+    assert jobs["otel-collector"]["static_configs"][0]["targets"] == [
+        f"otel-collector:{registry['otel_metrics'].container}"
+    ]
+    sources = load_yaml(OBS / "grafana" / "provisioning" / "datasources" / "datasources.yaml")["datasources"]
+    urls = {s["uid"]: s["url"] for s in sources}
+    assert urls == {
+        "prometheus": f"http://prometheus:{registry['prometheus'].container}",
+        "tempo": f"http://tempo:{registry['tempo'].container}",
+    }
+
+
+def test_the_observability_profile_starts_beside_the_app_with_files_that_exist() -> None:
+    data = compose()
+    services = data["services"]
+    assert set(services) >= PROFILE
+    for name in PROFILE:
+        assert services[name]["profiles"] == ["observability"], name
+        for volume in services[name].get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (COMPOSE.parent / source).exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in data["volumes"], f"{name}: undeclared volume {source}"
+    for name in ("app", "postgres", "caddy"):
+        assert "profiles" not in services[name]  # the profile adds to the stack, never replaces it
+    env = known_vars()
+    registry = ports.load()
+    app_env = {k: interpolate(str(v), env) for k, v in services["app"]["environment"].items()}
+    assert (
+        app_env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://otel-collector:{registry['otlp_http'].container}"
+    )
+    assert app_env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    # The app's metrics listener is what Prometheus scrapes, and the settings accept it.
+    assert app_env["ATLILITH_METRICS_ADDRESS"] == f"0.0.0.0:{registry['app_metrics'].container}"
+    address = Settings(metrics_address=app_env["ATLILITH_METRICS_ADDRESS"], database_url="postgresql://x@y/z")
+    assert address.metrics_address == app_env["ATLILITH_METRICS_ADDRESS"]
+    grafana = services["grafana"]
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    mounts = {v.split(":")[1] for v in grafana["volumes"]}
+    assert {"/etc/grafana/provisioning", "/var/lib/grafana/dashboards"} <= mounts
+
+
+def test_a_malformed_metrics_address_is_refused_at_start() -> None:
+    for bad in ("9464", "host:", ":9464", "host:99999", "host:port"):
+        with pytest.raises(ValueError, match="host:port"):
+            Settings(metrics_address=bad, database_url="postgresql://x@y/z")
