@@ -14,6 +14,8 @@ from core.db import start_statement_count
 from core.observability import current_trace_id, get_logger, trace, trace_id_from_headers
 
 log = get_logger("atlilith.http")
+# Probes an orchestrator calls every few seconds: answered, counted in the metrics, not logged.
+PROBES = frozenset({"/health", "/health/live", "/health/ready"})
 
 
 class RequestContext:
@@ -58,7 +60,7 @@ class RequestContext:
                     await internal_error(scope, receive, send_wrapper)
             finally:
                 path = scope.get("path", "")
-                if path != "/health":
+                if path not in PROBES:
                     log.info(
                         "request",
                         method=scope.get("method"),
