@@ -73,6 +73,7 @@ async def call_whoami(app: Any, token: str) -> None:
         streamable_http_client("http://testserver/mcp", http_client=http_client(app, token))
     ) as c:
         assert not (await c.call_tool("whoami", {})).is_error
+        assert (await c.call_tool("whoami", {"org": ["not", "a", "slug"]})).is_error
 
 
 async def refuse_one(db: Database) -> None:
@@ -113,6 +114,8 @@ async def test_metrics_after_traffic_name_routes_by_template_and_cover_every_das
     assert value(after, "atlilith_http_requests_total", method="GET", route="unmatched", status="404") >= 1
     for name, labels_ in [
         ("atlilith_mcp_tool_calls_total", {"tool": "whoami", "outcome": "ok"}),
+        ("atlilith_mcp_tool_calls_total", {"tool": "whoami", "outcome": "invalid_arguments"}),
+        ("atlilith_mcp_tool_duration_seconds_count", {"tool": "whoami"}),
         ("atlilith_rate_limit_refusals_total", {"policy": "ip"}),
         ("atlilith_outbox_relayed_total", {"mode": "dispatched"}),
     ]:
