@@ -56,6 +56,13 @@ def dashboard_exprs() -> dict[str, list[str]]:
     return found
 
 
+def alert_exprs() -> list[str]:
+    rules = yaml.safe_load(
+        (ROOT / "infrastructure" / "observability" / "prometheus" / "rules.yml").read_text()
+    )
+    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+
+
 async def scrape(client: httpx.AsyncClient, headers: dict[str, str]) -> Samples:
     r = await client.get("/metrics", headers=headers)
     assert r.status_code == 200, r.text
@@ -130,7 +137,7 @@ async def test_metrics_after_traffic_name_routes_by_template_and_cover_every_das
     names = {name for (name, _) in after}
     exprs = dashboard_exprs()
     assert len(exprs) == 5 and all(exprs.values()), exprs
-    for board, queries in exprs.items():
+    for board, queries in [*exprs.items(), ("prometheus/rules.yml", alert_exprs())]:
         for expr in queries:
             for metric in METRIC_NAME.findall(expr):
                 assert metric in names, f"{board}: {metric} (in {expr!r}) is not in the scrape"
@@ -292,6 +299,19 @@ def test_dashboards_are_grafana_dashboards_on_the_provisioned_data_sources() -> 
         "atlilith-costs",
         "atlilith-events",
     }
+
+
+def test_alert_rules_are_valid_promql_with_a_summary() -> None:
+    rules = load_yaml(OBS / "prometheus" / "rules.yml")["groups"][0]["rules"]
+    assert {r["alert"] for r in rules} >= {
+        "AtlilithRelayLagging",
+        "AtlilithDeadLetters",
+        "AtlilithServerErrors",
+    }
+    for rule in rules:
+        promql_parser.parse(rule["expr"])
+        assert rule["annotations"]["summary"] and rule["labels"]["severity"] in {"page", "ticket"}
+    assert load_yaml(OBS / "prometheus" / "prometheus.yml")["rule_files"] == ["/etc/prometheus/rules.yml"]
 
 
 def test_collector_tempo_and_prometheus_configs_agree_with_the_port_registry() -> None:
