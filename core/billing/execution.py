@@ -43,7 +43,7 @@ async def execute_job(
     """Run a queued job (the `jobs/job.queued` handler). Idempotent: a job that is no longer
     queued is left alone, so a redelivered event does nothing."""
     tid = job_id.hex
-    with trace(tid, job_id=str(job_id)):
+    with trace(tid, name="job execute", job_id=str(job_id)):
         async with db.service(person_id, org_id, trace_id=tid) as uow:
             job = await lock_job(uow, job_id)
             if job is None or job.status != "queued":
@@ -167,7 +167,7 @@ async def receive_callback(
     callback (the job already finished) changes nothing. A callback with a bad signature is
     refused and counted: if no good one comes, the job fails for that reason at its deadline
     (a forged callback can never end someone's job)."""
-    with trace(job_id.hex, job_id=str(job_id)):
+    with trace(job_id.hex, name="job callback", job_id=str(job_id)):
         async with db.system(trace_id=job_id.hex) as uow:
             job, peer = await _lock_peer_job(uow, job_id)
             reason = webhooks.verify(
