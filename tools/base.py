@@ -401,15 +401,11 @@ def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Call
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         started = time.perf_counter()
-        # A span per call: the HTTP request's child, or a trace of its own over stdio. Its
-        # attributes name the tool and toolset; arguments (client text) and tokens never.
-        attributes = {
-            "mcp.method.name": "tools/call",
-            "gen_ai.tool.name": name,
-            "atlilith.toolset": toolset.name,
-        }
+        # A span per call (inside the MCP SDK's `tools/call` span when tracing is on): it names
+        # the tool and toolset and, once known, the context kind; never arguments or tokens.
+        attributes = {"gen_ai.tool.name": name, "atlilith.toolset": toolset.name}
         with trace(
-            name=f"tools/call {name}", attributes=attributes, tool=name, component=toolset.name, action=name
+            name=f"tool {name}", attributes=attributes, tool=name, component=toolset.name, action=name
         ):
             outcome = "ok"
             token = _calling.set(toolset)

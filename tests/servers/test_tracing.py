@@ -1,0 +1,244 @@
+"""Traces: with the OpenTelemetry SDK recording into memory, a REST hold reads as one trace from
+the request through its SQL, the outbox row and the handler; a job's spans and log lines carry
+its job id as trace id; MCP tool calls get a span that names the tool and carries no token."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from mcp import Client
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from opentelemetry.util._once import Once
+
+from core.observability import add_trace_ids, trace
+from core.relay import Relay
+from core.uow import Database
+from servers import telemetry
+from servers.mcp import build_server
+from tests.conftest import running, signup
+from tests.core.bookings.helpers import admin, at, day_ahead, make_service, set_hours
+from tests.support.billing import grant, make_admin
+from tests.support.registry import install
+
+
+def _reset_provider() -> None:
+    # The API lets a process set its provider once; tests set and unset one of their own.
+    otel_trace._TRACER_PROVIDER_SET_ONCE = Once()
+    otel_trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The SDK installed as `servers.telemetry` does it, recording into memory."""
+    exporter = InMemorySpanExporter()
+    provider = telemetry.build_provider(SimpleSpanProcessor(exporter))
+    _reset_provider()
+    otel_trace.set_tracer_provider(provider)
+    telemetry.instrument(provider)
+    try:
+        yield exporter
+    finally:
+        telemetry.uninstrument()
+        provider.shutdown()
+        _reset_provider()
+
+
+@pytest.fixture
+async def traced(spans: InMemorySpanExporter, db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app built while tracing is on (so with the ASGI instrumentation)."""
+    from servers.app import create_app
+
+    application = create_app(db.settings, db=db, run_relay=False)
+    async with running(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+def _hex(value: int) -> str:
+    return otel_trace.format_trace_id(value)
+
+
+def in_trace(exporter: InMemorySpanExporter, trace_id: str) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.context and _hex(s.context.trace_id) == trace_id]
+
+
+def by_id(found: Sequence[ReadableSpan]) -> dict[int, ReadableSpan]:
+    return {s.context.span_id: s for s in found if s.context}
+
+
+def ancestors(span: ReadableSpan, index: dict[int, ReadableSpan]) -> list[ReadableSpan]:
+    chain: list[ReadableSpan] = []
+    while span.parent is not None and span.parent.span_id in index:
+        span = index[span.parent.span_id]
+        chain.append(span)
+    return chain
+
+
+def is_sql(span: ReadableSpan) -> bool:
+    attributes = span.attributes or {}
+    return "postgresql" in {attributes.get("db.system"), attributes.get("db.system.name")}
+
+
+async def test_a_rest_hold_reads_as_one_trace_through_the_outbox_to_its_handler(
+    traced: httpx.AsyncClient, spans: InMemorySpanExporter, db: Database
+) -> None:
+    owner = await signup(traced, "trace")
+    await set_hours(traced, owner)
+    service = await make_service(traced, owner)
+    await Relay(db).drain()  # what set-up emitted is handled before we look
+    spans.clear()
+
+    hold = await traced.post(
+        "/v1/bookings/holds",
+        json={
+            "service_id": service["id"],
+            "start_at": at(day_ahead(6), "10:00"),
+            "client_email": "t@example.com",
+        },
+        headers=owner.h(),
+    )
+    assert hold.status_code == 201, hold.text
+    trace_id = hold.headers["x-trace-id"]
+    # The outbox row keeps the span that emitted it, in the request's trace.
+    rows = await admin(
+        db,
+        "SELECT traceparent, trace_id FROM platform.outbox WHERE name = 'bookings/booking.held'"
+        " AND data->>'booking_id' = :b",
+        {"b": hold.json()["id"]},
+    )
+    assert len(rows) == 1 and rows[0].trace_id == trace_id and rows[0].traceparent.split("-")[1] == trace_id
+
+    request_spans = in_trace(spans, trace_id)
+    servers = [s for s in request_spans if s.kind is SpanKind.SERVER]
+    assert len(servers) == 1 and (servers[0].attributes or {}).get("http.request.method", "POST") == "POST"
+    index = by_id(request_spans)
+    request_sql = [s for s in request_spans if is_sql(s)]
+    assert request_sql and all(servers[0] in ancestors(s, index) for s in request_sql)
+    emitting = int(rows[0].traceparent.split("-")[2], 16)
+    assert emitting in index  # a span of the request emitted the event
+
+    await Relay(db).drain()
+    everything = in_trace(spans, trace_id)
+    index = by_id(everything)
+    handlers = [s for s in everything if s.name == "handle bookings/booking.held"]
+    assert handlers, [s.name for s in everything]
+    analytics = [
+        h for h in handlers if (h.attributes or {}).get("atlilith.handler") == "analytics.record_domain_event"
+    ]
+    assert len(analytics) == 1
+    handler = analytics[0]
+    assert handler.kind is SpanKind.CONSUMER and handler.parent is not None
+    assert handler.parent.span_id == emitting and servers[0] in ancestors(handler, index)
+    # The handler's own SQL is its child, in the same trace.
+    assert any(handler in ancestors(s, index) for s in everything if is_sql(s))
+
+
+async def test_a_jobs_spans_and_log_lines_carry_its_job_id_as_trace_id(
+    traced: httpx.AsyncClient, spans: InMemorySpanExporter, db: Database
+) -> None:
+    admin_account, a = await make_admin(traced), await signup(traced, "job")
+    await grant(traced, admin_account, 5, person=a.slug)
+    await install(traced, a, "identity")
+    caller = uuid.uuid4().hex
+    headers = {**a.h(), "traceparent": f"00-{caller}-{'2' * 16}-01"}
+    run = {"input": {"email": "who@example.com"}}
+    first = await traced.post("/v1/run/identity/resolve-person", json=run, headers=headers)
+    assert first.status_code == 202, first.text
+    assert first.json()["job_id"] == str(uuid.UUID(caller))  # the job continues the caller's trace
+    # The same traceparent again: that trace id is taken, so this job gets an id — and a trace —
+    # of its own, linked to the request that ran it.
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars, add_trace_ids]
+    ) as logs:
+        second = await traced.post("/v1/run/identity/resolve-person", json=run, headers=headers)
+        assert second.status_code == 202, second.text
+        job_id = second.json()["job_id"]
+        job_trace = uuid.UUID(job_id).hex
+        assert job_trace != caller and second.json()["trace_id"] == job_trace
+        await Relay(db).drain()
+    done = await traced.get(f"/v1/jobs/{job_id}", headers=a.h())
+    assert done.json()["status"] == "succeeded", done.text
+
+    job_spans = in_trace(spans, job_trace)
+    names = {s.name for s in job_spans}
+    assert {"handle jobs/job.queued", "job execute"} <= names, names
+    roots = [s for s in job_spans if s.parent is None]
+    assert len(roots) == 1 and any(_hex(link.context.trace_id) == caller for link in roots[0].links)
+    assert any(is_sql(s) for s in job_spans)
+    span_ids = {otel_trace.format_span_id(s.context.span_id) for s in job_spans if s.context}
+
+    # Queued by a request of another trace, the job says which trace is its own.
+    queued = [e for e in logs if e.get("event") == "job_queued" and e.get("job_id") == job_id]
+    assert len(queued) == 1 and queued[0]["job_trace_id"] == job_trace and queued[0]["trace_id"] == caller
+    lines = [e for e in logs if e.get("job_id") == job_id and e["event"] != "job_queued"]
+    assert {e["event"] for e in lines} >= {"job_started", "job_succeeded"}, lines
+    assert all(e["trace_id"] == job_trace for e in lines), [(e["event"], e["trace_id"]) for e in lines]
+    assert all(e["span_id"] in span_ids for e in lines)
+
+
+async def test_log_lines_carry_the_active_spans_ids(spans: InMemorySpanExporter) -> None:
+    with (
+        structlog.testing.capture_logs(processors=[add_trace_ids]) as logs,
+        trace(name="outer") as outer_trace,
+    ):
+        structlog.get_logger().info("outer_line")
+        with trace(name="inner"):
+            structlog.get_logger().info("inner_line")
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    outer, inner = finished["outer"], finished["inner"]
+    assert (
+        inner.parent is not None
+        and outer.context is not None
+        and inner.parent.span_id == outer.context.span_id
+    )
+    by_event = {e["event"]: e for e in logs}
+    assert by_event["outer_line"]["span_id"] == otel_trace.format_span_id(outer.context.span_id)
+    assert inner.context is not None
+    assert by_event["inner_line"]["span_id"] == otel_trace.format_span_id(inner.context.span_id)
+    assert by_event["inner_line"]["trace_id"] == by_event["outer_line"]["trace_id"] == outer_trace
+
+
+async def test_an_mcp_tool_call_span_names_the_tool_and_never_the_token(
+    client: httpx.AsyncClient, spans: InMemorySpanExporter, db: Database
+) -> None:
+    a = await signup(client, "tool")
+    spans.clear()
+    async with Client(build_server(db, static_token=a.token)) as c:
+        result = await c.call_tool("whoami", {})
+    assert not result.is_error
+    calls = [s for s in spans.get_finished_spans() if s.name == "tool whoami"]
+    assert len(calls) == 1
+    attributes: dict[str, Any] = dict(calls[0].attributes or {})
+    assert attributes["gen_ai.tool.name"] == "whoami" and attributes["atlilith.toolset"] == "tenancy"
+    assert attributes["atlilith.context.kind"] == "personal"
+    assert calls[0].context is not None
+    trace_spans = in_trace(spans, _hex(calls[0].context.trace_id))
+    assert any(is_sql(s) for s in trace_spans)  # the call's SQL is in its trace
+    for span in trace_spans:
+        for value in (span.attributes or {}).values():
+            assert a.token not in str(value) and a.token.split(".")[-1] not in str(value), span.name
+
+
+async def test_without_an_exporter_nothing_is_recorded_and_requests_still_get_a_trace_id(
+    client: httpx.AsyncClient,
+) -> None:
+    assert not telemetry.tracing_on() and not telemetry.tracing_requested({})
+    assert telemetry.tracing_requested({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
+    assert not telemetry.tracing_requested(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "true"}
+    )
+    caller = uuid.uuid4().hex
+    r = await client.get("/v1/me", headers={"traceparent": f"00-{caller}-{'3' * 16}-01"})
+    assert r.headers["x-trace-id"] == caller
+    bare = await client.get("/v1/me")
+    assert len(bare.headers["x-trace-id"]) == 32 and bare.headers["x-trace-id"] != caller
