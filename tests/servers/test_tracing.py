@@ -27,6 +27,7 @@ from servers.mcp import build_server
 from tests.conftest import running, signup
 from tests.core.bookings.helpers import admin, at, day_ahead, make_service, set_hours
 from tests.support.billing import grant, make_admin
+from tests.support.messaging import FakePeer, inbound, messaging_client, messaging_db
 from tests.support.registry import install
 
 
@@ -242,3 +243,72 @@ async def test_without_an_exporter_nothing_is_recorded_and_requests_still_get_a_
     assert r.headers["x-trace-id"] == caller
     bare = await client.get("/v1/me")
     assert len(bare.headers["x-trace-id"]) == 32 and bare.headers["x-trace-id"] != caller
+
+
+async def test_draft_generation_spans_carry_sizes_never_text_and_the_peer_joins_the_trace(
+    spans: InMemorySpanExporter, db: Database
+) -> None:
+    database = messaging_db(db)
+    try:
+        async with messaging_client(database) as mc, FakePeer() as peer:
+            owner = await signup(mc, "draft")
+            h = owner.h()
+            configured = await mc.put(
+                "/v1/messaging/settings", json={"draft_peer_url": peer.url("/draft")}, headers=h
+            )
+            assert configured.status_code == 200, configured.text
+            private = "my private question about Monday"
+            got = await inbound(
+                mc,
+                h,
+                channel="portal",
+                external_id="t1",
+                client_name="Zed",
+                subject="a secret subject",
+                body=private,
+            )
+            thread_id = got["results"][0]["thread_id"]
+            spans.clear()
+            made = await mc.post(
+                f"/v1/messaging/threads/{thread_id}/drafts/generate",
+                json={"instructions": "brief"},
+                headers=h,
+            )
+            assert made.status_code == 201, made.text
+    finally:
+        await database.dispose()
+    trace_id = made.headers["x-trace-id"]
+    sent = peer.received[0]
+    _, peer_trace, peer_parent, _ = sent.headers["traceparent"].split("-")
+    assert peer_trace == trace_id  # what an LLM-tracing tool at the peer joins on
+
+    found = in_trace(spans, trace_id)
+    index = by_id(found)
+    prompt = next(s for s in found if s.name == "draft prompt")
+    assert (
+        dict(prompt.attributes or {}).items()
+        >= {
+            "atlilith.prompt.messages": 1,
+            "atlilith.prompt.bytes": len(sent.raw),
+            "atlilith.prompt.history_chars": len(private),
+            "atlilith.prompt.truncated": False,
+        }.items()
+    )
+    call = next(s for s in found if s.name == "draft peer call")
+    assert call.kind is SpanKind.CLIENT
+    assert (
+        dict(call.attributes or {}).items()
+        >= {
+            "atlilith.outcome": "answered",
+            "http.response.status_code": 200,
+            "atlilith.reply.chars": len(made.json()["body"]),
+            "gen_ai.response.model": "fake-1",
+        }.items()
+    )
+    assert int((call.attributes or {})["atlilith.peer.latency_ms"]) >= 0
+    # The peer's parent span is the call (or the HTTP client span inside it).
+    sender = index[int(peer_parent, 16)]
+    assert sender is call or call in ancestors(sender, index)
+    for span in found:
+        for value in (span.attributes or {}).values():
+            assert "private question" not in str(value) and "secret subject" not in str(value), span.name
