@@ -26,6 +26,7 @@ import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from opentelemetry import trace as otel_trace
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import (
     CarrierT,
     Getter,
@@ -237,17 +238,16 @@ class XTraceIdPropagator(TextMapPropagator):
         return {"x-trace-id"}
 
 
+class _WithXTraceId(CompositePropagator):
+    """The configured propagators, with `X-Trace-Id` read first."""
+
+
 def configure_propagation() -> None:
     """Put `X-Trace-Id` before the configured propagators (`OTEL_PROPAGATORS`, by default W3C
     trace context and baggage), so a `traceparent` wins over it. Idempotent."""
-    from opentelemetry.propagators.composite import CompositePropagator
-
     current = propagate.get_global_textmap()
-    if isinstance(current, CompositePropagator) and any(
-        isinstance(p, XTraceIdPropagator) for p in getattr(current, "_propagators", ())
-    ):
-        return
-    propagate.set_global_textmap(CompositePropagator([XTraceIdPropagator(), current]))
+    if not isinstance(current, _WithXTraceId):
+        propagate.set_global_textmap(_WithXTraceId([XTraceIdPropagator(), current]))
 
 
 # --- logs -----------------------------------------------------------------------------------------

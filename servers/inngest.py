@@ -35,6 +35,10 @@ def make_client(settings: Settings) -> inngest.Inngest:
     )
 
 
+# The key under which a published event carries its emitting span's W3C traceparent.
+TRACEPARENT = "traceparent"
+
+
 class InngestSink:
     """Publishes outbox events to Inngest's event API."""
 
@@ -54,10 +58,6 @@ class InngestSink:
                 for e in events
             ]
         )
-
-
-# The key under which a published event carries its emitting span's W3C traceparent.
-TRACEPARENT = "traceparent"
 
 
 def fn_id(name: str) -> str:

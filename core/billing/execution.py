@@ -22,7 +22,7 @@ from core.billing.settlement import finish_unpaid, lock_job, mark_running, succe
 from core.config import Settings
 from core.context import ALL_SCOPES, TenantContext, service_context
 from core.errors import DomainError, NotFound, Unauthenticated
-from core.observability import trace
+from core.observability import annotate, trace
 from core.uow import Database, UnitOfWork
 from core.utilities import utcnow
 
@@ -49,6 +49,7 @@ async def execute_job(
             if job is None or job.status != "queued":
                 log.info("job_not_queued", status=job.status if job else None)
                 return
+            annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
             peer: Peer | None = None
             if job.executor == "peer":
                 peer = await uow.session.get(Peer, job.peer_id)
