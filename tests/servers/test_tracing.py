@@ -312,3 +312,63 @@ async def test_draft_generation_spans_carry_sizes_never_text_and_the_peer_joins_
     for span in found:
         for value in (span.attributes or {}).values():
             assert "private question" not in str(value) and "secret subject" not in str(value), span.name
+
+
+async def test_the_inngest_path_carries_the_emitting_span_to_the_function_run(
+    spans: InMemorySpanExporter, db: Database
+) -> None:
+    import datetime as dt
+    import hashlib
+
+    import inngest
+
+    from core.outbox import Event
+    from servers.app import create_app
+    from servers.inngest import InngestSink
+
+    emitter = f"00-{uuid.uuid4().hex}-{'4' * 16}-01"
+
+    class Recorder:
+        sent: list[inngest.Event] = []
+
+        async def send(self, events: list[inngest.Event]) -> None:
+            self.sent.extend(events)
+
+    recorder = Recorder()
+    stored = Event(uuid.uuid4(), "test/probe.inngest", {"n": 1}, dt.datetime.now(dt.UTC), emitter)
+    await InngestSink(recorder).publish([stored])  # type: ignore[arg-type]
+    assert recorder.sent[0].data == {"n": 1, "traceparent": emitter}
+
+    # The executor calls the served function with that event: the run's span continues it.
+    settings = db.settings.model_copy(update={"inngest_dev": True, "inngest_event_key": "k-test"})
+    app = create_app(settings, db=db, run_relay=False)
+    event = {
+        "id": str(stored.id),
+        "name": stored.name,
+        "data": recorder.sent[0].data,
+        "ts": 1_700_000_000_000,
+    }
+    run = {
+        "ctx": {
+            "run_id": "run-t",
+            "attempt": 0,
+            "max_attempts": 3,
+            "disable_immediate_execution": False,
+            "stack": {"stack": []},
+        },
+        "event": event,
+        "events": [event],
+        "steps": {},
+        "use_api": False,
+    }
+    async with (
+        running(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c,
+    ):
+        first = await c.post("/api/inngest?fnId=atlilith-tests-record&stepId=step", json=run)
+        assert first.status_code == 206, first.text
+        assert first.json()[0]["id"] == hashlib.sha1(b"handle").hexdigest()
+    handled = [s for s in spans.get_finished_spans() if s.name == "handle test/probe.inngest"]
+    assert len(handled) == 1 and handled[0].parent is not None and handled[0].context is not None
+    assert _hex(handled[0].context.trace_id) == emitter.split("-")[1]
+    assert otel_trace.format_span_id(handled[0].parent.span_id) == "4" * 16
