@@ -9,6 +9,7 @@ trace id (echoed as `X-Trace-Id`) and log lines still carry it, at the price of 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 
 from fastapi import FastAPI
@@ -56,7 +57,8 @@ def tracing_requested(environ: Mapping[str, str] = os.environ) -> bool:
 def _exporter(environ: Mapping[str, str]) -> SpanExporter:
     kind = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     if kind == "console":
-        return ConsoleSpanExporter()
+        # stderr: over stdio MCP, stdout belongs to the protocol.
+        return ConsoleSpanExporter(out=sys.stderr)
     if kind != "otlp":
         raise ValueError(f"OTEL_TRACES_EXPORTER={kind!r} is not supported here: use otlp, console or none")
     # OTLP over HTTP/protobuf (port 4318): endpoint, headers, timeout from OTEL_EXPORTER_OTLP_*.

@@ -143,6 +143,16 @@ async def test_a_rest_hold_reads_as_one_trace_through_the_outbox_to_its_handler(
     # The handler's own SQL is its child, in the same trace.
     assert any(handler in ancestors(s, index) for s in everything if is_sql(s))
 
+    # Confirming is a request of its own: its booking.confirmed handlers join its trace.
+    confirmed = await traced.post(f"/v1/bookings/{hold.json()['id']}/confirm", json={}, headers=owner.h())
+    assert confirmed.status_code == 200, confirmed.text
+    await Relay(db).drain()
+    confirm_spans = in_trace(spans, confirmed.headers["x-trace-id"])
+    index = by_id(confirm_spans)
+    server = next(s for s in confirm_spans if s.kind is SpanKind.SERVER)
+    mapped = [s for s in confirm_spans if s.name == "handle bookings/booking.confirmed"]
+    assert mapped and all(server in ancestors(s, index) for s in mapped)
+
 
 async def test_a_jobs_spans_and_log_lines_carry_its_job_id_as_trace_id(
     traced: httpx.AsyncClient, spans: InMemorySpanExporter, db: Database
