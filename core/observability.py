@@ -61,6 +61,7 @@ _W3C = TraceContextTextMapPropagator()
 # The trace id a span about to start must have (a job's id); read by the SDK's id generator.
 _requested_trace_id: ContextVar[int | None] = ContextVar("atlilith_requested_trace_id", default=None)
 _tracer_cache: list[tuple[object, otel_trace.Tracer]] = []
+_UNRECORDED = otel_trace.NoOpTracer()
 
 
 def new_trace_id() -> str:
@@ -122,11 +123,12 @@ def _start(
     parent: SpanContext,
     kind: SpanKind,
     attributes: dict[str, Any],
+    record: bool,
 ) -> otel_trace.Span:
     """Start the span: a child of `parent`, or — when `trace_id` names another trace — the
     root of that trace, linked to `parent`. Without an SDK the tracer returns no span of its
     own, so a bare span context stands in, with the same ids an SDK would have used."""
-    tracer = _tracer()
+    tracer = _tracer() if record else _UNRECORDED
     expected: int | None
     if trace_id is not None and (not parent.is_valid or parent.trace_id != trace_id):
         links = [Link(parent)] if parent.is_valid else None
@@ -149,7 +151,14 @@ def _start(
         return span
     if span.is_recording():  # a provider whose ids we cannot steer: drop its span, keep ours
         span.end()
-    flags = parent.trace_flags if parent.is_valid else TraceFlags(TraceFlags.SAMPLED)
+    # Unrecorded: marked not sampled, so what runs inside (its SQL) is not recorded either.
+    flags = (
+        TraceFlags(0)
+        if not record
+        else parent.trace_flags
+        if parent.is_valid
+        else TraceFlags(TraceFlags.SAMPLED)
+    )
     tid = expected if expected is not None else random.getrandbits(128) or 1
     return NonRecordingSpan(SpanContext(tid, _fresh_span_id(), is_remote=False, trace_flags=flags))
 
@@ -163,6 +172,7 @@ def trace(
     context: otel_context.Context | None = None,
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, Any] | None = None,
+    record: bool = True,
     **bind: Any,
 ) -> Iterator[str]:
     """Run the block in a span named `name`, yielding its trace id; `bind` fields go on every
@@ -172,11 +182,12 @@ def trace(
     incoming request's), else the active span. `trace_id` names the trace the span must belong
     to: a job's trace id is its job id, so when the parent is in another trace the span starts
     that trace (linked to the parent) instead of joining the parent's. An id that is not a W3C
-    trace id (an event written before traces existed) is ignored."""
+    trace id (an event written before traces existed) is ignored. `record=False`: ids for the
+    logs only, never a recorded span (health probes)."""
     parent = _parent_of(traceparent, context)
     span_attributes = {f"atlilith.{k}": v for k, v in bind.items() if isinstance(v, str | bool | int | float)}
     span_attributes.update(attributes or {})
-    span = _start(name, _trace_int(trace_id), parent, kind, span_attributes)
+    span = _start(name, _trace_int(trace_id), parent, kind, span_attributes, record)
     own = span.get_span_context()
     tid = otel_trace.format_trace_id(own.trace_id)
     # Bound as well as read from the span by `add_trace_ids`: a log capture that only merges

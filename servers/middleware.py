@@ -17,6 +17,10 @@ from core.observability import SpanKind, current_trace_id, get_logger, trace, wi
 
 log = get_logger("atlilith.http")
 
+# Requests that never get a recorded span: health probes and metric scrapes come every few
+# seconds and would drown the traces that matter.
+UNTRACED_PATHS = ("/health", "/metrics")
+
 
 class RequestContext:
     """Every request runs in a span: the OpenTelemetry ASGI instrumentation's server span when
@@ -42,8 +46,10 @@ class RequestContext:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         caller = propagate.extract(headers)
         method = scope.get("method", "")
+        # Paths the instrumentation leaves out (probes, scrapes) get ids for their logs only.
+        record = not path.startswith(UNTRACED_PATHS)
         with trace(
-            name=f"{method} {path}", context=caller, kind=SpanKind.SERVER, component=component
+            name=f"{method} {path}", context=caller, kind=SpanKind.SERVER, record=record, component=component
         ) as trace_id:
             await self._serve(scope, receive, send, trace_id, path)
 

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from core import __version__
 from core.observability import configure_propagation, get_logger, requested_trace_id
+from servers.middleware import UNTRACED_PATHS
 
 __all__ = ["JobTraceIds", "build_provider", "configure_tracing", "instrument", "instrument_app", "tracing_on"]
 
@@ -124,6 +125,6 @@ def instrument_app(app: FastAPI) -> None:
     if tracing_on():
         app.add_middleware(
             OpenTelemetryMiddleware,
-            excluded_urls="/health,/health/live,/health/ready,/metrics",
+            excluded_urls=",".join(UNTRACED_PATHS),
             exclude_spans=["receive", "send"],
         )

@@ -382,3 +382,13 @@ async def test_the_inngest_path_carries_the_emitting_span_to_the_function_run(
     assert len(handled) == 1 and handled[0].parent is not None and handled[0].context is not None
     assert _hex(handled[0].context.trace_id) == emitter.split("-")[1]
     assert otel_trace.format_span_id(handled[0].parent.span_id) == "4" * 16
+
+
+async def test_health_probes_get_a_trace_id_but_record_no_spans(
+    traced: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    spans.clear()
+    r = await traced.get("/health")
+    assert r.status_code == 200 and len(r.headers["x-trace-id"]) == 32
+    recorded = in_trace(spans, r.headers["x-trace-id"])
+    assert not [s for s in recorded if s.kind is SpanKind.SERVER or is_sql(s)], [s.name for s in recorded]
