@@ -22,6 +22,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from cronsim import CronSim
 from sqlalchemy import func, text, update
 
 from core.metrics import HANDLER_DURATION
-from core.observability import get_logger, trace
+from core.observability import SpanKind, get_logger, trace
 from core.outbox import NOTIFY_CHANNEL, Event, deliveries_table
 from core.uow import Database, UnitOfWork
 
@@ -169,6 +170,25 @@ _MARK_FAILED_LOCKED = text(
 NOTIFY_RELEASED = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', 'released')")
 
 
+def handler_span(handler: str, event: Event, *, attempt: int | None = None) -> ContextManager[str]:
+    """The span of one handler run: a child of the span that emitted the event (its stored
+    `traceparent`), in the event's trace, so the request, the outbox and the handler read as
+    one trace. Log lines inside carry the handler (component = the handler's feature)."""
+    return trace(
+        event.trace_id,
+        name=f"handle {event.name}",
+        traceparent=event.traceparent,
+        kind=SpanKind.CONSUMER,
+        attributes={"messaging.operation.type": "process", "messaging.message.id": str(event.id)}
+        | ({"atlilith.attempt": attempt} if attempt is not None else {}),
+        handler=handler,
+        event_name=event.name,
+        event_id=str(event.id),
+        component=handler.split(".", 1)[0],
+        action=handler,
+    )
+
+
 async def run_in_savepoint(uow: UnitOfWork, spec: HandlerSpec, event: Event) -> Exception | None:
     """Run the handler in a savepoint scoped to the event's tenant; back in system mode after.
     Returns what it raised (its writes rolled back), or None."""
@@ -220,7 +240,7 @@ def failure_outcome(
 async def run_handler_once(db: Database, spec: HandlerSpec, event: Event) -> bool:
     """Deliver one event to one handler exactly once in effect (used by the Inngest functions):
     a replay of a delivery already done is a no-op. Raises HandlerFailed so the caller retries."""
-    with trace(event.trace_id, handler=spec.name, event_name=event.name, event_id=str(event.id)):
+    with handler_span(spec.name, event):
         async with db.system(trace_id=event.trace_id) as uow:
             await uow.session.execute(_ENSURE_DELIVERY, {"event_id": event.id, "handler": spec.name})
             row = (
@@ -281,7 +301,9 @@ async def run_schedule(db: Database, spec: ScheduleSpec, fire_at: dt.datetime) -
     """Run a scheduled handler for one fire time unless another process already claimed it.
     The claim commits on its own first, so nobody waits on the job; the job then runs in its
     own transaction. Returns True when this process ran it and it succeeded."""
-    with trace(None, schedule=spec.name, fire_at=fire_at.isoformat()):
+    with trace(
+        name=f"schedule {spec.name}", schedule=spec.name, fire_at=fire_at.isoformat(), action=spec.name
+    ):
         key = {"name": spec.name, "fire_at": fire_at}
         try:
             async with db.system() as uow:

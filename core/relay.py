@@ -21,13 +21,14 @@ from core.events import (
     backoff_seconds,
     error_text,
     failure_outcome,
+    handler_span,
     load_handlers,
     process_id,
     run_in_savepoint,
     run_schedule,
 )
 from core.metrics import OUTBOX_RELAYED, PUBLISH_FAILURES
-from core.observability import get_logger, trace
+from core.observability import get_logger
 from core.outbox import NOTIFY_CHANNEL, Event
 from core.uow import Database, app_database_url
 
@@ -66,7 +67,7 @@ _LEASE_OUTBOX = text(
     " next_attempt_at = now() + make_interval(secs => :lease)"
     " FROM (SELECT id FROM platform.outbox WHERE status = 'pending' AND next_attempt_at <= now()"
     "       ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED) due"
-    " WHERE o.id = due.id RETURNING o.id, o.seq, o.name, o.data, o.created_at, o.attempts"
+    " WHERE o.id = due.id RETURNING o.id, o.seq, o.name, o.data, o.created_at, o.attempts, o.traceparent"
 )
 _MARK_RELAYED = text(
     "UPDATE platform.outbox SET status = :status, relayed_at = now(), last_error = NULL,"
@@ -96,7 +97,7 @@ _CLAIM_DELIVERY = text(
     "       ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) due"
     " JOIN platform.outbox e ON e.id = due.event_id"
     " WHERE d.event_id = due.event_id AND d.handler = due.handler"
-    " RETURNING d.event_id, d.handler, d.attempts, d.last_error, e.name, e.data, e.created_at"
+    " RETURNING d.event_id, d.handler, d.attempts, d.last_error, e.name, e.data, e.created_at, e.traceparent"
 )
 _RENEW_DELIVERIES = text(
     "UPDATE platform.event_deliveries SET lease_until = now() + make_interval(secs => :lease),"
@@ -201,7 +202,7 @@ class Relay:
         ids = [r.id for r in rows]
         self._held_batches.add(token)
         try:
-            events = [Event(r.id, r.name, r.data, r.created_at) for r in rows]
+            events = [Event(r.id, r.name, r.data, r.created_at, r.traceparent) for r in rows]
             try:
                 async with asyncio.timeout(settings.relay_publish_timeout_seconds):
                     await sink.publish(events)
@@ -233,7 +234,7 @@ class Relay:
             ).one_or_none()
         if row is None:
             return None
-        event = Event(row.event_id, row.name, row.data, row.created_at)
+        event = Event(row.event_id, row.name, row.data, row.created_at, row.traceparent)
         return _Claim(token, row.attempts, row.last_error, row.handler, event)
 
     async def deliver_one(self) -> bool:
@@ -246,7 +247,7 @@ class Relay:
         event = claim.event
         self._held_deliveries.add(claim.token)
         try:
-            with trace(event.trace_id, handler=claim.handler, event_name=event.name, event_id=str(event.id)):
+            with handler_span(claim.handler, event, attempt=claim.attempt):
                 await self._handle(claim)
         finally:
             self._held_deliveries.discard(claim.token)

@@ -20,7 +20,7 @@ from core.context import TenantContext
 from core.credentials import Passwords, Tokens
 from core.db import make_engine, make_sessionmaker, session_backstops, with_role
 from core.errors import Conflict, DomainError, Unavailable, error_for_constraint
-from core.observability import current_trace_id, get_logger, new_trace_id
+from core.observability import current_trace_id, current_traceparent, get_logger, new_trace_id
 from core.outbox import outbox_table, validate_event_name
 
 log = get_logger("atlilith.uow")
@@ -251,6 +251,9 @@ class UnitOfWork:
                 "person_id": pid,
                 "org_id": oid,
                 "trace_id": tid,
+                # The emitting span, which the handlers' spans continue; an event carried into
+                # a trace of its own (a job's) starts that trace, linked to this span.
+                "traceparent": current_traceparent(),
             }
         )
         return event_id

@@ -35,6 +35,7 @@ from servers.openapi import install_openapi, operation_names
 from servers.problems import install_problem_handlers, refuse_control_characters
 from servers.ratelimit import RateLimit
 from servers.registry_sync import sync_registry
+from servers.telemetry import configure_tracing, instrument_app
 
 log = get_logger("atlilith.app")
 
@@ -59,6 +60,7 @@ def create_app(
     run_relay: bool | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
+    configure_tracing()
     database = db or Database(settings)
     mcp_server = mcp_door.build_server(database)
     mcp_app = mcp_door.http_app(mcp_server, database)
@@ -93,6 +95,7 @@ def create_app(
     install_metrics(app, app.state.metric_gauges)
     _add_routes(app, settings, database, mcp_server, mcp_app, inngest_client)
     _add_middleware(app, settings, database)
+    instrument_app(app)
     return app
 
 

@@ -235,6 +235,9 @@ def relay() -> None:
     and cron jobs for the app processes, which then run with ATLILITH_RELAY_ENABLED=0."""
     settings = get_settings()
     configure_logging(settings)
+    from servers.telemetry import configure_tracing
+
+    configure_tracing()
     settings, _server = _database(settings)
     _verify_secrets(settings)  # handlers sign links and key client ids with the shared secrets
     asyncio.run(_run_relay(settings))
@@ -316,6 +319,9 @@ def mcp(
     """MCP over stdio for a local agent. Identity: ATLILITH_TOKEN (session token or API key)."""
     settings = get_settings()
     configure_logging(settings)
+    from servers.telemetry import configure_tracing
+
+    configure_tracing()
     if not settings.token:
         _fail("set ATLILITH_TOKEN to an access token or API key (see `atlilith token --help`)")
     settings, _server = _operator_database(settings)

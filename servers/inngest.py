@@ -35,6 +35,10 @@ def make_client(settings: Settings) -> inngest.Inngest:
     )
 
 
+# The key under which a published event carries its emitting span's W3C traceparent.
+TRACEPARENT = "traceparent"
+
+
 class InngestSink:
     """Publishes outbox events to Inngest's event API."""
 
@@ -47,7 +51,8 @@ class InngestSink:
                 inngest.Event(
                     id=str(e.id),
                     name=e.name,
-                    data=e.data,
+                    # The emitting span rides along, so the function's span continues it.
+                    data={**e.data, TRACEPARENT: e.traceparent} if e.traceparent else e.data,
                     ts=int(e.ts.timestamp() * 1000),
                 )
                 for e in events
@@ -62,8 +67,12 @@ def fn_id(name: str) -> str:
 def _event_from(ctx: inngest.Context) -> Event:
     raw = ctx.event
     data = dict(raw.data or {})
+    carried = data.pop(TRACEPARENT, None)
     ts = dt.datetime.fromtimestamp((raw.ts or 0) / 1000, dt.UTC) if raw.ts else dt.datetime.now(dt.UTC)
-    return Event(id=event_uuid(raw.id, raw.name, data), name=raw.name, data=data, ts=ts)
+    traceparent = carried if isinstance(carried, str) else None
+    return Event(
+        id=event_uuid(raw.id, raw.name, data), name=raw.name, data=data, ts=ts, traceparent=traceparent
+    )
 
 
 def handler_function(client: inngest.Inngest, db: Database, spec: HandlerSpec) -> inngest.Function[bool]:

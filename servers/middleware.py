@@ -8,19 +8,27 @@ import json
 import time
 from typing import Any
 
+from opentelemetry import propagate
+from opentelemetry import trace as otel_trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.db import start_statement_count
-from core.observability import current_trace_id, get_logger, trace, trace_id_from_headers
+from core.observability import SpanKind, current_trace_id, get_logger, trace, within_current
 
 log = get_logger("atlilith.http")
 # Probes an orchestrator calls every few seconds: answered, counted in the metrics, not logged.
 PROBES = frozenset({"/health", "/health/live", "/health/ready"})
 
+# Requests that never get a recorded span: health probes and metric scrapes come every few
+# seconds and would drown the traces that matter.
+UNTRACED_PATHS = ("/health", "/metrics")
+
 
 class RequestContext:
-    """Every request gets a trace id (from `traceparent`, else new), echoed as `X-Trace-Id`
-    and bound to every log line written while it runs."""
+    """Every request runs in a span: the OpenTelemetry ASGI instrumentation's server span when
+    tracing is on (`servers.telemetry`), else a bare span continuing the caller's `traceparent`
+    (or `X-Trace-Id`) through the configured propagators. Its trace id is echoed as `X-Trace-Id`
+    and every log line written while it runs carries it, with the span id."""
 
     def __init__(self, app: ASGIApp, *, expose_db_stats: bool = False) -> None:
         self.app = app
@@ -30,12 +38,27 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        trace_id = trace_id_from_headers(headers.get("traceparent"), headers.get("x-trace-id"))
+        path = scope.get("path", "")
+        component = _component(path)
+        if otel_trace.get_current_span().get_span_context().is_valid:
+            # The instrumentation's server span is the request's span: join it, start none.
+            with within_current(component=component) as trace_id:
+                await self._serve(scope, receive, send, trace_id, path)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        caller = propagate.extract(headers)
+        method = scope.get("method", "")
+        # Paths the instrumentation leaves out (probes, scrapes) get ids for their logs only.
+        record = not path.startswith(UNTRACED_PATHS)
+        with trace(
+            name=f"{method} {path}", context=caller, kind=SpanKind.SERVER, record=record, component=component
+        ) as trace_id:
+            await self._serve(scope, receive, send, trace_id, path)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, trace_id: str, path: str) -> None:
         stats = start_statement_count()
         started = time.perf_counter()
         status = 500
-
         started_flag = [False]
 
         async def send_wrapper(message: Message) -> None:
@@ -49,26 +72,32 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        with trace(trace_id):
-            try:
-                await self.app(scope, receive, send_wrapper)
-            except Exception as exc:
-                # The one place an unexpected error becomes a response: logged with its trace
-                # id, answered with a bare 500 problem (no message, no SQL, no stack).
-                log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
-                if not started_flag[0]:
-                    await internal_error(scope, receive, send_wrapper)
-            finally:
-                path = scope.get("path", "")
-                if path not in PROBES:
-                    log.info(
-                        "request",
-                        method=scope.get("method"),
-                        path=path,
-                        status=status,
-                        ms=round((time.perf_counter() - started) * 1000, 1),
-                        db_statements=stats.count,
-                    )
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # The one place an unexpected error becomes a response: logged with its trace
+            # id, answered with a bare 500 problem (no message, no SQL, no stack).
+            log.error("unhandled_error", error=type(exc).__name__, exc_info=exc)
+            if not started_flag[0]:
+                await internal_error(scope, receive, send_wrapper)
+        finally:
+            if path not in PROBES:
+                log.info(
+                    "request",
+                    method=scope.get("method"),
+                    path=path,
+                    status=status,
+                    ms=round((time.perf_counter() - started) * 1000, 1),
+                    db_statements=stats.count,
+                )
+
+
+def _component(path: str) -> str:
+    """The feature a path belongs to, for log lines: `/v1/bookings/...` -> `bookings`."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "v1" and len(parts) > 1:
+        return parts[1]
+    return parts[0] or "root"
 
 
 # Reading and discarding the rest of an oversize body lets a client that writes its whole body

@@ -7,7 +7,6 @@ import inspect
 import json
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -25,7 +24,7 @@ from pydantic_core import PydanticUndefined
 from core.context import TenantContext
 from core.doors import render
 from core.errors import DomainError, FieldIssue, Unauthenticated, ValidationFailed
-from core.observability import current_trace_id, get_logger, trace
+from core.observability import annotate, current_trace_id, get_logger, trace
 from core.opener import Verified, open_context
 from core.uow import Database, UnitOfWork
 from core.validation import TEXT_HINT, text_issues
@@ -131,6 +130,7 @@ class ToolRuntime:
                 resource=self.resource,
                 verified=self.verified(),
             )
+            annotate(**{"atlilith.context.kind": "org" if ctx.org_id else "personal"})
             yield ctx, uow
 
 
@@ -401,7 +401,12 @@ def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Call
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         started = time.perf_counter()
-        with trace(current_trace_id() or uuid.uuid4().hex, tool=name):
+        # A span per call (inside the MCP SDK's `tools/call` span when tracing is on): it names
+        # the tool and toolset and, once known, the context kind; never arguments or tokens.
+        attributes = {"gen_ai.tool.name": name, "atlilith.toolset": toolset.name}
+        with trace(
+            name=f"tool {name}", attributes=attributes, tool=name, component=toolset.name, action=name
+        ):
             outcome = "ok"
             token = _calling.set(toolset)
             try:

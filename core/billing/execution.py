@@ -22,7 +22,7 @@ from core.billing.settlement import finish_unpaid, lock_job, mark_running, succe
 from core.config import Settings
 from core.context import ALL_SCOPES, TenantContext, service_context
 from core.errors import DomainError, NotFound, Unauthenticated
-from core.observability import trace
+from core.observability import annotate, trace
 from core.uow import Database, UnitOfWork
 from core.utilities import utcnow
 
@@ -43,12 +43,13 @@ async def execute_job(
     """Run a queued job (the `jobs/job.queued` handler). Idempotent: a job that is no longer
     queued is left alone, so a redelivered event does nothing."""
     tid = job_id.hex
-    with trace(tid, job_id=str(job_id)):
+    with trace(tid, name="job execute", job_id=str(job_id)):
         async with db.service(person_id, org_id, trace_id=tid) as uow:
             job = await lock_job(uow, job_id)
             if job is None or job.status != "queued":
                 log.info("job_not_queued", status=job.status if job else None)
                 return
+            annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
             peer: Peer | None = None
             if job.executor == "peer":
                 peer = await uow.session.get(Peer, job.peer_id)
@@ -167,7 +168,7 @@ async def receive_callback(
     callback (the job already finished) changes nothing. A callback with a bad signature is
     refused and counted: if no good one comes, the job fails for that reason at its deadline
     (a forged callback can never end someone's job)."""
-    with trace(job_id.hex, job_id=str(job_id)):
+    with trace(job_id.hex, name="job callback", job_id=str(job_id)):
         async with db.system(trace_id=job_id.hex) as uow:
             job, peer = await _lock_peer_job(uow, job_id)
             reason = webhooks.verify(

@@ -80,7 +80,7 @@ async def cancel_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID) -> 
             code="job_finished",
             hint="nothing to cancel; ask the platform for a refund if the result was wrong",
         )
-    with trace(job.id.hex, job_id=str(job.id)):
+    with trace(job.id.hex, name="job cancel", job_id=str(job.id), component=job.component, action=job.action):
         await finish_unpaid(
             uow,
             job,
@@ -114,7 +114,9 @@ async def sweep(uow: UnitOfWork, now: dt.datetime | None = None, limit: int = 50
         ).scalars()
     )
     for job in jobs:
-        with trace(job.id.hex, job_id=str(job.id)):
+        with trace(
+            job.id.hex, name="job expire", job_id=str(job.id), component=job.component, action=job.action
+        ):
             if job.rejected_callbacks > 0:
                 code, message = (
                     "signature_invalid",

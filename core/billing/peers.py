@@ -8,35 +8,29 @@ of them, and the purchase webhook with the provider's key.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
+from opentelemetry import propagate
 
 from core import webhooks
 from core.config import Settings
-from core.observability import get_logger
+from core.observability import SpanKind, annotate, get_logger, trace
 
 log = get_logger("atlilith.billing.peers")
 
 
-def signed_headers(
-    keys: Sequence[str], body: bytes, *, message_id: str, trace_id: str | None = None
-) -> dict[str, str]:
+def signed_headers(keys: Sequence[str], body: bytes, *, message_id: str) -> dict[str, str]:
+    """Signed JSON headers; the active span goes along as W3C `traceparent` (OpenTelemetry
+    propagation), so the peer's work joins the job's trace."""
     headers = {
         "content-type": "application/json",
         **webhooks.signed_headers(keys, body, message_id=message_id),
     }
-    if trace_id:
-        headers["traceparent"] = traceparent(trace_id)
+    propagate.inject(headers)
     return headers
-
-
-def traceparent(trace_id: str) -> str:
-    """W3C trace context carrying the job's trace id (a job id is 32 hex digits)."""
-    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
 
 
 @dataclass(frozen=True)
@@ -52,14 +46,24 @@ async def call(
     """POST a job to a peer: bounded attempts on connection errors, timeouts, 5xx and 429; a 4xx
     is the peer's final word. The peer dedupes our retries by `Idempotency-Key` and
     `webhook-id` (both the job id)."""
+    with trace(
+        trace_id,
+        name="peer call",
+        kind=SpanKind.CLIENT,
+        attributes={"http.request.body.size": len(body)},
+        job_id=job_id,
+    ):
+        outcome = await _call(settings, url, body, keys, job_id=job_id)
+        annotate(**{"atlilith.outcome": outcome.code or "accepted"})
+        return outcome
+
+
+async def _call(settings: Settings, url: str, body: bytes, keys: Sequence[str], *, job_id: str) -> Outcome:
     attempts = settings.peer_max_attempts
     last = Outcome(False, "peer_unreachable", "the peer could not be reached")
     async with httpx.AsyncClient(timeout=settings.peer_request_timeout_seconds) as client:
         for attempt in range(1, attempts + 1):
-            headers = {
-                **signed_headers(keys, body, message_id=job_id, trace_id=trace_id),
-                "Idempotency-Key": job_id,
-            }
+            headers = {**signed_headers(keys, body, message_id=job_id), "Idempotency-Key": job_id}
             try:
                 response = await client.post(url, content=body, headers=headers)
             except httpx.TimeoutException:

@@ -125,7 +125,7 @@ async def execute_now(
             hint="run it as a job: [[billing.run_job]]",
         )
     job = await _enqueue(ctx, uow, target, payload, price)
-    with trace(job.id.hex, job_id=str(job.id)):
+    with trace(job.id.hex, name="job run_now", job_id=str(job.id), component=component, action=action):
         await mark_running(uow, job, uow.db.settings.job_run_timeout_seconds)
         run = ActionRun(ctx=ctx, uow=uow, job_id=job.id, trace_id=job.id.hex, credits_held=job.credits_held)
         async with asyncio.timeout(uow.db.settings.job_run_timeout_seconds):

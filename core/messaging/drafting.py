@@ -19,7 +19,7 @@ from core.messaging.policy import WRITE, BadGateway, agent_may
 from core.messaging.presenters import draft_out
 from core.messaging.queries import settings_row, thread_row
 from core.messaging.schemas import MAX_BODY_CHARS, DraftGenerateIn, DraftOut, ProfileIn
-from core.observability import get_logger
+from core.observability import SpanKind, annotate, get_logger, trace
 from core.scoping import in_context
 from core.tenancy.models import Client
 from core.uow import UnitOfWork
@@ -77,8 +77,11 @@ async def generate_draft(
     agent_may(ctx, thread.agent_mode, "draft")
     cfg = await settings_row(ctx, uow)
     url = _draft_peer_url(uow, cfg)
-    prompt = await _prompt(ctx, uow, thread, client, cfg, data)
-    prompt_hash = hashlib.sha256(peers.canonical_json(prompt)).hexdigest()
+    with trace(name="draft prompt", component="messaging", action="draft_generate"):
+        prompt = await _prompt(ctx, uow, thread, client, cfg, data)
+        encoded = peers.canonical_json(prompt)
+        annotate(**_prompt_sizes(prompt, encoded))
+    prompt_hash = hashlib.sha256(encoded).hexdigest()
     reply = await _ask_peer(uow, url, prompt, idempotency_key)
     body = _reply_body(reply)
     model = reply.data.get("model")
@@ -158,16 +161,20 @@ async def _ask_peer(
 ) -> peers.PeerReply:
     """The peer's reply, with no connection held while it thinks; a failure saves nothing."""
     settings = uow.db.settings
+    attributes = {"atlilith.peer": peers.peer_label(url), "gen_ai.operation.name": "chat"}
     try:
-        async with uow.released():
-            return await peers.post_json(
-                settings,
-                url,
-                prompt,
-                event="messaging/draft.generate",
-                idempotency_key=idempotency_key,
-                retries=settings.messaging_peer_retries,
-            )
+        with trace(name="draft peer call", kind=SpanKind.CLIENT, attributes=attributes):
+            async with uow.released():
+                reply = await peers.post_json(
+                    settings,
+                    url,
+                    prompt,
+                    event="messaging/draft.generate",
+                    idempotency_key=idempotency_key,
+                    retries=settings.messaging_peer_retries,
+                )
+            annotate(**_reply_sizes(reply))
+            return reply
     except peers.PeerError as err:
         if err.permanent:
             raise BadGateway(
@@ -182,6 +189,29 @@ async def _ask_peer(
             hint="nothing was saved; retry in a minute, or write the draft yourself "
             "([[messaging.create_draft]])",
         ) from err
+
+
+def _prompt_sizes(prompt: dict[str, Any], encoded: bytes) -> dict[str, int | bool]:
+    """What a trace may say of a prompt: sizes, never the text (client messages are theirs)."""
+    history = prompt["history"]
+    return {
+        "atlilith.prompt.bytes": len(encoded),
+        "atlilith.prompt.messages": len(history),
+        "atlilith.prompt.history_chars": sum(len(m["text"]) for m in history),
+        "atlilith.prompt.truncated": bool(prompt["history_truncated"]),
+    }
+
+
+def _reply_sizes(reply: peers.PeerReply) -> dict[str, str | int]:
+    body = reply.data.get("body")
+    model = reply.data.get("model")
+    return {
+        "atlilith.outcome": "answered",
+        "http.response.status_code": reply.status,
+        "atlilith.peer.latency_ms": reply.latency_ms,
+        "atlilith.reply.chars": len(body) if isinstance(body, str) else 0,
+        "gen_ai.response.model": str(model)[:200] if model else "",
+    }
 
 
 def _reply_body(reply: peers.PeerReply) -> str:

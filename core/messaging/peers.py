@@ -2,7 +2,8 @@
 
 A peer gets what it needs and nothing else: never the caller's token. Requests are signed per
 Standard Webhooks (core.webhooks) with every key of `ATLILITH_MESSAGING_PEER_SECRET` when it is
-set, carry an `Idempotency-Key` when the operation has one, and never follow redirects.
+set, carry an `Idempotency-Key` when the operation has one and the trace as W3C `traceparent`,
+and never follow redirects.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry import propagate
 
 from core import __version__, webhooks
 from core.config import Settings
-from core.observability import current_trace_id, get_logger
+from core.observability import get_logger
 
 log = get_logger("atlilith.messaging.peers")
 
@@ -110,8 +112,9 @@ def _headers(event: str, idempotency_key: str | None) -> dict[str, str]:
         "User-Agent": f"atlilith/{__version__}",
         "X-Atlilith-Event": event,
     }
-    if trace := current_trace_id():
-        headers["X-Trace-Id"] = trace
+    # The active span as W3C `traceparent` (OpenTelemetry propagation): the peer's own traces
+    # (an LLM-tracing tool's, say) join ours by its trace id.
+    propagate.inject(headers)
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
     return headers

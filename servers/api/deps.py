@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from core.context import TenantContext
-from core.observability import current_trace_id
+from core.observability import annotate, current_trace_id
 from core.opener import PERSONAL as PERSONAL  # re-exported: routes name the personal context by it
 from core.opener import open_context
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
@@ -52,6 +52,7 @@ class Caller:
         async with self.db.uow(trace_id=current_trace_id()) as uow:
             asked = org if org is not None else (self.org_header or None)
             ctx = await open_context(uow, self.token, asked, person_level=person_level)
+            annotate(**{"atlilith.context.kind": "org" if ctx.org_id else "personal"})
             yield ctx, uow
 
 
