@@ -10,7 +10,23 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Row, Select, TextClause, bindparam, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    Text,
+    TextClause,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.types import Uuid
 
 from core.bookings.availability import Busy, Hours
@@ -56,6 +72,54 @@ async def lock_providers(uow: UnitOfWork, provider_ids: Sequence[uuid.UUID]) -> 
         await uow.session.execute(_locks_sql(1), {"p": str(ids[0])})
     else:
         await uow.session.execute(_locks_sql(len(ids)), {"ps": ids})
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A service as a booking attempt sees it: its terms, who delivers it now (round-robin
+    order: least recently assigned first) and their working hours in this context."""
+
+    service: Service
+    providers: list[Provider]
+    hours: dict[uuid.UUID, Hours | None]
+
+
+def _provider_lock(wanted: ColumnElement[bool]) -> ColumnElement[str | None]:
+    # The same key as `lock_providers`; void cast to text so the column has a readable type.
+    key = func.hashtextextended(literal("bookings:provider:") + cast(Person.id, Text), 0)
+    return case((wanted, cast(func.pg_advisory_xact_lock(key), Text)))
+
+
+async def load_offer_locked(
+    ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID, slug: str | None
+) -> Offer:
+    """The offer in ONE statement, taking the write locks (`lock_providers`) of the providers the
+    booking may go to (`slug`, or all) in provider order: PostgreSQL evaluates volatile output
+    columns after the sort, so every writer takes them in the same order. The next statement
+    reads under the locks."""
+    wanted = Person.slug == slug.lower() if slug else true()
+    stmt = (
+        select(Service, Person.id, Person.slug, Person.display_name, ServiceProvider.last_assigned_at)
+        .add_columns(Schedule, _provider_lock(wanted))
+        .join(
+            ServiceProvider, and_(ServiceProvider.service_id == Service.id, in_context(ServiceProvider, ctx))
+        )
+        .join(Person, and_(Person.id == ServiceProvider.provider_id, _live_member(ctx)))
+        .outerjoin(Schedule, and_(Schedule.provider_id == Person.id, in_context(Schedule, ctx)))
+        .where(Service.id == service_id, in_context(Service, ctx), in_context(ServiceProvider, ctx))
+        .order_by(Person.id)
+    )
+    rows = (await uow.session.execute(stmt)).all()
+    if not rows:
+        # Unknown service (404) or nobody delivers it: the failure path may take a second look.
+        return Offer(await load_service(ctx, uow, service_id), [], {})
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    turns = sorted(rows, key=lambda r: (r[4] is not None, r[4] or epoch, r[1]))
+    return Offer(
+        service=rows[0][0],
+        providers=[Provider(r[1], r[2], r[3]) for r in turns],
+        hours={r[1]: _hours_of(r[5]) for r in rows},
+    )
 
 
 async def expire_stale_holds(
