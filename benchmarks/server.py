@@ -33,7 +33,7 @@ HOLD_SQL = """
 INSERT INTO bookings.bookings (id, service_id, provider_id, status, start_at, end_at,
        buffer_before_minutes, buffer_after_minutes, hold_expires_at, price_amount, currency,
        location_kind, location, person_id, org_id)
-SELECT $1, s.id, $3, 'held', $4, $4 + make_interval(mins => s.duration_minutes),
+SELECT $1, s.id, $3, 'held', $4::timestamptz, $4::timestamptz + make_interval(mins => s.duration_minutes),
        s.buffer_before_minutes, s.buffer_after_minutes, now() + interval '5 minutes', s.price_amount,
        s.currency, s.location_kind, s.location, $5, $6
   FROM bookings.services s

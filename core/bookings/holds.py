@@ -20,7 +20,7 @@ from core.bookings.policy import (
     unavailable,
 )
 from core.bookings.presenters import booking_out, emit_event, iso, manage_link_out
-from core.bookings.queries import Offer, Provider, load_offer_locked, resolve_client
+from core.bookings.queries import Offer, Provider, load_offer, resolve_client
 from core.bookings.schemas import BookingOut, ClientRef, HoldIn, RequestIn, ServiceRef
 from core.bookings.schemas.booking import _SlotFields
 from core.context import TenantContext
@@ -42,7 +42,7 @@ def _fitting(offer: Offer, slug: str | None, rules: Rules, start: dt.datetime) -
     return candidates
 
 
-# The booking in ONE statement, under the providers' locks (taken by `load_offer_locked`):
+# The booking in ONE statement, under the providers' locks (taken by `load_offer`):
 # expire the candidates' stale holds in the way (the `expired` InitPlan runs before any row is
 # inserted), take the first candidate in round-robin order who is free then (with one candidate,
 # the exclusion constraint alone decides: its violation is the `slot_taken` 409), insert the
@@ -131,7 +131,7 @@ async def _create(
     ctx: TenantContext, uow: UnitOfWork, data: _SlotFields, status: str, ttl: int | None
 ) -> BookingOut:
     ctx.require(WRITE)
-    offer = await load_offer_locked(ctx, uow, data.service_id, data.provider)
+    offer = await load_offer(ctx, uow, data.service_id, data.provider, lock=True)
     service = offer.service
     require_active(service)
     now = utcnow()

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     ColumnElement,
+    DateTime,
     Row,
     Select,
     Text,
@@ -22,11 +23,14 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    null,
     select,
     text,
     true,
+    type_coerce,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.types import Uuid
 
 from core.bookings.availability import Busy, Hours
@@ -76,12 +80,14 @@ async def lock_providers(uow: UnitOfWork, provider_ids: Sequence[uuid.UUID]) -> 
 
 @dataclass(frozen=True)
 class Offer:
-    """A service as a booking attempt sees it: its terms, who delivers it now (round-robin
-    order: least recently assigned first) and their working hours in this context."""
+    """A service as a booking attempt or a slot search sees it: its terms, who delivers it now
+    (round-robin order: least recently assigned first), their working hours in this context and,
+    when asked for, their busy time (every context) around the window searched."""
 
     service: Service
     providers: list[Provider]
     hours: dict[uuid.UUID, Hours | None]
+    busy: dict[uuid.UUID, Busy]
 
 
 def _provider_lock(wanted: ColumnElement[bool]) -> ColumnElement[str | None]:
@@ -90,36 +96,59 @@ def _provider_lock(wanted: ColumnElement[bool]) -> ColumnElement[str | None]:
     return case((wanted, cast(func.pg_advisory_xact_lock(key), Text)))
 
 
-async def load_offer_locked(
-    ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID, slug: str | None
+def _busy_column(window: tuple[dt.datetime, dt.datetime]) -> ColumnElement[Any]:
+    """The provider's busy ranges around `window`, widened by the service's buffers and length
+    (a slot starting at the window's end still needs its time), as an n x 2 array."""
+    before = func.make_interval(0, 0, 0, 0, 0, Service.buffer_before_minutes)
+    after = func.make_interval(0, 0, 0, 0, 0, Service.duration_minutes + Service.buffer_after_minutes)
+    busy = func.bookings.provider_busy(
+        Person.id, literal(window[0]) - before, literal(window[1]) + after
+    ).table_valued("blocked_from", "blocked_until")
+    pairs = func.array_agg(array([busy.c.blocked_from, busy.c.blocked_until]))
+    return type_coerce(select(pairs).scalar_subquery(), ARRAY(DateTime(timezone=True), dimensions=2))
+
+
+async def load_offer(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    service_id: uuid.UUID,
+    slug: str | None = None,
+    *,
+    lock: bool = False,
+    busy_window: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> Offer:
-    """The offer in ONE statement, taking the write locks (`lock_providers`) of the providers the
-    booking may go to (`slug`, or all) in provider order: PostgreSQL evaluates volatile output
-    columns after the sort, so every writer takes them in the same order. The next statement
-    reads under the locks."""
+    """The offer in ONE statement. `lock`: take the write locks (`lock_providers`) of the
+    providers the booking may go to (`slug`, or all) in provider order -- PostgreSQL evaluates
+    volatile output columns after the sort, so every writer takes them in the same order, and
+    the next statement reads under them. `busy_window`: add each provider's busy time there."""
     wanted = Person.slug == slug.lower() if slug else true()
     stmt = (
         select(Service, Person.id, Person.slug, Person.display_name, ServiceProvider.last_assigned_at)
-        .add_columns(Schedule, _provider_lock(wanted))
+        .add_columns(Schedule, _provider_lock(wanted) if lock else null(), _busy(busy_window))
         .join(
             ServiceProvider, and_(ServiceProvider.service_id == Service.id, in_context(ServiceProvider, ctx))
         )
         .join(Person, and_(Person.id == ServiceProvider.provider_id, _live_member(ctx)))
         .outerjoin(Schedule, and_(Schedule.provider_id == Person.id, in_context(Schedule, ctx)))
-        .where(Service.id == service_id, in_context(Service, ctx), in_context(ServiceProvider, ctx))
+        .where(Service.id == service_id, in_context(Service, ctx))
         .order_by(Person.id)
     )
     rows = (await uow.session.execute(stmt)).all()
     if not rows:
         # Unknown service (404) or nobody delivers it: the failure path may take a second look.
-        return Offer(await load_service(ctx, uow, service_id), [], {})
+        return Offer(await load_service(ctx, uow, service_id), [], {}, {})
     epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
     turns = sorted(rows, key=lambda r: (r[4] is not None, r[4] or epoch, r[1]))
     return Offer(
         service=rows[0][0],
         providers=[Provider(r[1], r[2], r[3]) for r in turns],
         hours={r[1]: _hours_of(r[5]) for r in rows},
+        busy={r[1]: Busy((a, b) for a, b in r[7] or ()) for r in rows},
     )
+
+
+def _busy(window: tuple[dt.datetime, dt.datetime] | None) -> ColumnElement[Any]:
+    return _busy_column(window) if window is not None else null()
 
 
 async def expire_stale_holds(
