@@ -12,22 +12,17 @@ import httpx
 import pytest
 
 from core.uow import Database
-from servers.app import create_app
-from tests.conftest import Account, make_org, running, signup
+from tests.conftest import Account, make_org, signup
 from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
+from tests.support.statements import counting_client, statements
 
 HOLD_BUDGET = 4
 
 
 @pytest.fixture
 async def counting(db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of an app that reports each request's statement count."""
-    settings = db.settings.model_copy(update={"expose_db_stats": True})
-    application = create_app(settings, db=db, run_relay=False)
-    async with running(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with counting_client(db) as c:
+        yield c
 
 
 async def _hold(
@@ -36,18 +31,14 @@ async def _hold(
     return await client.post("/v1/bookings/holds", json=body, headers={**who.h(org=org), **headers})
 
 
-def _statements(r: httpx.Response) -> int:
-    return int(r.headers["x-db-statements"])
-
-
-async def test_a_personal_hold_takes_four_statements(counting: httpx.AsyncClient) -> None:
+async def test_a_personal_hold_takes_fourstatements(counting: httpx.AsyncClient) -> None:
     a = await signup(counting)
     await set_hours(counting, a)
     svc = await make_service(counting, a)
     day = day_ahead(6)
     r = await _hold(counting, a, {"service_id": svc["id"], "start_at": at(day, "10:00")})
     assert r.status_code == 201, r.text
-    assert _statements(r) <= HOLD_BUDGET, _statements(r)
+    assert statements(r) <= HOLD_BUDGET, statements(r)
     # The same time again: refused by the constraint (no pre-check), as the 409 problem.
     again = await _hold(counting, a, {"service_id": svc["id"], "start_at": at(day, "10:30")})
     assert again.status_code == 409, again.text
@@ -72,7 +63,7 @@ async def test_a_round_robin_hold_takes_four_statements_and_skips_the_busy(
     for _ in team:
         r = await _hold(counting, owner, body, org=org)
         assert r.status_code == 201, r.text
-        assert _statements(r) <= HOLD_BUDGET, _statements(r)
+        assert statements(r) <= HOLD_BUDGET, statements(r)
         taken.append(r.json()["provider"]["slug"])
     # Each hold of the same time went to someone still free; then nobody is.
     assert sorted(taken) == sorted(p.slug for p in team)
@@ -90,4 +81,4 @@ async def test_a_keyed_hold_adds_only_the_idempotency_record(counting: httpx.Asy
     retry = await _hold(counting, a, body, **{"Idempotency-Key": "hold-budget-1"})
     assert retry.status_code == 201 and retry.json()["id"] == first.json()["id"]
     # The key costs its own statements (claim and record), never a second booking.
-    assert _statements(retry) <= _statements(first) <= HOLD_BUDGET + 2, (first, retry)
+    assert statements(retry) <= statements(first) <= HOLD_BUDGET + 2, (first, retry)
