@@ -44,11 +44,31 @@ OUTBOX_SQL = """
 INSERT INTO platform.outbox (id, name, data, person_id, org_id, trace_id)
 VALUES ($1, $2, $3::jsonb, $4, $5, $6)
 """
+# POST /bench/bare/run: the essential writes of jobs_run -- the credits held on the account
+# (a conditional UPDATE, so never overdrawn), the ledger entry, the job row, and its outbox row.
+RUN_SQL = """
+WITH acct AS (
+  UPDATE billing.accounts SET held = held + $3, updated_at = now()
+   WHERE tenant_id = $2 AND balance - held >= $3
+  RETURNING id, org_id, balance, held
+), entry AS (
+  INSERT INTO billing.ledger (id, person_id, org_id, account_id, kind, amount, balance_delta,
+                              held_delta, balance_after, held_after, key, job_id)
+  SELECT gen_random_uuid(), $2, acct.org_id, acct.id, 'hold', $3, 0, $3, acct.balance, acct.held,
+         'hold:' || $1::uuid::text, $1::uuid FROM acct
+)
+INSERT INTO billing.jobs (id, component, action, executor, status, input, credits_quoted,
+                          credits_held, hold_status, deadline_at, person_id)
+SELECT $1::uuid, $4, $5, 'builtin', 'queued', $6::jsonb, $3, $3, 'open', now() + interval '1 hour', $2
+  FROM acct
+RETURNING id
+"""
 
 
 class Bare:
     """Bare routes: GET /bench/bare/me (verify the JWT, fetch person and memberships in one
-    statement); POST /bench/bare/hold (verify the JWT, insert the held booking and its event)."""
+    statement); POST /bench/bare/hold (verify the JWT, insert the held booking and its event);
+    POST /bench/bare/run (verify the JWT, hold a credit, insert the job and its event)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -142,8 +162,26 @@ class Bare:
         }
         await _send(send, 201, body, statements=2)
 
+    async def run(self, claims: dict[str, Any], receive: Receive, send: Send) -> None:
+        assert self.pool is not None
+        data = json.loads(await _body(receive))
+        person, job_id = uuid.UUID(claims["sub"]), uuid.uuid4()
+        async with self.pool.acquire() as conn, conn.transaction():
+            found = await conn.fetchval(
+                RUN_SQL, job_id, person, 1, "identity", "resolve-person", json.dumps(data["input"])
+            )
+            if found is None:
+                await _send(send, 402, {"code": "insufficient_credits"}, statements=1)
+                return
+            event = {"job_id": str(job_id), "component": "identity", "action": "resolve-person"}
+            await conn.execute(
+                OUTBOX_SQL, uuid.uuid4(), "jobs/job.queued", json.dumps(event), person, None, job_id.hex
+            )
+        body = {"job_id": str(job_id), "trace_id": job_id.hex, "status": "queued", "credits_held": 1}
+        await _send(send, 202, body, statements=2)
 
-ROUTES = {"/bench/bare/me": "me", "/bench/bare/hold": "hold"}
+
+ROUTES = {"/bench/bare/me": "me", "/bench/bare/hold": "hold", "/bench/bare/run": "run"}
 
 
 async def _body(receive: Receive) -> bytes:
