@@ -264,9 +264,7 @@ async def run() -> str:
             reads = await _balance_reads(db, admin_dsn, reader_token, reader_id)
         finally:
             await db.dispose()
-    raw = Result(
-        "raw ledger INSERT (asyncpg)", raw_lat, len(raw_lat) / raw_rate if raw_rate else 0.0
-    )
+    raw = Result("raw ledger INSERT (asyncpg)", raw_lat, len(raw_lat) / raw_rate if raw_rate else 0.0)
     goal = 5 * COMPLETE_BEFORE
     verdict = check(
         "job create -> complete (relay in-process)",
