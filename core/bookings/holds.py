@@ -33,9 +33,8 @@ from core.utilities import utcnow
 def _fitting(offer: Offer, slug: str | None, rules: Rules, start: dt.datetime) -> list[Provider]:
     """The providers the booking may go to whose hours and the service's notice allow this start."""
     candidates = pick_providers(offer.service, offer.providers, slug)
-    reasons = {
-        p.id: fits(h, rules, start) if (h := offer.hours.get(p.id)) else "no_hours" for p in candidates
-    }
+    hours = offer.hours_of([p.id for p in candidates])
+    reasons = {p.id: fits(h, rules, start) if (h := hours.get(p.id)) else "no_hours" for p in candidates}
     candidates = [p for p in candidates if reasons[p.id] is None]
     if not candidates:
         raise unavailable(next(r for r in reasons.values() if r))

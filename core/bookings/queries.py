@@ -86,8 +86,13 @@ class Offer:
 
     service: Service
     providers: list[Provider]
-    hours: dict[uuid.UUID, Hours | None]
+    schedules: dict[uuid.UUID, Schedule | None]
     busy: dict[uuid.UUID, Busy]
+
+    def hours_of(self, provider_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Hours | None]:
+        """Working hours parsed for these providers only (a hold for one provider of many
+        parses one schedule)."""
+        return {p: _hours_of(self.schedules.get(p)) for p in provider_ids}
 
 
 def _provider_lock(wanted: ColumnElement[bool]) -> ColumnElement[str | None]:
@@ -142,7 +147,7 @@ async def load_offer(
     return Offer(
         service=rows[0][0],
         providers=[Provider(r[1], r[2], r[3]) for r in turns],
-        hours={r[1]: _hours_of(r[5]) for r in rows},
+        schedules={r[1]: r[5] for r in rows},
         busy={r[1]: Busy((a, b) for a, b in r[7] or ()) for r in rows},
     )
 

@@ -76,7 +76,8 @@ async def find_slots(ctx: TenantContext, uow: UnitOfWork, q: SlotsQuery) -> Slot
     eligible = offer.providers
     if q.provider:
         eligible = pick_providers(offer.service, eligible, q.provider)
-    return _slots_out(offer.service, eligible, offer.hours, offer.busy, q)
+    hours = offer.hours_of([p.id for p in eligible])
+    return _slots_out(offer.service, eligible, hours, offer.busy, q)
 
 
 def _window(q: SlotsQuery) -> tuple[dt.datetime, dt.datetime]:
