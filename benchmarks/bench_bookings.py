@@ -288,6 +288,11 @@ async def run() -> str:
                 await install(client, headers, "bookings")
                 check = await client.post("/mcp", content=slots_call, headers=mcp_headers)
                 assert check.status_code == 200 and '"isError":false' in check.text, check.text[:500]
+                # Every door answers the same slots; none overlaps a busy row the baseline reads.
+                rest_answer = (await client.get("/v1/bookings/slots", params=params, headers=headers)).json()
+                mcp_answer = json.loads(check.text)["result"]["structuredContent"]
+                assert rest_answer["slots"] == mcp_answer["slots"] and rest_answer["slots"], rest_answer
+                await _slots_clear_of_busy(pool, provider0, rest_answer["slots"])
                 raw_busy = await _timed("raw asyncpg: the month's busy rows", busy_only)
                 local = await _timed("find_slots in-process (31 days)", in_process)
                 rest_slots = await load(
@@ -331,6 +336,19 @@ async def run() -> str:
             + table("Booking creation (hold), same constrained table", [bare, raw, rest, mcp], bare)
             + note
         )
+
+
+async def _slots_clear_of_busy(pool: asyncpg.Pool, provider: uuid.UUID, slots: list[dict[str, Any]]) -> None:
+    rows = await pool.fetch(
+        "SELECT blocked FROM bookings.bookings WHERE provider_id = $1"
+        " AND status IN ('held', 'requested', 'confirmed')",
+        provider,
+    )
+    # The service's 15-minute buffer after a slot must be clear too.
+    busy = [(r["blocked"].lower, r["blocked"].upper) for r in rows]
+    for slot in slots:
+        start, end = dt.datetime.fromisoformat(slot["start"]), dt.datetime.fromisoformat(slot["end"])
+        assert not any(a < end + dt.timedelta(minutes=15) and start < b for a, b in busy), slot
 
 
 async def _same_hold(
