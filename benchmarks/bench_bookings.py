@@ -16,7 +16,17 @@ from typing import Any
 import asyncpg
 import httpx
 
-from benchmarks.common import CONCURRENCY, SECONDS, Result, bench_database, install, load, server, table
+from benchmarks.common import (
+    CONCURRENCY,
+    SECONDS,
+    Result,
+    Target,
+    bench_database,
+    install,
+    load,
+    server,
+    table,
+)
 from core import bookings
 from core.bookings.schemas import AvailabilityIn, ServiceIn, SlotsQuery, WeeklyHours
 from core.db import asyncpg_dsn, start_statement_count
@@ -26,6 +36,8 @@ from core.tenancy.schemas import MemberIn, OrgIn, SignupIn
 from core.uow import Database
 
 PROVIDERS = 8
+REST_SLOTS = "GET /v1/bookings/slots (31 days)"
+REST_HOLD = "POST /v1/bookings/holds"
 STEP = dt.timedelta(minutes=15)
 
 
@@ -210,7 +222,12 @@ async def run() -> str:
             hour=0, minute=0, second=0, microsecond=0
         )
         # Disjoint slot ranges per door; each request takes the next free slot of the next provider.
-        rest_n, mcp_n, raw_n = itertools.count(), itertools.count(), itertools.count()
+        rest_n, mcp_n, raw_n, bare_n = (
+            itertools.count(),
+            itertools.count(),
+            itertools.count(),
+            itertools.count(),
+        )
 
         def slot(counter: itertools.count[int], offset_days: int) -> tuple[int, dt.datetime]:
             i = next(counter)
@@ -233,6 +250,16 @@ async def run() -> str:
             if '"isError":true' in r.text:
                 return httpx.Response(409, headers=r.headers)
             return r
+
+        def bare_hold(c: httpx.AsyncClient) -> Awaitable[httpx.Response]:
+            p, start = slot(bare_n, 600)
+            body = {
+                "service_id": str(quick_id),
+                "start_at": start.isoformat(),
+                "provider_id": str(ids[p]),
+                "org_id": str(env["org"].id),
+            }
+            return c.post("/bench/bare/hold", json=body, headers=headers)
 
         async def raw_insert() -> int:
             p, start = slot(raw_n, 400)
@@ -261,21 +288,35 @@ async def run() -> str:
                 await install(client, headers, "bookings")
                 check = await client.post("/mcp", content=slots_call, headers=mcp_headers)
                 assert check.status_code == 200 and '"isError":false' in check.text, check.text[:500]
+                # Every door answers the same slots; none overlaps a busy row the baseline reads.
+                rest_answer = (await client.get("/v1/bookings/slots", params=params, headers=headers)).json()
+                mcp_answer = json.loads(check.text)["result"]["structuredContent"]
+                assert rest_answer["slots"] == mcp_answer["slots"] and rest_answer["slots"], rest_answer
+                await _slots_clear_of_busy(pool, provider0, rest_answer["slots"])
                 raw_busy = await _timed("raw asyncpg: the month's busy rows", busy_only)
                 local = await _timed("find_slots in-process (31 days)", in_process)
                 rest_slots = await load(
-                    "GET /v1/bookings/slots (31 days)",
+                    REST_SLOTS,
                     lambda c: c.get("/v1/bookings/slots", params=params, headers=headers),
                     client,
+                    target=Target(min_ratio=0.3),
                 )
                 mcp_slots = await load(
                     "MCP bookings_slots (31 days)",
                     lambda c: c.post("/mcp", content=slots_call, headers=mcp_headers),
                     client,
+                    target=Target(max_latency=1.3, latency_vs=REST_SLOTS),
                 )
-                raw = await _timed("raw asyncpg INSERT (constrained)", raw_insert)
-                rest = await load("POST /v1/bookings/holds", rest_hold, client)
-                mcp = await load("MCP bookings_hold over HTTP", mcp_hold, client)
+                await _same_hold(client, headers, rest_hold, bare_hold)
+                bare = await load("bare route (JWT, INSERT + outbox)", bare_hold, client)
+                raw = await _timed("raw asyncpg INSERT in-process", raw_insert)
+                rest = await load(REST_HOLD, rest_hold, client, target=Target(min_ratio=0.5, max_sql=4))
+                mcp = await load(
+                    "MCP bookings_hold over HTTP",
+                    mcp_hold,
+                    client,
+                    target=Target(max_latency=1.3, latency_vs=REST_HOLD),
+                )
         finally:
             if previous is None:
                 os.environ.pop("ATLILITH_TOOLSETS", None)
@@ -292,9 +333,38 @@ async def run() -> str:
         return (
             table("Slot computation, a month of bookings", [raw_busy, local, rest_slots, mcp_slots], raw_busy)
             + "\n"
-            + table("Booking creation (hold), same constrained table", [raw, rest, mcp], raw)
+            + table("Booking creation (hold), same constrained table", [bare, raw, rest, mcp], bare)
             + note
         )
+
+
+async def _slots_clear_of_busy(pool: asyncpg.Pool, provider: uuid.UUID, slots: list[dict[str, Any]]) -> None:
+    rows = await pool.fetch(
+        "SELECT blocked FROM bookings.bookings WHERE provider_id = $1"
+        " AND status IN ('held', 'requested', 'confirmed')",
+        provider,
+    )
+    # The service's 15-minute buffer after a slot must be clear too.
+    busy = [(r["blocked"].lower, r["blocked"].upper) for r in rows]
+    for slot in slots:
+        start, end = dt.datetime.fromisoformat(slot["start"]), dt.datetime.fromisoformat(slot["end"])
+        assert not any(a < end + dt.timedelta(minutes=15) and start < b for a, b in busy), slot
+
+
+async def _same_hold(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    rest: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+    bare: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+) -> None:
+    """The baseline answers what the door answers: a held booking of the service's length."""
+    answers = [(await door(client)).json() for door in (rest, bare)]
+    for answer in answers:
+        assert answer["status"] == "held", answer
+    lengths = [
+        dt.datetime.fromisoformat(a["end_at"]) - dt.datetime.fromisoformat(a["start_at"]) for a in answers
+    ]
+    assert lengths[0] == lengths[1] == STEP, lengths
 
 
 async def _count(dsn: str, service_id: uuid.UUID) -> int:

@@ -1,8 +1,10 @@
 """The bench server: the real app, plus bare baseline routes dispatched before it (no FastAPI,
-no middleware, no ORM, no RLS) doing the same lookups with raw asyncpg."""
+no middleware, no ORM, no RLS) doing the same lookups and writes with raw asyncpg: the floor a
+door's figure is measured against."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from typing import Any
@@ -25,8 +27,48 @@ SELECT p.id, p.slug, p.display_name, p.email, m.role, m.created_at, o.id AS org_
 """
 
 
+# POST /bench/bare/hold: the essential writes of a hold -- one INSERT that the exclusion
+# constraint guards (the service's terms read in the same statement), and its outbox row.
+HOLD_SQL = """
+INSERT INTO bookings.bookings (id, service_id, provider_id, status, start_at, end_at,
+       buffer_before_minutes, buffer_after_minutes, hold_expires_at, price_amount, currency,
+       location_kind, location, person_id, org_id)
+SELECT $1, s.id, $3, 'held', $4::timestamptz, $4::timestamptz + make_interval(mins => s.duration_minutes),
+       s.buffer_before_minutes, s.buffer_after_minutes, now() + interval '5 minutes', s.price_amount,
+       s.currency, s.location_kind, s.location, $5, $6
+  FROM bookings.services s
+ WHERE s.id = $2
+RETURNING id, start_at, end_at
+"""
+OUTBOX_SQL = """
+INSERT INTO platform.outbox (id, name, data, person_id, org_id, trace_id)
+VALUES ($1, $2, $3::jsonb, $4, $5, $6)
+"""
+# POST /bench/bare/run: the essential writes of jobs_run -- the credits held on the account
+# (a conditional UPDATE, so never overdrawn), the ledger entry, the job row, and its outbox row.
+RUN_SQL = """
+WITH acct AS (
+  UPDATE billing.accounts SET held = held + $3, updated_at = now()
+   WHERE tenant_id = $2 AND balance - held >= $3
+  RETURNING id, org_id, balance, held
+), entry AS (
+  INSERT INTO billing.ledger (id, person_id, org_id, account_id, kind, amount, balance_delta,
+                              held_delta, balance_after, held_after, key, job_id)
+  SELECT gen_random_uuid(), $2, acct.org_id, acct.id, 'hold', $3, 0, $3, acct.balance, acct.held,
+         'hold:' || $1::uuid::text, $1::uuid FROM acct
+)
+INSERT INTO billing.jobs (id, component, action, executor, status, input, credits_quoted,
+                          credits_held, hold_status, deadline_at, person_id)
+SELECT $1::uuid, $4, $5, 'builtin', 'queued', $6::jsonb, $3, $3, 'open', now() + interval '1 hour', $2
+  FROM acct
+RETURNING id
+"""
+
+
 class Bare:
-    """GET /bench/bare/me: verify the JWT, fetch person and memberships in one statement."""
+    """Bare routes: GET /bench/bare/me (verify the JWT, fetch person and memberships in one
+    statement); POST /bench/bare/hold (verify the JWT, insert the held booking and its event);
+    POST /bench/bare/run (verify the JWT, hold a credit, insert the job and its event)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -37,7 +79,8 @@ class Bare:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
-        if scope["type"] != "http" or scope["path"] != "/bench/bare/me":
+        route = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
             await self.app(scope, receive, send)
             return
         if self.pool is None:
@@ -57,6 +100,10 @@ class Bare:
         except jwt.PyJWTError:
             await _send(send, 401, {"error": "unauthenticated"})
             return
+        await getattr(self, route)(claims, receive, send)
+
+    async def me(self, claims: dict[str, Any], receive: Receive, send: Send) -> None:
+        assert self.pool is not None
         rows = await self.pool.fetch(ME_SQL, uuid.UUID(claims["sub"]))
         if not rows:
             await _send(send, 401, {"error": "unauthenticated"})
@@ -80,6 +127,70 @@ class Bare:
             ],
         }
         await _send(send, 200, body, statements=1)
+
+    async def hold(self, claims: dict[str, Any], receive: Receive, send: Send) -> None:
+        assert self.pool is not None
+        data = json.loads(await _body(receive))
+        person, org = uuid.UUID(claims["sub"]), uuid.UUID(data["org_id"])
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                row = await conn.fetchrow(
+                    HOLD_SQL,
+                    uuid.uuid4(),
+                    uuid.UUID(data["service_id"]),
+                    uuid.UUID(data["provider_id"]),
+                    dt.datetime.fromisoformat(data["start_at"]),
+                    person,
+                    org,
+                )
+            except asyncpg.ExclusionViolationError:
+                await _send(send, 409, {"code": "slot_taken"}, statements=1)
+                return
+            if row is None:
+                await _send(send, 404, {"code": "service_not_found"}, statements=1)
+                return
+            event = {"booking_id": str(row["id"]), "status": "held", "start_at": row["start_at"].isoformat()}
+            trace = uuid.uuid4().hex
+            await conn.execute(
+                OUTBOX_SQL, uuid.uuid4(), "bookings/booking.held", json.dumps(event), person, org, trace
+            )
+        body = {
+            "id": str(row["id"]),
+            "status": "held",
+            "start_at": row["start_at"].isoformat(),
+            "end_at": row["end_at"].isoformat(),
+        }
+        await _send(send, 201, body, statements=2)
+
+    async def run(self, claims: dict[str, Any], receive: Receive, send: Send) -> None:
+        assert self.pool is not None
+        data = json.loads(await _body(receive))
+        person, job_id = uuid.UUID(claims["sub"]), uuid.uuid4()
+        async with self.pool.acquire() as conn, conn.transaction():
+            found = await conn.fetchval(
+                RUN_SQL, job_id, person, 1, "identity", "resolve-person", json.dumps(data["input"])
+            )
+            if found is None:
+                await _send(send, 402, {"code": "insufficient_credits"}, statements=1)
+                return
+            event = {"job_id": str(job_id), "component": "identity", "action": "resolve-person"}
+            await conn.execute(
+                OUTBOX_SQL, uuid.uuid4(), "jobs/job.queued", json.dumps(event), person, None, job_id.hex
+            )
+        body = {"job_id": str(job_id), "trace_id": job_id.hex, "status": "queued", "credits_held": 1}
+        await _send(send, 202, body, statements=2)
+
+
+ROUTES = {"/bench/bare/me": "me", "/bench/bare/hold": "hold", "/bench/bare/run": "run"}
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
 
 
 async def _send(send: Send, status: int, body: dict[str, Any], statements: int = 0) -> None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.types import Uuid
 
 from core.billing.models import CreditAccount, CreditLot, Job, LedgerEntry
 from core.errors import DomainError, constraint_error
@@ -259,6 +260,43 @@ _HOLD = text(
 )
 
 
+# A run's job row and its hold in ONE statement (`runs._enqueue`): the job first -- a trace id
+# another job already has inserts nothing, and then nothing is held either (the caller retries
+# with a fresh id) -- then the hold exactly as `_HOLD`, for that job. The account's totals come
+# back beside the job (NULL when nothing could be held: the 402 path).
+JOB_AND_HOLD = text(
+    """
+    WITH job AS (
+      INSERT INTO billing.jobs (id, component, action, executor, peer_id, status, input,
+                                credits_quoted, credits_held, hold_status, deadline_at, person_id,
+                                org_id)
+      VALUES (:job_id, :component, :action, :executor, :peer_id, 'queued', :input, :amount,
+              :amount, 'open', :deadline_at, :actor, :org_id)
+      ON CONFLICT (id) DO NOTHING
+      RETURNING *
+    ), acct AS (
+      UPDATE billing.accounts SET held = held + :amount, updated_at = now()
+       WHERE tenant_id = :tenant AND balance - held >= :amount AND EXISTS (SELECT 1 FROM job)
+      RETURNING id, org_id, balance, held, low_balance_threshold, low_balance_alerted
+    ), entry AS (
+      INSERT INTO billing.ledger (id, person_id, org_id, account_id, kind, amount, balance_delta,
+                                  held_delta, balance_after, held_after, key, job_id)
+      SELECT :entry_id, :actor, acct.org_id, acct.id, 'hold', :amount, 0, :amount, acct.balance,
+             acct.held, 'hold:' || CAST(:job_id AS text), :job_id FROM acct
+      RETURNING id
+    )
+    SELECT job.*, acct.balance AS acct_balance, acct.held AS acct_held,
+           acct.low_balance_threshold AS acct_threshold, acct.low_balance_alerted AS acct_alerted
+      FROM job LEFT JOIN acct ON true
+    """
+).bindparams(
+    bindparam("input", type_=JSONB),
+    bindparam("peer_id", type_=Uuid()),
+    bindparam("org_id", type_=Uuid()),
+    bindparam("job_id", type_=Uuid()),
+)
+
+
 async def hold(
     uow: UnitOfWork, *, person_id: uuid.UUID, org_id: uuid.UUID | None, job_id: uuid.UUID, credits: int
 ) -> None:
@@ -274,6 +312,23 @@ async def hold(
         "job_id": job_id,
     }
     row = (await uow.session.execute(_HOLD, params)).one_or_none()
+    await held(uow, row, person_id=person_id, org_id=org_id, credits=credits)
+
+
+class HeldRow(Protocol):
+    """The account's totals after a hold, as the hold statement returns them."""
+
+    balance: int
+    held: int
+    low_balance_threshold: int | None
+    low_balance_alerted: bool
+
+
+async def held(
+    uow: UnitOfWork, row: HeldRow | None, *, person_id: uuid.UUID, org_id: uuid.UUID | None, credits: int
+) -> None:
+    """After a hold statement: refuse with 402 when it held nothing (`row` None), else fire the
+    low-balance alert if this hold crossed the threshold."""
     if row is None:
         acct = await lock_account(uow, person_id, org_id)  # absent (created now) or short
         raise insufficient(credits, available(acct))

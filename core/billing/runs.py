@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from pydantic import BaseModel
+from sqlalchemy import ColumnClause, column, select
 from sqlalchemy.dialects.postgresql import insert
 
 from core.billing import ledger
@@ -37,6 +39,62 @@ def _job_id_candidate(uow: UnitOfWork) -> uuid.UUID:
     return candidate if len(uow.trace_id) == 32 else uuid.uuid4()
 
 
+async def _insert_held(ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int) -> Job | None:
+    """The job and its hold in one statement; None when the candidate id was taken (nothing was
+    written then). The account row is locked last: concurrent runs of one context serialize only
+    from here to commit. A refusal (402) rolls the job row back with everything else."""
+    params = {
+        "job_id": _job_id_candidate(uow),
+        "component": values["component"],
+        "action": values["action"],
+        "executor": values["executor"],
+        "peer_id": values["peer_id"],
+        "input": values["input"],
+        "amount": price,
+        "deadline_at": values["deadline_at"],
+        "actor": ctx.person_id,
+        "org_id": ctx.org_id,
+        "tenant": ctx.tenant_id,
+        "entry_id": uuid.uuid4(),
+    }
+    extra: list[ColumnClause[Any]] = [
+        column(c) for c in ("acct_balance", "acct_held", "acct_threshold", "acct_alerted")
+    ]
+    stmt = select(Job, *extra).from_statement(ledger.JOB_AND_HOLD)
+    row = (await uow.session.execute(stmt, params)).one_or_none()
+    if row is None:
+        return None
+    job, balance, held, threshold, alerted = row
+    after = None if balance is None else _Totals(balance, held, threshold, alerted)
+    await ledger.held(uow, after, person_id=ctx.person_id, org_id=ctx.org_id, credits=price)
+    return cast(Job, job)
+
+
+async def _insert_job(uow: UnitOfWork, values: dict[str, Any]) -> Job:
+    # A caller's trace id already used by another job (a reused traceparent) gets a fresh id.
+    job = (
+        await uow.session.execute(
+            insert(Job)
+            .values(id=_job_id_candidate(uow), **values)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(Job)
+        )
+    ).scalar_one_or_none()
+    if job is None:
+        job = (
+            await uow.session.execute(insert(Job).values(id=uuid.uuid4(), **values).returning(Job))
+        ).scalar_one()
+    return job
+
+
+@dataclass
+class _Totals:
+    balance: int
+    held: int
+    low_balance_threshold: int | None
+    low_balance_alerted: bool
+
+
 async def _enqueue(
     ctx: TenantContext, uow: UnitOfWork, target: Target, payload: dict[str, Any], price: int
 ) -> Job:
@@ -54,22 +112,11 @@ async def _enqueue(
         "hold_status": "open",
         "deadline_at": utcnow() + dt.timedelta(seconds=uow.db.settings.job_queue_timeout_seconds),
     }
-    # A caller's trace id already used by another job (a reused traceparent) gets a fresh id.
-    job = (
-        await uow.session.execute(
-            insert(Job)
-            .values(id=_job_id_candidate(uow), **values)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(Job)
-        )
-    ).scalar_one_or_none()
+    job = await _insert_held(ctx, uow, values, price) if price > 0 else None
     if job is None:
-        job = (
-            await uow.session.execute(insert(Job).values(id=uuid.uuid4(), **values).returning(Job))
-        ).scalar_one()
-    # The account row is locked last: concurrent runs of one context serialize only from here
-    # to commit. A refusal rolls the job row back with everything else.
-    await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job.id, credits=price)
+        # Free, or the caller's trace id is already another job's (a reused traceparent).
+        job = await _insert_job(uow, values)
+        await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job.id, credits=price)
     uow.emit(
         "jobs/job.queued",
         {

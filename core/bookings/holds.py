@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import DateTime, bindparam, select, text
+from sqlalchemy.types import Uuid
 
 from core.bookings.availability import Rules, fits
-from core.bookings.models import Booking, Service, ServiceProvider
+from core.bookings.models import Booking, Service
 from core.bookings.policy import (
     SLOTS_HINT,
     WRITE,
@@ -19,16 +20,7 @@ from core.bookings.policy import (
     unavailable,
 )
 from core.bookings.presenters import booking_out, emit_event, iso, manage_link_out
-from core.bookings.queries import (
-    Provider,
-    busy_ranges,
-    eligible_providers,
-    expire_stale_holds,
-    hours_of_providers,
-    load_service,
-    lock_providers,
-    resolve_client,
-)
+from core.bookings.queries import Offer, Provider, load_offer, resolve_client
 from core.bookings.schemas import BookingOut, ClientRef, HoldIn, RequestIn, ServiceRef
 from core.bookings.schemas.booking import _SlotFields
 from core.context import TenantContext
@@ -38,81 +30,99 @@ from core.uow import UnitOfWork
 from core.utilities import utcnow
 
 
-async def _fitting(
-    ctx: TenantContext, uow: UnitOfWork, service: Service, slug: str | None, rules: Rules, start: dt.datetime
-) -> list[Provider]:
+def _fitting(offer: Offer, slug: str | None, rules: Rules, start: dt.datetime) -> list[Provider]:
     """The providers the booking may go to whose hours and the service's notice allow this start."""
-    candidates = pick_providers(service, (await eligible_providers(ctx, uow, [service.id]))[service.id], slug)
-    hours = await hours_of_providers(ctx, uow, [p.id for p in candidates])
-    reasons = {p.id: fits(h, rules, start) if (h := hours[p.id]) else "no_hours" for p in candidates}
+    candidates = pick_providers(offer.service, offer.providers, slug)
+    hours = offer.hours_of([p.id for p in candidates])
+    reasons = {p.id: fits(h, rules, start) if (h := hours.get(p.id)) else "no_hours" for p in candidates}
     candidates = [p for p in candidates if reasons[p.id] is None]
     if not candidates:
         raise unavailable(next(r for r in reasons.values() if r))
     return candidates
 
 
-async def _assign(
-    uow: UnitOfWork, candidates: list[Provider], blocked: tuple[dt.datetime, dt.datetime]
-) -> Provider:
-    """Take the candidates' locks and pick who gets the booking."""
-    ids = [p.id for p in candidates]
-    await lock_providers(uow, ids)
-    await expire_stale_holds(uow, ids, *blocked)
-    if len(candidates) == 1:
-        return candidates[0]
-    # Round robin: the least recently assigned provider who is free then (read under the
-    # locks, so it is exact for every writer that takes them).
-    busy = await busy_ranges(uow, ids, *blocked)
-    free = [p for p in candidates if not busy[p.id].overlaps(*blocked)]
-    if not free:
-        raise Conflict("every provider of this service is busy then", code="slot_taken", hint=SLOTS_HINT)
-    return free[0]
+# The booking in ONE statement, under the providers' locks (taken by `load_offer`):
+# expire the candidates' stale holds in the way (the `expired` InitPlan runs before any row is
+# inserted), take the first candidate in round-robin order who is free then (with one candidate,
+# the exclusion constraint alone decides: its violation is the `slot_taken` 409), insert the
+# booking and count the provider's turn.
+_PLACE = text(
+    """
+WITH candidate AS (
+  SELECT c.p, c.turn FROM unnest(CAST(:ps AS uuid[])) WITH ORDINALITY AS c(p, turn)
+), expired AS (
+  SELECT bookings.expire_stale_holds(c.p, :blocked_from, :blocked_until) AS n FROM candidate c
+), chosen AS (
+  SELECT c.p FROM candidate c
+   WHERE (SELECT count(*) FROM expired) >= 0
+     AND (CAST(:single AS boolean)
+          OR NOT EXISTS (SELECT 1 FROM bookings.provider_busy(c.p, :blocked_from, :blocked_until)))
+   ORDER BY c.turn LIMIT 1
+), made AS (
+  INSERT INTO bookings.bookings (id, service_id, provider_id, client_id, status, start_at, end_at,
+         buffer_before_minutes, buffer_after_minutes, hold_expires_at, client_time_zone,
+         price_amount, currency, location_kind, location, notes, client_note, person_id, org_id)
+  SELECT :id, :service_id, chosen.p, :client_id, :status, :start_at, :end_at, :buffer_before,
+         :buffer_after, :hold_expires_at, :client_time_zone, :price_amount, :currency,
+         :location_kind, :location, :notes, :client_note, :person_id, :org_id
+    FROM chosen
+  RETURNING *
+), turn AS (
+  UPDATE bookings.service_providers sp
+     SET last_assigned_at = now(), assigned_count = sp.assigned_count + 1
+    FROM made WHERE sp.service_id = made.service_id AND sp.provider_id = made.provider_id
+)
+SELECT * FROM made
+"""
+).bindparams(
+    bindparam("client_id", type_=Uuid()),
+    bindparam("org_id", type_=Uuid()),
+    bindparam("hold_expires_at", type_=DateTime(timezone=True)),
+)
 
 
-async def _insert(
+async def _place(
     ctx: TenantContext,
     uow: UnitOfWork,
     data: _SlotFields,
     service: Service,
-    provider: Provider,
+    candidates: list[Provider],
     client: ClientRef | None,
     status: str,
     span: tuple[dt.datetime, dt.datetime],
+    blocked: tuple[dt.datetime, dt.datetime],
     hold_expires_at: dt.datetime | None,
 ) -> Booking:
-    """The booking row, on the service's current terms, and the provider's turn taken."""
-    booking = (
-        await uow.session.execute(
-            insert(Booking)
-            .values(
-                id=uuid.uuid4(),
-                service_id=service.id,
-                provider_id=provider.id,
-                client_id=client.id if client else None,
-                status=status,
-                start_at=span[0],
-                end_at=span[1],
-                buffer_before_minutes=service.buffer_before_minutes,
-                buffer_after_minutes=service.buffer_after_minutes,
-                hold_expires_at=hold_expires_at,
-                client_time_zone=data.time_zone,
-                price_amount=service.price_amount,
-                currency=service.currency,
-                location_kind=service.location_kind,
-                location=service.location,
-                notes=data.notes,
-                client_note=data.client_note,
-                person_id=ctx.person_id,
-                org_id=ctx.org_id,
-            )
-            .returning(Booking)
-        )
-    ).scalar_one()
-    await uow.session.execute(
-        update(ServiceProvider)
-        .where(ServiceProvider.service_id == service.id, ServiceProvider.provider_id == provider.id)
-        .values(last_assigned_at=func.now(), assigned_count=ServiceProvider.assigned_count + 1)
-    )
+    """The booking row, on the service's current terms, with the provider it went to."""
+    values = {
+        "ps": [p.id for p in candidates],
+        "single": len(candidates) == 1,
+        "blocked_from": blocked[0],
+        "blocked_until": blocked[1],
+        "id": uuid.uuid4(),
+        "service_id": service.id,
+        "client_id": client.id if client else None,
+        "status": status,
+        "start_at": span[0],
+        "end_at": span[1],
+        "buffer_before": service.buffer_before_minutes,
+        "buffer_after": service.buffer_after_minutes,
+        "hold_expires_at": hold_expires_at,
+        "client_time_zone": data.time_zone,
+        "price_amount": service.price_amount,
+        "currency": service.currency,
+        "location_kind": service.location_kind,
+        "location": service.location,
+        "notes": data.notes,
+        "client_note": data.client_note,
+        "person_id": ctx.person_id,
+        "org_id": ctx.org_id,
+    }
+    booking: Booking | None = (
+        await uow.session.execute(select(Booking).from_statement(_PLACE), values)
+    ).scalar_one_or_none()
+    if booking is None:
+        raise Conflict("every provider of this service is busy then", code="slot_taken", hint=SLOTS_HINT)
     return booking
 
 
@@ -120,20 +130,24 @@ async def _create(
     ctx: TenantContext, uow: UnitOfWork, data: _SlotFields, status: str, ttl: int | None
 ) -> BookingOut:
     ctx.require(WRITE)
-    service = await load_service(ctx, uow, data.service_id)
+    offer = await load_offer(ctx, uow, data.service_id, data.provider, lock=True)
+    service = offer.service
     require_active(service)
     now = utcnow()
     rules = rules_for(service, now)
     start = data.start_at.astimezone(dt.UTC)
     end = start + rules.duration
-    candidates = await _fitting(ctx, uow, service, data.provider, rules, start)
+    candidates = _fitting(offer, data.provider, rules, start)
     client = await resolve_client(ctx, uow, data)
     if status == "requested" and client is None:
         raise client_required()
-    provider = await _assign(uow, candidates, (start - rules.buffer_before, end + rules.buffer_after))
     ttl_seconds = ttl or uow.db.settings.bookings_hold_ttl_seconds
     expires = now + dt.timedelta(seconds=ttl_seconds) if status == "held" else None
-    booking = await _insert(ctx, uow, data, service, provider, client, status, (start, end), expires)
+    blocked = (start - rules.buffer_before, end + rules.buffer_after)
+    booking = await _place(
+        ctx, uow, data, service, candidates, client, status, (start, end), blocked, expires
+    )
+    provider = next(p for p in candidates if p.id == booking.provider_id)
     extra = {"hold_expires_at": iso(booking.hold_expires_at)} if booking.hold_expires_at else {}
     emit_event(uow, status, booking, **extra)
     return booking_out(

@@ -10,7 +10,27 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Row, Select, TextClause, bindparam, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Row,
+    Select,
+    Text,
+    TextClause,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    text,
+    true,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.types import Uuid
 
 from core.bookings.availability import Busy, Hours
@@ -56,6 +76,84 @@ async def lock_providers(uow: UnitOfWork, provider_ids: Sequence[uuid.UUID]) -> 
         await uow.session.execute(_locks_sql(1), {"p": str(ids[0])})
     else:
         await uow.session.execute(_locks_sql(len(ids)), {"ps": ids})
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A service as a booking attempt or a slot search sees it: its terms, who delivers it now
+    (round-robin order: least recently assigned first), their working hours in this context and,
+    when asked for, their busy time (every context) around the window searched."""
+
+    service: Service
+    providers: list[Provider]
+    schedules: dict[uuid.UUID, Schedule | None]
+    busy: dict[uuid.UUID, Busy]
+
+    def hours_of(self, provider_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Hours | None]:
+        """Working hours parsed for these providers only (a hold for one provider of many
+        parses one schedule)."""
+        return {p: _hours_of(self.schedules.get(p)) for p in provider_ids}
+
+
+def _provider_lock(wanted: ColumnElement[bool]) -> ColumnElement[str | None]:
+    # The same key as `lock_providers`; void cast to text so the column has a readable type.
+    key = func.hashtextextended(literal("bookings:provider:") + cast(Person.id, Text), 0)
+    return case((wanted, cast(func.pg_advisory_xact_lock(key), Text)))
+
+
+def _busy_column(window: tuple[dt.datetime, dt.datetime]) -> ColumnElement[Any]:
+    """The provider's busy ranges around `window`, widened by the service's buffers and length
+    (a slot starting at the window's end still needs its time), as an n x 2 array."""
+    before = func.make_interval(0, 0, 0, 0, 0, Service.buffer_before_minutes)
+    after = func.make_interval(0, 0, 0, 0, 0, Service.duration_minutes + Service.buffer_after_minutes)
+    busy = func.bookings.provider_busy(
+        Person.id, literal(window[0]) - before, literal(window[1]) + after
+    ).table_valued("blocked_from", "blocked_until")
+    pairs = func.array_agg(array([busy.c.blocked_from, busy.c.blocked_until]))
+    return type_coerce(select(pairs).scalar_subquery(), ARRAY(DateTime(timezone=True), dimensions=2))
+
+
+async def load_offer(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    service_id: uuid.UUID,
+    slug: str | None = None,
+    *,
+    lock: bool = False,
+    busy_window: tuple[dt.datetime, dt.datetime] | None = None,
+) -> Offer:
+    """The offer in ONE statement. `lock`: take the write locks (`lock_providers`) of the
+    providers the booking may go to (`slug`, or all) in provider order -- PostgreSQL evaluates
+    volatile output columns after the sort, so every writer takes them in the same order, and
+    the next statement reads under them. `busy_window`: add each provider's busy time there."""
+    wanted = Person.slug == slug.lower() if slug else true()
+    stmt = (
+        select(Service, Person.id, Person.slug, Person.display_name, ServiceProvider.last_assigned_at)
+        .add_columns(Schedule, _provider_lock(wanted) if lock else null(), _busy(busy_window))
+        .join(
+            ServiceProvider, and_(ServiceProvider.service_id == Service.id, in_context(ServiceProvider, ctx))
+        )
+        .join(Person, and_(Person.id == ServiceProvider.provider_id, _live_member(ctx)))
+        .outerjoin(Schedule, and_(Schedule.provider_id == Person.id, in_context(Schedule, ctx)))
+        .where(Service.id == service_id, in_context(Service, ctx))
+        .order_by(Person.id)
+    )
+    rows = (await uow.session.execute(stmt)).all()
+    if not rows:
+        # Unknown service (404) or nobody delivers it: the failure path may take a second look.
+        return Offer(await load_service(ctx, uow, service_id), [], {}, {})
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    turns = sorted(rows, key=lambda r: (r[4] is not None, r[4] or epoch, r[1]))
+    return Offer(
+        service=rows[0][0],
+        providers=[Provider(r[1], r[2], r[3]) for r in turns],
+        schedules={r[1]: r[5] for r in rows},
+        busy={r[1]: Busy((a, b) for a, b in r[7] or ()) for r in rows},
+    )
+
+
+def _busy(window: tuple[dt.datetime, dt.datetime] | None) -> ColumnElement[Any]:
+    return _busy_column(window) if window is not None else null()
 
 
 async def expire_stale_holds(

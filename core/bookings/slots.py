@@ -6,10 +6,10 @@ import datetime as dt
 import uuid
 from zoneinfo import ZoneInfo
 
-from core.bookings.availability import slot_starts
+from core.bookings.availability import Busy, Hours, slot_starts
 from core.bookings.models import Service
 from core.bookings.policy import READ, pick_providers, require_active, rules_for
-from core.bookings.queries import Provider, busy_ranges, eligible_providers, hours_of_providers, load_service
+from core.bookings.queries import Provider, busy_ranges, hours_of_providers, load_offer
 from core.bookings.schemas import ServiceRef, SlotOut, SlotsOut, SlotsQuery
 from core.context import TenantContext
 from core.uow import UnitOfWork
@@ -27,15 +27,28 @@ async def free_slots(
     except_booking: uuid.UUID | None = None,
     duration: dt.timedelta | None = None,
 ) -> SlotsOut:
-    zone = ZoneInfo(q.time_zone)
-    start = dt.datetime.combine(q.from_date, dt.time(), tzinfo=zone).astimezone(dt.UTC)
-    end = dt.datetime.combine(q.to_date + dt.timedelta(days=1), dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    """Free slots of given providers (a booking being moved does not block its own new time)."""
+    start, end = _window(q)
     rules = rules_for(service, utcnow(), duration)
     ids = [p.id for p in providers]
     hours = await hours_of_providers(ctx, uow, ids)
     busy = await busy_ranges(
         uow, ids, start - rules.buffer_before, end + rules.duration + rules.buffer_after, except_booking
     )
+    return _slots_out(service, providers, hours, busy, q, duration)
+
+
+def _slots_out(
+    service: Service,
+    providers: list[Provider],
+    hours: dict[uuid.UUID, Hours | None],
+    busy: dict[uuid.UUID, Busy],
+    q: SlotsQuery,
+    duration: dt.timedelta | None = None,
+) -> SlotsOut:
+    zone = ZoneInfo(q.time_zone)
+    start, end = _window(q)
+    rules = rules_for(service, utcnow(), duration)
     by_start: dict[dt.datetime, list[str]] = {}
     for p in providers:  # round-robin order: the first provider of a slot is next in turn
         if (h := hours.get(p.id)) is not None:
@@ -58,9 +71,18 @@ async def free_slots(
 async def find_slots(ctx: TenantContext, uow: UnitOfWork, q: SlotsQuery) -> SlotsOut:
     """Free start times of a service between two dates, in the requester's time zone."""
     ctx.require(READ)
-    service = await load_service(ctx, uow, q.service_id)
-    require_active(service)
-    eligible = (await eligible_providers(ctx, uow, [service.id]))[service.id]
+    offer = await load_offer(ctx, uow, q.service_id, busy_window=_window(q))
+    require_active(offer.service)
+    eligible = offer.providers
     if q.provider:
-        eligible = pick_providers(service, eligible, q.provider)
-    return await free_slots(ctx, uow, service, eligible, q)
+        eligible = pick_providers(offer.service, eligible, q.provider)
+    hours = offer.hours_of([p.id for p in eligible])
+    return _slots_out(offer.service, eligible, hours, offer.busy, q)
+
+
+def _window(q: SlotsQuery) -> tuple[dt.datetime, dt.datetime]:
+    """The instants the query's dates span in its zone."""
+    zone = ZoneInfo(q.time_zone)
+    start = dt.datetime.combine(q.from_date, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(q.to_date + dt.timedelta(days=1), dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    return start, end

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, func, select, tuple_, update
+from sqlalchemy import CTE, and_, func, select, true, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
 from core.context import TenantContext
@@ -87,8 +87,19 @@ async def append_outbound(
     """Queue an outbound message and move the thread on; the delivery handler takes it from the
     `messaging/message.sent` event. A person replying has read what came before."""
     kind = author_kind or ("agent" if is_agent(ctx) else "person")
-    message = await _insert_outbound(ctx, uow, thread, body, attachments, kind=kind, draft_id=draft_id)
-    updated = await _thread_after_send(ctx, uow, thread, message, attachments, kind=kind, status=status)
+    sent = _insert_outbound(ctx, thread, body, attachments, kind=kind, draft_id=draft_id)
+    moved = _thread_after_send(ctx, uow, thread, body, attachments, kind=kind, status=status)
+    # One statement: the message, the read markers and the thread's counters (the message's
+    # `occurred_at` is now(), the transaction's time, which the thread's activity takes too).
+    both = select(sent, moved).select_from(sent.join(moved, true()))
+    for marker in _reads(ctx, thread, kind):
+        both = both.add_cte(marker)
+    row = (
+        await uow.session.execute(
+            select(Message, Thread).from_statement(both), execution_options={"populate_existing": True}
+        )
+    ).one()
+    message, updated = row[0], row[1]
     uow.emit(
         "messaging/message.sent",
         {
@@ -103,7 +114,55 @@ async def append_outbound(
     return message, updated
 
 
-async def _insert_outbound(
+def _insert_outbound(
+    ctx: TenantContext,
+    thread: Thread,
+    body: str,
+    attachments: list[AttachmentIn],
+    *,
+    kind: str,
+    draft_id: uuid.UUID | None,
+) -> CTE:
+    return (
+        insert(Message)
+        .values(
+            id=uuid.uuid4(),
+            person_id=ctx.person_id,
+            org_id=ctx.org_id,
+            thread_id=thread.id,
+            direction="out",
+            channel=thread.channel,
+            author_kind=kind,
+            author_person_id=ctx.person_id,
+            author_api_key_id=ctx.principal.api_key_id,
+            body=body,
+            attachments=attachments_in(attachments),
+            delivery_status="queued",
+            draft_id=draft_id,
+        )
+        .returning(*Message.__table__.c)
+        .cte("sent")
+    )
+
+
+def _reads(ctx: TenantContext, thread: Thread, kind: str) -> list[CTE]:
+    """A person replying has read the client's messages."""
+    if kind != "person" or thread.unread_count <= 0:
+        return []
+    return [
+        update(Message)
+        .where(
+            Message.thread_id == thread.id,
+            in_context(Message, ctx),
+            Message.direction == "in",
+            Message.read_at.is_(None),
+        )
+        .values(read_at=func.now())
+        .cte("read")
+    ]
+
+
+def _thread_after_send(
     ctx: TenantContext,
     uow: UnitOfWork,
     thread: Thread,
@@ -111,62 +170,18 @@ async def _insert_outbound(
     attachments: list[AttachmentIn],
     *,
     kind: str,
-    draft_id: uuid.UUID | None,
-) -> Message:
-    return (
-        await uow.session.execute(
-            insert(Message)
-            .values(
-                id=uuid.uuid4(),
-                person_id=ctx.person_id,
-                org_id=ctx.org_id,
-                thread_id=thread.id,
-                direction="out",
-                channel=thread.channel,
-                author_kind=kind,
-                author_person_id=ctx.person_id,
-                author_api_key_id=ctx.principal.api_key_id,
-                body=body,
-                attachments=attachments_in(attachments),
-                delivery_status="queued",
-                draft_id=draft_id,
-            )
-            .returning(Message)
-        )
-    ).scalar_one()
-
-
-async def _thread_after_send(
-    ctx: TenantContext,
-    uow: UnitOfWork,
-    thread: Thread,
-    message: Message,
-    attachments: list[AttachmentIn],
-    *,
-    kind: str,
     status: str | None,
-) -> Thread:
-    """Count the message on its thread, mark the client's messages read when a person replies,
-    and apply the status the sender chose."""
+) -> CTE:
+    """Count the message on its thread, clear its unread count when a person replies, and apply
+    the status the sender chose."""
     values: dict[str, Any] = {
         "message_count": Thread.message_count + 1,
-        "last_activity_at": func.greatest(Thread.last_activity_at, message.occurred_at),
-        "preview": preview(message.body, attachments),
+        "last_activity_at": func.greatest(Thread.last_activity_at, func.now()),
+        "preview": preview(body, attachments),
         "updated_at": func.now(),
         **issue_values(thread),
     }
-    person_reads = kind == "person" and thread.unread_count > 0
-    if person_reads:
-        await uow.session.execute(
-            update(Message)
-            .where(
-                Message.thread_id == thread.id,
-                in_context(Message, ctx),
-                Message.direction == "in",
-                Message.read_at.is_(None),
-            )
-            .values(read_at=func.now())
-        )
+    if kind == "person" and thread.unread_count > 0:
         values["unread_count"] = 0
     if status is not None and status != thread.status:
         values["status"], values["snoozed_until"] = status, None
@@ -175,14 +190,12 @@ async def _thread_after_send(
             {"thread_id": thread.id, "from": thread.status, "to": status, "reason": "sent"},
         )
     return (
-        await uow.session.execute(
-            update(Thread)
-            .where(Thread.id == thread.id, in_context(Thread, ctx))
-            .values(**values)
-            .returning(Thread),
-            execution_options={"populate_existing": True},
-        )
-    ).scalar_one()
+        update(Thread)
+        .where(Thread.id == thread.id, in_context(Thread, ctx))
+        .values(**values)
+        .returning(*Thread.__table__.c)
+        .cte("moved")
+    )
 
 
 @idempotent_operation("messaging.send")
