@@ -7,7 +7,9 @@ import pkgutil
 from collections.abc import Iterable
 from typing import Any
 
+import anyio
 from mcp.server import InitializationOptions, MCPServer, NotificationOptions
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context
@@ -19,15 +21,15 @@ from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult
 from mcp.types import Resource as MCPResource
 from mcp.types import Tool as MCPTool
 from pydantic import AnyUrl, ValidationError
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import tools
 from core import __version__
 from core import registry as registry_service
 from core.errors import DomainError
-from core.observability import current_trace_id, get_logger
-from core.opener import open_context, verify_credential
-from core.uow import Database
+from core.observability import get_logger
+from core.opener import Verified, open_context, verify_credential
+from core.uow import Database, UnitOfWork
 from servers.hints import mcp_names
 from servers.mcp_changes import CallerBus
 from servers.mcp_connection import SelectionMiddleware, current_selection
@@ -71,8 +73,7 @@ class CoreTokenVerifier:
 
     async def verify_token(self, token: str) -> VerifiedAccessToken | None:
         try:
-            async with self.db.uow() as uow:
-                verified = await verify_credential(uow, token, resource=self.db.settings.mcp_resource_url)
+            uow, verified = await self._verify(token)
         except DomainError as err:
             log.info("mcp_token_refused", code=err.code)
             return None
@@ -94,7 +95,42 @@ class CoreTokenVerifier:
             subject=str(ctx.person_id),
             # `core.auth` accepted an OAuth token only if it was minted for this very resource.
             resource=self.db.settings.mcp_resource_url,
+            unit=uow,
         )
+
+    async def _verify(self, token: str) -> tuple[UnitOfWork, Verified]:
+        """Authenticate in a unit of work that stays open, bound to the caller: the request's
+        tool call (or tool list) continues in it (`ToolRuntime.unit`), else `ReleaseUnit`
+        commits it when the request ends. Refused: it ends here, rolled back."""
+        uow = self.db.uow()
+        await uow.__aenter__()
+        try:
+            return uow, await verify_credential(uow, token, resource=self.db.settings.mcp_resource_url)
+        except BaseException as exc:
+            await uow.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+
+class ReleaseUnit:
+    """Ends the unit of work the token verifier left open if nothing in the request took it
+    (a ping, a notification, a refused call), once the response is sent; shielded, so a
+    cancelled request still hands its connection back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            user = scope.get("user")
+            access = user.access_token if isinstance(user, AuthenticatedUser) else None
+            if isinstance(access, VerifiedAccessToken):
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await access.release()
+                    except DomainError as err:
+                        log.warning("mcp_request_unit_not_released", code=err.code)
 
 
 def toolsets(rt: ToolRuntime) -> list[Toolset]:
@@ -242,7 +278,7 @@ class AtlilithServer(MCPServer):
     async def visible_toolsets(self) -> set[str]:
         always = {name for name, ts in self._sets.items() if ts.always}
         try:
-            async with self._rt.db.uow(trace_id=current_trace_id()) as uow:
+            async with self._rt.unit() as uow:
                 ctx = await open_context(
                     uow, self._rt.credential(), resource=self._rt.resource, verified=self._rt.verified()
                 )
@@ -360,4 +396,4 @@ def http_app(server: AtlilithServer, db: Database) -> ASGIApp:
             allowed_origins=settings.mcp_allowed_origins,
         ),
     )
-    return SelectionMiddleware(app, server.toolset_names)
+    return SelectionMiddleware(ReleaseUnit(app), server.toolset_names)
