@@ -32,7 +32,7 @@ from core.opener import Verified, open_context, verify_credential
 from core.uow import Database, UnitOfWork
 from servers.hints import mcp_names
 from servers.mcp_changes import CallerBus
-from servers.mcp_connection import SelectionMiddleware, current_selection
+from servers.mcp_connection import Selection, SelectionMiddleware, current_selection
 from servers.mcp_schema import compact_annotations, compact_input, compact_output, share_outputs
 from servers.mcp_skills import SkillsExtension, served_skills
 from tools.base import (
@@ -49,6 +49,9 @@ from tools.base import (
 
 log = get_logger("atlilith.mcp")
 ALWAYS = {"whoami"}
+# Distinct tool lists kept (`AtlilithServer.list_tools`): one per combination of visible toolsets
+# and connection selection, a few dozen in practice.
+LISTS_CACHED = 256
 
 INSTRUCTIONS = """Atlilith runs the business of independent providers and their orgs: clients,
 messages, bookings, analytics. Every tool acts either in the person's personal context or in
@@ -190,6 +193,8 @@ class AtlilithServer(MCPServer):
         self._specs = {spec.name: spec for spec in served}
         self._toolset_of = toolset_of
         self._sets = {ts.name: ts for ts in sets}
+        # tools/list answers by what the caller sees (`list_tools`); the tools never change.
+        self._listed: dict[tuple[frozenset[str], Selection], list[MCPTool]] = {}
         # Handshake-era capabilities come from the initialization options (2026-07-28 ones
         # derive `listChanged` from subscriptions/listen being served).
         lowlevel = self._lowlevel_server
@@ -244,9 +249,19 @@ class AtlilithServer(MCPServer):
         return result
 
     async def list_tools(self) -> list[MCPTool]:
-        tools = await super().list_tools()
-        visible = await self.visible_toolsets()
-        return [t for t in tools if self._toolset_of.get(t.name) in visible and self.selected(t.name)]
+        """The caller's list: which toolsets it sees is read live on every request (an install
+        shows at once, in this request's transaction); the list for that answer is built once
+        per (visible toolsets, connection selection) and reused, definitions and all."""
+        visible = frozenset(await self.visible_toolsets())
+        key = (visible, current_selection())
+        listed = self._listed.get(key)
+        if listed is None:
+            every = await super().list_tools()
+            listed = [t for t in every if self._toolset_of.get(t.name) in visible and self.selected(t.name)]
+            if len(self._listed) >= LISTS_CACHED:
+                self._listed.clear()  # a bound, never reached by real combinations
+            self._listed[key] = listed
+        return list(listed)
 
     @property
     def toolset_names(self) -> set[str]:
