@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
 from mcp.server import InitializationOptions, MCPServer, NotificationOptions
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -76,7 +79,12 @@ class CoreTokenVerifier:
 
     async def verify_token(self, token: str) -> VerifiedAccessToken | None:
         try:
-            uow, verified = await self._verify(token)
+            opened, verified = await self._verify(token)
+            held: UnitOfWork | None = opened
+            if not _may_hold.get():
+                # A stream (GET) or no HTTP request at all: nothing would take it for long.
+                await opened.__aexit__(None, None, None)
+                held = None
         except DomainError as err:
             log.info("mcp_token_refused", code=err.code)
             return None
@@ -98,7 +106,7 @@ class CoreTokenVerifier:
             subject=str(ctx.person_id),
             # `core.auth` accepted an OAuth token only if it was minted for this very resource.
             resource=self.db.settings.mcp_resource_url,
-            unit=uow,
+            unit=held,
         )
 
     async def _verify(self, token: str) -> tuple[UnitOfWork, Verified]:
@@ -114,6 +122,22 @@ class CoreTokenVerifier:
             raise
 
 
+# Whether this HTTP request's token verifier may leave its unit of work open for the request's
+# handler: a POST carries one JSON-RPC message; a GET is a stream that may last for hours.
+_may_hold: ContextVar[bool] = ContextVar("atlilith_mcp_may_hold", default=False)
+# The requests whose handler continues in the verifier's unit of work (`ToolRuntime.unit`);
+# any other (a ping, `subscriptions/listen`, which streams) hands it back before it runs.
+ADOPTING = frozenset({"tools/call", "tools/list"})
+
+
+async def release_unless_adopting(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    if ctx.method not in ADOPTING:
+        access = get_access_token()
+        if isinstance(access, VerifiedAccessToken):
+            await access.release()
+    return await call_next(ctx)
+
+
 class ReleaseUnit:
     """Ends the unit of work the token verifier left open if nothing in the request took it
     (a ping, a notification, a refused call), once the response is sent; shielded, so a
@@ -123,9 +147,11 @@ class ReleaseUnit:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        may_hold = _may_hold.set(scope.get("method") == "POST")
         try:
             await self.app(scope, receive, send)
         finally:
+            _may_hold.reset(may_hold)
             user = scope.get("user")
             access = user.access_token if isinstance(user, AuthenticatedUser) else None
             if isinstance(access, VerifiedAccessToken):
@@ -190,6 +216,7 @@ class AtlilithServer(MCPServer):
             tools=_tools(served), extensions=[self._skills], subscriptions=self.change_bus, **kwargs
         )
         self._rt = rt
+        self.middleware.append(release_unless_adopting)
         self._specs = {spec.name: spec for spec in served}
         self._toolset_of = toolset_of
         self._sets = {ts.name: ts for ts in sets}
