@@ -9,6 +9,7 @@ import datetime as dt
 import re
 import secrets
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,12 @@ class AccessClaims:
     expires_at: dt.datetime
 
 
+# Decoded tokens remembered per `Tokens` (bounded): see `Tokens.decode`.
+DECODED_CACHE_SIZE = 4096
+# PyJWT's leeway on `exp`, kept by the memo too.
+LEEWAY_SECONDS = 5
+
+
 class Tokens:
     algorithm = "HS256"
 
@@ -81,6 +88,7 @@ class Tokens:
         self.audience = settings.jwt_audience
         self.issuer = settings.jwt_issuer
         self.ttl = dt.timedelta(seconds=settings.access_token_ttl_seconds)
+        self._decoded: OrderedDict[str, AccessClaims] = OrderedDict()
 
     def issue(
         self,
@@ -111,6 +119,26 @@ class Tokens:
         return jwt.encode(claims, self._secret, algorithm=self.algorithm), expires
 
     def decode(self, token: str) -> AccessClaims:
+        """The claims of a token this server signed, or `Unauthenticated`. A request decodes its
+        token more than once (the rate limit, then the context), and a client sends the same one
+        for many requests: what a signature check proved about these exact bytes under this
+        secret stays proved, so it is remembered -- only expiry changes with time, and it is
+        checked on every use. Liveness (session signed out, person suspended) is not a property
+        of the token: `core.auth` reads it from the database on every request."""
+        known = self._decoded.get(token)
+        if known is not None:
+            if known.expires_at.timestamp() + LEEWAY_SECONDS <= utcnow().timestamp():
+                del self._decoded[token]
+                raise _expired()
+            self._decoded.move_to_end(token)
+            return known
+        claims = self._verify(token)
+        self._decoded[token] = claims
+        if len(self._decoded) > DECODED_CACHE_SIZE:
+            self._decoded.popitem(last=False)
+        return claims
+
+    def _verify(self, token: str) -> AccessClaims:
         try:
             claims = jwt.decode(
                 token,
@@ -119,14 +147,10 @@ class Tokens:
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": ["exp", "iat", "sub", "sid", "aud", "iss"]},
-                leeway=5,
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError as exc:
-            raise Unauthenticated(
-                "the access token has expired",
-                code="token_expired",
-                hint="get a new one with [[tenancy.refresh]], or sign in again",
-            ) from exc
+            raise _expired() from exc
         except jwt.InvalidAudienceError as exc:
             raise Unauthenticated(
                 "the access token was issued for another audience",
@@ -152,6 +176,14 @@ class Tokens:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise Unauthenticated("the access token is malformed", code="token_invalid") from exc
+
+
+def _expired() -> Unauthenticated:
+    return Unauthenticated(
+        "the access token has expired",
+        code="token_expired",
+        hint="get a new one with [[tenancy.refresh]], or sign in again",
+    )
 
 
 # --- API keys and refresh tokens ---------------------------------------------------------------

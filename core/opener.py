@@ -98,6 +98,9 @@ async def _resolve(
 ) -> TenantContext:
     reusable = verified.reusable if verified is not None and use_token_org else None
     if reusable is not None and _same_context(reusable.ctx, org):
+        if uow.bound_to(reusable.ctx):
+            # The verification's own unit of work, still in the transaction it bound.
+            return reusable.ctx
         ctx = dataclasses.replace(reusable.ctx, trace_id=uow.trace_id)
         uow.bind(ctx, reusable.ticket)
         # `platform.bind_ticket` checks the signature the verifier's `resolve_context` made.

@@ -190,6 +190,11 @@ class UnitOfWork:
         self._ticket = ticket
         self.mode, self.person_id, self.org_id = Mode.USER, ctx.person_id, ctx.org_id
 
+    def bound_to(self, ctx: TenantContext) -> bool:
+        """Whether this open unit of work acts as `ctx`, bound in its current transaction by
+        the resolution that produced `ctx` (a later open in the same request needs no SQL)."""
+        return self._session is not None and self.mode is Mode.USER and self.ctx is ctx
+
     async def act_as_service(self, person_id: uuid.UUID | None, org_id: uuid.UUID | None) -> None:
         """Narrow this unit of work to one tenant (an event handler working for it)."""
         self.mode, self.person_id, self.org_id = Mode.SERVICE, person_id, org_id

@@ -6,10 +6,15 @@ import importlib
 import pkgutil
 import time
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
+import anyio
 from mcp.server import InitializationOptions, MCPServer, NotificationOptions
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -20,19 +25,19 @@ from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult
 from mcp.types import Resource as MCPResource
 from mcp.types import Tool as MCPTool
 from pydantic import AnyUrl, ValidationError
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import tools
 from core import __version__
 from core import registry as registry_service
 from core.errors import DomainError
 from core.metrics import TOOL_CALLS, TOOL_DURATION
-from core.observability import current_trace_id, get_logger
-from core.opener import open_context, verify_credential
-from core.uow import Database
+from core.observability import get_logger
+from core.opener import Verified, open_context, verify_credential
+from core.uow import Database, UnitOfWork
 from servers.hints import mcp_names
 from servers.mcp_changes import CallerBus
-from servers.mcp_connection import SelectionMiddleware, current_selection
+from servers.mcp_connection import Selection, SelectionMiddleware, current_selection
 from servers.mcp_schema import compact_annotations, compact_input, compact_output, share_outputs
 from servers.mcp_skills import SkillsExtension, served_skills
 from tools.base import (
@@ -49,6 +54,9 @@ from tools.base import (
 
 log = get_logger("atlilith.mcp")
 ALWAYS = {"whoami"}
+# Distinct tool lists kept (`AtlilithServer.list_tools`): one per combination of visible toolsets
+# and connection selection, a few dozen in practice.
+LISTS_CACHED = 256
 
 INSTRUCTIONS = """Atlilith runs the business of independent providers and their orgs: clients,
 messages, bookings, analytics. Every tool acts either in the person's personal context or in
@@ -73,8 +81,12 @@ class CoreTokenVerifier:
 
     async def verify_token(self, token: str) -> VerifiedAccessToken | None:
         try:
-            async with self.db.uow() as uow:
-                verified = await verify_credential(uow, token, resource=self.db.settings.mcp_resource_url)
+            opened, verified = await self._verify(token)
+            held: UnitOfWork | None = opened
+            if not _may_hold.get():
+                # A stream (GET) or no HTTP request at all: nothing would take it for long.
+                await opened.__aexit__(None, None, None)
+                held = None
         except DomainError as err:
             log.info("mcp_token_refused", code=err.code)
             return None
@@ -96,7 +108,60 @@ class CoreTokenVerifier:
             subject=str(ctx.person_id),
             # `core.auth` accepted an OAuth token only if it was minted for this very resource.
             resource=self.db.settings.mcp_resource_url,
+            unit=held,
         )
+
+    async def _verify(self, token: str) -> tuple[UnitOfWork, Verified]:
+        """Authenticate in a unit of work that stays open, bound to the caller: the request's
+        tool call (or tool list) continues in it (`ToolRuntime.unit`), else `ReleaseUnit`
+        commits it when the request ends. Refused: it ends here, rolled back."""
+        uow = self.db.uow()
+        await uow.__aenter__()
+        try:
+            return uow, await verify_credential(uow, token, resource=self.db.settings.mcp_resource_url)
+        except BaseException as exc:
+            await uow.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+
+# Whether this HTTP request's token verifier may leave its unit of work open for the request's
+# handler: a POST carries one JSON-RPC message; a GET is a stream that may last for hours.
+_may_hold: ContextVar[bool] = ContextVar("atlilith_mcp_may_hold", default=False)
+# The requests whose handler continues in the verifier's unit of work (`ToolRuntime.unit`);
+# any other (a ping, `subscriptions/listen`, which streams) hands it back before it runs.
+ADOPTING = frozenset({"tools/call", "tools/list"})
+
+
+async def release_unless_adopting(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    if ctx.method not in ADOPTING:
+        access = get_access_token()
+        if isinstance(access, VerifiedAccessToken):
+            await access.release()
+    return await call_next(ctx)
+
+
+class ReleaseUnit:
+    """Ends the unit of work the token verifier left open if nothing in the request took it
+    (a ping, a notification, a refused call), once the response is sent; shielded, so a
+    cancelled request still hands its connection back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        may_hold = _may_hold.set(scope.get("method") == "POST")
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _may_hold.reset(may_hold)
+            user = scope.get("user")
+            access = user.access_token if isinstance(user, AuthenticatedUser) else None
+            if isinstance(access, VerifiedAccessToken):
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await access.release()
+                    except DomainError as err:
+                        log.warning("mcp_request_unit_not_released", code=err.code)
 
 
 def toolsets(rt: ToolRuntime) -> list[Toolset]:
@@ -153,9 +218,12 @@ class AtlilithServer(MCPServer):
             tools=_tools(served), extensions=[self._skills], subscriptions=self.change_bus, **kwargs
         )
         self._rt = rt
+        self.middleware.append(release_unless_adopting)
         self._specs = {spec.name: spec for spec in served}
         self._toolset_of = toolset_of
         self._sets = {ts.name: ts for ts in sets}
+        # tools/list answers by what the caller sees (`list_tools`); the tools never change.
+        self._listed: dict[tuple[frozenset[str], Selection], list[MCPTool]] = {}
         # Handshake-era capabilities come from the initialization options (2026-07-28 ones
         # derive `listChanged` from subscriptions/listen being served).
         lowlevel = self._lowlevel_server
@@ -217,9 +285,19 @@ class AtlilithServer(MCPServer):
         return result
 
     async def list_tools(self) -> list[MCPTool]:
-        tools = await super().list_tools()
-        visible = await self.visible_toolsets()
-        return [t for t in tools if self._toolset_of.get(t.name) in visible and self.selected(t.name)]
+        """The caller's list: which toolsets it sees is read live on every request (an install
+        shows at once, in this request's transaction); the list for that answer is built once
+        per (visible toolsets, connection selection) and reused, definitions and all."""
+        visible = frozenset(await self.visible_toolsets())
+        key = (visible, current_selection())
+        listed = self._listed.get(key)
+        if listed is None:
+            every = await super().list_tools()
+            listed = [t for t in every if self._toolset_of.get(t.name) in visible and self.selected(t.name)]
+            if len(self._listed) >= LISTS_CACHED:
+                self._listed.clear()  # a bound, never reached by real combinations
+            self._listed[key] = listed
+        return list(listed)
 
     @property
     def toolset_names(self) -> set[str]:
@@ -251,7 +329,7 @@ class AtlilithServer(MCPServer):
     async def visible_toolsets(self) -> set[str]:
         always = {name for name, ts in self._sets.items() if ts.always}
         try:
-            async with self._rt.db.uow(trace_id=current_trace_id()) as uow:
+            async with self._rt.unit() as uow:
                 ctx = await open_context(
                     uow, self._rt.credential(), resource=self._rt.resource, verified=self._rt.verified()
                 )
@@ -369,4 +447,4 @@ def http_app(server: AtlilithServer, db: Database) -> ASGIApp:
             allowed_origins=settings.mcp_allowed_origins,
         ),
     )
-    return SelectionMiddleware(app, server.toolset_names)
+    return SelectionMiddleware(ReleaseUnit(app), server.toolset_names)

@@ -8,9 +8,10 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Annotated, Any, ParamSpec, Protocol, TypeVar
 
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -110,6 +111,16 @@ class ToolRuntime:
         access = get_access_token()
         return access.verified if isinstance(access, VerifiedAccessToken) else None
 
+    def unit(self) -> AbstractAsyncContextManager[UnitOfWork]:
+        """The unit of work for this call: the one the token verifier opened for this very HTTP
+        request, still in its transaction and bound to the caller (taken once: a tool call or a
+        tool list), else a new one. Either way it commits or rolls back when the block ends."""
+        access = None if self.static_token else get_access_token()
+        held = access.take_unit() if isinstance(access, VerifiedAccessToken) else None
+        if held is not None:
+            return _Adopted(held)
+        return self.db.uow(trace_id=current_trace_id())
+
     @asynccontextmanager
     async def context(
         self, org: str | None = None, *, person_level: bool = False
@@ -118,7 +129,7 @@ class ToolRuntime:
         (membership re-checked in this request, not when the token was issued), the tool's
         component gated on its installation. `person_level`: the operation concerns the person
         whatever the context (platform admin), so the token's org claim does not apply."""
-        async with self.db.uow(trace_id=current_trace_id()) as uow:
+        async with self.unit() as uow:
             calling = _calling.get()
             toolset = calling.name if calling is not None and calling.installable else None
             ctx = await open_context(
@@ -136,19 +147,51 @@ class ToolRuntime:
 
 class VerifiedAccessToken(AccessToken):
     """The SDK's access token of one HTTP request, carrying what `core.opener` verified: the
-    SDK hands this very object to the tools of the request (`get_access_token`)."""
+    SDK hands this very object to the tools of the request (`get_access_token`). It also holds
+    the verifier's unit of work, left open and bound to the caller, so the request's tool call
+    runs in that same transaction (no second checkout, BEGIN, binding or COMMIT); whoever does
+    not take it, `release` ends it when the HTTP request ends (`servers.mcp.ReleaseUnit`)."""
 
     _verified: Verified | None = PrivateAttr(default=None)
+    _unit: UnitOfWork | None = PrivateAttr(default=None)
 
     @property
     def verified(self) -> Verified | None:
         return self._verified
 
     @classmethod
-    def of(cls, verified: Verified, **fields: Any) -> VerifiedAccessToken:
+    def of(cls, verified: Verified, unit: UnitOfWork | None = None, **fields: Any) -> VerifiedAccessToken:
         token = cls(**fields)
         token._verified = verified
+        token._unit = unit
         return token
+
+    def take_unit(self) -> UnitOfWork | None:
+        """The open unit of work, to whoever asks first; None afterwards."""
+        unit, self._unit = self._unit, None
+        return unit
+
+    async def release(self) -> None:
+        """Commit and close the unit of work if no call took it (what the verification itself
+        wrote, a key's `last_used_at`, is kept as before)."""
+        unit = self.take_unit()
+        if unit is not None:
+            await unit.__aexit__(None, None, None)
+
+
+class _Adopted(AbstractAsyncContextManager[UnitOfWork]):
+    """An already open unit of work, ended (commit or rollback) when the block ends."""
+
+    def __init__(self, unit: UnitOfWork) -> None:
+        self._unit = unit
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self._unit
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._unit.__aexit__(exc_type, exc, tb)
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,21 @@ from core.uow import UnitOfWork
 
 async def whoami(ctx: TenantContext, uow: UnitOfWork) -> MeOut:
     """The person, the context this request acts in, every membership, and the credential used."""
+    # Columns, not the `Person` entity: the answer is read-only, and on the hottest route the
+    # ORM's identity map and object loading cost more than the statement itself.
     rows = (
         await uow.session.execute(
-            select(Person, OrgMember.role, OrgMember.created_at, Org.id, Org.slug, Org.name)
+            select(
+                Person.id,
+                Person.slug,
+                Person.display_name,
+                Person.email,
+                OrgMember.role,
+                OrgMember.created_at,
+                Org.id,
+                Org.slug,
+                Org.name,
+            )
             .outerjoin(OrgMember, OrgMember.person_id == Person.id)
             .outerjoin(Org, Org.id == OrgMember.org_id)
             .where(Person.id == ctx.person_id)
@@ -35,16 +47,17 @@ async def whoami(ctx: TenantContext, uow: UnitOfWork) -> MeOut:
     ).all()
     if not rows:
         raise Unauthenticated("the person behind this credential no longer exists", code="token_invalid")
-    person = rows[0][0]
+    first = rows[0]
     memberships = [
-        MembershipOut(org=OrgRef(id=r[3], slug=r[4], name=r[5]), role=r[1], joined_at=r[2])
+        MembershipOut(org=OrgRef(id=r[6], slug=r[7], name=r[8]), role=r[4], joined_at=r[5])
         for r in rows
-        if r[3] is not None
+        if r[6] is not None
     ]
     current = next((m for m in memberships if m.org.id == ctx.org_id), None)
     principal = ctx.principal
     return MeOut(
-        person=person_out(person),
+        # Their own email: the person is the viewer (`presenters.person_out`).
+        person=PersonOut(id=first[0], slug=first[1], display_name=first[2], email=first[3]),
         context=ContextOut(kind="org", org=current.org, role=current.role)
         if current
         else ContextOut(kind="personal"),

@@ -1,0 +1,193 @@
+"""The shared request path stays lean (issue 19): GET /v1/me and MCP `whoami` in the same two
+statements, the MCP call continuing in the transaction its token verifier opened, a request
+that takes no unit of work handing its connection back, tool lists built once per visible set
+and still changing at once on an install, and pooled connections the server closed replaced
+without a pre-ping round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from core.db import asyncpg_dsn
+from core.uow import Database
+from tests.conftest import make_org, running, signup
+from tests.support.registry import install
+
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+WHOAMI = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+
+
+@pytest.fixture
+async def counted_db(db: Database) -> AsyncIterator[Database]:
+    """The test database, with stateless MCP (one POST per call) and each request's statements
+    reported (`X-DB-Statements`), as the bench server runs."""
+    settings = db.settings.model_copy(update={"expose_db_stats": True, "mcp_http_sessions": "stateless"})
+    database = Database(settings)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def counted(counted_db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    from servers.app import create_app
+
+    application = create_app(counted_db.settings, db=counted_db, run_relay=False)
+    async with running(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost:8000") as c:
+            yield c
+
+
+async def test_me_and_mcp_whoami_cost_the_same_two_statements(counted: httpx.AsyncClient) -> None:
+    a = await signup(counted)
+    await make_org(counted, a)
+    me = await counted.get("/v1/me", headers=a.h())
+    assert me.status_code == 200, me.text
+    assert me.headers["x-db-statements"] == "2"  # the caller's context, then the person and orgs
+    mcp = await counted.post("/mcp", json=WHOAMI, headers={**MCP_HEADERS, **a.h()})
+    assert mcp.status_code == 200, mcp.text
+    result = mcp.json()["result"]
+    assert result["isError"] is False
+    assert result["structuredContent"]["person"]["id"] == me.json()["person"]["id"]
+    # The verifier's authentication is the call's context: no second binding statement.
+    assert mcp.headers["x-db-statements"] == "2"
+
+
+async def test_an_mcp_request_that_takes_no_unit_of_work_hands_its_connection_back(
+    counted: httpx.AsyncClient, counted_db: Database
+) -> None:
+    db = counted_db
+    a = await signup(counted)
+    await counted.get("/v1/me", headers=a.h())  # the pool holds a connection from here on
+    before = db.engine.pool.checkedout()  # type: ignore[attr-defined]
+    ping = {"jsonrpc": "2.0", "id": 7, "method": "ping", "params": {}}
+    notice = {"jsonrpc": "2.0", "method": "notifications/initialized", "params": {}}
+    refused = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "nope", "arguments": {}}}
+    for body in (ping, notice, refused, WHOAMI):
+        r = await counted.post("/mcp", json=body, headers={**MCP_HEADERS, **a.h()})
+        assert r.status_code in (200, 202), r.text
+        assert db.engine.pool.checkedout() == before  # type: ignore[attr-defined]
+
+
+async def test_a_revoked_key_is_refused_on_the_next_mcp_request(counted: httpx.AsyncClient) -> None:
+    a = await signup(counted)
+    key = (await counted.post("/v1/api-keys", json={"name": "agent", "scopes": ["*"]}, headers=a.h())).json()
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {key['token']}"}
+    ok = await counted.post("/mcp", json=WHOAMI, headers=headers)
+    assert ok.status_code == 200 and ok.json()["result"]["isError"] is False, ok.text
+    assert (await counted.delete(f"/v1/api-keys/{key['id']}", headers=a.h())).status_code == 200
+    refused = await counted.post("/mcp", json=WHOAMI, headers=headers)
+    assert refused.status_code == 401
+
+
+def _mcp(app: Any, token: str) -> Client:
+    http = httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app),
+        base_url="http://testserver",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    return Client(streamable_http_client("http://testserver/mcp", http_client=http))
+
+
+async def _names(c: Client) -> set[str]:
+    return {t.name for t in (await c.list_tools()).tools}
+
+
+async def test_an_install_changes_the_next_tool_list_of_that_caller_only(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    a, b = await signup(client), await signup(client)
+    async with _mcp(app, a.token) as ca, _mcp(app, b.token) as cb:
+        a_before, b_before = await _names(ca), await _names(cb)
+        assert a_before == b_before  # the same visible toolsets: the same (reused) list
+        assert not any(n.startswith("bookings_") for n in a_before)
+        await install(client, a, "bookings")
+        a_after, b_after = await _names(ca), await _names(cb)
+        assert {n for n in a_after - a_before if n.startswith("bookings_")}
+        assert a_before <= a_after
+        assert b_after == b_before
+        # Asked again, the same answer (now from the reused list).
+        assert await _names(ca) == a_after
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_use(
+    counted: httpx.AsyncClient, counted_db: Database
+) -> None:
+    db = counted_db
+    a = await signup(counted)
+    # Hold three of the app pool's connections at once, so the pool keeps them all.
+    held = [await db.engine.connect() for _ in range(3)]
+    gone: list[asyncio.Event] = []
+    pids: list[int] = []
+    for conn in held:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert isinstance(raw, asyncpg.Connection)
+        event = asyncio.Event()
+        raw.add_termination_listener(lambda _c, event=event: event.set())
+        gone.append(event)
+        pids.append(raw.get_server_pid())
+    for conn in held:
+        await conn.close()  # back into the pool, alive
+    admin = await asyncpg.connect(asyncpg_dsn(db.settings.database_url or ""))
+    try:
+        # What a restart or an operator's kill does to idle pooled connections.
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", pids)
+    finally:
+        await admin.close()
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in gone)), timeout=10)
+    for _ in range(6):
+        r = await counted.get("/v1/me", headers=a.h())
+        assert r.status_code == 200, r.text
+        assert uuid.UUID(json.loads(r.text)["person"]["id"]) == uuid.UUID(a.id)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_an_open_stream_holds_no_connection(db: Database, client: httpx.AsyncClient, mode: str) -> None:
+    """A listen stream (2026-07-28) or a session's GET stream (handshake era) lasts as long as
+    the client wants: the verifier's unit of work goes back before it starts."""
+    import uvicorn
+
+    from servers.app import create_app
+    from tests.cli.live import free_port
+
+    a = await signup(client)
+    port = free_port()
+    settings = db.settings.model_copy(update={"port": port, "mcp_http_sessions": "stateful"})
+    own_db = Database(settings)
+    app = create_app(settings, db=own_db, run_relay=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
+        url = f"http://127.0.0.1:{port}/mcp"
+        async with Client(streamable_http_client(url, http_client=http), mode=mode) as c:  # type: ignore[arg-type]
+            assert not (await c.call_tool("whoami", {})).is_error
+            if mode != "legacy":
+                async with c.listen(tools_list_changed=True):
+                    assert not (await c.call_tool("whoami", {})).is_error
+                    assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            else:
+                # The session's standing GET stream is open alongside the call.
+                assert not (await c.call_tool("whoami", {})).is_error
+                assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    finally:
+        server.should_exit = True
+        await task
+        await own_db.dispose()
