@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 
 from benchmarks.common import SECONDS, bench_database, server
-from core.analytics.store import ROLLUP_ROWS
+from core.analytics.store import REBUILD
 from core.db import asyncpg_dsn
 from core.tenancy import Device, add_member, create_org, login, signup
 from core.tenancy.schemas import LoginIn, MemberIn, OrgIn, SignupIn
@@ -43,10 +43,6 @@ SELECT gen_random_uuid(),
        CASE WHEN noise THEN NULL ELSE $6::uuid END
   FROM (SELECT g, random() AS r, random() < 0.1 AS noise FROM generate_series($2::bigint, $7::bigint) g) x
 """
-ROLLUP = (
-    "INSERT INTO analytics.counts (tenant_id, grain, name, bucket, person_id, shard, n) "
-    + ROLLUP_ROWS.format(shard="0", events="analytics.events")
-)
 
 
 @dataclass
@@ -108,10 +104,11 @@ async def run() -> str:
                 await conn.execute(GENERATE, start, lo, EVENTS, people, noise, org.id, hi)
             generated = time.perf_counter() - t0
             t0 = time.perf_counter()
-            await conn.execute(ROLLUP)
+            for statement in REBUILD:
+                await conn.execute(statement)
             rolled = time.perf_counter() - t0
-            await conn.execute("VACUUM (ANALYZE) analytics.events")
-            await conn.execute("VACUUM (ANALYZE) analytics.counts")
+            for table in ("events", "counts", "property_counts", "client_sets"):
+                await conn.execute(f"VACUUM (ANALYZE) analytics.{table}")
             sizes = await conn.fetchrow(
                 "SELECT (SELECT count(*) FROM analytics.events) AS events,"
                 " (SELECT count(*) FROM analytics.counts) AS counts,"

@@ -41,9 +41,10 @@ _FROM_PARAMS = (
 # maintains the rollup at ingest and rebuilds it (benchmarks), from a relation `{events}`
 # with tenant_id, name, ts and person_id.
 GRAIN_VALUES = ", ".join(f"({g})" for g in GRAINS)
+ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 ROLLUP_ROWS = (
     "SELECT tenant_id, g.grain, name,"
-    " date_bin(make_interval(mins => g.grain), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,"
+    f" date_bin(make_interval(mins => g.grain), ts, {ORIGIN}) AS bucket,"
     " person_id, {shard} AS shard, count(*) AS n"
     f" FROM {{events}} CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain) GROUP BY 1, 2, 3, 4, 5"
 )
@@ -59,14 +60,9 @@ ins AS (
   INSERT INTO analytics.events (id, ts, name, client_id, source, properties, person_id, org_id)
   SELECT s.id, s.ts, s.name, s.client_id, s.source, s.properties, CAST(:person AS uuid), CAST(:org AS uuid)
   FROM src s JOIN fresh f ON f.id = s.id
-  RETURNING tenant_id, name, ts, person_id
+  RETURNING tenant_id, name, ts, person_id, client_id, properties
 ),
-rolled AS (
-  INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
-  {rollup} ORDER BY 1, 2, 3, 4, 5
-  ON CONFLICT (tenant_id, grain, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
-  RETURNING 1
-)
+{rollups}
 SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM rolled) AS groups,
        ARRAY(SELECT s.idx FROM src s WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.id = s.id)
              ORDER BY s.idx) AS duplicates
@@ -80,15 +76,61 @@ _FINEST = min(GRAINS)
 assert all(g % _FINEST == 0 for g in GRAINS)
 _ROLLUP = (
     "SELECT tenant_id, g.grain, name,"
-    " date_bin(make_interval(mins => g.grain), f.bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,"
+    f" date_bin(make_interval(mins => g.grain), f.bucket, {ORIGIN}) AS bucket,"
     f" person_id, pg_backend_pid() % {SHARDS} AS shard, sum(f.n) AS n"
     f" FROM (SELECT tenant_id, name, person_id, count(*) AS n,"
-    f" date_bin(make_interval(mins => {_FINEST}), ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket"
+    f" date_bin(make_interval(mins => {_FINEST}), ts, {ORIGIN}) AS bucket"
     " FROM ins GROUP BY tenant_id, name, person_id, bucket) AS f"
     f" CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain) GROUP BY 1, 2, 3, 4, 5"
 )
+_PROPERTY_ROLLUP = (
+    "SELECT tenant_id, g.grain, name,"
+    f" date_bin(make_interval(mins => g.grain), f.bucket, {ORIGIN}) AS bucket,"
+    f" props, pg_backend_pid() % {SHARDS} AS shard, sum(f.n) AS n"
+    " FROM (SELECT tenant_id, name, analytics.rollup_properties(properties) AS props, count(*) AS n,"
+    f" date_bin(make_interval(mins => {_FINEST}), ts, {ORIGIN}) AS bucket"
+    " FROM ins GROUP BY tenant_id, name, props, bucket) AS f"
+    f" CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain) GROUP BY 1, 2, 3, 4, 5"
+)
+# The three rollups of the inserted events (`ins`), as CTEs of the ingest statement: counts per
+# member, counts per rolled-up properties (both striped, see `models.counts`), and the set of
+# clients of each 15-minute bucket — appended, never updated: a set is read as the union of its
+# rows, so a concurrent batch or a late event adds a row and nothing waits on a lock.
+ROLLUPS = f"""rolled AS (
+  INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
+  {_ROLLUP} ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT (tenant_id, grain, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+  RETURNING 1
+),
+props_rolled AS (
+  INSERT INTO analytics.property_counts AS c (tenant_id, grain, name, bucket, props, shard, n)
+  {_PROPERTY_ROLLUP} ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT (tenant_id, grain, name, bucket, props, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+  RETURNING 1
+),
+sets AS (
+  INSERT INTO analytics.client_sets (tenant_id, name, bucket, clients)
+  SELECT tenant_id, name, date_bin(make_interval(mins => {_FINEST}), ts, {ORIGIN}),
+         array_agg(DISTINCT client_id COLLATE "C")
+    FROM ins WHERE client_id IS NOT NULL GROUP BY 1, 2, 3
+  RETURNING 1
+)"""
+# Every rollup rebuilt from `analytics.events` (benchmarks load events by SQL, then run these;
+# migration analytics_0002 backfilled the same way).
+REBUILD = (
+    "INSERT INTO analytics.counts (tenant_id, grain, name, bucket, person_id, shard, n) "
+    + ROLLUP_ROWS.format(shard="0", events="analytics.events"),
+    "INSERT INTO analytics.property_counts (tenant_id, grain, name, bucket, props, shard, n) "
+    + _PROPERTY_ROLLUP.replace(f"pg_backend_pid() % {SHARDS}", "0").replace(
+        "FROM ins", "FROM analytics.events"
+    ),
+    "INSERT INTO analytics.client_sets (tenant_id, name, bucket, clients)"
+    f" SELECT tenant_id, name, date_bin(make_interval(mins => {_FINEST}), ts, {ORIGIN}),"
+    ' array_agg(DISTINCT client_id COLLATE "C") FROM analytics.events'
+    " WHERE client_id IS NOT NULL GROUP BY 1, 2, 3",
+)
 _SKIP = "ON CONFLICT DO NOTHING"
-INSERT_FROM_TEMP = text(_INSERT.format(source=_FROM_TEMP, rollup=_ROLLUP, conflict=_SKIP))
+INSERT_FROM_TEMP = text(_INSERT.format(source=_FROM_TEMP, rollups=ROLLUPS, conflict=_SKIP))
 # Ids are new in all but resends: a plain insert skips the speculative-insertion work of
 # ON CONFLICT, and a conflict (a resend, or a concurrent one) redoes it the careful way.
 # In that case every event is new: no join against the recorded ids, the temp table read as is.
@@ -103,14 +145,9 @@ ins AS (
   INSERT INTO analytics.events (id, ts, name, client_id, source, properties, person_id, org_id)
   SELECT CAST(id AS uuid), ts, name, client_id, source, properties, CAST(:person AS uuid), CAST(:org AS uuid)
   FROM pg_temp.analytics_ingest
-  RETURNING tenant_id, name, ts, person_id
+  RETURNING tenant_id, name, ts, person_id, client_id, properties
 ),
-rolled AS (
-  INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
-  {_ROLLUP} ORDER BY 1, 2, 3, 4, 5
-  ON CONFLICT (tenant_id, grain, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
-  RETURNING 1
-)
+{ROLLUPS}
 SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM ids) AS recorded,
        CAST(ARRAY[] AS integer[]) AS duplicates
 """
@@ -135,18 +172,13 @@ ins AS (
   INSERT INTO analytics.events (id, ts, name, client_id, source, properties, person_id, org_id)
   SELECT id, ts, name, client_id, source, properties, CAST(:person AS uuid), CAST(:org AS uuid)
   FROM src
-  RETURNING tenant_id, name, ts, person_id
+  RETURNING tenant_id, name, ts, person_id, client_id, properties
 ),
-rolled AS (
-  INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
-  {_ROLLUP} ORDER BY 1, 2, 3, 4, 5
-  ON CONFLICT (tenant_id, grain, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
-  RETURNING 1
-)
+{ROLLUPS}
 SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM ids) AS recorded
 """
 )
-INSERT_FROM_PARAMS = text(_INSERT.format(source=_FROM_PARAMS, rollup=_ROLLUP, conflict=_SKIP))
+INSERT_FROM_PARAMS = text(_INSERT.format(source=_FROM_PARAMS, rollups=ROLLUPS, conflict=_SKIP))
 
 
 def _id_conflict(err: IntegrityError) -> bool:
