@@ -19,6 +19,7 @@ from typing import Annotated, cast
 import msgspec
 from pydantic_core import to_json
 
+from core.analytics.batch_rollups import BatchRollups, batch_rollups
 from core.analytics.parsing import CLIENT_RE, NAME_RE, PLATFORM_SOURCE, SOURCE_RE, UUID_RE
 
 _TS = (
@@ -154,6 +155,7 @@ class FastBatch:
     body: str
     start: dt.datetime
     end: dt.datetime
+    rollups: BatchRollups
 
 
 def fast_batch(
@@ -181,4 +183,7 @@ def fast_batch(
         sent = batch.body.decode()
     except UnicodeDecodeError:
         return None
-    return FastBatch(sent, start.astimezone(dt.UTC), end.astimezone(dt.UTC))
+    rollups = batch_rollups(batch.body, batch.events, batch.times, now)
+    if rollups is None:
+        return None
+    return FastBatch(sent, start.astimezone(dt.UTC), end.astimezone(dt.UTC), rollups)

@@ -153,7 +153,16 @@ SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM ids) AS rec
 """
 )
 # The fast path (`fast_batch`): PostgreSQL reads the rows from the batch's JSON itself, no
-# COPY and no Python per event. Same inserts, same row-level security, same rollup.
+# COPY and no Python per event. Same inserts, same row-level security; the rollups' groups were
+# counted from the decoded batch (`batch_rollups`: every event is inserted, or none is).
+_GROUPS = (
+    "unnest(CAST(:r_names AS text[]), CAST(:r_buckets AS timestamptz[]), CAST(:r_counts AS bigint[]),"
+    " CAST(:r_clients AS text[])) AS f(name, bucket, n, clients)"
+)
+_PROP_GROUPS = (
+    "unnest(CAST(:p_names AS text[]), CAST(:p_buckets AS timestamptz[]), CAST(:p_props AS jsonb[]),"
+    " CAST(:p_counts AS bigint[])) AS f(name, bucket, props, n)"
+)
 INSERT_NEW_FROM_JSON = text(
     f"""
 WITH src AS (
@@ -172,9 +181,32 @@ ins AS (
   INSERT INTO analytics.events (id, ts, name, client_id, source, properties, person_id, org_id)
   SELECT id, ts, name, client_id, source, properties, CAST(:person AS uuid), CAST(:org AS uuid)
   FROM src
-  RETURNING tenant_id, name, ts, person_id, client_id, properties
+  RETURNING 1
 ),
-{ROLLUPS}
+rolled AS (
+  INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
+  SELECT CAST(:tenant AS uuid), g.grain, f.name, date_bin(make_interval(mins => g.grain), f.bucket, {ORIGIN}),
+         CAST(:person AS uuid), pg_backend_pid() % {SHARDS}, sum(f.n)
+    FROM {_GROUPS} CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain)
+   GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT (tenant_id, grain, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+  RETURNING 1
+),
+props_rolled AS (
+  INSERT INTO analytics.property_counts AS c (tenant_id, grain, name, bucket, props, shard, n)
+  SELECT CAST(:tenant AS uuid), g.grain, f.name, date_bin(make_interval(mins => g.grain), f.bucket, {ORIGIN}),
+         f.props, pg_backend_pid() % {SHARDS}, sum(f.n)
+    FROM {_PROP_GROUPS} CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain)
+   GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT (tenant_id, grain, name, bucket, props, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+  RETURNING 1
+),
+sets AS (
+  INSERT INTO analytics.client_sets (tenant_id, name, bucket, clients)
+  SELECT CAST(:tenant AS uuid), f.name, f.bucket, string_to_array(f.clients, ',')
+    FROM {_GROUPS} WHERE f.clients IS NOT NULL
+  RETURNING 1
+)
 SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM ids) AS recorded
 """
 )
@@ -205,6 +237,7 @@ async def insert_json(
         "tenant": org_id or person_id,
         "person": person_id,
         "org": org_id,
+        **batch.rollups.params(),
     }
     try:
         async with uow.session.begin_nested():
