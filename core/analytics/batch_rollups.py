@@ -39,7 +39,16 @@ class _Body(msgspec.Struct, gc=False):
     events: list[_Event]
 
 
+class _RawEvent(msgspec.Struct, gc=False):
+    properties: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class _RawBody(msgspec.Struct, gc=False):
+    events: list[_RawEvent]
+
+
 _DECODE = msgspec.json.Decoder(_Body).decode
+_DECODE_RAW = msgspec.json.Decoder(_RawBody).decode
 _ENCODE = msgspec.json.encode
 _NONE = Kept()
 
@@ -109,3 +118,25 @@ def batch_rollups(
         p_props=[_ENCODE(k[2]).decode() for k in props],
         p_counts=list(props.values()),
     )
+
+
+def batch_columns(
+    body: bytes, events: list[Any], times: list[dt.datetime], now: dt.datetime
+) -> dict[str, list[Any]]:
+    """The batch as typed arrays, one per column: PostgreSQL receives ids and times in binary
+    and parses only each event's properties (their text as sent; `null` is `{}`), instead of
+    the whole body as one JSON document."""
+    if len(times) == len(events):
+        ts: list[dt.datetime] = times
+    else:
+        sent = iter(times)
+        ts = [now if e.timestamp is None else next(sent) for e in events]
+    props = [str(e.properties, "utf-8") for e in _DECODE_RAW(body).events]
+    return {
+        "ids": [e.id for e in events],
+        "ts": ts,
+        "names": [e.name for e in events],
+        "clients": [e.client_id for e in events],
+        "sources": [None if e.source is msgspec.UNSET else e.source for e in events],
+        "props": ["{}" if p == "null" else p for p in props],
+    }

@@ -123,8 +123,8 @@ async def _ingest_fast(
     if fast is None:
         return None
     await partitions.ensure_partitions(uow.db, fast.start, fast.end)
-    accepted = await store.insert_json(
-        uow, fast, now=now, source=limits["default_source"], person_id=ctx.person_id, org_id=ctx.org_id
+    accepted = await store.insert_fast(
+        uow, fast, source=limits["default_source"], person_id=ctx.person_id, org_id=ctx.org_id
     )
     if accepted is None:
         return None
