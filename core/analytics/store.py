@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from core.analytics.fastpath import FastBatch
-from core.analytics.models import GRAINS
+from core.analytics.models import GRAINS, ROLLUP_PROPERTIES
 from core.analytics.parsing import Row
 from core.uow import UnitOfWork
 
@@ -82,15 +82,32 @@ _ROLLUP = (
     " FROM ins GROUP BY tenant_id, name, person_id, bucket) AS f"
     f" CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain) GROUP BY 1, 2, 3, 4, 5"
 )
-_PROPERTY_ROLLUP = (
-    "SELECT tenant_id, g.grain, name,"
-    f" date_bin(make_interval(mins => g.grain), f.bucket, {ORIGIN}) AS bucket,"
-    f" props, pg_backend_pid() % {SHARDS} AS shard, sum(f.n) AS n"
-    " FROM (SELECT tenant_id, name, analytics.rollup_properties(properties) AS props, count(*) AS n,"
-    f" date_bin(make_interval(mins => {_FINEST}), ts, {ORIGIN}) AS bucket"
-    " FROM ins GROUP BY tenant_id, name, props, bucket) AS f"
-    f" CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain) GROUP BY 1, 2, 3, 4, 5"
+# The rolled-up properties of events: grouped by each kept key's value first (`->` gives SQL
+# NULL when a key is absent, JSON null when it is null), the projection built once per group:
+# the same values as `analytics.rollup_properties(properties)`, at half the cost per row.
+_KEYS = sorted(ROLLUP_PROPERTIES)
+_KEY_VALUES = ", ".join(f"properties -> '{k}' AS k{i}" for i, k in enumerate(_KEYS))
+_KEY_GROUP = ", ".join(str(5 + i) for i in range(len(_KEYS)))
+_PROJECTION = " || ".join(
+    f"CASE WHEN k{i} IS NULL THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{k}', k{i}) END"
+    for i, k in enumerate(_KEYS)
 )
+
+
+def property_rollup_rows(events: str, shard: str) -> str:
+    """Rows of `property_counts` for the events of relation `events` (tenant_id, name, ts,
+    properties), every grain, in stripe `shard` (an SQL expression)."""
+    return (
+        "SELECT tenant_id, g.grain, name,"
+        f" date_bin(make_interval(mins => g.grain), f.bucket, {ORIGIN}) AS bucket,"
+        f" {_PROJECTION} AS props, {shard} AS shard, sum(f.n) AS n"
+        f" FROM (SELECT tenant_id, name, date_bin(make_interval(mins => {_FINEST}), ts, {ORIGIN}) AS bucket,"
+        f" count(*) AS n, {_KEY_VALUES} FROM {events} GROUP BY 1, 2, 3, {_KEY_GROUP}) AS f"
+        f" CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain) GROUP BY 1, 2, 3, 4, 5"
+    )
+
+
+_PROPERTY_ROLLUP = property_rollup_rows("ins", f"pg_backend_pid() % {SHARDS}")
 # The three rollups of the inserted events (`ins`), as CTEs of the ingest statement: counts per
 # member, counts per rolled-up properties (both striped, see `models.counts`), and the set of
 # clients of each 15-minute bucket — appended, never updated: a set is read as the union of its
@@ -120,9 +137,7 @@ REBUILD = (
     "INSERT INTO analytics.counts (tenant_id, grain, name, bucket, person_id, shard, n) "
     + ROLLUP_ROWS.format(shard="0", events="analytics.events"),
     "INSERT INTO analytics.property_counts (tenant_id, grain, name, bucket, props, shard, n) "
-    + _PROPERTY_ROLLUP.replace(f"pg_backend_pid() % {SHARDS}", "0").replace(
-        "FROM ins", "FROM analytics.events"
-    ),
+    + property_rollup_rows("analytics.events", "0"),
     "INSERT INTO analytics.client_sets (tenant_id, name, bucket, clients)"
     f" SELECT tenant_id, name, date_bin(make_interval(mins => {_FINEST}), ts, {ORIGIN}),"
     ' array_agg(DISTINCT client_id COLLATE "C") FROM analytics.events'

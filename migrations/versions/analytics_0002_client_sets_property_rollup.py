@@ -4,7 +4,8 @@ Revision ID: analytics_0002
 Revises: analytics_0001
 Create Date: 2026-12-06 10:00:00
 
-Backfill from the events already stored (about 6 s per million events on a 2-core machine).
+Backfill from the events already stored: about 23 s per million events on a shared 2-core
+machine (19 s of it the property rollup), checked equal to a rebuild of the rollups.
 """
 
 from collections.abc import Sequence
@@ -89,13 +90,21 @@ def upgrade() -> None:
         f" SELECT tenant_id, 1440, name, date_bin(interval '1 day', bucket, {_ORIGIN}), person_id, 0, sum(n)"
         " FROM analytics.counts WHERE grain = 60 GROUP BY 1, 2, 3, 4, 5"
     )
+    # Grouped by each kept key's value first, the projection built once per group (the same
+    # values as `analytics.rollup_properties(properties)`, at half the cost per row).
+    keys = sorted(ROLLUP_PROPERTIES)
+    values = ", ".join(f"properties -> '{k}' AS k{i}" for i, k in enumerate(keys))
+    projection = " || ".join(
+        f"CASE WHEN k{i} IS NULL THEN CAST('{{}}' AS jsonb) ELSE jsonb_build_object('{k}', k{i}) END"
+        for i, k in enumerate(keys)
+    )
     op.execute(
         "INSERT INTO analytics.property_counts (tenant_id, grain, name, bucket, props, shard, n)"
         " SELECT tenant_id, g.grain, name, date_bin(make_interval(mins => g.grain), f.bucket,"
-        f" {_ORIGIN}), props, 0, sum(f.n)"
-        " FROM (SELECT tenant_id, name, analytics.rollup_properties(properties) AS props,"
-        f" date_bin(interval '15 minutes', ts, {_ORIGIN}) AS bucket, count(*) AS n"
-        " FROM analytics.events GROUP BY 1, 2, 3, 4) AS f"
+        f" {_ORIGIN}), {projection}, 0, sum(f.n)"
+        f" FROM (SELECT tenant_id, name, date_bin(interval '15 minutes', ts, {_ORIGIN}) AS bucket,"
+        f" count(*) AS n, {values} FROM analytics.events"
+        f" GROUP BY 1, 2, 3, {', '.join(str(5 + i) for i in range(len(keys)))}) AS f"
         " CROSS JOIN (VALUES (15), (60), (1440)) AS g(grain) GROUP BY 1, 2, 3, 4, 5"
     )
     op.execute(
