@@ -68,9 +68,10 @@ def _breakdown_sql(breakdown: str | None) -> str:
     return "(properties ->> CAST(:bkey AS text))"
 
 
+_RANGE = "ts >= :start AND ts < :end"
 _RAW_EVENTS = (
     "SELECT name, ts, client_id, {bval} AS bval FROM analytics.events"
-    " WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[])) AND ts >= :start AND ts < :end"
+    f" WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[])) AND {_RANGE}"
     " AND {filters}{clients}"
 )
 # With a top N: the values kept (a NULL value, "not set", may be one of them), the rest "other".
@@ -161,13 +162,18 @@ async def _raw(
     *,
     top: list[str | None] | None,
     limit: int | None,
+    skip: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> list[str | None] | None:
-    """Raw events of [start, end) into `result`. With a breakdown: the given `top` values, or
-    the top `limit` by measure, the rest as "other" (`limit` None: every value its own series).
-    Returns the top values used."""
+    """Raw events of [start, end) (but those of [skip), when given: the rollup's part) into
+    `result`. With a breakdown: the given `top` values, or the top `limit` by measure, the rest
+    as "other" (`limit` None: every value its own series). Returns the top values used."""
     uniques = spec.measure == "unique_clients"
     sql, params = _raw_sql(spec, top, limit)
     params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=thresholds)
+    if skip is not None:
+        # Both edges in one statement: two ranges of the (tenant, name, ts) index.
+        sql = sql.replace(_RANGE, "((ts >= :start AND ts < :skip_a) OR (ts >= :skip_b AND ts < :end))")
+        params.update(skip_a=skip[0], skip_b=skip[1])
     if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
         params["bkey"] = spec.breakdown
     used: set[str | None] = set()
@@ -198,14 +204,22 @@ def _pieces(a: dt.datetime, b: dt.datetime, grains: list[int]) -> list[tuple[int
     return [*_pieces(a, s, finer), (g, s, e), *_pieces(e, b, finer)]
 
 
-def _grain_clause(a: dt.datetime, b: dt.datetime, th: list[dt.datetime], params: dict[str, Any]) -> str:
-    """Which rollup rows cover [a, b): the coarsest grain every bucket start lies on, inside."""
+def _rollup_rows(
+    table: str, columns: str, a: dt.datetime, b: dt.datetime, th: list[dt.datetime], params: dict[str, Any]
+) -> str:
+    """The rollup rows covering [a, b): the coarsest grain every bucket start lies on inside,
+    finer ones at the edges; one plain range per grain (UNION ALL, not OR: each is an
+    index-only scan of the primary key, which carries the counts)."""
     usable = sorted((g for g in GRAINS if all(aligned(t, g) for t in th)), reverse=True)
-    clauses = []
+    parts = []
     for i, (g, s, e) in enumerate(_pieces(a, b, usable)):
         params.update({f"g{i}": g, f"s{i}": s, f"e{i}": e})
-        clauses.append(f"(grain = :g{i} AND bucket >= :s{i} AND bucket < :e{i})")
-    return " OR ".join(clauses) or "false"
+        parts.append(
+            f"SELECT {columns} FROM analytics.{table} WHERE tenant_id = :tenant"
+            f" AND grain = :g{i} AND name = ANY(CAST(:names AS text[]))"
+            f" AND bucket >= :s{i} AND bucket < :e{i}"
+        )
+    return "(" + " UNION ALL ".join(parts) + ")"
 
 
 async def _rollup(
@@ -214,7 +228,6 @@ async def _rollup(
     """Counts of [a, b) (15-minute aligned) from a rollup: per member from `counts`, filtered or
     by a rolled-up property from `property_counts`."""
     params: dict[str, Any] = {"tenant": spec.tenant, "names": spec.names, "th": th}
-    grains = _grain_clause(a, b, th, params)
     if by_properties(spec):
         where, fparams = compile_filters(spec.filters, "f")
         params.update(fparams)
@@ -222,17 +235,11 @@ async def _rollup(
         if spec.breakdown is not None:
             params["bkey"] = spec.breakdown
             who = "(properties ->> CAST(:bkey AS text))"
-        source = (
-            "(SELECT name, bucket, n, props AS properties FROM analytics.property_counts"
-            f" WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[])) AND ({grains})) AS r"
-            f" WHERE {where}"
-        )
+        ranges = _rollup_rows("property_counts", "name, bucket, props AS properties, n", a, b, th, params)
+        source = f"{ranges} AS r WHERE {where}"
     else:
         who = "person_id::text" if spec.breakdown == MEMBER else "CAST(NULL AS text)"
-        source = (
-            "analytics.counts WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[]))"
-            f" AND ({grains})"
-        )
+        source = _rollup_rows("counts", "name, bucket, person_id, n", a, b, th, params) + " AS r"
     rows = await fetch_rows(
         uow,
         f"SELECT name, {who} AS val, width_bucket(bucket, CAST(:th AS timestamptz[])) - 1 AS b, sum(n) AS v"
@@ -307,10 +314,9 @@ async def compute(
         result.path = "raw"
         return result
     await _rollup(uow, spec, inner_start, inner_end, th, result)
-    edges = [(rng.start, inner_start), (inner_end, rng.end)]
     result.path = "rollup"
-    for s, e in edges:
-        if s < e:
-            await _raw(uow, spec, s, e, th, result, top=None, limit=None)
-            result.path = "rollup+raw"
+    if rng.start < inner_start or inner_end < rng.end:
+        skip = (inner_start, inner_end)
+        await _raw(uow, spec, rng.start, rng.end, th, result, top=None, limit=None, skip=skip)
+        result.path = "rollup+raw"
     return _top_in_python(result, spec, top)

@@ -96,7 +96,10 @@ counts = Table(
     # writer's backend), so they never wait on each other's row locks; readers sum the shards.
     Column("shard", SmallInteger, server_default=text("0"), nullable=False),
     Column("n", BigInteger, nullable=False),
-    PrimaryKeyConstraint("tenant_id", "grain", "name", "bucket", "person_id", "shard"),
+    # INCLUDE (n): a range of rollup rows is an index-only scan.
+    PrimaryKeyConstraint(
+        "tenant_id", "grain", "name", "bucket", "person_id", "shard", postgresql_include=["n"]
+    ),
     schema=SCHEMA,
 )
 
@@ -111,7 +114,7 @@ property_counts = Table(
     Column("props", JSONB, nullable=False),
     Column("shard", SmallInteger, server_default=text("0"), nullable=False),
     Column("n", BigInteger, nullable=False),
-    PrimaryKeyConstraint("tenant_id", "grain", "name", "bucket", "props", "shard"),
+    PrimaryKeyConstraint("tenant_id", "grain", "name", "bucket", "props", "shard", postgresql_include=["n"]),
     schema=SCHEMA,
 )
 
