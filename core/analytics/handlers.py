@@ -3,7 +3,7 @@
 - `record_domain_event`: each mapped domain event (see mapping.py) becomes an analytics event
   of the event's tenant, member and time. Its id is the outbox event id, so a redelivery or a
   replay through Inngest is a duplicate, never a second count.
-- `purge_deleted_org`: an org's deletion removes its events, ids and rollups.
+- `purge_deleted_org`: an org's deletion removes its events and rollups.
 - `compact_client_sets`: every 10 minutes, the client sets of closed buckets are merged into
   one row per bucket (ingest appends a row per batch; readers take the union either way).
 - `keep_partitions_ahead`: daily, the monthly partitions of the backfill window and the months
@@ -57,7 +57,7 @@ async def purge_deleted_org(event: Event, uow: UnitOfWork) -> None:
     org = event.org_id
     if org is None:
         return
-    tables = ("events", "event_ids", "counts", "property_counts", "client_sets")
+    tables = ("events", "counts", "property_counts", "client_sets")
     for table in (f"analytics.{t}" for t in tables):
         await uow.session.execute(text(f"DELETE FROM {table} WHERE tenant_id = :org"), {"org": org})
     log.info("analytics_org_purged", org_id=str(org))

@@ -3,9 +3,8 @@ creates them are in the migration.
 
 - `events`: every event, partitioned by month on its time (`ts`); the partitions live in the
   schema `analytics_partitions` and are created ahead of time (`analytics.ensure_partitions`).
-- `event_ids`: one row per (tenant, event id) ever accepted. A partitioned table can only enforce
-  uniqueness together with its partition key, and a resend without a timestamp gets a new server
-  time, so idempotency is kept here, in the same statement that inserts the event.
+  An event is identified by (tenant, id, timestamp), as PostHog does (a resend repeats both):
+  a unique index, which on a partitioned table must hold the partition key anyway.
 - `counts`: the rollup, events per (tenant, name, member, UTC bucket) at three grains, maintained
   in the ingest statement itself (striped over a few rows per key: see `shard`). Every IANA
   offset in use is a multiple of 15 minutes, so 15-minute buckets add up exactly to hours,
@@ -69,18 +68,10 @@ events = Table(
     Column("tenant_id", Uuid(as_uuid=True), Computed(TENANT_ID, persisted=True), nullable=False),
     Column("received_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
     Index("ix_events_tenant_id_name_ts", "tenant_id", "name", "ts"),
+    Index("uq_events_tenant_id_id_ts", "tenant_id", "id", "ts", unique=True),
     Index("ix_events_ts_brin", "ts", postgresql_using="brin"),
     schema=SCHEMA,
     postgresql_partition_by="RANGE (ts)",
-)
-
-event_ids = Table(
-    "event_ids",
-    Base.metadata,
-    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
-    Column("id", Uuid(as_uuid=True), nullable=False),
-    PrimaryKeyConstraint("tenant_id", "id"),
-    schema=SCHEMA,
 )
 
 counts = Table(

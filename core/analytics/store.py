@@ -1,10 +1,14 @@
-"""Writing events: the one statement that records ids, inserts events and updates the rollup
-together (validation is `parsing` and `fastpath`; partitions are `partitions`).
+"""Writing events: the one statement that inserts events and updates the rollups together
+(validation is `parsing` and `fastpath`; partitions are `partitions`).
 
-The batch path COPYs into a session temp table (PostgreSQL refuses COPY into a table with
-row-level security for a role subject to it), then one `INSERT ... SELECT` moves the rows on:
-row-level security checks every row there, and only events whose id was not recorded before
-are inserted and rolled up, so a resend — even a concurrent one — never counts twice.
+An event is identified by (tenant, id, timestamp), as PostHog does: a resend repeats both, and
+the unique index `(tenant_id, id, ts)` of the events (unique together with the partition key,
+as a partitioned table requires) makes a resend — even a concurrent one — a duplicate, never
+a second count. The batch path COPYs into a session temp table (PostgreSQL refuses COPY into a
+table with row-level security for a role subject to it), then one `INSERT ... SELECT` moves
+the rows on: row-level security checks every row there, and only the events inserted are
+rolled up. Rows go in ordered by identity, so overlapping concurrent batches wait on each other
+in one order and never deadlock.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from core.analytics.fastpath import FastBatch
-from core.analytics.models import GRAINS, ROLLUP_PROPERTIES
+from core.analytics.models import GRAINS, PARTITIONS_SCHEMA, ROLLUP_PROPERTIES
 from core.analytics.parsing import Row
 from core.uow import UnitOfWork
 
@@ -49,21 +53,16 @@ ROLLUP_ROWS = (
 )
 _INSERT = """
 WITH src AS ({source}),
-fresh AS (
-  INSERT INTO analytics.event_ids (tenant_id, id)
-  SELECT CAST(:tenant AS uuid), id FROM src ORDER BY id
-  {conflict}
-  RETURNING id
-),
 ins AS (
-  INSERT INTO analytics.events (id, ts, name, client_id, source, properties, person_id, org_id)
+  INSERT INTO analytics.events AS e (id, ts, name, client_id, source, properties, person_id, org_id)
   SELECT s.id, s.ts, s.name, s.client_id, s.source, s.properties, CAST(:person AS uuid), CAST(:org AS uuid)
-  FROM src s JOIN fresh f ON f.id = s.id
-  RETURNING tenant_id, name, ts, person_id, client_id, properties
+  FROM src s ORDER BY s.id, s.ts
+  {conflict}
+  RETURNING e.id, tenant_id, name, ts, person_id, client_id, properties
 ),
 {rollups}
 SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM rolled) AS groups,
-       ARRAY(SELECT s.idx FROM src s WHERE NOT EXISTS (SELECT 1 FROM fresh f WHERE f.id = s.id)
+       ARRAY(SELECT s.idx FROM src s WHERE NOT EXISTS (SELECT 1 FROM ins i WHERE i.id = s.id)
              ORDER BY s.idx) AS duplicates
 """
 SHARDS = 8
@@ -143,27 +142,21 @@ REBUILD = (
     ' array_agg(DISTINCT client_id COLLATE "C") FROM analytics.events'
     " WHERE client_id IS NOT NULL GROUP BY 1, 2, 3",
 )
-_SKIP = "ON CONFLICT DO NOTHING"
+_SKIP = "ON CONFLICT (tenant_id, id, ts) DO NOTHING"
 INSERT_FROM_TEMP = text(_INSERT.format(source=_FROM_TEMP, rollups=ROLLUPS, conflict=_SKIP))
 # Ids are new in all but resends: a plain insert skips the speculative-insertion work of
 # ON CONFLICT, and a conflict (a resend, or a concurrent one) redoes it the careful way.
-# In that case every event is new: no join against the recorded ids, the temp table read as is.
+# In that case every event is new: the temp table read as is.
 INSERT_NEW_FROM_TEMP = text(
     f"""
-WITH ids AS (
-  INSERT INTO analytics.event_ids (tenant_id, id)
-  SELECT CAST(:tenant AS uuid), CAST(id AS uuid) FROM pg_temp.analytics_ingest ORDER BY 2
-  RETURNING 1
-),
-ins AS (
+WITH ins AS (
   INSERT INTO analytics.events (id, ts, name, client_id, source, properties, person_id, org_id)
   SELECT CAST(id AS uuid), ts, name, client_id, source, properties, CAST(:person AS uuid), CAST(:org AS uuid)
-  FROM pg_temp.analytics_ingest
+  FROM pg_temp.analytics_ingest ORDER BY 1, 2
   RETURNING tenant_id, name, ts, person_id, client_id, properties
 ),
 {ROLLUPS}
-SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM ids) AS recorded,
-       CAST(ARRAY[] AS integer[]) AS duplicates
+SELECT (SELECT count(*) FROM ins) AS accepted, CAST(ARRAY[] AS integer[]) AS duplicates
 """
 )
 # The fast path (`fast_batch`): the batch's columns as typed arrays (ids and times in binary),
@@ -184,16 +177,11 @@ WITH src AS (
                        CAST(:clients AS text[]), CAST(:sources AS text[]), CAST(:props AS jsonb[]))
     AS s(id, ts, name, client_id, source, properties)
 ),
-ids AS (
-  INSERT INTO analytics.event_ids (tenant_id, id)
-  SELECT CAST(:tenant AS uuid), id FROM src ORDER BY 2
-  RETURNING 1
-),
 ins AS (
   INSERT INTO analytics.events (id, ts, name, client_id, source, properties, person_id, org_id)
   SELECT id, ts, name, client_id, COALESCE(source, CAST(:source AS text)), properties,
          CAST(:person AS uuid), CAST(:org AS uuid)
-  FROM src
+  FROM src ORDER BY 1, 2
   RETURNING 1
 ),
 rolled AS (
@@ -220,15 +208,22 @@ sets AS (
     FROM {_GROUPS} WHERE f.clients IS NOT NULL
   RETURNING 1
 )
-SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM ids) AS recorded
+SELECT (SELECT count(*) FROM ins) AS accepted
 """
 )
 INSERT_FROM_PARAMS = text(_INSERT.format(source=_FROM_PARAMS, rollups=ROLLUPS, conflict=_SKIP))
 
 
 def _id_conflict(err: IntegrityError) -> bool:
+    """A unique violation on the events (their only unique index is the event's identity,
+    `(tenant_id, id, ts)`; the partition's index is the one named)."""
     causes = (err.orig, getattr(err.orig, "__cause__", None))
-    return "pk_event_ids" in {getattr(c, "constraint_name", None) for c in causes}
+    return any(
+        getattr(c, "sqlstate", None) == "23505"
+        and getattr(c, "schema_name", None) == PARTITIONS_SCHEMA
+        and str(getattr(c, "table_name", "")).startswith("events_")
+        for c in causes
+    )
 
 
 async def insert_fast(
@@ -263,7 +258,7 @@ async def insert_fast(
 @dataclass(frozen=True)
 class Stored:
     accepted: int
-    duplicates: list[int]  # batch indexes whose id was recorded before
+    duplicates: list[int]  # batch indexes of events stored before (same id and timestamp)
 
 
 async def insert(

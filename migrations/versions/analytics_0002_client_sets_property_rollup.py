@@ -1,4 +1,4 @@
-"""analytics: daily grain in the rollup, per-bucket client sets, and a rollup by rolled-up properties
+"""analytics: events unique by (tenant, id, ts), daily rollup grain, client sets, property rollup
 
 Revision ID: analytics_0002
 Revises: analytics_0001
@@ -52,6 +52,11 @@ def _projection() -> str:
 
 
 def upgrade() -> None:
+    # An event is identified by (tenant, id, timestamp), as PostHog does (a resend repeats
+    # both): a unique index on the events replaces the id table (the ids it holds are unique per
+    # tenant, so the events are unique by the three).
+    op.execute("CREATE UNIQUE INDEX uq_events_tenant_id_id_ts ON analytics.events (tenant_id, id, ts)")
+    op.drop_table("event_ids", schema="analytics")
     # The counts ride in the primary keys' leaves: a range of rollup rows is an index-only scan.
     op.execute(
         "ALTER TABLE analytics.counts DROP CONSTRAINT pk_counts, ADD CONSTRAINT pk_counts"

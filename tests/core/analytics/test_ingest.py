@@ -27,12 +27,13 @@ def now() -> dt.datetime:
 
 
 async def stored_count(db: Database, tenant: str, name: str | None = None) -> tuple[int, int, int]:
-    """(events, ids, rollup sum) of a tenant, counted directly in the tables."""
+    """(events [of `name`], events of any name, rollup sum) of a tenant, counted directly in the
+    tables."""
     cond = "tenant_id = CAST(:t AS uuid)" + (" AND name = :n" if name else "")
     params: dict[str, Any] = {"t": tenant, "n": name}
     (events,) = (await sql(db, f"SELECT count(*) FROM analytics.events WHERE {cond}", **params))[0]
     (ids,) = (
-        await sql(db, "SELECT count(*) FROM analytics.event_ids WHERE tenant_id = CAST(:t AS uuid)", t=tenant)
+        await sql(db, "SELECT count(*) FROM analytics.events WHERE tenant_id = CAST(:t AS uuid)", t=tenant)
     )[0]
     per_grain = await sql(
         db, f"SELECT grain, sum(n) FROM analytics.counts WHERE {cond} GROUP BY grain ORDER BY grain", **params
