@@ -101,8 +101,9 @@ async def analytics_events_list(
 @analytics.tool(
     "analytics_track",
     """Record one analytics event in the current context, e.g. a milestone the person
-reports. Pass `event_id` (any unique text) to make retries safe: an id recorded before is
-reported as a duplicate and never counted twice. `properties` is a JSON object as text.""",
+reports. Pass `event_id` (any unique text) and `timestamp` to make retries safe: an event
+with the id and timestamp of one recorded before is reported as a duplicate and never counted
+twice (or pass an idempotency key). `properties` is a JSON object as text.""",
     title="Track an event",
     read_only=False,
 )

@@ -1,9 +1,12 @@
 """Counting events over a range, bucketed: the one engine behind trends and the summary.
 
-Counting is exact everywhere. Event counts come from the 15-minute rollup for the whole
-15-minute slots of a range and from raw events for the slivers at its edges; anything the
-rollup cannot answer exactly (property filters or breakdowns, unique clients) is computed from
-the raw events of the tenant, through the index on (tenant, name, time).
+Counting is exact everywhere. Event counts come from the rollups for the whole 15-minute
+slots of a range (the coarsest grain that fits inside, finer ones at its edges) and from raw
+events for the slivers at its ends; filters and breakdowns on rolled-up properties from the
+property rollup; distinct clients from the per-bucket client sets (`client_sets`). Anything
+the rollups cannot answer exactly (other properties, distinct clients with a filter or a
+breakdown) is computed from the raw events of the tenant, through the index on (tenant, name,
+time).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from core.analytics._queries import fetch_rows
+from core.analytics.client_sets import unique_clients
 from core.analytics.filters import PropertyFilter, compile_filters
+from core.analytics.models import GRAINS, ROLLUP_PROPERTIES
 from core.analytics.policy import MEMBER, SOURCE
 from core.analytics.timebuckets import Range, aligned, ceil15, ceil_to, floor15, floor_to
 from core.uow import UnitOfWork
@@ -63,9 +68,10 @@ def _breakdown_sql(breakdown: str | None) -> str:
     return "(properties ->> CAST(:bkey AS text))"
 
 
+_RANGE = "ts >= :start AND ts < :end"
 _RAW_EVENTS = (
     "SELECT name, ts, client_id, {bval} AS bval FROM analytics.events"
-    " WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[])) AND ts >= :start AND ts < :end"
+    f" WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[])) AND {_RANGE}"
     " AND {filters}{clients}"
 )
 # With a top N: the values kept (a NULL value, "not set", may be one of them), the rest "other".
@@ -156,13 +162,18 @@ async def _raw(
     *,
     top: list[str | None] | None,
     limit: int | None,
+    skip: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> list[str | None] | None:
-    """Raw events of [start, end) into `result`. With a breakdown: the given `top` values, or
-    the top `limit` by measure, the rest as "other" (`limit` None: every value its own series).
-    Returns the top values used."""
+    """Raw events of [start, end) (but those of [skip), when given: the rollup's part) into
+    `result`. With a breakdown: the given `top` values, or the top `limit` by measure, the rest
+    as "other" (`limit` None: every value its own series). Returns the top values used."""
     uniques = spec.measure == "unique_clients"
     sql, params = _raw_sql(spec, top, limit)
     params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=thresholds)
+    if skip is not None:
+        # Both edges in one statement: two ranges of the (tenant, name, ts) index.
+        sql = sql.replace(_RANGE, "((ts >= :start AND ts < :skip_a) OR (ts >= :skip_b AND ts < :end))")
+        params.update(skip_a=skip[0], skip_b=skip[1])
     if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
         params["bkey"] = spec.breakdown
     used: set[str | None] = set()
@@ -181,34 +192,71 @@ async def _raw(
     return top
 
 
+def _pieces(a: dt.datetime, b: dt.datetime, grains: list[int]) -> list[tuple[int, dt.datetime, dt.datetime]]:
+    """[a, b) (on the finest grain's grid) as runs of whole buckets, the coarsest grain inside and
+    finer ones at the edges: a year by UTC week reads 365 daily rows, not 35,040 quarter hours."""
+    g, finer = grains[0], grains[1:]
+    if not finer:
+        return [(g, a, b)] if a < b else []
+    s, e = ceil_to(a, g), floor_to(b, g)
+    if e <= s:
+        return _pieces(a, b, finer)
+    return [*_pieces(a, s, finer), (g, s, e), *_pieces(e, b, finer)]
+
+
+def _rollup_rows(
+    table: str, columns: str, a: dt.datetime, b: dt.datetime, th: list[dt.datetime], params: dict[str, Any]
+) -> str:
+    """The rollup rows covering [a, b): the coarsest grain every bucket start lies on inside,
+    finer ones at the edges; one plain range per grain (UNION ALL, not OR: each is an
+    index-only scan of the primary key, which carries the counts)."""
+    usable = sorted((g for g in GRAINS if all(aligned(t, g) for t in th)), reverse=True)
+    parts = []
+    for i, (g, s, e) in enumerate(_pieces(a, b, usable)):
+        params.update({f"g{i}": g, f"s{i}": s, f"e{i}": e})
+        parts.append(
+            f"SELECT {columns} FROM analytics.{table} WHERE tenant_id = :tenant"
+            f" AND grain = :g{i} AND name = ANY(CAST(:names AS text[]))"
+            f" AND bucket >= :s{i} AND bucket < :e{i}"
+        )
+    return "(" + " UNION ALL ".join(parts) + ")"
+
+
 async def _rollup(
-    uow: UnitOfWork,
-    spec: Spec,
-    a: dt.datetime,
-    b: dt.datetime,
-    th: list[dt.datetime],
-    result: Result,
-    *,
-    hourly: bool,
+    uow: UnitOfWork, spec: Spec, a: dt.datetime, b: dt.datetime, th: list[dt.datetime], result: Result
 ) -> None:
-    """Counts of [a, b) (15-minute aligned) from the rollup: hourly rows for its whole hours
-    when every bucket starts on the hour, 15-minute rows for the rest."""
-    inner_a, inner_b = (ceil_to(a, 60), floor_to(b, 60)) if hourly else (b, b)
-    if inner_b <= inner_a:
-        inner_a = inner_b = b
-    member = spec.breakdown == MEMBER
+    """Counts of [a, b) (15-minute aligned) from a rollup: per member from `counts`, filtered or
+    by a rolled-up property from `property_counts`."""
+    params: dict[str, Any] = {"tenant": spec.tenant, "names": spec.names, "th": th}
+    if by_properties(spec):
+        where, fparams = compile_filters(spec.filters, "f")
+        params.update(fparams)
+        who = "CAST(NULL AS text)"
+        if spec.breakdown is not None:
+            params["bkey"] = spec.breakdown
+            who = "(properties ->> CAST(:bkey AS text))"
+        ranges = _rollup_rows("property_counts", "name, bucket, props AS properties, n", a, b, th, params)
+        source = f"{ranges} AS r WHERE {where}"
+    else:
+        who = "person_id::text" if spec.breakdown == MEMBER else "CAST(NULL AS text)"
+        source = _rollup_rows("counts", "name, bucket, person_id, n", a, b, th, params) + " AS r"
     rows = await fetch_rows(
         uow,
-        "SELECT name, {who} AS val, width_bucket(bucket, CAST(:th AS timestamptz[])) - 1 AS b, sum(n) AS v"
-        " FROM analytics.counts WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[]))"
-        " AND ((grain = 60 AND bucket >= :ha AND bucket < :hb)"
-        "   OR (grain = 15 AND ((bucket >= :a AND bucket < :ha) OR (bucket >= :hb AND bucket < :b))))"
-        " GROUP BY 1, 2, 3".format(who="person_id::text" if member else "CAST(NULL AS text)"),
-        {"tenant": spec.tenant, "names": spec.names, "a": a, "b": b, "ha": inner_a, "hb": inner_b, "th": th},
+        f"SELECT name, {who} AS val, width_bucket(bucket, CAST(:th AS timestamptz[])) - 1 AS b, sum(n) AS v"
+        f" FROM {source} GROUP BY 1, 2, 3",
+        params,
     )
     for row in rows:
         result.add((row.name, row.val, False), row.b, int(row.v))
         result.add((row.name, row.val, False), None, int(row.v))
+
+
+def by_properties(spec: Spec) -> bool:
+    """Counts filtered or broken down by properties the rollup keeps (`ROLLUP_PROPERTIES`)."""
+    keys = {f.property for f in spec.filters}
+    if spec.breakdown is not None:
+        keys.add(spec.breakdown)
+    return bool(keys) and keys <= ROLLUP_PROPERTIES
 
 
 def _top_in_python(result: Result, spec: Spec, top: list[str | None] | None) -> Result:
@@ -246,24 +294,29 @@ async def compute(
     """One series set over `rng` bucketed by `th`: from the rollup for the whole 15-minute
     slots when it can answer exactly, from raw events for the rest (or for everything)."""
     result = Result(len(th))
-    rollup_ok = (
-        use_rollup
-        and spec.measure == "count"
-        and not spec.filters
-        and spec.breakdown in (None, MEMBER)
-        and all(aligned(t) for t in th)
-    )
     inner_start, inner_end = ceil15(rng.start), floor15(rng.end)
-    if not rollup_ok or inner_end <= inner_start:
+    on_grid = use_rollup and inner_start < inner_end and all(aligned(t) for t in th)
+    if on_grid and spec.measure == "unique_clients" and not spec.filters and spec.breakdown is None:
+        per_bucket, totals, off_grid = await unique_clients(uow, spec.tenant, spec.names, rng, th)
+        for (name, b), n in per_bucket.items():
+            result.add((name, None, False), b, n)
+        for name, n in totals.items():
+            result.add((name, None, False), None, n)
+        result.path = "rollup+raw" if off_grid else "rollup"
+        return result
+    rollup_ok = (
+        on_grid
+        and spec.measure == "count"
+        and ((not spec.filters and spec.breakdown in (None, MEMBER)) or by_properties(spec))
+    )
+    if not rollup_ok:
         result.top = await _raw(uow, spec, rng.start, rng.end, th, result, top=top, limit=spec.limit)
         result.path = "raw"
         return result
-    hourly = all(aligned(t, 60) for t in th)
-    await _rollup(uow, spec, inner_start, inner_end, th, result, hourly=hourly)
-    edges = [(rng.start, inner_start), (inner_end, rng.end)]
+    await _rollup(uow, spec, inner_start, inner_end, th, result)
     result.path = "rollup"
-    for s, e in edges:
-        if s < e:
-            await _raw(uow, spec, s, e, th, result, top=None, limit=None)
-            result.path = "rollup+raw"
+    if rng.start < inner_start or inner_end < rng.end:
+        skip = (inner_start, inner_end)
+        await _raw(uow, spec, rng.start, rng.end, th, result, top=None, limit=None, skip=skip)
+        result.path = "rollup+raw"
     return _top_in_python(result, spec, top)

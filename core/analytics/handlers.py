@@ -3,7 +3,9 @@
 - `record_domain_event`: each mapped domain event (see mapping.py) becomes an analytics event
   of the event's tenant, member and time. Its id is the outbox event id, so a redelivery or a
   replay through Inngest is a duplicate, never a second count.
-- `purge_deleted_org`: an org's deletion removes its events, ids and rollups.
+- `purge_deleted_org`: an org's deletion removes its events and rollups.
+- `compact_client_sets`: every 10 minutes, the client sets of closed buckets are merged into
+  one row per bucket (ingest appends a row per batch; readers take the union either way).
 - `keep_partitions_ahead`: daily, the monthly partitions of the backfill window and the months
   ahead exist before any event needs them (ingest also creates a missing one on demand).
 """
@@ -17,6 +19,7 @@ from dateutil.relativedelta import relativedelta
 from sqlalchemy import text
 
 from core.analytics import partitions, store
+from core.analytics.client_sets import compact_client_sets as compact
 from core.analytics.mapping import BY_EVENT, derive, subscription_patterns
 from core.analytics.parsing import PLATFORM_SOURCE, Row
 from core.events import ScheduledRun, schedule, subscribe
@@ -54,7 +57,8 @@ async def purge_deleted_org(event: Event, uow: UnitOfWork) -> None:
     org = event.org_id
     if org is None:
         return
-    for table in ("analytics.events", "analytics.event_ids", "analytics.counts"):
+    tables = ("events", "counts", "property_counts", "client_sets")
+    for table in (f"analytics.{t}" for t in tables):
         await uow.session.execute(text(f"DELETE FROM {table} WHERE tenant_id = :org"), {"org": org})
     log.info("analytics_org_purged", org_id=str(org))
 
@@ -66,3 +70,12 @@ async def keep_partitions_ahead(run: ScheduledRun, uow: UnitOfWork) -> None:
     start = now - dt.timedelta(days=settings.analytics_backfill_days)
     end = now + relativedelta(months=settings.analytics_partitions_ahead_months)
     await partitions.ensure_partitions(uow.db, start, end)
+
+
+@schedule("*/10 * * * *", name="analytics.compact_client_sets")
+async def compact_client_sets(run: ScheduledRun, uow: UnitOfWork) -> None:
+    # A bucket still receiving live traffic is left for a later run: merging it now would only
+    # be redone.
+    merged = await compact(uow, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30))
+    if merged:
+        log.info("analytics_client_sets_compacted", buckets=merged)

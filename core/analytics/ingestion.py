@@ -1,7 +1,7 @@
 """Ingest: events sent for the current context, validated per item, stored once each.
 
 A batch the fast checks accepted (`fastpath`) is inserted by one statement reading its JSON;
-anything else, or a batch holding an id recorded before, takes the per-item path (`parsing`),
+anything else, or a batch holding an event recorded before, takes the per-item path (`parsing`),
 which keeps the good events and says precisely why each bad one was refused.
 """
 
@@ -41,9 +41,9 @@ async def ingest(
 ) -> IngestOut:
     """Record events for the current context: a batch of up to `analytics_max_batch`, or one
     (`single`: a bad event is then a 422 instead of an item error). Bad items are reported
-    with a reason and the good ones kept; an id recorded before is a duplicate, never a second
-    count. Events without an id get one derived from their content when they carry a
-    timestamp (so resends match), else a random one."""
+    with a reason and the good ones kept; an event recorded before (same id and timestamp) is a
+    duplicate, never a second count. Events without an id get one derived from their content
+    when they carry a timestamp (so resends match), else a random one."""
     ctx.require(INGEST)
     settings = uow.db.settings
     batch = events if isinstance(events, RawBatch) else None
@@ -115,7 +115,7 @@ async def _ingest_fast(
     ctx: TenantContext, uow: UnitOfWork, batch: RawBatch, limits: dict[str, Any]
 ) -> IngestOut | None:
     """The whole batch in one statement, or None when the per-item path must decide (an event
-    out of bounds, or an id recorded before)."""
+    out of bounds, or an event recorded before)."""
     now = limits["now"]
     fast = fastpath.fast_batch(
         batch, now=now, oldest=limits["oldest"], newest=limits["newest"], max_props=limits["max_props"]
@@ -123,8 +123,8 @@ async def _ingest_fast(
     if fast is None:
         return None
     await partitions.ensure_partitions(uow.db, fast.start, fast.end)
-    accepted = await store.insert_json(
-        uow, fast, now=now, source=limits["default_source"], person_id=ctx.person_id, org_id=ctx.org_id
+    accepted = await store.insert_fast(
+        uow, fast, source=limits["default_source"], person_id=ctx.person_id, org_id=ctx.org_id
     )
     if accepted is None:
         return None

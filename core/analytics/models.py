@@ -3,14 +3,17 @@ creates them are in the migration.
 
 - `events`: every event, partitioned by month on its time (`ts`); the partitions live in the
   schema `analytics_partitions` and are created ahead of time (`analytics.ensure_partitions`).
-- `event_ids`: one row per (tenant, event id) ever accepted. A partitioned table can only enforce
-  uniqueness together with its partition key, and a resend without a timestamp gets a new server
-  time, so idempotency is kept here, in the same statement that inserts the event.
-- `counts`: the rollup, events per (tenant, name, member, UTC bucket) at two grains, maintained
+  An event is identified by (tenant, id, timestamp), as PostHog does (a resend repeats both):
+  a unique index, which on a partitioned table must hold the partition key anyway.
+- `counts`: the rollup, events per (tenant, name, member, UTC bucket) at three grains, maintained
   in the ingest statement itself (striped over a few rows per key: see `shard`). Every IANA
   offset in use is a multiple of 15 minutes, so 15-minute buckets add up exactly to hours,
   days, weeks and months in any time zone; hourly ones serve zones on whole hours with four
-  times fewer rows.
+  times fewer rows, daily ones (UTC days) whole UTC days with 24 times fewer.
+- `property_counts`: the same counts per (tenant, name, UTC bucket, rolled-up properties):
+  the values of a few keys (`ROLLUP_PROPERTIES`), so filters and breakdowns on them are sums.
+- `client_sets`: the distinct clients of each 15-minute bucket, so distinct clients per bucket
+  (in any zone) and over a range are exact unions of small sets, not scans of the events.
 
 These are append-heavy fact tables: the tenant columns carry no foreign keys (a per-row
 referential check would cost more than the insert itself). The ids come from the verified
@@ -32,7 +35,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.types import Uuid
 
 from core.db import Base
@@ -41,7 +44,14 @@ SCHEMA = "analytics"
 PARTITIONS_SCHEMA = "analytics_partitions"
 TENANT_ID = "COALESCE(org_id, person_id)"
 # The rollup grains, in minutes; see the module docstring.
-GRAINS = (15, 60)
+GRAINS = (15, 60, 1440)
+# The property keys `property_counts` rolls up (as the SQL function `analytics.rollup_properties`
+# of migration analytics_0002 projects them): filters and breakdowns on these keys only are
+# answered from the rollup. A short list of low-cardinality keys: every distinct combination of
+# their values is a row per bucket. Changing it takes a migration that rebuilds the rollup.
+ROLLUP_PROPERTIES = frozenset(
+    {"path", "plan", "channel", "status", "currency", "utm_source", "utm_medium", "utm_campaign"}
+)
 
 events = Table(
     "events",
@@ -58,25 +68,17 @@ events = Table(
     Column("tenant_id", Uuid(as_uuid=True), Computed(TENANT_ID, persisted=True), nullable=False),
     Column("received_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
     Index("ix_events_tenant_id_name_ts", "tenant_id", "name", "ts"),
+    Index("uq_events_tenant_id_id_ts", "tenant_id", "id", "ts", unique=True),
     Index("ix_events_ts_brin", "ts", postgresql_using="brin"),
     schema=SCHEMA,
     postgresql_partition_by="RANGE (ts)",
-)
-
-event_ids = Table(
-    "event_ids",
-    Base.metadata,
-    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
-    Column("id", Uuid(as_uuid=True), nullable=False),
-    PrimaryKeyConstraint("tenant_id", "id"),
-    schema=SCHEMA,
 )
 
 counts = Table(
     "counts",
     Base.metadata,
     Column("tenant_id", Uuid(as_uuid=True), nullable=False),
-    # Minutes per bucket: 15 (any zone) and 60 (4x fewer rows, for zones on whole hours).
+    # Minutes per bucket: 15 (any zone), 60 (zones on whole hours) and 1440 (UTC days).
     Column("grain", SmallInteger, nullable=False),
     Column("name", Text, nullable=False),
     Column("bucket", DateTime(timezone=True), nullable=False),
@@ -85,6 +87,37 @@ counts = Table(
     # writer's backend), so they never wait on each other's row locks; readers sum the shards.
     Column("shard", SmallInteger, server_default=text("0"), nullable=False),
     Column("n", BigInteger, nullable=False),
-    PrimaryKeyConstraint("tenant_id", "grain", "name", "bucket", "person_id", "shard"),
+    # INCLUDE (n): a range of rollup rows is an index-only scan.
+    PrimaryKeyConstraint(
+        "tenant_id", "grain", "name", "bucket", "person_id", "shard", postgresql_include=["n"]
+    ),
+    schema=SCHEMA,
+)
+
+property_counts = Table(
+    "property_counts",
+    Base.metadata,
+    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
+    Column("grain", SmallInteger, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("bucket", DateTime(timezone=True), nullable=False),
+    # The event's `ROLLUP_PROPERTIES`, as sent (`{}` when it has none of them).
+    Column("props", JSONB, nullable=False),
+    Column("shard", SmallInteger, server_default=text("0"), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "grain", "name", "bucket", "props", "shard", postgresql_include=["n"]),
+    schema=SCHEMA,
+)
+
+client_sets = Table(
+    "client_sets",
+    Base.metadata,
+    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("bucket", DateTime(timezone=True), nullable=False),
+    # Distinct client ids of some of the bucket's events: the bucket's set is the union of its
+    # rows (one per ingest batch, merged by `compact_client_sets`).
+    Column("clients", ARRAY(Text), nullable=False),
+    Index("ix_client_sets_tenant_id_name_bucket", "tenant_id", "name", "bucket"),
     schema=SCHEMA,
 )

@@ -247,7 +247,7 @@ class IngestErrorOut(BaseModel):
 class IngestOut(BaseModel):
     context: ContextOut
     accepted: int = Field(description="New events stored.")
-    duplicates: int = Field(description="Events whose id was already recorded: not counted again.")
+    duplicates: int = Field(description="Events recorded before (same id and timestamp): not counted again.")
     rejected: int
     errors: list[IngestErrorOut] = Field(description="Why each rejected event was refused.")
     duplicate_indexes: list[int] = Field(default_factory=list)

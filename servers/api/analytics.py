@@ -33,7 +33,10 @@ _EVENT_DOC = {
     "type": "object",
     "required": ["name"],
     "properties": {
-        "id": {"type": "string", "description": "Your id for the event (a UUID is best): resends dedupe."},
+        "id": {
+            "type": "string",
+            "description": "Your id for the event (a UUID is best): resends with the same timestamp dedupe.",
+        },
         "name": {"type": "string", "description": "e.g. page_view; `/` is reserved for platform events."},
         "timestamp": {"type": "string", "format": "date-time", "description": "With an offset; default now."},
         "client_id": {"type": "string", "description": "Who did it: a client id or your visitor id."},
@@ -147,7 +150,8 @@ async def ingest(
     idempotency_key: IdempotencyKey = None,
 ) -> IngestOut:
     """Record one event or a batch in the current context. Bad events are reported per item
-    (`errors`) and the good ones kept; an id sent before is a duplicate, never counted twice.
+    (`errors`) and the good ones kept; an event sent before (same id and timestamp) is a
+    duplicate, never counted twice.
     Session tokens and API keys with the scope `analytics:ingest`."""
     events, single = _events_of(body)
     async with caller.context() as (ctx, uow):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -55,6 +56,8 @@ async def test_track_then_ask_how_it_is_going(client: httpx.AsyncClient, db: Dat
     org = await make_org(client, a)
     await install(client, a, "analytics", org=org)
     await install(client, a, "analytics")
+    # An event is identified by its id and timestamp: a retry repeats both.
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0).isoformat()
     async with Client(build_server(db, static_token=a.token, toolset_names=["analytics"])) as c:
         for i in range(3):
             r = await c.call_tool(
@@ -62,6 +65,7 @@ async def test_track_then_ask_how_it_is_going(client: httpx.AsyncClient, db: Dat
                 {
                     "name": "lead_captured",
                     "event_id": f"lead-{i}",
+                    "timestamp": at,
                     "properties": json.dumps({"channel": "ig"}),
                     "org": org,
                 },
@@ -69,7 +73,7 @@ async def test_track_then_ask_how_it_is_going(client: httpx.AsyncClient, db: Dat
             assert not r.is_error, text_of(r)
             assert r.structured_content["accepted"] == 1 and r.structured_content["id"]
         again = await c.call_tool(
-            "analytics_track", {"name": "lead_captured", "event_id": "lead-0", "org": org}
+            "analytics_track", {"name": "lead_captured", "event_id": "lead-0", "timestamp": at, "org": org}
         )
         assert again.structured_content["accepted"] == 0 and again.structured_content["duplicates"] == 1
 

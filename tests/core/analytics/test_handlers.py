@@ -28,7 +28,7 @@ async def emit(db: Database, person: str, org: str | None, name: str, data: dict
 async def analytics_rows(db: Database, event_id: uuid.UUID) -> list[Any]:
     return await sql(
         db,
-        "SELECT e.*, (SELECT count(*) FROM analytics.event_ids i WHERE i.id = e.id) AS ids"
+        "SELECT e.*, (SELECT count(*) FROM analytics.events i WHERE i.id = e.id) AS ids"
         " FROM analytics.events e WHERE e.id = :id",
         id=event_id,
     )
@@ -163,7 +163,7 @@ async def test_deleting_an_org_purges_its_analytics(client: httpx.AsyncClient, d
     ][0] > 0
     assert (await client.delete(f"/v1/orgs/{org}", headers=a.h())).status_code == 204
     await Relay(db).drain()
-    for table in ("events", "event_ids", "counts"):
+    for table in ("events", "counts", "property_counts", "client_sets"):
         left = await sql(
             db, f"SELECT count(*) FROM analytics.{table} WHERE tenant_id = CAST(:t AS uuid)", t=oid
         )

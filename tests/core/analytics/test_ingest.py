@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from core.analytics.models import GRAINS
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import make_org, running, signup
@@ -26,20 +27,57 @@ def now() -> dt.datetime:
 
 
 async def stored_count(db: Database, tenant: str, name: str | None = None) -> tuple[int, int, int]:
-    """(events, ids, rollup sum) of a tenant, counted directly in the tables."""
+    """(events [of `name`], events of any name, rollup sum) of a tenant, counted directly in the
+    tables."""
     cond = "tenant_id = CAST(:t AS uuid)" + (" AND name = :n" if name else "")
     params: dict[str, Any] = {"t": tenant, "n": name}
     (events,) = (await sql(db, f"SELECT count(*) FROM analytics.events WHERE {cond}", **params))[0]
     (ids,) = (
-        await sql(db, "SELECT count(*) FROM analytics.event_ids WHERE tenant_id = CAST(:t AS uuid)", t=tenant)
+        await sql(db, "SELECT count(*) FROM analytics.events WHERE tenant_id = CAST(:t AS uuid)", t=tenant)
     )[0]
     per_grain = await sql(
         db, f"SELECT grain, sum(n) FROM analytics.counts WHERE {cond} GROUP BY grain ORDER BY grain", **params
     )
     rolled = {int(g): int(n) for g, n in per_grain}
-    # Both grains of the rollup count every event once.
-    assert set(rolled) <= {15, 60} and rolled.get(15, 0) == rolled.get(60, 0), rolled
+    # Every grain of the rollup counts every event once.
+    assert set(rolled) <= set(GRAINS) and len({rolled.get(g, 0) for g in GRAINS}) == 1, rolled
+    await rollups_match_events(db, tenant)
     return int(events), int(ids), rolled.get(15, 0)
+
+
+async def rollups_match_events(db: Database, tenant: str) -> None:
+    """The property rollup and the client sets say what the events say, bucket by bucket."""
+    props = await sql(
+        db,
+        "SELECT grain, name, bucket, props, sum(n) FROM analytics.property_counts"
+        " WHERE tenant_id = CAST(:t AS uuid) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4::text",
+        t=tenant,
+    )
+    expected = await sql(
+        db,
+        "SELECT g.grain, name, date_bin(make_interval(mins => g.grain), ts, TIMESTAMPTZ '2000-01-01Z') AS b,"
+        " analytics.rollup_properties(properties) AS p, count(*) FROM analytics.events"
+        " CROSS JOIN unnest(CAST(:grains AS integer[])) AS g(grain)"
+        " WHERE tenant_id = CAST(:t AS uuid) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4::text",
+        t=tenant,
+        grains=list(GRAINS),
+    )
+    assert [tuple(r) for r in props] == [tuple(r) for r in expected]
+    sets = await sql(
+        db,
+        'SELECT name, bucket, array_agg(DISTINCT c COLLATE "C" ORDER BY c COLLATE "C") FROM analytics.client_sets, unnest(clients) c'
+        " WHERE tenant_id = CAST(:t AS uuid) GROUP BY 1, 2 ORDER BY 1, 2",
+        t=tenant,
+    )
+    raw = await sql(
+        db,
+        "SELECT name, date_bin(interval '15 minutes', ts, TIMESTAMPTZ '2000-01-01Z') AS b,"
+        ' array_agg(DISTINCT client_id COLLATE "C" ORDER BY client_id COLLATE "C")'
+        " FROM analytics.events WHERE tenant_id = CAST(:t AS uuid) AND client_id IS NOT NULL"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+        t=tenant,
+    )
+    assert [tuple(r) for r in sets] == [tuple(r) for r in raw]
 
 
 async def test_a_batch_reports_each_bad_event_and_keeps_the_good_ones(
