@@ -229,16 +229,20 @@ class UnitOfWork:
         person_id: uuid.UUID | None = None,
         org_id: uuid.UUID | None = None,
         trace_id: str | None = None,
+        traceparent: str | None = None,
     ) -> uuid.UUID:
         """Queue an event; it is written to the outbox in this transaction, so it exists exactly
         when the change it describes does. Names are `{domain}/{entity}.{action}`. `trace_id`:
-        the trace the event continues when it is not this unit of work's (a job's own trace)."""
+        the trace the event continues when it is not this unit of work's (a job's own trace);
+        `traceparent`: the span its handlers continue when not the active one (a sweep emitting
+        for work a request started earlier)."""
         validate_event_name(name)
         ctx = self.ctx
         pid = person_id or (ctx.person_id if ctx else self.person_id)
         oid = org_id if org_id is not None else (ctx.org_id if ctx else self.org_id)
         event_id = uuid.uuid4()
-        tid = trace_id or self.trace_id
+        # A stored traceparent names its trace: the event's trace id agrees with its span's.
+        tid = trace_id or (traceparent.split("-")[1] if traceparent else None) or self.trace_id
         payload: dict[str, Any] = to_jsonable_python(data)
         payload.update(
             {
@@ -258,7 +262,7 @@ class UnitOfWork:
                 "trace_id": tid,
                 # The emitting span, which the handlers' spans continue; an event carried into
                 # a trace of its own (a job's) starts that trace, linked to this span.
-                "traceparent": current_traceparent(),
+                "traceparent": traceparent or current_traceparent(),
             }
         )
         return event_id

@@ -52,6 +52,9 @@ async def send_due_reminders(uow: UnitOfWork, lead: dt.timedelta | None = None) 
     ).scalars()
     count = 0
     for b in rows:
-        emit_event(uow, "reminder_due", b, lead_minutes=int(lead.total_seconds() // 60))
+        # In the trace of the request that confirmed (or moved) the booking, not the sweep's.
+        emit_event(
+            uow, "reminder_due", b, traceparent=b.traceparent, lead_minutes=int(lead.total_seconds() // 60)
+        )
         count += 1
     return count

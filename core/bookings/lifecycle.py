@@ -48,6 +48,7 @@ from core.bookings.schemas import (
 from core.context import TenantContext
 from core.errors import Conflict, FieldIssue, Gone, ValidationFailed
 from core.idempotency import idempotent, idempotent_operation
+from core.observability import current_traceparent
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
@@ -81,7 +82,12 @@ async def confirm_booking(
     client = await resolve_client(ctx, uow, data)
     if client is None and b.client_id is None:
         raise client_required()
-    values: dict[str, Any] = {"status": "confirmed", "confirmed_at": func.now(), "hold_expires_at": None}
+    values: dict[str, Any] = {
+        "status": "confirmed",
+        "confirmed_at": func.now(),
+        "hold_expires_at": None,
+        "traceparent": current_traceparent(),
+    }
     if client is not None:
         values["client_id"] = client.id
     if data.notes is not None:
@@ -250,6 +256,7 @@ async def _move(
         reminder_channel=None,
         reminder_status=None,
         reminder_error=None,
+        traceparent=current_traceparent(),
         reschedules=Booking.reschedules.op("||")(
             cast(literal("[" + entry.model_dump_json() + "]", type_=Text), JSONB)
         ),

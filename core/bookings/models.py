@@ -207,6 +207,9 @@ class Booking(TenantOwned, Base):
     reminder_channel: Mapped[str | None] = mapped_column(Text)
     reminder_status: Mapped[str | None] = mapped_column(Text)
     reminder_error: Mapped[str | None] = mapped_column(Text)
+    # The span that confirmed or last moved the booking (W3C traceparent): its reminder, emitted
+    # later by a sweep, continues that trace.
+    traceparent: Mapped[str | None] = mapped_column(Text)
     confirmed_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = created_at()
     updated_at: Mapped[dt.datetime] = updated_at()

@@ -57,9 +57,17 @@ def _event(b: Booking, **extra: Any) -> dict[str, Any]:
     return data
 
 
-def emit_event(uow: UnitOfWork, action: str, b: Booking, **extra: Any) -> None:
+def emit_event(
+    uow: UnitOfWork, action: str, b: Booking, *, traceparent: str | None = None, **extra: Any
+) -> None:
     # Explicit owner: the manage link and the sweeps act outside a person's context.
-    uow.emit(f"bookings/booking.{action}", _event(b, **extra), person_id=b.person_id, org_id=b.org_id)
+    uow.emit(
+        f"bookings/booking.{action}",
+        _event(b, **extra),
+        person_id=b.person_id,
+        org_id=b.org_id,
+        traceparent=traceparent,
+    )
 
 
 def status_of(b: Booking, now: dt.datetime | None = None) -> str:

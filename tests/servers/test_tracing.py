@@ -4,6 +4,7 @@ its job id as trace id; MCP tool calls get a span that names the tool and carrie
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from opentelemetry.util._once import Once
 
+from core.bookings import send_due_reminders
 from core.observability import add_trace_ids, trace
 from core.relay import Relay
 from core.uow import Database
@@ -152,6 +154,49 @@ async def test_a_rest_hold_reads_as_one_trace_through_the_outbox_to_its_handler(
     server = next(s for s in confirm_spans if s.kind is SpanKind.SERVER)
     mapped = [s for s in confirm_spans if s.name == "handle bookings/booking.confirmed"]
     assert mapped and all(server in ancestors(s, index) for s in mapped)
+
+
+async def test_a_reminder_sent_later_by_a_sweep_continues_the_confirms_trace(
+    traced: httpx.AsyncClient, spans: InMemorySpanExporter, db: Database
+) -> None:
+    owner = await signup(traced, "remind")
+    await set_hours(traced, owner)
+    service = await make_service(traced, owner)
+    hold = await traced.post(
+        "/v1/bookings/holds",
+        json={
+            "service_id": service["id"],
+            "start_at": at(day_ahead(6), "10:00"),
+            "client_email": "r@example.com",
+        },
+        headers=owner.h(),
+    )
+    assert hold.status_code == 201, hold.text
+    confirmed = await traced.post(f"/v1/bookings/{hold.json()['id']}/confirm", json={}, headers=owner.h())
+    assert confirmed.status_code == 200, confirmed.text
+    confirm_trace = confirmed.headers["x-trace-id"]
+    await Relay(db).drain()
+
+    # Days later a sweep, in a trace of its own, finds the booking due.
+    with trace(name="schedule bookings.reminders") as sweep_trace:
+        async with db.system() as uow:
+            assert await send_due_reminders(uow, dt.timedelta(days=8)) >= 1  # other tests' bookings too
+    assert sweep_trace != confirm_trace
+    rows = await admin(
+        db,
+        "SELECT trace_id, traceparent FROM platform.outbox WHERE name = 'bookings/booking.reminder_due'"
+        " AND data->>'booking_id' = :b",
+        {"b": hold.json()["id"]},
+    )
+    assert len(rows) == 1 and rows[0].trace_id == confirm_trace
+    assert rows[0].traceparent.split("-")[1] == confirm_trace
+    await Relay(db).drain()
+    story = in_trace(spans, confirm_trace)
+    index = by_id(story)
+    server = next(s for s in story if s.kind is SpanKind.SERVER)
+    reminders = [s for s in story if s.name == "handle bookings/booking.reminder_due"]
+    assert reminders, sorted({s.name for s in story})
+    assert all(server in ancestors(s, index) for s in reminders)
 
 
 async def test_a_jobs_spans_and_log_lines_carry_its_job_id_as_trace_id(
