@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -151,6 +151,7 @@ class Relay:
         self.workers = workers
         self.registry = load_handlers(db.settings.handler_modules)
         self._wake = asyncio.Event()
+        self._listening = asyncio.Event()
         self._next_fire: dict[str, dt.datetime] = {}
         # Claims this relay is working on, renewed by `run` until their outcome is written.
         self._held_deliveries: set[uuid.UUID] = set()
@@ -362,10 +363,11 @@ class Relay:
     def wake(self) -> None:
         self._wake.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None) -> None:
         """The long-running loop: woken by NOTIFY, or when the next retry or lease comes due,
         polling as a fallback. Schedules and lease renewal run beside it, so a long job or a
-        slow handler never delays delivery."""
+        slow handler never delays delivery. `on_ready` is called once the first pass is done:
+        a process announcing itself then is one that takes work."""
         tasks = [asyncio.create_task(self._listen(stop)), asyncio.create_task(self._renew_loop(stop))]
         if self.sink is None:
             tasks.append(asyncio.create_task(self._schedule_loop(stop)))
@@ -380,6 +382,11 @@ class Relay:
                         wait = min(poll, max(due, 0.05))
                 except Exception:
                     log.exception("relay_iteration_failed")
+                if on_ready is not None:
+                    # Announced once it hears NOTIFY too (bounded: polling still delivers).
+                    await _first_of(self._listening, stop, seconds=10)
+                    on_ready()
+                    on_ready = None
                 self._wake.clear()
                 await _first_of(self._wake, stop, seconds=wait)
         finally:
@@ -410,9 +417,11 @@ class Relay:
             try:
                 conn = await asyncpg.connect(dsn)
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                self._listening.set()
                 self._wake.set()  # catch up on anything committed while we were not listening
                 await stop.wait()
             except (OSError, asyncpg.PostgresError) as exc:
+                self._listening.clear()
                 log.warning("relay_listen_failed", error=type(exc).__name__)
                 await asyncio.sleep(1.0)
             finally:

@@ -261,15 +261,20 @@ async def _run_relay(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     relay = Relay(db, sink)
-    log.info("relay_started", process=process_id(), inngest=sink is not None)
-    typer.secho(
-        f"Atlilith relay {process_id()}: {'publishing to Inngest' if sink else 'delivering in-process'}"
-        "  ·  Ctrl-C stops",
-        fg=typer.colors.GREEN,
-        err=True,
-    )
+
+    def announce() -> None:
+        # After the first pass, not before: whoever waits for this line (an operator, the
+        # two-relay resilience scenario) can count on this process taking work from now on.
+        log.info("relay_started", process=process_id(), inngest=sink is not None)
+        typer.secho(
+            f"Atlilith relay {process_id()}:"
+            f" {'publishing to Inngest' if sink else 'delivering in-process'}  ·  Ctrl-C stops",
+            fg=typer.colors.GREEN,
+            err=True,
+        )
+
     try:
-        await relay.run(stop)
+        await relay.run(stop, on_ready=announce)
     finally:
         await db.dispose()
 
