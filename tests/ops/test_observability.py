@@ -26,7 +26,8 @@ from core.uow import Database
 from servers.app import create_app
 from tests.conftest import running, signup
 from tests.ops.test_infrastructure import COMPOSE, compose, interpolate, known_vars
-from tests.support.billing import free_port, grant, make_admin
+from tests.support.billing import grant, make_admin
+from tests.support.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "infrastructure" / "observability" / "grafana" / "dashboards"

@@ -20,12 +20,12 @@ from tests.conftest import make_org, signup
 from tests.support.messaging import (
     FakePeer,
     api_key,
-    drain_until,
     inbound,
     messaging_client,
     messaging_db,
     outbox,
 )
+from tests.support.relay import drain_until
 
 
 @pytest.fixture(scope="module")

@@ -158,36 +158,28 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_before_use(
 async def test_an_open_stream_holds_no_connection(db: Database, client: httpx.AsyncClient, mode: str) -> None:
     """A listen stream (2026-07-28) or a session's GET stream (handshake era) lasts as long as
     the client wants: the verifier's unit of work goes back before it starts."""
-    import uvicorn
 
     from servers.app import create_app
-    from tests.cli.live import free_port
+    from tests.support.serving import free_port, serving
 
     a = await signup(client)
     port = free_port()
     settings = db.settings.model_copy(update={"port": port, "mcp_http_sessions": "stateful"})
     own_db = Database(settings)
     app = create_app(settings, db=own_db, run_relay=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
-        url = f"http://127.0.0.1:{port}/mcp"
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as c:  # type: ignore[arg-type]
-            assert not (await c.call_tool("whoami", {})).is_error
-            if mode != "legacy":
-                async with c.listen(tools_list_changed=True):
+        async with serving(app, port, lifespan="on"):
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
+            url = f"http://127.0.0.1:{port}/mcp"
+            async with Client(streamable_http_client(url, http_client=http), mode=mode) as c:  # type: ignore[arg-type]
+                assert not (await c.call_tool("whoami", {})).is_error
+                if mode != "legacy":
+                    async with c.listen(tools_list_changed=True):
+                        assert not (await c.call_tool("whoami", {})).is_error
+                        assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+                else:
+                    # The session's standing GET stream is open alongside the call.
                     assert not (await c.call_tool("whoami", {})).is_error
                     assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-            else:
-                # The session's standing GET stream is open alongside the call.
-                assert not (await c.call_tool("whoami", {})).is_error
-                assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
-        server.should_exit = True
-        await task
         await own_db.dispose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 import uuid
 from pathlib import Path
@@ -14,7 +13,6 @@ import httpx
 import httpx2
 import pytest
 import structlog
-import uvicorn
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -26,6 +24,7 @@ from servers.mcp import build_server
 from tests.conftest import make_org, signup
 from tests.support.mcp import tool_error
 from tests.support.registry import install
+from tests.support.serving import free_port, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -224,33 +223,18 @@ async def test_http_mcp_refuses_unknown_hosts(app: Any, client: httpx.AsyncClien
         assert r.status_code == 421
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_real_http_server_round_trip(db: Database, client: httpx.AsyncClient) -> None:
     a = await signup(client)
-    port = _free_port()
+    port = free_port()
     settings = db.settings.model_copy(update={"port": port})
     app = create_app(settings, db=db, run_relay=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)
+    async with serving(app, port, lifespan="on"):
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
         async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as c:
             made = await c.call_tool("clients_create", {"name": "Over The Wire"})
             assert not made.is_error, text_of(made)
             got = await c.call_tool("clients_get", {"client_id": made.structured_content["id"]})
             assert got.structured_content["name"] == "Over The Wire"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_real_stdio_subprocess(db: Database, client: httpx.AsyncClient) -> None:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from jsonschema import Draft202012Validator
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -31,11 +30,11 @@ from core.config import Settings
 from core.uow import Database
 from servers.app import create_app
 from servers.mcp import build_server
-from tests.cli.live import free_port
 from tests.conftest import ROOT, Account
 from tests.support.billing import make_admin
 from tests.support.every_tool import BAD, OK, World, build, error_object, plan_bad, plan_ok
 from tests.support.messaging import FakePeer, messaging_client, messaging_db
+from tests.support.serving import free_port, serving
 
 TS_CLIENT = Path(__file__).resolve().parent / "ts_client"
 # Outside the source tree's tracked files (.atlilith/ is ignored), kept between runs: npm install
@@ -181,18 +180,8 @@ async def live_http(db: Database) -> AsyncIterator[str]:
     another process and speaks real HTTP to it."""
     port = free_port()
     app = create_app(db.settings.model_copy(update={"port": port}), db=db, run_relay=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "the server did not start"
-            await asyncio.sleep(0.02)
+    async with serving(app, port, lifespan="on"):
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def check_ts(

@@ -13,8 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-import uvicorn
-from sqlalchemy import text
 
 from core import billing, webhooks
 from core.relay import Relay
@@ -24,7 +22,6 @@ from tests.conftest import Account, signup
 from tests.support.billing import (
     FakePeer,
     assert_consistent,
-    free_port,
     grant,
     ledger_state,
     make_admin,
@@ -33,6 +30,8 @@ from tests.support.billing import (
 )
 from tests.support.registry import install
 from tests.support.rls import raw_as
+from tests.support.serving import free_port, serving
+from tests.support.sql import system_sql
 
 
 async def register(
@@ -414,16 +413,13 @@ async def test_peer_admin_rotation_and_validation(
         body, old = signed(new_key, {"status": "succeeded"})
         late = await client.post(f"/v1/jobs/{third}/callback", content=body, headers=old)
         assert late.status_code == 401 and late.json()["code"] == "signature_invalid"
-        async with db.system() as uow:
-            kept = (
-                await uow.session.execute(
-                    text(
-                        "SELECT count(*) FROM billing.peer_secrets"
-                        " s JOIN billing.peers p ON p.id = s.peer_id WHERE p.slug = :s"
-                    ),
-                    {"s": peer["slug"]},
-                )
-            ).scalar_one()
+        kept = (
+            await system_sql(
+                db,
+                "SELECT count(*) FROM billing.peer_secrets s JOIN billing.peers p ON p.id = s.peer_id WHERE p.slug = :s",
+                {"s": peer["slug"]},
+            )
+        ).scalar_one()
         # Keys past their end are deleted at the next rotation; the one just ended waits for it.
         assert kept == 2
         off = await client.patch(
@@ -489,18 +485,15 @@ async def test_the_relay_runs_peer_jobs_in_a_live_app(db: Database) -> None:
         settings = db.settings.model_copy(update={"port": port, "relay_poll_seconds": 0.2})
         live_db = Database(settings)
         app = create_app(settings, db=live_db, run_relay=True)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-        task = asyncio.create_task(server.serve())
         try:
-            while not server.started:
-                await asyncio.sleep(0.02)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            async with serving(app, port) as base, httpx.AsyncClient(base_url=base) as http:
                 a = await signup(http)
-                async with live_db.system() as uow:  # a is their own platform admin here
-                    await uow.session.execute(
-                        text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"),
-                        {"p": uuid.UUID(a.id)},
-                    )
+                # a is their own platform admin here
+                await system_sql(
+                    live_db,
+                    "UPDATE platform.persons SET is_platform_admin = true WHERE id = :p",
+                    {"p": uuid.UUID(a.id)},
+                )
                 await grant(http, a, 10, person=a.slug)
                 peer = await register(http, a, fake.base_url, installed_by=a)
                 run = (
@@ -516,6 +509,4 @@ async def test_the_relay_runs_peer_jobs_in_a_live_app(db: Database) -> None:
                 done = (await http.get(f"/v1/jobs/{run['job_id']}", headers=a.h())).json()
                 assert done["status"] == "succeeded" and done["credits_captured"] == 5
         finally:
-            server.should_exit = True
-            await task
             await live_db.dispose()

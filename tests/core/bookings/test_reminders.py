@@ -16,7 +16,8 @@ from core.relay import Relay
 from core.uow import Database
 from tests.conftest import signup
 from tests.core.bookings.helpers import make_service
-from tests.support.messaging import FakePeer, drain_until, messaging_client, messaging_db
+from tests.support.messaging import FakePeer, messaging_client, messaging_db
+from tests.support.relay import drain_until
 
 CLIENT = {"client_name": "Ada", "client_email": "ada@example.com"}
 
