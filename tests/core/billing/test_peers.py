@@ -62,6 +62,14 @@ async def register(
     return dict(r.json())
 
 
+async def dispatch(client: httpx.AsyncClient, db: Database, peer: dict[str, Any], by: Account) -> str:
+    """`by` runs the peer's draft-reply; the relay hands the job to the peer. The job's id."""
+    r = await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=by.h())
+    assert r.status_code == 202, r.text
+    await Relay(db).drain()
+    return str(r.json()["job_id"])
+
+
 @pytest.fixture
 async def setup(client: httpx.AsyncClient, db: Database) -> Any:
     admin, a = await make_admin(client), await signup(client)
@@ -152,10 +160,7 @@ async def test_peer_failure_callback_releases(client: httpx.AsyncClient, db: Dat
     admin, a = setup
     async with FakePeer() as fake:
         peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         body, sig = signed(
             peer["secret"],
             {"status": "failed", "error": {"code": "model_overloaded", "message": "try later"}},
@@ -177,10 +182,7 @@ async def test_unreachable_peer_fails_with_a_reason(
     admin, a = setup
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     peer = await register(client, admin, nowhere, installed_by=a)
-    job_id = (
-        await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-    ).json()["job_id"]
-    await Relay(db).drain()
+    job_id = await dispatch(client, db, peer, a)
     failed = await job_of(client, a, job_id)
     assert failed["status"] == "failed" and failed["error"]["code"] == "peer_unreachable"
     assert failed["hold_status"] == "released"
@@ -196,20 +198,14 @@ async def test_peer_errors_are_retried_a_bounded_number_of_times(
     async with FakePeer() as fake:
         fake.mode = "error"
         peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         assert len(fake.received) == db.settings.peer_max_attempts
         failed = await job_of(client, a, job_id)
         assert failed["error"]["code"] == "peer_error" and "503" in failed["error"]["message"]
 
         fake.mode = "reject"
         fake.received.clear()
-        job2 = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job2 = await dispatch(client, db, peer, a)
         assert len(fake.received) == 1  # a 4xx is the peer's final word
         assert (await job_of(client, a, job2))["error"]["code"] == "peer_rejected"
     assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
@@ -224,10 +220,7 @@ async def test_peer_request_timeout(client: httpx.AsyncClient, db: Database, set
         async with FakePeer() as fake:
             fake.mode, fake.slow_seconds = "slow", 1.5
             peer = await register(client, admin, fake.base_url, installed_by=a)
-            job_id = (
-                await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-            ).json()["job_id"]
-            await Relay(quick).drain()
+            job_id = await dispatch(client, quick, peer, a)
             failed = await job_of(client, a, job_id)
             assert failed["status"] == "failed" and failed["error"]["code"] == "peer_timeout"
             assert len(fake.received) == 2
@@ -242,10 +235,7 @@ async def test_no_callback_before_the_deadline_fails_as_timeout(
     admin, a = setup
     async with FakePeer() as fake:
         peer = await register(client, admin, fake.base_url, installed_by=a, timeout_seconds=30)
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         running_job = await job_of(client, a, job_id)
         deadline = dt.datetime.fromisoformat(running_job["deadline_at"])
         started = dt.datetime.fromisoformat(running_job["started_at"])
@@ -273,10 +263,7 @@ async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
     admin, a = setup
     async with FakePeer() as fake:
         peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         result = {"status": "succeeded", "output": {"x": 1}, "usage": {"credits": 5}}
         forged_body, forged = signed(webhooks.new_secret(), result)
         r = await client.post(f"/v1/jobs/{job_id}/callback", content=forged_body, headers=forged)
@@ -306,10 +293,7 @@ async def test_malformed_callback_bodies_are_422(client: httpx.AsyncClient, db: 
     admin, a = setup
     async with FakePeer() as fake:
         peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         for bad in (
             b"not json",
             b'{"status": "maybe"}',
@@ -361,10 +345,7 @@ async def test_peer_admin_rotation_and_validation(
             headers=admin.h(),
         )
         assert bad_url.status_code == 422
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         rotated = await client.patch(
             f"/v1/admin/peers/{peer['slug']}", json={"rotate_secret": True}, headers=admin.h()
         )
@@ -376,10 +357,7 @@ async def test_peer_admin_rotation_and_validation(
         body, old = signed(peer["secret"], {"status": "failed"})
         overlap = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=old)
         assert overlap.status_code == 200, overlap.text
-        second = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        second = await dispatch(client, db, peer, a)
         raw, sent = fake.received_raw[-1], fake.headers[-1]
         assert signed_by(new_key, raw, sent) and signed_by(peer["secret"], raw, sent)
         assert len(sent["webhook-signature"].split(" ")) == 2
@@ -404,10 +382,7 @@ async def test_peer_admin_rotation_and_validation(
         )
         newest = now.json()["secret"]
         assert [k["retires_at"] for k in now.json()["keys"]] == [None]
-        third = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        third = await dispatch(client, db, peer, a)
         raw, sent = fake.received_raw[-1], fake.headers[-1]
         assert signed_by(newest, raw, sent) and not signed_by(new_key, raw, sent)
         body, old = signed(new_key, {"status": "succeeded"})
