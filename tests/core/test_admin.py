@@ -90,10 +90,9 @@ async def test_suspension_is_effective_at_once_everywhere_and_reactivation_resto
     client: httpx.AsyncClient, app: Any, db: Database
 ) -> None:
     from mcp import Client
-    from mcp.client.streamable_http import streamable_http_client
 
     from servers.mcp import build_server
-    from tests.tools.test_mcp import http_client
+    from tests.support.mcp import mcp_client
 
     admin, a = await make_admin(client), await signup(client)
     key = (await client.post("/v1/api-keys", json={"name": "agent", "scopes": ["*"]}, headers=a.h())).json()
@@ -108,9 +107,7 @@ async def test_suspension_is_effective_at_once_everywhere_and_reactivation_resto
     assert await verifier.verify_token(key["token"]) is not None
     async with Client(stdio_like) as c:
         assert not (await c.call_tool("whoami", {})).is_error
-    async with Client(
-        streamable_http_client("http://testserver/mcp", http_client=http_client(app, a.token))
-    ) as c:
+    async with mcp_client(app, a.token) as c:
         assert not (await c.call_tool("whoami", {})).is_error
     assert (await client.get(feed_path)).status_code == 200
 

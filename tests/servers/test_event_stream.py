@@ -12,8 +12,8 @@ import pytest
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import make_org, signup
-from tests.support.messaging import api_key, inbound, messaging_client, messaging_db
-from tests.support.serving import free_port, serving
+from tests.support.messaging import api_key, inbound, messaging_db
+from tests.support.serving import app_client, free_port, serving
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ async def sdb(db: Database) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def sc(sdb: Database) -> AsyncIterator[httpx.AsyncClient]:
-    async with messaging_client(sdb) as c:
+    async with app_client(sdb) as c:
         yield c
 
 

@@ -17,15 +17,9 @@ from core.messaging.threads import wake_snoozed_threads
 from core.relay import Relay
 from core.uow import Database
 from tests.conftest import make_org, signup
-from tests.support.messaging import (
-    FakePeer,
-    api_key,
-    inbound,
-    messaging_client,
-    messaging_db,
-    outbox,
-)
+from tests.support.messaging import FakePeer, api_key, inbound, messaging_db, outbox
 from tests.support.relay import drain_until
+from tests.support.serving import app_client
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +33,7 @@ async def mdb(db: Database) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def mc(mdb: Database) -> AsyncIterator[httpx.AsyncClient]:
-    async with messaging_client(mdb) as c:
+    async with app_client(mdb) as c:
         yield c
 
 
@@ -533,7 +527,7 @@ async def test_draft_generation_with_no_peer_or_a_dead_or_slow_peer(
 
     slow_db = messaging_db(db, messaging_peer_timeout_seconds=0.3, messaging_peer_retries=1)
     try:
-        async with messaging_client(slow_db) as slow, FakePeer(delay=1.5) as peer:
+        async with app_client(slow_db) as slow, FakePeer(delay=1.5) as peer:
             await slow.put("/v1/messaging/settings", json={"draft_peer_url": peer.url("/draft")}, headers=h)
             started = asyncio.get_running_loop().time()
             r = await slow.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers=h)
@@ -551,7 +545,7 @@ async def test_a_thinking_peer_pins_no_connection_and_the_draft_is_written_again
     # One pooled connection in all: if the drafting call held it, nothing else could run.
     tight = messaging_db(db, db_pool_size=1, db_max_overflow=0)
     try:
-        async with messaging_client(tight) as mc, FakePeer(delay=1.0) as peer:
+        async with app_client(tight) as mc, FakePeer(delay=1.0) as peer:
             owner = await signup(mc)
             h = owner.h()
             agent = bearer(await api_key(mc, owner, ["messaging:read", "messaging:write"]))

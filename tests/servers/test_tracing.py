@@ -29,8 +29,9 @@ from servers.mcp import build_server
 from tests.conftest import running, signup
 from tests.core.bookings.helpers import admin, at, day_ahead, make_service, set_hours
 from tests.support.billing import grant, make_admin
-from tests.support.messaging import FakePeer, inbound, messaging_client, messaging_db
+from tests.support.messaging import FakePeer, inbound, messaging_db
 from tests.support.registry import install
+from tests.support.serving import app_client
 
 
 def _reset_provider() -> None:
@@ -58,13 +59,8 @@ def spans() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture
 async def traced(spans: InMemorySpanExporter, db: Database) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app built while tracing is on (so with the ASGI instrumentation)."""
-    from servers.app import create_app
-
-    application = create_app(db.settings, db=db, run_relay=False)
-    async with running(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with app_client(db) as c:
+        yield c
 
 
 def _hex(value: int) -> str:
@@ -305,7 +301,7 @@ async def test_draft_generation_spans_carry_sizes_never_text_and_the_peer_joins_
 ) -> None:
     database = messaging_db(db)
     try:
-        async with messaging_client(database) as mc, FakePeer() as peer:
+        async with app_client(database) as mc, FakePeer() as peer:
             owner = await signup(mc, "draft")
             h = owner.h()
             configured = await mc.put(

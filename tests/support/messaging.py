@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core.uow import Database
-from tests.conftest import Account, running
+from tests.conftest import Account
 from tests.support.serving import LocalServer
 from tests.support.sql import system_sql
 
@@ -96,17 +95,6 @@ def messaging_db(db: Database, **overrides: Any) -> Database:
         }
     )
     return Database(settings)
-
-
-@asynccontextmanager
-async def messaging_client(database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    from servers.app import create_app
-
-    application = create_app(database.settings, db=database, run_relay=False)
-    async with running(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
 
 
 async def api_key(client: httpx.AsyncClient, who: Account, scopes: list[str], org: str | None = None) -> str:

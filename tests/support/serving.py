@@ -1,5 +1,6 @@
-"""Apps on a real socket of 127.0.0.1: a free port, the whole app served in the test's event
-loop, and a base for the small fake servers (peers, Inngest's event API) tests talk to."""
+"""Apps for tests to talk to: in process (`app_client`), or on a real socket of 127.0.0.1 (a
+free port, the whole app served in the test's event loop, and a base for the small fake servers
+— peers, Inngest's event API — that tests run)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,34 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal, Self
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
+
+from core.config import Settings
+from core.uow import Database
+from tests.conftest import running
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def app_client(
+    database: Database, *, settings: Settings | None = None, base_url: str = "http://testserver"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the whole app on `database` (with `settings`, default the database's), its
+    lifespan run and no relay, called in process: no socket, no port."""
+    from servers.app import create_app
+
+    application = create_app(settings or database.settings, db=database, run_relay=False)
+    async with running(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as c:
+            yield c
 
 
 @asynccontextmanager

@@ -22,7 +22,7 @@ from core.uow import Database
 from servers.app import create_app
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
-from tests.support.mcp import tool_error
+from tests.support.mcp import mcp_client, mcp_http, tool_error
 from tests.support.registry import install
 from tests.support.serving import free_port, serving
 
@@ -173,13 +173,6 @@ async def test_tool_calls_log_with_a_trace_id(client: httpx.AsyncClient, db: Dat
 # --- over HTTP --------------------------------------------------------------------------------
 
 
-def http_client(app: Any, token: str | None, host: str = "testserver") -> httpx2.AsyncClient:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app), base_url=f"http://{host}", headers=headers
-    )
-
-
 async def test_http_mcp_requires_a_valid_bearer(app: Any, client: httpx.AsyncClient) -> None:
     a = await signup(client)
     init = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -203,9 +196,7 @@ async def test_http_mcp_with_session_token_and_api_key(app: Any, client: httpx.A
         await client.post("/v1/api-keys", json={"name": "agent", "scopes": ["*"], "org": org}, headers=a.h())
     ).json()
     for token, expect_org in ((a.token, None), (key["token"], org)):
-        async with Client(
-            streamable_http_client("http://testserver/mcp", http_client=http_client(app, token))
-        ) as c:
+        async with mcp_client(app, token) as c:
             me = await c.call_tool("whoami", {})
             assert not me.is_error, text_of(me)
             ctx = me.structured_content["context"]
@@ -214,7 +205,7 @@ async def test_http_mcp_with_session_token_and_api_key(app: Any, client: httpx.A
 
 async def test_http_mcp_refuses_unknown_hosts(app: Any, client: httpx.AsyncClient) -> None:
     a = await signup(client)
-    async with http_client(app, a.token, host="evil.example") as raw:
+    async with mcp_http(app, a.token, host="evil.example") as raw:
         r = await raw.post(
             "/mcp",
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
@@ -315,7 +306,7 @@ async def test_one_http_connection_narrows_its_tools_by_header_or_query(
 
     async def connect(url: str, headers: dict[str, str]) -> tuple[set[str], Any]:
         """What the connection lists, and what calling a messaging write there gives."""
-        http = http_client(app, a.token)
+        http = mcp_http(app, a.token)
         http.headers.update(headers)
         async with Client(streamable_http_client(url, http_client=http)) as c:
             listed = {t.name for t in (await c.list_tools()).tools}
@@ -341,7 +332,7 @@ async def test_one_http_connection_narrows_its_tools_by_header_or_query(
         # A tool outside the connection's selection is as unknown as one that does not exist.
         assert isinstance(outcome, MCPError) and outcome.code == INVALID_PARAMS
 
-    async with http_client(app, a.token) as raw:
+    async with mcp_http(app, a.token) as raw:
         r = await raw.post(
             "/mcp",
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},

@@ -33,8 +33,8 @@ from servers.mcp import build_server
 from tests.conftest import ROOT, Account
 from tests.support.billing import make_admin
 from tests.support.every_tool import BAD, OK, World, build, error_object, plan_bad, plan_ok
-from tests.support.messaging import FakePeer, messaging_client, messaging_db
-from tests.support.serving import free_port, serving
+from tests.support.messaging import FakePeer, messaging_db
+from tests.support.serving import app_client, free_port, serving
 
 TS_CLIENT = Path(__file__).resolve().parent / "ts_client"
 # Outside the source tree's tracked files (.atlilith/ is ignored), kept between runs: npm install
@@ -60,7 +60,7 @@ async def every_tool_world(
     async with FakePeer() as peer:
         mdb = messaging_db(db, messaging_draft_peer_url=peer.url("/draft"), toolsets=["all"])
         try:
-            async with messaging_client(mdb) as rest:
+            async with app_client(mdb) as rest:
                 owner = await make_admin(rest)
                 if owner_ready is not None:
                     await owner_ready(owner)

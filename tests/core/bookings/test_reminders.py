@@ -16,8 +16,9 @@ from core.relay import Relay
 from core.uow import Database
 from tests.conftest import signup
 from tests.core.bookings.helpers import make_service
-from tests.support.messaging import FakePeer, messaging_client, messaging_db
+from tests.support.messaging import FakePeer, messaging_db
 from tests.support.relay import drain_until
+from tests.support.serving import app_client
 
 CLIENT = {"client_name": "Ada", "client_email": "ada@example.com"}
 
@@ -31,7 +32,7 @@ async def mdb(db: Database) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def mc(mdb: Database) -> AsyncIterator[httpx.AsyncClient]:
-    async with messaging_client(mdb) as c:
+    async with app_client(mdb) as c:
         yield c
 
 
