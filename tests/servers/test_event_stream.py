@@ -12,18 +12,15 @@ import pytest
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import make_org, signup
-from tests.support.messaging import api_key, inbound, messaging_db
+from tests.support.messaging import api_key, inbound, messaging_database, messaging_db
 from tests.support.serving import app_client, free_port, serving
 
 
 @pytest.fixture(scope="module")
 async def sdb(db: Database) -> AsyncIterator[Database]:
     # Short connections so the in-process transport (which buffers) returns quickly.
-    database = messaging_db(db, events_stream_seconds=0.5, events_stream_poll_seconds=0.05)
-    try:
+    async with messaging_database(db, events_stream_seconds=0.5, events_stream_poll_seconds=0.05) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

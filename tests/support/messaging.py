@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,16 @@ def messaging_db(db: Database, **overrides: Any) -> Database:
         }
     )
     return Database(settings)
+
+
+@asynccontextmanager
+async def messaging_database(db: Database, **overrides: Any) -> AsyncIterator[Database]:
+    """`messaging_db`, its engine disposed of on the way out."""
+    database = messaging_db(db, **overrides)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 async def api_key(client: httpx.AsyncClient, who: Account, scopes: list[str], org: str | None = None) -> str:

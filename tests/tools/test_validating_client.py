@@ -33,7 +33,7 @@ from servers.mcp import build_server
 from tests.conftest import ROOT, Account
 from tests.support.billing import make_admin
 from tests.support.every_tool import BAD, OK, World, build, error_object, plan_bad, plan_ok
-from tests.support.messaging import FakePeer, messaging_db
+from tests.support.messaging import FakePeer, messaging_database
 from tests.support.serving import app_client, free_port, serving
 
 TS_CLIENT = Path(__file__).resolve().parent / "ts_client"
@@ -57,17 +57,16 @@ async def every_tool_world(
 ) -> AsyncIterator[World]:
     """The world of tests/support/every_tool.py, served with every toolset and a drafting peer;
     preparations go through an in-process MCP client of the owner."""
-    async with FakePeer() as peer:
-        mdb = messaging_db(db, messaging_draft_peer_url=peer.url("/draft"), toolsets=["all"])
-        try:
-            async with app_client(mdb) as rest:
-                owner = await make_admin(rest)
-                if owner_ready is not None:
-                    await owner_ready(owner)
-                async with Client(build_server(mdb, static_token=owner.token)) as c:
-                    yield await build(rest, c, mdb, owner)
-        finally:
-            await mdb.dispose()
+    async with (
+        FakePeer() as peer,
+        messaging_database(db, messaging_draft_peer_url=peer.url("/draft"), toolsets=["all"]) as mdb,
+        app_client(mdb) as rest,
+    ):
+        owner = await make_admin(rest)
+        if owner_ready is not None:
+            await owner_ready(owner)
+        async with Client(build_server(mdb, static_token=owner.token)) as c:
+            yield await build(rest, c, mdb, owner)
 
 
 async def test_every_tool_succeeds_within_its_output_schema_and_fails_as_an_error_object(

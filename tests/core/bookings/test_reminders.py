@@ -16,7 +16,7 @@ from core.relay import Relay
 from core.uow import Database
 from tests.conftest import signup
 from tests.core.bookings.helpers import make_service
-from tests.support.messaging import FakePeer, messaging_db
+from tests.support.messaging import FakePeer, messaging_database
 from tests.support.relay import drain_until
 from tests.support.serving import app_client
 
@@ -25,9 +25,8 @@ CLIENT = {"client_name": "Ada", "client_email": "ada@example.com"}
 
 @pytest.fixture
 async def mdb(db: Database) -> AsyncIterator[Database]:
-    database = messaging_db(db)
-    yield database
-    await database.dispose()
+    async with messaging_database(db) as database:
+        yield database
 
 
 @pytest.fixture
