@@ -62,6 +62,12 @@ async def register(
     return dict(r.json())
 
 
+async def assert_nothing_charged(client: httpx.AsyncClient, db: Database, who: Account) -> None:
+    """`who` has all 20 starting credits available again, and their ledger agrees."""
+    assert (await client.get("/v1/credits", headers=who.h())).json()["available"] == 20
+    assert_consistent(await ledger_state(db, who.id))
+
+
 async def dispatch(client: httpx.AsyncClient, db: Database, peer: dict[str, Any], by: Account) -> str:
     """`by` runs the peer's draft-reply; the relay hands the job to the peer. The job's id."""
     r = await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=by.h())
@@ -172,8 +178,7 @@ async def test_peer_failure_callback_releases(client: httpx.AsyncClient, db: Dat
         "code": "model_overloaded",
         "message": "try later",
     }
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
-    assert_consistent(await ledger_state(db, a.id))
+    await assert_nothing_charged(client, db, a)
 
 
 async def test_unreachable_peer_fails_with_a_reason(
@@ -186,7 +191,7 @@ async def test_unreachable_peer_fails_with_a_reason(
     failed = await job_of(client, a, job_id)
     assert failed["status"] == "failed" and failed["error"]["code"] == "peer_unreachable"
     assert failed["hold_status"] == "released"
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    await assert_nothing_charged(client, db, a)
     health = (await client.get(f"/v1/admin/peers/{peer['slug']}/health", headers=admin.h())).json()
     assert health["healthy"] is False and health["status"] is None
 
@@ -208,7 +213,7 @@ async def test_peer_errors_are_retried_a_bounded_number_of_times(
         job2 = await dispatch(client, db, peer, a)
         assert len(fake.received) == 1  # a 4xx is the peer's final word
         assert (await job_of(client, a, job2))["error"]["code"] == "peer_rejected"
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    await assert_nothing_charged(client, db, a)
 
 
 async def test_peer_request_timeout(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
@@ -226,7 +231,7 @@ async def test_peer_request_timeout(client: httpx.AsyncClient, db: Database, set
             assert len(fake.received) == 2
     finally:
         await quick.dispose()
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    await assert_nothing_charged(client, db, a)
 
 
 async def test_no_callback_before_the_deadline_fails_as_timeout(
@@ -253,8 +258,7 @@ async def test_no_callback_before_the_deadline_fails_as_timeout(
         late = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
         assert late.status_code == 200 and late.json()["applied"] is False
     assert (await job_of(client, a, job_id))["output"] is None
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
-    assert_consistent(await ledger_state(db, a.id))
+    await assert_nothing_charged(client, db, a)
 
 
 async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
@@ -286,7 +290,7 @@ async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
     failed = await job_of(client, a, job_id)
     assert failed["status"] == "failed" and failed["error"]["code"] == "signature_invalid"
     assert failed["hold_status"] == "released" and failed["credits_captured"] == 0
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    await assert_nothing_charged(client, db, a)
 
 
 async def test_malformed_callback_bodies_are_422(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
