@@ -11,7 +11,10 @@ time).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import functools
+import itertools
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ from core.analytics.client_sets import unique_clients
 from core.analytics.filters import PropertyFilter, compile_filters
 from core.analytics.models import GRAINS, ROLLUP_PROPERTIES
 from core.analytics.policy import MEMBER, SOURCE
-from core.analytics.timebuckets import Range, aligned, ceil15, ceil_to, floor15, floor_to
+from core.analytics.timebuckets import EPOCH, Range, aligned, ceil15, floor15
 from core.uow import UnitOfWork
 
 Key = tuple[str, str | None, bool]  # (event, breakdown value, is "other")
@@ -192,34 +195,90 @@ async def _raw(
     return top
 
 
-def _pieces(a: dt.datetime, b: dt.datetime, grains: list[int]) -> list[tuple[int, dt.datetime, dt.datetime]]:
-    """[a, b) (on the finest grain's grid) as runs of whole buckets, the coarsest grain inside and
-    finer ones at the edges: a year by UTC week reads 365 daily rows, not 35,040 quarter hours."""
+Piece = tuple[int, dt.datetime, dt.datetime, int]  # (grain, start, end, +1 or -1)
+_Run = tuple[int, int, int, int]  # a piece in minutes since EPOCH
+
+
+def _cost(pieces: tuple[_Run, ...]) -> int:
+    """Rollup rows read per member and event, plus an index descent per piece."""
+    return sum((e - s) // g + 1 for g, s, e, _ in pieces)
+
+
+def _signed(a: int, b: int, grains: tuple[int, ...]) -> tuple[_Run, ...]:
+    """[a, b) (minutes since EPOCH, on the finest grain's grid) as signed runs of whole buckets,
+    the fewest rows: whole coarse buckets inside and finer ones at the edges (a year by UTC
+    week reads 365 daily rows, not 35,040 quarter hours), or coarse buckets reaching past an
+    edge less the finer ones past it (a Paris day, 23:00 to 23:00 UTC, is an hour plus a UTC
+    day less an hour: 3 rows, not 24). Counts add up, so every such sum is exact."""
+    if a >= b:
+        return ()
+    shift = a - a % grains[0]  # every grain divides the coarsest: the same shape a day later
+    return tuple((g, s + shift, e + shift, sign) for g, s, e, sign in _shape(a - shift, b - shift, grains))
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape(a: int, b: int, grains: tuple[int, ...]) -> tuple[_Run, ...]:
     g, finer = grains[0], grains[1:]
     if not finer:
-        return [(g, a, b)] if a < b else []
-    s, e = ceil_to(a, g), floor_to(b, g)
-    if e <= s:
-        return _pieces(a, b, finer)
-    return [*_pieces(a, s, finer), (g, s, e), *_pieces(e, b, finer)]
+        return ((g, a, b, 1),)
+    best = _signed(a, b, finer)
+
+    def less(pieces: tuple[_Run, ...]) -> tuple[_Run, ...]:
+        return tuple((pg, ps, pe, -sign) for pg, ps, pe, sign in pieces)
+
+    lo, hi = a - a % g, b + (-b) % g
+    lefts = (
+        (lo if lo == a else lo + g, _signed(a, lo + g, finer) if lo < a else ()),
+        (lo, less(_signed(lo, a, finer))),
+    )
+    rights = ((b - b % g, _signed(b - b % g, b, finer)), (hi, less(_signed(b, hi, finer))))
+    for start, left in lefts:
+        for end, right in rights:
+            if start < end:
+                candidate = (*left, (g, start, end, 1), *right)
+                if _cost(candidate) < _cost(best):
+                    best = candidate
+    return best
+
+
+def _bucket_pieces(a: dt.datetime, b: dt.datetime, th: list[dt.datetime]) -> list[tuple[Piece, int]]:
+    """The signed pieces of each bucket's part of [a, b) (bucket starts `th` on the 15-minute
+    grid), with the bucket's index."""
+    minute = dt.timedelta(minutes=1)
+    edges = [a, *(t for t in th if a < t < b), b]
+    grains = tuple(sorted(GRAINS, reverse=True))
+    out: list[tuple[Piece, int]] = []
+    for u, v in itertools.pairwise(edges):
+        index = bisect.bisect_right(th, u) - 1
+        for g, s, e, sign in _signed((u - EPOCH) // minute, (v - EPOCH) // minute, grains):
+            out.append(((g, EPOCH + s * minute, EPOCH + e * minute, sign), index))
+    return out
 
 
 def _rollup_rows(
     table: str, columns: str, a: dt.datetime, b: dt.datetime, th: list[dt.datetime], params: dict[str, Any]
 ) -> str:
-    """The rollup rows covering [a, b): the coarsest grain every bucket start lies on inside,
-    finer ones at the edges; one plain range per grain (UNION ALL, not OR: each is an
-    index-only scan of the primary key, which carries the counts)."""
-    usable = sorted((g for g in GRAINS if all(aligned(t, g) for t in th)), reverse=True)
-    parts = []
-    for i, (g, s, e) in enumerate(_pieces(a, b, usable)):
-        params.update({f"g{i}": g, f"s{i}": s, f"e{i}": e})
-        parts.append(
-            f"SELECT {columns} FROM analytics.{table} WHERE tenant_id = :tenant"
-            f" AND grain = :g{i} AND name = ANY(CAST(:names AS text[]))"
-            f" AND bucket >= :s{i} AND bucket < :e{i}"
-        )
-    return "(" + " UNION ALL ".join(parts) + ")"
+    """The rollup rows covering [a, b), each with its bucket index `b` and sign `sign`: one
+    index range per signed piece (`_signed`), read by a lateral join over the pieces passed
+    as arrays (an index-only scan of the primary key each, which carries the counts)."""
+    pieces = _bucket_pieces(a, b, th)
+    params.update(
+        pg=[p[0] for p, _ in pieces],
+        ps=[p[1] for p, _ in pieces],
+        pe=[p[2] for p, _ in pieces],
+        psign=[p[3] for p, _ in pieces],
+        pb=[i for _, i in pieces],
+    )
+    return (
+        f"(SELECT r.*, p.b, p.sign FROM unnest(CAST(:pg AS smallint[]), CAST(:ps AS timestamptz[]),"
+        " CAST(:pe AS timestamptz[]), CAST(:psign AS integer[]), CAST(:pb AS integer[]))"
+        " AS p(grain, s, e, sign, b)"
+        f" CROSS JOIN LATERAL (SELECT {columns} FROM analytics.{table} WHERE tenant_id = :tenant"
+        " AND grain = p.grain AND name = ANY(CAST(:names AS text[])) AND bucket >= p.s AND bucket < p.e"
+        # OFFSET 0 keeps the subquery a lateral one: flattened, the planner hashes the pieces
+        # and scans the tenant's whole rollup instead of one index range per piece.
+        " OFFSET 0) AS r)"
+    )
 
 
 async def _rollup(
@@ -227,7 +286,7 @@ async def _rollup(
 ) -> None:
     """Counts of [a, b) (15-minute aligned) from a rollup: per member from `counts`, filtered or
     by a rolled-up property from `property_counts`."""
-    params: dict[str, Any] = {"tenant": spec.tenant, "names": spec.names, "th": th}
+    params: dict[str, Any] = {"tenant": spec.tenant, "names": spec.names}
     if by_properties(spec):
         where, fparams = compile_filters(spec.filters, "f")
         params.update(fparams)
@@ -235,15 +294,16 @@ async def _rollup(
         if spec.breakdown is not None:
             params["bkey"] = spec.breakdown
             who = "(properties ->> CAST(:bkey AS text))"
-        ranges = _rollup_rows("property_counts", "name, bucket, props AS properties, n", a, b, th, params)
+        ranges = _rollup_rows("property_counts", "name, props AS properties, n", a, b, th, params)
         source = f"{ranges} AS r WHERE {where}"
     else:
         who = "person_id::text" if spec.breakdown == MEMBER else "CAST(NULL AS text)"
-        source = _rollup_rows("counts", "name, bucket, person_id, n", a, b, th, params) + " AS r"
+        source = _rollup_rows("counts", "name, person_id, n", a, b, th, params) + " AS r"
+    # A group netting to zero (its events all in rows subtracted again) is no group.
     rows = await fetch_rows(
         uow,
-        f"SELECT name, {who} AS val, width_bucket(bucket, CAST(:th AS timestamptz[])) - 1 AS b, sum(n) AS v"
-        f" FROM {source} GROUP BY 1, 2, 3",
+        f"SELECT name, {who} AS val, b, sum(n * sign) AS v FROM {source} GROUP BY 1, 2, 3"
+        " HAVING sum(n * sign) <> 0",
         params,
     )
     for row in rows:
