@@ -130,6 +130,7 @@ sets AS (
     FROM ins WHERE client_id IS NOT NULL GROUP BY 1, 2, 3
   RETURNING 1
 )"""
+ROLLUP_TABLES = ("counts", "property_counts", "client_sets")
 # Every rollup rebuilt from `analytics.events` (benchmarks load events by SQL, then run these;
 # migration analytics_0002 backfilled the same way).
 REBUILD = (
