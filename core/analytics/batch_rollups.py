@@ -138,12 +138,14 @@ def batch_columns(
     else:
         sent = iter(times)
         ts = [now if e.timestamp is None else next(sent) for e in events]
-    props = [str(e.properties, "utf-8") for e in _DECODE_RAW(body).events]
+    raw = [e.properties for e in _DECODE_RAW(body).events]
+    if any(e.properties is None for e in events):  # a `null` (or absent) object is `{}`
+        raw = [msgspec.Raw(b"{}") if e.properties is None else p for e, p in zip(events, raw, strict=True)]
     return {
         "ids": _SEP.join([e.id for e in events]),
         "ts": ts,
         "names": _SEP.join([e.name for e in events]),
         "clients": _SEP.join([e.client_id or "" for e in events]),
         "sources": _SEP.join(["" if e.source is msgspec.UNSET else e.source for e in events]),
-        "props": _PROPS_SEP.join(["{}" if p == "null" else p for p in props]),
+        "props": _PROPS_SEP.encode().join(raw).decode(),
     }
