@@ -155,6 +155,28 @@ def _raw_sql(spec: Spec, top: list[str | None] | None, limit: int | None) -> tup
     return sql, params
 
 
+def _raw_statement(
+    spec: Spec,
+    start: dt.datetime,
+    end: dt.datetime,
+    thresholds: list[dt.datetime],
+    *,
+    top: list[str | None] | None,
+    limit: int | None,
+    skip: tuple[dt.datetime, dt.datetime] | None,
+) -> tuple[str, dict[str, Any]]:
+    """The statement of `_raw` and its parameters."""
+    sql, params = _raw_sql(spec, top, limit)
+    params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=thresholds)
+    if skip is not None:
+        # Both edges in one statement: two ranges of the (tenant, name, ts) index.
+        sql = sql.replace(_RANGE, "((ts >= :start AND ts < :skip_a) OR (ts >= :skip_b AND ts < :end))")
+        params.update(skip_a=skip[0], skip_b=skip[1])
+    if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
+        params["bkey"] = spec.breakdown
+    return sql, params
+
+
 async def _raw(
     uow: UnitOfWork,
     spec: Spec,
@@ -171,14 +193,7 @@ async def _raw(
     `result`. With a breakdown: the given `top` values, or the top `limit` by measure, the rest
     as "other" (`limit` None: every value its own series). Returns the top values used."""
     uniques = spec.measure == "unique_clients"
-    sql, params = _raw_sql(spec, top, limit)
-    params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=thresholds)
-    if skip is not None:
-        # Both edges in one statement: two ranges of the (tenant, name, ts) index.
-        sql = sql.replace(_RANGE, "((ts >= :start AND ts < :skip_a) OR (ts >= :skip_b AND ts < :end))")
-        params.update(skip_a=skip[0], skip_b=skip[1])
-    if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
-        params["bkey"] = spec.breakdown
+    sql, params = _raw_statement(spec, start, end, thresholds, top=top, limit=limit, skip=skip)
     used: set[str | None] = set()
     for row in await fetch_rows(uow, sql, params):
         value = int(row.v)
@@ -281,11 +296,11 @@ def _rollup_rows(
     )
 
 
-async def _rollup(
-    uow: UnitOfWork, spec: Spec, a: dt.datetime, b: dt.datetime, th: list[dt.datetime], result: Result
-) -> None:
-    """Counts of [a, b) (15-minute aligned) from a rollup: per member from `counts`, filtered or
-    by a rolled-up property from `property_counts`."""
+def _rollup_statement(
+    spec: Spec, a: dt.datetime, b: dt.datetime, th: list[dt.datetime]
+) -> tuple[str, dict[str, Any]]:
+    """Counts (name, val, b, v) of [a, b) (15-minute aligned) from a rollup: per member from
+    `counts`, filtered or by a rolled-up property from `property_counts`."""
     params: dict[str, Any] = {"tenant": spec.tenant, "names": spec.names}
     if by_properties(spec):
         where, fparams = compile_filters(spec.filters, "f")
@@ -300,15 +315,38 @@ async def _rollup(
         who = "person_id::text" if spec.breakdown == MEMBER else "CAST(NULL AS text)"
         source = _rollup_rows("counts", "name, person_id, n", a, b, th, params) + " AS r"
     # A group netting to zero (its events all in rows subtracted again) is no group.
-    rows = await fetch_rows(
-        uow,
+    sql = (
         f"SELECT name, {who} AS val, b, sum(n * sign) AS v FROM {source} GROUP BY 1, 2, 3"
-        " HAVING sum(n * sign) <> 0",
-        params,
+        " HAVING sum(n * sign) <> 0"
     )
-    for row in rows:
+    return sql, params
+
+
+async def _rollup(
+    uow: UnitOfWork,
+    spec: Spec,
+    rng: Range,
+    a: dt.datetime,
+    b: dt.datetime,
+    th: list[dt.datetime],
+    result: Result,
+) -> bool:
+    """Counts of `rng` into `result`: [a, b) (its 15-minute aligned inside) from a rollup, the
+    slivers outside it from raw events, in one statement (one round trip). Returns whether
+    raw events were read."""
+    sql, params = _rollup_statement(spec, a, b, th)
+    slivers = rng.start < a or b < rng.end
+    if slivers:
+        # Event counts, no top values: every raw row is (name, value, not other, bucket, count).
+        raw_sql, raw_params = _raw_statement(spec, rng.start, rng.end, th, top=None, limit=None, skip=(a, b))
+        params.update(raw_params)  # the same names for the same values (tenant, filters, key)
+        sql = (
+            f"SELECT name, val, b, v FROM ({sql}) AS r UNION ALL SELECT name, val, b, v FROM ({raw_sql}) AS w"
+        )
+    for row in await fetch_rows(uow, sql, params):
         result.add((row.name, row.val, False), row.b, int(row.v))
         result.add((row.name, row.val, False), None, int(row.v))
+    return slivers
 
 
 def by_properties(spec: Spec) -> bool:
@@ -373,10 +411,6 @@ async def compute(
         result.top = await _raw(uow, spec, rng.start, rng.end, th, result, top=top, limit=spec.limit)
         result.path = "raw"
         return result
-    await _rollup(uow, spec, inner_start, inner_end, th, result)
-    result.path = "rollup"
-    if rng.start < inner_start or inner_end < rng.end:
-        skip = (inner_start, inner_end)
-        await _raw(uow, spec, rng.start, rng.end, th, result, top=None, limit=None, skip=skip)
-        result.path = "rollup+raw"
+    slivers = await _rollup(uow, spec, rng, inner_start, inner_end, th, result)
+    result.path = "rollup+raw" if slivers else "rollup"
     return _top_in_python(result, spec, top)
