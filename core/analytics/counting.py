@@ -214,9 +214,12 @@ Piece = tuple[int, dt.datetime, dt.datetime, int]  # (grain, start, end, +1 or -
 _Run = tuple[int, int, int, int]  # a piece in minutes since EPOCH
 
 
+_DESCENT = 4  # an index descent costs about as much as reading this many rows
+
+
 def _cost(pieces: tuple[_Run, ...]) -> int:
     """Rollup rows read per member and event, plus an index descent per piece."""
-    return sum((e - s) // g + 1 for g, s, e, _ in pieces)
+    return sum((e - s) // g + _DESCENT for g, s, e, _ in pieces)
 
 
 def _signed(a: int, b: int, grains: tuple[int, ...]) -> tuple[_Run, ...]:
@@ -258,7 +261,9 @@ def _shape(a: int, b: int, grains: tuple[int, ...]) -> tuple[_Run, ...]:
 
 def _bucket_pieces(a: dt.datetime, b: dt.datetime, th: list[dt.datetime]) -> list[tuple[Piece, int]]:
     """The signed pieces of each bucket's part of [a, b) (bucket starts `th` on the 15-minute
-    grid), with the bucket's index."""
+    grid), with the bucket's index — or -1 for a piece inside its bucket, whose rows find their
+    bucket themselves: such pieces of one grain that touch merge into one index range (a week
+    by hour is one range of hourly rows, not 168)."""
     minute = dt.timedelta(minutes=1)
     edges = [a, *(t for t in th if a < t < b), b]
     grains = tuple(sorted(GRAINS, reverse=True))
@@ -266,7 +271,13 @@ def _bucket_pieces(a: dt.datetime, b: dt.datetime, th: list[dt.datetime]) -> lis
     for u, v in itertools.pairwise(edges):
         index = bisect.bisect_right(th, u) - 1
         for g, s, e, sign in _signed((u - EPOCH) // minute, (v - EPOCH) // minute, grains):
-            out.append(((g, EPOCH + s * minute, EPOCH + e * minute, sign), index))
+            start, end = EPOCH + s * minute, EPOCH + e * minute
+            if sign < 0 or start < u or end > v:
+                out.append(((g, start, end, sign), index))
+            elif out and out[-1][1] == -1 and out[-1][0][0] == g and out[-1][0][2] == start:
+                out[-1] = ((g, out[-1][0][1], end, 1), -1)
+            else:
+                out.append(((g, start, end, 1), -1))
     return out
 
 
@@ -278,6 +289,7 @@ def _rollup_rows(
     as arrays (an index-only scan of the primary key each, which carries the counts)."""
     pieces = _bucket_pieces(a, b, th)
     params.update(
+        th=th,
         pg=[p[0] for p, _ in pieces],
         ps=[p[1] for p, _ in pieces],
         pe=[p[2] for p, _ in pieces],
@@ -285,10 +297,12 @@ def _rollup_rows(
         pb=[i for _, i in pieces],
     )
     return (
-        f"(SELECT r.*, p.b, p.sign FROM unnest(CAST(:pg AS smallint[]), CAST(:ps AS timestamptz[]),"
+        "(SELECT r.*, p.sign, CASE WHEN p.b < 0 THEN width_bucket(r.bucket, CAST(:th AS timestamptz[])) - 1"
+        " ELSE p.b END AS b"
+        " FROM unnest(CAST(:pg AS smallint[]), CAST(:ps AS timestamptz[]),"
         " CAST(:pe AS timestamptz[]), CAST(:psign AS integer[]), CAST(:pb AS integer[]))"
         " AS p(grain, s, e, sign, b)"
-        f" CROSS JOIN LATERAL (SELECT {columns} FROM analytics.{table} WHERE tenant_id = :tenant"
+        f" CROSS JOIN LATERAL (SELECT bucket, {columns} FROM analytics.{table} WHERE tenant_id = :tenant"
         " AND grain = p.grain AND name = ANY(CAST(:names AS text[])) AND bucket >= p.s AND bucket < p.e"
         # OFFSET 0 keeps the subquery a lateral one: flattened, the planner hashes the pieces
         # and scans the tenant's whole rollup instead of one index range per piece.

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 
 from core.analytics.counting import _bucket_pieces
-from core.analytics.timebuckets import Range, aligned, bucket_starts, ceil15, floor15, zone
+from core.analytics.timebuckets import Range, aligned, bucket_starts, ceil15, floor15, floor_to, zone
 
 QUARTER = dt.timedelta(minutes=15)
 ZONES = ["UTC", "Europe/Paris", "Asia/Kolkata", "Asia/Kathmandu", "America/New_York", "Australia/Lord_Howe"]
@@ -24,7 +24,9 @@ def _coverage(a: dt.datetime, b: dt.datetime, th: list[dt.datetime]) -> dict[tup
         assert aligned(start, grain) and aligned(end, grain) and start < end
         t = start
         while t < end:
-            seen[(t, index)] += sign
+            # A piece without an index lies inside the range; each row finds its own bucket.
+            row = floor_to(t, grain)
+            seen[(t, index if index >= 0 else bisect.bisect_right(th, row) - 1)] += sign
             t += QUARTER
     return {k: v for k, v in seen.items() if v}
 
@@ -66,3 +68,10 @@ def test_a_paris_day_is_three_rows_not_twenty_four() -> None:
         (60, 23, 0, 1),
         (1440, 0, 0, 1),
     ]
+
+
+def test_a_week_by_hour_is_one_range_of_hourly_rows() -> None:
+    start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    rng = Range(start, start + dt.timedelta(days=7), zone("UTC"), None)
+    th = bucket_starts(rng, "hour")
+    assert _bucket_pieces(rng.start, rng.end, th) == [((60, rng.start, rng.end, 1), -1)]
