@@ -11,8 +11,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
-    DateTime,
     Row,
     Select,
     Text,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    extract,
     func,
     literal,
     null,
@@ -30,8 +31,8 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, array
-from sqlalchemy.types import Uuid
+from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.types import NullType, Uuid
 
 from core.bookings.availability import Busy, Hours
 from core.bookings.models import Booking, Schedule, Service, ServiceProvider
@@ -109,8 +110,15 @@ def _busy_column(window: tuple[dt.datetime, dt.datetime]) -> ColumnElement[Any]:
     busy = func.bookings.provider_busy(
         Person.id, literal(window[0]) - before, literal(window[1]) + after
     ).table_valued("blocked_from", "blocked_until")
-    pairs = func.array_agg(array([busy.c.blocked_from, busy.c.blocked_until]))
-    return type_coerce(select(pairs).scalar_subquery(), ARRAY(DateTime(timezone=True), dimensions=2))
+    pairs = func.array_agg(array([_micros(busy.c.blocked_from), _micros(busy.c.blocked_until)]))
+    # Untyped on purpose: asyncpg already hands back nested lists of ints, and an ARRAY type
+    # would walk every element through SQLAlchemy's item processing again.
+    return type_coerce(select(pairs).scalar_subquery(), NullType())
+
+
+def _micros(instant: ColumnElement[Any]) -> ColumnElement[int]:
+    # Microseconds since the epoch, exactly (EXTRACT gives numeric): the slot grid's unit.
+    return cast(extract("epoch", instant) * 1_000_000, BigInteger)
 
 
 async def load_offer(
@@ -148,7 +156,7 @@ async def load_offer(
         service=rows[0][0],
         providers=[Provider(r[1], r[2], r[3]) for r in turns],
         schedules={r[1]: r[5] for r in rows},
-        busy={r[1]: Busy((a, b) for a, b in r[7] or ()) for r in rows},
+        busy={r[1]: Busy.of_micros(r[7] or ()) for r in rows},
     )
 
 
