@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from zoneinfo import ZoneInfo
 
-from core.bookings.availability import Busy, Hours, free_starts, instant, micros
+from core.bookings.availability import Busy, Hours, free_starts, in_zone, micros
 from core.bookings.models import Service
 from core.bookings.policy import READ, pick_providers, require_active, rules_for
 from core.bookings.queries import Provider, busy_ranges, hours_of_providers, load_offer
@@ -65,8 +65,8 @@ def _slots_out(
         to_date=q.to_date,
         slots=[
             SlotOut(
-                start=instant(s).astimezone(zone),
-                end=instant(s + length).astimezone(zone),
+                start=in_zone(s, zone),
+                end=in_zone(s + length, zone),
                 providers=by_start[s],
             )
             for s in ordered[:MAX_SLOTS]

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.bookings import slots as slots_module
-from core.bookings.availability import Busy, Hours, Rules, free_starts, micros, slot_starts
+from core.bookings.availability import Busy, Hours, Rules, free_starts, in_zone, micros, slot_starts
 from core.bookings.queries import Provider
-from core.bookings.schemas import WEEKDAYS, DateOverride, SlotsQuery, TimeRange, WeeklyHours
+from core.bookings.schemas import WEEKDAYS, DateOverride, SlotOut, SlotsQuery, TimeRange, WeeklyHours
 
 UTC = dt.UTC
 PARIS, NEW_YORK = ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York")
@@ -298,4 +298,19 @@ def test_the_answer_merges_providers_in_turn_and_caps_like_the_reference(
     assert len(want) > 40  # the cases with a cap below it truncate
     assert [slot.model_dump() for slot in out.slots] == want[:cap]
     assert out.truncated is (len(want) > cap)
-    assert all(slot.start.utcoffset() == slot.start.astimezone(zone).utcoffset() for slot in out.slots)
+    # The same text too: offsets (and the fold of a repeated hour) as astimezone gives them.
+    assert [slot.model_dump_json() for slot in out.slots] == [
+        SlotOut(**w).model_dump_json() for w in want[:cap]
+    ]
+
+
+@pytest.mark.parametrize("zone", [PARIS, NEW_YORK, ZoneInfo("Australia/Lord_Howe")])
+def test_an_instant_on_the_requesters_clock_is_what_astimezone_gives(zone: ZoneInfo) -> None:
+    """Through both changes of the year, the repeated hour included (fold), and off the second."""
+    for month in (3, 4, 10, 11):
+        at = dt.datetime(2026, month, 1, tzinfo=UTC)
+        for k in range(31 * 24 * 4):
+            value = micros(at) + k * 15 * 60_000_000 + (k % 3) * 1_234_567
+            want = (dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(microseconds=value)).astimezone(zone)
+            got = in_zone(value, zone)
+            assert (got, got.fold, got.isoformat()) == (want, want.fold, want.isoformat())
