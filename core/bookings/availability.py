@@ -2,7 +2,7 @@
 
 Hours are wall-clock times in the provider's IANA zone; `zoneinfo` turns each day's hours into
 absolute instants, so a 09:00-17:00 day is 09:00-17:00 local on both sides of a DST change, and
-weekly rules recur through `dateutil.rrule`. Everything is compared in UTC; slots are handed back
+a weekly rule recurs on every date of its weekday. Everything is compared in UTC; slots are handed back
 in the requester's zone.
 """
 
@@ -13,9 +13,6 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
-
-from dateutil.rrule import WEEKLY, rrule, weekday
-from dateutil.rrule import weekdays as rrule_weekdays
 
 from core.bookings.schemas import WEEKDAYS, DateOverride, WeeklyHours
 
@@ -51,29 +48,25 @@ class Hours:
     weekly: Sequence[WeeklyHours] = ()
     overrides: Sequence[DateOverride] = ()
     _by_date: dict[dt.date, DateOverride] = field(default_factory=dict, init=False, repr=False)
+    _by_weekday: dict[int, list[tuple[str, str]]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_date.update({o.date: o for o in self.overrides})
+        for rule in self.weekly:
+            self._by_weekday.setdefault(WEEKDAYS.index(rule.weekday), []).append((rule.start, rule.end))
 
     def windows(self, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.date, str, str]]:
         """(local date, start HH:MM, end HH:MM) of every working window touching [start, end)."""
         first = start.astimezone(self.zone).date() - dt.timedelta(days=1)
         last = end.astimezone(self.zone).date() + dt.timedelta(days=1)
         found: list[tuple[dt.date, str, str]] = []
-        for rule in self.weekly:
-            day: weekday = rrule_weekdays[WEEKDAYS.index(rule.weekday)]
-            recurrence = rrule(
-                WEEKLY,
-                byweekday=day,
-                dtstart=dt.datetime.combine(first, dt.time()),
-                until=dt.datetime.combine(last, dt.time()),
-            )
-            for occurrence in recurrence:
-                if occurrence.date() not in self._by_date:
-                    found.append((occurrence.date(), rule.start, rule.end))
-        for override in self.overrides:
-            if first <= override.date <= last:
-                found.extend((override.date, r.start, r.end) for r in override.intervals)
+        day, one = first, dt.timedelta(days=1)
+        while day <= last:  # a weekly rule recurs on every date of its weekday, unless overridden
+            if (override := self._by_date.get(day)) is not None:
+                found.extend((day, r.start, r.end) for r in override.intervals)
+            else:
+                found.extend((day, a, b) for a, b in self._by_weekday.get(day.weekday(), ()))
+            day += one
         return sorted(found)
 
 
@@ -98,24 +91,69 @@ def micros(value: dt.datetime | dt.timedelta) -> int:
     return (value - _EPOCH if isinstance(value, dt.datetime) else value) // _MICRO
 
 
-class Busy:
-    """A provider's occupied ranges (already buffered), for O(log n) overlap checks."""
+def instant(value: int) -> dt.datetime:
+    """The UTC instant of whole microseconds since the epoch (the inverse of `micros`)."""
+    return _EPOCH + dt.timedelta(microseconds=value)
 
-    def __init__(self, ranges: Iterable[Interval]) -> None:
-        ordered = sorted(ranges)
-        self._starts = [micros(a) for a, _ in ordered]
-        self._max_end: list[int] = []
-        for _, b in ordered:
-            end = micros(b)
-            self._max_end.append(max(end, self._max_end[-1]) if self._max_end else end)
+
+def in_zone(value: int, zone: ZoneInfo) -> dt.datetime:
+    """The instant of `value` microseconds on `zone`'s clock, as `instant(value).astimezone(zone)`
+    (fold included) in one conversion: an answer makes two per slot."""
+    seconds, rest = divmod(value, 1_000_000)
+    local = dt.datetime.fromtimestamp(seconds, zone)
+    return local.replace(microsecond=rest) if rest else local
+
+
+class Busy:
+    """A provider's occupied ranges (already buffered) as sorted, merged microsecond intervals:
+    overlap checks by bisection, and whole runs of free grid points found between them."""
+
+    def __init__(self, ranges: Iterable[Interval] = ()) -> None:
+        self._set(sorted((micros(a), micros(b)) for a, b in ranges))
+
+    @classmethod
+    def of_micros(cls, ranges: Iterable[Sequence[int]]) -> Busy:
+        """From (start, end) pairs already in microseconds (what the offer statement returns)."""
+        busy = cls.__new__(cls)
+        busy._set(sorted((a, b) for a, b in ranges))
+        return busy
+
+    def _set(self, ordered: list[tuple[int, int]]) -> None:
+        # Overlapping ranges merge: "overlaps" only asks whether any range meets a span, which
+        # their union answers the same way (touching ones stay apart: a span of no length
+        # between them meets neither).
+        starts: list[int] = []
+        ends: list[int] = []
+        for a, b in ordered:
+            if ends and a < ends[-1]:
+                ends[-1] = max(ends[-1], b)
+            else:
+                starts.append(a)
+                ends.append(b)
+        self._starts, self._ends = starts, ends
 
     def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
         return self.overlaps_micros(micros(start), micros(end))
 
     def overlaps_micros(self, start: int, end: int) -> bool:
-        # Ranges starting before `end` overlap unless all of them ended by `start`.
+        # Ranges starting before `end` overlap unless the last of them (the union is disjoint and
+        # sorted) ended by `start`.
         i = bisect.bisect_left(self._starts, end)
-        return i > 0 and self._max_end[i - 1] > start
+        return i > 0 and self._ends[i - 1] > start
+
+    def blocked(self, before: int, after: int) -> tuple[list[int], list[int]]:
+        """The open intervals (lo, hi) of start times a slot of `before` + `after` microseconds
+        around its start can't take: a start c is blocked iff lo < c < hi (disjoint, sorted)."""
+        lows: list[int] = []
+        highs: list[int] = []
+        for a, b in zip(self._starts, self._ends, strict=True):
+            lo, hi = a - after, b + before
+            if highs and lo < highs[-1]:
+                highs[-1] = max(highs[-1], hi)
+            else:
+                lows.append(lo)
+                highs.append(hi)
+        return lows, highs
 
 
 def slot_starts(
@@ -124,56 +162,73 @@ def slot_starts(
     """UTC starts of the free slots beginning in [start, end): inside working hours (the whole
     duration), on the wall-clock grid of `step` from each window's start, past the notice, within
     the advance limit, and clear of busy time with both buffers."""
-    found: list[dt.datetime] = []
+    return [instant(s) for s in free_starts(hours, rules, busy, start, end)]
+
+
+def free_starts(hours: Hours, rules: Rules, busy: Busy, start: dt.datetime, end: dt.datetime) -> list[int]:
+    """`slot_starts` in microseconds since the epoch, sorted and distinct: a month of slots is
+    integer ranges between the busy intervals, without a datetime per grid point."""
     lower, upper = max(start, rules.earliest), min(end, rules.latest)
     if lower >= upper:
-        return found
+        return []
+    low, high = micros(lower), micros(upper)
+    step, length = micros(rules.step), micros(rules.duration)
+    lows, highs = busy.blocked(micros(rules.buffer_before), length + micros(rules.buffer_after))
+    zone = hours.zone
+    found: list[int] = []
     for day, open_at, close_at in hours.windows(start, end):
-        window_end = local_instant(day, close_at, hours.zone)
+        window_end = local_instant(day, close_at, zone)
         hh, mm = _clock(open_at)
-        local = dt.datetime.combine(day, dt.time(hh, mm), tzinfo=hours.zone)
-        window_start = local.astimezone(UTC)
-        if exists(local) and local.utcoffset() == window_end.astimezone(hours.zone).utcoffset():
+        local = dt.datetime.combine(day, dt.time(hh, mm), tzinfo=zone)
+        if exists(local) and local.utcoffset() == window_end.astimezone(zone).utcoffset():
             # No DST change inside the window (the usual case): wall-clock steps are UTC steps.
-            found += _on_grid(window_start, window_end, rules, busy, lower, upper)
+            first = micros(local.astimezone(UTC))
+            if first < low:  # the grid's first point at or after `low`
+                first += -(-(low - first) // step) * step
+            # The last start whose whole duration fits in the window, and before `high`.
+            last = min(micros(window_end) - length, high - 1)
+            if first <= last:
+                _free_on_grid(first, last, step, lows, highs, found)
             continue
+        finish_by = micros(window_end)
         while True:
-            candidate = local.astimezone(UTC)
-            finish = candidate + rules.duration
-            if finish > window_end:
+            candidate = micros(local.astimezone(UTC))
+            if candidate + length > finish_by:
                 break
-            if (
-                exists(local)
-                and lower <= candidate < upper
-                and not busy.overlaps(candidate - rules.buffer_before, finish + rules.buffer_after)
-            ):
+            if exists(local) and low <= candidate < high and not _blocked_at(candidate, lows, highs):
                 found.append(candidate)
             # Step on the wall clock: 09:00, 09:30, ... stay local times across a DST change.
-            local = (local.replace(tzinfo=None) + rules.step).replace(tzinfo=hours.zone)
-    return sorted(set(found))
+            local = (local.replace(tzinfo=None) + rules.step).replace(tzinfo=zone)
+    found.sort()
+    # Windows of one day may not overlap, but those of two days (a 24:00 close, an override) can
+    # offer the same instant twice.
+    return [s for i, s in enumerate(found) if i == 0 or s != found[i - 1]]
 
 
-def _on_grid(
-    first: dt.datetime,
-    window_end: dt.datetime,
-    rules: Rules,
-    busy: Busy,
-    lower: dt.datetime,
-    upper: dt.datetime,
-) -> list[dt.datetime]:
-    """Free starts first, first + step, ... in [lower, upper) whose duration ends by
-    `window_end`: in whole microseconds, which is what makes a month of slots cheap."""
-    step, length = micros(rules.step), micros(rules.duration)
-    before, after = micros(rules.buffer_before), micros(rules.buffer_after)
-    candidate, last, low, high = micros(first), micros(window_end), micros(lower), micros(upper)
-    if candidate < low:  # the grid's first point at or after `lower`
-        candidate += -(-(low - candidate) // step) * step
-    found = []
-    while candidate + length <= last and candidate < high:
-        if not busy.overlaps_micros(candidate - before, candidate + length + after):
-            found.append(_EPOCH + candidate * _MICRO)
-        candidate += step
-    return found
+def _blocked_at(candidate: int, lows: list[int], highs: list[int]) -> bool:
+    i = bisect.bisect_right(highs, candidate)  # the first interval ending after the candidate
+    return i < len(lows) and lows[i] < candidate
+
+
+def _free_on_grid(
+    first: int, last: int, step: int, lows: list[int], highs: list[int], out: list[int]
+) -> None:
+    """Append first, first + step, ... <= last except those inside a blocked interval (lo, hi):
+    each free run is one `range`, each blocked interval one jump to the grid past it."""
+    c = first
+    i = bisect.bisect_right(highs, c)  # intervals ending by `c` can't block it or what follows
+    n = len(lows)
+    while c <= last:
+        if i == n or lows[i] >= last:
+            out.extend(range(c, last + 1, step))
+            return
+        lo, hi = lows[i], highs[i]
+        i += 1
+        if hi <= c:  # a short interval the last jump passed over
+            continue
+        if c <= lo:
+            out.extend(range(c, lo + 1, step))
+        c += -(-(hi - c) // step) * step  # the first grid point at or after `hi`
 
 
 def fits(hours: Hours, rules: Rules, start: dt.datetime) -> str | None:

@@ -79,6 +79,8 @@ SELECT * FROM made
     bindparam("org_id", type_=Uuid()),
     bindparam("hold_expires_at", type_=DateTime(timezone=True)),
 )
+# As an ORM statement loading the booking it returns, built once rather than on every booking.
+_PLACE_BOOKING = select(Booking).from_statement(_PLACE)
 
 
 async def _place(
@@ -118,9 +120,7 @@ async def _place(
         "person_id": ctx.person_id,
         "org_id": ctx.org_id,
     }
-    booking: Booking | None = (
-        await uow.session.execute(select(Booking).from_statement(_PLACE), values)
-    ).scalar_one_or_none()
+    booking: Booking | None = (await uow.session.execute(_PLACE_BOOKING, values)).scalar_one_or_none()
     if booking is None:
         raise Conflict("every provider of this service is busy then", code="slot_taken", hint=SLOTS_HINT)
     return booking

@@ -7,10 +7,14 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+from typing import cast as cast_type
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BigInteger,
+    BindParameter,
     ColumnElement,
     DateTime,
     Row,
@@ -21,6 +25,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    extract,
     func,
     literal,
     null,
@@ -30,8 +35,8 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, array
-from sqlalchemy.types import Uuid
+from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.types import NullType, Uuid
 
 from core.bookings.availability import Busy, Hours
 from core.bookings.models import Booking, Schedule, Service, ServiceProvider
@@ -39,11 +44,14 @@ from core.bookings.schemas import ClientRef, DateOverride, WeeklyHours
 from core.bookings.schemas.booking import _ClientFields
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, ValidationFailed
-from core.scoping import get_in_context, in_context
+from core.scoping import get_in_context, in_context, owned_by
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client, OrgMember, Person
 from core.tenancy.schemas import PersonRef
 from core.uow import UnitOfWork
+
+# An id as a value, or as a parameter bound when a cached statement runs.
+_Id = uuid.UUID | BindParameter[uuid.UUID]
 
 
 @dataclass(frozen=True)
@@ -101,16 +109,50 @@ def _provider_lock(wanted: ColumnElement[bool]) -> ColumnElement[str | None]:
     return case((wanted, cast(func.pg_advisory_xact_lock(key), Text)))
 
 
-def _busy_column(window: tuple[dt.datetime, dt.datetime]) -> ColumnElement[Any]:
-    """The provider's busy ranges around `window`, widened by the service's buffers and length
-    (a slot starting at the window's end still needs its time), as an n x 2 array."""
+def _busy_column() -> ColumnElement[Any]:
+    """The provider's busy ranges around the window searched (`offer_from`, `offer_to`), widened
+    by the service's buffers and length (a slot starting at the window's end still needs its
+    time), as an n x 2 array of microseconds."""
     before = func.make_interval(0, 0, 0, 0, 0, Service.buffer_before_minutes)
     after = func.make_interval(0, 0, 0, 0, 0, Service.duration_minutes + Service.buffer_after_minutes)
-    busy = func.bookings.provider_busy(
-        Person.id, literal(window[0]) - before, literal(window[1]) + after
-    ).table_valued("blocked_from", "blocked_until")
-    pairs = func.array_agg(array([busy.c.blocked_from, busy.c.blocked_until]))
-    return type_coerce(select(pairs).scalar_subquery(), ARRAY(DateTime(timezone=True), dimensions=2))
+    window = [bindparam(f"offer_{end}", type_=DateTime(timezone=True)) for end in ("from", "to")]
+    busy = func.bookings.provider_busy(Person.id, window[0] - before, window[1] + after).table_valued(
+        "blocked_from", "blocked_until"
+    )
+    pairs = func.array_agg(array([_micros(busy.c.blocked_from), _micros(busy.c.blocked_until)]))
+    # Untyped on purpose: asyncpg already hands back nested lists of ints, and an ARRAY type
+    # would walk every element through SQLAlchemy's item processing again.
+    return type_coerce(select(pairs).scalar_subquery(), NullType())
+
+
+def _micros(instant: ColumnElement[Any]) -> ColumnElement[int]:
+    # Microseconds since the epoch, exactly (EXTRACT gives numeric): the slot grid's unit.
+    return cast(extract("epoch", instant) * 1_000_000, BigInteger)
+
+
+# The offer statement's values are bound at execution, so the statement is built once per shape;
+# the tenant filter is still `owned_by`'s, given a parameter where it usually gets the id.
+_TENANT = cast_type(uuid.UUID, bindparam("offer_tenant", type_=Uuid()))
+
+
+@lru_cache(maxsize=16)
+def _offer_statement(*, lock: bool, by_slug: bool, personal: bool, busy: bool) -> Select[Any]:
+    """The offer statement of one shape, built once: building it (an ORM select of two entities,
+    three joins, the lock and busy columns) cost more than a millisecond per hold or slot search."""
+    wanted = Person.slug == bindparam("offer_slug") if by_slug else true()
+    person, org = bindparam("offer_person", type_=Uuid()), bindparam("offer_org", type_=Uuid())
+    return (
+        select(Service, Person.id, Person.slug, Person.display_name, ServiceProvider.last_assigned_at)
+        .add_columns(Schedule, _provider_lock(wanted) if lock else null(), _busy_column() if busy else null())
+        .join(
+            ServiceProvider,
+            and_(ServiceProvider.service_id == Service.id, owned_by(ServiceProvider, _TENANT)),
+        )
+        .join(Person, and_(Person.id == ServiceProvider.provider_id, _members(personal, person, org)))
+        .outerjoin(Schedule, and_(Schedule.provider_id == Person.id, owned_by(Schedule, _TENANT)))
+        .where(Service.id == bindparam("offer_service", type_=Uuid()), owned_by(Service, _TENANT))
+        .order_by(Person.id)
+    )
 
 
 async def load_offer(
@@ -126,19 +168,20 @@ async def load_offer(
     providers the booking may go to (`slug`, or all) in provider order -- PostgreSQL evaluates
     volatile output columns after the sort, so every writer takes them in the same order, and
     the next statement reads under them. `busy_window`: add each provider's busy time there."""
-    wanted = Person.slug == slug.lower() if slug else true()
-    stmt = (
-        select(Service, Person.id, Person.slug, Person.display_name, ServiceProvider.last_assigned_at)
-        .add_columns(Schedule, _provider_lock(wanted) if lock else null(), _busy(busy_window))
-        .join(
-            ServiceProvider, and_(ServiceProvider.service_id == Service.id, in_context(ServiceProvider, ctx))
-        )
-        .join(Person, and_(Person.id == ServiceProvider.provider_id, _live_member(ctx)))
-        .outerjoin(Schedule, and_(Schedule.provider_id == Person.id, in_context(Schedule, ctx)))
-        .where(Service.id == service_id, in_context(Service, ctx))
-        .order_by(Person.id)
+    stmt = _offer_statement(
+        lock=lock, by_slug=bool(slug), personal=ctx.org_id is None, busy=busy_window is not None
     )
-    rows = (await uow.session.execute(stmt)).all()
+    values: dict[str, Any] = {
+        "offer_tenant": ctx.tenant_id,
+        "offer_service": service_id,
+        "offer_person": ctx.person_id,
+        "offer_org": ctx.org_id,
+    }
+    if slug:
+        values["offer_slug"] = slug.lower()
+    if busy_window is not None:
+        values["offer_from"], values["offer_to"] = busy_window
+    rows = (await uow.session.execute(stmt, values)).all()
     if not rows:
         # Unknown service (404) or nobody delivers it: the failure path may take a second look.
         return Offer(await load_service(ctx, uow, service_id), [], {}, {})
@@ -148,12 +191,8 @@ async def load_offer(
         service=rows[0][0],
         providers=[Provider(r[1], r[2], r[3]) for r in turns],
         schedules={r[1]: r[5] for r in rows},
-        busy={r[1]: Busy((a, b) for a, b in r[7] or ()) for r in rows},
+        busy={r[1]: Busy.of_micros(r[7] or ()) for r in rows},
     )
-
-
-def _busy(window: tuple[dt.datetime, dt.datetime] | None) -> ColumnElement[Any]:
-    return _busy_column(window) if window is not None else null()
 
 
 async def expire_stale_holds(
@@ -207,9 +246,13 @@ async def load_service(
 
 def _live_member(ctx: TenantContext) -> ColumnElement[bool]:
     """Persons who may provide in this context now: the person (personal), or current members."""
-    if ctx.org_id is None:
-        return Person.id == ctx.person_id
-    return Person.id.in_(select(OrgMember.person_id).where(OrgMember.org_id == ctx.org_id))
+    return _members(ctx.org_id is None, ctx.person_id, ctx.org_id)
+
+
+def _members(personal: bool, person: _Id, org: _Id | None) -> ColumnElement[bool]:
+    if personal:
+        return Person.id == person
+    return Person.id.in_(select(OrgMember.person_id).where(OrgMember.org_id == org))
 
 
 async def eligible_providers(

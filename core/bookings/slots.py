@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from zoneinfo import ZoneInfo
 
-from core.bookings.availability import Busy, Hours, slot_starts
+from core.bookings.availability import Busy, Hours, free_starts, in_zone, micros
 from core.bookings.models import Service
 from core.bookings.policy import READ, pick_providers, require_active, rules_for
 from core.bookings.queries import Provider, busy_ranges, hours_of_providers, load_offer
@@ -49,20 +49,27 @@ def _slots_out(
     zone = ZoneInfo(q.time_zone)
     start, end = _window(q)
     rules = rules_for(service, utcnow(), duration)
-    by_start: dict[dt.datetime, list[str]] = {}
+    by_start: dict[int, list[str]] = {}
     for p in providers:  # round-robin order: the first provider of a slot is next in turn
         if (h := hours.get(p.id)) is not None:
-            for s in slot_starts(h, rules, busy[p.id], start, end):
+            # A start among the first MAX_SLOTS of all is among the first MAX_SLOTS of its
+            # provider, so no provider needs more (one more tells that the answer is truncated).
+            for s in free_starts(h, rules, busy[p.id], start, end)[: MAX_SLOTS + 1]:
                 by_start.setdefault(s, []).append(p.slug)
-    ordered = sorted(by_start.items())
+    ordered = sorted(by_start)
+    length = micros(rules.duration)
     return SlotsOut(
         service=ServiceRef(id=service.id, name=service.name, duration_minutes=service.duration_minutes),
         time_zone=q.time_zone,
         from_date=q.from_date,
         to_date=q.to_date,
         slots=[
-            SlotOut(start=s.astimezone(zone), end=(s + rules.duration).astimezone(zone), providers=slugs)
-            for s, slugs in ordered[:MAX_SLOTS]
+            SlotOut(
+                start=in_zone(s, zone),
+                end=in_zone(s + length, zone),
+                providers=by_start[s],
+            )
+            for s in ordered[:MAX_SLOTS]
         ],
         truncated=len(ordered) > MAX_SLOTS,
     )
