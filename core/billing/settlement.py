@@ -16,11 +16,14 @@ from core.uow import UnitOfWork
 from core.utilities import utcnow
 
 
-async def mark_running(uow: UnitOfWork, job: Job, run_seconds: float) -> None:
-    now = utcnow()
+async def mark_running(
+    uow: UnitOfWork, job: Job, run_seconds: float, *, now: dt.datetime | None = None
+) -> None:
+    """The job starts (at `now`): written with the next flush or commit, which for a job run
+    inline is the one that settles it (one UPDATE of its row)."""
+    now = now or utcnow()
     job.status, job.started_at, job.attempts = "running", now, job.attempts + 1
     job.deadline_at = now + dt.timedelta(seconds=run_seconds)
-    await uow.session.flush()
     uow.emit(
         "jobs/job.started",
         {"job_id": job.id, "component": job.component, "action": job.action, "attempt": job.attempts},
