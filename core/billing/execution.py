@@ -15,10 +15,10 @@ from sqlalchemy import or_, select
 from core import webhooks
 from core.billing import peers
 from core.billing.components import ActionRun, builtin_action
-from core.billing.models import OPEN_STATUSES, Job, Peer, PeerSecret
+from core.billing.models import OPEN_STATUSES, CreditAccount, Job, Peer, PeerSecret
 from core.billing.policy import input_error, log
 from core.billing.schemas import CallbackIn, CallbackOut
-from core.billing.settlement import finish_unpaid, lock_job, mark_running, succeed
+from core.billing.settlement import finish_unpaid, lock_job, lock_job_and_account, mark_running, succeed
 from core.config import Settings
 from core.context import ALL_SCOPES, TenantContext, service_context
 from core.errors import DomainError, NotFound, Unauthenticated
@@ -54,12 +54,13 @@ async def run_inline(uow: UnitOfWork, job_id: uuid.UUID) -> None:
     delivers again: the job is still queued and runs once more, and is settled exactly once.
     Idempotent: a job that is no longer queued is left alone."""
     with trace(job_id.hex, name="job execute", job_id=str(job_id)):
-        job = await lock_job(uow, job_id)
-        if job is None or job.status != "queued":
-            log.info("job_not_queued", status=job.status if job else None)
+        locked = await lock_job_and_account(uow, job_id)
+        if locked is None or locked[0].status != "queued":
+            log.info("job_not_queued", status=locked[0].status if locked else None)
             return
+        job, acct = locked
         annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
-        await _run_locked(uow, job)
+        await _run_locked(uow, job, acct)
 
 
 async def execute_job(
@@ -90,7 +91,7 @@ async def execute_job(
             await _hand_to_peer(db, job)
 
 
-async def _run_locked(uow: UnitOfWork, job: Job) -> None:
+async def _run_locked(uow: UnitOfWork, job: Job, acct: CreditAccount | None = None) -> None:
     """A locked, queued built-in job: the action runs in a savepoint, so a failure rolls back its
     writes (and the events it emitted) and the job fails with its hold released in the same
     transaction, as `_run_builtin` reports it."""
@@ -99,7 +100,7 @@ async def _run_locked(uow: UnitOfWork, job: Job) -> None:
     started = utcnow()
     if spec is None:
         await mark_running(uow, job, timeout, now=started)
-        await finish_unpaid(uow, job, status="failed", **_UNKNOWN_ACTION)
+        await finish_unpaid(uow, job, status="failed", acct=acct, **_UNKNOWN_ACTION)
         return
     ctx = _service_context(job.person_id, job.org_id, job.id.hex)
     outer, uow.ctx = uow.ctx, ctx
@@ -127,9 +128,9 @@ async def _run_locked(uow: UnitOfWork, job: Job) -> None:
     if failure is not None:
         # What the action emitted rolled back with its writes; the job is read as it is now.
         del uow._events[emitted:]
-        job = await lock_job(uow, job.id) or job
+        job, acct = await lock_job_and_account(uow, job.id) or (job, None)
         await mark_running(uow, job, timeout, now=started)
-        await finish_unpaid(uow, job, status="failed", code=failure[0], message=failure[1])
+        await finish_unpaid(uow, job, status="failed", code=failure[0], message=failure[1], acct=acct)
         return
     await mark_running(uow, job, timeout, now=started)
     await succeed(
@@ -139,6 +140,7 @@ async def _run_locked(uow: UnitOfWork, job: Job) -> None:
         usage=result.usage,
         charge=job.credits_quoted if result.credits is None else result.credits,
         overage=spec.overage,
+        acct=acct,
     )
 
 

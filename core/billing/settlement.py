@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from core.billing import ledger
-from core.billing.models import Job
+from core.billing.models import CreditAccount, Job
 from core.billing.policy import log
 from core.uow import UnitOfWork
 from core.utilities import utcnow
@@ -42,15 +42,20 @@ async def succeed(
     usage: dict[str, float],
     charge: int,
     overage: str,
+    acct: CreditAccount | None = None,
 ) -> None:
-    acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+    """Capture the job's charge (`acct`: its account, if already locked). The job's outcome is
+    set before the ledger is written, so it reaches the database in the same flush as anything
+    earlier (its start, for a job run inline): one UPDATE of its row."""
+    acct = acct or await ledger.lock_account(uow, job.person_id, job.org_id)
     memo = f"{job.component}/{job.action}" + (
         " (" + ", ".join(f"{k}={v:g}" for k, v in sorted(usage.items())) + ")" if usage else ""
     )
-    captured = await ledger.settle(uow, acct, job, charge=charge, overage=overage, memo=memo)
+    captured = ledger.capped_charge(acct, job, charge, overage)
     job.status, job.finished_at = "succeeded", utcnow()
     job.hold_status = "captured" if captured > 0 else "released"
     job.credits_captured, job.output, job.usage = captured, output, dict(usage)
+    await ledger.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
     await uow.session.flush()
     uow.emit(
         "jobs/job.succeeded",
@@ -73,9 +78,11 @@ async def succeed(
     )
 
 
-async def finish_unpaid(uow: UnitOfWork, job: Job, *, status: str, code: str, message: str) -> None:
+async def finish_unpaid(
+    uow: UnitOfWork, job: Job, *, status: str, code: str, message: str, acct: CreditAccount | None = None
+) -> None:
     """Fail or cancel an open job: its hold is released, nothing is charged."""
-    acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+    acct = acct or await ledger.lock_account(uow, job.person_id, job.org_id)
     await ledger.release(uow, acct, job, memo=f"{status}: {code}")
     job.status, job.hold_status, job.finished_at = status, "released", utcnow()
     job.error_code, job.error_message = code, message[:2000]
@@ -88,6 +95,24 @@ async def finish_unpaid(uow: UnitOfWork, job: Job, *, status: str, code: str, me
         trace_id=job.id.hex,
     )
     log.info(f"job_{status}", job_id=str(job.id), reason=code)
+
+
+async def lock_job_and_account(uow: UnitOfWork, job_id: uuid.UUID) -> tuple[Job, CreditAccount | None] | None:
+    """The job and its context's account, both locked, in one statement; the account is None
+    when the context has none yet (a free job's), and it is then created when needed."""
+    row = (
+        await uow.session.execute(
+            select(Job, CreditAccount)
+            .join(CreditAccount, CreditAccount.tenant_id == Job.tenant_id)
+            .where(Job.id == job_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).one_or_none()
+    if row is not None:
+        return row[0], row[1]
+    job = await lock_job(uow, job_id)
+    return None if job is None else (job, None)
 
 
 async def lock_job(uow: UnitOfWork, job_id: uuid.UUID) -> Job | None:

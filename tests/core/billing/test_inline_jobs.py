@@ -230,3 +230,35 @@ async def test_a_quick_job_that_fails_rolls_back_its_writes_and_releases_in_the_
         ).scalar_one()
     assert tuple(error) == ("refused_after_write", "the action refused after writing") and never == 0
     assert_consistent(await ledger_state(db, tenant))
+
+
+# The claim (2: tenant settings, UPDATE) and the delivery's transaction: settings, savepoint,
+# service settings, job + account locked (1), the action's savepoint around its one SELECT, the
+# job's one UPDATE, the capture, the account, the lots, the outbox, release, system settings,
+# done. Was 22 per job with execute_job's own transactions.
+DELIVERY_BUDGET = 17
+
+
+async def test_a_quick_job_completes_within_the_delivery_statement_budget(client: httpx.AsyncClient) -> None:
+    from core.db import start_statement_count
+    from tests.support.registry import install
+
+    admin, a = await make_admin(client), await signup(client)
+    await grant(client, admin, 5, person=a.slug)
+    await install(client, a, "identity")
+    db = app_db(client)
+    relay = Relay(db)
+    await relay.drain()
+    job = (
+        await client.post(
+            "/v1/run/identity/resolve-person", json={"input": {"email": "b@example.com"}}, headers=a.h()
+        )
+    ).json()
+    assert await relay.pump() >= 1
+    stats = start_statement_count()
+    assert await relay.deliver_one()
+    count = stats.count
+    done = (await client.get(f"/v1/jobs/{job['job_id']}", headers=a.h())).json()
+    assert done["status"] == "succeeded" and done["credits_captured"] == 1
+    assert count <= DELIVERY_BUDGET, count
+    assert_consistent(await ledger_state(db, a.id))
