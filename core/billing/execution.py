@@ -13,12 +13,12 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select
 
 from core import webhooks
-from core.billing import peers
+from core.billing import ledger, peers
 from core.billing.components import ActionRun, builtin_action
-from core.billing.models import OPEN_STATUSES, CreditAccount, Job, Peer, PeerSecret
+from core.billing.models import OPEN_STATUSES, Job, Peer, PeerSecret
 from core.billing.policy import input_error, log
 from core.billing.schemas import CallbackIn, CallbackOut
-from core.billing.settlement import finish_unpaid, lock_job, lock_job_and_account, mark_running, succeed
+from core.billing.settlement import finish_unpaid, lock_job, mark_running, succeed
 from core.config import Settings
 from core.context import ALL_SCOPES, TenantContext, service_context
 from core.errors import DomainError, NotFound, Unauthenticated
@@ -54,13 +54,12 @@ async def run_inline(uow: UnitOfWork, job_id: uuid.UUID) -> None:
     delivers again: the job is still queued and runs once more, and is settled exactly once.
     Idempotent: a job that is no longer queued is left alone."""
     with trace(job_id.hex, name="job execute", job_id=str(job_id)):
-        locked = await lock_job_and_account(uow, job_id)
-        if locked is None or locked[0].status != "queued":
-            log.info("job_not_queued", status=locked[0].status if locked else None)
+        job = await lock_job(uow, job_id)
+        if job is None or job.status != "queued":
+            log.info("job_not_queued", status=job.status if job else None)
             return
-        job, acct = locked
         annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
-        await _run_locked(uow, job, acct)
+        await _run_locked(uow, job)
 
 
 async def execute_job(
@@ -91,14 +90,17 @@ async def execute_job(
             await _hand_to_peer(db, job)
 
 
-async def _run_locked(uow: UnitOfWork, job: Job, acct: CreditAccount | None = None) -> None:
+async def _run_locked(uow: UnitOfWork, job: Job) -> None:
     """A locked, queued built-in job: the action runs in a savepoint, so a failure rolls back its
     writes (and the events it emitted) and the job fails with its hold released in the same
-    transaction, as `_run_builtin` reports it."""
+    transaction, as `_run_builtin` reports it. The account is locked only once the action is
+    done (other runs of the context hold credits meanwhile), and before the job is touched, so
+    the job's row is written once."""
     spec = builtin_action(job.component, job.action)
     timeout = uow.db.settings.job_run_timeout_seconds
     started = utcnow()
     if spec is None:
+        acct = await ledger.lock_account(uow, job.person_id, job.org_id)
         await mark_running(uow, job, timeout, now=started)
         await finish_unpaid(uow, job, status="failed", acct=acct, **_UNKNOWN_ACTION)
         return
@@ -128,10 +130,12 @@ async def _run_locked(uow: UnitOfWork, job: Job, acct: CreditAccount | None = No
     if failure is not None:
         # What the action emitted rolled back with its writes; the job is read as it is now.
         del uow._events[emitted:]
-        job, acct = await lock_job_and_account(uow, job.id) or (job, None)
+        job = await lock_job(uow, job.id) or job
+        acct = await ledger.lock_account(uow, job.person_id, job.org_id)
         await mark_running(uow, job, timeout, now=started)
         await finish_unpaid(uow, job, status="failed", code=failure[0], message=failure[1], acct=acct)
         return
+    acct = await ledger.lock_account(uow, job.person_id, job.org_id)
     await mark_running(uow, job, timeout, now=started)
     await succeed(
         uow,

@@ -97,24 +97,6 @@ async def finish_unpaid(
     log.info(f"job_{status}", job_id=str(job.id), reason=code)
 
 
-async def lock_job_and_account(uow: UnitOfWork, job_id: uuid.UUID) -> tuple[Job, CreditAccount | None] | None:
-    """The job and its context's account, both locked, in one statement; the account is None
-    when the context has none yet (a free job's), and it is then created when needed."""
-    row = (
-        await uow.session.execute(
-            select(Job, CreditAccount)
-            .join(CreditAccount, CreditAccount.tenant_id == Job.tenant_id)
-            .where(Job.id == job_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).one_or_none()
-    if row is not None:
-        return row[0], row[1]
-    job = await lock_job(uow, job_id)
-    return None if job is None else (job, None)
-
-
 async def lock_job(uow: UnitOfWork, job_id: uuid.UUID) -> Job | None:
     return (
         await uow.session.execute(
