@@ -69,8 +69,9 @@ class ActionSpec(Generic[In]):
     overage: Literal["cap", "allow"] = "cap"
     scope: str | None = None  # scope the caller needs besides jobs:write
     # Quick: the relay runs and settles it inside its delivery's transaction (the job's row
-    # stays locked while it runs). False for an action that may run long (a whole context's
-    # rows): it runs in transactions of its own and can be cancelled while it runs.
+    # stays locked while it runs), so it must not commit or `release` its unit of work. False
+    # for an action that may run long (a whole context's rows) or must let go of the
+    # transaction: it runs in transactions of its own and can be cancelled while it runs.
     quick: bool = True
 
     @property
