@@ -262,3 +262,32 @@ async def test_a_quick_job_completes_within_the_delivery_statement_budget(client
     assert done["status"] == "succeeded" and done["credits_captured"] == 1
     assert count <= DELIVERY_BUDGET, count
     assert_consistent(await ledger_state(db, a.id))
+
+
+async def test_a_capture_spends_the_soonest_expiring_lots_first_across_lots(
+    client: httpx.AsyncClient,
+) -> None:
+    import datetime as dt
+
+    admin, a = await make_admin(client), await signup(client)
+    now = dt.datetime.now(dt.UTC)
+    for credits, hours in ((2, 3), (2, 1), (5, 2)):  # granted out of expiry order
+        await grant(
+            client, admin, credits, person=a.slug, expires_at=(now + dt.timedelta(hours=hours)).isoformat()
+        )
+    db = app_db(client)
+    job = (await client.post("/v1/run/tests/metered", json={"input": {"credits": 3}}, headers=a.h())).json()
+    await Relay(db).drain()
+    assert (await client.get(f"/v1/jobs/{job['job_id']}", headers=a.h())).json()["credits_captured"] == 3
+    async with db.system() as uow:
+        lots = (
+            await uow.session.execute(
+                text(
+                    "SELECT amount, remaining FROM billing.credit_lots WHERE tenant_id = :t ORDER BY expires_at"
+                ),
+                {"t": uuid.UUID(a.id)},
+            )
+        ).all()
+    # The 1-hour lot is spent (2), the 2-hour lot gives the last credit, the 3-hour lot is whole.
+    assert [tuple(lot) for lot in lots] == [(2, 0), (5, 4), (2, 2)]
+    assert_consistent(await ledger_state(db, a.id))
