@@ -16,10 +16,11 @@ import httpx
 from sqlalchemy import text
 
 from benchmarks.common import CONCURRENCY, SECONDS, Result, Target, bench_database, check, load, server, table
+from benchmarks.resilience import RelayProcess
 from core import billing, registry
 from core.billing.schemas import GrantIn, RunIn
 from core.config import Settings
-from core.db import asyncpg_dsn, start_statement_count
+from core.db import StatementStats, asyncpg_dsn, start_statement_count
 from core.opener import open_context
 from core.registry.schemas import InstallIn
 from core.relay import Relay
@@ -98,12 +99,20 @@ async def _raw_ledger_inserts(admin_dsn: str, person_id: uuid.UUID) -> tuple[flo
         await pool.close()
 
 
-async def _jobs(db: Database, token: str) -> tuple[Result, float, int]:
+async def _jobs(db: Database, token: str) -> tuple[Result, float, int, float]:
     """Create jobs for SECONDS while the relay completes them; throughput = completed / time
-    from the first create to the last completion."""
+    from the first create to the last completion. Also: the relay's statements per job (its
+    polls, fan-out, claims and deliveries, idle passes included)."""
     relay = Relay(db)
     stop = asyncio.Event()
-    relay_task = asyncio.create_task(relay.run(stop))
+    relay_counts: list[StatementStats] = []
+
+    async def relay_counted() -> None:
+        # Counted in the relay task's own context: the creators count theirs apart.
+        relay_counts.append(start_statement_count())
+        await relay.run(stop)
+
+    relay_task = asyncio.create_task(relay_counted())
     statements: list[int] = []
 
     async def create(i: int) -> None:
@@ -136,7 +145,45 @@ async def _jobs(db: Database, token: str) -> tuple[Result, float, int]:
             await uow.session.execute(text("SELECT count(*) FROM billing.jobs WHERE status = 'succeeded'"))
         ).scalar_one()
     created_result = Result("jobs_run in-process (auth..outbox)", latencies, create_elapsed, statements)
-    return created_result, done / total, int(done)
+    per_job = relay_counts[0].count / done if done else float("nan")
+    return created_result, done / total, int(done), per_job
+
+
+async def _jobs_beside_a_relay_process(db: Database, token: str) -> tuple[float, int]:
+    """The same creates, delivered by `atlilith relay` in its own process (as deployed): the
+    relay gets a core of its own instead of sharing the creators' event loop."""
+    succeeded = text("SELECT count(*) FROM billing.jobs WHERE status = 'succeeded'")
+    async with db.system() as uow:
+        before = (await uow.session.execute(succeeded)).scalar_one()
+    relay = RelayProcess(db.settings, "bench-jobs", lease=30.0)
+    await relay.start()
+    try:
+
+        async def create(i: int) -> None:
+            async with db.uow() as uow:
+                ctx = await open_context(uow, token)
+                await billing.run_job(
+                    ctx, uow, "identity", "resolve-person", RunIn(input={"email": f"p{i}@example.com"})
+                )
+
+        started = time.perf_counter()
+        await _loop(SECONDS, CONCURRENCY, create)
+        while True:
+            async with db.system() as uow:
+                left = (
+                    await uow.session.execute(
+                        text("SELECT count(*) FROM billing.jobs WHERE status IN ('queued', 'running')")
+                    )
+                ).scalar_one()
+            if left == 0:
+                break
+            await asyncio.sleep(0.05)
+        total = time.perf_counter() - started
+    finally:
+        await relay.stop()
+    async with db.system() as uow:
+        done = (await uow.session.execute(succeeded)).scalar_one() - before
+    return done / total, int(done)
 
 
 async def _fill_ledger(admin_dsn: str, person_id: uuid.UUID, entries: int) -> None:
@@ -256,7 +303,8 @@ async def run() -> str:
             await sync_builtins(db)
             token, person_id = await _person(db, "bench-jobs", 10_000_000, "identity")
             raw_rate, raw_lat = await _raw_ledger_inserts(admin_dsn, person_id)
-            created, done_rate, done = await _jobs(db, token)
+            created, done_rate, done, relay_sql = await _jobs(db, token)
+            apart_rate, apart_done = await _jobs_beside_a_relay_process(db, token)
             # After the relay stopped: the HTTP rows' jobs stay queued, apart from the figure above.
             http_token, _ = await _person(db, "bench-http", 10_000_000, "identity")
             bare, rest = await _over_http(settings, http_token)
@@ -280,6 +328,9 @@ async def run() -> str:
         ),
         f"  {'job create -> complete (relay)':34} {done_rate:9.0f} /s"
         f"  (issue 19: {COMPLETE_BEFORE:g}/s)  {verdict}",
-        f"  ({done} jobs completed: held, run, captured, 3 events each)",
+        f"  ({done} jobs completed: held, run, captured, 3 events each;"
+        f" the relay: {relay_sql:.1f} SQL per job)",
+        f"  {'  the relay in its own process':34} {apart_rate:9.0f} /s  ({apart_done} jobs; not the target's"
+        " setup, shown beside it)",
     ]
     return "\n".join(lines + reads)

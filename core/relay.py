@@ -79,9 +79,11 @@ _MARK_PUBLISH_FAILED = text(
     " claimed_by = NULL, claim_token = NULL, lease_until = NULL"
     " WHERE claim_token = :token AND status = 'pending'"
 )
+# A whole batch's deliveries in one statement: (event, handler) pairs as two parallel arrays.
 _FAN_OUT = text(
     "INSERT INTO platform.event_deliveries (event_id, handler)"
-    " SELECT :event_id, h FROM unnest(CAST(:handlers AS text[])) AS h ON CONFLICT DO NOTHING"
+    " SELECT e, h FROM unnest(CAST(:event_ids AS uuid[]), CAST(:handlers AS text[])) AS pair (e, h)"
+    " ON CONFLICT DO NOTHING"
 )
 # Claim one due delivery in its own transaction: the attempt is counted and the lease written
 # before the handler starts, so a process that dies handling it still used up an attempt.
@@ -172,10 +174,11 @@ class Relay:
             ).all()
             if not rows:
                 return 0
-            for r in rows:
-                handlers = [h.name for h in self.registry.for_event(r.name)]
-                if handlers:
-                    await uow.session.execute(_FAN_OUT, {"event_id": r.id, "handlers": handlers})
+            pairs = [(r.id, h.name) for r in rows for h in self.registry.for_event(r.name)]
+            if pairs:
+                await uow.session.execute(
+                    _FAN_OUT, {"event_ids": [e for e, _ in pairs], "handlers": [h for _, h in pairs]}
+                )
             await uow.session.execute(
                 _MARK_RELAYED, {"ids": [r.id for r in rows], "status": "dispatched", "token": None}
             )

@@ -68,6 +68,11 @@ class ActionSpec(Generic[In]):
     quote: QuoteFn | None = None
     overage: Literal["cap", "allow"] = "cap"
     scope: str | None = None  # scope the caller needs besides jobs:write
+    # Quick: the relay runs and settles it inside its delivery's transaction (the job's row
+    # stays locked while it runs), so it must not commit or `release` its unit of work. False
+    # for an action that may run long (a whole context's rows) or must let go of the
+    # transaction: it runs in transactions of its own and can be cancelled while it runs.
+    quick: bool = True
 
     @property
     def key(self) -> str:
@@ -103,6 +108,7 @@ def action(
     quote: QuoteFn | None = None,
     overage: Literal["cap", "allow"] = "cap",
     scope: str | None = None,
+    quick: bool = True,
 ) -> Callable[[ActionFn], ActionFn]:
     def decorator(fn: ActionFn) -> ActionFn:
         spec = ActionSpec(
@@ -117,6 +123,7 @@ def action(
             quote=quote,
             overage=overage,
             scope=scope,
+            quick=quick,
         )
         _actions[spec.key] = spec
         return fn

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select
 
 from core import webhooks
-from core.billing import peers
+from core.billing import ledger, peers
 from core.billing.components import ActionRun, builtin_action
 from core.billing.models import OPEN_STATUSES, Job, Peer, PeerSecret
 from core.billing.policy import input_error, log
@@ -37,11 +37,37 @@ def _service_context(person_id: uuid.UUID, org_id: uuid.UUID | None, trace_id: s
     return service_context(person_id, org_id, frozenset({ALL_SCOPES}), trace_id)
 
 
+def runs_inline(executor: object, component: object, action: object) -> bool:
+    """Whether a queued job runs inside the delivery's own transaction: a quick built-in action
+    (decided from the `jobs/job.queued` event, before anything is locked)."""
+    if executor != "builtin" or not isinstance(component, str) or not isinstance(action, str):
+        return False
+    spec = builtin_action(component, action)
+    return spec is not None and spec.quick
+
+
+async def run_inline(uow: UnitOfWork, job_id: uuid.UUID) -> None:
+    """Run and settle a queued quick built-in job in `uow`'s transaction (the relay's delivery,
+    acting for the job's tenant). The job's row stays locked until that commits: the action's
+    writes, the capture (or, if it fails, the release) and the job's outcome commit together
+    with the delivery's `done`. If the process dies first, all of it rolls back and the relay
+    delivers again: the job is still queued and runs once more, and is settled exactly once.
+    Idempotent: a job that is no longer queued is left alone."""
+    with trace(job_id.hex, name="job execute", job_id=str(job_id)):
+        job = await lock_job(uow, job_id)
+        if job is None or job.status != "queued":
+            log.info("job_not_queued", status=job.status if job else None)
+            return
+        annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
+        await _run_locked(uow, job)
+
+
 async def execute_job(
     db: Database, job_id: uuid.UUID, person_id: uuid.UUID, org_id: uuid.UUID | None
 ) -> None:
-    """Run a queued job (the `jobs/job.queued` handler). Idempotent: a job that is no longer
-    queued is left alone, so a redelivered event does nothing."""
+    """Run a queued job in transactions of its own (the handler's path for peer jobs and long
+    built-in actions; a quick built-in one runs inline here too). Idempotent: a job that is no
+    longer queued is left alone, so a redelivered event does nothing."""
     tid = job_id.hex
     with trace(tid, name="job execute", job_id=str(job_id)):
         async with db.service(person_id, org_id, trace_id=tid) as uow:
@@ -50,6 +76,9 @@ async def execute_job(
                 log.info("job_not_queued", status=job.status if job else None)
                 return
             annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
+            if job.executor == "builtin" and runs_inline(job.executor, job.component, job.action):
+                await _run_locked(uow, job)
+                return
             peer: Peer | None = None
             if job.executor == "peer":
                 peer = await uow.session.get(Peer, job.peer_id)
@@ -61,6 +90,68 @@ async def execute_job(
             await _hand_to_peer(db, job)
 
 
+async def _run_locked(uow: UnitOfWork, job: Job) -> None:
+    """A locked, queued built-in job: the action runs in a savepoint, so a failure rolls back its
+    writes (and the events it emitted) and the job fails with its hold released in the same
+    transaction, as `_run_builtin` reports it. The account is locked only once the action is
+    done (other runs of the context hold credits meanwhile), and before the job is touched, so
+    the job's row is written once."""
+    spec = builtin_action(job.component, job.action)
+    timeout = uow.db.settings.job_run_timeout_seconds
+    started = utcnow()
+    if spec is None:
+        acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+        await mark_running(uow, job, timeout, now=started)
+        await finish_unpaid(uow, job, status="failed", acct=acct, **_UNKNOWN_ACTION)
+        return
+    ctx = _service_context(job.person_id, job.org_id, job.id.hex)
+    outer, uow.ctx = uow.ctx, ctx
+    emitted = len(uow._events)
+    failure: tuple[str, str] | None = None
+    try:
+        async with uow.session.begin_nested():
+            model = spec.input.model_validate(job.input, context=spec.input_context(uow))
+            run = ActionRun(
+                ctx=ctx, uow=uow, job_id=job.id, trace_id=job.id.hex, credits_held=job.credits_held
+            )
+            async with asyncio.timeout(timeout):
+                result = await spec.fn(run, model)
+            # The action's pending writes fail here, inside its savepoint, not at commit.
+            await uow.session.flush()
+    except TimeoutError:
+        failure = ("timeout", f"the action did not finish within {timeout:g} s")
+    except DomainError as err:
+        failure = (err.code, err.message)
+    except Exception:
+        log.exception("action_failed")
+        failure = ("action_failed", _ACTION_FAILED)
+    finally:
+        uow.ctx = outer
+    if failure is not None:
+        # What the action emitted rolled back with its writes; the job is read as it is now.
+        del uow._events[emitted:]
+        job = await lock_job(uow, job.id) or job
+        acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+        await mark_running(uow, job, timeout, now=started)
+        await finish_unpaid(uow, job, status="failed", code=failure[0], message=failure[1], acct=acct)
+        return
+    acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+    await mark_running(uow, job, timeout, now=started)
+    await succeed(
+        uow,
+        job,
+        output=result.output.model_dump(mode="json"),
+        usage=result.usage,
+        charge=job.credits_quoted if result.credits is None else result.credits,
+        overage=spec.overage,
+        acct=acct,
+    )
+
+
+_UNKNOWN_ACTION = {"code": "unknown_action", "message": "this action no longer exists on the platform"}
+_ACTION_FAILED = "the action failed on our side; nothing was charged"
+
+
 async def _fail_open_job(db: Database, job: Job, code: str, message: str) -> None:
     async with db.service(job.person_id, job.org_id, trace_id=job.id.hex) as uow:
         locked = await lock_job(uow, job.id)
@@ -69,9 +160,11 @@ async def _fail_open_job(db: Database, job: Job, code: str, message: str) -> Non
 
 
 async def _run_builtin(db: Database, job: Job) -> None:
+    """A long built-in action, already marked running: it runs in a transaction of its own, and
+    the job is re-locked at the end (it may have been cancelled or expired meanwhile)."""
     spec = builtin_action(job.component, job.action)
     if spec is None:
-        await _fail_open_job(db, job, "unknown_action", "this action no longer exists on the platform")
+        await _fail_open_job(db, job, **_UNKNOWN_ACTION)
         return
     timeout = db.settings.job_run_timeout_seconds
     try:
@@ -103,7 +196,7 @@ async def _run_builtin(db: Database, job: Job) -> None:
         await _fail_open_job(db, job, err.code, err.message)
     except Exception:
         log.exception("action_failed")
-        await _fail_open_job(db, job, "action_failed", "the action failed on our side; nothing was charged")
+        await _fail_open_job(db, job, "action_failed", _ACTION_FAILED)
 
 
 def callback_url(settings: Settings, job_id: uuid.UUID) -> str:

@@ -17,12 +17,19 @@ log = get_logger("atlilith.billing.handlers")
 
 @subscribe("jobs/job.queued", name="billing.execute_job")
 async def execute_queued_job(event: Event, uow: UnitOfWork) -> None:
-    """Run the job (built-in action, or hand it to its peer). The job's own transactions record
-    each step, so a redelivery of this event finds the job no longer queued and does nothing."""
+    """Run the job. A quick built-in action runs and settles in this delivery's transaction (a
+    crash rolls all of it back and the delivery comes again); a peer job or a long action
+    records each step in transactions of its own. Either way a redelivery finds the job no
+    longer queued and does nothing."""
     if event.person_id is None:
         log.error("job_event_without_person")
         return
-    await execution.execute_job(uow.db, uuid.UUID(str(event.data["job_id"])), event.person_id, event.org_id)
+    job_id = uuid.UUID(str(event.data["job_id"]))
+    data = event.data
+    if execution.runs_inline(data.get("executor"), data.get("component"), data.get("action")):
+        await execution.run_inline(uow, job_id)
+    else:
+        await execution.execute_job(uow.db, job_id, event.person_id, event.org_id)
 
 
 @subscribe("platform/person.created", name="billing.starting_credits_person")

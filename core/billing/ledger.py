@@ -341,15 +341,23 @@ async def held(
         await uow.session.flush()
 
 
+def capped_charge(acct: CreditAccount, job: Job, charge: int, overage: str) -> int:
+    """What a job is charged for `charge`: never more than held, unless the action allows
+    overage, and then only what is available besides."""
+    held = job.credits_held
+    charge = max(0, charge)
+    if charge > held:
+        charge = held + min(charge - held, available(acct)) if overage == "allow" else held
+    return charge
+
+
 async def settle(
     uow: UnitOfWork, acct: CreditAccount, job: Job, *, charge: int, overage: str, memo: str | None
 ) -> int:
     """Capture `charge` from the job's hold and release the rest. More than held only when the
     action allows overage, and then only what is available. Returns the credits captured."""
     held = job.credits_held
-    charge = max(0, charge)
-    if charge > held:
-        charge = held + min(charge - held, available(acct)) if overage == "allow" else held
+    charge = capped_charge(acct, job, charge, overage)
     from_hold = min(charge, held)
     if charge > 0:
         await post(
@@ -398,24 +406,28 @@ async def release(uow: UnitOfWork, acct: CreditAccount, job: Job, *, memo: str) 
     )
 
 
+# Spending in one statement: the account's lots with credits left, soonest-expiring first (locked;
+# the account row is locked already), each giving what the ones before it did not cover. No lots
+# (most accounts) = one index probe and nothing loaded.
+_SPEND_LOTS = text(
+    """
+    WITH lots AS (
+      SELECT id, remaining,
+             CAST(sum(remaining) OVER (ORDER BY expires_at, id) AS bigint) - remaining AS before
+        FROM (SELECT id, remaining, expires_at FROM billing.credit_lots
+               WHERE account_id = :account_id AND remaining > 0
+               ORDER BY expires_at, id FOR UPDATE) AS open_lots
+    )
+    UPDATE billing.credit_lots c
+       SET remaining = c.remaining - LEAST(lots.remaining, CAST(:credits AS bigint) - lots.before)
+      FROM lots WHERE c.id = lots.id AND lots.before < CAST(:credits AS bigint)
+    """
+)
+
+
 async def _spend_lots(uow: UnitOfWork, acct: CreditAccount, credits: int) -> None:
     """Spent credits come out of the soonest-expiring lots first (the customer's best deal)."""
-    lots = (
-        await uow.session.execute(
-            select(CreditLot)
-            .where(CreditLot.account_id == acct.id, CreditLot.remaining > 0)
-            .order_by(CreditLot.expires_at, CreditLot.id)
-            .with_for_update()
-        )
-    ).scalars()
-    left = credits
-    for lot in lots:
-        take = min(lot.remaining, left)
-        lot.remaining -= take
-        left -= take
-        if left == 0:
-            break
-    await uow.session.flush()
+    await uow.session.execute(_SPEND_LOTS, {"account_id": acct.id, "credits": credits})
 
 
 async def expire_lots(uow: UnitOfWork, now: dt.datetime, limit: int = 500) -> int:

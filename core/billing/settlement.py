@@ -10,17 +10,20 @@ from typing import Any
 from sqlalchemy import select
 
 from core.billing import ledger
-from core.billing.models import Job
+from core.billing.models import CreditAccount, Job
 from core.billing.policy import log
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
 
-async def mark_running(uow: UnitOfWork, job: Job, run_seconds: float) -> None:
-    now = utcnow()
+async def mark_running(
+    uow: UnitOfWork, job: Job, run_seconds: float, *, now: dt.datetime | None = None
+) -> None:
+    """The job starts (at `now`): written with the next flush or commit, which for a job run
+    inline is the one that settles it (one UPDATE of its row)."""
+    now = now or utcnow()
     job.status, job.started_at, job.attempts = "running", now, job.attempts + 1
     job.deadline_at = now + dt.timedelta(seconds=run_seconds)
-    await uow.session.flush()
     uow.emit(
         "jobs/job.started",
         {"job_id": job.id, "component": job.component, "action": job.action, "attempt": job.attempts},
@@ -39,15 +42,20 @@ async def succeed(
     usage: dict[str, float],
     charge: int,
     overage: str,
+    acct: CreditAccount | None = None,
 ) -> None:
-    acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+    """Capture the job's charge (`acct`: its account, if already locked). The job's outcome is
+    set before the ledger is written, so it reaches the database in the same flush as anything
+    earlier (its start, for a job run inline): one UPDATE of its row."""
+    acct = acct or await ledger.lock_account(uow, job.person_id, job.org_id)
     memo = f"{job.component}/{job.action}" + (
         " (" + ", ".join(f"{k}={v:g}" for k, v in sorted(usage.items())) + ")" if usage else ""
     )
-    captured = await ledger.settle(uow, acct, job, charge=charge, overage=overage, memo=memo)
+    captured = ledger.capped_charge(acct, job, charge, overage)
     job.status, job.finished_at = "succeeded", utcnow()
     job.hold_status = "captured" if captured > 0 else "released"
     job.credits_captured, job.output, job.usage = captured, output, dict(usage)
+    await ledger.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
     await uow.session.flush()
     uow.emit(
         "jobs/job.succeeded",
@@ -70,9 +78,11 @@ async def succeed(
     )
 
 
-async def finish_unpaid(uow: UnitOfWork, job: Job, *, status: str, code: str, message: str) -> None:
+async def finish_unpaid(
+    uow: UnitOfWork, job: Job, *, status: str, code: str, message: str, acct: CreditAccount | None = None
+) -> None:
     """Fail or cancel an open job: its hold is released, nothing is charged."""
-    acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+    acct = acct or await ledger.lock_account(uow, job.person_id, job.org_id)
     await ledger.release(uow, acct, job, memo=f"{status}: {code}")
     job.status, job.hold_status, job.finished_at = status, "released", utcnow()
     job.error_code, job.error_message = code, message[:2000]

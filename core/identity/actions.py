@@ -113,6 +113,7 @@ async def _quote_dedupe(ctx: TenantContext, uow: UnitOfWork, data: DedupeIn) -> 
     price=1,
     unit=f"{ROWS_PER_CREDIT} clients",
     quote=_quote_dedupe,
+    quick=False,
     input=DedupeIn,
     output=DedupeOut,
     scope="tenancy:write",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import signal
 import time
 import uuid
 from typing import Any
@@ -100,7 +102,7 @@ class Gate(BaseModel):
     client_name: str | None = None
 
 
-@action("tests", "gated", price=4, input=Gate, output=Done, summary="Waits for the test's gate.")
+@action("tests", "gated", price=4, input=Gate, output=Done, quick=False, summary="Waits for the test's gate.")
 async def gated(run: ActionRun, data: Gate) -> ActionResult:
     if data.client_name:
         run.uow.session.add(
@@ -110,6 +112,33 @@ async def gated(run: ActionRun, data: Gate) -> ActionResult:
     entered.setdefault(data.gate, asyncio.Event()).set()
     await gates.setdefault(data.gate, asyncio.Event()).wait()
     return ActionResult(output=Done(), usage={"waited": 1})
+
+
+class Marked(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    marker: str
+    gate: str | None = None
+    refuse: bool = False
+
+
+# A quick action that writes a client named after its marker, then (in a worker process whose
+# ATLILITH_TEST_KILL_JOB is that marker) kills its own process before the delivery commits, or
+# waits for the test's gate (to outlive a short delivery lease).
+@action("tests", "write-then-die", price=2, input=Marked, output=Done, summary="Writes, then may die.")
+async def write_then_die(run: ActionRun, data: Marked) -> ActionResult:
+    run.uow.session.add(
+        Client(id=uuid.uuid4(), person_id=run.ctx.person_id, org_id=run.ctx.org_id, name=data.marker)
+    )
+    await run.uow.session.flush()
+    if os.environ.get("ATLILITH_TEST_KILL_JOB") == data.marker:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if data.refuse:
+        run.uow.emit("tests/probe.never", {"marker": data.marker})
+        raise ValidationFailed("the action refused after writing", code="refused_after_write")
+    if data.gate:
+        entered.setdefault(data.gate, asyncio.Event()).set()
+        await gates.setdefault(data.gate, asyncio.Event()).wait()
+    return ActionResult(output=Done(), usage={"written": 1})
 
 
 # --- people and credits -----------------------------------------------------------------------------

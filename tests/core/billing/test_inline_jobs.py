@@ -1,0 +1,293 @@
+"""Quick built-in jobs run and settle inside the relay delivery's own transaction: a process
+that dies, or a delivery that loses its lease, mid-job commits nothing of it; the next delivery
+runs the job again and it is settled exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from core.relay import Relay
+from core.uow import Database
+from tests.conftest import signup
+from tests.support import billing as support
+from tests.support.billing import app_db, assert_consistent, grant, ledger_state, make_admin
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _worker_env(db: Database) -> dict[str, str]:
+    settings = db.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLILITH_")}
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url or "",
+            "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
+            "ATLILITH_DATA_DIR": str(settings.data_dir),
+            "ATLILITH_LOG_LEVEL": "warning",
+            # The claim the dying worker leaves behind runs out quickly, for the test to see.
+            "ATLILITH_HANDLER_LEASE_SECONDS": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return env
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def job_facts(db: Database, job_id: str, marker: str) -> dict[str, Any]:
+    """The job, its ledger entries, the action's writes, its events and its delivery."""
+    async with db.system() as uow:
+        job = (
+            await uow.session.execute(
+                text(
+                    "SELECT status, attempts, hold_status, credits_captured FROM billing.jobs WHERE id = :j"
+                ),
+                {"j": uuid.UUID(job_id)},
+            )
+        ).one()
+        kinds = (
+            await uow.session.execute(
+                text("SELECT kind FROM billing.ledger WHERE job_id = :j ORDER BY seq"),
+                {"j": uuid.UUID(job_id)},
+            )
+        ).scalars()
+        clients = (
+            await uow.session.execute(
+                text("SELECT count(*) FROM platform.clients WHERE name = :m"), {"m": marker}
+            )
+        ).scalar_one()
+        events = (
+            await uow.session.execute(
+                text(
+                    "SELECT name FROM platform.outbox WHERE data->>'job_id' = :j AND name <> 'jobs/job.queued'"
+                    " ORDER BY seq"
+                ),
+                {"j": job_id},
+            )
+        ).scalars()
+        delivery = (
+            await uow.session.execute(
+                text(
+                    "SELECT d.status, d.attempts FROM platform.event_deliveries d"
+                    " JOIN platform.outbox e ON e.id = d.event_id"
+                    " WHERE e.name = 'jobs/job.queued' AND e.data->>'job_id' = :j AND d.handler = 'billing.execute_job'"
+                ),
+                {"j": job_id},
+            )
+        ).one_or_none()
+    return {
+        "job": tuple(job),
+        "ledger": list(kinds),
+        "clients": clients,
+        "events": list(events),
+        "delivery": tuple(delivery) if delivery else None,
+    }
+
+
+SETTLED_ONCE = {
+    "job": ("succeeded", 1, "captured", 2),
+    "ledger": ["hold", "capture"],
+    "clients": 1,
+    "events": ["jobs/job.started", "jobs/job.succeeded"],
+}
+
+
+async def _queued(client: httpx.AsyncClient, marker: str, gate: str | None = None) -> tuple[str, str]:
+    admin, a = await make_admin(client), await signup(client)
+    await grant(client, admin, 10, person=a.slug)
+    await Relay(app_db(client)).drain()  # nothing else pending: the next delivery is this job's
+    body: dict[str, Any] = {"marker": marker} | ({"gate": gate} if gate else {})
+    job = await client.post("/v1/run/tests/write-then-die", json={"input": body}, headers=a.h())
+    assert job.status_code == 202, job.text
+    return job.json()["job_id"], a.id
+
+
+async def test_a_process_killed_mid_job_commits_nothing_and_the_job_settles_once(
+    client: httpx.AsyncClient,
+) -> None:
+    marker = uuid.uuid4().hex
+    job_id, tenant = await _queued(client, marker)
+    db = app_db(client)
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tests.support.job_crash_worker", marker],
+        cwd=ROOT,
+        env=_worker_env(db),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == -9 and "survived" not in proc.stdout, proc.stderr
+    # The action wrote and the process died before the delivery committed: none of it is there,
+    # the job is still queued with its hold open, and the delivery's attempt is counted.
+    facts = await job_facts(db, job_id, marker)
+    assert facts == {
+        "job": ("queued", 0, "open", 0),
+        "ledger": ["hold"],
+        "clients": 0,
+        "events": [],
+        "delivery": ("pending", 1),
+    }
+    assert_consistent(await ledger_state(db, tenant))
+
+    async def settled() -> bool:
+        await Relay(db).drain()
+        return (await job_facts(db, job_id, marker))["job"][0] != "queued"
+
+    await until(settled)  # once the dead process's lease runs out
+    assert await job_facts(db, job_id, marker) == SETTLED_ONCE | {"delivery": ("done", 2)}
+    assert_consistent(await ledger_state(db, tenant))
+
+
+async def test_a_delivery_that_lost_its_lease_mid_job_commits_nothing_and_the_job_settles_once(
+    client: httpx.AsyncClient,
+) -> None:
+    marker, gate = uuid.uuid4().hex, uuid.uuid4().hex
+    job_id, tenant = await _queued(client, marker, gate)
+    db = app_db(client)
+    short = Database(db.settings.model_copy(update={"handler_lease_seconds": 0.2}))
+    try:
+        slow = Relay(short)
+        assert await slow.pump() >= 1
+        # The first delivery runs the job and waits at the gate, its lease not renewed.
+        first = asyncio.create_task(slow.deliver_one())
+        await asyncio.wait_for(support.entered.setdefault(gate, asyncio.Event()).wait(), 20)
+
+        async def claimed_again() -> bool:
+            return (await job_facts(db, job_id, marker))["delivery"] == ("pending", 2)
+
+        # Another relay takes the delivery once the lease ran out, and waits for the job's row.
+        async def take_over() -> None:
+            other = Relay(db)
+            while not await other.deliver_one():
+                await asyncio.sleep(0.02)
+
+        second = asyncio.create_task(take_over())
+        await until(claimed_again)
+        support.gates.setdefault(gate, asyncio.Event()).set()
+        # The first finishes the job, finds its claim gone and rolls everything back; the second
+        # then finds the job still queued and runs it (the gate is open now).
+        assert await asyncio.wait_for(first, 20) is True
+        await asyncio.wait_for(second, 20)
+    finally:
+        await short.dispose()
+    assert await job_facts(db, job_id, marker) == SETTLED_ONCE | {"delivery": ("done", 2)}
+    assert_consistent(await ledger_state(db, tenant))
+
+
+async def test_a_quick_job_that_fails_rolls_back_its_writes_and_releases_in_the_delivery(
+    client: httpx.AsyncClient,
+) -> None:
+    marker = uuid.uuid4().hex
+    job_id, tenant = await _queued(client, marker)
+    db = app_db(client)
+    async with db.system() as uow:  # the same job, now refusing after its write
+        await uow.session.execute(
+            text("UPDATE billing.jobs SET input = input || '{\"refuse\": true}' WHERE id = :j"),
+            {"j": uuid.UUID(job_id)},
+        )
+    await Relay(db).drain()
+    facts = await job_facts(db, job_id, marker)
+    # The action's client and its event rolled back with its savepoint; the job failed with the
+    # action's error and its hold was released, in the one delivery.
+    assert facts == {
+        "job": ("failed", 1, "released", 0),
+        "ledger": ["hold", "release"],
+        "clients": 0,
+        "events": ["jobs/job.started", "jobs/job.failed"],
+        "delivery": ("done", 1),
+    }
+    async with db.system() as uow:
+        error = (
+            await uow.session.execute(
+                text("SELECT error_code, error_message FROM billing.jobs WHERE id = :j"),
+                {"j": uuid.UUID(job_id)},
+            )
+        ).one()
+        never = (
+            await uow.session.execute(
+                text(
+                    "SELECT count(*) FROM platform.outbox WHERE name = 'tests/probe.never' AND data->>'marker' = :m"
+                ),
+                {"m": marker},
+            )
+        ).scalar_one()
+    assert tuple(error) == ("refused_after_write", "the action refused after writing") and never == 0
+    assert_consistent(await ledger_state(db, tenant))
+
+
+# The claim (2: tenant settings, UPDATE) and the delivery's transaction: settings, savepoint,
+# service settings, the job locked, the action's savepoint around its one SELECT, the account
+# locked, the job's one UPDATE, the capture, the account, the lots, the outbox, release, system
+# settings, done. Was 22 per job with execute_job's own transactions.
+DELIVERY_BUDGET = 18
+
+
+async def test_a_quick_job_completes_within_the_delivery_statement_budget(client: httpx.AsyncClient) -> None:
+    from core.db import start_statement_count
+    from tests.support.registry import install
+
+    admin, a = await make_admin(client), await signup(client)
+    await grant(client, admin, 5, person=a.slug)
+    await install(client, a, "identity")
+    db = app_db(client)
+    relay = Relay(db)
+    await relay.drain()
+    job = (
+        await client.post(
+            "/v1/run/identity/resolve-person", json={"input": {"email": "b@example.com"}}, headers=a.h()
+        )
+    ).json()
+    assert await relay.pump() >= 1
+    stats = start_statement_count()
+    assert await relay.deliver_one()
+    count = stats.count
+    done = (await client.get(f"/v1/jobs/{job['job_id']}", headers=a.h())).json()
+    assert done["status"] == "succeeded" and done["credits_captured"] == 1
+    assert count <= DELIVERY_BUDGET, count
+    assert_consistent(await ledger_state(db, a.id))
+
+
+async def test_a_capture_spends_the_soonest_expiring_lots_first_across_lots(
+    client: httpx.AsyncClient,
+) -> None:
+    import datetime as dt
+
+    admin, a = await make_admin(client), await signup(client)
+    now = dt.datetime.now(dt.UTC)
+    for credits, hours in ((2, 3), (2, 1), (5, 2)):  # granted out of expiry order
+        await grant(
+            client, admin, credits, person=a.slug, expires_at=(now + dt.timedelta(hours=hours)).isoformat()
+        )
+    db = app_db(client)
+    job = (await client.post("/v1/run/tests/metered", json={"input": {"credits": 3}}, headers=a.h())).json()
+    await Relay(db).drain()
+    assert (await client.get(f"/v1/jobs/{job['job_id']}", headers=a.h())).json()["credits_captured"] == 3
+    async with db.system() as uow:
+        lots = (
+            await uow.session.execute(
+                text(
+                    "SELECT amount, remaining FROM billing.credit_lots WHERE tenant_id = :t ORDER BY expires_at"
+                ),
+                {"t": uuid.UUID(a.id)},
+            )
+        ).all()
+    # The 1-hour lot is spent (2), the 2-hour lot gives the last credit, the 3-hour lot is whole.
+    assert [tuple(lot) for lot in lots] == [(2, 0), (5, 4), (2, 2)]
+    assert_consistent(await ledger_state(db, a.id))
