@@ -67,7 +67,12 @@ async def test_me_and_mcp_whoami_cost_the_same_two_statements(counted: httpx.Asy
 
 
 def _call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+    return {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
 
 
 async def test_a_gated_tool_costs_what_its_rest_twin_costs_and_is_refused_where_not_installed(
