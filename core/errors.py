@@ -34,6 +34,18 @@ class DomainError(Exception):
     default_code: ClassVar[str] = "bad_request"
     title: ClassVar[str] = "Bad request"
 
+    def __init_subclass__(
+        cls, *, status: int | None = None, code: str | None = None, title: str | None = None, **kwargs: Any
+    ) -> None:
+        # A kind of error is one line: its status, default code and problem title.
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+        if code is not None:
+            cls.default_code = code
+        if title is not None:
+            cls.title = title
+
     def __post_init__(self) -> None:
         if not self.code:
             self.code = self.default_code
@@ -52,58 +64,40 @@ class DomainError(Exception):
         return body
 
 
-class ValidationFailed(DomainError):
-    status = 422
-    default_code = "validation_failed"
-    title = "Validation failed"
+class ValidationFailed(DomainError, status=422, code="validation_failed", title="Validation failed"):
+    """The input breaks a rule of its schema or of the domain."""
 
 
-class Unauthenticated(DomainError):
-    status = 401
-    default_code = "unauthenticated"
-    title = "Unauthenticated"
+class Unauthenticated(DomainError, status=401, code="unauthenticated", title="Unauthenticated"):
+    """No credential, or one that is not (or no longer) valid."""
 
 
-class PermissionDenied(DomainError):
-    status = 403
-    default_code = "forbidden"
-    title = "Forbidden"
+class PermissionDenied(DomainError, status=403, code="forbidden", title="Forbidden"):
+    """The caller is known but may not do this here."""
 
 
-class NotFound(DomainError):
-    status = 404
-    default_code = "not_found"
-    title = "Not found"
+class NotFound(DomainError, status=404, code="not_found", title="Not found"):
+    """Missing, or another tenant's (the two are indistinguishable)."""
 
 
-class Conflict(DomainError):
-    status = 409
-    default_code = "conflict"
-    title = "Conflict"
+class Conflict(DomainError, status=409, code="conflict", title="Conflict"):
+    """The state does not allow it now (a duplicate, a taken slot, a race lost)."""
 
 
-class Gone(DomainError):
-    status = 410
-    default_code = "gone"
-    title = "Gone"
+class Gone(DomainError, status=410, code="gone", title="Gone"):
+    """It existed and has ended (an expired invitation or link)."""
 
 
-class PayloadTooLarge(DomainError):
-    status = 413
-    default_code = "payload_too_large"
-    title = "Payload too large"
+class PayloadTooLarge(DomainError, status=413, code="payload_too_large", title="Payload too large"):
+    """The body is over the size the platform accepts."""
 
 
-class RateLimited(DomainError):
-    status = 429
-    default_code = "rate_limited"
-    title = "Too many requests"
+class RateLimited(DomainError, status=429, code="rate_limited", title="Too many requests"):
+    """Too many requests for now; retry after the hint."""
 
 
-class Unavailable(DomainError):
-    status = 503
-    default_code = "unavailable"
-    title = "Service unavailable"
+class Unavailable(DomainError, status=503, code="unavailable", title="Service unavailable"):
+    """A dependency is down; retrying later may succeed."""
 
 
 # Constraint name -> the error a violation of it means. Features register theirs next to their

@@ -47,19 +47,19 @@ def alembic_config(schemas: tuple[str, ...] | None = None) -> Config:
 
 async def create_database(admin_url: str | URL, name: str) -> None:
     """CREATE DATABASE on the server of `admin_url` (tests give each session its own)."""
-    engine = create_async_engine(asyncpg_url(admin_url), isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(f"CREATE DATABASE {_ident(name)}"))
-    finally:
-        await engine.dispose()
+    await _on_server(admin_url, f"CREATE DATABASE {_ident(name)}")
 
 
 async def drop_database(admin_url: str | URL, name: str) -> None:
+    await _on_server(admin_url, f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)")
+
+
+async def _on_server(admin_url: str | URL, statement: str) -> None:
+    # CREATE / DROP DATABASE cannot run inside a transaction: autocommit, on a throwaway engine.
     engine = create_async_engine(asyncpg_url(admin_url), isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)"))
+            await conn.execute(text(statement))
     finally:
         await engine.dispose()
 

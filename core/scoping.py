@@ -18,7 +18,7 @@ from sqlalchemy import Column, ColumnElement, Row, Select, Table, inspect, selec
 from sqlalchemy.orm import InstrumentedAttribute
 
 from core.context import Role, TenantContext
-from core.errors import NotFound
+from core.errors import DomainError, NotFound
 from core.pagination import Page, PageRequest, decode_cursor, invalid_cursor, page_of
 from core.tenancy.models import TenantOwned
 from core.uow import UnitOfWork
@@ -31,8 +31,10 @@ __all__ = [
     "keyset_page",
     "keyset_rows",
     "map_page",
+    "one_or",
     "owned_by",
     "require_manager",
+    "row_or",
     "same_tenant",
     "scoped",
 ]
@@ -103,6 +105,23 @@ async def get_in_context(
     row = (await uow.session.execute(stmt)).scalar_one_or_none()
     if row is None:
         raise not_found
+    return row
+
+
+async def one_or(uow: UnitOfWork, stmt: Select[T], error: DomainError) -> T:
+    """The one value `stmt` selects, or `error` raised when it selects nothing: the "load it
+    or refuse" step, for reads that are not one row of the caller's context by id."""
+    value = (await uow.session.execute(stmt)).scalar_one_or_none()
+    if value is None:
+        raise error
+    return value
+
+
+async def row_or(uow: UnitOfWork, stmt: Select[*Ts], error: DomainError) -> Row[*Ts]:
+    """`one_or` for a statement that selects several columns: its one row, or `error`."""
+    row = (await uow.session.execute(stmt)).one_or_none()
+    if row is None:
+        raise error
     return row
 
 

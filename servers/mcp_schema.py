@@ -127,16 +127,29 @@ def _inline(node: Any, defs: _Schema, *, seen: tuple[str, ...], kept: set[str]) 
         return [_inline(v, defs, seen=seen, kept=kept) for v in node]
     if not isinstance(node, dict):
         return node
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        name = ref.removeprefix("#/$defs/")
-        target = defs.get(name)
-        if isinstance(target, dict) and name not in seen:
-            merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-            return _inline(merged, defs, seen=(*seen, name), kept=kept)
-        if isinstance(target, dict):
+    local = _local_ref(node, defs)
+    if local is not None:
+        name, target = local
+        if target is not None and name not in seen:
+            return _inline(_resolved(node, target), defs, seen=(*seen, name), kept=kept)
+        if target is not None:
             kept.add(name)
     return {k: v if k == "$defs" else _inline(v, defs, seen=seen, kept=kept) for k, v in node.items()}
+
+
+def _local_ref(node: _Schema, defs: _Schema) -> tuple[str, _Schema | None] | None:
+    """For a `#/$defs/X` reference: X, and its definition (None when there is none)."""
+    ref = node.get("$ref")
+    if not (isinstance(ref, str) and ref.startswith("#/$defs/")):
+        return None
+    name = ref.removeprefix("#/$defs/")
+    target = defs.get(name)
+    return name, target if isinstance(target, dict) else None
+
+
+def _resolved(node: _Schema, target: _Schema) -> _Schema:
+    """The definition a reference names, under the reference's own keys (its description wins)."""
+    return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
 
 
 def _merge_nullable(schema: _Schema) -> _Schema:
@@ -171,15 +184,13 @@ def _merge_nullable(schema: _Schema) -> _Schema:
 def _shrink(node: Any, defs: _Schema, *, level: int, max_level: int, seen: tuple[str, ...]) -> Any:
     if not isinstance(node, dict):
         return node
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        name = ref.removeprefix("#/$defs/")
-        target = defs.get(name)
-        if not isinstance(target, dict) or name in seen:
+    local = _local_ref(node, defs)
+    if local is not None:
+        name, target = local
+        if target is None or name in seen:
             # A cycle (or a dangling ref): accept anything rather than loop.
             return _keep_description(node, {})
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _shrink(merged, defs, level=level, max_level=max_level, seen=(*seen, name))
+        return _shrink(_resolved(node, target), defs, level=level, max_level=max_level, seen=(*seen, name))
     if _is_object(node) and level > max_level:
         return _summary(node, defs)
     out: _Schema = {}
@@ -232,9 +243,9 @@ def _object_of(schema: Any, defs: _Schema) -> _Schema | None:
     """The object schema a property holds (through a $ref, a nullable anyOf or a list), if any."""
     if not isinstance(schema, dict):
         return None
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/$defs/"):
-        return _object_of(defs.get(ref.removeprefix("#/$defs/")), defs)
+    local = _local_ref(schema, defs)
+    if local is not None:
+        return _object_of(local[1], defs)
     if _is_object(schema):
         return schema
     if isinstance(schema.get("items"), dict):

@@ -76,31 +76,18 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "additionalProperties": True,
 }
 
+
+def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "schema": schema or {"type": "string"}}
+
+
 HEADERS: dict[str, dict[str, Any]] = {
-    "X-Trace-Id": {
-        "description": "The request's trace id (also in logs and in problem bodies).",
-        "schema": {"type": "string"},
-    },
-    "Retry-After": {
-        "description": "Seconds to wait before retrying (429, 503).",
-        "schema": {"type": "integer", "minimum": 0},
-    },
-    "ETag": {
-        "description": "The representation's tag: send it back in `If-Match` to write only if unchanged.",
-        "schema": {"type": "string"},
-    },
-    "RateLimit": {
-        "description": "What is left of the tightest limit this request counted against.",
-        "schema": {"type": "string"},
-    },
-    "RateLimit-Policy": {
-        "description": "The limits this request counted against (IETF RateLimit fields).",
-        "schema": {"type": "string"},
-    },
-    "WWW-Authenticate": {
-        "description": "Why the credential was refused (401).",
-        "schema": {"type": "string"},
-    },
+    "X-Trace-Id": _header("The request's trace id (also in logs and in problem bodies)."),
+    "Retry-After": _header("Seconds to wait before retrying (429, 503).", {"type": "integer", "minimum": 0}),
+    "ETag": _header("The representation's tag: send it back in `If-Match` to write only if unchanged."),
+    "RateLimit": _header("What is left of the tightest limit this request counted against."),
+    "RateLimit-Policy": _header("The limits this request counted against (IETF RateLimit fields)."),
+    "WWW-Authenticate": _header("Why the credential was refused (401)."),
 }
 
 RATE_HEADERS = ("RateLimit", "RateLimit-Policy")

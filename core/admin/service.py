@@ -41,7 +41,7 @@ from core.observability import get_logger
 from core.outbox import deliveries_table, outbox_table
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
-from core.scoping import keyset_page, keyset_rows, map_page
+from core.scoping import keyset_page, keyset_rows, map_page, one_or
 from core.tenancy.models import ApiKey, AuthSession, Org, OrgMember, Person
 from core.uow import Database, UnitOfWork
 from core.utilities import utcnow
@@ -64,16 +64,12 @@ async def _person(uow: UnitOfWork, ref: str, *, lock: bool = False) -> Person:
     """A person by id or handle."""
     pid = _as_uuid(ref)
     stmt = select(Person).where(Person.id == pid if pid else Person.slug == ref.strip().lower())
-    if lock:
-        stmt = stmt.with_for_update()
-    person = (await uow.session.execute(stmt)).scalar_one_or_none()
-    if person is None:
-        raise NotFound(
-            f"no person {ref!r}",
-            code="person_not_found",
-            hint="pass a handle or a person id; search with [[admin.list_persons]]",
-        )
-    return person
+    not_found = NotFound(
+        f"no person {ref!r}",
+        code="person_not_found",
+        hint="pass a handle or a person id; search with [[admin.list_persons]]",
+    )
+    return await one_or(uow, stmt.with_for_update() if lock else stmt, not_found)
 
 
 # --- persons -----------------------------------------------------------------------------------------
@@ -378,19 +374,15 @@ async def redrive_dead_letters(ctx: TenantContext, uow: UnitOfWork, data: Redriv
     something."""
     await audit.require_platform_admin(ctx, uow)
     if data.event_id is not None:
-        known = (
-            await uow.session.execute(
-                select(deliveries_table.c.status).where(
-                    deliveries_table.c.event_id == data.event_id, deliveries_table.c.handler == data.handler
-                )
-            )
-        ).scalar_one_or_none()
-        if known is None:
-            raise NotFound(
-                f"no delivery of event {data.event_id} to handler {data.handler!r}",
-                code="delivery_not_found",
-                hint="list what is dead with [[admin.list_dead_letters]]",
-            )
+        delivery = select(deliveries_table.c.status).where(
+            deliveries_table.c.event_id == data.event_id, deliveries_table.c.handler == data.handler
+        )
+        not_found = NotFound(
+            f"no delivery of event {data.event_id} to handler {data.handler!r}",
+            code="delivery_not_found",
+            hint="list what is dead with [[admin.list_dead_letters]]",
+        )
+        await one_or(uow, delivery, not_found)
     ids = await redrive_dead(uow, data.handler, data.event_id)
     if ids:
         details = {"count": len(ids), "event_id": data.event_id, "reason": data.reason}

@@ -120,23 +120,32 @@ def batch_rollups(
     )
 
 
+# Separators no value of their column can hold: names, client ids and sources match patterns
+# without a comma, ids are UUID-shaped, and JSON text never holds a raw control character.
+_SEP, _PROPS_SEP = ",", "\x1f"
+
+
 def batch_columns(
     body: bytes, events: list[Any], times: list[dt.datetime], now: dt.datetime
-) -> dict[str, list[Any]]:
-    """The batch as typed arrays, one per column: PostgreSQL receives ids and times in binary
-    and parses only each event's properties (their text as sent; `null` is `{}`), instead of
-    the whole body as one JSON document."""
+) -> dict[str, Any]:
+    """The batch as one parameter per column: the times as a typed array (binary), the other
+    columns each as one text of the values joined (split by PostgreSQL's `string_to_array`,
+    `''` for a missing client id or source), each event's properties as sent (`null` is `{}`),
+    parsed by PostgreSQL. One text per column spares the driver a type check and an encoding
+    per value (10,000 values a column); the body is never parsed as one JSON document."""
     if len(times) == len(events):
         ts: list[dt.datetime] = times
     else:
         sent = iter(times)
         ts = [now if e.timestamp is None else next(sent) for e in events]
-    props = [str(e.properties, "utf-8") for e in _DECODE_RAW(body).events]
+    raw = [e.properties for e in _DECODE_RAW(body).events]
+    if any(e.properties is None for e in events):  # a `null` (or absent) object is `{}`
+        raw = [msgspec.Raw(b"{}") if e.properties is None else p for e, p in zip(events, raw, strict=True)]
     return {
-        "ids": [e.id for e in events],
+        "ids": _SEP.join([e.id for e in events]),
         "ts": ts,
-        "names": [e.name for e in events],
-        "clients": [e.client_id for e in events],
-        "sources": [None if e.source is msgspec.UNSET else e.source for e in events],
-        "props": ["{}" if p == "null" else p for p in props],
+        "names": _SEP.join([e.name for e in events]),
+        "clients": _SEP.join([e.client_id or "" for e in events]),
+        "sources": _SEP.join(["" if e.source is msgspec.UNSET else e.source for e in events]),
+        "props": _PROPS_SEP.encode().join(raw).decode(),
     }

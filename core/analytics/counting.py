@@ -11,7 +11,10 @@ time).
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import functools
+import itertools
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ from core.analytics.client_sets import unique_clients
 from core.analytics.filters import PropertyFilter, compile_filters
 from core.analytics.models import GRAINS, ROLLUP_PROPERTIES
 from core.analytics.policy import MEMBER, SOURCE
-from core.analytics.timebuckets import Range, aligned, ceil15, ceil_to, floor15, floor_to
+from core.analytics.timebuckets import EPOCH, Range, aligned, ceil15, floor15
 from core.uow import UnitOfWork
 
 Key = tuple[str, str | None, bool]  # (event, breakdown value, is "other")
@@ -152,6 +155,28 @@ def _raw_sql(spec: Spec, top: list[str | None] | None, limit: int | None) -> tup
     return sql, params
 
 
+def _raw_statement(
+    spec: Spec,
+    start: dt.datetime,
+    end: dt.datetime,
+    thresholds: list[dt.datetime],
+    *,
+    top: list[str | None] | None,
+    limit: int | None,
+    skip: tuple[dt.datetime, dt.datetime] | None,
+) -> tuple[str, dict[str, Any]]:
+    """The statement of `_raw` and its parameters."""
+    sql, params = _raw_sql(spec, top, limit)
+    params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=thresholds)
+    if skip is not None:
+        # Both edges in one statement: two ranges of the (tenant, name, ts) index.
+        sql = sql.replace(_RANGE, "((ts >= :start AND ts < :skip_a) OR (ts >= :skip_b AND ts < :end))")
+        params.update(skip_a=skip[0], skip_b=skip[1])
+    if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
+        params["bkey"] = spec.breakdown
+    return sql, params
+
+
 async def _raw(
     uow: UnitOfWork,
     spec: Spec,
@@ -168,14 +193,7 @@ async def _raw(
     `result`. With a breakdown: the given `top` values, or the top `limit` by measure, the rest
     as "other" (`limit` None: every value its own series). Returns the top values used."""
     uniques = spec.measure == "unique_clients"
-    sql, params = _raw_sql(spec, top, limit)
-    params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=thresholds)
-    if skip is not None:
-        # Both edges in one statement: two ranges of the (tenant, name, ts) index.
-        sql = sql.replace(_RANGE, "((ts >= :start AND ts < :skip_a) OR (ts >= :skip_b AND ts < :end))")
-        params.update(skip_a=skip[0], skip_b=skip[1])
-    if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
-        params["bkey"] = spec.breakdown
+    sql, params = _raw_statement(spec, start, end, thresholds, top=top, limit=limit, skip=skip)
     used: set[str | None] = set()
     for row in await fetch_rows(uow, sql, params):
         value = int(row.v)
@@ -192,42 +210,112 @@ async def _raw(
     return top
 
 
-def _pieces(a: dt.datetime, b: dt.datetime, grains: list[int]) -> list[tuple[int, dt.datetime, dt.datetime]]:
-    """[a, b) (on the finest grain's grid) as runs of whole buckets, the coarsest grain inside and
-    finer ones at the edges: a year by UTC week reads 365 daily rows, not 35,040 quarter hours."""
+Piece = tuple[int, dt.datetime, dt.datetime, int]  # (grain, start, end, +1 or -1)
+_Run = tuple[int, int, int, int]  # a piece in minutes since EPOCH
+
+
+_DESCENT = 4  # an index descent costs about as much as reading this many rows
+
+
+def _cost(pieces: tuple[_Run, ...]) -> int:
+    """Rollup rows read per member and event, plus an index descent per piece."""
+    return sum((e - s) // g + _DESCENT for g, s, e, _ in pieces)
+
+
+def _signed(a: int, b: int, grains: tuple[int, ...]) -> tuple[_Run, ...]:
+    """[a, b) (minutes since EPOCH, on the finest grain's grid) as signed runs of whole buckets,
+    the fewest rows: whole coarse buckets inside and finer ones at the edges (a year by UTC
+    week reads 365 daily rows, not 35,040 quarter hours), or coarse buckets reaching past an
+    edge less the finer ones past it (a Paris day, 23:00 to 23:00 UTC, is an hour plus a UTC
+    day less an hour: 3 rows, not 24). Counts add up, so every such sum is exact."""
+    if a >= b:
+        return ()
+    shift = a - a % grains[0]  # every grain divides the coarsest: the same shape a day later
+    return tuple((g, s + shift, e + shift, sign) for g, s, e, sign in _shape(a - shift, b - shift, grains))
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape(a: int, b: int, grains: tuple[int, ...]) -> tuple[_Run, ...]:
     g, finer = grains[0], grains[1:]
     if not finer:
-        return [(g, a, b)] if a < b else []
-    s, e = ceil_to(a, g), floor_to(b, g)
-    if e <= s:
-        return _pieces(a, b, finer)
-    return [*_pieces(a, s, finer), (g, s, e), *_pieces(e, b, finer)]
+        return ((g, a, b, 1),)
+    best = _signed(a, b, finer)
+
+    def less(pieces: tuple[_Run, ...]) -> tuple[_Run, ...]:
+        return tuple((pg, ps, pe, -sign) for pg, ps, pe, sign in pieces)
+
+    lo, hi = a - a % g, b + (-b) % g
+    lefts = (
+        (lo if lo == a else lo + g, _signed(a, lo + g, finer) if lo < a else ()),
+        (lo, less(_signed(lo, a, finer))),
+    )
+    rights = ((b - b % g, _signed(b - b % g, b, finer)), (hi, less(_signed(b, hi, finer))))
+    for start, left in lefts:
+        for end, right in rights:
+            if start < end:
+                candidate = (*left, (g, start, end, 1), *right)
+                if _cost(candidate) < _cost(best):
+                    best = candidate
+    return best
+
+
+def _bucket_pieces(a: dt.datetime, b: dt.datetime, th: list[dt.datetime]) -> list[tuple[Piece, int]]:
+    """The signed pieces of each bucket's part of [a, b) (bucket starts `th` on the 15-minute
+    grid), with the bucket's index — or -1 for a piece inside its bucket, whose rows find their
+    bucket themselves: such pieces of one grain that touch merge into one index range (a week
+    by hour is one range of hourly rows, not 168)."""
+    minute = dt.timedelta(minutes=1)
+    edges = [a, *(t for t in th if a < t < b), b]
+    grains = tuple(sorted(GRAINS, reverse=True))
+    out: list[tuple[Piece, int]] = []
+    for u, v in itertools.pairwise(edges):
+        index = bisect.bisect_right(th, u) - 1
+        for g, s, e, sign in _signed((u - EPOCH) // minute, (v - EPOCH) // minute, grains):
+            start, end = EPOCH + s * minute, EPOCH + e * minute
+            if sign < 0 or start < u or end > v:
+                out.append(((g, start, end, sign), index))
+            elif out and out[-1][1] == -1 and out[-1][0][0] == g and out[-1][0][2] == start:
+                out[-1] = ((g, out[-1][0][1], end, 1), -1)
+            else:
+                out.append(((g, start, end, 1), -1))
+    return out
 
 
 def _rollup_rows(
     table: str, columns: str, a: dt.datetime, b: dt.datetime, th: list[dt.datetime], params: dict[str, Any]
 ) -> str:
-    """The rollup rows covering [a, b): the coarsest grain every bucket start lies on inside,
-    finer ones at the edges; one plain range per grain (UNION ALL, not OR: each is an
-    index-only scan of the primary key, which carries the counts)."""
-    usable = sorted((g for g in GRAINS if all(aligned(t, g) for t in th)), reverse=True)
-    parts = []
-    for i, (g, s, e) in enumerate(_pieces(a, b, usable)):
-        params.update({f"g{i}": g, f"s{i}": s, f"e{i}": e})
-        parts.append(
-            f"SELECT {columns} FROM analytics.{table} WHERE tenant_id = :tenant"
-            f" AND grain = :g{i} AND name = ANY(CAST(:names AS text[]))"
-            f" AND bucket >= :s{i} AND bucket < :e{i}"
-        )
-    return "(" + " UNION ALL ".join(parts) + ")"
+    """The rollup rows covering [a, b), each with its bucket index `b` and sign `sign`: one
+    index range per signed piece (`_signed`), read by a lateral join over the pieces passed
+    as arrays (an index-only scan of the primary key each, which carries the counts)."""
+    pieces = _bucket_pieces(a, b, th)
+    params.update(
+        th=th,
+        pg=[p[0] for p, _ in pieces],
+        ps=[p[1] for p, _ in pieces],
+        pe=[p[2] for p, _ in pieces],
+        psign=[p[3] for p, _ in pieces],
+        pb=[i for _, i in pieces],
+    )
+    return (
+        "(SELECT r.*, p.sign, CASE WHEN p.b < 0 THEN width_bucket(r.bucket, CAST(:th AS timestamptz[])) - 1"
+        " ELSE p.b END AS b"
+        " FROM unnest(CAST(:pg AS smallint[]), CAST(:ps AS timestamptz[]),"
+        " CAST(:pe AS timestamptz[]), CAST(:psign AS integer[]), CAST(:pb AS integer[]))"
+        " AS p(grain, s, e, sign, b)"
+        f" CROSS JOIN LATERAL (SELECT bucket, {columns} FROM analytics.{table} WHERE tenant_id = :tenant"
+        " AND grain = p.grain AND name = ANY(CAST(:names AS text[])) AND bucket >= p.s AND bucket < p.e"
+        # OFFSET 0 keeps the subquery a lateral one: flattened, the planner hashes the pieces
+        # and scans the tenant's whole rollup instead of one index range per piece.
+        " OFFSET 0) AS r)"
+    )
 
 
-async def _rollup(
-    uow: UnitOfWork, spec: Spec, a: dt.datetime, b: dt.datetime, th: list[dt.datetime], result: Result
-) -> None:
-    """Counts of [a, b) (15-minute aligned) from a rollup: per member from `counts`, filtered or
-    by a rolled-up property from `property_counts`."""
-    params: dict[str, Any] = {"tenant": spec.tenant, "names": spec.names, "th": th}
+def _rollup_statement(
+    spec: Spec, a: dt.datetime, b: dt.datetime, th: list[dt.datetime]
+) -> tuple[str, dict[str, Any]]:
+    """Counts (name, val, b, v) of [a, b) (15-minute aligned) from a rollup: per member from
+    `counts`, filtered or by a rolled-up property from `property_counts`."""
+    params: dict[str, Any] = {"tenant": spec.tenant, "names": spec.names}
     if by_properties(spec):
         where, fparams = compile_filters(spec.filters, "f")
         params.update(fparams)
@@ -235,20 +323,44 @@ async def _rollup(
         if spec.breakdown is not None:
             params["bkey"] = spec.breakdown
             who = "(properties ->> CAST(:bkey AS text))"
-        ranges = _rollup_rows("property_counts", "name, bucket, props AS properties, n", a, b, th, params)
+        ranges = _rollup_rows("property_counts", "name, props AS properties, n", a, b, th, params)
         source = f"{ranges} AS r WHERE {where}"
     else:
         who = "person_id::text" if spec.breakdown == MEMBER else "CAST(NULL AS text)"
-        source = _rollup_rows("counts", "name, bucket, person_id, n", a, b, th, params) + " AS r"
-    rows = await fetch_rows(
-        uow,
-        f"SELECT name, {who} AS val, width_bucket(bucket, CAST(:th AS timestamptz[])) - 1 AS b, sum(n) AS v"
-        f" FROM {source} GROUP BY 1, 2, 3",
-        params,
+        source = _rollup_rows("counts", "name, person_id, n", a, b, th, params) + " AS r"
+    # A group netting to zero (its events all in rows subtracted again) is no group.
+    sql = (
+        f"SELECT name, {who} AS val, b, sum(n * sign) AS v FROM {source} GROUP BY 1, 2, 3"
+        " HAVING sum(n * sign) <> 0"
     )
-    for row in rows:
+    return sql, params
+
+
+async def _rollup(
+    uow: UnitOfWork,
+    spec: Spec,
+    rng: Range,
+    a: dt.datetime,
+    b: dt.datetime,
+    th: list[dt.datetime],
+    result: Result,
+) -> bool:
+    """Counts of `rng` into `result`: [a, b) (its 15-minute aligned inside) from a rollup, the
+    slivers outside it from raw events, in one statement (one round trip). Returns whether
+    raw events were read."""
+    sql, params = _rollup_statement(spec, a, b, th)
+    slivers = rng.start < a or b < rng.end
+    if slivers:
+        # Event counts, no top values: every raw row is (name, value, not other, bucket, count).
+        raw_sql, raw_params = _raw_statement(spec, rng.start, rng.end, th, top=None, limit=None, skip=(a, b))
+        params.update(raw_params)  # the same names for the same values (tenant, filters, key)
+        sql = (
+            f"SELECT name, val, b, v FROM ({sql}) AS r UNION ALL SELECT name, val, b, v FROM ({raw_sql}) AS w"
+        )
+    for row in await fetch_rows(uow, sql, params):
         result.add((row.name, row.val, False), row.b, int(row.v))
         result.add((row.name, row.val, False), None, int(row.v))
+    return slivers
 
 
 def by_properties(spec: Spec) -> bool:
@@ -313,10 +425,6 @@ async def compute(
         result.top = await _raw(uow, spec, rng.start, rng.end, th, result, top=top, limit=spec.limit)
         result.path = "raw"
         return result
-    await _rollup(uow, spec, inner_start, inner_end, th, result)
-    result.path = "rollup"
-    if rng.start < inner_start or inner_end < rng.end:
-        skip = (inner_start, inner_end)
-        await _raw(uow, spec, rng.start, rng.end, th, result, top=None, limit=None, skip=skip)
-        result.path = "rollup+raw"
+    slivers = await _rollup(uow, spec, rng, inner_start, inner_end, th, result)
+    result.path = "rollup+raw" if slivers else "rollup"
     return _top_in_python(result, spec, top)

@@ -152,7 +152,7 @@ class FastBatch:
     """A batch ready for `insert_fast`: its columns (the fast checks make them read the same as
     `parse_items` would store them), its time range, for the partitions, and its rollup groups."""
 
-    columns: dict[str, list[Any]]
+    columns: dict[str, Any]
     start: dt.datetime
     end: dt.datetime
     rollups: BatchRollups

@@ -130,6 +130,7 @@ sets AS (
     FROM ins WHERE client_id IS NOT NULL GROUP BY 1, 2, 3
   RETURNING 1
 )"""
+ROLLUP_TABLES = ("counts", "property_counts", "client_sets")
 # Every rollup rebuilt from `analytics.events` (benchmarks load events by SQL, then run these;
 # migration analytics_0002 backfilled the same way).
 REBUILD = (
@@ -159,8 +160,10 @@ WITH ins AS (
 SELECT (SELECT count(*) FROM ins) AS accepted, CAST(ARRAY[] AS integer[]) AS duplicates
 """
 )
-# The fast path (`fast_batch`): the batch's columns as typed arrays (ids and times in binary),
-# no COPY. Same inserts, same row-level security; the rollups' groups were
+# The fast path (`fast_batch`): the batch's times as a typed array (binary), the other columns
+# as one text each (`batch_columns`), no COPY. A batch of one event without a client id (or
+# source) sends `''`, which splits into no element: unnest pads the shorter array with NULL,
+# which is the value meant. Same inserts, same row-level security; the rollups' groups were
 # counted from the decoded batch (`batch_rollups`: every event is inserted, or none is).
 _GROUPS = (
     "unnest(CAST(:r_names AS text[]), CAST(:r_buckets AS timestamptz[]), CAST(:r_counts AS bigint[]),"
@@ -173,8 +176,10 @@ _PROP_GROUPS = (
 INSERT_NEW_FROM_ARRAYS = text(
     f"""
 WITH src AS (
-  SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:ts AS timestamptz[]), CAST(:names AS text[]),
-                       CAST(:clients AS text[]), CAST(:sources AS text[]), CAST(:props AS jsonb[]))
+  SELECT * FROM unnest(CAST(string_to_array(:ids, ',') AS uuid[]), CAST(:ts AS timestamptz[]),
+                       string_to_array(:names, ','), string_to_array(:clients, ',', ''),
+                       string_to_array(:sources, ',', ''),
+                       CAST(string_to_array(:props, chr(31)) AS jsonb[]))
     AS s(id, ts, name, client_id, source, properties)
 ),
 ins AS (

@@ -34,7 +34,7 @@ from core.messaging.models import Message, Thread
 from core.messaging.policy import INGEST, READ, WRITE
 from core.messaging.queries import thread_row
 from core.messaging.schemas import MAX_BODY_CHARS, InboundIn
-from core.scoping import in_context
+from core.scoping import in_context, row_or
 from core.tenancy.models import Client, Org, Person
 from core.uow import Database, UnitOfWork
 from core.validation import Input
@@ -164,16 +164,11 @@ async def _opened(
     """The thread a live link opens, in a transaction narrowed to its tenant."""
     thread_id, generation = _read(db.settings, token)
     async with db.system() as uow:
-        row = (
-            await uow.session.execute(
-                select(Thread, Client)
-                .join(Client, Client.id == Thread.client_id)
-                .where(Thread.id == thread_id)
-            )
-        ).one_or_none()
-        if row is None:
-            raise _unknown()
-        thread, client = row
+        thread, client = await row_or(
+            uow,
+            select(Thread, Client).join(Client, Client.id == Thread.client_id).where(Thread.id == thread_id),
+            _unknown(),
+        )
         if not thread.client_link_active or thread.client_link_generation != generation:
             raise _unknown()
         await uow.act_as_service(thread.person_id, thread.org_id)

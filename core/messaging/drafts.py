@@ -144,23 +144,7 @@ async def approve_draft(
     thread, client, cfg = await thread_for_send(ctx, uow, draft.thread_id)
     require_deliverable(uow, cfg, thread.channel, client)
     body = data.body if data.body is not None else draft.body
-    claimed = (
-        await uow.session.execute(
-            update(Draft)
-            .where(Draft.id == draft.id, in_context(Draft, ctx), Draft.status == "pending")
-            .values(
-                status="approved",
-                decided_by_person_id=ctx.person_id,
-                decided_at=func.now(),
-                edited=body != draft.body,
-                updated_at=func.now(),
-            )
-            .returning(Draft.id)
-        )
-    ).scalar_one_or_none()
-    if claimed is None:  # another approval (or a new client message) won the row
-        await uow.session.refresh(draft)
-        raise _not_pending(draft)
+    await _decide(ctx, uow, draft, "approved", edited=body != draft.body)
     message, _ = await append_outbound(
         ctx, uow, thread, body, [], draft_id=draft.id, author_kind="person", status=data.status
     )
@@ -186,26 +170,33 @@ async def reject_draft(
     own = ctx.principal.api_key_id is not None and draft.created_by_api_key_id == ctx.principal.api_key_id
     if is_agent(ctx) and not own:
         require_person(ctx, "rejecting another's draft", "human_approval_required")
-    rejected = (
-        await uow.session.execute(
-            update(Draft)
-            .where(Draft.id == draft.id, in_context(Draft, ctx), Draft.status == "pending")
-            .values(
-                status="rejected",
-                decided_by_person_id=ctx.person_id,
-                decided_at=func.now(),
-                rejection_reason=data.reason,
-                updated_at=func.now(),
-            )
-            .returning(Draft),
-            execution_options={"populate_existing": True},
-        )
-    ).scalar_one_or_none()
-    if rejected is None:
-        await uow.session.refresh(draft)
-        raise _not_pending(draft)
+    rejected = await _decide(ctx, uow, draft, "rejected", rejection_reason=data.reason)
     uow.emit(
         "messaging/draft.rejected",
         {"draft_id": draft.id, "thread_id": draft.thread_id, "by_agent": is_agent(ctx)},
     )
     return draft_out(rejected)
+
+
+async def _decide(ctx: TenantContext, uow: UnitOfWork, draft: Draft, status: str, **values: Any) -> Draft:
+    """Moves a pending draft to `status`, decided by the caller, or raises `draft_not_pending`
+    when another decision (or a new client message) won the row first: a draft is decided once."""
+    decided = (
+        await uow.session.execute(
+            update(Draft)
+            .where(Draft.id == draft.id, in_context(Draft, ctx), Draft.status == "pending")
+            .values(
+                status=status,
+                decided_by_person_id=ctx.person_id,
+                decided_at=func.now(),
+                updated_at=func.now(),
+                **values,
+            )
+            .returning(Draft),
+            execution_options={"populate_existing": True},
+        )
+    ).scalar_one_or_none()
+    if decided is None:
+        await uow.session.refresh(draft)
+        raise _not_pending(draft)
+    return decided

@@ -17,7 +17,7 @@ from core.messaging.policy import INGEST, check_channel
 from core.messaging.presenters import attachments_in, preview
 from core.messaging.queries import new_thread, settings_row
 from core.messaging.schemas import InboundBatchIn, InboundIn, IngestItemOut, IngestOut
-from core.scoping import in_context, owned_by
+from core.scoping import in_context, one_or, owned_by
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client
 from core.tenancy.schemas import ClientOut
@@ -138,20 +138,19 @@ async def _client_of(ctx: TenantContext, uow: UnitOfWork, item: InboundIn) -> tu
     """The client who wrote, matched or created; field errors name the item's `client_*` fields.
     A message naming our thread without a contact is from that thread's client."""
     if item.thread_id is not None and not (item.client_email or item.client_phone):
-        own = (
-            await uow.session.execute(
-                select(Client)
-                .join(Thread, Thread.client_id == Client.id)
-                .where(Thread.id == item.thread_id, in_context(Thread, ctx))
-            )
-        ).scalar_one_or_none()
-        if own is None:
-            raise ValidationFailed(
-                "thread_id names no thread in this context",
-                code="thread_mismatch",
-                hint="give client_email or client_phone, or a thread_id of this context",
-                errors=[FieldIssue("thread_id", "no such thread", "mismatch")],
-            )
+        mismatch = ValidationFailed(
+            "thread_id names no thread in this context",
+            code="thread_mismatch",
+            hint="give client_email or client_phone, or a thread_id of this context",
+            errors=[FieldIssue("thread_id", "no such thread", "mismatch")],
+        )
+        own = await one_or(
+            uow,
+            select(Client)
+            .join(Thread, Thread.client_id == Client.id)
+            .where(Thread.id == item.thread_id, in_context(Thread, ctx)),
+            mismatch,
+        )
         return ClientOut.model_validate(own), False
     try:
         return await find_or_create_client(

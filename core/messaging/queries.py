@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from core.context import TenantContext
 from core.errors import NotFound
 from core.messaging.models import MessagingSettings, Thread
-from core.scoping import in_context, same_tenant
+from core.scoping import in_context, row_or, same_tenant
 from core.tenancy.models import Client, Person
 from core.uow import UnitOfWork
 
@@ -44,29 +44,25 @@ async def thread_row(
     ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, *, lock: bool = False
 ) -> tuple[Thread, Client, Person | None]:
     stmt = thread_select(ctx).where(Thread.id == thread_id)
-    if lock:
-        stmt = stmt.with_for_update(of=Thread)
-    row = (await uow.session.execute(stmt)).one_or_none()
-    if row is None:
-        raise _thread_not_found()
-    return row[0], row[1], row[2]
+    thread, client, assignee = await row_or(
+        uow, stmt.with_for_update(of=Thread) if lock else stmt, _thread_not_found()
+    )
+    return thread, client, assignee
 
 
 async def thread_for_send(
     ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID
 ) -> tuple[Thread, Client, MessagingSettings | None]:
     """The thread, its client and the context's settings, in one statement."""
-    row = (
-        await uow.session.execute(
-            select(Thread, Client, MessagingSettings)
-            .join(Client, and_(Client.id == Thread.client_id, same_tenant(Client, Thread)))
-            .outerjoin(MessagingSettings, same_tenant(MessagingSettings, Thread))
-            .where(Thread.id == thread_id, in_context(Thread, ctx))
-        )
-    ).one_or_none()
-    if row is None:
-        raise _thread_not_found()
-    return row[0], row[1], row[2]
+    thread, client, settings = await row_or(
+        uow,
+        select(Thread, Client, MessagingSettings)
+        .join(Client, and_(Client.id == Thread.client_id, same_tenant(Client, Thread)))
+        .outerjoin(MessagingSettings, same_tenant(MessagingSettings, Thread))
+        .where(Thread.id == thread_id, in_context(Thread, ctx)),
+        _thread_not_found(),
+    )
+    return thread, client, settings
 
 
 async def new_thread(

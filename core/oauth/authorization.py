@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import InstrumentedAttribute
 
 from core.credentials import OAUTH_ACCESS_PREFIX, OAUTH_REFRESH_PREFIX
 from core.oauth.clients import ClientRecord
@@ -191,19 +192,30 @@ async def load_code(db: Database, client_id: str, code: str) -> CodeRecord | Non
         )
 
 
+async def _spend(
+    uow: UnitOfWork,
+    model: type[OAuthCode] | type[OAuthToken],
+    hash_column: InstrumentedAttribute[str],
+    secret: str,
+) -> bool:
+    """Marks the single-use `secret` used; False when it already was. One conditional UPDATE, so
+    of two racing redemptions exactly one wins."""
+    spent = (
+        await uow.session.execute(
+            update(model)
+            .where(hash_column == sha256_hex(secret), model.used_at.is_(None))
+            .values(used_at=utcnow())
+            .returning(hash_column)
+        )
+    ).scalar_one_or_none()
+    return spent is not None
+
+
 async def redeem_code(db: Database, record: CodeRecord) -> TokenPair:
     """Exchange a code (PKCE already verified by the token endpoint) for tokens, once. Two
     redemptions racing: the loser revokes the connection, as for any replayed code."""
     async with db.system() as uow:
-        used = (
-            await uow.session.execute(
-                update(OAuthCode)
-                .where(OAuthCode.code_hash == sha256_hex(record.code), OAuthCode.used_at.is_(None))
-                .values(used_at=utcnow())
-                .returning(OAuthCode.code_hash)
-            )
-        ).scalar_one_or_none()
-        if used is not None:
+        if await _spend(uow, OAuthCode, OAuthCode.code_hash, record.code):
             return await _issue_tokens(uow, record.grant_id, record.scopes, record.resource)
     await revoke_grant(db, record.grant_id, "code_reuse")
     raise OAuthError("the authorization code was already used", code="invalid_grant")
@@ -280,20 +292,13 @@ async def load_refresh(db: Database, client_id: str, token: str) -> TokenRecord 
 async def rotate_refresh(db: Database, record: TokenRecord, scopes: list[str]) -> TokenPair:
     """A new access and refresh token; the presented refresh token is spent."""
     async with db.system() as uow:
-        spent = (
-            await uow.session.execute(
-                update(OAuthToken)
-                .where(OAuthToken.token_hash == sha256_hex(record.token), OAuthToken.used_at.is_(None))
-                .values(used_at=utcnow())
-                .returning(OAuthToken.token_hash)
-            )
-        ).scalar_one_or_none()
+        spent = await _spend(uow, OAuthToken, OAuthToken.token_hash, record.token)
         revoked_at = (
             await uow.session.execute(select(OAuthGrant.revoked_at).where(OAuthGrant.id == record.grant_id))
         ).scalar_one_or_none()
-        if spent is not None and revoked_at is None:
+        if spent and revoked_at is None:
             return await _issue_tokens(uow, record.grant_id, scopes or record.scopes, record.resource)
-    if spent is None:
+    if not spent:
         await revoke_grant(db, record.grant_id, "refresh_token_reuse")
         raise OAuthError("the refresh token was already used", code="invalid_grant")
     raise OAuthError("the connection was revoked", code="invalid_grant")

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select, text, update
 
 from core.context import TenantContext
-from core.errors import FieldIssue, NotFound, PermissionDenied
+from core.errors import NotFound
 from core.oauth.authorization import issue_code, redirect_with
 from core.oauth.models import OAuthGrant, OAuthRequest
 from core.oauth.schemas import (
@@ -24,8 +24,9 @@ from core.oauth.schemas import (
 )
 from core.oauth.scopes import scope_descriptions
 from core.pagination import Page, PageRequest
-from core.scoping import keyset_rows, map_page
-from core.tenancy.models import Org, OrgMember
+from core.scoping import keyset_rows, map_page, row_or
+from core.tenancy.models import Org
+from core.tenancy.queries import my_org
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
@@ -77,22 +78,7 @@ async def approve_request(
     """Let the client act for you in the context you choose (personal, or one of your orgs:
     membership checked now, and again on every call the client makes)."""
     request = await _pending(ctx, uow, request_id)
-    org_id: uuid.UUID | None = None
-    if data.org is not None:
-        org_id = (
-            await uow.session.execute(
-                select(Org.id)
-                .join(OrgMember, OrgMember.org_id == Org.id)
-                .where(Org.slug == data.org, OrgMember.person_id == ctx.person_id)
-            )
-        ).scalar_one_or_none()
-        if org_id is None:
-            raise PermissionDenied(
-                f"you are not a member of {data.org!r}",
-                code="not_a_member",
-                hint="choose personal or one of your orgs ([[tenancy.list_orgs]])",
-                errors=[FieldIssue("org", "not one of your orgs")],
-            )
+    org_id = (await my_org(ctx, uow, data.org)).id if data.org is not None else None
     grant = OAuthGrant(
         id=uuid.uuid4(),
         person_id=ctx.person_id,
@@ -171,20 +157,18 @@ async def list_connections(ctx: TenantContext, uow: UnitOfWork, page: PageReques
 async def revoke_connection(ctx: TenantContext, uow: UnitOfWork, connection_id: uuid.UUID) -> ConnectionOut:
     """End a connection: its tokens are refused from the next call on. Twice is harmless."""
     ctx.require_human()
-    row = (
-        await uow.session.execute(
-            select(OAuthGrant, Org.slug)
-            .outerjoin(Org, Org.id == OAuthGrant.org_id)
-            .where(OAuthGrant.id == connection_id, OAuthGrant.person_id == ctx.person_id)
-        )
-    ).one_or_none()
-    if row is None:
-        raise NotFound(
-            "no such connection",
-            code="oauth_connection_not_found",
-            hint="list your connected apps with [[oauth.list_connections]]",
-        )
-    grant, org_slug = row
+    not_found = NotFound(
+        "no such connection",
+        code="oauth_connection_not_found",
+        hint="list your connected apps with [[oauth.list_connections]]",
+    )
+    grant, org_slug = await row_or(
+        uow,
+        select(OAuthGrant, Org.slug)
+        .outerjoin(Org, Org.id == OAuthGrant.org_id)
+        .where(OAuthGrant.id == connection_id, OAuthGrant.person_id == ctx.person_id),
+        not_found,
+    )
     if grant.revoked_at is None:
         await uow.session.execute(
             update(OAuthGrant)

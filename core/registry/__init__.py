@@ -13,8 +13,9 @@ scopes, loaders and shared refusals in `queries`, answers in `presenters`.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from core.utilities import lazy_exports
 
 if TYPE_CHECKING:
     from core.registry.access import is_platform_admin, listed_toolsets
@@ -70,10 +71,8 @@ __all__ = [
 _OPERATION_MODULES = ("queries", "presenters", "catalogue", "installs", "sync", "access", "peers")
 
 
+_load = lazy_exports(__name__, __all__, _OPERATION_MODULES)
+
+
 def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    for module_name in _OPERATION_MODULES:
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        globals().update({n: getattr(module, n) for n in __all__ if hasattr(module, n)})
-    return globals()[name]
+    return _load(name)

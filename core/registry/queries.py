@@ -87,30 +87,25 @@ async def load_installation(
     ctx: TenantContext, uow: UnitOfWork, row: ComponentRow, *, lock: bool = False
 ) -> Installation:
     stmt = scoped(Installation, ctx).where(Installation.component_id == row.id)
-    if lock:
-        stmt = stmt.with_for_update()
-    inst = (await uow.session.execute(stmt)).scalar_one_or_none()
-    if inst is None:
-        raise NotFound(
-            f"{row.slug!r} is not installed in this context ({ctx.label})",
-            code="not_installed",
-            hint=f"install {row.slug!r} first with [[registry.install]]",
-        )
-    return inst
+    not_installed = NotFound(
+        f"{row.slug!r} is not installed in this context ({ctx.label})",
+        code="not_installed",
+        hint=f"install {row.slug!r} first with [[registry.install]]",
+    )
+    return await scoping.one_or(uow, stmt.with_for_update() if lock else stmt, not_installed)
 
 
 async def installed_component(uow: UnitOfWork, slug: str) -> ComponentRow:
     """The component of an installation; a retired one still counts (it can be uninstalled)."""
-    row = (
-        await uow.session.execute(select(ComponentRow).where(ComponentRow.slug == slug.strip().lower()))
-    ).scalar_one_or_none()
-    if row is None:
-        raise NotFound(
+    return await scoping.one_or(
+        uow,
+        select(ComponentRow).where(ComponentRow.slug == slug.strip().lower()),
+        NotFound(
             f"{slug!r} is not installed in this context",
             code="not_installed",
             hint="list what is installed here with [[registry.list_installations]]",
-        )
-    return row
+        ),
+    )
 
 
 async def record_version(uow: UnitOfWork, component_id: uuid.UUID, version: str, digest: str) -> None:

@@ -6,10 +6,10 @@ Every operation here is the one place its rule lives. REST routes and MCP tools 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from core.tenancy import constraints as constraints
+from core.utilities import lazy_exports
 
 if TYPE_CHECKING:
     from core.tenancy.api_keys import create_api_key, list_api_keys, revoke_api_key
@@ -99,10 +99,8 @@ _OPERATION_MODULES = (
 )
 
 
+_load = lazy_exports(__name__, __all__, _OPERATION_MODULES)
+
+
 def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    for module_name in _OPERATION_MODULES:
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        globals().update({n: getattr(module, n) for n in __all__ if hasattr(module, n)})
-    return globals()[name]
+    return _load(name)

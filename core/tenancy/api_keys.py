@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from core.context import TenantContext, known_scopes
 from core.credentials import new_api_key
-from core.errors import FieldIssue, NotFound, PermissionDenied, ValidationFailed
+from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.pagination import Page, PageRequest
-from core.scoping import keyset_rows, map_page
-from core.tenancy.models import ApiKey, Org, OrgMember
+from core.scoping import keyset_rows, map_page, row_or
+from core.tenancy.models import ApiKey, Org
+from core.tenancy.queries import my_org
 from core.tenancy.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, OrgRef
 from core.uow import UnitOfWork
 from core.utilities import utcnow
@@ -44,22 +45,7 @@ async def create_api_key(ctx: TenantContext, uow: UnitOfWork, data: ApiKeyIn) ->
             hint="valid scopes: " + ", ".join(["*", *known]),
             errors=[FieldIssue("scopes", f"unknown scope {s!r}") for s in unknown],
         )
-    org: Org | None = None
-    if data.org:
-        row = (
-            await uow.session.execute(
-                select(Org)
-                .join(OrgMember, OrgMember.org_id == Org.id)
-                .where(Org.slug == data.org, OrgMember.person_id == ctx.person_id)
-            )
-        ).scalar_one_or_none()
-        if row is None:
-            raise PermissionDenied(
-                f"you are not a member of {data.org!r}",
-                code="not_a_member",
-                errors=[FieldIssue("org", "not one of your orgs")],
-            )
-        org = row
+    org = await my_org(ctx, uow, data.org) if data.org else None
     minted = new_api_key()
     key = ApiKey(
         person_id=ctx.person_id,
@@ -99,18 +85,15 @@ async def list_api_keys(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) 
 
 async def revoke_api_key(ctx: TenantContext, uow: UnitOfWork, key_id: uuid.UUID) -> ApiKeyOut:
     ctx.require_human()
-    row = (
-        await uow.session.execute(
-            select(ApiKey, Org)
-            .outerjoin(Org, Org.id == ApiKey.org_id)
-            .where(ApiKey.id == key_id, ApiKey.person_id == ctx.person_id)
-        )
-    ).one_or_none()
-    if row is None:
-        raise NotFound(
+    key, org = await row_or(
+        uow,
+        select(ApiKey, Org)
+        .outerjoin(Org, Org.id == ApiKey.org_id)
+        .where(ApiKey.id == key_id, ApiKey.person_id == ctx.person_id),
+        NotFound(
             "no such API key", code="api_key_not_found", hint="list your keys with [[tenancy.list_api_keys]]"
-        )
-    key, org = row
+        ),
+    )
     if key.revoked_at is None:  # revoking twice is a no-op, so retries are safe
         key.revoked_at = utcnow()
         uow.emit("platform/api_key.revoked", {"api_key_id": key.id, "name": key.name})

@@ -12,7 +12,7 @@ from core.errors import Conflict, Gone, NotFound
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
-from core.scoping import keyset_page
+from core.scoping import keyset_page, one_or
 from core.tenancy.models import Invitation, Org, OrgMember, Person
 from core.tenancy.presenters import member_out, person_ref
 from core.tenancy.queries import READ, WRITE, person_id_by_slug
@@ -118,19 +118,18 @@ async def _invitation_page(
 async def revoke_invitation(ctx: TenantContext, uow: UnitOfWork, invitation_id: uuid.UUID) -> InvitationOut:
     ctx.require(WRITE)
     ctx.require_role(Role.OWNER, Role.ADMIN)
-    inv = (
-        await uow.session.execute(
-            select(Invitation)
-            .where(Invitation.id == invitation_id, Invitation.org_id == ctx.require_org())
-            .with_for_update()
-        )
-    ).scalar_one_or_none()
-    if inv is None:
-        raise NotFound(
-            "no such invitation in this org",
-            code="invitation_not_found",
-            hint="list the org's invitations with [[tenancy.list_invitations]]",
-        )
+    not_found = NotFound(
+        "no such invitation in this org",
+        code="invitation_not_found",
+        hint="list the org's invitations with [[tenancy.list_invitations]]",
+    )
+    inv = await one_or(
+        uow,
+        select(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.org_id == ctx.require_org())
+        .with_for_update(),
+        not_found,
+    )
     if inv.status == "pending":
         inv.status, inv.responded_at = "revoked", utcnow()
         uow.emit("platform/invitation.revoked", {"invitation_id": inv.id})
@@ -140,19 +139,18 @@ async def revoke_invitation(ctx: TenantContext, uow: UnitOfWork, invitation_id: 
 
 
 async def _my_pending_invitation(ctx: TenantContext, uow: UnitOfWork, invitation_id: uuid.UUID) -> Invitation:
-    inv = (
-        await uow.session.execute(
-            select(Invitation)
-            .where(Invitation.id == invitation_id, Invitation.invitee_person_id == ctx.person_id)
-            .with_for_update()
-        )
-    ).scalar_one_or_none()
-    if inv is None:
-        raise NotFound(
-            "no such invitation for you",
-            code="invitation_not_found",
-            hint="list yours with [[tenancy.list_my_invitations]]",
-        )
+    not_found = NotFound(
+        "no such invitation for you",
+        code="invitation_not_found",
+        hint="list yours with [[tenancy.list_my_invitations]]",
+    )
+    inv = await one_or(
+        uow,
+        select(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.invitee_person_id == ctx.person_id)
+        .with_for_update(),
+        not_found,
+    )
     if inv.status != "pending":
         raise Conflict(f"the invitation is {inv.status}", code="invitation_not_pending")
     if inv.expires_at <= utcnow():

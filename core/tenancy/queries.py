@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import select, text
 
 from core.context import TenantContext
-from core.errors import FieldIssue, NotFound
-from core.tenancy.models import OrgMember, Person
+from core.errors import FieldIssue, NotFound, PermissionDenied
+from core.scoping import one_or, row_or
+from core.tenancy.models import Org, OrgMember, Person
 from core.uow import UnitOfWork
 
 READ = "tenancy:read"
@@ -30,6 +31,23 @@ async def person_id_by_slug(uow: UnitOfWork, slug: str) -> uuid.UUID:
     return uuid.UUID(str(person_id))
 
 
+async def my_org(ctx: TenantContext, uow: UnitOfWork, slug: str) -> Org:
+    """The org `slug`, which the caller must be a member of: what a person may bind a credential
+    (an API key, an app's connection) to."""
+    return await one_or(
+        uow,
+        select(Org)
+        .join(OrgMember, OrgMember.org_id == Org.id)
+        .where(Org.slug == slug, OrgMember.person_id == ctx.person_id),
+        PermissionDenied(
+            f"you are not a member of {slug!r}",
+            code="not_a_member",
+            hint="choose personal or one of your orgs ([[tenancy.list_orgs]])",
+            errors=[FieldIssue("org", "not one of your orgs")],
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class Member:
     person_id: uuid.UUID
@@ -37,17 +55,16 @@ class Member:
 
 
 async def member_by_slug(ctx: TenantContext, uow: UnitOfWork, slug: str) -> Member:
-    row = (
-        await uow.session.execute(
-            select(OrgMember.person_id, OrgMember.role)
-            .join(Person, Person.id == OrgMember.person_id)
-            .where(OrgMember.org_id == ctx.require_org(), Person.slug == slug)
-        )
-    ).one_or_none()
-    if row is None:
-        raise NotFound(
-            f"{slug!r} is not a member of {ctx.org_slug!r}",
-            code="member_not_found",
-            hint="list members with [[tenancy.list_members]]",
-        )
-    return Member(row.person_id, row.role)
+    not_found = NotFound(
+        f"{slug!r} is not a member of {ctx.org_slug!r}",
+        code="member_not_found",
+        hint="list members with [[tenancy.list_members]]",
+    )
+    person_id, role = await row_or(
+        uow,
+        select(OrgMember.person_id, OrgMember.role)
+        .join(Person, Person.id == OrgMember.person_id)
+        .where(OrgMember.org_id == ctx.require_org(), Person.slug == slug),
+        not_found,
+    )
+    return Member(person_id, role)

@@ -13,6 +13,7 @@ from core.context import TenantContext
 from core.credentials import new_refresh_token
 from core.errors import NotFound, PermissionDenied, RateLimited, Unauthenticated
 from core.observability import get_logger
+from core.scoping import one_or, row_or
 from core.tenancy import browser
 from core.tenancy.browser import CsrfProof
 from core.tenancy.models import (
@@ -244,20 +245,15 @@ async def refresh(db: Database, data: RefreshIn, csrf: CsrfProof | None = None) 
     token_hash = sha256_hex(data.refresh_token)
     reused = False
     async with db.system() as uow:
-        row = (
-            await uow.session.execute(
-                select(RefreshToken, AuthSession, Person)
-                .join(AuthSession, AuthSession.id == RefreshToken.session_id)
-                .join(Person, Person.id == RefreshToken.person_id)
-                .where(RefreshToken.token_hash == token_hash)
-                .with_for_update(of=[RefreshToken, AuthSession])
-            )
-        ).one_or_none()
-        if row is None:
-            raise Unauthenticated(
-                "the refresh token is unknown", code="refresh_invalid", hint="sign in again"
-            )
-        rt, session, person = row
+        rt, session, person = await row_or(
+            uow,
+            select(RefreshToken, AuthSession, Person)
+            .join(AuthSession, AuthSession.id == RefreshToken.session_id)
+            .join(Person, Person.id == RefreshToken.person_id)
+            .where(RefreshToken.token_hash == token_hash)
+            .with_for_update(of=[RefreshToken, AuthSession]),
+            Unauthenticated("the refresh token is unknown", code="refresh_invalid", hint="sign in again"),
+        )
         if csrf is not None:
             browser.verify_csrf(db.settings, session.id, csrf)
         now = utcnow()
@@ -338,32 +334,24 @@ async def operator_token(
     """A session token for a local operator (`atlilith token`): it needs database access, so
     nothing reachable over HTTP can mint tokens without credentials."""
     async with db.system() as uow:
-        person = (
-            await uow.session.execute(select(Person).where(Person.slug == person_slug))
-        ).scalar_one_or_none()
-        if person is None:
-            raise NotFound(
-                f"no person has the slug {person_slug!r}",
-                code="person_not_found",
-                hint="check the handle; a person signs up before they get a token",
-            )
+        not_found = NotFound(
+            f"no person has the slug {person_slug!r}",
+            code="person_not_found",
+            hint="check the handle; a person signs up before they get a token",
+        )
+        person = await one_or(uow, select(Person).where(Person.slug == person_slug), not_found)
         if person.status != "active":
             raise PermissionDenied("this account is suspended", code="account_suspended")
         org: Org | None = None
         role: str | None = None
         if org_slug:
-            found = (
-                await uow.session.execute(
-                    select(Org, OrgMember.role)
-                    .join(OrgMember, OrgMember.org_id == Org.id)
-                    .where(Org.slug == org_slug, OrgMember.person_id == person.id)
-                )
-            ).one_or_none()
-            if found is None:
-                raise PermissionDenied(
-                    f"{person_slug!r} is not a member of {org_slug!r}", code="not_a_member"
-                )
-            org, role = found[0], found[1]
+            org, role = await row_or(
+                uow,
+                select(Org, OrgMember.role)
+                .join(OrgMember, OrgMember.org_id == Org.id)
+                .where(Org.slug == org_slug, OrgMember.person_id == person.id),
+                PermissionDenied(f"{person_slug!r} is not a member of {org_slug!r}", code="not_a_member"),
+            )
         session = AuthSession(
             id=uuid.uuid4(),
             person_id=person.id,

@@ -7,7 +7,6 @@ synchronous CLI can call the server while the test's event loop waits."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +19,7 @@ from typer.testing import CliRunner, Result
 from core.config import Settings
 from servers.cli import cli
 from tests.conftest import ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.serving import free_port
 
 
 class LiveServer:

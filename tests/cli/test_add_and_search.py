@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from servers import client_cli
-from tests.cli.live import Cli, free_port, no_traceback, one_json
+from tests.cli.live import Cli, no_traceback, one_json
+from tests.support.serving import free_port
 
 SKILL = "---\nname: bookings\ndescription: Book appointments. Use when a client asks for a slot.\n---\n# Bookings\n"
 

@@ -15,10 +15,11 @@ import jwt
 
 from core.config import Settings
 from servers import client_cli
-from tests.cli.live import Cli, LiveServer, free_port, no_traceback, one_json
+from tests.cli.live import Cli, LiveServer, no_traceback, one_json
 from tests.conftest import ROOT, make_org, signup
 from tests.support.billing import grant, make_admin
 from tests.support.registry import install
+from tests.support.serving import free_port
 
 
 async def test_login_stores_the_credential_privately_and_whoami_reads_it(

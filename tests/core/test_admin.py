@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from core.relay import Relay
@@ -22,6 +21,7 @@ from tests.support.billing import FakePeer, app_db, grant, make_admin
 from tests.support.mcp import tool_error
 from tests.support.registry import install
 from tests.support.rls import raw_as
+from tests.support.sql import system_sql
 
 ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/admin/persons", None),
@@ -40,11 +40,8 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 async def audit_rows(db: Database, **where: Any) -> list[dict[str, Any]]:
     """Audit entries in system mode (raw SQL), oldest first."""
     clause = " AND ".join(f"{k} = :{k}" for k in where) or "true"
-    async with db.system() as uow:
-        rows = await uow.session.execute(
-            text(f"SELECT * FROM platform.audit_log WHERE {clause} ORDER BY at, id"), where
-        )
-        return [dict(r._mapping) for r in rows]
+    rows = await system_sql(db, f"SELECT * FROM platform.audit_log WHERE {clause} ORDER BY at, id", where)
+    return [dict(r._mapping) for r in rows]
 
 
 async def suspend(
@@ -75,20 +72,17 @@ async def test_admin_comes_from_the_database_not_the_token(client: httpx.AsyncCl
     ).json()
     assert (await client.get("/v1/admin/persons", headers=a.h())).status_code == 403
     db = app_db(client)
-    async with db.system() as uow:
-        await uow.session.execute(
-            text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"), {"p": uuid.UUID(a.id)}
-        )
+    await system_sql(
+        db, "UPDATE platform.persons SET is_platform_admin = true WHERE id = :p", {"p": uuid.UUID(a.id)}
+    )
     # The same, already-issued token and key are admin now; a key without admin scopes is not.
     assert (await client.get("/v1/admin/persons", headers=a.h())).status_code == 200
     assert (await client.get("/v1/admin/persons", headers=a.h(token=key["token"]))).status_code == 200
     limited = await client.get("/v1/admin/persons", headers=a.h(token=narrow["token"]))
     assert limited.status_code == 403 and limited.json()["code"] == "missing_scope"
-    async with db.system() as uow:
-        await uow.session.execute(
-            text("UPDATE platform.persons SET is_platform_admin = false WHERE id = :p"),
-            {"p": uuid.UUID(a.id)},
-        )
+    await system_sql(
+        db, "UPDATE platform.persons SET is_platform_admin = false WHERE id = :p", {"p": uuid.UUID(a.id)}
+    )
     assert (await client.get("/v1/admin/persons", headers=a.h())).status_code == 403
 
 
@@ -96,10 +90,9 @@ async def test_suspension_is_effective_at_once_everywhere_and_reactivation_resto
     client: httpx.AsyncClient, app: Any, db: Database
 ) -> None:
     from mcp import Client
-    from mcp.client.streamable_http import streamable_http_client
 
     from servers.mcp import build_server
-    from tests.tools.test_mcp import http_client
+    from tests.support.mcp import mcp_client
 
     admin, a = await make_admin(client), await signup(client)
     key = (await client.post("/v1/api-keys", json={"name": "agent", "scopes": ["*"]}, headers=a.h())).json()
@@ -114,9 +107,7 @@ async def test_suspension_is_effective_at_once_everywhere_and_reactivation_resto
     assert await verifier.verify_token(key["token"]) is not None
     async with Client(stdio_like) as c:
         assert not (await c.call_tool("whoami", {})).is_error
-    async with Client(
-        streamable_http_client("http://testserver/mcp", http_client=http_client(app, a.token))
-    ) as c:
+    async with mcp_client(app, a.token) as c:
         assert not (await c.call_tool("whoami", {})).is_error
     assert (await client.get(feed_path)).status_code == 200
 
@@ -270,19 +261,17 @@ async def test_every_admin_action_is_audited_with_who_what_and_trace(client: htt
     await client.post(f"/v1/admin/jobs/{job['job_id']}/refund", json={}, headers=admin.h())
     assert len(await audit_rows(db, actor_person_id=uuid.UUID(admin.id))) == len(rows)
     # Events for what happened to the person.
-    async with db.system() as uow:
-        names = (
-            (
-                await uow.session.execute(
-                    text(
-                        "SELECT name FROM platform.outbox WHERE person_id = :p AND name LIKE 'admin/%' ORDER BY seq"
-                    ),
-                    {"p": uuid.UUID(a.id)},
-                )
+    names = (
+        (
+            await system_sql(
+                db,
+                "SELECT name FROM platform.outbox WHERE person_id = :p AND name LIKE 'admin/%' ORDER BY seq",
+                {"p": uuid.UUID(a.id)},
             )
-            .scalars()
-            .all()
         )
+        .scalars()
+        .all()
+    )
     assert names == ["admin/person.suspended", "admin/person.reactivated"]
 
 
@@ -494,16 +483,13 @@ async def test_dead_letters_are_listed_and_redriven_through_both_doors(
     body = {"handler": "tests.poison", "event_id": str(poisoned[0]), "reason": "fixed the cause"}
     r = await client.post("/v1/admin/dead-letters/redrive", json=body, headers=admin.h())
     assert r.status_code == 200 and r.json()["redriven"] == 1, r.text
-    async with db.system() as uow:
-        row = (
-            await uow.session.execute(
-                text(
-                    "SELECT status, attempts FROM platform.event_deliveries"
-                    " WHERE event_id = :e AND handler = 'tests.poison'"
-                ),
-                {"e": poisoned[0]},
-            )
-        ).one()
+    row = (
+        await system_sql(
+            db,
+            "SELECT status, attempts FROM platform.event_deliveries WHERE event_id = :e AND handler = 'tests.poison'",
+            {"e": poisoned[0]},
+        )
+    ).one()
     assert (row.status, row.attempts) == ("pending", 0)
     again = await client.post("/v1/admin/dead-letters/redrive", json=body, headers=admin.h())
     assert again.status_code == 200 and again.json()["redriven"] == 0

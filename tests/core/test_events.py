@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +25,9 @@ from core.relay import Relay
 from core.uow import Database, UnitOfWork
 from tests.conftest import running
 from tests.support import handlers
+from tests.support.relay import drain_until
+from tests.support.serving import LocalServer
+from tests.support.sql import system_sql
 
 ROOT = Path(__file__).resolve().parents[2]
 schedule_runs: list[dt.datetime] = []
@@ -44,36 +45,21 @@ async def emit(db: Database, name: str, **data: Any) -> uuid.UUID:
 
 
 async def delivery(db: Database, event_id: uuid.UUID, handler: str) -> Any:
-    async with db.system() as uow:
-        return (
-            await uow.session.execute(
-                text(
-                    "SELECT status, attempts, last_error FROM platform.event_deliveries"
-                    " WHERE event_id = :e AND handler = :h"
-                ),
-                {"e": event_id, "h": handler},
-            )
-        ).one_or_none()
+    return (
+        await system_sql(
+            db,
+            "SELECT status, attempts, last_error FROM platform.event_deliveries WHERE event_id = :e AND handler = :h",
+            {"e": event_id, "h": handler},
+        )
+    ).one_or_none()
 
 
 async def outbox_row(db: Database, event_id: uuid.UUID) -> Any:
-    async with db.system() as uow:
-        return (
-            await uow.session.execute(
-                text("SELECT status, attempts, data FROM platform.outbox WHERE id = :e"), {"e": event_id}
-            )
-        ).one_or_none()
-
-
-async def drain_until(relay: Relay, check: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        await relay.drain()
-        if await check():
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+    return (
+        await system_sql(
+            db, "SELECT status, attempts, data FROM platform.outbox WHERE id = :e", {"e": event_id}
+        )
+    ).one_or_none()
 
 
 async def test_outbox_row_exists_only_when_the_transaction_commits(db: Database) -> None:
@@ -167,12 +153,9 @@ async def _run_worker(settings: Settings, mode: str, marker: str) -> subprocess.
 
 
 async def _event_by_marker(db: Database, marker: str) -> uuid.UUID:
-    async with db.system() as uow:
-        return (
-            await uow.session.execute(
-                text("SELECT id FROM platform.outbox WHERE data->>'marker' = :m"), {"m": marker}
-            )
-        ).scalar_one()
+    return (
+        await system_sql(db, "SELECT id FROM platform.outbox WHERE data->>'marker' = :m", {"m": marker})
+    ).scalar_one()
 
 
 async def test_process_killed_after_commit_delivers_after_restart(db: Database) -> None:
@@ -244,7 +227,7 @@ async def test_notify_wakes_the_running_relay(db: Database) -> None:
 # --- Inngest -----------------------------------------------------------------------------------
 
 
-class FakeEventApi:
+class FakeEventApi(LocalServer):
     """Stands in for Inngest's event API on 127.0.0.1: records what the relay sends."""
 
     def __init__(self) -> None:
@@ -261,23 +244,7 @@ class FakeEventApi:
 
         self.keys: list[str] = []
         self.app = Starlette(routes=[Route("/e/{key}", ingest, methods=["POST"])])
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        sock.close()
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
-        )
-
-    async def __aenter__(self) -> FakeEventApi:
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        await self.task
+        self.listen(self.app)
 
 
 async def test_relay_publishes_to_inngest_event_api_with_stable_ids(db: Database) -> None:
@@ -303,10 +270,9 @@ async def test_relay_publishes_to_inngest_event_api_with_stable_ids(db: Database
         assert row.status == "pending" and row.attempts == 1  # kept, to be retried
 
         fake.fail = False
-        async with db.system() as uow:
-            await uow.session.execute(
-                text("UPDATE platform.outbox SET next_attempt_at = now() WHERE id = :e"), {"e": event_id}
-            )
+        await system_sql(
+            db, "UPDATE platform.outbox SET next_attempt_at = now() WHERE id = :e", {"e": event_id}
+        )
         await relay.pump()
         sent = [e for e in fake.received if e["name"] == "test/probe.inngest"]
         assert len(sent) == 1 and sent[0]["id"] == str(event_id)
@@ -315,10 +281,7 @@ async def test_relay_publishes_to_inngest_event_api_with_stable_ids(db: Database
         assert (await outbox_row(db, event_id)).status == "published"
 
         # A resend (e.g. after a crash before marking) carries the same id, so Inngest dedupes.
-        async with db.system() as uow:
-            await uow.session.execute(
-                text("UPDATE platform.outbox SET status = 'pending' WHERE id = :e"), {"e": event_id}
-            )
+        await system_sql(db, "UPDATE platform.outbox SET status = 'pending' WHERE id = :e", {"e": event_id})
         await relay.pump()
         resent = [e for e in fake.received if e["name"] == "test/probe.inngest"]
         assert [e["id"] for e in resent] == [str(event_id), str(event_id)]
@@ -412,34 +375,27 @@ async def test_a_run_whose_lease_was_taken_over_commits_nothing(db: Database) ->
     row = await delivery(db, event_id, claim.handler)
     assert (row.status, row.attempts) == ("pending", 1)
     # Another process took the delivery (our lease ran out while we were frozen).
-    async with db.system() as uow:
-        await uow.session.execute(
-            text(
-                "UPDATE platform.event_deliveries SET claimed_by = 'elsewhere:1', claim_token = gen_random_uuid()"
-                " WHERE event_id = :e AND handler = :h"
-            ),
+    await system_sql(
+        db,
+        "UPDATE platform.event_deliveries SET claimed_by = 'elsewhere:1', claim_token = gen_random_uuid()"
+        " WHERE event_id = :e AND handler = :h",
+        key,
+    )
+    await relay._handle(claim)
+    after = (
+        await system_sql(
+            db,
+            "SELECT status, attempts, claimed_by FROM platform.event_deliveries WHERE event_id = :e AND handler = :h",
             key,
         )
-    await relay._handle(claim)
-    async with db.system() as uow:
-        after = (
-            await uow.session.execute(
-                text(
-                    "SELECT status, attempts, claimed_by FROM platform.event_deliveries"
-                    " WHERE event_id = :e AND handler = :h"
-                ),
-                key,
-            )
-        ).one()
+    ).one()
     assert (after.status, after.attempts, after.claimed_by) == ("pending", 1, "elsewhere:1")
     # The other process never finishes; its lease runs out and a relay delivers it once more.
-    async with db.system() as uow:
-        await uow.session.execute(
-            text(
-                "UPDATE platform.event_deliveries SET next_attempt_at = now() WHERE event_id = :e AND handler = :h"
-            ),
-            key,
-        )
+    await system_sql(
+        db,
+        "UPDATE platform.event_deliveries SET next_attempt_at = now() WHERE event_id = :e AND handler = :h",
+        key,
+    )
     await relay.drain()
     row = await delivery(db, event_id, claim.handler)
     assert (row.status, row.attempts, row.last_error) == ("done", 2, None)

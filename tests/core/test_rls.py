@@ -103,36 +103,18 @@ async def test_raw_sql_in_another_tenants_context_returns_no_foreign_rows(
     assert checked > 40
 
     # The same queries do find the rows in the victim's own contexts: the test can fail.
-    (personal,) = (
-        await _as(
-            db,
-            "user",
-            v.person.id,
-            None,
-            "SELECT count(*) FROM platform.clients WHERE id = :c",
-            {"c": uuid.UUID(v.refs["client_id"][1])},
-        )
-    )[0]
-    (in_org,) = (
-        await _as(
-            db,
-            "user",
-            v.person.id,
-            v.org_id,
-            "SELECT count(*) FROM platform.clients WHERE id = :c",
-            {"c": uuid.UUID(v.refs["client_id"][0])},
-        )
-    )[0]
-    (cross,) = (
-        await _as(
-            db,
-            "user",
-            v.person.id,
-            v.org_id,
-            "SELECT count(*) FROM platform.clients WHERE id = :c",
-            {"c": uuid.UUID(v.refs["client_id"][1])},
-        )
-    )[0]
+    async def victim_sees(org: str | None, client_index: int) -> int:
+        """Whether the victim, as a user in `org` (None: personal), sees one of their clients."""
+        client_id = uuid.UUID(v.refs["client_id"][client_index])
+        sql = "SELECT count(*) FROM platform.clients WHERE id = :c"
+        (count,) = (await _as(db, "user", v.person.id, org, sql, {"c": client_id}))[0]
+        return int(count)
+
+    personal, in_org, cross = (
+        await victim_sees(None, 1),
+        await victim_sees(v.org_id, 0),
+        await victim_sees(v.org_id, 1),
+    )
     assert (personal, in_org, cross) == (1, 1, 0)
 
 

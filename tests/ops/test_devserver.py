@@ -9,36 +9,19 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-from benchmarks.common import free_port
 from core.devserver import postmaster, read_state
+from tests.support.processes import dev_env, run_cli
+from tests.support.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def atlilith(data_dir: Path, port: int, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLILITH_") and k != "DATABASE_URL"}
-    env.update(
-        {
-            "ATLILITH_DATA_DIR": str(data_dir),
-            "ATLILITH_PORT": str(port),
-            "ATLILITH_SEED_PASSWORD": "dev-test-password",
-            "ATLILITH_PASSWORD_HASH_PROFILE": "cheapest",
-            "ATLILITH_BACKUP_DIR": str(data_dir / "backups"),
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "servers.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    env = dev_env(data_dir, ATLILITH_PORT=str(port), ATLILITH_BACKUP_DIR=str(data_dir / "backups"))
+    return run_cli(env, *args, timeout=timeout)
 
 
 async def test_dev_server_lifecycle_leaves_nothing_running() -> None:

@@ -26,7 +26,8 @@ from core.uow import Database
 from servers.app import create_app
 from tests.conftest import running, signup
 from tests.ops.test_infrastructure import COMPOSE, compose, interpolate, known_vars
-from tests.support.billing import free_port, grant, make_admin
+from tests.support.billing import grant, make_admin
+from tests.support.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "infrastructure" / "observability" / "grafana" / "dashboards"
@@ -71,14 +72,10 @@ async def scrape(client: httpx.AsyncClient, headers: dict[str, str]) -> Samples:
 
 
 async def call_whoami(app: Any, token: str) -> None:
-    from mcp import Client
-    from mcp.client.streamable_http import streamable_http_client
 
-    from tests.tools.test_mcp import http_client
+    from tests.support.mcp import mcp_client
 
-    async with Client(
-        streamable_http_client("http://testserver/mcp", http_client=http_client(app, token))
-    ) as c:
+    async with mcp_client(app, token) as c:
         assert not (await c.call_tool("whoami", {})).is_error
         assert (await c.call_tool("whoami", {"org": ["not", "a", "slug"]})).is_error
 

@@ -5,44 +5,26 @@ and never by starting an empty PostgreSQL of its own."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import httpx
 
-from benchmarks.common import free_port
 from core.devserver import postmaster, stop_postgres
 from core.embedded import DATABASE, ensure_database
 from core.embedded import start as start_embedded
+from tests.support.processes import dev_env, run_cli
+from tests.support.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def atlilith(data_dir: Path, runtime: Path, *args: str, port: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLILITH_") and k != "DATABASE_URL"}
-    env.update(
-        {
-            "ATLILITH_DATA_DIR": str(data_dir),
-            "ATLILITH_RUNTIME_DIR": str(runtime),
-            "ATLILITH_PORT": str(port or free_port()),
-            "ATLILITH_SEED_PASSWORD": "dev-test-password",
-            "ATLILITH_PASSWORD_HASH_PROFILE": "cheapest",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "servers.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    env = dev_env(data_dir, ATLILITH_RUNTIME_DIR=str(runtime), ATLILITH_PORT=str(port or free_port()))
+    return run_cli(env, *args)
 
 
 def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:

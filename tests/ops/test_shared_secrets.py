@@ -4,7 +4,6 @@ start (naming the setting and the fix) instead of splitting tokens and polyseme 
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -19,7 +18,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from benchmarks.common import free_port
 from core.config import Settings
 from core.db import asyncpg_url
 from core.migrate import create_database, drop_database, migrate
@@ -27,6 +25,8 @@ from core.secret_binding import SecretMismatch, verify_secrets
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import running
+from tests.support.processes import clean_env
+from tests.support.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RACERS, ROUNDS = 6, 5
@@ -40,12 +40,6 @@ for line in sys.stdin:
     s = Settings(env="dev", data_dir=Path(line.strip()))
     print(s.resolved_jwt_secret(), s.resolved_identity_secret(), flush=True)
 """
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLILITH_") and k != "DATABASE_URL"}
-    env.update({"PYTHONPATH": str(ROOT), **extra})
-    return env
 
 
 def test_processes_racing_on_a_fresh_data_dir_create_one_set_of_secrets(tmp_path: Path) -> None:

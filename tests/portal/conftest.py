@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
@@ -115,6 +116,15 @@ class Person:
     password: str
     display_name: str
 
+    def signup_body(self) -> dict[str, Any]:
+        """The body of POST /v1/auth/signup for this person."""
+        return {
+            "email": self.email,
+            "password": self.password,
+            "slug": self.slug,
+            "display_name": self.display_name,
+        }
+
 
 def new_person(prefix: str = "u") -> Person:
     slug = f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -128,18 +138,27 @@ async def sign_up_quickly(page: Page, prefix: str = "u") -> Person:
     person = new_person(prefix)
     r = await page.context.request.post(
         "/v1/auth/signup",
-        data={
-            "email": person.email,
-            "password": person.password,
-            "slug": person.slug,
-            "display_name": person.display_name,
-            "refresh_cookie": True,
-        },
+        data={**person.signup_body(), "refresh_cookie": True},
     )
     assert r.status == 201, await r.text()
     await page.goto("/me")
     await page.get_by_role("heading", level=1).wait_for()
     return person
+
+
+async def sign_up_over_api(live_server: str, person: Person) -> str:
+    """`person` signed up over REST, outside any browser; their access token."""
+    async with httpx.AsyncClient(base_url=live_server) as c:
+        r = await c.post("/v1/auth/signup", json=person.signup_body())
+    assert r.status_code == 201, r.text
+    return str(r.json()["access_token"])
+
+
+async def open_from_nav(page: Page, link: str, url: str | None = None) -> None:
+    """Follow `link` of the app's page navigation; with `url`, check where it led."""
+    await page.get_by_role("navigation", name="Pages").get_by_role("link", name=link).click()
+    if url is not None:
+        await expect(page).to_have_url(url)
 
 
 async def api_as(page: Page, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

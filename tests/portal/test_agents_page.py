@@ -9,15 +9,14 @@ import uuid
 import httpx
 from playwright.async_api import Page, Route, expect
 
-from tests.portal.conftest import api_as, screenshot, sign_up_quickly
+from tests.portal.conftest import api_as, open_from_nav, screenshot, sign_up_quickly
 
 
 async def test_a_key_is_shown_once_works_and_stops_when_revoked(
     page: Page, new_context: object, live_server: str
 ) -> None:
     await sign_up_quickly(page, "agent")
-    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Agents").click()
-    await expect(page).to_have_url(f"{live_server}/me/agents")
+    await open_from_nav(page, "Agents", f"{live_server}/me/agents")
     await expect(page.get_by_role("heading", name="Agents", level=1)).to_be_visible()
     await expect(page.get_by_text("You have no API keys yet.")).to_be_visible()
     # The commands name this server's MCP endpoint before any key exists.

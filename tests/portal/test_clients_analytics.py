@@ -18,7 +18,7 @@ from core.seed import ORG_SLUG, PERSON_SLUG, seed
 from core.tenancy.models import Org, Person
 from core.tenancy.schemas import MemberIn
 from core.uow import Database
-from tests.portal.conftest import screenshot, sign_up_quickly
+from tests.portal.conftest import open_from_nav, screenshot, sign_up_quickly
 
 
 async def _demo_org_member(db: Database, slug: str) -> None:
@@ -64,8 +64,7 @@ async def test_clients_list_search_and_detail(page: Page, db: Database, live_ser
     await expect(page.get_by_text("No clients yet.")).to_be_visible()
 
     await page.goto(f"/o/{ORG_SLUG}")
-    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Clients").click()
-    await expect(page).to_have_url(f"{live_server}/o/{ORG_SLUG}/clients")
+    await open_from_nav(page, "Clients", f"{live_server}/o/{ORG_SLUG}/clients")
     table = page.get_by_role("table", name="Clients")
     await expect(table.get_by_role("link", name="Camille Laurent")).to_be_visible()
     await expect(table.get_by_role("link", name="Jules Moreau")).to_be_visible()
@@ -142,7 +141,7 @@ async def test_analytics_draws_trend_and_funnel_whose_tables_match_the_api(
         page.expect_response("**/v1/analytics/trends") as trend_answer,
         page.expect_response("**/v1/analytics/funnel") as funnel_answer,
     ):
-        await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Analytics").click()
+        await open_from_nav(page, "Analytics")
     trend = await (await trend_answer.value).json()
     funnel = await (await funnel_answer.value).json()
     tz = await page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")

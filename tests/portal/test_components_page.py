@@ -8,15 +8,14 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
-from tests.portal.conftest import api_as, screenshot, sign_up_quickly
+from tests.portal.conftest import api_as, open_from_nav, screenshot, sign_up_quickly
 
 
 async def test_search_install_read_the_skill_and_uninstall(
     page: Page, new_context: Any, live_server: str
 ) -> None:
     await sign_up_quickly(page, "comp")
-    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Components").click()
-    await expect(page).to_have_url(f"{live_server}/me/components")
+    await open_from_nav(page, "Components", f"{live_server}/me/components")
     await expect(page.get_by_text("Nothing is installed here yet.")).to_be_visible()
 
     await page.get_by_role("searchbox", name="Search the registry").fill("book appointments")

@@ -8,32 +8,27 @@ from typing import Any
 
 import httpx
 from playwright.async_api import Page, expect
-from sqlalchemy import text
 
 from core.uow import Database
-from tests.portal.conftest import api_as, new_person, screenshot, sign_up_quickly
+from tests.portal.conftest import (
+    api_as,
+    new_person,
+    open_from_nav,
+    screenshot,
+    sign_up_over_api,
+    sign_up_quickly,
+)
+from tests.support.sql import system_sql
 
 
 async def _grant(db: Database, live_server: str, person: str, credits: int, times: int = 1) -> None:
     """Credits come from a platform admin's grant: make one and grant over REST."""
     admin = new_person("admin")
+    token = await sign_up_over_api(live_server, admin)
+    await system_sql(
+        db, "UPDATE platform.persons SET is_platform_admin = true WHERE slug = :s", {"s": admin.slug}
+    )
     async with httpx.AsyncClient(base_url=live_server) as c:
-        r = await c.post(
-            "/v1/auth/signup",
-            json={
-                "email": admin.email,
-                "password": admin.password,
-                "slug": admin.slug,
-                "display_name": "Admin",
-            },
-        )
-        assert r.status_code == 201, r.text
-        token = r.json()["access_token"]
-        async with db.system() as uow:
-            await uow.session.execute(
-                text("UPDATE platform.persons SET is_platform_admin = true WHERE slug = :s"),
-                {"s": admin.slug},
-            )
         for _ in range(times):
             g = await c.post(
                 "/v1/admin/credits/grants",
@@ -56,8 +51,7 @@ async def test_balance_holds_ledger_jobs_and_a_job_in_detail(
     )
     assert done and queued["job_id"]
 
-    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Credits").click()
-    await expect(page).to_have_url(f"{live_server}/me/credits")
+    await open_from_nav(page, "Credits", f"{live_server}/me/credits")
     await expect(page.get_by_test_id("balance")).to_have_text("49")
     await expect(page.get_by_test_id("held")).to_have_text("1")
     holds = page.get_by_role("table", name="Open holds")

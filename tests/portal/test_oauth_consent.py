@@ -25,7 +25,7 @@ from mcp.shared.auth import (
 from playwright.async_api import Page, Route, expect
 from pydantic import AnyUrl
 
-from tests.portal.conftest import new_person, screenshot
+from tests.portal.conftest import new_person, screenshot, sign_up_over_api
 
 
 class MemoryStorage:
@@ -58,18 +58,8 @@ def _free_port() -> int:
 async def _person_with_org(live_server: str) -> tuple[Any, str, str]:
     person = new_person("mcp")
     org = f"org-{person.slug[-8:]}"
+    token = await sign_up_over_api(live_server, person)
     async with httpx.AsyncClient(base_url=live_server) as c:
-        r = await c.post(
-            "/v1/auth/signup",
-            json={
-                "email": person.email,
-                "password": person.password,
-                "slug": person.slug,
-                "display_name": person.display_name,
-            },
-        )
-        assert r.status_code == 201, r.text
-        token = r.json()["access_token"]
         made = await c.post(
             "/v1/orgs",
             json={"slug": org, "name": "Studio " + org[-4:]},

@@ -9,7 +9,7 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
-from tests.portal.conftest import api_as, new_person, screenshot, sign_up_quickly
+from tests.portal.conftest import api_as, new_person, open_from_nav, screenshot, sign_up_quickly
 
 
 async def test_sign_up_create_org_invite_accept_and_change_role(
@@ -40,7 +40,7 @@ async def test_sign_up_create_org_invite_accept_and_change_role(
     await expect(contexts.get_by_role("link", name="Studio Test")).to_have_attribute("aria-current", "page")
 
     # Roster: just the owner; the owner cannot be re-roled or removed.
-    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Members").click()
+    await open_from_nav(page, "Members")
     await expect(page.get_by_role("row").filter(has_text=owner.slug)).to_be_visible()
     await expect(page.get_by_text("You are the only member.")).to_be_visible()
 
@@ -82,7 +82,7 @@ async def test_sign_up_create_org_invite_accept_and_change_role(
     await expect(guest_page.get_by_text("as member")).to_be_visible()
 
     # The owner sees them on the roster and makes them an admin.
-    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Members").click()
+    await open_from_nav(page, "Members")
     await page.get_by_label(f"Role of {guest.display_name}").select_option("admin")
     await expect(
         page.get_by_role("status").filter(has_text=f"{guest.display_name} is now admin")
@@ -141,8 +141,7 @@ async def test_brands_and_transfer(page: Page, live_server: str) -> None:
 
     # Personal brands are another context: the org's brand is not there.
     await page.get_by_role("navigation", name="Contexts").get_by_role("link", name="Personal").click()
-    await page.get_by_role("navigation", name="Pages").get_by_role("link", name="Brands").click()
-    await expect(page).to_have_url(f"{live_server}/me/brands")
+    await open_from_nav(page, "Brands", f"{live_server}/me/brands")
     await expect(page.get_by_text("No brands yet.")).to_be_visible()
 
     # Transfer: with nobody else in the org, the page says what to do first.
@@ -166,12 +165,7 @@ async def sign_up_quickly_elsewhere(page: Page) -> str:
     person = new_person("heir")
     r = await page.context.request.post(
         "/v1/auth/signup",
-        data={
-            "email": person.email,
-            "password": person.password,
-            "slug": person.slug,
-            "display_name": person.slug,
-        },
+        data={**person.signup_body(), "display_name": person.slug},
     )
     assert r.status == 201
     return person.slug

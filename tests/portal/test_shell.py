@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Page, expect
 
-from tests.portal.conftest import api_as, new_person, screenshot, sign_up_quickly
+from tests.portal.conftest import api_as, new_person, screenshot, sign_up_over_api, sign_up_quickly
 
 
 async def test_shell_and_assets_carry_a_strict_csp(live_server: str) -> None:
@@ -26,17 +26,7 @@ async def test_shell_and_assets_carry_a_strict_csp(live_server: str) -> None:
 
 async def test_sign_in_redirects_back_to_next(page: Page, live_server: str) -> None:
     person = new_person("next")
-    async with httpx.AsyncClient(base_url=live_server) as c:
-        r = await c.post(
-            "/v1/auth/signup",
-            json={
-                "email": person.email,
-                "password": person.password,
-                "slug": person.slug,
-                "display_name": person.display_name,
-            },
-        )
-        assert r.status_code == 201
+    await sign_up_over_api(live_server, person)
     await page.goto("/me")
     await expect(page).to_have_url(f"{live_server}/signin?next=%2Fme")
     await page.get_by_label("Email or handle").fill(person.slug)

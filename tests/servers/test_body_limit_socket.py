@@ -3,38 +3,20 @@ reading the answer (httpx's default) must read the 413, not a connection reset."
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from tests.conftest import signup
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.serving import free_port, serving
 
 
 @pytest.fixture
 async def served(app: Any) -> AsyncIterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="error", ws="none")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(app, free_port(), lifespan="off", ws="none") as url:
+        yield url
 
 
 async def test_an_oversize_body_gets_its_413_over_a_real_socket(

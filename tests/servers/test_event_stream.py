@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import make_org, signup
-from tests.support.messaging import api_key, free_port, inbound, messaging_client, messaging_db
+from tests.support.messaging import api_key, inbound, messaging_database, messaging_db
+from tests.support.serving import app_client, free_port, serving
 
 
 @pytest.fixture(scope="module")
 async def sdb(db: Database) -> AsyncIterator[Database]:
     # Short connections so the in-process transport (which buffers) returns quickly.
-    database = messaging_db(db, events_stream_seconds=0.5, events_stream_poll_seconds=0.05)
-    try:
+    async with messaging_database(db, events_stream_seconds=0.5, events_stream_poll_seconds=0.05) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture
 async def sc(sdb: Database) -> AsyncIterator[httpx.AsyncClient]:
-    async with messaging_client(sdb) as c:
+    async with app_client(sdb) as c:
         yield c
 
 
@@ -113,12 +109,8 @@ async def test_a_member_removed_mid_stream_stops_receiving_at_once(db: Database)
     database = messaging_db(db, events_stream_seconds=30.0, events_stream_poll_seconds=0.05)
     port = free_port()
     app = create_app(database.settings, db=database, run_relay=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+        async with serving(app, port) as base, httpx.AsyncClient(base_url=base, timeout=10) as c:
             ada = await signup(c, "ada")
             org = await make_org(c, ada)
             cy = await signup(c, "cy")
@@ -144,6 +136,4 @@ async def test_a_member_removed_mid_stream_stops_receiving_at_once(db: Database)
             assert names.count("messaging/message.received") == 1
             assert seen[-1]["data"]["code"] == "not_a_member"
     finally:
-        server.should_exit = True
-        await task
         await database.dispose()

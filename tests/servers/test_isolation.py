@@ -16,9 +16,9 @@ from sqlalchemy import text
 from core.uow import Database
 from servers.app import create_app
 from servers.mcp import build_server, toolsets
-from tests.conftest import make_org, running, signup
+from tests.conftest import Account, make_org, running, signup
 from tests.support.registry import install
-from tests.support.world import bodies, build_victim, leaked, snapshot, tool_args
+from tests.support.world import Victim, bodies, build_victim, leaked, snapshot, tool_args
 from tools.base import ToolRuntime
 
 
@@ -55,16 +55,24 @@ async def walls(
         await database.dispose()
 
 
-async def test_every_rest_route_refuses_or_hides_foreign_data(
-    walls: tuple[Any, httpx.AsyncClient, Database],
-) -> None:
-    app, client, _ = walls
+async def attack(client: httpx.AsyncClient) -> tuple[Victim, dict[str, object], Account, str]:
+    """The victim's world and a snapshot of it, and Mallory with her own org. Mallory installs
+    everything in her own contexts, so every route and tool runs past the registry's gate and
+    what is tested is isolation, not installation."""
     v = await build_victim(client)
     before = await snapshot(client, v)
     mallory = await signup(client, "mallory")
     m_org = await make_org(client, mallory, "morg")
     await install(client, mallory)
     await install(client, mallory, org=m_org)
+    return v, before, mallory, m_org
+
+
+async def test_every_rest_route_refuses_or_hides_foreign_data(
+    walls: tuple[Any, httpx.AsyncClient, Database],
+) -> None:
+    app, client, _ = walls
+    v, before, mallory, m_org = await attack(client)
     contexts = [mallory.h(), mallory.h(org=m_org), mallory.h(org=v.org)]
 
     BODIES = bodies()
@@ -92,14 +100,7 @@ async def test_every_mcp_tool_refuses_or_hides_foreign_data(
     walls: tuple[Any, httpx.AsyncClient, Database],
 ) -> None:
     _, client, db = walls
-    v = await build_victim(client)
-    before = await snapshot(client, v)
-    mallory = await signup(client, "mallory")
-    m_org = await make_org(client, mallory, "morg")
-    # Mallory installs everything in her own contexts, so every tool runs past the registry's
-    # gate and what is tested is isolation, not installation.
-    await install(client, mallory)
-    await install(client, mallory, org=m_org)
+    v, before, mallory, m_org = await attack(client)
     server = build_server(db, static_token=mallory.token, toolset_names=["all"])
 
     fillers = tool_args()

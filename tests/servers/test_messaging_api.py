@@ -17,29 +17,20 @@ from core.messaging.threads import wake_snoozed_threads
 from core.relay import Relay
 from core.uow import Database
 from tests.conftest import make_org, signup
-from tests.support.messaging import (
-    FakePeer,
-    api_key,
-    drain_until,
-    inbound,
-    messaging_client,
-    messaging_db,
-    outbox,
-)
+from tests.support.messaging import FakePeer, api_key, inbound, messaging_database, outbox
+from tests.support.relay import drain_until
+from tests.support.serving import app_client
 
 
 @pytest.fixture(scope="module")
 async def mdb(db: Database) -> AsyncIterator[Database]:
-    database = messaging_db(db)
-    try:
+    async with messaging_database(db) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture
 async def mc(mdb: Database) -> AsyncIterator[httpx.AsyncClient]:
-    async with messaging_client(mdb) as c:
+    async with app_client(mdb) as c:
         yield c
 
 
@@ -531,17 +522,17 @@ async def test_draft_generation_with_no_peer_or_a_dead_or_slow_peer(
     assert "unreachable" in down.json()["detail"]
     assert (await mc.get("/v1/messaging/drafts", headers=h)).json()["items"] == []
 
-    slow_db = messaging_db(db, messaging_peer_timeout_seconds=0.3, messaging_peer_retries=1)
-    try:
-        async with messaging_client(slow_db) as slow, FakePeer(delay=1.5) as peer:
-            await slow.put("/v1/messaging/settings", json={"draft_peer_url": peer.url("/draft")}, headers=h)
-            started = asyncio.get_running_loop().time()
-            r = await slow.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers=h)
-            took = asyncio.get_running_loop().time() - started
-            assert r.status_code == 503 and "timed out" in r.json()["detail"]
-            assert len(peer.received) == 2 and took < 1.5
-    finally:
-        await slow_db.dispose()
+    async with (
+        messaging_database(db, messaging_peer_timeout_seconds=0.3, messaging_peer_retries=1) as slow_db,
+        app_client(slow_db) as slow,
+        FakePeer(delay=1.5) as peer,
+    ):
+        await slow.put("/v1/messaging/settings", json={"draft_peer_url": peer.url("/draft")}, headers=h)
+        started = asyncio.get_running_loop().time()
+        r = await slow.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers=h)
+        took = asyncio.get_running_loop().time() - started
+        assert r.status_code == 503 and "timed out" in r.json()["detail"]
+        assert len(peer.received) == 2 and took < 1.5
     assert (await mc.get("/v1/messaging/drafts", headers=h)).json()["items"] == []
 
 
@@ -549,62 +540,60 @@ async def test_a_thinking_peer_pins_no_connection_and_the_draft_is_written_again
     db: Database,
 ) -> None:
     # One pooled connection in all: if the drafting call held it, nothing else could run.
-    tight = messaging_db(db, db_pool_size=1, db_max_overflow=0)
-    try:
-        async with messaging_client(tight) as mc, FakePeer(delay=1.0) as peer:
-            owner = await signup(mc)
-            h = owner.h()
-            agent = bearer(await api_key(mc, owner, ["messaging:read", "messaging:write"]))
-            await mc.put("/v1/messaging/settings", json={"draft_peer_url": peer.url("/draft")}, headers=h)
-            tid = (await inbound(mc, h, channel="portal", external_id="t1"))["results"][0]["thread_id"]
+    async with (
+        messaging_database(db, db_pool_size=1, db_max_overflow=0) as tight,
+        app_client(tight) as mc,
+        FakePeer(delay=1.0) as peer,
+    ):
+        owner = await signup(mc)
+        h = owner.h()
+        agent = bearer(await api_key(mc, owner, ["messaging:read", "messaging:write"]))
+        await mc.put("/v1/messaging/settings", json={"draft_peer_url": peer.url("/draft")}, headers=h)
+        tid = (await inbound(mc, h, channel="portal", external_id="t1"))["results"][0]["thread_id"]
 
-            async def meanwhile() -> float:
-                await asyncio.sleep(0.3)  # the peer is thinking now
-                started = asyncio.get_running_loop().time()
-                r = await mc.get(f"/v1/messaging/threads/{tid}", headers=h)
-                assert r.status_code == 200, r.text
-                return asyncio.get_running_loop().time() - started
+        async def meanwhile() -> float:
+            await asyncio.sleep(0.3)  # the peer is thinking now
+            started = asyncio.get_running_loop().time()
+            r = await mc.get(f"/v1/messaging/threads/{tid}", headers=h)
+            assert r.status_code == 200, r.text
+            return asyncio.get_running_loop().time() - started
 
-            key = {"Idempotency-Key": str(uuid.uuid4())}
-            made, waited = await asyncio.gather(
-                mc.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers={**agent, **key}),
-                meanwhile(),
+        key = {"Idempotency-Key": str(uuid.uuid4())}
+        made, waited = await asyncio.gather(
+            mc.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers={**agent, **key}),
+            meanwhile(),
+        )
+        assert made.status_code == 201, made.text
+        assert waited < 0.6  # answered while the peer was still thinking
+        assert len(peer.received) == 1
+
+        # A retry with the key is answered from the stored draft: the peer is not asked again.
+        again = await mc.post(
+            f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers={**agent, **key}
+        )
+        assert again.status_code in (200, 201) and again.json() == made.json() and len(peer.received) == 1
+        # Concurrent retries under a new key may each ask the peer, but write one draft.
+        key2 = {"Idempotency-Key": str(uuid.uuid4())}
+        both = await asyncio.gather(
+            *(
+                mc.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers={**agent, **key2})
+                for _ in range(2)
             )
-            assert made.status_code == 201, made.text
-            assert waited < 0.6  # answered while the peer was still thinking
-            assert len(peer.received) == 1
+        )
+        assert [r.status_code for r in both] == [201, 201] and both[0].json() == both[1].json()
 
-            # A retry with the key is answered from the stored draft: the peer is not asked again.
-            again = await mc.post(
-                f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers={**agent, **key}
-            )
-            assert again.status_code in (200, 201) and again.json() == made.json() and len(peer.received) == 1
-            # Concurrent retries under a new key may each ask the peer, but write one draft.
-            key2 = {"Idempotency-Key": str(uuid.uuid4())}
-            both = await asyncio.gather(
-                *(
-                    mc.post(
-                        f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers={**agent, **key2}
-                    )
-                    for _ in range(2)
-                )
-            )
-            assert [r.status_code for r in both] == [201, 201] and both[0].json() == both[1].json()
+        # The thread is read again once the peer answers: switched off meanwhile, no draft.
+        async def switch_off() -> None:
+            await asyncio.sleep(0.3)
+            r = await mc.patch(f"/v1/messaging/threads/{tid}", json={"agent_mode": "off"}, headers=h)
+            assert r.status_code == 200, r.text
 
-            # The thread is read again once the peer answers: switched off meanwhile, no draft.
-            async def switch_off() -> None:
-                await asyncio.sleep(0.3)
-                r = await mc.patch(f"/v1/messaging/threads/{tid}", json={"agent_mode": "off"}, headers=h)
-                assert r.status_code == 200, r.text
-
-            late, _ = await asyncio.gather(
-                mc.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers=agent), switch_off()
-            )
-            assert late.status_code == 403 and late.json()["code"] == "agent_mode_off", late.text
-            drafts = (await mc.get(f"/v1/messaging/drafts?thread_id={tid}", headers=h)).json()["items"]
-            assert len({d["id"] for d in drafts}) == 2
-    finally:
-        await tight.dispose()
+        late, _ = await asyncio.gather(
+            mc.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers=agent), switch_off()
+        )
+        assert late.status_code == 403 and late.json()["code"] == "agent_mode_off", late.text
+        drafts = (await mc.get(f"/v1/messaging/drafts?thread_id={tid}", headers=h)).json()["items"]
+        assert len({d["id"] for d in drafts}) == 2
 
 
 # --- delivery ---------------------------------------------------------------------------------------

@@ -13,10 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import httpx
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import text
 
 from core.config import Settings
@@ -26,7 +23,7 @@ from core.uow import Database
 from core.utilities import sha256_hex
 from servers.app import create_app
 from tests.conftest import make_org, running, signup
-from tests.support.mcp import tool_error
+from tests.support.mcp import mcp_client, tool_error
 from tests.support.messaging import inbound
 from tests.support.oauth import (
     REDIRECT,
@@ -44,17 +41,8 @@ from tests.support.oauth import (
 from tests.support.registry import install
 
 
-def mcp(app: Any, token: str) -> Client:
-    http = httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    return Client(streamable_http_client("http://testserver/mcp", http_client=http))
-
-
 async def whoami(app: Any, token: str, **args: Any) -> Any:
-    async with mcp(app, token) as c:
+    async with mcp_client(app, token) as c:
         return await c.call_tool("whoami", args)
 
 
@@ -191,7 +179,7 @@ async def test_scopes_default_to_the_registration_and_limit_what_tools_may_do(
     tokens = (await exchange(client, c, code, p.verifier)).json()
     assert tokens["scope"] == "tenancy:read"
     assert not (await whoami(app, tokens["access_token"])).is_error
-    async with mcp(app, tokens["access_token"]) as session:
+    async with mcp_client(app, tokens["access_token"]) as session:
         refused = await session.call_tool("clients_create", {"name": "Not allowed"})
     assert tool_error(refused)["code"] == "missing_scope"
     wider = await authorize(client, c, pkce(), scope="tenancy:write")
@@ -444,7 +432,7 @@ async def test_an_oauth_host_is_an_agent_for_the_thread_agent_mode(
         0
     ]["thread_id"]
     _, tokens = await connect(client, a.h())
-    async with mcp(app, tokens["access_token"]) as session:
+    async with mcp_client(app, tokens["access_token"]) as session:
         sent = await session.call_tool("messaging_send", {"thread_id": tid, "body": "Yes!"})
         assert tool_error(sent)["code"] == "agent_mode_draft_only"
 

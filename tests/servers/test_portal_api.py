@@ -7,8 +7,8 @@ from __future__ import annotations
 import httpx
 
 from core.uow import Database
-from servers.app import create_app
-from tests.conftest import make_org, running, signup
+from tests.conftest import make_org, signup
+from tests.support.serving import app_client
 
 
 async def test_meta_needs_no_credential_and_names_the_servers_own_url(
@@ -31,23 +31,17 @@ async def test_meta_needs_no_credential_and_names_the_servers_own_url(
 
 async def test_meta_names_the_origin_reached_when_bound_to_every_interface(db: Database) -> None:
     settings = db.settings.model_copy(update={"host": "0.0.0.0"})
-    application = create_app(settings, db=db, run_relay=False)
-    async with running(application):
-        transport = httpx.ASGITransport(app=application)
-        # http://0.0.0.0:PORT cannot be dialled: the client is told where it reached us.
-        async with httpx.AsyncClient(transport=transport, base_url="http://10.1.2.3:3040") as c:
-            meta = (await c.get("/v1/meta")).json()
+    # http://0.0.0.0:PORT cannot be dialled: the client is told where it reached us.
+    async with app_client(db, settings=settings, base_url="http://10.1.2.3:3040") as c:
+        meta = (await c.get("/v1/meta")).json()
     assert meta["mcp_url"] == "http://10.1.2.3:3040/mcp"
 
 
 async def test_meta_prefers_the_configured_public_url_behind_a_proxy(db: Database) -> None:
     settings = db.settings.model_copy(update={"public_url": "https://portal.example.com/"})
-    application = create_app(settings, db=db, run_relay=False)
-    async with running(application):
-        transport = httpx.ASGITransport(app=application)
-        # The proxy reaches the app at an internal address; clients must not be told that one.
-        async with httpx.AsyncClient(transport=transport, base_url="http://app.internal:3040") as c:
-            meta = (await c.get("/v1/meta")).json()
+    # The proxy reaches the app at an internal address; clients must not be told that one.
+    async with app_client(db, settings=settings, base_url="http://app.internal:3040") as c:
+        meta = (await c.get("/v1/meta")).json()
     assert meta["public_url_configured"] is True
     assert meta["public_url"] == "https://portal.example.com"
     assert meta["mcp_url"] == "https://portal.example.com/mcp"

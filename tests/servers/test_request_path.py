@@ -21,8 +21,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from core.db import asyncpg_dsn
 from core.uow import Database
-from tests.conftest import make_org, running, signup
+from tests.conftest import make_org, signup
+from tests.support.mcp import mcp_client
 from tests.support.registry import install
+from tests.support.serving import app_client
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 WHOAMI = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
@@ -42,13 +44,8 @@ async def counted_db(db: Database) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def counted(counted_db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    from servers.app import create_app
-
-    application = create_app(counted_db.settings, db=counted_db, run_relay=False)
-    async with running(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost:8000") as c:
-            yield c
+    async with app_client(counted_db, base_url="http://localhost:8000") as c:
+        yield c
 
 
 async def test_me_and_mcp_whoami_cost_the_same_two_statements(counted: httpx.AsyncClient) -> None:
@@ -135,15 +132,6 @@ async def test_a_revoked_key_is_refused_on_the_next_mcp_request(counted: httpx.A
     assert refused.status_code == 401
 
 
-def _mcp(app: Any, token: str) -> Client:
-    http = httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    return Client(streamable_http_client("http://testserver/mcp", http_client=http))
-
-
 async def _names(c: Client) -> set[str]:
     return {t.name for t in (await c.list_tools()).tools}
 
@@ -152,7 +140,7 @@ async def test_an_install_changes_the_next_tool_list_of_that_caller_only(
     app: Any, client: httpx.AsyncClient
 ) -> None:
     a, b = await signup(client), await signup(client)
-    async with _mcp(app, a.token) as ca, _mcp(app, b.token) as cb:
+    async with mcp_client(app, a.token) as ca, mcp_client(app, b.token) as cb:
         a_before, b_before = await _names(ca), await _names(cb)
         assert a_before == b_before  # the same visible toolsets: the same (reused) list
         assert not any(n.startswith("bookings_") for n in a_before)
@@ -200,36 +188,28 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_before_use(
 async def test_an_open_stream_holds_no_connection(db: Database, client: httpx.AsyncClient, mode: str) -> None:
     """A listen stream (2026-07-28) or a session's GET stream (handshake era) lasts as long as
     the client wants: the verifier's unit of work goes back before it starts."""
-    import uvicorn
 
     from servers.app import create_app
-    from tests.cli.live import free_port
+    from tests.support.serving import free_port, serving
 
     a = await signup(client)
     port = free_port()
     settings = db.settings.model_copy(update={"port": port, "mcp_http_sessions": "stateful"})
     own_db = Database(settings)
     app = create_app(settings, db=own_db, run_relay=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
-        url = f"http://127.0.0.1:{port}/mcp"
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as c:  # type: ignore[arg-type]
-            assert not (await c.call_tool("whoami", {})).is_error
-            if mode != "legacy":
-                async with c.listen(tools_list_changed=True):
+        async with serving(app, port, lifespan="on"):
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
+            url = f"http://127.0.0.1:{port}/mcp"
+            async with Client(streamable_http_client(url, http_client=http), mode=mode) as c:  # type: ignore[arg-type]
+                assert not (await c.call_tool("whoami", {})).is_error
+                if mode != "legacy":
+                    async with c.listen(tools_list_changed=True):
+                        assert not (await c.call_tool("whoami", {})).is_error
+                        assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+                else:
+                    # The session's standing GET stream is open alongside the call.
                     assert not (await c.call_tool("whoami", {})).is_error
                     assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-            else:
-                # The session's standing GET stream is open alongside the call.
-                assert not (await c.call_tool("whoami", {})).is_error
-                assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
-        server.should_exit = True
-        await task
         await own_db.dispose()

@@ -6,10 +6,10 @@ import asyncio
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from core.uow import Database
 from tests.conftest import Account, make_org, signup, slug
+from tests.support.sql import system_sql
 
 
 async def add(
@@ -115,17 +115,15 @@ async def test_ownership_moves_only_by_explicit_transfer(
     }
     assert members[admin.slug] == "owner" and members[owner.slug] == "admin"
     # The database keeps orgs.owner_id and the single owner row in agreement.
-    async with db.system() as uow:
-        row = (
-            await uow.session.execute(
-                text(
-                    "SELECT o.owner_id, array_agg(m.person_id) FILTER (WHERE m.role = 'owner') AS owners"
-                    " FROM platform.orgs o JOIN platform.org_members m ON m.org_id = o.id WHERE o.slug = :s GROUP BY o.owner_id"
-                ),
-                {"s": org},
-            )
-        ).one()
-        assert row.owners == [row.owner_id] and str(row.owner_id) == admin.id
+    row = (
+        await system_sql(
+            db,
+            "SELECT o.owner_id, array_agg(m.person_id) FILTER (WHERE m.role = 'owner') AS owners"
+            " FROM platform.orgs o JOIN platform.org_members m ON m.org_id = o.id WHERE o.slug = :s GROUP BY o.owner_id",
+            {"s": org},
+        )
+    ).one()
+    assert row.owners == [row.owner_id] and str(row.owner_id) == admin.id
 
 
 async def test_database_refuses_an_owner_row_out_of_line_with_orgs(
@@ -140,8 +138,7 @@ async def test_database_refuses_an_owner_row_out_of_line_with_orgs(
         "UPDATE platform.org_members SET role = 'owner' WHERE role = 'member' AND org_id = (SELECT id FROM platform.orgs WHERE slug = :s)",
     ):
         with pytest.raises(Conflict):
-            async with db.system() as uow:
-                await uow.session.execute(text(sql), {"s": org})
+            await system_sql(db, sql, {"s": org})
 
 
 async def test_invitation_flow_by_slug_and_by_email_before_signup(
@@ -201,11 +198,11 @@ async def test_revoked_and_expired_invitations_cannot_be_accepted(
     inv2 = (
         await client.post(f"/v1/orgs/{org}/invitations", json={"person": outsider.slug}, headers=owner.h())
     ).json()
-    async with db.system() as uow:
-        await uow.session.execute(
-            text("UPDATE platform.invitations SET expires_at = now() - interval '1 minute' WHERE id = :i"),
-            {"i": inv2["id"]},
-        )
+    await system_sql(
+        db,
+        "UPDATE platform.invitations SET expires_at = now() - interval '1 minute' WHERE id = :i",
+        {"i": inv2["id"]},
+    )
     late = await client.post(f"/v1/invitations/{inv2['id']}/accept", headers=outsider.h())
     assert late.status_code == 410 and late.json()["code"] == "invitation_expired"
 
@@ -218,16 +215,14 @@ async def test_owner_deletes_org_with_everything_it_owns(
     assert (await client.delete(f"/v1/orgs/{org}", headers=admin.h())).status_code == 403
     assert (await client.delete(f"/v1/orgs/{org}", headers=owner.h())).status_code == 204
     assert (await client.get(f"/v1/orgs/{org}", headers=owner.h())).status_code == 403
-    async with db.system() as uow:
-        left = (
-            await uow.session.execute(
-                text(
-                    "SELECT (SELECT count(*) FROM platform.orgs WHERE slug = :s)"
-                    " + (SELECT count(*) FROM platform.clients c WHERE c.org_id NOT IN (SELECT id FROM platform.orgs) AND c.org_id IS NOT NULL)"
-                ),
-                {"s": org},
-            )
-        ).scalar_one()
+    left = (
+        await system_sql(
+            db,
+            "SELECT (SELECT count(*) FROM platform.orgs WHERE slug = :s)"
+            " + (SELECT count(*) FROM platform.clients c WHERE c.org_id NOT IN (SELECT id FROM platform.orgs) AND c.org_id IS NOT NULL)",
+            {"s": org},
+        )
+    ).scalar_one()
     assert left == 0
 
 

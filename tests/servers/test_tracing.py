@@ -29,8 +29,9 @@ from servers.mcp import build_server
 from tests.conftest import running, signup
 from tests.core.bookings.helpers import admin, at, day_ahead, make_service, set_hours
 from tests.support.billing import grant, make_admin
-from tests.support.messaging import FakePeer, inbound, messaging_client, messaging_db
+from tests.support.messaging import FakePeer, inbound, messaging_database
 from tests.support.registry import install
+from tests.support.serving import app_client
 
 
 def _reset_provider() -> None:
@@ -58,13 +59,8 @@ def spans() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture
 async def traced(spans: InMemorySpanExporter, db: Database) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app built while tracing is on (so with the ASGI instrumentation)."""
-    from servers.app import create_app
-
-    application = create_app(db.settings, db=db, run_relay=False)
-    async with running(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with app_client(db) as c:
+        yield c
 
 
 def _hex(value: int) -> str:
@@ -303,35 +299,31 @@ async def test_without_an_exporter_nothing_is_recorded_and_requests_still_get_a_
 async def test_draft_generation_spans_carry_sizes_never_text_and_the_peer_joins_the_trace(
     spans: InMemorySpanExporter, db: Database
 ) -> None:
-    database = messaging_db(db)
-    try:
-        async with messaging_client(database) as mc, FakePeer() as peer:
-            owner = await signup(mc, "draft")
-            h = owner.h()
-            configured = await mc.put(
-                "/v1/messaging/settings", json={"draft_peer_url": peer.url("/draft")}, headers=h
-            )
-            assert configured.status_code == 200, configured.text
-            private = "my private question about Monday"
-            got = await inbound(
-                mc,
-                h,
-                channel="portal",
-                external_id="t1",
-                client_name="Zed",
-                subject="a secret subject",
-                body=private,
-            )
-            thread_id = got["results"][0]["thread_id"]
-            spans.clear()
-            made = await mc.post(
-                f"/v1/messaging/threads/{thread_id}/drafts/generate",
-                json={"instructions": "brief"},
-                headers=h,
-            )
-            assert made.status_code == 201, made.text
-    finally:
-        await database.dispose()
+    async with messaging_database(db) as database, app_client(database) as mc, FakePeer() as peer:
+        owner = await signup(mc, "draft")
+        h = owner.h()
+        configured = await mc.put(
+            "/v1/messaging/settings", json={"draft_peer_url": peer.url("/draft")}, headers=h
+        )
+        assert configured.status_code == 200, configured.text
+        private = "my private question about Monday"
+        got = await inbound(
+            mc,
+            h,
+            channel="portal",
+            external_id="t1",
+            client_name="Zed",
+            subject="a secret subject",
+            body=private,
+        )
+        thread_id = got["results"][0]["thread_id"]
+        spans.clear()
+        made = await mc.post(
+            f"/v1/messaging/threads/{thread_id}/drafts/generate",
+            json={"instructions": "brief"},
+            headers=h,
+        )
+        assert made.status_code == 201, made.text
     trace_id = made.headers["x-trace-id"]
     sent = peer.received[0]
     _, peer_trace, peer_parent, _ = sent.headers["traceparent"].split("-")

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import socket
 import time
 import uuid
 from typing import Any
 
 import httpx
-import uvicorn
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from standardwebhooks import Webhook
@@ -26,6 +24,8 @@ from core.errors import ValidationFailed
 from core.tenancy.models import Client
 from core.uow import Database
 from tests.conftest import Account, signup
+from tests.support.serving import LocalServer
+from tests.support.sql import system_sql
 
 # --- test-only built-in actions ----------------------------------------------------------------
 
@@ -187,23 +187,23 @@ def signed_by(secret: str, raw: bytes, headers: dict[str, str]) -> bool:
 
 async def ledger_state(db: Database, tenant_id: str | uuid.UUID) -> dict[str, int]:
     """The account's totals next to what its ledger and its jobs imply (system mode, raw SQL)."""
-    async with db.system() as uow:
-        row = (
-            await uow.session.execute(
-                text(
-                    "SELECT a.balance, a.held,"
-                    " (SELECT coalesce(sum(balance_delta), 0) FROM billing.ledger l WHERE l.account_id = a.id) AS sum_balance,"
-                    " (SELECT coalesce(sum(held_delta), 0) FROM billing.ledger l WHERE l.account_id = a.id) AS sum_held,"
-                    " (SELECT coalesce(sum(credits_held), 0) FROM billing.jobs j"
-                    "   WHERE j.tenant_id = a.tenant_id AND j.hold_status = 'open') AS open_holds,"
-                    " (SELECT count(*) FROM billing.ledger l WHERE l.account_id = a.id) AS entries,"
-                    " (SELECT l.balance_after FROM billing.ledger l WHERE l.account_id = a.id ORDER BY seq DESC LIMIT 1)"
-                    "   AS last_balance"
-                    " FROM billing.accounts a WHERE a.tenant_id = :t"
-                ),
-                {"t": uuid.UUID(str(tenant_id))},
-            )
-        ).one()
+    row = (
+        await system_sql(
+            db,
+            (
+                "SELECT a.balance, a.held,"
+                " (SELECT coalesce(sum(balance_delta), 0) FROM billing.ledger l WHERE l.account_id = a.id) AS sum_balance,"
+                " (SELECT coalesce(sum(held_delta), 0) FROM billing.ledger l WHERE l.account_id = a.id) AS sum_held,"
+                " (SELECT coalesce(sum(credits_held), 0) FROM billing.jobs j"
+                "   WHERE j.tenant_id = a.tenant_id AND j.hold_status = 'open') AS open_holds,"
+                " (SELECT count(*) FROM billing.ledger l WHERE l.account_id = a.id) AS entries,"
+                " (SELECT l.balance_after FROM billing.ledger l WHERE l.account_id = a.id ORDER BY seq DESC LIMIT 1)"
+                "   AS last_balance"
+                " FROM billing.accounts a WHERE a.tenant_id = :t"
+            ),
+            {"t": uuid.UUID(str(tenant_id))},
+        )
+    ).one()
     return dict(row._mapping)
 
 
@@ -216,7 +216,7 @@ def assert_consistent(state: dict[str, int]) -> None:
 # --- a fake peer component ---------------------------------------------------------------------------
 
 
-class FakePeer:
+class FakePeer(LocalServer):
     """A peer component on 127.0.0.1 implementing the contract: POST /run/{action} (records the
     job; answers per `mode`), GET /health."""
 
@@ -248,27 +248,4 @@ class FakePeer:
         self.app = Starlette(
             routes=[Route("/run/{action}", run, methods=["POST"]), Route("/health", health, methods=["GET"])]
         )
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
-        )
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> FakePeer:
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        await self.task
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        self.listen(self.app)

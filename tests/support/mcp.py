@@ -1,9 +1,27 @@
-"""Reading MCP tool results the way a validating client (the TypeScript SDK) does."""
+"""MCP from a test: a client of the app's MCP door in process, and reading tool results the
+way a validating client (the TypeScript SDK) does."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+
+def mcp_http(app: Any, token: str | None, host: str = "testserver") -> httpx2.AsyncClient:
+    """An HTTP client of `app` in process, carrying `token` as its bearer (none: anonymous)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=app), base_url=f"http://{host}", headers=headers
+    )
+
+
+def mcp_client(app: Any, token: str) -> Client:
+    """The official MCP client on the app's /mcp, in process."""
+    return Client(streamable_http_client("http://testserver/mcp", http_client=mcp_http(app, token)))
 
 
 def tool_error(result: Any) -> dict[str, Any]:

@@ -5,34 +5,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
-from sqlalchemy import text
 from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from core.relay import Relay
 from core.uow import Database
-from tests.conftest import Account, running
+from tests.conftest import Account
+from tests.support.serving import LocalServer
+from tests.support.sql import system_sql
 
 PEER_SECRET = "whsec_cGVlci1zZWNyZXQtZm9yLXRlc3RzLW5ld2VzdC1rZXk="
 # The key being rotated out: during the overlap every request carries both signatures.
 PEER_SECRET_OLD = "whsec_cGVlci1zZWNyZXQtZm9yLXRlc3RzLW9sZGVyLWtleQ=="
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -44,7 +36,7 @@ class Received:
 
 
 @dataclass
-class FakePeer:
+class FakePeer(LocalServer):
     """A drafting and delivery peer: records every request; `script` decides each answer."""
 
     received: list[Received] = field(default_factory=list)
@@ -64,11 +56,8 @@ class FakePeer:
                 return Response(body, status_code=status, media_type="text/plain")
             return JSONResponse(body, status_code=status)
 
-        self.port = free_port()
         self.app = Starlette(routes=[Route("/{path:path}", handle, methods=["POST"])])
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
-        )
+        self.listen(self.app)
 
     @staticmethod
     def default(item: Received) -> tuple[int, Any]:
@@ -94,16 +83,6 @@ class FakePeer:
         stranger = "whsec_c29tZS1vdGhlci1rZXktbm90LW91cnMtYXQtYWxs"
         return verifies(PEER_SECRET) and verifies(PEER_SECRET_OLD) and not verifies(stranger)
 
-    async def __aenter__(self) -> FakePeer:
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        await self.task
-
 
 def messaging_db(db: Database, **overrides: Any) -> Database:
     """The test database, with a platform that lets contexts use peers on 127.0.0.1."""
@@ -120,14 +99,13 @@ def messaging_db(db: Database, **overrides: Any) -> Database:
 
 
 @asynccontextmanager
-async def messaging_client(database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    from servers.app import create_app
-
-    application = create_app(database.settings, db=database, run_relay=False)
-    async with running(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+async def messaging_database(db: Database, **overrides: Any) -> AsyncIterator[Database]:
+    """`messaging_db`, its engine disposed of on the way out."""
+    database = messaging_db(db, **overrides)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 async def api_key(client: httpx.AsyncClient, who: Account, scopes: list[str], org: str | None = None) -> str:
@@ -151,24 +129,9 @@ async def inbound(
 
 async def outbox(db: Database, name: str, **match: str) -> list[dict[str, Any]]:
     """Events of this name whose data contains `match`, oldest first."""
-    async with db.system() as uow:
-        rows = (
-            await uow.session.execute(
-                text(
-                    "SELECT data FROM platform.outbox WHERE name = :n AND data @> CAST(:m AS jsonb) ORDER BY seq"
-                ),
-                {"n": name, "m": json.dumps(match)},
-            )
-        ).scalars()
-        return [dict(r) for r in rows]
-
-
-async def drain_until(relay: Relay, check: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        await relay.drain()
-        if await check():
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+    rows = await system_sql(
+        db,
+        "SELECT data FROM platform.outbox WHERE name = :n AND data @> CAST(:m AS jsonb) ORDER BY seq",
+        {"n": name, "m": json.dumps(match)},
+    )
+    return [dict(r) for r in rows.scalars()]

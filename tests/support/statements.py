@@ -9,18 +9,13 @@ from contextlib import asynccontextmanager
 import httpx
 
 from core.uow import Database
-from servers.app import create_app
-from tests.conftest import running
+from tests.support.serving import app_client
 
 
 @asynccontextmanager
 async def counting_client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    settings = db.settings.model_copy(update={"expose_db_stats": True})
-    application = create_app(settings, db=db, run_relay=False)
-    async with running(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-            yield c
+    async with app_client(db, settings=db.settings.model_copy(update={"expose_db_stats": True})) as c:
+        yield c
 
 
 def statements(response: httpx.Response) -> int:

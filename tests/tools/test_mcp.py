@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 import uuid
 from pathlib import Path
@@ -14,7 +13,6 @@ import httpx
 import httpx2
 import pytest
 import structlog
-import uvicorn
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -24,8 +22,9 @@ from core.uow import Database
 from servers.app import create_app
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
-from tests.support.mcp import tool_error
+from tests.support.mcp import mcp_client, mcp_http, tool_error
 from tests.support.registry import install
+from tests.support.serving import free_port, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -174,13 +173,6 @@ async def test_tool_calls_log_with_a_trace_id(client: httpx.AsyncClient, db: Dat
 # --- over HTTP --------------------------------------------------------------------------------
 
 
-def http_client(app: Any, token: str | None, host: str = "testserver") -> httpx2.AsyncClient:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app), base_url=f"http://{host}", headers=headers
-    )
-
-
 async def test_http_mcp_requires_a_valid_bearer(app: Any, client: httpx.AsyncClient) -> None:
     a = await signup(client)
     init = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -204,9 +196,7 @@ async def test_http_mcp_with_session_token_and_api_key(app: Any, client: httpx.A
         await client.post("/v1/api-keys", json={"name": "agent", "scopes": ["*"], "org": org}, headers=a.h())
     ).json()
     for token, expect_org in ((a.token, None), (key["token"], org)):
-        async with Client(
-            streamable_http_client("http://testserver/mcp", http_client=http_client(app, token))
-        ) as c:
+        async with mcp_client(app, token) as c:
             me = await c.call_tool("whoami", {})
             assert not me.is_error, text_of(me)
             ctx = me.structured_content["context"]
@@ -215,7 +205,7 @@ async def test_http_mcp_with_session_token_and_api_key(app: Any, client: httpx.A
 
 async def test_http_mcp_refuses_unknown_hosts(app: Any, client: httpx.AsyncClient) -> None:
     a = await signup(client)
-    async with http_client(app, a.token, host="evil.example") as raw:
+    async with mcp_http(app, a.token, host="evil.example") as raw:
         r = await raw.post(
             "/mcp",
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
@@ -224,33 +214,18 @@ async def test_http_mcp_refuses_unknown_hosts(app: Any, client: httpx.AsyncClien
         assert r.status_code == 421
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_real_http_server_round_trip(db: Database, client: httpx.AsyncClient) -> None:
     a = await signup(client)
-    port = _free_port()
+    port = free_port()
     settings = db.settings.model_copy(update={"port": port})
     app = create_app(settings, db=db, run_relay=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.02)
+    async with serving(app, port, lifespan="on"):
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
         async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as c:
             made = await c.call_tool("clients_create", {"name": "Over The Wire"})
             assert not made.is_error, text_of(made)
             got = await c.call_tool("clients_get", {"client_id": made.structured_content["id"]})
             assert got.structured_content["name"] == "Over The Wire"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_real_stdio_subprocess(db: Database, client: httpx.AsyncClient) -> None:
@@ -331,7 +306,7 @@ async def test_one_http_connection_narrows_its_tools_by_header_or_query(
 
     async def connect(url: str, headers: dict[str, str]) -> tuple[set[str], Any]:
         """What the connection lists, and what calling a messaging write there gives."""
-        http = http_client(app, a.token)
+        http = mcp_http(app, a.token)
         http.headers.update(headers)
         async with Client(streamable_http_client(url, http_client=http)) as c:
             listed = {t.name for t in (await c.list_tools()).tools}
@@ -357,7 +332,7 @@ async def test_one_http_connection_narrows_its_tools_by_header_or_query(
         # A tool outside the connection's selection is as unknown as one that does not exist.
         assert isinstance(outcome, MCPError) and outcome.code == INVALID_PARAMS
 
-    async with http_client(app, a.token) as raw:
+    async with mcp_http(app, a.token) as raw:
         r = await raw.post(
             "/mcp",
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},

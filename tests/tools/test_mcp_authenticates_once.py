@@ -9,13 +9,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import httpx2
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import event
 
 from core.uow import Database
 from tests.conftest import make_org, signup
+from tests.support.mcp import mcp_client
 from tests.support.registry import install
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
@@ -39,14 +38,6 @@ def authentications(db: Database) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
-def http_client(app: Any, token: str) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(
-        transport=httpx2.ASGITransport(app=app),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-
-
 async def call(c: Client, name: str, arguments: dict[str, Any], db: Database) -> tuple[Any, int]:
     with authentications(db) as seen:
         result = await c.call_tool(name, arguments)
@@ -59,9 +50,7 @@ async def test_one_tool_call_over_http_authenticates_once(
     a = await signup(client)
     org = await make_org(client, a)
     await install(client, a, "bookings", org=org)
-    async with Client(
-        streamable_http_client("http://testserver/mcp", http_client=http_client(app, a.token))
-    ) as c:
+    async with mcp_client(app, a.token) as c:
         await c.list_tools()  # the client's schema cache: later calls send tools/call alone
         me, count = await call(c, "whoami", {}, db)
         assert not me.is_error
@@ -84,9 +73,7 @@ async def test_a_key_bound_to_an_org_acts_there_with_one_authentication(
     key = (
         await client.post("/v1/api-keys", json={"name": "agent", "scopes": ["*"], "org": org}, headers=a.h())
     ).json()
-    async with Client(
-        streamable_http_client("http://testserver/mcp", http_client=http_client(app, key["token"]))
-    ) as c:
+    async with mcp_client(app, key["token"]) as c:
         await c.list_tools()
         for arguments in ({}, {"org": org}):
             me, count = await call(c, "whoami", arguments, db)
@@ -113,9 +100,7 @@ async def test_the_gate_still_applies_to_a_reused_authentication(
 ) -> None:
     a = await signup(client)
     key = (await client.post("/v1/api-keys", json={"name": "agent", "scopes": ["*"]}, headers=a.h())).json()
-    async with Client(
-        streamable_http_client("http://testserver/mcp", http_client=http_client(app, key["token"]))
-    ) as c:
+    async with mcp_client(app, key["token"]) as c:
         refused, count = await call(c, "bookings_services_list", {}, db)
         assert refused.is_error and "component_not_installed" in str(refused.content)
         assert count == 1
@@ -130,9 +115,7 @@ async def test_a_token_whose_org_is_gone_still_connects_and_acts_personally(
     assert switched.status_code == 200, switched.text
     org_token = switched.json()["access_token"]
     assert (await client.delete(f"/v1/orgs/{org}", headers=a.h())).status_code == 204
-    async with Client(
-        streamable_http_client("http://testserver/mcp", http_client=http_client(app, org_token))
-    ) as c:
+    async with mcp_client(app, org_token) as c:
         await c.list_tools()
         gone, _ = await call(c, "whoami", {}, db)
         assert gone.is_error and "not_a_member" in str(gone.content)

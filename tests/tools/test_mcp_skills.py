@@ -11,7 +11,6 @@ import httpx
 import pytest
 import yaml
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, PaginatedRequest, PaginatedRequestParams, Request
 
@@ -20,8 +19,8 @@ from servers.mcp import build_server
 from servers.mcp_skills import EXTENSION, GetSkillRequestParams, GetSkillResult, ListSkillsResult
 from tests.conftest import ROOT, make_org, signup
 from tests.support.billing import make_admin
+from tests.support.mcp import mcp_client
 from tests.support.registry import install, uninstall
-from tests.tools.test_mcp import http_client
 
 
 class ListSkills(PaginatedRequest[Literal["skills/list"]]):
@@ -171,9 +170,7 @@ async def test_skills_over_http_follow_the_bearer(app: Any, client: httpx.AsyncC
     await install(client, a, "analytics")
     seen: dict[str, set[str]] = {}
     for who in (a, b):
-        async with Client(
-            streamable_http_client("http://testserver/mcp", http_client=http_client(app, who.token))
-        ) as c:
+        async with mcp_client(app, who.token) as c:
             assert EXTENSION in (c.server_capabilities.extensions or {})
             seen[who.slug] = await listed(c)
             if who is b:

@@ -214,46 +214,38 @@ async def test_handshake_clients_over_http_hear_changes_when_sessions_are_statef
     db: Database, client: httpx.AsyncClient, sessions: str
 ) -> None:
     import httpx2
-    import uvicorn
     from mcp.client.streamable_http import streamable_http_client
 
     from core.relay import Relay
     from servers.app import create_app
-    from tests.cli.live import free_port
+    from tests.support.serving import free_port, serving
 
     a = await signup(client)
     port = free_port()
     settings = db.settings.model_copy(update={"port": port, "mcp_http_sessions": sessions})
     own_db = Database(settings)  # the MCP door reads its settings from the database's
     app = create_app(settings, db=own_db, run_relay=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
-            await asyncio.sleep(0.02)
-        feed: ToolListChanges = app.state.tool_changes
-        delivered = Delivered(feed, a)
-        heard = Heard()
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
-        url = f"http://127.0.0.1:{port}/mcp"
-        async with Client(
-            streamable_http_client(url, http_client=http), mode="legacy", message_handler=heard
-        ) as c:
-            tools = c.server_capabilities.tools
-            assert tools is not None and tools.list_changed is (sessions == "stateful")
-            assert feed.session_count == (1 if sessions == "stateful" else 0)
-            r = await client.post("/v1/installations", json={"component": "bookings"}, headers=a.h())
-            assert r.status_code == 201, r.text
-            await Relay(db).drain()
-            if sessions == "stateful":
-                await heard.next()
-            else:
-                await delivered.next()
-                assert heard.queue.empty()
-            assert "bookings_services_list" in tool_names(await c.list_tools())
+        async with serving(app, port, lifespan="on"):
+            feed: ToolListChanges = app.state.tool_changes
+            delivered = Delivered(feed, a)
+            heard = Heard()
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
+            url = f"http://127.0.0.1:{port}/mcp"
+            async with Client(
+                streamable_http_client(url, http_client=http), mode="legacy", message_handler=heard
+            ) as c:
+                tools = c.server_capabilities.tools
+                assert tools is not None and tools.list_changed is (sessions == "stateful")
+                assert feed.session_count == (1 if sessions == "stateful" else 0)
+                r = await client.post("/v1/installations", json={"component": "bookings"}, headers=a.h())
+                assert r.status_code == 201, r.text
+                await Relay(db).drain()
+                if sessions == "stateful":
+                    await heard.next()
+                else:
+                    await delivered.next()
+                    assert heard.queue.empty()
+                assert "bookings_services_list" in tool_names(await c.list_tools())
     finally:
-        server.should_exit = True
-        await task
         await own_db.dispose()

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from jsonschema import Draft202012Validator
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -31,11 +30,11 @@ from core.config import Settings
 from core.uow import Database
 from servers.app import create_app
 from servers.mcp import build_server
-from tests.cli.live import free_port
 from tests.conftest import ROOT, Account
 from tests.support.billing import make_admin
 from tests.support.every_tool import BAD, OK, World, build, error_object, plan_bad, plan_ok
-from tests.support.messaging import FakePeer, messaging_client, messaging_db
+from tests.support.messaging import FakePeer, messaging_database
+from tests.support.serving import app_client, free_port, serving
 
 TS_CLIENT = Path(__file__).resolve().parent / "ts_client"
 # Outside the source tree's tracked files (.atlilith/ is ignored), kept between runs: npm install
@@ -58,17 +57,16 @@ async def every_tool_world(
 ) -> AsyncIterator[World]:
     """The world of tests/support/every_tool.py, served with every toolset and a drafting peer;
     preparations go through an in-process MCP client of the owner."""
-    async with FakePeer() as peer:
-        mdb = messaging_db(db, messaging_draft_peer_url=peer.url("/draft"), toolsets=["all"])
-        try:
-            async with messaging_client(mdb) as rest:
-                owner = await make_admin(rest)
-                if owner_ready is not None:
-                    await owner_ready(owner)
-                async with Client(build_server(mdb, static_token=owner.token)) as c:
-                    yield await build(rest, c, mdb, owner)
-        finally:
-            await mdb.dispose()
+    async with (
+        FakePeer() as peer,
+        messaging_database(db, messaging_draft_peer_url=peer.url("/draft"), toolsets=["all"]) as mdb,
+        app_client(mdb) as rest,
+    ):
+        owner = await make_admin(rest)
+        if owner_ready is not None:
+            await owner_ready(owner)
+        async with Client(build_server(mdb, static_token=owner.token)) as c:
+            yield await build(rest, c, mdb, owner)
 
 
 async def test_every_tool_succeeds_within_its_output_schema_and_fails_as_an_error_object(
@@ -181,18 +179,8 @@ async def live_http(db: Database) -> AsyncIterator[str]:
     another process and speaks real HTTP to it."""
     port = free_port()
     app = create_app(db.settings.model_copy(update={"port": port}), db=db, run_relay=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done(), "the server did not start"
-            await asyncio.sleep(0.02)
+    async with serving(app, port, lifespan="on"):
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def check_ts(

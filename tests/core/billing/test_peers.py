@@ -13,8 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-import uvicorn
-from sqlalchemy import text
 
 from core import billing, webhooks
 from core.relay import Relay
@@ -24,7 +22,6 @@ from tests.conftest import Account, signup
 from tests.support.billing import (
     FakePeer,
     assert_consistent,
-    free_port,
     grant,
     ledger_state,
     make_admin,
@@ -33,6 +30,8 @@ from tests.support.billing import (
 )
 from tests.support.registry import install
 from tests.support.rls import raw_as
+from tests.support.serving import free_port, serving
+from tests.support.sql import system_sql
 
 
 async def register(
@@ -61,6 +60,20 @@ async def register(
     if installed_by is not None:
         await install(client, installed_by, r.json()["slug"])
     return dict(r.json())
+
+
+async def assert_nothing_charged(client: httpx.AsyncClient, db: Database, who: Account) -> None:
+    """`who` has all 20 starting credits available again, and their ledger agrees."""
+    assert (await client.get("/v1/credits", headers=who.h())).json()["available"] == 20
+    assert_consistent(await ledger_state(db, who.id))
+
+
+async def dispatch(client: httpx.AsyncClient, db: Database, peer: dict[str, Any], by: Account) -> str:
+    """`by` runs the peer's draft-reply; the relay hands the job to the peer. The job's id."""
+    r = await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=by.h())
+    assert r.status_code == 202, r.text
+    await Relay(db).drain()
+    return str(r.json()["job_id"])
 
 
 @pytest.fixture
@@ -153,10 +166,7 @@ async def test_peer_failure_callback_releases(client: httpx.AsyncClient, db: Dat
     admin, a = setup
     async with FakePeer() as fake:
         peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         body, sig = signed(
             peer["secret"],
             {"status": "failed", "error": {"code": "model_overloaded", "message": "try later"}},
@@ -168,8 +178,7 @@ async def test_peer_failure_callback_releases(client: httpx.AsyncClient, db: Dat
         "code": "model_overloaded",
         "message": "try later",
     }
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
-    assert_consistent(await ledger_state(db, a.id))
+    await assert_nothing_charged(client, db, a)
 
 
 async def test_unreachable_peer_fails_with_a_reason(
@@ -178,14 +187,11 @@ async def test_unreachable_peer_fails_with_a_reason(
     admin, a = setup
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     peer = await register(client, admin, nowhere, installed_by=a)
-    job_id = (
-        await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-    ).json()["job_id"]
-    await Relay(db).drain()
+    job_id = await dispatch(client, db, peer, a)
     failed = await job_of(client, a, job_id)
     assert failed["status"] == "failed" and failed["error"]["code"] == "peer_unreachable"
     assert failed["hold_status"] == "released"
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    await assert_nothing_charged(client, db, a)
     health = (await client.get(f"/v1/admin/peers/{peer['slug']}/health", headers=admin.h())).json()
     assert health["healthy"] is False and health["status"] is None
 
@@ -197,23 +203,17 @@ async def test_peer_errors_are_retried_a_bounded_number_of_times(
     async with FakePeer() as fake:
         fake.mode = "error"
         peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         assert len(fake.received) == db.settings.peer_max_attempts
         failed = await job_of(client, a, job_id)
         assert failed["error"]["code"] == "peer_error" and "503" in failed["error"]["message"]
 
         fake.mode = "reject"
         fake.received.clear()
-        job2 = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job2 = await dispatch(client, db, peer, a)
         assert len(fake.received) == 1  # a 4xx is the peer's final word
         assert (await job_of(client, a, job2))["error"]["code"] == "peer_rejected"
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    await assert_nothing_charged(client, db, a)
 
 
 async def test_peer_request_timeout(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
@@ -225,16 +225,13 @@ async def test_peer_request_timeout(client: httpx.AsyncClient, db: Database, set
         async with FakePeer() as fake:
             fake.mode, fake.slow_seconds = "slow", 1.5
             peer = await register(client, admin, fake.base_url, installed_by=a)
-            job_id = (
-                await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-            ).json()["job_id"]
-            await Relay(quick).drain()
+            job_id = await dispatch(client, quick, peer, a)
             failed = await job_of(client, a, job_id)
             assert failed["status"] == "failed" and failed["error"]["code"] == "peer_timeout"
             assert len(fake.received) == 2
     finally:
         await quick.dispose()
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    await assert_nothing_charged(client, db, a)
 
 
 async def test_no_callback_before_the_deadline_fails_as_timeout(
@@ -243,10 +240,7 @@ async def test_no_callback_before_the_deadline_fails_as_timeout(
     admin, a = setup
     async with FakePeer() as fake:
         peer = await register(client, admin, fake.base_url, installed_by=a, timeout_seconds=30)
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         running_job = await job_of(client, a, job_id)
         deadline = dt.datetime.fromisoformat(running_job["deadline_at"])
         started = dt.datetime.fromisoformat(running_job["started_at"])
@@ -264,8 +258,7 @@ async def test_no_callback_before_the_deadline_fails_as_timeout(
         late = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
         assert late.status_code == 200 and late.json()["applied"] is False
     assert (await job_of(client, a, job_id))["output"] is None
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
-    assert_consistent(await ledger_state(db, a.id))
+    await assert_nothing_charged(client, db, a)
 
 
 async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
@@ -274,10 +267,7 @@ async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
     admin, a = setup
     async with FakePeer() as fake:
         peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         result = {"status": "succeeded", "output": {"x": 1}, "usage": {"credits": 5}}
         forged_body, forged = signed(webhooks.new_secret(), result)
         r = await client.post(f"/v1/jobs/{job_id}/callback", content=forged_body, headers=forged)
@@ -300,17 +290,14 @@ async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
     failed = await job_of(client, a, job_id)
     assert failed["status"] == "failed" and failed["error"]["code"] == "signature_invalid"
     assert failed["hold_status"] == "released" and failed["credits_captured"] == 0
-    assert (await client.get("/v1/credits", headers=a.h())).json()["available"] == 20
+    await assert_nothing_charged(client, db, a)
 
 
 async def test_malformed_callback_bodies_are_422(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
     admin, a = setup
     async with FakePeer() as fake:
         peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         for bad in (
             b"not json",
             b'{"status": "maybe"}',
@@ -362,10 +349,7 @@ async def test_peer_admin_rotation_and_validation(
             headers=admin.h(),
         )
         assert bad_url.status_code == 422
-        job_id = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        job_id = await dispatch(client, db, peer, a)
         rotated = await client.patch(
             f"/v1/admin/peers/{peer['slug']}", json={"rotate_secret": True}, headers=admin.h()
         )
@@ -377,10 +361,7 @@ async def test_peer_admin_rotation_and_validation(
         body, old = signed(peer["secret"], {"status": "failed"})
         overlap = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=old)
         assert overlap.status_code == 200, overlap.text
-        second = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        second = await dispatch(client, db, peer, a)
         raw, sent = fake.received_raw[-1], fake.headers[-1]
         assert signed_by(new_key, raw, sent) and signed_by(peer["secret"], raw, sent)
         assert len(sent["webhook-signature"].split(" ")) == 2
@@ -405,25 +386,19 @@ async def test_peer_admin_rotation_and_validation(
         )
         newest = now.json()["secret"]
         assert [k["retires_at"] for k in now.json()["keys"]] == [None]
-        third = (
-            await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        ).json()["job_id"]
-        await Relay(db).drain()
+        third = await dispatch(client, db, peer, a)
         raw, sent = fake.received_raw[-1], fake.headers[-1]
         assert signed_by(newest, raw, sent) and not signed_by(new_key, raw, sent)
         body, old = signed(new_key, {"status": "succeeded"})
         late = await client.post(f"/v1/jobs/{third}/callback", content=body, headers=old)
         assert late.status_code == 401 and late.json()["code"] == "signature_invalid"
-        async with db.system() as uow:
-            kept = (
-                await uow.session.execute(
-                    text(
-                        "SELECT count(*) FROM billing.peer_secrets"
-                        " s JOIN billing.peers p ON p.id = s.peer_id WHERE p.slug = :s"
-                    ),
-                    {"s": peer["slug"]},
-                )
-            ).scalar_one()
+        kept = (
+            await system_sql(
+                db,
+                "SELECT count(*) FROM billing.peer_secrets s JOIN billing.peers p ON p.id = s.peer_id WHERE p.slug = :s",
+                {"s": peer["slug"]},
+            )
+        ).scalar_one()
         # Keys past their end are deleted at the next rotation; the one just ended waits for it.
         assert kept == 2
         off = await client.patch(
@@ -489,18 +464,15 @@ async def test_the_relay_runs_peer_jobs_in_a_live_app(db: Database) -> None:
         settings = db.settings.model_copy(update={"port": port, "relay_poll_seconds": 0.2})
         live_db = Database(settings)
         app = create_app(settings, db=live_db, run_relay=True)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-        task = asyncio.create_task(server.serve())
         try:
-            while not server.started:
-                await asyncio.sleep(0.02)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            async with serving(app, port) as base, httpx.AsyncClient(base_url=base) as http:
                 a = await signup(http)
-                async with live_db.system() as uow:  # a is their own platform admin here
-                    await uow.session.execute(
-                        text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"),
-                        {"p": uuid.UUID(a.id)},
-                    )
+                # a is their own platform admin here
+                await system_sql(
+                    live_db,
+                    "UPDATE platform.persons SET is_platform_admin = true WHERE id = :p",
+                    {"p": uuid.UUID(a.id)},
+                )
                 await grant(http, a, 10, person=a.slug)
                 peer = await register(http, a, fake.base_url, installed_by=a)
                 run = (
@@ -516,6 +488,4 @@ async def test_the_relay_runs_peer_jobs_in_a_live_app(db: Database) -> None:
                 done = (await http.get(f"/v1/jobs/{run['job_id']}", headers=a.h())).json()
                 assert done["status"] == "succeeded" and done["credits_captured"] == 5
         finally:
-            server.should_exit = True
-            await task
             await live_db.dispose()

@@ -5,7 +5,7 @@ conversation — carrying the manage link, and its delivery state shows on the b
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -16,21 +16,22 @@ from core.relay import Relay
 from core.uow import Database
 from tests.conftest import signup
 from tests.core.bookings.helpers import make_service
-from tests.support.messaging import FakePeer, drain_until, messaging_client, messaging_db
+from tests.support.messaging import FakePeer, messaging_database
+from tests.support.relay import drain_until
+from tests.support.serving import app_client
 
 CLIENT = {"client_name": "Ada", "client_email": "ada@example.com"}
 
 
 @pytest.fixture
 async def mdb(db: Database) -> AsyncIterator[Database]:
-    database = messaging_db(db)
-    yield database
-    await database.dispose()
+    async with messaging_database(db) as database:
+        yield database
 
 
 @pytest.fixture
 async def mc(mdb: Database) -> AsyncIterator[httpx.AsyncClient]:
-    async with messaging_client(mdb) as c:
+    async with app_client(mdb) as c:
         yield c
 
 
@@ -57,6 +58,18 @@ async def _reminder(mc: httpx.AsyncClient, h: dict[str, str], booking_id: str) -
     return r.json()["reminder"]  # type: ignore[no-any-return]
 
 
+def _reminder_is(
+    mc: httpx.AsyncClient, h: dict[str, str], booking_id: str, status: str
+) -> Callable[[], Awaitable[bool]]:
+    """A check for drain_until: the booking's reminder has reached `status`."""
+
+    async def check() -> bool:
+        reminder = await _reminder(mc, h, booking_id)
+        return reminder is not None and reminder["status"] == status
+
+    return check
+
+
 async def test_without_a_mail_peer_the_reminder_lands_in_the_portal_conversation(
     mc: httpx.AsyncClient, mdb: Database
 ) -> None:
@@ -68,11 +81,7 @@ async def test_without_a_mail_peer_the_reminder_lands_in_the_portal_conversation
         assert await send_due_reminders(uow, dt.timedelta(hours=24)) == 1
     relay = Relay(mdb)
 
-    async def sent() -> bool:
-        reminder = await _reminder(mc, h, booking_id)
-        return reminder is not None and reminder["status"] == "sent"
-
-    await drain_until(relay, sent)
+    await drain_until(relay, _reminder_is(mc, h, booking_id, "sent"))
     reminder = await _reminder(mc, h, booking_id)
     assert reminder and reminder["channel"] == "portal" and reminder["message_id"] and reminder["due_at"]
     threads = (await mc.get("/v1/messaging/threads", params={"channel": "portal"}, headers=h)).json()["items"]
@@ -118,11 +127,7 @@ async def test_with_a_mail_peer_the_reminder_is_emailed_and_a_failure_is_retried
             assert await send_due_reminders(uow, dt.timedelta(hours=24)) == 1
         relay = Relay(mdb)
 
-        async def sent() -> bool:
-            reminder = await _reminder(mc, h, booking_id)
-            return reminder is not None and reminder["status"] == "sent"
-
-        await drain_until(relay, sent, timeout=20)
+        await drain_until(relay, _reminder_is(mc, h, booking_id, "sent"), timeout=20)
         shown = await _reminder(mc, h, booking_id)
         assert shown and shown["channel"] == "email" and shown["error"] is None
         delivered = [x for x in peer.received if x.body.get("message_id") == shown["message_id"]]
@@ -137,10 +142,6 @@ async def test_with_a_mail_peer_the_reminder_is_emailed_and_a_failure_is_retried
         async with mdb.system() as uow:
             assert await send_due_reminders(uow, dt.timedelta(hours=24)) == 1
 
-        async def failed() -> bool:
-            reminder = await _reminder(mc, h, refused_id)
-            return reminder is not None and reminder["status"] == "failed"
-
-        await drain_until(relay, failed)
+        await drain_until(relay, _reminder_is(mc, h, refused_id, "failed"))
         refused = await _reminder(mc, h, refused_id)
         assert refused and "422" in (refused["error"] or "")
