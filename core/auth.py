@@ -18,17 +18,20 @@ from core.uow import UnitOfWork
 # The ticket is read after the function ran (a set-returning function in FROM runs first).
 _RESOLVE_SQL = text(
     "SELECT r.*, current_setting('app.ctx_ticket', true) AS ctx_ticket FROM platform.resolve_context("
-    ":person, :session, :key_prefix, :key_hash, :org_id, :org_slug, :trace) r"
+    ":person, :session, :key_prefix, :key_hash, :org_id, :org_slug, :trace, :with_toolsets) r"
 )
 
 
 @dataclass(frozen=True)
 class Binding:
     """A context `platform.resolve_context` checked and bound in SQL, with the ticket that lets a
-    later transaction bind the same context without reading the credential again."""
+    later transaction bind the same context without reading the credential again. `toolsets`:
+    when asked for (`with_toolsets`), the toolsets available in that context, read in the same
+    statement by the installation gate's rule (`core.registry.gate`); else None."""
 
     ctx: TenantContext
     ticket: str | None
+    toolsets: frozenset[str] | None = None
 
 
 async def resolve_context(
@@ -52,13 +55,15 @@ async def resolve_binding(
     *,
     use_token_org: bool = True,
     resource: str | None = None,
+    with_toolsets: bool = False,
 ) -> Binding:
     """`org`: a slug or id the caller asks to act in; None = the credential's own org (token
     claim or key binding) when `use_token_org`, else personal. The literal "personal" forces
     personal. `resource`: the protected resource the call is made to (the MCP endpoint's URL),
-    where OAuth access tokens minted for it are accepted; None (REST, CLI) accepts none."""
+    where OAuth access tokens minted for it are accepted; None (REST, CLI) accepts none.
+    `with_toolsets`: also read which toolsets the bound context may use (`Binding.toolsets`)."""
     if credential.oauth_hash is not None:
-        return await _resolve_oauth(uow, credential.oauth_hash, org, use_token_org, resource)
+        return await _resolve_oauth(uow, credential.oauth_hash, org, use_token_org, resource, with_toolsets)
     claims = credential.claims
     org_id, org_slug = _asked_org(org)
     if org is None and use_token_org and claims is not None:
@@ -74,6 +79,7 @@ async def resolve_binding(
                 "org_id": org_id,
                 "org_slug": org_slug,
                 "trace": uow.trace_id,
+                "with_toolsets": with_toolsets,
             },
         )
     ).one_or_none()
@@ -179,18 +185,19 @@ def _bound(
         trace_id=uow.trace_id,
     )
     uow.bind(ctx, row.ctx_ticket)
-    return Binding(ctx, row.ctx_ticket)
+    toolsets = frozenset(row.toolsets) if row.toolsets is not None else None
+    return Binding(ctx, row.ctx_ticket, toolsets)
 
 
 _RESOLVE_OAUTH_SQL = text(
     "SELECT t.grant_id, t.grant_org_id, t.client_id, t.scopes, t.resource, t.status AS token_status,"
-    " r.person_id, r.person_slug, r.person_status, r.org_id, r.org_slug, r.role,"
+    " r.person_id, r.person_slug, r.person_status, r.org_id, r.org_slug, r.role, r.toolsets,"
     " current_setting('app.ctx_ticket', true) AS ctx_ticket"
     " FROM platform.oauth_token_owner(:hash) t"
     " LEFT JOIN LATERAL platform.resolve_context("
     "   CASE WHEN t.status = 'ok' AND t.resource = :resource THEN t.person_id END, NULL, NULL, NULL,"
     "   coalesce(CAST(:org_id AS uuid), CASE WHEN :grant_org THEN t.grant_org_id END),"
-    "   CAST(:org_slug AS text), :trace) r ON true"
+    "   CAST(:org_slug AS text), :trace, :with_toolsets) r ON true"
 )
 
 
@@ -200,6 +207,7 @@ async def _resolve_oauth(
     org: str | uuid.UUID | None,
     use_token_org: bool,
     resource: str | None,
+    with_toolsets: bool,
 ) -> Binding:
     """An OAuth access token: the connection's person in the context chosen on consent (the
     default), or the `org` asked for where the person is a member — checked live, like any
@@ -215,6 +223,7 @@ async def _resolve_oauth(
                 "org_slug": org_slug,
                 "grant_org": org is None and use_token_org,
                 "trace": uow.trace_id,
+                "with_toolsets": with_toolsets,
             },
         )
     ).one_or_none()

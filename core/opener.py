@@ -32,22 +32,37 @@ PERSONAL = "personal"
 @dataclass(frozen=True)
 class Verified:
     """A credential authenticated once for a whole request. `ctx`: the context it acts in by
-    default (token claim, key binding or OAuth grant), else personal. `reusable`: that default
-    context with its ticket, for the request's later transactions; None when the default context
-    was refused (the person left the token's org) -- every call then resolves on its own."""
+    default (token claim, key binding or OAuth grant), else personal -- or the org the request
+    announced it will act in (`asked`). `reusable`: that context with its ticket, for the
+    request's later transactions; None when it was refused (the person left the token's org) --
+    every call then resolves on its own."""
 
     ctx: TenantContext
     reusable: Binding | None
+    asked: str | None = None
 
 
-async def verify_credential(uow: UnitOfWork, raw: str | None, *, resource: str | None = None) -> Verified:
+async def verify_credential(
+    uow: UnitOfWork, raw: str | None, *, resource: str | None = None, org: str | None = None
+) -> Verified:
     """Authenticate a bearer credential for a request that will open contexts later (MCP over
     HTTP): refused (`Unauthenticated`) if it is unknown, revoked, expired or its person is
     suspended. Membership of the token's own org is not part of that: a token whose org the
-    person left still authenticates, and only its calls in that org are refused."""
+    person left still authenticates, and only its calls in that org are refused. `org`: the org
+    (slug, or "personal") the request's one call says it acts in; bound here when the person
+    may act there, so the call needs no second resolution; else ignored (the call itself is
+    then refused in its own words)."""
     credential = parse_credential(raw, uow.db.tokens)
+    if org is not None:
+        try:
+            binding = await resolve_binding(uow, credential, org, resource=resource, with_toolsets=True)
+            return Verified(binding.ctx, binding, asked=org)
+        except PermissionDenied:
+            pass
     try:
-        binding = await resolve_binding(uow, credential, None, resource=resource)
+        # The toolsets of the context come in the same statement: a gated tool call that
+        # continues in this transaction needs no statement of its own for the gate.
+        binding = await resolve_binding(uow, credential, None, resource=resource, with_toolsets=True)
     except PermissionDenied:
         binding = await resolve_binding(uow, credential, None, use_token_org=False, resource=resource)
         return Verified(binding.ctx, None)
@@ -74,15 +89,22 @@ async def open_context(
     installed in the chosen context (MCP passes it for every installable toolset; REST feature
     routes never do: see `core.registry.gate`). `resource`: where OAuth tokens are accepted (the
     MCP endpoint). `verified`: this request's earlier authentication of the same credential."""
+    gated = toolset is not None
     if person_level:
         if org is not None and org != PERSONAL:
             # Only the membership rule applies; the next resolve rebinds at person level.
-            await _resolve(uow, credential, org, resource=resource, verified=verified)
-        ctx = await _resolve(uow, credential, None, use_token_org=False, resource=resource, verified=None)
+            await _resolve(uow, credential, org, resource=resource, verified=verified, gated=False)
+        ctx, toolsets = await _resolve(
+            uow, credential, None, use_token_org=False, resource=resource, verified=None, gated=gated
+        )
     else:
-        ctx = await _resolve(uow, credential, org, resource=resource, verified=verified)
-    if toolset is not None:
-        # Gated in the call's own transaction, in the context it acts in: never stale.
+        ctx, toolsets = await _resolve(
+            uow, credential, org, resource=resource, verified=verified, gated=gated
+        )
+    if toolset is not None and (toolsets is None or toolset not in toolsets):
+        # Gated in the call's own transaction, in the context it acts in: never stale. The
+        # statement that bound the context usually answered already (`toolsets`); the gate
+        # itself reads again when it did not, and words the refusal.
         await require_installed(ctx, uow, toolset=toolset)
     return ctx
 
@@ -95,21 +117,32 @@ async def _resolve(
     use_token_org: bool = True,
     resource: str | None,
     verified: Verified | None,
-) -> TenantContext:
+    gated: bool,
+) -> tuple[TenantContext, frozenset[str] | None]:
+    """The context, and the toolsets available in it when read in this very transaction
+    (`gated` asks for them); None when they were not."""
     reusable = verified.reusable if verified is not None and use_token_org else None
-    if reusable is not None and _same_context(reusable.ctx, org):
+    # A context bound for an org the request asked for is no default: reused only when asked.
+    asked_only = verified is not None and verified.asked is not None and org is None
+    if reusable is not None and not asked_only and _same_context(reusable.ctx, org):
         if uow.bound_to(reusable.ctx):
             # The verification's own unit of work, still in the transaction it bound.
-            return reusable.ctx
+            return reusable.ctx, reusable.toolsets
         ctx = dataclasses.replace(reusable.ctx, trace_id=uow.trace_id)
         uow.bind(ctx, reusable.ticket)
         # `platform.bind_ticket` checks the signature the verifier's `resolve_context` made.
         await uow.apply_settings()
-        return ctx
+        # The verifier's toolsets were read in another transaction: not fresh enough to gate.
+        return ctx, None
     binding = await resolve_binding(
-        uow, parse_credential(credential, uow.db.tokens), org, use_token_org=use_token_org, resource=resource
+        uow,
+        parse_credential(credential, uow.db.tokens),
+        org,
+        use_token_org=use_token_org,
+        resource=resource,
+        with_toolsets=gated,
     )
-    return binding.ctx
+    return binding.ctx, binding.toolsets
 
 
 def _same_context(ctx: TenantContext, org: str | uuid.UUID | None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import time
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult
 from mcp.types import Resource as MCPResource
 from mcp.types import Tool as MCPTool
 from pydantic import AnyUrl, ValidationError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import tools
 from core import __version__
@@ -57,6 +58,8 @@ ALWAYS = {"whoami"}
 # Distinct tool lists kept (`AtlilithServer.list_tools`): one per combination of visible toolsets
 # and connection selection, a few dozen in practice.
 LISTS_CACHED = 256
+# `tools.base.OrgArg`'s bound: a longer `org` is an invalid argument, never a context to bind.
+ORG_ARG_MAX = 40
 
 INSTRUCTIONS = """Atlilith runs the business of independent providers and their orgs: clients,
 messages, bookings, analytics. Every tool acts either in the person's personal context or in
@@ -118,7 +121,9 @@ class CoreTokenVerifier:
         uow = self.db.uow()
         await uow.__aenter__()
         try:
-            return uow, await verify_credential(uow, token, resource=self.db.settings.mcp_resource_url)
+            return uow, await verify_credential(
+                uow, token, resource=self.db.settings.mcp_resource_url, org=_asked_org.get()
+            )
         except BaseException as exc:
             await uow.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -127,6 +132,9 @@ class CoreTokenVerifier:
 # Whether this HTTP request's token verifier may leave its unit of work open for the request's
 # handler: a POST carries one JSON-RPC message; a GET is a stream that may last for hours.
 _may_hold: ContextVar[bool] = ContextVar("atlilith_mcp_may_hold", default=False)
+# The org the request's one `tools/call` names in its `org` argument (`ReleaseUnit`): the
+# verifier binds that context at once, so the call does not resolve the credential again.
+_asked_org: ContextVar[str | None] = ContextVar("atlilith_mcp_asked_org", default=None)
 # The requests whose handler continues in the verifier's unit of work (`ToolRuntime.unit`);
 # any other (a ping, `subscriptions/listen`, which streams) hands it back before it runs.
 ADOPTING = frozenset({"tools/call", "tools/list"})
@@ -149,10 +157,18 @@ class ReleaseUnit:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        may_hold = _may_hold.set(scope.get("method") == "POST")
+        post = scope.get("method") == "POST"
+        asked: str | None = None
+        if post and scope["type"] == "http":
+            messages = await _read_request(receive)
+            asked = _call_org(b"".join(m.get("body", b"") for m in messages))
+            receive = _replayed(messages, receive)
+        may_hold = _may_hold.set(post)
+        asked_org = _asked_org.set(asked)
         try:
             await self.app(scope, receive, send)
         finally:
+            _asked_org.reset(asked_org)
             _may_hold.reset(may_hold)
             user = scope.get("user")
             access = user.access_token if isinstance(user, AuthenticatedUser) else None
@@ -162,6 +178,45 @@ class ReleaseUnit:
                         await access.release()
                     except DomainError as err:
                         log.warning("mcp_request_unit_not_released", code=err.code)
+
+
+async def _read_request(receive: Receive) -> list[Message]:
+    """The request's body messages, read up front (bounded by `servers.middleware.BodyLimit`)."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _replayed(messages: list[Message], then: Receive) -> Receive:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        return pending.pop(0) if pending else await then()
+
+    return receive
+
+
+def _call_org(body: bytes) -> str | None:
+    """The `org` argument of a single `tools/call`, as the tool will read it (`ToolRuntime.context`);
+    None for anything else. Only a hint: the verifier still checks membership in SQL, and the
+    SDK validates the message and its arguments as before."""
+    if b'"tools/call"' not in body:
+        return None
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(message, dict) or message.get("method") != "tools/call":
+        return None
+    params = message.get("params")
+    arguments = params.get("arguments") if isinstance(params, dict) else None
+    org = arguments.get("org") if isinstance(arguments, dict) else None
+    if not isinstance(org, str) or not org.strip() or len(org) > ORG_ARG_MAX:
+        return None
+    return org.strip().lower()
 
 
 def toolsets(rt: ToolRuntime) -> list[Toolset]:

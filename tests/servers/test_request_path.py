@@ -63,6 +63,48 @@ async def test_me_and_mcp_whoami_cost_the_same_two_statements(counted: httpx.Asy
     assert mcp.headers["x-db-statements"] == "2"
 
 
+def _call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
+
+
+async def test_a_gated_tool_costs_what_its_rest_twin_costs_and_is_refused_where_not_installed(
+    counted: httpx.AsyncClient,
+) -> None:
+    a = await signup(counted)
+    org = await make_org(counted, a)
+    headers = {**MCP_HEADERS, **a.h()}
+    # Not installed: the tool is refused as before; REST, the owner's door, is not gated.
+    refused = await counted.post("/mcp", json=_call("bookings_services_list", {}), headers=headers)
+    assert refused.status_code == 200, refused.text
+    assert refused.json()["result"]["isError"] is True
+    error = json.loads(refused.json()["result"]["content"][0]["text"])
+    assert error["code"] == "component_not_installed" and error["component"] == "bookings"
+    rest = await counted.get("/v1/bookings/services", headers=a.h())
+    assert rest.status_code == 200, rest.text
+    await install(counted, a, "bookings")
+    await install(counted, a, "bookings", org=org)
+    for arguments, asked in (({}, {}), ({"org": org}, {"org": org})):
+        rest = await counted.get("/v1/bookings/services", headers=a.h(**asked))
+        assert rest.status_code == 200, rest.text
+        mcp = await counted.post("/mcp", json=_call("bookings_services_list", arguments), headers=headers)
+        assert mcp.json()["result"]["isError"] is False, mcp.text
+        # The gate is read in the statement that binds the context, and the verifier binds the
+        # org the call names: no statement of their own.
+        assert mcp.headers["x-db-statements"] == rest.headers["x-db-statements"]
+    # An org the person does not belong to: still authenticated, the call refused in its words.
+    other = await signup(counted)
+    elsewhere = await counted.post(
+        "/mcp", json=_call("bookings_services_list", {"org": org}), headers={**MCP_HEADERS, **other.h()}
+    )
+    assert elsewhere.status_code == 200, elsewhere.text
+    assert json.loads(elsewhere.json()["result"]["content"][0]["text"])["code"] == "not_a_member"
+
+
 async def test_an_mcp_request_that_takes_no_unit_of_work_hands_its_connection_back(
     counted: httpx.AsyncClient, counted_db: Database
 ) -> None:

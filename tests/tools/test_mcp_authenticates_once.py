@@ -55,10 +55,10 @@ async def test_one_tool_call_over_http_authenticates_once(
         me, count = await call(c, "whoami", {}, db)
         assert not me.is_error
         assert count == 1
-        # An org other than the token's default: its membership is read once more, in that call.
+        # An org other than the token's default, named by the call: the verifier binds it.
         services, count = await call(c, "bookings_services_list", {"org": org}, db)
         assert not services.is_error, services.content
-        assert count == 2
+        assert count == 1
         with authentications(db) as seen:
             await c.list_tools()
         assert len(seen) == 1
