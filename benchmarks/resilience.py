@@ -65,6 +65,17 @@ PROBE_HANDLER = "resilience.client_created"
 # --- the report -----------------------------------------------------------------------------------
 
 
+
+async def end_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process this harness started: SIGTERM lets it drain; one that has not gone after
+    15 s is killed."""
+    proc.terminate()
+    try:
+        await asyncio.to_thread(proc.wait, 15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        await asyncio.to_thread(proc.wait, 5)
+
 @dataclass
 class Scenario:
     name: str
@@ -231,12 +242,7 @@ class ServerProcess:
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                await asyncio.to_thread(self.proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                await asyncio.to_thread(self.proc.wait, 5)
+            await end_process(self.proc)
         self.log.unlink(missing_ok=True)
 
 
@@ -736,12 +742,7 @@ class RelayProcess:
         if self.alive():
             assert self.proc is not None
             self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                await asyncio.to_thread(self.proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                await asyncio.to_thread(self.proc.wait, 5)
+            await end_process(self.proc)
         self.log.unlink(missing_ok=True)
 
 
