@@ -23,6 +23,7 @@ from core.config import Settings
 from core.context import ALL_SCOPES, TenantContext, service_context
 from core.errors import DomainError, NotFound, Unauthenticated
 from core.observability import annotate, trace
+from core.scoping import row_or
 from core.uow import Database, UnitOfWork
 from core.utilities import utcnow
 
@@ -263,21 +264,18 @@ async def receive_callback(
 
 
 async def _lock_peer_job(uow: UnitOfWork, job_id: uuid.UUID) -> tuple[Job, Peer]:
-    row = (
-        await uow.session.execute(
-            select(Job, Peer)
-            .join(Peer, Peer.id == Job.peer_id)
-            .where(Job.id == job_id, Job.executor == "peer")
-            .with_for_update(of=Job)
-        )
-    ).one_or_none()
-    if row is None:
-        raise NotFound(
+    job, peer = await row_or(
+        uow,
+        select(Job, Peer)
+        .join(Peer, Peer.id == Job.peer_id)
+        .where(Job.id == job_id, Job.executor == "peer")
+        .with_for_update(of=Job),
+        NotFound(
             "no peer job has this id",
             code="job_not_found",
             hint="call back with the job id the platform sent in the run request",
-        )
-    job, peer = row
+        ),
+    )
     return job, peer
 
 
