@@ -99,6 +99,13 @@ async def _raw_ledger_inserts(admin_dsn: str, person_id: uuid.UUID) -> tuple[flo
         await pool.close()
 
 
+async def _create_job(db: Database, token: str, email: str) -> None:
+    """One job created as a caller creates it: its own transaction, opened with its token."""
+    async with db.uow() as uow:
+        ctx = await open_context(uow, token)
+        await billing.run_job(ctx, uow, "identity", "resolve-person", RunIn(input={"email": email}))
+
+
 async def _drained(db: Database, nudge: Callable[[], None] | None = None) -> None:
     """Return once no job is queued or running (`nudge`: wakes an in-process relay between looks,
     so its idle poll does not count against the throughput)."""
@@ -134,11 +141,7 @@ async def _jobs(db: Database, token: str) -> tuple[Result, float, int, float]:
 
     async def create(i: int) -> None:
         stats = start_statement_count()
-        async with db.uow() as uow:
-            ctx = await open_context(uow, token)
-            await billing.run_job(
-                ctx, uow, "identity", "resolve-person", RunIn(input={"email": f"u{i}@example.com"})
-            )
+        await _create_job(db, token, f"u{i}@example.com")
         statements.append(stats.count)
 
     started = time.perf_counter()
@@ -167,11 +170,7 @@ async def _jobs_beside_a_relay_process(db: Database, token: str) -> tuple[float,
     try:
 
         async def create(i: int) -> None:
-            async with db.uow() as uow:
-                ctx = await open_context(uow, token)
-                await billing.run_job(
-                    ctx, uow, "identity", "resolve-person", RunIn(input={"email": f"p{i}@example.com"})
-                )
+            await _create_job(db, token, f"p{i}@example.com")
 
         started = time.perf_counter()
         await _loop(SECONDS, CONCURRENCY, create)

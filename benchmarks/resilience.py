@@ -59,13 +59,6 @@ def child_env(settings: Settings, values: dict[str, str]) -> dict[str, str]:
     return env
 
 
-PROBE_HANDLER = "resilience.client_created"
-
-
-# --- the report -----------------------------------------------------------------------------------
-
-
-
 async def end_process(proc: subprocess.Popen[bytes]) -> None:
     """Stop a process this harness started: SIGTERM lets it drain; one that has not gone after
     15 s is killed."""
@@ -75,6 +68,13 @@ async def end_process(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         await asyncio.to_thread(proc.wait, 5)
+
+
+PROBE_HANDLER = "resilience.client_created"
+
+
+# --- the report -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Scenario:
