@@ -83,7 +83,7 @@ def require_manager(ctx: TenantContext, write_scope: str) -> None:
         ctx.require_role(Role.OWNER, Role.ADMIN)
 
 
-def where_given(stmt: S, *filters: tuple[InstrumentedAttribute[Any], object]) -> S:
+def where_given(stmt: S, *filters: tuple[KeyColumn, object]) -> S:
     """`stmt` narrowed to rows whose column equals its value, for each (column, value) whose value
     was given: a filter left out of a list request (None or "") does not narrow it."""
     for column, value in filters:
