@@ -99,6 +99,30 @@ async def _raw_ledger_inserts(admin_dsn: str, person_id: uuid.UUID) -> tuple[flo
         await pool.close()
 
 
+async def _create_job(db: Database, token: str, email: str) -> None:
+    """One job created as a caller creates it: its own transaction, opened with its token."""
+    async with db.uow() as uow:
+        ctx = await open_context(uow, token)
+        await billing.run_job(ctx, uow, "identity", "resolve-person", RunIn(input={"email": email}))
+
+
+async def _drained(db: Database, nudge: Callable[[], None] | None = None) -> None:
+    """Return once no job is queued or running (`nudge`: wakes an in-process relay between looks,
+    so its idle poll does not count against the throughput)."""
+    while True:
+        async with db.system() as uow:
+            left = (
+                await uow.session.execute(
+                    text("SELECT count(*) FROM billing.jobs WHERE status IN ('queued', 'running')")
+                )
+            ).scalar_one()
+        if left == 0:
+            return
+        if nudge is not None:
+            nudge()
+        await asyncio.sleep(0.05)
+
+
 async def _jobs(db: Database, token: str) -> tuple[Result, float, int, float]:
     """Create jobs for SECONDS while the relay completes them; throughput = completed / time
     from the first create to the last completion. Also: the relay's statements per job (its
@@ -117,26 +141,12 @@ async def _jobs(db: Database, token: str) -> tuple[Result, float, int, float]:
 
     async def create(i: int) -> None:
         stats = start_statement_count()
-        async with db.uow() as uow:
-            ctx = await open_context(uow, token)
-            await billing.run_job(
-                ctx, uow, "identity", "resolve-person", RunIn(input={"email": f"u{i}@example.com"})
-            )
+        await _create_job(db, token, f"u{i}@example.com")
         statements.append(stats.count)
 
     started = time.perf_counter()
     _, create_elapsed, latencies = await _loop(SECONDS, CONCURRENCY, create)
-    while True:
-        async with db.system() as uow:
-            left = (
-                await uow.session.execute(
-                    text("SELECT count(*) FROM billing.jobs WHERE status IN ('queued', 'running')")
-                )
-            ).scalar_one()
-        if left == 0:
-            break
-        relay.wake()
-        await asyncio.sleep(0.05)
+    await _drained(db, nudge=relay.wake)
     total = time.perf_counter() - started
     stop.set()
     await relay_task
@@ -160,24 +170,11 @@ async def _jobs_beside_a_relay_process(db: Database, token: str) -> tuple[float,
     try:
 
         async def create(i: int) -> None:
-            async with db.uow() as uow:
-                ctx = await open_context(uow, token)
-                await billing.run_job(
-                    ctx, uow, "identity", "resolve-person", RunIn(input={"email": f"p{i}@example.com"})
-                )
+            await _create_job(db, token, f"p{i}@example.com")
 
         started = time.perf_counter()
         await _loop(SECONDS, CONCURRENCY, create)
-        while True:
-            async with db.system() as uow:
-                left = (
-                    await uow.session.execute(
-                        text("SELECT count(*) FROM billing.jobs WHERE status IN ('queued', 'running')")
-                    )
-                ).scalar_one()
-            if left == 0:
-                break
-            await asyncio.sleep(0.05)
+        await _drained(db)
         total = time.perf_counter() - started
     finally:
         await relay.stop()

@@ -38,6 +38,38 @@ from core.db import asyncpg_url
 from core.migrate import create_database, drop_database, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env(settings: Settings, values: dict[str, str]) -> dict[str, str]:
+    """The environment of a process this harness starts: nothing of the caller's own Atlilith or
+    Inngest settings leaks in; it gets the database, secret, data dir and quiet JSON logs of
+    `settings`, then `values`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ATLILITH_", "INNGEST_"))}
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url or "",
+            "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
+            "ATLILITH_LOG_LEVEL": "warning",
+            "ATLILITH_LOG_FORMAT": "json",
+            "ATLILITH_DATA_DIR": str(settings.data_dir),
+            "PYTHONPATH": str(ROOT),
+            **values,
+        }
+    )
+    return env
+
+
+async def end_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process this harness started: SIGTERM lets it drain; one that has not gone after
+    15 s is killed."""
+    proc.terminate()
+    try:
+        await asyncio.to_thread(proc.wait, 15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        await asyncio.to_thread(proc.wait, 5)
+
+
 PROBE_HANDLER = "resilience.client_created"
 
 
@@ -161,27 +193,20 @@ class ServerProcess:
         self.log = settings.data_dir / f"resilience-server-{self.port}.log"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ATLILITH_", "INNGEST_"))}
-        env.update(
+        return child_env(
+            self.settings,
             {
-                "DATABASE_URL": self.settings.database_url or "",
-                "ATLILITH_JWT_SECRET": self.settings.jwt_secret or "",
                 "ATLILITH_PASSWORD_HASH_PROFILE": "cheapest",
                 "ATLILITH_RELAY_ENABLED": "1",
                 "ATLILITH_RELAY_POLL_SECONDS": "0.5",
                 "ATLILITH_HANDLER_BACKOFF_BASE_SECONDS": "0.05",
                 "ATLILITH_HANDLER_BACKOFF_MAX_SECONDS": "0.5",
-                "ATLILITH_LOG_LEVEL": "warning",
-                "ATLILITH_LOG_FORMAT": "json",
                 # The load is one client on one address, far above any person's rate.
                 "ATLILITH_RATE_LIMIT_ENABLED": "0",
-                "ATLILITH_DATA_DIR": str(self.settings.data_dir),
                 "ATLILITH_PORT": str(self.port),
-                "PYTHONPATH": str(ROOT),
                 **self.extra_env,
-            }
+            },
         )
-        return env
 
     async def start(self, timeout: float = 60) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -217,12 +242,7 @@ class ServerProcess:
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                await asyncio.to_thread(self.proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                await asyncio.to_thread(self.proc.wait, 5)
+            await end_process(self.proc)
         self.log.unlink(missing_ok=True)
 
 
@@ -671,24 +691,17 @@ class RelayProcess:
         return self.proc.pid
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ATLILITH_", "INNGEST_"))}
-        env.update(
+        return child_env(
+            self.settings,
             {
-                "DATABASE_URL": self.settings.database_url or "",
-                "ATLILITH_JWT_SECRET": self.settings.jwt_secret or "",
                 "ATLILITH_HANDLER_MODULES": "benchmarks.relay_probe",
                 "ATLILITH_HANDLER_LEASE_SECONDS": str(self.lease),
                 # Far above the lease: a takeover must come from the lease, not from polling.
                 "ATLILITH_RELAY_POLL_SECONDS": "30",
                 "ATLILITH_HANDLER_BACKOFF_BASE_SECONDS": "0.05",
                 "ATLILITH_HANDLER_BACKOFF_MAX_SECONDS": "0.2",
-                "ATLILITH_LOG_LEVEL": "warning",
-                "ATLILITH_LOG_FORMAT": "json",
-                "ATLILITH_DATA_DIR": str(self.settings.data_dir),
-                "PYTHONPATH": str(ROOT),
-            }
+            },
         )
-        return env
 
     async def start(self, timeout: float = 60) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -729,12 +742,7 @@ class RelayProcess:
         if self.alive():
             assert self.proc is not None
             self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                await asyncio.to_thread(self.proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                await asyncio.to_thread(self.proc.wait, 5)
+            await end_process(self.proc)
         self.log.unlink(missing_ok=True)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "row_or",
     "same_tenant",
     "scoped",
+    "where_given",
 ]
 
 
@@ -80,6 +81,15 @@ def require_manager(ctx: TenantContext, write_scope: str) -> None:
     ctx.require(write_scope)
     if ctx.org_id is not None:
         ctx.require_role(Role.OWNER, Role.ADMIN)
+
+
+def where_given(stmt: S, *filters: tuple[KeyColumn, object]) -> S:
+    """`stmt` narrowed to rows whose column equals its value, for each (column, value) whose value
+    was given: a filter left out of a list request (None or "") does not narrow it."""
+    for column, value in filters:
+        if value is not None and value != "":
+            stmt = stmt.where(column == value)
+    return stmt
 
 
 async def get_in_context(

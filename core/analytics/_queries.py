@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Executable, text
 from sqlalchemy.exc import DBAPIError
 
 from core.analytics.schemas import MemberRef, RangeIn
@@ -30,9 +30,12 @@ async def limit_time(uow: UnitOfWork) -> None:
     await uow.session.execute(text("SELECT set_config('statement_timeout', :v, true)"), {"v": f"{ms}ms"})
 
 
-async def fetch_rows(uow: UnitOfWork, sql: str, params: dict[str, Any]) -> list[Any]:
+async def fetch_rows(
+    uow: UnitOfWork, sql: str | Executable, params: dict[str, Any] | None = None
+) -> list[Any]:
+    """The rows of `sql` (SQL text with `params`, or a built statement)."""
     try:
-        return list((await uow.session.execute(text(sql), params)).all())
+        return list((await uow.session.execute(text(sql) if isinstance(sql, str) else sql, params)).all())
     except DBAPIError as err:
         if getattr(err.orig, "sqlstate", None) == "57014":
             raise Unavailable(

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import uuid
-from typing import Any
+
+from sqlalchemy import select
 
 from core.analytics._queries import fetch_rows, limit_time, resolve
+from core.analytics.models import events
 from core.analytics.policy import READ, check_name, sees_members
 from core.analytics.schemas import EventOut, RangeIn
 from core.context import TenantContext
-from core.errors import ValidationFailed
-from core.pagination import Page, PageRequest, decode_cursor, page_of
+from core.pagination import Page, PageRequest, page_of
+from core.scoping import apply_keyset, owned_by, where_given
 from core.uow import UnitOfWork
 
 
@@ -28,32 +28,13 @@ async def list_events(
     recorded. Defaults to the last 7 days."""
     ctx.require(READ)
     rng = resolve(q or RangeIn(), default="last_7_days")
-    params: dict[str, Any] = {
-        "tenant": ctx.tenant_id,
-        "start": rng.start,
-        "end": rng.end,
-        "limit": page.limit + 1,
-    }
-    where = ["tenant_id = :tenant", "ts >= :start", "ts < :end"]
-    if name:
-        params["name"] = check_name(name, "name")
-        where.append("name = :name")
-    if client_id:
-        params["client"] = client_id
-        where.append("client_id = :client")
-    if page.cursor:
-        ts, eid = decode_cursor(page.cursor, 2)
-        if not isinstance(ts, dt.datetime) or not isinstance(eid, uuid.UUID):
-            raise ValidationFailed("the cursor is not valid for this list", code="invalid_cursor")
-        params.update(cts=ts, cid=eid)
-        where.append("(ts, id) < (:cts, :cid)")
-    await limit_time(uow)
-    rows = await fetch_rows(
-        uow,
-        "SELECT id, name, ts, client_id, source, person_id, received_at, properties FROM analytics.events"
-        f" WHERE {' AND '.join(where)} ORDER BY ts DESC, id DESC LIMIT :limit",
-        params,
+    c = events.c
+    stmt = select(c.id, c.name, c.ts, c.client_id, c.source, c.person_id, c.received_at, c.properties).where(
+        owned_by(events, ctx.tenant_id), c.ts >= rng.start, c.ts < rng.end
     )
+    stmt = where_given(stmt, (c.name, check_name(name, "name") if name else None), (c.client_id, client_id))
+    await limit_time(uow)
+    rows = await fetch_rows(uow, apply_keyset(stmt, page, c.ts, c.id, descending=True))
     show_member = sees_members(ctx)
     items = [
         EventOut(

@@ -12,7 +12,7 @@ from core.billing.policy import CREDITS_READ, CREDITS_WRITE
 from core.billing.schemas import BalanceOut, CreditSettingsIn, HoldOut, LedgerEntryOut
 from core.context import Role, TenantContext
 from core.pagination import Page, PageRequest
-from core.scoping import in_context, keyset_page, map_page, scoped
+from core.scoping import in_context, keyset_page, map_page, scoped, where_given
 from core.uow import UnitOfWork
 
 OPEN_HOLDS_SHOWN = 20
@@ -68,11 +68,7 @@ async def list_ledger(
 ) -> Page[LedgerEntryOut]:
     """Ledger entries of the current context, newest first."""
     ctx.require(CREDITS_READ)
-    stmt = scoped(LedgerEntry, ctx)
-    if kind:
-        stmt = stmt.where(LedgerEntry.kind == kind)
-    if job_id:
-        stmt = stmt.where(LedgerEntry.job_id == job_id)
+    stmt = where_given(scoped(LedgerEntry, ctx), (LedgerEntry.kind, kind), (LedgerEntry.job_id, job_id))
     rows = await keyset_page(uow, stmt, page, LedgerEntry.seq, descending=True)
     return map_page(rows, LedgerEntryOut.model_validate)
 

@@ -18,11 +18,12 @@ from core.billing.components import ActionRun, builtin_action
 from core.billing.models import OPEN_STATUSES, Job, Peer, PeerSecret
 from core.billing.policy import input_error, log
 from core.billing.schemas import CallbackIn, CallbackOut
-from core.billing.settlement import finish_unpaid, lock_job, mark_running, succeed
+from core.billing.settlement import finish_unpaid, lock_job, mark_running, succeed, succeed_with
 from core.config import Settings
 from core.context import ALL_SCOPES, TenantContext, service_context
 from core.errors import DomainError, NotFound, Unauthenticated
 from core.observability import annotate, trace
+from core.scoping import row_or
 from core.uow import Database, UnitOfWork
 from core.utilities import utcnow
 
@@ -137,15 +138,7 @@ async def _run_locked(uow: UnitOfWork, job: Job) -> None:
         return
     acct = await ledger.lock_account(uow, job.person_id, job.org_id)
     await mark_running(uow, job, timeout, now=started)
-    await succeed(
-        uow,
-        job,
-        output=result.output.model_dump(mode="json"),
-        usage=result.usage,
-        charge=job.credits_quoted if result.credits is None else result.credits,
-        overage=spec.overage,
-        acct=acct,
-    )
+    await succeed_with(uow, job, result, overage=spec.overage, acct=acct)
 
 
 _UNKNOWN_ACTION = {"code": "unknown_action", "message": "this action no longer exists on the platform"}
@@ -180,14 +173,7 @@ async def _run_builtin(db: Database, job: Job) -> None:
             locked = await lock_job(uow, job.id)
             if locked is None or locked.status != "running":
                 raise _Abandoned(locked.status if locked else "gone")
-            await succeed(
-                uow,
-                locked,
-                output=result.output.model_dump(mode="json"),
-                usage=result.usage,
-                charge=locked.credits_quoted if result.credits is None else result.credits,
-                overage=spec.overage,
-            )
+            await succeed_with(uow, locked, result, overage=spec.overage)
     except _Abandoned as exc:
         log.info("job_abandoned", status=str(exc))
     except TimeoutError:
@@ -278,21 +264,18 @@ async def receive_callback(
 
 
 async def _lock_peer_job(uow: UnitOfWork, job_id: uuid.UUID) -> tuple[Job, Peer]:
-    row = (
-        await uow.session.execute(
-            select(Job, Peer)
-            .join(Peer, Peer.id == Job.peer_id)
-            .where(Job.id == job_id, Job.executor == "peer")
-            .with_for_update(of=Job)
-        )
-    ).one_or_none()
-    if row is None:
-        raise NotFound(
+    job, peer = await row_or(
+        uow,
+        select(Job, Peer)
+        .join(Peer, Peer.id == Job.peer_id)
+        .where(Job.id == job_id, Job.executor == "peer")
+        .with_for_update(of=Job),
+        NotFound(
             "no peer job has this id",
             code="job_not_found",
             hint="call back with the job id the platform sent in the run request",
-        )
-    job, peer = row
+        ),
+    )
     return job, peer
 
 

@@ -15,6 +15,7 @@ from core.billing.settlement import lock_job
 from core.context import TenantContext
 from core.errors import Conflict, FieldIssue, NotFound, ValidationFailed
 from core.idempotency import idempotent_operation
+from core.scoping import one_or, row_or
 from core.tenancy.models import Org, Person
 from core.uow import UnitOfWork
 from core.utilities import utcnow
@@ -24,19 +25,23 @@ async def _owner_of(
     uow: UnitOfWork, person: str | None, org: str | None
 ) -> tuple[uuid.UUID, uuid.UUID | None]:
     if org is not None:
-        found = (await uow.session.execute(select(Org.id, Org.owner_id).where(Org.slug == org))).one_or_none()
-        if found is None:
-            raise NotFound(
+        found = await row_or(
+            uow,
+            select(Org.id, Org.owner_id).where(Org.slug == org),
+            NotFound(
                 f"no org has the slug {org!r}", code="org_not_found", hint="find it with [[admin.list_orgs]]"
-            )
+            ),
+        )
         return found.owner_id, found.id
-    pid = (await uow.session.execute(select(Person.id).where(Person.slug == person))).scalar_one_or_none()
-    if pid is None:
-        raise NotFound(
+    pid = await one_or(
+        uow,
+        select(Person.id).where(Person.slug == person),
+        NotFound(
             f"no person has the slug {person!r}",
             code="person_not_found",
             hint="find them with [[admin.list_persons]]",
-        )
+        ),
+    )
     return pid, None
 
 

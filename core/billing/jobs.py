@@ -18,7 +18,7 @@ from core.context import Role, TenantContext
 from core.errors import Conflict, NotFound, PermissionDenied
 from core.observability import trace
 from core.pagination import Page, PageRequest
-from core.scoping import get_in_context, keyset_page, map_page, scoped
+from core.scoping import get_in_context, keyset_page, map_page, scoped, where_given
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
@@ -51,13 +51,9 @@ async def list_jobs(
 ) -> Page[JobOut]:
     """Jobs of the current context, newest first."""
     ctx.require(JOBS_READ)
-    stmt = scoped(Job, ctx)
-    if status:
-        stmt = stmt.where(Job.status == status)
-    if component:
-        stmt = stmt.where(Job.component == component)
-    if action:
-        stmt = stmt.where(Job.action == action)
+    stmt = where_given(
+        scoped(Job, ctx), (Job.status, status), (Job.component, component), (Job.action, action)
+    )
     rows = await keyset_page(uow, stmt, page, Job.created_at, Job.id, descending=True)
     return map_page(rows, job_out)
 

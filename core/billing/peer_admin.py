@@ -17,7 +17,7 @@ from core.billing.schemas import PeerCreated, PeerHealthOut, PeerIn, PeerKeyOut,
 from core.context import TenantContext
 from core.errors import Conflict, NotFound, constraint_error
 from core.pagination import Page, PageRequest
-from core.scoping import keyset_page, map_page
+from core.scoping import keyset_page, map_page, one_or
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
@@ -80,16 +80,15 @@ async def register_peer(ctx: TenantContext, uow: UnitOfWork, data: PeerIn) -> Pe
 
 
 async def _peer_by_slug(uow: UnitOfWork, slug: str) -> Peer:
-    peer = (
-        await uow.session.execute(select(Peer).where(Peer.slug == slug).with_for_update())
-    ).scalar_one_or_none()
-    if peer is None:
-        raise NotFound(
+    return await one_or(
+        uow,
+        select(Peer).where(Peer.slug == slug).with_for_update(),
+        NotFound(
             f"no peer component {slug!r}",
             code="peer_not_found",
             hint="list peers with [[billing.list_peers]]",
-        )
-    return peer
+        ),
+    )
 
 
 async def update_peer(ctx: TenantContext, uow: UnitOfWork, slug: str, data: PeerUpdateIn) -> PeerCreated:

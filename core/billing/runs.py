@@ -20,7 +20,7 @@ from core.billing.models import Job
 from core.billing.policy import JOBS_WRITE, log
 from core.billing.presenters import job_out
 from core.billing.schemas import JobOut, RunAccepted, RunIn
-from core.billing.settlement import mark_running, succeed
+from core.billing.settlement import mark_running, succeed_with
 from core.context import TenantContext
 from core.errors import ValidationFailed
 from core.idempotency import idempotent_operation
@@ -177,12 +177,5 @@ async def execute_now(
         run = ActionRun(ctx=ctx, uow=uow, job_id=job.id, trace_id=job.id.hex, credits_held=job.credits_held)
         async with asyncio.timeout(uow.db.settings.job_run_timeout_seconds):
             result = await spec.fn(run, model)
-        await succeed(
-            uow,
-            job,
-            output=result.output.model_dump(mode="json"),
-            usage=result.usage,
-            charge=job.credits_quoted if result.credits is None else result.credits,
-            overage=spec.overage,
-        )
+        await succeed_with(uow, job, result, overage=spec.overage)
     return job_out(job), result.output

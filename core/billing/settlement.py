@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from core.billing import ledger
+from core.billing.components import ActionResult
 from core.billing.models import CreditAccount, Job
 from core.billing.policy import log
 from core.uow import UnitOfWork
@@ -75,6 +76,22 @@ async def succeed(
         job_id=str(job.id),
         credits_captured=captured,
         **{f"usage_{k}": v for k, v in usage.items()},
+    )
+
+
+async def succeed_with(
+    uow: UnitOfWork, job: Job, result: ActionResult, *, overage: str, acct: CreditAccount | None = None
+) -> None:
+    """Settle a job with what its built-in action returned: the action's own price, or the quote
+    when it named none."""
+    await succeed(
+        uow,
+        job,
+        output=result.output.model_dump(mode="json"),
+        usage=result.usage,
+        charge=job.credits_quoted if result.credits is None else result.credits,
+        overage=overage,
+        acct=acct,
     )
 
 

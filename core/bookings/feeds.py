@@ -18,7 +18,7 @@ from core.bookings.schemas import FeedCreated, FeedIn, FeedOut
 from core.context import TenantContext
 from core.errors import NotFound
 from core.pagination import Page, PageRequest
-from core.scoping import keyset_page, map_page
+from core.scoping import keyset_page, map_page, one_or
 from core.tenancy.models import Client, OrgMember, Person
 from core.uow import Database, UnitOfWork
 from core.utilities import sha256_hex, utcnow
@@ -70,13 +70,11 @@ async def list_feeds(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> 
 async def revoke_feed(ctx: TenantContext, uow: UnitOfWork, feed_id: uuid.UUID) -> FeedOut:
     """Revoke a feed: its URL answers 404 from now on. Revoking twice changes nothing."""
     ctx.require(READ)
-    feed = (
-        await uow.session.execute(
-            select(CalendarFeed).where(CalendarFeed.id == feed_id, CalendarFeed.person_id == ctx.person_id)
-        )
-    ).scalar_one_or_none()
-    if feed is None:
-        raise NotFound("no such feed", code="feed_not_found", hint="list your feeds: [[bookings.list_feeds]]")
+    feed = await one_or(
+        uow,
+        select(CalendarFeed).where(CalendarFeed.id == feed_id, CalendarFeed.person_id == ctx.person_id),
+        NotFound("no such feed", code="feed_not_found", hint="list your feeds: [[bookings.list_feeds]]"),
+    )
     if feed.revoked_at is None:
         feed.revoked_at = utcnow()
         await uow.session.flush()

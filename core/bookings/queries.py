@@ -44,7 +44,7 @@ from core.bookings.schemas import ClientRef, DateOverride, WeeklyHours
 from core.bookings.schemas.booking import _ClientFields
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, ValidationFailed
-from core.scoping import get_in_context, in_context, owned_by
+from core.scoping import get_in_context, in_context, owned_by, row_or
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client, OrgMember, Person
 from core.tenancy.schemas import PersonRef
@@ -292,14 +292,13 @@ async def find_provider(ctx: TenantContext, uow: UnitOfWork, slug: str | None) -
     """A provider of this context by slug (None = yourself): you, or a current member of the org."""
     stmt = select(Person.id, Person.slug, Person.display_name).where(_live_member(ctx))
     stmt = stmt.where(Person.slug == slug.lower()) if slug else stmt.where(Person.id == ctx.person_id)
-    row = (await uow.session.execute(stmt)).one_or_none()
-    if row is None:
-        raise NotFound(
-            f"{slug!r} is not a provider in this context" if slug else "you are not a provider here",
-            code="provider_not_found",
-            hint="in an org, providers are its members ([[tenancy.list_members]]); in your personal "
-            "context, only you",
-        )
+    not_found = NotFound(
+        f"{slug!r} is not a provider in this context" if slug else "you are not a provider here",
+        code="provider_not_found",
+        hint="in an org, providers are its members ([[tenancy.list_members]]); in your personal "
+        "context, only you",
+    )
+    row = await row_or(uow, stmt, not_found)
     return Provider(row.id, row.slug, row.display_name)
 
 
@@ -380,14 +379,12 @@ async def load_booking_row(
     stmt = booking_query(ctx).where(Booking.id == booking_id).execution_options(populate_existing=True)
     if lock:
         stmt = stmt.with_for_update(of=Booking)
-    row = (await uow.session.execute(stmt)).one_or_none()
-    if row is None:
-        raise NotFound(
-            "no such booking in this context",
-            code="booking_not_found",
-            hint="list bookings with [[bookings.list_bookings]]",
-        )
-    return row
+    not_found = NotFound(
+        "no such booking in this context",
+        code="booking_not_found",
+        hint="list bookings with [[bookings.list_bookings]]",
+    )
+    return await row_or(uow, stmt, not_found)
 
 
 async def apply_changes(uow: UnitOfWork, booking_id: uuid.UUID, **values: Any) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -25,6 +24,7 @@ from core.relay import Relay
 from core.uow import Database, UnitOfWork
 from tests.conftest import running
 from tests.support import handlers
+from tests.support.processes import worker_env
 from tests.support.relay import drain_until
 from tests.support.serving import LocalServer
 from tests.support.sql import system_sql
@@ -124,28 +124,13 @@ async def test_poison_handler_is_dead_lettered_without_blocking_others(db: Datab
     assert handlers.calls["poison"].count(str(poison)) == db.settings.handler_max_attempts
 
 
-def _worker_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLILITH_")}
-    env.update(
-        {
-            "DATABASE_URL": settings.database_url or "",
-            "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
-            "ATLILITH_DATA_DIR": str(settings.data_dir),
-            "ATLILITH_LOG_LEVEL": "warning",
-            # The claim the dying worker leaves behind runs out quickly, for the test to see.
-            "ATLILITH_HANDLER_LEASE_SECONDS": "1",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return env
-
-
 async def _run_worker(settings: Settings, mode: str, marker: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "tests.support.crash_worker", mode, marker],
         cwd=ROOT,
-        env=_worker_env(settings),
+        # The claim the dying worker leaves behind runs out quickly, for the test to see.
+        env=worker_env(settings, ATLILITH_HANDLER_LEASE_SECONDS="1"),
         capture_output=True,
         text=True,
         timeout=60,

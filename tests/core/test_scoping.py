@@ -26,6 +26,7 @@ from core.scoping import (
     require_manager,
     same_tenant,
     scoped,
+    where_given,
 )
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Brand, Client
@@ -86,6 +87,13 @@ async def test_scoped_and_get_in_context_see_only_the_callers_tenant(
 def test_filters_compare_the_tenant_column() -> None:
     assert str(same_tenant(Brand, Client)) == "platform.brands.tenant_id = platform.clients.tenant_id"
     assert "tenant_id = :tenant_id_1" in str(owned_by(Client, uuid.uuid4()))
+
+
+def test_where_given_narrows_only_by_the_filters_given() -> None:
+    """A filter left out of a list request (None or empty) does not narrow the list."""
+    stmt = where_given(select(Client.id), (Client.name, "Ada"), (Client.email, None), (Client.phone, ""))
+    where = str(stmt.whereclause)
+    assert where == "platform.clients.name = :name_1"
 
 
 @pytest.mark.parametrize("descending", [False, True])

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.config import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "servers.cli"]
 
@@ -18,6 +20,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATLILITH_") and k != "DATABASE_URL"}
     env.update({"PYTHONPATH": str(ROOT), **extra})
     return env
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """A clean environment for an `atlilith` process that joins a test's database: its URL,
+    secret and data dir from `settings`, quiet logs, plus `extra`."""
+    return clean_env(
+        DATABASE_URL=settings.database_url or "",
+        ATLILITH_JWT_SECRET=settings.jwt_secret or "",
+        ATLILITH_DATA_DIR=str(settings.data_dir),
+        ATLILITH_LOG_LEVEL="warning",
+        **extra,
+    )
 
 
 def dev_env(data_dir: Path, **extra: str) -> dict[str, str]:

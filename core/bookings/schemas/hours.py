@@ -168,23 +168,27 @@ def availability_from_lines(
 ) -> AvailabilityIn:
     """Hours in either form (`"mon-fri 09:00-17:00"`, `"2026-12-24 off"`, or the objects) as an
     AvailabilityIn, with a clear error naming the line that is wrong."""
-    try:
-        rules = read_weekly(weekly)
-    except ValueError as exc:
-        raise ValidationFailed(
-            f"weekly: {exc}",
-            hint="write lines like 'mon-fri 09:00-17:00' or objects {weekday, start, end}",
-            errors=[FieldIssue("weekly", str(exc))],
-        ) from exc
-    try:
-        days = read_overrides(overrides)
-    except ValueError as exc:
-        raise ValidationFailed(
-            f"overrides: {exc}",
-            hint="write lines like '2026-12-24 off' or '2026-12-27 10:00-14:00', or {date, intervals}",
-            errors=[FieldIssue("overrides", str(exc))],
-        ) from exc
+    rules = _read_lines(
+        "weekly",
+        read_weekly,
+        weekly,
+        "write lines like 'mon-fri 09:00-17:00' or objects {weekday, start, end}",
+    )
+    days = _read_lines(
+        "overrides",
+        read_overrides,
+        overrides,
+        "write lines like '2026-12-24 off' or '2026-12-27 10:00-14:00', or {date, intervals}",
+    )
     return AvailabilityIn.model_validate({"time_zone": time_zone, "weekly": rules, "overrides": days})
+
+
+def _read_lines(field: str, read: Callable[[list[Any]], list[Any]], lines: list[Any], hint: str) -> list[Any]:
+    """`read(lines)`, a line it cannot read refused as a validation error naming `field`."""
+    try:
+        return read(lines)
+    except ValueError as exc:
+        raise ValidationFailed(f"{field}: {exc}", hint=hint, errors=[FieldIssue(field, str(exc))]) from exc
 
 
 class AvailabilityOut(BaseModel):

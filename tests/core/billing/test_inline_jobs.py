@@ -5,7 +5,6 @@ runs the job again and it is settled exactly once."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import uuid
@@ -21,25 +20,9 @@ from core.uow import Database
 from tests.conftest import signup
 from tests.support import billing as support
 from tests.support.billing import app_db, assert_consistent, grant, ledger_state, make_admin
+from tests.support.processes import worker_env
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _worker_env(db: Database) -> dict[str, str]:
-    settings = db.settings
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATLILITH_")}
-    env.update(
-        {
-            "DATABASE_URL": settings.database_url or "",
-            "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
-            "ATLILITH_DATA_DIR": str(settings.data_dir),
-            "ATLILITH_LOG_LEVEL": "warning",
-            # The claim the dying worker leaves behind runs out quickly, for the test to see.
-            "ATLILITH_HANDLER_LEASE_SECONDS": "1",
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return env
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
@@ -128,7 +111,8 @@ async def test_a_process_killed_mid_job_commits_nothing_and_the_job_settles_once
         subprocess.run,
         [sys.executable, "-m", "tests.support.job_crash_worker", marker],
         cwd=ROOT,
-        env=_worker_env(db),
+        # The claim the dying worker leaves behind runs out quickly, for the test to see.
+        env=worker_env(db.settings, ATLILITH_HANDLER_LEASE_SECONDS="1"),
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from tests.conftest import Account
+from tests.conftest import Account, make_org, signup
 
 EVERY_DAY = [
     {"weekday": d, "start": "09:00", "end": "17:00"}
@@ -47,6 +47,24 @@ async def make_service(
     r = await client.post("/v1/bookings/services", json=body, headers=who.h(org=org))
     assert r.status_code == 201, r.text
     return r.json()
+
+
+async def round_robin_team(
+    client: httpx.AsyncClient, size: int
+) -> tuple[Account, str, list[Account], dict[str, Any]]:
+    """An owner, their org, `size` new members with hours every day, and a round-robin service
+    they all deliver."""
+    owner = await signup(client)
+    org = await make_org(client, owner)
+    team = [await signup(client) for _ in range(size)]
+    for person in team:
+        added = await client.post(f"/v1/orgs/{org}/members", json={"person": person.slug}, headers=owner.h())
+        assert added.status_code == 201, added.text
+        await set_hours(client, owner, org=org, provider=person.slug)
+    svc = await make_service(
+        client, owner, org=org, assignment="round_robin", providers=[p.slug for p in team]
+    )
+    return owner, org, team, svc
 
 
 def day_ahead(days: int = 7, zone: str = "Europe/Paris") -> dt.date:

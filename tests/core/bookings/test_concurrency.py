@@ -13,7 +13,7 @@ from mcp import Client
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
-from tests.core.bookings.helpers import admin, at, day_ahead, make_service, set_hours, slots
+from tests.core.bookings.helpers import admin, at, day_ahead, make_service, round_robin_team, set_hours, slots
 from tests.support.mcp import tool_error
 from tests.support.registry import install
 
@@ -130,14 +130,7 @@ async def test_one_calendar_across_contexts_and_no_details_leak(
 async def test_round_robin_under_load_books_every_free_provider_once(
     client: httpx.AsyncClient, db: Database
 ) -> None:
-    owner, b, c = await signup(client), await signup(client), await signup(client)
-    org = await make_org(client, owner)
-    for person in (b, c):
-        assert (
-            await client.post(f"/v1/orgs/{org}/members", json={"person": person.slug}, headers=owner.h())
-        ).status_code == 201
-        await set_hours(client, owner, org=org, provider=person.slug)
-    svc = await make_service(client, owner, org=org, assignment="round_robin", providers=[b.slug, c.slug])
+    owner, org, (b, c), svc = await round_robin_team(client, 2)
     start = at(day_ahead(10), "09:00")
     results = await asyncio.gather(
         *(

@@ -13,7 +13,7 @@ from mcp import Client
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
-from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours, slots
+from tests.core.bookings.helpers import at, day_ahead, make_service, round_robin_team, set_hours, slots
 from tests.support.mcp import tool_error
 from tests.support.registry import install
 
@@ -191,15 +191,7 @@ async def test_org_rules_are_checked_live(client: httpx.AsyncClient, db: Databas
 
 
 async def test_round_robin_is_fair_over_time(client: httpx.AsyncClient, db: Database) -> None:
-    owner = await signup(client)
-    org = await make_org(client, owner)
-    team = [await signup(client) for _ in range(3)]
-    for person in team:
-        await client.post(f"/v1/orgs/{org}/members", json={"person": person.slug}, headers=owner.h())
-        await set_hours(client, owner, org=org, provider=person.slug)
-    svc = await make_service(
-        client, owner, org=org, assignment="round_robin", providers=[p.slug for p in team]
-    )
+    owner, org, _, svc = await round_robin_team(client, 3)
     day = day_ahead(8)
     picked = []
     for hour in range(9, 15):

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from core.uow import Database
-from tests.conftest import Account, make_org, signup
-from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
+from tests.conftest import Account, signup
+from tests.core.bookings.helpers import at, day_ahead, make_service, round_robin_team, set_hours
 from tests.support.statements import counting_client, statements
 
 HOLD_BUDGET = 4
@@ -48,15 +48,7 @@ async def test_a_personal_hold_takes_fourstatements(counting: httpx.AsyncClient)
 async def test_a_round_robin_hold_takes_four_statements_and_skips_the_busy(
     counting: httpx.AsyncClient,
 ) -> None:
-    owner = await signup(counting)
-    org = await make_org(counting, owner)
-    team = [await signup(counting) for _ in range(3)]
-    for person in team:
-        await counting.post(f"/v1/orgs/{org}/members", json={"person": person.slug}, headers=owner.h())
-        await set_hours(counting, owner, org=org, provider=person.slug)
-    svc = await make_service(
-        counting, owner, org=org, assignment="round_robin", providers=[p.slug for p in team]
-    )
+    owner, org, team, svc = await round_robin_team(counting, 3)
     day = day_ahead(9)
     body = {"service_id": svc["id"], "start_at": at(day, "11:00")}
     taken = []
