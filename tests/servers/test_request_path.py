@@ -103,6 +103,18 @@ async def test_a_gated_tool_costs_what_its_rest_twin_costs_and_is_refused_where_
     )
     assert elsewhere.status_code == 200, elsewhere.text
     assert json.loads(elsewhere.json()["result"]["content"][0]["text"])["code"] == "not_a_member"
+    # Another tenant's installations never open the gate: the stranger's own context has none,
+    # and an install in their org does not count in their personal context.
+    theirs = await make_org(counted, other)
+    await install(counted, other, "bookings", org=theirs)
+    for arguments, code in (({}, "component_not_installed"), ({"org": theirs}, None)):
+        r = await counted.post(
+            "/mcp", json=_call("bookings_services_list", arguments), headers={**MCP_HEADERS, **other.h()}
+        )
+        result = r.json()["result"]
+        assert result["isError"] is (code is not None), r.text
+        if code:
+            assert json.loads(result["content"][0]["text"])["code"] == code
 
 
 async def test_an_mcp_request_that_takes_no_unit_of_work_hands_its_connection_back(
