@@ -386,12 +386,15 @@ async def test_the_daily_schedule_keeps_months_ahead_and_the_function_refuses_ab
 
     ahead = db.settings.analytics_partitions_ahead_months + 2
     wide = Database(db.settings.model_copy(update={"analytics_partitions_ahead_months": ahead}))
+    # Read before the run, which reads the clock itself: the month it reaches is this one or,
+    # when a month ends meanwhile, the next (which covers this one).
+    before = now()
     try:
         async with wide.system() as uow:
-            await keep_partitions_ahead(ScheduledRun("analytics.keep_partitions_ahead", now()), uow)
+            await keep_partitions_ahead(ScheduledRun("analytics.keep_partitions_ahead", before), uow)
     finally:
         await wide.dispose()
-    last = (now() + relativedelta(months=ahead)).strftime("%Y_%m")
+    last = (before + relativedelta(months=ahead)).strftime("%Y_%m")
     (exists,) = (await sql(db, f"SELECT to_regclass('analytics_partitions.events_{last}') IS NOT NULL"))[0]
     assert exists
     # Idempotent: nothing new the second time.

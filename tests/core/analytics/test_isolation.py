@@ -47,7 +47,8 @@ async def test_people_and_orgs_only_ever_see_their_own_numbers(client: httpx.Asy
     await send(stranger.h(org=other_org), "stranger-org", 6)
 
     async def seen(headers: dict[str, str], measure: str = "count") -> dict[str | None, int]:
-        body = {"events": ["page_view"], "period": "today", "breakdown": "plan", "measure": measure}
+        # The last 24 hours, not "today": events sent just before midnight are yesterday's after it.
+        body = {"events": ["page_view"], "period": "last_24_hours", "breakdown": "plan", "measure": measure}
         r = await client.post("/v1/analytics/trends", json=body, headers=headers)
         assert r.status_code == 200, r.text
         return {s["untrusted_breakdown_value"]: s["total"] for s in r.json()["series"]}
