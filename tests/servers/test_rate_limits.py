@@ -5,7 +5,7 @@ limits far out of reach (tests/conftest.py)."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -17,10 +17,19 @@ from mcp.client.streamable_http import streamable_http_client
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import running, signup
+from tests.support.limiter_clock import limiter_clock_at_window_start
 
 HIGH = "1000000/minute"
 MCP_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
 MCP_ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+@pytest.fixture(autouse=True)
+def one_window() -> Iterator[None]:
+    """Every request of a test counts in one window, whatever second the test runs at
+    (tests/support/limiter_clock.py)."""
+    with limiter_clock_at_window_start():
+        yield
 
 
 @pytest.fixture
