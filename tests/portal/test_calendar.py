@@ -102,6 +102,19 @@ async def test_book_from_the_calendar_reschedule_through_the_preview_and_cancel(
     ).to_be_visible()
 
 
+def _next_spring_forward() -> dt.date:
+    """The next Sunday Paris moves to summer time with the whole week before it still ahead (the
+    service books up to two years out): the week is the same whatever day the suite runs."""
+
+    def noon(day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(12), tzinfo=PARIS)
+
+    day = dt.datetime.now(PARIS).date() + dt.timedelta(days=7)
+    while noon(day).dst() == noon(day - dt.timedelta(days=1)).dst() or not noon(day).dst():
+        day += dt.timedelta(days=1)
+    return day
+
+
 async def test_a_week_across_a_dst_change_in_the_providers_zone(browser: Browser, live_server: str) -> None:
     # The browser is in Los Angeles, the provider works in Paris: times are Paris times.
     ctx = await browser.new_context(
@@ -122,29 +135,35 @@ async def test_a_week_across_a_dst_change_in_the_providers_zone(browser: Browser
             }
             return await api_as(page, "POST", "/v1/bookings/holds", body)
 
-        # Europe/Paris moves to summer time on Sunday 2027-03-28 at 02:00.
-        held = await book(dt.datetime(2027, 3, 24, 12, 0), "Held Hugo")
+        # Europe/Paris moves to summer time at 02:00 on a Sunday at the end of March: bookings
+        # from the Wednesday before to that Sunday (dates computed, so the week is never past).
+        sunday = _next_spring_forward()
+
+        def on(days_before: int, hour: int) -> dt.datetime:
+            return dt.datetime.combine(sunday - dt.timedelta(days=days_before), dt.time(hour))
+
+        held = await book(on(4, 12), "Held Hugo")
         requested = await api_as(
             page,
             "POST",
             "/v1/bookings/requests",
             {
                 "service_id": svc["id"],
-                "start_at": dt.datetime(2027, 3, 25, 11, 0, tzinfo=PARIS).isoformat(),
+                "start_at": on(3, 11).replace(tzinfo=PARIS).isoformat(),
                 "client_name": "Rita Request",
                 "client_email": "rita@example.com",
             },
         )
-        before = await book(dt.datetime(2027, 3, 26, 10, 0), "Winter Wanda")
-        after = await book(dt.datetime(2027, 3, 28, 10, 0), "Summer Sam")
-        cancelled = await book(dt.datetime(2027, 3, 27, 15, 0), "Gone Gus")
+        before = await book(on(2, 10), "Winter Wanda")
+        after = await book(on(0, 10), "Summer Sam")
+        cancelled = await book(on(1, 15), "Gone Gus")
         for b in (before, after, cancelled):
             await api_as(page, "POST", f"/v1/bookings/{b['id']}/confirm", {})
         await api_as(page, "POST", f"/v1/bookings/{cancelled['id']}/cancel", {"reason": "moved away"})
         utc_hour = [dt.datetime.fromisoformat(b["start_at"]).astimezone(dt.UTC).hour for b in (before, after)]
         assert utc_hour == [9, 8]  # 10:00 CET, then 10:00 CEST
 
-        await page.goto("/me/calendar?view=week&date=2027-03-26")
+        await page.goto(f"/me/calendar?view=week&date={sunday - dt.timedelta(days=2)}")
         await expect(page.get_by_text("Times in Europe/Paris")).to_be_visible()
         days = page.locator(".week-day")
         await expect(days).to_have_count(7)
