@@ -316,8 +316,12 @@ async def test_a_missing_month_gets_its_partition_on_demand_with_rls(
         transport = httpx.ASGITransport(app=app)
         async with running(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             a = await signup(c)
-            old = dt.datetime(2023, 2, 14, 12, 0, tzinfo=UTC)
-            before = await sql(db, "SELECT to_regclass('analytics_partitions.events_2023_02') IS NULL")
+            # Three years back: inside the 1500-day window, outside the default 365 days that are
+            # made ahead, whatever the date (a literal date would leave the window one day).
+            today = now()
+            old = dt.datetime(today.year - 3, today.month, 14, 12, 0, tzinfo=UTC)
+            partition = f"analytics_partitions.events_{old:%Y_%m}"
+            before = await sql(db, f"SELECT to_regclass('{partition}') IS NULL")
             assert before[0][0] is True
             r = await c.post(
                 "/v1/analytics/events",
@@ -331,7 +335,9 @@ async def test_a_missing_month_gets_its_partition_on_demand_with_rls(
             )
             assert r.status_code == 200 and r.json()["accepted"] == 3, r.text
             found = await c.get(
-                "/v1/analytics/events", params={"start": "2023-02-01", "end": "2023-02-28"}, headers=a.h()
+                "/v1/analytics/events",
+                params={"start": f"{old:%Y-%m}-01", "end": f"{old:%Y-%m}-28"},
+                headers=a.h(),
             )
             assert len(found.json()["items"]) == 3
     finally:
@@ -342,17 +348,16 @@ async def test_a_missing_month_gets_its_partition_on_demand_with_rls(
             "SELECT c.relrowsecurity,"
             " (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid),"
             " has_table_privilege(:app, c.oid, 'SELECT,INSERT')"
-            " FROM pg_class c WHERE c.oid = 'analytics_partitions.events_2023_02'::regclass",
+            " FROM pg_class c WHERE c.oid = to_regclass(:partition)",
             app=db.settings.db_app_role,
+            partition=partition,
         )
     )[0]
     assert (rls, policies, grants) == (True, 1, True)
     # Read directly (not through the parent), the partition's own policy hides the rows.
     async with db.engine.connect() as conn:
         await conn.execute(text("SELECT set_config('app.mode', 'user', false)"))
-        hidden = (
-            await conn.execute(text("SELECT count(*) FROM analytics_partitions.events_2023_02"))
-        ).scalar()
+        hidden = (await conn.execute(text(f"SELECT count(*) FROM {partition}"))).scalar()
         assert hidden == 0
         await conn.rollback()
 
