@@ -160,11 +160,11 @@ WITH ins AS (
 SELECT (SELECT count(*) FROM ins) AS accepted, CAST(ARRAY[] AS integer[]) AS duplicates
 """
 )
-# The fast path (`fast_batch`): the batch's times as a typed array (binary), the other columns
-# as one text each (`batch_columns`), no COPY. A batch of one event without a client id (or
-# source) sends `''`, which splits into no element: unnest pads the shorter array with NULL,
-# which is the value meant. Same inserts, same row-level security; the rollups' groups were
-# counted from the decoded batch (`batch_rollups`: every event is inserted, or none is).
+# The fast path (`fast_batch`): every column as one text (`batch_columns`), the properties one
+# JSON array, no COPY. A batch of one event without a client id (or source) sends `''`, which
+# splits into no element: ROWS FROM pads the shorter set with NULL, which is the value meant.
+# Same inserts, same row-level security; the rollups' groups were counted from the decoded
+# batch (`batch_rollups`: every event is inserted, or none is).
 _GROUPS = (
     "unnest(CAST(:r_names AS text[]), CAST(:r_buckets AS timestamptz[]), CAST(:r_counts AS bigint[]),"
     " CAST(:r_clients AS text[])) AS f(name, bucket, n, clients)"
@@ -176,10 +176,11 @@ _PROP_GROUPS = (
 INSERT_NEW_FROM_ARRAYS = text(
     f"""
 WITH src AS (
-  SELECT * FROM unnest(CAST(string_to_array(:ids, ',') AS uuid[]), CAST(:ts AS timestamptz[]),
-                       string_to_array(:names, ','), string_to_array(:clients, ',', ''),
-                       string_to_array(:sources, ',', ''),
-                       CAST(string_to_array(:props, chr(31)) AS jsonb[]))
+  SELECT * FROM ROWS FROM (unnest(CAST(string_to_array(:ids, ',') AS uuid[])),
+                          unnest(CAST(string_to_array(:ts, ',') AS timestamptz[])),
+                          unnest(string_to_array(:names, ',')), unnest(string_to_array(:clients, ',', '')),
+                          unnest(string_to_array(:sources, ',', '')),
+                          jsonb_array_elements(CAST(:props AS jsonb)))
     AS s(id, ts, name, client_id, source, properties)
 ),
 ins AS (
