@@ -153,6 +153,7 @@ class FastBatch:
     `parse_items` would store them), its time range, for the partitions, and its rollup groups."""
 
     columns: dict[str, Any]
+    size: int  # events in the batch
     start: dt.datetime
     end: dt.datetime
     rollups: BatchRollups
@@ -186,4 +187,4 @@ def fast_batch(
     if rollups is None:
         return None
     columns = batch_columns(batch.body, batch.events, batch.times, now)
-    return FastBatch(columns, start.astimezone(dt.UTC), end.astimezone(dt.UTC), rollups)
+    return FastBatch(columns, len(batch.events), start.astimezone(dt.UTC), end.astimezone(dt.UTC), rollups)

@@ -164,7 +164,10 @@ SELECT (SELECT count(*) FROM ins) AS accepted, CAST(ARRAY[] AS integer[]) AS dup
 # JSON array, no COPY. A batch of one event without a client id (or source) sends `''`, which
 # splits into no element: ROWS FROM pads the shorter set with NULL, which is the value meant.
 # Same inserts, same row-level security; the rollups' groups were counted from the decoded
-# batch (`batch_rollups`: every event is inserted, or none is).
+# batch (`batch_rollups`: every event is inserted, or none is). Nothing is returned: a plain
+# insert without triggers stores every row or fails, so the count is the batch's (RETURNING
+# kept a 10,000-row tuple store for a count known in advance); the last insert, the client
+# sets, is the statement itself.
 _GROUPS = (
     "unnest(CAST(:r_names AS text[]), CAST(:r_buckets AS timestamptz[]), CAST(:r_counts AS bigint[]),"
     " CAST(:r_clients AS text[])) AS f(name, bucket, n, clients)"
@@ -188,7 +191,6 @@ ins AS (
   SELECT id, ts, name, client_id, COALESCE(source, CAST(:source AS text)), properties,
          CAST(:person AS uuid), CAST(:org AS uuid)
   FROM src ORDER BY 1, 2
-  RETURNING 1
 ),
 rolled AS (
   INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
@@ -197,7 +199,6 @@ rolled AS (
     FROM {_GROUPS} CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain)
    GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
   ON CONFLICT (tenant_id, grain, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
-  RETURNING 1
 ),
 props_rolled AS (
   INSERT INTO analytics.property_counts AS c (tenant_id, grain, name, bucket, props, shard, n)
@@ -206,15 +207,10 @@ props_rolled AS (
     FROM {_PROP_GROUPS} CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain)
    GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
   ON CONFLICT (tenant_id, grain, name, bucket, props, shard) DO UPDATE SET n = c.n + EXCLUDED.n
-  RETURNING 1
-),
-sets AS (
-  INSERT INTO analytics.client_sets (tenant_id, name, bucket, clients)
-  SELECT CAST(:tenant AS uuid), f.name, f.bucket, string_to_array(f.clients, ',')
-    FROM {_GROUPS} WHERE f.clients IS NOT NULL
-  RETURNING 1
 )
-SELECT (SELECT count(*) FROM ins) AS accepted
+INSERT INTO analytics.client_sets (tenant_id, name, bucket, clients)
+SELECT CAST(:tenant AS uuid), f.name, f.bucket, string_to_array(f.clients, ',')
+  FROM {_GROUPS} WHERE f.clients IS NOT NULL
 """
 )
 INSERT_FROM_PARAMS = text(_INSERT.format(source=_FROM_PARAMS, rollups=ROLLUPS, conflict=_SKIP))
@@ -253,12 +249,12 @@ async def insert_fast(
     }
     try:
         async with uow.session.begin_nested():
-            result = (await uow.session.execute(INSERT_NEW_FROM_ARRAYS, params)).one()
+            await uow.session.execute(INSERT_NEW_FROM_ARRAYS, params)
     except IntegrityError as err:
         if not _id_conflict(err):
             raise
         return None
-    return int(result.accepted)
+    return batch.size
 
 
 @dataclass(frozen=True)
