@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import uuid
 from typing import Any, cast
@@ -116,10 +117,17 @@ async def _ingest_fast(
 ) -> IngestOut | None:
     """The whole batch in one statement, or None when the per-item path must decide (an event
     out of bounds, or an event recorded before)."""
-    now = limits["now"]
-    fast = fastpath.fast_batch(
-        batch, now=now, oldest=limits["oldest"], newest=limits["newest"], max_props=limits["max_props"]
+    prepare = functools.partial(
+        fastpath.fast_batch,
+        batch,
+        now=limits["now"],
+        oldest=limits["oldest"],
+        newest=limits["newest"],
+        max_props=limits["max_props"],
     )
+    # Off the event loop when big, as the parse is: the other batches' statements and commits
+    # go on meanwhile.
+    fast = await asyncio.to_thread(prepare) if len(batch.events) > _PARSE_IN_THREAD else prepare()
     if fast is None:
         return None
     await partitions.ensure_partitions(uow.db, fast.start, fast.end)
