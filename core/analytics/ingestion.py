@@ -1,6 +1,6 @@
 """Ingest: events sent for the current context, validated per item, stored once each.
 
-A batch the fast checks accepted (`fastpath`) is inserted by one statement reading its JSON;
+A batch the fast checks accepted (`fastpath`) is inserted by one statement, every column one text;
 anything else, or a batch holding an event recorded before, takes the per-item path (`parsing`),
 which keeps the good events and says precisely why each bad one was refused.
 """
