@@ -166,8 +166,12 @@ SELECT (SELECT count(*) FROM ins) AS accepted, CAST(ARRAY[] AS integer[]) AS dup
 # Same inserts, same row-level security; the rollups' groups were counted from the decoded
 # batch (`batch_rollups`: every event is inserted, or none is). Nothing is returned: a plain
 # insert without triggers stores every row or fails, so the count is the batch's (RETURNING
-# kept a 10,000-row tuple store for a count known in advance); the last insert, the client
-# sets, is the statement itself.
+# kept a 10,000-row tuple store for a count known in advance). The events' insert is the
+# statement itself, so it runs first, and the rollups' CTEs after it (PostgreSQL runs the
+# CTEs nobody reads after the main query, the last written first), as in the careful path's
+# statements: every writer locks its events' keys before any rollup row, so overlapping
+# batches on a shared rollup stripe never wait on each other in a cycle (with the client sets
+# as the statement, the rollups ran first: a deadlock with a concurrent resend).
 _GROUPS = (
     "unnest(CAST(:r_names AS text[]), CAST(:r_buckets AS timestamptz[]), CAST(:r_counts AS bigint[]),"
     " CAST(:r_clients AS text[])) AS f(name, bucket, n, clients)"
@@ -186,12 +190,6 @@ WITH src AS (
                           jsonb_array_elements(CAST(:props AS jsonb)))
     AS s(id, ts, name, client_id, source, properties)
 ),
-ins AS (
-  INSERT INTO analytics.events (id, ts, name, client_id, source, properties, person_id, org_id)
-  SELECT id, ts, name, client_id, COALESCE(source, CAST(:source AS text)), properties,
-         CAST(:person AS uuid), CAST(:org AS uuid)
-  FROM src ORDER BY 1, 2
-),
 rolled AS (
   INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
   SELECT CAST(:tenant AS uuid), g.grain, f.name, date_bin(make_interval(mins => g.grain), f.bucket, {ORIGIN}),
@@ -207,10 +205,16 @@ props_rolled AS (
     FROM {_PROP_GROUPS} CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain)
    GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
   ON CONFLICT (tenant_id, grain, name, bucket, props, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+),
+sets AS (
+  INSERT INTO analytics.client_sets (tenant_id, name, bucket, clients)
+  SELECT CAST(:tenant AS uuid), f.name, f.bucket, string_to_array(f.clients, ',')
+    FROM {_GROUPS} WHERE f.clients IS NOT NULL
 )
-INSERT INTO analytics.client_sets (tenant_id, name, bucket, clients)
-SELECT CAST(:tenant AS uuid), f.name, f.bucket, string_to_array(f.clients, ',')
-  FROM {_GROUPS} WHERE f.clients IS NOT NULL
+INSERT INTO analytics.events (id, ts, name, client_id, source, properties, person_id, org_id)
+SELECT id, ts, name, client_id, COALESCE(source, CAST(:source AS text)), properties,
+       CAST(:person AS uuid), CAST(:org AS uuid)
+  FROM src ORDER BY 1, 2
 """
 )
 INSERT_FROM_PARAMS = text(_INSERT.format(source=_FROM_PARAMS, rollups=ROLLUPS, conflict=_SKIP))
