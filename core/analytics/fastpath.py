@@ -19,7 +19,7 @@ from typing import Annotated, Any, cast
 import msgspec
 from pydantic_core import to_json
 
-from core.analytics.batch_rollups import BatchRollups, batch_columns, batch_rollups
+from core.analytics.batch_rollups import BatchRollups, batch_columns, batch_rollups, properties_array
 from core.analytics.parsing import CLIENT_RE, NAME_RE, PLATFORM_SOURCE, SOURCE_RE, UUID_RE
 
 _TS = (
@@ -153,6 +153,7 @@ class FastBatch:
     `parse_items` would store them), its time range, for the partitions, and its rollup groups."""
 
     columns: dict[str, Any]
+    size: int  # events in the batch
     start: dt.datetime
     end: dt.datetime
     rollups: BatchRollups
@@ -182,8 +183,9 @@ def fast_batch(
         batch.body.decode()  # text PostgreSQL would refuse: the per-item path says where
     except UnicodeDecodeError:
         return None
-    rollups = batch_rollups(batch.body, batch.events, batch.times, now)
+    props = properties_array(batch.body, batch.events)
+    rollups = batch_rollups(props, batch.events, batch.times, now)
     if rollups is None:
         return None
-    columns = batch_columns(batch.body, batch.events, batch.times, now)
-    return FastBatch(columns, start.astimezone(dt.UTC), end.astimezone(dt.UTC), rollups)
+    columns = batch_columns(props, batch.events, batch.times, now)
+    return FastBatch(columns, len(batch.events), start.astimezone(dt.UTC), end.astimezone(dt.UTC), rollups)

@@ -1,6 +1,6 @@
 """Ingest: events sent for the current context, validated per item, stored once each.
 
-A batch the fast checks accepted (`fastpath`) is inserted by one statement reading its JSON;
+A batch the fast checks accepted (`fastpath`) is inserted by one statement, every column one text;
 anything else, or a batch holding an event recorded before, takes the per-item path (`parsing`),
 which keeps the good events and says precisely why each bad one was refused.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import json
 import uuid
 from typing import Any, cast
@@ -116,10 +117,17 @@ async def _ingest_fast(
 ) -> IngestOut | None:
     """The whole batch in one statement, or None when the per-item path must decide (an event
     out of bounds, or an event recorded before)."""
-    now = limits["now"]
-    fast = fastpath.fast_batch(
-        batch, now=now, oldest=limits["oldest"], newest=limits["newest"], max_props=limits["max_props"]
+    prepare = functools.partial(
+        fastpath.fast_batch,
+        batch,
+        now=limits["now"],
+        oldest=limits["oldest"],
+        newest=limits["newest"],
+        max_props=limits["max_props"],
     )
+    # Off the event loop when big, as the parse is: the other batches' statements and commits
+    # go on meanwhile.
+    fast = await asyncio.to_thread(prepare) if len(batch.events) > _PARSE_IN_THREAD else prepare()
     if fast is None:
         return None
     await partitions.ensure_partitions(uow.db, fast.start, fast.end)
