@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import column, text
 
 from core.context import ALL_SCOPES, Principal, PrincipalKind, Role, TenantContext
 from core.credentials import Credential
@@ -16,10 +16,17 @@ from core.errors import PermissionDenied, Unauthenticated
 from core.uow import UnitOfWork
 
 # The ticket is read after the function ran (a set-returning function in FROM runs first).
+# Its columns are named, in order, so that SQLAlchemy reads the result's shape once per process
+# instead of matching a bare text statement's columns by name on every request.
+_RESOLVE_COLUMNS = (
+    "person_id", "person_slug", "person_status", "session_ok", "key_id", "key_org_id", "key_scopes",
+    "org_id", "org_slug", "role", "toolsets", "ctx_ticket",
+)  # fmt: skip
 _RESOLVE_SQL = text(
-    "SELECT r.*, current_setting('app.ctx_ticket', true) AS ctx_ticket FROM platform.resolve_context("
+    f"SELECT {', '.join('r.' + c for c in _RESOLVE_COLUMNS[:-1])},"
+    " current_setting('app.ctx_ticket', true) AS ctx_ticket FROM platform.resolve_context("
     ":person, :session, :key_prefix, :key_hash, :org_id, :org_slug, :trace, :with_toolsets) r"
-)
+).columns(*(column(c) for c in _RESOLVE_COLUMNS))
 
 
 @dataclass(frozen=True)

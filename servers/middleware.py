@@ -33,6 +33,16 @@ class RequestContext:
     def __init__(self, app: ASGIApp, *, expose_db_stats: bool = False) -> None:
         self.app = app
         self.expose_db_stats = expose_db_stats
+        self._textmap: object = None
+        self._field_names: frozenset[bytes] = frozenset()
+
+    def _fields(self) -> frozenset[bytes]:
+        """The header names the configured propagators read, as ASGI spells them."""
+        textmap = propagate.get_global_textmap()
+        if textmap is not self._textmap:
+            self._field_names = frozenset(f.lower().encode("latin-1") for f in textmap.fields)
+            self._textmap = textmap
+        return self._field_names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,8 +55,16 @@ class RequestContext:
             with within_current(component=component) as trace_id:
                 await self._serve(scope, receive, send, trace_id, path)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        caller = propagate.extract(headers)
+        # Only the fields the propagators read are decoded, and nothing is extracted from a
+        # request that carries none of them (most do not): the span then starts a new trace,
+        # as extracting from no fields would have.
+        fields = self._fields()
+        carried = {
+            k.decode("latin-1").lower(): v.decode("latin-1")
+            for k, v in scope.get("headers", ())
+            if k.lower() in fields
+        }
+        caller = propagate.extract(carried) if carried else None
         method = scope.get("method", "")
         # Paths the instrumentation leaves out (probes, scrapes) get ids for their logs only.
         record = not path.startswith(UNTRACED_PATHS)

@@ -34,11 +34,11 @@ class RateLimit:
         if scope["type"] != "http" or not self.limits.enabled or path.startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        authorization, forwarded_for = _read_headers(scope)
         client = scope.get("client")
         verdict = await self.limits.check(
-            address=self.limits.address(client[0] if client else None, headers.get("x-forwarded-for")),
-            authorization=headers.get("authorization"),
+            address=self.limits.address(client[0] if client else None, forwarded_for),
+            authorization=authorization,
             signin=scope.get("method") == "POST"
             and (path.rstrip("/") in SIGNIN_PATHS or path.startswith(PUBLIC_FORM_PREFIXES)),
         )
@@ -62,6 +62,20 @@ class RateLimit:
             await send(message)
 
         await self.app(scope, receive, send_with_fields)
+
+
+def _read_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """`Authorization` and `X-Forwarded-For`, the last of each when repeated (as a dict of all
+    the headers would keep); only these two are decoded."""
+    authorization: str | None = None
+    forwarded_for: str | None = None
+    for key, value in scope.get("headers", ()):
+        name = key.lower()
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            forwarded_for = value.decode("latin-1")
+    return authorization, forwarded_for
 
 
 async def _drain(receive: Receive) -> bytes:

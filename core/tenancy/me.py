@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, text, update
+from sqlalchemy import column, func, text, update
 
 from core.context import TenantContext
 from core.errors import FieldIssue, PermissionDenied, Unauthenticated
@@ -30,6 +30,22 @@ _WHOAMI_SQL = text(
     " LEFT JOIN platform.org_members m ON m.person_id = p.id"
     " LEFT JOIN platform.orgs o ON o.id = m.org_id"
     " WHERE p.id = :person ORDER BY o.slug"
+).columns(
+    # Positional, so the result's shape is read once per process, not matched on every call.
+    *(
+        column(c)
+        for c in (
+            "id",
+            "slug",
+            "display_name",
+            "email",
+            "role",
+            "joined_at",
+            "org_id",
+            "org_slug",
+            "org_name",
+        )
+    )
 )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import Body, Path, Query
 
 from core.admin import service
 from core.admin.schemas import (
@@ -23,9 +23,9 @@ from core.admin.schemas import (
     SuspensionOut,
 )
 from core.pagination import Page
-from servers.api.deps import CallerDep, PageDep
+from servers.api.deps import CallerDep, FeatureRouter, PageDep
 
-router = APIRouter(tags=["admin"])
+router = FeatureRouter(tags=["admin"])
 
 NOT_ROUTES = {
     "admin.set_platform_admin": "operator-only (`atlilith admin promote|demote`): needs database access",

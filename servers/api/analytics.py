@@ -7,7 +7,7 @@ import email.message
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from core import analytics
@@ -25,9 +25,9 @@ from core.analytics.schemas import (
 from core.analytics.timebuckets import Period
 from core.errors import ValidationFailed
 from core.pagination import Page
-from servers.api.deps import CallerDep, IdempotencyKey, PageDep
+from servers.api.deps import CallerDep, FeatureRouter, IdempotencyKey, PageDep
 
-router = APIRouter(tags=["analytics"])
+router = FeatureRouter(tags=["analytics"])
 
 _EVENT_DOC = {
     "type": "object",

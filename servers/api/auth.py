@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Cookie, Header, Request, Response, status
+from fastapi import Body, Cookie, Header, Request, Response, status
 
 from core import tenancy
 from core.errors import Unauthenticated
@@ -28,9 +28,9 @@ from core.tenancy.schemas import (
     SignupIn,
     SwitchIn,
 )
-from servers.api.deps import PERSONAL, CallerDep, DbDep, PageDep
+from servers.api.deps import PERSONAL, CallerDep, DbDep, FeatureRouter, PageDep
 
-router = APIRouter(tags=["auth"])
+router = FeatureRouter(tags=["auth"])
 
 
 def _device(request: Request, device_id: str | None) -> tenancy.Device:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import Depends, Header, Path, Query, Request, Response, status
 
 from core import billing, registry
 from core.billing.schemas import (
@@ -35,9 +35,9 @@ from core.billing.schemas import (
     RunIn,
 )
 from core.pagination import Page
-from servers.api.deps import CallerDep, DbDep, IdempotencyKey, PageDep
+from servers.api.deps import CallerDep, DbDep, FeatureRouter, IdempotencyKey, PageDep
 
-router = APIRouter()
+router = FeatureRouter()
 
 NOT_ROUTES = {
     "billing.execute_job": "runs from the jobs/job.queued event handler",

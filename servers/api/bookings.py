@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import Path, Query, Response, status
 from pydantic import AwareDatetime
 
 from core import bookings
@@ -42,9 +42,9 @@ from core.bookings.schemas import (
 )
 from core.pagination import Page
 from core.validation import SLUG_PATTERN
-from servers.api.deps import CallerDep, DbDep, IdempotencyKey, IfMatch, PageDep, tagged
+from servers.api.deps import CallerDep, DbDep, FeatureRouter, IdempotencyKey, IfMatch, PageDep, tagged
 
-router = APIRouter(tags=["bookings"])
+router = FeatureRouter(tags=["bookings"])
 
 # Service operations deliberately without a route, and why (checked by tests/test_parity.py).
 NOT_ROUTES = {

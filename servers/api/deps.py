@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from starlette._utils import get_route_path
+from starlette.routing import Match
+from starlette.types import Scope
 
 from core.context import TenantContext
 from core.observability import annotate, current_trace_id
@@ -18,6 +21,39 @@ from core.opener import open_context
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 from core.preconditions import etag
 from core.uow import Database, UnitOfWork
+
+
+class FeatureRouter(APIRouter):
+    """A feature's router: answers "no match" at once for a path that starts with none of its
+    routes' fixed prefixes (`/v1/bookings/` of `/v1/bookings/{id}`). FastAPI tries the routers
+    in turn, each route's pattern in each (twice for the one chosen), so without it a request to
+    the eleventh router was matched against every route of the ten before it: a tenth of the CPU
+    of `GET /v1/me`. Included without a prefix of its own (`servers.app`), a route can only
+    match a path starting with its own path up to its first parameter."""
+
+    _prefixes: tuple[int, tuple[str, ...] | None] = (-1, None)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] in ("http", "websocket"):
+            prefixes = self._fixed_prefixes()
+            if prefixes is not None and not get_route_path(scope).startswith(prefixes):
+                return Match.NONE, {}
+        return super().matches(scope)
+
+    def _fixed_prefixes(self) -> tuple[str, ...] | None:
+        """Each route's path up to its first parameter; None (no shortcut) when a route has no
+        path. Recomputed when routes are added."""
+        seen, prefixes = self._prefixes
+        if seen != len(self.routes):
+            paths: list[Any] = [getattr(route, "path", None) for route in self.routes]
+            prefixes = (
+                tuple(sorted({p.partition("{")[0] for p in paths}))
+                if paths and all(isinstance(p, str) and p for p in paths)
+                else None
+            )
+            self._prefixes = (len(self.routes), prefixes)
+        return prefixes
+
 
 bearer = HTTPBearer(
     auto_error=False,

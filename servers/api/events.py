@@ -13,15 +13,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import Header, Query, Request
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from core import eventfeed
 from core.config import Settings
 from core.errors import DomainError
-from servers.api.deps import Caller, CallerDep
+from servers.api.deps import Caller, CallerDep, FeatureRouter
 
-router = APIRouter(tags=["events"])
+router = FeatureRouter(tags=["events"])
 
 PING_EVERY_SECONDS = 15.0
 _STREAM_DOC = (

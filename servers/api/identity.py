@@ -3,13 +3,11 @@ The same actions run asynchronously through POST /v1/run/identity/{action}."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from core.identity import service
 from core.identity.schemas import CompanyQuery, CompanyResolution, PersonQuery, PersonResolution
-from servers.api.deps import CallerDep, IdempotencyKey
+from servers.api.deps import CallerDep, FeatureRouter, IdempotencyKey
 
-router = APIRouter()
+router = FeatureRouter()
 
 
 @router.post("/v1/identity/resolve-person", response_model=PersonResolution, tags=["identity"])

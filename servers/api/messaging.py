@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import Query, Response, status
 
 from core import messaging
 from core.messaging.conversation import ClientLinkOut
@@ -32,9 +32,9 @@ from core.messaging.schemas import (
     ThreadUpdateIn,
 )
 from core.pagination import Page
-from servers.api.deps import CallerDep, IdempotencyKey, IfMatch, PageDep, tagged
+from servers.api.deps import CallerDep, FeatureRouter, IdempotencyKey, IfMatch, PageDep, tagged
 
-router = APIRouter(prefix="/v1/messaging", tags=["messaging"])
+router = FeatureRouter(prefix="/v1/messaging", tags=["messaging"])
 
 # Service operations deliberately without a route, and why (checked by tests/test_parity.py).
 NOT_ROUTES = {

@@ -3,14 +3,15 @@ reached (the base and MCP URLs to put in `claude mcp add`) and the scopes an API
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from pydantic import BaseModel, Field
 
 from core import __version__
 from core.config import Settings
 from core.context import ALL_SCOPES, known_scopes
+from servers.api.deps import FeatureRouter
 
-router = APIRouter()
+router = FeatureRouter()
 
 
 class ScopeOut(BaseModel):

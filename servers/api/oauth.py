@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 
 from core.oauth import service
 from core.oauth.schemas import ConnectionOut, OAuthApproveIn, OAuthRedirectOut, OAuthRequestOut
 from core.pagination import Page
-from servers.api.deps import CallerDep, PageDep
+from servers.api.deps import CallerDep, FeatureRouter, PageDep
 
-router = APIRouter(tags=["oauth"])
+router = FeatureRouter(tags=["oauth"])
 
 RequestId = Annotated[
     str,

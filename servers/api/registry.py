@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import Path, Query, Response, status
 
 from core import registry as service
 from core.billing.schemas import COMPONENT_PATTERN
@@ -22,9 +22,9 @@ from core.registry.schemas import (
     PeerComponentUpdate,
     VersionOut,
 )
-from servers.api.deps import CallerDep, IdempotencyKey, IfMatch, PageDep, tagged
+from servers.api.deps import CallerDep, FeatureRouter, IdempotencyKey, IfMatch, PageDep, tagged
 
-router = APIRouter()
+router = FeatureRouter()
 
 NOT_ROUTES = {
     "registry.sync_builtins": "runs at start-up from what the server serves (servers.registry_sync)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import Path, Query, Response, status
 
 from core import tenancy
 from core.pagination import Page
@@ -27,9 +27,9 @@ from core.tenancy.schemas import (
     TransferIn,
 )
 from core.validation import SLUG_PATTERN
-from servers.api.deps import CallerDep, IdempotencyKey, IfMatch, PageDep, tagged
+from servers.api.deps import CallerDep, FeatureRouter, IdempotencyKey, IfMatch, PageDep, tagged
 
-router = APIRouter()
+router = FeatureRouter()
 
 # Service operations deliberately without a route, and why (checked by tests/test_parity.py).
 NOT_ROUTES = {
