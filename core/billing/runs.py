@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnClause, column, select
+from sqlalchemy import column, select
 from sqlalchemy.dialects.postgresql import insert
 
 from core.billing import ledger
@@ -39,6 +39,13 @@ def _job_id_candidate(uow: UnitOfWork) -> uuid.UUID:
     return candidate if len(uow.trace_id) == 32 else uuid.uuid4()
 
 
+# As an ORM statement loading the job beside the account's totals, built once rather than on
+# every run.
+_JOB_AND_HOLD = select(
+    Job, *(column(c) for c in ("acct_balance", "acct_held", "acct_threshold", "acct_alerted"))
+).from_statement(ledger.JOB_AND_HOLD)
+
+
 async def _insert_held(ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int) -> Job | None:
     """The job and its hold in one statement; None when the candidate id was taken (nothing was
     written then). The account row is locked last: concurrent runs of one context serialize only
@@ -57,11 +64,7 @@ async def _insert_held(ctx: TenantContext, uow: UnitOfWork, values: dict[str, An
         "tenant": ctx.tenant_id,
         "entry_id": uuid.uuid4(),
     }
-    extra: list[ColumnClause[Any]] = [
-        column(c) for c in ("acct_balance", "acct_held", "acct_threshold", "acct_alerted")
-    ]
-    stmt = select(Job, *extra).from_statement(ledger.JOB_AND_HOLD)
-    row = (await uow.session.execute(stmt, params)).one_or_none()
+    row = (await uow.session.execute(_JOB_AND_HOLD, params)).one_or_none()
     if row is None:
         return None
     job, balance, held, threshold, alerted = row

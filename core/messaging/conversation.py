@@ -123,11 +123,16 @@ def _out(settings: Settings, thread: Thread) -> ClientLinkOut:
     )
 
 
-def issue_values(thread: Thread) -> dict[str, object]:
-    """What an outbound portal message changes on its thread: a new link when none is live."""
-    if thread.channel != "portal" or thread.client_link_active:
-        return {}
-    return {"client_link_generation": Thread.client_link_generation + 1, "client_link_active": True}
+# What an outbound portal message changes on its thread when no link is live: a new link.
+LINK_ISSUED: dict[str, object] = {
+    "client_link_generation": Thread.client_link_generation + 1,
+    "client_link_active": True,
+}
+
+
+def issues_link(thread: Thread) -> bool:
+    """Whether an outbound message on this thread issues a new client link (`LINK_ISSUED`)."""
+    return thread.channel == "portal" and not thread.client_link_active
 
 
 async def client_link(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID) -> ClientLinkOut:

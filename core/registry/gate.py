@@ -9,7 +9,12 @@ bookings hides its tools from agents; it does not lock its owner out of their bo
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+import uuid
+from functools import lru_cache
+from typing import cast
+
+from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy.types import Uuid
 
 from core.context import TenantContext
 from core.errors import PermissionDenied
@@ -19,28 +24,36 @@ from core.uow import UnitOfWork
 __all__ = ["require_installed"]
 
 
+@lru_cache(maxsize=2)
+def _gate_statement(*, by_toolset: bool) -> Select[str, bool]:
+    """The gate's one statement, built once per kind of name with its values bound at execution
+    (built per call, it cost a `jobs_run` about as much Python as its own job-and-hold statement)."""
+    # Imported here: core.auth imports this module while the kernel loads, before the
+    # core.uow that core.scoping needs exists.
+    from core.scoping import owned_by
+
+    tenant = cast(uuid.UUID, bindparam("gate_tenant", type_=Uuid()))
+    installed = (
+        select(Installation.id)
+        .where(Installation.component_id == Component.id, owned_by(Installation, tenant))
+        .exists()
+    )
+    column = Component.toolset if by_toolset else Component.slug
+    return select(Component.slug, or_(Component.availability != "install", installed)).where(
+        column == bindparam("gate_name"), Component.retired_at.is_(None)
+    )
+
+
 async def require_installed(
     ctx: TenantContext, uow: UnitOfWork, *, toolset: str | None = None, component: str | None = None
 ) -> None:
     """Refuse unless the component (named by its toolset, or by its slug for actions) is
     available in `ctx`: always-on, or installed in this very context. A name the registry does
     not know is left to the caller (an unknown action is its own error)."""
-    column = Component.toolset if toolset is not None else Component.slug
     name = toolset if toolset is not None else component
-    # Imported here: core.auth imports this module while the kernel loads, before the
-    # core.uow that core.scoping needs exists.
-    from core.scoping import in_context
-
-    installed = (
-        select(Installation.id)
-        .where(Installation.component_id == Component.id, in_context(Installation, ctx))
-        .exists()
-    )
     found = (
         await uow.session.execute(
-            select(Component.slug, or_(Component.availability != "install", installed)).where(
-                column == name, Component.retired_at.is_(None)
-            )
+            _gate_statement(by_toolset=toolset is not None), {"gate_name": name, "gate_tenant": ctx.tenant_id}
         )
     ).first()
     if found is None and toolset is None:
