@@ -7,6 +7,8 @@ import datetime as dt
 import re
 from typing import Any
 
+from sqlalchemy import text
+
 from core.analytics._queries import fetch_rows, limit_time, resolve
 from core.analytics.filters import PropertyFilter, compile_filters, parse_filters
 from core.analytics.policy import READ, check_name
@@ -40,6 +42,10 @@ async def funnel(ctx: TenantContext, uow: UnitOfWork, q: FunnelIn) -> FunnelOut:
         window=window,
     )
     await limit_time(uow)
+    # Every join of a funnel is clients against a step's events, all of them: hashed. A filter's
+    # guessed selectivity (0.5 %) once made PostgreSQL rescan a step's range per client in a
+    # nested loop (195 s instead of 1.2 s over 10M events); off for this transaction only.
+    await uow.session.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
     rows = await fetch_rows(uow, _funnel_sql(len(steps), preds, [n for n, _ in steps]), params)
     counts = [int(r.n) for r in rows]
     labels = [_step_label(n, f) for n, f in steps]
