@@ -5,12 +5,14 @@ naive SQL a person would write over the raw table, in one run, with the answers 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -85,7 +87,9 @@ async def _database() -> AsyncIterator[tuple[Settings, bool]]:
             yield settings, False
         return
     admin = os.environ.get("DATABASE_URL") or ""
-    name = f"atlilith_bench_analytics_{EVENTS}"
+    # Named by the checkout too: helpers in other worktrees migrate their own branches onto theirs.
+    checkout = hashlib.sha1(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:6]
+    name = f"atlilith_bench_analytics_{EVENTS}_{checkout}"
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     conn = await asyncpg.connect(asyncpg_dsn(admin))
     try:

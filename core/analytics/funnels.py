@@ -7,6 +7,8 @@ import datetime as dt
 import re
 from typing import Any
 
+from sqlalchemy import text
+
 from core.analytics._queries import fetch_rows, limit_time, resolve
 from core.analytics.filters import PropertyFilter, compile_filters, parse_filters
 from core.analytics.policy import READ, check_name
@@ -34,13 +36,16 @@ async def funnel(ctx: TenantContext, uow: UnitOfWork, q: FunnelIn) -> FunnelOut:
     preds, params = _step_predicates(steps)
     params.update(
         tenant=ctx.tenant_id,
-        names=sorted({n for n, _ in steps}),
         start=rng.start,
         end=rng.end,
         horizon=rng.end + dt.timedelta(seconds=window),
         window=window,
     )
     await limit_time(uow)
+    # Every join of a funnel is clients against a step's events, all of them: hashed. A filter's
+    # guessed selectivity (0.5 %) once made PostgreSQL rescan a step's range per client in a
+    # nested loop (195 s instead of 1.2 s over 10M events); off for this transaction only.
+    await uow.session.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
     rows = await fetch_rows(uow, _funnel_sql(len(steps), preds, [n for n, _ in steps]), params)
     counts = [int(r.n) for r in rows]
     labels = [_step_label(n, f) for n, f in steps]
@@ -150,18 +155,21 @@ def _funnel_sql(count: int, step_preds: list[str], names: list[str]) -> str:
         # The same event again must be a later one; another event may share the instant.
         return ">" if names[k - 1] == names[k - 2] else ">="
 
-    marks = ", ".join(f"({p}) AS m{k + 1}" for k, p in enumerate(step_preds))
-    ctes = [
-        f"ev AS MATERIALIZED (SELECT client_id, ts, {marks} FROM analytics.events"
-        " WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[])) AND client_id IS NOT NULL"
-        " AND ts >= :start AND ts < :horizon)",
-        "s1 AS (SELECT client_id, min(ts) AS t1 FROM ev WHERE m1 AND ts < :end GROUP BY client_id)",
-    ]
+    def hits(k: int, until: str) -> str:
+        # One step's events on their own: without filters, an index-only scan of the name's
+        # range (the client rides in the index's leaves), never a visit to the heap pages of
+        # every event of the range.
+        return (
+            f"SELECT client_id, ts FROM analytics.events WHERE tenant_id = :tenant AND {step_preds[k - 1]}"
+            f" AND client_id IS NOT NULL AND ts >= :start AND ts < {until}"
+        )
+
+    ctes = [f"s1 AS (SELECT client_id, min(ts) AS t1 FROM ({hits(1, ':end')}) AS e GROUP BY client_id)"]
     for k in range(2, count + 1):
         prev_cols = ", ".join(f"s.t{j}" for j in range(1, k))
         ctes.append(
             f"s{k} AS (SELECT s.client_id, {prev_cols}, min(e.ts) AS t{k} FROM s{k - 1} s"
-            f" JOIN ev e ON e.client_id = s.client_id AND e.m{k} AND e.ts {after(k)} s.t{k - 1}"
+            f" JOIN ({hits(k, ':horizon')}) AS e ON e.client_id = s.client_id AND e.ts {after(k)} s.t{k - 1}"
             f" AND e.ts <= s.t1 + make_interval(secs => :window)"
             f" GROUP BY s.client_id, {prev_cols})"
         )
