@@ -312,6 +312,14 @@ async def hold(
         "job_id": job_id,
     }
     row = (await uow.session.execute(_HOLD, params)).one_or_none()
+    if row is None:
+        # Nothing held: the account is short, or absent from this statement's snapshot because
+        # the transaction creating or funding it (a welcome grant racing a first job) had not
+        # committed. Locking it waits for that one; then a retry sees what is there.
+        acct = await lock_account(uow, person_id, org_id)  # created now when absent
+        if available(acct) < credits:
+            raise insufficient(credits, available(acct))
+        row = (await uow.session.execute(_HOLD, params)).one()
     await held(uow, row, person_id=person_id, org_id=org_id, credits=credits)
 
 
@@ -325,13 +333,9 @@ class HeldRow(Protocol):
 
 
 async def held(
-    uow: UnitOfWork, row: HeldRow | None, *, person_id: uuid.UUID, org_id: uuid.UUID | None, credits: int
+    uow: UnitOfWork, row: HeldRow, *, person_id: uuid.UUID, org_id: uuid.UUID | None, credits: int
 ) -> None:
-    """After a hold statement: refuse with 402 when it held nothing (`row` None), else fire the
-    low-balance alert if this hold crossed the threshold."""
-    if row is None:
-        acct = await lock_account(uow, person_id, org_id)  # absent (created now) or short
-        raise insufficient(credits, available(acct))
+    """After a hold: fire the low-balance alert if this hold crossed the threshold."""
     limit = row.low_balance_threshold
     if limit is None:
         limit = uow.db.settings.billing_low_balance_threshold

@@ -68,8 +68,18 @@ async def _insert_held(ctx: TenantContext, uow: UnitOfWork, values: dict[str, An
     if row is None:
         return None
     job, balance, held, threshold, alerted = row
-    after = None if balance is None else _Totals(balance, held, threshold, alerted)
-    await ledger.held(uow, after, person_id=ctx.person_id, org_id=ctx.org_id, credits=price)
+    if balance is None:
+        # The job is written but nothing was held: `ledger.hold` refuses (402, rolling the job
+        # back) or, when the account was only out of this statement's snapshot, holds it now.
+        await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job.id, credits=price)
+    else:
+        await ledger.held(
+            uow,
+            _Totals(balance, held, threshold, alerted),
+            person_id=ctx.person_id,
+            org_id=ctx.org_id,
+            credits=price,
+        )
     return cast(Job, job)
 
 

@@ -3,9 +3,11 @@ starting grant is a setting (0 by default), granted once however often its event
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
+from sqlalchemy import text
 
 from core.billing import ledger
 from core.relay import Relay
@@ -15,6 +17,7 @@ from servers.app import create_app
 from tests.conftest import make_org, running, signup
 from tests.core.billing.test_credits import PERSON
 from tests.support.billing import assert_consistent, ledger_state
+from tests.support.registry import install
 
 
 async def test_the_seeded_person_and_org_can_run_a_job_at_once(
@@ -74,3 +77,45 @@ async def test_a_new_tenant_starts_with_the_configured_grant_once(
             assert_consistent(await ledger_state(generous, a.id))
     finally:
         await generous.dispose()
+
+
+async def test_a_first_job_racing_the_grant_that_creates_the_account_is_held_not_refused(
+    db: Database, client: httpx.AsyncClient
+) -> None:
+    """A new tenant's starting grant arrives through the relay, so a first job can run while the
+    transaction creating the account is still open. The job's hold statement cannot see that row
+    yet; it must wait for it and hold, never answer 402 "needs 1, 10 available"."""
+    a = await signup(client, "racer")
+    await install(client, a, "identity")
+    async with db.system() as uow:
+        rows = await uow.session.execute(
+            text("SELECT count(*) FROM billing.accounts WHERE tenant_id = :t"), {"t": a.id}
+        )
+        assert rows.scalar_one() == 0  # the race needs the account not to exist yet
+
+    async def waiting_on_a_lock() -> int:
+        async with db.system() as uow:
+            rows = await uow.session.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            return int(rows.scalar_one())
+
+    async with db.system() as granting:
+        assert await ledger.grant_once(
+            granting, uuid.UUID(a.id), None, 10, reason="starting", memo="starting credits"
+        )
+        await granting.session.flush()
+        run = asyncio.create_task(client.post("/v1/run/identity/resolve-person", json=PERSON, headers=a.h()))
+        for _ in range(200):
+            if await waiting_on_a_lock() or run.done():
+                break
+            await asyncio.sleep(0.02)
+        assert not run.done(), run.result().text  # it waits for the account being created
+    response = await run
+    assert response.status_code == 202, response.text
+    balance = (await client.get("/v1/credits", headers=a.h())).json()
+    assert (balance["balance"], balance["held"], balance["available"]) == (10, 1, 9), balance
+    assert_consistent(await ledger_state(db, a.id))
