@@ -64,11 +64,20 @@ async def traced(spans: InMemorySpanExporter, db: Database) -> AsyncIterator[htt
 
 
 @pytest.fixture
-async def provider(traced: httpx.AsyncClient) -> tuple[Account, dict[str, Any]]:
-    """A person with working hours and a service, set up through `traced`."""
+async def holding(
+    traced: httpx.AsyncClient, spans: InMemorySpanExporter, db: Database
+) -> tuple[Account, httpx.Response]:
+    """A person with working hours and a service, set up through `traced`, and their hold's
+    response: the first request the recorded spans hold."""
     owner = await signup(traced)
     await set_hours(traced, owner)
-    return owner, await make_service(traced, owner)
+    service = await make_service(traced, owner)
+    await Relay(db).drain()  # what set-up emitted is handled before we look
+    spans.clear()
+    start = at(day_ahead(6), "10:00")
+    return owner, await hold(
+        traced, owner, service_id=service["id"], start_at=start, client_email="c@example.com"
+    )
 
 
 def _hex(value: int) -> str:
@@ -100,19 +109,9 @@ async def test_a_rest_hold_reads_as_one_trace_through_the_outbox_to_its_handler(
     traced: httpx.AsyncClient,
     spans: InMemorySpanExporter,
     db: Database,
-    provider: tuple[Account, dict[str, Any]],
+    holding: tuple[Account, httpx.Response],
 ) -> None:
-    owner, service = provider
-    await Relay(db).drain()  # what set-up emitted is handled before we look
-    spans.clear()
-
-    held = await hold(
-        traced,
-        owner,
-        service_id=service["id"],
-        start_at=at(day_ahead(6), "10:00"),
-        client_email="t@example.com",
-    )
+    owner, held = holding
     trace_id = held.headers["x-trace-id"]
     # The outbox row keeps the span that emitted it, in the request's trace.
     rows = await admin(
@@ -162,16 +161,9 @@ async def test_a_reminder_sent_later_by_a_sweep_continues_the_confirms_trace(
     traced: httpx.AsyncClient,
     spans: InMemorySpanExporter,
     db: Database,
-    provider: tuple[Account, dict[str, Any]],
+    holding: tuple[Account, httpx.Response],
 ) -> None:
-    owner, service = provider
-    held = await hold(
-        traced,
-        owner,
-        service_id=service["id"],
-        start_at=at(day_ahead(6), "10:00"),
-        client_email="r@example.com",
-    )
+    owner, held = holding
     confirmed = await traced.post(f"/v1/bookings/{held.json()['id']}/confirm", json={}, headers=owner.h())
     assert confirmed.status_code == 200, confirmed.text
     confirm_trace = confirmed.headers["x-trace-id"]
