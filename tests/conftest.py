@@ -7,10 +7,10 @@ import asyncio
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -21,6 +21,9 @@ from core.embedded import start as start_embedded
 from core.migrate import create_database, drop_database, migrate
 from core.uow import Database
 from tests.support import handlers as _test_handlers  # noqa: F401  (registers probe handlers)
+
+if TYPE_CHECKING:
+    from tests.cli.live import LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +36,21 @@ def _admin_url() -> str:
     return server.url(DATABASE)
 
 
+def app_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings of an app under test on `database_url`: cheap password hashing, no relay,
+    quiet JSON logs."""
+    return Settings(
+        env="test",
+        database_url=database_url,
+        jwt_secret="test-secret-" + "x" * 40,
+        password_hash_profile="cheapest",
+        relay_enabled=False,
+        log_format="json",
+        log_level="warning",
+        **overrides,
+    )
+
+
 @pytest.fixture(scope="session")
 async def settings() -> AsyncIterator[Settings]:
     admin = _admin_url()
@@ -43,12 +61,8 @@ async def settings() -> AsyncIterator[Settings]:
     from sqlalchemy.engine import make_url
 
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    s = Settings(
-        env="test",
-        database_url=url,
-        jwt_secret="test-secret-" + "x" * 40,
-        password_hash_profile="cheapest",
-        relay_enabled=False,
+    s = app_settings(
+        url,
         data_dir=ROOT / ".atlilith" / "test-data",
         backup_dir=ROOT / ".atlilith" / "test-data" / "backups",
         mcp_allowed_hosts=["127.0.0.1:*", "localhost:*", "testserver", "test"],
@@ -56,8 +70,6 @@ async def settings() -> AsyncIterator[Settings]:
         handler_backoff_base_seconds=0.01,
         handler_backoff_max_seconds=0.02,
         handler_max_attempts=3,
-        log_format="json",
-        log_level="warning",
         login_max_failures=5,
         # Short event-stream connections: route sweeps call GET /v1/events/stream and the
         # in-process transport waits for its end; the portal's reader reconnects meanwhile.
@@ -132,6 +144,37 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+async def mdb(db: Database) -> AsyncIterator[Database]:
+    """The test database with a platform that lets contexts use messaging peers on 127.0.0.1."""
+    from tests.support.messaging import messaging_database
+
+    async with messaging_database(db) as database:
+        yield database
+
+
+@pytest.fixture
+async def mc(mdb: Database) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app on `mdb`."""
+    from tests.support.serving import app_client
+
+    async with app_client(mdb) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def live(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A real server in its own process on the test database (`tests.cli.live`), one per module."""
+    from tests.cli.live import LiveServer
+
+    server = LiveServer(settings, tmp_path_factory.mktemp("live") / "server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def slug(prefix: str = "p") -> str:

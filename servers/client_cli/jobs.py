@@ -14,7 +14,7 @@ from rich.table import Table
 from servers.client_cli.api import Api, connect
 from servers.client_cli.errors import EXIT_FAILED, EXIT_NETWORK, EXIT_TIMEOUT, EXIT_USAGE, CliError
 from servers.client_cli.options import CursorOpt, JsonOpt, LimitOpt, OrgOpt, ServerOpt, parse_object
-from servers.client_cli.output import Output, escape_markup, handled, page_hint, when
+from servers.client_cli.output import Output, escape_markup, handled, show_page, when
 
 FINAL_JOB_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -41,27 +41,21 @@ def jobs_list(
     params = {"status": status, "component": component, "action": action, "limit": limit, "cursor": cursor}
     with connect(server, org) as api:
         page = api.get_json("/v1/jobs", params)
-    if out.json:
-        out.document(page)
-        return
-    items = page.get("items") or []
-    if not items:
-        out.say("No jobs.")
-        return
     table = Table()
     for col in ("id", "action", "status", "held", "charged", "created"):
         table.add_column(col, no_wrap=col != "action")
-    for j in items:
-        table.add_row(
-            j["id"],
-            f"{j['component']} {j['action']}",
-            _status_text(j["status"]),
-            str(j["credits_held"]),
-            str(j["credits_captured"]),
-            when(j.get("created_at")),
-        )
-    out.table(table)
-    page_hint(out, page)
+    show_page(out, page, table, _job_row, empty="No jobs.")
+
+
+def _job_row(j: dict[str, Any]) -> list[str]:
+    return [
+        j["id"],
+        f"{j['component']} {j['action']}",
+        _status_text(j["status"]),
+        str(j["credits_held"]),
+        str(j["credits_captured"]),
+        when(j.get("created_at")),
+    ]
 
 
 def _status_text(status: str) -> str:

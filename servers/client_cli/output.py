@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
 import typer
@@ -89,3 +89,26 @@ def when(value: Any) -> str:
 def page_hint(out: Output, page: dict[str, Any]) -> None:
     if page.get("next_cursor"):
         out.say(f"[dim]more: --cursor {page['next_cursor']}[/]")
+
+
+def show_page(
+    out: Output,
+    page: dict[str, Any],
+    table: Table,
+    row: Callable[[dict[str, Any]], Iterable[str]],
+    *,
+    empty: str,
+) -> None:
+    """A page of a list: the page itself with --json; else `empty` when it has no items, or
+    `table` with a row per item and the cursor of the next page."""
+    if out.json:
+        out.document(page)
+        return
+    items = page.get("items") or []
+    if not items:
+        out.say(empty)
+        return
+    for item in items:
+        table.add_row(*row(item))
+    out.table(table)
+    page_hint(out, page)

@@ -18,7 +18,7 @@ from rich.table import Table
 from servers.client_cli.api import Api, connect, problem_body
 from servers.client_cli.errors import EXIT_FAILED, EXIT_PROBLEM, CliError
 from servers.client_cli.options import CursorOpt, JsonOpt, LimitOpt, OrgOpt, ServerOpt, parse_object
-from servers.client_cli.output import Output, handled, page_hint
+from servers.client_cli.output import Output, handled, show_page
 
 # Agent Skills spec: the folder name; checked before it becomes a path (the server is not trusted
 # to choose where we write).
@@ -200,28 +200,24 @@ def search(
     out = Output(json_output)
     with connect(server, org) as api:
         page = api.get_json("/v1/registry", {"q": query, "kind": kind, "limit": limit, "cursor": cursor})
-    if out.json:
-        out.document(page)
-        return
-    items = page.get("items") or []
-    if not items:
-        out.say("No component matches." if query else "The registry is empty.")
-        return
     table = Table()
     for col in ("slug", "name", "kind", "version", "installed", "summary"):
         table.add_column(col, overflow="fold" if col == "summary" else "ellipsis")
-    for c in items:
-        summary = (c.get("description") or "").strip().splitlines()
-        table.add_row(
-            c["slug"],
-            c.get("name") or "",
-            c.get("kind") or "",
-            c.get("version") or "",
-            "yes" if c.get("installed") else "no",
-            _short(summary[0] if summary else "", 80),
-        )
-    out.table(table)
-    page_hint(out, page)
+    show_page(
+        out, page, table, _component_row, empty="No component matches." if query else "The registry is empty."
+    )
+
+
+def _component_row(c: dict[str, Any]) -> list[str]:
+    summary = (c.get("description") or "").strip().splitlines()
+    return [
+        c["slug"],
+        c.get("name") or "",
+        c.get("kind") or "",
+        c.get("version") or "",
+        "yes" if c.get("installed") else "no",
+        _short(summary[0] if summary else "", 80),
+    ]
 
 
 def _short(text: str, width: int) -> str:

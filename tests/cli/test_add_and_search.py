@@ -178,19 +178,8 @@ def test_add_installs_for_the_context_and_writes_the_skill(
     cli: Cli, stub: StubRegistry, tmp_path: Path
 ) -> None:
     skills = tmp_path / "project" / ".claude" / "skills"
-    first = cli(
-        "add",
-        "bookings",
-        "--dir",
-        str(skills),
-        "--org",
-        "acme",
-        "--config",
-        '{"tz": "Europe/Paris"}',
-        "--server",
-        stub.url,
-        ATLILITH_TOKEN="good",
-    )
+    add = ("add", "bookings", "--dir", str(skills), "--server", stub.url)
+    first = cli(*add, "--org", "acme", "--config", '{"tz": "Europe/Paris"}', ATLILITH_TOKEN="good")
     assert first.exit_code == 0, first.output
     target = skills / "bookings" / "SKILL.md"
     assert target.read_text() == SKILL
@@ -208,41 +197,13 @@ def test_add_installs_for_the_context_and_writes_the_skill(
     assert stub.installed[("acme", "bookings")]["config"] == {"tz": "Europe/Paris"}
 
     # Again: already installed, the skill is unchanged; a new --config is applied with PATCH.
-    again = one_json(
-        cli(
-            "add",
-            "bookings",
-            "--dir",
-            str(skills),
-            "--org",
-            "acme",
-            "--config",
-            '{"tz": "UTC"}',
-            "--json",
-            "--server",
-            stub.url,
-            ATLILITH_TOKEN="good",
-        )
-    )
+    again = one_json(cli(*add, "--org", "acme", "--config", '{"tz": "UTC"}', "--json", ATLILITH_TOKEN="good"))
     assert again["created"] is False and again["config_updated"] is True
     assert again["installation"]["config"] == {"tz": "UTC"}
     assert again["skill"]["action"] == "unchanged" and again["skill"]["path"] == str(target)
 
     # Another context is another installation.
-    personal = one_json(
-        cli(
-            "add",
-            "bookings",
-            "--dir",
-            str(skills),
-            "--org",
-            "personal",
-            "--json",
-            "--server",
-            stub.url,
-            ATLILITH_TOKEN="good",
-        )
-    )
+    personal = one_json(cli(*add, "--org", "personal", "--json", ATLILITH_TOKEN="good"))
     assert personal["created"] is True and ("personal", "bookings") in stub.installed
 
 

@@ -127,16 +127,8 @@ async def test_jobs_run_wait_get_list_and_credits(
     await install(http, a, "identity")
     atl.login(a.slug, a.password)
 
-    ran = atl(
-        "jobs",
-        "run",
-        "identity",
-        "resolve-person",
-        "--input",
-        '{"email": "Ann@Example.com"}',
-        "--wait",
-        "--json",
-    )
+    run_ann = ("jobs", "run", "identity", "resolve-person", "--input", '{"email": "Ann@Example.com"}')
+    ran = atl(*run_ann, "--wait", "--json")
     assert ran.exit_code == 0, ran.output
     doc = one_json(ran)
     job = doc["job"]
@@ -145,19 +137,7 @@ async def test_jobs_run_wait_get_list_and_credits(
     assert job["credits_captured"] == 1
 
     # The same key again: the server answers with the first job instead of running a second.
-    again = one_json(
-        atl(
-            "jobs",
-            "run",
-            "identity",
-            "resolve-person",
-            "--input",
-            '{"email": "Ann@Example.com"}',
-            "--idempotency-key",
-            doc["idempotency_key"],
-            "--json",
-        )
-    )
+    again = one_json(atl(*run_ann, "--idempotency-key", doc["idempotency_key"], "--json"))
     assert again["accepted"]["job_id"] == job["id"]
 
     got = one_json(atl("jobs", "get", job["id"], "--json"))

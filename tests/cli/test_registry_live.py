@@ -5,17 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.cli.live import Cli, one_json
-from tests.conftest import ROOT, make_org, signup
+from tests.conftest import ROOT, Account, make_org, signup
 
 
-async def test_add_installs_and_writes_the_served_skill(
-    atl: Cli, http: httpx.AsyncClient, tmp_path: Path
-) -> None:
+@pytest.fixture
+async def owner(atl: Cli, http: httpx.AsyncClient) -> tuple[Account, str]:
+    """A person signed in to the CLI, and an org they own."""
     a = await signup(http)
     org = await make_org(http, a)
     atl.login(a.slug, a.password)
+    return a, org
+
+
+async def test_add_installs_and_writes_the_served_skill(
+    atl: Cli, http: httpx.AsyncClient, tmp_path: Path, owner: tuple[Account, str]
+) -> None:
+    a, org = owner
     skills = tmp_path / ".claude" / "skills"
 
     # Find a built-in that has a skill, as an agent would.
@@ -40,11 +48,9 @@ async def test_add_installs_and_writes_the_served_skill(
 
 
 async def test_search_shows_the_installed_state_of_the_context(
-    atl: Cli, http: httpx.AsyncClient, tmp_path: Path
+    atl: Cli, http: httpx.AsyncClient, tmp_path: Path, owner: tuple[Account, str]
 ) -> None:
-    a = await signup(http)
-    org = await make_org(http, a)
-    atl.login(a.slug, a.password)
+    _, org = owner
 
     def installed(*org_args: str) -> dict[str, bool]:
         page = one_json(atl("search", "--json", "--limit", "100", *org_args))

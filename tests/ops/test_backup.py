@@ -11,7 +11,6 @@ import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
@@ -23,8 +22,9 @@ from core.config import Settings
 from core.db import asyncpg_url
 from core.migrate import alembic_config, create_database, drop_database, migrate
 from core.uow import Database, app_database_url
-from tests.conftest import running
+from tests.conftest import app_settings
 from tests.support.demo import SEED_PASSWORD, seed_everything
+from tests.support.serving import app_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,15 +133,9 @@ async def execute(s: Settings, sql: str) -> None:
 
 async def app_runs_on(s: Settings) -> None:
     """The app, as its non-superuser role, signs in, reads and writes on the restored copy."""
-    from servers.app import create_app
-
     db = Database(s)
-    app = create_app(s, db=db, run_relay=False)
     try:
-        async with (
-            running(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c,
-        ):
+        async with app_client(db) as c:
             assert (await c.get("/health")).status_code == 200
             login = await c.post("/v1/auth/login", json={"login": "transquinnftw", "password": SEED_PASSWORD})
             assert login.status_code == 200, login.text
@@ -210,16 +204,7 @@ async def test_restore_drill_on_embedded_postgres_18() -> None:
     try:
         admin = server.url(DATABASE)
         await ensure_database(admin, DATABASE)
-        base = Settings(
-            env="test",
-            database_url=admin,
-            jwt_secret="drill-secret-" + "y" * 40,
-            password_hash_profile="cheapest",
-            relay_enabled=False,
-            log_format="json",
-            log_level="warning",
-            data_dir=ROOT / ".atlilith" / "ops-drill",
-        )
+        base = app_settings(admin, data_dir=ROOT / ".atlilith" / "ops-drill")
         name = f"atl_drill_{secrets.token_hex(3)}"
         s = await fresh_seeded(base, name)
         out = ROOT / ".atlilith" / "ops-drill" / "backups"

@@ -15,7 +15,7 @@ from core.outbox import outbox_table
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
-from tests.support.billing import assert_consistent, grant, ledger_state, make_admin
+from tests.support.billing import assert_consistent, grant, ledger_state, make_admin, register_peer
 from tests.support.mcp import tool_error
 from tests.support.registry import install, uninstall
 
@@ -316,18 +316,12 @@ async def test_a_peer_action_needs_the_peer_installed_over_rest_and_mcp(
     org_id = (await client.get(f"/v1/orgs/{org}", headers=a.h())).json()["id"]
     await grant(client, admin, 20, person=a.slug)
     await grant(client, admin, 20, org=org)
-    slug = f"peer-{uuid.uuid4().hex[:8]}"
-    made = await client.post(
-        "/v1/admin/peers",
-        json={
-            "slug": slug,
-            "name": "Drafts",
-            "base_url": "http://127.0.0.1:9",  # never called: nothing here reaches the relay
-            "actions": [{"name": "draft-reply", "price": 5}],
-        },
-        headers=admin.h(),
-    )
-    assert made.status_code == 201, made.text
+    # Never called: nothing here reaches the relay.
+    slug = (
+        await register_peer(
+            client, admin, "http://127.0.0.1:9", actions=[{"name": "draft-reply", "price": 5}]
+        )
+    )["slug"]
     # The registry knows the peer as a component one installs.
     assert (await client.get(f"/v1/registry/{slug}", headers=a.h())).json()["installed"] is False
 

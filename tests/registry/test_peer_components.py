@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import signup
-from tests.support.billing import FakePeer, grant, make_admin
+from tests.support.billing import FakePeer, grant, make_admin, register_peer
 from tests.support.registry import install
 
 
@@ -69,17 +69,9 @@ async def test_a_failure_writes_neither_side(client: httpx.AsyncClient) -> None:
     # The billing-shaped door registers the same way: a runnable peer is always in the catalogue,
     # and its slug is then taken for both doors.
     slug = f"legacy-{uuid.uuid4().hex[:8]}"
-    pre = await client.post(
-        "/v1/admin/peers",
-        json={
-            "slug": slug,
-            "name": "Old door",
-            "base_url": "http://127.0.0.1:9",
-            "actions": [{"name": "xx", "price": 1}],
-        },
-        headers=admin.h(),
+    await register_peer(
+        client, admin, "http://127.0.0.1:9", slug=slug, name="Old door", actions=[{"name": "xx", "price": 1}]
     )
-    assert pre.status_code == 201 and pre.json()["secret"], pre.text
     listed = await client.get(f"/v1/registry/{slug}", headers=admin.h())
     assert listed.status_code == 200 and listed.json()["kind"] == "peer", listed.text
     assert [a["name"] for a in listed.json()["actions"]] == ["xx"]

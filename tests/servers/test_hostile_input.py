@@ -12,7 +12,7 @@ from mcp import Client
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import Account, signup
-from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
+from tests.core.bookings.helpers import at, day_ahead, hold, make_service, set_hours
 from tests.support.mcp import tool_error
 from tests.support.registry import install
 
@@ -39,12 +39,9 @@ async def booking_world(client: httpx.AsyncClient) -> tuple[Account, str, str]:
     await set_hours(client, a)
     service = await make_service(client, a)
     day = day_ahead(7)
-    held = await client.post(
-        "/v1/bookings/holds",
-        json={"service_id": service["id"], "start_at": at(day, "10:00"), "client_email": "c@example.com"},
-        headers=a.h(),
+    held = await hold(
+        client, a, service_id=service["id"], start_at=at(day, "10:00"), client_email="c@example.com"
     )
-    assert held.status_code == 201, held.text
     return a, service["id"], held.json()["id"]
 
 

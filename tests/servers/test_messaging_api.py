@@ -6,11 +6,9 @@ import asyncio
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 
 from core.messaging.threads import wake_snoozed_threads
@@ -20,18 +18,6 @@ from tests.conftest import make_org, signup
 from tests.support.messaging import FakePeer, api_key, inbound, messaging_database, outbox
 from tests.support.relay import drain_until
 from tests.support.serving import app_client
-
-
-@pytest.fixture(scope="module")
-async def mdb(db: Database) -> AsyncIterator[Database]:
-    async with messaging_database(db) as database:
-        yield database
-
-
-@pytest.fixture
-async def mc(mdb: Database) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(mdb) as c:
-        yield c
 
 
 def bearer(token: str, org: str | None = None) -> dict[str, str]:

@@ -26,8 +26,8 @@ from core.relay import Relay
 from core.uow import Database
 from servers import telemetry
 from servers.mcp import build_server
-from tests.conftest import running, signup
-from tests.core.bookings.helpers import admin, at, day_ahead, make_service, set_hours
+from tests.conftest import Account, running, signup
+from tests.core.bookings.helpers import admin, at, day_ahead, hold, make_service, set_hours
 from tests.support.billing import grant, make_admin
 from tests.support.messaging import FakePeer, inbound, messaging_database
 from tests.support.registry import install
@@ -63,6 +63,23 @@ async def traced(spans: InMemorySpanExporter, db: Database) -> AsyncIterator[htt
         yield c
 
 
+@pytest.fixture
+async def holding(
+    traced: httpx.AsyncClient, spans: InMemorySpanExporter, db: Database
+) -> tuple[Account, httpx.Response]:
+    """A person with working hours and a service, set up through `traced`, and their hold's
+    response: the first request the recorded spans hold."""
+    owner = await signup(traced)
+    await set_hours(traced, owner)
+    service = await make_service(traced, owner)
+    await Relay(db).drain()  # what set-up emitted is handled before we look
+    spans.clear()
+    start = at(day_ahead(6), "10:00")
+    return owner, await hold(
+        traced, owner, service_id=service["id"], start_at=start, client_email="c@example.com"
+    )
+
+
 def _hex(value: int) -> str:
     return otel_trace.format_trace_id(value)
 
@@ -89,31 +106,19 @@ def is_sql(span: ReadableSpan) -> bool:
 
 
 async def test_a_rest_hold_reads_as_one_trace_through_the_outbox_to_its_handler(
-    traced: httpx.AsyncClient, spans: InMemorySpanExporter, db: Database
+    traced: httpx.AsyncClient,
+    spans: InMemorySpanExporter,
+    db: Database,
+    holding: tuple[Account, httpx.Response],
 ) -> None:
-    owner = await signup(traced, "trace")
-    await set_hours(traced, owner)
-    service = await make_service(traced, owner)
-    await Relay(db).drain()  # what set-up emitted is handled before we look
-    spans.clear()
-
-    hold = await traced.post(
-        "/v1/bookings/holds",
-        json={
-            "service_id": service["id"],
-            "start_at": at(day_ahead(6), "10:00"),
-            "client_email": "t@example.com",
-        },
-        headers=owner.h(),
-    )
-    assert hold.status_code == 201, hold.text
-    trace_id = hold.headers["x-trace-id"]
+    owner, held = holding
+    trace_id = held.headers["x-trace-id"]
     # The outbox row keeps the span that emitted it, in the request's trace.
     rows = await admin(
         db,
         "SELECT traceparent, trace_id FROM platform.outbox WHERE name = 'bookings/booking.held'"
         " AND data->>'booking_id' = :b",
-        {"b": hold.json()["id"]},
+        {"b": held.json()["id"]},
     )
     assert len(rows) == 1 and rows[0].trace_id == trace_id and rows[0].traceparent.split("-")[1] == trace_id
 
@@ -142,7 +147,7 @@ async def test_a_rest_hold_reads_as_one_trace_through_the_outbox_to_its_handler(
     assert any(handler in ancestors(s, index) for s in everything if is_sql(s))
 
     # Confirming is a request of its own: its booking.confirmed handlers join its trace.
-    confirmed = await traced.post(f"/v1/bookings/{hold.json()['id']}/confirm", json={}, headers=owner.h())
+    confirmed = await traced.post(f"/v1/bookings/{held.json()['id']}/confirm", json={}, headers=owner.h())
     assert confirmed.status_code == 200, confirmed.text
     await Relay(db).drain()
     confirm_spans = in_trace(spans, confirmed.headers["x-trace-id"])
@@ -153,22 +158,13 @@ async def test_a_rest_hold_reads_as_one_trace_through_the_outbox_to_its_handler(
 
 
 async def test_a_reminder_sent_later_by_a_sweep_continues_the_confirms_trace(
-    traced: httpx.AsyncClient, spans: InMemorySpanExporter, db: Database
+    traced: httpx.AsyncClient,
+    spans: InMemorySpanExporter,
+    db: Database,
+    holding: tuple[Account, httpx.Response],
 ) -> None:
-    owner = await signup(traced, "remind")
-    await set_hours(traced, owner)
-    service = await make_service(traced, owner)
-    hold = await traced.post(
-        "/v1/bookings/holds",
-        json={
-            "service_id": service["id"],
-            "start_at": at(day_ahead(6), "10:00"),
-            "client_email": "r@example.com",
-        },
-        headers=owner.h(),
-    )
-    assert hold.status_code == 201, hold.text
-    confirmed = await traced.post(f"/v1/bookings/{hold.json()['id']}/confirm", json={}, headers=owner.h())
+    owner, held = holding
+    confirmed = await traced.post(f"/v1/bookings/{held.json()['id']}/confirm", json={}, headers=owner.h())
     assert confirmed.status_code == 200, confirmed.text
     confirm_trace = confirmed.headers["x-trace-id"]
     await Relay(db).drain()
@@ -182,7 +178,7 @@ async def test_a_reminder_sent_later_by_a_sweep_continues_the_confirms_trace(
         db,
         "SELECT trace_id, traceparent FROM platform.outbox WHERE name = 'bookings/booking.reminder_due'"
         " AND data->>'booking_id' = :b",
-        {"b": hold.json()["id"]},
+        {"b": held.json()["id"]},
     )
     assert len(rows) == 1 and rows[0].trace_id == confirm_trace
     assert rows[0].traceparent.split("-")[1] == confirm_trace

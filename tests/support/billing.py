@@ -26,6 +26,7 @@ from core.errors import ValidationFailed
 from core.tenancy.models import Client
 from core.uow import Database
 from tests.conftest import Account, signup
+from tests.support.registry import install
 from tests.support.serving import LocalServer
 from tests.support.sql import system_sql
 
@@ -278,3 +279,31 @@ class FakePeer(LocalServer):
             routes=[Route("/run/{action}", run, methods=["POST"]), Route("/health", health, methods=["GET"])]
         )
         self.listen(self.app)
+
+
+async def register_peer(
+    client: httpx.AsyncClient,
+    admin: Account,
+    base_url: str,
+    *,
+    installed_by: Account | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Register a peer component as a platform admin; `installed_by` installs it in that
+    person's personal context, where their runs act."""
+    body = {
+        "slug": f"peer-{uuid.uuid4().hex[:8]}",
+        "name": "Drafts",
+        "base_url": base_url,
+        "actions": [
+            {"name": "draft-reply", "price": 5, "summary": "Draft a reply"},
+            {"name": "long-read", "price": 2, "overage": "allow"},
+        ],
+        **extra,
+    }
+    r = await client.post("/v1/admin/peers", json=body, headers=admin.h())
+    assert r.status_code == 201, r.text
+    assert r.json()["secret"].startswith("whsec_")
+    if installed_by is not None:
+        await install(client, installed_by, r.json()["slug"])
+    return dict(r.json())

@@ -45,6 +45,15 @@ class Victim:
         return value
 
 
+async def created(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], headers: dict[str, str]
+) -> dict[str, Any]:
+    """POST `body` to `path` as the victim; asserted 201, the created object."""
+    r = await client.post(path, json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
 def worlds() -> list[ModuleType]:
     import tests.support.worlds as pkg
 

@@ -9,11 +9,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 from mcp import Client
 from sqlalchemy import event
 
 from core.uow import Database
-from tests.conftest import make_org, signup
+from tests.conftest import Account, make_org, signup
 from tests.support.mcp import mcp_client
 from tests.support.registry import install
 
@@ -44,12 +45,19 @@ async def call(c: Client, name: str, arguments: dict[str, Any], db: Database) ->
     return result, len(seen)
 
 
-async def test_one_tool_call_over_http_authenticates_once(
-    app: Any, client: httpx.AsyncClient, db: Database
-) -> None:
+@pytest.fixture
+async def owner(client: httpx.AsyncClient) -> tuple[Account, str]:
+    """A person and an org of theirs where bookings is installed."""
     a = await signup(client)
     org = await make_org(client, a)
     await install(client, a, "bookings", org=org)
+    return a, org
+
+
+async def test_one_tool_call_over_http_authenticates_once(
+    app: Any, client: httpx.AsyncClient, db: Database, owner: tuple[Account, str]
+) -> None:
+    a, org = owner
     async with mcp_client(app, a.token) as c:
         await c.list_tools()  # the client's schema cache: later calls send tools/call alone
         me, count = await call(c, "whoami", {}, db)
@@ -65,11 +73,9 @@ async def test_one_tool_call_over_http_authenticates_once(
 
 
 async def test_a_key_bound_to_an_org_acts_there_with_one_authentication(
-    app: Any, client: httpx.AsyncClient, db: Database
+    app: Any, client: httpx.AsyncClient, db: Database, owner: tuple[Account, str]
 ) -> None:
-    a = await signup(client)
-    org = await make_org(client, a)
-    await install(client, a, "bookings", org=org)
+    a, org = owner
     key = (
         await client.post("/v1/api-keys", json={"name": "agent", "scopes": ["*"], "org": org}, headers=a.h())
     ).json()

@@ -7,7 +7,7 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,16 +27,6 @@ from tests.cli.live import LiveServer
 from tests.conftest import Account, make_org, signup
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def live(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(settings, tmp_path_factory.mktemp("live") / "server.log")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class Heard:

@@ -16,10 +16,10 @@ from sqlalchemy import text
 from core import billing, webhooks
 from core.relay import Relay
 from core.uow import Database
-from servers.app import create_app
-from tests.conftest import make_org, running, signup
+from tests.conftest import make_org, signup
 from tests.support.billing import app_db, assert_consistent, grant, ledger_state, make_admin, signed
 from tests.support.registry import install
+from tests.support.serving import app_client
 
 PERSON = {"input": {"email": "ada@example.com"}}
 
@@ -438,12 +438,8 @@ async def test_purchase_webhook_is_signed_and_replay_safe(db: Database, client: 
     # Mid-rotation: the newest key first, the old one still accepted.
     settings = db.settings.model_copy(update={"billing_webhook_secret": f"{secret},{old_secret}"})
     shop_db = Database(settings)
-    app = create_app(settings, db=shop_db, run_relay=False)
     try:
-        async with (
-            running(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as shop,
-        ):
+        async with app_client(shop_db) as shop:
             event = {
                 "id": f"evt_{uuid.uuid4().hex}",
                 "type": "credits.purchased",

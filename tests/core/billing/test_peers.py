@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,41 +26,13 @@ from tests.support.billing import (
     grant,
     ledger_state,
     make_admin,
+    register_peer,
     signed,
     signed_by,
 )
-from tests.support.registry import install
 from tests.support.rls import raw_as
 from tests.support.serving import free_port, serving
 from tests.support.sql import system_sql
-
-
-async def register(
-    client: httpx.AsyncClient,
-    admin: Account,
-    base_url: str,
-    *,
-    installed_by: Account | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Register a peer component as a platform admin; `installed_by` installs it in that
-    person's personal context, where their runs act."""
-    body = {
-        "slug": f"peer-{uuid.uuid4().hex[:8]}",
-        "name": "Drafts",
-        "base_url": base_url,
-        "actions": [
-            {"name": "draft-reply", "price": 5, "summary": "Draft a reply"},
-            {"name": "long-read", "price": 2, "overage": "allow"},
-        ],
-        **extra,
-    }
-    r = await client.post("/v1/admin/peers", json=body, headers=admin.h())
-    assert r.status_code == 201, r.text
-    assert r.json()["secret"].startswith("whsec_")
-    if installed_by is not None:
-        await install(client, installed_by, r.json()["slug"])
-    return dict(r.json())
 
 
 async def assert_nothing_charged(client: httpx.AsyncClient, db: Database, who: Account) -> None:
@@ -83,96 +56,111 @@ async def setup(client: httpx.AsyncClient, db: Database) -> Any:
     return admin, a
 
 
+@pytest.fixture
+async def fake() -> AsyncIterator[FakePeer]:
+    async with FakePeer() as peer:
+        yield peer
+
+
+@pytest.fixture
+async def peer(client: httpx.AsyncClient, setup: Any, fake: FakePeer) -> dict[str, Any]:
+    """A peer served by `fake`, registered by the admin and installed by `a`."""
+    admin, a = setup
+    return await register_peer(client, admin, fake.base_url, installed_by=a)
+
+
+@pytest.fixture
+async def job_id(client: httpx.AsyncClient, db: Database, setup: Any, peer: dict[str, Any]) -> str:
+    """A run of `peer`'s draft-reply by `a`, handed to the peer and waiting for its callback."""
+    _, a = setup
+    return await dispatch(client, db, peer, a)
+
+
 async def job_of(client: httpx.AsyncClient, a: Account, job_id: str) -> dict[str, Any]:
     return dict((await client.get(f"/v1/jobs/{job_id}", headers=a.h())).json())
 
 
 async def test_round_trip_success_with_trace_id_end_to_end(
-    client: httpx.AsyncClient, db: Database, setup: Any
+    client: httpx.AsyncClient, db: Database, setup: Any, fake: FakePeer, peer: dict[str, Any]
 ) -> None:
     admin, a = setup
-    async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url, installed_by=a)
-        health = await client.get(f"/v1/admin/peers/{peer['slug']}/health", headers=admin.h())
-        assert health.json()["healthy"] is True and health.json()["status"] == 200
-        listed = (await client.get("/v1/actions?limit=100", headers=a.h())).json()["items"]
-        assert {"component": peer["slug"], "action": "draft-reply", "price": 5}.items() <= next(
-            x for x in listed if x["component"] == peer["slug"] and x["action"] == "draft-reply"
-        ).items()
+    health = await client.get(f"/v1/admin/peers/{peer['slug']}/health", headers=admin.h())
+    assert health.json()["healthy"] is True and health.json()["status"] == 200
+    listed = (await client.get("/v1/actions?limit=100", headers=a.h())).json()["items"]
+    assert {"component": peer["slug"], "action": "draft-reply", "price": 5}.items() <= next(
+        x for x in listed if x["component"] == peer["slug"] and x["action"] == "draft-reply"
+    ).items()
 
-        trace = uuid.uuid4().hex
-        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
-            run = await client.post(
-                f"/v1/run/{peer['slug']}/draft-reply",
-                json={"input": {"message": "Bonjour"}},
-                headers={**a.h(), "traceparent": f"00-{trace}-{'1' * 16}-01"},
-            )
-            assert run.status_code == 202, run.text
-            job_id = run.json()["job_id"]
-            # The job continues the caller's trace: its id is the request's trace id.
-            assert run.json()["trace_id"] == trace == uuid.UUID(job_id).hex
-            assert run.headers["x-trace-id"] == trace and run.headers["location"] == f"/v1/jobs/{job_id}"
-            await Relay(db).drain()
-            assert len(fake.received) == 1
-            sent, headers = fake.received[0], fake.headers[0]
-            assert sent["job_id"] == job_id and sent["trace_id"] == trace and sent["action"] == "draft-reply"
-            assert sent["input"] == {"message": "Bonjour"} and sent["tenant_id"] == a.id
-            assert sent["callback_url"].endswith(f"/v1/jobs/{job_id}/callback")
-            assert headers["traceparent"].split("-")[1] == trace and headers["idempotency-key"] == job_id
-            raw = fake.received_raw[0]
-            # Signed per Standard Webhooks; the message id is the job id, stable over retries.
-            assert signed_by(peer["secret"], raw, headers) and headers["webhook-id"] == job_id
-            assert (await job_of(client, a, job_id))["status"] == "running"
-
-            result = {
-                "status": "succeeded",
-                "output": {"draft": "Merci !"},
-                "usage": {"credits": 4, "metrics": {"tokens": 812}},
-            }
-            body, sig = signed(peer["secret"], result)
-            done = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
-            assert done.status_code == 200 and done.json() == {
-                "job_id": job_id,
-                "status": "succeeded",
-                "applied": True,
-            }
-        lines = [
-            e for e in logs if e.get("job_id") == job_id or e.get("event") in {"peer_call", "peer_accepted"}
-        ]
-        assert {e["event"] for e in lines} >= {
-            "job_queued",
-            "job_started",
-            "peer_call",
-            "peer_accepted",
-            "job_succeeded",
-        }
-        assert all(e["trace_id"] == trace for e in lines), [(e["event"], e["trace_id"]) for e in lines]
-
-        finished = await job_of(client, a, job_id)
-        assert finished["output"] == {"draft": "Merci !"} and finished["usage"] == {"tokens": 812}
-        assert finished["credits_captured"] == 4 and finished["hold_status"] == "captured"
-        # Duplicate and late callbacks: 200, applied false, nothing moves.
-        again = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
-        assert again.status_code == 200 and again.json()["applied"] is False
-        fail_late_body, fail_late = signed(peer["secret"], {"status": "failed", "error": {"code": "oops"}})
-        late = await client.post(f"/v1/jobs/{job_id}/callback", content=fail_late_body, headers=fail_late)
-        assert late.json() == {"job_id": job_id, "status": "succeeded", "applied": False}
-        balance = (await client.get("/v1/credits", headers=a.h())).json()
-        assert (balance["balance"], balance["held"]) == (16, 0)
-        assert_consistent(await ledger_state(db, a.id))
-
-
-async def test_peer_failure_callback_releases(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
-    admin, a = setup
-    async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = await dispatch(client, db, peer, a)
-        body, sig = signed(
-            peer["secret"],
-            {"status": "failed", "error": {"code": "model_overloaded", "message": "try later"}},
+    trace = uuid.uuid4().hex
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        run = await client.post(
+            f"/v1/run/{peer['slug']}/draft-reply",
+            json={"input": {"message": "Bonjour"}},
+            headers={**a.h(), "traceparent": f"00-{trace}-{'1' * 16}-01"},
         )
-        r = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
-        assert r.json()["applied"] is True
+        assert run.status_code == 202, run.text
+        job_id = run.json()["job_id"]
+        # The job continues the caller's trace: its id is the request's trace id.
+        assert run.json()["trace_id"] == trace == uuid.UUID(job_id).hex
+        assert run.headers["x-trace-id"] == trace and run.headers["location"] == f"/v1/jobs/{job_id}"
+        await Relay(db).drain()
+        assert len(fake.received) == 1
+        sent, headers = fake.received[0], fake.headers[0]
+        assert sent["job_id"] == job_id and sent["trace_id"] == trace and sent["action"] == "draft-reply"
+        assert sent["input"] == {"message": "Bonjour"} and sent["tenant_id"] == a.id
+        assert sent["callback_url"].endswith(f"/v1/jobs/{job_id}/callback")
+        assert headers["traceparent"].split("-")[1] == trace and headers["idempotency-key"] == job_id
+        raw = fake.received_raw[0]
+        # Signed per Standard Webhooks; the message id is the job id, stable over retries.
+        assert signed_by(peer["secret"], raw, headers) and headers["webhook-id"] == job_id
+        assert (await job_of(client, a, job_id))["status"] == "running"
+
+        result = {
+            "status": "succeeded",
+            "output": {"draft": "Merci !"},
+            "usage": {"credits": 4, "metrics": {"tokens": 812}},
+        }
+        body, sig = signed(peer["secret"], result)
+        done = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
+        assert done.status_code == 200 and done.json() == {
+            "job_id": job_id,
+            "status": "succeeded",
+            "applied": True,
+        }
+    lines = [e for e in logs if e.get("job_id") == job_id or e.get("event") in {"peer_call", "peer_accepted"}]
+    assert {e["event"] for e in lines} >= {
+        "job_queued",
+        "job_started",
+        "peer_call",
+        "peer_accepted",
+        "job_succeeded",
+    }
+    assert all(e["trace_id"] == trace for e in lines), [(e["event"], e["trace_id"]) for e in lines]
+
+    finished = await job_of(client, a, job_id)
+    assert finished["output"] == {"draft": "Merci !"} and finished["usage"] == {"tokens": 812}
+    assert finished["credits_captured"] == 4 and finished["hold_status"] == "captured"
+    # Duplicate and late callbacks: 200, applied false, nothing moves.
+    again = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
+    assert again.status_code == 200 and again.json()["applied"] is False
+    fail_late_body, fail_late = signed(peer["secret"], {"status": "failed", "error": {"code": "oops"}})
+    late = await client.post(f"/v1/jobs/{job_id}/callback", content=fail_late_body, headers=fail_late)
+    assert late.json() == {"job_id": job_id, "status": "succeeded", "applied": False}
+    balance = (await client.get("/v1/credits", headers=a.h())).json()
+    assert (balance["balance"], balance["held"]) == (16, 0)
+    assert_consistent(await ledger_state(db, a.id))
+
+
+async def test_peer_failure_callback_releases(
+    client: httpx.AsyncClient, db: Database, setup: Any, peer: dict[str, Any], job_id: str
+) -> None:
+    _, a = setup
+    body, sig = signed(
+        peer["secret"],
+        {"status": "failed", "error": {"code": "model_overloaded", "message": "try later"}},
+    )
+    r = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
+    assert r.json()["applied"] is True
     failed = await job_of(client, a, job_id)
     assert failed["status"] == "failed" and failed["error"] == {
         "code": "model_overloaded",
@@ -186,7 +174,7 @@ async def test_unreachable_peer_fails_with_a_reason(
 ) -> None:
     admin, a = setup
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    peer = await register(client, admin, nowhere, installed_by=a)
+    peer = await register_peer(client, admin, nowhere, installed_by=a)
     job_id = await dispatch(client, db, peer, a)
     failed = await job_of(client, a, job_id)
     assert failed["status"] == "failed" and failed["error"]["code"] == "peer_unreachable"
@@ -202,7 +190,7 @@ async def test_peer_errors_are_retried_a_bounded_number_of_times(
     admin, a = setup
     async with FakePeer() as fake:
         fake.mode = "error"
-        peer = await register(client, admin, fake.base_url, installed_by=a)
+        peer = await register_peer(client, admin, fake.base_url, installed_by=a)
         job_id = await dispatch(client, db, peer, a)
         assert len(fake.received) == db.settings.peer_max_attempts
         failed = await job_of(client, a, job_id)
@@ -224,7 +212,7 @@ async def test_peer_request_timeout(client: httpx.AsyncClient, db: Database, set
     try:
         async with FakePeer() as fake:
             fake.mode, fake.slow_seconds = "slow", 1.5
-            peer = await register(client, admin, fake.base_url, installed_by=a)
+            peer = await register_peer(client, admin, fake.base_url, installed_by=a)
             job_id = await dispatch(client, quick, peer, a)
             failed = await job_of(client, a, job_id)
             assert failed["status"] == "failed" and failed["error"]["code"] == "peer_timeout"
@@ -239,7 +227,7 @@ async def test_no_callback_before_the_deadline_fails_as_timeout(
 ) -> None:
     admin, a = setup
     async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url, installed_by=a, timeout_seconds=30)
+        peer = await register_peer(client, admin, fake.base_url, installed_by=a, timeout_seconds=30)
         job_id = await dispatch(client, db, peer, a)
         running_job = await job_of(client, a, job_id)
         deadline = dt.datetime.fromisoformat(running_job["deadline_at"])
@@ -262,160 +250,152 @@ async def test_no_callback_before_the_deadline_fails_as_timeout(
 
 
 async def test_bad_signatures_are_refused_and_end_the_job_as_failed(
-    client: httpx.AsyncClient, db: Database, setup: Any
+    client: httpx.AsyncClient, db: Database, setup: Any, peer: dict[str, Any], job_id: str
 ) -> None:
-    admin, a = setup
-    async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = await dispatch(client, db, peer, a)
-        result = {"status": "succeeded", "output": {"x": 1}, "usage": {"credits": 5}}
-        forged_body, forged = signed(webhooks.new_secret(), result)
-        r = await client.post(f"/v1/jobs/{job_id}/callback", content=forged_body, headers=forged)
-        assert r.status_code == 401 and r.json()["code"] == "signature_invalid" and r.json()["hint"]
-        unsigned = await client.post(f"/v1/jobs/{job_id}/callback", json=result)
-        assert unsigned.status_code == 401 and unsigned.json()["code"] == "signature_missing"
-        body, good = signed(peer["secret"], result, timestamp=int(dt.datetime.now(dt.UTC).timestamp()) - 3600)
-        stale = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=good)
-        assert stale.status_code == 401 and stale.json()["code"] == "signature_stale"
-        # A forged callback cannot end the job: it is still waiting for its peer.
-        assert (await job_of(client, a, job_id))["status"] == "running"
-        other = await client.post(f"/v1/jobs/{uuid.uuid4()}/callback", content=forged_body, headers=forged)
-        assert other.status_code == 404 and other.json()["code"] == "job_not_found"
+    _, a = setup
+    result = {"status": "succeeded", "output": {"x": 1}, "usage": {"credits": 5}}
+    forged_body, forged = signed(webhooks.new_secret(), result)
+    r = await client.post(f"/v1/jobs/{job_id}/callback", content=forged_body, headers=forged)
+    assert r.status_code == 401 and r.json()["code"] == "signature_invalid" and r.json()["hint"]
+    unsigned = await client.post(f"/v1/jobs/{job_id}/callback", json=result)
+    assert unsigned.status_code == 401 and unsigned.json()["code"] == "signature_missing"
+    body, good = signed(peer["secret"], result, timestamp=int(dt.datetime.now(dt.UTC).timestamp()) - 3600)
+    stale = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=good)
+    assert stale.status_code == 401 and stale.json()["code"] == "signature_stale"
+    # A forged callback cannot end the job: it is still waiting for its peer.
+    assert (await job_of(client, a, job_id))["status"] == "running"
+    other = await client.post(f"/v1/jobs/{uuid.uuid4()}/callback", content=forged_body, headers=forged)
+    assert other.status_code == 404 and other.json()["code"] == "job_not_found"
 
-        running_job = await job_of(client, a, job_id)
-        async with db.system() as uow:
-            await billing.sweep(
-                uow, now=dt.datetime.fromisoformat(running_job["deadline_at"]) + dt.timedelta(seconds=1)
-            )
+    running_job = await job_of(client, a, job_id)
+    async with db.system() as uow:
+        await billing.sweep(
+            uow, now=dt.datetime.fromisoformat(running_job["deadline_at"]) + dt.timedelta(seconds=1)
+        )
     failed = await job_of(client, a, job_id)
     assert failed["status"] == "failed" and failed["error"]["code"] == "signature_invalid"
     assert failed["hold_status"] == "released" and failed["credits_captured"] == 0
     await assert_nothing_charged(client, db, a)
 
 
-async def test_malformed_callback_bodies_are_422(client: httpx.AsyncClient, db: Database, setup: Any) -> None:
-    admin, a = setup
-    async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url, installed_by=a)
-        job_id = await dispatch(client, db, peer, a)
-        for bad in (
-            b"not json",
-            b'{"status": "maybe"}',
-            b'{"status": "succeeded", "usage": {"credits": -1}}',
-        ):
-            body, sig = signed(peer["secret"], bad)
-            r = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
-            assert r.status_code == 422, r.text
-        assert (await job_of(client, a, job_id))["status"] == "running"
+async def test_malformed_callback_bodies_are_422(
+    client: httpx.AsyncClient, db: Database, setup: Any, peer: dict[str, Any], job_id: str
+) -> None:
+    _, a = setup
+    for bad in (
+        b"not json",
+        b'{"status": "maybe"}',
+        b'{"status": "succeeded", "usage": {"credits": -1}}',
+    ):
+        body, sig = signed(peer["secret"], bad)
+        r = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
+        assert r.status_code == 422, r.text
+    assert (await job_of(client, a, job_id))["status"] == "running"
 
 
 async def test_peer_admin_rotation_and_validation(
-    client: httpx.AsyncClient, db: Database, setup: Any
+    client: httpx.AsyncClient, db: Database, setup: Any, fake: FakePeer, peer: dict[str, Any]
 ) -> None:
     admin, a = setup
-    async with FakePeer() as fake:
-        peer = await register(client, admin, fake.base_url, installed_by=a)
-        dup = await client.post(
-            "/v1/admin/peers",
-            json={
-                "slug": peer["slug"],
-                "name": "x",
-                "base_url": fake.base_url,
-                "actions": [{"name": "act", "price": 1}],
-            },
-            headers=admin.h(),
+    dup = await client.post(
+        "/v1/admin/peers",
+        json={
+            "slug": peer["slug"],
+            "name": "x",
+            "base_url": fake.base_url,
+            "actions": [{"name": "act", "price": 1}],
+        },
+        headers=admin.h(),
+    )
+    # Registering a peer registers a component: the registry owns the slug.
+    assert dup.status_code == 409 and dup.json()["code"] == "component_exists"
+    builtin = await client.post(
+        "/v1/admin/peers",
+        json={
+            "slug": "identity",
+            "name": "x",
+            "base_url": fake.base_url,
+            "actions": [{"name": "act", "price": 1}],
+        },
+        headers=admin.h(),
+    )
+    assert builtin.status_code == 409, builtin.text
+    bad_url = await client.post(
+        "/v1/admin/peers",
+        json={
+            "slug": "peer-bad",
+            "name": "x",
+            "base_url": "ftp://x",
+            "actions": [{"name": "act", "price": 1}],
+        },
+        headers=admin.h(),
+    )
+    assert bad_url.status_code == 422
+    job_id = await dispatch(client, db, peer, a)
+    rotated = await client.patch(
+        f"/v1/admin/peers/{peer['slug']}", json={"rotate_secret": True}, headers=admin.h()
+    )
+    assert rotated.status_code == 200 and rotated.json()["secret"] not in (None, peer["secret"])
+    new_key = rotated.json()["secret"]
+    assert new_key.startswith("whsec_") and len(rotated.json()["keys"]) == 2
+    assert rotated.json()["keys"][0]["retires_at"] is None and rotated.json()["keys"][1]["retires_at"]
+    # During the overlap the old key still verifies, and our calls carry both signatures.
+    body, old = signed(peer["secret"], {"status": "failed"})
+    overlap = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=old)
+    assert overlap.status_code == 200, overlap.text
+    second = await dispatch(client, db, peer, a)
+    raw, sent = fake.received_raw[-1], fake.headers[-1]
+    assert signed_by(new_key, raw, sent) and signed_by(peer["secret"], raw, sent)
+    assert len(sent["webhook-signature"].split(" ")) == 2
+    # Retired explicitly: the old key stops at once, the new one works.
+    retired = await client.patch(
+        f"/v1/admin/peers/{peer['slug']}", json={"retire_old_secrets": True}, headers=admin.h()
+    )
+    assert retired.status_code == 200 and retired.json()["secret"] is None
+    assert len(retired.json()["keys"]) == 1
+    body, old = signed(peer["secret"], {"status": "succeeded"})
+    refused = await client.post(f"/v1/jobs/{second}/callback", content=body, headers=old)
+    assert refused.status_code == 401 and refused.json()["code"] == "signature_invalid"
+    body, new = signed(new_key, {"status": "succeeded"})
+    assert (await client.post(f"/v1/jobs/{second}/callback", content=body, headers=new)).json()[
+        "applied"
+    ] is True
+    # A rotation with no grace ends the old key at once; our calls then carry one signature.
+    now = await client.patch(
+        f"/v1/admin/peers/{peer['slug']}",
+        json={"rotate_secret": True, "secret_grace_seconds": 0},
+        headers=admin.h(),
+    )
+    newest = now.json()["secret"]
+    assert [k["retires_at"] for k in now.json()["keys"]] == [None]
+    third = await dispatch(client, db, peer, a)
+    raw, sent = fake.received_raw[-1], fake.headers[-1]
+    assert signed_by(newest, raw, sent) and not signed_by(new_key, raw, sent)
+    body, old = signed(new_key, {"status": "succeeded"})
+    late = await client.post(f"/v1/jobs/{third}/callback", content=body, headers=old)
+    assert late.status_code == 401 and late.json()["code"] == "signature_invalid"
+    kept = (
+        await system_sql(
+            db,
+            "SELECT count(*) FROM billing.peer_secrets s JOIN billing.peers p ON p.id = s.peer_id WHERE p.slug = :s",
+            {"s": peer["slug"]},
         )
-        # Registering a peer registers a component: the registry owns the slug.
-        assert dup.status_code == 409 and dup.json()["code"] == "component_exists"
-        builtin = await client.post(
-            "/v1/admin/peers",
-            json={
-                "slug": "identity",
-                "name": "x",
-                "base_url": fake.base_url,
-                "actions": [{"name": "act", "price": 1}],
-            },
-            headers=admin.h(),
-        )
-        assert builtin.status_code == 409, builtin.text
-        bad_url = await client.post(
-            "/v1/admin/peers",
-            json={
-                "slug": "peer-bad",
-                "name": "x",
-                "base_url": "ftp://x",
-                "actions": [{"name": "act", "price": 1}],
-            },
-            headers=admin.h(),
-        )
-        assert bad_url.status_code == 422
-        job_id = await dispatch(client, db, peer, a)
-        rotated = await client.patch(
-            f"/v1/admin/peers/{peer['slug']}", json={"rotate_secret": True}, headers=admin.h()
-        )
-        assert rotated.status_code == 200 and rotated.json()["secret"] not in (None, peer["secret"])
-        new_key = rotated.json()["secret"]
-        assert new_key.startswith("whsec_") and len(rotated.json()["keys"]) == 2
-        assert rotated.json()["keys"][0]["retires_at"] is None and rotated.json()["keys"][1]["retires_at"]
-        # During the overlap the old key still verifies, and our calls carry both signatures.
-        body, old = signed(peer["secret"], {"status": "failed"})
-        overlap = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=old)
-        assert overlap.status_code == 200, overlap.text
-        second = await dispatch(client, db, peer, a)
-        raw, sent = fake.received_raw[-1], fake.headers[-1]
-        assert signed_by(new_key, raw, sent) and signed_by(peer["secret"], raw, sent)
-        assert len(sent["webhook-signature"].split(" ")) == 2
-        # Retired explicitly: the old key stops at once, the new one works.
-        retired = await client.patch(
-            f"/v1/admin/peers/{peer['slug']}", json={"retire_old_secrets": True}, headers=admin.h()
-        )
-        assert retired.status_code == 200 and retired.json()["secret"] is None
-        assert len(retired.json()["keys"]) == 1
-        body, old = signed(peer["secret"], {"status": "succeeded"})
-        refused = await client.post(f"/v1/jobs/{second}/callback", content=body, headers=old)
-        assert refused.status_code == 401 and refused.json()["code"] == "signature_invalid"
-        body, new = signed(new_key, {"status": "succeeded"})
-        assert (await client.post(f"/v1/jobs/{second}/callback", content=body, headers=new)).json()[
-            "applied"
-        ] is True
-        # A rotation with no grace ends the old key at once; our calls then carry one signature.
-        now = await client.patch(
-            f"/v1/admin/peers/{peer['slug']}",
-            json={"rotate_secret": True, "secret_grace_seconds": 0},
-            headers=admin.h(),
-        )
-        newest = now.json()["secret"]
-        assert [k["retires_at"] for k in now.json()["keys"]] == [None]
-        third = await dispatch(client, db, peer, a)
-        raw, sent = fake.received_raw[-1], fake.headers[-1]
-        assert signed_by(newest, raw, sent) and not signed_by(new_key, raw, sent)
-        body, old = signed(new_key, {"status": "succeeded"})
-        late = await client.post(f"/v1/jobs/{third}/callback", content=body, headers=old)
-        assert late.status_code == 401 and late.json()["code"] == "signature_invalid"
-        kept = (
-            await system_sql(
-                db,
-                "SELECT count(*) FROM billing.peer_secrets s JOIN billing.peers p ON p.id = s.peer_id WHERE p.slug = :s",
-                {"s": peer["slug"]},
-            )
-        ).scalar_one()
-        # Keys past their end are deleted at the next rotation; the one just ended waits for it.
-        assert kept == 2
-        off = await client.patch(
-            f"/v1/admin/peers/{peer['slug']}", json={"enabled": False}, headers=admin.h()
-        )
-        assert off.json()["enabled"] is False and off.json()["secret"] is None
-        gone = await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
-        assert gone.status_code == 404 and gone.json()["code"] == "unknown_action"
-        listed = (await client.get("/v1/admin/peers?limit=100", headers=admin.h())).json()["items"]
-        assert peer["slug"] in {p["slug"] for p in listed} and "secret" not in listed[0]
+    ).scalar_one()
+    # Keys past their end are deleted at the next rotation; the one just ended waits for it.
+    assert kept == 2
+    off = await client.patch(f"/v1/admin/peers/{peer['slug']}", json={"enabled": False}, headers=admin.h())
+    assert off.json()["enabled"] is False and off.json()["secret"] is None
+    gone = await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
+    assert gone.status_code == 404 and gone.json()["code"] == "unknown_action"
+    listed = (await client.get("/v1/admin/peers?limit=100", headers=admin.h())).json()["items"]
+    assert peer["slug"] in {p["slug"] for p in listed} and "secret" not in listed[0]
 
 
 async def test_peer_secrets_are_unreadable_outside_system_mode(
     client: httpx.AsyncClient, db: Database, setup: Any
 ) -> None:
     admin, a = setup
-    await register(client, admin, "http://127.0.0.1:9")
+    await register_peer(client, admin, "http://127.0.0.1:9")
     assert (await raw_as(db, "user", a.id, None, "SELECT count(*) FROM billing.peer_secrets"))[0][0] == 0
     assert (await raw_as(db, "user", a.id, None, "SELECT count(*) FROM billing.peers"))[0][0] > 0
 
@@ -474,7 +454,7 @@ async def test_the_relay_runs_peer_jobs_in_a_live_app(db: Database) -> None:
                     {"p": uuid.UUID(a.id)},
                 )
                 await grant(http, a, 10, person=a.slug)
-                peer = await register(http, a, fake.base_url, installed_by=a)
+                peer = await register_peer(http, a, fake.base_url, installed_by=a)
                 run = (
                     await http.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
                 ).json()

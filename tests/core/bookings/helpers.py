@@ -49,6 +49,16 @@ async def make_service(
     return r.json()
 
 
+async def hold(
+    client: httpx.AsyncClient, who: Account, *, org: str | None = None, **fields: Any
+) -> httpx.Response:
+    """`who` holds a slot (`service_id`, `start_at` and any other field of the hold), asserted
+    201; the response, for its body and headers."""
+    r = await client.post("/v1/bookings/holds", json=fields, headers=who.h(org=org))
+    assert r.status_code == 201, r.text
+    return r
+
+
 async def round_robin_team(
     client: httpx.AsyncClient, size: int
 ) -> tuple[Account, str, list[Account], dict[str, Any]]:

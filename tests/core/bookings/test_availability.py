@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.bookings.availability import Busy, Hours, Rules, exists, fits, local_instant, slot_starts
+from core.bookings.availability import Busy, Hours, Rules, fits, slot_starts
 from core.bookings.schemas import (
     WEEKDAYS,
     AvailabilityIn,
@@ -23,6 +23,7 @@ from core.bookings.schemas import (
     parse_weekly,
 )
 from core.errors import ValidationFailed
+from tests.core.bookings.reference import reference_starts, week
 
 UTC = dt.UTC
 PARIS, NEW_YORK = ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York")
@@ -47,12 +48,6 @@ def every_day(start: str = "09:00", end: str = "17:00") -> list[WeeklyHours]:
         WeeklyHours(weekday=d, start=start, end=end)
         for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     ]
-
-
-def week(zone: ZoneInfo, first: dt.date, days: int = 7) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(first, dt.time(), tzinfo=zone).astimezone(UTC)
-    end = dt.datetime.combine(first + dt.timedelta(days=days), dt.time(), tzinfo=zone).astimezone(UTC)
-    return start, end
 
 
 @pytest.mark.parametrize(
@@ -179,30 +174,6 @@ def test_the_compact_hour_format() -> None:
         AvailabilityIn(time_zone="Mars/Olympus", weekly=[])
 
 
-def _reference(
-    hours: Hours, r: Rules, busy: list[tuple[dt.datetime, dt.datetime]], day: dt.date
-) -> list[dt.datetime]:
-    """The slow, obvious definition: walk the wall clock of each window, keep what exists, fits
-    and is free."""
-    found = []
-    for w_day, open_at, close_at in hours.windows(*week(hours.zone, day, 1)):
-        if w_day != day:
-            continue
-        close = local_instant(w_day, close_at, hours.zone)
-        hh, mm = (int(x) for x in open_at.split(":"))
-        local = dt.datetime.combine(w_day, dt.time(hh, mm))
-        while True:
-            aware = local.replace(tzinfo=hours.zone)
-            start = aware.astimezone(UTC)
-            if start + r.duration > close:
-                break
-            blocked = (start - r.buffer_before, start + r.duration + r.buffer_after)
-            if exists(aware) and not any(a < blocked[1] and blocked[0] < b for a, b in busy):
-                found.append(start)
-            local += r.step
-    return sorted(set(found))
-
-
 @settings(max_examples=150, deadline=None)
 @given(
     zone=st.sampled_from([PARIS, NEW_YORK, ZoneInfo("Australia/Sydney"), ZoneInfo("Asia/Kolkata")]),
@@ -231,7 +202,7 @@ def test_slots_match_the_obvious_definition(
     busy = [(midnight + dt.timedelta(minutes=m), midnight + dt.timedelta(minutes=m + n)) for m, n in taken]
     r = rules(duration, step, before, after)
     got = slot_starts(hours, r, Busy(busy), *week(zone, day, 1))
-    want = [s for s in _reference(hours, r, busy, day) if week(zone, day, 1)[0] <= s < week(zone, day, 1)[1]]
+    want = reference_starts(hours, r, busy, *week(zone, day, 1))
     assert [s for s in got if s.astimezone(zone).date() == day] == [
         s for s in want if s.astimezone(zone).date() == day
     ]

@@ -11,7 +11,7 @@ import httpx
 from core.bookings import expire_holds
 from core.uow import Database
 from tests.conftest import make_org, signup
-from tests.core.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours, slots
+from tests.core.bookings.helpers import admin, at, day_ahead, events, hold, make_service, set_hours, slots
 
 CLIENT = {"client_name": "Ada Lovelace", "client_email": "Ada@Example.com"}
 
@@ -26,12 +26,9 @@ async def _provider(client: httpx.AsyncClient, **service: object):
 async def test_hold_then_confirm_with_the_clients_details(client: httpx.AsyncClient, db: Database) -> None:
     a, svc = await _provider(client, price_amount="45.00", currency="eur", location="12 rue des Fleurs")
     day = day_ahead(5)
-    held = await client.post(
-        "/v1/bookings/holds",
-        json={"service_id": svc["id"], "start_at": at(day, "10:00"), "time_zone": "America/New_York"},
-        headers=a.h(),
+    held = await hold(
+        client, a, service_id=svc["id"], start_at=at(day, "10:00"), time_zone="America/New_York"
     )
-    assert held.status_code == 201, held.text
     b = held.json()
     assert b["status"] == "held" and b["client"] is None and b["hold_expires_at"]
     assert b["price"] == {"amount": "45.00", "currency": "EUR"} and b["location"] == "12 rue des Fleurs"

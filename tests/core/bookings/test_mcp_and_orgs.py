@@ -13,7 +13,7 @@ from mcp import Client
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
-from tests.core.bookings.helpers import at, day_ahead, make_service, round_robin_team, set_hours, slots
+from tests.core.bookings.helpers import at, day_ahead, hold, make_service, round_robin_team, set_hours, slots
 from tests.support.mcp import tool_error
 from tests.support.registry import install
 
@@ -200,12 +200,7 @@ async def test_round_robin_is_fair_over_time(client: httpx.AsyncClient, db: Data
     day = day_ahead(8)
     picked = []
     for hour in range(9, 15):
-        r = await client.post(
-            "/v1/bookings/holds",
-            json={"service_id": svc["id"], "start_at": at(day, f"{hour}:00")},
-            headers=owner.h(org=org),
-        )
-        assert r.status_code == 201, r.text
+        r = await hold(client, owner, service_id=svc["id"], start_at=at(day, f"{hour}:00"), org=org)
         picked.append(r.json()["provider"]["slug"])
     # Least recently assigned first: everyone once, then the same order again.
     assert len(set(picked[:3])) == 3 and picked[3:] == picked[:3]
@@ -256,12 +251,7 @@ async def test_a_week_across_the_next_dst_change_in_europe_and_in_the_us(client:
         before, after = firsts[str(change - dt.timedelta(days=1))], firsts[str(change)]
         assert before != after, (zone_name, firsts)  # the same local 09:00 is another UTC hour
         # Booking the first slot after the change lands at 09:00 local.
-        r = await client.post(
-            "/v1/bookings/holds",
-            json={"service_id": svc["id"], "start_at": at(change, "09:00", zone_name)},
-            headers=a.h(),
-        )
-        assert r.status_code == 201, r.text
+        r = await hold(client, a, service_id=svc["id"], start_at=at(change, "09:00", zone_name))
         start = dt.datetime.fromisoformat(r.json()["start_at"]).astimezone(zone)
         assert (start.date(), start.hour) == (change, 9)
 
@@ -287,10 +277,7 @@ async def test_deleting_an_org_takes_its_bookings_and_frees_the_providers_time(
     )
     assert blocked.status_code == 409
     assert (await client.delete(f"/v1/orgs/{org}", headers=owner.h())).status_code == 204
-    free = await client.post(
-        "/v1/bookings/holds", json={"service_id": mine["id"], "start_at": at(day, "10:00")}, headers=owner.h()
-    )
-    assert free.status_code == 201, free.text
+    await hold(client, owner, service_id=mine["id"], start_at=at(day, "10:00"))
 
 
 async def test_scopes_of_api_keys(client: httpx.AsyncClient) -> None:

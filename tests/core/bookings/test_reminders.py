@@ -5,34 +5,20 @@ conversation — carrying the manage link, and its delivery state shows on the b
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from core.bookings import send_due_reminders
 from core.relay import Relay
 from core.uow import Database
 from tests.conftest import signup
 from tests.core.bookings.helpers import make_service
-from tests.support.messaging import FakePeer, messaging_database
+from tests.support.messaging import FakePeer
 from tests.support.relay import drain_until
-from tests.support.serving import app_client
 
 CLIENT = {"client_name": "Ada", "client_email": "ada@example.com"}
-
-
-@pytest.fixture
-async def mdb(db: Database) -> AsyncIterator[Database]:
-    async with messaging_database(db) as database:
-        yield database
-
-
-@pytest.fixture
-async def mc(mdb: Database) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(mdb) as c:
-        yield c
 
 
 async def _booked_soon(mc: httpx.AsyncClient, h: dict[str, str], who: Any, hours: int = 3) -> str:

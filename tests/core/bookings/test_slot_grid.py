@@ -19,6 +19,7 @@ from core.bookings import slots as slots_module
 from core.bookings.availability import Busy, Hours, Rules, free_starts, in_zone, micros, slot_starts
 from core.bookings.queries import Provider
 from core.bookings.schemas import WEEKDAYS, DateOverride, SlotOut, SlotsQuery, TimeRange, WeeklyHours
+from tests.core.bookings.reference import reference_starts, reference_windows, week
 
 UTC = dt.UTC
 PARIS, NEW_YORK = ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York")
@@ -65,66 +66,6 @@ def schedules(draw: st.DrawFn) -> tuple[Hours, dt.date, int]:
     return Hours(zone=zone, weekly=weekly, overrides=overrides), first, days
 
 
-def _window(zone: ZoneInfo, first: dt.date, days: int) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(first, dt.time(), tzinfo=zone).astimezone(UTC)
-    end = dt.datetime.combine(first + dt.timedelta(days=days), dt.time(), tzinfo=zone).astimezone(UTC)
-    return start, end
-
-
-def _exists(local: dt.datetime) -> bool:
-    naive = local.replace(tzinfo=None)
-    return local.astimezone(UTC).astimezone(local.tzinfo).replace(tzinfo=None) == naive
-
-
-def _reference_windows(hours: Hours, start: dt.datetime, end: dt.datetime) -> list[tuple[dt.date, str, str]]:
-    """Every date from the day before `start` to the day after `end` (local): its override's
-    intervals if it has one, else the weekly ranges of its weekday."""
-    overrides = {o.date: o for o in hours.overrides}
-    day = start.astimezone(hours.zone).date() - dt.timedelta(days=1)
-    last = end.astimezone(hours.zone).date() + dt.timedelta(days=1)
-    found = []
-    while day <= last:
-        if day in overrides:
-            found += [(day, r.start, r.end) for r in overrides[day].intervals]
-        else:
-            found += [(day, w.start, w.end) for w in hours.weekly if w.weekday == WEEKDAYS[day.weekday()]]
-        day += dt.timedelta(days=1)
-    return found
-
-
-def _local(day: dt.date, clock: str, zone: ZoneInfo) -> dt.datetime:
-    hh, mm = (int(x) for x in clock.split(":"))
-    if hh == 24:
-        return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=zone)
-    return dt.datetime.combine(day, dt.time(hh, mm), tzinfo=zone)
-
-
-def reference_starts(
-    hours: Hours, r: Rules, busy: list[tuple[dt.datetime, dt.datetime]], start: dt.datetime, end: dt.datetime
-) -> list[dt.datetime]:
-    """The obvious definition, one datetime at a time: walk each window's wall clock by `step`,
-    keep the starts that exist, fit in the window, lie in [start, end) past the notice and
-    within the advance limit, and whose buffered span meets no busy range."""
-    found = set()
-    for day, open_at, close_at in _reference_windows(hours, start, end):
-        close = _local(day, close_at, hours.zone).astimezone(UTC)
-        local = _local(day, open_at, hours.zone).replace(tzinfo=None)
-        while True:
-            aware = local.replace(tzinfo=hours.zone)
-            at = aware.astimezone(UTC)
-            if at + r.duration > close:
-                break
-            span = (at - r.buffer_before, at + r.duration + r.buffer_after)
-            if (
-                _exists(aware)
-                and max(start, r.earliest) <= at < min(end, r.latest)
-                and not any(a < span[1] and span[0] < b for a, b in busy)
-            ):
-                found.add(at)
-            local += r.step
-    return sorted(found)
-
-
 @st.composite
 def busy_times(draw: st.DrawFn, start: dt.datetime, days: int) -> list[tuple[dt.datetime, dt.datetime]]:
     """Bookings anywhere in the window and a day around it, some overlapping or touching, some
@@ -160,7 +101,7 @@ def test_the_fast_grid_answers_what_the_reference_does(
     data: st.DataObject,
 ) -> None:
     hours, first, days = schedule
-    start, end = _window(hours.zone, first, days)
+    start, end = week(hours.zone, first, days)
     now = start - dt.timedelta(hours=12)
     r = Rules(
         duration=dt.timedelta(minutes=duration),
@@ -176,7 +117,7 @@ def test_the_fast_grid_answers_what_the_reference_does(
     # The offer statement hands busy time over as microseconds: the same answer.
     as_micros = Busy.of_micros([(micros(a), micros(b)) for a, b in busy])
     assert free_starts(hours, r, as_micros, start, end) == [micros(s) for s in want]
-    assert hours.windows(start, end) == sorted(_reference_windows(hours, start, end))
+    assert hours.windows(start, end) == sorted(reference_windows(hours, start, end))
 
 
 def _plain_starts(
@@ -203,7 +144,7 @@ def test_a_short_busy_range_between_two_grid_points_blocks_only_its_neighbours()
     """Busy ranges shorter than a step, several inside one step, and one the grid jumps over."""
     zone = ZoneInfo("UTC")
     hours = Hours(zone=zone, weekly=[WeeklyHours(weekday="mon", start="09:00", end="13:00")])
-    start, end = _window(zone, dt.date(2026, 6, 15), 1)
+    start, end = week(zone, dt.date(2026, 6, 15), 1)
     at = dt.datetime(2026, 6, 15, tzinfo=UTC)
     busy = [
         (at + dt.timedelta(hours=10, minutes=5), at + dt.timedelta(hours=10, minutes=6)),
@@ -221,7 +162,7 @@ def test_a_slot_may_end_where_a_booking_begins() -> None:
     after the grid jumps past the booking before it."""
     zone = ZoneInfo("UTC")
     hours = Hours(zone=zone, weekly=[WeeklyHours(weekday="mon", start="09:00", end="17:00")])
-    start, end = _window(zone, dt.date(2026, 6, 15), 1)
+    start, end = week(zone, dt.date(2026, 6, 15), 1)
     at = dt.datetime(2026, 6, 15, tzinfo=UTC)
     busy = [(at + dt.timedelta(hours=h), at + dt.timedelta(hours=h + 1)) for h in (10, 12)]
     hour = dt.timedelta(hours=1)

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.billing import grant, make_admin
+from tests.support.billing import grant, make_admin, register_peer
 from tests.support.registry import install
 from tests.support.world import Victim
 
@@ -47,20 +47,17 @@ async def build(client: httpx.AsyncClient, v: Victim) -> None:
     dedupe = await client.post("/v1/run/identity/dedupe-clients", json={"input": {}}, headers=a.h(org=org))
     assert dedupe.status_code == 202, dedupe.text
     v.add("job_id", dedupe.json()["job_id"])
-    peer = await client.post(
-        "/v1/admin/peers",
-        json={
-            "slug": f"vpeer-{uuid.uuid4().hex[:8]}",  # public: must not carry the victim's marker
-            "name": "Victim's peer",
-            "base_url": "http://127.0.0.1:9",
-            "actions": [{"name": "draft", "price": 2}],
-        },
-        headers=admin.h(),
+    peer = await register_peer(
+        client,
+        admin,
+        "http://127.0.0.1:9",
+        slug=f"vpeer-{uuid.uuid4().hex[:8]}",  # public: must not carry the victim's marker
+        name="Victim's peer",
+        actions=[{"name": "draft", "price": 2}],
     )
-    assert peer.status_code == 201, peer.text
     # Peers are platform-wide (their slug is public to every context); their secret is not.
-    v.add("peer", peer.json()["slug"], marker=False)
-    v.markers.add(peer.json()["secret"])
+    v.add("peer", peer["slug"], marker=False)
+    v.markers.add(peer["secret"])
     v.refs["component"] = ["identity"]
     v.refs["action"] = ["resolve-person"]
     v.refs["entity"] = ["billing.usage", "identity.persons"]

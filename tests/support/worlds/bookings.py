@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import jwt
 
+from tests.core.bookings.helpers import hold
 from tests.support.world import Victim
 
 ZONE = "Europe/Paris"
@@ -60,31 +61,29 @@ async def build(client: httpx.AsyncClient, v: Victim) -> None:
             # In the org only a long hold without a client: the tenancy world's checks count the
             # org's clients exactly.
             held = (
-                await client.post(
-                    "/v1/bookings/holds",
-                    json={
-                        "service_id": svc["id"],
-                        "start_at": _at(_day(3), 14),
-                        "notes": f"org-hold-notes-{secret}",
-                        "ttl_seconds": 3600,
-                    },
-                    headers=h,
+                await hold(
+                    client,
+                    a,
+                    org=org,
+                    service_id=svc["id"],
+                    start_at=_at(_day(3), 14),
+                    notes=f"org-hold-notes-{secret}",
+                    ttl_seconds=3600,
                 )
             ).json()
             v.add("booking_id", held["id"])
             continue
         held = (
-            await client.post(
-                "/v1/bookings/holds",
-                json={
-                    "service_id": svc["id"],
-                    "start_at": _at(_day(3), 9),
-                    "client_name": f"Booked Client {secret}",
-                    "client_email": f"booked-{secret}@victim.example",
-                    "client_note": f"client-note-{secret}",
-                    "notes": f"booking-notes-{secret}",
-                },
-                headers=h,
+            await hold(
+                client,
+                a,
+                org=org,
+                service_id=svc["id"],
+                start_at=_at(_day(3), 9),
+                client_name=f"Booked Client {secret}",
+                client_email=f"booked-{secret}@victim.example",
+                client_note=f"client-note-{secret}",
+                notes=f"booking-notes-{secret}",
             )
         ).json()
         confirmed = (await client.post(f"/v1/bookings/{held['id']}/confirm", json={}, headers=h)).json()

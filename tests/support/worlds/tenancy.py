@@ -7,68 +7,41 @@ from typing import Any
 import httpx
 
 from tests.conftest import signup
-from tests.support.world import Victim, new_slug
+from tests.support.world import Victim, created, new_slug
 
 
 async def build(client: httpx.AsyncClient, v: Victim) -> None:
     a, org, secret = v.person, v.org, v.secret
-    pc = (
-        await client.post(
-            "/v1/clients",
-            json={
-                "name": f"Secret Personal {secret}",
-                "email": f"personal-{secret}@victim.example",
-                "notes": f"note-{secret}",
-            },
-            headers=a.h(),
-        )
-    ).json()
-    oc = (
-        await client.post(
-            "/v1/clients",
-            json={
-                "name": f"Secret Org {secret}",
-                "email": f"org-{secret}@victim.example",
-                "phone": "+33611223344",
-            },
-            headers=a.h(org=org),
-        )
-    ).json()
+    pc = await created(
+        client,
+        "/v1/clients",
+        {
+            "name": f"Secret Personal {secret}",
+            "email": f"personal-{secret}@victim.example",
+            "notes": f"note-{secret}",
+        },
+        a.h(),
+    )
+    oc = await created(
+        client,
+        "/v1/clients",
+        {"name": f"Secret Org {secret}", "email": f"org-{secret}@victim.example", "phone": "+33611223344"},
+        a.h(org=org),
+    )
     v.add("client_id", oc["id"])
     v.add("client_id", pc["id"])
-    brand = (
-        await client.post(
-            "/v1/brands",
-            json={
-                "slug": f"vbrand-{secret}",
-                "name": f"Brand {secret}",
-                "domains": [f"{secret}.victim.example"],
-            },
-            headers=a.h(org=org),
-        )
-    ).json()
-    pbrand = (
-        await client.post(
-            "/v1/brands",
-            json={
-                "slug": f"pbrand-{secret}",
-                "name": f"PBrand {secret}",
-                "domains": [f"p{secret}.victim.example"],
-            },
-            headers=a.h(),
-        )
-    ).json()
-    v.add("brand_id", brand["id"])
-    v.add("brand_id", pbrand["id"])
-    key = (
-        await client.post("/v1/api-keys", json={"name": f"key-{secret}", "scopes": ["*"]}, headers=a.h())
-    ).json()
+    # A brand in each context: the org's, and the person's own.
+    for slug_prefix, name, domain, headers in (
+        ("vbrand", "Brand", f"{secret}.victim.example", a.h(org=org)),
+        ("pbrand", "PBrand", f"p{secret}.victim.example", a.h()),
+    ):
+        body = {"slug": f"{slug_prefix}-{secret}", "name": f"{name} {secret}", "domains": [domain]}
+        v.add("brand_id", (await created(client, "/v1/brands", body, headers))["id"])
+    key = await created(client, "/v1/api-keys", {"name": f"key-{secret}", "scopes": ["*"]}, a.h())
     v.add("key_id", key["id"])
     v.markers.add(key["prefix"])
     invitee = await signup(client, "invitee")
-    inv = (
-        await client.post(f"/v1/orgs/{org}/invitations", json={"person": invitee.slug}, headers=a.h())
-    ).json()
+    inv = await created(client, f"/v1/orgs/{org}/invitations", {"person": invitee.slug}, a.h())
     v.add("invitation_id", inv["id"])
     v.markers.add(invitee.email)
 
