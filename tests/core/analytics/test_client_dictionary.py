@@ -2,11 +2,12 @@
 two tenants sharing client ids, in every zone shape (UTC, DST changes, half- and
 three-quarter-hour offsets) and interval: as ingested (text rows only), folded into the
 dictionary, with late events for folded buckets (coded rows beside text rows, clients the
-dictionary has and has not seen), and folded again. The dictionary stays dense and per tenant,
+dictionary has and has not seen), with folds racing batches, and folded again. The dictionary stays dense and per tenant,
 and row-level security hides another tenant's."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 from typing import Any
@@ -144,6 +145,18 @@ async def test_unique_clients_from_the_dictionary_equal_naive_through_folds_and_
     await put(db, owner.id, oid, _events(rng, 200, late))
     await put(db, other.id, None, _events(rng, 60, late[5:]))
     assert await _tenant_rows(db, "client_sets", oid) > 0
+    await _check_all(client, db, tenants)
+
+    # Folds racing batches (and each other) into the same buckets: whatever each fold took or
+    # left, the union is the same.
+    racing = [f"race{i}" for i in range(10)] + shared[20:30] + late[:5]
+    await asyncio.gather(
+        put(db, owner.id, oid, _events(rng, 150, racing)),
+        _fold(db),
+        put(db, other.id, None, _events(rng, 80, racing)),
+        _fold(db),
+        put(db, owner.id, oid, _events(rng, 150, racing)),
+    )
     await _check_all(client, db, tenants)
 
     await _fold(db)
