@@ -9,7 +9,10 @@ cost ~60 ms. `client_ids` numbers each tenant's client ids densely; `client_id_s
 sets of closed 15-minute buckets as those numbers (4 big-endian bytes each), which readers count
 in C. Ingest is unchanged: it still appends text rows to `client_sets`, and the compaction job
 folds closed buckets into the new tables. Backfill: every bucket folded now (a later row of an
-open bucket is read as text, then folded by the job).
+open bucket is read as text, then folded by the job): 87 s for 10M events (653k set rows, 199k
+dictionary entries) on the shared 2-core machine at load ~5. It leaves every old row of
+`client_sets` dead, until autovacuum (or a `VACUUM analytics.client_sets` after deploying)
+reclaims them: a bitmap scan of its index reads them meanwhile (~10 ms a query measured).
 """
 
 from collections.abc import Sequence
