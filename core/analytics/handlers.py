@@ -4,8 +4,9 @@
   of the event's tenant, member and time. Its id is the outbox event id, so a redelivery or a
   replay through Inngest is a duplicate, never a second count.
 - `purge_deleted_org`: an org's deletion removes its events and rollups.
-- `compact_client_sets`: every 10 minutes, the client sets of closed buckets are merged into
-  one row per bucket (ingest appends a row per batch; readers take the union either way).
+- `compact_client_sets`: every 10 minutes, the client sets of closed buckets are folded into
+  the tenant's client dictionary and its coded sets (ingest appends a text row per batch;
+  readers take the union of both either way).
 - `keep_partitions_ahead`: daily, the monthly partitions of the backfill window and the months
   ahead exist before any event needs them (ingest also creates a missing one on demand).
 """
@@ -57,7 +58,7 @@ async def purge_deleted_org(event: Event, uow: UnitOfWork) -> None:
     org = event.org_id
     if org is None:
         return
-    tables = ("events", "counts", "property_counts", "client_sets")
+    tables = ("events", "counts", "property_counts", "client_sets", "client_ids", "client_id_sets")
     for table in (f"analytics.{t}" for t in tables):
         await uow.session.execute(text(f"DELETE FROM {table} WHERE tenant_id = :org"), {"org": org})
     log.info("analytics_org_purged", org_id=str(org))

@@ -14,6 +14,9 @@ creates them are in the migration.
   the values of a few keys (`ROLLUP_PROPERTIES`), so filters and breakdowns on them are sums.
 - `client_sets`: the distinct clients of each 15-minute bucket, so distinct clients per bucket
   (in any zone) and over a range are exact unions of small sets, not scans of the events.
+  Ingest appends them as sent; `compact_client_sets` folds closed buckets into `client_ids`
+  (a per-tenant dictionary numbering each client id) and `client_id_sets` (the same sets as
+  dictionary numbers), which readers count in C (see `client_sets.py`).
 
 These are append-heavy fact tables: the tenant columns carry no foreign keys (a per-row
 referential check would cost more than the insert itself). The ids come from the verified
@@ -28,10 +31,13 @@ from sqlalchemy import (
     Computed,
     DateTime,
     Index,
+    Integer,
+    LargeBinary,
     PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -120,5 +126,31 @@ client_sets = Table(
     # rows (one per ingest batch, merged by `compact_client_sets`).
     Column("clients", ARRAY(Text), nullable=False),
     Index("ix_client_sets_tenant_id_name_bucket", "tenant_id", "name", "bucket"),
+    schema=SCHEMA,
+)
+
+client_ids = Table(
+    "client_ids",
+    Base.metadata,
+    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
+    Column("client_id", Text, nullable=False),
+    # Dense per tenant (0, 1, 2, ...), assigned only by `compact_client_sets`.
+    Column("id", Integer, nullable=False),
+    # INCLUDE (id): a reader's lookup of a client is an index-only scan.
+    PrimaryKeyConstraint("tenant_id", "client_id", postgresql_include=["id"]),
+    UniqueConstraint("tenant_id", "id"),
+    schema=SCHEMA,
+)
+
+client_id_sets = Table(
+    "client_id_sets",
+    Base.metadata,
+    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("bucket", DateTime(timezone=True), nullable=False),
+    # Distinct `client_ids.id` of some of the bucket's events, 4 big-endian bytes each: the
+    # bucket's set is the union of these rows and of its rows still in `client_sets`.
+    Column("ids", LargeBinary, nullable=False),
+    Index("ix_client_id_sets_tenant_id_name_bucket", "tenant_id", "name", "bucket"),
     schema=SCHEMA,
 )

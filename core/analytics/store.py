@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from core.analytics.client_sets import FOLD_ALL
 from core.analytics.fastpath import FastBatch
 from core.analytics.models import GRAINS, PARTITIONS_SCHEMA, ROLLUP_PROPERTIES
 from core.analytics.parsing import Row
@@ -130,9 +131,10 @@ sets AS (
     FROM ins WHERE client_id IS NOT NULL GROUP BY 1, 2, 3
   RETURNING 1
 )"""
-ROLLUP_TABLES = ("counts", "property_counts", "client_sets")
+ROLLUP_TABLES = ("counts", "property_counts", "client_sets", "client_ids", "client_id_sets")
 # Every rollup rebuilt from `analytics.events` (benchmarks load events by SQL, then run these;
-# migration analytics_0002 backfilled the same way).
+# migration analytics_0002 backfilled the same way), the client sets folded as the compaction
+# job folds them (see `client_sets`).
 REBUILD = (
     "INSERT INTO analytics.counts (tenant_id, grain, name, bucket, person_id, shard, n) "
     + ROLLUP_ROWS.format(shard="0", events="analytics.events"),
@@ -142,6 +144,7 @@ REBUILD = (
     f" SELECT tenant_id, name, date_bin(make_interval(mins => {_FINEST}), ts, {ORIGIN}),"
     ' array_agg(DISTINCT client_id COLLATE "C") FROM analytics.events'
     " WHERE client_id IS NOT NULL GROUP BY 1, 2, 3",
+    FOLD_ALL,
 )
 _SKIP = "ON CONFLICT (tenant_id, id, ts) DO NOTHING"
 INSERT_FROM_TEMP = text(_INSERT.format(source=_FROM_TEMP, rollups=ROLLUPS, conflict=_SKIP))

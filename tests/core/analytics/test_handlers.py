@@ -3,12 +3,14 @@ missing keys, counted once however often they are delivered, purged with their o
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 
+from core.analytics.client_sets import compact_client_sets
 from core.analytics.mapping import BY_EVENT, MAPPINGS
 from core.events import load_handlers, run_handler_once
 from core.outbox import Event
@@ -161,9 +163,23 @@ async def test_deleting_an_org_purges_its_analytics(client: httpx.AsyncClient, d
     assert (await sql(db, "SELECT count(*) FROM analytics.events WHERE tenant_id = CAST(:t AS uuid)", t=oid))[
         0
     ][0] > 0
+    # Text rows of a batch folded into the dictionary and coded sets, then a later batch's.
+    for cid in ("c9", "c8"):
+        r = await client.post(
+            "/v1/analytics/events", json={"name": "x", "client_id": cid}, headers=a.h(org=org)
+        )
+        assert r.json()["accepted"] == 1
+        if cid == "c9":
+            async with db.system() as uow:
+                await compact_client_sets(uow, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    for table in ("client_sets", "client_ids", "client_id_sets"):
+        left = await sql(
+            db, f"SELECT count(*) FROM analytics.{table} WHERE tenant_id = CAST(:t AS uuid)", t=oid
+        )
+        assert left[0][0] > 0, table
     assert (await client.delete(f"/v1/orgs/{org}", headers=a.h())).status_code == 204
     await Relay(db).drain()
-    for table in ("events", "counts", "property_counts", "client_sets"):
+    for table in ("events", "counts", "property_counts", "client_sets", "client_ids", "client_id_sets"):
         left = await sql(
             db, f"SELECT count(*) FROM analytics.{table} WHERE tenant_id = CAST(:t AS uuid)", t=oid
         )
