@@ -190,15 +190,21 @@ async def keyset_rows(
     stmt: Select[*Ts],
     page: PageRequest,
     *columns: KeyColumn,
-    key: Callable[[Row[*Ts]], Sequence[Any]],
+    key: Callable[[Row[*Ts]], Sequence[Any]] | None = None,
     descending: bool = False,
     having: bool = False,
 ) -> Page[Row[*Ts]]:
     """Run one page of a several-column `stmt` (see `apply_keyset`); `key(row)` gives the
-    cursor values of a row, in the order of `columns`."""
+    cursor values of a row, in the order of `columns`. Without `key` they are read by name
+    from the row's first entity (`row[0]`), the usual shape: the listed model, then extras."""
     stmt = apply_keyset(stmt, page, *columns, descending=descending, having=having)
     rows = list((await uow.session.execute(stmt)).all())
-    return page_of(rows, page.limit, key)
+    names = [c.key for c in columns]
+
+    def by_name(row: Row[*tuple[Any, ...]]) -> list[Any]:
+        return [getattr(row[0], n) for n in names]
+
+    return page_of(rows, page.limit, key or by_name)
 
 
 def map_page(page: Page[T], present: Callable[[T], U]) -> Page[U]:

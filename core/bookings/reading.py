@@ -50,9 +50,7 @@ async def list_bookings(
         stmt = stmt.where(Booking.provider_id == (await person_by_slug(uow, f.provider)))
     if f.client_id is not None:
         stmt = stmt.where(Booking.client_id == f.client_id)
-    rows = await keyset_rows(
-        uow, stmt, page, Booking.start_at, Booking.id, key=lambda r: (r[0].start_at, r[0].id)
-    )
+    rows = await keyset_rows(uow, stmt, page, Booking.start_at, Booking.id)
     return map_page(rows, row_out)
 
 

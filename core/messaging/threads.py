@@ -125,15 +125,7 @@ async def list_threads(
                 Client.email.ilike(pattern),
             )
         )
-    rows = await keyset_rows(
-        uow,
-        stmt,
-        page,
-        Thread.last_activity_at,
-        Thread.id,
-        descending=True,
-        key=lambda r: (r[0].last_activity_at, r[0].id),
-    )
+    rows = await keyset_rows(uow, stmt, page, Thread.last_activity_at, Thread.id, descending=True)
     return map_page(rows, lambda r: thread_out(r[0], r[1], r[2]))
 
 
