@@ -138,6 +138,19 @@ def redirect_with(uri: str, **params: str | None) -> str:
 # --- codes ------------------------------------------------------------------------------------------
 
 
+def _bound_terms(source: OAuthRequest | OAuthCode) -> dict[str, Any]:
+    """What a code binds from its authorization request and hands back when redeemed: the token
+    exchange checks the client, redirect URI, PKCE verifier and resource against these."""
+    return {
+        "client_id": source.client_id,
+        "redirect_uri": source.redirect_uri,
+        "redirect_uri_explicit": source.redirect_uri_explicit,
+        "code_challenge": source.code_challenge,
+        "scopes": list(source.scopes),
+        "resource": source.resource,
+    }
+
+
 async def issue_code(uow: UnitOfWork, grant: OAuthGrant, request: OAuthRequest) -> str:
     """A single-use code for an approved request (inside the approval's transaction)."""
     code = secrets.token_urlsafe(32)
@@ -145,12 +158,7 @@ async def issue_code(uow: UnitOfWork, grant: OAuthGrant, request: OAuthRequest) 
         OAuthCode(
             code_hash=sha256_hex(code),
             grant_id=grant.id,
-            client_id=request.client_id,
-            redirect_uri=request.redirect_uri,
-            redirect_uri_explicit=request.redirect_uri_explicit,
-            code_challenge=request.code_challenge,
-            scopes=list(request.scopes),
-            resource=request.resource,
+            **_bound_terms(request),
             expires_at=utcnow() + dt.timedelta(seconds=uow.db.settings.oauth_code_ttl_seconds),
         )
     )
@@ -181,12 +189,7 @@ async def load_code(db: Database, client_id: str, code: str) -> CodeRecord | Non
         return CodeRecord(
             code=code,
             grant_id=grant.id,
-            client_id=found.client_id,
-            redirect_uri=found.redirect_uri,
-            redirect_uri_explicit=found.redirect_uri_explicit,
-            code_challenge=found.code_challenge,
-            scopes=list(found.scopes),
-            resource=found.resource,
+            **_bound_terms(found),
             expires_at=found.expires_at,
             person_id=grant.person_id,
         )
