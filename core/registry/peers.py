@@ -77,17 +77,8 @@ async def _register_peer(
     peer = await billing.register_peer(ctx, uow, _billing_part(data, PeerIn))
     row = _peer_row(data, peer)
     uow.session.add(row)
-    await uow.session.flush()
-    await record_version(uow, row.id, row.version, row.tools_hash)
-    await uow.session.refresh(row)
-    await audit.record(
-        uow,
-        ctx,
-        "component.register",
-        "component",
-        row.slug,
-        {"kind": "peer", "version": row.version, "base_url": row.base_url},
-    )
+    details = {"kind": "peer", "version": row.version, "base_url": row.base_url}
+    await _record_change(ctx, uow, row, "component.register", details)
     log.info("peer_component_registered", component=row.slug, by=str(ctx.person_id))
     return PeerComponentOut(component=detail_out(row, False), secret=peer.secret), peer
 
@@ -123,19 +114,21 @@ async def _update_peer(
     peer = await billing.update_peer(ctx, uow, slug, _billing_part(data, PeerUpdateIn))
     _apply_update(row, data, peer.base_url)
     row.updated_at = utcnow()
+    details = data.model_dump(exclude_none=True, exclude={"skill_text"})
+    await _record_change(ctx, uow, row, "component.update", details)
+    log.info("peer_component_updated", component=row.slug, by=str(ctx.person_id))
+    return PeerComponentOut(component=detail_out(row, False), secret=peer.secret), peer
+
+
+async def _record_change(
+    ctx: TenantContext, uow: UnitOfWork, row: ComponentRow, action: str, details: dict[str, Any]
+) -> None:
+    """Write the entry, keep its version history (a new row only for a new version or actions),
+    read back what the database holds and leave the admin's change in the audit log."""
     await uow.session.flush()
     await record_version(uow, row.id, row.version, row.tools_hash)
     await uow.session.refresh(row)
-    await audit.record(
-        uow,
-        ctx,
-        "component.update",
-        "component",
-        row.slug,
-        data.model_dump(exclude_none=True, exclude={"skill_text"}),
-    )
-    log.info("peer_component_updated", component=row.slug, by=str(ctx.person_id))
-    return PeerComponentOut(component=detail_out(row, False), secret=peer.secret), peer
+    await audit.record(uow, ctx, action, "component", row.slug, details)
 
 
 def _peer_row(data: PeerComponentIn, peer: PeerCreated) -> ComponentRow:
