@@ -14,10 +14,10 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from core.credentials import OAUTH_ACCESS_PREFIX, OAUTH_REFRESH_PREFIX
@@ -30,6 +30,9 @@ from core.uow import Database, UnitOfWork
 from core.utilities import sha256_hex, utcnow
 
 log = get_logger("atlilith.oauth")
+
+# A single-use or bearer secret stored as its hash, belonging to a grant.
+S = TypeVar("S", OAuthCode, OAuthToken)
 
 _CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
@@ -170,13 +173,7 @@ async def load_code(db: Database, client_id: str, code: str) -> CodeRecord | Non
     """The code's request, if it is this client's and unused. A code presented again after it
     was redeemed was intercepted or replayed: its connection is revoked (OAuth 2.1 §4.1.3)."""
     async with db.system() as uow:
-        row = (
-            await uow.session.execute(
-                select(OAuthCode, OAuthGrant)
-                .join(OAuthGrant, OAuthGrant.id == OAuthCode.grant_id)
-                .where(OAuthCode.code_hash == sha256_hex(code), OAuthCode.client_id == client_id)
-            )
-        ).one_or_none()
+        row = await _with_grant(uow, OAuthCode, OAuthCode.code_hash, code, OAuthCode.client_id == client_id)
         if row is None:
             return None
         found, grant = row
@@ -193,6 +190,25 @@ async def load_code(db: Database, client_id: str, code: str) -> CodeRecord | Non
             expires_at=found.expires_at,
             person_id=grant.person_id,
         )
+
+
+async def _with_grant(
+    uow: UnitOfWork,
+    model: type[S],
+    hash_column: InstrumentedAttribute[str],
+    secret: str,
+    condition: ColumnElement[bool],
+) -> tuple[S, OAuthGrant] | None:
+    """The row a presented `secret` (a code or a token) hashes to, with its grant; `condition`
+    narrows it (the client the code was issued to, the kind of token)."""
+    row = (
+        await uow.session.execute(
+            select(model, OAuthGrant)
+            .join(OAuthGrant, OAuthGrant.id == model.grant_id)
+            .where(hash_column == sha256_hex(secret), condition)
+        )
+    ).one_or_none()
+    return (row[0], row[1]) if row is not None else None
 
 
 async def _spend(
@@ -251,14 +267,7 @@ async def _issue_tokens(uow: UnitOfWork, grant_id: uuid.UUID, scopes: list[str],
 
 
 async def _token(uow: UnitOfWork, token: str, kind: str) -> tuple[OAuthToken, OAuthGrant] | None:
-    row = (
-        await uow.session.execute(
-            select(OAuthToken, OAuthGrant)
-            .join(OAuthGrant, OAuthGrant.id == OAuthToken.grant_id)
-            .where(OAuthToken.token_hash == sha256_hex(token), OAuthToken.kind == kind)
-        )
-    ).one_or_none()
-    return (row[0], row[1]) if row is not None else None
+    return await _with_grant(uow, OAuthToken, OAuthToken.token_hash, token, OAuthToken.kind == kind)
 
 
 def _record(token: str, tok: OAuthToken, grant: OAuthGrant) -> TokenRecord:
