@@ -17,7 +17,15 @@ from core.messaging.presenters import draft_out, message_out
 from core.messaging.queries import thread_for_send, thread_row
 from core.messaging.schemas import DraftApprovedOut, DraftApproveIn, DraftIn, DraftOut, DraftRejectIn
 from core.pagination import Page, PageRequest
-from core.scoping import get_in_context, in_context, insert_in_context, keyset_page, map_page
+from core.scoping import (
+    get_in_context,
+    in_context,
+    insert_in_context,
+    keyset_page,
+    map_page,
+    scoped,
+    where_given,
+)
 from core.uow import UnitOfWork
 
 
@@ -30,11 +38,7 @@ async def list_drafts(
 ) -> Page[DraftOut]:
     """Drafts of this context, newest first (default: the pending ones awaiting a person)."""
     ctx.require(READ)
-    stmt = select(Draft).where(in_context(Draft, ctx))
-    if thread_id is not None:
-        stmt = stmt.where(Draft.thread_id == thread_id)
-    if status:
-        stmt = stmt.where(Draft.status == status)
+    stmt = where_given(scoped(Draft, ctx), (Draft.thread_id, thread_id), (Draft.status, status))
     rows = await keyset_page(uow, stmt, page, Draft.created_at, Draft.id, descending=True)
     return map_page(rows, draft_out)
 

@@ -13,7 +13,7 @@ from sqlalchemy.types import Uuid
 from core.context import TenantContext
 from core.errors import NotFound
 from core.messaging.models import MessagingSettings, Thread
-from core.scoping import in_context, insert_in_context, owned_by, row_or, same_tenant
+from core.scoping import in_context, insert_in_context, owned_by, row_or, same_tenant, scoped
 from core.tenancy.models import Client, Person
 from core.uow import UnitOfWork
 
@@ -27,9 +27,7 @@ def _thread_not_found() -> NotFound:
 
 
 async def settings_row(ctx: TenantContext, uow: UnitOfWork) -> MessagingSettings | None:
-    return (
-        await uow.session.execute(select(MessagingSettings).where(in_context(MessagingSettings, ctx)))
-    ).scalar_one_or_none()
+    return (await uow.session.execute(scoped(MessagingSettings, ctx))).scalar_one_or_none()
 
 
 def thread_select(ctx: TenantContext) -> Select[Thread, Client, Person]:

@@ -12,7 +12,7 @@ from core.errors import Conflict, Gone, NotFound
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
-from core.scoping import keyset_page, one_or
+from core.scoping import keyset_page, one_or, where_given
 from core.tenancy.models import Invitation, Org, OrgMember, Person
 from core.tenancy.presenters import member_out, person_ref
 from core.tenancy.queries import READ, WRITE, administered_org, person_id_by_slug
@@ -86,9 +86,10 @@ async def list_invitations(
     ctx: TenantContext, uow: UnitOfWork, page: PageRequest, status: str | None = None
 ) -> Page[InvitationOut]:
     """The org's invitations (owner/admin)."""
-    stmt = select(Invitation).where(Invitation.org_id == administered_org(ctx, READ))
-    if status:
-        stmt = stmt.where(Invitation.status == status)
+    stmt = where_given(
+        select(Invitation).where(Invitation.org_id == administered_org(ctx, READ)),
+        (Invitation.status, status),
+    )
     return await _invitation_page(uow, stmt, page)
 
 
