@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from core.credentials import OAUTH_ACCESS_PREFIX, OAUTH_REFRESH_PREFIX
@@ -173,14 +173,13 @@ async def load_code(db: Database, client_id: str, code: str) -> CodeRecord | Non
     """The code's request, if it is this client's and unused. A code presented again after it
     was redeemed was intercepted or replayed: its connection is revoked (OAuth 2.1 §4.1.3)."""
     async with db.system() as uow:
-        row = await _with_grant(uow, OAuthCode, OAuthCode.code_hash, code, OAuthCode.client_id == client_id)
+        condition = OAuthCode.client_id == client_id
+        row = await _unspent(
+            uow, OAuthCode, OAuthCode.code_hash, code, condition, "code_reuse", "oauth_code_reuse"
+        )
         if row is None:
             return None
         found, grant = row
-        if found.used_at is not None:
-            await _revoke_grant(uow, grant.id, "code_reuse")
-            log.warning("oauth_code_reuse", grant_id=str(grant.id))
-            return None
         if grant.revoked_at is not None:
             return None
         return CodeRecord(
@@ -209,6 +208,26 @@ async def _with_grant(
         )
     ).one_or_none()
     return (row[0], row[1]) if row is not None else None
+
+
+async def _unspent(
+    uow: UnitOfWork,
+    model: type[S],
+    hash_column: InstrumentedAttribute[str],
+    secret: str,
+    condition: ColumnElement[bool],
+    reuse_reason: str,
+    reuse_event: str,
+) -> tuple[S, OAuthGrant] | None:
+    """`_with_grant` for a single-use secret, None when already used: one presented again after
+    use was intercepted or replayed, so its connection is revoked (OAuth 2.1 §4.1.3 for codes;
+    a rotated refresh token likewise). The reason and log event name which secret it was."""
+    row = await _with_grant(uow, model, hash_column, secret, condition)
+    if row is not None and row[0].used_at is not None:
+        await _revoke_grant(uow, row[1].id, reuse_reason)
+        log.warning(reuse_event, grant_id=str(row[1].id))
+        return None
+    return row
 
 
 async def _spend(
@@ -266,10 +285,6 @@ async def _issue_tokens(uow: UnitOfWork, grant_id: uuid.UUID, scopes: list[str],
     return TokenPair(access, settings.oauth_access_token_ttl_seconds, refresh, scopes)
 
 
-async def _token(uow: UnitOfWork, token: str, kind: str) -> tuple[OAuthToken, OAuthGrant] | None:
-    return await _with_grant(uow, OAuthToken, OAuthToken.token_hash, token, OAuthToken.kind == kind)
-
-
 def _record(token: str, tok: OAuthToken, grant: OAuthGrant) -> TokenRecord:
     return TokenRecord(
         token=token,
@@ -288,14 +303,19 @@ async def load_refresh(db: Database, client_id: str, token: str) -> TokenRecord 
     if not token.startswith(OAUTH_REFRESH_PREFIX):
         return None
     async with db.system() as uow:
-        found = await _token(uow, token, "refresh")
-        if found is None or found[1].client_id != client_id:
+        condition = and_(OAuthToken.kind == "refresh", OAuthGrant.client_id == client_id)
+        found = await _unspent(
+            uow,
+            OAuthToken,
+            OAuthToken.token_hash,
+            token,
+            condition,
+            "refresh_token_reuse",
+            "oauth_refresh_reuse",
+        )
+        if found is None:
             return None
         tok, grant = found
-        if tok.used_at is not None:
-            await _revoke_grant(uow, grant.id, "refresh_token_reuse")
-            log.warning("oauth_refresh_reuse", grant_id=str(grant.id))
-            return None
         if tok.revoked_at is not None or grant.revoked_at is not None or tok.expires_at <= utcnow():
             return None
         return _record(token, tok, grant)
@@ -321,7 +341,7 @@ async def load_access(db: Database, token: str) -> TokenRecord | None:
     if not token.startswith(OAUTH_ACCESS_PREFIX):
         return None
     async with db.system() as uow:
-        found = await _token(uow, token, "access")
+        found = await _with_grant(uow, OAuthToken, OAuthToken.token_hash, token, OAuthToken.kind == "access")
         if found is None:
             return None
         tok, grant = found
