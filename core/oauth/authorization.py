@@ -285,7 +285,13 @@ async def _issue_tokens(uow: UnitOfWork, grant_id: uuid.UUID, scopes: list[str],
     return TokenPair(access, settings.oauth_access_token_ttl_seconds, refresh, scopes)
 
 
-def _record(token: str, tok: OAuthToken, grant: OAuthGrant) -> TokenRecord:
+def _live_record(token: str, found: tuple[OAuthToken, OAuthGrant] | None) -> TokenRecord | None:
+    """The token's record while it lives: neither it nor its connection revoked, not expired."""
+    if found is None:
+        return None
+    tok, grant = found
+    if tok.revoked_at is not None or grant.revoked_at is not None or tok.expires_at <= utcnow():
+        return None
     return TokenRecord(
         token=token,
         grant_id=grant.id,
@@ -313,12 +319,7 @@ async def load_refresh(db: Database, client_id: str, token: str) -> TokenRecord 
             "refresh_token_reuse",
             "oauth_refresh_reuse",
         )
-        if found is None:
-            return None
-        tok, grant = found
-        if tok.revoked_at is not None or grant.revoked_at is not None or tok.expires_at <= utcnow():
-            return None
-        return _record(token, tok, grant)
+        return _live_record(token, found)
 
 
 async def rotate_refresh(db: Database, record: TokenRecord, scopes: list[str]) -> TokenPair:
@@ -342,12 +343,7 @@ async def load_access(db: Database, token: str) -> TokenRecord | None:
         return None
     async with db.system() as uow:
         found = await _with_grant(uow, OAuthToken, OAuthToken.token_hash, token, OAuthToken.kind == "access")
-        if found is None:
-            return None
-        tok, grant = found
-        if tok.revoked_at is not None or grant.revoked_at is not None or tok.expires_at <= utcnow():
-            return None
-        return _record(token, tok, grant)
+        return _live_record(token, found)
 
 
 async def revoke_grant(db: Database, grant_id: uuid.UUID, reason: str) -> None:
