@@ -16,7 +16,6 @@ import datetime as dt
 import fnmatch
 import importlib
 import os
-import pkgutil
 import random
 import socket
 import time
@@ -29,6 +28,7 @@ from typing import Any
 from cronsim import CronSim
 from sqlalchemy import func, text, update
 
+from core.features import import_feature_modules
 from core.metrics import HANDLER_DURATION
 from core.observability import SpanKind, get_logger, trace
 from core.outbox import NOTIFY_CHANNEL, Event, deliveries_table
@@ -110,18 +110,9 @@ def schedule(cron: str, *, name: str | None = None) -> Callable[[ScheduledHandle
 def load_handlers(extra_modules: str = "") -> Registry:
     """Import every `core.<feature>.handlers` module so their decorators register, and the
     comma-separated `extra_modules` (`Settings.handler_modules`: plugins, test probes)."""
-    import core
-
     for name in filter(None, (m.strip() for m in extra_modules.split(","))):
         importlib.import_module(name)
-
-    for module in pkgutil.iter_modules(core.__path__):
-        if module.ispkg:
-            try:
-                importlib.import_module(f"core.{module.name}.handlers")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"core.{module.name}.handlers":
-                    raise
+    import_feature_modules("handlers")
     return registry
 
 

@@ -12,14 +12,21 @@ def feature_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(core.__path__) if m.ispkg)
 
 
+def import_feature_modules(module: str) -> None:
+    """Import `core.<feature>.<module>` for every feature that has one, so that what it declares
+    registers. A feature without that module is skipped; an import failing inside one is not."""
+    for name in feature_names():
+        qualified = f"core.{name}.{module}"
+        try:
+            importlib.import_module(qualified)
+        except ModuleNotFoundError as exc:
+            if exc.name != qualified:
+                raise
+
+
 def load_models() -> None:
     # Platform-wide tables that are not a feature's
     importlib.import_module("core.outbox")
     importlib.import_module("core.idempotency")
     importlib.import_module("core.audit")
-    for name in feature_names():
-        try:
-            importlib.import_module(f"core.{name}.models")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"core.{name}.models":
-                raise
+    import_feature_modules("models")

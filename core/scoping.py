@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, TypeVarTuple
 
 from sqlalchemy import Column, ColumnElement, Row, Select, Table, inspect, select, tuple_
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.orm import InstrumentedAttribute
 
 from core.context import Role, TenantContext
@@ -28,9 +29,11 @@ __all__ = [
     "cursor_values",
     "get_in_context",
     "in_context",
+    "insert_in_context",
     "keyset_page",
     "keyset_rows",
     "map_page",
+    "new_in_context",
     "one_or",
     "owned_by",
     "require_manager",
@@ -73,6 +76,21 @@ def same_tenant(left: type[TenantOwned], right: type[TenantOwned]) -> ColumnElem
 def scoped(model: type[R], ctx: TenantContext) -> Select[R]:
     """`SELECT model WHERE model.tenant_id = ctx.tenant_id`."""
     return select(model).where(in_context(model, ctx))
+
+
+def new_in_context(
+    model: type[TenantOwned], ctx: TenantContext, *, id: uuid.UUID | None = None, **values: Any
+) -> Insert:
+    """`INSERT` of one row of `model` owned by the caller's context: the acting person and the
+    context's org (None = personal), so that `in_context` finds it again; a fresh id unless
+    `id` is given. `values` are the other columns; the statement may take `on_conflict_*`."""
+    return insert(model).values(id=id or uuid.uuid4(), person_id=ctx.person_id, org_id=ctx.org_id, **values)
+
+
+async def insert_in_context(uow: UnitOfWork, model: type[R], ctx: TenantContext, **values: Any) -> R:
+    """Insert one row of `model` in the caller's context (see `new_in_context`) and return it as
+    stored, with its server defaults and computed columns."""
+    return (await uow.session.execute(new_in_context(model, ctx, **values).returning(model))).scalar_one()
 
 
 def require_manager(ctx: TenantContext, write_scope: str) -> None:
@@ -190,15 +208,21 @@ async def keyset_rows(
     stmt: Select[*Ts],
     page: PageRequest,
     *columns: KeyColumn,
-    key: Callable[[Row[*Ts]], Sequence[Any]],
+    key: Callable[[Row[*Ts]], Sequence[Any]] | None = None,
     descending: bool = False,
     having: bool = False,
 ) -> Page[Row[*Ts]]:
     """Run one page of a several-column `stmt` (see `apply_keyset`); `key(row)` gives the
-    cursor values of a row, in the order of `columns`."""
+    cursor values of a row, in the order of `columns`. Without `key` they are read by name
+    from the row's first entity (`row[0]`), the usual shape: the listed model, then extras."""
     stmt = apply_keyset(stmt, page, *columns, descending=descending, having=having)
     rows = list((await uow.session.execute(stmt)).all())
-    return page_of(rows, page.limit, key)
+    names = [c.key for c in columns]
+
+    def by_name(row: Row[*tuple[Any, ...]]) -> list[Any]:
+        return [getattr(row[0], n) for n in names]
+
+    return page_of(rows, page.limit, key or by_name)
 
 
 def map_page(page: Page[T], present: Callable[[T], U]) -> Page[U]:

@@ -232,9 +232,7 @@ async def list_orgs(
     if q and q.strip():
         pattern = _like(q.strip())
         stmt = stmt.where(or_(Org.slug.ilike(pattern), Org.name.ilike(pattern)))
-    rows = await keyset_rows(
-        uow, stmt, page, Org.created_at, Org.id, descending=True, key=lambda r: (r[0].created_at, r[0].id)
-    )
+    rows = await keyset_rows(uow, stmt, page, Org.created_at, Org.id, descending=True)
     return map_page(
         rows,
         lambda r: AdminOrgOut(

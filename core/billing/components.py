@@ -11,7 +11,6 @@ search and installations is a later feature.
 
 from __future__ import annotations
 
-import importlib
 import math
 import uuid
 from collections.abc import Awaitable, Callable
@@ -150,14 +149,9 @@ def load_actions() -> None:
     global _loaded
     if _loaded:
         return
-    from core.features import feature_names
+    from core.features import import_feature_modules
 
-    for name in feature_names():
-        try:
-            importlib.import_module(f"core.{name}.actions")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"core.{name}.actions":
-                raise
+    import_feature_modules("actions")
     _loaded = True
 
 

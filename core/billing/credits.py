@@ -10,9 +10,9 @@ from core.billing import ledger
 from core.billing.models import Job, LedgerEntry
 from core.billing.policy import CREDITS_READ, CREDITS_WRITE
 from core.billing.schemas import BalanceOut, CreditSettingsIn, HoldOut, LedgerEntryOut
-from core.context import Role, TenantContext
+from core.context import TenantContext
 from core.pagination import Page, PageRequest
-from core.scoping import in_context, keyset_page, map_page, scoped, where_given
+from core.scoping import in_context, keyset_page, map_page, require_manager, scoped, where_given
 from core.uow import UnitOfWork
 
 OPEN_HOLDS_SHOWN = 20
@@ -75,9 +75,7 @@ async def list_ledger(
 
 async def update_credit_settings(ctx: TenantContext, uow: UnitOfWork, data: CreditSettingsIn) -> BalanceOut:
     """Set the context's low-balance threshold (the person; in an org, an owner or admin)."""
-    ctx.require(CREDITS_WRITE)
-    if ctx.org_id is not None:
-        ctx.require_role(Role.OWNER, Role.ADMIN)
+    require_manager(ctx, CREDITS_WRITE)
     acct = await ledger.lock_account(uow, ctx.person_id, ctx.org_id)
     acct.low_balance_threshold = data.low_balance_threshold
     ledger.check_low_balance(uow, acct)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.bookings.models import Service, ServiceProvider
@@ -18,7 +18,7 @@ from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import in_context, keyset_page, require_manager, scoped
+from core.scoping import in_context, insert_in_context, keyset_page, require_manager, scoped
 from core.uow import UnitOfWork
 
 
@@ -129,13 +129,7 @@ async def create_service(
     require_manager(ctx, WRITE)
     providers = await _provider_ids(ctx, uow, data.providers)
     values = data.model_dump(exclude={"providers"})
-    service = (
-        await uow.session.execute(
-            insert(Service)
-            .values(id=uuid.uuid4(), person_id=ctx.person_id, org_id=ctx.org_id, **values)
-            .returning(Service)
-        )
-    ).scalar_one()
+    service = await insert_in_context(uow, Service, ctx, **values)
     await _set_providers(ctx, uow, service.id, providers)
     uow.emit("bookings/service.created", {"service_id": service.id, "name": service.name})
     return (await _service_out(ctx, uow, [service]))[0]

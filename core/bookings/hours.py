@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.bookings.models import Schedule
 from core.bookings.policy import READ, WRITE
@@ -14,7 +11,7 @@ from core.bookings.queries import find_provider
 from core.bookings.schemas import AvailabilityIn, AvailabilityOut, DateOverride, WeeklyHours
 from core.context import Role, TenantContext
 from core.preconditions import lock_resource, require_match
-from core.scoping import in_context
+from core.scoping import in_context, new_in_context
 from core.uow import UnitOfWork
 
 
@@ -59,14 +56,8 @@ async def set_availability(
         require_match(if_match, await get_availability(ctx, uow, who.slug), what="availability")
     weekly = [w.model_dump(mode="json") for w in sorted(data.weekly, key=lambda w: (w.weekday, w.start))]
     overrides = [o.model_dump(mode="json") for o in sorted(data.overrides, key=lambda o: o.date)]
-    stmt = pg_insert(Schedule).values(
-        id=uuid.uuid4(),
-        provider_id=who.id,
-        person_id=ctx.person_id,
-        org_id=ctx.org_id,
-        time_zone=data.time_zone,
-        weekly=weekly,
-        overrides=overrides,
+    stmt = new_in_context(
+        Schedule, ctx, provider_id=who.id, time_zone=data.time_zone, weekly=weekly, overrides=overrides
     )
     await uow.session.execute(
         stmt.on_conflict_do_update(

@@ -14,7 +14,7 @@ from core.bookings.queries import booking_query, load_booking_row, person_by_slu
 from core.bookings.schemas import BookingFilters, BookingOut
 from core.context import TenantContext
 from core.pagination import Page, PageRequest
-from core.scoping import keyset_rows, map_page
+from core.scoping import keyset_rows, map_page, where_given
 from core.uow import UnitOfWork
 
 
@@ -24,7 +24,7 @@ async def list_bookings(
     """Bookings of this context by start time (earliest first), filtered."""
     ctx.require(READ)
     f = filters or BookingFilters()
-    stmt = booking_query(ctx)
+    stmt = where_given(booking_query(ctx), (Booking.client_id, f.client_id))
     if f.from_at is not None:
         stmt = stmt.where(Booking.start_at >= f.from_at)
     if f.to_at is not None:
@@ -48,11 +48,7 @@ async def list_bookings(
         stmt = stmt.where(or_(*conditions))
     if f.provider:
         stmt = stmt.where(Booking.provider_id == (await person_by_slug(uow, f.provider)))
-    if f.client_id is not None:
-        stmt = stmt.where(Booking.client_id == f.client_id)
-    rows = await keyset_rows(
-        uow, stmt, page, Booking.start_at, Booking.id, key=lambda r: (r[0].start_at, r[0].id)
-    )
+    rows = await keyset_rows(uow, stmt, page, Booking.start_at, Booking.id)
     return map_page(rows, row_out)
 
 

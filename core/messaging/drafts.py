@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 
 from core.context import TenantContext
 from core.errors import Conflict, NotFound
@@ -18,7 +17,15 @@ from core.messaging.presenters import draft_out, message_out
 from core.messaging.queries import thread_for_send, thread_row
 from core.messaging.schemas import DraftApprovedOut, DraftApproveIn, DraftIn, DraftOut, DraftRejectIn
 from core.pagination import Page, PageRequest
-from core.scoping import get_in_context, in_context, keyset_page, map_page
+from core.scoping import (
+    get_in_context,
+    in_context,
+    insert_in_context,
+    keyset_page,
+    map_page,
+    scoped,
+    where_given,
+)
 from core.uow import UnitOfWork
 
 
@@ -31,11 +38,7 @@ async def list_drafts(
 ) -> Page[DraftOut]:
     """Drafts of this context, newest first (default: the pending ones awaiting a person)."""
     ctx.require(READ)
-    stmt = select(Draft).where(in_context(Draft, ctx))
-    if thread_id is not None:
-        stmt = stmt.where(Draft.thread_id == thread_id)
-    if status:
-        stmt = stmt.where(Draft.status == status)
+    stmt = where_given(scoped(Draft, ctx), (Draft.thread_id, thread_id), (Draft.status, status))
     rows = await keyset_page(uow, stmt, page, Draft.created_at, Draft.id, descending=True)
     return map_page(rows, draft_out)
 
@@ -71,22 +74,16 @@ async def _latest_inbound_id(ctx: TenantContext, uow: UnitOfWork, thread_id: uui
 
 
 async def insert_draft(ctx: TenantContext, uow: UnitOfWork, thread: Thread, **values: Any) -> Draft:
-    draft = (
-        await uow.session.execute(
-            insert(Draft)
-            .values(
-                id=uuid.uuid4(),
-                person_id=ctx.person_id,
-                org_id=ctx.org_id,
-                thread_id=thread.id,
-                created_by_person_id=ctx.person_id,
-                created_by_api_key_id=ctx.principal.api_key_id,
-                reply_to_message_id=await _latest_inbound_id(ctx, uow, thread.id),
-                **values,
-            )
-            .returning(Draft)
-        )
-    ).scalar_one()
+    draft = await insert_in_context(
+        uow,
+        Draft,
+        ctx,
+        thread_id=thread.id,
+        created_by_person_id=ctx.person_id,
+        created_by_api_key_id=ctx.principal.api_key_id,
+        reply_to_message_id=await _latest_inbound_id(ctx, uow, thread.id),
+        **values,
+    )
     uow.emit(
         "messaging/draft.created",
         {"draft_id": draft.id, "thread_id": thread.id, "created_by_kind": draft.created_by_kind},

@@ -8,7 +8,6 @@ import uuid
 from typing import Any
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
@@ -17,7 +16,7 @@ from core.messaging.policy import INGEST, check_channel
 from core.messaging.presenters import attachments_in, preview
 from core.messaging.queries import new_thread, settings_row
 from core.messaging.schemas import InboundBatchIn, InboundIn, IngestItemOut, IngestOut
-from core.scoping import in_context, one_or, owned_by
+from core.scoping import in_context, insert_in_context, one_or, owned_by
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client
 from core.tenancy.schemas import ClientOut
@@ -170,26 +169,20 @@ async def _insert_inbound(
     *,
     read_at: dt.datetime | None,
 ) -> Message:
-    return (
-        await uow.session.execute(
-            insert(Message)
-            .values(
-                id=uuid.uuid4(),
-                person_id=ctx.person_id,
-                org_id=ctx.org_id,
-                thread_id=thread.id,
-                direction="in",
-                channel=thread.channel,
-                author_kind="client",
-                body=item.body,
-                attachments=attachments_in(item.attachments),
-                external_id=item.external_id,
-                occurred_at=occurred,
-                read_at=read_at,
-            )
-            .returning(Message)
-        )
-    ).scalar_one()
+    return await insert_in_context(
+        uow,
+        Message,
+        ctx,
+        thread_id=thread.id,
+        direction="in",
+        channel=thread.channel,
+        author_kind="client",
+        body=item.body,
+        attachments=attachments_in(item.attachments),
+        external_id=item.external_id,
+        occurred_at=occurred,
+        read_at=read_at,
+    )
 
 
 async def _move_thread_on(

@@ -8,13 +8,12 @@ import uuid
 from typing import cast
 
 from sqlalchemy import Select, and_, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.types import Uuid
 
 from core.context import TenantContext
 from core.errors import NotFound
 from core.messaging.models import MessagingSettings, Thread
-from core.scoping import in_context, owned_by, row_or, same_tenant
+from core.scoping import in_context, insert_in_context, owned_by, row_or, same_tenant, scoped
 from core.tenancy.models import Client, Person
 from core.uow import UnitOfWork
 
@@ -28,9 +27,7 @@ def _thread_not_found() -> NotFound:
 
 
 async def settings_row(ctx: TenantContext, uow: UnitOfWork) -> MessagingSettings | None:
-    return (
-        await uow.session.execute(select(MessagingSettings).where(in_context(MessagingSettings, ctx)))
-    ).scalar_one_or_none()
+    return (await uow.session.execute(scoped(MessagingSettings, ctx))).scalar_one_or_none()
 
 
 def thread_select(ctx: TenantContext) -> Select[Thread, Client, Person]:
@@ -89,23 +86,17 @@ async def new_thread(
     external_key: str | None = None,
     last_activity_at: dt.datetime | None = None,
 ) -> Thread:
-    thread = (
-        await uow.session.execute(
-            insert(Thread)
-            .values(
-                id=uuid.uuid4(),
-                person_id=ctx.person_id,
-                org_id=ctx.org_id,
-                client_id=client_id,
-                channel=channel,
-                subject=subject[:500],
-                agent_mode=agent_mode,
-                external_key=external_key,
-                last_activity_at=last_activity_at or func.now(),
-            )
-            .returning(Thread)
-        )
-    ).scalar_one()
+    thread = await insert_in_context(
+        uow,
+        Thread,
+        ctx,
+        client_id=client_id,
+        channel=channel,
+        subject=subject[:500],
+        agent_mode=agent_mode,
+        external_key=external_key,
+        last_activity_at=last_activity_at or func.now(),
+    )
     uow.emit(
         "messaging/thread.created",
         {"thread_id": thread.id, "client_id": client_id, "channel": channel, "agent_mode": agent_mode},

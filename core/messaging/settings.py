@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
+from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert
 
 from core.context import Role, TenantContext
 from core.errors import FieldIssue, ValidationFailed
@@ -16,6 +15,7 @@ from core.messaging.presenters import context_kind
 from core.messaging.queries import settings_row
 from core.messaging.schemas import ChannelOut, ProfileIn, SettingsIn, SettingsOut
 from core.preconditions import lock_resource, require_match
+from core.scoping import new_in_context
 from core.uow import UnitOfWork
 
 
@@ -77,7 +77,7 @@ async def update_settings(
             "(ATLILITH_MESSAGING_PEER_ALLOWED_HOSTS)",
             errors=[FieldIssue(f, "host not allowed", "peer_url_not_allowed") for f in refused],
         )
-    values = {
+    values: dict[str, Any] = {
         "default_agent_mode": data.default_agent_mode,
         "profile": data.profile.model_dump(exclude_none=True),
         "channel_peers": dict(data.channel_peers),
@@ -85,8 +85,7 @@ async def update_settings(
     }
     cfg = (
         await uow.session.execute(
-            insert(MessagingSettings)
-            .values(id=uuid.uuid4(), person_id=ctx.person_id, org_id=ctx.org_id, **values)
+            new_in_context(MessagingSettings, ctx, **values)
             .on_conflict_do_update(
                 index_elements=[MessagingSettings.tenant_id], set_={**values, "updated_at": func.now()}
             )

@@ -22,7 +22,7 @@ from core.messaging.queries import new_thread, settings_row, thread_row, thread_
 from core.messaging.schemas import MessageOut, ThreadDetailOut, ThreadIn, ThreadOut, ThreadUpdateIn
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import get_in_context, in_context, keyset_page, keyset_rows, map_page, scoped
+from core.scoping import get_in_context, in_context, keyset_page, keyset_rows, map_page, scoped, where_given
 from core.tenancy.models import Client, OrgMember, Person
 from core.uow import UnitOfWork
 
@@ -89,9 +89,12 @@ async def list_threads(
     """The inbox: threads of this context, most recent activity first."""
     ctx.require(READ)
     f = filters or ThreadFilter()
-    stmt = thread_select(ctx)
-    if f.status:
-        stmt = stmt.where(Thread.status == f.status)
+    stmt = where_given(
+        thread_select(ctx),
+        (Thread.status, f.status),
+        (Thread.client_id, f.client_id),
+        (Thread.channel, f.channel),
+    )
     if f.assignee == "none":
         stmt = stmt.where(Thread.assignee_id.is_(None))
     elif f.assignee == "me":
@@ -103,10 +106,6 @@ async def list_threads(
         stmt = stmt.where(Thread.assignee_id == person_id)
     if f.label:
         stmt = stmt.where(Thread.labels.contains([f.label]))
-    if f.client_id:
-        stmt = stmt.where(Thread.client_id == f.client_id)
-    if f.channel:
-        stmt = stmt.where(Thread.channel == f.channel)
     if f.unread is True:
         stmt = stmt.where(Thread.unread_count > 0)
     elif f.unread is False:
@@ -125,15 +124,7 @@ async def list_threads(
                 Client.email.ilike(pattern),
             )
         )
-    rows = await keyset_rows(
-        uow,
-        stmt,
-        page,
-        Thread.last_activity_at,
-        Thread.id,
-        descending=True,
-        key=lambda r: (r[0].last_activity_at, r[0].id),
-    )
+    rows = await keyset_rows(uow, stmt, page, Thread.last_activity_at, Thread.id, descending=True)
     return map_page(rows, lambda r: thread_out(r[0], r[1], r[2]))
 
 

@@ -14,10 +14,10 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from core.credentials import OAUTH_ACCESS_PREFIX, OAUTH_REFRESH_PREFIX
@@ -30,6 +30,9 @@ from core.uow import Database, UnitOfWork
 from core.utilities import sha256_hex, utcnow
 
 log = get_logger("atlilith.oauth")
+
+# A single-use or bearer secret stored as its hash, belonging to a grant.
+S = TypeVar("S", OAuthCode, OAuthToken)
 
 _CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
@@ -138,6 +141,19 @@ def redirect_with(uri: str, **params: str | None) -> str:
 # --- codes ------------------------------------------------------------------------------------------
 
 
+def _bound_terms(source: OAuthRequest | OAuthCode) -> dict[str, Any]:
+    """What a code binds from its authorization request and hands back when redeemed: the token
+    exchange checks the client, redirect URI, PKCE verifier and resource against these."""
+    return {
+        "client_id": source.client_id,
+        "redirect_uri": source.redirect_uri,
+        "redirect_uri_explicit": source.redirect_uri_explicit,
+        "code_challenge": source.code_challenge,
+        "scopes": list(source.scopes),
+        "resource": source.resource,
+    }
+
+
 async def issue_code(uow: UnitOfWork, grant: OAuthGrant, request: OAuthRequest) -> str:
     """A single-use code for an approved request (inside the approval's transaction)."""
     code = secrets.token_urlsafe(32)
@@ -145,12 +161,7 @@ async def issue_code(uow: UnitOfWork, grant: OAuthGrant, request: OAuthRequest) 
         OAuthCode(
             code_hash=sha256_hex(code),
             grant_id=grant.id,
-            client_id=request.client_id,
-            redirect_uri=request.redirect_uri,
-            redirect_uri_explicit=request.redirect_uri_explicit,
-            code_challenge=request.code_challenge,
-            scopes=list(request.scopes),
-            resource=request.resource,
+            **_bound_terms(request),
             expires_at=utcnow() + dt.timedelta(seconds=uow.db.settings.oauth_code_ttl_seconds),
         )
     )
@@ -162,34 +173,61 @@ async def load_code(db: Database, client_id: str, code: str) -> CodeRecord | Non
     """The code's request, if it is this client's and unused. A code presented again after it
     was redeemed was intercepted or replayed: its connection is revoked (OAuth 2.1 §4.1.3)."""
     async with db.system() as uow:
-        row = (
-            await uow.session.execute(
-                select(OAuthCode, OAuthGrant)
-                .join(OAuthGrant, OAuthGrant.id == OAuthCode.grant_id)
-                .where(OAuthCode.code_hash == sha256_hex(code), OAuthCode.client_id == client_id)
-            )
-        ).one_or_none()
+        condition = OAuthCode.client_id == client_id
+        row = await _unspent(
+            uow, OAuthCode, OAuthCode.code_hash, code, condition, "code_reuse", "oauth_code_reuse"
+        )
         if row is None:
             return None
         found, grant = row
-        if found.used_at is not None:
-            await _revoke_grant(uow, grant.id, "code_reuse")
-            log.warning("oauth_code_reuse", grant_id=str(grant.id))
-            return None
         if grant.revoked_at is not None:
             return None
         return CodeRecord(
             code=code,
             grant_id=grant.id,
-            client_id=found.client_id,
-            redirect_uri=found.redirect_uri,
-            redirect_uri_explicit=found.redirect_uri_explicit,
-            code_challenge=found.code_challenge,
-            scopes=list(found.scopes),
-            resource=found.resource,
+            **_bound_terms(found),
             expires_at=found.expires_at,
             person_id=grant.person_id,
         )
+
+
+async def _with_grant(
+    uow: UnitOfWork,
+    model: type[S],
+    hash_column: InstrumentedAttribute[str],
+    secret: str,
+    condition: ColumnElement[bool],
+) -> tuple[S, OAuthGrant] | None:
+    """The row a presented `secret` (a code or a token) hashes to, with its grant; `condition`
+    narrows it (the client the code was issued to, the kind of token)."""
+    row = (
+        await uow.session.execute(
+            select(model, OAuthGrant)
+            .join(OAuthGrant, OAuthGrant.id == model.grant_id)
+            .where(hash_column == sha256_hex(secret), condition)
+        )
+    ).one_or_none()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def _unspent(
+    uow: UnitOfWork,
+    model: type[S],
+    hash_column: InstrumentedAttribute[str],
+    secret: str,
+    condition: ColumnElement[bool],
+    reuse_reason: str,
+    reuse_event: str,
+) -> tuple[S, OAuthGrant] | None:
+    """`_with_grant` for a single-use secret, None when already used: one presented again after
+    use was intercepted or replayed, so its connection is revoked (OAuth 2.1 §4.1.3 for codes;
+    a rotated refresh token likewise). The reason and log event name which secret it was."""
+    row = await _with_grant(uow, model, hash_column, secret, condition)
+    if row is not None and row[0].used_at is not None:
+        await _revoke_grant(uow, row[1].id, reuse_reason)
+        log.warning(reuse_event, grant_id=str(row[1].id))
+        return None
+    return row
 
 
 async def _spend(
@@ -247,18 +285,13 @@ async def _issue_tokens(uow: UnitOfWork, grant_id: uuid.UUID, scopes: list[str],
     return TokenPair(access, settings.oauth_access_token_ttl_seconds, refresh, scopes)
 
 
-async def _token(uow: UnitOfWork, token: str, kind: str) -> tuple[OAuthToken, OAuthGrant] | None:
-    row = (
-        await uow.session.execute(
-            select(OAuthToken, OAuthGrant)
-            .join(OAuthGrant, OAuthGrant.id == OAuthToken.grant_id)
-            .where(OAuthToken.token_hash == sha256_hex(token), OAuthToken.kind == kind)
-        )
-    ).one_or_none()
-    return (row[0], row[1]) if row is not None else None
-
-
-def _record(token: str, tok: OAuthToken, grant: OAuthGrant) -> TokenRecord:
+def _live_record(token: str, found: tuple[OAuthToken, OAuthGrant] | None) -> TokenRecord | None:
+    """The token's record while it lives: neither it nor its connection revoked, not expired."""
+    if found is None:
+        return None
+    tok, grant = found
+    if tok.revoked_at is not None or grant.revoked_at is not None or tok.expires_at <= utcnow():
+        return None
     return TokenRecord(
         token=token,
         grant_id=grant.id,
@@ -276,17 +309,17 @@ async def load_refresh(db: Database, client_id: str, token: str) -> TokenRecord 
     if not token.startswith(OAUTH_REFRESH_PREFIX):
         return None
     async with db.system() as uow:
-        found = await _token(uow, token, "refresh")
-        if found is None or found[1].client_id != client_id:
-            return None
-        tok, grant = found
-        if tok.used_at is not None:
-            await _revoke_grant(uow, grant.id, "refresh_token_reuse")
-            log.warning("oauth_refresh_reuse", grant_id=str(grant.id))
-            return None
-        if tok.revoked_at is not None or grant.revoked_at is not None or tok.expires_at <= utcnow():
-            return None
-        return _record(token, tok, grant)
+        condition = and_(OAuthToken.kind == "refresh", OAuthGrant.client_id == client_id)
+        found = await _unspent(
+            uow,
+            OAuthToken,
+            OAuthToken.token_hash,
+            token,
+            condition,
+            "refresh_token_reuse",
+            "oauth_refresh_reuse",
+        )
+        return _live_record(token, found)
 
 
 async def rotate_refresh(db: Database, record: TokenRecord, scopes: list[str]) -> TokenPair:
@@ -309,13 +342,8 @@ async def load_access(db: Database, token: str) -> TokenRecord | None:
     if not token.startswith(OAUTH_ACCESS_PREFIX):
         return None
     async with db.system() as uow:
-        found = await _token(uow, token, "access")
-        if found is None:
-            return None
-        tok, grant = found
-        if tok.revoked_at is not None or grant.revoked_at is not None or tok.expires_at <= utcnow():
-            return None
-        return _record(token, tok, grant)
+        found = await _with_grant(uow, OAuthToken, OAuthToken.token_hash, token, OAuthToken.kind == "access")
+        return _live_record(token, found)
 
 
 async def revoke_grant(db: Database, grant_id: uuid.UUID, reason: str) -> None:

@@ -142,15 +142,7 @@ async def list_connections(ctx: TenantContext, uow: UnitOfWork, page: PageReques
         .outerjoin(Org, Org.id == OAuthGrant.org_id)
         .where(OAuthGrant.person_id == ctx.person_id, OAuthGrant.revoked_at.is_(None))
     )
-    rows = await keyset_rows(
-        uow,
-        stmt,
-        page,
-        OAuthGrant.created_at,
-        OAuthGrant.id,
-        descending=True,
-        key=lambda r: (r[0].created_at, r[0].id),
-    )
+    rows = await keyset_rows(uow, stmt, page, OAuthGrant.created_at, OAuthGrant.id, descending=True)
     return map_page(rows, lambda r: _connection_out(r[0], r[1]))
 
 

@@ -64,7 +64,7 @@ async def search_components(
     if kind is not None:
         base = base.where(ComponentRow.kind == kind)
     if q is None:
-        listed = await keyset_rows(uow, base, page, ComponentRow.slug, key=lambda r: [r[0].slug])
+        listed = await keyset_rows(uow, base, page, ComponentRow.slug)
         return map_page(listed, lambda r: summary_out(r[0], bool(r[1])))
 
     tsq = _tsquery(q)

@@ -31,7 +31,7 @@ from core.registry.schemas import (
     InstallIn,
     Uninstalled,
 )
-from core.scoping import in_context, keyset_rows, map_page
+from core.scoping import in_context, keyset_rows, map_page, new_in_context
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
@@ -61,14 +61,7 @@ async def install(
     refuse_not_installable(row)
     inserted = (
         await uow.session.execute(
-            insert(Installation)
-            .values(
-                id=uuid.uuid4(),
-                person_id=ctx.person_id,
-                org_id=ctx.org_id,
-                component_id=row.id,
-                config=data.config,
-            )
+            new_in_context(Installation, ctx, component_id=row.id, config=data.config)
             .on_conflict_do_nothing(index_elements=["tenant_id", "component_id"])
             .returning(Installation.id)
         )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from core import audit, billing
@@ -23,6 +24,8 @@ from core.registry.schemas import (
 )
 from core.uow import UnitOfWork
 from core.utilities import utcnow
+
+P = TypeVar("P", bound=BaseModel)
 
 log = get_logger("atlilith.registry")
 
@@ -51,6 +54,13 @@ async def register_peer(ctx: TenantContext, uow: UnitOfWork, data: PeerIn) -> Pe
     ]
 
 
+def _billing_part(data: BaseModel, model: type[P]) -> P:
+    """The billing peer inside a peer component: every field the two models share, passed on
+    as given (the component's model bounds them the same way), and none of the catalogue's."""
+    shared = model.model_fields.keys() & type(data).model_fields.keys()
+    return model(**{name: getattr(data, name) for name in shared})
+
+
 async def _register_peer(
     ctx: TenantContext, uow: UnitOfWork, data: PeerComponentIn
 ) -> tuple[PeerComponentOut, PeerCreated]:
@@ -64,31 +74,11 @@ async def _register_peer(
             code="component_exists",
             hint="update it ([[registry.update_peer_component]]) or choose another slug",
         )
-    peer = await billing.register_peer(
-        ctx,
-        uow,
-        PeerIn(
-            slug=data.slug,
-            name=data.name,
-            base_url=data.base_url,
-            actions=data.actions,
-            timeout_seconds=data.timeout_seconds,
-            enabled=data.enabled,
-        ),
-    )
+    peer = await billing.register_peer(ctx, uow, _billing_part(data, PeerIn))
     row = _peer_row(data, peer)
     uow.session.add(row)
-    await uow.session.flush()
-    await record_version(uow, row.id, row.version, row.tools_hash)
-    await uow.session.refresh(row)
-    await audit.record(
-        uow,
-        ctx,
-        "component.register",
-        "component",
-        row.slug,
-        {"kind": "peer", "version": row.version, "base_url": row.base_url},
-    )
+    details = {"kind": "peer", "version": row.version, "base_url": row.base_url}
+    await _record_change(ctx, uow, row, "component.register", details)
     log.info("peer_component_registered", component=row.slug, by=str(ctx.person_id))
     return PeerComponentOut(component=detail_out(row, False), secret=peer.secret), peer
 
@@ -121,36 +111,24 @@ async def _update_peer(
             hint="built-in components change with the code; register peers with "
             "[[registry.register_peer_component]]",
         )
-    peer = await billing.update_peer(
-        ctx,
-        uow,
-        slug,
-        PeerUpdateIn(
-            name=data.name,
-            base_url=data.base_url,
-            actions=data.actions,
-            timeout_seconds=data.timeout_seconds,
-            enabled=data.enabled,
-            rotate_secret=data.rotate_secret,
-            secret_grace_seconds=data.secret_grace_seconds,
-            retire_old_secrets=data.retire_old_secrets,
-        ),
-    )
+    peer = await billing.update_peer(ctx, uow, slug, _billing_part(data, PeerUpdateIn))
     _apply_update(row, data, peer.base_url)
     row.updated_at = utcnow()
+    details = data.model_dump(exclude_none=True, exclude={"skill_text"})
+    await _record_change(ctx, uow, row, "component.update", details)
+    log.info("peer_component_updated", component=row.slug, by=str(ctx.person_id))
+    return PeerComponentOut(component=detail_out(row, False), secret=peer.secret), peer
+
+
+async def _record_change(
+    ctx: TenantContext, uow: UnitOfWork, row: ComponentRow, action: str, details: dict[str, Any]
+) -> None:
+    """Write the entry, keep its version history (a new row only for a new version or actions),
+    read back what the database holds and leave the admin's change in the audit log."""
     await uow.session.flush()
     await record_version(uow, row.id, row.version, row.tools_hash)
     await uow.session.refresh(row)
-    await audit.record(
-        uow,
-        ctx,
-        "component.update",
-        "component",
-        row.slug,
-        data.model_dump(exclude_none=True, exclude={"skill_text"}),
-    )
-    log.info("peer_component_updated", component=row.slug, by=str(ctx.person_id))
-    return PeerComponentOut(component=detail_out(row, False), secret=peer.secret), peer
+    await audit.record(uow, ctx, action, "component", row.slug, details)
 
 
 def _peer_row(data: PeerComponentIn, peer: PeerCreated) -> ComponentRow:

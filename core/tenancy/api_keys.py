@@ -71,15 +71,7 @@ async def list_api_keys(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) 
     stmt = (
         select(ApiKey, Org).outerjoin(Org, Org.id == ApiKey.org_id).where(ApiKey.person_id == ctx.person_id)
     )
-    rows = await keyset_rows(
-        uow,
-        stmt,
-        page,
-        ApiKey.created_at,
-        ApiKey.id,
-        descending=True,
-        key=lambda r: (r[0].created_at, r[0].id),
-    )
+    rows = await keyset_rows(uow, stmt, page, ApiKey.created_at, ApiKey.id, descending=True)
     return map_page(rows, lambda r: _api_key_out(r[0], r[1]))
 
 

@@ -7,15 +7,15 @@ import uuid
 
 from sqlalchemy import Select, func, select, text, update
 
-from core.context import Role, TenantContext
+from core.context import TenantContext
 from core.errors import Conflict, Gone, NotFound
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
-from core.scoping import keyset_page, one_or
+from core.scoping import keyset_page, one_or, where_given
 from core.tenancy.models import Invitation, Org, OrgMember, Person
 from core.tenancy.presenters import member_out, person_ref
-from core.tenancy.queries import READ, WRITE, person_id_by_slug
+from core.tenancy.queries import READ, WRITE, administered_org, person_id_by_slug
 from core.tenancy.schemas import InvitationIn, InvitationOut, MemberOut, OrgRef
 from core.uow import UnitOfWork
 from core.utilities import utcnow
@@ -47,9 +47,7 @@ async def _invitation_out(uow: UnitOfWork, inv: Invitation) -> InvitationOut:
 async def create_invitation(
     ctx: TenantContext, uow: UnitOfWork, data: InvitationIn, idempotency_key: str | None = None
 ) -> InvitationOut:
-    ctx.require(WRITE)
-    ctx.require_role(Role.OWNER, Role.ADMIN)
-    org_id = ctx.require_org()
+    org_id = administered_org(ctx)
     invitee: uuid.UUID | None
     if data.person:
         invitee = await person_id_by_slug(uow, data.person)
@@ -88,11 +86,10 @@ async def list_invitations(
     ctx: TenantContext, uow: UnitOfWork, page: PageRequest, status: str | None = None
 ) -> Page[InvitationOut]:
     """The org's invitations (owner/admin)."""
-    ctx.require(READ)
-    ctx.require_role(Role.OWNER, Role.ADMIN)
-    stmt = select(Invitation).where(Invitation.org_id == ctx.require_org())
-    if status:
-        stmt = stmt.where(Invitation.status == status)
+    stmt = where_given(
+        select(Invitation).where(Invitation.org_id == administered_org(ctx, READ)),
+        (Invitation.status, status),
+    )
     return await _invitation_page(uow, stmt, page)
 
 
@@ -116,8 +113,7 @@ async def _invitation_page(
 
 
 async def revoke_invitation(ctx: TenantContext, uow: UnitOfWork, invitation_id: uuid.UUID) -> InvitationOut:
-    ctx.require(WRITE)
-    ctx.require_role(Role.OWNER, Role.ADMIN)
+    org_id = administered_org(ctx)
     not_found = NotFound(
         "no such invitation in this org",
         code="invitation_not_found",
@@ -126,7 +122,7 @@ async def revoke_invitation(ctx: TenantContext, uow: UnitOfWork, invitation_id: 
     inv = await one_or(
         uow,
         select(Invitation)
-        .where(Invitation.id == invitation_id, Invitation.org_id == ctx.require_org())
+        .where(Invitation.id == invitation_id, Invitation.org_id == org_id)
         .with_for_update(),
         not_found,
     )

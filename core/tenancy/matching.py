@@ -8,12 +8,11 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import func, or_, select, text
-from sqlalchemy.dialects.postgresql import insert
 
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.identity.polyseme import client_person_id
-from core.scoping import in_context
+from core.scoping import in_context, new_in_context
 from core.tenancy.models import Client
 from core.tenancy.schemas import ClientOut
 from core.uow import UnitOfWork
@@ -79,10 +78,10 @@ async def find_or_create_client(
     display = (name or "").strip() or norm_email or norm_phone or "Unknown"
     client_id = uuid.uuid4()
     await uow.session.execute(
-        insert(Client).values(
+        new_in_context(
+            Client,
+            ctx,
             id=client_id,
-            person_id=ctx.person_id,
-            org_id=ctx.org_id,
             name=display[:200],
             email=norm_email,
             phone=norm_phone,

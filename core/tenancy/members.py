@@ -12,7 +12,7 @@ from core.registry.changes import tools_changed
 from core.scoping import keyset_rows, map_page
 from core.tenancy.models import OrgMember, Person
 from core.tenancy.presenters import member_out, person_out
-from core.tenancy.queries import READ, WRITE, member_by_slug, person_id_by_slug
+from core.tenancy.queries import READ, WRITE, administered_org, member_by_slug, person_id_by_slug
 from core.tenancy.schemas import MemberIn, MemberOut, MemberUpdateIn
 from core.uow import UnitOfWork
 
@@ -37,9 +37,7 @@ async def list_members(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -
 async def add_member(
     ctx: TenantContext, uow: UnitOfWork, data: MemberIn, idempotency_key: str | None = None
 ) -> MemberOut:
-    ctx.require(WRITE)
-    ctx.require_role(Role.OWNER, Role.ADMIN)
-    org_id = ctx.require_org()
+    org_id = administered_org(ctx)
     person_id = await person_id_by_slug(uow, data.person)
     uow.session.add(OrgMember(org_id=org_id, person_id=person_id, role=data.role))
     await uow.session.flush()
@@ -51,9 +49,7 @@ async def add_member(
 async def update_member(
     ctx: TenantContext, uow: UnitOfWork, person_slug: str, data: MemberUpdateIn
 ) -> MemberOut:
-    ctx.require(WRITE)
-    ctx.require_role(Role.OWNER, Role.ADMIN)
-    org_id = ctx.require_org()
+    org_id = administered_org(ctx)
     target = await member_by_slug(ctx, uow, person_slug)
     if target.role == Role.OWNER.value:
         raise PermissionDenied(

@@ -82,7 +82,7 @@ async def list_orgs(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> P
         .join(OrgMember, and_(OrgMember.org_id == Org.id, OrgMember.person_id == ctx.person_id))
         .join(owner, owner.id == Org.owner_id)
     )
-    rows = await keyset_rows(uow, stmt, page, Org.slug, key=lambda r: (r[0].slug,))
+    rows = await keyset_rows(uow, stmt, page, Org.slug)
     return map_page(rows, lambda r: _org_view(r[0], r[2], r[1]))
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, text
 
-from core.context import TenantContext
+from core.context import Role, TenantContext
 from core.errors import FieldIssue, NotFound, PermissionDenied
 from core.scoping import one_or, row_or
 from core.tenancy.models import Org, OrgMember, Person
@@ -15,6 +15,14 @@ from core.uow import UnitOfWork
 
 READ = "tenancy:read"
 WRITE = "tenancy:write"
+
+
+def administered_org(ctx: TenantContext, scope: str = WRITE) -> uuid.UUID:
+    """The org the caller acts in, for managing its members and invitations: refused unless
+    the credential has `scope` and the caller is the org's owner or an admin."""
+    ctx.require(scope)
+    ctx.require_role(Role.OWNER, Role.ADMIN)
+    return ctx.require_org()
 
 
 async def person_id_by_slug(uow: UnitOfWork, slug: str) -> uuid.UUID:

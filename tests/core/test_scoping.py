@@ -20,8 +20,11 @@ from core.scoping import (
     apply_keyset,
     get_in_context,
     in_context,
+    insert_in_context,
     keyset_page,
+    keyset_rows,
     map_page,
+    new_in_context,
     owned_by,
     require_manager,
     same_tenant,
@@ -31,7 +34,7 @@ from core.scoping import (
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Brand, Client
 from core.uow import Database, UnitOfWork
-from tests.conftest import signup
+from tests.conftest import make_org, signup
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,6 +165,61 @@ async def test_keyset_page_with_a_key_and_a_bad_cursor(client: httpx.AsyncClient
             )
         assert raised.value.code == "invalid_cursor"
         assert str(in_context(Client, ctx)).endswith("tenant_id = :tenant_id_1")
+
+
+async def test_a_row_inserted_in_context_belongs_to_that_context_only(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    a, b = await signup(client), await signup(client)
+    org = await make_org(client, a)
+    async with db.uow() as uow:
+        personal = await _ctx(uow, a.token)
+        mine = await insert_in_context(uow, Client, personal, name="Ada")
+    async with db.uow() as uow:
+        in_org = await open_context(uow, a.token, org)
+        ours = await insert_in_context(uow, Client, in_org, name="Grace")
+        chosen = uuid.uuid4()
+        await uow.session.execute(new_in_context(Client, in_org, id=chosen, name="Edsger"))
+    assert (str(mine.person_id), mine.org_id, str(mine.tenant_id)) == (a.id, None, a.id)
+    assert (str(ours.person_id), ours.org_id, ours.tenant_id) == (a.id, in_org.org_id, in_org.org_id)
+    async with db.uow() as uow:
+        in_org = await open_context(uow, a.token, org)
+        assert (await get_in_context(uow, Client, in_org, chosen, not_found=_missing())).name == "Edsger"
+    async with db.uow() as uow:
+        personal = await _ctx(uow, a.token)
+        assert (await get_in_context(uow, Client, personal, mine.id, not_found=_missing())).name == "Ada"
+        # Written in the org: not in the person's own context.
+        with pytest.raises(NotFound):
+            await get_in_context(uow, Client, personal, ours.id, not_found=_missing())
+    async with db.uow() as uow:
+        other = await _ctx(uow, b.token)
+        with pytest.raises(NotFound):
+            await get_in_context(uow, Client, other, mine.id, not_found=_missing())
+
+
+async def test_keyset_rows_reads_the_cursor_from_the_listed_entity(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Without `key`, the cursor is the ordering columns' values on the row's first entity."""
+    a = await signup(client)
+    made = await _clients(db, a.token, 5)
+    async with db.uow() as uow:
+        ctx = await _ctx(uow, a.token)
+        stmt = select(Client, Client.name.label("shown")).where(in_context(Client, ctx))
+        walked: list[uuid.UUID] = []
+        cursor: str | None = None
+        while True:
+            page = await keyset_rows(
+                uow, stmt, PageRequest(limit=2, cursor=cursor), Client.created_at, Client.id, descending=True
+            )
+            walked += [row[0].id for row in page.items]
+            assert all(row[0].name == row[1] for row in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+            last = page.items[-1][0]
+            assert cursor == encode_cursor(last.created_at, last.id)
+    assert sorted(walked) == sorted(made) and len(walked) == len(set(walked)) == 5
 
 
 # Tenant comparisons are written once, in core/scoping.py. Everything else calls it.
