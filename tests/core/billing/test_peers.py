@@ -127,7 +127,8 @@ async def test_round_trip_success_with_trace_id_end_to_end(
             "status": "succeeded",
             "applied": True,
         }
-    lines = [e for e in logs if e.get("job_id") == job_id or e.get("event") in {"peer_call", "peer_accepted"}]
+    # By job id alone: the relay drain may also deliver an earlier test's leftover peer job.
+    lines = [e for e in logs if e.get("job_id") == job_id]
     assert {e["event"] for e in lines} >= {
         "job_queued",
         "job_started",
