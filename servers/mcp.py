@@ -46,6 +46,7 @@ from tools.base import (
     Toolset,
     ToolSpec,
     VerifiedAccessToken,
+    declared_result,
     error_result,
     internal_error,
     invalid_arguments,
@@ -439,6 +440,12 @@ def _tool(spec: ToolSpec) -> Tool:
         tool.output_schema.update(lean)
     if tool.annotations is not None:
         tool.annotations = compact_annotations(tool.annotations)
+    metadata, declared = tool.fn_metadata, declared_result(spec.fn)
+    if declared is not None and metadata.output_model is declared and not metadata.wrap_output:
+        # The tool's wrapper checks its result against the model (`tools.base.compact`); the
+        # SDK would validate the dumped result against it again on every call. Its documented
+        # way out: a schema published without a model is advertised, not re-validated.
+        metadata.output_model = None
     return tool
 
 

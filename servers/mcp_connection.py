@@ -31,6 +31,7 @@ class Selection:
 
 
 _EVERYTHING = Selection()
+_SELECTION_HEADERS = frozenset({b"x-mcp-toolsets", b"x-mcp-readonly"})
 _selection: ContextVar[Selection | None] = ContextVar("atlilith_mcp_selection", default=None)
 
 
@@ -78,9 +79,20 @@ class SelectionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # Only the selection's two headers are decoded: a call carries a dozen others (a bearer
+        # token among them) that nothing here reads.
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            name = key.lower()
+            if name in _SELECTION_HEADERS:
+                headers[name.decode("latin-1")] = value.decode("latin-1")
+        query = scope.get("query_string", b"")
         try:
-            selection = parse_selection(headers, scope.get("query_string", b"").decode("latin-1"), self.known)
+            selection = (
+                parse_selection(headers, query.decode("latin-1"), self.known)
+                if headers or query
+                else _EVERYTHING
+            )
         except SelectionError as err:
             await problem_response(400, err.code, "Bad request", str(err), hint=err.hint)(
                 scope, receive, send

@@ -378,12 +378,35 @@ def error_result(err: DomainError) -> CallToolResult:
     )
 
 
-def compact(result: R) -> R:
+def declared_result(fn: Callable[..., Any]) -> type[BaseModel] | None:
+    """The pydantic model a tool declares it returns, whose schema is its `outputSchema`; None
+    when it returns anything else."""
+    annotation = inspect.signature(fn, eval_str=True).return_annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def compact(result: R, declared: type[BaseModel] | None = None) -> R:
     """Structured content plus the same JSON, compact, as text: the SDK's default text is an
-    indented copy, which costs an agent half again as many tokens for nothing."""
+    indented copy, which costs an agent half again as many tokens for nothing.
+
+    `declared`: the tool's declared result model. The SDK does not check the structured content
+    of these tools against it again (`servers.mcp._tool`): an instance of the model was
+    validated when it was built, and re-validating its dump cost more than building it (500
+    slots: parsing a thousand datetimes back). Another model (a `Page[T]` built by a generic
+    helper) is checked here: its fields as they are (a page's items are instances already), and
+    failing that, its dump, as the SDK did."""
     if not isinstance(result, BaseModel):
         return result
     data = result.model_dump(mode="json")
+    if declared is not None and not isinstance(result, declared):
+        try:
+            declared.model_validate(dict(result))
+        except ValidationError:
+            try:
+                declared.model_validate(data)
+            except ValidationError as exc:
+                # Our bug, not the caller's arguments: reported as an internal error.
+                raise TypeError(f"result does not fit {declared.__name__}") from exc
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return CallToolResult(  # type: ignore[return-value]
         content=[TextContent(type="text", text=text)], structured_content=data
@@ -441,6 +464,8 @@ def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Call
     """Domain errors become `isError` results carrying code and hint; anything else is logged
     with the trace id and reported without internals."""
 
+    declared = declared_result(fn)
+
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         started = time.perf_counter()
@@ -454,7 +479,7 @@ def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Call
             token = _calling.set(toolset)
             try:
                 _plain_text(name, {k: v for k, v in kwargs.items() if k != "mcp_context"})
-                return compact(await fn(*args, **kwargs))
+                return compact(await fn(*args, **kwargs), declared)
             except DomainError as err:
                 outcome = err.code
                 return error_result(err)  # type: ignore[return-value]
