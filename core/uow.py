@@ -40,6 +40,7 @@ _SETTINGS_SQL = text(
 # A person's context in a later transaction of the same unit of work: the ticket that
 # `platform.resolve_context` signed lets `platform.bind_ticket` sign this transaction too.
 _TICKET_SQL = text("SELECT platform.bind_ticket(:person, :org, :ticket, :trace)")
+_OUTBOX_INSERT = insert(outbox_table)
 
 
 class Database:
@@ -270,8 +271,14 @@ class UnitOfWork:
     async def flush_events(self) -> None:
         if not self._events:
             return
-        # One multi-row INSERT; a statement trigger NOTIFYs the relay when this commits.
-        await self.session.execute(insert(outbox_table).values(self._events))
+        # One INSERT; a statement trigger NOTIFYs the relay when this commits. Most units of
+        # work emit one event: its statement is built once, with the row bound as parameters
+        # (a multi-row `.values()` is a new statement, whose cache key SQLAlchemy walks, on
+        # every flush).
+        if len(self._events) == 1:
+            await self.session.execute(_OUTBOX_INSERT, self._events[0])
+        else:
+            await self.session.execute(insert(outbox_table).values(self._events))
         self._events = []
 
     # --- lifecycle ------------------------------------------------------------------------

@@ -116,6 +116,8 @@ def validation_problem(exc: RequestValidationError | ValidationError) -> JSONRes
 async def refuse_control_characters(request: Request) -> None:
     """Every query parameter, typed or not, gets the input models' text check: PostgreSQL text
     cannot hold NUL, and a `?q=` must be a 422 naming `q`, never a 500."""
+    if not request.scope.get("query_string"):
+        return  # most requests carry no query: nothing to parse
     issues = text_issues(request.query_params.multi_items())
     if issues:
         names = ", ".join(sorted({i.field for i in issues}))

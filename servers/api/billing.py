@@ -51,7 +51,7 @@ Action = Annotated[str, Path(pattern=ACTION_PATTERN, description="e.g. `resolve-
 PeerSlug = Annotated[str, Path(pattern=COMPONENT_PATTERN, description="The peer component's slug.")]
 
 
-def _webhook_headers(
+async def _webhook_headers(  # async: a plain `def` dependency runs in the thread pool
     webhook_id: Annotated[str | None, Header(alias="webhook-id", max_length=200)] = None,
     webhook_timestamp: Annotated[str | None, Header(alias="webhook-timestamp", max_length=20)] = None,
     webhook_signature: Annotated[str | None, Header(alias="webhook-signature", max_length=2000)] = None,

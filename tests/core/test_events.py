@@ -81,6 +81,37 @@ async def test_outbox_row_exists_only_when_the_transaction_commits(db: Database)
     assert (await delivery(db, committed, "tests.record")).status == "done"
 
 
+async def test_one_event_and_several_are_written_alike(db: Database) -> None:
+    """A unit of work's one event goes through a prebuilt INSERT, several through a multi-row
+    one (`UnitOfWork.flush_events`): the rows carry the same fields either way."""
+    person = uuid.uuid4()
+    async with db.system() as uow:
+        alone = uow.emit("test/probe.alone", {"n": 1}, person_id=person, traceparent=TRACEPARENT)
+    async with db.system() as uow:
+        first = uow.emit("test/probe.first", {"n": 2}, person_id=person, traceparent=TRACEPARENT)
+        second = uow.emit("test/probe.second", {"n": 3})
+    rows = {
+        r.id: r
+        for r in await system_sql(
+            db,
+            "SELECT id, name, data, person_id, org_id, trace_id, traceparent, status FROM platform.outbox"
+            " WHERE id IN (:a, :b, :c)",
+            {"a": alone, "b": first, "c": second},
+        )
+    }
+    trace = TRACEPARENT.split("-")[1]
+    for event_id, name, n in ((alone, "test/probe.alone", 1), (first, "test/probe.first", 2)):
+        row = rows[event_id]
+        assert (row.name, row.data["n"], row.person_id, row.org_id) == (name, n, person, None)
+        assert (row.trace_id, row.traceparent, row.status) == (trace, TRACEPARENT, "pending")
+        assert row.data["tenant_id"] == str(person) and row.data["trace_id"] == trace
+    other = rows[second]
+    assert (other.name, other.data["n"], other.person_id) == ("test/probe.second", 3, None)
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
 async def test_delivered_at_least_once_but_effects_once_per_handler(db: Database) -> None:
     event_id = await emit(db, "test/probe.once")
     relay = Relay(db)

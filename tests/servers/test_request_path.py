@@ -225,3 +225,41 @@ async def test_an_open_stream_holds_no_connection(db: Database, client: httpx.As
                     assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await own_db.dispose()
+
+
+def test_no_route_or_dependency_runs_in_the_thread_pool(db: Database) -> None:
+    """FastAPI runs a plain `def` endpoint or dependency in its thread pool: a thread hop on
+    every request. Every route of the app, and every dependency it solves, is `async def`."""
+    import inspect
+
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
+
+    from servers.app import create_app
+
+    app = create_app(db.settings, db=db, run_relay=False)
+
+    def routes(entries: list[Any]) -> list[APIRoute]:
+        found: list[APIRoute] = []
+        for entry in entries:
+            if isinstance(entry, APIRoute):
+                found.append(entry)
+            inner = getattr(getattr(entry, "original_router", None), "routes", None)
+            if isinstance(inner, list):
+                found.extend(routes(inner))
+        return found
+
+    def blocking(dependant: Dependant, where: str) -> list[str]:
+        call = dependant.call
+        coroutine = inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
+            getattr(call, "__call__", None)  # noqa: B004  (a callable instance: HTTPBearer, ours)
+        )
+        found = [] if call is None or coroutine else [f"{where}: {getattr(call, '__name__', call)!r}"]
+        for sub in dependant.dependencies:
+            found += blocking(sub, where)
+        return found
+
+    every = routes(app.router.routes)
+    assert len(every) > 100  # the REST routes, found inside their routers
+    offenders = [o for route in every for o in blocking(route.dependant, f"{route.methods} {route.path}")]
+    assert offenders == []
