@@ -24,6 +24,8 @@ from benchmarks.common import (
     bench_database,
     install,
     load,
+    mcp_call,
+    mcp_headers,
     server,
     table,
 )
@@ -193,27 +195,14 @@ async def run() -> str:
             return 1
 
         headers = {"Authorization": f"Bearer {owner_token}", "X-Atlilith-Org": org}
-        mcp_headers = {
-            "Authorization": f"Bearer {owner_token}",
-            "Accept": "application/json, text/event-stream",
-            "Content-Type": "application/json",
-        }
+        slots_headers = mcp_headers({"Authorization": f"Bearer {owner_token}"}, "bookings_slots")
+        hold_headers = mcp_headers({"Authorization": f"Bearer {owner_token}"}, "bookings_hold")
         params = {
             "service_id": str(busy_id),
             "from_date": str(first),
             "to_date": str(last),
             "time_zone": "America/New_York",
         }
-
-        def mcp_call(name: str, arguments: dict[str, Any]) -> str:
-            return json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": 1,
-                    "method": "tools/call",
-                    "params": {"name": name, "arguments": arguments},
-                }
-            )
 
         slots_call = mcp_call("bookings_slots", {**params, "org": org})
         slugs = [p.person.slug for p in env["people"][1:]]
@@ -246,7 +235,7 @@ async def run() -> str:
                 "provider": slugs[p],
                 "org": org,
             }
-            r = await c.post("/mcp", content=mcp_call("bookings_hold", args), headers=mcp_headers)
+            r = await c.post("/mcp", content=mcp_call("bookings_hold", args), headers=hold_headers)
             if '"isError":true' in r.text:
                 return httpx.Response(409, headers=r.headers)
             return r
@@ -286,7 +275,7 @@ async def run() -> str:
                 httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client,
             ):
                 await install(client, headers, "bookings")
-                check = await client.post("/mcp", content=slots_call, headers=mcp_headers)
+                check = await client.post("/mcp", content=slots_call, headers=slots_headers)
                 assert check.status_code == 200 and '"isError":false' in check.text, check.text[:500]
                 # Every door answers the same slots; none overlaps a busy row the baseline reads.
                 rest_answer = (await client.get("/v1/bookings/slots", params=params, headers=headers)).json()
@@ -303,7 +292,7 @@ async def run() -> str:
                 )
                 mcp_slots = await load(
                     "MCP bookings_slots (31 days)",
-                    lambda c: c.post("/mcp", content=slots_call, headers=mcp_headers),
+                    lambda c: c.post("/mcp", content=slots_call, headers=slots_headers),
                     client,
                     target=Target(max_latency=1.3, latency_vs=REST_SLOTS),
                 )

@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from benchmarks.common import Target, bench_database, load, server, table
+from benchmarks.common import Target, bench_database, load, mcp_call, mcp_headers, server, table
 from core.tenancy import Device, create_org, signup
 from core.tenancy.schemas import OrgIn, SignupIn
 from core.uow import Database
@@ -32,41 +32,16 @@ async def run() -> str:
         await db.dispose()
         token = auth.access_token
         headers = {"Authorization": f"Bearer {token}"}
-        mcp_headers = {
-            **headers,
-            "Accept": "application/json, text/event-stream",
-            "Content-Type": "application/json",
-        }
-        whoami = json.dumps(
-            {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
-        )
-        # The same call as the SDK's own client makes it by default (protocol 2026-07-28: the
-        # envelope in `_meta`, routing headers), which the SDK answers in the request's task;
-        # the header-less call above takes its handshake-era stateless path (docs/performance.md).
-        envelope = {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-        }
-        whoami_2026 = json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": "whoami", "arguments": {}, "_meta": envelope},
-            }
-        )
-        headers_2026 = {
-            **mcp_headers,
-            "MCP-Protocol-Version": "2026-07-28",
-            "Mcp-Method": "tools/call",
-            "Mcp-Name": "whoami",
-        }
+        legacy = mcp_call("whoami", {}, protocol=None)
+        legacy_headers = mcp_headers(headers, "whoami", protocol=None)
+        whoami = mcp_call("whoami", {})
+        whoami_headers = mcp_headers(headers, "whoami")
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         async with (
             server(settings) as base,
             httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client,
         ):
-            for body, sent in ((whoami, mcp_headers), (whoami_2026, headers_2026)):
+            for body, sent in ((whoami, whoami_headers), (legacy, legacy_headers)):
                 check = await client.post("/mcp", content=body, headers=sent)
                 assert check.status_code == 200 and '"isError":false' in check.text, check.text
             bare = await load(
@@ -77,17 +52,17 @@ async def run() -> str:
             )
             mcp = await load(
                 "MCP whoami over HTTP",
-                lambda c: c.post("/mcp", content=whoami, headers=mcp_headers),
+                lambda c: c.post("/mcp", content=whoami, headers=whoami_headers),
                 client,
                 target=Target(max_latency=1.3, latency_vs="GET /v1/me"),
             )
-            mcp_2026 = await load(
-                "MCP whoami, 2026-07-28 client",
-                lambda c: c.post("/mcp", content=whoami_2026, headers=headers_2026),
+            mcp_legacy = await load(
+                "MCP whoami, no protocol header",
+                lambda c: c.post("/mcp", content=legacy, headers=legacy_headers),
                 client,
             )
-            tools = await _tool_list_sizes(client, mcp_headers)
-        rows = [bare, rest, mcp, mcp_2026]
+            tools = await _tool_list_sizes(client, legacy_headers)
+        rows = [bare, rest, mcp, mcp_legacy]
         return table('Authenticated "who am I" (3 memberships)', rows, bare) + "\n" + tools
 
 

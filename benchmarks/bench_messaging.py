@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-import json
 import os
 import random
 import subprocess
@@ -32,6 +31,8 @@ from benchmarks.common import (
     free_port,
     install,
     load,
+    mcp_call,
+    mcp_headers,
     table,
 )
 from core.config import Settings
@@ -245,12 +246,6 @@ async def _same_send(client: httpx.AsyncClient, *doors: Any) -> None:
     assert all(shape == shapes[0] for shape in shapes), answers
 
 
-def _mcp(name: str, arguments: dict[str, Any]) -> str:
-    return json.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
-    )
-
-
 async def run() -> str:
     async with bench_database() as settings:
         db = Database(settings)
@@ -272,7 +267,7 @@ async def run() -> str:
         token = auth.access_token
         h = {"Authorization": f"Bearer {token}", "X-Atlilith-Org": org.slug}
         bare_h = {"Authorization": f"Bearer {token}", "X-Bench-Tenant": str(org.id)}
-        mcp_h = {**h, "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        list_h, send_h = (mcp_headers(h, name) for name in ("messaging_threads_list", "messaging_send"))
         pick = itertools.cycle(threads)
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         async with (
@@ -282,14 +277,14 @@ async def run() -> str:
             await install(client, h, "messaging")
             for check in (
                 await client.post(
-                    "/mcp", content=_mcp("messaging_threads_list", {"org": org.slug}), headers=mcp_h
+                    "/mcp", content=mcp_call("messaging_threads_list", {"org": org.slug}), headers=list_h
                 ),
                 await client.post(
                     "/mcp",
-                    content=_mcp(
+                    content=mcp_call(
                         "messaging_send", {"org": org.slug, "thread_id": str(threads[0]), "body": "check"}
                     ),
-                    headers=mcp_h,
+                    headers=send_h,
                 ),
             ):
                 assert check.status_code == 200 and '"isError":false' in check.text, check.text[:500]
@@ -306,7 +301,7 @@ async def run() -> str:
 
             def mcp_send(c: httpx.AsyncClient) -> Any:
                 args = {"org": org.slug, "thread_id": str(next(pick)), **text}
-                return c.post("/mcp", content=_mcp("messaging_send", args), headers=mcp_h)
+                return c.post("/mcp", content=mcp_call("messaging_send", args), headers=send_h)
 
             # Lists first, on the freshly loaded inbox; then the sends.
             listing: list[Result] = []
@@ -321,7 +316,7 @@ async def run() -> str:
                     return c.get(f"/v1/messaging/threads{q}", headers=h)
 
                 def mcp_list(c: httpx.AsyncClient, a: dict[str, Any] = args) -> Any:
-                    return c.post("/mcp", content=_mcp("messaging_threads_list", a), headers=mcp_h)
+                    return c.post("/mcp", content=mcp_call("messaging_threads_list", a), headers=list_h)
 
                 rest_label = f"REST GET /threads {label}"
                 listing += [

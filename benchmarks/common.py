@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import socket
@@ -10,10 +11,11 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -26,6 +28,32 @@ from core.migrate import create_database, drop_database, migrate
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+
+
+# The MCP rows call tools as the SDK 2.x client does by default: protocol 2026-07-28, the
+# version and capabilities in the request's `_meta`, the routing headers set. A call with no
+# protocol header takes the SDK's handshake-era stateless path instead (a transport, streams and
+# a dispatcher per request); `bench_me` shows that row beside it (docs/performance.md).
+MCP_PROTOCOL = "2026-07-28"
+
+
+def mcp_call(name: str, arguments: Mapping[str, Any], *, protocol: str | None = MCP_PROTOCOL) -> str:
+    """One JSON-RPC `tools/call` body; `protocol=None` for a handshake-era call."""
+    params: dict[str, Any] = {"name": name, "arguments": dict(arguments)}
+    if protocol is not None:
+        params["_meta"] = {
+            "io.modelcontextprotocol/protocolVersion": protocol,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
+
+
+def mcp_headers(auth: Mapping[str, str], name: str, *, protocol: str | None = MCP_PROTOCOL) -> dict[str, str]:
+    """The HTTP headers of a `tools/call` of tool `name` (they name it under 2026-07-28)."""
+    headers = {**auth, "Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if protocol is not None:
+        headers |= {"MCP-Protocol-Version": protocol, "Mcp-Method": "tools/call", "Mcp-Name": name}
+    return headers
 
 
 @dataclass
