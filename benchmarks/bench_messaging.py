@@ -6,33 +6,27 @@ Sizes: BENCH_MSG_THREADS (default 100000), BENCH_MSG_PER_THREAD (default 10)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import itertools
 import os
 import random
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import httpx
 
 from benchmarks.common import (
-    OUT_OF_REACH_ENV,
-    ROOT,
     Result,
     Target,
     bench_database,
-    free_port,
     install,
     load,
     mcp_call,
     mcp_headers,
+    server,
     table,
 )
 from core.config import Settings
@@ -195,46 +189,6 @@ async def generate(
     return thread_ids[:2000], cursor
 
 
-@asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
-        "ATLILITH_EXPOSE_DB_STATS": "1",
-        "ATLILITH_RELAY_ENABLED": "0",
-        # The MCP figures are one JSON-RPC POST per call, no handshake: a stateless client.
-        "ATLILITH_MCP_HTTP_SESSIONS": "stateless",
-        "ATLILITH_TOOLSETS": "all",
-        **OUT_OF_REACH_ENV,
-        "ATLILITH_LOG_LEVEL": "warning",
-        "ATLILITH_LOG_FORMAT": "json",
-        "ATLILITH_PORT": str(port),
-        "ATLILITH_DATA_DIR": str(settings.data_dir),
-        "PYTHONPATH": str(ROOT),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.messaging_server"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as c:
-            for _ in range(200):
-                try:
-                    if (await c.get(f"{base}/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError("bench server did not start")
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
 REST_SEND = "REST POST .../messages"
 MCP_VS_REST_SEND = Target(max_latency=1.3, latency_vs=REST_SEND)
 
@@ -271,7 +225,7 @@ async def run() -> str:
         pick = itertools.cycle(threads)
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         async with (
-            serve(settings) as base,
+            server(settings, "benchmarks.messaging_server", {"ATLILITH_TOOLSETS": "all"}) as base,
             httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client,
         ):
             await install(client, h, "messaging")

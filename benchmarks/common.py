@@ -236,10 +236,14 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def server(settings: Settings) -> AsyncIterator[str]:
-    """The app (plus the bare baseline routes) in its own process, as in production."""
+async def server(
+    settings: Settings, module: str = "benchmarks.server", env: Mapping[str, str] | None = None
+) -> AsyncIterator[str]:
+    """The app (plus the bare baseline routes of `module`) in its own process, as in production:
+    logging configured as `atlilith serve` does, JSON lines at info (one per request), written to
+    a file in the data directory rather than to the bench's terminal."""
     port = free_port()
-    env = {
+    environ = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
         "ATLILITH_JWT_SECRET": settings.jwt_secret or "",
@@ -247,33 +251,48 @@ async def server(settings: Settings) -> AsyncIterator[str]:
         "ATLILITH_RELAY_ENABLED": "0",
         # The MCP figures are one JSON-RPC POST per call, no handshake: a stateless client.
         "ATLILITH_MCP_HTTP_SESSIONS": "stateless",
-        "ATLILITH_LOG_LEVEL": "warning",
+        "ATLILITH_LOG_LEVEL": "info",
         "ATLILITH_LOG_FORMAT": "json",
         **OUT_OF_REACH_ENV,
+        **(env or {}),
         "ATLILITH_PORT": str(port),
         "ATLILITH_DATA_DIR": str(settings.data_dir),
         "PYTHONPATH": str(ROOT),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.server"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
-    )
+    log_path = Path(settings.data_dir) / f"{module.rsplit('.', 1)[-1]}-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=log
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient() as c:
             # A loaded machine (a test run beside it) can take half a minute to import and migrate.
             for _ in range(600):
+                if proc.poll() is not None:
+                    break
                 try:
                     if (await c.get(f"{base}/health")).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError("bench server did not start")
+            if proc.poll() is not None or not await _healthy(base):
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"bench server did not start; its log ({log_path}) ends:\n{tail}")
         yield base
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+async def _healthy(base: str) -> bool:
+    try:
+        async with httpx.AsyncClient() as c:
+            return (await c.get(f"{base}/health")).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 async def install(client: httpx.AsyncClient, headers: dict[str, str], *components: str) -> None:

@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from core.config import get_settings
 from core.db import asyncpg_dsn
+from core.observability import configure_logging
 from core.pagination import decode_cursor, encode_cursor
 from servers.app import create_app
 
@@ -187,6 +188,7 @@ async def _send(send: Send, status: int, body: dict[str, Any], statements: int =
 
 def main() -> None:
     settings = get_settings()
+    configure_logging(settings)
     uvicorn.run(
         BareMessaging(create_app(settings)),
         host="127.0.0.1",

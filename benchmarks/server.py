@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from core.config import get_settings
 from core.db import asyncpg_dsn
+from core.observability import configure_logging
 from servers.app import create_app
 
 ME_SQL = """
@@ -210,6 +211,7 @@ async def _send(send: Send, status: int, body: dict[str, Any], statements: int =
 
 def main() -> None:
     settings = get_settings()
+    configure_logging(settings)
     app = Bare(create_app(settings))
     uvicorn.run(
         app, host="127.0.0.1", port=settings.port, log_level="warning", access_log=False, lifespan="on"
