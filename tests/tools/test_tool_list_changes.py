@@ -220,7 +220,17 @@ async def test_handshake_clients_over_http_hear_changes_when_sessions_are_statef
             feed: ToolListChanges = app.state.tool_changes
             delivered = Delivered(feed, a)
             heard = Heard()
-            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
+            # The client opens its notification stream (GET) in the background after the
+            # handshake; a change delivered before the server has it open reaches nobody.
+            stream_open = asyncio.Event()
+
+            async def opened(response: httpx2.Response) -> None:
+                if response.request.method == "GET" and response.status_code == 200:
+                    stream_open.set()
+
+            http = httpx2.AsyncClient(
+                headers={"Authorization": f"Bearer {a.token}"}, event_hooks={"response": [opened]}
+            )
             url = f"http://127.0.0.1:{port}/mcp"
             async with Client(
                 streamable_http_client(url, http_client=http), mode="legacy", message_handler=heard
@@ -228,6 +238,8 @@ async def test_handshake_clients_over_http_hear_changes_when_sessions_are_statef
                 tools = c.server_capabilities.tools
                 assert tools is not None and tools.list_changed is (sessions == "stateful")
                 assert feed.session_count == (1 if sessions == "stateful" else 0)
+                if sessions == "stateful":
+                    await asyncio.wait_for(stream_open.wait(), 5)
                 r = await client.post("/v1/installations", json={"component": "bookings"}, headers=a.h())
                 assert r.status_code == 201, r.text
                 await Relay(db).drain()
