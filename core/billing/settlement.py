@@ -47,16 +47,30 @@ async def succeed(
 ) -> None:
     """Capture the job's charge (`acct`: its account, if already locked). The job's outcome is
     set before the ledger is written, so it reaches the database in the same flush as anything
-    earlier (its start, for a job run inline): one UPDATE of its row."""
-    acct = acct or await ledger.lock_account(uow, job.person_id, job.org_id)
+    earlier (its start, for a job run inline): one UPDATE of its row. A charge within the hold
+    (any charge unless the action allows overage) settles without loading the account, in one
+    statement that locks it only until commit."""
     memo = f"{job.component}/{job.action}" + (
         " (" + ", ".join(f"{k}={v:g}" for k, v in sorted(usage.items())) + ")" if usage else ""
     )
-    captured = ledger.capped_charge(acct, job, charge, overage)
+    within_hold = acct is None and (overage != "allow" or charge <= job.credits_held)
+    if within_hold:
+        # What `capped_charge` gives for such a charge, whatever the account holds.
+        captured = min(max(0, charge), job.credits_held)
+    else:
+        acct = acct or await ledger.lock_account(uow, job.person_id, job.org_id)
+        captured = ledger.capped_charge(acct, job, charge, overage)
     job.status, job.finished_at = "succeeded", utcnow()
     job.hold_status = "captured" if captured > 0 else "released"
     job.credits_captured, job.output, job.usage = captured, output, dict(usage)
-    await ledger.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
+    if within_hold:
+        await uow.session.flush()
+        if await ledger.settle_held(uow, job, charge=captured, memo=memo):
+            acct = None
+        else:
+            acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+    if acct is not None:
+        await ledger.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
     await uow.session.flush()
     uow.emit(
         "jobs/job.succeeded",
