@@ -76,8 +76,11 @@ class Database:
         """An anonymous unit of work; `core.auth.resolve_context` binds it to a caller."""
         return UnitOfWork(self, Mode.ANONYMOUS, trace_id=trace_id)
 
-    def system(self, *, trace_id: str | None = None) -> UnitOfWork:
-        return UnitOfWork(self, Mode.SYSTEM, trace_id=trace_id)
+    def system(self, *, trace_id: str | None = None, settings_deferred: bool = False) -> UnitOfWork:
+        """`settings_deferred`: its first statements set a context of their own (a handler's
+        savepoint acting for a tenant), so none is set on opening; until one is, row-level
+        security shows nothing."""
+        return UnitOfWork(self, Mode.SYSTEM, trace_id=trace_id, settings_deferred=settings_deferred)
 
     def service(
         self, person_id: uuid.UUID | None, org_id: uuid.UUID | None, *, trace_id: str | None = None
@@ -129,9 +132,11 @@ class UnitOfWork:
         person_id: uuid.UUID | None = None,
         org_id: uuid.UUID | None = None,
         trace_id: str | None = None,
+        settings_deferred: bool = False,
     ) -> None:
         self.db = db
         self.mode = mode
+        self._settings_deferred = settings_deferred
         self.person_id = person_id
         self.org_id = org_id
         self.trace_id = trace_id or current_trace_id() or new_trace_id()
@@ -150,7 +155,7 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         self._on_system_pool = self.mode in _TRUSTED
         self._session = (self.db.system_sessionmaker if self._on_system_pool else self.db.sessionmaker)()
-        if self.mode is not Mode.ANONYMOUS:
+        if self.mode is not Mode.ANONYMOUS and not self._settings_deferred:
             try:
                 await self.apply_settings()
             except (DBAPIError, OSError) as err:

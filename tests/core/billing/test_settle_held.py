@@ -85,7 +85,9 @@ async def test_one_statement_settles_as_the_general_path(client: httpx.AsyncClie
         # 3; a job that releases it all goes back over it (re-armed).
         await grant(client, admin, 10, person=who.slug, expires_at=soon)
         await grant(client, admin, 2, person=who.slug)
-        run = await client.post("/v1/run/tests/metered", json={"input": {"credits": credits}}, headers=who.h())
+        run = await client.post(
+            "/v1/run/tests/metered", json={"input": {"credits": credits}}, headers=who.h()
+        )
         assert run.status_code == 202 and run.json()["credits_held"] == 3, run.text
         jobs[who.id] = run.json()["job_id"]
     general, fast = people
@@ -96,6 +98,8 @@ async def test_one_statement_settles_as_the_general_path(client: httpx.AsyncClie
     got = await _facts(db, fast.id, jobs[fast.id])
     assert got == expected
     assert got["job"] == ("succeeded", "captured" if credits else "released", min(credits, 3))
-    assert [e[0] for e in got["entries"]] == ["hold"] + ["capture"] * (credits > 0) + ["release"] * (credits < 3)
+    assert [e[0] for e in got["entries"]] == ["hold"] + ["capture"] * (credits > 0) + ["release"] * (
+        credits < 3
+    )
     for who in people:
         assert_consistent(await ledger_state(db, who.id))
