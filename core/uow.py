@@ -242,6 +242,25 @@ class UnitOfWork:
         the trace the event continues when it is not this unit of work's (a job's own trace);
         `traceparent`: the span its handlers continue when not the active one (a sweep emitting
         for work a request started earlier)."""
+        row = self.event_row(
+            name, data, person_id=person_id, org_id=org_id, trace_id=trace_id, traceparent=traceparent
+        )
+        self._events.append(row)
+        event_id: uuid.UUID = row["id"]
+        return event_id
+
+    def event_row(
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        person_id: uuid.UUID | None = None,
+        org_id: uuid.UUID | None = None,
+        trace_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> dict[str, Any]:
+        """The outbox row `emit` queues, for a statement of this transaction that writes the
+        event beside the change it describes (a run's job, hold and event in one statement)."""
         validate_event_name(name)
         ctx = self.ctx
         pid = person_id or (ctx.person_id if ctx else self.person_id)
@@ -258,20 +277,17 @@ class UnitOfWork:
                 "tenant_id": str(oid or pid) if (oid or pid) else None,
             }
         )
-        self._events.append(
-            {
-                "id": event_id,
-                "name": name,
-                "data": payload,
-                "person_id": pid,
-                "org_id": oid,
-                "trace_id": tid,
-                # The emitting span, which the handlers' spans continue; an event carried into
-                # a trace of its own (a job's) starts that trace, linked to this span.
-                "traceparent": traceparent or current_traceparent(),
-            }
-        )
-        return event_id
+        return {
+            "id": event_id,
+            "name": name,
+            "data": payload,
+            "person_id": pid,
+            "org_id": oid,
+            "trace_id": tid,
+            # The emitting span, which the handlers' spans continue; an event carried into a
+            # trace of its own (a job's) starts that trace, linked to this span.
+            "traceparent": traceparent or current_traceparent(),
+        }
 
     async def flush_events(self) -> None:
         if not self._events:

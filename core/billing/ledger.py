@@ -11,7 +11,7 @@ from typing import ClassVar, Protocol
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.types import Uuid
+from sqlalchemy.types import Text, Uuid
 
 from core.billing.models import CreditAccount, CreditLot, Job, LedgerEntry
 from core.errors import DomainError, constraint_error
@@ -275,10 +275,11 @@ _HOLD = text(
 )
 
 
-# A run's job row and its hold in ONE statement (`runs._enqueue`): the job first -- a trace id
-# another job already has inserts nothing, and then nothing is held either (the caller retries
-# with a fresh id) -- then the hold exactly as `_HOLD`, for that job. The account's totals come
-# back beside the job (NULL when nothing could be held: the 402 path).
+# A run's job row, its hold and its `jobs/job.queued` event in ONE statement (`runs._enqueue`):
+# the job first -- a trace id another job already has inserts nothing, and then nothing is held
+# or emitted either (the caller retries with a fresh id) -- then the hold exactly as `_HOLD`, for
+# that job, and the outbox row `uow.event_row` made. The account's totals come back beside the
+# job (NULL when nothing could be held: the 402 path, which rolls all of it back).
 JOB_AND_HOLD = text(
     """
     WITH job AS (
@@ -299,6 +300,10 @@ JOB_AND_HOLD = text(
       SELECT :entry_id, :actor, acct.org_id, acct.id, 'hold', :amount, 0, :amount, acct.balance,
              acct.held, 'hold:' || CAST(:job_id AS text), :job_id FROM acct
       RETURNING id
+    ), event AS (
+      INSERT INTO platform.outbox (id, name, data, person_id, org_id, trace_id, traceparent)
+      SELECT :event_id, :event_name, :event_data, :event_person_id, :event_org_id, :event_trace_id,
+             :event_traceparent FROM job
     )
     SELECT job.*, acct.balance AS acct_balance, acct.held AS acct_held,
            acct.low_balance_threshold AS acct_threshold, acct.low_balance_alerted AS acct_alerted
@@ -309,6 +314,11 @@ JOB_AND_HOLD = text(
     bindparam("peer_id", type_=Uuid()),
     bindparam("org_id", type_=Uuid()),
     bindparam("job_id", type_=Uuid()),
+    bindparam("event_id", type_=Uuid()),
+    bindparam("event_data", type_=JSONB),
+    bindparam("event_person_id", type_=Uuid()),
+    bindparam("event_org_id", type_=Uuid()),
+    bindparam("event_traceparent", type_=Text()),
 )
 
 
