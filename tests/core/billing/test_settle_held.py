@@ -45,7 +45,7 @@ async def _facts(db: Database, tenant: str, job_id: str) -> dict[str, Any]:
     )
     return {
         # The person column aside, an entry reads the same whoever ran the job.
-        "entries": [tuple(r[:-1]) + (str(r[-1]) == tenant,) for r in entries],
+        "entries": [(*r[:-1], str(r[-1]) == tenant) for r in entries],
         "account": tuple(account.one()),
         "lots": [tuple(r) for r in lots],
         "alerts": [tuple(r) for r in alerts],
