@@ -373,15 +373,20 @@ async def test_handler_log_lines_carry_the_events_trace_id(db: Database) -> None
     assert any(e.get("event") == "handler_failed" and e.get("handler") == "tests.poison" for e in mine)
 
 
-async def test_a_run_whose_lease_was_taken_over_commits_nothing(db: Database) -> None:
+async def settled_relay(db: Database) -> Relay:
+    """A relay, once what other tests left is settled, retries included: a failing handler's
+    next attempt falls due a backoff (tens of milliseconds here) after the drain that failed it."""
     relay = Relay(db)
-    # Settle what other tests left, retries included: a failing handler's next attempt falls due
-    # a backoff (tens of milliseconds here) after the drain that failed it.
     for _ in range(100):
         if await relay.drain() == 0:
             await asyncio.sleep(0.1)
             if await relay.drain() == 0:
                 break
+    return relay
+
+
+async def test_a_run_whose_lease_was_taken_over_commits_nothing(db: Database) -> None:
+    relay = await settled_relay(db)
     event_id = await emit(db, "test/probe.lease")
     await relay.pump()
     claim = await relay._claim()
@@ -420,12 +425,7 @@ async def test_a_run_whose_lease_was_taken_over_commits_nothing(db: Database) ->
 async def test_a_worker_claims_its_next_delivery_with_the_outcome_and_never_after_a_lost_lease(
     db: Database,
 ) -> None:
-    relay = Relay(db)
-    for _ in range(100):
-        if await relay.drain() == 0:
-            await asyncio.sleep(0.1)
-            if await relay.drain() == 0:
-                break
+    relay = await settled_relay(db)
     emitted = {await emit(db, "test/probe.chain"), await emit(db, "test/probe.chain")}
     await relay.pump()
     claim = await relay._claim()
