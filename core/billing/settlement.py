@@ -7,7 +7,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.types import Uuid
 
 from core.billing import ledger
 from core.billing.components import ActionResult
@@ -128,9 +129,14 @@ async def finish_unpaid(
     log.info(f"job_{status}", job_id=str(job.id), reason=code)
 
 
+# Built once: every delivery of a job locks it, and building the select cost more than running it.
+_LOCK_JOB = (
+    select(Job)
+    .where(Job.id == bindparam("job_id", type_=Uuid()))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_job(uow: UnitOfWork, job_id: uuid.UUID) -> Job | None:
-    return (
-        await uow.session.execute(
-            select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    return (await uow.session.execute(_LOCK_JOB, {"job_id": job_id})).scalar_one_or_none()
