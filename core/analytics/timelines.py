@@ -131,11 +131,11 @@ def _median(values: npt.NDArray[np.float64]) -> float | None:
     upper one, in that order of operations, so the float is the same to the last bit."""
     if not values.size:
         return None
-    ordered = np.sort(values)
-    at = 0.5 * (ordered.size - 1)
+    at = 0.5 * (values.size - 1)
     lo, hi = math.floor(at), math.ceil(at)
-    low = float(ordered[lo])
-    return low if lo == hi else low + (float(ordered[hi]) - low) * (at - lo)
+    middle = np.partition(values, (lo, hi))  # the two order statistics, no full sort
+    low = float(middle[lo])
+    return low if lo == hi else low + (float(middle[hi]) - low) * (at - lo)
 
 
 def _firsts(size: int, clients: npt.NDArray[np.int64], times: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
