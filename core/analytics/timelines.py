@@ -62,12 +62,14 @@ lines AS (
 # Per step name: the packed pairs of its timeline rows, and of the raw events of its buckets
 # not folded yet (clients the dictionary has not numbered come apart: text and packed times,
 # in the same order).
+# One index range per name, concatenated in index order: `name = ANY(...)` made PostgreSQL
+# sort the ~9k rows of a month's three steps by name first (~15 ms of the statement's ~45 ms).
 _READ = """
-SELECT name, string_agg(events, CAST('' AS bytea)) AS pairs,
+SELECT n.name, (SELECT string_agg(t.events, CAST('' AS bytea)) FROM analytics.client_timelines t
+                 WHERE t.tenant_id = :tenant AND t.name = n.name
+                   AND t.bucket >= :a AND t.bucket < :b) AS pairs,
        CAST(NULL AS text[]) AS unknown, CAST(NULL AS bytea) AS unknown_ts
-  FROM analytics.client_timelines
- WHERE tenant_id = :tenant AND name = ANY(CAST(:names AS text[])) AND bucket >= :a AND bucket < :b
- GROUP BY name
+  FROM unnest(CAST(:names AS text[])) AS n(name)
 UNION ALL
 SELECT e.name,
        string_agg(int4send(d.id) || timestamptz_send(e.ts), CAST('' AS bytea))

@@ -18,14 +18,13 @@ import numpy as np
 from sqlalchemy import text
 
 from core.analytics._queries import resolve
-from core.analytics.client_sets import compact_client_sets
 from core.analytics.funnels import _by_sql, _steps, _window_seconds
 from core.analytics.schemas import FunnelIn
 from core.analytics.timelines import StepResult, _median, funnel_from_timelines
 from core.opener import open_context
 from core.uow import Database
 from tests.conftest import Account, make_org, signup
-from tests.core.analytics.support import Ev, caller, org_id, put, sql
+from tests.core.analytics.support import Ev, caller, fold, org_id, put, sql, tenant_rows
 
 UTC = dt.UTC
 START = dt.datetime(2026, 10, 20, tzinfo=UTC)  # spans Paris's DST change (2026-10-25)
@@ -111,15 +110,7 @@ async def _check_all(db: Database, tenants: list[tuple[str, Account, str | None]
 
 
 async def _fold(db: Database) -> None:
-    async with db.system() as uow:
-        await compact_client_sets(uow, END + dt.timedelta(days=1))
-
-
-async def _rows(db: Database, table: str, tenant: str) -> int:
-    rows = await sql(
-        db, f"SELECT count(*) FROM analytics.{table} WHERE tenant_id = CAST(:t AS uuid)", t=tenant
-    )
-    return int(rows[0][0])
+    await fold(db, END + dt.timedelta(days=1))
 
 
 async def test_funnels_from_timelines_equal_sql_through_folds_and_late_events(
@@ -136,18 +127,20 @@ async def test_funnels_from_timelines_equal_sql_through_folds_and_late_events(
         await put(db, owner.id, oid, _events(rng, 500, shared))
         await put(db, other.id, None, _events(rng, 200, shared[::3]))
 
-    assert await _rows(db, "client_timelines", oid) == 0  # raw events only
+    assert await tenant_rows(db, "client_timelines", oid) == 0  # raw events only
     await _check_all(db, tenants)
 
     await _fold(db)
-    assert await _rows(db, "client_sets", oid) == 0 and await _rows(db, "client_timelines", oid) > 0
+    assert (
+        await tenant_rows(db, "client_sets", oid) == 0 and await tenant_rows(db, "client_timelines", oid) > 0
+    )
     await _check_all(db, tenants)
 
     # Late events for folded buckets: known clients and new ones the dictionary has not seen.
     late = shared[:8] + [f"late{i}" for i in range(12)]
     await put(db, owner.id, oid, _events(rng, 250, late))
     await put(db, other.id, None, _events(rng, 80, late[4:]))
-    assert await _rows(db, "client_sets", oid) > 0
+    assert await tenant_rows(db, "client_sets", oid) > 0
     await _check_all(db, tenants)
 
     racing = [f"race{i}" for i in range(8)] + late[:6]
@@ -173,7 +166,7 @@ async def test_funnels_from_timelines_equal_sql_through_folds_and_late_events(
         await open_context(uow, other.token, "personal")
         query = "SELECT count(*) FILTER (WHERE tenant_id = CAST(:o AS uuid)), count(*) FROM analytics.client_timelines"
         theirs, seen = (await uow.session.execute(text(query), {"o": oid})).one()
-        assert theirs == 0 and seen == await _rows(db, "client_timelines", other.id)
+        assert theirs == 0 and seen == await tenant_rows(db, "client_timelines", other.id)
 
 
 def test_median_matches_postgresql_interpolation() -> None:
