@@ -17,7 +17,7 @@ creates them are in the migration.
   Ingest appends them as sent; `compact_client_sets` folds closed buckets into `client_ids`
   (a per-tenant dictionary numbering each client id) and `client_id_sets` (the same sets as
   dictionary numbers), which readers count in C (see `client_sets.py`), and
-  `client_timelines` (each folded bucket's (client number, time) pairs, for funnels: see
+  `client_timelines` (each folded hour's (client number, time) pairs, for funnels: see
   `timelines.py`).
 
 These are append-heavy fact tables: the tenant columns carry no foreign keys (a per-row
@@ -163,9 +163,10 @@ client_timelines = Table(
     Column("tenant_id", Uuid(as_uuid=True), nullable=False),
     Column("name", Text, nullable=False),
     Column("bucket", DateTime(timezone=True), nullable=False),
-    # Every event of the 15-minute bucket with a client, as (`client_ids.id`, exact time): 12
-    # bytes each, `int4send(id) || timestamptz_send(ts)`. Rewritten whole by each fold of the
-    # bucket; events of a bucket that still has `client_sets` rows are read raw beside it.
+    # `bucket` is a UTC hour. Every event of the hour with a numbered client, as
+    # (`client_ids.id`, exact time): 12 bytes each, `int4send(id) || timestamptz_send(ts)`.
+    # Rewritten whole by each fold of one of its 15-minute buckets; events of a bucket that
+    # still has `client_sets` rows are read raw beside it.
     Column("events", LargeBinary, nullable=False),
     Index("ix_client_timelines_tenant_id_name_bucket", "tenant_id", "name", "bucket"),
     schema=SCHEMA,

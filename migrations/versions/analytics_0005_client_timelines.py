@@ -6,10 +6,10 @@ Create Date: 2026-12-06 19:00:00
 
 A funnel over a month is ~200k (client, time) rows that PostgreSQL grouped and hash-joined
 step by step (~140 ms over 10M events). `client_timelines` holds, per tenant, event name and
-folded 15-minute bucket, the (dictionary number, exact time) pairs of its events with a client,
-12 bytes each, which a reader walks with numpy. The compaction job rewrites a bucket's row
-whenever it folds that bucket. Backfill: every event whose client the dictionary numbers,
-grouped by bucket; an event whose client it does not number yet sits in a bucket that still has
+UTC hour, the (dictionary number, exact time) pairs of its events with a numbered client, 12
+bytes each, which a reader walks with numpy. The compaction job rewrites an hour's row whenever
+it folds one of its 15-minute buckets. Backfill: every event whose client the dictionary
+numbers, grouped by hour; an event whose client it does not number yet sits in a bucket that still has
 `client_sets` rows, which readers read raw until the job folds it (and rewrites its row).
 """
 
@@ -28,7 +28,7 @@ depends_on: str | Sequence[str] | None = None
 
 _BACKFILL = """
 INSERT INTO analytics.client_timelines (tenant_id, name, bucket, events)
-SELECT e.tenant_id, e.name, date_bin(interval '15 minutes', e.ts, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+SELECT e.tenant_id, e.name, date_bin(interval '1 hour', e.ts, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
        string_agg(int4send(d.id) || timestamptz_send(e.ts), CAST('' AS bytea))
   FROM analytics.events e
   JOIN analytics.client_ids d ON d.tenant_id = e.tenant_id AND d.client_id = e.client_id
