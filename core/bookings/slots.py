@@ -10,7 +10,7 @@ from core.bookings.availability import Busy, Hours, free_starts, in_zone, micros
 from core.bookings.models import Service
 from core.bookings.policy import READ, pick_providers, require_active, rules_for
 from core.bookings.queries import Provider, busy_ranges, hours_of_providers, load_offer
-from core.bookings.schemas import ServiceRef, SlotOut, SlotsOut, SlotsQuery
+from core.bookings.schemas import ServiceRef, SlotsOut, SlotsQuery
 from core.context import TenantContext
 from core.uow import UnitOfWork
 from core.utilities import utcnow
@@ -58,20 +58,21 @@ def _slots_out(
                 by_start.setdefault(s, []).append(p.slug)
     ordered = sorted(by_start)
     length = micros(rules.duration)
-    return SlotsOut(
-        service=ServiceRef(id=service.id, name=service.name, duration_minutes=service.duration_minutes),
-        time_zone=q.time_zone,
-        from_date=q.from_date,
-        to_date=q.to_date,
-        slots=[
-            SlotOut(
-                start=in_zone(s, zone),
-                end=in_zone(s + length, zone),
-                providers=by_start[s],
-            )
-            for s in ordered[:MAX_SLOTS]
-        ],
-        truncated=len(ordered) > MAX_SLOTS,
+    ref = ServiceRef(id=service.id, name=service.name, duration_minutes=service.duration_minutes)
+    # One validation of the whole answer: a `SlotOut` built one by one cost a validator call
+    # (and a Python constructor) per slot, up to MAX_SLOTS of them.
+    return SlotsOut.model_validate(
+        {
+            "service": ref,
+            "time_zone": q.time_zone,
+            "from_date": q.from_date,
+            "to_date": q.to_date,
+            "slots": [
+                {"start": in_zone(s, zone), "end": in_zone(s + length, zone), "providers": by_start[s]}
+                for s in ordered[:MAX_SLOTS]
+            ],
+            "truncated": len(ordered) > MAX_SLOTS,
+        }
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -183,18 +184,36 @@ def _service(duration: int, step: int, after: int) -> Any:
     )
 
 
+def _next(month: int, day: int) -> dt.date:
+    """The next such date at least a month away (clear of the notice, inside the advance)."""
+    today = dt.date.today()
+    this_year = dt.date(today.year, month, day)
+    return this_year if this_year > today + dt.timedelta(days=30) else dt.date(today.year + 1, month, day)
+
+
 @pytest.mark.parametrize("cap", [1, 7, 40, 500])
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(lambda: dt.date.today() + dt.timedelta(days=400), id="plain"),
+        # Two weeks holding the European and the US autumn changes (last Sunday of October,
+        # first Sunday of November), and two holding the US spring change (second Sunday of
+        # March): the requester's offsets change mid-answer.
+        pytest.param(lambda: _next(10, 28), id="autumn-changes"),
+        pytest.param(lambda: _next(3, 8), id="us-spring-change"),
+    ],
+)
 def test_the_answer_merges_providers_in_turn_and_caps_like_the_reference(
-    monkeypatch: pytest.MonkeyPatch, cap: int
+    monkeypatch: pytest.MonkeyPatch, cap: int, first: Callable[[], dt.date]
 ) -> None:
     """Several providers with different hours and bookings, the requester in another zone: the
     same slots, provider order and truncation as merging every provider's full list."""
     monkeypatch.setattr(slots_module, "MAX_SLOTS", cap)
-    first = dt.date.today() + dt.timedelta(days=400)  # clear of the notice, inside the advance
+    first_day = first()
     q = SlotsQuery(
         service_id=uuid.uuid4(),
-        from_date=first,
-        to_date=first + dt.timedelta(days=13),
+        from_date=first_day,
+        to_date=first_day + dt.timedelta(days=13),
         time_zone="America/New_York",
     )
     service = _service(45, 15, 15)
