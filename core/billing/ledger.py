@@ -11,11 +11,12 @@ from typing import ClassVar, Protocol
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.types import Text, Uuid
+from sqlalchemy.types import Uuid
 
 from core.billing.models import CreditAccount, CreditLot, Job, LedgerEntry
 from core.errors import DomainError, constraint_error
 from core.observability import get_logger
+from core.outbox import EVENT_COLUMNS, outbox_table
 from core.scoping import owned_by
 from core.uow import UnitOfWork
 
@@ -302,8 +303,8 @@ JOB_AND_HOLD = text(
       RETURNING id
     ), event AS (
       INSERT INTO platform.outbox (id, name, data, person_id, org_id, trace_id, traceparent)
-      SELECT :event_id, :event_name, :event_data, :event_person_id, :event_org_id, :event_trace_id,
-             :event_traceparent FROM job
+      SELECT :outbox_id, :outbox_name, :outbox_data, :outbox_person_id, :outbox_org_id,
+             :outbox_trace_id, :outbox_traceparent FROM job
     )
     SELECT job.*, acct.balance AS acct_balance, acct.held AS acct_held,
            acct.low_balance_threshold AS acct_threshold, acct.low_balance_alerted AS acct_alerted
@@ -314,11 +315,9 @@ JOB_AND_HOLD = text(
     bindparam("peer_id", type_=Uuid()),
     bindparam("org_id", type_=Uuid()),
     bindparam("job_id", type_=Uuid()),
-    bindparam("event_id", type_=Uuid()),
-    bindparam("event_data", type_=JSONB),
-    bindparam("event_person_id", type_=Uuid()),
-    bindparam("event_org_id", type_=Uuid()),
-    bindparam("event_traceparent", type_=Text()),
+    # The event's values bound as `core.outbox.EVENT_CTE` binds them (that CTE inserts
+    # unconditionally; this one only beside an inserted job).
+    *(bindparam(f"outbox_{c}", type_=outbox_table.c[c].type) for c in EVENT_COLUMNS),
 )
 
 

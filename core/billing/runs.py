@@ -25,6 +25,7 @@ from core.context import TenantContext
 from core.errors import ValidationFailed
 from core.idempotency import idempotent_operation
 from core.observability import trace
+from core.outbox import EVENT_COLUMNS
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
@@ -53,7 +54,7 @@ async def _insert_held(ctx: TenantContext, uow: UnitOfWork, values: dict[str, An
     the job row back with everything else."""
     job_id = _job_id_candidate(uow)
     event = uow.event_row("jobs/job.queued", _queued_data(job_id, values, price), trace_id=job_id.hex)
-    params = {f"event_{k}": v for k, v in event.items()} | {
+    params = {f"outbox_{c}": event[c] for c in EVENT_COLUMNS} | {
         "job_id": job_id,
         "component": values["component"],
         "action": values["action"],
