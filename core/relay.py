@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import enum
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from core.events import (
 from core.metrics import OUTBOX_RELAYED, PUBLISH_FAILURES
 from core.observability import get_logger
 from core.outbox import NOTIFY_CHANNEL, Event
-from core.uow import Database, app_database_url
+from core.uow import Database, UnitOfWork, app_database_url
 
 # The logger keeps the name it had before the relay left core.events: log queries filter on it.
 log = get_logger("atlilith.events")
@@ -142,6 +143,15 @@ class _Claim:
     event: Event
 
 
+class _NotChained(enum.Enum):
+    NOT_CHAINED = "not chained"
+
+
+# What a delivery hands its worker: the next claim, None when nothing was due, or NOT_CHAINED.
+NOT_CHAINED = _NotChained.NOT_CHAINED
+_Chained = _Claim | None | _NotChained
+
+
 class Relay:
     """Moves committed outbox rows on. Safe to run in several processes at once: work is
     claimed under a lease (`handler_lease_seconds`) that a live process renews while it works
@@ -229,13 +239,18 @@ class Relay:
             self._held_batches.discard(token)
 
     async def _claim(self) -> _Claim | None:
-        token = uuid.uuid4()
         async with self.db.system() as uow:
-            row = (
-                await uow.session.execute(
-                    _CLAIM_DELIVERY, {"me": process_id(), "token": token, "lease": self.lease_seconds}
-                )
-            ).one_or_none()
+            return await self._claim_in(uow)
+
+    async def _claim_in(self, uow: UnitOfWork) -> _Claim | None:
+        """Claim the next due delivery in `uow`'s transaction (system mode): the claim, its
+        attempt and its lease hold once that commits, and not before."""
+        token = uuid.uuid4()
+        row = (
+            await uow.session.execute(
+                _CLAIM_DELIVERY, {"me": process_id(), "token": token, "lease": self.lease_seconds}
+            )
+        ).one_or_none()
         if row is None:
             return None
         event = Event(row.event_id, row.name, row.data, row.created_at, row.traceparent)
@@ -248,31 +263,38 @@ class Relay:
         claim = await self._claim()
         if claim is None:
             return False
-        event = claim.event
-        self._held_deliveries.add(claim.token)
-        try:
-            with handler_span(claim.handler, event, attempt=claim.attempt):
-                await self._handle(claim)
-        finally:
-            self._held_deliveries.discard(claim.token)
+        await self._deliver(claim)
         return True
 
-    async def _handle(self, claim: _Claim) -> None:
+    async def _deliver(self, claim: _Claim, *, claim_next: bool = False) -> _Chained:
+        """Run a claimed delivery; with `claim_next`, the next due one is claimed in the same
+        transaction as this one's outcome (returned once that committed: a claim, or None when
+        nothing was due; `NOT_CHAINED` when no claim was made)."""
+        self._held_deliveries.add(claim.token)
+        try:
+            with handler_span(claim.handler, claim.event, attempt=claim.attempt):
+                following = await self._handle(claim, claim_next=claim_next)
+        finally:
+            self._held_deliveries.discard(claim.token)
+        return following
+
+    async def _handle(self, claim: _Claim, *, claim_next: bool = False) -> _Chained:
         event = claim.event
         spec = self.registry.handlers.get(claim.handler)
         if spec is None:
             await self._dead_letter(claim, "no such handler in this build", claim.attempt)
             log.error("handler_unknown")
-            return
+            return NOT_CHAINED
         max_attempts = spec.max_attempts or self.db.settings.handler_max_attempts
         if claim.attempt > max_attempts:
             # Every allowed attempt was used and the last one never wrote an outcome: the
             # handler took its process down (or hung it) each time.
             await self._dead_letter(claim, claim.last_error or DIED_WHILE_HANDLING, max_attempts)
             log.error("handler_dead_lettered", attempts=max_attempts, error=claim.last_error)
-            return
+            return NOT_CHAINED
         try:
-            async with self.db.system(trace_id=event.trace_id) as uow:
+            # The handler's savepoint sets its tenant first thing, and system mode after it.
+            async with self.db.system(trace_id=event.trace_id, settings_deferred=True) as uow:
                 exc = await run_in_savepoint(uow, spec, event)
                 key = {"event_id": event.id, "handler": spec.name, "token": claim.token}
                 if exc is None:
@@ -285,10 +307,13 @@ class Relay:
                     if (await uow.session.execute(_MARK_FAILED, failed)).rowcount == 0:  # type: ignore[attr-defined]
                         raise LeaseLost
                     await uow.session.execute(NOTIFY_RELEASED)
+                # Committed with this outcome, as a claim of its own would be before its handler.
+                return await self._claim_in(uow) if claim_next else NOT_CHAINED
         except LeaseLost:
             # Another process took the delivery after our lease ran out; its run is the one
             # that counts, so ours (already rolled back) is abandoned.
             log.warning("handler_lease_lost", attempt=claim.attempt)
+            return NOT_CHAINED
 
     async def _dead_letter(self, claim: _Claim, error: str, attempts: int) -> None:
         async with self.db.system() as uow:
@@ -311,8 +336,14 @@ class Relay:
 
         async def worker() -> None:
             nonlocal count
-            while await self.deliver_one():
+            claim: _Chained = await self._claim()
+            while isinstance(claim, _Claim):
                 count += 1
+                # The next claim rides on this delivery's commit (no transaction of its own);
+                # when none could (a lost lease, a dead letter), a claim of its own is made.
+                claim = await self._deliver(claim, claim_next=True)
+                if claim is NOT_CHAINED:
+                    claim = await self._claim()
 
         await asyncio.gather(*(worker() for _ in range(self.workers)))
         return count

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import insert, text
@@ -41,6 +41,15 @@ _SETTINGS_SQL = text(
 # `platform.resolve_context` signed lets `platform.bind_ticket` sign this transaction too.
 _TICKET_SQL = text("SELECT platform.bind_ticket(:person, :org, :ticket, :trace)")
 _OUTBOX_INSERT = insert(outbox_table)
+
+
+class EventMeta(TypedDict, total=False):
+    """Who and which trace an emitted event belongs to, when not the unit of work's own."""
+
+    person_id: uuid.UUID | None
+    org_id: uuid.UUID | None
+    trace_id: str | None
+    traceparent: str | None
 
 
 class Database:
@@ -76,8 +85,11 @@ class Database:
         """An anonymous unit of work; `core.auth.resolve_context` binds it to a caller."""
         return UnitOfWork(self, Mode.ANONYMOUS, trace_id=trace_id)
 
-    def system(self, *, trace_id: str | None = None) -> UnitOfWork:
-        return UnitOfWork(self, Mode.SYSTEM, trace_id=trace_id)
+    def system(self, *, trace_id: str | None = None, settings_deferred: bool = False) -> UnitOfWork:
+        """`settings_deferred`: its first statements set a context of their own (a handler's
+        savepoint acting for a tenant), so none is set on opening; until one is, row-level
+        security shows nothing."""
+        return UnitOfWork(self, Mode.SYSTEM, trace_id=trace_id, settings_deferred=settings_deferred)
 
     def service(
         self, person_id: uuid.UUID | None, org_id: uuid.UUID | None, *, trace_id: str | None = None
@@ -129,9 +141,11 @@ class UnitOfWork:
         person_id: uuid.UUID | None = None,
         org_id: uuid.UUID | None = None,
         trace_id: str | None = None,
+        settings_deferred: bool = False,
     ) -> None:
         self.db = db
         self.mode = mode
+        self._settings_deferred = settings_deferred
         self.person_id = person_id
         self.org_id = org_id
         self.trace_id = trace_id or current_trace_id() or new_trace_id()
@@ -150,7 +164,7 @@ class UnitOfWork:
     async def __aenter__(self) -> Self:
         self._on_system_pool = self.mode in _TRUSTED
         self._session = (self.db.system_sessionmaker if self._on_system_pool else self.db.sessionmaker)()
-        if self.mode is not Mode.ANONYMOUS:
+        if self.mode is not Mode.ANONYMOUS and not self._settings_deferred:
             try:
                 await self.apply_settings()
             except (DBAPIError, OSError) as err:
@@ -222,23 +236,24 @@ class UnitOfWork:
 
     # --- events ---------------------------------------------------------------------------
 
-    def emit(
-        self,
-        name: str,
-        data: dict[str, Any],
-        *,
-        person_id: uuid.UUID | None = None,
-        org_id: uuid.UUID | None = None,
-        trace_id: str | None = None,
-        traceparent: str | None = None,
-    ) -> uuid.UUID:
+    def emit(self, name: str, data: dict[str, Any], **meta: Unpack[EventMeta]) -> uuid.UUID:
         """Queue an event; it is written to the outbox in this transaction, so it exists exactly
         when the change it describes does. Names are `{domain}/{entity}.{action}`. `trace_id`:
         the trace the event continues when it is not this unit of work's (a job's own trace);
         `traceparent`: the span its handlers continue when not the active one (a sweep emitting
         for work a request started earlier)."""
+        row = self.event_row(name, data, **meta)
+        self._events.append(row)
+        event_id: uuid.UUID = row["id"]
+        return event_id
+
+    def event_row(self, name: str, data: dict[str, Any], **meta: Unpack[EventMeta]) -> dict[str, Any]:
+        """The outbox row `emit` queues, for a statement of this transaction that writes the
+        event beside the change it describes (a run's job, hold and event in one statement)."""
         validate_event_name(name)
         ctx = self.ctx
+        person_id, org_id = meta.get("person_id"), meta.get("org_id")
+        trace_id, traceparent = meta.get("trace_id"), meta.get("traceparent")
         pid = person_id or (ctx.person_id if ctx else self.person_id)
         oid = org_id if org_id is not None else (ctx.org_id if ctx else self.org_id)
         event_id = uuid.uuid4()
@@ -253,20 +268,17 @@ class UnitOfWork:
                 "tenant_id": str(oid or pid) if (oid or pid) else None,
             }
         )
-        self._events.append(
-            {
-                "id": event_id,
-                "name": name,
-                "data": payload,
-                "person_id": pid,
-                "org_id": oid,
-                "trace_id": tid,
-                # The emitting span, which the handlers' spans continue; an event carried into
-                # a trace of its own (a job's) starts that trace, linked to this span.
-                "traceparent": traceparent or current_traceparent(),
-            }
-        )
-        return event_id
+        return {
+            "id": event_id,
+            "name": name,
+            "data": payload,
+            "person_id": pid,
+            "org_id": oid,
+            "trace_id": tid,
+            # The emitting span, which the handlers' spans continue; an event carried into a
+            # trace of its own (a job's) starts that trace, linked to this span.
+            "traceparent": traceparent or current_traceparent(),
+        }
 
     def take_event(self) -> dict[str, Any] | None:
         """The one event queued so far as the parameters of `core.outbox.EVENT_CTE`: the

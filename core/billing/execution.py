@@ -94,9 +94,9 @@ async def execute_job(
 async def _run_locked(uow: UnitOfWork, job: Job) -> None:
     """A locked, queued built-in job: the action runs in a savepoint, so a failure rolls back its
     writes (and the events it emitted) and the job fails with its hold released in the same
-    transaction, as `_run_builtin` reports it. The account is locked only once the action is
-    done (other runs of the context hold credits meanwhile), and before the job is touched, so
-    the job's row is written once."""
+    transaction, as `_run_builtin` reports it. On success the account is locked only by the
+    settling statement, the transaction's last write before the outbox (other runs of the
+    context hold and settle credits meanwhile), and the job's row is written once."""
     spec = builtin_action(job.component, job.action)
     timeout = uow.db.settings.job_run_timeout_seconds
     started = utcnow()
@@ -136,9 +136,8 @@ async def _run_locked(uow: UnitOfWork, job: Job) -> None:
         await mark_running(uow, job, timeout, now=started)
         await finish_unpaid(uow, job, status="failed", code=failure[0], message=failure[1], acct=acct)
         return
-    acct = await ledger.lock_account(uow, job.person_id, job.org_id)
     await mark_running(uow, job, timeout, now=started)
-    await succeed_with(uow, job, result, overage=spec.overage, acct=acct)
+    await succeed_with(uow, job, result, overage=spec.overage)
 
 
 _UNKNOWN_ACTION = {"code": "unknown_action", "message": "this action no longer exists on the platform"}

@@ -9,13 +9,14 @@ import datetime as dt
 import uuid
 from typing import ClassVar, Protocol
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.types import Uuid
 
 from core.billing.models import CreditAccount, CreditLot, Job, LedgerEntry
 from core.errors import DomainError, constraint_error
 from core.observability import get_logger
+from core.outbox import EVENT_COLUMNS, outbox_table
 from core.scoping import owned_by
 from core.uow import UnitOfWork
 
@@ -83,7 +84,17 @@ async def read_account(uow: UnitOfWork, tenant_id: uuid.UUID) -> CreditAccount |
     ).scalar_one_or_none()
 
 
-def threshold(uow: UnitOfWork, acct: CreditAccount | None) -> int:
+class AccountTotals(Protocol):
+    """An account's identity, threshold and alert flag, as the ORM row or a statement has them."""
+
+    id: uuid.UUID
+    person_id: uuid.UUID
+    org_id: uuid.UUID | None
+    low_balance_threshold: int | None
+    low_balance_alerted: bool
+
+
+def threshold(uow: UnitOfWork, acct: AccountTotals | None) -> int:
     if acct is not None and acct.low_balance_threshold is not None:
         return acct.low_balance_threshold
     return uow.db.settings.billing_low_balance_threshold
@@ -92,19 +103,24 @@ def threshold(uow: UnitOfWork, acct: CreditAccount | None) -> int:
 def check_low_balance(uow: UnitOfWork, acct: CreditAccount) -> None:
     """Fire `billing/credits.low_balance` once when available falls under the threshold; re-arm
     when it is back at or above it."""
+    acct.low_balance_alerted = low_balance_alert(uow, acct, acct.balance, acct.held, acct.low_balance_alerted)
+
+
+def low_balance_alert(uow: UnitOfWork, acct: AccountTotals, balance: int, held: int, alerted: bool) -> bool:
+    """The rule of `check_low_balance` for totals (`balance`, `held`) with the flag at `alerted`:
+    emits the alert when it fires; returns what the flag becomes."""
     limit = threshold(uow, acct)
-    avail = available(acct)
-    if avail < limit and not acct.low_balance_alerted:
-        acct.low_balance_alerted = True
+    avail = balance - held
+    if avail < limit and not alerted:
         uow.emit(
             "billing/credits.low_balance",
-            {"account_id": acct.id, "available": avail, "balance": acct.balance, "threshold": limit},
+            {"account_id": acct.id, "available": avail, "balance": balance, "threshold": limit},
             person_id=acct.person_id,
             org_id=acct.org_id,
         )
         log.info("low_balance", available=avail, threshold=limit)
-    elif avail >= limit and acct.low_balance_alerted:
-        acct.low_balance_alerted = False
+        return True
+    return alerted and avail < limit
 
 
 async def post(
@@ -260,10 +276,11 @@ _HOLD = text(
 )
 
 
-# A run's job row and its hold in ONE statement (`runs._enqueue`): the job first -- a trace id
-# another job already has inserts nothing, and then nothing is held either (the caller retries
-# with a fresh id) -- then the hold exactly as `_HOLD`, for that job. The account's totals come
-# back beside the job (NULL when nothing could be held: the 402 path).
+# A run's job row, its hold and its `jobs/job.queued` event in ONE statement (`runs._enqueue`):
+# the job first -- a trace id another job already has inserts nothing, and then nothing is held
+# or emitted either (the caller retries with a fresh id) -- then the hold exactly as `_HOLD`, for
+# that job, and the outbox row `uow.event_row` made. The account's totals come back beside the
+# job (NULL when nothing could be held: the 402 path, which rolls all of it back).
 JOB_AND_HOLD = text(
     """
     WITH job AS (
@@ -284,6 +301,10 @@ JOB_AND_HOLD = text(
       SELECT :entry_id, :actor, acct.org_id, acct.id, 'hold', :amount, 0, :amount, acct.balance,
              acct.held, 'hold:' || CAST(:job_id AS text), :job_id FROM acct
       RETURNING id
+    ), event AS (
+      INSERT INTO platform.outbox (id, name, data, person_id, org_id, trace_id, traceparent)
+      SELECT :outbox_id, :outbox_name, :outbox_data, :outbox_person_id, :outbox_org_id,
+             :outbox_trace_id, :outbox_traceparent FROM job
     )
     SELECT job.*, acct.balance AS acct_balance, acct.held AS acct_held,
            acct.low_balance_threshold AS acct_threshold, acct.low_balance_alerted AS acct_alerted
@@ -294,6 +315,9 @@ JOB_AND_HOLD = text(
     bindparam("peer_id", type_=Uuid()),
     bindparam("org_id", type_=Uuid()),
     bindparam("job_id", type_=Uuid()),
+    # The event's values bound as `core.outbox.EVENT_CTE` binds them (that CTE inserts
+    # unconditionally; this one only beside an inserted job).
+    *(bindparam(f"outbox_{c}", type_=outbox_table.c[c].type) for c in EVENT_COLUMNS),
 )
 
 
@@ -391,6 +415,85 @@ async def settle(
             memo="unused part of the hold",
         )
     return charge
+
+
+# A job's settlement in ONE statement when its charge is within its hold (`settle_held`): the
+# account UPDATE takes the row's lock (so it is held from here to commit only), the capture and
+# the release of the rest are written with the totals `post` would give each, and the soonest-
+# expiring lots are spent as `_SPEND_LOTS` does. Nothing is written (no row) when an entry of
+# the job exists already or the totals would not allow it: `settle` then decides, as before.
+_SETTLE_HELD = text(
+    """
+    WITH acct AS (
+      UPDATE billing.accounts a SET balance = a.balance - :charge, held = a.held - :held,
+             updated_at = now()
+       WHERE a.tenant_id = :tenant AND a.held >= :held
+         AND NOT EXISTS (SELECT 1 FROM billing.ledger l
+                          WHERE l.account_id = a.id AND l.key IN (:capture_key, :release_key))
+      RETURNING a.id, a.person_id, a.org_id, a.balance, a.held, a.low_balance_threshold,
+                a.low_balance_alerted
+    ), entries AS (
+      INSERT INTO billing.ledger (id, person_id, org_id, account_id, kind, amount, balance_delta,
+                                  held_delta, balance_after, held_after, key, job_id, memo)
+      SELECT e.id, :actor, acct.org_id, acct.id, e.kind, e.amount, e.balance_delta, e.held_delta,
+             acct.balance, acct.held + e.still_held, e.key, :job_id, e.memo
+        FROM acct CROSS JOIN (VALUES
+               (1, CAST(:capture_id AS uuid), 'capture', CAST(:charge AS bigint),
+                -CAST(:charge AS bigint), -CAST(:charge AS bigint), CAST(:rest AS bigint),
+                CAST(:capture_key AS text), CAST(:memo AS text)),
+               (2, CAST(:release_id AS uuid), 'release', CAST(:rest AS bigint), 0, -CAST(:rest AS bigint),
+                0, CAST(:release_key AS text), 'unused part of the hold')
+             ) AS e (n, id, kind, amount, balance_delta, held_delta, still_held, key, memo)
+       WHERE e.amount > 0 ORDER BY e.n
+      RETURNING id
+    ), lots AS (
+      SELECT id, remaining,
+             CAST(sum(remaining) OVER (ORDER BY expires_at, id) AS bigint) - remaining AS before
+        FROM (SELECT id, remaining, expires_at FROM billing.credit_lots
+               WHERE account_id = (SELECT id FROM acct) AND remaining > 0
+               ORDER BY expires_at, id FOR UPDATE) AS open_lots
+    ), spent AS (
+      UPDATE billing.credit_lots c
+         SET remaining = c.remaining - LEAST(lots.remaining, CAST(:charge AS bigint) - lots.before)
+        FROM lots WHERE c.id = lots.id AND lots.before < CAST(:charge AS bigint)
+    )
+    SELECT acct.*, (SELECT count(*) FROM entries) AS written FROM acct
+    """
+).bindparams(bindparam("job_id", type_=Uuid()))
+
+
+async def settle_held(uow: UnitOfWork, job: Job, *, charge: int, memo: str | None) -> bool:
+    """`settle` for a charge within the job's hold (0 <= charge <= held), without loading the
+    account: the same entries, totals, lots and low-balance alert. False when nothing was
+    written (an entry of this job exists, or the totals refuse it): call `settle` then."""
+    held, rest = job.credits_held, job.credits_held - charge
+    if held == 0:
+        return True
+    params = {
+        "charge": charge,
+        "held": held,
+        "rest": rest,
+        "tenant": job.org_id or job.person_id,
+        "actor": job.person_id,
+        "job_id": job.id,
+        "memo": memo,
+        "capture_id": uuid.uuid4(),
+        "release_id": uuid.uuid4(),
+        "capture_key": f"capture:{job.id}",
+        "release_key": f"release:{job.id}",
+    }
+    row = (await uow.session.execute(_SETTLE_HELD, params)).one_or_none()
+    if row is None:
+        return False
+    # The alert as `post` checks it after each entry: the capture's totals, then the release's.
+    alerted = row.low_balance_alerted
+    for held_after in ([row.held + rest] if charge > 0 else []) + ([row.held] if rest > 0 else []):
+        alerted = low_balance_alert(uow, row, row.balance, held_after, alerted)
+    if alerted != row.low_balance_alerted:
+        await uow.session.execute(
+            update(CreditAccount).where(CreditAccount.id == row.id).values(low_balance_alerted=alerted)
+        )
+    return True
 
 
 async def release(uow: UnitOfWork, acct: CreditAccount, job: Job, *, memo: str) -> None:

@@ -25,6 +25,7 @@ from core.context import TenantContext
 from core.errors import ValidationFailed
 from core.idempotency import idempotent_operation
 from core.observability import trace
+from core.outbox import EVENT_COLUMNS
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
@@ -47,11 +48,14 @@ _JOB_AND_HOLD = select(
 
 
 async def _insert_held(ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int) -> Job | None:
-    """The job and its hold in one statement; None when the candidate id was taken (nothing was
-    written then). The account row is locked last: concurrent runs of one context serialize only
-    from here to commit. A refusal (402) rolls the job row back with everything else."""
-    params = {
-        "job_id": _job_id_candidate(uow),
+    """The job, its hold and its `jobs/job.queued` event in one statement; None when the
+    candidate id was taken (nothing was written then). The account row is locked last:
+    concurrent runs of one context serialize only from here to commit. A refusal (402) rolls
+    the job row back with everything else."""
+    job_id = _job_id_candidate(uow)
+    event = uow.event_row("jobs/job.queued", _queued_data(job_id, values, price), trace_id=job_id.hex)
+    params = {f"outbox_{c}": event[c] for c in EVENT_COLUMNS} | {
+        "job_id": job_id,
         "component": values["component"],
         "action": values["action"],
         "executor": values["executor"],
@@ -100,6 +104,17 @@ async def _insert_job(uow: UnitOfWork, values: dict[str, Any]) -> Job:
     return job
 
 
+def _queued_data(job_id: uuid.UUID, values: dict[str, Any], price: int) -> dict[str, Any]:
+    """What `jobs/job.queued` says: the relay's handler decides from it how the job runs."""
+    return {
+        "job_id": job_id,
+        "component": values["component"],
+        "action": values["action"],
+        "executor": values["executor"],
+        "credits_held": price,
+    }
+
+
 @dataclass
 class _Totals:
     balance: int
@@ -130,17 +145,7 @@ async def _enqueue(
         # Free, or the caller's trace id is already another job's (a reused traceparent).
         job = await _insert_job(uow, values)
         await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job.id, credits=price)
-    uow.emit(
-        "jobs/job.queued",
-        {
-            "job_id": job.id,
-            "component": job.component,
-            "action": job.action,
-            "executor": job.executor,
-            "credits_held": price,
-        },
-        trace_id=job.id.hex,
-    )
+        uow.emit("jobs/job.queued", _queued_data(job.id, values, price), trace_id=job.id.hex)
     log.info(
         "job_queued",
         job_id=str(job.id),

@@ -7,7 +7,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.types import Uuid
 
 from core.billing import ledger
 from core.billing.components import ActionResult
@@ -47,16 +48,30 @@ async def succeed(
 ) -> None:
     """Capture the job's charge (`acct`: its account, if already locked). The job's outcome is
     set before the ledger is written, so it reaches the database in the same flush as anything
-    earlier (its start, for a job run inline): one UPDATE of its row."""
-    acct = acct or await ledger.lock_account(uow, job.person_id, job.org_id)
+    earlier (its start, for a job run inline): one UPDATE of its row. A charge within the hold
+    (any charge unless the action allows overage) settles without loading the account, in one
+    statement that locks it only until commit."""
     memo = f"{job.component}/{job.action}" + (
         " (" + ", ".join(f"{k}={v:g}" for k, v in sorted(usage.items())) + ")" if usage else ""
     )
-    captured = ledger.capped_charge(acct, job, charge, overage)
+    within_hold = acct is None and (overage != "allow" or charge <= job.credits_held)
+    if within_hold:
+        # What `capped_charge` gives for such a charge, whatever the account holds.
+        captured = min(max(0, charge), job.credits_held)
+    else:
+        acct = acct or await ledger.lock_account(uow, job.person_id, job.org_id)
+        captured = ledger.capped_charge(acct, job, charge, overage)
     job.status, job.finished_at = "succeeded", utcnow()
     job.hold_status = "captured" if captured > 0 else "released"
     job.credits_captured, job.output, job.usage = captured, output, dict(usage)
-    await ledger.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
+    if within_hold:
+        await uow.session.flush()
+        if await ledger.settle_held(uow, job, charge=captured, memo=memo):
+            acct = None
+        else:
+            acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+    if acct is not None:
+        await ledger.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
     await uow.session.flush()
     uow.emit(
         "jobs/job.succeeded",
@@ -114,9 +129,14 @@ async def finish_unpaid(
     log.info(f"job_{status}", job_id=str(job.id), reason=code)
 
 
+# Built once: every delivery of a job locks it, and building the select cost more than running it.
+_LOCK_JOB = (
+    select(Job)
+    .where(Job.id == bindparam("job_id", type_=Uuid()))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_job(uow: UnitOfWork, job_id: uuid.UUID) -> Job | None:
-    return (
-        await uow.session.execute(
-            select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    return (await uow.session.execute(_LOCK_JOB, {"job_id": job_id})).scalar_one_or_none()

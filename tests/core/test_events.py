@@ -21,7 +21,7 @@ from starlette.routing import Route
 from core.config import Settings
 from core.events import ScheduledRun, schedule
 from core.outbox import EVENT_CTE
-from core.relay import Relay
+from core.relay import NOT_CHAINED, Relay, _Claim
 from core.uow import Database, UnitOfWork
 from tests.conftest import running
 from tests.support import handlers
@@ -403,15 +403,20 @@ async def test_handler_log_lines_carry_the_events_trace_id(db: Database) -> None
     assert any(e.get("event") == "handler_failed" and e.get("handler") == "tests.poison" for e in mine)
 
 
-async def test_a_run_whose_lease_was_taken_over_commits_nothing(db: Database) -> None:
+async def settled_relay(db: Database) -> Relay:
+    """A relay, once what other tests left is settled, retries included: a failing handler's
+    next attempt falls due a backoff (tens of milliseconds here) after the drain that failed it."""
     relay = Relay(db)
-    # Settle what other tests left, retries included: a failing handler's next attempt falls due
-    # a backoff (tens of milliseconds here) after the drain that failed it.
     for _ in range(100):
         if await relay.drain() == 0:
             await asyncio.sleep(0.1)
             if await relay.drain() == 0:
                 break
+    return relay
+
+
+async def test_a_run_whose_lease_was_taken_over_commits_nothing(db: Database) -> None:
+    relay = await settled_relay(db)
     event_id = await emit(db, "test/probe.lease")
     await relay.pump()
     claim = await relay._claim()
@@ -445,6 +450,40 @@ async def test_a_run_whose_lease_was_taken_over_commits_nothing(db: Database) ->
     await relay.drain()
     row = await delivery(db, event_id, claim.handler)
     assert (row.status, row.attempts, row.last_error) == ("done", 2, None)
+
+
+async def test_a_worker_claims_its_next_delivery_with_the_outcome_and_never_after_a_lost_lease(
+    db: Database,
+) -> None:
+    relay = await settled_relay(db)
+    emitted = {await emit(db, "test/probe.chain"), await emit(db, "test/probe.chain")}
+    await relay.pump()
+    claim = await relay._claim()
+    assert claim is not None and claim.event.id in emitted
+    following = await relay._handle(claim, claim_next=True)
+    # The next claim committed with the first outcome: attempt counted, leased to this process.
+    assert isinstance(following, _Claim) and following.event.id in emitted and following.attempt == 1
+    assert (following.event.id, following.handler) != (claim.event.id, claim.handler)
+    held = (
+        await system_sql(
+            db,
+            "SELECT status, attempts, claim_token FROM platform.event_deliveries WHERE event_id = :e AND handler = :h",
+            {"e": following.event.id, "h": following.handler},
+        )
+    ).one()
+    assert (held.status, held.attempts, held.claim_token) == ("pending", 1, following.token)
+    assert (await delivery(db, claim.event.id, claim.handler)).status == "done"
+    # Its lease is taken over before it runs: its outcome rolls back, and the claim it would
+    # have made with it too -- a third event stays unclaimed for whoever comes next.
+    third = await emit(db, "test/probe.chain")
+    await relay.pump()
+    await system_sql(
+        db,
+        "UPDATE platform.event_deliveries SET claim_token = gen_random_uuid() WHERE event_id = :e AND handler = :h",
+        {"e": following.event.id, "h": following.handler},
+    )
+    assert await relay._handle(following, claim_next=True) is NOT_CHAINED
+    assert (await delivery(db, third, following.handler)).attempts == 0
 
 
 async def test_pooled_connections_carry_the_backstops(db: Database) -> None:

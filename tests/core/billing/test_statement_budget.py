@@ -1,5 +1,5 @@
 """What starting a job costs in SQL statements (issue 19): the context, the installation gate,
-the job row with its hold (one statement), the outbox row -- four. A regression guard, and the
+the job row with its hold and its outbox row (one statement) -- three. A regression guard, and the
 rare path beside it: a reused trace id still gets a job of its own, held once."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tests.support.billing import grant, make_admin
 from tests.support.registry import install
 from tests.support.statements import counting_client, statements
 
-RUN_BUDGET = 4
+RUN_BUDGET = 3
 RUN = "/v1/run/identity/resolve-person"
 
 
@@ -26,7 +26,7 @@ async def counting(db: Database) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def test_a_run_takes_four_statements_and_a_refusal_holds_nothing(counting: httpx.AsyncClient) -> None:
+async def test_a_run_takes_three_statements_and_a_refusal_holds_nothing(counting: httpx.AsyncClient) -> None:
     admin, a = await make_admin(counting), await signup(counting)
     await grant(counting, admin, 2, person=a.slug)
     await install(counting, a, "identity")
