@@ -35,9 +35,18 @@ SOURCES = (
     ),
     ("bookings_0001_services_availability_bookings", "PROVIDER_FUNCTIONS", ("may_schedule",)),
 )
-ASKED = ("ctx_mode()", "ctx_is_system()", "ctx_person_id()", "ctx_org_id()", "ctx_tenant_id()")
-ASKED += ("ctx_is_platform_admin()", "may_schedule(CAST(:a AS uuid))")
-ASKED += ("may_schedule(CAST(:b AS uuid))", "may_schedule(CAST(:s AS uuid))", "may_schedule(NULL)")
+ASKED = (
+    "ctx_mode()",
+    "ctx_is_system()",
+    "ctx_person_id()",
+    "ctx_org_id()",
+    "ctx_tenant_id()",
+    "ctx_is_platform_admin()",
+    "may_schedule(CAST(:a AS uuid))",
+    "may_schedule(CAST(:b AS uuid))",
+    "may_schedule(CAST(:s AS uuid))",
+    "may_schedule(NULL)",
+)
 SET = (
     "SELECT set_config('app.mode', :m, true), set_config('app.person_id', :p, true),"
     " set_config('app.org_id', :o, true), set_config('app.ctx_sig', :sig, true)"
@@ -81,7 +90,7 @@ async def reference(db: Database) -> AsyncIterator[None]:
 
 async def _answers(
     db: Database, system_role: bool, ctx: dict[str, str], sig: str, ids: dict[str, str]
-) -> Any:
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """(new answers, old answers) in one transaction bound to `ctx`. `sig`: 'valid' (signed
     as resolve_context signs), 'other-org' (signed for no org, claiming one), 'replayed' (from
     another transaction), 'zeros', or '' (none)."""
