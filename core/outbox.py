@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     BigInteger,
     Column,
     DateTime,
@@ -21,7 +22,9 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    bindparam,
     func,
+    insert,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -93,6 +96,22 @@ schedule_runs_table = Table(
     Column("last_error", Text),
     PrimaryKeyConstraint("name", "fire_at"),
     schema="platform",
+)
+
+
+# The columns of an outbox row that emitting an event fills (`core.uow.UnitOfWork.emit`).
+EVENT_COLUMNS = ("id", "name", "data", "person_id", "org_id", "trace_id", "traceparent")
+
+
+# An INSERT of one outbox row as a CTE, each value bound as `outbox_<column>`
+# (`core.uow.UnitOfWork.take_event` gives them): a write that carries it writes its unit of
+# work's event in its own statement instead of a statement of its own at commit. One row only:
+# a multi-row VALUES is compiled again on every execution (SQLAlchemy caches no such statement),
+# and two single-row CTEs would insert in no defined order.
+EVENT_CTE: CTE = (
+    insert(outbox_table)
+    .values({c: bindparam(f"outbox_{c}", type_=outbox_table.c[c].type) for c in EVENT_COLUMNS})
+    .cte("event")
 )
 
 

@@ -21,7 +21,7 @@ from core.credentials import Passwords, Tokens
 from core.db import make_engine, make_sessionmaker, session_backstops, with_role
 from core.errors import Conflict, DomainError, Unavailable, error_for_constraint
 from core.observability import current_trace_id, current_traceparent, get_logger, new_trace_id
-from core.outbox import outbox_table, validate_event_name
+from core.outbox import EVENT_COLUMNS, outbox_table, validate_event_name
 
 log = get_logger("atlilith.uow")
 
@@ -267,6 +267,17 @@ class UnitOfWork:
             }
         )
         return event_id
+
+    def take_event(self) -> dict[str, Any] | None:
+        """The one event queued so far as the parameters of `core.outbox.EVENT_CTE`: the
+        statement that carries that CTE writes it, one round trip fewer than the commit's
+        INSERT. None when none or several are queued (the commit writes them, as before). The
+        caller executes that statement in this transaction; if it fails, the transaction does,
+        and the event with it."""
+        if len(self._events) != 1:
+            return None
+        row = self._events.pop()
+        return {f"outbox_{c}": row[c] for c in EVENT_COLUMNS}
 
     async def flush_events(self) -> None:
         if not self._events:

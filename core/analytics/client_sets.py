@@ -30,6 +30,7 @@ from sqlalchemy import text
 
 from core.analytics._queries import fetch_rows
 from core.analytics.timebuckets import Range, ceil15, floor15
+from core.analytics.timelines import FOLD_TIMELINES
 from core.uow import UnitOfWork
 
 __all__ = ["FOLD_ALL", "compact_client_sets", "unique_clients"]
@@ -116,9 +117,10 @@ async def unique_clients(
 
 def _fold(picked: str) -> str:
     """The statement folding the `client_sets` rows of the buckets `picked` (a query of
-    tenant_id, name, bucket) into the dictionary and the coded sets; its row count is the
-    number of buckets folded. New clients are numbered after the tenant's highest id, so the
-    ids stay dense; the caller holds `_DICTIONARY_LOCK`, the dictionary's only writer."""
+    tenant_id, name, bucket) into the dictionary, the coded sets and the buckets' timelines
+    (`timelines`); it answers the number of buckets folded. New clients are numbered after
+    the tenant's highest id, so the ids stay dense; the caller holds `_DICTIONARY_LOCK`, the
+    dictionary's only writer."""
     return f"""
 WITH picked AS ({picked}),
 gone AS (
@@ -145,10 +147,14 @@ members AS (
   SELECT DISTINCT g.tenant_id, g.name, g.bucket, k.id
     FROM gone g CROSS JOIN unnest(g.clients) AS c(client_id)
     JOIN dictionary k ON k.tenant_id = g.tenant_id AND k.client_id = c.client_id
-)
-INSERT INTO analytics.client_id_sets (tenant_id, name, bucket, ids)
-SELECT tenant_id, name, bucket, string_agg(int4send(id), CAST('' AS bytea) ORDER BY id)
-  FROM members GROUP BY 1, 2, 3
+),
+coded AS (
+  INSERT INTO analytics.client_id_sets (tenant_id, name, bucket, ids)
+  SELECT tenant_id, name, bucket, string_agg(int4send(id), CAST('' AS bytea) ORDER BY id)
+    FROM members GROUP BY 1, 2, 3
+  RETURNING 1
+),{FOLD_TIMELINES}
+SELECT count(*) FROM coded
 """
 
 
@@ -174,4 +180,4 @@ async def compact_client_sets(uow: UnitOfWork, before: dt.datetime, limit: int =
     meanwhile stays, for the next run), and readers take the union of both tables."""
     await uow.session.execute(_DICTIONARY_LOCK)
     result = await uow.session.execute(_COMPACT, {"before": before, "limit": limit})
-    return int(getattr(result, "rowcount", 0) or 0)
+    return int(result.scalar_one())

@@ -15,6 +15,7 @@ from core.analytics.policy import READ, check_name
 from core.analytics.presenters import context_out, context_text, duration, range_out
 from core.analytics.schemas import FunnelIn, FunnelOut, FunnelQueryOut, FunnelStepIn, FunnelStepOut
 from core.analytics.timebuckets import Range
+from core.analytics.timelines import StepResult, funnel_from_timelines
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.uow import UnitOfWork
@@ -33,21 +34,14 @@ async def funnel(ctx: TenantContext, uow: UnitOfWork, q: FunnelIn) -> FunnelOut:
     steps = _steps(q)
     window = _window_seconds(q.window)
     rng = resolve(q)
-    preds, params = _step_predicates(steps)
-    params.update(
-        tenant=ctx.tenant_id,
-        start=rng.start,
-        end=rng.end,
-        horizon=rng.end + dt.timedelta(seconds=window),
-        window=window,
-    )
     await limit_time(uow)
-    # Every join of a funnel is clients against a step's events, all of them: hashed. A filter's
-    # guessed selectivity (0.5 %) once made PostgreSQL rescan a step's range per client in a
-    # nested loop (195 s instead of 1.2 s over 10M events); off for this transaction only.
-    await uow.session.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
-    rows = await fetch_rows(uow, _funnel_sql(len(steps), preds, [n for n, _ in steps]), params)
-    counts = [int(r.n) for r in rows]
+    if any(f for _, f in steps):
+        rows = await _by_sql(ctx, uow, steps, rng, window)
+    else:
+        rows = await funnel_from_timelines(
+            uow, ctx.tenant_id, [n for n, _ in steps], rng.start, rng.end, window
+        )
+    counts = [r.clients for r in rows]
     labels = [_step_label(n, f) for n, f in steps]
     out_steps = [_step_out(k, steps[k], row, counts) for k, row in enumerate(rows)]
     conversion = counts[-1] / counts[0] if counts[0] else None
@@ -60,6 +54,26 @@ async def funnel(ctx: TenantContext, uow: UnitOfWork, q: FunnelIn) -> FunnelOut:
         median_seconds_to_convert=median,
         text=_funnel_text(ctx, q, rng, labels, out_steps, conversion),
     )
+
+
+async def _by_sql(
+    ctx: TenantContext, uow: UnitOfWork, steps: list[Step], rng: Range, window: int
+) -> list[StepResult]:
+    """The funnel in SQL, for steps with property filters (timelines hold no properties)."""
+    preds, params = _step_predicates(steps)
+    params.update(
+        tenant=ctx.tenant_id,
+        start=rng.start,
+        end=rng.end,
+        horizon=rng.end + dt.timedelta(seconds=window),
+        window=window,
+    )
+    # Every join of a funnel is clients against a step's events, all of them: hashed. A filter's
+    # guessed selectivity (0.5 %) once made PostgreSQL rescan a step's range per client in a
+    # nested loop (195 s instead of 1.2 s over 10M events); off for this transaction only.
+    await uow.session.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
+    rows = await fetch_rows(uow, _funnel_sql(len(steps), preds, [n for n, _ in steps]), params)
+    return [StepResult(int(r.n), r.from_prev, r.from_start) for r in rows]
 
 
 def _steps(q: FunnelIn) -> list[Step]:
@@ -90,7 +104,7 @@ def _step_predicates(steps: list[Step]) -> tuple[list[str], dict[str, Any]]:
     return preds, params
 
 
-def _step_out(k: int, step: Step, row: Any, counts: list[int]) -> FunnelStepOut:
+def _step_out(k: int, step: Step, row: StepResult, counts: list[int]) -> FunnelStepOut:
     first, prev = counts[0], counts[k - 1] if k else None
     return FunnelStepOut(
         step=k + 1,
@@ -99,8 +113,8 @@ def _step_out(k: int, step: Step, row: Any, counts: list[int]) -> FunnelStepOut:
         clients=counts[k],
         conversion_from_start=(counts[k] / first if first else None) if k else (1.0 if first else None),
         conversion_from_previous=(counts[k] / prev if prev else None) if k else None,
-        median_seconds_from_previous=row.from_prev,
-        median_seconds_from_start=row.from_start,
+        median_seconds_from_previous=row.median_from_previous,
+        median_seconds_from_start=row.median_from_start,
     )
 
 

@@ -58,7 +58,7 @@ async def purge_deleted_org(event: Event, uow: UnitOfWork) -> None:
     org = event.org_id
     if org is None:
         return
-    tables = ("events", "counts", "property_counts", "client_sets", "client_ids", "client_id_sets")
+    tables = ("events", *store.ROLLUP_TABLES)
     for table in (f"analytics.{t}" for t in tables):
         await uow.session.execute(text(f"DELETE FROM {table} WHERE tenant_id = :org"), {"org": org})
     log.info("analytics_org_purged", org_id=str(org))

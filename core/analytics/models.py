@@ -16,7 +16,9 @@ creates them are in the migration.
   (in any zone) and over a range are exact unions of small sets, not scans of the events.
   Ingest appends them as sent; `compact_client_sets` folds closed buckets into `client_ids`
   (a per-tenant dictionary numbering each client id) and `client_id_sets` (the same sets as
-  dictionary numbers), which readers count in C (see `client_sets.py`).
+  dictionary numbers), which readers count in C (see `client_sets.py`), and
+  `client_timelines` (each folded hour's (client number, time) pairs, for funnels: see
+  `timelines.py`).
 
 These are append-heavy fact tables: the tenant columns carry no foreign keys (a per-row
 referential check would cost more than the insert itself). The ids come from the verified
@@ -152,5 +154,20 @@ client_id_sets = Table(
     # bucket's set is the union of these rows and of its rows still in `client_sets`.
     Column("ids", LargeBinary, nullable=False),
     Index("ix_client_id_sets_tenant_id_name_bucket", "tenant_id", "name", "bucket"),
+    schema=SCHEMA,
+)
+
+client_timelines = Table(
+    "client_timelines",
+    Base.metadata,
+    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("bucket", DateTime(timezone=True), nullable=False),
+    # `bucket` is a UTC hour. Every event of the hour with a numbered client, as
+    # (`client_ids.id`, exact time): 12 bytes each, `int4send(id) || timestamptz_send(ts)`.
+    # Rewritten whole by each fold of one of its 15-minute buckets; events of a bucket that
+    # still has `client_sets` rows are read raw beside it.
+    Column("events", LargeBinary, nullable=False),
+    Index("ix_client_timelines_tenant_id_name_bucket", "tenant_id", "name", "bucket"),
     schema=SCHEMA,
 )

@@ -131,7 +131,14 @@ sets AS (
     FROM ins WHERE client_id IS NOT NULL GROUP BY 1, 2, 3
   RETURNING 1
 )"""
-ROLLUP_TABLES = ("counts", "property_counts", "client_sets", "client_ids", "client_id_sets")
+ROLLUP_TABLES = (
+    "counts",
+    "property_counts",
+    "client_sets",
+    "client_ids",
+    "client_id_sets",
+    "client_timelines",
+)
 # Every rollup rebuilt from `analytics.events` (benchmarks load events by SQL, then run these;
 # migration analytics_0002 backfilled the same way), the client sets folded as the compaction
 # job folds them (see `client_sets`).

@@ -22,6 +22,7 @@ from core.messaging.policy import WRITE, agent_may, is_agent, require_deliverabl
 from core.messaging.presenters import attachments_in, message_out, preview, thread_out
 from core.messaging.queries import thread_for_send, thread_row
 from core.messaging.schemas import AttachmentIn, MessageOut, ReadIn, SendIn, ThreadOut
+from core.outbox import EVENT_CTE
 from core.scoping import in_context, owned_by
 from core.uow import UnitOfWork
 
@@ -93,10 +94,11 @@ async def append_outbound(
     kind = author_kind or ("agent" if is_agent(ctx) else "person")
     reads = kind == "person" and thread.unread_count > 0
     moves_status = status is not None and status != thread.status
+    message_id = uuid.uuid4()
     values: dict[str, Any] = {
         "send_tenant": ctx.tenant_id,
         "send_thread": thread.id,
-        "send_message_id": uuid.uuid4(),
+        "send_message_id": message_id,
         "send_person_id": ctx.person_id,
         "send_org_id": ctx.org_id,
         "send_channel": thread.channel,
@@ -113,13 +115,10 @@ async def append_outbound(
             "messaging/thread.status_changed",
             {"thread_id": thread.id, "from": thread.status, "to": status, "reason": "sent"},
         )
-    stmt = _send_statement(reads=reads, moves_status=moves_status, issues_link=issues_link(thread))
-    row = (await uow.session.execute(stmt, values, execution_options={"populate_existing": True})).one()
-    message, updated = row[0], row[1]
     uow.emit(
         "messaging/message.sent",
         {
-            "message_id": message.id,
+            "message_id": message_id,
             "thread_id": thread.id,
             "client_id": thread.client_id,
             "channel": thread.channel,
@@ -127,6 +126,14 @@ async def append_outbound(
             "draft_id": draft_id,
         },
     )
+    # The send's statement writes its event too (the message's id is ours, so the event is
+    # known before it runs): no outbox INSERT of its own at commit.
+    event = uow.take_event()
+    link = issues_link(thread)
+    stmt = _send_statement(reads=reads, moves_status=moves_status, issues_link=link, event=event is not None)
+    params = values | (event or {})
+    row = (await uow.session.execute(stmt, params, execution_options={"populate_existing": True})).one()
+    message, updated = row[0], row[1]
     return message, updated
 
 
@@ -144,15 +151,20 @@ def _returned(model: type[Message] | type[Thread]) -> list[ColumnElement[Any]]:
     return [c for c in model.__table__.c if c.name != "search"]
 
 
-@lru_cache(maxsize=8)
-def _send_statement(*, reads: bool, moves_status: bool, issues_link: bool) -> ExecutableReturnsRows:
-    """One statement: the message, the read markers and the thread's counters (the message's
-    `occurred_at` is now(), the transaction's time, which the thread's activity takes too)."""
+@lru_cache(maxsize=16)
+def _send_statement(
+    *, reads: bool, moves_status: bool, issues_link: bool, event: bool
+) -> ExecutableReturnsRows:
+    """One statement: the message, the read markers, the thread's counters and, with `event`,
+    the outbox row (the message's `occurred_at` is now(), the transaction's time, which the
+    thread's activity takes too)."""
     sent = _insert_outbound()
     moved = _thread_after_send(reads=reads, moves_status=moves_status, issues_link=issues_link)
     both = select(sent, moved).select_from(sent.join(moved, true()))
     if reads:
         both = both.add_cte(_reads())
+    if event:
+        both = both.add_cte(EVENT_CTE)
     return select(Message, Thread).from_statement(both)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import literal, select, text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from core.config import Settings
 from core.events import ScheduledRun, schedule
+from core.outbox import EVENT_CTE
 from core.relay import Relay
 from core.uow import Database, UnitOfWork
 from tests.conftest import running
@@ -110,6 +111,35 @@ async def test_one_event_and_several_are_written_alike(db: Database) -> None:
 
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_an_event_taken_into_a_statement_is_written_alike(db: Database) -> None:
+    """A write may carry its unit of work's one event (`take_event` + `EVENT_CTE`, as a send
+    does): the row is the one the commit would have written, written once; with two events
+    queued nothing is taken, and the commit writes both."""
+    person = uuid.uuid4()
+    async with db.system() as uow:
+        taken = uow.emit("test/probe.taken", {"n": 2}, person_id=person, traceparent=TRACEPARENT)
+        event = uow.take_event()
+        assert event is not None and uow.take_event() is None
+        await uow.session.execute(select(literal(1)).add_cte(EVENT_CTE), event)
+    async with db.system() as uow:
+        first = uow.emit("test/probe.first", {"n": 3})
+        second = uow.emit("test/probe.second", {"n": 4})
+        assert uow.take_event() is None
+    rows = (
+        await system_sql(
+            db,
+            "SELECT id, name, data, person_id, trace_id, traceparent, status FROM platform.outbox"
+            " WHERE id IN (:a, :b, :c) ORDER BY seq",
+            {"a": taken, "b": first, "c": second},
+        )
+    ).all()
+    assert [r.id for r in rows] == [taken, first, second]
+    row, trace = rows[0], TRACEPARENT.split("-")[1]
+    assert (row.name, row.data["n"], row.person_id, row.status) == ("test/probe.taken", 2, person, "pending")
+    assert (row.trace_id, row.traceparent, row.data["tenant_id"]) == (trace, TRACEPARENT, str(person))
+    assert (rows[1].name, rows[1].data["n"], rows[2].data["n"]) == ("test/probe.first", 3, 4)
 
 
 async def test_delivered_at_least_once_but_effects_once_per_handler(db: Database) -> None:

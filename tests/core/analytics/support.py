@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import text
 
 from core.analytics import partitions, store
+from core.analytics.client_sets import compact_client_sets
 from core.analytics.parsing import Row
 from core.context import TenantContext
 from core.opener import open_context
@@ -61,3 +62,17 @@ async def sql(db: Database, query: str, **params: Any) -> list[Any]:
 
 async def org_id(client: Any, who: Account, slug: str) -> str:
     return str((await client.get(f"/v1/orgs/{slug}", headers=who.h())).json()["id"])
+
+
+async def fold(db: Database, before: dt.datetime) -> None:
+    """Run the compaction job's fold over every bucket that started before `before`."""
+    async with db.system() as uow:
+        await compact_client_sets(uow, before)
+
+
+async def tenant_rows(db: Database, table: str, tenant: str) -> int:
+    """How many rows of `analytics.<table>` belong to `tenant` (system mode)."""
+    rows = await sql(
+        db, f"SELECT count(*) FROM analytics.{table} WHERE tenant_id = CAST(:t AS uuid)", t=tenant
+    )
+    return int(rows[0][0])

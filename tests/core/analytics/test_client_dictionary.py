@@ -16,11 +16,10 @@ from zoneinfo import ZoneInfo
 import httpx
 from sqlalchemy import text
 
-from core.analytics.client_sets import compact_client_sets
 from core.opener import open_context
 from core.uow import Database
 from tests.conftest import Account, make_org, signup
-from tests.core.analytics.support import Ev, org_id, put, sql
+from tests.core.analytics.support import Ev, fold, org_id, put, sql, tenant_rows
 
 UTC = dt.UTC
 # Spans the DST changes of Paris (2026-10-25 01:00Z) and New York (2026-11-01 06:00Z).
@@ -107,15 +106,7 @@ async def _check_all(
 
 
 async def _fold(db: Database) -> None:
-    async with db.system() as uow:
-        await compact_client_sets(uow, END + dt.timedelta(days=1))
-
-
-async def _tenant_rows(db: Database, table: str, tenant: str) -> int:
-    rows = await sql(
-        db, f"SELECT count(*) FROM analytics.{table} WHERE tenant_id = CAST(:t AS uuid)", t=tenant
-    )
-    return int(rows[0][0])
+    await fold(db, END + dt.timedelta(days=1))
 
 
 async def test_unique_clients_from_the_dictionary_equal_naive_through_folds_and_late_events(
@@ -136,15 +127,15 @@ async def test_unique_clients_from_the_dictionary_equal_naive_through_folds_and_
 
     await _fold(db)
     for tenant, _ in tenants:
-        assert await _tenant_rows(db, "client_sets", tenant) == 0
-        assert await _tenant_rows(db, "client_id_sets", tenant) > 0
+        assert await tenant_rows(db, "client_sets", tenant) == 0
+        assert await tenant_rows(db, "client_id_sets", tenant) > 0
     await _check_all(client, db, tenants)
 
     # Late events for folded buckets: clients the dictionary has, and new ones it has not.
     late = shared[:10] + [f"late{i}" for i in range(15)]
     await put(db, owner.id, oid, _events(rng, 200, late))
     await put(db, other.id, None, _events(rng, 60, late[5:]))
-    assert await _tenant_rows(db, "client_sets", oid) > 0
+    assert await tenant_rows(db, "client_sets", oid) > 0
     await _check_all(client, db, tenants)
 
     # Folds racing batches (and each other) into the same buckets: whatever each fold took or
@@ -185,4 +176,4 @@ async def test_unique_clients_from_the_dictionary_equal_naive_through_folds_and_
         for table in ("client_ids", "client_id_sets"):
             query = f"SELECT count(*) FILTER (WHERE tenant_id = CAST(:o AS uuid)), count(*) FROM analytics.{table}"
             theirs, seen = (await uow.session.execute(text(query), {"o": oid})).one()
-            assert theirs == 0 and seen == await _tenant_rows(db, table, other.id), table
+            assert theirs == 0 and seen == await tenant_rows(db, table, other.id), table

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from core.analytics.client_sets import compact_client_sets
 from core.analytics.mapping import BY_EVENT, MAPPINGS
+from core.analytics.store import ROLLUP_TABLES
 from core.events import load_handlers, run_handler_once
 from core.outbox import Event
 from core.relay import Relay
@@ -172,14 +173,14 @@ async def test_deleting_an_org_purges_its_analytics(client: httpx.AsyncClient, d
         if cid == "c9":
             async with db.system() as uow:
                 await compact_client_sets(uow, dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
-    for table in ("client_sets", "client_ids", "client_id_sets"):
+    for table in ("client_sets", "client_ids", "client_id_sets", "client_timelines"):
         left = await sql(
             db, f"SELECT count(*) FROM analytics.{table} WHERE tenant_id = CAST(:t AS uuid)", t=oid
         )
         assert left[0][0] > 0, table
     assert (await client.delete(f"/v1/orgs/{org}", headers=a.h())).status_code == 204
     await Relay(db).drain()
-    for table in ("events", "counts", "property_counts", "client_sets", "client_ids", "client_id_sets"):
+    for table in ("events", *ROLLUP_TABLES):
         left = await sql(
             db, f"SELECT count(*) FROM analytics.{table} WHERE tenant_id = CAST(:t AS uuid)", t=oid
         )

@@ -1,6 +1,6 @@
 """What sending a message costs in SQL statements (issue 19): the context, the thread with its
-client and settings, ONE statement for the message, the read markers and the thread's counters,
-the outbox row -- four, with or without unread messages to mark. A regression guard."""
+client and settings, ONE statement for the message, the read markers, the thread's counters and
+the outbox row -- three, with or without unread messages to mark. A regression guard."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.conftest import signup
 from tests.support.messaging import inbound
 from tests.support.statements import counting_client, statements
 
-SEND_BUDGET = 4
+SEND_BUDGET = 3
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ async def _thread(client: httpx.AsyncClient, h: dict[str, str], thread_id: str) 
     return dict(r.json())
 
 
-async def test_a_reply_takes_four_statements_and_reads_the_thread(counting: httpx.AsyncClient) -> None:
+async def test_a_reply_takes_three_statements_and_reads_the_thread(counting: httpx.AsyncClient) -> None:
     owner = await signup(counting)
     h = owner.h()
     first = (await inbound(counting, h, external_id="budget-0", body="hello"))["results"][0]
