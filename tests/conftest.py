@@ -51,6 +51,34 @@ def app_settings(database_url: str, **overrides: Any) -> Settings:
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def built_tools_once() -> Iterator[None]:
+    """Build each distinct list of MCP tools once per session. A server process builds its
+    tools once at start-up, but tests build hundreds of apps and MCP servers, and turning 60+
+    tool functions into SDK tools (pydantic models, JSON schemas) is most of `create_app`'s
+    cost. The tools depend only on their specs (runtime state lives in the server's
+    `ToolRuntime`), so a list built from the very same specs is handed out again; any other
+    list (a subset, a test's own toolset) is built the ordinary way, then kept too."""
+    from servers import mcp
+
+    build = mcp._tools
+    # Keyed by the specs' identities; the specs are kept so an id cannot be reused meanwhile.
+    built: dict[tuple[int, ...], tuple[list[Any], list[Any]]] = {}
+
+    def once(specs: list[Any]) -> list[Any]:
+        key = tuple(id(spec) for spec in specs)
+        if key not in built:
+            built[key] = (list(specs), build(specs))
+        return list(built[key][1])
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(mcp, "_tools", once)
+    try:
+        yield
+    finally:
+        mp.undo()
+
+
 @pytest.fixture(scope="session")
 async def settings() -> AsyncIterator[Settings]:
     admin = _admin_url()
