@@ -115,38 +115,52 @@ async def unique_clients(
     return per_bucket, totals, rng.start < a or b < rng.end
 
 
-def _fold(picked: str) -> str:
-    """The statement folding the `client_sets` rows of the buckets `picked` (a query of
-    tenant_id, name, bucket) into the dictionary, the coded sets and the buckets' timelines
-    (`timelines`); it answers the number of buckets folded. New clients are numbered after
-    the tenant's highest id, so the ids stay dense; the caller holds `_DICTIONARY_LOCK`, the
+def _number(picked: str) -> str:
+    """The statement numbering the clients of the `client_sets` rows of the buckets `picked` (a
+    query of tenant_id, name, bucket) that the dictionary has not numbered yet: after the
+    tenant's highest id, so the ids stay dense. The caller holds `_DICTIONARY_LOCK`, the
     dictionary's only writer."""
+    return f"""
+WITH picked AS ({picked}),
+seen AS (
+  SELECT DISTINCT s.tenant_id, c.client_id
+    FROM analytics.client_sets s JOIN picked p
+      ON s.tenant_id = p.tenant_id AND s.name = p.name AND s.bucket = p.bucket
+   CROSS JOIN unnest(s.clients) AS c(client_id)
+)
+INSERT INTO analytics.client_ids (tenant_id, client_id, id)
+SELECT n.tenant_id, n.client_id,
+       COALESCE((SELECT max(d.id) FROM analytics.client_ids d WHERE d.tenant_id = n.tenant_id), -1)
+       + row_number() OVER (PARTITION BY n.tenant_id ORDER BY n.client_id COLLATE "C")
+  FROM seen n
+ WHERE NOT EXISTS (SELECT 1 FROM analytics.client_ids d
+                    WHERE d.tenant_id = n.tenant_id AND d.client_id = n.client_id)
+"""
+
+
+def _fold(picked: str) -> str:
+    """The statement folding the `client_sets` rows of the buckets `picked` into the coded sets
+    and the buckets' timelines (`timelines`), once `_number` has numbered their clients; it
+    answers the number of buckets folded. Every lookup is into the dictionary's table, by its
+    index: joining the rows to entries made in the same statement (a CTE, which PostgreSQL
+    believes holds a handful of rows) was planned as a nested loop, quadratic in the clients.
+    A row with a client the dictionary does not have (a batch that came after `_number`) stays,
+    for the next run."""
     return f"""
 WITH picked AS ({picked}),
 gone AS (
   DELETE FROM analytics.client_sets s USING picked p
    WHERE s.tenant_id = p.tenant_id AND s.name = p.name AND s.bucket = p.bucket
+     AND NOT EXISTS (
+       SELECT 1 FROM unnest(s.clients) AS c(client_id)
+        WHERE NOT EXISTS (SELECT 1 FROM analytics.client_ids d
+                           WHERE d.tenant_id = s.tenant_id AND d.client_id = c.client_id))
   RETURNING s.tenant_id, s.name, s.bucket, s.clients
 ),
-seen AS (SELECT DISTINCT g.tenant_id, c.client_id FROM gone g CROSS JOIN unnest(g.clients) AS c(client_id)),
-known AS (
-  SELECT d.tenant_id, d.client_id, d.id FROM seen
-    JOIN analytics.client_ids d ON d.tenant_id = seen.tenant_id AND d.client_id = seen.client_id
-),
-fresh AS (
-  INSERT INTO analytics.client_ids (tenant_id, client_id, id)
-  SELECT n.tenant_id, n.client_id,
-         COALESCE((SELECT max(d.id) FROM analytics.client_ids d WHERE d.tenant_id = n.tenant_id), -1)
-         + row_number() OVER (PARTITION BY n.tenant_id ORDER BY n.client_id COLLATE "C")
-    FROM seen n
-   WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.tenant_id = n.tenant_id AND k.client_id = n.client_id)
-  RETURNING tenant_id, client_id, id
-),
-dictionary AS (SELECT * FROM known UNION ALL SELECT * FROM fresh),
 members AS (
-  SELECT DISTINCT g.tenant_id, g.name, g.bucket, k.id
+  SELECT DISTINCT g.tenant_id, g.name, g.bucket, d.id
     FROM gone g CROSS JOIN unnest(g.clients) AS c(client_id)
-    JOIN dictionary k ON k.tenant_id = g.tenant_id AND k.client_id = c.client_id
+    JOIN analytics.client_ids d ON d.tenant_id = g.tenant_id AND d.client_id = c.client_id
 ),
 coded AS (
   INSERT INTO analytics.client_id_sets (tenant_id, name, bucket, ids)
@@ -161,16 +175,18 @@ SELECT count(*) FROM coded
 # One writer of the dictionary at a time: two folds numbering new clients from the same
 # highest id would collide. Ingest never takes it.
 _DICTIONARY_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('analytics.client_ids'))")
-# Closed buckets (no batch of live traffic is still adding to them as a rule, though a late one
-# may: it only adds a text row, folded next time).
-_COMPACT = text(
-    _fold(
-        "SELECT tenant_id, name, bucket FROM analytics.client_sets WHERE bucket < :before"
-        " GROUP BY 1, 2, 3 LIMIT :limit"
-    )
+# Closed buckets, oldest first (no batch of live traffic is still adding to them as a rule,
+# though a late one may: it only adds a text row, folded next time). Ordered, so that numbering
+# and folding pick the same buckets.
+_CLOSED = (
+    "SELECT tenant_id, name, bucket FROM analytics.client_sets WHERE bucket < :before"
+    " GROUP BY 1, 2, 3 ORDER BY 3, 1, 2 LIMIT :limit"
 )
+_NUMBER = text(_number(_CLOSED))
+_COMPACT = text(_fold(_CLOSED))
 # Every bucket, open ones too (a later row is read as text, then folded): for a rebuild.
-FOLD_ALL = _fold("SELECT DISTINCT tenant_id, name, bucket FROM analytics.client_sets")
+_EVERY = "SELECT DISTINCT tenant_id, name, bucket FROM analytics.client_sets"
+FOLD_ALL = (_number(_EVERY), _fold(_EVERY))
 
 
 async def compact_client_sets(uow: UnitOfWork, before: dt.datetime, limit: int = 10_000) -> int:
@@ -179,5 +195,7 @@ async def compact_client_sets(uow: UnitOfWork, before: dt.datetime, limit: int =
     rows are deleted and their coded union inserted in one statement (a row a batch adds
     meanwhile stays, for the next run), and readers take the union of both tables."""
     await uow.session.execute(_DICTIONARY_LOCK)
-    result = await uow.session.execute(_COMPACT, {"before": before, "limit": limit})
+    picked = {"before": before, "limit": limit}
+    await uow.session.execute(_NUMBER, picked)
+    result = await uow.session.execute(_COMPACT, picked)
     return int(result.scalar_one())

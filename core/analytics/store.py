@@ -151,7 +151,7 @@ REBUILD = (
     f" SELECT tenant_id, name, date_bin(make_interval(mins => {_FINEST}), ts, {ORIGIN}),"
     ' array_agg(DISTINCT client_id COLLATE "C") FROM analytics.events'
     " WHERE client_id IS NOT NULL GROUP BY 1, 2, 3",
-    FOLD_ALL,
+    *FOLD_ALL,
 )
 _SKIP = "ON CONFLICT (tenant_id, id, ts) DO NOTHING"
 INSERT_FROM_TEMP = text(_INSERT.format(source=_FROM_TEMP, rollups=ROLLUPS, conflict=_SKIP))

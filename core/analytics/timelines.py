@@ -37,12 +37,12 @@ _EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # timestamptz_send counts from 
 _NONE = np.int64(1 << 62)  # no time yet; far enough from int64's end to add a window to
 _US = dt.timedelta(microseconds=1)
 
-# CTEs of the fold statement (after `gone` and `fresh`): the timelines of the folded buckets'
-# hours rewritten from their events, numbered by the dictionary as it stands plus the entries
-# this fold adds. Every event of a folded bucket visible to the statement has its client either
-# numbered before or in `gone` (ingest writes an event and its bucket's `client_sets` row in one
-# transaction), so none is left out; an event of the hour whose client has no number yet is in
-# a bucket not folded, which readers read raw until a fold rewrites the hour again.
+# CTEs of the fold statement (after `gone`): the timelines of the folded buckets' hours
+# rewritten from their events, numbered by the dictionary (which numbered every client of `gone`
+# in the statement before). Every event of a folded bucket visible to the statement has its
+# client numbered (ingest writes an event and its bucket's `client_sets` row in one transaction),
+# so none is left out; an event of the hour whose client has no number yet is in a bucket not
+# folded, which readers read raw until a fold rewrites the hour again.
 FOLD_TIMELINES = """
 folded AS (
   SELECT DISTINCT tenant_id, name,
@@ -60,9 +60,7 @@ lines AS (
     FROM folded f
     JOIN analytics.events e ON e.tenant_id = f.tenant_id AND e.name = f.name AND e.client_id IS NOT NULL
      AND e.ts >= f.hour AND e.ts < f.hour + interval '1 hour'
-    JOIN (SELECT tenant_id, client_id, id FROM analytics.client_ids
-          UNION ALL SELECT tenant_id, client_id, id FROM fresh) AS k
-      ON k.tenant_id = e.tenant_id AND k.client_id = e.client_id
+    JOIN analytics.client_ids k ON k.tenant_id = e.tenant_id AND k.client_id = e.client_id
    GROUP BY 1, 2, 3
 )"""
 
