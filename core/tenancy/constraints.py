@@ -15,7 +15,7 @@ constraint_error(
 )
 constraint_error(
     "uq_persons_email",
-    _taken("email", "email_taken", "an account with this email exists", "sign in with POST /v1/auth/login"),
+    _taken("email", "email_taken", "an account with this email exists", "sign in with [[tenancy.login]]"),
 )
 constraint_error(
     "uq_orgs_slug", _taken("slug", "slug_taken", "this org slug is taken", "choose another slug")
@@ -38,7 +38,7 @@ constraint_error(
         "email",
         "client_exists",
         "a client with this email exists in this context",
-        "update that client instead (GET /v1/clients?q=<email>)",
+        "update that client instead (find it with [[tenancy.list_clients]], q=<email>)",
     ),
 )
 constraint_error(

@@ -373,6 +373,8 @@ async def test_signup_refuses_duplicates_and_bad_input_changing_nothing(client: 
         json={"email": acct.email.upper(), "password": "long-enough-pw", "slug": slug(), "display_name": "X"},
     )
     assert dup_mail.status_code == 409 and dup_mail.json()["code"] == "email_taken"
+    # Core names the operation; REST renders it as its own route.
+    assert dup_mail.json()["hint"] == "sign in with `POST /v1/auth/login`"
     for bad, field in (
         (
             {"email": "not-an-email", "password": "long-enough-pw", "slug": slug(), "display_name": "X"},

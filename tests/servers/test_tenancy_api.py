@@ -339,5 +339,6 @@ async def test_clients_crud_search_phone_normalization_and_pagination(client: ht
     assert upd.json()["notes"] == "likes mornings"
     dup = await client.patch(f"/v1/clients/{cid}", json={"email": made[4]["email"]}, headers=a.h())
     assert dup.status_code == 409 and dup.json()["code"] == "client_exists"
+    assert dup.json()["hint"] == "update that client instead (find it with `GET /v1/clients`, q=<email>)"
     assert (await client.delete(f"/v1/clients/{cid}", headers=a.h())).status_code == 204
     assert (await client.get(f"/v1/clients/{cid}", headers=a.h())).status_code == 404
