@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from core.analytics.presenters import duration
 from core.config import Settings, get_settings
 from core.observability import configure_logging
 
@@ -107,13 +108,7 @@ def _db_settings() -> Settings:
 
 def _age(created_at: str) -> str:
     seconds = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(created_at)).total_seconds()
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.1f} days ago"
+    return f"{duration(seconds)} ago"
 
 
 def backup(
