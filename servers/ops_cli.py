@@ -38,13 +38,9 @@ def _say(message: str, color: str | None = None) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="generate")(generate)
-    app.command(name="backup")(backup)
-    app.command(name="restore")(restore)
-    app.command(name="deploy")(deploy)
-    app.command(name="status")(status)
-    app.command(name="stop")(stop)
-    app.command(name="logs")(logs)
+    # Each command is named after its function.
+    for command in (generate, backup, restore, deploy, status, stop, logs):
+        app.command()(command)
 
 
 # --- generated infrastructure files -----------------------------------------------------------------
