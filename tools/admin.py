@@ -24,7 +24,6 @@ from core.admin.schemas import (
     SuspensionOut,
 )
 from core.billing.schemas import GrantIn, GrantOut
-from core.opener import call_in
 from core.pagination import Page
 from tools.base import FIRST_PAGE, Flat, IdempotencyArg, PageArg, ToolRuntime, Toolset
 
@@ -54,20 +53,14 @@ async def admin_persons(
 ) -> Page[AdminPersonOut]:
     """Platform admins: every person on the platform, newest first, with status and whether they are
     platform admins. `q` matches handle, email or name. Read-only, free."""
-    return await call_in(
-        rt.context(person_level=True),
-        service.list_persons,
-        page,
-        q,
-        status,
-    )
+    return await rt.call_person_level(service.list_persons, page, q, status)
 
 
 @admin.tool(title="Get a person", read_only=True)
 async def admin_person_get(rt: ToolRuntime, person: PersonArg) -> AdminPersonDetail:
     """Platform admins: one person by handle or id — status (and suspension reason), orgs and roles,
     live sessions and API keys. Read-only, free."""
-    return await call_in(rt.context(person_level=True), service.get_person, person)
+    return await rt.call_person_level(service.get_person, person)
 
 
 @admin.tool(title="Suspend a person", read_only=False, destructive=True, idempotent=True)
@@ -75,7 +68,7 @@ async def admin_person_suspend(rt: ToolRuntime, person: PersonArg, fields: Flat[
     """Platform admins: suspend a person. Their sessions end now and every token and API key of
     theirs is refused from the next call on, everywhere. A reason is required and audited. Not
     yourself, not another platform admin. Repeating it changes nothing. Free."""
-    return await call_in(rt.context(person_level=True), service.suspend_person, person, fields)
+    return await rt.call_person_level(service.suspend_person, person, fields)
 
 
 @admin.tool(title="Reactivate a person", read_only=False, idempotent=True)
@@ -86,7 +79,7 @@ async def admin_person_reactivate(
 ) -> SuspensionOut:
     """Platform admins: lift a person's suspension. Their API keys work again at once; they sign in
     again (suspension ended their sessions). Audited. Repeating it changes nothing. Free."""
-    return await call_in(rt.context(person_level=True), service.reactivate_person, person, fields)
+    return await rt.call_person_level(service.reactivate_person, person, fields)
 
 
 @admin.tool(title="List orgs", read_only=True)
@@ -97,7 +90,7 @@ async def admin_orgs(
 ) -> Page[AdminOrgOut]:
     """Platform admins: every org, newest first, with owner and member count. `q` matches slug or
     name. Read-only, free."""
-    return await call_in(rt.context(person_level=True), service.list_orgs, page, q)
+    return await rt.call_person_level(service.list_orgs, page, q)
 
 
 @admin.tool(title="Audit log", read_only=True)
@@ -123,17 +116,8 @@ async def admin_audit(
     """Platform admins: the audit log, newest first — who (actor, credential), what (action, target,
     details), when, and the trace id. Filter by actor (handle, id or `operator`), action
     (`person.suspend` or a prefix `person.*`), target and time range. Read-only, free."""
-    page = page
-    return await call_in(
-        rt.context(person_level=True),
-        service.list_audit,
-        page,
-        actor,
-        action,
-        target_type,
-        target_id,
-        since,
-        until,
+    return await rt.call_person_level(
+        service.list_audit, page, actor, action, target_type, target_id, since, until
     )
 
 
@@ -146,12 +130,7 @@ async def admin_dead_letters(
     """Platform admins: event deliveries a handler gave up on after its attempts (a process that
     died handling one counts), most recent first, with the last error. Filter by handler. Read-only,
     free."""
-    return await call_in(
-        rt.context(person_level=True),
-        service.list_dead_letters,
-        page,
-        handler,
-    )
+    return await rt.call_person_level(service.list_dead_letters, page, handler)
 
 
 @admin.tool(title="Re-drive dead letters", read_only=False, idempotent=True)
@@ -161,7 +140,7 @@ async def admin_dead_letters_redrive(
 ) -> RedriveOut:
     """Platform admins: retry a handler's dead deliveries — all of them, or one event's — with fresh
     attempts (fix the cause first). Repeating it re-drives nothing more. Audited. Free."""
-    return await call_in(rt.context(person_level=True), service.redrive_dead_letters, fields)
+    return await rt.call_person_level(service.redrive_dead_letters, fields)
 
 
 @admin.tool(title="Grant credits", read_only=False)
@@ -180,6 +159,4 @@ async def admin_credits_grant(
     (`to_org`) — exactly one — optionally expiring. Audited. Pass `idempotency_key` so a retry never
     grants twice."""
     data = GrantIn(person=to_person, org=to_org, credits=credits, expires_at=expires_at, memo=memo)
-    return await call_in(
-        rt.context(person_level=True), billing.grant_credits, data, idempotency_key=idempotency_key
-    )
+    return await rt.call_person_level(billing.grant_credits, data, idempotency_key=idempotency_key)

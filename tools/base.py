@@ -165,6 +165,10 @@ class ToolRuntime:
         """What most tools do: one core operation in the call's `context(org)`."""
         return await call_in(self.context(org), operation, *args, **kwargs)
 
+    async def call_person_level(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """`call` for an operation that concerns the person whatever the context (platform admin)."""
+        return await call_in(self.context(person_level=True), operation, *args, **kwargs)
+
 
 class VerifiedAccessToken(AccessToken):
     """The SDK's access token of one HTTP request, carrying what `core.opener` verified: the

@@ -156,7 +156,7 @@ async def me(caller: CallerDep) -> MeOut:
 
 @router.patch("/v1/me", response_model=PersonOut, tags=["me"])
 async def update_me(data: PersonUpdateIn, caller: CallerDep) -> PersonOut:
-    return await call_in(caller.context(person_level=True), tenancy.update_me, data)
+    return await caller.call_person_level(tenancy.update_me, data)
 
 
 @router.post("/v1/me/password", status_code=status.HTTP_204_NO_CONTENT, tags=["me"])
@@ -169,17 +169,17 @@ async def change_password(data: PasswordChangeIn, caller: CallerDep) -> None:
 @router.get("/v1/me/invitations", response_model=Page[InvitationOut], tags=["me"])
 async def my_invitations(caller: CallerDep, page: PageDep) -> Page[InvitationOut]:
     """Pending invitations to join orgs."""
-    return await call_in(caller.context(person_level=True), tenancy.list_my_invitations, page)
+    return await caller.call_person_level(tenancy.list_my_invitations, page)
 
 
 @router.post("/v1/invitations/{invitation_id}/accept", response_model=MemberOut, tags=["me"])
 async def accept_invitation(invitation_id: uuid.UUID, caller: CallerDep) -> MemberOut:
-    return await call_in(caller.context(person_level=True), tenancy.accept_invitation, invitation_id)
+    return await caller.call_person_level(tenancy.accept_invitation, invitation_id)
 
 
 @router.post("/v1/invitations/{invitation_id}/decline", response_model=InvitationOut, tags=["me"])
 async def decline_invitation(invitation_id: uuid.UUID, caller: CallerDep) -> InvitationOut:
-    return await call_in(caller.context(person_level=True), tenancy.decline_invitation, invitation_id)
+    return await caller.call_person_level(tenancy.decline_invitation, invitation_id)
 
 
 @router.post(
@@ -187,15 +187,15 @@ async def decline_invitation(invitation_id: uuid.UUID, caller: CallerDep) -> Inv
 )
 async def create_api_key(data: ApiKeyIn, caller: CallerDep) -> ApiKeyCreated:
     """Create an API key for an agent or peer tenancy. The key is shown once."""
-    return await call_in(caller.context(person_level=True), tenancy.create_api_key, data)
+    return await caller.call_person_level(tenancy.create_api_key, data)
 
 
 @router.get("/v1/api-keys", response_model=Page[ApiKeyOut], tags=["api keys"])
 async def list_api_keys(caller: CallerDep, page: PageDep) -> Page[ApiKeyOut]:
-    return await call_in(caller.context(person_level=True), tenancy.list_api_keys, page)
+    return await caller.call_person_level(tenancy.list_api_keys, page)
 
 
 @router.delete("/v1/api-keys/{key_id}", response_model=ApiKeyOut, tags=["api keys"])
 async def revoke_api_key(key_id: uuid.UUID, caller: CallerDep) -> ApiKeyOut:
     """Revoke a key; it is refused from the next request on. Revoking twice is harmless."""
-    return await call_in(caller.context(person_level=True), tenancy.revoke_api_key, key_id)
+    return await caller.call_person_level(tenancy.revoke_api_key, key_id)

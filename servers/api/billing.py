@@ -34,7 +34,6 @@ from core.billing.schemas import (
     RunAccepted,
     RunIn,
 )
-from core.opener import call_in
 from core.pagination import Page
 from servers.api.deps import CallerDep, DbDep, FeatureRouter, IdempotencyKey, PageDep
 
@@ -188,20 +187,18 @@ async def purchase_webhook(request: Request, db: DbDep, signed: WebhookHeaders) 
 )
 async def grant_credits(data: GrantIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> GrantOut:
     """Grant credits to a person or an org (platform admins)."""
-    return await call_in(
-        caller.context(person_level=True), billing.grant_credits, data, idempotency_key=idempotency_key
-    )
+    return await caller.call_person_level(billing.grant_credits, data, idempotency_key=idempotency_key)
 
 
 @router.post("/v1/admin/jobs/{job_id}/refund", response_model=GrantOut, tags=["admin"])
 async def refund_job(job_id: uuid.UUID, data: RefundIn, caller: CallerDep) -> GrantOut:
     """Give back what a job was charged (platform admins; once per job)."""
-    return await call_in(caller.context(person_level=True), billing.refund_job, job_id, data)
+    return await caller.call_person_level(billing.refund_job, job_id, data)
 
 
 @router.get("/v1/admin/peers", response_model=Page[PeerOut], tags=["admin"])
 async def list_peers(caller: CallerDep, page: PageDep) -> Page[PeerOut]:
-    return await call_in(caller.context(person_level=True), billing.list_peers, page)
+    return await caller.call_person_level(billing.list_peers, page)
 
 
 @router.post(
@@ -209,17 +206,17 @@ async def list_peers(caller: CallerDep, page: PageDep) -> Page[PeerOut]:
 )
 async def register_peer(data: PeerIn, caller: CallerDep) -> PeerCreated:
     """Register a peer component; the response carries its first key (Standard Webhooks), once."""
-    return await call_in(caller.context(person_level=True), registry.register_peer, data)
+    return await caller.call_person_level(registry.register_peer, data)
 
 
 @router.patch("/v1/admin/peers/{peer}", response_model=PeerCreated, tags=["admin"])
 async def update_peer(peer: PeerSlug, data: PeerUpdateIn, caller: CallerDep) -> PeerCreated:
     """Change a peer, or its keys: `rotate_secret: true` adds a key (shown once; older keys work
     on for `secret_grace_seconds`), `retire_old_secrets: true` stops every key but the newest."""
-    return await call_in(caller.context(person_level=True), registry.update_peer, peer, data)
+    return await caller.call_person_level(registry.update_peer, peer, data)
 
 
 @router.get("/v1/admin/peers/{peer}/health", response_model=PeerHealthOut, tags=["admin"])
 async def check_peer(peer: PeerSlug, caller: CallerDep) -> PeerHealthOut:
     """Call the peer's GET {base}/health now."""
-    return await call_in(caller.context(person_level=True), billing.check_peer, peer)
+    return await caller.call_person_level(billing.check_peer, peer)

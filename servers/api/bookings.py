@@ -40,7 +40,6 @@ from core.bookings.schemas import (
     SlotsQuery,
     Status,
 )
-from core.opener import call_in
 from core.pagination import Page
 from core.validation import SLUG_PATTERN
 from servers.api.deps import CallerDep, DbDep, FeatureRouter, IdempotencyKey, IfMatch, PageDep, tagged
@@ -182,19 +181,19 @@ async def list_bookings(
 @router.get("/v1/bookings/feeds", response_model=Page[FeedOut])
 async def list_feeds(caller: CallerDep, page: PageDep) -> Page[FeedOut]:
     """Your private calendar feeds."""
-    return await call_in(caller.context(person_level=True), bookings.list_feeds, page)
+    return await caller.call_person_level(bookings.list_feeds, page)
 
 
 @router.post("/v1/bookings/feeds", status_code=status.HTTP_201_CREATED, response_model=FeedCreated)
 async def create_feed(data: FeedIn, caller: CallerDep) -> FeedCreated:
     """A private iCalendar URL of your bookings in every context (shown once)."""
-    return await call_in(caller.context(person_level=True), bookings.create_feed, data)
+    return await caller.call_person_level(bookings.create_feed, data)
 
 
 @router.delete("/v1/bookings/feeds/{feed_id}", response_model=FeedOut)
 async def revoke_feed(feed_id: uuid.UUID, caller: CallerDep) -> FeedOut:
     """Revoke a feed: its URL answers 404 from now on."""
-    return await call_in(caller.context(person_level=True), bookings.revoke_feed, feed_id)
+    return await caller.call_person_level(bookings.revoke_feed, feed_id)
 
 
 @router.get("/v1/bookings/feeds/{token}.ics", response_class=Response, responses=CALENDAR)
@@ -260,10 +259,7 @@ async def confirm(
 ) -> BookingOut:
     """Confirm a hold (with the client's details if it had none) or a request."""
     return await caller.call(
-        bookings.confirm_booking,
-        booking_id,
-        data or ConfirmIn(),
-        idempotency_key=idempotency_key,
+        bookings.confirm_booking, booking_id, data or ConfirmIn(), idempotency_key=idempotency_key
     )
 
 
@@ -281,10 +277,7 @@ async def cancel(
 ) -> BookingChangeOut:
     """Cancel (or, with `dry_run`, preview the cancellation and any late fee)."""
     return await caller.call(
-        bookings.cancel_booking,
-        booking_id,
-        data or CancelIn(),
-        idempotency_key=idempotency_key,
+        bookings.cancel_booking, booking_id, data or CancelIn(), idempotency_key=idempotency_key
     )
 
 

@@ -99,6 +99,10 @@ class Caller:
         """What most routes do: one core operation in the context the request asks for."""
         return await call_in(self.context(), operation, *args, **kwargs)
 
+    async def call_person_level(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """`call` for an operation that concerns the person whatever the context (see `context`)."""
+        return await call_in(self.context(person_level=True), operation, *args, **kwargs)
+
 
 class CallerCredential(HTTPBearer):
     """The `Caller` of a route, as one dependency: the bearer scheme itself reads the org

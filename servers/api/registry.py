@@ -9,7 +9,6 @@ from fastapi import Path, Query, Response, status
 
 from core import registry as service
 from core.billing.schemas import COMPONENT_PATTERN
-from core.opener import call_in
 from core.pagination import Page
 from core.registry.schemas import (
     Component,
@@ -128,10 +127,10 @@ async def uninstall(slug: Slug, caller: CallerDep) -> Response:
 async def register_peer_component(data: PeerComponentIn, caller: CallerDep) -> PeerComponentOut:
     """Platform admin: register a peer component (registry entry + runnable peer, at once);
     the response carries its first key (Standard Webhooks), once."""
-    return await call_in(caller.context(person_level=True), service.register_peer_component, data)
+    return await caller.call_person_level(service.register_peer_component, data)
 
 
 @router.patch("/v1/admin/components/{slug}", response_model=PeerComponentOut, tags=["admin"])
 async def update_peer_component(slug: Slug, data: PeerComponentUpdate, caller: CallerDep) -> PeerComponentOut:
     """Platform admin: change a peer component (and its runnable peer), or rotate its secret."""
-    return await call_in(caller.context(person_level=True), service.update_peer_component, slug, data)
+    return await caller.call_person_level(service.update_peer_component, slug, data)

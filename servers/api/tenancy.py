@@ -46,15 +46,13 @@ PersonSlug = Annotated[str, Path(pattern=SLUG_PATTERN, description="The person's
 @router.post("/v1/orgs", status_code=status.HTTP_201_CREATED, response_model=OrgOut, tags=["orgs"])
 async def create_org(data: OrgIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> OrgOut:
     """Create an org; you become its owner."""
-    return await call_in(
-        caller.context(person_level=True), tenancy.create_org, data, idempotency_key=idempotency_key
-    )
+    return await caller.call_person_level(tenancy.create_org, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/orgs", response_model=Page[OrgOut], tags=["orgs"])
 async def list_orgs(caller: CallerDep, page: PageDep) -> Page[OrgOut]:
     """Orgs you belong to, with your role in each."""
-    return await call_in(caller.context(person_level=True), tenancy.list_orgs, page)
+    return await caller.call_person_level(tenancy.list_orgs, page)
 
 
 @router.get("/v1/orgs/{slug}", response_model=OrgOut, tags=["orgs"])
