@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeAlias, TypeVar
 
 from core.auth import Binding, resolve_binding
 from core.context import TenantContext
@@ -23,7 +25,12 @@ from core.registry.gate import require_installed
 if TYPE_CHECKING:
     from core.uow import UnitOfWork
 
-__all__ = ["Verified", "open_context", "verify_credential"]
+__all__ = ["Operation", "Verified", "call_in", "open_context", "verify_credential"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+# A core operation as every door calls it: `operation(ctx, uow, ...)`.
+Operation: TypeAlias = Callable[Concatenate[TenantContext, "UnitOfWork", P], Awaitable[R]]
 
 # The `org` value that asks for the personal context.
 PERSONAL = "personal"
@@ -155,3 +162,16 @@ def _same_context(ctx: TenantContext, org: str | uuid.UUID | None) -> bool:
     if org == PERSONAL:
         return ctx.org_id is None
     return bool(org.strip()) and ctx.org_slug is not None and org.strip().lower() == ctx.org_slug
+
+
+async def call_in(
+    opened: AbstractAsyncContextManager[tuple[TenantContext, UnitOfWork]],
+    operation: Operation[P, R],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """`operation(ctx, uow, *args, **kwargs)` in a door's opened context (a route's
+    `caller.context()`, a tool's `rt.context(org)`): most route and tool bodies are that call."""
+    async with opened as (ctx, uow):
+        return await operation(ctx, uow, *args, **kwargs)

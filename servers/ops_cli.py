@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from core.analytics.presenters import duration
 from core.config import Settings, get_settings
 from core.observability import configure_logging
 
@@ -37,13 +38,9 @@ def _say(message: str, color: str | None = None) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="generate")(generate)
-    app.command(name="backup")(backup)
-    app.command(name="restore")(restore)
-    app.command(name="deploy")(deploy)
-    app.command(name="status")(status)
-    app.command(name="stop")(stop)
-    app.command(name="logs")(logs)
+    # Each command is named after its function.
+    for command in (generate, backup, restore, deploy, status, stop, logs):
+        app.command()(command)
 
 
 # --- generated infrastructure files -----------------------------------------------------------------
@@ -107,13 +104,7 @@ def _db_settings() -> Settings:
 
 def _age(created_at: str) -> str:
     seconds = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(created_at)).total_seconds()
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 172_800:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.1f} days ago"
+    return f"{duration(seconds)} ago"
 
 
 def backup(

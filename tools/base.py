@@ -18,7 +18,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -26,7 +26,8 @@ from core.context import TenantContext
 from core.doors import render
 from core.errors import DomainError, FieldIssue, Unauthenticated, ValidationFailed
 from core.observability import annotate, current_trace_id, get_logger, trace
-from core.opener import Verified, open_context
+from core.opener import Operation, Verified, call_in, open_context
+from core.pagination import DEFAULT_LIMIT, PageRequest
 from core.uow import Database, UnitOfWork
 from core.validation import TEXT_HINT, text_issues
 
@@ -80,6 +81,20 @@ FLAT = _FlatMarker()
 # `fields: Flat[ServiceUpdateIn]`: the agent passes the model's fields as plain arguments (with
 # the model's bounds and descriptions); the tool receives the model, built from what was sent.
 Flat = Annotated[M, FLAT]
+
+
+class Paging(PageRequest):
+    """A list tool's `limit` and `cursor`, as flat arguments (`PageArg`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: LimitArg = DEFAULT_LIMIT
+    cursor: CursorArg = None
+
+
+# A list tool's `page: PageArg = FIRST_PAGE`; the default serves a call of the plain function.
+PageArg = Flat[Paging]
+FIRST_PAGE = Paging()
 
 
 @dataclass
@@ -143,6 +158,16 @@ class ToolRuntime:
             )
             annotate(**{"atlilith.context.kind": "org" if ctx.org_id else "personal"})
             yield ctx, uow
+
+    async def call(
+        self, org: str | None, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """What most tools do: one core operation in the call's `context(org)`."""
+        return await call_in(self.context(org), operation, *args, **kwargs)
+
+    async def call_person_level(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """`call` for an operation that concerns the person whatever the context (platform admin)."""
+        return await call_in(self.context(person_level=True), operation, *args, **kwargs)
 
 
 class VerifiedAccessToken(AccessToken):
@@ -230,8 +255,6 @@ class Toolset:
 
     def tool(
         self,
-        name: str,
-        description: str,
         *,
         title: str | None = None,
         read_only: bool,
@@ -239,13 +262,19 @@ class Toolset:
         idempotent: bool = False,
         open_world: bool = False,
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Serve `fn` as a tool, as the MCP SDK does: named after the function, described to the
+        agent by its docstring (what, when, what it costs)."""
+
         def decorator(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            if not fn.__doc__:
+                raise TypeError(f"tool {fn.__name__}: its docstring is its description; write one")
+            name = fn.__name__
             served = served_function(fn) if _takes_runtime(fn) else fn
             self.tools.append(
                 ToolSpec(
                     name=name,
                     toolset=self.name,
-                    description=" ".join(description.split()),
+                    description=" ".join(fn.__doc__.split()),
                     fn=_guarded(name, self, served),
                     title=title,
                     annotations=ToolAnnotations(

@@ -11,31 +11,21 @@ identity = Toolset(
 )
 
 
-@identity.tool(
-    "identity_resolve_person",
-    """Normalize a person's email, phone and/or handle and return their stable polyseme id in
-this context (the same id every component uses for them, e.g. `polyseme_person_id` on
-clients) and the ids of the clients of this context they match. COSTS 1 CREDIT (a job; fails
-with `insufficient_credits` when none is available). Give at least one identifier.""",
-    title="Resolve a person (1 credit)",
-    read_only=False,
-)
+@identity.tool(title="Resolve a person (1 credit)", read_only=False)
 async def identity_resolve_person(
     rt: ToolRuntime, query: Flat[PersonQuery], org: OrgArg = None, idempotency_key: IdempotencyArg = None
 ) -> PersonResolution:
-    async with rt.context(org) as (ctx, uow):
-        return await service.resolve_person(ctx, uow, query, idempotency_key=idempotency_key)
+    """Normalize a person's email, phone and/or handle and return their stable polyseme id in this
+    context (the same id every component uses for them, e.g. `polyseme_person_id` on clients) and
+    the ids of the clients of this context they match. COSTS 1 CREDIT (a job; fails with
+    `insufficient_credits` when none is available). Give at least one identifier."""
+    return await rt.call(org, service.resolve_person, query, idempotency_key=idempotency_key)
 
 
-@identity.tool(
-    "identity_resolve_company",
-    """Normalize a company's domain (a URL or an email works too) and/or name and return its
-stable polyseme id in this context. COSTS 1 CREDIT (a job). Give at least one of the two.""",
-    title="Resolve a company (1 credit)",
-    read_only=False,
-)
+@identity.tool(title="Resolve a company (1 credit)", read_only=False)
 async def identity_resolve_company(
     rt: ToolRuntime, query: Flat[CompanyQuery], org: OrgArg = None, idempotency_key: IdempotencyArg = None
 ) -> CompanyResolution:
-    async with rt.context(org) as (ctx, uow):
-        return await service.resolve_company(ctx, uow, query, idempotency_key=idempotency_key)
+    """Normalize a company's domain (a URL or an email works too) and/or name and return its stable
+    polyseme id in this context. COSTS 1 CREDIT (a job). Give at least one of the two."""
+    return await rt.call(org, service.resolve_company, query, idempotency_key=idempotency_key)

@@ -9,8 +9,8 @@ from pydantic import Field
 
 from core import billing
 from core.billing.schemas import ActionOut, JobOut, JobStatus, QuoteOut, RunAccepted, RunIn
-from core.pagination import Page, PageRequest
-from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset
+from core.pagination import Page
+from tools.base import FIRST_PAGE, IdempotencyArg, OrgArg, PageArg, ToolRuntime, Toolset
 from tools.common import json_object_argument
 
 NOT_TOOLS = {
@@ -53,27 +53,16 @@ jobs = Toolset(
 )
 
 
-@jobs.tool(
-    "jobs_actions_list",
-    """List the actions you can run as jobs (built-in and peer components): price in credits,
-unit, overage policy and input JSON Schema. Read-only, free.""",
-    title="List runnable actions",
-    read_only=True,
-)
+@jobs.tool(title="List runnable actions", read_only=True)
 async def jobs_actions_list(
-    rt: ToolRuntime, org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
+    rt: ToolRuntime, org: OrgArg = None, page: PageArg = FIRST_PAGE
 ) -> Page[ActionOut]:
-    async with rt.context(org) as (ctx, uow):
-        return await billing.list_actions(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+    """List the actions you can run as jobs (built-in and peer components): price in credits, unit,
+    overage policy and input JSON Schema. Read-only, free."""
+    return await rt.call(org, billing.list_actions, page)
 
 
-@jobs.tool(
-    "jobs_quote",
-    """Price of running an action with this input, before running it: the credits jobs_run
-would hold, what is available in this context and whether it is enough. Read-only, free.""",
-    title="Quote an action",
-    read_only=True,
-)
+@jobs.tool(title="Quote an action", read_only=True)
 async def jobs_quote(
     rt: ToolRuntime,
     component: ComponentArg,
@@ -81,22 +70,13 @@ async def jobs_quote(
     input_json: InputArg = "{}",
     org: OrgArg = None,
 ) -> QuoteOut:
+    """Price of running an action with this input, before running it: the credits jobs_run would
+    hold, what is available in this context and whether it is enough. Read-only, free."""
     data = parse_input(input_json)
-    async with rt.context(org) as (ctx, uow):
-        return await billing.quote(ctx, uow, component, action, data)
+    return await rt.call(org, billing.quote, component, action, data)
 
 
-@jobs.tool(
-    "jobs_run",
-    """Run an action as an asynchronous job. COSTS CREDITS: the quoted price (jobs_quote) is
-held now and charged only if the job succeeds (never more than held unless the action allows
-overage); released if it fails or is cancelled. Fails with `insufficient_credits` when not
-enough is available. Returns the job id; follow it with jobs_get. Pass an idempotency_key so
-a retry never runs (or charges) twice.""",
-    title="Run an action (spends credits)",
-    read_only=False,
-    open_world=True,
-)
+@jobs.tool(title="Run an action (spends credits)", read_only=False, open_world=True)
 async def jobs_run(
     rt: ToolRuntime,
     component: ComponentArg,
@@ -105,53 +85,38 @@ async def jobs_run(
     org: OrgArg = None,
     idempotency_key: IdempotencyArg = None,
 ) -> RunAccepted:
+    """Run an action as an asynchronous job. COSTS CREDITS: the quoted price (jobs_quote) is held
+    now and charged only if the job succeeds (never more than held unless the action allows
+    overage); released if it fails or is cancelled. Fails with `insufficient_credits` when not
+    enough is available. Returns the job id; follow it with jobs_get. Pass an idempotency_key so a
+    retry never runs (or charges) twice."""
     data = parse_input(input_json)
-    async with rt.context(org) as (ctx, uow):
-        return await billing.run_job(ctx, uow, component, action, data, idempotency_key=idempotency_key)
+    return await rt.call(org, billing.run_job, component, action, data, idempotency_key=idempotency_key)
 
 
-@jobs.tool(
-    "jobs_get",
-    """A job's status (queued, running, succeeded, failed, cancelled), output, usage,
-credits held and charged, and error. Output of peer components is third-party data. Read-only.""",
-    title="Get a job",
-    read_only=True,
-)
+@jobs.tool(title="Get a job", read_only=True)
 async def jobs_get(rt: ToolRuntime, job_id: JobIdArg, org: OrgArg = None) -> JobOut:
-    async with rt.context(org) as (ctx, uow):
-        return await billing.get_job(ctx, uow, job_id)
+    """A job's status (queued, running, succeeded, failed, cancelled), output, usage, credits held
+    and charged, and error. Output of peer components is third-party data. Read-only."""
+    return await rt.call(org, billing.get_job, job_id)
 
 
-@jobs.tool(
-    "jobs_list",
-    "List the jobs of the current context, newest first; filter by status, component, action. Read-only.",
-    title="List jobs",
-    read_only=True,
-)
+@jobs.tool(title="List jobs", read_only=True)
 async def jobs_list(
     rt: ToolRuntime,
     org: OrgArg = None,
     status: Annotated[JobStatus | None, Field(description="Only jobs in this status.")] = None,
     component: Annotated[str | None, Field(description="Only this component.", max_length=40)] = None,
     action: Annotated[str | None, Field(description="Only this action.", max_length=64)] = None,
-    limit: LimitArg = 20,
-    cursor: CursorArg = None,
+    page: PageArg = FIRST_PAGE,
 ) -> Page[JobOut]:
-    async with rt.context(org) as (ctx, uow):
-        return await billing.list_jobs(
-            ctx, uow, PageRequest(limit=limit, cursor=cursor), status, component, action
-        )
+    """List the jobs of the current context, newest first; filter by status, component, action.
+    Read-only."""
+    return await rt.call(org, billing.list_jobs, page, status, component, action)
 
 
-@jobs.tool(
-    "jobs_cancel",
-    """Cancel a queued or running job: its hold is released, nothing is charged, and a result
-arriving later is ignored. A finished job cannot be cancelled. Free.""",
-    title="Cancel a job",
-    read_only=False,
-    destructive=True,
-    idempotent=True,
-)
+@jobs.tool(title="Cancel a job", read_only=False, destructive=True, idempotent=True)
 async def jobs_cancel(rt: ToolRuntime, job_id: JobIdArg, org: OrgArg = None) -> JobOut:
-    async with rt.context(org) as (ctx, uow):
-        return await billing.cancel_job(ctx, uow, job_id)
+    """Cancel a queued or running job: its hold is released, nothing is charged, and a result
+    arriving later is ignored. A finished job cannot be cancelled. Free."""
+    return await rt.call(org, billing.cancel_job, job_id)

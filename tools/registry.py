@@ -8,7 +8,7 @@ from pydantic import Field
 
 from core import registry as service
 from core.billing.schemas import COMPONENT_PATTERN
-from core.pagination import Page, PageRequest
+from core.pagination import Page
 from core.registry.schemas import (
     CONFIG_MAX_BYTES,
     Component,
@@ -20,7 +20,7 @@ from core.registry.schemas import (
     Kind,
     Uninstalled,
 )
-from tools.base import CursorArg, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset, unlisted
+from tools.base import FIRST_PAGE, IdempotencyArg, OrgArg, PageArg, ToolRuntime, Toolset, unlisted
 from tools.common import json_object_argument
 
 NOT_TOOLS = {
@@ -62,46 +62,27 @@ registry = Toolset(
 )
 
 
-@registry.tool(
-    "registry_search",
-    """Find components (built-in and peer services) by what you need, e.g. "book
-appointments"; best first, with `installed` for this context and action prices. No `q`: all.
-Read-only, free.""",
-    title="Search components",
-    read_only=True,
-)
+@registry.tool(title="Search components", read_only=True)
 async def registry_search(
     rt: ToolRuntime,
     q: Annotated[str | None, Field(description="What you need, in words.", max_length=200)] = None,
     kind: Annotated[Kind | None, Field(description="Only `builtin` or `peer` components.")] = None,
     org: OrgArg = None,
-    limit: LimitArg = 20,
-    cursor: CursorArg = None,
+    page: PageArg = FIRST_PAGE,
 ) -> Page[ComponentSummary]:
-    async with rt.context(org) as (ctx, uow):
-        return await service.search_components(ctx, uow, PageRequest(limit=limit, cursor=cursor), q, kind)
+    """Find components (built-in and peer services) by what you need, e.g. "book appointments"; best
+    first, with `installed` for this context and action prices. No `q`: all. Read-only, free."""
+    return await rt.call(org, service.search_components, page, q, kind)
 
 
-@registry.tool(
-    "registry_get",
-    """One component in full: tools, actions (input schemas, prices), scopes, skill name
-(read skill://<name>/SKILL.md), tools_hash. Read-only, free.""",
-    title="Get a component",
-    read_only=True,
-)
+@registry.tool(title="Get a component", read_only=True)
 async def registry_get(rt: ToolRuntime, slug: SlugArg, org: OrgArg = None) -> Component:
-    async with rt.context(org) as (ctx, uow):
-        return await service.get_component(ctx, uow, slug)
+    """One component in full: tools, actions (input schemas, prices), scopes, skill name (read
+    skill://<name>/SKILL.md), tools_hash. Read-only, free."""
+    return await rt.call(org, service.get_component, slug)
 
 
-@registry.tool(
-    "registry_install",
-    """Install a component in this context (personal, or `org`: owner/admin) so its tools
-answer there; a repeat changes nothing. Free; its actions cost credits when run.""",
-    title="Install a component",
-    read_only=False,
-    idempotent=True,
-)
+@registry.tool(title="Install a component", read_only=False, idempotent=True)
 async def registry_install(
     rt: ToolRuntime,
     component: SlugArg,
@@ -109,49 +90,32 @@ async def registry_install(
     org: OrgArg = None,
     idempotency_key: IdempotencyArg = None,
 ) -> Installed:
+    """Install a component in this context (personal, or `org`: owner/admin) so its tools answer
+    there; a repeat changes nothing. Free; its actions cost credits when run."""
     data = InstallIn(component=component, config=_config(config))
-    async with rt.context(org) as (ctx, uow):
-        return await service.install(ctx, uow, data, idempotency_key)
+    return await rt.call(org, service.install, data, idempotency_key)
 
 
-@registry.tool(
-    "registry_configure",
-    """Replace the config of a component installed in this context.""",
-    title="Configure an installed component",
-    read_only=False,
-    idempotent=True,
-)
+@registry.tool(title="Configure an installed component", read_only=False, idempotent=True)
 async def registry_configure(
     rt: ToolRuntime, component: SlugArg, config: ConfigArg = "", org: OrgArg = None
 ) -> Installation:
+    """Replace the config of a component installed in this context."""
     data = InstallationUpdate(config=_config(config))
-    async with rt.context(org) as (ctx, uow):
-        return await service.update_installation(ctx, uow, component, data)
+    return await rt.call(org, service.update_installation, component, data)
 
 
-@registry.tool(
-    "registry_uninstall",
-    """Uninstall a component from this context: its tools stop answering there at once
-(its data stays).""",
-    title="Uninstall a component",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-)
+@registry.tool(title="Uninstall a component", read_only=False, destructive=True, idempotent=False)
 async def registry_uninstall(rt: ToolRuntime, component: SlugArg, org: OrgArg = None) -> Uninstalled:
-    async with rt.context(org) as (ctx, uow):
-        return await service.uninstall(ctx, uow, component)
+    """Uninstall a component from this context: its tools stop answering there at once (its data
+    stays)."""
+    return await rt.call(org, service.uninstall, component)
 
 
-@registry.tool(
-    "registry_installations",
-    """Components installed in this context, with version, tools_hash and config
-(tenancy and registry are always there). Read-only, free.""",
-    title="Installed components",
-    read_only=True,
-)
+@registry.tool(title="Installed components", read_only=True)
 async def registry_installations(
-    rt: ToolRuntime, org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
+    rt: ToolRuntime, org: OrgArg = None, page: PageArg = FIRST_PAGE
 ) -> Page[Installation]:
-    async with rt.context(org) as (ctx, uow):
-        return await service.list_installations(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+    """Components installed in this context, with version, tools_hash and config (tenancy and
+    registry are always there). Read-only, free."""
+    return await rt.call(org, service.list_installations, page)

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from pydantic import Field
 
-# Aliased: `tenancy` is this module's toolset.
 from core import tenancy as core_tenancy
-from core.pagination import Page, PageRequest
+
+# Aliased: `tenancy` is this module's toolset.
+from core.pagination import Page
 from core.tenancy.schemas import (
     BrandOut,
     ClientIn,
@@ -22,7 +23,7 @@ from core.tenancy.schemas import (
     OrgIn,
     OrgOut,
 )
-from tools.base import CursorArg, Flat, IdempotencyArg, LimitArg, OrgArg, ToolRuntime, Toolset, unlisted
+from tools.base import FIRST_PAGE, Flat, IdempotencyArg, OrgArg, PageArg, ToolRuntime, Toolset, unlisted
 
 # Service operations deliberately without a tool, and why (checked by tests/test_parity.py).
 NOT_TOOLS = {
@@ -68,180 +69,111 @@ ClientId = Annotated[uuid.UUID, Field(description="The client's id (from clients
 tenancy = Toolset("tenancy", "Who you are, your orgs and their members, brands and clients.", always=True)
 
 
-@tenancy.tool(
-    "whoami",
-    """Who this credential acts as: the person, the context of this call (personal or an org),
-every org membership with its role, and the credential's scopes. Call it first to learn which
-`org` slugs you may pass to other tools. Read-only, free.""",
-    title="Who am I",
-    read_only=True,
-)
+@tenancy.tool(title="Who am I", read_only=True)
 async def whoami(rt: ToolRuntime, org: OrgArg = None) -> MeOut:
-    async with rt.context(org) as (ctx, uow):
-        return await core_tenancy.whoami(ctx, uow)
+    """Who this credential acts as: the person, the context of this call (personal or an org), every
+    org membership with its role, and the credential's scopes. Call it first to learn which `org`
+    slugs you may pass to other tools. Read-only, free."""
+    return await rt.call(org, core_tenancy.whoami)
 
 
-@tenancy.tool(
-    "orgs_list",
-    "List the orgs you belong to, with your role in each (owner, admin, member). Read-only.",
-    title="List my orgs",
-    read_only=True,
-)
-async def orgs_list(rt: ToolRuntime, limit: LimitArg = 20, cursor: CursorArg = None) -> Page[OrgOut]:
-    async with rt.context("personal") as (ctx, uow):
-        return await core_tenancy.list_orgs(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+@tenancy.tool(title="List my orgs", read_only=True)
+async def orgs_list(rt: ToolRuntime, page: PageArg = FIRST_PAGE) -> Page[OrgOut]:
+    """List the orgs you belong to, with your role in each (owner, admin, member). Read-only."""
+    return await rt.call("personal", core_tenancy.list_orgs, page)
 
 
-@tenancy.tool(
-    "orgs_create",
-    """Create an org; you become its owner. Use only when the person asks for a new org
-(a team or business). The slug is permanent-ish and public: 3-40 lowercase letters, digits, hyphens.""",
-    title="Create an org",
-    read_only=False,
-)
+@tenancy.tool(title="Create an org", read_only=False)
 async def orgs_create(
     rt: ToolRuntime,
     fields: Flat[OrgIn],
     idempotency_key: IdempotencyArg = None,
 ) -> OrgOut:
-    async with rt.context("personal") as (ctx, uow):
-        return await core_tenancy.create_org(ctx, uow, fields, idempotency_key=idempotency_key)
+    """Create an org; you become its owner. Use only when the person asks for a new org (a team or
+    business). The slug is permanent-ish and public: 3-40 lowercase letters, digits, hyphens."""
+    return await rt.call("personal", core_tenancy.create_org, fields, idempotency_key=idempotency_key)
 
 
-@tenancy.tool(
-    "org_members_list",
-    "List the members of an org you belong to, with their roles and emails. Read-only.",
-    title="List org members",
-    read_only=True,
-)
-async def org_members_list(
-    rt: ToolRuntime, org: RequiredOrg, limit: LimitArg = 20, cursor: CursorArg = None
-) -> Page[MemberOut]:
-    async with rt.context(org) as (ctx, uow):
-        return await core_tenancy.list_members(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+@tenancy.tool(title="List org members", read_only=True)
+async def org_members_list(rt: ToolRuntime, org: RequiredOrg, page: PageArg = FIRST_PAGE) -> Page[MemberOut]:
+    """List the members of an org you belong to, with their roles and emails. Read-only."""
+    return await rt.call(org, core_tenancy.list_members, page)
 
 
-@tenancy.tool(
-    "org_members_add",
-    """Add an existing person (by slug) to an org as `member` or `admin`. Needs you to be the
-org's owner or an admin. Ownership can't be given this way.""",
-    title="Add an org member",
-    read_only=False,
-)
+@tenancy.tool(title="Add an org member", read_only=False)
 async def org_members_add(
     rt: ToolRuntime,
     org: RequiredOrg,
     fields: Flat[MemberIn],
     idempotency_key: IdempotencyArg = None,
 ) -> MemberOut:
-    async with rt.context(org) as (ctx, uow):
-        return await core_tenancy.add_member(ctx, uow, fields, idempotency_key=idempotency_key)
+    """Add an existing person (by slug) to an org as `member` or `admin`. Needs you to be the org's
+    owner or an admin. Ownership can't be given this way."""
+    return await rt.call(org, core_tenancy.add_member, fields, idempotency_key=idempotency_key)
 
 
-@tenancy.tool(
-    "org_members_update",
-    """Change a member's role between `member` and `admin` (owner or admin only). The owner's
-role can't be changed; ownership moves only by the owner's explicit transfer in the portal.""",
-    title="Change a member's role",
-    read_only=False,
-    idempotent=True,
-)
+@tenancy.tool(title="Change a member's role", read_only=False, idempotent=True)
 async def org_members_update(
     rt: ToolRuntime, org: RequiredOrg, person: PersonSlugArg, fields: Flat[MemberUpdateIn]
 ) -> MemberOut:
-    async with rt.context(org) as (ctx, uow):
-        return await core_tenancy.update_member(ctx, uow, person, fields)
+    """Change a member's role between `member` and `admin` (owner or admin only). The owner's role
+    can't be changed; ownership moves only by the owner's explicit transfer in the portal."""
+    return await rt.call(org, core_tenancy.update_member, person, fields)
 
 
-@tenancy.tool(
-    "org_members_remove",
-    """Remove a member from an org (owner or admin), or leave it by passing your own slug.
-They lose access to the org's data immediately. The owner can't be removed. Confirm with the
-person before calling.""",
-    title="Remove an org member",
-    read_only=False,
-    destructive=True,
-    idempotent=False,
-)
+@tenancy.tool(title="Remove an org member", read_only=False, destructive=True, idempotent=False)
 async def org_members_remove(rt: ToolRuntime, org: RequiredOrg, person: PersonSlugArg) -> MemberOut:
-    async with rt.context(org) as (ctx, uow):
-        return await core_tenancy.remove_member(ctx, uow, person)
+    """Remove a member from an org (owner or admin), or leave it by passing your own slug. They lose
+    access to the org's data immediately. The owner can't be removed. Confirm with the person before
+    calling."""
+    return await rt.call(org, core_tenancy.remove_member, person)
 
 
-@tenancy.tool(
-    "brands_list",
-    "List the brands (sites with their domains and config) of the current context. Read-only.",
-    title="List brands",
-    read_only=True,
-)
-async def brands_list(
-    rt: ToolRuntime, org: OrgArg = None, limit: LimitArg = 20, cursor: CursorArg = None
-) -> Page[BrandOut]:
-    async with rt.context(org) as (ctx, uow):
-        return await core_tenancy.list_brands(ctx, uow, PageRequest(limit=limit, cursor=cursor))
+@tenancy.tool(title="List brands", read_only=True)
+async def brands_list(rt: ToolRuntime, org: OrgArg = None, page: PageArg = FIRST_PAGE) -> Page[BrandOut]:
+    """List the brands (sites with their domains and config) of the current context. Read-only."""
+    return await rt.call(org, core_tenancy.list_brands, page)
 
 
-@tenancy.tool(
-    "clients_list",
-    """List the clients (customers) of the current context, newest first. `q` searches name,
-email and phone. Read-only.""",
-    title="List clients",
-    read_only=True,
-)
+@tenancy.tool(title="List clients", read_only=True)
 async def clients_list(
     rt: ToolRuntime,
     org: OrgArg = None,
     q: Annotated[
         str | None, Field(description="Text to match in name, email or phone.", max_length=200)
     ] = None,
-    limit: LimitArg = 20,
-    cursor: CursorArg = None,
+    page: PageArg = FIRST_PAGE,
 ) -> Page[ClientOut]:
-    async with rt.context(org) as (ctx, uow):
-        return await core_tenancy.list_clients(ctx, uow, PageRequest(limit=limit, cursor=cursor), q)
+    """List the clients (customers) of the current context, newest first. `q` searches name, email
+    and phone. Read-only."""
+    return await rt.call(org, core_tenancy.list_clients, page, q)
 
 
-@tenancy.tool(
-    "clients_get",
-    "Get one client of the current context by id. Read-only.",
-    title="Get a client",
-    read_only=True,
-)
+@tenancy.tool(title="Get a client", read_only=True)
 async def clients_get(rt: ToolRuntime, client_id: ClientId, org: OrgArg = None) -> ClientOut:
-    async with rt.context(org) as (ctx, uow):
-        return await core_tenancy.get_client(ctx, uow, client_id)
+    """Get one client of the current context by id. Read-only."""
+    return await rt.call(org, core_tenancy.get_client, client_id)
 
 
-@tenancy.tool(
-    "clients_create",
-    """Add a client (a customer) to the current context. Search with clients_list first: an
-email already used by a client of this context is refused. Phones are stored in E.164; give
-the country code when the number is not local.""",
-    title="Add a client",
-    read_only=False,
-)
+@tenancy.tool(title="Add a client", read_only=False)
 async def clients_create(
     rt: ToolRuntime,
     fields: Flat[ClientIn],
     org: OrgArg = None,
     idempotency_key: IdempotencyArg = None,
 ) -> ClientOut:
-    async with rt.context(org) as (ctx, uow):
-        return await core_tenancy.create_client(ctx, uow, fields, idempotency_key=idempotency_key)
+    """Add a client (a customer) to the current context. Search with clients_list first: an email
+    already used by a client of this context is refused. Phones are stored in E.164; give the
+    country code when the number is not local."""
+    return await rt.call(org, core_tenancy.create_client, fields, idempotency_key=idempotency_key)
 
 
-@tenancy.tool(
-    "clients_update",
-    "Change a client's name, email, phone or notes. Omitted fields stay as they are.",
-    title="Update a client",
-    read_only=False,
-    idempotent=True,
-)
+@tenancy.tool(title="Update a client", read_only=False, idempotent=True)
 async def clients_update(
     rt: ToolRuntime,
     client_id: ClientId,
     fields: Flat[ClientUpdateIn],
     org: OrgArg = None,
 ) -> ClientOut:
-    async with rt.context(org) as (ctx, uow):
-        return await core_tenancy.update_client(ctx, uow, client_id, fields)
+    """Change a client's name, email, phone or notes. Omitted fields stay as they are."""
+    return await rt.call(org, core_tenancy.update_client, client_id, fields)

@@ -42,23 +42,20 @@ async def list_persons(
     status: Annotated[PersonStatus | None, Query()] = None,
 ) -> Page[AdminPersonOut]:
     """Every person on the platform, newest first (platform admins)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.list_persons(ctx, uow, page, q, status)
+    return await caller.call_person_level(service.list_persons, page, q, status)
 
 
 @router.get("/v1/admin/persons/{person}", response_model=AdminPersonDetail)
 async def get_person(person: PersonRef, caller: CallerDep) -> AdminPersonDetail:
     """A person's status, orgs and roles, live sessions and API keys (platform admins)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.get_person(ctx, uow, person)
+    return await caller.call_person_level(service.get_person, person)
 
 
 @router.post("/v1/admin/persons/{person}/suspend", response_model=SuspensionOut)
 async def suspend_person(person: PersonRef, data: SuspendIn, caller: CallerDep) -> SuspensionOut:
     """Suspend a person: their sessions end now and every credential of theirs is refused
     (platform admins; not yourself, not another platform admin). Audited."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.suspend_person(ctx, uow, person, data)
+    return await caller.call_person_level(service.suspend_person, person, data)
 
 
 @router.post("/v1/admin/persons/{person}/reactivate", response_model=SuspensionOut)
@@ -66,8 +63,7 @@ async def reactivate_person(
     person: PersonRef, caller: CallerDep, data: Annotated[ReactivateIn | None, Body()] = None
 ) -> SuspensionOut:
     """Lift a suspension: API keys work again; the person signs in again. Audited."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.reactivate_person(ctx, uow, person, data or ReactivateIn())
+    return await caller.call_person_level(service.reactivate_person, person, data or ReactivateIn())
 
 
 @router.get("/v1/admin/orgs", response_model=Page[AdminOrgOut])
@@ -77,8 +73,7 @@ async def list_orgs(
     q: Annotated[str | None, Query(max_length=100, description="Part of a slug or name.")] = None,
 ) -> Page[AdminOrgOut]:
     """Every org with its owner and member count, newest first (platform admins)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.list_orgs(ctx, uow, page, q)
+    return await caller.call_person_level(service.list_orgs, page, q)
 
 
 @router.get("/v1/admin/audit", response_model=Page[AuditEntryOut])
@@ -101,8 +96,9 @@ async def list_audit(
     until: Annotated[dt.datetime | None, Query(description="Before this instant.")] = None,
 ) -> Page[AuditEntryOut]:
     """The audit log, newest first: who did what to whom, when, with the trace id (platform admins)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.list_audit(ctx, uow, page, actor, action, target_type, target_id, since, until)
+    return await caller.call_person_level(
+        service.list_audit, page, actor, action, target_type, target_id, since, until
+    )
 
 
 @router.get("/v1/admin/dead-letters", response_model=Page[DeadLetterOut])
@@ -113,13 +109,11 @@ async def list_dead_letters(
 ) -> Page[DeadLetterOut]:
     """Event deliveries a handler gave up on, most recent first, with the last error (a process
     that died handling one counts as an attempt) (platform admins)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.list_dead_letters(ctx, uow, page, handler)
+    return await caller.call_person_level(service.list_dead_letters, page, handler)
 
 
 @router.post("/v1/admin/dead-letters/redrive", response_model=RedriveOut)
 async def redrive_dead_letters(data: RedriveIn, caller: CallerDep) -> RedriveOut:
     """Retry a handler's dead deliveries (or one event's) with fresh attempts. Repeating it
     re-drives nothing more. Audited (platform admins)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.redrive_dead_letters(ctx, uow, data)
+    return await caller.call_person_level(service.redrive_dead_letters, data)

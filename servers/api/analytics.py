@@ -154,8 +154,7 @@ async def ingest(
     duplicate, never counted twice.
     Session tokens and API keys with the scope `analytics:ingest`."""
     events, single = _events_of(body)
-    async with caller.context() as (ctx, uow):
-        return await analytics.ingest(ctx, uow, events, single, idempotency_key=idempotency_key)
+    return await caller.call(analytics.ingest, events, single, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/analytics/events", response_model=Page[EventOut])
@@ -171,23 +170,20 @@ async def list_events(
 ) -> Page[EventOut]:
     """Raw events of the current context, newest first (default: the last 7 days)."""
     q = RangeIn(period=period, start=start, end=end, time_zone=time_zone)
-    async with caller.context() as (ctx, uow):
-        return await analytics.list_events(ctx, uow, page, name, client_id, q)
+    return await caller.call(analytics.list_events, page, name, client_id, q)
 
 
 @router.post("/v1/analytics/trends", response_model=TrendsOut)
 async def trends(data: TrendsIn, caller: CallerDep) -> TrendsOut:
     """Events or unique clients per hour/day/week/month in a time zone, with filters, a
     breakdown (top N + other) and the previous period. Read-only."""
-    async with caller.context() as (ctx, uow):
-        return await analytics.trends(ctx, uow, data)
+    return await caller.call(analytics.trends, data)
 
 
 @router.post("/v1/analytics/funnel", response_model=FunnelOut)
 async def funnel(data: FunnelIn, caller: CallerDep) -> FunnelOut:
     """2-5 steps per client within a conversion window: counts, conversion, median time. Read-only."""
-    async with caller.context() as (ctx, uow):
-        return await analytics.funnel(ctx, uow, data)
+    return await caller.call(analytics.funnel, data)
 
 
 @router.get("/v1/analytics/summary", response_model=SummaryOut)
@@ -201,5 +197,4 @@ async def summary(
     """The business dashboard of the current context: bookings, revenue, messages, first
     response, busiest hours (per member for an org's owners and admins)."""
     q = RangeIn(period=period, start=start, end=end, time_zone=time_zone)
-    async with caller.context() as (ctx, uow):
-        return await analytics.summary(ctx, uow, q)
+    return await caller.call(analytics.summary, q)

@@ -9,6 +9,7 @@ from fastapi import Body, Cookie, Header, Request, Response, status
 
 from core import tenancy
 from core.errors import Unauthenticated
+from core.opener import call_in
 from core.pagination import Page
 from core.tenancy import browser
 from core.tenancy.schemas import (
@@ -144,21 +145,18 @@ async def logout(
 @router.post("/v1/auth/switch", response_model=AuthOut)
 async def switch(data: SwitchIn, caller: CallerDep) -> AuthOut:
     """Get an access token for another context: an org you belong to, or null for personal."""
-    async with caller.context(data.org or PERSONAL) as (ctx, uow):
-        return await tenancy.switch_context(ctx, uow)
+    return await call_in(caller.context(data.org or PERSONAL), tenancy.switch_context)
 
 
 @router.get("/v1/me", response_model=MeOut, tags=["me"])
 async def me(caller: CallerDep) -> MeOut:
     """You, the context this request acts in, and all your memberships."""
-    async with caller.context() as (ctx, uow):
-        return await tenancy.whoami(ctx, uow)
+    return await caller.call(tenancy.whoami)
 
 
 @router.patch("/v1/me", response_model=PersonOut, tags=["me"])
 async def update_me(data: PersonUpdateIn, caller: CallerDep) -> PersonOut:
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await tenancy.update_me(ctx, uow, data)
+    return await caller.call_person_level(tenancy.update_me, data)
 
 
 @router.post("/v1/me/password", status_code=status.HTTP_204_NO_CONTENT, tags=["me"])
@@ -171,20 +169,17 @@ async def change_password(data: PasswordChangeIn, caller: CallerDep) -> None:
 @router.get("/v1/me/invitations", response_model=Page[InvitationOut], tags=["me"])
 async def my_invitations(caller: CallerDep, page: PageDep) -> Page[InvitationOut]:
     """Pending invitations to join orgs."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await tenancy.list_my_invitations(ctx, uow, page)
+    return await caller.call_person_level(tenancy.list_my_invitations, page)
 
 
 @router.post("/v1/invitations/{invitation_id}/accept", response_model=MemberOut, tags=["me"])
 async def accept_invitation(invitation_id: uuid.UUID, caller: CallerDep) -> MemberOut:
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await tenancy.accept_invitation(ctx, uow, invitation_id)
+    return await caller.call_person_level(tenancy.accept_invitation, invitation_id)
 
 
 @router.post("/v1/invitations/{invitation_id}/decline", response_model=InvitationOut, tags=["me"])
 async def decline_invitation(invitation_id: uuid.UUID, caller: CallerDep) -> InvitationOut:
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await tenancy.decline_invitation(ctx, uow, invitation_id)
+    return await caller.call_person_level(tenancy.decline_invitation, invitation_id)
 
 
 @router.post(
@@ -192,18 +187,15 @@ async def decline_invitation(invitation_id: uuid.UUID, caller: CallerDep) -> Inv
 )
 async def create_api_key(data: ApiKeyIn, caller: CallerDep) -> ApiKeyCreated:
     """Create an API key for an agent or peer tenancy. The key is shown once."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await tenancy.create_api_key(ctx, uow, data)
+    return await caller.call_person_level(tenancy.create_api_key, data)
 
 
 @router.get("/v1/api-keys", response_model=Page[ApiKeyOut], tags=["api keys"])
 async def list_api_keys(caller: CallerDep, page: PageDep) -> Page[ApiKeyOut]:
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await tenancy.list_api_keys(ctx, uow, page)
+    return await caller.call_person_level(tenancy.list_api_keys, page)
 
 
 @router.delete("/v1/api-keys/{key_id}", response_model=ApiKeyOut, tags=["api keys"])
 async def revoke_api_key(key_id: uuid.UUID, caller: CallerDep) -> ApiKeyOut:
     """Revoke a key; it is refused from the next request on. Revoking twice is harmless."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await tenancy.revoke_api_key(ctx, uow, key_id)
+    return await caller.call_person_level(tenancy.revoke_api_key, key_id)

@@ -74,15 +74,13 @@ WebhookHeaders = Annotated[dict[str, str], Depends(_webhook_headers)]
 @router.get("/v1/actions", response_model=Page[ActionOut], tags=["jobs"])
 async def list_actions(caller: CallerDep, page: PageDep) -> Page[ActionOut]:
     """Actions you can run: built-in and peer components, with price and input schema."""
-    async with caller.context() as (ctx, uow):
-        return await billing.list_actions(ctx, uow, page)
+    return await caller.call(billing.list_actions, page)
 
 
 @router.post("/v1/quote/{component}/{action}", response_model=QuoteOut, tags=["jobs"])
 async def quote(component: Component, action: Action, data: RunIn, caller: CallerDep) -> QuoteOut:
     """What running this action with this input would hold, and whether you can afford it."""
-    async with caller.context() as (ctx, uow):
-        return await billing.quote(ctx, uow, component, action, data)
+    return await caller.call(billing.quote, component, action, data)
 
 
 @router.post(
@@ -117,21 +115,18 @@ async def list_jobs(
     action: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Page[JobOut]:
     """Jobs of the current context, newest first."""
-    async with caller.context() as (ctx, uow):
-        return await billing.list_jobs(ctx, uow, page, status_filter, component, action)
+    return await caller.call(billing.list_jobs, page, status_filter, component, action)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
 async def get_job(job_id: uuid.UUID, caller: CallerDep) -> JobOut:
-    async with caller.context() as (ctx, uow):
-        return await billing.get_job(ctx, uow, job_id)
+    return await caller.call(billing.get_job, job_id)
 
 
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, tags=["jobs"])
 async def cancel_job(job_id: uuid.UUID, caller: CallerDep) -> JobOut:
     """Cancel a queued or running job; its hold is released."""
-    async with caller.context() as (ctx, uow):
-        return await billing.cancel_job(ctx, uow, job_id)
+    return await caller.call(billing.cancel_job, job_id)
 
 
 @router.post("/v1/jobs/{job_id}/callback", response_model=CallbackOut, tags=["peers"])
@@ -149,8 +144,7 @@ async def get_data(
     page: PageDep,
 ) -> DataPage:
     """Data a component serves about the current context (`billing.usage`, `identity.persons`)."""
-    async with caller.context() as (ctx, uow):
-        return await billing.get_data(ctx, uow, entity, page)
+    return await caller.call(billing.get_data, entity, page)
 
 
 # --- credits ------------------------------------------------------------------------------------
@@ -159,8 +153,7 @@ async def get_data(
 @router.get("/v1/credits", response_model=BalanceOut, tags=["credits"])
 async def get_balance(caller: CallerDep) -> BalanceOut:
     """Balance, available and open holds of the current context (personal, or the org's)."""
-    async with caller.context() as (ctx, uow):
-        return await billing.get_balance(ctx, uow)
+    return await caller.call(billing.get_balance)
 
 
 @router.get("/v1/credits/ledger", response_model=Page[LedgerEntryOut], tags=["credits"])
@@ -170,15 +163,13 @@ async def list_ledger(
     kind: Annotated[LedgerKind | None, Query()] = None,
     job_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Page[LedgerEntryOut]:
-    async with caller.context() as (ctx, uow):
-        return await billing.list_ledger(ctx, uow, page, kind, job_id)
+    return await caller.call(billing.list_ledger, page, kind, job_id)
 
 
 @router.put("/v1/credits/settings", response_model=BalanceOut, tags=["credits"])
 async def update_credit_settings(data: CreditSettingsIn, caller: CallerDep) -> BalanceOut:
     """Set the low-balance threshold of this context (in an org: owner or admin)."""
-    async with caller.context() as (ctx, uow):
-        return await billing.update_credit_settings(ctx, uow, data)
+    return await caller.call(billing.update_credit_settings, data)
 
 
 @router.post("/v1/credits/purchases", response_model=PurchaseOut, tags=["credits"])
@@ -196,21 +187,18 @@ async def purchase_webhook(request: Request, db: DbDep, signed: WebhookHeaders) 
 )
 async def grant_credits(data: GrantIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> GrantOut:
     """Grant credits to a person or an org (platform admins)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await billing.grant_credits(ctx, uow, data, idempotency_key=idempotency_key)
+    return await caller.call_person_level(billing.grant_credits, data, idempotency_key=idempotency_key)
 
 
 @router.post("/v1/admin/jobs/{job_id}/refund", response_model=GrantOut, tags=["admin"])
 async def refund_job(job_id: uuid.UUID, data: RefundIn, caller: CallerDep) -> GrantOut:
     """Give back what a job was charged (platform admins; once per job)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await billing.refund_job(ctx, uow, job_id, data)
+    return await caller.call_person_level(billing.refund_job, job_id, data)
 
 
 @router.get("/v1/admin/peers", response_model=Page[PeerOut], tags=["admin"])
 async def list_peers(caller: CallerDep, page: PageDep) -> Page[PeerOut]:
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await billing.list_peers(ctx, uow, page)
+    return await caller.call_person_level(billing.list_peers, page)
 
 
 @router.post(
@@ -218,20 +206,17 @@ async def list_peers(caller: CallerDep, page: PageDep) -> Page[PeerOut]:
 )
 async def register_peer(data: PeerIn, caller: CallerDep) -> PeerCreated:
     """Register a peer component; the response carries its first key (Standard Webhooks), once."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await registry.register_peer(ctx, uow, data)
+    return await caller.call_person_level(registry.register_peer, data)
 
 
 @router.patch("/v1/admin/peers/{peer}", response_model=PeerCreated, tags=["admin"])
 async def update_peer(peer: PeerSlug, data: PeerUpdateIn, caller: CallerDep) -> PeerCreated:
     """Change a peer, or its keys: `rotate_secret: true` adds a key (shown once; older keys work
     on for `secret_grace_seconds`), `retire_old_secrets: true` stops every key but the newest."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await registry.update_peer(ctx, uow, peer, data)
+    return await caller.call_person_level(registry.update_peer, peer, data)
 
 
 @router.get("/v1/admin/peers/{peer}/health", response_model=PeerHealthOut, tags=["admin"])
 async def check_peer(peer: PeerSlug, caller: CallerDep) -> PeerHealthOut:
     """Call the peer's GET {base}/health now."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await billing.check_peer(ctx, uow, peer)
+    return await caller.call_person_level(billing.check_peer, peer)

@@ -78,8 +78,7 @@ async def list_services(
     caller: CallerDep, page: PageDep, active: Annotated[bool | None, Query()] = None
 ) -> Page[ServiceOut]:
     """Services of the current context (personal, or the org of your token / X-Atlilith-Org)."""
-    async with caller.context() as (ctx, uow):
-        return await bookings.list_services(ctx, uow, page, active)
+    return await caller.call(bookings.list_services, page, active)
 
 
 @router.post("/v1/bookings/services", status_code=status.HTTP_201_CREATED, response_model=ServiceOut)
@@ -87,14 +86,12 @@ async def create_service(
     data: ServiceIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> ServiceOut:
     """Create a bookable service (you, or an org's owner/admin)."""
-    async with caller.context() as (ctx, uow):
-        return await bookings.create_service(ctx, uow, data, idempotency_key=idempotency_key)
+    return await caller.call(bookings.create_service, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/bookings/services/{service_id}", response_model=ServiceOut)
 async def get_service(service_id: uuid.UUID, caller: CallerDep, response: Response) -> ServiceOut:
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await bookings.get_service(ctx, uow, service_id))
+    return tagged(response, await caller.call(bookings.get_service, service_id))
 
 
 @router.patch("/v1/bookings/services/{service_id}", response_model=ServiceOut)
@@ -105,8 +102,7 @@ async def update_service(
     response: Response,
     if_match: IfMatch = None,
 ) -> ServiceOut:
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await bookings.update_service(ctx, uow, service_id, data, if_match))
+    return tagged(response, await caller.call(bookings.update_service, service_id, data, if_match))
 
 
 @router.delete("/v1/bookings/services/{service_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -124,8 +120,7 @@ async def get_availability(
     caller: CallerDep, response: Response, provider: ProviderQuery = None
 ) -> AvailabilityOut:
     """A provider's working hours in the current context."""
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await bookings.get_availability(ctx, uow, provider))
+    return tagged(response, await caller.call(bookings.get_availability, provider))
 
 
 @router.put("/v1/bookings/availability", response_model=AvailabilityOut)
@@ -137,15 +132,13 @@ async def set_availability(
     if_match: IfMatch = None,
 ) -> AvailabilityOut:
     """Replace working hours: weekly rules and date overrides, in an IANA time zone."""
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await bookings.set_availability(ctx, uow, provider, data, if_match))
+    return tagged(response, await caller.call(bookings.set_availability, provider, data, if_match))
 
 
 @router.get("/v1/bookings/slots", response_model=SlotsOut)
 async def find_slots(caller: CallerDep, q: Annotated[SlotsQuery, Query()]) -> SlotsOut:
     """Free start times of a service between two dates, in your time zone."""
-    async with caller.context() as (ctx, uow):
-        return await bookings.find_slots(ctx, uow, q)
+    return await caller.call(bookings.find_slots, q)
 
 
 # --- creating bookings ----------------------------------------------------------------------------
@@ -154,8 +147,7 @@ async def find_slots(caller: CallerDep, q: Annotated[SlotsQuery, Query()]) -> Sl
 @router.post("/v1/bookings/holds", status_code=status.HTTP_201_CREATED, response_model=BookingOut)
 async def hold(data: HoldIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> BookingOut:
     """Reserve a slot for a few minutes; confirm it to book. 409 `slot_taken` when it is taken."""
-    async with caller.context() as (ctx, uow):
-        return await bookings.hold(ctx, uow, data, idempotency_key=idempotency_key)
+    return await caller.call(bookings.hold, data, idempotency_key=idempotency_key)
 
 
 @router.post("/v1/bookings/requests", status_code=status.HTTP_201_CREATED, response_model=BookingOut)
@@ -163,8 +155,7 @@ async def request_booking(
     data: RequestIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> BookingOut:
     """Request a slot for a client; the provider confirms or declines it."""
-    async with caller.context() as (ctx, uow):
-        return await bookings.request_booking(ctx, uow, data, idempotency_key=idempotency_key)
+    return await caller.call(bookings.request_booking, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/bookings", response_model=Page[BookingOut])
@@ -181,8 +172,7 @@ async def list_bookings(
     filters = BookingFilters(
         from_at=from_at, to_at=to_at, status=status_filter, provider=provider, client_id=client_id
     )
-    async with caller.context() as (ctx, uow):
-        return await bookings.list_bookings(ctx, uow, page, filters)
+    return await caller.call(bookings.list_bookings, page, filters)
 
 
 # --- calendar feeds -------------------------------------------------------------------------------
@@ -191,22 +181,19 @@ async def list_bookings(
 @router.get("/v1/bookings/feeds", response_model=Page[FeedOut])
 async def list_feeds(caller: CallerDep, page: PageDep) -> Page[FeedOut]:
     """Your private calendar feeds."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await bookings.list_feeds(ctx, uow, page)
+    return await caller.call_person_level(bookings.list_feeds, page)
 
 
 @router.post("/v1/bookings/feeds", status_code=status.HTTP_201_CREATED, response_model=FeedCreated)
 async def create_feed(data: FeedIn, caller: CallerDep) -> FeedCreated:
     """A private iCalendar URL of your bookings in every context (shown once)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await bookings.create_feed(ctx, uow, data)
+    return await caller.call_person_level(bookings.create_feed, data)
 
 
 @router.delete("/v1/bookings/feeds/{feed_id}", response_model=FeedOut)
 async def revoke_feed(feed_id: uuid.UUID, caller: CallerDep) -> FeedOut:
     """Revoke a feed: its URL answers 404 from now on."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await bookings.revoke_feed(ctx, uow, feed_id)
+    return await caller.call_person_level(bookings.revoke_feed, feed_id)
 
 
 @router.get("/v1/bookings/feeds/{token}.ics", response_class=Response, responses=CALENDAR)
@@ -255,14 +242,12 @@ async def manage_ics(token: Token, db: DbDep) -> Response:
 
 @router.get("/v1/bookings/{booking_id}", response_model=BookingOut)
 async def get_booking(booking_id: uuid.UUID, caller: CallerDep) -> BookingOut:
-    async with caller.context() as (ctx, uow):
-        return await bookings.get_booking(ctx, uow, booking_id)
+    return await caller.call(bookings.get_booking, booking_id)
 
 
 @router.get("/v1/bookings/{booking_id}/ics", response_class=Response, responses=CALENDAR)
 async def booking_ics(booking_id: uuid.UUID, caller: CallerDep) -> Response:
-    async with caller.context() as (ctx, uow):
-        return _ics(await bookings.booking_ics(ctx, uow, booking_id))
+    return _ics(await caller.call(bookings.booking_ics, booking_id))
 
 
 @router.post("/v1/bookings/{booking_id}/confirm", response_model=BookingOut)
@@ -273,16 +258,14 @@ async def confirm(
     idempotency_key: IdempotencyKey = None,
 ) -> BookingOut:
     """Confirm a hold (with the client's details if it had none) or a request."""
-    async with caller.context() as (ctx, uow):
-        return await bookings.confirm_booking(
-            ctx, uow, booking_id, data or ConfirmIn(), idempotency_key=idempotency_key
-        )
+    return await caller.call(
+        bookings.confirm_booking, booking_id, data or ConfirmIn(), idempotency_key=idempotency_key
+    )
 
 
 @router.post("/v1/bookings/{booking_id}/decline", response_model=BookingOut)
 async def decline(booking_id: uuid.UUID, data: DeclineIn, caller: CallerDep) -> BookingOut:
-    async with caller.context() as (ctx, uow):
-        return await bookings.decline_booking(ctx, uow, booking_id, data)
+    return await caller.call(bookings.decline_booking, booking_id, data)
 
 
 @router.post("/v1/bookings/{booking_id}/cancel", response_model=BookingChangeOut)
@@ -293,10 +276,9 @@ async def cancel(
     idempotency_key: IdempotencyKey = None,
 ) -> BookingChangeOut:
     """Cancel (or, with `dry_run`, preview the cancellation and any late fee)."""
-    async with caller.context() as (ctx, uow):
-        return await bookings.cancel_booking(
-            ctx, uow, booking_id, data or CancelIn(), idempotency_key=idempotency_key
-        )
+    return await caller.call(
+        bookings.cancel_booking, booking_id, data or CancelIn(), idempotency_key=idempotency_key
+    )
 
 
 @router.post("/v1/bookings/{booking_id}/reschedule", response_model=BookingChangeOut)
@@ -304,15 +286,13 @@ async def reschedule(
     booking_id: uuid.UUID, data: RescheduleIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> BookingChangeOut:
     """Move the booking (same id, history kept); 409 `slot_taken` if the new time is taken."""
-    async with caller.context() as (ctx, uow):
-        return await bookings.reschedule_booking(ctx, uow, booking_id, data, idempotency_key=idempotency_key)
+    return await caller.call(bookings.reschedule_booking, booking_id, data, idempotency_key=idempotency_key)
 
 
 @router.post("/v1/bookings/{booking_id}/outcome", response_model=BookingOut)
 async def record_outcome(booking_id: uuid.UUID, data: OutcomeIn, caller: CallerDep) -> BookingOut:
     """After the start: `completed` or `no_show`."""
-    async with caller.context() as (ctx, uow):
-        return await bookings.record_outcome(ctx, uow, booking_id, data)
+    return await caller.call(bookings.record_outcome, booking_id, data)
 
 
 @router.post("/v1/bookings/{booking_id}/manage-link", response_model=ManageLinkOut)
@@ -321,5 +301,4 @@ async def manage_link(
 ) -> ManageLinkOut:
     """A fresh link for the client to view, cancel or reschedule this booking only;
     `?revoke_previous=true` makes every link given out before stop working."""
-    async with caller.context() as (ctx, uow):
-        return await bookings.manage_link(ctx, uow, booking_id, revoke_previous)
+    return await caller.call(bookings.manage_link, booking_id, revoke_previous)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.security import HTTPBearer
@@ -17,7 +17,7 @@ from starlette.types import Scope
 from core.context import TenantContext
 from core.observability import annotate, current_trace_id
 from core.opener import PERSONAL as PERSONAL  # re-exported: routes name the personal context by it
-from core.opener import open_context
+from core.opener import Operation, call_in, open_context
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, PageRequest
 from core.preconditions import etag
 from core.uow import Database, UnitOfWork
@@ -66,6 +66,10 @@ def _db_of(request: Request) -> Database:
     return db
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
 class Caller:
     """The bearer credential and the org the request asks for; nothing is trusted until
     `context()` re-reads them from the database inside the request's transaction."""
@@ -90,6 +94,14 @@ class Caller:
             ctx = await open_context(uow, self.token, asked, person_level=person_level)
             annotate(**{"atlilith.context.kind": "org" if ctx.org_id else "personal"})
             yield ctx, uow
+
+    async def call(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """What most routes do: one core operation in the context the request asks for."""
+        return await call_in(self.context(), operation, *args, **kwargs)
+
+    async def call_person_level(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """`call` for an operation that concerns the person whatever the context (see `context`)."""
+        return await call_in(self.context(person_level=True), operation, *args, **kwargs)
 
 
 class CallerCredential(HTTPBearer):

@@ -16,8 +16,7 @@ async def resolve_person(
 ) -> PersonResolution:
     """Normalize an email, phone and/or handle; return the person's polyseme id in this context
     and the clients it matches. Runs as a job of 1 credit (402 when none is available)."""
-    async with caller.context() as (ctx, uow):
-        return await service.resolve_person(ctx, uow, data, idempotency_key=idempotency_key)
+    return await caller.call(service.resolve_person, data, idempotency_key=idempotency_key)
 
 
 @router.post("/v1/identity/resolve-company", response_model=CompanyResolution, tags=["identity"])
@@ -26,5 +25,4 @@ async def resolve_company(
 ) -> CompanyResolution:
     """Normalize a domain (or URL, or email) and/or a company name; return its polyseme id in
     this context. Runs as a job of 1 credit."""
-    async with caller.context() as (ctx, uow):
-        return await service.resolve_company(ctx, uow, data, idempotency_key=idempotency_key)
+    return await caller.call(service.resolve_company, data, idempotency_key=idempotency_key)

@@ -61,8 +61,7 @@ async def list_threads(
 ) -> Page[ThreadOut]:
     """The inbox of the current context, most recent activity first (keyset pagination)."""
     filters = messaging.ThreadFilter(status_, assignee, label, client_id, channel, unread, q)
-    async with caller.context() as (ctx, uow):
-        return await messaging.list_threads(ctx, uow, page, filters)
+    return await caller.call(messaging.list_threads, page, filters)
 
 
 @router.post("/threads", status_code=status.HTTP_201_CREATED, response_model=ThreadDetailOut)
@@ -70,8 +69,7 @@ async def create_thread(
     data: ThreadIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> ThreadDetailOut:
     """Start a conversation with a client, optionally with a first message."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.create_thread(ctx, uow, data, idempotency_key=idempotency_key)
+    return await caller.call(messaging.create_thread, data, idempotency_key=idempotency_key)
 
 
 @router.get("/threads/{thread_id}", response_model=ThreadDetailOut)
@@ -94,8 +92,7 @@ async def update_thread(
     if_match: IfMatch = None,
 ) -> ThreadOut:
     """Status (snooze with `snoozed_until`), assignee, labels, agent mode (a person only)."""
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await messaging.update_thread(ctx, uow, thread_id, data, if_match))
+    return tagged(response, await caller.call(messaging.update_thread, thread_id, data, if_match))
 
 
 @router.post("/threads/{thread_id}/messages", status_code=status.HTTP_201_CREATED, response_model=MessageOut)
@@ -103,22 +100,19 @@ async def send_message(
     thread_id: uuid.UUID, data: SendIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> MessageOut:
     """Send a message to the thread's client (queued, then delivered on the thread's channel)."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.send_message(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
+    return await caller.call(messaging.send_message, thread_id, data, idempotency_key=idempotency_key)
 
 
 @router.post("/threads/{thread_id}/read", response_model=ThreadOut)
 async def mark_read(thread_id: uuid.UUID, data: ReadIn, caller: CallerDep) -> ThreadOut:
     """Read markers: mark the client's messages read (all, or up to one), or unread."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.mark_read(ctx, uow, thread_id, data)
+    return await caller.call(messaging.mark_read, thread_id, data)
 
 
 @router.post("/messages/{message_id}/retry", response_model=MessageOut)
 async def retry_delivery(message_id: uuid.UUID, caller: CallerDep) -> MessageOut:
     """Queue a failed outbound message for delivery again."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.retry_delivery(ctx, uow, message_id)
+    return await caller.call(messaging.retry_delivery, message_id)
 
 
 @router.get("/drafts", response_model=Page[DraftOut])
@@ -131,8 +125,7 @@ async def list_drafts(
     ] = "pending",
 ) -> Page[DraftOut]:
     """Drafts awaiting a decision (or of another status), newest first."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.list_drafts(ctx, uow, page, thread_id, None if status_ == "any" else status_)
+    return await caller.call(messaging.list_drafts, page, thread_id, None if status_ == "any" else status_)
 
 
 @router.post("/threads/{thread_id}/drafts", status_code=status.HTTP_201_CREATED, response_model=DraftOut)
@@ -140,8 +133,7 @@ async def create_draft(
     thread_id: uuid.UUID, data: DraftIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> DraftOut:
     """Propose a reply for a person to approve."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.create_draft(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
+    return await caller.call(messaging.create_draft, thread_id, data, idempotency_key=idempotency_key)
 
 
 @router.post(
@@ -151,14 +143,12 @@ async def generate_draft(
     thread_id: uuid.UUID, data: DraftGenerateIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> DraftOut:
     """Ask the drafting peer for a reply; it becomes a pending draft."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.generate_draft(ctx, uow, thread_id, data, idempotency_key=idempotency_key)
+    return await caller.call(messaging.generate_draft, thread_id, data, idempotency_key=idempotency_key)
 
 
 @router.get("/drafts/{draft_id}", response_model=DraftOut)
 async def get_draft(draft_id: uuid.UUID, caller: CallerDep) -> DraftOut:
-    async with caller.context() as (ctx, uow):
-        return await messaging.get_draft(ctx, uow, draft_id)
+    return await caller.call(messaging.get_draft, draft_id)
 
 
 @router.post("/drafts/{draft_id}/approve", response_model=DraftApprovedOut)
@@ -166,29 +156,25 @@ async def approve_draft(
     draft_id: uuid.UUID, data: DraftApproveIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> DraftApprovedOut:
     """Approve a pending draft (a signed-in person): it is sent, edited if `body` is given."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.approve_draft(ctx, uow, draft_id, data, idempotency_key=idempotency_key)
+    return await caller.call(messaging.approve_draft, draft_id, data, idempotency_key=idempotency_key)
 
 
 @router.post("/drafts/{draft_id}/reject", response_model=DraftOut)
 async def reject_draft(draft_id: uuid.UUID, data: DraftRejectIn, caller: CallerDep) -> DraftOut:
     """Reject a pending draft with a reason."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.reject_draft(ctx, uow, draft_id, data)
+    return await caller.call(messaging.reject_draft, draft_id, data)
 
 
 @router.post("/inbound", response_model=IngestOut)
 async def ingest(data: InboundIn | InboundBatchIn, caller: CallerDep) -> IngestOut:
     """For channel peers (API key with `messaging:ingest`): one message, or `{"messages": [...]}`
     (up to 50, all or nothing). Idempotent on (channel, external_id)."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.ingest(ctx, uow, data)
+    return await caller.call(messaging.ingest, data)
 
 
 @router.get("/settings", response_model=SettingsOut)
 async def get_settings(caller: CallerDep, response: Response) -> SettingsOut:
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await messaging.get_settings(ctx, uow))
+    return tagged(response, await caller.call(messaging.get_settings))
 
 
 @router.put("/settings", response_model=SettingsOut)
@@ -196,19 +182,16 @@ async def update_settings(
     data: SettingsIn, caller: CallerDep, response: Response, if_match: IfMatch = None
 ) -> SettingsOut:
     """Replace the context's settings (a person; owner or admin in an org)."""
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await messaging.update_settings(ctx, uow, data, if_match))
+    return tagged(response, await caller.call(messaging.update_settings, data, if_match))
 
 
 @router.get("/threads/{thread_id}/client-link", response_model=ClientLinkOut)
 async def client_link(thread_id: uuid.UUID, caller: CallerDep) -> ClientLinkOut:
     """The client's conversation link of a portal thread (issued by the first message sent)."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.client_link(ctx, uow, thread_id)
+    return await caller.call(messaging.client_link, thread_id)
 
 
 @router.post("/threads/{thread_id}/client-link/revoke", response_model=ClientLinkOut)
 async def revoke_client_link(thread_id: uuid.UUID, caller: CallerDep) -> ClientLinkOut:
     """Stop the link from opening the conversation; the next message sent issues a new one."""
-    async with caller.context() as (ctx, uow):
-        return await messaging.revoke_client_link(ctx, uow, thread_id)
+    return await caller.call(messaging.revoke_client_link, thread_id)

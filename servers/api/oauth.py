@@ -29,34 +29,29 @@ async def get_request(request_id: RequestId, caller: CallerDep) -> OAuthRequestO
     """An MCP host's authorization request, for the consent page: which client, where it
     returns to, what it may do. The first signed-in person to open it decides it; to anyone
     else it does not exist (404)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.get_request(ctx, uow, request_id)
+    return await caller.call_person_level(service.get_request, request_id)
 
 
 @router.post("/v1/oauth/requests/{request_id}/approve", response_model=OAuthRedirectOut)
 async def approve_request(request_id: RequestId, data: OAuthApproveIn, caller: CallerDep) -> OAuthRedirectOut:
     """Let the client act for you in the context you choose (`org`: one of your orgs, or null
     for personal). Answers where to send the browser: back to the client, with its code."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.approve_request(ctx, uow, request_id, data)
+    return await caller.call_person_level(service.approve_request, request_id, data)
 
 
 @router.post("/v1/oauth/requests/{request_id}/deny", response_model=OAuthRedirectOut)
 async def deny_request(request_id: RequestId, caller: CallerDep) -> OAuthRedirectOut:
     """Refuse the request; the client is told `access_denied`."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.deny_request(ctx, uow, request_id)
+    return await caller.call_person_level(service.deny_request, request_id)
 
 
 @router.get("/v1/oauth/connections", response_model=Page[ConnectionOut])
 async def list_connections(caller: CallerDep, page: PageDep) -> Page[ConnectionOut]:
     """Your connected apps: MCP hosts you signed in through OAuth, with the context each acts in."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.list_connections(ctx, uow, page)
+    return await caller.call_person_level(service.list_connections, page)
 
 
 @router.delete("/v1/oauth/connections/{connection_id}", response_model=ConnectionOut)
 async def revoke_connection(connection_id: uuid.UUID, caller: CallerDep) -> ConnectionOut:
     """Disconnect an app: its tokens are refused from its next call on (401)."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.revoke_connection(ctx, uow, connection_id)
+    return await caller.call_person_level(service.revoke_connection, connection_id)

@@ -44,22 +44,19 @@ async def search_components(
 ) -> Page[ComponentSummary]:
     """The catalogue: ranked by relevance to `q` (full text + typo-tolerant), else by slug;
     `installed` says whether your context has each one."""
-    async with caller.context() as (ctx, uow):
-        return await service.search_components(ctx, uow, page, q, kind)
+    return await caller.call(service.search_components, page, q, kind)
 
 
 @router.get("/v1/registry/{slug}", response_model=Component, tags=["registry"])
 async def get_component(slug: Slug, caller: CallerDep) -> Component:
     """One component: actions with their schemas and prices, tools, scopes, skill."""
-    async with caller.context() as (ctx, uow):
-        return await service.get_component(ctx, uow, slug)
+    return await caller.call(service.get_component, slug)
 
 
 @router.get("/v1/registry/{slug}/versions", response_model=Page[VersionOut], tags=["registry"])
 async def list_versions(slug: Slug, caller: CallerDep, page: PageDep) -> Page[VersionOut]:
     """Every version and tools hash the component has had, newest first."""
-    async with caller.context() as (ctx, uow):
-        return await service.list_versions(ctx, uow, slug, page)
+    return await caller.call(service.list_versions, slug, page)
 
 
 @router.get(
@@ -78,8 +75,7 @@ async def get_skill(slug: Slug, caller: CallerDep) -> Response:
 @router.get("/v1/installations", response_model=Page[Installation], tags=["registry"])
 async def list_installations(caller: CallerDep, page: PageDep) -> Page[Installation]:
     """Components installed in your context."""
-    async with caller.context() as (ctx, uow):
-        return await service.list_installations(ctx, uow, page)
+    return await caller.call(service.list_installations, page)
 
 
 @router.post(
@@ -103,8 +99,7 @@ async def install(
 @router.get("/v1/installations/{slug}", response_model=Installation, tags=["registry"])
 async def get_installation(slug: Slug, caller: CallerDep, response: Response) -> Installation:
     """One installed component and its config; `ETag` for a conditional change."""
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await service.get_installation(ctx, uow, slug))
+    return tagged(response, await caller.call(service.get_installation, slug))
 
 
 @router.patch("/v1/installations/{slug}", response_model=Installation, tags=["registry"])
@@ -112,8 +107,7 @@ async def update_installation(
     slug: Slug, data: InstallationUpdate, caller: CallerDep, response: Response, if_match: IfMatch = None
 ) -> Installation:
     """Replace the config of an installed component (`If-Match`: only if unchanged since read)."""
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await service.update_installation(ctx, uow, slug, data, if_match))
+    return tagged(response, await caller.call(service.update_installation, slug, data, if_match))
 
 
 @router.delete("/v1/installations/{slug}", status_code=status.HTTP_204_NO_CONTENT, tags=["registry"])
@@ -133,12 +127,10 @@ async def uninstall(slug: Slug, caller: CallerDep) -> Response:
 async def register_peer_component(data: PeerComponentIn, caller: CallerDep) -> PeerComponentOut:
     """Platform admin: register a peer component (registry entry + runnable peer, at once);
     the response carries its first key (Standard Webhooks), once."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.register_peer_component(ctx, uow, data)
+    return await caller.call_person_level(service.register_peer_component, data)
 
 
 @router.patch("/v1/admin/components/{slug}", response_model=PeerComponentOut, tags=["admin"])
 async def update_peer_component(slug: Slug, data: PeerComponentUpdate, caller: CallerDep) -> PeerComponentOut:
     """Platform admin: change a peer component (and its runnable peer), or rotate its secret."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await service.update_peer_component(ctx, uow, slug, data)
+    return await caller.call_person_level(service.update_peer_component, slug, data)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import Path, Query, Response, status
 
 from core import tenancy
+from core.opener import call_in
 from core.pagination import Page
 from core.tenancy.schemas import (
     BrandIn,
@@ -45,28 +46,24 @@ PersonSlug = Annotated[str, Path(pattern=SLUG_PATTERN, description="The person's
 @router.post("/v1/orgs", status_code=status.HTTP_201_CREATED, response_model=OrgOut, tags=["orgs"])
 async def create_org(data: OrgIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> OrgOut:
     """Create an org; you become its owner."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await tenancy.create_org(ctx, uow, data, idempotency_key=idempotency_key)
+    return await caller.call_person_level(tenancy.create_org, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/orgs", response_model=Page[OrgOut], tags=["orgs"])
 async def list_orgs(caller: CallerDep, page: PageDep) -> Page[OrgOut]:
     """Orgs you belong to, with your role in each."""
-    async with caller.context(person_level=True) as (ctx, uow):
-        return await tenancy.list_orgs(ctx, uow, page)
+    return await caller.call_person_level(tenancy.list_orgs, page)
 
 
 @router.get("/v1/orgs/{slug}", response_model=OrgOut, tags=["orgs"])
 async def get_org(slug: OrgSlug, caller: CallerDep) -> OrgOut:
-    async with caller.context(slug) as (ctx, uow):
-        return await tenancy.get_org(ctx, uow)
+    return await call_in(caller.context(slug), tenancy.get_org)
 
 
 @router.patch("/v1/orgs/{slug}", response_model=OrgOut, tags=["orgs"])
 async def update_org(slug: OrgSlug, data: OrgUpdateIn, caller: CallerDep) -> OrgOut:
     """Rename or reconfigure (owner or admin; the slug only by the owner)."""
-    async with caller.context(slug) as (ctx, uow):
-        return await tenancy.update_org(ctx, uow, data)
+    return await call_in(caller.context(slug), tenancy.update_org, data)
 
 
 @router.delete("/v1/orgs/{slug}", status_code=status.HTTP_204_NO_CONTENT, tags=["orgs"])
@@ -79,14 +76,12 @@ async def delete_org(slug: OrgSlug, caller: CallerDep) -> None:
 @router.post("/v1/orgs/{slug}/transfer", response_model=OrgOut, tags=["orgs"])
 async def transfer(slug: OrgSlug, data: TransferIn, caller: CallerDep) -> OrgOut:
     """Hand ownership to another member (owner only); you stay on as admin."""
-    async with caller.context(slug) as (ctx, uow):
-        return await tenancy.transfer_ownership(ctx, uow, data)
+    return await call_in(caller.context(slug), tenancy.transfer_ownership, data)
 
 
 @router.get("/v1/orgs/{slug}/members", response_model=Page[MemberOut], tags=["orgs"])
 async def list_members(slug: OrgSlug, caller: CallerDep, page: PageDep) -> Page[MemberOut]:
-    async with caller.context(slug) as (ctx, uow):
-        return await tenancy.list_members(ctx, uow, page)
+    return await call_in(caller.context(slug), tenancy.list_members, page)
 
 
 @router.post(
@@ -96,16 +91,14 @@ async def add_member(
     slug: OrgSlug, data: MemberIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> MemberOut:
     """Add a person (by slug) as admin or member (owner or admin)."""
-    async with caller.context(slug) as (ctx, uow):
-        return await tenancy.add_member(ctx, uow, data, idempotency_key=idempotency_key)
+    return await call_in(caller.context(slug), tenancy.add_member, data, idempotency_key=idempotency_key)
 
 
 @router.patch("/v1/orgs/{slug}/members/{person}", response_model=MemberOut, tags=["orgs"])
 async def update_member(
     slug: OrgSlug, person: PersonSlug, data: MemberUpdateIn, caller: CallerDep
 ) -> MemberOut:
-    async with caller.context(slug) as (ctx, uow):
-        return await tenancy.update_member(ctx, uow, person, data)
+    return await call_in(caller.context(slug), tenancy.update_member, person, data)
 
 
 @router.delete("/v1/orgs/{slug}/members/{person}", status_code=status.HTTP_204_NO_CONTENT, tags=["orgs"])
@@ -124,8 +117,7 @@ async def list_invitations(
         Literal["pending", "accepted", "declined", "revoked", "expired"] | None, Query(alias="status")
     ] = None,
 ) -> Page[InvitationOut]:
-    async with caller.context(slug) as (ctx, uow):
-        return await tenancy.list_invitations(ctx, uow, page, status_filter)
+    return await call_in(caller.context(slug), tenancy.list_invitations, page, status_filter)
 
 
 @router.post(
@@ -138,14 +130,14 @@ async def create_invitation(
     slug: OrgSlug, data: InvitationIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> InvitationOut:
     """Invite by email or person slug (owner or admin). The invitee accepts from their account."""
-    async with caller.context(slug) as (ctx, uow):
-        return await tenancy.create_invitation(ctx, uow, data, idempotency_key=idempotency_key)
+    return await call_in(
+        caller.context(slug), tenancy.create_invitation, data, idempotency_key=idempotency_key
+    )
 
 
 @router.delete("/v1/orgs/{slug}/invitations/{invitation_id}", response_model=InvitationOut, tags=["orgs"])
 async def revoke_invitation(slug: OrgSlug, invitation_id: uuid.UUID, caller: CallerDep) -> InvitationOut:
-    async with caller.context(slug) as (ctx, uow):
-        return await tenancy.revoke_invitation(ctx, uow, invitation_id)
+    return await call_in(caller.context(slug), tenancy.revoke_invitation, invitation_id)
 
 
 # --- brands ---------------------------------------------------------------------------------------
@@ -154,28 +146,24 @@ async def revoke_invitation(slug: OrgSlug, invitation_id: uuid.UUID, caller: Cal
 @router.get("/v1/brands", response_model=Page[BrandOut], tags=["brands"])
 async def list_brands(caller: CallerDep, page: PageDep) -> Page[BrandOut]:
     """Brands of the current context (personal, or the org of your token / X-Atlilith-Org)."""
-    async with caller.context() as (ctx, uow):
-        return await tenancy.list_brands(ctx, uow, page)
+    return await caller.call(tenancy.list_brands, page)
 
 
 @router.post("/v1/brands", status_code=status.HTTP_201_CREATED, response_model=BrandOut, tags=["brands"])
 async def create_brand(data: BrandIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> BrandOut:
-    async with caller.context() as (ctx, uow):
-        return await tenancy.create_brand(ctx, uow, data, idempotency_key=idempotency_key)
+    return await caller.call(tenancy.create_brand, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/brands/{brand_id}", response_model=BrandOut, tags=["brands"])
 async def get_brand(brand_id: uuid.UUID, caller: CallerDep, response: Response) -> BrandOut:
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await tenancy.get_brand(ctx, uow, brand_id))
+    return tagged(response, await caller.call(tenancy.get_brand, brand_id))
 
 
 @router.patch("/v1/brands/{brand_id}", response_model=BrandOut, tags=["brands"])
 async def update_brand(
     brand_id: uuid.UUID, data: BrandUpdateIn, caller: CallerDep, response: Response, if_match: IfMatch = None
 ) -> BrandOut:
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await tenancy.update_brand(ctx, uow, brand_id, data, if_match))
+    return tagged(response, await caller.call(tenancy.update_brand, brand_id, data, if_match))
 
 
 @router.delete("/v1/brands/{brand_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["brands"])
@@ -193,22 +181,19 @@ async def list_clients(
     page: PageDep,
     q: Annotated[str | None, Query(max_length=200, description="Match name, email or phone.")] = None,
 ) -> Page[ClientOut]:
-    async with caller.context() as (ctx, uow):
-        return await tenancy.list_clients(ctx, uow, page, q)
+    return await caller.call(tenancy.list_clients, page, q)
 
 
 @router.post("/v1/clients", status_code=status.HTTP_201_CREATED, response_model=ClientOut, tags=["clients"])
 async def create_client(
     data: ClientIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
 ) -> ClientOut:
-    async with caller.context() as (ctx, uow):
-        return await tenancy.create_client(ctx, uow, data, idempotency_key=idempotency_key)
+    return await caller.call(tenancy.create_client, data, idempotency_key=idempotency_key)
 
 
 @router.get("/v1/clients/{client_id}", response_model=ClientOut, tags=["clients"])
 async def get_client(client_id: uuid.UUID, caller: CallerDep, response: Response) -> ClientOut:
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await tenancy.get_client(ctx, uow, client_id))
+    return tagged(response, await caller.call(tenancy.get_client, client_id))
 
 
 @router.patch("/v1/clients/{client_id}", response_model=ClientOut, tags=["clients"])
@@ -219,8 +204,7 @@ async def update_client(
     response: Response,
     if_match: IfMatch = None,
 ) -> ClientOut:
-    async with caller.context() as (ctx, uow):
-        return tagged(response, await tenancy.update_client(ctx, uow, client_id, data, if_match))
+    return tagged(response, await caller.call(tenancy.update_client, client_id, data, if_match))
 
 
 @router.delete("/v1/clients/{client_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["clients"])

@@ -45,10 +45,8 @@ __all__ = [
 
 
 def register(app: typer.Typer) -> None:
-    app.command(name="login")(login)
-    app.command(name="logout")(logout)
-    app.command(name="whoami")(whoami)
-    app.command(name="add")(add)
-    app.command(name="search")(search)
+    # Each command is named after its function, in this order in `atlilith --help`.
+    for command in (login, logout, whoami, add, search):
+        app.command()(command)
     app.add_typer(jobs_app, name="jobs")
-    app.command(name="credits")(credits)
+    app.command()(credits)

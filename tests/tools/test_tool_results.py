@@ -43,8 +43,9 @@ START = dt.datetime(2031, 5, 6, 9, 30, tzinfo=dt.UTC)
 checked = Toolset(name="checked", description="Results checked against their models.")
 
 
-@checked.tool("checked_slots", "Slots.", read_only=True)
+@checked.tool(read_only=True)
 async def checked_slots() -> Slots:
+    """Slots."""
     return Slots(slots=[Slot(start=START, providers=["ana"])])
 
 
@@ -53,18 +54,21 @@ def _generic_page(items: list[T]) -> Page[T]:
     return Page[T](items=items)
 
 
-@checked.tool("checked_page", "A page built by a generic helper.", read_only=True)
+@checked.tool(read_only=True)
 async def checked_page() -> Page[Slot]:
+    """A page built by a generic helper."""
     return _generic_page([Slot(start=START, providers=["ana"])])
 
 
-@checked.tool("checked_look_alike", "Another model with the same fields.", read_only=True)
+@checked.tool(read_only=True)
 async def checked_look_alike() -> Slots:
+    """Another model with the same fields."""
     return LooksLikeSlots(slots=[Slot(start=START, providers=["ana"])])  # type: ignore[return-value]
 
 
-@checked.tool("checked_wrong", "A result that fits no slot list.", read_only=True)
+@checked.tool(read_only=True)
 async def checked_wrong() -> Slots:
+    """A result that fits no slot list."""
     return NotSlots(slots="soon")  # type: ignore[return-value]
 
 

@@ -2,22 +2,7 @@
 // revoked) and the OAuth apps connected through the browser.
 
 import * as api from "../api.js";
-import {
-  html,
-  useEffect,
-  useRef,
-  useState,
-  ConfirmButton,
-  CopyButton,
-  Empty,
-  ErrorBox,
-  Field,
-  Loading,
-  PageHeader,
-  useAction,
-  useAsync,
-  when,
-} from "../ui.js";
+import { html, useEffect, useRef, useState, ConfirmButton, CopyButton, Empty, ErrorBox, Field, Loading, PageHeader, useAction, useAsync, when } from "../ui.js";
 import { usePaged, MoreFooter } from "./paged.js";
 
 const PLACEHOLDER = "atl_…";

@@ -4,20 +4,7 @@
 // client are visibly marked as such.
 
 import * as api from "../api.js";
-import {
-  html,
-  useState,
-  useEffect,
-  useRef,
-  Empty,
-  ErrorBox,
-  Field,
-  Loading,
-  PageHeader,
-  useAction,
-  useAsync,
-  when,
-} from "../ui.js";
+import { html, useState, useEffect, useRef, Empty, ErrorBox, Field, Loading, PageHeader, useAction, useAsync, when } from "../ui.js";
 
 const STATUSES = ["open", "pending", "snoozed", "closed"];
 const MODES = [

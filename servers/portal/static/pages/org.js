@@ -3,19 +3,7 @@
 // (message + hint) next to the control that caused it.
 
 import * as api from "../api.js";
-import {
-  html,
-  useState,
-  ConfirmButton,
-  Empty,
-  ErrorBox,
-  Field,
-  Loading,
-  PageHeader,
-  useAction,
-  useAsync,
-  when,
-} from "../ui.js";
+import { html, useState, ConfirmButton, Empty, ErrorBox, Field, Loading, PageHeader, useAction, useAsync, when } from "../ui.js";
 
 const ROLE_OPTIONS = [
   { value: "member", label: "Member" },
