@@ -196,6 +196,11 @@ def _bound(
     return Binding(ctx, row.ctx_ticket, toolsets)
 
 
+# Named in order, as `_RESOLVE_SQL`'s are.
+_RESOLVE_OAUTH_COLUMNS = (
+    "grant_id", "grant_org_id", "client_id", "scopes", "resource", "token_status", "person_id",
+    "person_slug", "person_status", "org_id", "org_slug", "role", "toolsets", "ctx_ticket",
+)  # fmt: skip
 _RESOLVE_OAUTH_SQL = text(
     "SELECT t.grant_id, t.grant_org_id, t.client_id, t.scopes, t.resource, t.status AS token_status,"
     " r.person_id, r.person_slug, r.person_status, r.org_id, r.org_slug, r.role, r.toolsets,"
@@ -205,7 +210,7 @@ _RESOLVE_OAUTH_SQL = text(
     "   CASE WHEN t.status = 'ok' AND t.resource = :resource THEN t.person_id END, NULL, NULL, NULL,"
     "   coalesce(CAST(:org_id AS uuid), CASE WHEN :grant_org THEN t.grant_org_id END),"
     "   CAST(:org_slug AS text), :trace, :with_toolsets) r ON true"
-)
+).columns(*(column(c) for c in _RESOLVE_OAUTH_COLUMNS))
 
 
 async def _resolve_oauth(

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, Self, TypedDict, Unpack
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import insert, text
+from sqlalchemy import column, insert, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -33,13 +33,19 @@ class Mode(StrEnum):
     SYSTEM = "system"  # the platform across tenants (relay, sign-up, sweeps)
 
 
+# The settings statements name their result columns (`.columns()`): SQLAlchemy then reads the
+# result's shape once per process instead of matching a bare text statement's columns by name on
+# every execution (as `core.auth._RESOLVE_SQL` does). Their values are not read.
 _SETTINGS_SQL = text(
-    "SELECT set_config('app.mode', :mode, true), set_config('app.person_id', :person, true),"
-    " set_config('app.org_id', :org, true), set_config('app.trace_id', :trace, true)"
-)
+    "SELECT set_config('app.mode', :mode, true) AS mode,"
+    " set_config('app.person_id', :person, true) AS person_id,"
+    " set_config('app.org_id', :org, true) AS org_id, set_config('app.trace_id', :trace, true) AS trace_id"
+).columns(column("mode"), column("person_id"), column("org_id"), column("trace_id"))
 # A person's context in a later transaction of the same unit of work: the ticket that
 # `platform.resolve_context` signed lets `platform.bind_ticket` sign this transaction too.
-_TICKET_SQL = text("SELECT platform.bind_ticket(:person, :org, :ticket, :trace)")
+_TICKET_SQL = text("SELECT platform.bind_ticket(:person, :org, :ticket, :trace) AS bound").columns(
+    column("bound")
+)
 _OUTBOX_INSERT = insert(outbox_table)
 
 

@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, start_http_server
@@ -36,6 +37,10 @@ class RouteMetrics:
     def __init__(self, app: ASGIApp, *, routes: list[BaseRoute]) -> None:
         self.app = app
         self.routes = routes
+        # Each series' child, by its labels: `labels()` checks and joins them and takes the
+        # metric's lock on every call. As many entries as the metrics have series.
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,8 +60,15 @@ class RouteMetrics:
         finally:
             method = scope.get("method", "")
             route = self._template(scope)
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
+            key = (method, route, status)
+            counted = self._counted.get(key)
+            if counted is None:
+                counted = self._counted[key] = HTTP_REQUESTS.labels(method, route, str(status))
+            timed = self._timed.get((method, route))
+            if timed is None:
+                timed = self._timed[method, route] = HTTP_DURATION.labels(method, route)
+            counted.inc()
+            timed.observe(time.perf_counter() - started)
 
     def _template(self, scope: Scope) -> str:
         # The router leaves the route it chose in the scope; a refused request never reached it.

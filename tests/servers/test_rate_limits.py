@@ -233,3 +233,35 @@ def test_the_address_a_request_is_counted_under(
 
     networks = tuple(ipaddress.ip_network(t) for t in trusted)
     assert client_address(peer, forwarded, networks) == counted_as
+
+
+async def test_the_in_memory_counters_start_no_thread_and_drop_expired_windows(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default storage counts in this process without a timer thread (starting one blocks
+    the event loop), and still forgets the counters of clients that went away."""
+    import threading
+    from types import SimpleNamespace
+
+    from core.ratelimit import RateLimits
+
+    now = [1_000_000.5]
+    clock = SimpleNamespace(time=lambda: now[0])
+    for module in ("limits.storage.memory", "limits.strategies", "core.ratelimit"):
+        monkeypatch.setattr(f"{module}.time", clock)
+    settings = db.settings.model_copy(update={"rate_limit_per_ip": "5/second"})
+    limits = RateLimits(settings, db.tokens)
+    threads = threading.active_count()
+    for _ in range(5):
+        assert (await limits.check(address="198.51.100.7", authorization=None)).allowed
+    refused = await limits.check(address="198.51.100.7", authorization=None)
+    assert not refused.allowed and refused.refused is not None and refused.refused.policy.name == "ip"
+    assert threading.active_count() <= threads
+    storage = limits._local.storage if limits._local is not None else None
+    assert storage is not None
+    assert any("198.51.100.7" in key for key in storage.expirations)
+    # Long after both windows ended, another client's request sweeps the first one's counters.
+    now[0] += 10
+    assert (await limits.check(address="198.51.100.8", authorization=None)).allowed
+    assert not any("198.51.100.7" in key for key in storage.expirations)
+    assert (await limits.check(address="198.51.100.7", authorization=None)).allowed

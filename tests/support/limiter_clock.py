@@ -16,9 +16,16 @@ from contextlib import ExitStack, contextmanager
 from types import SimpleNamespace
 from unittest import mock
 
-# Every module that reads the wall clock on the limiter's path (the in-memory storage, the
-# strategy's window stats, our Retry-After arithmetic).
-_READERS = ("limits.aio.storage.memory", "limits.aio.strategies", "core.ratelimit")
+# Every module that reads the wall clock on the limiter's path (the in-memory storages, the
+# strategies' window stats, our Retry-After arithmetic and sweep): the default in-memory
+# storage runs `limits`' synchronous storage and strategy, a shared one the async ones.
+_READERS = (
+    "limits.storage.memory",
+    "limits.strategies",
+    "limits.aio.storage.memory",
+    "limits.aio.strategies",
+    "core.ratelimit",
+)
 
 
 @contextmanager
