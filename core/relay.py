@@ -319,9 +319,7 @@ class Relay:
                 key = {"event_id": event.id, "handler": spec.name, "token": claim.token}
                 if exc is None and claim_next:
                     token = uuid.uuid4()
-                    row = (
-                        await uow.session.execute(_DONE_AND_CLAIM, key | self._claim_params(token))
-                    ).one()
+                    row = (await uow.session.execute(_DONE_AND_CLAIM, key | self._claim_params(token))).one()
                     if row.done == 0:
                         raise LeaseLost
                     # Committed with this outcome, as a claim of its own would be before its handler.

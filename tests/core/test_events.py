@@ -170,7 +170,8 @@ async def test_failing_handler_is_retried_with_backoff_then_succeeds(db: Databas
     assert row.attempts == 3 and row.last_error is None
     # The two failed attempts' writes rolled back; the one that succeeded committed its own.
     echoes = await system_sql(
-        db, "SELECT count(*) FROM platform.outbox WHERE name = 'test/echo.flaky' AND data->>'of' = :e",
+        db,
+        "SELECT count(*) FROM platform.outbox WHERE name = 'test/echo.flaky' AND data->>'of' = :e",
         {"e": str(event_id)},
     )
     assert echoes.scalar_one() == 1
