@@ -186,18 +186,48 @@ async def run_in_savepoint(uow: UnitOfWork, spec: HandlerSpec, event: Event) -> 
     started = time.perf_counter()
     try:
         async with uow.session.begin_nested():
-            await uow.act_as_service(event.person_id, event.org_id)
-            async with asyncio.timeout(HANDLER_TIMEOUT_SECONDS):
-                await spec.fn(event, uow)
-            await uow.flush_events()
+            await _run(uow, spec, event)
     except Exception as exc:
-        HANDLER_DURATION.labels(handler=spec.name, outcome="error").observe(time.perf_counter() - started)
+        _failed(spec, started)
         uow._events = []
         await uow.act_as_system()
         return exc
+    await _succeeded(uow, spec, started)
+    return None
+
+
+async def run_first_in_transaction(uow: UnitOfWork, spec: HandlerSpec, event: Event) -> Exception | None:
+    """Run the handler as the first work of `uow`'s transaction (nothing before it to keep, so
+    no savepoint: two round trips fewer per delivery), scoped to the event's tenant; back in
+    system mode after. If it raises, the whole transaction rolls back (its writes and its
+    events) and system mode starts a new one, where the caller records the failure."""
+    started = time.perf_counter()
+    try:
+        await _run(uow, spec, event)
+    except Exception as exc:
+        _failed(spec, started)
+        uow._events = []
+        await uow.session.rollback()
+        await uow.act_as_system()
+        return exc
+    await _succeeded(uow, spec, started)
+    return None
+
+
+async def _run(uow: UnitOfWork, spec: HandlerSpec, event: Event) -> None:
+    await uow.act_as_service(event.person_id, event.org_id)
+    async with asyncio.timeout(HANDLER_TIMEOUT_SECONDS):
+        await spec.fn(event, uow)
+    await uow.flush_events()
+
+
+def _failed(spec: HandlerSpec, started: float) -> None:
+    HANDLER_DURATION.labels(handler=spec.name, outcome="error").observe(time.perf_counter() - started)
+
+
+async def _succeeded(uow: UnitOfWork, spec: HandlerSpec, started: float) -> None:
     HANDLER_DURATION.labels(handler=spec.name, outcome="ok").observe(time.perf_counter() - started)
     await uow.act_as_system()
-    return None
 
 
 def failure_outcome(

@@ -10,11 +10,11 @@ import enum
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 from cronsim import CronSim
-from sqlalchemy import text
+from sqlalchemy import Row, text
 
 from core.db import asyncpg_dsn
 from core.events import (
@@ -25,7 +25,7 @@ from core.events import (
     handler_span,
     load_handlers,
     process_id,
-    run_in_savepoint,
+    run_first_in_transaction,
     run_schedule,
 )
 from core.metrics import OUTBOX_RELAYED, PUBLISH_FAILURES
@@ -89,18 +89,21 @@ _FAN_OUT = text(
 # Claim one due delivery in its own transaction: the attempt is counted and the lease written
 # before the handler starts, so a process that dies handling it still used up an attempt.
 # A row still carrying an earlier claim's token had its lease run out with no outcome written.
-_CLAIM_DELIVERY = text(
+_CLAIM_SET = (
     "UPDATE platform.event_deliveries d SET attempts = d.attempts + 1,"
     " last_error = CASE WHEN d.claim_token IS NOT NULL"
     f"   THEN '{DIED_WHILE_HANDLING} (claimed by ' || d.claimed_by || ')' ELSE d.last_error END,"
-    " claimed_by = :me, claim_token = :token, lease_until = now() + make_interval(secs => :lease),"
+    " claimed_by = :me, claim_token = :next_token, lease_until = now() + make_interval(secs => :lease),"
     " next_attempt_at = now() + make_interval(secs => :lease), updated_at = now()"
-    " FROM (SELECT event_id, handler FROM platform.event_deliveries"
+)
+_CLAIMED = "d.event_id, d.handler, d.attempts, d.last_error, e.name, e.data, e.created_at, e.traceparent"
+_CLAIM_DELIVERY = text(
+    _CLAIM_SET + " FROM (SELECT event_id, handler FROM platform.event_deliveries"
     "       WHERE status = 'pending' AND next_attempt_at <= now()"
     "       ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) due"
     " JOIN platform.outbox e ON e.id = due.event_id"
     " WHERE d.event_id = due.event_id AND d.handler = due.handler"
-    " RETURNING d.event_id, d.handler, d.attempts, d.last_error, e.name, e.data, e.created_at, e.traceparent"
+    " RETURNING " + _CLAIMED
 )
 _RENEW_DELIVERIES = text(
     "UPDATE platform.event_deliveries SET lease_until = now() + make_interval(secs => :lease),"
@@ -118,9 +121,25 @@ _RELEASE = (
     " claimed_by = NULL, claim_token = NULL, lease_until = NULL, updated_at = now()"
     " WHERE event_id = :event_id AND handler = :handler AND claim_token = :token AND status = 'pending'"
 )
-_MARK_DONE = text(
+_DONE_SET = (
     "UPDATE platform.event_deliveries SET status = 'done', last_error = NULL, next_attempt_at = now(),"
     + _RELEASE
+)
+_MARK_DONE = text(_DONE_SET)
+# A delivery's `done` and its worker's next claim in one statement (`_MARK_DONE`, then
+# `_CLAIM_DELIVERY`: the same rows, the same rules, committed together). Both run on one
+# snapshot, in which the row just marked still reads pending and is locked by this very
+# statement (SKIP LOCKED does not skip a lock of one's own): the claim excludes it by key.
+# `done` = 0 means the lease was lost, and the caller rolls all of it back.
+_DONE_AND_CLAIM = text(
+    "WITH done AS (" + _DONE_SET + " RETURNING 1),"
+    " due AS (SELECT event_id, handler FROM platform.event_deliveries"
+    "   WHERE status = 'pending' AND next_attempt_at <= now()"
+    "     AND (event_id, handler) <> (CAST(:event_id AS uuid), CAST(:handler AS text))"
+    "   ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED),"
+    " claimed AS (" + _CLAIM_SET + " FROM due JOIN platform.outbox e ON e.id = due.event_id"
+    "   WHERE d.event_id = due.event_id AND d.handler = due.handler RETURNING " + _CLAIMED + ")"
+    " SELECT (SELECT count(*) FROM done) AS done, claimed.* FROM (SELECT) AS one LEFT JOIN claimed ON true"
 )
 _MARK_FAILED = text(
     "UPDATE platform.event_deliveries SET status = :status, last_error = :error,"
@@ -141,6 +160,11 @@ class _Claim:
     last_error: str | None
     handler: str
     event: Event
+
+
+def _claimed(token: uuid.UUID, row: Row[Any]) -> _Claim:
+    event = Event(row.event_id, row.name, row.data, row.created_at, row.traceparent)
+    return _Claim(token, row.attempts, row.last_error, row.handler, event)
 
 
 class _NotChained(enum.Enum):
@@ -246,15 +270,11 @@ class Relay:
         """Claim the next due delivery in `uow`'s transaction (system mode): the claim, its
         attempt and its lease hold once that commits, and not before."""
         token = uuid.uuid4()
-        row = (
-            await uow.session.execute(
-                _CLAIM_DELIVERY, {"me": process_id(), "token": token, "lease": self.lease_seconds}
-            )
-        ).one_or_none()
-        if row is None:
-            return None
-        event = Event(row.event_id, row.name, row.data, row.created_at, row.traceparent)
-        return _Claim(token, row.attempts, row.last_error, row.handler, event)
+        row = (await uow.session.execute(_CLAIM_DELIVERY, self._claim_params(token))).one_or_none()
+        return None if row is None else _claimed(token, row)
+
+    def _claim_params(self, token: uuid.UUID) -> dict[str, object]:
+        return {"me": process_id(), "next_token": token, "lease": self.lease_seconds}
 
     async def deliver_one(self) -> bool:
         """Claim one due delivery (committed with its attempt counted), run its handler in a
@@ -293,10 +313,17 @@ class Relay:
             log.error("handler_dead_lettered", attempts=max_attempts, error=claim.last_error)
             return NOT_CHAINED
         try:
-            # The handler's savepoint sets its tenant first thing, and system mode after it.
+            # The handler sets its tenant first thing, and system mode after it.
             async with self.db.system(trace_id=event.trace_id, settings_deferred=True) as uow:
-                exc = await run_in_savepoint(uow, spec, event)
+                exc = await run_first_in_transaction(uow, spec, event)
                 key = {"event_id": event.id, "handler": spec.name, "token": claim.token}
+                if exc is None and claim_next:
+                    token = uuid.uuid4()
+                    row = (await uow.session.execute(_DONE_AND_CLAIM, key | self._claim_params(token))).one()
+                    if row.done == 0:
+                        raise LeaseLost
+                    # Committed with this outcome, as a claim of its own would be before its handler.
+                    return None if row.event_id is None else _claimed(token, row)
                 if exc is None:
                     if (await uow.session.execute(_MARK_DONE, key)).rowcount == 0:  # type: ignore[attr-defined]
                         raise LeaseLost

@@ -65,7 +65,7 @@ async def succeed(
     job.hold_status = "captured" if captured > 0 else "released"
     job.credits_captured, job.output, job.usage = captured, output, dict(usage)
     if within_hold:
-        await uow.session.flush()
+        # Writes the job's row too (its start, for a job run inline, and its outcome).
         if await ledger.settle_held(uow, job, charge=captured, memo=memo):
             acct = None
         else:

@@ -83,8 +83,9 @@ async def test_outbox_row_exists_only_when_the_transaction_commits(db: Database)
 
 
 async def test_one_event_and_several_are_written_alike(db: Database) -> None:
-    """A unit of work's one event goes through a prebuilt INSERT, several through a multi-row
-    one (`UnitOfWork.flush_events`): the rows carry the same fields either way."""
+    """A unit of work's one event goes through a prebuilt INSERT, several through the same
+    INSERT executed many (`UnitOfWork.flush_events`): the rows carry the same fields either
+    way, in the order they were emitted."""
     person = uuid.uuid4()
     async with db.system() as uow:
         alone = uow.emit("test/probe.alone", {"n": 1}, person_id=person, traceparent=TRACEPARENT)
@@ -108,6 +109,10 @@ async def test_one_event_and_several_are_written_alike(db: Database) -> None:
         assert row.data["tenant_id"] == str(person) and row.data["trace_id"] == trace
     other = rows[second]
     assert (other.name, other.data["n"], other.person_id) == ("test/probe.second", 3, None)
+    order = await system_sql(
+        db, "SELECT id FROM platform.outbox WHERE id IN (:b, :c) ORDER BY seq", {"b": first, "c": second}
+    )
+    assert [r.id for r in order] == [first, second]
 
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -163,6 +168,13 @@ async def test_failing_handler_is_retried_with_backoff_then_succeeds(db: Databas
     assert handlers.calls["flaky"].count(str(event_id)) == 3
     row = await delivery(db, event_id, "tests.flaky")
     assert row.attempts == 3 and row.last_error is None
+    # The two failed attempts' writes rolled back; the one that succeeded committed its own.
+    echoes = await system_sql(
+        db,
+        "SELECT count(*) FROM platform.outbox WHERE name = 'test/echo.flaky' AND data->>'of' = :e",
+        {"e": str(event_id)},
+    )
+    assert echoes.scalar_one() == 1
 
 
 async def test_poison_handler_is_dead_lettered_without_blocking_others(db: Database) -> None:

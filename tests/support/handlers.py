@@ -28,6 +28,9 @@ async def flaky(event: Event, uow: UnitOfWork) -> None:
     key = str(event.id)
     calls["flaky"].append(key)
     left = failures_left.get(key, 0)
+    # Written on every attempt: what a failed attempt wrote must roll back with it.
+    uow.emit("test/echo.flaky", {"of": key})
+    await uow.flush_events()
     if left > 0:
         failures_left[key] = left - 1
         raise RuntimeError("flaky handler failed on purpose")
