@@ -322,67 +322,80 @@ def _rollup_rows(
     per grain; adjacent rows as an index range each, by a second lateral join. Every scan is an
     index-only scan of the primary key, which carries the counts; each costs an index descent
     per event name, so the fewer the better."""
+    # The short pieces' rows in minutes since EPOCH (integers: this runs for every row).
+    minute = dt.timedelta(minutes=1)
+    th_minutes = [(t - EPOCH) // minute for t in th]
     ranges: list[tuple[Piece, int]] = []
-    weights: dict[tuple[int, dt.datetime, int], int] = defaultdict(int)
+    weights: dict[tuple[int, int, int], int] = defaultdict(int)
     for piece, index in _bucket_pieces(a, b, th):
         g, start, end, sign = piece
-        step = dt.timedelta(minutes=g)
-        if end - start > _ROWS_APART * step:
+        if end - start > _ROWS_APART * g * minute:
             ranges.append((piece, index))
             continue
-        t = start
-        while t < end:
-            weights[(g, t, index if index >= 0 else bisect.bisect_right(th, t) - 1)] += sign
-            t += step
+        for t in range((start - EPOCH) // minute, (end - EPOCH) // minute, g):
+            weights[(g, t, index if index >= 0 else bisect.bisect_right(th_minutes, t) - 1)] += sign
     rows = [(key, sign) for key, sign in weights.items() if sign]
-    runs: list[tuple[int, dt.datetime, dt.datetime]] = []
-    singles: dict[int, list[dt.datetime]] = {g: [] for g in GRAINS}
-    for g, t in sorted({(k[0], k[1]) for k, _ in rows}):
+    runs: list[list[int]] = []  # [grain, start, end]
+    for g, t in sorted({(g, t) for (g, t, _), _ in rows}):
         if runs and runs[-1][0] == g and runs[-1][2] == t:
-            runs[-1] = (g, runs[-1][1], t + dt.timedelta(minutes=g))
+            runs[-1][2] = t + g
         else:
-            runs.append((g, t, t + dt.timedelta(minutes=g)))
-    multi = []
+            runs.append([g, t, t + g])
+    at = {t: EPOCH + t * minute for t in {t for run in runs for t in run[1:]} | {k[1] for k, _ in rows}}
+    singles: dict[int, list[dt.datetime]] = {g: [] for g in GRAINS}
+    multi: list[tuple[int, dt.datetime, dt.datetime]] = []
     for g, s, e in runs:
-        if e - s == dt.timedelta(minutes=g):
-            singles[g].append(s)
+        if e - s == g:
+            singles[g].append(at[s])
         else:
-            multi.append((g, s, e))
-    params.update(
-        th=th,
-        pg=[p[0] for p, _ in ranges],
-        ps=[p[1] for p, _ in ranges],
-        pe=[p[2] for p, _ in ranges],
-        psign=[p[3] for p, _ in ranges],
-        pb=[i for _, i in ranges],
-        wg=[k[0] for k, _ in rows],
-        ws=[k[1] for k, _ in rows],
-        wb=[k[2] for k, _ in rows],
-        wsign=[sign for _, sign in rows],
-        rg=[r[0] for r in multi],
-        rs=[r[1] for r in multi],
-        re=[r[2] for r in multi],
-        **{f"rows_{g}": singles[g] for g in GRAINS},
-    )
+            multi.append((g, at[s], at[e]))
     lookup = functools.partial(_LOOKUP.format, columns=columns, table=table)
     # OFFSET 0 keeps a subquery a lateral one: flattened, the planner hashes the pieces and
     # scans the tenant's whole rollup instead of one index range per piece.
     in_range = lookup(grain="p.grain", where="bucket >= p.s AND bucket < p.e") + " OFFSET 0"
-    short = [
-        "SELECT r.* FROM unnest(CAST(:rg AS smallint[]), CAST(:rs AS timestamptz[]),"
-        f" CAST(:re AS timestamptz[])) AS p(grain, s, e) CROSS JOIN LATERAL ({in_range}) AS r",
-        *(lookup(grain=g, where=f"bucket = ANY(CAST(:rows_{g} AS timestamptz[]))") for g in GRAINS),
-    ]
-    return (
-        "(SELECT r.*, p.sign, CASE WHEN p.b < 0 THEN width_bucket(r.bucket, CAST(:th AS timestamptz[])) - 1"
-        " ELSE p.b END AS b"
-        " FROM unnest(CAST(:pg AS smallint[]), CAST(:ps AS timestamptz[]),"
-        " CAST(:pe AS timestamptz[]), CAST(:psign AS integer[]), CAST(:pb AS integer[]))"
-        f" AS p(grain, s, e, sign, b) CROSS JOIN LATERAL ({in_range}) AS r"
-        f" UNION ALL SELECT r.*, w.sign, w.b FROM ({' UNION ALL '.join(short)}) AS r"
-        " JOIN unnest(CAST(:wg AS smallint[]), CAST(:ws AS timestamptz[]), CAST(:wsign AS integer[]),"
-        " CAST(:wb AS integer[])) AS w(grain, s, sign, b) ON w.grain = r.grain AND w.s = r.bucket)"
-    )
+    # Only the parts a range needs: each scan, even of nothing, costs its planning and startup
+    # (a one-hour trend has a single range).
+    parts = []
+    if ranges:
+        params.update(
+            th=th,
+            pg=[p[0] for p, _ in ranges],
+            ps=[p[1] for p, _ in ranges],
+            pe=[p[2] for p, _ in ranges],
+            psign=[p[3] for p, _ in ranges],
+            pb=[i for _, i in ranges],
+        )
+        parts.append(
+            "SELECT r.*, p.sign,"
+            " CASE WHEN p.b < 0 THEN width_bucket(r.bucket, CAST(:th AS timestamptz[])) - 1 ELSE p.b END AS b"
+            " FROM unnest(CAST(:pg AS smallint[]), CAST(:ps AS timestamptz[]),"
+            " CAST(:pe AS timestamptz[]), CAST(:psign AS integer[]), CAST(:pb AS integer[]))"
+            f" AS p(grain, s, e, sign, b) CROSS JOIN LATERAL ({in_range}) AS r"
+        )
+    if rows:
+        params.update(
+            wg=[k[0] for k, _ in rows],
+            ws=[at[k[1]] for k, _ in rows],
+            wb=[k[2] for k, _ in rows],
+            wsign=[sign for _, sign in rows],
+        )
+        short = []
+        if multi:
+            params.update(rg=[r[0] for r in multi], rs=[r[1] for r in multi], re=[r[2] for r in multi])
+            short.append(
+                "SELECT r.* FROM unnest(CAST(:rg AS smallint[]), CAST(:rs AS timestamptz[]),"
+                f" CAST(:re AS timestamptz[])) AS p(grain, s, e) CROSS JOIN LATERAL ({in_range}) AS r"
+            )
+        for g, starts in singles.items():
+            if starts:
+                params[f"rows_{g}"] = starts
+                short.append(lookup(grain=g, where=f"bucket = ANY(CAST(:rows_{g} AS timestamptz[]))"))
+        parts.append(
+            f"SELECT r.*, w.sign, w.b FROM ({' UNION ALL '.join(short)}) AS r"
+            " JOIN unnest(CAST(:wg AS smallint[]), CAST(:ws AS timestamptz[]), CAST(:wsign AS integer[]),"
+            " CAST(:wb AS integer[])) AS w(grain, s, sign, b) ON w.grain = r.grain AND w.s = r.bucket"
+        )
+    return f"({' UNION ALL '.join(parts)})"
 
 
 def _rollup_statement(
