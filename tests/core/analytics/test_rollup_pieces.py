@@ -8,6 +8,7 @@ import bisect
 import datetime as dt
 import random
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,12 +34,15 @@ def _coverage(a: dt.datetime, b: dt.datetime, th: list[dt.datetime]) -> dict[tup
     return {k: v for k, v in seen.items() if v}
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_every_slot_counts_once_in_its_bucket(seed: int) -> None:
+def _random_ranges(
+    seed: int, count: int
+) -> Iterator[tuple[dt.datetime, dt.datetime, list[dt.datetime], str]]:
+    """`count` random ranges (their 15-minute aligned inside, bucket starts, and a label) in
+    the zones above, by any interval."""
     rnd = random.Random(seed)
     base = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     checked = 0
-    while checked < 60:
+    while checked < count:
         tz = zone(rnd.choice(ZONES))
         start = base + dt.timedelta(minutes=rnd.randrange(0, 500 * 24 * 60))
         end = start + dt.timedelta(minutes=rnd.randrange(1, 120 * 24 * 60))
@@ -49,13 +53,26 @@ def test_every_slot_counts_once_in_its_bucket(seed: int) -> None:
         a, b = ceil15(start), floor15(end)
         if a >= b:
             continue
-        want = {}
-        t = a
-        while t < b:
-            want[(t, bisect.bisect_right(th, t) - 1)] = 1
-            t += QUARTER
-        assert _coverage(a, b, th) == want, (tz, start, end, interval)
+        yield a, b, th, f"{tz.key} {start} {end} {interval}"
         checked += 1
+
+
+def _each_slot_once(
+    a: dt.datetime, b: dt.datetime, th: list[dt.datetime]
+) -> dict[tuple[dt.datetime, int], int]:
+    """Every 15-minute slot of [a, b), once, in its bucket."""
+    want = {}
+    t = a
+    while t < b:
+        want[(t, bisect.bisect_right(th, t) - 1)] = 1
+        t += QUARTER
+    return want
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_slot_counts_once_in_its_bucket(seed: int) -> None:
+    for a, b, th, label in _random_ranges(seed, 60):
+        assert _coverage(a, b, th) == _each_slot_once(a, b, th), label
 
 
 def test_a_paris_day_is_three_rows_not_twenty_four() -> None:
@@ -118,27 +135,8 @@ def _rows_read(a: dt.datetime, b: dt.datetime, th: list[dt.datetime]) -> dict[tu
 
 @pytest.mark.parametrize("seed", range(4))
 def test_the_statement_reads_every_slot_once_in_its_bucket(seed: int) -> None:
-    rnd = random.Random(seed)
-    base = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-    checked = 0
-    while checked < 40:
-        tz = zone(rnd.choice(ZONES))
-        start = base + dt.timedelta(minutes=rnd.randrange(0, 500 * 24 * 60))
-        end = start + dt.timedelta(minutes=rnd.randrange(1, 120 * 24 * 60))
-        interval = rnd.choice(["hour", "day", "week", "month"])
-        if interval == "hour" and end - start > dt.timedelta(days=40):
-            continue
-        th = bucket_starts(Range(start, end, tz, None), interval)
-        a, b = ceil15(start), floor15(end)
-        if a >= b:
-            continue
-        want = {}
-        t = a
-        while t < b:
-            want[(t, bisect.bisect_right(th, t) - 1)] = 1
-            t += QUARTER
-        assert _rows_read(a, b, th) == want, (tz, start, end, interval)
-        checked += 1
+    for a, b, th, label in _random_ranges(seed, 40):
+        assert _rows_read(a, b, th) == _each_slot_once(a, b, th), label
 
 
 @pytest.mark.parametrize(
@@ -163,7 +161,7 @@ def test_a_zones_days_read_their_utc_days_as_one_range(tz: str, start: dt.dateti
     params: dict[str, Any] = {}
     _rollup_rows("counts", "name, n", a, b, th, params)
     assert params["pg"].count(1440) == 1  # every whole UTC day in one index range
-    assert _rows_read(a, b, th) == {(t, bisect.bisect_right(th, t) - 1): 1 for t in _quarters(a, b)}
+    assert _rows_read(a, b, th) == _each_slot_once(a, b, th)
     # The edge rows of a day are read once, for the day ending and the day starting there.
     starts = list(zip(params["wg"], params["ws"], strict=True))
     assert len(set(starts)) < len(starts)
@@ -171,11 +169,3 @@ def test_a_zones_days_read_their_utc_days_as_one_range(tz: str, start: dt.dateti
         # At most half as many index ranges as pieces: one per run of adjacent edge hours, the
         # single ones looked up together.
         assert len(params.get("rg", [])) + len(params["pg"]) <= len(_bucket_pieces(a, b, th)) // 2
-
-
-def _quarters(a: dt.datetime, b: dt.datetime) -> list[dt.datetime]:
-    out, t = [], a
-    while t < b:
-        out.append(t)
-        t += QUARTER
-    return out
