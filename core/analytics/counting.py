@@ -120,9 +120,19 @@ def _ranked(spec: Spec, top: list[str | None] | None, limit: int | None) -> bool
     return spec.breakdown is not None and (top is not None or limit is not None)
 
 
-def _raw_sql(spec: Spec, top: list[str | None] | None, limit: int | None) -> tuple[str, dict[str, Any]]:
+# The slivers at both edges of a rollup's part: two ranges of the (tenant, name, ts) index,
+# each its own scan. As one `OR` of the two, a partition holding only one of them was read
+# through the index on (tenant, name) alone with the times as a filter: every event of those
+# names in the month (the current month's partition, in every trend up to now).
+_SLIVERS = ("ts >= :start AND ts < :skip_a", "ts >= :skip_b AND ts < :end")
+
+
+def _raw_sql(
+    spec: Spec, top: list[str | None] | None, limit: int | None, *, slivers: bool = False
+) -> tuple[str, dict[str, Any]]:
     """The statement reading raw events per (event, value, bucket), and its filter parameters
-    plus those of the top values."""
+    plus those of the top values; with `slivers`, only the events of [start, skip_a) and
+    [skip_b, end)."""
     where, params = compile_filters(spec.filters, "f")
     uniques = spec.measure == "unique_clients"
     measure = "count(DISTINCT client_id)" if uniques else "count(*)"
@@ -131,6 +141,8 @@ def _raw_sql(spec: Spec, top: list[str | None] | None, limit: int | None) -> tup
         filters=where,
         clients=" AND client_id IS NOT NULL" if uniques else "",
     )
+    if slivers:
+        events = " UNION ALL ".join(events.replace(_RANGE, edge) for edge in _SLIVERS)
     # Distinct clients over the whole range are not the sum of the buckets': a grouping set of
     # their own. Event counts are summed from the buckets.
     group = "GROUPING SETS ((name, val, other, b), (name, val, other))" if uniques else "name, val, other, b"
@@ -166,11 +178,9 @@ def _raw_statement(
     skip: tuple[dt.datetime, dt.datetime] | None,
 ) -> tuple[str, dict[str, Any]]:
     """The statement of `_raw` and its parameters."""
-    sql, params = _raw_sql(spec, top, limit)
+    sql, params = _raw_sql(spec, top, limit, slivers=skip is not None)
     params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=thresholds)
     if skip is not None:
-        # Both edges in one statement: two ranges of the (tenant, name, ts) index.
-        sql = sql.replace(_RANGE, "((ts >= :start AND ts < :skip_a) OR (ts >= :skip_b AND ts < :end))")
         params.update(skip_a=skip[0], skip_b=skip[1])
     if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
         params["bkey"] = spec.breakdown
@@ -261,53 +271,131 @@ def _shape(a: int, b: int, grains: tuple[int, ...]) -> tuple[_Run, ...]:
 
 def _bucket_pieces(a: dt.datetime, b: dt.datetime, th: list[dt.datetime]) -> list[tuple[Piece, int]]:
     """The signed pieces of each bucket's part of [a, b) (bucket starts `th` on the 15-minute
-    grid), with the bucket's index — or -1 for a piece inside its bucket, whose rows find their
-    bucket themselves: such pieces of one grain that touch merge into one index range (a week
-    by hour is one range of hourly rows, not 168)."""
+    grid), with the bucket's index — or -1 for a piece whose rows all start inside its bucket,
+    so find their bucket themselves: such pieces of one grain that touch merge into one index
+    range (a week by hour is one range of hourly rows, not 168; 90 Paris days read their UTC
+    days as one range, not 90)."""
     minute = dt.timedelta(minutes=1)
     edges = [a, *(t for t in th if a < t < b), b]
     grains = tuple(sorted(GRAINS, reverse=True))
     out: list[tuple[Piece, int]] = []
+    own: list[Piece] = []
     for u, v in itertools.pairwise(edges):
         index = bisect.bisect_right(th, u) - 1
         for g, s, e, sign in _signed((u - EPOCH) // minute, (v - EPOCH) // minute, grains):
             start, end = EPOCH + s * minute, EPOCH + e * minute
-            if sign < 0 or start < u or end > v:
-                out.append(((g, start, end, sign), index))
-            elif out and out[-1][1] == -1 and out[-1][0][0] == g and out[-1][0][2] == start:
-                out[-1] = ((g, out[-1][0][1], end, 1), -1)
+            # A row may reach past the bucket's end (a UTC day of a Paris day, less its last
+            # hour in a piece of its own): what places it is where it starts.
+            if sign > 0 and start >= u and end - g * minute < v:
+                own.append((g, start, end, 1))
             else:
-                out.append(((g, start, end, 1), -1))
-    return out
+                out.append(((g, start, end, sign), index))
+    merged: list[Piece] = []
+    for g, start, end, _ in sorted(own):
+        if merged and merged[-1][0] == g and merged[-1][2] == start:
+            merged[-1] = (g, merged[-1][1], end, 1)
+        else:
+            merged.append((g, start, end, 1))
+    return out + [(p, -1) for p in merged]
+
+
+# A piece of at most this many rows is read with its neighbours: the rows of all such pieces
+# are looked up once each (a row may count in two buckets: +1 in one, -1 in the one before),
+# and rows next to each other as one index range. A Paris day's edge hours are then one range
+# a day for both the day that ends and the day that starts there, not two per day. Longer
+# pieces stay ranges of their own: joining many rows to their buckets costs more than reading
+# them twice (the 10 edge hours of a day at +10:30, measured).
+_ROWS_APART = 4
+_LOOKUP = (
+    "SELECT grain, bucket, {columns} FROM analytics.{table} WHERE tenant_id = :tenant AND grain = {grain}"
+    " AND name = ANY(CAST(:names AS text[])) AND {where}"
+)
 
 
 def _rollup_rows(
     table: str, columns: str, a: dt.datetime, b: dt.datetime, th: list[dt.datetime], params: dict[str, Any]
 ) -> str:
-    """The rollup rows covering [a, b), each with its bucket index `b` and sign `sign`: one
-    index range per signed piece (`_signed`), read by a lateral join over the pieces passed
-    as arrays (an index-only scan of the primary key each, which carries the counts)."""
-    pieces = _bucket_pieces(a, b, th)
-    params.update(
-        th=th,
-        pg=[p[0] for p, _ in pieces],
-        ps=[p[1] for p, _ in pieces],
-        pe=[p[2] for p, _ in pieces],
-        psign=[p[3] for p, _ in pieces],
-        pb=[i for _, i in pieces],
-    )
-    return (
-        "(SELECT r.*, p.sign, CASE WHEN p.b < 0 THEN width_bucket(r.bucket, CAST(:th AS timestamptz[])) - 1"
-        " ELSE p.b END AS b"
-        " FROM unnest(CAST(:pg AS smallint[]), CAST(:ps AS timestamptz[]),"
-        " CAST(:pe AS timestamptz[]), CAST(:psign AS integer[]), CAST(:pb AS integer[]))"
-        " AS p(grain, s, e, sign, b)"
-        f" CROSS JOIN LATERAL (SELECT bucket, {columns} FROM analytics.{table} WHERE tenant_id = :tenant"
-        " AND grain = p.grain AND name = ANY(CAST(:names AS text[])) AND bucket >= p.s AND bucket < p.e"
-        # OFFSET 0 keeps the subquery a lateral one: flattened, the planner hashes the pieces
-        # and scans the tenant's whole rollup instead of one index range per piece.
-        " OFFSET 0) AS r)"
-    )
+    """The rollup rows covering [a, b), each with its bucket index `b` and sign `sign`, from the
+    signed pieces (`_bucket_pieces`). A long piece is an index range, read by a lateral join over
+    the pieces passed as arrays. The rows of short ones (a Paris day's edge hours) are read once
+    each and joined to their buckets and signs: single rows by their starts, one index scan
+    per grain; adjacent rows as an index range each, by a second lateral join. Every scan is an
+    index-only scan of the primary key, which carries the counts; each costs an index descent
+    per event name, so the fewer the better."""
+    # The short pieces' rows in minutes since EPOCH (integers: this runs for every row).
+    minute = dt.timedelta(minutes=1)
+    th_minutes = [(t - EPOCH) // minute for t in th]
+    ranges: list[tuple[Piece, int]] = []
+    weights: dict[tuple[int, int, int], int] = defaultdict(int)
+    for piece, index in _bucket_pieces(a, b, th):
+        g, start, end, sign = piece
+        if end - start > _ROWS_APART * g * minute:
+            ranges.append((piece, index))
+            continue
+        for t in range((start - EPOCH) // minute, (end - EPOCH) // minute, g):
+            weights[(g, t, index if index >= 0 else bisect.bisect_right(th_minutes, t) - 1)] += sign
+    rows = [(key, sign) for key, sign in weights.items() if sign]
+    runs: list[list[int]] = []  # [grain, start, end]
+    for g, t in sorted({(g, t) for (g, t, _), _ in rows}):
+        if runs and runs[-1][0] == g and runs[-1][2] == t:
+            runs[-1][2] = t + g
+        else:
+            runs.append([g, t, t + g])
+    at = {t: EPOCH + t * minute for t in {t for run in runs for t in run[1:]} | {k[1] for k, _ in rows}}
+    singles: dict[int, list[dt.datetime]] = {g: [] for g in GRAINS}
+    multi: list[tuple[int, dt.datetime, dt.datetime]] = []
+    for g, s, e in runs:
+        if e - s == g:
+            singles[g].append(at[s])
+        else:
+            multi.append((g, at[s], at[e]))
+    lookup = functools.partial(_LOOKUP.format, columns=columns, table=table)
+    # OFFSET 0 keeps a subquery a lateral one: flattened, the planner hashes the pieces and
+    # scans the tenant's whole rollup instead of one index range per piece.
+    in_range = lookup(grain="p.grain", where="bucket >= p.s AND bucket < p.e") + " OFFSET 0"
+    # Only the parts a range needs: each scan, even of nothing, costs its planning and startup
+    # (a one-hour trend has a single range).
+    parts = []
+    if ranges:
+        params.update(
+            th=th,
+            pg=[p[0] for p, _ in ranges],
+            ps=[p[1] for p, _ in ranges],
+            pe=[p[2] for p, _ in ranges],
+            psign=[p[3] for p, _ in ranges],
+            pb=[i for _, i in ranges],
+        )
+        parts.append(
+            "SELECT r.*, p.sign,"
+            " CASE WHEN p.b < 0 THEN width_bucket(r.bucket, CAST(:th AS timestamptz[])) - 1 ELSE p.b END AS b"
+            " FROM unnest(CAST(:pg AS smallint[]), CAST(:ps AS timestamptz[]),"
+            " CAST(:pe AS timestamptz[]), CAST(:psign AS integer[]), CAST(:pb AS integer[]))"
+            f" AS p(grain, s, e, sign, b) CROSS JOIN LATERAL ({in_range}) AS r"
+        )
+    if rows:
+        params.update(
+            wg=[k[0] for k, _ in rows],
+            ws=[at[k[1]] for k, _ in rows],
+            wb=[k[2] for k, _ in rows],
+            wsign=[sign for _, sign in rows],
+        )
+        short = []
+        if multi:
+            params.update(rg=[r[0] for r in multi], rs=[r[1] for r in multi], re=[r[2] for r in multi])
+            short.append(
+                "SELECT r.* FROM unnest(CAST(:rg AS smallint[]), CAST(:rs AS timestamptz[]),"
+                f" CAST(:re AS timestamptz[])) AS p(grain, s, e) CROSS JOIN LATERAL ({in_range}) AS r"
+            )
+        for g, starts in singles.items():
+            if starts:
+                params[f"rows_{g}"] = starts
+                short.append(lookup(grain=g, where=f"bucket = ANY(CAST(:rows_{g} AS timestamptz[]))"))
+        parts.append(
+            f"SELECT r.*, w.sign, w.b FROM ({' UNION ALL '.join(short)}) AS r"
+            " JOIN unnest(CAST(:wg AS smallint[]), CAST(:ws AS timestamptz[]), CAST(:wsign AS integer[]),"
+            " CAST(:wb AS integer[])) AS w(grain, s, sign, b) ON w.grain = r.grain AND w.s = r.bucket"
+        )
+    return f"({' UNION ALL '.join(parts)})"
 
 
 def _rollup_statement(
