@@ -11,16 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from typing import Any
 from urllib.parse import parse_qs
 
-import asyncpg
-import jwt
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from benchmarks.server import BareRoutes, header_of, read_body, respond
 from core.config import get_settings
-from core.db import asyncpg_dsn
 from core.observability import configure_logging
 from core.pagination import decode_cursor, encode_cursor
 from servers.app import create_app
@@ -56,35 +53,17 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-class BareMessaging:
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.settings = get_settings()
-        self.pool: asyncpg.Pool | None = None
-
+class BareMessaging(BareRoutes):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or not path.startswith("/bench/bare/messaging/"):
             await self.app(scope, receive, send)
             return
-        if self.pool is None:
-            self.pool = await asyncpg.create_pool(
-                asyncpg_dsn(self.settings.database_url or ""), min_size=2, max_size=10
-            )
-        headers = dict(scope["headers"])
-        token = headers.get(b"authorization", b"").decode().removeprefix("Bearer ")
-        try:
-            claims = jwt.decode(
-                token,
-                self.settings.jwt_secret or "",
-                algorithms=["HS256"],
-                audience=self.settings.jwt_audience,
-            )
-        except jwt.PyJWTError:
-            await _send(send, 401, {"error": "unauthenticated"})
+        claims = await self.verified(scope, send)
+        if claims is None:
             return
         person = uuid.UUID(claims["sub"])
-        tenant = uuid.UUID(headers[b"x-bench-tenant"].decode())
+        tenant = uuid.UUID(header_of(scope, b"x-bench-tenant"))
         query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
         if path.endswith("/send"):
             await self._send_message(send, receive, person, tenant, uuid.UUID(query["thread"]))
@@ -94,20 +73,14 @@ class BareMessaging:
     async def _send_message(
         self, send: Send, receive: Receive, person: uuid.UUID, tenant: uuid.UUID, thread: uuid.UUID
     ) -> None:
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        text = json.loads(body)["body"]
+        text = json.loads(await read_body(receive))["body"]
         assert self.pool is not None
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(SEND_SQL[0], uuid.uuid4(), person, text, thread, tenant)
             await conn.execute(SEND_SQL[1], thread, row["occurred_at"], text)
             event = {"message_id": str(row["id"]), "thread_id": str(thread), "channel": "portal"}
             await conn.execute(SEND_SQL[2], uuid.uuid4(), json.dumps(event), person, tenant, uuid.uuid4().hex)
-        await _send(
+        await respond(
             send,
             201,
             {
@@ -168,22 +141,7 @@ class BareMessaging:
         ]
         last = rows[19] if len(rows) > 20 else None
         next_cursor = encode_cursor(last["last_activity_at"], last["id"]) if last else None
-        await _send(send, 200, {"items": items, "next_cursor": next_cursor}, statements=1)
-
-
-async def _send(send: Send, status: int, body: dict[str, Any], statements: int = 0) -> None:
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"x-db-statements", str(statements).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+        await respond(send, 200, {"items": items, "next_cursor": next_cursor}, statements=1)
 
 
 def main() -> None:

@@ -66,48 +66,54 @@ RETURNING id
 """
 
 
-class Bare:
-    """Bare routes: GET /bench/bare/me (verify the JWT, fetch person and memberships in one
-    statement); POST /bench/bare/hold (verify the JWT, insert the held booking and its event);
-    POST /bench/bare/run (verify the JWT, hold a credit, insert the job and its event)."""
+class BareRoutes:
+    """What every bare baseline does before its own SQL: a raw asyncpg pool on the owner/admin
+    URL (the floor: no RLS, no per-request settings) and the bearer JWT verified."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.settings = get_settings()
         self.pool: asyncpg.Pool | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
-        route = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
-        if route is None:
-            await self.app(scope, receive, send)
-            return
+    async def verified(self, scope: Scope, send: Send) -> dict[str, Any] | None:
+        """The token's claims, or None once a 401 is sent."""
         if self.pool is None:
-            # The owner/admin URL: the floor, without RLS or per-request settings.
             self.pool = await asyncpg.create_pool(
                 asyncpg_dsn(self.settings.database_url or ""), min_size=2, max_size=10
             )
-        headers = dict(scope["headers"])
-        token = headers.get(b"authorization", b"").decode().removeprefix("Bearer ")
+        token = header_of(scope, b"authorization").removeprefix("Bearer ")
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self.settings.jwt_secret or "",
                 algorithms=["HS256"],
                 audience=self.settings.jwt_audience,
             )
         except jwt.PyJWTError:
-            await _send(send, 401, {"error": "unauthenticated"})
+            await respond(send, 401, {"error": "unauthenticated"})
+            return None
+        return claims
+
+
+class Bare(BareRoutes):
+    """Bare routes: GET /bench/bare/me (verify the JWT, fetch person and memberships in one
+    statement); POST /bench/bare/hold (verify the JWT, insert the held booking and its event);
+    POST /bench/bare/run (verify the JWT, hold a credit, insert the job and its event)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = ROUTES.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
             return
-        await getattr(self, route)(claims, receive, send)
+        claims = await self.verified(scope, send)
+        if claims is not None:
+            await getattr(self, route)(claims, receive, send)
 
     async def me(self, claims: dict[str, Any], receive: Receive, send: Send) -> None:
         assert self.pool is not None
         rows = await self.pool.fetch(ME_SQL, uuid.UUID(claims["sub"]))
         if not rows:
-            await _send(send, 401, {"error": "unauthenticated"})
+            await respond(send, 401, {"error": "unauthenticated"})
             return
         first = rows[0]
         body = {
@@ -127,11 +133,11 @@ class Bare:
                 if r["org_id"] is not None
             ],
         }
-        await _send(send, 200, body, statements=1)
+        await respond(send, 200, body, statements=1)
 
     async def hold(self, claims: dict[str, Any], receive: Receive, send: Send) -> None:
         assert self.pool is not None
-        data = json.loads(await _body(receive))
+        data = json.loads(await read_body(receive))
         person, org = uuid.UUID(claims["sub"]), uuid.UUID(data["org_id"])
         async with self.pool.acquire() as conn, conn.transaction():
             try:
@@ -145,10 +151,10 @@ class Bare:
                     org,
                 )
             except asyncpg.ExclusionViolationError:
-                await _send(send, 409, {"code": "slot_taken"}, statements=1)
+                await respond(send, 409, {"code": "slot_taken"}, statements=1)
                 return
             if row is None:
-                await _send(send, 404, {"code": "service_not_found"}, statements=1)
+                await respond(send, 404, {"code": "service_not_found"}, statements=1)
                 return
             event = {"booking_id": str(row["id"]), "status": "held", "start_at": row["start_at"].isoformat()}
             trace = uuid.uuid4().hex
@@ -161,31 +167,38 @@ class Bare:
             "start_at": row["start_at"].isoformat(),
             "end_at": row["end_at"].isoformat(),
         }
-        await _send(send, 201, body, statements=2)
+        await respond(send, 201, body, statements=2)
 
     async def run(self, claims: dict[str, Any], receive: Receive, send: Send) -> None:
         assert self.pool is not None
-        data = json.loads(await _body(receive))
+        data = json.loads(await read_body(receive))
         person, job_id = uuid.UUID(claims["sub"]), uuid.uuid4()
         async with self.pool.acquire() as conn, conn.transaction():
             found = await conn.fetchval(
                 RUN_SQL, job_id, person, 1, "identity", "resolve-person", json.dumps(data["input"])
             )
             if found is None:
-                await _send(send, 402, {"code": "insufficient_credits"}, statements=1)
+                await respond(send, 402, {"code": "insufficient_credits"}, statements=1)
                 return
             event = {"job_id": str(job_id), "component": "identity", "action": "resolve-person"}
             await conn.execute(
                 OUTBOX_SQL, uuid.uuid4(), "jobs/job.queued", json.dumps(event), person, None, job_id.hex
             )
         body = {"job_id": str(job_id), "trace_id": job_id.hex, "status": "queued", "credits_held": 1}
-        await _send(send, 202, body, statements=2)
+        await respond(send, 202, body, statements=2)
 
 
 ROUTES = {"/bench/bare/me": "me", "/bench/bare/hold": "hold", "/bench/bare/run": "run"}
 
 
-async def _body(receive: Receive) -> bytes:
+def header_of(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode()
+    return ""
+
+
+async def read_body(receive: Receive) -> bytes:
     chunks = []
     while True:
         message = await receive()
@@ -194,7 +207,7 @@ async def _body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _send(send: Send, status: int, body: dict[str, Any], statements: int = 0) -> None:
+async def respond(send: Send, status: int, body: dict[str, Any], statements: int = 0) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
