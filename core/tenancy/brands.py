@@ -7,11 +7,11 @@ import uuid
 from sqlalchemy import delete, select
 
 from core.context import TenantContext
-from core.errors import FieldIssue, NotFound, ValidationFailed
+from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import get_in_context, keyset_page, require_manager, scoped
+from core.scoping import get_in_context, keyset_page, not_in_context, require_manager, scoped
 from core.tenancy.models import Brand, BrandDomain
 from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import BrandIn, BrandOut, BrandUpdateIn
@@ -48,18 +48,8 @@ async def _brand_out(uow: UnitOfWork, brands: list[Brand]) -> list[BrandOut]:
 
 
 async def _brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, *, lock: bool = False) -> Brand:
-    return await get_in_context(
-        uow,
-        Brand,
-        ctx,
-        brand_id,
-        lock=lock,
-        not_found=NotFound(
-            "no such brand in this context",
-            code="brand_not_found",
-            hint="list brands with [[tenancy.list_brands]]",
-        ),
-    )
+    not_found = not_in_context("brand", "list brands with [[tenancy.list_brands]]")
+    return await get_in_context(uow, Brand, ctx, brand_id, lock=lock, not_found=not_found)
 
 
 def _check_domains(domains: list[str]) -> list[str]:
