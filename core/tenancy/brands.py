@@ -11,7 +11,15 @@ from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import get_in_context, keyset_page, not_in_context, require_manager, scoped
+from core.presenting import context_kind, from_row
+from core.scoping import (
+    get_in_context,
+    insert_in_context,
+    keyset_page,
+    not_in_context,
+    require_manager,
+    scoped,
+)
 from core.tenancy.models import Brand, BrandDomain
 from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import BrandIn, BrandOut, BrandUpdateIn
@@ -31,20 +39,7 @@ async def _brand_out(uow: UnitOfWork, brands: list[Brand]) -> list[BrandOut]:
         )
     ).all():
         domains[brand_id].append(domain)
-    return [
-        BrandOut(
-            id=b.id,
-            slug=b.slug,
-            name=b.name,
-            domains=domains[b.id],
-            config=b.config,
-            context="org" if b.org_id else "personal",
-            org_id=b.org_id,
-            created_at=b.created_at,
-            updated_at=b.updated_at,
-        )
-        for b in brands
-    ]
+    return [from_row(BrandOut, b, domains=domains[b.id], context=context_kind(b.org_id)) for b in brands]
 
 
 async def _brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, *, lock: bool = False) -> Brand:
@@ -73,16 +68,7 @@ async def create_brand(
 ) -> BrandOut:
     require_manager(ctx, WRITE)
     domains = _check_domains(data.domains)
-    brand = Brand(
-        id=uuid.uuid4(),
-        person_id=ctx.person_id,
-        org_id=ctx.org_id,
-        slug=data.slug,
-        name=data.name,
-        config=data.config,
-    )
-    uow.session.add(brand)
-    await uow.session.flush()
+    brand = await insert_in_context(uow, Brand, ctx, slug=data.slug, name=data.name, config=data.config)
     uow.session.add_all(
         [
             BrandDomain(domain=d, brand_id=brand.id, person_id=ctx.person_id, org_id=ctx.org_id)

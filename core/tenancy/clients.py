@@ -12,7 +12,7 @@ from core.idempotency import idempotent_operation
 from core.identity.polyseme import client_person_id
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import get_in_context, keyset_page, map_page, not_in_context, scoped
+from core.scoping import get_in_context, insert_in_context, keyset_page, map_page, not_in_context, scoped
 from core.tenancy.models import Client
 from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import ClientIn, ClientOut, ClientUpdateIn
@@ -58,19 +58,16 @@ async def create_client(
 ) -> ClientOut:
     ctx.require(WRITE)
     phone = _phone(uow, data.phone)
-    client = Client(
-        id=uuid.uuid4(),
-        person_id=ctx.person_id,
-        org_id=ctx.org_id,
+    client = await insert_in_context(
+        uow,
+        Client,
+        ctx,
         name=data.name,
         email=data.email,
         phone=phone,
         notes=data.notes,
         polyseme_person_id=client_person_id(uow.db.settings, ctx.tenant_id, data.email, phone),
     )
-    uow.session.add(client)
-    await uow.session.flush()
-    await uow.session.refresh(client)
     uow.emit("platform/client.created", {"client_id": client.id})
     return ClientOut.model_validate(client)
 
