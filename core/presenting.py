@@ -8,6 +8,9 @@ schema needs no presenter change.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from functools import cache
+from operator import attrgetter
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
@@ -21,8 +24,22 @@ def from_row(model: type[M], row: object, **derived: Any) -> M:
     """`model` validated from `row`'s attributes named as its fields, with `derived` for the
     fields the row does not hold as they are (a field missing from both is an AttributeError:
     a presenter never fills a field by accident)."""
-    values = {name: getattr(row, name) for name in model.model_fields if name not in derived}
-    return model.model_validate({**values, **derived})
+    names, read = _reader(model, frozenset(derived))
+    values = dict(zip(names, read(row), strict=True))
+    values.update(derived)
+    return model.model_validate(values)
+
+
+@cache
+def _reader(
+    model: type[BaseModel], derived: frozenset[str]
+) -> tuple[tuple[str, ...], Callable[[object], tuple[Any, ...]]]:
+    # Once per presenter: `model_fields` builds its answer on every access, and one C-level
+    # getter reads every attribute, so a list of rows costs little more than the validation.
+    names = tuple(name for name in model.model_fields if name not in derived)
+    if len(names) == 1:
+        return names, lambda row: (getattr(row, names[0]),)
+    return names, attrgetter(*names) if names else (lambda row: ())
 
 
 def context_kind(org_id: uuid.UUID | None) -> Literal["personal", "org"]:
