@@ -51,6 +51,14 @@ def updated_at() -> Mapped[dt.datetime]:
     return mapped_column(server_default=func.now(), onupdate=func.now(), nullable=False)
 
 
+class Timestamped:
+    """When a row was created and last changed: now() on insert, and `updated_at` now() again in
+    every UPDATE that SQLAlchemy builds for the table (raw SQL sets it itself)."""
+
+    created_at: Mapped[dt.datetime] = created_at()
+    updated_at: Mapped[dt.datetime] = updated_at()
+
+
 def asyncpg_url(url: str | URL) -> URL:
     """Accept postgres://, postgresql:// or postgresql+asyncpg:// and return the asyncpg form."""
     parsed = make_url(url) if isinstance(url, str) else url

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.orm import InstrumentedAttribute
 
 from core.context import Role, TenantContext
-from core.errors import DomainError, NotFound
+from core.errors import DomainError, FieldIssue, NotFound
 from core.pagination import Page, PageRequest, decode_cursor, invalid_cursor, page_of
 from core.tenancy.models import TenantOwned
 from core.uow import UnitOfWork
@@ -34,6 +34,7 @@ __all__ = [
     "keyset_rows",
     "map_page",
     "new_in_context",
+    "not_in_context",
     "one_or",
     "owned_by",
     "require_manager",
@@ -134,6 +135,13 @@ async def get_in_context(
     if row is None:
         raise not_found
     return row
+
+
+def not_in_context(noun: str, hint: str, *errors: FieldIssue) -> NotFound:
+    """The 404 for a `noun` the caller's context does not hold: "no such brand in this context",
+    code `brand_not_found`, and a hint to where the caller can find one."""
+    message = f"no such {noun} in this context"
+    return NotFound(message, code=f"{noun}_not_found", hint=hint, errors=list(errors))
 
 
 async def one_or(uow: UnitOfWork, stmt: Select[T], error: DomainError) -> T:

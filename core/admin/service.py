@@ -40,6 +40,7 @@ from core.events import redrive_dead
 from core.observability import get_logger
 from core.outbox import deliveries_table, outbox_table
 from core.pagination import Page, PageRequest
+from core.presenting import from_row
 from core.registry.changes import tools_changed
 from core.scoping import keyset_page, keyset_rows, map_page, one_or
 from core.tenancy.models import ApiKey, AuthSession, Org, OrgMember, Person
@@ -354,14 +355,8 @@ async def list_dead_letters(
     )
     return map_page(
         rows,
-        lambda r: DeadLetterOut(
-            event_id=r.event_id,
-            event_name=r.name,
-            handler=r.handler,
-            attempts=r.attempts,
-            last_error=r.last_error,
-            failed_at=r.updated_at,
-            event_created_at=r.created_at,
+        lambda r: from_row(
+            DeadLetterOut, r, event_name=r.name, failed_at=r.updated_at, event_created_at=r.created_at
         ),
     )
 

@@ -100,30 +100,29 @@ def _check_size(items: list[Any], settings: Settings) -> None:
         )
 
 
-def _limits(ctx: TenantContext, settings: Settings) -> dict[str, Any]:
-    """The clock and bounds every event is checked against (keyword arguments of `parse_items`)."""
+def _limits(ctx: TenantContext, settings: Settings) -> parsing.Limits:
     now = utcnow()
-    return {
-        "now": now,
-        "oldest": now - dt.timedelta(days=settings.analytics_backfill_days),
-        "newest": now + dt.timedelta(seconds=settings.analytics_max_future_seconds),
-        "max_props": settings.analytics_max_properties_bytes,
-        "default_source": "api" if ctx.principal.api_key_id else "app",
-    }
+    return parsing.Limits(
+        now=now,
+        oldest=now - dt.timedelta(days=settings.analytics_backfill_days),
+        newest=now + dt.timedelta(seconds=settings.analytics_max_future_seconds),
+        max_props=settings.analytics_max_properties_bytes,
+        default_source="api" if ctx.principal.api_key_id else "app",
+    )
 
 
 async def _ingest_fast(
-    ctx: TenantContext, uow: UnitOfWork, batch: RawBatch, limits: dict[str, Any]
+    ctx: TenantContext, uow: UnitOfWork, batch: RawBatch, limits: parsing.Limits
 ) -> IngestOut | None:
     """The whole batch in one statement, or None when the per-item path must decide (an event
     out of bounds, or an event recorded before)."""
     prepare = functools.partial(
         fastpath.fast_batch,
         batch,
-        now=limits["now"],
-        oldest=limits["oldest"],
-        newest=limits["newest"],
-        max_props=limits["max_props"],
+        now=limits.now,
+        oldest=limits.oldest,
+        newest=limits.newest,
+        max_props=limits.max_props,
     )
     # Off the event loop when big, as the parse is: the other batches' statements and commits
     # go on meanwhile.
@@ -132,7 +131,7 @@ async def _ingest_fast(
         return None
     await partitions.ensure_partitions(uow.db, fast.start, fast.end)
     accepted = await store.insert_fast(
-        uow, fast, source=limits["default_source"], person_id=ctx.person_id, org_id=ctx.org_id
+        uow, fast, source=limits.default_source, person_id=ctx.person_id, org_id=ctx.org_id
     )
     if accepted is None:
         return None
@@ -148,14 +147,14 @@ async def _ingest_fast(
 
 
 async def _parse(
-    batch: RawBatch | None, items: list[Any], limits: dict[str, Any]
+    batch: RawBatch | None, items: list[Any], limits: parsing.Limits
 ) -> tuple[list[Row], list[ItemError]]:
     def parse() -> tuple[list[Row], list[ItemError]]:
         if batch is not None:
             # One event needs a precise reason (or was sent before): the per-item path,
             # reading the body as sent.
-            return parsing.parse_items(json.loads(batch.body)["events"], **limits)
-        return parsing.parse_items(items, **limits)
+            return parsing.parse_items(json.loads(batch.body)["events"], limits)
+        return parsing.parse_items(items, limits)
 
     return await asyncio.to_thread(parse) if len(items) > _PARSE_IN_THREAD else parse()
 

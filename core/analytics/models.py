@@ -27,6 +27,8 @@ context or the event, and an org's deletion purges its rows (`handlers.purge_del
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -83,52 +85,60 @@ events = Table(
     postgresql_partition_by="RANGE (ts)",
 )
 
-counts = Table(
-    "counts",
-    Base.metadata,
-    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
-    # Minutes per bucket: 15 (any zone), 60 (zones on whole hours) and 1440 (UTC days).
-    Column("grain", SmallInteger, nullable=False),
-    Column("name", Text, nullable=False),
-    Column("bucket", DateTime(timezone=True), nullable=False),
-    Column("person_id", Uuid(as_uuid=True), nullable=False),
-    # Striped counter: concurrent batches of one tenant update different rows (the shard is the
-    # writer's backend), so they never wait on each other's row locks; readers sum the shards.
-    Column("shard", SmallInteger, server_default=text("0"), nullable=False),
-    Column("n", BigInteger, nullable=False),
-    # INCLUDE (n): a range of rollup rows is an index-only scan.
-    PrimaryKeyConstraint(
-        "tenant_id", "grain", "name", "bucket", "person_id", "shard", postgresql_include=["n"]
-    ),
-    schema=SCHEMA,
-)
 
-property_counts = Table(
+def _rollup(name: str, key: Column[Any]) -> Table:
+    """A striped counter of events per (tenant, grain, event name, UTC bucket, `key`)."""
+    return Table(
+        name,
+        Base.metadata,
+        Column("tenant_id", Uuid(as_uuid=True), nullable=False),
+        # Minutes per bucket: 15 (any zone), 60 (zones on whole hours) and 1440 (UTC days).
+        Column("grain", SmallInteger, nullable=False),
+        Column("name", Text, nullable=False),
+        Column("bucket", DateTime(timezone=True), nullable=False),
+        key,
+        # Striped counter: concurrent batches of one tenant update different rows (the shard is
+        # the writer's backend), so they never wait on each other's row locks; readers sum the
+        # shards.
+        Column("shard", SmallInteger, server_default=text("0"), nullable=False),
+        Column("n", BigInteger, nullable=False),
+        # INCLUDE (n): a range of rollup rows is an index-only scan.
+        PrimaryKeyConstraint(
+            "tenant_id", "grain", "name", "bucket", key.name, "shard", postgresql_include=["n"]
+        ),
+        schema=SCHEMA,
+    )
+
+
+counts = _rollup("counts", Column("person_id", Uuid(as_uuid=True), nullable=False))
+
+property_counts = _rollup(
     "property_counts",
-    Base.metadata,
-    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
-    Column("grain", SmallInteger, nullable=False),
-    Column("name", Text, nullable=False),
-    Column("bucket", DateTime(timezone=True), nullable=False),
     # The event's `ROLLUP_PROPERTIES`, as sent (`{}` when it has none of them).
     Column("props", JSONB, nullable=False),
-    Column("shard", SmallInteger, server_default=text("0"), nullable=False),
-    Column("n", BigInteger, nullable=False),
-    PrimaryKeyConstraint("tenant_id", "grain", "name", "bucket", "props", "shard", postgresql_include=["n"]),
-    schema=SCHEMA,
 )
 
-client_sets = Table(
+
+def _per_bucket(name: str, payload: Column[Any]) -> Table:
+    """A table of `payload`s per (tenant, event name, bucket), read by a range of buckets: the
+    three shapes `compact_client_sets` moves a closed bucket's distinct clients through."""
+    return Table(
+        name,
+        Base.metadata,
+        Column("tenant_id", Uuid(as_uuid=True), nullable=False),
+        Column("name", Text, nullable=False),
+        Column("bucket", DateTime(timezone=True), nullable=False),
+        payload,
+        Index(f"ix_{name}_tenant_id_name_bucket", "tenant_id", "name", "bucket"),
+        schema=SCHEMA,
+    )
+
+
+client_sets = _per_bucket(
     "client_sets",
-    Base.metadata,
-    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
-    Column("name", Text, nullable=False),
-    Column("bucket", DateTime(timezone=True), nullable=False),
     # Distinct client ids of some of the bucket's events: the bucket's set is the union of its
     # rows (one per ingest batch, merged by `compact_client_sets`).
     Column("clients", ARRAY(Text), nullable=False),
-    Index("ix_client_sets_tenant_id_name_bucket", "tenant_id", "name", "bucket"),
-    schema=SCHEMA,
 )
 
 client_ids = Table(
@@ -144,30 +154,18 @@ client_ids = Table(
     schema=SCHEMA,
 )
 
-client_id_sets = Table(
+client_id_sets = _per_bucket(
     "client_id_sets",
-    Base.metadata,
-    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
-    Column("name", Text, nullable=False),
-    Column("bucket", DateTime(timezone=True), nullable=False),
     # Distinct `client_ids.id` of some of the bucket's events, 4 big-endian bytes each: the
     # bucket's set is the union of these rows and of its rows still in `client_sets`.
     Column("ids", LargeBinary, nullable=False),
-    Index("ix_client_id_sets_tenant_id_name_bucket", "tenant_id", "name", "bucket"),
-    schema=SCHEMA,
 )
 
-client_timelines = Table(
+client_timelines = _per_bucket(
     "client_timelines",
-    Base.metadata,
-    Column("tenant_id", Uuid(as_uuid=True), nullable=False),
-    Column("name", Text, nullable=False),
-    Column("bucket", DateTime(timezone=True), nullable=False),
     # `bucket` is a UTC hour. Every event of the hour with a numbered client, as
     # (`client_ids.id`, exact time): 12 bytes each, `int4send(id) || timestamptz_send(ts)`.
     # Rewritten whole by each fold of one of its 15-minute buckets; events of a bucket that
     # still has `client_sets` rows are read raw beside it.
     Column("events", LargeBinary, nullable=False),
-    Index("ix_client_timelines_tenant_id_name_bucket", "tenant_id", "name", "bucket"),
-    schema=SCHEMA,
 )

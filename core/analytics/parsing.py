@@ -66,16 +66,18 @@ class _Refused(Exception):
         self.code, self.message, self.field = code, message, field
 
 
-def parse_item(
-    index: int,
-    item: Any,
-    *,
-    now: dt.datetime,
-    oldest: dt.datetime,
-    newest: dt.datetime,
-    max_props: int,
-    default_source: str,
-) -> Row | ItemError:
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The clock and bounds every event of a batch is checked against."""
+
+    now: dt.datetime
+    oldest: dt.datetime
+    newest: dt.datetime
+    max_props: int
+    default_source: str  # of an event that names none
+
+
+def parse_item(index: int, item: Any, limits: Limits) -> Row | ItemError:
     """One raw event -> a row, or the reason it is refused (never an exception)."""
     if not isinstance(item, dict):
         return ItemError(index, "not_an_object", "each event is a JSON object")
@@ -90,10 +92,10 @@ def parse_item(
     ts_raw = item.get("timestamp")
     try:
         name = _name(item.get("name"))
-        ts = now if ts_raw is None else _timestamp(ts_raw, oldest, newest)
+        ts = limits.now if ts_raw is None else _timestamp(ts_raw, limits.oldest, limits.newest)
         client = _client_id(item.get("client_id"))
-        source = _source(item.get("source", default_source))
-        encoded = _properties(item.get("properties", {}), max_props)
+        source = _source(item.get("source", limits.default_source))
+        encoded = _properties(item.get("properties", {}), limits.max_props)
     except _Refused as why:
         return ItemError(index, why.code, why.message, why.field, shown_id)
     if raw_id is None:
@@ -174,28 +176,18 @@ def _properties(props: Any, max_props: int) -> str:
     return encoded
 
 
-def parse_items(
-    items: list[Any],
-    *,
-    now: dt.datetime,
-    oldest: dt.datetime,
-    newest: dt.datetime,
-    max_props: int,
-    default_source: str,
-) -> tuple[list[Row], list[ItemError]]:
+def parse_items(items: list[Any], limits: Limits) -> tuple[list[Row], list[ItemError]]:
     """Every item -> a row or an error. `_plain_row` only accepts what is plainly valid, as
     cheaply as Python allows (ingest is CPU-bound here); anything else is decided by
     `parse_item`, which gives the precise reason."""
     rows: list[Row] = []
     errors: list[ItemError] = []
     for i, item in enumerate(items):
-        row = _plain_row(i, item, now, oldest, newest, max_props, default_source)
+        row = _plain_row(i, item, limits)
         if row is not None:
             rows.append(row)
             continue
-        parsed = parse_item(
-            i, item, now=now, oldest=oldest, newest=newest, max_props=max_props, default_source=default_source
-        )
+        parsed = parse_item(i, item, limits)
         if isinstance(parsed, ItemError):
             errors.append(parsed)
         else:
@@ -212,21 +204,13 @@ _name_ok, _client_ok, _source_ok, _id_ok, _uuid_ok = (
 )
 
 
-def _plain_row(
-    i: int,
-    item: Any,
-    now: dt.datetime,
-    oldest: dt.datetime,
-    newest: dt.datetime,
-    max_props: int,
-    default_source: str,
-) -> Row | None:
+def _plain_row(i: int, item: Any, limits: Limits) -> Row | None:
     """The row of a plainly valid event, else None (`parse_item` then decides)."""
     if type(item) is not dict or not item.keys() <= FIELDS:
         return None
     name = item.get("name")
     client = item.get("client_id")
-    source = item.get("source", default_source)
+    source = item.get("source", limits.default_source)
     props = item.get("properties")
     ts_raw = item.get("timestamp")
     raw_id = item.get("id")
@@ -243,8 +227,8 @@ def _plain_row(
     if not ok:
         return None
     name = cast(str, name)
-    ts = now if ts_raw is None else _plain_time(ts_raw, oldest, newest)
-    encoded = _plain_properties(props, max_props) if props else b"{}"
+    ts = limits.now if ts_raw is None else _plain_time(ts_raw, limits.oldest, limits.newest)
+    encoded = _plain_properties(props, limits.max_props) if props else b"{}"
     if ts is None or encoded is None:
         return None
     text_props = encoded.decode()

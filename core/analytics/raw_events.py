@@ -12,6 +12,7 @@ from core.analytics.policy import READ, check_name, sees_members
 from core.analytics.schemas import EventOut, RangeIn
 from core.context import TenantContext
 from core.pagination import Page, PageRequest, page_of
+from core.presenting import from_row
 from core.scoping import apply_keyset, owned_by, where_given
 from core.uow import UnitOfWork
 
@@ -37,14 +38,11 @@ async def list_events(
     rows = await fetch_rows(uow, apply_keyset(stmt, page, c.ts, c.id, descending=True))
     show_member = sees_members(ctx)
     items = [
-        EventOut(
-            id=r.id,
-            name=r.name,
+        from_row(
+            EventOut,
+            r,
             timestamp=r.ts,
-            client_id=r.client_id,
-            source=r.source,
             member_id=r.person_id if show_member else None,
-            received_at=r.received_at,
             untrusted_properties=r.properties if isinstance(r.properties, dict) else json.loads(r.properties),
         )
         for r in rows

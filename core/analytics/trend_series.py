@@ -21,6 +21,7 @@ from core.analytics.schemas import (
 from core.analytics.timebuckets import Range, bucket_starts
 from core.context import TenantContext
 from core.errors import FieldIssue, PermissionDenied, ValidationFailed
+from core.presenting import from_row
 from core.uow import UnitOfWork
 
 
@@ -93,16 +94,8 @@ def _check_breakdown(ctx: TenantContext, breakdown: str | None) -> None:
 
 
 def _query_out(q: TrendsIn, names: list[str], rng: Range, filters: list[str]) -> TrendsQueryOut:
-    return TrendsQueryOut(
-        events=names,
-        measure=q.measure,
-        interval=q.interval,
-        range=range_out(rng),
-        filters=filters,
-        breakdown=q.breakdown,
-        breakdown_limit=q.breakdown_limit,
-        compare=q.compare,
-    )
+    # The query as answered: the request's own choices, with what was resolved from it.
+    return from_row(TrendsQueryOut, q, events=names, range=range_out(rng), filters=filters)
 
 
 def _series(result: Result, spec: Spec, members: dict[str, MemberRef]) -> list[TrendSeries]:

@@ -12,6 +12,7 @@ from core.billing.policy import CREDITS_READ, CREDITS_WRITE
 from core.billing.schemas import BalanceOut, CreditSettingsIn, HoldOut, LedgerEntryOut
 from core.context import TenantContext
 from core.pagination import Page, PageRequest
+from core.presenting import context_kind, from_row
 from core.scoping import in_context, keyset_page, map_page, require_manager, scoped, where_given
 from core.uow import UnitOfWork
 
@@ -25,7 +26,13 @@ async def get_balance(ctx: TenantContext, uow: UnitOfWork) -> BalanceOut:
     acct = await ledger.read_account(uow, ctx.tenant_id)
     holds = (
         await uow.session.execute(
-            select(Job.id, Job.component, Job.action, Job.credits_held, Job.deadline_at)
+            select(
+                Job.id.label("job_id"),
+                Job.component,
+                Job.action,
+                Job.credits_held.label("credits"),
+                Job.deadline_at.label("expires_at"),
+            )
             .where(in_context(Job, ctx), Job.hold_status == "open")
             .order_by(Job.deadline_at, Job.id)
             .limit(OPEN_HOLDS_SHOWN)
@@ -43,18 +50,9 @@ async def get_balance(ctx: TenantContext, uow: UnitOfWork) -> BalanceOut:
         available=ledger.available(acct) if acct else 0,
         held=acct.held if acct else 0,
         open_holds_count=count,
-        open_holds=[
-            HoldOut(
-                job_id=h.id,
-                component=h.component,
-                action=h.action,
-                credits=h.credits_held,
-                expires_at=h.deadline_at,
-            )
-            for h in holds
-        ],
+        open_holds=[from_row(HoldOut, h) for h in holds],
         low_balance_threshold=ledger.threshold(uow, acct),
-        context="org" if ctx.org_id else "personal",
+        context=context_kind(ctx.org_id),
         org_id=ctx.org_id,
     )
 

@@ -15,25 +15,17 @@ from core.billing.presenters import job_out
 from core.billing.schemas import JobOut
 from core.billing.settlement import finish_unpaid
 from core.context import Role, TenantContext
-from core.errors import Conflict, NotFound, PermissionDenied
+from core.errors import Conflict, PermissionDenied
 from core.observability import trace
 from core.pagination import Page, PageRequest
-from core.scoping import get_in_context, keyset_page, map_page, scoped, where_given
+from core.scoping import get_in_context, keyset_page, map_page, not_in_context, scoped, where_given
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
 
 async def _tenant_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, *, lock: bool = False) -> Job:
-    return await get_in_context(
-        uow,
-        Job,
-        ctx,
-        job_id,
-        lock=lock,
-        not_found=NotFound(
-            "no such job in this context", code="job_not_found", hint="list jobs with [[billing.list_jobs]]"
-        ),
-    )
+    not_found = not_in_context("job", "list jobs with [[billing.list_jobs]]")
+    return await get_in_context(uow, Job, ctx, job_id, lock=lock, not_found=not_found)
 
 
 async def get_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID) -> JobOut:

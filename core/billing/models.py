@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, created_at, updated_at, uuid_pk
+from core.db import Base, Timestamped, created_at, uuid_pk
 from core.tenancy.models import TenantOwned
 
 SCHEMA = "billing"
@@ -22,7 +22,7 @@ OPEN_STATUSES = ("queued", "running")
 FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
 
 
-class CreditAccount(TenantOwned, Base):
+class CreditAccount(TenantOwned, Timestamped, Base):
     """One per context (a person, or an org paying for its members' work). `balance` and `held`
     are running totals of the ledger, kept in the same transaction as each entry: reads never
     sum the ledger, and the CHECKs make a negative balance or availability impossible."""
@@ -46,8 +46,6 @@ class CreditAccount(TenantOwned, Base):
     # Set when the low-balance event fired; cleared when available rises above the threshold,
     # so the event fires once per crossing.
     low_balance_alerted: Mapped[bool] = mapped_column(server_default=text("false"))
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class LedgerEntry(TenantOwned, Base):
@@ -114,7 +112,7 @@ class CreditLot(TenantOwned, Base):
     created_at: Mapped[dt.datetime] = created_at()
 
 
-class Peer(Base):
+class Peer(Timestamped, Base):
     """A peer component: a service at `base_url` implementing the component contract. Its
     description is readable by every signed-in context (to quote and run its actions); its
     secret lives apart, readable by the platform (system mode) only."""
@@ -134,8 +132,6 @@ class Peer(Base):
     actions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     timeout_seconds: Mapped[int] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(server_default=text("true"))
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class PeerSecret(Base):
@@ -154,7 +150,7 @@ class PeerSecret(Base):
     retires_at: Mapped[dt.datetime | None]
 
 
-class Job(TenantOwned, Base):
+class Job(TenantOwned, Timestamped, Base):
     """One run of a component action. Its id is its trace id. The hold it placed on the account
     is open exactly while the job is queued or running (a CHECK says so)."""
 
@@ -196,10 +192,8 @@ class Job(TenantOwned, Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     # Callbacks refused for a bad signature: the reason the job fails if no good one comes.
     rejected_callbacks: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    created_at: Mapped[dt.datetime] = created_at()
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class WebhookEvent(Base):

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from core.bookings.models import Service, ServiceProvider
 from core.bookings.policy import READ, WRITE
-from core.bookings.presenters import context_of, money
+from core.bookings.presenters import money
 from core.bookings.queries import eligible_providers, find_provider, load_service
 from core.bookings.schemas import ServiceIn, ServiceOut, ServiceUpdateIn
 from core.context import TenantContext
@@ -18,6 +18,7 @@ from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
+from core.presenting import context_kind, from_row
 from core.scoping import in_context, insert_in_context, keyset_page, require_manager, scoped
 from core.uow import UnitOfWork
 
@@ -25,29 +26,13 @@ from core.uow import UnitOfWork
 async def _service_out(ctx: TenantContext, uow: UnitOfWork, services: list[Service]) -> list[ServiceOut]:
     eligible = await eligible_providers(ctx, uow, [s.id for s in services]) if services else {}
     return [
-        ServiceOut(
-            id=s.id,
-            name=s.name,
-            description=s.description,
-            duration_minutes=s.duration_minutes,
-            buffer_before_minutes=s.buffer_before_minutes,
-            buffer_after_minutes=s.buffer_after_minutes,
-            min_notice_minutes=s.min_notice_minutes,
-            max_advance_days=s.max_advance_days,
-            slot_interval_minutes=s.slot_interval_minutes,
+        from_row(
+            ServiceOut,
+            s,
             price=money(s.price_amount, s.currency),
-            location_kind=s.location_kind,
-            location=s.location,
-            assignment=s.assignment,
             providers=[p.ref for p in sorted(eligible.get(s.id, []), key=lambda p: p.slug)],
-            cancel_notice_minutes=s.cancel_notice_minutes,
             late_cancel_fee=money(s.late_cancel_fee, s.currency),
-            active=s.active,
-            approval_required=s.approval_required,
-            context=context_of(s.org_id),
-            org_id=s.org_id,
-            created_at=s.created_at,
-            updated_at=s.updated_at,
+            context=context_kind(s.org_id),
         )
         for s in services
     ]

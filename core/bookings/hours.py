@@ -6,11 +6,11 @@ from sqlalchemy import func, select
 
 from core.bookings.models import Schedule
 from core.bookings.policy import READ, WRITE
-from core.bookings.presenters import context_of
 from core.bookings.queries import find_provider
 from core.bookings.schemas import AvailabilityIn, AvailabilityOut, DateOverride, WeeklyHours
 from core.context import Role, TenantContext
 from core.preconditions import lock_resource, require_match
+from core.presenting import context_kind
 from core.scoping import in_context, new_in_context
 from core.uow import UnitOfWork
 
@@ -28,7 +28,7 @@ async def get_availability(
     ).scalar_one_or_none()
     return AvailabilityOut(
         provider=who.ref,
-        context=context_of(ctx.org_id),
+        context=context_kind(ctx.org_id),
         configured=schedule is not None,
         time_zone=schedule.time_zone if schedule else None,
         weekly=[WeeklyHours.model_validate(w) for w in schedule.weekly] if schedule else [],

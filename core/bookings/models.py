@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint, Range
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, created_at, updated_at, uuid_pk
+from core.db import Base, Timestamped, created_at, uuid_pk
 from core.tenancy.models import TenantOwned
 
 SCHEMA = "bookings"
@@ -41,7 +41,7 @@ def _in(values: tuple[str, ...]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-class Service(TenantOwned, Base):
+class Service(TenantOwned, Timestamped, Base):
     """A bookable offering of a context."""
 
     __tablename__ = "services"
@@ -85,8 +85,6 @@ class Service(TenantOwned, Base):
     late_cancel_fee: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
     active: Mapped[bool] = mapped_column(server_default=text("true"))
     approval_required: Mapped[bool] = mapped_column(server_default=text("false"))
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class ServiceProvider(TenantOwned, Base):
@@ -106,7 +104,7 @@ class ServiceProvider(TenantOwned, Base):
     created_at: Mapped[dt.datetime] = created_at()
 
 
-class Schedule(TenantOwned, Base):
+class Schedule(TenantOwned, Timestamped, Base):
     """A provider's working hours in one context: weekly rules and date overrides, in an IANA zone."""
 
     __tablename__ = "schedules"
@@ -120,11 +118,9 @@ class Schedule(TenantOwned, Base):
     time_zone: Mapped[str] = mapped_column(Text)
     weekly: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     overrides: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
-class Booking(TenantOwned, Base):
+class Booking(TenantOwned, Timestamped, Base):
     __tablename__ = "bookings"
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(STATES)})", name="status"),
@@ -211,8 +207,6 @@ class Booking(TenantOwned, Base):
     # later by a sweep, continues that trace.
     traceparent: Mapped[str | None] = mapped_column(Text)
     confirmed_at: Mapped[dt.datetime | None]
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class CalendarFeed(Base):

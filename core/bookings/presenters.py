@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from core.bookings import calendar, links
 from core.bookings.models import Booking
@@ -19,16 +19,13 @@ from core.bookings.schemas import (
     RescheduleOut,
     ServiceRef,
 )
+from core.presenting import context_kind, from_row
 from core.tenancy.schemas import PersonRef
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
 if TYPE_CHECKING:
     from core.bookings.queries import BookingRow
-
-
-def context_of(org_id: uuid.UUID | None) -> Literal["personal", "org"]:
-    return "org" if org_id is not None else "personal"
 
 
 def money(amount: Decimal | None, currency: str | None) -> MoneyOut | None:
@@ -46,7 +43,7 @@ def _event(b: Booking, **extra: Any) -> dict[str, Any]:
         "provider_id": str(b.provider_id),
         "client_id": str(b.client_id) if b.client_id else None,
         "status": b.status,
-        "context": context_of(b.org_id),
+        "context": context_kind(b.org_id),
         "start_at": iso(b.start_at),
         "end_at": iso(b.end_at),
         # Analytics reports revenue from these: the price agreed for this booking.
@@ -98,29 +95,18 @@ def booking_out(
             untrusted_reason=b.cancel_reason if by_client else None,
             fee=money(b.cancellation_fee, b.currency),
         )
-    return BookingOut(
-        id=b.id,
+    return from_row(
+        BookingOut,
+        b,
         status=status_of(b),
         service=service,
         provider=provider,
         client=client,
-        start_at=b.start_at,
-        end_at=b.end_at,
-        client_time_zone=b.client_time_zone,
-        hold_expires_at=b.hold_expires_at,
         price=money(b.price_amount, b.currency),
-        location_kind=b.location_kind,
-        location=b.location,
-        notes=b.notes,
         untrusted_client_note=b.client_note,
-        decline_reason=b.decline_reason,
         cancellation=cancellation,
         reschedules=[RescheduleOut.model_validate(r) for r in b.reschedules],
-        context=context_of(b.org_id),
-        org_id=b.org_id,
-        confirmed_at=b.confirmed_at,
-        created_at=b.created_at,
-        updated_at=b.updated_at,
+        context=context_kind(b.org_id),
         manage=manage,
         reminder=_reminder(b),
     )

@@ -44,7 +44,7 @@ from core.bookings.schemas import ClientRef, DateOverride, WeeklyHours
 from core.bookings.schemas.booking import _ClientFields
 from core.context import TenantContext
 from core.errors import FieldIssue, NotFound, ValidationFailed
-from core.scoping import get_in_context, in_context, owned_by, row_or
+from core.scoping import get_in_context, in_context, not_in_context, owned_by, row_or
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client, OrgMember, Person
 from core.tenancy.schemas import PersonRef
@@ -230,18 +230,8 @@ async def busy_ranges(
 async def load_service(
     ctx: TenantContext, uow: UnitOfWork, service_id: uuid.UUID, *, lock: bool = False
 ) -> Service:
-    return await get_in_context(
-        uow,
-        Service,
-        ctx,
-        service_id,
-        lock=lock,
-        not_found=NotFound(
-            "no such service in this context",
-            code="service_not_found",
-            hint="list services with [[bookings.list_services]]",
-        ),
-    )
+    not_found = not_in_context("service", "list services with [[bookings.list_services]]")
+    return await get_in_context(uow, Service, ctx, service_id, lock=lock, not_found=not_found)
 
 
 def _live_member(ctx: TenantContext) -> ColumnElement[bool]:
@@ -329,17 +319,10 @@ async def hours_of_providers(
 async def resolve_client(ctx: TenantContext, uow: UnitOfWork, data: _ClientFields) -> ClientRef | None:
     """The booking's client: an existing one by id, or found/created from contact details."""
     if data.client_id is not None:
-        client = await get_in_context(
-            uow,
-            Client,
-            ctx,
-            data.client_id,
-            not_found=NotFound(
-                "no such client in this context",
-                code="client_not_found",
-                hint="list clients ([[tenancy.list_clients]]), or give the client's email or phone instead",
-            ),
+        not_found = not_in_context(
+            "client", "list clients ([[tenancy.list_clients]]), or give the client's email or phone instead"
         )
+        client = await get_in_context(uow, Client, ctx, data.client_id, not_found=not_found)
         return ClientRef(id=client.id, name=client.name, email=client.email, phone=client.phone)
     if data.client_email or data.client_phone:
         found, _ = await find_or_create_client(
@@ -379,12 +362,7 @@ async def load_booking_row(
     stmt = booking_query(ctx).where(Booking.id == booking_id).execution_options(populate_existing=True)
     if lock:
         stmt = stmt.with_for_update(of=Booking)
-    not_found = NotFound(
-        "no such booking in this context",
-        code="booking_not_found",
-        hint="list bookings with [[bookings.list_bookings]]",
-    )
-    return await row_or(uow, stmt, not_found)
+    return await row_or(uow, stmt, not_in_context("booking", "list bookings with [[bookings.list_bookings]]"))
 
 
 async def apply_changes(uow: UnitOfWork, booking_id: uuid.UUID, **values: Any) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from core.bookings.models import Service
 from core.bookings.public import PublicService, public_service_list
 from core.observability import get_logger
+from core.presenting import from_row
 from core.scoping import owned_by
 from core.tenancy.models import Brand, BrandDomain, Org, Person
 from core.tenancy.schemas import SiteColours, SiteContact, SiteSettings
@@ -68,16 +69,9 @@ async def public_site(db: Database, slug: str) -> SiteOut | None:
         if settings.services is not None:
             stmt = stmt.where(Service.id.in_(settings.services))
         services = await public_service_list(uow, stmt)
-        return SiteOut(
-            slug=brand.slug,
-            name=brand.name,
-            tagline=settings.tagline,
-            about=settings.about,
-            logo_url=settings.logo_url,
-            colours=settings.colours,
-            contact=settings.contact,
-            book_slug=owner,
-            services=services,
+        # The site's words and looks are the brand's settings; its names are the brand's own.
+        return from_row(
+            SiteOut, settings, slug=brand.slug, name=brand.name, book_slug=owner, services=services
         )
 
 

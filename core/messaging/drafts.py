@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from core.context import TenantContext
-from core.errors import Conflict, NotFound
+from core.errors import Conflict
 from core.idempotency import idempotent_operation
 from core.messaging.messages import append_outbound
 from core.messaging.models import Draft, Message, Thread
@@ -23,6 +23,7 @@ from core.scoping import (
     insert_in_context,
     keyset_page,
     map_page,
+    not_in_context,
     scoped,
     where_given,
 )
@@ -49,17 +50,8 @@ async def get_draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) ->
 
 
 async def _draft(ctx: TenantContext, uow: UnitOfWork, draft_id: uuid.UUID) -> Draft:
-    return await get_in_context(
-        uow,
-        Draft,
-        ctx,
-        draft_id,
-        not_found=NotFound(
-            "no such draft in this context",
-            code="draft_not_found",
-            hint="list drafts with [[messaging.list_drafts]]",
-        ),
-    )
+    not_found = not_in_context("draft", "list drafts with [[messaging.list_drafts]]")
+    return await get_in_context(uow, Draft, ctx, draft_id, not_found=not_found)
 
 
 async def _latest_inbound_id(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID) -> uuid.UUID | None:

@@ -23,7 +23,7 @@ from core.messaging.presenters import attachments_in, message_out, preview, thre
 from core.messaging.queries import thread_for_send, thread_row
 from core.messaging.schemas import AttachmentIn, MessageOut, ReadIn, SendIn, ThreadOut
 from core.outbox import EVENT_CTE
-from core.scoping import in_context, owned_by
+from core.scoping import in_context, not_in_context, owned_by
 from core.uow import UnitOfWork
 
 
@@ -259,11 +259,7 @@ async def retry_delivery(ctx: TenantContext, uow: UnitOfWork, message_id: uuid.U
         )
     ).one_or_none()
     if row is None:
-        raise NotFound(
-            "no such message in this context",
-            code="message_not_found",
-            hint="read the thread's messages with [[messaging.get_thread]]",
-        )
+        raise not_in_context("message", "read the thread's messages with [[messaging.get_thread]]")
     message, mode = row
     agent_may(ctx, mode, "send")
     requeued = (

@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, Computed, ForeignKey, Index, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, created_at, updated_at, uuid_pk
+from core.db import Base, Timestamped, created_at, uuid_pk
 from core.tenancy.models import TenantOwned
 
 SCHEMA = "messaging"
@@ -22,7 +22,7 @@ SUBJECT_TSV = "to_tsvector('simple'::regconfig, COALESCE(subject, ''::text))"
 BODY_TSV = "to_tsvector('simple'::regconfig, COALESCE(body, ''::text))"
 
 
-class MessagingSettings(TenantOwned, Base):
+class MessagingSettings(TenantOwned, Timestamped, Base):
     """One row per context (personal or org): agent default, provider profile, peers."""
 
     __tablename__ = "settings"
@@ -37,11 +37,9 @@ class MessagingSettings(TenantOwned, Base):
     profile: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     channel_peers: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     draft_peer_url: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
-class Thread(TenantOwned, Base):
+class Thread(TenantOwned, Timestamped, Base):
     __tablename__ = "threads"
     __table_args__ = (
         CheckConstraint("status IN ('open', 'pending', 'snoozed', 'closed')", name="status"),
@@ -93,8 +91,6 @@ class Thread(TenantOwned, Base):
     client_link_generation: Mapped[int] = mapped_column(server_default=text("0"))
     client_link_active: Mapped[bool] = mapped_column(server_default=text("false"))
     search: Mapped[Any] = mapped_column(TSVECTOR, Computed(SUBJECT_TSV, persisted=True), deferred=True)
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class Message(TenantOwned, Base):
@@ -153,7 +149,7 @@ class Message(TenantOwned, Base):
     created_at: Mapped[dt.datetime] = created_at()
 
 
-class Draft(TenantOwned, Base):
+class Draft(TenantOwned, Timestamped, Base):
     __tablename__ = "drafts"
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'approved', 'rejected', 'superseded')", name="status"),
@@ -197,5 +193,3 @@ class Draft(TenantOwned, Base):
     superseded_by_message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("messaging.messages.id", ondelete="SET NULL")
     )
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()

@@ -13,17 +13,13 @@ from sqlalchemy.types import Uuid
 from core.context import TenantContext
 from core.errors import NotFound
 from core.messaging.models import MessagingSettings, Thread
-from core.scoping import in_context, insert_in_context, owned_by, row_or, same_tenant, scoped
+from core.scoping import in_context, insert_in_context, not_in_context, owned_by, row_or, same_tenant, scoped
 from core.tenancy.models import Client, Person
 from core.uow import UnitOfWork
 
 
 def _thread_not_found() -> NotFound:
-    return NotFound(
-        "no such thread in this context",
-        code="thread_not_found",
-        hint="list threads ([[messaging.list_threads]]) in the right context",
-    )
+    return not_in_context("thread", "list threads ([[messaging.list_threads]]) in the right context")
 
 
 async def settings_row(ctx: TenantContext, uow: UnitOfWork) -> MessagingSettings | None:

@@ -11,10 +11,10 @@ from core.errors import FieldIssue, ValidationFailed
 from core.messaging import peers
 from core.messaging.models import MessagingSettings
 from core.messaging.policy import READ, WRITE, check_channel, peer_for, require_person
-from core.messaging.presenters import context_kind
 from core.messaging.queries import settings_row
 from core.messaging.schemas import ChannelOut, ProfileIn, SettingsIn, SettingsOut
 from core.preconditions import lock_resource, require_match
+from core.presenting import context_kind
 from core.scoping import new_in_context
 from core.uow import UnitOfWork
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, literal_column, or_, select, text, update
 
 from core.context import TenantContext
-from core.errors import FieldIssue, NotFound, ValidationFailed
+from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.messaging.messages import append_outbound
 from core.messaging.models import Draft, Message, Thread
@@ -22,7 +22,16 @@ from core.messaging.queries import new_thread, settings_row, thread_row, thread_
 from core.messaging.schemas import MessageOut, ThreadDetailOut, ThreadIn, ThreadOut, ThreadUpdateIn
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import get_in_context, in_context, keyset_page, keyset_rows, map_page, scoped, where_given
+from core.scoping import (
+    get_in_context,
+    in_context,
+    keyset_page,
+    keyset_rows,
+    map_page,
+    not_in_context,
+    scoped,
+    where_given,
+)
 from core.tenancy.models import Client, OrgMember, Person
 from core.uow import UnitOfWork
 
@@ -155,18 +164,12 @@ async def get_thread(
 
 
 async def _client_in_context(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID) -> Client:
-    return await get_in_context(
-        uow,
-        Client,
-        ctx,
-        client_id,
-        not_found=NotFound(
-            "no such client in this context",
-            code="client_not_found",
-            hint="find the client with [[tenancy.list_clients]] in the same context",
-            errors=[FieldIssue("client_id", "unknown client", "not_found")],
-        ),
+    not_found = not_in_context(
+        "client",
+        "find the client with [[tenancy.list_clients]] in the same context",
+        FieldIssue("client_id", "unknown client", "not_found"),
     )
+    return await get_in_context(uow, Client, ctx, client_id, not_found=not_found)
 
 
 @idempotent_operation("messaging.thread_create")

@@ -11,7 +11,7 @@ from sqlalchemy import CheckConstraint, Computed, ForeignKey, Index, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, created_at, updated_at, uuid_pk
+from core.db import Base, Timestamped, created_at, uuid_pk
 from core.tenancy.models import TenantOwned
 
 SCHEMA = "registry"
@@ -28,7 +28,7 @@ SEARCH_EXPRESSION = (
 )
 
 
-class Component(Base):
+class Component(Timestamped, Base):
     """One installable (or always-available) component. Built-ins are written by the start-up
     sync from what the server serves; peers by platform admins."""
 
@@ -74,8 +74,6 @@ class Component(Base):
     # The package version of the process that last wrote a built-in: an older process leaves
     # the entry alone during a rolling deploy. NULL: written before versions were recorded.
     written_by: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class ComponentVersion(Base):
@@ -102,7 +100,7 @@ class ComponentVersion(Base):
     created_at: Mapped[dt.datetime] = created_at()
 
 
-class Installation(TenantOwned, Base):
+class Installation(TenantOwned, Timestamped, Base):
     """A component installed in one context (a person's personal context, or an org)."""
 
     __tablename__ = "installations"
@@ -115,5 +113,3 @@ class Installation(TenantOwned, Base):
     id: Mapped[uuid.UUID] = uuid_pk()
     component_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("registry.components.id", ondelete="CASCADE"))
     config: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()

@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Any
 
+from core.presenting import from_row
 from core.registry.models import Component as ComponentRow
 from core.registry.models import Installation
 from core.registry.schemas import (
@@ -43,15 +44,11 @@ def search_text(actions: list[dict[str, Any]], tools: list[dict[str, Any]]) -> s
 
 
 def summary_out(row: ComponentRow, installed: bool, rank: float | None = None) -> ComponentSummary:
-    return ComponentSummary(
-        slug=row.slug,
-        name=row.name,
-        version=row.version,
+    return from_row(
+        ComponentSummary,
+        row,
         kind=kind_of(row.kind),
-        description=row.description,
-        toolset=row.toolset,
         tools_count=len(row.tools),
-        tools_hash=row.tools_hash,
         actions=[ActionSummary.model_validate(a) for a in row.actions],
         installed=installed,
         rank=rank,
@@ -64,27 +61,17 @@ def kind_of(value: str) -> Kind:
 
 def detail_out(row: ComponentRow, installed: bool) -> Component:
     summary = summary_out(row, installed).model_dump(exclude={"actions"})
-    return Component(
+    return from_row(
+        Component,
+        row,
         **summary,
         actions=[ActionDetail.model_validate(a) for a in row.actions],
-        availability=row.availability,
         tools=[ToolOut.model_validate(t) for t in row.tools],
         scopes=list(row.scopes),
-        skill_name=row.skill_name,
-        base_url=row.base_url,
-        health_url=row.health_url,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
     )
 
 
 def installation_out(inst: Installation, row: ComponentRow) -> InstallationOut:
-    return InstallationOut(
-        component=row.slug,
-        name=row.name,
-        version=row.version,
-        tools_hash=row.tools_hash,
-        config=inst.config,
-        installed_at=inst.created_at,
-        updated_at=inst.updated_at,
-    )
+    # What is installed is the catalogue row's; the configuration and its times, the installation's.
+    installed = {"config": inst.config, "installed_at": inst.created_at, "updated_at": inst.updated_at}
+    return from_row(InstallationOut, row, component=row.slug, **installed)

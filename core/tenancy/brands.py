@@ -7,11 +7,19 @@ import uuid
 from sqlalchemy import delete, select
 
 from core.context import TenantContext
-from core.errors import FieldIssue, NotFound, ValidationFailed
+from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import get_in_context, keyset_page, require_manager, scoped
+from core.presenting import context_kind, from_row
+from core.scoping import (
+    get_in_context,
+    insert_in_context,
+    keyset_page,
+    not_in_context,
+    require_manager,
+    scoped,
+)
 from core.tenancy.models import Brand, BrandDomain
 from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import BrandIn, BrandOut, BrandUpdateIn
@@ -31,35 +39,12 @@ async def _brand_out(uow: UnitOfWork, brands: list[Brand]) -> list[BrandOut]:
         )
     ).all():
         domains[brand_id].append(domain)
-    return [
-        BrandOut(
-            id=b.id,
-            slug=b.slug,
-            name=b.name,
-            domains=domains[b.id],
-            config=b.config,
-            context="org" if b.org_id else "personal",
-            org_id=b.org_id,
-            created_at=b.created_at,
-            updated_at=b.updated_at,
-        )
-        for b in brands
-    ]
+    return [from_row(BrandOut, b, domains=domains[b.id], context=context_kind(b.org_id)) for b in brands]
 
 
 async def _brand(ctx: TenantContext, uow: UnitOfWork, brand_id: uuid.UUID, *, lock: bool = False) -> Brand:
-    return await get_in_context(
-        uow,
-        Brand,
-        ctx,
-        brand_id,
-        lock=lock,
-        not_found=NotFound(
-            "no such brand in this context",
-            code="brand_not_found",
-            hint="list brands with [[tenancy.list_brands]]",
-        ),
-    )
+    not_found = not_in_context("brand", "list brands with [[tenancy.list_brands]]")
+    return await get_in_context(uow, Brand, ctx, brand_id, lock=lock, not_found=not_found)
 
 
 def _check_domains(domains: list[str]) -> list[str]:
@@ -83,16 +68,7 @@ async def create_brand(
 ) -> BrandOut:
     require_manager(ctx, WRITE)
     domains = _check_domains(data.domains)
-    brand = Brand(
-        id=uuid.uuid4(),
-        person_id=ctx.person_id,
-        org_id=ctx.org_id,
-        slug=data.slug,
-        name=data.name,
-        config=data.config,
-    )
-    uow.session.add(brand)
-    await uow.session.flush()
+    brand = await insert_in_context(uow, Brand, ctx, slug=data.slug, name=data.name, config=data.config)
     uow.session.add_all(
         [
             BrandDomain(domain=d, brand_id=brand.id, person_id=ctx.person_id, org_id=ctx.org_id)

@@ -7,12 +7,12 @@ import uuid
 from sqlalchemy import or_
 
 from core.context import TenantContext
-from core.errors import FieldIssue, NotFound, ValidationFailed
+from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.identity.polyseme import client_person_id
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
-from core.scoping import get_in_context, keyset_page, map_page, scoped
+from core.scoping import get_in_context, insert_in_context, keyset_page, map_page, not_in_context, scoped
 from core.tenancy.models import Client
 from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import ClientIn, ClientOut, ClientUpdateIn
@@ -33,18 +33,8 @@ def _phone(uow: UnitOfWork, phone: str | None) -> str | None:
 
 
 async def _client(ctx: TenantContext, uow: UnitOfWork, client_id: uuid.UUID, *, lock: bool = False) -> Client:
-    return await get_in_context(
-        uow,
-        Client,
-        ctx,
-        client_id,
-        lock=lock,
-        not_found=NotFound(
-            "no such client in this context",
-            code="client_not_found",
-            hint="find the client with [[tenancy.list_clients]] in the same context",
-        ),
-    )
+    not_found = not_in_context("client", "find the client with [[tenancy.list_clients]] in the same context")
+    return await get_in_context(uow, Client, ctx, client_id, lock=lock, not_found=not_found)
 
 
 async def list_clients(
@@ -68,19 +58,16 @@ async def create_client(
 ) -> ClientOut:
     ctx.require(WRITE)
     phone = _phone(uow, data.phone)
-    client = Client(
-        id=uuid.uuid4(),
-        person_id=ctx.person_id,
-        org_id=ctx.org_id,
+    client = await insert_in_context(
+        uow,
+        Client,
+        ctx,
         name=data.name,
         email=data.email,
         phone=phone,
         notes=data.notes,
         polyseme_person_id=client_person_id(uow.db.settings, ctx.tenant_id, data.email, phone),
     )
-    uow.session.add(client)
-    await uow.session.flush()
-    await uow.session.refresh(client)
     uow.emit("platform/client.created", {"client_id": client.id})
     return ClientOut.model_validate(client)
 

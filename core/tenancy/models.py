@@ -19,13 +19,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, created_at, updated_at, uuid_pk
+from core.db import Base, Timestamped, created_at, updated_at, uuid_pk
 
 SCHEMA = "platform"
 TENANT_ID = "COALESCE(org_id, person_id)"
 
 
-class Person(Base):
+class Person(Timestamped, Base):
     __tablename__ = "persons"
     __table_args__ = (
         CheckConstraint("status IN ('active', 'suspended')", name="status"),
@@ -43,8 +43,6 @@ class Person(Base):
     # Set by a platform admin (core.admin); a suspended person is refused everywhere at once.
     suspended_at: Mapped[dt.datetime | None]
     suspension_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class PersonCredential(Base):
@@ -98,7 +96,7 @@ class RefreshToken(Base):
     used_at: Mapped[dt.datetime | None]
 
 
-class Org(Base):
+class Org(Timestamped, Base):
     __tablename__ = "orgs"
     __table_args__ = (
         Index("uq_orgs_slug", "slug", unique=True),
@@ -122,11 +120,9 @@ class Org(Base):
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("platform.persons.id", ondelete="RESTRICT"))
     owner_role: Mapped[str] = mapped_column(Text, Computed("'owner'::text", persisted=True))
     settings: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
-class OrgMember(Base):
+class OrgMember(Timestamped, Base):
     __tablename__ = "org_members"
     __table_args__ = (
         CheckConstraint("role IN ('owner', 'admin', 'member')", name="role"),
@@ -144,8 +140,6 @@ class OrgMember(Base):
         ForeignKey("platform.persons.id", ondelete="CASCADE"), primary_key=True
     )
     role: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class Invitation(Base):
@@ -198,7 +192,7 @@ class TenantOwned:
     tenant_id: Mapped[uuid.UUID] = mapped_column(Computed(TENANT_ID, persisted=True))
 
 
-class Brand(TenantOwned, Base):
+class Brand(TenantOwned, Timestamped, Base):
     __tablename__ = "brands"
     __table_args__ = (
         Index("uq_brands_slug", "slug", unique=True),  # names the public site: /site/{slug}
@@ -210,8 +204,6 @@ class Brand(TenantOwned, Base):
     slug: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
     config: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class BrandDomain(TenantOwned, Base):
@@ -224,7 +216,7 @@ class BrandDomain(TenantOwned, Base):
     brand_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("platform.brands.id", ondelete="CASCADE"))
 
 
-class Client(TenantOwned, Base):
+class Client(TenantOwned, Timestamped, Base):
     __tablename__ = "clients"
     __table_args__ = (
         Index(
@@ -247,8 +239,6 @@ class Client(TenantOwned, Base):
     notes: Mapped[str | None] = mapped_column(Text)
     # The person's stable id in this tenant (core.identity), shared by every component.
     polyseme_person_id: Mapped[uuid.UUID | None]
-    created_at: Mapped[dt.datetime] = created_at()
-    updated_at: Mapped[dt.datetime] = updated_at()
 
 
 class ApiKey(Base):

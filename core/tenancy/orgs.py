@@ -12,6 +12,7 @@ from core.context import Role, TenantContext
 from core.errors import Conflict, NotFound, PermissionDenied
 from core.idempotency import idempotent_operation
 from core.pagination import Page, PageRequest
+from core.presenting import from_row
 from core.registry.changes import tools_changed
 from core.scoping import keyset_rows, map_page
 from core.tenancy.models import Org, OrgMember, Person
@@ -22,16 +23,7 @@ from core.uow import UnitOfWork
 
 
 def _org_view(org: Org, owner: Person, role: str) -> OrgOut:
-    return OrgOut(
-        id=org.id,
-        slug=org.slug,
-        name=org.name,
-        owner=person_ref(owner),
-        role=role,
-        settings=org.settings,
-        created_at=org.created_at,
-        updated_at=org.updated_at,
-    )
+    return from_row(OrgOut, org, owner=person_ref(owner), role=role)
 
 
 async def _org_out(uow: UnitOfWork, org: Org, role: str) -> OrgOut:
