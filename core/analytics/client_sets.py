@@ -30,7 +30,7 @@ from sqlalchemy import text
 
 from core.analytics._queries import fetch_rows
 from core.analytics.timebuckets import Range, ceil15, floor15
-from core.analytics.timelines import FOLD_TIMELINES
+from core.analytics.timelines import FOLD_TIMELINES, id_of
 from core.uow import UnitOfWork
 
 __all__ = ["FOLD_ALL", "compact_client_sets", "unique_clients"]
@@ -140,8 +140,7 @@ INSERT INTO analytics.client_ids (tenant_id, client_id, id)
 SELECT n.tenant_id, n.client_id,
        t.top + row_number() OVER (PARTITION BY n.tenant_id ORDER BY n.client_id COLLATE "C")
   FROM seen n JOIN tops t ON t.tenant_id = n.tenant_id
- WHERE NOT EXISTS (SELECT 1 FROM analytics.client_ids d
-                    WHERE d.tenant_id = n.tenant_id AND d.client_id = n.client_id)
+ WHERE {id_of("n.tenant_id", "n.client_id")} IS NULL
 """
 
 
@@ -150,7 +149,8 @@ def _fold(picked: str) -> str:
     and the buckets' timelines (`timelines`), once `_number` has numbered their clients; it
     answers the number of buckets folded. Every lookup is into the dictionary's table, by its
     index: joining the rows to entries made in the same statement (a CTE, which PostgreSQL
-    believes holds a handful of rows) was planned as a nested loop, quadratic in the clients.
+    believes holds a handful of rows) was planned as a nested loop, quadratic in the clients,
+    and so was a join to the dictionary itself while its statistics were missing (`id_of`).
     A row with a client the dictionary does not have (a batch that came after `_number`) stays,
     for the next run."""
     return f"""
@@ -158,16 +158,13 @@ WITH picked AS ({picked}),
 gone AS (
   DELETE FROM analytics.client_sets s USING picked p
    WHERE s.tenant_id = p.tenant_id AND s.name = p.name AND s.bucket = p.bucket
-     AND NOT EXISTS (
-       SELECT 1 FROM unnest(s.clients) AS c(client_id)
-        WHERE NOT EXISTS (SELECT 1 FROM analytics.client_ids d
-                           WHERE d.tenant_id = s.tenant_id AND d.client_id = c.client_id))
+     AND NOT EXISTS (SELECT 1 FROM unnest(s.clients) AS c(client_id)
+                      WHERE {id_of("s.tenant_id", "c.client_id")} IS NULL)
   RETURNING s.tenant_id, s.name, s.bucket, s.clients
 ),
 members AS (
-  SELECT DISTINCT g.tenant_id, g.name, g.bucket, d.id
+  SELECT DISTINCT g.tenant_id, g.name, g.bucket, {id_of("g.tenant_id", "c.client_id")} AS id
     FROM gone g CROSS JOIN unnest(g.clients) AS c(client_id)
-    JOIN analytics.client_ids d ON d.tenant_id = g.tenant_id AND d.client_id = c.client_id
 ),
 coded AS (
   INSERT INTO analytics.client_id_sets (tenant_id, name, bucket, ids)
