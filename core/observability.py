@@ -286,8 +286,13 @@ def configure_logging(settings: Settings) -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Plain tracebacks on the console: structlog's default (rich, with every frame's locals and
+    # highlighted source) took 9-26 s to render one exception of an async request stack, and
+    # the event loop waits while it renders.
     renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer() if pretty else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        if pretty
+        else structlog.processors.JSONRenderer()
     )
     if not pretty:
         shared.append(structlog.processors.format_exc_info)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,25 @@ def app_settings(database_url: str, **overrides: Any) -> Settings:
         log_format="json",
         log_level="warning",
         **overrides,
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logs_as_json() -> None:
+    """Log as the server processes do off a terminal (JSON lines). Unconfigured, structlog
+    renders every logged exception as a rich traceback with each frame's locals: seconds per
+    exception, and the suite logs hundreds (the unreachable-database test spent 16 s in it)."""
+    import structlog
+
+    # Every level still reaches a test's `capture_logs`; stdlib logging is left as pytest has it.
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
     )
 
 
