@@ -105,6 +105,8 @@ class ToolListChanges:
         self.db = db
         self.reconnect_seconds = reconnect_seconds
         self.listening = asyncio.Event()
+        # Set once a connection attempt has failed: a start with the database out need not wait.
+        self._refused = asyncio.Event()
         self._buses: list[CallerBus] = []
         self._sessions: dict[int, _Session] = {}
         self._callers: dict[str, Caller | None] = {}
@@ -165,7 +167,7 @@ class ToolListChanges:
         from now on hears every later change."""
         task = asyncio.create_task(self.run(stop), name="atlilith-tool-changes")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.listening.wait(), wait_seconds)
+            await asyncio.wait_for(_first(self.listening.wait(), self._refused.wait()), wait_seconds)
         return task
 
     @property
@@ -197,6 +199,7 @@ class ToolListChanges:
                     log.warning("tools_changed_listen_lost")
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("tools_changed_listen_failed", error=type(exc).__name__)
+                self._refused.set()
             finally:
                 self.listening.clear()
                 if conn is not None and not conn.is_closed():
