@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from benchmarks.common import OUT_OF_REACH_ENV, SECONDS, bench_database, check, server
+from benchmarks.common import SECONDS, bench_database, bench_settings, check, server
 from benchmarks.people import acting, person
 from core.analytics.store import REBUILD, ROLLUP_TABLES
 from core.config import Settings
@@ -98,18 +98,7 @@ async def _database() -> AsyncIterator[tuple[Settings, bool]]:
         await conn.close()
     if not exists:
         await create_database(admin, name)
-    settings = Settings(
-        env="test",
-        database_url=url,
-        jwt_secret="bench-secret-" + "z" * 40,
-        relay_enabled=False,
-        log_level="warning",
-        log_format="json",
-        password_hash_profile="cheapest",
-        rate_limit_per_credential=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_PER_CREDENTIAL"],
-        rate_limit_per_ip=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_PER_IP"],
-        rate_limit_signin_per_ip=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_SIGNIN_PER_IP"],
-    )
+    settings = bench_settings(url)
     await migrate(settings)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
