@@ -23,10 +23,11 @@ import httpx
 import psutil
 
 from benchmarks.common import SECONDS, bench_database, check, server
+from benchmarks.people import acting, person
 from core.analytics.policy import INGEST
 from core.db import asyncpg_dsn
-from core.tenancy import Device, create_api_key, create_org, signup
-from core.tenancy.schemas import ApiKeyIn, OrgIn, SignupIn
+from core.tenancy import create_api_key, create_org
+from core.tenancy.schemas import ApiKeyIn, OrgIn
 from core.uow import Database
 
 BATCH = int(os.environ.get("BENCH_ANALYTICS_BATCH", "10000"))
@@ -115,17 +116,8 @@ async def run() -> str:
     per_side = max(4, int(SECONDS * 60_000 / BATCH) + CONCURRENCY)
     async with bench_database() as settings:
         db = Database(settings)
-        auth = await signup(
-            db,
-            SignupIn(
-                email="ingest@example.com", password="bench-password", slug="ingest-bench", display_name="B"
-            ),
-            Device(),
-        )
-        async with db.uow() as uow:
-            from core.opener import open_context
-
-            ctx = await open_context(uow, auth.access_token)
+        auth = await person(db, "ingest-bench", "ingest@example.com", "B")
+        async with acting(db, auth.access_token) as (ctx, uow):
             org = await create_org(ctx, uow, OrgIn(slug="ingest-org", name="Ingest"))
             key = await create_api_key(ctx, uow, ApiKeyIn(name="site", scopes=[INGEST], org=org.slug))
         await db.dispose()

@@ -19,14 +19,14 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
-from benchmarks.common import OUT_OF_REACH_ENV, SECONDS, bench_database, check, server
+from benchmarks.common import SECONDS, bench_database, bench_settings, check, server
+from benchmarks.people import acting, person
 from core.analytics.store import REBUILD, ROLLUP_TABLES
 from core.config import Settings
 from core.db import asyncpg_dsn
 from core.migrate import create_database, drop_database, migrate
-from core.opener import open_context
-from core.tenancy import Device, add_member, create_org, login, signup
-from core.tenancy.schemas import LoginIn, MemberIn, OrgIn, SignupIn
+from core.tenancy import Device, add_member, create_org, login
+from core.tenancy.schemas import LoginIn, MemberIn, OrgIn
 from core.uow import Database
 
 EVENTS = int(os.environ.get("BENCH_ANALYTICS_EVENTS", "10000000"))
@@ -98,18 +98,7 @@ async def _database() -> AsyncIterator[tuple[Settings, bool]]:
         await conn.close()
     if not exists:
         await create_database(admin, name)
-    settings = Settings(
-        env="test",
-        database_url=url,
-        jwt_secret="bench-secret-" + "z" * 40,
-        relay_enabled=False,
-        log_level="warning",
-        log_format="json",
-        password_hash_profile="cheapest",
-        rate_limit_per_credential=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_PER_CREDENTIAL"],
-        rate_limit_per_ip=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_PER_IP"],
-        rate_limit_signin_per_ip=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_SIGNIN_PER_IP"],
-    )
+    settings = bench_settings(url)
     await migrate(settings)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
@@ -126,27 +115,15 @@ async def _database() -> AsyncIterator[tuple[Settings, bool]]:
 
 async def _setup(db: Database) -> tuple[uuid.UUID, str, list[uuid.UUID]]:
     """The owner, two members and their org; returns the org's id and slug and the people."""
-    owner = await signup(
-        db,
-        SignupIn(email="q@example.com", password="bench-password", slug="q-owner", display_name="Q"),
-        Device(),
-    )
+    owner = await person(db, "q-owner", "q@example.com", "Q")
     people = [owner.person.id]
     for i in range(2):
-        mate = await signup(
-            db,
-            SignupIn(
-                email=f"m{i}@example.com", password="bench-password", slug=f"q-mate{i}", display_name="M"
-            ),
-            Device(),
-        )
+        mate = await person(db, f"q-mate{i}", f"m{i}@example.com", "M")
         people.append(mate.person.id)
-    async with db.uow() as uow:
-        ctx = await open_context(uow, owner.access_token)
+    async with acting(db, owner.access_token) as (ctx, uow):
         org = await create_org(ctx, uow, OrgIn(slug="q-org", name="Q"))
     for i in range(2):
-        async with db.uow() as uow:
-            ctx = await open_context(uow, owner.access_token, org.slug)
+        async with acting(db, owner.access_token, org.slug) as (ctx, uow):
             await add_member(ctx, uow, MemberIn(person=f"q-mate{i}", role="member"))
     return org.id, org.slug, people
 

@@ -16,6 +16,7 @@ import httpx
 from sqlalchemy import text
 
 from benchmarks.common import CONCURRENCY, SECONDS, Result, Target, bench_database, check, load, server, table
+from benchmarks.people import acting, person
 from benchmarks.resilience import RelayProcess
 from core import billing, registry
 from core.billing.schemas import GrantIn, RunIn
@@ -24,8 +25,6 @@ from core.db import StatementStats, asyncpg_dsn, start_statement_count
 from core.opener import open_context
 from core.registry.schemas import InstallIn
 from core.relay import Relay
-from core.tenancy import Device, signup
-from core.tenancy.schemas import SignupIn
 from core.uow import Database
 from servers.registry_sync import sync_builtins
 
@@ -41,17 +40,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def _person(db: Database, slug: str, credits: int, *install: str) -> tuple[str, uuid.UUID]:
-    auth = await signup(
-        db,
-        SignupIn(email=f"{slug}@example.com", password="bench-password", slug=slug, display_name=slug),
-        Device(),
-    )
+    auth = await person(db, slug, f"{slug}@example.com", slug)
     async with db.system() as uow:
         await uow.session.execute(
             text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"), {"p": auth.person.id}
         )
-    async with db.uow() as uow:
-        ctx = await open_context(uow, auth.access_token)
+    async with acting(db, auth.access_token) as (ctx, uow):
         await billing.grant_credits(ctx, uow, GrantIn(person=slug, credits=credits))
         for component in install:
             await registry.install(ctx, uow, InstallIn(component=component))

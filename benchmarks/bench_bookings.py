@@ -29,12 +29,13 @@ from benchmarks.common import (
     server,
     table,
 )
+from benchmarks.people import acting, person
 from core import bookings
 from core.bookings.schemas import AvailabilityIn, ServiceIn, SlotsQuery, WeeklyHours
 from core.db import asyncpg_dsn, start_statement_count
 from core.opener import open_context
-from core.tenancy import Device, add_member, create_org, signup
-from core.tenancy.schemas import MemberIn, OrgIn, SignupIn
+from core.tenancy import add_member, create_org
+from core.tenancy.schemas import MemberIn, OrgIn
 from core.uow import Database
 
 PROVIDERS = 8
@@ -44,31 +45,11 @@ STEP = dt.timedelta(minutes=15)
 
 
 async def _setup(db: Database) -> dict[str, Any]:
-    owner = await signup(
-        db,
-        SignupIn(
-            email="owner@bench.example", password="bench-password", slug="bench-owner", display_name="O"
-        ),
-        Device(),
-    )
-    people = [
-        await signup(
-            db,
-            SignupIn(
-                email=f"p{i}@bench.example",
-                password="bench-password",
-                slug=f"bench-pro-{i}",
-                display_name=f"P{i}",
-            ),
-            Device(),
-        )
-        for i in range(PROVIDERS)
-    ]
-    async with db.uow() as uow:
-        ctx = await open_context(uow, owner.access_token)
+    owner = await person(db, "bench-owner", "owner@bench.example", "O")
+    people = [await person(db, f"bench-pro-{i}", f"p{i}@bench.example", f"P{i}") for i in range(PROVIDERS)]
+    async with acting(db, owner.access_token) as (ctx, uow):
         org = await create_org(ctx, uow, OrgIn(slug="bench-salon", name="Bench salon"))
-    async with db.uow() as uow:
-        ctx = await open_context(uow, owner.access_token, org.slug)
+    async with acting(db, owner.access_token, org.slug) as (ctx, uow):
         for p in people:
             await add_member(ctx, uow, MemberIn(person=p.person.slug))
         all_day = [

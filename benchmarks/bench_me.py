@@ -8,25 +8,17 @@ import json
 import httpx
 
 from benchmarks.common import Target, bench_database, load, mcp_call, mcp_headers, server, table
-from core.tenancy import Device, create_org, signup
-from core.tenancy.schemas import OrgIn, SignupIn
+from benchmarks.people import acting, person
+from core.tenancy import create_org
+from core.tenancy.schemas import OrgIn
 from core.uow import Database
 
 
 async def run() -> str:
     async with bench_database() as settings:
         db = Database(settings)
-        auth = await signup(
-            db,
-            SignupIn(
-                email="bench@example.com", password="bench-password", slug="bench-user", display_name="Bench"
-            ),
-            Device(),
-        )
-        async with db.uow() as uow:
-            from core.opener import open_context
-
-            ctx = await open_context(uow, auth.access_token)
+        auth = await person(db, "bench-user", "bench@example.com", "Bench")
+        async with acting(db, auth.access_token) as (ctx, uow):
             for i in range(3):
                 await create_org(ctx, uow, OrgIn(slug=f"bench-org-{i}", name=f"Bench {i}"))
         await db.dispose()

@@ -29,12 +29,12 @@ from benchmarks.common import (
     server,
     table,
 )
+from benchmarks.people import acting, person
 from core.config import Settings
 from core.db import asyncpg_dsn
-from core.opener import open_context
 from core.pagination import encode_cursor
-from core.tenancy import Device, create_org, signup
-from core.tenancy.schemas import OrgIn, SignupIn
+from core.tenancy import create_org
+from core.tenancy.schemas import OrgIn
 from core.uow import Database
 
 THREADS = int(os.environ.get("BENCH_MSG_THREADS", "100000"))
@@ -203,15 +203,8 @@ async def _same_send(client: httpx.AsyncClient, *doors: Any) -> None:
 async def run() -> str:
     async with bench_database() as settings:
         db = Database(settings)
-        auth = await signup(
-            db,
-            SignupIn(
-                email="inbox@example.com", password="bench-password", slug="inbox-owner", display_name="Inbox"
-            ),
-            Device(),
-        )
-        async with db.uow() as uow:
-            ctx = await open_context(uow, auth.access_token)
+        auth = await person(db, "inbox-owner", "inbox@example.com", "Inbox")
+        async with acting(db, auth.access_token) as (ctx, uow):
             org = await create_org(ctx, uow, OrgIn(slug="busy-studio", name="Busy Studio"))
         await db.dispose()
         started = time.perf_counter()

@@ -13,12 +13,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from benchmarks.common import bench_database
+from benchmarks.people import acting, person
 from core import registry as service
 from core.opener import open_context
 from core.pagination import PageRequest
 from core.registry.schemas import InstallIn
-from core.tenancy import Device, signup
-from core.tenancy.schemas import SignupIn
 from core.uow import Database
 from servers.mcp import build_server, toolsets
 from servers.mcp_schema import EVERYTHING_BUDGET, NEW_PERSON_BUDGET, wire_chars
@@ -83,18 +82,10 @@ async def run() -> str:
         db = Database(settings)
         try:
             await sync_builtins(db)
-            auth = await signup(
-                db,
-                SignupIn(
-                    email="reg@example.com", password="bench-password", slug="bench-reg", display_name="R"
-                ),
-                Device(),
-            )
-            token = auth.access_token
+            token = (await person(db, "bench-reg", "reg@example.com", "R")).access_token
             toolset_of = {t.name: ts.name for ts in toolsets(ToolRuntime(db)) for t in ts.tools}
             default = await _tools_list(db, token)
-            async with db.uow() as uow:
-                ctx = await open_context(uow, token)
+            async with acting(db, token) as (ctx, uow):
                 # Everything installed, as a platform admin sees it: the admin toolset too.
                 await uow.session.execute(
                     text("UPDATE platform.persons SET is_platform_admin = true WHERE id = :p"),

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -24,6 +24,10 @@ from core.config import Settings
 from core.embedded import DATABASE, ensure_database
 from core.embedded import start as start_embedded
 from core.migrate import create_database, drop_database, migrate
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
 
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
@@ -199,25 +203,40 @@ async def bench_database() -> AsyncIterator[Settings]:
     name = f"atlilith_bench_{secrets.token_hex(3)}"
     await create_database(admin, name)
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    settings = Settings(
-        env="test",
-        database_url=url,
-        jwt_secret="bench-secret-" + "z" * 40,
-        relay_enabled=False,
-        expose_db_stats=True,
-        log_level="warning",
-        log_format="json",
-        data_dir=ROOT / ".atlilith" / "bench-data",
-        password_hash_profile="cheapest",
-        rate_limit_per_credential=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_PER_CREDENTIAL"],
-        rate_limit_per_ip=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_PER_IP"],
-        rate_limit_signin_per_ip=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_SIGNIN_PER_IP"],
-    )
+    settings = bench_settings(url, expose_db_stats=True, data_dir=ROOT / ".atlilith" / "bench-data")
     await migrate(settings)
     try:
         yield settings
     finally:
         await drop_database(admin, name)
+
+
+def quiet_settings(database_url: str, jwt_secret: str, **overrides: Any) -> Settings:
+    """Settings of an app run to be tested or measured rather than served: the cheapest password
+    hashing, no relay in the process (the test or benchmark drives delivery), warnings only, as
+    JSON. The tests' apps (tests.conftest.app_settings) are built the same way."""
+    return Settings(
+        env="test",
+        database_url=database_url,
+        jwt_secret=jwt_secret,
+        password_hash_profile="cheapest",
+        relay_enabled=False,
+        log_level="warning",
+        log_format="json",
+        **overrides,
+    )
+
+
+def bench_settings(database_url: str, **overrides: Any) -> Settings:
+    """A benchmark's app in the benchmark's own process: quiet, rate limits out of reach."""
+    return quiet_settings(
+        database_url,
+        "bench-secret-" + "z" * 40,
+        rate_limit_per_credential=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_PER_CREDENTIAL"],
+        rate_limit_per_ip=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_PER_IP"],
+        rate_limit_signin_per_ip=OUT_OF_REACH_ENV["ATLILITH_RATE_LIMIT_SIGNIN_PER_IP"],
+        **overrides,
+    )
 
 
 # Rate limits stay on (their cost is part of every figure) but out of reach of a benchmark's
@@ -233,6 +252,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class InLoopServer:
+    """A small fake server (a peer, Inngest's event API) on 127.0.0.1:<free port>, served by
+    uvicorn in the caller's event loop as `async with`. Subclasses build their app and hand it
+    to `listen`. The resilience scenarios' fakes and the tests' (tests.support.serving) share it."""
+
+    port: int
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    # True for a fake that may be holding requests open (a slow upstream): stop without waiting.
+    force_exit = False
+
+    def listen(self, app: ASGIApp) -> None:
+        import uvicorn  # a server's import, paid only by the fakes that listen
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> Self:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.server.force_exit = self.force_exit
+        await self.task
 
 
 @asynccontextmanager

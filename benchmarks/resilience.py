@@ -32,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from benchmarks.common import free_port
+from benchmarks.common import InLoopServer, free_port, quiet_settings
 from core.config import Settings
 from core.db import asyncpg_url
 from core.migrate import create_database, drop_database, migrate
@@ -155,16 +155,7 @@ def render(scenarios: list[Scenario]) -> str:
 
 
 def base_settings(database_url: str, data_dir: Path) -> Settings:
-    return Settings(
-        env="test",
-        database_url=database_url,
-        jwt_secret="resilience-secret-" + "r" * 40,
-        password_hash_profile="cheapest",
-        relay_enabled=False,
-        log_level="warning",
-        log_format="json",
-        data_dir=data_dir,
-    )
+    return quiet_settings(database_url, "resilience-secret-" + "r" * 40, data_dir=data_dir)
 
 
 @asynccontextmanager
@@ -545,12 +536,13 @@ async def postgres_restart_under_load(
 # --- scenario 3: the Inngest event API down, then slow ----------------------------------------------
 
 
-class FaultyHttp:
+class FaultyHttp(InLoopServer):
     """A loopback stand-in for a peer (here Inngest's event API) that can be up, down (500),
     or slow; it records what it accepted. Features reuse it for their own peers."""
 
+    force_exit = True  # a slow request would otherwise hold the shutdown for `slow_seconds`
+
     def __init__(self) -> None:
-        import uvicorn
         from starlette.applications import Starlette
         from starlette.requests import Request
         from starlette.responses import JSONResponse
@@ -573,26 +565,7 @@ class FaultyHttp:
             self.received.extend(batch)
             return JSONResponse({"ids": [e.get("id") for e in batch], "status": 200})
 
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                Starlette(routes=[Route("/e/{key}", ingest, methods=["POST"])]),
-                host="127.0.0.1",
-                port=self.port,
-                log_level="error",
-            )
-        )
-
-    async def __aenter__(self) -> FaultyHttp:
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.server.force_exit = True
-        await self.task
+        self.listen(Starlette(routes=[Route("/e/{key}", ingest, methods=["POST"])]))
 
 
 async def inngest_outage_under_load(

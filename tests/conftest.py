@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from benchmarks.common import quiet_settings
 from core.config import Settings
 from core.embedded import DATABASE, ensure_database
 from core.embedded import start as start_embedded
@@ -40,16 +41,7 @@ def _admin_url() -> str:
 def app_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings of an app under test on `database_url`: cheap password hashing, no relay,
     quiet JSON logs."""
-    return Settings(
-        env="test",
-        database_url=database_url,
-        jwt_secret="test-secret-" + "x" * 40,
-        password_hash_profile="cheapest",
-        relay_enabled=False,
-        log_format="json",
-        log_level="warning",
-        **overrides,
-    )
+    return quiet_settings(database_url, "test-secret-" + "x" * 40, **overrides)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,24 +5,20 @@ free port, the whole app served in the test's event loop, and a base for the sma
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
+from benchmarks.common import InLoopServer, free_port
 from core.config import Settings
 from core.uow import Database
 from tests.conftest import running
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["LocalServer", "app_client", "free_port", "serving"]
 
 
 @asynccontextmanager
@@ -61,28 +57,6 @@ async def serving(
         await task
 
 
-class LocalServer:
-    """A fake server on 127.0.0.1:<free port>, run as `async with` in the test's event loop.
-    Subclasses build their Starlette app and hand it to `listen`."""
-
-    port: int
-    server: uvicorn.Server
-    task: asyncio.Task[None]
-
-    def listen(self, app: ASGIApp) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> Self:
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        await self.task
+# The fake servers' base and the free port are the benchmarks' (their resilience scenarios run
+# the same fakes, and benchmarks ship without the tests).
+LocalServer = InLoopServer
