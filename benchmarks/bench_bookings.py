@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -165,15 +166,28 @@ async def run() -> str:
         assert pool is not None
         provider0 = env["people"][0].person.id
 
+        # The busy time a search over these dates must read: from the first day's midnight in the
+        # requester's zone to the day after the last, widened by a slot and its buffer.
+        zone = ZoneInfo("America/New_York")
+        busy_from = dt.datetime.combine(first, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+        busy_to = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=zone).astimezone(dt.UTC)
+        busy_to += dt.timedelta(hours=1)
+
         async def busy_only() -> int:
             await pool.fetch(
                 "SELECT lower(blocked), upper(blocked) FROM bookings.bookings WHERE provider_id = $1"
                 " AND blocked && tstzrange($2, $3) AND status IN ('held','requested','confirmed')",
                 provider0,
-                dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC),
-                dt.datetime.combine(last, dt.time(), tzinfo=dt.UTC),
+                busy_from,
+                busy_to,
             )
             return 1
+
+        busy_params = {
+            "provider_id": str(provider0),
+            "from": busy_from.isoformat(),
+            "to": busy_to.isoformat(),
+        }
 
         headers = {"Authorization": f"Bearer {owner_token}", "X-Atlilith-Org": org}
         slots_headers = mcp_headers({"Authorization": f"Bearer {owner_token}"}, "bookings_slots")
@@ -258,12 +272,23 @@ async def run() -> str:
                 await install(client, headers, "bookings")
                 check = await client.post("/mcp", content=slots_call, headers=slots_headers)
                 assert check.status_code == 200 and '"isError":false' in check.text, check.text[:500]
-                # Every door answers the same slots; none overlaps a busy row the baseline reads.
+                # Every door answers the same slots: exactly those the baseline's busy rows leave
+                # free in the provider's hours, found one wall-clock step at a time.
                 rest_answer = (await client.get("/v1/bookings/slots", params=params, headers=headers)).json()
                 mcp_answer = json.loads(check.text)["result"]["structuredContent"]
                 assert rest_answer["slots"] == mcp_answer["slots"] and rest_answer["slots"], rest_answer
-                await _slots_clear_of_busy(pool, provider0, rest_answer["slots"])
-                raw_busy = await _timed("raw asyncpg: the month's busy rows", busy_only)
+                bare_answer = (
+                    await client.get("/bench/bare/busy", params=busy_params, headers=headers)
+                ).json()
+                expected = _expected_slots(bare_answer["busy"], first, last, env["people"][0].person.slug)
+                assert rest_answer["slots"] == expected, (rest_answer["slots"][:3], expected[:3])
+                assert not rest_answer["truncated"]
+                bare_busy = await load(
+                    "bare route (JWT, busy rows)",
+                    lambda c: c.get("/bench/bare/busy", params=busy_params, headers=headers),
+                    client,
+                )
+                raw_busy = await _timed("raw asyncpg busy rows in-process", busy_only)
                 local = await _timed("find_slots in-process (31 days)", in_process)
                 rest_slots = await load(
                     REST_SLOTS,
@@ -301,24 +326,47 @@ async def run() -> str:
             " ex_bookings_no_overlap; errors = refused requests)"
         )
         return (
-            table("Slot computation, a month of bookings", [raw_busy, local, rest_slots, mcp_slots], raw_busy)
+            table(
+                "Slot computation, a month of bookings",
+                [bare_busy, raw_busy, local, rest_slots, mcp_slots],
+                bare_busy,
+            )
             + "\n"
             + table("Booking creation (hold), same constrained table", [bare, raw, rest, mcp], bare)
             + note
         )
 
 
-async def _slots_clear_of_busy(pool: asyncpg.Pool, provider: uuid.UUID, slots: list[dict[str, Any]]) -> None:
-    rows = await pool.fetch(
-        "SELECT blocked FROM bookings.bookings WHERE provider_id = $1"
-        " AND status IN ('held', 'requested', 'confirmed')",
-        provider,
-    )
-    # The service's 15-minute buffer after a slot must be clear too.
-    busy = [(r["blocked"].lower, r["blocked"].upper) for r in rows]
-    for slot in slots:
-        start, end = dt.datetime.fromisoformat(slot["start"]), dt.datetime.fromisoformat(slot["end"])
-        assert not any(a < end + dt.timedelta(minutes=15) and start < b for a, b in busy), slot
+def _expected_slots(
+    busy: list[list[str]], first: dt.date, last: dt.date, provider: str
+) -> list[dict[str, Any]]:
+    """The answer the search must give, by the obvious definition and nothing of core's: each
+    15-minute wall-clock step of the provider's 08:00-20:00 (Europe/Paris, Monday to Saturday)
+    whose 45 minutes fit before 20:00, that starts between the requester's first and last day (New
+    York) and whose 45 minutes plus the 15-minute buffer after meet no busy range."""
+    paris, new_york = ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York")
+    start = dt.datetime.combine(first, dt.time(), tzinfo=new_york)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=new_york)
+    taken = [(dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b)) for a, b in busy]
+    length, buffer = dt.timedelta(minutes=45), dt.timedelta(minutes=15)
+    found = []
+    day = first - dt.timedelta(days=1)
+    while day <= last + dt.timedelta(days=1):
+        close = dt.datetime.combine(day, dt.time(20), tzinfo=paris).astimezone(dt.UTC)
+        local = dt.datetime.combine(day, dt.time(8))
+        # Compared in UTC: two datetimes of one tzinfo compare (and add) on the wall clock.
+        while day.weekday() < 6 and (at := local.replace(tzinfo=paris).astimezone(dt.UTC)) + length <= close:
+            if start <= at < end and not any(a < at + length + buffer and at < b for a, b in taken):
+                found.append(
+                    {
+                        "start": at.astimezone(new_york).isoformat(),
+                        "end": (at + length).astimezone(new_york).isoformat(),
+                        "providers": [provider],
+                    }
+                )
+            local += STEP
+        day += dt.timedelta(days=1)
+    return found
 
 
 async def _same_hold(

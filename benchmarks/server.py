@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 import asyncpg
 import jwt
@@ -44,6 +45,14 @@ RETURNING id, start_at, end_at
 OUTBOX_SQL = """
 INSERT INTO platform.outbox (id, name, data, person_id, org_id, trace_id)
 VALUES ($1, $2, $3::jsonb, $4, $5, $6)
+"""
+# GET /bench/bare/busy: what a slot search cannot do without -- the provider's busy time in the
+# window, the same rows the offer statement's busy read returns (active bookings, buffered).
+BUSY_SQL = """
+SELECT lower(blocked) AS blocked_from, upper(blocked) AS blocked_until
+  FROM bookings.bookings
+ WHERE provider_id = $1 AND blocked && tstzrange($2, $3) AND status IN ('held', 'requested', 'confirmed')
+ ORDER BY blocked
 """
 # POST /bench/bare/run: the essential writes of jobs_run -- the credits held on the account
 # (a conditional UPDATE, so never overdrawn), the ledger entry, the job row, and its outbox row.
@@ -97,7 +106,8 @@ class BareRoutes:
 
 class Bare(BareRoutes):
     """Bare routes: GET /bench/bare/me (verify the JWT, fetch person and memberships in one
-    statement); POST /bench/bare/hold (verify the JWT, insert the held booking and its event);
+    statement); GET /bench/bare/busy (verify the JWT, fetch a provider's busy ranges between two
+    instants in one statement); POST /bench/bare/hold (verify the JWT, insert the held booking and its event);
     POST /bench/bare/run (verify the JWT, hold a credit, insert the job and its event)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -107,9 +117,9 @@ class Bare(BareRoutes):
             return
         claims = await self.verified(scope, send)
         if claims is not None:
-            await getattr(self, route)(claims, receive, send)
+            await getattr(self, route)(scope, claims, receive, send)
 
-    async def me(self, claims: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def me(self, scope: Scope, claims: dict[str, Any], receive: Receive, send: Send) -> None:
         assert self.pool is not None
         rows = await self.pool.fetch(ME_SQL, uuid.UUID(claims["sub"]))
         if not rows:
@@ -135,7 +145,22 @@ class Bare(BareRoutes):
         }
         await respond(send, 200, body, statements=1)
 
-    async def hold(self, claims: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def busy(self, scope: Scope, claims: dict[str, Any], receive: Receive, send: Send) -> None:
+        assert self.pool is not None
+        query = dict(parse_qsl(bytes(scope["query_string"]).decode()))
+        rows = await self.pool.fetch(
+            BUSY_SQL,
+            uuid.UUID(query["provider_id"]),
+            dt.datetime.fromisoformat(query["from"]),
+            dt.datetime.fromisoformat(query["to"]),
+        )
+        body = {
+            "provider_id": query["provider_id"],
+            "busy": [[r["blocked_from"].isoformat(), r["blocked_until"].isoformat()] for r in rows],
+        }
+        await respond(send, 200, body, statements=1)
+
+    async def hold(self, scope: Scope, claims: dict[str, Any], receive: Receive, send: Send) -> None:
         assert self.pool is not None
         data = json.loads(await read_body(receive))
         person, org = uuid.UUID(claims["sub"]), uuid.UUID(data["org_id"])
@@ -169,7 +194,7 @@ class Bare(BareRoutes):
         }
         await respond(send, 201, body, statements=2)
 
-    async def run(self, claims: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def run(self, scope: Scope, claims: dict[str, Any], receive: Receive, send: Send) -> None:
         assert self.pool is not None
         data = json.loads(await read_body(receive))
         person, job_id = uuid.UUID(claims["sub"]), uuid.uuid4()
@@ -188,7 +213,12 @@ class Bare(BareRoutes):
         await respond(send, 202, body, statements=2)
 
 
-ROUTES = {"/bench/bare/me": "me", "/bench/bare/hold": "hold", "/bench/bare/run": "run"}
+ROUTES = {
+    "/bench/bare/me": "me",
+    "/bench/bare/busy": "busy",
+    "/bench/bare/hold": "hold",
+    "/bench/bare/run": "run",
+}
 
 
 def header_of(scope: Scope, name: bytes) -> str:
