@@ -12,6 +12,7 @@ import bisect
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from core.bookings.schemas import WEEKDAYS, DateOverride, WeeklyHours
@@ -177,20 +178,18 @@ def free_starts(hours: Hours, rules: Rules, busy: Busy, start: dt.datetime, end:
     zone = hours.zone
     found: list[int] = []
     for day, open_at, close_at in hours.windows(start, end):
-        window_end = local_instant(day, close_at, zone)
-        hh, mm = _clock(open_at)
-        local = dt.datetime.combine(day, dt.time(hh, mm), tzinfo=zone)
-        if exists(local) and local.utcoffset() == window_end.astimezone(zone).utcoffset():
+        first, finish_by, steady = window_span(zone, day, open_at, close_at)
+        if steady:
             # No DST change inside the window (the usual case): wall-clock steps are UTC steps.
-            first = micros(local.astimezone(UTC))
             if first < low:  # the grid's first point at or after `low`
                 first += -(-(low - first) // step) * step
             # The last start whose whole duration fits in the window, and before `high`.
-            last = min(micros(window_end) - length, high - 1)
+            last = min(finish_by - length, high - 1)
             if first <= last:
                 _free_on_grid(first, last, step, lows, highs, found)
             continue
-        finish_by = micros(window_end)
+        hh, mm = _clock(open_at)
+        local = dt.datetime.combine(day, dt.time(hh, mm), tzinfo=zone)
         while True:
             candidate = micros(local.astimezone(UTC))
             if candidate + length > finish_by:
@@ -203,6 +202,20 @@ def free_starts(hours: Hours, rules: Rules, busy: Busy, start: dt.datetime, end:
     # Windows of one day may not overlap, but those of two days (a 24:00 close, an override) can
     # offer the same instant twice.
     return [s for i, s in enumerate(found) if i == 0 or s != found[i - 1]]
+
+
+@lru_cache(maxsize=8192)
+def window_span(zone: ZoneInfo, day: dt.date, open_at: str, close_at: str) -> tuple[int, int, bool]:
+    """A working window's opening and closing instants in microseconds, and whether it is steady:
+    its opening exists and the zone keeps one offset until it closes, so its wall-clock grid is a
+    grid of equal UTC steps. Six zone conversions a window, the same for every search of that
+    day: a pure function of its arguments (zoneinfo never reloads a zone's rules into a live
+    `ZoneInfo`; a cleared cache makes new instances, hence new keys), so cached."""
+    hh, mm = _clock(open_at)
+    local = dt.datetime.combine(day, dt.time(hh, mm), tzinfo=zone)
+    close = local_instant(day, close_at, zone)
+    steady = exists(local) and local.utcoffset() == close.astimezone(zone).utcoffset()
+    return micros(local.astimezone(UTC)), micros(close), steady
 
 
 def _blocked_at(candidate: int, lows: list[int], highs: list[int]) -> bool:
