@@ -1,5 +1,6 @@
-"""Bookings: slot computation for a provider with a month of bookings, and booking creation
-through REST and MCP against raw asyncpg INSERTs into the same constrained table, in one run."""
+"""Bookings: slot computation for a provider with a month of bookings against a bare route that
+reads the provider's busy rows (JWT, one statement), and booking creation through REST and MCP
+against a bare route's INSERTs into the same constrained table, in one run."""
 
 from __future__ import annotations
 
