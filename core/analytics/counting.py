@@ -330,9 +330,16 @@ async def _rollup(
         sql = (
             f"SELECT name, val, b, v FROM ({sql}) AS r UNION ALL SELECT name, val, b, v FROM ({raw_sql}) AS w"
         )
-    for row in await fetch_rows(uow, sql, params):
-        result.add((row.name, row.val, False), row.b, int(row.v))
-        result.add((row.name, row.val, False), None, int(row.v))
+    # Unpacked by position (a row's attributes are looked up by name each time), each count
+    # added to its series and its total in one step.
+    values, totals, zeros = result.values, result.totals, [0] * result.n
+    for name, val, bucket, v in await fetch_rows(uow, sql, params):
+        key = (name, val, False)
+        series = values.get(key)
+        if series is None:
+            series = values[key] = zeros.copy()
+        series[bucket] += int(v)
+        totals[key] = totals.get(key, 0) + int(v)
     return slivers
 
 
