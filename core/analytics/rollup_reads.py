@@ -7,11 +7,12 @@ an edge less the finer ones past it (a Paris day, 23:00 to 23:00 UTC, is an hour
 less an hour: 3 rows, not 24). Counts add up, so every such sum is exact. The runs are then
 read as few index ranges as possible (`plan`):
 
-- rows that start inside their own bucket and may be placed by where they start (`own`): runs
-  of them that touch merge, so the 90 UTC days of a 90-day Paris trend are one range;
-- every other row read once, with the buckets it counts in and its sign there (`weighted`):
-  the hour at 23:00 UTC counts +1 in the Paris day starting there and -1 in the one before, so
-  it is read once, not twice; adjacent rows with the same weights are one range.
+- rows that start inside their own bucket, in runs over several buckets, placed by where they
+  start (`own`): runs of them that touch merge, so the 90 UTC days of a 90-day Paris trend are
+  one range;
+- every other run read once, with the buckets its rows count in and its sign there
+  (`weighted`): the hour at 23:00 UTC counts +1 in the Paris day starting there and -1 in the
+  one before, so it is read once, not twice; touching runs with the same weights are one range.
 """
 
 from __future__ import annotations
@@ -31,11 +32,6 @@ OWN = -1  # a piece whose rows all start inside its bucket: each row finds its b
 
 _GRAINS = tuple(sorted(GRAINS, reverse=True))
 _DESCENT = 4  # an index descent costs about as much as reading this many rows
-# An own run of at most this many rows is weighted row by row, so that it merges with the rows
-# the next bucket reads there: a Paris day's edge hour is one read for the day that ends and the
-# day that starts there. Longer runs stay ranges: placing many rows by their start costs less
-# than weighing each.
-_ROWS_APART = 4
 
 
 def _cost(runs: tuple[Run, ...]) -> int:
@@ -112,84 +108,52 @@ class ReadPlan:
 def plan(a: int, b: int, th: list[int]) -> ReadPlan:
     """The fewest index ranges reading every piece of [a, b) (`pieces`) with its sign."""
     owns: list[tuple[int, int, int]] = []
-    signs: dict[tuple[int, int, int], int] = {}  # (grain, row, bucket) -> sign, rows read one by one
-    ranges: dict[tuple[int, int, int, int], int] = {}  # (grain, start, end, bucket) -> sign
+    weights: dict[tuple[int, int, int], dict[int, int]] = {}  # (grain, start, end) -> {bucket: sign}
     for g, s, e, sign, index in pieces(a, b, th):
         if index == OWN:
             owns.append((g, s, e))
-        elif e - s > _ROWS_APART * g:
-            key = (g, s, e, index)
-            ranges[key] = ranges.get(key, 0) + sign
         else:
-            for t in range(s, e, g):
-                row = (g, t, index)
-                signs[row] = signs.get(row, 0) + sign
+            _add(weights, (g, s, e), index, sign)
     own: list[tuple[int, int, int]] = []
-    run = (0, 0, 0)
-    for g, s, e in sorted(owns):  # own runs of a grain that touch are one range
-        if run[0] == g and run[2] == s:
+    owns.sort()
+    owns.append((0, 0, 0))  # ends the last run
+    g, s, e = owns[0]
+    for ng, ns, ne in owns[1:]:
+        if ng == g and ns == e:  # own runs of a grain that touch are one range
+            e = ne
+            continue
+        # A run inside one bucket is a weight there, read once with the same rows weighted
+        # otherwise (a Paris day's edge hour: +1 in the day starting there, -1 in the day
+        # before); a run over several buckets places each row by its start.
+        first = bisect.bisect_right(th, s) - 1
+        if first == bisect.bisect_right(th, e - g) - 1:
+            _add(weights, (g, s, e), first, 1)
+        else:
+            own.append((g, s, e))
+        g, s, e = ng, ns, ne
+    weighted: list[tuple[int, int, int, Weights]] = []
+    run: tuple[int, int, int] = (0, 0, 0)  # touching ranges with the same weights: one range
+    run_weights: Weights = ()
+    for (g, s, e), by in sorted(weights.items()):
+        w = tuple(sorted(item for item in by.items() if item[1]))
+        if not w:
+            continue  # counted +1 and -1 in one bucket: not read at all
+        if run[0] == g and run[2] == s and w == run_weights:
             run = (g, run[1], e)
             continue
-        _place(run, th, own, signs, ranges)
-        run = (g, s, e)
-    _place(run, th, own, signs, ranges)
-    weighted: list[tuple[int, int, int, Weights]] = []
-    for (g, s, e), w in _by_row(ranges):
-        weighted.append((g, s, e, w))
-    current: tuple[int, int, int, Weights] | None = None  # adjacent rows with the same weights
-    for (g, t), w in _by_row(signs):
-        if current is not None and current[0] == g and current[2] == t and current[3] == w:
-            current = (g, current[1], t + g, w)
-            continue
-        if current is not None:
-            weighted.append(current)
-        current = (g, t, t + g, w)
-    if current is not None:
-        weighted.append(current)
+        if run_weights:
+            weighted.append((*run, run_weights))
+        run, run_weights = (g, s, e), w
+    if run_weights:
+        weighted.append((*run, run_weights))
     return ReadPlan(own, weighted)
 
 
-def _place(
-    run: tuple[int, int, int],
-    th: list[int],
-    own: list[tuple[int, int, int]],
-    signs: dict[tuple[int, int, int], int],
-    ranges: dict[tuple[int, int, int, int], int],
+def _add(
+    weights: dict[tuple[int, int, int], dict[int, int]], key: tuple[int, int, int], bucket: int, sign: int
 ) -> None:
-    """An own run: a range of its own when long and over several buckets; weighted when in one
-    bucket (a weight, which may share the read of the same rows weighted otherwise) or short."""
-    g, s, e = run
-    if not g:
-        return
-    if e - s > _ROWS_APART * g:
-        first = bisect.bisect_right(th, s) - 1
-        if first == bisect.bisect_right(th, e - g) - 1:
-            key = (g, s, e, first)
-            ranges[key] = ranges.get(key, 0) + 1
-        else:
-            own.append(run)
-        return
-    for t in range(s, e, g):
-        row = (g, t, bisect.bisect_right(th, t) - 1)
-        signs[row] = signs.get(row, 0) + 1
-
-
-def _by_row(
-    signs: dict[tuple[int, int, int], int] | dict[tuple[int, int, int, int], int],
-) -> list[tuple[tuple[int, ...], Weights]]:
-    """(row..., bucket) -> sign as (row...) -> its nonzero (bucket, sign), in row order; a row
-    whose signs all cancel is left out (counted +1 and -1 in one bucket: not read at all)."""
-    out: list[tuple[tuple[int, ...], Weights]] = []
-    key: tuple[int, ...] = ()
-    weights: list[tuple[int, int]] = []
-    for k, sign in sorted(signs.items()):
-        row = k[:-1]
-        if row != key:
-            if weights:
-                out.append((key, tuple(weights)))
-            key, weights = row, []
-        if sign:
-            weights.append((k[-1], sign))
-    if weights:
-        out.append((key, tuple(weights)))
-    return out
+    by = weights.get(key)
+    if by is None:
+        weights[key] = {bucket: sign}
+    else:
+        by[bucket] = by.get(bucket, 0) + sign

@@ -306,6 +306,9 @@ def _first_calendar_start(
     return None
 
 
+_MIDNIGHT = dt.time(tzinfo=UTC)
+
+
 def _next_by_offset(
     local: dt.datetime, tz: ZoneInfo, interval: str
 ) -> tuple[dt.datetime, dt.datetime] | None:
@@ -325,11 +328,10 @@ def _next_by_offset(
         nxt = day + dt.timedelta(days=7 - day.weekday())
     else:
         nxt = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-    wall = dt.datetime.combine(nxt, dt.time())
-    guess = (wall - offset).replace(tzinfo=UTC)
+    guess = dt.datetime.combine(nxt, _MIDNIGHT) - offset
     seen = guess.astimezone(tz)
-    before = (guess - STEP).astimezone(tz)
-    if seen.replace(tzinfo=None) != wall or before.replace(tzinfo=None) != wall - STEP:
+    # At `offset`, `guess` shows midnight and the quarter hour before it 23:45 the day before.
+    if seen.utcoffset() != offset or (guess - STEP).astimezone(tz).utcoffset() != offset:
         return None
     return guess, seen
 
