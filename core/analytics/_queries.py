@@ -3,6 +3,7 @@ one way it runs SQL (a timeout becomes a clear error) and the member references 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import uuid
@@ -27,9 +28,23 @@ def resolve(q: RangeIn, default: str = "last_30_days") -> Range:
     return resolve_range(tz, period=q.period, start=q.start, end=q.end, now=now, default=default)
 
 
+_TIMEOUT_SQL = text("SELECT set_config('statement_timeout', :v, true)")
+
+
 async def limit_time(uow: UnitOfWork) -> None:
+    """The analytics statement timeout (`query_timeout`) for the rest of the transaction."""
     ms = int(uow.db.settings.analytics_query_timeout_seconds * 1000)
-    await uow.session.execute(text("SELECT set_config('statement_timeout', :v, true)"), {"v": f"{ms}ms"})
+    # On the driver's connection, in the transaction the session opened to bind the context:
+    # one simple-protocol message, without the ORM's handling of a statement and its result
+    # (~0.5 ms of CPU, a tenth of a 90-day trend's Python). Were the transaction not open yet,
+    # or the message to fail, the session's own statement does it, or reports the failure as
+    # every statement does (a lost connection is a 503).
+    driver = (await (await uow.session.connection()).get_raw_connection()).driver_connection
+    if driver is not None and driver.is_in_transaction():
+        with contextlib.suppress(Exception):  # reported by the statement below, in its words
+            await driver.execute(f"SET LOCAL statement_timeout = {ms}")
+            return
+    await uow.session.execute(_TIMEOUT_SQL, {"v": f"{ms}ms"})
 
 
 _MINUTE = dt.timedelta(minutes=1)
