@@ -175,10 +175,13 @@ def _raw_statement(
     top: list[str | None] | None,
     limit: int | None,
     skip: tuple[dt.datetime, dt.datetime] | None,
+    th_text: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The statement of `_raw` and its parameters."""
+    """The statement of `_raw` and its parameters (`th_text`: the bucket starts' parameter,
+    when the caller has it already)."""
     sql, params = _raw_sql(spec, top, limit, slivers=skip is not None)
-    params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=th_param(thresholds))
+    th = th_text if th_text is not None else th_param(thresholds)
+    params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=th)
     if skip is not None:
         params.update(skip_a=skip[0], skip_b=skip[1])
     if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
@@ -256,21 +259,23 @@ def _rollup_reads(a: dt.datetime, b: dt.datetime, th: list[dt.datetime], params:
     the ranges, own ones first (`own`: how many), and the weights of the others by range."""
     th_minutes = [minutes(t) for t in th]
     reads = plan(minutes(a), minutes(b), th_minutes)
-    ranges = [*reads.own, *((g, s, e) for g, s, e, _ in reads.weighted)]
+    ranges = [*reads.own, *(w[:3] for w in reads.weighted)]
+    rg, rs, re = zip(*ranges, strict=True) if ranges else ((), (), ())
     weights = [
         (len(reads.own) + i, bucket, sign)
         for i, (_, _, _, ws) in enumerate(reads.weighted, start=1)
         for bucket, sign in ws
     ]
+    wid, wb, wsign = zip(*weights, strict=True) if weights else ((), (), ())
     params.update(
         th=int_array(th_minutes),
         own=len(reads.own),
-        rg=int_array(r[0] for r in ranges),
-        rs=int_array(r[1] for r in ranges),
-        re=int_array(r[2] for r in ranges),
-        wid=int_array(w[0] for w in weights),
-        wb=int_array(w[1] for w in weights),
-        wsign=int_array(w[2] for w in weights),
+        rg=int_array(rg),
+        rs=int_array(rs),
+        re=int_array(re),
+        wid=int_array(wid),
+        wb=int_array(wb),
+        wsign=int_array(wsign),
     )
 
 
@@ -325,7 +330,9 @@ async def _rollup(
     slivers = rng.start < a or b < rng.end
     if slivers:
         # Event counts, no top values: every raw row is (name, value, not other, bucket, count).
-        raw_sql, raw_params = _raw_statement(spec, rng.start, rng.end, th, top=None, limit=None, skip=(a, b))
+        raw_sql, raw_params = _raw_statement(
+            spec, rng.start, rng.end, th, top=None, limit=None, skip=(a, b), th_text=params["th"]
+        )
         params.update(raw_params)  # the same names for the same values (tenant, filters, key)
         sql = (
             f"SELECT name, val, b, v FROM ({sql}) AS r UNION ALL SELECT name, val, b, v FROM ({raw_sql}) AS w"
