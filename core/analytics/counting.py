@@ -11,21 +11,20 @@ time).
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import functools
-import itertools
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from core.analytics._queries import fetch_rows
+from core.analytics._queries import THRESHOLDS, at_minute, fetch_rows, int_array, ints, minutes, th_param
 from core.analytics.client_sets import unique_clients
 from core.analytics.filters import PropertyFilter, compile_filters
-from core.analytics.models import GRAINS, ROLLUP_PROPERTIES
+from core.analytics.models import ROLLUP_PROPERTIES
 from core.analytics.policy import MEMBER, SOURCE
-from core.analytics.timebuckets import EPOCH, Range, aligned, ceil15, floor15
+from core.analytics.rollup_reads import plan
+from core.analytics.timebuckets import Range, aligned, ceil15, floor15
 from core.uow import UnitOfWork
 
 Key = tuple[str, str | None, bool]  # (event, breakdown value, is "other")
@@ -112,7 +111,7 @@ SELECT name, val, other, b, {measure} AS v, {total} AS total
   FROM (SELECT name, client_id, bval AS val, false AS other, {bucket} AS b FROM ({events}) e) ev
  GROUP BY {group}
 """
-_BUCKET_SQL = "width_bucket(ts, CAST(:th AS timestamptz[])) - 1"
+_BUCKET_SQL = f"width_bucket(ts, {THRESHOLDS}) - 1"
 
 
 def _ranked(spec: Spec, top: list[str | None] | None, limit: int | None) -> bool:
@@ -176,10 +175,13 @@ def _raw_statement(
     top: list[str | None] | None,
     limit: int | None,
     skip: tuple[dt.datetime, dt.datetime] | None,
+    th_text: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The statement of `_raw` and its parameters."""
+    """The statement of `_raw` and its parameters (`th_text`: the bucket starts' parameter,
+    when the caller has it already)."""
     sql, params = _raw_sql(spec, top, limit, slivers=skip is not None)
-    params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=thresholds)
+    th = th_text if th_text is not None else th_param(thresholds)
+    params.update(tenant=spec.tenant, names=spec.names, start=start, end=end, th=th)
     if skip is not None:
         params.update(skip_a=skip[0], skip_b=skip[1])
     if spec.breakdown is not None and spec.breakdown not in (MEMBER, SOURCE):
@@ -220,182 +222,61 @@ async def _raw(
     return top
 
 
-Piece = tuple[int, dt.datetime, dt.datetime, int]  # (grain, start, end, +1 or -1)
-_Run = tuple[int, int, int, int]  # a piece in minutes since EPOCH
+# The rollup rows of a range, read as planned by `rollup_reads.plan`: every range one index
+# range of the primary key (which carries the counts: an index-only scan), in ONE scan node, a
+# lateral join over the ranges passed as arrays (each scan node of a statement costs its
+# planning, its start-up and the row-level-security checks once more). Each range's rows are
+# summed per (range, event, value) first, then counted in their buckets: an own range's rows in
+# the bucket holding their start, a weighted range's sum in each of its buckets with its sign.
+# Arrays and bucket starts go as one text each, in minutes since EPOCH: the driver checks and
+# encodes a list element by element (~1 us each, ~1,000 per 90-day Paris trend).
+# OFFSET 0 keeps the subquery a lateral one: flattened, the planner hashes the ranges and scans
+# the tenant's whole rollup instead of one index range per range. The ranges' instants are
+# computed apart (OFFSET 0 again): an index condition on a function of another table's column
+# (`make_interval(mins => p.s)`) is not leakproof, so row-level security applies it as a filter
+# after its own check, over the tenant's every row of the grain.
+_ROLLUP_SQL = """
+SELECT r.name, r.val, coalesce(w.b, r.ob) AS b, CAST(sum(r.v * coalesce(w.sign, 1)) AS bigint) AS v
+  FROM (SELECT p.id, c.name, {who} AS val,
+               CASE WHEN p.id <= :own THEN width_bucket(c.bucket, {th}) - 1 END AS ob,
+               CAST(sum(c.n) AS bigint) AS v
+          FROM (SELECT grain, {s} AS s, {e} AS e, id
+                  FROM unnest({rg}, {rs}, {re}) WITH ORDINALITY AS p(grain, s, e, id) OFFSET 0) AS p
+         CROSS JOIN LATERAL (
+               SELECT bucket, {columns} FROM analytics.{table}
+                WHERE tenant_id = :tenant AND grain = p.grain AND name = ANY(CAST(:names AS text[]))
+                  AND bucket >= p.s AND bucket < p.e OFFSET 0) AS c
+         WHERE {where}
+         GROUP BY 1, 2, 3, 4) AS r
+  LEFT JOIN unnest({wid}, {wb}, {wsign}) AS w(id, b, sign) ON w.id = r.id
+ GROUP BY 1, 2, 3
+HAVING sum(r.v * coalesce(w.sign, 1)) <> 0
+"""
 
 
-_DESCENT = 4  # an index descent costs about as much as reading this many rows
-
-
-def _cost(pieces: tuple[_Run, ...]) -> int:
-    """Rollup rows read per member and event, plus an index descent per piece."""
-    return sum((e - s) // g + _DESCENT for g, s, e, _ in pieces)
-
-
-def _signed(a: int, b: int, grains: tuple[int, ...]) -> tuple[_Run, ...]:
-    """[a, b) (minutes since EPOCH, on the finest grain's grid) as signed runs of whole buckets,
-    the fewest rows: whole coarse buckets inside and finer ones at the edges (a year by UTC
-    week reads 365 daily rows, not 35,040 quarter hours), or coarse buckets reaching past an
-    edge less the finer ones past it (a Paris day, 23:00 to 23:00 UTC, is an hour plus a UTC
-    day less an hour: 3 rows, not 24). Counts add up, so every such sum is exact."""
-    if a >= b:
-        return ()
-    shift = a - a % grains[0]  # every grain divides the coarsest: the same shape a day later
-    return tuple((g, s + shift, e + shift, sign) for g, s, e, sign in _shape(a - shift, b - shift, grains))
-
-
-@functools.lru_cache(maxsize=4096)
-def _shape(a: int, b: int, grains: tuple[int, ...]) -> tuple[_Run, ...]:
-    g, finer = grains[0], grains[1:]
-    if not finer:
-        return ((g, a, b, 1),)
-    best = _signed(a, b, finer)
-
-    def less(pieces: tuple[_Run, ...]) -> tuple[_Run, ...]:
-        return tuple((pg, ps, pe, -sign) for pg, ps, pe, sign in pieces)
-
-    lo, hi = a - a % g, b + (-b) % g
-    lefts = (
-        (lo if lo == a else lo + g, _signed(a, lo + g, finer) if lo < a else ()),
-        (lo, less(_signed(lo, a, finer))),
+def _rollup_reads(a: dt.datetime, b: dt.datetime, th: list[dt.datetime], params: dict[str, Any]) -> None:
+    """The parameters of `_ROLLUP_SQL` reading [a, b) bucketed by `th` (`rollup_reads.plan`):
+    the ranges, own ones first (`own`: how many), and the weights of the others by range."""
+    th_minutes = [minutes(t) for t in th]
+    reads = plan(minutes(a), minutes(b), th_minutes)
+    ranges = [*reads.own, *(w[:3] for w in reads.weighted)]
+    rg, rs, re = zip(*ranges, strict=True) if ranges else ((), (), ())
+    weights = [
+        (len(reads.own) + i, bucket, sign)
+        for i, (_, _, _, ws) in enumerate(reads.weighted, start=1)
+        for bucket, sign in ws
+    ]
+    wid, wb, wsign = zip(*weights, strict=True) if weights else ((), (), ())
+    params.update(
+        th=int_array(th_minutes),
+        own=len(reads.own),
+        rg=int_array(rg),
+        rs=int_array(rs),
+        re=int_array(re),
+        wid=int_array(wid),
+        wb=int_array(wb),
+        wsign=int_array(wsign),
     )
-    rights = ((b - b % g, _signed(b - b % g, b, finer)), (hi, less(_signed(b, hi, finer))))
-    for start, left in lefts:
-        for end, right in rights:
-            if start < end:
-                candidate = (*left, (g, start, end, 1), *right)
-                if _cost(candidate) < _cost(best):
-                    best = candidate
-    return best
-
-
-def _bucket_pieces(a: dt.datetime, b: dt.datetime, th: list[dt.datetime]) -> list[tuple[Piece, int]]:
-    """The signed pieces of each bucket's part of [a, b) (bucket starts `th` on the 15-minute
-    grid), with the bucket's index — or -1 for a piece whose rows all start inside its bucket,
-    so find their bucket themselves: such pieces of one grain that touch merge into one index
-    range (a week by hour is one range of hourly rows, not 168; 90 Paris days read their UTC
-    days as one range, not 90)."""
-    minute = dt.timedelta(minutes=1)
-    edges = [a, *(t for t in th if a < t < b), b]
-    grains = tuple(sorted(GRAINS, reverse=True))
-    out: list[tuple[Piece, int]] = []
-    own: list[Piece] = []
-    for u, v in itertools.pairwise(edges):
-        index = bisect.bisect_right(th, u) - 1
-        for g, s, e, sign in _signed((u - EPOCH) // minute, (v - EPOCH) // minute, grains):
-            start, end = EPOCH + s * minute, EPOCH + e * minute
-            # A row may reach past the bucket's end (a UTC day of a Paris day, less its last
-            # hour in a piece of its own): what places it is where it starts.
-            if sign > 0 and start >= u and end - g * minute < v:
-                own.append((g, start, end, 1))
-            else:
-                out.append(((g, start, end, sign), index))
-    merged: list[Piece] = []
-    for g, start, end, _ in sorted(own):
-        if merged and merged[-1][0] == g and merged[-1][2] == start:
-            merged[-1] = (g, merged[-1][1], end, 1)
-        else:
-            merged.append((g, start, end, 1))
-    return out + [(p, -1) for p in merged]
-
-
-# A piece of at most this many rows is read with its neighbours: the rows of all such pieces
-# are looked up once each (a row may count in two buckets: +1 in one, -1 in the one before),
-# and rows next to each other as one index range. A Paris day's edge hours are then one range
-# a day for both the day that ends and the day that starts there, not two per day. Longer
-# pieces stay ranges of their own: joining many rows to their buckets costs more than reading
-# them twice (the 10 edge hours of a day at +10:30, measured).
-_ROWS_APART = 4
-_LOOKUP = (
-    "SELECT grain, bucket, {columns} FROM analytics.{table} WHERE tenant_id = :tenant AND grain = {grain}"
-    " AND name = ANY(CAST(:names AS text[])) AND {where}"
-)
-
-
-def _rollup_rows(
-    table: str, columns: str, a: dt.datetime, b: dt.datetime, th: list[dt.datetime], params: dict[str, Any]
-) -> str:
-    """The rollup rows covering [a, b), each with its bucket index `b` and sign `sign`, from the
-    signed pieces (`_bucket_pieces`). A long piece is an index range, read by a lateral join over
-    the pieces passed as arrays. The rows of short ones (a Paris day's edge hours) are read once
-    each and joined to their buckets and signs: single rows by their starts, one index scan
-    per grain; adjacent rows as an index range each, by a second lateral join. Every scan is an
-    index-only scan of the primary key, which carries the counts; each costs an index descent
-    per event name, so the fewer the better."""
-    # The short pieces' rows in minutes since EPOCH (integers: this runs for every row).
-    minute = dt.timedelta(minutes=1)
-    th_minutes = [(t - EPOCH) // minute for t in th]
-    ranges: list[tuple[Piece, int]] = []
-    weights: dict[tuple[int, int, int], int] = defaultdict(int)
-    for piece, index in _bucket_pieces(a, b, th):
-        g, start, end, sign = piece
-        if end - start > _ROWS_APART * g * minute:
-            ranges.append((piece, index))
-            continue
-        for t in range((start - EPOCH) // minute, (end - EPOCH) // minute, g):
-            weights[(g, t, index if index >= 0 else bisect.bisect_right(th_minutes, t) - 1)] += sign
-    rows = [(key, sign) for key, sign in weights.items() if sign]
-    runs: list[list[int]] = []  # [grain, start, end]
-    for g, t in sorted({(g, t) for (g, t, _), _ in rows}):
-        if runs and runs[-1][0] == g and runs[-1][2] == t:
-            runs[-1][2] = t + g
-        else:
-            runs.append([g, t, t + g])
-    at = {t: EPOCH + t * minute for t in {t for run in runs for t in run[1:]} | {k[1] for k, _ in rows}}
-    singles: dict[int, list[dt.datetime]] = {g: [] for g in GRAINS}
-    multi: list[tuple[int, dt.datetime, dt.datetime]] = []
-    for g, s, e in runs:
-        if e - s == g:
-            singles[g].append(at[s])
-        else:
-            multi.append((g, at[s], at[e]))
-    lookup = functools.partial(_LOOKUP.format, columns=columns, table=table)
-    # OFFSET 0 keeps a subquery a lateral one: flattened, the planner hashes the pieces and
-    # scans the tenant's whole rollup instead of one index range per piece.
-    in_range = lookup(grain="p.grain", where="bucket >= p.s AND bucket < p.e") + " OFFSET 0"
-    # Only the parts a range needs: each scan, even of nothing, costs its planning and startup
-    # (a one-hour trend has a single range).
-    parts = []
-    if ranges:
-        params.update(
-            th=th,
-            pg=[p[0] for p, _ in ranges],
-            ps=[p[1] for p, _ in ranges],
-            pe=[p[2] for p, _ in ranges],
-            psign=[p[3] for p, _ in ranges],
-            pb=[i for _, i in ranges],
-        )
-        parts.append(
-            "SELECT r.*, p.sign,"
-            " CASE WHEN p.b < 0 THEN width_bucket(r.bucket, CAST(:th AS timestamptz[])) - 1 ELSE p.b END AS b"
-            " FROM unnest(CAST(:pg AS smallint[]), CAST(:ps AS timestamptz[]),"
-            " CAST(:pe AS timestamptz[]), CAST(:psign AS integer[]), CAST(:pb AS integer[]))"
-            f" AS p(grain, s, e, sign, b) CROSS JOIN LATERAL ({in_range}) AS r"
-        )
-    if rows:
-        params.update(
-            wg=[k[0] for k, _ in rows],
-            ws=[at[k[1]] for k, _ in rows],
-            wb=[k[2] for k, _ in rows],
-            wsign=[sign for _, sign in rows],
-        )
-        short = []
-        if multi:
-            params.update(rg=[r[0] for r in multi], rs=[r[1] for r in multi], re=[r[2] for r in multi])
-            short.append(
-                "SELECT r.* FROM unnest(CAST(:rg AS smallint[]), CAST(:rs AS timestamptz[]),"
-                f" CAST(:re AS timestamptz[])) AS p(grain, s, e) CROSS JOIN LATERAL ({in_range}) AS r"
-            )
-        for g, starts in singles.items():
-            if starts:
-                params[f"rows_{g}"] = starts
-                short.append(lookup(grain=g, where=f"bucket = ANY(CAST(:rows_{g} AS timestamptz[]))"))
-        parts.append(
-            f"SELECT r.*, w.sign, w.b FROM ({' UNION ALL '.join(short)}) AS r"
-            " JOIN unnest(CAST(:wg AS smallint[]), CAST(:ws AS timestamptz[]), CAST(:wsign AS integer[]),"
-            " CAST(:wb AS integer[])) AS w(grain, s, sign, b) ON w.grain = r.grain AND w.s = r.bucket"
-        )
-    return f"({' UNION ALL '.join(parts)})"
 
 
 def _rollup_statement(
@@ -407,21 +288,30 @@ def _rollup_statement(
     if by_properties(spec):
         where, fparams = compile_filters(spec.filters, "f")
         params.update(fparams)
-        who = "CAST(NULL AS text)"
+        table, columns, who = "property_counts", "name, props AS properties, n", "CAST(NULL AS text)"
         if spec.breakdown is not None:
             params["bkey"] = spec.breakdown
             who = "(properties ->> CAST(:bkey AS text))"
-        ranges = _rollup_rows("property_counts", "name, props AS properties, n", a, b, th, params)
-        source = f"{ranges} AS r WHERE {where}"
     else:
+        table, columns, where = "counts", "name, person_id, n", "true"
         who = "person_id::text" if spec.breakdown == MEMBER else "CAST(NULL AS text)"
-        source = _rollup_rows("counts", "name, person_id, n", a, b, th, params) + " AS r"
-    # A group netting to zero (its events all in rows subtracted again) is no group.
-    sql = (
-        f"SELECT name, {who} AS val, b, sum(n * sign) AS v FROM {source} GROUP BY 1, 2, 3"
-        " HAVING sum(n * sign) <> 0"
+    _rollup_reads(a, b, th, params)
+    return _rollup_sql(table, columns, who, where), params
+
+
+@functools.lru_cache(maxsize=64)
+def _rollup_sql(table: str, columns: str, who: str, where: str) -> str:
+    # One text per shape: the driver prepares it once per connection.
+    return _ROLLUP_SQL.format(
+        table=table,
+        columns=columns,
+        who=who,
+        where=where,
+        th=THRESHOLDS,
+        s=at_minute("s"),
+        e=at_minute("e"),
+        **{k: ints(k) for k in ("rg", "rs", "re", "wid", "wb", "wsign")},
     )
-    return sql, params
 
 
 async def _rollup(
@@ -440,14 +330,23 @@ async def _rollup(
     slivers = rng.start < a or b < rng.end
     if slivers:
         # Event counts, no top values: every raw row is (name, value, not other, bucket, count).
-        raw_sql, raw_params = _raw_statement(spec, rng.start, rng.end, th, top=None, limit=None, skip=(a, b))
+        raw_sql, raw_params = _raw_statement(
+            spec, rng.start, rng.end, th, top=None, limit=None, skip=(a, b), th_text=params["th"]
+        )
         params.update(raw_params)  # the same names for the same values (tenant, filters, key)
         sql = (
             f"SELECT name, val, b, v FROM ({sql}) AS r UNION ALL SELECT name, val, b, v FROM ({raw_sql}) AS w"
         )
-    for row in await fetch_rows(uow, sql, params):
-        result.add((row.name, row.val, False), row.b, int(row.v))
-        result.add((row.name, row.val, False), None, int(row.v))
+    # Unpacked by position (a row's attributes are looked up by name each time), each count
+    # added to its series and its total in one step.
+    values, totals, zeros = result.values, result.totals, [0] * result.n
+    for name, val, bucket, v in await fetch_rows(uow, sql, params):
+        key = (name, val, False)
+        series = values.get(key)
+        if series is None:
+            series = values[key] = zeros.copy()
+        series[bucket] += int(v)
+        totals[key] = totals.get(key, 0) + int(v)
     return slivers
 
 

@@ -258,15 +258,21 @@ def bucket_starts(rng: Range, interval: str, *, limit: int | None = MAX_BUCKETS)
         while _key(t, tz, interval) != key:
             t += STEP
     starts = [t]
+    local = t.astimezone(tz)
     while True:
-        current = _key(t, tz, interval)
-        guess = _next_calendar_start(t, tz, interval, current)
-        if guess is not None:
-            t = guess
+        fast = _next_by_offset(local, tz, interval)
+        if fast is not None:
+            t, local = fast
         else:
-            t = t + max(STEP, nominal - _SLACK) if interval != "hour" else t + STEP
-            while _key(t, tz, interval) == current:
-                t += STEP
+            current = _key(t, tz, interval)
+            guess = _next_calendar_start(t, tz, interval, current)
+            if guess is not None:
+                t = guess
+            else:
+                t = t + max(STEP, nominal - _SLACK) if interval != "hour" else t + STEP
+                while _key(t, tz, interval) == current:
+                    t += STEP
+            local = t.astimezone(tz)
         if t >= rng.end:
             return starts
         starts.append(t)
@@ -298,6 +304,36 @@ def _first_calendar_start(
     if _key(guess, tz, interval) == key and _key(guess - STEP, tz, interval) != key:
         return guess
     return None
+
+
+_MIDNIGHT = dt.time(tzinfo=UTC)
+
+
+def _next_by_offset(
+    local: dt.datetime, tz: ZoneInfo, interval: str
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """The first instant of the day, week or month after the one starting at `local` (a
+    bucket's start, in the zone), and that instant in the zone: the next local midnight at the
+    offset in force at `local`, two conversions where `_next_calendar_start` takes six. Taken
+    only when the zone shows exactly that midnight at that instant, and the quarter hour before
+    it as the previous day: then it is the instant `_next_calendar_start` finds (a change of
+    offset in between, or a day starting at 01:00, answers None and is found as before)."""
+    offset = local.utcoffset()
+    if interval == "hour" or offset is None or offset % STEP:
+        return None
+    day = local.date()
+    if interval == "day":
+        nxt = day + dt.timedelta(days=1)
+    elif interval == "week":
+        nxt = day + dt.timedelta(days=7 - day.weekday())
+    else:
+        nxt = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    guess = dt.datetime.combine(nxt, _MIDNIGHT) - offset
+    seen = guess.astimezone(tz)
+    # At `offset`, `guess` shows midnight and the quarter hour before it 23:45 the day before.
+    if seen.utcoffset() != offset or (guess - STEP).astimezone(tz).utcoffset() != offset:
+        return None
+    return guess, seen
 
 
 def _next_calendar_start(
