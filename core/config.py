@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     # --- events ---------------------------------------------------------------------------
     relay_enabled: bool = True
     relay_batch_size: int = Field(default=100, ge=1, le=1000)
+    # How many due deliveries a relay worker claims at once; first attempts of a handler with a
+    # batch form then run in one transaction, one commit for all (1: one delivery at a time).
+    relay_delivery_batch_size: int = Field(default=16, ge=1, le=1000)
     relay_poll_seconds: float = Field(default=5.0, gt=0)
     handler_max_attempts: int = Field(default=8, ge=1, le=100)
     handler_backoff_base_seconds: float = Field(default=1.0, gt=0)

@@ -25,11 +25,12 @@ from core.events import (
     handler_span,
     load_handlers,
     process_id,
+    run_batch_first_in_transaction,
     run_first_in_transaction,
     run_schedule,
 )
 from core.metrics import OUTBOX_RELAYED, PUBLISH_FAILURES
-from core.observability import get_logger
+from core.observability import SpanKind, get_logger, trace
 from core.outbox import NOTIFY_CHANNEL, Event
 from core.uow import Database, UnitOfWork, app_database_url
 
@@ -86,22 +87,54 @@ _FAN_OUT = text(
     " SELECT e, h FROM unnest(CAST(:event_ids AS uuid[]), CAST(:handlers AS text[])) AS pair (e, h)"
     " ON CONFLICT DO NOTHING"
 )
-# Claim one due delivery in its own transaction: the attempt is counted and the lease written
-# before the handler starts, so a process that dies handling it still used up an attempt.
-# A row still carrying an earlier claim's token had its lease run out with no outcome written.
+# Claim due deliveries in their own transaction: each one's attempt is counted and its lease
+# written before its handler starts, so a process that dies handling it still used up an attempt.
+# Each row gets a token of its own. A row still carrying an earlier claim's token had its lease
+# run out with no outcome written.
 _CLAIM_SET = (
     "UPDATE platform.event_deliveries d SET attempts = d.attempts + 1,"
     " last_error = CASE WHEN d.claim_token IS NOT NULL"
     f"   THEN '{DIED_WHILE_HANDLING} (claimed by ' || d.claimed_by || ')' ELSE d.last_error END,"
-    " claimed_by = :me, claim_token = :next_token, lease_until = now() + make_interval(secs => :lease),"
+    " claimed_by = :me, claim_token = gen_random_uuid(), lease_until = now() + make_interval(secs => :lease),"
     " next_attempt_at = now() + make_interval(secs => :lease), updated_at = now()"
 )
-_CLAIMED = "d.event_id, d.handler, d.attempts, d.last_error, e.name, e.data, e.created_at, e.traceparent"
-_CLAIM_DELIVERY = text(
-    _CLAIM_SET + " FROM (SELECT event_id, handler FROM platform.event_deliveries"
-    "       WHERE status = 'pending' AND next_attempt_at <= now()"
-    "       ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED) due"
-    " JOIN platform.outbox e ON e.id = due.event_id"
+_CLAIMED = (
+    "d.event_id, d.handler, d.attempts, d.last_error, d.claim_token,"
+    " e.name, e.data, e.created_at, e.traceparent"
+)
+_FIRST_ATTEMPT = "attempts = 0 AND last_error IS NULL"
+
+
+def _due(exclude: str = "") -> str:
+    """Which deliveries a claim takes (`:limit` 0 takes none): the first due one, as always;
+    when that is the first attempt of a handler with a batch form (`:batched`), up to
+    `:limit` - 1 more first attempts of the same handler, which the worker may run with it in one
+    transaction. A retry, or anything else, is claimed alone: a claim held while others run
+    would lose its attempt if one of them took the process down. `exclude`: a condition on
+    `event_id, handler` that rows must meet."""
+    return (
+        "first AS (SELECT event_id, handler, attempts, last_error FROM platform.event_deliveries"
+        "   WHERE status = 'pending' AND next_attempt_at <= now()"
+        + exclude.format(t="")
+        + "   ORDER BY next_attempt_at LIMIT LEAST(:limit, 1) FOR UPDATE SKIP LOCKED),"
+        " mates AS (SELECT d.event_id, d.handler FROM platform.event_deliveries d, first f"
+        "   WHERE f.handler = ANY(CAST(:batched AS text[])) AND f."
+        + _FIRST_ATTEMPT.replace(" AND ", " AND f.")
+        + "     AND d.handler = f.handler AND d.event_id <> f.event_id AND d.status = 'pending'"
+        "     AND d.next_attempt_at <= now() AND d."
+        + _FIRST_ATTEMPT.replace(" AND ", " AND d.")
+        + exclude.format(t="d.")
+        + "   ORDER BY d.next_attempt_at LIMIT GREATEST(:limit - 1, 0) FOR UPDATE OF d SKIP LOCKED),"
+        " due AS (SELECT event_id, handler FROM first UNION ALL SELECT event_id, handler FROM mates)"
+    )
+
+
+_CLAIM_DELIVERIES = text(
+    "WITH "
+    + _due()
+    + " UPDATE"
+    + _CLAIM_SET.removeprefix("UPDATE")
+    + " FROM due JOIN platform.outbox e ON e.id = due.event_id"
     " WHERE d.event_id = due.event_id AND d.handler = due.handler"
     " RETURNING " + _CLAIMED
 )
@@ -126,17 +159,22 @@ _DONE_SET = (
     + _RELEASE
 )
 _MARK_DONE = text(_DONE_SET)
-# A delivery's `done` and its worker's next claim in one statement (`_MARK_DONE`, then
-# `_CLAIM_DELIVERY`: the same rows, the same rules, committed together). Both run on one
-# snapshot, in which the row just marked still reads pending and is locked by this very
-# statement (SKIP LOCKED does not skip a lock of one's own): the claim excludes it by key.
-# `done` = 0 means the lease was lost, and the caller rolls all of it back.
+# Deliveries' `done` (one, or a batch's: parallel arrays of keys and tokens, each written only
+# while its claim is still this run's) and the worker's next claims (up to :limit; 0 claims none)
+# in one statement: `_MARK_DONE`, then `_CLAIM_DELIVERIES`, the same rows and rules, committed
+# together. Both run on one snapshot, in which the rows just marked still read pending and are
+# locked by this very statement (SKIP LOCKED does not skip a lock of one's own): the claim
+# excludes them by key. `done` below the number of keys means a lease was lost, and the caller
+# rolls all of it back.
 _DONE_AND_CLAIM = text(
-    "WITH done AS (" + _DONE_SET + " RETURNING 1),"
-    " due AS (SELECT event_id, handler FROM platform.event_deliveries"
-    "   WHERE status = 'pending' AND next_attempt_at <= now()"
-    "     AND (event_id, handler) <> (CAST(:event_id AS uuid), CAST(:handler AS text))"
-    "   ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED),"
+    "WITH mine AS (SELECT * FROM unnest(CAST(:event_ids AS uuid[]), CAST(:handlers AS text[]),"
+    "   CAST(:tokens AS uuid[])) AS k (event_id, handler, token)),"
+    " done AS (UPDATE platform.event_deliveries d SET status = 'done', last_error = NULL,"
+    "   next_attempt_at = now(), claimed_by = NULL, claim_token = NULL, lease_until = NULL,"
+    "   updated_at = now()"
+    "   FROM mine WHERE d.event_id = mine.event_id AND d.handler = mine.handler"
+    "   AND d.claim_token = mine.token AND d.status = 'pending' RETURNING 1),"
+    " " + _due(" AND ({t}event_id, {t}handler) NOT IN (SELECT event_id, handler FROM mine)") + ","
     " claimed AS (" + _CLAIM_SET + " FROM due JOIN platform.outbox e ON e.id = due.event_id"
     "   WHERE d.event_id = due.event_id AND d.handler = due.handler RETURNING " + _CLAIMED + ")"
     " SELECT (SELECT count(*) FROM done) AS done, claimed.* FROM (SELECT) AS one LEFT JOIN claimed ON true"
@@ -162,9 +200,9 @@ class _Claim:
     event: Event
 
 
-def _claimed(token: uuid.UUID, row: Row[Any]) -> _Claim:
+def _claimed(row: Row[Any]) -> _Claim:
     event = Event(row.event_id, row.name, row.data, row.created_at, row.traceparent)
-    return _Claim(token, row.attempts, row.last_error, row.handler, event)
+    return _Claim(row.claim_token, row.attempts, row.last_error, row.handler, event)
 
 
 class _NotChained(enum.Enum):
@@ -174,6 +212,8 @@ class _NotChained(enum.Enum):
 # What a delivery hands its worker: the next claim, None when nothing was due, or NOT_CHAINED.
 NOT_CHAINED = _NotChained.NOT_CHAINED
 _Chained = _Claim | None | _NotChained
+# What a run of claims hands its worker: the next claims (none when nothing was due), or NOT_CHAINED.
+_ChainedMany = list[_Claim] | _NotChained
 
 
 class Relay:
@@ -192,6 +232,10 @@ class Relay:
         # Claims this relay is working on, renewed by `run` until their outcome is written.
         self._held_deliveries: set[uuid.UUID] = set()
         self._held_batches: set[uuid.UUID] = set()
+        # The handlers whose first attempts are claimed (and run) several at a time.
+        self._batched = sorted(
+            name for name, spec in self.registry.handlers.items() if spec.batch is not None
+        )
 
     @property
     def lease_seconds(self) -> float:
@@ -263,18 +307,20 @@ class Relay:
             self._held_batches.discard(token)
 
     async def _claim(self) -> _Claim | None:
+        claims = await self._claim_some(1)
+        return claims[0] if claims else None
+
+    async def _claim_some(self, limit: int) -> list[_Claim]:
+        """Claim up to `limit` due deliveries in a transaction of their own (system mode): each
+        claim, its attempt and its lease hold once that commits, before any handler starts."""
         async with self.db.system() as uow:
-            return await self._claim_in(uow)
+            rows = (await uow.session.execute(_CLAIM_DELIVERIES, self._claim_params(limit))).all()
+        claims = [_claimed(row) for row in rows]
+        self._held_deliveries.update(c.token for c in claims)
+        return claims
 
-    async def _claim_in(self, uow: UnitOfWork) -> _Claim | None:
-        """Claim the next due delivery in `uow`'s transaction (system mode): the claim, its
-        attempt and its lease hold once that commits, and not before."""
-        token = uuid.uuid4()
-        row = (await uow.session.execute(_CLAIM_DELIVERY, self._claim_params(token))).one_or_none()
-        return None if row is None else _claimed(token, row)
-
-    def _claim_params(self, token: uuid.UUID) -> dict[str, object]:
-        return {"me": process_id(), "next_token": token, "lease": self.lease_seconds}
+    def _claim_params(self, limit: int) -> dict[str, object]:
+        return {"me": process_id(), "lease": self.lease_seconds, "limit": limit, "batched": self._batched}
 
     async def deliver_one(self) -> bool:
         """Claim one due delivery (committed with its attempt counted), run its handler in a
@@ -286,19 +332,27 @@ class Relay:
         await self._deliver(claim)
         return True
 
-    async def _deliver(self, claim: _Claim, *, claim_next: bool = False) -> _Chained:
-        """Run a claimed delivery; with `claim_next`, the next due one is claimed in the same
-        transaction as this one's outcome (returned once that committed: a claim, or None when
-        nothing was due; `NOT_CHAINED` when no claim was made)."""
+    async def _deliver(self, claim: _Claim, *, claim_next: int = 0) -> _ChainedMany:
+        """Run a claimed delivery; with `claim_next`, up to that many due ones are claimed in the
+        same transaction as this one's outcome (returned once that committed; `NOT_CHAINED` when
+        no claim was made)."""
         self._held_deliveries.add(claim.token)
         try:
             with handler_span(claim.handler, claim.event, attempt=claim.attempt):
-                following = await self._handle(claim, claim_next=claim_next)
+                following = await self._handle_chain(claim, claim_next)
         finally:
             self._held_deliveries.discard(claim.token)
         return following
 
     async def _handle(self, claim: _Claim, *, claim_next: bool = False) -> _Chained:
+        """One delivery; with `claim_next`, the next one claimed with its outcome (None: nothing
+        was due)."""
+        following = await self._handle_chain(claim, 1 if claim_next else 0)
+        if not isinstance(following, list):
+            return following
+        return following[0] if following else None
+
+    async def _handle_chain(self, claim: _Claim, claim_next: int) -> _ChainedMany:
         event = claim.event
         spec = self.registry.handlers.get(claim.handler)
         if spec is None:
@@ -318,12 +372,8 @@ class Relay:
                 exc = await run_first_in_transaction(uow, spec, event)
                 key = {"event_id": event.id, "handler": spec.name, "token": claim.token}
                 if exc is None and claim_next:
-                    token = uuid.uuid4()
-                    row = (await uow.session.execute(_DONE_AND_CLAIM, key | self._claim_params(token))).one()
-                    if row.done == 0:
-                        raise LeaseLost
                     # Committed with this outcome, as a claim of its own would be before its handler.
-                    return None if row.event_id is None else _claimed(token, row)
+                    return await self._done_and_claim(uow, [claim], claim_next)
                 if exc is None:
                     if (await uow.session.execute(_MARK_DONE, key)).rowcount == 0:  # type: ignore[attr-defined]
                         raise LeaseLost
@@ -334,13 +384,103 @@ class Relay:
                     if (await uow.session.execute(_MARK_FAILED, failed)).rowcount == 0:  # type: ignore[attr-defined]
                         raise LeaseLost
                     await uow.session.execute(NOTIFY_RELEASED)
+                if not claim_next:
+                    return NOT_CHAINED
                 # Committed with this outcome, as a claim of its own would be before its handler.
-                return await self._claim_in(uow) if claim_next else NOT_CHAINED
+                return await self._claimed_in(uow, claim_next)
         except LeaseLost:
             # Another process took the delivery after our lease ran out; its run is the one
             # that counts, so ours (already rolled back) is abandoned.
             log.warning("handler_lease_lost", attempt=claim.attempt)
             return NOT_CHAINED
+
+    async def _claimed_in(self, uow: UnitOfWork, limit: int) -> list[_Claim]:
+        rows = (await uow.session.execute(_CLAIM_DELIVERIES, self._claim_params(limit))).all()
+        return self._held([_claimed(row) for row in rows])
+
+    def _held(self, claims: list[_Claim]) -> list[_Claim]:
+        # Renewed from now on (they are committed once the caller's transaction is).
+        self._held_deliveries.update(c.token for c in claims)
+        return claims
+
+    async def _done_and_claim(self, uow: UnitOfWork, done: Sequence[_Claim], claim_next: int) -> list[_Claim]:
+        """Mark `done` delivered and claim up to `claim_next` more, in `uow`'s transaction;
+        LeaseLost (the caller rolls back) if any of them is no longer this run's."""
+        params = self._claim_params(claim_next) | {
+            "event_ids": [c.event.id for c in done],
+            "handlers": [c.handler for c in done],
+            "tokens": [c.token for c in done],
+        }
+        rows = (await uow.session.execute(_DONE_AND_CLAIM, params)).all()
+        if rows[0].done != len(done):
+            raise LeaseLost
+        return self._held([_claimed(row) for row in rows if row.event_id is not None])
+
+    def _batchable(self, claim: _Claim) -> bool:
+        """Whether a claim may share a transaction with others of its handler: the handler has
+        a batch form that takes this event, and this is the delivery's first attempt (a retry,
+        or one whose earlier claim died with its process, runs alone, as it always did)."""
+        spec = self.registry.handlers.get(claim.handler)
+        return (
+            claim.attempt == 1
+            and claim.last_error is None
+            and spec is not None
+            and spec.batch is not None
+            and (spec.batches is None or spec.batches(claim.event))
+        )
+
+    async def _deliver_claims(self, claims: list[_Claim]) -> _ChainedMany:
+        """Run a worker's claims: the largest group of first attempts that one handler takes as
+        a batch in one transaction, every other claim on its own; the last transaction also
+        claims the worker's next ones."""
+        groups: dict[str, list[_Claim]] = {}
+        for claim in claims:
+            if self._batchable(claim):
+                groups.setdefault(claim.handler, []).append(claim)
+        batch = max(groups.values(), key=len, default=[])
+        if len(batch) < 2:
+            batch = []
+        alone = [c for c in claims if c not in batch]
+        limit = self.db.settings.relay_delivery_batch_size
+        for claim in alone if batch else alone[:-1]:
+            await self._deliver(claim)
+        if batch:
+            return await self._deliver_batch(batch, claim_next=limit)
+        return await self._deliver(alone[-1], claim_next=limit)
+
+    async def _deliver_batch(self, claims: list[_Claim], *, claim_next: int) -> _ChainedMany:
+        """Run several first deliveries of one handler in one transaction (its batch form) and
+        mark them all done with one commit, claiming the next ones with it. Each claim committed
+        (its attempt counted) before this started, as a claim of its own would have. If the
+        batch raises or any lease was lost, nothing of it commits (not one event's work, not
+        one outcome) and each delivery then runs on its own, under its claim, exactly as it
+        would have without the batch: a failing handler fails alone, the others succeed once."""
+        spec = self.registry.handlers[claims[0].handler]
+        events = [c.event for c in claims]
+        try:
+            with trace(
+                name=f"handle {events[0].name} x{len(events)}",
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.operation.type": "process",
+                    "messaging.batch.message_count": len(events),
+                },
+                handler=spec.name,
+                component=spec.name.split(".", 1)[0],
+                action=spec.name,
+            ):
+                async with self.db.system() as uow:
+                    await run_batch_first_in_transaction(uow, spec, events)
+                    following = await self._done_and_claim(uow, claims, claim_next)
+        except Exception as exc:
+            log.warning(
+                "delivery_batch_undone", handler=spec.name, count=len(claims), error=type(exc).__name__
+            )
+            for claim in claims:
+                await self._deliver(claim)
+            return NOT_CHAINED
+        self._held_deliveries.difference_update(c.token for c in claims)
+        return following
 
     async def _dead_letter(self, claim: _Claim, error: str, attempts: int) -> None:
         async with self.db.system() as uow:
@@ -360,17 +500,19 @@ class Relay:
     async def deliver_due(self) -> int:
         """Run every due delivery with a few concurrent workers; returns how many ran."""
         count = 0
+        limit = self.db.settings.relay_delivery_batch_size
 
         async def worker() -> None:
             nonlocal count
-            claim: _Chained = await self._claim()
-            while isinstance(claim, _Claim):
-                count += 1
-                # The next claim rides on this delivery's commit (no transaction of its own);
-                # when none could (a lost lease, a dead letter), a claim of its own is made.
-                claim = await self._deliver(claim, claim_next=True)
-                if claim is NOT_CHAINED:
-                    claim = await self._claim()
+            claims: _ChainedMany = await self._claim_some(limit)
+            while isinstance(claims, list) and claims:
+                count += len(claims)
+                # The next claims ride on the last commit of these (no transaction of their
+                # own); when none could (a lost lease, a dead letter, a batch undone), the worker
+                # claims anew.
+                claims = await self._deliver_claims(claims)
+                if claims is NOT_CHAINED:
+                    claims = await self._claim_some(limit)
 
         await asyncio.gather(*(worker() for _ in range(self.workers)))
         return count

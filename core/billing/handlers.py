@@ -5,6 +5,8 @@ org gets the platform's starting credits."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import cast
 
 from core.billing import execution, jobs, ledger
 from core.events import ScheduledRun, schedule, subscribe
@@ -15,7 +17,23 @@ from core.uow import UnitOfWork
 log = get_logger("atlilith.billing.handlers")
 
 
-@subscribe("jobs/job.queued", name="billing.execute_job")
+def _runs_inline(event: Event) -> bool:
+    data = event.data
+    return event.person_id is not None and execution.runs_inline(
+        data.get("executor"), data.get("component"), data.get("action")
+    )
+
+
+async def execute_queued_jobs(events: Sequence[Event], uow: UnitOfWork) -> None:
+    """`execute_queued_job` for several quick built-in jobs in one transaction (the relay's batch:
+    one commit for all of them; if any of it fails, none of it commits and each job's delivery
+    runs alone)."""
+    await execution.run_inline_batch(
+        uow, [(uuid.UUID(str(e.data["job_id"])), cast(uuid.UUID, e.person_id), e.org_id) for e in events]
+    )
+
+
+@subscribe("jobs/job.queued", name="billing.execute_job", batch=execute_queued_jobs, batches=_runs_inline)
 async def execute_queued_job(event: Event, uow: UnitOfWork) -> None:
     """Run the job. A quick built-in action runs and settles in this delivery's transaction (a
     crash rolls all of it back and the delivery comes again); a peer job or a long action
@@ -25,8 +43,7 @@ async def execute_queued_job(event: Event, uow: UnitOfWork) -> None:
         log.error("job_event_without_person")
         return
     job_id = uuid.UUID(str(event.data["job_id"]))
-    data = event.data
-    if execution.runs_inline(data.get("executor"), data.get("component"), data.get("action")):
+    if _runs_inline(event):
         await execution.run_inline(uow, job_id)
     else:
         await execution.execute_job(uow.db, job_id, event.person_id, event.org_id)
