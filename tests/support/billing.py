@@ -10,6 +10,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -140,6 +141,75 @@ async def write_then_die(run: ActionRun, data: Marked) -> ActionResult:
         entered.setdefault(data.gate, asyncio.Event()).set()
         await gates.setdefault(data.gate, asyncio.Event()).wait()
     return ActionResult(output=Done(), usage={"written": 1})
+
+
+# --- jobs run inline, as the relay leaves them ------------------------------------------------------
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+async def job_facts(db: Database, job_id: str, marker: str) -> dict[str, Any]:
+    """The job, its ledger entries, the action's writes, its events and its delivery."""
+    async with db.system() as uow:
+        job = (
+            await uow.session.execute(
+                text(
+                    "SELECT status, attempts, hold_status, credits_captured FROM billing.jobs WHERE id = :j"
+                ),
+                {"j": uuid.UUID(job_id)},
+            )
+        ).one()
+        kinds = (
+            await uow.session.execute(
+                text("SELECT kind FROM billing.ledger WHERE job_id = :j ORDER BY seq"),
+                {"j": uuid.UUID(job_id)},
+            )
+        ).scalars()
+        clients = (
+            await uow.session.execute(
+                text("SELECT count(*) FROM platform.clients WHERE name = :m"), {"m": marker}
+            )
+        ).scalar_one()
+        events = (
+            await uow.session.execute(
+                text(
+                    "SELECT name FROM platform.outbox WHERE data->>'job_id' = :j AND name <> 'jobs/job.queued'"
+                    " ORDER BY seq"
+                ),
+                {"j": job_id},
+            )
+        ).scalars()
+        delivery = (
+            await uow.session.execute(
+                text(
+                    "SELECT d.status, d.attempts FROM platform.event_deliveries d"
+                    " JOIN platform.outbox e ON e.id = d.event_id"
+                    " WHERE e.name = 'jobs/job.queued' AND e.data->>'job_id' = :j AND d.handler = 'billing.execute_job'"
+                ),
+                {"j": job_id},
+            )
+        ).one_or_none()
+    return {
+        "job": tuple(job),
+        "ledger": list(kinds),
+        "clients": clients,
+        "events": list(events),
+        "delivery": tuple(delivery) if delivery else None,
+    }
+
+
+SETTLED_ONCE = {
+    "job": ("succeeded", 1, "captured", 2),
+    "ledger": ["hold", "capture"],
+    "clients": 1,
+    "events": ["jobs/job.started", "jobs/job.succeeded"],
+}
 
 
 # --- people and credits -----------------------------------------------------------------------------

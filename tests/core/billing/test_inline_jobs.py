@@ -8,7 +8,6 @@ import asyncio
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,76 +19,19 @@ from core.relay import Relay
 from core.uow import Database
 from tests.conftest import signup
 from tests.support import billing as support
-from tests.support.billing import app_db, assert_consistent, grant, ledger_state, make_admin
+from tests.support.billing import (
+    SETTLED_ONCE,
+    app_db,
+    assert_consistent,
+    grant,
+    job_facts,
+    ledger_state,
+    make_admin,
+    until,
+)
 from tests.support.processes import worker_env
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
-async def job_facts(db: Database, job_id: str, marker: str) -> dict[str, Any]:
-    """The job, its ledger entries, the action's writes, its events and its delivery."""
-    async with db.system() as uow:
-        job = (
-            await uow.session.execute(
-                text(
-                    "SELECT status, attempts, hold_status, credits_captured FROM billing.jobs WHERE id = :j"
-                ),
-                {"j": uuid.UUID(job_id)},
-            )
-        ).one()
-        kinds = (
-            await uow.session.execute(
-                text("SELECT kind FROM billing.ledger WHERE job_id = :j ORDER BY seq"),
-                {"j": uuid.UUID(job_id)},
-            )
-        ).scalars()
-        clients = (
-            await uow.session.execute(
-                text("SELECT count(*) FROM platform.clients WHERE name = :m"), {"m": marker}
-            )
-        ).scalar_one()
-        events = (
-            await uow.session.execute(
-                text(
-                    "SELECT name FROM platform.outbox WHERE data->>'job_id' = :j AND name <> 'jobs/job.queued'"
-                    " ORDER BY seq"
-                ),
-                {"j": job_id},
-            )
-        ).scalars()
-        delivery = (
-            await uow.session.execute(
-                text(
-                    "SELECT d.status, d.attempts FROM platform.event_deliveries d"
-                    " JOIN platform.outbox e ON e.id = d.event_id"
-                    " WHERE e.name = 'jobs/job.queued' AND e.data->>'job_id' = :j AND d.handler = 'billing.execute_job'"
-                ),
-                {"j": job_id},
-            )
-        ).one_or_none()
-    return {
-        "job": tuple(job),
-        "ledger": list(kinds),
-        "clients": clients,
-        "events": list(events),
-        "delivery": tuple(delivery) if delivery else None,
-    }
-
-
-SETTLED_ONCE = {
-    "job": ("succeeded", 1, "captured", 2),
-    "ledger": ["hold", "capture"],
-    "clients": 1,
-    "events": ["jobs/job.started", "jobs/job.succeeded"],
-}
 
 
 async def _queued(client: httpx.AsyncClient, marker: str, gate: str | None = None) -> tuple[str, str]:
