@@ -5,9 +5,12 @@ reports back at the signed callback."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 from pydantic import ValidationError
 from sqlalchemy import any_, bindparam, or_, select
@@ -16,7 +19,7 @@ from sqlalchemy.types import Uuid
 
 from core import webhooks
 from core.billing import ledger, peers
-from core.billing.components import ActionRun, builtin_action
+from core.billing.components import ActionResult, ActionRun, ActionSpec, builtin_action
 from core.billing.models import OPEN_STATUSES, Job, Peer, PeerSecret
 from core.billing.policy import input_error, log
 from core.billing.schemas import CallbackIn, CallbackOut
@@ -85,17 +88,38 @@ async def run_inline_batch(
     # keeps it from a delivery acting for that tenant.
     locked = {job.id: job for job in rows if tenants[job.id] == job.tenant_id}
     acting: tuple[uuid.UUID, uuid.UUID | None] | None = None
-    for job_id, person, org in sorted(jobs, key=lambda j: (str(j[2] or j[1]), str(j[0]))):
+
+    async def act_for(person: uuid.UUID, org: uuid.UUID | None) -> None:
+        nonlocal acting
         if acting != (person, org):
             await uow.act_as_service(person, org)
             acting = (person, org)
+
+    # Every action first, then every settlement: an account stays locked from the batch's
+    # first settling statement to its commit, so they come last, one after the other.
+    ran: list[tuple[uuid.UUID, uuid.UUID | None, _Ran]] = []
+    for job_id, person, org in sorted(jobs, key=lambda j: (str(j[2] or j[1]), str(j[0]))):
+        await act_for(person, org)
         with trace(job_id.hex, name="job execute", job_id=str(job_id)):
-            await _run_if_queued(uow, locked.get(job_id))
+            job = locked.get(job_id)
+            if _queued(job):
+                annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
+                ran.append((person, org, await _run_action(uow, job)))
+    for person, org, outcome in ran:
+        await act_for(person, org)
+        with trace(outcome.job.id.hex, name="job settle", job_id=str(outcome.job.id)):
+            await _settle_ran(uow, outcome)
+
+
+def _queued(job: Job | None) -> TypeGuard[Job]:
+    if job is None or job.status != "queued":
+        log.info("job_not_queued", status=job.status if job else None)
+        return False
+    return True
 
 
 async def _run_if_queued(uow: UnitOfWork, job: Job | None) -> None:
-    if job is None or job.status != "queued":
-        log.info("job_not_queued", status=job.status if job else None)
+    if not _queued(job):
         return
     annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
     await _run_locked(uow, job)
@@ -135,18 +159,31 @@ async def _run_locked(uow: UnitOfWork, job: Job) -> None:
     transaction, as `_run_builtin` reports it. On success the account is locked only by the
     settling statement, the transaction's last write before the outbox (other runs of the
     context hold and settle credits meanwhile), and the job's row is written once."""
+    await _settle_ran(uow, await _run_action(uow, job))
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """A job whose action ran (or could not), still to be settled."""
+
+    job: Job
+    started: dt.datetime
+    spec: ActionSpec[Any] | None
+    result: ActionResult | None = None
+    failure: tuple[str, str] | None = None
+
+
+async def _run_action(uow: UnitOfWork, job: Job) -> _Ran:
+    """The action of a locked, queued built-in job, in a savepoint; nothing of the job or its
+    account written yet."""
     spec = builtin_action(job.component, job.action)
     timeout = uow.db.settings.job_run_timeout_seconds
     started = utcnow()
     if spec is None:
-        acct = await ledger.lock_account(uow, job.person_id, job.org_id)
-        await mark_running(uow, job, timeout, now=started)
-        await finish_unpaid(uow, job, status="failed", acct=acct, **_UNKNOWN_ACTION)
-        return
+        return _Ran(job, started, None)
     ctx = _service_context(job.person_id, job.org_id, job.id.hex)
     outer, uow.ctx = uow.ctx, ctx
     emitted = len(uow._events)
-    failure: tuple[str, str] | None = None
     try:
         async with uow.session.begin_nested():
             model = spec.input.model_validate(job.input, context=spec.input_context(uow))
@@ -164,18 +201,32 @@ async def _run_locked(uow: UnitOfWork, job: Job) -> None:
     except Exception:
         log.exception("action_failed")
         failure = ("action_failed", _ACTION_FAILED)
+    else:
+        return _Ran(job, started, spec, result)
     finally:
         uow.ctx = outer
-    if failure is not None:
-        # What the action emitted rolled back with its writes; the job is read as it is now.
-        del uow._events[emitted:]
+    # What the action emitted rolled back with its writes.
+    del uow._events[emitted:]
+    return _Ran(job, started, spec, failure=failure)
+
+
+async def _settle_ran(uow: UnitOfWork, ran: _Ran) -> None:
+    """Settle a job whose action ran: captured on success, released on failure (the job read as
+    it is now, after a failed action), the job's start and outcome written with it."""
+    job, timeout = ran.job, uow.db.settings.job_run_timeout_seconds
+    if ran.spec is None:
+        acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+        await mark_running(uow, job, timeout, now=ran.started)
+        await finish_unpaid(uow, job, status="failed", acct=acct, **_UNKNOWN_ACTION)
+    elif ran.failure is not None:
         job = await lock_job(uow, job.id) or job
         acct = await ledger.lock_account(uow, job.person_id, job.org_id)
-        await mark_running(uow, job, timeout, now=started)
-        await finish_unpaid(uow, job, status="failed", code=failure[0], message=failure[1], acct=acct)
-        return
-    await mark_running(uow, job, timeout, now=started)
-    await succeed_with(uow, job, result, overage=spec.overage)
+        await mark_running(uow, job, timeout, now=ran.started)
+        code, message = ran.failure
+        await finish_unpaid(uow, job, status="failed", code=code, message=message, acct=acct)
+    elif ran.result is not None:
+        await mark_running(uow, job, timeout, now=ran.started)
+        await succeed_with(uow, job, ran.result, overage=ran.spec.overage)
 
 
 _UNKNOWN_ACTION = {"code": "unknown_action", "message": "this action no longer exists on the platform"}
