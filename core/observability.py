@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -194,6 +195,30 @@ def trace(
     # context variables (structlog's testing helpers) still sees them.
     ids = {"trace_id": tid, "span_id": otel_trace.format_span_id(own.span_id)}
     with otel_trace.use_span(span, end_on_exit=True), structlog.contextvars.bound_contextvars(**ids, **bind):
+        yield tid
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """Where a block ran: its active span and its log fields, for work done for the same thing
+    later, elsewhere (a batch settling a job after every other job's action)."""
+
+    context: otel_context.Context
+    bound: Mapping[str, Any]
+
+
+def here() -> Resumable:
+    return Resumable(otel_context.get_current(), structlog.contextvars.get_contextvars())
+
+
+@contextmanager
+def resumed(at: Resumable, trace_id: str | None = None, *, name: str, **bind: Any) -> Iterator[str]:
+    """A span that is a child of the span active at `at`, its log lines carrying `at`'s fields
+    and `bind`; yields its trace id."""
+    with (
+        structlog.contextvars.bound_contextvars(**at.bound),
+        trace(trace_id, name=name, context=at.context, **bind) as tid,
+    ):
         yield tid
 
 

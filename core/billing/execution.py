@@ -8,7 +8,8 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -27,7 +28,7 @@ from core.billing.settlement import finish_unpaid, lock_job, mark_running, succe
 from core.config import Settings
 from core.context import ALL_SCOPES, TenantContext, service_context
 from core.errors import DomainError, NotFound, Unauthenticated
-from core.observability import annotate, trace
+from core.observability import Resumable, annotate, here, resumed, trace
 from core.scoping import row_or
 from core.uow import Database, UnitOfWork
 from core.utilities import utcnow
@@ -73,15 +74,19 @@ _LOCK_JOBS = (
 )
 
 
+# A context manager per job of a batch: the span of its event's delivery (`handler_span`).
+JobSpans = Callable[[uuid.UUID], AbstractContextManager[object]]
+
+
 async def run_inline_batch(
-    uow: UnitOfWork, jobs: Sequence[tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]]
+    uow: UnitOfWork, jobs: Sequence[tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]], spans: JobSpans
 ) -> None:
     """`run_inline` for several queued quick jobs (job id, person, org) in `uow`'s transaction,
-    which starts in system mode: each job runs acting for its own tenant, exactly as alone.
-    Every job is locked first, in one statement and in id order, and the accounts are settled
-    in tenant order: a batch takes its locks in the order every other holder does (a job before
-    its account, accounts in one order), so it can wait on a run, a cancel or another batch but
-    never deadlock with one."""
+    which starts in system mode: each job runs acting for its own tenant, exactly as alone,
+    within `spans(job_id)`. Every job is locked first, in one statement and in id order, and the
+    accounts are settled in tenant order: a batch takes its locks in the order every other
+    holder does (a job before its account, accounts in one order), so it can wait on a run, a
+    cancel or another batch but never deadlock with one."""
     tenants = {job_id: org or person for job_id, person, org in jobs}
     rows = (await uow.session.execute(_LOCK_JOBS, {"job_ids": sorted(tenants)})).scalars()
     # A job of another tenant than its event says stays out of reach, as row-level security
@@ -97,17 +102,19 @@ async def run_inline_batch(
 
     # Every action first, then every settlement: an account stays locked from the batch's
     # first settling statement to its commit, so they come last, one after the other.
-    ran: list[tuple[uuid.UUID, uuid.UUID | None, _Ran]] = []
+    ran: list[tuple[uuid.UUID, uuid.UUID | None, Resumable, _Ran]] = []
     for job_id, person, org in sorted(jobs, key=lambda j: (str(j[2] or j[1]), str(j[0]))):
         await act_for(person, org)
-        with trace(job_id.hex, name="job execute", job_id=str(job_id)):
-            job = locked.get(job_id)
-            if _queued(job):
-                annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
-                ran.append((person, org, await _run_action(uow, job)))
-    for person, org, outcome in ran:
+        with spans(job_id):
+            delivery = here()
+            with trace(job_id.hex, name="job execute", job_id=str(job_id)):
+                job = locked.get(job_id)
+                if _queued(job):
+                    annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
+                    ran.append((person, org, delivery, await _run_action(uow, job)))
+    for person, org, delivery, outcome in ran:
         await act_for(person, org)
-        with trace(outcome.job.id.hex, name="job settle", job_id=str(outcome.job.id)):
+        with resumed(delivery, outcome.job.id.hex, name="job settle", job_id=str(outcome.job.id)):
             await _settle_ran(uow, outcome)
 
 

@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from typing import cast
 
 from core.billing import execution, jobs, ledger
-from core.events import ScheduledRun, schedule, subscribe
+from core.events import ScheduledRun, handler_span, schedule, subscribe
 from core.observability import get_logger
 from core.outbox import Event
 from core.uow import UnitOfWork
 
 log = get_logger("atlilith.billing.handlers")
+EXECUTE_JOB = "billing.execute_job"
 
 
 def _runs_inline(event: Event) -> bool:
@@ -25,15 +26,18 @@ def _runs_inline(event: Event) -> bool:
 
 
 async def execute_queued_jobs(events: Sequence[Event], uow: UnitOfWork) -> None:
-    """`execute_queued_job` for several quick built-in jobs in one transaction (the relay's batch:
-    one commit for all of them; if any of it fails, none of it commits and each job's delivery
-    runs alone)."""
+    """`execute_queued_job` for several quick built-in jobs (first deliveries) in one transaction:
+    the relay's batch, one commit for all of them; if any of it fails, none of it commits and
+    each job's delivery runs alone. Each job's work runs in its own delivery's span."""
+    by_job = {uuid.UUID(str(e.data["job_id"])): e for e in events}
     await execution.run_inline_batch(
-        uow, [(uuid.UUID(str(e.data["job_id"])), cast(uuid.UUID, e.person_id), e.org_id) for e in events]
+        uow,
+        [(job_id, cast(uuid.UUID, e.person_id), e.org_id) for job_id, e in by_job.items()],
+        lambda job_id: handler_span(EXECUTE_JOB, by_job[job_id], attempt=1),
     )
 
 
-@subscribe("jobs/job.queued", name="billing.execute_job", batch=execute_queued_jobs, batches=_runs_inline)
+@subscribe("jobs/job.queued", name=EXECUTE_JOB, batch=execute_queued_jobs, batches=_runs_inline)
 async def execute_queued_job(event: Event, uow: UnitOfWork) -> None:
     """Run the job. A quick built-in action runs and settles in this delivery's transaction (a
     crash rolls all of it back and the delivery comes again); a peer job or a long action

@@ -12,11 +12,13 @@ import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from core.billing import execution
+from core.billing.execution import JobSpans
 from core.billing.models import Job
 from core.db import start_statement_count
 from core.relay import NOT_CHAINED, Relay
@@ -66,10 +68,10 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     original = execution.run_inline_batch
 
     async def recorded(
-        uow: UnitOfWork, jobs: Sequence[tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]]
+        uow: UnitOfWork, jobs: Sequence[tuple[uuid.UUID, uuid.UUID, uuid.UUID | None]], spans: JobSpans
     ) -> None:
         sizes.append(len(jobs))
-        await original(uow, jobs)
+        await original(uow, jobs, spans)
 
     monkeypatch.setattr(execution, "run_inline_batch", recorded)
     yield sizes
@@ -80,14 +82,14 @@ def poisoned(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[uuid.UUID]]:
     """Jobs whose handler raises (a failure of the delivery, not of the job's action), alone or
     in a batch, while their id is in the set."""
     ids: set[uuid.UUID] = set()
-    original = execution._run_if_queued
+    original = execution._run_action
 
-    async def run(uow: UnitOfWork, job: Job | None) -> None:
-        if job is not None and job.id in ids:
+    async def run(uow: UnitOfWork, job: Job) -> Any:
+        if job.id in ids:
             raise RuntimeError("the handler broke")
-        await original(uow, job)
+        return await original(uow, job)
 
-    monkeypatch.setattr(execution, "_run_if_queued", run)
+    monkeypatch.setattr(execution, "_run_action", run)
     yield ids
 
 
