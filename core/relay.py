@@ -108,21 +108,26 @@ _FIRST_ATTEMPT = "attempts = 0 AND last_error IS NULL"
 def _due(exclude: str = "") -> str:
     """Which deliveries a claim takes (`:limit` 0 takes none): the first due one, as always;
     when that is the first attempt of a handler with a batch form (`:batched`), up to
-    `:limit` - 1 more first attempts of the same handler, which the worker may run with it in one
-    transaction. A retry, or anything else, is claimed alone: a claim held while others run
-    would lose its attempt if one of them took the process down. `exclude`: a condition on
-    `event_id, handler` that rows must meet."""
+    `:limit` - 1 more first attempts of the same handler for the same tenant, which the worker
+    may run with it in one transaction (holding one tenant's rows, as one delivery does). A
+    retry, or anything else, is claimed alone: a claim held while others run would lose its
+    attempt if one of them took the process down. `exclude`: a condition on
+    `{t}event_id, {t}handler` that rows must meet."""
     return (
-        "first AS (SELECT event_id, handler, attempts, last_error FROM platform.event_deliveries"
-        "   WHERE status = 'pending' AND next_attempt_at <= now()"
-        + exclude.format(t="")
-        + "   ORDER BY next_attempt_at LIMIT LEAST(:limit, 1) FOR UPDATE SKIP LOCKED),"
-        " mates AS (SELECT d.event_id, d.handler FROM platform.event_deliveries d, first f"
+        "first AS (SELECT d.event_id, d.handler, d.attempts, d.last_error,"
+        "   coalesce(e.org_id, e.person_id) AS tenant"
+        "   FROM platform.event_deliveries d JOIN platform.outbox e ON e.id = d.event_id"
+        "   WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
+        + exclude.format(t="d.")
+        + "   ORDER BY d.next_attempt_at LIMIT LEAST(:limit, 1) FOR UPDATE OF d SKIP LOCKED),"
+        " mates AS (SELECT d.event_id, d.handler"
+        "   FROM first f, platform.event_deliveries d JOIN platform.outbox e ON e.id = d.event_id"
         "   WHERE f.handler = ANY(CAST(:batched AS text[])) AND f."
         + _FIRST_ATTEMPT.replace(" AND ", " AND f.")
         + "     AND d.handler = f.handler AND d.event_id <> f.event_id AND d.status = 'pending'"
         "     AND d.next_attempt_at <= now() AND d."
         + _FIRST_ATTEMPT.replace(" AND ", " AND d.")
+        + "     AND coalesce(e.org_id, e.person_id) IS NOT DISTINCT FROM f.tenant"
         + exclude.format(t="d.")
         + "   ORDER BY d.next_attempt_at LIMIT GREATEST(:limit - 1, 0) FOR UPDATE OF d SKIP LOCKED),"
         " due AS (SELECT event_id, handler FROM first UNION ALL SELECT event_id, handler FROM mates)"

@@ -83,10 +83,12 @@ async def run_inline_batch(
 ) -> None:
     """`run_inline` for several queued quick jobs (job id, person, org) in `uow`'s transaction,
     which starts in system mode: each job runs acting for its own tenant, exactly as alone,
-    within `spans(job_id)`. Every job is locked first, in one statement and in id order, and the
-    accounts are settled in tenant order: a batch takes its locks in the order every other
-    holder does (a job before its account, accounts in one order), so it can wait on a run, a
-    cancel or another batch but never deadlock with one."""
+    within `spans(job_id)`. Every job is locked first, in one statement and in id order, then
+    the accounts are settled in tenant order: every job's lock before any account's, as every
+    other holder takes them. The relay gives it one tenant's jobs (`core.relay._due`), so it
+    holds one account, as one delivery does: it can wait on a run, a cancel, the sweep or
+    another batch, never deadlock with one (with several accounts, the sweep, which holds
+    several in deadline order, could meet it crosswise: PostgreSQL would then abort one)."""
     tenants = {job_id: org or person for job_id, person, org in jobs}
     rows = (await uow.session.execute(_LOCK_JOBS, {"job_ids": sorted(tenants)})).scalars()
     # A job of another tenant than its event says stays out of reach, as row-level security

@@ -43,13 +43,15 @@ EXECUTE = "billing.execute_job"
 
 
 async def _queued(
-    client: httpx.AsyncClient, count: int, path: str = "/v1/run/tests/write-then-die"
+    client: httpx.AsyncClient, count: int, path: str = "/v1/run/tests/write-then-die", *, alone: bool = True
 ) -> tuple[list[str], list[str], str]:
-    """`count` queued jobs of one person (their markers, ids, the person), nothing else pending."""
+    """`count` queued jobs of a new person (their markers, ids, the person); `alone`: nothing
+    else pending."""
     admin, a = await make_admin(client), await signup(client)
     await grant(client, admin, 40, person=a.slug)
     await install(client, a, "identity")
-    await Relay(app_db(client)).drain()
+    if alone:
+        await Relay(app_db(client)).drain()
     markers, ids = [], []
     for i in range(count):
         marker = uuid.uuid4().hex
@@ -190,20 +192,23 @@ async def test_a_batch_that_lost_one_lease_commits_nothing_and_the_others_settle
     assert_consistent(await ledger_state(db, tenant))
 
 
-async def test_a_claim_takes_batch_mates_only_among_first_attempts_of_its_handler(
+async def test_a_claim_takes_batch_mates_only_among_first_attempts_of_its_handler_and_tenant(
     client: httpx.AsyncClient, batches: list[int]
 ) -> None:
     _, ids, _ = await _queued(client, 3)
+    _, (elsewhere,), _ = await _queued(client, 1, alone=False)  # another tenant's job
     db = app_db(client)
     async with db.system() as uow:
         probe = uow.emit("test/probe.batch", {})
     relay = Relay(db, workers=1)
-    assert await relay.pump() >= 4
+    assert await relay.pump() >= 5
     first, retry, last = [(await _delivery_of(db, job_id))[0] for job_id in ids]
-    # Due in this order, before anything else: a first attempt, a retry of the same handler, a
-    # delivery of another handler, another first attempt.
+    other = (await _delivery_of(db, elsewhere))[0]
+    # Due in this order, before anything else: a first attempt, another tenant's first attempt,
+    # a retry of the same handler, a delivery of another handler, another first attempt.
     for event_id, handler, ago, retried in (
         (first, EXECUTE, 40, False),
+        (other, EXECUTE, 35, False),
         (retry, EXECUTE, 30, True),
         (probe, None, 20, False),
         (last, EXECUTE, 10, False),
@@ -216,22 +221,23 @@ async def test_a_claim_takes_batch_mates_only_among_first_attempts_of_its_handle
             " WHERE event_id = :e AND (handler = :h OR CAST(:h AS text) IS NULL)",
             {"e": event_id, "h": handler, "ago": ago, "retried": retried},
         )
-    taken = [await relay._claim_some(16) for _ in range(3)]
+    taken = [await relay._claim_some(16) for _ in range(4)]
     assert [sorted(str(c.event.id) for c in claims) for claims in taken] == [
-        sorted([str(first), str(last)]),  # the first due, and the other first attempt with it
+        sorted([str(first), str(last)]),  # the first due, and its tenant's other first attempt
+        [str(other)],  # another tenant's: a batch of its own
         [str(retry)],  # a retry goes alone
         [str(probe)],  # so does a handler without a batch form
     ]
-    assert [c.attempt for claims in taken for c in claims] == [1, 1, 2, 1]
+    assert [c.attempt for claims in taken for c in claims] == [1, 1, 1, 2, 1]
     for claims in taken:
         await relay._deliver_claims(claims)
     assert batches == [2]
     done = await system_sql(
         db,
         "SELECT count(*) FROM platform.event_deliveries WHERE event_id = ANY(:ids) AND status = 'done'",
-        {"ids": [first, retry, probe, last]},
+        {"ids": [first, other, retry, probe, last]},
     )
-    assert done.scalar_one() == 4
+    assert done.scalar_one() == 5
 
 
 async def test_a_process_killed_mid_batch_commits_nothing_and_each_job_then_settles_alone_once(
