@@ -136,7 +136,7 @@ async def test_refresh_without_csrf_proof_is_refused_and_changes_nothing(
     csrf = web.jar["atlilith_csrf"]
     refusals = [
         await web.refresh(csrf=None),  # no header
-        await web.refresh(csrf="x" + csrf[1:]),  # header differs from the cookie
+        await web.refresh(csrf=("y" if csrf[0] == "x" else "x") + csrf[1:]),  # header differs from the cookie
         await web.refresh(csrf="forged.abc", atlilith_csrf="forged.abc"),  # equal but unsigned
         await web.refresh(origin="https://evil.example"),  # right proof, foreign page
     ]
