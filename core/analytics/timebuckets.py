@@ -321,19 +321,21 @@ def _next_by_offset(
     offset = local.utcoffset()
     if interval == "hour" or offset is None or offset % STEP:
         return None
-    day = local.date()
-    if interval == "day":
-        nxt = day + dt.timedelta(days=1)
-    elif interval == "week":
-        nxt = day + dt.timedelta(days=7 - day.weekday())
-    else:
-        nxt = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-    guess = dt.datetime.combine(nxt, _MIDNIGHT) - offset
+    guess = dt.datetime.combine(_next_date(local.date(), interval), _MIDNIGHT) - offset
     seen = guess.astimezone(tz)
     # At `offset`, `guess` shows midnight and the quarter hour before it 23:45 the day before.
     if seen.utcoffset() != offset or (guess - STEP).astimezone(tz).utcoffset() != offset:
         return None
     return guess, seen
+
+
+def _next_date(day: dt.date, interval: str) -> dt.date:
+    """The first date of the day, week (Monday) or month after the one `day` is in."""
+    if interval == "day":
+        return day + dt.timedelta(days=1)
+    if interval == "week":
+        return day + dt.timedelta(days=7 - day.weekday())
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
 
 
 def _next_calendar_start(
@@ -342,14 +344,7 @@ def _next_calendar_start(
     """The first instant of the day, week or month after the one starting at `t`, or None."""
     if interval == "hour":
         return None
-    day = t.astimezone(tz).date()
-    if interval == "day":
-        nxt = day + dt.timedelta(days=1)
-    elif interval == "week":
-        nxt = day + dt.timedelta(days=7 - day.weekday())
-    else:
-        nxt = (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-    guess = _local_midnight(nxt, tz)
+    guess = _local_midnight(_next_date(t.astimezone(tz).date(), interval), tz)
     if guess > t and _key(guess - STEP, tz, interval) == current and _key(guess, tz, interval) != current:
         return guess
     return None

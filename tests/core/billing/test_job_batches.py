@@ -40,6 +40,14 @@ from tests.support.sql import system_sql
 
 ROOT = Path(__file__).resolve().parents[3]
 EXECUTE = "billing.execute_job"
+# A job whose delivery was claimed once and whose run committed nothing: held, still queued.
+STILL_QUEUED = {
+    "job": ("queued", 0, "open", 0),
+    "ledger": ["hold"],
+    "clients": 0,
+    "events": [],
+    "delivery": ("pending", 1),
+}
 
 
 async def _queued(
@@ -130,13 +138,7 @@ async def test_a_batch_whose_handler_fails_for_one_job_settles_the_others_once_a
     for marker, job_id in zip(markers, ids, strict=True):
         facts = await job_facts(db, job_id, marker)
         if job_id == ids[1]:
-            assert facts == {
-                "job": ("queued", 0, "open", 0),
-                "ledger": ["hold"],
-                "clients": 0,
-                "events": [],
-                "delivery": ("pending", 1),
-            }
+            assert facts == STILL_QUEUED
         else:
             assert facts == SETTLED_ONCE | {"delivery": ("done", 1)}
     event_id, error = await _delivery_of(db, ids[1])
@@ -180,13 +182,7 @@ async def test_a_batch_that_lost_one_lease_commits_nothing_and_the_others_settle
         facts = await job_facts(db, job_id, marker)
         if job_id == stolen_job:
             # Left to the process that holds it now: nothing of this relay's runs committed.
-            assert facts == {
-                "job": ("queued", 0, "open", 0),
-                "ledger": ["hold"],
-                "clients": 0,
-                "events": [],
-                "delivery": ("pending", 1),
-            }
+            assert facts == STILL_QUEUED
         else:
             assert facts == SETTLED_ONCE | {"delivery": ("done", 1)}
     assert_consistent(await ledger_state(db, tenant))
