@@ -38,7 +38,16 @@ SESSION_DIR = ROOT / ".atlilith" / ("test-" + WORKER if WORKER else "test")
 SHARED_SESSION = {ROOT / "tests" / "portal": "portal"}
 # The longest groups (minutes each, `--durations`) are handed out first: one started near the
 # end would keep its worker busy long after the other finished.
-LONGEST_FIRST = ("tests/ops/test_benchmarks_smoke.py", "portal", "tests/resilience/test_fuzz.py")
+LONGEST_FIRST = (
+    "tests/ops/test_benchmarks_smoke.py",
+    "tests/resilience/test_resilience.py",
+    "portal",
+    "tests/resilience/test_fuzz.py",
+    "tests/ops/test_backup.py",
+    "tests/ops/test_devserver.py",
+    "tests/ops/test_operator_token.py",
+    "tests/ops/test_shared_secrets.py",
+)
 
 
 def _admin_url() -> str:
@@ -49,6 +58,8 @@ def _admin_url() -> str:
     return server.url(DATABASE)
 
 
+# First: xdist's own hook reads the groups into the test ids, and it was registered after us.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """On an xdist worker (`--dist loadgroup`), a test module is one group, run on one worker:
     its module-scoped fixtures (a live server process, a messaging database) start once, and
