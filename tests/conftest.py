@@ -38,6 +38,10 @@ SESSION_DIR = ROOT / ".atlilith" / ("test-" + WORKER if WORKER else "test")
 SHARED_SESSION = {ROOT / "tests" / "portal": "portal"}
 # The longest groups (minutes each, `--durations`) are handed out first: one started near the
 # end would keep its worker busy long after the other finished.
+# The seeded person's password in the session database. Several tests seed it, and a seed
+# keeps the password of a person it finds, so they all say the same: the first to run sets it,
+# and the order they run in (different on each xdist worker) cannot matter.
+SEED_PASSWORD = "seed-password-1"
 LONGEST_FIRST = (
     "tests/ops/test_benchmarks_smoke.py",
     "tests/resilience/test_resilience.py",
