@@ -28,14 +28,58 @@ if TYPE_CHECKING:
     from tests.cli.live import LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
+# Under pytest-xdist each worker ("gw0", "gw1", ...) is a session of its own: what a session
+# keeps on disk (its embedded PostgreSQL, its data and backup dir) gets the worker's name, so
+# two sessions never start one PostgreSQL data dir twice or list each other's backups.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+SESSION_DIR = ROOT / ".atlilith" / ("test-" + WORKER if WORKER else "test")
+# Tests whose session-scoped fixtures are costly to start twice run on one worker together:
+# the portal's live server and headless Chromium.
+SHARED_SESSION = {ROOT / "tests" / "portal": "portal"}
+# The longest groups (minutes each, `--durations`) are handed out first: one started near the
+# end would keep its worker busy long after the other finished.
+# The seeded person's password in the session database. Several tests seed it, and a seed
+# keeps the password of a person it finds, so they all say the same: the first to run sets it,
+# and the order they run in (different on each xdist worker) cannot matter.
+SEED_PASSWORD = "seed-password-1"
+LONGEST_FIRST = (
+    "tests/ops/test_benchmarks_smoke.py",
+    "tests/resilience/test_resilience.py",
+    "portal",
+    "tests/resilience/test_fuzz.py",
+    "tests/ops/test_backup.py",
+    "tests/ops/test_devserver.py",
+    "tests/ops/test_operator_token.py",
+    "tests/ops/test_shared_secrets.py",
+)
 
 
 def _admin_url() -> str:
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
-    server = start_embedded(ROOT / ".atlilith" / "test")
+    server = start_embedded(SESSION_DIR)
     return server.url(DATABASE)
+
+
+# First: xdist's own hook reads the groups into the test ids, and it was registered after us.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On an xdist worker (`--dist loadgroup`), a test module is one group, run on one worker:
+    its module-scoped fixtures (a live server process, a messaging database) start once, and
+    the tests of a module that share a fixed data dir (the resilience scenarios', the restore
+    drill's) never run side by side. A directory in SHARED_SESSION is one group."""
+    if not WORKER:
+        return
+    groups: dict[pytest.Item, str] = {}
+    for item in items:
+        path = item.path
+        shared = next((g for d, g in SHARED_SESSION.items() if path.is_relative_to(d)), None)
+        groups[item] = shared or str(path.relative_to(ROOT))
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    # Sorted by rank alone (stable): every group's tests keep their order.
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(groups[item], len(rank)))
 
 
 def app_settings(database_url: str, **overrides: Any) -> Settings:
@@ -103,8 +147,8 @@ async def settings() -> AsyncIterator[Settings]:
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     s = app_settings(
         url,
-        data_dir=ROOT / ".atlilith" / "test-data",
-        backup_dir=ROOT / ".atlilith" / "test-data" / "backups",
+        data_dir=SESSION_DIR / "data",
+        backup_dir=SESSION_DIR / "data" / "backups",
         mcp_allowed_hosts=["127.0.0.1:*", "localhost:*", "testserver", "test"],
         mcp_allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://testserver"],
         handler_backoff_base_seconds=0.01,

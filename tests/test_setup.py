@@ -16,6 +16,7 @@ from core.features import load_models
 from core.migrate import migrate
 from core.uow import Database
 from servers import client_cli
+from tests.conftest import SEED_PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,8 +59,8 @@ async def test_migrate_is_idempotent_and_forward_only(settings: Settings) -> Non
 async def test_seed_is_idempotent_and_a_second_provider_needs_no_code(db: Database) -> None:
     from core.seed import seed
 
-    first = await seed(db, "seed-password-1")
-    second = await seed(db, "seed-password-1")
+    first = await seed(db, SEED_PASSWORD)
+    second = await seed(db, SEED_PASSWORD)
     assert (second.person_created, second.org_created, second.brands_created, second.clients_created) == (
         False,
         False,

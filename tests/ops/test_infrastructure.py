@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from core import deployments, ports
 from core.config import Settings
 from core.uow import Database
+from tests.conftest import SEED_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "infrastructure" / "compose.yaml"
@@ -325,7 +326,7 @@ async def test_deployments_find_their_tenants_in_a_seeded_database(db: Database)
 
     from core.seed import seed
 
-    await seed(db, "seed-password-1")
+    await seed(db, SEED_PASSWORD)
     for dep in deployments.load_all():
         assert await deployments.check_in_database(db, dep) == [], dep.domain
     ghost = replace(deployments.load("sansonnet.maison"), brand="cocotte-maison")
@@ -374,7 +375,7 @@ async def test_deploy_apply_backs_up_migrates_and_checks_in_that_order(
     from core.seed import seed
     from servers import ops_cli
 
-    await seed(db, "seed-password-1")
+    await seed(db, SEED_PASSWORD)
     monkeypatch.setattr(ops_cli, "_resolved", [settings.model_copy(update={"backup_dir": tmp_path})])
     dep = deployments.load("cocotte.maison")
     # A build without a feature the domain promises is refused before anything changes.

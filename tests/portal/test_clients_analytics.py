@@ -18,12 +18,13 @@ from core.seed import ORG_SLUG, PERSON_SLUG, seed
 from core.tenancy.models import Org, Person
 from core.tenancy.schemas import MemberIn
 from core.uow import Database
+from tests.conftest import SEED_PASSWORD
 from tests.portal.conftest import open_from_nav, screenshot, sign_up_quickly
 
 
 async def _demo_org_member(db: Database, slug: str) -> None:
-    """The demo seeded, and `slug` an admin of cocotte (the seeded owner's password is not ours)."""
-    await seed(db, "portal-demo-password")
+    """The demo seeded, and `slug` an admin of cocotte (signed in as itself, not as the seeded owner)."""
+    await seed(db, SEED_PASSWORD)
     await seed_demo_data(db)
     async with db.system() as uow:
         owner = (await uow.session.execute(select(Person.id).where(Person.slug == PERSON_SLUG))).scalar_one()

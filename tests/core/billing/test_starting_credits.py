@@ -14,7 +14,7 @@ from core.relay import Relay
 from core.seed import ORG_SLUG, PERSON_SLUG, seed
 from core.uow import Database
 from servers.app import create_app
-from tests.conftest import make_org, running, signup
+from tests.conftest import SEED_PASSWORD, make_org, running, signup
 from tests.core.billing.test_credits import PERSON
 from tests.support.billing import assert_consistent, ledger_state
 from tests.support.registry import install
@@ -23,10 +23,10 @@ from tests.support.registry import install
 async def test_the_seeded_person_and_org_can_run_a_job_at_once(
     db: Database, client: httpx.AsyncClient
 ) -> None:
-    first = await seed(db, "seed-password-1")
-    again = await seed(db, "seed-password-1")
+    first = await seed(db, SEED_PASSWORD)
+    again = await seed(db, SEED_PASSWORD)
     assert again.credits_granted == 0 and first.credits_granted in (0, 2 * db.settings.seed_credits)
-    login = await client.post("/v1/auth/login", json={"login": PERSON_SLUG, "password": "seed-password-1"})
+    login = await client.post("/v1/auth/login", json={"login": PERSON_SLUG, "password": SEED_PASSWORD})
     assert login.status_code == 200, login.text
     h = {"authorization": f"Bearer {login.json()['access_token']}"}
     for context in ({}, {"x-atlilith-org": ORG_SLUG}):

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from core.outbox import outbox_table
 from core.uow import Database
 from servers.mcp import build_server
-from tests.conftest import make_org, signup
+from tests.conftest import SEED_PASSWORD, make_org, signup
 from tests.support.billing import assert_consistent, grant, ledger_state, make_admin, register_peer
 from tests.support.mcp import tool_error
 from tests.support.registry import install, uninstall
@@ -210,8 +210,8 @@ async def test_seed_installs_every_builtin_for_the_bootstrap_tenant(db: Database
     from core.seed import ORG_SLUG, PERSON_SLUG, seed
     from core.tenancy.models import Org, Person
 
-    await seed(db, "seed-password-1")
-    again = await seed(db, "seed-password-1")
+    await seed(db, SEED_PASSWORD)
+    again = await seed(db, SEED_PASSWORD)
     assert again.components_installed == 0  # idempotent
     async with db.system() as uow:
         person = (await uow.session.execute(select(Person.id).where(Person.slug == PERSON_SLUG))).scalar_one()
