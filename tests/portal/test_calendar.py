@@ -290,7 +290,7 @@ async def test_two_tabs_editing_the_hours_cannot_overwrite_each_other(page: Page
     await other.goto("/me/hours")
     await other.get_by_label("Monday hours").fill("08:00-12:00")
     await other.get_by_role("button", name="Save working hours").click()
-    await expect(other.get_by_role("status")).to_have_text("Working hours saved.")
+    await expect(other.get_by_role("status").filter(has_text="Working hours saved.")).to_be_visible()
 
     await page.get_by_label("Monday hours").fill("14:00-18:00")
     await page.get_by_role("button", name="Save working hours").click()
