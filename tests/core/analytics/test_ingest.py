@@ -85,13 +85,13 @@ async def test_a_batch_reports_each_bad_event_and_keeps_the_good_ones(
 ) -> None:
     a = await signup(client)
     t = now()
-    good = [
+    good: list[dict[str, Any]] = [
         {"id": str(uuid.uuid4()), "name": "page_view", "timestamp": (t - dt.timedelta(hours=1)).isoformat(),
          "client_id": "visitor-1", "properties": {"path": "/"}, "source": "web"},
         {"name": "signup"},  # no id, no timestamp: server time, a fresh id
         {"id": "my-own-id-7", "name": "lead:captured", "timestamp": t.isoformat().replace("+00:00", "Z")},
     ]  # fmt: skip
-    bad = [
+    bad: list[tuple[Any, str, str | None]] = [
         ("not an object", "not_an_object", None),
         ({"name": "bookings/booking.confirmed"}, "reserved_name", "name"),
         ({"name": "has space"}, "invalid_name", "name"),

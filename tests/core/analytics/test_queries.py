@@ -479,7 +479,7 @@ async def test_member_breakdown_for_owners_and_admins_only(data: Data, db: Datab
     by_owner = await trends(data, body)
     by_admin = await trends(data, body, who=data.admin)
     assert by_owner["series"] == by_admin["series"] and by_owner["computed_from"] == "rollup"
-    per_member = defaultdict(int)
+    per_member: defaultdict[tuple[str, str], int] = defaultdict(int)
     for name, ts, _, _, pid in data.events:
         if START <= ts < dt.datetime(2026, 11, 20, tzinfo=UTC):
             per_member[(name, pid)] += 1
