@@ -14,8 +14,9 @@ from typing import Any, Protocol
 
 import asyncpg
 from cronsim import CronSim
-from sqlalchemy import Row, text
+from sqlalchemy import Row
 
+from core import relay_sql as sql
 from core.db import asyncpg_dsn
 from core.events import (
     NOTIFY_RELEASED,
@@ -37,8 +38,6 @@ from core.uow import Database, UnitOfWork, app_database_url
 # The logger keeps the name it had before the relay left core.events: log queries filter on it.
 log = get_logger("atlilith.events")
 
-DIED_WHILE_HANDLING = "process died while handling"
-
 
 class LeaseLost(Exception):
     """The claim on a delivery ran out and another process took it: this run's work is abandoned."""
@@ -54,146 +53,6 @@ class Sink(Protocol):
 
 
 # --- the relay ----------------------------------------------------------------------------------
-
-# Fan-out only inserts delivery rows, so it claims with a row lock in one short transaction.
-_CLAIM_OUTBOX = text(
-    "SELECT id, name, data, created_at, attempts FROM platform.outbox"
-    " WHERE status = 'pending' AND next_attempt_at <= now()"
-    " ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED"
-)
-# Publishing waits on the network, so its batch is leased and the lock let go at once. While
-# leased, `next_attempt_at` is the lease's end: the rows come due again exactly when it runs out.
-_LEASE_OUTBOX = text(
-    "UPDATE platform.outbox o SET attempts = o.attempts + 1, claimed_by = :me, claim_token = :token,"
-    " lease_until = now() + make_interval(secs => :lease),"
-    " next_attempt_at = now() + make_interval(secs => :lease)"
-    " FROM (SELECT id FROM platform.outbox WHERE status = 'pending' AND next_attempt_at <= now()"
-    "       ORDER BY seq LIMIT :limit FOR UPDATE SKIP LOCKED) due"
-    " WHERE o.id = due.id RETURNING o.id, o.seq, o.name, o.data, o.created_at, o.attempts, o.traceparent"
-)
-_MARK_RELAYED = text(
-    "UPDATE platform.outbox SET status = :status, relayed_at = now(), last_error = NULL,"
-    " claimed_by = NULL, claim_token = NULL, lease_until = NULL, next_attempt_at = now()"
-    " WHERE id = ANY(:ids) AND (claim_token IS NULL OR claim_token = :token)"
-)
-_MARK_PUBLISH_FAILED = text(
-    "UPDATE platform.outbox SET last_error = :error, next_attempt_at = now() + make_interval(secs => :delay),"
-    " claimed_by = NULL, claim_token = NULL, lease_until = NULL"
-    " WHERE claim_token = :token AND status = 'pending'"
-)
-# A whole batch's deliveries in one statement: (event, handler) pairs as two parallel arrays.
-_FAN_OUT = text(
-    "INSERT INTO platform.event_deliveries (event_id, handler)"
-    " SELECT e, h FROM unnest(CAST(:event_ids AS uuid[]), CAST(:handlers AS text[])) AS pair (e, h)"
-    " ON CONFLICT DO NOTHING"
-)
-# Claim due deliveries in their own transaction: each one's attempt is counted and its lease
-# written before its handler starts, so a process that dies handling it still used up an attempt.
-# Each row gets a token of its own. A row still carrying an earlier claim's token had its lease
-# run out with no outcome written.
-_CLAIM_SET = (
-    "UPDATE platform.event_deliveries d SET attempts = d.attempts + 1,"
-    " last_error = CASE WHEN d.claim_token IS NOT NULL"
-    f"   THEN '{DIED_WHILE_HANDLING} (claimed by ' || d.claimed_by || ')' ELSE d.last_error END,"
-    " claimed_by = :me, claim_token = gen_random_uuid(), lease_until = now() + make_interval(secs => :lease),"
-    " next_attempt_at = now() + make_interval(secs => :lease), updated_at = now()"
-)
-_CLAIMED = (
-    "d.event_id, d.handler, d.attempts, d.last_error, d.claim_token,"
-    " e.name, e.data, e.created_at, e.traceparent"
-)
-_FIRST_ATTEMPT = "attempts = 0 AND last_error IS NULL"
-
-
-def _due(exclude: str = "") -> str:
-    """Which deliveries a claim takes (`:limit` 0 takes none): the first due one, as always;
-    when that is the first attempt of a handler with a batch form (`:batched`), up to
-    `:limit` - 1 more first attempts of the same handler for the same tenant, which the worker
-    may run with it in one transaction (holding one tenant's rows, as one delivery does). A
-    retry, or anything else, is claimed alone: a claim held while others run would lose its
-    attempt if one of them took the process down. `exclude`: a condition on
-    `{t}event_id, {t}handler` that rows must meet."""
-    return (
-        "first AS (SELECT d.event_id, d.handler, d.attempts, d.last_error,"
-        "   coalesce(e.org_id, e.person_id) AS tenant"
-        "   FROM platform.event_deliveries d JOIN platform.outbox e ON e.id = d.event_id"
-        "   WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
-        + exclude.format(t="d.")
-        + "   ORDER BY d.next_attempt_at LIMIT LEAST(:limit, 1) FOR UPDATE OF d SKIP LOCKED),"
-        " mates AS (SELECT d.event_id, d.handler"
-        "   FROM first f, platform.event_deliveries d JOIN platform.outbox e ON e.id = d.event_id"
-        "   WHERE f.handler = ANY(CAST(:batched AS text[])) AND f."
-        + _FIRST_ATTEMPT.replace(" AND ", " AND f.")
-        + "     AND d.handler = f.handler AND d.event_id <> f.event_id AND d.status = 'pending'"
-        "     AND d.next_attempt_at <= now() AND d."
-        + _FIRST_ATTEMPT.replace(" AND ", " AND d.")
-        + "     AND coalesce(e.org_id, e.person_id) IS NOT DISTINCT FROM f.tenant"
-        + exclude.format(t="d.")
-        + "   ORDER BY d.next_attempt_at LIMIT GREATEST(:limit - 1, 0) FOR UPDATE OF d SKIP LOCKED),"
-        " due AS (SELECT event_id, handler FROM first UNION ALL SELECT event_id, handler FROM mates)"
-    )
-
-
-_CLAIM_DELIVERIES = text(
-    "WITH "
-    + _due()
-    + " UPDATE"
-    + _CLAIM_SET.removeprefix("UPDATE")
-    + " FROM due JOIN platform.outbox e ON e.id = due.event_id"
-    " WHERE d.event_id = due.event_id AND d.handler = due.handler"
-    " RETURNING " + _CLAIMED
-)
-_RENEW_DELIVERIES = text(
-    "UPDATE platform.event_deliveries SET lease_until = now() + make_interval(secs => :lease),"
-    " next_attempt_at = now() + make_interval(secs => :lease)"
-    " WHERE claim_token = ANY(:tokens) AND status = 'pending'"
-)
-_RENEW_OUTBOX = text(
-    "UPDATE platform.outbox SET lease_until = now() + make_interval(secs => :lease),"
-    " next_attempt_at = now() + make_interval(secs => :lease)"
-    " WHERE claim_token = ANY(:tokens) AND status = 'pending'"
-)
-# Outcomes of a leased delivery: written only while the claim is still this run's (`token`), in
-# the transaction that committed the handler's work, so an expired run can never commit twice.
-_RELEASE = (
-    " claimed_by = NULL, claim_token = NULL, lease_until = NULL, updated_at = now()"
-    " WHERE event_id = :event_id AND handler = :handler AND claim_token = :token AND status = 'pending'"
-)
-_DONE_SET = (
-    "UPDATE platform.event_deliveries SET status = 'done', last_error = NULL, next_attempt_at = now(),"
-    + _RELEASE
-)
-_MARK_DONE = text(_DONE_SET)
-# Deliveries' `done` (one, or a batch's: parallel arrays of keys and tokens, each written only
-# while its claim is still this run's) and the worker's next claims (up to :limit; 0 claims none)
-# in one statement: `_MARK_DONE`, then `_CLAIM_DELIVERIES`, the same rows and rules, committed
-# together. Both run on one snapshot, in which the rows just marked still read pending and are
-# locked by this very statement (SKIP LOCKED does not skip a lock of one's own): the claim
-# excludes them by key. `done` below the number of keys means a lease was lost, and the caller
-# rolls all of it back.
-_DONE_AND_CLAIM = text(
-    "WITH mine AS (SELECT * FROM unnest(CAST(:event_ids AS uuid[]), CAST(:handlers AS text[]),"
-    "   CAST(:tokens AS uuid[])) AS k (event_id, handler, token)),"
-    " done AS (UPDATE platform.event_deliveries d SET status = 'done', last_error = NULL,"
-    "   next_attempt_at = now(), claimed_by = NULL, claim_token = NULL, lease_until = NULL,"
-    "   updated_at = now()"
-    "   FROM mine WHERE d.event_id = mine.event_id AND d.handler = mine.handler"
-    "   AND d.claim_token = mine.token AND d.status = 'pending' RETURNING 1),"
-    " " + _due(" AND ({t}event_id, {t}handler) NOT IN (SELECT event_id, handler FROM mine)") + ","
-    " claimed AS (" + _CLAIM_SET + " FROM due JOIN platform.outbox e ON e.id = due.event_id"
-    "   WHERE d.event_id = due.event_id AND d.handler = due.handler RETURNING " + _CLAIMED + ")"
-    " SELECT (SELECT count(*) FROM done) AS done, claimed.* FROM (SELECT) AS one LEFT JOIN claimed ON true"
-)
-_MARK_FAILED = text(
-    "UPDATE platform.event_deliveries SET status = :status, last_error = :error,"
-    " next_attempt_at = now() + make_interval(secs => :delay), attempts = :attempts," + _RELEASE
-)
-# When the next pending row comes due (a retry's backoff, a lease running out), in seconds.
-_NEXT_DUE = text(
-    "SELECT EXTRACT(EPOCH FROM LEAST("
-    " (SELECT min(next_attempt_at) FROM platform.event_deliveries WHERE status = 'pending'),"
-    " (SELECT min(next_attempt_at) FROM platform.outbox WHERE status = 'pending')) - now())"
-)
 
 
 @dataclass(frozen=True)
@@ -253,17 +112,17 @@ class Relay:
             return await self._publish_batch(self.sink)
         async with self.db.system() as uow:
             rows = (
-                await uow.session.execute(_CLAIM_OUTBOX, {"limit": self.db.settings.relay_batch_size})
+                await uow.session.execute(sql.CLAIM_OUTBOX, {"limit": self.db.settings.relay_batch_size})
             ).all()
             if not rows:
                 return 0
             pairs = [(r.id, h.name) for r in rows for h in self.registry.for_event(r.name)]
             if pairs:
                 await uow.session.execute(
-                    _FAN_OUT, {"event_ids": [e for e, _ in pairs], "handlers": [h for _, h in pairs]}
+                    sql.FAN_OUT, {"event_ids": [e for e, _ in pairs], "handlers": [h for _, h in pairs]}
                 )
             await uow.session.execute(
-                _MARK_RELAYED, {"ids": [r.id for r in rows], "status": "dispatched", "token": None}
+                sql.MARK_RELAYED, {"ids": [r.id for r in rows], "status": "dispatched", "token": None}
             )
         OUTBOX_RELAYED.labels(mode="dispatched").inc(len(rows))
         return len(rows)
@@ -274,7 +133,7 @@ class Relay:
         async with self.db.system() as uow:
             rows = (
                 await uow.session.execute(
-                    _LEASE_OUTBOX,
+                    sql.LEASE_OUTBOX,
                     {
                         "me": process_id(),
                         "token": token,
@@ -298,14 +157,16 @@ class Relay:
                 delay = backoff_seconds(max(r.attempts for r in rows), 1.0, 60.0)
                 async with self.db.system() as uow:
                     await uow.session.execute(
-                        _MARK_PUBLISH_FAILED, {"token": token, "error": error_text(exc), "delay": delay}
+                        sql.MARK_PUBLISH_FAILED, {"token": token, "error": error_text(exc), "delay": delay}
                     )
                 PUBLISH_FAILURES.inc()
                 log.warning("publish_failed", count=len(ids), error=type(exc).__name__, retry_in=delay)
                 return 0
             async with self.db.system() as uow:
                 # Marked even if the lease ran out meanwhile: the sink dedupes on the event id.
-                await uow.session.execute(_MARK_RELAYED, {"ids": ids, "status": "published", "token": token})
+                await uow.session.execute(
+                    sql.MARK_RELAYED, {"ids": ids, "status": "published", "token": token}
+                )
             OUTBOX_RELAYED.labels(mode="published").inc(len(rows))
             return len(rows)
         finally:
@@ -319,7 +180,7 @@ class Relay:
         """Claim up to `limit` due deliveries in a transaction of their own (system mode): each
         claim, its attempt and its lease hold once that commits, before any handler starts."""
         async with self.db.system() as uow:
-            rows = (await uow.session.execute(_CLAIM_DELIVERIES, self._claim_params(limit))).all()
+            rows = (await uow.session.execute(sql.CLAIM_DELIVERIES, self._claim_params(limit))).all()
         claims = [_claimed(row) for row in rows]
         self._held_deliveries.update(c.token for c in claims)
         return claims
@@ -368,7 +229,7 @@ class Relay:
         if claim.attempt > max_attempts:
             # Every allowed attempt was used and the last one never wrote an outcome: the
             # handler took its process down (or hung it) each time.
-            await self._dead_letter(claim, claim.last_error or DIED_WHILE_HANDLING, max_attempts)
+            await self._dead_letter(claim, claim.last_error or sql.DIED_WHILE_HANDLING, max_attempts)
             log.error("handler_dead_lettered", attempts=max_attempts, error=claim.last_error)
             return NOT_CHAINED
         try:
@@ -380,13 +241,13 @@ class Relay:
                     # Committed with this outcome, as a claim of its own would be before its handler.
                     return await self._done_and_claim(uow, [claim], claim_next)
                 if exc is None:
-                    if (await uow.session.execute(_MARK_DONE, key)).rowcount == 0:  # type: ignore[attr-defined]
+                    if (await uow.session.execute(sql.MARK_DONE, key)).rowcount == 0:  # type: ignore[attr-defined]
                         raise LeaseLost
                 else:
                     failed = failure_outcome(self.db, spec, claim.attempt, exc, event) | {
                         "token": claim.token
                     }
-                    if (await uow.session.execute(_MARK_FAILED, failed)).rowcount == 0:  # type: ignore[attr-defined]
+                    if (await uow.session.execute(sql.MARK_FAILED, failed)).rowcount == 0:  # type: ignore[attr-defined]
                         raise LeaseLost
                     await uow.session.execute(NOTIFY_RELEASED)
                 if not claim_next:
@@ -400,7 +261,7 @@ class Relay:
             return NOT_CHAINED
 
     async def _claimed_in(self, uow: UnitOfWork, limit: int) -> list[_Claim]:
-        rows = (await uow.session.execute(_CLAIM_DELIVERIES, self._claim_params(limit))).all()
+        rows = (await uow.session.execute(sql.CLAIM_DELIVERIES, self._claim_params(limit))).all()
         return self._held([_claimed(row) for row in rows])
 
     def _held(self, claims: list[_Claim]) -> list[_Claim]:
@@ -416,7 +277,7 @@ class Relay:
             "handlers": [c.handler for c in done],
             "tokens": [c.token for c in done],
         }
-        rows = (await uow.session.execute(_DONE_AND_CLAIM, params)).all()
+        rows = (await uow.session.execute(sql.DONE_AND_CLAIM, params)).all()
         if rows[0].done != len(done):
             raise LeaseLost
         return self._held([_claimed(row) for row in rows if row.event_id is not None])
@@ -490,7 +351,7 @@ class Relay:
     async def _dead_letter(self, claim: _Claim, error: str, attempts: int) -> None:
         async with self.db.system() as uow:
             await uow.session.execute(
-                _MARK_FAILED,
+                sql.MARK_FAILED,
                 {
                     "event_id": claim.event.id,
                     "handler": claim.handler,
@@ -531,14 +392,14 @@ class Relay:
             return
         async with self.db.system() as uow:
             if deliveries:
-                await uow.session.execute(_RENEW_DELIVERIES, params | {"tokens": deliveries})
+                await uow.session.execute(sql.RENEW_DELIVERIES, params | {"tokens": deliveries})
             if batches:
-                await uow.session.execute(_RENEW_OUTBOX, params | {"tokens": batches})
+                await uow.session.execute(sql.RENEW_OUTBOX, params | {"tokens": batches})
 
     async def seconds_until_due(self) -> float | None:
         """How long until the next pending row comes due (None: nothing pending)."""
         async with self.db.system() as uow:
-            value = (await uow.session.execute(_NEXT_DUE)).scalar_one_or_none()
+            value = (await uow.session.execute(sql.NEXT_DUE)).scalar_one_or_none()
         return None if value is None else max(0.0, float(value))
 
     async def tick_schedules(self, now: dt.datetime | None = None) -> list[str]:
