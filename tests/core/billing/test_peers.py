@@ -234,8 +234,11 @@ async def test_no_callback_before_the_deadline_fails_as_timeout(
         deadline = dt.datetime.fromisoformat(running_job["deadline_at"])
         started = dt.datetime.fromisoformat(running_job["started_at"])
         assert abs((deadline - started).total_seconds() - 30) < 1
+        # The sweep reaches every tenant's jobs, and modules that ran before on this worker may
+        # have left jobs whose deadline comes sooner: what must hold is that this job is not due.
         async with db.system() as uow:
-            assert (await billing.sweep(uow, now=deadline - dt.timedelta(seconds=1))).jobs_failed == 0
+            await billing.sweep(uow, now=deadline - dt.timedelta(seconds=1))
+        assert (await job_of(client, a, job_id))["status"] == "running"
         async with db.system() as uow:
             await billing.sweep(uow, now=deadline + dt.timedelta(seconds=1))
         failed = await job_of(client, a, job_id)
