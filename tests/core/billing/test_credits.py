@@ -17,7 +17,15 @@ from core import billing, webhooks
 from core.relay import Relay
 from core.uow import Database
 from tests.conftest import make_org, signup
-from tests.support.billing import app_db, assert_consistent, grant, ledger_state, make_admin, signed
+from tests.support.billing import (
+    all_actions,
+    app_db,
+    assert_consistent,
+    grant,
+    ledger_state,
+    make_admin,
+    signed,
+)
 from tests.support.registry import install
 from tests.support.serving import app_client
 
@@ -316,7 +324,7 @@ async def test_quote_then_402_with_a_hint(client: httpx.AsyncClient) -> None:
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "input.email"
     none = await client.post("/v1/quote/identity/resolve-person", json={"input": {}}, headers=a.h())
     assert none.status_code == 422
-    listed = (await client.get("/v1/actions?limit=100", headers=a.h())).json()["items"]
+    listed = await all_actions(client, a)
     person = next(x for x in listed if (x["component"], x["action"]) == ("identity", "resolve-person"))
     assert person["price"] == 1 and "email" in person["input_schema"]["properties"]
 

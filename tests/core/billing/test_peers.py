@@ -22,6 +22,8 @@ from servers.app import create_app
 from tests.conftest import Account, signup
 from tests.support.billing import (
     FakePeer,
+    all_actions,
+    all_peers,
     assert_consistent,
     grant,
     ledger_state,
@@ -86,7 +88,7 @@ async def test_round_trip_success_with_trace_id_end_to_end(
     admin, a = setup
     health = await client.get(f"/v1/admin/peers/{peer['slug']}/health", headers=admin.h())
     assert health.json()["healthy"] is True and health.json()["status"] == 200
-    listed = (await client.get("/v1/actions?limit=100", headers=a.h())).json()["items"]
+    listed = await all_actions(client, a)
     assert {"component": peer["slug"], "action": "draft-reply", "price": 5}.items() <= next(
         x for x in listed if x["component"] == peer["slug"] and x["action"] == "draft-reply"
     ).items()
@@ -391,7 +393,7 @@ async def test_peer_admin_rotation_and_validation(
     assert off.json()["enabled"] is False and off.json()["secret"] is None
     gone = await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
     assert gone.status_code == 404 and gone.json()["code"] == "unknown_action"
-    listed = (await client.get("/v1/admin/peers?limit=100", headers=admin.h())).json()["items"]
+    listed = await all_peers(client, admin)
     assert peer["slug"] in {p["slug"] for p in listed} and "secret" not in listed[0]
 
 
