@@ -264,22 +264,28 @@ async def test_scheduled_handler_runs_once_per_fire_time_across_processes(db: Da
 
 
 async def test_notify_wakes_the_running_relay(db: Database) -> None:
-    relay = Relay(db)
-    stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
+    # A poll interval far longer than the wait below: a delivery in time is the NOTIFY's doing.
+    quiet = Database(db.settings.model_copy(update={"relay_poll_seconds": 120.0}))
+    relay = Relay(quiet)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(relay.run(stop, on_ready=ready.set))
     try:
-        await asyncio.sleep(0.3)  # let it LISTEN
+        # Ready once its first pass is done and it LISTENs (the relay bounds that wait itself).
+        await asyncio.wait_for(ready.wait(), timeout=30)
         event_id = await emit(db, "test/probe.wake")
-        for _ in range(100):  # far below the 5 s poll interval: the NOTIFY woke it
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while True:
             row = await delivery(db, event_id, "tests.record")
             if row is not None and row.status == "done":
                 break
+            if loop.time() > deadline:
+                raise AssertionError("relay was not woken by NOTIFY")
             await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("relay was not woken by NOTIFY")
     finally:
         stop.set()
         await task
+        await quiet.dispose()
 
 
 # --- Inngest -----------------------------------------------------------------------------------

@@ -230,6 +230,36 @@ async def make_admin(client: httpx.AsyncClient) -> Account:
     return admin
 
 
+async def all_peers(client: httpx.AsyncClient, admin: Account) -> list[dict[str, Any]]:
+    """Every registered peer, page by page: a worker's database holds the peers of every module
+    that ran on it, and one page (by slug) may end before the one a test looks for."""
+    peers: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "100"} | ({"cursor": cursor} if cursor else {})
+        r = await client.get("/v1/admin/peers", params=params, headers=admin.h())
+        assert r.status_code == 200, r.text
+        peers += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            return peers
+
+
+async def all_actions(client: httpx.AsyncClient, who: Account) -> list[dict[str, Any]]:
+    """Every action `who` can run, page by page: the list holds every enabled peer's actions
+    (by component slug), and a worker's database holds the peers of every module that ran on it."""
+    actions: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "100"} | ({"cursor": cursor} if cursor else {})
+        r = await client.get("/v1/actions", params=params, headers=who.h())
+        assert r.status_code == 200, r.text
+        actions += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            return actions
+
+
 async def grant(
     client: httpx.AsyncClient,
     admin: Account,

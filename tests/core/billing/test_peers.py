@@ -22,6 +22,8 @@ from servers.app import create_app
 from tests.conftest import Account, signup
 from tests.support.billing import (
     FakePeer,
+    all_actions,
+    all_peers,
     assert_consistent,
     grant,
     ledger_state,
@@ -86,7 +88,7 @@ async def test_round_trip_success_with_trace_id_end_to_end(
     admin, a = setup
     health = await client.get(f"/v1/admin/peers/{peer['slug']}/health", headers=admin.h())
     assert health.json()["healthy"] is True and health.json()["status"] == 200
-    listed = (await client.get("/v1/actions?limit=100", headers=a.h())).json()["items"]
+    listed = await all_actions(client, a)
     assert {"component": peer["slug"], "action": "draft-reply", "price": 5}.items() <= next(
         x for x in listed if x["component"] == peer["slug"] and x["action"] == "draft-reply"
     ).items()
@@ -234,8 +236,11 @@ async def test_no_callback_before_the_deadline_fails_as_timeout(
         deadline = dt.datetime.fromisoformat(running_job["deadline_at"])
         started = dt.datetime.fromisoformat(running_job["started_at"])
         assert abs((deadline - started).total_seconds() - 30) < 1
+        # The sweep reaches every tenant's jobs, and modules that ran before on this worker may
+        # have left jobs whose deadline comes sooner: what must hold is that this job is not due.
         async with db.system() as uow:
-            assert (await billing.sweep(uow, now=deadline - dt.timedelta(seconds=1))).jobs_failed == 0
+            await billing.sweep(uow, now=deadline - dt.timedelta(seconds=1))
+        assert (await job_of(client, a, job_id))["status"] == "running"
         async with db.system() as uow:
             await billing.sweep(uow, now=deadline + dt.timedelta(seconds=1))
         failed = await job_of(client, a, job_id)
@@ -388,7 +393,7 @@ async def test_peer_admin_rotation_and_validation(
     assert off.json()["enabled"] is False and off.json()["secret"] is None
     gone = await client.post(f"/v1/run/{peer['slug']}/draft-reply", json={"input": {}}, headers=a.h())
     assert gone.status_code == 404 and gone.json()["code"] == "unknown_action"
-    listed = (await client.get("/v1/admin/peers?limit=100", headers=admin.h())).json()["items"]
+    listed = await all_peers(client, admin)
     assert peer["slug"] in {p["slug"] for p in listed} and "secret" not in listed[0]
 
 

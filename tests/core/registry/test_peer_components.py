@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import signup
-from tests.support.billing import FakePeer, grant, make_admin, register_peer
+from tests.support.billing import FakePeer, all_peers, grant, make_admin, register_peer
 from tests.support.registry import install
 
 
@@ -47,7 +47,7 @@ async def test_register_is_one_operation_and_the_peer_runs(client: httpx.AsyncCl
         assert all(i["kind"] == "peer" for i in found["items"][: slugs.index(data["slug"])])
         skill = await client.get(f"/v1/registry/{data['slug']}/skill", headers=a.h())
         assert skill.text == data["skill_text"].strip()
-        peers = (await client.get("/v1/admin/peers?limit=100", headers=admin.h())).json()["items"]
+        peers = await all_peers(client, admin)
         assert data["slug"] in {p["slug"] for p in peers}
         await grant(client, admin, 10, person=a.slug)
         await install(client, a, data["slug"])
@@ -64,7 +64,7 @@ async def test_a_failure_writes_neither_side(client: httpx.AsyncClient) -> None:
         "/v1/admin/components", json=body("http://127.0.0.1:9", slug="bookings"), headers=admin.h()
     )
     assert r.status_code == 409 and r.json()["code"] == "component_exists", r.text
-    peers = (await client.get("/v1/admin/peers?limit=100", headers=admin.h())).json()["items"]
+    peers = await all_peers(client, admin)
     assert "bookings" not in {p["slug"] for p in peers}
     # The billing-shaped door registers the same way: a runnable peer is always in the catalogue,
     # and its slug is then taken for both doors.
@@ -108,11 +108,7 @@ async def test_update_keeps_both_sides_in_step_and_versions(client: httpx.AsyncC
     assert r.status_code == 200, r.text
     changed = r.json()["component"]
     assert changed["tools_hash"] != first["tools_hash"] and r.json()["secret"] is None
-    peer = next(
-        p
-        for p in (await client.get("/v1/admin/peers?limit=100", headers=admin.h())).json()["items"]
-        if p["slug"] == slug
-    )
+    peer = next(p for p in await all_peers(client, admin) if p["slug"] == slug)
     assert [x["price"] for x in peer["actions"]] == [7, 2]
     r = await client.patch(
         f"/v1/admin/components/{slug}",
