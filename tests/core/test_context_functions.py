@@ -32,7 +32,14 @@ SOURCES = (
     (
         "0001_platform_tenancy_and_event_spine",
         "GUARD_FUNCTIONS",
-        ("ctx_tenant_id", "owns_org", "has_invitation", "co_member_ids", "person_id_by_slug", "person_id_by_email"),
+        (
+            "ctx_tenant_id",
+            "owns_org",
+            "has_invitation",
+            "co_member_ids",
+            "person_id_by_slug",
+            "person_id_by_email",
+        ),
     ),
     (
         "security_0001_unforgeable_tenant_context",
