@@ -1,5 +1,5 @@
-"""The context functions of security_0004 answer exactly as the bodies they replaced, in every
-mode the policies can meet: none, a signed user (with their org, without one, in an org they are
+"""The context functions of security_0004 and the helpers security_0005 moved to PL/pgSQL answer
+exactly as the bodies they replaced, in every mode the policies can meet: none, a signed user (with their org, without one, in an org they are
 not a member of, without a person), a forged, replayed or re-pointed signature, 'system' and
 'service' claimed on the app role (believed by nothing) and on the system role, and garbage.
 The old bodies are installed beside the new ones, from the migrations that wrote them, in a
@@ -7,6 +7,7 @@ scratch schema; each scenario also pins a few answers so a shared mistake cannot
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import uuid
 from collections.abc import AsyncIterator
@@ -25,27 +26,52 @@ from tests.conftest import Account, make_org, signup
 from tests.support.rls import signature
 
 OLD = "ctx_reference"
+_SIGNING = importlib.import_module("migrations.versions.security_0001_unforgeable_tenant_context")
 # (migration module, script attribute, functions of it whose old body is the reference)
 SOURCES = (
-    ("0001_platform_tenancy_and_event_spine", "GUARD_FUNCTIONS", ("ctx_tenant_id",)),
+    (
+        "0001_platform_tenancy_and_event_spine",
+        "GUARD_FUNCTIONS",
+        (
+            "ctx_tenant_id",
+            "owns_org",
+            "has_invitation",
+            "co_member_ids",
+            "person_id_by_slug",
+            "person_id_by_email",
+        ),
+    ),
     (
         "security_0001_unforgeable_tenant_context",
         "CONTEXT_FUNCTIONS",
         ("ctx_mode", "ctx_person_id", "ctx_is_system", "ctx_org_id", "ctx_is_platform_admin"),
     ),
+    # The reference ctx_mode signs with the reference helpers: old bodies end to end.
+    ("security_0001_unforgeable_tenant_context", "PRIVATE_FUNCTIONS", ("mac", "user_msg", "ticket")),
     ("bookings_0001_services_availability_bookings", "PROVIDER_FUNCTIONS", ("may_schedule",)),
 )
+# {p}: platform's schema or the reference one; {b}: bookings' or the reference one.
 ASKED = (
-    "ctx_mode()",
-    "ctx_is_system()",
-    "ctx_person_id()",
-    "ctx_org_id()",
-    "ctx_tenant_id()",
-    "ctx_is_platform_admin()",
-    "may_schedule(CAST(:a AS uuid))",
-    "may_schedule(CAST(:b AS uuid))",
-    "may_schedule(CAST(:s AS uuid))",
-    "may_schedule(NULL)",
+    "{p}.ctx_mode()",
+    "{p}.ctx_is_system()",
+    "{p}.ctx_person_id()",
+    "{p}.ctx_org_id()",
+    "{p}.ctx_tenant_id()",
+    "{p}.ctx_is_platform_admin()",
+    "{b}.may_schedule(CAST(:a AS uuid))",
+    "{b}.may_schedule(CAST(:b AS uuid))",
+    "{b}.may_schedule(CAST(:s AS uuid))",
+    "{b}.may_schedule(NULL)",
+    "{p}.owns_org(CAST(:org AS uuid))",
+    "{p}.owns_org(NULL)",
+    "{p}.has_invitation(CAST(:org AS uuid), 'admin')",
+    "{p}.has_invitation(CAST(:org AS uuid), 'member')",
+    "ARRAY(SELECT x FROM {p}.co_member_ids() AS x ORDER BY x)",
+    "{p}.person_id_by_slug(:slug)",
+    "{p}.person_id_by_slug(upper(:slug))",
+    "{p}.person_id_by_slug('nobody-has-this-slug')",
+    "{p}.person_id_by_email(upper(:email))",
+    "{p}.person_id_by_email(NULL)",
 )
 SET = (
     "SELECT set_config('app.mode', :m, true), set_config('app.person_id', :p, true),"
@@ -58,6 +84,7 @@ def _old_bodies() -> list[str]:
     out: list[str] = []
     for module, attr, wanted in SOURCES:
         script = getattr(importlib.import_module(f"migrations.versions.{module}"), attr)
+        script = script.replace("{ticket_seconds}", str(_SIGNING.TICKET_SECONDS))
         for stmt in split_sql(script):
             header = stmt.split("(", 1)[0]
             if any(header.endswith(f".{name}") for name in wanted):
@@ -65,6 +92,7 @@ def _old_bodies() -> list[str]:
                 for name in names:
                     stmt = stmt.replace(f"platform.{name}(", f"{OLD}.{name}(")
                     stmt = stmt.replace(f"bookings.{name}(", f"{OLD}.{name}(")
+                    stmt = stmt.replace(f"platform_private.{name}(", f"{OLD}.{name}(")
                 out.append(stmt)
     assert len(out) == len(names)
     return out
@@ -108,8 +136,8 @@ async def _answers(
         await conn.execute(text(SET), ctx)
         answers: tuple[list[Any], list[Any]] = ([], [])
         for asked in ASKED:
-            new = ("bookings." if asked.startswith("may_") else "platform.") + asked
-            for into, call in zip(answers, (new, f"{OLD}.{asked}"), strict=True):
+            new, old = asked.format(p="platform", b="bookings"), asked.format(p=OLD, b=OLD)
+            for into, call in zip(answers, (new, old), strict=True):
                 try:  # an error (a garbage setting cast) is an answer too
                     async with conn.begin_nested():
                         into.append((await conn.execute(text(f"SELECT {call}"), ids)).scalar())
@@ -123,6 +151,11 @@ async def _world(client: httpx.AsyncClient, db: Database) -> tuple[Account, Acco
     org = await make_org(client, a)
     added = await client.post(f"/v1/orgs/{org}/members", json={"person": b.slug}, headers=a.h())
     assert added.status_code == 201, added.text
+    # A pending invitation for the stranger (has_invitation, the persons policy's invitations).
+    invited = await client.post(
+        f"/v1/orgs/{org}/invitations", json={"person": stranger.slug, "role": "admin"}, headers=a.h()
+    )
+    assert invited.status_code == 201, invited.text
     owner = create_async_engine(asyncpg_url(db.settings.database_url or ""))
     try:
         async with owner.begin() as conn:
@@ -142,13 +175,15 @@ async def test_each_rewritten_function_answers_as_the_old_one_in_every_mode(
     client: httpx.AsyncClient, db: Database, reference: None
 ) -> None:
     a, b, stranger, org = await _world(client, db)
-    ids = {"a": a.id, "b": b.id, "s": stranger.id}
+    ids = {"a": a.id, "b": b.id, "s": stranger.id, "org": org, "slug": b.slug, "email": stranger.email}
     # (system role?, mode, person, org, signature) -> a few answers pinned:
     # (ctx_mode, ctx_person_id, ctx_tenant_id, may_schedule(b))
     cases: list[tuple[bool, str, str, str, str, tuple[Any, ...]]] = [
         (False, "user", a.id, org, "valid", ("user", a.id, org, True)),
         (False, "user", a.id, "", "valid", ("user", a.id, a.id, False)),
         (False, "user", stranger.id, org, "valid", ("user", stranger.id, None, False)),
+        (False, "user", stranger.id, "", "valid", ("user", stranger.id, stranger.id, False)),
+        (False, "user", b.id, "", "valid", ("user", b.id, b.id, True)),
         (False, "user", "", "", "valid", ("user", None, None, None)),
         (False, "user", "", org, "valid", ("user", None, None, None)),
         (False, "user", a.id, org, "zeros", ("none", None, None, None)),
@@ -178,3 +213,56 @@ async def test_each_rewritten_function_answers_as_the_old_one_in_every_mode(
         assert (*as_text, new[7]) == pinned, label
         # The platform admin flag counts only in a verified user context.
         assert new[5] is (mode == "user" and sig == "valid" and person == a.id), label
+        verified = sig == "valid" or (system_role and mode in ("system", "service"))
+        acting = person if verified and person != "not-a-uuid" else ""
+        # The org's owner owns it; the stranger holds the admin invitation; a and b share it.
+        assert new[10] is (acting == a.id), label
+        assert (new[12], new[13]) == (acting == stranger.id, False), label
+        members = sorted([uuid.UUID(a.id), uuid.UUID(b.id)])
+        assert new[14] == (members if acting in (a.id, b.id) else []), label
+        # The lookups do not depend on the context.
+        assert (str(new[15]), str(new[16]), new[17], str(new[18])) == (b.id, b.id, None, stranger.id), label
+
+
+def _hmac(ipad: bytes, opad: bytes, msg: str) -> str:
+    """HMAC-SHA256 as security_0001 defined it, over the stored padded key, computed here."""
+    inner = hashlib.sha256(ipad + msg.encode()).digest()
+    return hashlib.sha256(opad + inner).hexdigest()
+
+
+async def test_the_signing_helpers_compute_what_they_did(db: Database, reference: None) -> None:
+    """Signatures and tickets made by the old helpers verify with the new ones and the other way
+    round (a rolling upgrade meets both): the same bytes, for any message, in one transaction."""
+    owner = create_async_engine(asyncpg_url(db.settings.database_url or ""))
+    person, org = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with owner.connect() as conn, conn.begin():
+            ipad, opad = (
+                await conn.execute(text("SELECT k_ipad, k_opad FROM platform_private.context_key"))
+            ).one()
+
+            async def both(call: str, params: dict[str, Any]) -> Any:
+                new = (await conn.execute(text(f"SELECT platform_private.{call}"), params)).scalar()
+                old = (await conn.execute(text(f"SELECT {OLD}.{call}"), params)).scalar()
+                assert new == old, (call, params)
+                return new
+
+            for msg in ("user|a|b|1|2.5", "", "ünïcødé ✓ | ' \\", "x" * 5000):
+                assert await both("mac(:m)", {"m": msg}) == _hmac(ipad, opad, msg)
+            assert await both("mac(CAST(:m AS text))", {"m": None}) is None
+            backend, started = (
+                await conn.execute(text("SELECT pg_backend_pid(), extract(epoch FROM now())::text"))
+            ).one()
+            for p, o in ((str(person), str(org)), (str(person), ""), ("", ""), (None, None)):
+                made = await both("user_msg(CAST(:p AS text), CAST(:o AS text))", {"p": p, "o": o})
+                assert made == f"user|{p or ''}|{o or ''}|{backend}|{started}"
+            for p2, o2 in ((person, org), (person, None), (None, None)):
+                ticket = await both("ticket(CAST(:p AS uuid), CAST(:o AS uuid))", {"p": p2, "o": o2})
+                if p2 is None:
+                    assert ticket is None
+                    continue
+                expires, mac = ticket.split(".")
+                assert int(expires) == int(float(started)) + _SIGNING.TICKET_SECONDS
+                assert mac == _hmac(ipad, opad, f"ticket|{p2}|{o2 or ''}|{expires}")
+    finally:
+        await owner.dispose()
