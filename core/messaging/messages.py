@@ -20,7 +20,7 @@ from core.messaging.conversation import LINK_ISSUED, issues_link
 from core.messaging.models import Message, Thread
 from core.messaging.policy import WRITE, agent_may, is_agent, require_deliverable
 from core.messaging.presenters import attachments_in, message_out, preview, thread_out
-from core.messaging.queries import ThreadState, execute_rows, thread_for_send, thread_row
+from core.messaging.queries import ThreadState, thread_for_send, thread_row
 from core.messaging.schemas import AttachmentIn, MessageOut, ReadIn, SendIn, ThreadOut
 from core.outbox import EVENT_CTE
 from core.scoping import in_context, not_in_context, owned_by
@@ -96,7 +96,7 @@ async def append_outbound(
     stmt, params = _outbound(
         ctx, uow, thread, body, attachments, draft_id, author_kind, status, entities=False
     )
-    return (await execute_rows(uow, stmt, params)).one()
+    return (await uow.rows(stmt, params)).one()
 
 
 async def append_outbound_with_thread(

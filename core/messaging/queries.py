@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
-from sqlalchemy import CursorResult, Executable, Select, and_, bindparam, func, select
+from sqlalchemy import Select, and_, bindparam, func, select
 from sqlalchemy.types import Uuid
 
 from core.context import TenantContext
@@ -44,17 +44,6 @@ async def thread_row(
         uow, stmt.with_for_update(of=Thread) if lock else stmt, _thread_not_found()
     )
     return thread, client, assignee
-
-
-async def execute_rows(uow: UnitOfWork, stmt: Executable, params: dict[str, Any]) -> CursorResult[Any]:
-    """Execute a statement that loads no ORM object on the session's connection, in its
-    transaction: rows come back without the ORM's execution around them (about a third of a
-    statement's Python on the send). A pending ORM change is flushed first, as the session's
-    own execute would."""
-    session = uow.session
-    if session.new or session.dirty or session.deleted:
-        await session.flush()
-    return await (await session.connection()).execute(stmt, params)
 
 
 class ThreadState(Protocol):
@@ -110,7 +99,7 @@ async def thread_for_send(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.U
     """The thread, its client and the context's settings, in one statement and one row (its
     `channel_peers` is None when the context has no settings row)."""
     row = (
-        await execute_rows(uow, _FOR_SEND, {"for_send_thread": thread_id, "for_send_tenant": ctx.tenant_id})
+        await uow.rows(_FOR_SEND, {"for_send_thread": thread_id, "for_send_tenant": ctx.tenant_id})
     ).one_or_none()
     if row is None:
         raise _thread_not_found()

@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import select
 
 from core.messaging.models import Thread
-from core.messaging.queries import execute_rows, thread_row
+from core.messaging.queries import thread_row
 from core.opener import open_context
 from core.uow import Database
 from tests.conftest import make_org, signup
@@ -97,5 +97,5 @@ async def test_rows_read_on_the_connection_see_pending_orm_changes(
         thread = (await thread_row(ctx, uow, uuid.UUID(tid)))[0]
         thread.subject = "changed in the session"
         subject = select(Thread.__table__.c.subject).where(Thread.__table__.c.id == thread.id)
-        assert (await execute_rows(uow, subject, {})).scalar_one() == "changed in the session"
+        assert (await uow.rows(subject, {})).scalar_one() == "changed in the session"
         await uow.session.rollback()
