@@ -4,14 +4,14 @@ events emitted inside it (written to the outbox in the same transaction)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self, TypedDict, Unpack
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import column, insert, text
+from sqlalchemy import CursorResult, Executable, column, insert, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -239,6 +239,16 @@ class UnitOfWork:
         await self.session.close()
         self._session = self.db.system_sessionmaker()
         self._on_system_pool = True
+
+    async def rows(self, stmt: Executable, params: Mapping[str, Any]) -> CursorResult[Any]:
+        """Execute a statement that loads no ORM object on the session's connection, in this
+        transaction: its rows come back without the ORM's execution around them (about a third
+        of a statement's Python on a send or a run). A pending ORM change is flushed first, as
+        the session's own execute would."""
+        session = self.session
+        if session.new or session.dirty or session.deleted:
+            await session.flush()
+        return await (await session.connection()).execute(stmt, params)
 
     # --- events ---------------------------------------------------------------------------
 

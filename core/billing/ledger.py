@@ -9,7 +9,7 @@ import datetime as dt
 import uuid
 from typing import ClassVar, Protocol
 
-from sqlalchemy import DateTime, bindparam, inspect, select, text, update
+from sqlalchemy import BigInteger, Boolean, DateTime, bindparam, column, inspect, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import Uuid
@@ -282,8 +282,7 @@ _HOLD = text(
 # or emitted either (the caller retries with a fresh id) -- then the hold exactly as `_HOLD`, for
 # that job, and the outbox row `uow.event_row` made. The account's totals come back beside the
 # job (NULL when nothing could be held: the 402 path, which rolls all of it back).
-JOB_AND_HOLD = text(
-    """
+_JOB_AND_HOLD_WRITES = """
     WITH job AS (
       INSERT INTO billing.jobs (id, component, action, executor, peer_id, status, input,
                                 credits_quoted, credits_held, hold_status, deadline_at, person_id,
@@ -307,11 +306,11 @@ JOB_AND_HOLD = text(
       SELECT :outbox_id, :outbox_name, :outbox_data, :outbox_person_id, :outbox_org_id,
              :outbox_trace_id, :outbox_traceparent FROM job
     )
-    SELECT job.*, acct.balance AS acct_balance, acct.held AS acct_held,
+    SELECT {job}, acct.balance AS acct_balance, acct.held AS acct_held,
            acct.low_balance_threshold AS acct_threshold, acct.low_balance_alerted AS acct_alerted
       FROM job LEFT JOIN acct ON true
-    """
-).bindparams(
+"""
+_JOB_AND_HOLD_PARAMS = (
     bindparam("input", type_=JSONB),
     bindparam("peer_id", type_=Uuid()),
     bindparam("org_id", type_=Uuid()),
@@ -319,6 +318,21 @@ JOB_AND_HOLD = text(
     # The event's values bound as `core.outbox.EVENT_CTE` binds them (that CTE inserts
     # unconditionally; this one only beside an inserted job).
     *(bindparam(f"outbox_{c}", type_=outbox_table.c[c].type) for c in EVENT_COLUMNS),
+)
+JOB_AND_HOLD = text(_JOB_AND_HOLD_WRITES.format(job="job.*")).bindparams(*_JOB_AND_HOLD_PARAMS)
+# The same writes answering only the job's id beside the totals, its columns named in order
+# (SQLAlchemy then reads the result's shape once per process): a run answers the id and
+# loads no Job object.
+JOB_ID_AND_HOLD = (
+    text(_JOB_AND_HOLD_WRITES.format(job="job.id"))
+    .bindparams(*_JOB_AND_HOLD_PARAMS)
+    .columns(
+        column("id", Uuid()),
+        column("acct_balance", BigInteger()),
+        column("acct_held", BigInteger()),
+        column("acct_threshold", BigInteger()),
+        column("acct_alerted", Boolean()),
+    )
 )
 
 
@@ -520,8 +534,8 @@ async def settle_held(uow: UnitOfWork, job: Job, *, charge: int, memo: str | Non
     with session.no_autoflush:  # the job's UPDATE is in the statement
         row = (await session.execute(_SETTLE_HELD, params)).one_or_none()
     # Written: nothing of the job is left for a flush, and `updated_at` is the database's now.
-    for column in _SETTLED_JOB_COLUMNS:
-        set_committed_value(job, column, params[f"job_{column}"])
+    for name in _SETTLED_JOB_COLUMNS:
+        set_committed_value(job, name, params[f"job_{name}"])
     session.expire(job, ["updated_at"])
     if row is None:
         return False

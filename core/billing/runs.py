@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pydantic import BaseModel
-from sqlalchemy import column, select
+from sqlalchemy import Row, column, select
 from sqlalchemy.dialects.postgresql import insert
 
 from core.billing import ledger
@@ -47,11 +47,14 @@ _JOB_AND_HOLD = select(
 ).from_statement(ledger.JOB_AND_HOLD)
 
 
-async def _insert_held(ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int) -> Job | None:
+async def _insert_held(
+    ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int, *, entity: bool
+) -> Row[Any] | None:
     """The job, its hold and its `jobs/job.queued` event in one statement; None when the
     candidate id was taken (nothing was written then). The account row is locked last:
     concurrent runs of one context serialize only from here to commit. A refusal (402) rolls
-    the job row back with everything else."""
+    the job row back with everything else. The row answers the job as a `Job` (`entity`), or
+    only its id (`id`: what a queued run answers, without loading an ORM object)."""
     job_id = _job_id_candidate(uow)
     event = uow.event_row("jobs/job.queued", _queued_data(job_id, values, price), trace_id=job_id.hex)
     params = {f"outbox_{c}": event[c] for c in EVENT_COLUMNS} | {
@@ -68,23 +71,25 @@ async def _insert_held(ctx: TenantContext, uow: UnitOfWork, values: dict[str, An
         "tenant": ctx.tenant_id,
         "entry_id": uuid.uuid4(),
     }
-    row = (await uow.session.execute(_JOB_AND_HOLD, params)).one_or_none()
+    if entity:
+        row = (await uow.session.execute(_JOB_AND_HOLD, params)).one_or_none()
+    else:
+        row = (await uow.rows(ledger.JOB_ID_AND_HOLD, params)).one_or_none()
     if row is None:
         return None
-    job, balance, held, threshold, alerted = row
-    if balance is None:
+    if row.acct_balance is None:
         # The job is written but nothing was held: `ledger.hold` refuses (402, rolling the job
         # back) or, when the account was only out of this statement's snapshot, holds it now.
-        await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job.id, credits=price)
+        await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job_id, credits=price)
     else:
         await ledger.held(
             uow,
-            _Totals(balance, held, threshold, alerted),
+            _Totals(row.acct_balance, row.acct_held, row.acct_threshold, row.acct_alerted),
             person_id=ctx.person_id,
             org_id=ctx.org_id,
             credits=price,
         )
-    return cast(Job, job)
+    return row
 
 
 async def _insert_job(uow: UnitOfWork, values: dict[str, Any]) -> Job:
@@ -123,10 +128,10 @@ class _Totals:
     low_balance_alerted: bool
 
 
-async def _enqueue(
+def _job_values(
     ctx: TenantContext, uow: UnitOfWork, target: Target, payload: dict[str, Any], price: int
-) -> Job:
-    values = {
+) -> dict[str, Any]:
+    return {
         "person_id": ctx.person_id,
         "org_id": ctx.org_id,
         "component": target.component,
@@ -140,20 +145,46 @@ async def _enqueue(
         "hold_status": "open",
         "deadline_at": utcnow() + dt.timedelta(seconds=uow.db.settings.job_queue_timeout_seconds),
     }
-    job = await _insert_held(ctx, uow, values, price) if price > 0 else None
-    if job is None:
-        # Free, or the caller's trace id is already another job's (a reused traceparent).
-        job = await _insert_job(uow, values)
-        await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job.id, credits=price)
-        uow.emit("jobs/job.queued", _queued_data(job.id, values, price), trace_id=job.id.hex)
+
+
+async def _insert_unheld(ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int) -> Job:
+    # Free, or the caller's trace id is already another job's (a reused traceparent).
+    job = await _insert_job(uow, values)
+    await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job.id, credits=price)
+    uow.emit("jobs/job.queued", _queued_data(job.id, values, price), trace_id=job.id.hex)
+    return job
+
+
+def _log_queued(job_id: uuid.UUID, values: dict[str, Any], price: int) -> None:
     log.info(
         "job_queued",
-        job_id=str(job.id),
-        job_trace_id=job.id.hex,
-        component=job.component,
-        action=job.action,
+        job_id=str(job_id),
+        job_trace_id=job_id.hex,
+        component=values["component"],
+        action=values["action"],
         credits_held=price,
     )
+
+
+async def _enqueue(
+    ctx: TenantContext, uow: UnitOfWork, target: Target, payload: dict[str, Any], price: int
+) -> uuid.UUID:
+    """Hold the price and record the job; the job's id."""
+    values = _job_values(ctx, uow, target, payload, price)
+    row = await _insert_held(ctx, uow, values, price, entity=False) if price > 0 else None
+    job_id: uuid.UUID = row.id if row is not None else (await _insert_unheld(ctx, uow, values, price)).id
+    _log_queued(job_id, values, price)
+    return job_id
+
+
+async def _enqueue_job(
+    ctx: TenantContext, uow: UnitOfWork, target: Target, payload: dict[str, Any], price: int
+) -> Job:
+    """`_enqueue`, answering the job as a `Job` (for a run that goes on to execute it)."""
+    values = _job_values(ctx, uow, target, payload, price)
+    row = await _insert_held(ctx, uow, values, price, entity=True) if price > 0 else None
+    job = cast(Job, row[0]) if row is not None else await _insert_unheld(ctx, uow, values, price)
+    _log_queued(job.id, values, price)
     return job
 
 
@@ -170,8 +201,9 @@ async def run_job(
     work happens asynchronously, the hold is captured on success and released otherwise."""
     ctx.require(JOBS_WRITE)
     target, _, payload, price = await prepare(ctx, uow, component, action, data.input)
-    job = await _enqueue(ctx, uow, target, payload, price)
-    return RunAccepted(job_id=job.id, trace_id=job.id.hex, status="queued", credits_held=job.credits_held)
+    job_id = await _enqueue(ctx, uow, target, payload, price)
+    # The job's `credits_held` is the price it was written with.
+    return RunAccepted(job_id=job_id, trace_id=job_id.hex, status="queued", credits_held=price)
 
 
 async def execute_now(
@@ -189,7 +221,7 @@ async def execute_now(
             code="not_synchronous",
             hint="run it as a job: [[billing.run_job]]",
         )
-    job = await _enqueue(ctx, uow, target, payload, price)
+    job = await _enqueue_job(ctx, uow, target, payload, price)
     with trace(job.id.hex, name="job run_now", job_id=str(job.id), component=component, action=action):
         await mark_running(uow, job, uow.db.settings.job_run_timeout_seconds)
         run = ActionRun(ctx=ctx, uow=uow, job_id=job.id, trace_id=job.id.hex, credits_held=job.credits_held)

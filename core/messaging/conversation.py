@@ -32,7 +32,7 @@ from core.errors import NotFound
 from core.messaging.ingest import ingest
 from core.messaging.models import Message, Thread
 from core.messaging.policy import INGEST, READ, WRITE
-from core.messaging.queries import thread_row
+from core.messaging.queries import ThreadState, thread_row
 from core.messaging.schemas import MAX_BODY_CHARS, InboundIn
 from core.scoping import in_context, row_or
 from core.tenancy.models import Client, Org, Person
@@ -130,7 +130,7 @@ LINK_ISSUED: dict[str, object] = {
 }
 
 
-def issues_link(thread: Thread) -> bool:
+def issues_link(thread: ThreadState) -> bool:
     """Whether an outbound message on this thread issues a new client link (`LINK_ISSUED`)."""
     return thread.channel == "portal" and not thread.client_link_active
 

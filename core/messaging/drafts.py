@@ -130,12 +130,12 @@ async def approve_draft(
     draft = await _draft(ctx, uow, draft_id)
     if draft.status != "pending":
         raise _not_pending(draft)
-    thread, client, cfg = await thread_for_send(ctx, uow, draft.thread_id)
-    require_deliverable(uow, cfg, thread.channel, client)
+    target = await thread_for_send(ctx, uow, draft.thread_id)
+    require_deliverable(uow, target, target.channel, target)
     body = data.body if data.body is not None else draft.body
     await _decide(ctx, uow, draft, "approved", edited=body != draft.body)
-    message, _ = await append_outbound(
-        ctx, uow, thread, body, [], draft_id=draft.id, author_kind="person", status=data.status
+    message = await append_outbound(
+        ctx, uow, target, body, [], draft_id=draft.id, author_kind="person", status=data.status
     )
     approved = (
         await uow.session.execute(
@@ -145,7 +145,7 @@ async def approve_draft(
     ).scalar_one()
     uow.emit(
         "messaging/draft.approved",
-        {"draft_id": draft.id, "thread_id": thread.id, "message_id": message.id, "edited": approved.edited},
+        {"draft_id": draft.id, "thread_id": target.id, "message_id": message.id, "edited": approved.edited},
     )
     return DraftApprovedOut(draft=draft_out(approved), message=message_out(message))
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 from typing import cast as cast_type
 
-from sqlalchemy import CTE, ColumnElement, and_, bindparam, func, select, true, tuple_, update
+from sqlalchemy import CTE, ColumnElement, Row, and_, bindparam, func, select, true, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 from sqlalchemy.types import Uuid
@@ -20,7 +20,7 @@ from core.messaging.conversation import LINK_ISSUED, issues_link
 from core.messaging.models import Message, Thread
 from core.messaging.policy import WRITE, agent_may, is_agent, require_deliverable
 from core.messaging.presenters import attachments_in, message_out, preview, thread_out
-from core.messaging.queries import thread_for_send, thread_row
+from core.messaging.queries import ThreadState, thread_for_send, thread_row
 from core.messaging.schemas import AttachmentIn, MessageOut, ReadIn, SendIn, ThreadOut
 from core.outbox import EVENT_CTE
 from core.scoping import in_context, not_in_context, owned_by
@@ -81,16 +81,48 @@ async def mark_read(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID, d
 async def append_outbound(
     ctx: TenantContext,
     uow: UnitOfWork,
-    thread: Thread,
+    thread: ThreadState,
     body: str,
     attachments: list[AttachmentIn],
     *,
     draft_id: uuid.UUID | None = None,
     author_kind: str | None = None,
     status: str | None = None,
-) -> tuple[Message, Thread]:
+) -> Row[Any]:
     """Queue an outbound message and move the thread on; the delivery handler takes it from the
-    `messaging/message.sent` event. A person replying has read what came before."""
+    `messaging/message.sent` event. A person replying has read what came before. Returns the
+    message as a row (its columns, not an ORM object: the send presents it and reads nothing
+    else back; a thread the session holds is not refreshed by it)."""
+    stmt, params = _outbound(
+        ctx, uow, thread, body, attachments, draft_id, author_kind, status, entities=False
+    )
+    return (await uow.rows(stmt, params)).one()
+
+
+async def append_outbound_with_thread(
+    ctx: TenantContext, uow: UnitOfWork, thread: Thread, body: str, attachments: list[AttachmentIn]
+) -> tuple[Message, Thread]:
+    """`append_outbound`, with the message and the thread as they are after it, as ORM objects
+    (a thread created and sent in one request presents the thread too)."""
+    stmt, params = _outbound(ctx, uow, thread, body, attachments, None, None, None, entities=True)
+    row = (await uow.session.execute(stmt, params, execution_options={"populate_existing": True})).one()
+    return row[0], row[1]
+
+
+def _outbound(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    thread: ThreadState,
+    body: str,
+    attachments: list[AttachmentIn],
+    draft_id: uuid.UUID | None,
+    author_kind: str | None,
+    status: str | None,
+    *,
+    entities: bool,
+) -> tuple[ExecutableReturnsRows, dict[str, Any]]:
+    """The send's statement and its parameters, its events queued (one of them taken into the
+    statement when it is the only one)."""
     kind = author_kind or ("agent" if is_agent(ctx) else "person")
     reads = kind == "person" and thread.unread_count > 0
     moves_status = status is not None and status != thread.status
@@ -129,12 +161,14 @@ async def append_outbound(
     # The send's statement writes its event too (the message's id is ours, so the event is
     # known before it runs): no outbox INSERT of its own at commit.
     event = uow.take_event()
-    link = issues_link(thread)
-    stmt = _send_statement(reads=reads, moves_status=moves_status, issues_link=link, event=event is not None)
-    params = values | (event or {})
-    row = (await uow.session.execute(stmt, params, execution_options={"populate_existing": True})).one()
-    message, updated = row[0], row[1]
-    return message, updated
+    stmt = _send_statement(
+        reads=reads,
+        moves_status=moves_status,
+        issues_link=issues_link(thread),
+        event=event is not None,
+        entities=entities,
+    )
+    return stmt, values | (event or {})
 
 
 # The send's values are bound at execution, so its statement is built once per shape (building
@@ -151,21 +185,24 @@ def _returned(model: type[Message] | type[Thread]) -> list[ColumnElement[Any]]:
     return [c for c in model.__table__.c if c.name != "search"]
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=32)
 def _send_statement(
-    *, reads: bool, moves_status: bool, issues_link: bool, event: bool
+    *, reads: bool, moves_status: bool, issues_link: bool, event: bool, entities: bool
 ) -> ExecutableReturnsRows:
     """One statement: the message, the read markers, the thread's counters and, with `event`,
     the outbox row (the message's `occurred_at` is now(), the transaction's time, which the
-    thread's activity takes too)."""
+    thread's activity takes too). It answers the message's columns, or with `entities` the
+    message and the thread as ORM objects. Either way a row only when both the message and the
+    thread's update were written (the join), so a thread gone from the context answers none."""
     sent = _insert_outbound()
     moved = _thread_after_send(reads=reads, moves_status=moves_status, issues_link=issues_link)
-    both = select(sent, moved).select_from(sent.join(moved, true()))
+    both = select(sent, moved) if entities else select(*sent.c)
+    both = both.select_from(sent.join(moved, true()))
     if reads:
         both = both.add_cte(_reads())
     if event:
         both = both.add_cte(EVENT_CTE)
-    return select(Message, Thread).from_statement(both)
+    return select(Message, Thread).from_statement(both) if entities else both
 
 
 def _insert_outbound() -> CTE:
@@ -240,10 +277,11 @@ async def send_message(
 ) -> MessageOut:
     """Send a message to the thread's client on the thread's channel (delivered after commit)."""
     ctx.require(WRITE)
-    thread, client, cfg = await thread_for_send(ctx, uow, thread_id)
-    agent_may(ctx, thread.agent_mode, "send")
-    require_deliverable(uow, cfg, thread.channel, client)
-    message, _ = await append_outbound(ctx, uow, thread, data.body, data.attachments, status=data.status)
+    # One row: the thread's state, its client's addresses and the context's channel peers.
+    target = await thread_for_send(ctx, uow, thread_id)
+    agent_may(ctx, target.agent_mode, "send")
+    require_deliverable(uow, target, target.channel, target)
+    message = await append_outbound(ctx, uow, target, data.body, data.attachments, status=data.status)
     return message_out(message)
 
 

@@ -3,12 +3,10 @@ and which channels can deliver to a client."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from core.context import PrincipalKind, TenantContext, register_scopes
 from core.errors import Conflict, DomainError, FieldIssue, PermissionDenied, ValidationFailed
-from core.messaging.models import MessagingSettings
-from core.tenancy.models import Client
 from core.uow import UnitOfWork
 
 READ = "messaging:read"
@@ -25,6 +23,24 @@ register_scopes(
 # Channels whose delivery peer needs the client's email / phone.
 _NEEDS_EMAIL = {"email"}
 _NEEDS_PHONE = {"sms", "imessage", "whatsapp"}
+
+
+class PeerSettings(Protocol):
+    """What the delivery rules read of a context's settings: a `MessagingSettings` row, or the
+    send's one-row read (`queries.thread_for_send`)."""
+
+    @property
+    def channel_peers(self) -> dict[str, Any] | None: ...
+
+
+class Reachable(Protocol):
+    """What the delivery rules read of a client: a `Client` row, or the send's one-row read."""
+
+    @property
+    def email(self) -> str | None: ...
+
+    @property
+    def phone(self) -> str | None: ...
 
 
 class BadGateway(DomainError):
@@ -79,7 +95,7 @@ def check_channel(uow: UnitOfWork, channel: str, field: str = "channel") -> str:
     return channel
 
 
-def peer_for(uow: UnitOfWork, cfg: MessagingSettings | None, channel: str) -> tuple[str | None, str]:
+def peer_for(uow: UnitOfWork, cfg: PeerSettings | None, channel: str) -> tuple[str | None, str]:
     """The delivery peer URL of a channel for this context, and where it comes from."""
     own = (cfg.channel_peers or {}).get(channel) if cfg else None
     if own:
@@ -90,7 +106,7 @@ def peer_for(uow: UnitOfWork, cfg: MessagingSettings | None, channel: str) -> tu
     return None, "none"
 
 
-def require_deliverable(uow: UnitOfWork, cfg: MessagingSettings | None, channel: str, client: Client) -> None:
+def require_deliverable(uow: UnitOfWork, cfg: PeerSettings | None, channel: str, client: Reachable) -> None:
     if channel != "portal" and peer_for(uow, cfg, channel)[0] is None:
         raise Conflict(
             f"no delivery peer is configured for the {channel!r} channel",

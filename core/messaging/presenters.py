@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Row
+
 from core.messaging.models import Draft, Message, Thread
 from core.messaging.schemas import (
     AttachmentIn,
@@ -52,7 +54,8 @@ def attachments_out(raw: list[dict[str, Any]] | None) -> list[AttachmentOut]:
     ]
 
 
-def message_out(m: Message) -> MessageOut:
+def message_out(m: Message | Row[Any]) -> MessageOut:
+    """From the ORM object or a row of the messages table's columns (a send reads no object)."""
     inbound = m.direction == "in"
     return from_row(
         MessageOut,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import cast
+from typing import Protocol, cast
 
 from sqlalchemy import Select, and_, bindparam, func, select
 from sqlalchemy.types import Uuid
@@ -13,6 +13,7 @@ from sqlalchemy.types import Uuid
 from core.context import TenantContext
 from core.errors import NotFound
 from core.messaging.models import MessagingSettings, Thread
+from core.messaging.policy import PeerSettings, Reachable
 from core.scoping import in_context, insert_in_context, not_in_context, owned_by, row_or, same_tenant, scoped
 from core.tenancy.models import Client, Person
 from core.uow import UnitOfWork
@@ -45,10 +46,46 @@ async def thread_row(
     return thread, client, assignee
 
 
-# Built once, its values bound at execution (building the three-entity select cost about as
-# much Python as loading its row); the tenant filter is `owned_by`'s, given a parameter.
+class ThreadState(Protocol):
+    """What a send reads of its thread: a `Thread` row, or the send's one-row read."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def agent_mode(self) -> str: ...
+    @property
+    def unread_count(self) -> int: ...
+    @property
+    def client_id(self) -> uuid.UUID: ...
+    @property
+    def client_link_active(self) -> bool: ...
+
+
+class SendTarget(ThreadState, PeerSettings, Reachable, Protocol):
+    """The thread, its client's addresses and the context's channel peers, as one row."""
+
+
+# Columns, not entities: a send reads a few values of the thread, its client and the context's
+# settings, and loading the three rows as ORM objects (a loader per column, the identity map)
+# cost more Python than the rest of the send's own work. Built once, its values bound at
+# execution; the tenant filter is `owned_by`'s, given a parameter.
 _FOR_SEND = (
-    select(Thread, Client, MessagingSettings)
+    select(
+        Thread.id,
+        Thread.channel,
+        Thread.status,
+        Thread.agent_mode,
+        Thread.unread_count,
+        Thread.client_id,
+        Thread.client_link_active,
+        Client.email,
+        Client.phone,
+        MessagingSettings.channel_peers,
+    )
     .join(Client, and_(Client.id == Thread.client_id, same_tenant(Client, Thread)))
     .outerjoin(MessagingSettings, same_tenant(MessagingSettings, Thread))
     .where(
@@ -58,17 +95,15 @@ _FOR_SEND = (
 )
 
 
-async def thread_for_send(
-    ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID
-) -> tuple[Thread, Client, MessagingSettings | None]:
-    """The thread, its client and the context's settings, in one statement."""
+async def thread_for_send(ctx: TenantContext, uow: UnitOfWork, thread_id: uuid.UUID) -> SendTarget:
+    """The thread, its client and the context's settings, in one statement and one row (its
+    `channel_peers` is None when the context has no settings row)."""
     row = (
-        await uow.session.execute(_FOR_SEND, {"for_send_thread": thread_id, "for_send_tenant": ctx.tenant_id})
+        await uow.rows(_FOR_SEND, {"for_send_thread": thread_id, "for_send_tenant": ctx.tenant_id})
     ).one_or_none()
     if row is None:
         raise _thread_not_found()
-    thread, client, settings = row
-    return thread, client, settings
+    return cast(SendTarget, row)
 
 
 async def new_thread(

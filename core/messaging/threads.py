@@ -14,7 +14,7 @@ from sqlalchemy import func, literal_column, or_, select, text, update
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
-from core.messaging.messages import append_outbound
+from core.messaging.messages import append_outbound_with_thread
 from core.messaging.models import Draft, Message, Thread
 from core.messaging.policy import READ, WRITE, agent_may, check_channel, require_deliverable, require_person
 from core.messaging.presenters import draft_out, message_out, thread_out
@@ -192,7 +192,7 @@ async def create_thread(
     )
     messages: list[MessageOut] = []
     if data.body is not None:
-        message, thread = await append_outbound(ctx, uow, thread, data.body, data.attachments)
+        message, thread = await append_outbound_with_thread(ctx, uow, thread, data.body, data.attachments)
         messages.append(message_out(message))
     return ThreadDetailOut(
         thread=thread_out(thread, client, None), messages=messages, next_cursor=None, pending_drafts=[]
