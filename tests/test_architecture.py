@@ -1,9 +1,11 @@
 """The kernel's shape: no import circle runs through core's top-level modules (lazy and
 TYPE_CHECKING imports count: they are how a circle hides), and the import-linter contracts in
-pyproject.toml name every kernel module and every feature, so a new one cannot slip past them."""
+pyproject.toml name every kernel module and every feature, so a new one cannot slip past them;
+and no module or function in core, servers or tools outgrows the sizes issue 18 set."""
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import tomllib
 from pathlib import Path
@@ -91,3 +93,47 @@ def test_every_declared_seam_says_why() -> None:
         while text[above - 1].strip().startswith("#"):
             above -= 1
         assert text[above].strip().startswith("# Seam"), f"no reason given above {text[i].strip()}"
+
+
+# Issue 18's sizes: a module a newcomer can read in one sitting, a function that fits a screen.
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 60
+
+
+def sources() -> list[Path]:
+    return sorted(p for door in ("core", "servers", "tools") for p in (ROOT / door).rglob("*.py"))
+
+
+def oversized(paths: list[Path]) -> list[str]:
+    """Modules over MAX_MODULE_LINES and functions over MAX_FUNCTION_LINES (decorators not
+    counted), as `path:line name (n lines)`."""
+    found = []
+    for path in paths:
+        text, name = path.read_text(), str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+        if (n := len(text.splitlines())) > MAX_MODULE_LINES:
+            found.append(f"{name} ({n} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{name}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_module_or_function_is_over_its_size() -> None:
+    assert oversized(sources()) == []
+
+
+def test_the_size_check_finds_a_long_module_and_a_long_function(tmp_path: Path) -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    long_function = tmp_path / "f.py"
+    long_function.write_text(f"def f() -> None:\n{body}\n")
+    long_module = tmp_path / "m.py"
+    long_module.write_text("\n".join(f"x{i} = {i}" for i in range(MAX_MODULE_LINES + 1)) + "\n")
+    fine = tmp_path / "ok.py"
+    fine.write_text("def g() -> None:\n" + "\n".join(body.splitlines()[1:]) + "\n")
+    found = oversized([long_function, long_module, fine])
+    assert found == [
+        f"{long_function}:1 f ({MAX_FUNCTION_LINES + 1} lines)",
+        f"{long_module} ({MAX_MODULE_LINES + 1} lines)",
+    ]

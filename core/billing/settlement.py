@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.types import Uuid
 
-from core.billing import ledger
+from core.billing import captures, ledger
 from core.billing.components import ActionResult
 from core.billing.models import CreditAccount, Job
 from core.billing.policy import log
@@ -60,18 +60,18 @@ async def succeed(
         captured = min(max(0, charge), job.credits_held)
     else:
         acct = acct or await ledger.lock_account(uow, job.person_id, job.org_id)
-        captured = ledger.capped_charge(acct, job, charge, overage)
+        captured = captures.capped_charge(acct, job, charge, overage)
     job.status, job.finished_at = "succeeded", utcnow()
     job.hold_status = "captured" if captured > 0 else "released"
     job.credits_captured, job.output, job.usage = captured, output, dict(usage)
     if within_hold:
         # Writes the job's row too (its start, for a job run inline, and its outcome).
-        if await ledger.settle_held(uow, job, charge=captured, memo=memo):
+        if await captures.settle_held(uow, job, charge=captured, memo=memo):
             acct = None
         else:
             acct = await ledger.lock_account(uow, job.person_id, job.org_id)
     if acct is not None:
-        await ledger.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
+        await captures.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
     await uow.session.flush()
     uow.emit(
         "jobs/job.succeeded",
@@ -115,7 +115,7 @@ async def finish_unpaid(
 ) -> None:
     """Fail or cancel an open job: its hold is released, nothing is charged."""
     acct = acct or await ledger.lock_account(uow, job.person_id, job.org_id)
-    await ledger.release(uow, acct, job, memo=f"{status}: {code}")
+    await captures.release(uow, acct, job, memo=f"{status}: {code}")
     job.status, job.hold_status, job.finished_at = status, "released", utcnow()
     job.error_code, job.error_message = code, message[:2000]
     await uow.session.flush()

@@ -1,5 +1,5 @@
-"""A job's charge within its hold settles in one statement (`ledger.settle_held`): it writes
-exactly what the general path (the account locked and loaded, then `ledger.settle`) writes —
+"""A job's charge within its hold settles in one statement (`captures.settle_held`): it writes
+exactly what the general path (the account locked and loaded, then `captures.settle`) writes —
 entries with their totals, the account, the lots spent, the low-balance alert and its re-arming."""
 
 from __future__ import annotations
