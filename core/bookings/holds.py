@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import DateTime, bindparam, select, text
+from sqlalchemy import DateTime, Row, bindparam, text
 from sqlalchemy.types import Uuid
 
 from core.bookings.availability import Rules, fits
@@ -19,13 +22,14 @@ from core.bookings.policy import (
     rules_for,
     unavailable,
 )
-from core.bookings.presenters import booking_out, emit_event, iso, manage_link_out
+from core.bookings.presenters import booking_out, event_row, iso, manage_link_out
 from core.bookings.queries import Offer, Provider, load_offer, resolve_client
 from core.bookings.schemas import BookingOut, ClientRef, HoldIn, RequestIn, ServiceRef
 from core.bookings.schemas.booking import _SlotFields
 from core.context import TenantContext
 from core.errors import Conflict
 from core.idempotency import idempotent_operation
+from core.outbox import EVENT_COLUMNS, outbox_table
 from core.uow import UnitOfWork
 from core.utilities import utcnow
 
@@ -45,9 +49,15 @@ def _fitting(offer: Offer, slug: str | None, rules: Rules, start: dt.datetime) -
 # expire the candidates' stale holds in the way (the `expired` InitPlan runs before any row is
 # inserted), take the first candidate in round-robin order who is free then (with one candidate,
 # the exclusion constraint alone decides: its violation is the `slot_taken` 409), insert the
-# booking and count the provider's turn.
-_PLACE = text(
-    """
+# booking, count the provider's turn and write the booking's event to the outbox beside it (only
+# beside an inserted booking; the event names the provider chosen here, the rest of it is
+# `presenters._event`'s, bound as `core.outbox.EVENT_CTE` binds an event). The booking's columns
+# are returned in the table's order, so the result's columns are matched by position, once per
+# compiled statement, instead of by name on every booking.
+_BOOKING_COLUMNS = tuple(Booking.__table__.columns)
+_PLACE = (
+    text(
+        """
 WITH candidate AS (
   SELECT c.p, c.turn FROM unnest(CAST(:ps AS uuid[])) WITH ORDINALITY AS c(p, turn)
 ), expired AS (
@@ -66,21 +76,49 @@ WITH candidate AS (
          :buffer_after, :hold_expires_at, :client_time_zone, :price_amount, :currency,
          :location_kind, :location, :notes, :client_note, :person_id, :org_id
     FROM chosen
-  RETURNING *
+  RETURNING """
+        + ", ".join(c.name for c in _BOOKING_COLUMNS)
+        + """
 ), turn AS (
   UPDATE bookings.service_providers sp
      SET last_assigned_at = now(), assigned_count = sp.assigned_count + 1
     FROM made WHERE sp.service_id = made.service_id AND sp.provider_id = made.provider_id
+), event AS (
+  INSERT INTO platform.outbox (id, name, data, person_id, org_id, trace_id, traceparent)
+  SELECT :outbox_id, :outbox_name,
+         jsonb_set(:outbox_data, '{provider_id}', to_jsonb(CAST(made.provider_id AS text))),
+         :outbox_person_id, :outbox_org_id, :outbox_trace_id, :outbox_traceparent
+    FROM made
 )
 SELECT * FROM made
 """
-).bindparams(
-    bindparam("client_id", type_=Uuid()),
-    bindparam("org_id", type_=Uuid()),
-    bindparam("hold_expires_at", type_=DateTime(timezone=True)),
+    )
+    .bindparams(
+        bindparam("client_id", type_=Uuid()),
+        bindparam("org_id", type_=Uuid()),
+        bindparam("hold_expires_at", type_=DateTime(timezone=True)),
+        *(bindparam(f"outbox_{c}", type_=outbox_table.c[c].type) for c in EVENT_COLUMNS),
+    )
+    .columns(*_BOOKING_COLUMNS)
 )
-# As an ORM statement loading the booking it returns, built once rather than on every booking.
-_PLACE_BOOKING = select(Booking).from_statement(_PLACE)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """The booking about to be written, as its event describes it (`presenters.BookingFacts`):
+    known before the statement runs, except the provider when several may take it."""
+
+    id: uuid.UUID
+    service_id: uuid.UUID
+    provider_id: uuid.UUID
+    client_id: uuid.UUID | None
+    status: str
+    person_id: uuid.UUID
+    org_id: uuid.UUID | None
+    start_at: dt.datetime
+    end_at: dt.datetime
+    price_amount: Decimal | None
+    currency: str | None
 
 
 async def _place(
@@ -94,16 +132,35 @@ async def _place(
     span: tuple[dt.datetime, dt.datetime],
     blocked: tuple[dt.datetime, dt.datetime],
     hold_expires_at: dt.datetime | None,
-) -> Booking:
-    """The booking row, on the service's current terms, with the provider it went to."""
+) -> Row[Any]:
+    """The booking row, on the service's current terms, with the provider it went to, and its
+    event."""
+    planned = _Planned(
+        id=uuid.uuid4(),
+        service_id=service.id,
+        provider_id=candidates[0].id,  # the statement names the one it chose
+        client_id=client.id if client else None,
+        status=status,
+        person_id=ctx.person_id,
+        org_id=ctx.org_id,
+        start_at=span[0],
+        end_at=span[1],
+        price_amount=service.price_amount,
+        currency=service.currency,
+    )
+    extra = {"hold_expires_at": iso(hold_expires_at)} if hold_expires_at else {}
+    # Events queued before this one are written first, as the commit would have: the outbox's
+    # order is the order of emission.
+    await uow.flush_events()
+    event = event_row(uow, status, planned, **extra)
     values = {
         "ps": [p.id for p in candidates],
         "single": len(candidates) == 1,
         "blocked_from": blocked[0],
         "blocked_until": blocked[1],
-        "id": uuid.uuid4(),
-        "service_id": service.id,
-        "client_id": client.id if client else None,
+        "id": planned.id,
+        "service_id": planned.service_id,
+        "client_id": planned.client_id,
         "status": status,
         "start_at": span[0],
         "end_at": span[1],
@@ -111,16 +168,16 @@ async def _place(
         "buffer_after": service.buffer_after_minutes,
         "hold_expires_at": hold_expires_at,
         "client_time_zone": data.time_zone,
-        "price_amount": service.price_amount,
-        "currency": service.currency,
+        "price_amount": planned.price_amount,
+        "currency": planned.currency,
         "location_kind": service.location_kind,
         "location": service.location,
         "notes": data.notes,
         "client_note": data.client_note,
-        "person_id": ctx.person_id,
-        "org_id": ctx.org_id,
-    }
-    booking: Booking | None = (await uow.session.execute(_PLACE_BOOKING, values)).scalar_one_or_none()
+        "person_id": planned.person_id,
+        "org_id": planned.org_id,
+    } | {f"outbox_{c}": event[c] for c in EVENT_COLUMNS}
+    booking = (await uow.session.execute(_PLACE, values)).one_or_none()
     if booking is None:
         raise Conflict("every provider of this service is busy then", code="slot_taken", hint=SLOTS_HINT)
     return booking
@@ -148,8 +205,6 @@ async def _create(
         ctx, uow, data, service, candidates, client, status, (start, end), blocked, expires
     )
     provider = next(p for p in candidates if p.id == booking.provider_id)
-    extra = {"hold_expires_at": iso(booking.hold_expires_at)} if booking.hold_expires_at else {}
-    emit_event(uow, status, booking, **extra)
     return booking_out(
         booking,
         ServiceRef(id=service.id, name=service.name, duration_minutes=service.duration_minutes),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.bookings import calendar, links
 from core.bookings.models import Booking
@@ -25,7 +25,13 @@ from core.uow import UnitOfWork
 from core.utilities import utcnow
 
 if TYPE_CHECKING:
+    from sqlalchemy import Row
+
     from core.bookings.queries import BookingRow
+
+    # A booking as the ORM loads it, or as a statement returning the table's columns hands it
+    # back (a hold's row: no ORM object to build for an answer made once).
+    BookingRecord = Booking | Row[Any]
 
 
 def money(amount: Decimal | None, currency: str | None) -> MoneyOut | None:
@@ -36,7 +42,35 @@ def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _event(b: Booking, **extra: Any) -> dict[str, Any]:
+class BookingFacts(Protocol):
+    """What a booking's event says of it: a `Booking`, or a booking about to be written (a hold
+    writes its event in the statement that writes the booking)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def service_id(self) -> uuid.UUID: ...
+    @property
+    def provider_id(self) -> uuid.UUID: ...
+    @property
+    def client_id(self) -> uuid.UUID | None: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def person_id(self) -> uuid.UUID: ...
+    @property
+    def org_id(self) -> uuid.UUID | None: ...
+    @property
+    def start_at(self) -> dt.datetime: ...
+    @property
+    def end_at(self) -> dt.datetime: ...
+    @property
+    def price_amount(self) -> Decimal | None: ...
+    @property
+    def currency(self) -> str | None: ...
+
+
+def _event(b: BookingFacts, **extra: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "booking_id": str(b.id),
         "service_id": str(b.service_id),
@@ -67,19 +101,27 @@ def emit_event(
     )
 
 
-def status_of(b: Booking, now: dt.datetime | None = None) -> str:
+def event_row(uow: UnitOfWork, action: str, b: BookingFacts, **extra: Any) -> dict[str, Any]:
+    """The outbox row `emit_event` would queue, not queued: for a statement that writes it
+    beside the booking (`core.uow.UnitOfWork.event_row`)."""
+    return uow.event_row(
+        f"bookings/booking.{action}", _event(b, **extra), person_id=b.person_id, org_id=b.org_id
+    )
+
+
+def status_of(b: BookingRecord, now: dt.datetime | None = None) -> str:
     if b.status == "held" and b.hold_expires_at is not None and b.hold_expires_at <= (now or utcnow()):
         return "expired"  # not swept yet, but it blocks nothing any more
     return b.status
 
 
-def manage_link_out(uow: UnitOfWork, b: Booking) -> ManageLinkOut:
+def manage_link_out(uow: UnitOfWork, b: BookingRecord) -> ManageLinkOut:
     token, expires = links.issue(uow.db.settings, b.id, b.end_at, b.manage_link_generation)
     return ManageLinkOut(url=links.url(uow.db.settings, token), token=token, expires_at=expires)
 
 
 def booking_out(
-    b: Booking,
+    b: BookingRecord,
     service: ServiceRef,
     provider: PersonRef,
     client: ClientRef | None,
@@ -112,7 +154,7 @@ def booking_out(
     )
 
 
-def _reminder(b: Booking) -> ReminderOut | None:
+def _reminder(b: BookingRecord) -> ReminderOut | None:
     if b.reminder_status is None:
         return None
     return ReminderOut(

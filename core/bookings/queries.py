@@ -4,6 +4,7 @@ clients and booking rows, and the per-provider write lock."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,13 +95,15 @@ class Offer:
 
     service: Service
     providers: list[Provider]
-    schedules: dict[uuid.UUID, Schedule | None]
+    # Each provider's schedule as stored: (time zone, weekly rules, date overrides), the rules
+    # as JSON text; None without one.
+    schedules: dict[uuid.UUID, tuple[str, str, str] | None]
     busy: dict[uuid.UUID, Busy]
 
     def hours_of(self, provider_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Hours | None]:
-        """Working hours parsed for these providers only (a hold for one provider of many
-        parses one schedule)."""
-        return {p: _hours_of(self.schedules.get(p)) for p in provider_ids}
+        """Working hours for these providers only (a hold for one provider of many reads one
+        schedule)."""
+        return {p: _stored_hours(*s) if (s := self.schedules.get(p)) else None for p in provider_ids}
 
 
 def _provider_lock(wanted: ColumnElement[bool]) -> ColumnElement[str | None]:
@@ -143,7 +146,10 @@ def _offer_statement(*, lock: bool, by_slug: bool, personal: bool, busy: bool) -
     person, org = bindparam("offer_person", type_=Uuid()), bindparam("offer_org", type_=Uuid())
     return (
         select(Service, Person.id, Person.slug, Person.display_name, ServiceProvider.last_assigned_at)
-        .add_columns(Schedule, _provider_lock(wanted) if lock else null(), _busy_column() if busy else null())
+        # The schedule's rules as text: no JSON decoded nor ORM object made for a provider
+        # whose hours are not needed, and the text is the parsed hours' cache key.
+        .add_columns(Schedule.time_zone, cast(Schedule.weekly, Text), cast(Schedule.overrides, Text))
+        .add_columns(_provider_lock(wanted) if lock else null(), _busy_column() if busy else null())
         .join(
             ServiceProvider,
             and_(ServiceProvider.service_id == Service.id, owned_by(ServiceProvider, _TENANT)),
@@ -190,8 +196,8 @@ async def load_offer(
     return Offer(
         service=rows[0][0],
         providers=[Provider(r[1], r[2], r[3]) for r in turns],
-        schedules={r[1]: r[5] for r in rows},
-        busy={r[1]: Busy.of_micros(r[7] or ()) for r in rows},
+        schedules={r[1]: (r[5], r[6], r[7]) if r[5] is not None else None for r in rows},
+        busy={r[1]: Busy.of_micros(r[9] or ()) for r in rows} if busy_window is not None else {},
     )
 
 
@@ -295,11 +301,23 @@ async def find_provider(ctx: TenantContext, uow: UnitOfWork, slug: str | None) -
 def _hours_of(schedule: Schedule | None) -> Hours | None:
     if schedule is None:
         return None
+    return _hours(schedule.time_zone, schedule.weekly, schedule.overrides)
+
+
+def _hours(zone: str, weekly: list[dict[str, Any]], overrides: list[dict[str, Any]]) -> Hours:
     return Hours(
-        zone=ZoneInfo(schedule.time_zone),
-        weekly=[WeeklyHours.model_validate(w) for w in schedule.weekly],
-        overrides=[DateOverride.model_validate(o) for o in schedule.overrides],
+        zone=ZoneInfo(zone),
+        weekly=tuple(WeeklyHours.model_validate(w) for w in weekly),
+        overrides=tuple(DateOverride.model_validate(o) for o in overrides),
     )
+
+
+@lru_cache(maxsize=1024)
+def _stored_hours(zone: str, weekly: str, overrides: str) -> Hours:
+    """Hours from a schedule's stored text, parsed once per distinct schedule: a provider's
+    hours are the same on every hold and slot search until they are changed, which changes the
+    key. `Hours` is immutable, so one instance serves every request."""
+    return _hours(zone, json.loads(weekly), json.loads(overrides))
 
 
 async def hours_of_providers(

@@ -1,5 +1,6 @@
 """What a hold costs in SQL statements (issue 19): the context with its settings, the offer under
-the providers' locks, one INSERT the exclusion constraint guards, the outbox row -- four, read
+the providers' locks, one INSERT the exclusion constraint guards that writes the outbox row
+beside the booking -- three, read
 from the `x-db-statements` header the app sends when `expose_db_stats` is on. A regression guard:
 a pre-check SELECT or a per-provider query added to the path fails it."""
 
@@ -16,7 +17,7 @@ from tests.conftest import Account, signup
 from tests.core.bookings.helpers import at, day_ahead, make_service, round_robin_team, set_hours
 from tests.support.statements import counting_client, statements
 
-HOLD_BUDGET = 4
+HOLD_BUDGET = 3
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ async def _hold(
     return await client.post("/v1/bookings/holds", json=body, headers={**who.h(org=org), **headers})
 
 
-async def test_a_personal_hold_takes_fourstatements(counting: httpx.AsyncClient) -> None:
+async def test_a_personal_hold_takes_three_statements(counting: httpx.AsyncClient) -> None:
     a = await signup(counting)
     await set_hours(counting, a)
     svc = await make_service(counting, a)
@@ -45,7 +46,7 @@ async def test_a_personal_hold_takes_fourstatements(counting: httpx.AsyncClient)
     assert again.json()["code"] == "slot_taken"
 
 
-async def test_a_round_robin_hold_takes_four_statements_and_skips_the_busy(
+async def test_a_round_robin_hold_takes_three_statements_and_skips_the_busy(
     counting: httpx.AsyncClient,
 ) -> None:
     owner, org, team, svc = await round_robin_team(counting, 3)
