@@ -208,7 +208,15 @@ async def test_each_rewritten_function_answers_as_the_old_one_in_every_mode(
         ctx = {"m": mode, "p": person, "o": o}
         new, old = await _answers(db, system_role, ctx, sig, ids)
         label = (system_role, mode, person == a.id, bool(o), sig)
-        assert new == old, label
+        compared_new, compared_old = new, old
+        if o == "not-a-uuid":
+            # may_schedule(NULL) reaches the claimed org's cast only if its plan keeps the
+            # membership subquery: a custom plan, made for the NULL it is called with, folds
+            # `person_id = NULL` away, a generic one does not, and which one a connection uses
+            # depends on its earlier calls. Either answer refuses; the rest must agree.
+            assert {new[9], old[9]} <= {None, "error 22P02"}, label
+            compared_new, compared_old = new[:9] + new[10:], old[:9] + old[10:]
+        assert compared_new == compared_old, label
         as_text = tuple(None if v is None else str(v) for v in (new[0], new[2], new[4]))
         assert (*as_text, new[7]) == pinned, label
         # The platform admin flag counts only in a verified user context.
