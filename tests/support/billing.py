@@ -230,34 +230,30 @@ async def make_admin(client: httpx.AsyncClient) -> Account:
     return admin
 
 
-async def all_peers(client: httpx.AsyncClient, admin: Account) -> list[dict[str, Any]]:
-    """Every registered peer, page by page: a worker's database holds the peers of every module
-    that ran on it, and one page (by slug) may end before the one a test looks for."""
-    peers: list[dict[str, Any]] = []
+async def every_page(client: httpx.AsyncClient, path: str, who: Account) -> list[dict[str, Any]]:
+    """Every item of a keyset-paged list, page by page."""
+    items: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
         params = {"limit": "100"} | ({"cursor": cursor} if cursor else {})
-        r = await client.get("/v1/admin/peers", params=params, headers=admin.h())
+        r = await client.get(path, params=params, headers=who.h())
         assert r.status_code == 200, r.text
-        peers += r.json()["items"]
+        items += r.json()["items"]
         cursor = r.json()["next_cursor"]
         if cursor is None:
-            return peers
+            return items
+
+
+async def all_peers(client: httpx.AsyncClient, admin: Account) -> list[dict[str, Any]]:
+    """Every registered peer: a worker's database holds the peers of every module that ran on
+    it, and one page (by slug) may end before the one a test looks for."""
+    return await every_page(client, "/v1/admin/peers", admin)
 
 
 async def all_actions(client: httpx.AsyncClient, who: Account) -> list[dict[str, Any]]:
-    """Every action `who` can run, page by page: the list holds every enabled peer's actions
-    (by component slug), and a worker's database holds the peers of every module that ran on it."""
-    actions: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        params = {"limit": "100"} | ({"cursor": cursor} if cursor else {})
-        r = await client.get("/v1/actions", params=params, headers=who.h())
-        assert r.status_code == 200, r.text
-        actions += r.json()["items"]
-        cursor = r.json()["next_cursor"]
-        if cursor is None:
-            return actions
+    """Every action `who` can run: the list holds every enabled peer's actions (by component
+    slug), and a worker's database holds the peers of every module that ran on it."""
+    return await every_page(client, "/v1/actions", who)
 
 
 async def grant(
