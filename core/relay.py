@@ -444,6 +444,9 @@ class Relay:
         try:
             while not stop.is_set():
                 wait = poll
+                # Cleared before the pass, not after it: a NOTIFY arriving while the pass runs
+                # then wakes the next wait at once instead of being lost until the next poll.
+                self._wake.clear()
                 try:
                     await self.drain()
                     due = await self.seconds_until_due()
@@ -456,7 +459,6 @@ class Relay:
                     await _first_of(self._listening, stop, seconds=10)
                     on_ready()
                     on_ready = None
-                self._wake.clear()
                 await _first_of(self._wake, stop, seconds=wait)
         finally:
             for task in tasks:
