@@ -4,8 +4,10 @@ door's figure is measured against."""
 
 from __future__ import annotations
 
+import cProfile
 import datetime as dt
 import json
+import os
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl
@@ -255,10 +257,36 @@ async def respond(send: Send, status: int, body: dict[str, Any], statements: int
 def main() -> None:
     settings = get_settings()
     configure_logging(settings)
-    app = Bare(create_app(settings))
+    app: Any = Bare(create_app(settings))
+    profile = os.environ.get("BENCH_PROFILE")  # a path: the server under cProfile, written at shutdown
+    if profile:
+        app = Profiled(app, profile)
     uvicorn.run(
         app, host="127.0.0.1", port=settings.port, log_level="warning", access_log=False, lifespan="on"
     )
+
+
+class Profiled:
+    """cProfile around the app, its statistics written when the lifespan shuts down (uvicorn
+    re-raises SIGTERM once it has stopped, so nothing after `run` would get to write them)."""
+
+    def __init__(self, app: Any, path: str) -> None:
+        self.app, self.path = app, path
+        self.profiler = cProfile.Profile()
+        self.profiler.enable()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def sent(message: Any) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                self.profiler.disable()
+                self.profiler.dump_stats(self.path)
+            await send(message)
+
+        await self.app(scope, receive, sent)
 
 
 if __name__ == "__main__":
