@@ -8,7 +8,8 @@ from typing import Annotated
 
 from fastapi import Body, Path, Query
 
-from core.admin import schemas, service
+from core import admin
+from core.admin import schemas
 from core.pagination import Page
 from servers.api.deps import CallerDep, FeatureRouter, PageDep
 
@@ -29,13 +30,13 @@ async def list_persons(
     status: Annotated[schemas.PersonStatus | None, Query()] = None,
 ) -> Page[schemas.AdminPersonOut]:
     """Every person on the platform, newest first (platform admins)."""
-    return await caller.call_person_level(service.list_persons, page, q, status)
+    return await caller.call_person_level(admin.list_persons, page, q, status)
 
 
 @router.get("/v1/admin/persons/{person}", response_model=schemas.AdminPersonDetail)
 async def get_person(person: PersonRef, caller: CallerDep) -> schemas.AdminPersonDetail:
     """A person's status, orgs and roles, live sessions and API keys (platform admins)."""
-    return await caller.call_person_level(service.get_person, person)
+    return await caller.call_person_level(admin.get_person, person)
 
 
 @router.post("/v1/admin/persons/{person}/suspend", response_model=schemas.SuspensionOut)
@@ -44,7 +45,7 @@ async def suspend_person(
 ) -> schemas.SuspensionOut:
     """Suspend a person: their sessions end now and every credential of theirs is refused
     (platform admins; not yourself, not another platform admin). Audited."""
-    return await caller.call_person_level(service.suspend_person, person, data)
+    return await caller.call_person_level(admin.suspend_person, person, data)
 
 
 @router.post("/v1/admin/persons/{person}/reactivate", response_model=schemas.SuspensionOut)
@@ -52,7 +53,7 @@ async def reactivate_person(
     person: PersonRef, caller: CallerDep, data: Annotated[schemas.ReactivateIn | None, Body()] = None
 ) -> schemas.SuspensionOut:
     """Lift a suspension: API keys work again; the person signs in again. Audited."""
-    return await caller.call_person_level(service.reactivate_person, person, data or schemas.ReactivateIn())
+    return await caller.call_person_level(admin.reactivate_person, person, data or schemas.ReactivateIn())
 
 
 @router.get("/v1/admin/orgs", response_model=Page[schemas.AdminOrgOut])
@@ -62,7 +63,7 @@ async def list_orgs(
     q: Annotated[str | None, Query(max_length=100, description="Part of a slug or name.")] = None,
 ) -> Page[schemas.AdminOrgOut]:
     """Every org with its owner and member count, newest first (platform admins)."""
-    return await caller.call_person_level(service.list_orgs, page, q)
+    return await caller.call_person_level(admin.list_orgs, page, q)
 
 
 @router.get("/v1/admin/audit", response_model=Page[schemas.AuditEntryOut])
@@ -86,7 +87,7 @@ async def list_audit(
 ) -> Page[schemas.AuditEntryOut]:
     """The audit log, newest first: who did what to whom, when, with the trace id (platform admins)."""
     return await caller.call_person_level(
-        service.list_audit, page, actor, action, target_type, target_id, since, until
+        admin.list_audit, page, actor, action, target_type, target_id, since, until
     )
 
 
@@ -98,11 +99,11 @@ async def list_dead_letters(
 ) -> Page[schemas.DeadLetterOut]:
     """Event deliveries a handler gave up on, most recent first, with the last error (a process
     that died handling one counts as an attempt) (platform admins)."""
-    return await caller.call_person_level(service.list_dead_letters, page, handler)
+    return await caller.call_person_level(admin.list_dead_letters, page, handler)
 
 
 @router.post("/v1/admin/dead-letters/redrive", response_model=schemas.RedriveOut)
 async def redrive_dead_letters(data: schemas.RedriveIn, caller: CallerDep) -> schemas.RedriveOut:
     """Retry a handler's dead deliveries (or one event's) with fresh attempts. Repeating it
     re-drives nothing more. Audited (platform admins)."""
-    return await caller.call_person_level(service.redrive_dead_letters, data)
+    return await caller.call_person_level(admin.redrive_dead_letters, data)
