@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _set(handle: str, admin: bool) -> None:
-    from core.admin.service import set_platform_admin
+    from core.admin import set_platform_admin
     from core.uow import Database
     from servers.ops_cli import _db_settings
 

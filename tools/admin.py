@@ -8,8 +8,8 @@ from typing import Annotated
 
 from pydantic import Field
 
+from core import admin as core_admin  # aliased: `admin` is this module's toolset
 from core import billing
-from core.admin import service
 from core.admin.schemas import (
     AdminOrgOut,
     AdminPersonDetail,
@@ -53,14 +53,14 @@ async def admin_persons(
 ) -> Page[AdminPersonOut]:
     """Platform admins: every person on the platform, newest first, with status and whether they are
     platform admins. `q` matches handle, email or name. Read-only, free."""
-    return await rt.call_person_level(service.list_persons, page, q, status)
+    return await rt.call_person_level(core_admin.list_persons, page, q, status)
 
 
 @admin.tool(title="Get a person", read_only=True)
 async def admin_person_get(rt: ToolRuntime, person: PersonArg) -> AdminPersonDetail:
     """Platform admins: one person by handle or id — status (and suspension reason), orgs and roles,
     live sessions and API keys. Read-only, free."""
-    return await rt.call_person_level(service.get_person, person)
+    return await rt.call_person_level(core_admin.get_person, person)
 
 
 @admin.tool(title="Suspend a person", read_only=False, destructive=True, idempotent=True)
@@ -68,7 +68,7 @@ async def admin_person_suspend(rt: ToolRuntime, person: PersonArg, fields: Flat[
     """Platform admins: suspend a person. Their sessions end now and every token and API key of
     theirs is refused from the next call on, everywhere. A reason is required and audited. Not
     yourself, not another platform admin. Repeating it changes nothing. Free."""
-    return await rt.call_person_level(service.suspend_person, person, fields)
+    return await rt.call_person_level(core_admin.suspend_person, person, fields)
 
 
 @admin.tool(title="Reactivate a person", read_only=False, idempotent=True)
@@ -79,7 +79,7 @@ async def admin_person_reactivate(
 ) -> SuspensionOut:
     """Platform admins: lift a person's suspension. Their API keys work again at once; they sign in
     again (suspension ended their sessions). Audited. Repeating it changes nothing. Free."""
-    return await rt.call_person_level(service.reactivate_person, person, fields)
+    return await rt.call_person_level(core_admin.reactivate_person, person, fields)
 
 
 @admin.tool(title="List orgs", read_only=True)
@@ -90,7 +90,7 @@ async def admin_orgs(
 ) -> Page[AdminOrgOut]:
     """Platform admins: every org, newest first, with owner and member count. `q` matches slug or
     name. Read-only, free."""
-    return await rt.call_person_level(service.list_orgs, page, q)
+    return await rt.call_person_level(core_admin.list_orgs, page, q)
 
 
 @admin.tool(title="Audit log", read_only=True)
@@ -117,7 +117,7 @@ async def admin_audit(
     details), when, and the trace id. Filter by actor (handle, id or `operator`), action
     (`person.suspend` or a prefix `person.*`), target and time range. Read-only, free."""
     return await rt.call_person_level(
-        service.list_audit, page, actor, action, target_type, target_id, since, until
+        core_admin.list_audit, page, actor, action, target_type, target_id, since, until
     )
 
 
@@ -130,7 +130,7 @@ async def admin_dead_letters(
     """Platform admins: event deliveries a handler gave up on after its attempts (a process that
     died handling one counts), most recent first, with the last error. Filter by handler. Read-only,
     free."""
-    return await rt.call_person_level(service.list_dead_letters, page, handler)
+    return await rt.call_person_level(core_admin.list_dead_letters, page, handler)
 
 
 @admin.tool(title="Re-drive dead letters", read_only=False, idempotent=True)
@@ -140,7 +140,7 @@ async def admin_dead_letters_redrive(
 ) -> RedriveOut:
     """Platform admins: retry a handler's dead deliveries — all of them, or one event's — with fresh
     attempts (fix the cause first). Repeating it re-drives nothing more. Audited. Free."""
-    return await rt.call_person_level(service.redrive_dead_letters, fields)
+    return await rt.call_person_level(core_admin.redrive_dead_letters, fields)
 
 
 @admin.tool(title="Grant credits", read_only=False)

@@ -8,20 +8,8 @@ from typing import Annotated
 
 from fastapi import Body, Path, Query
 
-from core.admin import service
-from core.admin.schemas import (
-    AdminOrgOut,
-    AdminPersonDetail,
-    AdminPersonOut,
-    AuditEntryOut,
-    DeadLetterOut,
-    PersonStatus,
-    ReactivateIn,
-    RedriveIn,
-    RedriveOut,
-    SuspendIn,
-    SuspensionOut,
-)
+from core import admin
+from core.admin import schemas
 from core.pagination import Page
 from servers.api.deps import CallerDep, FeatureRouter, PageDep
 
@@ -34,49 +22,51 @@ PersonRef = Annotated[str, Path(min_length=1, max_length=64, description="The pe
 Search = Annotated[str | None, Query(max_length=100, description="Part of a handle, email or name.")]
 
 
-@router.get("/v1/admin/persons", response_model=Page[AdminPersonOut])
+@router.get("/v1/admin/persons", response_model=Page[schemas.AdminPersonOut])
 async def list_persons(
     caller: CallerDep,
     page: PageDep,
     q: Search = None,
-    status: Annotated[PersonStatus | None, Query()] = None,
-) -> Page[AdminPersonOut]:
+    status: Annotated[schemas.PersonStatus | None, Query()] = None,
+) -> Page[schemas.AdminPersonOut]:
     """Every person on the platform, newest first (platform admins)."""
-    return await caller.call_person_level(service.list_persons, page, q, status)
+    return await caller.call_person_level(admin.list_persons, page, q, status)
 
 
-@router.get("/v1/admin/persons/{person}", response_model=AdminPersonDetail)
-async def get_person(person: PersonRef, caller: CallerDep) -> AdminPersonDetail:
+@router.get("/v1/admin/persons/{person}", response_model=schemas.AdminPersonDetail)
+async def get_person(person: PersonRef, caller: CallerDep) -> schemas.AdminPersonDetail:
     """A person's status, orgs and roles, live sessions and API keys (platform admins)."""
-    return await caller.call_person_level(service.get_person, person)
+    return await caller.call_person_level(admin.get_person, person)
 
 
-@router.post("/v1/admin/persons/{person}/suspend", response_model=SuspensionOut)
-async def suspend_person(person: PersonRef, data: SuspendIn, caller: CallerDep) -> SuspensionOut:
+@router.post("/v1/admin/persons/{person}/suspend", response_model=schemas.SuspensionOut)
+async def suspend_person(
+    person: PersonRef, data: schemas.SuspendIn, caller: CallerDep
+) -> schemas.SuspensionOut:
     """Suspend a person: their sessions end now and every credential of theirs is refused
     (platform admins; not yourself, not another platform admin). Audited."""
-    return await caller.call_person_level(service.suspend_person, person, data)
+    return await caller.call_person_level(admin.suspend_person, person, data)
 
 
-@router.post("/v1/admin/persons/{person}/reactivate", response_model=SuspensionOut)
+@router.post("/v1/admin/persons/{person}/reactivate", response_model=schemas.SuspensionOut)
 async def reactivate_person(
-    person: PersonRef, caller: CallerDep, data: Annotated[ReactivateIn | None, Body()] = None
-) -> SuspensionOut:
+    person: PersonRef, caller: CallerDep, data: Annotated[schemas.ReactivateIn | None, Body()] = None
+) -> schemas.SuspensionOut:
     """Lift a suspension: API keys work again; the person signs in again. Audited."""
-    return await caller.call_person_level(service.reactivate_person, person, data or ReactivateIn())
+    return await caller.call_person_level(admin.reactivate_person, person, data or schemas.ReactivateIn())
 
 
-@router.get("/v1/admin/orgs", response_model=Page[AdminOrgOut])
+@router.get("/v1/admin/orgs", response_model=Page[schemas.AdminOrgOut])
 async def list_orgs(
     caller: CallerDep,
     page: PageDep,
     q: Annotated[str | None, Query(max_length=100, description="Part of a slug or name.")] = None,
-) -> Page[AdminOrgOut]:
+) -> Page[schemas.AdminOrgOut]:
     """Every org with its owner and member count, newest first (platform admins)."""
-    return await caller.call_person_level(service.list_orgs, page, q)
+    return await caller.call_person_level(admin.list_orgs, page, q)
 
 
-@router.get("/v1/admin/audit", response_model=Page[AuditEntryOut])
+@router.get("/v1/admin/audit", response_model=Page[schemas.AuditEntryOut])
 async def list_audit(
     caller: CallerDep,
     page: PageDep,
@@ -94,26 +84,26 @@ async def list_audit(
     ] = None,
     since: Annotated[dt.datetime | None, Query(description="From this instant (inclusive).")] = None,
     until: Annotated[dt.datetime | None, Query(description="Before this instant.")] = None,
-) -> Page[AuditEntryOut]:
+) -> Page[schemas.AuditEntryOut]:
     """The audit log, newest first: who did what to whom, when, with the trace id (platform admins)."""
     return await caller.call_person_level(
-        service.list_audit, page, actor, action, target_type, target_id, since, until
+        admin.list_audit, page, actor, action, target_type, target_id, since, until
     )
 
 
-@router.get("/v1/admin/dead-letters", response_model=Page[DeadLetterOut])
+@router.get("/v1/admin/dead-letters", response_model=Page[schemas.DeadLetterOut])
 async def list_dead_letters(
     caller: CallerDep,
     page: PageDep,
     handler: Annotated[str | None, Query(max_length=200, description="Only this handler's.")] = None,
-) -> Page[DeadLetterOut]:
+) -> Page[schemas.DeadLetterOut]:
     """Event deliveries a handler gave up on, most recent first, with the last error (a process
     that died handling one counts as an attempt) (platform admins)."""
-    return await caller.call_person_level(service.list_dead_letters, page, handler)
+    return await caller.call_person_level(admin.list_dead_letters, page, handler)
 
 
-@router.post("/v1/admin/dead-letters/redrive", response_model=RedriveOut)
-async def redrive_dead_letters(data: RedriveIn, caller: CallerDep) -> RedriveOut:
+@router.post("/v1/admin/dead-letters/redrive", response_model=schemas.RedriveOut)
+async def redrive_dead_letters(data: schemas.RedriveIn, caller: CallerDep) -> schemas.RedriveOut:
     """Retry a handler's dead deliveries (or one event's) with fresh attempts. Repeating it
     re-drives nothing more. Audited (platform admins)."""
-    return await caller.call_person_level(service.redrive_dead_letters, data)
+    return await caller.call_person_level(admin.redrive_dead_letters, data)

@@ -11,17 +11,8 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from core import analytics
+from core.analytics import schemas
 from core.analytics.fastpath import RawBatch, validate_batch
-from core.analytics.schemas import (
-    EventOut,
-    FunnelIn,
-    FunnelOut,
-    IngestOut,
-    RangeIn,
-    SummaryOut,
-    TrendsIn,
-    TrendsOut,
-)
 from core.analytics.timebuckets import Period
 from core.errors import ValidationFailed
 from core.pagination import Page
@@ -143,12 +134,12 @@ def _events_of(body: Any) -> tuple[list[Any] | RawBatch, bool]:
     return [body], True
 
 
-@router.post("/v1/analytics/events", response_model=IngestOut, openapi_extra=_INGEST_BODY)
+@router.post("/v1/analytics/events", response_model=schemas.IngestOut, openapi_extra=_INGEST_BODY)
 async def ingest(
     caller: CallerDep,
     body: Annotated[Any, Depends(_ingest_body)],
     idempotency_key: IdempotencyKey = None,
-) -> IngestOut:
+) -> schemas.IngestOut:
     """Record one event or a batch in the current context. Bad events are reported per item
     (`errors`) and the good ones kept; an event sent before (same id and timestamp) is a
     duplicate, never counted twice.
@@ -157,7 +148,7 @@ async def ingest(
     return await caller.call(analytics.ingest, events, single, idempotency_key=idempotency_key)
 
 
-@router.get("/v1/analytics/events", response_model=Page[EventOut])
+@router.get("/v1/analytics/events", response_model=Page[schemas.EventOut])
 async def list_events(
     caller: CallerDep,
     page: PageDep,
@@ -167,34 +158,34 @@ async def list_events(
     start: Annotated[str | None, Query(max_length=40)] = None,
     end: Annotated[str | None, Query(max_length=40)] = None,
     time_zone: Annotated[str, Query(max_length=64)] = "UTC",
-) -> Page[EventOut]:
+) -> Page[schemas.EventOut]:
     """Raw events of the current context, newest first (default: the last 7 days)."""
-    q = RangeIn(period=period, start=start, end=end, time_zone=time_zone)
+    q = schemas.RangeIn(period=period, start=start, end=end, time_zone=time_zone)
     return await caller.call(analytics.list_events, page, name, client_id, q)
 
 
-@router.post("/v1/analytics/trends", response_model=TrendsOut)
-async def trends(data: TrendsIn, caller: CallerDep) -> TrendsOut:
+@router.post("/v1/analytics/trends", response_model=schemas.TrendsOut)
+async def trends(data: schemas.TrendsIn, caller: CallerDep) -> schemas.TrendsOut:
     """Events or unique clients per hour/day/week/month in a time zone, with filters, a
     breakdown (top N + other) and the previous period. Read-only."""
     return await caller.call(analytics.trends, data)
 
 
-@router.post("/v1/analytics/funnel", response_model=FunnelOut)
-async def funnel(data: FunnelIn, caller: CallerDep) -> FunnelOut:
+@router.post("/v1/analytics/funnel", response_model=schemas.FunnelOut)
+async def funnel(data: schemas.FunnelIn, caller: CallerDep) -> schemas.FunnelOut:
     """2-5 steps per client within a conversion window: counts, conversion, median time. Read-only."""
     return await caller.call(analytics.funnel, data)
 
 
-@router.get("/v1/analytics/summary", response_model=SummaryOut)
+@router.get("/v1/analytics/summary", response_model=schemas.SummaryOut)
 async def summary(
     caller: CallerDep,
     period: Annotated[Period | None, Query()] = None,
     start: Annotated[str | None, Query(max_length=40)] = None,
     end: Annotated[str | None, Query(max_length=40)] = None,
     time_zone: Annotated[str, Query(max_length=64)] = "UTC",
-) -> SummaryOut:
+) -> schemas.SummaryOut:
     """The business dashboard of the current context: bookings, revenue, messages, first
     response, busiest hours (per member for an org's owners and admins)."""
-    q = RangeIn(period=period, start=start, end=end, time_zone=time_zone)
+    q = schemas.RangeIn(period=period, start=start, end=end, time_zone=time_zone)
     return await caller.call(analytics.summary, q)

@@ -11,35 +11,7 @@ from fastapi import Path, Query, Response, status
 from pydantic import AwareDatetime
 
 from core import bookings
-from core.bookings.schemas import (
-    AvailabilityIn,
-    AvailabilityOut,
-    BookingChangeOut,
-    BookingFilters,
-    BookingOut,
-    Calendar,
-    CancelIn,
-    ConfirmIn,
-    DeclineIn,
-    FeedCreated,
-    FeedIn,
-    FeedOut,
-    HoldIn,
-    ManageCancelIn,
-    ManagedBookingOut,
-    ManagedChangeOut,
-    ManageLinkOut,
-    ManageRescheduleIn,
-    OutcomeIn,
-    RequestIn,
-    RescheduleIn,
-    ServiceIn,
-    ServiceOut,
-    ServiceUpdateIn,
-    SlotsOut,
-    SlotsQuery,
-    Status,
-)
+from core.bookings import schemas
 from core.pagination import Page
 from core.validation import SLUG_PATTERN
 from servers.api.deps import CallerDep, DbDep, FeatureRouter, IdempotencyKey, IfMatch, PageDep, tagged
@@ -62,7 +34,7 @@ CALENDAR: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _ics(cal: Calendar) -> Response:
+def _ics(cal: schemas.Calendar) -> Response:
     return Response(
         cal.content,
         media_type="text/calendar; charset=utf-8",
@@ -73,35 +45,35 @@ def _ics(cal: Calendar) -> Response:
 # --- services -------------------------------------------------------------------------------------
 
 
-@router.get("/v1/bookings/services", response_model=Page[ServiceOut])
+@router.get("/v1/bookings/services", response_model=Page[schemas.ServiceOut])
 async def list_services(
     caller: CallerDep, page: PageDep, active: Annotated[bool | None, Query()] = None
-) -> Page[ServiceOut]:
+) -> Page[schemas.ServiceOut]:
     """Services of the current context (personal, or the org of your token / X-Atlilith-Org)."""
     return await caller.call(bookings.list_services, page, active)
 
 
-@router.post("/v1/bookings/services", status_code=status.HTTP_201_CREATED, response_model=ServiceOut)
+@router.post("/v1/bookings/services", status_code=status.HTTP_201_CREATED, response_model=schemas.ServiceOut)
 async def create_service(
-    data: ServiceIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
-) -> ServiceOut:
+    data: schemas.ServiceIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> schemas.ServiceOut:
     """Create a bookable service (you, or an org's owner/admin)."""
     return await caller.call(bookings.create_service, data, idempotency_key=idempotency_key)
 
 
-@router.get("/v1/bookings/services/{service_id}", response_model=ServiceOut)
-async def get_service(service_id: uuid.UUID, caller: CallerDep, response: Response) -> ServiceOut:
+@router.get("/v1/bookings/services/{service_id}", response_model=schemas.ServiceOut)
+async def get_service(service_id: uuid.UUID, caller: CallerDep, response: Response) -> schemas.ServiceOut:
     return tagged(response, await caller.call(bookings.get_service, service_id))
 
 
-@router.patch("/v1/bookings/services/{service_id}", response_model=ServiceOut)
+@router.patch("/v1/bookings/services/{service_id}", response_model=schemas.ServiceOut)
 async def update_service(
     service_id: uuid.UUID,
-    data: ServiceUpdateIn,
+    data: schemas.ServiceUpdateIn,
     caller: CallerDep,
     response: Response,
     if_match: IfMatch = None,
-) -> ServiceOut:
+) -> schemas.ServiceOut:
     return tagged(response, await caller.call(bookings.update_service, service_id, data, if_match))
 
 
@@ -115,28 +87,28 @@ async def delete_service(service_id: uuid.UUID, caller: CallerDep) -> None:
 # --- availability and slots ---------------------------------------------------------------------
 
 
-@router.get("/v1/bookings/availability", response_model=AvailabilityOut)
+@router.get("/v1/bookings/availability", response_model=schemas.AvailabilityOut)
 async def get_availability(
     caller: CallerDep, response: Response, provider: ProviderQuery = None
-) -> AvailabilityOut:
+) -> schemas.AvailabilityOut:
     """A provider's working hours in the current context."""
     return tagged(response, await caller.call(bookings.get_availability, provider))
 
 
-@router.put("/v1/bookings/availability", response_model=AvailabilityOut)
+@router.put("/v1/bookings/availability", response_model=schemas.AvailabilityOut)
 async def set_availability(
-    data: AvailabilityIn,
+    data: schemas.AvailabilityIn,
     caller: CallerDep,
     response: Response,
     provider: ProviderQuery = None,
     if_match: IfMatch = None,
-) -> AvailabilityOut:
+) -> schemas.AvailabilityOut:
     """Replace working hours: weekly rules and date overrides, in an IANA time zone."""
     return tagged(response, await caller.call(bookings.set_availability, provider, data, if_match))
 
 
-@router.get("/v1/bookings/slots", response_model=SlotsOut)
-async def find_slots(caller: CallerDep, q: Annotated[SlotsQuery, Query()]) -> SlotsOut:
+@router.get("/v1/bookings/slots", response_model=schemas.SlotsOut)
+async def find_slots(caller: CallerDep, q: Annotated[schemas.SlotsQuery, Query()]) -> schemas.SlotsOut:
     """Free start times of a service between two dates, in your time zone."""
     return await caller.call(bookings.find_slots, q)
 
@@ -144,32 +116,34 @@ async def find_slots(caller: CallerDep, q: Annotated[SlotsQuery, Query()]) -> Sl
 # --- creating bookings ----------------------------------------------------------------------------
 
 
-@router.post("/v1/bookings/holds", status_code=status.HTTP_201_CREATED, response_model=BookingOut)
-async def hold(data: HoldIn, caller: CallerDep, idempotency_key: IdempotencyKey = None) -> BookingOut:
+@router.post("/v1/bookings/holds", status_code=status.HTTP_201_CREATED, response_model=schemas.BookingOut)
+async def hold(
+    data: schemas.HoldIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> schemas.BookingOut:
     """Reserve a slot for a few minutes; confirm it to book. 409 `slot_taken` when it is taken."""
     return await caller.call(bookings.hold, data, idempotency_key=idempotency_key)
 
 
-@router.post("/v1/bookings/requests", status_code=status.HTTP_201_CREATED, response_model=BookingOut)
+@router.post("/v1/bookings/requests", status_code=status.HTTP_201_CREATED, response_model=schemas.BookingOut)
 async def request_booking(
-    data: RequestIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
-) -> BookingOut:
+    data: schemas.RequestIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
+) -> schemas.BookingOut:
     """Request a slot for a client; the provider confirms or declines it."""
     return await caller.call(bookings.request_booking, data, idempotency_key=idempotency_key)
 
 
-@router.get("/v1/bookings", response_model=Page[BookingOut])
+@router.get("/v1/bookings", response_model=Page[schemas.BookingOut])
 async def list_bookings(
     caller: CallerDep,
     page: PageDep,
     from_at: Annotated[AwareDatetime | None, Query(description="Starting at or after (ISO 8601).")] = None,
     to_at: Annotated[AwareDatetime | None, Query(description="Starting before (ISO 8601).")] = None,
-    status_filter: Annotated[list[Status] | None, Query(alias="status")] = None,
+    status_filter: Annotated[list[schemas.Status] | None, Query(alias="status")] = None,
     provider: ProviderQuery = None,
     client_id: Annotated[uuid.UUID | None, Query()] = None,
-) -> Page[BookingOut]:
+) -> Page[schemas.BookingOut]:
     """Bookings of the current context by start time."""
-    filters = BookingFilters(
+    filters = schemas.BookingFilters(
         from_at=from_at, to_at=to_at, status=status_filter, provider=provider, client_id=client_id
     )
     return await caller.call(bookings.list_bookings, page, filters)
@@ -178,20 +152,20 @@ async def list_bookings(
 # --- calendar feeds -------------------------------------------------------------------------------
 
 
-@router.get("/v1/bookings/feeds", response_model=Page[FeedOut])
-async def list_feeds(caller: CallerDep, page: PageDep) -> Page[FeedOut]:
+@router.get("/v1/bookings/feeds", response_model=Page[schemas.FeedOut])
+async def list_feeds(caller: CallerDep, page: PageDep) -> Page[schemas.FeedOut]:
     """Your private calendar feeds."""
     return await caller.call_person_level(bookings.list_feeds, page)
 
 
-@router.post("/v1/bookings/feeds", status_code=status.HTTP_201_CREATED, response_model=FeedCreated)
-async def create_feed(data: FeedIn, caller: CallerDep) -> FeedCreated:
+@router.post("/v1/bookings/feeds", status_code=status.HTTP_201_CREATED, response_model=schemas.FeedCreated)
+async def create_feed(data: schemas.FeedIn, caller: CallerDep) -> schemas.FeedCreated:
     """A private iCalendar URL of your bookings in every context (shown once)."""
     return await caller.call_person_level(bookings.create_feed, data)
 
 
-@router.delete("/v1/bookings/feeds/{feed_id}", response_model=FeedOut)
-async def revoke_feed(feed_id: uuid.UUID, caller: CallerDep) -> FeedOut:
+@router.delete("/v1/bookings/feeds/{feed_id}", response_model=schemas.FeedOut)
+async def revoke_feed(feed_id: uuid.UUID, caller: CallerDep) -> schemas.FeedOut:
     """Revoke a feed: its URL answers 404 from now on."""
     return await caller.call_person_level(bookings.revoke_feed, feed_id)
 
@@ -205,30 +179,34 @@ async def feed_ics(token: Token, db: DbDep) -> Response:
 # --- the client's manage link (no account, no credential: the token reaches one booking) ----------
 
 
-@router.get("/v1/bookings/manage/{token}", response_model=ManagedBookingOut, tags=["manage"])
-async def manage_view(token: Token, db: DbDep) -> ManagedBookingOut:
+@router.get("/v1/bookings/manage/{token}", response_model=schemas.ManagedBookingOut, tags=["manage"])
+async def manage_view(token: Token, db: DbDep) -> schemas.ManagedBookingOut:
     return await bookings.manage_view(db, token)
 
 
-@router.get("/v1/bookings/manage/{token}/slots", response_model=SlotsOut, tags=["manage"])
+@router.get("/v1/bookings/manage/{token}/slots", response_model=schemas.SlotsOut, tags=["manage"])
 async def manage_slots(
     token: Token,
     db: DbDep,
     from_date: Annotated[dt.date, Query()],
     to_date: Annotated[dt.date, Query()],
     time_zone: Annotated[str | None, Query(max_length=64)] = None,
-) -> SlotsOut:
+) -> schemas.SlotsOut:
     """Free times the booking could move to."""
     return await bookings.manage_slots(db, token, from_date, to_date, time_zone)
 
 
-@router.post("/v1/bookings/manage/{token}/cancel", response_model=ManagedChangeOut, tags=["manage"])
-async def manage_cancel(token: Token, data: ManageCancelIn, db: DbDep) -> ManagedChangeOut:
+@router.post("/v1/bookings/manage/{token}/cancel", response_model=schemas.ManagedChangeOut, tags=["manage"])
+async def manage_cancel(token: Token, data: schemas.ManageCancelIn, db: DbDep) -> schemas.ManagedChangeOut:
     return await bookings.manage_cancel(db, token, data)
 
 
-@router.post("/v1/bookings/manage/{token}/reschedule", response_model=ManagedChangeOut, tags=["manage"])
-async def manage_reschedule(token: Token, data: ManageRescheduleIn, db: DbDep) -> ManagedChangeOut:
+@router.post(
+    "/v1/bookings/manage/{token}/reschedule", response_model=schemas.ManagedChangeOut, tags=["manage"]
+)
+async def manage_reschedule(
+    token: Token, data: schemas.ManageRescheduleIn, db: DbDep
+) -> schemas.ManagedChangeOut:
     return await bookings.manage_reschedule(db, token, data)
 
 
@@ -240,8 +218,8 @@ async def manage_ics(token: Token, db: DbDep) -> Response:
 # --- one booking ----------------------------------------------------------------------------------
 
 
-@router.get("/v1/bookings/{booking_id}", response_model=BookingOut)
-async def get_booking(booking_id: uuid.UUID, caller: CallerDep) -> BookingOut:
+@router.get("/v1/bookings/{booking_id}", response_model=schemas.BookingOut)
+async def get_booking(booking_id: uuid.UUID, caller: CallerDep) -> schemas.BookingOut:
     return await caller.call(bookings.get_booking, booking_id)
 
 
@@ -250,55 +228,60 @@ async def booking_ics(booking_id: uuid.UUID, caller: CallerDep) -> Response:
     return _ics(await caller.call(bookings.booking_ics, booking_id))
 
 
-@router.post("/v1/bookings/{booking_id}/confirm", response_model=BookingOut)
+@router.post("/v1/bookings/{booking_id}/confirm", response_model=schemas.BookingOut)
 async def confirm(
     booking_id: uuid.UUID,
     caller: CallerDep,
-    data: ConfirmIn | None = None,
+    data: schemas.ConfirmIn | None = None,
     idempotency_key: IdempotencyKey = None,
-) -> BookingOut:
+) -> schemas.BookingOut:
     """Confirm a hold (with the client's details if it had none) or a request."""
     return await caller.call(
-        bookings.confirm_booking, booking_id, data or ConfirmIn(), idempotency_key=idempotency_key
+        bookings.confirm_booking, booking_id, data or schemas.ConfirmIn(), idempotency_key=idempotency_key
     )
 
 
-@router.post("/v1/bookings/{booking_id}/decline", response_model=BookingOut)
-async def decline(booking_id: uuid.UUID, data: DeclineIn, caller: CallerDep) -> BookingOut:
+@router.post("/v1/bookings/{booking_id}/decline", response_model=schemas.BookingOut)
+async def decline(booking_id: uuid.UUID, data: schemas.DeclineIn, caller: CallerDep) -> schemas.BookingOut:
     return await caller.call(bookings.decline_booking, booking_id, data)
 
 
-@router.post("/v1/bookings/{booking_id}/cancel", response_model=BookingChangeOut)
+@router.post("/v1/bookings/{booking_id}/cancel", response_model=schemas.BookingChangeOut)
 async def cancel(
     booking_id: uuid.UUID,
     caller: CallerDep,
-    data: CancelIn | None = None,
+    data: schemas.CancelIn | None = None,
     idempotency_key: IdempotencyKey = None,
-) -> BookingChangeOut:
+) -> schemas.BookingChangeOut:
     """Cancel (or, with `dry_run`, preview the cancellation and any late fee)."""
     return await caller.call(
-        bookings.cancel_booking, booking_id, data or CancelIn(), idempotency_key=idempotency_key
+        bookings.cancel_booking, booking_id, data or schemas.CancelIn(), idempotency_key=idempotency_key
     )
 
 
-@router.post("/v1/bookings/{booking_id}/reschedule", response_model=BookingChangeOut)
+@router.post("/v1/bookings/{booking_id}/reschedule", response_model=schemas.BookingChangeOut)
 async def reschedule(
-    booking_id: uuid.UUID, data: RescheduleIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
-) -> BookingChangeOut:
+    booking_id: uuid.UUID,
+    data: schemas.RescheduleIn,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKey = None,
+) -> schemas.BookingChangeOut:
     """Move the booking (same id, history kept); 409 `slot_taken` if the new time is taken."""
     return await caller.call(bookings.reschedule_booking, booking_id, data, idempotency_key=idempotency_key)
 
 
-@router.post("/v1/bookings/{booking_id}/outcome", response_model=BookingOut)
-async def record_outcome(booking_id: uuid.UUID, data: OutcomeIn, caller: CallerDep) -> BookingOut:
+@router.post("/v1/bookings/{booking_id}/outcome", response_model=schemas.BookingOut)
+async def record_outcome(
+    booking_id: uuid.UUID, data: schemas.OutcomeIn, caller: CallerDep
+) -> schemas.BookingOut:
     """After the start: `completed` or `no_show`."""
     return await caller.call(bookings.record_outcome, booking_id, data)
 
 
-@router.post("/v1/bookings/{booking_id}/manage-link", response_model=ManageLinkOut)
+@router.post("/v1/bookings/{booking_id}/manage-link", response_model=schemas.ManageLinkOut)
 async def manage_link(
     booking_id: uuid.UUID, caller: CallerDep, revoke_previous: bool = False
-) -> ManageLinkOut:
+) -> schemas.ManageLinkOut:
     """A fresh link for the client to view, cancel or reschedule this booking only;
     `?revoke_previous=true` makes every link given out before stop working."""
     return await caller.call(bookings.manage_link, booking_id, revoke_previous)

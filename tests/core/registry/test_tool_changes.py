@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from core.admin.service import set_platform_admin
+from core.admin import set_platform_admin
 from core.outbox import Event, outbox_table
 from core.registry.changes import CHANNEL, TOOLS_CHANGED, Caller, ToolsChange, affected
 from core.registry.handlers import broadcast_tools_changed
