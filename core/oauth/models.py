@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, created_at, uuid_pk
+from core.tenancy.models import Delegation
 
 SCHEMA = "platform"
 
@@ -70,15 +71,13 @@ class OAuthRequest(Base):
     expires_at: Mapped[dt.datetime]
 
 
-class OAuthGrant(Base):
+class OAuthGrant(Delegation, Base):
     """A connection: a person let a client act for them in one context (personal or an org)."""
 
     __tablename__ = "oauth_grants"
-    __table_args__ = (Index("ix_oauth_grants_person_id", "person_id"), {"schema": SCHEMA})
+    __table_args__ = {"schema": SCHEMA}
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("platform.persons.id", ondelete="CASCADE"))
-    org_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("platform.orgs.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(
         ForeignKey("platform.oauth_clients.client_id", ondelete="CASCADE", onupdate="CASCADE")
     )
@@ -87,7 +86,6 @@ class OAuthGrant(Base):
     resource: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = created_at()
     last_used_at: Mapped[dt.datetime | None]
-    revoked_at: Mapped[dt.datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(Text)
 
 

@@ -241,17 +241,23 @@ class Client(TenantOwned, Timestamped, Base):
     polyseme_person_id: Mapped[uuid.UUID | None]
 
 
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-    __table_args__ = (
-        Index("uq_api_keys_prefix", "prefix", unique=True),
-        Index("ix_api_keys_person_id", "person_id"),
-        {"schema": SCHEMA},
+class Delegation:
+    """Something a person lets act for them in one of their contexts (an API key, an OAuth
+    connection): the person's row, bound to their personal context (org NULL) or one org, until
+    revoked. It ends when the person leaves that org (`members.revoke_delegations_of_leaver`)."""
+
+    person_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("platform.persons.id", ondelete="CASCADE"), index=True
     )
+    org_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("platform.orgs.id", ondelete="CASCADE"))
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class ApiKey(Delegation, Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("uq_api_keys_prefix", "prefix", unique=True), {"schema": SCHEMA})
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("platform.persons.id", ondelete="CASCADE"))
-    org_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("platform.orgs.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(Text)
     prefix: Mapped[str] = mapped_column(Text)
     secret_hash: Mapped[str] = mapped_column(Text)
@@ -259,4 +265,3 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = created_at()
     last_used_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]
-    revoked_at: Mapped[dt.datetime | None]
