@@ -8,11 +8,11 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Text, text
+from sqlalchemy import ForeignKey, Index, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, created_at, uuid_pk
+from core.db import Base, created_at, one_of, uuid_pk
 from core.tenancy.models import Delegation
 
 SCHEMA = "platform"
@@ -23,7 +23,7 @@ class OAuthClient(Base):
 
     __tablename__ = "oauth_clients"
     __table_args__ = (
-        CheckConstraint("kind IN ('registered', 'document')", name="kind"),
+        one_of("kind", ("registered", "document")),
         Index("uq_oauth_clients_client_id", "client_id", unique=True),
         {"schema": SCHEMA},
     )
@@ -47,7 +47,7 @@ class OAuthRequest(Base):
 
     __tablename__ = "oauth_requests"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'approved', 'denied')", name="status"),
+        one_of("status", ("pending", "approved", "denied")),
         Index("ix_oauth_requests_expires_at", "expires_at"),
         {"schema": SCHEMA},
     )
@@ -111,7 +111,7 @@ class OAuthToken(Base):
 
     __tablename__ = "oauth_tokens"
     __table_args__ = (
-        CheckConstraint("kind IN ('access', 'refresh')", name="kind"),
+        one_of("kind", ("access", "refresh")),
         Index("ix_oauth_tokens_grant_id", "grant_id"),
         {"schema": SCHEMA},
     )
