@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import MetaData, event, exc
+from sqlalchemy import CheckConstraint, MetaData, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -57,6 +57,18 @@ class Timestamped:
 
     created_at: Mapped[dt.datetime] = created_at()
     updated_at: Mapped[dt.datetime] = updated_at()
+
+
+def sql_in(column: str, values: tuple[str, ...]) -> str:
+    """`column IN ('a', 'b')`: a condition for CHECKs and partial indexes (values are constants)."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def one_of(column: str, values: tuple[str, ...], *, nullable: bool = False) -> CheckConstraint:
+    """The CHECK of an enumerated text column (or NULL when `nullable`), named after the column:
+    `ck_<table>_<column>` by the naming convention, the name errors map to a domain error."""
+    condition = sql_in(column, values)
+    return CheckConstraint(f"{column} IS NULL OR {condition}" if nullable else condition, name=column)
 
 
 def asyncpg_url(url: str | URL) -> URL:

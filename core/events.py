@@ -133,6 +133,28 @@ def schedule(cron: str, *, name: str | None = None) -> Callable[[ScheduledHandle
     return decorator
 
 
+Sweep = Callable[[UnitOfWork], Awaitable[int]]
+
+
+def sweep(cron: str, *, name: str, logged_as: str) -> Callable[[Sweep], Sweep]:
+    """Register a periodic sweep (see `schedule`): `fn(uow)` returns how many rows it changed,
+    logged as `logged_as` when not zero (an idle run writes no line) on the logger of the module
+    that declares it (`core.bookings.handlers` logs as `atlilith.bookings.handlers`)."""
+
+    def decorator(fn: Sweep) -> Sweep:
+        sweep_log = get_logger("atlilith." + fn.__module__.removeprefix("core."))
+
+        async def run(_: ScheduledRun, uow: UnitOfWork) -> None:
+            count = await fn(uow)
+            if count:
+                sweep_log.info(logged_as, count=count)
+
+        schedule(cron, name=name)(run)
+        return fn
+
+    return decorator
+
+
 def load_handlers(extra_modules: str = "") -> Registry:
     """Import every `core.<feature>.handlers` module so their decorators register, and the
     comma-separated `extra_modules` (`Settings.handler_modules`: plugins, test probes)."""

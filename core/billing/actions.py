@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func, select
 
-from core.billing.components import data_entity
+from core.billing.components import DataRows, data_entity, data_rows
 from core.billing.models import Job
 from core.context import TenantContext
 from core.pagination import PageRequest
@@ -20,9 +18,7 @@ from core.uow import UnitOfWork
     summary="Per action: jobs run in this context, how they ended, credits charged.",
     scope="jobs:read",
 )
-async def usage_by_action(
-    ctx: TenantContext, uow: UnitOfWork, page: PageRequest
-) -> tuple[list[dict[str, Any]], str | None]:
+async def usage_by_action(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> DataRows:
     stmt = (
         select(
             Job.component,
@@ -41,8 +37,11 @@ async def usage_by_action(
     rows = await keyset_rows(
         uow, stmt, page, Job.component, Job.action, having=True, key=lambda r: (r.component, r.action)
     )
-    items = [
-        {**r._asdict(), "last_run_at": r.last_run_at.isoformat(), "credits_captured": int(r.credits_captured)}
-        for r in rows.items
-    ]
-    return items, rows.next_cursor
+    return data_rows(
+        rows,
+        lambda r: {
+            **r._asdict(),
+            "last_run_at": r.last_run_at.isoformat(),
+            "credits_captured": int(r.credits_captured),
+        },
+    )

@@ -20,10 +20,11 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel
 
 from core.context import TenantContext
-from core.pagination import PageRequest
+from core.pagination import Page, PageRequest
 from core.uow import UnitOfWork
 
 In = TypeVar("In", bound=BaseModel)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ class ActionResult:
 
 ActionFn = Callable[[ActionRun, Any], Awaitable[ActionResult]]
 QuoteFn = Callable[[TenantContext, UnitOfWork, Any], Awaitable[int]]
-DataFn = Callable[
-    [TenantContext, UnitOfWork, PageRequest], Awaitable[tuple[list[dict[str, Any]], str | None]]
-]
+# What a data entity answers: one page of plain rows, and the cursor to the next (None: the last).
+DataRows = tuple[list[dict[str, Any]], str | None]
+DataFn = Callable[[TenantContext, UnitOfWork, PageRequest], Awaitable[DataRows]]
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,11 @@ def data_entity(component: str, name: str, *, summary: str, scope: str) -> Calla
         return fn
 
     return decorator
+
+
+def data_rows(page: Page[R], present: Callable[[R], dict[str, Any]]) -> DataRows:
+    """A data entity's answer from a page of rows: each row presented, the page's cursor kept."""
+    return [present(row) for row in page.items], page.next_cursor
 
 
 def per_unit(count: int, per: int, price: int = 1) -> int:

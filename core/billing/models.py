@@ -11,7 +11,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index,
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, Timestamped, created_at, uuid_pk
+from core.db import Base, Timestamped, created_at, one_of, sql_in, uuid_pk
 from core.tenancy.models import TenantOwned
 
 SCHEMA = "billing"
@@ -54,7 +54,7 @@ class LedgerEntry(TenantOwned, Base):
 
     __tablename__ = "ledger"
     __table_args__ = (
-        CheckConstraint(f"kind IN {LEDGER_KINDS!r}", name="kind"),
+        one_of("kind", LEDGER_KINDS),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(
             "(kind IN ('grant', 'purchase', 'refund') AND balance_delta = amount AND held_delta = 0)"
@@ -156,9 +156,9 @@ class Job(TenantOwned, Timestamped, Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status"),
-        CheckConstraint("executor IN ('builtin', 'peer')", name="executor"),
-        CheckConstraint("hold_status IN ('open', 'captured', 'released')", name="hold_status"),
+        one_of("status", JOB_STATUSES),
+        one_of("executor", ("builtin", "peer")),
+        one_of("hold_status", ("open", "captured", "released")),
         CheckConstraint(
             "(status IN ('queued', 'running')) = (hold_status = 'open')", name="hold_open_while_active"
         ),
@@ -167,7 +167,7 @@ class Job(TenantOwned, Timestamped, Base):
         ),
         CheckConstraint("executor = 'builtin' OR peer_id IS NOT NULL", name="peer_named"),
         Index("ix_jobs_tenant_id_created_at", "tenant_id", "created_at", "id"),
-        Index("ix_jobs_deadline_at", "deadline_at", postgresql_where=text("status IN ('queued', 'running')")),
+        Index("ix_jobs_deadline_at", "deadline_at", postgresql_where=text(sql_in("status", OPEN_STATUSES))),
         Index("ix_jobs_tenant_id_open_hold", "tenant_id", postgresql_where=text("hold_status = 'open'")),
         {"schema": SCHEMA},
     )

@@ -39,18 +39,21 @@ class RunAccepted(BaseModel):
     credits_held: int = Field(description="Credits reserved for this job until it finishes.")
 
 
-class QuoteOut(BaseModel):
+class NamedAction(BaseModel):
+    """One action of a component, as `/v1/actions/{component}/{action}` names it."""
+
     component: str
     action: str
+
+
+class QuoteOut(NamedAction):
     credits: int = Field(description="What running this action with this input holds, at most.")
     available: int = Field(description="Credits available in this context now.")
     sufficient: bool
     overage: Overage = Field(description="`cap`: never charged more than held; `allow`: may exceed it.")
 
 
-class ActionOut(BaseModel):
-    component: str
-    action: str
+class ActionOut(NamedAction):
     executor: Literal["builtin", "peer"]
     summary: str
     price: int = Field(description="Credits per call, or per `unit` when the price depends on the work.")

@@ -7,28 +7,21 @@ import uuid
 
 from core.bookings import reminders
 from core.bookings.housekeeping import expire_holds, send_due_reminders
-from core.events import ScheduledRun, schedule, subscribe
-from core.observability import get_logger
+from core.events import subscribe, sweep
 from core.outbox import Event
 from core.uow import UnitOfWork
 
-log = get_logger("atlilith.bookings.handlers")
 
-
-@schedule("* * * * *", name="bookings.expire_holds")
-async def sweep_expired_holds(run: ScheduledRun, uow: UnitOfWork) -> None:
+@sweep("* * * * *", name="bookings.expire_holds", logged_as="holds_expired")
+async def sweep_expired_holds(uow: UnitOfWork) -> int:
     """Expired holds already block nothing (slot queries ignore them and writes expire them
     first); the sweep makes their state say so."""
-    count = await expire_holds(uow)
-    if count:
-        log.info("holds_expired", count=count)
+    return await expire_holds(uow)
 
 
-@schedule("* * * * *", name="bookings.reminders")
-async def emit_due_reminders(run: ScheduledRun, uow: UnitOfWork) -> None:
-    count = await send_due_reminders(uow)
-    if count:
-        log.info("reminders_due", count=count)
+@sweep("* * * * *", name="bookings.reminders", logged_as="reminders_due")
+async def emit_due_reminders(uow: UnitOfWork) -> int:
+    return await send_due_reminders(uow)
 
 
 @subscribe("bookings/booking.reminder_due", name="bookings.send_reminder")

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint, Range
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, Timestamped, created_at, uuid_pk
+from core.db import Base, Timestamped, created_at, one_of, sql_in, uuid_pk
 from core.tenancy.models import TenantOwned
 
 SCHEMA = "bookings"
@@ -35,10 +35,6 @@ STATES = (*ACTIVE_STATES, "declined", "cancelled", "expired", "completed", "no_s
 LOCATION_KINDS = ("in_person", "phone", "video", "client_address", "other")
 ASSIGNMENTS = ("specific", "round_robin")
 NO_OVERLAP = "ex_bookings_no_overlap"
-
-
-def _in(values: tuple[str, ...]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
 
 
 class Service(TenantOwned, Timestamped, Base):
@@ -60,8 +56,8 @@ class Service(TenantOwned, Timestamped, Base):
         ),
         CheckConstraint("(price_amount IS NULL) = (currency IS NULL)", name="price"),
         CheckConstraint("price_amount IS NULL OR price_amount >= 0", name="price_positive"),
-        CheckConstraint(f"location_kind IN ({_in(LOCATION_KINDS)})", name="location_kind"),
-        CheckConstraint(f"assignment IN ({_in(ASSIGNMENTS)})", name="assignment"),
+        one_of("location_kind", LOCATION_KINDS),
+        one_of("assignment", ASSIGNMENTS),
         CheckConstraint("cancel_notice_minutes >= 0", name="cancel_notice"),
         CheckConstraint("late_cancel_fee IS NULL OR late_cancel_fee >= 0", name="late_fee"),
         {"schema": SCHEMA},
@@ -123,12 +119,10 @@ class Schedule(TenantOwned, Timestamped, Base):
 class Booking(TenantOwned, Timestamped, Base):
     __tablename__ = "bookings"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_in(STATES)})", name="status"),
+        one_of("status", STATES),
         CheckConstraint("end_at > start_at", name="times"),
         CheckConstraint("status <> 'held' OR hold_expires_at IS NOT NULL", name="hold_expiry"),
-        CheckConstraint(
-            "cancelled_by IS NULL OR cancelled_by IN ('provider', 'client')", name="cancelled_by"
-        ),
+        one_of("cancelled_by", ("provider", "client"), nullable=True),
         CheckConstraint(
             "buffer_before_minutes BETWEEN 0 AND 1440 AND buffer_after_minutes BETWEEN 0 AND 1440",
             name="buffers",
@@ -140,7 +134,7 @@ class Booking(TenantOwned, Timestamped, Base):
             ("blocked", "&&"),
             name=NO_OVERLAP,
             using="gist",
-            where=text(f"status IN ({_in(ACTIVE_STATES)})"),
+            where=text(sql_in("status", ACTIVE_STATES)),
         ),
         Index("ix_bookings_tenant_id_start_at", "tenant_id", "start_at", "id"),
         Index("ix_bookings_provider_id_start_at", "provider_id", "start_at"),
@@ -157,10 +151,7 @@ class Booking(TenantOwned, Timestamped, Base):
             "reminder_message_id",
             postgresql_where=text("reminder_message_id IS NOT NULL"),
         ),
-        CheckConstraint(
-            "reminder_status IS NULL OR reminder_status IN ('queued', 'sent', 'failed', 'skipped')",
-            name="reminder_status",
-        ),
+        one_of("reminder_status", ("queued", "sent", "failed", "skipped"), nullable=True),
         {"schema": SCHEMA},
     )
 

@@ -8,7 +8,15 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
 
-from core.billing.components import ActionResult, ActionRun, action, data_entity, per_unit
+from core.billing.components import (
+    ActionResult,
+    ActionRun,
+    DataRows,
+    action,
+    data_entity,
+    data_rows,
+    per_unit,
+)
 from core.context import TenantContext, register_scopes
 from core.identity import polyseme
 from core.identity.schemas import (
@@ -174,18 +182,15 @@ async def dedupe_clients(run: ActionRun, data: DedupeIn) -> ActionResult:
     summary="The clients of this context with their polyseme person ids.",
     scope="tenancy:read",
 )
-async def persons(
-    ctx: TenantContext, uow: UnitOfWork, page: PageRequest
-) -> tuple[list[dict[str, Any]], str | None]:
+async def persons(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> DataRows:
     stmt = select(Client.id, Client.polyseme_person_id, Client.created_at).where(in_context(Client, ctx))
     rows = await keyset_rows(
         uow, stmt, page, Client.created_at, Client.id, key=lambda r: (r.created_at, r.id)
     )
-    items = [
-        {
+    return data_rows(
+        rows,
+        lambda r: {
             "client_id": str(r.id),
             "polyseme_person_id": str(r.polyseme_person_id) if r.polyseme_person_id else None,
-        }
-        for r in rows.items
-    ]
-    return items, rows.next_cursor
+        },
+    )

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text, update
 
-from core.events import ScheduledRun, schedule, subscribe
+from core.events import subscribe, sweep
 from core.messaging import peers
 from core.messaging.models import Message, MessagingSettings, Thread
 from core.messaging.threads import wake_snoozed_threads
@@ -159,8 +159,6 @@ async def _record_failure(uow: UnitOfWork, event: Event, message_id: uuid.UUID, 
     log.warning("delivery_failed", message_id=str(message_id), reason=reason)
 
 
-@schedule("* * * * *", name="messaging.wake_snoozed")
-async def wake_snoozed(run: ScheduledRun, uow: UnitOfWork) -> None:
-    count = await wake_snoozed_threads(uow)
-    if count:
-        log.info("snoozed_threads_woken", count=count)
+@sweep("* * * * *", name="messaging.wake_snoozed", logged_as="snoozed_threads_woken")
+async def wake_snoozed(uow: UnitOfWork) -> int:
+    return await wake_snoozed_threads(uow)

@@ -10,7 +10,7 @@ from sqlalchemy import CheckConstraint, Computed, ForeignKey, Index, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, Timestamped, created_at, uuid_pk
+from core.db import Base, Timestamped, created_at, one_of, uuid_pk
 from core.tenancy.models import TenantOwned
 
 SCHEMA = "messaging"
@@ -27,7 +27,7 @@ class MessagingSettings(TenantOwned, Timestamped, Base):
 
     __tablename__ = "settings"
     __table_args__ = (
-        CheckConstraint("default_agent_mode IN ('auto', 'draft_only', 'off')", name="default_agent_mode"),
+        one_of("default_agent_mode", ("auto", "draft_only", "off")),
         Index("uq_settings_tenant_id", "tenant_id", unique=True),
         {"schema": SCHEMA},
     )
@@ -42,9 +42,9 @@ class MessagingSettings(TenantOwned, Timestamped, Base):
 class Thread(TenantOwned, Timestamped, Base):
     __tablename__ = "threads"
     __table_args__ = (
-        CheckConstraint("status IN ('open', 'pending', 'snoozed', 'closed')", name="status"),
+        one_of("status", ("open", "pending", "snoozed", "closed")),
         CheckConstraint("(status = 'snoozed') = (snoozed_until IS NOT NULL)", name="snoozed_until"),
-        CheckConstraint("agent_mode IN ('auto', 'draft_only', 'off')", name="agent_mode"),
+        one_of("agent_mode", ("auto", "draft_only", "off")),
         CheckConstraint("unread_count >= 0 AND message_count >= 0", name="counts"),
         CheckConstraint("char_length(subject) <= 500", name="subject_length"),
         # The inbox: newest activity first, keyset on (last_activity_at, id).
@@ -96,12 +96,9 @@ class Thread(TenantOwned, Timestamped, Base):
 class Message(TenantOwned, Base):
     __tablename__ = "messages"
     __table_args__ = (
-        CheckConstraint("direction IN ('in', 'out')", name="direction"),
-        CheckConstraint("author_kind IN ('client', 'person', 'agent', 'system')", name="author_kind"),
-        CheckConstraint(
-            "delivery_status IS NULL OR delivery_status IN ('queued', 'sent', 'failed')",
-            name="delivery_status",
-        ),
+        one_of("direction", ("in", "out")),
+        one_of("author_kind", ("client", "person", "agent", "system")),
+        one_of("delivery_status", ("queued", "sent", "failed"), nullable=True),
         # Outbound messages always carry a delivery status; inbound ones never do.
         CheckConstraint("(direction = 'out') = (delivery_status IS NOT NULL)", name="delivery_direction"),
         CheckConstraint(f"char_length(body) <= {BODY_CEILING}", name="body_length"),
@@ -152,8 +149,8 @@ class Message(TenantOwned, Base):
 class Draft(TenantOwned, Timestamped, Base):
     __tablename__ = "drafts"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'approved', 'rejected', 'superseded')", name="status"),
-        CheckConstraint("created_by_kind IN ('person', 'agent', 'peer')", name="created_by_kind"),
+        one_of("status", ("pending", "approved", "rejected", "superseded")),
+        one_of("created_by_kind", ("person", "agent", "peer")),
         CheckConstraint(f"char_length(body) <= {BODY_CEILING}", name="body_length"),
         Index("ix_drafts_tenant_id_created_at_id", "tenant_id", "created_at", "id"),
         Index("ix_drafts_thread_id_pending", "thread_id", postgresql_where=text("status = 'pending'")),

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import delete, func, or_
 
 from core.events import ScheduledRun, schedule, subscribe
 from core.oauth.models import OAuthCode, OAuthGrant, OAuthRequest, OAuthToken
 from core.observability import get_logger
 from core.outbox import Event
+from core.tenancy.members import revoke_delegations_of_leaver
 from core.uow import UnitOfWork
 
 log = get_logger("atlilith.oauth.handlers")
@@ -17,35 +16,19 @@ log = get_logger("atlilith.oauth.handlers")
 
 @subscribe("platform/org_member.removed")
 async def revoke_connections_of_removed_member(event: Event, uow: UnitOfWork) -> None:
-    """A connection made to act in an org ends when its person leaves that org. Membership is
-    re-checked on every call anyway (`not_a_member`); this makes the connection visibly dead
-    and stops it acting elsewhere under a consent given for that org. Idempotent."""
-    if event.org_id is None:
-        return
-    member = uuid.UUID(str(event.data["member_person_id"]))
-    # Connections are their person's rows: act as the removed person, within this org only.
-    await uow.act_as_service(member, event.org_id)
-    revoked = (
-        await uow.session.execute(
-            update(OAuthGrant)
-            .where(
-                OAuthGrant.person_id == member,
-                OAuthGrant.org_id == event.org_id,
-                OAuthGrant.revoked_at.is_(None),
-            )
-            .values(revoked_at=func.now(), revoked_reason="membership_ended")
-            .returning(OAuthGrant.id, OAuthGrant.client_id)
-        )
-    ).all()
-    for grant_id, client_id in revoked:
-        uow.emit(
-            "platform/oauth_connection.revoked",
-            {"connection_id": grant_id, "client_id": client_id, "reason": "membership_ended"},
-            person_id=member,
-            org_id=event.org_id,
-        )
-    if revoked:
-        log.info("member_connections_revoked", count=len(revoked))
+    """A connection made to act in an org ends when its person leaves that org: it stops acting
+    elsewhere under a consent given for that org (membership is re-checked on every call too)."""
+    count = await revoke_delegations_of_leaver(
+        event,
+        uow,
+        OAuthGrant,
+        "platform/oauth_connection.revoked",
+        reason_column=OAuthGrant.revoked_reason,
+        connection_id=OAuthGrant.id,
+        client_id=OAuthGrant.client_id,
+    )
+    if count:
+        log.info("member_connections_revoked", count=count)
 
 
 @schedule("17 4 * * *", name="oauth.purge")

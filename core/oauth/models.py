@@ -8,11 +8,12 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Text, text
+from sqlalchemy import ForeignKey, Index, Text, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, created_at, uuid_pk
+from core.db import Base, created_at, one_of, uuid_pk
+from core.tenancy.models import Delegation
 
 SCHEMA = "platform"
 
@@ -22,7 +23,7 @@ class OAuthClient(Base):
 
     __tablename__ = "oauth_clients"
     __table_args__ = (
-        CheckConstraint("kind IN ('registered', 'document')", name="kind"),
+        one_of("kind", ("registered", "document")),
         Index("uq_oauth_clients_client_id", "client_id", unique=True),
         {"schema": SCHEMA},
     )
@@ -46,7 +47,7 @@ class OAuthRequest(Base):
 
     __tablename__ = "oauth_requests"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'approved', 'denied')", name="status"),
+        one_of("status", ("pending", "approved", "denied")),
         Index("ix_oauth_requests_expires_at", "expires_at"),
         {"schema": SCHEMA},
     )
@@ -70,15 +71,13 @@ class OAuthRequest(Base):
     expires_at: Mapped[dt.datetime]
 
 
-class OAuthGrant(Base):
+class OAuthGrant(Delegation, Base):
     """A connection: a person let a client act for them in one context (personal or an org)."""
 
     __tablename__ = "oauth_grants"
-    __table_args__ = (Index("ix_oauth_grants_person_id", "person_id"), {"schema": SCHEMA})
+    __table_args__ = {"schema": SCHEMA}
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("platform.persons.id", ondelete="CASCADE"))
-    org_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("platform.orgs.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(
         ForeignKey("platform.oauth_clients.client_id", ondelete="CASCADE", onupdate="CASCADE")
     )
@@ -87,7 +86,6 @@ class OAuthGrant(Base):
     resource: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = created_at()
     last_used_at: Mapped[dt.datetime | None]
-    revoked_at: Mapped[dt.datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(Text)
 
 
@@ -113,7 +111,7 @@ class OAuthToken(Base):
 
     __tablename__ = "oauth_tokens"
     __table_args__ = (
-        CheckConstraint("kind IN ('access', 'refresh')", name="kind"),
+        one_of("kind", ("access", "refresh")),
         Index("ix_oauth_tokens_grant_id", "grant_id"),
         {"schema": SCHEMA},
     )

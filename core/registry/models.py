@@ -11,7 +11,7 @@ from sqlalchemy import CheckConstraint, Computed, ForeignKey, Index, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, Timestamped, created_at, uuid_pk
+from core.db import Base, Timestamped, created_at, one_of, uuid_pk
 from core.tenancy.models import TenantOwned
 
 SCHEMA = "registry"
@@ -34,8 +34,8 @@ class Component(Timestamped, Base):
 
     __tablename__ = "components"
     __table_args__ = (
-        CheckConstraint(f"kind IN {KINDS!r}", name="kind"),
-        CheckConstraint(f"availability IN {AVAILABILITIES!r}", name="availability"),
+        one_of("kind", KINDS),
+        one_of("availability", AVAILABILITIES),
         CheckConstraint("kind = 'builtin' OR base_url IS NOT NULL", name="peer_has_url"),
         Index("uq_components_slug", "slug", unique=True),
         Index("ix_components_search", "search", postgresql_using="gin"),

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute
 
 from core.context import Role, TenantContext
 from core.errors import PermissionDenied
 from core.idempotency import idempotent_operation
+from core.outbox import Event
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
 from core.scoping import keyset_rows, map_page
-from core.tenancy.models import OrgMember, Person
+from core.tenancy.models import Delegation, OrgMember, Person
 from core.tenancy.presenters import member_out, person_out
 from core.tenancy.queries import READ, WRITE, administered_org, member_by_slug, person_id_by_slug
 from core.tenancy.schemas import MemberIn, MemberOut, MemberUpdateIn
@@ -96,3 +101,40 @@ async def remove_member(ctx: TenantContext, uow: UnitOfWork, person_slug: str) -
     )
     tools_changed(uow, "org_member.removed", persons=[target.person_id])
     return removed
+
+
+# Why a delegation ended when its person left the org: in its event, and in its row if it says.
+MEMBERSHIP_ENDED = "membership_ended"
+
+
+async def revoke_delegations_of_leaver(
+    event: Event,
+    uow: UnitOfWork,
+    model: type[Delegation],
+    announce: str,
+    *,
+    reason_column: InstrumentedAttribute[str | None] | None = None,
+    **payload: InstrumentedAttribute[Any],
+) -> int:
+    """On `platform/org_member.removed`: revoke what the removed person let act for them in that
+    org and emit `announce` for each, its data the `payload` columns and the reason. Membership is
+    re-checked on every request anyway; this makes the delegations visibly dead. Idempotent;
+    returns how many it revoked."""
+    if event.org_id is None:
+        return 0
+    member = uuid.UUID(str(event.data["member_person_id"]))
+    # Delegations are their person's rows: act as the removed person, within this org only.
+    await uow.act_as_service(member, event.org_id)
+    reason = {reason_column.key: MEMBERSHIP_ENDED} if reason_column is not None else {}
+    revoked = (
+        await uow.session.execute(
+            update(model)
+            .where(model.person_id == member, model.org_id == event.org_id, model.revoked_at.is_(None))
+            .values(revoked_at=func.now(), **reason)
+            .returning(*payload.values())
+        )
+    ).all()
+    for row in revoked:
+        data = {**dict(zip(payload, row, strict=True)), "reason": MEMBERSHIP_ENDED}
+        uow.emit(announce, data, person_id=member, org_id=event.org_id)
+    return len(revoked)

@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, Timestamped, created_at, updated_at, uuid_pk
+from core.db import Base, Timestamped, created_at, one_of, updated_at, uuid_pk
 
 SCHEMA = "platform"
 TENANT_ID = "COALESCE(org_id, person_id)"
@@ -28,7 +28,7 @@ TENANT_ID = "COALESCE(org_id, person_id)"
 class Person(Timestamped, Base):
     __tablename__ = "persons"
     __table_args__ = (
-        CheckConstraint("status IN ('active', 'suspended')", name="status"),
+        one_of("status", ("active", "suspended")),
         Index("uq_persons_slug", "slug", unique=True),
         Index("uq_persons_email", text("lower(email)"), unique=True),
         {"schema": SCHEMA},
@@ -125,7 +125,7 @@ class Org(Timestamped, Base):
 class OrgMember(Timestamped, Base):
     __tablename__ = "org_members"
     __table_args__ = (
-        CheckConstraint("role IN ('owner', 'admin', 'member')", name="role"),
+        one_of("role", ("owner", "admin", "member")),
         UniqueConstraint("org_id", "person_id", "role", name="uq_org_members_org_id_person_id_role"),
         # At most one owner per org; with fk_orgs_owner_membership, exactly one.
         Index("uq_org_members_one_owner", "org_id", unique=True, postgresql_where=text("role = 'owner'")),
@@ -145,8 +145,8 @@ class OrgMember(Timestamped, Base):
 class Invitation(Base):
     __tablename__ = "invitations"
     __table_args__ = (
-        CheckConstraint("role IN ('admin', 'member')", name="role"),
-        CheckConstraint("status IN ('pending', 'accepted', 'declined', 'revoked', 'expired')", name="status"),
+        one_of("role", ("admin", "member")),
+        one_of("status", ("pending", "accepted", "declined", "revoked", "expired")),
         CheckConstraint("email IS NOT NULL OR invitee_person_id IS NOT NULL", name="invitee"),
         Index(
             "uq_invitations_pending_person",
@@ -241,17 +241,23 @@ class Client(TenantOwned, Timestamped, Base):
     polyseme_person_id: Mapped[uuid.UUID | None]
 
 
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-    __table_args__ = (
-        Index("uq_api_keys_prefix", "prefix", unique=True),
-        Index("ix_api_keys_person_id", "person_id"),
-        {"schema": SCHEMA},
+class Delegation:
+    """Something a person lets act for them in one of their contexts (an API key, an OAuth
+    connection): the person's row, bound to their personal context (org NULL) or one org, until
+    revoked. It ends when the person leaves that org (`members.revoke_delegations_of_leaver`)."""
+
+    person_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("platform.persons.id", ondelete="CASCADE"), index=True
     )
+    org_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("platform.orgs.id", ondelete="CASCADE"))
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class ApiKey(Delegation, Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("uq_api_keys_prefix", "prefix", unique=True), {"schema": SCHEMA})
 
     id: Mapped[uuid.UUID] = uuid_pk()
-    person_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("platform.persons.id", ondelete="CASCADE"))
-    org_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("platform.orgs.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(Text)
     prefix: Mapped[str] = mapped_column(Text)
     secret_hash: Mapped[str] = mapped_column(Text)
@@ -259,4 +265,3 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = created_at()
     last_used_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]
-    revoked_at: Mapped[dt.datetime | None]

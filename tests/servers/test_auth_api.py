@@ -12,6 +12,7 @@ import pytest
 
 from core.uow import Database
 from tests.conftest import make_org, signup, slug
+from tests.support.messaging import outbox
 
 
 async def test_signup_creates_a_person_without_an_org(client: httpx.AsyncClient) -> None:
@@ -353,6 +354,9 @@ async def test_removed_members_org_keys_are_revoked_by_the_handler(
     keys = {k["id"]: k for k in (await client.get("/v1/api-keys", headers=member.h())).json()["items"]}
     assert keys[key["id"]]["revoked_at"] is not None
     assert keys[personal_key["id"]]["revoked_at"] is None
+    [revoked] = await outbox(db, "platform/api_key.revoked", api_key_id=key["id"])
+    assert (revoked["name"], revoked["reason"]) == ("k", "membership_ended")
+    assert await outbox(db, "platform/api_key.revoked", api_key_id=personal_key["id"]) == []
 
 
 async def test_signup_refuses_duplicates_and_bad_input_changing_nothing(client: httpx.AsyncClient) -> None:

@@ -24,7 +24,7 @@ from core.utilities import sha256_hex
 from servers.app import create_app
 from tests.conftest import make_org, running, signup
 from tests.support.mcp import mcp_client, tool_error
-from tests.support.messaging import inbound
+from tests.support.messaging import inbound, outbox
 from tests.support.oauth import (
     REDIRECT,
     approve,
@@ -39,6 +39,7 @@ from tests.support.oauth import (
     request_id,
 )
 from tests.support.registry import install
+from tests.support.sql import system_sql
 
 
 async def whoami(app: Any, token: str, **args: Any) -> Any:
@@ -414,6 +415,15 @@ async def test_membership_removal_and_suspension_apply_on_the_next_call(
     await Relay(db).drain()
     assert await mcp_status(client, tokens["access_token"]) == 401
     assert (await client.get("/v1/oauth/connections", headers=member.h())).json()["items"] == []
+    [ended] = await system_sql(
+        db,
+        "SELECT g.id, g.client_id, g.revoked_reason FROM platform.oauth_grants g"
+        " JOIN platform.persons p ON p.id = g.person_id WHERE p.slug = :s",
+        {"s": member.slug},
+    )
+    assert ended.revoked_reason == "membership_ended"
+    [revoked] = await outbox(db, "platform/oauth_connection.revoked", connection_id=str(ended.id))
+    assert (revoked["client_id"], revoked["reason"]) == (ended.client_id, "membership_ended")
     _, tokens = await connect(client, member.h())
     async with db.system() as uow:
         await uow.session.execute(
