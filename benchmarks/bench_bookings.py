@@ -28,6 +28,7 @@ from benchmarks.common import (
     load,
     mcp_call,
     mcp_headers,
+    near_rest,
     server,
     table,
 )
@@ -301,7 +302,7 @@ async def run() -> str:
                     "MCP bookings_slots (31 days)",
                     lambda c: c.post("/mcp", content=slots_call, headers=slots_headers),
                     client,
-                    target=Target(max_latency=1.3, latency_vs=REST_SLOTS),
+                    target=near_rest(REST_SLOTS),
                 )
                 await _same_hold(client, headers, rest_hold, bare_hold)
                 bare = await load("bare route (JWT, INSERT + outbox)", bare_hold, client)
@@ -311,7 +312,7 @@ async def run() -> str:
                     "MCP bookings_hold over HTTP",
                     mcp_hold,
                     client,
-                    target=Target(max_latency=1.3, latency_vs=REST_HOLD),
+                    target=near_rest(REST_HOLD),
                 )
         finally:
             if previous is None:

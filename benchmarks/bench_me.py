@@ -7,7 +7,7 @@ import json
 
 import httpx
 
-from benchmarks.common import Target, bench_database, load, mcp_call, mcp_headers, server, table
+from benchmarks.common import Target, bench_database, load, mcp_call, mcp_headers, near_rest, server, table
 from benchmarks.people import acting, person
 from core.tenancy import create_org
 from core.tenancy.schemas import OrgIn
@@ -46,7 +46,7 @@ async def run() -> str:
                 "MCP whoami over HTTP",
                 lambda c: c.post("/mcp", content=whoami, headers=whoami_headers),
                 client,
-                target=Target(max_latency=1.3, latency_vs="GET /v1/me"),
+                target=near_rest("GET /v1/me"),
             )
             mcp_legacy = await load(
                 "MCP whoami, no protocol header",

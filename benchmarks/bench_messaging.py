@@ -26,6 +26,7 @@ from benchmarks.common import (
     load,
     mcp_call,
     mcp_headers,
+    near_rest,
     server,
     table,
 )
@@ -190,7 +191,6 @@ async def generate(
 
 
 REST_SEND = "REST POST .../messages"
-MCP_VS_REST_SEND = Target(max_latency=1.3, latency_vs=REST_SEND)
 
 
 async def _same_send(client: httpx.AsyncClient, *doors: Any) -> None:
@@ -273,7 +273,7 @@ async def run() -> str:
                         f"MCP threads_list {label}",
                         mcp_list,
                         client,
-                        target=Target(max_latency=1.3, latency_vs=rest_label),
+                        target=near_rest(rest_label),
                     ),
                 ]
             await _same_send(client, bare_send, rest_send)
@@ -284,7 +284,7 @@ async def run() -> str:
                     "MCP messaging_send",
                     mcp_send,
                     client,
-                    target=Target(max_latency=1.3, latency_vs=REST_SEND),
+                    target=near_rest(REST_SEND),
                 ),
             ]
         sizes = (

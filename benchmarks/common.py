@@ -96,6 +96,12 @@ class Target:
     max_sql: float | None = None
 
 
+def near_rest(rest_label: str) -> Target:
+    """The goal of a tool call (issue 19): p50 at most 1.3 times the same call over REST, the row
+    labelled `rest_label`."""
+    return Target(max_latency=1.3, latency_vs=rest_label)
+
+
 @dataclass(frozen=True)
 class Verdict:
     benchmark: str

@@ -24,6 +24,7 @@ from core.bookings.policy import (
 )
 from core.bookings.presenters import emit_event, iso, manage_link_out, row_out, status_of
 from core.bookings.queries import (
+    BookingRow,
     Provider,
     apply_changes,
     busy_ranges,
@@ -96,28 +97,57 @@ async def confirm_booking(
         values["client_note"] = data.client_note
     if data.time_zone is not None:
         values["client_time_zone"] = data.time_zone
-    await apply_changes(uow, b.id, **values)
-    row = await load_booking_row(ctx, uow, b.id)
-    emit_event(uow, "confirmed", row[0], previous_status=status)
+    row = await _change(ctx, uow, b.id, values, "confirmed", previous_status=status)
     return row_out(row, manage_link_out(uow, row[0]))
+
+
+async def _change(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    booking_id: uuid.UUID,
+    changes: dict[str, Any],
+    event: str,
+    **data: Any,
+) -> BookingRow:
+    """Write `changes` to the booking, read it back and emit `bookings/booking.<event>` (with
+    `data`) from what was read: the event carries the booking as it now is."""
+    await apply_changes(uow, booking_id, **changes)
+    row = await load_booking_row(ctx, uow, booking_id)
+    emit_event(uow, event, row[0], **data)
+    return row
+
+
+async def _provider_step(
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    booking_id: uuid.UUID,
+    allowed: str,
+    to: str,
+    doing: str,
+    action: str | None = None,
+) -> tuple[BookingRow, bool]:
+    """The booking, locked, for its provider (or a manager) to move from `allowed` to `to`, and
+    whether it is there already: a retry is answered with the booking as it is, by anyone."""
+    ctx.require(WRITE)
+    row = await load_booking_row(ctx, uow, booking_id, lock=True)
+    b: Booking = row[0]
+    if b.status == to:
+        return row, True
+    if b.status != allowed:
+        raise invalid_transition(b, action or to, allowed)
+    require_provider_or_manager(ctx, b.provider_id, doing)
+    return row, False
 
 
 async def decline_booking(
     ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID, data: DeclineIn
 ) -> BookingOut:
     """The provider says no to a request, with a reason the client may be told."""
-    ctx.require(WRITE)
-    row = await load_booking_row(ctx, uow, booking_id, lock=True)
-    b: Booking = row[0]
-    if b.status == "declined":
+    row, done = await _provider_step(ctx, uow, booking_id, "requested", "declined", "decline a request")
+    if done:
         return row_out(row)
-    if b.status != "requested":
-        raise invalid_transition(b, "declined", "requested")
-    require_provider_or_manager(ctx, b.provider_id, "decline a request")
-    await apply_changes(uow, b.id, status="declined", decline_reason=data.reason)
-    row = await load_booking_row(ctx, uow, b.id)
-    emit_event(uow, "declined", row[0], reason=data.reason)
-    return row_out(row)
+    changes = {"status": "declined", "decline_reason": data.reason}
+    return row_out(await _change(ctx, uow, booking_id, changes, "declined", reason=data.reason))
 
 
 async def cancel(
@@ -157,20 +187,19 @@ async def cancel(
         )
         return BookingChangeOut(dry_run=True, booking=preview, changes=changes, fee=fee, policy_note=note)
     previous = b.status
-    await apply_changes(
+    values = {
+        "status": "cancelled",
+        "cancelled_by": by,
+        "cancel_reason": reason,
+        "cancelled_at": func.now(),
+        "cancellation_fee": fee.amount if fee else None,
+    }
+    row = await _change(
+        ctx,
         uow,
         b.id,
-        status="cancelled",
-        cancelled_by=by,
-        cancel_reason=reason,
-        cancelled_at=func.now(),
-        cancellation_fee=fee.amount if fee else None,
-    )
-    row = await load_booking_row(ctx, uow, b.id)
-    emit_event(
-        uow,
+        values,
         "cancelled",
-        row[0],
         by=by,
         previous_status=previous,
         late=fee is not None or (note or "").startswith("late"),
@@ -244,34 +273,32 @@ async def _move(
     )
     # The constraint checks the moved row against every other active booking of the provider:
     # a reschedule onto taken time fails here, whatever the read above saw.
-    await apply_changes(
-        uow,
-        b.id,
-        start_at=start,
-        end_at=end,
-        provider_id=target.id,
+    moved = {
+        "start_at": start,
+        "end_at": end,
+        "provider_id": target.id,
         # A new time gets its own reminder, when that time comes near.
-        reminder_sent_at=None,
-        reminder_message_id=None,
-        reminder_channel=None,
-        reminder_status=None,
-        reminder_error=None,
-        traceparent=current_traceparent(),
-        reschedules=Booking.reschedules.op("||")(
+        "reminder_sent_at": None,
+        "reminder_message_id": None,
+        "reminder_channel": None,
+        "reminder_status": None,
+        "reminder_error": None,
+        "traceparent": current_traceparent(),
+        "reschedules": Booking.reschedules.op("||")(
             cast(literal("[" + entry.model_dump_json() + "]", type_=Text), JSONB)
         ),
-    )
-    row = await load_booking_row(ctx, uow, b.id)
-    emit_event(
+    }
+    return await _change(
+        ctx,
         uow,
+        b.id,
+        moved,
         "rescheduled",
-        row[0],
         by=by,
         previous_start_at=iso(previous_start),
         previous_end_at=iso(previous_end),
         previous_provider_id=str(previous_provider),
     )
-    return row
 
 
 async def reschedule(
@@ -341,21 +368,17 @@ async def record_outcome(
     ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID, data: OutcomeIn
 ) -> BookingOut:
     """After the start time: the booking happened (`completed`) or the client didn't come (`no_show`)."""
-    ctx.require(WRITE)
-    row = await load_booking_row(ctx, uow, booking_id, lock=True)
-    b: Booking = row[0]
-    if b.status == data.outcome:
+    row, done = await _provider_step(
+        ctx, uow, booking_id, "confirmed", data.outcome, "record the outcome", f"marked {data.outcome}"
+    )
+    if done:
         return row_out(row)
-    if b.status != "confirmed":
-        raise invalid_transition(b, f"marked {data.outcome}", "confirmed")
-    require_provider_or_manager(ctx, b.provider_id, "record the outcome")
+    b: Booking = row[0]
     if b.start_at > utcnow():
         raise Conflict(
             "this booking has not started yet",
             code="not_started",
             hint="record the outcome after the start time; cancel or reschedule before it",
         )
-    await apply_changes(uow, b.id, status=data.outcome)
-    row = await load_booking_row(ctx, uow, b.id)
-    emit_event(uow, data.outcome, row[0])
+    row = await _change(ctx, uow, b.id, {"status": data.outcome}, data.outcome)
     return row_out(row)

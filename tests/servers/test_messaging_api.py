@@ -15,7 +15,7 @@ from core.messaging.threads import wake_snoozed_threads
 from core.relay import Relay
 from core.uow import Database
 from tests.conftest import make_org, signup
-from tests.support.messaging import FakePeer, api_key, inbound, messaging_database, outbox
+from tests.support.messaging import FakePeer, api_key, inbound, messaging_database, outbox, thread_detail
 from tests.support.relay import drain_until
 from tests.support.serving import app_client
 
@@ -25,12 +25,6 @@ def bearer(token: str, org: str | None = None) -> dict[str, str]:
     if org:
         h["X-Atlilith-Org"] = org
     return h
-
-
-async def thread(mc: httpx.AsyncClient, h: dict[str, str], thread_id: str) -> dict[str, Any]:
-    r = await mc.get(f"/v1/messaging/threads/{thread_id}?limit=100", headers=h)
-    assert r.status_code == 200, r.text
-    return dict(r.json())
 
 
 # --- ingest ---------------------------------------------------------------------------------------
@@ -130,7 +124,7 @@ async def test_new_conversations_racing_make_one_client_and_one_thread(mc: httpx
     assert len({i["client_id"] for i in items}) == 1
     assert len({i["thread_id"] for i in items}) == 1
     assert sum(i["thread_created"] for i in items) == 1
-    detail = await thread(mc, owner.h(), items[0]["thread_id"])
+    detail = await thread_detail(mc, owner.h(), items[0]["thread_id"])
     assert detail["thread"]["message_count"] == 6 and len(detail["messages"]) == 6
 
 
@@ -146,12 +140,12 @@ async def test_a_client_reply_reopens_and_history_import_does_not(
             await mc.patch(f"/v1/messaging/threads/{tid}", json={"status": status}, headers=h)
         ).status_code == 200
         await inbound(mc, h, external_id=f"reply-{status}", body="me again")
-        assert (await thread(mc, h, tid))["thread"]["status"] == "open"
+        assert (await thread_detail(mc, h, tid))["thread"]["status"] == "open"
     until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).isoformat()
     snoozed = await mc.patch(f"/v1/messaging/threads/{tid}", json={"snoozed_until": until}, headers=h)
     assert snoozed.json()["status"] == "snoozed" and snoozed.json()["snoozed_until"]
     await inbound(mc, h, external_id="reply-snoozed", body="hello?")
-    reopened = (await thread(mc, h, tid))["thread"]
+    reopened = (await thread_detail(mc, h, tid))["thread"]
     assert reopened["status"] == "open" and reopened["snoozed_until"] is None
     changes = await outbox(mdb, "messaging/thread.status_changed", thread_id=tid, reason="client_replied")
     assert [c["from"] for c in changes] == ["closed", "pending", "snoozed"]
@@ -161,7 +155,7 @@ async def test_a_client_reply_reopens_and_history_import_does_not(
     await mc.post(f"/v1/messaging/threads/{tid}/read", json={}, headers=h)
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=30)).isoformat()
     await inbound(mc, h, external_id="archive-1", body="from last month", occurred_at=old)
-    after = await thread(mc, h, tid)
+    after = await thread_detail(mc, h, tid)
     assert after["thread"]["status"] == "closed" and after["thread"]["unread_count"] == 0
     assert after["messages"][-1]["untrusted_body"] == "from last month"  # oldest last
 
@@ -180,7 +174,7 @@ async def test_snoozed_threads_wake_up_when_their_time_comes(mc: httpx.AsyncClie
         )
     async with mdb.system() as uow:
         assert await wake_snoozed_threads(uow) >= 1
-    assert (await thread(mc, owner.h(), tid))["thread"]["status"] == "open"
+    assert (await thread_detail(mc, owner.h(), tid))["thread"]["status"] == "open"
     woke = await outbox(mdb, "messaging/thread.status_changed", thread_id=tid, reason="snooze_ended")
     assert len(woke) == 1 and woke[0]["person_id"] == owner.id
 
@@ -190,7 +184,7 @@ async def test_read_markers_and_unread_counts(mc: httpx.AsyncClient) -> None:
     h = owner.h()
     ids = [(await inbound(mc, h, external_id=f"r{i}", body=f"message {i}"))["results"][0] for i in range(3)]
     tid = ids[0]["thread_id"]
-    assert (await thread(mc, h, tid))["thread"]["unread_count"] == 3
+    assert (await thread_detail(mc, h, tid))["thread"]["unread_count"] == 3
     up_to = await mc.post(
         f"/v1/messaging/threads/{tid}/read", json={"up_to_message_id": ids[1]["message_id"]}, headers=h
     )
@@ -202,7 +196,7 @@ async def test_read_markers_and_unread_counts(mc: httpx.AsyncClient) -> None:
     assert unread.json()["unread_count"] == 1
     only_unread = (await mc.get("/v1/messaging/threads?unread=true", headers=h)).json()["items"]
     assert [t["id"] for t in only_unread] == [tid]
-    messages = (await thread(mc, h, tid))["messages"]
+    messages = (await thread_detail(mc, h, tid))["messages"]
     assert messages[0]["read_at"] is None and all(m["read_at"] for m in messages[1:])
     # A person replying has read the thread.
     sent = await mc.post(f"/v1/messaging/threads/{tid}/messages", json={"body": "On it"}, headers=h)
@@ -212,11 +206,11 @@ async def test_read_markers_and_unread_counts(mc: httpx.AsyncClient) -> None:
     )
     ptid = portal.json()["thread"]["id"]
     await inbound(mc, h, channel="portal", external_id="p1", thread_id=ptid)
-    assert (await thread(mc, h, ptid))["thread"]["unread_count"] == 1
+    assert (await thread_detail(mc, h, ptid))["thread"]["unread_count"] == 1
     assert (
         await mc.post(f"/v1/messaging/threads/{ptid}/messages", json={"body": "Hi"}, headers=h)
     ).status_code == 201
-    assert (await thread(mc, h, ptid))["thread"]["unread_count"] == 0
+    assert (await thread_detail(mc, h, ptid))["thread"]["unread_count"] == 0
 
 
 # --- agent mode -------------------------------------------------------------------------------------
@@ -229,7 +223,7 @@ async def test_agent_mode_is_enforced_for_agents_and_never_for_people(mc: httpx.
     tid = (await inbound(mc, h, channel="portal", external_id="q1", body="Do you have time Friday?"))[
         "results"
     ][0]["thread_id"]
-    detail = await thread(mc, agent, tid)
+    detail = await thread_detail(mc, agent, tid)
     assert detail["thread"]["agent_mode"] == "draft_only"
 
     refused = await mc.post(f"/v1/messaging/threads/{tid}/messages", json={"body": "Yes!"}, headers=agent)
@@ -302,7 +296,7 @@ async def test_context_default_agent_mode_applies_to_new_threads(mc: httpx.Async
     )
     assert put.status_code == 200 and put.json()["profile"]["tone"] == "warm"
     tid = (await inbound(mc, agent, channel="portal", external_id="d1"))["results"][0]["thread_id"]
-    assert (await thread(mc, agent, tid))["thread"]["agent_mode"] == "auto"
+    assert (await thread_detail(mc, agent, tid))["thread"]["agent_mode"] == "auto"
     assert (
         await mc.post(f"/v1/messaging/threads/{tid}/messages", json={"body": "Hi!"}, headers=agent)
     ).status_code == 201
@@ -348,7 +342,7 @@ async def test_approving_the_same_draft_concurrently_sends_exactly_one_message(
     assert statuses == [200, 409, 409, 409, 409, 409], [r.text for r in replies]
     assert {r.json()["code"] for r in replies if r.status_code == 409} == {"draft_not_pending"}
     won = next(r.json() for r in replies if r.status_code == 200)
-    outbound = [m for m in (await thread(mc, h, tid))["messages"] if m["direction"] == "out"]
+    outbound = [m for m in (await thread_detail(mc, h, tid))["messages"] if m["direction"] == "out"]
     assert [m["id"] for m in outbound] == [won["message"]["id"]]
     assert outbound[0]["draft_id"] == draft_id and outbound[0]["author"]["kind"] == "person"
     assert won["draft"]["status"] == "approved" and won["draft"]["sent_message_id"] == won["message"]["id"]
@@ -370,7 +364,7 @@ async def test_approving_the_same_draft_concurrently_sends_exactly_one_message(
     )
     assert [r.status_code for r in keyed] == [200, 200, 200]
     assert len({r.json()["message"]["id"] for r in keyed}) == 1
-    sent = [m for m in (await thread(mc, h, tid2))["messages"] if m["direction"] == "out"]
+    sent = [m for m in (await thread_detail(mc, h, tid2))["messages"] if m["direction"] == "out"]
     assert len(sent) == 1 and sent[0]["body"] == "Here it is, edited."
     assert keyed[0].json()["draft"]["edited"] is True and keyed[0].json()["draft"]["body"] == "Here it is."
 
@@ -383,7 +377,7 @@ async def test_a_new_client_message_supersedes_pending_drafts(mc: httpx.AsyncCli
     second = (await mc.post(f"/v1/messaging/threads/{tid}/drafts", json={"body": "Mine"}, headers=h)).json()[
         "id"
     ]
-    assert len((await thread(mc, h, tid))["pending_drafts"]) == 2
+    assert len((await thread_detail(mc, h, tid))["pending_drafts"]) == 2
     new = (await inbound(mc, h, channel="portal", external_id="x2", body="Actually, never mind"))["results"][
         0
     ]
@@ -392,7 +386,7 @@ async def test_a_new_client_message_supersedes_pending_drafts(mc: httpx.AsyncCli
         (first, "superseded", new["message_id"]),
         (second, "superseded", new["message_id"]),
     }
-    assert (await thread(mc, h, tid))["pending_drafts"] == []
+    assert (await thread_detail(mc, h, tid))["pending_drafts"] == []
     assert (await mc.get("/v1/messaging/drafts", headers=h)).json()["items"] == []
     events = await outbox(mdb, "messaging/draft.superseded", thread_id=tid)
     assert {e["draft_id"] for e in events} == {first, second}
@@ -586,7 +580,7 @@ async def test_a_thinking_peer_pins_no_connection_and_the_draft_is_written_again
 
 
 async def _message(mc: httpx.AsyncClient, h: dict[str, str], tid: str, mid: str) -> dict[str, Any]:
-    return next(m for m in (await thread(mc, h, tid))["messages"] if m["id"] == mid)
+    return next(m for m in (await thread_detail(mc, h, tid))["messages"] if m["id"] == mid)
 
 
 async def _delivery(mdb: Database, message_id: str) -> Any:
@@ -953,7 +947,7 @@ async def test_bad_input_gets_clear_errors_and_changes_nothing(mc: httpx.AsyncCl
             "message_not_found",
         ),
     ]
-    before = await thread(mc, h, tid)
+    before = await thread_detail(mc, h, tid)
     for method, path, body, status, code in cases:
         r = await mc.request(method, path, json=body, headers=h)
         assert (r.status_code, r.json()["code"]) == (status, code), (
@@ -976,7 +970,7 @@ async def test_bad_input_gets_clear_errors_and_changes_nothing(mc: httpx.AsyncCl
         batch_error.status_code == 422
         and batch_error.json()["errors"][0]["field"] == "messages.1.client_phone"
     )
-    after = await thread(mc, h, tid)
+    after = await thread_detail(mc, h, tid)
     assert after == before
     assert (await mc.get("/v1/messaging/threads?channel=sms", headers=h)).json()[
         "items"

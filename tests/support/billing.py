@@ -8,6 +8,8 @@ import datetime as dt
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,9 +26,11 @@ from starlette.routing import Route
 
 from core.billing.components import ActionResult, ActionRun, action
 from core.errors import ValidationFailed
+from core.relay import Relay
 from core.tenancy.models import Client
 from core.uow import Database
 from tests.conftest import Account, signup
+from tests.support.processes import ROOT, worker_env
 from tests.support.registry import install
 from tests.support.serving import LocalServer
 from tests.support.sql import system_sql
@@ -210,6 +214,64 @@ SETTLED_ONCE = {
     "clients": 1,
     "events": ["jobs/job.started", "jobs/job.succeeded"],
 }
+# A job whose delivery was claimed once and whose run committed nothing: held, still queued.
+STILL_QUEUED = {
+    "job": ("queued", 0, "open", 0),
+    "ledger": ["hold"],
+    "clients": 0,
+    "events": [],
+    "delivery": ("pending", 1),
+}
+WRITE_THEN_DIE = "tests/write-then-die"
+
+
+async def queue_jobs(
+    client: httpx.AsyncClient,
+    count: int = 1,
+    action: str = WRITE_THEN_DIE,
+    *,
+    gate: str | None = None,
+    alone: bool = True,
+) -> tuple[list[str], list[str], str]:
+    """`count` queued jobs of a new person with credits: their markers, their ids, the person.
+    `write-then-die` jobs carry their marker (and `gate`); others get an email as input.
+    `alone`: what else was pending is delivered first, so the next deliveries are these jobs'."""
+    admin, a = await make_admin(client), await signup(client)
+    await grant(client, admin, 40, person=a.slug)
+    component = action.split("/")[0]
+    if component != "tests":  # the test-only actions need no installation
+        await install(client, a, component)
+    if alone:
+        await Relay(app_db(client)).drain()
+    markers, ids = [], []
+    for i in range(count):
+        marker = uuid.uuid4().hex
+        body = {"marker": marker} | ({"gate": gate} if gate else {})
+        job = await client.post(
+            f"/v1/run/{action}",
+            json={"input": body if action == WRITE_THEN_DIE else {"email": f"b{i}@example.com"}},
+            headers=a.h(),
+        )
+        assert job.status_code == 202, job.text
+        markers.append(marker)
+        ids.append(job.json()["job_id"])
+    return markers, ids, a.id
+
+
+async def die_mid_job(db: Database, marker: str) -> None:
+    """Deliver what is pending in a worker process that kills itself inside the `write-then-die`
+    job marked `marker`, before the delivery commits. The claims it leaves run out after a
+    second, for the test to see them taken over."""
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "tests.support.job_crash_worker", marker],
+        cwd=ROOT,
+        env=worker_env(db.settings, ATLILITH_HANDLER_LEASE_SECONDS="1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == -9 and "survived" not in proc.stdout, proc.stderr
 
 
 # --- people and credits -----------------------------------------------------------------------------

@@ -127,6 +127,13 @@ async def inbound(
     return dict(r.json())
 
 
+async def thread_detail(client: httpx.AsyncClient, headers: dict[str, str], thread_id: str) -> dict[str, Any]:
+    """The thread and its first 100 messages, as REST answers them."""
+    r = await client.get(f"/v1/messaging/threads/{thread_id}?limit=100", headers=headers)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
 async def outbox(db: Database, name: str, **match: str) -> list[dict[str, Any]]:
     """Events of this name whose data contains `match`, oldest first."""
     rows = await system_sql(

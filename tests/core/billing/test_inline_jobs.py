@@ -5,11 +5,7 @@ runs the job again and it is settled exactly once."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import uuid
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,56 +17,28 @@ from tests.conftest import signup
 from tests.support import billing as support
 from tests.support.billing import (
     SETTLED_ONCE,
+    STILL_QUEUED,
     app_db,
     assert_consistent,
+    die_mid_job,
     grant,
     job_facts,
     ledger_state,
     make_admin,
+    queue_jobs,
     until,
 )
-from tests.support.processes import worker_env
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-async def _queued(client: httpx.AsyncClient, marker: str, gate: str | None = None) -> tuple[str, str]:
-    admin, a = await make_admin(client), await signup(client)
-    await grant(client, admin, 10, person=a.slug)
-    await Relay(app_db(client)).drain()  # nothing else pending: the next delivery is this job's
-    body: dict[str, Any] = {"marker": marker} | ({"gate": gate} if gate else {})
-    job = await client.post("/v1/run/tests/write-then-die", json={"input": body}, headers=a.h())
-    assert job.status_code == 202, job.text
-    return job.json()["job_id"], a.id
 
 
 async def test_a_process_killed_mid_job_commits_nothing_and_the_job_settles_once(
     client: httpx.AsyncClient,
 ) -> None:
-    marker = uuid.uuid4().hex
-    job_id, tenant = await _queued(client, marker)
+    (marker,), (job_id,), tenant = await queue_jobs(client)
     db = app_db(client)
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "tests.support.job_crash_worker", marker],
-        cwd=ROOT,
-        # The claim the dying worker leaves behind runs out quickly, for the test to see.
-        env=worker_env(db.settings, ATLILITH_HANDLER_LEASE_SECONDS="1"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == -9 and "survived" not in proc.stdout, proc.stderr
+    await die_mid_job(db, marker)
     # The action wrote and the process died before the delivery committed: none of it is there,
     # the job is still queued with its hold open, and the delivery's attempt is counted.
-    facts = await job_facts(db, job_id, marker)
-    assert facts == {
-        "job": ("queued", 0, "open", 0),
-        "ledger": ["hold"],
-        "clients": 0,
-        "events": [],
-        "delivery": ("pending", 1),
-    }
+    assert await job_facts(db, job_id, marker) == STILL_QUEUED
     assert_consistent(await ledger_state(db, tenant))
 
     async def settled() -> bool:
@@ -86,8 +54,8 @@ async def test_a_process_killed_mid_job_commits_nothing_and_the_job_settles_once
 async def test_a_delivery_that_lost_its_lease_mid_job_commits_nothing_and_the_job_settles_once(
     client: httpx.AsyncClient, chained: bool
 ) -> None:
-    marker, gate = uuid.uuid4().hex, uuid.uuid4().hex
-    job_id, tenant = await _queued(client, marker, gate)
+    gate = uuid.uuid4().hex
+    (marker,), (job_id,), tenant = await queue_jobs(client, gate=gate)
     db = app_db(client)
     short = Database(db.settings.model_copy(update={"handler_lease_seconds": 0.2}))
     try:
@@ -124,8 +92,7 @@ async def test_a_delivery_that_lost_its_lease_mid_job_commits_nothing_and_the_jo
 async def test_a_quick_job_that_fails_rolls_back_its_writes_and_releases_in_the_delivery(
     client: httpx.AsyncClient,
 ) -> None:
-    marker = uuid.uuid4().hex
-    job_id, tenant = await _queued(client, marker)
+    (marker,), (job_id,), tenant = await queue_jobs(client)
     db = app_db(client)
     async with db.system() as uow:  # the same job, now refusing after its write
         await uow.session.execute(

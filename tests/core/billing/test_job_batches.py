@@ -6,12 +6,8 @@ trouble beyond the claim they shared."""
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -23,52 +19,21 @@ from core.billing.models import Job
 from core.db import start_statement_count
 from core.relay import NOT_CHAINED, Relay
 from core.uow import Database, UnitOfWork
-from tests.conftest import signup
 from tests.support.billing import (
     SETTLED_ONCE,
+    STILL_QUEUED,
     app_db,
     assert_consistent,
-    grant,
+    die_mid_job,
     job_facts,
     ledger_state,
-    make_admin,
+    queue_jobs,
     until,
 )
-from tests.support.processes import worker_env
-from tests.support.registry import install
 from tests.support.sql import system_sql
 
-ROOT = Path(__file__).resolve().parents[3]
 EXECUTE = "billing.execute_job"
-# A job whose delivery was claimed once and whose run committed nothing: held, still queued.
-STILL_QUEUED = {
-    "job": ("queued", 0, "open", 0),
-    "ledger": ["hold"],
-    "clients": 0,
-    "events": [],
-    "delivery": ("pending", 1),
-}
-
-
-async def _queued(
-    client: httpx.AsyncClient, count: int, path: str = "/v1/run/tests/write-then-die", *, alone: bool = True
-) -> tuple[list[str], list[str], str]:
-    """`count` queued jobs of a new person (their markers, ids, the person); `alone`: nothing
-    else pending."""
-    admin, a = await make_admin(client), await signup(client)
-    await grant(client, admin, 40, person=a.slug)
-    await install(client, a, "identity")
-    if alone:
-        await Relay(app_db(client)).drain()
-    markers, ids = [], []
-    for i in range(count):
-        marker = uuid.uuid4().hex
-        body = {"marker": marker} if "write-then-die" in path else {"email": f"b{i}@example.com"}
-        job = await client.post(path, json={"input": body}, headers=a.h())
-        assert job.status_code == 202, job.text
-        markers.append(marker)
-        ids.append(job.json()["job_id"])
-    return markers, ids, a.id
+Queue = Callable[..., Awaitable[tuple[list[str], list[str], str]]]
 
 
 @pytest.fixture
@@ -86,6 +51,19 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
     monkeypatch.setattr(execution, "run_inline_batch", recorded)
     yield sizes
+
+
+@pytest.fixture
+def queue(client: httpx.AsyncClient, batches: list[int]) -> Queue:
+    """`queue_jobs` for this test, `batches` cleared after it: the drain before the jobs runs
+    what other modules on the worker left queued, which is not this test's to count."""
+
+    async def queued(*args: Any, **kwargs: Any) -> tuple[list[str], list[str], str]:
+        jobs = await queue_jobs(client, *args, **kwargs)
+        batches.clear()
+        return jobs
+
+    return queued
 
 
 @pytest.fixture
@@ -117,10 +95,9 @@ async def _delivery_of(db: Database, job_id: str) -> tuple[uuid.UUID, str | None
 
 
 async def test_a_batch_whose_handler_fails_for_one_job_settles_the_others_once_and_retries_that_one(
-    client: httpx.AsyncClient, batches: list[int], poisoned: set[uuid.UUID]
+    client: httpx.AsyncClient, queue: Queue, batches: list[int], poisoned: set[uuid.UUID]
 ) -> None:
-    markers, ids, tenant = await _queued(client, 4)
-    batches.clear()  # _queued's drain ran the jobs other modules left: only this test's count
+    markers, ids, tenant = await queue(4)
     db = app_db(client)
     poisoned.add(uuid.UUID(ids[1]))
     # Its retry falls due well after this test's delivery pass (the suite's backoff is 10 ms).
@@ -160,10 +137,9 @@ async def test_a_batch_whose_handler_fails_for_one_job_settles_the_others_once_a
 
 
 async def test_a_batch_that_lost_one_lease_commits_nothing_and_the_others_settle_once(
-    client: httpx.AsyncClient, batches: list[int]
+    client: httpx.AsyncClient, queue: Queue, batches: list[int]
 ) -> None:
-    markers, ids, tenant = await _queued(client, 3)
-    batches.clear()  # _queued's drain ran the jobs other modules left: only this test's count
+    markers, ids, tenant = await queue(3)
     db = app_db(client)
     relay = Relay(db, workers=1)
     assert await relay.pump() >= 3
@@ -192,11 +168,10 @@ async def test_a_batch_that_lost_one_lease_commits_nothing_and_the_others_settle
 
 
 async def test_a_claim_takes_batch_mates_only_among_first_attempts_of_its_handler_and_tenant(
-    client: httpx.AsyncClient, batches: list[int]
+    client: httpx.AsyncClient, queue: Queue, batches: list[int]
 ) -> None:
-    _, ids, _ = await _queued(client, 3)
-    _, (elsewhere,), _ = await _queued(client, 1, alone=False)  # another tenant's job
-    batches.clear()  # _queued's drain ran the jobs other modules left: only this test's count
+    _, ids, _ = await queue(3)
+    _, (elsewhere,), _ = await queue(1, alone=False)  # another tenant's job
     db = app_db(client)
     async with db.system() as uow:
         probe = uow.emit("test/probe.batch", {})
@@ -241,31 +216,15 @@ async def test_a_claim_takes_batch_mates_only_among_first_attempts_of_its_handle
 
 
 async def test_a_process_killed_mid_batch_commits_nothing_and_each_job_then_settles_alone_once(
-    client: httpx.AsyncClient, batches: list[int]
+    client: httpx.AsyncClient, queue: Queue, batches: list[int]
 ) -> None:
-    markers, ids, tenant = await _queued(client, 3)
-    batches.clear()  # _queued's drain ran the jobs other modules left: only this test's count
+    markers, ids, tenant = await queue(3)
     db = app_db(client)
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "tests.support.job_crash_worker", markers[1]],
-        cwd=ROOT,
-        env=worker_env(db.settings, ATLILITH_HANDLER_LEASE_SECONDS="1"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == -9 and "survived" not in proc.stdout, proc.stderr
+    await die_mid_job(db, markers[1])
     # The three ran in one batch in the dying process: none of it committed, and each
     # delivery's one attempt (claimed together) is counted.
     for marker, job_id in zip(markers, ids, strict=True):
-        assert await job_facts(db, job_id, marker) == {
-            "job": ("queued", 0, "open", 0),
-            "ledger": ["hold"],
-            "clients": 0,
-            "events": [],
-            "delivery": ("pending", 1),
-        }
+        assert await job_facts(db, job_id, marker) == STILL_QUEUED
 
     async def settled() -> bool:
         await Relay(db).drain()
@@ -292,10 +251,9 @@ BATCH_BUDGET = 4 + 9 / BATCH
 
 
 async def test_a_batch_of_quick_jobs_takes_few_statements_per_job(
-    client: httpx.AsyncClient, batches: list[int]
+    client: httpx.AsyncClient, queue: Queue, batches: list[int]
 ) -> None:
-    _, ids, tenant = await _queued(client, BATCH, "/v1/run/identity/resolve-person")
-    batches.clear()  # _queued's drain ran the jobs other modules left: only this test's count
+    _, ids, tenant = await queue(BATCH, "identity/resolve-person")
     db = app_db(client)
     relay = Relay(db, workers=1)
     assert await relay.pump() >= len(ids)

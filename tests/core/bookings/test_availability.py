@@ -11,17 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.bookings import schemas
 from core.bookings.availability import Busy, Hours, Rules, fits, slot_starts
-from core.bookings.schemas import (
-    WEEKDAYS,
-    AvailabilityIn,
-    DateOverride,
-    TimeRange,
-    WeeklyHours,
-    availability_from_lines,
-    parse_overrides,
-    parse_weekly,
-)
 from core.errors import ValidationFailed
 from tests.core.bookings.reference import reference_starts, week
 
@@ -43,9 +34,9 @@ def rules(
     )
 
 
-def every_day(start: str = "09:00", end: str = "17:00") -> list[WeeklyHours]:
+def every_day(start: str = "09:00", end: str = "17:00") -> list[schemas.WeeklyHours]:
     return [
-        WeeklyHours(weekday=d, start=start, end=end)
+        schemas.WeeklyHours(weekday=d, start=start, end=end)
         for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     ]
 
@@ -94,7 +85,7 @@ def test_slots_are_handed_back_in_the_requesters_zone_across_both_changes() -> N
 
 def test_wall_clock_steps_skip_times_that_do_not_exist() -> None:
     """A night shift through the spring-forward gap: 02:00 and 02:30 don't exist that night."""
-    hours = Hours(zone=PARIS, weekly=[WeeklyHours(weekday="sun", start="00:00", end="04:00")])
+    hours = Hours(zone=PARIS, weekly=[schemas.WeeklyHours(weekday="sun", start="00:00", end="04:00")])
     starts = slot_starts(hours, rules(30), Busy(()), *week(PARIS, dt.date(2026, 3, 29), days=1))
     local = [s.astimezone(PARIS).strftime("%H:%M") for s in starts]
     assert local == ["00:00", "00:30", "01:00", "01:30", "03:00", "03:30"]
@@ -136,8 +127,10 @@ def test_overrides_replace_a_days_hours() -> None:
         zone=PARIS,
         weekly=every_day(),
         overrides=[
-            DateOverride(date=dt.date(2026, 12, 24), intervals=[]),
-            DateOverride(date=dt.date(2026, 12, 26), intervals=[TimeRange(start="18:00", end="20:00")]),
+            schemas.DateOverride(date=dt.date(2026, 12, 24), intervals=[]),
+            schemas.DateOverride(
+                date=dt.date(2026, 12, 26), intervals=[schemas.TimeRange(start="18:00", end="20:00")]
+            ),
         ],
     )
     starts = slot_starts(hours, rules(), Busy(()), *week(PARIS, dt.date(2026, 12, 23), 4))
@@ -158,20 +151,22 @@ def test_overrides_replace_a_days_hours() -> None:
 
 
 def test_the_compact_hour_format() -> None:
-    weekly = parse_weekly(["mon-fri 09:00-12:00", "mon-fri 13:00-17:30", "sat 9:00-12:00"])
-    assert len(weekly) == 11 and weekly[-1] == WeeklyHours(weekday="sat", start="09:00", end="12:00")
-    overrides = parse_overrides(["2026-12-24 off", "2026-12-27 10:00-12:00 14:00-16:00"])
+    weekly = schemas.parse_weekly(["mon-fri 09:00-12:00", "mon-fri 13:00-17:30", "sat 9:00-12:00"])
+    assert len(weekly) == 11 and weekly[-1] == schemas.WeeklyHours(weekday="sat", start="09:00", end="12:00")
+    overrides = schemas.parse_overrides(["2026-12-24 off", "2026-12-27 10:00-12:00 14:00-16:00"])
     assert overrides[0].intervals == [] and len(overrides[1].intervals) == 2
     for bad in (["someday 09:00-17:00"], ["fri-mon 09:00-17:00"], ["mon 17:00-09:00"], ["mon 25:00-26:00"]):
         with pytest.raises(ValidationFailed) as err:
-            availability_from_lines("Europe/Paris", bad, [])
+            schemas.availability_from_lines("Europe/Paris", bad, [])
         assert err.value.errors[0].field == "weekly"
     with pytest.raises(ValidationFailed):
-        availability_from_lines("Europe/Paris", [], ["24/12 off"])
+        schemas.availability_from_lines("Europe/Paris", [], ["24/12 off"])
     with pytest.raises(ValueError, match="overlaps"):
-        AvailabilityIn(time_zone="Europe/Paris", weekly=parse_weekly(["mon 09:00-12:00", "mon 11:00-13:00"]))
+        schemas.AvailabilityIn(
+            time_zone="Europe/Paris", weekly=schemas.parse_weekly(["mon 09:00-12:00", "mon 11:00-13:00"])
+        )
     with pytest.raises(ValueError, match="IANA"):
-        AvailabilityIn(time_zone="Mars/Olympus", weekly=[])
+        schemas.AvailabilityIn(time_zone="Mars/Olympus", weekly=[])
 
 
 @settings(max_examples=150, deadline=None)
@@ -196,7 +191,10 @@ def test_slots_match_the_obvious_definition(
     close = min(opens + length, 24 * 4)
     clock = lambda q: "24:00" if q == 96 else f"{q // 4:02d}:{q % 4 * 15:02d}"  # noqa: E731
     hours = Hours(
-        zone=zone, weekly=[WeeklyHours(weekday=WEEKDAYS[day.weekday()], start=clock(opens), end=clock(close))]
+        zone=zone,
+        weekly=[
+            schemas.WeeklyHours(weekday=schemas.WEEKDAYS[day.weekday()], start=clock(opens), end=clock(close))
+        ],
     )
     midnight = dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(UTC)
     busy = [(midnight + dt.timedelta(minutes=m), midnight + dt.timedelta(minutes=m + n)) for m, n in taken]

@@ -7,7 +7,6 @@ addresses and the context's own peers, and pending ORM changes flushed before su
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -17,15 +16,9 @@ from core.messaging.queries import thread_row
 from core.opener import open_context
 from core.uow import Database
 from tests.conftest import make_org, signup
-from tests.support.messaging import inbound
+from tests.support.messaging import inbound, thread_detail
 
 PEER = "http://127.0.0.1:1/deliver"
-
-
-async def _thread(mc: httpx.AsyncClient, h: dict[str, str], tid: str) -> dict[str, Any]:
-    r = await mc.get(f"/v1/messaging/threads/{tid}?limit=100", headers=h)
-    assert r.status_code == 200, r.text
-    return dict(r.json())
 
 
 async def test_the_sent_message_is_answered_as_the_thread_presents_it(mc: httpx.AsyncClient) -> None:
@@ -50,7 +43,7 @@ async def test_the_sent_message_is_answered_as_the_thread_presents_it(mc: httpx.
         headers=h,
     )
     assert sent.status_code == 201, sent.text
-    detail = await _thread(mc, h, tid)
+    detail = await thread_detail(mc, h, tid)
     read_back = next(m for m in detail["messages"] if m["id"] == sent.json()["id"])
     assert sent.json() == read_back
     assert read_back["attachments"][0]["size_bytes"] == 42 and read_back["author"]["kind"] == "person"
@@ -63,7 +56,7 @@ async def test_the_sent_message_is_answered_as_the_thread_presents_it(mc: httpx.
     approved = await mc.post(f"/v1/messaging/drafts/{draft.json()['id']}/approve", json={}, headers=h)
     assert approved.status_code == 200, approved.text
     message = approved.json()["message"]
-    again = await _thread(mc, h, tid)
+    again = await thread_detail(mc, h, tid)
     assert message == next(m for m in again["messages"] if m["id"] == message["id"])
     assert approved.json()["draft"]["sent_message_id"] == message["id"]
 

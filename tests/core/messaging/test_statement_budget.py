@@ -5,14 +5,13 @@ the outbox row -- three, with or without unread messages to mark. A regression g
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
 from core.uow import Database
 from tests.conftest import signup
-from tests.support.messaging import inbound
+from tests.support.messaging import inbound, thread_detail
 from tests.support.statements import counting_client, statements
 
 SEND_BUDGET = 3
@@ -22,12 +21,6 @@ SEND_BUDGET = 3
 async def counting(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     async with counting_client(db) as c:
         yield c
-
-
-async def _thread(client: httpx.AsyncClient, h: dict[str, str], thread_id: str) -> dict[str, Any]:
-    r = await client.get(f"/v1/messaging/threads/{thread_id}?limit=100", headers=h)
-    assert r.status_code == 200, r.text
-    return dict(r.json())
 
 
 async def test_a_reply_takes_three_statements_and_reads_the_thread(counting: httpx.AsyncClient) -> None:
@@ -40,12 +33,12 @@ async def test_a_reply_takes_three_statements_and_reads_the_thread(counting: htt
     tid = portal.json()["thread"]["id"]
     for i in range(2):
         await inbound(counting, h, channel="portal", external_id=f"budget-p{i}", thread_id=tid, body=f"q{i}")
-    before = await _thread(counting, h, tid)
+    before = await thread_detail(counting, h, tid)
     assert before["thread"]["unread_count"] == 2
     sent = await counting.post(f"/v1/messaging/threads/{tid}/messages", json={"body": "On it"}, headers=h)
     assert sent.status_code == 201, sent.text
     assert statements(sent) <= SEND_BUDGET, statements(sent)
-    after = await _thread(counting, h, tid)
+    after = await thread_detail(counting, h, tid)
     # The message, the thread's counters and the client's messages read, in that one statement.
     assert after["thread"]["unread_count"] == 0
     assert after["thread"]["message_count"] == before["thread"]["message_count"] + 1

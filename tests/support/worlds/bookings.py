@@ -57,38 +57,25 @@ async def build(client: httpx.AsyncClient, v: Victim) -> None:
             )
         ).json()
         v.add("service_id", svc["id"])
+        # A hold in each context; in the org a long one without a client (the tenancy world's
+        # checks count the org's clients exactly), in personal one with a client, then confirmed.
+        details: dict[str, Any] = (
+            {"start_at": _at(_day(3), 14), "notes": f"org-hold-notes-{secret}", "ttl_seconds": 3600}
+            if org is not None
+            else {
+                "start_at": _at(_day(3), 9),
+                "client_name": f"Booked Client {secret}",
+                "client_email": f"booked-{secret}@victim.example",
+                "client_note": f"client-note-{secret}",
+                "notes": f"booking-notes-{secret}",
+            }
+        )
+        held = (await hold(client, a, org=org, service_id=svc["id"], **details)).json()
+        v.add("booking_id", held["id"])
         if org is not None:
-            # In the org only a long hold without a client: the tenancy world's checks count the
-            # org's clients exactly.
-            held = (
-                await hold(
-                    client,
-                    a,
-                    org=org,
-                    service_id=svc["id"],
-                    start_at=_at(_day(3), 14),
-                    notes=f"org-hold-notes-{secret}",
-                    ttl_seconds=3600,
-                )
-            ).json()
-            v.add("booking_id", held["id"])
             continue
-        held = (
-            await hold(
-                client,
-                a,
-                org=org,
-                service_id=svc["id"],
-                start_at=_at(_day(3), 9),
-                client_name=f"Booked Client {secret}",
-                client_email=f"booked-{secret}@victim.example",
-                client_note=f"client-note-{secret}",
-                notes=f"booking-notes-{secret}",
-            )
-        ).json()
         confirmed = (await client.post(f"/v1/bookings/{held['id']}/confirm", json={}, headers=h)).json()
         assert confirmed["status"] == "confirmed", confirmed
-        v.add("booking_id", held["id"])
         v.markers.add(held["client"]["id"])
         requested = (
             await client.post(
