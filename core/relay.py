@@ -365,31 +365,37 @@ class Relay:
 
     async def deliver_due(self) -> int:
         """Run every due delivery with a few concurrent workers; returns how many ran. A worker
-        that finds nothing due stays while another still works and claims again when the next
-        delivery comes due: what comes due meanwhile (the leases of a relay that froze holding
-        several claims, which run out moments apart; a retry's backoff) then runs beside that
-        work, not one after another in the busy worker's chain."""
-        count = working = 0
-        all_idle = asyncio.Event()
+        that finds nothing due stays while another still claims or works, and claims again when
+        the next delivery comes due: what comes due meanwhile (the leases of a relay that froze
+        holding several claims, which run out moments apart; a retry's backoff) then runs beside
+        that work, not one after another in the busy worker's chain. The pass ends once every
+        worker waits."""
+        count = 0
+        active = self.workers  # claiming or working; a worker counts until it waits
+        # Set when the pass is over: every worker waits, or one failed (the others stop once
+        # the work in hand is done, and the pass reports the failure).
+        over = asyncio.Event()
         limit = self.db.settings.relay_delivery_batch_size
 
         async def worker() -> None:
-            nonlocal count, working
-            claims = await self._claim_some(limit)
-            while True:
-                if claims:
-                    working += 1
-                    all_idle.clear()
-                    try:
-                        count += await self._work_through(claims, limit)
-                    finally:
-                        working -= 1
-                        if working == 0:
-                            all_idle.set()
-                if working == 0:
-                    return
-                await self._until_delivery_due(all_idle)
+            nonlocal count, active
+            try:
                 claims = await self._claim_some(limit)
+                while True:
+                    if claims:
+                        count += await self._work_through(claims, limit)
+                    active -= 1
+                    if active == 0:
+                        over.set()
+                    if not over.is_set():
+                        await self._until_delivery_due(over)
+                    if over.is_set():
+                        return
+                    active += 1
+                    claims = await self._claim_some(limit)
+            except BaseException:
+                over.set()
+                raise
 
         await asyncio.gather(*(worker() for _ in range(self.workers)))
         return count
@@ -409,10 +415,9 @@ class Relay:
                 following = await self._claim_some(limit)
         return ran
 
-    async def _until_delivery_due(self, all_idle: asyncio.Event) -> None:
-        """An idle worker's wait: until the next pending delivery comes due, or no worker is
-        left working (then the pass ends)."""
-        await _first_of(all_idle, seconds=self._sleep_for(await self._seconds_until(sql.NEXT_DELIVERY_DUE)))
+    async def _until_delivery_due(self, over: asyncio.Event) -> None:
+        """An idle worker's wait: until the next pending delivery comes due, or the pass is over."""
+        await _first_of(over, seconds=self._sleep_for(await self._seconds_until(sql.NEXT_DELIVERY_DUE)))
 
     async def renew_leases(self) -> None:
         """Extend the leases of the work this relay is still doing (a live process keeps its

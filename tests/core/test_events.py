@@ -476,7 +476,7 @@ async def test_a_frozen_relays_claims_run_side_by_side_as_their_leases_run_out(d
     each as its lease runs out -- not the first alone and the others one after another in that
     worker's chain, after it (the two-relay drill once took 6 to 8 s over a 2 s lease so)."""
     await settled_relay(db)
-    ids = [await emit(db, "test/probe.side_by_side", seconds=1.5) for _ in range(4)]
+    ids = [await emit(db, "test/probe.side_by_side", seconds=2.0) for _ in range(4)]
     await Relay(db).pump()
     # The frozen relay's claims (attempt 1 counted), running out 0.5, 0.7, 0.9 and 1.1 s from now.
     await system_sql(
