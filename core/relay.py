@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import asyncpg
 from cronsim import CronSim
-from sqlalchemy import Row
+from sqlalchemy import Row, TextClause
 
 from core import relay_sql as sql
 from core.db import asyncpg_dsn
@@ -364,24 +364,60 @@ class Relay:
             )
 
     async def deliver_due(self) -> int:
-        """Run every due delivery with a few concurrent workers; returns how many ran."""
+        """Run every due delivery with a few concurrent workers; returns how many ran. A worker
+        that finds nothing due stays while another still claims or works, and claims again when
+        the next delivery comes due: what comes due meanwhile (the leases of a relay that froze
+        holding several claims, which run out moments apart; a retry's backoff) then runs beside
+        that work, not one after another in the busy worker's chain. The pass ends once every
+        worker waits."""
         count = 0
+        active = self.workers  # claiming or working; a worker counts until it waits
+        # Set when the pass is over: every worker waits, or one failed (the others stop once
+        # the work in hand is done, and the pass reports the failure).
+        over = asyncio.Event()
         limit = self.db.settings.relay_delivery_batch_size
 
         async def worker() -> None:
-            nonlocal count
-            claims: _ChainedMany = await self._claim_some(limit)
-            while isinstance(claims, list) and claims:
-                count += len(claims)
-                # The next claims ride on the last commit of these (no transaction of their
-                # own); when none could (a lost lease, a dead letter, a batch undone), the worker
-                # claims anew.
-                claims = await self._deliver_claims(claims)
-                if claims is NOT_CHAINED:
+            nonlocal count, active
+            try:
+                claims = await self._claim_some(limit)
+                while True:
+                    if claims:
+                        count += await self._work_through(claims, limit)
+                    active -= 1
+                    if active == 0:
+                        over.set()
+                    if not over.is_set():
+                        await self._until_delivery_due(over)
+                    if over.is_set():
+                        return
+                    active += 1
                     claims = await self._claim_some(limit)
+            except BaseException:
+                over.set()
+                raise
 
         await asyncio.gather(*(worker() for _ in range(self.workers)))
         return count
+
+    async def _work_through(self, claims: list[_Claim], limit: int) -> int:
+        """Run a worker's claims and those it claims after them until none is due; returns how
+        many ran."""
+        ran = 0
+        following: _ChainedMany = claims
+        while isinstance(following, list) and following:
+            ran += len(following)
+            # The next claims ride on the last commit of these (no transaction of their own);
+            # when none could (a lost lease, a dead letter, a batch undone), the worker claims
+            # anew.
+            following = await self._deliver_claims(following)
+            if following is NOT_CHAINED:
+                following = await self._claim_some(limit)
+        return ran
+
+    async def _until_delivery_due(self, over: asyncio.Event) -> None:
+        """An idle worker's wait: until the next pending delivery comes due, or the pass is over."""
+        await _first_of(over, seconds=self._sleep_for(await self._seconds_until(sql.NEXT_DELIVERY_DUE)))
 
     async def renew_leases(self) -> None:
         """Extend the leases of the work this relay is still doing (a live process keeps its
@@ -398,9 +434,19 @@ class Relay:
 
     async def seconds_until_due(self) -> float | None:
         """How long until the next pending row comes due (None: nothing pending)."""
+        return await self._seconds_until(sql.NEXT_DUE)
+
+    async def _seconds_until(self, statement: TextClause) -> float | None:
         async with self.db.system() as uow:
-            value = (await uow.session.execute(sql.NEXT_DUE)).scalar_one_or_none()
+            value = (await uow.session.execute(statement)).scalar_one_or_none()
         return None if value is None else max(0.0, float(value))
+
+    def _sleep_for(self, due: float | None) -> float:
+        """How long to sleep when the next row comes due in `due` seconds: until then, with
+        the poll as a fallback, and at least 50 ms, so that rows due but locked elsewhere (a
+        claim being committed, a frozen process's open transaction) are not polled back to back."""
+        poll = self.db.settings.relay_poll_seconds
+        return poll if due is None else min(poll, max(due, 0.05))
 
     async def tick_schedules(self, now: dt.datetime | None = None) -> list[str]:
         """Fire each schedule whose time has come, once across processes. Returns fired names."""
@@ -440,18 +486,15 @@ class Relay:
         tasks = [asyncio.create_task(self._listen(stop)), asyncio.create_task(self._renew_loop(stop))]
         if self.sink is None:
             tasks.append(asyncio.create_task(self._schedule_loop(stop)))
-        poll = self.db.settings.relay_poll_seconds
         try:
             while not stop.is_set():
-                wait = poll
+                wait = self._sleep_for(None)
                 # Cleared before the pass, not after it: a NOTIFY arriving while the pass runs
                 # then wakes the next wait at once instead of being lost until the next poll.
                 self._wake.clear()
                 try:
                     await self.drain()
-                    due = await self.seconds_until_due()
-                    if due is not None:
-                        wait = min(poll, max(due, 0.05))
+                    wait = self._sleep_for(await self.seconds_until_due())
                 except Exception:
                     log.exception("relay_iteration_failed")
                 if on_ready is not None:

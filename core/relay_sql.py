@@ -141,9 +141,12 @@ MARK_FAILED = text(
     "UPDATE platform.event_deliveries SET status = :status, last_error = :error,"
     " next_attempt_at = now() + make_interval(secs => :delay), attempts = :attempts," + RELEASE
 )
-# When the next pending row comes due (a retry's backoff, a lease running out), in seconds.
+# When the next pending row comes due (a retry's backoff, a lease running out), in seconds:
+# of either table, or of the deliveries alone (what a relay worker can claim; outbox rows wait
+# for the relay's next pump).
+DELIVERY_DUE = "(SELECT min(next_attempt_at) FROM platform.event_deliveries WHERE status = 'pending')"
 NEXT_DUE = text(
-    "SELECT EXTRACT(EPOCH FROM LEAST("
-    " (SELECT min(next_attempt_at) FROM platform.event_deliveries WHERE status = 'pending'),"
+    f"SELECT EXTRACT(EPOCH FROM LEAST({DELIVERY_DUE},"
     " (SELECT min(next_attempt_at) FROM platform.outbox WHERE status = 'pending')) - now())"
 )
+NEXT_DELIVERY_DUE = text(f"SELECT EXTRACT(EPOCH FROM {DELIVERY_DUE} - now())")

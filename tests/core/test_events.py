@@ -470,6 +470,49 @@ async def test_a_run_whose_lease_was_taken_over_commits_nothing(db: Database) ->
     assert (row.status, row.attempts, row.last_error) == ("done", 2, None)
 
 
+async def test_a_frozen_relays_claims_run_side_by_side_as_their_leases_run_out(db: Database) -> None:
+    """A relay froze holding four claims, whose leases run out moments apart. A live relay
+    that polls far less often wakes when the first runs out and runs all four side by side,
+    each as its lease runs out -- not the first alone and the others one after another in that
+    worker's chain, after it (the two-relay drill once took 6 to 8 s over a 2 s lease so)."""
+    await settled_relay(db)
+    ids = [await emit(db, "test/probe.side_by_side", seconds=2.0) for _ in range(4)]
+    await Relay(db).pump()
+    # The frozen relay's claims (attempt 1 counted), running out 0.5, 0.7, 0.9 and 1.1 s from now.
+    await system_sql(
+        db,
+        "UPDATE platform.event_deliveries d SET attempts = 1, claimed_by = 'frozen:1',"
+        " claim_token = gen_random_uuid(), lease_until = due.at, next_attempt_at = due.at"
+        " FROM (SELECT e, now() + make_interval(secs => 0.3 + 0.2 * n) AS at"
+        "   FROM unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS k (e, n)) due"
+        " WHERE d.handler = 'tests.side_by_side' AND d.event_id = due.e",
+        {"ids": ids},
+    )
+    quiet = Database(db.settings.model_copy(update={"relay_poll_seconds": 120.0}))
+    stop = asyncio.Event()
+    task = asyncio.create_task(Relay(quiet).run(stop))
+
+    async def all_done() -> bool:
+        rows = [await delivery(db, i, "tests.side_by_side") for i in ids]
+        return all(r.status == "done" for r in rows)
+
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not await all_done():
+            assert loop.time() < deadline, "the frozen relay's claims were not taken over"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+        await quiet.dispose()
+    # Each was taken over once (its second attempt), and every run started before any ended.
+    for i in ids:
+        assert (await delivery(db, i, "tests.side_by_side")).attempts == 2
+    spans = [handlers.runs[str(i)] for i in ids]
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans
+
+
 async def test_a_worker_claims_its_next_delivery_with_the_outcome_and_never_after_a_lost_lease(
     db: Database,
 ) -> None:

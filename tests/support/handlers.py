@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import time
 from collections import defaultdict
 
 from sqlalchemy import text
@@ -14,6 +16,8 @@ from core.uow import UnitOfWork
 
 calls: dict[str, list[str]] = defaultdict(list)
 failures_left: dict[str, int] = {}
+# When each run of `tests.side_by_side` started and ended (monotonic seconds), by event id.
+runs: dict[str, tuple[float, float]] = {}
 
 
 @subscribe("test/probe.*", name="tests.record")
@@ -48,3 +52,11 @@ async def crash(event: Event, uow: UnitOfWork) -> None:
     calls["crash"].append(str(event.id))
     if os.environ.get("ATLILITH_TEST_CRASH") == "1":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@subscribe("test/probe.side_by_side", name="tests.side_by_side")
+async def side_by_side(event: Event, uow: UnitOfWork) -> None:
+    """Takes `seconds` (its runs overlap or not: the test reads when each started and ended)."""
+    started = time.monotonic()
+    await asyncio.sleep(float(event.data["seconds"]))
+    runs[str(event.id)] = (started, time.monotonic())
