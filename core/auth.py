@@ -76,7 +76,7 @@ async def resolve_binding(
     if org is None and use_token_org and claims is not None:
         org_id = claims.org_id
     row = (
-        await uow.session.execute(
+        await uow.rows(
             _RESOLVE_SQL,
             {
                 "person": claims.person_id if claims else None,
@@ -226,7 +226,7 @@ async def _resolve_oauth(
     credential. One statement: the token's owner, then `platform.resolve_context` for them."""
     org_id, org_slug = _asked_org(org)
     row = (
-        await uow.session.execute(
+        await uow.rows(
             _RESOLVE_OAUTH_SQL,
             {
                 "hash": token_hash,

@@ -174,4 +174,9 @@ def _json_dumps(value: Any) -> str:
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+    """Sessions of `core.uow.UnitOfWork` are made on the connection the unit already holds, in
+    its transaction (`bind=`): "control_fully" makes the session's commit, rollback and close
+    that transaction's, as if the session had begun it (the default would only roll back)."""
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=True, join_transaction_mode="control_fully"
+    )

@@ -51,7 +51,7 @@ _WHOAMI_SQL = text(
 
 async def whoami(ctx: TenantContext, uow: UnitOfWork) -> MeOut:
     """The person, the context this request acts in, every membership, and the credential used."""
-    rows = (await uow.session.execute(_WHOAMI_SQL, {"person": ctx.person_id})).all()
+    rows = (await uow.rows(_WHOAMI_SQL, {"person": ctx.person_id})).all()
     if not rows:
         raise Unauthenticated("the person behind this credential no longer exists", code="token_invalid")
     first = rows[0]
