@@ -16,17 +16,31 @@ from core.errors import PermissionDenied, Unauthenticated
 from core.uow import UnitOfWork
 
 # The ticket is read after the function ran (a set-returning function in FROM runs first).
-# Its columns are named, in order, so that SQLAlchemy reads the result's shape once per process
-# instead of matching a bare text statement's columns by name on every request.
+# Every request's first statement: executed on the driver's connection (`UnitOfWork.fetch`).
 _RESOLVE_COLUMNS = (
     "person_id", "person_slug", "person_status", "session_ok", "key_id", "key_org_id", "key_scopes",
-    "org_id", "org_slug", "role", "toolsets", "ctx_ticket",
+    "org_id", "org_slug", "role", "toolsets",
 )  # fmt: skip
-_RESOLVE_SQL = text(
-    f"SELECT {', '.join('r.' + c for c in _RESOLVE_COLUMNS[:-1])},"
-    " current_setting('app.ctx_ticket', true) AS ctx_ticket FROM platform.resolve_context("
-    ":person, :session, :key_prefix, :key_hash, :org_id, :org_slug, :trace, :with_toolsets) r"
-).columns(*(column(c) for c in _RESOLVE_COLUMNS))
+_RESOLVE_SQL = (
+    f"SELECT {', '.join('r.' + c for c in _RESOLVE_COLUMNS)},"
+    " current_setting('app.ctx_ticket', true) AS ctx_ticket"
+    " FROM platform.resolve_context($1, $2, $3, $4, $5, $6, $7, $8) r"
+)
+
+
+class _Fields:
+    """A record's columns as attributes, as a SQLAlchemy row gives them (`_resolve_oauth`'s)."""
+
+    __slots__ = ("_record",)
+
+    def __init__(self, record: Any) -> None:
+        self._record = record
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._record[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 @dataclass(frozen=True)
@@ -75,21 +89,20 @@ async def resolve_binding(
     org_id, org_slug = _asked_org(org)
     if org is None and use_token_org and claims is not None:
         org_id = claims.org_id
-    row = (
-        await uow.rows(
-            _RESOLVE_SQL,
-            {
-                "person": claims.person_id if claims else None,
-                "session": claims.session_id if claims else None,
-                "key_prefix": credential.api_key[0] if credential.api_key else None,
-                "key_hash": credential.api_key[1] if credential.api_key else None,
-                "org_id": org_id,
-                "org_slug": org_slug,
-                "trace": uow.trace_id,
-                "with_toolsets": with_toolsets,
-            },
-        )
-    ).one_or_none()
+    records = await uow.fetch(
+        _RESOLVE_SQL,
+        claims.person_id if claims else None,
+        claims.session_id if claims else None,
+        credential.api_key[0] if credential.api_key else None,
+        credential.api_key[1] if credential.api_key else None,
+        org_id,
+        org_slug,
+        uow.trace_id,
+        with_toolsets,
+    )
+    if len(records) > 1:  # as `one_or_none` would: one credential is one caller
+        raise RuntimeError("platform.resolve_context returned more than one row")
+    row = _Fields(records[0]) if records else None
     _refuse_dead(row, credential)
     principal = _principal(row, credential)
     if credential.api_key:

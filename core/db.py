@@ -6,14 +6,21 @@ import datetime as dt
 import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import CheckConstraint, MetaData, event, exc
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import func
 from sqlalchemy.types import DateTime, Uuid
+from sqlalchemy.util import greenlet_spawn
 
 # Stable constraint names: errors map a violated constraint to a precise domain error by name.
 NAMING_CONVENTION = {
@@ -180,3 +187,52 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(
         engine, expire_on_commit=False, autoflush=True, join_transaction_mode="control_fully"
     )
+
+
+async def fetch_on_driver(conn: AsyncConnection, sql: str, *args: Any) -> list[Any]:
+    """The rows (asyncpg records) of a fixed statement (`$n` parameters) executed on the driver's
+    connection under `conn`, in `conn`'s transaction, begun here if it was not: without
+    SQLAlchemy's execution around it, a third of a short statement's Python. Its listeners
+    (`before_cursor_execute`) hear it as any statement; an error is raised as SQLAlchemy raises
+    its own (`IntegrityError`; a lost connection invalidated and reported as such), so the unit
+    of work translates it the same way."""
+    if not conn.in_transaction():
+        # SQLAlchemy's own record of the transaction, which its commit and rollback end.
+        await conn.begin()
+    sync = conn.sync_connection
+    if sync is None:
+        raise RuntimeError("the connection is not open")
+    adapted: Any = sync.connection.dbapi_connection
+    events = sync._has_events or sync.engine._has_events
+    if events:
+        # What listens to SQLAlchemy's statements (the statement counter) hears this one too,
+        # without a cursor or an execution context of SQLAlchemy's.
+        for listener in sync.dispatch.before_cursor_execute:
+            sql, args = listener(sync, None, sql, args, None, False)
+    try:
+        # SQLAlchemy's adapter sends BEGIN with the transaction's first statement; so do we.
+        if adapted._transaction is None:
+            await adapted._start_transaction()
+        records: list[Any] = await adapted._connection.fetch(sql, *args)
+    except BaseException as err:
+        # A cancellation too: the driver's connection may be left mid-message, and SQLAlchemy
+        # invalidates it then rather than return it to the pool.
+        await greenlet_spawn(_raise_as_sqlalchemy, sync, adapted, err, sql, args)
+        raise  # not reached: the call above raises
+    if events:
+        sync.dispatch.after_cursor_execute(sync, None, sql, args, None, False)
+    return records
+
+
+def _raise_as_sqlalchemy(
+    sync: Connection, adapted: Any, err: BaseException, sql: str, args: tuple[Any, ...]
+) -> NoReturn:
+    """What SQLAlchemy does with an error of its own statement: the adapter's DBAPI error for
+    asyncpg's, wrapped; the connection invalidated when it is lost or the statement was cut
+    short (in a greenlet, as the invalidation closes the driver's connection)."""
+    try:
+        if isinstance(err, Exception):
+            adapted._handle_exception(err)
+        raise err
+    except BaseException as translated:
+        sync._handle_dbapi_exception(translated, sql, args, None, None)

@@ -11,14 +11,14 @@ from types import TracebackType
 from typing import Any, Self, TypedDict, Unpack
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import CursorResult, Executable, column, insert, text
+from sqlalchemy import CursorResult, Executable, insert, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.config import Settings
 from core.context import TenantContext
 from core.credentials import Passwords, Tokens
-from core.db import make_engine, make_sessionmaker, session_backstops, with_role
+from core.db import fetch_on_driver, make_engine, make_sessionmaker, session_backstops, with_role
 from core.errors import Conflict, DomainError, Unavailable, error_for_constraint
 from core.observability import current_trace_id, current_traceparent, get_logger, new_trace_id
 from core.outbox import EVENT_COLUMNS, outbox_table, validate_event_name
@@ -33,19 +33,15 @@ class Mode(StrEnum):
     SYSTEM = "system"  # the platform across tenants (relay, sign-up, sweeps)
 
 
-# The settings statements name their result columns (`.columns()`): SQLAlchemy then reads the
-# result's shape once per process instead of matching a bare text statement's columns by name on
-# every execution (as `core.auth._RESOLVE_SQL` does). Their values are not read.
-_SETTINGS_SQL = text(
-    "SELECT set_config('app.mode', :mode, true) AS mode,"
-    " set_config('app.person_id', :person, true) AS person_id,"
-    " set_config('app.org_id', :org, true) AS org_id, set_config('app.trace_id', :trace, true) AS trace_id"
-).columns(column("mode"), column("person_id"), column("org_id"), column("trace_id"))
+# The first statement of every unit of work that acts for someone, and of every later
+# transaction of one: executed on the driver's connection (`fetch`).
+_SETTINGS_SQL = (
+    "SELECT set_config('app.mode', $1, true), set_config('app.person_id', $2, true),"
+    " set_config('app.org_id', $3, true), set_config('app.trace_id', $4, true)"
+)
 # A person's context in a later transaction of the same unit of work: the ticket that
 # `platform.resolve_context` signed lets `platform.bind_ticket` sign this transaction too.
-_TICKET_SQL = text("SELECT platform.bind_ticket(:person, :org, :ticket, :trace) AS bound").columns(
-    column("bound")
-)
+_TICKET_SQL = "SELECT platform.bind_ticket($1, $2, $3, $4)"
 _OUTBOX_INSERT = insert(outbox_table)
 
 
@@ -229,24 +225,17 @@ class UnitOfWork:
     async def apply_settings(self) -> None:
         conn = await self._connection()
         if self.mode is Mode.USER:
-            await conn.execute(
-                _TICKET_SQL,
-                {
-                    "person": self.person_id,
-                    "org": self.org_id,
-                    "ticket": self._ticket or "",
-                    "trace": self.trace_id,
-                },
+            await fetch_on_driver(
+                conn, _TICKET_SQL, self.person_id, self.org_id, self._ticket or "", self.trace_id
             )
             return
-        await conn.execute(
+        await fetch_on_driver(
+            conn,
             _SETTINGS_SQL,
-            {
-                "mode": self.mode.value,
-                "person": str(self.person_id) if self.person_id else "",
-                "org": str(self.org_id) if self.org_id else "",
-                "trace": self.trace_id,
-            },
+            self.mode.value,
+            str(self.person_id) if self.person_id else "",
+            str(self.org_id) if self.org_id else "",
+            self.trace_id,
         )
 
     def bind(self, ctx: TenantContext, ticket: str | None = None) -> None:
@@ -301,6 +290,15 @@ class UnitOfWork:
             await self._rollback()
         except (DBAPIError, OSError):  # the connection is already gone
             log.warning("rollback_failed")
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """The rows of a fixed statement of the request path (`$n` parameters, asyncpg
+        records) on the driver's connection, in this transaction (`core.db.fetch_on_driver`):
+        the cheapest way to a statement's rows. A pending ORM change is flushed first."""
+        session = self._session
+        if session is not None and (session.new or session.dirty or session.deleted):
+            await session.flush()
+        return await fetch_on_driver(await self._connection(), sql, *args)
 
     # --- events ---------------------------------------------------------------------------
 

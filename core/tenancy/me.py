@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import column, func, text, update
+from sqlalchemy import func, update
 
 from core.context import TenantContext
 from core.errors import FieldIssue, PermissionDenied, Unauthenticated
@@ -21,37 +21,21 @@ from core.tenancy.schemas import (
 )
 from core.uow import UnitOfWork
 
-# The hottest read of every agent and page: a plain statement, not an ORM select. Executing an
-# ORM-enabled select (even of columns) costs about twice this text statement in Python, which
-# on this route is more than PostgreSQL spends answering it.
-_WHOAMI_SQL = text(
+# The hottest read of every agent and page: a plain statement on the driver's connection
+# (`UnitOfWork.fetch`), not an ORM select, nor a statement through SQLAlchemy's execution: on
+# this route either costs more Python than PostgreSQL spends answering it.
+_WHOAMI_SQL = (
     "SELECT p.id, p.slug, p.display_name, p.email, m.role, m.created_at, o.id, o.slug, o.name"
     " FROM platform.persons p"
     " LEFT JOIN platform.org_members m ON m.person_id = p.id"
     " LEFT JOIN platform.orgs o ON o.id = m.org_id"
-    " WHERE p.id = :person ORDER BY o.slug"
-).columns(
-    # Positional, so the result's shape is read once per process, not matched on every call.
-    *(
-        column(c)
-        for c in (
-            "id",
-            "slug",
-            "display_name",
-            "email",
-            "role",
-            "joined_at",
-            "org_id",
-            "org_slug",
-            "org_name",
-        )
-    )
+    " WHERE p.id = $1 ORDER BY o.slug"
 )
 
 
 async def whoami(ctx: TenantContext, uow: UnitOfWork) -> MeOut:
     """The person, the context this request acts in, every membership, and the credential used."""
-    rows = (await uow.rows(_WHOAMI_SQL, {"person": ctx.person_id})).all()
+    rows = await uow.fetch(_WHOAMI_SQL, ctx.person_id)
     if not rows:
         raise Unauthenticated("the person behind this credential no longer exists", code="token_invalid")
     first = rows[0]

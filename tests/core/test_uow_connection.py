@@ -3,10 +3,12 @@ uses the ORM, on that connection and in that transaction (`core.uow.UnitOfWork.s
 check that a request using no ORM makes none, that the session and the connection's own
 statements share one transaction both ways (what one wrote the other reads; a rollback through
 either undoes both), and that the connection goes back to its pool when the unit ends or hands
-it back (`released`), errors translated as before."""
+it back (`released`), errors translated as before, on SQLAlchemy's connection and on the driver's
+(`UnitOfWork.fetch`) alike."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +21,7 @@ from sqlalchemy import text
 from core.db import asyncpg_dsn
 from core.errors import Conflict, DomainError, Unavailable
 from core.opener import open_context
+from core.tenancy.me import whoami
 from core.tenancy.models import Person
 from core.uow import Database
 from tests.conftest import signup
@@ -199,20 +202,89 @@ async def test_a_constraint_broken_on_the_connection_is_the_mapped_conflict(
     assert own_db.system_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
-async def test_a_connection_lost_mid_unit_is_database_unavailable_and_not_reused(
+async def test_a_statement_on_the_driver_is_in_the_units_transaction(
     own_client: httpx.AsyncClient, own_db: Database
+) -> None:
+    """`fetch` begins the transaction when it comes first (the context's resolution does), and
+    what it writes commits or rolls back with the unit."""
+    a = await signup(own_client)
+    pid = uuid.UUID(a.id)
+    with pytest.raises(RuntimeError, match="boom"):
+        async with own_db.uow() as uow:
+            await open_context(uow, a.token, None)  # the unit's first statement, on the driver
+            txid = (await uow.fetch("SELECT txid_current()"))[0][0]
+            assert (await uow.rows(_TXID, {})).scalar_one() == txid
+            written = await uow.fetch(
+                "UPDATE platform.persons SET display_name = $1 WHERE id = $2 RETURNING id", "Not Kept", pid
+            )
+            assert [r[0] for r in written] == [pid]
+            assert (await uow.session.get(Person, pid)).display_name == "Not Kept"  # type: ignore[union-attr]
+            raise RuntimeError("boom")
+    assert (await own_client.get("/v1/me", headers=a.h())).json()["person"]["display_name"] != "Not Kept"
+    async with own_db.uow() as uow:
+        await open_context(uow, a.token, None)
+        await uow.fetch("UPDATE platform.persons SET display_name = $1 WHERE id = $2", "Kept", pid)
+    assert (await own_client.get("/v1/me", headers=a.h())).json()["person"]["display_name"] == "Kept"
+
+
+async def test_a_constraint_broken_on_the_driver_is_the_mapped_conflict(
+    own_client: httpx.AsyncClient, own_db: Database
+) -> None:
+    a, b = await signup(own_client), await signup(own_client)
+    with pytest.raises(Conflict) as refused:
+        async with own_db.system() as uow:
+            await uow.fetch("UPDATE platform.persons SET slug = $1 WHERE id = $2", b.slug, uuid.UUID(a.id))
+    assert refused.value.code == "slug_taken"
+    assert own_db.system_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def _backend_gone(database: Database, pid: int) -> bool:
+    admin = await asyncpg.connect(asyncpg_dsn(database.settings.database_url or ""))
+    try:
+        for _ in range(50):
+            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                return True
+            await asyncio.sleep(0.1)
+        return False
+    finally:
+        await admin.close()
+
+
+async def test_a_statement_on_the_driver_cut_short_never_returns_its_connection_to_the_pool(
+    own_client: httpx.AsyncClient, own_db: Database
+) -> None:
+    a = await signup(own_client)
+    with pytest.raises(asyncio.CancelledError):
+        async with own_db.uow() as uow:
+            await open_context(uow, a.token, None)
+            pid = (await uow.fetch("SELECT pg_backend_pid()"))[0][0]
+            slow = asyncio.ensure_future(uow.fetch("SELECT pg_sleep(30)"))
+            await asyncio.sleep(0.3)
+            slow.cancel()
+            await slow
+    assert await _backend_gone(own_db, pid)  # invalidated, as SQLAlchemy does its own
+    assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert (await own_client.get("/v1/me", headers=a.h())).status_code == 200
+
+
+@pytest.mark.parametrize("on", ["connection", "driver"])
+async def test_a_connection_lost_mid_unit_is_database_unavailable_and_not_reused(
+    own_client: httpx.AsyncClient, own_db: Database, on: str
 ) -> None:
     a = await signup(own_client)
     with pytest.raises(DomainError) as lost:
         async with own_db.uow() as uow:
-            await open_context(uow, a.token, None)
+            ctx = await open_context(uow, a.token, None)
             pid = (await uow.rows(text("SELECT pg_backend_pid()"), {})).scalar_one()
             admin = await asyncpg.connect(asyncpg_dsn(own_db.settings.database_url or ""))
             try:
                 await admin.execute("SELECT pg_terminate_backend($1)", pid)
             finally:
                 await admin.close()
-            await uow.rows(_READ_NAME, {"id": a.id})
+            if on == "driver":
+                await whoami(ctx, uow)
+            else:
+                await uow.rows(_READ_NAME, {"id": a.id})
     assert isinstance(lost.value, Unavailable) and lost.value.code == "database_unavailable"
     assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     me = await own_client.get("/v1/me", headers=a.h())
