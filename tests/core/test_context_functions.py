@@ -1,4 +1,4 @@
-"""The context functions of security_0004 and the helpers security_0005 moved to PL/pgSQL answer
+"""The context functions of security_0004 and security_0006 and the helpers security_0005 moved to PL/pgSQL answer
 exactly as the bodies they replaced, in every mode the policies can meet: none, a signed user (with their org, without one, in an org they are
 not a member of, without a person), a forged, replayed or re-pointed signature, 'system' and
 'service' claimed on the app role (believed by nothing) and on the system role, and garbage.
