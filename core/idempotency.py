@@ -150,6 +150,37 @@ async def idempotent(
     return result
 
 
+def _binder(signature: inspect.Signature) -> Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]]:
+    """The call's arguments by name, defaults applied, as `signature.bind` gives them. A call
+    of plain parameters passed in order or by name is matched here (binding through `inspect`
+    cost more than the rest of the wrapper on every call); anything else -- a missing or
+    unexpected argument, a parameter of another kind -- goes to `signature.bind`, which
+    answers or raises as before."""
+    names = tuple(signature.parameters)
+    defaults = {n: p.default for n, p in signature.parameters.items() if p.default is not p.empty}
+    plain = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in signature.parameters.values())
+    # The names a call with i positional arguments may still pass by name.
+    by_name = [frozenset(names[i:]) for i in range(len(names) + 1)]
+
+    def bound(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        given = dict(zip(names, args, strict=False))
+        if plain and len(args) <= len(names) and kwargs.keys() <= by_name[len(args)]:
+            for name in names[len(args) :]:
+                if name in kwargs:
+                    given[name] = kwargs[name]
+                elif name in defaults:
+                    given[name] = defaults[name]
+                else:
+                    break
+            else:
+                return given
+        arguments = signature.bind(*args, **kwargs)
+        arguments.apply_defaults()
+        return dict(arguments.arguments)
+
+    return bound
+
+
 def idempotent_operation(
     operation: str,
 ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
@@ -162,21 +193,13 @@ def idempotent_operation(
         if not {"ctx", "uow", "idempotency_key"} <= set(signature.parameters):
             raise TypeError(f"{fn.__qualname__} needs ctx, uow and idempotency_key parameters")
         out = get_type_hints(fn)["return"]
+        arguments = _binder(signature)
 
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            request = {k: v for k, v in bound.arguments.items() if k not in {"ctx", "uow", "idempotency_key"}}
-            return await idempotent(
-                bound.arguments["ctx"],
-                bound.arguments["uow"],
-                bound.arguments["idempotency_key"],
-                operation,
-                request,
-                out,
-                lambda: fn(*args, **kwargs),
-            )
+            request = arguments(args, kwargs)
+            ctx, uow, key = request.pop("ctx"), request.pop("uow"), request.pop("idempotency_key")
+            return await idempotent(ctx, uow, key, operation, request, out, lambda: fn(*args, **kwargs))
 
         return wrapper
 

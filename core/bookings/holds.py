@@ -12,7 +12,7 @@ from sqlalchemy import DateTime, Row, bindparam, text
 from sqlalchemy.types import Uuid
 
 from core.bookings.availability import Rules, fits
-from core.bookings.models import Booking, Service
+from core.bookings.models import Booking
 from core.bookings.policy import (
     SLOTS_HINT,
     WRITE,
@@ -23,7 +23,7 @@ from core.bookings.policy import (
     unavailable,
 )
 from core.bookings.presenters import booking_out, event_row, iso, manage_link_out
-from core.bookings.queries import Offer, Provider, load_offer, resolve_client
+from core.bookings.queries import Offer, Provider, Terms, load_offer, resolve_client
 from core.bookings.schemas import BookingOut, ClientRef, HoldIn, RequestIn, ServiceRef
 from core.bookings.schemas.booking import _SlotFields
 from core.context import TenantContext
@@ -125,7 +125,7 @@ async def _place(
     ctx: TenantContext,
     uow: UnitOfWork,
     data: _SlotFields,
-    service: Service,
+    service: Terms,
     candidates: list[Provider],
     client: ClientRef | None,
     status: str,

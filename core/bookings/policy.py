@@ -9,7 +9,7 @@ import uuid
 from core.bookings.availability import Rules
 from core.bookings.models import NO_OVERLAP, Booking, Service
 from core.bookings.presenters import iso, money, status_of
-from core.bookings.queries import Provider
+from core.bookings.queries import Provider, Terms
 from core.bookings.schemas import MoneyOut
 from core.context import Role, TenantContext, register_scopes
 from core.errors import Conflict, FieldIssue, PermissionDenied, ValidationFailed, constraint_error
@@ -74,7 +74,7 @@ def require_provider_or_manager(ctx: TenantContext, provider_id: uuid.UUID, what
         )
 
 
-def pick_providers(service: Service, eligible: list[Provider], slug: str | None) -> list[Provider]:
+def pick_providers(service: Terms, eligible: list[Provider], slug: str | None) -> list[Provider]:
     """The providers a booking may go to, in the order to try them."""
     if not eligible:
         raise Conflict(
@@ -102,7 +102,7 @@ def pick_providers(service: Service, eligible: list[Provider], slug: str | None)
     return eligible
 
 
-def rules_for(service: Service, now: dt.datetime, duration: dt.timedelta | None = None) -> Rules:
+def rules_for(service: Terms, now: dt.datetime, duration: dt.timedelta | None = None) -> Rules:
     length = duration or dt.timedelta(minutes=service.duration_minutes)
     return Rules(
         duration=length,
@@ -131,7 +131,7 @@ def unavailable(reason: str) -> ValidationFailed:
     )
 
 
-def require_active(service: Service) -> None:
+def require_active(service: Terms) -> None:
     if not service.active:
         raise Conflict(
             "this service is not offered at the moment",

@@ -7,9 +7,10 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 from typing import cast as cast_type
 from zoneinfo import ZoneInfo
 
@@ -87,13 +88,75 @@ async def lock_providers(uow: UnitOfWork, provider_ids: Sequence[uuid.UUID]) -> 
         await uow.session.execute(_locks_sql(len(ids)), {"ps": ids})
 
 
+class Terms(Protocol):
+    """What the booking rules read of a service: a `Service`, or the terms an offer read as
+    columns (`OfferedService`)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def duration_minutes(self) -> int: ...
+    @property
+    def buffer_before_minutes(self) -> int: ...
+    @property
+    def buffer_after_minutes(self) -> int: ...
+    @property
+    def min_notice_minutes(self) -> int: ...
+    @property
+    def max_advance_days(self) -> int: ...
+    @property
+    def slot_interval_minutes(self) -> int | None: ...
+    @property
+    def price_amount(self) -> Decimal | None: ...
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def location_kind(self) -> str: ...
+    @property
+    def location(self) -> str | None: ...
+    @property
+    def assignment(self) -> str: ...
+    @property
+    def active(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OfferedService:
+    """A service's terms as the offer statement reads them: plain columns, no ORM object to
+    build, track in the session and flush-check at commit on every hold and slot search."""
+
+    id: uuid.UUID
+    name: str
+    duration_minutes: int
+    buffer_before_minutes: int
+    buffer_after_minutes: int
+    min_notice_minutes: int
+    max_advance_days: int
+    slot_interval_minutes: int | None
+    price_amount: Decimal | None
+    currency: str | None
+    location_kind: str
+    location: str | None
+    assignment: str
+    active: bool
+
+
+_TERMS = tuple(Service.__table__.c[f.name] for f in fields(OfferedService))
+
+
+def _terms_of(service: Service) -> OfferedService:
+    return OfferedService(*(getattr(service, f.name) for f in fields(OfferedService)))
+
+
 @dataclass(frozen=True)
 class Offer:
     """A service as a booking attempt or a slot search sees it: its terms, who delivers it now
     (round-robin order: least recently assigned first), their working hours in this context and,
     when asked for, their busy time (every context) around the window searched."""
 
-    service: Service
+    service: OfferedService
     providers: list[Provider]
     # Each provider's schedule as stored: (time zone, weekly rules, date overrides), the rules
     # as JSON text; None without one.
@@ -140,16 +203,20 @@ _TENANT = cast_type(uuid.UUID, bindparam("offer_tenant", type_=Uuid()))
 
 @lru_cache(maxsize=16)
 def _offer_statement(*, lock: bool, by_slug: bool, personal: bool, busy: bool) -> Select[Any]:
-    """The offer statement of one shape, built once: building it (an ORM select of two entities,
-    three joins, the lock and busy columns) cost more than a millisecond per hold or slot search."""
+    """The offer statement of one shape, built once: building it (a select of the service's
+    terms and its providers, three joins, the lock and busy columns) cost more than a
+    millisecond per hold or slot search. Columns: the provider's id, slug, name and last turn,
+    the schedule, the lock, the busy time (0-8), then the service's terms (`_TERMS`)."""
     wanted = Person.slug == bindparam("offer_slug") if by_slug else true()
     person, org = bindparam("offer_person", type_=Uuid()), bindparam("offer_org", type_=Uuid())
     return (
-        select(Service, Person.id, Person.slug, Person.display_name, ServiceProvider.last_assigned_at)
+        select(Person.id, Person.slug, Person.display_name, ServiceProvider.last_assigned_at)
         # The schedule's rules as text: no JSON decoded nor ORM object made for a provider
         # whose hours are not needed, and the text is the parsed hours' cache key.
         .add_columns(Schedule.time_zone, cast(Schedule.weekly, Text), cast(Schedule.overrides, Text))
         .add_columns(_provider_lock(wanted) if lock else null(), _busy_column() if busy else null())
+        .add_columns(*_TERMS)
+        .select_from(Service)
         .join(
             ServiceProvider,
             and_(ServiceProvider.service_id == Service.id, owned_by(ServiceProvider, _TENANT)),
@@ -187,17 +254,18 @@ async def load_offer(
         values["offer_slug"] = slug.lower()
     if busy_window is not None:
         values["offer_from"], values["offer_to"] = busy_window
-    rows = (await uow.session.execute(stmt, values)).all()
+    # Rows, not ORM objects: on the unit's connection, without the session's execution.
+    rows: Sequence[Sequence[Any]] = (await uow.rows(stmt, values)).all()
     if not rows:
         # Unknown service (404) or nobody delivers it: the failure path may take a second look.
-        return Offer(await load_service(ctx, uow, service_id), [], {}, {})
+        return Offer(_terms_of(await load_service(ctx, uow, service_id)), [], {}, {})
     epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
-    turns = sorted(rows, key=lambda r: (r[4] is not None, r[4] or epoch, r[1]))
+    turns = sorted(rows, key=lambda r: (r[3] is not None, r[3] or epoch, r[0]))
     return Offer(
-        service=rows[0][0],
-        providers=[Provider(r[1], r[2], r[3]) for r in turns],
-        schedules={r[1]: (r[5], r[6], r[7]) if r[5] is not None else None for r in rows},
-        busy={r[1]: Busy.of_micros(r[9] or ()) for r in rows} if busy_window is not None else {},
+        service=OfferedService(*rows[0][9:]),
+        providers=[Provider(r[0], r[1], r[2]) for r in turns],
+        schedules={r[0]: (r[4], r[5], r[6]) if r[4] is not None else None for r in rows},
+        busy={r[0]: Busy.of_micros(r[8] or ()) for r in rows} if busy_window is not None else {},
     )
 
 

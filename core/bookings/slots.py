@@ -7,9 +7,8 @@ import uuid
 from zoneinfo import ZoneInfo
 
 from core.bookings.availability import Busy, Hours, free_starts, in_zone, micros
-from core.bookings.models import Service
 from core.bookings.policy import READ, pick_providers, require_active, rules_for
-from core.bookings.queries import Provider, busy_ranges, hours_of_providers, load_offer
+from core.bookings.queries import Provider, Terms, busy_ranges, hours_of_providers, load_offer
 from core.bookings.schemas import ServiceRef, SlotsOut, SlotsQuery
 from core.context import TenantContext
 from core.uow import UnitOfWork
@@ -21,7 +20,7 @@ MAX_SLOTS = 500
 async def free_slots(
     ctx: TenantContext,
     uow: UnitOfWork,
-    service: Service,
+    service: Terms,
     providers: list[Provider],
     q: SlotsQuery,
     except_booking: uuid.UUID | None = None,
@@ -39,7 +38,7 @@ async def free_slots(
 
 
 def _slots_out(
-    service: Service,
+    service: Terms,
     providers: list[Provider],
     hours: dict[uuid.UUID, Hours | None],
     busy: dict[uuid.UUID, Busy],

@@ -1,4 +1,4 @@
-"""The context functions of security_0004 and the helpers security_0005 moved to PL/pgSQL answer
+"""The context functions of security_0004 and security_0006 and the helpers security_0005 moved to PL/pgSQL answer
 exactly as the bodies they replaced, in every mode the policies can meet: none, a signed user (with their org, without one, in an org they are
 not a member of, without a person), a forged, replayed or re-pointed signature, 'system' and
 'service' claimed on the app role (believed by nothing) and on the system role, and garbage.
@@ -7,8 +7,10 @@ scratch schema; each scenario also pins a few answers so a shared mistake cannot
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from core.credentials import parse_api_key
 from core.db import asyncpg_url
 from core.uow import Database
 from migrations.rls import split_sql
@@ -49,6 +52,8 @@ SOURCES = (
     # The reference ctx_mode signs with the reference helpers: old bodies end to end.
     ("security_0001_unforgeable_tenant_context", "PRIVATE_FUNCTIONS", ("mac", "user_msg", "ticket")),
     ("bookings_0001_services_availability_bookings", "PROVIDER_FUNCTIONS", ("may_schedule",)),
+    # Binding through the reference ticket (and, unchanged, platform_private.bind_user).
+    ("security_0003_context_with_toolsets", "RESOLVE_CONTEXT", ("resolve_context",)),
 )
 # {p}: platform's schema or the reference one; {b}: bookings' or the reference one.
 ASKED = (
@@ -274,3 +279,62 @@ async def test_the_signing_helpers_compute_what_they_did(db: Database, reference
                 assert mac == _hmac(ipad, opad, f"ticket|{p2}|{o2 or ''}|{expires}")
     finally:
         await owner.dispose()
+
+
+RESOLVED = (
+    "SELECT r.*, current_setting('app.mode', true), current_setting('app.person_id', true),"
+    " current_setting('app.org_id', true), current_setting('app.trace_id', true),"
+    " current_setting('app.ctx_sig', true), current_setting('app.ctx_ticket', true)"
+    " FROM {p}.resolve_context(CAST(:person AS uuid), CAST(:session AS uuid), :prefix, :hash,"
+    " CAST(:org_id AS uuid), :org_slug, :trace, :toolsets) r"
+)
+
+
+def _claims(account: Account) -> dict[str, str]:
+    payload = account.token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+async def test_resolve_context_binds_and_answers_as_the_old_body(
+    client: httpx.AsyncClient, db: Database, reference: None
+) -> None:
+    """Credential by credential, the new body (security_0007) answers the same row and leaves
+    the same settings -- the signature and the ticket included -- as security_0003's, called
+    in the same transaction (same backend, same instant)."""
+    a, b, stranger = await signup(client), await signup(client), await signup(client)
+    org = await make_org(client, a)
+    added = await client.post(f"/v1/orgs/{org}/members", json={"person": b.slug}, headers=a.h())
+    assert added.status_code == 201, added.text
+    made = await client.post("/v1/api-keys", json={"name": "k", "scopes": ["*"], "org": org}, headers=a.h())
+    assert made.status_code == 201, made.text
+    key = parse_api_key(made.json()["token"])
+    assert key is not None
+    org_id = str(made.json()["org"]["id"])
+    ca, cb, cs = _claims(a), _claims(b), _claims(stranger)
+    none = {"person": None, "session": None, "prefix": None, "hash": None, "org_id": None, "org_slug": None}
+    cases: list[dict[str, Any]] = [
+        {**none, "person": ca["sub"], "session": ca["sid"]},
+        {**none, "person": ca["sub"], "session": ca["sid"], "org_slug": org},
+        {**none, "person": ca["sub"], "session": ca["sid"], "org_id": org_id, "toolsets": True},
+        {**none, "person": cb["sub"], "session": cb["sid"], "org_slug": org},
+        {**none, "person": cs["sub"], "session": cs["sid"], "org_slug": org},
+        {**none, "person": ca["sub"], "session": ca["sid"], "org_slug": "no-such-org"},
+        {**none, "person": ca["sub"], "session": str(uuid.uuid4())},
+        {**none, "person": ca["sub"], "session": cs["sid"]},
+        {**none, "person": str(uuid.uuid4()), "session": ca["sid"]},
+        {**none, "prefix": key[0], "hash": key[1]},
+        {**none, "prefix": key[0], "hash": key[1], "org_slug": org, "toolsets": True},
+        {**none, "prefix": key[0], "hash": "0" * 64},
+    ]
+    bound = 0
+    for case in cases:
+        params = {"toolsets": False, "trace": "t-" + uuid.uuid4().hex, **case}
+        async with db.engine.connect() as conn, conn.begin():
+            new = (await conn.execute(text(RESOLVED.format(p="platform")), params)).all()
+            old = (await conn.execute(text(RESOLVED.format(p=OLD)), params)).all()
+        assert new == old, case
+        bound += bool(new)
+        if new:
+            # Signed for this backend and transaction: the setting verifies (or the test is void).
+            assert new[0][-6] == "user" and len(new[0][-2]) == 64, case
+    assert bound == 10  # all but the unknown person and the wrong key
