@@ -10,6 +10,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel
 from starlette._utils import get_route_path
 from starlette.routing import Match
@@ -170,8 +171,14 @@ class CallerCredential(HTTPBearer):
             ),
         ] = None,
     ) -> Caller:
-        credentials = await super().__call__(request)
-        return Caller(_db_of(request), credentials.credentials if credentials else None, x_atlilith_org)
+        # `HTTPBearer.__call__`'s reading of the header, without the pydantic model it wraps
+        # the token in (built and validated on every request only to be unwrapped here).
+        authorization = request.headers.get("Authorization")
+        scheme, token = get_authorization_scheme_param(authorization)
+        bearer = token if scheme.lower() == "bearer" and token else None
+        if bearer is None and self.auto_error:
+            raise self.make_not_authenticated_error()
+        return Caller(_db_of(request), bearer, x_atlilith_org)
 
 
 get_caller = CallerCredential(
