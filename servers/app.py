@@ -83,6 +83,11 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        # Spans come from `servers.telemetry` (the ASGI instrumentation, when an exporter is
+        # configured) and `core.observability`; metrics from Prometheus (`servers.metrics`).
+        # FastAPI's own OpenTelemetry layer would duplicate them, and asked on every request
+        # whether the global providers were configured (three lookups, about 3 µs).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     # Before any route is added: the app's own routes (health, metrics, the portal's shells,
     # Inngest's) check their query text as the feature routers' do.
