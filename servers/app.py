@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -27,12 +27,13 @@ from servers import mcp as mcp_door
 from servers import oauth as oauth_door
 from servers import portal, public
 from servers.api import api_routers
+from servers.api.deps import CheckedRoute
 from servers.health import install_probes
 from servers.mcp_changes import ToolListChanges
 from servers.metrics import RouteMetrics, install_metrics, metrics_listener
 from servers.middleware import BodyLimit, RequestContext
 from servers.openapi import install_openapi, operation_names
-from servers.problems import install_problem_handlers, refuse_control_characters
+from servers.problems import install_problem_handlers
 from servers.ratelimit import RateLimit
 from servers.registry_sync import sync_registry
 from servers.telemetry import configure_tracing, instrument_app
@@ -82,8 +83,15 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
-        dependencies=[Depends(refuse_control_characters)],
+        # Spans come from `servers.telemetry` (the ASGI instrumentation, when an exporter is
+        # configured) and `core.observability`; metrics from Prometheus (`servers.metrics`).
+        # FastAPI's own OpenTelemetry layer would duplicate them, and asked on every request
+        # whether the global providers were configured (three lookups, about 3 µs).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    # Before any route is added: the app's own routes (health, metrics, the portal's shells,
+    # Inngest's) check their query text as the feature routers' do.
+    app.router.route_class = CheckedRoute
     app.state.db = database
     app.state.settings = settings
     app.state.mcp = mcp_server

@@ -13,7 +13,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DomainError, FieldIssue, ValidationFailed
 from core.observability import current_trace_id, get_logger
-from core.validation import TEXT_HINT, text_issues
 from servers.hints import DOOR_HEADER, for_rest
 
 log = get_logger("atlilith.http")
@@ -111,17 +110,6 @@ def validation_problem(exc: RequestValidationError | ValidationError) -> JSONRes
         hint="fix the fields listed in `errors` and retry",
         errors=errors,
     )
-
-
-async def refuse_control_characters(request: Request) -> None:
-    """Every query parameter, typed or not, gets the input models' text check: PostgreSQL text
-    cannot hold NUL, and a `?q=` must be a 422 naming `q`, never a 500."""
-    if not request.scope.get("query_string"):
-        return  # most requests carry no query: nothing to parse
-    issues = text_issues(request.query_params.multi_items())
-    if issues:
-        names = ", ".join(sorted({i.field for i in issues}))
-        raise ValidationFailed(f"invalid input: {names}", hint=TEXT_HINT, errors=issues)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

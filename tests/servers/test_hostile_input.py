@@ -7,9 +7,13 @@ import json
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from mcp import Client
 
 from core.uow import Database
+from servers.api import api_routers
+from servers.api.deps import CheckedRoute
 from servers.mcp import build_server
 from tests.conftest import Account, signup
 from tests.core.bookings.helpers import at, day_ahead, hold, make_service, set_hours
@@ -63,6 +67,22 @@ async def test_nul_in_text_is_a_422_naming_the_field(client: httpx.AsyncClient) 
     # Tabs and line breaks are text.
     ok = await client.post("/v1/clients", json={"name": "Ada", "notes": "one\ttwo\nthree"}, headers=h)
     assert ok.status_code == 201 and ok.json()["notes"] == "one\ttwo\nthree", ok.text
+
+
+async def test_every_route_checks_its_query_text(app: FastAPI, client: httpx.AsyncClient) -> None:
+    """The text check is the routes' own (`servers.api.deps.CheckedRoute`), not a dependency: a
+    route of another class would skip it, untyped parameters included."""
+    routes = [
+        r
+        for r in [*app.routes, *(r for router in api_routers() for r in router.routes)]
+        if isinstance(r, APIRoute)
+    ]
+    assert routes and all(isinstance(r, CheckedRoute) for r in routes), [
+        r.path for r in routes if not isinstance(r, CheckedRoute)
+    ]
+    # An untyped parameter of a route on the app itself, and of a feature router's route.
+    refused(await client.get("/health", params={"probe": "a\x00"}), "probe")
+    refused(await client.get("/v1/meta", params={"q": "a\x00"}), "q")
 
 
 async def make_raw_service(client: httpx.AsyncClient, who: Account, body: dict[str, Any]) -> httpx.Response:
