@@ -107,7 +107,8 @@ def test_openapi_fuzzing_finds_no_server_error(settings: Settings) -> None:
                     label = f"{case.operation.method.upper()} {case.operation.path} ({context})"
                     if response.status_code >= 500:
                         failures.append(f"{label} -> {response.status_code}")
-                    assert "Traceback" not in response.text and "asyncpg" not in response.text
+                    sent = repr((case.path_parameters, case.query, case.headers, case.body))
+                    assert not leaks_internals(response.text, sent)
                     # The answer is one the schema promised: a documented status, its media
                     # type, a body matching its schema (problem+json for every error).
                     try:
@@ -225,6 +226,13 @@ def examples(strategy: st.SearchStrategy[Any], count: int) -> list[Any]:
     return found
 
 
+def leaks_internals(answer: str, sent: str) -> bool:
+    """A stack trace, or the driver's name where the caller did not send it: Hypothesis draws
+    strings from the project's own constants (`postgresql+asyncpg`), and an error may rightly
+    echo the value it refuses (`not_a_member` names the org asked for)."""
+    return "Traceback" in answer or ("asyncpg" in answer and "asyncpg" not in sent)
+
+
 async def test_mcp_tools_called_with_generated_arguments_never_fail_internally(
     client: httpx.AsyncClient, db: Database
 ) -> None:
@@ -253,7 +261,7 @@ async def test_mcp_tools_called_with_generated_arguments_never_fail_internally(
                 body = " ".join(getattr(b, "text", "") for b in result.content)
                 if result.is_error and '"internal_error"' in body:
                     internal.append(f"{tool.name}({json.dumps(args, ensure_ascii=False)[:200]})")
-                assert "Traceback" not in body and "asyncpg" not in body, tool.name
+                assert not leaks_internals(body, json.dumps(args, ensure_ascii=False)), tool.name
     assert internal == [], internal
     assert calls >= len(tools) * EXAMPLES
 
