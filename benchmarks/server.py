@@ -261,8 +261,15 @@ def main() -> None:
     profile = os.environ.get("BENCH_PROFILE")  # a path: the server under cProfile, written at shutdown
     if profile:
         app = Profiled(app, profile)
+    # As `atlilith serve` runs it (servers.cli): no proxy-header middleware in front of the app.
     uvicorn.run(
-        app, host="127.0.0.1", port=settings.port, log_level="warning", access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
     )
 
 
