@@ -59,10 +59,17 @@ def parse_rate(value: str) -> RateLimitItem:
 class Policy:
     name: str
     item: RateLimitItem
+    # Derived once from `item`: read on every request (keys, headers), rebuilt there before.
+    quota: int = field(init=False, compare=False)
+    window: int = field(init=False, compare=False)
+    declared: str = field(init=False, repr=False, compare=False)
     _around: tuple[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # `item.key_for(name, identity)` rebuilds the same prefix and suffix on every request.
+        quota, window = int(self.item.amount), int(self.item.get_expiry())
+        object.__setattr__(self, "quota", quota)
+        object.__setattr__(self, "window", window)
+        object.__setattr__(self, "declared", f'"{self.name}";q={quota};w={window}')
         prefix, suffix = self.item.key_for(self.name, "\0").split("\0")
         object.__setattr__(self, "_around", (prefix, suffix))
 
@@ -70,14 +77,6 @@ class Policy:
         """The counter's key for `identity`, spelled as `item.key_for(name, identity)` does."""
         prefix, suffix = self._around
         return prefix + identity + suffix
-
-    @property
-    def quota(self) -> int:
-        return int(self.item.amount)
-
-    @property
-    def window(self) -> int:
-        return int(self.item.get_expiry())
 
 
 @dataclass(frozen=True)
@@ -141,8 +140,8 @@ class _LoopMemoryStorage(MemoryStorage):
         now = time.time()
         previous_key = f"{key}/{int((now - expiry) / expiry)}"
         current_key = f"{key}/{int(now / expiry)}"
-        previous = self.get(previous_key)
-        current = self.get(current_key)
+        previous = self._live(previous_key, now)
+        current = self._live(current_key, now)
         previous_ttl = (1 - (((now - expiry) / expiry) % 1)) * expiry if previous else 0.0
         carried = previous * previous_ttl / expiry
         allowed = math.floor(carried + current) + 1 <= limit
@@ -159,6 +158,15 @@ class _LoopMemoryStorage(MemoryStorage):
             current_ttl = (1 - ((now / expiry) % 1)) * expiry + expiry
             reset_in = min(reset_in, current_ttl % expiry)
         return allowed, remaining, 0.0 if reset_in == math.inf else reset_in
+
+    def _live(self, key: str, now: float) -> int:
+        """`get` without its error-wrapping layers: the count, or 0 once expired (dropped)."""
+        if self.expirations.get(key, 0) <= now:
+            self.storage.pop(key, None)
+            self.expirations.pop(key, None)
+            self.locks.pop(key, None)
+            return 0
+        return self.storage.get(key, 0)
 
     def _MemoryStorage__schedule_expiry(self) -> None:  # replaces MemoryStorage's private timer hook
         now = time.time()
@@ -291,7 +299,7 @@ class RateLimits:
 
 def policy_header(standings: Iterable[Standing]) -> str:
     """`RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): quota and window per policy."""
-    return ", ".join(f'"{s.policy.name}";q={s.policy.quota};w={s.policy.window}' for s in standings)
+    return ", ".join(s.policy.declared for s in standings)
 
 
 def state_header(standings: Iterable[Standing]) -> str:
