@@ -21,13 +21,12 @@ import ipaddress
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
-from limits import RateLimitItem, WindowStats, parse
+from limits import RateLimitItem, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import MemoryStorage, storage_from_string
-from limits.strategies import SlidingWindowCounterRateLimiter as LocalSlidingWindowCounter
 
 from core.config import Settings
 from core.credentials import Tokens, bearer_from_header, parse_api_key
@@ -60,14 +59,24 @@ def parse_rate(value: str) -> RateLimitItem:
 class Policy:
     name: str
     item: RateLimitItem
+    # Derived once from `item`: read on every request (keys, headers), rebuilt there before.
+    quota: int = field(init=False, compare=False)
+    window: int = field(init=False, compare=False)
+    declared: str = field(init=False, repr=False, compare=False)
+    _around: tuple[str, str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def quota(self) -> int:
-        return int(self.item.amount)
+    def __post_init__(self) -> None:
+        quota, window = int(self.item.amount), int(self.item.get_expiry())
+        object.__setattr__(self, "quota", quota)
+        object.__setattr__(self, "window", window)
+        object.__setattr__(self, "declared", f'"{self.name}";q={quota};w={window}')
+        prefix, suffix = self.item.key_for(self.name, "\0").split("\0")
+        object.__setattr__(self, "_around", (prefix, suffix))
 
-    @property
-    def window(self) -> int:
-        return int(self.item.get_expiry())
+    def key(self, identity: str) -> str:
+        """The counter's key for `identity`, spelled as `item.key_for(name, identity)` does."""
+        prefix, suffix = self._around
+        return prefix + identity + suffix
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,43 @@ class _LoopMemoryStorage(MemoryStorage):
         super().__init__()
         self.timer.cancel()  # started by MemoryStorage.__init__; nothing restarts it (below)
         self._swept = time.time()
+
+    def hit_standing(self, key: str, limit: int, expiry: int) -> tuple[bool, int, float]:
+        """One request counted against `key`'s sliding window counter, as the strategy's `hit`
+        followed by its `get_window_stats` would: whether it was allowed, the quota left and
+        the seconds until a unit comes back. One pass over the counters at one instant, instead
+        of the library's two passes through its layers (each re-deriving the keys and counts).
+        No lock: only the event loop's thread calls it, and nothing awaits in between."""
+        now = time.time()
+        previous_key = f"{key}/{int((now - expiry) / expiry)}"
+        current_key = f"{key}/{int(now / expiry)}"
+        previous = self._live(previous_key, now)
+        current = self._live(current_key, now)
+        previous_ttl = (1 - (((now - expiry) / expiry) % 1)) * expiry if previous else 0.0
+        carried = previous * previous_ttl / expiry
+        allowed = math.floor(carried + current) + 1 <= limit
+        if allowed:
+            self._MemoryStorage__schedule_expiry()
+            current = self.storage[current_key] = current + 1
+            if current == 1:  # a fresh window: it lives twice its length, as `incr` sets it
+                self.expirations[current_key] = now + 2 * expiry
+        remaining = max(0, limit - math.floor(carried + current))
+        reset_in = math.inf
+        if previous:
+            reset_in = previous_ttl % (expiry / previous)
+        if current:
+            current_ttl = (1 - ((now / expiry) % 1)) * expiry + expiry
+            reset_in = min(reset_in, current_ttl % expiry)
+        return allowed, remaining, 0.0 if reset_in == math.inf else reset_in
+
+    def _live(self, key: str, now: float) -> int:
+        """`get` without its error-wrapping layers: the count, or 0 once expired (dropped)."""
+        if self.expirations.get(key, 0) <= now:
+            self.storage.pop(key, None)
+            self.expirations.pop(key, None)
+            self.locks.pop(key, None)
+            return 0
+        return self.storage.get(key, 0)
 
     def _MemoryStorage__schedule_expiry(self) -> None:  # replaces MemoryStorage's private timer hook
         now = time.time()
@@ -182,9 +228,9 @@ class RateLimits:
         self.signin = Policy("signin", parse_rate(settings.rate_limit_signin_per_ip))
         self.target = Policy("target", parse_rate(settings.rate_limit_public_per_target))
         self._limiter: SlidingWindowCounterRateLimiter | None = None
-        self._local: LocalSlidingWindowCounter | None = None
+        self._memory: _LoopMemoryStorage | None = None
         if settings.rate_limit_storage == _MEMORY_STORAGE:
-            self._local = LocalSlidingWindowCounter(_LoopMemoryStorage())
+            self._memory = _LoopMemoryStorage()
         else:
             self._limiter = SlidingWindowCounterRateLimiter(storage_from_string(settings.rate_limit_storage))
 
@@ -240,21 +286,20 @@ class RateLimits:
     async def _hit(self, policy: Policy, identity: str) -> tuple[bool, Standing]:
         """Count one request against `policy` for `identity`: whether it was allowed, and the
         policy's standing after it."""
-        stats: WindowStats
-        if self._local is not None:
-            # Synchronous: no other request runs between the hit and the read.
-            allowed = self._local.hit(policy.item, policy.name, identity)
-            stats = self._local.get_window_stats(policy.item, policy.name, identity)
-        else:
-            assert self._limiter is not None
-            allowed = await self._limiter.hit(policy.item, policy.name, identity)
-            stats = await self._limiter.get_window_stats(policy.item, policy.name, identity)
+        if self._memory is not None:
+            allowed, remaining, reset_in = self._memory.hit_standing(
+                policy.key(identity), policy.quota, policy.window
+            )
+            return allowed, Standing(policy, remaining, max(0, math.ceil(reset_in)))
+        assert self._limiter is not None
+        allowed = await self._limiter.hit(policy.item, policy.name, identity)
+        stats = await self._limiter.get_window_stats(policy.item, policy.name, identity)
         return allowed, Standing(policy, stats.remaining, max(0, math.ceil(stats.reset_time - time.time())))
 
 
 def policy_header(standings: Iterable[Standing]) -> str:
     """`RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): quota and window per policy."""
-    return ", ".join(f'"{s.policy.name}";q={s.policy.quota};w={s.policy.window}' for s in standings)
+    return ", ".join(s.policy.declared for s in standings)
 
 
 def state_header(standings: Iterable[Standing]) -> str:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -383,3 +384,54 @@ def test_a_malformed_metrics_address_is_refused_at_start() -> None:
     for bad in ("9464", "host:", ":9464", "host:99999", "host:port"):
         with pytest.raises(ValueError, match="host:port"):
             Settings(metrics_address=bad, database_url="postgresql://x@y/z")
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """`configure_logging` sets process-wide state: put the suite's back afterwards."""
+    import logging
+
+    import structlog
+
+    saved, root = structlog.get_config(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_a_json_log_line_reads_as_json_dumps_writes_it(
+    logging_restored: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One JSON object per line, as `json.dumps` spells it (the encoder is built once, not per
+    line); values JSON cannot hold are written as their repr; the span's ids are on it."""
+    from core.observability import configure_logging, get_logger, trace
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque ü>"
+
+    configure_logging(Settings(log_level="info", log_format="json"))
+    log = get_logger("atlilith.test")
+    with trace(name="GET /v1/me", component="me") as trace_id:
+        log.info("request", method="GET", path="/v1/me", status=200, ms=1.5, db_statements=2, odd=Opaque())
+        log.debug("not_at_info")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    entry = json.loads(lines[0])
+    assert lines[0] == json.dumps(entry)
+    assert {k: entry[k] for k in ("event", "level", "method", "path", "status", "ms", "db_statements")} == {
+        "event": "request",
+        "level": "info",
+        "method": "GET",
+        "path": "/v1/me",
+        "status": 200,
+        "ms": 1.5,
+        "db_statements": 2,
+    }
+    assert entry["odd"] == "<opaque ü>" and entry["component"] == "me"
+    assert entry["trace_id"] == trace_id and re.fullmatch(r"[0-9a-f]{16}", entry["span_id"])
+    assert entry["timestamp"].endswith("Z")

@@ -257,7 +257,7 @@ async def test_the_in_memory_counters_start_no_thread_and_drop_expired_windows(
     refused = await limits.check(address="198.51.100.7", authorization=None)
     assert not refused.allowed and refused.refused is not None and refused.refused.policy.name == "ip"
     assert threading.active_count() <= threads
-    storage = limits._local.storage if limits._local is not None else None
+    storage = limits._memory
     assert storage is not None
     assert any("198.51.100.7" in key for key in storage.expirations)
     # Long after both windows ended, another client's request sweeps the first one's counters.
@@ -265,3 +265,44 @@ async def test_the_in_memory_counters_start_no_thread_and_drop_expired_windows(
     assert (await limits.check(address="198.51.100.8", authorization=None)).allowed
     assert not any("198.51.100.7" in key for key in storage.expirations)
     assert (await limits.check(address="198.51.100.7", authorization=None)).allowed
+
+
+@pytest.mark.parametrize("rate", ["5/second", "3/minute", "7 per 10 seconds", "0/minute"])
+def test_the_one_pass_hit_agrees_with_the_librarys_hit_and_window_stats(
+    rate: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-memory limiter counts and reports in one pass; at every instant (across window
+    boundaries, refusals and expiries) it answers as `limits`' strategy does with a hit then a
+    window read on its own storage."""
+    import math
+    from types import SimpleNamespace
+
+    from limits.storage import MemoryStorage
+    from limits.strategies import SlidingWindowCounterRateLimiter
+
+    from core.ratelimit import Policy, _LoopMemoryStorage, parse_rate
+
+    now = [1_000_000.25]
+    clock = SimpleNamespace(time=lambda: now[0])
+    for module in ("limits.storage.memory", "limits.strategies", "core.ratelimit"):
+        monkeypatch.setattr(f"{module}.time", clock)
+    policy = Policy("ip", parse_rate(rate))
+    ours = _LoopMemoryStorage()
+    reference_storage = MemoryStorage()
+    reference_storage.timer.cancel()
+    reference = SlidingWindowCounterRateLimiter(reference_storage)
+    # Seconds between requests: bursts inside a window, crossings, and gaps past expiry.
+    steps = (0.0, 0.01, 0.02, 0.1, 0.3, 0.05, 0.9, 0.2, 1.7, 0.01, 2.5, 0.4, 7.0, 0.02, 30.0, 45.0, 130.0)
+    for i, step in enumerate(steps * 3):
+        now[0] += step
+        identity = "198.51.100.7" if i % 4 else "2001:db8::/64"
+        assert policy.key(identity) == policy.item.key_for(policy.name, identity)
+        allowed, remaining, reset_in = ours.hit_standing(policy.key(identity), policy.quota, policy.window)
+        expected = reference.hit(policy.item, policy.name, identity)
+        stats = reference.get_window_stats(policy.item, policy.name, identity)
+        assert (allowed, remaining, math.ceil(reset_in)) == (
+            expected,
+            stats.remaining,
+            math.ceil(stats.reset_time - now[0]),
+        )
+    reference_storage.timer.cancel()
