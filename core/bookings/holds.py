@@ -177,7 +177,8 @@ async def _place(
         "person_id": planned.person_id,
         "org_id": planned.org_id,
     } | {f"outbox_{c}": event[c] for c in EVENT_COLUMNS}
-    booking = (await uow.session.execute(_PLACE, values)).one_or_none()
+    # On the unit's connection: a hold makes no ORM session (its Python per transaction).
+    booking = (await uow.rows(_PLACE, values)).one_or_none()
     if booking is None:
         raise Conflict("every provider of this service is busy then", code="slot_taken", hint=SLOTS_HINT)
     return booking
