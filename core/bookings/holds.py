@@ -134,7 +134,7 @@ async def _place(
     hold_expires_at: dt.datetime | None,
 ) -> Row[Any]:
     """The booking row, on the service's current terms, with the provider it went to, and its
-    event."""
+    event: on the unit's connection (`rows`), so a hold makes no ORM session."""
     planned = _Planned(
         id=uuid.uuid4(),
         service_id=service.id,
@@ -177,7 +177,7 @@ async def _place(
         "person_id": planned.person_id,
         "org_id": planned.org_id,
     } | {f"outbox_{c}": event[c] for c in EVENT_COLUMNS}
-    booking = (await uow.session.execute(_PLACE, values)).one_or_none()
+    booking = (await uow.rows(_PLACE, values)).one_or_none()
     if booking is None:
         raise Conflict("every provider of this service is busy then", code="slot_taken", hint=SLOTS_HINT)
     return booking

@@ -51,8 +51,9 @@ async def require_installed(
     available in `ctx`: always-on, or installed in this very context. A name the registry does
     not know is left to the caller (an unknown action is its own error)."""
     name = toolset if toolset is not None else component
+    # On the unit's connection: a run whose other statements need no ORM makes no session.
     found = (
-        await uow.session.execute(
+        await uow.rows(
             _gate_statement(by_toolset=toolset is not None), {"gate_name": name, "gate_tenant": ctx.tenant_id}
         )
     ).first()

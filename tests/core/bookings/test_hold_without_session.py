@@ -1,0 +1,104 @@
+"""A hold runs on the unit of work's connection alone (`core.uow.UnitOfWork.rows` and `fetch`):
+through REST and MCP, with an Idempotency-Key and without, its replay and its refusals, it makes
+no ORM session, and answers as before."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from core.uow import Database
+from tests.conftest import signup
+from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
+from tests.support.registry import install
+from tests.support.serving import app_client
+
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+async def own_db(db: Database) -> AsyncIterator[Database]:
+    """A database object of this test alone: its session makers count only this test's."""
+    database = Database(db.settings.model_copy(update={"mcp_http_sessions": "stateless"}))
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def own_client(own_db: Database) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(own_db, base_url="http://localhost:8000") as c:
+        yield c
+
+
+def _count_sessions(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    made = [0]
+    for name in ("sessionmaker", "system_sessionmaker"):
+        maker = getattr(database, name)
+
+        def counting(*args: Any, _maker: Any = maker, **kwargs: Any) -> Any:
+            made[0] += 1
+            return _maker(*args, **kwargs)
+
+        monkeypatch.setattr(database, name, counting)
+    return made
+
+
+def _tool(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
+
+
+async def test_a_hold_makes_no_session(
+    own_client: httpx.AsyncClient, own_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = await signup(own_client)
+    await install(own_client, a, "bookings")  # the MCP door asks for it
+    await set_hours(own_client, a)
+    svc = await make_service(own_client, a)
+    day = day_ahead(7)
+    made = _count_sessions(own_db, monkeypatch)
+
+    plain = await own_client.post(
+        "/v1/bookings/holds", json={"service_id": svc["id"], "start_at": at(day, "09:00")}, headers=a.h()
+    )
+    assert plain.status_code == 201, plain.text
+    assert plain.json()["status"] == "held"
+
+    keyed_body = {"service_id": svc["id"], "start_at": at(day, "11:00")}
+    keyed_headers = {**a.h(), "Idempotency-Key": "no-session-hold-1"}
+    keyed = await own_client.post("/v1/bookings/holds", json=keyed_body, headers=keyed_headers)
+    assert keyed.status_code == 201, keyed.text
+    retry = await own_client.post("/v1/bookings/holds", json=keyed_body, headers=keyed_headers)
+    assert retry.status_code == 201 and retry.json() == keyed.json(), retry.text
+    reused = await own_client.post(
+        "/v1/bookings/holds", json={**keyed_body, "start_at": at(day, "13:00")}, headers=keyed_headers
+    )
+    assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused", reused.text
+    taken = await own_client.post(
+        "/v1/bookings/holds", json={"service_id": svc["id"], "start_at": at(day, "09:30")}, headers=a.h()
+    )
+    assert taken.status_code == 409 and taken.json()["code"] == "slot_taken", taken.text
+
+    for n, key in enumerate((None, "no-session-mcp-1")):
+        args: dict[str, Any] = {"service_id": svc["id"], "start_at": at(day, f"1{5 + n}:00")}
+        if key:
+            args["idempotency_key"] = key
+        r = await own_client.post("/mcp", json=_tool("bookings_hold", args), headers={**MCP_HEADERS, **a.h()})
+        assert r.status_code == 200, r.text
+        result = r.json()["result"]
+        assert result["isError"] is False, r.text
+        assert json.loads(result["content"][0]["text"])["status"] == "held"
+
+    assert made[0] == 0
+    assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert own_db.system_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
