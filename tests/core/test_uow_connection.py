@@ -25,9 +25,10 @@ from core.tenancy.me import whoami
 from core.tenancy.models import Person
 from core.uow import Database
 from tests.conftest import signup
+from tests.support.request_path import MCP_POST_HEADERS as MCP_HEADERS
+from tests.support.request_path import count_sessions, own_database
 from tests.support.serving import app_client
 
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 WHOAMI = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
 _NAME = text("UPDATE platform.persons SET display_name = :name WHERE id = :id")
 _READ_NAME = text("SELECT display_name FROM platform.persons WHERE id = :id")
@@ -36,13 +37,8 @@ _TXID = text("SELECT txid_current()")
 
 @pytest.fixture
 async def own_db(db: Database) -> AsyncIterator[Database]:
-    """A database object of this test alone: its pools count only this test's connections."""
-    settings = db.settings.model_copy(update={"mcp_http_sessions": "stateless"})
-    database = Database(settings)
-    try:
+    async with own_database(db) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture
@@ -51,24 +47,11 @@ async def own_client(own_db: Database) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def _count_sessions(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    made = [0]
-    for name in ("sessionmaker", "system_sessionmaker"):
-        maker = getattr(database, name)
-
-        def counting(*args: Any, _maker: Any = maker, **kwargs: Any) -> Any:
-            made[0] += 1
-            return _maker(*args, **kwargs)
-
-        monkeypatch.setattr(database, name, counting)
-    return made
-
-
 async def test_a_request_that_uses_no_orm_makes_no_session(
     own_client: httpx.AsyncClient, own_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a = await signup(own_client)
-    made = _count_sessions(own_db, monkeypatch)
+    made = count_sessions(own_db, monkeypatch)
     me = await own_client.get("/v1/me", headers=a.h())
     assert me.status_code == 200, me.text
     mcp = await own_client.post("/mcp", json=WHOAMI, headers={**MCP_HEADERS, **a.h()})

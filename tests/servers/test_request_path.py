@@ -24,9 +24,10 @@ from core.uow import Database
 from tests.conftest import make_org, signup
 from tests.support.mcp import mcp_client
 from tests.support.registry import install
+from tests.support.request_path import MCP_POST_HEADERS as MCP_HEADERS
+from tests.support.request_path import own_database
 from tests.support.serving import app_client
 
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 WHOAMI = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
 
 
@@ -34,12 +35,8 @@ WHOAMI = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 
 async def counted_db(db: Database) -> AsyncIterator[Database]:
     """The test database, with stateless MCP (one POST per call) and each request's statements
     reported (`X-DB-Statements`), as the bench server runs."""
-    settings = db.settings.model_copy(update={"expose_db_stats": True, "mcp_http_sessions": "stateless"})
-    database = Database(settings)
-    try:
+    async with own_database(db, expose_db_stats=True) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

@@ -15,38 +15,21 @@ from core.uow import Database
 from tests.conftest import signup
 from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
 from tests.support.registry import install
+from tests.support.request_path import MCP_POST_HEADERS as MCP_HEADERS
+from tests.support.request_path import count_sessions, own_database
 from tests.support.serving import app_client
-
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 @pytest.fixture
 async def own_db(db: Database) -> AsyncIterator[Database]:
-    """A database object of this test alone: its session makers count only this test's."""
-    database = Database(db.settings.model_copy(update={"mcp_http_sessions": "stateless"}))
-    try:
+    async with own_database(db) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture
 async def own_client(own_db: Database) -> AsyncIterator[httpx.AsyncClient]:
     async with app_client(own_db, base_url="http://localhost:8000") as c:
         yield c
-
-
-def _count_sessions(database: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    made = [0]
-    for name in ("sessionmaker", "system_sessionmaker"):
-        maker = getattr(database, name)
-
-        def counting(*args: Any, _maker: Any = maker, **kwargs: Any) -> Any:
-            made[0] += 1
-            return _maker(*args, **kwargs)
-
-        monkeypatch.setattr(database, name, counting)
-    return made
 
 
 def _tool(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +49,7 @@ async def test_a_hold_makes_no_session(
     await set_hours(own_client, a)
     svc = await make_service(own_client, a)
     day = day_ahead(7)
-    made = _count_sessions(own_db, monkeypatch)
+    made = count_sessions(own_db, monkeypatch)
 
     plain = await own_client.post(
         "/v1/bookings/holds", json={"service_id": svc["id"], "start_at": at(day, "09:00")}, headers=a.h()
