@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.context import TenantContext
 from core.db import Base, created_at, uuid_pk
-from core.errors import FieldIssue, ValidationFailed
+from core.errors import Conflict, FieldIssue, ValidationFailed
 from core.uow import UnitOfWork
 
 T = TypeVar("T", bound=BaseModel)
@@ -90,6 +90,8 @@ _CLAIM = (
 _EXISTING = (
     "SELECT operation, fingerprint, response FROM platform.idempotency_keys WHERE person_id = $1 AND key = $2"
 )
+# A key met by the claim and gone by the read (purged) is claimed again, this many times at most.
+_CLAIM_ATTEMPTS = 3
 _STORE = "UPDATE platform.idempotency_keys SET response = CAST($1 AS jsonb) WHERE id = $2"
 
 
@@ -136,12 +138,24 @@ async def idempotent(
         return await work()
     key = check_key(key)
     fp = fingerprint(operation, ctx, payload)
-    claimed = await uow.fetch(_CLAIM, uuid.uuid4(), ctx.person_id, key, operation, fp)
-    if not claimed:
-        (row,) = await uow.fetch(_EXISTING, ctx.person_id, key)
-        if row["operation"] != operation or row["fingerprint"] != fp or row["response"] is None:
-            raise _reused()
-        return out.model_validate(row["response"])
+    for _ in range(_CLAIM_ATTEMPTS):
+        claimed = await uow.fetch(_CLAIM, uuid.uuid4(), ctx.person_id, key, operation, fp)
+        if claimed:
+            break
+        # Each statement reads what is committed when it starts: the key the claim met may be
+        # purged (expired) before this read, and is then claimed afresh.
+        existing = await uow.fetch(_EXISTING, ctx.person_id, key)
+        if existing:
+            row = existing[0]
+            if row["operation"] != operation or row["fingerprint"] != fp or row["response"] is None:
+                raise _reused()
+            return out.model_validate(row["response"])
+    else:
+        raise Conflict(
+            "this idempotency key changed while the request ran",
+            code="idempotency_key_busy",
+            hint="retry the request with the same key",
+        )
     result = await work()
     await uow.fetch(_STORE, json.dumps(result.model_dump(mode="json"), ensure_ascii=False), claimed[0]["id"])
     return result
