@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -26,25 +25,12 @@ from core.tenancy.models import Person
 from core.uow import Database
 from tests.conftest import signup
 from tests.support.request_path import MCP_POST_HEADERS as MCP_HEADERS
-from tests.support.request_path import count_sessions, own_database
-from tests.support.serving import app_client
+from tests.support.request_path import count_sessions
 
 WHOAMI = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
 _NAME = text("UPDATE platform.persons SET display_name = :name WHERE id = :id")
 _READ_NAME = text("SELECT display_name FROM platform.persons WHERE id = :id")
 _TXID = text("SELECT txid_current()")
-
-
-@pytest.fixture
-async def own_db(db: Database) -> AsyncIterator[Database]:
-    async with own_database(db) as database:
-        yield database
-
-
-@pytest.fixture
-async def own_client(own_db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(own_db, base_url="http://localhost:8000") as c:
-        yield c
 
 
 async def test_a_request_that_uses_no_orm_makes_no_session(

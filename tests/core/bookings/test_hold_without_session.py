@@ -5,7 +5,6 @@ no ORM session, and answers as before."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,20 +15,7 @@ from tests.conftest import signup
 from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
 from tests.support.registry import install
 from tests.support.request_path import MCP_POST_HEADERS as MCP_HEADERS
-from tests.support.request_path import count_sessions, own_database
-from tests.support.serving import app_client
-
-
-@pytest.fixture
-async def own_db(db: Database) -> AsyncIterator[Database]:
-    async with own_database(db) as database:
-        yield database
-
-
-@pytest.fixture
-async def own_client(own_db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(own_db, base_url="http://localhost:8000") as c:
-        yield c
+from tests.support.request_path import count_sessions
 
 
 def _tool(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
