@@ -135,9 +135,8 @@ async def _place(
     blocked: tuple[dt.datetime, dt.datetime],
     hold_expires_at: dt.datetime | None,
 ) -> Any:
-    """The booking row (a `PlacedBooking`), on the service's current terms, with the provider
-    it went to, and its event: on the driver's connection (`fetch`), so a hold makes no ORM
-    session."""
+    """The booking row (a `PlacedBooking`) on the service's current terms, with the provider it
+    went to, and its event: on the driver's connection (`fetch`), so a hold makes no session."""
     planned = _Planned(
         id=uuid.uuid4(),
         service_id=service.id,
