@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import namedtuple
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Row, bindparam, text
+from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.types import Uuid
 
 from core.bookings.availability import Rules, fits
@@ -23,7 +24,7 @@ from core.bookings.policy import (
     unavailable,
 )
 from core.bookings.presenters import booking_out, event_row, iso, manage_link_out
-from core.bookings.queries import Offer, Provider, Terms, load_offer, resolve_client
+from core.bookings.queries import DriverStatement, Offer, Provider, Terms, load_offer, resolve_client
 from core.bookings.schemas import BookingOut, ClientRef, HoldIn, RequestIn, ServiceRef
 from core.bookings.schemas.booking import _SlotFields
 from core.context import TenantContext
@@ -51,11 +52,12 @@ def _fitting(offer: Offer, slug: str | None, rules: Rules, start: dt.datetime) -
 # the exclusion constraint alone decides: its violation is the `slot_taken` 409), insert the
 # booking, count the provider's turn and write the booking's event to the outbox beside it (only
 # beside an inserted booking; the event names the provider chosen here, the rest of it is
-# `presenters._event`'s, bound as `core.outbox.EVENT_CTE` binds an event). The booking's columns
-# are returned in the table's order, so the result's columns are matched by position, once per
-# compiled statement, instead of by name on every booking.
+# `presenters._event`'s, bound as `core.outbox.EVENT_CTE` binds an event). It runs on the
+# driver (`DriverStatement`); the booking's columns come back in the table's order, read by name
+# as a `PlacedBooking` (`blocked` as the driver's range: no answer reads it).
 _BOOKING_COLUMNS = tuple(Booking.__table__.columns)
-_PLACE = (
+PlacedBooking = namedtuple("PlacedBooking", [c.name for c in _BOOKING_COLUMNS])  # type: ignore[misc]
+_PLACE = DriverStatement.of(
     text(
         """
 WITH candidate AS (
@@ -132,9 +134,9 @@ async def _place(
     span: tuple[dt.datetime, dt.datetime],
     blocked: tuple[dt.datetime, dt.datetime],
     hold_expires_at: dt.datetime | None,
-) -> Row[Any]:
-    """The booking row, on the service's current terms, with the provider it went to, and its
-    event: on the unit's connection (`rows`), so a hold makes no ORM session."""
+) -> Any:
+    """The booking row (a `PlacedBooking`) on the service's current terms, with the provider it
+    went to, and its event: on the driver's connection (`fetch`), so a hold makes no session."""
     planned = _Planned(
         id=uuid.uuid4(),
         service_id=service.id,
@@ -177,10 +179,10 @@ async def _place(
         "person_id": planned.person_id,
         "org_id": planned.org_id,
     } | {f"outbox_{c}": event[c] for c in EVENT_COLUMNS}
-    booking = (await uow.rows(_PLACE, values)).one_or_none()
-    if booking is None:
+    rows = await uow.fetch(_PLACE.sql, *_PLACE.args(values))
+    if not rows:
         raise Conflict("every provider of this service is busy then", code="slot_taken", hint=SLOTS_HINT)
-    return booking
+    return PlacedBooking(*rows[0])
 
 
 async def _create(

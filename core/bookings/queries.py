@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from functools import lru_cache
@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     BigInteger,
     BindParameter,
+    ClauseElement,
     ColumnElement,
     DateTime,
     Row,
@@ -38,6 +39,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import NullType, Uuid
 
 from core.bookings.availability import Busy, Hours
@@ -54,6 +57,45 @@ from core.uow import UnitOfWork
 
 # An id as a value, or as a parameter bound when a cached statement runs.
 _Id = uuid.UUID | BindParameter[uuid.UUID]
+
+_DRIVER_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    """A fixed statement of the booking path compiled once for the driver (`$n` parameters),
+    for `UnitOfWork.fetch`: the hold's two statements went through SQLAlchemy's execution (its
+    execution context, parameter and result processing, a greenlet) at about 140 µs of Python
+    each, against ~100 µs for the whole round trip on the driver. Values are bound by name, as
+    for the statement itself; its literal values and its types' bind processing are kept. The
+    rows are asyncpg records: a column that needs SQLAlchemy's result processing (a range) comes
+    back as the driver decodes it."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: Mapping[str, Any]
+    processors: Mapping[str, Callable[[Any], Any]]
+
+    @classmethod
+    def of(cls, stmt: ClauseElement) -> DriverStatement:
+        compiled = cast_type(SQLCompiler, stmt.compile(dialect=_DRIVER_DIALECT))
+        names = tuple(compiled.positiontup or ())
+        processors = {}
+        for name in names:
+            bind = compiled.binds[name]
+            processor = bind.type.dialect_impl(_DRIVER_DIALECT).bind_processor(_DRIVER_DIALECT)
+            if processor is not None:
+                processors[name] = processor
+        return cls(compiled.string, names, compiled.params, processors)
+
+    def args(self, values: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments for these values (a name not given: the statement's own)."""
+        args = [values[n] if n in values else self.defaults[n] for n in self.names]
+        if self.processors:
+            for i, name in enumerate(self.names):
+                if (processor := self.processors.get(name)) is not None and args[i] is not None:
+                    args[i] = processor(args[i])
+        return args
 
 
 @dataclass(frozen=True)
@@ -202,14 +244,14 @@ _TENANT = cast_type(uuid.UUID, bindparam("offer_tenant", type_=Uuid()))
 
 
 @lru_cache(maxsize=16)
-def _offer_statement(*, lock: bool, by_slug: bool, personal: bool, busy: bool) -> Select[Any]:
-    """The offer statement of one shape, built once: building it (a select of the service's
-    terms and its providers, three joins, the lock and busy columns) cost more than a
+def _offer_statement(*, lock: bool, by_slug: bool, personal: bool, busy: bool) -> DriverStatement:
+    """The offer statement of one shape, built and compiled once: building it (a select of the
+    service's terms and its providers, three joins, the lock and busy columns) cost more than a
     millisecond per hold or slot search. Columns: the provider's id, slug, name and last turn,
     the schedule, the lock, the busy time (0-8), then the service's terms (`_TERMS`)."""
     wanted = Person.slug == bindparam("offer_slug") if by_slug else true()
     person, org = bindparam("offer_person", type_=Uuid()), bindparam("offer_org", type_=Uuid())
-    return (
+    stmt = (
         select(Person.id, Person.slug, Person.display_name, ServiceProvider.last_assigned_at)
         # The schedule's rules as text: no JSON decoded nor ORM object made for a provider
         # whose hours are not needed, and the text is the parsed hours' cache key.
@@ -226,6 +268,7 @@ def _offer_statement(*, lock: bool, by_slug: bool, personal: bool, busy: bool) -
         .where(Service.id == bindparam("offer_service", type_=Uuid()), owned_by(Service, _TENANT))
         .order_by(Person.id)
     )
+    return DriverStatement.of(stmt)
 
 
 async def load_offer(
@@ -254,8 +297,8 @@ async def load_offer(
         values["offer_slug"] = slug.lower()
     if busy_window is not None:
         values["offer_from"], values["offer_to"] = busy_window
-    # Rows, not ORM objects: on the unit's connection, without the session's execution.
-    rows: Sequence[Sequence[Any]] = (await uow.rows(stmt, values)).all()
+    # Records on the driver's connection, in the unit's transaction: no ORM, no execution context.
+    rows: Sequence[Sequence[Any]] = await uow.fetch(stmt.sql, *stmt.args(values))
     if not rows:
         # Unknown service (404) or nobody delivers it: the failure path may take a second look.
         return Offer(_terms_of(await load_service(ctx, uow, service_id)), [], {}, {})

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from core.uow import Database
 from tests.conftest import signup
@@ -71,3 +72,49 @@ async def test_a_hold_makes_no_session(
     assert made[0] == 0
     assert own_db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert own_db.system_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_hold_runs_its_statements_on_the_driver(
+    own_client: httpx.AsyncClient, own_db: Database
+) -> None:
+    """The offer and the placing statement go to the driver compiled once
+    (`core.bookings.queries.DriverStatement`), not through SQLAlchemy's execution: every
+    statement of a hold, a round-robin one, a keyed one and its replay, and a refused one, is
+    heard by the statement listeners, and SQLAlchemy executes none of them."""
+    a = await signup(own_client)
+    await set_hours(own_client, a)
+    svc = await make_service(own_client, a)
+    day = day_ahead(8)
+    executed: list[object] = []
+    heard: list[str] = []
+
+    def on_execute(conn: Any, clause: Any, *args: Any) -> None:
+        executed.append(clause)
+
+    def on_cursor(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        heard.append(statement)
+
+    engine = own_db.engine.sync_engine
+    event.listen(engine, "before_execute", on_execute)
+    event.listen(engine, "before_cursor_execute", on_cursor)
+    try:
+        body = {"service_id": svc["id"], "start_at": at(day, "09:00")}
+        plain = await own_client.post("/v1/bookings/holds", json=body, headers=a.h())
+        assert plain.status_code == 201 and plain.json()["status"] == "held", plain.text
+        assert len(heard) == 3  # the context, the offer, the placing statement
+        keyed_headers = {**a.h(), "Idempotency-Key": "driver-hold-1"}
+        keyed_body = {**body, "start_at": at(day, "10:00"), "time_zone": "Asia/Tokyo", "notes": "été"}
+        keyed = await own_client.post("/v1/bookings/holds", json=keyed_body, headers=keyed_headers)
+        assert keyed.status_code == 201, keyed.text
+        assert keyed.json()["client_time_zone"] == "Asia/Tokyo" and keyed.json()["notes"] == "été"
+        again = await own_client.post("/v1/bookings/holds", json=keyed_body, headers=keyed_headers)
+        assert again.status_code == 201 and again.json() == keyed.json(), again.text
+        taken = await own_client.post(
+            "/v1/bookings/holds", json={**body, "start_at": at(day, "09:15")}, headers=a.h()
+        )
+        assert taken.status_code == 409 and taken.json()["code"] == "slot_taken", taken.text
+    finally:
+        event.remove(engine, "before_execute", on_execute)
+        event.remove(engine, "before_cursor_execute", on_cursor)
+    assert len(heard) > 3
+    assert executed == []
