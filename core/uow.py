@@ -275,13 +275,16 @@ class UnitOfWork:
         self._on_system_pool = True
         await self._checkout()
 
-    async def rows(self, stmt: Executable, params: Mapping[str, Any]) -> CursorResult[*tuple[Any, ...]]:
+    async def rows(
+        self, stmt: Executable, params: Mapping[str, Any], *, flush: bool = True
+    ) -> CursorResult[*tuple[Any, ...]]:
         """Execute a statement that loads no ORM object on this unit's connection, in this
         transaction, without creating a session: its rows come back without the ORM's execution
         around them (about a third of a statement's Python on a send or a run). A pending ORM
-        change is flushed first, as the session's own execute would."""
+        change is flushed first, as the session's own execute would; `flush=False` for a
+        statement that writes the pending changes itself (the caller then marks them written)."""
         session = self._session
-        if session is not None and (session.new or session.dirty or session.deleted):
+        if flush and session is not None and (session.new or session.dirty or session.deleted):
             await session.flush()
         return await (await self._connection()).execute(stmt, params)
 
