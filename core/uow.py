@@ -146,9 +146,9 @@ _TRUSTED = (Mode.SERVICE, Mode.SYSTEM)
 
 
 def _settings_literal(mode: object, person_id: object, org_id: object, trace_id: object) -> str | None:
-    """`_SETTINGS_SQL`'s settings with their values as literals, or None unless every value has the shape
-    the server makes it in: a mode of `Mode`, UUIDs (or none), a trace id of 32 hex digits. Each
-    is then quote-free by construction."""
+    """`_SETTINGS_SQL`'s settings with their values as literals, or None unless every value has
+    the shape the server makes it in: a mode of `Mode`, UUIDs (or none), a trace id of 32 hex
+    digits. Each is then quote-free by construction."""
     if not isinstance(mode, Mode):  # its values are lowercase words
         return None
     ids: list[str] = []
