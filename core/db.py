@@ -8,6 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from asyncpg.transaction import TransactionState
 from sqlalchemy import CheckConstraint, MetaData, event, exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import (
@@ -222,6 +223,59 @@ async def fetch_on_driver(conn: AsyncConnection, sql: str, *args: Any) -> list[A
     if events:
         sync.dispatch.after_cursor_execute(sync, None, sql, args, None, False)
     return records
+
+
+async def begin_with(conn: AsyncConnection, literal: str, sql: str, *args: Any) -> None:
+    """Execute a fixed statement as the first of `conn`'s transaction: BEGIN and `literal` (SQL
+    of the same effect with the values written in as literals, which the caller made safe) in
+    one simple-query round trip, instead of BEGIN's own round trip before `sql` with `args`. No
+    rows are returned. When the driver's transaction has begun already, or is not a plain
+    BEGIN (an isolation level, read only), it runs as `fetch_on_driver(conn, sql, *args)`.
+
+    Uses asyncpg's and SQLAlchemy's private state (pinned by the `sqlalchemy` and `asyncpg`
+    requirements; `tests/core/test_begin_with.py`): asyncpg's `Transaction` is marked started,
+    as its own `start` would after sending BEGIN, and becomes the adapter's transaction, so
+    that SQLAlchemy's commit and rollback end it as one it had begun."""
+    if not conn.in_transaction():
+        await conn.begin()
+    sync = conn.sync_connection
+    if sync is None:
+        raise RuntimeError("the connection is not open")
+    adapted: Any = sync.connection.dbapi_connection
+    if (
+        adapted._transaction is not None
+        or adapted.isolation_level is not None
+        or adapted.readonly
+        or adapted.deferrable
+    ):
+        await fetch_on_driver(conn, sql, *args)
+        return
+    events = sync._has_events or sync.engine._has_events
+    if events:
+        for listener in sync.dispatch.before_cursor_execute:
+            literal, _ = listener(sync, None, literal, (), None, False)
+    raw = adapted._connection
+    transaction = None
+    try:
+        transaction = raw.transaction()
+        await raw.execute("BEGIN;" + literal)
+    except BaseException as err:
+        if transaction is not None and not raw.is_closed() and raw._protocol.is_in_transaction():
+            # BEGIN ran and the statement failed: the transaction is open, aborted, and
+            # SQLAlchemy's rollback ends it.
+            _started(adapted, transaction)
+        await greenlet_spawn(_raise_as_sqlalchemy, sync, adapted, err, literal, ())
+        raise  # not reached: the call above raises
+    _started(adapted, transaction)
+    if events:
+        sync.dispatch.after_cursor_execute(sync, None, literal, (), None, False)
+
+
+def _started(adapted: Any, transaction: Any) -> None:
+    """What asyncpg's `Transaction.start` and SQLAlchemy's adapter record once BEGIN succeeded."""
+    transaction._state = TransactionState.STARTED
+    adapted._connection._top_xact = transaction
+    adapted._transaction = transaction
 
 
 def _raise_as_sqlalchemy(

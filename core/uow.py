@@ -3,6 +3,7 @@ events emitted inside it (written to the outbox in the same transaction)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from core.config import Settings
 from core.context import TenantContext
 from core.credentials import Passwords, Tokens
-from core.db import fetch_on_driver, make_engine, make_sessionmaker, session_backstops, with_role
+from core.db import begin_with, fetch_on_driver, make_engine, make_sessionmaker, session_backstops, with_role
 from core.errors import Conflict, DomainError, Unavailable, error_for_constraint
 from core.observability import current_trace_id, current_traceparent, get_logger, new_trace_id
 from core.outbox import EVENT_COLUMNS, outbox_table, validate_event_name
@@ -39,6 +40,16 @@ _SETTINGS_SQL = (
     "SELECT set_config('app.mode', $1, true), set_config('app.person_id', $2, true),"
     " set_config('app.org_id', $3, true), set_config('app.trace_id', $4, true)"
 )
+# The same settings with their values written in, which go with BEGIN in one round trip
+# (`core.db.begin_with`) when they open a transaction: `SET LOCAL` is `set_config(..., true)`,
+# and PostgreSQL plans no query for it (a literal SELECT would be parsed and planned every
+# time). Only server-made values of a strict shape are written so (`_settings_literal`);
+# anything else goes as parameters.
+_SETTINGS_LITERAL = (
+    "SET LOCAL app.mode = '{}';SET LOCAL app.person_id = '{}';"
+    "SET LOCAL app.org_id = '{}';SET LOCAL app.trace_id = '{}'"
+)
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
 # A person's context in a later transaction of the same unit of work: the ticket that
 # `platform.resolve_context` signed lets `platform.bind_ticket` sign this transaction too.
 _TICKET_SQL = "SELECT platform.bind_ticket($1, $2, $3, $4)"
@@ -132,6 +143,25 @@ def system_database_url(settings: Settings) -> str:
 
 
 _TRUSTED = (Mode.SERVICE, Mode.SYSTEM)
+
+
+def _settings_literal(mode: object, person_id: object, org_id: object, trace_id: object) -> str | None:
+    """`_SETTINGS_SQL`'s settings with their values as literals, or None unless every value has
+    the shape the server makes it in: a mode of `Mode`, UUIDs (or none), a trace id of 32 hex
+    digits. Each is then quote-free by construction."""
+    if not isinstance(mode, Mode):  # its values are lowercase words
+        return None
+    ids: list[str] = []
+    for value in (person_id, org_id):
+        if value is None:
+            ids.append("")
+        elif type(value) is uuid.UUID:
+            ids.append(str(value))
+        else:
+            return None
+    if not (isinstance(trace_id, str) and _TRACE_ID.fullmatch(trace_id)):
+        return None
+    return _SETTINGS_LITERAL.format(mode.value, ids[0], ids[1], trace_id)
 
 
 class UnitOfWork:
@@ -229,14 +259,17 @@ class UnitOfWork:
                 conn, _TICKET_SQL, self.person_id, self.org_id, self._ticket or "", self.trace_id
             )
             return
-        await fetch_on_driver(
-            conn,
-            _SETTINGS_SQL,
+        values = (
             self.mode.value,
             str(self.person_id) if self.person_id else "",
             str(self.org_id) if self.org_id else "",
             self.trace_id,
         )
+        literal = _settings_literal(self.mode, self.person_id, self.org_id, self.trace_id)
+        if literal is None:
+            await fetch_on_driver(conn, _SETTINGS_SQL, *values)
+        else:
+            await begin_with(conn, literal, _SETTINGS_SQL, *values)
 
     def bind(self, ctx: TenantContext, ticket: str | None = None) -> None:
         """Record the caller's context, which `platform.resolve_context` bound (and signed) in
@@ -275,13 +308,16 @@ class UnitOfWork:
         self._on_system_pool = True
         await self._checkout()
 
-    async def rows(self, stmt: Executable, params: Mapping[str, Any]) -> CursorResult[*tuple[Any, ...]]:
+    async def rows(
+        self, stmt: Executable, params: Mapping[str, Any], *, flush: bool = True
+    ) -> CursorResult[*tuple[Any, ...]]:
         """Execute a statement that loads no ORM object on this unit's connection, in this
         transaction, without creating a session: its rows come back without the ORM's execution
         around them (about a third of a statement's Python on a send or a run). A pending ORM
-        change is flushed first, as the session's own execute would."""
+        change is flushed first, as the session's own execute would; `flush=False` for a
+        statement that writes the pending changes itself (the caller then marks them written)."""
         session = self._session
-        if session is not None and (session.new or session.dirty or session.deleted):
+        if flush and session is not None and (session.new or session.dirty or session.deleted):
             await session.flush()
         return await (await self._connection()).execute(stmt, params)
 

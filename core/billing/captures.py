@@ -134,6 +134,7 @@ _SETTLED_JOB_COLUMNS = (
     "deadline_at",
     "finished_at",
 )
+_SETTLED = frozenset(_SETTLED_JOB_COLUMNS)
 
 
 async def settle_held(uow: UnitOfWork, job: Job, *, charge: int, memo: str | None) -> bool:
@@ -144,9 +145,11 @@ async def settle_held(uow: UnitOfWork, job: Job, *, charge: int, memo: str | Non
     statement: one round trip and no ORM flush fewer)."""
     held, rest = job.credits_held, job.credits_held - charge
     session = uow.session
-    pending = {a.key for a in inspect(job).attrs if a.history.has_changes()}
+    # The attributes set since the job was loaded: every one that changed, and maybe one set to
+    # the value it had (then flushed first, as any other change), without each one's history.
+    pending = inspect(job).committed_state.keys()
     others = session.new or session.deleted or any(o is not job for o in session.dirty)
-    if held == 0 or others or not pending <= set(_SETTLED_JOB_COLUMNS):
+    if held == 0 or others or not pending <= _SETTLED:
         # Anything else goes first, as the flush before the statement wrote it.
         await session.flush()
         if held == 0:
@@ -164,8 +167,9 @@ async def settle_held(uow: UnitOfWork, job: Job, *, charge: int, memo: str | Non
         "capture_key": f"capture:{job.id}",
         "release_key": f"release:{job.id}",
     }
-    with session.no_autoflush:  # the job's UPDATE is in the statement
-        row = (await session.execute(_SETTLE_HELD, params)).one_or_none()
+    # On the unit's connection (no ORM execution around it), not flushed: the job's UPDATE is
+    # in the statement.
+    row = (await uow.rows(_SETTLE_HELD, params, flush=False)).one_or_none()
     # Written: nothing of the job is left for a flush, and `updated_at` is the database's now.
     for name in _SETTLED_JOB_COLUMNS:
         set_committed_value(job, name, params[f"job_{name}"])

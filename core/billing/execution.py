@@ -103,7 +103,11 @@ async def run_inline_batch(
             acting = (person, org)
 
     # Every action first, then every settlement: an account stays locked from the batch's
-    # first settling statement to its commit, so they come last, one after the other.
+    # first settling statement to its commit, so they come last, one after the other. The
+    # actions run without a savepoint each (two statements per job): an action that fails
+    # raises out of the batch, which then commits nothing, and the relay runs each of its
+    # deliveries alone, where a failed action rolls back to its savepoint and the job fails
+    # with its hold released (`run_inline`), as it would have in the batch.
     ran: list[tuple[uuid.UUID, uuid.UUID | None, Resumable, _Ran]] = []
     for job_id, person, org in sorted(jobs, key=lambda j: (str(j[2] or j[1]), str(j[0]))):
         await act_for(person, org)
@@ -113,7 +117,7 @@ async def run_inline_batch(
                 job = locked.get(job_id)
                 if _queued(job):
                     annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
-                    ran.append((person, org, delivery, await _run_action(uow, job)))
+                    ran.append((person, org, delivery, await _run_action(uow, job, in_batch=True)))
     for person, org, delivery, outcome in ran:
         await act_for(person, org)
         with resumed(delivery, outcome.job.id.hex, name="job settle", job_id=str(outcome.job.id)):
@@ -182,9 +186,10 @@ class _Ran:
     failure: tuple[str, str] | None = None
 
 
-async def _run_action(uow: UnitOfWork, job: Job) -> _Ran:
+async def _run_action(uow: UnitOfWork, job: Job, *, in_batch: bool = False) -> _Ran:
     """The action of a locked, queued built-in job, in a savepoint; nothing of the job or its
-    account written yet."""
+    account written yet. `in_batch`: without a savepoint, and what the action raises (or a
+    failure of its writes) is raised, for the batch to be undone (`run_inline_batch`)."""
     spec = builtin_action(job.component, job.action)
     timeout = uow.db.settings.job_run_timeout_seconds
     started = utcnow()
@@ -192,17 +197,15 @@ async def _run_action(uow: UnitOfWork, job: Job) -> _Ran:
         return _Ran(job, started, None)
     ctx = _service_context(job.person_id, job.org_id, job.id.hex)
     outer, uow.ctx = uow.ctx, ctx
+    if in_batch:
+        try:
+            return _Ran(job, started, spec, await _action(uow, job, spec, ctx, timeout))
+        finally:
+            uow.ctx = outer
     emitted = len(uow._events)
     try:
         async with uow.session.begin_nested():
-            model = spec.input.model_validate(job.input, context=spec.input_context(uow))
-            run = ActionRun(
-                ctx=ctx, uow=uow, job_id=job.id, trace_id=job.id.hex, credits_held=job.credits_held
-            )
-            async with asyncio.timeout(timeout):
-                result = await spec.fn(run, model)
-            # The action's pending writes fail here, inside its savepoint, not at commit.
-            await uow.session.flush()
+            result = await _action(uow, job, spec, ctx, timeout)
     except TimeoutError:
         failure = ("timeout", f"the action did not finish within {timeout:g} s")
     except DomainError as err:
@@ -217,6 +220,18 @@ async def _run_action(uow: UnitOfWork, job: Job) -> _Ran:
     # What the action emitted rolled back with its writes.
     del uow._events[emitted:]
     return _Ran(job, started, spec, failure=failure)
+
+
+async def _action(
+    uow: UnitOfWork, job: Job, spec: ActionSpec[Any], ctx: TenantContext, seconds: float
+) -> ActionResult:
+    model = spec.input.model_validate(job.input, context=spec.input_context(uow))
+    run = ActionRun(ctx=ctx, uow=uow, job_id=job.id, trace_id=job.id.hex, credits_held=job.credits_held)
+    async with asyncio.timeout(seconds):
+        result = await spec.fn(run, model)
+    # The action's pending writes fail here (inside its savepoint, if any), not at commit.
+    await uow.session.flush()
+    return result
 
 
 async def _settle_ran(uow: UnitOfWork, ran: _Ran) -> None:

@@ -73,10 +73,10 @@ def poisoned(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[uuid.UUID]]:
     ids: set[uuid.UUID] = set()
     original = execution._run_action
 
-    async def run(uow: UnitOfWork, job: Job) -> Any:
+    async def run(uow: UnitOfWork, job: Job, **kwargs: Any) -> Any:
         if job.id in ids:
             raise RuntimeError("the handler broke")
-        return await original(uow, job)
+        return await original(uow, job, **kwargs)
 
     monkeypatch.setattr(execution, "_run_action", run)
     yield ids
@@ -133,6 +133,46 @@ async def test_a_batch_whose_handler_fails_for_one_job_settles_the_others_once_a
     await Relay(db, workers=1).drain()
     assert batches == [4]
     assert await job_facts(db, ids[1], markers[1]) == SETTLED_ONCE | {"delivery": ("done", 2)}
+    assert_consistent(await ledger_state(db, tenant))
+
+
+async def test_a_job_whose_action_fails_in_a_batch_fails_alone_with_its_writes_undone_and_the_others_settle_once(
+    client: httpx.AsyncClient, queue: Queue, batches: list[int]
+) -> None:
+    markers, ids, tenant = await queue(4)
+    db = app_db(client)
+    refused = ids[2]
+    await system_sql(  # this one's action writes, emits, then refuses
+        db,
+        "UPDATE billing.jobs SET input = input || '{\"refuse\": true}' WHERE id = :j",
+        {"j": uuid.UUID(refused)},
+    )
+    relay = Relay(db, workers=1)
+    assert await relay.pump() >= 4
+    assert await relay.deliver_due() == 4
+    # The batch's actions run without savepoints: the refusal undid the whole batch, and each
+    # delivery then ran alone under its claim (one attempt each). The refused job failed once,
+    # its write and its event rolled back to its savepoint and its hold released in its
+    # delivery; the three others settled once.
+    assert batches == [4]
+    for marker, job_id in zip(markers, ids, strict=True):
+        facts = await job_facts(db, job_id, marker)
+        if job_id == refused:
+            assert facts == {
+                "job": ("failed", 1, "released", 0),
+                "ledger": ["hold", "release"],
+                "clients": 0,
+                "events": ["jobs/job.started", "jobs/job.failed"],
+                "delivery": ("done", 1),
+            }
+        else:
+            assert facts == SETTLED_ONCE | {"delivery": ("done", 1)}
+    never = await system_sql(
+        db,
+        "SELECT count(*) FROM platform.outbox WHERE name = 'tests/probe.never' AND data->>'marker' = :m",
+        {"m": markers[2]},
+    )
+    assert never.scalar_one() == 0
     assert_consistent(await ledger_state(db, tenant))
 
 
@@ -242,12 +282,13 @@ async def test_a_process_killed_mid_batch_commits_nothing_and_each_job_then_sett
     assert_consistent(await ledger_state(db, tenant))
 
 
-# Per job of a batch: the action's savepoint around its SELECT, the settling statement (4); per
-# batch: its claim (2: settings, the claim), system settings, every job locked, the tenant's
-# settings (once per tenant), the events, system settings again, `done` with the next claim (9).
-# One delivery at a time, a job took 9.4 (and ~11 round trips with BEGIN and COMMIT).
+# Per job of a batch: the action's SELECT, the settling statement (2; with a savepoint around
+# the action, as alone, 4); per batch: its claim (2: settings, the claim), system settings, every
+# job locked, the tenant's settings (once per tenant), the events, system settings again, `done`
+# with the next claim (9). One delivery at a time, a job took 9.4 (and ~11 round trips with BEGIN
+# and COMMIT).
 BATCH = 8
-BATCH_BUDGET = 4 + 9 / BATCH
+BATCH_BUDGET = 2 + 9 / BATCH
 
 
 async def test_a_batch_of_quick_jobs_takes_few_statements_per_job(

@@ -13,6 +13,7 @@ import pytest
 
 from core.billing import ledger
 from core.billing.settlement import lock_job, mark_running, succeed
+from core.db import start_statement_count
 from core.relay import Relay
 from core.uow import Database
 from tests.conftest import signup
@@ -103,3 +104,37 @@ async def test_one_statement_settles_as_the_general_path(client: httpx.AsyncClie
     )
     for who in people:
         assert_consistent(await ledger_state(db, who.id))
+
+
+async def test_the_settling_statement_writes_the_jobs_changes_itself_and_any_other_change_first(
+    client: httpx.AsyncClient,
+) -> None:
+    import tests.support.billing  # noqa: F401  (registers the metered action)
+
+    db = app_db(client)
+    admin, who = await make_admin(client), await signup(client)
+    await grant(client, admin, 10, person=who.slug)
+    jobs = []
+    for _ in range(2):
+        run = await client.post("/v1/run/tests/metered", json={"input": {"credits": 1}}, headers=who.h())
+        assert run.status_code == 202, run.text
+        jobs.append(run.json()["job_id"])
+    for job_id, beside in zip(jobs, (False, True), strict=True):
+        async with db.service(uuid.UUID(who.id), None) as uow:
+            job = await lock_job(uow, uuid.UUID(job_id))
+            assert job is not None
+            await mark_running(uow, job, 60)
+            if beside:  # a change the statement does not write: flushed before it
+                job.rejected_callbacks += 1
+            stats = start_statement_count()
+            await succeed(uow, job, output={"ok": True}, usage={"units": 1}, charge=1, overage="cap")
+            # The job's start and outcome go in the settling statement, unflushed before it.
+            assert stats.count == (2 if beside else 1), (beside, stats.count)
+        row = await system_sql(
+            db,
+            "SELECT status, hold_status, credits_captured, attempts, started_at IS NOT NULL,"
+            " rejected_callbacks FROM billing.jobs WHERE id = :j",
+            {"j": uuid.UUID(job_id)},
+        )
+        assert tuple(row.one()) == ("succeeded", "captured", 1, 1, True, 1 if beside else 0)
+    assert_consistent(await ledger_state(db, who.id))
