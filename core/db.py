@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from asyncpg.transaction import TransactionState
-from sqlalchemy import CheckConstraint, MetaData, event, exc
+from sqlalchemy import CheckConstraint, ClauseElement, MetaData, event, exc
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql import func
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import DateTime, Uuid
 from sqlalchemy.util import greenlet_spawn
 
@@ -290,3 +293,43 @@ def _raise_as_sqlalchemy(
         raise err
     except BaseException as translated:
         sync._handle_dbapi_exception(translated, sql, args, None, None)
+
+
+_DRIVER_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    """A fixed statement of a hot path compiled once for the driver (`$n` parameters), for
+    `UnitOfWork.fetch`: through SQLAlchemy's execution (its execution context, parameter and
+    result processing, a greenlet) a hold's statement cost about 140 µs of Python, against
+    ~100 µs for the whole round trip on the driver. Values are bound by name, as
+    for the statement itself; its literal values and its types' bind processing are kept. The
+    rows are asyncpg records: a column that needs SQLAlchemy's result processing (a range) comes
+    back as the driver decodes it."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: Mapping[str, Any]
+    processors: Mapping[str, Callable[[Any], Any]]
+
+    @classmethod
+    def of(cls, stmt: ClauseElement) -> DriverStatement:
+        compiled = cast(SQLCompiler, stmt.compile(dialect=_DRIVER_DIALECT))
+        names = tuple(compiled.positiontup or ())
+        processors = {}
+        for name in names:
+            bind = compiled.binds[name]
+            processor = bind.type.dialect_impl(_DRIVER_DIALECT).bind_processor(_DRIVER_DIALECT)
+            if processor is not None:
+                processors[name] = processor
+        return cls(compiled.string, names, compiled.params, processors)
+
+    def args(self, values: Mapping[str, Any]) -> list[Any]:
+        """The positional arguments for these values (a name not given: the statement's own)."""
+        args = [values[n] if n in values else self.defaults[n] for n in self.names]
+        if self.processors:
+            for i, name in enumerate(self.names):
+                if (processor := self.processors.get(name)) is not None and args[i] is not None:
+                    args[i] = processor(args[i])
+        return args

@@ -24,10 +24,11 @@ from core.bookings.policy import (
     unavailable,
 )
 from core.bookings.presenters import booking_out, event_row, iso, manage_link_out
-from core.bookings.queries import DriverStatement, Offer, Provider, Terms, load_offer, resolve_client
+from core.bookings.queries import Offer, Provider, Terms, load_offer, resolve_client
 from core.bookings.schemas import BookingOut, ClientRef, HoldIn, RequestIn, ServiceRef
 from core.bookings.schemas.booking import _SlotFields
 from core.context import TenantContext
+from core.db import DriverStatement
 from core.errors import Conflict
 from core.idempotency import idempotent_operation
 from core.outbox import EVENT_COLUMNS, outbox_table

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from functools import lru_cache
@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     BigInteger,
     BindParameter,
-    ClauseElement,
     ColumnElement,
     DateTime,
     Row,
@@ -39,8 +38,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import array
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import NullType, Uuid
 
 from core.bookings.availability import Busy, Hours
@@ -48,6 +45,7 @@ from core.bookings.models import Booking, Schedule, Service, ServiceProvider
 from core.bookings.schemas import ClientRef, DateOverride, WeeklyHours
 from core.bookings.schemas.booking import _ClientFields
 from core.context import TenantContext
+from core.db import DriverStatement
 from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.scoping import get_in_context, in_context, not_in_context, owned_by, row_or
 from core.tenancy.matching import find_or_create_client
@@ -57,45 +55,6 @@ from core.uow import UnitOfWork
 
 # An id as a value, or as a parameter bound when a cached statement runs.
 _Id = uuid.UUID | BindParameter[uuid.UUID]
-
-_DRIVER_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
-
-
-@dataclass(frozen=True, slots=True)
-class DriverStatement:
-    """A fixed statement of the booking path compiled once for the driver (`$n` parameters),
-    for `UnitOfWork.fetch`: the hold's two statements went through SQLAlchemy's execution (its
-    execution context, parameter and result processing, a greenlet) at about 140 µs of Python
-    each, against ~100 µs for the whole round trip on the driver. Values are bound by name, as
-    for the statement itself; its literal values and its types' bind processing are kept. The
-    rows are asyncpg records: a column that needs SQLAlchemy's result processing (a range) comes
-    back as the driver decodes it."""
-
-    sql: str
-    names: tuple[str, ...]
-    defaults: Mapping[str, Any]
-    processors: Mapping[str, Callable[[Any], Any]]
-
-    @classmethod
-    def of(cls, stmt: ClauseElement) -> DriverStatement:
-        compiled = cast_type(SQLCompiler, stmt.compile(dialect=_DRIVER_DIALECT))
-        names = tuple(compiled.positiontup or ())
-        processors = {}
-        for name in names:
-            bind = compiled.binds[name]
-            processor = bind.type.dialect_impl(_DRIVER_DIALECT).bind_processor(_DRIVER_DIALECT)
-            if processor is not None:
-                processors[name] = processor
-        return cls(compiled.string, names, compiled.params, processors)
-
-    def args(self, values: Mapping[str, Any]) -> list[Any]:
-        """The positional arguments for these values (a name not given: the statement's own)."""
-        args = [values[n] if n in values else self.defaults[n] for n in self.names]
-        if self.processors:
-            for i, name in enumerate(self.names):
-                if (processor := self.processors.get(name)) is not None and args[i] is not None:
-                    args[i] = processor(args[i])
-        return args
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ async def test_a_hold_runs_its_statements_on_the_driver(
     own_client: httpx.AsyncClient, own_db: Database
 ) -> None:
     """The offer and the placing statement go to the driver compiled once
-    (`core.bookings.queries.DriverStatement`), not through SQLAlchemy's execution: every
+    (`core.db.DriverStatement`), not through SQLAlchemy's execution: every
     statement of a hold, a round-robin one, a keyed one and its replay, and a refused one, is
     heard by the statement listeners, and SQLAlchemy executes none of them."""
     a = await signup(own_client)
