@@ -6,7 +6,7 @@ import importlib
 import json
 import pkgutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -33,7 +33,7 @@ from core import __version__
 from core import registry as registry_service
 from core.errors import DomainError
 from core.metrics import TOOL_CALLS, TOOL_DURATION
-from core.observability import get_logger
+from core.observability import get_logger, span_worth_starting
 from core.opener import Verified, open_context, verify_credential
 from core.uow import Database, UnitOfWork
 from servers.hints import mcp_names
@@ -147,6 +147,33 @@ async def release_unless_adopting(ctx: ServerRequestContext[Any, Any], call_next
         if isinstance(access, VerifiedAccessToken):
             await access.release()
     return await call_next(ctx)
+
+
+class SpansWhenRecorded:
+    """The SDK's span per MCP message, started when it is worth starting (`core.observability`)
+    or when the message's `_meta` carries anything besides the protocol's own keys (a
+    `traceparent` there parents the call's trace, recorded or not). Otherwise it would start
+    an unrecorded span inside the request's and change nothing."""
+
+    def __init__(self, sdk_span: Any) -> None:
+        self.sdk_span = sdk_span
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if span_worth_starting() or _foreign_meta(ctx.meta):
+            result: HandlerResult = await self.sdk_span(ctx, call_next)
+            return result
+        return await call_next(ctx)
+
+
+def _foreign_meta(meta: Mapping[str, Any] | None) -> bool:
+    return bool(meta) and any(
+        not key.startswith(PROTOCOL_META_PREFIX) and key not in PROGRESS_KEYS for key in meta or ()
+    )
+
+
+# `_meta` keys that carry no trace context: the protocol's own and the progress token.
+PROTOCOL_META_PREFIX = "io.modelcontextprotocol/"
+PROGRESS_KEYS = frozenset({"progressToken", "progress_token"})
 
 
 class ReleaseUnit:
@@ -274,6 +301,11 @@ class AtlilithServer(MCPServer):
             tools=_tools(served), extensions=[self._skills], subscriptions=self.change_bus, **kwargs
         )
         self._rt = rt
+        first = self.middleware[0] if self.middleware else None
+        if type(first).__name__ == "OpenTelemetryMiddleware":
+            # The SDK's documented opt-out is dropping it from this list; it is kept, and
+            # started only when it can record or parent something (`SpansWhenRecorded`).
+            self.middleware[0] = SpansWhenRecorded(first)
         self.middleware.append(release_unless_adopting)
         self._specs = {spec.name: spec for spec in served}
         self._toolset_of = toolset_of

@@ -25,7 +25,7 @@ from pydantic_core import PydanticUndefined
 from core.context import TenantContext
 from core.doors import render
 from core.errors import DomainError, FieldIssue, Unauthenticated, ValidationFailed
-from core.observability import annotate, current_trace_id, get_logger, trace
+from core.observability import annotate, current_trace_id, get_logger, step
 from core.opener import Operation, Verified, call_in, open_context
 from core.pagination import DEFAULT_LIMIT, PageRequest
 from core.uow import Database, UnitOfWork
@@ -494,16 +494,15 @@ def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Call
     with the trace id and reported without internals."""
 
     declared = declared_result(fn)
+    span_name = f"tool {name}"
+    # A span per call when spans are recorded (inside the MCP SDK's `tools/call` span): it
+    # names the tool and toolset and, once known, the context kind; never arguments or tokens.
+    attributes = {"gen_ai.tool.name": name, "atlilith.toolset": toolset.name}
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         started = time.perf_counter()
-        # A span per call (inside the MCP SDK's `tools/call` span when tracing is on): it names
-        # the tool and toolset and, once known, the context kind; never arguments or tokens.
-        attributes = {"gen_ai.tool.name": name, "atlilith.toolset": toolset.name}
-        with trace(
-            name=f"tool {name}", attributes=attributes, tool=name, component=toolset.name, action=name
-        ):
+        with step(span_name, attributes=attributes, tool=name, component=toolset.name, action=name):
             outcome = "ok"
             token = _calling.set(toolset)
             try:
