@@ -82,6 +82,7 @@ class CoreTokenVerifier:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.resource = db.settings.mcp_resource_url  # settings are frozen
 
     async def verify_token(self, token: str) -> VerifiedAccessToken | None:
         try:
@@ -111,7 +112,7 @@ class CoreTokenVerifier:
             scopes=sorted(principal.scopes),
             subject=str(ctx.person_id),
             # `core.auth` accepted an OAuth token only if it was minted for this very resource.
-            resource=self.db.settings.mcp_resource_url,
+            resource=self.resource,
             unit=held,
         )
 
@@ -122,9 +123,7 @@ class CoreTokenVerifier:
         uow = self.db.uow()
         await uow.__aenter__()
         try:
-            return uow, await verify_credential(
-                uow, token, resource=self.db.settings.mcp_resource_url, org=_asked_org.get()
-            )
+            return uow, await verify_credential(uow, token, resource=self.resource, org=_asked_org.get())
         except BaseException as exc:
             await uow.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -200,7 +199,7 @@ class ReleaseUnit:
             _may_hold.reset(may_hold)
             user = scope.get("user")
             access = user.access_token if isinstance(user, AuthenticatedUser) else None
-            if isinstance(access, VerifiedAccessToken):
+            if isinstance(access, VerifiedAccessToken) and access.holds_unit:
                 with anyio.CancelScope(shield=True):
                     try:
                         await access.release()
@@ -231,7 +230,7 @@ def _call_org(body: bytes) -> str | None:
     """The `org` argument of a single `tools/call`, as the tool will read it (`ToolRuntime.context`);
     None for anything else. Only a hint: the verifier still checks membership in SQL, and the
     SDK validates the message and its arguments as before."""
-    if b'"tools/call"' not in body:
+    if b'"tools/call"' not in body or b'"org"' not in body:
         return None
     try:
         message = json.loads(body)

@@ -105,10 +105,10 @@ class ToolRuntime:
     db: Database
     static_token: str | None = None
 
-    @property
+    @functools.cached_property
     def resource(self) -> str:
         """The protected resource tools serve (OAuth tokens minted for it are accepted)."""
-        return self.db.settings.mcp_resource_url
+        return self.db.settings.mcp_resource_url  # settings are frozen
 
     def credential(self) -> str:
         if self.static_token:
@@ -190,6 +190,10 @@ class VerifiedAccessToken(AccessToken):
         token._verified = verified
         token._unit = unit
         return token
+
+    @property
+    def holds_unit(self) -> bool:
+        return self._unit is not None
 
     def take_unit(self) -> UnitOfWork | None:
         """The open unit of work, to whoever asks first; None afterwards."""
@@ -426,7 +430,10 @@ def compact(result: R, declared: type[BaseModel] | None = None) -> R:
     failing that, its dump, as the SDK did."""
     if not isinstance(result, BaseModel):
         return result
-    data = result.model_dump(mode="json")
+    # pydantic writes the compact JSON itself; reading it back gives the JSON-mode dump, for
+    # less than dumping to Python and encoding that (`tests/tools/test_tool_results.py`).
+    text = result.model_dump_json()
+    data = json.loads(text)
     if declared is not None and not isinstance(result, declared):
         try:
             declared.model_validate(dict(result))
@@ -436,7 +443,6 @@ def compact(result: R, declared: type[BaseModel] | None = None) -> R:
             except ValidationError as exc:
                 # Our bug, not the caller's arguments: reported as an internal error.
                 raise TypeError(f"result does not fit {declared.__name__}") from exc
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return CallToolResult(  # type: ignore[return-value]
         content=[TextContent(type="text", text=text)], structured_content=data
     )
