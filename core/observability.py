@@ -53,6 +53,8 @@ __all__ = [
     "get_logger",
     "new_trace_id",
     "requested_trace_id",
+    "span_worth_starting",
+    "step",
     "trace",
     "within_current",
 ]
@@ -197,6 +199,29 @@ def trace(
     ids = {"trace_id": tid, "span_id": otel_trace.format_span_id(own.span_id)}
     with otel_trace.use_span(span, end_on_exit=True), structlog.contextvars.bound_contextvars(**ids, **bind):
         yield tid
+
+
+def span_worth_starting() -> bool:
+    """Whether a span started now could matter: no span is active (it starts the trace, and
+    log lines need its ids) or the active one is recorded. An active span that is not recorded
+    (no tracing, or sampled out) has children that are not recorded either: every sampler
+    `servers.telemetry` may configure decides a child as its local parent, or by trace id."""
+    span = otel_trace.get_current_span()
+    return span.is_recording() or not span.get_span_context().is_valid
+
+
+@contextmanager
+def step(name: str, *, attributes: Mapping[str, Any] | None = None, **bind: Any) -> Iterator[None]:
+    """A step of the active request (a tool call) in its own span, as `trace` starts it, when
+    that span is worth starting; otherwise only `bind` on the step's log lines, which keep the
+    request's ids. An unrecorded child span would only change the span id on those lines, for
+    more than the rest of the step's telemetry costs (`tests/tools/test_tool_telemetry.py`)."""
+    if span_worth_starting():
+        with trace(name=name, attributes=attributes, **bind):
+            yield
+        return
+    with structlog.contextvars.bound_contextvars(**bind):
+        yield
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import importlib
 import json
 import pkgutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -33,7 +33,7 @@ from core import __version__
 from core import registry as registry_service
 from core.errors import DomainError
 from core.metrics import TOOL_CALLS, TOOL_DURATION
-from core.observability import get_logger
+from core.observability import get_logger, span_worth_starting
 from core.opener import Verified, open_context, verify_credential
 from core.uow import Database, UnitOfWork
 from servers.hints import mcp_names
@@ -82,6 +82,7 @@ class CoreTokenVerifier:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.resource = db.settings.mcp_resource_url  # settings are frozen
 
     async def verify_token(self, token: str) -> VerifiedAccessToken | None:
         try:
@@ -111,7 +112,7 @@ class CoreTokenVerifier:
             scopes=sorted(principal.scopes),
             subject=str(ctx.person_id),
             # `core.auth` accepted an OAuth token only if it was minted for this very resource.
-            resource=self.db.settings.mcp_resource_url,
+            resource=self.resource,
             unit=held,
         )
 
@@ -122,9 +123,7 @@ class CoreTokenVerifier:
         uow = self.db.uow()
         await uow.__aenter__()
         try:
-            return uow, await verify_credential(
-                uow, token, resource=self.db.settings.mcp_resource_url, org=_asked_org.get()
-            )
+            return uow, await verify_credential(uow, token, resource=self.resource, org=_asked_org.get())
         except BaseException as exc:
             await uow.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -147,6 +146,33 @@ async def release_unless_adopting(ctx: ServerRequestContext[Any, Any], call_next
         if isinstance(access, VerifiedAccessToken):
             await access.release()
     return await call_next(ctx)
+
+
+class SpansWhenRecorded:
+    """The SDK's span per MCP message, started when it is worth starting (`core.observability`)
+    or when the message's `_meta` carries anything besides the protocol's own keys (a
+    `traceparent` there parents the call's trace, recorded or not). Otherwise it would start
+    an unrecorded span inside the request's and change nothing."""
+
+    def __init__(self, sdk_span: Any) -> None:
+        self.sdk_span = sdk_span
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if span_worth_starting() or _foreign_meta(ctx.meta):
+            result: HandlerResult = await self.sdk_span(ctx, call_next)
+            return result
+        return await call_next(ctx)
+
+
+def _foreign_meta(meta: Mapping[str, Any] | None) -> bool:
+    return bool(meta) and any(
+        not key.startswith(PROTOCOL_META_PREFIX) and key not in PROGRESS_KEYS for key in meta or ()
+    )
+
+
+# `_meta` keys that carry no trace context: the protocol's own and the progress token.
+PROTOCOL_META_PREFIX = "io.modelcontextprotocol/"
+PROGRESS_KEYS = frozenset({"progressToken", "progress_token"})
 
 
 class ReleaseUnit:
@@ -173,7 +199,7 @@ class ReleaseUnit:
             _may_hold.reset(may_hold)
             user = scope.get("user")
             access = user.access_token if isinstance(user, AuthenticatedUser) else None
-            if isinstance(access, VerifiedAccessToken):
+            if isinstance(access, VerifiedAccessToken) and access.holds_unit:
                 with anyio.CancelScope(shield=True):
                     try:
                         await access.release()
@@ -204,7 +230,7 @@ def _call_org(body: bytes) -> str | None:
     """The `org` argument of a single `tools/call`, as the tool will read it (`ToolRuntime.context`);
     None for anything else. Only a hint: the verifier still checks membership in SQL, and the
     SDK validates the message and its arguments as before."""
-    if b'"tools/call"' not in body:
+    if b'"tools/call"' not in body or b'"org"' not in body:
         return None
     try:
         message = json.loads(body)
@@ -274,6 +300,11 @@ class AtlilithServer(MCPServer):
             tools=_tools(served), extensions=[self._skills], subscriptions=self.change_bus, **kwargs
         )
         self._rt = rt
+        first = self.middleware[0] if self.middleware else None
+        if type(first).__name__ == "OpenTelemetryMiddleware":
+            # The SDK's documented opt-out is dropping it from this list; it is kept, and
+            # started only when it can record or parent something (`SpansWhenRecorded`).
+            self.middleware[0] = SpansWhenRecorded(first)
         self.middleware.append(release_unless_adopting)
         self._specs = {spec.name: spec for spec in served}
         self._toolset_of = toolset_of

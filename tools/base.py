@@ -18,14 +18,14 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from core.context import TenantContext
 from core.doors import render
 from core.errors import DomainError, FieldIssue, Unauthenticated, ValidationFailed
-from core.observability import annotate, current_trace_id, get_logger, trace
+from core.observability import annotate, current_trace_id, get_logger, step
 from core.opener import Operation, Verified, call_in, open_context
 from core.pagination import DEFAULT_LIMIT, PageRequest
 from core.uow import Database, UnitOfWork
@@ -105,10 +105,10 @@ class ToolRuntime:
     db: Database
     static_token: str | None = None
 
-    @property
+    @functools.cached_property
     def resource(self) -> str:
         """The protected resource tools serve (OAuth tokens minted for it are accepted)."""
-        return self.db.settings.mcp_resource_url
+        return self.db.settings.mcp_resource_url  # settings are frozen
 
     def credential(self) -> str:
         if self.static_token:
@@ -177,23 +177,29 @@ class VerifiedAccessToken(AccessToken):
     runs in that same transaction (no second checkout, BEGIN, binding or COMMIT); whoever does
     not take it, `release` ends it when the HTTP request ends (`servers.mcp.ReleaseUnit`)."""
 
-    _verified: Verified | None = PrivateAttr(default=None)
-    _unit: UnitOfWork | None = PrivateAttr(default=None)
+    # Plain fields, never serialized or shown, rather than pydantic private attributes: every
+    # read of one of those goes through `BaseModel.__getattr__` (a few µs each, several a call).
+    core_verified: Any = Field(default=None, exclude=True, repr=False)
+    held_unit: Any = Field(default=None, exclude=True, repr=False)
 
     @property
     def verified(self) -> Verified | None:
-        return self._verified
+        found: Verified | None = self.core_verified
+        return found
 
     @classmethod
     def of(cls, verified: Verified, unit: UnitOfWork | None = None, **fields: Any) -> VerifiedAccessToken:
-        token = cls(**fields)
-        token._verified = verified
-        token._unit = unit
-        return token
+        return cls(core_verified=verified, held_unit=unit, **fields)
+
+    @property
+    def holds_unit(self) -> bool:
+        return self.held_unit is not None
 
     def take_unit(self) -> UnitOfWork | None:
         """The open unit of work, to whoever asks first; None afterwards."""
-        unit, self._unit = self._unit, None
+        unit: UnitOfWork | None = self.held_unit
+        if unit is not None:
+            self.held_unit = None
         return unit
 
     async def release(self) -> None:
@@ -426,7 +432,10 @@ def compact(result: R, declared: type[BaseModel] | None = None) -> R:
     failing that, its dump, as the SDK did."""
     if not isinstance(result, BaseModel):
         return result
-    data = result.model_dump(mode="json")
+    # pydantic writes the compact JSON itself; reading it back gives the JSON-mode dump, for
+    # less than dumping to Python and encoding that (`tests/tools/test_tool_results.py`).
+    text = result.model_dump_json()
+    data = json.loads(text)
     if declared is not None and not isinstance(result, declared):
         try:
             declared.model_validate(dict(result))
@@ -436,7 +445,6 @@ def compact(result: R, declared: type[BaseModel] | None = None) -> R:
             except ValidationError as exc:
                 # Our bug, not the caller's arguments: reported as an internal error.
                 raise TypeError(f"result does not fit {declared.__name__}") from exc
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return CallToolResult(  # type: ignore[return-value]
         content=[TextContent(type="text", text=text)], structured_content=data
     )
@@ -494,16 +502,15 @@ def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Call
     with the trace id and reported without internals."""
 
     declared = declared_result(fn)
+    span_name = f"tool {name}"
+    # A span per call when spans are recorded (inside the MCP SDK's `tools/call` span): it
+    # names the tool and toolset and, once known, the context kind; never arguments or tokens.
+    attributes = {"gen_ai.tool.name": name, "atlilith.toolset": toolset.name}
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         started = time.perf_counter()
-        # A span per call (inside the MCP SDK's `tools/call` span when tracing is on): it names
-        # the tool and toolset and, once known, the context kind; never arguments or tokens.
-        attributes = {"gen_ai.tool.name": name, "atlilith.toolset": toolset.name}
-        with trace(
-            name=f"tool {name}", attributes=attributes, tool=name, component=toolset.name, action=name
-        ):
+        with step(span_name, attributes=attributes, tool=name, component=toolset.name, action=name):
             outcome = "ok"
             token = _calling.set(toolset)
             try:

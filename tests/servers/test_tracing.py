@@ -277,6 +277,44 @@ async def test_an_mcp_tool_call_span_names_the_tool_and_never_the_token(
             assert a.token not in str(value) and a.token.split(".")[-1] not in str(value), span.name
 
 
+async def test_an_mcp_tool_call_over_http_is_recorded_in_the_requests_trace(
+    traced: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    """With tracing on, an HTTP tool call keeps its span, in the request's trace; with tracing
+    off none is started (`tests/tools/test_tool_telemetry.py`)."""
+    a = await signup(traced, "httptool")
+    spans.clear()
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": "whoami",
+            "arguments": {},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    }
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "whoami",
+        **a.h(),
+    }
+    r = await traced.post("/mcp", json=call, headers=headers)
+    assert r.status_code == 200 and r.json()["result"]["isError"] is False, r.text
+    found = in_trace(spans, r.headers["x-trace-id"])
+    # (The SDK's span is recorded too, by the provider its module-level tracer met first: in
+    # this module, an earlier test's, shut down since.)
+    tools = [s for s in found if s.name == "tool whoami"]
+    assert len(tools) == 1 and tools[0].parent is not None
+    assert dict(tools[0].attributes or {})["atlilith.context.kind"] == "personal"
+    assert any(is_sql(s) for s in found)
+
+
 async def test_without_an_exporter_nothing_is_recorded_and_requests_still_get_a_trace_id(
     client: httpx.AsyncClient,
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from typing import Any, TypeVar
 
 from mcp.server.mcpserver import Context
@@ -72,6 +73,32 @@ async def checked_wrong() -> Slots:
     return NotSlots(slots="soon")  # type: ignore[return-value]
 
 
+class Mixed(BaseModel):
+    """What results hold besides slots: client text, numbers, ids, nothing."""
+
+    note: str
+    price: float
+    big: int
+    ids: list[uuid.UUID]
+    at: dt.datetime | None
+    missing: str | None = None
+
+
+MIXED = Mixed(
+    note='Ça coûte 12 € — "quoted", \\ and \u2028 a line separator',
+    price=0.1 + 0.2,
+    big=2**63,
+    ids=[uuid.UUID(int=7)],
+    at=START,
+)
+
+
+@checked.tool(read_only=True)
+async def checked_mixed() -> Mixed:
+    """Everything a result may hold."""
+    return MIXED
+
+
 def _served(name: str) -> Tool:
     return _tool(next(spec for spec in checked.tools if spec.name == name))
 
@@ -104,3 +131,12 @@ async def test_a_result_that_does_not_fit_the_declared_model_is_an_internal_erro
     result = await _call("checked_wrong")
     assert result.is_error and result.structured_content is None
     assert json.loads(result.content[0].text)["code"] == "internal_error"
+
+
+async def test_the_text_is_the_structured_content_as_compact_json() -> None:
+    """Written by pydantic, read back for the structured content: the same JSON-mode dump and
+    the same compact text (non-ASCII as it is) as dumping to Python and encoding that."""
+    result = await _call("checked_mixed")
+    expected = MIXED.model_dump(mode="json")
+    assert not result.is_error and result.structured_content == expected
+    assert result.content[0].text == json.dumps(expected, ensure_ascii=False, separators=(",", ":"))
