@@ -1,6 +1,8 @@
-"""Spans without an SDK (every request's while no exporter is configured): bare span contexts
-made without the API's no-op tracer, ids formatted once per span for all its log lines, and
-log fields put back as they were after the block."""
+"""What every request pays for its span and its log line. Spans without an SDK (every
+request's while no exporter is configured): bare span contexts made without the API's no-op
+tracer, ids formatted once per span for all its log lines, log fields put back as they were
+after the block. Loggers assembled once per logging configuration, and again at once when it
+changes."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import structlog
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import TraceFlags
 
-from core.observability import add_trace_ids, current_trace_id, trace
+from core.observability import add_trace_ids, current_trace_id, get_logger, trace
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -78,3 +80,31 @@ def test_log_fields_are_put_back_as_they_were_after_the_block(no_sdk: None) -> N
         assert structlog.contextvars.get_contextvars() == {"component": "outer", "kept": "yes"}
     finally:
         structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def logging_config() -> Iterator[None]:
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+def test_a_logger_is_assembled_once_per_logging_configuration(logging_config: None) -> None:
+    made: list[tuple[Any, ...]] = []
+
+    def factory(*args: Any) -> structlog.ReturnLogger:
+        made.append(args)
+        return structlog.ReturnLogger()
+
+    structlog.configure(processors=[structlog.processors.KeyValueRenderer()], logger_factory=factory)
+    log = get_logger("atlilith.test")
+    assert [log.info("line", n=n) for n in range(3)] == [f"n={n} event='line'" for n in range(3)]
+    assert len(made) == 1
+    # A capture configures other processors (in place): seen at once, and gone after it.
+    with structlog.testing.capture_logs() as captured:
+        log.info("captured", n=3)
+    assert captured == [{"n": 3, "event": "captured", "log_level": "info"}]
+    # A new configuration: the logger is assembled anew.
+    structlog.configure(processors=[structlog.processors.JSONRenderer()])
+    assert log.info("again", n=4) == '{"n": 4, "event": "again"}'
+    assert len(made) == 2
