@@ -18,9 +18,9 @@ import re
 import sys
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,20 +64,25 @@ _HEX_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _W3C = TraceContextTextMapPropagator()
 # The trace id a span about to start must have (a job's id); read by the SDK's id generator.
 _requested_trace_id: ContextVar[int | None] = ContextVar("atlilith_requested_trace_id", default=None)
-_tracer_cache: list[tuple[object, otel_trace.Tracer]] = []
-_UNRECORDED = otel_trace.NoOpTracer()
+_tracer_cache: list[tuple[object, otel_trace.Tracer | None]] = []
+# Providers that record nothing: the proxy handed out until a provider is set (it delegates to
+# the no-op tracer meanwhile), and the no-op provider.
+_NO_SDK = (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)
 
 
 def new_trace_id() -> str:
     return uuid.uuid4().hex
 
 
-def _tracer() -> otel_trace.Tracer:
-    """The tracer of the provider in force now (tests swap providers; servers set one once)."""
+def _tracer() -> otel_trace.Tracer | None:
+    """The tracer of the provider in force now (tests swap providers; servers set one once),
+    None while no SDK is installed: the API's no-op tracer then starts no span of its own, and
+    `_start` makes the bare span context it would have fallen back to (without the proxy's
+    delegation, the no-op's parent lookup and the discarded span, on every request)."""
     provider = otel_trace.get_tracer_provider()
     if _tracer_cache and _tracer_cache[0][0] is provider:
         return _tracer_cache[0][1]
-    tracer = provider.get_tracer(TRACER_NAME)
+    tracer = None if isinstance(provider, _NO_SDK) else provider.get_tracer(TRACER_NAME)
     _tracer_cache[:] = [(provider, tracer)]
     return tracer
 
@@ -132,29 +137,29 @@ def _start(
     """Start the span: a child of `parent`, or — when `trace_id` names another trace — the
     root of that trace, linked to `parent`. Without an SDK the tracer returns no span of its
     own, so a bare span context stands in, with the same ids an SDK would have used."""
-    tracer = _tracer() if record else _UNRECORDED
-    expected: int | None
-    if trace_id is not None and (not parent.is_valid or parent.trace_id != trace_id):
-        links = [Link(parent)] if parent.is_valid else None
-        token = _requested_trace_id.set(trace_id)
-        try:
+    tracer = _tracer() if record else None
+    elsewhere = trace_id is not None and (not parent.is_valid or parent.trace_id != trace_id)
+    expected = trace_id if elsewhere else parent.trace_id if parent.is_valid else None
+    if tracer is not None:
+        if elsewhere:
+            links = [Link(parent)] if parent.is_valid else None
+            token = _requested_trace_id.set(trace_id)
+            try:
+                span = tracer.start_span(
+                    name, context=otel_context.Context(), kind=kind, attributes=attributes, links=links
+                )
+            finally:
+                _requested_trace_id.reset(token)
+        else:
+            parent_ctx = otel_trace.set_span_in_context(NonRecordingSpan(parent)) if parent.is_valid else None
             span = tracer.start_span(
-                name, context=otel_context.Context(), kind=kind, attributes=attributes, links=links
+                name, context=parent_ctx or otel_context.Context(), kind=kind, attributes=attributes
             )
-        finally:
-            _requested_trace_id.reset(token)
-        expected = trace_id
-    else:
-        parent_ctx = otel_trace.set_span_in_context(NonRecordingSpan(parent)) if parent.is_valid else None
-        span = tracer.start_span(
-            name, context=parent_ctx or otel_context.Context(), kind=kind, attributes=attributes
-        )
-        expected = parent.trace_id if parent.is_valid else None
-    own = span.get_span_context()
-    if own.is_valid and (expected is None or own.trace_id == expected) and own.span_id != parent.span_id:
-        return span
-    if span.is_recording():  # a provider whose ids we cannot steer: drop its span, keep ours
-        span.end()
+        own = span.get_span_context()
+        if own.is_valid and (expected is None or own.trace_id == expected) and own.span_id != parent.span_id:
+            return span
+        if span.is_recording():  # a provider whose ids we cannot steer: drop its span, keep ours
+            span.end()
     # Unrecorded: marked not sampled, so what runs inside (its SQL) is not recorded either.
     flags = (
         TraceFlags(0)
@@ -193,12 +198,23 @@ def trace(
     span_attributes.update(attributes or {})
     span = _start(name, _trace_int(trace_id), parent, kind, span_attributes, record)
     own = span.get_span_context()
-    tid = otel_trace.format_trace_id(own.trace_id)
+    tid, sid = _ids_of(own)
     # Bound as well as read from the span by `add_trace_ids`: a log capture that only merges
     # context variables (structlog's testing helpers) still sees them.
-    ids = {"trace_id": tid, "span_id": otel_trace.format_span_id(own.span_id)}
-    with otel_trace.use_span(span, end_on_exit=True), structlog.contextvars.bound_contextvars(**ids, **bind):
+    if span.is_recording():
+        with otel_trace.use_span(span, end_on_exit=True), _bound(trace_id=tid, span_id=sid, **bind):
+            yield tid
+        return
+    # A bare span context (every request's while no SDK is installed): made active as
+    # `use_span` does, without its exception bookkeeping, which only a recording span uses (and
+    # ending it is a no-op).
+    token = otel_context.attach(otel_trace.set_span_in_context(span))
+    bound = _bind(trace_id=tid, span_id=sid, **bind)
+    try:
         yield tid
+    finally:
+        _unbind(bound)
+        otel_context.detach(token)
 
 
 def span_worth_starting() -> bool:
@@ -241,10 +257,7 @@ def here() -> Resumable:
 def resumed(at: Resumable, trace_id: str | None = None, *, name: str, **bind: Any) -> Iterator[str]:
     """A span that is a child of the span active at `at`, its log lines carrying `at`'s fields
     and `bind`; yields its trace id."""
-    with (
-        structlog.contextvars.bound_contextvars(**at.bound),
-        trace(trace_id, name=name, context=at.context, **bind) as tid,
-    ):
+    with _bound(**at.bound), trace(trace_id, name=name, context=at.context, **bind) as tid:
         yield tid
 
 
@@ -252,11 +265,32 @@ def resumed(at: Resumable, trace_id: str | None = None, *, name: str, **bind: An
 def within_current(**bind: Any) -> Iterator[str]:
     """Bind `bind` and the active span's ids to the block's log lines without starting a span
     (a span was started by an instrumentation); yields the trace id."""
-    ctx = otel_trace.get_current_span().get_span_context()
-    tid = otel_trace.format_trace_id(ctx.trace_id)
-    ids = {"trace_id": tid, "span_id": otel_trace.format_span_id(ctx.span_id)}
-    with structlog.contextvars.bound_contextvars(**ids, **bind):
+    tid, sid = _ids_of(otel_trace.get_current_span().get_span_context())
+    with _bound(trace_id=tid, span_id=sid, **bind):
         yield tid
+
+
+@contextmanager
+def _bound(**fields: Any) -> Iterator[None]:
+    """structlog's `bound_contextvars`: `fields` on every log line of the block, each put back
+    as it was afterwards (unbound if it was not bound). Without its reading of every context
+    variable of the context on entry (the previous values are the tokens' own) and its second
+    binding on exit: a request binds three fields in its span."""
+    bound = _bind(**fields)
+    try:
+        yield
+    finally:
+        _unbind(bound)
+
+
+def _bind(**fields: Any) -> Iterable[Token[Any]]:
+    return structlog.contextvars.bind_contextvars(**fields).values()
+
+
+def _unbind(bound: Iterable[Token[Any]]) -> None:
+    for token in bound:
+        old = token.old_value
+        token.var.set(Ellipsis if old is Token.MISSING else old)
 
 
 def annotate(**attributes: str | bool | int | float | None) -> None:
@@ -325,17 +359,23 @@ def add_trace_ids(_: Any, __: str, event_dict: structlog.types.EventDict) -> str
     """structlog processor: the active span's `trace_id` and `span_id` on every line."""
     ctx = otel_trace.get_current_span().get_span_context()
     if ctx.is_valid:
-        key = (ctx.trace_id, ctx.span_id)
-        ids = _formatted_ids.get(key)
-        if ids is None:
-            if len(_formatted_ids) >= _FORMATTED_IDS_KEPT:
-                _formatted_ids.clear()
-            ids = _formatted_ids[key] = (
-                otel_trace.format_trace_id(ctx.trace_id),
-                otel_trace.format_span_id(ctx.span_id),
-            )
-        event_dict["trace_id"], event_dict["span_id"] = ids
+        event_dict["trace_id"], event_dict["span_id"] = _ids_of(ctx)
     return event_dict
+
+
+def _ids_of(ctx: SpanContext) -> tuple[str, str]:
+    """A span's trace id and span id as text, formatted once per span: `trace` formats them
+    as it starts the span, and every log line inside it finds them here."""
+    key = (ctx.trace_id, ctx.span_id)
+    ids = _formatted_ids.get(key)
+    if ids is None:
+        if len(_formatted_ids) >= _FORMATTED_IDS_KEPT:
+            _formatted_ids.clear()
+        ids = _formatted_ids[key] = (
+            otel_trace.format_trace_id(ctx.trace_id),
+            otel_trace.format_span_id(ctx.span_id),
+        )
+    return ids
 
 
 _encoders: dict[Callable[[Any], Any], json.JSONEncoder] = {}
@@ -404,5 +444,38 @@ def configure_logging(settings: Settings) -> None:
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
+class _Logger:
+    """A named logger, assembled once per logging configuration. structlog's lazy proxy (we do
+    not cache on first use: tests reconfigure, and capture logs by configuring other processors)
+    assembles a new logger on every call, about 3 µs a line; this assembles again only when what
+    a logger is made of was configured anew."""
+
+    __slots__ = ("_assembled", "_made_of", "_proxy")
+
+    def __init__(self, name: str | None) -> None:
+        self._proxy = structlog.get_logger(name)
+        self._made_of: tuple[Any, ...] = ()
+        self._assembled: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        config = structlog.get_config()
+        made_of = self._made_of
+        if (
+            not made_of
+            or made_of[0] is not config["processors"]
+            or made_of[1] is not config["wrapper_class"]
+            or made_of[2] is not config["logger_factory"]
+            or made_of[3] is not config["context_class"]
+        ):
+            self._assembled = self._proxy.bind()
+            self._made_of = (
+                config["processors"],
+                config["wrapper_class"],
+                config["logger_factory"],
+                config["context_class"],
+            )
+        return getattr(self._assembled, name)
+
+
 def get_logger(name: str | None = None) -> Any:
-    return structlog.get_logger(name)
+    return _Logger(name)

@@ -27,7 +27,7 @@ from servers import mcp as mcp_door
 from servers import oauth as oauth_door
 from servers import portal, public
 from servers.api import api_routers
-from servers.api.deps import CheckedRoute
+from servers.api.deps import CheckedRoute, KnownPaths
 from servers.health import install_probes
 from servers.mcp_changes import ToolListChanges
 from servers.metrics import RouteMetrics, install_metrics, metrics_listener
@@ -199,6 +199,8 @@ def _add_routes(
     # shadow an API, MCP or public path.
     public.mount(app, settings)
     portal.mount(app, settings)
+    # Last, in front of them all: it remembers which of the routes above serves a path.
+    app.router.routes.insert(0, KnownPaths(app.router.routes))
 
 
 def _add_middleware(app: FastAPI, settings: Settings, database: Database) -> None:

@@ -19,7 +19,7 @@ from core import audit
 from core.errors import NotFound
 from core.metrics import HTTP_DURATION, HTTP_REQUESTS, DatabaseGauges, Exposition, ThreadedExposition
 from core.observability import get_logger
-from servers.api.deps import CallerDep
+from servers.api.deps import CallerDep, KnownPaths
 
 __all__ = ["RouteMetrics", "install_metrics", "metrics_listener"]
 
@@ -81,6 +81,8 @@ def _matching(routes: list[BaseRoute], scope: Scope) -> BaseRoute | None:
     """The route that would have served the request. FastAPI keeps an included router as one
     entry that matches for any of its routes (`original_router`): look inside it."""
     for candidate in routes:
+        if isinstance(candidate, KnownPaths):  # a shortcut to one of the routes after it
+            continue
         if candidate.matches(scope)[0] is Match.FULL:
             inner = getattr(getattr(candidate, "original_router", None), "routes", None)
             return _matching(inner, scope) if isinstance(inner, list) else candidate
