@@ -7,7 +7,7 @@ from collections import defaultdict
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, Uuid, bindparam, func, or_, select, update
 
 from core.billing.components import (
     ActionResult,
@@ -41,6 +41,10 @@ ROWS_PER_CREDIT = 100
 MAX_GROUPS = 100
 
 
+# The tenant as a parameter of a statement compiled once.
+_TENANT = cast(uuid.UUID, bindparam("tenant", type_=Uuid()))
+
+
 @lru_cache(maxsize=4)
 def _matching_clients(*, email: bool, phone: bool) -> DriverStatement:
     """A context's clients matching a person's polyseme id (or email, or phone), oldest first:
@@ -53,7 +57,7 @@ def _matching_clients(*, email: bool, phone: bool) -> DriverStatement:
         conditions.append(Client.phone == bindparam("phone"))
     return DriverStatement.of(
         select(Client.id)
-        .where(Client.tenant_id == bindparam("tenant"), or_(*conditions))
+        .where(owned_by(Client, _TENANT), or_(*conditions))
         .order_by(Client.created_at, Client.id)
         .limit(20)
     )
