@@ -13,6 +13,7 @@ import hmac
 import re
 import unicodedata
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import tldextract
@@ -100,7 +101,12 @@ _secrets: dict[tuple[str | None, str, str], str] = {}
 
 def secret_for(settings: Settings) -> str:
     """The identity key, read once per configuration (a dev key lives in a file)."""
-    key = (settings.identity_secret, settings.env, str(settings.data_dir.resolve()))
+    # Not `data_dir.resolve()` on every call (a syscall per path component, on every job and
+    # client write): an absolute directory is its own key, a relative one is keyed with the
+    # working directory it is relative to.
+    data_dir = settings.data_dir
+    where = str(data_dir if data_dir.is_absolute() else Path.cwd() / data_dir)
+    key = (settings.identity_secret, settings.env, where)
     if key not in _secrets:
         _secrets[key] = settings.resolved_identity_secret()
     return _secrets[key]
