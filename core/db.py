@@ -295,7 +295,8 @@ def _raise_as_sqlalchemy(
         sync._handle_dbapi_exception(translated, sql, args, None, None)
 
 
-_DRIVER_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+# JSON is written as the engine writes it (`make_engine`'s serializer).
+_DRIVER_DIALECT = asyncpg_dialect(json_serializer=_json_dumps)  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,10 @@ import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from pydantic import BaseModel
-from sqlalchemy import Row, column, select
+from sqlalchemy import column, select
 from sqlalchemy.dialects.postgresql import insert
 
 from core.billing import ledger
@@ -22,6 +22,7 @@ from core.billing.presenters import job_out
 from core.billing.schemas import JobOut, RunAccepted, RunIn
 from core.billing.settlement import mark_running, succeed_with
 from core.context import TenantContext
+from core.db import DriverStatement
 from core.errors import ValidationFailed
 from core.idempotency import idempotent_operation
 from core.observability import trace
@@ -47,9 +48,22 @@ _JOB_AND_HOLD = select(
 ).from_statement(ledger.JOB_AND_HOLD)
 
 
+# A queued run's job and hold, compiled once for the driver: its row is the job's id beside the
+# account's totals (`_JobHeld`), with no ORM object and no SQLAlchemy execution.
+_JOB_ID_AND_HOLD = DriverStatement.of(ledger.JOB_ID_AND_HOLD)
+
+
+class _JobHeld(NamedTuple):
+    id: uuid.UUID
+    acct_balance: int | None
+    acct_held: int | None
+    acct_threshold: int | None
+    acct_alerted: bool | None
+
+
 async def _insert_held(
     ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int, *, entity: bool
-) -> Row[Any] | None:
+) -> Any:
     """The job, its hold and its `jobs/job.queued` event in one statement; None when the
     candidate id was taken (nothing was written then). The account row is locked last:
     concurrent runs of one context serialize only from here to commit. A refusal (402) rolls
@@ -71,10 +85,12 @@ async def _insert_held(
         "tenant": ctx.tenant_id,
         "entry_id": uuid.uuid4(),
     }
+    row: Any
     if entity:
         row = (await uow.session.execute(_JOB_AND_HOLD, params)).one_or_none()
     else:
-        row = (await uow.rows(ledger.JOB_ID_AND_HOLD, params)).one_or_none()
+        records = await uow.fetch(_JOB_ID_AND_HOLD.sql, *_JOB_ID_AND_HOLD.args(params))
+        row = _JobHeld(*(records[0][name] for name in _JobHeld._fields)) if records else None
     if row is None:
         return None
     if row.acct_balance is None:

@@ -13,10 +13,11 @@ import uuid
 from functools import lru_cache
 from typing import cast
 
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.types import Uuid
 
 from core.context import TenantContext
+from core.db import DriverStatement
 from core.errors import PermissionDenied
 from core.registry.models import Component, Installation
 from core.uow import UnitOfWork
@@ -25,7 +26,7 @@ __all__ = ["require_installed"]
 
 
 @lru_cache(maxsize=2)
-def _gate_statement(*, by_toolset: bool) -> Select[str, bool]:
+def _gate_statement(*, by_toolset: bool) -> DriverStatement:
     """The gate's one statement, built once per kind of name with its values bound at execution
     (built per call, it cost a `jobs_run` about as much Python as its own job-and-hold statement)."""
     # Imported here: core.auth imports this module while the kernel loads, before the
@@ -39,8 +40,10 @@ def _gate_statement(*, by_toolset: bool) -> Select[str, bool]:
         .exists()
     )
     column = Component.toolset if by_toolset else Component.slug
-    return select(Component.slug, or_(Component.availability != "install", installed)).where(
-        column == bindparam("gate_name"), Component.retired_at.is_(None)
+    return DriverStatement.of(
+        select(Component.slug, or_(Component.availability != "install", installed)).where(
+            column == bindparam("gate_name"), Component.retired_at.is_(None)
+        )
     )
 
 
@@ -51,12 +54,10 @@ async def require_installed(
     available in `ctx`: always-on, or installed in this very context. A name the registry does
     not know is left to the caller (an unknown action is its own error)."""
     name = toolset if toolset is not None else component
-    # On the unit's connection: a run whose other statements need no ORM makes no session.
-    found = (
-        await uow.rows(
-            _gate_statement(by_toolset=toolset is not None), {"gate_name": name, "gate_tenant": ctx.tenant_id}
-        )
-    ).first()
+    # On the driver's connection: a run whose other statements need no ORM makes no session.
+    stmt = _gate_statement(by_toolset=toolset is not None)
+    rows = await uow.fetch(stmt.sql, *stmt.args({"gate_name": name, "gate_tenant": ctx.tenant_id}))
+    found = rows[0] if rows else None
     if found is None and toolset is None:
         return
     if found is not None and found[1]:
