@@ -327,12 +327,13 @@ class UnitOfWork:
         except (DBAPIError, OSError):  # the connection is already gone
             log.warning("rollback_failed")
 
-    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+    async def fetch(self, sql: str, *args: Any, flush: bool = True) -> list[Any]:
         """The rows of a fixed statement of the request path (`$n` parameters, asyncpg
         records) on the driver's connection, in this transaction (`core.db.fetch_on_driver`):
-        the cheapest way to a statement's rows. A pending ORM change is flushed first."""
+        the cheapest way to a statement's rows. A pending ORM change is flushed first (not with
+        `flush=False`: a statement that writes the pending changes itself, as `rows`)."""
         session = self._session
-        if session is not None and (session.new or session.dirty or session.deleted):
+        if flush and session is not None and (session.new or session.dirty or session.deleted):
             await session.flush()
         return await fetch_on_driver(await self._connection(), sql, *args)
 

@@ -6,6 +6,8 @@ through one statement that writes exactly what those posts would (`settle_held`)
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
+from typing import Any
 
 from sqlalchemy import DateTime, bindparam, inspect, text, update
 from sqlalchemy.dialects.postgresql import JSONB
@@ -14,6 +16,7 @@ from sqlalchemy.types import Uuid
 
 from core.billing.ledger import available, low_balance_alert, post
 from core.billing.models import CreditAccount, Job
+from core.db import DriverStatement
 from core.uow import UnitOfWork
 
 
@@ -121,6 +124,7 @@ _SETTLE_HELD = text(
     bindparam("job_deadline_at", type_=DateTime(timezone=True)),
     bindparam("job_finished_at", type_=DateTime(timezone=True)),
 )
+_SETTLE_HELD_ON_DRIVER = DriverStatement.of(_SETTLE_HELD)
 # The job's columns a settlement writes (its start too, for a job run inline): `_SETTLE_HELD`
 # writes them beside the ledger, in place of the job's own UPDATE.
 _SETTLED_JOB_COLUMNS = (
@@ -167,9 +171,10 @@ async def settle_held(uow: UnitOfWork, job: Job, *, charge: int, memo: str | Non
         "capture_key": f"capture:{job.id}",
         "release_key": f"release:{job.id}",
     }
-    # On the unit's connection (no ORM execution around it), not flushed: the job's UPDATE is
-    # in the statement.
-    row = (await uow.rows(_SETTLE_HELD, params, flush=False)).one_or_none()
+    # On the driver's connection (no ORM or SQLAlchemy execution around it), not flushed: the
+    # job's UPDATE is in the statement. The account's row is read by attribute, as the ORM's.
+    records = await uow.fetch(_SETTLE_HELD_ON_DRIVER.sql, *_SETTLE_HELD_ON_DRIVER.args(params), flush=False)
+    row: Any = SimpleNamespace(**dict(records[0].items())) if records else None
     # Written: nothing of the job is left for a flush, and `updated_at` is the database's now.
     for name in _SETTLED_JOB_COLUMNS:
         set_committed_value(job, name, params[f"job_{name}"])
