@@ -193,6 +193,19 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     )
 
 
+async def _in_transaction(conn: AsyncConnection) -> tuple[Connection, Any]:
+    """`conn`'s sync connection and SQLAlchemy's adapter of the driver's connection, with
+    SQLAlchemy's own record of a transaction begun (which its commit and rollback end); the
+    driver's BEGIN is left to the first statement."""
+    if not conn.in_transaction():
+        await conn.begin()
+    sync = conn.sync_connection
+    if sync is None:
+        raise RuntimeError("the connection is not open")
+    adapted: Any = sync.connection.dbapi_connection
+    return sync, adapted
+
+
 async def fetch_on_driver(conn: AsyncConnection, sql: str, *args: Any) -> list[Any]:
     """The rows (asyncpg records) of a fixed statement (`$n` parameters) executed on the driver's
     connection under `conn`, in `conn`'s transaction, begun here if it was not: without
@@ -200,13 +213,7 @@ async def fetch_on_driver(conn: AsyncConnection, sql: str, *args: Any) -> list[A
     (`before_cursor_execute`) hear it as any statement; an error is raised as SQLAlchemy raises
     its own (`IntegrityError`; a lost connection invalidated and reported as such), so the unit
     of work translates it the same way."""
-    if not conn.in_transaction():
-        # SQLAlchemy's own record of the transaction, which its commit and rollback end.
-        await conn.begin()
-    sync = conn.sync_connection
-    if sync is None:
-        raise RuntimeError("the connection is not open")
-    adapted: Any = sync.connection.dbapi_connection
+    sync, adapted = await _in_transaction(conn)
     events = sync._has_events or sync.engine._has_events
     if events:
         # What listens to SQLAlchemy's statements (the statement counter) hears this one too,
@@ -239,12 +246,7 @@ async def begin_with(conn: AsyncConnection, literal: str, sql: str, *args: Any) 
     requirements; `tests/core/test_begin_with.py`): asyncpg's `Transaction` is marked started,
     as its own `start` would after sending BEGIN, and becomes the adapter's transaction, so
     that SQLAlchemy's commit and rollback end it as one it had begun."""
-    if not conn.in_transaction():
-        await conn.begin()
-    sync = conn.sync_connection
-    if sync is None:
-        raise RuntimeError("the connection is not open")
-    adapted: Any = sync.connection.dbapi_connection
+    sync, adapted = await _in_transaction(conn)
     if (
         adapted._transaction is not None
         or adapted.isolation_level is not None

@@ -214,6 +214,15 @@ SETTLED_ONCE = {
     "clients": 1,
     "events": ["jobs/job.started", "jobs/job.succeeded"],
 }
+# A job whose action failed in its savepoint, in its one delivery: its writes and events rolled
+# back, the job failed and its hold released.
+FAILED_IN_ITS_DELIVERY = {
+    "job": ("failed", 1, "released", 0),
+    "ledger": ["hold", "release"],
+    "clients": 0,
+    "events": ["jobs/job.started", "jobs/job.failed"],
+    "delivery": ("done", 1),
+}
 # A job whose delivery was claimed once and whose run committed nothing: held, still queued.
 STILL_QUEUED = {
     "job": ("queued", 0, "open", 0),
