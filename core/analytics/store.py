@@ -181,7 +181,11 @@ SELECT (SELECT count(*) FROM ins) AS accepted, CAST(ARRAY[] AS integer[]) AS dup
 # CTEs nobody reads after the main query, the last written first), as in the careful path's
 # statements: every writer locks its events' keys before any rollup row, so overlapping
 # batches on a shared rollup stripe never wait on each other in a cycle (with the client sets
-# as the statement, the rollups ran first: a deadlock with a concurrent resend).
+# as the statement, the rollups ran first: a deadlock with a concurrent resend). For the same
+# reason the counts are written before the property counts, as the careful path writes them
+# (its main query reads `rolled`; the property counts run after it): `props_rolled` is written
+# before `rolled` here so that it runs after it (the other order deadlocked a fast batch with
+# a concurrent resend on the careful path when both backends shared a stripe).
 _GROUPS = (
     "unnest(CAST(:r_names AS text[]), CAST(:r_buckets AS timestamptz[]), CAST(:r_counts AS bigint[]),"
     " CAST(:r_clients AS text[])) AS f(name, bucket, n, clients)"
@@ -200,14 +204,6 @@ WITH src AS (
                           jsonb_array_elements(CAST(:props AS jsonb)))
     AS s(id, ts, name, client_id, source, properties)
 ),
-rolled AS (
-  INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
-  SELECT CAST(:tenant AS uuid), g.grain, f.name, date_bin(make_interval(mins => g.grain), f.bucket, {ORIGIN}),
-         CAST(:person AS uuid), pg_backend_pid() % {SHARDS}, sum(f.n)
-    FROM {_GROUPS} CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain)
-   GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
-  ON CONFLICT (tenant_id, grain, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
-),
 props_rolled AS (
   INSERT INTO analytics.property_counts AS c (tenant_id, grain, name, bucket, props, shard, n)
   SELECT CAST(:tenant AS uuid), g.grain, f.name, date_bin(make_interval(mins => g.grain), f.bucket, {ORIGIN}),
@@ -215,6 +211,14 @@ props_rolled AS (
     FROM {_PROP_GROUPS} CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain)
    GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
   ON CONFLICT (tenant_id, grain, name, bucket, props, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+),
+rolled AS (
+  INSERT INTO analytics.counts AS c (tenant_id, grain, name, bucket, person_id, shard, n)
+  SELECT CAST(:tenant AS uuid), g.grain, f.name, date_bin(make_interval(mins => g.grain), f.bucket, {ORIGIN}),
+         CAST(:person AS uuid), pg_backend_pid() % {SHARDS}, sum(f.n)
+    FROM {_GROUPS} CROSS JOIN (VALUES {GRAIN_VALUES}) AS g(grain)
+   GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT (tenant_id, grain, name, bucket, person_id, shard) DO UPDATE SET n = c.n + EXCLUDED.n
 ),
 sets AS (
   INSERT INTO analytics.client_sets (tenant_id, name, bucket, clients)
