@@ -161,7 +161,7 @@ def make_engine(
         pool_recycle=1800,
         connect_args={"server_settings": server_settings} if server_settings else {},
         # JSONB columns hold caller data; keep non-ASCII text as is.
-        json_serializer=_json_dumps,
+        json_serializer=dump_json,
     )
     event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
     event.listen(engine.sync_engine, "checkout", _refuse_closed)
@@ -178,7 +178,8 @@ def _refuse_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         raise exc.DisconnectionError("the server closed this pooled connection")
 
 
-def _json_dumps(value: Any) -> str:
+def dump_json(value: Any) -> str:
+    """JSON as the engine writes a JSON column (a statement binding JSON as text uses it too)."""
     import json
 
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -298,7 +299,7 @@ def _raise_as_sqlalchemy(
 
 
 # JSON is written as the engine writes it (`make_engine`'s serializer).
-_DRIVER_DIALECT = asyncpg_dialect(json_serializer=_json_dumps)  # type: ignore[no-untyped-call]
+_DRIVER_DIALECT = asyncpg_dialect(json_serializer=dump_json)  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,7 +277,11 @@ class Relay:
             "handlers": [c.handler for c in done],
             "tokens": [c.token for c in done],
         }
-        rows = (await uow.session.execute(sql.DONE_AND_CLAIM, params)).all()
+        # Without flushing the handlers' pending changes: the statement reads none of their
+        # rows, and the commit writes them (a batch of jobs writes its jobs' rows itself there,
+        # in its settling statement: flushed here, each would be written twice).
+        with uow.session.no_autoflush:
+            rows = (await uow.session.execute(sql.DONE_AND_CLAIM, params)).all()
         if rows[0].done != len(done):
             raise LeaseLost
         return self._held([_claimed(row) for row in rows if row.event_id is not None])

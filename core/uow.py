@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from types import TracebackType
@@ -184,6 +184,7 @@ class UnitOfWork:
         self.ctx: TenantContext | None = None
         self._ticket: str | None = None
         self._events: list[dict[str, Any]] = []
+        self._last_writes: list[Callable[[], Awaitable[None]]] = []
         # The transaction runs on a connection of the pool; an ORM session exists only once a
         # service uses the ORM (`session`), on that same connection and in that transaction.
         # Executing through an `AsyncConnection` costs about three quarters of a session's
@@ -405,10 +406,22 @@ class UnitOfWork:
         await conn.execute(_OUTBOX_INSERT, self._events[0] if len(self._events) == 1 else self._events)
         self._events = []
 
+    def before_commit(self, writes: Callable[[], Awaitable[None]]) -> None:
+        """Run `writes` at commit, after everything else of the transaction was written (its
+        events too), in the order given: a transaction's last writes, for a row lock that every
+        run of a context needs (its credit account) to be held from them to the commit only.
+        What they emit is written after them; if they fail, the commit does."""
+        self._last_writes.append(writes)
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def commit(self) -> None:
         await self.flush_events()
+        if self._last_writes:
+            last, self._last_writes = self._last_writes, []
+            for writes in last:
+                await writes()
+            await self.flush_events()
         if self._session is not None:
             await self._session.commit()  # flushes the ORM's changes; commits the connection's
         conn = self._conn
@@ -416,6 +429,7 @@ class UnitOfWork:
             await conn.commit()
 
     async def _rollback(self) -> None:
+        self._last_writes = []
         if self._session is not None:
             await self._session.rollback()  # the connection's transaction, and the ORM's state
         conn = self._conn

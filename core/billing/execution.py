@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Uuid
 
 from core import webhooks
-from core.billing import ledger, peers
+from core.billing import captures, ledger, peers
 from core.billing.components import ActionResult, ActionRun, ActionSpec, builtin_action
 from core.billing.models import OPEN_STATUSES, Job, Peer, PeerSecret
 from core.billing.policy import input_error, log
@@ -103,7 +103,9 @@ async def run_inline_batch(
             acting = (person, org)
 
     # Every action first, then every settlement: an account stays locked from the batch's
-    # first settling statement to its commit, so they come last, one after the other. The
+    # first settling statement to its commit, so they come last, and the charges within their
+    # holds (all of them, but for an action allowing overage) in one statement per account,
+    # after every other write of its jobs (`captures.settle_held_many`). The
     # actions run without a savepoint each (two statements per job): an action that fails
     # raises out of the batch, which then commits nothing, and the relay runs each of its
     # deliveries alone, where a failed action rolls back to its savepoint and the job fails
@@ -118,10 +120,29 @@ async def run_inline_batch(
                 if _queued(job):
                     annotate(**{"atlilith.component": job.component, "atlilith.action": job.action})
                     ran.append((person, org, delivery, await _run_action(uow, job, in_batch=True)))
+    later: list[captures.HeldCapture] = []
     for person, org, delivery, outcome in ran:
+        if later and (org or person) != later[0].job.tenant_id:
+            _settle_at_commit(uow, later)
+            later = []
         await act_for(person, org)
         with resumed(delivery, outcome.job.id.hex, name="job settle", job_id=str(outcome.job.id)):
-            await _settle_ran(uow, outcome)
+            await _settle_ran(uow, outcome, later)
+    if later:
+        _settle_at_commit(uow, later)
+
+
+def _settle_at_commit(uow: UnitOfWork, later: list[captures.HeldCapture]) -> None:
+    """One account's charges within their holds, settled in one statement as the batch's last
+    write (`UnitOfWork.before_commit`): the account is locked from there to the commit only, not
+    over the relay's marking of the deliveries and the events' insert besides."""
+    first = later[0].job
+
+    async def settle() -> None:
+        await uow.act_as_service(first.person_id, first.org_id)  # the relay acts as itself by then
+        await captures.settle_held_many(uow, later)
+
+    uow.before_commit(settle)
 
 
 def _queued(job: Job | None) -> TypeGuard[Job]:
@@ -234,9 +255,10 @@ async def _action(
     return result
 
 
-async def _settle_ran(uow: UnitOfWork, ran: _Ran) -> None:
+async def _settle_ran(uow: UnitOfWork, ran: _Ran, later: list[captures.HeldCapture] | None = None) -> None:
     """Settle a job whose action ran: captured on success, released on failure (the job read as
-    it is now, after a failed action), the job's start and outcome written with it."""
+    it is now, after a failed action), the job's start and outcome written with it (`later`: a
+    charge within the hold is left there, for the caller to write, `succeed`)."""
     job, timeout = ran.job, uow.db.settings.job_run_timeout_seconds
     if ran.spec is None:
         acct = await ledger.lock_account(uow, job.person_id, job.org_id)
@@ -250,7 +272,7 @@ async def _settle_ran(uow: UnitOfWork, ran: _Ran) -> None:
         await finish_unpaid(uow, job, status="failed", code=code, message=message, acct=acct)
     elif ran.result is not None:
         await mark_running(uow, job, timeout, now=ran.started)
-        await succeed_with(uow, job, ran.result, overage=ran.spec.overage)
+        await succeed_with(uow, job, ran.result, overage=ran.spec.overage, later=later)
 
 
 _UNKNOWN_ACTION = {"code": "unknown_action", "message": "this action no longer exists on the platform"}

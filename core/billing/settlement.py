@@ -45,12 +45,15 @@ async def succeed(
     charge: int,
     overage: str,
     acct: CreditAccount | None = None,
+    later: list[captures.HeldCapture] | None = None,
 ) -> None:
     """Capture the job's charge (`acct`: its account, if already locked). The job's outcome is
     set before the ledger is written, so it reaches the database in the same flush as anything
     earlier (its start, for a job run inline): one UPDATE of its row. A charge within the hold
     (any charge unless the action allows overage) settles without loading the account, in one
-    statement that locks it only until commit."""
+    statement that locks it only until commit. `later`: such a charge is decided and its event
+    emitted, but its writes (the job's row too) are left in `later`, for one statement to settle
+    a batch's jobs together (`captures.settle_held_many`)."""
     memo = f"{job.component}/{job.action}" + (
         " (" + ", ".join(f"{k}={v:g}" for k, v in sorted(usage.items())) + ")" if usage else ""
     )
@@ -64,15 +67,18 @@ async def succeed(
     job.status, job.finished_at = "succeeded", utcnow()
     job.hold_status = "captured" if captured > 0 else "released"
     job.credits_captured, job.output, job.usage = captured, output, dict(usage)
-    if within_hold:
-        # Writes the job's row too (its start, for a job run inline, and its outcome).
-        if await captures.settle_held(uow, job, charge=captured, memo=memo):
-            acct = None
-        else:
-            acct = await ledger.lock_account(uow, job.person_id, job.org_id)
-    if acct is not None:
-        await captures.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
-    await uow.session.flush()
+    if within_hold and later is not None and job.credits_held > 0:
+        later.append(captures.HeldCapture(job, captured, memo, overage))
+    else:
+        if within_hold:
+            # Writes the job's row too (its start, for a job run inline, and its outcome).
+            if await captures.settle_held(uow, job, charge=captured, memo=memo):
+                acct = None
+            else:
+                acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+        if acct is not None:
+            await captures.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
+        await uow.session.flush()
     uow.emit(
         "jobs/job.succeeded",
         {
@@ -95,7 +101,13 @@ async def succeed(
 
 
 async def succeed_with(
-    uow: UnitOfWork, job: Job, result: ActionResult, *, overage: str, acct: CreditAccount | None = None
+    uow: UnitOfWork,
+    job: Job,
+    result: ActionResult,
+    *,
+    overage: str,
+    acct: CreditAccount | None = None,
+    later: list[captures.HeldCapture] | None = None,
 ) -> None:
     """Settle a job with what its built-in action returned: the action's own price, or the quote
     when it named none."""
@@ -107,6 +119,7 @@ async def succeed_with(
         charge=job.credits_quoted if result.credits is None else result.credits,
         overage=overage,
         acct=acct,
+        later=later,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from core.billing import ledger
 from core.billing.settlement import lock_job, mark_running, succeed
@@ -138,3 +139,124 @@ async def test_the_settling_statement_writes_the_jobs_changes_itself_and_any_oth
         )
         assert tuple(row.one()) == ("succeeded", "captured", 1, 1, True, 1 if beside else 0)
     assert_consistent(await ledger_state(db, who.id))
+
+
+async def _entries_of(db: Database, tenant: str) -> list[tuple[Any, ...]]:
+    """Every capture and release of the tenant's ledger in order, with its job's place among
+    the tenant's jobs (ids differ between tenants; the order of the jobs is what is settled)."""
+    rows = await system_sql(
+        db,
+        "SELECT l.kind, l.amount, l.balance_delta, l.held_delta, l.balance_after, l.held_after, l.memo,"
+        " (SELECT count(*) FROM billing.jobs j WHERE j.tenant_id = l.tenant_id AND j.id <= l.job_id)"
+        " FROM billing.ledger l WHERE l.tenant_id = :t AND l.kind IN ('capture', 'release') ORDER BY l.seq",
+        {"t": uuid.UUID(tenant)},
+    )
+    return [tuple(r) for r in rows]
+
+
+async def _tenant_facts(db: Database, tenant: str) -> dict[str, Any]:
+    t = {"t": uuid.UUID(tenant)}
+    account = await system_sql(
+        db, "SELECT balance, held, low_balance_alerted FROM billing.accounts WHERE tenant_id = :t", t
+    )
+    lots = await system_sql(
+        db, "SELECT amount, remaining FROM billing.credit_lots WHERE tenant_id = :t ORDER BY expires_at", t
+    )
+    alerts = await system_sql(
+        db,
+        "SELECT data->>'available', data->>'balance' FROM platform.outbox"
+        " WHERE name = 'billing/credits.low_balance' AND data->>'tenant_id' = :t ORDER BY seq",
+        {"t": tenant},
+    )
+    jobs = await system_sql(
+        db,
+        "SELECT status, hold_status, credits_captured, attempts, output, usage, started_at IS NOT NULL,"
+        " finished_at IS NOT NULL FROM billing.jobs WHERE tenant_id = :t ORDER BY id",
+        t,
+    )
+    return {
+        "entries": await _entries_of(db, tenant),
+        "account": tuple(account.one()),
+        "lots": [tuple(r) for r in lots],
+        "alerts": [tuple(r) for r in alerts],
+        "jobs": [tuple(r) for r in jobs],
+    }
+
+
+# Charges for six jobs holding 3 each: all, none, part; a low balance crossed and re-armed on the way.
+CHARGES = [3, 0, 1, 3, 2, 0]
+
+
+async def test_a_batch_settles_its_jobs_in_one_statement_as_the_general_path_one_by_one(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tests.support.billing  # noqa: F401  (registers the metered action)
+    from core.billing import captures
+
+    together: list[int] = []
+    original = captures._settle_held_together
+
+    async def recorded(uow: Any, held: Any) -> bool:
+        done = await original(uow, held)
+        together.append(len(held) if done else -len(held))
+        return done
+
+    monkeypatch.setattr(captures, "_settle_held_together", recorded)
+    db = app_db(client)
+    await Relay(db).drain()  # what other tests left queued is not this test's batch
+    admin = await make_admin(client)
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    people = [await signup(client), await signup(client)]
+    jobs: dict[str, list[str]] = {}
+    for who in people:
+        # 26 available, 5 of them expiring first; six holds of 3 leave 8, under the threshold (10).
+        await grant(client, admin, 5, person=who.slug, expires_at=soon)
+        await grant(client, admin, 21, person=who.slug)
+        for _ in CHARGES:
+            run = await client.post("/v1/run/tests/metered", json={"input": {"credits": 0}}, headers=who.h())
+            assert run.status_code == 202, run.text
+        ids = await system_sql(
+            db, "SELECT id FROM billing.jobs WHERE tenant_id = :t ORDER BY id", {"t": uuid.UUID(who.id)}
+        )
+        jobs[who.id] = [str(i) for i in ids.scalars()]
+    general, batched = people
+    # The same charges in the order a batch settles its jobs (by id), for both tenants: the
+    # general path settles job after job in that order.
+    charge_of: dict[str, int] = {}
+    for who in people:
+        for job_id, credits in zip(jobs[who.id], CHARGES, strict=True):
+            charge_of[job_id] = credits
+            async with db.system() as uow:
+                await uow.session.execute(
+                    text("UPDATE billing.jobs SET input = CAST(:i AS jsonb) WHERE id = :j"),
+                    {"i": f'{{"credits": {credits}}}', "j": uuid.UUID(job_id)},
+                )
+    for job_id in jobs[general.id]:
+        await _settle_generally(db, general.id, job_id, charge_of[job_id])
+    # Everything delivered but the other tenant's six, which then go as one batch.
+    async with db.system() as uow:
+        await uow.session.execute(
+            text("UPDATE platform.outbox SET next_attempt_at = now() + interval '1 hour'"
+                 " WHERE data->>'tenant_id' = :t AND status = 'pending'"), {"t": batched.id},
+        )  # fmt: skip
+    await Relay(db).drain()
+    async with db.system() as uow:
+        await uow.session.execute(
+            text("UPDATE platform.outbox SET next_attempt_at = now() WHERE data->>'tenant_id' = :t"),
+            {"t": batched.id},
+        )
+    relay = Relay(db, workers=1)
+    await relay.pump()
+    await relay.deliver_due()
+    assert together == [len(CHARGES)]
+
+    expected = await _tenant_facts(db, general.id)
+    got = await _tenant_facts(db, batched.id)
+    assert [j[:3] for j in got["jobs"]] == [
+        ("succeeded", "captured" if charge_of[j] else "released", charge_of[j]) for j in jobs[batched.id]
+    ]
+    assert got["alerts"], "the holds crossed the threshold"
+    # The general path's job got the usage it was settled with; the action reports the same.
+    assert got == expected
+    for who in people:
+        assert_consistent(await ledger_state(db, who.id))
