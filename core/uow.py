@@ -192,6 +192,9 @@ class UnitOfWork:
         self._conn: AsyncConnection | None = None
         self._session: AsyncSession | None = None
         self._on_system_pool = False
+        # Whether a transaction of this unit committed before its last one (`released`, a move
+        # to the system pool): a failure afterwards undoes only the last one.
+        self._committed_before = False
 
     @property
     def session(self) -> AsyncSession:
@@ -427,6 +430,7 @@ class UnitOfWork:
         conn = self._conn
         if conn is not None and conn.in_transaction():
             await conn.commit()
+        self._committed_before = True
 
     async def _rollback(self) -> None:
         self._last_writes = []
@@ -470,14 +474,18 @@ class UnitOfWork:
             await self._rollback()
             raise translate_db_error(err) from err
         except (DBAPIError, OSError) as err:
-            if not connection_lost(err):
+            # A commit refused as a transient conflict (serialization failure) is as retryable
+            # as one that lost its connection; anything else is a bug and stays one.
+            if not (connection_lost(err) or transaction_conflict(err)):
                 raise
             await self._safe_rollback()
-            raise translate_db_error(err) from err
+            raise translate_db_error(err, saved_before=self._committed_before) from err
         finally:
             await self._hand_back()
-        if exc is not None and (isinstance(exc, IntegrityError) or connection_lost(exc)):
-            raise translate_db_error(exc) from exc
+        if exc is not None and (
+            isinstance(exc, IntegrityError) or connection_lost(exc) or transaction_conflict(exc)
+        ):
+            raise translate_db_error(exc, saved_before=self._committed_before) from exc
 
 
 # SQLSTATE classes that mean the server went away: connection exceptions, and operator
@@ -509,6 +517,25 @@ def connection_lost(err: BaseException) -> bool:
     return False
 
 
+# SQLSTATEs of a transaction PostgreSQL aborted because of concurrent ones, not because of
+# what it asked: deadlock_detected and serialization_failure. Run again, it may well succeed.
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def transaction_conflict(err: BaseException) -> str | None:
+    """The SQLSTATE when a database error means "this transaction lost a race with another
+    and was aborted" (a deadlock, a serialization failure): a retryable 503, not a bug. Both
+    SQLAlchemy's wrapped errors and the driver's own (a COPY on the driver's connection) count."""
+    candidates: tuple[object, ...] = (err,)
+    if isinstance(err, DBAPIError):
+        candidates = (err.orig, getattr(err.orig, "__cause__", None))
+    for candidate in candidates:
+        state = getattr(candidate, "sqlstate", None)
+        if state in _CONFLICT_SQLSTATES:
+            return str(state)
+    return None
+
+
 def _constraint_name(err: BaseException) -> str | None:
     orig = getattr(err, "orig", None)
     for candidate in (orig, getattr(orig, "__cause__", None)):
@@ -518,8 +545,25 @@ def _constraint_name(err: BaseException) -> str | None:
     return None
 
 
-def translate_db_error(err: BaseException) -> DomainError:
-    """Map a database failure to a domain error without leaking SQL or data."""
+def translate_db_error(err: BaseException, *, saved_before: bool = False) -> DomainError:
+    """Map a database failure to a domain error without leaking SQL or data. `saved_before`:
+    an earlier transaction of the same unit of work committed (the hint must not claim that
+    nothing was saved)."""
+    state = transaction_conflict(err)
+    if state is not None:
+        # Expected under load, and the caller's to retry: a warning naming the SQLSTATE, no
+        # stack trace (the error is not a bug of ours).
+        log.warning("transaction_conflict", sqlstate=state, error=type(err).__name__)
+        return Unavailable(
+            "the request conflicted with concurrent work on the same data and was rolled back",
+            code="transaction_conflict",
+            hint=(
+                "retry the request; what it did before its last step was saved, the last step was undone"
+                if saved_before
+                else "retry the request; nothing was saved"
+            ),
+            extra={"retry_after": 1},
+        )
     if isinstance(err, IntegrityError):
         mapped = error_for_constraint(_constraint_name(err))
         if mapped is not None:

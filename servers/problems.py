@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DomainError, FieldIssue, ValidationFailed
 from core.observability import current_trace_id, get_logger
+from core.uow import transaction_conflict, translate_db_error
 from servers.hints import DOOR_HEADER, for_rest
 
 log = get_logger("atlilith.http")
@@ -116,6 +119,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         return domain_problem(exc, cli=request.headers.get(DOOR_HEADER) == "cli")
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # A unit of work translates what fails inside it; this is the net for a statement run
+        # outside one. A deadlock or a serialization failure is the caller's to retry (503),
+        # anything else stays an internal error (the middleware's 500, logged with its trace).
+        if transaction_conflict(exc) is None:
+            raise exc
+        return domain_problem(translate_db_error(exc), cli=request.headers.get(DOOR_HEADER) == "cli")
+
+    app.add_exception_handler(DBAPIError, _database)
+    app.add_exception_handler(asyncpg.PostgresError, _database)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -157,7 +157,11 @@ _SKIP = "ON CONFLICT (tenant_id, id, ts) DO NOTHING"
 INSERT_FROM_TEMP = text(_INSERT.format(source=_FROM_TEMP, rollups=ROLLUPS, conflict=_SKIP))
 # Ids are new in all but resends: a plain insert skips the speculative-insertion work of
 # ON CONFLICT, and a conflict (a resend, or a concurrent one) redoes it the careful way.
-# In that case every event is new: the temp table read as is.
+# In that case every event is new: the temp table read as is. The main query reads `rolled`
+# after `ins`, as `_INSERT`'s does, so the counts are written before the property counts (which
+# nobody reads, so they run after it): unread, `rolled` ran last, and a large batch locked the
+# property counts first, the order that deadlocks with the other paths on a shared stripe
+# (tests/core/analytics/test_rollup_lock_order.py).
 INSERT_NEW_FROM_TEMP = text(
     f"""
 WITH ins AS (
@@ -167,7 +171,8 @@ WITH ins AS (
   RETURNING tenant_id, name, ts, person_id, client_id, properties
 ),
 {ROLLUPS}
-SELECT (SELECT count(*) FROM ins) AS accepted, CAST(ARRAY[] AS integer[]) AS duplicates
+SELECT (SELECT count(*) FROM ins) AS accepted, (SELECT count(*) FROM rolled) AS groups,
+       CAST(ARRAY[] AS integer[]) AS duplicates
 """
 )
 # The fast path (`fast_batch`): every column as one text (`batch_columns`), the properties one
