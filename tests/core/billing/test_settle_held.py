@@ -260,3 +260,59 @@ async def test_a_batch_settles_its_jobs_in_one_statement_as_the_general_path_one
     assert got == expected
     for who in people:
         assert_consistent(await ledger_state(db, who.id))
+
+
+async def test_a_batch_holding_a_settled_job_writes_nothing_twice_and_settles_the_others_one_by_one(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The statement refuses a batch when an entry of one of its jobs exists (here: the first
+    job settled earlier in the transaction); each job then goes the one-job way, where the
+    settled one finds its entries and writes none."""
+    import tests.support.billing  # noqa: F401  (registers the metered action)
+    from core.billing import captures
+
+    together: list[bool] = []
+    original = captures._settle_held_together
+
+    async def recorded(uow: Any, held: Any) -> bool:
+        together.append(await original(uow, held))
+        return together[-1]
+
+    monkeypatch.setattr(captures, "_settle_held_together", recorded)
+    db = app_db(client)
+    admin, who = await make_admin(client), await signup(client)
+    await grant(client, admin, 30, person=who.slug)
+    ids = []
+    for _ in range(3):
+        run = await client.post("/v1/run/tests/metered", json={"input": {"credits": 1}}, headers=who.h())
+        assert run.status_code == 202, run.text
+        ids.append(uuid.UUID(run.json()["job_id"]))
+    async with db.service(uuid.UUID(who.id), None) as uow:
+        jobs = [await lock_job(uow, i) for i in ids]
+        assert all(j is not None for j in jobs)
+        first, *others = [j for j in jobs if j is not None]
+        acct = await ledger.lock_account(uow, first.person_id, first.org_id)
+        await mark_running(uow, first, 60)
+        await succeed(uow, first, output={"ok": True}, usage={"units": 1}, charge=1, overage="cap", acct=acct)
+        later: list[captures.HeldCapture] = []
+        for job in others:
+            await mark_running(uow, job, 60)
+            await succeed(
+                uow, job, output={"ok": True}, usage={"units": 1}, charge=1, overage="cap", later=later
+            )
+        assert [c.job for c in later] == others  # decided, not written
+        await captures.settle_held_many(uow, [captures.HeldCapture(first, 1, "again", "cap"), *later])
+    assert together == [False]
+    kinds = await system_sql(
+        db,
+        "SELECT job_id, kind, count(*) FROM billing.ledger WHERE job_id = ANY(:ids) GROUP BY 1, 2",
+        {"ids": ids},
+    )
+    assert sorted((ids.index(j), k, n) for j, k, n in kinds) == [
+        (i, kind, 1) for i in range(3) for kind in ("capture", "hold", "release")
+    ]
+    jobs_now = await system_sql(
+        db, "SELECT status, credits_captured FROM billing.jobs WHERE id = ANY(:ids)", {"ids": ids}
+    )
+    assert [tuple(r) for r in jobs_now] == [("succeeded", 1)] * 3
+    assert_consistent(await ledger_state(db, who.id))
