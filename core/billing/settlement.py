@@ -70,15 +70,7 @@ async def succeed(
     if within_hold and later is not None and job.credits_held > 0:
         later.append(captures.HeldCapture(job, captured, memo, overage))
     else:
-        if within_hold:
-            # Writes the job's row too (its start, for a job run inline, and its outcome).
-            if await captures.settle_held(uow, job, charge=captured, memo=memo):
-                acct = None
-            else:
-                acct = await ledger.lock_account(uow, job.person_id, job.org_id)
-        if acct is not None:
-            await captures.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
-        await uow.session.flush()
+        await _capture(uow, job, captured, memo=memo, overage=overage, acct=None if within_hold else acct)
     uow.emit(
         "jobs/job.succeeded",
         {
@@ -98,6 +90,18 @@ async def succeed(
         credits_captured=captured,
         **{f"usage_{k}": v for k, v in usage.items()},
     )
+
+
+async def _capture(
+    uow: UnitOfWork, job: Job, captured: int, *, memo: str, overage: str, acct: CreditAccount | None
+) -> None:
+    """Write a decided capture now: within the hold (`acct` None) in one statement that writes
+    the job's row too (its start, for a job run inline, and its outcome), else on the account."""
+    if acct is None and not await captures.settle_held(uow, job, charge=captured, memo=memo):
+        acct = await ledger.lock_account(uow, job.person_id, job.org_id)
+    if acct is not None:
+        await captures.settle(uow, acct, job, charge=captured, overage=overage, memo=memo)
+    await uow.session.flush()
 
 
 async def succeed_with(
