@@ -28,11 +28,12 @@ from typing import Any
 from cronsim import CronSim
 from sqlalchemy import func, text, update
 
+from core.errors import DomainError
 from core.features import import_feature_modules
 from core.metrics import HANDLER_DURATION
 from core.observability import SpanKind, get_logger, trace
 from core.outbox import NOTIFY_CHANNEL, Event, deliveries_table
-from core.uow import Database, UnitOfWork
+from core.uow import Database, UnitOfWork, connection_lost, transaction_conflict
 
 log = get_logger("atlilith.events")
 
@@ -307,6 +308,9 @@ def failure_outcome(
     """What a failed attempt writes: retry after a backoff, or dead after `max_attempts`."""
     max_attempts = spec.max_attempts or db.settings.handler_max_attempts
     dead = attempt >= max_attempts
+    # A deadlock, a serialization failure or a database gone for a moment is retried as any
+    # failure, but is not a bug of the handler's: no stack trace for it, the SQLSTATE instead.
+    transient = _transient(exc)
     log.warning(
         "handler_failed",
         handler=spec.name,
@@ -315,7 +319,7 @@ def failure_outcome(
         attempt=attempt,
         dead_lettered=dead,
         error=type(exc).__name__,
-        exc_info=exc,
+        **({"transient": transient} if transient else {"exc_info": exc}),
     )
     return {
         "event_id": event.id,
@@ -327,6 +331,16 @@ def failure_outcome(
             attempt, db.settings.handler_backoff_base_seconds, db.settings.handler_backoff_max_seconds
         ),
     }
+
+
+def _transient(exc: BaseException) -> str | None:
+    """Why a handler's failure is the database's passing state, not the handler's bug: the
+    SQLSTATE of a transaction conflict, "connection_lost", or the code of the 503 it became."""
+    if isinstance(exc, DomainError):
+        return exc.code if exc.code in ("transaction_conflict", "database_unavailable") else None
+    if (state := transaction_conflict(exc)) is not None:
+        return state
+    return "connection_lost" if connection_lost(exc) else None
 
 
 async def run_handler_once(db: Database, spec: HandlerSpec, event: Event) -> bool:

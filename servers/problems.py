@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DomainError, FieldIssue, ValidationFailed
 from core.observability import current_trace_id, get_logger
-from core.uow import transaction_conflict, translate_db_error
+from core.uow import connection_lost, transaction_conflict, translate_db_error
 from servers.hints import DOOR_HEADER, for_rest
 
 log = get_logger("atlilith.http")
@@ -122,9 +122,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         # A unit of work translates what fails inside it; this is the net for a statement run
-        # outside one. A deadlock or a serialization failure is the caller's to retry (503),
-        # anything else stays an internal error (the middleware's 500, logged with its trace).
-        if transaction_conflict(exc) is None:
+        # outside one. A deadlock, a serialization failure or a database that went away is the
+        # caller's to retry (503), anything else stays an internal error (the middleware's 500,
+        # logged with its trace).
+        if transaction_conflict(exc) is None and not connection_lost(exc):
             raise exc
         return domain_problem(translate_db_error(exc), cli=request.headers.get(DOOR_HEADER) == "cli")
 

@@ -555,3 +555,30 @@ async def test_pooled_connections_carry_the_backstops(db: Database) -> None:
     assert db.settings.db_idle_in_transaction_timeout_seconds == 120 and idle == "2min"
     # The suite reaches PostgreSQL over TCP (127.0.0.1), where the keepalives apply.
     assert keepalive == str(db.settings.db_tcp_keepalives_idle_seconds) == "30"
+
+
+async def test_a_handler_failing_on_a_transient_conflict_is_retried_and_logged_without_a_stack_trace(
+    db: Database,
+) -> None:
+    import structlog
+
+    async with db.system() as uow:
+        event_id = uow.emit("test/probe.conflict", {})
+    with structlog.testing.capture_logs() as logs:
+        await Relay(db).drain()
+    failed = [e for e in logs if e.get("event") == "handler_failed" and e.get("event_id") == str(event_id)]
+    assert failed and all(e["transient"] == "40P01" and "exc_info" not in e for e in failed), failed
+    delivery = await system_sql(
+        db,
+        "SELECT attempts FROM platform.event_deliveries WHERE event_id = :e AND handler = 'tests.conflict'",
+        {"e": event_id},
+    )
+    # Retried after its backoff, as any failure (the tests' backoff is tens of milliseconds).
+    assert delivery.scalar_one() == len(failed) > 1
+    # Any other failure keeps its stack trace.
+    async with db.system() as uow:
+        poisoned = uow.emit("test/probe.poison", {})
+    with structlog.testing.capture_logs() as logs:
+        await Relay(db).drain()
+    bug = [e for e in logs if e.get("event") == "handler_failed" and e.get("event_id") == str(poisoned)]
+    assert bug and "transient" not in bug[0] and bug[0]["exc_info"] is not None

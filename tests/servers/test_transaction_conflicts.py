@@ -218,7 +218,7 @@ async def test_a_conflict_over_mcp_is_a_tool_error_with_the_same_code(
     assert len(await _stored(db, a.id)) == 1
 
 
-async def test_a_conflict_outside_any_unit_of_work_is_the_same_503_and_other_errors_stay_500s(
+async def test_a_conflict_or_a_lost_database_outside_any_unit_of_work_is_a_503_and_other_errors_stay_500s(
     db: Database,
 ) -> None:
     """The REST door's net (`servers.problems`): a statement run on a connection of its own,
@@ -245,6 +245,9 @@ async def test_a_conflict_outside_any_unit_of_work_is_the_same_503_and_other_err
         _assert_conflict_problem(r, traced=False)
         bug = await c.get("/raise/22012")  # division_by_zero: ours to fix, not the caller's to retry
         assert bug.status_code == 500 and "transaction_conflict" not in bug.text
+        gone = await c.get("/raise/57P01")  # admin_shutdown: the database went away, retry later
+        assert gone.status_code == 503, gone.text
+        assert gone.json()["code"] == "database_unavailable" and "SELECT" not in gone.text
 
 
 @pytest.mark.parametrize("where", ["in its body", "at its commit"])

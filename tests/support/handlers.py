@@ -46,6 +46,13 @@ async def poison(event: Event, uow: UnitOfWork) -> None:
     raise RuntimeError("this handler always fails")
 
 
+@subscribe("test/probe.conflict", name="tests.conflict")
+async def conflict(event: Event, uow: UnitOfWork) -> None:
+    """Fails as a deadlock would: a real statement aborted with SQLSTATE 40P01."""
+    calls["conflict"].append(str(event.id))
+    await uow.session.execute(text("DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = '40P01'; END $$"))
+
+
 @subscribe("test/probe.crash", name="tests.crash")
 async def crash(event: Event, uow: UnitOfWork) -> None:
     """Kills its own process mid-delivery when ATLILITH_TEST_CRASH is set (subprocess tests)."""
