@@ -76,8 +76,20 @@ async def settle(
 # the release of the rest are written with the totals `post` would give each, and the soonest-
 # expiring lots are spent as `_SPEND_LOTS` does. Nothing is written (no row) when an entry of
 # the job exists already or the totals would not allow it: `settle` then decides, as before.
+# The soonest-expiring lots of the settled account (`acct`) spent for `:charge`, as `_SPEND_LOTS`
+# spends them: the CTEs `lots` and `spent` of a settling statement.
+_SPEND_LOTS_CTES = """, lots AS (
+      SELECT id, remaining,
+             CAST(sum(remaining) OVER (ORDER BY expires_at, id) AS bigint) - remaining AS before
+        FROM (SELECT id, remaining, expires_at FROM billing.credit_lots
+               WHERE account_id = (SELECT id FROM acct) AND remaining > 0
+               ORDER BY expires_at, id FOR UPDATE) AS open_lots
+    ), spent AS (
+      UPDATE billing.credit_lots c
+         SET remaining = c.remaining - LEAST(lots.remaining, CAST(:charge AS bigint) - lots.before)
+        FROM lots WHERE c.id = lots.id AND lots.before < CAST(:charge AS bigint)"""
 _SETTLE_HELD = text(
-    """
+    f"""
     WITH acct AS (
       UPDATE billing.accounts a SET balance = a.balance - :charge, held = a.held - :held,
              updated_at = now()
@@ -100,16 +112,7 @@ _SETTLE_HELD = text(
              ) AS e (n, id, kind, amount, balance_delta, held_delta, still_held, key, memo)
        WHERE e.amount > 0 ORDER BY e.n
       RETURNING id
-    ), lots AS (
-      SELECT id, remaining,
-             CAST(sum(remaining) OVER (ORDER BY expires_at, id) AS bigint) - remaining AS before
-        FROM (SELECT id, remaining, expires_at FROM billing.credit_lots
-               WHERE account_id = (SELECT id FROM acct) AND remaining > 0
-               ORDER BY expires_at, id FOR UPDATE) AS open_lots
-    ), spent AS (
-      UPDATE billing.credit_lots c
-         SET remaining = c.remaining - LEAST(lots.remaining, CAST(:charge AS bigint) - lots.before)
-        FROM lots WHERE c.id = lots.id AND lots.before < CAST(:charge AS bigint)
+    ){_SPEND_LOTS_CTES}
     ), job AS (
       UPDATE billing.jobs SET status = :job_status, hold_status = :job_hold_status,
              credits_captured = :job_credits_captured, output = :job_output, usage = :job_usage,
@@ -257,7 +260,7 @@ class HeldCapture:
 # an entry of one of the jobs exists or the totals would not allow the sum; the jobs' rows are
 # written either way, as `_SETTLE_HELD` writes its job's.
 _SETTLE_HELD_MANY = text(
-    """
+    f"""
     WITH src AS (
       SELECT * FROM unnest(CAST(:job_ids AS uuid[]), CAST(:actors AS uuid[]), CAST(:charges AS bigint[]),
                            CAST(:helds AS bigint[]), CAST(:memos AS text[]), CAST(:capture_ids AS uuid[]),
@@ -289,16 +292,7 @@ _SETTLE_HELD_MANY = text(
              ) AS e (k, id, kind, amount, balance_delta, held_delta, still_held, key, memo)
        WHERE e.amount > 0 ORDER BY f.n, e.k
       RETURNING id
-    ), lots AS (
-      SELECT id, remaining,
-             CAST(sum(remaining) OVER (ORDER BY expires_at, id) AS bigint) - remaining AS before
-        FROM (SELECT id, remaining, expires_at FROM billing.credit_lots
-               WHERE account_id = (SELECT id FROM acct) AND remaining > 0
-               ORDER BY expires_at, id FOR UPDATE) AS open_lots
-    ), spent AS (
-      UPDATE billing.credit_lots c
-         SET remaining = c.remaining - LEAST(lots.remaining, CAST(:charge AS bigint) - lots.before)
-        FROM lots WHERE c.id = lots.id AND lots.before < CAST(:charge AS bigint)
+    ){_SPEND_LOTS_CTES}
     ), job AS (
       UPDATE billing.jobs j SET status = u.status, hold_status = u.hold_status,
              credits_captured = u.credits_captured, output = CAST(u.output AS jsonb),

@@ -17,19 +17,14 @@ from core.billing.settlement import lock_job, mark_running, succeed
 from core.db import start_statement_count
 from core.relay import Relay
 from core.uow import Database
-from tests.conftest import signup
+from tests.conftest import Account, signup
 from tests.support.billing import app_db, assert_consistent, grant, ledger_state, make_admin
 from tests.support.sql import system_sql
 
 
-async def _facts(db: Database, tenant: str, job_id: str) -> dict[str, Any]:
-    t, j = {"t": uuid.UUID(tenant)}, {"j": uuid.UUID(job_id)}
-    entries = await system_sql(
-        db,
-        "SELECT kind, amount, balance_delta, held_delta, balance_after, held_after, memo, person_id"
-        " FROM billing.ledger WHERE job_id = :j ORDER BY seq",
-        j,
-    )
+async def _account_facts(db: Database, tenant: str) -> dict[str, Any]:
+    """The tenant's account, its lots and its low-balance alerts, in order."""
+    t = {"t": uuid.UUID(tenant)}
     account = await system_sql(
         db, "SELECT balance, held, low_balance_alerted FROM billing.accounts WHERE tenant_id = :t", t
     )
@@ -42,17 +37,43 @@ async def _facts(db: Database, tenant: str, job_id: str) -> dict[str, Any]:
         " WHERE name = 'billing/credits.low_balance' AND data->>'tenant_id' = :t ORDER BY seq",
         {"t": tenant},
     )
-    job = await system_sql(
-        db, "SELECT status, hold_status, credits_captured FROM billing.jobs WHERE id = :j", j
-    )
     return {
-        # The person column aside, an entry reads the same whoever ran the job.
-        "entries": [(*r[:-1], str(r[-1]) == tenant) for r in entries],
         "account": tuple(account.one()),
         "lots": [tuple(r) for r in lots],
         "alerts": [tuple(r) for r in alerts],
+    }
+
+
+async def _facts(db: Database, tenant: str, job_id: str) -> dict[str, Any]:
+    j = {"j": uuid.UUID(job_id)}
+    entries = await system_sql(
+        db,
+        "SELECT kind, amount, balance_delta, held_delta, balance_after, held_after, memo, person_id"
+        " FROM billing.ledger WHERE job_id = :j ORDER BY seq",
+        j,
+    )
+    job = await system_sql(
+        db, "SELECT status, hold_status, credits_captured FROM billing.jobs WHERE id = :j", j
+    )
+    return await _account_facts(db, tenant) | {
+        # The person column aside, an entry reads the same whoever ran the job.
+        "entries": [(*r[:-1], str(r[-1]) == tenant) for r in entries],
         "job": tuple(job.one()),
     }
+
+
+async def _metered_runs(
+    client: httpx.AsyncClient, *, credits: int, runs: int
+) -> tuple[Account, list[uuid.UUID]]:
+    """A new person granted `credits`, and `runs` queued runs of the metered action (1 credit each)."""
+    admin, who = await make_admin(client), await signup(client)
+    await grant(client, admin, credits, person=who.slug)
+    ids = []
+    for _ in range(runs):
+        run = await client.post("/v1/run/tests/metered", json={"input": {"credits": 1}}, headers=who.h())
+        assert run.status_code == 202, run.text
+        ids.append(uuid.UUID(run.json()["job_id"]))
+    return who, ids
 
 
 async def _settle_generally(db: Database, person: str, job_id: str, credits: int) -> None:
@@ -113,13 +134,8 @@ async def test_the_settling_statement_writes_the_jobs_changes_itself_and_any_oth
     import tests.support.billing  # noqa: F401  (registers the metered action)
 
     db = app_db(client)
-    admin, who = await make_admin(client), await signup(client)
-    await grant(client, admin, 10, person=who.slug)
-    jobs = []
-    for _ in range(2):
-        run = await client.post("/v1/run/tests/metered", json={"input": {"credits": 1}}, headers=who.h())
-        assert run.status_code == 202, run.text
-        jobs.append(run.json()["job_id"])
+    who, ids = await _metered_runs(client, credits=10, runs=2)
+    jobs = [str(i) for i in ids]
     for job_id, beside in zip(jobs, (False, True), strict=True):
         async with db.service(uuid.UUID(who.id), None) as uow:
             job = await lock_job(uow, uuid.UUID(job_id))
@@ -155,30 +171,14 @@ async def _entries_of(db: Database, tenant: str) -> list[tuple[Any, ...]]:
 
 
 async def _tenant_facts(db: Database, tenant: str) -> dict[str, Any]:
-    t = {"t": uuid.UUID(tenant)}
-    account = await system_sql(
-        db, "SELECT balance, held, low_balance_alerted FROM billing.accounts WHERE tenant_id = :t", t
-    )
-    lots = await system_sql(
-        db, "SELECT amount, remaining FROM billing.credit_lots WHERE tenant_id = :t ORDER BY expires_at", t
-    )
-    alerts = await system_sql(
-        db,
-        "SELECT data->>'available', data->>'balance' FROM platform.outbox"
-        " WHERE name = 'billing/credits.low_balance' AND data->>'tenant_id' = :t ORDER BY seq",
-        {"t": tenant},
-    )
     jobs = await system_sql(
         db,
         "SELECT status, hold_status, credits_captured, attempts, output, usage, started_at IS NOT NULL,"
         " finished_at IS NOT NULL FROM billing.jobs WHERE tenant_id = :t ORDER BY id",
-        t,
+        {"t": uuid.UUID(tenant)},
     )
-    return {
+    return await _account_facts(db, tenant) | {
         "entries": await _entries_of(db, tenant),
-        "account": tuple(account.one()),
-        "lots": [tuple(r) for r in lots],
-        "alerts": [tuple(r) for r in alerts],
         "jobs": [tuple(r) for r in jobs],
     }
 
@@ -280,13 +280,7 @@ async def test_a_batch_holding_a_settled_job_writes_nothing_twice_and_settles_th
 
     monkeypatch.setattr(captures, "_settle_held_together", recorded)
     db = app_db(client)
-    admin, who = await make_admin(client), await signup(client)
-    await grant(client, admin, 30, person=who.slug)
-    ids = []
-    for _ in range(3):
-        run = await client.post("/v1/run/tests/metered", json={"input": {"credits": 1}}, headers=who.h())
-        assert run.status_code == 202, run.text
-        ids.append(uuid.UUID(run.json()["job_id"]))
+    who, ids = await _metered_runs(client, credits=30, runs=3)
     async with db.service(uuid.UUID(who.id), None) as uow:
         jobs = [await lock_job(uow, i) for i in ids]
         assert all(j is not None for j in jobs)
@@ -308,7 +302,8 @@ async def test_a_batch_holding_a_settled_job_writes_nothing_twice_and_settles_th
         "SELECT job_id, kind, count(*) FROM billing.ledger WHERE job_id = ANY(:ids) GROUP BY 1, 2",
         {"ids": ids},
     )
-    assert sorted((ids.index(j), k, n) for j, k, n in kinds) == [
+    rows: list[tuple[Any, ...]] = [tuple(r) for r in kinds]
+    assert sorted((ids.index(j), k, n) for j, k, n in rows) == [
         (i, kind, 1) for i in range(3) for kind in ("capture", "hold", "release")
     ]
     jobs_now = await system_sql(
