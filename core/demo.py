@@ -36,6 +36,7 @@ from core.bookings.schemas import (
     RequestIn,
     ServiceIn,
     ServiceOut,
+    SlotOut,
     SlotsQuery,
     parse_weekly,
 )
@@ -181,7 +182,10 @@ async def _demo_bookings(db: Database, ctx: TenantContext, now: dt.datetime) -> 
         )
         clients = (await tenancy.list_clients(ctx, uow, _first_page(), None)).items
         rng = random.Random(f"demo-bookings-{ctx.org_slug}")  # noqa: S311 -- demo data, seeded to repeat
-        picked = _spread(slots.slots, 8, rng)
+        # Slots are the starts free before any of these bookings: two of them may overlap (a
+        # 60-minute service offered every quarter of an hour), so only slots apart are picked.
+        gap = dt.timedelta(minutes=service.buffer_before_minutes + service.buffer_after_minutes)
+        picked = _spread(_apart(slots.slots, gap), 8, rng)
         booked = 0
         for i, slot in enumerate(picked):
             client = clients[i % len(clients)] if clients else None
@@ -227,6 +231,15 @@ async def _demo_service(ctx: TenantContext, uow: UnitOfWork) -> ServiceOut:
 
 def _first_page() -> PageRequest:
     return PageRequest(limit=50)
+
+
+def _apart(slots: list[SlotOut], gap: dt.timedelta) -> list[SlotOut]:
+    """The slots, in order, each starting once the one before it kept has ended (and `gap`)."""
+    kept: list[SlotOut] = []
+    for slot in slots:
+        if not kept or slot.start >= kept[-1].end + gap:
+            kept.append(slot)
+    return kept
 
 
 def _spread(items: list[Any], count: int, rng: random.Random) -> list[Any]:

@@ -111,3 +111,30 @@ async def _demo_then_again(db: Database) -> None:
         assert set(statuses) == {"succeeded"}
     assert (await seed_demo_data(db)).jobs == 0
     assert (await _counts(db)) == after_first
+
+
+@pytest.mark.parametrize("days", [1, 2, 7])
+def test_the_demo_picks_bookings_that_never_overlap_whatever_slots_are_left(days: int) -> None:
+    """The slots are starts free before any demo booking, every quarter of an hour for a
+    60-minute service: picked as they came, two could overlap (the seed then failed with a
+    conflict at some hours of the day). Picked apart, none does, for any draw."""
+    import datetime as dt
+    import itertools
+    import random
+
+    from core.bookings.schemas import SlotOut
+    from core.demo import _apart, _spread
+
+    start = dt.datetime(2026, 12, 8, 9, tzinfo=dt.UTC)
+    slots = [
+        SlotOut(start=s, end=s + dt.timedelta(minutes=60), providers=["p"])
+        for d in range(days)
+        for q in range(33)  # 09:00 to 17:00, every 15 minutes
+        if (s := start + dt.timedelta(days=d, minutes=15 * q))
+    ]
+    gap = dt.timedelta(minutes=15)
+    for draw in range(200):
+        picked = _spread(_apart(slots, gap), 8, random.Random(draw))
+        assert picked == sorted(picked, key=lambda s: s.start)
+        assert all(b.start >= a.end + gap for a, b in itertools.pairwise(picked)), draw
+        assert len(picked) == min(8, 7 * days)  # 7 apart a day (09:00, 10:15, ... 16:30)
