@@ -94,9 +94,10 @@ async def _raw_ledger_inserts(admin_dsn: str, person_id: uuid.UUID) -> tuple[flo
 
 
 async def _create_job(db: Database, token: str, email: str) -> None:
-    """One job created as a caller creates it: its own transaction, opened with its token."""
+    """One job created as a caller creates it: its own transaction, opened with its token as
+    `POST /v1/run` opens it (the context's binding reads what it may use, for the gate)."""
     async with db.uow() as uow:
-        ctx = await open_context(uow, token)
+        ctx = await open_context(uow, token, gates=True)
         await billing.run_job(ctx, uow, "identity", "resolve-person", RunIn(input={"email": email}))
 
 

@@ -46,13 +46,10 @@ class _Fields:
 @dataclass(frozen=True)
 class Binding:
     """A context `platform.resolve_context` checked and bound in SQL, with the ticket that lets a
-    later transaction bind the same context without reading the credential again. `toolsets`:
-    when asked for (`with_toolsets`), the toolsets available in that context, read in the same
-    statement by the installation gate's rule (`core.registry.gate`); else None."""
+    later transaction bind the same context without reading the credential again."""
 
     ctx: TenantContext
     ticket: str | None
-    toolsets: frozenset[str] | None = None
 
 
 async def resolve_context(
@@ -82,7 +79,8 @@ async def resolve_binding(
     claim or key binding) when `use_token_org`, else personal. The literal "personal" forces
     personal. `resource`: the protected resource the call is made to (the MCP endpoint's URL),
     where OAuth access tokens minted for it are accepted; None (REST, CLI) accepts none.
-    `with_toolsets`: also read which toolsets the bound context may use (`Binding.toolsets`)."""
+    `with_toolsets`: also read which toolsets the bound context may use, by the installation
+    gate's rule, for the gate to answer from in this transaction (`UnitOfWork.available_to`)."""
     if credential.oauth_hash is not None:
         return await _resolve_oauth(uow, credential.oauth_hash, org, use_token_org, resource, with_toolsets)
     claims = credential.claims
@@ -204,9 +202,9 @@ def _bound(
         role=Role(row.role) if row.role else None,
         trace_id=uow.trace_id,
     )
-    uow.bind(ctx, row.ctx_ticket)
     toolsets = frozenset(row.toolsets) if row.toolsets is not None else None
-    return Binding(ctx, row.ctx_ticket, toolsets)
+    uow.bind(ctx, row.ctx_ticket, available=toolsets)
+    return Binding(ctx, row.ctx_ticket)
 
 
 # Named in order, as `_RESOLVE_SQL`'s are.

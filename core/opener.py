@@ -83,6 +83,7 @@ async def open_context(
     *,
     person_level: bool = False,
     toolset: str | None = None,
+    gates: bool = False,
     resource: str | None = None,
     verified: Verified | None = None,
 ) -> TenantContext:
@@ -94,24 +95,33 @@ async def open_context(
     an `org` naming an org is still checked for membership (403 `not_a_member`), so a mistaken one
     is never silently dropped. `toolset`: the component whose tool is called -- refused unless
     installed in the chosen context (MCP passes it for every installable toolset; REST feature
-    routes never do: see `core.registry.gate`). `resource`: where OAuth tokens are accepted (the
-    MCP endpoint). `verified`: this request's earlier authentication of the same credential."""
-    gated = toolset is not None
+    routes never do: see `core.registry.gate`). `gates`: the operation gates components itself
+    (it runs or quotes an action: `core.billing.catalogue.prepare`), so what the context may use
+    is read with the binding and its gate needs no statement of its own. `resource`: where OAuth
+    tokens are accepted (the MCP endpoint). `verified`: this request's earlier authentication
+    of the same credential."""
+    with_toolsets = gates or toolset is not None
     if person_level:
         if org is not None and org != PERSONAL:
             # Only the membership rule applies; the next resolve rebinds at person level.
-            await _resolve(uow, credential, org, resource=resource, verified=verified, gated=False)
-        ctx, toolsets = await _resolve(
-            uow, credential, None, use_token_org=False, resource=resource, verified=None, gated=gated
+            await _resolve(uow, credential, org, resource=resource, verified=verified, with_toolsets=False)
+        ctx = await _resolve(
+            uow,
+            credential,
+            None,
+            use_token_org=False,
+            resource=resource,
+            verified=None,
+            with_toolsets=with_toolsets,
         )
     else:
-        ctx, toolsets = await _resolve(
-            uow, credential, org, resource=resource, verified=verified, gated=gated
+        ctx = await _resolve(
+            uow, credential, org, resource=resource, verified=verified, with_toolsets=with_toolsets
         )
-    if toolset is not None and (toolsets is None or toolset not in toolsets):
+    if toolset is not None:
         # Gated in the call's own transaction, in the context it acts in: never stale. The
-        # statement that bound the context usually answered already (`toolsets`); the gate
-        # itself reads again when it did not, and words the refusal.
+        # statement that bound the context usually answered already; the gate itself reads
+        # again when it did not, and words the refusal.
         await require_installed(ctx, uow, toolset=toolset)
     return ctx
 
@@ -124,32 +134,33 @@ async def _resolve(
     use_token_org: bool = True,
     resource: str | None,
     verified: Verified | None,
-    gated: bool,
-) -> tuple[TenantContext, frozenset[str] | None]:
-    """The context, and the toolsets available in it when read in this very transaction
-    (`gated` asks for them); None when they were not."""
+    with_toolsets: bool,
+) -> TenantContext:
+    """The context, bound to `uow`; `with_toolsets`: with what it may use, read in the same
+    statement (`UnitOfWork.available_to`) when the credential is resolved here."""
     reusable = verified.reusable if verified is not None and use_token_org else None
     # A context bound for an org the request asked for is no default: reused only when asked.
     asked_only = verified is not None and verified.asked is not None and org is None
     if reusable is not None and not asked_only and _same_context(reusable.ctx, org):
         if uow.bound_to(reusable.ctx):
-            # The verification's own unit of work, still in the transaction it bound.
-            return reusable.ctx, reusable.toolsets
+            # The verification's own unit of work, still in the transaction it bound (with the
+            # toolsets that statement read).
+            return reusable.ctx
         ctx = dataclasses.replace(reusable.ctx, trace_id=uow.trace_id)
+        # The verifier's toolsets were read in another transaction: not fresh enough to gate.
         uow.bind(ctx, reusable.ticket)
         # `platform.bind_ticket` checks the signature the verifier's `resolve_context` made.
         await uow.apply_settings()
-        # The verifier's toolsets were read in another transaction: not fresh enough to gate.
-        return ctx, None
+        return ctx
     binding = await resolve_binding(
         uow,
         parse_credential(credential, uow.db.tokens),
         org,
         use_token_org=use_token_org,
         resource=resource,
-        with_toolsets=gated,
+        with_toolsets=with_toolsets,
     )
-    return binding.ctx, binding.toolsets
+    return binding.ctx
 
 
 def _same_context(ctx: TenantContext, org: str | uuid.UUID | None) -> bool:

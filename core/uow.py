@@ -183,6 +183,9 @@ class UnitOfWork:
         self.trace_id = trace_id or current_trace_id() or new_trace_id()
         self.ctx: TenantContext | None = None
         self._ticket: str | None = None
+        # What the bound context may use (toolsets), as read in the current transaction by the
+        # statement that bound it: the installation gate answers from it (`available_to`).
+        self._available: frozenset[str] | None = None
         self._events: list[dict[str, Any]] = []
         self._last_writes: list[Callable[[], Awaitable[None]]] = []
         # The transaction runs on a connection of the pool; an ORM session exists only once a
@@ -236,6 +239,7 @@ class UnitOfWork:
         transaction still open there rolls back."""
         session, conn = self._session, self._conn
         self._session = self._conn = None
+        self._available = None
         try:
             if session is not None:
                 await session.close()
@@ -275,13 +279,25 @@ class UnitOfWork:
         else:
             await begin_with(conn, literal, _SETTINGS_SQL, *values)
 
-    def bind(self, ctx: TenantContext, ticket: str | None = None) -> None:
+    def bind(
+        self, ctx: TenantContext, ticket: str | None = None, *, available: frozenset[str] | None = None
+    ) -> None:
         """Record the caller's context, which `platform.resolve_context` bound (and signed) in
         SQL, and its ticket, so that a later transaction of this unit of work (`released`) is
-        bound the same way."""
+        bound the same way. `available`: the toolsets the context may use, read by that very
+        statement in this transaction (None: not read)."""
         self.ctx = ctx
         self._ticket = ticket
+        self._available = available
         self.mode, self.person_id, self.org_id = Mode.USER, ctx.person_id, ctx.org_id
+
+    def available_to(self, ctx: TenantContext) -> frozenset[str]:
+        """The toolsets `ctx` may use as read in this very transaction when it was bound;
+        empty when they were not read, or the transaction that read them has ended: the gate
+        then reads for itself, so an uninstall takes effect on the next transaction."""
+        if self._available is None or not self.bound_to(ctx):
+            return frozenset()
+        return self._available
 
     def bound_to(self, ctx: TenantContext) -> bool:
         """Whether this open unit of work acts as `ctx`, bound in its current transaction by
@@ -419,6 +435,7 @@ class UnitOfWork:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def commit(self) -> None:
+        self._available = None
         await self.flush_events()
         if self._last_writes:
             last, self._last_writes = self._last_writes, []
@@ -434,6 +451,7 @@ class UnitOfWork:
 
     async def _rollback(self) -> None:
         self._last_writes = []
+        self._available = None
         if self._session is not None:
             await self._session.rollback()  # the connection's transaction, and the ORM's state
         conn = self._conn

@@ -138,12 +138,14 @@ class ToolRuntime:
 
     @asynccontextmanager
     async def context(
-        self, org: str | None = None, *, person_level: bool = False
+        self, org: str | None = None, *, person_level: bool = False, gates: bool = False
     ) -> AsyncIterator[tuple[TenantContext, UnitOfWork]]:
         """The unit of work of one tool call, bound to the caller in the chosen context
         (membership re-checked in this request, not when the token was issued), the tool's
         component gated on its installation. `person_level`: the operation concerns the person
-        whatever the context (platform admin), so the token's org claim does not apply."""
+        whatever the context (platform admin), so the token's org claim does not apply.
+        `gates`: the operation gates components itself (runs and quotes of actions): what the
+        context may use is read with its binding (`core.opener.open_context`)."""
         async with self.unit() as uow:
             calling = _calling.get()
             toolset = calling.name if calling is not None and calling.installable else None
@@ -153,6 +155,7 @@ class ToolRuntime:
                 None if person_level else (org.strip().lower() if org else None),
                 person_level=person_level,
                 toolset=toolset,
+                gates=gates,
                 resource=self.resource,
                 verified=self.verified(),
             )

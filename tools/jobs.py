@@ -9,6 +9,7 @@ from pydantic import Field
 
 from core import billing
 from core.billing.schemas import ActionOut, JobOut, JobStatus, QuoteOut, RunAccepted, RunIn
+from core.opener import call_in
 from core.pagination import Page
 from tools.base import FIRST_PAGE, IdempotencyArg, OrgArg, PageArg, ToolRuntime, Toolset
 from tools.common import json_object_argument
@@ -73,7 +74,7 @@ async def jobs_quote(
     """Price of running an action with this input, before running it: the credits jobs_run would
     hold, what is available in this context and whether it is enough. Read-only, free."""
     data = parse_input(input_json)
-    return await rt.call(org, billing.quote, component, action, data)
+    return await call_in(rt.context(org, gates=True), billing.quote, component, action, data)
 
 
 @jobs.tool(title="Run an action (spends credits)", read_only=False, open_world=True)
@@ -91,7 +92,9 @@ async def jobs_run(
     enough is available. Returns the job id; follow it with jobs_get. Pass an idempotency_key so a
     retry never runs (or charges) twice."""
     data = parse_input(input_json)
-    return await rt.call(org, billing.run_job, component, action, data, idempotency_key=idempotency_key)
+    return await call_in(
+        rt.context(org, gates=True), billing.run_job, component, action, data, idempotency_key=idempotency_key
+    )
 
 
 @jobs.tool(title="Get a job", read_only=True)

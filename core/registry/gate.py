@@ -1,6 +1,10 @@
 """The installation gate: a component's tools and actions answer only in contexts that
 installed it. One rule for every door — MCP tools, `jobs_run` and `POST /v1/run` — read in the
-caller's own transaction (nothing cached: an uninstall takes effect on the next call).
+caller's own transaction (nothing cached: an uninstall takes effect on the next call). The
+statement that bound the caller's context in this transaction may have read what the context may
+use already (`UnitOfWork.available_to`): a name found there needs no statement of its own. A
+component's toolset is its slug (a check constraint says so), so one list answers for tools and
+actions alike; a name not in it is read here, and the refusal worded.
 
 REST feature routes are the provider's own door to their own data and are not gated: the core
 context opener (`core.opener.open_context`) gates only when it is given `toolset=`, which the
@@ -54,6 +58,8 @@ async def require_installed(
     available in `ctx`: always-on, or installed in this very context. A name the registry does
     not know is left to the caller (an unknown action is its own error)."""
     name = toolset if toolset is not None else component
+    if name in uow.available_to(ctx):
+        return
     # On the driver's connection: a run whose other statements need no ORM makes no session.
     stmt = _gate_statement(by_toolset=toolset is not None)
     rows = await uow.fetch(stmt.sql, *stmt.args({"gate_name": name, "gate_tenant": ctx.tenant_id}))

@@ -37,6 +37,8 @@ class Component(Timestamped, Base):
         one_of("kind", KINDS),
         one_of("availability", AVAILABILITIES),
         CheckConstraint("kind = 'builtin' OR base_url IS NOT NULL", name="peer_has_url"),
+        # The installation gate reads tools and actions from one list (core.registry.gate).
+        CheckConstraint("toolset IS NULL OR toolset = slug", name="toolset_is_slug"),
         Index("uq_components_slug", "slug", unique=True),
         Index("ix_components_search", "search", postgresql_using="gin"),
         Index(

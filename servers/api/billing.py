@@ -34,6 +34,7 @@ from core.billing.schemas import (
     RunAccepted,
     RunIn,
 )
+from core.opener import call_in
 from core.pagination import Page
 from servers.api.deps import CallerDep, DbDep, FeatureRouter, IdempotencyKey, PageDep
 
@@ -80,7 +81,7 @@ async def list_actions(caller: CallerDep, page: PageDep) -> Page[ActionOut]:
 @router.post("/v1/quote/{component}/{action}", response_model=QuoteOut, tags=["jobs"])
 async def quote(component: Component, action: Action, data: RunIn, caller: CallerDep) -> QuoteOut:
     """What running this action with this input would hold, and whether you can afford it."""
-    return await caller.call(billing.quote, component, action, data)
+    return await call_in(caller.context(gates=True), billing.quote, component, action, data)
 
 
 @router.post(
@@ -100,7 +101,7 @@ async def run(
 ) -> RunAccepted:
     """Run an action as a job: its price is held now, the job runs asynchronously; poll
     GET /v1/jobs/{job_id}. The trace id is the job id."""
-    async with caller.context() as (ctx, uow):
+    async with caller.context(gates=True) as (ctx, uow):
         accepted = await billing.run_job(ctx, uow, component, action, data, idempotency_key=idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{accepted.job_id}"
     return accepted

@@ -195,17 +195,19 @@ class Caller:
 
     @asynccontextmanager
     async def context(
-        self, org: str | uuid.UUID | None = None, *, person_level: bool = False
+        self, org: str | uuid.UUID | None = None, *, person_level: bool = False, gates: bool = False
     ) -> AsyncIterator[tuple[TenantContext, UnitOfWork]]:
         """Open the request's unit of work bound to the caller's context. `org`: a slug or id
         to act in (routes under /v1/orgs/{slug}), or "personal"; when None, the X-Atlilith-Org
         header, else the credential's own org claim or binding. `person_level`: the operation
         concerns the person whatever the context (sign-out, keys, invitations, own orgs), so
         neither the token's org nor the header applies; a header naming an org is still checked
-        (403 `not_a_member` as on every other route), so a mistaken one is never silently dropped."""
+        (403 `not_a_member` as on every other route), so a mistaken one is never silently dropped.
+        `gates`: the operation checks components' installation itself (runs and quotes of
+        actions): the context's binding reads what it may use, in the same statement."""
         async with self.db.uow(trace_id=current_trace_id()) as uow:
             asked = org if org is not None else (self.org_header or None)
-            ctx = await open_context(uow, self.token, asked, person_level=person_level)
+            ctx = await open_context(uow, self.token, asked, person_level=person_level, gates=gates)
             annotate(**{"atlilith.context.kind": "org" if ctx.org_id else "personal"})
             yield ctx, uow
 

@@ -22,8 +22,9 @@ from mcp.client.streamable_http import streamable_http_client
 from core.db import asyncpg_dsn
 from core.uow import Database
 from tests.conftest import make_org, signup
+from tests.support.billing import grant, make_admin
 from tests.support.mcp import mcp_client
-from tests.support.registry import install
+from tests.support.registry import install, uninstall
 from tests.support.request_path import MCP_POST_HEADERS as MCP_HEADERS
 from tests.support.request_path import own_database
 from tests.support.serving import app_client
@@ -112,6 +113,45 @@ async def test_a_gated_tool_costs_what_its_rest_twin_costs_and_is_refused_where_
         assert result["isError"] is (code is not None), r.text
         if code:
             assert json.loads(result["content"][0]["text"])["code"] == code
+
+
+async def test_a_run_reads_its_gate_with_the_binding_on_both_doors_and_an_uninstall_counts_at_once(
+    counted: httpx.AsyncClient,
+) -> None:
+    """A run and a quote: the context's binding reads what it may use, so the action's gate
+    costs no statement of its own over REST or MCP; installed in the org only, the personal
+    context is refused; an uninstall refuses the very next run."""
+    a = await signup(counted)
+    org = await make_org(counted, a)
+    admin = await make_admin(counted)
+    for where in ({"person": a.slug}, {"org": org}):
+        await grant(counted, admin, 100, **where)
+    # The agent's door to jobs (its toolset) everywhere; the action's component in the org only.
+    await install(counted, a, "jobs")
+    await install(counted, a, "jobs", "identity", org=org)
+    body = {"input": {"email": "gate@example.com"}}
+    arguments = {"component": "identity", "action": "resolve-person", "input_json": json.dumps(body["input"])}
+    headers = {**MCP_HEADERS, **a.h()}
+    for path, tool in (
+        ("/v1/quote/identity/resolve-person", "jobs_quote"),
+        ("/v1/run/identity/resolve-person", "jobs_run"),
+    ):
+        rest = await counted.post(path, json=body, headers=a.h(org=org))
+        assert rest.status_code in (200, 202), rest.text
+        # The binding (with what the context may use), then the quote's account read or the
+        # run's job-and-hold statement: nothing for the gate.
+        assert rest.headers["x-db-statements"] == "2", path
+        mcp = await counted.post("/mcp", json=_call(tool, {**arguments, "org": org}), headers=headers)
+        assert mcp.json()["result"]["isError"] is False, mcp.text
+        assert mcp.headers["x-db-statements"] == rest.headers["x-db-statements"], tool
+        # Installed in the org, not in the personal context: refused there, on both doors.
+        refused = await counted.post(path, json=body, headers=a.h())
+        assert refused.status_code == 403 and refused.json()["code"] == "component_not_installed"
+        mcp = await counted.post("/mcp", json=_call(tool, arguments), headers=headers)
+        assert json.loads(mcp.json()["result"]["content"][0]["text"])["code"] == "component_not_installed"
+    await uninstall(counted, a, "identity", org=org)
+    after = await counted.post("/v1/run/identity/resolve-person", json=body, headers=a.h(org=org))
+    assert after.status_code == 403 and after.json()["code"] == "component_not_installed", after.text
 
 
 async def test_an_mcp_request_that_takes_no_unit_of_work_hands_its_connection_back(
