@@ -284,6 +284,51 @@ def _started(adapted: Any, transaction: Any) -> None:
     adapted._transaction = transaction
 
 
+# The SQLSTATE with which a quick path's last statement hands over to the general path
+# (`commit_with`; `billing.hold_clear`).
+QUICK_PATH_REFUSED = "AT001"
+
+
+async def commit_with(conn: AsyncConnection, literal: str) -> bool:
+    """End `conn`'s transaction with `literal` (a statement with its values written in as
+    literals, which the caller made safe) and COMMIT in one simple-query round trip: the row
+    locks `literal` takes (a credit account's) then last for the statement and the commit only,
+    not for a turn of the caller's event loop besides. True once committed. When `literal`
+    refuses with SQLSTATE `QUICK_PATH_REFUSED`, the transaction goes on as it was before it (a
+    savepoint) and False is answered; any other error is raised as SQLAlchemy raises its own.
+
+    Uses asyncpg's and SQLAlchemy's private state, as `begin_with` does: once COMMIT succeeded,
+    asyncpg's `Transaction` is marked committed and the adapter forgets it, as their own commit
+    would, so that SQLAlchemy's commit then ends its own record without I/O."""
+    sync, adapted = await _in_transaction(conn)
+    if adapted._transaction is None:
+        await adapted._start_transaction()
+    events = sync._has_events or sync.engine._has_events
+    if events:
+        for listener in sync.dispatch.before_cursor_execute:
+            literal, _ = listener(sync, None, literal, (), None, False)
+    raw = adapted._connection
+    try:
+        await raw.execute(f"SAVEPOINT quick_path;{literal};COMMIT")
+    except BaseException as err:
+        refused = getattr(err, "sqlstate", None) == QUICK_PATH_REFUSED
+        if refused and not raw.is_closed() and raw._protocol.is_in_transaction():
+            try:
+                await raw.execute("ROLLBACK TO SAVEPOINT quick_path")
+            except BaseException as lost:
+                await greenlet_spawn(_raise_as_sqlalchemy, sync, adapted, lost, literal, ())
+            return False
+        await greenlet_spawn(_raise_as_sqlalchemy, sync, adapted, err, literal, ())
+        raise  # not reached: the call above raises
+    transaction = adapted._transaction
+    transaction._state = TransactionState.COMMITTED
+    raw._top_xact = None
+    adapted._transaction = None
+    if events:
+        sync.dispatch.after_cursor_execute(sync, None, literal, (), None, False)
+    return True
+
+
 def _raise_as_sqlalchemy(
     sync: Connection, adapted: Any, err: BaseException, sql: str, args: tuple[Any, ...]
 ) -> NoReturn:

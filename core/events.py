@@ -28,12 +28,13 @@ from typing import Any
 from cronsim import CronSim
 from sqlalchemy import func, text, update
 
+from core.db_errors import connection_lost, transaction_conflict
 from core.errors import DomainError
 from core.features import import_feature_modules
 from core.metrics import HANDLER_DURATION
 from core.observability import SpanKind, get_logger, trace
 from core.outbox import NOTIFY_CHANNEL, Event, deliveries_table
-from core.uow import Database, UnitOfWork, connection_lost, transaction_conflict
+from core.uow import Database, UnitOfWork
 
 log = get_logger("atlilith.events")
 

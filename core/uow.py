@@ -13,14 +13,22 @@ from typing import Any, Self, TypedDict, Unpack
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import CursorResult, Executable, insert, text
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.config import Settings
 from core.context import TenantContext
 from core.credentials import Passwords, Tokens
-from core.db import begin_with, fetch_on_driver, make_engine, make_sessionmaker, session_backstops, with_role
-from core.errors import Conflict, DomainError, Unavailable, error_for_constraint
+from core.db import (
+    begin_with,
+    commit_with,
+    fetch_on_driver,
+    make_engine,
+    make_sessionmaker,
+    session_backstops,
+    with_role,
+)
+from core.db_errors import connection_lost, transaction_conflict, translate_db_error
 from core.observability import current_trace_id, current_traceparent, get_logger, new_trace_id
 from core.outbox import EVENT_COLUMNS, outbox_table, validate_event_name
 
@@ -188,6 +196,9 @@ class UnitOfWork:
         self._available: frozenset[str] | None = None
         self._events: list[dict[str, Any]] = []
         self._last_writes: list[Callable[[], Awaitable[None]]] = []
+        # The transaction's last statements, sent with its COMMIT, each with the general path
+        # taken when they refuse (`finish_with`).
+        self._finish: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         # The transaction runs on a connection of the pool; an ORM session exists only once a
         # service uses the ORM (`session`), on that same connection and in that transaction.
         # Executing through an `AsyncConnection` costs about three quarters of a session's
@@ -432,6 +443,15 @@ class UnitOfWork:
         What they emit is written after them; if they fail, the commit does."""
         self._last_writes.append(writes)
 
+    def finish_with(self, literal: str, otherwise: Callable[[], Awaitable[None]]) -> None:
+        """End the transaction with `literal`, the quick path of a last write (a statement with
+        its values written in as literals, which the caller made safe), sent together with the
+        COMMIT (`core.db.commit_with`): the row locks it takes are held for no turn of the event
+        loop. They go after every other write, `before_commit`'s included, in the order given.
+        If one refuses (SQLSTATE `core.db.QUICK_PATH_REFUSED`), nothing of any of them remains
+        and each one's `otherwise()`, its general path, runs before a plain commit."""
+        self._finish.append((literal, otherwise))
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def commit(self) -> None:
@@ -442,6 +462,15 @@ class UnitOfWork:
             for writes in last:
                 await writes()
             await self.flush_events()
+        if self._finish:
+            finish, self._finish = self._finish, []
+            session = self._session
+            if session is not None and (session.new or session.dirty or session.deleted):
+                await session.flush()
+            if not await commit_with(await self._connection(), ";".join(sql for sql, _ in finish)):
+                for _, otherwise in finish:
+                    await otherwise()
+                await self.flush_events()
         if self._session is not None:
             await self._session.commit()  # flushes the ORM's changes; commits the connection's
         conn = self._conn
@@ -451,6 +480,7 @@ class UnitOfWork:
 
     async def _rollback(self) -> None:
         self._last_writes = []
+        self._finish = []
         self._available = None
         if self._session is not None:
             await self._session.rollback()  # the connection's transaction, and the ORM's state
@@ -504,97 +534,3 @@ class UnitOfWork:
             isinstance(exc, IntegrityError) or connection_lost(exc) or transaction_conflict(exc)
         ):
             raise translate_db_error(exc, saved_before=self._committed_before) from exc
-
-
-# SQLSTATE classes that mean the server went away: connection exceptions, and operator
-# intervention (admin shutdown, crash shutdown, "the database system is starting up").
-_LOST_SQLSTATES = ("08", "57P")
-
-
-def connection_lost(err: BaseException) -> bool:
-    """Whether a database error means "the database is unreachable right now" (a clear 503 the
-    caller may retry) rather than a bug. A restart of PostgreSQL surfaces as any of these."""
-    if isinstance(err, OperationalError | InterfaceError | OSError):
-        return True
-    if not isinstance(err, DBAPIError):
-        return False
-    if err.connection_invalidated:
-        return True
-    import asyncpg
-
-    for candidate in (err.orig, getattr(err.orig, "__cause__", None)):
-        if isinstance(
-            candidate,
-            asyncpg.exceptions.ConnectionDoesNotExistError | asyncpg.exceptions._base.InternalClientError,
-        ):
-            # A connection that died mid-operation leaves asyncpg's protocol in a broken state.
-            return True
-        state = getattr(candidate, "sqlstate", None)
-        if isinstance(state, str) and state.startswith(_LOST_SQLSTATES):
-            return True
-    return False
-
-
-# SQLSTATEs of a transaction PostgreSQL aborted because of concurrent ones, not because of
-# what it asked: deadlock_detected and serialization_failure. Run again, it may well succeed.
-_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
-
-
-def transaction_conflict(err: BaseException) -> str | None:
-    """The SQLSTATE when a database error means "this transaction lost a race with another
-    and was aborted" (a deadlock, a serialization failure): a retryable 503, not a bug. Both
-    SQLAlchemy's wrapped errors and the driver's own (a COPY on the driver's connection) count."""
-    candidates: tuple[object, ...] = (err,)
-    if isinstance(err, DBAPIError):
-        candidates = (err.orig, getattr(err.orig, "__cause__", None))
-    for candidate in candidates:
-        state = getattr(candidate, "sqlstate", None)
-        if state in _CONFLICT_SQLSTATES:
-            return str(state)
-    return None
-
-
-def _constraint_name(err: BaseException) -> str | None:
-    orig = getattr(err, "orig", None)
-    for candidate in (orig, getattr(orig, "__cause__", None)):
-        name = getattr(candidate, "constraint_name", None)
-        if name:
-            return str(name)
-    return None
-
-
-def translate_db_error(err: BaseException, *, saved_before: bool = False) -> DomainError:
-    """Map a database failure to a domain error without leaking SQL or data. `saved_before`:
-    an earlier transaction of the same unit of work committed (the hint must not claim that
-    nothing was saved)."""
-    state = transaction_conflict(err)
-    if state is not None:
-        # Expected under load, and the caller's to retry: a warning naming the SQLSTATE, no
-        # stack trace (the error is not a bug of ours).
-        log.warning("transaction_conflict", sqlstate=state, error=type(err).__name__)
-        return Unavailable(
-            "the request conflicted with concurrent work on the same data and was rolled back",
-            code="transaction_conflict",
-            hint=(
-                "retry the request; what it did before its last step was saved, the last step was undone"
-                if saved_before
-                else "retry the request; nothing was saved"
-            ),
-            extra={"retry_after": 1},
-        )
-    if isinstance(err, IntegrityError):
-        mapped = error_for_constraint(_constraint_name(err))
-        if mapped is not None:
-            return mapped
-        log.warning("unmapped_integrity_error", constraint=_constraint_name(err))
-        return Conflict(
-            "the change conflicts with existing data",
-            code="conflict",
-            hint="reload the resource and try again",
-        )
-    log.error("database_unavailable", error=type(err).__name__)
-    return Unavailable(
-        "the database is unavailable",
-        code="database_unavailable",
-        hint="retry in a few seconds",
-    )

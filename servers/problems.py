@@ -13,9 +13,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.db_errors import connection_lost, transaction_conflict, translate_db_error
 from core.errors import DomainError, FieldIssue, ValidationFailed
 from core.observability import current_trace_id, get_logger
-from core.uow import connection_lost, transaction_conflict, translate_db_error
 from servers.hints import DOOR_HEADER, for_rest
 
 log = get_logger("atlilith.http")

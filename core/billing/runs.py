@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from pydantic import BaseModel
 from sqlalchemy import column, select
@@ -48,30 +48,17 @@ _JOB_AND_HOLD = select(
 ).from_statement(ledger.JOB_AND_HOLD)
 
 
-# A queued run's job and hold, compiled once for the driver: its row is the job's id beside the
-# account's totals (`_JobHeld`), with no ORM object and no SQLAlchemy execution.
-_JOB_ID_AND_HOLD = DriverStatement.of(ledger.JOB_ID_AND_HOLD)
+# A queued run's job and event, compiled once for the driver: no ORM object and no SQLAlchemy
+# execution; its hold goes with the COMMIT.
+_JOB_QUEUED = DriverStatement.of(ledger.JOB_QUEUED)
 
 
-class _JobHeld(NamedTuple):
-    id: uuid.UUID
-    acct_balance: int | None
-    acct_held: int | None
-    acct_threshold: int | None
-    acct_alerted: bool | None
-
-
-async def _insert_held(
-    ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int, *, entity: bool
-) -> Any:
-    """The job, its hold and its `jobs/job.queued` event in one statement; None when the
-    candidate id was taken (nothing was written then). The account row is locked last:
-    concurrent runs of one context serialize only from here to commit. A refusal (402) rolls
-    the job row back with everything else. The row answers the job as a `Job` (`entity`), or
-    only its id (`id`: what a queued run answers, without loading an ORM object)."""
-    job_id = _job_id_candidate(uow)
+def _job_params(
+    ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int, job_id: uuid.UUID
+) -> dict[str, Any]:
+    """The values of a run's job-and-event statement (`_JOB_QUEUED`, `_JOB_AND_HOLD`)."""
     event = uow.event_row("jobs/job.queued", _queued_data(job_id, values, price), trace_id=job_id.hex)
-    params = {f"outbox_{c}": event[c] for c in EVENT_COLUMNS} | {
+    return {f"outbox_{c}": event[c] for c in EVENT_COLUMNS} | {
         "job_id": job_id,
         "component": values["component"],
         "action": values["action"],
@@ -85,18 +72,50 @@ async def _insert_held(
         "tenant": ctx.tenant_id,
         "entry_id": uuid.uuid4(),
     }
-    row: Any
-    if entity:
-        row = (await uow.session.execute(_JOB_AND_HOLD, params)).one_or_none()
-    else:
-        records = await uow.fetch(_JOB_ID_AND_HOLD.sql, *_JOB_ID_AND_HOLD.args(params))
-        row = _JobHeld(*(records[0][name] for name in _JobHeld._fields)) if records else None
+
+
+async def _insert_queued(
+    ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int
+) -> uuid.UUID | None:
+    """A queued run's job and its `jobs/job.queued` event in one statement, and its hold with the
+    transaction's COMMIT: the quick path (`billing.hold_clear`) in the same round trip, so the
+    account's row lock, which every run of the context needs, lasts for that statement and the
+    commit only. When the quick path refuses (short, no account, a low-balance alert to fire),
+    `ledger.hold` runs before the commit: a 402 then rolls the job back with everything else.
+    None when the candidate id was taken (nothing was written then)."""
+    job_id = _job_id_candidate(uow)
+    params = _job_params(ctx, uow, values, price, job_id)
+    if not await uow.fetch(_JOB_QUEUED.sql, *_JOB_QUEUED.args(params)):
+        return None
+    quick = ledger.hold_clear_sql(
+        tenant=ctx.tenant_id,
+        credits=price,
+        threshold=uow.db.settings.billing_low_balance_threshold,
+        entry_id=params["entry_id"],
+        actor=ctx.person_id,
+        job_id=job_id,
+    )
+
+    async def general() -> None:
+        await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job_id, credits=price)
+
+    uow.finish_with(quick, general)
+    return job_id
+
+
+async def _insert_held(ctx: TenantContext, uow: UnitOfWork, values: dict[str, Any], price: int) -> Job | None:
+    """The job, its hold and its `jobs/job.queued` event in one statement, for a run that goes
+    on to execute in this transaction; None when the candidate id was taken (nothing was written
+    then). The account row is locked last: concurrent runs of one context serialize only from
+    here to commit. A refusal (402) rolls the job row back with everything else."""
+    params = _job_params(ctx, uow, values, price, _job_id_candidate(uow))
+    row: Any = (await uow.session.execute(_JOB_AND_HOLD, params)).one_or_none()
     if row is None:
         return None
     if row.acct_balance is None:
         # The job is written but nothing was held: `ledger.hold` refuses (402, rolling the job
         # back) or, when the account was only out of this statement's snapshot, holds it now.
-        await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job_id, credits=price)
+        await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=row[0].id, credits=price)
     else:
         await ledger.held(
             uow,
@@ -105,7 +124,7 @@ async def _insert_held(
             org_id=ctx.org_id,
             credits=price,
         )
-    return row
+    return cast(Job, row[0])
 
 
 async def _insert_job(uow: UnitOfWork, values: dict[str, Any]) -> Job:
@@ -187,8 +206,9 @@ async def _enqueue(
 ) -> uuid.UUID:
     """Hold the price and record the job; the job's id."""
     values = _job_values(ctx, uow, target, payload, price)
-    row = await _insert_held(ctx, uow, values, price, entity=False) if price > 0 else None
-    job_id: uuid.UUID = row.id if row is not None else (await _insert_unheld(ctx, uow, values, price)).id
+    job_id = await _insert_queued(ctx, uow, values, price) if price > 0 else None
+    if job_id is None:
+        job_id = (await _insert_unheld(ctx, uow, values, price)).id
     _log_queued(job_id, values, price)
     return job_id
 
@@ -198,8 +218,8 @@ async def _enqueue_job(
 ) -> Job:
     """`_enqueue`, answering the job as a `Job` (for a run that goes on to execute it)."""
     values = _job_values(ctx, uow, target, payload, price)
-    row = await _insert_held(ctx, uow, values, price, entity=True) if price > 0 else None
-    job = cast(Job, row[0]) if row is not None else await _insert_unheld(ctx, uow, values, price)
+    held = await _insert_held(ctx, uow, values, price) if price > 0 else None
+    job = held if held is not None else await _insert_unheld(ctx, uow, values, price)
     _log_queued(job.id, values, price)
     return job
 

@@ -132,15 +132,15 @@ async def test_a_run_reads_its_gate_with_the_binding_on_both_doors_and_an_uninst
     body = {"input": {"email": "gate@example.com"}}
     arguments = {"component": "identity", "action": "resolve-person", "input_json": json.dumps(body["input"])}
     headers = {**MCP_HEADERS, **a.h()}
-    for path, tool in (
-        ("/v1/quote/identity/resolve-person", "jobs_quote"),
-        ("/v1/run/identity/resolve-person", "jobs_run"),
+    # The binding (with what the context may use), then the quote's account read, or the run's
+    # job-and-event statement and its hold sent with the COMMIT: nothing for the gate.
+    for path, tool, statements in (
+        ("/v1/quote/identity/resolve-person", "jobs_quote", "2"),
+        ("/v1/run/identity/resolve-person", "jobs_run", "3"),
     ):
         rest = await counted.post(path, json=body, headers=a.h(org=org))
         assert rest.status_code in (200, 202), rest.text
-        # The binding (with what the context may use), then the quote's account read or the
-        # run's job-and-hold statement: nothing for the gate.
-        assert rest.headers["x-db-statements"] == "2", path
+        assert rest.headers["x-db-statements"] == statements, path
         mcp = await counted.post("/mcp", json=_call(tool, {**arguments, "org": org}), headers=headers)
         assert mcp.json()["result"]["isError"] is False, mcp.text
         assert mcp.headers["x-db-statements"] == rest.headers["x-db-statements"], tool

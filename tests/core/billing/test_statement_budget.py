@@ -1,6 +1,7 @@
-"""What starting a job costs in SQL statements (issue 19): the context, the installation gate,
-the job row with its hold and its outbox row (one statement) -- three. A regression guard, and the
-rare path beside it: a reused trace id still gets a job of its own, held once."""
+"""What starting a job costs in SQL statements (issue 19): the context (with what it may use,
+for the installation gate), the job row with its outbox row, its hold sent with the COMMIT --
+three. A regression guard, and the rare path beside it: a reused trace id still gets a job of its
+own, held once."""
 
 from __future__ import annotations
 
