@@ -97,7 +97,12 @@ async def _insert_queued(
     )
 
     async def general() -> None:
-        await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job_id, credits=price)
+        try:
+            await ledger.hold(uow, person_id=ctx.person_id, org_id=ctx.org_id, job_id=job_id, credits=price)
+        except ledger.PaymentRequired:
+            # `job_queued` was logged with the run; at commit, the refusal undoes the job.
+            log.info("job_refused", job_id=str(job_id), code="insufficient_credits", credits_required=price)
+            raise
 
     uow.finish_with(quick, general)
     return job_id
