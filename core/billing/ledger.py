@@ -276,21 +276,30 @@ _HOLD = text(
 )
 
 
-# A run's job row, its hold and its `jobs/job.queued` event in ONE statement (`runs._enqueue`):
-# the job first -- a trace id another job already has inserts nothing, and then nothing is held
-# or emitted either (the caller retries with a fresh id) -- then the hold exactly as `_HOLD`, for
-# that job, and the outbox row `uow.event_row` made. The account's totals come back beside the
-# job (NULL when nothing could be held: the 402 path, which rolls all of it back).
-_JOB_AND_HOLD_WRITES = """
-    WITH job AS (
+# A run's job row, and its `jobs/job.queued` outbox row as `uow.event_row` made it: a trace id
+# another job already has inserts nothing, and then nothing is emitted either.
+_JOB_CTE = """
+    job AS (
       INSERT INTO billing.jobs (id, component, action, executor, peer_id, status, input,
                                 credits_quoted, credits_held, hold_status, deadline_at, person_id,
                                 org_id)
       VALUES (:job_id, :component, :action, :executor, :peer_id, 'queued', :input, :amount,
               :amount, 'open', :deadline_at, :actor, :org_id)
       ON CONFLICT (id) DO NOTHING
-      RETURNING *
-    ), acct AS (
+      RETURNING {returning}
+    )"""
+_EVENT_CTE = """
+    event AS (
+      INSERT INTO platform.outbox (id, name, data, person_id, org_id, trace_id, traceparent)
+      SELECT :outbox_id, :outbox_name, :outbox_data, :outbox_person_id, :outbox_org_id,
+             :outbox_trace_id, :outbox_traceparent FROM job
+    )"""
+# The job, its hold and its event in ONE statement (`runs._enqueue_job`, a run executed at
+# once): the job first (nothing else when it was not inserted: the caller retries with a fresh
+# id), then the hold exactly as `_HOLD`, for that job. The account's totals come back beside the
+# job (NULL when nothing could be held: the 402 path, which rolls all of it back).
+_ACCT_AND_ENTRY_CTES = """
+    acct AS (
       UPDATE billing.accounts SET held = held + :amount, updated_at = now()
        WHERE tenant_id = :tenant AND balance - held >= :amount AND EXISTS (SELECT 1 FROM job)
       RETURNING id, org_id, balance, held, low_balance_threshold, low_balance_alerted
@@ -300,15 +309,7 @@ _JOB_AND_HOLD_WRITES = """
       SELECT :entry_id, :actor, acct.org_id, acct.id, 'hold', :amount, 0, :amount, acct.balance,
              acct.held, 'hold:' || CAST(:job_id AS text), :job_id FROM acct
       RETURNING id
-    ), event AS (
-      INSERT INTO platform.outbox (id, name, data, person_id, org_id, trace_id, traceparent)
-      SELECT :outbox_id, :outbox_name, :outbox_data, :outbox_person_id, :outbox_org_id,
-             :outbox_trace_id, :outbox_traceparent FROM job
-    )
-    SELECT {job}, acct.balance AS acct_balance, acct.held AS acct_held,
-           acct.low_balance_threshold AS acct_threshold, acct.low_balance_alerted AS acct_alerted
-      FROM job LEFT JOIN acct ON true
-"""
+    )"""
 _JOB_AND_HOLD_PARAMS = (
     bindparam("input", type_=JSONB),
     bindparam("peer_id", type_=Uuid()),
@@ -318,28 +319,17 @@ _JOB_AND_HOLD_PARAMS = (
     # unconditionally; this one only beside an inserted job).
     *(bindparam(f"outbox_{c}", type_=outbox_table.c[c].type) for c in EVENT_COLUMNS),
 )
-JOB_AND_HOLD = text(_JOB_AND_HOLD_WRITES.format(job="job.*")).bindparams(*_JOB_AND_HOLD_PARAMS)
-# A queued run's job row and its `jobs/job.queued` event in one statement (`runs._enqueue`); its
-# hold goes with the transaction's COMMIT (`hold_clear_sql`). A trace id another job already has
-# inserts nothing, and then nothing is emitted either (the caller takes the general path).
-JOB_QUEUED = text(
-    """
-    WITH job AS (
-      INSERT INTO billing.jobs (id, component, action, executor, peer_id, status, input,
-                                credits_quoted, credits_held, hold_status, deadline_at, person_id,
-                                org_id)
-      VALUES (:job_id, :component, :action, :executor, :peer_id, 'queued', :input, :amount,
-              :amount, 'open', :deadline_at, :actor, :org_id)
-      ON CONFLICT (id) DO NOTHING
-      RETURNING id
-    ), event AS (
-      INSERT INTO platform.outbox (id, name, data, person_id, org_id, trace_id, traceparent)
-      SELECT :outbox_id, :outbox_name, :outbox_data, :outbox_person_id, :outbox_org_id,
-             :outbox_trace_id, :outbox_traceparent FROM job
-    )
-    SELECT id FROM job
-    """
+JOB_AND_HOLD = text(
+    f"WITH {_JOB_CTE.format(returning='*')}, {_ACCT_AND_ENTRY_CTES}, {_EVENT_CTE}"
+    " SELECT job.*, acct.balance AS acct_balance, acct.held AS acct_held,"
+    " acct.low_balance_threshold AS acct_threshold, acct.low_balance_alerted AS acct_alerted"
+    " FROM job LEFT JOIN acct ON true"
 ).bindparams(*_JOB_AND_HOLD_PARAMS)
+# A queued run's job and event (`runs._enqueue`); its hold goes with the transaction's COMMIT
+# (`hold_clear_sql`).
+JOB_QUEUED = text(f"WITH {_JOB_CTE.format(returning='id')}, {_EVENT_CTE} SELECT id FROM job").bindparams(
+    *_JOB_AND_HOLD_PARAMS
+)
 
 
 def hold_clear_sql(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -21,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from core.db import asyncpg_dsn, begin_with, start_statement_count
 from core.errors import DomainError, Unavailable
 from core.uow import _SETTINGS_SQL, Database, Mode, _settings_literal
+from tests.support.statements import record_simple_queries
 
 _SETTINGS = text(
     "SELECT current_setting('app.mode', true) AS mode, current_setting('app.person_id', true) AS person,"
@@ -32,17 +32,9 @@ _READ = text("SELECT count(*) FROM public.begin_with_scratch WHERE marker = :m")
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every simple query asyncpg sends (BEGIN, COMMIT, ROLLBACK and ours), in order."""
-    queries: list[str] = []
-    original = asyncpg.Connection.execute
-
-    async def execute(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
-        queries.append(query)
-        return await original(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(asyncpg.Connection, "execute", execute)
-    yield queries
+    return record_simple_queries(monkeypatch)
 
 
 async def _admin(db: Database) -> asyncpg.Connection:

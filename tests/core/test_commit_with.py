@@ -7,8 +7,6 @@ any other error rolls everything back, and the statement counter counts it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import asyncpg
 import pytest
@@ -17,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from core.db import asyncpg_dsn, start_statement_count
 from core.uow import Database
+from tests.support.statements import record_simple_queries
 
 _SCRATCH = "CREATE TABLE IF NOT EXISTS public.commit_with_scratch (marker text PRIMARY KEY)"
 _WRITE = text("INSERT INTO public.commit_with_scratch (marker) VALUES (:m)")
@@ -26,17 +25,9 @@ _REFUSE = "SELECT billing.hold_clear(NULL, 1, 0, NULL, NULL, NULL)"
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every simple query asyncpg sends (BEGIN, COMMIT, ROLLBACK and ours), in order."""
-    queries: list[str] = []
-    original = asyncpg.Connection.execute
-
-    async def execute(self: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> Any:
-        queries.append(query)
-        return await original(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(asyncpg.Connection, "execute", execute)
-    yield queries
+    return record_simple_queries(monkeypatch)
 
 
 @pytest.fixture
