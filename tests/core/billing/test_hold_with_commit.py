@@ -12,8 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from core.billing import ledger
+from core.db import QUICK_PATH_REFUSED
+from core.opener import open_context
 from core.uow import Database
 from tests.conftest import Account, signup
 from tests.support.billing import grant, make_admin
@@ -90,3 +94,31 @@ async def test_a_run_holds_with_its_commit_as_the_general_path_would(
     assert facts["alerts"] == [("7", "19", "10")]
     assert [e[5] for e in facts["entries"] if e[0] == "hold"] == [3, 6, 9, 12, 15, 18]
     assert facts["jobs"] == RUNS - 1
+
+
+async def test_the_quick_hold_never_reaches_another_tenants_account(
+    counting: httpx.AsyncClient, db: Database
+) -> None:
+    """`billing.hold_clear` runs as its caller: named another tenant's account (which has the
+    credits), row-level security hides it, so it refuses and writes nothing there."""
+    admin, mine, theirs = await make_admin(counting), await signup(counting), await signup(counting)
+    await grant(counting, admin, 50, person=theirs.slug)
+    before = await _facts(db, theirs)
+    sql = ledger.hold_clear_sql(
+        tenant=uuid.UUID(theirs.id),
+        credits=3,
+        threshold=10,
+        entry_id=uuid.uuid4(),
+        actor=uuid.UUID(mine.id),
+        job_id=uuid.uuid4(),
+    )
+    async with db.uow() as uow:
+        await open_context(uow, mine.token)
+        with pytest.raises(DBAPIError) as refused:
+            await uow.rows(text(sql), {})
+        assert getattr(refused.value.orig, "sqlstate", None) == QUICK_PATH_REFUSED
+    assert await _facts(db, theirs) == before
+    # Their own quick hold, by contrast, holds.
+    ran = await counting.post(RUN, json={"input": {"credits": 3}}, headers=theirs.h())
+    assert ran.status_code == 202 and statements(ran) == 4, ran.text
+    assert (await _facts(db, theirs))["account"] == (50, 3, False)
