@@ -15,7 +15,18 @@ import asyncpg
 import httpx
 from sqlalchemy import text
 
-from benchmarks.common import CONCURRENCY, SECONDS, Result, Target, bench_database, check, load, server, table
+from benchmarks.common import (
+    CONCURRENCY,
+    SECONDS,
+    Result,
+    Row,
+    Target,
+    bench_database,
+    check,
+    server,
+    side_by_side,
+    table,
+)
 from benchmarks.people import acting, person
 from benchmarks.resilience import RelayProcess
 from core import billing, registry
@@ -272,16 +283,17 @@ async def _over_http(settings: Settings, token: str) -> tuple[Result, Result]:
             (a["status"], a["credits_held"], a["trace_id"] == uuid.UUID(a["job_id"]).hex) for a in answers
         ]
         assert shapes[0] == shapes[1] == ("queued", 1, True), answers
-        bare = await load(
-            "bare route (JWT, hold+job, outbox)",
-            lambda c: c.post("/bench/bare/run", json=body(), headers=headers),
+        bare, rest = await side_by_side(
             client,
-        )
-        rest = await load(
-            REST_RUN,
-            lambda c: c.post("/v1/run/identity/resolve-person", json=body(), headers=headers),
-            client,
-            target=Target(min_ratio=0.5, max_sql=4),
+            Row(
+                "bare route (JWT, hold+job, outbox)",
+                lambda c: c.post("/bench/bare/run", json=body(), headers=headers),
+            ),
+            Row(
+                REST_RUN,
+                lambda c: c.post("/v1/run/identity/resolve-person", json=body(), headers=headers),
+                Target(min_ratio=0.5, max_sql=4),
+            ),
         )
     return bare, rest
 

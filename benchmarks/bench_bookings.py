@@ -22,14 +22,15 @@ from benchmarks.common import (
     CONCURRENCY,
     SECONDS,
     Result,
+    Row,
     Target,
     bench_database,
     install,
-    load,
     mcp_call,
     mcp_headers,
     near_rest,
     server,
+    side_by_side,
     table,
 )
 from benchmarks.people import acting, person
@@ -120,7 +121,7 @@ async def _month_of_bookings(dsn: str, env: dict[str, Any]) -> int:
 
 
 async def _timed(label: str, call: Callable[[], Awaitable[int]], seconds: float = SECONDS) -> Result:
-    """Like common.load, for in-process calls: `call` returns the statements it used."""
+    """Like common.side_by_side's rows, for in-process calls: `call` returns the statements it used."""
     result = Result(label)
     warm_until = time.perf_counter() + min(1.0, seconds / 4)
     while time.perf_counter() < warm_until:
@@ -285,34 +286,32 @@ async def run() -> str:
                 expected = _expected_slots(bare_answer["busy"], first, last, env["people"][0].person.slug)
                 assert rest_answer["slots"] == expected, (rest_answer["slots"][:3], expected[:3])
                 assert not rest_answer["truncated"]
-                bare_busy = await load(
-                    "bare route (JWT, busy rows)",
-                    lambda c: c.get("/bench/bare/busy", params=busy_params, headers=headers),
-                    client,
-                )
                 raw_busy = await _timed("raw asyncpg busy rows in-process", busy_only)
                 local = await _timed("find_slots in-process (31 days)", in_process)
-                rest_slots = await load(
-                    REST_SLOTS,
-                    lambda c: c.get("/v1/bookings/slots", params=params, headers=headers),
+                bare_busy, rest_slots, mcp_slots = await side_by_side(
                     client,
-                    target=Target(min_ratio=0.3),
-                )
-                mcp_slots = await load(
-                    "MCP bookings_slots (31 days)",
-                    lambda c: c.post("/mcp", content=slots_call, headers=slots_headers),
-                    client,
-                    target=near_rest(REST_SLOTS),
+                    Row(
+                        "bare route (JWT, busy rows)",
+                        lambda c: c.get("/bench/bare/busy", params=busy_params, headers=headers),
+                    ),
+                    Row(
+                        REST_SLOTS,
+                        lambda c: c.get("/v1/bookings/slots", params=params, headers=headers),
+                        Target(min_ratio=0.3),
+                    ),
+                    Row(
+                        "MCP bookings_slots (31 days)",
+                        lambda c: c.post("/mcp", content=slots_call, headers=slots_headers),
+                        near_rest(REST_SLOTS),
+                    ),
                 )
                 await _same_hold(client, headers, rest_hold, bare_hold)
-                bare = await load("bare route (JWT, INSERT + outbox)", bare_hold, client)
                 raw = await _timed("raw asyncpg INSERT in-process", raw_insert)
-                rest = await load(REST_HOLD, rest_hold, client, target=Target(min_ratio=0.5, max_sql=4))
-                mcp = await load(
-                    "MCP bookings_hold over HTTP",
-                    mcp_hold,
+                bare, rest, mcp = await side_by_side(
                     client,
-                    target=near_rest(REST_HOLD),
+                    Row("bare route (JWT, INSERT + outbox)", bare_hold),
+                    Row(REST_HOLD, rest_hold, Target(min_ratio=0.5, max_sql=4)),
+                    Row("MCP bookings_hold over HTTP", mcp_hold, near_rest(REST_HOLD)),
                 )
         finally:
             if previous is None:

@@ -7,7 +7,17 @@ import json
 
 import httpx
 
-from benchmarks.common import Target, bench_database, load, mcp_call, mcp_headers, near_rest, server, table
+from benchmarks.common import (
+    Row,
+    Target,
+    bench_database,
+    mcp_call,
+    mcp_headers,
+    near_rest,
+    server,
+    side_by_side,
+    table,
+)
 from benchmarks.people import acting, person
 from core.tenancy import create_org
 from core.tenancy.schemas import OrgIn
@@ -36,22 +46,19 @@ async def run() -> str:
             for body, sent in ((whoami, whoami_headers), (legacy, legacy_headers)):
                 check = await client.post("/mcp", content=body, headers=sent)
                 assert check.status_code == 200 and '"isError":false' in check.text, check.text
-            bare = await load(
-                "bare route (asyncpg, 1 query)", lambda c: c.get("/bench/bare/me", headers=headers), client
-            )
-            rest = await load(
-                "GET /v1/me", lambda c: c.get("/v1/me", headers=headers), client, target=Target(min_ratio=0.7)
-            )
-            mcp = await load(
-                "MCP whoami over HTTP",
-                lambda c: c.post("/mcp", content=whoami, headers=whoami_headers),
+            bare, rest, mcp, mcp_legacy = await side_by_side(
                 client,
-                target=near_rest("GET /v1/me"),
-            )
-            mcp_legacy = await load(
-                "MCP whoami, no protocol header",
-                lambda c: c.post("/mcp", content=legacy, headers=legacy_headers),
-                client,
+                Row("bare route (asyncpg, 1 query)", lambda c: c.get("/bench/bare/me", headers=headers)),
+                Row("GET /v1/me", lambda c: c.get("/v1/me", headers=headers), Target(min_ratio=0.7)),
+                Row(
+                    "MCP whoami over HTTP",
+                    lambda c: c.post("/mcp", content=whoami, headers=whoami_headers),
+                    near_rest("GET /v1/me"),
+                ),
+                Row(
+                    "MCP whoami, no protocol header",
+                    lambda c: c.post("/mcp", content=legacy, headers=legacy_headers),
+                ),
             )
             tools = await _tool_list_sizes(client, legacy_headers)
         rows = [bare, rest, mcp, mcp_legacy]

@@ -20,14 +20,15 @@ import httpx
 
 from benchmarks.common import (
     Result,
+    Row,
     Target,
     bench_database,
     install,
-    load,
     mcp_call,
     mcp_headers,
     near_rest,
     server,
+    side_by_side,
     table,
 )
 from benchmarks.people import acting, person
@@ -266,27 +267,19 @@ async def run() -> str:
                     return c.post("/mcp", content=mcp_call("messaging_threads_list", a), headers=list_h)
 
                 rest_label = f"REST GET /threads {label}"
-                listing += [
-                    await load(f"raw SQL inbox {label}", bare_list, client),
-                    await load(rest_label, rest_list, client),
-                    await load(
-                        f"MCP threads_list {label}",
-                        mcp_list,
-                        client,
-                        target=near_rest(rest_label),
-                    ),
-                ]
-            await _same_send(client, bare_send, rest_send)
-            send: list[Result] = [
-                await load("raw SQL send (JWT, 3 statements)", bare_send, client),
-                await load(REST_SEND, rest_send, client, target=Target(min_ratio=0.5)),
-                await load(
-                    "MCP messaging_send",
-                    mcp_send,
+                listing += await side_by_side(
                     client,
-                    target=near_rest(REST_SEND),
-                ),
-            ]
+                    Row(f"raw SQL inbox {label}", bare_list),
+                    Row(rest_label, rest_list),
+                    Row(f"MCP threads_list {label}", mcp_list, near_rest(rest_label)),
+                )
+            await _same_send(client, bare_send, rest_send)
+            send: list[Result] = await side_by_side(
+                client,
+                Row("raw SQL send (JWT, 3 statements)", bare_send),
+                Row(REST_SEND, rest_send, Target(min_ratio=0.5)),
+                Row("MCP messaging_send", mcp_send, near_rest(REST_SEND)),
+            )
         sizes = (
             f"  inbox: {THREADS:,} threads, {THREADS * PER_THREAD:,} messages, {CLIENTS:,} clients;"
             f" generated with COPY in {generated:.0f} s"

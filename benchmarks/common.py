@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+# The slices each row of a table is measured in, alternating with the others (`side_by_side`).
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "4"))
 
 
 # The MCP rows call tools as the SDK 2.x client does by default: protocol 2026-07-28, the
@@ -165,19 +167,48 @@ def table(title: str, results: list[Result], baseline: Result) -> str:
     return "\n".join(lines)
 
 
-async def load(
-    label: str,
-    send: Callable[[httpx.AsyncClient], Awaitable[httpx.Response]],
+Send = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a table measured side by side with the others (`side_by_side`)."""
+
+    label: str
+    send: Send
+    target: Target | None = None
+
+
+async def side_by_side(
     client: httpx.AsyncClient,
+    *rows: Row,
     seconds: float = SECONDS,
     concurrency: int = CONCURRENCY,
-    target: Target | None = None,
-) -> Result:
-    result = Result(label, target=target)
-    # Warm up (connection pools, caches) before measuring.
-    warm_until = time.perf_counter() + min(1.0, seconds / 4)
-    while time.perf_counter() < warm_until:
-        await send(client)
+    rounds: int = ROUNDS,
+) -> list[Result]:
+    """A baseline and the rows compared with it, each measured for `seconds` in all, in
+    `rounds` alternating slices whose order turns by one each round: every row sees the same
+    minutes of a shared machine, and none is always the first after a switch. Measured one
+    after the other instead, the same head's ratios spread twice as wide (on 2 vCPUs, 3-s runs
+    of `GET /v1/me` against its bare route: stdev 0.108 one after the other, 0.053 in 0.5-s
+    slices, 0.063 in 1-s slices; docs/performance.md)."""
+    results = [Result(row.label, target=row.target) for row in rows]
+    # Warm up at the measured concurrency, so that the pools have opened the connections that
+    # load needs (each costs a connect and its set-up) before the clock starts, on every side.
+    for row in rows:
+        await _drive(None, row.send, client, min(1.0, seconds / 4), concurrency)
+    for turn in range(rounds):
+        for i in range(len(rows)):
+            k = (i + turn) % len(rows)
+            await _drive(results[k], rows[k].send, client, seconds / rounds, concurrency)
+    return results
+
+
+async def _drive(
+    result: Result | None, send: Send, client: httpx.AsyncClient, seconds: float, concurrency: int
+) -> None:
+    """`concurrency` workers sending for `seconds`; what they measured added to `result` (none
+    while warming up)."""
     stop_at = time.perf_counter() + seconds
 
     async def worker() -> None:
@@ -185,6 +216,8 @@ async def load(
             t0 = time.perf_counter()
             response = await send(client)
             took = time.perf_counter() - t0
+            if result is None:
+                continue
             if response.status_code >= 400:
                 result.errors += 1
                 continue
@@ -195,8 +228,8 @@ async def load(
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    result.elapsed = time.perf_counter() - started
-    return result
+    if result is not None:
+        result.elapsed += time.perf_counter() - started
 
 
 @asynccontextmanager
