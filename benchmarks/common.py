@@ -189,9 +189,8 @@ async def side_by_side(
     """A baseline and the rows compared with it, each measured for `seconds` in all, in
     `rounds` alternating slices whose order turns by one each round: every row sees the same
     minutes of a shared machine, and none is always the first after a switch. Measured one
-    after the other instead, the same head's ratios spread twice as wide (on 2 vCPUs, 3-s runs
-    of `GET /v1/me` against its bare route: stdev 0.108 one after the other, 0.053 in 0.5-s
-    slices, 0.063 in 1-s slices; docs/performance.md)."""
+    after the other, bare first, the same head's `GET /v1/me` ratio read 0.70 ± 0.11 on 2 vCPUs
+    (3-s runs); in alternating slices 0.75-0.80 ± 0.05-0.11 (docs/performance.md)."""
     results = [Result(row.label, target=row.target) for row in rows]
     # Warm up at the measured concurrency, so that the pools have opened the connections that
     # load needs (each costs a connect and its set-up) before the clock starts, on every side.
