@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from core.errors import Conflict, DomainError, Unavailable, error_for_constraint
 from core.observability import get_logger
 
-__all__ = ["connection_lost", "transaction_conflict", "translate_db_error"]
+__all__ = ["connection_lost", "describe_db_error", "transaction_conflict", "translate_db_error"]
 
 log = get_logger("atlilith.uow")
 
@@ -60,6 +60,35 @@ def transaction_conflict(err: BaseException) -> str | None:
         if state in _CONFLICT_SQLSTATES:
             return str(state)
     return None
+
+
+def describe_db_error(err: BaseException) -> str | None:
+    """A database error as an operator may read it wherever it is stored or shown (a delivery's
+    `last_error`, the dead letters of the admin API): its class, SQLSTATE and the objects it
+    names. Never the statement, its parameters or PostgreSQL's message, which quote the data
+    (`invalid input syntax for type uuid: "..."`, a key's values). None: not a database error."""
+    import asyncpg
+
+    if isinstance(err, DBAPIError):
+        candidates: tuple[object, ...] = (err.orig, getattr(err.orig, "__cause__", None))
+    elif isinstance(err, asyncpg.PostgresError | asyncpg.exceptions._base.InterfaceError):
+        candidates = (err,)
+    else:
+        return None
+    parts = [type(err).__name__]
+    found = next((c for c in candidates if isinstance(c, asyncpg.PostgresError)), None)
+    if found is None:
+        # The driver's own error (an argument it could not encode quotes the argument).
+        client = next((c for c in candidates if isinstance(c, BaseException) and c is not err), None)
+        return parts[0] if client is None else f"{parts[0]}, {type(client).__name__}"
+    if found is not err:
+        parts.append(type(found).__name__)
+    parts[-1] += f" (SQLSTATE {getattr(found, 'sqlstate', None)})"
+    for label in ("schema", "table", "column", "constraint"):
+        name = getattr(found, f"{label}_name", None)
+        if name:
+            parts.append(f"{label} {name}")
+    return ", ".join(parts)
 
 
 def _constraint_name(err: BaseException) -> str | None:

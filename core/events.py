@@ -28,7 +28,7 @@ from typing import Any
 from cronsim import CronSim
 from sqlalchemy import func, text, update
 
-from core.db_errors import connection_lost, transaction_conflict
+from core.db_errors import connection_lost, describe_db_error, transaction_conflict
 from core.errors import DomainError
 from core.features import import_feature_modules
 from core.metrics import HANDLER_DURATION
@@ -186,6 +186,12 @@ def backoff_seconds(attempt: int, base: float, cap: float) -> float:
 
 
 def error_text(exc: BaseException) -> str:
+    """What a failed attempt leaves in `last_error`: a database error by its class, SQLSTATE
+    and the objects it names (`core.db_errors.describe_db_error`, never SQL or the data it
+    quotes); anything else by its class and message."""
+    described = describe_db_error(exc)
+    if described is not None:
+        return described[:2000]
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 

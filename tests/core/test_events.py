@@ -197,6 +197,24 @@ async def test_poison_handler_is_dead_lettered_without_blocking_others(db: Datab
     assert handlers.calls["poison"].count(str(poison)) == db.settings.handler_max_attempts
 
 
+async def test_a_failed_statement_leaves_no_sql_or_data_in_last_error(db: Database) -> None:
+    """`last_error` is shown to operators (the admin API's dead letters): a database error is
+    kept by its class and SQLSTATE, never the statement or the values PostgreSQL quotes."""
+    event_id = await emit(db, "test/probe.bad_sql", secret="a client's private words")
+    relay = Relay(db)
+
+    async def dead() -> bool:
+        # Until dead-lettered: a retry left due would be delivered by a later test's relay.
+        row = await delivery(db, event_id, "tests.bad_sql")
+        return row is not None and row.status == "dead"
+
+    await drain_until(relay, dead)
+    row = await delivery(db, event_id, "tests.bad_sql")
+    assert "InvalidTextRepresentationError (SQLSTATE 22P02)" in row.last_error
+    assert "private words" not in row.last_error
+    assert "SELECT" not in row.last_error and "CAST" not in row.last_error
+
+
 async def _run_worker(settings: Settings, mode: str, marker: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,

@@ -46,6 +46,13 @@ async def poison(event: Event, uow: UnitOfWork) -> None:
     raise RuntimeError("this handler always fails")
 
 
+@subscribe("test/probe.bad_sql", name="tests.bad_sql")
+async def bad_sql(event: Event, uow: UnitOfWork) -> None:
+    """Fails as a bug in a statement would: PostgreSQL refuses a value the event carried."""
+    calls["bad_sql"].append(str(event.id))
+    await uow.session.execute(text("SELECT CAST(CAST(:v AS text) AS uuid)"), {"v": event.data["secret"]})
+
+
 @subscribe("test/probe.conflict", name="tests.conflict")
 async def conflict(event: Event, uow: UnitOfWork) -> None:
     """Fails as a deadlock would: a real statement aborted with SQLSTATE 40P01."""

@@ -20,6 +20,7 @@ from tests.conftest import Account, make_org, signup
 from tests.support.billing import FakePeer, app_db, grant, make_admin
 from tests.support.mcp import tool_error
 from tests.support.registry import install
+from tests.support.relay import drain_until
 from tests.support.rls import raw_as
 from tests.support.sql import system_sql
 
@@ -514,3 +515,14 @@ async def test_dead_letters_are_listed_and_redriven_through_both_doors(
         assert out["redriven"] >= 1 and out["event_id"] is None
         none_left = await c.call_tool("admin_dead_letters", {"handler": "tests.poison"})
         assert none_left.structured_content["items"] == []
+
+    # Left dead again: a redriven delivery left due would be run, and counted, by a later test's
+    # relay on this worker (`tests/core/billing/test_job_batches.py` counts what is due).
+    async def all_dead() -> bool:
+        left = await system_sql(
+            db,
+            "SELECT count(*) FROM platform.event_deliveries WHERE handler = 'tests.poison' AND status <> 'dead'",
+        )
+        return left.scalar_one() == 0
+
+    await drain_until(relay, all_dead)
