@@ -55,6 +55,17 @@ async def delivery(db: Database, event_id: uuid.UUID, handler: str) -> Any:
     ).one_or_none()
 
 
+async def dead_lettered(db: Database, relay: Relay, event_id: uuid.UUID, handler: str) -> Any:
+    """The delivery once the relay, draining again and again, has dead-lettered it."""
+
+    async def dead() -> bool:
+        row = await delivery(db, event_id, handler)
+        return row is not None and row.status == "dead"
+
+    await drain_until(relay, dead)
+    return await delivery(db, event_id, handler)
+
+
 async def outbox_row(db: Database, event_id: uuid.UUID) -> Any:
     return (
         await system_sql(
@@ -181,13 +192,7 @@ async def test_poison_handler_is_dead_lettered_without_blocking_others(db: Datab
     poison = await emit(db, "test/probe.poison")
     after = await emit(db, "test/probe.after")
     relay = Relay(db)
-
-    async def dead() -> bool:
-        row = await delivery(db, poison, "tests.poison")
-        return row is not None and row.status == "dead"
-
-    await drain_until(relay, dead)
-    row = await delivery(db, poison, "tests.poison")
+    row = await dead_lettered(db, relay, poison, "tests.poison")
     assert row.attempts == db.settings.handler_max_attempts
     assert "always fails" in row.last_error
     # The same event's other handler, and later events, went through.
@@ -201,15 +206,8 @@ async def test_a_failed_statement_leaves_no_sql_or_data_in_last_error(db: Databa
     """`last_error` is shown to operators (the admin API's dead letters): a database error is
     kept by its class and SQLSTATE, never the statement or the values PostgreSQL quotes."""
     event_id = await emit(db, "test/probe.bad_sql", secret="a client's private words")
-    relay = Relay(db)
-
-    async def dead() -> bool:
-        # Until dead-lettered: a retry left due would be delivered by a later test's relay.
-        row = await delivery(db, event_id, "tests.bad_sql")
-        return row is not None and row.status == "dead"
-
-    await drain_until(relay, dead)
-    row = await delivery(db, event_id, "tests.bad_sql")
+    # Until dead-lettered: a retry left due would be delivered by a later test's relay.
+    row = await dead_lettered(db, Relay(db), event_id, "tests.bad_sql")
     assert "InvalidTextRepresentationError (SQLSTATE 22P02)" in row.last_error
     assert "private words" not in row.last_error
     assert "SELECT" not in row.last_error and "CAST" not in row.last_error
