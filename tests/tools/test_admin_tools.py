@@ -80,7 +80,7 @@ async def test_admin_tools_are_refused_to_a_person_and_an_org_owner(
     key = (
         await client.post("/v1/api-keys", json={"name": "k", "scopes": ["*"], "org": org}, headers=owner.h())
     ).json()["token"]
-    calls = {
+    calls: dict[str, dict[str, Any]] = {
         "admin_persons": {},
         "admin_person_get": {"person": someone.slug},
         "admin_person_suspend": {"person": someone.slug, "reason": "nope nope"},

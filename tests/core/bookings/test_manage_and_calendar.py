@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -16,19 +17,21 @@ import jwt
 from core.bookings import links, send_due_reminders
 from core.events import load_handlers, run_schedule
 from core.uow import Database
-from tests.conftest import make_org, signup
+from tests.conftest import Account, make_org, signup
 from tests.core.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours
 
 NEW_YORK = ZoneInfo("America/New_York")
 CLIENT = {"client_name": "Grace Hopper", "client_email": "grace@example.com", "time_zone": "America/New_York"}
 
 
-async def _booked(client: httpx.AsyncClient, **service: object):
+async def _booked(
+    client: httpx.AsyncClient, **service: Any
+) -> tuple[Account, dict[str, Any], dt.date, list[dict[str, Any]]]:
     a = await signup(client)
     await set_hours(client, a)
     svc = await make_service(client, a, **service)
     day = day_ahead(5)
-    made = []
+    made: list[dict[str, Any]] = []
     for hour in ("10:00", "14:00"):
         r = await client.post(
             "/v1/bookings/requests",

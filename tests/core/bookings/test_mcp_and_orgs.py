@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -18,7 +19,7 @@ from tests.support.mcp import tool_annotations, tool_description, tool_error
 from tests.support.registry import install
 
 
-def _err(result: object) -> dict:
+def _err(result: object) -> dict[str, Any]:
     return tool_error(result)
 
 
@@ -227,7 +228,10 @@ def _next_change(zone: ZoneInfo) -> dt.date:
     are all still to come (from tomorrow on): the week around it is wholly bookable, even when the
     suite runs in the last days before a change."""
     day = dt.datetime.now(zone).date() + dt.timedelta(days=4)
-    noon = lambda d: dt.datetime.combine(d, dt.time(12), tzinfo=zone).utcoffset()  # noqa: E731
+
+    def noon(d: dt.date) -> dt.timedelta | None:
+        return dt.datetime.combine(d, dt.time(12), tzinfo=zone).utcoffset()
+
     while noon(day) == noon(day - dt.timedelta(days=1)):
         day += dt.timedelta(days=1)
     return day
