@@ -63,8 +63,10 @@ async def test_a_manage_link_reaches_its_booking_and_nothing_else(
     assert (await client.get(f"/v1/bookings/manage/{a.token}")).json()["code"] == "manage_link_invalid"
     # Re-signed for the other booking with the access-token secret, or with no signature: refused.
     claims = jwt.decode(token, options={"verify_signature": False})
+    secret = db.settings.jwt_secret
+    assert secret
     for forged in (
-        jwt.encode({**claims, "sub": two["id"]}, db.settings.jwt_secret, algorithm="HS256"),
+        jwt.encode({**claims, "sub": two["id"]}, secret, algorithm="HS256"),
         jwt.encode({**claims, "sub": two["id"]}, "", algorithm="none"),
         token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"),
     ):
