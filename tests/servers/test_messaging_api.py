@@ -470,7 +470,7 @@ async def test_draft_generation_orchestrates_a_peer_without_the_callers_token(
             ((503, {"error": "overloaded"}), 503, "draft_peer_unavailable", 2),  # retried once
         ):
             peer.received.clear()
-            peer.script = lambda _r, a=answer: a  # type: ignore[misc]
+            peer.script = lambda _r, a=answer: a
             r = await mc.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers=h)
             assert (r.status_code, r.json()["code"]) == (status, code), r.text
             assert "nothing was saved" in r.json()["hint"] and len(peer.received) == calls
