@@ -227,9 +227,10 @@ async def _run_worker(settings: Settings, mode: str, marker: str) -> subprocess.
 
 
 async def _event_by_marker(db: Database, marker: str) -> uuid.UUID:
-    return (
+    event_id: uuid.UUID = (
         await system_sql(db, "SELECT id FROM platform.outbox WHERE data->>'marker' = :m", {"m": marker})
     ).scalar_one()
+    return event_id
 
 
 async def test_process_killed_after_commit_delivers_after_restart(db: Database) -> None:
@@ -255,7 +256,8 @@ async def test_process_killed_mid_delivery_redelivers_after_restart(db: Database
     assert row.status == "pending" and row.attempts == 1
 
     async def done() -> bool:
-        return (await delivery(db, event_id, "tests.crash")).status == "done"
+        status: str = (await delivery(db, event_id, "tests.crash")).status
+        return status == "done"
 
     await drain_until(Relay(db), done)
     row = await delivery(db, event_id, "tests.crash")

@@ -4,6 +4,7 @@ service layer's filters out of the way, shows no foreign row and cannot write on
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -38,8 +39,13 @@ async def _tables(db: Database) -> list[tuple[str, str, bool, list[str]]]:
 
 
 async def _as(
-    db: Database, mode: str, person: str | None, org: str | None, sql: str, params: dict | None = None
-) -> list:
+    db: Database,
+    mode: str,
+    person: str | None,
+    org: str | None,
+    sql: str,
+    params: dict[str, Any] | None = None,
+) -> list[Any]:
     """Raw SQL as the app role; "signed-off" sets a person's context by hand (no signature)."""
     if mode == "signed-off":
         async with db.engine.connect() as conn, conn.begin():

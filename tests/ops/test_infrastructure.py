@@ -216,7 +216,9 @@ def test_the_wiring_between_services_matches() -> None:
 def caddy_sites(text: str) -> dict[str, str]:
     """Site address line -> its block (top-level blocks only)."""
     sites: dict[str, str] = {}
-    depth, current, body = 0, None, []
+    current: str | None = None
+    body: list[str] = []
+    depth = 0
     for line in text.splitlines():
         stripped = line.strip()
         if depth == 0 and stripped.endswith("{") and not stripped.startswith(("(", "{", "#")):

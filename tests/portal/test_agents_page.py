@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 import httpx
 from playwright.async_api import Page, Route, expect
@@ -108,7 +109,7 @@ async def test_connected_apps_are_listed_and_disconnected_per_the_oauth_contract
         "last_used_at": None,
         "revoked_at": None,
     }
-    state = {"items": [connection], "deleted": []}
+    state: dict[str, list[Any]] = {"items": [connection], "deleted": []}
 
     async def connections(route: Route) -> None:
         if route.request.method == "DELETE":

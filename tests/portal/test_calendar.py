@@ -29,7 +29,7 @@ async def _provider(page: Page) -> dict[str, Any]:
         "/v1/bookings/availability",
         {"time_zone": "Europe/Paris", "weekly": ["mon-sun 09:00-17:00"]},
     )
-    return await api_as(
+    service: dict[str, Any] = await api_as(
         page,
         "POST",
         "/v1/bookings/services",
@@ -40,6 +40,7 @@ async def _provider(page: Page) -> dict[str, Any]:
             "price": {"amount": "35", "currency": "EUR"},
         },
     )
+    return service
 
 
 async def test_book_from_the_calendar_reschedule_through_the_preview_and_cancel(page: Page) -> None:
@@ -133,7 +134,8 @@ async def test_a_week_across_a_dst_change_in_the_providers_zone(browser: Browser
                 "client_name": name,
                 "client_email": f"{name.split()[0].lower()}@example.com",
             }
-            return await api_as(page, "POST", "/v1/bookings/holds", body)
+            held: dict[str, Any] = await api_as(page, "POST", "/v1/bookings/holds", body)
+            return held
 
         # Europe/Paris moves to summer time at 02:00 on a Sunday at the end of March: bookings
         # from the Wednesday before to that Sunday (dates computed, so the week is never past).

@@ -209,6 +209,7 @@ async def test_analytics_draws_trend_and_funnel_whose_tables_match_the_api(
     async with page.expect_request("**/v1/analytics/trends") as asked:
         await page.get_by_role("button", name="Update charts").click()
     body = (await asked.value).post_data_json
+    assert body is not None
     assert body["period"] == "last_7_days" and body["interval"] == "week"
     await expect(page).to_have_url(f"{live_server}/o/{ORG_SLUG}/analytics?period=last_7_days&interval=week")
     await expect(page.get_by_role("img", name="Trend chart", exact=False)).to_be_visible()

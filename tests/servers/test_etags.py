@@ -117,7 +117,9 @@ MAKERS: dict[str, Maker] = {
 every_resource = pytest.mark.parametrize("kind", list(MAKERS))
 
 
-async def _write(c: httpx.AsyncClient, a: Account, r: Resource, body: dict[str, Any], tag: str | None = None):  # type: ignore[no-untyped-def]
+async def _write(
+    c: httpx.AsyncClient, a: Account, r: Resource, body: dict[str, Any], tag: str | None = None
+) -> httpx.Response:
     headers = {**a.h(), **({"If-Match": tag} if tag else {})}
     return await c.request(r.method, r.url, json=body, headers=headers)
 

@@ -131,7 +131,7 @@ async def test_far_dates_are_a_422_at_both_doors(client: httpx.AsyncClient, db: 
                 "bookings_hold", {"service_id": service_id, "start_at": f"{day}T12:00:00Z"}
             )
             mcp_refused(held, "start_at")
-            moved = await c.call_tool(
+            rescheduled = await c.call_tool(
                 "bookings_reschedule", {"booking_id": booking_id, "start_at": f"{day}T12:00:00Z"}
             )
-            mcp_refused(moved, "start_at")
+            mcp_refused(rescheduled, "start_at")

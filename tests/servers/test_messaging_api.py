@@ -470,7 +470,7 @@ async def test_draft_generation_orchestrates_a_peer_without_the_callers_token(
             ((503, {"error": "overloaded"}), 503, "draft_peer_unavailable", 2),  # retried once
         ):
             peer.received.clear()
-            peer.script = lambda _r, a=answer: a  # type: ignore[misc]
+            peer.script = lambda _r, a=answer: a
             r = await mc.post(f"/v1/messaging/threads/{tid}/drafts/generate", json={}, headers=h)
             assert (r.status_code, r.json()["code"]) == (status, code), r.text
             assert "nothing was saved" in r.json()["hint"] and len(peer.received) == calls
@@ -583,6 +583,11 @@ async def _message(mc: httpx.AsyncClient, h: dict[str, str], tid: str, mid: str)
     return next(m for m in (await thread_detail(mc, h, tid))["messages"] if m["id"] == mid)
 
 
+async def _delivery_status(mc: httpx.AsyncClient, h: dict[str, str], tid: str, mid: str) -> str:
+    status: str = (await _message(mc, h, tid, mid))["delivery_status"]
+    return status
+
+
 async def _delivery(mdb: Database, message_id: str) -> Any:
     async with mdb.system() as uow:
         return (
@@ -617,7 +622,7 @@ async def test_outbound_messages_are_delivered_by_the_channel_peer_and_failures_
         mid = sent["id"]
 
         async def delivered() -> bool:
-            return (await _message(mc, h, tid, mid))["delivery_status"] == "sent"
+            return await _delivery_status(mc, h, tid, mid) == "sent"
 
         await drain_until(relay, delivered)
         m = await _message(mc, h, tid, mid)
@@ -638,7 +643,7 @@ async def test_outbound_messages_are_delivered_by_the_channel_peer_and_failures_
         mid2 = second["id"]
 
         async def recovered() -> bool:
-            return (await _message(mc, h, tid, mid2))["delivery_status"] == "sent"
+            return await _delivery_status(mc, h, tid, mid2) == "sent"
 
         await drain_until(relay, recovered)
         m2 = await _message(mc, h, tid, mid2)
@@ -657,7 +662,7 @@ async def test_outbound_messages_are_delivered_by_the_channel_peer_and_failures_
         mid3 = third["id"]
 
         async def refused() -> bool:
-            return (await _message(mc, h, tid, mid3))["delivery_status"] == "failed"
+            return await _delivery_status(mc, h, tid, mid3) == "failed"
 
         await drain_until(relay, refused)
         await relay.drain()
@@ -671,7 +676,7 @@ async def test_outbound_messages_are_delivered_by_the_channel_peer_and_failures_
         assert again.status_code == 409 and again.json()["code"] == "message_not_failed"
 
         async def resent() -> bool:
-            return (await _message(mc, h, tid, mid3))["delivery_status"] == "sent"
+            return await _delivery_status(mc, h, tid, mid3) == "sent"
 
         await drain_until(relay, resent)
 
@@ -683,7 +688,8 @@ async def test_outbound_messages_are_delivered_by_the_channel_peer_and_failures_
 
         async def dead() -> bool:
             row = await _delivery(mdb, fourth["id"])
-            return row is not None and row.status == "dead"
+            status: str | None = None if row is None else row.status
+            return status == "dead"
 
         await drain_until(relay, dead)
         m4 = await _message(mc, h, tid, fourth["id"])
@@ -711,7 +717,7 @@ async def test_portal_messages_need_no_peer(mc: httpx.AsyncClient, mdb: Database
     assert len((await mc.get(f"/v1/messaging/threads?client_id={client_id}", headers=h)).json()["items"]) == 1
 
     async def sent() -> bool:
-        return (await _message(mc, h, tid, mid))["delivery_status"] == "sent"
+        return await _delivery_status(mc, h, tid, mid) == "sent"
 
     await drain_until(Relay(mdb), sent)
     # Email to a client without an address is refused up front, not failed later.

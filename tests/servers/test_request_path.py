@@ -250,7 +250,7 @@ async def test_an_open_stream_holds_no_connection(db: Database, client: httpx.As
         async with serving(app, port, lifespan="on"):
             http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {a.token}"})
             url = f"http://127.0.0.1:{port}/mcp"
-            async with Client(streamable_http_client(url, http_client=http), mode=mode) as c:  # type: ignore[arg-type]
+            async with Client(streamable_http_client(url, http_client=http), mode=mode) as c:
                 assert not (await c.call_tool("whoami", {})).is_error
                 if mode != "legacy":
                     async with c.listen(tools_list_changed=True):

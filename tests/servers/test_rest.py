@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.conftest import signup
 
@@ -83,7 +86,7 @@ async def test_oversized_bodies_get_413_declared_or_streamed(client: httpx.Async
     r = await client.post("/v1/clients", content=big, headers={**a.h(), "content-type": "application/json"})
     assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
 
-    async def chunks():  # no Content-Length: the limit still applies
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit still applies
         for _ in range(20):
             yield b"x" * 100_000
 
@@ -102,7 +105,7 @@ async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) 
 
 
 async def test_internal_errors_never_leak(
-    app: object, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from core import tenancy
 

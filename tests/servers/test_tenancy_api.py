@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TypedDict
 
 import httpx
 import pytest
@@ -20,8 +21,18 @@ async def add(
     )
 
 
+class Team(TypedDict):
+    """An org and four people: its owner, an admin, a member, and an outsider."""
+
+    org: str
+    owner: Account
+    admin: Account
+    member: Account
+    outsider: Account
+
+
 @pytest.fixture
-async def team(client: httpx.AsyncClient) -> dict[str, object]:
+async def team(client: httpx.AsyncClient) -> Team:
     owner, admin, member, outsider = [await signup(client, p) for p in ("own", "adm", "mem", "out")]
     org = await make_org(client, owner)
     assert (await add(client, org, owner, admin, "admin")).status_code == 201
@@ -29,7 +40,7 @@ async def team(client: httpx.AsyncClient) -> dict[str, object]:
     return {"org": org, "owner": owner, "admin": admin, "member": member, "outsider": outsider}
 
 
-async def test_creator_owns_and_lists(client: httpx.AsyncClient, team: dict) -> None:
+async def test_creator_owns_and_lists(client: httpx.AsyncClient, team: Team) -> None:
     org, owner, member = team["org"], team["owner"], team["member"]
     got = (await client.get(f"/v1/orgs/{org}", headers=owner.h())).json()
     assert got["role"] == "owner" and got["owner"]["slug"] == owner.slug
@@ -43,7 +54,7 @@ async def test_creator_owns_and_lists(client: httpx.AsyncClient, team: dict) -> 
     }
 
 
-async def test_member_reads_but_cannot_administer(client: httpx.AsyncClient, team: dict) -> None:
+async def test_member_reads_but_cannot_administer(client: httpx.AsyncClient, team: Team) -> None:
     org, member, outsider = team["org"], team["member"], team["outsider"]
     assert (await client.get(f"/v1/orgs/{org}", headers=member.h())).status_code == 200
     for r in (
@@ -60,7 +71,7 @@ async def test_member_reads_but_cannot_administer(client: httpx.AsyncClient, tea
         assert r.json()["code"] == "insufficient_role"
 
 
-async def test_admin_cannot_touch_the_owner_nor_make_an_owner(client: httpx.AsyncClient, team: dict) -> None:
+async def test_admin_cannot_touch_the_owner_nor_make_an_owner(client: httpx.AsyncClient, team: Team) -> None:
     org, owner, admin, member = team["org"], team["owner"], team["admin"], team["member"]
     demote = await client.patch(
         f"/v1/orgs/{org}/members/{owner.slug}", json={"role": "member"}, headers=admin.h()
@@ -90,7 +101,7 @@ async def test_admin_cannot_touch_the_owner_nor_make_an_owner(client: httpx.Asyn
     ).status_code == 403
 
 
-async def test_leaving_is_allowed_except_for_the_owner(client: httpx.AsyncClient, team: dict) -> None:
+async def test_leaving_is_allowed_except_for_the_owner(client: httpx.AsyncClient, team: Team) -> None:
     org, owner, member = team["org"], team["owner"], team["member"]
     stay = await client.delete(f"/v1/orgs/{org}/members/{owner.slug}", headers=owner.h())
     assert stay.status_code == 403 and stay.json()["code"] == "owner_cannot_leave"
@@ -101,7 +112,7 @@ async def test_leaving_is_allowed_except_for_the_owner(client: httpx.AsyncClient
 
 
 async def test_ownership_moves_only_by_explicit_transfer(
-    client: httpx.AsyncClient, team: dict, db: Database
+    client: httpx.AsyncClient, team: Team, db: Database
 ) -> None:
     org, owner, admin, outsider = team["org"], team["owner"], team["admin"], team["outsider"]
     nope = await client.post(f"/v1/orgs/{org}/transfer", json={"person": outsider.slug}, headers=owner.h())
@@ -127,7 +138,7 @@ async def test_ownership_moves_only_by_explicit_transfer(
 
 
 async def test_database_refuses_an_owner_row_out_of_line_with_orgs(
-    db: Database, client: httpx.AsyncClient, team: dict
+    db: Database, client: httpx.AsyncClient, team: Team
 ) -> None:
     """Even code that bypassed the service could not leave an org with zero or two owners."""
     from core.errors import Conflict
@@ -142,7 +153,7 @@ async def test_database_refuses_an_owner_row_out_of_line_with_orgs(
 
 
 async def test_invitation_flow_by_slug_and_by_email_before_signup(
-    client: httpx.AsyncClient, team: dict
+    client: httpx.AsyncClient, team: Team
 ) -> None:
     org, owner, outsider = team["org"], team["owner"], team["outsider"]
     inv = await client.post(
@@ -185,7 +196,7 @@ async def test_invitation_flow_by_slug_and_by_email_before_signup(
 
 
 async def test_revoked_and_expired_invitations_cannot_be_accepted(
-    client: httpx.AsyncClient, team: dict, db: Database
+    client: httpx.AsyncClient, team: Team, db: Database
 ) -> None:
     org, owner, outsider = team["org"], team["owner"], team["outsider"]
     inv = (
@@ -208,7 +219,7 @@ async def test_revoked_and_expired_invitations_cannot_be_accepted(
 
 
 async def test_owner_deletes_org_with_everything_it_owns(
-    client: httpx.AsyncClient, team: dict, db: Database
+    client: httpx.AsyncClient, team: Team, db: Database
 ) -> None:
     org, owner, admin = team["org"], team["owner"], team["admin"]
     await client.post("/v1/clients", json={"name": "C"}, headers=owner.h(org=org))
@@ -253,7 +264,7 @@ async def test_idempotency_key_replays_the_first_result(client: httpx.AsyncClien
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
 
 
-async def test_brands_domains_unique_across_the_platform(client: httpx.AsyncClient, team: dict) -> None:
+async def test_brands_domains_unique_across_the_platform(client: httpx.AsyncClient, team: Team) -> None:
     org, owner, outsider = team["org"], team["owner"], team["outsider"]
     domain = f"{slug('d')}.example"
     shop, mine = slug("shop"), slug("mine")

@@ -9,6 +9,7 @@ from typing import Any
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import Tool, ToolAnnotations
 
 
 def mcp_http(app: Any, token: str | None, host: str = "testserver") -> httpx2.AsyncClient:
@@ -22,6 +23,18 @@ def mcp_http(app: Any, token: str | None, host: str = "testserver") -> httpx2.As
 def mcp_client(app: Any, token: str) -> Client:
     """The official MCP client on the app's /mcp, in process."""
     return Client(streamable_http_client("http://testserver/mcp", http_client=mcp_http(app, token)))
+
+
+def tool_annotations(tool: Tool) -> ToolAnnotations:
+    """The annotations of a listed tool: every tool of the app states them."""
+    assert tool.annotations is not None, tool.name
+    return tool.annotations
+
+
+def tool_description(tool: Tool) -> str:
+    """The description of a listed tool: every tool of the app has one."""
+    assert tool.description is not None, tool.name
+    return tool.description
 
 
 def tool_error(result: Any) -> dict[str, Any]:

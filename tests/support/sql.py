@@ -10,7 +10,9 @@ from sqlalchemy import Result, text
 from core.uow import Database
 
 
-async def system_sql(db: Database, statement: str, params: Mapping[str, Any] | None = None) -> Result[Any]:
+async def system_sql(
+    db: Database, statement: str, params: Mapping[str, Any] | None = None
+) -> Result[*tuple[Any, ...]]:
     """`statement` run in system mode (no tenant: row-level security does not narrow it) in a
     transaction of its own, committed. The result is buffered, so it reads after the commit."""
     async with db.system() as uow:

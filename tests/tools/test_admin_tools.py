@@ -16,7 +16,7 @@ from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import ROOT, make_org, signup
 from tests.support.billing import make_admin
-from tests.support.mcp import tool_error
+from tests.support.mcp import tool_annotations, tool_error
 
 ADMIN_TOOLS = {
     "admin_persons",
@@ -47,17 +47,17 @@ async def test_admin_toolset_is_off_by_default_and_annotated(client: httpx.Async
         tools = {t.name: t for t in (await c.list_tools()).tools}
     assert set(tools) == ADMIN_TOOLS | {"whoami"}
     for name in ("admin_persons", "admin_person_get", "admin_orgs", "admin_audit", "admin_dead_letters"):
-        assert tools[name].annotations.read_only_hint is True, name
-    redrive = tools["admin_dead_letters_redrive"].annotations
+        assert tool_annotations(tools[name]).read_only_hint is True, name
+    redrive = tool_annotations(tools["admin_dead_letters_redrive"])
     assert redrive.read_only_hint is False and redrive.idempotent_hint is True
-    suspend = tools["admin_person_suspend"].annotations
+    suspend = tool_annotations(tools["admin_person_suspend"])
     assert (
         suspend.read_only_hint is False
         and suspend.destructive_hint is True
         and suspend.idempotent_hint is True
     )
-    assert tools["admin_person_reactivate"].annotations.destructive_hint is False
-    assert not tools["admin_credits_grant"].annotations.idempotent_hint
+    assert tool_annotations(tools["admin_person_reactivate"]).destructive_hint is False
+    assert not tool_annotations(tools["admin_credits_grant"]).idempotent_hint
     for name in ADMIN_TOOLS:
         assert "org" not in tools[name].input_schema.get("properties", {}), name  # person-level
     async with Client(build_server(db, static_token=a.token, toolset_names=["admin"], read_only=True)) as c:
@@ -80,7 +80,7 @@ async def test_admin_tools_are_refused_to_a_person_and_an_org_owner(
     key = (
         await client.post("/v1/api-keys", json={"name": "k", "scopes": ["*"], "org": org}, headers=owner.h())
     ).json()["token"]
-    calls = {
+    calls: dict[str, dict[str, Any]] = {
         "admin_persons": {},
         "admin_person_get": {"person": someone.slug},
         "admin_person_suspend": {"person": someone.slug, "reason": "nope nope"},

@@ -140,7 +140,7 @@ async def test_tool_errors_carry_code_and_hint(client: httpx.AsyncClient, db: Da
     await install(client, owner, "analytics", org=org)
     await install(client, member, "analytics")
     async with Client(build_server(db, static_token=member.token, toolset_names=["analytics"])) as c:
-        cases = [
+        cases: list[tuple[str, dict[str, Any], str]] = [
             ("analytics_trends", {"events": ["x"], "filters": ["amount >> 3"]}, "invalid_filter"),
             ("analytics_trends", {"events": ["x"], "breakdown": "$member", "org": org}, "insufficient_role"),
             ("analytics_trends", {"events": ["x"], "time_zone": "Nowhere/Land"}, "invalid_time_zone"),

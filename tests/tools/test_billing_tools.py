@@ -14,7 +14,7 @@ from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
 from tests.support.billing import grant, make_admin
-from tests.support.mcp import tool_error
+from tests.support.mcp import tool_annotations, tool_description, tool_error
 from tests.support.registry import install
 
 TOOLS = {
@@ -44,9 +44,11 @@ async def test_tools_state_their_cost_and_honest_annotations(client: httpx.Async
         tools = {t.name: t for t in (await c.list_tools()).tools}
     assert set(tools) >= TOOLS
     for name in ("jobs_run", "identity_resolve_person", "identity_resolve_company"):
-        assert "CREDIT" in tools[name].description, name  # the cost is stated
-        assert tools[name].annotations.read_only_hint is False
-        assert not tools[name].annotations.idempotent_hint  # each call is a new charge (false by default)
+        assert "CREDIT" in tool_description(tools[name]), name  # the cost is stated
+        assert tool_annotations(tools[name]).read_only_hint is False
+        assert not tool_annotations(
+            tools[name]
+        ).idempotent_hint  # each call is a new charge (false by default)
     for name in (
         "jobs_quote",
         "jobs_get",
@@ -55,11 +57,11 @@ async def test_tools_state_their_cost_and_honest_annotations(client: httpx.Async
         "credits_ledger",
         "jobs_actions_list",
     ):
-        assert tools[name].annotations.read_only_hint is True, name
+        assert tool_annotations(tools[name]).read_only_hint is True, name
     for name in ("jobs_quote", "credits_balance", "credits_ledger", "jobs_actions_list", "jobs_cancel"):
-        assert "free" in tools[name].description.lower(), name
-    assert tools["jobs_cancel"].annotations.destructive_hint is True
-    assert tools["jobs_run"].annotations.open_world_hint is True  # peers are third parties
+        assert "free" in tool_description(tools[name]).lower(), name
+    assert tool_annotations(tools["jobs_cancel"]).destructive_hint is True
+    assert tool_annotations(tools["jobs_run"]).open_world_hint is True  # peers are third parties
     # Not listed to a person who has not installed them.
     b = await signup(client)
     async with Client(build_server(db, static_token=b.token)) as c:

@@ -22,7 +22,7 @@ from core.uow import Database
 from servers.app import create_app
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
-from tests.support.mcp import mcp_client, mcp_http, tool_error
+from tests.support.mcp import mcp_client, mcp_http, tool_annotations, tool_error
 from tests.support.registry import install
 from tests.support.serving import free_port, serving
 
@@ -81,16 +81,18 @@ async def test_tools_are_flat_typed_annotated_and_ordered(client: httpx.AsyncCli
     }
     assert create.input_schema["required"] == ["name"]
     remove = next(t for t in tools if t.name == "org_members_remove")
-    assert remove.annotations.destructive_hint is True and remove.annotations.read_only_hint is False
+    assert (
+        tool_annotations(remove).destructive_hint is True and tool_annotations(remove).read_only_hint is False
+    )
     who = next(t for t in tools if t.name == "whoami")
-    assert who.annotations.read_only_hint is True and who.annotations.destructive_hint is None
+    assert tool_annotations(who).read_only_hint is True and tool_annotations(who).destructive_hint is None
 
 
 async def test_toolsets_and_read_only_filter_the_list(client: httpx.AsyncClient, db: Database) -> None:
     a = await signup(client)
     async with Client(build_server(db, static_token=a.token, read_only=True)) as c:
         tools = (await c.list_tools()).tools
-    assert tools and all(t.annotations.read_only_hint for t in tools)
+    assert tools and all(tool_annotations(t).read_only_hint for t in tools)
     assert "clients_create" not in {t.name for t in tools} and "whoami" in {t.name for t in tools}
     with pytest.raises(ValueError, match="unknown toolsets"):
         build_server(db, static_token=a.token, toolset_names=["nope"])

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, PaginatedRequest, PaginatedRequestParams, Request
+from mcp.types import INVALID_PARAMS, PaginatedRequest, PaginatedRequestParams, Request, TextResourceContents
 
 from core.uow import Database
 from servers.mcp import build_server
@@ -49,6 +49,13 @@ async def skills_list(c: Client) -> dict[str, Any]:
 
 async def skills_get(c: Client, name: str) -> GetSkillResult:
     return await c.session.send_request(GetSkill(params=GetSkillRequestParams(uri=uri(name))), GetSkillResult)
+
+
+async def read_text(c: Client, resource: str) -> TextResourceContents:
+    """The first block of a resource read, a text one (a skill is markdown)."""
+    body = (await c.read_resource(resource)).contents[0]
+    assert isinstance(body, TextResourceContents), body
+    return body
 
 
 async def listed(c: Client) -> set[str]:
@@ -110,7 +117,7 @@ async def test_a_new_person_sees_the_always_available_skills_only(
             assert [(f.uri, f.digest, f.size) for f in entry.resources] == [
                 (uri(name), f"sha256:{hashlib.sha256(raw).hexdigest()}", len(raw))
             ]
-            body = (await c.read_resource(uri(name))).contents[0]
+            body = await read_text(c, uri(name))
             assert body.mime_type == "text/markdown" and body.text.encode() == raw
             assert (await skills_get(c, name)).skill == entry
         unknown = await refused(c, "no-such-skill")
@@ -129,7 +136,7 @@ async def test_skills_follow_installs_per_person_and_org(client: httpx.AsyncClie
     ):
         await install(client, a, "bookings")
         assert await listed(ca) == {uri("tenancy"), uri("registry"), uri("bookings")}
-        assert "Bookings" in (await ca.read_resource(uri("bookings"))).contents[0].text
+        assert "Bookings" in (await read_text(ca, uri("bookings"))).text
         assert (await skills_get(ca, "bookings")).skill.frontmatter == frontmatter("bookings")
         # Another person sees nothing of it, and cannot read it.
         assert await listed(cb) == {uri("tenancy"), uri("registry")}

@@ -13,7 +13,7 @@ from mcp import Client
 from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
-from tests.support.mcp import tool_error
+from tests.support.mcp import tool_annotations, tool_error
 from tests.support.messaging import api_key, inbound
 from tests.support.registry import install
 
@@ -56,9 +56,9 @@ async def test_tools_are_listed_with_honest_annotations(client: httpx.AsyncClien
         "messaging_drafts_list",
         "messaging_settings_get",
     ):
-        assert tools[name].annotations.read_only_hint is True, name
+        assert tool_annotations(tools[name]).read_only_hint is True, name
     for name in ("messaging_send", "messaging_draft_approve", "messaging_draft_generate"):
-        ann = tools[name].annotations
+        ann = tool_annotations(tools[name])
         assert ann.read_only_hint is False and ann.open_world_hint is True and not ann.idempotent_hint, name
     assert "idempotency_key" in tools["messaging_send"].input_schema["properties"]
     # Not listed to a person who has not installed it.

@@ -7,7 +7,7 @@ still parents it. With tracing on the tool's span is recorded as before
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -69,7 +69,7 @@ async def served(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, _Counte
                 yield c, counted
 
 
-def _lines(logs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _lines(logs: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     requests = [e for e in logs if e["event"] == "request" and e.get("path") == "/mcp"]
     calls = [e for e in logs if e["event"] == "tool_call"]
     assert len(requests) == 1 and len(calls) == 1, logs

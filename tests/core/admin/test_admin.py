@@ -523,6 +523,7 @@ async def test_dead_letters_are_listed_and_redriven_through_both_doors(
             db,
             "SELECT count(*) FROM platform.event_deliveries WHERE handler = 'tests.poison' AND status <> 'dead'",
         )
-        return left.scalar_one() == 0
+        count: int = left.scalar_one()
+        return count == 0
 
     await drain_until(relay, all_dead)

@@ -44,7 +44,8 @@ async def test_a_process_killed_mid_job_commits_nothing_and_the_job_settles_once
 
     async def settled() -> bool:
         await Relay(db).drain()
-        return (await job_facts(db, job_id, marker))["job"][0] != "queued"
+        status: str = (await job_facts(db, job_id, marker))["job"][0]
+        return status != "queued"
 
     await until(settled)  # once the dead process's lease runs out
     assert await job_facts(db, job_id, marker) == SETTLED_ONCE | {"delivery": ("done", 2)}
@@ -69,7 +70,8 @@ async def test_a_delivery_that_lost_its_lease_mid_job_commits_nothing_and_the_jo
         await asyncio.wait_for(support.entered.setdefault(gate, asyncio.Event()).wait(), 20)
 
         async def claimed_again() -> bool:
-            return (await job_facts(db, job_id, marker))["delivery"] == ("pending", 2)
+            delivery: tuple[str, int] | None = (await job_facts(db, job_id, marker))["delivery"]
+            return delivery == ("pending", 2)
 
         # Another relay takes the delivery once the lease ran out, and waits for the job's row.
         async def take_over() -> None:

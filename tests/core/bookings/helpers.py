@@ -37,7 +37,8 @@ async def set_hours(
         headers=who.h(org=org),
     )
     assert r.status_code == 200, r.text
-    return r.json()
+    hours: dict[str, Any] = r.json()
+    return hours
 
 
 async def make_service(
@@ -46,7 +47,8 @@ async def make_service(
     body = {"name": f"Service {dt.datetime.now().timestamp()}", "duration_minutes": 60, **fields}
     r = await client.post("/v1/bookings/services", json=body, headers=who.h(org=org))
     assert r.status_code == 201, r.text
-    return r.json()
+    service: dict[str, Any] = r.json()
+    return service
 
 
 async def hold(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -155,7 +156,13 @@ def test_the_compact_hour_format() -> None:
     assert len(weekly) == 11 and weekly[-1] == schemas.WeeklyHours(weekday="sat", start="09:00", end="12:00")
     overrides = schemas.parse_overrides(["2026-12-24 off", "2026-12-27 10:00-12:00 14:00-16:00"])
     assert overrides[0].intervals == [] and len(overrides[1].intervals) == 2
-    for bad in (["someday 09:00-17:00"], ["fri-mon 09:00-17:00"], ["mon 17:00-09:00"], ["mon 25:00-26:00"]):
+    bad_lines: tuple[list[str | dict[str, Any]], ...] = (
+        ["someday 09:00-17:00"],
+        ["fri-mon 09:00-17:00"],
+        ["mon 17:00-09:00"],
+        ["mon 25:00-26:00"],
+    )
+    for bad in bad_lines:
         with pytest.raises(ValidationFailed) as err:
             schemas.availability_from_lines("Europe/Paris", bad, [])
         assert err.value.errors[0].field == "weekly"
@@ -189,7 +196,10 @@ def test_slots_match_the_obvious_definition(
     taken: list[tuple[int, int]],
 ) -> None:  # fmt: skip
     close = min(opens + length, 24 * 4)
-    clock = lambda q: "24:00" if q == 96 else f"{q // 4:02d}:{q % 4 * 15:02d}"  # noqa: E731
+
+    def clock(q: int) -> str:
+        return "24:00" if q == 96 else f"{q // 4:02d}:{q % 4 * 15:02d}"
+
     hours = Hours(
         zone=zone,
         weekly=[

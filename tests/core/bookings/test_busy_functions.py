@@ -63,6 +63,7 @@ async def test_busy_time_reaches_those_who_may_schedule_the_provider_only(
         (dt.datetime.fromisoformat(at(day, "09:00")), dt.datetime.fromisoformat(at(day, "10:00"))),
         (dt.datetime.fromisoformat(at(day, "11:00")), dt.datetime.fromisoformat(at(day, "12:15"))),
     ]
+    who: Account | None
     for who, context in ((owner, org), (provider, org), (provider, None)):
         assert [tuple(r) for r in await _as(db, who, context, BUSY, window)] == expected
     # A booking being moved does not block its own new time.

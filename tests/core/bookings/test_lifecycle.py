@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 
 from core.bookings import expire_holds
 from core.uow import Database
-from tests.conftest import make_org, signup
+from tests.conftest import Account, make_org, signup
 from tests.core.bookings.helpers import admin, at, day_ahead, events, hold, make_service, set_hours, slots
 
 CLIENT = {"client_name": "Ada Lovelace", "client_email": "Ada@Example.com"}
 
 
-async def _provider(client: httpx.AsyncClient, **service: object):
+async def _provider(client: httpx.AsyncClient, **service: Any) -> tuple[Account, dict[str, Any]]:
     a = await signup(client)
     await set_hours(client, a)
     svc = await make_service(client, a, **service)

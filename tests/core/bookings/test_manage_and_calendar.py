@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -16,19 +17,21 @@ import jwt
 from core.bookings import links, send_due_reminders
 from core.events import load_handlers, run_schedule
 from core.uow import Database
-from tests.conftest import make_org, signup
+from tests.conftest import Account, make_org, signup
 from tests.core.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours
 
 NEW_YORK = ZoneInfo("America/New_York")
 CLIENT = {"client_name": "Grace Hopper", "client_email": "grace@example.com", "time_zone": "America/New_York"}
 
 
-async def _booked(client: httpx.AsyncClient, **service: object):
+async def _booked(
+    client: httpx.AsyncClient, **service: Any
+) -> tuple[Account, dict[str, Any], dt.date, list[dict[str, Any]]]:
     a = await signup(client)
     await set_hours(client, a)
     svc = await make_service(client, a, **service)
     day = day_ahead(5)
-    made = []
+    made: list[dict[str, Any]] = []
     for hour in ("10:00", "14:00"):
         r = await client.post(
             "/v1/bookings/requests",
@@ -60,8 +63,10 @@ async def test_a_manage_link_reaches_its_booking_and_nothing_else(
     assert (await client.get(f"/v1/bookings/manage/{a.token}")).json()["code"] == "manage_link_invalid"
     # Re-signed for the other booking with the access-token secret, or with no signature: refused.
     claims = jwt.decode(token, options={"verify_signature": False})
+    secret = db.settings.jwt_secret
+    assert secret
     for forged in (
-        jwt.encode({**claims, "sub": two["id"]}, db.settings.jwt_secret, algorithm="HS256"),
+        jwt.encode({**claims, "sub": two["id"]}, secret, algorithm="HS256"),
         jwt.encode({**claims, "sub": two["id"]}, "", algorithm="none"),
         token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"),
     ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -14,11 +15,11 @@ from core.uow import Database
 from servers.mcp import build_server
 from tests.conftest import make_org, signup
 from tests.core.bookings.helpers import at, day_ahead, hold, make_service, round_robin_team, set_hours, slots
-from tests.support.mcp import tool_error
+from tests.support.mcp import tool_annotations, tool_description, tool_error
 from tests.support.registry import install
 
 
-def _err(result: object) -> dict:
+def _err(result: object) -> dict[str, Any]:
     return tool_error(result)
 
 
@@ -36,12 +37,12 @@ async def test_toolset_shapes_and_annotations(client: httpx.AsyncClient, db: Dat
         "bookings_list", "bookings_get", "bookings_manage_link", "bookings_record_outcome",
     }  # fmt: skip
     assert expected <= set(tools)
-    ann = {n: tools[n].annotations for n in expected}
+    ann = {n: tool_annotations(tools[n]) for n in expected}
     assert ann["bookings_cancel"].destructive_hint is True
     assert not ann["bookings_hold"].idempotent_hint and ann["bookings_hold"].destructive_hint is False
     assert ann["bookings_slots"].read_only_hint is True and ann["bookings_list"].read_only_hint is True
-    assert "bookings_slots" in tools["bookings_hold"].description
-    assert "before bookings_hold" in tools["bookings_slots"].description
+    assert "bookings_slots" in tool_description(tools["bookings_hold"])
+    assert "before bookings_hold" in tool_description(tools["bookings_slots"])
     for name in expected:
         assert "org" in tools[name].input_schema["properties"], name
     assert "idempotency_key" in tools["bookings_hold"].input_schema["properties"]
@@ -227,7 +228,10 @@ def _next_change(zone: ZoneInfo) -> dt.date:
     are all still to come (from tomorrow on): the week around it is wholly bookable, even when the
     suite runs in the last days before a change."""
     day = dt.datetime.now(zone).date() + dt.timedelta(days=4)
-    noon = lambda d: dt.datetime.combine(d, dt.time(12), tzinfo=zone).utcoffset()  # noqa: E731
+
+    def noon(d: dt.date) -> dt.timedelta | None:
+        return dt.datetime.combine(d, dt.time(12), tzinfo=zone).utcoffset()
+
     while noon(day) == noon(day - dt.timedelta(days=1)):
         day += dt.timedelta(days=1)
     return day

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from core.config import Settings
 from core.db import asyncpg_url
@@ -23,7 +23,15 @@ async def test_the_exclusion_constraint_refuses_overlaps_from_any_door(settings:
     service = uuid.uuid4()
     t0 = dt.datetime(2031, 3, 3, 9, tzinfo=dt.UTC)
 
-    async def insert(conn, start, end, status="confirmed", before=0, after=0, owner=None):
+    async def insert(
+        conn: AsyncConnection,
+        start: dt.datetime,
+        end: dt.datetime,
+        status: str = "confirmed",
+        before: int = 0,
+        after: int = 0,
+        owner: uuid.UUID | None = None,
+    ) -> None:
         await conn.execute(
             text(
                 "INSERT INTO bookings.bookings (id, service_id, provider_id, status, start_at, end_at,"
