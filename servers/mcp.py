@@ -51,6 +51,7 @@ from tools.base import (
     internal_error,
     invalid_arguments,
     sent_arguments,
+    unknown_arguments,
     use_hint_names,
 )
 
@@ -307,6 +308,10 @@ class AtlilithServer(MCPServer):
             self.middleware[0] = SpansWhenRecorded(first)
         self.middleware.append(release_unless_adopting)
         self._specs = {spec.name: spec for spec in served}
+        # What each tool takes, as its inputSchema says: anything else is refused (`call_tool`).
+        self._arguments = {
+            tool.name: set(tool.parameters.get("properties", {})) for tool in self._tool_manager.list_tools()
+        }
         self._toolset_of = toolset_of
         self._sets = {ts.name: ts for ts in sets}
         # tools/list answers by what the caller sees (`list_tools`); the tools never change.
@@ -349,6 +354,11 @@ class AtlilithServer(MCPServer):
         if not self.selected(name):
             # The spec's protocol error for a tool this server does not have.
             raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}")
+        unknown = arguments.keys() - self._arguments[name]
+        if unknown:
+            log.info("tool_call", tool=name, outcome="invalid_arguments")
+            TOOL_CALLS.labels(name, "invalid_arguments").inc()
+            return error_result(unknown_arguments(name, set(unknown), self._arguments[name]))
         sent = sent_arguments.set(frozenset(arguments))
         started = time.perf_counter()
         outcome = "failed"

@@ -470,6 +470,19 @@ def invalid_arguments(tool: str, exc: ValidationError) -> ValidationFailed:
     )
 
 
+def unknown_arguments(tool: str, unknown: set[str], accepted: set[str]) -> ValidationFailed:
+    """Arguments the tool does not take, refused rather than dropped: a mistyped `org` would
+    otherwise act in the personal context, and a mistyped filter return everything."""
+    names = ", ".join(f"`{n}`" for n in sorted(unknown))
+    takes = ", ".join(f"`{n}`" for n in sorted(accepted)) or "no arguments"
+    return ValidationFailed(
+        f"not arguments of {tool}: {', '.join(sorted(unknown))}",
+        code="invalid_arguments",
+        hint=f"remove {names} and call `{tool}` again; it takes {takes}",
+        errors=[FieldIssue(n, "not an argument of this tool", "extra_forbidden") for n in sorted(unknown)],
+    )
+
+
 def _plain_text(tool: str, arguments: dict[str, Any]) -> None:
     """Loose arguments (a `q`, a filter) get the input models' text check before any tool runs:
     a NUL would otherwise reach PostgreSQL and come back as `internal_error`."""

@@ -145,6 +145,14 @@ async def test_errors_carry_code_and_hint_and_no_internals(client: httpx.AsyncCl
         assert member_only["code"] == "not_a_member"
         dup_slug = tool_error(await c.call_tool("orgs_create", {"slug": "admin", "name": "X"}))
         assert dup_slug["code"] == "invalid_arguments" and dup_slug["fields"][0]["path"] == "slug"
+        # An argument the tool does not take is refused, never dropped: a mistyped `org` would
+        # otherwise act in the personal context.
+        typo = tool_error(await c.call_tool("clients_create", {"name": "Typo", "organization": "x"}))
+        assert typo["code"] == "invalid_arguments"
+        assert typo["fields"] == [{"path": "organization", "problem": "not an argument of this tool"}]
+        assert "`org`" in typo["hint"] and "`organization`" in typo["hint"]
+        listed = await c.call_tool("clients_list", {})
+        assert "Typo" not in [x["name"] for x in listed.structured_content["items"]]
         # An unknown tool is the protocol error the spec names, not a tool result.
         with pytest.raises(MCPError) as unknown:
             await c.call_tool("no_such_tool", {})
