@@ -3,9 +3,10 @@
 For the seeded person (`transquinnftw`, personal context) and the org (`cocotte`): inbound
 threads from clients, one with an agent's pending draft; a service with working hours and a
 week of bookings; a month of analytics events. Everything goes through the core operations
-the API uses (an inbound message is ingested like a channel peer's, the draft is written by an
-API key as an agent would), so the demo shows what the product really does. Where the
-context has credits, a few identity jobs (look-ups of the demo clients) are run too.
+the API uses (an inbound message is ingested as the client's conversation page delivers it,
+the draft is written by an API key as an agent would), so the demo shows what the product
+really does. Where the context has credits, a few identity jobs (look-ups of the demo clients)
+are run too.
 
 Demo rows are marked: threads carry the label `demo`, the service's name ends in "(demo)" and
 its bookings' private notes say "demo", analytics events have the source `demo`. Each part
@@ -124,7 +125,10 @@ async def _demo_threads(db: Database, ctx: TenantContext, now: dt.datetime) -> t
                 ctx,
                 uow,
                 InboundIn(
-                    channel="email",
+                    # The client wrote through a conversation page: replies (and the agent's
+                    # draft, once approved) are delivered on a fresh `./run dev`, which has no
+                    # email peer, and the first one shows the provider the client's link.
+                    channel="portal",
                     external_id=f"demo-{tag}-{i}",
                     client_email=email,
                     client_name=name,

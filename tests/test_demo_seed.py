@@ -15,9 +15,16 @@ from sqlalchemy.engine import make_url
 
 from core.config import Settings
 from core.demo import seed_demo_data
+from core.messaging.conversation import client_link
+from core.messaging.drafts import approve_draft, list_drafts
+from core.messaging.schemas import DraftApproveIn
 from core.migrate import create_database, drop_database, migrate
+from core.opener import open_context
+from core.pagination import PageRequest
 from core.relay import Relay
 from core.seed import seed
+from core.tenancy.schemas import LoginIn
+from core.tenancy.sessions import Device, login
 from core.uow import Database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +118,21 @@ async def _demo_then_again(db: Database) -> None:
         assert set(statuses) == {"succeeded"}
     assert (await seed_demo_data(db)).jobs == 0
     assert (await _counts(db)) == after_first
+    await _the_agents_draft_is_approved_and_sent(db)
+
+
+async def _the_agents_draft_is_approved_and_sent(db: Database) -> None:
+    """What a newcomer does first in the portal: approve the agent's pending draft. A fresh
+    `./run dev` configures no channel peer, so the demo's threads must be deliverable without one."""
+    signed_in = await login(db, LoginIn(login="transquinnftw", password=SEED_PASSWORD), Device())
+    async with db.uow() as uow:
+        ctx = await open_context(uow, signed_in.access_token, "cocotte")
+        pending = (await list_drafts(ctx, uow, PageRequest())).items
+        assert len(pending) == 1
+        sent = await approve_draft(ctx, uow, pending[0].id, DraftApproveIn())
+        assert sent.message.direction == "out" and sent.message.body == pending[0].body
+        link = await client_link(ctx, uow, pending[0].thread_id)
+        assert link.url
 
 
 @pytest.mark.parametrize("days", [1, 2, 7])
