@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 import phonenumbers
@@ -82,6 +82,18 @@ def text_issues(values: Iterable[tuple[str, Any]]) -> list[FieldIssue]:
 # The one text type: free text that a door passes to core outside an input model (a `q` search,
 # a filter) is annotated with it; fields of `Input` models get the same check from the base.
 Text = Annotated[str, AfterValidator(check_text)]
+
+
+def issue_message(error: Mapping[str, Any]) -> str:
+    """One pydantic error as a person reads it: without the "Value error, " pydantic puts before
+    a validator's own words, "required" for a missing field. Every door words its field issues
+    with this (REST problems, MCP tool errors, the public pages' forms)."""
+    if error.get("type") == "missing":
+        return "required"
+    message = str(error.get("msg", "invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
 
 
 class Input(BaseModel):

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from core.db_errors import connection_lost, transaction_conflict, translate_db_error
 from core.errors import DomainError, FieldIssue, ValidationFailed
 from core.observability import current_trace_id, get_logger
+from core.validation import issue_message
 from servers.hints import DOOR_HEADER, for_rest
 
 log = get_logger("atlilith.http")
@@ -91,7 +92,7 @@ def validation_problem(exc: RequestValidationError | ValidationError) -> JSONRes
             malformed = True
         loc = tuple(err.get("loc", ()))
         field, where = (".".join(map(str, loc)) or "request", "request") if inner else _field_name(loc)
-        message = str(err.get("msg", "invalid"))
+        message = issue_message(err)
         if kind == "extra_forbidden":
             message = "unknown field"
         errors.append({**FieldIssue(field, message, kind).as_dict(), "in": where})

@@ -29,7 +29,7 @@ from core.observability import annotate, current_trace_id, get_logger, step
 from core.opener import Operation, Verified, call_in, open_context
 from core.pagination import DEFAULT_LIMIT, PageRequest
 from core.uow import Database, UnitOfWork
-from core.validation import TEXT_HINT, text_issues
+from core.validation import TEXT_HINT, issue_message, text_issues
 
 log = get_logger("atlilith.mcp")
 P = ParamSpec("P")
@@ -506,11 +506,9 @@ def internal_error() -> DomainError:
 
 
 def _problem(error: Any) -> str:
-    if error["type"] == "missing":
-        return "required"
     if error["type"] == "extra_forbidden":
         return "not an argument of this tool"
-    return str(error["msg"])
+    return issue_message(error)
 
 
 def _guarded(name: str, toolset: Toolset, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

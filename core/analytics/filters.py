@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from core.errors import FieldIssue, ValidationFailed
-from core.validation import Input
+from core.validation import Input, issue_message
 
 Op = Literal["eq", "neq", "contains", "in", "exists", "not_exists", "gt", "gte", "lt", "lte"]
 Scalar = str | int | float | bool | None
@@ -161,7 +161,7 @@ def parse_filters(
 
 
 def _messages(exc: ValidationError) -> list[str]:
-    return [str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()]
+    return [issue_message(e) for e in exc.errors()]
 
 
 def _text_of(value: Any) -> str:

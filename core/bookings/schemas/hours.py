@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from core.bookings.schemas.common import HHMM, WEEKDAYS, CalendarDate, TimeZone, Weekday
 from core.errors import FieldIssue, ValidationFailed
 from core.tenancy.schemas import PersonRef
-from core.validation import Input
+from core.validation import Input, issue_message
 
 
 class TimeRange(Input):
@@ -135,7 +135,7 @@ def parse_overrides(lines: list[str]) -> list[DateOverride]:
 
 def _lines_error(exc: ValidationError) -> ValueError:
     first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
-    return ValueError(str(first["msg"]).removeprefix("Value error, "))
+    return ValueError(issue_message(first))
 
 
 def read_weekly(items: list[Any]) -> list[Any]:

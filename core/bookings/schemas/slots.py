@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from core.bookings.schemas.catalogue import ServiceRef
 from core.bookings.schemas.common import BookableDate, TimeZone
@@ -19,13 +19,18 @@ class SlotsQuery(Input):
     time_zone: TimeZone = Field(default="UTC", description="The requester's zone: days and times use it.")
     provider: SlugRef | None = Field(default=None, description="Only this provider's slots.")
 
-    @model_validator(mode="after")
-    def _range(self) -> SlotsQuery:
-        if self.to_date < self.from_date:
+    @field_validator("to_date")
+    @classmethod
+    def _range(cls, to_date: dt.date, info: ValidationInfo) -> dt.date:
+        # A field's check, not the model's: the error names `to_date`, the argument to change.
+        from_date = info.data.get("from_date")
+        if from_date is None:  # invalid itself, and reported as such
+            return to_date
+        if to_date < from_date:
             raise ValueError("`to_date` is before `from_date`")
-        if (self.to_date - self.from_date).days > 41:
+        if (to_date - from_date).days > 41:
             raise ValueError("ask for at most 42 days at a time")
-        return self
+        return to_date
 
 
 class SlotOut(BaseModel):

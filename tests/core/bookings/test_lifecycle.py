@@ -375,7 +375,11 @@ async def test_bad_input_gets_clear_errors(client: httpx.AsyncClient) -> None:
         params={"service_id": svc["id"], "from_date": "2027-01-10", "to_date": "2027-01-01"},
         headers=h,
     )
+    # The argument to change, in words a person reads (no validator's "Value error, ").
     assert r.status_code == 422
+    assert [(e["field"], e["message"]) for e in r.json()["errors"]] == [
+        ("to_date", "`to_date` is before `from_date`")
+    ]
     # A booked service can't be deleted, only deactivated; then it's not offered.
     await client.post(
         "/v1/bookings/requests",
