@@ -45,9 +45,17 @@ def _time_zone(value: str) -> str:
     raise ValueError("not an IANA time zone name, e.g. Europe/Paris or America/New_York")
 
 
+@lru_cache(maxsize=1)
+def _iso_4217() -> frozenset[str]:
+    # Imported on first use: pycountry's import alone takes ~0.4 s, every CLI start would pay it.
+    import pycountry
+
+    return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
 def _currency(value: str) -> str:
     value = value.strip().upper()
-    if not re.fullmatch(r"[A-Z]{3}", value):
+    if value not in _iso_4217():
         raise ValueError("an ISO 4217 currency code, e.g. EUR or USD")
     return value
 

@@ -366,6 +366,13 @@ async def test_bad_input_gets_clear_errors(client: httpx.AsyncClient) -> None:
         "/v1/bookings/services", json={"name": "X", "duration_minutes": 60, "price_amount": "10"}, headers=h
     )
     assert bad_svc.status_code == 422
+    # Three letters are not enough: the code must be one ISO 4217 assigns.
+    made_up = await client.post(
+        "/v1/bookings/services",
+        json={"name": "Made up", "duration_minutes": 30, "price_amount": "10", "currency": "zzz"},
+        headers=h,
+    )
+    assert made_up.status_code == 422 and made_up.json()["errors"][0]["field"] == "currency"
     dup = await client.post(
         "/v1/bookings/services", json={"name": svc["name"].upper(), "duration_minutes": 30}, headers=h
     )
