@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 from sqlalchemy.types import Uuid
 
-from core.context import TenantContext
+from core.context import PrincipalKind, TenantContext
 from core.errors import Conflict, FieldIssue, NotFound
 from core.idempotency import idempotent_operation
 from core.messaging.conversation import LINK_ISSUED, issues_link
@@ -109,6 +109,14 @@ async def append_outbound_with_thread(
     return row[0], row[1]
 
 
+def _author_kind(ctx: TenantContext) -> str:
+    """Who a message is shown as written by: the platform's own (a booking's reminder, sent by
+    a handler in a service context) is `system`, never the provider, and reads nothing."""
+    if ctx.principal.kind is PrincipalKind.SERVICE:
+        return "system"
+    return "agent" if is_agent(ctx) else "person"
+
+
 def _outbound(
     ctx: TenantContext,
     uow: UnitOfWork,
@@ -123,7 +131,7 @@ def _outbound(
 ) -> tuple[ExecutableReturnsRows, dict[str, Any]]:
     """The send's statement and its parameters, its events queued (one of them taken into the
     statement when it is the only one)."""
-    kind = author_kind or ("agent" if is_agent(ctx) else "person")
+    kind = author_kind or _author_kind(ctx)
     reads = kind == "person" and thread.unread_count > 0
     moves_status = status is not None and status != thread.status
     message_id = uuid.uuid4()

@@ -89,6 +89,8 @@ async def test_without_a_mail_peer_the_reminder_lands_in_the_portal_conversation
     [message] = detail["messages"]
     assert message["id"] == reminder["message_id"] and message["delivery_status"] == "sent"
     assert "Reminder:" in message["body"] and "/manage/" in message["body"]
+    # The platform wrote it, not the provider: the inbox must not say "sent by you".
+    assert message["author"]["kind"] == "system"
     # The client reads it through their conversation link, issued by this first message.
     link = (await mc.get(f"/v1/messaging/threads/{thread['id']}/client-link", headers=h)).json()
     assert link["active"]
