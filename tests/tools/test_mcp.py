@@ -16,7 +16,7 @@ import structlog
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS
+from mcp.types import INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
 
 from core.uow import Database
 from servers.app import create_app
@@ -222,6 +222,25 @@ async def test_http_mcp_refuses_unknown_hosts(app: Any, client: httpx.AsyncClien
             headers={"Accept": "application/json, text/event-stream"},
         )
         assert r.status_code == 421
+
+
+async def test_a_body_that_is_no_json_rpc_message_is_refused_without_validator_internals(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    a = await signup(client)
+    accept = {"Accept": "application/json, text/event-stream", "content-type": "application/json"}
+    async with mcp_http(app, a.token) as raw:
+        for body in ("[]", '{"foo": 1}', '[{"jsonrpc": "2.0", "id": 1, "method": "ping"}]'):
+            for protocol in ({}, {"MCP-Protocol-Version": "2026-07-28"}):
+                r = await raw.post("/mcp", content=body, headers=accept | protocol)
+                assert r.status_code == 400, (body, protocol, r.text)
+                error = r.json()["error"]
+                assert error["code"] == INVALID_REQUEST, (body, protocol, error)
+                assert "single JSON-RPC request or notification object" in error["message"]
+                assert "pydantic" not in r.text and "validation error" not in r.text.lower()
+        # Anything else answered with a 400 stays as the SDK words it.
+        unparsable = await raw.post("/mcp", content="nope", headers=accept)
+        assert unparsable.status_code == 400 and unparsable.json()["error"]["code"] == PARSE_ERROR
 
 
 async def test_real_http_server_round_trip(db: Database, client: httpx.AsyncClient) -> None:
