@@ -21,9 +21,10 @@ from core.bookings.manage import manage_cancel, manage_ics, manage_reschedule, m
 from core.bookings.public import PublicBookIn, public_book, public_page, public_service, public_slots
 from core.bookings.schemas import ManageCancelIn, ManageRescheduleIn, SlotsOut, bookable_range, is_bookable
 from core.bookings.sites import SiteOut, brand_for_host, public_site
-from core.errors import Conflict, DomainError, FieldIssue, NotFound, ValidationFailed
+from core.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core.messaging.conversation import ReplyIn, conversation_reply, conversation_view
 from core.uow import Database
+from servers.public.form_errors import form_errors, invalid
 from servers.public.guard import check_form, check_target
 from servers.public.render import HEADERS, csrf_token, error_page, not_found, render, when
 
@@ -110,7 +111,7 @@ def guarded(handler: Handler) -> Handler:
         except ValidationError as exc:
             # A model built from what the page passed refused it: still a page, never the
             # REST door's problem JSON (the handlers check what a visitor can get wrong first).
-            said = " ".join(dict.fromkeys(issue.message for issue in _invalid(exc).errors))
+            said = " ".join(dict.fromkeys(issue.message for issue in invalid(exc).errors))
             return error_page(request, ValidationFailed(said or "this could not be done"))
 
     return page
@@ -292,7 +293,7 @@ async def _details(
         start_at=start.isoformat(),
         time_zone=zone,
         values=values,
-        error=_shown(error),
+        errors=form_errors(error),
         csrf=csrf_token(request),
         key=values.get("key") or secrets.token_urlsafe(16),
         action=f"/book/{page.slug}/{service.id}",
@@ -306,17 +307,6 @@ async def details_page(request: Request) -> Response:
     if start is None:
         return not_found(request)
     return await _details(request, start, zone, {})
-
-
-def _shown(error: DomainError | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    return {"message": error.message, "fields": [f"{i.field}: {i.message}" for i in error.errors]}
-
-
-def _invalid(exc: ValidationError) -> DomainError:
-    fields = [FieldIssue(".".join(str(p) for p in e["loc"]) or "form", e["msg"]) for e in exc.errors()]
-    return ValidationFailed("please check the form", errors=fields)
 
 
 async def book(request: Request) -> Response:
@@ -341,7 +331,7 @@ async def book(request: Request) -> Response:
             time_zone=zone,
         )
     except ValidationError as exc:
-        return await _details(request, start, zone, form, _invalid(exc))
+        return await _details(request, start, zone, form, invalid(exc))
     await check_target(request, slug.lower())
     try:
         booked = await public_book(_db(request), slug, data, form.get("key") or None)
@@ -356,7 +346,7 @@ async def book(request: Request) -> Response:
         return await _details(request, start, zone, form, error)
     except ValidationError as exc:
         # A model core builds from the visitor's input refused it: the form again, like above.
-        return await _details(request, start, zone, form, _invalid(exc))
+        return await _details(request, start, zone, form, invalid(exc))
     return RedirectResponse(f"/manage/{booked.manage_token}?done={booked.status}", status_code=303)
 
 
@@ -405,7 +395,7 @@ async def cancel(request: Request) -> Response:
     try:
         data = ManageCancelIn(reason=form.get("reason") or None)
     except ValidationError as exc:
-        raise _invalid(exc) from exc
+        raise invalid(exc) from exc
     await manage_cancel(_db(request), token, data)
     return RedirectResponse(f"/manage/{token}?done=cancelled", status_code=303)
 

@@ -514,3 +514,47 @@ async def test_a_visitor_asking_for_a_far_week_or_a_past_time_is_told_so(
     await expect(visitor.get_by_role("heading", level=1)).to_have_text("This time can't be booked")
     await expect(visitor.get_by_role("link", name="Pick another time")).to_be_visible()
     assert await _bookings(page) == []
+
+
+async def test_the_form_says_what_is_wrong_next_to_the_field(page: Page, new_context: Any) -> None:
+    slug, service = await _provider(page)
+    visitor = await (await new_context()).new_page()
+    await visitor.goto(f"/book/{slug}/{service['id']}")
+    await _next_week(visitor)
+    await visitor.locator("a.slot").first.click()
+    form = visitor.get_by_role("form", name="Your details")
+    await form.get_by_label("Your name").fill("Ada <b>L</b>")
+    await form.get_by_label("Phone (with country code)").fill("<i>abc</i>")
+    await form.get_by_role("button", name="Book").click()
+    alert = visitor.get_by_role("alert")
+    await expect(alert).to_contain_text("There is a problem")
+    await expect(alert.get_by_role("listitem")).to_have_text(["Not a phone number."])
+    phone = form.get_by_label("Phone (with country code)")
+    await expect(phone).to_have_accessible_description("Not a phone number.")
+    await expect(phone).to_have_attribute("aria-invalid", "true")
+    await expect(phone).to_have_value("<i>abc</i>")  # kept as typed, as text
+    await expect(form.get_by_label("Your name")).to_have_value("Ada <b>L</b>")
+    await expect(form.get_by_label("Email")).not_to_have_attribute("aria-invalid", "true")
+    await alert.get_by_role("link", name="Not a phone number.").click()
+    await expect(phone).to_be_focused()
+
+    await phone.fill("")
+    await form.get_by_role("button", name="Book").click()
+    await expect(alert.get_by_role("listitem")).to_have_text(
+        ["Give an email address or a phone number, so the provider can reach you."]
+    )
+
+    # A time outside the provider's hours (Paris 09:00-17:00): core's refusal, for a person.
+    night = dt.datetime.combine(dt.date.today() + dt.timedelta(days=8), dt.time(3), dt.UTC)
+    await visitor.goto(
+        f"/book/{slug}/{service['id']}/details?start={night.isoformat().replace('+', '%2B')}&tz=UTC"
+    )
+    await form.get_by_label("Your name").fill("Ada")
+    await form.get_by_label("Email").fill("ada@example.com")
+    await form.get_by_role("button", name="Book").click()
+    await expect(alert.get_by_role("listitem")).to_have_text(
+        ["This time is outside the provider's working hours."]
+    )
+    for developer_text in ("Value error", "start_at", "phone:", "form:", "`"):
+        await expect(visitor.get_by_text(developer_text)).to_have_count(0)
+    assert await _bookings(page) == []
