@@ -558,3 +558,19 @@ async def test_the_form_says_what_is_wrong_next_to_the_field(page: Page, new_con
     for developer_text in ("Value error", "start_at", "phone:", "form:", "`"):
         await expect(visitor.get_by_text(developer_text)).to_have_count(0)
     assert await _bookings(page) == []
+
+
+async def test_public_pages_ask_for_no_favicon(page: Page, new_context: Any, db: Database) -> None:
+    slug, service = await _provider(page)
+    token = await _managed_booking(db, slug, service)
+    visitor = await (await new_context()).new_page()
+    # Chromium's favicon fetch is not a page request Playwright reports; its 404 shows up as a
+    # console error whose location is /favicon.ico.
+    failed: list[str] = []
+    visitor.on("console", lambda m: failed.append(m.location.get("url", "")) if m.type == "error" else None)
+    pages = [f"/book/{slug}", f"/book/{slug}/{service['id']}?tz=UTC", f"/manage/{token}", "/manage/no-such"]
+    for path in pages:
+        await visitor.goto(path)
+        await expect(visitor.get_by_role("heading", level=1)).to_be_visible()
+    # The one error expected: the unknown link's own 404.
+    assert [url for url in failed if not url.endswith("/manage/no-such")] == [], failed
