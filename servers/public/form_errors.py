@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.errors import DomainError, FieldIssue, ValidationFailed
-from core.validation import CONTROL_CHARACTER
+from core.validation import CONTROL_CHARACTER, issue_message
 
 __all__ = ["FormErrors", "form_errors", "invalid", "sentence"]
 
@@ -32,8 +32,8 @@ FORM_FIELDS = {
 
 
 def sentence(text: str) -> str:
-    """Developer text as a sentence: no pydantic prefix, no backticks, a capital, a full stop."""
-    text = text.removeprefix("Value error, ").replace("`", "").strip()
+    """Core's wording as a sentence: no backticks, a capital, a full stop."""
+    text = text.replace("`", "").strip()
     if not text:
         return text
     text = text[0].upper() + text[1:]
@@ -41,7 +41,8 @@ def sentence(text: str) -> str:
 
 
 def _message(error: Any) -> str:
-    """pydantic's message for one error, said for the person who typed the value."""
+    """pydantic's message for one error, said for the person who typed the value: the wording
+    every door uses (`issue_message`), except where that speaks of lengths and code points."""
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "string_too_short":
         return "Fill in this field."
@@ -49,9 +50,7 @@ def _message(error: Any) -> str:
         return f"Use at most {ctx.get('max_length')} characters."
     if kind == CONTROL_CHARACTER:
         return "Remove the invisible control characters from this text."
-    if kind == "value_error" and "error" in ctx:
-        return sentence(str(ctx["error"]))
-    return sentence(str(error["msg"]))
+    return sentence(issue_message(error))
 
 
 def invalid(exc: ValidationError) -> ValidationFailed:
