@@ -29,7 +29,7 @@ from core.bookings.models import Service
 from core.bookings.policy import READ, WRITE
 from core.bookings.presenters import money
 from core.bookings.schemas import ConfirmIn, HoldIn, MoneyOut, RequestIn, SlotsOut, SlotsQuery
-from core.bookings.schemas.common import LocationKind, TimeZone
+from core.bookings.schemas.common import BookableStart, LocationKind, TimeZone, bookable_range
 from core.bookings.slots import find_slots
 from core.context import TenantContext, service_context
 from core.errors import NotFound
@@ -75,7 +75,7 @@ class PublicBookIn(Input):
     """What the visitor types: who they are and the slot they picked."""
 
     service_id: uuid.UUID
-    start_at: dt.datetime
+    start_at: BookableStart
     name: Name
     email: Email | None = None
     phone: str | None = Field(default=None, max_length=40)
@@ -207,12 +207,11 @@ async def public_slots(
     async with _as_page(db, slug) as (_, ctx, uow):
         if not await _offered(ctx, uow, service_id):
             raise _unknown()
-        query = SlotsQuery(
-            service_id=service_id,
-            from_date=from_date,
-            to_date=from_date + dt.timedelta(days=days - 1),
-            time_zone=time_zone,
-        )
+        # Nothing past the last bookable day can be booked; stopping there also keeps a far
+        # `from_date` (9999-12-31) from overflowing the sum: the query refuses it like any door's.
+        _, last = bookable_range()
+        to_date = from_date if from_date >= last else min(last, from_date + dt.timedelta(days=days - 1))
+        query = SlotsQuery(service_id=service_id, from_date=from_date, to_date=to_date, time_zone=time_zone)
         return await find_slots(ctx, uow, query)
 
 

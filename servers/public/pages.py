@@ -19,11 +19,12 @@ from starlette.routing import BaseRoute, Route
 
 from core.bookings.manage import manage_cancel, manage_ics, manage_reschedule, manage_slots, manage_view
 from core.bookings.public import PublicBookIn, public_book, public_page, public_service, public_slots
-from core.bookings.schemas import ManageCancelIn, ManageRescheduleIn, SlotsOut
+from core.bookings.schemas import ManageCancelIn, ManageRescheduleIn, SlotsOut, bookable_range, is_bookable
 from core.bookings.sites import SiteOut, brand_for_host, public_site
-from core.errors import Conflict, DomainError, FieldIssue, NotFound, ValidationFailed
+from core.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core.messaging.conversation import ReplyIn, conversation_reply, conversation_view
 from core.uow import Database
+from servers.public.form_errors import form_errors, invalid
 from servers.public.guard import check_form, check_target
 from servers.public.render import HEADERS, csrf_token, error_page, not_found, render, when
 
@@ -59,12 +60,28 @@ def _zone(request: Request) -> tuple[str, bool]:
     return (given, True) if given in zones() else ("UTC", False)
 
 
-def _from(request: Request, zone: str) -> dt.date:
+def _last_week() -> dt.date:
+    """The first day of the last week a times page shows: it ends on the last bookable day."""
+    return bookable_range()[1] - dt.timedelta(days=6)
+
+
+def _from(request: Request, zone: str) -> tuple[dt.date, str | None]:
+    """The first day of the week to show, and what to tell the visitor when it is not the one
+    asked for. An earlier day is today (the week picker may offer one); a day the core's rule
+    refuses ahead, or that is no date, is answered with the nearest week that can be shown."""
     today = dt.datetime.now(ZoneInfo(zone)).date()
+    asked = request.query_params.get("from", "")
+    if not asked:
+        return today, None
     try:
-        return max(today, dt.date.fromisoformat(request.query_params.get("from", "")))
+        day = dt.date.fromisoformat(asked)
     except ValueError:
-        return today
+        return today, "That date was not understood: here are this week's times."
+    last, horizon = _last_week(), bookable_range()[1]
+    if day > last:
+        said = f"{horizon.day} {horizon:%B %Y}"
+        return last, f"Times can be booked up to {said}: here is the last week that can be."
+    return max(today, day), None
 
 
 def _db(request: Request) -> Database:
@@ -91,6 +108,11 @@ def guarded(handler: Handler) -> Handler:
             return await handler(request)
         except DomainError as error:
             return error_page(request, error)
+        except ValidationError as exc:
+            # A model built from what the page passed refused it: still a page, never the
+            # REST door's problem JSON (the handlers check what a visitor can get wrong first).
+            said = " ".join(dict.fromkeys(issue.message for issue in invalid(exc).errors))
+            return error_page(request, ValidationFailed(said or "this could not be done"))
 
     return page
 
@@ -152,7 +174,9 @@ def _host(request: Request) -> str:
 async def _slots_page(request: Request, notice: str | None = None, status: int = 200) -> Response:
     slug, service_id = request.path_params["slug"], _service_id(request)
     zone, given = _zone(request)
-    start = _from(request, zone)
+    start, refused = _from(request, zone)
+    if refused and not notice:
+        notice, status = refused, 400
     db = _db(request)
     page, service = await public_service(db, slug, service_id)
     slots = await public_slots(db, slug, service_id, start, 7, zone)
@@ -188,7 +212,8 @@ def _times(
     def link(at: dt.datetime) -> str:
         return f"{pick}?" + urlencode({"start": at.isoformat(), "tz": zone})
 
-    following = (start + dt.timedelta(days=7)).isoformat()
+    following = start + dt.timedelta(days=7)
+    last = _last_week()
     return render(
         request,
         "slots.html",
@@ -196,8 +221,12 @@ def _times(
         time_zone=zone,
         zone_given=given,
         from_date=start.isoformat(),
+        first_date=dt.datetime.now(ZoneInfo(zone)).date().isoformat(),
+        last_date=last.isoformat(),
         days=_days(slots, link),
-        next_url=f"{page_url}?" + urlencode({"tz": zone, "from": following}),
+        next_url=f"{page_url}?" + urlencode({"tz": zone, "from": following.isoformat()})
+        if following <= last
+        else None,
         **context,
     )
 
@@ -221,10 +250,38 @@ def _start(value: str) -> dt.datetime | None:
     return start if start.tzinfo is not None else None
 
 
+def _unbookable(start: dt.datetime) -> str | None:
+    """Why nobody can book this start, said before anyone fills a form for it; None when the
+    core's rules have to decide (free, within hours and notice)."""
+    if not is_bookable(start):
+        # The date as written, like the rule: converting a far date could overflow.
+        ahead = start.date() > dt.datetime.now(dt.UTC).date()
+        return "This time is too far ahead to be booked." if ahead else "This time has passed."
+    if start <= dt.datetime.now(dt.UTC):
+        return "This time has passed."
+    return None
+
+
+def _closed(request: Request, why: str, back_url: str, *, status: int) -> Response:
+    return render(
+        request,
+        "message.html",
+        status=status,
+        private=True,
+        title="This time can't be booked",
+        heading="This time can't be booked",
+        message=why,
+        link={"url": back_url, "label": "Pick another time"},
+    )
+
+
 async def _details(
     request: Request, start: dt.datetime, zone: str, values: dict[str, str], error: DomainError | None = None
 ) -> Response:
     page, service = await public_service(_db(request), request.path_params["slug"], _service_id(request))
+    back_url = f"/book/{page.slug}/{service.id}?" + urlencode({"tz": zone})
+    if why := _unbookable(start):
+        return _closed(request, why, back_url, status=error.status if error else 400)
     return render(
         request,
         "form.html",
@@ -236,11 +293,11 @@ async def _details(
         start_at=start.isoformat(),
         time_zone=zone,
         values=values,
-        error=_shown(error),
+        errors=form_errors(error),
         csrf=csrf_token(request),
         key=values.get("key") or secrets.token_urlsafe(16),
         action=f"/book/{page.slug}/{service.id}",
-        back_url=f"/book/{page.slug}/{service.id}?" + urlencode({"tz": zone}),
+        back_url=back_url,
     )
 
 
@@ -252,17 +309,6 @@ async def details_page(request: Request) -> Response:
     return await _details(request, start, zone, {})
 
 
-def _shown(error: DomainError | None) -> dict[str, Any] | None:
-    if error is None:
-        return None
-    return {"message": error.message, "fields": [f"{i.field}: {i.message}" for i in error.errors]}
-
-
-def _invalid(exc: ValidationError) -> DomainError:
-    fields = [FieldIssue(".".join(str(p) for p in e["loc"]) or "form", e["msg"]) for e in exc.errors()]
-    return ValidationFailed("please check the form", errors=fields)
-
-
 async def book(request: Request) -> Response:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     await check_form(request, form)
@@ -270,6 +316,9 @@ async def book(request: Request) -> Response:
     start = _start(form.get("start_at", ""))
     if start is None:
         return not_found(request)
+    if _unbookable(start):
+        # Refused before core, which would name a field the visitor cannot change.
+        return await _details(request, start, zone, form, ValidationFailed("this time can't be booked"))
     slug, service_id = request.path_params["slug"], _service_id(request)
     try:
         data = PublicBookIn(
@@ -282,7 +331,7 @@ async def book(request: Request) -> Response:
             time_zone=zone,
         )
     except ValidationError as exc:
-        return await _details(request, start, zone, form, _invalid(exc))
+        return await _details(request, start, zone, form, invalid(exc))
     await check_target(request, slug.lower())
     try:
         booked = await public_book(_db(request), slug, data, form.get("key") or None)
@@ -295,6 +344,9 @@ async def book(request: Request) -> Response:
         if error.status != 422:
             raise
         return await _details(request, start, zone, form, error)
+    except ValidationError as exc:
+        # A model core builds from the visitor's input refused it: the form again, like above.
+        return await _details(request, start, zone, form, invalid(exc))
     return RedirectResponse(f"/manage/{booked.manage_token}?done={booked.status}", status_code=303)
 
 
@@ -343,7 +395,7 @@ async def cancel(request: Request) -> Response:
     try:
         data = ManageCancelIn(reason=form.get("reason") or None)
     except ValidationError as exc:
-        raise _invalid(exc) from exc
+        raise invalid(exc) from exc
     await manage_cancel(_db(request), token, data)
     return RedirectResponse(f"/manage/{token}?done=cancelled", status_code=303)
 
@@ -355,7 +407,7 @@ async def reschedule_slots(request: Request) -> Response:
     zone, given = _zone(request)
     if not given and b.time_zone:
         zone, given = b.time_zone, True
-    start = _from(request, zone)
+    start, notice = _from(request, zone)
     slots = await manage_slots(db, token, start, start + dt.timedelta(days=6), zone)
     return _times(
         request,
@@ -368,6 +420,8 @@ async def reschedule_slots(request: Request) -> Response:
         heading=f"Move your {b.service} booking",
         back_url=f"/manage/{token}",
         back_label="Your booking",
+        notice=notice,
+        status=400 if notice else 200,
     )
 
 
@@ -379,6 +433,8 @@ async def reschedule_preview(request: Request) -> Response:
         return not_found(request)
     db = _db(request)
     current = await manage_view(db, token)
+    if why := _unbookable(start):
+        return _closed(request, why, _other_times(token, zone), status=400)
     change = await manage_reschedule(db, token, ManageRescheduleIn(start_at=start, dry_run=True))
     return render(
         request,
@@ -402,8 +458,17 @@ async def reschedule(request: Request) -> Response:
     start = _start(form.get("start_at", ""))
     if start is None:
         return not_found(request)
-    await manage_reschedule(_db(request), token, ManageRescheduleIn(start_at=start))
+    db = _db(request)
+    current = await manage_view(db, token)
+    if why := _unbookable(start):
+        zone = form.get("tz", "") if form.get("tz") in zones() else current.time_zone or "UTC"
+        return _closed(request, why, _other_times(token, zone), status=422)
+    await manage_reschedule(db, token, ManageRescheduleIn(start_at=start))
     return RedirectResponse(f"/manage/{token}?done=moved", status_code=303)
+
+
+def _other_times(token: str, zone: str) -> str:
+    return f"/manage/{token}/reschedule?" + urlencode({"tz": zone})
 
 
 # --- the client's conversation --------------------------------------------------------------

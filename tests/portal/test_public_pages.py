@@ -17,6 +17,7 @@ from playwright.async_api import Page, expect
 from sqlalchemy import text
 
 from core.bookings.public import PublicBookIn, public_book, public_slots
+from core.bookings.schemas import bookable_range
 from core.errors import Conflict, NotFound
 from core.uow import Database
 from tests.portal.conftest import api_as, screenshot, sign_up_quickly
@@ -410,3 +411,166 @@ async def test_the_client_reads_and_replies_and_a_revoked_link_stops_working(
     assert dead is not None and dead.status == 404
     await visitor.goto(f"/c/{again['token']}")
     await expect(visitor.get_by_role("list", name="Messages")).to_contain_text("New link")
+
+
+async def _managed_booking(db: Database, slug: str, service: dict[str, Any]) -> str:
+    """A booking made on the provider's page, by core; its manage token."""
+    day = dt.date.today() + dt.timedelta(days=3)
+    slot = (await public_slots(db, slug, uuid.UUID(service["id"]), day, 1, "UTC")).slots[0]
+    data = PublicBookIn(
+        service_id=uuid.UUID(service["id"]), start_at=slot.start, name="Kim", email="kim@example.com"
+    )
+    return (await public_book(db, slug, data)).manage_token
+
+
+def _is_page(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, (response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("text/html"), response.headers["content-type"]
+    assert "problems/" not in response.text
+
+
+async def test_dates_and_times_no_one_can_book_answer_with_a_page(
+    page: Page, live_server: str, db: Database
+) -> None:
+    slug, service = await _provider(page)
+    token = await _managed_booking(db, slug, service)
+    times, moves = f"/book/{slug}/{service['id']}", f"/manage/{token}/reschedule"
+    last = bookable_range()[1]
+    async with httpx.AsyncClient(base_url=live_server) as client:
+        for path in (times, moves):
+            # Past the last bookable day (and past what a date can hold a week later): the last
+            # week that can be booked, said so.
+            for far in ("9999-12-31", (last + dt.timedelta(days=1)).isoformat()):
+                shown = await client.get(path, params={"from": far, "tz": "UTC"})
+                _is_page(shown, 400)
+                assert "Times can be booked up to" in shown.text
+                assert f'value="{last - dt.timedelta(days=6)}"' in shown.text
+                assert "Next week" not in shown.text
+            garbled = await client.get(path, params={"from": "31/12/2026", "tz": "Mars/Olympus"})
+            _is_page(garbled, 400)
+            assert "That date was not understood" in garbled.text
+            assert "Times are shown in UTC." in garbled.text
+            earlier = await client.get(path, params={"from": "0001-01-01", "tz": "UTC"})
+            _is_page(earlier, 200)
+            assert f'value="{dt.datetime.now(dt.UTC).date()}"' in earlier.text
+        # A start nobody can book: said up front, for a date far away whatever its offset.
+        for start in ("9999-12-31T23:00:00-05:00", "0001-01-01T00:30:00+05:00", "2020-01-01T12:00:00+00:00"):
+            for path in (f"{times}/details", f"{moves}/confirm"):
+                refused = await client.get(path, params={"start": start, "tz": "UTC"})
+                _is_page(refused, 400)
+                assert "This time can" in refused.text and "Pick another time" in refused.text
+        # An unknown page or link still answers the one 404, whatever the start.
+        unknown = await client.get("/manage/not-a-token/reschedule/confirm?start=2020-01-01T12:00:00%2B00:00")
+        assert unknown.status_code == 404
+
+        form = await client.get(f"/manage/{token}")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf
+        for start in ("9999-12-31T23:00:00-05:00", "2020-01-01T12:00:00+00:00"):
+            moved = await client.post(moves, data={"csrf": csrf.group(1), "start_at": start, "tz": "UTC"})
+            _is_page(moved, 422)
+            assert "This time can" in moved.text
+            booked = await client.post(
+                times,
+                data={
+                    "csrf": csrf.group(1),
+                    "start_at": start,
+                    "tz": "UTC",
+                    "name": "Lee",
+                    "email": "l@x.org",
+                },
+            )
+            _is_page(booked, 422)
+            assert "This time can" in booked.text
+    assert len(await _bookings(page)) == 1
+
+
+async def test_a_visitor_asking_for_a_far_week_or_a_past_time_is_told_so(
+    page: Page, new_context: Any
+) -> None:
+    slug, service = await _provider(page)
+    visitor = await (await new_context()).new_page()
+    await visitor.goto(f"/book/{slug}/{service['id']}?from=9999-12-31&tz=UTC")
+    await expect(visitor.get_by_role("alert")).to_contain_text("Times can be booked up to")
+    last_week = bookable_range()[1] - dt.timedelta(days=6)
+    await expect(visitor.get_by_label("Week from")).to_have_value(last_week.isoformat())
+    await expect(visitor.get_by_role("link", name="Next week →")).to_have_count(0)
+
+    await visitor.goto(f"/book/{slug}/{service['id']}/details?start=2020-01-01T12:00:00%2B00:00&tz=UTC")
+    await expect(visitor.get_by_role("heading", level=1)).to_have_text("This time can't be booked")
+    await expect(visitor.get_by_text("This time has passed.")).to_be_visible()
+    await expect(visitor.get_by_role("form", name="Your details")).to_have_count(0)
+    await visitor.get_by_role("link", name="Pick another time").click()
+    await expect(visitor.get_by_role("heading", level=1)).to_contain_text("Haircut")
+
+    # The form was opened in time, and the time passed before it was sent.
+    await _next_week(visitor)
+    await visitor.locator("a.slot").first.click()
+    form = visitor.get_by_role("form", name="Your details")
+    await form.locator("input[name=start_at]").evaluate("e => { e.value = '2020-01-01T12:00:00+00:00'; }")
+    await form.get_by_label("Your name").fill("Ada")
+    await form.get_by_label("Email").fill("ada@example.com")
+    await form.get_by_role("button", name="Book").click()
+    await expect(visitor.get_by_role("heading", level=1)).to_have_text("This time can't be booked")
+    await expect(visitor.get_by_role("link", name="Pick another time")).to_be_visible()
+    assert await _bookings(page) == []
+
+
+async def test_the_form_says_what_is_wrong_next_to_the_field(page: Page, new_context: Any) -> None:
+    slug, service = await _provider(page)
+    visitor = await (await new_context()).new_page()
+    await visitor.goto(f"/book/{slug}/{service['id']}")
+    await _next_week(visitor)
+    await visitor.locator("a.slot").first.click()
+    form = visitor.get_by_role("form", name="Your details")
+    await form.get_by_label("Your name").fill("Ada <b>L</b>")
+    await form.get_by_label("Phone (with country code)").fill("<i>abc</i>")
+    await form.get_by_role("button", name="Book").click()
+    alert = visitor.get_by_role("alert")
+    await expect(alert).to_contain_text("There is a problem")
+    await expect(alert.get_by_role("listitem")).to_have_text(["Not a phone number."])
+    phone = form.get_by_label("Phone (with country code)")
+    await expect(phone).to_have_accessible_description("Not a phone number.")
+    await expect(phone).to_have_attribute("aria-invalid", "true")
+    await expect(phone).to_have_value("<i>abc</i>")  # kept as typed, as text
+    await expect(form.get_by_label("Your name")).to_have_value("Ada <b>L</b>")
+    await expect(form.get_by_label("Email")).not_to_have_attribute("aria-invalid", "true")
+    await alert.get_by_role("link", name="Not a phone number.").click()
+    await expect(phone).to_be_focused()
+
+    await phone.fill("")
+    await form.get_by_role("button", name="Book").click()
+    await expect(alert.get_by_role("listitem")).to_have_text(
+        ["Give an email address or a phone number, so the provider can reach you."]
+    )
+
+    # A time outside the provider's hours (Paris 09:00-17:00): core's refusal, for a person.
+    night = dt.datetime.combine(dt.date.today() + dt.timedelta(days=8), dt.time(3), dt.UTC)
+    await visitor.goto(
+        f"/book/{slug}/{service['id']}/details?start={night.isoformat().replace('+', '%2B')}&tz=UTC"
+    )
+    await form.get_by_label("Your name").fill("Ada")
+    await form.get_by_label("Email").fill("ada@example.com")
+    await form.get_by_role("button", name="Book").click()
+    await expect(alert.get_by_role("listitem")).to_have_text(
+        ["This time is outside the provider's working hours."]
+    )
+    for developer_text in ("Value error", "start_at", "phone:", "form:", "`"):
+        await expect(visitor.get_by_text(developer_text)).to_have_count(0)
+    assert await _bookings(page) == []
+
+
+async def test_public_pages_ask_for_no_favicon(page: Page, new_context: Any, db: Database) -> None:
+    slug, service = await _provider(page)
+    token = await _managed_booking(db, slug, service)
+    visitor = await (await new_context()).new_page()
+    # Chromium's favicon fetch is not a page request Playwright reports; its 404 shows up as a
+    # console error whose location is /favicon.ico.
+    failed: list[str] = []
+    visitor.on("console", lambda m: failed.append(m.location.get("url", "")) if m.type == "error" else None)
+    pages = [f"/book/{slug}", f"/book/{slug}/{service['id']}?tz=UTC", f"/manage/{token}", "/manage/no-such"]
+    for path in pages:
+        await visitor.goto(path)
+        await expect(visitor.get_by_role("heading", level=1)).to_be_visible()
+    # The one error expected: the unknown link's own 404.
+    assert [url for url in failed if not url.endswith("/manage/no-such")] == [], failed

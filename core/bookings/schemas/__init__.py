@@ -49,6 +49,8 @@ from core.bookings.schemas.common import (
     Text,
     TimeZone,
     Weekday,
+    bookable_range,
+    is_bookable,
 )
 from core.bookings.schemas.feeds import (
     Calendar,
@@ -141,6 +143,8 @@ __all__ = [
     "Weekday",
     "WeeklyHours",
     "availability_from_lines",
+    "bookable_range",
+    "is_bookable",
     "parse_overrides",
     "parse_weekly",
     "read_overrides",

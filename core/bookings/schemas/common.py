@@ -101,11 +101,25 @@ def _day(value: dt.date) -> dt.date:
     return value.date() if isinstance(value, dt.datetime) else value
 
 
-def _bookable(value: DateOrTime) -> DateOrTime:
+def bookable_range() -> tuple[dt.date, dt.date]:
+    """The first and the last day a slot or a start may fall on, as of today (UTC)."""
     today = dt.datetime.now(dt.UTC).date()
-    first, last = today - BOOKABLE_PAST, today + BOOKABLE_AHEAD
-    _within(_day(value), first, last, "a bookable date (a year back to five years ahead)")
+    return today - BOOKABLE_PAST, today + BOOKABLE_AHEAD
+
+
+def _bookable(value: DateOrTime) -> DateOrTime:
+    _within(_day(value), *bookable_range(), "a bookable date (a year back to five years ahead)")
     return value
+
+
+def is_bookable(value: dt.date | dt.datetime) -> bool:
+    """Whether `BookableDate` / `BookableStart` would take this value: for a door that answers a
+    refusal its own way (a page) instead of with the validation error."""
+    try:
+        _bookable(value)
+    except PydanticCustomError:
+        return False
+    return True
 
 
 def _calendar(value: DateOrTime) -> DateOrTime:
