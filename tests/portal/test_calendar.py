@@ -6,11 +6,13 @@ and the working hours editor with a date override."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from tests.portal.conftest import api_as, screenshot, sign_up_quickly
 
@@ -101,6 +103,85 @@ async def test_book_from_the_calendar_reschedule_through_the_preview_and_cancel(
     await expect(
         page.get_by_role("link", name=re.compile(_t("14:00", "15:00") + " Haircut, Ada Client, Cancelled"))
     ).to_be_visible()
+
+
+async def _bookings_of(page: Page, day: str) -> list[dict[str, Any]]:
+    """Every booking starting on `day` (Paris), as the REST API lists them."""
+    start = dt.datetime.fromisoformat(day).replace(tzinfo=PARIS)
+    listed = await api_as(
+        page,
+        "GET",
+        "/v1/bookings?from_at={}&to_at={}".format(
+            start.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            (start + dt.timedelta(days=1)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ),
+    )
+    items: list[dict[str, Any]] = listed["items"]
+    return items
+
+
+async def test_a_booking_without_a_client_holds_nothing_and_the_retry_books_it(page: Page) -> None:
+    await sign_up_quickly(page, "noclient")
+    await _provider(page)
+    day = (dt.datetime.now(PARIS) + dt.timedelta(days=8)).date().isoformat()
+
+    await page.goto(f"/me/calendar?view=day&date={day}")
+    await page.get_by_role("group", name="Free times").get_by_role("button", name="10:00", exact=True).click()
+    await expect(page.get_by_label("How to book")).to_have_value("confirm")
+    await page.get_by_role("button", name="Create booking").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("this booking needs a client")
+    assert await _bookings_of(page, day) == []  # nothing held behind the refusal
+    await expect(page.get_by_label("Client email")).to_have_attribute("aria-invalid", "true")
+
+    await page.get_by_label("Client name").fill("Nadia Late")
+    await page.get_by_label("Client email").fill("nadia@example.com")
+    await page.get_by_role("button", name="Create booking").click()
+    await expect(page).to_have_url(re.compile(r"/me/calendar/bookings/[0-9a-f-]{36}$"))
+    await expect(page.locator(".facts")).to_contain_text("Confirmed")
+    [booking] = await _bookings_of(page, day)
+    assert booking["status"] == "confirmed"
+    assert booking["client"]["email"] == "nadia@example.com"
+    assert booking["id"] == page.url.rsplit("/", 1)[1]
+
+
+async def test_a_hold_whose_confirmation_fails_is_released_and_the_retry_books_it(page: Page) -> None:
+    await sign_up_quickly(page, "release")
+    await _provider(page)
+    day = (dt.datetime.now(PARIS) + dt.timedelta(days=9)).date().isoformat()
+
+    # The first confirmation reaches the real API altered so that the API refuses it (a client
+    # of no one's: 404), as any refusal after the hold would be; the next ones go through as sent.
+    refused: list[str] = []
+
+    async def refuse_once(route: Route) -> None:
+        if refused:
+            await route.fallback()
+            return
+        refused.append(route.request.url)
+        answer = await route.fetch(post_data=json.dumps({"client_id": str(uuid.uuid4())}))
+        assert answer.status == 404
+        await route.fulfill(response=answer)
+
+    await page.route("**/v1/bookings/*/confirm", refuse_once)
+    await page.goto(f"/me/calendar?view=day&date={day}")
+    await page.get_by_role("group", name="Free times").get_by_role("button", name="10:00", exact=True).click()
+    await page.get_by_label("Client name").fill("Rosa Retry")
+    await page.get_by_label("Client email").fill("rosa@example.com")
+    await page.get_by_role("button", name="Create booking").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Could not book this time")
+    assert len(refused) == 1
+    # The hold was released (before the error was shown): nothing blocks the time any more.
+    assert await _statuses(page, day) == ["cancelled"]
+
+    await page.get_by_role("button", name="Create booking").click()
+    await expect(page).to_have_url(re.compile(r"/me/calendar/bookings/[0-9a-f-]{36}$"))
+    await expect(page.locator(".facts")).to_contain_text("Confirmed")
+    assert sorted(await _statuses(page, day)) == ["cancelled", "confirmed"]
+
+
+async def _statuses(page: Page, day: str) -> list[str]:
+    return [b["status"] for b in await _bookings_of(page, day)]
 
 
 def _next_spring_forward() -> dt.date:
