@@ -283,6 +283,95 @@ async def test_a_week_across_a_dst_change_in_the_providers_zone(browser: Browser
         await ctx.close()
 
 
+LONG_NAME = "Wolfeschlegelsteinhausenbergerdorffwelchevoralternwarengewissenhaftschafers"
+
+Box = dict[str, float]
+
+
+def _inside(inner: Box, outer: Box) -> bool:
+    return inner["x"] >= outer["x"] - 0.5 and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"] - 0.5
+        and b["x"] < a["x"] + a["width"] - 0.5
+        and a["y"] < b["y"] + b["height"] - 0.5
+        and b["y"] < a["y"] + a["height"] - 0.5
+    )
+
+
+async def _box(locator: Any) -> Box:
+    box = await locator.bounding_box()
+    assert box is not None
+    return dict(box)
+
+
+async def test_the_week_stays_readable_on_a_phone_and_long_names_stay_in_their_column(
+    browser: Browser, live_server: str
+) -> None:
+    ctx = await browser.new_context(
+        base_url=live_server,
+        viewport={"width": 390, "height": 844},
+        locale="en-US",
+        timezone_id="Europe/Paris",
+    )
+    ctx.set_default_timeout(5_000)
+    try:
+        page = await ctx.new_page()
+        await sign_up_quickly(page, "phone")
+        svc = await _provider(page)
+        monday = dt.datetime.now(PARIS).date() + dt.timedelta(days=7)
+        monday -= dt.timedelta(days=monday.weekday())
+        for offset, hour, name in ((0, 10, LONG_NAME), (0, 14, "Ada"), (2, 9, "Bo"), (6, 16, "Cy")):
+            start = dt.datetime.combine(monday + dt.timedelta(days=offset), dt.time(hour), tzinfo=PARIS)
+            await api_as(
+                page,
+                "POST",
+                "/v1/bookings/requests",
+                {
+                    "service_id": svc["id"],
+                    "start_at": start.isoformat(),
+                    "client_name": name,
+                    "client_email": f"{name[:8].lower()}@example.com",
+                },
+            )
+        await page.goto(f"/me/calendar?view=week&date={monday}")
+        days = [monday + dt.timedelta(days=i) for i in range(7)]
+        regions = [page.get_by_role("region", name=f"{d:%A}, {d:%B} {d.day}", exact=True) for d in days]
+        long_chip = regions[0].get_by_role("link", name=re.compile(LONG_NAME))
+        await expect(long_chip).to_be_visible()
+        await expect(regions[6].get_by_role("link", name=re.compile("Haircut, Cy"))).to_be_visible()
+
+        for width in (390, 1200):
+            await page.set_viewport_size({"width": width, "height": 844})
+            boxes = [await _box(r) for r in regions]
+            for i, a in enumerate(boxes):
+                assert a["x"] >= 0 and a["x"] + a["width"] <= width, f"day {i} leaves the page at {width}px"
+                for j in range(i + 1, 7):
+                    assert not _overlap(a, boxes[j]), f"days {i} and {j} overlap at {width}px"
+            # Every card stays within its day's column, and the long name within its card.
+            for region, box in zip(regions, boxes, strict=True):
+                for chip in await region.get_by_role("link", name=re.compile("Haircut")).all():
+                    assert _inside(await _box(chip), box)
+            name = long_chip.get_by_text(LONG_NAME)
+            assert _inside(await _box(name), await _box(long_chip)), f"the long name overflows at {width}px"
+            scroll_width = await page.evaluate("document.documentElement.scrollWidth")
+            assert scroll_width <= width, f"the page scrolls sideways at {width}px"
+            if width == 390:
+                await screenshot(page, "calendar-week-phone")
+
+        # The day view on a phone: the new-booking panel under the day's bookings, not beside.
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.goto(f"/me/calendar?view=day&date={monday}")
+        listed = await _box(page.get_by_role("region", name="Bookings of the day"))
+        panel = await _box(page.get_by_role("region", name="New booking"))
+        assert not _overlap(listed, panel) and panel["y"] >= listed["y"] + listed["height"]
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        await ctx.close()
+
+
 async def test_the_services_editor_saves(page: Page) -> None:
     await sign_up_quickly(page, "svc")
     await page.goto("/me/services")
