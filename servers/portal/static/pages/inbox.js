@@ -149,6 +149,7 @@ export function InboxPage({ ctx }) {
     }
   };
   useEffect(() => {
+    setUnread(null); // the count of other filters is not this one
     loadFirst(filters);
   }, [ctx.base, filters]);
   const loadMore = async () => {
