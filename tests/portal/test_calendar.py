@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from tests.portal.conftest import api_as, screenshot, sign_up_quickly
 
@@ -301,10 +301,10 @@ def _overlap(a: Box, b: Box) -> bool:
     )
 
 
-async def _box(locator: Any) -> Box:
+async def _box(locator: Locator) -> Box:
     box = await locator.bounding_box()
     assert box is not None
-    return dict(box)
+    return {"x": box["x"], "y": box["y"], "width": box["width"], "height": box["height"]}
 
 
 async def test_the_week_stays_readable_on_a_phone_and_long_names_stay_in_their_column(
@@ -354,8 +354,10 @@ async def test_the_week_stays_readable_on_a_phone_and_long_names_stay_in_their_c
             for region, box in zip(regions, boxes, strict=True):
                 for chip in await region.get_by_role("link", name=re.compile("Haircut")).all():
                     assert _inside(await _box(chip), box)
-            name = long_chip.get_by_text(LONG_NAME)
-            assert _inside(await _box(name), await _box(long_chip)), f"the long name overflows at {width}px"
+            written = long_chip.get_by_text(LONG_NAME)
+            assert _inside(await _box(written), await _box(long_chip)), (
+                f"the long name overflows at {width}px"
+            )
             scroll_width = await page.evaluate("document.documentElement.scrollWidth")
             assert scroll_width <= width, f"the page scrolls sideways at {width}px"
             if width == 390:
