@@ -180,6 +180,28 @@ async def test_a_hold_whose_confirmation_fails_is_released_and_the_retry_books_i
     assert sorted(await _statuses(page, day)) == ["cancelled", "confirmed"]
 
 
+async def test_a_confirmation_whose_answer_is_lost_is_kept_not_released(page: Page) -> None:
+    await sign_up_quickly(page, "lost")
+    await _provider(page)
+    day = (dt.datetime.now(PARIS) + dt.timedelta(days=10)).date().isoformat()
+
+    # The real API confirms; the browser only sees the connection fail.
+    async def lose_the_answer(route: Route) -> None:
+        answer = await route.fetch()
+        assert answer.status == 200
+        await route.abort("connectionreset")
+
+    await page.route("**/v1/bookings/*/confirm", lose_the_answer)
+    await page.goto(f"/me/calendar?view=day&date={day}")
+    await page.get_by_role("group", name="Free times").get_by_role("button", name="11:00", exact=True).click()
+    await page.get_by_label("Client name").fill("Lena Lost")
+    await page.get_by_label("Client email").fill("lena@example.com")
+    await page.get_by_role("button", name="Create booking").click()
+    await expect(page).to_have_url(re.compile(r"/me/calendar/bookings/[0-9a-f-]{36}$"))
+    await expect(page.locator(".facts")).to_contain_text("Confirmed")
+    assert await _statuses(page, day) == ["confirmed"]
+
+
 async def _statuses(page: Page, day: str) -> list[str]:
     return [b["status"] for b in await _bookings_of(page, day)]
 

@@ -205,13 +205,16 @@ function missingClient(mode, name, email) {
 }
 
 /** Confirm a fresh hold; if that fails, release the hold (never leave it blocking the time)
- * and report why confirming failed. */
+ * and report why confirming failed. A confirmation whose answer was lost may still have gone
+ * through: the booking is read again first, and only a booking still held is released. */
 async function confirmOrRelease(held, zone) {
   try {
     return await api.post(`/v1/bookings/${held.id}/confirm`, {});
   } catch (err) {
     try {
-      await api.post(`/v1/bookings/${held.id}/cancel`, { reason: "released: confirming it failed" });
+      const now = await api.get(`/v1/bookings/${held.id}`);
+      if (now.status === "confirmed") return now;
+      if (now.status === "held") await api.post(`/v1/bookings/${held.id}/cancel`, { reason: "released: confirming it failed" });
     } catch {
       const until = held.hold_expires_at ? ` until ${wall(held.hold_expires_at, zone).time}` : "";
       err.hint = `${err.hint ? `${err.hint}. ` : ""}The time stays held${until}; cancel the hold from its booking page to free it sooner.`;
