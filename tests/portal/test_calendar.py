@@ -6,11 +6,13 @@ and the working hours editor with a date override."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, Route, expect
 
 from tests.portal.conftest import api_as, screenshot, sign_up_quickly
 
@@ -101,6 +103,107 @@ async def test_book_from_the_calendar_reschedule_through_the_preview_and_cancel(
     await expect(
         page.get_by_role("link", name=re.compile(_t("14:00", "15:00") + " Haircut, Ada Client, Cancelled"))
     ).to_be_visible()
+
+
+async def _bookings_of(page: Page, day: str) -> list[dict[str, Any]]:
+    """Every booking starting on `day` (Paris), as the REST API lists them."""
+    start = dt.datetime.fromisoformat(day).replace(tzinfo=PARIS)
+    listed = await api_as(
+        page,
+        "GET",
+        "/v1/bookings?from_at={}&to_at={}".format(
+            start.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            (start + dt.timedelta(days=1)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ),
+    )
+    items: list[dict[str, Any]] = listed["items"]
+    return items
+
+
+async def test_a_booking_without_a_client_holds_nothing_and_the_retry_books_it(page: Page) -> None:
+    await sign_up_quickly(page, "noclient")
+    await _provider(page)
+    day = (dt.datetime.now(PARIS) + dt.timedelta(days=8)).date().isoformat()
+
+    await page.goto(f"/me/calendar?view=day&date={day}")
+    await page.get_by_role("group", name="Free times").get_by_role("button", name="10:00", exact=True).click()
+    await expect(page.get_by_label("How to book")).to_have_value("confirm")
+    await page.get_by_role("button", name="Create booking").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("this booking needs a client")
+    assert await _bookings_of(page, day) == []  # nothing held behind the refusal
+    await expect(page.get_by_label("Client email")).to_have_attribute("aria-invalid", "true")
+
+    await page.get_by_label("Client name").fill("Nadia Late")
+    await page.get_by_label("Client email").fill("nadia@example.com")
+    await page.get_by_role("button", name="Create booking").click()
+    await expect(page).to_have_url(re.compile(r"/me/calendar/bookings/[0-9a-f-]{36}$"))
+    await expect(page.locator(".facts")).to_contain_text("Confirmed")
+    [booking] = await _bookings_of(page, day)
+    assert booking["status"] == "confirmed"
+    assert booking["client"]["email"] == "nadia@example.com"
+    assert booking["id"] == page.url.rsplit("/", 1)[1]
+
+
+async def test_a_hold_whose_confirmation_fails_is_released_and_the_retry_books_it(page: Page) -> None:
+    await sign_up_quickly(page, "release")
+    await _provider(page)
+    day = (dt.datetime.now(PARIS) + dt.timedelta(days=9)).date().isoformat()
+
+    # The first confirmation reaches the real API altered so that the API refuses it (a client
+    # of no one's: 404), as any refusal after the hold would be; the next ones go through as sent.
+    refused: list[str] = []
+
+    async def refuse_once(route: Route) -> None:
+        if refused:
+            await route.fallback()
+            return
+        refused.append(route.request.url)
+        answer = await route.fetch(post_data=json.dumps({"client_id": str(uuid.uuid4())}))
+        assert answer.status == 404
+        await route.fulfill(response=answer)
+
+    await page.route("**/v1/bookings/*/confirm", refuse_once)
+    await page.goto(f"/me/calendar?view=day&date={day}")
+    await page.get_by_role("group", name="Free times").get_by_role("button", name="10:00", exact=True).click()
+    await page.get_by_label("Client name").fill("Rosa Retry")
+    await page.get_by_label("Client email").fill("rosa@example.com")
+    await page.get_by_role("button", name="Create booking").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Could not book this time")
+    assert len(refused) == 1
+    # The hold was released (before the error was shown): nothing blocks the time any more.
+    assert await _statuses(page, day) == ["cancelled"]
+
+    await page.get_by_role("button", name="Create booking").click()
+    await expect(page).to_have_url(re.compile(r"/me/calendar/bookings/[0-9a-f-]{36}$"))
+    await expect(page.locator(".facts")).to_contain_text("Confirmed")
+    assert sorted(await _statuses(page, day)) == ["cancelled", "confirmed"]
+
+
+async def test_a_confirmation_whose_answer_is_lost_is_kept_not_released(page: Page) -> None:
+    await sign_up_quickly(page, "lost")
+    await _provider(page)
+    day = (dt.datetime.now(PARIS) + dt.timedelta(days=10)).date().isoformat()
+
+    # The real API confirms; the browser only sees the connection fail.
+    async def lose_the_answer(route: Route) -> None:
+        answer = await route.fetch()
+        assert answer.status == 200
+        await route.abort("connectionreset")
+
+    await page.route("**/v1/bookings/*/confirm", lose_the_answer)
+    await page.goto(f"/me/calendar?view=day&date={day}")
+    await page.get_by_role("group", name="Free times").get_by_role("button", name="11:00", exact=True).click()
+    await page.get_by_label("Client name").fill("Lena Lost")
+    await page.get_by_label("Client email").fill("lena@example.com")
+    await page.get_by_role("button", name="Create booking").click()
+    await expect(page).to_have_url(re.compile(r"/me/calendar/bookings/[0-9a-f-]{36}$"))
+    await expect(page.locator(".facts")).to_contain_text("Confirmed")
+    assert await _statuses(page, day) == ["confirmed"]
+
+
+async def _statuses(page: Page, day: str) -> list[str]:
+    return [b["status"] for b in await _bookings_of(page, day)]
 
 
 def _next_spring_forward() -> dt.date:
@@ -198,6 +301,97 @@ async def test_a_week_across_a_dst_change_in_the_providers_zone(browser: Browser
         await expect(page.locator("p.success")).to_have_text("Declined.")
         declined = await api_as(page, "GET", f"/v1/bookings/{requested['id']}")
         assert declined["status"] == "declined" and declined["decline_reason"] == "Fully booked that week"
+    finally:
+        await ctx.close()
+
+
+LONG_NAME = "Wolfeschlegelsteinhausenbergerdorffwelchevoralternwarengewissenhaftschafers"
+
+Box = dict[str, float]
+
+
+def _inside(inner: Box, outer: Box) -> bool:
+    return inner["x"] >= outer["x"] - 0.5 and inner["x"] + inner["width"] <= outer["x"] + outer["width"] + 0.5
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"] - 0.5
+        and b["x"] < a["x"] + a["width"] - 0.5
+        and a["y"] < b["y"] + b["height"] - 0.5
+        and b["y"] < a["y"] + a["height"] - 0.5
+    )
+
+
+async def _box(locator: Locator) -> Box:
+    box = await locator.bounding_box()
+    assert box is not None
+    return {"x": box["x"], "y": box["y"], "width": box["width"], "height": box["height"]}
+
+
+async def test_the_week_stays_readable_on_a_phone_and_long_names_stay_in_their_column(
+    browser: Browser, live_server: str
+) -> None:
+    ctx = await browser.new_context(
+        base_url=live_server,
+        viewport={"width": 390, "height": 844},
+        locale="en-US",
+        timezone_id="Europe/Paris",
+    )
+    ctx.set_default_timeout(5_000)
+    try:
+        page = await ctx.new_page()
+        await sign_up_quickly(page, "phone")
+        svc = await _provider(page)
+        monday = dt.datetime.now(PARIS).date() + dt.timedelta(days=7)
+        monday -= dt.timedelta(days=monday.weekday())
+        for offset, hour, name in ((0, 10, LONG_NAME), (0, 14, "Ada"), (2, 9, "Bo"), (6, 16, "Cy")):
+            start = dt.datetime.combine(monday + dt.timedelta(days=offset), dt.time(hour), tzinfo=PARIS)
+            await api_as(
+                page,
+                "POST",
+                "/v1/bookings/requests",
+                {
+                    "service_id": svc["id"],
+                    "start_at": start.isoformat(),
+                    "client_name": name,
+                    "client_email": f"{name[:8].lower()}@example.com",
+                },
+            )
+        await page.goto(f"/me/calendar?view=week&date={monday}")
+        days = [monday + dt.timedelta(days=i) for i in range(7)]
+        regions = [page.get_by_role("region", name=f"{d:%A}, {d:%B} {d.day}", exact=True) for d in days]
+        long_chip = regions[0].get_by_role("link", name=re.compile(LONG_NAME))
+        await expect(long_chip).to_be_visible()
+        await expect(regions[6].get_by_role("link", name=re.compile("Haircut, Cy"))).to_be_visible()
+
+        for width in (390, 1200):
+            await page.set_viewport_size({"width": width, "height": 844})
+            boxes = [await _box(r) for r in regions]
+            for i, a in enumerate(boxes):
+                assert a["x"] >= 0 and a["x"] + a["width"] <= width, f"day {i} leaves the page at {width}px"
+                for j in range(i + 1, 7):
+                    assert not _overlap(a, boxes[j]), f"days {i} and {j} overlap at {width}px"
+            # Every card stays within its day's column, and the long name within its card.
+            for region, box in zip(regions, boxes, strict=True):
+                for chip in await region.get_by_role("link", name=re.compile("Haircut")).all():
+                    assert _inside(await _box(chip), box)
+            written = long_chip.get_by_text(LONG_NAME)
+            assert _inside(await _box(written), await _box(long_chip)), (
+                f"the long name overflows at {width}px"
+            )
+            scroll_width = await page.evaluate("document.documentElement.scrollWidth")
+            assert scroll_width <= width, f"the page scrolls sideways at {width}px"
+            if width == 390:
+                await screenshot(page, "calendar-week-phone")
+
+        # The day view on a phone: the new-booking panel under the day's bookings, not beside.
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.goto(f"/me/calendar?view=day&date={monday}")
+        listed = await _box(page.get_by_role("region", name="Bookings of the day"))
+        panel = await _box(page.get_by_role("region", name="New booking"))
+        assert not _overlap(listed, panel) and panel["y"] >= listed["y"] + listed["height"]
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         await ctx.close()
 

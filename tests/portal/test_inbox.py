@@ -3,6 +3,8 @@ drafts are approved (once) by a person, the agent mode switch hides the agent's 
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import uuid
 from typing import Any
 
@@ -213,3 +215,42 @@ async def test_load_more_follows_the_cursor_and_filters_narrow_the_list(page: Pa
     await page.get_by_role("button", name="Apply filters").click()
     await expect(page.get_by_text("No threads here.")).to_be_visible()
     await expect(page.get_by_text("Clear the filters to see every thread.")).to_be_visible()
+
+
+async def test_the_unread_summary_counts_the_threads_not_loaded_yet(page: Page) -> None:
+    await sign_up_quickly(page, "unread")
+    now = dt.datetime.now(dt.UTC)
+
+    def sms(i: int, body: str, ago: dt.timedelta) -> dict[str, Any]:
+        phone = f"+1415555{3000 + i}"
+        return {
+            "channel": "sms",
+            "external_id": uuid.uuid4().hex,
+            "client_phone": phone,
+            "body": body,
+            "occurred_at": (now - ago).isoformat(),
+        }
+
+    # Three older threads are unread (one with two messages); 26 newer ones have been read, so
+    # the first page (25 threads) holds none of the unread ones.
+    older = [sms(i, f"old {i}", dt.timedelta(days=2)) for i in range(3)]
+    older.append(sms(0, "old 0, again", dt.timedelta(days=2) - dt.timedelta(minutes=5)))
+    await api_as(page, "POST", "/v1/messaging/inbound", {"messages": older})
+    newer = [sms(100 + i, f"new {i}", dt.timedelta(hours=1)) for i in range(26)]
+    done = await api_as(page, "POST", "/v1/messaging/inbound", {"messages": newer})
+    for result in done["results"]:
+        await api_as(page, "POST", f"/v1/messaging/threads/{result['thread_id']}/read", {})
+
+    await page.goto("/me/inbox")
+    threads = page.get_by_role("list", name="Threads")
+    await expect(threads.get_by_role("listitem")).to_have_count(25)
+    await expect(threads.get_by_text(re.compile(r"^\d+ unread$"))).to_have_count(0)
+    await expect(page.get_by_text("25 threads shown · 4 unread messages in 3 threads in all")).to_be_visible()
+
+    # Loading more changes what is shown, not the count; filtered, the count follows the filters.
+    await page.get_by_role("button", name="Load more threads").click()
+    await expect(threads.get_by_role("listitem")).to_have_count(29)
+    await expect(page.get_by_text("29 threads shown · 4 unread messages in 3 threads in all")).to_be_visible()
+    await page.get_by_label("Search").fill("new")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(page.get_by_text("25 threads shown · 0 unread messages in 0 threads in all")).to_be_visible()

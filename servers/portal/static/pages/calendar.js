@@ -191,26 +191,67 @@ function SlotPicker({ serviceId, day, zone, provider, selected, onSelect, label 
   </fieldset>`;
 }
 
+/** The refusal the API would answer for a booking without a usable client, or null. */
+function missingClient(mode, name, email) {
+  if (email) return null;
+  if (mode === "hold" && !name) return null; // a hold may wait for its client
+  return new api.ApiError({
+    status: 422,
+    code: name ? "contact_required" : "client_required",
+    detail: name ? "a client needs an email or a phone number" : "this booking needs a client",
+    hint: name ? "add the client's email" : "enter the client's name and email, or choose \u201cHold it for a few minutes\u201d",
+    fields: [{ field: "client_email", message: "required", code: "required" }],
+  });
+}
+
+/** Confirm a fresh hold; if that fails, release the hold (never leave it blocking the time)
+ * and report why confirming failed. A confirmation whose answer was lost may still have gone
+ * through: the booking is read again first, and only a booking still held is released. */
+async function confirmOrRelease(held, zone) {
+  try {
+    return await api.post(`/v1/bookings/${held.id}/confirm`, {});
+  } catch (err) {
+    try {
+      const now = await api.get(`/v1/bookings/${held.id}`);
+      if (now.status === "confirmed") return now;
+      if (now.status === "held") await api.post(`/v1/bookings/${held.id}/cancel`, { reason: "released: confirming it failed" });
+    } catch {
+      const until = held.hold_expires_at ? ` until ${wall(held.hold_expires_at, zone).time}` : "";
+      err.hint = `${err.hint ? `${err.hint}. ` : ""}The time stays held${until}; cancel the hold from its booking page to free it sooner.`;
+    }
+    throw err;
+  }
+}
+
 function NewBooking({ day, zone, ctx, navigate }) {
   const services = useAsync(() => api.getAll("/v1/bookings/services", { active: true }), [ctx.base]);
   const [serviceId, setServiceId] = useState("");
   const [slot, setSlot] = useState(null);
   const [form, setForm] = useState({ name: "", email: "", mode: "confirm" });
   const set = (k) => (v) => setForm({ ...form, [k]: v });
-  const { busy, error, run } = useAction();
+  const { busy, error, setError, run } = useAction();
   useEffect(() => {
     if (!serviceId && services.data && services.data.length) setServiceId(services.data[0].id);
   }, [services.data]);
   const submit = async (e) => {
     e.preventDefault();
+    const name = form.name.trim();
+    const email = form.email.trim();
+    // What the API would refuse anyway is said before anything is held (the API stays the
+    // judge of the rest): a confirmed booking or a request needs its client, and a client
+    // is found or created by their email.
+    const missing = missingClient(form.mode, name, email);
+    if (missing) {
+      setError(missing);
+      return;
+    }
     const made = await run(async () => {
-      const client = {};
-      if (form.name.trim()) client.client_name = form.name.trim();
-      if (form.email.trim()) client.client_email = form.email.trim();
-      const body = { service_id: serviceId, start_at: slot.start, time_zone: zone, ...client };
+      const body = { service_id: serviceId, start_at: slot.start, time_zone: zone };
+      if (name) body.client_name = name;
+      if (email) body.client_email = email;
       if (form.mode === "request") return api.post("/v1/bookings/requests", body);
       const held = await api.post("/v1/bookings/holds", body);
-      return form.mode === "confirm" ? api.post(`/v1/bookings/${held.id}/confirm`, {}) : held;
+      return form.mode === "confirm" ? confirmOrRelease(held, zone) : held;
     });
     if (made) navigate(ctx.url(`calendar/bookings/${made.id}`));
   };

@@ -91,12 +91,38 @@ function ThreadRow({ t, ctx }) {
   </li>`;
 }
 
+// The unread summary counts every thread the filters match, not only the pages loaded: the
+// threads with unread messages (the same filters plus `unread=true`), 100 a request, up to
+// UNREAD_MAX threads (past that it says "at least").
+const UNREAD_MAX = 1000;
+
+async function unreadSummary(query) {
+  const { limit, ...filters } = query;
+  const unread = await api.getAll("/v1/messaging/threads", { ...filters, unread: true }, UNREAD_MAX);
+  return {
+    threads: unread.length,
+    messages: unread.reduce((n, t) => n + t.unread_count, 0),
+    atLeast: unread.length >= UNREAD_MAX,
+  };
+}
+
+/** "25 threads shown · 3 unread messages in 2 threads in all" (no count: no claim). */
+function UnreadLine({ shown, unread }) {
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  let total = "";
+  if (unread && unread.atLeast) total = ` · at least ${plural(unread.messages, "unread message")} in ${unread.threads}+ threads`;
+  else if (unread) total = ` · ${plural(unread.messages, "unread message")} in ${plural(unread.threads, "thread")} in all`;
+  return html`<p class="muted" aria-live="polite">${plural(shown, "thread")} shown${total}</p>`;
+}
+
 export function InboxPage({ ctx }) {
   const [filters, setFilters] = useState(EMPTY_FILTERS);
   const [items, setItems] = useState(null);
   const [cursor, setCursor] = useState(null);
   const [error, setError] = useState(null);
   const [more, setMore] = useState(false);
+  const [unread, setUnread] = useState(null);
+  const counting = useRef(0); // only the latest count is shown
   const settings = useAsync(() => api.get("/v1/messaging/settings"), [ctx.base]);
 
   const query = (f) => {
@@ -104,7 +130,15 @@ export function InboxPage({ ctx }) {
     for (const [k, v] of Object.entries(f)) if (v) q[k] = v;
     return q;
   };
+  const count = (f) => {
+    const mine = ++counting.current;
+    unreadSummary(query(f)).then(
+      (summary) => mine === counting.current && setUnread(summary),
+      () => mine === counting.current && setUnread(null), // no count rather than a wrong one
+    );
+  };
   const loadFirst = async (f = filters) => {
+    count(f);
     try {
       const page = await api.get("/v1/messaging/threads", query(f));
       setItems(page.items);
@@ -115,6 +149,7 @@ export function InboxPage({ ctx }) {
     }
   };
   useEffect(() => {
+    setUnread(null); // the count of other filters is not this one
     loadFirst(filters);
   }, [ctx.base, filters]);
   const loadMore = async () => {
@@ -131,22 +166,19 @@ export function InboxPage({ ctx }) {
   };
   // Any message, draft or thread change re-reads the first page (keeps what "load more" added).
   const live = useLiveEvents(() => {
+    count(filters);
     api.get("/v1/messaging/threads", query(filters)).then((page) => {
       setItems((old) => [...page.items, ...(old || []).filter((o) => !page.items.some((n) => n.id === o.id))]);
     }, setError);
   }, [ctx.base, filters]);
 
   const channels = settings.data ? settings.data.channels.map((c) => c.name) : [];
-  const unreadThreads = items ? items.filter((t) => t.unread_count > 0).length : 0;
-  const unreadMessages = items ? items.reduce((n, t) => n + t.unread_count, 0) : 0;
   return html`<section class="inbox">
     <${PageHeader} title="Inbox"><${LiveBadge} state=${live} /><//>
     <${Filters} initial=${filters} channels=${channels} onApply=${setFilters} />
     <${ErrorBox} error=${error} />
     ${items === null && !error && html`<${Loading} label="Loading threads…" />`}
-    ${items && html`<p class="muted" aria-live="polite">
-      ${items.length} thread${items.length === 1 ? "" : "s"} shown · ${unreadMessages} unread message${unreadMessages === 1 ? "" : "s"} in ${unreadThreads} thread${unreadThreads === 1 ? "" : "s"}
-    </p>`}
+    ${items && html`<${UnreadLine} shown=${items.length} unread=${unread} />`}
     ${items && items.length === 0 &&
     html`<${Empty} title="No threads here.">
       ${Object.values(filters).some(Boolean)
