@@ -22,7 +22,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp.types import INVALID_PARAMS, INVALID_REQUEST, CallToolResult, InputRequiredResult
+from mcp.types import INVALID_PARAMS, CallToolResult, InputRequiredResult
 from mcp.types import Resource as MCPResource
 from mcp.types import Tool as MCPTool
 from pydantic import AnyUrl, ValidationError
@@ -39,6 +39,7 @@ from core.uow import Database, UnitOfWork
 from servers.hints import mcp_names
 from servers.mcp_changes import CallerBus
 from servers.mcp_connection import Selection, SelectionMiddleware, current_selection
+from servers.mcp_refusals import PlainRefusals
 from servers.mcp_schema import compact_annotations, compact_input, compact_output, share_outputs
 from servers.mcp_skills import SkillsExtension, served_skills
 from tools.base import (
@@ -206,61 +207,6 @@ class ReleaseUnit:
                         await access.release()
                     except DomainError as err:
                         log.warning("mcp_request_unit_not_released", code=err.code)
-
-
-class PlainRefusals:
-    """The handshake-era transport refuses a body that is no JSON-RPC message (`[]`, a batch,
-    `{"foo": 1}`) with pydantic's report as its message: the validator's internals, the input
-    echoed, links to its docs. Reworded as the 2026-07-28 entry words the same refusal; the
-    SDK's check still decides what is refused."""
-
-    REWORDED = "Body must be a single JSON-RPC request or notification object"
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
-            return
-        held: list[Message] = []
-
-        async def reworded(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 400:
-                held.append(message)
-                return
-            if held and message["type"] == "http.response.body":
-                held.append(message)
-                if message.get("more_body", False):
-                    return
-                for out in _reworded(held):
-                    await send(out)
-                held.clear()
-                return
-            await send(message)
-
-        await self.app(scope, receive, reworded)
-        for out in held:  # a body that never ended: what was held goes out as it was
-            await send(out)
-
-
-def _reworded(messages: list[Message]) -> list[Message]:
-    start, *parts = messages
-    body = b"".join(p.get("body", b"") for p in parts)
-    try:
-        answer = json.loads(body)
-        error = answer["error"]
-        refused = isinstance(error["message"], str) and error["message"].startswith("Validation error:")
-    except (ValueError, KeyError, TypeError):
-        refused = False
-    if not refused:
-        return messages
-    error.update(code=INVALID_REQUEST, message=PlainRefusals.REWORDED)
-    error.pop("data", None)
-    new = json.dumps(answer, separators=(",", ":")).encode()
-    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-    headers.append((b"content-length", str(len(new)).encode()))
-    return [{**start, "headers": headers}, {"type": "http.response.body", "body": new}]
 
 
 async def _read_request(receive: Receive) -> list[Message]:
