@@ -244,18 +244,25 @@ def _free_on_grid(
         c += -(-(hi - c) // step) * step  # the first grid point at or after `hi`
 
 
-def fits(hours: Hours, rules: Rules, start: dt.datetime) -> str | None:
+def fits(hours: Hours, rules: Rules, start: dt.datetime, *, offered_only: bool = False) -> str | None:
     """Why `start` can't be booked under these hours and rules (busy time aside: the exclusion
-    constraint decides that), or None when it can. Any start inside the hours is accepted, not
-    only the offered grid: a provider may place a booking at 09:10."""
+    constraint decides that), or None when it can. A provider may place a booking at any start
+    inside the hours (09:10, say); a client (`offered_only`) only at a start a slot search
+    offers, on the service's grid."""
     if start < rules.earliest:
         return "too_soon"
     if start > rules.latest:
         return "too_far_ahead"
     finish = start + rules.duration
-    for day, open_at, close_at in hours.windows(start, finish):
-        if local_instant(day, open_at, hours.zone) <= start and finish <= local_instant(
-            day, close_at, hours.zone
-        ):
-            return None
-    return "outside_hours"
+    zone = hours.zone
+    inside = any(
+        local_instant(day, open_at, zone) <= start and finish <= local_instant(day, close_at, zone)
+        for day, open_at, close_at in hours.windows(start, finish)
+    )
+    if not inside:
+        return "outside_hours"
+    # The search itself, over one microsecond and nothing busy: whatever it would offer (its
+    # grid, across DST changes too) is exactly what a client may pick.
+    if offered_only and not free_starts(hours, rules, Busy(), start, start + _MICRO):
+        return "not_offered"
+    return None

@@ -36,11 +36,16 @@ from core.uow import UnitOfWork
 from core.utilities import utcnow
 
 
-def _fitting(offer: Offer, slug: str | None, rules: Rules, start: dt.datetime) -> list[Provider]:
+def _fitting(
+    offer: Offer, slug: str | None, rules: Rules, start: dt.datetime, offered_only: bool
+) -> list[Provider]:
     """The providers the booking may go to whose hours and the service's notice allow this start."""
     candidates = pick_providers(offer.service, offer.providers, slug)
     hours = offer.hours_of([p.id for p in candidates])
-    reasons = {p.id: fits(h, rules, start) if (h := hours.get(p.id)) else "no_hours" for p in candidates}
+    reasons = {
+        p.id: fits(h, rules, start, offered_only=offered_only) if (h := hours.get(p.id)) else "no_hours"
+        for p in candidates
+    }
     candidates = [p for p in candidates if reasons[p.id] is None]
     if not candidates:
         raise unavailable(next(r for r in reasons.values() if r))
@@ -187,7 +192,7 @@ async def _place(
 
 
 async def _create(
-    ctx: TenantContext, uow: UnitOfWork, data: _SlotFields, status: str, ttl: int | None
+    ctx: TenantContext, uow: UnitOfWork, data: _SlotFields, status: str, ttl: int | None, offered_only: bool
 ) -> BookingOut:
     ctx.require(WRITE)
     offer = await load_offer(ctx, uow, data.service_id, data.provider, lock=True)
@@ -197,7 +202,7 @@ async def _create(
     rules = rules_for(service, now)
     start = data.start_at.astimezone(dt.UTC)
     end = start + rules.duration
-    candidates = _fitting(offer, data.provider, rules, start)
+    candidates = _fitting(offer, data.provider, rules, start, offered_only)
     client = await resolve_client(ctx, uow, data)
     if status == "requested" and client is None:
         raise client_required()
@@ -219,17 +224,26 @@ async def _create(
 
 @idempotent_operation("bookings.hold")
 async def hold(
-    ctx: TenantContext, uow: UnitOfWork, data: HoldIn, idempotency_key: str | None = None
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    data: HoldIn,
+    idempotency_key: str | None = None,
+    offered_only: bool = False,
 ) -> BookingOut:
     """Reserve a slot for a short time (default 5 minutes) while the details are collected;
-    confirm it to book. An expired hold blocks nothing."""
-    return await _create(ctx, uow, data, "held", data.ttl_seconds)
+    confirm it to book. An expired hold blocks nothing. `offered_only`: only at a start a slot
+    search offers (a client booking; a provider may place one anywhere in the hours)."""
+    return await _create(ctx, uow, data, "held", data.ttl_seconds, offered_only)
 
 
 @idempotent_operation("bookings.request")
 async def request_booking(
-    ctx: TenantContext, uow: UnitOfWork, data: RequestIn, idempotency_key: str | None = None
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    data: RequestIn,
+    idempotency_key: str | None = None,
+    offered_only: bool = False,
 ) -> BookingOut:
     """Ask for a slot on the client's behalf; it stays blocked until the provider confirms or
-    declines."""
-    return await _create(ctx, uow, data, "requested", None)
+    declines (`offered_only` as for `hold`)."""
+    return await _create(ctx, uow, data, "requested", None, offered_only)

@@ -324,7 +324,8 @@ async def reschedule(
     if start == b.start_at and target.id == b.provider_id:
         return BookingChangeOut(dry_run=dry_run, booking=row_out(row), changes=[], policy_note="no change")
     hours = (await hours_of_providers(ctx, uow, [target.id]))[target.id]
-    reason = fits(hours, rules, start) if hours else "no_hours"
+    # The client moves only to a time their page offers; the provider anywhere in the hours.
+    reason = fits(hours, rules, start, offered_only=by == "client") if hours else "no_hours"
     if reason is not None:
         raise unavailable(reason)
     changes = [f"start: {iso(b.start_at)} -> {iso(start)}", f"end: {iso(b.end_at)} -> {iso(end)}"]

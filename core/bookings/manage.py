@@ -131,7 +131,9 @@ async def manage_slots(
             to_date=to_date,
             time_zone=time_zone or b.client_time_zone or "UTC",
         )
-        return await free_slots(ctx, uow, service, [Provider(*provider)], q, b.id, b.end_at - b.start_at)
+        found = await free_slots(ctx, uow, service, [Provider(*provider)], q, b.id, b.end_at - b.start_at)
+        # Its own time is free to it (a booking does not block its own move) but is no move.
+        return found.model_copy(update={"slots": [s for s in found.slots if s.start != b.start_at]})
 
 
 async def manage_cancel(db: Database, token: str, data: ManageCancelIn) -> ManagedChangeOut:

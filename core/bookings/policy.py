@@ -118,6 +118,7 @@ _UNAVAILABLE = {
     "too_soon": "this start is sooner than the service's minimum notice",
     "too_far_ahead": "this start is further ahead than the service allows",
     "outside_hours": "this time is outside the provider's working hours",
+    "not_offered": "this time is not one of the service's offered start times",
     "no_hours": "the provider has no working hours set in this context",
 }
 

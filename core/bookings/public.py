@@ -232,9 +232,11 @@ async def public_book(
         }
         slot = {"service_id": data.service_id, "start_at": data.start_at}
         if found[0].approval_required:
-            booking = await request_booking(ctx, uow, RequestIn(**slot, **who), idempotency_key)
+            asked = RequestIn(**slot, **who)
+            booking = await request_booking(ctx, uow, asked, idempotency_key, offered_only=True)
         else:
-            held = await hold(ctx, uow, HoldIn(**slot, **who), idempotency_key and f"{idempotency_key}:hold")
+            key = idempotency_key and f"{idempotency_key}:hold"
+            held = await hold(ctx, uow, HoldIn(**slot, **who), key, offered_only=True)
             booking = await confirm_booking(
                 ctx,
                 uow,

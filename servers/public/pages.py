@@ -24,7 +24,7 @@ from core.bookings.sites import SiteOut, brand_for_host, public_site
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core.messaging.conversation import ReplyIn, conversation_reply, conversation_view
 from core.uow import Database
-from servers.public.form_errors import form_errors, invalid
+from servers.public.form_errors import form_errors, invalid, sentence
 from servers.public.guard import check_form, check_target
 from servers.public.render import HEADERS, csrf_token, error_page, not_found, render, when
 
@@ -262,6 +262,17 @@ def _unbookable(start: dt.datetime) -> str | None:
     return None
 
 
+# Core's refusals of the time itself: shown as "this time can't be booked", with the way back
+# to the times on offer, rather than as the developer's wording of the REST door.
+_TIME_REFUSED = ("slot_taken", "slot_unavailable")
+
+
+def _time_refused(request: Request, error: DomainError, back_url: str) -> Response:
+    taken = error.code == "slot_taken"
+    why = "That time was just taken. Please pick another." if taken else sentence(error.message)
+    return _closed(request, why, back_url, status=error.status)
+
+
 def _closed(request: Request, why: str, back_url: str, *, status: int) -> Response:
     return render(
         request,
@@ -341,6 +352,8 @@ async def book(request: Request) -> Response:
         request.scope["query_string"] = urlencode({"tz": zone, "from": start.date().isoformat()}).encode()
         return await _slots_page(request, "That time was just taken. Please pick another.", status=409)
     except DomainError as error:
+        if error.code in _TIME_REFUSED:
+            return _time_refused(request, error, f"/book/{slug}/{service_id}?" + urlencode({"tz": zone}))
         if error.status != 422:
             raise
         return await _details(request, start, zone, form, error)
@@ -435,7 +448,12 @@ async def reschedule_preview(request: Request) -> Response:
     current = await manage_view(db, token)
     if why := _unbookable(start):
         return _closed(request, why, _other_times(token, zone), status=400)
-    change = await manage_reschedule(db, token, ManageRescheduleIn(start_at=start, dry_run=True))
+    try:
+        change = await manage_reschedule(db, token, ManageRescheduleIn(start_at=start, dry_run=True))
+    except DomainError as error:
+        if error.code not in _TIME_REFUSED:
+            raise
+        return _time_refused(request, error, _other_times(token, zone))
     return render(
         request,
         "confirm_move.html",
@@ -460,10 +478,15 @@ async def reschedule(request: Request) -> Response:
         return not_found(request)
     db = _db(request)
     current = await manage_view(db, token)
+    zone = form.get("tz", "") if form.get("tz") in zones() else current.time_zone or "UTC"
     if why := _unbookable(start):
-        zone = form.get("tz", "") if form.get("tz") in zones() else current.time_zone or "UTC"
         return _closed(request, why, _other_times(token, zone), status=422)
-    await manage_reschedule(db, token, ManageRescheduleIn(start_at=start))
+    try:
+        await manage_reschedule(db, token, ManageRescheduleIn(start_at=start))
+    except DomainError as error:
+        if error.code not in _TIME_REFUSED:
+            raise
+        return _time_refused(request, error, _other_times(token, zone))
     return RedirectResponse(f"/manage/{token}?done=moved", status_code=303)
 
 

@@ -214,3 +214,47 @@ def test_slots_match_the_obvious_definition(
     assert [s for s in got if s.astimezone(zone).date() == day] == [
         s for s in want if s.astimezone(zone).date() == day
     ]
+
+
+def test_a_client_may_pick_only_a_start_the_search_offers() -> None:
+    hours = Hours(zone=PARIS, weekly=every_day("09:00", "17:00"))
+    r = rules(60, step=30)
+
+    def at(hh: int, mm: int, day: dt.date = dt.date(2026, 6, 10)) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(hh, mm), tzinfo=PARIS).astimezone(UTC)
+
+    assert fits(hours, r, at(12, 7)) is None  # the provider places a booking anywhere in the hours
+    assert fits(hours, r, at(12, 7), offered_only=True) == "not_offered"
+    assert fits(hours, r, at(12, 30), offered_only=True) is None
+    assert fits(hours, r, at(16, 30), offered_only=True) == "outside_hours"  # the reason said first
+    # Through the spring-forward gap the grid is the wall clock's: 03:00 is offered, 03:15 is not.
+    spring = dt.date(2026, 3, 29)
+    night = Hours(zone=PARIS, weekly=[schemas.WeeklyHours(weekday="sun", start="00:00", end="04:00")])
+    assert fits(night, rules(30), at(3, 0, spring), offered_only=True) is None
+    assert fits(night, rules(30), at(3, 15, spring), offered_only=True) == "not_offered"
+    assert fits(night, rules(30), at(3, 15, spring)) is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    zone=st.sampled_from([PARIS, NEW_YORK, ZoneInfo("Asia/Kolkata")]),
+    day=st.sampled_from(
+        [dt.date(2026, 3, 8), dt.date(2026, 3, 29), dt.date(2026, 11, 1), dt.date(2026, 6, 17)]
+    ),
+    opens=st.integers(0, 20 * 4),
+    duration=st.sampled_from([15, 30, 45, 60, 90]),
+    step=st.sampled_from([10, 15, 20, 30, 60]),
+    minute=st.integers(0, 24 * 60 - 1),
+)
+def test_offered_only_accepts_exactly_the_starts_the_search_offers(
+    zone: ZoneInfo, day: dt.date, opens: int, duration: int, step: int, minute: int
+) -> None:
+    clock = f"{opens // 4:02d}:{opens % 4 * 15:02d}"
+    hours = Hours(zone=zone, weekly=every_day(clock, "24:00"))
+    r = rules(duration, step)
+    first, last = week(zone, day, 1)
+    start = first + dt.timedelta(minutes=minute)
+    if start >= last:  # a 23-hour day
+        return
+    offered = set(slot_starts(hours, r, Busy(()), first, last))
+    assert (fits(hours, r, start, offered_only=True) is None) == (start in offered)

@@ -261,3 +261,37 @@ async def test_reminders_are_emitted_once_per_booking_time(client: httpx.AsyncCl
         ran = await asyncio.gather(*(run_schedule(db, registry.schedules[name], fire_at) for _ in range(2)))
         assert sorted(ran) == [False, True], name
     assert len(await events(db, "bookings/booking.reminder_due", ids["soon"])) == 2
+
+
+async def test_a_client_moves_only_to_a_time_their_page_offers(client: httpx.AsyncClient) -> None:
+    a, svc, day, (one, _two) = await _booked(client)
+    token = one["manage"]["token"]
+    options = (
+        await client.get(
+            f"/v1/bookings/manage/{token}/slots", params={"from_date": str(day), "to_date": str(day)}
+        )
+    ).json()["slots"]
+    starts = {dt.datetime.fromisoformat(s["start"]) for s in options}
+    # Its own time does not block its move, but is no move: not offered.
+    assert dt.datetime.fromisoformat(at(day, "16:00")) in starts
+    assert dt.datetime.fromisoformat(one["start_at"]) not in starts
+    for dry_run in (True, False):
+        off_grid = await client.post(
+            f"/v1/bookings/manage/{token}/reschedule", json={"start_at": at(day, "15:07"), "dry_run": dry_run}
+        )
+        assert off_grid.status_code == 422 and off_grid.json()["code"] == "slot_unavailable", off_grid.text
+        assert off_grid.json()["errors"][0]["code"] == "not_offered"
+    assert (await client.get(f"/v1/bookings/{one['id']}", headers=a.h())).json()["start_at"] == one[
+        "start_at"
+    ]
+    # The provider still places a booking anywhere in the hours, and moves one there.
+    r = await client.post(
+        "/v1/bookings/requests",
+        json={"service_id": svc["id"], "start_at": at(day, "12:07"), **CLIENT},
+        headers=a.h(),
+    )
+    assert r.status_code == 201, r.text
+    moved = await client.post(
+        f"/v1/bookings/{one['id']}/reschedule", json={"start_at": at(day, "15:07")}, headers=a.h()
+    )
+    assert moved.status_code == 200, moved.text
