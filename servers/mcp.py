@@ -39,7 +39,7 @@ from core.uow import Database, UnitOfWork
 from servers.hints import mcp_names
 from servers.mcp_changes import CallerBus
 from servers.mcp_connection import Selection, SelectionMiddleware, current_selection
-from servers.mcp_refusals import PlainRefusals
+from servers.mcp_refusals import NamedAuthRefusals, PlainRefusals, note_refusal
 from servers.mcp_schema import compact_annotations, compact_input, compact_output, share_outputs
 from servers.mcp_skills import SkillsExtension, served_skills
 from tools.base import (
@@ -96,6 +96,7 @@ class CoreTokenVerifier:
                 held = None
         except DomainError as err:
             log.info("mcp_token_refused", code=err.code)
+            note_refusal(err)
             return None
         ctx = verified.ctx
         principal = ctx.principal
@@ -551,4 +552,4 @@ def http_app(server: AtlilithServer, db: Database) -> ASGIApp:
             allowed_origins=settings.mcp_allowed_origins,
         ),
     )
-    return SelectionMiddleware(PlainRefusals(ReleaseUnit(app)), server.toolset_names)
+    return SelectionMiddleware(NamedAuthRefusals(PlainRefusals(ReleaseUnit(app))), server.toolset_names)

@@ -54,7 +54,11 @@ def problem_response(
 def domain_problem(err: DomainError, *, cli: bool = False) -> JSONResponse:
     headers: dict[str, str] = {}
     if err.status == 401:
-        headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{err.code}"'
+        # No credential at all carries no error code (RFC 6750, 3.1); a refused one says why.
+        refused = err.code != "missing_credential"
+        headers["WWW-Authenticate"] = (
+            f'Bearer error="invalid_token", error_description="{err.code}"' if refused else "Bearer"
+        )
     if "retry_after" in err.extra:
         headers["Retry-After"] = str(err.extra["retry_after"])
     return problem_response(

@@ -286,9 +286,12 @@ async def test_bad_tokens_get_401_with_a_clear_problem(client: httpx.AsyncClient
         assert (
             body["code"] == code and body["hint"] and r.headers["content-type"] == "application/problem+json"
         )
-        assert "WWW-Authenticate" in r.headers
-    missing = await client.get("/v1/me")
-    assert missing.status_code == 401 and missing.json()["code"] == "missing_credential"
+        assert r.headers["WWW-Authenticate"] == f'Bearer error="invalid_token", error_description="{code}"'
+    # No credential (or another scheme): no error code, as RFC 6750 asks; the body still says why.
+    for headers in ({}, {"Authorization": "Basic YTpi"}):
+        missing = await client.get("/v1/me", headers=headers)
+        assert missing.status_code == 401 and missing.json()["code"] == "missing_credential"
+        assert missing.headers["WWW-Authenticate"] == "Bearer"
 
 
 async def test_api_keys_shown_once_scoped_revocable(client: httpx.AsyncClient) -> None:

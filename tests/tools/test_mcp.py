@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -188,15 +189,33 @@ async def test_http_mcp_requires_a_valid_bearer(app: Any, client: httpx.AsyncCli
     init = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     none = await client.post("/mcp", json=init, headers={"Accept": "application/json, text/event-stream"})
     assert none.status_code == 401
-    assert "resource_metadata=" in none.headers["WWW-Authenticate"]
+    # No credential: where to start OAuth, and no error code (RFC 6750, 3.1).
+    assert re.fullmatch(r'Bearer resource_metadata="[^"]+/mcp"', none.headers["WWW-Authenticate"])
+    assert none.json()["code"] == "missing_credential"
     meta = (await client.get("/.well-known/oauth-protected-resource/mcp")).json()
     assert meta["resource"].endswith("/mcp")
-    bad = await client.post("/mcp", json=init, headers={"Authorization": "Bearer atl_aaaaaaaa_" + "x" * 40})
-    assert bad.status_code == 401
+    assert meta["resource"] in none.headers["WWW-Authenticate"].replace(
+        "/.well-known/oauth-protected-resource", ""
+    )
 
+    # A refused one says why, in the REST door's words.
+    unknown_key = "atl_aaaaaaaa_" + "x" * 40
+    garbage = "not.a.token"
     await client.post("/v1/auth/logout", headers=a.h())
-    revoked = await client.post("/mcp", json=init, headers=a.h())
-    assert revoked.status_code == 401
+    for token, code in (
+        (unknown_key, "api_key_invalid"),
+        (garbage, "token_invalid"),
+        (a.token, "session_revoked"),
+    ):
+        refused = await client.post("/mcp", json=init, headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 401, refused.text
+        header = refused.headers["WWW-Authenticate"]
+        assert header.startswith(
+            f'Bearer error="invalid_token", error_description="{code}", resource_metadata='
+        )
+        body = refused.json()
+        assert body["code"] == code and body["error"] == "invalid_token" and body["message"]
+        assert "[[" not in refused.text and int(refused.headers["content-length"]) == len(refused.content)
 
 
 async def test_http_mcp_with_session_token_and_api_key(app: Any, client: httpx.AsyncClient) -> None:
