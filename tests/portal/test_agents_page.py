@@ -133,3 +133,21 @@ async def test_connected_apps_are_listed_and_disconnected_per_the_oauth_contract
     await page.get_by_role("button", name="Yes, disconnect").click()
     await expect(page.get_by_text("No app is connected.")).to_be_visible()
     assert state["deleted"] == [connection["id"]]
+
+
+async def test_two_keys_of_one_name_have_buttons_told_apart(page: Page) -> None:
+    await sign_up_quickly(page, "twins")
+    made = [await api_as(page, "POST", "/v1/api-keys", {"name": "twin", "scopes": ["*"]}) for _ in range(2)]
+    await page.goto("/me/agents")
+    buttons = page.get_by_role("button", name=re.compile(r"^Revoke twin"))
+    await expect(buttons).to_have_count(2)
+    names = {await b.get_attribute("aria-label") for b in await buttons.all()}
+    assert names == {f"Revoke twin (atl_{k['prefix']})" for k in made}
+    # The one named is the one revoked.
+    await page.get_by_role("button", name=f"Revoke twin (atl_{made[0]['prefix']})", exact=True).click()
+    await page.get_by_role("button", name="Yes, revoke twin").click()
+    first = page.get_by_role("row", name=re.compile(f"atl_{made[0]['prefix']}"))
+    await expect(first).to_contain_text("revoked")
+    await expect(page.get_by_role("row", name=re.compile(f"atl_{made[1]['prefix']}"))).not_to_contain_text(
+        "revoked"
+    )

@@ -1,6 +1,6 @@
 """A provider's first day in the portal, as people use it: sign up, create an org, switch to
 it, invite a second person (another browser), who accepts; re-role them; remove them, after
-which their link to the org says they are no longer a member."""
+which their link to the org says they are not a member."""
 
 from __future__ import annotations
 
@@ -105,9 +105,7 @@ async def test_sign_up_create_org_invite_accept_and_change_role(
     await page.get_by_role("button", name=f"Yes, remove {guest.display_name.lower()}").click()
     await expect(page.get_by_role("row").filter(has_text=guest.slug)).to_have_count(0)
     await guest_page.reload()
-    await expect(guest_page.get_by_role("heading", level=1)).to_have_text(
-        "You are no longer a member of this org"
-    )
+    await expect(guest_page.get_by_role("heading", level=1)).to_have_text("You are not a member of this org")
     await expect(
         guest_page.get_by_role("navigation", name="Contexts").get_by_role("link", name="Studio Test")
     ).to_have_count(0)

@@ -154,7 +154,8 @@ function KeyList({ keys }) {
             <td>${k.last_used_at ? when(k.last_used_at) : html`<span class="muted">never</span>`}</td>
             <td>${keyStatus(k)}</td>
             <td>${!k.revoked_at &&
-            html`<${ConfirmButton} label=${`Revoke ${k.name}`} confirmLabel=${`Yes, revoke ${k.name}`} onConfirm=${() => revoke(k)} />`}</td>
+            html`<${ConfirmButton} label=${`Revoke ${k.name}`} ariaLabel=${`Revoke ${k.name} (atl_${k.prefix})`}
+              confirmLabel=${`Yes, revoke ${k.name}`} onConfirm=${() => revoke(k)} />`}</td>
           </tr>`,
         )}
       </tbody>
@@ -198,6 +199,7 @@ function ConnectedApps({ apps }) {
               <td>${when(a.created_at)}</td>
               <td>${a.last_used_at ? when(a.last_used_at) : html`<span class="muted">never</span>`}</td>
               <td><${ConfirmButton} label=${`Disconnect ${a.client_name || a.client_id}`}
+                ariaLabel=${`Disconnect ${a.client_name || a.client_id}, connected ${when(a.created_at)}`}
                 confirmLabel="Yes, disconnect" onConfirm=${() => revoke(a)} /></td>
             </tr>`,
           )}

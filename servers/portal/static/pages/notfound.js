@@ -19,7 +19,7 @@ export function NotMember({ org, error }) {
     </section>`;
   }
   return html`<section>
-    <${PageHeader} title="You are no longer a member of this org" />
+    <${PageHeader} title="You are not a member of this org" />
     <p>You cannot act in <strong>${org}</strong>: you were removed from it, it was deleted, or you never joined it.</p>
     <p><a href="/me">Go to your personal dashboard</a> or <a href="/invitations">see your invitations</a>.</p>
   </section>`;
