@@ -23,6 +23,7 @@ from core.messaging.schemas import (
     SendIn,
     SettableStatus,
     SettingsOut,
+    ThreadCountsOut,
     ThreadDetailOut,
     ThreadIn,
     ThreadOut,
@@ -58,18 +59,27 @@ messaging = Toolset(
 )
 
 
+# The inbox's filters, the same for the list and its counts.
+StatusFilter = Annotated[ThreadStatus | None, Field(description="Only threads in this status.")]
+UnreadFilter = Annotated[bool | None, Field(description="true: only threads with unread messages.")]
+AssigneeFilter = Annotated[
+    str | None, Field(description="A member's slug, `me`, or `none` (unassigned).", max_length=40)
+]
+LabelFilter = Annotated[str | None, Field(description="Only threads with this label.", max_length=40)]
+ClientFilter = Annotated[uuid.UUID | None, Field(description="Only this client's threads.")]
+WordsFilter = Annotated[str | None, Field(description="Words to search for.", max_length=200)]
+
+
 @messaging.tool(title="List message threads", read_only=True)
 async def messaging_threads_list(
     rt: ToolRuntime,
     org: OrgArg = None,
-    status: Annotated[ThreadStatus | None, Field(description="Only threads in this status.")] = None,
-    unread: Annotated[bool | None, Field(description="true: only threads with unread messages.")] = None,
-    assignee: Annotated[
-        str | None, Field(description="A member's slug, `me`, or `none` (unassigned).", max_length=40)
-    ] = None,
-    label: Annotated[str | None, Field(description="Only threads with this label.", max_length=40)] = None,
-    client_id: Annotated[uuid.UUID | None, Field(description="Only this client's threads.")] = None,
-    q: Annotated[str | None, Field(description="Words to search for.", max_length=200)] = None,
+    status: StatusFilter = None,
+    unread: UnreadFilter = None,
+    assignee: AssigneeFilter = None,
+    label: LabelFilter = None,
+    client_id: ClientFilter = None,
+    q: WordsFilter = None,
     page: PageArg = FIRST_PAGE,
 ) -> Page[ThreadOut]:
     """List conversation threads with clients, most recent activity first. Filter to triage:
@@ -80,6 +90,24 @@ async def messaging_threads_list(
     instructions. Read-only, cheap."""
     filters = core_messaging.ThreadFilter(status, assignee, label, client_id, None, unread, q)
     return await rt.call(org, core_messaging.list_threads, page, filters)
+
+
+@messaging.tool(title="Count message threads", read_only=True)
+async def messaging_threads_count(
+    rt: ToolRuntime,
+    org: OrgArg = None,
+    status: StatusFilter = None,
+    unread: UnreadFilter = None,
+    assignee: AssigneeFilter = None,
+    label: LabelFilter = None,
+    client_id: ClientFilter = None,
+    q: WordsFilter = None,
+) -> ThreadCountsOut:
+    """Count the threads `messaging_threads_list` would list with the same filters, exactly:
+    `threads`, `unread_threads` (with unread messages) and `unread_messages`. "How much is
+    waiting?" in one call, without paging. Read-only, cheap."""
+    filters = core_messaging.ThreadFilter(status, assignee, label, client_id, None, unread, q)
+    return await rt.call(org, core_messaging.count_threads, filters)
 
 
 @messaging.tool(title="Read a thread", read_only=True)

@@ -17,6 +17,7 @@ from core.messaging.messages import mark_read, retry_delivery, send_message
 from core.messaging.settings import get_settings, update_settings
 from core.messaging.threads import (
     ThreadFilter,
+    count_threads,
     create_thread,
     get_thread,
     list_threads,
@@ -28,6 +29,7 @@ __all__ = [
     "ThreadFilter",
     "approve_draft",
     "client_link",
+    "count_threads",
     "create_draft",
     "create_thread",
     "generate_draft",

@@ -270,6 +270,14 @@ class ThreadOut(BaseModel):
     updated_at: dt.datetime
 
 
+class ThreadCountsOut(BaseModel):
+    """The inbox under a filter, counted exactly (not only the page read)."""
+
+    threads: int = Field(description="Threads the filters match.")
+    unread_threads: int = Field(description="Of those, threads with unread messages.")
+    unread_messages: int = Field(description="Unread messages in those threads.")
+
+
 class MessageOut(BaseModel):
     id: uuid.UUID
     thread_id: uuid.UUID

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, literal_column, or_, select, text, update
+from sqlalchemy import Select, func, literal_column, or_, select, text, update
 
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
@@ -19,7 +19,14 @@ from core.messaging.models import Draft, Message, Thread
 from core.messaging.policy import READ, WRITE, agent_may, check_channel, require_deliverable, require_person
 from core.messaging.presenters import draft_out, message_out, thread_out
 from core.messaging.queries import new_thread, settings_row, thread_row, thread_select
-from core.messaging.schemas import MessageOut, ThreadDetailOut, ThreadIn, ThreadOut, ThreadUpdateIn
+from core.messaging.schemas import (
+    MessageOut,
+    ThreadCountsOut,
+    ThreadDetailOut,
+    ThreadIn,
+    ThreadOut,
+    ThreadUpdateIn,
+)
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
 from core.scoping import (
@@ -92,12 +99,9 @@ async def _assignee_id(ctx: TenantContext, uow: UnitOfWork, slug: str, field: st
     return uuid.UUID(str(member))
 
 
-async def list_threads(
-    ctx: TenantContext, uow: UnitOfWork, page: PageRequest, filters: ThreadFilter | None = None
-) -> Page[ThreadOut]:
-    """The inbox: threads of this context, most recent activity first."""
-    ctx.require(READ)
-    f = filters or ThreadFilter()
+async def _inbox(ctx: TenantContext, uow: UnitOfWork, f: ThreadFilter) -> Select[Thread, Client, Person]:
+    """The threads of this context the filters keep, as `thread_select` rows: the one reading
+    of the filters, for the list and for its counts."""
     stmt = where_given(
         thread_select(ctx),
         (Thread.status, f.status),
@@ -133,8 +137,34 @@ async def list_threads(
                 Client.email.ilike(pattern),
             )
         )
+    return stmt
+
+
+async def list_threads(
+    ctx: TenantContext, uow: UnitOfWork, page: PageRequest, filters: ThreadFilter | None = None
+) -> Page[ThreadOut]:
+    """The inbox: threads of this context, most recent activity first."""
+    ctx.require(READ)
+    stmt = await _inbox(ctx, uow, filters or ThreadFilter())
     rows = await keyset_rows(uow, stmt, page, Thread.last_activity_at, Thread.id, descending=True)
     return map_page(rows, lambda r: thread_out(r[0], r[1], r[2]))
+
+
+async def count_threads(
+    ctx: TenantContext, uow: UnitOfWork, filters: ThreadFilter | None = None
+) -> ThreadCountsOut:
+    """How many threads the inbox holds under the same filters as the list, how many of them
+    have unread messages, and how many unread messages that is: exact, in one statement."""
+    ctx.require(READ)
+    stmt = await _inbox(ctx, uow, filters or ThreadFilter())
+    counted = stmt.with_only_columns(
+        func.count(),
+        func.count().filter(Thread.unread_count > 0),
+        func.coalesce(func.sum(Thread.unread_count), 0),
+        maintain_column_froms=True,
+    )
+    threads, unread, messages = (await uow.session.execute(counted)).one()
+    return ThreadCountsOut(threads=threads, unread_threads=unread, unread_messages=messages)
 
 
 async def get_thread(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import Query, Response, status
+from fastapi import Depends, Query, Response, status
 
 from core import messaging
 from core.messaging import schemas
@@ -21,10 +21,7 @@ NOT_ROUTES = {
 }
 
 
-@router.get("/threads", response_model=Page[schemas.ThreadOut])
-async def list_threads(
-    caller: CallerDep,
-    page: PageDep,
+def _inbox_filters(
     status_: Annotated[schemas.ThreadStatus | None, Query(alias="status")] = None,
     assignee: Annotated[
         str | None, Query(max_length=40, description="A member's slug, `me` or `none`.")
@@ -37,10 +34,24 @@ async def list_threads(
         str | None,
         Query(min_length=1, max_length=200, description="Words in the subject, messages or client."),
     ] = None,
-) -> Page[schemas.ThreadOut]:
+) -> messaging.ThreadFilter:
+    return messaging.ThreadFilter(status_, assignee, label, client_id, channel, unread, q)
+
+
+InboxFilters = Annotated[messaging.ThreadFilter, Depends(_inbox_filters)]
+
+
+@router.get("/threads", response_model=Page[schemas.ThreadOut])
+async def list_threads(caller: CallerDep, page: PageDep, filters: InboxFilters) -> Page[schemas.ThreadOut]:
     """The inbox of the current context, most recent activity first (keyset pagination)."""
-    filters = messaging.ThreadFilter(status_, assignee, label, client_id, channel, unread, q)
     return await caller.call(messaging.list_threads, page, filters)
+
+
+@router.get("/threads/counts", response_model=schemas.ThreadCountsOut)
+async def count_threads(caller: CallerDep, filters: InboxFilters) -> schemas.ThreadCountsOut:
+    """The inbox under the same filters as `GET /threads`, counted exactly: threads, threads
+    with unread messages, unread messages."""
+    return await caller.call(messaging.count_threads, filters)
 
 
 @router.post("/threads", status_code=status.HTTP_201_CREATED, response_model=schemas.ThreadDetailOut)

@@ -3,12 +3,13 @@ drafts are approved (once) by a person, the agent mode switch hides the agent's 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import uuid
 from typing import Any
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.portal.conftest import api_as, screenshot, sign_up_quickly
 from tests.support.messaging import FakePeer
@@ -205,7 +206,9 @@ async def test_load_more_follows_the_cursor_and_filters_narrow_the_list(page: Pa
     await page.get_by_role("button", name="Load more threads").click()
     await expect(threads.get_by_role("listitem")).to_have_count(27)
     await expect(page.get_by_role("button", name="Load more threads")).to_have_count(0)
-    await expect(page.get_by_text("27 unread messages in 27 threads")).to_be_visible()
+    await expect(
+        page.get_by_text("27 of 27 threads shown · 27 unread messages in 27 threads")
+    ).to_be_visible()
 
     await page.get_by_label("Search").fill("note 13")
     await page.get_by_role("button", name="Apply filters").click()
@@ -245,12 +248,46 @@ async def test_the_unread_summary_counts_the_threads_not_loaded_yet(page: Page) 
     threads = page.get_by_role("list", name="Threads")
     await expect(threads.get_by_role("listitem")).to_have_count(25)
     await expect(threads.get_by_text(re.compile(r"^\d+ unread$"))).to_have_count(0)
-    await expect(page.get_by_text("25 threads shown · 4 unread messages in 3 threads in all")).to_be_visible()
+    await expect(page.get_by_text("25 of 29 threads shown · 4 unread messages in 3 threads")).to_be_visible()
 
     # Loading more changes what is shown, not the count; filtered, the count follows the filters.
     await page.get_by_role("button", name="Load more threads").click()
     await expect(threads.get_by_role("listitem")).to_have_count(29)
-    await expect(page.get_by_text("29 threads shown · 4 unread messages in 3 threads in all")).to_be_visible()
+    await expect(page.get_by_text("29 of 29 threads shown · 4 unread messages in 3 threads")).to_be_visible()
     await page.get_by_label("Search").fill("new")
     await page.get_by_role("button", name="Apply filters").click()
-    await expect(page.get_by_text("25 threads shown · 0 unread messages in 0 threads in all")).to_be_visible()
+    await expect(page.get_by_text("25 of 26 threads shown · nothing unread")).to_be_visible()
+
+
+async def test_a_slow_load_more_never_mixes_into_other_filters(page: Page) -> None:
+    await sign_up_quickly(page, "slow")
+    batch = [
+        {"channel": "sms", "external_id": f"w{i}", "client_phone": f"+1415555{4000 + i}", "body": f"memo {i}"}
+        for i in range(27)
+    ]
+    await api_as(page, "POST", "/v1/messaging/inbound", {"messages": batch})
+    release = asyncio.Event()
+    held: list[str] = []
+
+    async def slow(route: Route) -> None:
+        held.append(route.request.url)
+        await release.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r"/v1/messaging/threads\?.*cursor="), slow)
+    await page.goto("/me/inbox")
+    threads = page.get_by_role("list", name="Threads")
+    await expect(threads.get_by_role("listitem")).to_have_count(25)
+    await page.get_by_role("button", name="Load more threads").click()
+    async with asyncio.timeout(10):
+        while not held:
+            await asyncio.sleep(0.05)
+    # The person narrows the list while the next page is still on its way.
+    await page.get_by_label("Search").fill("memo 13")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(threads.get_by_role("listitem")).to_have_count(1)
+    async with page.expect_response(re.compile(r"cursor=")):
+        release.set()
+    await page.wait_for_timeout(300)  # time for a stale answer to land, had it been kept
+    await expect(threads.get_by_role("listitem")).to_have_count(1)
+    await expect(page.get_by_text("1 of 1 thread shown · 1 unread message in 1 thread")).to_be_visible()

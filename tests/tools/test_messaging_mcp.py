@@ -31,6 +31,7 @@ async def test_tools_are_listed_with_honest_annotations(client: httpx.AsyncClien
         tools = {t.name: t for t in (await c.list_tools()).tools}
     expected = {
         "messaging_threads_list",
+        "messaging_threads_count",
         "messaging_thread_get",
         "messaging_thread_create",
         "messaging_thread_update",
@@ -52,6 +53,7 @@ async def test_tools_are_listed_with_honest_annotations(client: httpx.AsyncClien
         assert "org" in tools[name].input_schema["properties"], name
     for name in (
         "messaging_threads_list",
+        "messaging_threads_count",
         "messaging_thread_get",
         "messaging_drafts_list",
         "messaging_settings_get",
@@ -72,6 +74,7 @@ async def test_tools_are_listed_with_honest_annotations(client: httpx.AsyncClien
         names = {t.name for t in (await c.list_tools()).tools}
     assert names & expected == {
         "messaging_threads_list",
+        "messaging_threads_count",
         "messaging_thread_get",
         "messaging_drafts_list",
         "messaging_settings_get",

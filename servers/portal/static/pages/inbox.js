@@ -91,28 +91,18 @@ function ThreadRow({ t, ctx }) {
   </li>`;
 }
 
-// The unread summary counts every thread the filters match, not only the pages loaded: the
-// threads with unread messages (the same filters plus `unread=true`), 100 a request, up to
-// UNREAD_MAX threads (past that it says "at least").
-const UNREAD_MAX = 1000;
-
-async function unreadSummary(query) {
-  const { limit, ...filters } = query;
-  const unread = await api.getAll("/v1/messaging/threads", { ...filters, unread: true }, UNREAD_MAX);
-  return {
-    threads: unread.length,
-    messages: unread.reduce((n, t) => n + t.unread_count, 0),
-    atLeast: unread.length >= UNREAD_MAX,
-  };
-}
-
-/** "25 threads shown · 3 unread messages in 2 threads in all" (no count: no claim). */
-function UnreadLine({ shown, unread }) {
+/** "25 of 140 threads shown · 3 unread messages in 2 threads": the counts are the server's, of
+ * every thread the filters match (GET /v1/messaging/threads/counts), not of the pages loaded.
+ * No counts (yet, or they failed): no claim. */
+function CountLine({ shown, counts }) {
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
-  let total = "";
-  if (unread && unread.atLeast) total = ` · at least ${plural(unread.messages, "unread message")} in ${unread.threads}+ threads`;
-  else if (unread) total = ` · ${plural(unread.messages, "unread message")} in ${plural(unread.threads, "thread")} in all`;
-  return html`<p class="muted" aria-live="polite">${plural(shown, "thread")} shown${total}</p>`;
+  if (!counts) return html`<p class="muted" aria-live="polite">${plural(shown, "thread")} shown</p>`;
+  const unread = counts.unread_messages
+    ? `${plural(counts.unread_messages, "unread message")} in ${plural(counts.unread_threads, "thread")}`
+    : "nothing unread";
+  // A thread that arrived live is listed a moment before the count that includes it.
+  const total = Math.max(counts.threads, shown);
+  return html`<p class="muted" aria-live="polite">${shown} of ${plural(total, "thread")} shown · ${unread}</p>`;
 }
 
 export function InboxPage({ ctx }) {
@@ -121,8 +111,10 @@ export function InboxPage({ ctx }) {
   const [cursor, setCursor] = useState(null);
   const [error, setError] = useState(null);
   const [more, setMore] = useState(false);
-  const [unread, setUnread] = useState(null);
-  const counting = useRef(0); // only the latest count is shown
+  const [counts, setCounts] = useState(null);
+  // Each answer belongs to the filters it was asked with: one read on behalf of earlier filters
+  // (a slow first page, a "load more", a count) is dropped, never mixed into the list shown.
+  const generation = useRef(0);
   const settings = useAsync(() => api.get("/v1/messaging/settings"), [ctx.base]);
 
   const query = (f) => {
@@ -130,46 +122,57 @@ export function InboxPage({ ctx }) {
     for (const [k, v] of Object.entries(f)) if (v) q[k] = v;
     return q;
   };
-  const count = (f) => {
-    const mine = ++counting.current;
-    unreadSummary(query(f)).then(
-      (summary) => mine === counting.current && setUnread(summary),
-      () => mine === counting.current && setUnread(null), // no count rather than a wrong one
+  const current = (asked) => asked === generation.current;
+  const count = (f, asked) => {
+    const { limit, ...filters } = query(f);
+    api.get("/v1/messaging/threads/counts", filters).then(
+      (found) => current(asked) && setCounts(found),
+      () => current(asked) && setCounts(null), // no count rather than a wrong one
     );
   };
-  const loadFirst = async (f = filters) => {
-    count(f);
+  const loadFirst = async (f, asked) => {
+    count(f, asked);
     try {
       const page = await api.get("/v1/messaging/threads", query(f));
+      if (!current(asked)) return;
       setItems(page.items);
       setCursor(page.next_cursor);
       setError(null);
     } catch (err) {
-      setError(err);
+      if (current(asked)) setError(err);
     }
   };
   useEffect(() => {
-    setUnread(null); // the count of other filters is not this one
-    loadFirst(filters);
+    const asked = ++generation.current;
+    setCounts(null); // the count of other filters is not this one
+    setItems(null);
+    setCursor(null);
+    setMore(false);
+    loadFirst(filters, asked);
   }, [ctx.base, filters]);
   const loadMore = async () => {
+    const asked = generation.current;
     setMore(true);
     try {
       const page = await api.get("/v1/messaging/threads", { ...query(filters), cursor });
-      setItems([...items, ...page.items.filter((t) => !items.some((i) => i.id === t.id))]);
+      if (!current(asked)) return;
+      // Merged into the list as it is now (a live update may have changed it meanwhile).
+      setItems((old) => [...(old || []), ...page.items.filter((t) => !(old || []).some((i) => i.id === t.id))]);
       setCursor(page.next_cursor);
     } catch (err) {
-      setError(err);
+      if (current(asked)) setError(err);
     } finally {
-      setMore(false);
+      if (current(asked)) setMore(false);
     }
   };
   // Any message, draft or thread change re-reads the first page (keeps what "load more" added).
   const live = useLiveEvents(() => {
-    count(filters);
+    const asked = generation.current;
+    count(filters, asked);
     api.get("/v1/messaging/threads", query(filters)).then((page) => {
+      if (!current(asked)) return;
       setItems((old) => [...page.items, ...(old || []).filter((o) => !page.items.some((n) => n.id === o.id))]);
-    }, setError);
+    }, (err) => current(asked) && setError(err));
   }, [ctx.base, filters]);
 
   const channels = settings.data ? settings.data.channels.map((c) => c.name) : [];
@@ -178,7 +181,7 @@ export function InboxPage({ ctx }) {
     <${Filters} initial=${filters} channels=${channels} onApply=${setFilters} />
     <${ErrorBox} error=${error} />
     ${items === null && !error && html`<${Loading} label="Loading threads…" />`}
-    ${items && html`<${UnreadLine} shown=${items.length} unread=${unread} />`}
+    ${items && html`<${CountLine} shown=${items.length} counts=${counts} />`}
     ${items && items.length === 0 &&
     html`<${Empty} title="No threads here.">
       ${Object.values(filters).some(Boolean)
