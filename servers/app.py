@@ -23,9 +23,9 @@ from core.ratelimit import RateLimits
 from core.relay import Relay, Sink
 from core.secret_binding import verify_secrets
 from core.uow import Database
+from servers import apidocs, portal, public
 from servers import mcp as mcp_door
 from servers import oauth as oauth_door
-from servers import portal, public
 from servers.api import api_routers
 from servers.api.deps import CheckedRoute, KnownPaths
 from servers.health import install_probes
@@ -80,7 +80,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan(database, mcp_server, tool_changes, sink, relay_on=relay_on, owns_db=db is None),
-        docs_url="/docs",
+        # `/docs` is `servers.apidocs`: Swagger UI served from here, under a strict CSP.
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
         # Spans come from `servers.telemetry` (the ASGI instrumentation, when an exporter is
@@ -197,6 +198,7 @@ def _add_routes(
 
     # The clients' pages (booking, manage), then the portal: its catch-all client routes must not
     # shadow an API, MCP or public path.
+    apidocs.mount(app)
     public.mount(app, settings)
     portal.mount(app, settings)
     # Last, in front of them all: it remembers which of the routes above serves a path.
