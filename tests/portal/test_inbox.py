@@ -193,13 +193,19 @@ async def test_an_org_inbox_is_live_and_never_shows_another_tenants_messages(
     await expect(page.get_by_text(f"Assigned to {owner.display_name}")).to_be_visible()
 
 
-async def test_load_more_follows_the_cursor_and_filters_narrow_the_list(page: Page) -> None:
-    await sign_up_quickly(page, "many")
+async def _texts_from_27_clients(page: Page, word: str, first_number: int) -> None:
+    """27 SMS threads ("{word} 0" ... "{word} 26"), one more than a page and a "load more"."""
     batch = [
-        {"channel": "sms", "external_id": f"s{i}", "client_phone": f"+1415555{2000 + i}", "body": f"note {i}"}
+        {"channel": "sms", "external_id": f"{word}{i}", "client_phone": f"+1415555{first_number + i}"}
+        | {"body": f"{word} {i}"}
         for i in range(27)
     ]
     await api_as(page, "POST", "/v1/messaging/inbound", {"messages": batch})
+
+
+async def test_load_more_follows_the_cursor_and_filters_narrow_the_list(page: Page) -> None:
+    await sign_up_quickly(page, "many")
+    await _texts_from_27_clients(page, "note", 2000)
     await page.goto("/me/inbox")
     threads = page.get_by_role("list", name="Threads")
     await expect(threads.get_by_role("listitem")).to_have_count(25)
@@ -261,11 +267,7 @@ async def test_the_unread_summary_counts_the_threads_not_loaded_yet(page: Page) 
 
 async def test_a_slow_load_more_never_mixes_into_other_filters(page: Page) -> None:
     await sign_up_quickly(page, "slow")
-    batch = [
-        {"channel": "sms", "external_id": f"w{i}", "client_phone": f"+1415555{4000 + i}", "body": f"memo {i}"}
-        for i in range(27)
-    ]
-    await api_as(page, "POST", "/v1/messaging/inbound", {"messages": batch})
+    await _texts_from_27_clients(page, "memo", 4000)
     release = asyncio.Event()
     held: list[str] = []
 
