@@ -21,7 +21,7 @@ NOT_ROUTES = {
 }
 
 
-def _inbox_filters(
+async def _inbox_filters(
     status_: Annotated[schemas.ThreadStatus | None, Query(alias="status")] = None,
     assignee: Annotated[
         str | None, Query(max_length=40, description="A member's slug, `me` or `none`.")
