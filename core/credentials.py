@@ -246,7 +246,11 @@ def parse_credential(raw: str | None, tokens: Tokens) -> Credential:
     if raw.startswith(API_KEY_PREFIX):
         parsed = parse_api_key(raw)
         if parsed is None:
-            raise Unauthenticated("the API key is malformed", code="api_key_invalid")
+            raise Unauthenticated(
+                "the API key is malformed",
+                code="api_key_invalid",
+                hint="send the whole key as it was shown once, `atl_<prefix>_<secret>`, or create a new one",
+            )
         return Credential(raw=raw, api_key=parsed)
     if raw.startswith(OAUTH_ACCESS_PREFIX):
         return Credential(raw=raw, oauth_hash=sha256_hex(raw))

@@ -51,6 +51,13 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
+# What to do about the router's own refusals (an address or method no route serves).
+_HTTP_HINTS = {
+    404: "check the path against the API reference (/docs, /openapi.json)",
+    405: "the route exists with other methods: the `Allow` header lists them",
+}
+
+
 def domain_problem(err: DomainError, *, cli: bool = False) -> JSONResponse:
     headers: dict[str, str] = {}
     if err.status == 401:
@@ -155,5 +162,6 @@ def install_problem_handlers(app: FastAPI) -> None:
             code,
             detail.capitalize(),
             detail,
+            hint=_HTTP_HINTS.get(exc.status_code),
             headers=dict(exc.headers) if exc.headers else None,
         )

@@ -322,6 +322,8 @@ async def reschedule(
     start = new_start.astimezone(dt.UTC)
     end = start + duration
     if start == b.start_at and target.id == b.provider_id:
+        if by == "client":  # their page never offers it (`manage_slots`): no move to say "moved" about
+            raise unavailable("current_time")
         return BookingChangeOut(dry_run=dry_run, booking=row_out(row), changes=[], policy_note="no change")
     hours = (await hours_of_providers(ctx, uow, [target.id]))[target.id]
     # The client moves only to a time their page offers; the provider anywhere in the hours.

@@ -119,6 +119,7 @@ _UNAVAILABLE = {
     "too_far_ahead": "this start is further ahead than the service allows",
     "outside_hours": "this time is outside the provider's working hours",
     "not_offered": "this time is not one of the service's offered start times",
+    "current_time": "this is already the booking's time",
     "no_hours": "the provider has no working hours set in this context",
 }
 

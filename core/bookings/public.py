@@ -44,6 +44,7 @@ __all__ = [
     "PublicPage",
     "PublicService",
     "public_book",
+    "public_is_free",
     "public_page",
     "public_service",
     "public_service_list",
@@ -213,6 +214,14 @@ async def public_slots(
         to_date = from_date if from_date >= last else min(last, from_date + dt.timedelta(days=days - 1))
         query = SlotsQuery(service_id=service_id, from_date=from_date, to_date=to_date, time_zone=time_zone)
         return await find_slots(ctx, uow, query)
+
+
+async def public_is_free(db: Database, slug: str, service_id: uuid.UUID, start: dt.datetime) -> bool:
+    """Whether `start` is one of the service's free times now, as its times page offers them
+    (a form is only worth filling in for one; the booking itself still decides)."""
+    day = start.astimezone(dt.UTC).date()
+    found = await public_slots(db, slug, service_id, day, 1, "UTC")
+    return any(slot.start == start for slot in found.slots)
 
 
 async def public_book(

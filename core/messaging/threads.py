@@ -116,6 +116,14 @@ async def _inbox(ctx: TenantContext, uow: UnitOfWork, f: ThreadFilter) -> Select
         person_id = (
             await uow.session.execute(text("SELECT platform.person_id_by_slug(:s)"), {"s": f.assignee})
         ).scalar_one_or_none()
+        if person_id is None:
+            # Else `assignee_id = NULL` would read as "unassigned": a typo would list those.
+            raise ValidationFailed(
+                f"no one has the handle {f.assignee!r}",
+                code="unknown_assignee",
+                hint="filter by a member's slug ([[tenancy.list_members]]), `me` or `none`",
+                errors=[FieldIssue("assignee", "no such person", "not_found")],
+            )
         stmt = stmt.where(Thread.assignee_id == person_id)
     if f.label:
         stmt = stmt.where(Thread.labels.contains([f.label]))

@@ -63,7 +63,11 @@ async def create_invitation(
             )
         ).first()
         if already:
-            raise Conflict("this person is already a member", code="already_member")
+            raise Conflict(
+                "this person is already a member",
+                code="already_member",
+                hint="nothing to invite them to: change their role instead ([[tenancy.update_member]])",
+            )
     inv = Invitation(
         org_id=org_id,
         email=data.email,

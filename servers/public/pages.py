@@ -18,7 +18,14 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from core.bookings.manage import manage_cancel, manage_ics, manage_reschedule, manage_slots, manage_view
-from core.bookings.public import PublicBookIn, public_book, public_page, public_service, public_slots
+from core.bookings.public import (
+    PublicBookIn,
+    public_book,
+    public_is_free,
+    public_page,
+    public_service,
+    public_slots,
+)
 from core.bookings.schemas import ManageCancelIn, ManageRescheduleIn, SlotsOut, bookable_range, is_bookable
 from core.bookings.sites import SiteOut, brand_for_host, public_site
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
@@ -317,6 +324,13 @@ async def details_page(request: Request) -> Response:
     start = _start(request.query_params.get("start", ""))
     if start is None:
         return not_found(request)
+    slug, service_id = request.path_params["slug"], _service_id(request)
+    if not _unbookable(start) and not await public_is_free(_db(request), slug, service_id, start):
+        # Said before anyone fills the form: taken since the page was shown, or never offered.
+        back = f"/book/{slug.lower()}/{service_id}?" + urlencode(
+            {"tz": zone, "from": start.date().isoformat()}
+        )
+        return _closed(request, "This time is not free. Please pick another.", back, status=409)
     return await _details(request, start, zone, {})
 
 

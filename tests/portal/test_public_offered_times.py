@@ -9,7 +9,7 @@ import datetime as dt
 import re
 import uuid
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 import httpx
 import pytest
@@ -62,6 +62,9 @@ async def test_a_start_the_page_never_offered_books_nothing(
         )
         preview = await client.get(f"{moves}/confirm", params={"start": start, "tz": "UTC"})
         moved = await client.post(moves, data={"csrf": csrf.group(1), "start_at": start, "tz": "UTC"})
+        form_for_it = await client.get(f"{times}/details", params={"start": start, "tz": "UTC"})
+        _is_page(form_for_it, 409)  # no form to fill for a time that is not offered
+        assert "This time is not free." in form_for_it.text and 'name="csrf"' not in form_for_it.text
         for answer in (booked, preview, moved):
             _is_page(answer, 422)
             assert "This time is not one of the service&#39;s offered start times." in answer.text
@@ -96,3 +99,10 @@ async def test_the_move_page_offers_other_times_only(page: Page, new_context: An
     await expect(
         visitor.get_by_role("link", name=f"{after:%A} {after.day} {after:%B}, {after:%H:%M}", exact=True)
     ).to_have_count(1)
+    # Its own time, asked for by hand, is refused as such: never "Your booking has moved".
+    await visitor.goto(
+        f"/manage/{token}/reschedule/confirm?" + urlencode({"start": start.isoformat(), "tz": "UTC"})
+    )
+    await expect(visitor.get_by_role("heading", level=1)).to_have_text("This time can't be booked")
+    await expect(visitor.get_by_text("This is already the booking's time.")).to_be_visible()
+    await expect(visitor.get_by_role("button", name="Move booking")).to_have_count(0)

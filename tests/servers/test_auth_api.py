@@ -279,7 +279,13 @@ async def test_bad_tokens_get_401_with_a_clear_problem(client: httpx.AsyncClient
         "token_wrong_audience": jwt.encode({**claims, "aud": "someone-else"}, secret, algorithm="HS256"),
     }
     unsigned = jwt.encode(claims, "", algorithm="none")  # PyJWT reads "" as no key, as None
-    for code, token in [*cases.items(), ("token_invalid", unsigned), ("token_invalid", "garbage")]:
+    malformed_key = ("api_key_invalid", "atl_not-a-key")
+    for code, token in [
+        *cases.items(),
+        ("token_invalid", unsigned),
+        ("token_invalid", "garbage"),
+        malformed_key,
+    ]:
         r = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401, (code, r.text)
         body = r.json()

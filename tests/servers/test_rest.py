@@ -99,9 +99,10 @@ async def test_oversized_bodies_get_413_declared_or_streamed(client: httpx.Async
 
 async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) -> None:
     r = await client.get("/v1/nothing-here")
-    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    assert r.status_code == 404 and r.json()["code"] == "not_found" and "/docs" in r.json()["hint"]
     r = await client.put("/v1/me")
-    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed" and "Allow" in r.json()["hint"]
+    assert "GET" in r.headers["allow"]
 
 
 async def test_internal_errors_never_leak(

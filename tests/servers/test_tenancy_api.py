@@ -172,6 +172,11 @@ async def test_invitation_flow_by_slug_and_by_email_before_signup(
     assert ok.status_code == 200 and ok.json()["role"] == "admin"
     twice = await client.post(f"/v1/invitations/{inv_id}/accept", headers=outsider.h())
     assert twice.status_code == 409 and twice.json()["code"] == "invitation_not_pending"
+    member = await client.post(
+        f"/v1/orgs/{org}/invitations", json={"person": outsider.slug}, headers=owner.h()
+    )
+    assert member.status_code == 409 and member.json()["code"] == "already_member"
+    assert "change their role" in member.json()["hint"] and "[[" not in member.text
 
     email = f"{slug('future')}@example.com"
     by_mail = await client.post(f"/v1/orgs/{org}/invitations", json={"email": email}, headers=owner.h())

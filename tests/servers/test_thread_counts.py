@@ -71,7 +71,10 @@ async def test_counts_agree_with_the_list_under_every_filter(mc: httpx.AsyncClie
             "unread_messages": sum(t["unread_count"] for t in listed),
         }, params
 
-    # The same rules refuse the same mistakes.
+    # The same rules refuse the same mistakes; a handle no one has is not "nobody".
+    for path in ("/v1/messaging/threads", "/v1/messaging/threads/counts"):
+        typo = await mc.get(path, params={"assignee": "nobody-xyz"}, headers=h)
+        assert typo.status_code == 422 and typo.json()["code"] == "unknown_assignee", typo.text
     bad = await mc.get("/v1/messaging/threads/counts", params={"q": "!!!"}, headers=h)
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_query"
     wrong = await mc.get("/v1/messaging/threads/counts", params={"status": "lost"}, headers=h)

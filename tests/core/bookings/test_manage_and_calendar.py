@@ -281,6 +281,11 @@ async def test_a_client_moves_only_to_a_time_their_page_offers(client: httpx.Asy
         )
         assert off_grid.status_code == 422 and off_grid.json()["code"] == "slot_unavailable", off_grid.text
         assert off_grid.json()["errors"][0]["code"] == "not_offered"
+        # Nor to the time it already has: nothing would move, so nothing may say it did.
+        same = await client.post(
+            f"/v1/bookings/manage/{token}/reschedule", json={"start_at": one["start_at"], "dry_run": dry_run}
+        )
+        assert same.status_code == 422 and same.json()["errors"][0]["code"] == "current_time", same.text
     assert (await client.get(f"/v1/bookings/{one['id']}", headers=a.h())).json()["start_at"] == one[
         "start_at"
     ]
