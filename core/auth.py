@@ -188,8 +188,13 @@ def _bound(
     """The context `platform.resolve_context` found (and bound in SQL), refused when the org
     asked for is not one the person belongs to; the unit of work keeps its ticket."""
     if wanted_org is not None and row.role is None:
+        # Named as the caller named it; an org known only by the credential's id is not shown
+        # as that id (it means nothing to a person).
+        which = (
+            f"the org {org_slug!r} (or it does not exist)" if org_slug else "the org this credential acts in"
+        )
         raise PermissionDenied(
-            f"you are not a member of the org {org_slug or str(wanted_org)!r} (or it does not exist)",
+            f"you are not a member of {which}",
             code="not_a_member",
             hint=f"list your orgs with [[tenancy.list_orgs]]; act in your personal context by {personal}",
         )

@@ -167,3 +167,25 @@ async def sign_up_quickly_elsewhere(page: Page) -> str:
     )
     assert r.status == 201
     return person.slug
+
+
+async def test_removed_while_a_page_is_open_the_next_step_says_so(page: Page, new_context: Any) -> None:
+    owner = await sign_up_quickly(page, "boss")
+    org = await api_as(
+        page, "POST", "/v1/orgs", {"slug": f"gone-{uuid.uuid4().hex[:8]}", "name": "Gone Studio"}
+    )
+    guest_page = await (await new_context()).new_page()
+    guest = await sign_up_quickly(guest_page, "left")
+    await api_as(page, "POST", f"/v1/orgs/{org['slug']}/members", {"person": guest.slug, "role": "member"})
+    await guest_page.goto(f"/o/{org['slug']}/inbox")
+    await expect(guest_page.get_by_role("heading", name="Inbox", level=1)).to_be_visible()
+
+    await api_as(page, "DELETE", f"/v1/orgs/{org['slug']}/members/{guest.slug}")
+    # No reload: the guest's next step in the open app meets the removal.
+    await open_from_nav(guest_page, "Calendar")
+    await expect(guest_page.get_by_role("heading", level=1)).to_have_text("You are not a member of this org")
+    await expect(guest_page.get_by_text(org["id"])).to_have_count(0)  # never named by its internal id
+    await expect(
+        guest_page.get_by_role("navigation", name="Contexts").get_by_role("link", name="Gone Studio")
+    ).to_have_count(0)
+    assert owner.slug

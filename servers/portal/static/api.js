@@ -26,6 +26,27 @@ export class ApiError extends Error {
 
 let auth = null; // the last AuthOut: {access_token, expires_at, person, context}
 const listeners = new Set();
+const lostListeners = new Set();
+
+/** Subscribe to "the person is no longer a member of the org this page acts in" (a call was
+ * refused 403 `not_a_member`, e.g. they were removed meanwhile); returns the unsubscribe. */
+export function onContextLost(fn) {
+  lostListeners.add(fn);
+  return () => lostListeners.delete(fn);
+}
+
+let lostToken = null; // told once per access token: the listeners' own calls may meet it again
+
+function noticeLost(err) {
+  if (err.status === 403 && err.code === "not_a_member" && auth && auth.context.kind === "org") {
+    if (lostToken !== auth.access_token) {
+      lostToken = auth.access_token;
+      for (const fn of lostListeners) fn(err);
+    }
+    return true;
+  }
+  return false;
+}
 
 /** Subscribe to sign-in / sign-out / context changes; returns the unsubscribe function. */
 export function onAuthChange(fn) {
@@ -189,6 +210,7 @@ export async function request(method, path, opts = {}) {
   try {
     return await send(method, path, { ...opts, token: auth.access_token });
   } catch (err) {
+    noticeLost(err);
     if (err.status !== 401 || err.code === "invalid_credentials") throw err;
     const wanted = contextSlug();
     const resumed = await restore();
@@ -300,6 +322,7 @@ export async function stream(path, { query = {}, onEvent, onState = () => {}, si
       }
     } catch (err) {
       if (signal.aborted) return;
+      if (noticeLost(err)) return; // no longer a member: nothing to reconnect to
       failures += 1;
       onState("reconnecting");
       await pause(Math.min(30_000, 500 * 2 ** failures), signal);

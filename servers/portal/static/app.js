@@ -171,6 +171,16 @@ function App() {
   const wantedKey = here.kind === "org" ? `${who}:o:${here.org}` : here.kind === "me" ? `${who}:me` : null;
 
   useEffect(() => api.onAuthChange((a) => setAuth(a ? api.currentAuth() : null)), []);
+  // Removed from the org while a page of it is open: say so at once, as a fresh visit would.
+  useEffect(
+    () =>
+      api.onContextLost((error) => {
+        setCtxState((s) => ({ key: s.key, error, busy: false }));
+        // The org's token is refused everywhere now: act personally, then reread the orgs.
+        api.switchTo(null).then(refreshMe, refreshMe);
+      }),
+    [],
+  );
   // After an in-app navigation, keyboard and screen-reader users start at the new page.
   const first = useRef(true);
   useEffect(() => {
