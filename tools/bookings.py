@@ -18,6 +18,7 @@ from core.bookings.schemas import (
     DeclineIn,
     HoldIn,
     ManageLinkOut,
+    MoveSlotsQuery,
     OutcomeIn,
     RequestIn,
     RescheduleIn,
@@ -140,6 +141,16 @@ async def bookings_slots(rt: ToolRuntime, query: Flat[SlotsQuery], org: OrgArg =
     ALWAYS call this before bookings_hold and offer the client these times. Each slot lists the
     providers free then (the first is next in round-robin turn). Read-only."""
     return await rt.call(org, service.find_slots, query)
+
+
+@bookings.tool(title="Times a booking could move to", read_only=True)
+async def bookings_reschedule_slots(
+    rt: ToolRuntime, booking_id: BookingId, query: Flat[MoveSlotsQuery], org: OrgArg = None
+) -> SlotsOut:
+    """Free start times a booking could be moved to with bookings_reschedule: like bookings_slots,
+    but the booking does not block itself (the times next to it are offered) and its own time
+    is left out. Read-only."""
+    return await rt.call(org, service.reschedule_slots, booking_id, query)
 
 
 @bookings.tool(title="Hold a slot", read_only=False)

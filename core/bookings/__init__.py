@@ -25,6 +25,7 @@ from core.bookings.lifecycle import (
     decline_booking,
     record_outcome,
     reschedule_booking,
+    reschedule_slots,
 )
 from core.bookings.manage import (
     manage_cancel,
@@ -65,6 +66,7 @@ __all__ = [
     "record_outcome",
     "request_booking",
     "reschedule_booking",
+    "reschedule_slots",
     "revoke_feed",
     "send_due_reminders",
     "set_availability",

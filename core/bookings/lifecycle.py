@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from core.bookings.availability import fits
 from core.bookings.models import ACTIVE_STATES, Booking, Service
 from core.bookings.policy import (
+    READ,
     SLOTS_HINT,
     WRITE,
     client_required,
@@ -42,10 +43,14 @@ from core.bookings.schemas import (
     CancellationOut,
     ConfirmIn,
     DeclineIn,
+    MoveSlotsQuery,
     OutcomeIn,
     RescheduleIn,
     RescheduleOut,
+    SlotsOut,
+    SlotsQuery,
 )
+from core.bookings.slots import free_slots, without_its_own_time
 from core.context import TenantContext
 from core.errors import Conflict, FieldIssue, Gone, ValidationFailed
 from core.idempotency import idempotent, idempotent_operation
@@ -344,6 +349,24 @@ async def reschedule(
     row = await _move(ctx, uow, b, target, (start, end), by, now)
     manage = manage_link_out(uow, row[0]) if row[0].status != "held" else None
     return BookingChangeOut(dry_run=False, booking=row_out(row, manage), changes=changes)
+
+
+async def reschedule_slots(
+    ctx: TenantContext, uow: UnitOfWork, booking_id: uuid.UUID, q: MoveSlotsQuery
+) -> SlotsOut:
+    """The times a booking could move to (`reschedule_booking`): its service's free times with
+    its own length, at its provider or `provider`. Unlike the service's free slots, the booking
+    does not block itself: the times next to it are offered; its own time is not (no move)."""
+    ctx.require(READ)
+    row = await load_booking_row(ctx, uow, booking_id)
+    b: Booking = row[0]
+    if status_of(b) not in ACTIVE_STATES:
+        raise invalid_transition(b, "rescheduled", "held, requested or confirmed")
+    service = (await uow.session.execute(select(Service).where(Service.id == b.service_id))).scalar_one()
+    target = await _move_target(ctx, uow, service, b, q.provider)
+    days = SlotsQuery(service_id=service.id, from_date=q.from_date, to_date=q.to_date, time_zone=q.time_zone)
+    found = await free_slots(ctx, uow, service, [target], days, b.id, b.end_at - b.start_at)
+    return without_its_own_time(found, b.start_at) if target.id == b.provider_id else found
 
 
 async def reschedule_booking(

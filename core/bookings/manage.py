@@ -26,7 +26,7 @@ from core.bookings.schemas import (
     SlotsOut,
     SlotsQuery,
 )
-from core.bookings.slots import free_slots
+from core.bookings.slots import free_slots, without_its_own_time
 from core.context import TenantContext, service_context
 from core.errors import Conflict, NotFound
 from core.tenancy.models import Person
@@ -132,8 +132,7 @@ async def manage_slots(
             time_zone=time_zone or b.client_time_zone or "UTC",
         )
         found = await free_slots(ctx, uow, service, [Provider(*provider)], q, b.id, b.end_at - b.start_at)
-        # Its own time is free to it (a booking does not block its own move) but is no move.
-        return found.model_copy(update={"slots": [s for s in found.slots if s.start != b.start_at]})
+        return without_its_own_time(found, b.start_at)
 
 
 async def manage_cancel(db: Database, token: str, data: ManageCancelIn) -> ManagedChangeOut:

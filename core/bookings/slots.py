@@ -87,6 +87,12 @@ async def find_slots(ctx: TenantContext, uow: UnitOfWork, q: SlotsQuery) -> Slot
     return _slots_out(offer.service, eligible, hours, offer.busy, q)
 
 
+def without_its_own_time(found: SlotsOut, start: dt.datetime) -> SlotsOut:
+    """The times a booking could move to: a booking does not block its own move, so its own
+    time is free to it, but moving there moves nothing."""
+    return found.model_copy(update={"slots": [s for s in found.slots if s.start != start]})
+
+
 def _window(q: SlotsQuery) -> tuple[dt.datetime, dt.datetime]:
     """The instants the query's dates span in its zone."""
     zone = ZoneInfo(q.time_zone)

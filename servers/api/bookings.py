@@ -259,6 +259,15 @@ async def cancel(
     )
 
 
+@router.get("/v1/bookings/{booking_id}/slots", response_model=schemas.SlotsOut)
+async def reschedule_slots(
+    booking_id: uuid.UUID, caller: CallerDep, q: Annotated[schemas.MoveSlotsQuery, Query()]
+) -> schemas.SlotsOut:
+    """The times this booking could move to: its service's free times with its own length,
+    the times next to it included (it does not block itself), its own time left out."""
+    return await caller.call(bookings.reschedule_slots, booking_id, q)
+
+
 @router.post("/v1/bookings/{booking_id}/reschedule", response_model=schemas.BookingChangeOut)
 async def reschedule(
     booking_id: uuid.UUID,

@@ -70,8 +70,12 @@ async def test_book_from_the_calendar_reschedule_through_the_preview_and_cancel(
     await expect(page.locator(".manage-link")).to_contain_text("/manage/")
     await expect(page.get_by_role("button", name="Copy manage link")).to_be_visible()
 
-    # Reschedule: the preview changes nothing until it is confirmed.
-    await page.get_by_role("group", name="New time").get_by_role("button", name="14:00", exact=True).click()
+    # Reschedule: the times it could move to (not its own); the preview changes nothing until
+    # it is confirmed.
+    new_time = page.get_by_role("group", name="New time")
+    await expect(new_time.get_by_role("button", name="11:00", exact=True)).to_be_visible()
+    await expect(new_time.get_by_role("button", name="10:00", exact=True)).to_have_count(0)
+    await new_time.get_by_role("button", name="14:00", exact=True).click()
     await page.get_by_role("button", name="Preview the change").click()
     preview = page.get_by_role("region", name="Preview of the change")
     await expect(preview).to_contain_text("Nothing is changed yet")

@@ -187,6 +187,10 @@ async def _reschedule(w: World) -> Args:
     return {"booking_id": await w.booking(), "start_at": w.slot()}
 
 
+async def _move_times(w: World) -> Args:
+    return {"booking_id": await w.booking(), "from_date": str(day_ahead(3)), "to_date": str(day_ahead(4))}
+
+
 async def _past(w: World) -> Args:
     booking = await w.booking()
     await w.sql(
@@ -266,6 +270,7 @@ OK: dict[str, Ok] = {
     "bookings_availability_get": _fixed({}),
     "bookings_availability_set": _fixed({"time_zone": "Europe/Paris", "weekly": ["mon-sun 08:00-18:00"]}),
     "bookings_slots": _with(_range),
+    "bookings_reschedule_slots": _move_times,
     "bookings_hold": _with(lambda w: {"service_id": w.ids["service"], "start_at": w.slot()}),
     "bookings_request": _request,
     "bookings_confirm": _hold,
@@ -357,6 +362,10 @@ BAD: dict[str, tuple[Callable[[World], Args], str]] = {
     "bookings_decline": (lambda w: {"booking_id": _missing(), "reason": "no"}, "booking_not_found"),
     "bookings_cancel": (lambda w: {"booking_id": _missing()}, "booking_not_found"),
     "bookings_reschedule": (lambda w: {"booking_id": _missing(), "start_at": w.slot()}, "booking_not_found"),
+    "bookings_reschedule_slots": (
+        lambda w: {"booking_id": _missing(), "from_date": str(day_ahead(3)), "to_date": str(day_ahead(4))},
+        "booking_not_found",
+    ),
     "bookings_list": (lambda w: {"status": ["lost"]}, "invalid_arguments"),
     "bookings_get": (lambda w: {"booking_id": _missing()}, "booking_not_found"),
     "bookings_manage_link": (lambda w: {"booking_id": _missing()}, "booking_not_found"),

@@ -77,6 +77,7 @@ from core.bookings.schemas.manage import (
     ManageRescheduleIn,
 )
 from core.bookings.schemas.slots import (
+    MoveSlotsQuery,
     SlotOut,
     SlotsOut,
     SlotsQuery,
@@ -121,6 +122,7 @@ __all__ = [
     "ManagedChangeOut",
     "Money",
     "MoneyOut",
+    "MoveSlotsQuery",
     "Out",
     "Outcome",
     "OutcomeIn",

@@ -22,15 +22,35 @@ class SlotsQuery(Input):
     @field_validator("to_date")
     @classmethod
     def _range(cls, to_date: dt.date, info: ValidationInfo) -> dt.date:
-        # A field's check, not the model's: the error names `to_date`, the argument to change.
-        from_date = info.data.get("from_date")
-        if from_date is None:  # invalid itself, and reported as such
-            return to_date
-        if to_date < from_date:
-            raise ValueError("`to_date` is before `from_date`")
-        if (to_date - from_date).days > 41:
-            raise ValueError("ask for at most 42 days at a time")
+        return _to_date(to_date, info)
+
+
+class MoveSlotsQuery(Input):
+    """The times one booking could move to (`reschedule_slots`): its service, its length."""
+
+    from_date: BookableDate = Field(description="First day, in `time_zone` (at most a year back).")
+    to_date: BookableDate = Field(description="Last day (inclusive), in `time_zone` (up to 5 years ahead).")
+    time_zone: TimeZone = Field(default="UTC", description="The requester's zone: days and times use it.")
+    provider: SlugRef | None = Field(
+        default=None, description="Move to this provider; omit to keep the booking's own."
+    )
+
+    @field_validator("to_date")
+    @classmethod
+    def _range(cls, to_date: dt.date, info: ValidationInfo) -> dt.date:
+        return _to_date(to_date, info)
+
+
+def _to_date(to_date: dt.date, info: ValidationInfo) -> dt.date:
+    # A field's check, not the model's: the error names `to_date`, the argument to change.
+    from_date = info.data.get("from_date")
+    if from_date is None:  # invalid itself, and reported as such
         return to_date
+    if to_date < from_date:
+        raise ValueError("`to_date` is before `from_date`")
+    if (to_date - from_date).days > 41:
+        raise ValueError("ask for at most 42 days at a time")
+    return to_date
 
 
 class SlotOut(BaseModel):

@@ -206,3 +206,64 @@ async def test_notice_and_horizon_cut_the_answer_at_the_servers_clock(client: ht
     got = _times(found)
     assert [s for s in early if s in late] == [s for s in got if s in early and s in late]
     assert all(s in early or s in late for s in got)
+
+
+async def test_a_booking_may_move_next_to_itself_but_not_onto_itself(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    weekly = _weekly(("09:00", "17:00"))
+    await set_hours(client, a, weekly=weekly)
+    svc = await make_service(client, a, duration_minutes=45, buffer_after_minutes=15)
+    day = day_ahead(6)
+    made = []
+    for start in (at(day, "10:30"), at(day, "14:00")):
+        r = await client.post(
+            "/v1/bookings/requests",
+            json={"service_id": svc["id"], "start_at": start, **CLIENT},
+            headers=a.h(),
+        )
+        assert r.status_code == 201, r.text
+        made.append(r.json())
+    moving, other = made
+    path = f"/v1/bookings/{moving['id']}/slots"
+    before = utcnow()
+    r = await client.get(
+        path, params={"from_date": str(day), "to_date": str(day), "time_zone": "Europe/Paris"}, headers=a.h()
+    )
+    assert r.status_code == 200, r.text
+    # The reference, with only the other booking busy, less the booking's own time.
+    busy = [
+        (
+            dt.datetime.fromisoformat(other["start_at"]),
+            dt.datetime.fromisoformat(other["end_at"]) + dt.timedelta(minutes=15),
+        )
+    ]
+    own = dt.datetime.fromisoformat(moving["start_at"])
+    want = [
+        s
+        for s in _expected(_hours(weekly), svc, busy, day, day, PARIS, before)
+        if dt.datetime.fromisoformat(s["start"]) != own
+    ]
+    assert _times(r.json()["slots"]) == want
+    times = {s["start"] for s in r.json()["slots"]}
+    searched = {s["start"] for s in await slots(client, a, svc["id"], day, day, time_zone="Europe/Paris")}
+    assert at(day, "09:45") in times and at(day, "09:45") not in searched  # blocked only by itself
+    assert at(day, "10:30") not in times
+    moved = await client.post(
+        f"/v1/bookings/{moving['id']}/reschedule", json={"start_at": at(day, "09:45")}, headers=a.h()
+    )
+    assert moved.status_code == 200, moved.text
+
+    stranger = await signup(client)
+    hidden = await client.get(path, params={"from_date": str(day), "to_date": str(day)}, headers=stranger.h())
+    assert hidden.status_code == 404 and hidden.json()["code"] == "booking_not_found"
+    await client.post(f"/v1/bookings/{other['id']}/cancel", json={}, headers=a.h())
+    closed = await client.get(
+        f"/v1/bookings/{other['id']}/slots",
+        params={"from_date": str(day), "to_date": str(day)},
+        headers=a.h(),
+    )
+    assert closed.status_code == 409 and closed.json()["code"] == "invalid_transition"
+    wide = await client.get(
+        path, params={"from_date": str(day), "to_date": str(day + dt.timedelta(days=60))}, headers=a.h()
+    )
+    assert wide.status_code == 422 and wide.json()["errors"][0]["field"] == "to_date"

@@ -171,10 +171,16 @@ function Day({ day, bookings, zone, ctx, navigate }) {
 
 // --- new booking from a free slot ---------------------------------------------------------------
 
-function SlotPicker({ serviceId, day, zone, provider, selected, onSelect, label = "Free times" }) {
+/** Free times of a service, or with `moving` (a booking) the times that booking could move to:
+ * the API leaves its own time out and lets it not block the times next to it. */
+function SlotPicker({ serviceId, moving, day, zone, provider, selected, onSelect, label = "Free times" }) {
+  const days = { from_date: day, to_date: day, time_zone: zone, ...(provider ? { provider } : {}) };
   const slots = useAsync(
-    () => (serviceId ? api.get("/v1/bookings/slots", { service_id: serviceId, from_date: day, to_date: day, time_zone: zone, ...(provider ? { provider } : {}) }) : Promise.resolve(null)),
-    [serviceId, day, zone, provider],
+    () => {
+      if (moving) return api.get(`/v1/bookings/${moving}/slots`, days);
+      return serviceId ? api.get("/v1/bookings/slots", { service_id: serviceId, ...days }) : Promise.resolve(null);
+    },
+    [serviceId, moving, day, zone, provider],
   );
   if (!serviceId) return null;
   if (slots.loading) return html`<${Loading} label="Finding free times…" />`;
@@ -316,7 +322,7 @@ function Reschedule({ booking, zone, onDone }) {
   return html`<section aria-labelledby="reschedule-title" class="panel">
     <h2 id="reschedule-title">Reschedule</h2>
     <${Field} label="New day" name="day" type="date" value=${day} onInput=${(v) => { setDay(v); setSlot(null); setPreview(null); }} />
-    ${isDay(day) && html`<${SlotPicker} serviceId=${booking.service.id} day=${day} zone=${zone} provider=${booking.provider.slug}
+    ${isDay(day) && html`<${SlotPicker} serviceId=${booking.service.id} moving=${booking.id} day=${day} zone=${zone} provider=${booking.provider.slug}
       selected=${slot && slot.start} onSelect=${(s) => { setSlot(s); setPreview(null); }} label="New time" />`}
     <${ErrorBox} error=${error} title="Could not reschedule" />
     ${slot && !preview && html`<div class="actions"><button type="button" disabled=${busy} onClick=${ask}>Preview the change</button></div>`}
