@@ -88,12 +88,29 @@ def issue_message(error: Mapping[str, Any]) -> str:
     """One pydantic error as a person reads it: without the "Value error, " pydantic puts before
     a validator's own words, "required" for a missing field. Every door words its field issues
     with this (REST problems, MCP tool errors, the public pages' forms)."""
-    if error.get("type") == "missing":
+    kind = error.get("type")
+    if kind == "missing":
         return "required"
+    if kind in _LENGTHS:
+        return _length(kind, error)
     message = str(error.get("msg", "invalid"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     return message
+
+
+# pydantic words a length bound on a validated string as "Value should have at least 1 item
+# after validation, not 0": said here as what the person has to change.
+_LENGTHS = {"too_short", "too_long", "string_too_short", "string_too_long"}
+
+
+def _length(kind: str, error: Mapping[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    unit = "characters" if isinstance(error.get("input"), str) else "items"
+    if kind.endswith("too_short"):
+        least = ctx.get("min_length", 1)
+        return "must not be empty" if least == 1 else f"must have at least {least} {unit}"
+    return f"must have at most {ctx.get('max_length')} {unit}"
 
 
 class Input(BaseModel):

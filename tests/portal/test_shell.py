@@ -67,3 +67,19 @@ async def test_context_in_the_url_survives_a_reload(page: Page, live_server: str
     await page.reload()
     await expect(page.get_by_role("heading", level=1)).to_contain_text("Welcome")
     await screenshot(page, "dashboard")
+
+
+async def test_a_refused_form_speaks_to_the_person_not_the_developer(page: Page) -> None:
+    person = new_person("words")
+    await page.goto("/signup")
+    await page.get_by_label("Your name").fill("   ")  # passes `required`, stripped to nothing
+    await page.get_by_label("Handle").fill(person.slug)
+    await page.get_by_label("Email").fill(person.email)
+    await page.get_by_label("Password").fill("long-enough-password")
+    await page.get_by_role("button", name="Create account").click()
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("What to do: correct what is listed below, then try again")
+    await expect(alert).to_contain_text("display name: must not be empty")
+    for developer_text in ("`", "errors", "invalid input", "after validation", "display_name"):
+        await expect(alert).not_to_contain_text(developer_text)
+    await expect(page.get_by_label("Your name")).to_have_accessible_description("must not be empty")

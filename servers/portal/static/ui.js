@@ -7,16 +7,24 @@ export { html, useState, useEffect, useCallback, useRef };
 let fieldIds = 0;
 
 /** A refused call, shown where it happened: the API's message, its hint and field problems. */
+// The API speaks to developers ("invalid input: display_name", "fix the fields listed in
+// `errors`"); a person reads the field by its name in words and what to do about it.
+const fieldWords = (field) => field.split(".").filter((p) => !/^\d+$/.test(p)).join(" › ").replace(/_/g, " ");
+const plain = (text) => (text || "").replace(/`/g, "");
+
 export function ErrorBox({ error, title }) {
   if (!error) return null;
   const fields = error.fields || [];
+  const invalid = error.code === "validation_failed" && fields.length > 0;
+  const detail = invalid ? "Some of what was entered can't be used." : plain(error.detail);
+  const hint = invalid ? "correct what is listed below, then try again" : plain(error.hint);
   return html`<div class="error-box" role="alert">
     <p class="error-title"><strong>${title || error.title || "Something went wrong"}</strong></p>
-    ${error.detail && html`<p class="error-detail">${error.detail}</p>`}
-    ${error.hint && html`<p class="error-hint">What to do: ${error.hint}</p>`}
+    ${detail && html`<p class="error-detail">${detail}</p>`}
+    ${hint && html`<p class="error-hint">What to do: ${hint}</p>`}
     ${fields.length > 0 &&
     html`<ul class="error-fields">
-      ${fields.map((f) => html`<li key=${f.field}><code>${f.field}</code>: ${f.message}</li>`)}
+      ${fields.map((f) => html`<li key=${f.field}><strong>${fieldWords(f.field) || "This"}</strong>: ${f.message}</li>`)}
     </ul>`}
   </div>`;
 }
