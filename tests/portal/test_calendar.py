@@ -94,6 +94,10 @@ async def test_book_from_the_calendar_reschedule_through_the_preview_and_cancel(
     # Cancel with a reason.
     await page.get_by_label("Reason for cancelling").fill("The client is ill")
     await page.get_by_role("button", name="Cancel booking").click()
+    asked = page.get_by_role("region", name="Cancel this booking?")
+    await expect(asked).to_contain_text("Nothing is cancelled yet. No fee applies.")
+    assert (await api_as(page, "GET", f"/v1/bookings/{booking_id}"))["status"] == "confirmed"
+    await asked.get_by_role("button", name="Yes, cancel booking").click()
     await expect(page.locator("p.success")).to_have_text("Cancelled.")
     await expect(page.locator(".facts")).to_contain_text("The client is ill")
     gone = await api_as(page, "GET", f"/v1/bookings/{booking_id}")

@@ -113,7 +113,7 @@ function ContextSwitcher({ auth, me, here }) {
   const memberships = (me && me.memberships) || [];
   const current = here.kind === "org" ? here.org : null;
   return html`<div class="switcher">
-    <span class="person">${auth.person.display_name} ▾</span>
+    <span class="person">${auth.person.display_name}</span>
     <nav aria-label="Contexts" class="contexts">
       <a href="/me" aria-current=${here.kind === "me" ? "page" : undefined}>Personal</a>
       ${memberships.map(

@@ -305,6 +305,38 @@ function ReasonForm({ label, field, button, onSubmit, error, busy }) {
   </form>`;
 }
 
+/** Cancelling asks first, with what it would cost: the API's dry run says the late fee, if any. */
+function CancelBooking({ booking, onDone }) {
+  const [reason, setReason] = useState("");
+  const [preview, setPreview] = useState(null);
+  const { busy, error, run } = useAction();
+  const body = (dry_run) => ({ ...(reason.trim() ? { reason: reason.trim() } : {}), dry_run });
+  const ask = async (e) => {
+    e.preventDefault();
+    const p = await run(() => api.post(`/v1/bookings/${booking.id}/cancel`, body(true)));
+    if (p) setPreview(p);
+  };
+  const commit = async () => {
+    const done = await run(() => api.post(`/v1/bookings/${booking.id}/cancel`, body(false)));
+    if (done) onDone(done.booking);
+  };
+  return html`<div>
+    <form class="inline" onSubmit=${ask} aria-label="Cancel booking" novalidate>
+      <${Field} label="Reason for cancelling" name="reason" value=${reason} onInput=${(v) => { setReason(v); setPreview(null); }} error=${error} />
+      <button type="submit" class="danger" disabled=${busy || preview}>Cancel booking</button>
+    </form>
+    <${ErrorBox} error=${error} title="Could not cancel" />
+    ${preview && html`<div class="preview" role="region" aria-label="Cancel this booking?">
+      <p><strong>Nothing is cancelled yet.</strong> ${preview.fee ? `A late-cancellation fee of ${preview.fee.amount} ${preview.fee.currency} applies.` : "No fee applies."}</p>
+      ${preview.policy_note && html`<p class="notice">${preview.policy_note}</p>`}
+      <div class="actions">
+        <button type="button" class="danger" disabled=${busy} onClick=${commit}>Yes, cancel booking</button>
+        <button type="button" class="secondary" onClick=${() => setPreview(null)}>Keep the booking</button>
+      </div>
+    </div>`}
+  </div>`;
+}
+
 function Reschedule({ booking, zone, onDone }) {
   const [day, setDay] = useState(wall(booking.start_at, zone).date);
   const [slot, setSlot] = useState(null);
@@ -394,7 +426,6 @@ export function BookingPage({ ctx, params }) {
       <button type="submit" class="secondary" disabled=${busy}>Record outcome</button>
     </form>`}
     ${open && html`<${Reschedule} key=${b.start_at} booking=${b} zone=${zone} onDone=${(nb) => { setCurrent(nb); setSaid(`Rescheduled to ${span(nb, zone)}. Same booking (id ${nb.id}).`); }} />`}
-    ${open && html`<h2>Cancel</h2><${ReasonForm} label="Reason for cancelling" field="reason" button="Cancel booking" busy=${busy} error=${error}
-      onSubmit=${(reason) => act(() => api.post(`/v1/bookings/${b.id}/cancel`, reason ? { reason } : {}), "Cancelled.")} />`}
+    ${open && html`<h2>Cancel</h2><${CancelBooking} booking=${b} onDone=${(nb) => { setCurrent(nb); setSaid("Cancelled."); }} />`}
   </section>`;
 }
