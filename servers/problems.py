@@ -99,11 +99,15 @@ def validation_problem(exc: RequestValidationError | ValidationError) -> JSONRes
     found: Sequence[Any] = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc.errors()
     for err in found:
         kind = str(err.get("type", "invalid"))
-        if kind == "json_invalid":
-            malformed = True
         loc = tuple(err.get("loc", ()))
         field, where = (".".join(map(str, loc)) or "request", "request") if inner else _field_name(loc)
         message = issue_message(err)
+        if kind == "json_invalid":
+            malformed = True
+            # Its location is a character offset in the body, not a field.
+            at = loc[1] if len(loc) > 1 else None
+            reason = str((err.get("ctx") or {}).get("error", "not valid JSON")).lower()
+            field, message = "body", f"{reason} at character {at}" if isinstance(at, int) else reason
         if kind == "extra_forbidden":
             message = "unknown field"
         errors.append({**FieldIssue(field, message, kind).as_dict(), "in": where})

@@ -58,6 +58,12 @@ async def test_malformed_json_is_400_and_changes_nothing(client: httpx.AsyncClie
     )
     assert r.status_code == 400 and r.json()["code"] == "malformed_json"
     assert r.headers["content-type"] == "application/problem+json"
+    # Where it broke, as a place in the body (not a field named "27").
+    [issue] = r.json()["errors"]
+    assert (
+        issue["field"] == "body"
+        and issue["message"] == "expecting property name enclosed in double quotes at character 27"
+    ), issue
 
 
 async def test_wrong_types_and_unknown_fields_name_the_field(client: httpx.AsyncClient) -> None:
