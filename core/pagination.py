@@ -27,7 +27,10 @@ class PageRequest(BaseModel):
     cursor: str | None = Field(default=None, max_length=512)
 
 
-def encode_cursor(*values: Any) -> str:
+def encode_cursor(*values: Any, tag: str | None = None) -> str:
+    """The last row's values; `tag` names the list they order (`core.scoping.keyset_tag`), so
+    another list's cursor is refused there instead of being read as a position."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, dt.datetime):
             return {"t": v.isoformat()}
@@ -35,11 +38,12 @@ def encode_cursor(*values: Any) -> str:
             return {"u": str(v)}
         return v
 
-    raw = json.dumps([plain(v) for v in values], separators=(",", ":")).encode()
+    named = [{"k": tag}] if tag else []
+    raw = json.dumps(named + [plain(v) for v in values], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, arity: int) -> list[Any]:
+def decode_cursor(cursor: str, arity: int, tag: str | None = None) -> list[Any]:
     def typed(v: Any) -> Any:
         if isinstance(v, dict) and "t" in v:
             return dt.datetime.fromisoformat(v["t"])
@@ -50,7 +54,13 @@ def decode_cursor(cursor: str, arity: int) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list) or len(values) != arity:
+        if not isinstance(values, list):
+            raise ValueError("not a list")
+        if tag is not None:
+            if not values or values[0] != {"k": tag}:
+                raise ValueError("another list's cursor")
+            values = values[1:]
+        if len(values) != arity:
             raise ValueError("wrong arity")
         return [typed(v) for v in values]
     except (ValueError, TypeError, KeyError) as exc:
@@ -67,8 +77,9 @@ def invalid_cursor() -> ValidationFailed:
     )
 
 
-def page_of(rows: list[T], limit: int, key: Any) -> Page[T]:
+def page_of(rows: list[T], limit: int, key: Any, tag: str | None = None) -> Page[T]:
     """`rows` was fetched with limit+1; `key(row)` gives the cursor values of a row."""
     more = len(rows) > limit
     items = rows[:limit]
-    return Page[T](items=items, next_cursor=encode_cursor(*key(items[-1])) if more and items else None)
+    cursor = encode_cursor(*key(items[-1]), tag=tag) if more and items else None
+    return Page[T](items=items, next_cursor=cursor)

@@ -11,6 +11,7 @@ narrows a statement to one page and `keyset_page` runs it and returns a typed `P
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, TypeVarTuple
 
@@ -32,6 +33,7 @@ __all__ = [
     "insert_in_context",
     "keyset_page",
     "keyset_rows",
+    "keyset_tag",
     "map_page",
     "new_in_context",
     "not_in_context",
@@ -179,11 +181,18 @@ def apply_keyset(
     return stmt.order_by(*order).limit(page.limit + 1)
 
 
+def keyset_tag(*columns: KeyColumn) -> str:
+    """Which ordering a keyset cursor belongs to: the threads' (last activity, id) and the
+    bookings' (start, id) have values of the same types, and one list's cursor must not be
+    read as a position in the other's."""
+    return f"{zlib.crc32(','.join(str(c) for c in columns).encode()):08x}"
+
+
 def cursor_values(page: PageRequest, *columns: KeyColumn) -> list[Any]:
     """The page's cursor decoded for `columns`. A value of the wrong type is refused here, as
     `invalid_cursor`, rather than reaching PostgreSQL as a type error."""
     assert page.cursor is not None
-    values = decode_cursor(page.cursor, len(columns))
+    values = decode_cursor(page.cursor, len(columns), keyset_tag(*columns))
     for value, column in zip(values, columns, strict=True):
         try:
             expected = column.type.python_type
@@ -208,7 +217,8 @@ async def keyset_page(
         (await uow.session.execute(apply_keyset(stmt, page, *columns, descending=descending))).scalars()
     )
     names = [c.key for c in columns]
-    return page_of(rows, page.limit, key or (lambda row: [getattr(row, n) for n in names]))
+    by_name = key or (lambda row: [getattr(row, n) for n in names])
+    return page_of(rows, page.limit, by_name, keyset_tag(*columns))
 
 
 async def keyset_rows(
@@ -230,7 +240,7 @@ async def keyset_rows(
     def by_name(row: Row[*tuple[Any, ...]]) -> list[Any]:
         return [getattr(row[0], n) for n in names]
 
-    return page_of(rows, page.limit, key or by_name)
+    return page_of(rows, page.limit, key or by_name, keyset_tag(*columns))
 
 
 def map_page(page: Page[T], present: Callable[[T], U]) -> Page[U]:

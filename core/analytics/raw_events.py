@@ -13,7 +13,7 @@ from core.analytics.schemas import EventOut, RangeIn
 from core.context import TenantContext
 from core.pagination import Page, PageRequest, page_of
 from core.presenting import from_row
-from core.scoping import apply_keyset, owned_by, where_given
+from core.scoping import apply_keyset, keyset_tag, owned_by, where_given
 from core.uow import UnitOfWork
 
 
@@ -47,4 +47,4 @@ async def list_events(
         )
         for r in rows
     ]
-    return page_of(items, page.limit, lambda e: (e.timestamp, e.id))
+    return page_of(items, page.limit, lambda e: (e.timestamp, e.id), keyset_tag(c.ts, c.id))

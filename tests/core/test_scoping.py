@@ -23,6 +23,7 @@ from core.scoping import (
     insert_in_context,
     keyset_page,
     keyset_rows,
+    keyset_tag,
     map_page,
     new_in_context,
     owned_by,
@@ -138,9 +139,11 @@ async def test_keyset_page_walks_every_row_once_in_order(
             cursor = page.next_cursor
             if cursor is None:
                 break
-            # The cursor format is the one core.pagination always produced: the last row's values.
+            # The cursor is the last row's values, named for this list's ordering.
             last = page.items[-1]
-            assert cursor == encode_cursor(last.created_at, last.id)
+            assert cursor == encode_cursor(
+                last.created_at, last.id, tag=keyset_tag(Client.created_at, Client.id)
+            )
         assert walked == [c.id for c in everything] and pages == 3
         presented = map_page(page, lambda c: c.name)
         assert presented.items == [c.name for c in page.items] and presented.next_cursor is None
@@ -154,7 +157,8 @@ async def test_keyset_page_with_a_key_and_a_bad_cursor(client: httpx.AsyncClient
         page = await keyset_page(
             uow, scoped(Client, ctx), PageRequest(limit=1), Client.name, key=lambda c: [c.name]
         )
-        assert [c.name for c in page.items] == ["c0"] and page.next_cursor == encode_cursor("c0")
+        assert [c.name for c in page.items] == ["c0"]
+        assert page.next_cursor == encode_cursor("c0", tag=keyset_tag(Client.name))
         nxt = await keyset_page(
             uow, scoped(Client, ctx), PageRequest(limit=5, cursor=page.next_cursor), Client.name
         )
@@ -218,7 +222,9 @@ async def test_keyset_rows_reads_the_cursor_from_the_listed_entity(
             if cursor is None:
                 break
             last = page.items[-1][0]
-            assert cursor == encode_cursor(last.created_at, last.id)
+            assert cursor == encode_cursor(
+                last.created_at, last.id, tag=keyset_tag(Client.created_at, Client.id)
+            )
     assert sorted(walked) == sorted(made) and len(walked) == len(set(walked)) == 5
 
 
@@ -269,11 +275,17 @@ def test_require_manager_is_the_person_or_an_org_owner_or_admin() -> None:
 
 def test_a_cursor_value_of_the_wrong_type_is_an_invalid_cursor() -> None:
     # Refused before PostgreSQL would fail comparing a timestamp with text.
-    forged = PageRequest(cursor=encode_cursor("not a time", uuid.uuid4()))
+    tag = keyset_tag(Client.created_at, Client.id)
+    forged = PageRequest(cursor=encode_cursor("not a time", uuid.uuid4(), tag=tag))
     with pytest.raises(ValidationFailed) as raised:
         apply_keyset(select(Client), forged, Client.created_at, Client.id)
     assert raised.value.code == "invalid_cursor"
-    fine = PageRequest(cursor=encode_cursor(dt.datetime.now(dt.UTC), uuid.uuid4()))
+    fine = PageRequest(cursor=encode_cursor(dt.datetime.now(dt.UTC), uuid.uuid4(), tag=tag))
     assert "(platform.clients.created_at, platform.clients.id) >" in str(
         apply_keyset(select(Client), fine, Client.created_at, Client.id)
     )
+    # Values of the right types, but another list's ordering (the bookings' start and id).
+    elsewhere = PageRequest(cursor=encode_cursor(dt.datetime.now(dt.UTC), uuid.uuid4(), tag="0badc0de"))
+    with pytest.raises(ValidationFailed) as raised:
+        apply_keyset(select(Client), elsewhere, Client.created_at, Client.id)
+    assert raised.value.code == "invalid_cursor"

@@ -71,6 +71,15 @@ async def test_counts_agree_with_the_list_under_every_filter(mc: httpx.AsyncClie
             "unread_messages": sum(t["unread_count"] for t in listed),
         }, params
 
+    # A cursor of this list is this list's: another list refuses it rather than reading it
+    # as a position of its own (the bookings' start and id have the same types of values).
+    cursor = (await mc.get("/v1/messaging/threads", params={"limit": 1}, headers=h)).json()["next_cursor"]
+    for other in ("/v1/bookings", "/v1/clients"):
+        foreign = await mc.get(other, params={"cursor": cursor}, headers=h)
+        assert foreign.status_code == 422 and foreign.json()["code"] == "invalid_cursor", (
+            other,
+            foreign.text,
+        )
     # The same rules refuse the same mistakes; a handle no one has is not "nobody".
     for path in ("/v1/messaging/threads", "/v1/messaging/threads/counts"):
         typo = await mc.get(path, params={"assignee": "nobody-xyz"}, headers=h)
