@@ -31,6 +31,7 @@ from benchmarks.common import (
     side_by_side,
     table,
 )
+from benchmarks.messaging_server import THREADS_ORDER
 from benchmarks.people import acting, person
 from core.config import Settings
 from core.db import asyncpg_dsn
@@ -184,7 +185,7 @@ async def generate(
             " ORDER BY last_activity_at DESC, id DESC OFFSET 19979 LIMIT 1",
             org_id,
         )
-        cursor = encode_cursor(row["last_activity_at"], row["id"]) if row else ""
+        cursor = encode_cursor(row["last_activity_at"], row["id"], tag=THREADS_ORDER) if row else ""
     finally:
         await conn.close()
     # Sends go to recent threads (a busy inbox), spread so they do not queue on one row.

@@ -18,9 +18,15 @@ from starlette.types import Receive, Scope, Send
 
 from benchmarks.server import BareRoutes, header_of, read_body, respond
 from core.config import get_settings
+from core.messaging.models import Thread
 from core.observability import configure_logging
 from core.pagination import decode_cursor, encode_cursor
+from core.scoping import keyset_tag
 from servers.app import create_app
+
+# The inbox list's cursor names its ordering (`core.scoping.keyset_tag`): the bare route reads
+# and writes the same cursors as the real one.
+THREADS_ORDER = keyset_tag(Thread.last_activity_at, Thread.id)
 
 SEND_SQL = [
     """INSERT INTO messaging.messages (id, person_id, org_id, thread_id, direction, channel, author_kind,
@@ -97,7 +103,7 @@ class BareMessaging(BareRoutes):
     async def _list(self, send: Send, tenant: uuid.UUID, cursor: str | None) -> None:
         assert self.pool is not None
         if cursor:
-            after = decode_cursor(cursor, 2)
+            after = decode_cursor(cursor, 2, THREADS_ORDER)
             rows = await self.pool.fetch(
                 LIST_SQL.format(keyset="AND (t.last_activity_at, t.id) < ($2, $3)"),
                 tenant,
@@ -140,7 +146,7 @@ class BareMessaging(BareRoutes):
             for r in rows[:20]
         ]
         last = rows[19] if len(rows) > 20 else None
-        next_cursor = encode_cursor(last["last_activity_at"], last["id"]) if last else None
+        next_cursor = encode_cursor(last["last_activity_at"], last["id"], tag=THREADS_ORDER) if last else None
         await respond(send, 200, {"items": items, "next_cursor": next_cursor}, statements=1)
 
 
