@@ -23,7 +23,8 @@ from core.observability import configure_logging
 from servers.app import create_app
 
 ME_SQL = """
-SELECT p.id, p.slug, p.display_name, p.email, m.role, m.created_at, o.id AS org_id, o.slug AS org_slug, o.name
+SELECT p.id, p.slug, p.display_name, p.email, p.is_platform_admin,
+       m.role, m.created_at, o.id AS org_id, o.slug AS org_slug, o.name
   FROM platform.persons p
   LEFT JOIN platform.org_members m ON m.person_id = p.id
   LEFT JOIN platform.orgs o ON o.id = m.org_id
@@ -144,6 +145,7 @@ class Bare(BareRoutes):
                 for r in rows
                 if r["org_id"] is not None
             ],
+            "platform_admin": first["is_platform_admin"],
         }
         await respond(send, 200, body, statements=1)
 

@@ -25,7 +25,8 @@ from core.uow import UnitOfWork
 # (`UnitOfWork.fetch`), not an ORM select, nor a statement through SQLAlchemy's execution: on
 # this route either costs more Python than PostgreSQL spends answering it.
 _WHOAMI_SQL = (
-    "SELECT p.id, p.slug, p.display_name, p.email, m.role, m.created_at, o.id, o.slug, o.name"
+    "SELECT p.id, p.slug, p.display_name, p.email, m.role, m.created_at, o.id, o.slug, o.name,"
+    " p.is_platform_admin"
     " FROM platform.persons p"
     " LEFT JOIN platform.org_members m ON m.person_id = p.id"
     " LEFT JOIN platform.orgs o ON o.id = m.org_id"
@@ -53,6 +54,7 @@ async def whoami(ctx: TenantContext, uow: UnitOfWork) -> MeOut:
         if current
         else ContextOut(kind="personal"),
         memberships=memberships,
+        platform_admin=first[9],
         credential=CredentialOut(
             kind="oauth" if principal.grant_id else "api_key" if principal.api_key_id else "session",
             scopes=sorted(principal.scopes),

@@ -128,6 +128,7 @@ class MeOut(BaseModel):
     person: PersonOut
     context: ContextOut
     memberships: list[MembershipOut]
+    platform_admin: bool = Field(description="A platform operator (admin toolset, `admin:*` scopes).")
     credential: CredentialOut
 
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 from playwright.async_api import Page, Route, expect
+from sqlalchemy import text
 
+from core.uow import Database
 from tests.portal.conftest import api_as, open_from_nav, screenshot, sign_up_quickly
 
 
@@ -151,3 +153,22 @@ async def test_two_keys_of_one_name_have_buttons_told_apart(page: Page) -> None:
     await expect(page.get_by_role("row", name=re.compile(f"atl_{made[1]['prefix']}"))).not_to_contain_text(
         "revoked"
     )
+
+
+async def test_admin_scopes_are_offered_to_platform_operators_only(page: Page, db: Database) -> None:
+    person = await sign_up_quickly(page, "scopes")
+    await page.goto("/me/agents")
+    admin_boxes = page.get_by_role("checkbox", name=re.compile("^admin:"))
+    await page.get_by_text("Narrow it to some features").click()
+    await expect(page.get_by_role("checkbox", name=re.compile("^bookings:read"))).to_be_visible()
+    await expect(admin_boxes).to_have_count(0)
+    me = await api_as(page, "GET", "/v1/me")
+    assert me["platform_admin"] is False
+    async with db.system() as uow:
+        await uow.session.execute(
+            text("UPDATE platform.persons SET is_platform_admin = true WHERE slug = :s"), {"s": person.slug}
+        )
+    await page.reload()
+    await page.get_by_text("Narrow it to some features").click()
+    await expect(admin_boxes.first).to_be_visible()
+    assert (await api_as(page, "GET", "/v1/me"))["platform_admin"] is True

@@ -100,7 +100,9 @@ function CreateKey({ me, ctx, meta, onCreated }) {
       onCreated(key);
     }
   };
-  const available = (meta.data && meta.data.api_key_scopes) || [{ scope: "*", description: "everything you may do" }];
+  // `admin:*` only for platform operators: anyone else's key could never use them.
+  const listed = (meta.data && meta.data.api_key_scopes) || [{ scope: "*", description: "everything you may do" }];
+  const available = listed.filter((s) => !s.scope.startsWith("admin:") || (me && me.platform_admin));
   return html`<form onSubmit=${submit} aria-labelledby="create-key-title">
     <h3 id="create-key-title">Create an API key</h3>
     <${Field} label="Name" name="name" value=${name} onInput=${setName} required
