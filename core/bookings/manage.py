@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from core.bookings import calendar, links
-from core.bookings.lifecycle import cancel, reschedule
+from core.bookings.lifecycle import cancel, reschedule, reschedule_slots
 from core.bookings.models import Booking, Service
 from core.bookings.policy import WRITE
 from core.bookings.presenters import calendar_entry, emit_event, manage_link_out, money, status_of
-from core.bookings.queries import Provider, apply_changes, load_booking_row
+from core.bookings.queries import apply_changes, load_booking_row
 from core.bookings.schemas import Calendar as CalendarOut
 from core.bookings.schemas import (
     ManageCancelIn,
@@ -23,13 +23,11 @@ from core.bookings.schemas import (
     ManagedChangeOut,
     ManageLinkOut,
     ManageRescheduleIn,
+    MoveSlotsQuery,
     SlotsOut,
-    SlotsQuery,
 )
-from core.bookings.slots import free_slots, without_its_own_time
 from core.context import TenantContext, service_context
 from core.errors import Conflict, NotFound
-from core.tenancy.models import Person
 from core.uow import Database, UnitOfWork
 from core.utilities import utcnow
 
@@ -119,20 +117,12 @@ async def manage_slots(
 ) -> SlotsOut:
     """Times the client may move their booking to (same service and provider)."""
     async with _managed(db, token) as (ctx, uow, b):
-        service = (await uow.session.execute(select(Service).where(Service.id == b.service_id))).scalar_one()
-        provider = (
-            await uow.session.execute(
-                select(Person.id, Person.slug, Person.display_name).where(Person.id == b.provider_id)
-            )
-        ).one()
-        q = SlotsQuery(
-            service_id=service.id,
-            from_date=from_date,
-            to_date=to_date,
-            time_zone=time_zone or b.client_time_zone or "UTC",
+        if status_of(b) not in ("confirmed", "requested") or b.start_at <= utcnow():
+            raise _closed(b)  # as `manage_reschedule` would refuse any of the times
+        q = MoveSlotsQuery(
+            from_date=from_date, to_date=to_date, time_zone=time_zone or b.client_time_zone or "UTC"
         )
-        found = await free_slots(ctx, uow, service, [Provider(*provider)], q, b.id, b.end_at - b.start_at)
-        return without_its_own_time(found, b.start_at)
+        return await reschedule_slots(ctx, uow, b.id, q)
 
 
 async def manage_cancel(db: Database, token: str, data: ManageCancelIn) -> ManagedChangeOut:

@@ -110,6 +110,10 @@ async def test_a_manage_link_reaches_its_booking_and_nothing_else(
     assert gone.json()["fee"] is None
     closed = await client.post(f"/v1/bookings/manage/{token}/reschedule", json={"start_at": target})
     assert closed.status_code == 409 and closed.json()["code"] == "booking_closed"
+    no_times = await client.get(
+        f"/v1/bookings/manage/{token}/slots", params={"from_date": str(day), "to_date": str(day)}
+    )
+    assert no_times.status_code == 409 and no_times.json()["code"] == "booking_closed"
     provider_view = (await client.get(f"/v1/bookings/{one['id']}", headers=a.h())).json()
     assert provider_view["cancellation"]["untrusted_reason"] == "found another time"
     assert (await client.get(f"/v1/bookings/{two['id']}", headers=a.h())).json()["status"] == "requested"
