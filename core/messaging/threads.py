@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, literal_column, or_, select, text, update
 
 from core.context import TenantContext
-from core.errors import FieldIssue, ValidationFailed
+from core.errors import FieldIssue, NotFound, ValidationFailed
 from core.idempotency import idempotent_operation
 from core.messaging.messages import append_outbound_with_thread
 from core.messaging.models import Draft, Message, Thread
@@ -40,6 +40,7 @@ from core.scoping import (
     where_given,
 )
 from core.tenancy.models import Client, OrgMember, Person
+from core.tenancy.queries import person_id_by_slug
 from core.uow import UnitOfWork
 
 
@@ -113,17 +114,16 @@ async def _inbox(ctx: TenantContext, uow: UnitOfWork, f: ThreadFilter) -> Select
     elif f.assignee == "me":
         stmt = stmt.where(Thread.assignee_id == ctx.person_id)
     elif f.assignee:
-        person_id = (
-            await uow.session.execute(text("SELECT platform.person_id_by_slug(:s)"), {"s": f.assignee})
-        ).scalar_one_or_none()
-        if person_id is None:
-            # Else `assignee_id = NULL` would read as "unassigned": a typo would list those.
+        try:
+            person_id = await person_id_by_slug(uow, f.assignee)
+        except NotFound as exc:
+            # A filter's mistake (a typo), said about the filter: never read as "unassigned".
             raise ValidationFailed(
                 f"no one has the handle {f.assignee!r}",
                 code="unknown_assignee",
                 hint="filter by a member's slug ([[tenancy.list_members]]), `me` or `none`",
                 errors=[FieldIssue("assignee", "no such person", "not_found")],
-            )
+            ) from exc
         stmt = stmt.where(Thread.assignee_id == person_id)
     if f.label:
         stmt = stmt.where(Thread.labels.contains([f.label]))
