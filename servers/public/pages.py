@@ -67,6 +67,30 @@ def _zone(request: Request) -> tuple[str, bool]:
     return (given, True) if given in zones() else ("UTC", False)
 
 
+def _chosen(value: str | None) -> str | None:
+    """The zone a visitor chose (a page's `tz`), or None when none was or it is no zone."""
+    return value if value in zones() else None
+
+
+def _zone_label(start: dt.datetime, zone: str | None) -> str:
+    """What a time is shown in: the chosen zone, else the start's own offset as written (a
+    link made by hand), e.g. "UTC+01:00", rather than a zone the visitor never chose."""
+    if zone:
+        return zone
+    offset = start.utcoffset() or dt.timedelta(0)
+    if not offset:
+        return "UTC"
+    sign, offset = ("-", -offset) if offset < dt.timedelta(0) else ("+", offset)
+    hours, rest = divmod(int(offset.total_seconds()) // 60, 60)
+    return f"UTC{sign}{hours:02d}:{rest:02d}"
+
+
+def _tz_query(zone: str | None, **more: str) -> str:
+    """A page's query with the visitor's zone when one was chosen; without it, the times page
+    shows the visitor's own (its script) or UTC."""
+    return urlencode(({"tz": zone} if zone else {}) | more)
+
+
 def _last_week() -> dt.date:
     """The first day of the last week a times page shows: it ends on the last bookable day."""
     return bookable_range()[1] - dt.timedelta(days=6)
@@ -294,10 +318,14 @@ def _closed(request: Request, why: str, back_url: str, *, status: int) -> Respon
 
 
 async def _details(
-    request: Request, start: dt.datetime, zone: str, values: dict[str, str], error: DomainError | None = None
+    request: Request,
+    start: dt.datetime,
+    zone: str | None,
+    values: dict[str, str],
+    error: DomainError | None = None,
 ) -> Response:
     page, service = await public_service(_db(request), request.path_params["slug"], _service_id(request))
-    back_url = f"/book/{page.slug}/{service.id}?" + urlencode({"tz": zone})
+    back_url = f"/book/{page.slug}/{service.id}?" + _tz_query(zone)
     if why := _unbookable(start):
         return _closed(request, why, back_url, status=error.status if error else 400)
     return render(
@@ -309,7 +337,8 @@ async def _details(
         service=service,
         when=when(start, zone),
         start_at=start.isoformat(),
-        time_zone=zone,
+        time_zone=zone or "",
+        zone_label=_zone_label(start, zone),
         values=values,
         errors=form_errors(error),
         csrf=csrf_token(request),
@@ -320,16 +349,14 @@ async def _details(
 
 
 async def details_page(request: Request) -> Response:
-    zone, _ = _zone(request)
+    zone = _chosen(request.query_params.get("tz"))
     start = _start(request.query_params.get("start", ""))
     if start is None:
         return not_found(request)
     slug, service_id = request.path_params["slug"], _service_id(request)
     if not _unbookable(start) and not await public_is_free(_db(request), slug, service_id, start):
         # Said before anyone fills the form: taken since the page was shown, or never offered.
-        back = f"/book/{slug.lower()}/{service_id}?" + urlencode(
-            {"tz": zone, "from": start.date().isoformat()}
-        )
+        back = f"/book/{slug.lower()}/{service_id}?" + _tz_query(zone, **{"from": start.date().isoformat()})
         return _closed(request, "This time is not free. Please pick another.", back, status=409)
     return await _details(request, start, zone, {})
 
@@ -337,7 +364,7 @@ async def details_page(request: Request) -> Response:
 async def book(request: Request) -> Response:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     await check_form(request, form)
-    zone = form.get("tz", "UTC") if form.get("tz") in zones() else "UTC"
+    zone = _chosen(form.get("tz"))
     start = _start(form.get("start_at", ""))
     if start is None:
         return not_found(request)
@@ -353,7 +380,7 @@ async def book(request: Request) -> Response:
             email=form.get("email") or None,
             phone=form.get("phone") or None,
             notes=form.get("notes") or None,
-            time_zone=zone,
+            time_zone=zone or "UTC",
         )
     except ValidationError as exc:
         return await _details(request, start, zone, form, invalid(exc))
@@ -363,11 +390,11 @@ async def book(request: Request) -> Response:
     except Conflict as error:
         if error.code != "slot_taken":
             raise
-        request.scope["query_string"] = urlencode({"tz": zone, "from": start.date().isoformat()}).encode()
+        request.scope["query_string"] = _tz_query(zone, **{"from": start.date().isoformat()}).encode()
         return await _slots_page(request, "That time was just taken. Please pick another.", status=409)
     except DomainError as error:
         if error.code in _TIME_REFUSED:
-            return _time_refused(request, error, f"/book/{slug}/{service_id}?" + urlencode({"tz": zone}))
+            return _time_refused(request, error, f"/book/{slug}/{service_id}?" + _tz_query(zone))
         if error.status != 422:
             raise
         return await _details(request, start, zone, form, error)
@@ -454,12 +481,13 @@ async def reschedule_slots(request: Request) -> Response:
 
 async def reschedule_preview(request: Request) -> Response:
     token = request.path_params["token"]
-    zone, _ = _zone(request)
     start = _start(request.query_params.get("start", ""))
     if start is None:
         return not_found(request)
     db = _db(request)
     current = await manage_view(db, token)
+    # As the move page: the zone chosen there, else the one the booking was made in.
+    zone = _chosen(request.query_params.get("tz")) or _chosen(current.time_zone)
     if why := _unbookable(start):
         return _closed(request, why, _other_times(token, zone), status=400)
     try:
@@ -475,10 +503,11 @@ async def reschedule_preview(request: Request) -> Response:
         title="Move your booking",
         token=token,
         change=change,
-        old_when=when(current.start_at, zone),
+        old_when=when(current.start_at.astimezone(start.tzinfo), zone),
         when=when(start, zone),
         start_at=start.isoformat(),
-        time_zone=zone,
+        time_zone=zone or "",
+        zone_label=_zone_label(start, zone),
         csrf=csrf_token(request),
     )
 
@@ -492,7 +521,7 @@ async def reschedule(request: Request) -> Response:
         return not_found(request)
     db = _db(request)
     current = await manage_view(db, token)
-    zone = form.get("tz", "") if form.get("tz") in zones() else current.time_zone or "UTC"
+    zone = _chosen(form.get("tz")) or _chosen(current.time_zone)
     if why := _unbookable(start):
         return _closed(request, why, _other_times(token, zone), status=422)
     try:
@@ -504,8 +533,8 @@ async def reschedule(request: Request) -> Response:
     return RedirectResponse(f"/manage/{token}?done=moved", status_code=303)
 
 
-def _other_times(token: str, zone: str) -> str:
-    return f"/manage/{token}/reschedule?" + urlencode({"tz": zone})
+def _other_times(token: str, zone: str | None) -> str:
+    return f"/manage/{token}/reschedule?" + _tz_query(zone)
 
 
 # --- the client's conversation --------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""A time linked by hand without a chosen zone (no `tz`) is shown as it was written, with its own
+offset, never silently in UTC; the move page's confirmation falls back to the zone the booking
+was made in, as the move page itself does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import httpx
+from playwright.async_api import Page
+
+from core.bookings.public import PublicBookIn, public_book, public_slots
+from core.uow import Database
+from servers.public.render import when
+from tests.portal.test_public_pages import _bookings, _is_page, _provider
+
+
+def _label(start: dt.datetime) -> str:
+    minutes = int((start.utcoffset() or dt.timedelta(0)).total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+async def test_a_time_linked_without_a_zone_is_shown_as_written(
+    page: Page, live_server: str, db: Database
+) -> None:
+    slug, service = await _provider(page)
+    day = dt.date.today() + dt.timedelta(days=5)
+    free = (await public_slots(db, slug, uuid.UUID(service["id"]), day, 1, "Europe/Paris")).slots
+    start = free[0].start.astimezone(ZoneInfo("Europe/Paris"))
+    written = start.isoformat()  # e.g. 2026-12-12T09:00:00+01:00, as a hand-made link has it
+    times = f"/book/{slug}/{service['id']}"
+    async with httpx.AsyncClient(base_url=live_server) as client:
+        form = await client.get(f"{times}/details", params={"start": written})
+        _is_page(form, 200)
+        assert f"{when(start)} ({_label(start)})" in form.text
+        assert "(UTC)" not in form.text
+        assert 'name="tz" value=""' in form.text
+        assert f'href="{times}?"' in form.text or f'href="{times}"' in form.text  # no zone forced back
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf
+        booked = await client.post(
+            times,
+            data={"csrf": csrf.group(1), "start_at": written, "tz": "", "name": "Ana", "email": "a@x.org"},
+        )
+        assert booked.status_code == 303, booked.text[:300]
+    [made] = await _bookings(page)
+    assert dt.datetime.fromisoformat(made["start_at"]) == start
+    assert made["client_time_zone"] == "UTC"  # none was chosen: the booking says so, not Paris
+
+
+async def test_the_move_confirmation_uses_the_bookings_own_zone(
+    page: Page, live_server: str, db: Database
+) -> None:
+    slug, service = await _provider(page)
+    day = dt.date.today() + dt.timedelta(days=3)
+    slots = (await public_slots(db, slug, uuid.UUID(service["id"]), day, 1, "Asia/Tokyo")).slots
+    data = PublicBookIn(
+        service_id=uuid.UUID(service["id"]),
+        start_at=slots[0].start,
+        name="Kim",
+        email="kim@example.com",
+        time_zone="Asia/Tokyo",
+    )
+    token = (await public_book(db, slug, data)).manage_token
+    target = slots[1].start.astimezone(dt.UTC)
+    tokyo = ZoneInfo("Asia/Tokyo")
+    async with httpx.AsyncClient(base_url=live_server) as client:
+        preview = await client.get(
+            f"/manage/{token}/reschedule/confirm?" + urlencode({"start": target.isoformat()})
+        )
+    _is_page(preview, 200)
+    shown = f"From {when(slots[0].start, 'Asia/Tokyo')} to <strong>{when(target.astimezone(tokyo))}</strong>"
+    assert f"{shown} (Asia/Tokyo)" in preview.text
+    assert 'name="tz" value="Asia/Tokyo"' in preview.text
