@@ -16,6 +16,7 @@ from core.bookings.schemas import ServiceIn, ServiceOut, ServiceUpdateIn
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
+from core.money import digits_said, fits, in_currency
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
 from core.presenting import context_kind, from_row
@@ -87,6 +88,18 @@ def _check_price(amount: Decimal | None, currency: str | None, fee: Decimal | No
             hint="send `price_amount` and `currency` together",
             errors=[FieldIssue("currency", "required with a price")],
         )
+    if currency is None:
+        return
+    given = (("price_amount", amount), ("late_cancel_fee", fee))
+    if odd := [(f, a) for f, a in given if a is not None and not fits(a, currency)]:
+        field, first = odd[0]
+        written = in_currency(first, currency)
+        raise ValidationFailed(
+            digits_said(currency),
+            code="validation_failed",
+            hint=f"write {field} as {currency} prices are written: {written}, not {first}",
+            errors=[FieldIssue(f, digits_said(currency), "amount_precision") for f, _ in odd],
+        )
 
 
 async def list_services(
@@ -112,6 +125,7 @@ async def create_service(
 ) -> ServiceOut:
     """Create a bookable service (person, or an org's owner/admin)."""
     require_manager(ctx, WRITE)
+    _check_price(data.price_amount, data.currency, data.late_cancel_fee)
     providers = await _provider_ids(ctx, uow, data.providers)
     values = data.model_dump(exclude={"providers"})
     service = await insert_in_context(uow, Service, ctx, **values)

@@ -19,6 +19,7 @@ from core.bookings.schemas import (
     RescheduleOut,
     ServiceRef,
 )
+from core.money import in_currency
 from core.presenting import context_kind, from_row
 from core.tenancy.schemas import PersonRef
 from core.uow import UnitOfWork
@@ -35,7 +36,9 @@ if TYPE_CHECKING:
 
 
 def money(amount: Decimal | None, currency: str | None) -> MoneyOut | None:
-    return MoneyOut(amount=amount, currency=currency) if amount is not None and currency else None
+    if amount is None or not currency:
+        return None
+    return MoneyOut(amount=in_currency(amount, currency), currency=currency)
 
 
 def iso(value: dt.datetime) -> str:
@@ -81,7 +84,9 @@ def _event(b: BookingFacts, **extra: Any) -> dict[str, Any]:
         "start_at": iso(b.start_at),
         "end_at": iso(b.end_at),
         # Analytics reports revenue from these: the price agreed for this booking.
-        "price_amount": str(b.price_amount) if b.price_amount is not None else None,
+        "price_amount": str(in_currency(b.price_amount, b.currency))
+        if b.price_amount is not None and b.currency
+        else None,
         "currency": b.currency,
     }
     data.update(extra)
