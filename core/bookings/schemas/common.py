@@ -145,7 +145,7 @@ TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_ti
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]
 
 
-HHMM = Annotated[str, Field(min_length=4, max_length=5), AfterValidator(_hhmm)]
+HHMM = Annotated[str, Field(max_length=5), AfterValidator(_hhmm)]
 
 
 Money = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]

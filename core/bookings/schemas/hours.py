@@ -82,17 +82,26 @@ class AvailabilityIn(Input):
     def _override_lines(cls, value: Any) -> Any:
         return read_overrides(value) if isinstance(value, list) else value
 
-    @model_validator(mode="after")
-    def _consistent(self) -> AvailabilityIn:
+    # Checked per field (not on the model), so the error names `weekly` or `overrides`; each
+    # message starts with the day it is about ("mon: ...", "2026-12-24: ..."), which the portal
+    # uses to show it on that day's field.
+    @field_validator("weekly", mode="after")
+    @classmethod
+    def _weekly_consistent(cls, weekly: list[WeeklyHours]) -> list[WeeklyHours]:
         for day in WEEKDAYS:
-            _no_overlaps([w for w in self.weekly if w.weekday == day], day)
+            _no_overlaps([w for w in weekly if w.weekday == day], day)
+        return weekly
+
+    @field_validator("overrides", mode="after")
+    @classmethod
+    def _overrides_consistent(cls, overrides: list[DateOverride]) -> list[DateOverride]:
         seen: set[dt.date] = set()
-        for o in self.overrides:
+        for o in overrides:
             if o.date in seen:
-                raise ValueError(f"{o.date} is overridden twice")
+                raise ValueError(f"{o.date}: overridden twice")
             seen.add(o.date)
             _no_overlaps(o.intervals, o.date.isoformat())
-        return self
+        return overrides
 
 
 def parse_weekly(lines: list[str]) -> list[WeeklyHours]:
@@ -116,6 +125,7 @@ def parse_weekly(lines: list[str]) -> list[WeeklyHours]:
 def parse_overrides(lines: list[str]) -> list[DateOverride]:
     """`["2026-12-24 off", "2026-12-27 10:00-14:00 16:00-18:00"]` -> date overrides."""
     by_date: dict[dt.date, list[TimeRange]] = {}
+    days_off: set[dt.date] = set()
     for line in lines:
         parts = line.split()
         try:
@@ -124,12 +134,19 @@ def parse_overrides(lines: list[str]) -> list[DateOverride]:
             day = None
         if day is None or len(parts) < 2:
             raise ValueError(f"{line!r}: write e.g. '2026-12-24 off' or '2026-12-27 10:00-14:00'")
+        if day in days_off or (parts[1:] == ["off"] and day in by_date):
+            # "off" and hours for one date contradict each other: neither may silently win.
+            raise ValueError(f"{day}: both off and open; give the date one line")
         ranges = by_date.setdefault(day, [])
         if parts[1:] == ["off"]:
+            days_off.add(day)
             continue
         for part in parts[1:]:
             start, _, end = part.partition("-")
-            ranges.append(TimeRange(start=start, end=end))
+            try:
+                ranges.append(TimeRange(start=start, end=end))
+            except ValidationError as exc:
+                raise ValueError(f"{line!r}: {_lines_error(exc)}") from exc
     return [DateOverride(date=d, intervals=r) for d, r in by_date.items()]
 
 
@@ -155,11 +172,7 @@ def read_weekly(items: list[Any]) -> list[Any]:
 
 def read_overrides(items: list[Any]) -> list[Any]:
     """Date overrides as given: lines (several lines of one date merge) and objects."""
-    lines = [item for item in items if isinstance(item, str)]
-    try:
-        parsed = parse_overrides(lines)
-    except ValidationError as exc:
-        raise ValueError(f"{lines}: {_lines_error(exc)}") from exc
+    parsed = parse_overrides([item for item in items if isinstance(item, str)])
     return [item for item in items if not isinstance(item, str)] + parsed
 
 

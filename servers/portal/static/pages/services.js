@@ -149,18 +149,53 @@ function ranges(text) {
   return text.split(/[,\s]+/).map((r) => r.trim()).filter(Boolean);
 }
 
+/** The week as the API's objects, each range split at its first "-" (the API says what is wrong
+ * with a part), and which day each object came from, to show the API's answer on that day. */
+function weeklyBody(days) {
+  const weekly = [];
+  const from = [];
+  for (const [d] of DAYS) {
+    for (const r of ranges(days[d])) {
+      const cut = r.indexOf("-");
+      weekly.push({ weekday: d, start: cut < 0 ? r : r.slice(0, cut), end: cut < 0 ? "" : r.slice(cut + 1) });
+      from.push(d);
+    }
+  }
+  return { weekly, from };
+}
+
+/** What the API said about one day or one date, if anything: an object's fields
+ * ("weekly.3.end": the 4th object sent) or a message that starts with that day ("mon: ...",
+ * "2026-12-24: ...", "'2026-12-24 25:00': ..."). */
+function saidAbout(error, field, key, sentFrom) {
+  if (!error || !error.fields) return "";
+  const hits = [];
+  for (const f of error.fields) {
+    const item = f.field.match(/^(\w+)\.(\d+)(?:\.|$)/);
+    if (item && item[1] === field && sentFrom && sentFrom[Number(item[2])] === key) hits.push(f.message);
+    else if (f.field === field) {
+      const quoted = f.message.match(/^'([^']*)': (.*)$/s);
+      const about = quoted ? quoted[1].split(" ")[0] : f.message.split(": ")[0];
+      if (about === key) hits.push(quoted ? quoted[2] : f.message.slice(key.length + 2));
+    }
+  }
+  return [...new Set(hits)].join("; ");
+}
+
 export function HoursPage({ ctx }) {
   const hours = useAsync(() => api.get("/v1/bookings/availability"), [ctx.base]);
   const [form, setForm] = useState(null);
   const [extra, setExtra] = useState({ date: "", hours: "off" });
   const [said, setSaid] = useState("");
   const { busy, error, run } = useAction();
+  const [sentFrom, setSentFrom] = useState([]);
   const f = form || (hours.data ? hoursForm(hours.data) : null);
   const update = (patch) => setForm({ ...f, ...patch });
   const save = async (e) => {
     e.preventDefault();
-    // Compact lines, as the tool takes them: "mon 09:00-12:00", "2026-12-24 off".
-    const weekly = DAYS.flatMap(([d]) => ranges(f.days[d]).map((r) => `${d} ${r}`));
+    const { weekly, from } = weeklyBody(f.days);
+    setSentFrom(from);
+    // Overrides as the compact lines the tool takes too: "2026-12-24 off".
     const overrides = f.overrides.map((o) => `${o.date} ${o.hours.trim().toLowerCase() === "off" ? "off" : ranges(o.hours).join(" ")}`);
     const saved = await run(() => api.put("/v1/bookings/availability", { time_zone: f.time_zone.trim(), weekly, overrides }));
     if (saved) {
@@ -185,12 +220,12 @@ export function HoursPage({ ctx }) {
         <${Field} label="Time zone" name="time_zone" value=${f.time_zone} onInput=${(v) => update({ time_zone: v })} error=${error} hint="An IANA zone, e.g. Europe/Paris." />
         <fieldset class="weekly"><legend>Every week</legend>
           ${DAYS.map(([d, name]) => html`<${Field} key=${d} label=${`${name} hours`} name=${`weekly-${d}`} value=${f.days[d]}
-            onInput=${(v) => update({ days: { ...f.days, [d]: v } })} placeholder="closed" />`)}
+            onInput=${(v) => update({ days: { ...f.days, [d]: v } })} placeholder="closed" error=${saidAbout(error, "weekly", d, sentFrom)} />`)}
         </fieldset>
         <fieldset><legend>Date overrides</legend>
           ${f.overrides.length === 0 && html`<p class="muted">None: every date follows the weekly hours.</p>`}
           ${f.overrides.length > 0 && html`<table><thead><tr><th scope="col">Date</th><th scope="col">Hours</th><th scope="col">Actions</th></tr></thead>
-            <tbody>${f.overrides.map((o) => html`<tr key=${o.date}><td>${o.date}</td><td>${o.hours === "off" ? "Day off" : o.hours}</td>
+            <tbody>${f.overrides.map((o) => html`<tr key=${o.date}><td>${o.date}</td><td>${o.hours === "off" ? "Day off" : o.hours}${saidAbout(error, "overrides", o.date) && html`<p class="field-error">${saidAbout(error, "overrides", o.date)}</p>`}</td>
               <td><button type="button" class="secondary" aria-label=${`Remove override ${o.date}`} onClick=${() => update({ overrides: f.overrides.filter((x) => x.date !== o.date) })}>Remove</button></td></tr>`)}</tbody></table>`}
           <div class="row" role="group" aria-label="Add a date override">
             <${Field} label="Override date" name="override-date" type="date" value=${extra.date} onInput=${(v) => setExtra({ ...extra, date: v })} />
