@@ -19,14 +19,15 @@ from starlette.types import Receive, Scope, Send
 from benchmarks.server import BareRoutes, header_of, read_body, respond
 from core.config import get_settings
 from core.messaging.models import Thread
+from core.messaging.threads import ThreadFilter
 from core.observability import configure_logging
 from core.pagination import decode_cursor, encode_cursor
 from core.scoping import keyset_tag
 from servers.app import create_app
 
-# The inbox list's cursor names its ordering (`core.scoping.keyset_tag`): the bare route reads
-# and writes the same cursors as the real one.
-THREADS_ORDER = keyset_tag(Thread.last_activity_at, Thread.id)
+# The inbox list's cursor names its ordering and filters (`core.scoping.keyset_tag`; none
+# here): the bare route reads and writes the same cursors as the real one.
+THREADS_ORDER = keyset_tag(Thread.last_activity_at, Thread.id, under=ThreadFilter())
 
 SEND_SQL = [
     """INSERT INTO messaging.messages (id, person_id, org_id, thread_id, direction, channel, author_kind,

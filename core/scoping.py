@@ -10,11 +10,13 @@ narrows a statement to one page and `keyset_page` runs it and returns a typed `P
 
 from __future__ import annotations
 
+import json
 import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, TypeVarTuple
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy import Column, ColumnElement, Row, Select, Table, inspect, select, tuple_
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.orm import InstrumentedAttribute
@@ -169,30 +171,38 @@ def apply_keyset(
     *columns: KeyColumn,
     descending: bool = False,
     having: bool = False,
+    under: Any = None,
 ) -> S:
     """One page of `stmt` ordered on `columns` (a unique ordering), after the page's cursor.
     One row more than the page is fetched: its presence says there is a next page. `having`
-    puts the cursor condition on the groups of an aggregate."""
+    puts the cursor condition on the groups of an aggregate; `under`: see `keyset_tag`."""
     if page.cursor:
-        after = tuple_(*cursor_values(page, *columns))
+        after = tuple_(*cursor_values(page, *columns, under=under))
         condition = tuple_(*columns) < after if descending else tuple_(*columns) > after
         stmt = stmt.having(condition) if having else stmt.where(condition)
     order = [c.desc() for c in columns] if descending else list(columns)
     return stmt.order_by(*order).limit(page.limit + 1)
 
 
-def keyset_tag(*columns: KeyColumn) -> str:
-    """Which ordering a keyset cursor belongs to: the threads' (last activity, id) and the
+def keyset_tag(*columns: KeyColumn, under: Any = None) -> str:
+    """Which list a keyset cursor belongs to: the threads' (last activity, id) and the
     bookings' (start, id) have values of the same types, and one list's cursor must not be
-    read as a position in the other's."""
-    return f"{zlib.crc32(','.join(str(c) for c in columns).encode()):08x}"
+    read as a position in the other's. `under`: the filters the list was read with (a model or
+    plain data), so a cursor made under other filters is refused rather than paging on from a
+    position in a list the caller is no longer reading."""
+    named = ",".join(str(c) for c in columns)
+    if under is not None:
+        plain = to_jsonable_python(under)
+        named += "|" + json.dumps(plain, sort_keys=True, separators=(",", ":"))
+    return f"{zlib.crc32(named.encode()):08x}"
 
 
-def cursor_values(page: PageRequest, *columns: KeyColumn) -> list[Any]:
-    """The page's cursor decoded for `columns`. A value of the wrong type is refused here, as
-    `invalid_cursor`, rather than reaching PostgreSQL as a type error."""
+def cursor_values(page: PageRequest, *columns: KeyColumn, under: Any = None) -> list[Any]:
+    """The page's cursor decoded for `columns` (and the filters it was made `under`). A value
+    of the wrong type is refused here, as `invalid_cursor`, rather than reaching PostgreSQL as
+    a type error."""
     assert page.cursor is not None
-    values = decode_cursor(page.cursor, len(columns), keyset_tag(*columns))
+    values = decode_cursor(page.cursor, len(columns), keyset_tag(*columns, under=under))
     for value, column in zip(values, columns, strict=True):
         try:
             expected = column.type.python_type
@@ -210,15 +220,16 @@ async def keyset_page(
     *columns: KeyColumn,
     descending: bool = False,
     key: Callable[[M], Sequence[Any]] | None = None,
+    under: Any = None,
 ) -> Page[M]:
     """Run one page of `stmt` (see `apply_keyset`), one entity a row. The cursor names the last
-    row by the values of `columns`, read from the row by attribute name unless `key` is given."""
-    rows = list(
-        (await uow.session.execute(apply_keyset(stmt, page, *columns, descending=descending))).scalars()
-    )
+    row by the values of `columns`, read from the row by attribute name unless `key` is given;
+    `under`: the list's filters (`keyset_tag`)."""
+    keyset = apply_keyset(stmt, page, *columns, descending=descending, under=under)
+    rows = list((await uow.session.execute(keyset)).scalars())
     names = [c.key for c in columns]
     by_name = key or (lambda row: [getattr(row, n) for n in names])
-    return page_of(rows, page.limit, by_name, keyset_tag(*columns))
+    return page_of(rows, page.limit, by_name, keyset_tag(*columns, under=under))
 
 
 async def keyset_rows(
@@ -229,18 +240,20 @@ async def keyset_rows(
     key: Callable[[Row[*Ts]], Sequence[Any]] | None = None,
     descending: bool = False,
     having: bool = False,
+    under: Any = None,
 ) -> Page[Row[*Ts]]:
     """Run one page of a several-column `stmt` (see `apply_keyset`); `key(row)` gives the
     cursor values of a row, in the order of `columns`. Without `key` they are read by name
-    from the row's first entity (`row[0]`), the usual shape: the listed model, then extras."""
-    stmt = apply_keyset(stmt, page, *columns, descending=descending, having=having)
+    from the row's first entity (`row[0]`), the usual shape: the listed model, then extras.
+    `under`: the list's filters (`keyset_tag`)."""
+    stmt = apply_keyset(stmt, page, *columns, descending=descending, having=having, under=under)
     rows = list((await uow.session.execute(stmt)).all())
     names = [c.key for c in columns]
 
     def by_name(row: Row[*tuple[Any, ...]]) -> list[Any]:
         return [getattr(row[0], n) for n in names]
 
-    return page_of(rows, page.limit, key or by_name, keyset_tag(*columns))
+    return page_of(rows, page.limit, key or by_name, keyset_tag(*columns, under=under))
 
 
 def map_page(page: Page[T], present: Callable[[T], U]) -> Page[U]:

@@ -91,5 +91,6 @@ async def list_audit(
         stmt = stmt.where(AuditEntry.at >= since)
     if until is not None:
         stmt = stmt.where(AuditEntry.at < until)
-    rows = await keyset_page(uow, stmt, page, AuditEntry.at, AuditEntry.id, descending=True)
+    filters = (actor, action, target_type, target_id, since, until)
+    rows = await keyset_page(uow, stmt, page, AuditEntry.at, AuditEntry.id, descending=True, under=filters)
     return map_page(rows, AuditEntryOut.model_validate)

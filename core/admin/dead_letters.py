@@ -46,6 +46,7 @@ async def list_dead_letters(
         d.handler,
         descending=True,
         key=lambda r: (r.updated_at, r.event_id, r.handler),
+        under=handler,
     )
     return map_page(
         rows,

@@ -26,7 +26,7 @@ async def list_orgs(
     if q and q.strip():
         pattern = like(q.strip())
         stmt = stmt.where(or_(Org.slug.ilike(pattern), Org.name.ilike(pattern)))
-    rows = await keyset_rows(uow, stmt, page, Org.created_at, Org.id, descending=True)
+    rows = await keyset_rows(uow, stmt, page, Org.created_at, Org.id, descending=True, under=q)
     return map_page(
         rows,
         lambda r: AdminOrgOut(

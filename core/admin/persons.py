@@ -47,7 +47,9 @@ async def list_persons(
         )
     if status is not None:
         stmt = stmt.where(Person.status == status)
-    rows = await keyset_page(uow, stmt, page, Person.created_at, Person.id, descending=True)
+    rows = await keyset_page(
+        uow, stmt, page, Person.created_at, Person.id, descending=True, under=(q, status)
+    )
     return map_page(rows, AdminPersonOut.model_validate)
 
 

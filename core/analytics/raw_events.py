@@ -35,7 +35,8 @@ async def list_events(
     )
     stmt = where_given(stmt, (c.name, check_name(name, "name") if name else None), (c.client_id, client_id))
     await limit_time(uow)
-    rows = await fetch_rows(uow, apply_keyset(stmt, page, c.ts, c.id, descending=True))
+    filters = (name, client_id, q)
+    rows = await fetch_rows(uow, apply_keyset(stmt, page, c.ts, c.id, descending=True, under=filters))
     show_member = sees_members(ctx)
     items = [
         from_row(
@@ -47,4 +48,4 @@ async def list_events(
         )
         for r in rows
     ]
-    return page_of(items, page.limit, lambda e: (e.timestamp, e.id), keyset_tag(c.ts, c.id))
+    return page_of(items, page.limit, lambda e: (e.timestamp, e.id), keyset_tag(c.ts, c.id, under=filters))

@@ -67,7 +67,7 @@ async def list_ledger(
     """Ledger entries of the current context, newest first."""
     ctx.require(CREDITS_READ)
     stmt = where_given(scoped(LedgerEntry, ctx), (LedgerEntry.kind, kind), (LedgerEntry.job_id, job_id))
-    rows = await keyset_page(uow, stmt, page, LedgerEntry.seq, descending=True)
+    rows = await keyset_page(uow, stmt, page, LedgerEntry.seq, descending=True, under=(kind, job_id))
     return map_page(rows, LedgerEntryOut.model_validate)
 
 

@@ -46,7 +46,8 @@ async def list_jobs(
     stmt = where_given(
         scoped(Job, ctx), (Job.status, status), (Job.component, component), (Job.action, action)
     )
-    rows = await keyset_page(uow, stmt, page, Job.created_at, Job.id, descending=True)
+    filters = (status, component, action)
+    rows = await keyset_page(uow, stmt, page, Job.created_at, Job.id, descending=True, under=filters)
     return map_page(rows, job_out)
 
 

@@ -48,7 +48,7 @@ async def list_bookings(
         stmt = stmt.where(or_(*conditions))
     if f.provider:
         stmt = stmt.where(Booking.provider_id == (await person_by_slug(uow, f.provider)))
-    rows = await keyset_rows(uow, stmt, page, Booking.start_at, Booking.id)
+    rows = await keyset_rows(uow, stmt, page, Booking.start_at, Booking.id, under=f)
     return map_page(rows, row_out)
 
 

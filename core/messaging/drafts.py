@@ -40,7 +40,8 @@ async def list_drafts(
     """Drafts of this context, newest first (default: the pending ones awaiting a person)."""
     ctx.require(READ)
     stmt = where_given(scoped(Draft, ctx), (Draft.thread_id, thread_id), (Draft.status, status))
-    rows = await keyset_page(uow, stmt, page, Draft.created_at, Draft.id, descending=True)
+    filters = (thread_id, status)
+    rows = await keyset_page(uow, stmt, page, Draft.created_at, Draft.id, descending=True, under=filters)
     return map_page(rows, draft_out)
 
 

@@ -153,8 +153,9 @@ async def list_threads(
 ) -> Page[ThreadOut]:
     """The inbox: threads of this context, most recent activity first."""
     ctx.require(READ)
-    stmt = await _inbox(ctx, uow, filters or ThreadFilter())
-    rows = await keyset_rows(uow, stmt, page, Thread.last_activity_at, Thread.id, descending=True)
+    f = filters or ThreadFilter()
+    stmt = await _inbox(ctx, uow, f)
+    rows = await keyset_rows(uow, stmt, page, Thread.last_activity_at, Thread.id, descending=True, under=f)
     return map_page(rows, lambda r: thread_out(r[0], r[1], r[2]))
 
 

@@ -21,7 +21,7 @@ from core.registry.schemas import (
     Kind,
     VersionOut,
 )
-from core.scoping import in_context, keyset_page, keyset_rows, map_page
+from core.scoping import in_context, keyset_page, keyset_rows, keyset_tag, map_page
 from core.uow import UnitOfWork
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -64,7 +64,7 @@ async def search_components(
     if kind is not None:
         base = base.where(ComponentRow.kind == kind)
     if q is None:
-        listed = await keyset_rows(uow, base, page, ComponentRow.slug)
+        listed = await keyset_rows(uow, base, page, ComponentRow.slug, under=kind)
         return map_page(listed, lambda r: summary_out(r[0], bool(r[1])))
 
     tsq = _tsquery(q)
@@ -88,8 +88,9 @@ async def search_components(
         .order_by(rank.desc(), ComponentRow.slug)
         .limit(page.limit + 1)
     )
+    ranked = keyset_tag(under=("ranked", q, kind))  # a rank is a position only for its own search
     if page.cursor:
-        after_rank, after_slug = decode_cursor(page.cursor, 2)
+        after_rank, after_slug = decode_cursor(page.cursor, 2, ranked)
         stmt = stmt.where(
             or_(
                 rank < float(after_rank), and_(rank == float(after_rank), ComponentRow.slug > str(after_slug))
@@ -98,7 +99,7 @@ async def search_components(
     rows = (await uow.session.execute(stmt)).all()
     items = [summary_out(r[0], bool(r[1]), float(r[2])) for r in rows[: page.limit]]
     more = len(rows) > page.limit
-    cursor = encode_cursor(items[-1].rank, items[-1].slug) if more and items else None
+    cursor = encode_cursor(items[-1].rank, items[-1].slug, tag=ranked) if more and items else None
     return Page[ComponentSummary](items=items, next_cursor=cursor)
 
 

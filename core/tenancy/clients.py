@@ -48,7 +48,7 @@ async def list_clients(
         stmt = stmt.where(
             or_(Client.name.ilike(pattern), Client.email.ilike(pattern), Client.phone.ilike(pattern))
         )
-    rows = await keyset_page(uow, stmt, page, Client.created_at, Client.id, descending=True)
+    rows = await keyset_page(uow, stmt, page, Client.created_at, Client.id, descending=True, under=q)
     return map_page(rows, ClientOut.model_validate)
 
 

@@ -94,7 +94,7 @@ async def list_invitations(
         select(Invitation).where(Invitation.org_id == administered_org(ctx, READ)),
         (Invitation.status, status),
     )
-    return await _invitation_page(uow, stmt, page)
+    return await _invitation_page(uow, stmt, page, under=status)
 
 
 async def list_my_invitations(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[InvitationOut]:
@@ -108,9 +108,11 @@ async def list_my_invitations(ctx: TenantContext, uow: UnitOfWork, page: PageReq
 
 
 async def _invitation_page(
-    uow: UnitOfWork, stmt: Select[Invitation], page: PageRequest
+    uow: UnitOfWork, stmt: Select[Invitation], page: PageRequest, under: str | None = None
 ) -> Page[InvitationOut]:
-    rows = await keyset_page(uow, stmt, page, Invitation.created_at, Invitation.id, descending=True)
+    rows = await keyset_page(
+        uow, stmt, page, Invitation.created_at, Invitation.id, descending=True, under=under
+    )
     return Page[InvitationOut](
         items=[await _invitation_out(uow, inv) for inv in rows.items], next_cursor=rows.next_cursor
     )

@@ -3,11 +3,13 @@ status, cost and trace id; one job in detail; another person sees none of it."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 from typing import Any
 
 import httpx
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from core.uow import Database
 from tests.portal.conftest import (
@@ -113,3 +115,34 @@ async def test_the_ledger_loads_more_until_it_has_all(page: Page, db: Database, 
     await page.get_by_role("button", name="Load more ledger entries").click()
     await expect(rows).to_have_count(24)
     await expect(page.get_by_role("button", name="Load more ledger entries")).to_have_count(0)
+
+
+async def test_a_late_page_of_the_old_filter_is_not_shown_under_the_new_one(
+    page: Page, db: Database, live_server: str
+) -> None:
+    """ "Load more" asked, then the filter changed before its answer came: that answer belongs
+    to the list before and is dropped, never appended to the filtered one."""
+    person = await sign_up_quickly(page, "latepage")
+    await _grant(db, live_server, person.slug, 50)
+    await api_as(page, "POST", "/v1/installations", {"component": "identity"})
+    await api_as(page, "POST", "/v1/identity/resolve-person", {"email": "ada@example.com"})  # succeeded
+    for i in range(21):  # queued: no relay runs them here
+        await api_as(page, "POST", "/v1/run/identity/resolve-company", {"input": {"domain": f"e{i}.com"}})
+    released = asyncio.Event()
+
+    async def late(route: Route) -> None:
+        await released.wait()
+        await route.continue_()
+
+    await page.route(re.compile(r"/v1/jobs\?.*cursor="), late)
+    await page.goto("/me/credits")
+    jobs = page.get_by_role("table", name="Jobs")
+    await expect(jobs.get_by_role("row")).to_have_count(21)  # the header and a first page of 20
+    await page.get_by_role("button", name="Load more jobs").click()
+    await page.get_by_label("Status").select_option("succeeded")
+    await expect(jobs.get_by_role("row")).to_have_count(2)
+    async with page.expect_response(re.compile(r"/v1/jobs\?.*cursor=")):
+        released.set()
+    await page.wait_for_timeout(300)  # time for a wrongly kept answer to render
+    await expect(jobs.get_by_role("row")).to_have_count(2)
+    await expect(jobs).not_to_contain_text("queued")

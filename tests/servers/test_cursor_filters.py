@@ -1,0 +1,44 @@
+"""A list's cursor pages on the list it came from: passed back under other filters (another
+status, another search), it is refused as `invalid_cursor` rather than read as a position in a
+list the caller is no longer reading, which would silently skip rows."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import signup
+from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
+
+
+async def test_a_cursor_is_refused_under_other_filters(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    for name in ("Ann One", "Ann Two", "Ann Three", "Bo"):
+        r = await client.post("/v1/clients", json={"name": name}, headers=a.h())
+        assert r.status_code == 201, r.text
+    first = (await client.get("/v1/clients", params={"q": "ann", "limit": 1}, headers=a.h())).json()
+    cursor = first["next_cursor"]
+    assert cursor
+    same = await client.get("/v1/clients", params={"q": "ann", "limit": 5, "cursor": cursor}, headers=a.h())
+    assert same.status_code == 200 and len(same.json()["items"]) == 2
+    for other in ({}, {"q": "bo"}):
+        r = await client.get("/v1/clients", params={**other, "cursor": cursor}, headers=a.h())
+        assert r.status_code == 422, r.text
+        assert r.json()["code"] == "invalid_cursor" and "same filters" in r.json()["hint"]
+
+    await set_hours(client, a)
+    svc = await make_service(client, a)
+    for hour in ("09:00", "10:00", "11:00"):
+        r = await client.post(
+            "/v1/bookings/holds",
+            json={"service_id": svc["id"], "start_at": at(day_ahead(3), hour)},
+            headers=a.h(),
+        )
+        assert r.status_code == 201, r.text
+    held = (await client.get("/v1/bookings", params={"status": "held", "limit": 1}, headers=a.h())).json()
+    assert held["next_cursor"]
+    r = await client.get("/v1/bookings", params={"cursor": held["next_cursor"]}, headers=a.h())
+    assert r.status_code == 422 and r.json()["code"] == "invalid_cursor"
+    r = await client.get(
+        "/v1/bookings", params={"status": "held", "cursor": held["next_cursor"], "limit": 5}, headers=a.h()
+    )
+    assert r.status_code == 200 and len(r.json()["items"]) == 2
