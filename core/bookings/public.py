@@ -30,13 +30,14 @@ from core.bookings.policy import READ, WRITE
 from core.bookings.presenters import money
 from core.bookings.schemas import ConfirmIn, HoldIn, MoneyOut, RequestIn, SlotsOut, SlotsQuery
 from core.bookings.schemas.common import BookableStart, LocationKind, TimeZone, bookable_range
+from core.bookings.schemas.common import Text as Note
 from core.bookings.slots import find_slots
 from core.context import TenantContext, service_context
 from core.errors import NotFound
 from core.scoping import owned_by
 from core.tenancy.models import Org, Person
 from core.uow import Database, UnitOfWork
-from core.validation import Email, Input, Name, Text
+from core.validation import Email, Input, Name
 
 __all__ = [
     "PublicBookIn",
@@ -80,7 +81,7 @@ class PublicBookIn(Input):
     name: Name
     email: Email | None = None
     phone: str | None = Field(default=None, max_length=40)
-    notes: Text | None = None
+    notes: Note | None = None  # kept as the booking's client note: the same bound
     time_zone: TimeZone = "UTC"
 
     @model_validator(mode="after")

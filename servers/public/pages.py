@@ -540,7 +540,10 @@ def _other_times(token: str, zone: str | None) -> str:
 # --- the client's conversation --------------------------------------------------------------
 
 
-async def _conversation(request: Request, said: str | None = None, error: str | None = None) -> Response:
+async def _conversation(
+    request: Request, said: str | None = None, error: str | None = None, typed: str = ""
+) -> Response:
+    """`typed`: the reply the visitor sent when it was refused, shown again to be corrected."""
     token = request.path_params["token"]
     c = await conversation_view(_db(request), token)
     return render(
@@ -553,6 +556,7 @@ async def _conversation(request: Request, said: str | None = None, error: str | 
         token=token,
         said=said,
         error=error,
+        typed=typed,
         csrf=csrf_token(request),
         key=secrets.token_urlsafe(16),
     )
@@ -566,12 +570,14 @@ async def reply(request: Request) -> Response:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     await check_form(request, form)
     token = request.path_params["token"]
+    typed = form.get("body", "")
     try:
-        data = ReplyIn(body=form.get("body", "").strip(), key=form.get("key", ""))
-    except ValidationError:
-        return await _conversation(
-            request, error="Write a reply (up to 16,000 characters) and send it again."
-        )
+        data = ReplyIn(body=typed.strip(), key=form.get("key", ""))
+    except ValidationError as exc:
+        # What is wrong with the reply, said for the visitor; the text kept to be corrected.
+        refused = invalid(exc).errors
+        why = next((i.message for i in refused if i.field == "body"), None)
+        return await _conversation(request, error=why or "Write a reply and send it again.", typed=typed)
     await conversation_reply(_db(request), token, data)
     return RedirectResponse(f"/c/{token}?done=replied", status_code=303)
 
