@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
@@ -18,7 +19,7 @@ from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
 from core.context import TenantContext
-from core.errors import ValidationFailed
+from core.errors import FieldIssue, ValidationFailed
 from core.observability import annotate, current_trace_id
 from core.opener import PERSONAL as PERSONAL  # re-exported: routes name the personal context by it
 from core.opener import Operation, call_in, open_context
@@ -39,6 +40,7 @@ class CheckedRoute(APIRoute):
     `GET /v1/me`) though most requests carry no query at all."""
 
     _literal: str | None = None
+    _query_names: frozenset[str] | None = None
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         # FastAPI matches a request against each route of the router it tries, and again inside
@@ -53,13 +55,49 @@ class CheckedRoute(APIRoute):
 
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
+        self._query_names = declared_query(self.dependant)
 
         async def checked(request: Request) -> Response:
             if request.scope.get("query_string"):
                 refuse_control_characters(request)
+                refuse_unknown_query(request, self._query_names)
             return await handler(request)
 
         return checked
+
+
+def declared_query(dependant: Dependant) -> frozenset[str] | None:
+    """The query parameters a route and its dependencies declare (a query model's fields
+    included); None when one of its query models takes any name."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        stack.extend(current.dependencies)
+        for param in current.query_params:
+            model = param.field_info.annotation
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                if model.model_config.get("extra") != "forbid":
+                    return None
+                names |= {f.alias or name for name, f in model.model_fields.items()}
+            else:
+                names.add(param.alias)
+    return frozenset(names)
+
+
+def refuse_unknown_query(request: Request, declared: frozenset[str] | None) -> None:
+    """A query parameter the operation does not take is refused, not ignored: `?from=` for
+    `from_at` would otherwise answer the whole unfiltered list as if it were the filtered one."""
+    if declared is None:
+        return
+    unknown = sorted({name for name in request.query_params if name not in declared})
+    if unknown:
+        takes = ", ".join(f"`{n}`" for n in sorted(declared))
+        raise ValidationFailed(
+            f"unknown query parameter: {', '.join(unknown)}",
+            hint=f"this operation's query parameters are: {takes}" if takes else "send no query parameters",
+            errors=[FieldIssue(name, "unknown query parameter", "extra_forbidden") for name in unknown],
+        )
 
 
 def refuse_control_characters(request: Request) -> None:

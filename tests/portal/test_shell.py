@@ -83,3 +83,18 @@ async def test_a_refused_form_speaks_to_the_person_not_the_developer(page: Page)
     for developer_text in ("`", "errors", "invalid input", "after validation", "display_name"):
         await expect(alert).not_to_contain_text(developer_text)
     await expect(page.get_by_label("Your name")).to_have_accessible_description("must not be empty")
+
+
+async def test_a_mistyped_or_foreign_id_is_not_found_not_a_validation_error(page: Page) -> None:
+    await sign_up_quickly(page, "badid")
+    for path in ("/me/calendar/bookings/xyz", "/me/inbox/xyz", "/me/jobs/12", "/me/clients/not-an-id"):
+        await page.goto(path)
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
+        await expect(page.get_by_text("Validation failed")).to_have_count(0)
+    # Well-formed but no client of this context: said so, with nothing listed under it and no
+    # request to make (the API's hint names one).
+    await page.goto(f"/me/clients/{uuid.uuid4()}")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Client not found")
+    await expect(page.get_by_role("alert")).to_be_visible()
+    await expect(page.get_by_role("alert")).not_to_contain_text("/v1/")
+    await expect(page.get_by_role("heading", name="Conversations")).to_have_count(0)

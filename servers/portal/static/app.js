@@ -148,10 +148,14 @@ function Nav({ auth, me, here, onSignOut }) {
   </header>`;
 }
 
+// An `:id` is a UUID: anything else in its place (a mistyped link) is "Page not found", not a
+// detail page reporting the API's refusal of the id.
+const UUID = "([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})";
+
 function matchRoute(table, path) {
   for (const r of table) {
     const names = [];
-    const re = new RegExp("^" + r.path.replace(/:([a-z_]+)/g, (_, n) => (names.push(n), "([^/]+)")) + "$");
+    const re = new RegExp("^" + r.path.replace(/:([a-z_]+)/g, (_, n) => (names.push(n), n === "id" ? UUID : "([^/]+)")) + "$");
     const m = path.match(re);
     if (m) return { route: r, params: Object.fromEntries(names.map((n, i) => [n, decodeURIComponent(m[i + 1])])) };
   }

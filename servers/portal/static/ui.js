@@ -11,13 +11,16 @@ let fieldIds = 0;
 // `errors`"); a person reads the field by its name in words and what to do about it.
 const fieldWords = (field) => field.split(".").filter((p) => !/^\d+$/.test(p)).join(" › ").replace(/_/g, " ");
 const plain = (text) => (text || "").replace(/`/g, "");
+// A hint written for API callers ("find the client with GET /v1/clients") says nothing to a
+// person using the portal: the box leaves it out rather than show a request to make.
+const forPeople = (hint) => (/\b(GET|POST|PUT|PATCH|DELETE) \/|\/v1\//.test(hint || "") ? "" : plain(hint));
 
 export function ErrorBox({ error, title }) {
   if (!error) return null;
   const fields = error.fields || [];
   const invalid = error.code === "validation_failed" && fields.length > 0;
   const detail = invalid ? "Some of what was entered can't be used." : plain(error.detail);
-  const hint = invalid ? "correct what is listed below, then try again" : plain(error.hint);
+  const hint = invalid ? "correct what is listed below, then try again" : forPeople(error.hint);
   return html`<div class="error-box" role="alert">
     <p class="error-title"><strong>${title || error.title || "Something went wrong"}</strong></p>
     ${detail && html`<p class="error-detail">${detail}</p>`}

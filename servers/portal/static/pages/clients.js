@@ -70,10 +70,17 @@ export function ClientPage({ ctx, params }) {
   const threads = useAsync(() => api.get("/v1/messaging/threads", { client_id: id, limit: 50 }), [ctx.base, id]);
   const bookings = useAsync(() => api.get("/v1/bookings", { client_id: id, limit: 50 }), [ctx.base, id]);
   const c = client.data;
+  const back = html`<p><a href=${ctx.url("clients")}>← All clients</a></p>`;
+  if (client.error) {
+    // Nothing of a client that is not there (another context's, or gone): no empty lists under it.
+    const gone = client.error.status === 404;
+    return html`<section>${back}<${PageHeader} title=${gone ? "Client not found" : "Could not load this client"} />
+      <${ErrorBox} error=${client.error} title="Could not load this client" />
+      ${gone && html`<p>Clients belong to the context they were added in: switch to it to see this one.</p>`}</section>`;
+  }
   return html`<section>
-    <p><a href=${ctx.url("clients")}>← All clients</a></p>
+    ${back}
     ${client.loading && html`<${Loading} label="Loading the client…" />`}
-    <${ErrorBox} error=${client.error} title="Could not load this client" />
     ${c &&
     html`<${PageHeader} title=${c.name} />
       <dl class="client-facts">
