@@ -55,7 +55,10 @@ class CheckedRoute(APIRoute):
 
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
-        self._query_names = declared_query(self.dependant)
+        # The API's operations only: the portal's shell, OAuth's and the health routes read
+        # their query (a page's `?view=`, `?next=`) as pages and protocols do.
+        api = self.include_in_schema and self.path.startswith("/v1/")
+        self._query_names = declared_query(self.dependant) if api else None
 
         async def checked(request: Request) -> Response:
             if request.scope.get("query_string"):

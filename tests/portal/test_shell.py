@@ -98,3 +98,11 @@ async def test_a_mistyped_or_foreign_id_is_not_found_not_a_validation_error(page
     await expect(page.get_by_role("alert")).to_be_visible()
     await expect(page.get_by_role("alert")).not_to_contain_text("/v1/")
     await expect(page.get_by_role("heading", name="Conversations")).to_have_count(0)
+
+
+async def test_a_date_that_does_not_exist_is_not_rolled_over(page: Page) -> None:
+    await sign_up_quickly(page, "baddate")
+    await page.goto("/me/calendar?view=day&date=2026-13-45")  # Date() would read 2027-02-14
+    await expect(page.get_by_role("button", name="Today")).to_be_visible()
+    await expect(page.get_by_text("February 14")).to_have_count(0)
+    await expect(page.get_by_role("alert")).to_have_count(0)

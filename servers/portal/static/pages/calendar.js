@@ -56,8 +56,10 @@ export function dayLabel(day, style = "short") {
   return utcDate(day).toLocaleDateString(undefined, { timeZone: "UTC", weekday: style, day: "numeric", month: style });
 }
 
+/** A calendar date written YYYY-MM-DD that exists (2026-13-45 is none: Date would roll it over). */
 function isDay(value) {
-  return typeof value === "string" && /^\d{4}-\d{2}-\d{2}$/.test(value);
+  if (typeof value !== "string" || !/^\d{4}-\d{2}-\d{2}$/.test(value)) return false;
+  return utcDate(value).toISOString().slice(0, 10) === value;
 }
 
 /** The provider's zone: their working hours' zone, else the browser's. */
