@@ -61,8 +61,14 @@ function money(list) {
   return list.map((r) => `${r.booked.toLocaleString(undefined, { maximumFractionDigits: 2 })} ${r.currency || ""}`.trim()).join(" + ");
 }
 
-function revenueTotal(list) {
-  return (list || []).reduce((sum, r) => sum + r.booked, 0);
+/** Revenue against the previous period, per currency: amounts in different currencies are
+ * never added up (10,000 JPY + 60 EUR is no amount). */
+function revenueChange(now, before) {
+  const by = (list) => Object.fromEntries((list || []).map((r) => [r.currency || "", r.booked]));
+  const n = by(now), b = by(before);
+  const currencies = [...new Set([...Object.keys(n), ...Object.keys(b)])].sort();
+  if (currencies.length <= 1) return change(n[currencies[0]] || 0, b[currencies[0]] || 0);
+  return currencies.map((c) => `${c}: ${change(n[c] || 0, b[c] || 0)}`).join("; ");
 }
 
 /** A bucket's label, read from the answer's local time (already in the query's zone). */
@@ -209,11 +215,11 @@ function Funnel({ state }) {
 
 // --- summary and members --------------------------------------------------------------------
 
-function Card({ title, value, now, before }) {
+function Card({ title, value, now, before, changed }) {
   return html`<li class="stat">
     <p class="stat-title">${title}</p>
     <p class="stat-value">${value}</p>
-    <p class="stat-change muted">${change(now, before)}</p>
+    <p class="stat-change muted">${changed || change(now, before)}</p>
   </li>`;
 }
 
@@ -226,7 +232,7 @@ function Summary({ state }) {
   return html`<ul class="cards stats" aria-label="Summary">
     <${Card} title="Bookings confirmed" value=${s.bookings.confirmed} now=${s.bookings.confirmed} before=${p.bookings.confirmed} />
     <${Card} title="Booking requests" value=${s.bookings.requested} now=${s.bookings.requested} before=${p.bookings.requested} />
-    <${Card} title="Revenue booked" value=${money(s.revenue)} now=${revenueTotal(s.revenue)} before=${revenueTotal(p.revenue)} />
+    <${Card} title="Revenue booked" value=${money(s.revenue)} changed=${revenueChange(s.revenue, p.revenue)} />
     <${Card} title="Messages received" value=${s.messages.received} now=${s.messages.received} before=${p.messages.received} />
     <${Card} title="Messages sent" value=${s.messages.sent} now=${s.messages.sent} before=${p.messages.sent} />
     <li class="stat">
