@@ -90,6 +90,9 @@ class ServiceIn(_ServiceFields):
 
     @model_validator(mode="after")
     def _price(self) -> ServiceIn:
+        if self.late_cancel_fee is not None and self.price_amount is None:
+            # The fee's currency is the service's, which only a price sets.
+            raise ValueError("a `late_cancel_fee` needs a price, in the same currency")
         if (self.price_amount is None) != (self.currency is None):
             raise ValueError("give both `price_amount` and `currency`, or neither")
         if self.late_cancel_fee is not None and self.currency is None:

@@ -81,3 +81,20 @@ async def test_decimals_a_currency_does_not_have_are_refused(client: httpx.Async
     # A three-decimal currency is answered with its three decimals.
     dinars = await make_service(client, a, price={"amount": "1.25", "currency": "KWD"})
     assert dinars["price"] == {"amount": "1.250", "currency": "KWD"}
+
+
+async def test_a_fee_without_a_price_says_it_needs_one(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    r = await client.post(
+        "/v1/bookings/services",
+        json={
+            "name": "Free chat",
+            "duration_minutes": 30,
+            "late_cancel_fee": {"amount": "10", "currency": "EUR"},
+        },
+        headers=a.h(),
+    )
+    assert r.status_code == 422, r.text
+    assert [e["message"] for e in r.json()["errors"]] == [
+        "a `late_cancel_fee` needs a price, in the same currency"
+    ]
