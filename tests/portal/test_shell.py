@@ -83,6 +83,12 @@ async def test_a_refused_form_speaks_to_the_person_not_the_developer(page: Page)
     for developer_text in ("`", "errors", "invalid input", "after validation", "display_name"):
         await expect(alert).not_to_contain_text(developer_text)
     await expect(page.get_by_label("Your name")).to_have_accessible_description("must not be empty")
+    # A handle the API refuses is named as the form labels it, not by the API's `slug`.
+    await page.get_by_label("Your name").fill("Words")
+    await page.get_by_label("Handle").fill("admin")
+    await page.get_by_role("button", name="Create account").click()
+    await expect(alert).to_contain_text("handle: 'admin' is reserved")
+    await expect(alert).not_to_contain_text("slug")
 
 
 async def test_a_mistyped_or_foreign_id_is_not_found_not_a_validation_error(page: Page) -> None:

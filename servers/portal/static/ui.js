@@ -9,7 +9,10 @@ let fieldIds = 0;
 /** A refused call, shown where it happened: the API's message, its hint and field problems. */
 // The API speaks to developers ("invalid input: display_name", "fix the fields listed in
 // `errors`"); a person reads the field by its name in words and what to do about it.
-const fieldWords = (field) => field.split(".").filter((p) => !/^\d+$/.test(p)).join(" › ").replace(/_/g, " ");
+// The API's names that the portal's forms label otherwise ("Handle" for `slug`).
+const WORDS = { slug: "handle", price_amount: "price", late_cancel_fee: "late cancellation fee", weekly: "weekly hours", overrides: "date overrides" };
+const fieldWords = (field) =>
+  field.split(".").filter((p) => !/^\d+$/.test(p)).map((p) => WORDS[p] || p).join(" › ").replace(/_/g, " ");
 const plain = (text) => (text || "").replace(/`/g, "");
 // A hint written for API callers ("find the client with GET /v1/clients") says nothing to a
 // person using the portal: the box leaves it out rather than show a request to make.
