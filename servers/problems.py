@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,6 +18,7 @@ from core.errors import DomainError, FieldIssue, ValidationFailed
 from core.observability import current_trace_id, get_logger
 from core.validation import issue_message
 from servers.hints import DOOR_HEADER, for_rest
+from servers.portal import shell, wants_a_page
 
 log = get_logger("atlilith.http")
 PROBLEM_TYPE = "https://atlilith.dev/problems/"
@@ -157,7 +158,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         return validation_problem(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and wants_a_page(
+            request.method, request.url.path, request.headers.get("accept", "")
+        ):
+            return shell(404)  # a person who followed a bad link gets the portal's "Page not found"
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(exc.status_code, "http_error")
         detail = "no such route" if exc.status_code == 404 else str(exc.detail)

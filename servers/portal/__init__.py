@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.config import Settings
 
-__all__ = ["CSP", "SHELL_PATHS", "STATIC", "mount"]
+__all__ = ["CSP", "SHELL_PATHS", "STATIC", "mount", "shell", "wants_a_page"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -70,9 +70,23 @@ class SecurityHeaders:
 
 
 async def _shell() -> FileResponse:
+    return shell()
+
+
+def shell(status: int = 200) -> FileResponse:
+    """The app's HTML shell; with 404, for a page nobody serves, which the app then shows as
+    "Page not found" (it routes on the client and knows no such page either)."""
     return FileResponse(
-        STATIC / "index.html", media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS
+        STATIC / "index.html",
+        status_code=status,
+        media_type="text/html; charset=utf-8",
+        headers=SECURITY_HEADERS,
     )
+
+
+def wants_a_page(method: str, path: str, accept: str) -> bool:
+    """A browser navigating to a page (not a client of the API, MCP or a probe)."""
+    return method == "GET" and "text/html" in accept and not path.startswith(("/v1/", "/mcp", "/health"))
 
 
 def mount(app: FastAPI, settings: Settings) -> None:

@@ -112,3 +112,16 @@ async def test_a_date_that_does_not_exist_is_not_rolled_over(page: Page) -> None
     await expect(page.get_by_role("button", name="Today")).to_be_visible()
     await expect(page.get_by_text("February 14")).to_have_count(0)
     await expect(page.get_by_role("alert")).to_have_count(0)
+
+
+async def test_a_browser_on_a_path_nobody_serves_gets_a_page(page: Page, live_server: str) -> None:
+    await sign_up_quickly(page, "nopage")  # signed out, the app asks to sign in first
+    for path in ("/inbox", "/calendar", "/manage", "/o"):
+        answer = await page.goto(path)
+        assert answer is not None and answer.status == 404
+        assert answer.headers["content-type"].startswith("text/html")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
+    # An API client (no text/html asked) still gets the problem document.
+    async with httpx.AsyncClient(base_url=live_server) as http:
+        api = await http.get("/inbox", headers={"accept": "application/json"})
+        assert api.status_code == 404 and api.json()["code"] == "not_found"
