@@ -165,7 +165,7 @@ async def booking_page(request: Request) -> Response:
         book_slug=page.slug,
         services=page.services,
     )
-    return render(request, "site.html", title=f"Book with {page.name}", site=site)
+    return render(request, "site.html", title=f"Book with {page.name}", site=site, query=_zone_query(request))
 
 
 async def site_page(request: Request) -> Response:
@@ -175,7 +175,22 @@ async def site_page(request: Request) -> Response:
     if site is None:
         return not_found(request)
     theme = f"/site/{site.slug}/theme.css" if site.colours else None
-    return render(request, "site.html", title=site.name, site=site, site_name=site.name, theme_url=theme)
+    return render(
+        request,
+        "site.html",
+        title=site.name,
+        site=site,
+        site_name=site.name,
+        theme_url=theme,
+        query=_zone_query(request),
+    )
+
+
+def _zone_query(request: Request) -> str:
+    """The zone a visitor chose on a link to this page, kept on its links to the times: "?tz=…"
+    or nothing (the times page then shows the visitor's own zone)."""
+    zone = _chosen(request.query_params.get("tz"))
+    return "?" + _tz_query(zone) if zone else ""
 
 
 async def site_theme(request: Request) -> Response:

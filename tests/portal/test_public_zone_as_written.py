@@ -77,3 +77,14 @@ async def test_the_move_confirmation_uses_the_bookings_own_zone(
     shown = f"From {when(slots[0].start, 'Asia/Tokyo')} to <strong>{when(target.astimezone(tokyo))}</strong>"
     assert f"{shown} (Asia/Tokyo)" in preview.text
     assert 'name="tz" value="Asia/Tokyo"' in preview.text
+
+
+async def test_a_chosen_zone_is_kept_on_the_way_to_the_times(page: Page, live_server: str) -> None:
+    slug, service = await _provider(page)
+    async with httpx.AsyncClient(base_url=live_server) as client:
+        chosen = await client.get(f"/book/{slug}", params={"tz": "Asia/Tokyo"})
+        plain = await client.get(f"/book/{slug}")
+        unknown = await client.get(f"/book/{slug}", params={"tz": "Mars/Olympus"})
+    assert f'href="/book/{slug}/{service["id"]}?tz=Asia%2FTokyo"' in chosen.text
+    for answer in (plain, unknown):
+        assert f'href="/book/{slug}/{service["id"]}"' in answer.text
