@@ -41,7 +41,10 @@ def _text(b: Booking, service: str, provider: str, manage_url: str) -> str:
     zone = ZoneInfo(b.client_time_zone) if b.client_time_zone else None
     start = b.start_at.astimezone(zone) if zone else b.start_at
     where = f" at {b.location}" if b.location else ""
-    when = f"{start:%A} {start.day} {start:%B} at {start:%H:%M}" + ("" if zone else " UTC")
+    # The zone is named either way: "at 12:00" alone reads as the reader's own time.
+    when = f"{start:%A} {start.day} {start:%B} at {start:%H:%M}" + (
+        f" ({b.client_time_zone} time)" if zone else " UTC"
+    )
     return (
         f"Reminder: {service} with {provider}, {when}{where}.\n\n"
         f"To see, move or cancel this booking: {manage_url}"

@@ -5,6 +5,7 @@ conversation — carrying the manage link, and its delivery state shows on the b
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from tests.core.bookings.helpers import admin, make_service
 from tests.support.messaging import FakePeer
 from tests.support.relay import drain_until
 
-CLIENT = {"client_name": "Ada", "client_email": "ada@example.com"}
+CLIENT = {"client_name": "Ada", "client_email": "ada@example.com", "time_zone": "Asia/Tokyo"}
 
 
 @pytest.fixture(autouse=True)
@@ -89,6 +90,7 @@ async def test_without_a_mail_peer_the_reminder_lands_in_the_portal_conversation
     [message] = detail["messages"]
     assert message["id"] == reminder["message_id"] and message["delivery_status"] == "sent"
     assert "Reminder:" in message["body"] and "/manage/" in message["body"]
+    assert re.search(r" at \d{2}:\d{2} \(Asia/Tokyo time\)\.", message["body"]), message["body"]
     # The platform wrote it, not the provider: the inbox must not say "sent by you".
     assert message["author"]["kind"] == "system"
     # The client reads it through their conversation link, issued by this first message.
