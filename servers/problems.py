@@ -132,6 +132,18 @@ def validation_problem(exc: RequestValidationError | ValidationError) -> JSONRes
     )
 
 
+# How FastAPI reports a body it did not read as JSON (its content type is not JSON's): the
+# whole body is "not an object", which says nothing of the header that is wrong.
+_NOT_AN_OBJECT = {"model_attributes_type", "dict_type", "model_type"}
+
+
+def _not_json(request: Request, exc: RequestValidationError) -> bool:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json" or kind.endswith("+json"):
+        return False
+    return any(tuple(e.get("loc", ())) == ("body",) and e.get("type") in _NOT_AN_OBJECT for e in exc.errors())
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -150,7 +162,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(asyncpg.PostgresError, _database)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if _not_json(request, exc):
+            return problem_response(
+                415,
+                "unsupported_media_type",
+                "Unsupported media type",
+                f"the body was sent as {request.headers.get('content-type') or 'no content type'}, not JSON",
+                hint="send the body as JSON with Content-Type: application/json",
+            )
         return validation_problem(exc)
 
     @app.exception_handler(ValidationError)

@@ -1,6 +1,6 @@
-"""A query parameter an operation does not take is refused with its name and the ones it does
-take, never ignored: `?from=` for `from_at` would otherwise answer the whole unfiltered list as
-if it were the filtered one."""
+"""What a request sends that an operation cannot read is named, never ignored or guessed at: a
+query parameter it does not take (`?from=` for `from_at` would otherwise answer the whole
+unfiltered list), and a body sent as something other than JSON."""
 
 from __future__ import annotations
 
@@ -31,3 +31,17 @@ async def test_an_unknown_query_parameter_is_named_with_the_ones_taken(client: h
     ):
         r = await client.get(path, params=params, headers=a.h())
         assert r.status_code == 200, (path, r.text)
+
+
+async def test_a_body_not_sent_as_json_is_told_so(client: httpx.AsyncClient) -> None:
+    body = '{"login": "someone", "password": "a-long-password"}'
+    for content_type in ("text/plain", None):
+        headers = {"content-type": content_type} if content_type else {}
+        r = await client.post("/v1/auth/login", content=body, headers=headers)
+        assert r.status_code == 415, r.text
+        problem = r.json()
+        assert problem["code"] == "unsupported_media_type"
+        assert problem["hint"] == "send the body as JSON with Content-Type: application/json"
+    # Sent as JSON, the same body is read (and refused for what it says, not how it came).
+    r = await client.post("/v1/auth/login", content=body, headers={"content-type": "application/json"})
+    assert r.status_code != 415, r.text
