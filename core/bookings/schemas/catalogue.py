@@ -54,7 +54,10 @@ def _money_objects(data: Any) -> Any:
     data = dict(data)
     currencies: list[Any] = [data["currency"]] if data.get("currency") is not None else []
     price = data.get("price")
-    # Another shape is left in place for field validation to refuse, so the error names `price`.
+    if "price" in data and not (price is None or isinstance(price, dict)):
+        # Said here: left for field validation, `price` would be refused as an unknown field.
+        raise ValueError('`price` is an object, e.g. {"amount": "45.00", "currency": "EUR"}, or null')
+    # A dict with other keys is left in place for field validation to refuse by name.
     if "price" in data and (
         price is None or (isinstance(price, dict) and set(price) <= {"amount", "currency"})
     ):

@@ -55,6 +55,8 @@ async def test_a_service_answer_is_a_valid_request(client: httpx.AsyncClient) ->
             "/v1/bookings/services", json={"name": "Bad", "duration_minutes": 30, **bad}, headers=a.h()
         )
         assert r.status_code == 422, (bad, r.text)
+        if bad == {"price": "45 EUR"}:  # the shape is named, not "unknown field"
+            assert r.json()["errors"][0]["message"].startswith("`price` is an object"), r.text
 
 
 async def test_hours_take_lines_and_objects_at_both_doors(client: httpx.AsyncClient, db: Database) -> None:
