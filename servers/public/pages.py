@@ -7,10 +7,9 @@ import datetime as dt
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from functools import cache
 from typing import Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -34,6 +33,7 @@ from core.uow import Database
 from servers.public.form_errors import form_errors, invalid, sentence
 from servers.public.guard import check_form, check_target
 from servers.public.render import HEADERS, csrf_token, error_page, not_found, render, when
+from servers.public.zones import asked_zone, chosen, tz_query, zone_label, zone_query, zones
 
 __all__ = ["routes", "site_page"]
 
@@ -55,40 +55,6 @@ STATUS = {
     "no_show": "Missed",
     "expired": "Expired",
 }
-
-
-@cache
-def zones() -> list[str]:
-    return sorted(z for z in available_timezones() if "/" in z or z == "UTC")
-
-
-def _zone(request: Request) -> tuple[str, bool]:
-    given = request.query_params.get("tz", "")
-    return (given, True) if given in zones() else ("UTC", False)
-
-
-def _chosen(value: str | None) -> str | None:
-    """The zone a visitor chose (a page's `tz`), or None when none was or it is no zone."""
-    return value if value in zones() else None
-
-
-def _zone_label(start: dt.datetime, zone: str | None) -> str:
-    """What a time is shown in: the chosen zone, else the start's own offset as written (a
-    link made by hand), e.g. "UTC+01:00", rather than a zone the visitor never chose."""
-    if zone:
-        return zone
-    offset = start.utcoffset() or dt.timedelta(0)
-    if not offset:
-        return "UTC"
-    sign, offset = ("-", -offset) if offset < dt.timedelta(0) else ("+", offset)
-    hours, rest = divmod(int(offset.total_seconds()) // 60, 60)
-    return f"UTC{sign}{hours:02d}:{rest:02d}"
-
-
-def _tz_query(zone: str | None, **more: str) -> str:
-    """A page's query with the visitor's zone when one was chosen; without it, the times page
-    shows the visitor's own (its script) or UTC."""
-    return urlencode(({"tz": zone} if zone else {}) | more)
 
 
 def _last_week() -> dt.date:
@@ -165,7 +131,7 @@ async def booking_page(request: Request) -> Response:
         book_slug=page.slug,
         services=page.services,
     )
-    return render(request, "site.html", title=f"Book with {page.name}", site=site, query=_zone_query(request))
+    return render(request, "site.html", title=f"Book with {page.name}", site=site, query=zone_query(request))
 
 
 async def site_page(request: Request) -> Response:
@@ -182,15 +148,8 @@ async def site_page(request: Request) -> Response:
         site=site,
         site_name=site.name,
         theme_url=theme,
-        query=_zone_query(request),
+        query=zone_query(request),
     )
-
-
-def _zone_query(request: Request) -> str:
-    """The zone a visitor chose on a link to this page, kept on its links to the times: "?tz=…"
-    or nothing (the times page then shows the visitor's own zone)."""
-    zone = _chosen(request.query_params.get("tz"))
-    return "?" + _tz_query(zone) if zone else ""
 
 
 async def site_theme(request: Request) -> Response:
@@ -219,7 +178,7 @@ def _host(request: Request) -> str:
 
 async def _slots_page(request: Request, notice: str | None = None, status: int = 200) -> Response:
     slug, service_id = request.path_params["slug"], _service_id(request)
-    zone, given = _zone(request)
+    zone, given = asked_zone(request)
     start, refused = _from(request, zone)
     if refused and not notice:
         notice, status = refused, 400
@@ -340,7 +299,7 @@ async def _details(
     error: DomainError | None = None,
 ) -> Response:
     page, service = await public_service(_db(request), request.path_params["slug"], _service_id(request))
-    back_url = f"/book/{page.slug}/{service.id}?" + _tz_query(zone)
+    back_url = f"/book/{page.slug}/{service.id}?" + tz_query(zone)
     if why := _unbookable(start):
         return _closed(request, why, back_url, status=error.status if error else 400)
     return render(
@@ -353,7 +312,7 @@ async def _details(
         when=when(start, zone),
         start_at=start.isoformat(),
         time_zone=zone or "",
-        zone_label=_zone_label(start, zone),
+        zone_label=zone_label(start, zone),
         values=values,
         errors=form_errors(error),
         csrf=csrf_token(request),
@@ -364,14 +323,14 @@ async def _details(
 
 
 async def details_page(request: Request) -> Response:
-    zone = _chosen(request.query_params.get("tz"))
+    zone = chosen(request.query_params.get("tz"))
     start = _start(request.query_params.get("start", ""))
     if start is None:
         return not_found(request)
     slug, service_id = request.path_params["slug"], _service_id(request)
     if not _unbookable(start) and not await public_is_free(_db(request), slug, service_id, start):
         # Said before anyone fills the form: taken since the page was shown, or never offered.
-        back = f"/book/{slug.lower()}/{service_id}?" + _tz_query(zone, **{"from": start.date().isoformat()})
+        back = f"/book/{slug.lower()}/{service_id}?" + tz_query(zone, **{"from": start.date().isoformat()})
         return _closed(request, "This time is not free. Please pick another.", back, status=409)
     return await _details(request, start, zone, {})
 
@@ -379,7 +338,7 @@ async def details_page(request: Request) -> Response:
 async def book(request: Request) -> Response:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     await check_form(request, form)
-    zone = _chosen(form.get("tz"))
+    zone = chosen(form.get("tz"))
     start = _start(form.get("start_at", ""))
     if start is None:
         return not_found(request)
@@ -405,11 +364,11 @@ async def book(request: Request) -> Response:
     except Conflict as error:
         if error.code != "slot_taken":
             raise
-        request.scope["query_string"] = _tz_query(zone, **{"from": start.date().isoformat()}).encode()
+        request.scope["query_string"] = tz_query(zone, **{"from": start.date().isoformat()}).encode()
         return await _slots_page(request, "That time was just taken. Please pick another.", status=409)
     except DomainError as error:
         if error.code in _TIME_REFUSED:
-            return _time_refused(request, error, f"/book/{slug}/{service_id}?" + _tz_query(zone))
+            return _time_refused(request, error, f"/book/{slug}/{service_id}?" + tz_query(zone))
         if error.status != 422:
             raise
         return await _details(request, start, zone, form, error)
@@ -473,7 +432,7 @@ async def reschedule_slots(request: Request) -> Response:
     token = request.path_params["token"]
     db = _db(request)
     b = await manage_view(db, token)
-    zone, given = _zone(request)
+    zone, given = asked_zone(request)
     if not given and b.time_zone:
         zone, given = b.time_zone, True
     start, notice = _from(request, zone)
@@ -502,7 +461,7 @@ async def reschedule_preview(request: Request) -> Response:
     db = _db(request)
     current = await manage_view(db, token)
     # As the move page: the zone chosen there, else the one the booking was made in.
-    zone = _chosen(request.query_params.get("tz")) or _chosen(current.time_zone)
+    zone = chosen(request.query_params.get("tz")) or chosen(current.time_zone)
     if why := _unbookable(start):
         return _closed(request, why, _other_times(token, zone), status=400)
     try:
@@ -522,7 +481,7 @@ async def reschedule_preview(request: Request) -> Response:
         when=when(start, zone),
         start_at=start.isoformat(),
         time_zone=zone or "",
-        zone_label=_zone_label(start, zone),
+        zone_label=zone_label(start, zone),
         csrf=csrf_token(request),
     )
 
@@ -536,7 +495,7 @@ async def reschedule(request: Request) -> Response:
         return not_found(request)
     db = _db(request)
     current = await manage_view(db, token)
-    zone = _chosen(form.get("tz")) or _chosen(current.time_zone)
+    zone = chosen(form.get("tz")) or chosen(current.time_zone)
     if why := _unbookable(start):
         return _closed(request, why, _other_times(token, zone), status=422)
     try:
@@ -549,7 +508,7 @@ async def reschedule(request: Request) -> Response:
 
 
 def _other_times(token: str, zone: str | None) -> str:
-    return f"/manage/{token}/reschedule?" + _tz_query(zone)
+    return f"/manage/{token}/reschedule?" + tz_query(zone)
 
 
 # --- the client's conversation --------------------------------------------------------------
