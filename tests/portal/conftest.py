@@ -92,8 +92,11 @@ async def new_context(browser: Browser, live_server: str) -> AsyncIterator[Any]:
     """A factory of isolated browser contexts (one per person), closed after the test."""
     made: list[BrowserContext] = []
 
-    async def make() -> BrowserContext:
-        ctx = await browser.new_context(base_url=live_server, viewport={"width": 1200, "height": 800})
+    async def make(**options: Any) -> BrowserContext:
+        """`options`: more of Playwright's context options (a `timezone_id`, a `locale`)."""
+        ctx = await browser.new_context(
+            base_url=live_server, viewport={"width": 1200, "height": 800}, **options
+        )
         ctx.set_default_timeout(5_000)
         made.append(ctx)
         return ctx

@@ -7,15 +7,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import httpx
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
 
 from core.bookings.public import PublicBookIn, public_book, public_slots
 from core.uow import Database
 from servers.public.render import when
+from tests.portal.conftest import api_as, sign_up_quickly
 from tests.portal.test_public_pages import _bookings, _is_page, _provider
 
 
@@ -88,3 +90,21 @@ async def test_a_chosen_zone_is_kept_on_the_way_to_the_times(page: Page, live_se
     assert f'href="/book/{slug}/{service["id"]}?tz=Asia%2FTokyo"' in chosen.text
     for answer in (plain, unknown):
         assert f'href="/book/{slug}/{service["id"]}"' in answer.text
+
+
+async def test_a_conversation_says_its_times_in_the_visitors_zone(page: Page, new_context: Any) -> None:
+    await sign_up_quickly(page, "convzone")
+    client = await api_as(page, "POST", "/v1/clients", {"name": "Aiko", "email": "aiko@example.com"})
+    thread = (
+        await api_as(page, "POST", "/v1/messaging/threads", {"client_id": client["id"], "body": "Hello Aiko"})
+    )["thread"]
+    link = await api_as(page, "GET", f"/v1/messaging/threads/{thread['id']}/client-link")
+    visitor = await (await new_context(timezone_id="Asia/Tokyo", locale="en-US")).new_page()
+    answer = await visitor.goto(f"/c/{link['token']}")
+    assert answer is not None and " UTC</time>" in await answer.text()  # as written, without the script
+    shown = visitor.get_by_role("list", name="Messages").locator("time").first
+    sent = dt.datetime.fromisoformat(str(await shown.get_attribute("datetime"))).astimezone(
+        ZoneInfo("Asia/Tokyo")
+    )
+    await expect(shown).to_contain_text("GMT+9")
+    await expect(shown).to_contain_text(f"{sent:%-I}:{sent:%M}")

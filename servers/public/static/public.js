@@ -1,5 +1,6 @@
-// The only script of the public pages: on a times page opened without a chosen zone, show the
-// times in the visitor's own zone (the page works without it, in UTC, with a zone picker).
+// The only script of the public pages. On a times page opened without a chosen zone, show the
+// times in the visitor's own zone (the page works without it, in UTC, with a zone picker); and
+// say a conversation's times in the visitor's zone (written in UTC without it).
 const picker = document.querySelector("select[data-detect='yes']");
 if (picker) {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -9,4 +10,13 @@ if (picker) {
     url.searchParams.set("tz", zone);
     window.location.replace(url.toString());
   }
+}
+
+// dateStyle/timeStyle cannot be combined with timeZoneName: the parts are named one by one.
+const local = new Intl.DateTimeFormat(undefined, {
+  day: "numeric", month: "short", year: "numeric", hour: "numeric", minute: "2-digit", timeZoneName: "short",
+});
+for (const t of document.querySelectorAll("time[data-local='yes']")) {
+  const at = new Date(t.getAttribute("datetime"));
+  if (!Number.isNaN(at.getTime())) t.textContent = local.format(at);
 }
