@@ -29,10 +29,18 @@ def fits(amount: Decimal, currency: str) -> bool:
     return amount == amount.quantize(_unit(currency))
 
 
-def in_currency(amount: Decimal, currency: str) -> Decimal:
-    """`amount` with exactly the decimals of `currency` (1500.00 JPY -> 1500, 35 EUR -> 35.00);
-    stored amounts fit their currency (`fits`), so nothing is rounded away."""
+def nearest(amount: Decimal, currency: str) -> Decimal:
+    """The amount of `currency` nearest to `amount` (1500.50 JPY -> 1500): what a refusal
+    suggests writing instead."""
     return amount.quantize(_unit(currency))
+
+
+def in_currency(amount: Decimal, currency: str) -> Decimal:
+    """`amount` with exactly the decimals of `currency` (1500.00 JPY -> 1500, 35 EUR -> 35.00).
+    Nothing is rounded away: an amount stored before its currency's digits were checked
+    (1500.50 JPY) is answered as it is, not as a price nobody agreed to."""
+    written = nearest(amount, currency)
+    return written if written == amount else amount
 
 
 def digits_said(currency: str) -> str:

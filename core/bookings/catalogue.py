@@ -16,7 +16,7 @@ from core.bookings.schemas import ServiceIn, ServiceOut, ServiceUpdateIn
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.idempotency import idempotent_operation
-from core.money import digits_said, fits, in_currency
+from core.money import digits_said, fits, nearest
 from core.pagination import Page, PageRequest
 from core.preconditions import require_match
 from core.presenting import context_kind, from_row
@@ -93,7 +93,7 @@ def _check_price(amount: Decimal | None, currency: str | None, fee: Decimal | No
     given = (("price_amount", amount), ("late_cancel_fee", fee))
     if odd := [(f, a) for f, a in given if a is not None and not fits(a, currency)]:
         field, first = odd[0]
-        written = in_currency(first, currency)
+        written = nearest(first, currency)
         raise ValidationFailed(
             digits_said(currency),
             code="validation_failed",

@@ -8,7 +8,7 @@ import httpx
 
 from core.uow import Database
 from tests.conftest import signup
-from tests.core.bookings.helpers import at, day_ahead, events, make_service, set_hours
+from tests.core.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours
 
 CLIENT = {"client_name": "Grace Hopper", "client_email": "grace@example.com", "time_zone": "Asia/Tokyo"}
 
@@ -98,3 +98,15 @@ async def test_a_fee_without_a_price_says_it_needs_one(client: httpx.AsyncClient
     assert [e["message"] for e in r.json()["errors"]] == [
         "a `late_cancel_fee` needs a price, in the same currency"
     ]
+
+
+async def test_an_amount_stored_before_the_check_is_answered_as_stored(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Nothing is rounded away on the way out: 1500.50 yen written before digits were checked
+    is answered as 1500.50, not as a price of 1500 nobody agreed to."""
+    a = await signup(client)
+    svc = await make_service(client, a, price={"amount": "1500", "currency": "JPY"})
+    await admin(db, "UPDATE bookings.services SET price_amount = 1500.50 WHERE id = :id", {"id": svc["id"]})
+    shown = (await client.get(f"/v1/bookings/services/{svc['id']}", headers=a.h())).json()
+    assert shown["price"] == {"amount": "1500.50", "currency": "JPY"}
