@@ -14,6 +14,13 @@ constraint_error(
     _taken("slug", "slug_taken", "this slug is taken", "choose another slug"),
 )
 constraint_error(
+    # Persons and orgs share one namespace: a handle names a booking page either way.
+    "pk_handles",
+    _taken(
+        "slug", "slug_taken", "this handle is taken", "choose another handle (persons and orgs share them)"
+    ),
+)
+constraint_error(
     "uq_persons_email",
     _taken("email", "email_taken", "an account with this email exists", "sign in with [[tenancy.login]]"),
 )
