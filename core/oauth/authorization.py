@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from core.credentials import OAUTH_ACCESS_PREFIX, OAUTH_REFRESH_PREFIX
-from core.oauth.clients import ClientRecord
+from core.oauth.clients import ClientRecord, plain_text
 from core.oauth.errors import OAuthError
 from core.oauth.models import OAuthCode, OAuthGrant, OAuthRequest, OAuthToken
 from core.oauth.scopes import check_scopes
@@ -95,6 +95,11 @@ async def start_request(
 ) -> str:
     """Keep a validated authorization request until a person decides; returns the consent
     page's URL (the portal signs the person in first when needed)."""
+    plain_text(
+        {"redirect_uri": redirect_uri, "state": state, "scope": scopes, "resource": resource},
+        "the authorization request",
+        "invalid_request",
+    )
     if not _CHALLENGE_RE.fullmatch(code_challenge):
         raise OAuthError(
             "code_challenge must be the base64url SHA-256 of the code verifier (PKCE S256)",

@@ -4,10 +4,12 @@ document (fetched by `core.oauth.documents`); redirect URIs they may use."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic_core import PydanticCustomError
 from sqlalchemy import select, update
 
 from core.oauth.documents import fetch_client_document, is_document_client_id
@@ -17,6 +19,7 @@ from core.oauth.scopes import check_scopes
 from core.observability import get_logger
 from core.uow import Database
 from core.utilities import sha256_hex, utcnow
+from core.validation import check_json_text
 
 log = get_logger("atlilith.oauth")
 
@@ -57,7 +60,22 @@ def check_redirect_uri(uri: str) -> None:
     )
 
 
+# Characters that reorder the text around them: in an app's name they could make the consent
+# page read otherwise than it says ("Connect Claude?", the browser's return address mirrored).
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain_text(value: Any, what: str, code: str) -> None:
+    """Refuse text PostgreSQL cannot hold (NUL) and other control characters, anywhere in
+    `value`, as an OAuth error naming `what`."""
+    try:
+        check_json_text(value)
+    except PydanticCustomError as exc:
+        raise OAuthError(f"{what}: {exc.message()}", code=code) from exc
+
+
 def _clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    plain_text(metadata, "client metadata", "invalid_client_metadata")
     uris = metadata.get("redirect_uris") or []
     if not isinstance(uris, list) or not uris or len(uris) > MAX_REDIRECT_URIS:
         raise OAuthError(
@@ -69,6 +87,11 @@ def _clean_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
         raise OAuthError(
             f"client_name must be text of at most {MAX_NAME} characters", code="invalid_client_metadata"
+        )
+    if isinstance(name, str) and _BIDI_CONTROLS.search(name):
+        raise OAuthError(
+            "client_name must not contain bidirectional control characters (they disguise text)",
+            code="invalid_client_metadata",
         )
     scope = metadata.get("scope")
     if scope:
@@ -96,6 +119,10 @@ async def register_client(db: Database, metadata: dict[str, Any], secret: str | 
 async def get_client(db: Database, client_id: str) -> ClientRecord | None:
     """A registered client, or one whose client_id is the URL of its metadata document (fetched
     safely, kept for a while, fetched again after `oauth_client_document_cache_seconds`)."""
+    try:
+        plain_text(client_id, "client_id", "invalid_request")
+    except OAuthError:
+        return None  # no client is named so (and PostgreSQL could not even look for one)
     if len(client_id) > 2048:
         return None
     async with db.system() as uow:

@@ -5,6 +5,10 @@
 import * as api from "../api.js";
 import { html, useState, ErrorBox, Loading, Empty, PageHeader, useAsync, useAction } from "../ui.js";
 
+// Characters that reorder the text around them; the API refuses them in a client's name, and
+// the page isolates the name (<bdi>) besides, so a name can never rewrite the page around it.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
 export function Consent({ auth, me, query }) {
   const id = query.request || "";
   const request = useAsync(() => (id ? api.get(`/v1/oauth/requests/${encodeURIComponent(id)}`) : Promise.resolve(null)), [id]);
@@ -40,9 +44,9 @@ export function Consent({ auth, me, query }) {
   };
 
   return html`<section class="consent">
-    <${PageHeader} title=${`Connect ${r.client.name}?`} />
+    <${PageHeader} title=${`Connect ${r.client.name.replace(BIDI, "")}?`} />
     <p>
-      <strong>${r.client.name}</strong> wants to use Atlilith's MCP tools as
+      <strong><bdi>${r.client.name}</bdi></strong> wants to use Atlilith's MCP tools as
       <strong> ${auth.person.display_name}</strong> (${auth.person.slug}).
       After you answer, your browser goes back to <strong class="mono">${r.redirect_host}</strong>.
     </p>
