@@ -102,11 +102,16 @@ def issue_message(error: Mapping[str, Any]) -> str:
 # pydantic words a length bound on a validated string as "Value should have at least 1 item
 # after validation, not 0": said here as what the person has to change.
 _LENGTHS = {"too_short", "too_long", "string_too_short", "string_too_long"}
+_COLLECTIONS = {"List", "Tuple", "Set", "Frozenset", "Dictionary", "Dict"}
 
 
 def _length(kind: str, error: Mapping[str, Any]) -> str:
     ctx = error.get("ctx") or {}
-    unit = "characters" if isinstance(error.get("input"), str) else "items"
+    # A collection's bound counts items; a string's (its error may come without the input, as
+    # MCP's do, and as `too_long` with field type "Value" when a validator ran first) characters.
+    given = error.get("input")
+    collection = ctx.get("field_type") in _COLLECTIONS or (given is not None and not isinstance(given, str))
+    unit = "items" if collection else "characters"
     if kind.endswith("too_short"):
         least = ctx.get("min_length", 1)
         return "must not be empty" if least == 1 else f"must have at least {least} {unit}"

@@ -458,7 +458,8 @@ def invalid_arguments(tool: str, exc: ValidationError) -> ValidationFailed:
     and the problem of each, never the validator's dump (which echoes input and links docs)."""
     issues = [
         FieldIssue(".".join(str(p) for p in e["loc"]) or "arguments", _problem(e), str(e["type"]))
-        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+        # The context carries a bound's figure ("at most 200 characters"); the input stays out.
+        for e in exc.errors(include_url=False, include_input=False)
     ]
     names = ", ".join(sorted({i.field for i in issues}))
     return ValidationFailed(
