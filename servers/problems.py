@@ -18,7 +18,8 @@ from core.errors import DomainError, FieldIssue, ValidationFailed
 from core.observability import current_trace_id, get_logger
 from core.validation import issue_message
 from servers.hints import DOOR_HEADER, for_rest
-from servers.portal import shell, wants_a_page
+from servers.portal import PUBLIC_PREFIXES, shell, wants_a_page
+from servers.public.render import not_found as public_not_found
 
 log = get_logger("atlilith.http")
 PROBLEM_TYPE = "https://atlilith.dev/problems/"
@@ -179,10 +180,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404 and wants_a_page(
-            request.method, request.url.path, request.headers.get("accept", "")
-        ):
+        accept = request.headers.get("accept", "")
+        if exc.status_code == 404 and wants_a_page(request.method, request.url.path, accept):
             return shell(404)  # a person who followed a bad link gets the portal's "Page not found"
+        if exc.status_code == 404 and "text/html" in accept and request.url.path.startswith(PUBLIC_PREFIXES):
+            return public_not_found(request)  # a client's mistyped link: the clients' own page
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(exc.status_code, "http_error")
         detail = "no such route" if exc.status_code == 404 else str(exc.detail)

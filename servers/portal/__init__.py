@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.config import Settings
 
-__all__ = ["CSP", "SHELL_PATHS", "STATIC", "mount", "shell", "wants_a_page"]
+__all__ = ["CSP", "PUBLIC_PREFIXES", "SHELL_PATHS", "STATIC", "mount", "shell", "wants_a_page"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -84,9 +84,16 @@ def shell(status: int = 200) -> FileResponse:
     )
 
 
+# The clients' pages (servers.public) answer their own "not found", in their own look.
+PUBLIC_PREFIXES = ("/book/", "/manage/", "/c/", "/site/", "/public-assets/")
+
+
 def wants_a_page(method: str, path: str, accept: str) -> bool:
-    """A browser navigating to a page (not a client of the API, MCP or a probe)."""
-    return method == "GET" and "text/html" in accept and not path.startswith(("/v1/", "/mcp", "/health"))
+    """A browser navigating to a page of the portal (not the API, MCP, a probe, or a client's
+    page)."""
+    if method != "GET" or "text/html" not in accept:
+        return False
+    return not path.startswith(("/v1/", "/mcp", "/health", *PUBLIC_PREFIXES))
 
 
 def mount(app: FastAPI, settings: Settings) -> None:

@@ -115,12 +115,19 @@ async def test_a_date_that_does_not_exist_is_not_rolled_over(page: Page) -> None
 
 
 async def test_a_browser_on_a_path_nobody_serves_gets_a_page(page: Page, live_server: str) -> None:
-    await sign_up_quickly(page, "nopage")  # signed out, the app asks to sign in first
-    for path in ("/inbox", "/calendar", "/manage", "/o"):
-        answer = await page.goto(path)
-        assert answer is not None and answer.status == 404
-        assert answer.headers["content-type"].startswith("text/html")
-        await expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
+    for signed_in in (False, True):  # signing in would not make it a page: nobody is asked to
+        if signed_in:
+            await sign_up_quickly(page, "nopage")
+        for path in ("/inbox", "/calendar", "/manage", "/o"):
+            answer = await page.goto(path)
+            assert answer is not None and answer.status == 404
+            assert answer.headers["content-type"].startswith("text/html")
+            await expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
+            assert "/signin" not in page.url
+    # Under a client's page, the clients' own "not found", never the providers' portal.
+    answer = await page.goto("/manage/some-token/oops")
+    assert answer is not None and answer.status == 404
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Nothing here")
     # An API client (no text/html asked) still gets the problem document.
     async with httpx.AsyncClient(base_url=live_server) as http:
         api = await http.get("/inbox", headers={"accept": "application/json"})

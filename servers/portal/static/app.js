@@ -233,7 +233,8 @@ function App() {
 
   const top = here.kind === "top" ? matchRoute(topRoutes, here.rest === "/" ? "/" : here.rest) : null;
   if (here.kind === "top" && here.rest === "/") return html`<${Redirect} to=${auth ? "/me" : "/signin"} />`;
-  const needsAuth = !(top && top.route.auth === false);
+  // A page nobody serves is "Page not found" for anyone: signing in would not make it one.
+  const needsAuth = here.kind === "top" ? Boolean(top) && top.route.auth !== false : true;
   if (needsAuth && !auth) {
     return html`<${Redirect} to=${`/signin?next=${encodeURIComponent(url.pathname + url.search)}`} />`;
   }
