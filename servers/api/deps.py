@@ -40,7 +40,6 @@ class CheckedRoute(APIRoute):
     `GET /v1/me`) though most requests carry no query at all."""
 
     _literal: str | None = None
-    _query_names: frozenset[str] | None = None
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         # FastAPI matches a request against each route of the router it tries, and again inside
@@ -55,15 +54,17 @@ class CheckedRoute(APIRoute):
 
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
-        # The API's operations only: the portal's shell, OAuth's and the health routes read
-        # their query (a page's `?view=`, `?next=`) as pages and protocols do.
+        # The API's operations that take a query: the portal's shell, OAuth's and the health
+        # routes read theirs as pages and protocols do, and an operation that takes none (a
+        # calendar feed, which calendar apps fetch with cache-busting parameters) ignores it.
         api = self.include_in_schema and self.path.startswith("/v1/")
-        self._query_names = declared_query(self.dependant) if api else None
+        names = declared_query(self.dependant) if api else None
+        known = names or None
 
         async def checked(request: Request) -> Response:
             if request.scope.get("query_string"):
                 refuse_control_characters(request)
-                refuse_unknown_query(request, self._query_names)
+                refuse_unknown_query(request, known)
             return await handler(request)
 
         return checked
@@ -98,7 +99,7 @@ def refuse_unknown_query(request: Request, declared: frozenset[str] | None) -> N
         takes = ", ".join(f"`{n}`" for n in sorted(declared))
         raise ValidationFailed(
             f"unknown query parameter: {', '.join(unknown)}",
-            hint=f"this operation's query parameters are: {takes}" if takes else "send no query parameters",
+            hint=f"this operation's query parameters are: {takes}",
             errors=[FieldIssue(name, "unknown query parameter", "extra_forbidden") for name in unknown],
         )
 

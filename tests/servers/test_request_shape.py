@@ -20,8 +20,9 @@ async def test_an_unknown_query_parameter_is_named_with_the_ones_taken(client: h
         ("to", "extra_forbidden"),
     ]
     assert "`from_at`" in problem["hint"] and "`to_at`" in problem["hint"] and "`cursor`" in problem["hint"]
-    r = await client.get("/v1/me", params={"verbose": "1"}, headers=a.h())
-    assert r.status_code == 422 and r.json()["hint"] == "send no query parameters"
+    # An operation that takes no query ignores one: calendar apps fetch feeds with cache-busters.
+    r = await client.get("/v1/me", params={"nocache": "1"}, headers=a.h())
+    assert r.status_code == 200, r.text
     # What the operations declare passes: plain parameters, the page's, and a query model's fields.
     for path, params in (
         ("/v1/bookings", {"from_at": "2026-12-01T00:00:00Z", "status": "held", "limit": "5"}),
