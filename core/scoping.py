@@ -10,12 +10,15 @@ narrows a statement to one page and `keyset_page` runs it and returns a typed `P
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, TypeVarTuple
 
+from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Column, ColumnElement, Row, Select, Table, inspect, select, tuple_
 from sqlalchemy.dialects.postgresql import Insert, insert
@@ -191,10 +194,36 @@ def keyset_tag(*columns: KeyColumn, under: Any = None) -> str:
     plain data), so a cursor made under other filters is refused rather than paging on from a
     position in a list the caller is no longer reading."""
     named = ",".join(str(c) for c in columns)
-    if under is not None:
-        plain = to_jsonable_python(under)
-        named += "|" + json.dumps(plain, sort_keys=True, separators=(",", ":"))
+    filters = _normal(under)
+    if _given(filters):  # no filter: the list's tag as it always was (cursors made before stay good)
+        named += "|" + json.dumps(to_jsonable_python(filters), sort_keys=True, separators=(",", ":"))
     return f"{zlib.crc32(named.encode()):08x}"
+
+
+def _normal(value: Any) -> Any:
+    """Filters as what they select: a list of values in any order (`status=a&status=b`), an
+    instant at any offset, "" for nothing -- each written one way."""
+    if isinstance(value, BaseModel):
+        return _normal(value.model_dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _normal(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    if isinstance(value, tuple):  # positional filters: their order is their meaning
+        return [_normal(v) for v in value]
+    if isinstance(value, list | set | frozenset):  # one filter's several values
+        return sorted((_normal(v) for v in value), key=lambda v: json.dumps(to_jsonable_python(v)))
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC)
+    return None if value == "" else value
+
+
+def _given(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_given(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_given(v) for v in value)
+    return value is not None
 
 
 def cursor_values(page: PageRequest, *columns: KeyColumn, under: Any = None) -> list[Any]:

@@ -110,7 +110,7 @@ async def list_services(
     stmt = scoped(Service, ctx)
     if active is not None:
         stmt = stmt.where(Service.active.is_(active))
-    rows = await keyset_page(uow, stmt, page, Service.created_at, Service.id)
+    rows = await keyset_page(uow, stmt, page, Service.created_at, Service.id, under=active)
     return Page[ServiceOut](items=await _service_out(ctx, uow, rows.items), next_cursor=rows.next_cursor)
 
 

@@ -42,3 +42,31 @@ async def test_a_cursor_is_refused_under_other_filters(client: httpx.AsyncClient
         "/v1/bookings", params={"status": "held", "cursor": held["next_cursor"], "limit": 5}, headers=a.h()
     )
     assert r.status_code == 200 and len(r.json()["items"]) == 2
+
+
+async def test_the_same_filters_written_otherwise_keep_the_cursor(client: httpx.AsyncClient) -> None:
+    """Filters are compared as what they select: several statuses in another order, or no
+    filter written as an empty value, page on with the same cursor."""
+    a = await signup(client)
+    await set_hours(client, a)
+    svc = await make_service(client, a)
+    for hour in ("09:00", "10:00", "11:00"):
+        r = await client.post(
+            "/v1/bookings/holds",
+            json={"service_id": svc["id"], "start_at": at(day_ahead(4), hour)},
+            headers=a.h(),
+        )
+        assert r.status_code == 201, r.text
+    first = await client.get("/v1/bookings?status=held&status=confirmed&limit=1", headers=a.h())
+    cursor = first.json()["next_cursor"]
+    again = await client.get(
+        "/v1/bookings",
+        params=[("status", "confirmed"), ("status", "held"), ("cursor", cursor)],
+        headers=a.h(),
+    )
+    assert again.status_code == 200 and len(again.json()["items"]) == 2, again.text
+    for name in ("Ann", "Bo"):
+        await client.post("/v1/clients", json={"name": name}, headers=a.h())
+    plain = (await client.get("/v1/clients", params={"limit": 1}, headers=a.h())).json()["next_cursor"]
+    empty_q = await client.get("/v1/clients", params={"q": "", "cursor": plain}, headers=a.h())
+    assert empty_q.status_code == 200 and len(empty_q.json()["items"]) == 1, empty_q.text
