@@ -123,9 +123,10 @@ def parse_weekly(lines: list[str]) -> list[WeeklyHours]:
 
 
 def parse_overrides(lines: list[str]) -> list[DateOverride]:
-    """`["2026-12-24 off", "2026-12-27 10:00-14:00 16:00-18:00"]` -> date overrides."""
+    """`["2026-12-24 off", "2026-12-27 10:00-14:00 16:00-18:00"]` -> date overrides. Lines of
+    one date merge; "off" and hours for one date contradict each other and are refused."""
     by_date: dict[dt.date, list[TimeRange]] = {}
-    days_off: set[dt.date] = set()
+    off: set[dt.date] = set()
     for line in lines:
         parts = line.split()
         try:
@@ -134,12 +135,12 @@ def parse_overrides(lines: list[str]) -> list[DateOverride]:
             day = None
         if day is None or len(parts) < 2:
             raise ValueError(f"{line!r}: write e.g. '2026-12-24 off' or '2026-12-27 10:00-14:00'")
-        if day in days_off or (parts[1:] == ["off"] and day in by_date):
-            # "off" and hours for one date contradict each other: neither may silently win.
+        closed = parts[1:] == ["off"]
+        if (closed and by_date.get(day)) or (not closed and day in off):
             raise ValueError(f"{day}: both off and open; give the date one line")
         ranges = by_date.setdefault(day, [])
-        if parts[1:] == ["off"]:
-            days_off.add(day)
+        if closed:
+            off.add(day)
             continue
         for part in parts[1:]:
             start, _, end = part.partition("-")
@@ -147,7 +148,13 @@ def parse_overrides(lines: list[str]) -> list[DateOverride]:
                 ranges.append(TimeRange(start=start, end=end))
             except ValidationError as exc:
                 raise ValueError(f"{line!r}: {_lines_error(exc)}") from exc
-    return [DateOverride(date=d, intervals=r) for d, r in by_date.items()]
+    overrides: list[DateOverride] = []
+    for d, r in by_date.items():
+        try:
+            overrides.append(DateOverride(date=d, intervals=r))
+        except ValidationError as exc:  # a date out of range, too many ranges: said with the date
+            raise ValueError(f"{d}: {_lines_error(exc)}") from exc
+    return overrides
 
 
 def _lines_error(exc: ValidationError) -> ValueError:

@@ -28,16 +28,24 @@ async def test_hours_refusals_name_the_field_and_the_day(client: httpx.AsyncClie
         assert [(e["field"], e["message"]) for e in r.json()["errors"]] == [(field, message)]
     kept = (await client.get("/v1/bookings/availability", headers=a.h())).json()
     assert kept["configured"] is False and kept["overrides"] == []
-    # Two lines of one date with hours still merge: that is one day with two ranges.
+    # The same "off" twice is one day off, not a contradiction; a date out of range is named.
     r = await client.put(
         "/v1/bookings/availability",
-        json={"time_zone": "Europe/Paris", "overrides": ["2026-12-24 10:00-12:00", "2026-12-24 14:00-16:00"]},
+        json={
+            "time_zone": "Europe/Paris",
+            "overrides": ["2026-12-24 off", "2026-12-24 off", "2999-01-01 off"],
+        },
         headers=a.h(),
     )
+    assert r.status_code == 422 and r.json()["errors"][0]["message"].startswith("2999-01-01: "), r.text
+    # Two lines of one date with hours still merge: that is one day with two ranges.
+    lines = ["2026-12-24 10:00-12:00", "2026-12-24 14:00-16:00", "2026-12-25 off", "2026-12-25 off"]
+    r = await client.put(
+        "/v1/bookings/availability", json={"time_zone": "Europe/Paris", "overrides": lines}, headers=a.h()
+    )
     assert r.status_code == 200, r.text
+    two = [{"start": "10:00", "end": "12:00"}, {"start": "14:00", "end": "16:00"}]
     assert r.json()["overrides"] == [
-        {
-            "date": "2026-12-24",
-            "intervals": [{"start": "10:00", "end": "12:00"}, {"start": "14:00", "end": "16:00"}],
-        }
+        {"date": "2026-12-24", "intervals": two},
+        {"date": "2026-12-25", "intervals": []},
     ]
