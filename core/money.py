@@ -7,7 +7,7 @@ currency's amount is shown with its third digit as 0 (1.250 KWD)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 
@@ -32,7 +32,7 @@ def fits(amount: Decimal, currency: str) -> bool:
 def nearest(amount: Decimal, currency: str) -> Decimal:
     """The amount of `currency` nearest to `amount` (1500.50 JPY -> 1500): what a refusal
     suggests writing instead."""
-    return amount.quantize(_unit(currency))
+    return amount.quantize(_unit(currency), rounding=ROUND_HALF_UP)
 
 
 def in_currency(amount: Decimal, currency: str) -> Decimal:

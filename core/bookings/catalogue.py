@@ -80,24 +80,33 @@ async def _set_providers(
     )
 
 
-def _check_price(amount: Decimal | None, currency: str | None, fee: Decimal | None) -> None:
-    if (amount is None) != (currency is None) or (fee is not None and currency is None):
+def _check_price(
+    amount: Decimal | None, currency: str | None, fee: Decimal | None, *, changed: bool = True
+) -> None:
+    """The one rule of a service's money: a price has an amount and a currency; a late fee
+    needs a price (its currency is the price's); amounts have their currency's decimals.
+    `changed`: whether the caller set any of them now -- the decimals of a price stored before
+    they were checked are not the business of an edit that leaves the price alone."""
+    if fee is not None and amount is None:
         raise ValidationFailed(
-            "a price needs both an amount and a currency (and a late fee needs the currency)",
-            code="validation_failed",
-            hint="send `price_amount` and `currency` together",
-            errors=[FieldIssue("currency", "required with a price")],
+            "a late cancellation fee needs a price, in the same currency",
+            hint="send `price` with the fee, or no fee",
+            errors=[FieldIssue("late_cancel_fee", "a `late_cancel_fee` needs a price, in the same currency")],
         )
-    if currency is None:
+    if (amount is None) != (currency is None):
+        raise ValidationFailed(
+            "a price needs both an amount and a currency",
+            hint="send `price_amount` and `currency` together",
+            errors=[FieldIssue("currency" if currency is None else "price_amount", "required with a price")],
+        )
+    if currency is None or not changed:
         return
     given = (("price_amount", amount), ("late_cancel_fee", fee))
     if odd := [(f, a) for f, a in given if a is not None and not fits(a, currency)]:
         field, first = odd[0]
-        written = nearest(first, currency)
         raise ValidationFailed(
             digits_said(currency),
-            code="validation_failed",
-            hint=f"write {field} as {currency} prices are written: {written}, not {first}",
+            hint=f"write {field} as {currency} prices are written: {nearest(first, currency)}, not {first}",
             errors=[FieldIssue(f, digits_said(currency), "amount_precision") for f, _ in odd],
         )
 
@@ -159,8 +168,14 @@ async def update_service(
     ):
         if required in fields and fields[required] is None:
             raise ValidationFailed(f"{required} cannot be null", errors=[FieldIssue(required, "required")])
-    merged = {k: fields.get(k, getattr(service, k)) for k in ("price_amount", "currency", "late_cancel_fee")}
-    _check_price(merged["price_amount"], merged["currency"], merged["late_cancel_fee"])
+    money = ("price_amount", "currency", "late_cancel_fee")
+    merged = {k: fields.get(k, getattr(service, k)) for k in money}
+    _check_price(
+        merged["price_amount"],
+        merged["currency"],
+        merged["late_cancel_fee"],
+        changed=any(k in fields for k in money),
+    )
     if fields:
         await uow.session.execute(
             update(Service)

@@ -91,16 +91,8 @@ class ServiceIn(_ServiceFields):
     def _money(cls, data: Any) -> Any:
         return _money_objects(data)
 
-    @model_validator(mode="after")
-    def _price(self) -> ServiceIn:
-        if self.late_cancel_fee is not None and self.price_amount is None:
-            # The fee's currency is the service's, which only a price sets.
-            raise ValueError("a `late_cancel_fee` needs a price, in the same currency")
-        if (self.price_amount is None) != (self.currency is None):
-            raise ValueError("give both `price_amount` and `currency`, or neither")
-        if self.late_cancel_fee is not None and self.currency is None:
-            raise ValueError("a `late_cancel_fee` needs a `currency`")
-        return self
+    # How a price, its currency and a late fee go together is core's rule, checked once for
+    # a new service and an edited one alike (`core.bookings.catalogue._check_price`).
 
 
 class ServiceUpdateIn(Input):

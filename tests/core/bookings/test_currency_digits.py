@@ -55,7 +55,7 @@ async def test_decimals_a_currency_does_not_have_are_refused(client: httpx.Async
     assert problem["errors"] == [
         {"field": "price_amount", "message": "JPY amounts are whole numbers", "code": "amount_precision"}
     ]
-    assert problem["hint"] == "write price_amount as JPY prices are written: 1500, not 1500.50"
+    assert problem["hint"] == "write price_amount as JPY prices are written: 1501, not 1500.50"
     # Switching a cents price to yen would store 35.50 yen: refused, the price kept as it was.
     euros = await make_service(client, a, price={"amount": "35.50", "currency": "EUR"})
     r = await client.patch(f"/v1/bookings/services/{euros['id']}", json={"currency": "JPY"}, headers=a.h())
@@ -110,3 +110,8 @@ async def test_an_amount_stored_before_the_check_is_answered_as_stored(
     await admin(db, "UPDATE bookings.services SET price_amount = 1500.50 WHERE id = :id", {"id": svc["id"]})
     shown = (await client.get(f"/v1/bookings/services/{svc['id']}", headers=a.h())).json()
     assert shown["price"] == {"amount": "1500.50", "currency": "JPY"}
+    # An edit that leaves the price alone is not refused for it; one that sets it is.
+    r = await client.patch(f"/v1/bookings/services/{svc['id']}", json={"active": False}, headers=a.h())
+    assert r.status_code == 200 and r.json()["active"] is False, r.text
+    r = await client.patch(f"/v1/bookings/services/{svc['id']}", json={"price_amount": "0.50"}, headers=a.h())
+    assert r.status_code == 422 and r.json()["hint"].endswith(": 1, not 0.50"), r.text
