@@ -133,16 +133,14 @@ def validation_problem(exc: RequestValidationError | ValidationError) -> JSONRes
     )
 
 
-# How FastAPI reports a body it did not read as JSON (its content type is not JSON's): the
-# whole body is "not an object", which says nothing of the header that is wrong.
-_NOT_AN_OBJECT = {"model_attributes_type", "dict_type", "model_type"}
-
-
 def _not_json(request: Request, exc: RequestValidationError) -> bool:
+    """A body FastAPI did not read as JSON because its content type is not JSON's: whatever it
+    then says of the body ("not a valid dictionary", a union's every branch) is about the
+    header. A missing body stays a field issue (`body: required`)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json" or kind.endswith("+json"):
         return False
-    return any(tuple(e.get("loc", ())) == ("body",) and e.get("type") in _NOT_AN_OBJECT for e in exc.errors())
+    return any(e.get("loc", ("",))[0] == "body" and e.get("type") != "missing" for e in exc.errors())
 
 
 def install_problem_handlers(app: FastAPI) -> None:

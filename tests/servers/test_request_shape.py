@@ -43,6 +43,14 @@ async def test_a_body_not_sent_as_json_is_told_so(client: httpx.AsyncClient) -> 
         problem = r.json()
         assert problem["code"] == "unsupported_media_type"
         assert problem["hint"] == "send the body as JSON with Content-Type: application/json"
+    # A union body (one message or a batch) is told the same, not each branch's complaint.
+    a = await signup(client)
+    r = await client.post(
+        "/v1/messaging/inbound",
+        content="body=hello",
+        headers={**a.h(), "content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 415 and r.json()["code"] == "unsupported_media_type", r.text
     # Sent as JSON, the same body is read (and refused for what it says, not how it came).
     r = await client.post("/v1/auth/login", content=body, headers={"content-type": "application/json"})
     assert r.status_code != 415, r.text
