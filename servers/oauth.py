@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast, get_args
@@ -60,6 +61,8 @@ log = get_logger("atlilith.oauth")
 __all__ = ["CoreOAuthProvider", "oauth_routes"]
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
+# What `/token` grants (the metadata's `grant_types_supported` says the same).
+GRANT_TYPES = ("authorization_code", "refresh_token")
 
 
 class StoredClient(OAuthClientInformationFull):
@@ -282,6 +285,16 @@ class ResourceBoundTokenHandler(TokenHandler):
 
     async def handle(self, request: Request) -> Response:
         form = await request.form()
+        grant = form.get("grant_type")
+        if isinstance(grant, str) and grant and grant not in GRANT_TYPES:
+            # RFC 6749 5.2, said before the SDK's model would refuse it as a malformed request.
+            described = "this server grants only " + " and ".join(GRANT_TYPES)
+            return cast(
+                Response,
+                self.response(
+                    TokenErrorResponse(error="unsupported_grant_type", error_description=described)
+                ),
+            )
         resource = form.get("resource")
         if isinstance(resource, str) and resource:
             try:
@@ -291,7 +304,27 @@ class ResourceBoundTokenHandler(TokenHandler):
                     Response,
                     self.response(TokenErrorResponse(error="invalid_target", error_description=err.message)),
                 )
-        return cast(Response, await super().handle(request))
+        return _grant_mismatch(cast(Response, await super().handle(request)))
+
+
+def _grant_mismatch(response: Response) -> Response:
+    """A code redeemed with another redirect_uri than it was issued for is `invalid_grant`
+    (RFC 6749 4.1.3, 5.2: the grant does not match the redirection URI); the SDK says
+    `invalid_request`."""
+    if response.status_code != 400:
+        return response
+    try:
+        body = json.loads(bytes(response.body))
+    except ValueError:
+        return response
+    if body.get("error") == "invalid_request" and str(body.get("error_description", "")).startswith(
+        "redirect_uri did not match"
+    ):
+        body["error"] = "invalid_grant"
+        return JSONResponse(
+            body, status_code=400, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+        )
+    return response
 
 
 class PublicClientRevocationHandler(RevocationHandler):

@@ -255,7 +255,15 @@ async def test_the_code_is_bound_to_its_client_and_redirect_uri(client: httpx.As
     stolen = await exchange(client, other, code, p.verifier)
     assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
     moved = await exchange(client, c, code, p.verifier, redirect_uri="http://127.0.0.1:33418/other")
-    assert moved.status_code == 400 and moved.json()["error"] == "invalid_request"
+    # RFC 6749 5.2: the grant does not match the redirection URI it was issued for.
+    assert moved.status_code == 400 and moved.json()["error"] == "invalid_grant", moved.text
+    # A grant type this server does not grant is said so (RFC 6749 5.2), not a malformed request.
+    for grant in ("password", "urn:ietf:params:oauth:grant-type:jwt-bearer"):
+        r = await client.post(
+            "/token", data={"grant_type": grant, "client_id": c, "username": "a", "password": "b"}
+        )
+        assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type", r.text
+        assert r.json()["error_description"] == "this server grants only authorization_code and refresh_token"
 
 
 async def test_deny_sends_access_denied_back(client: httpx.AsyncClient) -> None:
