@@ -106,7 +106,15 @@ async def resolve_binding(
     if credential.api_key:
         _refuse_outside_key_org(row, org, asked=bool(org_id or org_slug))
     wanted_org = org_id or org_slug or (principal.org_id if principal.org_bound else None)
-    return _bound(uow, row, principal, wanted_org, org_slug, personal="omitting the org")
+    # A token that acts in an org by itself (issued by a switch) stays there when no org is
+    # named: leaving it takes naming `personal`, or a switch.
+    from_token = org is None and use_token_org and claims is not None and claims.org_id is not None
+    personal = (
+        "passing org `personal` or switching ([[tenancy.switch_context]])"
+        if from_token
+        else "omitting the org"
+    )
+    return _bound(uow, row, principal, wanted_org, org_slug, personal=personal)
 
 
 def _asked_org(org: str | uuid.UUID | None) -> tuple[uuid.UUID | None, str | None]:

@@ -101,10 +101,17 @@ class TenantContext:
 
     def require(self, scope: str) -> None:
         if not self.can(scope):
+            # What gets the scope depends on what the caller holds: an app connected through
+            # OAuth is connected again asking for it; a key is made anew with it.
+            hint = (
+                f"connect the app again, asking for the scope {scope!r}"
+                if self.principal.kind is PrincipalKind.OAUTH
+                else f"use a session token or an API key created with the scope {scope!r}"
+            )
             raise PermissionDenied(
                 f"this credential lacks the scope {scope!r}",
                 code="missing_scope",
-                hint=f"use a session token or an API key created with the scope {scope!r}",
+                hint=hint,
                 extra={"scope": scope},
             )
 
@@ -125,7 +132,7 @@ class TenantContext:
                 f"your role in {self.org_slug!r} is {self.role.value if self.role else 'none'}; "
                 f"this needs {allowed}",
                 code="insufficient_role",
-                hint="ask an owner or admin of the org",
+                hint=f"ask the org's {allowed} to do it",
             )
         return self.role
 
