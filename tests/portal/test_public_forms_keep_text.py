@@ -15,8 +15,9 @@ from core.bookings.public import PublicBookIn
 from core.bookings.schemas.manage import ManageCancelIn
 from core.messaging.conversation import ReplyIn
 from core.uow import Database
-from tests.portal.conftest import api_as, sign_up_quickly
+from tests.portal.conftest import api_as
 from tests.portal.test_public_pages import _managed_booking, _provider
+from tests.portal.test_public_zone_as_written import conversation_link
 
 
 def _max_length(model: Any, name: str) -> int:
@@ -35,12 +36,7 @@ def _limits(html: str) -> dict[str, int]:
 
 
 async def test_a_refused_reply_keeps_the_text_and_says_why(page: Page, new_context: Any) -> None:
-    await sign_up_quickly(page, "keeptext")
-    client = await api_as(page, "POST", "/v1/clients", {"name": "Ines", "email": "ines@example.com"})
-    thread = (
-        await api_as(page, "POST", "/v1/messaging/threads", {"client_id": client["id"], "body": "Hello"})
-    )["thread"]
-    link = await api_as(page, "GET", f"/v1/messaging/threads/{thread['id']}/client-link")
+    thread_id, link = await conversation_link(page, "keeptext")
     visitor = await (await new_context()).new_page()
     await visitor.goto(f"/c/{link['token']}")
     assert _limits(await visitor.content()) == {"body": _max_length(ReplyIn, "body")}
@@ -53,7 +49,7 @@ async def test_a_refused_reply_keeps_the_text_and_says_why(page: Page, new_conte
     )
     await expect(reply).to_have_value(typed)
     await expect(reply).to_have_attribute("aria-invalid", "true")
-    detail = await api_as(page, "GET", f"/v1/messaging/threads/{thread['id']}")
+    detail = await api_as(page, "GET", f"/v1/messaging/threads/{thread_id}")
     assert not [m for m in detail["messages"] if m["direction"] == "in"]  # nothing was sent
     await reply.fill("Thursday works for me")
     await visitor.get_by_role("button", name="Send reply").click()

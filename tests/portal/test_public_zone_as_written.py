@@ -92,13 +92,19 @@ async def test_a_chosen_zone_is_kept_on_the_way_to_the_times(page: Page, live_se
         assert f'href="/book/{slug}/{service["id"]}"' in answer.text
 
 
-async def test_a_conversation_says_its_times_in_the_visitors_zone(page: Page, new_context: Any) -> None:
-    await sign_up_quickly(page, "convzone")
+async def conversation_link(page: Page, prefix: str) -> tuple[str, dict[str, Any]]:
+    """A provider signed up as `prefix`, a thread with a client, and that client's link: the
+    thread's id and the link (`token`, `url`)."""
+    await sign_up_quickly(page, prefix)
     client = await api_as(page, "POST", "/v1/clients", {"name": "Aiko", "email": "aiko@example.com"})
     thread = (
         await api_as(page, "POST", "/v1/messaging/threads", {"client_id": client["id"], "body": "Hello Aiko"})
     )["thread"]
-    link = await api_as(page, "GET", f"/v1/messaging/threads/{thread['id']}/client-link")
+    return thread["id"], await api_as(page, "GET", f"/v1/messaging/threads/{thread['id']}/client-link")
+
+
+async def test_a_conversation_says_its_times_in_the_visitors_zone(page: Page, new_context: Any) -> None:
+    _, link = await conversation_link(page, "convzone")
     visitor = await (await new_context(timezone_id="Asia/Tokyo", locale="en-US")).new_page()
     answer = await visitor.goto(f"/c/{link['token']}")
     assert answer is not None and " UTC</time>" in await answer.text()  # as written, without the script

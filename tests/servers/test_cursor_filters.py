@@ -4,10 +4,22 @@ list the caller is no longer reading, which would silently skip rows."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import httpx
 
-from tests.conftest import signup
+from tests.conftest import Account, signup
 from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
+
+
+async def _three_holds(client: httpx.AsyncClient, a: Account, day: dt.date) -> None:
+    await set_hours(client, a)
+    svc = await make_service(client, a)
+    for hour in ("09:00", "10:00", "11:00"):
+        r = await client.post(
+            "/v1/bookings/holds", json={"service_id": svc["id"], "start_at": at(day, hour)}, headers=a.h()
+        )
+        assert r.status_code == 201, r.text
 
 
 async def test_a_cursor_is_refused_under_other_filters(client: httpx.AsyncClient) -> None:
@@ -25,15 +37,7 @@ async def test_a_cursor_is_refused_under_other_filters(client: httpx.AsyncClient
         assert r.status_code == 422, r.text
         assert r.json()["code"] == "invalid_cursor" and "same filters" in r.json()["hint"]
 
-    await set_hours(client, a)
-    svc = await make_service(client, a)
-    for hour in ("09:00", "10:00", "11:00"):
-        r = await client.post(
-            "/v1/bookings/holds",
-            json={"service_id": svc["id"], "start_at": at(day_ahead(3), hour)},
-            headers=a.h(),
-        )
-        assert r.status_code == 201, r.text
+    await _three_holds(client, a, day_ahead(3))
     held = (await client.get("/v1/bookings", params={"status": "held", "limit": 1}, headers=a.h())).json()
     assert held["next_cursor"]
     r = await client.get("/v1/bookings", params={"cursor": held["next_cursor"]}, headers=a.h())
@@ -48,15 +52,7 @@ async def test_the_same_filters_written_otherwise_keep_the_cursor(client: httpx.
     """Filters are compared as what they select: several statuses in another order, or no
     filter written as an empty value, page on with the same cursor."""
     a = await signup(client)
-    await set_hours(client, a)
-    svc = await make_service(client, a)
-    for hour in ("09:00", "10:00", "11:00"):
-        r = await client.post(
-            "/v1/bookings/holds",
-            json={"service_id": svc["id"], "start_at": at(day_ahead(4), hour)},
-            headers=a.h(),
-        )
-        assert r.status_code == 201, r.text
+    await _three_holds(client, a, day_ahead(4))
     first = await client.get("/v1/bookings?status=held&status=confirmed&limit=1", headers=a.h())
     cursor = first.json()["next_cursor"]
     again = await client.get(
