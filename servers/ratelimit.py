@@ -51,7 +51,12 @@ class RateLimit:
             # would otherwise see a reset connection instead of the 429.
             body = await _drain(receive)
             error = verdict.error()
-            response = _mcp_refusal(error, body) if path.startswith("/mcp") else domain_problem(error)
+            if path.startswith("/mcp"):
+                response = _mcp_refusal(error, body)
+            elif path.rstrip("/") in OAUTH_PATHS:
+                response = _oauth_refusal(error)
+            else:
+                response = domain_problem(error)
             response.raw_headers.extend(fields)
             await response(scope, receive, send)
             return
@@ -88,6 +93,21 @@ async def _drain(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+# The OAuth endpoints, whose clients read an `error` member (RFC 6749 5.2) before anything else.
+OAUTH_PATHS = ("/token", "/register", "/revoke", "/authorize")
+
+
+def _oauth_refusal(error: DomainError) -> Response:
+    """The problem document, with the OAuth error members an OAuth client library reads:
+    `temporarily_unavailable`, the word RFC 6749 has for "come back later"."""
+    problem = domain_problem(error)
+    body = json.loads(bytes(problem.body))
+    description = f"{error.message}; {error.hint}" if error.hint else error.message
+    body |= {"error": "temporarily_unavailable", "error_description": description}
+    kept = {k: v for k, v in problem.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return JSONResponse(body, status_code=error.status, headers=kept, media_type=problem.media_type)
 
 
 def _mcp_refusal(error: DomainError, body: bytes) -> Response:

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import Path, Query, Response, status
+from pydantic import BeforeValidator
 
 from core import tenancy
 from core.opener import call_in
@@ -37,8 +38,11 @@ NOT_ROUTES = {
     "tenancy.operator_token": "local operator CLI (`atlilith token`): needs database access by design",
     "tenancy.expire_invitations": "scheduled housekeeping, not a caller's operation",
 }
-OrgSlug = Annotated[str, Path(pattern=SLUG_PATTERN, description="The org's slug.")]
-PersonSlug = Annotated[str, Path(pattern=SLUG_PATTERN, description="The person's slug.")]
+# Handles are lowercase; one typed in another case names the same org or person (as the
+# X-Atlilith-Org header does), rather than being refused as malformed.
+_lower = BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)
+OrgSlug = Annotated[str, _lower, Path(pattern=SLUG_PATTERN, description="The org's slug.")]
+PersonSlug = Annotated[str, _lower, Path(pattern=SLUG_PATTERN, description="The person's slug.")]
 
 # --- orgs -----------------------------------------------------------------------------------------
 

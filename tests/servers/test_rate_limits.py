@@ -306,3 +306,25 @@ def test_the_one_pass_hit_agrees_with_the_librarys_hit_and_window_stats(
             math.ceil(stats.reset_time - now[0]),
         )
     reference_storage.timer.cancel()
+
+
+async def test_an_oauth_endpoints_429_carries_the_oauth_error(limited: Any) -> None:
+    """OAuth client libraries read `error` first: the 429 of /token and /register says
+    `temporarily_unavailable` beside the problem document and its Retry-After."""
+    app = limited(rate_limit_signin_per_ip="2/minute")
+    async with (
+        running(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c,
+    ):
+        for _ in range(2):
+            await c.post(
+                "/token", data={"grant_type": "refresh_token", "refresh_token": "x", "client_id": "x"}
+            )
+        refused = await c.post(
+            "/token", data={"grant_type": "refresh_token", "refresh_token": "x", "client_id": "x"}
+        )
+        assert refused.status_code == 429, refused.text
+        body = refused.json()
+        assert body["error"] == "temporarily_unavailable" and body["error_description"]
+        assert body["code"] == "rate_limited" and int(refused.headers["Retry-After"]) > 0
+        assert refused.headers["content-type"].startswith("application/problem+json")

@@ -1,4 +1,5 @@
-"""A refusal's hint says what would get it done, for the caller who got it: an admin asking for
+"""A refusal's hint says what would get it done, for the caller who got it (and a handle in
+another case is no refusal at all): an admin asking for
 an owner's operation is told to ask the owner (not "an owner or admin"); a member removed while
 holding a token switched into the org is told to name `personal` or switch (leaving the org out
 would act in it again)."""
@@ -31,3 +32,12 @@ async def test_hints_say_what_would_get_it_done(client: httpx.AsyncClient) -> No
     assert "passing org `personal`" in refused.json()["hint"] and "omitting" not in refused.json()["hint"]
     personal = await client.get("/v1/me", headers={**in_org, "X-Atlilith-Org": "personal"})
     assert personal.status_code == 200, personal.text
+
+
+async def test_a_handle_in_another_case_names_the_same_org(client: httpx.AsyncClient) -> None:
+    owner = await signup(client)
+    org = await make_org(client, owner)
+    r = await client.get(f"/v1/orgs/{org.upper()}", headers=owner.h())
+    assert r.status_code == 200 and r.json()["slug"] == org, r.text
+    members = await client.get(f"/v1/orgs/{org.upper()}/members", headers=owner.h())
+    assert members.status_code == 200 and owner.slug in members.text, members.text
