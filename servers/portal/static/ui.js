@@ -30,7 +30,7 @@ export function ErrorBox({ error, title }) {
     ${hint && html`<p class="error-hint">What to do: ${hint}</p>`}
     ${fields.length > 0 &&
     html`<ul class="error-fields">
-      ${fields.map((f) => html`<li key=${f.field}><strong>${fieldWords(f.field) || "This"}</strong>: ${f.message}</li>`)}
+      ${fields.map((f) => html`<li key=${f.field}><strong>${fieldWords(f.field) || "This"}</strong>: ${plain(f.message)}</li>`)}
     </ul>`}
   </div>`;
 }
@@ -61,7 +61,8 @@ export function PageHeader({ title, children }) {
 /** A labelled input. `error`: an ApiError (its message for `name` is shown) or a string. */
 export function Field({ label, name, type = "text", value, onInput, hint, error, required, autocomplete, options, ...rest }) {
   const id = useRef(`f-${name}-${++fieldIds}`).current;
-  const message = typeof error === "string" ? error : error && error.fieldMessage ? error.fieldMessage(name) : "";
+  // The API's words, without the backticks it writes names in for developers.
+  const message = plain(typeof error === "string" ? error : error && error.fieldMessage ? error.fieldMessage(name) : "");
   const described = [hint && `${id}-hint`, message && `${id}-error`].filter(Boolean).join(" ") || undefined;
   const common = {
     id,
