@@ -27,7 +27,9 @@ async def test_each_wrong_day_is_named_on_its_own_field(page: Page) -> None:
 
     wednesday, thursday = page.get_by_label("Wednesday hours"), page.get_by_label("Thursday hours")
     await expect(wednesday).to_have_attribute("aria-invalid", "true")
-    await expect(wednesday).to_have_accessible_description(re.compile("^end must be after start on the same day$"))
+    await expect(wednesday).to_have_accessible_description(
+        re.compile("^end must be after start on the same day$")
+    )
     await expect(thursday).to_have_attribute("aria-invalid", "true")
     await expect(thursday).to_have_accessible_description(re.compile(r"a time as HH:MM \(00:00-24:00\)"))
     for clean in ("Monday hours", "Tuesday hours", "Friday hours"):
