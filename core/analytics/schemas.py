@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -174,9 +175,9 @@ class FunnelOut(BaseModel):
 
 class RevenueOut(BaseModel):
     currency: str | None
-    booked: float = Field(description="Sum of `amount` of bookings confirmed in the range.")
-    completed: float = Field(description="Sum of `amount` of bookings completed in the range.")
-    cancelled: float = Field(description="Sum of `amount` of bookings cancelled in the range.")
+    booked: Decimal = Field(description="Sum of `amount` of bookings confirmed in the range.")
+    completed: Decimal = Field(description="Sum of `amount` of bookings completed in the range.")
+    cancelled: Decimal = Field(description="Sum of `amount` of bookings cancelled in the range.")
 
 
 class BookingsOut(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from core.analytics import mapping as m
@@ -27,6 +28,7 @@ from core.analytics.schemas import (
 )
 from core.analytics.timebuckets import Range, bucket_starts, floor15
 from core.context import TenantContext
+from core.money import in_currency
 from core.uow import UnitOfWork
 
 _BOOKINGS = {
@@ -65,7 +67,7 @@ SELECT count(*) AS conversations, count(reply) AS answered,
 
 
 def _revenue(rows: list[Any], member: str | None = None) -> list[RevenueOut]:
-    by_currency: dict[str | None, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    by_currency: dict[str | None, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     kinds = {
         m.BOOKING_CONFIRMED: "booked",
         m.BOOKING_COMPLETED: "completed",
@@ -75,11 +77,16 @@ def _revenue(rows: list[Any], member: str | None = None) -> list[RevenueOut]:
         if member is not None and row.member != member:
             continue
         if row.amount is not None:
-            by_currency[row.currency][kinds[row.name]] += float(row.amount)
+            by_currency[row.currency][kinds[row.name]] += Decimal(row.amount)
     return [
-        RevenueOut(currency=c, booked=v["booked"], completed=v["completed"], cancelled=v["cancelled"])
+        RevenueOut(currency=c, **{k: _written(v[k], c) for k in kinds.values()})
         for c, v in sorted(by_currency.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
     ]
+
+
+def _written(amount: Decimal, currency: str | None) -> Decimal:
+    # An amount is exact, with its currency's decimals (45.00 EUR, 1500 JPY), never a float's 100.49999.
+    return in_currency(amount, currency) if currency else amount
 
 
 async def _totals(
@@ -209,9 +216,7 @@ def _summary_text(
     first_response: FirstResponseOut,
     busiest: list[int],
 ) -> str:
-    money = (
-        ", ".join(f"{r.booked:.2f} {r.currency or '(no currency)'} booked" for r in revenue) or "no revenue"
-    )
+    money = ", ".join(f"{r.booked} {r.currency or '(no currency)'} booked" for r in revenue) or "no revenue"
     return (
         f"From {rng.local(rng.start)} to {rng.local(rng.end)} ({rng.tz.key}), {context_text(ctx)}:"
         f" {bookings.confirmed} bookings confirmed ({confirmed_before} the period"

@@ -35,5 +35,5 @@ async def test_revenue_is_compared_per_currency(page: Page, db: Database) -> Non
         )
     await page.goto("/me/analytics")
     card = page.get_by_role("list", name="Summary").get_by_role("listitem").filter(has_text="Revenue booked")
-    await expect(card).to_contain_text("60 EUR + 10,000 JPY")
+    await expect(card).to_contain_text("60.00 EUR + 10,000 JPY")
     await expect(card).to_contain_text("EUR: +20% vs previous period (50); JPY: new this period")

@@ -705,8 +705,8 @@ async def test_summary_for_an_org_its_members_and_a_person(client: httpx.AsyncCl
     }  # fmt: skip
     assert out["bookings"] == {"requested": 2, "confirmed": 3, "cancelled": 1, "completed": 1, "no_show": 1}
     assert out["revenue"] == [
-        {"currency": "EUR", "booked": 100.5, "completed": 80.0, "cancelled": 80.0},
-        {"currency": "USD", "booked": 100.0, "completed": 0.0, "cancelled": 0.0},
+        {"currency": "EUR", "booked": "100.50", "completed": "80.00", "cancelled": "80.00"},
+        {"currency": "USD", "booked": "100.00", "completed": "0.00", "cancelled": "0.00"},
     ]
     assert out["messages"] == {"received": 5, "sent": 4}
     # T1: 30 min, T2: 10 min, T4: 2 h, T3 unanswered (its reply came before the question).
@@ -715,13 +715,13 @@ async def test_summary_for_an_org_its_members_and_a_person(client: httpx.AsyncCl
     assert out["busiest_hours"][0] == {"hour": 10, "events": 7}
     assert out["previous"]["bookings"]["confirmed"] == 1
     assert out["previous"]["revenue"] == [
-        {"currency": "EUR", "booked": 999.0, "completed": 0.0, "cancelled": 0.0}
+        {"currency": "EUR", "booked": "999.00", "completed": "0.00", "cancelled": "0.00"}
     ]
     members = {x["member"]["slug"]: x for x in out["members"]}
     assert set(members) == {owner.slug, mate.slug}
     assert members[mate.slug]["bookings_confirmed"] == 1 and members[mate.slug]["messages_sent"] == 1
     assert members[mate.slug]["revenue"] == [
-        {"currency": "USD", "booked": 100.0, "completed": 0.0, "cancelled": 0.0}
+        {"currency": "USD", "booked": "100.00", "completed": "0.00", "cancelled": "0.00"}
     ]
     assert members[owner.slug]["messages_received"] == 5
     assert "3 bookings confirmed (1 the period before)" in out["text"] and "Europe/Paris" in out["text"]
@@ -730,7 +730,31 @@ async def test_summary_for_an_org_its_members_and_a_person(client: httpx.AsyncCl
     assert as_member["members"] is None and as_member["bookings"] == out["bookings"]
     personal = (await client.get("/v1/analytics/summary", params=params, headers=owner.h())).json()
     assert personal["bookings"]["confirmed"] == 1 and personal["members"] is None
-    assert personal["revenue"] == [{"currency": "EUR", "booked": 5.0, "completed": 0.0, "cancelled": 0.0}]
+    assert personal["revenue"] == [
+        {"currency": "EUR", "booked": "5.00", "completed": "0.00", "cancelled": "0.00"}
+    ]
+
+
+async def test_revenue_is_exact_and_written_with_its_currency_s_decimals(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Sums are decimal, never floats (0.10 + 0.20 EUR is 0.30, not 0.30000000000000004), and
+    each currency keeps its own decimals: yen are whole, dinars have three."""
+    owner = await signup(client)
+    conf = "bookings/booking.confirmed"
+    day = dt.datetime(2026, 11, 10, 12, tzinfo=UTC)
+    await put(db, owner.id, None, [
+        (conf, day, "c1", {"amount": 0.1, "currency": "EUR"}), (conf, day, "c2", {"amount": "0.2", "currency": "EUR"}),
+        (conf, day, "c3", {"amount": 1500, "currency": "JPY"}), (conf, day, "c4", {"amount": 1.25, "currency": "KWD"}),
+    ])  # fmt: skip
+    params = {"start": "2026-11-10", "end": "2026-11-10", "time_zone": "UTC"}
+    out = (await client.get("/v1/analytics/summary", params=params, headers=owner.h())).json()
+    assert {r["currency"]: r["booked"] for r in out["revenue"]} == {
+        "EUR": "0.30",
+        "JPY": "1500",
+        "KWD": "1.250",
+    }
+    assert out["revenue"][0]["completed"] == "0.00" and "0.30 EUR booked" in out["text"]
 
 
 @pytest.mark.parametrize(

@@ -56,15 +56,22 @@ function duration(seconds) {
   return `${(seconds / 86400).toFixed(1)} days`;
 }
 
+/** Amounts come as decimal strings written with their currency's decimals ("45.00", "1500"):
+ * shown with those decimals, grouped the reader's way. */
+function amount(text) {
+  const digits = (String(text).split(".")[1] || "").length;
+  return Number(text).toLocaleString(undefined, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
 function money(list) {
   if (!list || list.length === 0) return "0";
-  return list.map((r) => `${r.booked.toLocaleString(undefined, { maximumFractionDigits: 2 })} ${r.currency || ""}`.trim()).join(" + ");
+  return list.map((r) => `${amount(r.booked)} ${r.currency || ""}`.trim()).join(" + ");
 }
 
 /** Revenue against the previous period, per currency: amounts in different currencies are
  * never added up (10,000 JPY + 60 EUR is no amount). */
 function revenueChange(now, before) {
-  const by = (list) => Object.fromEntries((list || []).map((r) => [r.currency || "", r.booked]));
+  const by = (list) => Object.fromEntries((list || []).map((r) => [r.currency || "", Number(r.booked)]));
   const n = by(now), b = by(before);
   const currencies = [...new Set([...Object.keys(n), ...Object.keys(b)])].sort();
   if (currencies.length <= 1) return change(n[currencies[0]] || 0, b[currencies[0]] || 0);
