@@ -342,6 +342,28 @@ async def test_api_keys_shown_once_scoped_revocable(client: httpx.AsyncClient) -
     assert bad_scope.status_code == 422 and bad_scope.json()["code"] == "unknown_scope"
 
 
+async def test_a_key_asked_for_in_an_org_is_bound_to_it(client: httpx.AsyncClient) -> None:
+    """`X-Atlilith-Org` with no `org` in the body binds the key to that org (it used to make a key
+    for every org of the person); an explicit `"org": null` still asks for an unbound one."""
+    owner = await signup(client)
+    org = await make_org(client, owner)
+    asked_in_org = await client.post(
+        "/v1/api-keys", json={"name": "org agent", "scopes": ["*"]}, headers=owner.h(org=org.upper())
+    )
+    assert asked_in_org.status_code == 201, asked_in_org.text
+    assert asked_in_org.json()["org"]["slug"] == org
+    elsewhere = await client.get(
+        "/v1/me",
+        headers={"Authorization": f"Bearer {asked_in_org.json()['token']}", "X-Atlilith-Org": "personal"},
+    )
+    assert elsewhere.status_code == 403 and elsewhere.json()["code"] == "api_key_org_mismatch"
+    unbound = await client.post(
+        "/v1/api-keys", json={"name": "any", "scopes": ["*"], "org": None}, headers=owner.h(org=org)
+    )
+    personal = await client.post("/v1/api-keys", json={"name": "mine", "scopes": ["*"]}, headers=owner.h())
+    assert unbound.json()["org"] is None and personal.json()["org"] is None
+
+
 async def test_removed_members_org_keys_are_revoked_by_the_handler(
     client: httpx.AsyncClient, db: Database
 ) -> None:
