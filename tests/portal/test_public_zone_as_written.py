@@ -41,7 +41,7 @@ async def test_a_time_linked_without_a_zone_is_shown_as_written(
         _is_page(form, 200)
         assert f"{when(start)} ({_label(start)})" in form.text
         assert "(UTC)" not in form.text
-        assert 'name="tz" value=""' in form.text
+        assert 'name="tz" value="" data-detect="yes"' in form.text
         assert f'href="{times}?"' in form.text or f'href="{times}"' in form.text  # no zone forced back
         csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
         assert csrf
@@ -53,6 +53,27 @@ async def test_a_time_linked_without_a_zone_is_shown_as_written(
     [made] = await _bookings(page)
     assert dt.datetime.fromisoformat(made["start_at"]) == start
     assert made["client_time_zone"] == "UTC"  # none was chosen: the booking says so, not Paris
+
+
+async def test_a_hand_linked_time_is_booked_in_the_visitors_own_zone(
+    page: Page, live_server: str, db: Database, new_context: Any
+) -> None:
+    """In a browser, the form's script fills the zone nobody chose with the visitor's own: the
+    booking (its manage page, its reminders) speaks Tokyo time to a visitor in Tokyo."""
+    slug, service = await _provider(page)
+    day = dt.date.today() + dt.timedelta(days=6)
+    free = (await public_slots(db, slug, uuid.UUID(service["id"]), day, 1, "Europe/Paris")).slots
+    start = free[0].start.astimezone(ZoneInfo("Europe/Paris"))
+    visitor = await (await new_context(timezone_id="Asia/Tokyo", locale="en-US")).new_page()
+    await visitor.goto(f"/book/{slug}/{service['id']}/details?" + urlencode({"start": start.isoformat()}))
+    form = visitor.get_by_role("form", name="Your details")
+    await form.get_by_label("Your name").fill("Kenji")
+    await form.get_by_label("Email").fill("kenji@example.com")
+    await form.get_by_role("button", name="Book").click()
+    await expect(visitor.get_by_text("(Asia/Tokyo)")).to_be_visible()
+    [made] = await _bookings(page)
+    assert made["client_time_zone"] == "Asia/Tokyo"
+    assert dt.datetime.fromisoformat(made["start_at"]) == start
 
 
 async def test_the_move_confirmation_uses_the_bookings_own_zone(

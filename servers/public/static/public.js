@@ -1,6 +1,7 @@
 // The only script of the public pages. On a times page opened without a chosen zone, show the
-// times in the visitor's own zone (the page works without it, in UTC, with a zone picker); and
-// say a conversation's times in the visitor's zone (written in UTC without it).
+// times in the visitor's own zone (the page works without it, in UTC, with a zone picker); book
+// a hand-linked time in that zone; and say a conversation's times in the visitor's zone
+// (written in UTC without it).
 const picker = document.querySelector("select[data-detect='yes']");
 if (picker) {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -10,6 +11,13 @@ if (picker) {
     url.searchParams.set("tz", zone);
     window.location.replace(url.toString());
   }
+}
+
+// A form reached by a hand-made link (no zone chosen) books in the visitor's own zone, so the
+// manage page and reminders say their times the way the visitor reads them, not in UTC.
+const zoneField = document.querySelector("input[name='tz'][data-detect='yes']");
+if (zoneField && !zoneField.value) {
+  zoneField.value = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
 }
 
 // dateStyle/timeStyle cannot be combined with timeZoneName: the parts are named one by one.
