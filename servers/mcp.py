@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import tools
 from core import __version__
 from core import registry as registry_service
+from core.context import ALL_SCOPES
 from core.errors import DomainError
 from core.metrics import TOOL_CALLS, TOOL_DURATION
 from core.observability import get_logger, span_worth_starting
@@ -58,6 +59,8 @@ from tools.base import (
 
 log = get_logger("atlilith.mcp")
 ALWAYS = {"whoami"}
+# What a refused credential is listed as holding: its calls are refused anyway.
+EVERY_SCOPE = frozenset({ALL_SCOPES})
 # Distinct tool lists kept (`AtlilithServer.list_tools`): one per combination of visible toolsets
 # and connection selection, a few dozen in practice.
 LISTS_CACHED = 256
@@ -317,7 +320,8 @@ class AtlilithServer(MCPServer):
         self._toolset_of = toolset_of
         self._sets = {ts.name: ts for ts in sets}
         # tools/list answers by what the caller sees (`list_tools`); the tools never change.
-        self._listed: dict[tuple[frozenset[str], Selection], list[MCPTool]] = {}
+        # Per (visible toolsets, connection selection, credential scopes): a handful in practice.
+        self._listed: dict[tuple[frozenset[str], Selection, frozenset[str]], list[MCPTool]] = {}
         # Handshake-era capabilities come from the initialization options (2026-07-28 ones
         # derive `listChanged` from subscriptions/listen being served).
         lowlevel = self._lowlevel_server
@@ -387,12 +391,19 @@ class AtlilithServer(MCPServer):
         """The caller's list: which toolsets it sees is read live on every request (an install
         shows at once, in this request's transaction); the list for that answer is built once
         per (visible toolsets, connection selection) and reused, definitions and all."""
-        visible = frozenset(await self.visible_toolsets())
-        key = (visible, current_selection())
+        seen, scopes = await self._seen()
+        visible = frozenset(seen)
+        key = (visible, current_selection(), scopes)
         listed = self._listed.get(key)
         if listed is None:
             every = await super().list_tools()
-            listed = [t for t in every if self._toolset_of.get(t.name) in visible and self.selected(t.name)]
+            listed = [
+                t
+                for t in every
+                if self._toolset_of.get(t.name) in visible
+                and self.selected(t.name)
+                and self._specs[t.name].granted(scopes)
+            ]
             if len(self._listed) >= LISTS_CACHED:
                 self._listed.clear()  # a bound, never reached by real combinations
             self._listed[key] = listed
@@ -426,6 +437,11 @@ class AtlilithServer(MCPServer):
         return usable if chosen is None else usable & chosen
 
     async def visible_toolsets(self) -> set[str]:
+        return (await self._seen())[0]
+
+    async def _seen(self) -> tuple[set[str], frozenset[str]]:
+        """The toolsets this caller sees, and the scopes its credential holds: a tool the
+        credential may not call (a write tool to a read-only key) is not listed to it."""
         always = {name for name, ts in self._sets.items() if ts.always}
         try:
             async with self._rt.unit() as uow:
@@ -438,9 +454,9 @@ class AtlilithServer(MCPServer):
         except DomainError as err:
             # A refused credential gets nothing beyond the basics; its calls are refused anyway.
             log.info("mcp_list_tools_refused", code=err.code)
-            return always
+            return always, EVERY_SCOPE
         visible = always | {name for name in installed if name in self._sets and self._sets[name].installable}
-        return visible | platform if admin else visible
+        return (visible | platform if admin else visible), ctx.principal.scopes
 
 
 def tool_definitions(specs: list[ToolSpec]) -> dict[str, dict[str, Any]]:

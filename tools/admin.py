@@ -23,6 +23,7 @@ from core.admin.schemas import (
     SuspendIn,
     SuspensionOut,
 )
+from core.audit import ADMIN_READ, ADMIN_WRITE
 from core.billing.schemas import GrantIn, GrantOut
 from core.pagination import Page
 from tools.base import FIRST_PAGE, Flat, IdempotencyArg, PageArg, ToolRuntime, Toolset
@@ -41,6 +42,8 @@ admin = Toolset(
     " (platform admins only).",
     default=False,
     platform=True,
+    read_scope=ADMIN_READ,
+    write_scope=ADMIN_WRITE,
 )
 
 

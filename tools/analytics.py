@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from core import analytics as core_analytics
+from core.analytics import policy as analytics_policy
 from core.analytics.schemas import (
     EventOut,
     FunnelIn,
@@ -27,6 +28,8 @@ analytics = Toolset(
     "analytics",
     "Business numbers for a person or an org: summary, trends, funnels; track events.",
     default=False,
+    read_scope=analytics_policy.READ,
+    write_scope=analytics_policy.INGEST,
 )
 
 

@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from core.context import TenantContext
+from core.context import TenantContext, scope_grants
 from core.doors import render
 from core.errors import DomainError, FieldIssue, Unauthenticated, ValidationFailed
 from core.observability import annotate, current_trace_id, get_logger, step
@@ -236,10 +236,17 @@ class ToolSpec:
     fn: Callable[..., Awaitable[Any]]
     annotations: ToolAnnotations
     title: str | None = None
+    # The scopes a call needs (core checks them on every call, `TenantContext.require`): a
+    # credential without one of them is not shown the tool in tools/list.
+    scopes: frozenset[str] = frozenset()
 
     @property
     def read_only(self) -> bool:
         return bool(self.annotations.read_only_hint)
+
+    def granted(self, scopes: frozenset[str]) -> bool:
+        """Whether a credential holding `scopes` may call this tool."""
+        return all(scope_grants(scopes, wanted) for wanted in self.scopes)
 
 
 @dataclass
@@ -256,6 +263,9 @@ class Toolset:
     # For platform operators only: never installable, served only when selected by name and
     # listed only to platform admins; its tools check the operator themselves.
     platform: bool = False
+    # The scopes its read tools and its write tools need, unless a tool says otherwise.
+    read_scope: str | None = None
+    write_scope: str | None = None
 
     @property
     def installable(self) -> bool:
@@ -270,9 +280,13 @@ class Toolset:
         destructive: bool = False,
         idempotent: bool = False,
         open_world: bool = False,
+        scopes: tuple[str, ...] | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         """Serve `fn` as a tool, as the MCP SDK does: named after the function, described to the
-        agent by its docstring (what, when, what it costs)."""
+        agent by its docstring (what, when, what it costs). `scopes`: what a call needs, when
+        not the toolset's read or write scope (`()`: none)."""
+        default = self.read_scope if read_only else self.write_scope
+        needed = frozenset(scopes if scopes is not None else ([default] if default else []))
 
         def decorator(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             if not fn.__doc__:
@@ -286,6 +300,7 @@ class Toolset:
                     description=" ".join(fn.__doc__.split()),
                     fn=_guarded(name, self, served),
                     title=title,
+                    scopes=needed,
                     annotations=ToolAnnotations(
                         read_only_hint=read_only,
                         destructive_hint=destructive if not read_only else False,

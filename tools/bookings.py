@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, Field
 
 from core import bookings as service
+from core.bookings import policy as bookings_policy
 from core.bookings.schemas import (
     AvailabilityOut,
     BookingChangeOut,
@@ -66,6 +67,8 @@ bookings = Toolset(
     "bookings",
     "Services, working hours, free slots; hold, confirm, cancel and reschedule bookings.",
     default=False,
+    read_scope=bookings_policy.READ,
+    write_scope=bookings_policy.WRITE,
 )
 
 

@@ -8,11 +8,18 @@ from typing import Annotated
 from pydantic import Field
 
 from core import billing
+from core.billing.policy import CREDITS_READ, CREDITS_WRITE
 from core.billing.schemas import BalanceOut, LedgerEntryOut, LedgerKind
 from core.pagination import Page
 from tools.base import FIRST_PAGE, OrgArg, PageArg, ToolRuntime, Toolset
 
-credits = Toolset("credits", "The credit balance and ledger of the current context.", default=False)
+credits = Toolset(
+    "credits",
+    "The credit balance and ledger of the current context.",
+    default=False,
+    read_scope=CREDITS_READ,
+    write_scope=CREDITS_WRITE,
+)
 
 
 @credits.tool(title="Credit balance", read_only=True)

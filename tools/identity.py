@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from core.billing.policy import JOBS_WRITE
 from core.identity import service
+from core.identity.actions import IDENTITY_READ
 from core.identity.schemas import CompanyQuery, CompanyResolution, PersonQuery, PersonResolution
 from tools.base import Flat, IdempotencyArg, OrgArg, ToolRuntime, Toolset
 
@@ -11,7 +13,7 @@ identity = Toolset(
 )
 
 
-@identity.tool(title="Resolve a person (1 credit)", read_only=False)
+@identity.tool(title="Resolve a person (1 credit)", read_only=False, scopes=(JOBS_WRITE, IDENTITY_READ))
 async def identity_resolve_person(
     rt: ToolRuntime, query: Flat[PersonQuery], org: OrgArg = None, idempotency_key: IdempotencyArg = None
 ) -> PersonResolution:
@@ -22,7 +24,7 @@ async def identity_resolve_person(
     return await rt.call(org, service.resolve_person, query, idempotency_key=idempotency_key)
 
 
-@identity.tool(title="Resolve a company (1 credit)", read_only=False)
+@identity.tool(title="Resolve a company (1 credit)", read_only=False, scopes=(JOBS_WRITE, IDENTITY_READ))
 async def identity_resolve_company(
     rt: ToolRuntime, query: Flat[CompanyQuery], org: OrgArg = None, idempotency_key: IdempotencyArg = None
 ) -> CompanyResolution:

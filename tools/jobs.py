@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from core import billing
+from core.billing.policy import JOBS_READ, JOBS_WRITE
 from core.billing.schemas import ActionOut, JobOut, JobStatus, QuoteOut, RunAccepted, RunIn
 from core.opener import call_in
 from core.pagination import Page
@@ -51,6 +52,8 @@ jobs = Toolset(
     "jobs",
     "Run metered component actions as jobs (paid in credits), follow and cancel them.",
     default=False,
+    read_scope=JOBS_READ,
+    write_scope=JOBS_WRITE,
 )
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import messaging as core_messaging
+from core.messaging import policy as messaging_policy
 from core.messaging.conversation import ClientLinkOut
 from core.messaging.schemas import (
     DraftApprovedOut,
@@ -56,6 +57,8 @@ messaging = Toolset(
     "messaging",
     "The provider's inbox with their clients: threads, replies, drafts a person approves.",
     default=False,
+    read_scope=messaging_policy.READ,
+    write_scope=messaging_policy.WRITE,
 )
 
 
@@ -294,7 +297,9 @@ async def messaging_settings_get(rt: ToolRuntime, org: OrgArg = None) -> Setting
     return await rt.call(org, core_messaging.get_settings)
 
 
-@messaging.tool(title="Client conversation link", read_only=True)
+# Reading it changes nothing, but the link lets anyone holding it into the conversation: core asks
+# for the write scope (`core.messaging.conversation`).
+@messaging.tool(title="Client conversation link", read_only=True, scopes=(messaging_policy.WRITE,))
 async def messaging_client_link(
     rt: ToolRuntime,
     thread_id: uuid.UUID,

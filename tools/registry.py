@@ -9,6 +9,7 @@ from pydantic import Field
 from core import registry as service
 from core.billing.schemas import COMPONENT_PATTERN
 from core.pagination import Page
+from core.registry import queries as registry_policy
 from core.registry.schemas import (
     CONFIG_MAX_BYTES,
     Component,
@@ -59,6 +60,8 @@ registry = Toolset(
     "registry",
     "Find components, install them in a context, see what is installed.",
     always=True,
+    read_scope=registry_policy.READ,
+    write_scope=registry_policy.WRITE,
 )
 
 

@@ -11,6 +11,7 @@ from core import tenancy as core_tenancy
 
 # Aliased: `tenancy` is this module's toolset.
 from core.pagination import Page
+from core.tenancy import queries as tenancy_policy
 from core.tenancy.schemas import (
     BrandOut,
     ClientIn,
@@ -66,10 +67,16 @@ PersonSlugArg = Annotated[str, Field(description="The person's slug (handle)."),
 ClientId = Annotated[uuid.UUID, Field(description="The client's id (from clients_list).")]
 
 
-tenancy = Toolset("tenancy", "Who you are, your orgs and their members, brands and clients.", always=True)
+tenancy = Toolset(
+    "tenancy",
+    "Who you are, your orgs and their members, brands and clients.",
+    always=True,
+    read_scope=tenancy_policy.READ,
+    write_scope=tenancy_policy.WRITE,
+)
 
 
-@tenancy.tool(title="Who am I", read_only=True)
+@tenancy.tool(title="Who am I", read_only=True, scopes=())
 async def whoami(rt: ToolRuntime, org: OrgArg = None) -> MeOut:
     """Who this credential acts as: the person, the context of this call (personal or an org), every
     org membership with its role, and the credential's scopes. Call it first to learn which `org`
