@@ -37,6 +37,7 @@ from core.metrics import TOOL_CALLS, TOOL_DURATION
 from core.observability import get_logger, span_worth_starting
 from core.opener import Verified, open_context, verify_credential
 from core.uow import Database, UnitOfWork
+from core.validation import SLUG_RE
 from servers.hints import mcp_names
 from servers.mcp_changes import CallerBus
 from servers.mcp_connection import Selection, SelectionMiddleware, current_selection
@@ -240,16 +241,19 @@ def _call_org(body: bytes) -> str | None:
         return None
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # the SDK answers either with its parse error
         return None
     if not isinstance(message, dict) or message.get("method") != "tools/call":
         return None
     params = message.get("params")
     arguments = params.get("arguments") if isinstance(params, dict) else None
     org = arguments.get("org") if isinstance(arguments, dict) else None
-    if not isinstance(org, str) or not org.strip() or len(org) > ORG_ARG_MAX:
+    if not isinstance(org, str) or len(org) > ORG_ARG_MAX:
         return None
-    return org.strip().lower()
+    org = org.strip().lower()
+    # Only what can be a slug goes to SQL early (a NUL or a lone surrogate would fail there, as
+    # a 500); the tool refuses anything else as an invalid argument.
+    return org if SLUG_RE.fullmatch(org) else None
 
 
 def toolsets(rt: ToolRuntime) -> list[Toolset]:

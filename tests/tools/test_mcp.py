@@ -262,6 +262,41 @@ async def test_a_body_that_is_no_json_rpc_message_is_refused_without_validator_i
         assert unparsable.status_code == 400 and unparsable.json()["error"]["code"] == PARSE_ERROR
 
 
+async def test_an_org_argument_no_slug_could_be_is_an_invalid_argument_not_a_500(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    """The request's `org` is read from the raw body to bind the context early: a NUL or a lone
+    surrogate there once reached SQL (a 500 that killed the client's session), and a body
+    nested past the parser's depth raised past it."""
+    a = await signup(client)
+    routing = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "whoami"}
+    headers = {"Accept": "application/json, text/event-stream", "content-type": "application/json"} | routing
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    async with mcp_http(app, a.token) as raw:
+        for org in ("co\\u0000tte", "\\ud800"):
+            body = (
+                '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "whoami",'
+                f' "arguments": {{"org": "{org}"}}, "_meta": {json.dumps(envelope)}}}}}'
+            )
+            r = await raw.post("/mcp", content=body, headers=headers)
+            assert r.status_code == 200, (org, r.status_code, r.text[:200])
+            result = r.json()["result"]
+            assert (
+                result["isError"] and json.loads(result["content"][0]["text"])["code"] == "invalid_arguments"
+            )
+        deep = (
+            '{"method": "tools/call", "params": {"arguments": {"org": '
+            + "[" * 100_000
+            + "]" * 100_000
+            + "}}}"
+        )
+        r = await raw.post("/mcp", content=deep, headers=headers)
+        assert r.status_code == 400 and r.json()["error"]["code"] == PARSE_ERROR
+
+
 async def test_real_http_server_round_trip(db: Database, client: httpx.AsyncClient) -> None:
     a = await signup(client)
     port = free_port()
