@@ -181,14 +181,42 @@ def _hostname(value: str) -> str:
     return value
 
 
+# Deeper than any settings document needs; past a few hundred levels, serializing the answer
+# (pydantic) or the row fails after the write.
+JSON_MAX_DEPTH = 32
+
+
 def bounded_json(max_bytes: int) -> AfterValidator:
+    """A JSON object stored as given: at most `max_bytes` encoded, `JSON_MAX_DEPTH` levels deep,
+    and JSON indeed (NaN and Infinity are not: PostgreSQL refuses them, after the fact)."""
+
     def check(value: dict[str, Any]) -> dict[str, Any]:
-        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if _depth(value) > JSON_MAX_DEPTH:
+            raise ValueError(f"nests more than {JSON_MAX_DEPTH} levels deep (objects and arrays)")
+        try:
+            encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            raise ValueError("holds NaN or Infinity, which are not JSON numbers") from None
+        size = len(encoded.encode())
         if size > max_bytes:
             raise ValueError(f"is {size} bytes once encoded; the limit is {max_bytes}")
         return value
 
     return AfterValidator(check)
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in `value` (an object of scalars: 1), without recursion;
+    past the limit, the first level found beyond it."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > JSON_MAX_DEPTH:
+                return level  # enough to refuse; the rest need not be walked
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _strip(value: Any) -> Any:

@@ -78,6 +78,7 @@ async def get_installation(ctx: TenantContext, uow: UnitOfWork, slug: str) -> In
     """One component installed in the caller's context, with its config."""
     ctx.require(READ)
     row = await installed_component(uow, slug)
+    refuse_not_installable(row)  # tenancy and registry have no installation to show
     return installation_out(await load_installation(ctx, uow, row), row)
 
 
@@ -88,6 +89,8 @@ async def update_installation(
     on (core.preconditions); None = last write wins."""
     require_manager(ctx)
     row = await installed_component(uow, slug)
+    # Never "install it first" for a component that cannot be installed: an agent would loop.
+    refuse_not_installable(row)
     inst = await load_installation(ctx, uow, row, lock=True)
     if if_match is not None:
         require_match(if_match, installation_out(inst, row), what="installation")

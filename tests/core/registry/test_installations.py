@@ -390,3 +390,36 @@ async def test_installations_and_the_catalogue_page_by_slug(client: httpx.AsyncC
     assert len(installed) >= 2 and installed == sorted(installed)
     first = [i["component"] for i in (await client.get("/v1/installations", headers=h)).json()["items"]]
     assert first == installed[: len(first)]
+
+
+async def test_a_config_that_is_no_plain_json_is_refused_and_nothing_is_stored(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Nested past what a settings document needs (serializing it failed after the write:
+    stored, then every read of the installations a 500) or holding NaN (refused by PostgreSQL
+    as a 500): refused up front, the stored config untouched, on both doors."""
+    a = await signup(client)
+    await install(client, a, "bookings")
+    assert (
+        await client.patch("/v1/installations/bookings", json={"config": {"tz": "UTC"}}, headers=a.h())
+    ).is_success
+    deep = '{"a":' * 300 + "1" + "}" * 300
+    for body in ('{"config": ' + deep + "}", '{"config": {"a": NaN}}', '{"config": {"a": 1e999}}'):
+        r = await client.patch(
+            "/v1/installations/bookings", content=body, headers=a.h() | {"content-type": "application/json"}
+        )
+        assert r.status_code == 422, (body[:40], r.status_code, r.text[:200])
+        assert r.json()["code"] == "validation_failed" and r.json()["errors"][0]["field"].startswith("config")
+    async with Client(build_server(db, static_token=a.token, toolset_names=["all"])) as c:
+        for config in (deep, '{"a": NaN}', '{"a": Infinity}'):
+            refused = tool_error(
+                await c.call_tool("registry_configure", {"component": "bookings", "config": config})
+            )
+            assert refused["code"] == "invalid_arguments" and refused["fields"][0]["path"] == "config", refused
+        # Tenancy is always there: configuring it says so, never "install it first".
+        always = tool_error(await c.call_tool("registry_configure", {"component": "tenancy", "config": "{}"}))
+        assert always["code"] == "component_always_available"
+    listed = await client.get("/v1/installations", headers=a.h())
+    assert listed.status_code == 200 and listed.json()["items"][0]["config"] == {"tz": "UTC"}
+    patched = await client.patch("/v1/installations/tenancy", json={"config": {}}, headers=a.h())
+    assert patched.status_code == 409 and patched.json()["code"] == "component_always_available"
