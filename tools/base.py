@@ -143,7 +143,7 @@ class ToolRuntime:
         """The unit of work of one tool call, bound to the caller in the chosen context
         (membership re-checked in this request, not when the token was issued), the tool's
         component gated on its installation. `person_level`: the operation concerns the person
-        whatever the context (platform admin), so the token's org claim does not apply.
+        whatever the context (own orgs, platform admin), so the credential's org does not apply.
         `gates`: the operation gates components itself (runs and quotes of actions): what the
         context may use is read with its binding (`core.opener.open_context`)."""
         async with self.unit() as uow:
@@ -169,7 +169,8 @@ class ToolRuntime:
         return await call_in(self.context(org), operation, *args, **kwargs)
 
     async def call_person_level(self, operation: Operation[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """`call` for an operation that concerns the person whatever the context (platform admin)."""
+        """`call` for an operation that concerns the person whatever the context (own orgs,
+        platform admin), as the REST door's `Caller.call_person_level`."""
         return await call_in(self.context(person_level=True), operation, *args, **kwargs)
 
 

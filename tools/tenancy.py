@@ -87,7 +87,7 @@ async def whoami(rt: ToolRuntime, org: OrgArg = None) -> MeOut:
 @tenancy.tool(title="List my orgs", read_only=True)
 async def orgs_list(rt: ToolRuntime, page: PageArg = FIRST_PAGE) -> Page[OrgOut]:
     """List the orgs you belong to, with your role in each (owner, admin, member). Read-only."""
-    return await rt.call("personal", core_tenancy.list_orgs, page)
+    return await rt.call_person_level(core_tenancy.list_orgs, page)
 
 
 @tenancy.tool(title="Create an org", read_only=False)
@@ -98,7 +98,7 @@ async def orgs_create(
 ) -> OrgOut:
     """Create an org; you become its owner. Use only when the person asks for a new org (a team or
     business). The slug is permanent-ish and public: 3-40 lowercase letters, digits, hyphens."""
-    return await rt.call("personal", core_tenancy.create_org, fields, idempotency_key=idempotency_key)
+    return await rt.call_person_level(core_tenancy.create_org, fields, idempotency_key=idempotency_key)
 
 
 @tenancy.tool(title="List org members", read_only=True)

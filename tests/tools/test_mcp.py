@@ -232,6 +232,23 @@ async def test_http_mcp_with_session_token_and_api_key(app: Any, client: httpx.A
             assert (ctx["org"]["slug"] if ctx["org"] else None) == expect_org
 
 
+async def test_an_org_bound_key_lists_its_persons_orgs_as_rest_does(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    """`orgs_list` concerns the person whatever the context, as `GET /v1/orgs`: an org-bound key
+    was refused there (`api_key_org_mismatch`, with a hint to omit an `org` it never sent)."""
+    a = await signup(client)
+    org = await make_org(client, a)
+    key = (
+        await client.post("/v1/api-keys", json={"name": "agent", "scopes": ["*"], "org": org}, headers=a.h())
+    ).json()["token"]
+    rest = (await client.get("/v1/orgs", headers={"Authorization": f"Bearer {key}"})).json()["items"]
+    async with mcp_client(app, key) as c:
+        listed = await c.call_tool("orgs_list", {})
+        assert not listed.is_error, text_of(listed)
+        assert [o["slug"] for o in listed.structured_content["items"]] == [o["slug"] for o in rest] == [org]
+
+
 async def test_http_mcp_refuses_unknown_hosts(app: Any, client: httpx.AsyncClient) -> None:
     a = await signup(client)
     async with mcp_http(app, a.token, host="evil.example") as raw:
