@@ -53,6 +53,7 @@ from tools.base import (
     error_result,
     internal_error,
     invalid_arguments,
+    requested_org,
     sent_arguments,
     unknown_arguments,
     use_hint_names,
@@ -193,15 +194,18 @@ class ReleaseUnit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         post = scope.get("method") == "POST"
         asked: str | None = None
+        header = _org_header(scope)
         if post and scope["type"] == "http":
             messages = await _read_request(receive)
-            asked = _call_org(b"".join(m.get("body", b"") for m in messages))
+            asked = _call_org(b"".join(m.get("body", b"") for m in messages), header)
             receive = _replayed(messages, receive)
         may_hold = _may_hold.set(post)
         asked_org = _asked_org.set(asked)
+        requested = requested_org.set(header)
         try:
             await self.app(scope, receive, send)
         finally:
+            requested_org.reset(requested)
             _asked_org.reset(asked_org)
             _may_hold.reset(may_hold)
             user = scope.get("user")
@@ -233,11 +237,20 @@ def _replayed(messages: list[Message], then: Receive) -> Receive:
     return receive
 
 
-def _call_org(body: bytes) -> str | None:
-    """The `org` argument of a single `tools/call`, as the tool will read it (`ToolRuntime.context`);
-    None for anything else. Only a hint: the verifier still checks membership in SQL, and the
-    SDK validates the message and its arguments as before."""
-    if b'"tools/call"' not in body or b'"org"' not in body:
+def _org_header(scope: Scope) -> str | None:
+    """`X-Atlilith-Org`, the context a request's tool calls act in when they name none."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-atlilith-org":
+            return value.decode("latin-1").strip().lower() or None
+    return None
+
+
+def _call_org(body: bytes, header: str | None = None) -> str | None:
+    """The org a single `tools/call` acts in, as the tool will read it (`ToolRuntime.context`):
+    its `org` argument, else the request's `header`; None for anything else. Only a hint: the
+    verifier still checks membership in SQL, and the SDK validates the message and its
+    arguments as before."""
+    if b'"tools/call"' not in body or (b'"org"' not in body and header is None):
         return None
     try:
         message = json.loads(body)
@@ -248,6 +261,8 @@ def _call_org(body: bytes) -> str | None:
     params = message.get("params")
     arguments = params.get("arguments") if isinstance(params, dict) else None
     org = arguments.get("org") if isinstance(arguments, dict) else None
+    if org is None or org == "":
+        org = header
     if not isinstance(org, str) or len(org) > ORG_ARG_MAX:
         return None
     org = org.strip().lower()

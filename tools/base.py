@@ -66,6 +66,9 @@ IdempotencyArg = Annotated[
 ]
 LimitArg = Annotated[int, Field(ge=1, le=100)]
 CursorArg = Annotated[str | None, unlisted(512)]
+# The org an HTTP request names in `X-Atlilith-Org` (`servers.mcp`): the context of its tool
+# calls that pass no `org`, as on the REST door. Unset over stdio.
+requested_org: ContextVar[str | None] = ContextVar("atlilith_requested_org", default=None)
 # The toolset of the tool being called: `ToolRuntime.context` gates it on the installation.
 _calling: ContextVar[Toolset | None] = ContextVar("atlilith_calling_toolset", default=None)
 # The argument names the client actually sent in this call (`servers.mcp` sets it): a flat
@@ -149,10 +152,13 @@ class ToolRuntime:
         async with self.unit() as uow:
             calling = _calling.get()
             toolset = calling.name if calling is not None and calling.installable else None
+            # An `org` argument wins over the request's header; a person-level operation still
+            # has the header's membership checked (`core.opener.open_context`), as REST does.
+            asked = requested_org.get() if person_level or not org else org.strip().lower()
             ctx = await open_context(
                 uow,
                 self.credential(),
-                None if person_level else (org.strip().lower() if org else None),
+                asked,
                 person_level=person_level,
                 toolset=toolset,
                 gates=gates,

@@ -249,6 +249,32 @@ async def test_an_org_bound_key_lists_its_persons_orgs_as_rest_does(
         assert [o["slug"] for o in listed.structured_content["items"]] == [o["slug"] for o in rest] == [org]
 
 
+async def test_the_org_header_is_the_context_of_calls_that_name_none(
+    app: Any, client: httpx.AsyncClient
+) -> None:
+    """`X-Atlilith-Org` on /mcp, as on every REST route: the context of a tool call without `org`
+    (it was ignored: a host set up with it wrote in the personal context). An `org` argument
+    still wins; an org the person is not a member of is refused, never ignored."""
+    a, stranger = await signup(client), await signup(client)
+    org, theirs = await make_org(client, a), await make_org(client, stranger)
+
+    async def whoami(header: str, args: dict[str, Any]) -> Any:
+        http = mcp_http(app, a.token)
+        http.headers["X-Atlilith-Org"] = header
+        async with Client(streamable_http_client("http://testserver/mcp", http_client=http)) as c:
+            return await c.call_tool("whoami", args)
+
+    def org_of(result: Any) -> str | None:
+        assert not result.is_error, text_of(result)
+        context = result.structured_content["context"]
+        return context["org"]["slug"] if context["org"] else None
+
+    assert org_of(await whoami(org.upper(), {})) == org
+    assert org_of(await whoami(org, {"org": "personal"})) is None
+    refused = await whoami(theirs, {})
+    assert refused.is_error and tool_error(refused)["code"] == "not_a_member"
+
+
 async def test_http_mcp_refuses_unknown_hosts(app: Any, client: httpx.AsyncClient) -> None:
     a = await signup(client)
     async with mcp_http(app, a.token, host="evil.example") as raw:
