@@ -68,11 +68,12 @@ def decode_cursor(cursor: str, arity: int, tag: str | None = None) -> list[Any]:
 
 
 def invalid_cursor() -> ValidationFailed:
-    """What a cursor this list did not produce (or produced under other filters) answers."""
+    """What a cursor this list did not produce (or produced under other filters, or in another
+    context) answers."""
     return ValidationFailed(
         "the cursor is not valid for this list",
         code="invalid_cursor",
-        hint="pass back `next_cursor` exactly as returned, with the same filters",
+        hint="pass back `next_cursor` exactly as returned, with the same filters, in the same context",
         errors=[FieldIssue("cursor", "not a cursor this list produced")],
     )
 

@@ -226,6 +226,14 @@ def _given(value: Any) -> bool:
     return value is not None
 
 
+def _in_context(uow: UnitOfWork, under: Any) -> Any:
+    """A list's filters with the context it is read in: a cursor made in one context (a
+    personal list) is refused in another (the same list of an org) rather than skipping that
+    list's rows up to a position it never had."""
+    ctx = uow.ctx
+    return under if ctx is None else {"context": ctx.tenant_id, "filters": under}
+
+
 def cursor_values(page: PageRequest, *columns: KeyColumn, under: Any = None) -> list[Any]:
     """The page's cursor decoded for `columns` (and the filters it was made `under`). A value
     of the wrong type is refused here, as `invalid_cursor`, rather than reaching PostgreSQL as
@@ -254,6 +262,7 @@ async def keyset_page(
     """Run one page of `stmt` (see `apply_keyset`), one entity a row. The cursor names the last
     row by the values of `columns`, read from the row by attribute name unless `key` is given;
     `under`: the list's filters (`keyset_tag`)."""
+    under = _in_context(uow, under)
     keyset = apply_keyset(stmt, page, *columns, descending=descending, under=under)
     rows = list((await uow.session.execute(keyset)).scalars())
     names = [c.key for c in columns]
@@ -275,6 +284,7 @@ async def keyset_rows(
     cursor values of a row, in the order of `columns`. Without `key` they are read by name
     from the row's first entity (`row[0]`), the usual shape: the listed model, then extras.
     `under`: the list's filters (`keyset_tag`)."""
+    under = _in_context(uow, under)
     stmt = apply_keyset(stmt, page, *columns, descending=descending, having=having, under=under)
     rows = list((await uow.session.execute(stmt)).all())
     names = [c.key for c in columns]

@@ -139,11 +139,10 @@ async def test_keyset_page_walks_every_row_once_in_order(
             cursor = page.next_cursor
             if cursor is None:
                 break
-            # The cursor is the last row's values, named for this list's ordering.
+            # The cursor is the last row's values, named for this list's ordering in this context.
             last = page.items[-1]
-            assert cursor == encode_cursor(
-                last.created_at, last.id, tag=keyset_tag(Client.created_at, Client.id)
-            )
+            tag = keyset_tag(Client.created_at, Client.id, under={"context": ctx.tenant_id, "filters": None})
+            assert cursor == encode_cursor(last.created_at, last.id, tag=tag)
         assert walked == [c.id for c in everything] and pages == 3
         presented = map_page(page, lambda c: c.name)
         assert presented.items == [c.name for c in page.items] and presented.next_cursor is None
@@ -158,7 +157,8 @@ async def test_keyset_page_with_a_key_and_a_bad_cursor(client: httpx.AsyncClient
             uow, scoped(Client, ctx), PageRequest(limit=1), Client.name, key=lambda c: [c.name]
         )
         assert [c.name for c in page.items] == ["c0"]
-        assert page.next_cursor == encode_cursor("c0", tag=keyset_tag(Client.name))
+        mine = {"context": ctx.tenant_id, "filters": None}
+        assert page.next_cursor == encode_cursor("c0", tag=keyset_tag(Client.name, under=mine))
         nxt = await keyset_page(
             uow, scoped(Client, ctx), PageRequest(limit=5, cursor=page.next_cursor), Client.name
         )
@@ -222,9 +222,8 @@ async def test_keyset_rows_reads_the_cursor_from_the_listed_entity(
             if cursor is None:
                 break
             last = page.items[-1][0]
-            assert cursor == encode_cursor(
-                last.created_at, last.id, tag=keyset_tag(Client.created_at, Client.id)
-            )
+            tag = keyset_tag(Client.created_at, Client.id, under={"context": ctx.tenant_id, "filters": None})
+            assert cursor == encode_cursor(last.created_at, last.id, tag=tag)
     assert sorted(walked) == sorted(made) and len(walked) == len(set(walked)) == 5
 
 

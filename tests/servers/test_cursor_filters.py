@@ -8,7 +8,7 @@ import datetime as dt
 
 import httpx
 
-from tests.conftest import Account, signup
+from tests.conftest import Account, make_org, signup
 from tests.core.bookings.helpers import at, day_ahead, make_service, set_hours
 
 
@@ -66,3 +66,21 @@ async def test_the_same_filters_written_otherwise_keep_the_cursor(client: httpx.
     plain = (await client.get("/v1/clients", params={"limit": 1}, headers=a.h())).json()["next_cursor"]
     empty_q = await client.get("/v1/clients", params={"q": "", "cursor": plain}, headers=a.h())
     assert empty_q.status_code == 200 and len(empty_q.json()["items"]) == 1, empty_q.text
+
+
+async def test_a_cursor_is_refused_in_another_context(client: httpx.AsyncClient) -> None:
+    """A personal list's cursor passed to the same list of an org: it was read as a position
+    there, silently skipping the org's rows up to it."""
+    a = await signup(client)
+    org = await make_org(client, a)
+    for name in ("Ann", "Bo"):
+        assert (await client.post("/v1/clients", json={"name": name}, headers=a.h())).status_code == 201
+        assert (
+            await client.post("/v1/clients", json={"name": name}, headers=a.h(org=org))
+        ).status_code == 201
+    cursor = (await client.get("/v1/clients", params={"limit": 1}, headers=a.h())).json()["next_cursor"]
+    mine = await client.get("/v1/clients", params={"cursor": cursor}, headers=a.h())
+    assert mine.status_code == 200 and len(mine.json()["items"]) == 1
+    elsewhere = await client.get("/v1/clients", params={"cursor": cursor}, headers=a.h(org=org))
+    assert elsewhere.status_code == 422 and elsewhere.json()["code"] == "invalid_cursor"
+    assert "same context" in elsewhere.json()["hint"]
