@@ -143,6 +143,24 @@ def _not_json(request: Request, exc: RequestValidationError) -> bool:
     return any(e.get("loc", ("",))[0] == "body" and e.get("type") != "missing" for e in exc.errors())
 
 
+# What FastAPI says of a JSON body it could not even decode as text (not UTF-8, compressed).
+_UNREADABLE_BODY = "There was an error parsing the body"
+
+
+def _unreadable_body(request: Request) -> JSONResponse:
+    encoding = request.headers.get("content-encoding", "").strip()
+    said = f"a body sent with Content-Encoding: {encoding}" if encoding else "a body that is not UTF-8 text"
+    return problem_response(
+        400,
+        "malformed_body",
+        "Malformed body",
+        f"{said} could not be read as JSON",
+        hint="send the body as plain UTF-8 JSON"
+        + (", uncompressed (no Content-Encoding)" if encoding else "")
+        + ", with Content-Type: application/json",
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -183,6 +201,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             return shell(404)  # a person who followed a bad link gets the portal's "Page not found"
         if exc.status_code == 404 and "text/html" in accept and request.url.path.startswith(PUBLIC_PREFIXES):
             return public_not_found(request)  # a client's mistyped link: the clients' own page
+        if exc.status_code == 400 and exc.detail == _UNREADABLE_BODY:
+            return _unreadable_body(request)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(exc.status_code, "http_error")
         detail = "no such route" if exc.status_code == 404 else str(exc.detail)

@@ -4,6 +4,8 @@ unfiltered list), and a body sent as something other than JSON."""
 
 from __future__ import annotations
 
+import gzip
+
 import httpx
 
 from tests.conftest import signup
@@ -54,3 +56,19 @@ async def test_a_body_not_sent_as_json_is_told_so(client: httpx.AsyncClient) -> 
     # Sent as JSON, the same body is read (and refused for what it says, not how it came).
     r = await client.post("/v1/auth/login", content=body, headers={"content-type": "application/json"})
     assert r.status_code != 415, r.text
+
+
+async def test_a_body_that_is_no_text_is_a_malformed_body_with_a_hint(client: httpx.AsyncClient) -> None:
+    """Gzip or Latin-1 bytes under a JSON content type: FastAPI's bare 400 `http_error`, with no
+    hint, became a stable code saying what to send."""
+    a = await signup(client)
+    json_type = {"content-type": "application/json"}
+    cases: tuple[tuple[bytes, dict[str, str], str], ...] = (
+        (gzip.compress(b'{"name": "Ada"}'), {"content-encoding": "gzip"}, "uncompressed"),
+        ('{"name": "Zoë"}'.encode("latin-1"), {}, "UTF-8"),
+    )
+    for body, extra, hinted in cases:
+        r = await client.post("/v1/clients", content=body, headers=a.h() | json_type | extra)
+        assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "malformed_body" and hinted in r.json()["hint"], r.json()
+    assert (await client.get("/v1/clients", headers=a.h())).json()["items"] == []
