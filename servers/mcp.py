@@ -429,8 +429,10 @@ class AtlilithServer(MCPServer):
         return list(listed)
 
     @property
-    def toolset_names(self) -> set[str]:
-        return set(self._sets)
+    def served_toolsets(self) -> set[str]:
+        """The toolsets this server serves a tool of: what a connection may narrow to (the
+        platform's `admin` is served only when the server was started with it)."""
+        return set(self._toolset_of.values())
 
     def selected(self, name: str) -> bool:
         """Served by this server and chosen by this connection (`X-MCP-Toolsets` etc.)."""
@@ -587,4 +589,4 @@ def http_app(server: AtlilithServer, db: Database) -> ASGIApp:
             allowed_origins=settings.mcp_allowed_origins,
         ),
     )
-    return SelectionMiddleware(NamedAuthRefusals(PlainRefusals(ReleaseUnit(app))), server.toolset_names)
+    return SelectionMiddleware(NamedAuthRefusals(PlainRefusals(ReleaseUnit(app))), server.served_toolsets)

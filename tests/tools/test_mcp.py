@@ -466,6 +466,14 @@ async def test_one_http_connection_narrows_its_tools_by_header_or_query(
         )
         assert r.status_code == 400 and r.json()["code"] == "unknown_toolsets"
         assert "bookings" in r.json()["hint"]
+        # The platform's toolset exists, but this server does not serve it: no connection can ask.
+        r = await raw.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream", "X-MCP-Toolsets": "admin"},
+        )
+        assert r.status_code == 400 and r.json()["code"] == "unknown_toolsets"
+        assert "admin" not in r.json()["hint"] and "bookings" in r.json()["hint"]
 
 
 async def test_stdio_names_no_website_it_cannot_know(db: Database, client: httpx.AsyncClient) -> None:
