@@ -167,7 +167,11 @@ async def update_service(
         "assignment",
     ):
         if required in fields and fields[required] is None:
-            raise ValidationFailed(f"{required} cannot be null", errors=[FieldIssue(required, "required")])
+            raise ValidationFailed(
+                f"{required} cannot be null",
+                hint=f"send a value for `{required}`, or leave it out to keep the current one",
+                errors=[FieldIssue(required, "cannot be cleared")],
+            )
     money = ("price_amount", "currency", "late_cancel_fee")
     merged = {k: fields.get(k, getattr(service, k)) for k in money}
     _check_price(

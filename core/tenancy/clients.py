@@ -93,7 +93,11 @@ async def update_client(
     if "phone" in fields:
         fields["phone"] = _phone(uow, fields["phone"])
     if "name" in fields and fields["name"] is None:
-        raise ValidationFailed("name cannot be null", errors=[FieldIssue("name", "required")])
+        raise ValidationFailed(
+            "name cannot be null",
+            hint="a client always has a name: send a new one, or leave `name` out to keep it",
+            errors=[FieldIssue("name", "cannot be cleared")],
+        )
     for key, value in fields.items():
         setattr(client, key, value)
     if "email" in fields or "phone" in fields:

@@ -9,6 +9,7 @@ import gzip
 import httpx
 
 from tests.conftest import signup
+from tests.core.bookings.helpers import make_service
 
 
 async def test_an_unknown_query_parameter_is_named_with_the_ones_taken(client: httpx.AsyncClient) -> None:
@@ -72,3 +73,19 @@ async def test_a_body_that_is_no_text_is_a_malformed_body_with_a_hint(client: ht
         assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json")
         assert r.json()["code"] == "malformed_body" and hinted in r.json()["hint"], r.json()
     assert (await client.get("/v1/clients", headers=a.h())).json()["items"] == []
+
+
+async def test_a_field_that_cannot_be_cleared_says_so_with_a_hint(client: httpx.AsyncClient) -> None:
+    """Update fields are nullable (null clears the ones that may be empty); a client's name or a
+    service's duration may not be, and the refusal says what to send instead."""
+    a = await signup(client)
+    made = (await client.post("/v1/clients", json={"name": "Ada"}, headers=a.h())).json()
+    service = await make_service(client, a)
+    for path, field in (
+        (f"/v1/clients/{made['id']}", "name"),
+        (f"/v1/bookings/services/{service['id']}", "duration_minutes"),
+    ):
+        r = await client.patch(path, json={field: None}, headers=a.h())
+        assert r.status_code == 422, r.text
+        assert [(e["field"], e["message"]) for e in r.json()["errors"]] == [(field, "cannot be cleared")]
+        assert "leave" in r.json()["hint"]

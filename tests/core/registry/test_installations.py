@@ -415,7 +415,9 @@ async def test_a_config_that_is_no_plain_json_is_refused_and_nothing_is_stored(
             refused = tool_error(
                 await c.call_tool("registry_configure", {"component": "bookings", "config": config})
             )
-            assert refused["code"] == "invalid_arguments" and refused["fields"][0]["path"] == "config", refused
+            assert refused["code"] == "invalid_arguments" and refused["fields"][0]["path"] == "config", (
+                refused
+            )
         # Tenancy is always there: configuring it says so, never "install it first".
         always = tool_error(await c.call_tool("registry_configure", {"component": "tenancy", "config": "{}"}))
         assert always["code"] == "component_always_available"
