@@ -25,7 +25,7 @@ register_scopes(
     }
 )
 
-SLOTS_HINT = "query the free slots (GET /v1/bookings/slots, or the bookings_slots tool) and pick one"
+SLOTS_HINT = "query the free slots with [[bookings.find_slots]] and pick one"
 
 # The database enforces these; they answer as clear errors rather than a bare integrity error.
 constraint_error(
