@@ -47,6 +47,8 @@ NOT_TOOLS = {
     "tenancy.update_org": "org settings are edited in the portal",
     "tenancy.delete_org": "destructive, owner-only, human-only",
     "tenancy.transfer_ownership": "ownership moves only by the owner's explicit act in the portal",
+    "tenancy.accept_ownership": "owning an org is the person's own decision, in the portal",
+    "tenancy.withdraw_ownership_offer": "portal flow",
     "tenancy.create_invitation": "invitations are a person-to-person flow in the portal",
     "tenancy.list_invitations": "portal flow",
     "tenancy.revoke_invitation": "portal flow",

@@ -26,7 +26,16 @@ if TYPE_CHECKING:
     )
     from core.tenancy.me import change_password, update_me, whoami
     from core.tenancy.members import add_member, list_members, remove_member, update_member
-    from core.tenancy.orgs import create_org, delete_org, get_org, list_orgs, transfer_ownership, update_org
+    from core.tenancy.orgs import (
+        accept_ownership,
+        create_org,
+        delete_org,
+        get_org,
+        list_orgs,
+        transfer_ownership,
+        update_org,
+        withdraw_ownership_offer,
+    )
     from core.tenancy.queries import READ, WRITE
     from core.tenancy.sessions import (
         Device,
@@ -43,6 +52,7 @@ __all__ = [
     "WRITE",
     "Device",
     "accept_invitation",
+    "accept_ownership",
     "add_member",
     "change_password",
     "create_api_key",
@@ -81,6 +91,7 @@ __all__ = [
     "update_member",
     "update_org",
     "whoami",
+    "withdraw_ownership_offer",
 ]
 
 # The operations load on first use, not with the package: the kernel reaches this package on

@@ -15,7 +15,7 @@ from core.outbox import Event
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
 from core.scoping import keyset_rows, map_page
-from core.tenancy.models import Delegation, OrgMember, Person
+from core.tenancy.models import Delegation, Org, OrgMember, Person
 from core.tenancy.presenters import member_out, person_out
 from core.tenancy.queries import READ, WRITE, administered_org, member_by_slug, person_id_by_slug
 from core.tenancy.schemas import MemberIn, MemberOut, MemberUpdateIn
@@ -94,6 +94,12 @@ async def remove_member(ctx: TenantContext, uow: UnitOfWork, person_slug: str) -
     removed = await member_out(uow, org_id, target.person_id, ctx.person_id)
     await uow.session.execute(
         delete(OrgMember).where(OrgMember.org_id == org_id, OrgMember.person_id == target.person_id)
+    )
+    # An offer of the org to someone who no longer belongs to it ends with the membership.
+    await uow.session.execute(
+        update(Org)
+        .where(Org.id == org_id, Org.offered_owner_id == target.person_id)
+        .values(offered_owner_id=None, offered_at=None)
     )
     uow.emit(
         "platform/org_member.removed",

@@ -120,6 +120,11 @@ class Org(Timestamped, Base):
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("platform.persons.id", ondelete="RESTRICT"))
     owner_role: Mapped[str] = mapped_column(Text, Computed("'owner'::text", persisted=True))
     settings: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # The member the owner offered the org to, until they accept or decline (`core.tenancy.orgs`).
+    offered_owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("platform.persons.id", ondelete="SET NULL")
+    )
+    offered_at: Mapped[dt.datetime | None]
 
 
 class OrgMember(Timestamped, Base):

@@ -18,18 +18,25 @@ from core.scoping import keyset_rows, map_page
 from core.tenancy.models import Org, OrgMember, Person
 from core.tenancy.presenters import person_ref
 from core.tenancy.queries import READ, WRITE, member_by_slug
-from core.tenancy.schemas import OrgIn, OrgOut, OrgUpdateIn, TransferIn
+from core.tenancy.schemas import OrgIn, OrgOut, OrgUpdateIn, OwnershipOfferOut, TransferIn
 from core.uow import UnitOfWork
+from core.utilities import utcnow
 
 
-def _org_view(org: Org, owner: Person, role: str) -> OrgOut:
-    return from_row(OrgOut, org, owner=person_ref(owner), role=role)
+def _org_view(org: Org, owner: Person, role: str, offered: Person | None = None) -> OrgOut:
+    offer = (
+        OwnershipOfferOut(person=person_ref(offered), offered_at=org.offered_at)
+        if offered is not None and org.offered_at is not None
+        else None
+    )
+    return from_row(OrgOut, org, owner=person_ref(owner), role=role, ownership_offer=offer)
 
 
 async def _org_out(uow: UnitOfWork, org: Org, role: str) -> OrgOut:
     owner = await uow.session.get(Person, org.owner_id)
     assert owner is not None
-    return _org_view(org, owner, role)
+    offered = await uow.session.get(Person, org.offered_owner_id) if org.offered_owner_id else None
+    return _org_view(org, owner, role, offered)
 
 
 async def _current_org(ctx: TenantContext, uow: UnitOfWork) -> Org:
@@ -68,14 +75,15 @@ async def create_org(
 async def list_orgs(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[OrgOut]:
     """Orgs the person belongs to, whatever context the request acts in."""
     ctx.require(READ)
-    owner = aliased(Person)
+    owner, offered = aliased(Person), aliased(Person)
     stmt = (
-        select(Org, OrgMember.role, owner)
+        select(Org, OrgMember.role, owner, offered)
         .join(OrgMember, and_(OrgMember.org_id == Org.id, OrgMember.person_id == ctx.person_id))
         .join(owner, owner.id == Org.owner_id)
+        .outerjoin(offered, offered.id == Org.offered_owner_id)
     )
     rows = await keyset_rows(uow, stmt, page, Org.slug)
-    return map_page(rows, lambda r: _org_view(r[0], r[2], r[1]))
+    return map_page(rows, lambda r: _org_view(r[0], r[2], r[1], r[3]))
 
 
 async def get_org(ctx: TenantContext, uow: UnitOfWork) -> OrgOut:
@@ -125,40 +133,89 @@ async def delete_org(ctx: TenantContext, uow: UnitOfWork) -> None:
 
 
 async def transfer_ownership(ctx: TenantContext, uow: UnitOfWork, data: TransferIn) -> OrgOut:
-    """The owner hands the org to another member; the former owner stays on as admin."""
+    """The owner offers the org to another member; it moves when they accept
+    (`accept_ownership`). Offering again names the new member (one offer at a time)."""
     ctx.require(WRITE)
     ctx.require_human()
     ctx.require_role(Role.OWNER)
     org = await _current_org(ctx, uow)
     target = await member_by_slug(ctx, uow, data.person)
     if target.person_id == ctx.person_id:
-        raise Conflict("you already own this org", code="already_owner")
-    old_role = target.role
+        raise Conflict(
+            "you already own this org",
+            code="already_owner",
+            hint="name another member to offer the org to ([[tenancy.list_members]])",
+        )
+    if org.offered_owner_id != target.person_id:
+        org.offered_owner_id, org.offered_at = target.person_id, utcnow()
+        await uow.session.flush()
+        await uow.session.refresh(org)  # `updated_at` is the database's
+        uow.emit(
+            "platform/org.ownership_offered",
+            {"from_person_id": ctx.person_id, "to_person_id": target.person_id},
+        )
+    return await _org_out(uow, org, Role.OWNER.value)
+
+
+async def accept_ownership(ctx: TenantContext, uow: UnitOfWork) -> OrgOut:
+    """The member the org was offered to takes it; the former owner stays on as admin."""
+    ctx.require(WRITE)
+    ctx.require_human()
+    org = await _current_org(ctx, uow)
+    if org.offered_owner_id != ctx.person_id:
+        raise _no_offer(ctx)
+    old_owner, old_role = org.owner_id, ctx.role.value if ctx.role else Role.MEMBER.value
     # Demote first: the one-owner index is checked per row, the owner FK only at commit.
     await uow.session.execute(
         update(OrgMember)
-        .where(OrgMember.org_id == org.id, OrgMember.person_id == ctx.person_id)
+        .where(OrgMember.org_id == org.id, OrgMember.person_id == old_owner)
         .values(role=Role.ADMIN.value, updated_at=func.now())
     )
     await uow.session.execute(
         update(OrgMember)
-        .where(OrgMember.org_id == org.id, OrgMember.person_id == target.person_id)
+        .where(OrgMember.org_id == org.id, OrgMember.person_id == ctx.person_id)
         .values(role=Role.OWNER.value, updated_at=func.now())
     )
-    org.owner_id = target.person_id
+    org.owner_id, org.offered_owner_id, org.offered_at = ctx.person_id, None, None
     await uow.session.flush()
     await uow.session.refresh(org)
     uow.emit(
-        "platform/org.ownership_transferred",
-        {"from_person_id": ctx.person_id, "to_person_id": target.person_id},
+        "platform/org.ownership_transferred", {"from_person_id": old_owner, "to_person_id": ctx.person_id}
     )
     uow.emit(
         "platform/org_member.role_changed",
-        {"member_person_id": ctx.person_id, "from": Role.OWNER.value, "to": Role.ADMIN.value},
+        {"member_person_id": old_owner, "from": Role.OWNER.value, "to": Role.ADMIN.value},
     )
     uow.emit(
         "platform/org_member.role_changed",
-        {"member_person_id": target.person_id, "from": old_role, "to": Role.OWNER.value},
+        {"member_person_id": ctx.person_id, "from": old_role, "to": Role.OWNER.value},
     )
-    tools_changed(uow, "org.ownership_transferred", persons=[ctx.person_id, target.person_id])
-    return await _org_out(uow, org, Role.ADMIN.value)
+    tools_changed(uow, "org.ownership_transferred", persons=[old_owner, ctx.person_id])
+    return await _org_out(uow, org, Role.OWNER.value)
+
+
+async def withdraw_ownership_offer(ctx: TenantContext, uow: UnitOfWork) -> OrgOut:
+    """End the offer: the owner withdraws it, or the member it names declines it."""
+    ctx.require(WRITE)
+    ctx.require_human()
+    org = await _current_org(ctx, uow)
+    if org.offered_owner_id is None or ctx.person_id not in (org.owner_id, org.offered_owner_id):
+        raise _no_offer(ctx)
+    declined = org.offered_owner_id == ctx.person_id
+    uow.emit(
+        "platform/org.ownership_offer_ended",
+        {"to_person_id": org.offered_owner_id, "by_person_id": ctx.person_id, "declined": declined},
+    )
+    org.offered_owner_id, org.offered_at = None, None
+    await uow.session.flush()
+    await uow.session.refresh(org)
+    assert ctx.role is not None
+    return await _org_out(uow, org, ctx.role.value)
+
+
+def _no_offer(ctx: TenantContext) -> NotFound:
+    return NotFound(
+        f"no ownership offer of {ctx.org_slug!r} names you",
+        code="no_ownership_offer",
+        hint="the owner offers the org to a member first ([[tenancy.transfer_ownership]])",
+    )

@@ -193,6 +193,11 @@ class OrgUpdateIn(Input):
     settings: OrgSettings | None = None
 
 
+class OwnershipOfferOut(Out):
+    person: PersonRef = Field(description="The member the org is offered to.")
+    offered_at: dt.datetime
+
+
 class OrgOut(Out):
     id: uuid.UUID
     slug: str
@@ -200,12 +205,15 @@ class OrgOut(Out):
     owner: PersonRef
     role: RoleName = Field(description="Your role in this org.")
     settings: dict[str, Any]
+    ownership_offer: OwnershipOfferOut | None = Field(
+        default=None, description="Ownership offered to a member, until they accept or decline."
+    )
     created_at: dt.datetime
     updated_at: dt.datetime
 
 
 class TransferIn(Input):
-    person: SlugRef = Field(description="Slug of the member who becomes owner.")
+    person: SlugRef = Field(description="Slug of the member the org is offered to; they accept to own it.")
 
 
 class MemberIn(Input):

@@ -79,8 +79,21 @@ async def delete_org(slug: OrgSlug, caller: CallerDep) -> None:
 
 @router.post("/v1/orgs/{slug}/transfer", response_model=OrgOut, tags=["orgs"])
 async def transfer(slug: OrgSlug, data: TransferIn, caller: CallerDep) -> OrgOut:
-    """Hand ownership to another member (owner only); you stay on as admin."""
+    """Offer the org to another member (owner only): it is theirs once they accept, and you stay
+    on as admin. The org's `ownership_offer` shows the offer until then."""
     return await call_in(caller.context(slug), tenancy.transfer_ownership, data)
+
+
+@router.post("/v1/orgs/{slug}/transfer/accept", response_model=OrgOut, tags=["orgs"])
+async def accept_transfer(slug: OrgSlug, caller: CallerDep) -> OrgOut:
+    """Take the org its owner offered you: you become its owner, they its admin."""
+    return await call_in(caller.context(slug), tenancy.accept_ownership)
+
+
+@router.delete("/v1/orgs/{slug}/transfer", response_model=OrgOut, tags=["orgs"])
+async def withdraw_transfer(slug: OrgSlug, caller: CallerDep) -> OrgOut:
+    """End the ownership offer: the owner withdraws it, or the member it names declines it."""
+    return await call_in(caller.context(slug), tenancy.withdraw_ownership_offer)
 
 
 @router.get("/v1/orgs/{slug}/members", response_model=Page[MemberOut], tags=["orgs"])

@@ -4,6 +4,7 @@ which their link to the org says they are not a member."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -145,28 +146,36 @@ async def test_brands_and_transfer(page: Page, live_server: str) -> None:
     # Transfer: with nobody else in the org, the page says what to do first.
     await page.goto(f"/o/{org_slug}/settings")
     await expect(page.get_by_text("There is nobody to hand the org to yet.")).to_be_visible()
-    heir = await sign_up_quickly_elsewhere(page)
-    await api_as(page, "POST", f"/v1/orgs/{org_slug}/members", {"person": heir, "role": "member"})
-    await page.reload()
-    await page.get_by_label("New owner").select_option(heir)
+
+
+async def test_ownership_is_offered_and_taken_only_by_its_acceptance(page: Page, new_context: Any) -> None:
+    """The owner offers the org; it stays theirs until the member accepts, in their own portal."""
+    await sign_up_quickly(page, "boss")
+    org_slug = f"heirs-{uuid.uuid4().hex[:6]}"
+    await api_as(page, "POST", "/v1/orgs", {"slug": org_slug, "name": "Heir House"})
+    heir_page = await (await new_context()).new_page()
+    heir = await sign_up_quickly(heir_page, "heir")
+    await api_as(page, "POST", f"/v1/orgs/{org_slug}/members", {"person": heir.slug, "role": "member"})
+    await page.goto(f"/o/{org_slug}/settings")
+    await page.get_by_label("New owner").select_option(heir.slug)
     await screenshot(page, "org-settings")
-    await page.get_by_role("button", name="Transfer ownership").click()
-    await page.get_by_role("button", name="Yes, transfer ownership").click()
-    await expect(page).to_have_url(f"{live_server}/o/{org_slug}/members")
-    await expect(page.get_by_label(f"Role of {heir.title()}")).to_have_count(0)  # owner rows have no select
-    await page.goto(f"/o/{org_slug}")
-    await expect(page.get_by_text("as admin")).to_be_visible()
+    await page.get_by_role("button", name="Offer ownership").click()
+    await page.get_by_role("button", name="Yes, offer ownership").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Ownership is offered to {heir.display_name}")
+    await expect(page.get_by_text("your role: owner")).to_be_visible()  # nothing moved yet
 
+    await heir_page.goto("/me")
+    await expect(heir_page.get_by_text("offers you ownership of Heir House")).to_be_visible()
+    await heir_page.get_by_role("link", name="Answer in its settings").click()
+    await heir_page.get_by_role("button", name="Accept ownership").click()
+    await heir_page.get_by_role("button", name="Yes, accept ownership").click()
+    await expect(heir_page).to_have_url(re.compile(f"/o/{org_slug}/members$"))
+    await heir_page.goto(f"/o/{org_slug}/settings")
+    await expect(heir_page.get_by_text("your role: owner")).to_be_visible()
 
-async def sign_up_quickly_elsewhere(page: Page) -> str:
-    """Another person, signed up over the API without touching this page's cookies."""
-    person = new_person("heir")
-    r = await page.context.request.post(
-        "/v1/auth/signup",
-        data={**person.signup_body(), "display_name": person.slug},
-    )
-    assert r.status == 201
-    return person.slug
+    await page.goto(f"/o/{org_slug}/settings")
+    await expect(page.get_by_text(f"Owner: {heir.display_name}")).to_be_visible()
+    await expect(page.get_by_text("Only the owner")).to_be_visible()
 
 
 async def test_removed_while_a_page_is_open_the_next_step_says_so(page: Page, new_context: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -111,15 +111,33 @@ async def test_leaving_is_allowed_except_for_the_owner(client: httpx.AsyncClient
     assert (await client.get(f"/v1/orgs/{org}", headers=member.h())).status_code == 403
 
 
-async def test_ownership_moves_only_by_explicit_transfer(
+async def test_ownership_moves_only_when_the_member_offered_it_accepts(
     client: httpx.AsyncClient, team: Team, db: Database
 ) -> None:
+    """An owner could add anyone (no consent asked) and hand them an org its owner cannot leave:
+    the transfer is now an offer the member accepts."""
     org, owner, admin, outsider = team["org"], team["owner"], team["admin"], team["outsider"]
+    member = team["member"]
     nope = await client.post(f"/v1/orgs/{org}/transfer", json={"person": outsider.slug}, headers=owner.h())
     assert nope.status_code == 404 and nope.json()["code"] == "member_not_found"
     r = await client.post(f"/v1/orgs/{org}/transfer", json={"person": admin.slug}, headers=owner.h())
     assert r.status_code == 200, r.text
-    assert r.json()["owner"]["slug"] == admin.slug and r.json()["role"] == "admin"
+    assert (
+        r.json()["owner"]["slug"] == owner.slug
+        and r.json()["ownership_offer"]["person"]["slug"] == admin.slug
+    )
+    seen = (await client.get("/v1/orgs", headers=admin.h())).json()["items"][0]
+    assert seen["role"] == "admin" and seen["ownership_offer"]["person"]["slug"] == admin.slug
+    for who in (member, owner):  # only the member it names takes it
+        taken = await client.post(f"/v1/orgs/{org}/transfer/accept", headers=who.h())
+        assert taken.status_code == 404 and taken.json()["code"] == "no_ownership_offer"
+    r = await client.post(f"/v1/orgs/{org}/transfer/accept", headers=admin.h())
+    assert r.status_code == 200, r.text
+    assert (
+        r.json()["owner"]["slug"] == admin.slug
+        and r.json()["role"] == "owner"
+        and r.json()["ownership_offer"] is None
+    )
     members = {
         m["person"]["slug"]: m["role"]
         for m in (await client.get(f"/v1/orgs/{org}/members", headers=owner.h())).json()["items"]
@@ -135,6 +153,36 @@ async def test_ownership_moves_only_by_explicit_transfer(
         )
     ).one()
     assert row.owners == [row.owner_id] and str(row.owner_id) == admin.id
+
+
+async def test_an_ownership_offer_is_declined_withdrawn_or_ends_with_the_membership(
+    client: httpx.AsyncClient, team: Team
+) -> None:
+    org, owner, admin, member = team["org"], team["owner"], team["admin"], team["member"]
+
+    async def offer(to: Account) -> None:
+        r = await client.post(f"/v1/orgs/{org}/transfer", json={"person": to.slug}, headers=owner.h())
+        assert r.status_code == 200 and r.json()["ownership_offer"]["person"]["slug"] == to.slug, r.text
+
+    async def offered() -> Any:
+        return (await client.get(f"/v1/orgs/{org}", headers=owner.h())).json()["ownership_offer"]
+
+    await offer(admin)
+    assert (await client.delete(f"/v1/orgs/{org}/transfer", headers=member.h())).status_code == 404
+    declined = await client.delete(f"/v1/orgs/{org}/transfer", headers=admin.h())
+    assert (
+        declined.status_code == 200 and declined.json()["ownership_offer"] is None and await offered() is None
+    )
+    await offer(admin)
+    await offer(member)  # one offer at a time: the newer names the member
+    assert (await client.post(f"/v1/orgs/{org}/transfer/accept", headers=admin.h())).status_code == 404
+    assert (await client.delete(f"/v1/orgs/{org}/transfer", headers=owner.h())).status_code == 200
+    await offer(member)
+    assert (
+        await client.delete(f"/v1/orgs/{org}/members/{member.slug}", headers=member.h())
+    ).status_code == 204
+    assert await offered() is None
+    assert (await client.get(f"/v1/orgs/{org}", headers=owner.h())).json()["owner"]["slug"] == owner.slug
 
 
 async def test_database_refuses_an_owner_row_out_of_line_with_orgs(

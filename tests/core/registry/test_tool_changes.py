@@ -98,6 +98,8 @@ async def test_membership_changes_emit_for_the_member(client: httpx.AsyncClient,
     r = await client.patch(f"/v1/orgs/{org}/members/{b.slug}", json={"role": "admin"}, headers=a.h(org))
     assert r.status_code == 200 and await out.taken() == []  # the same role: no change
     r = await client.post(f"/v1/orgs/{org}/transfer", json={"person": b.slug}, headers=a.h(org))
+    assert r.status_code == 200 and await out.taken() == []  # an offer changes nobody's tools
+    r = await client.post(f"/v1/orgs/{org}/transfer/accept", headers=b.h(org))
     assert r.status_code == 200, r.text
     await out.one("org.ownership_transferred", persons=[a.id, b.id])
     r = await client.post(f"/v1/orgs/{org}/invitations", json={"person": c.slug}, headers=b.h(org))

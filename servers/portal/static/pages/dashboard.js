@@ -5,8 +5,13 @@ import { html, Empty, ErrorBox, Loading, PageHeader, useAsync } from "../ui.js";
 
 export function Dashboard({ auth, me, ctx }) {
   const invitations = useAsync(() => api.get("/v1/me/invitations", { limit: 5 }), []);
+  const orgs = useAsync(() => api.get("/v1/orgs", { limit: 100 }), []);
   const pending = invitations.data ? invitations.data.items.length : 0;
   const memberships = (me && me.memberships) || [];
+  // Orgs whose owner offers them to this person: theirs to accept (or decline) in its settings.
+  const offered = ((orgs.data && orgs.data.items) || []).filter(
+    (o) => o.ownership_offer && o.ownership_offer.person.slug === auth.person.slug,
+  );
   if (ctx.kind === "org") {
     return html`<section>
       <${PageHeader} title=${ctx.orgName || ctx.org} />
@@ -25,6 +30,7 @@ export function Dashboard({ auth, me, ctx }) {
     ${invitations.loading && html`<${Loading} label="Looking for invitations…" />`}
     <${ErrorBox} error=${invitations.error} />
     ${pending > 0 && html`<p class="notice">You have ${pending} pending invitation${pending > 1 ? "s" : ""}. <a href="/invitations">Answer them</a></p>`}
+    ${offered.map((o) => html`<p class="notice" key=${o.slug}>${o.owner.display_name} offers you ownership of <strong>${o.name}</strong>. <a href=${`/o/${o.slug}/settings`}>Answer in its settings</a></p>`)}
     <h2>Your orgs</h2>
     ${memberships.length === 0
       ? html`<${Empty} title="You are not in any org yet.">

@@ -184,13 +184,52 @@ export function OrgSettingsPage({ ctx, me, refreshMe, navigate }) {
       org.reload();
     }
   };
-  const giveAway = () =>
+  const offer = o.ownership_offer;
+  const offeredToMe = offer && me && offer.person.slug === me.person.slug;
+  const offerIt = () =>
     transfer.run(async () => {
       await api.post(`/v1/orgs/${ctx.org}/transfer`, { person: heir || (others[0] && others[0].person.slug) });
+      org.reload();
+    });
+  const endOffer = () =>
+    transfer.run(async () => {
+      await api.del(`/v1/orgs/${ctx.org}/transfer`);
+      org.reload();
+    });
+  const takeIt = () =>
+    transfer.run(async () => {
+      await api.post(`/v1/orgs/${ctx.org}/transfer/accept`, {});
       await refreshMe();
       await api.switchTo(ctx.org); // the token carries the role: take the new one
       navigate(ctx.url("members"));
     });
+  const ownership = () => {
+    if (offeredToMe) {
+      return html`<div class="field-group">
+        <p class="notice" role="status">${o.owner.display_name} offers you ownership of this org. As owner you get every right, and cannot leave it until you hand it on; ${o.owner.display_name} becomes an admin.</p>
+        <${ConfirmButton} label="Accept ownership" danger=${false} onConfirm=${takeIt} />
+        <button type="button" class="secondary" onClick=${endOffer} disabled=${transfer.busy}>Decline</button>
+      </div>`;
+    }
+    if (o.role !== "owner") {
+      return html`<p class="notice">Only the owner, ${o.owner.display_name}, can offer the org to someone else.</p>`;
+    }
+    if (offer) {
+      return html`<div class="field-group">
+        <p class="notice" role="status">Ownership is offered to <strong>${offer.person.display_name}</strong> (${offer.person.slug}) since ${new Date(offer.offered_at).toLocaleString()}. The org is theirs when they accept it; you then become an admin.</p>
+        <button type="button" class="secondary" onClick=${endOffer} disabled=${transfer.busy}>Withdraw the offer</button>
+      </div>`;
+    }
+    if (others.length === 0) {
+      return html`<${Empty} title="There is nobody to hand the org to yet."><a href=${ctx.url("members")}>Add a member first</a>.<//>`;
+    }
+    return html`<div class="field-group">
+      <p>The member you choose becomes the owner when they accept; you then become an admin.</p>
+      <${Field} label="New owner" name="heir" value=${heir || others[0].person.slug} onInput=${setHeir}
+        options=${others.map((m) => ({ value: m.person.slug, label: `${m.person.display_name} (${m.person.slug}, ${m.role})` }))} />
+      <${ConfirmButton} label="Offer ownership" onConfirm=${offerIt} />
+    </div>`;
+  };
   return html`<section>
     <${PageHeader} title="Org settings" />
     <p>Owner: <strong>${o.owner.display_name}</strong> <span class="muted mono">${o.owner.slug}</span> · your role: <span class="badge">${o.role}</span></p>
@@ -202,17 +241,8 @@ export function OrgSettingsPage({ ctx, me, refreshMe, navigate }) {
       <div><button type="submit" disabled=${rename.busy}>Save name</button></div>
     </form>
     <h2>Transfer ownership</h2>
-    ${o.role !== "owner"
-      ? html`<p class="notice">Only the owner, ${o.owner.display_name}, can hand the org to someone else.</p>`
-      : others.length === 0
-        ? html`<${Empty} title="There is nobody to hand the org to yet."><a href=${ctx.url("members")}>Add a member first</a>.<//>`
-        : html`<div class="field-group">
-            <p>The new owner gets every right; you become an admin.</p>
-            <${Field} label="New owner" name="heir" value=${heir || others[0].person.slug} onInput=${setHeir}
-              options=${others.map((m) => ({ value: m.person.slug, label: `${m.person.display_name} (${m.person.slug}, ${m.role})` }))} />
-            <${ConfirmButton} label="Transfer ownership" onConfirm=${giveAway} />
-            <${ErrorBox} error=${transfer.error} title="Could not transfer" />
-          </div>`}
+    ${ownership()}
+    <${ErrorBox} error=${transfer.error} title="Could not change the ownership offer" />
   </section>`;
 }
 
