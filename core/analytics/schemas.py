@@ -25,7 +25,7 @@ FilterIn = str | dict[str, Any]
 
 RANGE_DOC = (
     "Give `period` (default last_30_days), or `start`/`end` as ISO dates (local to `time_zone`; "
-    "an end date includes that day) or date-times."
+    "an end date includes that day) or date-times; not both."
 )
 
 
@@ -33,7 +33,7 @@ class RangeIn(Input):
     # Worded for both doors: the MCP tools take these fields flat, with these descriptions.
     period: Period | None = Field(
         default=None,
-        description="Named period in `time_zone` (default last_30_days); ignored when start/end given.",
+        description="Named period in `time_zone` (default last_30_days); not with start/end.",
     )
     start: str | None = Field(
         default=None, max_length=40, description="ISO date `2026-03-01` (local) or date-time with offset."

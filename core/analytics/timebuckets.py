@@ -149,8 +149,17 @@ def resolve_range(
     now: dt.datetime,
     default: str = "last_30_days",
 ) -> Range:
-    """`start`/`end` when given (either may be left out: `end` defaults to now, `start` to the
-    period's length before `end`), else a named period, in the zone's calendar."""
+    """A named period in the zone's calendar, or `start`/`end` (either may be left out: `end`
+    defaults to now, `start` to the default period's length before `end`); never both."""
+    if period is not None and (start or end):
+        # Either one would be dropped or bent to the other: say so rather than guess.
+        given = [f for f, v in (("start", start), ("end", end)) if v]
+        raise ValidationFailed(
+            f"`period` cannot be combined with {' or '.join(f'`{f}`' for f in given)}",
+            code="invalid_range",
+            hint="send either a `period` or `start`/`end`, not both",
+            errors=[FieldIssue("period", f"given with {' and '.join(given)}")],
+        )
     if start is None and end is None:
         name = period or default
         s, e = _period(name, tz, now)
@@ -160,7 +169,7 @@ def resolve_range(
         if start:
             s = _parse_instant(start, tz, "start", end=False)
         else:
-            length = _period(period or default, tz, now)
+            length = _period(default, tz, now)
             s = e - (length[1] - length[0])
         rng = Range(s, e, tz, None)
     problems: list[str] = []
