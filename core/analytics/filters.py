@@ -14,6 +14,7 @@ comparisons match numbers and numeric strings only; `~` compares text forms, cas
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -57,6 +58,9 @@ class PropertyFilter(Input):
         if not _KEY.match(self.property):
             raise ValueError("property keys have no spaces or operator characters")
         v, op = self.value, self.op
+        if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, list) else [v])):
+            # No property holds one (events are stored as JSON), and SQL would choke on it.
+            raise ValueError("numbers must be finite: not NaN, Infinity, or beyond a double (1e999)")
         if op in ("exists", "not_exists"):
             if v is not None:
                 raise ValueError(f"`{op}` takes no value")

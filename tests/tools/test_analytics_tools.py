@@ -142,6 +142,8 @@ async def test_tool_errors_carry_code_and_hint(client: httpx.AsyncClient, db: Da
     async with Client(build_server(db, static_token=member.token, toolset_names=["analytics"])) as c:
         cases: list[tuple[str, dict[str, Any], str]] = [
             ("analytics_trends", {"events": ["x"], "filters": ["amount >> 3"]}, "invalid_filter"),
+            ("analytics_trends", {"events": ["x"], "filters": ["amount = NaN"]}, "invalid_filter"),
+            ("analytics_trends", {"events": ["x"], "filters": ["plan in [1e999]"]}, "invalid_filter"),
             ("analytics_trends", {"events": ["x"], "breakdown": "$member", "org": org}, "insufficient_role"),
             ("analytics_trends", {"events": ["x"], "time_zone": "Nowhere/Land"}, "invalid_time_zone"),
             ("analytics_funnel", {"steps": ["a", "b"], "window": "1y"}, "invalid_window"),

@@ -44,3 +44,32 @@ async def test_a_period_with_start_or_end_is_refused(
     for alone in ({"period": "this_month"}, bounds):
         r = await _ask(client, method, path, {**base, **alone}, a.h())
         assert r.status_code == 200, (alone, r.text)
+
+
+NON_FINITE = [
+    "amount = NaN", "plan in [NaN]", "amount = 1e999", "amount = -Infinity", "amount != Infinity",
+    "amount > NaN", "amount <= -1e999", "plan in [pro, Infinity]",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("expr", NON_FINITE)
+async def test_non_finite_numbers_in_filters_are_invalid_filters(
+    client: httpx.AsyncClient, expr: str
+) -> None:
+    a = await signup(client)
+    prop, op = expr.split()[:2]
+    value = {"=": "NaN", "in": "[1, NaN]", ">": "Infinity"}.get(op, "-Infinity")
+    # The object form, as raw JSON text: Python's reader takes NaN and Infinity as numbers.
+    as_object = f'{{"property": "{prop}", "op": "{"in" if op == "in" else "eq"}", "value": {value}}}'
+    bodies = [
+        f'{{"events": ["page_view"], "filters": ["{expr}"]}}',
+        f'{{"events": ["page_view"], "filters": [{as_object}]}}',
+        f'{{"steps": ["a where {expr}", "b"]}}',
+    ]
+    for path, body in zip(["trends", "trends", "funnel"], bodies, strict=True):
+        h = {**a.h(), "content-type": "application/json"}
+        r = await client.post(f"/v1/analytics/{path}", content=body, headers=h)
+        assert r.status_code == 422, (body, r.text)
+        problem = r.json()
+        assert problem["code"] == "invalid_filter" and problem["hint"], problem
+        assert "finite" in problem["errors"][0]["message"], problem
