@@ -9,6 +9,8 @@ Values are JSON when they parse as JSON (`42`, `true`, `"two words"`), else bare
 Semantics: `=`/`in` match a property equal to the value as JSON or as text (so `zip = 75001`
 matches both 75001 and "75001"); `!=` also matches events without the property; numeric
 comparisons match numbers and numeric strings only; `~` compares text forms, case-insensitive.
+`$source` names the event's source, as the breakdown does (text: every operator but the numeric
+comparisons; every event has one); `$member` is a breakdown only.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from core.analytics.policy import MEMBER, SOURCE
 from core.errors import FieldIssue, ValidationFailed
 from core.validation import Input, issue_message
 
@@ -58,6 +61,10 @@ class PropertyFilter(Input):
         if not _KEY.match(self.property):
             raise ValueError("property keys have no spaces or operator characters")
         v, op = self.value, self.op
+        if self.property == MEMBER:
+            raise ValueError("`$member` is not a filter: break down by `$member` to see each member")
+        if self.property == SOURCE and op in ("gt", "gte", "lt", "lte"):
+            raise ValueError("`$source` is text: compare it with =, !=, ~ or in")
         if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, list) else [v])):
             # No property holds one (events are stored as JSON), and SQL would choke on it.
             raise ValueError("numbers must be finite: not NaN, Infinity, or beyond a double (1e999)")
@@ -180,30 +187,35 @@ def compile_filters(filters: list[PropertyFilter], prefix: str) -> tuple[str, di
     for i, f in enumerate(filters):
         p = f"{prefix}_{i}"
         k = f"CAST(:{p}_k AS text)"
-        params[f"{p}_k"] = f.property
+        if f.property == SOURCE:
+            # The column the `$source` breakdown reads, as the JSON string it would be as a property.
+            as_json, as_text, present = "to_jsonb(source)", "source", "true"
+        else:
+            params[f"{p}_k"] = f.property
+            as_json, as_text, present = f"(properties -> {k})", f"(properties ->> {k})", f"(properties ? {k})"
         if f.op in ("eq", "neq"):
             params[f"{p}_t"] = _text_of(f.value)
             # A text value equals as JSON exactly when it equals as text: one comparison.
-            eq = f"((properties ->> {k}) = CAST(:{p}_t AS text))"
+            eq = f"({as_text} = CAST(:{p}_t AS text))"
             if not isinstance(f.value, str):
                 params[f"{p}_j"] = json.dumps(f.value)
-                eq = f"((properties -> {k}) = CAST(:{p}_j AS jsonb) OR {eq})"
+                eq = f"({as_json} = CAST(:{p}_j AS jsonb) OR {eq})"
             clauses.append(eq if f.op == "eq" else f"NOT coalesce({eq}, false)")
         elif f.op == "in":
             values = f.value if isinstance(f.value, list) else [f.value]
             params[f"{p}_t"] = [_text_of(v) for v in values]
-            in_ = f"((properties ->> {k}) = ANY(CAST(:{p}_t AS text[])))"
+            in_ = f"({as_text} = ANY(CAST(:{p}_t AS text[])))"
             if not all(isinstance(v, str) for v in values):
                 params[f"{p}_j"] = [json.dumps(v) for v in values]
-                in_ = f"((properties -> {k}) = ANY(CAST(:{p}_j AS jsonb[])) OR {in_})"
+                in_ = f"({as_json} = ANY(CAST(:{p}_j AS jsonb[])) OR {in_})"
             clauses.append(in_)
         elif f.op == "contains":
             params[f"{p}_t"] = str(f.value).lower()
-            clauses.append(f"strpos(lower(properties ->> {k}), CAST(:{p}_t AS text)) > 0")
+            clauses.append(f"strpos(lower({as_text}), CAST(:{p}_t AS text)) > 0")
         elif f.op == "exists":
-            clauses.append(f"(properties ? {k})")
+            clauses.append(present)
         elif f.op == "not_exists":
-            clauses.append(f"NOT (properties ? {k})")
+            clauses.append(f"NOT {present}")
         else:
             symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[f.op]
             params[f"{p}_n"] = str(f.value)

@@ -3,6 +3,7 @@ period with start/end, filters that match nothing by construction, names that ar
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import httpx
@@ -73,3 +74,40 @@ async def test_non_finite_numbers_in_filters_are_invalid_filters(
         problem = r.json()
         assert problem["code"] == "invalid_filter" and problem["hint"], problem
         assert "finite" in problem["errors"][0]["message"], problem
+
+
+async def test_filters_on_source_match_what_the_source_breakdown_shows(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    at = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).replace(microsecond=0)
+    sent = [("web", "page_view", "c0"), ("web", "page_view", "c1"), ("api", "page_view", "c2")]
+    sent += [("ios", "page_view", "c3"), ("web", "signup", "c0"), ("api", "signup", "c2")]
+    events = [
+        {"name": n, "source": s, "client_id": c, "timestamp": (at + dt.timedelta(minutes=i)).isoformat()}
+        for i, (s, n, c) in enumerate(sent)
+    ]
+    r = await client.post("/v1/analytics/events", json={"events": events}, headers=a.h())
+    assert r.json()["accepted"] == len(sent), r.text
+
+    async def total(filters: list[Any]) -> int:
+        body = {"events": ["page_view"], "filters": filters, "period": "last_7_days"}
+        r = await client.post("/v1/analytics/trends", json=body, headers=a.h())
+        assert r.status_code == 200, r.text
+        return sum(s["total"] for s in r.json()["series"])
+
+    assert await total(["$source = web"]) == 2
+    assert await total([{"property": "$source", "op": "eq", "value": "api"}]) == 1
+    assert await total(["$source != web"]) == 2
+    assert await total(["$source in [api, ios]"]) == 2
+    assert await total(["$source ~ I"]) == 2
+    assert await total(["$source exists"]) == 4 and await total(["$source not exists"]) == 0
+    funnel = {
+        "steps": ["page_view where $source = web", "signup where $source = web"],
+        "period": "last_7_days",
+    }
+    r = await client.post("/v1/analytics/funnel", json=funnel, headers=a.h())
+    assert [s["clients"] for s in r.json()["steps"]] == [2, 1], r.text  # c2 signed up through the api
+    for bad in ("$member = x", "$source > 3"):
+        body = {"events": ["page_view"], "filters": [bad]}
+        r = await client.post("/v1/analytics/trends", json=body, headers=a.h())
+        assert r.status_code == 422 and r.json()["code"] == "invalid_filter", r.text
+        assert r.json()["errors"][0]["message"].startswith("`$"), r.text
