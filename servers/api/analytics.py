@@ -86,14 +86,26 @@ def _is_json(content_type: str | None) -> bool:
 async def _ingest_body(request: Request) -> Any:
     """The body, read here rather than by FastAPI: a batch the fast checks accept is never
     decoded into dicts first (validate_batch). Anything else is decoded as
-    FastAPI would, with the same 422 for a missing body or malformed JSON."""
+    FastAPI would, with the same 422 for a missing body or malformed JSON, and the same 415
+    for a body not sent as JSON."""
     raw = await request.body()
     if not raw:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         )
     if not _is_json(request.headers.get("content-type")):
-        return raw
+        # What FastAPI raises for another route's body sent as something else: the problem
+        # handler tells it apart by the header and answers 415 (servers/problems.py).
+        raise RequestValidationError(
+            [
+                {
+                    "type": "dict_type",
+                    "loc": ("body",),
+                    "msg": "Input should be a valid dictionary",
+                    "input": None,
+                }
+            ]
+        )
     if raw.lstrip()[:1] == b"{":
         # ~10 ms of CPU for 10,000 events: off the event loop, as the parse is.
         batch = await asyncio.to_thread(validate_batch, raw) if len(raw) > 100_000 else validate_batch(raw)

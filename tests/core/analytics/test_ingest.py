@@ -161,6 +161,24 @@ async def test_one_event_or_a_list_and_a_bad_single_event_is_a_422(client: httpx
     assert garbled.status_code == 400 and garbled.json()["code"] == "malformed_json"
 
 
+async def test_events_not_sent_as_json_are_a_415_as_on_every_route(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {**a.h(), **({"content-type": content_type} if content_type else {})}
+        r = await client.post("/v1/analytics/events", content=b'{"name": "page_view"}', headers=headers)
+        assert r.status_code == 415, (content_type, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        problem = r.json()
+        assert (
+            problem["code"] == "unsupported_media_type"
+            and "Content-Type: application/json" in problem["hint"]
+        )
+    r = await client.post(
+        "/v1/analytics/events", content=b"", headers={**a.h(), "content-type": "text/plain"}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body", r.text
+
+
 async def test_resends_never_double_count(client: httpx.AsyncClient, db: Database) -> None:
     a = await signup(client)
     org = await make_org(client, a)
