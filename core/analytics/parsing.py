@@ -160,11 +160,13 @@ def _properties(props: Any, max_props: int) -> str:
         props = {}
     if not isinstance(props, dict):
         raise _Refused("invalid_properties", "a JSON object", "properties")
+    # Two checks, each with its own reason: pydantic's encode error is a ValueError too.
     try:
-        encoded = to_json(props).decode()
         json.dumps(props, allow_nan=False)
     except ValueError:
         raise _Refused("invalid_properties", "NaN and Infinity are not JSON", "properties") from None
+    try:
+        encoded = to_json(props).decode()
     except Exception:
         raise _Refused(
             "invalid_properties", "not valid JSON text (e.g. a lone surrogate)", "properties"

@@ -432,3 +432,21 @@ async def test_the_daily_schedule_keeps_months_ahead_and_the_function_refuses_ab
                     text("SELECT analytics.ensure_partitions(:s, :e)"),
                     {"s": dt.datetime.fromisoformat(start), "e": dt.datetime.fromisoformat(end)},
                 )
+
+
+async def test_properties_that_are_not_json_text_say_why(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    h = {**a.h(), "content-type": "application/json"}
+    # As raw JSON text: the escape of a lone surrogate, and the NaN Python's reader takes.
+    cases = [
+        (r'{"name": "t1", "properties": {"s": "\ud800"}}', "a lone surrogate"),
+        ('{"name": "t1", "properties": {"n": NaN}}', "NaN and Infinity are not JSON"),
+        (r'{"name": "t1", "properties": {"n": Infinity, "s": "\ud800"}}', "NaN and Infinity are not JSON"),
+    ]
+    for body, reason in cases:
+        one = await client.post("/v1/analytics/events", content=body, headers=h)
+        assert one.status_code == 422 and one.json()["code"] == "invalid_properties", one.text
+        assert reason in one.json()["errors"][0]["message"], (body, one.text)
+        batch = await client.post("/v1/analytics/events", content=f'{{"events": [{body}]}}', headers=h)
+        assert batch.status_code == 200 and batch.json()["rejected"] == 1, batch.text
+        assert reason in batch.json()["errors"][0]["message"], (body, batch.text)
