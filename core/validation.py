@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import zoneinfo
 from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Annotated, Any
 
 import phonenumbers
@@ -131,6 +133,18 @@ class Input(BaseModel):
     def _text_only(cls, value: Any) -> Any:
         # Nested models are Inputs too and checked their own way; walk only plain data.
         return value if isinstance(value, BaseModel) else check_json_text(value)
+
+
+# Files of the zone database that name no IANA zone: `localtime` is this server's own
+# /etc/localtime (an answer would change with the machine), `posixrules` a template for POSIX
+# TZ strings, `Factory` a placeholder for "not yet set".
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@cache
+def time_zones() -> frozenset[str]:
+    """The IANA time zone names a caller may give (`UTC` always among them)."""
+    return frozenset(zoneinfo.available_timezones()) - _NOT_ZONES | {"UTC"}
 
 
 def _slug(value: str) -> str:

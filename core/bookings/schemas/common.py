@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import zoneinfo
 from decimal import Decimal
 from functools import lru_cache
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 from pydantic_core import PydanticCustomError
+
+from core.validation import time_zones
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
@@ -33,14 +34,9 @@ Outcome = Literal["completed", "no_show"]
 Actor = Literal["provider", "client"]
 
 
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
 def _time_zone(value: str) -> str:
     value = value.strip()
-    if value in {"UTC", "Etc/UTC"} or value in _zones():
+    if value in time_zones():
         return value
     raise ValueError("not an IANA time zone name, e.g. Europe/Paris or America/New_York")
 

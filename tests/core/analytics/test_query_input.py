@@ -111,3 +111,18 @@ async def test_filters_on_source_match_what_the_source_breakdown_shows(client: h
         r = await client.post("/v1/analytics/trends", json=body, headers=a.h())
         assert r.status_code == 422 and r.json()["code"] == "invalid_filter", r.text
         assert r.json()["errors"][0]["message"].startswith("`$"), r.text
+
+
+@pytest.mark.parametrize(("method", "path", "base"), RANGE_ROUTES, ids=[r[1] for r in RANGE_ROUTES])
+async def test_only_iana_zone_names_are_time_zones(
+    client: httpx.AsyncClient, method: str, path: str, base: dict[str, Any]
+) -> None:
+    a = await signup(client)
+    # `localtime` is the server's own /etc/localtime: an answer that changes with the machine.
+    for name in ("localtime", "posixrules", "Factory", "Mars/Olympus", "../etc/passwd"):
+        r = await _ask(client, method, path, {**base, "time_zone": name}, a.h())
+        assert r.status_code == 422, (name, r.text)
+        assert r.json()["code"] == "invalid_time_zone" and "IANA" in r.json()["hint"], r.text
+    for name in ("UTC", "Europe/Paris", "Asia/Kolkata"):
+        r = await _ask(client, method, path, {**base, "time_zone": name}, a.h())
+        assert r.status_code == 200, (name, r.text)
