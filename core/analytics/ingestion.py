@@ -59,10 +59,14 @@ async def ingest(
     rows, dup_in_batch = _first_of_each_id(parsed)
     if single and errors:
         e = errors[0]
+        # The field named here, not by where a door lists field issues (REST `errors`, MCP `fields`).
+        hint = (
+            f"fix the event's `{e.field}` and send it again" if e.field else "send the event as a JSON object"
+        )
         raise ValidationFailed(
             f"the event was refused: {e.message}",
             code=e.code,
-            hint="fix the field named in `errors` and send it again",
+            hint=hint,
             errors=[FieldIssue(e.field or "event", e.message, e.code)],
         )
     stored = store.Stored(0, [])

@@ -46,6 +46,8 @@ def test_core_hints_name_no_route_and_no_tool_themselves() -> None:
     for path in CORE.rglob("*.py"):
         for hint in re.findall(r'hint=f?"((?:[^"\\]|\\.)*)"', path.read_text()):
             assert "/v1/" not in hint, (path.name, hint)
+            # Where field issues are listed is a door's word: REST's `errors`, MCP's `fields`.
+            assert "`errors`" not in hint and "`fields`" not in hint, (path.name, hint)
             assert not {w for w in re.findall(r"[a-z_]+", hint) if w in tool_names}, (path.name, hint)
 
 

@@ -156,6 +156,11 @@ async def test_tool_errors_carry_code_and_hint(client: httpx.AsyncClient, db: Da
             r = await c.call_tool(tool, args)
             error = tool_error(r)
             assert error["code"] == code and error["hint"], (tool, error)
+        # The hint names the field itself: MCP lists field issues in `fields`, not REST's `errors`.
+        r = await c.call_tool("analytics_track", {"name": "x", "timestamp": "yesterday"})
+        error = tool_error(r)
+        assert error["code"] == "invalid_timestamp" and error["fields"][0]["path"] == "timestamp", error
+        assert error["hint"] == "fix the event's `timestamp` and send it again", error
         # A member sees the org's totals, without per-member numbers.
         ok = await c.call_tool("analytics_summary", {"org": org})
         assert not ok.is_error and ok.structured_content["members"] is None

@@ -147,7 +147,8 @@ async def test_one_event_or_a_list_and_a_bad_single_event_is_a_422(client: httpx
     bad = await client.post("/v1/analytics/events", json={"name": "a b"}, headers=a.h())
     assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
     problem = bad.json()
-    assert problem["code"] == "invalid_name" and problem["hint"] and problem["errors"][0]["field"] == "name"
+    assert problem["code"] == "invalid_name" and problem["errors"][0]["field"] == "name"
+    assert problem["hint"] == "fix the event's `name` and send it again", problem
     for body, code in (
         ({"events": []}, "empty_batch"),
         ({"events": [{"name": "a"}], "extra": 1}, "invalid_batch"),
