@@ -35,7 +35,8 @@ async def list_events(
     )
     stmt = where_given(stmt, (c.name, check_name(name, "name") if name else None), (c.client_id, client_id))
     await limit_time(uow)
-    filters = (name, client_id, q or RangeIn())
+    # The context too: a cursor of one context's events is no position among another's.
+    filters = {"context": ctx.tenant_id, "filters": (name, client_id, q or RangeIn())}
     rows = await fetch_rows(uow, apply_keyset(stmt, page, c.ts, c.id, descending=True, under=filters))
     show_member = sees_members(ctx)
     items = [

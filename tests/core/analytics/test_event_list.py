@@ -1,5 +1,5 @@
 """The raw event list pages newest first by keyset, narrows by name and client, and refuses a
-cursor it did not hand out."""
+cursor it did not hand out (or handed out in another context)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 
 import httpx
 
-from tests.conftest import signup
+from tests.conftest import make_org, signup
 
 
 async def test_the_event_list_pages_newest_first_and_filters(client: httpx.AsyncClient) -> None:
@@ -45,3 +45,10 @@ async def test_the_event_list_pages_newest_first_and_filters(client: httpx.Async
 
     bad = await client.get("/v1/analytics/events", params={"cursor": "not-a-cursor"}, headers=a.h())
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_cursor"
+    # A cursor of the personal events is no position among an org's.
+    org = await make_org(client, a)
+    first = (await client.get("/v1/analytics/events", params={"limit": 1}, headers=a.h())).json()
+    elsewhere = await client.get(
+        "/v1/analytics/events", params={"cursor": first["next_cursor"]}, headers=a.h(org=org)
+    )
+    assert elsewhere.status_code == 422 and elsewhere.json()["code"] == "invalid_cursor"
