@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from core import audit
 from core.billing import ledger
+from core.billing.models import LedgerEntry
 from core.billing.policy import log
 from core.billing.presenters import grant_out
 from core.billing.schemas import GrantIn, GrantOut, RefundIn
@@ -101,8 +102,9 @@ async def grant_credits(
 
 
 async def refund_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, data: RefundIn) -> GrantOut:
-    """Platform admin: give back what a job was charged (once per job; a retry returns the
-    same refund)."""
+    """Platform admin: give back what a job was charged, once per job. A retry asking for the
+    same refund returns it; one asking for another amount or memo is refused (409
+    `already_refunded`)."""
     await audit.require_platform_admin(ctx, uow)
     job = await lock_job(uow, job_id)
     if job is None:
@@ -127,6 +129,8 @@ async def refund_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, dat
         job_id=job.id,
         memo=data.memo or f"refund of {job.component}/{job.action} by {ctx.person_slug}",
     )
+    if not created:
+        _refuse_another_refund(entry, credits, data.memo)
     if created:
         uow.emit(
             "billing/credits.refunded",
@@ -151,3 +155,19 @@ async def refund_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, dat
             },
         )
     return grant_out(entry)
+
+
+def _refuse_another_refund(entry: LedgerEntry, credits: int, memo: str | None) -> None:
+    """The ledger key makes a job's refund one entry: a retry is answered with it, but a request
+    for another amount (or memo) would otherwise read as done while nothing was given back."""
+    if entry.amount == credits and (memo is None or memo == entry.memo):
+        return
+    raise Conflict(
+        f"this job was already refunded {entry.amount} credits",
+        code="already_refunded",
+        hint=(
+            f"a job is refunded once, and this one's refund gave back {entry.amount} credits; "
+            "to give more, grant them ([[billing.grant_credits]])"
+        ),
+        extra={"refunded_credits": entry.amount, "entry_id": str(entry.id)},
+    )

@@ -28,6 +28,7 @@ from tests.support.billing import (
 )
 from tests.support.registry import install
 from tests.support.serving import app_client
+from tests.support.sql import system_sql
 
 PERSON = {"input": {"email": "ada@example.com"}}
 
@@ -440,6 +441,36 @@ async def test_refund_gives_back_a_charge_once(client: httpx.AsyncClient) -> Non
     assert first.json()["kind"] == "refund" and first.json()["amount"] == 1
     assert (await client.get("/v1/credits", headers=a.h())).json()["balance"] == 5
     assert_consistent(await ledger_state(app_db(client), a.id))
+
+
+async def test_a_second_refund_asking_for_something_else_is_refused(client: httpx.AsyncClient) -> None:
+    admin, a = await make_admin(client), await signup(client)
+    await grant(client, admin, 100, person=a.slug)
+    job = (
+        await client.post("/v1/run/tests/metered-overage", json={"input": {"credits": 50}}, headers=a.h())
+    ).json()
+    db = app_db(client)
+    await Relay(db).drain()
+    refund = f"/v1/admin/jobs/{job['job_id']}/refund"
+    first = await client.post(refund, json={"credits": 10, "memo": "late"}, headers=admin.h())
+    assert first.status_code == 200 and first.json()["amount"] == 10
+    # The same refund asked again (memo given or not) is the first one, and records nothing.
+    for same in ({"credits": 10, "memo": "late"}, {"credits": 10}):
+        again = await client.post(refund, json=same, headers=admin.h())
+        assert again.status_code == 200 and again.json() == first.json()
+    for other in ({"credits": 20}, {}, {"credits": 10, "memo": "another reason"}):
+        refused = await client.post(refund, json=other, headers=admin.h())
+        body = refused.json()
+        assert refused.status_code == 409 and body["code"] == "already_refunded", other
+        assert "10 credits" in body["hint"] and "once" in body["hint"] and body["refunded_credits"] == 10
+    assert (await client.get("/v1/credits", headers=a.h())).json()["balance"] == 100 - 50 + 10
+    audited = await system_sql(
+        db,
+        "SELECT count(*) FROM platform.audit_log WHERE action = 'credits.refund' AND target_id = :j",
+        {"j": job["job_id"]},
+    )
+    assert audited.scalar_one() == 1
+    assert_consistent(await ledger_state(db, a.id))
 
 
 async def test_purchase_webhook_is_signed_and_replay_safe(db: Database, client: httpx.AsyncClient) -> None:
