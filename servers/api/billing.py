@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Query, Request, Response, status
+from fastapi import Body, Depends, Header, Path, Query, Request, Response, status
 
 from core import billing, registry
 from core.billing.schemas import (
@@ -192,9 +192,11 @@ async def grant_credits(data: GrantIn, caller: CallerDep, idempotency_key: Idemp
 
 
 @router.post("/v1/admin/jobs/{job_id}/refund", response_model=GrantOut, tags=["admin"])
-async def refund_job(job_id: uuid.UUID, data: RefundIn, caller: CallerDep) -> GrantOut:
-    """Give back what a job was charged (platform admins; once per job)."""
-    return await caller.call_person_level(billing.refund_job, job_id, data)
+async def refund_job(
+    job_id: uuid.UUID, caller: CallerDep, data: Annotated[RefundIn | None, Body()] = None
+) -> GrantOut:
+    """Give back what a job was charged (platform admins; once per job). Without a body: all of it."""
+    return await caller.call_person_level(billing.refund_job, job_id, data or RefundIn())
 
 
 @router.get("/v1/admin/peers", response_model=Page[PeerOut], tags=["admin"])

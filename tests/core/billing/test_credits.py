@@ -438,6 +438,9 @@ async def test_refund_gives_back_a_charge_once(client: httpx.AsyncClient) -> Non
     first = await client.post(f"/v1/admin/jobs/{job['job_id']}/refund", json={}, headers=admin.h())
     again = await client.post(f"/v1/admin/jobs/{job['job_id']}/refund", json={}, headers=admin.h())
     assert first.status_code == again.status_code == 200 and first.json() == again.json()
+    # Every field is optional, so is the body: none asks for the same refund.
+    bare = await client.post(f"/v1/admin/jobs/{job['job_id']}/refund", headers=admin.h())
+    assert bare.status_code == 200 and bare.json() == first.json()
     assert first.json()["kind"] == "refund" and first.json()["amount"] == 1
     assert (await client.get("/v1/credits", headers=a.h())).json()["balance"] == 5
     assert_consistent(await ledger_state(app_db(client), a.id))
