@@ -61,9 +61,11 @@ jobs = Toolset(
 async def jobs_actions_list(
     rt: ToolRuntime, org: OrgArg = None, page: PageArg = FIRST_PAGE
 ) -> Page[ActionOut]:
-    """List the actions you can run as jobs (built-in and peer components): price in credits, unit,
-    overage policy and input JSON Schema. Read-only, free."""
-    return await rt.call(org, billing.list_actions, page)
+    """List the actions you can run as jobs in this context (built-in and peer components installed
+    here, or always available): price in credits, unit, overage policy and input JSON Schema. A
+    component not installed here is not listed: find it with registry_search and install it with
+    registry_install. Read-only, free."""
+    return await call_in(rt.context(org, gates=True), billing.list_actions, page)
 
 
 @jobs.tool(title="Quote an action", read_only=True)

@@ -15,7 +15,7 @@ from core.billing.models import Peer
 from core.billing.policy import JOBS_READ, input_error
 from core.billing.schemas import ActionOut, DataPage, QuoteOut, RunIn
 from core.context import TenantContext
-from core.errors import NotFound
+from core.errors import NotFound, PermissionDenied
 from core.pagination import Page, PageRequest, decode_cursor, page_of
 from core.registry.gate import require_installed
 from core.uow import UnitOfWork
@@ -32,6 +32,10 @@ class Target:
     overage: str
     spec: ActionSpec[Any] | None = None
     peer: Peer | None = None
+
+
+# The gate's refusal: a component this context has not installed.
+NOT_INSTALLED = "component_not_installed"
 
 
 def _unknown_action(component: str, action: str) -> NotFound:
@@ -98,7 +102,9 @@ async def prepare(
 
 
 async def list_actions(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[ActionOut]:
-    """Every action this context can run: built-in ones, then enabled peer components'."""
+    """Every action this context can run: built-in ones, then enabled peer components', of the
+    components available here (installed in this context, or always on). Others are found in
+    the registry ([[registry.search_components]]) and run once installed ([[registry.install]])."""
     ctx.require(JOBS_READ)
     items = [
         ActionOut(
@@ -128,12 +134,29 @@ async def list_actions(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -
             )
             for a in peer.actions
         ]
-    items.sort(key=lambda a: (a.component, a.action))
+    runnable = await _runnable(ctx, uow, {a.component for a in items})
+    items = sorted((a for a in items if a.component in runnable), key=lambda a: (a.component, a.action))
     if page.cursor:
         after = tuple(decode_cursor(page.cursor, 2))
         items = [a for a in items if (a.component, a.action) > after]
     # The catalogue is built in memory (built-in and peer actions), so it is paged in memory.
     return page_of(items, page.limit, lambda a: (a.component, a.action))
+
+
+async def _runnable(ctx: TenantContext, uow: UnitOfWork, components: set[str]) -> set[str]:
+    """The `components` a run in `ctx` would pass the installation gate with. Asked of the gate
+    itself, so the list and the run can never disagree; a context bound with `gates=True`
+    answers built-ins from its binding, and each peer costs the gate's one statement."""
+    runnable: set[str] = set()
+    for component in sorted(components):
+        try:
+            await require_installed(ctx, uow, component=component)
+        except PermissionDenied as exc:
+            if exc.code != NOT_INSTALLED:
+                raise
+        else:
+            runnable.add(component)
+    return runnable
 
 
 async def quote(ctx: TenantContext, uow: UnitOfWork, component: str, action: str, data: RunIn) -> QuoteOut:

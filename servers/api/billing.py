@@ -74,8 +74,10 @@ WebhookHeaders = Annotated[dict[str, str], Depends(_webhook_headers)]
 
 @router.get("/v1/actions", response_model=Page[ActionOut], tags=["jobs"])
 async def list_actions(caller: CallerDep, page: PageDep) -> Page[ActionOut]:
-    """Actions you can run: built-in and peer components, with price and input schema."""
-    return await caller.call(billing.list_actions, page)
+    """Actions you can run here: those of built-in and peer components installed in this context
+    (or always available), with price and input schema. Find others with GET /v1/registry and
+    install them with POST /v1/installations."""
+    return await call_in(caller.context(gates=True), billing.list_actions, page)
 
 
 @router.post("/v1/quote/{component}/{action}", response_model=QuoteOut, tags=["jobs"])

@@ -322,8 +322,8 @@ async def all_peers(client: httpx.AsyncClient, admin: Account) -> list[dict[str,
 
 
 async def all_actions(client: httpx.AsyncClient, who: Account) -> list[dict[str, Any]]:
-    """Every action `who` can run: the list holds every enabled peer's actions (by component
-    slug), and a worker's database holds the peers of every module that ran on it."""
+    """Every action `who` can run in their personal context: the actions of every enabled peer
+    installed there (by component slug), with the built-in ones."""
     return await every_page(client, "/v1/actions", who)
 
 

@@ -69,6 +69,23 @@ async def test_tools_state_their_cost_and_honest_annotations(client: httpx.Async
     assert not (TOOLS & default)
 
 
+async def test_actions_list_shows_what_this_context_can_run_as_rest_does(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    a = await signup(client)
+    await install(client, a, "jobs")
+    async with Client(build_server(db, static_token=a.token, toolset_names=["jobs"])) as c:
+        before = (await c.call_tool("jobs_actions_list", {"limit": 100})).structured_content
+        await install(client, a, "identity")
+        after = (await c.call_tool("jobs_actions_list", {"limit": 100})).structured_content
+        described = next(t for t in (await c.list_tools()).tools if t.name == "jobs_actions_list")
+    assert "identity" not in {x["component"] for x in before["items"]}
+    assert ("identity", "resolve-person") in {(x["component"], x["action"]) for x in after["items"]}
+    assert "registry_install" in tool_description(described)
+    rest = await client.get("/v1/actions", params={"limit": 100}, headers=a.h())
+    assert rest.json() == after
+
+
 async def test_run_follow_and_pay_through_tools(client: httpx.AsyncClient, db: Database) -> None:
     admin, a = await make_admin(client), await signup(client)
     org = await make_org(client, a)

@@ -330,6 +330,22 @@ async def test_quote_then_402_with_a_hint(client: httpx.AsyncClient) -> None:
     assert person["price"] == 1 and "email" in person["input_schema"]["properties"]
 
 
+async def test_actions_listed_are_those_the_context_can_run(client: httpx.AsyncClient) -> None:
+    a = await signup(client)
+    org = await make_org(client, a)
+    fresh = {x["component"] for x in await all_actions(client, a)}
+    assert "identity" not in fresh  # running one would be refused: component_not_installed
+    await install(client, a, "identity", org=org)
+    assert "identity" not in {x["component"] for x in await all_actions(client, a)}
+    # Other contexts' peers are not listed here: one page holds them all.
+    in_org = await client.get("/v1/actions", params={"limit": 100}, headers=a.h(org=org))
+    listed = {(x["component"], x["action"]) for x in in_org.json()["items"]}
+    assert in_org.json()["next_cursor"] is None
+    assert {("identity", "resolve-person"), ("identity", "resolve-company")} <= listed
+    quote = await client.post("/v1/quote/identity/resolve-person", json=PERSON, headers=a.h(org=org))
+    assert quote.status_code == 200, quote.text
+
+
 async def test_expiring_grants_expire_what_is_left_never_what_is_held(client: httpx.AsyncClient) -> None:
     import tests.support.billing  # noqa: F401
 
