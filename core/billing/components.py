@@ -43,7 +43,7 @@ class ActionRun:
 class ActionResult:
     output: BaseModel
     # Usage metrics (rows processed, lookups, ...): recorded on the job and in the ledger memo.
-    usage: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, int | float] = field(default_factory=dict)
     # Credits to charge; None = the quoted price. Capped at the hold unless overage is allowed.
     credits: int | None = None
 

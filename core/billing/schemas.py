@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator, model_validator
 
 from core.validation import Input, Name, SlugRef, bounded_json
 
@@ -16,6 +17,24 @@ Overage = Literal["cap", "allow"]
 ActionInput = Annotated[dict[str, Any], bounded_json(64 * 1024)]
 Credits = Annotated[int, Field(ge=1, le=1_000_000_000)]
 COMPONENT_PATTERN = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
+
+
+_METRIC_MAX_INT = 2**63 - 1
+
+
+def _metric(value: object) -> int | float:
+    # Lax validation would read a count of 812 as 812.0 and `true` as 1.0: a count stays an
+    # integer, a measure a float, and nothing else (a boolean, a string, NaN) is a number.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("a usage metric is a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("a usage metric is a finite number")
+    if isinstance(value, int) and abs(value) > _METRIC_MAX_INT:
+        raise ValueError("a usage metric integer fits in 64 bits")
+    return value
+
+
+Metric = Annotated[int | float, PlainValidator(_metric, json_schema_input_type=int | float)]
 ACTION_PATTERN = r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$"
 
 
@@ -99,7 +118,7 @@ class CallbackUsage(Input):
     # A peer's exact words: not trimmed.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
     credits: int | None = Field(default=None, ge=0, le=1_000_000_000, description="Credits to charge.")
-    metrics: dict[str, float] = Field(default_factory=dict, max_length=50)
+    metrics: dict[str, Metric] = Field(default_factory=dict, max_length=50)
 
 
 class CallbackError(Input):

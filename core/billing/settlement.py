@@ -41,7 +41,7 @@ async def succeed(
     job: Job,
     *,
     output: dict[str, Any],
-    usage: dict[str, float],
+    usage: dict[str, int | float],
     charge: int,
     overage: str,
     acct: CreditAccount | None = None,

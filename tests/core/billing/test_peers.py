@@ -120,7 +120,7 @@ async def test_round_trip_success_with_trace_id_end_to_end(
         result = {
             "status": "succeeded",
             "output": {"draft": "Merci !"},
-            "usage": {"credits": 4, "metrics": {"tokens": 812}},
+            "usage": {"credits": 4, "metrics": {"tokens": 812, "seconds": 1.5, "temperature": 1.0}},
         }
         body, sig = signed(peer["secret"], result)
         done = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
@@ -141,7 +141,11 @@ async def test_round_trip_success_with_trace_id_end_to_end(
     assert all(e["trace_id"] == trace for e in lines), [(e["event"], e["trace_id"]) for e in lines]
 
     finished = await job_of(client, a, job_id)
-    assert finished["output"] == {"draft": "Merci !"} and finished["usage"] == {"tokens": 812}
+    assert finished["output"] == {"draft": "Merci !"}
+    # As the peer wrote them: a count stays an integer, a measure a float.
+    usage = finished["usage"]
+    assert usage == {"tokens": 812, "seconds": 1.5, "temperature": 1.0}
+    assert [type(usage[k]) for k in ("tokens", "seconds", "temperature")] == [int, float, float]
     assert finished["credits_captured"] == 4 and finished["hold_status"] == "captured"
     # Duplicate and late callbacks: 200, applied false, nothing moves.
     again = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
@@ -292,6 +296,9 @@ async def test_malformed_callback_bodies_are_422(
         b"not json",
         b'{"status": "maybe"}',
         b'{"status": "succeeded", "usage": {"credits": -1}}',
+        b'{"status": "succeeded", "usage": {"metrics": {"tokens": true}}}',
+        b'{"status": "succeeded", "usage": {"metrics": {"tokens": "812"}}}',
+        b'{"status": "succeeded", "usage": {"metrics": {"tokens": 99999999999999999999}}}',
     ):
         body, sig = signed(peer["secret"], bad)
         r = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
