@@ -22,7 +22,6 @@ CLI_NAMES = {
     "billing.list_jobs": "`atlilith jobs list`",
     "billing.get_job": "`atlilith jobs get <id>`",
     "billing.cancel_job": "`atlilith jobs cancel <id>`",
-    "billing.list_actions": "`atlilith search`",
     "tenancy.login": "`atlilith login`",
     "tenancy.refresh": "`atlilith login`",
     "tenancy.whoami": "`atlilith whoami`",

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from core.billing import ledger
 from core.billing.components import ActionSpec, builtin_action, builtin_actions, data_entities
 from core.billing.models import Peer
-from core.billing.policy import JOBS_READ, input_error
+from core.billing.policy import JOBS_READ, OWN_FIELDS_HINT, input_error
 from core.billing.schemas import ActionOut, DataPage, QuoteOut, RunIn
 from core.context import TenantContext
 from core.errors import NotFound, PermissionDenied
@@ -71,15 +71,16 @@ async def _target(uow: UnitOfWork, component: str, action: str) -> Target:
 
 
 def _validate(
-    uow: UnitOfWork, target: Target, raw: dict[str, Any]
+    uow: UnitOfWork, target: Target, raw: dict[str, Any], *, flat: bool
 ) -> tuple[BaseModel | None, dict[str, Any]]:
-    """The input as the action will see it (normalized), or a 422 before anything is held."""
+    """The input as the action will see it (normalized), or a 422 before anything is held.
+    `flat`: `raw` is the caller's own arguments, not an `input` object of theirs."""
     if target.spec is None:
         return None, raw
     try:
         model = target.spec.input.model_validate(raw, context=target.spec.input_context(uow))
     except ValidationError as exc:
-        raise input_error(exc) from exc
+        raise (input_error(exc, None, OWN_FIELDS_HINT) if flat else input_error(exc)) from exc
     return model, model.model_dump(mode="json")
 
 
@@ -90,14 +91,22 @@ async def _price(ctx: TenantContext, uow: UnitOfWork, target: Target, model: Bas
 
 
 async def prepare(
-    ctx: TenantContext, uow: UnitOfWork, component: str, action: str, raw: dict[str, Any]
+    ctx: TenantContext,
+    uow: UnitOfWork,
+    component: str,
+    action: str,
+    raw: dict[str, Any],
+    *,
+    flat: bool = False,
 ) -> tuple[Target, BaseModel | None, dict[str, Any], int]:
+    """The action, its validated input, the payload to record and the price. `flat`: `raw` is
+    the caller's own arguments (a synchronous door), so an invalid field is named as they did."""
     target = await _target(uow, component, action)
     # Every door runs actions through here: `jobs_run`, `POST /v1/run`, the CLI.
     await require_installed(ctx, uow, component=component)
     if target.spec is not None and target.spec.scope:
         ctx.require(target.spec.scope)
-    model, payload = _validate(uow, target, raw)
+    model, payload = _validate(uow, target, raw, flat=flat)
     return target, model, payload, await _price(ctx, uow, target, model)
 
 

@@ -22,7 +22,7 @@ from core import webhooks
 from core.billing import captures, ledger, peers
 from core.billing.components import ActionResult, ActionRun, ActionSpec, builtin_action
 from core.billing.models import OPEN_STATUSES, Job, Peer, PeerSecret
-from core.billing.policy import input_error, log
+from core.billing.policy import CALLBACK_HINT, input_error, log
 from core.billing.schemas import CallbackIn, CallbackOut
 from core.billing.settlement import finish_unpaid, lock_job, mark_running, succeed, succeed_with
 from core.config import Settings
@@ -428,7 +428,7 @@ async def _apply_callback(uow: UnitOfWork, job: Job, peer: Peer, body: bytes) ->
     try:
         data = CallbackIn.model_validate_json(body)
     except ValidationError as exc:
-        raise input_error(exc, "body") from exc
+        raise input_error(exc, "body", CALLBACK_HINT) from exc
     if job.status != "running":
         log.info("callback_ignored", status=job.status)
         return CallbackOut(job_id=job.id, status=job.status, applied=False)

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from core import webhooks
 from core.billing import ledger
 from core.billing.models import WebhookEvent
-from core.billing.policy import input_error, log
+from core.billing.policy import PURCHASE_HINT, input_error, log
 from core.billing.schemas import PurchaseEvent, PurchaseOut
 from core.config import Settings
 from core.errors import FieldIssue, PermissionDenied, Unauthenticated, ValidationFailed
@@ -56,7 +56,7 @@ def _verified_event(settings: Settings, body: bytes, headers: Mapping[str, str])
     try:
         return PurchaseEvent.model_validate_json(body)
     except ValidationError as exc:
-        raise input_error(exc, "body") from exc
+        raise input_error(exc, "body", PURCHASE_HINT) from exc
 
 
 async def _claim(uow: UnitOfWork, event: PurchaseEvent) -> PurchaseOut | None:

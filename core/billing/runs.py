@@ -252,9 +252,10 @@ async def execute_now(
 ) -> tuple[JobOut, BaseModel]:
     """Run a built-in action inside the caller's transaction and return its output: for quick
     actions a caller waits for (identity resolution). Still a job — held, captured, traced,
-    with its events — and if the action fails, nothing of it (nor any charge) remains."""
+    with its events — and if the action fails, nothing of it (nor any charge) remains. `raw` is
+    the door's own arguments (a flat body), so an invalid field is named as the caller wrote it."""
     ctx.require(JOBS_WRITE)
-    target, model, payload, price = await prepare(ctx, uow, component, action, raw)
+    target, model, payload, price = await prepare(ctx, uow, component, action, raw, flat=True)
     spec = target.spec
     if spec is None or model is None:
         raise ValidationFailed(

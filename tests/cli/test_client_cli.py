@@ -187,6 +187,8 @@ async def test_job_failures_and_refusals_have_their_own_exit_codes(
     assert bad_input.exit_code == 2 and "not valid JSON" in bad_input.stderr
     invalid = atl("jobs", "run", "identity", "resolve-person", "--input", '{"email": 5}')
     assert invalid.exit_code == 7 and "email" in invalid.stderr
+    # The hint names what shows an action's input schema (the search shows none).
+    assert "GET /v1/actions" in invalid.stderr and "atlilith search" not in invalid.stderr
     missing = atl("jobs", "get", str(uuid.uuid4()))
     assert missing.exit_code == client_cli.EXIT_NOT_FOUND == 6
     not_an_id = atl("jobs", "get", "nope")

@@ -135,6 +135,8 @@ async def test_run_follow_and_pay_through_tools(client: httpx.AsyncClient, db: D
         assert (balance.structured_content["balance"], balance.structured_content["available"]) == (0, 0)
         broke = err(await c.call_tool("identity_resolve_person", {"email": "c@example.com", "org": org}))
         assert broke["code"] == "insufficient_credits" and broke["hint"] and broke["available"] == 0
+        bad_phone = err(await c.call_tool("identity_resolve_person", {"phone": "12", "org": org}))
+        assert bad_phone["code"] == "validation_failed" and bad_phone["fields"][0]["path"] == "phone"
         ledger = await c.call_tool("credits_ledger", {"org": org, "kind": "capture"})
         assert len(ledger.structured_content["items"]) == 3
 

@@ -303,6 +303,8 @@ async def test_malformed_callback_bodies_are_422(
         body, sig = signed(peer["secret"], bad)
         r = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
         assert r.status_code == 422, r.text
+        # The callback's own shape, not an action's input.
+        assert "callback" in r.json()["hint"] and "input" not in r.json()["hint"], r.text
     assert (await job_of(client, a, job_id))["status"] == "running"
 
 

@@ -217,8 +217,10 @@ async def test_identity_input_errors_and_payment(client: httpx.AsyncClient) -> N
     assert none.status_code == 422
     bad = await client.post("/v1/identity/resolve-person", json={"email": "not-an-email"}, headers=a.h())
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "email"
+    # The body is flat: the field is named as the caller wrote it, not as a job's `input.phone`.
     local = await client.post("/v1/identity/resolve-person", json={"phone": "12"}, headers=a.h())
-    assert local.status_code == 422 and local.json()["errors"][0]["field"] == "input.phone"
+    assert local.status_code == 422 and local.json()["errors"][0]["field"] == "phone"
+    assert "/v1/actions" not in local.json()["hint"]
     broke = await client.post("/v1/identity/resolve-person", json={"email": "ada@example.com"}, headers=a.h())
     assert broke.status_code == 402 and broke.json()["code"] == "insufficient_credits"
     # Nothing was recorded for refused calls.
