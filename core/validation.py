@@ -174,6 +174,9 @@ def normalize_email(value: str) -> str:
     return info.normalized.lower()
 
 
+PHONE_HINT = "write the number with its country code, e.g. +33 6 12 34 56 78"
+
+
 def normalize_phone(value: str, region: str) -> str:
     try:
         number = phonenumbers.parse(value, region)

@@ -58,6 +58,7 @@ async def list_audit(
         raise ValidationFailed(
             "`since` must be before `until`",
             code="invalid_time_range",
+            hint="give a `since` before `until` (`since` is inclusive, `until` exclusive), or only one",
             errors=[FieldIssue("until", "not after since")],
         )
     stmt = select(AuditEntry)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core import audit
 from core.billing import ledger
-from core.billing.models import LedgerEntry
+from core.billing.models import Job, LedgerEntry
 from core.billing.policy import log
 from core.billing.presenters import grant_out
 from core.billing.schemas import GrantIn, GrantOut, RefundIn
@@ -56,6 +56,7 @@ async def grant_credits(
         raise ValidationFailed(
             "`expires_at` is in the past",
             code="expired_grant",
+            hint="give a future `expires_at`, or leave it out for credits that never expire",
             errors=[FieldIssue("expires_at", "in the past")],
         )
     person_id, org_id = await _owner_of(uow, data.person, data.org)
@@ -109,15 +110,7 @@ async def refund_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, dat
     job = await lock_job(uow, job_id)
     if job is None:
         raise NotFound("no such job", code="job_not_found", hint="check the id: a job's id is its trace id")
-    if job.credits_captured == 0:
-        raise Conflict("this job was not charged", code="nothing_to_refund")
-    credits = data.credits or job.credits_captured
-    if credits > job.credits_captured:
-        raise ValidationFailed(
-            f"the job was charged {job.credits_captured} credits; a refund cannot exceed that",
-            code="refund_too_large",
-            errors=[FieldIssue("credits", f"at most {job.credits_captured}")],
-        )
+    credits = _refundable(job, data.credits)
     acct = await ledger.lock_account(uow, job.person_id, job.org_id)
     entry, created = await ledger.credit(
         uow,
@@ -155,6 +148,29 @@ async def refund_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID, dat
             },
         )
     return grant_out(entry)
+
+
+def _refundable(job: Job, asked: int | None) -> int:
+    """The credits a refund of `job` gives back: what was asked, at most what it was charged."""
+    if job.credits_captured == 0:
+        raise Conflict(
+            "this job was not charged",
+            code="nothing_to_refund",
+            hint=(
+                f"the job is {job.status}: only a charge can be refunded (a failed or cancelled job "
+                "was never charged, a running one is when it succeeds); to give credits anyway, "
+                "grant them ([[billing.grant_credits]])"
+            ),
+        )
+    credits = asked or job.credits_captured
+    if credits > job.credits_captured:
+        raise ValidationFailed(
+            f"the job was charged {job.credits_captured} credits; a refund cannot exceed that",
+            code="refund_too_large",
+            hint=f"refund at most {job.credits_captured} credits, or leave `credits` out to refund all of it",
+            errors=[FieldIssue("credits", f"at most {job.credits_captured}")],
+        )
+    return credits
 
 
 def _refuse_another_refund(entry: LedgerEntry, credits: int, memo: str | None) -> None:

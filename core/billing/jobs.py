@@ -60,6 +60,7 @@ async def cancel_job(ctx: TenantContext, uow: UnitOfWork, job_id: uuid.UUID) -> 
         raise PermissionDenied(
             "only the person who ran this job, or an owner or admin of the org, can cancel it",
             code="not_your_job",
+            hint="ask whoever ran it, or an owner or admin of the org, to cancel it",
         )
     if job.status == "cancelled":
         return job_out(job)

@@ -87,6 +87,7 @@ async def _owner_of_tenant(uow: UnitOfWork, tenant_id: uuid.UUID) -> tuple[uuid.
     raise ValidationFailed(
         "no person or org has this tenant id",
         code="unknown_tenant",
+        hint="`data.tenant_id` is the id of the person or org paying, as set in the checkout's metadata",
         errors=[FieldIssue("data.tenant_id", "unknown")],
     )
 

@@ -51,7 +51,10 @@ def _check_domains(domains: list[str]) -> list[str]:
     unique = sorted(set(domains))
     if len(unique) != len(domains):
         raise ValidationFailed(
-            "a domain is listed twice", code="duplicate_domain", errors=[FieldIssue("domains", "duplicates")]
+            "a domain is listed twice",
+            code="duplicate_domain",
+            hint="list each domain once",
+            errors=[FieldIssue("domains", "duplicates")],
         )
     return unique
 

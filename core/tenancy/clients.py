@@ -18,7 +18,7 @@ from core.tenancy.queries import READ, WRITE
 from core.tenancy.schemas import ClientIn, ClientOut, ClientUpdateIn
 from core.uow import UnitOfWork
 from core.utilities import utcnow
-from core.validation import normalize_phone
+from core.validation import PHONE_HINT, normalize_phone
 
 
 def _phone(uow: UnitOfWork, phone: str | None) -> str | None:
@@ -28,7 +28,7 @@ def _phone(uow: UnitOfWork, phone: str | None) -> str | None:
         return normalize_phone(phone, uow.db.settings.default_phone_region)
     except ValueError as exc:
         raise ValidationFailed(
-            str(exc), code="invalid_phone", errors=[FieldIssue("phone", str(exc))]
+            str(exc), code="invalid_phone", hint=PHONE_HINT, errors=[FieldIssue("phone", str(exc))]
         ) from exc
 
 

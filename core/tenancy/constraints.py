@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from core.errors import Conflict, FieldIssue, constraint_error
 
+# One pending invitation per invitee: revoking it is what lets the org invite them again.
+_PENDING_HINT = (
+    "the pending invitation stands until it is answered or revoked: find it with "
+    "[[tenancy.list_invitations]], revoke it ([[tenancy.revoke_invitation]]) to invite again"
+)
+
 
 def _taken(field: str, code: str, message: str, hint: str) -> Conflict:
     return Conflict(message, code=code, hint=hint, errors=[FieldIssue(field, message, "taken")])
@@ -66,11 +72,11 @@ constraint_error(
 )
 constraint_error(
     "uq_invitations_pending_person",
-    Conflict("this person already has a pending invitation", code="invitation_pending"),
+    Conflict("this person already has a pending invitation", code="invitation_pending", hint=_PENDING_HINT),
 )
 constraint_error(
     "uq_invitations_pending_email",
-    Conflict("this email already has a pending invitation", code="invitation_pending"),
+    Conflict("this email already has a pending invitation", code="invitation_pending", hint=_PENDING_HINT),
 )
 constraint_error(
     "fk_orgs_owner_id_persons",

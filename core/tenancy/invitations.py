@@ -136,7 +136,11 @@ async def revoke_invitation(ctx: TenantContext, uow: UnitOfWork, invitation_id: 
         inv.status, inv.responded_at = "revoked", utcnow()
         uow.emit("platform/invitation.revoked", {"invitation_id": inv.id})
     elif inv.status != "revoked":
-        raise Conflict(f"the invitation is already {inv.status}", code="invitation_not_pending")
+        raise Conflict(
+            f"the invitation is already {inv.status}",
+            code="invitation_not_pending",
+            hint="nothing to revoke; the org's invitations and their status: [[tenancy.list_invitations]]",
+        )
     return await _invitation_out(uow, inv)
 
 
@@ -154,7 +158,11 @@ async def _my_pending_invitation(ctx: TenantContext, uow: UnitOfWork, invitation
         not_found,
     )
     if inv.status != "pending":
-        raise Conflict(f"the invitation is {inv.status}", code="invitation_not_pending")
+        raise Conflict(
+            f"the invitation is {inv.status}",
+            code="invitation_not_pending",
+            hint="it was already answered or revoked; to join, ask the org for a new invitation",
+        )
     if inv.expires_at <= utcnow():
         raise Gone("the invitation has expired", code="invitation_expired", hint="ask for a new invitation")
     return inv

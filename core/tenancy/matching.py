@@ -16,7 +16,7 @@ from core.scoping import in_context, new_in_context
 from core.tenancy.models import Client
 from core.tenancy.schemas import ClientOut
 from core.uow import UnitOfWork
-from core.validation import normalize_email, normalize_phone
+from core.validation import PHONE_HINT, normalize_email, normalize_phone
 
 
 def normalize_contact(uow: UnitOfWork, email: str | None, phone: str | None) -> tuple[str | None, str | None]:
@@ -24,13 +24,16 @@ def normalize_contact(uow: UnitOfWork, email: str | None, phone: str | None) -> 
         norm_email = normalize_email(email) if email else None
     except ValueError as exc:
         raise ValidationFailed(
-            str(exc), code="invalid_email", errors=[FieldIssue("email", str(exc))]
+            str(exc),
+            code="invalid_email",
+            hint="write it as name@domain, e.g. ada@example.com",
+            errors=[FieldIssue("email", str(exc))],
         ) from exc
     try:
         norm_phone = normalize_phone(phone, uow.db.settings.default_phone_region) if phone else None
     except ValueError as exc:
         raise ValidationFailed(
-            str(exc), code="invalid_phone", errors=[FieldIssue("phone", str(exc))]
+            str(exc), code="invalid_phone", hint=PHONE_HINT, errors=[FieldIssue("phone", str(exc))]
         ) from exc
     return norm_email, norm_phone
 
@@ -51,6 +54,7 @@ async def find_or_create_client(
         raise ValidationFailed(
             "an email or a phone number is needed to find or create a client",
             code="contact_required",
+            hint="give the client's `email`, `phone` or both",
             errors=[FieldIssue("email", "email or phone required")],
         )
     # Serialize matching per (tenant, contact) so two ingests of a new contact make one client.

@@ -38,7 +38,11 @@ async def whoami(ctx: TenantContext, uow: UnitOfWork) -> MeOut:
     """The person, the context this request acts in, every membership, and the credential used."""
     rows = await uow.fetch(_WHOAMI_SQL, ctx.person_id)
     if not rows:
-        raise Unauthenticated("the person behind this credential no longer exists", code="token_invalid")
+        raise Unauthenticated(
+            "the person behind this credential no longer exists",
+            code="token_invalid",
+            hint="sign in with an account that exists ([[tenancy.login]])",
+        )
     first = rows[0]
     memberships = [
         MembershipOut(org=OrgRef(id=r[6], slug=r[7], name=r[8]), role=r[4], joined_at=r[5])
@@ -82,6 +86,7 @@ async def change_password(ctx: TenantContext, uow: UnitOfWork, data: PasswordCha
         raise PermissionDenied(
             "the current password is wrong",
             code="invalid_credentials",
+            hint="`current_password` is the password you sign in with now",
             errors=[FieldIssue("current_password", "wrong password")],
         )
     cred.password_hash = await uow.db.passwords.hash(data.new_password)

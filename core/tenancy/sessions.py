@@ -30,6 +30,8 @@ from core.tenancy.schemas import AuthOut, LoginIn, LogoutIn, RefreshIn, SignupIn
 from core.uow import Database, UnitOfWork
 from core.utilities import sha256_hex, utcnow
 
+SUSPENDED_HINT = "contact the operator: only a platform admin can lift a suspension"
+
 log = get_logger("atlilith.tenancy")
 
 
@@ -162,9 +164,7 @@ async def login(db: Database, data: LoginIn, device: Device) -> AuthOut:
             log.warning("login_locked", person_id=str(person.id))
         raise _INVALID_LOGIN
     if person.status != "active":
-        raise Unauthenticated(
-            "this account is suspended", code="account_suspended", hint="contact the operator"
-        )
+        raise Unauthenticated("this account is suspended", code="account_suspended", hint=SUSPENDED_HINT)
     rehash = await db.passwords.hash(data.password) if db.passwords.needs_rehash(cred.password_hash) else None
     return await _signed_in(db, person.id, guess.lock_seen, rehash, device)
 
@@ -267,7 +267,7 @@ async def refresh(db: Database, data: RefreshIn, csrf: CsrfProof | None = None) 
                 "the session has ended", code="session_revoked", hint="sign in again ([[tenancy.login]])"
             )
         elif person.status != "active":
-            raise Unauthenticated("this account is suspended", code="account_suspended")
+            raise Unauthenticated("this account is suspended", code="account_suspended", hint=SUSPENDED_HINT)
         else:
             rt.used_at = now
             session.last_refreshed_at = now
@@ -341,7 +341,7 @@ async def operator_token(
         )
         person = await one_or(uow, select(Person).where(Person.slug == person_slug), not_found)
         if person.status != "active":
-            raise PermissionDenied("this account is suspended", code="account_suspended")
+            raise PermissionDenied("this account is suspended", code="account_suspended", hint=SUSPENDED_HINT)
         org: Org | None = None
         role: str | None = None
         if org_slug:
@@ -350,7 +350,11 @@ async def operator_token(
                 select(Org, OrgMember.role)
                 .join(OrgMember, OrgMember.org_id == Org.id)
                 .where(Org.slug == org_slug, OrgMember.person_id == person.id),
-                PermissionDenied(f"{person_slug!r} is not a member of {org_slug!r}", code="not_a_member"),
+                PermissionDenied(
+                    f"{person_slug!r} is not a member of {org_slug!r}",
+                    code="not_a_member",
+                    hint="name an org they are a member of, or none for their personal context",
+                ),
             )
         session = AuthSession(
             id=uuid.uuid4(),

@@ -417,6 +417,7 @@ async def test_audit_filters_and_pagination(client: httpx.AsyncClient) -> None:
         "/v1/admin/audit", params={"since": mid.isoformat(), "until": start.isoformat()}, headers=admin.h()
     )
     assert wrong.status_code == 422 and wrong.json()["code"] == "invalid_time_range"
+    assert "`since` before `until`" in wrong.json()["hint"]
 
 
 async def test_no_tenant_route_shows_audit_rows(client: httpx.AsyncClient, app: Any) -> None:

@@ -266,6 +266,7 @@ async def test_cancel_rules(client: httpx.AsyncClient) -> None:
     ).json()
     refused = await client.post(f"/v1/jobs/{mine['job_id']}/cancel", headers=member.h(org=org))
     assert refused.status_code == 403 and refused.json()["code"] == "not_your_job"
+    assert "owner or admin" in refused.json()["hint"]
     await Relay(app_db(client)).drain()
     finished = await client.post(f"/v1/jobs/{mine['job_id']}/cancel", headers=owner.h(org=org))
     assert finished.status_code == 409 and finished.json()["code"] == "job_finished"
@@ -441,6 +442,7 @@ async def test_admin_routes_need_a_platform_admin(client: httpx.AsyncClient) -> 
         headers=admin.h(),
     )
     assert past.status_code == 422 and past.json()["code"] == "expired_grant"
+    assert "future `expires_at`" in past.json()["hint"]
 
 
 async def test_refund_gives_back_a_charge_once(client: httpx.AsyncClient) -> None:
@@ -450,6 +452,7 @@ async def test_refund_gives_back_a_charge_once(client: httpx.AsyncClient) -> Non
     job = (await client.post("/v1/run/identity/resolve-person", json=PERSON, headers=a.h())).json()
     early = await client.post(f"/v1/admin/jobs/{job['job_id']}/refund", json={}, headers=admin.h())
     assert early.status_code == 409 and early.json()["code"] == "nothing_to_refund"
+    assert "only a charge can be refunded" in early.json()["hint"]
     await Relay(app_db(client)).drain()
     first = await client.post(f"/v1/admin/jobs/{job['job_id']}/refund", json={}, headers=admin.h())
     again = await client.post(f"/v1/admin/jobs/{job['job_id']}/refund", json={}, headers=admin.h())
@@ -471,6 +474,8 @@ async def test_a_second_refund_asking_for_something_else_is_refused(client: http
     db = app_db(client)
     await Relay(db).drain()
     refund = f"/v1/admin/jobs/{job['job_id']}/refund"
+    too_much = (await client.post(refund, json={"credits": 51}, headers=admin.h())).json()
+    assert too_much["code"] == "refund_too_large" and "at most 50" in too_much["hint"]
     first = await client.post(refund, json={"credits": 10, "memo": "late"}, headers=admin.h())
     assert first.status_code == 200 and first.json()["amount"] == 10
     # The same refund asked again (memo given or not) is the first one, and records nothing.
