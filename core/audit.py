@@ -104,13 +104,19 @@ async def is_platform_admin(uow: UnitOfWork, person_id: uuid.UUID) -> bool:
 
 
 async def require_platform_admin(ctx: TenantContext, uow: UnitOfWork, *, write: bool = True) -> None:
+    """Refuse unless the acting person is a platform admin right now (`check_platform_admin`);
+    then switch the transaction to system mode, since admin work crosses tenants."""
+    await check_platform_admin(ctx, uow, write=write)
+    await uow.act_as_system()
+
+
+async def check_platform_admin(ctx: TenantContext, uow: UnitOfWork, *, write: bool = True) -> None:
     """Refuse unless the acting person is a platform admin right now (read from the database, not
-    the token); then switch the transaction to system mode, since admin work crosses tenants.
-    `write`: the credential needs `admin:write` (else `admin:read`); session tokens have both."""
+    the token). `write`: the credential needs `admin:write` (else `admin:read`); session tokens
+    have both."""
     if not await is_platform_admin(uow, ctx.person_id):
         raise admin_required()
     ctx.require(ADMIN_WRITE if write else ADMIN_READ)
-    await uow.act_as_system()
 
 
 def _credential(ctx: TenantContext) -> str | None:

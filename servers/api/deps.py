@@ -9,6 +9,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
@@ -18,6 +19,7 @@ from starlette.datastructures import URLPath
 from starlette.routing import BaseRoute, Match, Mount, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
+from core import audit
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.observability import annotate, current_trace_id
@@ -37,7 +39,13 @@ class CheckedRoute(APIRoute):
     before the body is read and the route's dependencies run. PostgreSQL text cannot hold NUL,
     and a `?q=` must be a 422 naming `q`, never a 500. As an app-wide dependency the check cost
     every request a level of FastAPI's dependency solving (about 8 % of the framework's CPU of
-    `GET /v1/me`) though most requests carry no query at all."""
+    `GET /v1/me`) though most requests carry no query at all.
+
+    A platform admin route (under /v1/admin/, whichever feature serves it) refuses invalid
+    input only to a platform admin: anyone else is told 403 `platform_admin_required` (or 401),
+    not the fields the route takes. FastAPI validates the body before the operation's own
+    check can run; checking first, as a dependency, would read the admin flag twice on every
+    admin request, when only a refused one needs it read here."""
 
     _literal: str | None = None
 
@@ -60,14 +68,37 @@ class CheckedRoute(APIRoute):
         api = self.include_in_schema and self.path.startswith("/v1/")
         names = declared_query(self.dependant) if api else None
         known = names or None
+        admin = self.path.startswith(ADMIN_PATHS)
 
         async def checked(request: Request) -> Response:
-            if request.scope.get("query_string"):
-                refuse_control_characters(request)
-                refuse_unknown_query(request, known)
-            return await handler(request)
+            try:
+                if request.scope.get("query_string"):
+                    refuse_control_characters(request)
+                    refuse_unknown_query(request, known)
+            except ValidationFailed:
+                if admin:
+                    await refuse_unless_platform_admin(request)
+                raise
+            try:
+                return await handler(request)
+            except RequestValidationError:
+                if admin:
+                    await refuse_unless_platform_admin(request)
+                raise
 
         return checked
+
+
+# The platform admin's routes: their input is validated for platform admins only.
+ADMIN_PATHS = "/v1/admin/"
+
+
+async def refuse_unless_platform_admin(request: Request) -> None:
+    """Raise what the route's operation would for this caller if they are not a platform admin
+    (401 without a live credential, 403 `platform_admin_required` or `missing_scope`)."""
+    caller = Caller(_db_of(request), bearer_token(request), request.headers.get("X-Atlilith-Org"))
+    async with caller.context(person_level=True) as (ctx, uow):
+        await audit.check_platform_admin(ctx, uow, write=request.method not in ("GET", "HEAD"))
 
 
 def declared_query(dependant: Dependant) -> frozenset[str] | None:
@@ -280,14 +311,17 @@ class CallerCredential(HTTPBearer):
             ),
         ] = None,
     ) -> Caller:
-        # `HTTPBearer.__call__`'s reading of the header, without the pydantic model it wraps
-        # the token in (built and validated on every request only to be unwrapped here).
-        authorization = request.headers.get("Authorization")
-        scheme, token = get_authorization_scheme_param(authorization)
-        bearer = token if scheme.lower() == "bearer" and token else None
+        bearer = bearer_token(request)
         if bearer is None and self.auto_error:
             raise self.make_not_authenticated_error()
         return Caller(_db_of(request), bearer, x_atlilith_org)
+
+
+def bearer_token(request: Request) -> str | None:
+    # `HTTPBearer.__call__`'s reading of the header, without the pydantic model it wraps the
+    # token in (built and validated on every request only to be unwrapped).
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    return token if scheme.lower() == "bearer" and token else None
 
 
 get_caller = CallerCredential(

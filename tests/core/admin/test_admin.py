@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 
 from core.relay import Relay
 from core.uow import Database
+from servers.api import api_routers
 from servers.mcp import CoreTokenVerifier
 from tests.conftest import Account, make_org, signup
 from tests.support.billing import FakePeer, app_db, grant, make_admin
@@ -63,6 +66,39 @@ async def test_admin_routes_are_refused_to_a_person_and_an_org_owner(client: htt
     assert (await client.get("/v1/me", headers=someone.h())).status_code == 200
     anonymous = await client.get("/v1/admin/persons")
     assert anonymous.status_code == 401
+
+
+def admin_routes() -> list[tuple[str, str]]:
+    """Every (method, path) the app serves under /v1/admin/, whichever feature's router."""
+    return sorted(
+        (method, route.path)
+        for router in api_routers()
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/v1/admin/")
+        for method in route.methods or ()
+    )
+
+
+async def test_a_non_admin_is_refused_before_their_input_is_read(client: httpx.AsyncClient) -> None:
+    """What an admin route takes is an admin's business: anyone else gets 403, never a 422 that
+    lists its fields (nor 401's caller a 422)."""
+    someone, admin = await signup(client), await make_admin(client)
+    routes = admin_routes()
+    assert len(routes) > 15 and ("POST", "/v1/admin/components") in routes
+    for method, path in routes:
+        url = re.sub(r"\{[^}]+\}", "not-an-id", path)
+        for params, body in (({"nope": "1"}, None), ({}, {"unexpected": ["field"]})):
+            if body is not None and method not in ("POST", "PATCH", "PUT"):
+                continue
+            r = await client.request(method, url, params=params, json=body, headers=someone.h())
+            assert r.status_code == 403, (method, path, params, r.text)
+            assert r.json()["code"] == "platform_admin_required", r.text
+    for path in ("/v1/admin/peers", "/v1/admin/components", "/v1/admin/dead-letters/redrive"):
+        assert (await client.post(path, json={}, headers=someone.h())).status_code == 403
+        assert (await client.post(path, json={})).status_code == 401
+        # An admin is still told what the route takes.
+        told = await client.post(path, json={}, headers=admin.h())
+        assert told.status_code == 422 and told.json()["errors"], told.text
 
 
 async def test_admin_comes_from_the_database_not_the_token(client: httpx.AsyncClient) -> None:
