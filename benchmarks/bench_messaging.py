@@ -31,7 +31,7 @@ from benchmarks.common import (
     side_by_side,
     table,
 )
-from benchmarks.messaging_server import THREADS_ORDER
+from benchmarks.messaging_server import threads_order
 from benchmarks.people import acting, person
 from core.config import Settings
 from core.db import asyncpg_dsn
@@ -179,13 +179,15 @@ async def generate(
             await conn.execute(definition)
         for t in ("platform.clients", "messaging.threads", "messaging.messages"):
             await conn.execute(f"ANALYZE {t}")
-        # The key of the last row of page 999: passing it as the cursor asks for page 1000.
+        # The key of the last row of page 999: passing it as the cursor asks for page 1000 (at a
+        # small size, the last full page: a real cursor all the same, as the smoke test runs it).
         row = await conn.fetchrow(
             "SELECT last_activity_at, id FROM messaging.threads WHERE tenant_id = $1"
-            " ORDER BY last_activity_at DESC, id DESC OFFSET 19979 LIMIT 1",
+            " ORDER BY last_activity_at DESC, id DESC OFFSET $2 LIMIT 1",
             org_id,
+            min(19_979, max(THREADS - 21, 0)),
         )
-        cursor = encode_cursor(row["last_activity_at"], row["id"], tag=THREADS_ORDER) if row else ""
+        cursor = encode_cursor(row["last_activity_at"], row["id"], tag=threads_order(org_id)) if row else ""
     finally:
         await conn.close()
     # Sends go to recent threads (a busy inbox), spread so they do not queue on one row.

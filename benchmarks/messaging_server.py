@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from functools import lru_cache
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -22,12 +23,16 @@ from core.messaging.models import Thread
 from core.messaging.threads import ThreadFilter
 from core.observability import configure_logging
 from core.pagination import decode_cursor, encode_cursor
-from core.scoping import keyset_tag
+from core.scoping import in_context_of, keyset_tag
 from servers.app import create_app
 
-# The inbox list's cursor names its ordering and filters (`core.scoping.keyset_tag`; none
-# here): the bare route reads and writes the same cursors as the real one.
-THREADS_ORDER = keyset_tag(Thread.last_activity_at, Thread.id, under=ThreadFilter())
+
+@lru_cache(maxsize=64)
+def threads_order(tenant: uuid.UUID) -> str:
+    """The inbox list's cursor tag: its ordering, its filters (none here) and the context
+    (`core.scoping.keyset_tag`), so the bare route reads and writes the real one's cursors."""
+    return keyset_tag(Thread.last_activity_at, Thread.id, under=in_context_of(tenant, ThreadFilter()))
+
 
 SEND_SQL = [
     """INSERT INTO messaging.messages (id, person_id, org_id, thread_id, direction, channel, author_kind,
@@ -104,7 +109,7 @@ class BareMessaging(BareRoutes):
     async def _list(self, send: Send, tenant: uuid.UUID, cursor: str | None) -> None:
         assert self.pool is not None
         if cursor:
-            after = decode_cursor(cursor, 2, THREADS_ORDER)
+            after = decode_cursor(cursor, 2, threads_order(tenant))
             rows = await self.pool.fetch(
                 LIST_SQL.format(keyset="AND (t.last_activity_at, t.id) < ($2, $3)"),
                 tenant,
@@ -147,7 +152,9 @@ class BareMessaging(BareRoutes):
             for r in rows[:20]
         ]
         last = rows[19] if len(rows) > 20 else None
-        next_cursor = encode_cursor(last["last_activity_at"], last["id"], tag=THREADS_ORDER) if last else None
+        next_cursor = (
+            encode_cursor(last["last_activity_at"], last["id"], tag=threads_order(tenant)) if last else None
+        )
         await respond(send, 200, {"items": items, "next_cursor": next_cursor}, statements=1)
 
 

@@ -226,12 +226,16 @@ def _given(value: Any) -> bool:
     return value is not None
 
 
+def in_context_of(tenant_id: uuid.UUID, under: Any) -> Any:
+    """A list's filters (`keyset_tag`'s `under`) with the context it is read in: a cursor made in
+    one context (a personal list) is refused in another (the same list of an org) rather than
+    skipping that list's rows up to a position it never had."""
+    return {"context": tenant_id, "filters": under}
+
+
 def _in_context(uow: UnitOfWork, under: Any) -> Any:
-    """A list's filters with the context it is read in: a cursor made in one context (a
-    personal list) is refused in another (the same list of an org) rather than skipping that
-    list's rows up to a position it never had."""
     ctx = uow.ctx
-    return under if ctx is None else {"context": ctx.tenant_id, "filters": under}
+    return under if ctx is None else in_context_of(ctx.tenant_id, under)
 
 
 def cursor_values(page: PageRequest, *columns: KeyColumn, under: Any = None) -> list[Any]:

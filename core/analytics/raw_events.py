@@ -13,7 +13,7 @@ from core.analytics.schemas import EventOut, RangeIn
 from core.context import TenantContext
 from core.pagination import Page, PageRequest, page_of
 from core.presenting import from_row
-from core.scoping import apply_keyset, keyset_tag, owned_by, where_given
+from core.scoping import apply_keyset, in_context_of, keyset_tag, owned_by, where_given
 from core.uow import UnitOfWork
 
 
@@ -35,8 +35,7 @@ async def list_events(
     )
     stmt = where_given(stmt, (c.name, check_name(name, "name") if name else None), (c.client_id, client_id))
     await limit_time(uow)
-    # The context too: a cursor of one context's events is no position among another's.
-    filters = {"context": ctx.tenant_id, "filters": (name, client_id, q or RangeIn())}
+    filters = in_context_of(ctx.tenant_id, (name, client_id, q or RangeIn()))
     rows = await fetch_rows(uow, apply_keyset(stmt, page, c.ts, c.id, descending=True, under=filters))
     show_member = sees_members(ctx)
     items = [
