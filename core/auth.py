@@ -135,7 +135,11 @@ def _refuse_dead(row: Any, credential: Credential) -> None:
                 code="api_key_invalid",
                 hint="create a new key ([[tenancy.create_api_key]]) and use it",
             )
-        raise Unauthenticated("the person behind this token no longer exists", code="token_invalid")
+        raise Unauthenticated(
+            "the person behind this token no longer exists",
+            code="token_invalid",
+            hint="sign in with an account that exists ([[tenancy.login]])",
+        )
     if row.person_status != "active":
         raise Unauthenticated(
             "this account is suspended",
@@ -283,7 +287,11 @@ async def _resolve_oauth(
             "session token or an API key",
         )
     if row.person_id is None:
-        raise Unauthenticated("the person behind this token no longer exists", code="token_invalid")
+        raise Unauthenticated(
+            "the person behind this token no longer exists",
+            code="token_invalid",
+            hint="sign in with an account that exists ([[tenancy.login]])",
+        )
     if row.person_status != "active":
         raise Unauthenticated(
             "this account is suspended", code="account_suspended", hint="contact the platform operator"

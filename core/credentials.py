@@ -175,7 +175,11 @@ class Tokens:
                 expires_at=dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC),
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise Unauthenticated("the access token is malformed", code="token_invalid") from exc
+            raise Unauthenticated(
+                "the access token is malformed",
+                code="token_invalid",
+                hint="send the token as sign-in returned it, or sign in again ([[tenancy.login]])",
+            ) from exc
 
 
 def _expired() -> Unauthenticated:

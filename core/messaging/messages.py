@@ -326,6 +326,7 @@ async def retry_delivery(ctx: TenantContext, uow: UnitOfWork, message_id: uuid.U
             "only a failed outbound message can be retried; this one is "
             + (message.delivery_status or "inbound"),
             code="message_not_failed",
+            hint="a queued message is still being delivered and a sent one arrived: nothing to retry",
             extra={"delivery_status": message.delivery_status},
         )
     uow.emit(

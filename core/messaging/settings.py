@@ -66,6 +66,7 @@ async def update_settings(
             raise ValidationFailed(
                 "the portal channel needs no peer",
                 code="portal_has_no_peer",
+                hint="the portal delivers its own messages: leave `portal` out of `channel_peers`",
                 errors=[FieldIssue("channel_peers.portal", "not allowed")],
             )
     refused = [field for field, url in urls.items() if not peers.host_allowed(url, allowed)]

@@ -292,6 +292,7 @@ def _change_status(uow: UnitOfWork, thread: Thread, data: ThreadUpdateIn, change
         raise ValidationFailed(
             "`snoozed_until` only goes with status `snoozed`",
             code="snooze_time_unexpected",
+            hint="send `status: snoozed` with it, or leave `snoozed_until` out",
             errors=[FieldIssue("snoozed_until", "only with status snoozed")],
         )
     if status != thread.status or until != thread.snoozed_until:
@@ -327,7 +328,10 @@ def _change_labels(thread: Thread, data: ThreadUpdateIn, changes: dict[str, Any]
         labels = sorted((set(labels) | set(data.add_labels)) - set(data.remove_labels))
     if len(labels) > 20:
         raise ValidationFailed(
-            "a thread has at most 20 labels", code="too_many_labels", errors=[FieldIssue("labels", "max 20")]
+            "a thread has at most 20 labels",
+            code="too_many_labels",
+            hint="remove labels it no longer needs (`remove_labels`) before adding others",
+            errors=[FieldIssue("labels", "max 20")],
         )
     if labels != sorted(thread.labels or []):
         thread.labels = labels
