@@ -111,8 +111,9 @@ async def prepare(
 
 
 async def list_actions(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -> Page[ActionOut]:
-    """Every action this context can run: built-in ones, then enabled peer components', of the
-    components available here (installed in this context, or always on). Others are found in
+    """Every action this context (and credential: an action's own scope) can run: built-in ones,
+    then enabled peer components', of the components available here (installed in this context,
+    or always on). Others are found in
     the registry ([[registry.search_components]]) and run once installed ([[registry.install]])."""
     ctx.require(JOBS_READ)
     items = [
@@ -128,6 +129,8 @@ async def list_actions(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -
             output_schema=s.output.model_json_schema(),
         )
         for s in builtin_actions().values()
+        # An action the credential could not run (its own scope besides jobs:write) is not offered.
+        if s.scope is None or ctx.can(s.scope)
     ]
     for peer in (await uow.session.execute(select(Peer).where(Peer.enabled.is_(True)))).scalars():
         items += [

@@ -345,6 +345,13 @@ async def test_actions_listed_are_those_the_context_can_run(client: httpx.AsyncC
     assert {("identity", "resolve-person"), ("identity", "resolve-company")} <= listed
     quote = await client.post("/v1/quote/identity/resolve-person", json=PERSON, headers=a.h(org=org))
     assert quote.status_code == 200, quote.text
+    # Nor the actions this credential lacks the scope of (identity's need identity:read).
+    key = await client.post(
+        "/v1/api-keys", json={"name": "j", "scopes": ["jobs:*"], "org": org}, headers=a.h()
+    )
+    as_key = {"Authorization": f"Bearer {key.json()['token']}"}
+    scoped = (await client.get("/v1/actions", params={"limit": 100}, headers=as_key)).json()["items"]
+    assert not {x["component"] for x in scoped} & {"identity"}
 
 
 async def test_expiring_grants_expire_what_is_left_never_what_is_held(client: httpx.AsyncClient) -> None:
