@@ -92,15 +92,24 @@ async def remove_member(ctx: TenantContext, uow: UnitOfWork, person_slug: str) -
     if not leaving:
         ctx.require_role(Role.OWNER, Role.ADMIN)
     removed = await member_out(uow, org_id, target.person_id, ctx.person_id)
+    # An offer of the org to someone who no longer belongs to it ends with the membership. The
+    # org's row is taken first, as an offer takes it (`core.tenancy.orgs`): an offer made while
+    # this removal runs then sees it committed and is refused, rather than naming a former member.
+    await uow.session.execute(select(Org.id).where(Org.id == org_id).with_for_update(key_share=True))
     await uow.session.execute(
         delete(OrgMember).where(OrgMember.org_id == org_id, OrgMember.person_id == target.person_id)
     )
-    # An offer of the org to someone who no longer belongs to it ends with the membership.
-    await uow.session.execute(
+    offer_ended = await uow.session.execute(
         update(Org)
         .where(Org.id == org_id, Org.offered_owner_id == target.person_id)
         .values(offered_owner_id=None, offered_at=None)
+        .returning(Org.id)
     )
+    if offer_ended.first() is not None:
+        uow.emit(
+            "platform/org.ownership_offer_ended",
+            {"to_person_id": target.person_id, "by_person_id": ctx.person_id, "reason": "membership_ended"},
+        )
     uow.emit(
         "platform/org_member.removed",
         {"member_person_id": target.person_id, "role": target.role, "via": "left" if leaving else "removed"},

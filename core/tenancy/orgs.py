@@ -39,9 +39,21 @@ async def _org_out(uow: UnitOfWork, org: Org, role: str) -> OrgOut:
     return _org_view(org, owner, role, offered)
 
 
-async def _current_org(ctx: TenantContext, uow: UnitOfWork) -> Org:
+async def _current_org(ctx: TenantContext, uow: UnitOfWork, *, lock: bool = False) -> Org:
+    """The context's org; `lock`: read for a change of its ownership, which every such change
+    (offer, accept, withdraw, and a member's removal) takes in turn, each then reading what the
+    one before it committed -- never a stale offer or owner."""
     org_id = ctx.require_org()
-    org = await uow.session.get(Org, org_id)
+    if lock:
+        stmt = (
+            select(Org)
+            .where(Org.id == org_id)
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE: members may still be added
+            .execution_options(populate_existing=True)
+        )
+        org = (await uow.session.execute(stmt)).scalar_one_or_none()
+    else:
+        org = await uow.session.get(Org, org_id)
     if org is None:
         raise NotFound(
             "this org no longer exists",
@@ -138,7 +150,9 @@ async def transfer_ownership(ctx: TenantContext, uow: UnitOfWork, data: Transfer
     ctx.require(WRITE)
     ctx.require_human()
     ctx.require_role(Role.OWNER)
-    org = await _current_org(ctx, uow)
+    org = await _current_org(ctx, uow, lock=True)
+    if org.owner_id != ctx.person_id:  # it changed hands since this request's context was read
+        raise _not_the_owner()
     target = await member_by_slug(ctx, uow, data.person)
     if target.person_id == ctx.person_id:
         raise Conflict(
@@ -147,6 +161,8 @@ async def transfer_ownership(ctx: TenantContext, uow: UnitOfWork, data: Transfer
             hint="name another member to offer the org to ([[tenancy.list_members]])",
         )
     if org.offered_owner_id != target.person_id:
+        if org.offered_owner_id is not None:
+            _offer_ended(uow, org, ctx, "superseded")
         org.offered_owner_id, org.offered_at = target.person_id, utcnow()
         await uow.session.flush()
         await uow.session.refresh(org)  # `updated_at` is the database's
@@ -161,7 +177,7 @@ async def accept_ownership(ctx: TenantContext, uow: UnitOfWork) -> OrgOut:
     """The member the org was offered to takes it; the former owner stays on as admin."""
     ctx.require(WRITE)
     ctx.require_human()
-    org = await _current_org(ctx, uow)
+    org = await _current_org(ctx, uow, lock=True)
     if org.offered_owner_id != ctx.person_id:
         raise _no_offer(ctx)
     old_owner, old_role = org.owner_id, ctx.role.value if ctx.role else Role.MEMBER.value
@@ -198,19 +214,30 @@ async def withdraw_ownership_offer(ctx: TenantContext, uow: UnitOfWork) -> OrgOu
     """End the offer: the owner withdraws it, or the member it names declines it."""
     ctx.require(WRITE)
     ctx.require_human()
-    org = await _current_org(ctx, uow)
+    org = await _current_org(ctx, uow, lock=True)
     if org.offered_owner_id is None or ctx.person_id not in (org.owner_id, org.offered_owner_id):
         raise _no_offer(ctx)
-    declined = org.offered_owner_id == ctx.person_id
-    uow.emit(
-        "platform/org.ownership_offer_ended",
-        {"to_person_id": org.offered_owner_id, "by_person_id": ctx.person_id, "declined": declined},
-    )
+    _offer_ended(uow, org, ctx, "declined" if org.offered_owner_id == ctx.person_id else "withdrawn")
     org.offered_owner_id, org.offered_at = None, None
     await uow.session.flush()
     await uow.session.refresh(org)
     assert ctx.role is not None
     return await _org_out(uow, org, ctx.role.value)
+
+
+def _offer_ended(uow: UnitOfWork, org: Org, ctx: TenantContext, reason: str) -> None:
+    uow.emit(
+        "platform/org.ownership_offer_ended",
+        {"to_person_id": org.offered_owner_id, "by_person_id": ctx.person_id, "reason": reason},
+    )
+
+
+def _not_the_owner() -> PermissionDenied:
+    return PermissionDenied(
+        "you no longer own this org",
+        code="insufficient_role",
+        hint="ask the org's owner to do it",
+    )
 
 
 def _no_offer(ctx: TenantContext) -> NotFound:
