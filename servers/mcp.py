@@ -44,6 +44,7 @@ from servers.mcp_connection import Selection, SelectionMiddleware, current_selec
 from servers.mcp_refusals import NamedAuthRefusals, PlainRefusals, note_refusal
 from servers.mcp_schema import compact_annotations, compact_input, compact_output, share_outputs
 from servers.mcp_skills import SkillsExtension, served_skills
+from servers.problems import problem_response
 from tools.base import (
     ToolRuntime,
     Toolset,
@@ -195,6 +196,17 @@ class ReleaseUnit:
         post = scope.get("method") == "POST"
         asked: str | None = None
         header = _org_header(scope)
+        if header is not None and not SLUG_RE.fullmatch(header):
+            # Refused by name, never ignored: a host set up with it would act elsewhere.
+            refused = problem_response(
+                400,
+                "invalid_org_header",
+                "Bad request",
+                f"X-Atlilith-Org is no org slug: {header[:ORG_ARG_MAX]!r}",
+                hint="send an org's slug (3-40 lowercase letters, digits, hyphens) or `personal`",
+            )
+            await refused(scope, receive, send)
+            return
         if post and scope["type"] == "http":
             messages = await _read_request(receive)
             asked = _call_org(b"".join(m.get("body", b"") for m in messages), header)

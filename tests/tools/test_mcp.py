@@ -273,6 +273,15 @@ async def test_the_org_header_is_the_context_of_calls_that_name_none(
     assert org_of(await whoami(org, {"org": "personal"})) is None
     refused = await whoami(theirs, {})
     assert refused.is_error and tool_error(refused)["code"] == "not_a_member"
+    async with mcp_http(app, a.token) as raw:
+        for header in ("Not A Slug", "x" * 5000):
+            r = await raw.post(
+                "/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                headers={"Accept": "application/json, text/event-stream", "X-Atlilith-Org": header},
+            )
+            assert r.status_code == 400 and r.json()["code"] == "invalid_org_header", r.text[:200]
+            assert len(r.text) < 1000  # the header is not echoed whole
 
 
 async def test_http_mcp_refuses_unknown_hosts(app: Any, client: httpx.AsyncClient) -> None:
