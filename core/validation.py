@@ -203,13 +203,18 @@ def _hostname(value: str) -> str:
 JSON_MAX_DEPTH = 32
 
 
-def bounded_json(max_bytes: int) -> AfterValidator:
-    """A JSON object stored as given: at most `max_bytes` encoded, `JSON_MAX_DEPTH` levels deep,
-    and JSON indeed (NaN and Infinity are not: PostgreSQL refuses them, after the fact)."""
+# What a component's own data (an action's input, a peer's output) may nest to: deeper than any
+# settings, within what answers serialize (pydantic stops at a few hundred levels).
+PEER_JSON_MAX_DEPTH = 128
+
+
+def bounded_json(max_bytes: int, *, max_depth: int = JSON_MAX_DEPTH) -> AfterValidator:
+    """A JSON object stored as given: at most `max_bytes` encoded, `max_depth` levels deep, and
+    JSON indeed (NaN and Infinity are not: PostgreSQL refuses them, after the fact)."""
 
     def check(value: dict[str, Any]) -> dict[str, Any]:
-        if _depth(value) > JSON_MAX_DEPTH:
-            raise ValueError(f"nests more than {JSON_MAX_DEPTH} levels deep (objects and arrays)")
+        if _depth(value, max_depth) > max_depth:
+            raise ValueError(f"nests more than {max_depth} levels deep (objects and arrays)")
         try:
             encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except ValueError:
@@ -222,7 +227,7 @@ def bounded_json(max_bytes: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _depth(value: Any) -> int:
+def _depth(value: Any, limit: int) -> int:
     """How deep objects and arrays nest in `value` (an object of scalars: 1), without recursion;
     past the limit, the first level found beyond it."""
     deepest, stack = 0, [(value, 1)]
@@ -230,7 +235,7 @@ def _depth(value: Any) -> int:
         item, level = stack.pop()
         if isinstance(item, dict | list):
             deepest = max(deepest, level)
-            if level > JSON_MAX_DEPTH:
+            if level > limit:
                 return level  # enough to refuse; the rest need not be walked
             stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
     return deepest

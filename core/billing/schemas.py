@@ -9,12 +9,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator, model_validator
 
-from core.validation import Input, Name, SlugRef, bounded_json
+from core.validation import PEER_JSON_MAX_DEPTH, Input, Name, SlugRef, bounded_json
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 LedgerKind = Literal["grant", "purchase", "hold", "capture", "release", "refund", "expiry"]
 Overage = Literal["cap", "allow"]
-ActionInput = Annotated[dict[str, Any], bounded_json(64 * 1024)]
+ActionInput = Annotated[dict[str, Any], bounded_json(64 * 1024, max_depth=PEER_JSON_MAX_DEPTH)]
 Credits = Annotated[int, Field(ge=1, le=1_000_000_000)]
 COMPONENT_PATTERN = r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$"
 
@@ -134,7 +134,7 @@ class CallbackIn(Input):
     # A peer's exact words: not trimmed.
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
     status: Literal["succeeded", "failed"]
-    output: Annotated[dict[str, Any], bounded_json(256 * 1024)] | None = None
+    output: Annotated[dict[str, Any], bounded_json(256 * 1024, max_depth=PEER_JSON_MAX_DEPTH)] | None = None
     usage: CallbackUsage = Field(default_factory=CallbackUsage)
     error: CallbackError | None = None
 

@@ -299,6 +299,8 @@ async def test_malformed_callback_bodies_are_422(
         b'{"status": "succeeded", "usage": {"metrics": {"tokens": true}}}',
         b'{"status": "succeeded", "usage": {"metrics": {"tokens": "812"}}}',
         b'{"status": "succeeded", "usage": {"metrics": {"tokens": 99999999999999999999}}}',
+        b'{"status": "succeeded", "output": {"a": NaN}}',
+        b'{"status": "succeeded", "output": ' + b'{"a":' * 200 + b"1" + b"}" * 200 + b"}",
     ):
         body, sig = signed(peer["secret"], bad)
         r = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
@@ -306,6 +308,12 @@ async def test_malformed_callback_bodies_are_422(
         # The callback's own shape, not an action's input.
         assert "callback" in r.json()["hint"] and "input" not in r.json()["hint"], r.text
     assert (await job_of(client, a, job_id))["status"] == "running"
+    # A peer's own output may nest deeper than a settings document (32 levels), within reason.
+    deep = b'{"status": "succeeded", "output": ' + b'{"a":' * 60 + b"1" + b"}" * 60 + b"}"
+    body, sig = signed(peer["secret"], deep)
+    r = await client.post(f"/v1/jobs/{job_id}/callback", content=body, headers=sig)
+    assert r.status_code == 200, r.text
+    assert (await job_of(client, a, job_id))["status"] == "succeeded"  # and it reads back
 
 
 async def test_peer_admin_rotation_and_validation(
