@@ -18,6 +18,7 @@ from core.context import TenantContext
 from core.errors import NotFound, PermissionDenied
 from core.pagination import Page, PageRequest, decode_cursor, page_of
 from core.registry.gate import require_installed
+from core.scoping import in_context_of, keyset_tag
 from core.uow import UnitOfWork
 
 
@@ -148,11 +149,13 @@ async def list_actions(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -
         ]
     runnable = await _runnable(ctx, uow, {a.component for a in items})
     items = sorted((a for a in items if a.component in runnable), key=lambda a: (a.component, a.action))
+    # What a context may run is its own: a cursor pages on only in the context it was made in.
+    tag = keyset_tag(under=in_context_of(ctx.tenant_id, "actions"))
     if page.cursor:
-        after = tuple(decode_cursor(page.cursor, 2))
+        after = tuple(decode_cursor(page.cursor, 2, tag))
         items = [a for a in items if (a.component, a.action) > after]
     # The catalogue is built in memory (built-in and peer actions), so it is paged in memory.
-    return page_of(items, page.limit, lambda a: (a.component, a.action))
+    return page_of(items, page.limit, lambda a: (a.component, a.action), tag)
 
 
 async def _runnable(ctx: TenantContext, uow: UnitOfWork, components: set[str]) -> set[str]:

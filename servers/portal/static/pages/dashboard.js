@@ -5,13 +5,11 @@ import { html, Empty, ErrorBox, Loading, PageHeader, useAsync } from "../ui.js";
 
 export function Dashboard({ auth, me, ctx }) {
   const invitations = useAsync(() => api.get("/v1/me/invitations", { limit: 5 }), []);
-  const orgs = useAsync(() => api.get("/v1/orgs", { limit: 100 }), []);
+  const orgs = useAsync(() => api.getAll("/v1/orgs"), []);
   const pending = invitations.data ? invitations.data.items.length : 0;
   const memberships = (me && me.memberships) || [];
   // Orgs whose owner offers them to this person: theirs to accept (or decline) in its settings.
-  const offered = ((orgs.data && orgs.data.items) || []).filter(
-    (o) => o.ownership_offer && o.ownership_offer.person.slug === auth.person.slug,
-  );
+  const offered = (orgs.data || []).filter((o) => o.ownership_offer && o.ownership_offer.person.id === auth.person.id);
   if (ctx.kind === "org") {
     return html`<section>
       <${PageHeader} title=${ctx.orgName || ctx.org} />

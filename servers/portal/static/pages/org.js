@@ -185,7 +185,7 @@ export function OrgSettingsPage({ ctx, me, refreshMe, navigate }) {
     }
   };
   const offer = o.ownership_offer;
-  const offeredToMe = offer && me && offer.person.slug === me.person.slug;
+  const offeredToMe = offer && me && offer.person.id === me.person.id;
   const offerIt = () =>
     transfer.run(async () => {
       await api.post(`/v1/orgs/${ctx.org}/transfer`, { person: heir || (others[0] && others[0].person.slug) });
