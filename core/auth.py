@@ -126,6 +126,14 @@ def _asked_org(org: str | uuid.UUID | None) -> tuple[uuid.UUID | None, str | Non
     return None, None
 
 
+def _person_gone() -> Unauthenticated:
+    return Unauthenticated(
+        "the person behind this token no longer exists",
+        code="token_invalid",
+        hint="sign in with an account that exists ([[tenancy.login]])",
+    )
+
+
 def _refuse_dead(row: Any, credential: Credential) -> None:
     """The credential, its person and (for tokens) its session must be alive right now."""
     if row is None:
@@ -135,11 +143,7 @@ def _refuse_dead(row: Any, credential: Credential) -> None:
                 code="api_key_invalid",
                 hint="create a new key ([[tenancy.create_api_key]]) and use it",
             )
-        raise Unauthenticated(
-            "the person behind this token no longer exists",
-            code="token_invalid",
-            hint="sign in with an account that exists ([[tenancy.login]])",
-        )
+        raise _person_gone()
     if row.person_status != "active":
         raise Unauthenticated(
             "this account is suspended",
@@ -287,11 +291,7 @@ async def _resolve_oauth(
             "session token or an API key",
         )
     if row.person_id is None:
-        raise Unauthenticated(
-            "the person behind this token no longer exists",
-            code="token_invalid",
-            hint="sign in with an account that exists ([[tenancy.login]])",
-        )
+        raise _person_gone()
     if row.person_status != "active":
         raise Unauthenticated(
             "this account is suspended", code="account_suspended", hint="contact the platform operator"

@@ -40,11 +40,10 @@ from core.uow import Database, UnitOfWork
 from core.validation import SLUG_RE
 from servers.hints import mcp_names
 from servers.mcp_changes import CallerBus
-from servers.mcp_connection import Selection, SelectionMiddleware, current_selection
+from servers.mcp_connection import Selection, SelectionMiddleware, current_org_header, current_selection
 from servers.mcp_refusals import NamedAuthRefusals, PlainRefusals, note_refusal
 from servers.mcp_schema import compact_annotations, compact_input, compact_output, share_outputs
 from servers.mcp_skills import SkillsExtension, served_skills
-from servers.problems import problem_response
 from tools.base import (
     ToolRuntime,
     Toolset,
@@ -195,18 +194,7 @@ class ReleaseUnit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         post = scope.get("method") == "POST"
         asked: str | None = None
-        header = _org_header(scope)
-        if header is not None and not SLUG_RE.fullmatch(header):
-            # Refused by name, never ignored: a host set up with it would act elsewhere.
-            refused = problem_response(
-                400,
-                "invalid_org_header",
-                "Bad request",
-                f"X-Atlilith-Org is no org slug: {header[:ORG_ARG_MAX]!r}",
-                hint="send an org's slug (3-40 lowercase letters, digits, hyphens) or `personal`",
-            )
-            await refused(scope, receive, send)
-            return
+        header = current_org_header()  # checked by `SelectionMiddleware`, which runs first
         if post and scope["type"] == "http":
             messages = await _read_request(receive)
             asked = _call_org(b"".join(m.get("body", b"") for m in messages), header)
@@ -247,14 +235,6 @@ def _replayed(messages: list[Message], then: Receive) -> Receive:
         return pending.pop(0) if pending else await then()
 
     return receive
-
-
-def _org_header(scope: Scope) -> str | None:
-    """`X-Atlilith-Org`, the context a request's tool calls act in when they name none."""
-    for name, value in scope.get("headers", ()):
-        if name == b"x-atlilith-org":
-            return value.decode("latin-1").strip().lower() or None
-    return None
 
 
 def _call_org(body: bytes, header: str | None = None) -> str | None:
