@@ -20,13 +20,13 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from benchmarks.common import SECONDS, bench_database, bench_settings, check, server
-from benchmarks.people import acting, person
+from benchmarks.people import acting, join, person
 from core.analytics.store import REBUILD, ROLLUP_TABLES
 from core.config import Settings
 from core.db import asyncpg_dsn
 from core.migrate import create_database, drop_database, migrate
-from core.tenancy import Device, add_member, create_org, login
-from core.tenancy.schemas import LoginIn, MemberIn, OrgIn
+from core.tenancy import Device, create_org, login
+from core.tenancy.schemas import LoginIn, OrgIn
 from core.uow import Database
 
 EVENTS = int(os.environ.get("BENCH_ANALYTICS_EVENTS", "10000000"))
@@ -116,15 +116,12 @@ async def _database() -> AsyncIterator[tuple[Settings, bool]]:
 async def _setup(db: Database) -> tuple[uuid.UUID, str, list[uuid.UUID]]:
     """The owner, two members and their org; returns the org's id and slug and the people."""
     owner = await person(db, "q-owner", "q@example.com", "Q")
-    people = [owner.person.id]
-    for i in range(2):
-        mate = await person(db, f"q-mate{i}", f"m{i}@example.com", "M")
-        people.append(mate.person.id)
+    mates = [await person(db, f"q-mate{i}", f"m{i}@example.com", "M") for i in range(2)]
+    people = [owner.person.id, *(m.person.id for m in mates)]
     async with acting(db, owner.access_token) as (ctx, uow):
         org = await create_org(ctx, uow, OrgIn(slug="q-org", name="Q"))
-    for i in range(2):
-        async with acting(db, owner.access_token, org.slug) as (ctx, uow):
-            await add_member(ctx, uow, MemberIn(person=f"q-mate{i}", role="member"))
+    for mate in mates:
+        await join(db, owner, org.slug, mate)
     return org.id, org.slug, people
 
 

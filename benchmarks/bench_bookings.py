@@ -33,13 +33,13 @@ from benchmarks.common import (
     side_by_side,
     table,
 )
-from benchmarks.people import acting, person
+from benchmarks.people import acting, join, person
 from core import bookings
 from core.bookings.schemas import AvailabilityIn, ServiceIn, SlotsQuery, WeeklyHours
 from core.db import asyncpg_dsn, start_statement_count
 from core.opener import open_context
-from core.tenancy import add_member, create_org
-from core.tenancy.schemas import MemberIn, OrgIn
+from core.tenancy import create_org
+from core.tenancy.schemas import OrgIn
 from core.uow import Database
 
 PROVIDERS = 8
@@ -53,9 +53,9 @@ async def _setup(db: Database) -> dict[str, Any]:
     people = [await person(db, f"bench-pro-{i}", f"p{i}@bench.example", f"P{i}") for i in range(PROVIDERS)]
     async with acting(db, owner.access_token) as (ctx, uow):
         org = await create_org(ctx, uow, OrgIn(slug="bench-salon", name="Bench salon"))
+    for p in people:
+        await join(db, owner, org.slug, p)
     async with acting(db, owner.access_token, org.slug) as (ctx, uow):
-        for p in people:
-            await add_member(ctx, uow, MemberIn(person=p.person.slug))
         all_day = [
             WeeklyHours(weekday=d, start="00:00", end="24:00")
             for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 from core.context import TenantContext
 from core.opener import open_context
-from core.tenancy import Device, signup
-from core.tenancy.schemas import AuthOut, SignupIn
+from core.tenancy import Device, accept_invitation, create_invitation, signup
+from core.tenancy.schemas import AuthOut, InvitationIn, SignupIn
 from core.uow import Database, UnitOfWork
 
 
@@ -25,3 +25,11 @@ async def acting(
     """One set-up transaction in the context `token` opens (in `org`, else its own)."""
     async with db.uow() as uow:
         yield await open_context(uow, token, org), uow
+
+
+async def join(db: Database, owner: AuthOut, org: str, who: AuthOut, role: str = "member") -> None:
+    """`who` joins `org` as everyone does: invited by `owner`, they accept."""
+    async with acting(db, owner.access_token, org) as (ctx, uow):
+        invited = await create_invitation(ctx, uow, InvitationIn(person=who.person.slug, role=role))
+    async with acting(db, who.access_token) as (ctx, uow):
+        await accept_invitation(ctx, uow, invited.id)

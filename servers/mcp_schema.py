@@ -43,13 +43,16 @@ __all__ = [
 OUTPUT_DEPTH = 0
 # What tools/list may cost, in `wire_chars` (tests/tools/test_tools_list_size.py holds them):
 # a freshly signed-up person (tenancy + registry), and every toolset as a platform admin sees it.
-NEW_PERSON_BUDGET = 16_000
+# Raised from 16,000 when joining an org became the person's consent: `org_members_invite` (an
+# invitation, by handle or email, ~1.5 kB) replaced `org_members_add` (a membership, ~0.8 kB).
+NEW_PERSON_BUDGET = 16_800
 # Raised from 90,000 by the platform operators' dead-letter tools (admin toolset, admins only),
 # then from 93,000 by the client's conversation link (two messaging tools) and bookings'
 # reminder state and approval setting (issue 16), then from 94,000 by the inbox's exact counts
 # (`messaging_threads_count`) and a booking's times to move to (`bookings_reschedule_slots`),
-# 1.5 kB each; neither toolset is a default one.
-EVERYTHING_BUDGET = 97_500
+# 1.5 kB each; neither toolset is a default one; then by the ~0.75 kB that `org_members_invite`
+# weighs more than the `org_members_add` it replaced (above).
+EVERYTHING_BUDGET = 98_300
 _Schema = dict[str, Any]
 
 

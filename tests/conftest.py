@@ -300,3 +300,18 @@ async def make_org(client: httpx.AsyncClient, owner: Account, prefix: str = "o")
     r = await client.post("/v1/orgs", json={"slug": s, "name": s.upper()}, headers=owner.h())
     assert r.status_code == 201, r.text
     return s
+
+
+async def join_org(
+    client: httpx.AsyncClient, org: str, by: Account, who: Account, role: str = "member"
+) -> dict[str, Any]:
+    """`who` joins `org` as everyone does: `by` (its owner or an admin) invites them and they
+    accept. Returns the membership."""
+    invited = await client.post(
+        f"/v1/orgs/{org}/invitations", json={"person": who.slug, "role": role}, headers=by.h()
+    )
+    assert invited.status_code == 201, invited.text
+    accepted = await client.post(f"/v1/invitations/{invited.json()['id']}/accept", headers=who.h())
+    assert accepted.status_code == 200, accepted.text
+    member: dict[str, Any] = accepted.json()
+    return member

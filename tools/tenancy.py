@@ -17,7 +17,8 @@ from core.tenancy.schemas import (
     ClientIn,
     ClientOut,
     ClientUpdateIn,
-    MemberIn,
+    InvitationIn,
+    InvitationOut,
     MemberOut,
     MemberUpdateIn,
     MeOut,
@@ -49,7 +50,6 @@ NOT_TOOLS = {
     "tenancy.transfer_ownership": "ownership moves only by the owner's explicit act in the portal",
     "tenancy.accept_ownership": "owning an org is the person's own decision, in the portal",
     "tenancy.withdraw_ownership_offer": "portal flow",
-    "tenancy.create_invitation": "invitations are a person-to-person flow in the portal",
     "tenancy.list_invitations": "portal flow",
     "tenancy.revoke_invitation": "portal flow",
     "tenancy.list_my_invitations": "portal flow",
@@ -109,16 +109,16 @@ async def org_members_list(rt: ToolRuntime, org: RequiredOrg, page: PageArg = FI
     return await rt.call(org, core_tenancy.list_members, page)
 
 
-@tenancy.tool(title="Add an org member", read_only=False)
-async def org_members_add(
+@tenancy.tool(title="Invite someone to an org", read_only=False)
+async def org_members_invite(
     rt: ToolRuntime,
     org: RequiredOrg,
-    fields: Flat[MemberIn],
+    fields: Flat[InvitationIn],
     idempotency_key: IdempotencyArg = None,
-) -> MemberOut:
-    """Add an existing person (by slug) to an org as `member` or `admin`. Needs you to be the org's
-    owner or an admin. Ownership can't be given this way."""
-    return await rt.call(org, core_tenancy.add_member, fields, idempotency_key=idempotency_key)
+) -> InvitationOut:
+    """Invite a person (slug) or an email to an org as `member` or `admin` (owner or admin only).
+    Nobody is added without consent: they join when they accept, in their portal."""
+    return await rt.call(org, core_tenancy.create_invitation, fields, idempotency_key=idempotency_key)
 
 
 @tenancy.tool(title="Change a member's role", read_only=False, idempotent=True)

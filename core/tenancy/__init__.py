@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         revoke_invitation,
     )
     from core.tenancy.me import change_password, update_me, whoami
-    from core.tenancy.members import add_member, list_members, remove_member, update_member
+    from core.tenancy.members import list_members, remove_member, update_member
     from core.tenancy.orgs import (
         accept_ownership,
         create_org,
@@ -53,7 +53,6 @@ __all__ = [
     "Device",
     "accept_invitation",
     "accept_ownership",
-    "add_member",
     "change_password",
     "create_api_key",
     "create_brand",

@@ -45,7 +45,11 @@ async def create_api_key(ctx: TenantContext, uow: UnitOfWork, data: ApiKeyIn) ->
             hint="valid scopes: " + ", ".join(["*", *known]),
             errors=[FieldIssue("scopes", f"unknown scope {s!r}") for s in unknown],
         )
-    org = await my_org(ctx, uow, data.org) if data.org else None
+    # No `org` in the request: the key is for the context the request acts in (a switched token,
+    # or the org header), never silently one for all of the person's orgs. `"org": null` asks
+    # for an unbound key outright.
+    asked = data.org if "org" in data.model_fields_set else ctx.org_slug
+    org = await my_org(ctx, uow, asked) if asked else None
     minted = new_api_key()
     key = ApiKey(
         person_id=ctx.person_id,

@@ -1,4 +1,6 @@
-"""An org's members: listed, added, given another role, removed or leaving."""
+"""An org's members: listed, given another role, removed or leaving. People join an org by
+accepting an invitation (`core.tenancy.invitations`), never by being added: joining is theirs to
+decide."""
 
 from __future__ import annotations
 
@@ -10,15 +12,14 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from core.context import Role, TenantContext
 from core.errors import PermissionDenied
-from core.idempotency import idempotent_operation
 from core.outbox import Event
 from core.pagination import Page, PageRequest
 from core.registry.changes import tools_changed
 from core.scoping import keyset_rows, map_page
 from core.tenancy.models import Delegation, Org, OrgMember, Person
 from core.tenancy.presenters import member_out, person_out
-from core.tenancy.queries import READ, WRITE, administered_org, member_by_slug, person_id_by_slug
-from core.tenancy.schemas import MemberIn, MemberOut, MemberUpdateIn
+from core.tenancy.queries import READ, WRITE, administered_org, member_by_slug
+from core.tenancy.schemas import MemberOut, MemberUpdateIn
 from core.uow import UnitOfWork
 
 
@@ -36,19 +37,6 @@ async def list_members(ctx: TenantContext, uow: UnitOfWork, page: PageRequest) -
     return map_page(
         rows, lambda r: MemberOut(person=person_out(r[0], ctx.person_id), role=r[1], joined_at=r[2])
     )
-
-
-@idempotent_operation("members.add")
-async def add_member(
-    ctx: TenantContext, uow: UnitOfWork, data: MemberIn, idempotency_key: str | None = None
-) -> MemberOut:
-    org_id = administered_org(ctx)
-    person_id = await person_id_by_slug(uow, data.person)
-    uow.session.add(OrgMember(org_id=org_id, person_id=person_id, role=data.role))
-    await uow.session.flush()
-    uow.emit("platform/org_member.added", {"member_person_id": person_id, "role": data.role, "via": "added"})
-    tools_changed(uow, "org_member.added", persons=[person_id])
-    return await member_out(uow, org_id, person_id, ctx.person_id)
 
 
 async def update_member(
@@ -95,15 +83,17 @@ async def remove_member(ctx: TenantContext, uow: UnitOfWork, person_slug: str) -
     # An offer of the org to someone who no longer belongs to it ends with the membership. The
     # org's row is taken first, as an offer takes it (`core.tenancy.orgs`): an offer made while
     # this removal runs then sees it committed and is refused, rather than naming a former member.
+    # The offer ends before the membership goes: a member leaving loses the org's context (and
+    # with it the org's row) the moment their own row is deleted.
     await uow.session.execute(select(Org.id).where(Org.id == org_id).with_for_update(key_share=True))
-    await uow.session.execute(
-        delete(OrgMember).where(OrgMember.org_id == org_id, OrgMember.person_id == target.person_id)
-    )
     offer_ended = await uow.session.execute(
         update(Org)
         .where(Org.id == org_id, Org.offered_owner_id == target.person_id)
         .values(offered_owner_id=None, offered_at=None)
         .returning(Org.id)
+    )
+    await uow.session.execute(
+        delete(OrgMember).where(OrgMember.org_id == org_id, OrgMember.person_id == target.person_id)
     )
     if offer_ended.first() is not None:
         uow.emit(

@@ -216,11 +216,6 @@ class TransferIn(Input):
     person: SlugRef = Field(description="Slug of the member the org is offered to; they accept to own it.")
 
 
-class MemberIn(Input):
-    person: SlugRef = Field(description="Slug of the person to add.")
-    role: AssignableRole = "member"
-
-
 class MemberUpdateIn(Input):
     role: AssignableRole
 
@@ -232,10 +227,10 @@ class MemberOut(BaseModel):
 
 
 class InvitationIn(Input):
-    email: Email | None = None
-    person: SlugRef | None = None
+    email: Email | None = Field(default=None, description="An email (they may sign up later); or `person`.")
+    person: SlugRef | None = Field(default=None, description="A handle; or `email`.")
     role: AssignableRole = "member"
-    expires_in_days: int = Field(default=7, ge=1, le=90)
+    expires_in_days: int = Field(default=7, ge=1, le=90, description="Days it stays open.")
 
     @model_validator(mode="after")
     def _one_invitee(self) -> InvitationIn:

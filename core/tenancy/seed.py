@@ -12,7 +12,7 @@ from core import tenancy
 from core.context import Principal, PrincipalKind, TenantContext
 from core.seed import seeded_contexts, seeded_ids
 from core.tenancy.models import Person
-from core.tenancy.schemas import ApiKeyIn, ClientIn, InvitationIn, MemberIn, SignupIn
+from core.tenancy.schemas import ApiKeyIn, ClientIn, InvitationIn, SignupIn
 from core.uow import Database
 
 DEMO_SLUG = "demo-ada"
@@ -50,7 +50,7 @@ async def seed_demo(db: Database) -> None:
     _, in_org = seeded_contexts(principal, owner, org_id)
     async with db.system() as uow:
         uow.ctx = in_org
-        await tenancy.add_member(in_org, uow, MemberIn(person=DEMO_SLUG, role="admin"))
+        invited = await tenancy.create_invitation(in_org, uow, InvitationIn(person=DEMO_SLUG, role="admin"))
         await tenancy.create_invitation(in_org, uow, InvitationIn(email="invitee@example.com"))
         for i, (name, phone) in enumerate(
             (("Léa Martin", "+33611223344"), ("O'Brien & Co", None), ("李雷", None))
@@ -60,3 +60,7 @@ async def seed_demo(db: Database) -> None:
                 uow,
                 ClientIn(name=name, email=f"demo{i}@example.com", phone=phone, notes="line1\nline2\t"),
             )
+    async with db.system() as uow:  # Ada joins as everyone does: by accepting
+        uow.ctx = as_ada
+        await uow.act_as_service(ada, None)
+        await tenancy.accept_invitation(as_ada, uow, invited.id)

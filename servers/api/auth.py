@@ -186,13 +186,12 @@ async def decline_invitation(invitation_id: uuid.UUID, caller: CallerDep) -> Inv
     "/v1/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, tags=["api keys"]
 )
 async def create_api_key(data: ApiKeyIn, caller: CallerDep) -> ApiKeyCreated:
-    """Create an API key for an agent or peer tenancy. The key is shown once. Sent with
-    `X-Atlilith-Org: <slug>` and no `org` in the body, the key is bound to that org (`"org":
-    null` makes it unbound)."""
-    if "org" not in data.model_fields_set and caller.org_header and caller.org_header != PERSONAL:
-        # Asked in an org: a key for that org, never silently one for all of the person's orgs.
-        data = data.model_copy(update={"org": caller.org_header.strip().lower()})
-    return await caller.call_person_level(tenancy.create_api_key, data)
+    """Create an API key for an agent or peer tenancy. The key is shown once. With no `org` in
+    the body it is bound to the org the request acts in (`X-Atlilith-Org`, or a token switched
+    into that org); `"org": null` makes it unbound."""
+    if "org" in data.model_fields_set:  # the body says which org: the token's context is moot
+        return await caller.call_person_level(tenancy.create_api_key, data)
+    return await caller.call(tenancy.create_api_key, data)
 
 
 @router.get("/v1/api-keys", response_model=Page[ApiKeyOut], tags=["api keys"])

@@ -20,7 +20,6 @@ from core.tenancy.schemas import (
     ClientUpdateIn,
     InvitationIn,
     InvitationOut,
-    MemberIn,
     MemberOut,
     MemberUpdateIn,
     OrgIn,
@@ -99,16 +98,6 @@ async def withdraw_transfer(slug: OrgSlug, caller: CallerDep) -> OrgOut:
 @router.get("/v1/orgs/{slug}/members", response_model=Page[MemberOut], tags=["orgs"])
 async def list_members(slug: OrgSlug, caller: CallerDep, page: PageDep) -> Page[MemberOut]:
     return await call_in(caller.context(slug), tenancy.list_members, page)
-
-
-@router.post(
-    "/v1/orgs/{slug}/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut, tags=["orgs"]
-)
-async def add_member(
-    slug: OrgSlug, data: MemberIn, caller: CallerDep, idempotency_key: IdempotencyKey = None
-) -> MemberOut:
-    """Add a person (by slug) as admin or member (owner or admin)."""
-    return await call_in(caller.context(slug), tenancy.add_member, data, idempotency_key=idempotency_key)
 
 
 @router.patch("/v1/orgs/{slug}/members/{person}", response_model=MemberOut, tags=["orgs"])

@@ -25,7 +25,7 @@ from core.credentials import parse_api_key
 from core.db import asyncpg_url
 from core.uow import Database
 from migrations.rls import split_sql
-from tests.conftest import Account, make_org, signup
+from tests.conftest import Account, join_org, make_org, signup
 from tests.support.rls import signature
 
 OLD = "ctx_reference"
@@ -154,8 +154,7 @@ async def _answers(
 async def _world(client: httpx.AsyncClient, db: Database) -> tuple[Account, Account, Account, str]:
     a, b, stranger = await signup(client), await signup(client), await signup(client)
     org = await make_org(client, a)
-    added = await client.post(f"/v1/orgs/{org}/members", json={"person": b.slug}, headers=a.h())
-    assert added.status_code == 201, added.text
+    await join_org(client, org, a, b)
     # A pending invitation for the stranger (has_invitation, the persons policy's invitations).
     invited = await client.post(
         f"/v1/orgs/{org}/invitations", json={"person": stranger.slug, "role": "admin"}, headers=a.h()
@@ -303,8 +302,7 @@ async def test_resolve_context_binds_and_answers_as_the_old_body(
     in the same transaction (same backend, same instant)."""
     a, b, stranger = await signup(client), await signup(client), await signup(client)
     org = await make_org(client, a)
-    added = await client.post(f"/v1/orgs/{org}/members", json={"person": b.slug}, headers=a.h())
-    assert added.status_code == 201, added.text
+    await join_org(client, org, a, b)
     made = await client.post("/v1/api-keys", json={"name": "k", "scopes": ["*"], "org": org}, headers=a.h())
     assert made.status_code == 201, made.text
     key = parse_api_key(made.json()["token"])

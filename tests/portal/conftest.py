@@ -177,6 +177,15 @@ async def api_as(page: Page, method: str, path: str, body: dict[str, Any] | None
     return await r.json() if r.status != 204 else None
 
 
+async def join_as(owner_page: Page, member_page: Page, org: str, person: str, role: str = "member") -> None:
+    """The person signed in on `member_page` joins `org`: invited by the one on `owner_page`,
+    they accept (nobody joins an org otherwise)."""
+    invited = await api_as(
+        owner_page, "POST", f"/v1/orgs/{org}/invitations", {"person": person, "role": role}
+    )
+    await api_as(member_page, "POST", f"/v1/invitations/{invited['id']}/accept")
+
+
 async def screenshot(page: Page, name: str) -> None:
     """Keep a picture of the page for docs/portal.md, once nothing on it is still loading."""
     await expect(page.locator(".loading")).to_have_count(0)

@@ -16,7 +16,7 @@ from core.demo import seed_demo_data
 from core.relay import Relay
 from core.seed import ORG_SLUG, PERSON_SLUG, seed
 from core.tenancy.models import Org, Person
-from core.tenancy.schemas import MemberIn
+from core.tenancy.schemas import InvitationIn
 from core.uow import Database
 from tests.conftest import SEED_PASSWORD
 from tests.portal.conftest import open_from_nav, screenshot, sign_up_quickly
@@ -39,7 +39,17 @@ async def _demo_org_member(db: Database, slug: str) -> None:
         )
         uow.ctx = ctx
         await uow.act_as_service(owner, org_id)
-        await tenancy.add_member(ctx, uow, MemberIn(person=slug, role="admin"))
+        invited = await tenancy.create_invitation(ctx, uow, InvitationIn(person=slug, role="admin"))
+    async with db.system() as uow:  # they join as anyone does: by accepting
+        person = (await uow.session.execute(select(Person.id).where(Person.slug == slug))).scalar_one()
+        as_them = TenantContext(
+            principal=Principal(kind=PrincipalKind.SESSION, person_id=person),
+            person_id=person,
+            person_slug=slug,
+        )
+        uow.ctx = as_them
+        await uow.act_as_service(person, None)
+        await tenancy.accept_invitation(as_them, uow, invited.id)
     await Relay(db).drain()  # what the dev server's relay does: analytics of bookings, messages
 
 

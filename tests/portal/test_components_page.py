@@ -8,7 +8,7 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
-from tests.portal.conftest import api_as, open_from_nav, screenshot, sign_up_quickly
+from tests.portal.conftest import api_as, join_as, open_from_nav, screenshot, sign_up_quickly
 
 
 async def test_search_install_read_the_skill_and_uninstall(
@@ -50,7 +50,7 @@ async def test_a_member_sees_the_refusal_and_its_hint(page: Page, new_context: A
     other = await new_context()
     page2 = await other.new_page()
     member = await sign_up_quickly(page2, "member")
-    await api_as(page, "POST", f"/v1/orgs/{slug}/members", {"person": member.slug, "role": "member"})
+    await join_as(page, page2, slug, member.slug)
     assert owner.slug != member.slug
 
     await page2.goto(f"/o/{slug}/components")

@@ -10,7 +10,7 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
-from tests.portal.conftest import api_as, new_person, open_from_nav, screenshot, sign_up_quickly
+from tests.portal.conftest import api_as, join_as, new_person, open_from_nav, screenshot, sign_up_quickly
 
 
 async def test_sign_up_create_org_invite_accept_and_change_role(
@@ -45,11 +45,11 @@ async def test_sign_up_create_org_invite_accept_and_change_role(
     await expect(page.get_by_role("row").filter(has_text=owner.slug)).to_be_visible()
     await expect(page.get_by_text("You are the only member.")).to_be_visible()
 
-    # Adding an unknown handle fails where it happened, with the API's hint.
-    await page.get_by_label("Handle of the person to add").fill("nobody-" + uuid.uuid4().hex[:6])
-    await page.get_by_role("button", name="Add member").click()
+    # Inviting an unknown handle from the roster fails where it happened, with the API's hint.
+    await page.get_by_label("Email or handle to invite").fill("nobody-" + uuid.uuid4().hex[:6])
+    await page.get_by_role("button", name="Send invitation").click()
     alert = page.get_by_role("alert")
-    await expect(alert).to_contain_text("Could not add the member")
+    await expect(alert).to_contain_text("Could not send the invitation")
     await expect(alert).to_contain_text("What to do:")
 
     # A second person, in their own browser context, signs up; the owner invites their handle.
@@ -95,11 +95,11 @@ async def test_sign_up_create_org_invite_accept_and_change_role(
     # The guest (admin) is refused what the API refuses, right where they tried it.
     await guest_page.goto(f"/o/{org_slug}/members")
     await expect(guest_page.get_by_role("button", name=f"Remove {owner.display_name}")).to_have_count(0)
-    await guest_page.get_by_label("Handle of the person to add").fill(owner.slug)
-    await guest_page.get_by_role("button", name="Add member").click()
+    await guest_page.get_by_label("Email or handle to invite").fill(owner.slug)
+    await guest_page.get_by_role("button", name="Send invitation").click()
     refusal = guest_page.get_by_role("alert")
     await expect(refusal).to_contain_text("already a member")
-    await expect(refusal).to_contain_text("What to do: change their role instead")
+    await expect(refusal).to_contain_text("What to do: nothing to invite them to: change their role instead")
 
     # Removed, the guest's link to the org says so clearly.
     await page.get_by_role("button", name=f"Remove {guest.display_name}").click()
@@ -155,7 +155,7 @@ async def test_ownership_is_offered_and_taken_only_by_its_acceptance(page: Page,
     await api_as(page, "POST", "/v1/orgs", {"slug": org_slug, "name": "Heir House"})
     heir_page = await (await new_context()).new_page()
     heir = await sign_up_quickly(heir_page, "heir")
-    await api_as(page, "POST", f"/v1/orgs/{org_slug}/members", {"person": heir.slug, "role": "member"})
+    await join_as(page, heir_page, org_slug, heir.slug)
     await page.goto(f"/o/{org_slug}/settings")
     await page.get_by_label("New owner").select_option(heir.slug)
     await screenshot(page, "org-settings")
@@ -185,7 +185,7 @@ async def test_removed_while_a_page_is_open_the_next_step_says_so(page: Page, ne
     )
     guest_page = await (await new_context()).new_page()
     guest = await sign_up_quickly(guest_page, "left")
-    await api_as(page, "POST", f"/v1/orgs/{org['slug']}/members", {"person": guest.slug, "role": "member"})
+    await join_as(page, guest_page, org["slug"], guest.slug)
     await guest_page.goto(f"/o/{org['slug']}/inbox")
     await expect(guest_page.get_by_role("heading", name="Inbox", level=1)).to_be_visible()
 

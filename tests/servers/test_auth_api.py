@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from core.uow import Database
-from tests.conftest import make_org, signup, slug
+from tests.conftest import join_org, make_org, signup, slug
 from tests.support.messaging import outbox
 
 
@@ -233,10 +233,7 @@ async def test_logout_ends_the_session_at_once(client: httpx.AsyncClient) -> Non
 async def test_switch_context_and_membership_rechecked_every_request(client: httpx.AsyncClient) -> None:
     owner, member = await signup(client, "own"), await signup(client, "mem")
     org = await make_org(client, owner)
-    r = await client.post(
-        f"/v1/orgs/{org}/members", json={"person": member.slug, "role": "member"}, headers=owner.h()
-    )
-    assert r.status_code == 201, r.text
+    await join_org(client, org, owner, member)
 
     sw = await client.post("/v1/auth/switch", json={"org": org}, headers=member.h())
     assert sw.status_code == 200, sw.text
@@ -362,6 +359,21 @@ async def test_a_key_asked_for_in_an_org_is_bound_to_it(client: httpx.AsyncClien
     )
     personal = await client.post("/v1/api-keys", json={"name": "mine", "scopes": ["*"]}, headers=owner.h())
     assert unbound.json()["org"] is None and personal.json()["org"] is None
+    # A session switched into the org asks in it too, header or not.
+    switched = await client.post("/v1/auth/switch", json={"org": org}, headers=owner.h())
+    assert switched.status_code == 200, switched.text
+    in_switched = await client.post(
+        "/v1/api-keys",
+        json={"name": "switched", "scopes": ["*"]},
+        headers=owner.h(token=switched.json()["access_token"]),
+    )
+    assert in_switched.status_code == 201 and in_switched.json()["org"]["slug"] == org, in_switched.text
+    back_home = await client.post(
+        "/v1/api-keys",
+        json={"name": "home", "scopes": ["*"]},
+        headers=owner.h(org="personal", token=switched.json()["access_token"]),
+    )
+    assert back_home.status_code == 201 and back_home.json()["org"] is None
 
 
 async def test_removed_members_org_keys_are_revoked_by_the_handler(
@@ -371,9 +383,7 @@ async def test_removed_members_org_keys_are_revoked_by_the_handler(
 
     owner, member = await signup(client), await signup(client)
     org = await make_org(client, owner)
-    await client.post(
-        f"/v1/orgs/{org}/members", json={"person": member.slug, "role": "admin"}, headers=owner.h()
-    )
+    await join_org(client, org, owner, member, "admin")
     key = (
         await client.post("/v1/api-keys", json={"name": "k", "scopes": ["*"], "org": org}, headers=member.h())
     ).json()

@@ -177,12 +177,14 @@ async def test_reload_after_switch_comes_back_in_that_context_while_a_member(
 
     owner_acct = Account({**owner.body, "refresh_token": ""}, "")
     org = await make_org(browser_client, owner_acct)
-    added = await browser_client.post(
-        f"/v1/orgs/{org}/members",
+    invited = await browser_client.post(
+        f"/v1/orgs/{org}/invitations",
         json={"person": member.body["person"]["slug"], "role": "admin"},
         headers=owner.h(),
     )
-    assert added.status_code == 201, added.text
+    assert invited.status_code == 201, invited.text
+    accepted = await browser_client.post(f"/v1/invitations/{invited.json()['id']}/accept", headers=member.h())
+    assert accepted.status_code == 200, accepted.text
 
     switched = await browser_client.post("/v1/auth/switch", json={"org": org}, headers=member.h())
     assert switched.status_code == 200 and "set-cookie" not in switched.headers

@@ -11,7 +11,7 @@ import pytest
 
 from core.uow import Database
 from servers.app import create_app
-from tests.conftest import make_org, signup
+from tests.conftest import join_org, make_org, signup
 from tests.support.messaging import api_key, inbound, messaging_database, messaging_db
 from tests.support.serving import app_client, free_port, serving
 
@@ -114,8 +114,7 @@ async def test_a_member_removed_mid_stream_stops_receiving_at_once(db: Database)
             ada = await signup(c, "ada")
             org = await make_org(c, ada)
             cy = await signup(c, "cy")
-            r = await c.post(f"/v1/orgs/{org}/members", json={"person": cy.slug}, headers=ada.h())
-            assert r.status_code == 201, r.text
+            await join_org(c, org, ada, cy)
             peer = {"Authorization": f"Bearer {await api_key(c, ada, ['messaging:ingest'], org=org)}"}
             seen: list[dict[str, Any]] = []
             async with c.stream("GET", "/v1/events/stream", headers=cy.h(org=org)) as s:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from core.uow import Database
 from servers.app import create_app
 from servers.mcp import build_server, toolsets
-from tests.conftest import Account, make_org, running, signup
+from tests.conftest import Account, join_org, make_org, running, signup
 from tests.support.registry import install
 from tests.support.world import Victim, bodies, build_victim, leaked, snapshot, tool_args
 from tools.base import ToolRuntime
@@ -146,9 +146,7 @@ async def test_every_mcp_tool_refuses_or_hides_foreign_data(
 async def test_org_member_sees_org_but_never_personal_data_of_others(client: httpx.AsyncClient) -> None:
     v = await build_victim(client)
     colleague = await signup(client, "colleague")
-    assert (
-        await client.post(f"/v1/orgs/{v.org}/members", json={"person": colleague.slug}, headers=v.person.h())
-    ).status_code == 201
+    await join_org(client, v.org, v.person, colleague)
     # Other worlds add clients too (e.g. messaging ingest): compare sets, not one known row.
     victim_personal = {
         c["id"] for c in (await client.get("/v1/clients?limit=100", headers=v.person.h())).json()["items"]

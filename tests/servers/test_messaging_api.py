@@ -14,7 +14,7 @@ from sqlalchemy import text
 from core.messaging.threads import wake_snoozed_threads
 from core.relay import Relay
 from core.uow import Database
-from tests.conftest import make_org, signup
+from tests.conftest import join_org, make_org, signup
 from tests.support.messaging import FakePeer, api_key, inbound, messaging_database, outbox, thread_detail
 from tests.support.relay import drain_until
 from tests.support.serving import app_client
@@ -302,7 +302,7 @@ async def test_context_default_agent_mode_applies_to_new_threads(mc: httpx.Async
     ).status_code == 201
     # A member (not admin) cannot change the context's settings.
     member = await signup(mc)
-    await mc.post(f"/v1/orgs/{org}/members", json={"person": member.slug}, headers=owner.h())
+    await join_org(mc, org, owner, member)
     r = await mc.put("/v1/messaging/settings", json={}, headers=member.h(org=org))
     assert r.status_code == 403 and r.json()["code"] == "insufficient_role"
 
@@ -837,7 +837,7 @@ async def test_another_person_or_org_sees_no_thread_message_or_draft(mc: httpx.A
     owner, colleague, outsider = await signup(mc), await signup(mc), await signup(mc)
     org = await make_org(mc, owner)
     other_org = await make_org(mc, outsider)
-    await mc.post(f"/v1/orgs/{org}/members", json={"person": colleague.slug}, headers=owner.h())
+    await join_org(mc, org, owner, colleague)
     org_item = (await inbound(mc, owner.h(org=org), channel="portal", external_id="o", body="org secret"))[
         "results"
     ][0]

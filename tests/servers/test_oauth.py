@@ -22,7 +22,7 @@ from core.relay import Relay
 from core.uow import Database
 from core.utilities import sha256_hex
 from servers.app import create_app
-from tests.conftest import make_org, running, signup
+from tests.conftest import join_org, make_org, running, signup
 from tests.support.mcp import mcp_client, tool_error
 from tests.support.messaging import inbound, outbox
 from tests.support.oauth import (
@@ -408,10 +408,7 @@ async def test_membership_removal_and_suspension_apply_on_the_next_call(
 ) -> None:
     owner, member = await signup(client), await signup(client)
     org = await make_org(client, owner)
-    r = await client.post(
-        f"/v1/orgs/{org}/members", json={"person": member.slug, "role": "member"}, headers=owner.h(org)
-    )
-    assert r.status_code == 201, r.text
+    await join_org(client, org, owner, member)
     _, tokens = await connect(client, member.h(), org)
     me = await whoami(app, tokens["access_token"])
     assert me.structured_content["context"]["org"]["slug"] == org

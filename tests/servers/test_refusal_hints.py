@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import make_org, signup
+from tests.conftest import join_org, make_org, signup
 
 
 async def test_hints_say_what_would_get_it_done(client: httpx.AsyncClient) -> None:
     owner, admin = await signup(client), await signup(client)
     org = await make_org(client, owner)
-    r = await client.post(
-        f"/v1/orgs/{org}/members", json={"person": admin.slug, "role": "admin"}, headers=owner.h()
-    )
-    assert r.status_code == 201, r.text
+    await join_org(client, org, owner, admin, "admin")
     transfer = await client.post(f"/v1/orgs/{org}/transfer", json={"person": admin.slug}, headers=admin.h())
     assert transfer.status_code == 403 and transfer.json()["code"] == "insufficient_role"
     assert transfer.json()["hint"] == "ask the org's owner to do it"

@@ -7,18 +7,12 @@ from typing import Any, TypedDict
 
 import httpx
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from core.uow import Database
-from tests.conftest import Account, make_org, signup, slug
+from tests.conftest import Account, join_org, make_org, signup, slug
+from tests.support.rls import raw_as
 from tests.support.sql import system_sql
-
-
-async def add(
-    client: httpx.AsyncClient, org: str, by: Account, who: Account, role: str = "member"
-) -> httpx.Response:
-    return await client.post(
-        f"/v1/orgs/{org}/members", json={"person": who.slug, "role": role}, headers=by.h()
-    )
 
 
 class Team(TypedDict):
@@ -35,8 +29,8 @@ class Team(TypedDict):
 async def team(client: httpx.AsyncClient) -> Team:
     owner, admin, member, outsider = [await signup(client, p) for p in ("own", "adm", "mem", "out")]
     org = await make_org(client, owner)
-    assert (await add(client, org, owner, admin, "admin")).status_code == 201
-    assert (await add(client, org, admin, member, "member")).status_code == 201
+    await join_org(client, org, owner, admin, "admin")
+    await join_org(client, org, admin, member)
     return {"org": org, "owner": owner, "admin": admin, "member": member, "outsider": outsider}
 
 
@@ -58,7 +52,6 @@ async def test_member_reads_but_cannot_administer(client: httpx.AsyncClient, tea
     org, member, outsider = team["org"], team["member"], team["outsider"]
     assert (await client.get(f"/v1/orgs/{org}", headers=member.h())).status_code == 200
     for r in (
-        await add(client, org, member, outsider),
         await client.patch(f"/v1/orgs/{org}", json={"name": "X"}, headers=member.h()),
         await client.patch(
             f"/v1/orgs/{org}/members/{team['admin'].slug}", json={"role": "member"}, headers=member.h()
@@ -83,10 +76,12 @@ async def test_admin_cannot_touch_the_owner_nor_make_an_owner(client: httpx.Asyn
         f"/v1/orgs/{org}/members/{member.slug}", json={"role": "owner"}, headers=admin.h()
     )
     assert promote.status_code == 422  # `owner` is not an assignable role
-    add_owner = await client.post(
-        f"/v1/orgs/{org}/members", json={"person": member.slug, "role": "owner"}, headers=admin.h()
+    invite_owner = await client.post(
+        f"/v1/orgs/{org}/invitations",
+        json={"person": team["outsider"].slug, "role": "owner"},
+        headers=admin.h(),
     )
-    assert add_owner.status_code == 422
+    assert invite_owner.status_code == 422
     transfer = await client.post(f"/v1/orgs/{org}/transfer", json={"person": admin.slug}, headers=admin.h())
     assert transfer.status_code == 403
     # Admin may manage members and rename, but not change the slug.
@@ -156,7 +151,7 @@ async def test_ownership_moves_only_when_the_member_offered_it_accepts(
 
 
 async def test_an_ownership_offer_is_declined_withdrawn_or_ends_with_the_membership(
-    client: httpx.AsyncClient, team: Team
+    db: Database, client: httpx.AsyncClient, team: Team
 ) -> None:
     org, owner, admin, member = team["org"], team["owner"], team["admin"], team["member"]
 
@@ -182,6 +177,10 @@ async def test_an_ownership_offer_is_declined_withdrawn_or_ends_with_the_members
         await client.delete(f"/v1/orgs/{org}/members/{member.slug}", headers=member.h())
     ).status_code == 204
     assert await offered() is None
+    # Ended in the row, not only hidden: a member who leaves loses the org's context (and its
+    # row) with their membership, so the offer must end before the membership goes.
+    stored = await system_sql(db, "SELECT offered_owner_id FROM platform.orgs WHERE slug = :s", {"s": org})
+    assert stored.scalar_one() is None
     assert (await client.get(f"/v1/orgs/{org}", headers=owner.h())).json()["owner"]["slug"] == owner.slug
 
 
@@ -198,6 +197,29 @@ async def test_database_refuses_an_owner_row_out_of_line_with_orgs(
     ):
         with pytest.raises(Conflict):
             await system_sql(db, sql, {"s": org})
+
+
+async def test_nobody_joins_an_org_without_accepting(
+    db: Database, client: httpx.AsyncClient, team: Team
+) -> None:
+    """An owner could add any person by handle: the org showed in their switcher and its tools in
+    their agent's list without their say. Joining is now the invitee's act, at both layers."""
+    org, owner, outsider = team["org"], team["owner"], team["outsider"]
+    added = await client.post(f"/v1/orgs/{org}/members", json={"person": outsider.slug}, headers=owner.h())
+    assert added.status_code == 405, added.text
+    # Row-level security: the org's own context cannot write someone else's membership, even
+    # with an invitation pending for them; only the invitee's context can, by accepting it.
+    pending = await client.post(
+        f"/v1/orgs/{org}/invitations", json={"person": outsider.slug}, headers=owner.h()
+    )
+    assert pending.status_code == 201, pending.text
+    org_id = (await client.get(f"/v1/orgs/{org}", headers=owner.h())).json()["id"]
+    insert = "INSERT INTO platform.org_members (org_id, person_id, role) VALUES (:o, :p, 'member') RETURNING person_id"
+    with pytest.raises(DBAPIError, match="row-level security"):
+        await raw_as(db, "user", owner.id, org_id, insert, {"o": org_id, "p": outsider.id})
+    rows = await raw_as(db, "user", outsider.id, "", insert, {"o": org_id, "p": outsider.id})
+    assert [str(r[0]) for r in rows] == [outsider.id]
+    assert [o["slug"] for o in (await client.get("/v1/orgs", headers=outsider.h())).json()["items"]] == [org]
 
 
 async def test_invitation_flow_by_slug_and_by_email_before_signup(

@@ -11,7 +11,7 @@ from mcp import Client
 
 from core.uow import Database
 from servers.mcp import build_server
-from tests.conftest import make_org, signup
+from tests.conftest import join_org, make_org, signup
 from tests.support.mcp import tool_error
 from tests.support.registry import install
 
@@ -136,7 +136,7 @@ async def test_track_then_ask_how_it_is_going(client: httpx.AsyncClient, db: Dat
 async def test_tool_errors_carry_code_and_hint(client: httpx.AsyncClient, db: Database) -> None:
     owner, member = await signup(client), await signup(client)
     org = await make_org(client, owner)
-    await client.post(f"/v1/orgs/{org}/members", json={"person": member.slug}, headers=owner.h())
+    await join_org(client, org, owner, member)
     await install(client, owner, "analytics", org=org)
     await install(client, member, "analytics")
     async with Client(build_server(db, static_token=member.token, toolset_names=["analytics"])) as c:

@@ -45,7 +45,7 @@ async def test_tools_are_flat_typed_annotated_and_ordered(client: httpx.AsyncCli
         "orgs_list",
         "orgs_create",
         "org_members_list",
-        "org_members_add",
+        "org_members_invite",
         "org_members_update",
         "org_members_remove",
         "brands_list",
@@ -105,10 +105,17 @@ async def test_tool_calls_act_in_the_chosen_context_checked_live(
     owner, member = await signup(client), await signup(client)
     org = await make_org(client, owner)
     async with Client(build_server(db, static_token=owner.token)) as c:
-        added = await c.call_tool("org_members_add", {"org": org, "person": member.slug})
-        assert not added.is_error, text_of(added)
-        assert added.structured_content["person"]["slug"] == member.slug
-        assert added.structured_content["person"]["email"] is None  # others' emails stay private
+        invited = await c.call_tool("org_members_invite", {"org": org, "person": member.slug})
+        assert not invited.is_error, text_of(invited)
+        assert invited.structured_content["invitee"]["slug"] == member.slug
+        assert invited.structured_content["status"] == "pending"
+        # An invitation grants nothing until the person accepts it themselves.
+        assert (await client.get(f"/v1/orgs/{org}", headers=member.h())).json()["code"] == "not_a_member"
+    accepted = await client.post(
+        f"/v1/invitations/{invited.structured_content['id']}/accept", headers=member.h()
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["person"]["slug"] == member.slug
 
     async with Client(build_server(db, static_token=member.token)) as c:
         made = await c.call_tool("clients_create", {"name": "Ada", "email": "ada@example.com", "org": org})

@@ -17,7 +17,7 @@ from mcp.types import INVALID_PARAMS, PaginatedRequest, PaginatedRequestParams, 
 from core.uow import Database
 from servers.mcp import build_server
 from servers.mcp_skills import EXTENSION, GetSkillRequestParams, GetSkillResult, ListSkillsResult
-from tests.conftest import ROOT, make_org, signup
+from tests.conftest import ROOT, join_org, make_org, signup
 from tests.support.billing import make_admin
 from tests.support.mcp import mcp_client
 from tests.support.registry import install, uninstall
@@ -146,8 +146,7 @@ async def test_skills_follow_installs_per_person_and_org(client: httpx.AsyncClie
         await install(client, a, "messaging", org=org)
         assert uri("messaging") in await listed(ca)
         await refused(cb, "messaging")
-        r = await client.post(f"/v1/orgs/{org}/members", json={"person": b.slug}, headers=a.h())
-        assert r.status_code == 201, r.text
+        await join_org(client, org, a, b)
         assert await listed(cb) == {uri("tenancy"), uri("registry"), uri("messaging")}
         r = await client.delete(f"/v1/orgs/{org}/members/{b.slug}", headers=a.h())
         assert r.status_code == 204, r.text

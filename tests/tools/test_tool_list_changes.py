@@ -24,7 +24,7 @@ from core.uow import Database
 from servers.mcp import build_server
 from servers.mcp_changes import ToolListChanges
 from tests.cli.live import LiveServer
-from tests.conftest import Account, make_org, signup
+from tests.conftest import Account, join_org, make_org, signup
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,8 +113,7 @@ async def test_a_stdio_session_hears_a_rest_install_made_by_another_process(
         org = await make_org(http, a)
         org_id = (await http.get(f"/v1/orgs/{org}", headers=a.h())).json()["id"]
         delivered = Delivered(feed, a, b, c, orgs=(org_id,))
-        r = await http.post(f"/v1/orgs/{org}/members", json={"person": c.slug}, headers=a.h(org))
-        assert r.status_code == 201, r.text
+        await join_org(http, org, a, c)
         # Heard here too (no session yet): from now on each notice is one of the steps below.
         assert await delivered.next() == 0
         # b and c: sessions in this process (the feed of this process serves them); a: stdio.

@@ -15,8 +15,13 @@ const fieldWords = (field) =>
   field.split(".").filter((p) => !/^\d+$/.test(p)).map((p) => WORDS[p] || p).join(" › ").replace(/_/g, " ");
 const plain = (text) => (text || "").replace(/`/g, "");
 // A hint written for API callers ("find the client with GET /v1/clients") says nothing to a
-// person using the portal: the box leaves it out rather than show a request to make.
-const forPeople = (hint) => (/\b(GET|POST|PUT|PATCH|DELETE) \/|\/v1\//.test(hint || "") ? "" : plain(hint));
+// person using the portal: a request named in brackets after the words is dropped, and a hint
+// that still asks for a request is left out rather than show a request to make.
+const REQUEST = /\b(GET|POST|PUT|PATCH|DELETE) \/|\/v1\//;
+const forPeople = (hint) => {
+  const words = plain((hint || "").replace(/\s*\([^()]*\b(?:GET|POST|PUT|PATCH|DELETE) \/[^()]*\)/g, ""));
+  return REQUEST.test(words) ? "" : words;
+};
 
 export function ErrorBox({ error, title }) {
   if (!error) return null;

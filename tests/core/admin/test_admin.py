@@ -19,7 +19,7 @@ from core.relay import Relay
 from core.uow import Database
 from servers.api import api_routers
 from servers.mcp import CoreTokenVerifier
-from tests.conftest import Account, make_org, signup
+from tests.conftest import Account, join_org, make_org, signup
 from tests.support.billing import FakePeer, app_db, grant, make_admin
 from tests.support.mcp import tool_error
 from tests.support.registry import install
@@ -398,9 +398,7 @@ async def test_person_and_org_lists_search_filter_and_paginate(client: httpx.Asy
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_cursor"
 
     org = await make_org(client, people[0], f"zo{tag}")
-    assert (
-        await client.post(f"/v1/orgs/{org}/members", json={"person": people[2].slug}, headers=people[0].h())
-    ).status_code == 201
+    await join_org(client, org, people[0], people[2])
     detail = (await client.get(f"/v1/admin/persons/{people[2].slug}", headers=admin.h())).json()
     assert [(m["org_slug"], m["role"]) for m in detail["orgs"]] == [(org, "member")]
     assert detail["active_sessions"] == 1 and detail["active_api_keys"] == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from core.uow import Database
-from tests.conftest import make_org, signup
+from tests.conftest import join_org, make_org, signup
 from tests.core.analytics.support import sql
 
 
@@ -30,7 +30,7 @@ async def test_people_and_orgs_only_ever_see_their_own_numbers(client: httpx.Asy
     owner, colleague, stranger = await signup(client), await signup(client), await signup(client)
     org = await make_org(client, owner)
     other_org = await make_org(client, stranger)
-    await client.post(f"/v1/orgs/{org}/members", json={"person": colleague.slug}, headers=owner.h())
+    await join_org(client, org, owner, colleague)
 
     async def send(headers: dict[str, str], plan: str, n: int) -> None:
         events = [

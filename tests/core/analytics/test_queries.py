@@ -24,7 +24,7 @@ from core.analytics.models import ROLLUP_PROPERTIES
 from core.analytics.timebuckets import aligned, bucket_starts, resolve_range, zone
 from core.uow import Database
 from servers.app import create_app
-from tests.conftest import Account, make_org, running, signup
+from tests.conftest import Account, join_org, make_org, running, signup
 from tests.core.analytics.support import Ev, caller, org_id, put, sql
 
 UTC = dt.UTC
@@ -86,10 +86,7 @@ async def data(db: Database) -> AsyncIterator[Data]:
             member, outsider = await signup(client, "mem"), await signup(client, "out")
             org = await make_org(client, owner)
             for who, role in ((admin, "admin"), (member, "member")):
-                r = await client.post(
-                    f"/v1/orgs/{org}/members", json={"person": who.slug, "role": role}, headers=owner.h()
-                )
-                assert r.status_code == 201
+                await join_org(client, org, owner, who, role)
             oid = await org_id(client, owner, org)
             rng = random.Random(20261122)
             clients = [f"c{i}" for i in range(40)]
@@ -662,9 +659,7 @@ async def test_summary_for_an_org_its_members_and_a_person(client: httpx.AsyncCl
     org = await make_org(client, owner)
     oid = await org_id(client, owner, org)
     for who, role in ((mate, "admin"), (member, "member")):
-        await client.post(
-            f"/v1/orgs/{org}/members", json={"person": who.slug, "role": role}, headers=owner.h()
-        )
+        await join_org(client, org, owner, who, role)
     paris = ZoneInfo("Europe/Paris")
 
     def at(day: int, hh: int, mm: int = 0) -> dt.datetime:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from core import billing, webhooks
 from core.relay import Relay
 from core.uow import Database
-from tests.conftest import make_org, signup
+from tests.conftest import join_org, make_org, signup
 from tests.support.billing import (
     all_actions,
     app_db,
@@ -89,7 +89,7 @@ async def test_100_concurrent_jobs_against_10_credits_accept_exactly_10(client: 
 async def test_concurrent_holds_on_an_org_account_from_several_members(client: httpx.AsyncClient) -> None:
     admin, owner, member = await make_admin(client), await signup(client), await signup(client)
     org = await make_org(client, owner)
-    await client.post(f"/v1/orgs/{org}/members", json={"person": member.slug}, headers=owner.h())
+    await join_org(client, org, owner, member)
     await grant(client, admin, 7, org=org)
     await grant(client, admin, 3, person=member.slug)
     await install(client, owner, "identity", org=org)
@@ -258,7 +258,7 @@ async def test_cancel_releases_and_a_result_arriving_later_changes_nothing(clien
 async def test_cancel_rules(client: httpx.AsyncClient) -> None:
     admin, owner, member = await make_admin(client), await signup(client), await signup(client)
     org = await make_org(client, owner)
-    await client.post(f"/v1/orgs/{org}/members", json={"person": member.slug}, headers=owner.h())
+    await join_org(client, org, owner, member)
     await grant(client, admin, 5, org=org)
     await install(client, owner, "identity", org=org)
     mine = (

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from tests.conftest import Account, make_org, signup
+from tests.conftest import Account, join_org, make_org, signup
 
 EVERY_DAY = [
     {"weekday": d, "start": "09:00", "end": "17:00"}
@@ -70,8 +70,7 @@ async def round_robin_team(
     org = await make_org(client, owner)
     team = [await signup(client) for _ in range(size)]
     for person in team:
-        added = await client.post(f"/v1/orgs/{org}/members", json={"person": person.slug}, headers=owner.h())
-        assert added.status_code == 201, added.text
+        await join_org(client, org, owner, person)
         await set_hours(client, owner, org=org, provider=person.slug)
     svc = await make_service(
         client, owner, org=org, assignment="round_robin", providers=[p.slug for p in team]

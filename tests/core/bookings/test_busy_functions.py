@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from core.opener import open_context
 from core.uow import Database
-from tests.conftest import Account, make_org, signup
+from tests.conftest import Account, join_org, make_org, signup
 from tests.core.bookings.helpers import admin, at, day_ahead, hold, make_service, set_hours
 
 BUSY = text("SELECT blocked_from, blocked_until FROM bookings.provider_busy(:p, :f, :t, :x)")
@@ -33,8 +33,7 @@ async def _team(client: httpx.AsyncClient) -> tuple[Account, str, Account, dict[
     owner = await signup(client)
     org = await make_org(client, owner)
     provider = await signup(client)
-    added = await client.post(f"/v1/orgs/{org}/members", json={"person": provider.slug}, headers=owner.h())
-    assert added.status_code == 201, added.text
+    await join_org(client, org, owner, provider)
     await set_hours(client, owner, org=org, provider=provider.slug)
     svc = await make_service(client, owner, org=org, buffer_after_minutes=15, providers=[provider.slug])
     return owner, org, provider, svc, day_ahead(10)

@@ -11,7 +11,7 @@ import httpx
 
 from core.bookings import expire_holds
 from core.uow import Database
-from tests.conftest import Account, make_org, signup
+from tests.conftest import Account, join_org, make_org, signup
 from tests.core.bookings.helpers import admin, at, day_ahead, events, hold, make_service, set_hours, slots
 
 CLIENT = {"client_name": "Ada Lovelace", "client_email": "Ada@Example.com"}
@@ -68,13 +68,9 @@ async def test_request_is_confirmed_or_declined_by_the_provider(
 ) -> None:
     owner, stylist = await signup(client), await signup(client)
     org = await make_org(client, owner)
-    assert (
-        await client.post(f"/v1/orgs/{org}/members", json={"person": stylist.slug}, headers=owner.h())
-    ).status_code == 201
+    await join_org(client, org, owner, stylist)
     frontdesk = await signup(client)
-    assert (
-        await client.post(f"/v1/orgs/{org}/members", json={"person": frontdesk.slug}, headers=owner.h())
-    ).status_code == 201
+    await join_org(client, org, owner, frontdesk)
     await set_hours(client, stylist, org=org)
     svc = await make_service(client, owner, org=org, providers=[stylist.slug])
     day = day_ahead(6)

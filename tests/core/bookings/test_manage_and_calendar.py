@@ -17,7 +17,7 @@ import jwt
 from core.bookings import links, send_due_reminders
 from core.events import load_handlers, run_schedule
 from core.uow import Database
-from tests.conftest import Account, make_org, signup
+from tests.conftest import Account, join_org, make_org, signup
 from tests.core.bookings.helpers import admin, at, day_ahead, events, make_service, set_hours
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -135,9 +135,7 @@ async def test_a_client_cancelling_late_is_told_the_fee(client: httpx.AsyncClien
 async def test_booking_ics_and_the_private_feed(client: httpx.AsyncClient, db: Database) -> None:
     owner, pro = await signup(client), await signup(client)
     org = await make_org(client, owner)
-    assert (
-        await client.post(f"/v1/orgs/{org}/members", json={"person": pro.slug}, headers=owner.h())
-    ).status_code == 201
+    await join_org(client, org, owner, pro)
     await set_hours(client, pro)
     await set_hours(client, owner, org=org, provider=pro.slug)
     personal = await make_service(client, pro, name="Private coaching")

@@ -13,7 +13,7 @@ from mcp import Client
 
 from core.uow import Database
 from servers.mcp import build_server
-from tests.conftest import make_org, signup
+from tests.conftest import join_org, make_org, signup
 from tests.core.bookings.helpers import at, day_ahead, hold, make_service, round_robin_team, set_hours, slots
 from tests.support.mcp import tool_annotations, tool_description, tool_error
 from tests.support.registry import install
@@ -130,9 +130,7 @@ async def test_an_agent_books_a_client_end_to_end(client: httpx.AsyncClient, db:
 async def test_org_rules_are_checked_live(client: httpx.AsyncClient, db: Database) -> None:
     owner, member, outsider = await signup(client), await signup(client), await signup(client)
     org = await make_org(client, owner)
-    assert (
-        await client.post(f"/v1/orgs/{org}/members", json={"person": member.slug}, headers=owner.h())
-    ).status_code == 201
+    await join_org(client, org, owner, member)
     # Members set their own hours; only owners/admins set others'; outsiders are no providers.
     await set_hours(client, member, org=org)
     r = await client.put(

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from core.outbox import outbox_table
 from core.uow import Database
 from servers.mcp import build_server
-from tests.conftest import SEED_PASSWORD, make_org, signup
+from tests.conftest import SEED_PASSWORD, join_org, make_org, signup
 from tests.support.billing import assert_consistent, grant, ledger_state, make_admin, register_peer
 from tests.support.mcp import tool_error
 from tests.support.registry import install, uninstall
@@ -82,8 +82,7 @@ async def test_always_available_and_bad_input_are_clear_errors(client: httpx.Asy
 async def test_installations_belong_to_one_context(client: httpx.AsyncClient) -> None:
     owner, member = await signup(client), await signup(client)
     org = await make_org(client, owner)
-    r = await client.post(f"/v1/orgs/{org}/members", json={"person": member.slug}, headers=owner.h())
-    assert r.status_code == 201, r.text
+    await join_org(client, org, owner, member)
     await install(client, owner, "messaging", org=org)
     assert (await client.get("/v1/installations", headers=owner.h())).json()["items"] == []
     org_items = (await client.get("/v1/installations", headers=member.h(org=org))).json()["items"]
@@ -196,8 +195,7 @@ async def test_tools_list_follows_the_credentials_contexts(client: httpx.AsyncCl
     await install(client, b, "bookings")
     async with Client(build_server(db, static_token=b.token)) as c:
         assert not any(t.name.startswith(("messaging_", "analytics_")) for t in (await c.list_tools()).tools)
-        r = await client.post(f"/v1/orgs/{org}/members", json={"person": b.slug}, headers=a.h())
-        assert r.status_code == 201, r.text
+        await join_org(client, org, a, b)
         assert any(t.name.startswith("messaging_") for t in (await c.list_tools()).tools)
         r = await client.delete(f"/v1/orgs/{org}/members/{b.slug}", headers=a.h())
         assert r.status_code == 204, r.text

@@ -14,7 +14,7 @@ from core.outbox import Event, outbox_table
 from core.registry.changes import CHANNEL, TOOLS_CHANGED, Caller, ToolsChange, affected
 from core.registry.handlers import broadcast_tools_changed
 from core.uow import Database
-from tests.conftest import Account, make_org, signup
+from tests.conftest import Account, join_org, make_org, signup
 
 
 class Outbox:
@@ -89,8 +89,7 @@ async def test_membership_changes_emit_for_the_member(client: httpx.AsyncClient,
     org = await make_org(client, a)
     oid = await org_id(client, a, org)
     out = await Outbox(db).start()
-    r = await client.post(f"/v1/orgs/{org}/members", json={"person": b.slug}, headers=a.h(org))
-    assert r.status_code == 201, r.text
+    await join_org(client, org, a, b)
     await out.one("org_member.added", persons=[b.id])
     r = await client.patch(f"/v1/orgs/{org}/members/{b.slug}", json={"role": "admin"}, headers=a.h(org))
     assert r.status_code == 200, r.text
@@ -141,8 +140,7 @@ async def test_affected_is_the_persons_the_bound_and_the_members(
     a, b, outsider = await signup(client), await signup(client), await signup(client)
     org = await make_org(client, a)
     oid = uuid.UUID(await org_id(client, a, org))
-    r = await client.post(f"/v1/orgs/{org}/members", json={"person": b.slug}, headers=a.h(org))
-    assert r.status_code == 201, r.text
+    await join_org(client, org, a, b)
     pa, pb, po = (uuid.UUID(x.id) for x in (a, b, outsider))
     bound_elsewhere = Caller(pb, bound_org=uuid.uuid4())
     callers = {Caller(pa), Caller(pb), Caller(po), bound_elsewhere, Caller(po, bound_org=oid)}

@@ -91,7 +91,6 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/orgs"): lambda v: {"slug": new_slug(), "name": "M"},
     ("PATCH", "/v1/orgs/{slug}"): lambda v: {"name": "pwned"},
     ("POST", "/v1/orgs/{slug}/transfer"): lambda v: {"person": v.person.slug},
-    ("POST", "/v1/orgs/{slug}/members"): lambda v: {"person": v.person.slug, "role": "admin"},
     ("PATCH", "/v1/orgs/{slug}/members/{person}"): lambda v: {"role": "member"},
     ("POST", "/v1/orgs/{slug}/invitations"): lambda v: {"email": "mallory@example.com", "role": "admin"},
     ("POST", "/v1/brands"): lambda v: {"slug": new_slug(), "name": "M"},

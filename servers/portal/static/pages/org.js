@@ -57,24 +57,31 @@ function MemberRow({ member, ctx, auth, onChanged, navigate, refreshMe }) {
   </tr>`;
 }
 
-function AddMember({ ctx, onAdded }) {
-  const [person, setPerson] = useState("");
+// People join an org only by accepting an invitation: the roster offers to invite, never to add.
+function InviteForm({ ctx, onSent }) {
+  const [invitee, setInvitee] = useState("");
   const [role, setRole] = useState("member");
+  const [sent, setSent] = useState(null);
   const { busy, error, run } = useAction();
   const submit = async (e) => {
     e.preventDefault();
-    const added = await run(() => api.post(`/v1/orgs/${ctx.org}/members`, { person: person.trim(), role }));
-    if (added) {
-      setPerson("");
-      onAdded();
+    const value = invitee.trim();
+    const body = value.includes("@") ? { email: value, role } : { person: value, role };
+    const inv = await run(() => api.post(`/v1/orgs/${ctx.org}/invitations`, body));
+    if (inv) {
+      setSent(inv);
+      setInvitee("");
+      onSent();
     }
   };
-  return html`<form class="inline" onSubmit=${submit} aria-label="Add a member">
-    <${Field} label="Handle of the person to add" name="person" value=${person} onInput=${setPerson} required />
-    <${Field} label="Role" name="role" value=${role} onInput=${setRole} options=${ROLE_OPTIONS} />
-    <button type="submit" disabled=${busy}>Add member</button>
-    <div class="wide"><${ErrorBox} error=${error} title="Could not add the member" /></div>
-  </form>`;
+  return html`<form class="inline" onSubmit=${submit} aria-label="Send an invitation">
+      <${Field} label="Email or handle to invite" name="invitee" value=${invitee} onInput=${setInvitee} required
+        hint="They join when they accept, from “My invitations” once signed in (an email works before they sign up)." />
+      <${Field} label="Role" name="role" value=${role} onInput=${setRole} options=${ROLE_OPTIONS} />
+      <button type="submit" disabled=${busy}>Send invitation</button>
+    </form>
+    <${ErrorBox} error=${error} title="Could not send the invitation" />
+    ${sent && !error && html`<p class="success" role="status">Invitation sent to ${sent.email || (sent.invitee && sent.invitee.slug)}.</p>`}`;
 }
 
 export function MembersPage(props) {
@@ -82,7 +89,7 @@ export function MembersPage(props) {
   const members = useAsync(() => api.getAll(`/v1/orgs/${ctx.org}/members`), [ctx.org]);
   return html`<section>
     <${PageHeader} title="Members" />
-    <p class="muted">Owners and admins add, re-role and remove members; the owner cannot be removed — transfer ownership first (Settings).</p>
+    <p class="muted">Owners and admins invite, re-role and remove members; people join by accepting an invitation. The owner cannot be removed — transfer ownership first (Settings).</p>
     ${members.loading && !members.data && html`<${Loading} label="Loading the roster…" />`}
     <${ErrorBox} error=${members.error} />
     ${members.data &&
@@ -94,9 +101,9 @@ export function MembersPage(props) {
       </tbody>
     </table>`}
     ${members.data && members.data.length === 1 && html`<${Empty} title="You are the only member.">
-      Add someone by handle below, or <a href=${ctx.url("invitations")}>invite them by email</a>.
+      Invite someone by handle or email below; they join when they accept. <a href=${ctx.url("invitations")}>Sent invitations</a> shows who has not answered yet.
     <//>`}
-    ${manages(ctx) && html`<h2>Add a member</h2><${AddMember} ctx=${ctx} onAdded=${members.reload} />`}
+    ${manages(ctx) && html`<h2>Invite a member</h2><${InviteForm} ctx=${ctx} onSent=${() => {}} />`}
   </section>`;
 }
 
@@ -123,32 +130,10 @@ function InvitationRow({ inv, ctx, onChanged }) {
 export function OrgInvitationsPage({ ctx }) {
   const [status, setStatus] = useState("pending");
   const list = useAsync(() => api.getAll(`/v1/orgs/${ctx.org}/invitations`, { status: status === "all" ? "" : status }), [ctx.org, status]);
-  const [invitee, setInvitee] = useState("");
-  const [role, setRole] = useState("member");
-  const [sent, setSent] = useState(null);
-  const { busy, error, run } = useAction();
-  const submit = async (e) => {
-    e.preventDefault();
-    const value = invitee.trim();
-    const body = value.includes("@") ? { email: value, role } : { person: value, role };
-    const inv = await run(() => api.post(`/v1/orgs/${ctx.org}/invitations`, body));
-    if (inv) {
-      setSent(inv);
-      setInvitee("");
-      list.reload();
-    }
-  };
   return html`<section>
     <${PageHeader} title="Invitations" />
     ${manages(ctx)
-      ? html`<form class="inline" onSubmit=${submit} aria-label="Send an invitation">
-          <${Field} label="Email or handle to invite" name="invitee" value=${invitee} onInput=${setInvitee} required
-            hint="They accept from “My invitations” once signed in (an email works before they sign up)." />
-          <${Field} label="Role" name="role" value=${role} onInput=${setRole} options=${ROLE_OPTIONS} />
-          <button type="submit" disabled=${busy}>Send invitation</button>
-        </form>
-        <${ErrorBox} error=${error} title="Could not send the invitation" />
-        ${sent && !error && html`<p class="success" role="status">Invitation sent to ${sent.email || (sent.invitee && sent.invitee.slug)}.</p>`}`
+      ? html`<${InviteForm} ctx=${ctx} onSent=${list.reload} />`
       : html`<p class="notice">Only the owner and admins send invitations.</p>`}
     <h2>Sent invitations</h2>
     <${Field} label="Show" name="status" value=${status} onInput=${setStatus}
@@ -221,7 +206,7 @@ export function OrgSettingsPage({ ctx, me, refreshMe, navigate }) {
       </div>`;
     }
     if (others.length === 0) {
-      return html`<${Empty} title="There is nobody to hand the org to yet."><a href=${ctx.url("members")}>Add a member first</a>.<//>`;
+      return html`<${Empty} title="There is nobody to hand the org to yet."><a href=${ctx.url("members")}>Invite a member first</a>; they can own it once they have joined.<//>`;
     }
     return html`<div class="field-group">
       <p>The member you choose becomes the owner when they accept; you then become an admin.</p>
