@@ -282,32 +282,46 @@ function AgentMode({ thread, onChange, busy }) {
   </fieldset>`;
 }
 
+/** A field that follows the thread until the person types in it, and follows it again once
+ * what they typed is saved: `[value, set, forget]`. A message arriving (which re-reads the
+ * thread) must not wipe a half-typed label. */
+function useEdit(current) {
+  const [typed, setTyped] = useState(null);
+  return [typed === null ? current : typed, setTyped, () => setTyped(null)];
+}
+
 function Triage({ thread, onPatch, busy, members }) {
-  const [status, setStatus] = useState(thread.status);
-  const [until, setUntil] = useState("");
-  const [labels, setLabels] = useState(thread.labels.join(", "));
-  const [assignee, setAssignee] = useState(thread.assignee ? thread.assignee.slug : "");
+  const [status, setStatus, keptStatus] = useEdit(thread.status === "snoozed" ? "open" : thread.status);
+  const [until, setUntil, keptUntil] = useEdit("");
+  const [labels, setLabels, keptLabels] = useEdit(thread.labels.join(", "));
+  const [assignee, setAssignee, keptAssignee] = useEdit(thread.assignee ? thread.assignee.slug : "");
+  // `onPatch` answers true once the change is saved and the thread re-read.
+  const save = (body, kept) => async (e) => {
+    if (e) e.preventDefault();
+    if (await onPatch(body)) kept();
+  };
+  const labelList = labels.split(",").map((l) => l.trim()).filter(Boolean);
   return html`<div class="triage">
-    <form class="inline" aria-label="Status" onSubmit=${(e) => { e.preventDefault(); onPatch({ status }); }}>
+    <form class="inline" aria-label="Status" onSubmit=${save({ status }, keptStatus)}>
       <${Field} label="Status" name="status" value=${status} onInput=${setStatus} options=${STATUSES.filter((s) => s !== "snoozed").map((s) => ({ value: s, label: s }))} />
       <button type="submit" class="secondary" disabled=${busy}>Set status</button>
     </form>
-    <form class="inline" aria-label="Snooze" onSubmit=${(e) => { e.preventDefault(); onPatch({ status: "snoozed", snoozed_until: new Date(until).toISOString() }); }}>
+    <form class="inline" aria-label="Snooze" onSubmit=${save({ status: "snoozed", snoozed_until: until && new Date(until).toISOString() }, keptUntil)}>
       <${Field} label="Snooze until" name="snoozed_until" type="datetime-local" value=${until} onInput=${setUntil} />
       <button type="submit" class="secondary" disabled=${busy || !until}>Snooze</button>
     </form>
-    <form class="inline" aria-label="Labels" onSubmit=${(e) => { e.preventDefault(); onPatch({ labels: labels.split(",").map((l) => l.trim()).filter(Boolean) }); }}>
+    <form class="inline" aria-label="Labels" onSubmit=${save({ labels: labelList }, keptLabels)}>
       <${Field} label="Labels" name="labels" value=${labels} onInput=${setLabels} hint="Separated by commas." />
       <button type="submit" class="secondary" disabled=${busy}>Save labels</button>
     </form>
-    <form class="inline" aria-label="Assignee" onSubmit=${(e) => { e.preventDefault(); onPatch({ assignee: assignee.trim() }); }}>
+    <form class="inline" aria-label="Assignee" onSubmit=${save({ assignee: assignee.trim() }, keptAssignee)}>
       ${members
         ? html`<${Field} label="Assign to" name="assignee" value=${assignee} onInput=${setAssignee}
             options=${[{ value: "", label: "Choose a member" }, ...members.map((m) => ({ value: m.person.slug, label: `${m.person.display_name} (${m.person.slug})` }))]} />`
         : html`<${Field} label="Assign to (member handle)" name="assignee" value=${assignee} onInput=${setAssignee} />`}
       <button type="submit" class="secondary" disabled=${busy || !assignee.trim()}>Assign</button>
-      <button type="button" class="secondary" disabled=${busy} onClick=${() => onPatch({ assignee: "me" })}>Assign to me</button>
-      <button type="button" class="secondary" disabled=${busy || !thread.assignee} onClick=${() => onPatch({ assignee: null })}>Unassign</button>
+      <button type="button" class="secondary" disabled=${busy} onClick=${save({ assignee: "me" }, keptAssignee)}>Assign to me</button>
+      <button type="button" class="secondary" disabled=${busy || !thread.assignee} onClick=${save({ assignee: null }, keptAssignee)}>Unassign</button>
     </form>
   </div>`;
 }
@@ -380,10 +394,21 @@ function ClientLink({ threadId, version }) {
   </section>`;
 }
 
+// Newest first, as the API pages them: by time, then id.
+const newestFirst = (a, b) => Date.parse(b.occurred_at) - Date.parse(a.occurred_at) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+
+/** Every message loaded so far, with `fresh` (a page just read) replacing the copies it holds. */
+function mergeMessages(fresh, loaded) {
+  const ids = new Set(fresh.map((m) => m.id));
+  return [...fresh, ...loaded.filter((m) => !ids.has(m.id))].sort(newestFirst);
+}
+
 export function ThreadPage({ auth, ctx, params }) {
   const id = params.id;
   const [detail, setDetail] = useState(null);
-  const [older, setOlder] = useState([]);
+  // Every message read so far, newest first. A live re-read brings only the newest page: the
+  // ones it pushes off that page stay here, or they would vanish from a long thread.
+  const [messages, setMessages] = useState([]);
   const [olderCursor, setOlderCursor] = useState(undefined);
   const [error, setError] = useState(null);
   const [notice, setNotice] = useState("");
@@ -391,11 +416,13 @@ export function ThreadPage({ auth, ctx, params }) {
   // In an org, assignees are its members: offer them by name (personal: only yourself).
   const members = useAsync(() => (ctx.kind === "org" ? api.getAll(`/v1/orgs/${ctx.org}/members`) : Promise.resolve(null)), [ctx.base]);
   const patching = useAction();
+  const older = useAction();
 
   const load = async () => {
     try {
       const d = await api.get(`/v1/messaging/threads/${id}`, { limit: 50 });
       setDetail(d);
+      setMessages((loaded) => mergeMessages(d.messages, loaded));
       setOlderCursor((c) => (c === undefined ? d.next_cursor : c));
       setError(null);
     } catch (err) {
@@ -409,16 +436,17 @@ export function ThreadPage({ auth, ctx, params }) {
     if (e.data && e.data.thread_id === id) load();
   }, [id]);
   const loadOlder = async () => {
-    const page = await api.get(`/v1/messaging/threads/${id}`, { limit: 50, cursor: olderCursor });
-    setOlder([...older, ...page.messages]);
+    const page = await older.run(() => api.get(`/v1/messaging/threads/${id}`, { limit: 50, cursor: olderCursor }));
+    if (!page) return;
+    setMessages((loaded) => mergeMessages(page.messages, loaded));
     setOlderCursor(page.next_cursor);
   };
   const patch = async (body) => {
     const out = await patching.run(() => api.patch(`/v1/messaging/threads/${id}`, body));
-    if (out) {
-      setNotice("Thread updated.");
-      await load();
-    }
+    if (!out) return false;
+    setNotice("Thread updated.");
+    await load();
+    return true;
   };
   const done = async (text) => {
     setNotice(text);
@@ -433,7 +461,6 @@ export function ThreadPage({ auth, ctx, params }) {
   if (!detail) return html`<section><${PageHeader} title="Thread" /><${Loading} label="Loading the thread…" /></section>`;
   const t = detail.thread;
   const clientName = t.client.untrusted_name || t.client.email || t.client.phone || "Client";
-  const messages = [...detail.messages, ...older.filter((o) => !detail.messages.some((m) => m.id === o.id))].reverse();
   const canGenerate = t.agent_mode !== "off" && settings.data && settings.data.draft_peer_configured;
   return html`<section class="thread">
     <p><a href=${ctx.url("inbox")}>← Inbox</a></p>
@@ -452,11 +479,12 @@ export function ThreadPage({ auth, ctx, params }) {
     <${ErrorBox} error=${patching.error} title="Could not update the thread" />
     <${AgentMode} thread=${t} busy=${patching.busy} onChange=${(mode) => patch({ agent_mode: mode })} />
     <h2>Messages</h2>
-    ${olderCursor && html`<button type="button" class="secondary" onClick=${loadOlder}>Load older messages</button>`}
+    <${ErrorBox} error=${older.error} title="Could not load older messages" />
+    ${olderCursor && html`<button type="button" class="secondary" disabled=${older.busy} onClick=${loadOlder}>${older.busy ? "Loading older messages…" : "Load older messages"}</button>`}
     ${messages.length === 0
       ? html`<${Empty} title="No messages yet.">Write the first one below.<//>`
       : html`<ol class="messages" aria-label="Messages, oldest first">
-          ${messages.map((m) => html`<${Message} key=${m.id} m=${m} clientName=${clientName} me=${auth && auth.person.id} />`)}
+          ${[...messages].reverse().map((m) => html`<${Message} key=${m.id} m=${m} clientName=${clientName} me=${auth && auth.person.id} />`)}
         </ol>`}
     ${detail.pending_drafts.length > 0 && html`<h2>Drafts waiting for approval</h2>
       <ul class="drafts">${detail.pending_drafts.map((d) => html`<${Draft} key=${d.id} d=${d} onDone=${done} />`)}</ul>`}
@@ -465,6 +493,6 @@ export function ThreadPage({ auth, ctx, params }) {
     <${Compose} threadId=${id} onSent=${done} />
     ${t.channel === "portal" && html`<${ClientLink} threadId=${id} version=${t.message_count} />`}
     <h2>Triage</h2>
-    <${Triage} key=${t.updated_at} thread=${t} busy=${patching.busy} onPatch=${patch} members=${members.data} />
+    <${Triage} thread=${t} busy=${patching.busy} onPatch=${patch} members=${members.data} />
   </section>`;
 }
