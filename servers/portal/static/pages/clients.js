@@ -3,6 +3,7 @@
 
 import * as api from "../api.js";
 import { html, useState, Empty, ErrorBox, Loading, PageHeader, CopyButton, useAsync, when } from "../ui.js";
+import { EditClient, NewClient, NewConversation } from "./client_forms.js";
 
 const PAGE = 25;
 
@@ -10,6 +11,7 @@ export function ClientsPage({ ctx, query, navigate }) {
   const q = (query && query.q) || "";
   const [text, setText] = useState(q);
   const [extra, setExtra] = useState({ items: [], cursor: undefined, error: null, busy: false });
+  const [adding, setAdding] = useState(false);
   const first = useAsync(() => api.get("/v1/clients", { limit: PAGE, q: q || undefined }), [ctx.base, q]);
   const items = first.data ? [...first.data.items, ...extra.items] : [];
   const cursor = extra.cursor === undefined ? first.data && first.data.next_cursor : extra.cursor;
@@ -28,7 +30,10 @@ export function ClientsPage({ ctx, query, navigate }) {
     }
   };
   return html`<section>
-    <${PageHeader} title="Clients" />
+    <${PageHeader} title="Clients">
+      ${!adding && html`<button type="button" onClick=${() => setAdding(true)}>New client</button>`}
+    <//>
+    ${adding && html`<${NewClient} ctx=${ctx} navigate=${navigate} onCancel=${() => setAdding(false)} />`}
     <form class="inline clients-search" role="search" aria-label="Client search" onSubmit=${search}>
       <div class="field">
         <label for="client-search">Search clients</label>
@@ -42,7 +47,7 @@ export function ClientsPage({ ctx, query, navigate }) {
     ${first.data && items.length === 0 &&
     (q
       ? html`<${Empty} title=${`No client matches “${q}”.`}>Try part of a name, an email or a phone number, or <a href=${ctx.url("clients")}>see all clients</a>.<//>`
-      : html`<${Empty} title="No clients yet.">Clients appear when they write to you or book, or when an agent adds them through the API (<code>POST /v1/clients</code>).<//>`)}
+      : html`<${Empty} title="No clients yet.">Clients appear here when they write to you or book. You can also add one yourself with <strong>New client</strong>, then start a conversation from their page.<//>`)}
     ${items.length > 0 &&
     html`<table aria-label="Clients">
       <thead><tr><th scope="col">Name</th><th scope="col">Email</th><th scope="col">Phone</th><th scope="col">Since</th></tr></thead>
@@ -64,8 +69,11 @@ export function ClientsPage({ ctx, query, navigate }) {
 
 const BOOKING_LABELS = { held: "Held", requested: "Requested", confirmed: "Confirmed", cancelled: "Cancelled", declined: "Declined", completed: "Completed", no_show: "No-show", expired: "Expired" };
 
-export function ClientPage({ ctx, params }) {
+export function ClientPage({ ctx, params, navigate }) {
   const id = params.id;
+  // null, "edit" or "talk": the form open under the client's details.
+  const [open, setOpen] = useState(null);
+  const [said, setSaid] = useState("");
   const client = useAsync(() => api.get(`/v1/clients/${encodeURIComponent(id)}`), [ctx.base, id]);
   const threads = useAsync(() => api.get("/v1/messaging/threads", { client_id: id, limit: 50 }), [ctx.base, id]);
   const bookings = useAsync(() => api.get("/v1/bookings", { client_id: id, limit: 50 }), [ctx.base, id]);
@@ -82,7 +90,14 @@ export function ClientPage({ ctx, params }) {
     ${back}
     ${client.loading && html`<${Loading} label="Loading the client…" />`}
     ${c &&
-    html`<${PageHeader} title=${c.name} />
+    html`<${PageHeader} title=${c.name}>
+        <button type="button" class="secondary" disabled=${open === "edit"} onClick=${() => { setSaid(""); setOpen("edit"); }}>Edit client</button>
+        <button type="button" disabled=${open === "talk"} onClick=${() => { setSaid(""); setOpen("talk"); }}>New conversation</button>
+      <//>
+      ${said && html`<p class="success" role="status">${said}</p>`}
+      ${open === "edit" && html`<${EditClient} client=${c} onCancel=${() => setOpen(null)}
+        onSaved=${(saved) => { setOpen(null); setSaid(`Saved ${saved.name}.`); client.reload(); }} />`}
+      ${open === "talk" && html`<${NewConversation} ctx=${ctx} client=${c} navigate=${navigate} onCancel=${() => setOpen(null)} />`}
       <dl class="client-facts">
         <dt>Email</dt><dd>${c.email || html`<span class="muted">none</span>`}</dd>
         <dt>Phone</dt><dd>${c.phone || html`<span class="muted">none</span>`}</dd>
@@ -97,7 +112,7 @@ export function ClientPage({ ctx, params }) {
     <h2>Conversations</h2>
     ${threads.loading && html`<${Loading} label="Loading conversations…" />`}
     <${ErrorBox} error=${threads.error} title="Could not load the conversations" />
-    ${threads.data && threads.data.items.length === 0 && html`<${Empty} title="No conversations with this client yet." />`}
+    ${threads.data && threads.data.items.length === 0 && html`<${Empty} title="No conversations with this client yet.">Start one with <strong>New conversation</strong>.<//>`}
     ${threads.data && threads.data.items.length > 0 &&
     html`<table aria-label="Conversations">
       <thead><tr><th scope="col">Subject</th><th scope="col">Channel</th><th scope="col">Status</th><th scope="col">Messages</th><th scope="col">Last activity</th></tr></thead>

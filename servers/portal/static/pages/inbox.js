@@ -186,7 +186,7 @@ export function InboxPage({ ctx }) {
     html`<${Empty} title="No threads here.">
       ${Object.values(filters).some(Boolean)
         ? html`<p>Clear the filters to see every thread.</p>`
-        : html`<p>Threads appear when a client writes (a channel peer posts to <code>/v1/messaging/inbound</code>) or when you start one through the API.</p>`}
+        : html`<p>Threads appear here when a client writes to you. To write first, open one of your <a href=${ctx.url("clients")}>clients</a> and choose <strong>New conversation</strong>.</p>`}
     <//>`}
     ${items && items.length > 0 && html`<ul class="thread-list" aria-label="Threads">
       ${items.map((t) => html`<${ThreadRow} key=${t.id} t=${t} ctx=${ctx} />`)}
