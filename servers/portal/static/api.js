@@ -110,7 +110,7 @@ function remember(method, path, response) {
   if (tag && (method === "PATCH" || method === "PUT")) etags.set(tagKey(path), tag);
 }
 
-async function send(method, path, { body, query, headers = {}, token } = {}) {
+async function send(method, path, { body, query, headers = {}, token, tagged = false } = {}) {
   let url = path;
   if (query) {
     const params = new URLSearchParams();
@@ -141,7 +141,8 @@ async function send(method, path, { body, query, headers = {}, token } = {}) {
   if (response.status === 204) return null;
   // A few routes answer text (a component's SKILL.md is markdown).
   const type = response.headers.get("content-type") || "";
-  return type.includes("json") ? response.json() : response.text();
+  const data = type.includes("json") ? await response.json() : await response.text();
+  return tagged ? { data, etag: response.headers.get("etag") } : data;
 }
 
 // Tabs share one refresh cookie and each use rotates it: two tabs refreshing at once would
@@ -225,6 +226,12 @@ export async function request(method, path, opts = {}) {
 }
 
 export const get = (path, query) => request("GET", path, { query });
+/** One resource and the ETag of that read: {data, etag}. An edit form keeps both and saves
+ * with `ifMatch(version)`, so the save applies to the version the person saw or is refused
+ * (412) — not to whatever a list, read earlier, or a later read in this tab last showed. */
+export const getTagged = (path) => request("GET", path, { tagged: true });
+/** The headers of a write conditional on `version` (from `getTagged`). */
+export const ifMatch = (version) => (version && version.etag ? { "If-Match": version.etag } : {});
 export const post = (path, body, opts = {}) => request("POST", path, { ...opts, body });
 export const patch = (path, body, opts = {}) => request("PATCH", path, { ...opts, body });
 export const put = (path, body, opts = {}) => request("PUT", path, { ...opts, body });

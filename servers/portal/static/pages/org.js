@@ -128,13 +128,23 @@ function InvitationRow({ inv, ctx, onChanged }) {
 }
 
 export function OrgInvitationsPage({ ctx }) {
+  // The org's invitations are the owner's and admins' to read: a member is told so, and the
+  // page asks for nothing that would only be refused.
+  if (!manages(ctx)) {
+    return html`<section>
+      <${PageHeader} title="Invitations" />
+      <p class="notice">You are a ${ctx.role} of ${ctx.orgName}: its owner and admins send invitations and see who was invited. Invitations to you are under <a href="/invitations">My invitations</a>.</p>
+    </section>`;
+  }
+  return html`<${SentInvitations} ctx=${ctx} />`;
+}
+
+function SentInvitations({ ctx }) {
   const [status, setStatus] = useState("pending");
   const list = useAsync(() => api.getAll(`/v1/orgs/${ctx.org}/invitations`, { status: status === "all" ? "" : status }), [ctx.org, status]);
   return html`<section>
     <${PageHeader} title="Invitations" />
-    ${manages(ctx)
-      ? html`<${InviteForm} ctx=${ctx} onSent=${list.reload} />`
-      : html`<p class="notice">Only the owner and admins send invitations.</p>`}
+    <${InviteForm} ctx=${ctx} onSent=${list.reload} />
     <h2>Sent invitations</h2>
     <${Field} label="Show" name="status" value=${status} onInput=${setStatus}
       options=${["pending", "accepted", "declined", "revoked", "expired", "all"].map((s) => ({ value: s, label: s[0].toUpperCase() + s.slice(1) }))} />
@@ -151,7 +161,8 @@ export function OrgInvitationsPage({ ctx }) {
 
 export function OrgSettingsPage({ ctx, me, refreshMe, navigate }) {
   const org = useAsync(() => api.get(`/v1/orgs/${ctx.org}`), [ctx.org]);
-  const members = useAsync(() => api.getAll(`/v1/orgs/${ctx.org}/members`), [ctx.org]);
+  // Only the owner hands the org on: nobody else needs the roster here.
+  const members = useAsync(() => (ctx.role === "owner" ? api.getAll(`/v1/orgs/${ctx.org}/members`) : Promise.resolve([])), [ctx.org]);
   const [name, setName] = useState(null);
   const [heir, setHeir] = useState("");
   const rename = useAction();
@@ -219,12 +230,15 @@ export function OrgSettingsPage({ ctx, me, refreshMe, navigate }) {
     <${PageHeader} title="Org settings" />
     <p>Owner: <strong>${o.owner.display_name}</strong> <span class="muted mono">${o.owner.slug}</span> · your role: <span class="badge">${o.role}</span></p>
     <h2>Name</h2>
-    <form onSubmit=${save} aria-label="Rename the org">
-      <${Field} label="Org name" name="name" value=${name ?? o.name} onInput=${setName} error=${rename.error} required />
-      <${ErrorBox} error=${rename.error} title="Could not rename" />
-      ${saved && !rename.error && html`<p class="success" role="status">${saved}</p>`}
-      <div><button type="submit" disabled=${rename.busy}>Save name</button></div>
-    </form>
+    ${manages(ctx)
+      ? html`<form onSubmit=${save} aria-label="Rename the org">
+          <${Field} label="Org name" name="name" value=${name ?? o.name} onInput=${setName} error=${rename.error} required />
+          <${ErrorBox} error=${rename.error} title="Could not rename" />
+          ${saved && !rename.error && html`<p class="success" role="status">${saved}</p>`}
+          <div><button type="submit" disabled=${rename.busy}>Save name</button></div>
+        </form>`
+      : html`<p><strong>${o.name}</strong></p>
+        <p class="notice">You are a ${o.role} of ${o.name}: its owner or an admin renames it.</p>`}
     <h2>Transfer ownership</h2>
     ${ownership()}
     <${ErrorBox} error=${transfer.error} title="Could not change the ownership offer" />

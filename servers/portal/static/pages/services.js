@@ -5,6 +5,7 @@
 import * as api from "../api.js";
 import { html, useState, Empty, ErrorBox, Field, Loading, PageHeader, useAction, useAsync } from "../ui.js";
 import { browserZone } from "./calendar.js";
+import { ChangedMeanwhile, FreshRead, useVersioned } from "./versioned.js";
 
 const NUMBERS = [
   ["duration_minutes", "Duration (minutes)", "60"],
@@ -54,20 +55,24 @@ function toBody(f) {
   return body;
 }
 
-function ServiceForm({ service, onSaved, onCancel }) {
-  const [form, setForm] = useState(toForm(service));
+/** `version`: {data, etag} of the service as read when the form opened; none for a new one. */
+function ServiceForm({ version, onSaved, onCancel }) {
+  const service = version ? version.data : null;
+  const path = service ? `/v1/bookings/services/${service.id}` : "/v1/bookings/services";
+  const edit = useVersioned(version, path, toForm);
+  const { form, setForm, busy, error } = edit;
   const set = (k) => (v) => setForm({ ...form, [k]: v });
-  const { busy, error, run } = useAction();
   const submit = async (e) => {
     e.preventDefault();
-    const saved = await run(() =>
-      service ? api.patch(`/v1/bookings/services/${service.id}`, toBody(form)) : api.post("/v1/bookings/services", toBody(form)),
+    const saved = await edit.save((headers) =>
+      service ? api.patch(path, toBody(form), { headers }) : api.post(path, toBody(form)),
     );
     if (saved) onSaved(saved);
   };
   const label = service ? `Edit ${service.name}` : "New service";
   return html`<form onSubmit=${submit} aria-label=${label} novalidate class="service-form">
     <${ErrorBox} error=${error} title="Could not save the service" />
+    <${ChangedMeanwhile} edit=${edit} what="service" />
     <${Field} label="Service name" name="name" value=${form.name} onInput=${set("name")} error=${error} required />
     <${Field} label="Description" name="description" type="textarea" value=${form.description} onInput=${set("description")} error=${error} />
     <div class="grid-fields">
@@ -93,6 +98,7 @@ function ServiceForm({ service, onSaved, onCancel }) {
 
 export function ServicesPage({ ctx }) {
   const list = useAsync(() => api.getAll("/v1/bookings/services"), [ctx.base]);
+  const canChange = ctx.kind !== "org" || ctx.role === "owner" || ctx.role === "admin";
   const [editing, setEditing] = useState(null);
   const [said, setSaid] = useState("");
   const done = (s) => {
@@ -102,26 +108,28 @@ export function ServicesPage({ ctx }) {
   };
   return html`<section>
     <${PageHeader} title="Services">
-      ${editing !== "new" && html`<button type="button" onClick=${() => { setSaid(""); setEditing("new"); }}>New service</button>`}
+      ${canChange && editing !== "new" && html`<button type="button" onClick=${() => { setSaid(""); setEditing("new"); }}>New service</button>`}
       <a href=${ctx.url("calendar")}>Calendar</a>
     <//>
     <p class="muted">What clients can book: duration, buffers around it, notice, price and cancellation terms. Requests are approved on the booking itself.</p>
+    ${!canChange && html`<p class="notice">You are a ${ctx.role} of ${ctx.orgName}: you can see its services; its owner or an admin creates and changes them.</p>`}
     ${said && html`<p class="success" role="status">${said}</p>`}
     ${editing === "new" && html`<h2>New service</h2><${ServiceForm} onSaved=${done} onCancel=${() => setEditing(null)} />`}
     ${list.loading && !list.data && html`<${Loading} label="Loading services…" />`}
     <${ErrorBox} error=${list.error} />
     ${list.data && list.data.length === 0 && editing !== "new" && html`<${Empty} title="No services yet.">
-      <button type="button" onClick=${() => setEditing("new")}>Create the first service</button><//>`}
+      ${canChange && html`<button type="button" onClick=${() => setEditing("new")}>Create the first service</button>`}<//>`}
     ${list.data && list.data.length > 0 && html`<table>
-      <thead><tr><th scope="col">Service</th><th scope="col">Duration</th><th scope="col">Price</th><th scope="col">State</th><th scope="col">Actions</th></tr></thead>
+      <thead><tr><th scope="col">Service</th><th scope="col">Duration</th><th scope="col">Price</th><th scope="col">State</th>${canChange && html`<th scope="col">Actions</th>`}</tr></thead>
       <tbody>${list.data.map((s) => editing === s.id
-        ? html`<tr key=${s.id}><td colspan="5"><h2>Edit ${s.name}</h2><${ServiceForm} service=${s} onSaved=${done} onCancel=${() => setEditing(null)} /></td></tr>`
+        ? html`<tr key=${s.id}><td colspan="5"><h2>Edit ${s.name}</h2><${FreshRead} path=${`/v1/bookings/services/${s.id}`} label=${`Opening ${s.name}…`}
+            form=${(version) => html`<${ServiceForm} version=${version} onSaved=${done} onCancel=${() => setEditing(null)} />`} /></td></tr>`
         : html`<tr key=${s.id}>
             <td>${s.name}</td>
             <td>${s.duration_minutes} min${s.buffer_before_minutes || s.buffer_after_minutes ? ` (+${s.buffer_before_minutes}/${s.buffer_after_minutes} buffer)` : ""}</td>
             <td>${s.price ? `${s.price.amount} ${s.price.currency}` : "—"}</td>
             <td>${s.active ? "Active" : html`<span class="muted">Inactive</span>`}${s.approval_required ? " · approval required" : ""}</td>
-            <td><button type="button" class="secondary" aria-label=${`Edit ${s.name}`} onClick=${() => { setSaid(""); setEditing(s.id); }}>Edit</button></td>
+            ${canChange && html`<td><button type="button" class="secondary" aria-label=${`Edit ${s.name}`} onClick=${() => { setSaid(""); setEditing(s.id); }}>Edit</button></td>`}
           </tr>`)}</tbody>
     </table>`}
   </section>`;

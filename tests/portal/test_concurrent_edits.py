@@ -1,0 +1,98 @@
+"""Two tabs editing the same service or brand: the form saves with the ETag of what it opened
+(If-Match), so the tab that saves second, on the version it opened before the first save, is
+refused — nothing of the first save is lost — and keeps what was typed; loading the current
+version keeps the typed change on top of the other tab's, and that save goes through."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.async_api import Locator, Page, expect
+
+from tests.portal.conftest import api_as, sign_up_quickly
+
+
+async def _edit_in_two_tabs(page: Page, path: str, name: str) -> tuple[Locator, Page, Locator]:
+    """`name`'s edit form open in this tab and in a second tab of the same browser."""
+    await page.goto(path)
+    await page.get_by_role("button", name=f"Edit {name}").click()
+    mine = page.get_by_role("form", name=f"Edit {name}")
+    await expect(mine).to_be_visible()
+    other = await page.context.new_page()
+    await other.goto(path)
+    await other.get_by_role("button", name=f"Edit {name}").click()
+    theirs = other.get_by_role("form", name=f"Edit {name}")
+    await expect(theirs).to_be_visible()
+    return mine, other, theirs
+
+
+async def test_a_service_saved_meanwhile_in_another_tab_is_not_overwritten(page: Page) -> None:
+    await sign_up_quickly(page, "svctabs")
+    service: dict[str, Any] = await api_as(
+        page,
+        "POST",
+        "/v1/bookings/services",
+        {
+            "name": "Consultation",
+            "duration_minutes": 60,
+            "description": "As it was",
+            "price": {"amount": "30", "currency": "EUR"},
+        },
+    )
+    mine, other, theirs = await _edit_in_two_tabs(page, "/me/services", "Consultation")
+
+    await theirs.get_by_label("Description").fill("Written in the other tab")
+    await theirs.get_by_role("button", name="Save service").click()
+    await expect(other.get_by_role("status").filter(has_text="Saved Consultation.")).to_be_visible()
+
+    await mine.get_by_label("Price", exact=True).fill("45")
+    await mine.get_by_role("button", name="Save service").click()
+    alert = mine.get_by_role("alert")
+    await expect(alert).to_contain_text("Could not save the service")
+    await expect(alert).to_contain_text("re-read it")
+    await expect(mine.get_by_label("Price", exact=True)).to_have_value("45")  # what was typed stays
+    now = await api_as(page, "GET", f"/v1/bookings/services/{service['id']}")
+    assert now["description"] == "Written in the other tab"
+    assert now["price"] == {"amount": "30.00", "currency": "EUR"}
+
+    await mine.get_by_role("button", name="Load the current service and keep my changes").click()
+    await expect(mine.get_by_label("Description")).to_have_value("Written in the other tab")
+    await expect(mine.get_by_label("Price", exact=True)).to_have_value("45")
+    await mine.get_by_role("button", name="Save service").click()
+    await expect(page.get_by_role("status").filter(has_text="Saved Consultation.")).to_be_visible()
+    now = await api_as(page, "GET", f"/v1/bookings/services/{service['id']}")
+    assert now["description"] == "Written in the other tab"
+    assert now["price"] == {"amount": "45.00", "currency": "EUR"}
+
+
+async def test_a_brand_saved_meanwhile_in_another_tab_is_not_overwritten(page: Page) -> None:
+    person = await sign_up_quickly(page, "brandtabs")
+    brand: dict[str, Any] = await api_as(
+        page,
+        "POST",
+        "/v1/brands",
+        {"name": "Maison", "slug": f"maison-{person.slug[-8:]}", "domains": [], "config": {}},
+    )
+    domain = f"{person.slug}.example"
+    mine, other, theirs = await _edit_in_two_tabs(page, "/me/brands", "Maison")
+
+    await theirs.get_by_label("Site configuration (JSON)").fill('{"tagline": "Fresh bread"}')
+    await theirs.get_by_role("button", name="Save brand").click()
+    await expect(other.get_by_role("status").filter(has_text="Saved Maison.")).to_be_visible()
+
+    await mine.get_by_label("Domains").fill(domain)
+    await mine.get_by_role("button", name="Save brand").click()
+    alert = mine.get_by_role("alert")
+    await expect(alert).to_contain_text("Could not save the brand")
+    await expect(alert).to_contain_text("re-read it")
+    await expect(mine.get_by_label("Domains")).to_have_value(domain)
+    now = await api_as(page, "GET", f"/v1/brands/{brand['id']}")
+    assert now["config"] == {"tagline": "Fresh bread"} and now["domains"] == []
+
+    await mine.get_by_role("button", name="Load the current brand and keep my changes").click()
+    await expect(mine.get_by_label("Site configuration (JSON)")).to_have_value(re.compile("Fresh bread"))
+    await mine.get_by_role("button", name="Save brand").click()
+    await expect(page.get_by_role("status").filter(has_text="Saved Maison.")).to_be_visible()
+    now = await api_as(page, "GET", f"/v1/brands/{brand['id']}")
+    assert now["config"] == {"tagline": "Fresh bread"} and now["domains"] == [domain]
