@@ -388,9 +388,16 @@ export function BookingPage({ ctx, params }) {
       setSaid(message);
     }
   };
+  const back = html`<p><a href=${ctx.url("calendar")}>← Calendar</a></p>`;
+  if (!b && booking.error) {
+    // Like a client or a job of another context: say where it may be, and the way back.
+    const gone = booking.error.status === 404;
+    return html`<section>${back}<${PageHeader} title=${gone ? "Booking not found" : "Could not load this booking"} />
+      <${ErrorBox} error=${booking.error} title="Could not load this booking" />
+      ${gone && html`<p>Bookings belong to the context they were made in: switch to it to see this one.</p>`}</section>`;
+  }
   if (!b || !zone) {
-    return html`<section><${PageHeader} title="Booking" />
-      ${booking.loading && html`<${Loading} label="Loading the booking…" />`}<${ErrorBox} error=${booking.error} /></section>`;
+    return html`<section>${back}<${PageHeader} title="Booking" /><${Loading} label="Loading the booking…" /></section>`;
   }
   const open = ["held", "requested", "confirmed"].includes(b.status);
   const day = wall(b.start_at, zone).date;
