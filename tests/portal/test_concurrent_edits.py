@@ -96,3 +96,56 @@ async def test_a_brand_saved_meanwhile_in_another_tab_is_not_overwritten(page: P
     await expect(page.get_by_role("status").filter(has_text="Saved Maison.")).to_be_visible()
     now = await api_as(page, "GET", f"/v1/brands/{brand['id']}")
     assert now["config"] == {"tagline": "Fresh bread"} and now["domains"] == [domain]
+
+
+async def test_the_hours_stay_conditional_after_a_refusal_until_the_current_ones_are_loaded(
+    page: Page,
+) -> None:
+    """Saving again after a refusal is refused again (it would still overwrite the other tab);
+    loading the current hours keeps the day this tab changed and the day the other tab did."""
+    await sign_up_quickly(page, "hourtabs")
+    await api_as(
+        page,
+        "PUT",
+        "/v1/bookings/availability",
+        {"time_zone": "Europe/Paris", "weekly": ["mon-fri 09:00-17:00"]},
+    )
+    await page.goto("/me/hours")
+    await expect(page.get_by_label("Monday hours")).to_have_value("09:00-17:00")
+    other = await page.context.new_page()
+    await other.goto("/me/hours")
+    await other.get_by_label("Tuesday hours").fill("10:00-12:00")
+    await other.get_by_role("button", name="Save working hours").click()
+    await expect(other.get_by_role("status").filter(has_text="Working hours saved.")).to_be_visible()
+
+    await page.get_by_label("Monday hours").fill("14:00-18:00")
+    for _ in range(2):
+        await page.get_by_role("button", name="Save working hours").click()
+        await expect(page.get_by_role("alert")).to_contain_text("Could not save the working hours")
+        await expect(page.get_by_role("button", name="Save working hours")).to_be_enabled()
+    hours = await api_as(page, "GET", "/v1/bookings/availability")
+    assert {w["weekday"]: (w["start"], w["end"]) for w in hours["weekly"]}["mon"] == ("09:00", "17:00")
+
+    await page.get_by_role("button", name="Load the current working hours and keep my changes").click()
+    await expect(page.get_by_label("Tuesday hours")).to_have_value("10:00-12:00")
+    await expect(page.get_by_label("Monday hours")).to_have_value("14:00-18:00")
+    await page.get_by_role("button", name="Save working hours").click()
+    await expect(page.get_by_role("status").filter(has_text="Working hours saved.")).to_be_visible()
+    hours = await api_as(page, "GET", "/v1/bookings/availability")
+    assert {w["weekday"]: (w["start"], w["end"]) for w in hours["weekly"]} == {
+        "mon": ("14:00", "18:00"),
+        "tue": ("10:00", "12:00"),
+        "wed": ("09:00", "17:00"),
+        "thu": ("09:00", "17:00"),
+        "fri": ("09:00", "17:00"),
+    }
+    # Saved once, the form is at the version it saved: the next save goes through too.
+    await page.get_by_label("Wednesday hours").fill("")
+    async with page.expect_response(
+        lambda r: r.url.endswith("/v1/bookings/availability") and r.request.method == "PUT"
+    ) as put:
+        await page.get_by_role("button", name="Save working hours").click()
+    assert (await put.value).status == 200
+    await expect(page.get_by_role("status").filter(has_text="Working hours saved.")).to_be_visible()
+    hours = await api_as(page, "GET", "/v1/bookings/availability")
+    assert "wed" not in {w["weekday"] for w in hours["weekly"]}

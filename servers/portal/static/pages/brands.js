@@ -33,9 +33,9 @@ function BrandForm({ version, onSaved, onCancel }) {
   const set = (k) => (v) => setForm({ ...form, [k]: v });
   const submit = async (e) => {
     e.preventDefault();
-    const saved = await edit.save((headers) => {
+    const saved = await edit.save((opts) => {
       const body = { name: form.name.trim(), domains: parseDomains(form.domains), config: parseConfig(form.config) };
-      return brand ? api.patch(path, body, { headers }) : api.post(path, { ...body, slug: form.slug.trim() });
+      return brand ? api.patch(path, body, opts) : api.post(path, { ...body, slug: form.slug.trim() }, opts);
     });
     if (saved) onSaved(saved);
   };

@@ -3,7 +3,7 @@
 // REST door and the MCP tool both read.
 
 import * as api from "../api.js";
-import { html, useState, Empty, ErrorBox, Field, Loading, PageHeader, useAction, useAsync } from "../ui.js";
+import { html, useState, Empty, ErrorBox, Field, Loading, PageHeader, useAsync } from "../ui.js";
 import { browserZone } from "./calendar.js";
 import { ChangedMeanwhile, FreshRead, useVersioned } from "./versioned.js";
 
@@ -64,9 +64,7 @@ function ServiceForm({ version, onSaved, onCancel }) {
   const set = (k) => (v) => setForm({ ...form, [k]: v });
   const submit = async (e) => {
     e.preventDefault();
-    const saved = await edit.save((headers) =>
-      service ? api.patch(path, toBody(form), { headers }) : api.post(path, toBody(form)),
-    );
+    const saved = await edit.save((opts) => (service ? api.patch(path, toBody(form), opts) : api.post(path, toBody(form), opts)));
     if (saved) onSaved(saved);
   };
   const label = service ? `Edit ${service.name}` : "New service";
@@ -191,13 +189,21 @@ function saidAbout(error, field, key, sentFrom) {
 }
 
 export function HoursPage({ ctx }) {
-  const hours = useAsync(() => api.get("/v1/bookings/availability"), [ctx.base]);
-  const [form, setForm] = useState(null);
+  return html`<section>
+    <${PageHeader} title="Working hours"><a href=${ctx.url("calendar")}>Calendar</a><//>
+    <p class="muted">When you can be booked. Write ranges like <code>09:00-12:00, 13:00-17:00</code>; leave a day empty when you do not work. Existing bookings are kept.</p>
+    <${FreshRead} key=${ctx.base} path="/v1/bookings/availability" label="Loading working hours…" failed="Could not load the working hours"
+      form=${(version) => html`<${HoursForm} version=${version} />`} />
+  </section>`;
+}
+
+/** The hours as read (`version`): every save is conditional on the version this form shows. */
+function HoursForm({ version }) {
+  const edit = useVersioned(version, "/v1/bookings/availability", hoursForm);
+  const { form: f, setForm, busy, error } = edit;
   const [extra, setExtra] = useState({ date: "", hours: "off" });
   const [said, setSaid] = useState("");
-  const { busy, error, run } = useAction();
   const [sentFrom, setSentFrom] = useState([]);
-  const f = form || (hours.data ? hoursForm(hours.data) : null);
   const update = (patch) => setForm({ ...f, ...patch });
   const save = async (e) => {
     e.preventDefault();
@@ -205,7 +211,8 @@ export function HoursPage({ ctx }) {
     setSentFrom(from);
     // Overrides as the compact lines the tool takes too: "2026-12-24 off".
     const overrides = f.overrides.map((o) => `${o.date} ${o.hours.trim().toLowerCase() === "off" ? "off" : ranges(o.hours).join(" ")}`);
-    const saved = await run(() => api.put("/v1/bookings/availability", { time_zone: f.time_zone.trim(), weekly, overrides }));
+    setSaid("");
+    const saved = await edit.save((opts) => api.put("/v1/bookings/availability", { time_zone: f.time_zone.trim(), weekly, overrides }, opts));
     if (saved) {
       setForm(hoursForm(saved));
       setSaid("Working hours saved.");
@@ -216,15 +223,11 @@ export function HoursPage({ ctx }) {
     update({ overrides: [...f.overrides.filter((o) => o.date !== extra.date), { ...extra }].sort((a, b) => (a.date < b.date ? -1 : 1)) });
     setExtra({ date: "", hours: "off" });
   };
-  return html`<section>
-    <${PageHeader} title="Working hours"><a href=${ctx.url("calendar")}>Calendar</a><//>
-    <p class="muted">When you can be booked. Write ranges like <code>09:00-12:00, 13:00-17:00</code>; leave a day empty when you do not work. Existing bookings are kept.</p>
-    ${hours.loading && !f && html`<${Loading} label="Loading working hours…" />`}
-    <${ErrorBox} error=${hours.error} />
+  return html`
     ${said && html`<p class="success" role="status">${said}</p>`}
-    ${f && html`
       <form onSubmit=${save} aria-label="Working hours" novalidate id="hours-form">
         <${ErrorBox} error=${error} title="Could not save the working hours" />
+        <${ChangedMeanwhile} edit=${edit} what="working hours" />
         <${Field} label="Time zone" name="time_zone" value=${f.time_zone} onInput=${(v) => update({ time_zone: v })} error=${error} hint="An IANA zone, e.g. Europe/Paris." />
         <fieldset class="weekly"><legend>Every week</legend>
           ${DAYS.map(([d, name]) => html`<${Field} key=${d} label=${`${name} hours`} name=${`weekly-${d}`} value=${f.days[d]}
@@ -243,7 +246,5 @@ export function HoursPage({ ctx }) {
           <p class="muted">Added overrides are kept once you save the working hours.</p>
         </fieldset>
         <div class="actions"><button type="submit" disabled=${busy}>Save working hours</button></div>
-      </form>
-`}
-  </section>`;
+      </form>`;
 }
