@@ -11,15 +11,18 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
 from core import tenancy
 from core.billing import ledger
 from core.context import Principal, PrincipalKind, Role, TenantContext
+from core.errors import ValidationFailed
 from core.registry.installs import install_builtins
 from core.tenancy.models import Brand, Client, Org, Person, PersonCredential
 from core.tenancy.schemas import BrandIn, ClientIn, OrgIn
 from core.uow import Database, UnitOfWork
+from core.validation import Password, issue_message
 
 PERSON_SLUG = "transquinnftw"
 PERSON_EMAIL = "transquinnftw@cocotte.maison"
@@ -44,6 +47,25 @@ class SeedReport:
     clients_created: int
     components_installed: int = 0
     credits_granted: int = 0
+    # A password was chosen but the person already existed: it keeps the one it has.
+    password_unchanged: bool = False
+
+
+_PASSWORD = TypeAdapter(Password)
+
+
+def check_seed_password(password: str | None) -> None:
+    """Refuse a chosen seed password that sign-up and a password change would refuse."""
+    if password is None:
+        return
+    try:
+        _PASSWORD.validate_python(password)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            f"the seed password (ATLILITH_SEED_PASSWORD) {issue_message(exc.errors()[0])}",
+            code="validation_failed",
+            hint="choose 10 to 256 characters, or unset ATLILITH_SEED_PASSWORD to have one generated",
+        ) from None
 
 
 def seeded_contexts(
@@ -70,6 +92,7 @@ async def seeded_ids(uow: UnitOfWork) -> tuple[uuid.UUID, uuid.UUID]:
 
 
 async def seed(db: Database, password: str | None = None) -> SeedReport:
+    check_seed_password(password)
     async with db.system() as uow:
         person_id, person_created, generated = await _person(db, uow, password)
         principal = Principal(kind=PrincipalKind.SYSTEM, person_id=person_id)
@@ -93,7 +116,16 @@ async def seed(db: Database, password: str | None = None) -> SeedReport:
                 uow, person_id, context_org, db.settings.seed_credits, reason="seed", memo="seeded credits"
             ):
                 granted += db.settings.seed_credits
-    return SeedReport(person_created, generated, org is None, brands, clients, len(installed), granted)
+    return SeedReport(
+        person_created,
+        generated,
+        org is None,
+        brands,
+        clients,
+        len(installed),
+        granted,
+        password_unchanged=password is not None and not person_created,
+    )
 
 
 async def _person(db: Database, uow: UnitOfWork, password: str | None) -> tuple[uuid.UUID, bool, str | None]:

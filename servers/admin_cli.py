@@ -43,7 +43,9 @@ def _set(handle: str, admin: bool) -> None:
     try:
         slug, changed = asyncio.run(run())
     except DomainError as err:
-        typer.secho(f"{err.code}: {err.message}", fg=typer.colors.RED, err=True)
+        from servers.cli_database import domain_line
+
+        typer.secho(domain_line(err), fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from err
     state = "a platform admin" if admin else "not a platform admin"
     typer.echo(f"{slug} is {'now' if changed else 'already'} {state}.")

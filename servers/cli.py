@@ -45,6 +45,15 @@ def _settings(**overrides: object) -> Settings:
 
 def _database(settings: Settings) -> tuple[Settings, EmbeddedServer | None]:
     """Use DATABASE_URL, or start (or join) the embedded PostgreSQL in the data dir."""
+    from servers.cli_database import check_url
+
+    for name, url in (
+        ("DATABASE_URL", settings.database_url),
+        ("ATLILITH_APP_DATABASE_URL", settings.app_database_url),
+        ("ATLILITH_SYSTEM_DATABASE_URL", settings.system_database_url),
+    ):
+        if url and (problem := check_url(name, url)):
+            _fail(problem)
     if settings.database_url:
         return settings, None
     server = start_embedded(settings.data_dir)
@@ -109,10 +118,14 @@ def _verify_secrets(settings: Settings) -> None:
 
 
 def _seed(settings: Settings, demo: bool = True) -> None:
-    from core.seed import seed
+    from core.seed import check_seed_password, seed
     from core.uow import Database
     from servers.registry_sync import sync_builtins
 
+    try:
+        check_seed_password(settings.seed_password or None)  # before any change, whatever the database holds
+    except DomainError as err:
+        _fail(f"{err.message}: {err.hint}")
     _verify_secrets(settings)  # the seed keys clients' ids and signs nothing it cannot share
 
     async def run() -> None:
@@ -120,7 +133,7 @@ def _seed(settings: Settings, demo: bool = True) -> None:
         try:
             # The seed installs every built-in: the registry must know them first.
             await sync_builtins(db)
-            report = await seed(db, settings.seed_password)
+            report = await seed(db, settings.seed_password or None)
             demo_note = await _seed_demo(db) if demo else None
         finally:
             await db.dispose()
@@ -130,6 +143,13 @@ def _seed(settings: Settings, demo: bool = True) -> None:
             typer.secho(
                 f"  sign in as transquinnftw with password: {report.generated_password}"
                 "  (shown once; set ATLILITH_SEED_PASSWORD to choose it)",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+        if report.password_unchanged:
+            typer.secho(
+                "  ATLILITH_SEED_PASSWORD left unchanged:"
+                " transquinnftw already exists and keeps its password.",
                 fg=typer.colors.YELLOW,
                 err=True,
             )
@@ -408,16 +428,31 @@ def token(
     except typer.Exit:
         raise
     except DomainError as err:
-        _fail(f"{err.code}: {err.message}")
+        from servers.cli_database import domain_line
+
+        _fail(domain_line(err))
     except Exception as exc:
         # A database that is not Atlilith's (not migrated, wrong server): one line, no traceback.
+        from servers.cli_database import NOT_MIGRATED, database_problem
+
         reason = getattr(exc, "orig", None) or exc  # the driver's words, not SQLAlchemy's wrapping
         reason = (str(reason).strip().splitlines() or [type(exc).__name__])[0][:200]
-        _fail(f"cannot use the database ({reason}): set DATABASE_URL or ATLILITH_DATA_DIR to the server's")
+        _fail(database_problem(exc) or f"cannot use the database ({reason}): {NOT_MIGRATED}")
 
 
 def main() -> None:
-    cli()
+    from servers.cli_database import database_problem
+
+    try:
+        cli()
+    except Exception as exc:
+        # Any command that reaches the database (migrate, seed, serve, relay, mcp, backup, admin,
+        # ...) answers an unusable one in one line; anything else keeps its traceback.
+        problem = database_problem(exc)
+        if problem is None:
+            raise
+        typer.secho(problem, fg=typer.colors.RED, err=True)
+        sys.exit(2)
 
 
 def _register_ops() -> None:
