@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -245,10 +246,48 @@ def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
+# Embedding, override (U+202A-U+202E) and isolate (U+2066-U+2069) controls reorder the text that
+# follows: in a name shown to someone else they make it read as something it is not.
+_DIRECTION_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Letters and symbols that draw nothing, though not spaces or format characters by category.
+_BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+DIRECTION_CONTROL = "direction_control"
+INVISIBLE_NAME = "invisible_name"
+
+
+def _visible(char: str) -> bool:
+    # Categories C (controls, format characters such as U+200B) and Z (spaces) draw nothing.
+    return unicodedata.category(char)[0] not in "CZ" and char not in _BLANKS
+
+
+def check_name(value: str) -> str:
+    """A name someone else reads: no direction controls, and something visible. Invisible
+    characters between visible ones stay (a zero-width joiner is part of many names)."""
+    found = _DIRECTION_CONTROLS.search(value)
+    if found is not None:
+        raise PydanticCustomError(
+            DIRECTION_CONTROL,
+            "contains the text-direction control {char} at position {position}, which makes a"
+            " name display in a misleading order; remove it",
+            {"char": f"U+{ord(found.group()):04X}", "position": found.start()},
+        )
+    if not any(map(_visible, value)):
+        shown = ", ".join(dict.fromkeys(f"U+{ord(c):04X}" for c in value))
+        raise PydanticCustomError(
+            INVISIBLE_NAME,
+            "shows nothing: it holds only invisible characters ({chars}); write the name in"
+            " visible letters or digits",
+            {"chars": shown},
+        )
+    return value
+
+
 Slug = Annotated[str, Field(min_length=3, max_length=40), AfterValidator(_slug)]
 SlugRef = Annotated[str, Field(min_length=3, max_length=40), AfterValidator(_slug_ref)]
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(normalize_email)]
 Hostname = Annotated[str, Field(min_length=3, max_length=253), AfterValidator(_hostname)]
-Name = Annotated[str, BeforeValidator(_strip), Field(min_length=1, max_length=200)]
+Name = Annotated[
+    str, BeforeValidator(_strip), Field(min_length=1, max_length=200), AfterValidator(check_name)
+]
 Notes = Annotated[str, Field(max_length=10_000)]
 Password = Annotated[str, Field(min_length=10, max_length=256)]
