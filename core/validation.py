@@ -193,9 +193,28 @@ def _hostname(value: str) -> str:
     try:
         value = value.encode("idna").decode("ascii")
     except UnicodeError as exc:
-        raise ValueError("not a valid domain name") from exc
+        raise ValueError(f"{value!r} is not a domain name (e.g. cocotte.maison)") from exc
     if not HOSTNAME_RE.match(value):
-        raise ValueError("not a valid domain name (e.g. cocotte.maison)")
+        raise ValueError(f"{value!r} is not a domain name (e.g. cocotte.maison)")
+    return value
+
+
+def _hostname_list(value: Any) -> Any:
+    """Every entry of a list of domains that is not one, named in one message: a sentence
+    given where domains were asked for is one mistake, not one error per word."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return value  # the list type says what is wrong
+    bad = []
+    for item in value:
+        try:
+            _hostname(item)
+        except ValueError:
+            bad.append(repr(item.strip()))
+    if len(bad) == 1:
+        raise ValueError(f"{bad[0]} is not a domain name (e.g. cocotte.maison)")
+    if bad:
+        listed = ", ".join(bad[:-1]) + " and " + bad[-1]
+        raise ValueError(f"{listed} are not domain names: give one domain per entry, e.g. cocotte.maison")
     return value
 
 
@@ -286,6 +305,7 @@ Slug = Annotated[str, Field(min_length=3, max_length=40), AfterValidator(_slug)]
 SlugRef = Annotated[str, Field(min_length=3, max_length=40), AfterValidator(_slug_ref)]
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(normalize_email)]
 Hostname = Annotated[str, Field(min_length=3, max_length=253), AfterValidator(_hostname)]
+Hostnames = Annotated[list[Hostname], BeforeValidator(_hostname_list)]
 Name = Annotated[
     str, BeforeValidator(_strip), Field(min_length=1, max_length=200), AfterValidator(check_name)
 ]

@@ -172,23 +172,31 @@ def resolve_range(
             length = _period(default, tz, now)
             s = e - (length[1] - length[0])
         rng = Range(s, e, tz, None)
-    problems: list[str] = []
-    if rng.end <= rng.start:
-        problems.append("end must be after start")
-    if rng.start < EPOCH:
-        problems.append("start must be in 2000 or later")
-    if rng.end > now + dt.timedelta(days=366):
-        problems.append("end must be within a year from now")
-    if rng.span > MAX_SPAN:
-        problems.append("a range may span at most three years")
+    problems = _range_problems(rng, now)
     if problems:
         raise ValidationFailed(
-            "; ".join(problems),
+            "; ".join(p for _, p in problems),
             code="invalid_range",
-            hint="pass `period` (e.g. last_30_days) or an ISO `start` before `end`",
-            errors=[FieldIssue("start", p) for p in problems],
+            hint="choose an end date after the start date, within three years of it, or a named"
+            " period such as last_30_days",
+            errors=[FieldIssue(f, p) for f, p in problems],
         )
     return rng
+
+
+def _range_problems(rng: Range, now: dt.datetime) -> list[tuple[str, str]]:
+    """What is wrong with a range, each with the field to change. An end before the start is
+    the one thing said then: the other bounds read as nonsense next to it."""
+    if rng.end <= rng.start:
+        return [("end", "the end date must be after the start date")]
+    problems = []
+    if rng.start < EPOCH:
+        problems.append(("start", "the start date must be in 2000 or later"))
+    if rng.end > now + dt.timedelta(days=366):
+        problems.append(("end", "the end date must be at most a year from now"))
+    if rng.span > MAX_SPAN:
+        problems.append(("start", "the range may cover at most three years"))
+    return problems
 
 
 def _period(name: str, tz: ZoneInfo, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

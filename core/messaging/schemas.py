@@ -41,7 +41,10 @@ def _lower(value: Any) -> Any:
 
 def _label(value: str) -> str:
     if not _LABEL_RE.fullmatch(value):
-        raise ValueError("1-40 characters: lowercase letters, digits and _ : / -, starting alphanumeric")
+        raise ValueError(
+            f"{value!r} is not a label: use 1-40 lowercase letters, digits and _ : / -,"
+            " starting with a letter or digit"
+        )
     return value
 
 

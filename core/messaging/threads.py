@@ -272,6 +272,17 @@ async def update_thread(
     return thread_out(thread, client, assignee)
 
 
+def _snooze_problem(until: dt.datetime | None) -> str | None:
+    """What is wrong with a snooze's end, in words; None when it is a time to come."""
+    if until is None:
+        return "say until when the thread stays snoozed (snoozed_until)"
+    if until.tzinfo is None:
+        return "the snooze end needs a time zone, e.g. Z for UTC or +02:00"
+    if until <= dt.datetime.now(dt.UTC):
+        return "the snooze end has already passed; it must be in the future"
+    return None
+
+
 def _change_status(uow: UnitOfWork, thread: Thread, data: ThreadUpdateIn, changes: dict[str, Any]) -> None:
     """A new status, or a snooze (`snoozed_until` alone means snoozed), checked and applied."""
     given = data.model_fields_set
@@ -280,13 +291,14 @@ def _change_status(uow: UnitOfWork, thread: Thread, data: ThreadUpdateIn, change
         return
     until = data.snoozed_until if status == "snoozed" else None
     if status == "snoozed":
-        now = dt.datetime.now(dt.UTC)
-        if until is None or until.tzinfo is None or until <= now:
+        problem = _snooze_problem(until)
+        if problem is not None:
             raise ValidationFailed(
-                "snoozing needs `snoozed_until`: a future time with a timezone",
+                f"cannot snooze: {problem}",
                 code="snooze_time_required",
-                hint="e.g. 2026-12-01T09:00:00Z; a client reply reopens the thread earlier",
-                errors=[FieldIssue("snoozed_until", "a future time with a timezone")],
+                hint="choose a date and time later than now, with its time zone (snoozed_until, e.g."
+                " 2026-12-01T09:00:00Z); a reply from the client reopens the thread earlier",
+                errors=[FieldIssue("snoozed_until", problem)],
             )
     elif data.snoozed_until is not None:
         raise ValidationFailed(

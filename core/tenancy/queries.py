@@ -31,10 +31,10 @@ async def person_id_by_slug(uow: UnitOfWork, slug: str) -> uuid.UUID:
     ).scalar_one_or_none()
     if person_id is None:
         raise NotFound(
-            f"no active person has the slug {slug!r}",
+            f"no one has the handle {slug!r}",
             code="person_not_found",
-            hint="check the slug; the person must have signed up",
-            errors=[FieldIssue("person", "unknown person", "not_found")],
+            hint="check the handle with the person (the name they signed up with); they need an account",
+            errors=[FieldIssue("person", f"no one has the handle {slug!r}", "not_found")],
         )
     return uuid.UUID(str(person_id))
 

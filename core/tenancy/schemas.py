@@ -18,7 +18,7 @@ from pydantic import (
 
 from core.validation import (
     Email,
-    Hostname,
+    Hostnames,
     Input,
     Name,
     Notes,
@@ -300,7 +300,7 @@ def _site(config: dict[str, Any] | None) -> dict[str, Any] | None:
 class BrandIn(Input):
     slug: Slug = Field(description="Names the public site: /site/{slug}; unique platform-wide.")
     name: Name
-    domains: list[Hostname] = Field(default_factory=list, max_length=20)
+    domains: Hostnames = Field(default_factory=list, max_length=20)
     config: SiteConfig = Field(
         default_factory=dict,
         description="Site configuration (JSON, up to 64 KiB): tagline, about, logo_url, colours "
@@ -312,7 +312,7 @@ class BrandIn(Input):
 
 class BrandUpdateIn(Input):
     name: Name | None = None
-    domains: list[Hostname] | None = Field(default=None, max_length=20)
+    domains: Hostnames | None = Field(default=None, max_length=20)
     config: SiteConfig | None = None
 
     _config = field_validator("config")(_site)

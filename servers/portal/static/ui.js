@@ -25,9 +25,11 @@ const forPeople = (hint) => {
 
 export function ErrorBox({ error, title }) {
   if (!error) return null;
-  const fields = error.fields || [];
-  const invalid = error.code === "validation_failed" && fields.length > 0;
+  const given = error.fields || [];
+  const invalid = error.code === "validation_failed" && given.length > 0;
   const detail = invalid ? "Some of what was entered can't be used." : plain(error.detail);
+  // A problem the detail already says in the same words is said once.
+  const fields = given.filter((f) => invalid || !detail.includes(plain(f.message)));
   const hint = invalid ? "correct what is listed below, then try again" : forPeople(error.hint);
   return html`<div class="error-box" role="alert">
     <p class="error-title"><strong>${title || error.title || "Something went wrong"}</strong></p>
