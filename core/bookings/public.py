@@ -240,7 +240,9 @@ async def public_book(
             "client_phone": data.phone,
             "client_note": data.notes,
         }
-        slot = {"service_id": data.service_id, "start_at": data.start_at}
+        # The zone goes with the slot on both paths: a request is never confirmed by the
+        # visitor, so it must keep the zone they picked from the start.
+        slot = {"service_id": data.service_id, "start_at": data.start_at, "time_zone": data.time_zone}
         if found[0].approval_required:
             asked = RequestIn(**slot, **who)
             booking = await request_booking(ctx, uow, asked, idempotency_key, offered_only=True)
