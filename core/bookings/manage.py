@@ -49,18 +49,20 @@ async def manage_link(
 @asynccontextmanager
 async def _managed(db: Database, token: str) -> AsyncIterator[tuple[TenantContext, UnitOfWork, Booking]]:
     """The booking a manage token names, in a transaction narrowed to that booking's tenant."""
-    booking_id, generation = links.read(db.settings, token)
+    claims = links.read(db.settings, token)
+    booking_id = claims.booking_id
     async with db.system() as uow:
         owner = (
             await uow.session.execute(
-                select(Booking.provider_id, Booking.org_id, Booking.manage_link_generation).where(
-                    Booking.id == booking_id
-                )
+                select(
+                    Booking.provider_id, Booking.org_id, Booking.manage_link_generation, Booking.end_at
+                ).where(Booking.id == booking_id)
             )
         ).one_or_none()
         # A revoked link looks exactly like one that never existed.
-        if owner is None or owner.manage_link_generation != generation:
+        if owner is None or owner.manage_link_generation != claims.generation:
             raise NotFound("no booking for this link", code="manage_link_invalid", hint="ask the provider")
+        links.alive(db.settings, claims, owner.end_at)
         # Work as the booking's provider in its context: their calendar is the one that changes.
         await uow.act_as_service(owner.provider_id, owner.org_id)
         ctx = service_context(owner.provider_id, owner.org_id, frozenset({WRITE}), uow.trace_id)
