@@ -146,7 +146,7 @@ def client_required() -> ValidationFailed:
     return ValidationFailed(
         "this booking needs a client",
         code="client_required",
-        hint="pass `client_id`, or the client's `client_email` or `client_phone` (and name)",
+        hint="say who the client is: an existing client, or their email or phone number (and name)",
         errors=[FieldIssue("client_id", "required")],
     )
 

@@ -421,7 +421,7 @@ async def resolve_client(ctx: TenantContext, uow: UnitOfWork, data: _ClientField
         raise ValidationFailed(
             "a client needs an email or a phone number",
             code="contact_required",
-            hint="add `client_email` or `client_phone`, or pass an existing `client_id`",
+            hint="add the client's email or phone number, or choose an existing client",
             errors=[FieldIssue("client_email", "email or phone required")],
         )
     return None

@@ -153,6 +153,37 @@ async def test_a_booking_without_a_client_holds_nothing_and_the_retry_books_it(p
     assert booking["id"] == page.url.rsplit("/", 1)[1]
 
 
+async def test_a_hold_without_a_client_is_confirmed_once_the_client_is_given(page: Page) -> None:
+    await sign_up_quickly(page, "heldnoone")
+    await _provider(page)
+    day = (dt.datetime.now(PARIS) + dt.timedelta(days=10)).date().isoformat()
+
+    await page.goto(f"/me/calendar?view=day&date={day}")
+    await page.get_by_role("group", name="Free times").get_by_role("button", name="10:00", exact=True).click()
+    await page.get_by_label("How to book").select_option("hold")
+    await page.get_by_role("button", name="Create booking").click()
+    await expect(page).to_have_url(re.compile(r"/me/calendar/bookings/[0-9a-f-]{36}$"))
+    booking_id = page.url.rsplit("/", 1)[1]
+    await expect(page.locator(".facts")).to_contain_text("Held")
+
+    # Confirm asks who the client is; without a way to reach them, nothing is sent.
+    await page.get_by_role("button", name="Confirm", exact=True).click()
+    asked = page.get_by_role("form", name="Who is the client?")
+    await asked.get_by_label("Client name").fill("Hold Owner")
+    await asked.get_by_role("button", name="Confirm with this client").click()
+    await expect(asked.get_by_role("alert")).to_contain_text("a client needs an email or a phone number")
+    assert (await api_as(page, "GET", f"/v1/bookings/{booking_id}"))["status"] == "held"
+
+    await asked.get_by_label("Client email").fill("owner@example.com")
+    await asked.get_by_role("button", name="Confirm with this client").click()
+    await expect(page.locator("p.success")).to_have_text("Confirmed.")
+    await expect(page.locator(".facts")).to_contain_text("Confirmed")
+    await expect(page.locator(".facts")).to_contain_text("owner@example.com")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Haircut · Hold Owner")
+    done = await api_as(page, "GET", f"/v1/bookings/{booking_id}")
+    assert done["status"] == "confirmed" and done["client"]["email"] == "owner@example.com"
+
+
 async def test_a_hold_whose_confirmation_fails_is_released_and_the_retry_books_it(page: Page) -> None:
     await sign_up_quickly(page, "release")
     await _provider(page)

@@ -373,12 +373,52 @@ function Reschedule({ booking, zone, onDone }) {
   </section>`;
 }
 
+/** A hold made without a client: confirming it first asks who the client is (the API finds
+ * the client by email or phone, or creates them). */
+function ConfirmWithClient({ booking, onDone, onClose }) {
+  const [form, setForm] = useState({ name: "", email: "", phone: "" });
+  const set = (k) => (v) => setForm({ ...form, [k]: v });
+  const { busy, error, setError, run } = useAction();
+  const submit = async (e) => {
+    e.preventDefault();
+    const name = form.name.trim();
+    const email = form.email.trim();
+    const phone = form.phone.trim();
+    if (!email && !phone) {
+      setError(new api.ApiError({
+        status: 422,
+        code: "contact_required",
+        detail: "a client needs an email or a phone number",
+        hint: "enter the client's email or phone number",
+        fields: [{ field: "client_email", message: "email or phone required", code: "required" }],
+      }));
+      return;
+    }
+    const body = { ...(name ? { client_name: name } : {}), ...(email ? { client_email: email } : {}), ...(phone ? { client_phone: phone } : {}) };
+    const done = await run(() => api.post(`/v1/bookings/${booking.id}/confirm`, body));
+    if (done) onDone(done);
+  };
+  return html`<form class="panel" onSubmit=${submit} aria-label="Who is the client?" novalidate>
+    <h3>Who is the client?</h3>
+    <p class="muted">This hold has no client yet: say who it is for to confirm it.</p>
+    <${ErrorBox} error=${error} title="Could not confirm" />
+    <${Field} label="Client name" name="client_name" value=${form.name} onInput=${set("name")} error=${error} autocomplete="off" />
+    <${Field} label="Client email" name="client_email" type="email" value=${form.email} onInput=${set("email")} error=${error} autocomplete="off" />
+    <${Field} label="Client phone" name="client_phone" type="tel" value=${form.phone} onInput=${set("phone")} error=${error} hint="With the country code; needed only without an email." autocomplete="off" />
+    <div class="actions">
+      <button type="submit" disabled=${busy}>Confirm with this client</button>
+      <button type="button" class="secondary" onClick=${onClose}>Not now</button>
+    </div>
+  </form>`;
+}
+
 export function BookingPage({ ctx, params }) {
   const { zone } = useZone(ctx);
   const booking = useAsync(() => api.get(`/v1/bookings/${params.id}`), [params.id]);
   const [current, setCurrent] = useState(null);
   const [said, setSaid] = useState("");
   const [link, setLink] = useState(null);
+  const [asking, setAsking] = useState(false);
   const { busy, error, run } = useAction();
   const b = current || booking.data;
   const act = async (fn, message) => {
@@ -423,10 +463,13 @@ export function BookingPage({ ctx, params }) {
 
     <h2>Actions</h2>
     <div class="actions">
-      ${["held", "requested"].includes(b.status) && html`<button type="button" disabled=${busy} onClick=${() => act(() => api.post(`/v1/bookings/${b.id}/confirm`, {}), "Confirmed.")}>Confirm</button>`}
+      ${["held", "requested"].includes(b.status) && html`<button type="button" disabled=${busy || asking} aria-expanded=${b.client ? undefined : asking}
+        onClick=${() => (b.client ? act(() => api.post(`/v1/bookings/${b.id}/confirm`, {}), "Confirmed.") : setAsking(true))}>Confirm</button>`}
       <button type="button" class="secondary" disabled=${busy} onClick=${async () => { const l = await run(() => api.post(`/v1/bookings/${b.id}/manage-link`)); if (l) setLink(l); }}>Get the client's manage link</button>
       <button type="button" class="secondary" disabled=${busy} onClick=${async () => { const l = await run(() => api.post(`/v1/bookings/${b.id}/manage-link?revoke_previous=true`)); if (l) { setLink(l); setSaid("Earlier manage links no longer work; this is the new one."); } }}>Revoke earlier manage links</button>
     </div>
+    ${asking && b.status === "held" && !b.client && html`<${ConfirmWithClient} booking=${b} onClose=${() => setAsking(false)}
+      onDone=${(nb) => { setAsking(false); setCurrent(nb); setSaid("Confirmed."); }} />`}
     ${link && html`<p class="manage-link"><span class="mono">${link.url}</span> <${CopyButton} text=${link.url} label="Copy manage link" /></p>`}
     ${b.status === "requested" && html`<${ReasonForm} label="Reason for declining" field="reason" button="Decline" busy=${busy} error=${error}
       onSubmit=${(reason) => act(() => api.post(`/v1/bookings/${b.id}/decline`, { reason }), "Declined.")} />`}
