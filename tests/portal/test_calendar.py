@@ -80,6 +80,11 @@ async def test_book_from_the_calendar_reschedule_through_the_preview_and_cancel(
     preview = page.get_by_role("region", name="Preview of the change")
     await expect(preview).to_contain_text("Nothing is changed yet")
     await expect(preview).to_contain_text(_t("14:00", "15:00"))
+    # The change lines too are on the provider's clock (Paris), not the API's UTC instants.
+    lines = preview.get_by_role("list", name="What changes").get_by_role("listitem")
+    await expect(lines.first).to_have_text(re.compile(r"^Start: .* 10:00 → .* 14:00$"))
+    await expect(lines.nth(1)).to_have_text(re.compile(r"^End: .* 11:00 → .* 15:00$"))
+    await expect(preview).not_to_contain_text(re.compile(r"\d{2}:\d{2}:\d{2}|Z\b"))
     await screenshot(page, "booking-reschedule-preview")
     still = await api_as(page, "GET", f"/v1/bookings/{booking_id}")
     assert dt.datetime.fromisoformat(still["start_at"]).astimezone(PARIS).hour == 10

@@ -339,6 +339,21 @@ function CancelBooking({ booking, onDone }) {
   </div>`;
 }
 
+// An instant as the API writes it in a change ("start: 2026-12-09T08:00:00Z -> …").
+const INSTANT = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})/g;
+
+/** One of the API's change lines with its instants on the provider's wall clock, like the rest
+ * of the page. */
+export function changeLine(change, zone) {
+  const text = change
+    .replace(INSTANT, (iso) => {
+      const w = wall(iso, zone);
+      return `${dayLabel(w.date)} ${w.time}`;
+    })
+    .replace(/ -> /g, " \u2192 ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 function Reschedule({ booking, zone, onDone }) {
   const [day, setDay] = useState(wall(booking.start_at, zone).date);
   const [slot, setSlot] = useState(null);
@@ -363,7 +378,7 @@ function Reschedule({ booking, zone, onDone }) {
     ${preview && html`<div class="preview" role="region" aria-label="Preview of the change">
       <p><strong>Nothing is changed yet.</strong> After the change:</p>
       <p>${span(booking, zone)} → <strong>${span(preview.booking, zone)}</strong></p>
-      <ul>${preview.changes.map((c) => html`<li key=${c}>${c}</li>`)}</ul>
+      <ul aria-label="What changes">${preview.changes.map((c) => html`<li key=${c}>${changeLine(c, zone)}</li>`)}</ul>
       ${preview.policy_note && html`<p class="notice">${preview.policy_note}</p>`}
       <div class="actions">
         <button type="button" disabled=${busy} onClick=${commit}>Confirm the reschedule</button>
