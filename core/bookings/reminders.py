@@ -17,11 +17,11 @@ from __future__ import annotations
 import uuid
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from core import messaging
 from core.bookings import links
-from core.bookings.models import Booking, Service
+from core.bookings.models import Booking, Schedule, Service
 from core.bookings.presenters import status_of
 from core.context import TenantContext, service_context
 from core.errors import DomainError
@@ -37,14 +37,15 @@ log = get_logger("atlilith.bookings.reminders")
 SCOPES = frozenset({"messaging:read", "messaging:write"})
 
 
-def _text(b: Booking, service: str, provider: str, manage_url: str) -> str:
-    zone = ZoneInfo(b.client_time_zone) if b.client_time_zone else None
+def _text(b: Booking, service: str, provider: str, manage_url: str, hours_zone: str | None) -> str:
+    # A client whose zone is unknown most likely lives where the provider works: their hours'
+    # zone reads better than UTC, which is nobody's wall clock.
+    named = b.client_time_zone or hours_zone
+    zone = ZoneInfo(named) if named else None
     start = b.start_at.astimezone(zone) if zone else b.start_at
     where = f" at {b.location}" if b.location else ""
     # The zone is named either way: "at 12:00" alone reads as the reader's own time.
-    when = f"{start:%A} {start.day} {start:%B} at {start:%H:%M}" + (
-        f" ({b.client_time_zone} time)" if zone else " UTC"
-    )
+    when = f"{start:%A} {start.day} {start:%B} at {start:%H:%M}" + (f" ({named} time)" if zone else " UTC")
     return (
         f"Reminder: {service} with {provider}, {when}{where}.\n\n"
         f"To see, move or cancel this booking: {manage_url}"
@@ -62,6 +63,13 @@ async def _send(
 ) -> tuple[uuid.UUID, str]:
     channel = await _channel(ctx, uow, client)
     key = f"reminder:{b.id}:{b.start_at.isoformat()}"
+    # "The latest thread, else a new one" is a read then a write: two reminders (or a reminder
+    # and a first inbound message) for one client would each create a thread. Taken under the
+    # key inbound messages take for the same choice (core/messaging/ingest.py), until commit.
+    await uow.session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"mthread:{ctx.tenant_id}:{channel}:{client.id}:"},
+    )
     page = await messaging.list_threads(
         ctx, uow, PageRequest(limit=1), messaging.ThreadFilter(client_id=client.id, channel=channel)
     )
@@ -80,17 +88,21 @@ async def deliver_reminder(uow: UnitOfWork, booking_id: uuid.UUID) -> None:
     """Send the reminder of a booking whose reminder fell due (idempotent: once per booking time)."""
     row = (
         await uow.session.execute(
-            select(Booking, Service.name, Person.display_name, Client)
+            select(Booking, Service.name, Person.display_name, Client, Schedule.time_zone)
             .join(Service, Service.id == Booking.service_id)
             .join(Person, Person.id == Booking.provider_id)
             .outerjoin(Client, Client.id == Booking.client_id)
+            .outerjoin(
+                Schedule,
+                (Schedule.tenant_id == Booking.tenant_id) & (Schedule.provider_id == Booking.provider_id),
+            )
             .where(Booking.id == booking_id)
             .with_for_update(of=Booking)
         )
     ).one_or_none()
     if row is None:
         return
-    b, service, provider, client = row
+    b, service, provider, client, hours_zone = row
     if b.reminder_message_id is not None or b.reminder_status == "skipped":
         return
     if client is None or status_of(b) != "confirmed" or b.reminder_sent_at is None:
@@ -100,7 +112,7 @@ async def deliver_reminder(uow: UnitOfWork, booking_id: uuid.UUID) -> None:
         return
     ctx = service_context(b.person_id, b.org_id, SCOPES, uow.trace_id)
     token, _ = links.issue(uow.db.settings, b.id, b.end_at, b.manage_link_generation)
-    body = _text(b, service, provider, links.url(uow.db.settings, token))
+    body = _text(b, service, provider, links.url(uow.db.settings, token), hours_zone)
     try:
         message_id, channel = await _send(ctx, uow, b, client, body)
     except DomainError as error:
