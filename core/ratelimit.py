@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, RateLimitItemPerSecond, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import MemoryStorage, storage_from_string
 
@@ -131,12 +131,16 @@ class _LoopMemoryStorage(MemoryStorage):
         self.timer.cancel()  # started by MemoryStorage.__init__; nothing restarts it (below)
         self._swept = time.time()
 
-    def hit_standing(self, key: str, limit: int, expiry: int) -> tuple[bool, int, float]:
+    def hit_standing(
+        self, key: str, limit: int, expiry: int, *, count: bool = True
+    ) -> tuple[bool, int, float]:
         """One request counted against `key`'s sliding window counter, as the strategy's `hit`
         followed by its `get_window_stats` would: whether it was allowed, the quota left and
         the seconds until a unit comes back. One pass over the counters at one instant, instead
         of the library's two passes through its layers (each re-deriving the keys and counts).
-        No lock: only the event loop's thread calls it, and nothing awaits in between."""
+        No lock: only the event loop's thread calls it, and nothing awaits in between.
+        `count=False` answers as the strategy's `test` would: whether a hit would be allowed,
+        nothing counted."""
         now = time.time()
         previous_key = f"{key}/{int((now - expiry) / expiry)}"
         current_key = f"{key}/{int(now / expiry)}"
@@ -145,7 +149,7 @@ class _LoopMemoryStorage(MemoryStorage):
         previous_ttl = (1 - (((now - expiry) / expiry) % 1)) * expiry if previous else 0.0
         carried = previous * previous_ttl / expiry
         allowed = math.floor(carried + current) + 1 <= limit
-        if allowed:
+        if allowed and count:
             self._MemoryStorage__schedule_expiry()
             current = self.storage[current_key] = current + 1
             if current == 1:  # a fresh window: it lives twice its length, as `incr` sets it
@@ -227,6 +231,9 @@ class RateLimits:
         self.ip = Policy("ip", parse_rate(settings.rate_limit_per_ip))
         self.signin = Policy("signin", parse_rate(settings.rate_limit_signin_per_ip))
         self.target = Policy("target", parse_rate(settings.rate_limit_public_per_target))
+        # One unit per booking and window: a booking counts against its page once, however
+        # often its form is resent (an idempotent replay answers with the same booking).
+        self.counted = Policy("counted", RateLimitItemPerSecond(1, self.target.window))
         self._limiter: SlidingWindowCounterRateLimiter | None = None
         self._memory: _LoopMemoryStorage | None = None
         if settings.rate_limit_storage == _MEMORY_STORAGE:
@@ -272,16 +279,39 @@ class RateLimits:
         return Verdict(tuple(standings))
 
     async def check_target(self, target: str) -> Verdict:
-        """Count one public booking against the page it is made on (whoever makes it): a
-        botnet spread over many addresses still cannot fill one provider's calendar."""
+        """Whether the page `target` still takes bookings, nothing counted: only bookings made
+        count against it (`count_booking`), so attempts core refuses (a time never offered, a
+        form with mistakes) cannot close a provider's page. A botnet spread over many addresses
+        still cannot fill one provider's calendar: its real bookings count."""
         if not self.enabled:
             return Verdict(())
-        allowed, standing = await self._hit(self.target, target)
+        allowed, standing = await self._standing(self.target, target)
         if not allowed:
             RATE_LIMIT_REFUSALS.labels(policy=self.target.name).inc()
             log.info("rate_limited", policy=self.target.name)
             return Verdict((standing,), refused=standing)
         return Verdict((standing,))
+
+    async def count_booking(self, target: str, booking: str) -> None:
+        """Count the booking `booking`, just made (or replayed) on the page `target`, once."""
+        if not self.enabled:
+            return
+        first, _ = await self._hit(self.counted, booking)
+        if first:
+            await self._hit(self.target, target)
+
+    async def _standing(self, policy: Policy, identity: str) -> tuple[bool, Standing]:
+        """Whether one more request would be allowed under `policy`, and its standing, without
+        counting it."""
+        if self._memory is not None:
+            allowed, remaining, reset_in = self._memory.hit_standing(
+                policy.key(identity), policy.quota, policy.window, count=False
+            )
+            return allowed, Standing(policy, remaining, max(0, math.ceil(reset_in)))
+        assert self._limiter is not None
+        allowed = await self._limiter.test(policy.item, policy.name, identity)
+        stats = await self._limiter.get_window_stats(policy.item, policy.name, identity)
+        return allowed, Standing(policy, stats.remaining, max(0, math.ceil(stats.reset_time - time.time())))
 
     async def _hit(self, policy: Policy, identity: str) -> tuple[bool, Standing]:
         """Count one request against `policy` for `identity`: whether it was allowed, and the

@@ -1,10 +1,12 @@
 """What every public form post passes before it reaches core: the CSRF token, the honeypot,
-the optional challenge hook and, for bookings, the page's own rate limit."""
+the optional challenge hook and, for bookings, the page's own rate limit (bookings made count,
+refused attempts do not)."""
 
 from __future__ import annotations
 
 import hmac
 import importlib
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 from typing import cast
@@ -16,7 +18,7 @@ from core.errors import DomainError, PermissionDenied, ValidationFailed
 from core.ratelimit import RateLimits
 from servers.public.render import CSRF_COOKIE
 
-__all__ = ["Challenge", "check_form", "check_target"]
+__all__ = ["Challenge", "check_form", "check_target", "count_booking"]
 
 Challenge = Callable[[Mapping[str, str], str], Awaitable[bool]]
 HONEYPOT = "website"
@@ -59,10 +61,18 @@ async def check_form(request: Request, form: Mapping[str, str]) -> None:
 
 
 async def check_target(request: Request, target: str) -> None:
-    """One page's bookings per window, whoever makes them."""
+    """Refuse a booking on a page that has taken its bookings for the window (whoever made
+    them); nothing is counted here, see `count_booking`."""
     limits: RateLimits = request.app.state.rate_limits
     verdict = await limits.check_target(target)
     if not verdict.allowed:
         error: DomainError = verdict.error()
         error.message = "this booking page is busy right now"
         raise error
+
+
+async def count_booking(request: Request, target: str, booking: uuid.UUID) -> None:
+    """Count a booking made on the page `target` against its limit: refused attempts never
+    count, so no visitor can close a provider's page by sending forms core refuses."""
+    limits: RateLimits = request.app.state.rate_limits
+    await limits.count_booking(target, str(booking))

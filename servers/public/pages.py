@@ -31,7 +31,7 @@ from core.errors import Conflict, DomainError, NotFound, ValidationFailed
 from core.messaging.conversation import ReplyIn, conversation_reply, conversation_view
 from core.uow import Database
 from servers.public.form_errors import form_errors, invalid, sentence
-from servers.public.guard import check_form, check_target
+from servers.public.guard import check_form, check_target, count_booking
 from servers.public.render import HEADERS, csrf_token, error_page, not_found, render, when
 from servers.public.zones import asked_zone, chosen, tz_query, zone_label, zone_query, zones
 
@@ -375,6 +375,7 @@ async def book(request: Request) -> Response:
     except ValidationError as exc:
         # A model core builds from the visitor's input refused it: the form again, like above.
         return await _details(request, start, zone, form, invalid(exc))
+    await count_booking(request, slug.lower(), booked.id)
     return RedirectResponse(f"/manage/{booked.manage_token}?done={booked.status}", status_code=303)
 
 

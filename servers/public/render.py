@@ -14,7 +14,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import DomainError
 
-__all__ = ["CSRF_COOKIE", "SecurityHeaders", "csrf_token", "error_page", "not_found", "render", "when"]
+__all__ = [
+    "CSRF_COOKIE",
+    "SecurityHeaders",
+    "csrf_token",
+    "error_page",
+    "not_found",
+    "render",
+    "too_many",
+    "when",
+]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ENV = Environment(
@@ -102,9 +111,43 @@ def not_found(request: Request) -> HTMLResponse:
     )
 
 
+def _about(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds" if seconds != 1 else "1 second"
+    minutes = round(seconds / 60)
+    return f"{minutes} minutes" if minutes < 90 else f"{round(minutes / 60)} hours"
+
+
+# What a visitor is told when a limit refuses them, by the policy that did (core.ratelimit).
+_BUSY = {
+    "target": "Many bookings were made on this page in a short time, so it takes no more for now.",
+}
+_BUSY_OTHERWISE = "Many forms were sent from your connection in a short time."
+
+
+def too_many(request: Request, error: DomainError) -> Response:
+    """A rate limit's refusal, for a person: what happened and how long to wait, in words, with
+    the `Retry-After` a program reads (the developer's hint is for the REST door)."""
+    wait = max(1, int(error.extra.get("retry_after", 60)))
+    said = _BUSY.get(str(error.extra.get("policy")), _BUSY_OTHERWISE)
+    response = render(
+        request,
+        "message.html",
+        status=429,
+        private=True,
+        title="Busy right now",
+        heading="Please try again in a moment",
+        message=f"{said} Please try again in about {_about(wait)}.",
+    )
+    response.headers["retry-after"] = str(wait)
+    return response
+
+
 def error_page(request: Request, error: DomainError) -> Response:
     if error.status in (404, 410):
         return not_found(request)
+    if error.status == 429:
+        return too_many(request, error)
     return render(
         request,
         "message.html",
