@@ -1,9 +1,11 @@
 """Rate limits: how many requests a credential, and a client address, may make per window.
 
-Three policies, each a `limits` rate ("600/minute") over a sliding window counter:
+The policies, each a `limits` rate ("600/minute") over a sliding window counter:
 - `credential`: per access-token subject (the person, whichever session) or per API key;
 - `ip`: per client address (an IPv6 client per /64, which one subscriber usually holds);
-- `signin`: per client address, on signing up and signing in only — much stricter.
+- `signin`: per client address, on signing up and signing in only — much stricter;
+- `public`: per client address, on the public pages' forms — as strict, a bucket of its own;
+- `target`: per public booking page, the bookings made there (`check_target`, `count_booking`).
 
 Counters live where `rate_limit_storage` says: per process in memory by default (a deployment
 of N processes allows N times the rate), or a shared `limits` store (`async+redis://...`).
@@ -230,6 +232,9 @@ class RateLimits:
         self.credential = Policy("credential", parse_rate(settings.rate_limit_per_credential))
         self.ip = Policy("ip", parse_rate(settings.rate_limit_per_ip))
         self.signin = Policy("signin", parse_rate(settings.rate_limit_signin_per_ip))
+        # The public pages' forms: as strict as signing in, in a bucket of their own, so a
+        # client booking and a provider signing in from one address do not spend each other's.
+        self.public = Policy("public", parse_rate(settings.rate_limit_signin_per_ip))
         self.target = Policy("target", parse_rate(settings.rate_limit_public_per_target))
         # One unit per booking and window: a booking counts against its page once, however
         # often its form is resent (an idempotent replay answers with the same booking).
@@ -258,12 +263,17 @@ class RateLimits:
         except DomainError:
             return None
 
-    async def check(self, *, address: str, authorization: str | None, signin: bool = False) -> Verdict:
+    async def check(
+        self, *, address: str, authorization: str | None, signin: bool = False, public: bool = False
+    ) -> Verdict:
         """Count this request against every policy that applies, in order; the first exhausted
-        one refuses it (and the later ones are not counted)."""
+        one refuses it (and the later ones are not counted). `signin`: a password tried or an
+        account made; `public`: a public page's form posted."""
         buckets: list[tuple[Policy, str]] = []
         if signin:
             buckets.append((self.signin, address))
+        if public:
+            buckets.append((self.public, address))
         buckets.append((self.ip, address))
         key = self.credential_key(authorization)
         if key is not None:

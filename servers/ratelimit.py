@@ -6,20 +6,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import DomainError
 from core.ratelimit import RateLimits, policy_header, state_header
 from servers.problems import domain_problem
+from servers.public.render import too_many
 
-__all__ = ["PUBLIC_FORM_PREFIXES", "SIGNIN_PATHS", "RateLimit"]
+__all__ = ["PUBLIC_FORM_PREFIXES", "PUBLIC_PAGE_PREFIXES", "SIGNIN_PATHS", "RateLimit"]
 
-# Where a password is tried or an account made: the strict per-address `signin` policy. A
-# public form that creates something for an anonymous visitor belongs here too.
+# Where a password is tried or an account made: the strict per-address `signin` policy.
 SIGNIN_PATHS = frozenset({"/v1/auth/signup", "/v1/auth/login", "/register", "/token"})
-# The public pages' forms (servers.public): a booking or a change made by an anonymous visitor.
+# The public pages' forms (servers.public): a booking or a change made by an anonymous visitor,
+# counted against the per-address `public` policy (as strict as `signin`, its own bucket).
 PUBLIC_FORM_PREFIXES = ("/book/", "/manage/", "/c/")
+# Pages a person reads in a browser (servers.public): refused with a page, never problem JSON.
+PUBLIC_PAGE_PREFIXES = (*PUBLIC_FORM_PREFIXES, "/site/")
 # Liveness probes, and the Inngest executor (signed, and as fast as the events are).
 EXEMPT_PREFIXES = ("/health", "/api/inngest")
 
@@ -36,11 +40,12 @@ class RateLimit:
             return
         authorization, forwarded_for = _read_headers(scope)
         client = scope.get("client")
+        posted = scope.get("method") == "POST"
         verdict = await self.limits.check(
             address=self.limits.address(client[0] if client else None, forwarded_for),
             authorization=authorization,
-            signin=scope.get("method") == "POST"
-            and (path.rstrip("/") in SIGNIN_PATHS or path.startswith(PUBLIC_FORM_PREFIXES)),
+            signin=posted and path.rstrip("/") in SIGNIN_PATHS,
+            public=posted and path.startswith(PUBLIC_FORM_PREFIXES),
         )
         fields = [
             (b"ratelimit-policy", policy_header(verdict.standings).encode()),
@@ -55,6 +60,8 @@ class RateLimit:
                 response = _mcp_refusal(error, body)
             elif path.rstrip("/") in OAUTH_PATHS:
                 response = _oauth_refusal(error)
+            elif path.startswith(PUBLIC_PAGE_PREFIXES):
+                response = too_many(Request(scope), error)
             else:
                 response = domain_problem(error)
             response.raw_headers.extend(fields)

@@ -121,8 +121,9 @@ def _about(seconds: int) -> str:
 # What a visitor is told when a limit refuses them, by the policy that did (core.ratelimit).
 _BUSY = {
     "target": "Many bookings were made on this page in a short time, so it takes no more for now.",
+    "public": "Many forms were sent from your connection in a short time.",
 }
-_BUSY_OTHERWISE = "Many forms were sent from your connection in a short time."
+_BUSY_OTHERWISE = "Many pages were asked for from your connection in a short time."
 
 
 def too_many(request: Request, error: DomainError) -> Response:

@@ -328,3 +328,29 @@ async def test_an_oauth_endpoints_429_carries_the_oauth_error(limited: Any) -> N
         assert body["error"] == "temporarily_unavailable" and body["error_description"]
         assert body["code"] == "rate_limited" and int(refused.headers["Retry-After"]) > 0
         assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_public_forms_have_their_own_bucket_and_are_refused_with_a_page(limited: Any) -> None:
+    """A client sending public forms does not spend the address's sign-in quota (nor the other
+    way round), and is refused with a page in words and `Retry-After`, never problem JSON."""
+    app = limited(rate_limit_signin_per_ip="2/minute")
+    async with (
+        running(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c,
+    ):
+        a = await signup(c)  # a sign-in quota unit spent
+        for path in ("/book/nobody/x", "/manage/nothing/cancel"):
+            posted = await c.post(path, data={"csrf": "x"})
+            assert posted.status_code in {403, 404, 405}, posted.text[:200]
+            assert "public" in _fields(posted.headers["RateLimit-Policy"])
+            assert "signin" not in posted.headers["RateLimit-Policy"]
+        refused = await c.post("/c/some-token", data={"csrf": "x", "body": "hello"})
+        assert refused.status_code == 429
+        assert refused.headers["content-type"].startswith("text/html")
+        assert "problems/" not in refused.text and "RateLimit" not in refused.text
+        assert "Many forms were sent from your connection" in refused.text
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert "script-src 'self'" in refused.headers["content-security-policy"]
+        # Sign-in still has the unit left that the forms did not spend.
+        login = await c.post("/v1/auth/login", json={"login": a.slug, "password": a.password})
+        assert login.status_code == 200, login.text
