@@ -28,11 +28,12 @@ from core.bookings.public import (
 from core.bookings.schemas import ManageCancelIn, ManageRescheduleIn, SlotsOut, bookable_range, is_bookable
 from core.bookings.sites import SiteOut, brand_for_host, public_site
 from core.errors import Conflict, DomainError, NotFound, ValidationFailed
-from core.messaging.conversation import ReplyIn, conversation_reply, conversation_view
 from core.uow import Database
+from servers.public.conversation import conversation_routes
 from servers.public.form_errors import form_errors, invalid, sentence
 from servers.public.guard import check_form, check_target, count_booking
 from servers.public.render import HEADERS, csrf_token, error_page, not_found, render, when
+from servers.public.resent import already_booked, remember_booking
 from servers.public.zones import asked_zone, chosen, tz_query, zone_label, zone_query, zones
 
 __all__ = ["routes", "site_page"]
@@ -43,7 +44,6 @@ DONE = {
     "requested": "Request sent: you will hear back once it is confirmed.",
     "cancelled": "Your booking is cancelled.",
     "moved": "Your booking has moved.",
-    "replied": "Reply sent.",
 }
 STATUS = {
     "confirmed": "Confirmed",
@@ -367,8 +367,11 @@ async def book(request: Request) -> Response:
         request.scope["query_string"] = tz_query(zone, **{"from": start.date().isoformat()}).encode()
         return await _slots_page(request, "That time was just taken. Please pick another.", status=409)
     except DomainError as error:
+        times = f"/book/{slug}/{service_id}?" + tz_query(zone)
         if error.code in _TIME_REFUSED:
-            return _time_refused(request, error, f"/book/{slug}/{service_id}?" + tz_query(zone))
+            return _time_refused(request, error, times)
+        if error.code == "idempotency_key_reused":
+            return already_booked(request, form.get("key", ""), times)
         if error.status != 422:
             raise
         return await _details(request, start, zone, form, error)
@@ -376,7 +379,9 @@ async def book(request: Request) -> Response:
         # A model core builds from the visitor's input refused it: the form again, like above.
         return await _details(request, start, zone, form, invalid(exc))
     await count_booking(request, slug.lower(), booked.id)
-    return RedirectResponse(f"/manage/{booked.manage_token}?done={booked.status}", status_code=303)
+    done = RedirectResponse(f"/manage/{booked.manage_token}?done={booked.status}", status_code=303)
+    remember_booking(request, done, form.get("key", ""), booked.status, booked.manage_token)
+    return done
 
 
 # --- the manage page -----------------------------------------------------------------------------
@@ -512,51 +517,6 @@ def _other_times(token: str, zone: str | None) -> str:
     return f"/manage/{token}/reschedule?" + tz_query(zone)
 
 
-# --- the client's conversation --------------------------------------------------------------
-
-
-async def _conversation(
-    request: Request, said: str | None = None, error: str | None = None, typed: str = ""
-) -> Response:
-    """`typed`: the reply the visitor sent when it was refused, shown again to be corrected."""
-    token = request.path_params["token"]
-    c = await conversation_view(_db(request), token)
-    return render(
-        request,
-        "conversation.html",
-        status=422 if error else 200,
-        private=True,
-        title=f"Your conversation with {c.provider}",
-        c=c,
-        token=token,
-        said=said,
-        error=error,
-        typed=typed,
-        csrf=csrf_token(request),
-        key=secrets.token_urlsafe(16),
-    )
-
-
-async def conversation_page(request: Request) -> Response:
-    return await _conversation(request, DONE.get(request.query_params.get("done", "")))
-
-
-async def reply(request: Request) -> Response:
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    await check_form(request, form)
-    token = request.path_params["token"]
-    typed = form.get("body", "")
-    try:
-        data = ReplyIn(body=typed.strip(), key=form.get("key", ""))
-    except ValidationError as exc:
-        # What is wrong with the reply, said for the visitor; the text kept to be corrected.
-        refused = invalid(exc).errors
-        why = next((i.message for i in refused if i.field == "body"), None)
-        return await _conversation(request, error=why or "Write a reply and send it again.", typed=typed)
-    await conversation_reply(_db(request), token, data)
-    return RedirectResponse(f"/c/{token}?done=replied", status_code=303)
-
-
 def routes() -> list[BaseRoute]:
     return [
         Route("/site/{brand}", guarded(site_page), methods=["GET"]),
@@ -571,6 +531,5 @@ def routes() -> list[BaseRoute]:
         Route("/manage/{token}/reschedule", guarded(reschedule_slots), methods=["GET"]),
         Route("/manage/{token}/reschedule", guarded(reschedule), methods=["POST"]),
         Route("/manage/{token}/reschedule/confirm", guarded(reschedule_preview), methods=["GET"]),
-        Route("/c/{token}", guarded(conversation_page), methods=["GET"]),
-        Route("/c/{token}", guarded(reply), methods=["POST"]),
+        *conversation_routes(guarded),
     ]

@@ -18,6 +18,7 @@ import pytest
 from core.uow import Database
 from servers.app import create_app
 from tests.conftest import running, signup
+from tests.portal.conftest import browser, live_server, new_context, page  # noqa: F401  (fixtures)
 from tests.support.limiter_clock import limiter_clock_at_window_start
 
 HIGH = "1000000/minute"
@@ -25,7 +26,7 @@ HIGH = "1000000/minute"
 Visitor = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def one_window() -> Iterator[None]:
     """Every request of a test counts in one window (tests/support/limiter_clock.py)."""
     with limiter_clock_at_window_start():
@@ -65,25 +66,25 @@ async def provider(http: httpx.AsyncClient) -> tuple[str, str]:
     return a.slug, f"/book/{a.slug}/{made.json()['id']}"
 
 
-async def free_starts(http: httpx.AsyncClient, page: str) -> list[str]:
+async def free_starts(http: httpx.AsyncClient, times: str) -> list[str]:
     """The starts next week's times page offers (days ahead, whatever the hour of the run)."""
     week = (dt.date.today() + dt.timedelta(days=7)).isoformat()
-    shown = await http.get(page, params={"tz": "UTC", "from": week})
+    shown = await http.get(times, params={"tz": "UTC", "from": week})
     assert shown.status_code == 200, shown.text[:300]
     return [unquote(html.unescape(s)) for s in re.findall(r'/details\?start=([^&"]+)', shown.text)]
 
 
-def hidden(page: str) -> dict[str, str]:
+def hidden(html_page: str) -> dict[str, str]:
     """A form page's hidden inputs, by name."""
     return {
         m["name"]: html.unescape(m["value"])
-        for m in re.finditer(r'<input type="hidden" name="(?P<name>\w+)" value="(?P<value>[^"]*)"', page)
+        for m in re.finditer(r'<input type="hidden" name="(?P<name>\w+)" value="(?P<value>[^"]*)"', html_page)
     }
 
 
-async def details(http: httpx.AsyncClient, page: str, start: str) -> dict[str, str]:
+async def details(http: httpx.AsyncClient, times: str, start: str) -> dict[str, str]:
     """The booking form for `start`, as shown: its hidden fields (CSRF token, key)."""
-    shown = await http.get(f"{page}/details", params={"start": start, "tz": "UTC"})
+    shown = await http.get(f"{times}/details", params={"start": start, "tz": "UTC"})
     assert shown.status_code == 200, shown.text[:300]
     return hidden(shown.text)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from tests.public.conftest import Visitor, details, free_starts, is_page, provider
 
 
@@ -14,6 +16,7 @@ def _form(fields: dict[str, str], start: str, **typed: str) -> dict[str, str]:
     return {**fields, "start_at": start, "tz": "UTC", "name": "Kim", "email": "kim@example.com", **typed}
 
 
+@pytest.mark.usefixtures("one_window")
 async def test_refused_attempts_do_not_close_a_page_and_bookings_made_do(limited: Visitor) -> None:
     async with limited(rate_limit_public_per_target="3/minute") as http:
         _, page = await provider(http)

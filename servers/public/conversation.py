@@ -1,0 +1,79 @@
+"""The client's conversation (`/c/{token}`): the thread's messages and the reply box; every
+rule lives in `core.messaging.conversation`."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from core.messaging.conversation import ReplyIn, conversation_reply, conversation_view
+from core.uow import Database
+from servers.public.form_errors import invalid
+from servers.public.guard import check_form
+from servers.public.render import csrf_token, render
+
+__all__ = ["conversation_routes"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+REPLIED = "Reply sent."
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def _conversation(
+    request: Request, said: str | None = None, error: str | None = None, typed: str = ""
+) -> Response:
+    """`typed`: the reply the visitor sent when it was refused, shown again to be corrected."""
+    token = request.path_params["token"]
+    c = await conversation_view(_db(request), token)
+    return render(
+        request,
+        "conversation.html",
+        status=422 if error else 200,
+        private=True,
+        title=f"Your conversation with {c.provider}",
+        c=c,
+        token=token,
+        said=said,
+        error=error,
+        typed=typed,
+        csrf=csrf_token(request),
+        key=secrets.token_urlsafe(16),
+    )
+
+
+async def conversation_page(request: Request) -> Response:
+    said = REPLIED if request.query_params.get("done") == "replied" else None
+    return await _conversation(request, said)
+
+
+async def reply(request: Request) -> Response:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    await check_form(request, form)
+    token = request.path_params["token"]
+    typed = form.get("body", "")
+    try:
+        data = ReplyIn(body=typed.strip(), key=form.get("key", ""))
+    except ValidationError as exc:
+        # What is wrong with the reply, said for the visitor; the text kept to be corrected.
+        refused = invalid(exc).errors
+        why = next((i.message for i in refused if i.field == "body"), None)
+        return await _conversation(request, error=why or "Write a reply and send it again.", typed=typed)
+    await conversation_reply(_db(request), token, data)
+    return RedirectResponse(f"/c/{token}?done=replied", status_code=303)
+
+
+def conversation_routes(guarded: Callable[[Handler], Handler]) -> list[BaseRoute]:
+    """`guarded`: the pages' wrapper that turns core's refusals into pages."""
+    return [
+        Route("/c/{token}", guarded(conversation_page), methods=["GET"]),
+        Route("/c/{token}", guarded(reply), methods=["POST"]),
+    ]
