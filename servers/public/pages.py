@@ -388,24 +388,33 @@ async def book(request: Request) -> Response:
 
 
 async def manage_page(request: Request) -> Response:
+    done = request.query_params.get("done", "")
+    return await _manage(request, DONE.get("booked" if done == "confirmed" else done))
+
+
+async def _manage(
+    request: Request, said: str | None = None, error: str | None = None, typed: str = ""
+) -> Response:
+    """The booking's page; `error` and `typed`: a refused cancel reason, shown again beside the
+    reason it is about, to be corrected."""
     token = request.path_params["token"]
     b = await manage_view(_db(request), token)
-    done = request.query_params.get("done", "")
-    if done == "confirmed":
-        done = "booked"
     zone = b.time_zone or "UTC"
     return render(
         request,
         "manage.html",
+        status=422 if error else 200,
         private=True,
         title=f"{b.service} · your booking",
         b=b,
         token=token,
-        said=DONE.get(done),
+        said=said,
+        error=error,
+        typed=typed,
         when=when(b.start_at, zone),
         time_zone=zone,
         status_label=STATUS.get(b.status, b.status),
-        manage_url=str(request.url.replace(query="")),
+        manage_url=str(request.url.replace(path=f"/manage/{token}", query="")),
         csrf=csrf_token(request),
     )
 
@@ -426,10 +435,12 @@ async def cancel(request: Request) -> Response:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     await check_form(request, form)
     token = request.path_params["token"]
+    typed = form.get("reason", "")
     try:
-        data = ManageCancelIn(reason=form.get("reason") or None)
+        data = ManageCancelIn(reason=typed or None)
     except ValidationError as exc:
-        raise invalid(exc) from exc
+        why = next((i.message for i in invalid(exc).errors if i.field == "reason"), None)
+        return await _manage(request, error=why or "Check the reason and send it again.", typed=typed)
     await manage_cancel(_db(request), token, data)
     return RedirectResponse(f"/manage/{token}?done=cancelled", status_code=303)
 
