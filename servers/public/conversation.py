@@ -3,6 +3,7 @@ rule lives in `core.messaging.conversation`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +22,8 @@ __all__ = ["conversation_routes"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 REPLIED = "Reply sent."
+# How long the client's last message, sent again word for word, is taken for a resent form.
+RESENT_WITHIN = dt.timedelta(minutes=15)
 
 
 def _db(request: Request) -> Database:
@@ -67,8 +70,20 @@ async def reply(request: Request) -> Response:
         refused = invalid(exc).errors
         why = next((i.message for i in refused if i.field == "body"), None)
         return await _conversation(request, error=why or "Write a reply and send it again.", typed=typed)
-    await conversation_reply(_db(request), token, data)
+    if not await _just_sent(request, token, data.body):
+        await conversation_reply(_db(request), token, data)
     return RedirectResponse(f"/c/{token}?done=replied", status_code=303)
+
+
+async def _just_sent(request: Request, token: str, body: str) -> bool:
+    """Whether this reply is the client's last message sent again: the same words, the latest
+    message of the thread, sent moments ago. The page is never cached, so Back shows a fresh form
+    (a fresh key) while the browser restores the text: the key alone cannot tell this resend
+    from a new reply. The same words after an answer, or later, are a new message."""
+    messages = (await conversation_view(_db(request), token)).messages
+    if not messages or not messages[-1].from_client or messages[-1].body != body:
+        return False
+    return dt.datetime.now(dt.UTC) - messages[-1].at < RESENT_WITHIN
 
 
 def conversation_routes(guarded: Callable[[Handler], Handler]) -> list[BaseRoute]:
