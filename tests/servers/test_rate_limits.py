@@ -273,7 +273,7 @@ def test_the_one_pass_hit_agrees_with_the_librarys_hit_and_window_stats(
 ) -> None:
     """The in-memory limiter counts and reports in one pass; at every instant (across window
     boundaries, refusals and expiries) it answers as `limits`' strategy does with a hit then a
-    window read on its own storage."""
+    window read on its own storage, and a look without counting as the strategy's `test`."""
     import math
     from types import SimpleNamespace
 
@@ -297,6 +297,12 @@ def test_the_one_pass_hit_agrees_with_the_librarys_hit_and_window_stats(
         now[0] += step
         identity = "198.51.100.7" if i % 4 else "2001:db8::/64"
         assert policy.key(identity) == policy.item.key_for(policy.name, identity)
+        # A look without counting (a booking page's limit) answers as the strategy's `test`.
+        would, left, _ = ours.hit_standing(policy.key(identity), policy.quota, policy.window, count=False)
+        assert (would, left) == (
+            reference.test(policy.item, policy.name, identity),
+            reference.get_window_stats(policy.item, policy.name, identity).remaining,
+        )
         allowed, remaining, reset_in = ours.hit_standing(policy.key(identity), policy.quota, policy.window)
         expected = reference.hit(policy.item, policy.name, identity)
         stats = reference.get_window_stats(policy.item, policy.name, identity)
@@ -354,3 +360,27 @@ async def test_public_forms_have_their_own_bucket_and_are_refused_with_a_page(li
         # Sign-in still has the unit left that the forms did not spend.
         login = await c.post("/v1/auth/login", json={"login": a.slug, "password": a.password})
         assert login.status_code == 200, login.text
+
+
+@pytest.mark.parametrize("storage", ["async+memory://", "async+memory:///"])
+async def test_a_booking_page_counts_each_booking_made_once(db: Database, storage: str) -> None:
+    """`check_target` looks without counting; `count_booking` counts a booking once however
+    often it is replayed, in this process's counters and in a shared `limits` store alike."""
+    from core.ratelimit import RateLimits
+
+    settings = db.settings.model_copy(
+        update={"rate_limit_public_per_target": "2/minute", "rate_limit_storage": storage}
+    )
+    limits = RateLimits(settings, db.tokens)
+    assert (limits._memory is not None) == (storage == "async+memory://")
+    for _ in range(5):
+        assert (await limits.check_target("a-page")).allowed
+    for _ in range(3):
+        await limits.count_booking("a-page", "booking-1")
+    assert (await limits.check_target("a-page")).allowed
+    await limits.count_booking("a-page", "booking-2")
+    full = await limits.check_target("a-page")
+    assert not full.allowed
+    error = full.error()
+    assert error.extra["policy"] == "target" and 1 <= error.extra["retry_after"] <= 60 and error.hint
+    assert (await limits.check_target("another-page")).allowed
