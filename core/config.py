@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     rate_limit_per_credential: str = "600/minute"
     rate_limit_per_ip: str = "1200/minute"
     rate_limit_signin_per_ip: str = "20/minute"
+    # Posts to the public pages' forms per client address, in a bucket apart from signing in.
+    rate_limit_public_per_ip: str = "20/minute"
     # Bookings made on one public booking page, whoever makes them (servers.public).
     rate_limit_public_per_target: str = "30/hour"
     # "module:function" of an async check (form fields, client address) -> bool run on every
@@ -93,6 +95,7 @@ class Settings(BaseSettings):
         "rate_limit_per_credential",
         "rate_limit_per_ip",
         "rate_limit_signin_per_ip",
+        "rate_limit_public_per_ip",
         "rate_limit_public_per_target",
     )
     @classmethod

@@ -232,9 +232,9 @@ class RateLimits:
         self.credential = Policy("credential", parse_rate(settings.rate_limit_per_credential))
         self.ip = Policy("ip", parse_rate(settings.rate_limit_per_ip))
         self.signin = Policy("signin", parse_rate(settings.rate_limit_signin_per_ip))
-        # The public pages' forms: as strict as signing in, in a bucket of their own, so a
-        # client booking and a provider signing in from one address do not spend each other's.
-        self.public = Policy("public", parse_rate(settings.rate_limit_signin_per_ip))
+        # The public pages' forms, in a bucket of their own: a client booking and a provider
+        # signing in from one address do not spend each other's.
+        self.public = Policy("public", parse_rate(settings.rate_limit_public_per_ip))
         self.target = Policy("target", parse_rate(settings.rate_limit_public_per_target))
         # One unit per booking and window: a booking counts against its page once, however
         # often its form is resent (an idempotent replay answers with the same booking).

@@ -164,6 +164,7 @@ async def settings() -> AsyncIterator[Settings]:
         rate_limit_per_credential="1000000/minute",
         rate_limit_per_ip="1000000/minute",
         rate_limit_signin_per_ip="1000000/minute",
+        rate_limit_public_per_ip="1000000/minute",
         rate_limit_public_per_target="1000000/minute",
     )
     await migrate(s)

@@ -43,6 +43,7 @@ def limited(db: Database) -> Visitor:
             "rate_limit_per_credential": HIGH,
             "rate_limit_per_ip": HIGH,
             "rate_limit_signin_per_ip": HIGH,
+            "rate_limit_public_per_ip": HIGH,
             "rate_limit_public_per_target": HIGH,
             **limits,
         }

@@ -41,6 +41,7 @@ def limited(db: Database) -> Any:
             "rate_limit_per_credential": HIGH,
             "rate_limit_per_ip": HIGH,
             "rate_limit_signin_per_ip": HIGH,
+            "rate_limit_public_per_ip": HIGH,
             **limits,
         }
         return create_app(db.settings.model_copy(update=update), db=db, run_relay=False)
@@ -339,7 +340,7 @@ async def test_an_oauth_endpoints_429_carries_the_oauth_error(limited: Any) -> N
 async def test_public_forms_have_their_own_bucket_and_are_refused_with_a_page(limited: Any) -> None:
     """A client sending public forms does not spend the address's sign-in quota (nor the other
     way round), and is refused with a page in words and `Retry-After`, never problem JSON."""
-    app = limited(rate_limit_signin_per_ip="2/minute")
+    app = limited(rate_limit_signin_per_ip="2/minute", rate_limit_public_per_ip="2/minute")
     async with (
         running(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c,
