@@ -28,6 +28,7 @@ from core.errors import DomainError
 from core.messaging.schemas import SendIn, ThreadIn
 from core.observability import get_logger
 from core.pagination import PageRequest
+from core.scoping import same_tenant
 from core.tenancy.models import Client, Person
 from core.uow import UnitOfWork
 
@@ -94,7 +95,7 @@ async def deliver_reminder(uow: UnitOfWork, booking_id: uuid.UUID) -> None:
             .outerjoin(Client, Client.id == Booking.client_id)
             .outerjoin(
                 Schedule,
-                (Schedule.tenant_id == Booking.tenant_id) & (Schedule.provider_id == Booking.provider_id),
+                same_tenant(Schedule, Booking) & (Schedule.provider_id == Booking.provider_id),
             )
             .where(Booking.id == booking_id)
             .with_for_update(of=Booking)
