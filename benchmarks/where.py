@@ -2,7 +2,7 @@
 backends, for each door beside its bare route, measured from /proc (Linux) while a few clients
 send a fixed number of requests to the bench server in its own process.
 
-    python -m benchmarks.where [me] [hold] [send]      (REQUESTS=2000 by default)
+    python -m benchmarks.where [me] [hold] [run] [slots]      (REQUESTS=2000 by default)
 
 Throughput on a shared machine moves with everything else running; CPU time per request does
 not, so this is the figure to compare an optimisation by (the ratios of `./run bench` are the
@@ -27,8 +27,9 @@ import asyncpg
 import httpx
 
 from benchmarks.bench_billing import _person as credited_person
+from benchmarks.bench_bookings import _month_of_bookings as month_of_bookings
 from benchmarks.bench_bookings import _setup as bookings_world
-from benchmarks.common import bench_database, mcp_call, mcp_headers, server
+from benchmarks.common import bench_database, install, mcp_call, mcp_headers, server
 from benchmarks.people import person
 from core.db import asyncpg_dsn
 from core.uow import Database
@@ -174,6 +175,31 @@ async def _hold(client: httpx.AsyncClient, db: Database) -> list[tuple[str, Send
     return [("bare hold", bare), ("POST /v1/bookings/holds", rest)]
 
 
+async def _slots(client: httpx.AsyncClient, db: Database) -> list[tuple[str, Send]]:
+    """A large answer (a month of slots around a month of bookings): what each door adds to the
+    same search. Needs the server to serve the bookings toolset (ATLILITH_TOOLSETS=all)."""
+    env = await bookings_world(db)
+    await month_of_bookings(asyncpg_dsn(db.settings.database_url or ""), env)
+    token, org = env["owner"].access_token, env["org"].slug
+    first = dt.date.today() + dt.timedelta(days=1)
+    params = {
+        "service_id": str(env["busy"].id),
+        "from_date": str(first),
+        "to_date": str(first + dt.timedelta(days=30)),
+        "time_zone": "America/New_York",
+    }
+    headers = {"Authorization": f"Bearer {token}", "X-Atlilith-Org": org}
+    call = mcp_call("bookings_slots", {**params, "org": org})
+    call_headers = mcp_headers({"Authorization": f"Bearer {token}"}, "bookings_slots")
+    await install(client, headers, "bookings")
+    check = await client.post("/mcp", content=call, headers=call_headers)
+    assert '"isError":false' in check.text, check.text[:300]
+    return [
+        ("GET /v1/bookings/slots", lambda c: c.get("/v1/bookings/slots", params=params, headers=headers)),
+        ("MCP bookings_slots", lambda c: c.post("/mcp", content=call, headers=call_headers)),
+    ]
+
+
 RUN_PATH = "/v1/run/identity/resolve-person"
 
 
@@ -192,7 +218,7 @@ async def _run(client: httpx.AsyncClient, db: Database) -> list[tuple[str, Send]
     ]
 
 
-SCENARIOS = {"me": _me, "hold": _hold, "run": _run}
+SCENARIOS = {"me": _me, "hold": _hold, "run": _run, "slots": _slots}
 
 
 async def main(names: list[str]) -> None:
