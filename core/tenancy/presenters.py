@@ -12,8 +12,8 @@ from core.uow import UnitOfWork
 
 
 def person_out(p: Person, viewer: uuid.UUID | None = None) -> PersonOut:
-    """Emails are personal: anyone can add a person to an org by slug, so co-members must not
-    be able to harvest addresses. Only the person sees their own (viewer None = self)."""
+    """Emails are personal: co-members of an org must not be able to harvest each other's
+    addresses. Only the person sees their own (viewer None = self)."""
     own = viewer is None or viewer == p.id
     return PersonOut(id=p.id, slug=p.slug, display_name=p.display_name, email=p.email if own else None)
 

@@ -222,6 +222,48 @@ async def test_nobody_joins_an_org_without_accepting(
     assert [o["slug"] for o in (await client.get("/v1/orgs", headers=outsider.h())).json()["items"]] == [org]
 
 
+async def test_no_update_makes_a_member_either(db: Database, client: httpx.AsyncClient, team: Team) -> None:
+    """Past the insert policy, two updates led to a membership nobody accepted: the org's context
+    re-pointing a member's row at someone else, and an invitee reviving (or promoting) their own
+    revoked invitation before accepting it. The database refuses both."""
+    org, owner, member, outsider = team["org"], team["owner"], team["member"], team["outsider"]
+    org_id = (await client.get(f"/v1/orgs/{org}", headers=owner.h())).json()["id"]
+    with pytest.raises(DBAPIError, match="never change"):
+        await raw_as(
+            db,
+            "user",
+            owner.id,
+            org_id,
+            "UPDATE platform.org_members SET person_id = :p WHERE org_id = :o AND person_id = :m",
+            {"p": outsider.id, "o": org_id, "m": member.id},
+        )
+    invited = await client.post(
+        f"/v1/orgs/{org}/invitations", json={"person": outsider.slug}, headers=owner.h()
+    )
+    revoked = await client.delete(f"/v1/orgs/{org}/invitations/{invited.json()['id']}", headers=owner.h())
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    for change in ("status = 'pending'", "role = 'admin'", "expires_at = now() + interval '1 year'"):
+        with pytest.raises(DBAPIError, match="only answered"):
+            await raw_as(
+                db,
+                "user",
+                outsider.id,
+                "",
+                f"UPDATE platform.invitations SET {change} WHERE id = :i",
+                {"i": invited.json()["id"]},
+            )
+    # What the app itself does still works: an answer, and a role change by an admin.
+    again = await client.post(
+        f"/v1/orgs/{org}/invitations", json={"person": outsider.slug}, headers=owner.h()
+    )
+    declined = await client.post(f"/v1/invitations/{again.json()['id']}/decline", headers=outsider.h())
+    assert declined.status_code == 200 and declined.json()["status"] == "declined"
+    promoted = await client.patch(
+        f"/v1/orgs/{org}/members/{member.slug}", json={"role": "admin"}, headers=owner.h()
+    )
+    assert promoted.status_code == 200, promoted.text
+
+
 async def test_invitation_flow_by_slug_and_by_email_before_signup(
     client: httpx.AsyncClient, team: Team
 ) -> None:
