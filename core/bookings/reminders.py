@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from core import messaging
 from core.bookings import links
@@ -65,12 +65,8 @@ async def _send(
     channel = await _channel(ctx, uow, client)
     key = f"reminder:{b.id}:{b.start_at.isoformat()}"
     # "The latest thread, else a new one" is a read then a write: two reminders (or a reminder
-    # and a first inbound message) for one client would each create a thread. Taken under the
-    # key inbound messages take for the same choice (core/messaging/ingest.py), until commit.
-    await uow.session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-        {"k": f"mthread:{ctx.tenant_id}:{channel}:{client.id}:"},
-    )
+    # and a first inbound message) for one client would each create a thread.
+    await messaging.lock_thread_choice(uow, ctx.tenant_id, channel, client.id)
     page = await messaging.list_threads(
         ctx, uow, PageRequest(limit=1), messaging.ThreadFilter(client_id=client.id, channel=channel)
     )

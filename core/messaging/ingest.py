@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
@@ -16,6 +16,7 @@ from core.messaging.policy import INGEST, check_channel
 from core.messaging.presenters import attachments_in, preview
 from core.messaging.queries import new_thread, settings_row
 from core.messaging.schemas import InboundBatchIn, InboundIn, IngestItemOut, IngestOut
+from core.preconditions import lock_resource
 from core.scoping import in_context, insert_in_context, one_or, owned_by
 from core.tenancy.matching import find_or_create_client
 from core.tenancy.models import Client
@@ -27,8 +28,13 @@ from core.uow import UnitOfWork
 BACKFILL_SLACK = dt.timedelta(minutes=10)
 
 
-async def _advisory_lock(uow: UnitOfWork, key: str) -> None:
-    await uow.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+async def lock_thread_choice(
+    uow: UnitOfWork, tenant: uuid.UUID, channel: str, client_id: uuid.UUID, thread_key: str | None = None
+) -> None:
+    """Serialize "the client's thread on this channel, else a new one" until commit: whoever
+    makes that choice (an inbound message, a booking reminder) takes this one key, so two at
+    once for one client make one thread."""
+    await lock_resource(uow, "mthread", tenant, channel, client_id, thread_key or "")
 
 
 def _prefixed(err: ValidationFailed, prefix: str) -> ValidationFailed:
@@ -58,7 +64,7 @@ async def _ingest_one(
 ) -> IngestItemOut:
     channel = check_channel(uow, item.channel)
     # Serialize ingests of one external id: a peer retrying in parallel makes one message.
-    await _advisory_lock(uow, f"mext:{ctx.tenant_id}:{channel}:{item.external_id}")
+    await lock_resource(uow, "mext", ctx.tenant_id, channel, item.external_id)
     duplicate = await _already_ingested(ctx, uow, channel, item.external_id)
     if duplicate is not None:
         return duplicate
@@ -234,7 +240,7 @@ async def _thread_for_inbound(
         return thread
     # Each client has their own thread even in a group conversation: messages are attributed
     # to the thread's client. The lock makes two first messages of one conversation one thread.
-    await _advisory_lock(uow, f"mthread:{tenant}:{channel}:{client_id}:{item.thread_key or ''}")
+    await lock_thread_choice(uow, tenant, channel, client_id, item.thread_key)
     if item.thread_key:
         stmt = select(Thread).where(
             owned_by(Thread, tenant),

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, or_, select
 
 from core.context import TenantContext
 from core.errors import FieldIssue, ValidationFailed
 from core.identity.polyseme import client_person_id
+from core.preconditions import lock_resource
 from core.scoping import in_context, new_in_context
 from core.tenancy.models import Client
 from core.tenancy.schemas import ClientOut
@@ -59,10 +60,7 @@ async def find_or_create_client(
         )
     # Serialize matching per (tenant, contact) so two ingests of a new contact make one client.
     for key in filter(None, (norm_email, norm_phone)):
-        await uow.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-            {"k": f"client:{ctx.tenant_id}:{key}"},
-        )
+        await lock_resource(uow, "client", ctx.tenant_id, key)
     conditions = []
     if norm_email:
         conditions.append(func.lower(Client.email) == norm_email)
