@@ -172,8 +172,12 @@ async def test_a_hold_without_a_client_is_confirmed_once_the_client_is_given(pag
     await expect(page.locator(".facts")).to_contain_text("Held")
 
     # Confirm asks who the client is; without a way to reach them, nothing is sent.
-    await page.get_by_role("button", name="Confirm", exact=True).click()
+    confirm = page.get_by_role("button", name="Confirm", exact=True)
+    await confirm.click()
     asked = page.get_by_role("form", name="Who is the client?")
+    await expect(confirm).to_have_attribute("aria-expanded", "true")
+    await expect(confirm).to_have_attribute("aria-controls", "confirm-client")
+    await expect(asked.get_by_label("Client name")).to_be_focused()  # the keyboard follows
     await asked.get_by_label("Client name").fill("Hold Owner")
     await asked.get_by_role("button", name="Confirm with this client").click()
     await expect(asked.get_by_role("alert")).to_contain_text("a client needs an email or a phone number")

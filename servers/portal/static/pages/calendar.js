@@ -394,6 +394,11 @@ function ConfirmWithClient({ booking, onDone, onClose }) {
   const [form, setForm] = useState({ name: "", email: "", phone: "" });
   const set = (k) => (v) => setForm({ ...form, [k]: v });
   const { busy, error, setError, run } = useAction();
+  // Opened by the Confirm button: the keyboard lands in the form it opened, not behind it.
+  useEffect(() => {
+    const first = document.querySelector("#confirm-client input");
+    if (first) first.focus();
+  }, []);
   const submit = async (e) => {
     e.preventDefault();
     const name = form.name.trim();
@@ -413,7 +418,7 @@ function ConfirmWithClient({ booking, onDone, onClose }) {
     const done = await run(() => api.post(`/v1/bookings/${booking.id}/confirm`, body));
     if (done) onDone(done);
   };
-  return html`<form class="panel" onSubmit=${submit} aria-label="Who is the client?" novalidate>
+  return html`<form id="confirm-client" class="panel" onSubmit=${submit} aria-label="Who is the client?" novalidate>
     <h3>Who is the client?</h3>
     <p class="muted">This hold has no client yet: say who it is for to confirm it.</p>
     <${ErrorBox} error=${error} title="Could not confirm" />
@@ -478,7 +483,7 @@ export function BookingPage({ ctx, params }) {
 
     <h2>Actions</h2>
     <div class="actions">
-      ${["held", "requested"].includes(b.status) && html`<button type="button" disabled=${busy || asking} aria-expanded=${b.client ? undefined : asking}
+      ${["held", "requested"].includes(b.status) && html`<button type="button" disabled=${busy || asking} aria-expanded=${b.client ? undefined : asking} aria-controls=${b.client ? undefined : "confirm-client"}
         onClick=${() => (b.client ? act(() => api.post(`/v1/bookings/${b.id}/confirm`, {}), "Confirmed.") : setAsking(true))}>Confirm</button>`}
       <button type="button" class="secondary" disabled=${busy} onClick=${async () => { const l = await run(() => api.post(`/v1/bookings/${b.id}/manage-link`)); if (l) setLink(l); }}>Get the client's manage link</button>
       <button type="button" class="secondary" disabled=${busy} onClick=${async () => { const l = await run(() => api.post(`/v1/bookings/${b.id}/manage-link?revoke_previous=true`)); if (l) { setLink(l); setSaid("Earlier manage links no longer work; this is the new one."); } }}>Revoke earlier manage links</button>
