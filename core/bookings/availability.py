@@ -41,6 +41,13 @@ def exists(local: dt.datetime) -> bool:
     return local.astimezone(UTC).astimezone(local.tzinfo).replace(tzinfo=None) == local.replace(tzinfo=None)
 
 
+def real_instants(wall: dt.datetime, zone: ZoneInfo) -> list[int]:
+    """The instants (microseconds, ascending) a naive wall-clock time names in `zone`: none in a
+    spring-forward gap, two in the hour a fall-back change repeats (fold=0, then fold=1), else one."""
+    readings = (wall.replace(tzinfo=zone, fold=f) for f in (0, 1))
+    return sorted({micros(r.astimezone(UTC)) for r in readings if exists(r)})
+
+
 @dataclass(frozen=True)
 class Hours:
     """One provider's hours in one context."""
@@ -189,15 +196,21 @@ def free_starts(hours: Hours, rules: Rules, busy: Busy, start: dt.datetime, end:
                 _free_on_grid(first, last, step, lows, highs, found)
             continue
         hh, mm = _clock(open_at)
-        local = dt.datetime.combine(day, dt.time(hh, mm), tzinfo=zone)
+        wall = dt.datetime.combine(day, dt.time(hh, mm))
         while True:
-            candidate = micros(local.astimezone(UTC))
-            if candidate + length > finish_by:
-                break
-            if exists(local) and low <= candidate < high and not _blocked_at(candidate, lows, highs):
-                found.append(candidate)
             # Step on the wall clock: 09:00, 09:30, ... stay local times across a DST change.
-            local = (local.replace(tzinfo=None) + rules.step).replace(tzinfo=zone)
+            # Each grid time is every instant it names, so the hour a fall-back change repeats
+            # is offered twice; a time in a spring-forward gap names none and can't end the walk
+            # (its fold=0 reading lies past later times that do exist).
+            starts = real_instants(wall, zone)
+            if starts and starts[0] + length > finish_by:
+                break
+            found.extend(
+                c
+                for c in starts
+                if c + length <= finish_by and low <= c < high and not _blocked_at(c, lows, highs)
+            )
+            wall += rules.step
     found.sort()
     # Windows of one day may not overlap, but those of two days (a 24:00 close, an override) can
     # offer the same instant twice.

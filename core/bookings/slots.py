@@ -90,7 +90,10 @@ async def find_slots(ctx: TenantContext, uow: UnitOfWork, q: SlotsQuery) -> Slot
 def without_its_own_time(found: SlotsOut, start: dt.datetime) -> SlotsOut:
     """The times a booking could move to: a booking does not block its own move, so its own
     time is free to it, but moving there moves nothing."""
-    return found.model_copy(update={"slots": [s for s in found.slots if s.start != start]})
+    # Compared in UTC: Python never finds a time of a repeated hour (01:00 on a fall-back night,
+    # in the requester's zone) equal to an instant of another zone, even the same instant.
+    own = start.astimezone(dt.UTC)
+    return found.model_copy(update={"slots": [s for s in found.slots if s.start.astimezone(dt.UTC) != own]})
 
 
 def _window(q: SlotsQuery) -> tuple[dt.datetime, dt.datetime]:

@@ -34,7 +34,7 @@ from servers.public.form_errors import form_errors, invalid, sentence
 from servers.public.guard import check_form, check_target, count_booking
 from servers.public.render import HEADERS, csrf_token, error_page, not_found, render, when
 from servers.public.resent import already_booked, remember_booking
-from servers.public.zones import asked_zone, chosen, tz_query, zone_label, zone_query, zones
+from servers.public.zones import asked_zone, chosen, clock_labels, tz_query, zone_label, zone_query, zones
 
 __all__ = ["routes", "site_page"]
 
@@ -87,14 +87,18 @@ def _db(request: Request) -> Database:
 
 
 def _days(slots: SlotsOut, link: Callable[[dt.datetime], str]) -> list[dict[str, Any]]:
-    days: dict[dt.date, dict[str, Any]] = {}
+    by_day: dict[dt.date, list[dt.datetime]] = {}
     for slot in slots.slots:
-        day = days.setdefault(
-            slot.start.date(), {"label": f"{slot.start:%A} {slot.start.day} {slot.start:%B}", "slots": []}
-        )
-        time = f"{slot.start:%H:%M}"
-        day["slots"].append({"time": time, "label": f"{day['label']}, {time}", "url": link(slot.start)})
-    return list(days.values())
+        by_day.setdefault(slot.start.date(), []).append(slot.start)
+    days = []
+    for starts in by_day.values():
+        label = f"{starts[0]:%A} {starts[0].day} {starts[0]:%B}"
+        times = [
+            {"time": time, "label": f"{label}, {time}", "url": link(at)}
+            for at, time in zip(starts, clock_labels(starts), strict=True)
+        ]
+        days.append({"label": label, "slots": times})
+    return days
 
 
 def guarded(handler: Handler) -> Handler:

@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import DomainError
+from servers.public.zones import clock
 
 __all__ = [
     "CSRF_COOKIE",
@@ -161,8 +162,9 @@ def error_page(request: Request, error: DomainError) -> Response:
 
 
 def when(start: dt.datetime, zone: str | None = None) -> str:
-    """ "Tuesday 8 December 2026, 10:30" in the given zone (the value's own when None)."""
+    """ "Tuesday 8 December 2026, 10:30" in the given zone (the value's own when None); a time
+    the zone shows twice that day says which it is ("01:00 PST")."""
     from zoneinfo import ZoneInfo
 
     local = start.astimezone(ZoneInfo(zone)) if zone else start
-    return f"{local:%A} {local.day} {local:%B %Y}, {local:%H:%M}"
+    return f"{local:%A} {local.day} {local:%B %Y}, {clock(local)}"

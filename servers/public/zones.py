@@ -4,13 +4,14 @@ what a time is shown in when none was chosen."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from functools import cache
 from urllib.parse import urlencode
 from zoneinfo import available_timezones
 
 from starlette.requests import Request
 
-__all__ = ["asked_zone", "chosen", "tz_query", "zone_label", "zone_query", "zones"]
+__all__ = ["asked_zone", "chosen", "clock", "clock_labels", "tz_query", "zone_label", "zone_query", "zones"]
 
 
 @cache
@@ -31,14 +32,46 @@ def chosen(value: str | None) -> str | None:
 def zone_label(start: dt.datetime, zone: str | None) -> str:
     """What a time is shown in: the chosen zone, else the start's own offset as written (a
     link made by hand), e.g. "UTC+01:00", rather than a zone the visitor never chose."""
-    if zone:
-        return zone
-    offset = start.utcoffset() or dt.timedelta(0)
+    return zone or _offset_label(start)
+
+
+def _offset_label(at: dt.datetime) -> str:
+    offset = at.utcoffset() or dt.timedelta(0)
     if not offset:
         return "UTC"
     sign, offset = ("-", -offset) if offset < dt.timedelta(0) else ("+", offset)
     hours, rest = divmod(int(offset.total_seconds()) // 60, 60)
     return f"UTC{sign}{hours:02d}:{rest:02d}"
+
+
+def _told_apart(at: dt.datetime, alike: Sequence[dt.datetime]) -> str:
+    """`at`'s "HH:MM" with what tells it from the other instants of `alike` that show the same
+    (a fall-back change repeats an hour): the zone's abbreviation ("01:00 PST"), or the UTC
+    offset where abbreviations don't tell them apart (some zones keep one through a change)."""
+    names = [a.tzname() for a in alike]
+    if all(names) and len(set(names)) == len(names):
+        return f"{at:%H:%M} {at.tzname()}"
+    return f"{at:%H:%M} {_offset_label(at)}"
+
+
+def clock(at: dt.datetime) -> str:
+    """`at`'s "HH:MM" on its own clock, told apart from the other instant it could name when its
+    zone shows that time twice that day."""
+    other = at.replace(fold=1 - at.fold)
+    if other.utcoffset() == at.utcoffset():
+        return f"{at:%H:%M}"
+    return _told_apart(at, [at, other])
+
+
+def clock_labels(starts: Sequence[dt.datetime]) -> list[str]:
+    """The "HH:MM" of each start (one day's, on one clock); where two show the same, each of
+    them also says which it is, so neither the text nor the accessible name repeats."""
+    alike: dict[str, list[dt.datetime]] = {}
+    for at in starts:
+        alike.setdefault(f"{at:%H:%M}", []).append(at)
+    return [
+        f"{at:%H:%M}" if len(same := alike[f"{at:%H:%M}"]) == 1 else _told_apart(at, same) for at in starts
+    ]
 
 
 def tz_query(zone: str | None, **more: str) -> str:

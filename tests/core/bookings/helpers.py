@@ -15,6 +15,11 @@ EVERY_DAY = [
     for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ]
 
+ALL_DAY = [
+    {"weekday": d, "start": "00:00", "end": "24:00"}
+    for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+]
+
 
 async def set_hours(
     client: httpx.AsyncClient,
@@ -80,6 +85,18 @@ async def round_robin_team(
 
 def day_ahead(days: int = 7, zone: str = "Europe/Paris") -> dt.date:
     return dt.datetime.now(ZoneInfo(zone)).date() + dt.timedelta(days=days)
+
+
+def next_fall_back(zone: ZoneInfo) -> dt.date:
+    """The next 25-hour day in `zone` clear of the notice (within a year, so inside an advance
+    limit of 730 days)."""
+    day = dt.date.today() + dt.timedelta(days=2)
+    while True:
+        midnight = dt.datetime.combine(day, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+        following = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=zone).astimezone(dt.UTC)
+        if following - midnight == dt.timedelta(hours=25):
+            return day
+        day += dt.timedelta(days=1)
 
 
 def at(day: dt.date, clock: str, zone: str = "Europe/Paris") -> str:

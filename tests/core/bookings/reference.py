@@ -52,23 +52,25 @@ def reference_starts(
     hours: Hours, r: Rules, busy: list[tuple[dt.datetime, dt.datetime]], start: dt.datetime, end: dt.datetime
 ) -> list[dt.datetime]:
     """The obvious definition, one datetime at a time: walk each window's wall clock by `step`,
-    keep the starts that exist, fit in the window, lie in [start, end) past the notice and
-    within the advance limit, and whose buffered span meets no busy range."""
+    read each time both ways (fold 0 and 1: a fall-back change repeats an hour), keep the
+    readings that exist, fit in the window, lie in [start, end) past the notice and within the
+    advance limit, and whose buffered span meets no busy range."""
     found = set()
     for day, open_at, close_at in reference_windows(hours, start, end):
         close = local_clock(day, close_at, hours.zone).astimezone(UTC)
         local = local_clock(day, open_at, hours.zone).replace(tzinfo=None)
         while True:
-            aware = local.replace(tzinfo=hours.zone)
-            at = aware.astimezone(UTC)
-            if at + r.duration > close:
+            readings = [local.replace(tzinfo=hours.zone, fold=f) for f in (0, 1)]
+            real = sorted(a.astimezone(UTC) for a in readings if exists_locally(a))
+            if real and real[0] + r.duration > close:
                 break
-            span = (at - r.buffer_before, at + r.duration + r.buffer_after)
-            if (
-                exists_locally(aware)
-                and max(start, r.earliest) <= at < min(end, r.latest)
-                and not any(a < span[1] and span[0] < b for a, b in busy)
-            ):
-                found.add(at)
+            for at in real:
+                span = (at - r.buffer_before, at + r.duration + r.buffer_after)
+                if (
+                    at + r.duration <= close
+                    and max(start, r.earliest) <= at < min(end, r.latest)
+                    and not any(a < span[1] and span[0] < b for a, b in busy)
+                ):
+                    found.add(at)
             local += r.step
     return sorted(found)

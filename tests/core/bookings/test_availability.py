@@ -93,6 +93,52 @@ def test_wall_clock_steps_skip_times_that_do_not_exist() -> None:
     assert all(b - a >= dt.timedelta(minutes=30) for a, b in itertools.pairwise(starts))
 
 
+LOS_ANGELES, AUCKLAND = ZoneInfo("America/Los_Angeles"), ZoneInfo("Pacific/Auckland")
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "repeated", "offsets"),
+    [
+        (LOS_ANGELES, dt.date(2027, 11, 7), "01:00", (-7, -8)),  # PDT -> PST at 02:00
+        (AUCKLAND, dt.date(2027, 4, 4), "02:00", (13, 12)),  # NZDT -> NZST at 03:00
+    ],
+)
+def test_the_hour_a_fall_back_change_repeats_is_offered_twice(
+    zone: ZoneInfo, day: dt.date, repeated: str, offsets: tuple[int, int]
+) -> None:
+    """A 25-hour day has 25 hourly starts, an hour apart: the repeated wall-clock hour is two
+    real instants, and a client may pick the second as well as the first."""
+    hours = Hours(zone=zone, weekly=every_day("00:00", "24:00"))
+    starts = slot_starts(hours, rules(), Busy(()), *week(zone, day, days=1))
+    assert len(starts) == 25
+    assert all(b - a == dt.timedelta(hours=1) for a, b in itertools.pairwise(starts))
+    both = [
+        dt.datetime.combine(day, dt.time.fromisoformat(repeated), tzinfo=dt.timezone(dt.timedelta(hours=h)))
+        for h in offsets
+    ]
+    assert [s for s in starts if s.astimezone(zone).strftime("%H:%M") == repeated] == both
+    assert [fits(hours, rules(), s, offered_only=True) for s in both] == [None, None]
+
+
+def test_the_spring_forward_day_keeps_its_23_hours() -> None:
+    hours = Hours(zone=LOS_ANGELES, weekly=every_day("00:00", "24:00"))
+    starts = slot_starts(hours, rules(), Busy(()), *week(LOS_ANGELES, dt.date(2027, 3, 14), days=1))
+    local = [s.astimezone(LOS_ANGELES).strftime("%H:%M%z") for s in starts]
+    assert len(local) == 23
+    assert local[:3] == ["00:00-0800", "01:00-0800", "03:00-0700"]
+
+
+def test_a_time_in_the_gap_does_not_end_the_walk_before_a_later_time_that_fits() -> None:
+    """02:30 on a spring-forward night read as 03:30: past the close for an hour's service, yet
+    03:00 (an hour before the 04:00 close) still fits and is offered."""
+    hours = Hours(zone=LOS_ANGELES, weekly=[schemas.WeeklyHours(weekday="sun", start="00:00", end="04:00")])
+    starts = slot_starts(
+        hours, rules(60, step=30), Busy(()), *week(LOS_ANGELES, dt.date(2027, 3, 14), days=1)
+    )
+    local = [s.astimezone(LOS_ANGELES).strftime("%H:%M") for s in starts]
+    assert local == ["00:00", "00:30", "01:00", "01:30", "03:00"]
+
+
 def test_buffers_keep_free_time_around_bookings() -> None:
     hours = Hours(zone=PARIS, weekly=every_day("09:00", "13:00"))
     day = dt.date(2026, 6, 10)
