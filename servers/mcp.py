@@ -44,6 +44,7 @@ from servers.mcp_connection import Selection, SelectionMiddleware, current_org_h
 from servers.mcp_refusals import NamedAuthRefusals, PlainRefusals, note_refusal
 from servers.mcp_schema import compact_annotations, compact_input, compact_output, share_outputs
 from servers.mcp_skills import SkillsExtension, served_skills
+from servers.mcp_stdio import serve_stdio
 from tools.base import (
     ToolRuntime,
     Toolset,
@@ -364,6 +365,10 @@ class AtlilithServer(MCPServer):
     def runtime(self) -> ToolRuntime:
         """How this server's tools reach the core (`tools.base.served_function`)."""
         return self._rt
+
+    async def run_stdio_async(self) -> None:
+        """Over stdio, a line that is no message is answered too (`servers.mcp_stdio`)."""
+        await serve_stdio(self._lowlevel_server)
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
