@@ -265,30 +265,68 @@ def _strip(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-# Embedding, override (U+202A-U+202E) and isolate (U+2066-U+2069) controls reorder the text that
-# follows: in a name shown to someone else they make it read as something it is not.
-_DIRECTION_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Embedding and override controls (U+202A-U+202E) reorder the text that follows, even past the
+# name: in a name shown to someone else they make it read as something it is not ("\u202egnp.exe").
+_OVERRIDES = re.compile("[\u202a-\u202e]")
+# Isolates (LRI, RLI, FSI ... PDI) are the safe form Unicode recommends, and apps wrap names in
+# them when they are copied. Accepted as wrappers only: each opened and closed before the next.
+# Nested isolates can reverse the order of the words inside them (the "Trojan Source" trick) and
+# one left open spills onto whatever is shown after the name.
+_ISOLATE_OPENERS = frozenset("\u2066\u2067\u2068")
+_ISOLATE_CLOSE = "\u2069"
 # Letters and symbols that draw nothing, though not spaces or format characters by category.
 _BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Only these categories draw nothing: controls, format characters (U+200B), separators. Not
+# unassigned ones (Cn): an emoji newer than this Python's Unicode data (U+1FAE8) is visible.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 DIRECTION_CONTROL = "direction_control"
 INVISIBLE_NAME = "invisible_name"
 
 
 def _visible(char: str) -> bool:
-    # Categories C (controls, format characters such as U+200B) and Z (spaces) draw nothing.
-    return unicodedata.category(char)[0] not in "CZ" and char not in _BLANKS
+    return unicodedata.category(char) not in _INVISIBLE_CATEGORIES and char not in _BLANKS
+
+
+def _misplaced_direction(value: str) -> int | None:
+    """Where the first direction control a name may not hold is: an embedding or override, an
+    isolate opened inside another or never closed, a close with nothing open. None if none."""
+    found = _OVERRIDES.search(value)
+    if found is not None:
+        return found.start()
+    opened: int | None = None
+    for position, char in enumerate(value):
+        if char in _ISOLATE_OPENERS:
+            if opened is not None:
+                return position
+            opened = position
+        elif char == _ISOLATE_CLOSE:
+            if opened is None:
+                return position
+            opened = None
+    return opened
+
+
+def clean_name(value: str) -> str | None:
+    """A name received from elsewhere (a message's sender), made safe to show rather than
+    refused: without the direction controls `check_name` refuses (all the isolates, when their
+    wrapping is not sound), trimmed; None when nothing visible is left."""
+    value = _OVERRIDES.sub("", value)
+    if _misplaced_direction(value) is not None:
+        value = "".join(c for c in value if c not in _ISOLATE_OPENERS and c != _ISOLATE_CLOSE)
+    value = value.strip()
+    return value if any(map(_visible, value)) else None
 
 
 def check_name(value: str) -> str:
-    """A name someone else reads: no direction controls, and something visible. Invisible
-    characters between visible ones stay (a zero-width joiner is part of many names)."""
-    found = _DIRECTION_CONTROLS.search(value)
-    if found is not None:
+    """A name someone else reads: no misplaced direction controls, and something visible.
+    Invisible characters between visible ones stay (a zero-width joiner is part of many names)."""
+    position = _misplaced_direction(value)
+    if position is not None:
         raise PydanticCustomError(
             DIRECTION_CONTROL,
             "contains the text-direction control {char} at position {position}, which makes a"
             " name display in a misleading order; remove it",
-            {"char": f"U+{ord(found.group()):04X}", "position": found.start()},
+            {"char": f"U+{ord(value[position]):04X}", "position": position},
         )
     if not any(map(_visible, value)):
         shown = ", ".join(dict.fromkeys(f"U+{ord(c):04X}" for c in value))

@@ -14,10 +14,19 @@ from core.billing.schemas import PeerIn
 from core.bookings.public import PublicBookIn
 from core.bookings.schemas.catalogue import ServiceIn
 from core.tenancy.schemas import BrandIn, ClientIn, OrgIn, PersonUpdateIn
-from core.validation import DIRECTION_CONTROL, INVISIBLE_NAME, issue_message
+from core.validation import DIRECTION_CONTROL, INVISIBLE_NAME, clean_name, issue_message
 from tests.conftest import make_org, signup, slug
 
-INVISIBLE = ["\u200b", "\u200b\u200c\u200d", "\ufeff", "\u2800", "\u3164", "\u00ad", "\u2060 \u200b"]
+INVISIBLE = [
+    "\u200b",
+    "\u2068\u200b\u2069",
+    "\u200b\u200c\u200d",
+    "\ufeff",
+    "\u2800",
+    "\u3164",
+    "\u00ad",
+    "\u2060 \u200b",
+]
 DIRECTION = [
     "Cocotte\u202e",
     "\u202aA",
@@ -28,6 +37,7 @@ DIRECTION = [
     "a\u2067b",
     "a\u2068b",
     "x\u2069",
+    "\u2067\u2066gnp\u2069.\u2066exe\u2069\u2069",  # nested isolates reverse the words' order
 ]
 # Invisible characters between visible ones are part of real names and emoji sequences.
 KEPT = [
@@ -36,6 +46,10 @@ KEPT = [
     "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian, with a zero-width non-joiner
     "Jean\u00adLuc",
     "李小龍",
+    "\u2068Ada Lovelace\u2069",  # as apps wrap a name they copy: a first-strong isolate
+    "\u2067\u05e9\u05e8\u05d4\u2069 & \u2066Sam\u2069",
+    "\U0001fae8",  # an emoji newer than Python 3.11's Unicode data (unassigned there)
+    "\ue000 Studio",  # private use: a logo glyph in some fonts
 ]
 
 
@@ -100,3 +114,26 @@ async def test_the_rest_door_refuses_them_and_stores_nothing(client: httpx.Async
     assert [(e["field"], e["code"]) for e in r.json()["errors"]] == [("name", DIRECTION_CONTROL)], r.text
     listed = await client.get("/v1/clients", headers=a.h(org=org))
     assert listed.status_code == 200 and listed.json()["items"] == [], listed.text
+
+
+def test_isolates_are_accepted_as_wrappers_and_overrides_never() -> None:
+    wrapped = "\u2068Ada\u2069"
+    assert ClientIn.model_validate({"name": wrapped}).name == wrapped
+    override = _refusal(ClientIn, "name", "\u202egnp.exe")
+    assert (override["type"], override["ctx"]["char"]) == (DIRECTION_CONTROL, "U+202E")
+    # An isolate left open is named where it opens.
+    unclosed = _refusal(ClientIn, "name", "Ada \u2068Lovelace")
+    assert unclosed["ctx"] == {"char": "U+2068", "position": 4}
+
+
+def test_a_name_of_one_newer_emoji_is_visible_and_a_zero_width_space_is_not() -> None:
+    assert ClientIn.model_validate({"name": "\U0001fae8"}).name == "\U0001fae8"
+    assert _refusal(ClientIn, "name", "\u200b")["type"] == INVISIBLE_NAME
+
+
+def test_clean_name_keeps_what_shows_and_drops_what_misleads() -> None:
+    assert clean_name("\u202egnp.exe") == "gnp.exe"
+    assert clean_name("\u2068Ada\u2069") == "\u2068Ada\u2069"
+    assert clean_name("Ada \u2067Lovelace") == "Ada Lovelace"  # left open: the isolates go
+    assert clean_name(" \u200b\u202e ") is None
+    assert clean_name("\U0001fae8") == "\U0001fae8"
