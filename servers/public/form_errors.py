@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.errors import DomainError, FieldIssue, ValidationFailed
-from core.validation import CONTROL_CHARACTER, issue_message
+from core.validation import CONTROL_CHARACTER, DIRECTION_CONTROL, INVISIBLE_NAME, issue_message
 
 __all__ = ["FormErrors", "form_errors", "invalid", "sentence"]
 
@@ -50,6 +50,12 @@ def _message(error: Any) -> str:
         return f"Use at most {ctx.get('max_length')} characters."
     if kind == CONTROL_CHARACTER:
         return "Remove the invisible control characters from this text."
+    # Core names the code point and its position; a visitor did not type it knowingly (it came
+    # with a pasted name) and only needs to know to type the name again.
+    if kind == DIRECTION_CONTROL:
+        return "This name has an invisible character that changes the text direction; please retype it."
+    if kind == INVISIBLE_NAME:
+        return "This name shows no letters, only invisible characters; please type it in letters or digits."
     return sentence(issue_message(error))
 
 
