@@ -17,7 +17,7 @@ from core.scoping import in_context, new_in_context
 from core.tenancy.models import Client
 from core.tenancy.schemas import ClientOut
 from core.uow import UnitOfWork
-from core.validation import PHONE_HINT, normalize_email, normalize_phone
+from core.validation import PHONE_HINT, clean_name, normalize_email, normalize_phone
 
 
 def normalize_contact(uow: UnitOfWork, email: str | None, phone: str | None) -> tuple[str | None, str | None]:
@@ -77,7 +77,9 @@ async def find_or_create_client(
     ).scalar_one_or_none()
     if existing is not None:
         return ClientOut.model_validate(existing), False
-    display = (name or "").strip() or norm_email or norm_phone or "Unknown"
+    # The name a peer passes on is whatever the sender chose: cleaned (a "\u202egnp.exe" would
+    # show reversed), not refused, which would drop the message; the contact when nothing shows.
+    display = clean_name((name or "")[:200]) or norm_email or norm_phone or "Unknown"
     client_id = uuid.uuid4()
     await uow.session.execute(
         new_in_context(
