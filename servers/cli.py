@@ -433,11 +433,23 @@ def token(
         _fail(domain_line(err))
     except Exception as exc:
         # A database that is not Atlilith's (not migrated, wrong server): one line, no traceback.
-        from servers.cli_database import NOT_MIGRATED, database_problem
+        # Anything else is a bug, and keeps its traceback.
+        from servers.cli_database import database_problem
 
-        reason = getattr(exc, "orig", None) or exc  # the driver's words, not SQLAlchemy's wrapping
-        reason = (str(reason).strip().splitlines() or [type(exc).__name__])[0][:200]
-        _fail(database_problem(exc) or f"cannot use the database ({reason}): {NOT_MIGRATED}")
+        problem = database_problem(exc, reads_schema=True)
+        if problem is None:
+            raise
+        _fail(problem)
+
+
+# The commands that read Atlilith's tables without migrating first: a table missing there means
+# a database never migrated. In dev, migrate and restore, which migrate, it is a bug.
+_READS_SCHEMA = frozenset({"serve", "relay", "seed", "mcp", "token", "backup", "admin"})
+
+
+def _reads_schema(args: list[str]) -> bool:
+    # The command is the first word: the top level takes no option with a value.
+    return next((a for a in args if not a.startswith("-")), "") in _READS_SCHEMA
 
 
 def main() -> None:
@@ -448,7 +460,7 @@ def main() -> None:
     except Exception as exc:
         # Any command that reaches the database (migrate, seed, serve, relay, mcp, backup, admin,
         # ...) answers an unusable one in one line; anything else keeps its traceback.
-        problem = database_problem(exc)
+        problem = database_problem(exc, reads_schema=_reads_schema(sys.argv[1:]))
         if problem is None:
             raise
         typer.secho(problem, fg=typer.colors.RED, err=True)

@@ -7,15 +7,21 @@ from __future__ import annotations
 import asyncio
 import secrets
 import subprocess
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.config import Settings
+from core.db import asyncpg_url
 from core.errors import ValidationFailed
 from core.migrate import create_database, drop_database
 from core.seed import seed
 from core.uow import Database
+from servers.cli_database import database_problem
 from tests.conftest import SEED_PASSWORD
 from tests.support.processes import run_cli, worker_env
 from tests.support.serving import free_port
@@ -106,3 +112,37 @@ async def test_core_seed_refuses_a_password_sign_up_would_refuse(db: Database) -
     assert refused.value.hint and "10 to 256 characters" in refused.value.hint
     again = await seed(db, SEED_PASSWORD)
     assert again.password_unchanged or again.person_created
+
+
+async def test_an_os_error_of_the_command_itself_keeps_its_own_words(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Said "cannot connect to the database ... check DATABASE_URL" when any OSError was raised.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = await asyncio.to_thread(atlilith, settings, "backup", "--out", str(blocker / "backups"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "NotADirectoryError" in result.stderr, result.stderr
+    assert "cannot connect to the database" not in result.stderr, result.stderr
+
+
+async def test_a_missing_table_means_migrate_first_only_where_the_schema_is_read(db: Database) -> None:
+    assert db.settings.database_url is not None
+    engine = create_async_engine(asyncpg_url(db.settings.database_url))
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as missing:
+                await conn.execute(text("SELECT 1 FROM platform.no_such_table"))
+    finally:
+        await engine.dispose()
+    # In a command that migrates first (dev, migrate, restore) the same error is a bug: traceback.
+    assert database_problem(missing.value) is None
+    line = database_problem(missing.value, reads_schema=True)
+    assert line is not None and line.startswith('cannot use the database (relation "platform.no_such_table"')
+    assert line.endswith(FULL_ADVICE), line
+    # An OSError that is not the driver's: writing the output, or raised while handling a
+    # database error, is its own failure.
+    assert database_problem(BrokenPipeError(32, "Broken pipe"), reads_schema=True) is None
+    during = PermissionError(13, "Permission denied", "/backups")
+    during.__context__ = missing.value  # as Python sets it for an error raised in `except`
+    assert database_problem(during, reads_schema=True) is None
