@@ -82,7 +82,9 @@ class PublicBookIn(Input):
     email: Email | None = None
     phone: str | None = Field(default=None, max_length=40)
     notes: Note | None = None  # kept as the booking's client note: the same bound
-    time_zone: TimeZone = "UTC"
+    # None when the visitor chose none (a form sent without script): the booking then has no
+    # client zone, and its reminder falls back to the provider's rather than saying "UTC".
+    time_zone: TimeZone | None = None
 
     @model_validator(mode="after")
     def _reachable(self) -> PublicBookIn:
@@ -98,7 +100,7 @@ class PublicBookingOut(BaseModel):
     provider: str
     start_at: dt.datetime
     end_at: dt.datetime
-    time_zone: str
+    time_zone: str | None
     manage_url: str
     manage_token: str
 

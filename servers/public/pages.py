@@ -358,7 +358,8 @@ async def book(request: Request) -> Response:
             email=form.get("email") or None,
             phone=form.get("phone") or None,
             notes=form.get("notes") or None,
-            time_zone=zone or "UTC",
+            # No zone chosen is no zone stored: "UTC" is only what the pages show meanwhile.
+            time_zone=zone,
         )
     except ValidationError as exc:
         return await _details(request, start, zone, form, invalid(exc))

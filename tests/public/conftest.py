@@ -17,7 +17,7 @@ import pytest
 
 from core.uow import Database
 from servers.app import create_app
-from tests.conftest import running, signup
+from tests.conftest import Account, running, signup
 from tests.portal.conftest import browser, live_server, new_context, page  # noqa: F401  (fixtures)
 from tests.support.limiter_clock import limiter_clock_at_window_start
 
@@ -58,13 +58,19 @@ def limited(db: Database) -> Visitor:
 async def provider(http: httpx.AsyncClient) -> tuple[str, str]:
     """A provider open every day 09:00-17:00 UTC with an hourly service: its slug and the
     service's booking page."""
+    a, times = await provider_account(http)
+    return a.slug, times
+
+
+async def provider_account(http: httpx.AsyncClient) -> tuple[Account, str]:
+    """As `provider`, with the provider's account (to read its bookings over REST)."""
     a = await signup(http, "pub")
     hours = {"time_zone": "UTC", "weekly": ["mon-sun 09:00-17:00"]}
     assert (await http.put("/v1/bookings/availability", json=hours, headers=a.h())).status_code == 200
     service = {"name": "Haircut", "duration_minutes": 60, "price": {"amount": "35", "currency": "EUR"}}
     made = await http.post("/v1/bookings/services", json=service, headers=a.h())
     assert made.status_code == 201, made.text
-    return a.slug, f"/book/{a.slug}/{made.json()['id']}"
+    return a, f"/book/{a.slug}/{made.json()['id']}"
 
 
 async def free_starts(http: httpx.AsyncClient, times: str) -> list[str]:
