@@ -6,6 +6,7 @@ import datetime as dt
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -22,6 +23,7 @@ __all__ = [
     "error_page",
     "not_found",
     "render",
+    "secure_cookie",
     "too_many",
     "when",
 ]
@@ -63,6 +65,20 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# Plain-http development on this machine, where a browser would drop a Secure cookie.
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def secure_cookie(request: Request) -> bool:
+    """Whether a cookie must be `Secure`: everywhere but plain http on this machine. Behind a
+    proxy the app speaks plain http (uvicorn runs with `proxy_headers=False`, so no
+    forwarded scheme is believed): the scheme alone would never mark a cookie Secure there."""
+    if request.url.scheme == "https":
+        return True
+    host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
+    return host.lower() not in _LOCAL_HOSTS
 
 
 def csrf_token(request: Request) -> str:

@@ -14,15 +14,16 @@ import re
 from starlette.requests import Request
 from starlette.responses import Response
 
-from servers.public.render import render
+from servers.public.render import render, secure_cookie
 
-__all__ = ["already_booked", "remember_booking"]
+__all__ = ["COOKIE", "KEPT_SECONDS", "already_booked", "remember_booking"]
 
 COOKIE = "atl_booked"
 # The keys the form makes (`secrets.token_urlsafe`): nothing else is remembered in a cookie.
 _FORM_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
-# As long as core keeps an idempotency key (core.idempotency.purge_expired).
-_KEPT_SECONDS = 24 * 3600
+# The cookie holds a bearer manage link: on a shared browser the next person could press Back,
+# edit, Book and be handed it. It only serves a form resent moments after booking, so an hour.
+KEPT_SECONDS = 3600
 
 
 def remember_booking(request: Request, response: Response, key: str, status: str, token: str) -> None:
@@ -32,11 +33,11 @@ def remember_booking(request: Request, response: Response, key: str, status: str
     response.set_cookie(
         COOKIE,
         f"{key}:{status}:{token}",
-        max_age=_KEPT_SECONDS,
+        max_age=KEPT_SECONDS,
         path="/book/",
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=secure_cookie(request),
     )
 
 

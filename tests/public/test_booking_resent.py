@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 from playwright.async_api import Page, expect
 
+from servers.public.resent import COOKIE
 from tests.portal.test_public_pages import _bookings, _next_week, _provider
-from tests.public.conftest import details, free_starts, is_page
+from tests.public.conftest import Visitor, details, free_starts, is_page, provider
 
 
 async def test_back_edit_and_book_again_links_to_the_booking_made(page: Page, new_context: Any) -> None:
@@ -54,3 +55,38 @@ async def test_a_key_sent_from_another_browser_reveals_no_booking(page: Page, li
         is_page(sent, 409)
         assert "This form was already sent" in sent.text and "/manage/" not in sent.text
     assert len([b for b in await _bookings(page) if b["service"]["id"] == service["id"]]) == 1
+
+
+async def test_the_remembered_booking_lasts_an_hour_and_is_secure_but_on_local_http(limited: Visitor) -> None:
+    """The cookie holds a manage link: on a shared browser it must not outlive the moments a
+    resent form needs, nor travel over plain http to a site served over https (the app sees
+    plain http behind its proxy, so the scheme alone cannot decide)."""
+    async with limited() as http:
+        _, times = await provider(http)
+        start = (await free_starts(http, times))[0]
+        form = {
+            **await details(http, times, start),
+            "start_at": start,
+            "tz": "UTC",
+            "name": "Kim",
+            "email": "k@x.org",
+        }
+        seen = {}
+        # Resent as it was, the form replays the booking and remembers it again.
+        for url, host in [
+            (f"http://testserver{times}", "shop.example"),  # a proxy in front, speaking http
+            (f"https://testserver{times}", "127.0.0.1:8000"),
+            (f"http://testserver{times}", "127.0.0.1:8000"),
+            (f"http://testserver{times}", "localhost"),
+        ]:
+            booked = await http.post(url, data=form, headers={"host": host})
+            assert booked.status_code == 303, booked.text[:300]
+            [cookie] = [c for c in booked.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}=")]
+            assert "Max-Age=3600;" in cookie and "HttpOnly" in cookie, cookie
+            seen[(url.split(":")[0], host)] = "; secure" in cookie.lower()
+    assert seen == {
+        ("http", "shop.example"): True,
+        ("https", "127.0.0.1:8000"): True,
+        ("http", "127.0.0.1:8000"): False,
+        ("http", "localhost"): False,
+    }
