@@ -15,6 +15,7 @@ from starlette.requests import Request
 
 from core.config import Settings
 from core.errors import DomainError, PermissionDenied, ValidationFailed
+from core.observability import get_logger
 from core.ratelimit import RateLimits
 from servers.public.render import CSRF_COOKIE
 
@@ -22,6 +23,7 @@ __all__ = ["Challenge", "check_form", "check_target", "count_booking"]
 
 Challenge = Callable[[Mapping[str, str], str], Awaitable[bool]]
 HONEYPOT = "website"
+log = get_logger("atlilith.public")
 
 
 @cache
@@ -75,4 +77,9 @@ async def count_booking(request: Request, target: str, booking: uuid.UUID) -> No
     """Count a booking made on the page `target` against its limit: refused attempts never
     count, so no visitor can close a provider's page by sending forms core refuses."""
     limits: RateLimits = request.app.state.rate_limits
-    await limits.count_booking(target, str(booking))
+    try:
+        await limits.count_booking(target, str(booking))
+    except Exception:  # whatever the storage raises
+        # The booking is made and committed: a limiter store that fails (Redis away) must not
+        # turn it into an error page with no way to the booking. It goes uncounted, logged.
+        log.exception("public_booking_not_counted", target=target, booking=str(booking))
