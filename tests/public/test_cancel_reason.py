@@ -51,3 +51,23 @@ async def test_a_too_long_cancel_reason_comes_back_with_the_limit(
     assert "Use at most 2000 characters." in refused.text
     assert "x" * 2001 in refused.text and f'action="/manage/{token}/cancel"' in refused.text
     assert f"/manage/{token}</code>" in refused.text  # the link to keep is the booking's, not the post's
+
+
+async def test_a_refused_reason_on_a_booking_cancelled_meanwhile_says_so_and_keeps_the_text(
+    page: Page, live_server: str, db: Database
+) -> None:
+    slug, service = await _provider(page)
+    token = await _managed_booking(db, slug, service)
+    async with httpx.AsyncClient(base_url=live_server) as http:
+        csrf = hidden((await http.get(f"/manage/{token}")).text)["csrf"]
+        # Cancelled in another tab; this one still shows the form.
+        other = await http.post(f"/manage/{token}/cancel", data={"csrf": csrf, "reason": "Ill"})
+        assert other.status_code == 303, other.text[:300]
+        refused = await http.post(f"/manage/{token}/cancel", data={"csrf": csrf, "reason": "<i>y</i>" * 300})
+    is_page(refused, 422)
+    assert (
+        "Use at most 2000 characters. This booking can no longer be cancelled: it is now cancelled."
+        in refused.text
+    )
+    assert "&lt;i&gt;y&lt;/i&gt;" * 300 in refused.text and "readonly" in refused.text
+    assert f'action="/manage/{token}/cancel"' not in refused.text
