@@ -16,7 +16,7 @@ from core.messaging.conversation import ReplyIn, conversation_reply, conversatio
 from core.uow import Database
 from servers.public.form_errors import invalid
 from servers.public.guard import check_form
-from servers.public.render import csrf_token, render
+from servers.public.render import csrf_token, render, secure_cookie
 
 __all__ = ["conversation_routes"]
 
@@ -24,6 +24,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 REPLIED = "Reply sent."
 # How long the client's last message, sent again word for word, is taken for a resent form.
 RESENT_WITHIN = dt.timedelta(minutes=15)
+# The key of the reply this browser sent last: a form resent as it was is no question to ask.
+SENT_COOKIE = "atl_replied"
 
 
 def _db(request: Request) -> Database:
@@ -32,9 +34,15 @@ def _db(request: Request) -> Database:
 
 
 async def _conversation(
-    request: Request, said: str | None = None, error: str | None = None, typed: str = ""
+    request: Request,
+    said: str | None = None,
+    error: str | None = None,
+    typed: str = "",
+    again: dict[str, object] | None = None,
 ) -> Response:
-    """`typed`: the reply the visitor sent when it was refused, shown again to be corrected."""
+    """`typed`: the reply the visitor sent when it was refused, shown again to be corrected.
+    `again`: a reply that repeats the client's last message, to be confirmed (`at`, `body`,
+    `key`)."""
     token = request.path_params["token"]
     c = await conversation_view(_db(request), token)
     return render(
@@ -48,6 +56,7 @@ async def _conversation(
         said=said,
         error=error,
         typed=typed,
+        again=again,
         csrf=csrf_token(request),
         key=secrets.token_urlsafe(16),
     )
@@ -70,20 +79,38 @@ async def reply(request: Request) -> Response:
         refused = invalid(exc).errors
         why = next((i.message for i in refused if i.field == "body"), None)
         return await _conversation(request, error=why or "Write a reply and send it again.", typed=typed)
-    if not await _just_sent(request, token, data.body):
-        await conversation_reply(_db(request), token, data)
-    return RedirectResponse(f"/c/{token}?done=replied", status_code=303)
+    # This very form sent again (its key is the one this browser last sent): core replays it.
+    replayed = request.cookies.get(SENT_COOKIE) == data.key
+    sent_at = None if replayed else await _just_sent(request, token, data.body)
+    if sent_at is not None and form.get("confirm") != "yes":
+        # Maybe Back and Send again, maybe meant: asked, never silently dropped. The confirm form
+        # carries this form's key (unused so far), so confirming twice still stores one.
+        again = {"at": sent_at, "body": data.body, "key": data.key}
+        return await _conversation(request, again=again)
+    await conversation_reply(_db(request), token, data)
+    done = RedirectResponse(f"/c/{token}?done=replied", status_code=303)
+    done.set_cookie(
+        SENT_COOKIE,
+        data.key,
+        max_age=int(RESENT_WITHIN.total_seconds()),
+        path="/c/",
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookie(request),
+    )
+    return done
 
 
-async def _just_sent(request: Request, token: str, body: str) -> bool:
-    """Whether this reply is the client's last message sent again: the same words, the latest
-    message of the thread, sent moments ago. The page is never cached, so Back shows a fresh form
-    (a fresh key) while the browser restores the text: the key alone cannot tell this resend
-    from a new reply. The same words after an answer, or later, are a new message."""
+async def _just_sent(request: Request, token: str, body: str) -> dt.datetime | None:
+    """When the client sent these words as their last message, moments ago; None when this
+    reply is not that. The page is never cached, so Back shows a fresh form (a fresh key) while
+    the browser restores the text: the key alone cannot tell this resend from a new reply. The
+    same words after an answer, or later, are a new message."""
     messages = (await conversation_view(_db(request), token)).messages
     if not messages or not messages[-1].from_client or messages[-1].body != body:
-        return False
-    return dt.datetime.now(dt.UTC) - messages[-1].at < RESENT_WITHIN
+        return None
+    last = messages[-1].at
+    return last if dt.datetime.now(dt.UTC) - last < RESENT_WITHIN else None
 
 
 def conversation_routes(guarded: Callable[[Handler], Handler]) -> list[BaseRoute]:

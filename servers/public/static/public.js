@@ -28,3 +28,10 @@ for (const t of document.querySelectorAll("time[data-local='yes']")) {
   const at = new Date(t.getAttribute("datetime"));
   if (!Number.isNaN(at.getTime())) t.textContent = local.format(at);
 }
+
+// A time of today's conversation ("You already sent this at …"): the hour alone.
+const clock = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", timeZoneName: "short" });
+for (const t of document.querySelectorAll("time[data-local='time']")) {
+  const at = new Date(t.getAttribute("datetime"));
+  if (!Number.isNaN(at.getTime())) t.textContent = clock.format(at);
+}
