@@ -25,6 +25,7 @@ from core.bookings.models import Booking, Schedule, Service
 from core.bookings.presenters import status_of
 from core.context import TenantContext, service_context
 from core.errors import DomainError
+from core.messaging.ingest import lock_thread_choice
 from core.messaging.schemas import SendIn, ThreadIn
 from core.observability import get_logger
 from core.pagination import PageRequest
@@ -66,7 +67,7 @@ async def _send(
     key = f"reminder:{b.id}:{b.start_at.isoformat()}"
     # "The latest thread, else a new one" is a read then a write: two reminders (or a reminder
     # and a first inbound message) for one client would each create a thread.
-    await messaging.lock_thread_choice(uow, ctx.tenant_id, channel, client.id)
+    await lock_thread_choice(uow, ctx.tenant_id, channel, client.id)
     page = await messaging.list_threads(
         ctx, uow, PageRequest(limit=1), messaging.ThreadFilter(client_id=client.id, channel=channel)
     )

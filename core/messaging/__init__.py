@@ -12,7 +12,7 @@ from __future__ import annotations
 from core.messaging.conversation import client_link, revoke_client_link
 from core.messaging.drafting import generate_draft
 from core.messaging.drafts import approve_draft, create_draft, get_draft, list_drafts, reject_draft
-from core.messaging.ingest import ingest, lock_thread_choice
+from core.messaging.ingest import ingest
 from core.messaging.messages import mark_read, retry_delivery, send_message
 from core.messaging.settings import get_settings, update_settings
 from core.messaging.threads import (
@@ -39,7 +39,6 @@ __all__ = [
     "ingest",
     "list_drafts",
     "list_threads",
-    "lock_thread_choice",
     "mark_read",
     "reject_draft",
     "retry_delivery",
