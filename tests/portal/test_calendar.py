@@ -526,7 +526,7 @@ async def test_the_hours_editor_saves_an_override(page: Page) -> None:
 
 async def test_two_tabs_editing_the_hours_cannot_overwrite_each_other(page: Page) -> None:
     """The portal sends back the ETag it read (If-Match): the tab that saves second, on what it
-    read before the first save, is refused with the API's hint, and nothing of it is written."""
+    read before the first save, is refused in plain words, and nothing of it is written."""
     await sign_up_quickly(page, "tabs")
     await page.goto("/me/hours")
     await expect(page.get_by_label("Monday hours")).to_be_visible()
@@ -540,7 +540,7 @@ async def test_two_tabs_editing_the_hours_cannot_overwrite_each_other(page: Page
     await page.get_by_role("button", name="Save working hours").click()
     alert = page.get_by_role("alert")
     await expect(alert).to_contain_text("Could not save the working hours")
-    await expect(alert).to_contain_text("re-read it")
+    await expect(alert).to_contain_text("Someone changed this after you opened it")
     hours = await api_as(page, "GET", "/v1/bookings/availability")
     assert [(w["weekday"], w["start"], w["end"]) for w in hours["weekly"]] == [("mon", "08:00", "12:00")]
 

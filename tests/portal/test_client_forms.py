@@ -53,6 +53,7 @@ async def test_a_new_provider_adds_a_client_edits_them_and_starts_a_conversation
 
     # Someone else changes the client meanwhile: the save is refused, not written over theirs.
     await page.get_by_role("button", name="Edit client").click()
+    await expect(edit.get_by_label("Name")).to_have_value(NAME)  # read when the form opened
     await api_as(page, "PATCH", f"/v1/clients/{client_id}", {"notes": "from an agent"})
     await edit.get_by_label("Name").fill("Léa Martin")
     await edit.get_by_role("button", name="Save changes").click()

@@ -1,4 +1,5 @@
-"""Two tabs editing the same service or brand: the form saves with the ETag of what it opened
+"""Two tabs editing the same service, brand, client, working hours or thread: the form saves
+with the ETag of what it shows
 (If-Match), so the tab that saves second, on the version it opened before the first save, is
 refused — nothing of the first save is lost — and keeps what was typed; loading the current
 version keeps the typed change on top of the other tab's, and that save goes through."""
@@ -8,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from tests.portal.conftest import api_as, sign_up_quickly
 
@@ -50,7 +51,10 @@ async def test_a_service_saved_meanwhile_in_another_tab_is_not_overwritten(page:
     await mine.get_by_role("button", name="Save service").click()
     alert = mine.get_by_role("alert")
     await expect(alert).to_contain_text("Could not save the service")
-    await expect(alert).to_contain_text("re-read it")
+    await expect(alert).to_contain_text("Someone changed this after you opened it")
+    await expect(alert).to_contain_text("load the current version")
+    await expect(alert).not_to_contain_text("ETag")
+    await expect(alert).not_to_contain_text("If-Match")
     await expect(mine.get_by_label("Price", exact=True)).to_have_value("45")  # what was typed stays
     now = await api_as(page, "GET", f"/v1/bookings/services/{service['id']}")
     assert now["description"] == "Written in the other tab"
@@ -85,7 +89,7 @@ async def test_a_brand_saved_meanwhile_in_another_tab_is_not_overwritten(page: P
     await mine.get_by_role("button", name="Save brand").click()
     alert = mine.get_by_role("alert")
     await expect(alert).to_contain_text("Could not save the brand")
-    await expect(alert).to_contain_text("re-read it")
+    await expect(alert).to_contain_text("Someone changed this after you opened it")
     await expect(mine.get_by_label("Domains")).to_have_value(domain)
     now = await api_as(page, "GET", f"/v1/brands/{brand['id']}")
     assert now["config"] == {"tagline": "Fresh bread"} and now["domains"] == []
@@ -149,3 +153,92 @@ async def test_the_hours_stay_conditional_after_a_refusal_until_the_current_ones
     await expect(page.get_by_role("status").filter(has_text="Working hours saved.")).to_be_visible()
     hours = await api_as(page, "GET", "/v1/bookings/availability")
     assert "wed" not in {w["weekday"] for w in hours["weekly"]}
+
+
+async def _refused_twice(page: Page, form: Locator, button: str, path: str) -> None:
+    """Saving on the version the form shows is refused (412), and so is saving again: the
+    refusal does not turn the next save into one that would overwrite the other change."""
+    for _ in range(2):
+        async with page.expect_response(
+            lambda r: r.url.endswith(path) and r.request.method == "PATCH"
+        ) as sent:
+            await form.get_by_role("button", name=button).click()
+        assert (await sent.value).status == 412
+        await expect(form.get_by_role("button", name=button)).to_be_enabled()
+
+
+async def test_a_client_saved_meanwhile_in_another_tab_is_not_overwritten(page: Page) -> None:
+    await sign_up_quickly(page, "clienttabs")
+    client: dict[str, Any] = await api_as(page, "POST", "/v1/clients", {"name": "Léa Martin"})
+    path = f"/v1/clients/{client['id']}"
+    await page.goto(f"/me/clients/{client['id']}")
+    await page.get_by_role("button", name="Edit client").click()
+    mine = page.get_by_role("form", name="Edit Léa Martin")
+    await expect(mine.get_by_label("Name")).to_have_value("Léa Martin")
+    other = await page.context.new_page()
+    await other.goto(f"/me/clients/{client['id']}")
+    await other.get_by_role("button", name="Edit client").click()
+    theirs = other.get_by_role("form", name="Edit Léa Martin")
+    await theirs.get_by_label("Notes").fill("Prefers mornings")
+    await theirs.get_by_role("button", name="Save changes").click()
+    await expect(other.get_by_role("status").filter(has_text="Saved Léa Martin.")).to_be_visible()
+
+    await mine.get_by_label("Phone").fill("+33 6 12 34 56 78")
+    await _refused_twice(page, mine, "Save changes", path)
+    alert = mine.get_by_role("alert")
+    await expect(alert).to_contain_text("Someone changed this after you opened it")
+    await expect(alert).not_to_contain_text("ETag")
+    await expect(mine.get_by_label("Phone")).to_have_value("+33 6 12 34 56 78")
+    now = await api_as(page, "GET", path)
+    assert now["notes"] == "Prefers mornings" and now["phone"] is None
+
+    await mine.get_by_role("button", name="Load the current client and keep my changes").click()
+    await expect(mine.get_by_label("Notes")).to_have_value("Prefers mornings")
+    await expect(mine.get_by_label("Phone")).to_have_value("+33 6 12 34 56 78")
+    await mine.get_by_role("button", name="Save changes").click()
+    await expect(page.get_by_role("status").filter(has_text="Saved Léa Martin.")).to_be_visible()
+    now = await api_as(page, "GET", path)
+    assert now["notes"] == "Prefers mornings" and now["phone"].startswith("+33")
+
+
+async def test_a_thread_triaged_meanwhile_in_another_tab_is_not_overwritten(page: Page) -> None:
+    """This tab's live updates are cut (a dropped connection), so it still shows the thread as
+    it was before the other tab set its status: its triage is refused until it loads it."""
+    await sign_up_quickly(page, "threadtabs")
+    client = await api_as(page, "POST", "/v1/clients", {"name": "Léa Martin"})
+    made = await api_as(
+        page,
+        "POST",
+        "/v1/messaging/threads",
+        {"client_id": client["id"], "channel": "portal", "subject": "Welcome"},
+    )
+    tid = made["thread"]["id"]
+    path = f"/v1/messaging/threads/{tid}"
+
+    async def cut(route: Route) -> None:
+        await route.abort()
+
+    await page.route(re.compile(r"/v1/events/stream"), cut)
+    await page.goto(f"/me/inbox/{tid}")
+    await expect(page.get_by_role("combobox", name="Status")).to_have_value("open")
+    other = await page.context.new_page()
+    await other.goto(f"/me/inbox/{tid}")
+    await other.get_by_role("combobox", name="Status").select_option("pending")
+    await other.get_by_role("button", name="Set status").click()
+    await expect(other.get_by_role("status").filter(has_text="Thread updated.")).to_be_visible()
+
+    labels = page.get_by_role("form", name="Labels")
+    await labels.get_by_label("Labels").fill("vip")
+    await _refused_twice(page, labels, "Save labels", path)
+    await expect(page.get_by_role("alert")).to_contain_text("Someone changed this after you opened it")
+    await expect(labels.get_by_label("Labels")).to_have_value("vip")
+    now = (await api_as(page, "GET", path))["thread"]
+    assert now["status"] == "pending" and now["labels"] == []
+
+    await page.get_by_role("button", name="Load the current thread and keep my changes").click()
+    await expect(page.get_by_role("combobox", name="Status")).to_have_value("pending")
+    await expect(labels.get_by_label("Labels")).to_have_value("vip")
+    await labels.get_by_role("button", name="Save labels").click()
+    await expect(page.get_by_role("status").filter(has_text="Thread updated.")).to_be_visible()
+    now = (await api_as(page, "GET", path))["thread"]
+    assert now["status"] == "pending" and now["labels"] == ["vip"]

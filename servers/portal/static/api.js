@@ -90,26 +90,6 @@ async function problem(response) {
   });
 }
 
-// Conditional writes: the ETag of each resource this page last read (per context), sent back as
-// If-Match when it writes that resource, so a change made meanwhile (another tab, another
-// member, an agent) is refused with 412 instead of being overwritten.
-const etags = new Map();
-const tagKey = (path) => `${contextSlug() || ""}|${path}`;
-
-function remember(method, path, response) {
-  const tag = response.headers.get("etag");
-  if (method === "GET") {
-    if (tag) etags.set(tagKey(path), tag);
-    return;
-  }
-  // A write changes what was read at its path and at every path above it (a thread's
-  // /read, /messages ...): those tags are stale now; the write's own answer brings the new one.
-  for (const key of [...etags.keys()]) {
-    if (tagKey(path).startsWith(key)) etags.delete(key);
-  }
-  if (tag && (method === "PATCH" || method === "PUT")) etags.set(tagKey(path), tag);
-}
-
 async function send(method, path, { body, query, headers = {}, token, tagged = false } = {}) {
   let url = path;
   if (query) {
@@ -120,9 +100,6 @@ async function send(method, path, { body, query, headers = {}, token, tagged = f
   }
   const h = { Accept: "application/json", ...headers };
   if (token) h.Authorization = `Bearer ${token}`;
-  if ((method === "PATCH" || method === "PUT") && !("If-Match" in h) && etags.has(tagKey(path))) {
-    h["If-Match"] = etags.get(tagKey(path));
-  }
   if (body !== undefined) h["Content-Type"] = "application/json";
   let response;
   try {
@@ -135,9 +112,7 @@ async function send(method, path, { body, query, headers = {}, token, tagged = f
   } catch (err) {
     throw new ApiError({ code: "network_error", title: "The server could not be reached", hint: "check your connection and try again" });
   }
-  if (response.status === 412) etags.delete(tagKey(path));
   if (!response.ok) throw await problem(response);
-  remember(method, path, response);
   if (response.status === 204) return null;
   // A few routes answer text (a component's SKILL.md is markdown).
   const type = response.headers.get("content-type") || "";
@@ -229,7 +204,7 @@ export const get = (path, query) => request("GET", path, { query });
 /** One resource and the ETag of that read: {data, etag}. An edit form keeps both and saves
  * with `ifMatch(version)`, so the save applies to the version the person saw or is refused
  * (412) — not to whatever a list, read earlier, or a later read in this tab last showed. */
-export const getTagged = (path) => request("GET", path, { tagged: true });
+export const getTagged = (path, query) => request("GET", path, { query, tagged: true });
 /** The headers of a write conditional on `version` (from `getTagged`). */
 export const ifMatch = (version) => (version && version.etag ? { "If-Match": version.etag } : {});
 export const post = (path, body, opts = {}) => request("POST", path, { ...opts, body });

@@ -23,14 +23,23 @@ const forPeople = (hint) => {
   return REQUEST.test(words) ? "" : words;
 };
 
+// A refused conditional write (412): the API's words are for a program holding ETags ("If-Match
+// does not match", "retry with the new ETag"); a person needs to know that nothing of theirs
+// overwrote the other change, and the way on.
+const CHANGED = {
+  detail: "Someone changed this after you opened it (in another tab, or another member or an agent), so nothing was saved over their change.",
+  hint: "load the current version, check your changes on it, then save again",
+};
+
 export function ErrorBox({ error, title }) {
   if (!error) return null;
   const given = error.fields || [];
   const invalid = error.code === "validation_failed" && given.length > 0;
-  const detail = invalid ? "Some of what was entered can't be used." : plain(error.detail);
+  const changed = error.code === "precondition_failed";
+  const detail = invalid ? "Some of what was entered can't be used." : changed ? CHANGED.detail : plain(error.detail);
   // A problem the detail already says in the same words is said once.
   const fields = given.filter((f) => invalid || !detail.includes(plain(f.message)));
-  const hint = invalid ? "correct what is listed below, then try again" : forPeople(error.hint);
+  const hint = invalid ? "correct what is listed below, then try again" : changed ? CHANGED.hint : forPeople(error.hint);
   return html`<div class="error-box" role="alert">
     <p class="error-title"><strong>${title || error.title || "Something went wrong"}</strong></p>
     ${detail && html`<p class="error-detail">${detail}</p>`}

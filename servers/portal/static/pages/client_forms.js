@@ -3,21 +3,18 @@
 
 import * as api from "../api.js";
 import { html, useState, useRef, ErrorBox, Field, useAction, useAsync } from "../ui.js";
+import { ChangedMeanwhile, FreshRead, useVersioned } from "./versioned.js";
 
 const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random());
 
 const toForm = (c) => ({ name: c ? c.name : "", email: (c && c.email) || "", phone: (c && c.phone) || "", notes: (c && c.notes) || "" });
 
-function ClientForm({ label, client, submitLabel, save, onCancel }) {
-  const [form, setForm] = useState(toForm(client));
+/** The client's fields and buttons; the caller owns the state (`form`, `setForm`) and the save. */
+function ClientForm({ label, form, setForm, busy, error, submitLabel, onSubmit, onCancel, children }) {
   const set = (k) => (v) => setForm({ ...form, [k]: v });
-  const { busy, error, run } = useAction();
-  const submit = async (e) => {
-    e.preventDefault();
-    await run(() => save(form));
-  };
-  return html`<form onSubmit=${submit} aria-label=${label} novalidate class="client-form">
+  return html`<form onSubmit=${onSubmit} aria-label=${label} novalidate class="client-form">
     <${ErrorBox} error=${error} title="Could not save the client" />
+    ${children}
     <${Field} label="Name" name="name" value=${form.name} onInput=${set("name")} error=${error} required autocomplete="off" />
     <${Field} label="Email" name="email" type="email" value=${form.email} onInput=${set("email")} error=${error} autocomplete="off" />
     <${Field} label="Phone" name="phone" type="tel" value=${form.phone} onInput=${set("phone")} error=${error} autocomplete="off"
@@ -35,30 +32,48 @@ function ClientForm({ label, client, submitLabel, save, onCancel }) {
 export function NewClient({ ctx, navigate, onCancel }) {
   // One client, however often the button is pressed (a retry after a timeout included).
   const key = useRef(newKey()).current;
-  const save = async (form) => {
+  const [form, setForm] = useState(toForm(null));
+  const { busy, error, run } = useAction();
+  const submit = async (e) => {
+    e.preventDefault();
     const body = { name: form.name.trim() };
     for (const k of ["email", "phone", "notes"]) if (form[k].trim()) body[k] = form[k].trim();
-    const made = await api.post("/v1/clients", body, { headers: { "Idempotency-Key": key } });
-    navigate(ctx.url(`clients/${made.id}`));
+    const made = await run(() => api.post("/v1/clients", body, { headers: { "Idempotency-Key": key } }));
+    if (made) navigate(ctx.url(`clients/${made.id}`));
   };
   return html`<section class="panel" aria-labelledby="new-client-h">
     <h2 id="new-client-h">New client</h2>
-    <${ClientForm} label="New client" submitLabel="Add client" save=${save} onCancel=${onCancel} />
+    <${ClientForm} label="New client" form=${form} setForm=${setForm} busy=${busy} error=${error}
+      submitLabel="Add client" onSubmit=${submit} onCancel=${onCancel} />
   </section>`;
 }
 
-/** Correct a client's details. The PATCH carries the ETag of the client as shown (api.js sends
- * it as If-Match), so a change made meanwhile is refused instead of overwritten. */
-export function EditClient({ client, onSaved, onCancel }) {
-  const save = async (form) => {
+/** `version`: {data, etag} of the client as read when the form opened. */
+function EditClientForm({ version, onSaved, onCancel }) {
+  const client = version.data;
+  const path = `/v1/clients/${encodeURIComponent(client.id)}`;
+  const edit = useVersioned(version, path, toForm);
+  const submit = async (e) => {
+    e.preventDefault();
     // An emptied field clears it (null); the name can't be cleared, the API says so.
-    const body = { name: form.name.trim() };
-    for (const k of ["email", "phone", "notes"]) body[k] = form[k].trim() || null;
-    onSaved(await api.patch(`/v1/clients/${encodeURIComponent(client.id)}`, body));
+    const body = { name: edit.form.name.trim() };
+    for (const k of ["email", "phone", "notes"]) body[k] = edit.form[k].trim() || null;
+    const saved = await edit.save((opts) => api.patch(path, body, opts));
+    if (saved) onSaved(saved);
   };
+  return html`<${ClientForm} label=${`Edit ${client.name}`} form=${edit.form} setForm=${edit.setForm} busy=${edit.busy}
+    error=${edit.error} submitLabel="Save changes" onSubmit=${submit} onCancel=${onCancel}>
+    <${ChangedMeanwhile} edit=${edit} what="client" />
+  <//>`;
+}
+
+/** Correct a client's details, starting from a fresh read of them (the page may be older):
+ * the save applies to the version the form shows, or is refused with what was typed kept. */
+export function EditClient({ client, onSaved, onCancel }) {
   return html`<section class="panel" aria-labelledby="edit-client-h">
     <h2 id="edit-client-h">Edit ${client.name}</h2>
-    <${ClientForm} label=${`Edit ${client.name}`} client=${client} submitLabel="Save changes" save=${save} onCancel=${onCancel} />
+    <${FreshRead} path=${`/v1/clients/${encodeURIComponent(client.id)}`} label="Opening the client…"
+      form=${(version) => html`<${EditClientForm} version=${version} onSaved=${onSaved} onCancel=${onCancel} />`} />
   </section>`;
 }
 

@@ -5,6 +5,7 @@
 
 import * as api from "../api.js";
 import { html, useState, useEffect, useRef, Empty, ErrorBox, Field, Loading, PageHeader, useAction, useAsync, when } from "../ui.js";
+import { ChangedMeanwhile } from "./versioned.js";
 
 const STATUSES = ["open", "pending", "snoozed", "closed"];
 const MODES = [
@@ -405,7 +406,11 @@ function mergeMessages(fresh, loaded) {
 
 export function ThreadPage({ auth, ctx, params }) {
   const id = params.id;
-  const [detail, setDetail] = useState(null);
+  // The thread as shown, with the ETag of the read that showed it: triage saves are conditional
+  // on that version (If-Match), so a change made meanwhile is refused, not written over.
+  const [shown, setShown] = useState(null);
+  const detail = shown && shown.data;
+  const [caughtUp, setCaughtUp] = useState(false);
   // Every message read so far, newest first. A live re-read brings only the newest page: the
   // ones it pushes off that page stay here, or they would vanish from a long thread.
   const [messages, setMessages] = useState([]);
@@ -420,13 +425,16 @@ export function ThreadPage({ auth, ctx, params }) {
 
   const load = async () => {
     try {
-      const d = await api.get(`/v1/messaging/threads/${id}`, { limit: 50 });
-      setDetail(d);
+      const read = await api.getTagged(`/v1/messaging/threads/${id}`, { limit: 50 });
+      const d = read.data;
+      setShown(read);
       setMessages((loaded) => mergeMessages(d.messages, loaded));
       setOlderCursor((c) => (c === undefined ? d.next_cursor : c));
       setError(null);
+      return true;
     } catch (err) {
       setError(err);
+      return false;
     }
   };
   useEffect(() => {
@@ -442,11 +450,16 @@ export function ThreadPage({ auth, ctx, params }) {
     setOlderCursor(page.next_cursor);
   };
   const patch = async (body) => {
-    const out = await patching.run(() => api.patch(`/v1/messaging/threads/${id}`, body));
+    setCaughtUp(false);
+    const out = await patching.run(() => api.patch(`/v1/messaging/threads/${id}`, body, { headers: api.ifMatch(shown) }));
     if (!out) return false;
     setNotice("Thread updated.");
     await load();
     return true;
+  };
+  // After a refusal: the thread as it is now; what was typed in the triage fields stays.
+  const catchUp = async () => {
+    if (await patching.run(load)) setCaughtUp(true);
   };
   const done = async (text) => {
     setNotice(text);
@@ -477,6 +490,7 @@ export function ThreadPage({ auth, ctx, params }) {
     ${notice && html`<p class="success" role="status">${notice}</p>`}
     <${ErrorBox} error=${error} />
     <${ErrorBox} error=${patching.error} title="Could not update the thread" />
+    <${ChangedMeanwhile} edit=${{ ...patching, catchUp, caughtUp }} what="thread" />
     <${AgentMode} thread=${t} busy=${patching.busy} onChange=${(mode) => patch({ agent_mode: mode })} />
     <h2>Messages</h2>
     <${ErrorBox} error=${older.error} title="Could not load older messages" />

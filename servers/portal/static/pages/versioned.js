@@ -54,14 +54,15 @@ export function useVersioned(version, path, toForm) {
   return { ...action, form, setForm, save, catchUp, caughtUp };
 }
 
-/** Under the form's error box after a 412: what happened in words, and the way on. */
+/** Under the form's error box after a 412: what happened in words, and the way on. `edit` is
+ * `useVersioned`'s state, or any {error, busy, catchUp, caughtUp} (the thread page's triage). */
 export function ChangedMeanwhile({ edit, what }) {
   if (edit.caughtUp) {
     return html`<p class="notice" role="status">This form now shows the current ${what} with your changes on top. Check it, then save again.</p>`;
   }
   if (!changedMeanwhile(edit.error)) return null;
   return html`<div class="notice">
-    <p>Someone changed the ${what} after you opened it, so nothing was saved. What you typed is still here.</p>
+    <p>What you typed is still here.</p>
     <button type="button" class="secondary" disabled=${edit.busy} onClick=${edit.catchUp}>Load the current ${what} and keep my changes</button>
   </div>`;
 }
