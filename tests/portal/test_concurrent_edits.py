@@ -1,8 +1,8 @@
 """Two tabs editing the same service, brand, client, working hours or thread: the form saves
-with the ETag of what it shows
-(If-Match), so the tab that saves second, on the version it opened before the first save, is
-refused — nothing of the first save is lost — and keeps what was typed; loading the current
-version keeps the typed change on top of the other tab's, and that save goes through."""
+with the ETag of what it shows (If-Match), so the tab that saves second, on the version it
+opened before the first save, is refused — nothing of the first save is lost — and keeps what
+was typed; loading the current version keeps the typed change on top of the other tab's, and
+that save goes through."""
 
 from __future__ import annotations
 
